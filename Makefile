@@ -1,0 +1,67 @@
+# active-learners: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+KAFKA := bash docker/kafka/kafka.sh
+RUN := .demo
+
+.PHONY: help install kafka kafka-stop topics worker notifier demo test unit lint schemas bench down clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv and install the project with dev extras (idempotent)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "install: $(PYTHON) not found (Python 3.11 is needed; set PYTHON=...)"; exit 1; }
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+kafka: ## start the local Kafka broker (KRaft, localhost:9092); no-op when running
+	@$(KAFKA) start
+
+kafka-stop: ## stop the local Kafka broker
+	@$(KAFKA) stop
+
+topics: install kafka ## create every topic (TOPIC_PREFIX, PARTITIONS respected)
+	@$(BIN)/active-learners topics
+
+worker: install kafka topics ## run a worker in the foreground
+	@$(BIN)/active-learners worker
+
+notifier: install kafka topics ## run the threshold e-mail notifier in the foreground
+	@$(BIN)/active-learners notifier
+
+demo: install kafka ## start broker + worker, produce a dataset, print the counts
+	@bash scripts/demo.sh
+
+test: install ## run every test (starts the broker itself; stops it if it started it)
+	$(BIN)/python -m pytest
+
+unit: install ## run the unit tests only (no broker)
+	$(BIN)/python -m pytest tests/unit
+
+lint: install ## ruff and mypy
+	$(BIN)/ruff check streams schemas tests
+	$(BIN)/ruff format --check streams schemas tests
+	$(BIN)/mypy streams schemas
+
+schemas: install ## regenerate schemas/json from the models
+	$(BIN)/python -m schemas.registry
+
+bench: install kafka ## measure end-to-end throughput (writes docs/benchmarks.md)
+	@$(BIN)/active-learners bench
+
+down: ## stop everything the Makefile started (demo worker, broker)
+	@if [ -f $(RUN)/worker.pid ] && kill -0 $$(cat $(RUN)/worker.pid) 2>/dev/null; then \
+	  kill $$(cat $(RUN)/worker.pid) && echo "worker: stopped"; fi; rm -f $(RUN)/worker.pid
+	@$(KAFKA) stop
+
+clean: down ## remove local state, broker data and the virtualenv
+	rm -rf .state $(RUN) .kafka/data .kafka/logs $(VENV)

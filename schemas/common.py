@@ -1,0 +1,87 @@
+"""Types shared by every topic: ids, timestamps, the base models."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+MAX_ID_LENGTH = 256
+
+
+class InputModel(BaseModel):
+    """An input record: frozen, unknown extra fields ignored (producers may add their own)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=False)
+
+
+class OutputModel(BaseModel):
+    """A record the service writes: frozen, and nothing but the contract's fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _require_text(value: Any) -> Any:
+    # RFC 3339 text only: pydantic would otherwise read a number as a Unix timestamp,
+    # and a producer sending epoch seconds must hear that it is wrong.
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an RFC 3339 timestamp string with an offset")
+    return value
+
+
+def _require_date_text(value: Any) -> Any:
+    if not isinstance(value, str | date):
+        raise ValueError("must be a date string YYYY-MM-DD")
+    if isinstance(value, str) and (len(value) != 10 or value[4] != "-" or value[7] != "-"):
+        raise ValueError("must be a date string YYYY-MM-DD")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_text)]
+"""An instant with an explicit UTC offset, e.g. `2026-03-01T10:00:00Z`. Naive times are refused."""
+
+CalendarDate = Annotated[date, BeforeValidator(_require_date_text)]
+"""A calendar date `YYYY-MM-DD`."""
+
+EntityId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^/]+$"),
+    Field(description="1 to 256 characters, no '/' (ids are joined with '/' into keys)"),
+]
+"""A tenant, learner, element or attempt id."""
+
+RequestId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_ID_LENGTH),
+    Field(description="1 to 256 characters"),
+]
+"""An event or request id chosen by the producer."""
+
+
+def _check_email(value: str) -> str:
+    local, at, domain = value.rpartition("@")
+    if not at or not local or "." not in domain or " " in value or domain.startswith("."):
+        raise ValueError(f"not an e-mail address: {value[:80]!r}")
+    return value
+
+
+EmailAddress = Annotated[
+    str, StringConstraints(min_length=3, max_length=320), AfterValidator(_check_email)
+]
+
+
+class WindowRef(OutputModel):
+    """An Active Window: [start, end) in the tenant's time zone, named by its local start date."""
+
+    start: date = Field(description="local start date of the window (inclusive)")
+    end: date = Field(description="local start date of the next window (exclusive)")
+    months: int = Field(description="window length in calendar months: 1, 3 or 12")

@@ -1,0 +1,55 @@
+"""`licenses`: compacted, key `tenant_id`; the latest license of a tenant governs its windows."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, Field, field_validator
+
+from schemas.common import CalendarDate, EmailAddress, EntityId, InputModel
+
+DEFAULT_THRESHOLDS = (80, 90, 100)
+EPOCH_ANCHOR = date(1970, 1, 1)
+
+ThresholdPct = Annotated[int, Field(ge=1, le=1000)]
+
+
+def _check_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone {name[:80]!r}") from exc
+    return name
+
+
+ZoneName = Annotated[str, Field(max_length=64), AfterValidator(_check_zone)]
+
+
+class License(InputModel):
+    """What a tenant bought: the Active Window, the licensed limit and who hears of thresholds."""
+
+    tenant_id: EntityId
+    cycle_start: CalendarDate = Field(
+        default=EPOCH_ANCHOR, description="Active Learner Start Date: the anchor of every window"
+    )
+    window_months: Literal[1, 3, 12] = Field(default=12, description="Active Window length")
+    learner_limit: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="licensed Active Learners; null = no limit, no threshold events"
+    )
+    thresholds: tuple[ThresholdPct, ...] = Field(
+        default=DEFAULT_THRESHOLDS, description="percentages of the limit that notify admins"
+    )
+    notify: tuple[EmailAddress, ...] = Field(default=(), description="who gets threshold e-mails")
+    timezone: ZoneName = Field(default="UTC", description="windows start at local midnight here")
+
+    @field_validator("thresholds")
+    @classmethod
+    def _sorted_unique(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(sorted(set(value)))
+
+
+def default_license(tenant_id: str) -> License:
+    """The license of a tenant that has none: 12-month windows from 1970-01-01 UTC, no limit."""
+    return License(tenant_id=tenant_id, thresholds=())

@@ -1,0 +1,1 @@
+"""active-learners: live, exact Active Learner counts per tenant, on Kafka and faust."""

@@ -1,0 +1,55 @@
+"""Settings, read from the environment once (see the README's configuration table)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+APP_NAME = "active-learners"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot use."""
+
+
+def _int_setting(env: dict[str, str] | os._Environ[str], name: str, default: int, low: int) -> int:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {text!r}") from None
+    if value < low:
+        raise ConfigError(f"{name} must be at least {low}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = "localhost:9092"
+    topic_prefix: str = ""
+    state_dir: Path = Path(".state")
+    web_port: int = 6066
+    partitions: int = 12
+    replication_factor: int = 1
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
+        return cls(
+            bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or "localhost:9092",
+            topic_prefix=env.get("TOPIC_PREFIX", ""),
+            state_dir=Path(env.get("STATE_DIR", "").strip() or ".state"),
+            web_port=_int_setting(env, "WEB_PORT", 6066, 1),
+            partitions=_int_setting(env, "PARTITIONS", 12, 1),
+            replication_factor=_int_setting(env, "REPLICATION_FACTOR", 1, 1),
+        )
+
+    @property
+    def app_id(self) -> str:
+        return f"{self.topic_prefix}{APP_NAME}"
+
+    def topic(self, name: str) -> str:
+        """The real name of a topic: TOPIC_PREFIX + its contract name."""
+        return f"{self.topic_prefix}{name}"

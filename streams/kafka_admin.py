@@ -1,0 +1,107 @@
+"""Creating and inspecting topics with kafka-python's admin client (used by the CLI and tests)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+
+from streams.config import Settings
+from streams.topics import TOPICS, TopicSpec
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(RuntimeError):
+    """The brokers named by KAFKA_BOOTSTRAP_SERVERS did not answer in time."""
+
+
+@dataclass(frozen=True)
+class TopicsReport:
+    created: tuple[str, ...]
+    existing: tuple[str, ...]
+
+
+def admin_client(settings: Settings, timeout_s: float = 15.0) -> KafkaAdminClient:
+    try:
+        return KafkaAdminClient(
+            bootstrap_servers=settings.bootstrap_servers.split(","),
+            client_id=f"{settings.app_id}-admin",
+            bootstrap_timeout_ms=int(timeout_s * 1000),
+            request_timeout_ms=int(timeout_s * 1000),
+        )
+    except (KafkaError, OSError) as exc:
+        raise BrokerUnavailable(
+            f"no Kafka broker answered at {settings.bootstrap_servers} within {timeout_s:g}s "
+            f"({type(exc).__name__})"
+        ) from exc
+
+
+def topic_configs(spec: TopicSpec) -> dict[str, str]:
+    if spec.compacted:
+        # Compacted topics keep the latest value per key for ever; tombstones linger a day so
+        # that a consumer catching up still sees the deletion.
+        return {"cleanup.policy": "compact", "delete.retention.ms": "86400000"}
+    return {"cleanup.policy": "delete"}
+
+
+def ensure_topics(
+    settings: Settings, specs: Iterable[TopicSpec] = TOPICS, timeout_s: float = 15.0
+) -> TopicsReport:
+    """Create every missing topic; leave existing ones alone. Idempotent."""
+    specs = list(specs)
+    admin = admin_client(settings, timeout_s)
+    try:
+        existing_names = set(admin.list_topics())
+        wanted = {settings.topic(spec.name): spec for spec in specs}
+        missing = {name: spec for name, spec in wanted.items() if name not in existing_names}
+        created: list[str] = []
+        existing = sorted(name for name in wanted if name in existing_names)
+        if missing:
+            request = {
+                name: {
+                    "num_partitions": settings.partitions,
+                    "replication_factor": settings.replication_factor,
+                    "configs": topic_configs(spec),
+                }
+                for name, spec in missing.items()
+            }
+            response = admin.create_topics(
+                request, timeout_ms=int(timeout_s * 1000), raise_errors=False,
+                wait_for_metadata=True,
+            )
+            for name in sorted(missing):
+                error = _topic_error(response, name)
+                if error is None:
+                    created.append(name)
+                elif error is TopicAlreadyExistsError:
+                    existing.append(name)  # created by someone else in between
+                else:
+                    raise RuntimeError(f"could not create topic {name}: {error.__name__}")
+        return TopicsReport(tuple(created), tuple(sorted(existing)))
+    finally:
+        admin.close()
+
+
+def _topic_error(response: dict, name: str) -> type[KafkaError] | None:
+    """The error class the broker gave for one topic of a CreateTopics response, or None."""
+    for topic in response.get("topics", []):
+        if topic["name"] == name and topic["error_code"] != 0:
+            return for_code(topic["error_code"])
+    return None
+
+
+def topic_config(settings: Settings, topic: str, key: str, timeout_s: float = 15.0) -> str | None:
+    """Read back one config value of a topic from the broker (e.g. cleanup.policy)."""
+    admin = admin_client(settings, timeout_s)
+    try:
+        result = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all"
+        )
+    finally:
+        admin.close()
+    entry = result.get("topic", {}).get(topic, {}).get(key)
+    return None if entry is None else entry["value"]

@@ -1,0 +1,63 @@
+"""Every topic the service reads or writes, declared once: name, key, partitions, compaction.
+
+Names are the contract's; `Settings.topic()` puts TOPIC_PREFIX in front. Internal topics carry
+commands between the stages; table changelogs are declared here too so that `active-learners
+topics` creates them compacted before any worker starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Contract topics (../shared/CONTRACT.md)
+LAUNCHES = "launches"
+LICENSES = "licenses"
+ATTEMPT_DELETIONS = "attempt-deletions"
+ACTIVE_LEARNER_COUNTS = "active-learner-counts"
+THRESHOLD_EVENTS = "threshold-events"
+ATTEMPTS = "attempts"
+DELETION_RECEIPTS = "deletion-receipts"
+DEAD_LETTERS = "dead-letters"
+
+# Internal topics
+LEARNER_COMMANDS = "learner-commands"
+TENANT_COMMANDS = "tenant-commands"
+
+# Table changelogs (never rename: a table's state lives in its changelog)
+LEARNER_STATE_CHANGELOG = "learner-state-changelog"
+LEARNER_LICENSES_CHANGELOG = "learner-licenses-changelog"
+TENANT_STATE_CHANGELOG = "tenant-state-changelog"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    key: str
+    compacted: bool
+    internal: bool
+    purpose: str
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(LAUNCHES, "tenant_id/learner_id (recommended)", False, False, "launch events in"),
+    TopicSpec(LICENSES, "tenant_id", True, False, "tenant licenses in"),
+    TopicSpec(ATTEMPT_DELETIONS, "tenant_id", False, False, "deletion commands in"),
+    TopicSpec(
+        ACTIVE_LEARNER_COUNTS, "tenant_id/window_start", True, False, "counts per tenant window"
+    ),
+    TopicSpec(THRESHOLD_EVENTS, "tenant_id", False, False, "threshold crossings"),
+    TopicSpec(
+        ATTEMPTS, "tenant_id/learner_id/attempt_id", True, False, "attempt records (a changelog)"
+    ),
+    TopicSpec(DELETION_RECEIPTS, "tenant_id", False, False, "one receipt per deletion request"),
+    TopicSpec(DEAD_LETTERS, "source key", False, False, "rejected input, with the reason"),
+    TopicSpec(LEARNER_COMMANDS, "tenant_id/learner_id", False, True, "ingest -> learner stage"),
+    TopicSpec(TENANT_COMMANDS, "tenant_id", False, True, "learner stage -> tenant stage"),
+    TopicSpec(
+        LEARNER_STATE_CHANGELOG, "tenant_id/learner_id", True, True, "learner memberships"
+    ),
+    TopicSpec(LEARNER_LICENSES_CHANGELOG, "tenant_id", True, True, "licenses per partition"),
+    TopicSpec(TENANT_STATE_CHANGELOG, "tenant_id/...", True, True, "tenant stage state"),
+)
+
+TOPICS_BY_NAME = {spec.name: spec for spec in TOPICS}

@@ -1,0 +1,64 @@
+"""Integration fixtures: a real Kafka broker for the session, a fresh topic prefix per test.
+
+The broker is started by the test session itself (docker/kafka/kafka.sh) when nothing answers on
+KAFKA_BOOTSTRAP_SERVERS, and stopped at the end if this session started it. A broker that cannot
+be started is an error, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.config import Settings
+from streams.kafka_admin import BrokerUnavailable, admin_client
+
+REPO = Path(__file__).resolve().parents[2]
+KAFKA_SCRIPT = REPO / "docker" / "kafka" / "kafka.sh"
+
+
+def _broker_answers(settings: Settings) -> bool:
+    try:
+        admin_client(settings, timeout_s=3).close()
+    except BrokerUnavailable:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Settings]:
+    settings = Settings.from_env()
+    started_here = False
+    if not _broker_answers(settings):
+        result = subprocess.run(
+            ["bash", str(KAFKA_SCRIPT), "start"], capture_output=True, text=True, timeout=600
+        )
+        if result.returncode != 0:
+            pytest.fail(
+                f"could not start the Kafka broker:\n{result.stdout}\n{result.stderr}",
+                pytrace=False,
+            )
+        started_here = True
+        if not _broker_answers(settings):
+            pytest.fail(f"Kafka broker started but does not answer at {settings.bootstrap_servers}")
+    yield settings
+    if started_here and not os.environ.get("KEEP_KAFKA"):
+        subprocess.run(["bash", str(KAFKA_SCRIPT), "stop"], capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A fresh TOPIC_PREFIX for one test, so tests never see each other's records."""
+    return f"test-{uuid.uuid4().hex[:10]}-"
+
+
+@pytest.fixture
+def settings(broker: Settings, prefix: str, tmp_path: Path) -> Settings:
+    from dataclasses import replace
+
+    return replace(broker, topic_prefix=prefix, state_dir=tmp_path / "state", partitions=4)

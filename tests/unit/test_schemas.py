@@ -1,0 +1,132 @@
+"""The wire contract: each model accepts the contract's examples and refuses bad input clearly."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from schemas.deletions import DeletionRequest
+from schemas.launches import Launch
+from schemas.licenses import License, default_license
+from schemas.registry import JSON_DIR, TOPIC_MODELS, json_schema_text
+
+LAUNCH = {
+    "event_id": "e-1",
+    "tenant_id": "acme",
+    "learner_id": "l-1",
+    "element_id": "course-7",
+    "attempt_id": "a-1",
+    "launched_at": "2026-03-01T10:00:00Z",
+    "content_type": "scorm",
+}
+LICENSE = {
+    "tenant_id": "acme",
+    "cycle_start": "2026-01-31",
+    "window_months": 1,
+    "learner_limit": 500,
+    "thresholds": [100, 80, 90],
+    "notify": ["admin@acme.example"],
+    "timezone": "Europe/Berlin",
+}
+DELETION = {
+    "request_id": "r-1",
+    "tenant_id": "acme",
+    "mode": "physical",
+    "requested_at": "2026-03-01T10:00:00+01:00",
+    "older_than": "2025-07-01T00:00:00Z",
+}
+
+
+def test_launch_accepts_contract_example_and_applies_defaults() -> None:
+    launch = Launch.model_validate(LAUNCH)
+    assert launch.launched_at == datetime(2026, 3, 1, 10, tzinfo=UTC)
+    assert (launch.tracking, launch.launched_by) == ("tracked", "learner")
+
+
+def test_launch_ignores_unknown_fields() -> None:
+    launch = Launch.model_validate({**LAUNCH, "browser": "firefox"})
+    assert not hasattr(launch, "browser")
+
+
+def test_license_accepts_contract_example_and_sorts_thresholds() -> None:
+    lic = License.model_validate(LICENSE)
+    assert lic.cycle_start == date(2026, 1, 31)
+    assert lic.thresholds == (80, 90, 100)
+
+
+def test_default_license_matches_contract() -> None:
+    lic = default_license("t")
+    assert (lic.cycle_start, lic.window_months, lic.timezone) == (date(1970, 1, 1), 12, "UTC")
+    assert (lic.learner_limit, lic.thresholds) == (None, ())
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        {"attempts": [{"learner_id": "l-1", "attempt_id": "a-1"}]},
+        {"learner_ids": ["l-1", "l-2"]},
+        {"older_than": "2025-07-01T00:00:00Z"},
+    ],
+)
+def test_deletion_accepts_each_selector(selector: dict) -> None:
+    base = {k: v for k, v in DELETION.items() if k != "older_than"}
+    request = DeletionRequest.model_validate({**base, **selector})
+    assert request.request_id == "r-1"
+
+
+# (model, changes to its example, words the error message must contain)
+REJECTIONS = [
+    (Launch, {"launched_at": "2026-03-01T10:00:00"}, "timezone"),
+    (Launch, {"launched_at": 1772359200}, "RFC 3339"),
+    (Launch, {"tracking": "sometimes"}, "tracked"),
+    (Launch, {"launched_by": "robot"}, "learner"),
+    (Launch, {"learner_id": "x" * 300_000}, "at most 256"),
+    (Launch, {"tenant_id": "a/b"}, "pattern"),
+    (Launch, {"attempt_id": ""}, "at least 1"),
+    (Launch, {"element_id": None}, "string"),
+    (License, {"window_months": 2}, "window_months"),
+    (License, {"timezone": "Mars/Olympus_Mons"}, "unknown IANA time zone"),
+    (License, {"thresholds": [0]}, "greater than or equal to 1"),
+    (License, {"thresholds": [1001]}, "less than or equal to 1000"),
+    (License, {"learner_limit": 0}, "greater than or equal to 1"),
+    (License, {"cycle_start": "2026-1-5"}, "YYYY-MM-DD"),
+    (License, {"notify": ["not-an-address"]}, "e-mail"),
+    (DeletionRequest, {"learner_ids": ["l-1"]}, "exactly one selector"),
+    (DeletionRequest, {"older_than": None}, "got none"),
+    (DeletionRequest, {"mode": "shred"}, "physical"),
+    (DeletionRequest, {"requested_at": "yesterday"}, "datetime"),
+]
+
+
+def _example(model: type) -> dict:
+    return {Launch: LAUNCH, License: LICENSE, DeletionRequest: DELETION}[model]
+
+
+@pytest.mark.parametrize(("model", "changes", "words"), REJECTIONS)
+def test_models_reject_bad_input_with_readable_message(model, changes, words) -> None:
+    record = {**_example(model), **changes}
+    record = {k: v for k, v in record.items() if v is not None or k != "older_than"}
+    with pytest.raises(ValidationError) as info:
+        model.model_validate(record)
+    message = str(info.value)
+    assert words in message
+    assert len(message) < 2_000, "an error message must stay readable, even for a 300 KB id"
+
+
+def test_missing_required_field_is_named() -> None:
+    record = {k: v for k, v in LAUNCH.items() if k != "attempt_id"}
+    with pytest.raises(ValidationError, match="attempt_id"):
+        Launch.model_validate(record)
+
+
+@pytest.mark.parametrize("topic", sorted(TOPIC_MODELS))
+def test_json_schema_files_match_the_models(topic: str) -> None:
+    path = JSON_DIR / f"{topic}.json"
+    assert path.exists(), f"{path} is missing: run `make schemas`"
+    assert path.read_text(encoding="utf-8") == json_schema_text(topic), (
+        f"{path} differs from the models: run `make schemas`"
+    )
+    assert json.loads(path.read_text())["title"].startswith(topic)
