@@ -33,6 +33,24 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.kafka_admin import BrokerUnavailable, ensure_topics
+
+    try:
+        ensure_topics(settings, timeout_s=args.timeout)
+    except BrokerUnavailable as exc:
+        raise CommandError(str(exc)) from exc
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+
+    from faust.worker import Worker
+
+    from streams.app import load
+
+    worker = Worker(load(), loglevel=args.loglevel, quiet=True)
+    worker.execute_from_commandline()  # runs until SIGTERM/SIGINT; exits the process itself
+    return 0
+
+
 def _replace(settings: Settings, **changes: object) -> Settings:
     from dataclasses import replace
 
@@ -79,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=_positive_float, default=15.0, help="seconds to wait for the broker"
     )
     topics.set_defaults(handler=cmd_topics)
+
+    worker = commands.add_parser("worker", help="run a worker (all three stages) until stopped")
+    worker.add_argument(
+        "--loglevel", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    worker.add_argument(
+        "--timeout", type=_positive_float, default=30.0, help="seconds to wait for the broker"
+    )
+    worker.set_defaults(handler=cmd_worker)
     return parser
 
 

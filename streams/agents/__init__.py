@@ -1,0 +1,1 @@
+"""Thin faust shells: decode -> call the domain -> write tables -> send."""

@@ -1,0 +1,120 @@
+"""Tenant stage: licenses, partial counts summed per window, `active-learner-counts` records.
+
+Keys of the `tenant-state` table (all of a tenant's keys live in its tenant-commands partition):
+  lic/{tenant}              {"license": {...} | None}
+  part/{tenant}/{partition} the latest partial count from that learner partition
+  pub/{tenant}              {window start: [active, total]} as last published
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from faust.types import StreamT
+
+from streams import channels, metrics
+from streams.app import app, settings
+from streams.dead_letters import encode
+from streams.domain.tenants import count_record, newer_partial, plan_publication, sum_partials
+from streams.licensing import cut_of, license_from
+from streams.partition_scan import scan_prefix
+from streams.tables import tenant_state
+
+log = logging.getLogger(__name__)
+
+TICK_INTERVAL_S = 15.0
+
+
+def _license_key(tenant_id: str) -> bytes:
+    return f"lic/{tenant_id}".encode()
+
+
+def _partial_key(tenant_id: str, partition: int) -> bytes:
+    return f"part/{tenant_id}/{partition}".encode()
+
+
+def _published_key(tenant_id: str) -> bytes:
+    return f"pub/{tenant_id}".encode()
+
+
+class TenantStage:
+    async def on_license(self, command: dict[str, Any], now: datetime) -> None:
+        tenant_id = command["tenant_id"]
+        incoming = {"license": command["license"]}
+        if tenant_state.get(_license_key(tenant_id)) == incoming:
+            return  # a replay of the license we have
+        tenant_state[_license_key(tenant_id)] = incoming
+        # Limit or licensed flag may have changed: every record of the tenant is written again.
+        await self.publish(tenant_id, now, republish=True)
+
+    async def on_partial(self, command: dict[str, Any], now: datetime) -> None:
+        tenant_id, partition = command["tenant_id"], int(command["partition"])
+        key = _partial_key(tenant_id, partition)
+        if not newer_partial(tenant_state.get(key), command):
+            return  # a late report from an earlier owner of that partition
+        tenant_state[key] = {
+            name: command[name] for name in ("epoch", "seq", "cut", "windows", "total")
+        }
+        await self.publish(tenant_id, now)
+
+    async def on_tick(self, partition: int, now: datetime) -> None:
+        """Wall-clock tick: give every tenant whose new window began its zero record."""
+        for key, _ in scan_prefix(tenant_state, partition, b"pub/"):
+            await self.publish(key[len(b"pub/") :].decode(), now)
+
+    async def publish(self, tenant_id: str, now: datetime, republish: bool = False) -> None:
+        stored_license = tenant_state.get(_license_key(tenant_id))
+        license_, licensed = license_from(tenant_id, stored_license)
+        cut = cut_of(stored_license)
+        partials = [
+            partial
+            for partition in range(settings.partitions)
+            if (partial := tenant_state.get(_partial_key(tenant_id, partition))) is not None
+        ]
+        sums = sum_partials(partials, cut)
+        published = tenant_state.get(_published_key(tenant_id)) or {}
+        plan = plan_publication(cut, published, sums, now, republish=republish)
+        if not plan.changed and published:
+            return
+        tenant_state[_published_key(tenant_id)] = plan.published
+        for update in plan.updates:
+            record = count_record(tenant_id, update, license_.learner_limit, licensed, now)
+            key = f"{tenant_id}/{update.window.start.isoformat()}".encode()
+            await channels.active_learner_counts.send(key=key, value=encode(record))
+            metrics.count_records_total.labels("update").inc()
+        for start in plan.tombstones:
+            await channels.active_learner_counts.send(key=f"{tenant_id}/{start}".encode(), value=None)
+            metrics.count_records_total.labels("tombstone").inc()
+
+
+stage = TenantStage()
+
+
+@app.agent(channels.tenant_commands)
+async def tenants(stream: StreamT) -> None:
+    async for event in stream.events():
+        command = event.value
+        kind = command.get("type") if isinstance(command, dict) else None
+        now = datetime.now(UTC)
+        if kind == "partial":
+            await stage.on_partial(command, now)
+        elif kind == "license":
+            await stage.on_license(command, now)
+        elif kind == "tick":
+            await stage.on_tick(event.message.partition, datetime.fromisoformat(command["now"]))
+        else:
+            log.error("tenant-commands: unknown command %.200r", command)
+
+
+@app.timer(interval=TICK_INTERVAL_S)
+async def tick_new_windows() -> None:
+    """Ask each tenant partition this worker owns to open windows that began by the wall clock."""
+    topic = channels.tenant_commands.get_topic_name()
+    now = datetime.now(UTC).isoformat()
+    for tp in app.assignor.assigned_actives():
+        if tp.topic == topic:
+            await channels.tenant_commands.send(
+                key=b"tick", value={"type": "tick", "now": now}, partition=tp.partition
+            )

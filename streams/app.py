@@ -1,0 +1,49 @@
+"""The faust application: one app, three stages (ingest, learners, tenants), settings from the env.
+
+Importing this module builds the app from the environment once; `active-learners worker` runs it.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from streams.config import Settings
+
+settings = Settings.from_env()
+
+
+def _broker_url(servers: str) -> str:
+    return ";".join(f"kafka://{server.strip()}" for server in servers.split(",") if server.strip())
+
+
+app = faust.App(
+    settings.app_id,
+    broker=_broker_url(settings.bootstrap_servers),
+    store="rocksdb://",
+    datadir=str(settings.state_dir),
+    web_port=settings.web_port,
+    web_host="127.0.0.1" if settings.web_port else None,
+    topic_partitions=settings.partitions,
+    topic_replication_factor=settings.replication_factor,
+    # A new deployment reads its inputs from the beginning: licenses and launches written before
+    # the first worker started must count.
+    consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
+    # State survives restarts on local disk and moves with partitions through the changelogs;
+    # standby replicas would double the changelog reads on a 2-core host.
+    table_standby_replicas=0,
+    # The service never relies on exactly-once (see docs/architecture.md).
+    processing_guarantee="at_least_once",
+    stream_buffer_maxsize=8192,
+    producer_linger_ms=5,
+    producer_max_batch_size=512 * 1024,
+    logging_config=None,
+)
+
+
+def load() -> faust.App:
+    """Register every topic, table, agent, timer and web view on the app."""
+    from streams import web  # noqa: F401
+    from streams.agents import ingest, learners, tenants  # noqa: F401
+
+    return app

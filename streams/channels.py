@@ -1,0 +1,64 @@
+"""The faust topic objects of the specs in streams/topics.py (names with TOPIC_PREFIX).
+
+Input topics are read as raw bytes: decoding is the ingest stage's job, so that a record that is
+not even JSON reaches the dead-letter topic instead of crashing the worker in a codec.
+"""
+
+from __future__ import annotations
+
+from faust.types import TopicT
+
+from streams import topics
+from streams.app import app, settings
+
+
+def _raw(name: str, *, internal: bool = False, compacting: bool = False) -> TopicT:
+    return app.topic(
+        settings.topic(name),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+        internal=internal,
+        compacting=compacting or None,
+    )
+
+
+def _json(name: str) -> TopicT:
+    return app.topic(
+        settings.topic(name),
+        key_type=bytes,
+        key_serializer="raw",
+        value_serializer="json",
+        partitions=settings.partitions,
+        internal=True,
+    )
+
+
+launches = _raw(topics.LAUNCHES)
+licenses = _raw(topics.LICENSES)
+attempt_deletions = _raw(topics.ATTEMPT_DELETIONS)
+
+active_learner_counts = _raw(topics.ACTIVE_LEARNER_COUNTS)
+threshold_events = _raw(topics.THRESHOLD_EVENTS)
+deletion_receipts = _raw(topics.DELETION_RECEIPTS)
+dead_letters = _raw(topics.DEAD_LETTERS)
+
+learner_commands = _json(topics.LEARNER_COMMANDS)
+tenant_commands = _json(topics.TENANT_COMMANDS)
+
+
+def changelog(name: str) -> TopicT:
+    """A compacted changelog topic for a table, with the name declared in streams/topics.py."""
+    return app.topic(
+        settings.topic(name),
+        key_type=bytes,
+        key_serializer="raw",
+        value_serializer="json",
+        partitions=settings.partitions,
+        compacting=True,
+        deleting=False,
+        acks=False,
+        internal=True,
+    )
