@@ -51,6 +51,161 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.dataset import DatasetSpec, dumps, generate
+
+    now = _parse_instant(args.now) if args.now else None
+    spec = DatasetSpec(launches=args.launches, tenants=args.tenants, seed=args.seed, now=now)
+    out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        written = 0
+        for record in generate(spec):
+            out.write(dumps(record) + "\n")
+            written += 1
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if args.out != "-":
+        print(f"wrote {written} records to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from streams.kafka_admin import BrokerUnavailable, admin_client
+    from streams.kafka_io import key_of, produce_records, topic_of
+    from streams.topics import ATTEMPT_DELETIONS, LAUNCHES, LICENSES
+
+    try:
+        admin_client(settings, timeout_s=args.timeout).close()
+    except BrokerUnavailable as exc:
+        raise CommandError(str(exc)) from exc
+    source = sys.stdin if args.file == "-" else _open_input(args.file)
+    counts: dict[str, int] = {LAUNCHES: 0, LICENSES: 0, ATTEMPT_DELETIONS: 0}
+
+    def records():  # type: ignore[no-untyped-def]
+        for number, line in enumerate(source, start=1):
+            if not line.strip():
+                continue
+            if args.topic:
+                topic, key, value = args.topic, None, line.rstrip("\n").encode()
+                try:
+                    key = key_of(topic, json.loads(line))
+                except (ValueError, AttributeError):
+                    pass  # sent as it is: the service dead-letters what it cannot read
+            else:
+                try:
+                    record = json.loads(line)
+                    if not isinstance(record, dict):
+                        raise ValueError("not a JSON object")
+                    topic = topic_of(record)
+                except ValueError as exc:
+                    raise CommandError(
+                        f"{args.file}:{number}: {exc} (use --topic to send lines as they are)"
+                    ) from None
+                key, value = key_of(topic, record), line.rstrip("\n").encode()
+            counts[topic] = counts.get(topic, 0) + 1
+            yield topic, key, value
+
+    def progress(sent: int) -> None:
+        print(f"  {sent:,} records sent", file=sys.stderr)
+
+    try:
+        sent = produce_records(settings, records(), progress)
+    finally:
+        if source is not sys.stdin:
+            source.close()
+    summary = ", ".join(f"{n:,} to {settings.topic(t)}" for t, n in counts.items() if n)
+    print(f"produced {sent:,} records: {summary or 'nothing'}")
+    return 0
+
+
+def cmd_counts(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.kafka_admin import BrokerUnavailable, admin_client
+    from streams.kafka_io import current_counts
+
+    try:
+        admin_client(settings, timeout_s=args.timeout).close()
+    except BrokerUnavailable as exc:
+        raise CommandError(str(exc)) from exc
+    counts = current_counts(settings, timeout_s=max(args.timeout, 60))
+    rows = [
+        record
+        for (tenant, _), record in sorted(counts.items())
+        if args.tenant is None or tenant == args.tenant
+    ]
+    if args.current:
+        latest: dict[str, dict] = {}
+        for record in rows:  # windows are sorted by start: the last one is the current one
+            latest[record["tenant_id"]] = record
+        rows = list(latest.values())
+    if args.tenant is not None and not rows:
+        raise CommandError(f"no counts for tenant {args.tenant!r} in {settings.topic('active-learner-counts')}")
+    print(format_counts_table(rows))
+    return 0
+
+
+def format_counts_table(rows: list[dict]) -> str:
+    header = ("tenant", "window", "active", "total", "limit", "utilization")
+    lines = [header]
+    for record in rows:
+        window = record["window"]
+        limit = record["learner_limit"]
+        pct = record["utilization_pct"]
+        lines.append(
+            (
+                record["tenant_id"] + ("" if record["licensed"] else " (unlicensed)"),
+                f"{window['start']} .. {window['end']} ({window['months']}m)",
+                f"{record['active_learners']:,}",
+                f"{record['total_learners']:,}",
+                "-" if limit is None else f"{limit:,}",
+                "-" if pct is None else f"{pct:.1f}%",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for n, line in enumerate(lines):
+        cells = [
+            cell.ljust(width) if i < 2 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ]
+        out.append("  ".join(cells).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * width for width in widths))
+    return "\n".join(out)
+
+
+def cmd_settle(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.settle import wait_until_settled
+
+    try:
+        waited = wait_until_settled(settings, timeout_s=args.timeout)
+    except TimeoutError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"settled after {waited:.1f}s")
+    return 0
+
+
+def _open_input(path: str):  # type: ignore[no-untyped-def]
+    try:
+        return open(path, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _parse_instant(text: str):  # type: ignore[no-untyped-def]
+    from datetime import datetime
+
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CommandError(f"--now: not an RFC 3339 timestamp: {text!r}") from None
+    if value.tzinfo is None:
+        raise CommandError(f"--now: needs an offset, e.g. {text}Z")
+    return value
+
+
 def _replace(settings: Settings, **changes: object) -> Settings:
     from dataclasses import replace
 
@@ -106,6 +261,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=_positive_float, default=30.0, help="seconds to wait for the broker"
     )
     worker.set_defaults(handler=cmd_worker)
+
+    generate = commands.add_parser("generate", help="write a realistic seeded dataset (JSON lines)")
+    generate.add_argument("--launches", type=_positive_int, default=300_000)
+    generate.add_argument("--tenants", type=_positive_int, default=24)
+    generate.add_argument("--seed", type=int, default=7)
+    generate.add_argument("--now", help="end of the generated history (default 2026-11-28T00:00Z)")
+    generate.add_argument("--out", default="-", help="file to write, - for stdout (default)")
+    generate.set_defaults(handler=cmd_generate)
+
+    produce = commands.add_parser("produce", help="send JSON lines to their topics")
+    produce.add_argument("file", help="JSON lines file, or - for stdin")
+    produce.add_argument(
+        "--topic", choices=["launches", "licenses", "attempt-deletions"],
+        help="send every line as it is to this topic (default: tell each line's topic by its fields)",
+    )
+    produce.add_argument("--timeout", type=_positive_float, default=15.0)
+    produce.set_defaults(handler=cmd_produce)
+
+    counts = commands.add_parser("counts", help="print the Active Learner counts per tenant window")
+    counts.add_argument("--tenant", help="only this tenant")
+    counts.add_argument("--current", action="store_true", help="only each tenant's latest window")
+    counts.add_argument("--timeout", type=_positive_float, default=15.0)
+    counts.set_defaults(handler=cmd_counts)
+
+    settle = commands.add_parser("settle", help="wait until the worker has processed all input")
+    settle.add_argument("--timeout", type=_positive_float, default=600.0)
+    settle.set_defaults(handler=cmd_settle)
     return parser
 
 

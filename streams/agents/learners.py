@@ -33,7 +33,7 @@ from streams.tables import attempts, learner_licenses, learner_state
 
 log = logging.getLogger(__name__)
 
-FLUSH_INTERVAL_S = 0.2
+FLUSH_INTERVAL_S = 1.0
 
 
 class LearnerStage:
@@ -50,7 +50,7 @@ class LearnerStage:
     async def on_attempt(self, command: dict[str, Any], partition: int, offset: int) -> None:
         tenant_id, learner_id = command["tenant_id"], command["learner_id"]
         cut = cut_of(learner_licenses.get(tenant_id.encode()))
-        counts = self.counters.touch(partition, tenant_id, cut.id, offset)
+        counts = self.counters.at_offset(partition, tenant_id, cut.id, offset)
         launched_at = datetime.fromisoformat(command["launched_at"])
         key = f"{tenant_id}/{learner_id}/{command['attempt_id']}".encode()
         outcome = classify_attempt(attempts.get(key), command["element_id"], launched_at)
@@ -75,6 +75,8 @@ class LearnerStage:
             counts.windows[change.window] = counts.windows.get(change.window, 0) + 1
         if change.joined_tenant:
             counts.total += 1
+        if change.joined_window or change.joined_tenant:
+            self.counters.mark_dirty(partition, tenant_id)
 
     async def _dead_letter(self, reason: str, detail: str, command: dict[str, Any]) -> None:
         topic, source_partition, source_offset = command["source"]
@@ -101,9 +103,9 @@ class LearnerStage:
         old_cut, new_cut = cut_of(stored), cut_of(incoming)
         if stored != incoming:
             learner_licenses[key] = incoming
+        self.counters.at_offset(partition, tenant_id, old_cut.id, offset)
         if new_cut != old_cut:
             self.recut(partition, tenant_id, new_cut)
-        self.counters.touch(partition, tenant_id, new_cut.id, offset)
 
     def recut(self, partition: int, tenant_id: str, cut: Cut) -> None:
         """Recompute the memberships of a tenant's learners in this partition under a new cut."""
@@ -148,21 +150,20 @@ class LearnerStage:
             )
 
     def partial_commands(self) -> list[dict[str, Any]]:
-        commands = []
+        """One command per dirty tenant, carrying the counts of each of its dirty partitions."""
+        by_tenant: dict[str, dict[str, Any]] = {}
         for partition, tenant_id, counts in self.counters.take_dirty():
-            commands.append(
-                {
-                    "type": "partial",
-                    "tenant_id": tenant_id,
-                    "partition": partition,
-                    "epoch": self.epoch(partition),
-                    "seq": counts.seq,
-                    "cut": counts.cut_id,
-                    "windows": counts.windows,
-                    "total": counts.total,
-                }
-            )
-        return commands
+            by_tenant.setdefault(tenant_id, {})[str(partition)] = {
+                "epoch": self.epoch(partition),
+                "seq": counts.seq,
+                "cut": counts.cut_id,
+                "windows": counts.windows,
+                "total": counts.total,
+            }
+        return [
+            {"type": "partials", "tenant_id": tenant_id, "parts": parts}
+            for tenant_id, parts in by_tenant.items()
+        ]
 
 
 def _conflict_detail(stored: dict[str, Any], command: dict[str, Any]) -> str:

@@ -2,7 +2,7 @@
 
 Keys of the `tenant-state` table (all of a tenant's keys live in its tenant-commands partition):
   lic/{tenant}              {"license": {...} | None}
-  part/{tenant}/{partition} the latest partial count from that learner partition
+  parts/{tenant}            {learner partition: its latest partial count}
   pub/{tenant}              {window start: [active, total]} as last published
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 from faust.types import StreamT
 
 from streams import channels, metrics
-from streams.app import app, settings
+from streams.app import app
 from streams.dead_letters import encode
-from streams.domain.tenants import count_record, newer_partial, plan_publication, sum_partials
+from streams.domain.tenants import count_record, merge_partials, plan_publication, sum_partials
 from streams.licensing import cut_of, license_from
 from streams.partition_scan import scan_prefix
 from streams.tables import tenant_state
@@ -31,8 +31,8 @@ def _license_key(tenant_id: str) -> bytes:
     return f"lic/{tenant_id}".encode()
 
 
-def _partial_key(tenant_id: str, partition: int) -> bytes:
-    return f"part/{tenant_id}/{partition}".encode()
+def _partials_key(tenant_id: str) -> bytes:
+    return f"parts/{tenant_id}".encode()
 
 
 def _published_key(tenant_id: str) -> bytes:
@@ -49,35 +49,39 @@ class TenantStage:
         # Limit or licensed flag may have changed: every record of the tenant is written again.
         await self.publish(tenant_id, now, republish=True)
 
-    async def on_partial(self, command: dict[str, Any], now: datetime) -> None:
-        tenant_id, partition = command["tenant_id"], int(command["partition"])
-        key = _partial_key(tenant_id, partition)
-        if not newer_partial(tenant_state.get(key), command):
-            return  # a late report from an earlier owner of that partition
-        tenant_state[key] = {
-            name: command[name] for name in ("epoch", "seq", "cut", "windows", "total")
-        }
-        await self.publish(tenant_id, now)
+    async def on_partials(self, command: dict[str, Any], now: datetime) -> None:
+        """Partial counts of one tenant from one or more learner partitions."""
+        tenant_id = command["tenant_id"]
+        key = _partials_key(tenant_id)
+        stored = tenant_state.get(key) or {}
+        merged = merge_partials(stored, command["parts"])
+        if merged == stored:
+            return  # late reports from an earlier owner, or a replay
+        tenant_state[key] = merged
+        await self.publish(tenant_id, now, partials=merged)
 
     async def on_tick(self, partition: int, now: datetime) -> None:
         """Wall-clock tick: give every tenant whose new window began its zero record."""
         for key, _ in scan_prefix(tenant_state, partition, b"pub/"):
             await self.publish(key[len(b"pub/") :].decode(), now)
 
-    async def publish(self, tenant_id: str, now: datetime, republish: bool = False) -> None:
+    async def publish(
+        self,
+        tenant_id: str,
+        now: datetime,
+        republish: bool = False,
+        partials: dict[str, Any] | None = None,
+    ) -> None:
         stored_license = tenant_state.get(_license_key(tenant_id))
-        license_, licensed = license_from(tenant_id, stored_license)
         cut = cut_of(stored_license)
-        partials = [
-            partial
-            for partition in range(settings.partitions)
-            if (partial := tenant_state.get(_partial_key(tenant_id, partition))) is not None
-        ]
-        sums = sum_partials(partials, cut)
+        if partials is None:
+            partials = tenant_state.get(_partials_key(tenant_id)) or {}
+        sums = sum_partials(partials.values(), cut)
         published = tenant_state.get(_published_key(tenant_id)) or {}
         plan = plan_publication(cut, published, sums, now, republish=republish)
-        if not plan.changed and published:
+        if not plan.changed:
             return
+        license_, licensed = license_from(tenant_id, stored_license)
         tenant_state[_published_key(tenant_id)] = plan.published
         for update in plan.updates:
             record = count_record(tenant_id, update, license_.learner_limit, licensed, now)
@@ -98,8 +102,8 @@ async def tenants(stream: StreamT) -> None:
         command = event.value
         kind = command.get("type") if isinstance(command, dict) else None
         now = datetime.now(UTC)
-        if kind == "partial":
-            await stage.on_partial(command, now)
+        if kind == "partials":
+            await stage.on_partials(command, now)
         elif kind == "license":
             await stage.on_license(command, now)
         elif kind == "tick":

@@ -87,8 +87,9 @@ class PartitionCounters:
     """The derived counters of the learner partitions this worker owns.
 
     Kept in memory because they are small (tenants x windows) and rebuilt from RocksDB when
-    partitions are assigned; every change is marked dirty and flushed as an absolute partial
-    count, so a lost flush is repaired by the next one.
+    partitions are assigned. Every change marks the tenant dirty; a timer flushes dirty tenants
+    as absolute partial counts. A flush lost in a crash is repaired by the rebuild of the next
+    owner, which reports every tenant of the partition under a new epoch.
     """
 
     def __init__(self) -> None:
@@ -102,12 +103,15 @@ class PartitionCounters:
             counts = tenants[tenant_id] = TenantCounts(cut_id=cut_id)
         return counts
 
-    def touch(self, partition: int, tenant_id: str, cut_id: str, seq: int) -> TenantCounts:
-        """Mark a tenant dirty after a command at offset `seq` (even a no-op one, see flush)."""
+    def at_offset(self, partition: int, tenant_id: str, cut_id: str, seq: int) -> TenantCounts:
+        """The tenant's counts, stamped with the offset of the command being applied."""
         counts = self.tenant(partition, tenant_id, cut_id)
         counts.seq = max(counts.seq, seq)
-        self._dirty.add((partition, tenant_id))
         return counts
+
+    def mark_dirty(self, partition: int, tenant_id: str) -> None:
+        """The tenant's counts changed: the next flush reports them."""
+        self._dirty.add((partition, tenant_id))
 
     def replace(self, partition: int, tenant_id: str, counts: TenantCounts) -> None:
         self._counts.setdefault(partition, {})[tenant_id] = counts

@@ -26,6 +26,17 @@ def newer_partial(stored: Partial | None, incoming: Partial) -> bool:
     return (incoming["epoch"], incoming["seq"]) >= (stored["epoch"], stored["seq"])
 
 
+def merge_partials(
+    stored: Mapping[str, Partial], incoming: Mapping[str, Partial]
+) -> dict[str, Partial]:
+    """The stored partials per learner partition, updated with the newer incoming ones."""
+    merged = dict(stored)
+    for partition, partial in incoming.items():
+        if newer_partial(merged.get(partition), partial):
+            merged[partition] = partial
+    return merged
+
+
 @dataclass(frozen=True)
 class TenantSums:
     windows: dict[str, int]

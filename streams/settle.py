@@ -1,0 +1,66 @@
+"""Waiting until a deployment has processed everything written to its inputs so far.
+
+Settled means: the app's consumer group has committed every offset of its input and internal
+topics, and the counts topic has not grown for `quiet_s` seconds (the partial-count timer and
+the tenant stage have had their say).
+"""
+
+from __future__ import annotations
+
+import time
+
+from kafka import KafkaConsumer, TopicPartition
+
+from streams import topics
+from streams.config import Settings
+from streams.kafka_admin import admin_client
+
+WATCHED = (topics.LAUNCHES, topics.LICENSES, topics.LEARNER_COMMANDS, topics.TENANT_COMMANDS)
+
+
+def group_lag(settings: Settings) -> int:
+    """Records of the watched topics that the app's consumer group has not committed yet."""
+    admin = admin_client(settings)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","))
+    try:
+        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+        tps = []
+        for name in WATCHED:
+            real = settings.topic(name)
+            for partition in consumer.partitions_for_topic(real) or ():
+                tps.append(TopicPartition(real, partition))
+        ends = consumer.end_offsets(tps)
+        lag = 0
+        for tp in tps:
+            done = committed.get(tp)
+            lag += ends[tp] - (done.offset if done is not None and done.offset >= 0 else 0)
+        return lag
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def counts_end_offset(settings: Settings) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","))
+    try:
+        name = settings.topic(topics.ACTIVE_LEARNER_COUNTS)
+        tps = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
+        return sum(consumer.end_offsets(tps).values())
+    finally:
+        consumer.close()
+
+
+def wait_until_settled(settings: Settings, timeout_s: float = 300.0, quiet_s: float = 3.0) -> float:
+    """Block until settled; returns the seconds waited. Raises TimeoutError at the deadline."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    last_end, quiet_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        lag = group_lag(settings)
+        end = counts_end_offset(settings)
+        if end != last_end or lag > 0:
+            last_end, quiet_since = end, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise TimeoutError(f"not settled after {timeout_s:g}s (lag {group_lag(settings)})")

@@ -1,0 +1,75 @@
+"""Garbage of every kind becomes a clear rejection, never an exception."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from schemas.launches import Launch
+from streams.dead_letters import MAX_RAW_BYTES, dead_letter
+from streams.decoding import Rejected, decode, future_rejection
+
+GOOD = {
+    "event_id": "e",
+    "tenant_id": "t",
+    "learner_id": "l",
+    "element_id": "x",
+    "attempt_id": "a",
+    "launched_at": "2026-03-01T10:00:00Z",
+}
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        (None, "null"),
+        (b"", "empty"),
+        (b"   ", "empty"),
+        (b"\xff\xfe\x00", "not UTF-8"),
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "not an object"),
+        (b'"text"', "not an object"),
+        (json.dumps({**GOOD, "launched_at": 5}).encode(), "launched_at"),
+        (json.dumps({**GOOD, "launched_at": "2026-03-01T10:00:00"}).encode(), "timezone"),
+        (json.dumps({k: v for k, v in GOOD.items() if k != "tenant_id"}).encode(), "tenant_id"),
+        (json.dumps({**GOOD, "learner_id": "x" * 300_000}).encode(), "learner_id"),
+    ],
+)
+def test_bad_launches_are_rejected_as_invalid(raw: bytes | None, words: str) -> None:
+    result = decode(Launch, raw)
+    assert isinstance(result, Rejected)
+    assert result.reason == "invalid"
+    assert words in result.detail
+    assert "\n" not in result.detail and len(result.detail) <= 600
+
+
+def test_good_launch_decodes() -> None:
+    result = decode(Launch, json.dumps(GOOD).encode())
+    assert isinstance(result, Launch)
+
+
+def test_future_is_more_than_an_hour_ahead() -> None:
+    now = datetime(2026, 3, 1, 10, tzinfo=UTC)
+    assert future_rejection(datetime(2026, 3, 1, 11, tzinfo=UTC), now) is None
+    late = future_rejection(datetime(2026, 3, 1, 11, 0, 1, tzinfo=UTC), now)
+    assert late is not None and late.reason == "future"
+
+
+def test_dead_letter_keeps_raw_text_or_base64() -> None:
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    text = dead_letter("invalid", "d", b"garbage", "launches", 1, 7, now)
+    assert (text["raw"], "raw_encoding" in text) == ("garbage", False)
+    assert text["source"] == {"topic": "launches", "partition": 1, "offset": 7}
+    binary = dead_letter("invalid", "d", b"\xff\x00", "launches", 1, 8, now)
+    assert binary["raw_encoding"] == "base64"
+    assert base64.b64decode(binary["raw"]) == b"\xff\x00"
+
+
+def test_dead_letter_of_a_huge_record_stays_under_the_message_limit() -> None:
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    record = dead_letter("invalid", "too big", b"x" * 2_000_000, "launches", 0, 0, now)
+    assert len(record["raw"]) == MAX_RAW_BYTES
+    assert "truncated" in record["detail"]
