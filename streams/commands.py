@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="run a worker (all three stages) until stopped")
     worker.add_argument(
-        "--loglevel", default="info", choices=["debug", "info", "warning", "error"]
+        "--loglevel", default="info", choices=["debug", "info", "warn", "error", "crit"]
     )
     worker.add_argument(
         "--timeout", type=_positive_float, default=30.0, help="seconds to wait for the broker"

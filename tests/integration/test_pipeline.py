@@ -1,0 +1,237 @@
+"""The counting pipeline against a real broker and real RocksDB, checked by an independent recount."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams import topics
+from streams.config import Settings
+from streams.dataset import DatasetSpec, generate
+from streams.domain.recount import recount
+from streams.domain.windows import Cut, local_midnight
+from streams.kafka_admin import ensure_topics
+from streams.domain.tracking import is_tracked
+from streams.kafka_io import current_counts, key_of, latest_by_key, produce_records, read_topic
+from tests.integration.harness import WorkerProcess, produce_json, wait_for
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC)
+
+
+def split(records: list[dict[str, Any]]) -> tuple[list[dict], dict[str, dict]]:
+    launches = [r for r in records if "event_id" in r]
+    licenses: dict[str, dict] = {}
+    for record in records:
+        if "cycle_start" in record:
+            licenses[record["tenant_id"]] = record
+    return launches, licenses
+
+
+def counts_match(settings: Settings, expected: dict[tuple[str, str], tuple[int, int]]):
+    """The condition a test waits for: live counts equal the recount (None while they differ)."""
+
+    def check() -> dict | None:
+        live = current_counts(settings)
+        active = {key: record["active_learners"] for key, record in live.items()}
+        wanted = {key: value[0] for key, value in expected.items()}
+        # windows without learners may have a 0 record (the current window); nothing else
+        extra = {k: v for k, v in active.items() if k not in wanted and v != 0}
+        if any(active.get(key) != value for key, value in wanted.items()) or extra:
+            return None
+        totals = {tenant: total for (tenant, _), (_, total) in expected.items()}
+        for tenant, total in totals.items():
+            current = max((k for k in live if k[0] == tenant), key=lambda k: k[1])
+            if live[current]["total_learners"] != total:
+                return None
+        return live
+
+    return check
+
+
+def produce_in_order(settings: Settings, records: list[dict[str, Any]]) -> None:
+    def topic(record: dict[str, Any]) -> str:
+        return topics.LAUNCHES if "event_id" in record else topics.LICENSES
+
+    produce_records(
+        settings,
+        ((topic(r), key_of(topic(r), r), json.dumps(r).encode()) for r in records),
+    )
+
+
+def boundary_launches(tenant: str, cut: Cut) -> list[dict[str, Any]]:
+    """Launches exactly at a window start and one microsecond before it, in the tenant's zone."""
+    start = local_midnight(date(2026, 2, 28), cut.timezone)
+    launches = []
+    for n, instant in enumerate([start, start - timedelta(microseconds=1)]):
+        launches.append(
+            {
+                "event_id": f"{tenant}-edge-{n}",
+                "tenant_id": tenant,
+                "learner_id": f"edge-learner-{n}",
+                "element_id": "edge",
+                "attempt_id": "edge-attempt",
+                "launched_at": instant.isoformat(),
+                "content_type": "scorm",
+            }
+        )
+    return launches
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path: Path):
+    ensure_topics(settings)
+    process = WorkerProcess(settings, tmp_path / "worker.log")
+    yield process
+    process.stop()
+
+
+def test_live_counts_equal_the_recount(settings: Settings, worker: WorkerProcess) -> None:
+    records = list(generate(DatasetSpec(launches=4000, tenants=6, seed=11, now=NOW)))
+    edge_license = {
+        "tenant_id": "edge-tenant", "cycle_start": "2026-01-31", "window_months": 1,
+        "timezone": "Europe/Berlin", "learner_limit": 10,
+    }
+    edges = boundary_launches("edge-tenant", Cut(date(2026, 1, 31), 1, "Europe/Berlin"))
+    # The edge tenant's license arrives after its launches: its windows are re-cut.
+    records = records + edges + [edge_license]
+    launches, licenses = split(records)
+    worker.start()
+    # in generated order: licenses first but for the late ones, which follow their launches
+    produce_in_order(settings, records)
+
+    expected = recount(launches, licenses, NOW)
+    live = wait_for(counts_match(settings, expected), 240, "live counts equal to the recount")
+
+    # the two boundary launches fall in two different windows: Feb 28 and Jan 31 (Berlin)
+    assert live[("edge-tenant", "2026-02-28")]["active_learners"] == 1
+    assert live[("edge-tenant", "2026-01-31")]["active_learners"] == 1
+    assert live[("edge-tenant", "2026-02-28")]["licensed"] is True
+    # records of the default cut (calendar years) were tombstoned by the re-cut
+    assert ("edge-tenant", "2026-01-01") not in live
+    unlicensed = [r for r in live.values() if r["tenant_id"] == "tenant-005"]
+    assert unlicensed and all(r["licensed"] is False for r in unlicensed)
+    assert all(r["learner_limit"] is None for r in unlicensed)
+    assert worker.alive(), worker.log_tail()
+
+
+def test_a_new_license_recuts_windows_and_tombstones_old_records(
+    settings: Settings, worker: WorkerProcess
+) -> None:
+    launches = [
+        {"event_id": f"e{n}", "tenant_id": "acme", "learner_id": f"l{n % 3}", "element_id": "x",
+         "attempt_id": f"a{n}", "launched_at": f"2026-0{1 + n % 6}-10T12:00:00Z"}
+        for n in range(12)
+    ]
+    monthly = {"tenant_id": "acme", "cycle_start": "2026-01-01", "window_months": 1}
+    quarterly = {"tenant_id": "acme", "cycle_start": "2026-01-01", "window_months": 3,
+                 "learner_limit": 2}
+    worker.start()
+    produce_json(settings, "licenses", [monthly])
+    produce_json(settings, "launches", launches)
+    wait_for(counts_match(settings, recount(launches, {"acme": monthly}, NOW)), 120, "monthly")
+
+    produce_json(settings, "licenses", [quarterly])
+    live = wait_for(
+        counts_match(settings, recount(launches, {"acme": quarterly}, NOW)), 120, "quarterly"
+    )
+    assert ("acme", "2026-02-01") not in live, "monthly windows are tombstoned"
+    assert live[("acme", "2026-04-01")]["window"] == {
+        "start": "2026-04-01", "end": "2026-07-01", "months": 3
+    }
+    assert live[("acme", "2026-04-01")]["utilization_pct"] == 150.0
+
+
+GARBAGE: list[tuple[bytes | None, str]] = [
+    (b"not json at all", "not JSON"),
+    (b"", "empty"),
+    (None, "null"),
+    (b"\xff\xfe\xfa", "not UTF-8"),
+    (b"[1, 2, 3]", "not an object"),
+    (json.dumps({"event_id": 1, "tenant_id": "t"}).encode(), "event_id"),
+    (json.dumps({"event_id": "x", "tenant_id": "t", "learner_id": "l", "element_id": "e",
+                 "attempt_id": "a", "launched_at": "2026-01-01T10:00:00"}).encode(), "timezone"),
+    (json.dumps({"event_id": "x", "tenant_id": "t", "learner_id": "l" * 300_000, "element_id": "e",
+                 "attempt_id": "a", "launched_at": "2026-01-01T10:00:00Z"}).encode(), "learner_id"),
+]
+
+
+def test_garbage_is_dead_lettered_and_the_worker_keeps_counting(
+    settings: Settings, worker: WorkerProcess
+) -> None:
+    worker.start()
+    future = (NOW + timedelta(hours=3)).isoformat()
+    good = {"event_id": "ok", "tenant_id": "t", "learner_id": "l", "element_id": "e",
+            "attempt_id": "a", "launched_at": "2026-01-01T10:00:00Z"}
+    conflict = {**good, "event_id": "ok2", "launched_at": "2026-01-01T11:00:00Z"}
+    records: list[tuple[str, bytes | None, bytes | None]] = [
+        ("launches", b"k", value) for value, _ in GARBAGE
+    ]
+    records += [
+        ("launches", b"t/l", json.dumps({**good, "event_id": "f", "launched_at": future}).encode()),
+        ("launches", b"t/l", json.dumps(good).encode()),
+        ("launches", b"t/l", json.dumps(conflict).encode()),
+        ("licenses", b"t", b'{"tenant_id": "t", "window_months": 2}'),
+    ]
+    produce_records(settings, records)
+
+    def dead_letters() -> list[dict] | None:
+        found = [json.loads(v) for _, v in read_topic(settings, topics.DEAD_LETTERS) if v]
+        return found if len(found) >= len(GARBAGE) + 3 else None
+
+    letters = wait_for(dead_letters, 120, "every bad record in dead-letters")
+    by_reason: dict[str, list[dict]] = {}
+    for letter in letters:
+        by_reason.setdefault(letter["reason"], []).append(letter)
+    invalid_details = " | ".join(letter["detail"] for letter in by_reason["invalid"])
+    for _, words in GARBAGE:
+        assert words in invalid_details
+    assert len(by_reason["future"]) == 1 and len(by_reason["conflict"]) == 1
+    assert json.loads(by_reason["conflict"][0]["raw"])["event_id"] == "ok2"
+    binary = [letter for letter in by_reason["invalid"] if letter.get("raw_encoding")]
+    assert binary and binary[0]["raw_encoding"] == "base64"
+    sources = {letter["source"]["topic"] for letter in letters}
+    assert sources == {settings.topic("launches"), settings.topic("licenses")}
+
+    # the worker survived all of it and counted the one good launch exactly once
+    live = wait_for(
+        counts_match(settings, {("t", "2026-01-01"): (1, 1)}), 60, "the good launch counted"
+    )
+    assert live[("t", "2026-01-01")]["active_learners"] == 1
+    assert worker.alive(), worker.log_tail()
+
+
+def test_sigkill_mid_stream_then_restart_gives_exact_counts(
+    settings: Settings, worker: WorkerProcess
+) -> None:
+    records = list(generate(DatasetSpec(launches=50_000, tenants=8, seed=5, now=NOW)))
+    launches, licenses = split(records)
+    produce_in_order(settings, records)
+
+    worker.start()
+
+    def attempts_written() -> int | None:
+        written = len(read_topic(settings, topics.ATTEMPTS, timeout_s=60))
+        return written if written >= 8_000 else None
+
+    wait_for(attempts_written, 300, "the worker to be well into the stream", interval_s=2)
+    worker.kill()
+    assert not worker.alive()
+
+    worker.start()
+    expected = recount(launches, licenses, NOW)
+    wait_for(counts_match(settings, expected), 600, "exact counts after SIGKILL", interval_s=3)
+    # the compacted attempts topic holds every tracked attempt exactly once
+    attempts = latest_by_key(read_topic(settings, topics.ATTEMPTS, timeout_s=120))
+    tracked = {
+        (a["tenant_id"], a["learner_id"], a["attempt_id"])
+        for a in launches
+        if is_tracked(a.get("launched_by", "learner"), a.get("content_type"),
+                      a.get("tracking", "tracked"))
+    }
+    assert {tuple(key.decode().split("/")) for key in attempts} == tracked
