@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from schemas.common import EntityId, InputModel, OutputModel, RequestId, Timestamp
-
-
-from datetime import datetime
 
 DeletionMode = Literal["physical", "logical", "preview"]
 SELECTORS = ("attempts", "learner_ids", "older_than")
@@ -59,7 +56,7 @@ class ReceiptWindow(OutputModel):
 
 
 class DeletionReceipt(OutputModel):
-    """What a deletion request did (or, for a preview, would do); `error` set when it was invalid."""
+    """What a deletion request did (or, for a preview, would do); `error` set if it was invalid."""
 
     request_id: str
     tenant_id: str

@@ -6,7 +6,6 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-
 from schemas.common import EntityId, InputModel, RequestId, Timestamp
 
 Tracking = Literal["tracked", "none", "none_resource"]

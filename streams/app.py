@@ -34,6 +34,9 @@ app = faust.App(
     table_standby_replicas=0,
     # The service never relies on exactly-once (see docs/architecture.md).
     processing_guarantee="at_least_once",
+    # A crashed worker's partitions move after 15 s instead of faust's default minute.
+    broker_session_timeout=15.0,
+    broker_heartbeat_interval=3.0,
     stream_buffer_maxsize=8192,
     producer_linger_ms=5,
     producer_max_batch_size=512 * 1024,

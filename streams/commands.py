@@ -1,8 +1,9 @@
-"""CLI commands of `active-learners`. Each prints a one-line error and exits non-zero on bad input."""
+"""CLI commands of `active-learners`: a one-line error and a non-zero exit on bad input."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable
 
@@ -90,10 +91,9 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
                 continue
             if args.topic:
                 topic, key, value = args.topic, None, line.rstrip("\n").encode()
-                try:
+                # sent as it is: the service dead-letters what it cannot read
+                with contextlib.suppress(ValueError, AttributeError):
                     key = key_of(topic, json.loads(line))
-                except (ValueError, AttributeError):
-                    pass  # sent as it is: the service dead-letters what it cannot read
             else:
                 try:
                     record = json.loads(line)
@@ -141,7 +141,9 @@ def cmd_counts(args: argparse.Namespace, settings: Settings) -> int:
             latest[record["tenant_id"]] = record
         rows = list(latest.values())
     if args.tenant is not None and not rows:
-        raise CommandError(f"no counts for tenant {args.tenant!r} in {settings.topic('active-learner-counts')}")
+        raise CommandError(
+            f"no counts for tenant {args.tenant!r} in {settings.topic('active-learner-counts')}"
+        )
     print(format_counts_table(rows))
     return 0
 
@@ -179,17 +181,99 @@ def format_counts_table(rows: list[dict]) -> str:
 def cmd_settle(args: argparse.Namespace, settings: Settings) -> int:
     from streams.settle import wait_until_settled
 
+    def progress(lag: int) -> None:
+        print(f"  waiting: {lag:,} records not yet processed", file=sys.stderr, flush=True)
+
     try:
-        waited = wait_until_settled(settings, timeout_s=args.timeout)
+        waited = wait_until_settled(settings, timeout_s=args.timeout, progress=progress)
     except TimeoutError as exc:
         raise CommandError(str(exc)) from None
     print(f"settled after {waited:.1f}s")
     return 0
 
 
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    """Compare the live counts with an independent recount of a dataset file."""
+    import json
+    from datetime import UTC, datetime
+
+    from streams.domain.recount import recount
+    from streams.kafka_io import current_counts
+
+    launches, licenses = [], {}
+    with _open_input(args.dataset) as source:
+        for line in source:
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if "event_id" in record:
+                launches.append(record)
+            elif "cycle_start" in record or "window_months" in record:
+                licenses[record["tenant_id"]] = record
+    expected = recount(launches, licenses, datetime.now(UTC))
+    live = current_counts(settings, timeout_s=120)
+    wrong = [
+        f"{tenant} {start}: live {live.get((tenant, start), {}).get('active_learners')}, "
+        f"recount {active}"
+        for (tenant, start), (active, _) in sorted(expected.items())
+        if live.get((tenant, start), {}).get("active_learners") != active
+    ]
+    if wrong:
+        for line in wrong[:20]:
+            print(f"  mismatch  {line}")
+        raise CommandError(f"{len(wrong)} of {len(expected)} windows differ from the recount")
+    print(f"verified: all {len(expected)} windows with learners match an independent recount")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import replace
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from streams.bench import report, rss_table, run_bench
+    from streams.kafka_admin import BrokerUnavailable
+
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    bench_settings = replace(
+        settings,
+        topic_prefix=f"{settings.topic_prefix}bench-{stamp}-",
+        state_dir=Path(".bench") / f"state-{stamp}",
+        web_port=args.web_port,
+    )
+    try:
+        result = run_bench(
+            bench_settings,
+            args.launches,
+            args.tenants,
+            log=lambda text: print(text, file=sys.stderr, flush=True),
+        )
+    except BrokerUnavailable as exc:
+        raise CommandError(str(exc)) from exc
+    summary = report(result)
+    print(summary)
+    if args.write:
+        path = Path(args.write)
+        text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+        marker = "<!-- bench results -->"
+        head = text.split(marker)[0].rstrip() + "\n\n" + marker + "\n"
+        path.write_text(
+            head
+            + f"\n## `active-learners bench --launches {args.launches}` on {stamp[:8]}\n\n"
+            + "```\n"
+            + summary
+            + "\n```\n\nRSS as the counted learners grow:\n\n"
+            + rss_table(result)
+            + "\n",
+            encoding="utf-8",
+        )
+        print(f"written to {path}", file=sys.stderr)
+    return 0
+
+
 def _open_input(path: str):  # type: ignore[no-untyped-def]
     try:
-        return open(path, encoding="utf-8")  # noqa: SIM115
+        return open(path, encoding="utf-8")
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}") from None
 
@@ -273,8 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     produce = commands.add_parser("produce", help="send JSON lines to their topics")
     produce.add_argument("file", help="JSON lines file, or - for stdin")
     produce.add_argument(
-        "--topic", choices=["launches", "licenses", "attempt-deletions"],
-        help="send every line as it is to this topic (default: tell each line's topic by its fields)",
+        "--topic",
+        choices=["launches", "licenses", "attempt-deletions"],
+        help="send every line as it is to this topic (default: each line's topic by its fields)",
     )
     produce.add_argument("--timeout", type=_positive_float, default=15.0)
     produce.set_defaults(handler=cmd_produce)
@@ -288,6 +373,17 @@ def build_parser() -> argparse.ArgumentParser:
     settle = commands.add_parser("settle", help="wait until the worker has processed all input")
     settle.add_argument("--timeout", type=_positive_float, default=600.0)
     settle.set_defaults(handler=cmd_settle)
+
+    verify = commands.add_parser("verify", help="compare live counts with a recount of a dataset")
+    verify.add_argument("dataset", help="the JSON lines file that was produced")
+    verify.set_defaults(handler=cmd_verify)
+
+    bench = commands.add_parser("bench", help="measure end-to-end throughput of one worker")
+    bench.add_argument("--launches", type=_positive_int, default=500_000)
+    bench.add_argument("--tenants", type=_positive_int, default=200)
+    bench.add_argument("--web-port", type=_positive_int, default=6099)
+    bench.add_argument("--write", default="docs/benchmarks.md", help="report file ('' = none)")
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 

@@ -16,13 +16,32 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-ANCHORS = [date(2025, 1, 31), date(2024, 2, 29), date(2025, 8, 31), date(2025, 3, 15),
-           date(2025, 11, 30), date(2025, 6, 1)]
-ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney",
-         "America/Los_Angeles"]
+ANCHORS = [
+    date(2025, 1, 31),
+    date(2024, 2, 29),
+    date(2025, 8, 31),
+    date(2025, 3, 15),
+    date(2025, 11, 30),
+    date(2025, 6, 1),
+]
+ZONES = [
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+    "America/Los_Angeles",
+]
 WINDOW_MONTHS = [12, 3, 1]
-CONTENT = [("scorm", "tracked"), ("scorm", "none"), ("video", "tracked"), ("document", "tracked"),
-           ("video", "none"), ("document", "none_resource"), (None, "tracked")]
+CONTENT = [
+    ("scorm", "tracked"),
+    ("scorm", "none"),
+    ("video", "tracked"),
+    ("document", "tracked"),
+    ("video", "none"),
+    ("document", "none_resource"),
+    (None, "tracked"),
+]
 CONTENT_WEIGHTS = [40, 5, 20, 15, 8, 7, 5]
 
 

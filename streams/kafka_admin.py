@@ -70,7 +70,9 @@ def ensure_topics(
                 for name, spec in missing.items()
             }
             response = admin.create_topics(
-                request, timeout_ms=int(timeout_s * 1000), raise_errors=False,
+                request,
+                timeout_ms=int(timeout_s * 1000),
+                raise_errors=False,
                 wait_for_metadata=True,
             )
             for name in sorted(missing):

@@ -19,9 +19,11 @@ def topic_of(record: dict[str, Any]) -> str:
         return topics.ATTEMPT_DELETIONS
     if "event_id" in record:
         return topics.LAUNCHES
-    if "cycle_start" in record or "window_months" in record or set(record) <= {
-        "tenant_id", "learner_limit", "thresholds", "notify", "timezone"
-    }:
+    if (
+        "cycle_start" in record
+        or "window_months" in record
+        or set(record) <= {"tenant_id", "learner_limit", "thresholds", "notify", "timezone"}
+    ):
         return topics.LICENSES
     raise ValueError("cannot tell the topic: no event_id, request_id or license fields")
 
@@ -113,6 +115,4 @@ def latest_by_key(records: Iterable[tuple[bytes | None, bytes | None]]) -> dict[
 def current_counts(settings: Settings, timeout_s: float = 30.0) -> dict[tuple[str, str], dict]:
     """{(tenant, window start): count record} as the compacted counts topic holds them now."""
     latest = latest_by_key(read_topic(settings, topics.ACTIVE_LEARNER_COUNTS, timeout_s))
-    return {
-        (record["tenant_id"], record["window"]["start"]): record for record in latest.values()
-    }
+    return {(record["tenant_id"], record["window"]["start"]): record for record in latest.values()}

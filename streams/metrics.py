@@ -20,7 +20,8 @@ attempts_total = Counter(
     ["outcome"],
 )
 licenses_total = Counter(
-    "active_learners_licenses_total", "License records applied, by kind (license, tombstone)",
+    "active_learners_licenses_total",
+    "License records applied, by kind (license, tombstone)",
     ["kind"],
 )
 count_records_total = Counter(

@@ -8,6 +8,7 @@ the tenant stage have had their say).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -50,14 +51,24 @@ def counts_end_offset(settings: Settings) -> int:
         consumer.close()
 
 
-def wait_until_settled(settings: Settings, timeout_s: float = 300.0, quiet_s: float = 3.0) -> float:
+def wait_until_settled(
+    settings: Settings,
+    timeout_s: float = 300.0,
+    quiet_s: float = 3.0,
+    progress: Callable[[int], None] | None = None,
+    progress_every_s: float = 10.0,
+) -> float:
     """Block until settled; returns the seconds waited. Raises TimeoutError at the deadline."""
     started = time.monotonic()
     deadline = started + timeout_s
     last_end, quiet_since = -1, time.monotonic()
+    next_progress = started + progress_every_s
     while time.monotonic() < deadline:
         lag = group_lag(settings)
         end = counts_end_offset(settings)
+        if progress is not None and time.monotonic() >= next_progress:
+            progress(lag)
+            next_progress += progress_every_s
         if end != last_end or lag > 0:
             last_end, quiet_since = end, time.monotonic()
         elif time.monotonic() - quiet_since >= quiet_s:

@@ -12,7 +12,9 @@ from streams import topics
 from streams.app import app
 from streams.channels import changelog
 
-RAW_KEYS_JSON_VALUES = faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json")
+RAW_KEYS_JSON_VALUES: faust.Schema = faust.Schema(
+    key_type=bytes, key_serializer="raw", value_serializer="json"
+)
 
 # Learner stage, partitioned like learner-commands (key tenant/learner).
 attempts = app.Table(

@@ -53,9 +53,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(DEAD_LETTERS, "source key", False, False, "rejected input, with the reason"),
     TopicSpec(LEARNER_COMMANDS, "tenant_id/learner_id", False, True, "ingest -> learner stage"),
     TopicSpec(TENANT_COMMANDS, "tenant_id", False, True, "learner stage -> tenant stage"),
-    TopicSpec(
-        LEARNER_STATE_CHANGELOG, "tenant_id/learner_id", True, True, "learner memberships"
-    ),
+    TopicSpec(LEARNER_STATE_CHANGELOG, "tenant_id/learner_id", True, True, "learner memberships"),
     TopicSpec(LEARNER_LICENSES_CHANGELOG, "tenant_id", True, True, "licenses per partition"),
     TopicSpec(TENANT_STATE_CHANGELOG, "tenant_id/...", True, True, "tenant stage state"),
 )

@@ -55,7 +55,12 @@ class LearnerStage:
         key = f"{tenant_id}/{learner_id}/{command['attempt_id']}".encode()
         outcome = classify_attempt(attempts.get(key), command["element_id"], launched_at)
         metrics.attempts_total.labels(outcome.value).inc()
+        learner_key = f"{tenant_id}/{learner_id}".encode()
         if outcome is AttemptOutcome.REPEAT:
+            # A replay rewrites what the first delivery wrote: if that delivery reached RocksDB
+            # but its changelog records died with the process, this puts them back.
+            attempts[key] = attempts[key]
+            learner_state[learner_key] = learner_state.get(learner_key) or {}
             return
         if outcome is AttemptOutcome.CONFLICT:
             await self._dead_letter("conflict", _conflict_detail(attempts[key], command), command)
@@ -68,7 +73,6 @@ class LearnerStage:
             "launched_at": command["launched_at"],
             "logically_deleted": False,
         }
-        learner_key = f"{tenant_id}/{learner_id}".encode()
         change = add_attempt(learner_state.get(learner_key) or {}, cut, launched_at)
         learner_state[learner_key] = change.membership
         if change.joined_window:
@@ -101,11 +105,12 @@ class LearnerStage:
         stored = learner_licenses.get(key)
         incoming = {"license": command["license"]}
         old_cut, new_cut = cut_of(stored), cut_of(incoming)
-        if stored != incoming:
-            learner_licenses[key] = incoming
         self.counters.at_offset(partition, tenant_id, old_cut.id, offset)
-        if new_cut != old_cut:
+        # A new cut re-cuts; so does a replay of the license we have, to rewrite memberships
+        # whose changelog records a crash may have lost. A new limit alone changes nothing here.
+        if new_cut != old_cut or stored == incoming:
             self.recut(partition, tenant_id, new_cut)
+        learner_licenses[key] = incoming
 
     def recut(self, partition: int, tenant_id: str, cut: Cut) -> None:
         """Recompute the memberships of a tenant's learners in this partition under a new cut."""
@@ -113,7 +118,9 @@ class LearnerStage:
         for key, record in scan_prefix(attempts, partition, f"{tenant_id}/".encode()):
             learner_id = key.split(b"/", 2)[1].decode()
             instants[learner_id].append(datetime.fromisoformat(record["launched_at"]))
-        counts = TenantCounts(cut_id=cut.id, seq=self.counters.tenant(partition, tenant_id, cut.id).seq)
+        counts = TenantCounts(
+            cut_id=cut.id, seq=self.counters.tenant(partition, tenant_id, cut.id).seq
+        )
         for learner_id, launched in instants.items():
             membership = membership_of(cut, launched)
             learner_state[f"{tenant_id}/{learner_id}".encode()] = membership
@@ -121,7 +128,10 @@ class LearnerStage:
         self.counters.replace(partition, tenant_id, counts)
         log.info(
             "re-cut tenant %s in partition %d to %s: %d learners",
-            tenant_id, partition, cut.id, len(instants),
+            tenant_id,
+            partition,
+            cut.id,
+            len(instants),
         )
 
     # -- recovery ---------------------------------------------------------------------------
@@ -130,7 +140,8 @@ class LearnerStage:
         self.counters.drop_partitions(partitions)
         for partition in sorted(partitions):
             cuts = {
-                key.decode(): cut_of(value) for key, value in scan_prefix(learner_licenses, partition, b"")
+                key.decode(): cut_of(value)
+                for key, value in scan_prefix(learner_licenses, partition, b"")
             }
             tenants: dict[str, TenantCounts] = {
                 tenant_id: TenantCounts(cut_id=cut.id) for tenant_id, cut in cuts.items()
@@ -146,7 +157,10 @@ class LearnerStage:
             self.epochs[partition] = time.time_ns()
             self.counters.reset_partition(partition, tenants)
             log.info(
-                "learner partition %d rebuilt: %d tenants, %d learners", partition, len(tenants), learners
+                "learner partition %d rebuilt: %d tenants, %d learners",
+                partition,
+                len(tenants),
+                learners,
             )
 
     def partial_commands(self) -> list[dict[str, Any]]:
@@ -188,7 +202,9 @@ async def learners(stream: StreamT) -> None:
         elif kind == "license":
             stage.on_license(command, partition, offset)
         else:
-            log.error("learner-commands: unknown command at %d/%d: %.200r", partition, offset, command)
+            log.error(
+                "learner-commands: unknown command at %d/%d: %.200r", partition, offset, command
+            )
 
 
 @learner_state.on_recover

@@ -43,27 +43,24 @@ class TenantStage:
     async def on_license(self, command: dict[str, Any], now: datetime) -> None:
         tenant_id = command["tenant_id"]
         incoming = {"license": command["license"]}
-        if tenant_state.get(_license_key(tenant_id)) == incoming:
-            return  # a replay of the license we have
-        tenant_state[_license_key(tenant_id)] = incoming
+        changed = tenant_state.get(_license_key(tenant_id)) != incoming
+        tenant_state[_license_key(tenant_id)] = incoming  # also on a replay: see publish()
         # Limit or licensed flag may have changed: every record of the tenant is written again.
-        await self.publish(tenant_id, now, republish=True)
+        await self.publish(tenant_id, now, republish=changed)
 
     async def on_partials(self, command: dict[str, Any], now: datetime) -> None:
         """Partial counts of one tenant from one or more learner partitions."""
         tenant_id = command["tenant_id"]
         key = _partials_key(tenant_id)
         stored = tenant_state.get(key) or {}
-        merged = merge_partials(stored, command["parts"])
-        if merged == stored:
-            return  # late reports from an earlier owner, or a replay
+        merged = merge_partials(stored, command["parts"])  # late reports of old owners lose
         tenant_state[key] = merged
         await self.publish(tenant_id, now, partials=merged)
 
     async def on_tick(self, partition: int, now: datetime) -> None:
         """Wall-clock tick: give every tenant whose new window began its zero record."""
         for key, _ in scan_prefix(tenant_state, partition, b"pub/"):
-            await self.publish(key[len(b"pub/") :].decode(), now)
+            await self.publish(key[len(b"pub/") :].decode(), now, rewrite=False)
 
     async def publish(
         self,
@@ -71,6 +68,7 @@ class TenantStage:
         now: datetime,
         republish: bool = False,
         partials: dict[str, Any] | None = None,
+        rewrite: bool = True,
     ) -> None:
         stored_license = tenant_state.get(_license_key(tenant_id))
         cut = cut_of(stored_license)
@@ -79,17 +77,23 @@ class TenantStage:
         sums = sum_partials(partials.values(), cut)
         published = tenant_state.get(_published_key(tenant_id)) or {}
         plan = plan_publication(cut, published, sums, now, republish=republish)
+        # A command writes this even when unchanged: state written to RocksDB just before a
+        # crash may have missed its changelog record, and its replay must put it back. Ticks
+        # are not replayed commands and only write what changed.
+        if plan.changed or rewrite:
+            tenant_state[_published_key(tenant_id)] = plan.published
         if not plan.changed:
             return
         license_, licensed = license_from(tenant_id, stored_license)
-        tenant_state[_published_key(tenant_id)] = plan.published
         for update in plan.updates:
             record = count_record(tenant_id, update, license_.learner_limit, licensed, now)
             key = f"{tenant_id}/{update.window.start.isoformat()}".encode()
             await channels.active_learner_counts.send(key=key, value=encode(record))
             metrics.count_records_total.labels("update").inc()
         for start in plan.tombstones:
-            await channels.active_learner_counts.send(key=f"{tenant_id}/{start}".encode(), value=None)
+            await channels.active_learner_counts.send(
+                key=f"{tenant_id}/{start}".encode(), value=None
+            )
             metrics.count_records_total.labels("tombstone").inc()
 
 

@@ -120,9 +120,7 @@ def plan_publication(
                 continue
             changed = True
         else:
-            changed = (
-                republish or before[0] != active or (is_current and before[1] != sums.total)
-            )
+            changed = republish or before[0] != active or (is_current and before[1] != sums.total)
         total = sums.total if changed else before[1]  # type: ignore[index]
         new_published[start] = [active, total]
         if changed:
@@ -164,4 +162,3 @@ def count_record(
         "licensed": licensed,
         "updated_at": now.isoformat(),
     }
-

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 @dataclass(frozen=True, order=True)
 class Cut:
-    """How a license cuts time into windows. Two licenses with the same cut have the same windows."""
+    """How a license cuts time into windows; licenses with the same cut have the same windows."""
 
     anchor: date
     months: int

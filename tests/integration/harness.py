@@ -82,9 +82,7 @@ class WorkerProcess:
             return "(no log)"
 
 
-def wait_for(
-    condition: Callable[[], T], timeout_s: float, what: str, interval_s: float = 1.0
-) -> T:
+def wait_for(condition: Callable[[], T], timeout_s: float, what: str, interval_s: float = 1.0) -> T:
     """Poll `condition` until it returns something truthy; fail with `what` at the deadline."""
     deadline = time.monotonic() + timeout_s
     last: T | None = None

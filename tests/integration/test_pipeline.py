@@ -1,4 +1,4 @@
-"""The counting pipeline against a real broker and real RocksDB, checked by an independent recount."""
+"""The counting pipeline on a real broker and real RocksDB, checked by an independent recount."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from streams import topics
 from streams.config import Settings
 from streams.dataset import DatasetSpec, generate
 from streams.domain.recount import recount
+from streams.domain.tracking import is_tracked
 from streams.domain.windows import Cut, local_midnight
 from streams.kafka_admin import ensure_topics
-from streams.domain.tracking import is_tracked
 from streams.kafka_io import current_counts, key_of, latest_by_key, produce_records, read_topic
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
 
@@ -94,8 +94,11 @@ def worker(settings: Settings, tmp_path: Path):
 def test_live_counts_equal_the_recount(settings: Settings, worker: WorkerProcess) -> None:
     records = list(generate(DatasetSpec(launches=4000, tenants=6, seed=11, now=NOW)))
     edge_license = {
-        "tenant_id": "edge-tenant", "cycle_start": "2026-01-31", "window_months": 1,
-        "timezone": "Europe/Berlin", "learner_limit": 10,
+        "tenant_id": "edge-tenant",
+        "cycle_start": "2026-01-31",
+        "window_months": 1,
+        "timezone": "Europe/Berlin",
+        "learner_limit": 10,
     }
     edges = boundary_launches("edge-tenant", Cut(date(2026, 1, 31), 1, "Europe/Berlin"))
     # The edge tenant's license arrives after its launches: its windows are re-cut.
@@ -124,13 +127,23 @@ def test_a_new_license_recuts_windows_and_tombstones_old_records(
     settings: Settings, worker: WorkerProcess
 ) -> None:
     launches = [
-        {"event_id": f"e{n}", "tenant_id": "acme", "learner_id": f"l{n % 3}", "element_id": "x",
-         "attempt_id": f"a{n}", "launched_at": f"2026-0{1 + n % 6}-10T12:00:00Z"}
+        {
+            "event_id": f"e{n}",
+            "tenant_id": "acme",
+            "learner_id": f"l{n % 3}",
+            "element_id": "x",
+            "attempt_id": f"a{n}",
+            "launched_at": f"2026-0{1 + n % 6}-10T12:00:00Z",
+        }
         for n in range(12)
     ]
     monthly = {"tenant_id": "acme", "cycle_start": "2026-01-01", "window_months": 1}
-    quarterly = {"tenant_id": "acme", "cycle_start": "2026-01-01", "window_months": 3,
-                 "learner_limit": 2}
+    quarterly = {
+        "tenant_id": "acme",
+        "cycle_start": "2026-01-01",
+        "window_months": 3,
+        "learner_limit": 2,
+    }
     worker.start()
     produce_json(settings, "licenses", [monthly])
     produce_json(settings, "launches", launches)
@@ -142,7 +155,9 @@ def test_a_new_license_recuts_windows_and_tombstones_old_records(
     )
     assert ("acme", "2026-02-01") not in live, "monthly windows are tombstoned"
     assert live[("acme", "2026-04-01")]["window"] == {
-        "start": "2026-04-01", "end": "2026-07-01", "months": 3
+        "start": "2026-04-01",
+        "end": "2026-07-01",
+        "months": 3,
     }
     assert live[("acme", "2026-04-01")]["utilization_pct"] == 150.0
 
@@ -154,10 +169,32 @@ GARBAGE: list[tuple[bytes | None, str]] = [
     (b"\xff\xfe\xfa", "not UTF-8"),
     (b"[1, 2, 3]", "not an object"),
     (json.dumps({"event_id": 1, "tenant_id": "t"}).encode(), "event_id"),
-    (json.dumps({"event_id": "x", "tenant_id": "t", "learner_id": "l", "element_id": "e",
-                 "attempt_id": "a", "launched_at": "2026-01-01T10:00:00"}).encode(), "timezone"),
-    (json.dumps({"event_id": "x", "tenant_id": "t", "learner_id": "l" * 300_000, "element_id": "e",
-                 "attempt_id": "a", "launched_at": "2026-01-01T10:00:00Z"}).encode(), "learner_id"),
+    (
+        json.dumps(
+            {
+                "event_id": "x",
+                "tenant_id": "t",
+                "learner_id": "l",
+                "element_id": "e",
+                "attempt_id": "a",
+                "launched_at": "2026-01-01T10:00:00",
+            }
+        ).encode(),
+        "timezone",
+    ),
+    (
+        json.dumps(
+            {
+                "event_id": "x",
+                "tenant_id": "t",
+                "learner_id": "l" * 300_000,
+                "element_id": "e",
+                "attempt_id": "a",
+                "launched_at": "2026-01-01T10:00:00Z",
+            }
+        ).encode(),
+        "learner_id",
+    ),
 ]
 
 
@@ -166,8 +203,14 @@ def test_garbage_is_dead_lettered_and_the_worker_keeps_counting(
 ) -> None:
     worker.start()
     future = (NOW + timedelta(hours=3)).isoformat()
-    good = {"event_id": "ok", "tenant_id": "t", "learner_id": "l", "element_id": "e",
-            "attempt_id": "a", "launched_at": "2026-01-01T10:00:00Z"}
+    good = {
+        "event_id": "ok",
+        "tenant_id": "t",
+        "learner_id": "l",
+        "element_id": "e",
+        "attempt_id": "a",
+        "launched_at": "2026-01-01T10:00:00Z",
+    }
     conflict = {**good, "event_id": "ok2", "launched_at": "2026-01-01T11:00:00Z"}
     records: list[tuple[str, bytes | None, bytes | None]] = [
         ("launches", b"k", value) for value, _ in GARBAGE
@@ -231,7 +274,8 @@ def test_sigkill_mid_stream_then_restart_gives_exact_counts(
     tracked = {
         (a["tenant_id"], a["learner_id"], a["attempt_id"])
         for a in launches
-        if is_tracked(a.get("launched_by", "learner"), a.get("content_type"),
-                      a.get("tracking", "tracked"))
+        if is_tracked(
+            a.get("launched_by", "learner"), a.get("content_type"), a.get("tracking", "tracked")
+        )
     }
     assert {tuple(key.decode().split("/")) for key in attempts} == tracked

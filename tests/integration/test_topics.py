@@ -27,7 +27,10 @@ def _run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]
         "PARTITIONS": str(settings.partitions),
     }
     return subprocess.run(
-        [sys.executable, "-m", "streams", *args], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "streams", *args],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
 

@@ -26,8 +26,12 @@ STORED = {"element_id": "course-1", "launched_at": "2026-03-01T10:00:00+00:00"}
         (None, "course-1", datetime(2026, 3, 1, 10, tzinfo=UTC), AttemptOutcome.NEW),
         (STORED, "course-1", datetime(2026, 3, 1, 10, tzinfo=UTC), AttemptOutcome.REPEAT),
         # the same instant written with another offset is the same launch
-        (STORED, "course-1", datetime.fromisoformat("2026-03-01T11:00:00+01:00"),
-         AttemptOutcome.REPEAT),
+        (
+            STORED,
+            "course-1",
+            datetime.fromisoformat("2026-03-01T11:00:00+01:00"),
+            AttemptOutcome.REPEAT,
+        ),
         (STORED, "course-1", datetime(2026, 3, 1, 10, 1, tzinfo=UTC), AttemptOutcome.CONFLICT),
         (STORED, "course-2", datetime(2026, 3, 1, 10, tzinfo=UTC), AttemptOutcome.CONFLICT),
     ],
@@ -62,7 +66,11 @@ def test_counters_mark_dirty_and_hand_out_copies() -> None:
     counters.mark_dirty(3, "acme")
     [(partition, tenant, copy)] = counters.take_dirty()
     assert (partition, tenant, copy.seq, copy.windows, copy.total) == (
-        3, "acme", 10, {"2026-03-01": 1}, 1
+        3,
+        "acme",
+        10,
+        {"2026-03-01": 1},
+        1,
     )
     copy.windows["2026-03-01"] = 99
     assert counters.tenant(3, "acme", CUT.id).windows == {"2026-03-01": 1}

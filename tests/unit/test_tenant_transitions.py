@@ -62,7 +62,9 @@ def test_first_publication_has_the_current_window_even_when_empty() -> None:
 
 def test_only_changed_windows_are_republished() -> None:
     published = {"2026-02-15": [3, 4], "2026-03-15": [1, 4]}
-    plan = plan_publication(MONTHLY, published, TenantSums({"2026-02-15": 3, "2026-03-15": 2}, 5), NOW)
+    plan = plan_publication(
+        MONTHLY, published, TenantSums({"2026-02-15": 3, "2026-03-15": 2}, 5), NOW
+    )
     assert [(u.window.start, u.active, u.total) for u in plan.updates] == [
         (date(2026, 3, 15), 2, 5)
     ]
@@ -72,7 +74,9 @@ def test_only_changed_windows_are_republished() -> None:
 
 def test_current_window_follows_total_changes() -> None:
     published = {"2026-02-15": [3, 4], "2026-03-15": [1, 4]}
-    plan = plan_publication(MONTHLY, published, TenantSums({"2026-02-15": 3, "2026-03-15": 1}, 5), NOW)
+    plan = plan_publication(
+        MONTHLY, published, TenantSums({"2026-02-15": 3, "2026-03-15": 1}, 5), NOW
+    )
     assert [(u.window.start, u.total) for u in plan.updates] == [(date(2026, 3, 15), 5)]
 
 
@@ -130,7 +134,9 @@ def test_merge_partials_keeps_the_newer_report_per_partition() -> None:
     from streams.domain.tenants import merge_partials
 
     stored = {"0": partial(1, 10, total=3), "1": partial(1, 10, total=4)}
-    merged = merge_partials(stored, {"0": partial(1, 9, total=99), "1": partial(1, 11, total=5),
-                                     "2": partial(2, 0, total=1)})
+    merged = merge_partials(
+        stored,
+        {"0": partial(1, 9, total=99), "1": partial(1, 11, total=5), "2": partial(2, 0, total=1)},
+    )
     assert {p: v["total"] for p, v in merged.items()} == {"0": 3, "1": 5, "2": 1}
     assert stored["1"]["total"] == 4, "the stored mapping is not mutated"

@@ -45,21 +45,36 @@ WINDOW_CASES = [
     # Jan 31 anchor, monthly: Jan 31, Feb 28, Mar 31, Apr 30, ...
     (UTC_MONTHLY_JAN31, utc(2026, 2, 15), date(2026, 1, 31), date(2026, 2, 28), 0),
     (UTC_MONTHLY_JAN31, utc(2026, 2, 28), date(2026, 2, 28), date(2026, 3, 31), 1),
-    (UTC_MONTHLY_JAN31, utc(2026, 3, 30, 23, 59, 59, micro=999_999), date(2026, 2, 28),
-     date(2026, 3, 31), 1),
+    (
+        UTC_MONTHLY_JAN31,
+        utc(2026, 3, 30, 23, 59, 59, micro=999_999),
+        date(2026, 2, 28),
+        date(2026, 3, 31),
+        1,
+    ),
     (UTC_MONTHLY_JAN31, utc(2026, 3, 31), date(2026, 3, 31), date(2026, 4, 30), 2),
     (UTC_MONTHLY_JAN31, utc(2026, 5, 15), date(2026, 4, 30), date(2026, 5, 31), 3),
     # before the anchor: negative indexes
-    (UTC_MONTHLY_JAN31, utc(2026, 1, 30, 23, 59, 59, micro=999_999), date(2025, 12, 31),
-     date(2026, 1, 31), -1),
+    (
+        UTC_MONTHLY_JAN31,
+        utc(2026, 1, 30, 23, 59, 59, micro=999_999),
+        date(2025, 12, 31),
+        date(2026, 1, 31),
+        -1,
+    ),
     (UTC_MONTHLY_JAN31, utc(2025, 11, 30), date(2025, 11, 30), date(2025, 12, 31), -2),
     # leap-day anchor, yearly
     (YEARLY_LEAP, utc(2025, 2, 28), date(2025, 2, 28), date(2026, 2, 28), 1),
     (YEARLY_LEAP, utc(2025, 2, 27, 23, 59, 59), date(2024, 2, 29), date(2025, 2, 28), 0),
     (YEARLY_LEAP, utc(2028, 2, 29), date(2028, 2, 29), date(2029, 2, 28), 4),
     # Berlin midnight is 23:00 UTC in winter, 22:00 UTC in summer
-    (BERLIN_QUARTERLY, utc(2026, 3, 31, 21, 59, 59, micro=999_999), date(2026, 1, 1),
-     date(2026, 4, 1), 0),
+    (
+        BERLIN_QUARTERLY,
+        utc(2026, 3, 31, 21, 59, 59, micro=999_999),
+        date(2026, 1, 1),
+        date(2026, 4, 1),
+        0,
+    ),
     (BERLIN_QUARTERLY, utc(2026, 3, 31, 22), date(2026, 4, 1), date(2026, 7, 1), 1),
     (BERLIN_QUARTERLY, utc(2025, 12, 31, 23), date(2026, 1, 1), date(2026, 4, 1), 0),
     (BERLIN_QUARTERLY, utc(2025, 12, 31, 22, 59), date(2025, 10, 1), date(2026, 1, 1), -1),
@@ -97,7 +112,9 @@ def test_dst_gap_at_midnight_starts_the_window_at_the_first_instant_of_the_day()
     assert window_of(cut, start - timedelta(microseconds=1)).start == date(2022, 8, 11)
 
 
-@pytest.mark.parametrize("cut", [UTC_MONTHLY_JAN31, BERLIN_QUARTERLY, NEW_YORK_MONTHLY, YEARLY_LEAP])
+@pytest.mark.parametrize(
+    "cut", [UTC_MONTHLY_JAN31, BERLIN_QUARTERLY, NEW_YORK_MONTHLY, YEARLY_LEAP]
+)
 def test_consecutive_windows_tile_time_without_gaps(cut: Cut) -> None:
     window = window_of(cut, utc(2020, 1, 1))
     for _ in range(60):
