@@ -22,7 +22,6 @@ app = faust.App(
     store="rocksdb://",
     datadir=str(settings.state_dir),
     web_port=settings.web_port,
-    web_host="127.0.0.1" if settings.web_port else None,
     topic_partitions=settings.partitions,
     topic_replication_factor=settings.replication_factor,
     # A new deployment reads its inputs from the beginning: licenses and launches written before

@@ -6,23 +6,25 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 
 from streams.config import ConfigError, Settings
+from streams.kafka_admin import BrokerUnavailable, admin_client, ensure_topics
 
 
 class CommandError(Exception):
     """A command could not do its job; the message is shown as a one-line error."""
 
 
-def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.kafka_admin import BrokerUnavailable, ensure_topics
+def _require_broker(settings: Settings, timeout_s: float) -> None:
+    """Fail with a one-line error, within `timeout_s`, when no broker answers."""
+    admin_client(settings, timeout_s=timeout_s).close()
 
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     if args.partitions is not None:
-        settings = _replace(settings, partitions=args.partitions)
-    try:
-        report = ensure_topics(settings, timeout_s=args.timeout)
-    except BrokerUnavailable as exc:
-        raise CommandError(str(exc)) from exc
+        settings = replace(settings, partitions=args.partitions)
+    report = ensure_topics(settings, timeout_s=args.timeout)
     for name in report.created:
         print(f"created  {name}")
     for name in report.existing:
@@ -35,12 +37,7 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.kafka_admin import BrokerUnavailable, ensure_topics
-
-    try:
-        ensure_topics(settings, timeout_s=args.timeout)
-    except BrokerUnavailable as exc:
-        raise CommandError(str(exc)) from exc
+    ensure_topics(settings, timeout_s=args.timeout)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
 
     from faust.worker import Worker
@@ -74,14 +71,10 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
-    from streams.kafka_admin import BrokerUnavailable, admin_client
     from streams.kafka_io import key_of, produce_records, topic_of
     from streams.topics import ATTEMPT_DELETIONS, LAUNCHES, LICENSES
 
-    try:
-        admin_client(settings, timeout_s=args.timeout).close()
-    except BrokerUnavailable as exc:
-        raise CommandError(str(exc)) from exc
+    _require_broker(settings, args.timeout)
     source = sys.stdin if args.file == "-" else _open_input(args.file)
     counts: dict[str, int] = {LAUNCHES: 0, LICENSES: 0, ATTEMPT_DELETIONS: 0}
 
@@ -122,13 +115,9 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_counts(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.kafka_admin import BrokerUnavailable, admin_client
     from streams.kafka_io import current_counts
 
-    try:
-        admin_client(settings, timeout_s=args.timeout).close()
-    except BrokerUnavailable as exc:
-        raise CommandError(str(exc)) from exc
+    _require_broker(settings, args.timeout)
     counts = current_counts(settings, timeout_s=max(args.timeout, 60))
     rows = [
         record
@@ -227,12 +216,10 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from dataclasses import replace
     from datetime import UTC, datetime
     from pathlib import Path
 
     from streams.bench import report, rss_table, run_bench
-    from streams.kafka_admin import BrokerUnavailable
 
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     bench_settings = replace(
@@ -241,15 +228,12 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         state_dir=Path(".bench") / f"state-{stamp}",
         web_port=args.web_port,
     )
-    try:
-        result = run_bench(
-            bench_settings,
-            args.launches,
-            args.tenants,
-            log=lambda text: print(text, file=sys.stderr, flush=True),
-        )
-    except BrokerUnavailable as exc:
-        raise CommandError(str(exc)) from exc
+    result = run_bench(
+        bench_settings,
+        args.launches,
+        args.tenants,
+        log=lambda text: print(text, file=sys.stderr, flush=True),
+    )
     summary = report(result)
     print(summary)
     if args.write:
@@ -288,12 +272,6 @@ def _parse_instant(text: str):  # type: ignore[no-untyped-def]
     if value.tzinfo is None:
         raise CommandError(f"--now: needs an offset, e.g. {text}Z")
     return value
-
-
-def _replace(settings: Settings, **changes: object) -> Settings:
-    from dataclasses import replace
-
-    return replace(settings, **changes)  # type: ignore[arg-type]
 
 
 def _positive_int(text: str) -> int:
@@ -394,7 +372,7 @@ def run(argv: list[str]) -> int:
     try:
         settings = Settings.from_env()
         return handler(args, settings)
-    except (CommandError, ConfigError) as exc:
+    except (CommandError, ConfigError, BrokerUnavailable) as exc:
         print(f"active-learners {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

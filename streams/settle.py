@@ -41,10 +41,11 @@ def group_lag(settings: Settings) -> int:
         admin.close()
 
 
-def counts_end_offset(settings: Settings) -> int:
+def end_offset(settings: Settings, topic: str) -> int:
+    """How many records were ever written to a topic (the sum of its partitions' end offsets)."""
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","))
     try:
-        name = settings.topic(topics.ACTIVE_LEARNER_COUNTS)
+        name = settings.topic(topic)
         tps = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
         return sum(consumer.end_offsets(tps).values())
     finally:
@@ -65,7 +66,7 @@ def wait_until_settled(
     next_progress = started + progress_every_s
     while time.monotonic() < deadline:
         lag = group_lag(settings)
-        end = counts_end_offset(settings)
+        end = end_offset(settings, topics.ACTIVE_LEARNER_COUNTS)
         if progress is not None and time.monotonic() >= next_progress:
             progress(lag)
             next_progress += progress_every_s

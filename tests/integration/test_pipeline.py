@@ -279,3 +279,28 @@ def test_sigkill_mid_stream_then_restart_gives_exact_counts(
         )
     }
     assert {tuple(key.decode().split("/")) for key in attempts} == tracked
+
+
+def test_two_workers_on_one_host_share_partitions_and_count_exactly(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    ensure_topics(settings)
+    records = list(generate(DatasetSpec(launches=6000, tenants=5, seed=21, now=NOW)))
+    launches, licenses = split(records)
+    first = WorkerProcess(replace(settings, state_dir=tmp_path / "a"), tmp_path / "a.log")
+    second = WorkerProcess(replace(settings, state_dir=tmp_path / "b"), tmp_path / "b.log")
+    try:
+        first.start()
+        second.start()
+        produce_in_order(settings, records)
+        expected = recount(launches, licenses, NOW)
+        wait_for(counts_match(settings, expected), 300, "exact counts from two workers")
+        # both really worked: each holds RocksDB partitions of the learner tables
+        for state in (tmp_path / "a", tmp_path / "b"):
+            assert any(state.rglob("attempts-*.db")), f"no attempts partitions under {state}"
+        assert first.alive() and second.alive(), first.log_tail() + second.log_tail()
+    finally:
+        first.stop()
+        second.stop()
