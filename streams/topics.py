@@ -27,6 +27,7 @@ TENANT_COMMANDS = "tenant-commands"
 LEARNER_STATE_CHANGELOG = "learner-state-changelog"
 LEARNER_LICENSES_CHANGELOG = "learner-licenses-changelog"
 TENANT_STATE_CHANGELOG = "tenant-state-changelog"
+ERASURES_CHANGELOG = "erasures-changelog"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(LEARNER_STATE_CHANGELOG, "tenant_id/learner_id", True, True, "learner memberships"),
     TopicSpec(LEARNER_LICENSES_CHANGELOG, "tenant_id", True, True, "licenses per partition"),
     TopicSpec(TENANT_STATE_CHANGELOG, "tenant_id/...", True, True, "tenant stage state"),
+    TopicSpec(ERASURES_CHANGELOG, "kind/tenant_id/...", True, True, "erasure markers"),
 )
 
 TOPICS_BY_NAME = {spec.name: spec for spec in TOPICS}

@@ -93,9 +93,7 @@ def remove_from_membership(
     updated = dict(membership)
     for window in removed_windows:
         updated[window] = updated.get(window, 0) - 1
-    left = tuple(
-        sorted(w for w, n in updated.items() if n <= 0 and membership.get(w, 0) > 0)
-    )
+    left = tuple(sorted(w for w, n in updated.items() if n <= 0 and membership.get(w, 0) > 0))
     updated = {w: n for w, n in updated.items() if n > 0}
     return LearnerRemoval(updated, left, left_tenant=not updated and any(membership.values()))
 
@@ -150,5 +148,7 @@ def assemble_receipt_windows(
         for partition, windows in first_before.items():
             if str(partition) not in stored_partials and window in windows:
                 before += windows[window]
-        out.append({"start": window, "active_before": before, "active_after": before - lost[window]})
+        out.append(
+            {"start": window, "active_before": before, "active_after": before - lost[window]}
+        )
     return out
