@@ -255,6 +255,30 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.deletion_cli import ask, parse_attempt, parse_cutoff, read_learners, run_delete
+
+    chosen = [x for x in (args.attempt, args.learners_file, args.older_than) if x]
+    if len(chosen) != 1:
+        raise CommandError("give exactly one of --attempt, --learners-file, --older-than")
+    if args.logical and args.preview:
+        raise CommandError("--logical and --preview exclude each other")
+    try:
+        if args.attempt:
+            selector: dict = {"attempts": [parse_attempt(text) for text in args.attempt]}
+        elif args.learners_file:
+            selector = {"learner_ids": read_learners(args.learners_file)}
+        else:
+            from datetime import UTC, datetime
+
+            selector = {"older_than": parse_cutoff(args.older_than, datetime.now(UTC)).isoformat()}
+        mode = "logical" if args.logical else "preview" if args.preview else "physical"
+        _require_broker(settings, 15.0)
+        return run_delete(settings, args.tenant, selector, mode, args.yes, args.timeout, ask)
+    except (ValueError, TimeoutError) as exc:
+        raise CommandError(str(exc)) from None
+
+
 def _open_input(path: str):  # type: ignore[no-untyped-def]
     try:
         return open(path, encoding="utf-8")
@@ -355,6 +379,21 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="compare live counts with a recount of a dataset")
     verify.add_argument("dataset", help="the JSON lines file that was produced")
     verify.set_defaults(handler=cmd_verify)
+
+    delete = commands.add_parser(
+        "delete", help="delete attempt records: physical (after a preview), logical, or preview"
+    )
+    delete.add_argument("--tenant", required=True)
+    delete.add_argument(
+        "--attempt", action="append", metavar="LEARNER:ATTEMPT", help="an attempt (repeatable)"
+    )
+    delete.add_argument("--learners-file", help="learner ids, one a line: their earlier attempts")
+    delete.add_argument("--older-than", help="8mo, 2y, 6w, 90d, YYYY-MM-DD or a timestamp")
+    delete.add_argument("--logical", action="store_true", help="hide, keep counting")
+    delete.add_argument("--preview", action="store_true", help="only show what would happen")
+    delete.add_argument("--yes", action="store_true", help="do not ask before a physical delete")
+    delete.add_argument("--timeout", type=_positive_float, default=120.0)
+    delete.set_defaults(handler=cmd_delete)
 
     bench = commands.add_parser("bench", help="measure end-to-end throughput of one worker")
     bench.add_argument("--launches", type=_positive_int, default=500_000)

@@ -29,6 +29,14 @@ count_records_total = Counter(
     "Records written to active-learner-counts, by kind (update, tombstone)",
     ["kind"],
 )
+deletion_requests_total = Counter(
+    "active_learners_deletion_requests_total",
+    "Deletion requests routed, by mode (physical, logical, preview) or error",
+    ["mode"],
+)
+receipts_total = Counter(
+    "active_learners_deletion_receipts_total", "Deletion receipts completed by the tenant stage"
+)
 partials_total = Counter(
     "active_learners_partial_counts_total", "Partial counts sent by the learner stage"
 )

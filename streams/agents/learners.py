@@ -16,8 +16,10 @@ from typing import Any
 from faust.types import StreamT
 
 from streams import channels, metrics
+from streams.agents.learner_deletions import apply_part, markers_for
 from streams.app import app, settings
 from streams.dead_letters import dead_letter, encode
+from streams.domain.deletions import erasure_of
 from streams.domain.learners import (
     AttemptOutcome,
     PartitionCounters,
@@ -62,6 +64,14 @@ class LearnerStage:
             attempts[key] = attempts[key]
             learner_state[learner_key] = learner_state.get(learner_key) or {}
             return
+        if outcome is AttemptOutcome.NEW:
+            erased = erasure_of(
+                markers_for(tenant_id, learner_id, command["attempt_id"]), launched_at
+            )
+            if erased is not None:
+                metrics.attempts_total.labels("erased").inc()
+                await self._dead_letter("erased", erased, command)
+                return
         if outcome is AttemptOutcome.CONFLICT:
             await self._dead_letter("conflict", _conflict_detail(attempts[key], command), command)
             return
@@ -201,6 +211,19 @@ async def learners(stream: StreamT) -> None:
             await stage.on_attempt(command, partition, offset)
         elif kind == "license":
             stage.on_license(command, partition, offset)
+        elif kind == "deletion":
+            report = apply_part(stage, command, partition, offset)
+            await channels.tenant_commands.send(
+                key=command["request"]["tenant_id"].encode(),
+                value={
+                    "type": "deletion-part",
+                    "request": command["request"],
+                    "part": command["part"],
+                    "parts": command["parts"],
+                    "partition": partition,
+                    "report": report,
+                },
+            )
         else:
             log.error(
                 "learner-commands: unknown command at %d/%d: %.200r", partition, offset, command

@@ -4,6 +4,7 @@ Keys of the `tenant-state` table (all of a tenant's keys live in its tenant-comm
   lic/{tenant}              {"license": {...} | None}
   parts/{tenant}            {learner partition: its latest partial count}
   pub/{tenant}              {window start: [active, total]} as last published
+  del/{tenant}/{request}    a deletion request's part reports, then its receipt
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from faust.types import StreamT
 from streams import channels, metrics
 from streams.app import app
 from streams.dead_letters import encode
+from streams.domain.deletions import assemble_receipt_windows
 from streams.domain.tenants import count_record, merge_partials, plan_publication, sum_partials
 from streams.licensing import cut_of, license_from
 from streams.partition_scan import scan_prefix
@@ -33,6 +35,10 @@ def _license_key(tenant_id: str) -> bytes:
 
 def _partials_key(tenant_id: str) -> bytes:
     return f"parts/{tenant_id}".encode()
+
+
+def _deletion_key(tenant_id: str, request_id: str) -> bytes:
+    return f"del/{tenant_id}/{request_id}".encode()
 
 
 def _published_key(tenant_id: str) -> bytes:
@@ -56,6 +62,49 @@ class TenantStage:
         merged = merge_partials(stored, command["parts"])  # late reports of old owners lose
         tenant_state[key] = merged
         await self.publish(tenant_id, now, partials=merged)
+
+    async def on_deletion_part(self, command: dict[str, Any], now: datetime) -> None:
+        """Collect one part's report; when every part is in, emit the request's one receipt."""
+        request = command["request"]
+        tenant_id, request_id = request["tenant_id"], request["request_id"]
+        key = _deletion_key(tenant_id, request_id)
+        pending = tenant_state.get(key) or {"parts": command["parts"], "received": {}}
+        if pending.get("receipt") is not None:
+            tenant_state[key] = pending  # a redelivered part: the receipt went out already
+            return
+        received = {
+            **pending["received"],
+            str(command["part"]): {**command["report"], "partition": command["partition"]},
+        }
+        pending = {**pending, "received": received}
+        if len(received) == int(pending["parts"]):
+            receipt = self.receipt(request, received, now)
+            pending = {"parts": pending["parts"], "received": {}, "receipt": receipt}
+            tenant_state[key] = pending
+            await channels.deletion_receipts.send(key=tenant_id.encode(), value=encode(receipt))
+            metrics.receipts_total.inc()
+        else:
+            tenant_state[key] = pending
+
+    def receipt(
+        self, request: dict[str, Any], received: dict[str, Any], now: datetime
+    ) -> dict[str, Any]:
+        tenant_id = request["tenant_id"]
+        windows = assemble_receipt_windows(
+            received,
+            {part: int(report["partition"]) for part, report in received.items()},
+            tenant_state.get(_partials_key(tenant_id)) or {},
+        )
+        return {
+            "request_id": request["request_id"],
+            "tenant_id": tenant_id,
+            "mode": request["mode"],
+            "attempts_affected": sum(r["attempts_affected"] for r in received.values()),
+            "learners_affected": sum(r["learners_affected"] for r in received.values()),
+            "windows": windows,
+            "completed_at": now.isoformat(),
+            "error": None,
+        }
 
     async def on_tick(self, partition: int, now: datetime) -> None:
         """Wall-clock tick: give every tenant whose new window began its zero record."""
@@ -110,6 +159,8 @@ async def tenants(stream: StreamT) -> None:
             await stage.on_partials(command, now)
         elif kind == "license":
             await stage.on_license(command, now)
+        elif kind == "deletion-part":
+            await stage.on_deletion_part(command, now)
         elif kind == "tick":
             await stage.on_tick(event.message.partition, datetime.fromisoformat(command["now"]))
         else:

@@ -60,3 +60,31 @@ def cut_for(license_: Mapping[str, Any] | None) -> Cut:
         int(license_.get("window_months", 12)),
         str(license_.get("timezone", "UTC")),
     )
+
+
+def without_deleted(
+    launches: Iterable[Mapping[str, Any]], request: Mapping[str, Any]
+) -> list[Mapping[str, Any]]:
+    """The launches a physical deletion request leaves (applied after all of them)."""
+
+    def instant(text: str) -> datetime:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+
+    kept = []
+    for launch in launches:
+        if launch["tenant_id"] != request["tenant_id"]:
+            kept.append(launch)
+            continue
+        launched_at = instant(launch["launched_at"])
+        if request.get("older_than") is not None:
+            gone = launched_at < instant(request["older_than"])
+        elif request.get("learner_ids") is not None:
+            gone = launch["learner_id"] in request["learner_ids"] and launched_at < instant(
+                request["requested_at"]
+            )
+        else:
+            refs = {(a["learner_id"], a["attempt_id"]) for a in request["attempts"]}
+            gone = (launch["learner_id"], launch["attempt_id"]) in refs
+        if not gone:
+            kept.append(launch)
+    return kept

@@ -1,0 +1,146 @@
+"""Deletion rules: selection per selector, erasure decisions, membership removal, receipts."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+
+import pytest
+
+from streams.deletion_cli import parse_attempt, parse_cutoff
+from streams.domain.deletions import (
+    Erasures,
+    PartSelector,
+    assemble_receipt_windows,
+    erasure_of,
+    later,
+    remove_from_membership,
+)
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+BEFORE, AFTER = datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("selector", "learner", "attempt", "launched_at", "selected"),
+    [
+        (PartSelector(attempts=frozenset({("l1", "a1")})), "l1", "a1", AFTER, True),
+        (PartSelector(attempts=frozenset({("l1", "a1")})), "l1", "a2", BEFORE, False),
+        (PartSelector(attempts=frozenset({("l1", "a1")})), "l2", "a1", BEFORE, False),
+        (PartSelector(learner_ids=frozenset({"l1"}), learners_before=T0), "l1", "a9", BEFORE, True),
+        # launched after requested_at: the learner's later attempts stay
+        (PartSelector(learner_ids=frozenset({"l1"}), learners_before=T0), "l1", "a9", AFTER, False),
+        (
+            PartSelector(learner_ids=frozenset({"l1"}), learners_before=T0),
+            "l2",
+            "a9",
+            BEFORE,
+            False,
+        ),
+        (PartSelector(older_than=T0), "anyone", "a", BEFORE, True),
+        (PartSelector(older_than=T0), "anyone", "a", T0, False),  # the cut-off itself stays
+        (PartSelector(older_than=T0), "anyone", "a", AFTER, False),
+    ],
+)
+def test_selection(selector, learner, attempt, launched_at, selected) -> None:
+    assert selector.selects(learner, attempt, launched_at) is selected
+
+
+@pytest.mark.parametrize(
+    ("markers", "launched_at", "erased"),
+    [
+        (Erasures(), BEFORE, False),
+        (Erasures(attempt_erased=True), AFTER, True),
+        (Erasures(learner_cutoff=T0), BEFORE, True),
+        (Erasures(learner_cutoff=T0), AFTER, False),  # deleted at T, launches after T: counts
+        (Erasures(tenant_cutoff=T0), BEFORE, True),
+        (Erasures(tenant_cutoff=T0), T0, False),
+    ],
+)
+def test_erasure_decision(markers: Erasures, launched_at: datetime, erased: bool) -> None:
+    assert (erasure_of(markers, launched_at) is not None) is erased
+
+
+def test_cutoffs_only_move_forward() -> None:
+    assert later(None, T0) == T0.isoformat()
+    assert later(AFTER.isoformat(), T0) == AFTER.isoformat()
+    assert later(BEFORE.isoformat(), T0) == T0.isoformat()
+
+
+def test_remove_from_membership() -> None:
+    membership = {"2026-01": 2, "2026-02": 1}
+    partial = remove_from_membership(membership, ["2026-01", "2026-02"])
+    assert (partial.membership, partial.windows_left, partial.left_tenant) == (
+        {"2026-01": 1},
+        ("2026-02",),
+        False,
+    )
+    everything = remove_from_membership(membership, ["2026-01", "2026-01", "2026-02"])
+    assert (everything.membership, everything.left_tenant) == ({}, True)
+    assert sorted(everything.windows_left) == ["2026-01", "2026-02"]
+
+
+def part(windows: dict[str, tuple[int, int]], attempts: int = 1, learners: int = 1) -> dict:
+    return {
+        "attempts_affected": attempts,
+        "learners_affected": learners,
+        "windows": {w: list(v) for w, v in windows.items()},
+    }
+
+
+def test_receipt_windows_from_parts_in_any_order() -> None:
+    # partitions 0 and 1 each ran a part; partition 2 ran none and keeps its stored count
+    parts = {
+        "0": part({"2026-01": (10, 8)}),
+        "1": part({"2026-01": (5, 4), "2026-02": (3, 2)}),
+        "2": part({"2026-01": (8, 7)}),  # a second part in partition 0, after the first
+    }
+    partitions = {"0": 0, "1": 1, "2": 0}
+    stored = {
+        "0": {"windows": {"2026-01": 10}},
+        "1": {"windows": {"2026-01": 5, "2026-02": 3}},
+        "2": {"windows": {"2026-01": 7, "2026-02": 1}},
+    }
+    expected = [
+        {"start": "2026-01", "active_before": 22, "active_after": 18},
+        {"start": "2026-02", "active_before": 4, "active_after": 3},
+    ]
+    for order in itertools.permutations(parts):
+        shuffled = {key: parts[key] for key in order}
+        assert assemble_receipt_windows(shuffled, partitions, stored) == expected
+
+
+def test_windows_without_change_are_not_listed() -> None:
+    windows = assemble_receipt_windows(
+        {"0": part({"2026-01": (4, 4)})}, {"0": 0}, {"0": {"windows": {"2026-01": 4}}}
+    )
+    assert windows == []
+
+
+NOW = datetime(2026, 11, 28, 15, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "cutoff"),
+    [
+        ("8mo", datetime(2026, 3, 28, 15, 30, tzinfo=UTC)),
+        ("1y", datetime(2025, 11, 28, 15, 30, tzinfo=UTC)),
+        ("2w", datetime(2026, 11, 14, 15, 30, tzinfo=UTC)),
+        ("2026-03-01", datetime(2026, 3, 1, tzinfo=UTC)),
+        ("2026-03-01T10:00:00+01:00", datetime(2026, 3, 1, 9, tzinfo=UTC)),
+    ],
+)
+def test_parse_cutoff(text: str, cutoff: datetime) -> None:
+    assert parse_cutoff(text, NOW) == cutoff
+
+
+@pytest.mark.parametrize("text", ["8 months", "2026-03-01T10:00:00", "soon"])
+def test_parse_cutoff_refuses_what_it_cannot_read(text: str) -> None:
+    with pytest.raises(ValueError, match="older-than"):
+        parse_cutoff(text, NOW)
+
+
+def test_parse_attempt() -> None:
+    assert parse_attempt("l1:a1") == {"learner_id": "l1", "attempt_id": "a1"}
+    with pytest.raises(ValueError, match="LEARNER:ATTEMPT"):
+        parse_attempt("l1")
