@@ -279,6 +279,15 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(str(exc)) from None
 
 
+def cmd_notifier(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.notifier import SmtpSettings, run_notifier
+
+    SmtpSettings.from_env()  # a bad SMTP setting is a one-line error before anything starts
+    ensure_topics(settings, timeout_s=args.timeout)
+    run_notifier(settings)
+    return 0
+
+
 def _open_input(path: str):  # type: ignore[no-untyped-def]
     try:
         return open(path, encoding="utf-8")
@@ -379,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="compare live counts with a recount of a dataset")
     verify.add_argument("dataset", help="the JSON lines file that was produced")
     verify.set_defaults(handler=cmd_verify)
+
+    notifier = commands.add_parser(
+        "notifier", help="e-mail threshold events to administrators (SMTP or an outbox folder)"
+    )
+    notifier.add_argument("--timeout", type=_positive_float, default=30.0)
+    notifier.set_defaults(handler=cmd_notifier)
 
     delete = commands.add_parser(
         "delete", help="delete attempt records: physical (after a preview), logical, or preview"

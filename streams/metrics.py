@@ -37,6 +37,9 @@ deletion_requests_total = Counter(
 receipts_total = Counter(
     "active_learners_deletion_receipts_total", "Deletion receipts completed by the tenant stage"
 )
+threshold_events_total = Counter(
+    "active_learners_threshold_events_total", "Threshold events fired, by direction", ["direction"]
+)
 partials_total = Counter(
     "active_learners_partial_counts_total", "Partial counts sent by the learner stage"
 )

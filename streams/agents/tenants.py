@@ -5,21 +5,31 @@ Keys of the `tenant-state` table (all of a tenant's keys live in its tenant-comm
   parts/{tenant}            {learner partition: its latest partial count}
   pub/{tenant}              {window start: [active, total]} as last published
   del/{tenant}/{request}    a deletion request's part reports, then its receipt
+  thr/{tenant}              per window and threshold: above or not, crossings so far
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from faust.types import StreamT
 
+from schemas.licenses import License
 from streams import channels, metrics
 from streams.app import app
 from streams.dead_letters import encode
 from streams.domain.deletions import assemble_receipt_windows
-from streams.domain.tenants import count_record, merge_partials, plan_publication, sum_partials
+from streams.domain.tenants import (
+    PublishPlan,
+    count_record,
+    merge_partials,
+    plan_publication,
+    sum_partials,
+)
+from streams.domain.thresholds import evaluate
+from streams.domain.windows import window_starting
 from streams.licensing import cut_of, license_from
 from streams.partition_scan import scan_prefix
 from streams.tables import tenant_state
@@ -39,6 +49,10 @@ def _partials_key(tenant_id: str) -> bytes:
 
 def _deletion_key(tenant_id: str, request_id: str) -> bytes:
     return f"del/{tenant_id}/{request_id}".encode()
+
+
+def _thresholds_key(tenant_id: str) -> bytes:
+    return f"thr/{tenant_id}".encode()
 
 
 def _published_key(tenant_id: str) -> bytes:
@@ -144,6 +158,57 @@ class TenantStage:
                 key=f"{tenant_id}/{start}".encode(), value=None
             )
             metrics.count_records_total.labels("tombstone").inc()
+        await self.check_thresholds(tenant_id, license_, plan, republish, rewrite, now)
+
+    async def check_thresholds(
+        self,
+        tenant_id: str,
+        license_: License,
+        plan: PublishPlan,
+        republish: bool,
+        rewrite: bool,
+        now: datetime,
+    ) -> None:
+        """Fire `up`/`down` events for windows whose count crossed a threshold.
+
+        After a license change every window is looked at again (a new limit or threshold list
+        fires what is now crossed, once); otherwise only the windows whose count changed.
+        """
+        windows = {update.window.start.isoformat(): update.window for update in plan.updates}
+        if republish:
+            cut = cut_of({"license": license_.model_dump(mode="json")})
+            for start in plan.published:
+                window = window_starting(cut, date.fromisoformat(start))
+                if window is not None:
+                    windows.setdefault(start, window)
+        counts = {start: plan.published[start][0] for start in windows}
+        key = _thresholds_key(tenant_id)
+        state = tenant_state.get(key) or {}
+        new_state, crossings = evaluate(
+            tenant_id, state, counts, license_.learner_limit, license_.thresholds
+        )
+        if crossings or rewrite:
+            tenant_state[key] = new_state
+        for crossing in crossings:
+            window = windows[crossing.window]
+            event = {
+                "event_id": crossing.event_id,
+                "tenant_id": tenant_id,
+                "window": {
+                    "start": window.start.isoformat(),
+                    "end": window.end.isoformat(),
+                    "months": window.months,
+                },
+                "threshold_pct": crossing.pct,
+                "threshold_learners": crossing.learners,
+                "direction": crossing.direction,
+                "active_learners": crossing.active,
+                "learner_limit": license_.learner_limit,
+                "notify": list(license_.notify),
+                "occurred_at": now.isoformat(),
+            }
+            await channels.threshold_events.send(key=tenant_id.encode(), value=encode(event))
+            metrics.threshold_events_total.labels(crossing.direction).inc()
 
 
 stage = TenantStage()

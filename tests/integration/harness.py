@@ -37,18 +37,26 @@ def worker_env(settings: Settings, web_port: int) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """`active-learners worker` as a child process, with its log in a file."""
+    """`active-learners worker` (or another command) as a child process, its log in a file."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        command: str = "worker",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.log_path = log_path
+        self.command = command
+        self.extra_env = extra_env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams", "worker"],
-            env=worker_env(self.settings, free_port()),
+            [sys.executable, "-m", "streams", self.command],
+            env={**worker_env(self.settings, free_port()), **self.extra_env},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
