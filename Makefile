@@ -58,9 +58,10 @@ schemas: install ## regenerate schemas/json from the models
 bench: install kafka ## measure end-to-end throughput (writes docs/benchmarks.md)
 	@$(BIN)/active-learners bench
 
-down: ## stop everything the Makefile started (demo worker, broker)
-	@if [ -f $(RUN)/worker.pid ] && kill -0 $$(cat $(RUN)/worker.pid) 2>/dev/null; then \
-	  kill $$(cat $(RUN)/worker.pid) && echo "worker: stopped"; fi; rm -f $(RUN)/worker.pid
+down: ## stop everything the Makefile started (demo worker and notifier, broker)
+	@for p in worker notifier; do \
+	  if [ -f $(RUN)/$$p.pid ] && kill -0 $$(cat $(RUN)/$$p.pid) 2>/dev/null; then \
+	    kill $$(cat $(RUN)/$$p.pid) && echo "$$p: stopped"; fi; rm -f $(RUN)/$$p.pid; done
 	@$(KAFKA) stop
 
 clean: down ## remove local state, broker data and the virtualenv

@@ -9,11 +9,13 @@ RUN=.demo
 LAUNCHES=${DEMO_LAUNCHES:-200000}
 mkdir -p "$RUN"
 
-if [ -f "$RUN/worker.pid" ] && kill -0 "$(cat "$RUN/worker.pid")" 2>/dev/null; then
-  echo "demo: stopping the previous demo worker"
-  kill "$(cat "$RUN/worker.pid")" || true
-  sleep 2
-fi
+for process in worker notifier; do
+  if [ -f "$RUN/$process.pid" ] && kill -0 "$(cat "$RUN/$process.pid")" 2>/dev/null; then
+    echo "demo: stopping the previous demo $process"
+    kill "$(cat "$RUN/$process.pid")" || true
+    sleep 2
+  fi
+done
 
 export TOPIC_PREFIX="demo-$(date +%Y%m%d%H%M%S)-"
 export STATE_DIR="$RUN/state-${TOPIC_PREFIX%-}"
@@ -26,6 +28,10 @@ $BIN/active-learners topics | tail -1
 echo "== worker (log: $RUN/worker.log, metrics: http://127.0.0.1:$WEB_PORT/metrics)"
 nohup $BIN/active-learners worker >"$RUN/worker.log" 2>&1 &
 echo $! >"$RUN/worker.pid"
+
+echo "== notifier (log: $RUN/notifier.log; without SMTP_HOST, e-mails go to $STATE_DIR/outbox)"
+nohup $BIN/active-learners notifier >"$RUN/notifier.log" 2>&1 &
+echo $! >"$RUN/notifier.pid"
 
 echo "== dataset: $LAUNCHES launches over 24 tenants (12-, 3- and 1-month licenses, month-end"
 echo "   anchors, six time zones, untracked and admin launches, duplicates, out of order)"
@@ -42,6 +48,26 @@ echo "== Active Learners, current window of every tenant"
 $BIN/active-learners counts --current
 echo
 $BIN/active-learners verify "$RUN/dataset.jsonl"
+
+echo
+echo "== threshold events (80/90/100 % of each licensed limit, per window)"
+$BIN/python - <<'PY'
+import json, os
+from collections import Counter
+from streams.config import Settings
+from streams.kafka_io import read_topic
+events = [json.loads(v) for _, v in read_topic(Settings.from_env(), "threshold-events") if v]
+by_kind = Counter((e["direction"], e["threshold_pct"]) for e in events)
+print(f"{len(events)} events: " + ", ".join(f"{d} {p}%: {n}" for (d, p), n in sorted(by_kind.items())))
+for e in sorted(events, key=lambda e: e["window"]["start"])[-5:]:
+    print(f"  {e['tenant_id']} {e['window']['start']}: {e['direction']} {e['threshold_pct']}% "
+          f"({e['active_learners']} of {e['learner_limit']}) -> {', '.join(e['notify'])}")
+PY
+sleep 3
+outbox="$STATE_DIR/outbox"
+mails=$(ls "$outbox" 2>/dev/null | wc -l)
+echo "e-mails: $mails written to $outbox (events of windows that ended over 7 days ago are not mailed;"
+echo "         set SMTP_HOST to send them instead; see $RUN/notifier.log)"
 echo
 echo "The worker keeps running. Try:"
 echo "  TOPIC_PREFIX=$TOPIC_PREFIX $BIN/active-learners counts --tenant tenant-003"
