@@ -246,7 +246,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
             + f"\n## `active-learners bench --launches {args.launches}` on {stamp[:8]}\n\n"
             + "```\n"
             + summary
-            + "\n```\n\nRSS as the counted learners grow:\n\n"
+            + "\n```\n\nRSS as attempts are stored:\n\n"
             + rss_table(result)
             + "\n",
             encoding="utf-8",

@@ -55,13 +55,14 @@ class LearnerStage:
         counts = self.counters.at_offset(partition, tenant_id, cut.id, offset)
         launched_at = datetime.fromisoformat(command["launched_at"])
         key = f"{tenant_id}/{learner_id}/{command['attempt_id']}".encode()
-        outcome = classify_attempt(attempts.get(key), command["element_id"], launched_at)
+        stored = attempts.get(key)
+        outcome = classify_attempt(stored, command["element_id"], launched_at)
         metrics.attempts_total.labels(outcome.value).inc()
         learner_key = f"{tenant_id}/{learner_id}".encode()
         if outcome is AttemptOutcome.REPEAT:
             # A replay rewrites what the first delivery wrote: if that delivery reached RocksDB
             # but its changelog records died with the process, this puts them back.
-            attempts[key] = attempts[key]
+            attempts[key] = stored
             learner_state[learner_key] = learner_state.get(learner_key) or {}
             return
         if outcome is AttemptOutcome.NEW:
@@ -73,7 +74,8 @@ class LearnerStage:
                 await self._dead_letter("erased", erased, command)
                 return
         if outcome is AttemptOutcome.CONFLICT:
-            await self._dead_letter("conflict", _conflict_detail(attempts[key], command), command)
+            assert stored is not None
+            await self._dead_letter("conflict", _conflict_detail(stored, command), command)
             return
         attempts[key] = {
             "tenant_id": tenant_id,
