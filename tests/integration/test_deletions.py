@@ -248,3 +248,59 @@ def test_invalid_requests_get_error_receipts_or_dead_letters(
     assert {letter["source"]["topic"] for letter in letters} == {
         settings.topic("attempt-deletions")
     }
+
+
+def test_remaining_selector_and_mode_pairs_change_nothing_but_what_they_should(
+    settings: Settings, worker: WorkerProcess
+) -> None:
+    """older_than preview and logical, learner_ids logical, attempts preview."""
+    launches = history(learners=30, days=300, seed=9)
+    produce_json(settings, "licenses", [LICENSE])
+    produce_json(settings, "launches", launches)
+    expected = recount(launches, {"acme": LICENSE}, NOW)
+    wait_for(counts_match(settings, expected), 180, "counts")
+    acme = [launch for launch in launches if launch["tenant_id"] == "acme"]
+    cutoff = NOW - timedelta(days=150)
+    old = [launch for launch in acme if datetime.fromisoformat(launch["launched_at"]) < cutoff]
+
+    def stored() -> dict:
+        return latest_by_key(read_topic(settings, topics.ATTEMPTS))
+
+    # older_than preview: the physical numbers, nothing changes
+    preview = send_and_wait(
+        settings, build_request("acme", "preview", {"older_than": cutoff.isoformat()}, NOW), 120
+    )
+    assert preview["attempts_affected"] == len(old)
+    assert preview["learners_affected"] == len({launch["learner_id"] for launch in old})
+    assert len(stored()) == len(launches)
+
+    # attempts preview: one attempt, nothing changes
+    first = acme[0]
+    ref = {"attempts": [{"learner_id": first["learner_id"], "attempt_id": first["attempt_id"]}]}
+    preview = send_and_wait(settings, build_request("acme", "preview", ref, NOW), 120)
+    assert preview["attempts_affected"] == 1
+    assert not stored()[f"acme/{first['learner_id']}/{first['attempt_id']}".encode()][
+        "logically_deleted"
+    ]
+
+    # older_than logical: every old attempt marked, counts unchanged
+    logical = send_and_wait(
+        settings, build_request("acme", "logical", {"older_than": cutoff.isoformat()}, NOW), 120
+    )
+    assert (logical["attempts_affected"], logical["windows"]) == (len(old), [])
+    marked = {key for key, record in stored().items() if record["logically_deleted"]}
+    assert marked == {f"acme/{l_['learner_id']}/{l_['attempt_id']}".encode() for l_ in old}
+
+    # learner_ids logical: that learner's attempts marked too
+    logical = send_and_wait(
+        settings, build_request("acme", "logical", {"learner_ids": ["l7"]}, NOW), 120
+    )
+    sevens = [launch for launch in acme if launch["learner_id"] == "l7"]
+    assert logical["attempts_affected"] == len(sevens)
+    records = stored()
+    assert all(
+        records[f"acme/l7/{launch['attempt_id']}".encode()]["logically_deleted"]
+        for launch in sevens
+    )
+    wait_for(counts_match(settings, expected), 30, "counts unchanged by all of it")
+    assert not dead_letters(settings, "erased")
