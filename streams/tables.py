@@ -7,6 +7,7 @@ exactly one tenant's keys in a partition (see streams/partition_scan.py).
 from __future__ import annotations
 
 import faust
+from faust.types import TableT
 
 from streams import topics
 from streams.app import app
@@ -27,44 +28,40 @@ def rocksdb_options() -> dict[str, int]:
     return {"write_buffer_size": 1 << 20, "max_write_buffer_number": 2, "block_cache_size": 2 << 20}
 
 
-# Learner stage, partitioned like learner-commands (key tenant/learner).
-attempts = app.Table(
-    "attempts",
-    schema=RAW_KEYS_JSON_VALUES,
-    options=rocksdb_options(),
-    # The contract's compacted `attempts` topic is this table's changelog: every attempt record
-    # is published as it is stored, and a physical deletion is its tombstone.
-    changelog_topic=changelog(topics.ATTEMPTS),
-    help="tenant/learner/attempt -> attempt record",
-)
-learner_state = app.Table(
-    "learner-state",
-    schema=RAW_KEYS_JSON_VALUES,
-    options=rocksdb_options(),
-    changelog_topic=changelog(topics.LEARNER_STATE_CHANGELOG),
-    help="tenant/learner -> {window start: attempts in it}",
-)
-learner_licenses = app.Table(
-    "learner-licenses",
-    schema=RAW_KEYS_JSON_VALUES,
-    options=rocksdb_options(),
-    changelog_topic=changelog(topics.LEARNER_LICENSES_CHANGELOG),
-    help="tenant -> the license as this partition last applied it (one copy per partition)",
-)
+def _table(name: str, changelog_name: str, help_text: str) -> TableT:
+    """A RocksDB table with raw byte keys and JSON values, and its declared changelog topic."""
+    return app.Table(
+        name,
+        schema=RAW_KEYS_JSON_VALUES,
+        options=rocksdb_options(),
+        changelog_topic=changelog(changelog_name),
+        help=help_text,
+    )
 
-erasures = app.Table(
+
+# Learner stage, partitioned like learner-commands (key tenant/learner).
+# The contract's compacted `attempts` topic is the attempts table's changelog: every attempt
+# record is published as it is stored, and a physical deletion is its tombstone.
+attempts = _table("attempts", topics.ATTEMPTS, "tenant/learner/attempt -> attempt record")
+learner_state = _table(
+    "learner-state",
+    topics.LEARNER_STATE_CHANGELOG,
+    "tenant/learner -> {window start: attempts in it}",
+)
+learner_licenses = _table(
+    "learner-licenses",
+    topics.LEARNER_LICENSES_CHANGELOG,
+    "tenant -> the license as this partition last applied it (one copy per partition)",
+)
+erasures = _table(
     "erasures",
-    schema=RAW_KEYS_JSON_VALUES,
-    options=rocksdb_options(),
-    changelog_topic=changelog(topics.ERASURES_CHANGELOG),
-    help="a/t/l/attempt, l/t/l, t/t: erasure markers; done/request/part: deletion parts applied",
+    topics.ERASURES_CHANGELOG,
+    "a/t/l/attempt, l/t/l, t/t: erasure markers; done/request/part: deletion parts applied",
 )
 
 # Tenant stage, partitioned like tenant-commands (key tenant).
-tenant_state = app.Table(
+tenant_state = _table(
     "tenant-state",
-    schema=RAW_KEYS_JSON_VALUES,
-    options=rocksdb_options(),
-    changelog_topic=changelog(topics.TENANT_STATE_CHANGELOG),
-    help="lic/tenant, part/tenant/partition, pub/tenant",
+    topics.TENANT_STATE_CHANGELOG,
+    "lic/, parts/, pub/, del/, thr/ + tenant (see streams/agents/tenants.py)",
 )

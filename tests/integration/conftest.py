@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from streams.config import Settings
-from streams.kafka_admin import BrokerUnavailable, admin_client
+from streams.kafka_admin import BrokerUnavailable, admin_client, ensure_topics
+from tests.integration.harness import WorkerProcess
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_SCRIPT = REPO / "docker" / "kafka" / "kafka.sh"
@@ -55,6 +56,15 @@ def broker() -> Iterator[Settings]:
 def prefix() -> str:
     """A fresh TOPIC_PREFIX for one test, so tests never see each other's records."""
     return f"test-{uuid.uuid4().hex[:10]}-"
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """A worker process for this test's prefix (not started: the test decides when)."""
+    ensure_topics(settings)
+    process = WorkerProcess(settings, tmp_path / "worker.log")
+    yield process
+    process.stop()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +13,6 @@ from streams import topics
 from streams.config import Settings
 from streams.deletion_cli import build_request, send_and_wait
 from streams.domain.recount import recount, without_deleted
-from streams.kafka_admin import ensure_topics
 from streams.kafka_io import latest_by_key, produce_records, read_topic
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
 from tests.integration.test_pipeline import counts_match
@@ -52,11 +50,9 @@ def history(learners: int, days: int, seed: int) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def worker(settings: Settings, tmp_path: Path):
-    ensure_topics(settings)
-    process = WorkerProcess(settings, tmp_path / "worker.log").start()
-    yield process
-    process.stop()
+def worker(worker: WorkerProcess) -> WorkerProcess:
+    """The deletion tests all start with a running worker."""
+    return worker.start()
 
 
 def dead_letters(settings: Settings, reason: str) -> list[dict]:

@@ -83,14 +83,6 @@ def boundary_launches(tenant: str, cut: Cut) -> list[dict[str, Any]]:
     return launches
 
 
-@pytest.fixture
-def worker(settings: Settings, tmp_path: Path):
-    ensure_topics(settings)
-    process = WorkerProcess(settings, tmp_path / "worker.log")
-    yield process
-    process.stop()
-
-
 def test_live_counts_equal_the_recount(settings: Settings, worker: WorkerProcess) -> None:
     records = list(generate(DatasetSpec(launches=4000, tenants=6, seed=11, now=NOW)))
     edge_license = {
