@@ -12,7 +12,7 @@ from streams import topics
 from streams.app import app, settings
 
 
-def _raw(name: str, *, internal: bool = False, compacting: bool = False) -> TopicT:
+def _raw(name: str) -> TopicT:
     return app.topic(
         settings.topic(name),
         key_type=bytes,
@@ -20,12 +20,13 @@ def _raw(name: str, *, internal: bool = False, compacting: bool = False) -> Topi
         key_serializer="raw",
         value_serializer="raw",
         partitions=settings.partitions,
-        internal=internal,
-        compacting=compacting or None,
     )
 
 
-def _json(name: str) -> TopicT:
+def _json(
+    name: str, *, compacting: bool | None = None, deleting: bool | None = None, acks: bool = True
+) -> TopicT:
+    """An internal topic with raw keys and JSON values (commands, changelogs)."""
     return app.topic(
         settings.topic(name),
         key_type=bytes,
@@ -33,6 +34,9 @@ def _json(name: str) -> TopicT:
         value_serializer="json",
         partitions=settings.partitions,
         internal=True,
+        compacting=compacting,
+        deleting=deleting,
+        acks=acks,
     )
 
 
@@ -51,14 +55,4 @@ tenant_commands = _json(topics.TENANT_COMMANDS)
 
 def changelog(name: str) -> TopicT:
     """A compacted changelog topic for a table, with the name declared in streams/topics.py."""
-    return app.topic(
-        settings.topic(name),
-        key_type=bytes,
-        key_serializer="raw",
-        value_serializer="json",
-        partitions=settings.partitions,
-        compacting=True,
-        deleting=False,
-        acks=False,
-        internal=True,
-    )
+    return _json(name, compacting=True, deleting=False, acks=False)

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from schemas.licenses import License, default_license
-from streams.domain.windows import Cut
+from streams.domain.windows import DEFAULT_CUT, Cut
 
 
 def license_from(tenant_id: str, stored: Mapping[str, Any] | None) -> tuple[License, bool]:
@@ -20,6 +20,6 @@ def license_from(tenant_id: str, stored: Mapping[str, Any] | None) -> tuple[Lice
 def cut_of(stored: Mapping[str, Any] | None) -> Cut:
     """The window cut of a stored license, without validating the whole license again."""
     if stored is None or stored.get("license") is None:
-        return Cut(date(1970, 1, 1), 12, "UTC")
+        return DEFAULT_CUT
     lic = stored["license"]
     return Cut(date.fromisoformat(lic["cycle_start"]), int(lic["window_months"]), lic["timezone"])

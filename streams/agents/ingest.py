@@ -202,13 +202,14 @@ async def ingest_deletions(stream: StreamT) -> None:
             await channels.deletion_receipts.send(key=tenant_id.encode(), value=encode(receipt))
             metrics.deletion_requests_total.labels("error").inc()
             continue
-        key = f"{request.tenant_id}/".encode()
         for command, partition in deletion_parts(request, settings.partitions):
-            if partition is None:
-                key = f"{request.tenant_id}/{command['learner_id']}".encode()
-                await channels.learner_commands.send(key=key, value=command)
-            else:
-                await channels.learner_commands.send(key=key, value=command, partition=partition)
+            # a per-learner part goes where the learner's attempts are; a broadcast part to
+            # the partition named
+            learner = command.get("learner_id")
+            key = f"{request.tenant_id}/{learner}" if learner else request.tenant_id
+            await channels.learner_commands.send(
+                key=key.encode(), value=command, partition=partition
+            )
         metrics.deletion_requests_total.labels(request.mode).inc()
 
 

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from streams.domain.tracking import is_tracked
-from streams.domain.windows import Cut, window_of
+from streams.domain.windows import DEFAULT_CUT, Cut, window_of
 
 FUTURE_TOLERANCE = timedelta(hours=1)
 
@@ -54,7 +54,7 @@ def recount(
 
 def cut_for(license_: Mapping[str, Any] | None) -> Cut:
     if license_ is None:
-        return Cut(date(1970, 1, 1), 12, "UTC")
+        return DEFAULT_CUT
     return Cut(
         date.fromisoformat(str(license_.get("cycle_start", "1970-01-01"))),
         int(license_.get("window_months", 12)),

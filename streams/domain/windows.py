@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -112,5 +112,5 @@ def window_of(cut: Cut, instant: datetime) -> Window:
 
 def window_starting(cut: Cut, start: date) -> Window | None:
     """The window of `cut` whose local start date is `start`, or None if no window starts then."""
-    window = window_of(cut, local_midnight(start, cut.timezone) + timedelta(microseconds=0))
+    window = window_of(cut, local_midnight(start, cut.timezone))
     return window if window.start == start else None
