@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import re
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -30,11 +31,33 @@ class OutputModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})"
+)
+# Instants the service accepts; outside, window arithmetic leaves the range of Python's dates.
+EARLIEST_YEAR, LATEST_YEAR = 1900, 9000
+
+
 def _require_text(value: Any) -> Any:
-    # RFC 3339 text only: pydantic would otherwise read a number as a Unix timestamp,
-    # and a producer sending epoch seconds must hear that it is wrong.
-    if not isinstance(value, str | datetime):
+    # RFC 3339 text only: pydantic would otherwise read a number, or a string of digits, as a
+    # Unix timestamp, and a producer sending epoch seconds must hear that it is wrong.
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         raise ValueError("must be an RFC 3339 timestamp string with an offset")
+    return value
+
+
+def _in_range(value: datetime) -> datetime:
+    year = value.astimezone(UTC).year if value.tzinfo else value.year
+    if not EARLIEST_YEAR <= year < LATEST_YEAR:
+        raise ValueError(f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
+    return value
+
+
+def _date_in_range(value: date) -> date:
+    if not EARLIEST_YEAR <= value.year < LATEST_YEAR:
+        raise ValueError(f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
     return value
 
 
@@ -46,10 +69,10 @@ def _require_date_text(value: Any) -> Any:
     return value
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_text)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_text), AfterValidator(_in_range)]
 """An instant with an explicit UTC offset, e.g. `2026-03-01T10:00:00Z`. Naive times are refused."""
 
-CalendarDate = Annotated[date, BeforeValidator(_require_date_text)]
+CalendarDate = Annotated[date, BeforeValidator(_require_date_text), AfterValidator(_date_in_range)]
 """A calendar date `YYYY-MM-DD`."""
 
 EntityId = Annotated[

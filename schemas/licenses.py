@@ -6,22 +6,30 @@ from datetime import date
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 
 from schemas.common import CalendarDate, EmailAddress, EntityId, InputModel
 
 DEFAULT_THRESHOLDS = (80, 90, 100)
 EPOCH_ANCHOR = date(1970, 1, 1)
 
-ThresholdPct = Annotated[int, Field(ge=1, le=1000)]
+ThresholdPct = Annotated[int, Field(ge=1, le=1000, strict=True)]
 
 
 def _check_zone(name: str) -> str:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        # OSError: a name such as "America" is a folder of the zone database, not a zone
         raise ValueError(f"unknown IANA time zone {name[:80]!r}") from exc
     return name
+
+
+def _not_a_bool(value: object) -> object:
+    # JSON true is not the number 1
+    if isinstance(value, bool):
+        raise ValueError("must be 1, 3 or 12")
+    return value
 
 
 ZoneName = Annotated[str, Field(max_length=64), AfterValidator(_check_zone)]
@@ -34,8 +42,10 @@ class License(InputModel):
     cycle_start: CalendarDate = Field(
         default=EPOCH_ANCHOR, description="Active Learner Start Date: the anchor of every window"
     )
-    window_months: Literal[1, 3, 12] = Field(default=12, description="Active Window length")
-    learner_limit: Annotated[int, Field(ge=1)] | None = Field(
+    window_months: Annotated[Literal[1, 3, 12], BeforeValidator(_not_a_bool)] = Field(
+        default=12, description="Active Window length"
+    )
+    learner_limit: Annotated[int, Field(ge=1, strict=True)] | None = Field(
         default=None, description="licensed Active Learners; null = no limit, no threshold events"
     )
     thresholds: tuple[ThresholdPct, ...] = Field(

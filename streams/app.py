@@ -8,6 +8,7 @@ from __future__ import annotations
 import faust
 
 from streams.config import Settings
+from streams.state import Sender
 
 settings = Settings.from_env()
 
@@ -36,11 +37,19 @@ app = faust.App(
     # A crashed worker's partitions move after 15 s instead of faust's default minute.
     broker_session_timeout=15.0,
     broker_heartbeat_interval=3.0,
-    stream_buffer_maxsize=8192,
+    # Commands between stages carry whole batches, so faust sees few, larger messages.
+    stream_buffer_maxsize=32_768,
+    broker_check_crcs=False,
     producer_linger_ms=5,
-    producer_max_batch_size=512 * 1024,
+    producer_max_batch_size=1024 * 1024,
+    producer_max_request_size=2 * 1024 * 1024,
+    # Restores changelogs in bulk before faust's per-record recovery looks (streams/recovery.py).
+    TableManager="streams.recovery:BulkTableManager",
     logging_config=None,
 )
+
+# Every stage sends through the app's own aiokafka producer (see streams/state.py).
+sender = Sender(lambda: app.producer._ensure_producer())  # type: ignore[attr-defined]
 
 
 def load() -> faust.App:

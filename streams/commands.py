@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
 
 from streams.config import ConfigError, Settings
-from streams.kafka_admin import BrokerUnavailable, admin_client, ensure_topics
+from streams.kafka_admin import (
+    BrokerUnavailable,
+    TopicMismatch,
+    admin_client,
+    copartitioned_count,
+    ensure_topics,
+)
 
 
 class CommandError(Exception):
@@ -38,6 +45,15 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     ensure_topics(settings, timeout_s=args.timeout)
+    partitions = copartitioned_count(settings, timeout_s=args.timeout)
+    if partitions != settings.partitions:
+        # The topics exist with another count: work with theirs (routing, broadcasts, parts).
+        print(
+            f"active-learners worker: the topics have {partitions} partitions; "
+            f"using {partitions} (PARTITIONS={settings.partitions} applies to new topics only)",
+            file=sys.stderr,
+        )
+        os.environ["PARTITIONS"] = str(partitions)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
 
     from faust.worker import Worker
@@ -426,7 +442,7 @@ def run(argv: list[str]) -> int:
     try:
         settings = Settings.from_env()
         return handler(args, settings)
-    except (CommandError, ConfigError, BrokerUnavailable) as exc:
+    except (CommandError, ConfigError, BrokerUnavailable, TopicMismatch) as exc:
         print(f"active-learners {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

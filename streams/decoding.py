@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
+from schemas.deletions import DeletionRequest
 from streams.dead_letters import summarize_validation_error
 
 FUTURE_TOLERANCE = timedelta(hours=1)
@@ -40,6 +42,8 @@ def decode(model: type[M], raw: bytes | None) -> M | Rejected:
         if "model_type" in kinds:
             return Rejected("invalid", "value is JSON but not an object")
         return Rejected("invalid", summarize_validation_error(exc))
+    except Exception as exc:  # a validator that raised something else: still bad input
+        return Rejected("invalid", f"value could not be read ({type(exc).__name__})")
 
 
 def future_rejection(launched_at: datetime, now: datetime) -> Rejected | None:
@@ -49,4 +53,31 @@ def future_rejection(launched_at: datetime, now: datetime) -> Rejected | None:
             "future",
             f"launched_at {launched_at.isoformat()} is more than 1 hour after {now.isoformat()}",
         )
+    return None
+
+
+# Selectors the contract names that this version cannot apply yet: a request naming one must not
+# run with its other selector (a physical deletion cannot be undone).
+UNSUPPORTED_SELECTORS = ("teams", "roles")
+
+
+def deletion_rejection(
+    request: DeletionRequest, raw: bytes | None, now: datetime
+) -> Rejected | None:
+    """What makes a well-formed deletion request unusable, if anything."""
+    record = orjson.loads(raw) if raw else {}
+    unsupported = [name for name in UNSUPPORTED_SELECTORS if record.get(name) is not None]
+    if unsupported:
+        return Rejected(
+            "invalid",
+            f"selector {', '.join(unsupported)} is not supported by this version; "
+            "use exactly one of attempts, learner_ids, older_than",
+        )
+    limit = now + FUTURE_TOLERANCE
+    if request.requested_at > limit:
+        return Rejected(
+            "invalid", f"requested_at {request.requested_at.isoformat()} is in the future"
+        )
+    if request.older_than is not None and request.older_than > limit:
+        return Rejected("invalid", f"older_than {request.older_than.isoformat()} is in the future")
     return None

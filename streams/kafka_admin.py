@@ -10,7 +10,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from streams.config import Settings
-from streams.topics import TOPICS, TopicSpec
+from streams.topics import COPARTITIONED, TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -107,3 +107,36 @@ def topic_config(settings: Settings, topic: str, key: str, timeout_s: float = 15
         admin.close()
     entry = result.get("topic", {}).get(topic, {}).get(key)
     return None if entry is None else entry["value"]
+
+
+def topic_partitions(
+    settings: Settings, names: Iterable[str], timeout_s: float = 15.0
+) -> dict[str, int]:
+    """{topic (without prefix): its number of partitions} for the topics that exist."""
+    admin = admin_client(settings, timeout_s)
+    try:
+        real = {settings.topic(name): name for name in names}
+        described = admin.describe_topics(list(real))
+    finally:
+        admin.close()
+    return {
+        real[topic["name"]]: len(topic["partitions"])
+        for topic in described
+        if topic.get("error_code", 0) == 0 and topic["name"] in real
+    }
+
+
+def copartitioned_count(settings: Settings, timeout_s: float = 15.0) -> int:
+    """The partition count shared by the stages' internal topics; an error when they disagree."""
+    counts = topic_partitions(settings, COPARTITIONED, timeout_s)
+    if len(set(counts.values())) > 1:
+        listed = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+        raise TopicMismatch(
+            f"internal topics disagree on their partition count ({listed}); "
+            "recreate them with one count (e.g. a new TOPIC_PREFIX)"
+        )
+    return counts.get("learner-commands", settings.partitions)
+
+
+class TopicMismatch(RuntimeError):
+    """Topics exist with partition counts the service cannot work with."""

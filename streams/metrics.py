@@ -43,3 +43,8 @@ threshold_events_total = Counter(
 partials_total = Counter(
     "active_learners_partial_counts_total", "Partial counts sent by the learner stage"
 )
+stage_errors_total = Counter(
+    "active_learners_stage_errors_total",
+    "Commands a stage failed to apply (a bug, logged with the record's position), by stage",
+    ["stage"],
+)

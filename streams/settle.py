@@ -16,25 +16,37 @@ from streams import topics
 from streams.config import Settings
 from streams.kafka_admin import admin_client
 
-WATCHED = (topics.LAUNCHES, topics.LICENSES, topics.LEARNER_COMMANDS, topics.TENANT_COMMANDS)
+# Which consumer group reads which topics: faust's group (the app id) reads the stages' inputs;
+# the bulk launch reader has a group of its own.
+WATCHED = {
+    "": (
+        topics.LICENSES,
+        topics.ATTEMPT_DELETIONS,
+        topics.LEARNER_COMMANDS,
+        topics.TENANT_COMMANDS,
+    ),
+    "-launches": (topics.LAUNCHES,),
+}
 
 
 def group_lag(settings: Settings) -> int:
-    """Records of the watched topics that the app's consumer group has not committed yet."""
+    """Records of the watched topics that the app's consumer groups have not committed yet."""
     admin = admin_client(settings)
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","))
     try:
-        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
-        tps = []
-        for name in WATCHED:
-            real = settings.topic(name)
-            for partition in consumer.partitions_for_topic(real) or ():
-                tps.append(TopicPartition(real, partition))
-        ends = consumer.end_offsets(tps)
         lag = 0
-        for tp in tps:
-            done = committed.get(tp)
-            lag += ends[tp] - (done.offset if done is not None and done.offset >= 0 else 0)
+        for suffix, names in WATCHED.items():
+            group = settings.app_id + suffix
+            committed = admin.list_group_offsets(group).get(group, {})
+            tps = []
+            for name in names:
+                real = settings.topic(name)
+                for partition in consumer.partitions_for_topic(real) or ():
+                    tps.append(TopicPartition(real, partition))
+            ends = consumer.end_offsets(tps)
+            for tp in tps:
+                done = committed.get(tp)
+                lag += ends[tp] - (done.offset if done is not None and done.offset >= 0 else 0)
         return lag
     finally:
         consumer.close()

@@ -46,17 +46,12 @@ attempts = _table("attempts", topics.ATTEMPTS, "tenant/learner/attempt -> attemp
 learner_state = _table(
     "learner-state",
     topics.LEARNER_STATE_CHANGELOG,
-    "tenant/learner -> {window start: attempts in it}",
-)
-learner_licenses = _table(
-    "learner-licenses",
-    topics.LEARNER_LICENSES_CHANGELOG,
-    "tenant -> the license as this partition last applied it (one copy per partition)",
+    "tenant -> the license this partition applied; tenant/learner -> the learner's windows",
 )
 erasures = _table(
     "erasures",
     topics.ERASURES_CHANGELOG,
-    "a/t/l/attempt, l/t/l, t/t: erasure markers; done/request/part: deletion parts applied",
+    "a/t/l/attempt, l/t/l, t/t: erasure markers; done/t/request/part: deletion parts",
 )
 
 # Tenant stage, partitioned like tenant-commands (key tenant).

@@ -25,7 +25,6 @@ TENANT_COMMANDS = "tenant-commands"
 
 # Table changelogs (never rename: a table's state lives in its changelog)
 LEARNER_STATE_CHANGELOG = "learner-state-changelog"
-LEARNER_LICENSES_CHANGELOG = "learner-licenses-changelog"
 TENANT_STATE_CHANGELOG = "tenant-state-changelog"
 ERASURES_CHANGELOG = "erasures-changelog"
 
@@ -54,10 +53,21 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(DEAD_LETTERS, "source key", False, False, "rejected input, with the reason"),
     TopicSpec(LEARNER_COMMANDS, "tenant_id/learner_id", False, True, "ingest -> learner stage"),
     TopicSpec(TENANT_COMMANDS, "tenant_id", False, True, "learner stage -> tenant stage"),
-    TopicSpec(LEARNER_STATE_CHANGELOG, "tenant_id/learner_id", True, True, "learner memberships"),
-    TopicSpec(LEARNER_LICENSES_CHANGELOG, "tenant_id", True, True, "licenses per partition"),
+    TopicSpec(
+        LEARNER_STATE_CHANGELOG, "tenant_id[/learner_id]", True, True, "licenses, memberships"
+    ),
     TopicSpec(TENANT_STATE_CHANGELOG, "tenant_id/...", True, True, "tenant stage state"),
     TopicSpec(ERASURES_CHANGELOG, "kind/tenant_id/...", True, True, "erasure markers"),
 )
 
 TOPICS_BY_NAME = {spec.name: spec for spec in TOPICS}
+
+# Topics co-partitioned with the stages: a worker refuses to start when their counts differ.
+COPARTITIONED = (
+    LEARNER_COMMANDS,
+    TENANT_COMMANDS,
+    ATTEMPTS,
+    LEARNER_STATE_CHANGELOG,
+    ERASURES_CHANGELOG,
+    TENANT_STATE_CHANGELOG,
+)

@@ -1,8 +1,8 @@
-"""Ingest: validate launches and licenses, dead-letter bad records, route the rest.
+"""Ingest: validate licenses and deletion requests, dead-letter bad records, route the rest.
 
-Tracked launches go to `learner-commands` keyed `tenant/learner` (the input key is not relied on);
-licenses go to the tenant stage and are broadcast to every learner partition, ordered there with
-that partition's attempts.
+Launches arrive in bulk through streams/agents/launch_reader.py. Licenses go to the tenant stage
+and are broadcast to every learner partition, ordered there with that partition's attempts.
+Deletion requests are split into one part per learner partition they concern.
 """
 
 from __future__ import annotations
@@ -14,16 +14,18 @@ from typing import Any
 from faust.types import EventT, StreamT
 
 from schemas.deletions import DeletionRequest
-from schemas.launches import Launch
 from schemas.licenses import License
-from streams import channels, metrics
+from streams import channels, messages, metrics
+from streams.agents import launch_reader  # noqa: F401  (registers the bulk launch reader)
+from streams.agents.loop import run_durably
 from streams.app import app, settings
 from streams.dead_letters import dead_letter, encode
-from streams.decoding import Rejected, decode, future_rejection
-from streams.domain.tracking import is_tracked
+from streams.decoding import Rejected, decode, deletion_rejection
+from streams.partitioning import learner_partition, tenant_partition
+from streams.state import StateBatch
 
 
-async def send_dead_letter(event: EventT, rejected: Rejected) -> None:
+def emit_dead_letter(batch: StateBatch, event: EventT, rejected: Rejected) -> None:
     message = event.message
     record = dead_letter(
         rejected.reason,
@@ -34,46 +36,9 @@ async def send_dead_letter(event: EventT, rejected: Rejected) -> None:
         message.offset,
         datetime.now(UTC),
     )
-    await channels.dead_letters.send(key=message.key, value=encode(record))
+    batch.emit(channels.dead_letters.get_topic_name(), message.key, encode(record))
     source = message.topic.removeprefix(settings.topic_prefix)
     metrics.dead_letters_total.labels(source, rejected.reason).inc()
-
-
-def attempt_command(launch: Launch, raw: bytes, event: EventT) -> dict[str, Any]:
-    message = event.message
-    return {
-        "type": "attempt",
-        "tenant_id": launch.tenant_id,
-        "learner_id": launch.learner_id,
-        "element_id": launch.element_id,
-        "attempt_id": launch.attempt_id,
-        "launched_at": launch.launched_at.isoformat(),
-        # kept for a dead letter of the learner stage (conflict, erased)
-        "raw": raw.decode("utf-8"),
-        "source": [message.topic, message.partition, message.offset],
-    }
-
-
-@app.agent(channels.launches)
-async def ingest_launches(stream: StreamT) -> None:
-    async for event in stream.events():
-        raw = event.message.value
-        launch = decode(Launch, raw)
-        if isinstance(launch, Rejected):
-            await send_dead_letter(event, launch)
-            metrics.launches_total.labels("dead_lettered").inc()
-            continue
-        future = future_rejection(launch.launched_at, datetime.now(UTC))
-        if future is not None:
-            await send_dead_letter(event, future)
-            metrics.launches_total.labels("dead_lettered").inc()
-            continue
-        if not is_tracked(launch.launched_by, launch.content_type, launch.tracking):
-            metrics.launches_total.labels("untracked").inc()
-            continue
-        key = f"{launch.tenant_id}/{launch.learner_id}".encode()
-        await channels.learner_commands.send(key=key, value=attempt_command(launch, raw, event))
-        metrics.launches_total.labels("tracked").inc()
 
 
 def license_tombstone_tenant(event: EventT) -> str | None:
@@ -90,45 +55,51 @@ def license_tombstone_tenant(event: EventT) -> str | None:
     return tenant_id
 
 
+async def handle_license(batch: StateBatch, event: EventT) -> None:
+    raw = event.message.value
+    if raw is None:
+        # A tombstone on the compacted topic: the tenant falls back to the default license.
+        tenant_id = license_tombstone_tenant(event)
+        if tenant_id is None:
+            emit_dead_letter(
+                batch, event, Rejected("invalid", "license tombstone without a usable tenant key")
+            )
+            return
+        broadcast_license(batch, tenant_id, None)
+        metrics.licenses_total.labels("tombstone").inc()
+        return
+    license_ = decode(License, raw)
+    if isinstance(license_, Rejected):
+        emit_dead_letter(batch, event, license_)
+        return
+    broadcast_license(batch, license_.tenant_id, license_.model_dump(mode="json"))
+    metrics.licenses_total.labels("license").inc()
+
+
+def broadcast_license(batch: StateBatch, tenant_id: str, license_: dict[str, Any] | None) -> None:
+    """To the tenant stage, and to every learner partition (each re-cuts its own keys)."""
+    command = encode(messages.license_command(tenant_id, license_))
+    key = tenant_id.encode()
+    batch.emit(
+        channels.tenant_commands.get_topic_name(),
+        key,
+        command,
+        tenant_partition(tenant_id, settings.partitions),
+    )
+    for partition in range(settings.partitions):
+        batch.emit(channels.learner_commands.get_topic_name(), key, command, partition)
+
+
 @app.agent(channels.licenses)
 async def ingest_licenses(stream: StreamT) -> None:
-    async for event in stream.events():
-        raw = event.message.value
-        if raw is None:
-            # A tombstone on the compacted topic: the tenant falls back to the default license.
-            tenant_id = license_tombstone_tenant(event)
-            if tenant_id is None:
-                await send_dead_letter(
-                    event, Rejected("invalid", "license tombstone without a usable tenant key")
-                )
-                continue
-            await broadcast_license(tenant_id, None)
-            metrics.licenses_total.labels("tombstone").inc()
-            continue
-        license_ = decode(License, raw)
-        if isinstance(license_, Rejected):
-            await send_dead_letter(event, license_)
-            continue
-        await broadcast_license(license_.tenant_id, license_.model_dump(mode="json"))
-        metrics.licenses_total.labels("license").inc()
+    await run_durably(stream, "ingest-licenses", handle_license)
 
 
-async def broadcast_license(tenant_id: str, license_: dict[str, Any] | None) -> None:
-    """To the tenant stage, and to every learner partition (each re-cuts its own keys)."""
-    command = {"type": "license", "tenant_id": tenant_id, "license": license_}
-    key = tenant_id.encode()
-    await channels.tenant_commands.send(key=key, value=command)
-    for partition in range(settings.partitions):
-        await channels.learner_commands.send(key=key, value=command, partition=partition)
+def deletion_parts(request: DeletionRequest, partitions: int) -> list[tuple[dict[str, Any], int]]:
+    """The learner-stage commands of a request, each with its target partition.
 
-
-def deletion_parts(
-    request: DeletionRequest, partitions: int
-) -> list[tuple[dict[str, Any], int | None]]:
-    """The learner-stage commands of a request, each with its target partition (None = by key).
-
-    Per-learner selections become one part per learner (routed by its key); `older_than`
-    becomes one part per learner partition.
+    `attempts` and `learner_ids` give one part per learner partition holding selected learners;
+    `older_than` gives one part per learner partition. Parts are numbered in partition order.
     """
     meta = {
         "request_id": request.request_id,
@@ -136,41 +107,47 @@ def deletion_parts(
         "mode": request.mode,
         "requested_at": request.requested_at.isoformat(),
     }
-    selectors: list[tuple[dict[str, Any], str | None, int | None]] = []
+    tenant = request.tenant_id
+    selectors: dict[int, dict[str, Any]] = {}
     if request.attempts is not None:
-        by_learner: dict[str, list[list[str]]] = {}
-        for ref in request.attempts:
-            by_learner.setdefault(ref.learner_id, []).append([ref.learner_id, ref.attempt_id])
-        for learner_id in sorted(by_learner):
-            selectors.append(({"attempts": by_learner[learner_id]}, learner_id, None))
+        unique = dict.fromkeys((ref.learner_id, ref.attempt_id) for ref in request.attempts)
+        for learner_id, attempt_id in unique:
+            part = selectors.setdefault(
+                learner_partition(tenant, learner_id, partitions), {"attempts": []}
+            )
+            part["attempts"].append([learner_id, attempt_id])
     elif request.learner_ids is not None:
         for learner_id in sorted(set(request.learner_ids)):
-            selector = {"learner_ids": [learner_id], "before": meta["requested_at"]}
-            selectors.append((selector, learner_id, None))
+            part = selectors.setdefault(
+                learner_partition(tenant, learner_id, partitions),
+                {"learner_ids": [], "before": meta["requested_at"]},
+            )
+            part["learner_ids"].append(learner_id)
     else:
         assert request.older_than is not None
-        for partition in range(partitions):
-            selectors.append(({"older_than": request.older_than.isoformat()}, None, partition))
-    parts: list[tuple[dict[str, Any], int | None]] = []
-    for number, (selector, target_learner, target_partition) in enumerate(selectors):
-        command: dict[str, Any] = {
-            "type": "deletion",
-            "request": meta,
-            "part": number,
-            "parts": len(selectors),
-            "selector": selector,
-        }
-        if target_learner is not None:
-            command["learner_id"] = target_learner
-        parts.append((command, target_partition))
-    return parts
+        cutoff = request.older_than.isoformat()
+        selectors = {partition: {"older_than": cutoff} for partition in range(partitions)}
+    ordered = sorted(selectors.items())
+    return [
+        (
+            {
+                "type": messages.DELETION,
+                "request": meta,
+                "part": number,
+                "parts": len(ordered),
+                "selector": selector,
+            },
+            partition,
+        )
+        for number, (partition, selector) in enumerate(ordered)
+    ]
 
 
 def usable_ids(raw: bytes | None) -> tuple[str, str, str] | None:
     """request_id, tenant_id and mode of an invalid request, if it has usable ones."""
     try:
         record = json.loads(raw) if raw else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(record, dict):
         return None
@@ -186,31 +163,38 @@ def usable_ids(raw: bytes | None) -> tuple[str, str, str] | None:
     return request_id, tenant_id, mode[:32] if isinstance(mode, str) else "invalid"
 
 
+async def handle_deletion(batch: StateBatch, event: EventT) -> None:
+    raw = event.message.value
+    now = datetime.now(UTC)
+    request = decode(DeletionRequest, raw)
+    if not isinstance(request, Rejected):
+        request = deletion_rejection(request, raw, now) or request
+    if isinstance(request, Rejected):
+        ids = usable_ids(raw)
+        if ids is None:
+            emit_dead_letter(batch, event, request)
+            return
+        # A request we can answer gets an error receipt (through the tenant stage, which sends
+        # it once per request id) instead of a dead letter.
+        request_id, tenant_id, mode = ids
+        receipt = error_receipt(request_id, tenant_id, mode, request.detail, now)
+        batch.emit(
+            channels.tenant_commands.get_topic_name(),
+            tenant_id.encode(),
+            encode(messages.deletion_error_command(receipt)),
+            tenant_partition(tenant_id, settings.partitions),
+        )
+        metrics.deletion_requests_total.labels("error").inc()
+        return
+    topic = channels.learner_commands.get_topic_name()
+    for command, partition in deletion_parts(request, settings.partitions):
+        batch.emit(topic, request.tenant_id.encode(), encode(command), partition)
+    metrics.deletion_requests_total.labels(request.mode).inc()
+
+
 @app.agent(channels.attempt_deletions)
 async def ingest_deletions(stream: StreamT) -> None:
-    async for event in stream.events():
-        raw = event.message.value
-        request = decode(DeletionRequest, raw)
-        if isinstance(request, Rejected):
-            ids = usable_ids(raw)
-            if ids is None:
-                await send_dead_letter(event, request)
-                continue
-            # A request we can answer gets an error receipt instead of a dead letter.
-            request_id, tenant_id, mode = ids
-            receipt = error_receipt(request_id, tenant_id, mode, request.detail, datetime.now(UTC))
-            await channels.deletion_receipts.send(key=tenant_id.encode(), value=encode(receipt))
-            metrics.deletion_requests_total.labels("error").inc()
-            continue
-        for command, partition in deletion_parts(request, settings.partitions):
-            # a per-learner part goes where the learner's attempts are; a broadcast part to
-            # the partition named
-            learner = command.get("learner_id")
-            key = f"{request.tenant_id}/{learner}" if learner else request.tenant_id
-            await channels.learner_commands.send(
-                key=key.encode(), value=command, partition=partition
-            )
-        metrics.deletion_requests_total.labels(request.mode).inc()
+    await run_durably(stream, "ingest-deletions", handle_deletion)
 
 
 def error_receipt(

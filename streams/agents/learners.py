@@ -1,246 +1,294 @@
-"""Learner stage: attempts, window membership and partial counts, keyed tenant/learner.
+"""Learner stage: attempts, window membership and partial counts, one partition per learner.
 
 Every learner's attempts live in one partition, so distinct counting is local: a partition knows
 exactly how many of a tenant's learners it holds per window. It reports those numbers as absolute
 partial counts to the tenant stage, coalesced by a timer (timers send; only agents write tables).
+
+Keys of the `learner-state` table (all in the learner's partition):
+  {tenant}             {"license": {...} | None}: the license this partition applied; also
+                       marks the tenant as known here (a rebuild reports it even at 0)
+  {tenant}/{learner}   the learner's windows under that license's cut
+  /epoch               how many times this partition's counters were rebuilt
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
-from streams import channels, metrics
-from streams.agents.learner_deletions import apply_part, markers_for
-from streams.app import app, settings
-from streams.dead_letters import dead_letter, encode
-from streams.domain.deletions import erasure_of
+from streams import channels, messages, metrics, topics
+from streams.agents.learner_deletions import apply_part
+from streams.agents.loop import run_durably
+from streams.app import app, sender, settings
+from streams.dead_letters import dead_letter
+from streams.dead_letters import encode as encode_json
 from streams.domain.learners import (
-    AttemptOutcome,
+    LearnerReads,
     PartitionCounters,
+    Rejection,
     TenantCounts,
-    add_attempt,
-    classify_attempt,
+    apply_attempts,
+    keys_to_read,
     membership_of,
+    stored_windows,
+    windows_of,
 )
 from streams.domain.windows import Cut
 from streams.licensing import cut_of
-from streams.partition_scan import scan_prefix
-from streams.tables import attempts, learner_licenses, learner_state
+from streams.partition_scan import learner_of_key, scan_chunk, scan_prefix
+from streams.partitioning import tenant_partition
+from streams.raw_fetch import fetch_raw
+from streams.state import StateBatch
+from streams.tables import attempts, erasures, learner_state
 
 log = logging.getLogger(__name__)
 
-FLUSH_INTERVAL_S = 1.0
+FLUSH_INTERVAL_S = 0.5
+SCAN_CHUNK = 5_000
+EPOCH_KEY = b"/epoch"
 
 
 class LearnerStage:
-    """Per-event logic of the learner stage, and the partitions' derived counters."""
+    """The learner stage's handlers, and the derived counters of the partitions it owns."""
 
     def __init__(self) -> None:
         self.counters = PartitionCounters()
-        self.epochs: dict[int, int] = {}  # partition -> when its counters were (re)built
-
-    def epoch(self, partition: int) -> int:
-        return self.epochs.setdefault(partition, time.time_ns())
 
     # -- attempts ---------------------------------------------------------------------------
-    async def on_attempt(self, command: dict[str, Any], partition: int, offset: int) -> None:
-        tenant_id, learner_id = command["tenant_id"], command["learner_id"]
-        cut = cut_of(learner_licenses.get(tenant_id.encode()))
-        counts = self.counters.at_offset(partition, tenant_id, cut.id, offset)
-        launched_at = datetime.fromisoformat(command["launched_at"])
-        key = f"{tenant_id}/{learner_id}/{command['attempt_id']}".encode()
-        stored = attempts.get(key)
-        outcome = classify_attempt(stored, command["element_id"], launched_at)
-        metrics.attempts_total.labels(outcome.value).inc()
-        learner_key = f"{tenant_id}/{learner_id}".encode()
-        if outcome is AttemptOutcome.REPEAT:
-            # A replay rewrites what the first delivery wrote: if that delivery reached RocksDB
-            # but its changelog records died with the process, this puts them back.
-            attempts[key] = stored
-            learner_state[learner_key] = learner_state.get(learner_key) or {}
-            return
-        if outcome is AttemptOutcome.NEW:
-            erased = erasure_of(
-                markers_for(tenant_id, learner_id, command["attempt_id"]), launched_at
-            )
-            if erased is not None:
-                metrics.attempts_total.labels("erased").inc()
-                await self._dead_letter("erased", erased, command)
-                return
-        if outcome is AttemptOutcome.CONFLICT:
-            assert stored is not None
-            await self._dead_letter("conflict", _conflict_detail(stored, command), command)
-            return
-        attempts[key] = {
-            "tenant_id": tenant_id,
-            "learner_id": learner_id,
-            "element_id": command["element_id"],
-            "attempt_id": command["attempt_id"],
-            "launched_at": command["launched_at"],
-            "logically_deleted": False,
-        }
-        change = add_attempt(learner_state.get(learner_key) or {}, cut, launched_at)
-        learner_state[learner_key] = change.membership
-        if change.joined_window:
-            counts.windows[change.window] = counts.windows.get(change.window, 0) + 1
-        if change.joined_tenant:
-            counts.total += 1
-        if change.joined_window or change.joined_tenant:
-            self.counters.mark_dirty(partition, tenant_id)
+    async def on_attempts(
+        self, batch: StateBatch, command: dict[str, Any], partition: int, offset: int
+    ) -> None:
+        items = messages.attempts_of(command)
+        plan = keys_to_read(items)
+        tenant_keys = [tenant.encode() for tenant in plan.tenants]
+        reads = LearnerReads(
+            attempts=_read(batch, attempts, partition, plan.attempts),
+            memberships=_read(batch, learner_state, partition, plan.learners),
+            tenants=dict(
+                zip(
+                    plan.tenants,
+                    batch.get_many(learner_state, partition, tenant_keys),
+                    strict=True,
+                )
+            ),
+            markers=_read(batch, erasures, partition, plan.markers),
+        )
+        result = apply_attempts(items, reads, cut_of)
+        for key, record in result.attempts.items():
+            batch.put(attempts, partition, key, record)
+        for key, windows in result.memberships.items():
+            batch.put(learner_state, partition, key, windows)
+        for tenant_id in result.new_tenants:
+            batch.put(learner_state, partition, tenant_id.encode(), {"license": None})
+        for rejection in result.rejected:
+            await self._dead_letter(batch, command["topic"], rejection)
+        for outcome, n in result.outcomes.items():
+            metrics.attempts_total.labels(outcome).inc(n)
+        cuts = {tenant_id: cut_of(reads.tenants.get(tenant_id)).id for tenant_id in plan.tenants}
+        changes = result.changes
+        new_tenants = result.new_tenants
 
-    async def _dead_letter(self, reason: str, detail: str, command: dict[str, Any]) -> None:
-        topic, source_partition, source_offset = command["source"]
+        def counted() -> None:
+            for tenant_id, change in changes.items():
+                self.counters.apply(partition, tenant_id, cuts[tenant_id], change, offset)
+            for tenant_id in new_tenants:
+                self.counters.touch(partition, tenant_id, cuts[tenant_id], offset)
+
+        batch.on_durable(counted)
+
+    async def _dead_letter(self, batch: StateBatch, topic: str, rejection: Rejection) -> None:
+        item = rejection.item
+        if item.raw is not None:
+            raw: bytes | None = item.raw.encode("utf-8")
+        else:  # a large launch travels by reference: read it back from its position
+            raw = await fetch_raw(settings, topic, item.source_partition, item.source_offset)
         record = dead_letter(
-            reason,
-            detail,
-            command["raw"].encode("utf-8"),
+            rejection.reason,
+            rejection.detail,
+            raw,
             topic,
-            source_partition,
-            source_offset,
+            item.source_partition,
+            item.source_offset,
             datetime.now(UTC),
         )
-        key = f"{command['tenant_id']}/{command['learner_id']}".encode()
-        await channels.dead_letters.send(key=key, value=encode(record))
+        batch.emit(settings.topic(topics.DEAD_LETTERS), item.learner_key, encode_json(record))
         source = topic.removeprefix(settings.topic_prefix)
-        metrics.dead_letters_total.labels(source, reason).inc()
+        metrics.dead_letters_total.labels(source, rejection.reason).inc()
 
     # -- licenses ---------------------------------------------------------------------------
-    def on_license(self, command: dict[str, Any], partition: int, offset: int) -> None:
+    async def on_license(
+        self, batch: StateBatch, command: dict[str, Any], partition: int, offset: int
+    ) -> None:
+        """Store the tenant's license here; re-cut its learners when the windows change.
+
+        A replay of the license this partition already has re-cuts too: that rewrites
+        memberships a crash may have left half-written.
+        """
+        await batch.flush()  # the re-cut scans RocksDB
         tenant_id = command["tenant_id"]
         key = tenant_id.encode()
-        stored = learner_licenses.get(key)
+        stored = batch.get(learner_state, partition, key)
         incoming = {"license": command["license"]}
         old_cut, new_cut = cut_of(stored), cut_of(incoming)
-        self.counters.at_offset(partition, tenant_id, old_cut.id, offset)
-        # A new cut re-cuts; so does a replay of the license we have, to rewrite memberships
-        # whose changelog records a crash may have lost. A new limit alone changes nothing here.
-        if new_cut != old_cut or stored == incoming:
-            self.recut(partition, tenant_id, new_cut)
-        learner_licenses[key] = incoming
+        batch.put(learner_state, partition, key, incoming)
+        if stored is not None and new_cut == old_cut and stored != incoming:
+            # a new limit or new thresholds: nothing to re-cut; the tenant stage re-evaluates
+            batch.on_durable(lambda: self.counters.touch(partition, tenant_id, new_cut.id, offset))
+            return
+        counts = self.recut(batch, partition, tenant_id, new_cut)
+        counts.seq = offset
 
-    def recut(self, partition: int, tenant_id: str, cut: Cut) -> None:
-        """Recompute the memberships of a tenant's learners in this partition under a new cut."""
-        instants: dict[str, list[datetime]] = defaultdict(list)
-        for key, record in scan_prefix(attempts, partition, f"{tenant_id}/".encode()):
-            learner_id = key.split(b"/", 2)[1].decode()
-            instants[learner_id].append(datetime.fromisoformat(record["launched_at"]))
-        counts = TenantCounts(
-            cut_id=cut.id, seq=self.counters.tenant(partition, tenant_id, cut.id).seq
-        )
-        for learner_id, launched in instants.items():
-            membership = membership_of(cut, launched)
-            learner_state[f"{tenant_id}/{learner_id}".encode()] = membership
-            counts.add_learner(membership)
-        self.counters.replace(partition, tenant_id, counts)
+        def recut_done() -> None:
+            self.counters.replace(partition, tenant_id, counts)
+
+        batch.on_durable(recut_done)
+        await batch.flush()  # memberships and license in one RocksDB write
+
+    def recut(self, batch: StateBatch, partition: int, tenant_id: str, cut: Cut) -> TenantCounts:
+        """The tenant's memberships in this partition recomputed from its attempts under `cut`."""
+        prefix = f"{tenant_id}/".encode()
+        learners: dict[bytes, set[str]] = defaultdict(set)
+        after = None
+        while True:
+            rows, after = scan_chunk(attempts, partition, prefix, after, SCAN_CHUNK)
+            for key, record in rows:
+                learners[learner_of_key(key)] |= membership_of(
+                    cut, [datetime.fromisoformat(record["launched_at"])]
+                )
+            if after is None:
+                break
+        # memberships of learners without attempts (a drift) go
+        for key, _ in scan_prefix(learner_state, partition, prefix):
+            if key not in learners:
+                batch.delete(learner_state, partition, key)
+        counts = TenantCounts(cut_id=cut.id)
+        for key, windows in learners.items():
+            batch.put(learner_state, partition, key, stored_windows(windows))
+            counts.add_learner(windows)
         log.info(
             "re-cut tenant %s in partition %d to %s: %d learners",
             tenant_id,
             partition,
             cut.id,
-            len(instants),
+            len(learners),
         )
+        return counts
 
     # -- recovery ---------------------------------------------------------------------------
-    def rebuild(self, partitions: set[int]) -> None:
-        """Recompute the counters of the assigned partitions from RocksDB (after recovery)."""
+    async def rebuild(self, partitions: set[int]) -> None:
+        """Recompute the counters of the assigned partitions from RocksDB, under a new epoch.
+
+        The epoch is stored in the partition (its changelog), so it grows across workers and
+        restores: a rebuilt partition's reports win over every late report of its previous owner.
+        """
         self.counters.drop_partitions(partitions)
+        batch = StateBatch(sender)
+        rebuilt: dict[int, tuple[int, dict[str, TenantCounts]]] = {}
         for partition in sorted(partitions):
-            cuts = {
-                key.decode(): cut_of(value)
-                for key, value in scan_prefix(learner_licenses, partition, b"")
-            }
-            tenants: dict[str, TenantCounts] = {
-                tenant_id: TenantCounts(cut_id=cut.id) for tenant_id, cut in cuts.items()
-            }
-            learners = 0
-            for key, membership in scan_prefix(learner_state, partition, b""):
-                tenant_id = key.split(b"/", 1)[0].decode()
-                if tenant_id not in tenants:
-                    tenants[tenant_id] = TenantCounts(cut_id=cuts.get(tenant_id, cut_of(None)).id)
-                tenants[tenant_id].add_learner(membership)
-                learners += 1
-            # A new epoch: these absolute counts replace whatever an earlier owner reported.
-            self.epochs[partition] = time.time_ns()
-            self.counters.reset_partition(partition, tenants)
+            epoch = int(batch.get(learner_state, partition, EPOCH_KEY) or 0) + 1
+            batch.put(learner_state, partition, EPOCH_KEY, epoch)
+            rebuilt[partition] = (epoch, self._count_partition(partition))
+        await batch.flush()
+        for partition, (epoch, tenants) in rebuilt.items():
+            self.counters.reset_partition(partition, epoch, tenants)
             log.info(
-                "learner partition %d rebuilt: %d tenants, %d learners",
+                "learner partition %d rebuilt (epoch %d): %d tenants, %d learners",
                 partition,
+                epoch,
                 len(tenants),
-                learners,
+                sum(counts.total for counts in tenants.values()),
             )
 
-    def partial_commands(self) -> list[dict[str, Any]]:
-        """One command per dirty tenant, carrying the counts of each of its dirty partitions."""
-        by_tenant: dict[str, dict[str, Any]] = {}
+    def _count_partition(self, partition: int) -> dict[str, TenantCounts]:
+        tenants: dict[str, TenantCounts] = {}
+        after = None
+        while True:
+            rows, after = scan_chunk(learner_state, partition, b"", after, SCAN_CHUNK)
+            for key, value in rows:
+                if key.startswith(b"/"):
+                    continue  # partition metadata (the epoch)
+                tenant, slash, _ = key.partition(b"/")
+                tenant_id = tenant.decode()
+                if not slash:  # the tenant's license entry
+                    counts = tenants.setdefault(tenant_id, TenantCounts())
+                    counts.cut_id = cut_of(value).id
+                    continue
+                counts = tenants.setdefault(tenant_id, TenantCounts())
+                counts.add_learner(windows_of(value))
+            if after is None:
+                break
+        for counts in tenants.values():
+            if not counts.cut_id:  # memberships without a license entry: the default cut
+                counts.cut_id = cut_of(None).id
+        return tenants
+
+    def partial_commands(self) -> dict[int, dict[str, Any]]:
+        """Per tenant-commands partition, one `partials` command for its dirty tenants."""
+        by_partition: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
         for partition, tenant_id, counts in self.counters.take_dirty():
-            by_tenant.setdefault(tenant_id, {})[str(partition)] = {
-                "epoch": self.epoch(partition),
+            target = tenant_partition(tenant_id, settings.partitions)
+            by_partition[target].setdefault(tenant_id, {})[str(partition)] = {
+                "epoch": self.counters.epochs.get(partition, 0),
                 "seq": counts.seq,
                 "cut": counts.cut_id,
                 "windows": counts.windows,
                 "total": counts.total,
             }
-        return [
-            {"type": "partials", "tenant_id": tenant_id, "parts": parts}
-            for tenant_id, parts in by_tenant.items()
-        ]
+        return {p: messages.partials_command(tenants) for p, tenants in by_partition.items()}
 
 
-def _conflict_detail(stored: dict[str, Any], command: dict[str, Any]) -> str:
-    return (
-        f"attempt {command['attempt_id']} of learner {command['learner_id']} exists with "
-        f"element_id {stored['element_id']!r} and launched_at {stored['launched_at']}; this launch "
-        f"says {command['element_id']!r} and {command['launched_at']}"
-    )
+def _read(batch: StateBatch, table: Any, partition: int, keys: list[bytes]) -> dict[bytes, Any]:
+    return dict(zip(keys, batch.get_many(table, partition, keys), strict=True))
 
 
 stage = LearnerStage()
 
 
+async def handle(batch: StateBatch, event: EventT) -> None:
+    command: Any = event.value
+    partition, offset = event.message.partition, event.message.offset
+    kind = command.get("type") if isinstance(command, dict) else None
+    if kind == messages.ATTEMPTS:
+        await stage.on_attempts(batch, command, partition, offset)
+    elif kind == messages.LICENSE:
+        await stage.on_license(batch, command, partition, offset)
+    elif kind == messages.DELETION:
+        report = await apply_part(stage, batch, command, partition, offset)
+        target = tenant_partition(command["request"]["tenant_id"], settings.partitions)
+        batch.emit(
+            channels.tenant_commands.get_topic_name(),
+            command["request"]["tenant_id"].encode(),
+            encode_json(messages.deletion_part_command(command, partition, report)),
+            target,
+        )
+    else:
+        log.error("learner-commands: unknown command at %d/%d: %.200r", partition, offset, command)
+
+
 @app.agent(channels.learner_commands)
 async def learners(stream: StreamT) -> None:
-    async for event in stream.events():
-        command = event.value
-        partition, offset = event.message.partition, event.message.offset
-        kind = command.get("type") if isinstance(command, dict) else None
-        if kind == "attempt":
-            await stage.on_attempt(command, partition, offset)
-        elif kind == "license":
-            stage.on_license(command, partition, offset)
-        elif kind == "deletion":
-            report = apply_part(stage, command, partition, offset)
-            await channels.tenant_commands.send(
-                key=command["request"]["tenant_id"].encode(),
-                value={
-                    "type": "deletion-part",
-                    "request": command["request"],
-                    "part": command["part"],
-                    "parts": command["parts"],
-                    "partition": partition,
-                    "report": report,
-                },
-            )
-        else:
-            log.error(
-                "learner-commands: unknown command at %d/%d: %.200r", partition, offset, command
-            )
+    await run_durably(stream, "learners", handle)
 
 
 @learner_state.on_recover
 async def rebuild_learner_counters() -> None:
     topic = channels.learner_commands.get_topic_name()
     assigned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
-    stage.rebuild(assigned)
+    await stage.rebuild(assigned)
 
 
 @app.timer(interval=FLUSH_INTERVAL_S)
 async def flush_partial_counts() -> None:
-    for command in stage.partial_commands():
-        await channels.tenant_commands.send(key=command["tenant_id"].encode(), value=command)
-        metrics.partials_total.inc()
+    commands = stage.partial_commands()
+    if not commands:
+        return
+    batch = StateBatch(sender)
+    topic = channels.tenant_commands.get_topic_name()
+    for partition, command in commands.items():
+        batch.emit(topic, b"partials", encode_json(command), partition)
+    await batch.flush()
+    metrics.partials_total.inc(len(commands))

@@ -3,9 +3,16 @@
 Keys of the `tenant-state` table (all of a tenant's keys live in its tenant-commands partition):
   lic/{tenant}              {"license": {...} | None}
   parts/{tenant}            {learner partition: its latest partial count}
-  pub/{tenant}              {window start: [active, total]} as last published
-  del/{tenant}/{request}    a deletion request's part reports, then its receipt
-  thr/{tenant}              per window and threshold: above or not, crossings so far
+  pub/{tenant}              {"cut", "windows": {start: [active, total]}, "at", "sent", "gone"}
+  del/{tenant}/{request}    a deletion request's part reports, then its receipt, and "at"
+  thr/{tenant}              {"windows": {start: {pct: {above, crossings}}}, "at", "fired"}
+
+Replays re-send their outputs. Outputs and state become durable together (streams/state.py), but
+a crash can leave a command's state in the changelog while its output records were lost. So each
+value remembers the offset of the command that last produced output from it ("at") and what that
+output was; when the same command comes again (a replay) and finds nothing new to do, it sends
+that output again. Count records are absolute and threshold events carry deterministic ids, so a
+repeat is harmless downstream.
 """
 
 from __future__ import annotations
@@ -14,24 +21,27 @@ import logging
 from datetime import UTC, date, datetime
 from typing import Any
 
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
 from schemas.licenses import License
-from streams import channels, metrics
-from streams.app import app
+from streams import channels, messages, metrics
+from streams.agents.loop import run_durably
+from streams.app import app, sender, settings
 from streams.dead_letters import encode
 from streams.domain.deletions import assemble_receipt_windows
 from streams.domain.tenants import (
-    PublishPlan,
+    CountUpdate,
     count_record,
+    cut_ready,
     merge_partials,
     plan_publication,
     sum_partials,
 )
-from streams.domain.thresholds import evaluate
-from streams.domain.windows import window_starting
+from streams.domain.thresholds import Crossing, evaluate, prune
+from streams.domain.windows import Cut, Window, window_starting
 from streams.licensing import cut_of, license_from
 from streams.partition_scan import scan_prefix
+from streams.state import StateBatch
 from streams.tables import tenant_state
 
 log = logging.getLogger(__name__)
@@ -39,75 +49,109 @@ log = logging.getLogger(__name__)
 TICK_INTERVAL_S = 15.0
 
 
-def _license_key(tenant_id: str) -> bytes:
-    return f"lic/{tenant_id}".encode()
-
-
-def _partials_key(tenant_id: str) -> bytes:
-    return f"parts/{tenant_id}".encode()
-
-
-def _deletion_key(tenant_id: str, request_id: str) -> bytes:
-    return f"del/{tenant_id}/{request_id}".encode()
-
-
-def _thresholds_key(tenant_id: str) -> bytes:
-    return f"thr/{tenant_id}".encode()
-
-
-def _published_key(tenant_id: str) -> bytes:
-    return f"pub/{tenant_id}".encode()
+def _key(kind: str, tenant_id: str, *rest: str) -> bytes:
+    return "/".join((kind, tenant_id, *rest)).encode()
 
 
 class TenantStage:
-    async def on_license(self, command: dict[str, Any], now: datetime) -> None:
+    def __init__(self, learner_partitions: int) -> None:
+        self.learner_partitions = learner_partitions
+
+    async def on_license(
+        self, batch: StateBatch, partition: int, offset: int, command: dict[str, Any], now: datetime
+    ) -> None:
         tenant_id = command["tenant_id"]
+        key = _key("lic", tenant_id)
         incoming = {"license": command["license"]}
-        changed = tenant_state.get(_license_key(tenant_id)) != incoming
-        tenant_state[_license_key(tenant_id)] = incoming  # also on a replay: see publish()
-        # Limit or licensed flag may have changed: every record of the tenant is written again.
-        await self.publish(tenant_id, now, republish=changed)
+        if batch.get(tenant_state, partition, key) != incoming:
+            batch.put(tenant_state, partition, key, incoming)
+        self.publish(batch, partition, offset, tenant_id, now)
 
-    async def on_partials(self, command: dict[str, Any], now: datetime) -> None:
-        """Partial counts of one tenant from one or more learner partitions."""
-        tenant_id = command["tenant_id"]
-        key = _partials_key(tenant_id)
-        stored = tenant_state.get(key) or {}
-        merged = merge_partials(stored, command["parts"])  # late reports of old owners lose
-        tenant_state[key] = merged
-        await self.publish(tenant_id, now, partials=merged)
+    def on_partials(
+        self, batch: StateBatch, partition: int, offset: int, command: dict[str, Any], now: datetime
+    ) -> None:
+        """Partial counts of several tenants, each from one or more learner partitions."""
+        for tenant_id, parts in command["tenants"].items():
+            key = _key("parts", tenant_id)
+            stored = batch.get(tenant_state, partition, key) or {}
+            merged = merge_partials(stored, parts)  # late reports of old owners lose
+            if merged != stored:
+                batch.put(tenant_state, partition, key, merged)
+            self.publish(batch, partition, offset, tenant_id, now)
 
-    async def on_deletion_part(self, command: dict[str, Any], now: datetime) -> None:
+    def on_deletion_part(
+        self, batch: StateBatch, partition: int, offset: int, command: dict[str, Any], now: datetime
+    ) -> None:
         """Collect one part's report; when every part is in, emit the request's one receipt."""
         request = command["request"]
         tenant_id, request_id = request["tenant_id"], request["request_id"]
-        key = _deletion_key(tenant_id, request_id)
-        pending = tenant_state.get(key) or {"parts": command["parts"], "received": {}}
+        key = _key("del", tenant_id, request_id)
+        pending = batch.get(tenant_state, partition, key) or {
+            "parts": command["parts"],
+            "received": {},
+        }
         if pending.get("receipt") is not None:
-            tenant_state[key] = pending  # a redelivered part: the receipt went out already
+            self._resend_receipt(batch, pending, offset)  # a redelivered part, or a replay
             return
         received = {
             **pending["received"],
             str(command["part"]): {**command["report"], "partition": command["partition"]},
         }
-        pending = {**pending, "received": received}
-        if len(received) == int(pending["parts"]):
-            receipt = self.receipt(request, received, now)
-            pending = {"parts": pending["parts"], "received": {}, "receipt": receipt}
-            tenant_state[key] = pending
-            await channels.deletion_receipts.send(key=tenant_id.encode(), value=encode(receipt))
-            metrics.receipts_total.inc()
-        else:
-            tenant_state[key] = pending
+        if len(received) < int(pending["parts"]):
+            batch.put(tenant_state, partition, key, {**pending, "received": received})
+            return
+        receipt = self.receipt(batch, partition, request, received, now)
+        batch.put(
+            tenant_state,
+            partition,
+            key,
+            {"parts": pending["parts"], "received": {}, "receipt": receipt, "at": offset},
+        )
+        self._emit_receipt(batch, receipt)
+
+    def on_deletion_error(
+        self, batch: StateBatch, partition: int, offset: int, command: dict[str, Any]
+    ) -> None:
+        """An invalid request's error receipt: once per request id, however often it comes."""
+        receipt = command["receipt"]
+        key = _key("del", receipt["tenant_id"], receipt["request_id"])
+        stored = batch.get(tenant_state, partition, key)
+        if stored is not None:
+            self._resend_receipt(batch, stored, offset)
+            return
+        batch.put(
+            tenant_state,
+            partition,
+            key,
+            {"parts": 0, "received": {}, "receipt": receipt, "at": offset},
+        )
+        self._emit_receipt(batch, receipt)
+
+    def _resend_receipt(self, batch: StateBatch, stored: dict[str, Any], offset: int) -> None:
+        if stored.get("at") == offset and stored.get("receipt") is not None:
+            self._emit_receipt(batch, stored["receipt"])
+
+    def _emit_receipt(self, batch: StateBatch, receipt: dict[str, Any]) -> None:
+        batch.emit(
+            channels.deletion_receipts.get_topic_name(),
+            receipt["tenant_id"].encode(),
+            encode(receipt),
+        )
+        batch.on_durable(metrics.receipts_total.inc)
 
     def receipt(
-        self, request: dict[str, Any], received: dict[str, Any], now: datetime
+        self,
+        batch: StateBatch,
+        partition: int,
+        request: dict[str, Any],
+        received: dict[str, Any],
+        now: datetime,
     ) -> dict[str, Any]:
         tenant_id = request["tenant_id"]
         windows = assemble_receipt_windows(
             received,
             {part: int(report["partition"]) for part, report in received.items()},
-            tenant_state.get(_partials_key(tenant_id)) or {},
+            batch.get(tenant_state, partition, _key("parts", tenant_id)) or {},
         )
         return {
             "request_id": request["request_id"],
@@ -120,53 +164,97 @@ class TenantStage:
             "error": None,
         }
 
-    async def on_tick(self, partition: int, now: datetime) -> None:
+    async def on_tick(self, batch: StateBatch, partition: int, offset: int, now: datetime) -> None:
         """Wall-clock tick: give every tenant whose new window began its zero record."""
+        await batch.flush()  # the scan reads RocksDB
         for key, _ in scan_prefix(tenant_state, partition, b"pub/"):
-            await self.publish(key[len(b"pub/") :].decode(), now, rewrite=False)
+            self.publish(batch, partition, offset, key[len(b"pub/") :].decode(), now)
 
-    async def publish(
-        self,
-        tenant_id: str,
-        now: datetime,
-        republish: bool = False,
-        partials: dict[str, Any] | None = None,
-        rewrite: bool = True,
+    # -- publishing ---------------------------------------------------------------------------
+    def publish(
+        self, batch: StateBatch, partition: int, offset: int, tenant_id: str, now: datetime
     ) -> None:
-        stored_license = tenant_state.get(_license_key(tenant_id))
+        """Publish what changed in the tenant's windows; fire the thresholds it crossed."""
+        stored_license = batch.get(tenant_state, partition, _key("lic", tenant_id))
         cut = cut_of(stored_license)
-        if partials is None:
-            partials = tenant_state.get(_partials_key(tenant_id)) or {}
+        partials = batch.get(tenant_state, partition, _key("parts", tenant_id)) or {}
+        pub_key = _key("pub", tenant_id)
+        pub = batch.get(tenant_state, partition, pub_key) or {"cut": None, "windows": {}}
+        switching = pub["cut"] is not None and pub["cut"] != cut.id
+        if switching and not cut_ready(partials, cut, self.learner_partitions):
+            return  # a re-cut is under way: the last exact records stand
+        # A new license (limit, thresholds, licensed flag or cut): every record is written again.
+        republish = pub["cut"] is not None and pub.get("license") != stored_license
         sums = sum_partials(partials.values(), cut)
-        published = tenant_state.get(_published_key(tenant_id)) or {}
-        plan = plan_publication(cut, published, sums, now, republish=republish)
-        # A command writes this even when unchanged: state written to RocksDB just before a
-        # crash may have missed its changelog record, and its replay must put it back. Ticks
-        # are not replayed commands and only write what changed.
-        if plan.changed or rewrite:
-            tenant_state[_published_key(tenant_id)] = plan.published
-        if not plan.changed:
-            return
+        plan = plan_publication(cut, pub["windows"], sums, now, republish=republish)
         license_, licensed = license_from(tenant_id, stored_license)
-        for update in plan.updates:
+        if plan.changed:
+            updates, gone, published = list(plan.updates), list(plan.tombstones), plan.published
+            batch.put(
+                tenant_state,
+                partition,
+                pub_key,
+                {
+                    "cut": cut.id,
+                    "license": stored_license,
+                    "windows": published,
+                    "at": offset,
+                    "sent": [update.window.start.isoformat() for update in updates],
+                    "gone": gone,
+                },
+            )
+        elif pub.get("at") == offset:
+            # a replay of the command that published last: its records may have been lost
+            published, gone = pub["windows"], pub.get("gone", [])
+            updates = [
+                CountUpdate(window, *published[start][:2])
+                for start in pub.get("sent", [])
+                if start in published
+                and (window := window_starting(cut, date.fromisoformat(start))) is not None
+            ]
+        else:
+            return
+        self._emit_counts(batch, tenant_id, updates, gone, license_, licensed, now)
+        windows = {update.window.start.isoformat(): update.window for update in updates}
+        if republish:
+            for start in published:
+                window = window_starting(cut, date.fromisoformat(start))
+                if window is not None:
+                    windows.setdefault(start, window)
+        self.check_thresholds(
+            batch, partition, offset, tenant_id, cut, license_, published, windows, now
+        )
+
+    def _emit_counts(
+        self,
+        batch: StateBatch,
+        tenant_id: str,
+        updates: Any,
+        tombstones: Any,
+        license_: License,
+        licensed: bool,
+        now: datetime,
+    ) -> None:
+        topic = channels.active_learner_counts.get_topic_name()
+        for update in updates:
             record = count_record(tenant_id, update, license_.learner_limit, licensed, now)
             key = f"{tenant_id}/{update.window.start.isoformat()}".encode()
-            await channels.active_learner_counts.send(key=key, value=encode(record))
-            metrics.count_records_total.labels("update").inc()
-        for start in plan.tombstones:
-            await channels.active_learner_counts.send(
-                key=f"{tenant_id}/{start}".encode(), value=None
-            )
-            metrics.count_records_total.labels("tombstone").inc()
-        await self.check_thresholds(tenant_id, license_, plan, republish, rewrite, now)
+            batch.emit(topic, key, encode(record))
+        for start in tombstones:
+            batch.emit(topic, f"{tenant_id}/{start}".encode(), None)
+        updated, removed = len(updates), len(tombstones)
+        batch.on_durable(lambda: _count_metrics(updated, removed))
 
-    async def check_thresholds(
+    def check_thresholds(
         self,
+        batch: StateBatch,
+        partition: int,
+        offset: int,
         tenant_id: str,
+        cut: Cut,
         license_: License,
-        plan: PublishPlan,
-        republish: bool,
-        rewrite: bool,
+        published: dict[str, list[int]],
+        windows: dict[str, Window],
         now: datetime,
     ) -> None:
         """Fire `up`/`down` events for windows whose count crossed a threshold.
@@ -174,23 +262,28 @@ class TenantStage:
         After a license change every window is looked at again (a new limit or threshold list
         fires what is now crossed, once); otherwise only the windows whose count changed.
         """
-        windows = {update.window.start.isoformat(): update.window for update in plan.updates}
-        if republish:
-            cut = cut_of({"license": license_.model_dump(mode="json")})
-            for start in plan.published:
-                window = window_starting(cut, date.fromisoformat(start))
-                if window is not None:
-                    windows.setdefault(start, window)
-        counts = {start: plan.published[start][0] for start in windows}
-        key = _thresholds_key(tenant_id)
-        state = tenant_state.get(key) or {}
+        key = _key("thr", tenant_id)
+        stored = batch.get(tenant_state, partition, key) or {"windows": {}}
+        state = prune(stored["windows"], published, license_.thresholds)
+        counts = {start: published[start][0] for start in windows if start in published}
         new_state, crossings = evaluate(
             tenant_id, state, counts, license_.learner_limit, license_.thresholds
         )
-        if crossings or rewrite:
-            tenant_state[key] = new_state
+        if crossings:
+            fired = [crossing.__dict__ for crossing in crossings]
+            batch.put(
+                tenant_state, partition, key, {"windows": new_state, "at": offset, "fired": fired}
+            )
+        elif stored.get("at") == offset:
+            crossings = [Crossing(**fired) for fired in stored.get("fired", [])]
+        elif new_state != stored["windows"]:
+            batch.put(tenant_state, partition, key, {**stored, "windows": new_state})
         for crossing in crossings:
-            window = windows[crossing.window]
+            window = windows.get(crossing.window) or window_starting(
+                cut, date.fromisoformat(crossing.window)
+            )
+            if window is None:
+                continue
             event = {
                 "event_id": crossing.event_id,
                 "tenant_id": tenant_id,
@@ -207,38 +300,53 @@ class TenantStage:
                 "notify": list(license_.notify),
                 "occurred_at": now.isoformat(),
             }
-            await channels.threshold_events.send(key=tenant_id.encode(), value=encode(event))
-            metrics.threshold_events_total.labels(crossing.direction).inc()
+            batch.emit(
+                channels.threshold_events.get_topic_name(), tenant_id.encode(), encode(event)
+            )
+            batch.on_durable(metrics.threshold_events_total.labels(crossing.direction).inc)
 
 
-stage = TenantStage()
+def _count_metrics(updated: int, removed: int) -> None:
+    if updated:
+        metrics.count_records_total.labels("update").inc(updated)
+    if removed:
+        metrics.count_records_total.labels("tombstone").inc(removed)
+
+
+stage = TenantStage(settings.partitions)
+
+
+async def handle(batch: StateBatch, event: EventT) -> None:
+    command: Any = event.value
+    partition, offset = event.message.partition, event.message.offset
+    kind = command.get("type") if isinstance(command, dict) else None
+    now = datetime.now(UTC)
+    if kind == messages.PARTIALS:
+        stage.on_partials(batch, partition, offset, command, now)
+    elif kind == messages.LICENSE:
+        await stage.on_license(batch, partition, offset, command, now)
+    elif kind == messages.DELETION_PART:
+        stage.on_deletion_part(batch, partition, offset, command, now)
+    elif kind == messages.DELETION_ERROR:
+        stage.on_deletion_error(batch, partition, offset, command)
+    elif kind == messages.TICK:
+        await stage.on_tick(batch, partition, offset, datetime.fromisoformat(command["now"]))
+    else:
+        log.error("tenant-commands: unknown command at %d/%d: %.200r", partition, offset, command)
 
 
 @app.agent(channels.tenant_commands)
 async def tenants(stream: StreamT) -> None:
-    async for event in stream.events():
-        command = event.value
-        kind = command.get("type") if isinstance(command, dict) else None
-        now = datetime.now(UTC)
-        if kind == "partials":
-            await stage.on_partials(command, now)
-        elif kind == "license":
-            await stage.on_license(command, now)
-        elif kind == "deletion-part":
-            await stage.on_deletion_part(command, now)
-        elif kind == "tick":
-            await stage.on_tick(event.message.partition, datetime.fromisoformat(command["now"]))
-        else:
-            log.error("tenant-commands: unknown command %.200r", command)
+    await run_durably(stream, "tenants", handle)
 
 
 @app.timer(interval=TICK_INTERVAL_S)
 async def tick_new_windows() -> None:
     """Ask each tenant partition this worker owns to open windows that began by the wall clock."""
     topic = channels.tenant_commands.get_topic_name()
-    now = datetime.now(UTC).isoformat()
+    command = encode(messages.tick_command(datetime.now(UTC).isoformat()))
+    batch = StateBatch(sender)
     for tp in app.assignor.assigned_actives():
         if tp.topic == topic:
-            await channels.tenant_commands.send(
-                key=b"tick", value={"type": "tick", "now": now}, partition=tp.partition
-            )
+            batch.emit(topic, b"tick", command, tp.partition)
+    await batch.flush()

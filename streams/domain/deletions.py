@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from streams.domain.windows import Cut, window_of
+
 AttemptKey = tuple[str, str]  # (learner_id, attempt_id)
 
 
@@ -79,23 +81,43 @@ def later(current: str | None, candidate: datetime) -> str:
 
 @dataclass(frozen=True)
 class LearnerRemoval:
-    """What removing some attempts of one learner does to its membership."""
+    """What removing the selected attempts of one learner does to its membership and counts."""
 
-    membership: dict[str, int]
-    windows_left: tuple[str, ...]  # windows where the learner is no longer active
-    left_tenant: bool  # no attempt of the learner remains
+    removed: tuple[bytes, ...]  # keys of the attempts removed
+    windows: tuple[str, ...]  # the learner's windows afterwards (from the attempts that remain)
+    window_changes: dict[str, int]  # -1 where the learner leaves a window (+1 heals a lost entry)
+    total_change: int  # -1 when no attempt of the learner remains
 
 
-def remove_from_membership(
-    membership: Mapping[str, int], removed_windows: Iterable[str]
-) -> LearnerRemoval:
-    """The learner's membership after removing one attempt per entry of `removed_windows`."""
-    updated = dict(membership)
-    for window in removed_windows:
-        updated[window] = updated.get(window, 0) - 1
-    left = tuple(sorted(w for w, n in updated.items() if n <= 0 and membership.get(w, 0) > 0))
-    updated = {w: n for w, n in updated.items() if n > 0}
-    return LearnerRemoval(updated, left, left_tenant=not updated and any(membership.values()))
+def remove_attempts(
+    stored_windows: Iterable[str],
+    attempts: Iterable[tuple[bytes, str, str, datetime]],
+    selector: PartSelector,
+    cut: Cut,
+) -> LearnerRemoval | None:
+    """Apply `selector` to one learner's attempts `(key, learner, attempt, launched_at)`.
+
+    None when it selects nothing. The membership afterwards is recomputed from the attempts that
+    remain, so it is right even where the stored one had drifted.
+    """
+    removed: list[bytes] = []
+    remaining: set[str] = set()
+    for key, learner_id, attempt_id, launched_at in attempts:
+        if selector.selects(learner_id, attempt_id, launched_at):
+            removed.append(key)
+        else:
+            remaining.add(window_of(cut, launched_at).start.isoformat())
+    if not removed:
+        return None
+    before = set(stored_windows)
+    changes = {w: -1 for w in before - remaining}
+    changes.update({w: 1 for w in remaining - before})
+    return LearnerRemoval(
+        removed=tuple(removed),
+        windows=tuple(sorted(remaining)),
+        window_changes=changes,
+        total_change=int(bool(remaining)) - int(bool(before)),
+    )
 
 
 @dataclass

@@ -1,20 +1,45 @@
 """Learner-stage transitions: attempts, window membership and the partition's derived counters.
 
-State per learner (key `tenant/learner`): `{window start date: attempts in that window}` under the
-tenant's current cut. A learner is active in a window when its count there is above 0, and counts
-towards Total Learners when it has any attempt at all.
+State per learner (key `tenant/learner`): the set of windows of the tenant's current cut in which
+the learner has at least one attempt, stored as a sorted list of window start dates. A learner is
+active in a window when the window is in its set, and counts towards Total Learners when its set
+is not empty.
+
+Adding an attempt's window is a set union, so applying a launch twice changes nothing, whatever
+part of the first application became durable: an attempt record without its membership entry is
+healed by the repeat, a membership entry without its attempt record by the new attempt. Removing
+attempts (a deletion) recomputes the set from the attempts that remain.
+
+`apply_attempts` applies a whole batch of tracked launches of one partition: it takes what the
+batch needs from RocksDB (`LearnerReads`) and returns what to write and what changed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
+from streams.domain.deletions import Erasures, erasure_of
 from streams.domain.windows import Cut, window_of
 
-Membership = dict[str, int]  # window start date (ISO) -> attempts of the learner in it
+Windows = set[str]  # window start dates (ISO) of one learner
+
+
+def windows_of(stored: Any) -> Windows:
+    """A stored membership as a set (a list of starts; older states stored {start: attempts})."""
+    if not stored:
+        return set()
+    if isinstance(stored, dict):
+        return {window for window, attempts in stored.items() if attempts > 0}
+    return set(stored)
+
+
+def stored_windows(windows: Iterable[str]) -> list[str]:
+    return sorted(windows)
 
 
 class AttemptOutcome(Enum):
@@ -36,33 +61,196 @@ def classify_attempt(
 
 
 @dataclass(frozen=True)
-class MembershipChange:
-    membership: Membership
-    window: str
-    joined_window: bool  # the learner's first attempt in this window
-    joined_tenant: bool  # the learner's first attempt at all
+class TrackedAttempt:
+    """One tracked launch as the learner stage receives it from ingest."""
+
+    tenant_id: str
+    learner_id: str
+    element_id: str
+    attempt_id: str
+    launched_at_text: str  # ISO 8601 with offset, as stored in the attempt record
+    source_partition: int  # where the launch is on the `launches` topic (for a dead letter)
+    source_offset: int
+    raw: str | None = None  # the original record when small; else fetched by its position
+
+    @property
+    def launched_at(self) -> datetime:
+        return datetime.fromisoformat(self.launched_at_text)
+
+    @property
+    def attempt_key(self) -> bytes:
+        return f"{self.tenant_id}/{self.learner_id}/{self.attempt_id}".encode()
+
+    @property
+    def learner_key(self) -> bytes:
+        return f"{self.tenant_id}/{self.learner_id}".encode()
+
+    def record(self) -> dict[str, Any]:
+        """The `attempts` record this launch creates."""
+        return {
+            "tenant_id": self.tenant_id,
+            "learner_id": self.learner_id,
+            "element_id": self.element_id,
+            "attempt_id": self.attempt_id,
+            "launched_at": self.launched_at_text,
+            "logically_deleted": False,
+        }
 
 
-def add_attempt(membership: Mapping[str, int], cut: Cut, launched_at: datetime) -> MembershipChange:
-    window = window_of(cut, launched_at).start.isoformat()
-    updated = dict(membership)
-    before = updated.get(window, 0)
-    updated[window] = before + 1
-    return MembershipChange(
-        membership=updated,
-        window=window,
-        joined_window=before == 0,
-        joined_tenant=not any(membership.values()),
+def attempt_marker_key(tenant_id: str, learner_id: str, attempt_id: str) -> bytes:
+    return f"a/{tenant_id}/{learner_id}/{attempt_id}".encode()
+
+
+def learner_cutoff_key(tenant_id: str, learner_id: str) -> bytes:
+    return f"l/{tenant_id}/{learner_id}".encode()
+
+
+def tenant_cutoff_key(tenant_id: str) -> bytes:
+    return f"t/{tenant_id}".encode()
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """The RocksDB keys a batch of attempts needs, per table."""
+
+    attempts: list[bytes]
+    learners: list[bytes]
+    tenants: list[str]
+    markers: list[bytes]
+
+
+def keys_to_read(items: Iterable[TrackedAttempt]) -> ReadPlan:
+    attempts: dict[bytes, None] = {}
+    learners: dict[bytes, None] = {}
+    tenants: dict[str, None] = {}
+    markers: dict[bytes, None] = {}
+    for item in items:
+        attempts[item.attempt_key] = None
+        learners[item.learner_key] = None
+        tenants[item.tenant_id] = None
+        markers[attempt_marker_key(item.tenant_id, item.learner_id, item.attempt_id)] = None
+        markers[learner_cutoff_key(item.tenant_id, item.learner_id)] = None
+    for tenant_id in tenants:
+        markers[tenant_cutoff_key(tenant_id)] = None
+    return ReadPlan(list(attempts), list(learners), list(tenants), list(markers))
+
+
+@dataclass
+class LearnerReads:
+    """What RocksDB holds for the keys of a `ReadPlan` (None where a key is missing)."""
+
+    attempts: dict[bytes, Any]
+    memberships: dict[bytes, Any]
+    tenants: dict[str, Any]  # tenant -> {"license": ...} as this partition applied it
+    markers: dict[bytes, Any]
+
+
+@dataclass
+class CountChange:
+    """How one tenant's counters in this partition change: learners joining (+) or leaving (-)
+    windows, and the tenant."""
+
+    windows: Counter[str] = field(default_factory=Counter)
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class Rejection:
+    item: TrackedAttempt
+    reason: str  # "conflict" | "erased"
+    detail: str
+
+
+@dataclass
+class BatchResult:
+    attempts: dict[bytes, dict[str, Any]] = field(default_factory=dict)  # records to write
+    memberships: dict[bytes, list[str]] = field(default_factory=dict)  # memberships to write
+    new_tenants: list[str] = field(default_factory=list)  # first seen in this partition
+    rejected: list[Rejection] = field(default_factory=list)
+    changes: dict[str, CountChange] = field(default_factory=dict)
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+def apply_attempts(
+    items: Iterable[TrackedAttempt],
+    reads: LearnerReads,
+    cut_of: Callable[[Any], Cut],
+) -> BatchResult:
+    """Apply tracked launches in order; later items see what earlier ones wrote.
+
+    `cut_of` turns a tenant's stored license entry (or None) into its window cut.
+    """
+    result = BatchResult()
+    attempts = dict(reads.attempts)
+    memberships: dict[bytes, Windows] = {}
+    cuts: dict[str, Cut] = {}
+    for item in items:
+        tenant_id = item.tenant_id
+        cut = cuts.get(tenant_id)
+        if cut is None:
+            stored_tenant = reads.tenants.get(tenant_id)
+            if stored_tenant is None and tenant_id not in result.new_tenants:
+                result.new_tenants.append(tenant_id)
+            cut = cuts[tenant_id] = cut_of(stored_tenant)
+        launched_at = item.launched_at
+        stored = attempts.get(item.attempt_key)
+        outcome = classify_attempt(stored, item.element_id, launched_at)
+        if outcome is AttemptOutcome.CONFLICT:
+            result.outcomes["conflict"] += 1
+            result.rejected.append(Rejection(item, "conflict", conflict_detail(stored, item)))
+            continue
+        if outcome is AttemptOutcome.NEW:
+            erased = erasure_of(markers_of(reads.markers, item), launched_at)
+            if erased is not None:
+                result.outcomes["erased"] += 1
+                result.rejected.append(Rejection(item, "erased", erased))
+                continue
+            record = item.record()
+            attempts[item.attempt_key] = record
+            result.attempts[item.attempt_key] = record
+        result.outcomes[outcome.value] += 1
+        # A repeat joins its window too: its membership entry may be what a crash lost.
+        learner_key = item.learner_key
+        windows = memberships.get(learner_key)
+        if windows is None:
+            windows = memberships[learner_key] = windows_of(reads.memberships.get(learner_key))
+        window = window_of(cut, launched_at).start.isoformat()
+        if window in windows:
+            continue
+        change = result.changes.setdefault(tenant_id, CountChange())
+        if not windows:
+            change.total += 1
+        windows.add(window)
+        change.windows[window] += 1
+        result.memberships[learner_key] = stored_windows(windows)
+    return result
+
+
+def markers_of(markers: Mapping[bytes, Any], item: TrackedAttempt) -> Erasures:
+    learner_cutoff = markers.get(learner_cutoff_key(item.tenant_id, item.learner_id))
+    tenant_cutoff = markers.get(tenant_cutoff_key(item.tenant_id))
+    return Erasures(
+        attempt_erased=markers.get(
+            attempt_marker_key(item.tenant_id, item.learner_id, item.attempt_id)
+        )
+        is not None,
+        learner_cutoff=datetime.fromisoformat(learner_cutoff) if learner_cutoff else None,
+        tenant_cutoff=datetime.fromisoformat(tenant_cutoff) if tenant_cutoff else None,
     )
 
 
-def membership_of(cut: Cut, launch_instants: Iterable[datetime]) -> Membership:
-    """A learner's membership recomputed from its attempts (after a license re-cut)."""
-    membership: Membership = {}
-    for instant in launch_instants:
-        window = window_of(cut, instant).start.isoformat()
-        membership[window] = membership.get(window, 0) + 1
-    return membership
+def conflict_detail(stored: Mapping[str, Any] | None, item: TrackedAttempt) -> str:
+    assert stored is not None
+    return (
+        f"attempt {item.attempt_id} of learner {item.learner_id} exists with "
+        f"element_id {stored['element_id']!r} and launched_at {stored['launched_at']}; this launch "
+        f"says {item.element_id!r} and {item.launched_at_text}"
+    )
+
+
+def membership_of(cut: Cut, launch_instants: Iterable[datetime]) -> Windows:
+    """A learner's windows recomputed from its attempts (a re-cut, a deletion)."""
+    return {window_of(cut, instant).start.isoformat() for instant in launch_instants}
 
 
 @dataclass
@@ -72,29 +260,43 @@ class TenantCounts:
     windows: dict[str, int] = field(default_factory=dict)
     total: int = 0
     cut_id: str = ""
-    seq: int = -1  # offset of the last command of this tenant applied in the partition
+    seq: int = -1  # offset of the last command of this partition applied to these counts
 
-    def add_learner(self, membership: Mapping[str, int]) -> None:
-        if not any(membership.values()):
+    def add_learner(self, windows: Iterable[str]) -> None:
+        windows = list(windows)
+        if not windows:
             return
         self.total += 1
-        for window, attempts in membership.items():
-            if attempts > 0:
-                self.windows[window] = self.windows.get(window, 0) + 1
+        for window in windows:
+            self.windows[window] = self.windows.get(window, 0) + 1
+
+    def apply(self, change: CountChange) -> None:
+        self.total += change.total
+        for window, joined in change.windows.items():
+            active = self.windows.get(window, 0) + joined
+            if active:
+                self.windows[window] = active
+            else:
+                self.windows.pop(window, None)
+
+    def copy(self) -> TenantCounts:
+        return TenantCounts(dict(self.windows), self.total, self.cut_id, self.seq)
 
 
 class PartitionCounters:
     """The derived counters of the learner partitions this worker owns.
 
     Kept in memory because they are small (tenants x windows) and rebuilt from RocksDB when
-    partitions are assigned. Every change marks the tenant dirty; a timer flushes dirty tenants
-    as absolute partial counts. A flush lost in a crash is repaired by the rebuild of the next
-    owner, which reports every tenant of the partition under a new epoch.
+    partitions are assigned. They change only once a change is durable, and every change marks
+    the tenant dirty; a timer reports dirty tenants as absolute partial counts. A report lost in
+    a crash is repaired by the rebuild of the next owner, which reports every tenant of the
+    partition under a higher epoch.
     """
 
     def __init__(self) -> None:
         self._counts: dict[int, dict[str, TenantCounts]] = {}
         self._dirty: set[tuple[int, str]] = set()
+        self.epochs: dict[int, int] = {}  # partition -> epoch of its current counters
 
     def tenant(self, partition: int, tenant_id: str, cut_id: str) -> TenantCounts:
         tenants = self._counts.setdefault(partition, {})
@@ -103,28 +305,39 @@ class PartitionCounters:
             counts = tenants[tenant_id] = TenantCounts(cut_id=cut_id)
         return counts
 
-    def at_offset(self, partition: int, tenant_id: str, cut_id: str, seq: int) -> TenantCounts:
-        """The tenant's counts, stamped with the offset of the command being applied."""
+    def get(self, partition: int, tenant_id: str) -> TenantCounts | None:
+        return self._counts.get(partition, {}).get(tenant_id)
+
+    def apply(
+        self, partition: int, tenant_id: str, cut_id: str, change: CountChange, seq: int
+    ) -> None:
+        counts = self.tenant(partition, tenant_id, cut_id)
+        counts.apply(change)
+        counts.seq = max(counts.seq, seq)
+        self._dirty.add((partition, tenant_id))
+
+    def touch(self, partition: int, tenant_id: str, cut_id: str, seq: int) -> None:
+        """Report the tenant's counts again (a license applied, a tenant first seen)."""
         counts = self.tenant(partition, tenant_id, cut_id)
         counts.seq = max(counts.seq, seq)
-        return counts
-
-    def mark_dirty(self, partition: int, tenant_id: str) -> None:
-        """The tenant's counts changed: the next flush reports them."""
         self._dirty.add((partition, tenant_id))
 
     def replace(self, partition: int, tenant_id: str, counts: TenantCounts) -> None:
         self._counts.setdefault(partition, {})[tenant_id] = counts
         self._dirty.add((partition, tenant_id))
 
-    def reset_partition(self, partition: int, tenants: Mapping[str, TenantCounts]) -> None:
+    def reset_partition(
+        self, partition: int, epoch: int, tenants: Mapping[str, TenantCounts]
+    ) -> None:
         self._counts[partition] = dict(tenants)
+        self.epochs[partition] = epoch
         self._dirty.update((partition, tenant_id) for tenant_id in tenants)
 
     def drop_partitions(self, keep: Iterable[int]) -> None:
         keep = set(keep)
         for partition in [p for p in self._counts if p not in keep]:
             del self._counts[partition]
+            self.epochs.pop(partition, None)
         self._dirty = {(p, t) for p, t in self._dirty if p in keep}
 
     def partitions(self) -> set[int]:
@@ -137,11 +350,5 @@ class PartitionCounters:
         for partition, tenant_id in sorted(dirty):
             counts = self._counts.get(partition, {}).get(tenant_id)
             if counts is not None:
-                out.append(
-                    (
-                        partition,
-                        tenant_id,
-                        TenantCounts(dict(counts.windows), counts.total, counts.cut_id, counts.seq),
-                    )
-                )
+                out.append((partition, tenant_id, counts.copy()))
         return out

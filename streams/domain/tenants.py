@@ -1,9 +1,10 @@
 """Tenant-stage transitions: summing partial counts and deciding which count records to publish.
 
 Each learner partition p reports, per tenant, absolute counts `(epoch, seq, cut, windows, total)`.
-The latest report per (tenant, p) wins; `epoch` grows each time a worker rebuilds p's counters,
-`seq` is the offset of the last command applied. A replay overwrites a report with the same values,
-so the sums are exact under at-least-once delivery.
+The latest report per (tenant, p) wins; `epoch` grows each time p's counters are rebuilt (it is
+stored in p's changelog, so it grows across workers), `seq` is the offset of the last command
+applied. A replay overwrites a report with the same values, so the sums are exact under
+at-least-once delivery.
 """
 
 from __future__ import annotations
@@ -58,6 +59,17 @@ def sum_partials(partials: Iterable[Partial], cut: Cut) -> TenantSums:
         for start, active in partial["windows"].items():
             windows[start] = windows.get(start, 0) + int(active)
     return TenantSums(windows, total)
+
+
+def cut_ready(partials: Mapping[str, Partial], cut: Cut, partitions: int) -> bool:
+    """Whether every learner partition reported its counts under `cut`.
+
+    A license that changes the windows is applied by each learner partition in its own time.
+    Until all of them re-cut, the sums would mix old and new windows (or miss learners), so the
+    tenant stage keeps the last exact records until this holds.
+    """
+    reported = {int(p) for p, partial in partials.items() if partial["cut"] == cut.id}
+    return reported >= set(range(partitions))
 
 
 @dataclass(frozen=True)

@@ -73,3 +73,23 @@ def evaluate(
                 )
             )
     return new_state, events
+
+
+def prune(
+    state: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    windows: Iterable[str],
+    thresholds: Iterable[int],
+) -> ThresholdState:
+    """The state of the given windows and thresholds only.
+
+    A threshold removed from the license forgets whether it was crossed: added back later, it
+    starts unarmed like a new window (and never fires a `down` it did not see crossed). Windows
+    that a re-cut removed are forgotten too.
+    """
+    keep_windows = set(windows)
+    keep_pcts = {str(pct) for pct in thresholds}
+    return {
+        window: {pct: dict(entry) for pct, entry in per_pct.items() if pct in keep_pcts}
+        for window, per_pct in state.items()
+        if window in keep_windows
+    }

@@ -1,0 +1,171 @@
+"""Ingest of `launches` in bulk: whole fetches in, one learner command per partition out.
+
+faust spends ~0.1 ms of CPU on every message it hands to an agent (docs/benchmarks.md), which
+alone caps a per-launch stream below 10,000 launches/s. This service of the app reads `launches`
+with its own aiokafka consumer instead, in its own consumer group (`<app id>-launches`): it takes
+whatever a fetch returns (up to `MAX_RECORDS`, lingering up to `LINGER_S` to fill a batch),
+validates every launch (streams/routing.py), sends one `attempts` command per learner partition
+and the dead letters, waits until Kafka acknowledged all of them, and only then commits the
+batch's offsets. A crash before the commit replays the batch; the learner stage is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from mode import Service
+
+from streams import channels, messages, metrics, topics
+from streams.app import app, sender, settings
+from streams.dead_letters import dead_letter, encode
+from streams.recovery import kafka_security
+from streams.routing import route_launches
+from streams.state import StateBatch
+
+log = logging.getLogger(__name__)
+
+MAX_RECORDS = 5_000
+LINGER_S = 0.1
+RETRY_S = 2.0
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, reader: LaunchReader) -> None:
+        self.reader = reader
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # Let the batch in flight finish and commit before the partitions move.
+        async with self.reader.lock:
+            self.reader.drop_pending(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("launch reader: %d partitions of launches assigned", len(assigned))
+
+
+@app.service
+class LaunchReader(Service):
+    """Reads `launches` in bulk and routes tracked launches to the learner partitions."""
+
+    def __post_init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.pending: list[Any] = []
+
+    @property
+    def group_id(self) -> str:
+        return f"{settings.app_id}-launches"
+
+    async def on_start(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers.split(","),
+            group_id=self.group_id,
+            client_id=f"{settings.app_id}-launch-reader",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            check_crcs=False,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=16 * 1024 * 1024,
+            session_timeout_ms=15_000,
+            heartbeat_interval_ms=3_000,
+            **kafka_security(app),
+        )
+        self.consumer.subscribe([settings.topic(topics.LAUNCHES)], listener=_Rebalance(self))
+        await self.consumer.start()
+
+    async def on_stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    def drop_pending(self, revoked: set[TopicPartition]) -> None:
+        """Fetched records of revoked partitions go: their new owner reads them again."""
+        self.pending = [
+            r for r in self.pending if TopicPartition(r.topic, r.partition) not in revoked
+        ]
+
+    @Service.task
+    async def _read(self) -> None:
+        while not self.should_stop:
+            await self._fill()
+            if not self.pending:
+                continue
+            async with self.lock:
+                records, self.pending = self.pending, []
+                if not records:
+                    continue
+                try:
+                    await self.route(records)
+                except Exception:
+                    # Never skip a batch: read it again (routing is idempotent downstream).
+                    log.exception("launch reader: routing %d launches failed", len(records))
+                    metrics.stage_errors_total.labels("launch-reader").inc()
+                    self.rewind(records)
+                    await self.sleep(RETRY_S)
+
+    async def _fill(self) -> None:
+        """Fetch until MAX_RECORDS are pending or LINGER_S passed since the first arrived."""
+        assert self.consumer is not None
+        deadline: float | None = None
+        while len(self.pending) < MAX_RECORDS:
+            timeout_s = 1.0 if deadline is None else deadline - time.monotonic()
+            if timeout_s <= 0:
+                return
+            fetched = await self.consumer.getmany(
+                timeout_ms=int(timeout_s * 1000), max_records=MAX_RECORDS - len(self.pending)
+            )
+            for records in fetched.values():
+                self.pending.extend(records)
+            if self.pending and deadline is None:
+                deadline = time.monotonic() + LINGER_S
+            if not self.pending:
+                return
+
+    async def route(self, records: list[Any]) -> None:
+        assert self.consumer is not None
+        topic = settings.topic(topics.LAUNCHES)
+        now = datetime.now(UTC)
+        routed = route_launches(records, settings.partitions, now)
+        batch = StateBatch(sender)
+        commands_topic = channels.learner_commands.get_topic_name()
+        for partition, rows in routed.commands():
+            command = messages.attempts_command(topic, rows)
+            batch.emit(commands_topic, b"attempts", encode(command), partition)
+        dead_letters_topic = settings.topic(topics.DEAD_LETTERS)
+        for letter in routed.dead_letters:
+            record = dead_letter(
+                letter.rejected.reason,
+                letter.rejected.detail,
+                letter.value,
+                topic,
+                letter.partition,
+                letter.offset,
+                now,
+            )
+            batch.emit(dead_letters_topic, letter.key, encode(record))
+            metrics.dead_letters_total.labels(topics.LAUNCHES, letter.rejected.reason).inc()
+        await batch.flush()
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        for outcome, n in routed.outcomes.items():
+            metrics.launches_total.labels(outcome).inc(n)
+        try:
+            await self.consumer.commit(offsets)
+        except Exception as exc:
+            # Everything is in Kafka already; an uncommitted batch is read again (idempotent).
+            log.warning("launch reader: commit failed (%s); the batch will be read again", exc)
+
+    def rewind(self, records: list[Any]) -> None:
+        assert self.consumer is not None
+        first: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            first[tp] = min(first.get(tp, record.offset), record.offset)
+        for tp, offset in first.items():
+            if tp in self.consumer.assignment():
+                self.consumer.seek(tp, offset)

@@ -1,0 +1,40 @@
+"""Crash points for the fault tests: `ACTIVE_LEARNERS_CRASH_AT=<point>:<n>` kills the worker.
+
+The worker sends itself SIGKILL (no shutdown, no flush, no commit) the n-th time a state flush
+that writes attempt records reaches `point`:
+
+  before-changelog   the batch is computed, nothing has been sent
+  after-changelog    Kafka acknowledged every changelog record and output; RocksDB not written
+  after-rocksdb      RocksDB written; the input offsets are not yet acknowledged or committed
+
+Unset (the default), `reached()` costs one comparison.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+POINTS = ("before-changelog", "after-changelog", "after-rocksdb")
+
+
+def _parse(text: str) -> tuple[str, int] | None:
+    if not text:
+        return None
+    point, _, count = text.partition(":")
+    if point not in POINTS:
+        raise ValueError(f"ACTIVE_LEARNERS_CRASH_AT: unknown point {point!r}; one of {POINTS}")
+    return point, int(count or "1")
+
+
+_plan = _parse(os.environ.get("ACTIVE_LEARNERS_CRASH_AT", "").strip())
+_seen: dict[str, int] = {}
+
+
+def reached(point: str) -> None:
+    """Called by the state flush at each point; kills the process when the plan says so."""
+    if _plan is None or _plan[0] != point:
+        return
+    _seen[point] = _seen.get(point, 0) + 1
+    if _seen[point] >= _plan[1]:
+        os.kill(os.getpid(), signal.SIGKILL)

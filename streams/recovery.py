@@ -1,0 +1,143 @@
+"""Restoring table partitions from their changelogs in bulk, before faust's own recovery looks.
+
+faust restores a changelog record by record (≈ 3,300 records/s measured here: a `wait_first`,
+a JSON decode nobody uses and a queue hand-off per record). When a worker is assigned table
+partitions, `BulkRecovery` first reads each one's changelog from the offset stored in its RocksDB
+to the end with a plain aiokafka consumer, writes whole fetches with one WriteBatch, and stores
+the offset reached. faust then finds nothing left to read and resumes the streams.
+
+It hooks into faust's `Recovery._build_offsets` (faust-streaming 0.15, pinned in pyproject.toml):
+that step runs in faust's recovery task after the highwaters are known and before the consumer
+seeks, and it may take as long as the data needs (faust's own timeout for it is lifted here).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import rocksdict
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.tables.manager import TableManager
+from faust.tables.recovery import Recovery
+from faust.types import TP
+
+from streams.state import OFFSET_KEY
+
+log = logging.getLogger(__name__)
+
+FETCH_RECORDS = 20_000
+
+
+class BulkRecovery(Recovery):
+    async def _build_offsets(self, consumer: Any, tps: Any, destination: Any, title: str) -> None:
+        await super()._build_offsets(consumer, tps, destination, title)
+        if title == "active" and tps:
+            await self.bulk_restore(set(tps), destination)
+
+    async def _wait(self, coro: Any, timeout: Any = None) -> None:
+        # faust bounds each recovery step by broker_request_timeout (90 s); restoring millions
+        # of records may take longer, and a timeout here would stop the recovery service.
+        if getattr(coro, "cr_code", None) is BulkRecovery._build_offsets.__code__:
+            timeout = None
+        await super()._wait(coro, timeout)
+
+    async def bulk_restore(self, tps: set[TP], offsets: Any) -> None:
+        """Read every changelog partition in `tps` from `offsets[tp] + 1` to its highwater."""
+        todo = {
+            tp: self.active_highwaters[tp]
+            for tp in tps
+            if self.active_highwaters.get(tp, -1) >= 0
+            and (offsets[tp] if offsets[tp] is not None else -1) < self.active_highwaters[tp]
+        }
+        if not todo:
+            return
+        started, restored = time.monotonic(), 0
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers(self.app),
+            group_id=None,
+            enable_auto_commit=False,
+            check_crcs=False,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
+            **kafka_security(self.app),
+        )
+        await consumer.start()
+        try:
+            by_kafka = {TopicPartition(tp.topic, tp.partition): tp for tp in todo}
+            consumer.assign(list(by_kafka))
+            for ktp, tp in by_kafka.items():
+                start = offsets[tp] if offsets[tp] is not None else -1
+                consumer.seek(ktp, start + 1)
+            remaining = set(by_kafka)
+            while remaining:
+                fetched = await consumer.getmany(
+                    *remaining, timeout_ms=1000, max_records=FETCH_RECORDS
+                )
+                for ktp, records in fetched.items():
+                    tp = by_kafka[ktp]
+                    restored += self._write(tp, records, todo[tp], offsets)
+                for ktp in list(remaining):
+                    tp = by_kafka[ktp]
+                    if await consumer.position(ktp) > todo[tp]:
+                        remaining.discard(ktp)
+                        if offsets[tp] is None or offsets[tp] < todo[tp]:
+                            # compaction left a gap up to the highwater: nothing more to read
+                            self._persist(tp, todo[tp])
+                            offsets[tp] = todo[tp]
+        finally:
+            await consumer.stop()
+        elapsed = time.monotonic() - started
+        log.info(
+            "restored %d changelog records of %d partitions in bulk in %.1fs (%.0f records/s)",
+            restored,
+            len(todo),
+            elapsed,
+            restored / elapsed if elapsed > 0 else 0.0,
+        )
+
+    def _write(self, tp: TP, records: list[Any], highwater: int, offsets: Any) -> int:
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        last = None
+        written = 0
+        for record in records:
+            if record.offset > highwater:
+                break
+            if record.value is None:
+                batch.delete(record.key)
+            else:
+                batch.put(record.key, record.value)
+            last = record.offset
+            written += 1
+        if last is None:
+            return 0
+        batch.put(OFFSET_KEY, str(last).encode())
+        self._db(tp).write(batch)
+        offsets[tp] = last
+        return written
+
+    def _persist(self, tp: TP, offset: int) -> None:
+        self._db(tp).put(OFFSET_KEY, str(offset).encode())
+
+    def _db(self, tp: TP) -> Any:
+        return self.tp_to_table[tp].data._db_for_partition(tp.partition)  # type: ignore[attr-defined]
+
+
+class BulkTableManager(TableManager):
+    """faust's table manager, with `BulkRecovery` as its recovery service."""
+
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = BulkRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery
+
+
+def bootstrap_servers(app: Any) -> list[str]:
+    return [f"{url.host}:{url.port or 9092}" for url in app.conf.broker]
+
+
+def kafka_security(app: Any) -> dict[str, Any]:
+    """Extra client settings for a secured cluster (none yet: PLAINTEXT)."""
+    return {}

@@ -1,0 +1,106 @@
+"""Routing a batch of launch records: validate each, drop untracked, group the rest by partition.
+
+A pure function over one fetched batch: the launch reader (streams/agents/launch_reader.py) does
+the I/O. Every rule applies per launch, exactly as for a single record: bad input becomes a dead
+letter with its reason, untracked launches are counted and dropped, a tracked launch becomes one
+row of the learner command of its learner's partition, in input order.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from schemas.launches import Launch
+from streams.decoding import Rejected, decode, future_rejection
+from streams.domain.learners import TrackedAttempt
+from streams.domain.tracking import is_tracked
+from streams.messages import attempt_row
+from streams.partitioning import learner_partition
+
+# A launch's raw text rides inside its learner command only up to this size; a larger one is
+# referenced by position (streams/raw_fetch.py), so commands stay far below Kafka's 1 MB limit.
+RAW_INLINE_MAX = 1024
+# Learner commands are cut at about this size.
+COMMAND_MAX_BYTES = 256 * 1024
+
+
+class InputRecord(Protocol):
+    key: bytes | None
+    value: bytes | None
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    key: bytes | None
+    value: bytes | None
+    partition: int
+    offset: int
+    rejected: Rejected
+
+
+@dataclass
+class RoutedLaunches:
+    rows: dict[int, list[list[Any]]] = field(default_factory=dict)  # partition -> attempt rows
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)  # tracked, untracked, dead_lettered
+
+    def commands(self) -> Iterable[tuple[int, list[list[Any]]]]:
+        """(partition, rows) per learner command, each below COMMAND_MAX_BYTES."""
+        for partition, rows in self.rows.items():
+            chunk: list[list[Any]] = []
+            size = 0
+            for row in rows:
+                row_size = 96 + sum(len(part) for part in row[:5]) + len(row[7] or "")
+                if chunk and size + row_size > COMMAND_MAX_BYTES:
+                    yield partition, chunk
+                    chunk, size = [], 0
+                chunk.append(row)
+                size += row_size
+            if chunk:
+                yield partition, chunk
+
+
+def route_launches(
+    records: Iterable[InputRecord], partitions: int, now: datetime
+) -> RoutedLaunches:
+    routed = RoutedLaunches()
+    for record in records:
+        raw = record.value
+        launch = decode(Launch, raw)
+        if isinstance(launch, Rejected):
+            routed.dead_letters.append(
+                DeadLetter(record.key, raw, record.partition, record.offset, launch)
+            )
+            routed.outcomes["dead_lettered"] += 1
+            continue
+        future = future_rejection(launch.launched_at, now)
+        if future is not None:
+            routed.dead_letters.append(
+                DeadLetter(record.key, raw, record.partition, record.offset, future)
+            )
+            routed.outcomes["dead_lettered"] += 1
+            continue
+        if not is_tracked(launch.launched_by, launch.content_type, launch.tracking):
+            routed.outcomes["untracked"] += 1
+            continue
+        assert raw is not None
+        item = TrackedAttempt(
+            tenant_id=launch.tenant_id,
+            learner_id=launch.learner_id,
+            element_id=launch.element_id,
+            attempt_id=launch.attempt_id,
+            launched_at_text=launch.launched_at.isoformat(),
+            source_partition=record.partition,
+            source_offset=record.offset,
+            raw=raw.decode("utf-8") if len(raw) <= RAW_INLINE_MAX else None,
+        )
+        target = learner_partition(launch.tenant_id, launch.learner_id, partitions)
+        routed.rows.setdefault(target, []).append(attempt_row(item))
+        routed.outcomes["tracked"] += 1
+    return routed
