@@ -49,8 +49,9 @@ threshold_events = _raw(topics.THRESHOLD_EVENTS)
 deletion_receipts = _raw(topics.DELETION_RECEIPTS)
 dead_letters = _raw(topics.DEAD_LETTERS)
 
-learner_commands = _json(topics.LEARNER_COMMANDS)
-tenant_commands = _json(topics.TENANT_COMMANDS)
+# Commands between the stages: JSON the agents decode themselves (orjson, streams/messages.py)
+learner_commands = _raw(topics.LEARNER_COMMANDS)
+tenant_commands = _raw(topics.TENANT_COMMANDS)
 
 
 def changelog(name: str) -> TopicT:

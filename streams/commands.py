@@ -241,14 +241,20 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     bench_settings = replace(
         settings,
         topic_prefix=f"{settings.topic_prefix}bench-{stamp}-",
-        state_dir=Path(".bench") / f"state-{stamp}",
+        state_dir=Path(".bench") / stamp / "state",
         web_port=args.web_port,
     )
+    _require_broker(settings, 15.0)
     result = run_bench(
         bench_settings,
         args.launches,
         args.tenants,
         log=lambda text: print(text, file=sys.stderr, flush=True),
+        skip_recovery=args.skip_recovery,
+        skip_deletion=args.skip_deletion,
+        skip_latency=args.skip_latency,
+        latency_rate=args.latency_rate,
+        latency_s=args.latency_seconds,
     )
     summary = report(result)
     print(summary)
@@ -256,18 +262,19 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         path = Path(args.write)
         text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
         marker = "<!-- bench results -->"
-        head = text.split(marker)[0].rstrip() + "\n\n" + marker + "\n"
-        path.write_text(
-            head
-            + f"\n## `active-learners bench --launches {args.launches}` on {stamp[:8]}\n\n"
+        head, _, previous = text.partition(marker)
+        flags = " ".join(sys.argv[2:]) or "(defaults)"
+        entry = (
+            f"\n## `active-learners bench {flags}` on {stamp[:8]} {stamp[8:12]} UTC\n\n"
             + "```\n"
             + summary
             + "\n```\n\nRSS as attempts are stored:\n\n"
             + rss_table(result)
-            + "\n",
-            encoding="utf-8",
+            + "\n"
         )
-        print(f"written to {path}", file=sys.stderr)
+        # newest run first; earlier runs stay below for comparison
+        path.write_text(head.rstrip() + "\n\n" + marker + "\n" + entry + previous, encoding="utf-8")
+        print(f"appended to {path}", file=sys.stderr)
     return 0
 
 
@@ -426,10 +433,15 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("--timeout", type=_positive_float, default=120.0)
     delete.set_defaults(handler=cmd_delete)
 
-    bench = commands.add_parser("bench", help="measure end-to-end throughput of one worker")
-    bench.add_argument("--launches", type=_positive_int, default=500_000)
+    bench = commands.add_parser("bench", help="measure one worker: throughput, recovery, ...")
+    bench.add_argument("--launches", type=_positive_int, default=2_000_000)
     bench.add_argument("--tenants", type=_positive_int, default=200)
     bench.add_argument("--web-port", type=_positive_int, default=6099)
+    bench.add_argument("--skip-recovery", action="store_true", help="(and the deletion)")
+    bench.add_argument("--skip-deletion", action="store_true")
+    bench.add_argument("--skip-latency", action="store_true")
+    bench.add_argument("--latency-rate", type=_positive_int, default=5_000, help="launches/s")
+    bench.add_argument("--latency-seconds", type=_positive_float, default=30.0)
     bench.add_argument("--write", default="docs/benchmarks.md", help="report file ('' = none)")
     bench.set_defaults(handler=cmd_bench)
     return parser

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from streams.domain.learners import TrackedAttempt
 
 ATTEMPTS = "attempts"
@@ -36,16 +38,7 @@ TICK = "tick"
 
 
 def attempt_row(item: TrackedAttempt) -> list[Any]:
-    return [
-        item.tenant_id,
-        item.learner_id,
-        item.element_id,
-        item.attempt_id,
-        item.launched_at_text,
-        item.source_partition,
-        item.source_offset,
-        item.raw,
-    ]
+    return list(item)
 
 
 def attempts_command(topic: str, rows: list[list[Any]]) -> dict[str, Any]:
@@ -53,7 +46,8 @@ def attempts_command(topic: str, rows: list[list[Any]]) -> dict[str, Any]:
 
 
 def attempts_of(command: dict[str, Any]) -> list[TrackedAttempt]:
-    return [TrackedAttempt(*row) for row in command["attempts"]]
+    make = TrackedAttempt._make
+    return [make(row) for row in command["attempts"]]
 
 
 def license_command(tenant_id: str, license_: dict[str, Any] | None) -> dict[str, Any]:
@@ -83,3 +77,12 @@ def deletion_error_command(receipt: dict[str, Any]) -> dict[str, Any]:
 
 def tick_command(now_iso: str) -> dict[str, Any]:
     return {"type": TICK, "now": now_iso}
+
+
+def decode_command(value: bytes | None) -> dict[str, Any] | None:
+    """A command from its JSON bytes; None when it is not a command (logged by the caller)."""
+    try:
+        command = orjson.loads(value) if value else None
+    except orjson.JSONDecodeError:
+        return None
+    return command if isinstance(command, dict) else None

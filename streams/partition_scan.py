@@ -64,3 +64,15 @@ def learner_of_key(key: bytes) -> bytes:
     tenant, _, rest = key.partition(b"/")
     learner, _, _ = rest.partition(b"/")
     return tenant + b"/" + learner
+
+
+def has_prefix(table: CollectionT, partition: int, prefix: str) -> bool:
+    """Whether any key of `table` in `partition` starts with `prefix` (one seek)."""
+    start = prefix.encode()
+    iterator = db_of(table, partition).keys(from_key=start)
+    try:
+        for key in iterator:
+            return bool(key.startswith(start))
+        return False
+    finally:
+        del iterator

@@ -16,9 +16,7 @@ from typing import Any, Protocol
 
 from schemas.launches import Launch
 from streams.decoding import Rejected, decode, future_rejection
-from streams.domain.learners import TrackedAttempt
 from streams.domain.tracking import is_tracked
-from streams.messages import attempt_row
 from streams.partitioning import learner_partition
 
 # A launch's raw text rides inside its learner command only up to this size; a larger one is
@@ -90,17 +88,19 @@ def route_launches(
             routed.outcomes["untracked"] += 1
             continue
         assert raw is not None
-        item = TrackedAttempt(
-            tenant_id=launch.tenant_id,
-            learner_id=launch.learner_id,
-            element_id=launch.element_id,
-            attempt_id=launch.attempt_id,
-            launched_at_text=launch.launched_at.isoformat(),
-            source_partition=record.partition,
-            source_offset=record.offset,
-            raw=raw.decode("utf-8") if len(raw) <= RAW_INLINE_MAX else None,
-        )
         target = learner_partition(launch.tenant_id, launch.learner_id, partitions)
-        routed.rows.setdefault(target, []).append(attempt_row(item))
+        # a TrackedAttempt as a row (streams/messages.py), built directly: this runs per launch
+        routed.rows.setdefault(target, []).append(
+            [
+                launch.tenant_id,
+                launch.learner_id,
+                launch.element_id,
+                launch.attempt_id,
+                launch.launched_at.isoformat(),
+                record.partition,
+                record.offset,
+                raw.decode("utf-8") if len(raw) <= RAW_INLINE_MAX else None,
+            ]
+        )
         routed.outcomes["tracked"] += 1
     return routed

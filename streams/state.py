@@ -31,8 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -49,12 +48,8 @@ RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 10.0
 
 
-@dataclass(frozen=True)
-class OutRecord:
-    topic: str
-    partition: int | None  # None: the default partitioner of the Kafka clients (murmur2 of key)
-    key: bytes | None
-    value: bytes | None
+Record = tuple[bytes | None, bytes | None]  # key, value
+TopicPartitionKey = tuple[str, int]
 
 
 def encode(value: Any) -> bytes:
@@ -79,25 +74,25 @@ class Sender:
             known = self._partitions[topic] = sorted(await self._producer().partitions_for(topic))
         return known
 
-    async def send_all(self, records: Iterable[OutRecord]) -> dict[tuple[str, int], int]:
+    async def partition_of(self, topic: str, key: bytes | None) -> int:
+        """The partition the Kafka clients' default partitioner picks (murmur2 of the key)."""
+        partitions = await self.partitions_of(topic)
+        return int(self._partitioner(key, partitions, partitions))
+
+    async def send_all(
+        self, groups: dict[TopicPartitionKey, list[Record]]
+    ) -> dict[TopicPartitionKey, int]:
         """Send; return the last offset written per topic partition. Retries until it succeeds.
 
         Records of one topic partition keep their order; a failed partition is sent again whole
         (duplicates are harmless: changelog values are absolute, outputs are idempotent).
         """
-        groups: dict[tuple[str, int], list[OutRecord]] = defaultdict(list)
-        for record in records:
-            partition = record.partition
-            if partition is None:
-                partitions = await self.partitions_of(record.topic)
-                partition = self._partitioner(record.key, partitions, partitions)
-            groups[(record.topic, partition)].append(record)
-        last_offsets: dict[tuple[str, int], int] = {}
+        last_offsets: dict[TopicPartitionKey, int] = {}
         pending = dict(groups)
         delay = RETRY_FIRST_S
         while pending:
             sent = {tp: await self._send_group(tp, rows) for tp, rows in pending.items()}
-            failed: dict[tuple[str, int], list[OutRecord]] = {}
+            failed: dict[TopicPartitionKey, list[Record]] = {}
             for tp, batches in sent.items():
                 results = await asyncio.gather(*(f for f, _ in batches), return_exceptions=True)
                 errors = [r for r in results if isinstance(r, BaseException)]
@@ -121,20 +116,18 @@ class Sender:
                 delay = min(delay * 2, RETRY_MAX_S)
         return last_offsets
 
-    async def _send_group(
-        self, tp: tuple[str, int], rows: list[OutRecord]
-    ) -> list[tuple[Any, int]]:
+    async def _send_group(self, tp: TopicPartitionKey, rows: list[Record]) -> list[tuple[Any, int]]:
         """Producer batches for one topic partition: (future, records in the batch) each."""
         producer = self._producer()
         sent: list[tuple[Any, int]] = []
         batch, in_batch = producer.create_batch(), 0
-        for row in rows:
-            if batch.append(key=row.key, value=row.value, timestamp=None) is None:
+        for key, value in rows:
+            if batch.append(key=key, value=value, timestamp=None) is None:
                 if in_batch == 0:
                     raise ValueError(f"a record for {tp[0]} does not fit in a producer batch")
                 sent.append((await producer.send_batch(batch, tp[0], partition=tp[1]), in_batch))
                 batch, in_batch = producer.create_batch(), 0
-                continue_with = batch.append(key=row.key, value=row.value, timestamp=None)
+                continue_with = batch.append(key=key, value=value, timestamp=None)
                 if continue_with is None:
                     raise ValueError(f"a record for {tp[0]} does not fit in a producer batch")
             in_batch += 1
@@ -155,7 +148,8 @@ class StateBatch:
         self._writes: dict[tuple[str, int], dict[bytes, tuple[bytes | None, Any]]] = defaultdict(
             dict
         )
-        self._outputs: list[OutRecord] = []
+        # (topic, partition or None for the default partitioner) -> records
+        self._outputs: dict[tuple[str, int | None], list[Record]] = defaultdict(list)
         self._callbacks: list[Callable[[], None]] = []
 
     # -- reads: this batch's own writes first, then RocksDB ------------------------------------
@@ -191,10 +185,13 @@ class StateBatch:
     def emit(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> None:
-        self._outputs.append(OutRecord(topic, partition, key, value))
+        self._outputs[(topic, partition)].append((key, value))
 
     def on_durable(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
+
+    def has_writes(self, table: CollectionT, partition: int) -> bool:
+        return bool(self._writes.get((table.name, partition)))
 
     @property
     def pending(self) -> bool:
@@ -208,17 +205,23 @@ class StateBatch:
         if not self.pending:
             return
         writes, outputs, callbacks = self._writes, self._outputs, self._callbacks
-        self._writes, self._outputs, self._callbacks = defaultdict(dict), [], []
-        records = list(outputs)
-        changelog_of: dict[tuple[str, int], tuple[str, int]] = {}
+        self._writes, self._outputs, self._callbacks = defaultdict(dict), defaultdict(list), []
+        groups: dict[TopicPartitionKey, list[Record]] = defaultdict(list)
+        for (topic, partition), rows in outputs.items():
+            if partition is not None:
+                groups[(topic, partition)].extend(rows)
+                continue
+            for key, value in rows:
+                groups[(topic, await self._sender.partition_of(topic, key))].append((key, value))
+        changelog_of: dict[TopicPartitionKey, tuple[str, int]] = {}
         for (name, partition), keys in writes.items():
             topic = self._tables[name].changelog_topic.get_topic_name()
             changelog_of[(topic, partition)] = (name, partition)
-            records.extend(OutRecord(topic, partition, k, v[0]) for k, v in keys.items())
+            groups[(topic, partition)].extend((k, v[0]) for k, v in keys.items())
         crash_test = any(name == "attempts" for name, _ in writes)
         if crash_test:
             faults.reached("before-changelog")
-        last_offsets = await self._sender.send_all(records)
+        last_offsets = await self._sender.send_all(groups)
         if crash_test:
             faults.reached("after-changelog")
         for tp, offset in last_offsets.items():

@@ -39,7 +39,7 @@ from streams.domain.learners import (
 )
 from streams.domain.windows import Cut
 from streams.licensing import cut_of
-from streams.partition_scan import learner_of_key, scan_chunk, scan_prefix
+from streams.partition_scan import has_prefix, learner_of_key, scan_chunk, scan_prefix
 from streams.partitioning import tenant_partition
 from streams.raw_fetch import fetch_raw
 from streams.state import StateBatch
@@ -63,7 +63,7 @@ class LearnerStage:
         self, batch: StateBatch, command: dict[str, Any], partition: int, offset: int
     ) -> None:
         items = messages.attempts_of(command)
-        plan = keys_to_read(items)
+        plan = keys_to_read(items, lambda tenants: tenants_with_markers(batch, partition, tenants))
         tenant_keys = [tenant.encode() for tenant in plan.tenants]
         reads = LearnerReads(
             attempts=_read(batch, attempts, partition, plan.attempts),
@@ -241,6 +241,20 @@ class LearnerStage:
         return {p: messages.partials_command(tenants) for p, tenants in by_partition.items()}
 
 
+def tenants_with_markers(batch: StateBatch, partition: int, tenants: list[str]) -> set[str]:
+    """Tenants with any erasure marker in this partition (most have none: no reads for them)."""
+    if batch.has_writes(erasures, partition):
+        return set(tenants)
+    return {
+        tenant_id
+        for tenant_id in tenants
+        if any(
+            has_prefix(erasures, partition, prefix)
+            for prefix in (f"a/{tenant_id}/", f"l/{tenant_id}/", f"t/{tenant_id}")
+        )
+    }
+
+
 def _read(batch: StateBatch, table: Any, partition: int, keys: list[bytes]) -> dict[bytes, Any]:
     return dict(zip(keys, batch.get_many(table, partition, keys), strict=True))
 
@@ -249,9 +263,9 @@ stage = LearnerStage()
 
 
 async def handle(batch: StateBatch, event: EventT) -> None:
-    command: Any = event.value
+    command: Any = messages.decode_command(event.value)
     partition, offset = event.message.partition, event.message.offset
-    kind = command.get("type") if isinstance(command, dict) else None
+    kind = command.get("type") if command is not None else None
     if kind == messages.ATTEMPTS:
         await stage.on_attempts(batch, command, partition, offset)
     elif kind == messages.LICENSE:

@@ -317,9 +317,9 @@ stage = TenantStage(settings.partitions)
 
 
 async def handle(batch: StateBatch, event: EventT) -> None:
-    command: Any = event.value
+    command: Any = messages.decode_command(event.value)
     partition, offset = event.message.partition, event.message.offset
-    kind = command.get("type") if isinstance(command, dict) else None
+    kind = command.get("type") if command is not None else None
     now = datetime.now(UTC)
     if kind == messages.PARTIALS:
         stage.on_partials(batch, partition, offset, command, now)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from streams.domain.deletions import Erasures, erasure_of
 from streams.domain.windows import Cut, window_of
@@ -60,9 +60,8 @@ def classify_attempt(
     return AttemptOutcome.CONFLICT
 
 
-@dataclass(frozen=True)
-class TrackedAttempt:
-    """One tracked launch as the learner stage receives it from ingest."""
+class TrackedAttempt(NamedTuple):
+    """One tracked launch as the learner stage receives it from ingest (a row of a command)."""
 
     tenant_id: str
     learner_id: str
@@ -119,19 +118,26 @@ class ReadPlan:
     markers: list[bytes]
 
 
-def keys_to_read(items: Iterable[TrackedAttempt]) -> ReadPlan:
+def keys_to_read(
+    items: Iterable[TrackedAttempt], tenants_with_markers: Callable[[list[str]], set[str]]
+) -> ReadPlan:
+    """The keys to read; erasure markers only of tenants that have any in this partition."""
     attempts: dict[bytes, None] = {}
     learners: dict[bytes, None] = {}
     tenants: dict[str, None] = {}
-    markers: dict[bytes, None] = {}
     for item in items:
         attempts[item.attempt_key] = None
         learners[item.learner_key] = None
         tenants[item.tenant_id] = None
-        markers[attempt_marker_key(item.tenant_id, item.learner_id, item.attempt_id)] = None
-        markers[learner_cutoff_key(item.tenant_id, item.learner_id)] = None
-    for tenant_id in tenants:
-        markers[tenant_cutoff_key(tenant_id)] = None
+    marked = tenants_with_markers(list(tenants))
+    markers: dict[bytes, None] = {}
+    if marked:
+        for item in items:
+            if item.tenant_id in marked:
+                markers[attempt_marker_key(item.tenant_id, item.learner_id, item.attempt_id)] = None
+                markers[learner_cutoff_key(item.tenant_id, item.learner_id)] = None
+        for tenant_id in marked:
+            markers[tenant_cutoff_key(tenant_id)] = None
     return ReadPlan(list(attempts), list(learners), list(tenants), list(markers))
 
 
@@ -200,7 +206,9 @@ def apply_attempts(
             result.rejected.append(Rejection(item, "conflict", conflict_detail(stored, item)))
             continue
         if outcome is AttemptOutcome.NEW:
-            erased = erasure_of(markers_of(reads.markers, item), launched_at)
+            erased = (
+                erasure_of(markers_of(reads.markers, item), launched_at) if reads.markers else None
+            )
             if erased is not None:
                 result.outcomes["erased"] += 1
                 result.rejected.append(Rejection(item, "erased", erased))
