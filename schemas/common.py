@@ -44,6 +44,8 @@ def _require_text(value: Any) -> Any:
     if isinstance(value, datetime):
         return value
     if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        if isinstance(value, str) and _RFC3339.fullmatch(value + "Z"):
+            raise ValueError("has no timezone offset (RFC 3339 needs one, e.g. ...T10:00:00Z)")
         raise ValueError("must be an RFC 3339 timestamp string with an offset")
     return value
 

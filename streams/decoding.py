@@ -81,3 +81,23 @@ def deletion_rejection(
     if request.older_than is not None and request.older_than > limit:
         return Rejected("invalid", f"older_than {request.older_than.isoformat()} is in the future")
     return None
+
+
+def usable_ids(raw: bytes | None) -> tuple[str, str, str] | None:
+    """request_id, tenant_id and mode of an invalid request, if it has usable ones."""
+    try:
+        record = orjson.loads(raw) if raw else None
+    except (ValueError, RecursionError):  # orjson refuses deep nesting too
+        return None
+    if not isinstance(record, dict):
+        return None
+    request_id, tenant_id, mode = (
+        record.get("request_id"),
+        record.get("tenant_id"),
+        record.get("mode"),
+    )
+    if not (isinstance(request_id, str) and 1 <= len(request_id) <= 256):
+        return None
+    if not (isinstance(tenant_id, str) and 1 <= len(tenant_id) <= 256 and "/" not in tenant_id):
+        return None
+    return request_id, tenant_id, mode[:32] if isinstance(mode, str) else "invalid"

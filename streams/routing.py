@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from schemas.deletions import DeletionRequest
 from schemas.launches import Launch
+from streams import messages
 from streams.decoding import Rejected, decode, future_rejection
 from streams.domain.tracking import is_tracked
 from streams.partitioning import learner_partition
@@ -104,3 +106,66 @@ def route_launches(
         )
         routed.outcomes["tracked"] += 1
     return routed
+
+
+def deletion_parts(request: DeletionRequest, partitions: int) -> list[tuple[dict[str, Any], int]]:
+    """The learner-stage commands of a request, each with its target partition.
+
+    `attempts` and `learner_ids` give one part per learner partition holding selected learners;
+    `older_than` gives one part per learner partition. Parts are numbered in partition order.
+    """
+    meta = {
+        "request_id": request.request_id,
+        "tenant_id": request.tenant_id,
+        "mode": request.mode,
+        "requested_at": request.requested_at.isoformat(),
+    }
+    tenant = request.tenant_id
+    selectors: dict[int, dict[str, Any]] = {}
+    if request.attempts is not None:
+        unique = dict.fromkeys((ref.learner_id, ref.attempt_id) for ref in request.attempts)
+        for learner_id, attempt_id in unique:
+            part = selectors.setdefault(
+                learner_partition(tenant, learner_id, partitions), {"attempts": []}
+            )
+            part["attempts"].append([learner_id, attempt_id])
+    elif request.learner_ids is not None:
+        for learner_id in sorted(set(request.learner_ids)):
+            part = selectors.setdefault(
+                learner_partition(tenant, learner_id, partitions),
+                {"learner_ids": [], "before": meta["requested_at"]},
+            )
+            part["learner_ids"].append(learner_id)
+    else:
+        assert request.older_than is not None
+        cutoff = request.older_than.isoformat()
+        selectors = {partition: {"older_than": cutoff} for partition in range(partitions)}
+    ordered = sorted(selectors.items())
+    return [
+        (
+            {
+                "type": messages.DELETION,
+                "request": meta,
+                "part": number,
+                "parts": len(ordered),
+                "selector": selector,
+            },
+            partition,
+        )
+        for number, (partition, selector) in enumerate(ordered)
+    ]
+
+
+def error_receipt(
+    request_id: str, tenant_id: str, mode: str, error: str, now: datetime
+) -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "tenant_id": tenant_id,
+        "mode": mode,
+        "attempts_affected": 0,
+        "learners_affected": 0,
+        "windows": [],
+        "completed_at": now.isoformat(),
+        "error": error,
+    }

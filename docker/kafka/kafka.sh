@@ -4,6 +4,7 @@
 #   kafka.sh start    resolve jars once (Maven), format storage once, start, wait until it answers
 #   kafka.sh stop     stop the broker started here (by pid file)
 #   kafka.sh status   say whether it runs
+#   kafka.sh crash    kill -9 the broker started here (fault tests)
 #
 # Everything it writes lives under $KAFKA_HOME_DIR (default: <repo>/.kafka, git-ignored):
 # classpath.txt (resolved once; later runs never touch the network), data/, logs/, kafka.pid.
@@ -91,12 +92,14 @@ start() {
   format_storage
   config >"$home/server.properties"
   # setsid: the broker outlives the shell (and make) that started it, and ignores its hang-up.
-  # setsid: the broker outlives the shell (and make) that started it, and ignores its hang-up.
   # shellcheck disable=SC2046  # java_args is meant to split into words
+  # Only what this start writes to the log counts (a restart appends to the same file).
+  local mark
+  mark=$(($(wc -c <"$logs/server.log" 2>/dev/null || echo 0) + 1))
   setsid java $(java_args) kafka.Kafka "$home/server.properties" >"$logs/stdout.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
   local deadline=$((SECONDS + start_timeout_s))
-  until port_open && grep -q "Kafka Server started" "$logs/server.log" 2>/dev/null; do
+  until port_open && tail -c +"$mark" "$logs/server.log" 2>/dev/null | grep -q "Kafka Server started"; do
     if ! running; then
       echo "kafka: broker exited during start-up; last lines of $logs/server.log:" >&2
       tail -n 30 "$logs/server.log" "$logs/stdout.log" >&2 || true
@@ -133,6 +136,16 @@ stop() {
   echo "kafka: stopped"
 }
 
+crash() {
+  # kill -9, for fault tests: no clean shutdown, the next start recovers the logs
+  if running; then
+    kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+    while running; do sleep 0.1; done
+  fi
+  rm -f "$pidfile"
+  echo "kafka: killed"
+}
+
 status() {
   if running; then echo "kafka: running (pid $(cat "$pidfile"))"; else echo "kafka: not running"; exit 1; fi
 }
@@ -141,5 +154,6 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  crash) crash ;;
+  *) echo "usage: $0 start|stop|status|crash" >&2; exit 2 ;;
 esac

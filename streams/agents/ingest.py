@@ -7,7 +7,6 @@ Deletion requests are split into one part per learner partition they concern.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,8 +19,9 @@ from streams.agents import launch_reader  # noqa: F401  (registers the bulk laun
 from streams.agents.loop import run_durably
 from streams.app import app, settings
 from streams.dead_letters import dead_letter, encode
-from streams.decoding import Rejected, decode, deletion_rejection
-from streams.partitioning import learner_partition, tenant_partition
+from streams.decoding import Rejected, decode, deletion_rejection, usable_ids
+from streams.partitioning import tenant_partition
+from streams.routing import deletion_parts, error_receipt
 from streams.state import StateBatch
 
 
@@ -95,74 +95,6 @@ async def ingest_licenses(stream: StreamT) -> None:
     await run_durably(stream, "ingest-licenses", handle_license)
 
 
-def deletion_parts(request: DeletionRequest, partitions: int) -> list[tuple[dict[str, Any], int]]:
-    """The learner-stage commands of a request, each with its target partition.
-
-    `attempts` and `learner_ids` give one part per learner partition holding selected learners;
-    `older_than` gives one part per learner partition. Parts are numbered in partition order.
-    """
-    meta = {
-        "request_id": request.request_id,
-        "tenant_id": request.tenant_id,
-        "mode": request.mode,
-        "requested_at": request.requested_at.isoformat(),
-    }
-    tenant = request.tenant_id
-    selectors: dict[int, dict[str, Any]] = {}
-    if request.attempts is not None:
-        unique = dict.fromkeys((ref.learner_id, ref.attempt_id) for ref in request.attempts)
-        for learner_id, attempt_id in unique:
-            part = selectors.setdefault(
-                learner_partition(tenant, learner_id, partitions), {"attempts": []}
-            )
-            part["attempts"].append([learner_id, attempt_id])
-    elif request.learner_ids is not None:
-        for learner_id in sorted(set(request.learner_ids)):
-            part = selectors.setdefault(
-                learner_partition(tenant, learner_id, partitions),
-                {"learner_ids": [], "before": meta["requested_at"]},
-            )
-            part["learner_ids"].append(learner_id)
-    else:
-        assert request.older_than is not None
-        cutoff = request.older_than.isoformat()
-        selectors = {partition: {"older_than": cutoff} for partition in range(partitions)}
-    ordered = sorted(selectors.items())
-    return [
-        (
-            {
-                "type": messages.DELETION,
-                "request": meta,
-                "part": number,
-                "parts": len(ordered),
-                "selector": selector,
-            },
-            partition,
-        )
-        for number, (partition, selector) in enumerate(ordered)
-    ]
-
-
-def usable_ids(raw: bytes | None) -> tuple[str, str, str] | None:
-    """request_id, tenant_id and mode of an invalid request, if it has usable ones."""
-    try:
-        record = json.loads(raw) if raw else None
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(record, dict):
-        return None
-    request_id, tenant_id, mode = (
-        record.get("request_id"),
-        record.get("tenant_id"),
-        record.get("mode"),
-    )
-    if not (isinstance(request_id, str) and 1 <= len(request_id) <= 256):
-        return None
-    if not (isinstance(tenant_id, str) and 1 <= len(tenant_id) <= 256 and "/" not in tenant_id):
-        return None
-    return request_id, tenant_id, mode[:32] if isinstance(mode, str) else "invalid"
-
-
 async def handle_deletion(batch: StateBatch, event: EventT) -> None:
     raw = event.message.value
     now = datetime.now(UTC)
@@ -195,18 +127,3 @@ async def handle_deletion(batch: StateBatch, event: EventT) -> None:
 @app.agent(channels.attempt_deletions)
 async def ingest_deletions(stream: StreamT) -> None:
     await run_durably(stream, "ingest-deletions", handle_deletion)
-
-
-def error_receipt(
-    request_id: str, tenant_id: str, mode: str, error: str, now: datetime
-) -> dict[str, Any]:
-    return {
-        "request_id": request_id,
-        "tenant_id": tenant_id,
-        "mode": mode,
-        "attempts_affected": 0,
-        "learners_affected": 0,
-        "windows": [],
-        "completed_at": now.isoformat(),
-        "error": error,
-    }

@@ -160,8 +160,9 @@ def plan_part(
             if selector.attempts is not None:
                 found.extend(key.decode() for key in removal.removed)
     counts = stage.counters.get(partition, tenant_id)
+    logical = command["request"]["mode"] == "logical"  # hidden attempts keep counting
     for window, change in changes.items():
-        if change:
+        if change and not logical:
             before = counts.windows.get(window, 0) if counts else 0
             report.windows[window] = (before, before + change)
     done = report.as_dict()

@@ -66,6 +66,13 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def exit_reason(self) -> str:
+        """How the process ended: "SIGKILL", "exit 0", ... ("running" while it runs)."""
+        if self.process is None or self.process.poll() is None:
+            return "running"
+        code = self.process.returncode
+        return signal.Signals(-code).name if code < 0 else f"exit {code}"
+
     def kill(self) -> None:
         """SIGKILL: no shutdown, no final commit, no flush."""
         assert self.process is not None

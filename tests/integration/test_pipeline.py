@@ -286,12 +286,17 @@ def test_two_workers_on_one_host_share_partitions_and_count_exactly(
     try:
         first.start()
         second.start()
+
+        def both_assigned() -> bool:
+            # each opens the RocksDB partitions of the learner tables it was assigned
+            return all(
+                any(state.rglob("attempts-*.db")) for state in (tmp_path / "a", tmp_path / "b")
+            )
+
+        wait_for(both_assigned, 120, "both workers to hold partitions")
         produce_in_order(settings, records)
         expected = recount(launches, licenses, NOW)
         wait_for(counts_match(settings, expected), 300, "exact counts from two workers")
-        # both really worked: each holds RocksDB partitions of the learner tables
-        for state in (tmp_path / "a", tmp_path / "b"):
-            assert any(state.rglob("attempts-*.db")), f"no attempts partitions under {state}"
         assert first.alive() and second.alive(), first.log_tail() + second.log_tail()
     finally:
         first.stop()

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from schemas.launches import Launch
+from schemas.licenses import License
 from streams.dead_letters import MAX_RAW_BYTES, dead_letter
 from streams.decoding import Rejected, decode, future_rejection
 
@@ -73,3 +74,66 @@ def test_dead_letter_of_a_huge_record_stays_under_the_message_limit() -> None:
     record = dead_letter("invalid", "too big", b"x" * 2_000_000, "launches", 0, 0, now)
     assert len(record["raw"]) == MAX_RAW_BYTES
     assert "truncated" in record["detail"]
+
+
+POISON_LICENSES = [
+    ({"tenant_id": "t", "timezone": "America"}, "time zone"),  # a folder of the zone database
+    ({"tenant_id": "t", "learner_limit": True}, "learner_limit"),
+    ({"tenant_id": "t", "window_months": True}, "window_months"),
+    ({"tenant_id": "t", "cycle_start": "0001-01-01"}, "cycle_start"),
+]
+
+
+@pytest.mark.parametrize(("record", "words"), POISON_LICENSES)
+def test_poison_licenses_are_invalid(record: dict, words: str) -> None:
+    result = decode(License, json.dumps(record).encode())
+    assert isinstance(result, Rejected) and words in result.detail
+
+
+@pytest.mark.parametrize(
+    ("launched_at", "words"),
+    [
+        ("1700000000", "RFC 3339"),  # epoch seconds as a string
+        ("0001-01-01T00:00:00Z", "between the years"),
+        ("9999-12-31T23:59:59Z", "between the years"),
+    ],
+)
+def test_launch_instants_outside_the_contract_are_invalid(launched_at: str, words: str) -> None:
+    result = decode(Launch, json.dumps({**GOOD, "launched_at": launched_at}).encode())
+    assert isinstance(result, Rejected) and words in result.detail
+
+
+def test_a_deeply_nested_request_is_rejected_not_raised() -> None:
+    from schemas.deletions import DeletionRequest
+    from streams.decoding import usable_ids
+
+    raw = b'{"request_id": "r", "tenant_id": "t", "x": ' + b"[" * 1100 + b"]" * 1100 + b"}"
+    assert isinstance(decode(DeletionRequest, raw), Rejected)
+    assert usable_ids(raw) in (None, ("r", "t", "invalid"))
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"teams": ["t1"]}, "teams"),
+        ({"requested_at": "2027-01-01T00:00:00Z"}, "requested_at"),
+        ({"older_than": "2027-01-01T00:00:00Z"}, "older_than"),
+    ],
+)
+def test_deletion_requests_that_must_not_run(changes: dict, words: str) -> None:
+    from schemas.deletions import DeletionRequest
+    from streams.decoding import deletion_rejection
+
+    record = {
+        "request_id": "r",
+        "tenant_id": "t",
+        "mode": "physical",
+        "requested_at": "2026-11-28T00:00:00Z",
+        "older_than": "2026-01-01T00:00:00Z",
+        **changes,
+    }
+    raw = json.dumps(record).encode()
+    request = decode(DeletionRequest, raw)
+    assert not isinstance(request, Rejected)
+    rejected = deletion_rejection(request, raw, datetime(2026, 11, 28, 12, tzinfo=UTC))
+    assert rejected is not None and words in rejected.detail

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -14,8 +14,9 @@ from streams.domain.deletions import (
     assemble_receipt_windows,
     erasure_of,
     later,
-    remove_from_membership,
+    remove_attempts,
 )
+from streams.domain.windows import Cut
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 BEFORE, AFTER = datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)
@@ -67,17 +68,65 @@ def test_cutoffs_only_move_forward() -> None:
     assert later(BEFORE.isoformat(), T0) == T0.isoformat()
 
 
-def test_remove_from_membership() -> None:
-    membership = {"2026-01": 2, "2026-02": 1}
-    partial = remove_from_membership(membership, ["2026-01", "2026-02"])
-    assert (partial.membership, partial.windows_left, partial.left_tenant) == (
-        {"2026-01": 1},
-        ("2026-02",),
-        False,
+def rows(*attempts: tuple[str, str]) -> list[tuple[bytes, str, str, datetime]]:
+    """(key, learner, attempt, launched_at) rows of learner l1."""
+    return [
+        (f"acme/l1/{attempt}".encode(), "l1", attempt, datetime.fromisoformat(at))
+        for attempt, at in attempts
+    ]
+
+
+MONTHLY = Cut(date(2026, 1, 1), 1, "UTC")
+HISTORY = rows(
+    ("a1", "2026-01-05T00:00:00+00:00"),
+    ("a2", "2026-01-20T00:00:00+00:00"),
+    ("a3", "2026-02-10T00:00:00+00:00"),
+)
+
+
+def test_removing_some_attempts_keeps_the_windows_others_hold() -> None:
+    removal = remove_attempts(
+        ["2026-01-01", "2026-02-01"],
+        HISTORY,
+        PartSelector(attempts=frozenset({("l1", "a1"), ("l1", "a3")})),
+        MONTHLY,
     )
-    everything = remove_from_membership(membership, ["2026-01", "2026-01", "2026-02"])
-    assert (everything.membership, everything.left_tenant) == ({}, True)
-    assert sorted(everything.windows_left) == ["2026-01", "2026-02"]
+    assert removal is not None
+    assert removal.removed == (b"acme/l1/a1", b"acme/l1/a3")
+    assert removal.windows == ("2026-01-01",)
+    assert removal.window_changes == {"2026-02-01": -1}
+    assert removal.total_change == 0
+
+
+def test_removing_every_attempt_leaves_the_tenant() -> None:
+    removal = remove_attempts(
+        ["2026-01-01", "2026-02-01"], HISTORY, PartSelector(older_than=T0), MONTHLY
+    )
+    assert removal is not None
+    assert (removal.windows, removal.total_change) == ((), -1)
+    assert removal.window_changes == {"2026-01-01": -1, "2026-02-01": -1}
+
+
+def test_nothing_selected_is_no_removal() -> None:
+    assert (
+        remove_attempts(
+            ["2026-01-01"],
+            HISTORY,
+            PartSelector(older_than=datetime(2025, 12, 1, tzinfo=UTC)),
+            MONTHLY,
+        )
+        is None
+    )
+
+
+def test_a_drifted_membership_is_recomputed_from_the_attempts() -> None:
+    # the stored membership lost February; what remains decides, and the drift heals
+    removal = remove_attempts(
+        ["2026-01-01"], HISTORY, PartSelector(attempts=frozenset({("l1", "a1")})), MONTHLY
+    )
+    assert removal is not None
+    assert removal.windows == ("2026-01-01", "2026-02-01")
+    assert removal.window_changes == {"2026-02-01": 1}
 
 
 def part(windows: dict[str, tuple[int, int]], attempts: int = 1, learners: int = 1) -> dict:

@@ -1,22 +1,35 @@
-"""Learner-stage transitions: attempt outcomes, membership, derived counters."""
+"""Learner-stage transitions: attempt outcomes, batches of launches, membership, counters."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 
 from streams.domain.learners import (
     AttemptOutcome,
+    BatchResult,
+    CountChange,
+    LearnerReads,
     PartitionCounters,
     TenantCounts,
-    add_attempt,
+    TrackedAttempt,
+    apply_attempts,
+    attempt_marker_key,
     classify_attempt,
+    keys_to_read,
+    learner_cutoff_key,
     membership_of,
+    tenant_cutoff_key,
+    windows_of,
 )
 from streams.domain.windows import Cut
+from streams.licensing import cut_of
 
 CUT = Cut(date(2026, 1, 1), 1, "UTC")
+MONTHLY = {"license": {"cycle_start": "2026-01-01", "window_months": 1, "timezone": "UTC"}}
 STORED = {"element_id": "course-1", "launched_at": "2026-03-01T10:00:00+00:00"}
 
 
@@ -40,30 +53,157 @@ def test_classify_attempt(stored, element_id, launched_at, expected) -> None:
     assert classify_attempt(stored, element_id, launched_at) is expected
 
 
-def test_add_attempt_reports_first_in_window_and_first_at_all() -> None:
-    first = add_attempt({}, CUT, datetime(2026, 3, 5, tzinfo=UTC))
-    assert (first.window, first.joined_window, first.joined_tenant) == ("2026-03-01", True, True)
-    second = add_attempt(first.membership, CUT, datetime(2026, 3, 9, tzinfo=UTC))
-    assert (second.joined_window, second.joined_tenant) == (False, False)
-    third = add_attempt(second.membership, CUT, datetime(2026, 4, 1, tzinfo=UTC))
-    assert (third.window, third.joined_window, third.joined_tenant) == ("2026-04-01", True, False)
-    assert third.membership == {"2026-03-01": 2, "2026-04-01": 1}
-    assert first.membership == {"2026-03-01": 1}, "the input membership is never mutated"
+def launch(learner: str, attempt: str, at: str, element: str = "e", tenant: str = "acme"):
+    return TrackedAttempt(tenant, learner, element, attempt, at, 0, 0, "{}")
+
+
+class Store:
+    """A learner partition as plain dicts: what RocksDB would hold."""
+
+    def __init__(self) -> None:
+        self.attempts: dict[bytes, Any] = {}
+        self.memberships: dict[bytes, Any] = {}
+        self.tenants: dict[str, Any] = {"acme": MONTHLY}
+        self.markers: dict[bytes, Any] = {}
+
+    def reads(self, items: list[TrackedAttempt]) -> LearnerReads:
+        plan = keys_to_read(items, lambda tenants: {t for t in tenants if self.markers})
+        return LearnerReads(
+            attempts={k: self.attempts.get(k) for k in plan.attempts},
+            memberships={k: self.memberships.get(k) for k in plan.learners},
+            tenants={t: self.tenants.get(t) for t in plan.tenants},
+            markers={k: self.markers.get(k) for k in plan.markers},
+        )
+
+    def apply(self, items: list[TrackedAttempt]) -> BatchResult:
+        result = apply_attempts(items, self.reads(items), cut_of)
+        self.attempts.update(result.attempts)
+        self.memberships.update(result.memberships)
+        for tenant in result.new_tenants:
+            self.tenants[tenant] = {"license": None}
+        return result
+
+
+def summary(results: list[BatchResult]) -> tuple:
+    rejected = [(r.item.attempt_id, r.reason) for res in results for r in res.rejected]
+    outcomes: Counter[str] = Counter()
+    windows: Counter[str] = Counter()
+    total = 0
+    for result in results:
+        outcomes.update(result.outcomes)
+        for change in result.changes.values():
+            windows.update(change.windows)
+            total += change.total
+    return rejected, dict(outcomes), dict(windows), total
+
+
+MIXED_BATCH = [
+    launch("l1", "a1", "2026-03-05T10:00:00+00:00"),
+    launch("l1", "a1", "2026-03-05T10:00:00+00:00"),  # a duplicate: a no-op
+    launch("l1", "a1", "2026-03-06T10:00:00+00:00"),  # a conflict: dead-lettered
+    launch("l2", "a9", "2026-02-01T10:00:00+00:00"),  # an erased replay: dead-lettered
+    launch("l1", "a2", "2026-04-01T00:00:00+00:00"),  # the first launch of a new window
+    launch("l1", "a3", "2026-04-02T00:00:00+00:00"),  # the same window again: no change
+    launch("l3", "a4", "2026-03-31T23:59:59.999999+00:00"),  # a microsecond before April
+]
+
+
+def erased_store() -> Store:
+    store = Store()
+    store.markers[attempt_marker_key("acme", "l2", "a9")] = 1
+    return store
+
+
+def test_a_batch_behaves_exactly_as_single_launches() -> None:
+    batched, single = erased_store(), erased_store()
+    as_batch = summary([batched.apply(MIXED_BATCH)])
+    one_by_one = summary([single.apply([item]) for item in MIXED_BATCH])
+    assert as_batch == one_by_one
+    assert (batched.attempts, batched.memberships) == (single.attempts, single.memberships)
+    rejected, outcomes, windows, total = as_batch
+    assert rejected == [("a1", "conflict"), ("a9", "erased")]
+    assert outcomes == {"new": 4, "repeat": 1, "conflict": 1, "erased": 1}
+    assert windows == {"2026-03-01": 2, "2026-04-01": 1}
+    assert total == 2
+    assert batched.memberships[b"acme/l1"] == ["2026-03-01", "2026-04-01"]
+
+
+def test_applying_a_batch_twice_changes_nothing() -> None:
+    store = erased_store()
+    store.apply(MIXED_BATCH)
+    again = store.apply(MIXED_BATCH)
+    assert again.attempts == {} and again.memberships == {} and again.changes == {}
+    assert {r.reason for r in again.rejected} == {"conflict", "erased"}
+
+
+def test_a_repeat_heals_a_membership_a_crash_lost() -> None:
+    # the attempt record reached the changelog, the learner's membership did not
+    store = Store()
+    store.attempts[b"acme/l1/a1"] = {"element_id": "e", "launched_at": "2026-03-05T10:00:00+00:00"}
+    result = store.apply([launch("l1", "a1", "2026-03-05T10:00:00+00:00")])
+    assert result.outcomes == {"repeat": 1}
+    assert store.memberships[b"acme/l1"] == ["2026-03-01"]
+    assert result.changes["acme"].windows == {"2026-03-01": 1}
+    assert result.changes["acme"].total == 1
+
+
+def test_a_new_attempt_under_a_surviving_membership_counts_once() -> None:
+    # the membership reached the changelog, the attempt record did not
+    store = Store()
+    store.memberships[b"acme/l1"] = ["2026-03-01"]
+    result = store.apply([launch("l1", "a1", "2026-03-05T10:00:00+00:00")])
+    assert result.outcomes == {"new": 1}
+    assert b"acme/l1/a1" in store.attempts
+    assert result.changes == {}  # the learner was counted already
+
+
+@pytest.mark.parametrize(
+    ("marker", "at", "erased"),
+    [
+        ((learner_cutoff_key("acme", "l1"), "2026-03-01T00:00:00+00:00"), "2026-02-01", True),
+        ((learner_cutoff_key("acme", "l1"), "2026-03-01T00:00:00+00:00"), "2026-03-02", False),
+        ((tenant_cutoff_key("acme"), "2026-03-01T00:00:00+00:00"), "2026-02-01", True),
+        ((tenant_cutoff_key("acme"), "2026-03-01T00:00:00+00:00"), "2026-03-01", False),
+    ],
+)
+def test_cutoff_markers(marker: tuple[bytes, str], at: str, erased: bool) -> None:
+    store = Store()
+    store.markers[marker[0]] = marker[1]
+    result = store.apply([launch("l1", "a1", f"{at}T00:00:00+00:00")])
+    assert bool(result.rejected) is erased
+
+
+def test_a_tenant_seen_first_is_registered_in_the_partition() -> None:
+    store = Store()
+    result = store.apply([launch("l1", "a1", "2026-03-05T10:00:00+00:00", tenant="newco")])
+    assert result.new_tenants == ["newco"]
+    # an unlicensed tenant counts in calendar years
+    assert store.memberships[b"newco/l1"] == ["2026-01-01"]
+
+
+def test_no_marker_reads_for_tenants_without_markers() -> None:
+    items = [launch("l1", "a1", "2026-03-05T10:00:00+00:00")]
+    assert keys_to_read(items, lambda tenants: set()).markers == []
+    with_markers = keys_to_read(items, lambda tenants: set(tenants)).markers
+    assert tenant_cutoff_key("acme") in with_markers
 
 
 def test_membership_of_recuts_from_launch_instants() -> None:
     instants = [datetime(2026, 3, 5, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)]
     quarterly = Cut(date(2026, 1, 1), 3, "UTC")
-    assert membership_of(quarterly, instants) == {"2026-01-01": 1, "2026-04-01": 1}
+    assert membership_of(quarterly, instants) == {"2026-01-01", "2026-04-01"}
+
+
+def test_windows_of_reads_both_stored_forms() -> None:
+    assert windows_of(["2026-03-01"]) == {"2026-03-01"}
+    assert windows_of({"2026-03-01": 2, "2026-04-01": 0}) == {"2026-03-01"}
+    assert windows_of(None) == set()
 
 
 def test_counters_mark_dirty_and_hand_out_copies() -> None:
     counters = PartitionCounters()
-    counts = counters.at_offset(3, "acme", CUT.id, seq=10)
-    counts.windows["2026-03-01"] = 1
-    counts.total = 1
-    counters.at_offset(3, "acme", CUT.id, seq=7)  # an older offset never lowers seq
-    counters.mark_dirty(3, "acme")
+    counters.apply(3, "acme", CUT.id, CountChange(Counter({"2026-03-01": 1}), 1), seq=10)
+    counters.apply(3, "acme", CUT.id, CountChange(), seq=7)  # an older offset never lowers seq
     [(partition, tenant, copy)] = counters.take_dirty()
     assert (partition, tenant, copy.seq, copy.windows, copy.total) == (
         3,
@@ -73,22 +213,27 @@ def test_counters_mark_dirty_and_hand_out_copies() -> None:
         1,
     )
     copy.windows["2026-03-01"] = 99
-    assert counters.tenant(3, "acme", CUT.id).windows == {"2026-03-01": 1}
+    assert counters.get(3, "acme").windows == {"2026-03-01": 1}  # type: ignore[union-attr]
     assert counters.take_dirty() == []
+
+
+def test_counters_drop_a_window_that_reaches_zero() -> None:
+    counts = TenantCounts(windows={"2026-03-01": 1}, total=1)
+    counts.apply(CountChange(Counter({"2026-03-01": -1}), -1))
+    assert (counts.windows, counts.total) == ({}, 0)
 
 
 def test_counters_drop_revoked_partitions() -> None:
     counters = PartitionCounters()
     for partition, tenant in ((1, "a"), (2, "b")):
-        counters.at_offset(partition, tenant, CUT.id, 1)
-        counters.mark_dirty(partition, tenant)
+        counters.touch(partition, tenant, CUT.id, 1)
     counters.drop_partitions({2})
     assert counters.partitions() == {2}
     assert [(p, t) for p, t, _ in counters.take_dirty()] == [(2, "b")]
 
 
-def test_tenant_counts_add_learner_counts_only_windows_with_attempts() -> None:
+def test_tenant_counts_add_learner() -> None:
     counts = TenantCounts()
-    counts.add_learner({"2026-03-01": 2, "2026-04-01": 0})
-    counts.add_learner({})
+    counts.add_learner(["2026-03-01"])
+    counts.add_learner([])
     assert (counts.windows, counts.total) == ({"2026-03-01": 1}, 1)

@@ -97,7 +97,7 @@ REJECTIONS = [
     (DeletionRequest, {"learner_ids": ["l-1"]}, "exactly one selector"),
     (DeletionRequest, {"older_than": None}, "got none"),
     (DeletionRequest, {"mode": "shred"}, "physical"),
-    (DeletionRequest, {"requested_at": "yesterday"}, "datetime"),
+    (DeletionRequest, {"requested_at": "yesterday"}, "RFC 3339"),
 ]
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from streams.domain.tenants import (
     TenantSums,
+    cut_ready,
     newer_partial,
     plan_publication,
     sum_partials,
@@ -140,3 +141,12 @@ def test_merge_partials_keeps_the_newer_report_per_partition() -> None:
     )
     assert {p: v["total"] for p, v in merged.items()} == {"0": 3, "1": 5, "2": 1}
     assert stored["1"]["total"] == 4, "the stored mapping is not mutated"
+
+
+def test_a_new_cut_is_ready_only_when_every_learner_partition_reported_on_it() -> None:
+    yearly = Cut(date(1970, 1, 1), 12, "UTC")
+    partials = {"0": partial(1, 1), "1": partial(1, 1, cut=yearly), "2": partial(1, 1)}
+    assert not cut_ready(partials, MONTHLY, partitions=3)
+    partials["1"] = partial(1, 2)
+    assert cut_ready(partials, MONTHLY, partitions=3)
+    assert not cut_ready({"0": partial(1, 1)}, MONTHLY, partitions=3)  # two never reported

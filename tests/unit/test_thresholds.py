@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.domain.thresholds import evaluate, event_id
+from streams.domain.thresholds import evaluate, event_id, prune
 
 W = "2026-01-01"
 
@@ -74,3 +74,21 @@ def test_windows_are_independent() -> None:
     assert [(e.window, e.direction) for e in events] == [("2025-01-01", "up")]
     state, events = evaluate("acme", state, {"2026-01-01": 8}, 10, (80,))
     assert [(e.window, e.direction) for e in events] == [("2026-01-01", "up")]
+
+
+def test_a_threshold_removed_and_added_back_starts_unarmed() -> None:
+    # 9 of 10 learners: 80 % is crossed
+    state, fired = evaluate("acme", {}, {"2026-01-01": 9}, 10, [80])
+    assert [c.direction for c in fired] == ["up"]
+    # 80 % leaves the license; the count drops below it meanwhile; then 80 % comes back
+    state = prune(state, ["2026-01-01"], [90])
+    state, fired = evaluate("acme", state, {"2026-01-01": 7}, 10, [90])
+    assert fired == []
+    state = prune(state, ["2026-01-01"], [80, 90])
+    state, fired = evaluate("acme", state, {"2026-01-01": 7}, 10, [80, 90])
+    assert fired == [], "no `down` for a crossing it never saw"
+
+
+def test_prune_forgets_windows_a_recut_removed() -> None:
+    state, _ = evaluate("acme", {}, {"2026-01-01": 9, "2026-02-01": 9}, 10, [80])
+    assert set(prune(state, ["2026-02-01"], [80])) == {"2026-02-01"}

@@ -1,0 +1,139 @@
+"""Compound faults: two workers, kill -9 of each, a broker crash, a wiped state folder, replays.
+
+The schedule that once left counts below the truth for good (the write-path issue):
+  two workers count a backlog; one is killed with SIGKILL in the middle of it; the broker is
+  killed with SIGKILL and restarted; the first worker comes back on its own state folder;
+  deletions are delivered twice and a third of the launches again; the second worker is killed
+  and comes back on an empty state folder.
+Then counts and total learners equal an independent recount, every deletion has exactly one
+receipt, the `attempts` topic holds exactly the attempts that remain, and both workers live.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from streams import topics
+from streams.config import Settings
+from streams.dataset import DatasetSpec, generate
+from streams.deletion_cli import build_request
+from streams.domain.recount import recount, without_deleted
+from streams.kafka_admin import BrokerUnavailable, admin_client, ensure_topics
+from streams.kafka_io import read_topic
+from tests.integration.conftest import KAFKA_SCRIPT
+from tests.integration.harness import WorkerProcess, produce_json, wait_for
+from tests.integration.test_crash_points import attempts_topic, tracked_keys
+from tests.integration.test_pipeline import counts_match, produce_in_order, split
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def local_broker() -> bool:
+    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
+    return servers in ("localhost:9092", "127.0.0.1:9092")
+
+
+def broker(command: str) -> None:
+    result = subprocess.run(
+        ["bash", str(KAFKA_SCRIPT), command], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def broker_answers(settings: Settings) -> bool:
+    try:
+        admin_client(settings, timeout_s=3).close()
+    except BrokerUnavailable:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not local_broker(), reason="kills and restarts the local broker")
+def test_compound_faults_end_exact(settings: Settings, tmp_path: Path) -> None:
+    ensure_topics(settings)
+    rng = random.Random(8)
+    records = list(generate(DatasetSpec(launches=40_000, tenants=6, seed=44, now=NOW)))
+    launches, licenses = split(records)
+    tenants = sorted({launch["tenant_id"] for launch in launches})
+    learners_of = {
+        t: sorted({a["learner_id"] for a in launches if a["tenant_id"] == t}) for t in tenants
+    }
+    first_of = next(a for a in launches if a["tenant_id"] == tenants[2])
+    deletions = [
+        build_request(
+            tenants[0], "physical", {"older_than": (NOW - timedelta(days=150)).isoformat()}, NOW
+        ),
+        build_request(tenants[1], "physical", {"learner_ids": learners_of[tenants[1]][:25]}, NOW),
+        build_request(
+            tenants[2],
+            "physical",
+            {
+                "attempts": [
+                    {"learner_id": first_of["learner_id"], "attempt_id": first_of["attempt_id"]}
+                ]
+            },
+            NOW,
+        ),
+        build_request(tenants[3], "preview", {"older_than": NOW.isoformat()}, NOW),
+    ]
+
+    first = WorkerProcess(replace(settings, state_dir=tmp_path / "a"), tmp_path / "a.log")
+    second = WorkerProcess(replace(settings, state_dir=tmp_path / "b"), tmp_path / "b.log")
+    try:
+        first.start()
+        second.start()
+        produce_in_order(settings, records)
+
+        def attempts_written() -> int | None:
+            written = len(read_topic(settings, topics.ATTEMPTS, timeout_s=60))
+            return written if written >= 8_000 else None
+
+        wait_for(attempts_written, 300, "the workers to be into the backlog", interval_s=0.5)
+        first.kill()
+
+        broker("crash")
+        broker("start")
+        wait_for(lambda: broker_answers(settings), 120, "the broker back")
+
+        first.start()  # on its own state folder
+        for _ in range(2):  # every deletion delivered twice
+            produce_json(settings, "attempt-deletions", deletions)
+        produce_in_order(settings, rng.sample(launches, len(launches) // 3))
+
+        wait_for(attempts_written, 60, "progress after the broker came back")
+        second.kill()
+        shutil.rmtree(tmp_path / "b")
+        second.start()  # on an empty state folder
+
+        kept = launches
+        for request in deletions:
+            if request["mode"] == "physical":
+                kept = without_deleted(kept, request)
+        expected = recount(kept, licenses, NOW)
+        wait_for(counts_match(settings, expected), 600, "exact counts", interval_s=3)
+        wait_for(
+            lambda: attempts_topic(settings) == tracked_keys(kept),
+            120,
+            "the attempts topic to hold exactly the attempts that remain",
+        )
+        found = [json.loads(v) for _, v in read_topic(settings, topics.DELETION_RECEIPTS) if v]
+        ids = sorted(r["request_id"] for r in found)
+        assert ids == sorted(r["request_id"] for r in deletions), "one receipt per request"
+        assert all(r["error"] is None for r in found)
+        assert first.alive() and second.alive(), first.log_tail() + second.log_tail()
+    finally:
+        first.stop()
+        second.stop()
+        if not broker_answers(settings):
+            broker("start")

@@ -1,0 +1,89 @@
+"""Ingest's routing of a fetched batch of launches: per-launch rules, per-partition commands."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from streams.domain.learners import TrackedAttempt
+from streams.partitioning import learner_partition, partition_for
+from streams.routing import COMMAND_MAX_BYTES, RAW_INLINE_MAX, route_launches
+
+NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
+
+
+@dataclass
+class Record:
+    key: bytes | None
+    value: bytes | None
+    partition: int = 0
+    offset: int = 0
+
+
+def launch(n: int, **changes: object) -> bytes:
+    value = {
+        "event_id": f"e{n}",
+        "tenant_id": "acme",
+        "learner_id": f"l{n % 7}",
+        "element_id": "course",
+        "attempt_id": f"a{n}",
+        "launched_at": "2026-03-01T10:00:00Z",
+        "content_type": "scorm",
+        **changes,
+    }
+    return json.dumps(value).encode()
+
+
+def test_every_launch_gets_its_rule() -> None:
+    records = [
+        Record(b"k", launch(1), offset=0),
+        Record(b"k", b"not json", offset=1),
+        Record(b"k", launch(2, launched_at="2026-11-28T14:00:00Z"), offset=2),  # future
+        Record(b"k", launch(3, launched_by="admin"), offset=3),  # untracked
+        Record(b"k", launch(4, content_type="video", tracking="none"), offset=4),  # untracked
+        Record(b"k", launch(5, content_type="video"), offset=5),
+    ]
+    routed = route_launches(records, partitions=12, now=NOW)
+    assert routed.outcomes == {"tracked": 2, "dead_lettered": 2, "untracked": 2}
+    assert [(d.offset, d.rejected.reason) for d in routed.dead_letters] == [
+        (1, "invalid"),
+        (2, "future"),
+    ]
+    rows = [row for rows in routed.rows.values() for row in rows]
+    items = [TrackedAttempt._make(row) for row in rows]
+    assert sorted(item.source_offset for item in items) == [0, 5]
+    for partition, part_rows in routed.rows.items():
+        for row in part_rows:
+            assert learner_partition(row[0], row[1], 12) == partition
+
+
+def test_launches_keep_their_order_within_a_partition() -> None:
+    records = [Record(None, launch(n, learner_id="same"), offset=n) for n in range(50)]
+    routed = route_launches(records, partitions=12, now=NOW)
+    [(_, rows)] = routed.rows.items()
+    assert [row[6] for row in rows] == list(range(50))
+
+
+def test_large_launches_travel_by_reference_and_commands_stay_small() -> None:
+    padding = "x" * 200_000  # an unknown extra field: valid, ignored, but large
+    records = [
+        Record(None, launch(n, learner_id="same", padding=padding), offset=n) for n in range(20)
+    ]
+    routed = route_launches(records, partitions=12, now=NOW)
+    commands = list(routed.commands())
+    assert all(row[7] is None for _, rows in commands for row in rows)
+    small = route_launches([Record(None, launch(1))], partitions=12, now=NOW)
+    [(_, [row])] = small.rows.items()
+    assert row[7] is not None and len(row[7]) <= RAW_INLINE_MAX
+    many = route_launches(
+        [Record(None, launch(n, learner_id="same"), offset=n) for n in range(5000)], 12, NOW
+    )
+    sizes = [len(json.dumps(rows)) for _, rows in many.commands()]
+    assert len(sizes) > 1 and max(sizes) < COMMAND_MAX_BYTES * 1.2
+
+
+def test_partitioning_is_stable_and_spread() -> None:
+    assert partition_for(b"acme/l1", 12) == partition_for(b"acme/l1", 12)
+    used = {learner_partition("acme", f"l{n}", 12) for n in range(200)}
+    assert used == set(range(12))
