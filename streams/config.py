@@ -34,6 +34,8 @@ class Settings:
     web_port: int = 6066
     partitions: int = 12
     replication_factor: int = 1
+    ingest_batch_max: int = 5_000  # launches routed at once by the bulk launch reader
+    ingest_linger_ms: int = 100  # how long it waits to fill a batch once a launch arrived
 
     @classmethod
     def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
@@ -44,6 +46,8 @@ class Settings:
             web_port=_int_setting(env, "WEB_PORT", 6066, 1),
             partitions=_int_setting(env, "PARTITIONS", 12, 1),
             replication_factor=_int_setting(env, "REPLICATION_FACTOR", 1, 1),
+            ingest_batch_max=_int_setting(env, "INGEST_BATCH_MAX", 5_000, 1),
+            ingest_linger_ms=_int_setting(env, "INGEST_LINGER_MS", 100, 0),
         )
 
     @property

@@ -3,7 +3,8 @@
 faust spends ~0.1 ms of CPU on every message it hands to an agent (docs/benchmarks.md), which
 alone caps a per-launch stream below 10,000 launches/s. This service of the app reads `launches`
 with its own aiokafka consumer instead, in its own consumer group (`<app id>-launches`): it takes
-whatever a fetch returns (up to `MAX_RECORDS`, lingering up to `LINGER_S` to fill a batch),
+whatever a fetch returns (up to INGEST_BATCH_MAX launches, lingering up to INGEST_LINGER_MS to
+fill a batch),
 validates every launch (streams/routing.py), sends one `attempts` command per learner partition
 and the dead letters, waits until Kafka acknowledged all of them, and only then commits the
 batch's offsets. A crash before the commit replays the batch; the learner stage is idempotent.
@@ -29,8 +30,8 @@ from streams.state import StateBatch
 
 log = logging.getLogger(__name__)
 
-MAX_RECORDS = 5_000
-LINGER_S = 0.1
+MAX_RECORDS = settings.ingest_batch_max
+LINGER_S = settings.ingest_linger_ms / 1000
 RETRY_S = 2.0
 
 
