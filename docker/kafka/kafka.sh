@@ -73,6 +73,13 @@ format_storage() {
     || { echo "kafka: formatting storage failed, see $logs/format.log" >&2; cat "$logs/format.log" >&2; exit 1; }
 }
 
+started_since() {
+  # a "Kafka Server started" line stamped at or after $1 in the log or its rolled copies
+  cat "$logs"/server.log* 2>/dev/null | awk -v since="[$1" '
+    /Kafka Server started/ && substr($0, 1, 20) >= since { found = 1 }
+    END { exit !found }'
+}
+
 start() {
   if external_cluster; then
     echo "kafka: KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS, using that cluster; nothing to start"
@@ -93,13 +100,13 @@ start() {
   config >"$home/server.properties"
   # setsid: the broker outlives the shell (and make) that started it, and ignores its hang-up.
   # shellcheck disable=SC2046  # java_args is meant to split into words
-  # Only what this start writes to the log counts (a restart appends to the same file).
-  local mark
-  mark=$(($(wc -c <"$logs/server.log" 2>/dev/null || echo 0) + 1))
+  # Only a start line written after this moment counts (a restart appends, and the log rolls).
+  local since
+  since=$(date '+%Y-%m-%d %H:%M:%S')
   setsid java $(java_args) kafka.Kafka "$home/server.properties" >"$logs/stdout.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
   local deadline=$((SECONDS + start_timeout_s))
-  until port_open && tail -c +"$mark" "$logs/server.log" 2>/dev/null | grep -q "Kafka Server started"; do
+  until port_open && started_since "$since"; do
     if ! running; then
       echo "kafka: broker exited during start-up; last lines of $logs/server.log:" >&2
       tail -n 30 "$logs/server.log" "$logs/stdout.log" >&2 || true
