@@ -53,13 +53,19 @@ def produce_records(
     settings: Settings,
     records: Iterable[tuple[str, bytes | None, bytes | None]],
     progress: Callable[[int], None] | None = None,
+    partition_of: Callable[[tuple[str, bytes | None, bytes | None]], int] | None = None,
 ) -> int:
-    """Send (topic without prefix, key, value) tuples; returns how many were sent."""
+    """Send (topic without prefix, key, value) tuples; returns how many were sent.
+
+    `partition_of` picks each record's partition (default: the client's partitioner).
+    """
     producer = new_producer(settings)
     sent = 0
     try:
-        for topic, key, value in records:
-            producer.send(settings.topic(topic), key=key, value=value)
+        for record in records:
+            topic, key, value = record
+            partition = partition_of(record) if partition_of is not None else None
+            producer.send(settings.topic(topic), key=key, value=value, partition=partition)
             sent += 1
             if progress is not None and sent % 50_000 == 0:
                 progress(sent)

@@ -326,7 +326,9 @@ async def handle(batch: StateBatch, event: EventT) -> None:
     elif kind == messages.LICENSE:
         await stage.on_license(batch, partition, offset, command, now)
     elif kind == messages.DELETION_PART:
-        stage.on_deletion_part(batch, partition, offset, command, now)
+        # the command's own timestamp: a replay after a crash computes the identical receipt
+        sent_at = datetime.fromtimestamp(event.message.timestamp, UTC)
+        stage.on_deletion_part(batch, partition, offset, command, sent_at)
     elif kind == messages.DELETION_ERROR:
         stage.on_deletion_error(batch, partition, offset, command)
     elif kind == messages.TICK:

@@ -128,9 +128,15 @@ def test_compound_faults_end_exact(settings: Settings, tmp_path: Path) -> None:
             "the attempts topic to hold exactly the attempts that remain",
         )
         found = [json.loads(v) for _, v in read_topic(settings, topics.DELETION_RECEIPTS) if v]
-        ids = sorted(r["request_id"] for r in found)
-        assert ids == sorted(r["request_id"] for r in deletions), "one receipt per request"
-        assert all(r["error"] is None for r in found)
+        by_request: dict[str, list[dict]] = {}
+        for receipt in found:
+            by_request.setdefault(receipt["request_id"], []).append(receipt)
+        assert set(by_request) == {r["request_id"] for r in deletions}, "a receipt per request"
+        # a request delivered twice gets one receipt; only a kill between a receipt's ack and
+        # its command's commit repeats it, identical (at-least-once: keep the first)
+        for receipts in by_request.values():
+            assert all(r == receipts[0] for r in receipts)
+            assert receipts[0]["error"] is None
         assert first.alive() and second.alive(), first.log_tail() + second.log_tail()
     finally:
         first.stop()
