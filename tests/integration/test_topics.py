@@ -99,3 +99,67 @@ def test_launch_round_trips_through_kafka_and_validates(settings: Settings) -> N
     launch = Launch.model_validate_json(record.value)
     assert launch.event_id == event["event_id"]
     assert launch.launched_at.utcoffset().total_seconds() == 3600
+
+
+def test_a_worker_uses_the_partition_count_its_topics_have(settings: Settings, tmp_path) -> None:
+    """Topics made with 6 partitions, PARTITIONS=4: licenses and deletions reach all 6."""
+    from dataclasses import replace
+
+    from streams.kafka_io import current_counts
+    from tests.integration.harness import WorkerProcess, produce_json, wait_for
+
+    ensure_topics(replace(settings, partitions=6))
+    launches = [
+        {
+            "event_id": f"e{n}",
+            "tenant_id": "acme",
+            "learner_id": f"l{n}",
+            "element_id": "x",
+            "attempt_id": "a",
+            "launched_at": "2026-05-10T12:00:00Z",
+        }
+        for n in range(60)
+    ]
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        produce_json(settings, "launches", launches)
+        wait_for(
+            lambda: (
+                current_counts(settings).get(("acme", "2026-01-01"), {}).get("active_learners")
+                == 60
+            ),
+            120,
+            "60 learners in calendar 2026",
+        )
+        # a monthly license re-cuts every partition: all 60 must land in May
+        produce_json(
+            settings,
+            "licenses",
+            [{"tenant_id": "acme", "cycle_start": "2026-01-01", "window_months": 1}],
+        )
+        wait_for(
+            lambda: (
+                current_counts(settings).get(("acme", "2026-05-01"), {}).get("active_learners")
+                == 60
+            ),
+            120,
+            "all 60 re-cut into May",
+        )
+        assert "using 6" in (tmp_path / "worker.log").read_text()
+    finally:
+        worker.stop()
+
+
+def test_a_worker_refuses_topics_that_disagree(settings: Settings) -> None:
+    admin = admin_client(settings)
+    try:
+        from kafka.admin import NewTopic
+
+        admin.create_topics([NewTopic(settings.topic("learner-commands"), 6, 1)])
+    finally:
+        admin.close()
+    ensure_topics(settings)  # the others with 4
+    result = _run_cli(settings, "worker", "--timeout", "10")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "disagree" in lines[0] and "learner-commands 6" in lines[0]
