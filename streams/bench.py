@@ -43,6 +43,7 @@ from streams.settle import end_offset, group_lag
 
 Log = Callable[[str], None]
 READY_LINE = "launch reader:"
+WARMUP_S = 5.0
 RESTORE_LINE = re.compile(
     r"restored (\d+) changelog records of \d+ partitions in bulk in ([\d.]+)s"
 )
@@ -526,16 +527,18 @@ async def measure_latency(
         per_tick = max(1, int(rate * tick_s))
         started = time.monotonic()
         next_tick = started
-        while time.monotonic() - started < seconds:
+        # the first WARMUP_S at the same rate are not measured: a steady state is
+        while time.monotonic() - started < seconds + WARMUP_S:
             for _ in range(per_tick - 1):
                 tenant = f"steady-{rng.randrange(200):03d}"
                 await producer.send(topic, launch(tenant, f"l{rng.randrange(5000)}", n))
                 n += 1
-            probe = f"probe-{probes:05d}"
-            sent_at[probe] = time.time()
-            await producer.send(topic, launch(probe, "p", n), key=probe.encode())
+            if time.monotonic() - started >= WARMUP_S:
+                probe = f"probe-{probes:05d}"
+                sent_at[probe] = time.time()
+                await producer.send(topic, launch(probe, "p", n), key=probe.encode())
+                probes += 1
             n += 1
-            probes += 1
             next_tick += tick_s
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
         await producer.flush()
@@ -546,8 +549,8 @@ async def measure_latency(
         receiver.cancel()
         await producer.stop()
         await consumer.stop()
-    missing = len(sent_at) - len(latencies)
-    return sorted(latencies.values()) + [float("inf")] * missing
+    # in the order the probes were sent; a probe never counted is infinitely late
+    return [latencies.get(probe, float("inf")) for probe in sent_at]
 
 
 # -- the report -------------------------------------------------------------------------------
@@ -601,6 +604,9 @@ def report(result: BenchResult) -> str:
 def rss_table(result: BenchResult) -> str:
     rows = ["| attempts stored so far | worker RSS (MB) |", "|---:|---:|"]
     step = max(1, len(result.rss_curve_mb) // 10)
-    for counted, rss in result.rss_curve_mb[::step] + result.rss_curve_mb[-1:]:
+    sampled = result.rss_curve_mb[::step]
+    if result.rss_curve_mb and sampled[-1] != result.rss_curve_mb[-1]:
+        sampled.append(result.rss_curve_mb[-1])
+    for counted, rss in sampled:
         rows.append(f"| {counted:,} | {rss:,.0f} |")
     return "\n".join(rows)
