@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 KAFKA_SCRIPT = REPO / "docker" / "kafka" / "kafka.sh"
 
 
-def _broker_answers(settings: Settings) -> bool:
+def broker_answers(settings: Settings) -> bool:
     try:
         admin_client(settings, timeout_s=3).close()
     except BrokerUnavailable:
@@ -35,7 +35,7 @@ def _broker_answers(settings: Settings) -> bool:
 def broker() -> Iterator[Settings]:
     settings = Settings.from_env()
     started_here = False
-    if not _broker_answers(settings):
+    if not broker_answers(settings):
         result = subprocess.run(
             ["bash", str(KAFKA_SCRIPT), "start"], capture_output=True, text=True, timeout=600
         )
@@ -45,7 +45,7 @@ def broker() -> Iterator[Settings]:
                 pytrace=False,
             )
         started_here = True
-        if not _broker_answers(settings):
+        if not broker_answers(settings):
             pytest.fail(f"Kafka broker started but does not answer at {settings.bootstrap_servers}")
     yield settings
     if started_here and not os.environ.get("KEEP_KAFKA"):

@@ -27,9 +27,9 @@ from streams.config import Settings
 from streams.dataset import DatasetSpec, generate
 from streams.deletion_cli import build_request
 from streams.domain.recount import recount, without_deleted
-from streams.kafka_admin import BrokerUnavailable, admin_client, ensure_topics
+from streams.kafka_admin import ensure_topics
 from streams.kafka_io import read_topic
-from tests.integration.conftest import KAFKA_SCRIPT
+from tests.integration.conftest import KAFKA_SCRIPT, broker_answers
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
 from tests.integration.test_crash_points import attempts_topic, tracked_keys
 from tests.integration.test_pipeline import counts_match, produce_in_order, split
@@ -49,14 +49,6 @@ def broker(command: str) -> None:
         ["bash", str(KAFKA_SCRIPT), command], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def broker_answers(settings: Settings) -> bool:
-    try:
-        admin_client(settings, timeout_s=3).close()
-    except BrokerUnavailable:
-        return False
-    return True
 
 
 @pytest.mark.skipif(not local_broker(), reason="kills and restarts the local broker")
