@@ -58,10 +58,14 @@ schemas: install ## regenerate schemas/json from the models
 bench: install kafka ## measure end-to-end throughput (writes docs/benchmarks.md)
 	@$(BIN)/active-learners bench
 
-down: ## stop everything the Makefile started (demo worker and notifier, broker)
+down: ## stop everything the Makefile started: worker and notifier first (waited for), then the broker
 	@for p in worker notifier; do \
 	  if [ -f $(RUN)/$$p.pid ] && kill -0 $$(cat $(RUN)/$$p.pid) 2>/dev/null; then \
-	    kill $$(cat $(RUN)/$$p.pid) && echo "$$p: stopped"; fi; rm -f $(RUN)/$$p.pid; done
+	    pid=$$(cat $(RUN)/$$p.pid); kill $$pid; \
+	    for i in $$(seq 1 40); do kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
+	    if kill -0 $$pid 2>/dev/null; then kill -9 $$pid; echo "$$p: killed (still running after 20 s)"; \
+	    else echo "$$p: stopped"; fi; \
+	  fi; rm -f $(RUN)/$$p.pid; done
 	@$(KAFKA) stop
 
 clean: down ## remove local state, broker data and the virtualenv

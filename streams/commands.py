@@ -56,11 +56,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         os.environ["PARTITIONS"] = str(partitions)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
 
-    from faust.worker import Worker
-
     from streams.app import load
+    from streams.logs import log_format, logging_config
+    from streams.worker import BoundedWorker
 
-    worker = Worker(load(), loglevel=args.loglevel, quiet=True)
+    config = logging_config(log_format(), args.loglevel)
+    worker = BoundedWorker(load(), loglevel=args.loglevel, quiet=True, logging_config=config)
     worker.execute_from_commandline()  # runs until SIGTERM/SIGINT; exits the process itself
     return 0
 

@@ -50,6 +50,15 @@ class Settings:
             ingest_linger_ms=_int_setting(env, "INGEST_LINGER_MS", 100, 0),
         )
 
+    def describe(self) -> str:
+        """The settings in one line, for the log at start (secrets, once there are any, masked)."""
+        return (
+            f"KAFKA_BOOTSTRAP_SERVERS={self.bootstrap_servers} TOPIC_PREFIX={self.topic_prefix!r} "
+            f"STATE_DIR={self.state_dir} WEB_PORT={self.web_port} PARTITIONS={self.partitions} "
+            f"REPLICATION_FACTOR={self.replication_factor} "
+            f"INGEST_BATCH_MAX={self.ingest_batch_max} INGEST_LINGER_MS={self.ingest_linger_ms}"
+        )
+
     @property
     def app_id(self) -> str:
         return f"{self.topic_prefix}{APP_NAME}"

@@ -28,6 +28,9 @@ from prometheus_client import Counter
 
 from streams import topics
 from streams.config import APP_NAME, ConfigError, Settings
+from streams.logs import configure as configure_logging
+from streams.logs import log_format
+from streams.shutdown import ShutdownGuard
 
 log = logging.getLogger("active_learners.notifier")
 
@@ -197,7 +200,10 @@ class Notifier:
         except (ValueError, KeyError):
             event_id = None
         if not isinstance(event, dict) or not isinstance(event_id, str):
-            log.error("threshold-events: not a threshold event, ignored: %.200r", raw)
+            log.error(
+                "threshold-events: a record that is not a threshold event (%d bytes), ignored",
+                len(raw or b""),
+            )
             notifications_total.labels("invalid").inc()
             return "invalid"
         now = datetime.now(UTC)
@@ -269,13 +275,20 @@ class Notifier:
 
 
 def run_notifier(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(message)s")
+    configure_logging(log_format())
+    log.info("active-learners notifier: %s", settings.describe())
     notifier = Notifier(settings, SmtpSettings.from_env())
+
+    guard = ShutdownGuard("notifier")
+
+    def on_signal(signum: int) -> None:
+        guard.signalled(signum)
+        notifier.stop()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, notifier.stop)
+            loop.add_signal_handler(sig, on_signal, sig)
         await notifier.run()
 
     asyncio.run(main())

@@ -280,7 +280,7 @@ async def handle(batch: StateBatch, event: EventT) -> None:
             target,
         )
     else:
-        log.error("learner-commands: unknown command at %d/%d: %.200r", partition, offset, command)
+        log.error("learner-commands: not a command at %d/%d (type %r)", partition, offset, kind)
 
 
 @app.agent(channels.learner_commands)

@@ -334,7 +334,7 @@ async def handle(batch: StateBatch, event: EventT) -> None:
     elif kind == messages.TICK:
         await stage.on_tick(batch, partition, offset, datetime.fromisoformat(command["now"]))
     else:
-        log.error("tenant-commands: unknown command at %d/%d: %.200r", partition, offset, command)
+        log.error("tenant-commands: not a command at %d/%d (type %r)", partition, offset, kind)
 
 
 @app.agent(channels.tenant_commands)

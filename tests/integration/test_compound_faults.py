@@ -135,3 +135,52 @@ def test_compound_faults_end_exact(settings: Settings, tmp_path: Path) -> None:
         second.stop()
         if not broker_answers(settings):
             broker("start")
+
+
+@pytest.mark.skipif(not local_broker(), reason="kills and restarts the local broker")
+def test_workers_exit_within_15_s_of_sigterm_when_the_broker_is_gone(
+    settings: Settings, tmp_path: Path
+) -> None:
+    import signal
+    import time
+
+    ensure_topics(settings)
+    records = list(generate(DatasetSpec(launches=20_000, tenants=4, seed=3, now=NOW)))
+    launches, licenses = split(records)
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    notifier = WorkerProcess(settings, tmp_path / "notifier.log", command="notifier").start()
+    second = WorkerProcess(replace(settings, state_dir=tmp_path / "b"), tmp_path / "b.log").start()
+    try:
+        produce_in_order(settings, records)
+        for process in (worker, second):
+            wait_for(lambda p=process: "Ready" in p.log_path.read_text(), 120, "workers ready")
+        broker("crash")  # in the middle of the backlog
+        assert worker.process and notifier.process and second.process
+
+        started = time.monotonic()
+        worker.process.send_signal(signal.SIGTERM)
+        notifier.process.send_signal(signal.SIGTERM)
+        worker.process.wait(timeout=30)
+        notifier.process.wait(timeout=30)
+        assert time.monotonic() - started < 15, "both exited within 15 s"
+
+        # a second SIGTERM ends a stopping worker at once
+        started = time.monotonic()
+        second.process.send_signal(signal.SIGTERM)
+        second.process.send_signal(signal.SIGTERM)
+        second.process.wait(timeout=30)
+        assert time.monotonic() - started < 3
+        assert "second SIGTERM" in second.log_path.read_text()
+    finally:
+        for process in (worker, notifier, second):
+            process.stop()
+        if not broker_answers(settings):
+            broker("start")
+    wait_for(lambda: broker_answers(settings), 120, "the broker back")
+
+    # nothing was lost: the same state folder (its RocksDB lock released) counts on exactly
+    restarted = WorkerProcess(settings, tmp_path / "restart.log").start()
+    try:
+        wait_for(counts_match(settings, recount(launches, licenses, NOW)), 300, "exact counts")
+    finally:
+        restarted.stop()

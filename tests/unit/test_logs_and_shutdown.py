@@ -1,0 +1,97 @@
+"""Operator-facing behaviour without a broker: log lines, masked addresses, bounded shutdown."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from streams.config import ConfigError, Settings
+from streams.logs import JsonFormatter, TextFormatter, log_format, logging_config
+
+
+def record(message: str, *args: object, exc: bool = False) -> logging.LogRecord:
+    exc_info = None
+    if exc:
+        try:
+            raise RuntimeError("broker gone for admin@acme.example")
+        except RuntimeError:
+            exc_info = sys.exc_info()
+    return logging.LogRecord("streams.x", logging.WARNING, __file__, 1, message, args, exc_info)
+
+
+def test_json_lines_hold_a_whole_traceback_in_one_object() -> None:
+    line = JsonFormatter().format(record("sending failed for %s", "t1", exc=True))
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["level"] == "WARNING" and entry["message"] == "sending failed for t1"
+    assert "RuntimeError" in entry["traceback"]
+    assert "admin@acme.example" not in line and "<e-mail>" in line
+
+
+def test_text_lines_mask_addresses_too() -> None:
+    text = TextFormatter().format(record("mail to %s failed", "a.b+c@mail.acme.example"))
+    assert "acme.example" not in text and "<e-mail>" in text
+
+
+def test_log_format_setting() -> None:
+    assert log_format({}) == "text"
+    assert log_format({"LOG_FORMAT": "JSON"}) == "json"
+    with pytest.raises(ConfigError, match="LOG_FORMAT"):
+        log_format({"LOG_FORMAT": "xml"})
+    assert logging_config("json", "warn")["root"]["level"] == "WARNING"
+
+
+def test_settings_are_described_in_one_line() -> None:
+    text = Settings.from_env({"TOPIC_PREFIX": "p-", "PARTITIONS": "6"}).describe()
+    assert "\n" not in text and "TOPIC_PREFIX='p-'" in text and "PARTITIONS=6" in text
+
+
+GUARDED = """
+import signal, time
+from streams.shutdown import ShutdownGuard
+guard = ShutdownGuard("test", grace_s={grace})
+def on_term(signum, frame):
+    guard.signalled(signum)
+    print("stopping", flush=True)
+signal.signal(signal.SIGTERM, on_term)
+print("ready", flush=True)
+while True:
+    time.sleep(0.05)  # a stop that never finishes
+"""
+
+
+def guarded(grace_s: float) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", GUARDED.format(grace=grace_s)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    return process
+
+
+def test_a_stop_that_hangs_ends_after_the_grace_period() -> None:
+    process = guarded(grace_s=0.5)
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 1
+    assert 0.4 < time.monotonic() - started < 5
+    assert "did not stop within 0.5 s" in process.stderr.read()  # type: ignore[union-attr]
+
+
+def test_a_second_signal_exits_at_once() -> None:
+    process = guarded(grace_s=60)
+    process.send_signal(signal.SIGTERM)
+    assert process.stdout is not None and process.stdout.readline().strip() == "stopping"
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 5
+    assert "second SIGTERM" in process.stderr.read()  # type: ignore[union-attr]
