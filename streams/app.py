@@ -20,6 +20,7 @@ def _broker_url(servers: str) -> str:
 app = faust.App(
     settings.app_id,
     broker=_broker_url(settings.bootstrap_servers),
+    broker_credentials=settings.security.faust_credentials(),
     store="rocksdb://",
     datadir=str(settings.state_dir),
     web_port=settings.web_port,

@@ -152,9 +152,7 @@ async def produce_fast(
     """Send (key, value) records in producer batches (kafka-python sends ~25k/s here)."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", max_batch_size=1024 * 1024
-    )
+    producer = AIOKafkaProducer(**settings.aiokafka(), acks="all", max_batch_size=1024 * 1024)
     await producer.start()
     try:
         name = settings.topic(topic)
@@ -190,7 +188,7 @@ async def raw_consumer_rate(settings: Settings, expected: int) -> float:
 
     consumer = AIOKafkaConsumer(
         settings.topic(topics.LAUNCHES),
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.aiokafka(),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
@@ -322,9 +320,7 @@ def _active(value: bytes | None) -> int | None:
 def records_with_time(settings: Settings) -> Iterator[tuple[bytes | None, bytes | None, int]]:
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers.split(","), enable_auto_commit=False
-    )
+    consumer = KafkaConsumer(**settings.kafka_python(), enable_auto_commit=False)
     try:
         name = settings.topic(topics.ACTIVE_LEARNER_COUNTS)
         tps = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
@@ -481,10 +477,10 @@ async def measure_latency(
     launch of a new tenant. A probe's latency: its send to the first count record of its tenant."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+    producer = AIOKafkaProducer(**settings.aiokafka(), linger_ms=5)
     consumer = AIOKafkaConsumer(
         settings.topic(topics.ACTIVE_LEARNER_COUNTS),
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.aiokafka(),
         auto_offset_reset="latest",
         group_id=None,
     )

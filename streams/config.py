@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from streams.kafka_security import KafkaSecurity, SecurityConfigError
 
 APP_NAME = "active-learners"
 
@@ -36,9 +39,14 @@ class Settings:
     replication_factor: int = 1
     ingest_batch_max: int = 5_000  # launches routed at once by the bulk launch reader
     ingest_linger_ms: int = 100  # how long it waits to fill a batch once a launch arrived
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
+        try:
+            security = KafkaSecurity.from_env(env)
+        except SecurityConfigError as exc:
+            raise ConfigError(str(exc)) from None
         return cls(
             bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or "localhost:9092",
             topic_prefix=env.get("TOPIC_PREFIX", ""),
@@ -48,16 +56,30 @@ class Settings:
             replication_factor=_int_setting(env, "REPLICATION_FACTOR", 1, 1),
             ingest_batch_max=_int_setting(env, "INGEST_BATCH_MAX", 5_000, 1),
             ingest_linger_ms=_int_setting(env, "INGEST_LINGER_MS", 100, 0),
+            security=security,
         )
 
     def describe(self) -> str:
-        """The settings in one line, for the log at start (secrets, once there are any, masked)."""
+        """The settings in one line, for the log at start (the password masked)."""
         return (
             f"KAFKA_BOOTSTRAP_SERVERS={self.bootstrap_servers} TOPIC_PREFIX={self.topic_prefix!r} "
             f"STATE_DIR={self.state_dir} WEB_PORT={self.web_port} PARTITIONS={self.partitions} "
             f"REPLICATION_FACTOR={self.replication_factor} "
-            f"INGEST_BATCH_MAX={self.ingest_batch_max} INGEST_LINGER_MS={self.ingest_linger_ms}"
+            f"INGEST_BATCH_MAX={self.ingest_batch_max} INGEST_LINGER_MS={self.ingest_linger_ms} "
+            + self.security.describe()
         )
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        return [server.strip() for server in self.bootstrap_servers.split(",") if server.strip()]
+
+    def kafka_python(self, **config: Any) -> dict[str, Any]:
+        """Keyword arguments of a kafka-python client of these brokers (security included)."""
+        return {"bootstrap_servers": self.bootstrap_list, **self.security.kafka_python(), **config}
+
+    def aiokafka(self, **config: Any) -> dict[str, Any]:
+        """Keyword arguments of an aiokafka client of these brokers (security included)."""
+        return {"bootstrap_servers": self.bootstrap_list, **self.security.aiokafka(), **config}
 
     @property
     def app_id(self) -> str:

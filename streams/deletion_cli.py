@@ -81,7 +81,7 @@ def build_request(
 def send_and_wait(settings: Settings, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     """Send a request to attempt-deletions and wait for its receipt."""
     receipts = settings.topic(topics.DELETION_RECEIPTS)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","))
+    consumer = KafkaConsumer(**settings.kafka_python())
     try:
         tps = [TopicPartition(receipts, p) for p in consumer.partitions_for_topic(receipts) or ()]
         consumer.assign(tps)

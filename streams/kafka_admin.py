@@ -25,19 +25,53 @@ class TopicsReport:
     existing: tuple[str, ...]
 
 
+class _ConnectionFailures(logging.Handler):
+    """Why kafka-python's connections failed: it logs the cause and retries until its timeout."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.authentication: str | None = None
+        self.tls: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if "SaslAuthenticationFailed" in text or "Authentication failed" in text:
+            self.authentication = self.authentication or text
+        elif "CERTIFICATE_VERIFY_FAILED" in text or "SSLError" in text or "WRONG_VERSION" in text:
+            self.tls = self.tls or text
+
+
 def admin_client(settings: Settings, timeout_s: float = 15.0) -> KafkaAdminClient:
+    failures = _ConnectionFailures()
+    kafka_log = logging.getLogger("kafka")
+    kafka_log.addHandler(failures)
     try:
         return KafkaAdminClient(
-            bootstrap_servers=settings.bootstrap_servers.split(","),
+            **settings.kafka_python(),
             client_id=f"{settings.app_id}-admin",
             bootstrap_timeout_ms=int(timeout_s * 1000),
             request_timeout_ms=int(timeout_s * 1000),
         )
     except (KafkaError, OSError) as exc:
+        security = settings.security
+        if failures.authentication:
+            raise BrokerUnavailable(
+                f"authentication failed: {settings.bootstrap_servers} refused "
+                f"KAFKA_SASL_USERNAME={security.sasl_username} with {security.sasl_mechanism} "
+                "(check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD)"
+            ) from exc
+        if failures.tls:
+            raise BrokerUnavailable(
+                f"the TLS handshake with {settings.bootstrap_servers} failed "
+                f"({'certificate not trusted' if 'CERTIFICATE' in failures.tls else 'not TLS?'}; "
+                "check KAFKA_SECURITY_PROTOCOL and KAFKA_SSL_CAFILE)"
+            ) from exc
         raise BrokerUnavailable(
             f"no Kafka broker answered at {settings.bootstrap_servers} within {timeout_s:g}s "
-            f"({type(exc).__name__})"
+            f"({type(exc).__name__}; {security.protocol})"
         ) from exc
+    finally:
+        kafka_log.removeHandler(failures)
 
 
 def topic_configs(spec: TopicSpec) -> dict[str, str]:

@@ -40,7 +40,7 @@ def key_of(topic: str, record: dict[str, Any]) -> bytes | None:
 
 def new_producer(settings: Settings) -> KafkaProducer:
     return KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers.split(","),
+        **settings.kafka_python(),
         acks="all",
         linger_ms=20,
         batch_size=256 * 1024,
@@ -80,7 +80,7 @@ def read_topic(
 ) -> list[tuple[bytes | None, bytes | None]]:
     """Every (key, value) of a topic from the beginning to its end offsets at call time."""
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers.split(","),
+        **settings.kafka_python(),
         enable_auto_commit=False,
         consumer_timeout_ms=1000,
     )

@@ -169,7 +169,7 @@ class Notifier:
 
         consumer = AIOKafkaConsumer(
             self.settings.topic(topics.THRESHOLD_EVENTS),
-            bootstrap_servers=self.settings.bootstrap_servers,
+            **self.settings.aiokafka(),
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -22,7 +22,7 @@ FETCH_TIMEOUT_S = 30.0
 async def fetch_raw(settings: Settings, topic: str, partition: int, offset: int) -> bytes | None:
     """The value of record `offset` of `topic`/`partition`, or None when it cannot be read."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers.split(","),
+        **settings.aiokafka(),
         group_id=None,
         enable_auto_commit=False,
         max_partition_fetch_bytes=2 * 1024 * 1024,

@@ -139,5 +139,7 @@ def bootstrap_servers(app: Any) -> list[str]:
 
 
 def kafka_security(app: Any) -> dict[str, Any]:
-    """Extra client settings for a secured cluster (none yet: PLAINTEXT)."""
-    return {}
+    """The app's own security settings (broker_credentials) as aiokafka arguments."""
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    return dict(credentials_to_aiokafka_auth(app.conf.broker_credentials, app.conf.ssl_context))

@@ -32,7 +32,7 @@ WATCHED = {
 def group_lag(settings: Settings) -> int:
     """Records of the watched topics that the app's consumer groups have not committed yet."""
     admin = admin_client(settings)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","))
+    consumer = KafkaConsumer(**settings.kafka_python())
     try:
         lag = 0
         for suffix, names in WATCHED.items():
@@ -55,7 +55,7 @@ def group_lag(settings: Settings) -> int:
 
 def end_offset(settings: Settings, topic: str) -> int:
     """How many records were ever written to a topic (the sum of its partitions' end offsets)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","))
+    consumer = KafkaConsumer(**settings.kafka_python())
     try:
         name = settings.topic(topic)
         tps = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]

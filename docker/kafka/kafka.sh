@@ -20,7 +20,11 @@ logs=$home/logs
 data=$home/data
 classpath_file=$home/classpath.txt
 pom_stamp=$home/classpath.pom.sha
-port=9092
+port=${KAFKA_PORT:-9092}
+# For a second broker beside the default one (the security tests): a config file appended to
+# server.properties (listeners, TLS, SASL), and extra arguments of the storage formatter.
+extra_config=${KAFKA_EXTRA_CONFIG:-}
+format_args=${KAFKA_FORMAT_ARGS:-}
 start_timeout_s=${KAFKA_START_TIMEOUT_S:-90}
 
 external_cluster() {
@@ -42,6 +46,14 @@ resolve_classpath() {
   if [[ -s "$classpath_file" && -f "$pom_stamp" && "$(cat "$pom_stamp")" == "$sha" ]]; then
     return
   fi
+  # another home beside the default one reuses the default one's resolved classpath
+  local default_home=$repo/.kafka
+  if [[ "$home" != "$default_home" && -s "$default_home/classpath.txt" \
+        && "$(cat "$default_home/classpath.pom.sha" 2>/dev/null)" == "$sha" ]]; then
+    cp "$default_home/classpath.txt" "$classpath_file"
+    echo "$sha" >"$pom_stamp"
+    return
+  fi
   command -v mvn >/dev/null || { echo "kafka: Maven (mvn) is needed to fetch the broker's jars" >&2; exit 1; }
   echo "kafka: resolving the broker's jars from Maven Central (once)..."
   mvn -q -B -f "$here/pom.xml" dependency:build-classpath -Dmdep.outputFile="$classpath_file.tmp" \
@@ -57,9 +69,10 @@ java_args() {
 }
 
 config() {
-  # The checked-in properties plus this checkout's data folder.
+  # The checked-in properties plus this checkout's data folder (and an extra file, if given).
   cat "$here/server.properties"
   echo "log.dirs=$data"
+  if [[ -n "$extra_config" ]]; then cat "$extra_config"; fi
 }
 
 format_storage() {
@@ -69,7 +82,8 @@ format_storage() {
   # A Kafka cluster id is a base64url UUID without padding.
   cluster_id=$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
   config >"$home/server.properties"
-  java $(java_args) kafka.tools.StorageTool format -t "$cluster_id" -c "$home/server.properties" >"$logs/format.log" 2>&1 \
+  # shellcheck disable=SC2086  # format_args is meant to split into words
+  java $(java_args) kafka.tools.StorageTool format -t "$cluster_id" -c "$home/server.properties" $format_args >"$logs/format.log" 2>&1 \
     || { echo "kafka: formatting storage failed, see $logs/format.log" >&2; cat "$logs/format.log" >&2; exit 1; }
 }
 

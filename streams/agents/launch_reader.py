@@ -24,7 +24,6 @@ from mode import Service
 from streams import channels, messages, metrics, topics
 from streams.app import app, sender, settings
 from streams.dead_letters import dead_letter, encode
-from streams.recovery import kafka_security
 from streams.routing import route_launches
 from streams.state import StateBatch
 
@@ -63,7 +62,7 @@ class LaunchReader(Service):
 
     async def on_start(self) -> None:
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers.split(","),
+            **settings.aiokafka(),
             group_id=self.group_id,
             client_id=f"{settings.app_id}-launch-reader",
             enable_auto_commit=False,
@@ -73,7 +72,6 @@ class LaunchReader(Service):
             fetch_max_bytes=16 * 1024 * 1024,
             session_timeout_ms=15_000,
             heartbeat_interval_ms=3_000,
-            **kafka_security(app),
         )
         self.consumer.subscribe([settings.topic(topics.LAUNCHES)], listener=_Rebalance(self))
         await self.consumer.start()
