@@ -76,6 +76,7 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
         f"SASL_SSL://localhost:{PORT},INTERNAL://localhost:{INTERNAL_PORT},"
         f"CONTROLLER://localhost:{CONTROLLER_PORT}"
     )
+    jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
     extra.write_text(
         f"""
 listeners={listeners}
@@ -84,7 +85,7 @@ controller.quorum.voters=1@localhost:{CONTROLLER_PORT}
 inter.broker.listener.name=INTERNAL
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT,SASL_SSL:SASL_SSL
 sasl.enabled.mechanisms=SCRAM-SHA-512
-listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={jaas}
 ssl.keystore.type=PEM
 ssl.keystore.location={folder}/broker-keystore.pem
 ssl.truststore.type=PEM
