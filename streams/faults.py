@@ -1,7 +1,9 @@
-"""Crash points for the fault tests: `ACTIVE_LEARNERS_CRASH_AT=<point>:<n>` kills the worker.
+"""Crash points for the fault tests: `ACTIVE_LEARNERS_CRASH_AT=<point>:<n>[:deletion]` kills
+the worker.
 
 The worker sends itself SIGKILL (no shutdown, no flush, no commit) the n-th time a state flush
-that writes attempt records reaches `point`:
+that writes attempt records (with `:deletion`, only a chunk of a physical deletion) reaches
+`point`:
 
   before-changelog   the batch is computed, nothing has been sent
   after-changelog    Kafka acknowledged every changelog record and output; RocksDB not written
@@ -18,22 +20,23 @@ import signal
 POINTS = ("before-changelog", "after-changelog", "after-rocksdb")
 
 
-def _parse(text: str) -> tuple[str, int] | None:
+def _parse(text: str) -> tuple[str, int, str] | None:
     if not text:
         return None
-    point, _, count = text.partition(":")
+    point, _, rest = text.partition(":")
+    count, _, label = rest.partition(":")
     if point not in POINTS:
         raise ValueError(f"ACTIVE_LEARNERS_CRASH_AT: unknown point {point!r}; one of {POINTS}")
-    return point, int(count or "1")
+    return point, int(count or "1"), label
 
 
 _plan = _parse(os.environ.get("ACTIVE_LEARNERS_CRASH_AT", "").strip())
 _seen: dict[str, int] = {}
 
 
-def reached(point: str) -> None:
+def reached(point: str, label: str = "") -> None:
     """Called by the state flush at each point; kills the process when the plan says so."""
-    if _plan is None or _plan[0] != point:
+    if _plan is None or _plan[0] != point or (_plan[2] and _plan[2] != label):
         return
     _seen[point] = _seen.get(point, 0) + 1
     if _seen[point] >= _plan[1]:

@@ -200,8 +200,11 @@ class StateBatch:
     def written_records(self) -> int:
         return sum(len(keys) for keys in self._writes.values())
 
-    async def flush(self) -> None:
-        """Make everything durable (see the module doc); the batch is empty afterwards."""
+    async def flush(self, label: str = "") -> None:
+        """Make everything durable (see the module doc); the batch is empty afterwards.
+
+        `label` names the kind of work for the crash tests (streams/faults.py).
+        """
         if not self.pending:
             return
         writes, outputs, callbacks = self._writes, self._outputs, self._callbacks
@@ -220,16 +223,16 @@ class StateBatch:
             groups[(topic, partition)].extend((k, v[0]) for k, v in keys.items())
         crash_test = any(name == "attempts" for name, _ in writes)
         if crash_test:
-            faults.reached("before-changelog")
+            faults.reached("before-changelog", label)
         last_offsets = await self._sender.send_all(groups)
         if crash_test:
-            faults.reached("after-changelog")
+            faults.reached("after-changelog", label)
         for tp, offset in last_offsets.items():
             target = changelog_of.get(tp)
             if target is not None:
                 self._write_rocksdb(self._tables[target[0]], target[1], writes[target], offset)
         if crash_test:
-            faults.reached("after-rocksdb")
+            faults.reached("after-rocksdb", label)
         for callback in callbacks:
             callback()
 

@@ -219,7 +219,7 @@ async def remove(
             change.total += removal.total_change
         if change.total or any(change.windows.values()):
             batch.on_durable(_counter_update(stage, partition, tenant_id, cut.id, change, offset))
-        await batch.flush()
+        await batch.flush(label="deletion")
 
 
 def _counter_update(

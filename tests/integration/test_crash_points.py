@@ -116,3 +116,41 @@ def test_a_kill_mid_batch_leaves_everything_exact(
         wait_for(counts_match(settings, expected), 60, "counts unchanged on the new worker")
     finally:
         fresh.stop()
+
+
+@pytest.mark.parametrize("point", ["after-changelog", "after-rocksdb"])
+def test_a_kill_inside_a_deletion_resurrects_nothing(
+    settings: Settings, tmp_path: Path, point: str
+) -> None:
+    """Tombstones and RocksDB deletes of a chunk, cut short by kill -9, then a new worker."""
+    ensure_topics(settings)
+    records = list(generate(DatasetSpec(launches=6_000, tenants=3, seed=12, now=NOW)))
+    launches, licenses = split(records)
+    tenant = launches[0]["tenant_id"]
+    produce_in_order(settings, records)
+    doomed = WorkerProcess(
+        settings,
+        tmp_path / "crash.log",
+        extra_env={"ACTIVE_LEARNERS_CRASH_AT": f"{point}:2:deletion"},
+    ).start()
+    wait_for(counts_match(settings, recount(launches, licenses, NOW)), 300, "counts")
+    deletion = build_request(tenant, "physical", {"older_than": NOW.isoformat()}, NOW)
+    produce_json(settings, "attempt-deletions", [deletion])
+    wait_for(lambda: not doomed.alive(), 120, f"the worker to die in the deletion ({point})")
+    assert "SIGKILL" in doomed.exit_reason(), doomed.log_tail()
+
+    # a new worker on an empty state folder restores only what reached the changelogs
+    fresh = WorkerProcess(
+        replace(settings, state_dir=tmp_path / "fresh"), tmp_path / "fresh.log"
+    ).start()
+    try:
+        kept = without_deleted(launches, deletion)
+        wait_for(counts_match(settings, recount(kept, licenses, NOW)), 300, "exact counts")
+        wait_for(
+            lambda: attempts_topic(settings) == tracked_keys(kept),
+            120,
+            "no deleted attempt in the attempts topic",
+        )
+        assert {r["request_id"] for r in receipts(settings)} == {deletion["request_id"]}
+    finally:
+        fresh.stop()
