@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 KAFKA := bash docker/kafka/kafka.sh
 RUN := .demo
 
-.PHONY: help install kafka kafka-stop topics worker notifier demo test unit lint schemas bench down clean
+.PHONY: help install kafka kafka-stop topics worker notifier demo test unit lint schemas bench soak down clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ schemas: install ## regenerate schemas/json from the models
 
 bench: install kafka ## measure end-to-end throughput (writes docs/benchmarks.md)
 	@$(BIN)/active-learners bench
+
+soak: install kafka ## 3 workers, a schedule of faults, garbage; every check (writes docs/reliability.md)
+	@$(BIN)/active-learners soak
 
 down: ## stop everything the Makefile started: worker and notifier first (waited for), then the broker
 	@for p in worker notifier; do \

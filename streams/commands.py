@@ -17,6 +17,7 @@ from streams.kafka_admin import (
     copartitioned_count,
     ensure_topics,
 )
+from streams.kafka_io import ProduceError
 
 
 class CommandError(Exception):
@@ -279,6 +280,48 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from streams.soak import SoakSpec, run_soak
+
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    soak_settings = replace(settings, topic_prefix=f"{settings.topic_prefix}soak-{stamp}-")
+    local = settings.bootstrap_servers in ("localhost:9092", "127.0.0.1:9092")
+    spec = SoakSpec(
+        workers=args.workers,
+        launches=args.launches,
+        rounds=args.rounds,
+        garbage=args.garbage,
+        seed=args.seed,
+        broker_faults=local and not args.no_broker_faults,
+    )
+    _require_broker(settings, 15.0)
+    report = run_soak(
+        soak_settings,
+        spec,
+        Path(".soak") / stamp,
+        log=lambda text: print(text, file=sys.stderr, flush=True),
+    )
+    summary = report.summary()
+    print(summary)
+    if args.write:
+        path = Path(args.write)
+        text = path.read_text(encoding="utf-8") if path.exists() else "# Reliability\n"
+        marker = "<!-- soak results -->"
+        head, _, previous = text.partition(marker)
+        flags = " ".join(sys.argv[2:]) or "(defaults)"
+        entry = (
+            f"\n## `active-learners soak {flags}` on {stamp[:8]} {stamp[8:12]} UTC\n\n"
+            f"{spec.workers} workers, {spec.launches:,} launches in {spec.rounds} rounds, "
+            f"{spec.garbage:,} garbage records, seed {spec.seed}\n\n```\n{summary}\n```\n"
+        )
+        path.write_text(head.rstrip() + "\n\n" + marker + "\n" + entry + previous, encoding="utf-8")
+        print(f"appended to {path}", file=sys.stderr)
+    return 0 if not report.problems else 1
+
+
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
     from streams.deletion_cli import ask, parse_attempt, parse_cutoff, read_learners, run_delete
 
@@ -445,6 +488,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--latency-seconds", type=_positive_float, default=30.0)
     bench.add_argument("--write", default="docs/benchmarks.md", help="report file ('' = none)")
     bench.set_defaults(handler=cmd_bench)
+
+    soak = commands.add_parser("soak", help="workers under a schedule of faults, then every check")
+    soak.add_argument("--workers", type=_positive_int, default=3)
+    soak.add_argument("--launches", type=_positive_int, default=60_000)
+    soak.add_argument("--rounds", type=_positive_int, default=8, help="rounds, a fault after each")
+    soak.add_argument("--garbage", type=int, default=10_000, help="garbage records (0 = none)")
+    soak.add_argument("--seed", type=int, default=1)
+    soak.add_argument(
+        "--no-broker-faults",
+        action="store_true",
+        help="never kill the broker (external ones never are)",
+    )
+    soak.add_argument("--write", default="docs/reliability.md", help="report file ('' = none)")
+    soak.set_defaults(handler=cmd_soak)
     return parser
 
 
@@ -455,7 +512,7 @@ def run(argv: list[str]) -> int:
     try:
         settings = Settings.from_env()
         return handler(args, settings)
-    except (CommandError, ConfigError, BrokerUnavailable, TopicMismatch) as exc:
+    except (CommandError, ConfigError, BrokerUnavailable, TopicMismatch, ProduceError) as exc:
         print(f"active-learners {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -61,18 +61,29 @@ def produce_records(
     """
     producer = new_producer(settings)
     sent = 0
+    refused: list[Exception] = []
     try:
         for record in records:
             topic, key, value = record
             partition = partition_of(record) if partition_of is not None else None
-            producer.send(settings.topic(topic), key=key, value=value, partition=partition)
+            future = producer.send(settings.topic(topic), key=key, value=value, partition=partition)
+            future.add_errback(refused.append)
             sent += 1
             if progress is not None and sent % 50_000 == 0:
                 progress(sent)
         producer.flush()
     finally:
         producer.close()
+    if refused:
+        raise ProduceError(
+            f"Kafka refused {len(refused)} of {sent} records ({type(refused[0]).__name__}: "
+            f"{str(refused[0]).splitlines()[0][:200]})"
+        )
     return sent
+
+
+class ProduceError(RuntimeError):
+    """Records were refused by the broker (the message says how many and why)."""
 
 
 def read_topic(

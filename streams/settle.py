@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import (
+    CoordinatorLoadInProgressError,
+    CoordinatorNotAvailableError,
+    NotCoordinatorError,
+)
 
 from streams import topics
 from streams.config import Settings
@@ -37,7 +43,7 @@ def group_lag(settings: Settings) -> int:
         lag = 0
         for suffix, names in WATCHED.items():
             group = settings.app_id + suffix
-            committed = admin.list_group_offsets(group).get(group, {})
+            committed = committed_offsets(admin, group)
             tps = []
             for name in names:
                 real = settings.topic(name)
@@ -51,6 +57,18 @@ def group_lag(settings: Settings) -> int:
     finally:
         consumer.close()
         admin.close()
+
+
+def committed_offsets(admin: Any, group: str, attempts: int = 30) -> dict:
+    """A group's committed offsets; waits while a restarted broker loads its coordinators."""
+    for attempt in range(attempts):
+        try:
+            return admin.list_group_offsets(group).get(group, {})
+        except (NotCoordinatorError, CoordinatorLoadInProgressError, CoordinatorNotAvailableError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1.0)
+    return {}
 
 
 def end_offset(settings: Settings, topic: str) -> int:
