@@ -51,6 +51,7 @@ from streams.domain.tenants import threshold_learners
 from streams.domain.tracking import is_tracked
 from streams.kafka_admin import BrokerUnavailable, admin_client, ensure_topics
 from streams.kafka_io import current_counts, key_of, latest_by_key, produce_records, read_topic
+from streams.logs import EMAIL
 from streams.settle import group_lag
 
 Log = Callable[[str], None]
@@ -252,6 +253,7 @@ def run_soak(settings: Settings, spec: SoakSpec, folder: Path, log: Log = print)
         for worker in workers:
             if not worker.alive():
                 report.problems.append(f"{worker.name} is not alive (see {worker.log_path})")
+        check_logs(workers, launches, report)
 
         if spec.garbage:
             log(f"soak: {spec.garbage:,} records of garbage...")
@@ -454,6 +456,22 @@ def check_thresholds(
                     f"{tenant} {start} {pct} %: {active} active, last event "
                     f"{directions[-1] if directions else 'none'}"
                 )
+
+
+def check_logs(
+    workers: list[ChildWorker], launches: list[dict[str, Any]], report: SoakReport
+) -> None:
+    """No learner id and no e-mail address in any log line at INFO or above."""
+    learners = {a["learner_id"] for a in launches}
+    for worker in workers:
+        for line in worker.log_path.read_text(errors="replace").splitlines():
+            if "[DEBUG]" in line:
+                continue
+            words = set(line.replace("/", " ").replace("'", " ").replace('"', " ").split())
+            leaked = words & learners
+            if leaked or ("@" in line and EMAIL.search(line)):
+                report.problems.append(f"{worker.name} logged personal data: {line[:120]}")
+                return
 
 
 # -- garbage ----------------------------------------------------------------------------------
