@@ -8,9 +8,10 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from schemas.common import EntityId, InputModel, OutputModel, RequestId, Timestamp
+from schemas.groups import GroupId
 
 DeletionMode = Literal["physical", "logical", "preview"]
-SELECTORS = ("attempts", "learner_ids", "older_than")
+SELECTORS = ("attempts", "learner_ids", "older_than", "teams", "roles")
 
 
 class AttemptRef(InputModel):
@@ -37,13 +38,23 @@ class DeletionRequest(InputModel):
     older_than: Timestamp | None = Field(
         default=None, description="every attempt of the tenant launched before this instant"
     )
+    teams: Annotated[tuple[GroupId, ...], Field(min_length=1)] | None = Field(
+        default=None,
+        description="every attempt, launched before requested_at, of the learners in any of "
+        "these teams (learner-groups) when the request is applied",
+    )
+    roles: Annotated[tuple[GroupId, ...], Field(min_length=1)] | None = Field(
+        default=None,
+        description="the same for learning roles",
+    )
 
     @model_validator(mode="after")
     def _exactly_one_selector(self) -> DeletionRequest:
         chosen = [name for name in SELECTORS if getattr(self, name) is not None]
         if len(chosen) != 1:
             raise ValueError(
-                "exactly one selector of attempts, learner_ids, older_than is required; "
+                "exactly one selector of attempts, learner_ids, older_than, teams, roles is "
+                "required; "
                 f"got {', '.join(chosen) if chosen else 'none'}"
             )
         return self

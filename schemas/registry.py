@@ -11,6 +11,7 @@ from schemas.attempts import AttemptRecord
 from schemas.counts import CountRecord
 from schemas.dead_letters import DeadLetter
 from schemas.deletions import DeletionReceipt, DeletionRequest
+from schemas.groups import LearnerGroups
 from schemas.launches import Launch
 from schemas.licenses import License
 from schemas.thresholds import ThresholdEvent
@@ -22,6 +23,7 @@ TOPIC_MODELS: dict[str, tuple[type[BaseModel], bool]] = {
     "launches": (Launch, True),
     "licenses": (License, True),
     "attempt-deletions": (DeletionRequest, True),
+    "learner-groups": (LearnerGroups, True),
     "active-learner-counts": (CountRecord, False),
     "threshold-events": (ThresholdEvent, False),
     "attempts": (AttemptRecord, False),

@@ -34,7 +34,8 @@ nohup $BIN/active-learners notifier >"$RUN/notifier.log" 2>&1 &
 echo $! >"$RUN/notifier.pid"
 
 echo "== dataset: $LAUNCHES launches over 24 tenants (12-, 3- and 1-month licenses, month-end"
-echo "   anchors, six time zones, untracked and admin launches, duplicates, out of order)"
+echo "   anchors, six time zones, untracked and admin launches, duplicates, out of order),"
+echo "   and every learner's team and learning role"
 $BIN/active-learners generate --launches "$LAUNCHES" --now "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --out "$RUN/dataset.jsonl"
 $BIN/active-learners produce "$RUN/dataset.jsonl"
 
@@ -63,7 +64,11 @@ for e in sorted(events, key=lambda e: e["window"]["start"])[-5:]:
     print(f"  {e['tenant_id']} {e['window']['start']}: {e['direction']} {e['threshold_pct']}% "
           f"({e['active_learners']} of {e['learner_limit']}) -> {', '.join(e['notify'])}")
 PY
-sleep 3
+
+echo
+echo "== a team deletion, previewed (nothing is deleted): the attempts of tenant-000's sales team"
+$BIN/active-learners delete --tenant tenant-000 --team sales --preview --timeout 120
+
 outbox="$STATE_DIR/outbox"
 mails=$(ls "$outbox" 2>/dev/null | wc -l)
 echo "e-mails: $mails written to $outbox (events of windows that ended over 7 days ago are not mailed;"

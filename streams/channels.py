@@ -43,6 +43,7 @@ def _json(
 launches = _raw(topics.LAUNCHES)
 licenses = _raw(topics.LICENSES)
 attempt_deletions = _raw(topics.ATTEMPT_DELETIONS)
+learner_groups = _raw(topics.LEARNER_GROUPS)
 
 active_learner_counts = _raw(topics.ACTIVE_LEARNER_COUNTS)
 threshold_events = _raw(topics.THRESHOLD_EVENTS)

@@ -325,9 +325,14 @@ def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
     from streams.deletion_cli import ask, parse_attempt, parse_cutoff, read_learners, run_delete
 
-    chosen = [x for x in (args.attempt, args.learners_file, args.older_than) if x]
+    chosen = [
+        x for x in (args.attempt, args.learners_file, args.older_than, args.team, args.role) if x
+    ]
     if len(chosen) != 1:
-        raise CommandError("give exactly one of --attempt, --learners-file, --older-than")
+        raise CommandError(
+            "give exactly one of --attempt, --learners-file, --older-than, --team, --role "
+            "(--team and --role may be repeated)"
+        )
     if args.logical and args.preview:
         raise CommandError("--logical and --preview exclude each other")
     try:
@@ -335,6 +340,10 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
             selector: dict = {"attempts": [parse_attempt(text) for text in args.attempt]}
         elif args.learners_file:
             selector = {"learner_ids": read_learners(args.learners_file)}
+        elif args.team:
+            selector = {"teams": args.team}
+        elif args.role:
+            selector = {"roles": args.role}
         else:
             from datetime import UTC, datetime
 
@@ -436,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("file", help="JSON lines file, or - for stdin")
     produce.add_argument(
         "--topic",
-        choices=["launches", "licenses", "attempt-deletions"],
+        choices=["launches", "licenses", "attempt-deletions", "learner-groups"],
         help="send every line as it is to this topic (default: each line's topic by its fields)",
     )
     produce.add_argument("--timeout", type=_positive_float, default=15.0)
@@ -471,6 +480,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     delete.add_argument("--learners-file", help="learner ids, one a line: their earlier attempts")
     delete.add_argument("--older-than", help="8mo, 2y, 6w, 90d, YYYY-MM-DD or a timestamp")
+    delete.add_argument(
+        "--team", action="append", metavar="ID", help="a team: its learners' earlier attempts"
+    )
+    delete.add_argument(
+        "--role", action="append", metavar="ID", help="a learning role: the same, by role"
+    )
     delete.add_argument("--logical", action="store_true", help="hide, keep counting")
     delete.add_argument("--preview", action="store_true", help="only show what would happen")
     delete.add_argument("--yes", action="store_true", help="do not ask before a physical delete")

@@ -3,7 +3,8 @@
 Tenants have 12-, 3- and 1-month licenses with anchors on month ends and leap days, in several
 time zones; tenant sizes and learner activity are skewed (a few heavy tenants and learners);
 the stream carries untracked and admin launches, redelivered duplicates, out-of-order delivery,
-and one license that arrives after its tenant's launches.
+and one license that arrives after its tenant's launches. Every learner has a team (or two) and a
+learning role (`learner-groups` records, before the launches).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class DatasetSpec:
     duplicate_rate: float = 0.03
     admin_rate: float = 0.02
     shuffle_window: int = 200  # out-of-order delivery: records move this far at most
+    groups: bool = True  # learner-groups records: every learner's teams and learning roles
 
 
 def _license(rng: random.Random, index: int, learners: int) -> dict[str, Any]:
@@ -87,6 +89,8 @@ def generate(spec: DatasetSpec) -> Iterator[dict[str, Any]]:
     for k, lic in enumerate(licenses):
         if k not in (unlicensed, late_license):
             yield lic
+    if spec.groups:
+        yield from learner_groups(rng, licenses, sizes)
 
     launches: list[dict[str, Any]] = []
     start = now - timedelta(days=spec.history_days)
@@ -124,6 +128,27 @@ def generate(spec: DatasetSpec) -> Iterator[dict[str, Any]]:
         launches[i], launches[j] = launches[j], launches[i]
     yield from launches
     yield licenses[late_license]
+
+
+TEAMS = ["sales", "support", "engineering", "finance", "marketing", "operations"]
+ROLES = ["new-hire", "manager", "contractor"]
+
+
+def learner_groups(
+    rng: random.Random, licenses: list[dict[str, Any]], sizes: list[int]
+) -> Iterator[dict[str, Any]]:
+    """Every learner's team (one, sometimes two) and learning role, as the LMS publishes them."""
+    for lic, size in zip(licenses, sizes, strict=True):
+        for learner in range(size):
+            teams = {TEAMS[rng.randrange(len(TEAMS))]}
+            if rng.random() < 0.15:
+                teams.add(TEAMS[rng.randrange(len(TEAMS))])
+            yield {
+                "tenant_id": lic["tenant_id"],
+                "learner_id": f"learner-{learner:06d}",
+                "teams": sorted(teams),
+                "roles": [ROLES[rng.randrange(len(ROLES))]],
+            }
 
 
 def dumps(record: dict[str, Any]) -> str:

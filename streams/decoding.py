@@ -56,23 +56,8 @@ def future_rejection(launched_at: datetime, now: datetime) -> Rejected | None:
     return None
 
 
-# Selectors the contract names that this version cannot apply yet: a request naming one must not
-# run with its other selector (a physical deletion cannot be undone).
-UNSUPPORTED_SELECTORS = ("teams", "roles")
-
-
-def deletion_rejection(
-    request: DeletionRequest, raw: bytes | None, now: datetime
-) -> Rejected | None:
+def deletion_rejection(request: DeletionRequest, now: datetime) -> Rejected | None:
     """What makes a well-formed deletion request unusable, if anything."""
-    record = orjson.loads(raw) if raw else {}
-    unsupported = [name for name in UNSUPPORTED_SELECTORS if record.get(name) is not None]
-    if unsupported:
-        return Rejected(
-            "invalid",
-            f"selector {', '.join(unsupported)} is not supported by this version; "
-            "use exactly one of attempts, learner_ids, older_than",
-        )
     limit = now + FUTURE_TOLERANCE
     if request.requested_at > limit:
         return Rejected(

@@ -19,21 +19,27 @@ def topic_of(record: dict[str, Any]) -> str:
         return topics.ATTEMPT_DELETIONS
     if "event_id" in record:
         return topics.LAUNCHES
+    if "learner_id" in record and ("teams" in record or "roles" in record):
+        return topics.LEARNER_GROUPS
     if (
         "cycle_start" in record
         or "window_months" in record
         or set(record) <= {"tenant_id", "learner_limit", "thresholds", "notify", "timezone"}
     ):
         return topics.LICENSES
-    raise ValueError("cannot tell the topic: no event_id, request_id or license fields")
+    raise ValueError(
+        "cannot tell the topic: no event_id, request_id, teams/roles or license fields"
+    )
 
 
 def key_of(topic: str, record: dict[str, Any]) -> bytes | None:
-    """The recommended key: tenant/learner for launches, tenant for the others."""
+    """The recommended key: tenant/learner for launches and groups, tenant for the others."""
     tenant = record.get("tenant_id")
     if not isinstance(tenant, str):
         return None
-    if topic == topics.LAUNCHES and isinstance(record.get("learner_id"), str):
+    if topic in (topics.LAUNCHES, topics.LEARNER_GROUPS) and isinstance(
+        record.get("learner_id"), str
+    ):
         return f"{tenant}/{record['learner_id']}".encode()
     return tenant.encode()
 

@@ -6,9 +6,11 @@ learner-commands (ingest -> learner stage; one partition per learner, see stream
              the tracked launches of one ingest batch that belong to this partition, in order;
              `raw` is the launch as received when it is small (else read back by its position)
   license    {type, tenant_id, license: {...} | null}       sent to every partition
+  groups     {type, groups: [[tenant, learner, teams | null, roles | null], ...]}
+             learners' teams and roles (null: a tombstone removes them)
   deletion   {type, request: {request_id, tenant_id, mode, requested_at}, part, parts,
               selector: {attempts: [[learner, attempt], ...]} | {learner_ids: [...], before}
-                        | {older_than}}
+                        | {older_than} | {teams: [...], before} | {roles: [...], before}}
              one part per partition that holds selected learners (or every partition)
 
 tenant-commands (-> tenant stage; one partition per tenant)
@@ -30,6 +32,7 @@ from streams.domain.learners import TrackedAttempt
 
 ATTEMPTS = "attempts"
 LICENSE = "license"
+GROUPS = "groups"
 DELETION = "deletion"
 PARTIALS = "partials"
 DELETION_PART = "deletion-part"
@@ -52,6 +55,10 @@ def attempts_of(command: dict[str, Any]) -> list[TrackedAttempt]:
 
 def license_command(tenant_id: str, license_: dict[str, Any] | None) -> dict[str, Any]:
     return {"type": LICENSE, "tenant_id": tenant_id, "license": license_}
+
+
+def groups_command(rows: list[list[Any]]) -> dict[str, Any]:
+    return {"type": GROUPS, "groups": rows}
 
 
 def partials_command(tenants: dict[str, dict[str, Any]]) -> dict[str, Any]:

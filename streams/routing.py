@@ -112,7 +112,8 @@ def deletion_parts(request: DeletionRequest, partitions: int) -> list[tuple[dict
     """The learner-stage commands of a request, each with its target partition.
 
     `attempts` and `learner_ids` give one part per learner partition holding selected learners;
-    `older_than` gives one part per learner partition. Parts are numbered in partition order.
+    `older_than`, `teams` and `roles` one part per learner partition. Parts are numbered in
+    partition order.
     """
     meta = {
         "request_id": request.request_id,
@@ -136,6 +137,11 @@ def deletion_parts(request: DeletionRequest, partitions: int) -> list[tuple[dict
                 {"learner_ids": [], "before": meta["requested_at"]},
             )
             part["learner_ids"].append(learner_id)
+    elif request.teams is not None or request.roles is not None:
+        # who belongs to a team is known where each learner's groups live: every partition
+        kind, groups = ("teams", request.teams) if request.teams else ("roles", request.roles)
+        selector = {kind: sorted(set(groups or ())), "before": meta["requested_at"]}
+        selectors = {partition: dict(selector) for partition in range(partitions)}
     else:
         assert request.older_than is not None
         cutoff = request.older_than.isoformat()

@@ -50,7 +50,14 @@ from streams.domain.recount import recount, without_deleted
 from streams.domain.tenants import threshold_learners
 from streams.domain.tracking import is_tracked
 from streams.kafka_admin import BrokerUnavailable, admin_client, ensure_topics
-from streams.kafka_io import current_counts, key_of, latest_by_key, produce_records, read_topic
+from streams.kafka_io import (
+    current_counts,
+    key_of,
+    latest_by_key,
+    produce_records,
+    read_topic,
+    topic_of,
+)
 from streams.logs import EMAIL
 from streams.settle import group_lag
 
@@ -208,7 +215,8 @@ def run_soak(settings: Settings, spec: SoakSpec, folder: Path, log: Log = print)
     records = list(
         generate(DatasetSpec(launches=spec.launches, tenants=spec.tenants, seed=spec.seed, now=now))
     )
-    licenses_first = [r for r in records if "event_id" not in r]
+    licenses_first = [r for r in records if "cycle_start" in r]
+    groups_records = [r for r in records if topic_of(r) == topics.LEARNER_GROUPS]
     launches = [r for r in records if "event_id" in r]
     report.launches_produced = len(launches)
     licenses = {r["tenant_id"]: r for r in licenses_first}
@@ -219,7 +227,7 @@ def run_soak(settings: Settings, spec: SoakSpec, folder: Path, log: Log = print)
     try:
         for worker in workers:
             worker.wait_ready()
-        send(settings, licenses_first)
+        send(settings, [*licenses_first, *groups_records])
         rounds = [launches[i :: spec.rounds] for i in range(spec.rounds)]
         deletions: list[dict[str, Any]] = []
         schedule = [f for f in FAULTS if spec.broker_faults or f != "broker"]
@@ -238,7 +246,7 @@ def run_soak(settings: Settings, spec: SoakSpec, folder: Path, log: Log = print)
             strike(fault, workers, settings, rng, log)
             report.faults[fault] += 1
         log("soak: every input once more...")
-        send(settings, [*licenses.values(), *launches, *deletions])
+        send(settings, [*licenses.values(), *groups_records, *launches, *deletions])
 
         kept: list[Any] = launches
         for request in deletions:
@@ -271,13 +279,9 @@ def run_soak(settings: Settings, spec: SoakSpec, folder: Path, log: Log = print)
 
 
 def send(settings: Settings, records: list[dict[str, Any]]) -> None:
-    def topic(record: dict[str, Any]) -> str:
-        if "request_id" in record:
-            return topics.ATTEMPT_DELETIONS
-        return topics.LAUNCHES if "event_id" in record else topics.LICENSES
-
     produce_records(
-        settings, ((topic(r), key_of(topic(r), r), json.dumps(r).encode()) for r in records)
+        settings,
+        ((topic_of(r), key_of(topic_of(r), r), json.dumps(r).encode()) for r in records),
     )
 
 
@@ -559,7 +563,8 @@ def garbage_records(count: int, seed: int) -> list[tuple[str, bytes | None, byte
                     "older_than": ["last week", 5],
                     "learner_ids": [[], ["a/b"], "l1"],
                     "attempts": [[{"learner_id": "l"}], []],
-                    "teams": [["t1"]],
+                    "teams": [[""], [], "t1"],
+                    "roles": [[], [None]],
                     "requested_at": ["2999-01-01T00:00:00Z"],
                 },
             )  # usable ids: answered with an error receipt

@@ -48,6 +48,11 @@ learner_state = _table(
     topics.LEARNER_STATE_CHANGELOG,
     "tenant -> the license this partition applied; tenant/learner -> the learner's windows",
 )
+learner_groups = _table(
+    "learner-groups",
+    topics.LEARNER_GROUPS_CHANGELOG,
+    "tenant/learner -> {teams, roles}: the learner's groups, for team and role deletions",
+)
 erasures = _table(
     "erasures",
     topics.ERASURES_CHANGELOG,

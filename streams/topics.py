@@ -13,6 +13,7 @@ from dataclasses import dataclass
 LAUNCHES = "launches"
 LICENSES = "licenses"
 ATTEMPT_DELETIONS = "attempt-deletions"
+LEARNER_GROUPS = "learner-groups"
 ACTIVE_LEARNER_COUNTS = "active-learner-counts"
 THRESHOLD_EVENTS = "threshold-events"
 ATTEMPTS = "attempts"
@@ -27,6 +28,7 @@ TENANT_COMMANDS = "tenant-commands"
 LEARNER_STATE_CHANGELOG = "learner-state-changelog"
 TENANT_STATE_CHANGELOG = "tenant-state-changelog"
 ERASURES_CHANGELOG = "erasures-changelog"
+LEARNER_GROUPS_CHANGELOG = "learner-groups-changelog"
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(LAUNCHES, "tenant_id/learner_id (recommended)", False, False, "launch events in"),
     TopicSpec(LICENSES, "tenant_id", True, False, "tenant licenses in"),
     TopicSpec(ATTEMPT_DELETIONS, "tenant_id", False, False, "deletion commands in"),
+    TopicSpec(LEARNER_GROUPS, "tenant_id/learner_id", True, False, "teams and roles in"),
     TopicSpec(
         ACTIVE_LEARNER_COUNTS, "tenant_id/window_start", True, False, "counts per tenant window"
     ),
@@ -58,6 +61,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(TENANT_STATE_CHANGELOG, "tenant_id/...", True, True, "tenant stage state"),
     TopicSpec(ERASURES_CHANGELOG, "kind/tenant_id/...", True, True, "erasure markers"),
+    TopicSpec(LEARNER_GROUPS_CHANGELOG, "tenant_id/learner_id", True, True, "teams and roles"),
 )
 
 TOPICS_BY_NAME = {spec.name: spec for spec in TOPICS}
@@ -69,5 +73,6 @@ COPARTITIONED = (
     ATTEMPTS,
     LEARNER_STATE_CHANGELOG,
     ERASURES_CHANGELOG,
+    LEARNER_GROUPS_CHANGELOG,
     TENANT_STATE_CHANGELOG,
 )

@@ -1,5 +1,8 @@
 """Learner stage, deletions: one part of a deletion request applied to this partition's attempts.
 
+`teams` and `roles` select, in each partition, the learners whose stored groups (learner-groups)
+name any of them when the part first runs; then the part works like `learner_ids` for them.
+
 Physical: attempts are deleted (a tombstone on the `attempts` topic each), memberships and the
 partition's counters drop, and erasure markers make covered launches dead-letter as `erased`.
 Logical: attempts are marked `logically_deleted`; counts do not change. Preview: the same
@@ -32,12 +35,13 @@ from streams.domain.windows import Cut
 from streams.licensing import cut_of
 from streams.partition_scan import learner_of_key, scan_chunk, scan_prefix
 from streams.state import StateBatch, db_of, decode
-from streams.tables import attempts, erasures, learner_state
+from streams.tables import attempts, erasures, learner_groups, learner_state
 
 if TYPE_CHECKING:
     from streams.agents.learners import LearnerStage
 
 CHUNK_ATTEMPTS = 5_000
+GROUP_SELECTORS = {"teams", "roles"}
 
 LearnerRows = tuple[str, list[tuple[bytes, dict[str, Any]]]]  # learner id, its attempts
 
@@ -68,12 +72,26 @@ async def apply_part(
     await batch.flush()  # the part scans RocksDB
     request = command["request"]
     tenant_id, mode = request["tenant_id"], request["mode"]
-    selector = selector_of(command)
     cut = cut_of(batch.get(learner_state, partition, tenant_id.encode()))
     key = done_key(command)
     done = batch.get(erasures, partition, key)
+    learners: list[str] | None = None
+    if GROUP_SELECTORS & set(command["selector"]):
+        # who is in the teams is decided once, when the part first runs; a redelivery works
+        # on the same learners, whatever their groups are by then
+        if done is not None:
+            learners = done.get("learners", [])
+        else:
+            learners = members_of(partition, tenant_id, command["selector"])
+        command = {
+            **command,
+            "selector": {"learner_ids": learners, "before": command["selector"]["before"]},
+        }
+    selector = selector_of(command)
     if done is None:
         done = plan_part(stage, partition, tenant_id, command, selector, cut)
+        if learners is not None:
+            done["learners"] = learners
         batch.put(erasures, partition, key, done)
     if mode == "physical":
         write_markers(batch, partition, tenant_id, command, done.get("found", []))
@@ -82,7 +100,23 @@ async def apply_part(
         await remove(stage, batch, partition, offset, tenant_id, command, selector, cut)
     elif mode == "logical":
         await mark_logically_deleted(batch, partition, tenant_id, command, selector)
-    return {k: v for k, v in done.items() if k != "found"}
+    return {k: v for k, v in done.items() if k not in ("found", "learners")}
+
+
+def members_of(partition: int, tenant_id: str, selector: dict[str, Any]) -> list[str]:
+    """The learners of this partition in any of the selector's teams (or roles), now."""
+    kind = "teams" if "teams" in selector else "roles"
+    wanted = set(selector[kind])
+    prefix = f"{tenant_id}/".encode()
+    members: list[str] = []
+    after = None
+    while True:
+        rows, after = scan_chunk(learner_groups, partition, prefix, after, CHUNK_ATTEMPTS)
+        for key, groups in rows:
+            if wanted.intersection(groups.get(kind) or ()):
+                members.append(key[len(prefix) :].decode())
+        if after is None:
+            return members
 
 
 def learner_chunks(

@@ -43,7 +43,7 @@ from streams.partition_scan import has_prefix, learner_of_key, scan_chunk, scan_
 from streams.partitioning import tenant_partition
 from streams.raw_fetch import fetch_raw
 from streams.state import StateBatch
-from streams.tables import attempts, erasures, learner_state
+from streams.tables import attempts, erasures, learner_groups, learner_state
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,16 @@ class LearnerStage:
         batch.emit(settings.topic(topics.DEAD_LETTERS), item.learner_key, encode_json(record))
         source = topic.removeprefix(settings.topic_prefix)
         metrics.dead_letters_total.labels(source, rejection.reason).inc()
+
+    # -- teams and roles ----------------------------------------------------------------------
+    def on_groups(self, batch: StateBatch, command: dict[str, Any], partition: int) -> None:
+        """Store learners' teams and roles (they never change counts)."""
+        for tenant_id, learner_id, teams, roles in command["groups"]:
+            key = f"{tenant_id}/{learner_id}".encode()
+            if teams is None and roles is None:
+                batch.delete(learner_groups, partition, key)
+            else:
+                batch.put(learner_groups, partition, key, {"teams": teams, "roles": roles})
 
     # -- licenses ---------------------------------------------------------------------------
     async def on_license(
@@ -270,6 +280,8 @@ async def handle(batch: StateBatch, event: EventT) -> None:
         await stage.on_attempts(batch, command, partition, offset)
     elif kind == messages.LICENSE:
         await stage.on_license(batch, command, partition, offset)
+    elif kind == messages.GROUPS:
+        stage.on_groups(batch, command, partition)
     elif kind == messages.DELETION:
         report = await apply_part(stage, batch, command, partition, offset)
         target = tenant_partition(command["request"]["tenant_id"], settings.partitions)

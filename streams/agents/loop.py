@@ -27,8 +27,13 @@ WITHIN_S = 0.05
 
 
 async def run_durably(
-    stream: StreamT, stage: str, handle: Handler, max_events: int = MAX_EVENTS
+    stream: StreamT,
+    stage: str,
+    handle: Handler,
+    max_events: int = MAX_EVENTS,
+    finish: Callable[[StateBatch], None] | None = None,
 ) -> None:
+    """Handle events group by group; `finish` sees the batch after the group's last event."""
     async for events in stream.noack_take(max_events, within=WITHIN_S):  # type: ignore[attr-defined]
         batch = StateBatch(sender)
         for event in events:
@@ -46,6 +51,8 @@ async def run_durably(
                     message.offset,
                 )
                 metrics.stage_errors_total.labels(stage).inc()
+        if finish is not None:
+            finish(batch)
         await batch.flush()
         for event in events:
             await stream.ack(event)

@@ -63,9 +63,15 @@ def cut_for(license_: Mapping[str, Any] | None) -> Cut:
 
 
 def without_deleted(
-    launches: Iterable[Mapping[str, Any]], request: Mapping[str, Any]
+    launches: Iterable[Mapping[str, Any]],
+    request: Mapping[str, Any],
+    groups: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
 ) -> list[Mapping[str, Any]]:
-    """The launches a physical deletion request leaves (applied after all of them)."""
+    """The launches a physical deletion request leaves (applied after all of them).
+
+    `groups` maps (tenant, learner) to its `{teams, roles}` when the request is applied (for the
+    `teams` and `roles` selectors).
+    """
 
     def instant(text: str) -> datetime:
         return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
@@ -80,6 +86,12 @@ def without_deleted(
             gone = launched_at < instant(request["older_than"])
         elif request.get("learner_ids") is not None:
             gone = launch["learner_id"] in request["learner_ids"] and launched_at < instant(
+                request["requested_at"]
+            )
+        elif request.get("teams") is not None or request.get("roles") is not None:
+            kind = "teams" if request.get("teams") is not None else "roles"
+            mine = (groups or {}).get((launch["tenant_id"], launch["learner_id"]), {})
+            gone = bool(set(mine.get(kind) or ()) & set(request[kind])) and launched_at < instant(
                 request["requested_at"]
             )
         else:

@@ -119,11 +119,16 @@ def test_compound_faults_end_exact(settings: Settings, tmp_path: Path) -> None:
             120,
             "the attempts topic to hold exactly the attempts that remain",
         )
-        found = [json.loads(v) for _, v in read_topic(settings, topics.DELETION_RECEIPTS) if v]
-        by_request: dict[str, list[dict]] = {}
-        for receipt in found:
-            by_request.setdefault(receipt["request_id"], []).append(receipt)
-        assert set(by_request) == {r["request_id"] for r in deletions}, "a receipt per request"
+
+        def receipts_by_request() -> dict[str, list[dict]] | None:
+            found = [json.loads(v) for _, v in read_topic(settings, topics.DELETION_RECEIPTS) if v]
+            by_request: dict[str, list[dict]] = {}
+            for receipt in found:
+                by_request.setdefault(receipt["request_id"], []).append(receipt)
+            return by_request if len(by_request) == len(deletions) else None
+
+        by_request = wait_for(receipts_by_request, 120, "a receipt per request")
+        assert set(by_request) == {r["request_id"] for r in deletions}
         # a request delivered twice gets one receipt; only a kill between a receipt's ack and
         # its command's commit repeats it, identical (at-least-once: keep the first)
         for receipts in by_request.values():

@@ -16,7 +16,14 @@ from streams.domain.recount import recount
 from streams.domain.tracking import is_tracked
 from streams.domain.windows import Cut, local_midnight
 from streams.kafka_admin import ensure_topics
-from streams.kafka_io import current_counts, key_of, latest_by_key, produce_records, read_topic
+from streams.kafka_io import (
+    current_counts,
+    key_of,
+    latest_by_key,
+    produce_records,
+    read_topic,
+    topic_of,
+)
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
 
 pytestmark = pytest.mark.integration
@@ -55,12 +62,10 @@ def counts_match(settings: Settings, expected: dict[tuple[str, str], tuple[int, 
 
 
 def produce_in_order(settings: Settings, records: list[dict[str, Any]]) -> None:
-    def topic(record: dict[str, Any]) -> str:
-        return topics.LAUNCHES if "event_id" in record else topics.LICENSES
-
+    """Each record to its topic (launches, licenses, learner-groups), in the order given."""
     produce_records(
         settings,
-        ((topic(r), key_of(topic(r), r), json.dumps(r).encode()) for r in records),
+        ((topic_of(r), key_of(topic_of(r), r), json.dumps(r).encode()) for r in records),
     )
 
 

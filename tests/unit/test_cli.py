@@ -40,7 +40,7 @@ def test_generate_is_seeded_and_deterministic(tmp_path) -> None:
         assert run(["generate", "--launches", "500", "--seed", "3", "--out", str(path)]) == 0
     assert first.read_text() == second.read_text()
     records = [json.loads(line) for line in first.read_text().splitlines()]
-    assert {topic_of(r) for r in records} == {"launches", "licenses"}
+    assert {topic_of(r) for r in records} == {"launches", "licenses", "learner-groups"}
     assert any(r.get("launched_by") == "admin" for r in records)
     assert any(r.get("tracking") in ("none", "none_resource") for r in records)
     launches = [r for r in records if "event_id" in r]

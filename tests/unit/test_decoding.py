@@ -115,7 +115,7 @@ def test_a_deeply_nested_request_is_rejected_not_raised() -> None:
 @pytest.mark.parametrize(
     ("changes", "words"),
     [
-        ({"teams": ["t1"]}, "teams"),
+        ({"teams": ["t1"]}, "exactly one selector"),
         ({"requested_at": "2027-01-01T00:00:00Z"}, "requested_at"),
         ({"older_than": "2027-01-01T00:00:00Z"}, "older_than"),
     ],
@@ -134,6 +134,8 @@ def test_deletion_requests_that_must_not_run(changes: dict, words: str) -> None:
     }
     raw = json.dumps(record).encode()
     request = decode(DeletionRequest, raw)
-    assert not isinstance(request, Rejected)
-    rejected = deletion_rejection(request, raw, datetime(2026, 11, 28, 12, tzinfo=UTC))
+    if isinstance(request, Rejected):  # two selectors: the model refuses it already
+        assert words in request.detail
+        return
+    rejected = deletion_rejection(request, datetime(2026, 11, 28, 12, tzinfo=UTC))
     assert rejected is not None and words in rejected.detail

@@ -193,3 +193,23 @@ def test_parse_attempt() -> None:
     assert parse_attempt("l1:a1") == {"learner_id": "l1", "attempt_id": "a1"}
     with pytest.raises(ValueError, match="LEARNER:ATTEMPT"):
         parse_attempt("l1")
+
+
+def test_the_recount_applies_team_deletions_with_the_groups_of_the_moment() -> None:
+    from streams.domain.recount import without_deleted
+
+    launches = [
+        {"tenant_id": "acme", "learner_id": learner, "attempt_id": a, "launched_at": at}
+        for learner, a, at in [
+            ("l1", "a1", "2026-02-01T00:00:00+00:00"),
+            ("l1", "a2", "2026-04-01T00:00:00+00:00"),  # after requested_at: stays
+            ("l2", "a3", "2026-02-01T00:00:00+00:00"),  # another team: stays
+            ("l3", "a4", "2026-02-01T00:00:00+00:00"),  # no groups at all: stays
+        ]
+    ]
+    request = {"tenant_id": "acme", "requested_at": "2026-03-01T00:00:00+00:00", "teams": ["t1"]}
+    groups = {("acme", "l1"): {"teams": ["t1", "t2"]}, ("acme", "l2"): {"teams": ["t9"]}}
+    kept = without_deleted(launches, request, groups)
+    assert [launch["attempt_id"] for launch in kept] == ["a2", "a3", "a4"]
+    roles = {**request, "teams": None, "roles": ["manager"]}
+    assert len(without_deleted(launches, roles, {("acme", "l2"): {"roles": ["manager"]}})) == 3

@@ -87,3 +87,33 @@ def test_partitioning_is_stable_and_spread() -> None:
     assert partition_for(b"acme/l1", 12) == partition_for(b"acme/l1", 12)
     used = {learner_partition("acme", f"l{n}", 12) for n in range(200)}
     assert used == set(range(12))
+
+
+def test_team_and_role_deletions_go_to_every_partition() -> None:
+    from schemas.deletions import DeletionRequest
+    from streams.routing import deletion_parts
+
+    request = DeletionRequest.model_validate(
+        {
+            "request_id": "r",
+            "tenant_id": "acme",
+            "mode": "physical",
+            "requested_at": "2026-05-01T00:00:00Z",
+            "teams": ["sales", "support", "sales"],
+        }
+    )
+    parts = deletion_parts(request, partitions=4)
+    assert [partition for _, partition in parts] == [0, 1, 2, 3]
+    assert all(p["parts"] == 4 for p, _ in parts)
+    assert parts[0][0]["selector"] == {
+        "teams": ["sales", "support"],
+        "before": "2026-05-01T00:00:00+00:00",
+    }
+
+
+def test_learner_keys_of_group_tombstones() -> None:
+    from streams.agents.ingest import learner_key_ids
+
+    assert learner_key_ids(b"acme/l1") == ("acme", "l1")
+    for bad in (None, b"", b"acme", b"acme/l1/x", b"/l1", b"acme/", b"\xff/l1"):
+        assert learner_key_ids(bad) is None
