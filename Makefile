@@ -2,14 +2,15 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3.11
-VENV := .venv
+# The newest Python >= 3.11 on this machine (PATH or pyenv), unless PYTHON=... says otherwise.
+PYTHON ?= $(shell bash scripts/pythons.sh | head -1)
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KAFKA := bash docker/kafka/kafka.sh
 RUN := .demo
 
-.PHONY: help install kafka kafka-stop topics worker notifier demo test unit lint schemas bench soak down clean
+.PHONY: help install kafka kafka-stop topics worker notifier demo test unit unit-all lint schemas bench soak down clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -17,7 +18,8 @@ help: ## list the targets
 install: $(STAMP) ## create .venv and install the project with dev extras (idempotent)
 
 $(STAMP): pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "install: $(PYTHON) not found (Python 3.11 is needed; set PYTHON=...)"; exit 1; }
+	@[ -n "$(PYTHON)" ] && command -v $(PYTHON) >/dev/null || { echo "install: no Python >= 3.11 found (set PYTHON=/path/to/python3.x)"; exit 1; }
+	@echo "install: $$($(PYTHON) --version) into $(VENV)"
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
@@ -47,6 +49,12 @@ test: install ## run every test (starts the broker itself; stops it if it starte
 unit: install ## run the unit tests only (no broker)
 	$(BIN)/python -m pytest tests/unit
 
+unit-all: ## the unit tests on every Python >= 3.11 found (a venv each: .venv-3.x)
+	@for python in $$(bash scripts/pythons.sh); do \
+	  version=$$($$python -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	  $(MAKE) --no-print-directory unit PYTHON=$$python VENV=.venv-$$version || exit 1; \
+	done
+
 lint: install ## ruff and mypy
 	$(BIN)/ruff check streams schemas tests
 	$(BIN)/ruff format --check streams schemas tests
@@ -72,4 +80,4 @@ down: ## stop everything the Makefile started: worker and notifier first (waited
 	@$(KAFKA) stop
 
 clean: down ## remove local state, broker data and the virtualenv
-	rm -rf .state $(RUN) .kafka/data .kafka/logs $(VENV)
+	rm -rf .state $(RUN) .kafka/data .kafka/logs $(VENV) .venv-3.*

@@ -152,7 +152,52 @@ def cmd_counts(args: argparse.Namespace, settings: Settings) -> int:
             f"no counts for tenant {args.tenant!r} in {settings.topic('active-learner-counts')}"
         )
     print(format_counts_table(rows))
+    if args.tenant is not None:
+        print()
+        print(format_license_details(license_details(settings, args.tenant, counts)))
     return 0
+
+
+def license_details(settings: Settings, tenant_id: str, counts: dict) -> dict:
+    """The License Key details of GET /api/tenants/{tenant_id}, from the topics."""
+    from datetime import UTC, datetime
+
+    from streams import api
+    from streams.kafka_io import read_topic
+    from streams.read_model import ReadModel
+
+    model = ReadModel()
+    for key, value in read_topic(settings, "licenses"):
+        model.apply_license(key, value)
+    for (tenant, start), record in counts.items():
+        if tenant == tenant_id:
+            model.counts.setdefault(tenant, {})[start] = record
+    return api.tenant_details(model, tenant_id, datetime.now(UTC))
+
+
+def format_license_details(details: dict) -> str:
+    lic = details["license"]
+    window = details["window"]
+    limit = "no limit" if lic["learner_limit"] is None else f"{lic['learner_limit']:,}"
+    pct = details["utilization_pct"]
+    lines = [
+        f"License Key details of {details['tenant_id']}"
+        + ("" if details["licensed"] else " (no license: the default one)"),
+        f"  Active Learner Start Date  {lic['cycle_start']} ({lic['timezone']})",
+        f"  Active Window              {lic['window_months']} months, surcharge "
+        f"{lic['surcharge_pct']} %",
+        f"  current window             {window['start']} .. {window['end']}",
+        f"  Active Learners            {details['active_learners']:,} of {limit}"
+        + ("" if pct is None else f" ({pct:.1f} %)"),
+        f"  Total Learners             {details['total_learners']:,}",
+    ]
+    for threshold in details["thresholds"]:
+        reached = "reached" if threshold["reached"] else "not reached"
+        lines.append(
+            f"  threshold {threshold['pct']:>4} %         {threshold['learners']:,} learners, "
+            f"{reached}"
+        )
+    return "\n".join(lines)
 
 
 def format_counts_table(rows: list[dict]) -> str:

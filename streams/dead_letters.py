@@ -18,8 +18,9 @@ def summarize_validation_error(error: ValidationError, max_errors: int = 3) -> s
     """`field: message; field: message` for the first few errors, in one line."""
     parts = []
     for item in error.errors(include_url=False, include_input=False)[:max_errors]:
-        location = ".".join(str(part) for part in item["loc"]) or "value"
-        parts.append(f"{location}: {item['msg']}")
+        location = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{location}: {message}" if location else message)
     more = error.error_count() - max_errors
     if more > 0:
         parts.append(f"and {more} more")

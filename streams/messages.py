@@ -2,7 +2,7 @@
 
 learner-commands (ingest -> learner stage; one partition per learner, see streams/partitioning.py)
   attempts   {type, topic, attempts: [[tenant, learner, element, attempt, launched_at,
-              source partition, source offset, raw | null], ...]}
+              source partition, source offset, raw | null, timestamp ms], ...]}
              the tracked launches of one ingest batch that belong to this partition, in order;
              `raw` is the launch as received when it is small (else read back by its position)
   license    {type, tenant_id, license: {...} | null}       sent to every partition
@@ -17,6 +17,7 @@ tenant-commands (-> tenant stage; one partition per tenant)
   license         {type, tenant_id, license: {...} | null}
   partials        {type, tenants: {tenant: {learner partition: partial}}}
                   partial = {epoch, seq, cut, windows: {start: active}, total}: absolute counts
+                  (+ oldest_ms: the earliest launch behind a change, for a latency metric)
   deletion-part   {type, request, part, parts, partition, report}
   deletion-error  {type, receipt}   an invalid request's error receipt (deduplicated there)
   tick            {type, now}       a wall-clock tick: open windows that began
@@ -49,8 +50,8 @@ def attempts_command(topic: str, rows: list[list[Any]]) -> dict[str, Any]:
 
 
 def attempts_of(command: dict[str, Any]) -> list[TrackedAttempt]:
-    make = TrackedAttempt._make
-    return [make(row) for row in command["attempts"]]
+    # rows of an earlier version have no timestamp: the NamedTuple's defaults fill it in
+    return [TrackedAttempt(*row) for row in command["attempts"]]
 
 
 def license_command(tenant_id: str, license_: dict[str, Any] | None) -> dict[str, Any]:

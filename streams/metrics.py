@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from streams.read_model import ReadModel
 
 launches_total = Counter(
     "active_learners_launches_total",
@@ -35,10 +43,14 @@ deletion_requests_total = Counter(
     ["mode"],
 )
 receipts_total = Counter(
-    "active_learners_deletion_receipts_total", "Deletion receipts completed by the tenant stage"
+    "active_learners_deletion_receipts_total",
+    "Deletion receipts sent by the tenant stage, by tenant and mode",
+    ["tenant", "mode"],
 )
 threshold_events_total = Counter(
-    "active_learners_threshold_events_total", "Threshold events fired, by direction", ["direction"]
+    "active_learners_threshold_events_total",
+    "Threshold events fired, by tenant and direction",
+    ["tenant", "direction"],
 )
 partials_total = Counter(
     "active_learners_partial_counts_total", "Partial counts sent by the learner stage"
@@ -48,3 +60,47 @@ stage_errors_total = Counter(
     "Commands a stage failed to apply (a bug, logged with the record's position), by stage",
     ["stage"],
 )
+
+# Per tenant, from the read model of every worker (any worker exports every tenant)
+tenant_active = Gauge(
+    "active_learners_tenant_active", "Active Learners of the current window", ["tenant"]
+)
+tenant_total = Gauge("active_learners_tenant_total", "Total Learners", ["tenant"])
+tenant_limit = Gauge(
+    "active_learners_tenant_limit", "Licensed Active Learner limit (absent: no limit)", ["tenant"]
+)
+tenant_utilization = Gauge(
+    "active_learners_tenant_utilization_pct",
+    "Active Learners of the current window in percent of the limit",
+    ["tenant"],
+)
+consumer_lag = Gauge(
+    "active_learners_consumer_lag",
+    "Records of an input topic not yet committed by the service's consumer group",
+    ["topic"],
+)
+count_latency = Histogram(
+    "active_learners_count_latency_seconds",
+    "From a launch (its Kafka timestamp) to the count record that counts it",
+    buckets=(0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300),
+)
+
+
+def tenant_counts_changed(model: ReadModel) -> Callable[[str], None]:
+    """A callback that sets a tenant's gauges from the read model."""
+
+    def update(tenant_id: str) -> None:
+        from streams.api import tenant_summary
+
+        summary = tenant_summary(model, tenant_id, datetime.now(UTC))
+        tenant_active.labels(tenant_id).set(summary["active_learners"])
+        tenant_total.labels(tenant_id).set(summary["total_learners"])
+        if summary["learner_limit"] is None:
+            for gauge in (tenant_limit, tenant_utilization):
+                with contextlib.suppress(KeyError):  # it had no limit before either
+                    gauge.remove(tenant_id)
+        else:
+            tenant_limit.labels(tenant_id).set(summary["learner_limit"])
+            tenant_utilization.labels(tenant_id).set(summary["utilization_pct"])
+
+    return update

@@ -33,6 +33,7 @@ class InputRecord(Protocol):
     value: bytes | None
     partition: int
     offset: int
+    timestamp: int  # ms
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ def route_launches(
                 record.partition,
                 record.offset,
                 raw.decode("utf-8") if len(raw) <= RAW_INLINE_MAX else None,
+                record.timestamp,
             ]
         )
         routed.outcomes["tracked"] += 1

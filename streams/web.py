@@ -1,11 +1,269 @@
-"""HTTP views of a worker: health and Prometheus metrics."""
+"""HTTP views of every worker: the JSON API, the dashboard, health and Prometheus metrics.
+
+Answers come from the read model (streams/read_model.py), never from the agents' tables, so no
+request waits for or blocks the stream processing. A deletion is produced to `attempt-deletions`
+like any other request and answered with its receipt once the read model has it.
+"""
 
 from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+from urllib.parse import quote, unquote
 
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.app import app
+from streams import api, dashboard, topics
+from streams.agents.outputs_reader import model
+from streams.app import app, sender, settings
+from streams.auth import COOKIE, Access, Tokens, bearer
+from streams.openapi import document
+from streams.state import StateBatch
+
+log = logging.getLogger(__name__)
+
+tokens = Tokens.from_env()
+RECEIPT_WAIT_S = 60.0
+
+
+def _access(request: Request, cookie: bool) -> Access:
+    token = bearer(request.headers.get("Authorization"))
+    if token is None and cookie:
+        token = unquote(request.cookies.get(COOKIE, "")) or None
+    return tokens.access(token)
+
+
+class ApiView(View):
+    """JSON in and out; `{"error": ...}` with a 4xx status; a token when tokens are set."""
+
+    needs = Access.READ
+
+    def fail(self, status: int, message: str) -> Response:
+        return self.json({"error": message}, status=status)
+
+    def refused(self, request: Request, needs: Access | None = None) -> Response | None:
+        access = _access(request, cookie=False)
+        if access is Access.NONE:
+            return self.json(
+                {"error": "a valid bearer token is needed (Authorization: Bearer <token>)"},
+                status=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if access.value < (needs or self.needs).value:
+            return self.fail(403, "this call needs an admin token")
+        return None
+
+
+@app.page("/api/tenants")
+class Tenants(ApiView):
+    async def get(self, request: Request) -> Response:
+        return self.refused(request) or self.json(api.tenants(model, datetime.now(UTC)))
+
+
+@app.page("/api/tenants/{tenant_id}")
+class TenantDetails(ApiView):
+    async def get(self, request: Request, tenant_id: str) -> Response:
+        refused = self.refused(request)
+        if refused:
+            return refused
+        try:
+            return self.json(api.tenant_details(model, tenant_id, datetime.now(UTC)))
+        except api.ApiError as exc:
+            return self.fail(exc.status, exc.message)
+
+
+@app.page("/api/tenants/{tenant_id}/windows")
+class TenantWindows(ApiView):
+    async def get(self, request: Request, tenant_id: str) -> Response:
+        refused = self.refused(request)
+        if refused:
+            return refused
+        try:
+            return self.json(api.tenant_windows(model, tenant_id))
+        except api.ApiError as exc:
+            return self.fail(exc.status, exc.message)
+
+
+async def submit(request_record: dict[str, Any]) -> dict[str, Any] | None:
+    """Produce a deletion request; its receipt, or None when it takes over RECEIPT_WAIT_S."""
+    batch = StateBatch(sender)
+    tenant_id = request_record["tenant_id"]
+    batch.emit(
+        settings.topic(topics.ATTEMPT_DELETIONS),
+        tenant_id.encode(),
+        json.dumps(request_record).encode(),
+    )
+    await batch.flush()
+    return await model.wait_for_receipt(tenant_id, request_record["request_id"], RECEIPT_WAIT_S)
+
+
+@app.page("/api/tenants/{tenant_id}/deletions")
+class Deletions(ApiView):
+    needs = Access.ADMIN
+
+    async def post(self, request: Request, tenant_id: str) -> Response:
+        refused = self.refused(request)
+        if refused:
+            return refused
+        try:
+            body = json.loads(await request.read() or b"null")
+        except ValueError:
+            return self.fail(400, "the body is not JSON")
+        try:
+            record = api.deletion_request(tenant_id, body, datetime.now(UTC))
+        except api.ApiError as exc:
+            return self.fail(exc.status, exc.message)
+        receipt = await submit(record)
+        if receipt is None:
+            return self.json({"request_id": record["request_id"]}, status=202)
+        return self.json(receipt)
+
+
+@app.page("/api/tenants/{tenant_id}/deletions/{request_id}")
+class Receipt(ApiView):
+    async def get(self, request: Request, tenant_id: str, request_id: str) -> Response:
+        refused = self.refused(request)
+        if refused:
+            return refused
+        receipt = model.receipt(tenant_id, request_id)
+        if receipt is None:
+            return self.fail(404, f"no receipt for request {request_id!r} of {tenant_id!r} (yet)")
+        return self.json(receipt)
+
+
+@app.page("/api/openapi.json")
+class OpenApi(ApiView):
+    async def get(self, request: Request) -> Response:
+        return self.refused(request) or self.json(document())
+
+
+# -- the dashboard ----------------------------------------------------------------------------
+
+
+class Page(View):
+    """A dashboard page: a read token (header or sign-in cookie), else to the sign-in form."""
+
+    def to(self, location: str, cookie: str | None = None) -> Response:
+        headers = {"Location": location}
+        if cookie is not None:
+            headers["Set-Cookie"] = cookie
+        return self.html("", status=303, headers=headers)
+
+    def allowed(self, request: Request, needs: Access = Access.READ) -> bool:
+        return _access(request, cookie=True).value >= needs.value
+
+    def signed_in(self, request: Request) -> bool:
+        return tokens.required and _access(request, cookie=True) is not Access.NONE
+
+
+@app.page("/")
+class Overview(Page):
+    async def get(self, request: Request) -> Response:
+        if not self.allowed(request):
+            return self.to("/signin")
+        summaries = api.tenants(model, datetime.now(UTC))["tenants"]
+        return self.html(dashboard.tenants_page(summaries, self.signed_in(request)))
+
+
+@app.page("/tenants/{tenant_id}")
+class TenantPage(Page):
+    async def get(self, request: Request, tenant_id: str, result: str = "") -> Response:
+        if not self.allowed(request):
+            return self.to("/signin")
+        try:
+            details = api.tenant_details(model, tenant_id, datetime.now(UTC))
+        except api.ApiError as exc:
+            page = dashboard.page("Not found", f"<h1>{escape(exc.message)}</h1>", False)
+            return self.html(page, status=404)
+        windows = api.tenant_windows(model, tenant_id)["windows"]
+        events = model.recent_events(tenant_id)
+        html = dashboard.tenant_page(details, windows, events, self.signed_in(request), result)
+        return self.html(html)
+
+
+def selector_of_form(form: Any) -> dict[str, Any]:
+    """The deletion selector of the dashboard's form: a date, or learner ids."""
+    older_than = (form.get("older_than") or "").strip()
+    learners = [line.strip() for line in (form.get("learner_ids") or "").splitlines()]
+    learners = [learner for learner in learners if learner]
+    if older_than and learners:
+        raise api.ApiError(400, "give a date or learner ids, not both")
+    if older_than:
+        return {"older_than": f"{older_than}T00:00:00+00:00"}
+    if learners:
+        return {"learner_ids": learners}
+    raise api.ApiError(400, "give a date or learner ids")
+
+
+class DeletionForm(Page):
+    mode = "preview"
+    needs = Access.READ
+
+    async def post(self, request: Request, tenant_id: str) -> Response:
+        if not self.allowed(request, self.needs):
+            message = "a physical deletion needs an admin token" if self.allowed(request) else ""
+            if not message:
+                return self.to("/signin")
+            return await self.result(request, tenant_id, f'<div class="error">{message}</div>', 403)
+        form = await request.post()
+        try:
+            if self.mode == "physical" and form.get("confirm", "").strip() != tenant_id:
+                raise api.ApiError(400, f"type {tenant_id} to confirm the deletion")
+            body = {"mode": self.mode, **selector_of_form(form)}
+            record = api.deletion_request(tenant_id, body, datetime.now(UTC))
+        except api.ApiError as exc:
+            error = f'<div class="error">{escape(exc.message)}</div>'
+            return await self.result(request, tenant_id, error, 400)
+        receipt = await submit(record)
+        if receipt is None:
+            waiting = f"no receipt yet for {record['request_id']}; it will come"
+            return await self.result(request, tenant_id, f'<div class="error">{waiting}</div>')
+        return await self.result(request, tenant_id, dashboard.receipt_html(receipt))
+
+    async def result(
+        self, request: Request, tenant_id: str, html: str, status: int = 200
+    ) -> Response:
+        response: Response = await TenantPage(self.app, self.web).get(request, tenant_id, html)
+        response.set_status(status)  # type: ignore[attr-defined]
+        return response
+
+
+@app.page("/tenants/{tenant_id}/preview")
+class PreviewForm(DeletionForm):
+    mode = "preview"
+
+
+@app.page("/tenants/{tenant_id}/delete")
+class DeleteForm(DeletionForm):
+    mode = "physical"
+    needs = Access.ADMIN
+
+
+@app.page("/signin")
+class SignIn(Page):
+    async def get(self, request: Request) -> Response:
+        return self.html(dashboard.signin_page())
+
+    async def post(self, request: Request) -> Response:
+        form = await request.post()
+        token = (form.get("token") or "").strip()
+        if tokens.access(token) is Access.NONE:
+            return self.html(dashboard.signin_page("That token is not valid."), status=401)
+        cookie = f"{COOKIE}={quote(token)}; HttpOnly; SameSite=Strict; Path=/"
+        return self.to("/", cookie)
+
+
+@app.page("/signout")
+class SignOut(Page):
+    async def post(self, request: Request) -> Response:
+        return self.to("/signin", f"{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+
+
+# -- operations -------------------------------------------------------------------------------
 
 
 @app.page("/metrics")
@@ -17,4 +275,6 @@ class Metrics(View):
 @app.page("/health")
 class Health(View):
     async def get(self, request: Request) -> Response:
-        return self.json({"status": "ok", "app": app.conf.id})
+        return self.json(
+            {"status": "ok", "app": app.conf.id, "read_model": model.caught_up.is_set()}
+        )

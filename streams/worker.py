@@ -21,8 +21,10 @@ class BoundedWorker(Worker):
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         from streams.app import settings
+        from streams.web import tokens
 
         logger.info("active-learners worker: %s", settings.describe())
+        logger.info("active-learners worker: %s", tokens.describe())
 
     def _schedule_shutdown(self, signal: signal.Signals) -> None:  # type: ignore[override]
         self.guard.signalled(signal)

@@ -247,6 +247,7 @@ class LearnerStage:
                 "cut": counts.cut_id,
                 "windows": counts.windows,
                 "total": counts.total,
+                "oldest_ms": counts.oldest_ms,
             }
         return {p: messages.partials_command(tenants) for p, tenants in by_partition.items()}
 

@@ -18,6 +18,8 @@ repeat is harmless downstream.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -72,12 +74,16 @@ class TenantStage:
     ) -> None:
         """Partial counts of several tenants, each from one or more learner partitions."""
         for tenant_id, parts in command["tenants"].items():
+            # the earliest launch behind these reports: only for the latency metric
+            launched = [p.pop("oldest_ms", None) for p in parts.values()]
+            oldest_ms = min((ms for ms in launched if ms), default=None)
             key = _key("parts", tenant_id)
             stored = batch.get(tenant_state, partition, key) or {}
             merged = merge_partials(stored, parts)  # late reports of old owners lose
             if merged != stored:
                 batch.put(tenant_state, partition, key, merged)
-            self.publish(batch, partition, offset, tenant_id, now)
+            if self.publish(batch, partition, offset, tenant_id, now) and oldest_ms:
+                batch.on_durable(_observe_latency(oldest_ms))
 
     def on_deletion_part(
         self, batch: StateBatch, partition: int, offset: int, command: dict[str, Any], now: datetime
@@ -137,7 +143,8 @@ class TenantStage:
             receipt["tenant_id"].encode(),
             encode(receipt),
         )
-        batch.on_durable(metrics.receipts_total.inc)
+        mode = str(receipt.get("mode", "invalid"))
+        batch.on_durable(metrics.receipts_total.labels(receipt["tenant_id"], mode).inc)
 
     def receipt(
         self,
@@ -173,8 +180,10 @@ class TenantStage:
     # -- publishing ---------------------------------------------------------------------------
     def publish(
         self, batch: StateBatch, partition: int, offset: int, tenant_id: str, now: datetime
-    ) -> None:
-        """Publish what changed in the tenant's windows; fire the thresholds it crossed."""
+    ) -> bool:
+        """Publish what changed in the tenant's windows; fire the thresholds it crossed.
+
+        Whether count records went out."""
         stored_license = batch.get(tenant_state, partition, _key("lic", tenant_id))
         cut = cut_of(stored_license)
         partials = batch.get(tenant_state, partition, _key("parts", tenant_id)) or {}
@@ -182,7 +191,7 @@ class TenantStage:
         pub = batch.get(tenant_state, partition, pub_key) or {"cut": None, "windows": {}}
         switching = pub["cut"] is not None and pub["cut"] != cut.id
         if switching and not cut_ready(partials, cut, self.learner_partitions):
-            return  # a re-cut is under way: the last exact records stand
+            return False  # a re-cut is under way: the last exact records stand
         # A new license (limit, thresholds, licensed flag or cut): every record is written again.
         republish = pub["cut"] is not None and pub.get("license") != stored_license
         sums = sum_partials(partials.values(), cut)
@@ -213,7 +222,7 @@ class TenantStage:
                 and (window := window_starting(cut, date.fromisoformat(start))) is not None
             ]
         else:
-            return
+            return False
         self._emit_counts(batch, tenant_id, updates, gone, license_, licensed, now)
         windows = {update.window.start.isoformat(): update.window for update in updates}
         if republish:
@@ -224,6 +233,7 @@ class TenantStage:
         self.check_thresholds(
             batch, partition, offset, tenant_id, cut, license_, published, windows, now
         )
+        return bool(updates or gone)
 
     def _emit_counts(
         self,
@@ -303,7 +313,16 @@ class TenantStage:
             batch.emit(
                 channels.threshold_events.get_topic_name(), tenant_id.encode(), encode(event)
             )
-            batch.on_durable(metrics.threshold_events_total.labels(crossing.direction).inc)
+            batch.on_durable(
+                metrics.threshold_events_total.labels(tenant_id, crossing.direction).inc
+            )
+
+
+def _observe_latency(oldest_ms: int) -> Callable[[], None]:
+    def observe() -> None:
+        metrics.count_latency.observe(max(0.0, time.time() - oldest_ms / 1000))
+
+    return observe
 
 
 def _count_metrics(updated: int, removed: int) -> None:

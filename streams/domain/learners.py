@@ -71,6 +71,7 @@ class TrackedAttempt(NamedTuple):
     source_partition: int  # where the launch is on the `launches` topic (for a dead letter)
     source_offset: int
     raw: str | None = None  # the original record when small; else fetched by its position
+    received_ms: int = 0  # the launch's Kafka timestamp (for the launch -> count latency metric)
 
     @property
     def launched_at(self) -> datetime:
@@ -158,6 +159,7 @@ class CountChange:
 
     windows: Counter[str] = field(default_factory=Counter)
     total: int = 0
+    oldest_ms: int | None = None  # the earliest launch timestamp behind the change (a metric)
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,8 @@ def apply_attempts(
         if window in windows:
             continue
         change = result.changes.setdefault(tenant_id, CountChange())
+        if item.received_ms and (change.oldest_ms is None or item.received_ms < change.oldest_ms):
+            change.oldest_ms = item.received_ms
         if not windows:
             change.total += 1
         windows.add(window)
@@ -269,6 +273,7 @@ class TenantCounts:
     total: int = 0
     cut_id: str = ""
     seq: int = -1  # offset of the last command of this partition applied to these counts
+    oldest_ms: int | None = None  # the earliest launch behind changes not yet reported
 
     def add_learner(self, windows: Iterable[str]) -> None:
         windows = list(windows)
@@ -279,6 +284,8 @@ class TenantCounts:
             self.windows[window] = self.windows.get(window, 0) + 1
 
     def apply(self, change: CountChange) -> None:
+        if change.oldest_ms is not None:
+            self.oldest_ms = min(self.oldest_ms or change.oldest_ms, change.oldest_ms)
         self.total += change.total
         for window, joined in change.windows.items():
             active = self.windows.get(window, 0) + joined
@@ -288,7 +295,7 @@ class TenantCounts:
                 self.windows.pop(window, None)
 
     def copy(self) -> TenantCounts:
-        return TenantCounts(dict(self.windows), self.total, self.cut_id, self.seq)
+        return TenantCounts(dict(self.windows), self.total, self.cut_id, self.seq, self.oldest_ms)
 
 
 class PartitionCounters:
@@ -359,4 +366,5 @@ class PartitionCounters:
             counts = self._counts.get(partition, {}).get(tenant_id)
             if counts is not None:
                 out.append((partition, tenant_id, counts.copy()))
+                counts.oldest_ms = None  # reported
         return out

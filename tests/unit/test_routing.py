@@ -19,6 +19,7 @@ class Record:
     value: bytes | None
     partition: int = 0
     offset: int = 0
+    timestamp: int = 1_764_000_000_000
 
 
 def launch(n: int, **changes: object) -> bytes:

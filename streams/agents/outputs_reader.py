@@ -1,0 +1,127 @@
+"""Feeds the read model (streams/read_model.py) from the output topics, on every worker."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from mode import Service
+
+from streams import metrics, topics
+from streams.app import app, settings
+from streams.read_model import ReadModel
+
+log = logging.getLogger(__name__)
+
+model = ReadModel()
+model.on_counts = metrics.tenant_counts_changed(model)
+
+LAG_INTERVAL_S = 15.0
+# which consumer group reads which input topic (faust's group is the app id)
+INPUT_GROUPS = {
+    "": (topics.LICENSES, topics.ATTEMPT_DELETIONS, topics.LEARNER_GROUPS),
+    "-launches": (topics.LAUNCHES,),
+}
+
+SOURCES = {
+    topics.LICENSES: lambda record: model.apply_license(record.key, record.value),
+    topics.ACTIVE_LEARNER_COUNTS: lambda record: model.apply_count(record.key, record.value),
+    topics.DELETION_RECEIPTS: lambda record: model.apply_receipt(record.value),
+    topics.THRESHOLD_EVENTS: lambda record: model.apply_event(record.value),
+}
+
+
+@app.service
+class OutputsReader(Service):
+    """All partitions of the output topics, from the beginning, with no consumer group."""
+
+    def __post_init__(self) -> None:
+        self.consumer: AIOKafkaConsumer | None = None
+        self.applies: dict[str, Any] = {settings.topic(name): f for name, f in SOURCES.items()}
+
+    async def on_start(self) -> None:
+        # No consumer group: the consumer is assigned every partition of what it subscribes to,
+        # from the beginning.
+        self.consumer = AIOKafkaConsumer(
+            **settings.aiokafka(),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id=f"{settings.app_id}-read-model",
+        )
+        self.consumer.subscribe(list(self.applies))
+        await self.consumer.start()
+        self.end_at_start: dict[TopicPartition, int] | None = None
+
+    async def on_stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    @Service.timer(LAG_INTERVAL_S)
+    async def _measure_lag(self) -> None:
+        """Lag of every input topic: its end offsets less what its consumer group committed."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        assert self.consumer is not None
+        if model.on_counts is not None:  # the current window moves with the clock
+            for tenant_id in model.tenants():
+                model.on_counts(tenant_id)
+        admin = AIOKafkaAdminClient(**settings.aiokafka())
+        await admin.start()
+        try:
+            for group, names in INPUT_GROUPS.items():
+                committed = await admin.list_consumer_group_offsets(settings.app_id + group)
+                for name in names:
+                    topic = settings.topic(name)
+                    tps = [
+                        TopicPartition(topic, p)
+                        for p in sorted(self.consumer.partitions_for_topic(topic) or ())
+                    ]
+                    ends = await self.consumer.end_offsets(tps) if tps else {}
+                    lag = 0
+                    for tp, end in ends.items():
+                        done = committed.get(tp)
+                        lag += end - (done.offset if done is not None and done.offset >= 0 else 0)
+                    metrics.consumer_lag.labels(name).set(lag)
+        except Exception as exc:  # a metric: never worth more than a line in the log
+            log.info("consumer lag not measured this time (%s)", type(exc).__name__)
+        finally:
+            await admin.close()
+
+    async def reached_start_ends(self) -> bool:
+        assert self.consumer is not None and self.end_at_start is not None
+        for tp, end in self.end_at_start.items():
+            if await self.consumer.position(tp) < end:
+                return False
+        return True
+
+    @Service.task
+    async def _read(self) -> None:
+        assert self.consumer is not None
+        while not self.should_stop:
+            fetched = await self.consumer.getmany(timeout_ms=500, max_records=10_000)
+            for tp, records in fetched.items():
+                apply = self.applies[tp.topic]
+                for record in records:
+                    try:
+                        apply(record)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        log.warning(
+                            "read model: skipped %s/%d@%d (%s)",
+                            tp.topic,
+                            tp.partition,
+                            record.offset,
+                            type(exc).__name__,
+                        )
+            if self.end_at_start is None and self.consumer.assignment():
+                self.end_at_start = await self.consumer.end_offsets(
+                    list(self.consumer.assignment())
+                )
+            if (
+                not model.caught_up.is_set()
+                and self.end_at_start is not None
+                and await self.reached_start_ends()
+            ):
+                model.caught_up.set()
+                log.info("read model: caught up (%d tenants)", len(model.tenants()))

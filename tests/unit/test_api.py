@@ -1,0 +1,161 @@
+"""The HTTP API's answers, the dashboard's HTML and the tokens, from a read model (no broker)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from streams import api, dashboard
+from streams.auth import Access, Tokens, bearer
+from streams.openapi import document
+from streams.read_model import ReadModel
+
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+LICENSE = {
+    "tenant_id": "acme",
+    "cycle_start": "2026-01-01",
+    "window_months": 3,
+    "learner_limit": 500,
+    "thresholds": [80, 90, 100],
+    "notify": ["admin@acme.example"],
+    "timezone": "UTC",
+}
+
+
+def count(tenant: str, start: str, end: str, active: int, total: int, months: int = 3) -> bytes:
+    return json.dumps(
+        {
+            "tenant_id": tenant,
+            "window": {"start": start, "end": end, "months": months},
+            "active_learners": active,
+            "total_learners": total,
+            "learner_limit": 500 if tenant == "acme" else None,
+            "utilization_pct": None,
+            "licensed": tenant == "acme",
+            "updated_at": "2026-11-20T11:59:00+00:00",
+        }
+    ).encode()
+
+
+@pytest.fixture
+def model() -> ReadModel:
+    model = ReadModel()
+    model.apply_license(b"acme", json.dumps(LICENSE).encode())
+    model.apply_count(b"acme/2026-07-01", count("acme", "2026-07-01", "2026-10-01", 380, 700))
+    model.apply_count(b"acme/2026-10-01", count("acme", "2026-10-01", "2027-01-01", 452, 842))
+    model.apply_count(
+        b"globex/2026-01-01", count("globex", "2026-01-01", "2027-01-01", 12, 30, months=12)
+    )
+    return model
+
+
+def test_license_key_details(model: ReadModel) -> None:
+    details = api.tenant_details(model, "acme", NOW)
+    assert details["license"]["surcharge_pct"] == 25
+    assert details["window"] == {"start": "2026-10-01", "end": "2027-01-01", "months": 3}
+    assert (details["active_learners"], details["total_learners"]) == (452, 842)
+    assert details["utilization_pct"] == 90.4
+    assert details["thresholds"] == [
+        {"pct": 80, "learners": 400, "reached": True},
+        {"pct": 90, "learners": 450, "reached": True},
+        {"pct": 100, "learners": 500, "reached": False},
+    ]
+    unlicensed = api.tenant_details(model, "globex", NOW)
+    assert unlicensed["licensed"] is False and unlicensed["license"]["surcharge_pct"] == 0
+    assert unlicensed["thresholds"] == [] and unlicensed["utilization_pct"] is None
+    with pytest.raises(api.ApiError) as info:
+        api.tenant_details(model, "nobody", NOW)
+    assert info.value.status == 404
+
+
+def test_a_new_window_before_its_first_record(model: ReadModel) -> None:
+    january = datetime(2027, 1, 2, tzinfo=UTC)
+    summary = api.tenant_summary(model, "acme", january)
+    assert summary["window"]["start"] == "2027-01-01"
+    assert (summary["active_learners"], summary["total_learners"]) == (0, 842)
+
+
+def test_tenants_and_windows(model: ReadModel) -> None:
+    listed = api.tenants(model, NOW)["tenants"]
+    assert [t["tenant_id"] for t in listed] == ["acme", "globex"]
+    windows = api.tenant_windows(model, "acme")["windows"]
+    assert [w["window"]["start"] for w in windows] == ["2026-07-01", "2026-10-01"]
+    model.apply_count(b"acme/2026-07-01", None)  # a re-cut tombstoned it
+    assert len(api.tenant_windows(model, "acme")["windows"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ([], "JSON object"),
+        ({"mode": "shred", "older_than": "2026-01-01T00:00:00Z"}, "mode"),
+        ({"mode": "physical"}, "exactly one selector"),
+        ({"mode": "physical", "older_than": "2027-06-01T00:00:00Z"}, "future"),
+        ({"mode": "preview", "teams": ["a"], "roles": ["b"]}, "exactly one selector"),
+        ({"mode": "preview", "tenant_id": "globex", "older_than": "2026-01-01T00:00:00Z"}, "path"),
+    ],
+)
+def test_bad_deletion_bodies_are_400(body: object, words: str) -> None:
+    with pytest.raises(api.ApiError) as info:
+        api.deletion_request("acme", body, NOW)
+    assert info.value.status == 400 and words in info.value.message
+    assert "\n" not in info.value.message
+
+
+def test_a_deletion_body_gets_an_id_and_a_time() -> None:
+    record = api.deletion_request("acme", {"mode": "preview", "learner_ids": ["l1"]}, NOW)
+    assert record["tenant_id"] == "acme" and record["request_id"].startswith("api-")
+    assert datetime.fromisoformat(record["requested_at"]) == NOW
+
+
+def test_receipts_are_kept_once() -> None:
+    model = ReadModel()
+    receipt = {"request_id": "r1", "tenant_id": "acme", "mode": "preview", "completed_at": "a"}
+    model.apply_receipt(json.dumps(receipt).encode())
+    model.apply_receipt(json.dumps({**receipt, "completed_at": "b"}).encode())
+    assert model.receipt("acme", "r1")["completed_at"] == "a"  # type: ignore[index]
+    assert model.receipt("globex", "r1") is None
+
+
+def test_tokens() -> None:
+    tokens = Tokens.from_env({"API_READ_TOKENS": "r1, r2", "API_ADMIN_TOKENS": "a1"})
+    assert tokens.access("r2") is Access.READ and tokens.access("a1") is Access.ADMIN
+    assert tokens.access("nope") is Access.NONE and tokens.access(None) is Access.NONE
+    assert "r1" not in tokens.describe()
+    assert Tokens.from_env({}).access(None) is Access.ADMIN  # open without tokens
+    assert bearer("Bearer abc") == "abc" and bearer("Basic abc") is None and bearer(None) is None
+
+
+def test_the_dashboard_sorts_by_utilization_and_draws_the_chart(model: ReadModel) -> None:
+    html = dashboard.tenants_page(api.tenants(model, NOW)["tenants"], signed_in=False)
+    assert html.index(">acme<") < html.index(">globex<"), "the utilized tenant first"
+    details = api.tenant_details(model, "acme", NOW)
+    windows = api.tenant_windows(model, "acme")["windows"]
+    page = dashboard.tenant_page(details, windows, [], signed_in=True)
+    assert page.count('class="bar"') == 2 and "limit 500" in page and "90%" in page
+    receipt = {
+        "mode": "preview",
+        "attempts_affected": 1204,
+        "learners_affected": 311,
+        "windows": [{"start": "2026-10-01", "active_before": 842, "active_after": 655}],
+    }
+    assert "window 2026-10-01: 842 &rarr; 655" in dashboard.receipt_html(receipt)
+    assert "<script" not in dashboard.tenant_page(
+        {**details, "tenant_id": "<script>x</script>"}, windows, [], True
+    )
+
+
+def test_the_openapi_document_names_every_call() -> None:
+    doc = document()
+    assert doc["openapi"].startswith("3.1")
+    assert set(doc["paths"]) == {
+        "/api/tenants",
+        "/api/tenants/{tenant_id}",
+        "/api/tenants/{tenant_id}/windows",
+        "/api/tenants/{tenant_id}/deletions",
+        "/api/tenants/{tenant_id}/deletions/{request_id}",
+        "/api/openapi.json",
+    }
+    json.dumps(doc)
