@@ -28,6 +28,9 @@ input,textarea,button{font:inherit;padding:6px 8px} button{cursor:pointer}
 """
 
 
+REACHED = " \u2713 reached"
+
+
 def bar_color(pct: float | None) -> str:
     if pct is None:
         return "#8aa1c1"
@@ -137,9 +140,8 @@ def window_chart(windows: list[dict[str, Any]], limit: int | None, thresholds: l
         level = y(limit)
         parts.append(
             f'<line x1="{left}" y1="{level:.1f}" x2="{left + plot_w}" y2="{level:.1f}" '
-            f'stroke="#c62828" stroke-width="2"/><text x="{left + plot_w - 4}" '
-            f'y="{level - 5:.1f}" font-size="11" text-anchor="end" fill="#c62828">'
-            f"limit {limit:,}</text>"
+            f'stroke="#c62828" stroke-width="2"/><text x="{left - 4}" y="{level - 6:.1f}" '
+            f'font-size="10" text-anchor="end" fill="#c62828">limit</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -196,17 +198,17 @@ def tenant_page(
             "Active Window",
             f"{lic['window_months']} months (surcharge {lic['surcharge_pct']} %)",
         ),
-        ("Current window", f"{window['start']} &ndash; {window['end']} ({lic['timezone']})"),
+        ("Current window", f"{window['start']} \u2013 {window['end']} ({lic['timezone']})"),
         (
             "Thresholds",
             ", ".join(
-                f"{t['pct']} % = {t['learners']:,} {'&#10004; reached' if t['reached'] else ''}"
+                f"{t['pct']} % = {t['learners']:,}{REACHED if t['reached'] else ''}"
                 for t in details["thresholds"]
             )
-            or "&ndash;",
+            or "\u2013",
         ),
-        ("Notify", ", ".join(lic["notify"]) or "&ndash;"),
-        ("Updated", details["updated_at"] or "&ndash;"),
+        ("Notify", ", ".join(lic["notify"]) or "\u2013"),
+        ("Updated", details["updated_at"] or "\u2013"),
     ]
     license_table = (
         "<table>"
