@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 KAFKA := bash docker/kafka/kafka.sh
 RUN := .demo
 
-.PHONY: help install kafka kafka-stop topics worker notifier demo test unit unit-all lint schemas bench soak down clean
+.PHONY: help install browser screenshots kafka kafka-stop topics worker notifier demo test unit unit-all lint schemas bench soak down clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -24,6 +24,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
+
+# Headless Chromium for the dashboard's browser tests: Debian's package, like the broker's jars
+# come from Maven Central (never a test tool's own browser download). sudo when not root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser: ## install Debian's chromium (headless, for the dashboard tests) unless it is there
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "browser: installing Debian's chromium package"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    chromium fonts-liberation >/dev/null; }
+	@chromium --version 2>/dev/null
+
+screenshots: install browser kafka ## the dashboard's screenshots in docs/screenshots (from its browser test)
+	SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -q tests/integration/test_web.py -k browser
 
 kafka: ## start the local Kafka broker (KRaft, localhost:9092); no-op when running
 	@$(KAFKA) start
@@ -43,7 +57,7 @@ notifier: install kafka topics ## run the threshold e-mail notifier in the foreg
 demo: install kafka ## start broker + worker, produce a dataset, print the counts
 	@bash scripts/demo.sh
 
-test: install ## run every test (starts the broker itself; stops it if it started it)
+test: install browser ## run every test (starts the broker itself; stops it if it started it)
 	$(BIN)/python -m pytest
 
 unit: install ## run the unit tests only (no broker)

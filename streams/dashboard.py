@@ -123,6 +123,11 @@ def window_chart(windows: list[dict[str, Any]], limit: int | None, thresholds: l
             f'height="{active * scale:.1f}" fill="#3f6fb5">'
             f"<title>{escape(window['window']['start'])}: {active:,} active</title></rect>"
         )
+        if len(shown) <= 12:  # the figure on top of its bar, while there is room for it
+            parts.append(
+                f'<text class="value" x="{x + slot * 0.35:.1f}" y="{y(active) - 4:.1f}" '
+                f'font-size="11" text-anchor="middle">{active:,}</text>'
+            )
         if len(shown) <= 12 or index % 2 == 0:
             parts.append(
                 f'<text x="{x + slot * 0.35:.1f}" y="{height - 22}" font-size="10" '

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from mode import Service
 
 from streams import metrics, topics
@@ -67,9 +69,11 @@ class OutputsReader(Service):
         if model.on_counts is not None:  # the current window moves with the clock
             for tenant_id in model.tenants():
                 model.on_counts(tenant_id)
+        # A metric is never worth the worker: while the broker is away (or anything else goes
+        # wrong) the gauges keep their last value and the log says why, once a round.
         admin = AIOKafkaAdminClient(**settings.aiokafka())
-        await admin.start()
         try:
+            await admin.start()
             for group, names in INPUT_GROUPS.items():
                 committed = await admin.list_consumer_group_offsets(settings.app_id + group)
                 for name in names:
@@ -84,10 +88,11 @@ class OutputsReader(Service):
                         done = committed.get(tp)
                         lag += end - (done.offset if done is not None and done.offset >= 0 else 0)
                     metrics.consumer_lag.labels(name).set(lag)
-        except Exception as exc:  # a metric: never worth more than a line in the log
-            log.info("consumer lag not measured this time (%s)", type(exc).__name__)
+        except Exception as exc:
+            log.info("consumer lag not measured this time (%s: %s)", type(exc).__name__, exc)
         finally:
-            await admin.close()
+            with contextlib.suppress(Exception):  # closing a client that never connected
+                await admin.close()
 
     async def reached_start_ends(self) -> bool:
         assert self.consumer is not None and self.end_at_start is not None
@@ -98,30 +103,37 @@ class OutputsReader(Service):
 
     @Service.task
     async def _read(self) -> None:
-        assert self.consumer is not None
+        # The reader outlives broker outages: a failed round is logged and tried again, it never
+        # stops the worker (the agents, not the read model, are what the worker is for).
         while not self.should_stop:
-            fetched = await self.consumer.getmany(timeout_ms=500, max_records=10_000)
-            for tp, records in fetched.items():
-                apply = self.applies[tp.topic]
-                for record in records:
-                    try:
-                        apply(record)
-                    except (ValueError, KeyError, TypeError) as exc:
-                        log.warning(
-                            "read model: skipped %s/%d@%d (%s)",
-                            tp.topic,
-                            tp.partition,
-                            record.offset,
-                            type(exc).__name__,
-                        )
-            if self.end_at_start is None and self.consumer.assignment():
-                self.end_at_start = await self.consumer.end_offsets(
-                    list(self.consumer.assignment())
-                )
-            if (
-                not model.caught_up.is_set()
-                and self.end_at_start is not None
-                and await self.reached_start_ends()
-            ):
-                model.caught_up.set()
-                log.info("read model: caught up (%d tenants)", len(model.tenants()))
+            try:
+                await self._read_once()
+            except (KafkaError, OSError) as exc:
+                log.warning("read model: %s: %s; reading again in 1 s", type(exc).__name__, exc)
+                await self.sleep(1.0)
+
+    async def _read_once(self) -> None:
+        assert self.consumer is not None
+        fetched = await self.consumer.getmany(timeout_ms=500, max_records=10_000)
+        for tp, records in fetched.items():
+            apply = self.applies[tp.topic]
+            for record in records:
+                try:
+                    apply(record)
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning(
+                        "read model: skipped %s/%d@%d (%s)",
+                        tp.topic,
+                        tp.partition,
+                        record.offset,
+                        type(exc).__name__,
+                    )
+        if self.end_at_start is None and self.consumer.assignment():
+            self.end_at_start = await self.consumer.end_offsets(list(self.consumer.assignment()))
+        if (
+            not model.caught_up.is_set()
+            and self.end_at_start is not None
+            and await self.reached_start_ends()
+        ):
+            model.caught_up.set()
+            log.info("read model: caught up (%d tenants)", len(model.tenants()))

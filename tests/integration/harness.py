@@ -51,12 +51,14 @@ class WorkerProcess:
         self.command = command
         self.extra_env = extra_env or {}
         self.process: subprocess.Popen[bytes] | None = None
+        self.web_port = 0  # a free port, chosen again at every start
 
     def start(self) -> WorkerProcess:
+        self.web_port = free_port()
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streams", self.command],
-            env={**worker_env(self.settings, free_port()), **self.extra_env},
+            env={**worker_env(self.settings, self.web_port), **self.extra_env},
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -37,13 +37,24 @@ def make_certificates(folder: Path) -> None:
     """A CA, and a certificate for localhost signed by it (PEM, unencrypted PKCS#8 key)."""
     openssl(
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-        "-days", "2", "-subj", "/CN=active-learners test CA", cwd=folder,
+        "-days", "2", "-subj", "/CN=active-learners test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=folder,
     )  # fmt: skip
     openssl(
         "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "broker.key", "-out", "broker.csr",
         "-subj", "/CN=localhost", cwd=folder,
     )  # fmt: skip
-    (folder / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    # Python 3.13 verifies with VERIFY_X509_STRICT: the CA needs key usage, the leaf an
+    # authority key identifier, or the handshake fails with "certificate not trusted".
+    (folder / "san.ext").write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+        "basicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        "subjectKeyIdentifier=hash\n"
+        "authorityKeyIdentifier=keyid,issuer\n"
+    )
     openssl(
         "x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
         "-CAcreateserial", "-out", "broker.crt", "-days", "2", "-extfile", "san.ext", cwd=folder,
