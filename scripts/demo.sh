@@ -25,7 +25,7 @@ echo "$TOPIC_PREFIX" >"$RUN/prefix"
 echo "== topics (prefix $TOPIC_PREFIX)"
 $BIN/active-learners topics | tail -1
 
-echo "== worker (log: $RUN/worker.log, metrics: http://127.0.0.1:$WEB_PORT/metrics)"
+echo "== worker (log: $RUN/worker.log, dashboard: http://127.0.0.1:$WEB_PORT/)"
 nohup $BIN/active-learners worker >"$RUN/worker.log" 2>&1 &
 echo $! >"$RUN/worker.pid"
 
@@ -51,6 +51,35 @@ echo
 $BIN/active-learners verify "$RUN/dataset.jsonl"
 
 echo
+echo "== the dashboard's API (http://127.0.0.1:$WEB_PORT/api/tenants) against the count topic"
+$BIN/python - <<PY
+import json, time, urllib.request
+from streams.config import Settings
+from streams.kafka_io import current_counts
+base = "http://127.0.0.1:$WEB_PORT"
+deadline = time.monotonic() + 60
+while not json.load(urllib.request.urlopen(base + "/health"))["read_model"]:
+    if time.monotonic() > deadline:
+        raise SystemExit("demo: the worker's read model did not catch up within 60 s")
+    time.sleep(0.5)
+counts = current_counts(Settings.from_env())
+deadline = time.monotonic() + 30
+while True:
+    tenants = json.load(urllib.request.urlopen(base + "/api/tenants"))["tenants"]
+    differ = [t["tenant_id"] for t in tenants
+              if counts.get((t["tenant_id"], t["window"]["start"]), {}).get("active_learners", 0)
+              != t["active_learners"]]
+    if not differ or time.monotonic() > deadline:
+        break
+    time.sleep(0.5)
+if differ:
+    raise SystemExit(f"demo: the API differs from the count topic for {differ}")
+top = tenants and max(tenants, key=lambda t: t["utilization_pct"] or 0)
+print(f"{len(tenants)} tenants, every one equal to the count topic; the most utilized: "
+      f"{top['tenant_id']} at {top['utilization_pct']:.1f} % of {top['learner_limit']:,}")
+PY
+
+echo
 echo "== threshold events (80/90/100 % of each licensed limit, per window)"
 $BIN/python - <<'PY'
 import json, os
@@ -74,7 +103,9 @@ mails=$(ls "$outbox" 2>/dev/null | wc -l)
 echo "e-mails: $mails written to $outbox (events of windows that ended over 7 days ago are not mailed;"
 echo "         set SMTP_HOST to send them instead; see $RUN/notifier.log)"
 echo
-echo "The worker keeps running. Try:"
+echo "The worker keeps running. Open the dashboard: http://127.0.0.1:$WEB_PORT/"
+echo "Or try:"
 echo "  TOPIC_PREFIX=$TOPIC_PREFIX $BIN/active-learners counts --tenant tenant-003"
-echo "  curl -s http://127.0.0.1:$WEB_PORT/metrics | grep active_learners_"
+echo "  curl -s http://127.0.0.1:$WEB_PORT/api/tenants/tenant-003"
+echo "  curl -s http://127.0.0.1:$WEB_PORT/metrics | grep active_learners_tenant_"
 echo "Stop everything with: make down"
