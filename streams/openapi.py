@@ -164,6 +164,11 @@ def document() -> dict[str, Any]:
                             ),
                         },
                         "400": {"description": "not a valid request", **_json(ERROR)},
+                        "503": {
+                            "description": "Kafka did not take the request within 30 s (it may "
+                            "still be carried out; its receipt tells)",
+                            **_json(ERROR),
+                        },
                         **errors,
                     },
                 }

@@ -7,6 +7,7 @@ like any other request and answered with its receipt once the read model has it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 tokens = Tokens.from_env()
 RECEIPT_WAIT_S = 60.0
+SEND_WAIT_S = 30.0
 
 
 def _access(request: Request, cookie: bool) -> Access:
@@ -89,7 +91,12 @@ class TenantWindows(ApiView):
 
 
 async def submit(request_record: dict[str, Any]) -> dict[str, Any] | None:
-    """Produce a deletion request; its receipt, or None when it takes over RECEIPT_WAIT_S."""
+    """Produce a deletion request; its receipt, or None when it takes over RECEIPT_WAIT_S.
+
+    ApiError(503) when Kafka does not take the request within SEND_WAIT_S (a broker outage).
+    The send goes on in the background (shielded), so the request may still be carried out:
+    the answer names its request id, whose receipt tells.
+    """
     batch = StateBatch(sender)
     tenant_id = request_record["tenant_id"]
     batch.emit(
@@ -97,7 +104,14 @@ async def submit(request_record: dict[str, Any]) -> dict[str, Any] | None:
         tenant_id.encode(),
         json.dumps(request_record).encode(),
     )
-    await batch.flush()
+    try:
+        await asyncio.wait_for(asyncio.shield(batch.flush()), SEND_WAIT_S)
+    except TimeoutError:
+        raise api.ApiError(
+            503,
+            f"Kafka did not take request {request_record['request_id']} within "
+            f"{SEND_WAIT_S:g} s; it may still be carried out: ask for its receipt later",
+        ) from None
     return await model.wait_for_receipt(tenant_id, request_record["request_id"], RECEIPT_WAIT_S)
 
 
@@ -117,7 +131,10 @@ class Deletions(ApiView):
             record = api.deletion_request(tenant_id, body, datetime.now(UTC))
         except api.ApiError as exc:
             return self.fail(exc.status, exc.message)
-        receipt = await submit(record)
+        try:
+            receipt = await submit(record)
+        except api.ApiError as exc:
+            return self.fail(exc.status, exc.message)
         if receipt is None:
             return self.json({"request_id": record["request_id"]}, status=202)
         return self.json(receipt)
@@ -215,10 +232,10 @@ class DeletionForm(Page):
                 raise api.ApiError(400, f"type {tenant_id} to confirm the deletion")
             body = {"mode": self.mode, **selector_of_form(form)}
             record = api.deletion_request(tenant_id, body, datetime.now(UTC))
+            receipt = await submit(record)
         except api.ApiError as exc:
             error = f'<div class="error">{escape(exc.message)}</div>'
-            return await self.result(request, tenant_id, error, 400)
-        receipt = await submit(record)
+            return await self.result(request, tenant_id, error, exc.status)
         if receipt is None:
             waiting = f"no receipt yet for {record['request_id']}; it will come"
             return await self.result(request, tenant_id, f'<div class="error">{waiting}</div>')

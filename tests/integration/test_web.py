@@ -27,7 +27,10 @@ from streams.config import Settings
 from streams.domain.recount import cut_for, recount
 from streams.domain.windows import window_of
 from streams.kafka_admin import ensure_topics
+from tests.integration.conftest import broker_answers
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
+from tests.integration.test_compound_faults import broker as kafka
+from tests.integration.test_compound_faults import local_broker
 
 pytestmark = pytest.mark.integration
 
@@ -417,3 +420,31 @@ def test_the_dashboard_in_a_browser(site: Site, browser: Any, tmp_path: Path) ->
     page.goto(site.base + "/tenants/acme")
     assert "12" in page.inner_text(".grid")
     page.close()
+
+
+# -- last: it crashes the broker -------------------------------------------------------------
+
+
+@pytest.mark.skipif(not local_broker(), reason="crashes and restarts the local broker")
+def test_a_deletion_in_a_broker_outage_answers_503_and_is_carried_out_later(
+    site: Site, broker: Settings
+) -> None:
+    body = {"mode": "preview", "learner_ids": ["acme-l5"], "request_id": "in-an-outage"}
+    kafka("crash")
+    try:
+        status, answer, _ = site.call("POST", "/api/tenants/acme/deletions", ADMIN_TOKEN, body)
+    finally:
+        kafka("start")
+    assert status == 503, answer
+    assert "in-an-outage" in answer["error"] and "\n" not in answer["error"]
+    wait_for(lambda: broker_answers(broker), 120, "the broker back")
+
+    # the send went on in the worker: the request is carried out once Kafka is back
+    def receipt() -> dict[str, Any] | None:
+        if not site.worker.alive():
+            pytest.fail(f"the worker died:\n{site.worker.log_tail()}")
+        status, answer, _ = site.call("GET", "/api/tenants/acme/deletions/in-an-outage", READ_TOKEN)
+        return answer if status == 200 else None
+
+    stored = wait_for(receipt, 180, "the receipt of the request sent during the outage")
+    assert stored["learners_affected"] == 1, stored
