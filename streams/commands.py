@@ -312,7 +312,8 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         head, _, previous = text.partition(marker)
         flags = " ".join(sys.argv[2:]) or "(defaults)"
         entry = (
-            f"\n## `active-learners bench {flags}` on {stamp[:8]} {stamp[8:12]} UTC\n\n"
+            f"\n## `active-learners bench {flags}` on {stamp[:4]}-{stamp[4:6]}-{stamp[6:8]} "
+            f"{stamp[8:10]}:{stamp[10:12]} UTC\n\n"
             + "```\n"
             + summary
             + "\n```\n\nRSS as attempts are stored:\n\n"
