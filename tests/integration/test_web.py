@@ -381,6 +381,16 @@ def test_the_dashboard_in_a_browser(site: Site, browser: Any, tmp_path: Path) ->
     assert figures == [str(w["active_learners"]) for w in windows]
     assert "limit" in (page.text_content("div.card svg") or "")
 
+    # a preview by date: the earlier windows would be emptied
+    before = (NOW - timedelta(days=100)).date().isoformat()
+    page.fill("#preview input[name=older_than]", before)
+    page.click("#preview button")
+    result = page.inner_text(".result")
+    assert "would delete 11 attempts of 11 learners" in result
+    earlier = sorted(w["window"]["start"] for w in windows)[:2]
+    assert f"window {earlier[0]}: 4 \u2192 0" in result
+    assert f"window {earlier[1]}: 7 \u2192 0" in result
+
     # a preview from the form shows each window's before -> after, and changes nothing
     page.fill("#preview textarea[name=learner_ids]", "acme-l0\nacme-l1")
     page.click("#preview button")
