@@ -31,6 +31,17 @@ input,textarea,button{font:inherit;padding:6px 8px} button{cursor:pointer}
 REACHED = " \u2713 reached"
 
 
+def when(instant: str | None) -> str:
+    """An ISO instant to the second, for people ("2026-11-29 04:41:50 UTC")."""
+    if not instant:
+        return "\u2013"
+    if instant.endswith(("+00:00", "Z")):
+        zone = " UTC"
+    else:
+        zone = f" {instant[-6:]}" if len(instant) > 19 and instant[-6] in "+-" else ""
+    return instant[:19].replace("T", " ") + zone
+
+
 def bar_color(pct: float | None) -> str:
     if pct is None:
         return "#8aa1c1"
@@ -201,7 +212,8 @@ def tenant_page(
         ("Active Learner Start Date", lic["cycle_start"]),
         (
             "Active Window",
-            f"{lic['window_months']} months (surcharge {lic['surcharge_pct']} %)",
+            f"{lic['window_months']} month{'' if lic['window_months'] == 1 else 's'} "
+            f"(surcharge {lic['surcharge_pct']} %)",
         ),
         ("Current window", f"{window['start']} \u2013 {window['end']} ({lic['timezone']})"),
         (
@@ -213,7 +225,7 @@ def tenant_page(
             or "\u2013",
         ),
         ("Notify", ", ".join(lic["notify"]) or "\u2013"),
-        ("Updated", details["updated_at"] or "\u2013"),
+        ("Updated", when(details["updated_at"])),
     ]
     license_table = (
         "<table>"

@@ -159,3 +159,11 @@ def test_the_openapi_document_names_every_call() -> None:
         "/api/openapi.json",
     }
     json.dumps(doc)
+
+
+def test_instants_are_shown_to_the_second_with_their_zone() -> None:
+    when = dashboard.when
+    assert when("2026-11-29T04:41:50.552855+00:00") == "2026-11-29 04:41:50 UTC"
+    assert when("2026-11-29T04:41:50Z") == "2026-11-29 04:41:50 UTC"
+    assert when("2026-11-29T13:41:50+09:00") == "2026-11-29 13:41:50 +09:00"
+    assert when(None) == "\u2013"
