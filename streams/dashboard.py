@@ -209,7 +209,10 @@ def tenant_page(
     window = details["window"]
     license_rows = [
         ("Licensed", "yes" if details["licensed"] else "no (default license)"),
-        ("Active Learner Start Date", lic["cycle_start"]),
+        (
+            "Active Learner Start Date",
+            lic["cycle_start"] if details["licensed"] else "\u2013 (calendar years)",
+        ),
         (
             "Active Window",
             f"{lic['window_months']} month{'' if lic['window_months'] == 1 else 's'} "
