@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from streams.config import ConfigError, Settings
 from streams.kafka_admin import (
@@ -16,6 +17,7 @@ from streams.kafka_admin import (
     admin_client,
     copartitioned_count,
     ensure_topics,
+    is_local_broker,
 )
 from streams.kafka_io import ProduceError
 
@@ -278,9 +280,24 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _prepend_run(path: Path, title: str, command: str, stamp: str, body: str) -> None:
+    """Put a run of `bench` or `soak` first among the runs of its results file.
+
+    The runs follow the `<!-- {command} results -->` marker, newest first; what comes before the
+    marker (the file's own text) stays as it is.
+    """
+    text = path.read_text(encoding="utf-8") if path.exists() else f"{title}\n"
+    marker = f"<!-- {command} results -->"
+    head, _, previous = text.partition(marker)
+    flags = " ".join(sys.argv[2:]) or "(defaults)"
+    when = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[8:10]}:{stamp[10:12]} UTC"
+    entry = f"\n## `active-learners {command} {flags}` on {when}\n\n{body}"
+    path.write_text(head.rstrip() + "\n\n" + marker + "\n" + entry + previous, encoding="utf-8")
+    print(f"appended to {path}", file=sys.stderr)
+
+
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime
-    from pathlib import Path
 
     from streams.bench import report, rss_table, run_bench
 
@@ -306,42 +323,25 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     summary = report(result)
     print(summary)
     if args.write:
-        path = Path(args.write)
-        text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-        marker = "<!-- bench results -->"
-        head, _, previous = text.partition(marker)
-        flags = " ".join(sys.argv[2:]) or "(defaults)"
-        entry = (
-            f"\n## `active-learners bench {flags}` on {stamp[:4]}-{stamp[4:6]}-{stamp[6:8]} "
-            f"{stamp[8:10]}:{stamp[10:12]} UTC\n\n"
-            + "```\n"
-            + summary
-            + "\n```\n\nRSS as attempts are stored:\n\n"
-            + rss_table(result)
-            + "\n"
-        )
-        # newest run first; earlier runs stay below for comparison
-        path.write_text(head.rstrip() + "\n\n" + marker + "\n" + entry + previous, encoding="utf-8")
-        print(f"appended to {path}", file=sys.stderr)
+        body = f"```\n{summary}\n```\n\nRSS as attempts are stored:\n\n{rss_table(result)}\n"
+        _prepend_run(Path(args.write), "# Benchmarks", "bench", stamp, body)
     return 0
 
 
 def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime
-    from pathlib import Path
 
     from streams.soak import SoakSpec, run_soak
 
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     soak_settings = replace(settings, topic_prefix=f"{settings.topic_prefix}soak-{stamp}-")
-    local = settings.bootstrap_servers in ("localhost:9092", "127.0.0.1:9092")
     spec = SoakSpec(
         workers=args.workers,
         launches=args.launches,
         rounds=args.rounds,
         garbage=args.garbage,
         seed=args.seed,
-        broker_faults=local and not args.no_broker_faults,
+        broker_faults=is_local_broker(settings) and not args.no_broker_faults,
     )
     _require_broker(settings, 15.0)
     report = run_soak(
@@ -353,18 +353,11 @@ def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
     summary = report.summary()
     print(summary)
     if args.write:
-        path = Path(args.write)
-        text = path.read_text(encoding="utf-8") if path.exists() else "# Reliability\n"
-        marker = "<!-- soak results -->"
-        head, _, previous = text.partition(marker)
-        flags = " ".join(sys.argv[2:]) or "(defaults)"
-        entry = (
-            f"\n## `active-learners soak {flags}` on {stamp[:8]} {stamp[8:12]} UTC\n\n"
+        body = (
             f"{spec.workers} workers, {spec.launches:,} launches in {spec.rounds} rounds, "
             f"{spec.garbage:,} garbage records, seed {spec.seed}\n\n```\n{summary}\n```\n"
         )
-        path.write_text(head.rstrip() + "\n\n" + marker + "\n" + entry + previous, encoding="utf-8")
-        print(f"appended to {path}", file=sys.stderr)
+        _prepend_run(Path(args.write), "# Reliability", "soak", stamp, body)
     return 0 if not report.problems else 1
 
 

@@ -74,6 +74,23 @@ def admin_client(settings: Settings, timeout_s: float = 15.0) -> KafkaAdminClien
         kafka_log.removeHandler(failures)
 
 
+def broker_answers(settings: Settings, timeout_s: float = 3.0) -> bool:
+    """Whether a broker answers at KAFKA_BOOTSTRAP_SERVERS now (no error when none does)."""
+    try:
+        admin_client(settings, timeout_s=timeout_s).close()
+    except BrokerUnavailable:
+        return False
+    return True
+
+
+LOCAL_BROKER = ("localhost:9092", "127.0.0.1:9092")
+
+
+def is_local_broker(settings: Settings) -> bool:
+    """The broker `docker/kafka/kafka.sh` runs, which the soak and fault tests may kill."""
+    return settings.bootstrap_servers in LOCAL_BROKER
+
+
 def topic_configs(spec: TopicSpec) -> dict[str, str]:
     if spec.compacted:
         # Compacted topics keep the latest value per key for ever; tombstones linger a day so

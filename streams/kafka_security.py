@@ -124,7 +124,7 @@ class KafkaSecurity:
         return context
 
     def aiokafka(self) -> dict[str, Any]:
-        """Keyword arguments for aiokafka's consumers and producers."""
+        """Keyword arguments for aiokafka's consumers, producers and admin client."""
         config: dict[str, Any] = {"security_protocol": self.protocol}
         if self.uses_tls:
             config["ssl_context"] = self.ssl_context()
@@ -137,17 +137,11 @@ class KafkaSecurity:
         return config
 
     def kafka_python(self) -> dict[str, Any]:
-        """Keyword arguments for kafka-python's admin client, producers and consumers."""
-        config: dict[str, Any] = {"security_protocol": self.protocol}
-        if self.uses_tls:
-            config["ssl_context"] = self.ssl_context()
-        if self.uses_sasl:
-            config.update(
-                sasl_mechanism=self.sasl_mechanism,
-                sasl_plain_username=self.sasl_username,
-                sasl_plain_password=self.sasl_password,
-            )
-        return config
+        """Keyword arguments for kafka-python's admin client, producers and consumers.
+
+        kafka-python names these settings as aiokafka does, so they are the same arguments.
+        """
+        return self.aiokafka()
 
     def faust_credentials(self) -> Any:
         """faust's `broker_credentials` (None for PLAINTEXT)."""

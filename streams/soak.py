@@ -49,7 +49,7 @@ from streams.deletion_cli import build_request
 from streams.domain.recount import recount, without_deleted
 from streams.domain.tenants import threshold_learners
 from streams.domain.tracking import is_tracked
-from streams.kafka_admin import BrokerUnavailable, admin_client, ensure_topics
+from streams.kafka_admin import broker_answers, ensure_topics
 from streams.kafka_io import (
     current_counts,
     key_of,
@@ -187,14 +187,6 @@ def wait_until(condition: Callable[[], Any], timeout_s: float, what: str) -> Any
             return result
         time.sleep(1.0)
     raise TimeoutError(f"soak: {what} did not happen within {timeout_s:g} s")
-
-
-def broker_answers(settings: Settings) -> bool:
-    try:
-        admin_client(settings, timeout_s=3).close()
-    except BrokerUnavailable:
-        return False
-    return True
 
 
 def restart_broker(settings: Settings) -> None:

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from mode import Service
 
@@ -40,6 +41,7 @@ class OutputsReader(Service):
 
     def __post_init__(self) -> None:
         self.consumer: AIOKafkaConsumer | None = None
+        self.admin: AIOKafkaAdminClient | None = None  # for the lag; made again after a failure
         self.applies: dict[str, Any] = {settings.topic(name): f for name, f in SOURCES.items()}
 
     async def on_start(self) -> None:
@@ -59,23 +61,29 @@ class OutputsReader(Service):
     async def on_stop(self) -> None:
         if self.consumer is not None:
             await self.consumer.stop()
+        await self._drop_admin()
+
+    async def _drop_admin(self) -> None:
+        admin, self.admin = self.admin, None
+        if admin is not None:
+            with contextlib.suppress(Exception):  # closing a client that never connected
+                await admin.close()
 
     @Service.timer(LAG_INTERVAL_S)
     async def _measure_lag(self) -> None:
         """Lag of every input topic: its end offsets less what its consumer group committed."""
-        from aiokafka.admin import AIOKafkaAdminClient
-
         assert self.consumer is not None
         if model.on_counts is not None:  # the current window moves with the clock
             for tenant_id in model.tenants():
                 model.on_counts(tenant_id)
         # A metric is never worth the worker: while the broker is away (or anything else goes
         # wrong) the gauges keep their last value and the log says why, once a round.
-        admin = AIOKafkaAdminClient(**settings.aiokafka())
         try:
-            await admin.start()
+            if self.admin is None:
+                self.admin = AIOKafkaAdminClient(**settings.aiokafka())
+                await self.admin.start()
             for group, names in INPUT_GROUPS.items():
-                committed = await admin.list_consumer_group_offsets(settings.app_id + group)
+                committed = await self.admin.list_consumer_group_offsets(settings.app_id + group)
                 for name in names:
                     topic = settings.topic(name)
                     tps = [
@@ -90,9 +98,7 @@ class OutputsReader(Service):
                     metrics.consumer_lag.labels(name).set(lag)
         except Exception as exc:
             log.info("consumer lag not measured this time (%s: %s)", type(exc).__name__, exc)
-        finally:
-            with contextlib.suppress(Exception):  # closing a client that never connected
-                await admin.close()
+            await self._drop_admin()
 
     async def reached_start_ends(self) -> bool:
         assert self.consumer is not None and self.end_at_start is not None

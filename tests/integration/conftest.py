@@ -16,19 +16,11 @@ from pathlib import Path
 import pytest
 
 from streams.config import Settings
-from streams.kafka_admin import BrokerUnavailable, admin_client, ensure_topics
+from streams.kafka_admin import broker_answers, ensure_topics
 from tests.integration.harness import WorkerProcess
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_SCRIPT = REPO / "docker" / "kafka" / "kafka.sh"
-
-
-def broker_answers(settings: Settings) -> bool:
-    try:
-        admin_client(settings, timeout_s=3).close()
-    except BrokerUnavailable:
-        return False
-    return True
 
 
 @pytest.fixture(scope="session")

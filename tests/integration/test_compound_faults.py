@@ -12,7 +12,6 @@ receipt, the `attempts` topic holds exactly the attempts that remain, and both w
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -27,9 +26,9 @@ from streams.config import Settings
 from streams.dataset import DatasetSpec, generate
 from streams.deletion_cli import build_request
 from streams.domain.recount import recount, without_deleted
-from streams.kafka_admin import ensure_topics
+from streams.kafka_admin import broker_answers, ensure_topics, is_local_broker
 from streams.kafka_io import read_topic
-from tests.integration.conftest import KAFKA_SCRIPT, broker_answers
+from tests.integration.conftest import KAFKA_SCRIPT
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
 from tests.integration.test_crash_points import attempts_topic, tracked_keys
 from tests.integration.test_pipeline import counts_match, produce_in_order, split
@@ -40,8 +39,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def local_broker() -> bool:
-    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
-    return servers in ("localhost:9092", "127.0.0.1:9092")
+    return is_local_broker(Settings.from_env())
 
 
 def broker(command: str) -> None:

@@ -26,8 +26,7 @@ import pytest
 from streams.config import Settings
 from streams.domain.recount import cut_for, recount
 from streams.domain.windows import window_of
-from streams.kafka_admin import ensure_topics
-from tests.integration.conftest import broker_answers
+from streams.kafka_admin import broker_answers, ensure_topics
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
 from tests.integration.test_compound_faults import broker as kafka
 from tests.integration.test_compound_faults import local_broker
@@ -298,6 +297,13 @@ def test_metrics_have_a_gauge_per_tenant(site: Site) -> None:
     assert 'active_learners_tenant_limit{tenant="acme"} 20.0' in text
     assert 'active_learners_tenant_utilization_pct{tenant="initech"} 90.0' in text
     assert "active_learners_count_latency_seconds_bucket" in text
+    # lag is measured every 15 s; everything was consumed, so each input topic's lag is 0
+    wanted = [f'active_learners_consumer_lag{{topic="{t}"}} 0.0' for t in ("launches", "licenses")]
+    wait_for(
+        lambda: all(line in site.call("GET", "/metrics")[1] for line in wanted),
+        60,
+        "the consumer lag of launches and licenses to be measured as 0",
+    )
 
 
 # -- the dashboard, in headless Chromium ------------------------------------------------------
