@@ -32,6 +32,7 @@ class _ConnectionFailures(logging.Handler):
         super().__init__(logging.WARNING)
         self.authentication: str | None = None
         self.tls: str | None = None
+        self.hung_up = False
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
@@ -39,6 +40,42 @@ class _ConnectionFailures(logging.Handler):
             self.authentication = self.authentication or text
         elif "CERTIFICATE_VERIFY_FAILED" in text or "SSLError" in text or "WRONG_VERSION" in text:
             self.tls = self.tls or text
+        elif "socket disconnected" in text:
+            # The broker accepted the connection (and the TLS handshake) and then closed it.
+            self.hung_up = True
+
+    def reason(self, settings: Settings, timeout_s: float, error: Exception) -> str:
+        """One line for an operator: what failed and which setting to check."""
+        security = settings.security
+        servers = settings.bootstrap_servers
+        refused = (
+            f"authentication failed: {servers} refused KAFKA_SASL_USERNAME="
+            f"{security.sasl_username} with {security.sasl_mechanism} "
+            "(check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD)"
+        )
+        if self.authentication:
+            return refused
+        if self.tls:
+            verdict = "certificate not trusted" if "CERTIFICATE" in self.tls else "not TLS?"
+            return (
+                f"the TLS handshake with {servers} failed ({verdict}; "
+                "check KAFKA_SECURITY_PROTOCOL and KAFKA_SSL_CAFILE)"
+            )
+        if self.hung_up and security.protocol == "SASL_SSL":
+            # After a failed SCRAM login Kafka often closes the connection without sending its
+            # error response first, so kafka-python sees a hang-up and retries until its
+            # timeout. TLS was fine, so the hang-up is the broker refusing the login.
+            return refused
+        if self.hung_up and security.protocol == "SASL_PLAINTEXT":
+            return (
+                f"{servers} closed every connection during the SASL login of "
+                f"KAFKA_SASL_USERNAME={security.sasl_username}: check KAFKA_SASL_USERNAME and "
+                "KAFKA_SASL_PASSWORD, and KAFKA_SECURITY_PROTOCOL (a TLS listener needs SASL_SSL)"
+            )
+        return (
+            f"no Kafka broker answered at {servers} within {timeout_s:g}s "
+            f"({type(error).__name__}; {security.protocol})"
+        )
 
 
 def admin_client(settings: Settings, timeout_s: float = 15.0) -> KafkaAdminClient:
@@ -53,23 +90,7 @@ def admin_client(settings: Settings, timeout_s: float = 15.0) -> KafkaAdminClien
             request_timeout_ms=int(timeout_s * 1000),
         )
     except (KafkaError, OSError) as exc:
-        security = settings.security
-        if failures.authentication:
-            raise BrokerUnavailable(
-                f"authentication failed: {settings.bootstrap_servers} refused "
-                f"KAFKA_SASL_USERNAME={security.sasl_username} with {security.sasl_mechanism} "
-                "(check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD)"
-            ) from exc
-        if failures.tls:
-            raise BrokerUnavailable(
-                f"the TLS handshake with {settings.bootstrap_servers} failed "
-                f"({'certificate not trusted' if 'CERTIFICATE' in failures.tls else 'not TLS?'}; "
-                "check KAFKA_SECURITY_PROTOCOL and KAFKA_SSL_CAFILE)"
-            ) from exc
-        raise BrokerUnavailable(
-            f"no Kafka broker answered at {settings.bootstrap_servers} within {timeout_s:g}s "
-            f"({type(exc).__name__}; {security.protocol})"
-        ) from exc
+        raise BrokerUnavailable(failures.reason(settings, timeout_s, exc)) from exc
     finally:
         kafka_log.removeHandler(failures)
 
