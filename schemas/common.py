@@ -79,8 +79,11 @@ CalendarDate = Annotated[date, BeforeValidator(_require_date_text), AfterValidat
 
 EntityId = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^/]+$"),
-    Field(description="1 to 256 characters, no '/' (ids are joined with '/' into keys)"),
+    StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^/\x00-\x1f\x7f]+$"),
+    Field(
+        description="1 to 256 characters, no '/' and no control character (U+0000-U+001F, "
+        "U+007F); any other string is a valid id"
+    ),
 ]
 """A tenant, learner, element or attempt id."""
 

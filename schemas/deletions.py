@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from schemas.common import EntityId, InputModel, OutputModel, RequestId, Timestamp
 from schemas.groups import GroupId
@@ -47,6 +47,13 @@ class DeletionRequest(InputModel):
         default=None,
         description="the same for learning roles",
     )
+    requested_by: Annotated[str, StringConstraints(max_length=256)] | None = Field(
+        default=None,
+        description="who asked: the HTTP API sets the token's name, the CLI `cli:<user>`",
+    )
+    reason: Annotated[str, StringConstraints(max_length=1000)] | None = Field(
+        default=None, description="why, in the administrator's words"
+    )
 
     @model_validator(mode="after")
     def _exactly_one_selector(self) -> DeletionRequest:
@@ -66,12 +73,28 @@ class ReceiptWindow(OutputModel):
     active_after: int
 
 
+class SelectorEcho(OutputModel):
+    """The request's selector: what it named."""
+
+    kind: str = Field(description="attempts, learner_ids, older_than, teams or roles")
+    values: tuple[Any, ...] = Field(
+        description="attempts: {learner_id, attempt_id} objects; older_than: one timestamp; "
+        "the others: ids"
+    )
+
+
 class DeletionReceipt(OutputModel):
-    """What a deletion request did (or, for a preview, would do); `error` set if it was invalid."""
+    """What a deletion request did (or, for a preview, would do); `error` set if it was invalid.
+
+    The receipts are the tenant's deletion audit trail: who asked, why, what was named."""
 
     request_id: str
     tenant_id: str
     mode: str
+    selector: SelectorEcho | None = Field(description="null for a request without a usable one")
+    requested_at: datetime | None
+    requested_by: str | None
+    reason: str | None
     attempts_affected: int
     learners_affected: int
     windows: tuple[ReceiptWindow, ...]

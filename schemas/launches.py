@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import BeforeValidator, Field, StringConstraints
 
 from schemas.common import EntityId, InputModel, RequestId, Timestamp
 
-Tracking = Literal["tracked", "none", "none_resource"]
+def _normalized(value: Any) -> Any:
+    # the contract compares content_type and tracking case-insensitively, trimmed
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+Tracking = Annotated[Literal["tracked", "none", "none_resource"], BeforeValidator(_normalized)]
 LaunchedBy = Literal["learner", "admin"]
 
 
@@ -21,7 +26,7 @@ class Launch(InputModel):
     element_id: EntityId
     attempt_id: EntityId = Field(description="the attempt record the launch creates or resumes")
     launched_at: Timestamp
-    content_type: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+    content_type: Annotated[str, StringConstraints(max_length=64), BeforeValidator(_normalized)] | None = Field(
         default=None, description="'scorm', or another kind such as 'video' or 'document'"
     )
     tracking: Tracking = Field(

@@ -45,7 +45,7 @@ class License(InputModel):
     window_months: Annotated[Literal[1, 3, 12], BeforeValidator(_not_a_bool)] = Field(
         default=12, description="Active Window length"
     )
-    learner_limit: Annotated[int, Field(ge=1, strict=True)] | None = Field(
+    learner_limit: Annotated[int, Field(ge=1, le=1_000_000_000, strict=True)] | None = Field(
         default=None, description="licensed Active Learners; null = no limit, no threshold events"
     )
     thresholds: tuple[ThresholdPct, ...] = Field(

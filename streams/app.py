@@ -8,7 +8,8 @@ from __future__ import annotations
 import faust
 
 from streams.config import Settings
-from streams.state import Sender
+from streams.stages.batch import Ownership
+from streams.state import KafkaLog
 
 settings = Settings.from_env()
 
@@ -49,8 +50,15 @@ app = faust.App(
     logging_config=None,
 )
 
-# Every stage sends through the app's own aiokafka producer (see streams/state.py).
-sender = Sender(lambda: app.producer._ensure_producer())  # type: ignore[attr-defined]
+# Every stage sends through the app's own aiokafka producer (see streams/state.py); a flush
+# waiting for Kafka stops when the consumer group's generation changes (a rebalance).
+kafka_log = KafkaLog(
+    settings,
+    lambda: app.producer._ensure_producer(),  # type: ignore[attr-defined]
+    lambda: app.consumer_generation_id,
+)
+# The stage partitions this worker owns and their epochs (streams/stages/batch.py).
+ownership = Ownership()
 
 
 def load() -> faust.App:

@@ -50,7 +50,7 @@ threshold_events = _raw(topics.THRESHOLD_EVENTS)
 deletion_receipts = _raw(topics.DELETION_RECEIPTS)
 dead_letters = _raw(topics.DEAD_LETTERS)
 
-# Commands between the stages: JSON the agents decode themselves (orjson, streams/messages.py)
+# Commands between the stages: JSON the stages decode themselves (streams/stages/commands.py)
 learner_commands = _raw(topics.LEARNER_COMMANDS)
 tenant_commands = _raw(topics.TENANT_COMMANDS)
 

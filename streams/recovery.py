@@ -6,6 +6,11 @@ partitions, `BulkRecovery` first reads each one's changelog from the offset stor
 to the end with a plain aiokafka consumer, writes whole fetches with one WriteBatch, and stores
 the offset reached. faust then finds nothing left to read and resumes the streams.
 
+Every changelog record carries its writer's epoch (streams/stages/store.py). A record whose epoch
+is lower than one already applied to the partition was written by a deposed owner after its
+successor took over: it is skipped, and its key is remembered in `SKIPPED` so that the new owner
+writes that key's true value again (the last record of every key in the topic is then right).
+
 It hooks into faust's `Recovery._build_offsets` (faust-streaming 0.15, pinned in pyproject.toml):
 that step runs in faust's recovery task after the highwaters are known and before the consumer
 seeks, and it may take as long as the data needs (faust's own timeout for it is lifted here).
@@ -23,11 +28,16 @@ from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
+from streams.stages import keys
+from streams.stages.store import NO_EPOCH, Epoch, epoch_header, parse_epoch
 from streams.state import OFFSET_KEY
 
 log = logging.getLogger(__name__)
 
 FETCH_RECORDS = 20_000
+
+# (changelog topic, partition) -> keys of skipped zombie records, for the new owner to repair
+SKIPPED: dict[tuple[str, int], set[bytes]] = {}
 
 
 class BulkRecovery(Recovery):
@@ -98,24 +108,37 @@ class BulkRecovery(Recovery):
         )
 
     def _write(self, tp: TP, records: list[Any], highwater: int, offsets: Any) -> int:
+        db = self._db(tp)
+        fence = self._fence(db)
         batch = rocksdict.WriteBatch(raw_mode=True)
         last = None
         written = 0
         for record in records:
             if record.offset > highwater:
                 break
+            last = record.offset
+            epoch = _epoch_of(record)
+            if epoch < fence:
+                SKIPPED.setdefault((tp.topic, tp.partition), set()).add(record.key)
+                continue
+            fence = epoch
             if record.value is None:
                 batch.delete(record.key)
             else:
                 batch.put(record.key, record.value)
-            last = record.offset
             written += 1
         if last is None:
             return 0
         batch.put(OFFSET_KEY, str(last).encode())
-        self._db(tp).write(batch)
+        batch.put(keys.FENCE, epoch_header(fence)[0][1])
+        db.write(batch)
         offsets[tp] = last
         return written
+
+    @staticmethod
+    def _fence(db: Any) -> Epoch:
+        raw = db.get(keys.FENCE)
+        return parse_epoch(raw) if raw else NO_EPOCH
 
     def _persist(self, tp: TP, offset: int) -> None:
         self._db(tp).put(OFFSET_KEY, str(offset).encode())
@@ -132,6 +155,13 @@ class BulkTableManager(TableManager):
         if self._recovery is None:
             self._recovery = BulkRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
         return self._recovery
+
+
+def _epoch_of(record: Any) -> Epoch:
+    for name, value in record.headers or ():
+        if name == "e":
+            return parse_epoch(value)
+    return NO_EPOCH
 
 
 def bootstrap_servers(app: Any) -> list[str]:

@@ -1,28 +1,12 @@
-"""Durable state: table writes and output records, acknowledged by Kafka before an input is done.
+"""The worker's backends of a batch: RocksDB (faust's table stores) and Kafka (aiokafka).
 
-Every stage changes its RocksDB tables and sends its records through a `StateBatch`:
+`RocksState` is the LocalState of streams/stages/store.py over the RocksDB partition databases
+faust opens for its tables; `KafkaLog` is the Log, over the app's own aiokafka producer. The
+stages never see either: they write through `DurableBatch` (streams/stages/batch.py), which
+orders a flush: outputs, then changelogs, then RocksDB.
 
-    batch.put(table, partition, key, value)    # seen by batch.get() at once
-    batch.delete(table, partition, key)
-    batch.emit(topic, key, value, partition)    # an output or a command to the next stage
-    batch.on_durable(callback)                  # runs once all of the above is durable
-    await batch.flush()
-
-`flush()` does three things, in this order:
-  1. sends every changelog record and every output in bulk (one producer batch per topic
-     partition) and waits until Kafka acknowledged all of them, retrying what failed;
-  2. writes RocksDB: one WriteBatch per table partition, holding the changelog offset too;
-  3. runs the `on_durable` callbacks (in-memory counters that may only report durable state).
-The stages acknowledge their input events only after `flush()` returned, so an input offset is
-never committed before everything it caused is in Kafka ("durable before done").
-
-Why changelog first: RocksDB then never holds a write that Kafka lacks. A worker that dies after
-step 1 finds the missing writes in the changelog when it restores (faust reads every changelog
-record after the offset stored in RocksDB); one that dies during step 1 replays the input, and
-every transition is idempotent. faust's own table writes queue their changelog records in a
-buffer that an offset commit does not reliably drain (`ProducerBuffer.flush` gives up after
-0.1 s without progress), which is how a broker restart could commit inputs whose state was lost.
-
+This module and streams/recovery.py are the only code that touches faust's private pieces
+(`table.data._db_for_partition`, `_dbs`, the changelog-offset key); faust-streaming is pinned.
 Keys are raw bytes; values are JSON (what faust's json serializer reads back).
 """
 
@@ -30,16 +14,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import orjson
 import rocksdict
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 from faust.types import CollectionT
 
 from streams import faults
+from streams.config import Settings
+from streams.stages import keys
+from streams.stages.store import (
+    NO_EPOCH,
+    Epoch,
+    Fenced,
+    LogRecord,
+    RecordTooLarge,
+    TopicPartition as TP,
+    epoch_header,
+    parse_epoch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,55 +44,133 @@ RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 10.0
 
 
-Record = tuple[bytes | None, bytes | None]  # key, value
-TopicPartitionKey = tuple[str, int]
+class RocksState:
+    """The tables of the partitions this worker owns, in faust's RocksDB databases."""
+
+    def __init__(self, tables: Mapping[str, CollectionT]) -> None:
+        self.tables = dict(tables)
+
+    def owns(self, table: str, partition: int) -> bool:
+        return partition in self.tables[table].data._dbs  # type: ignore[attr-defined]
+
+    def db(self, table: str, partition: int) -> Any:
+        """The rocksdict DB of one table partition (faust opens it on assignment)."""
+        return self.tables[table].data._db_for_partition(partition)  # type: ignore[attr-defined]
+
+    def get_many(self, table: str, partition: int, keys_: Sequence[bytes]) -> list[bytes | None]:
+        return list(self.db(table, partition).get(list(keys_)))
+
+    def scan(
+        self, table: str, partition: int, prefix: bytes, after: bytes | None, limit: int | None
+    ) -> list[tuple[bytes, bytes]]:
+        """Rows with `prefix` after `after`, in key order; no iterator outlives the call (none
+        is ever held across an `await`)."""
+        rows: list[tuple[bytes, bytes]] = []
+        iterator = self.db(table, partition).items(from_key=after if after is not None else prefix)
+        try:
+            for key, value in iterator:
+                if not key.startswith(prefix):
+                    break
+                if key == after or value is None:
+                    continue
+                rows.append((key, value))
+                if limit is not None and len(rows) >= limit:
+                    break
+        finally:
+            del iterator
+        return rows
+
+    def apply(
+        self,
+        table: str,
+        partition: int,
+        writes: Mapping[bytes, bytes | None],
+        offset: int,
+        fence: Epoch,
+    ) -> None:
+        if not self.owns(table, partition):
+            # Revoked while the records were on their way: the new owner restores them from the
+            # changelog; writing here would reopen a DB this worker no longer owns.
+            log.info("%s partition %d was revoked; its changelog has the writes", table, partition)
+            return
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for key, value in writes.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        batch.put(OFFSET_KEY, str(offset).encode())
+        batch.put(keys.FENCE, epoch_header(fence)[0][1])
+        self.db(table, partition).write(batch)
+        if table == keys.ATTEMPTS:
+            faults.reached("after-rocksdb", "deletion" if None in writes.values() else "")
+
+    def fence(self, table: str, partition: int) -> Epoch:
+        raw = self.db(table, partition).get(keys.FENCE)
+        return parse_epoch(raw) if raw else NO_EPOCH
 
 
-def encode(value: Any) -> bytes:
-    return orjson.dumps(value)
+def _crash_label(groups: Any) -> str:
+    """"deletion" for a flush that writes attempt tombstones (a physical deletion's chunk)."""
+    return "deletion" if any(r.value is None for rows in groups for r in rows) else ""
 
 
-def decode(raw: bytes | None) -> Any:
-    return None if raw is None else orjson.loads(raw)
+class KafkaLog:
+    """Kafka as a flush needs it, through the app's aiokafka producer.
 
+    Topics are logical names; `topic_name` adds TOPIC_PREFIX. A send is retried until Kafka
+    acknowledged it (a retried group may land twice: the stages' records are absolute and the
+    lineage check knows this owner's own epoch); a record Kafka refuses for its size is
+    `RecordTooLarge` at once; when the consumer group's generation changes while a send waits,
+    the worker may have been deposed, so it stops with `Fenced`.
+    """
 
-class Sender:
-    """Sends records in bulk through the app's aiokafka producer and waits for every ack."""
-
-    def __init__(self, producer: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        producer: Callable[[], Any],
+        generation: Callable[[], int] | None = None,
+    ) -> None:
+        self._settings = settings
         self._producer = producer  # called late: the producer starts with the app
+        self._generation = generation
         self._partitions: dict[str, list[int]] = {}
         self._partitioner = DefaultPartitioner()
+        self._reader: AIOKafkaConsumer | None = None
+        self._reader_lock = asyncio.Lock()
 
-    async def partitions_of(self, topic: str) -> list[int]:
-        known = self._partitions.get(topic)
-        if known is None:
-            known = self._partitions[topic] = sorted(await self._producer().partitions_for(topic))
-        return known
+    def topic_name(self, topic: str) -> str:
+        return self._settings.topic(topic)
 
     async def partition_of(self, topic: str, key: bytes | None) -> int:
         """The partition the Kafka clients' default partitioner picks (murmur2 of the key)."""
-        partitions = await self.partitions_of(topic)
-        return int(self._partitioner(key, partitions, partitions))
+        name = self.topic_name(topic)
+        known = self._partitions.get(name)
+        if known is None:
+            known = self._partitions[name] = sorted(await self._producer().partitions_for(name))
+        return int(self._partitioner(key, known, known))
 
-    async def send_all(
-        self, groups: dict[TopicPartitionKey, list[Record]]
-    ) -> dict[TopicPartitionKey, int]:
-        """Send; return the last offset written per topic partition. Retries until it succeeds.
-
-        Records of one topic partition keep their order; a failed partition is sent again whole
-        (duplicates are harmless: changelog values are absolute, outputs are idempotent).
-        """
-        last_offsets: dict[TopicPartitionKey, int] = {}
+    async def send(
+        self, groups: Mapping[TP, Sequence[LogRecord]]
+    ) -> dict[TP, tuple[int, int]]:
+        acked: dict[TP, tuple[int, int]] = {}
         pending = dict(groups)
+        generation = self._generation() if self._generation else None
         delay = RETRY_FIRST_S
+        # the crash tests' points (streams/faults.py): flushes that write attempt records
+        attempts_flush = any(tp[0] == "attempts" for tp in groups)
+        label = _crash_label(groups.get(("attempts", p), ()) for (t, p) in groups if t == "attempts")
+        if attempts_flush:
+            faults.reached("before-changelog", label)
         while pending:
             sent = {tp: await self._send_group(tp, rows) for tp, rows in pending.items()}
-            failed: dict[TopicPartitionKey, list[Record]] = {}
+            failed: dict[TP, Sequence[LogRecord]] = {}
             for tp, batches in sent.items():
                 results = await asyncio.gather(*(f for f, _ in batches), return_exceptions=True)
                 errors = [r for r in results if isinstance(r, BaseException)]
                 if errors:
+                    if any(isinstance(e, MessageSizeTooLargeError | RecordTooLargeError) for e in errors):
+                        raise RecordTooLarge(f"Kafka refused a record of {tp[0]} for its size")
                     failed[tp] = pending[tp]
                     log.warning(
                         "sending %d records to %s/%d failed (%s); retrying in %.1fs",
@@ -108,155 +182,89 @@ class Sender:
                     )
                     continue
                 # a batch's future reports the offset of its first record
+                first: Any = results[0]
                 last: Any = results[-1]
-                last_offsets[tp] = last.offset + batches[-1][1] - 1
+                acked[tp] = (first.offset, last.offset + batches[-1][1] - 1)
             pending = failed
             if pending:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
-        return last_offsets
+                if generation is not None and self._generation and self._generation() != generation:
+                    raise Fenced("the consumer group rebalanced while a flush waited for Kafka")
+        if attempts_flush:
+            faults.reached("after-changelog", label)
+        return acked
 
-    async def _send_group(self, tp: TopicPartitionKey, rows: list[Record]) -> list[tuple[Any, int]]:
+    async def _send_group(self, tp: TP, rows: Sequence[LogRecord]) -> list[tuple[Any, int]]:
         """Producer batches for one topic partition: (future, records in the batch) each."""
         producer = self._producer()
+        name = self.topic_name(tp[0])
         sent: list[tuple[Any, int]] = []
         batch, in_batch = producer.create_batch(), 0
-        for key, value in rows:
-            if batch.append(key=key, value=value, timestamp=None) is None:
+        for row in rows:
+            headers = list(row.headers)
+            if batch.append(key=row.key, value=row.value, timestamp=None, headers=headers) is None:
                 if in_batch == 0:
-                    raise ValueError(f"a record for {tp[0]} does not fit in a producer batch")
-                sent.append((await producer.send_batch(batch, tp[0], partition=tp[1]), in_batch))
+                    raise RecordTooLarge(f"a record for {name} does not fit in a producer batch")
+                sent.append((await producer.send_batch(batch, name, partition=tp[1]), in_batch))
                 batch, in_batch = producer.create_batch(), 0
-                continue_with = batch.append(key=key, value=value, timestamp=None)
-                if continue_with is None:
-                    raise ValueError(f"a record for {tp[0]} does not fit in a producer batch")
+                if batch.append(key=row.key, value=row.value, timestamp=None, headers=headers) is None:
+                    raise RecordTooLarge(f"a record for {name} does not fit in a producer batch")
             in_batch += 1
-        sent.append((await producer.send_batch(batch, tp[0], partition=tp[1]), in_batch))
+        sent.append((await producer.send_batch(batch, name, partition=tp[1]), in_batch))
         return sent
 
-
-_DELETED = object()
-
-
-class StateBatch:
-    """The table writes and output records of a group of input events (see the module doc)."""
-
-    def __init__(self, sender: Sender) -> None:
-        self._sender = sender
-        self._tables: dict[str, CollectionT] = {}
-        # (table, partition) -> {key: (encoded value or None, decoded value or _DELETED)}
-        self._writes: dict[tuple[str, int], dict[bytes, tuple[bytes | None, Any]]] = defaultdict(
-            dict
-        )
-        # (topic, partition or None for the default partitioner) -> records
-        self._outputs: dict[tuple[str, int | None], list[Record]] = defaultdict(list)
-        self._callbacks: list[Callable[[], None]] = []
-
-    # -- reads: this batch's own writes first, then RocksDB ------------------------------------
-    def get(self, table: CollectionT, partition: int, key: bytes) -> Any:
-        written = self._writes.get((table.name, partition), {}).get(key)
-        if written is not None:
-            return None if written[1] is _DELETED else written[1]
-        return decode(db_of(table, partition).get(key))
-
-    def get_many(self, table: CollectionT, partition: int, keys: list[bytes]) -> list[Any]:
-        """Values of `keys` (None where missing), read with one RocksDB multi-get."""
-        if not keys:
-            return []
-        raw = db_of(table, partition).get(keys)
-        values = [None if value is None else orjson.loads(value) for value in raw]
-        written = self._writes.get((table.name, partition))
-        if written:
-            for index, key in enumerate(keys):
-                mine = written.get(key)
-                if mine is not None:
-                    values[index] = None if mine[1] is _DELETED else mine[1]
-        return values
-
-    # -- writes --------------------------------------------------------------------------------
-    def put(self, table: CollectionT, partition: int, key: bytes, value: Any) -> None:
-        self._tables[table.name] = table
-        self._writes[(table.name, partition)][key] = (encode(value), value)
-
-    def delete(self, table: CollectionT, partition: int, key: bytes) -> None:
-        self._tables[table.name] = table
-        self._writes[(table.name, partition)][key] = (None, _DELETED)
-
-    def emit(
-        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
-    ) -> None:
-        self._outputs[(topic, partition)].append((key, value))
-
-    def on_durable(self, callback: Callable[[], None]) -> None:
-        self._callbacks.append(callback)
-
-    def has_writes(self, table: CollectionT, partition: int) -> bool:
-        return bool(self._writes.get((table.name, partition)))
-
-    @property
-    def pending(self) -> bool:
-        return bool(self._writes or self._outputs or self._callbacks)
-
-    def written_records(self) -> int:
-        return sum(len(keys) for keys in self._writes.values())
-
-    async def flush(self, label: str = "") -> None:
-        """Make everything durable (see the module doc); the batch is empty afterwards.
-
-        `label` names the kind of work for the crash tests (streams/faults.py).
-        """
-        if not self.pending:
-            return
-        writes, outputs, callbacks = self._writes, self._outputs, self._callbacks
-        self._writes, self._outputs, self._callbacks = defaultdict(dict), defaultdict(list), []
-        groups: dict[TopicPartitionKey, list[Record]] = defaultdict(list)
-        for (topic, partition), rows in outputs.items():
-            if partition is not None:
-                groups[(topic, partition)].extend(rows)
-                continue
-            for key, value in rows:
-                groups[(topic, await self._sender.partition_of(topic, key))].append((key, value))
-        changelog_of: dict[TopicPartitionKey, tuple[str, int]] = {}
-        for (name, partition), keys in writes.items():
-            topic = self._tables[name].changelog_topic.get_topic_name()
-            changelog_of[(topic, partition)] = (name, partition)
-            groups[(topic, partition)].extend((k, v[0]) for k, v in keys.items())
-        crash_test = any(name == "attempts" for name, _ in writes)
-        if crash_test:
-            faults.reached("before-changelog", label)
-        last_offsets = await self._sender.send_all(groups)
-        if crash_test:
-            faults.reached("after-changelog", label)
-        for tp, offset in last_offsets.items():
-            target = changelog_of.get(tp)
-            if target is not None:
-                self._write_rocksdb(self._tables[target[0]], target[1], writes[target], offset)
-        if crash_test:
-            faults.reached("after-rocksdb", label)
-        for callback in callbacks:
-            callback()
-
-    @staticmethod
-    def _write_rocksdb(
-        table: CollectionT, partition: int, keys: dict[bytes, tuple[bytes | None, Any]], offset: int
-    ) -> None:
-        if partition not in table.data._dbs:  # type: ignore[attr-defined]
-            # Revoked while the records were on their way: the new owner restores them from the
-            # changelog; writing here would reopen a DB this worker no longer owns.
-            log.info(
-                "%s partition %d was revoked; its changelog has the writes", table.name, partition
+    async def _consumer(self) -> AIOKafkaConsumer:
+        if self._reader is None:
+            reader = AIOKafkaConsumer(
+                **self._settings.aiokafka(),
+                group_id=None,
+                enable_auto_commit=False,
+                max_partition_fetch_bytes=2 * 1024 * 1024,
             )
-            return
-        batch = rocksdict.WriteBatch(raw_mode=True)
-        for key, (encoded, _) in keys.items():
-            if encoded is None:
-                batch.delete(key)
-            else:
-                batch.put(key, encoded)
-        batch.put(OFFSET_KEY, str(offset).encode())
-        db_of(table, partition).write(batch)
+            await reader.start()
+            self._reader = reader
+        return self._reader
 
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list[LogRecord]:
+        """The records at offsets [start, end) of a partition (a deposed owner's, usually)."""
+        tp = TopicPartition(self.topic_name(topic), partition)
+        out: list[LogRecord] = []
+        async with self._reader_lock:
+            consumer = await self._consumer()
+            consumer.assign([tp])
+            consumer.seek(tp, start)
+            while await consumer.position(tp) < end:
+                fetched = await consumer.getmany(tp, timeout_ms=5_000, max_records=1_000)
+                records = fetched.get(tp, [])
+                if not records and await consumer.position(tp) < end:
+                    # compaction may leave gaps: what is gone cannot be a problem any more
+                    highwater = consumer.highwater(tp)
+                    if highwater is not None and highwater <= await consumer.position(tp):
+                        break
+                    continue
+                for record in records:
+                    if record.offset >= end:
+                        break
+                    out.append(
+                        LogRecord(
+                            record.key,
+                            record.value,
+                            tuple(record.headers or ()),
+                            record.offset,
+                            record.timestamp,
+                        )
+                    )
+        return out
 
-def db_of(table: CollectionT, partition: int) -> Any:
-    """The rocksdict DB of one table partition (faust opens it on assignment)."""
-    return table.data._db_for_partition(partition)  # type: ignore[attr-defined]
+    async def end_offset(self, topic: str, partition: int) -> int:
+        tp = TopicPartition(self.topic_name(topic), partition)
+        async with self._reader_lock:
+            consumer = await self._consumer()
+            ends = await consumer.end_offsets([tp])
+        return int(ends[tp])
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            await self._reader.stop()
+            self._reader = None

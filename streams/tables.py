@@ -1,7 +1,7 @@
 """Every RocksDB table and its changelog topic, in one place. Never rename a table.
 
 Keys are raw bytes joined with '/' (ids never contain '/'), so a prefix such as b"acme/" selects
-exactly one tenant's keys in a partition (see streams/partition_scan.py).
+exactly one tenant's keys in a partition (streams/stages/keys.py lists them).
 """
 
 from __future__ import annotations

@@ -20,10 +20,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams import api, dashboard, topics
 from streams.agents.outputs_reader import model
-from streams.app import app, sender, settings
+from streams.app import app, settings
 from streams.auth import COOKIE, Access, Tokens, bearer
 from streams.openapi import document
-from streams.state import StateBatch
+from streams.runtime import new_batch
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +97,10 @@ async def submit(request_record: dict[str, Any]) -> dict[str, Any] | None:
     The send goes on in the background (shielded), so the request may still be carried out:
     the answer names its request id, whose receipt tells.
     """
-    batch = StateBatch(sender)
+    batch = new_batch()
     tenant_id = request_record["tenant_id"]
     batch.emit(
-        settings.topic(topics.ATTEMPT_DELETIONS),
+        topics.ATTEMPT_DELETIONS,
         tenant_id.encode(),
         json.dumps(request_record).encode(),
     )

@@ -5,7 +5,8 @@ alone caps a per-launch stream below 10,000 launches/s. This service of the app 
 with its own aiokafka consumer instead, in its own consumer group (`<app id>-launches`): it takes
 whatever a fetch returns (up to INGEST_BATCH_MAX launches, lingering up to INGEST_LINGER_MS to
 fill a batch),
-validates every launch (streams/routing.py), sends one `attempts` command per learner partition
+validates every launch (streams/stages/ingest.py), sends one `Attempts` command per learner
+partition
 and the dead letters, waits until Kafka acknowledged all of them, and only then commits the
 batch's offsets. A crash before the commit replays the batch; the learner stage is idempotent.
 """
@@ -21,13 +22,15 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from mode import Service
 
-from streams import channels, messages, metrics, topics
-from streams.app import app, sender, settings
-from streams.dead_letters import dead_letter, encode
-from streams.routing import route_launches
-from streams.state import StateBatch
+from streams import metrics, topics
+from streams.app import app, settings
+from streams.runtime import new_batch
+from streams.stages.ingest import IngestStage
+from streams.stages.store import Fenced, Record
 
 log = logging.getLogger(__name__)
+
+stage = IngestStage(settings.partitions, topic_name=settings.topic)
 
 MAX_RECORDS = settings.ingest_batch_max
 LINGER_S = settings.ingest_linger_ms / 1000
@@ -125,33 +128,22 @@ class LaunchReader(Service):
 
     async def route(self, records: list[Any]) -> None:
         assert self.consumer is not None
-        topic = settings.topic(topics.LAUNCHES)
-        now = datetime.now(UTC)
-        routed = route_launches(records, settings.partitions, now)
-        batch = StateBatch(sender)
-        commands_topic = channels.learner_commands.get_topic_name()
-        for partition, rows in routed.commands():
-            command = messages.attempts_command(topic, rows)
-            batch.emit(commands_topic, b"attempts", encode(command), partition)
-        dead_letters_topic = settings.topic(topics.DEAD_LETTERS)
-        for letter in routed.dead_letters:
-            record = dead_letter(
-                letter.rejected.reason,
-                letter.rejected.detail,
-                letter.value,
-                topic,
-                letter.partition,
-                letter.offset,
-                now,
-            )
-            batch.emit(dead_letters_topic, letter.key, encode(record))
-            metrics.dead_letters_total.labels(topics.LAUNCHES, letter.rejected.reason).inc()
-        await batch.flush()
+        batch = new_batch()
+        inputs = [
+            Record(r.key, r.value, r.topic, r.partition, r.offset, r.timestamp) for r in records
+        ]
+        try:
+            outcomes = stage.route_launches(batch, inputs)
+            await batch.flush()
+        except Fenced as exc:
+            log.warning("launch reader: %s; the batch will be read again", exc)
+            self.rewind(records)
+            return
         offsets: dict[TopicPartition, int] = {}
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
             offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
-        for outcome, n in routed.outcomes.items():
+        for outcome, n in outcomes.items():
             metrics.launches_total.labels(outcome).inc(n)
         try:
             await self.consumer.commit(offsets)

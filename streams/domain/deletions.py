@@ -9,8 +9,11 @@ each over the tenant's attempts it holds. Each such part reports to the tenant s
 assembles one receipt when all parts are in.
 
 A physical deletion leaves erasure markers, so that a replayed or late launch it covered is
-dead-lettered `erased` and never counted again:
-  an attempt marker     the attempt itself
+dead-lettered `erased` and never counted again. Each marker is a cut-off instant that only ever
+moves forward:
+  an attempt marker     launches of that attempt before it: `requested_at` for a named attempt
+                        (also one whose launch arrives only later), and just after the deleted
+                        record's `launched_at` when that was later (so its replay is erased too)
   a learner cut-off     any attempt of the learner launched before it
   a tenant cut-off      any attempt of the tenant launched before it (per partition)
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from streams.domain.windows import Cut, window_of
@@ -29,9 +32,15 @@ AttemptKey = tuple[str, str]  # (learner_id, attempt_id)
 
 @dataclass(frozen=True)
 class PartSelector:
-    """What one part of a request selects among the attempts of its partition."""
+    """What one part of a request selects among the attempts of its partition.
+
+    `attempts` selects the named attempts whatever their time (the first application of a
+    part); `attempt_cutoffs` selects a named attempt's records launched before its marker's
+    cut-off (every later run: an attempt launched again after the deletion is not the one
+    that was named)."""
 
     attempts: frozenset[AttemptKey] | None = None
+    attempt_cutoffs: Mapping[AttemptKey, datetime] | None = None
     learners_before: datetime | None = None  # with learner_ids: launched before requested_at
     learner_ids: frozenset[str] | None = None
     older_than: datetime | None = None
@@ -39,6 +48,9 @@ class PartSelector:
     def selects(self, learner_id: str, attempt_id: str, launched_at: datetime) -> bool:
         if self.attempts is not None:
             return (learner_id, attempt_id) in self.attempts
+        if self.attempt_cutoffs is not None:
+            cutoff = self.attempt_cutoffs.get((learner_id, attempt_id))
+            return cutoff is not None and launched_at < cutoff
         if self.learner_ids is not None:
             assert self.learners_before is not None
             return learner_id in self.learner_ids and launched_at < self.learners_before
@@ -48,16 +60,35 @@ class PartSelector:
 
 @dataclass(frozen=True)
 class Erasures:
-    """The erasure markers that may cover one launch."""
+    """The markers that may cover one launch of an attempt.
 
-    attempt_erased: bool = False
+    Erasure cut-offs (physical deletions): a covered launch is erased. Hiding cut-offs (logical
+    deletions): a covered launch is stored logically deleted. `rejected`: launches of this
+    attempt once dead-lettered as a conflict, (element, launched_at) each: the same launch,
+    delivered again after the stored attempt was deleted, is a conflict again (so a redelivery
+    or a replay decides as the first delivery did).
+    """
+
+    attempt_cutoff: datetime | None = None
     learner_cutoff: datetime | None = None
     tenant_cutoff: datetime | None = None
+    attempt_hidden: datetime | None = None
+    learner_hidden: datetime | None = None
+    tenant_hidden: datetime | None = None
+    rejected: frozenset[tuple[str, datetime]] = frozenset()
+
+
+def hidden_by(markers: Erasures, launched_at: datetime) -> bool:
+    """Whether a logical deletion covers a launch (it is stored logically deleted)."""
+    return any(
+        cutoff is not None and launched_at < cutoff
+        for cutoff in (markers.attempt_hidden, markers.learner_hidden, markers.tenant_hidden)
+    )
 
 
 def erasure_of(markers: Erasures, launched_at: datetime) -> str | None:
     """Why a launch is erased (a detail for its dead letter), or None if it may count."""
-    if markers.attempt_erased:
+    if markers.attempt_cutoff is not None and launched_at < markers.attempt_cutoff:
         return "this attempt was physically deleted"
     if markers.learner_cutoff is not None and launched_at < markers.learner_cutoff:
         return (
@@ -70,6 +101,13 @@ def erasure_of(markers: Erasures, launched_at: datetime) -> str | None:
             "physically deleted"
         )
     return None
+
+
+def attempt_cutoff(requested_at: datetime, deleted_at: datetime | None) -> datetime:
+    """The cut-off of an attempt marker: launches of the attempt before it are erased."""
+    if deleted_at is not None and deleted_at >= requested_at:
+        return deleted_at + timedelta(microseconds=1)
+    return requested_at
 
 
 def later(current: str | None, candidate: datetime) -> str:
@@ -88,17 +126,22 @@ class LearnerRemoval:
     window_changes: dict[str, int]  # -1 where the learner leaves a window (+1 heals a lost entry)
     total_change: int  # -1 when no attempt of the learner remains
 
+    @property
+    def membership_changed(self) -> bool:
+        return bool(self.window_changes) or self.total_change != 0
+
 
 def remove_attempts(
     stored_windows: Iterable[str],
     attempts: Iterable[tuple[bytes, str, str, datetime]],
     selector: PartSelector,
     cut: Cut,
-) -> LearnerRemoval | None:
+) -> LearnerRemoval:
     """Apply `selector` to one learner's attempts `(key, learner, attempt, launched_at)`.
 
-    None when it selects nothing. The membership afterwards is recomputed from the attempts that
-    remain, so it is right even where the stored one had drifted.
+    The membership afterwards is recomputed from the attempts that remain, whether anything was
+    selected or not: where the stored one drifted (a deletion whose tombstones became durable
+    before the membership did, then a crash), it is healed.
     """
     removed: list[bytes] = []
     remaining: set[str] = set()
@@ -107,8 +150,6 @@ def remove_attempts(
             removed.append(key)
         else:
             remaining.add(window_of(cut, launched_at).start.isoformat())
-    if not removed:
-        return None
     before = set(stored_windows)
     changes = {w: -1 for w in before - remaining}
     changes.update({w: 1 for w in remaining - before})
@@ -122,55 +163,52 @@ def remove_attempts(
 
 @dataclass
 class PartReport:
-    """One part's outcome: attempts and learners it affected and active learners lost per window.
-
-    `windows` maps a window start to (active before, active after) *in that partition*.
-    """
+    """One part's outcome in its partition: attempts and learners it affected, the learners
+    leaving each window, and the tenant's active learners per window before the part ran."""
 
     attempts_affected: int = 0
     learners_affected: int = 0
-    windows: dict[str, tuple[int, int]] = field(default_factory=dict)
+    losses: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "attempts_affected": self.attempts_affected,
             "learners_affected": self.learners_affected,
-            "windows": {w: list(v) for w, v in self.windows.items()},
+            "losses": dict(self.losses),
+            "counts": dict(self.counts),
         }
 
 
 def assemble_receipt_windows(
     parts: Mapping[str, Mapping[str, Any]],
-    partitions_of_parts: Mapping[str, int],
-    stored_partials: Mapping[str, Mapping[str, Any]],
 ) -> list[dict[str, int | str]]:
-    """Per changed window: the tenant's active learners before and after the request.
+    """Per window that loses learners: the tenant's active learners before and after.
 
-    Before = for every learner partition, its count before the first part that ran there (or
-    its stored partial count, when no part ran there); after = before minus the learners each
-    part removed. Parts of one partition run one after another on distinct learners, so their
-    losses add up.
+    Every learner partition runs at least one part of a request, and reports its counts as they
+    were before its first part; parts of one partition run one after another on distinct
+    learners, so their losses add up. The receipt is a function of the parts alone: a replay
+    computes the identical one.
     """
-    first_before: dict[int, dict[str, int]] = {}
+    first: dict[int, int] = {}
+    for part_id, report in parts.items():
+        partition = int(report["partition"])
+        if partition not in first or int(part_id) < first[partition]:
+            first[partition] = int(part_id)
+    before: dict[str, int] = {}
+    for partition, part_id in first.items():
+        for window, active in parts[str(part_id)]["counts"].items():
+            before[window] = before.get(window, 0) + int(active)
     lost: dict[str, int] = {}
-    for part_id in sorted(parts, key=int):
-        partition = partitions_of_parts[part_id]
-        for window, (before, after) in parts[part_id]["windows"].items():
-            first_before.setdefault(partition, {}).setdefault(window, before)
-            lost[window] = lost.get(window, 0) + (before - after)
-    out: list[dict[str, int | str]] = []
-    for window in sorted(w for w, n in lost.items() if n > 0):
-        before = 0
-        for partition_text, partial in stored_partials.items():
-            partition = int(partition_text)
-            if partition in first_before and window in first_before[partition]:
-                before += first_before[partition][window]
-            else:
-                before += int(partial["windows"].get(window, 0))
-        for partition, windows in first_before.items():
-            if str(partition) not in stored_partials and window in windows:
-                before += windows[window]
-        out.append(
-            {"start": window, "active_before": before, "active_after": before - lost[window]}
-        )
-    return out
+    for report in parts.values():
+        for window, n in report["losses"].items():
+            lost[window] = lost.get(window, 0) + int(n)
+    return [
+        {
+            "start": window,
+            "active_before": before.get(window, 0),
+            "active_after": before.get(window, 0) - n,
+        }
+        for window, n in sorted(lost.items())
+        if n > 0
+    ]

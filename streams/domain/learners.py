@@ -23,7 +23,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, NamedTuple
 
-from streams.domain.deletions import Erasures, erasure_of
+from streams.domain.deletions import Erasures, erasure_of, hidden_by
 from streams.domain.windows import Cut, window_of
 
 Windows = set[str]  # window start dates (ISO) of one learner
@@ -60,6 +60,10 @@ def classify_attempt(
     return AttemptOutcome.CONFLICT
 
 
+AttemptId = tuple[str, str, str]  # tenant, learner, attempt
+LearnerId = tuple[str, str]  # tenant, learner
+
+
 class TrackedAttempt(NamedTuple):
     """One tracked launch as the learner stage receives it from ingest (a row of a command)."""
 
@@ -78,12 +82,12 @@ class TrackedAttempt(NamedTuple):
         return datetime.fromisoformat(self.launched_at_text)
 
     @property
-    def attempt_key(self) -> bytes:
-        return f"{self.tenant_id}/{self.learner_id}/{self.attempt_id}".encode()
+    def attempt(self) -> AttemptId:
+        return (self.tenant_id, self.learner_id, self.attempt_id)
 
     @property
-    def learner_key(self) -> bytes:
-        return f"{self.tenant_id}/{self.learner_id}".encode()
+    def learner(self) -> LearnerId:
+        return (self.tenant_id, self.learner_id)
 
     def record(self) -> dict[str, Any]:
         """The `attempts` record this launch creates."""
@@ -97,59 +101,15 @@ class TrackedAttempt(NamedTuple):
         }
 
 
-def attempt_marker_key(tenant_id: str, learner_id: str, attempt_id: str) -> bytes:
-    return f"a/{tenant_id}/{learner_id}/{attempt_id}".encode()
-
-
-def learner_cutoff_key(tenant_id: str, learner_id: str) -> bytes:
-    return f"l/{tenant_id}/{learner_id}".encode()
-
-
-def tenant_cutoff_key(tenant_id: str) -> bytes:
-    return f"t/{tenant_id}".encode()
-
-
-@dataclass(frozen=True)
-class ReadPlan:
-    """The RocksDB keys a batch of attempts needs, per table."""
-
-    attempts: list[bytes]
-    learners: list[bytes]
-    tenants: list[str]
-    markers: list[bytes]
-
-
-def keys_to_read(
-    items: Iterable[TrackedAttempt], tenants_with_markers: Callable[[list[str]], set[str]]
-) -> ReadPlan:
-    """The keys to read; erasure markers only of tenants that have any in this partition."""
-    attempts: dict[bytes, None] = {}
-    learners: dict[bytes, None] = {}
-    tenants: dict[str, None] = {}
-    for item in items:
-        attempts[item.attempt_key] = None
-        learners[item.learner_key] = None
-        tenants[item.tenant_id] = None
-    marked = tenants_with_markers(list(tenants))
-    markers: dict[bytes, None] = {}
-    if marked:
-        for item in items:
-            if item.tenant_id in marked:
-                markers[attempt_marker_key(item.tenant_id, item.learner_id, item.attempt_id)] = None
-                markers[learner_cutoff_key(item.tenant_id, item.learner_id)] = None
-        for tenant_id in marked:
-            markers[tenant_cutoff_key(tenant_id)] = None
-    return ReadPlan(list(attempts), list(learners), list(tenants), list(markers))
-
-
 @dataclass
 class LearnerReads:
-    """What RocksDB holds for the keys of a `ReadPlan` (None where a key is missing)."""
+    """What the store holds for a batch of attempts (None where nothing is stored)."""
 
-    attempts: dict[bytes, Any]
-    memberships: dict[bytes, Any]
+    attempts: dict[AttemptId, Any]
+    memberships: dict[LearnerId, Any]
     tenants: dict[str, Any]  # tenant -> {"license": ...} as this partition applied it
-    markers: dict[bytes, Any]
+    # the erasure markers that may cover a launch; None when no tenant of the batch has any
+    erasures: Callable[[TrackedAttempt], Erasures] | None = None
 
 
 @dataclass
@@ -171,10 +131,11 @@ class Rejection:
 
 @dataclass
 class BatchResult:
-    attempts: dict[bytes, dict[str, Any]] = field(default_factory=dict)  # records to write
-    memberships: dict[bytes, list[str]] = field(default_factory=dict)  # memberships to write
+    attempts: dict[AttemptId, dict[str, Any]] = field(default_factory=dict)  # records to write
+    memberships: dict[LearnerId, list[str]] = field(default_factory=dict)  # memberships to write
     new_tenants: list[str] = field(default_factory=list)  # first seen in this partition
     rejected: list[Rejection] = field(default_factory=list)
+    conflicts: list[TrackedAttempt] = field(default_factory=list)  # to remember as rejected
     changes: dict[str, CountChange] = field(default_factory=dict)
     outcomes: Counter[str] = field(default_factory=Counter)
 
@@ -190,7 +151,7 @@ def apply_attempts(
     """
     result = BatchResult()
     attempts = dict(reads.attempts)
-    memberships: dict[bytes, Windows] = {}
+    memberships: dict[LearnerId, Windows] = {}
     cuts: dict[str, Cut] = {}
     for item in items:
         tenant_id = item.tenant_id
@@ -201,29 +162,40 @@ def apply_attempts(
                 result.new_tenants.append(tenant_id)
             cut = cuts[tenant_id] = cut_of(stored_tenant)
         launched_at = item.launched_at
-        stored = attempts.get(item.attempt_key)
+        ident = item.attempt
+        stored = attempts.get(ident)
         outcome = classify_attempt(stored, item.element_id, launched_at)
         if outcome is AttemptOutcome.CONFLICT:
             result.outcomes["conflict"] += 1
             result.rejected.append(Rejection(item, "conflict", conflict_detail(stored, item)))
+            result.conflicts.append(item)
             continue
         if outcome is AttemptOutcome.NEW:
-            erased = (
-                erasure_of(markers_of(reads.markers, item), launched_at) if reads.markers else None
-            )
+            markers = reads.erasures(item) if reads.erasures else None
+            if markers is not None and (item.element_id, launched_at) in markers.rejected:
+                result.outcomes["conflict"] += 1
+                detail = (
+                    f"attempt {item.attempt_id} of learner {item.learner_id}: this launch was "
+                    "rejected before as a conflict with the stored attempt"
+                )
+                result.rejected.append(Rejection(item, "conflict", detail))
+                continue
+            erased = erasure_of(markers, launched_at) if markers is not None else None
             if erased is not None:
                 result.outcomes["erased"] += 1
                 result.rejected.append(Rejection(item, "erased", erased))
                 continue
             record = item.record()
-            attempts[item.attempt_key] = record
-            result.attempts[item.attempt_key] = record
+            if markers is not None and hidden_by(markers, launched_at):
+                record["logically_deleted"] = True
+            attempts[ident] = record
+            result.attempts[ident] = record
         result.outcomes[outcome.value] += 1
         # A repeat joins its window too: its membership entry may be what a crash lost.
-        learner_key = item.learner_key
-        windows = memberships.get(learner_key)
+        learner = item.learner
+        windows = memberships.get(learner)
         if windows is None:
-            windows = memberships[learner_key] = windows_of(reads.memberships.get(learner_key))
+            windows = memberships[learner] = windows_of(reads.memberships.get(learner))
         window = window_of(cut, launched_at).start.isoformat()
         if window in windows:
             continue
@@ -234,21 +206,8 @@ def apply_attempts(
             change.total += 1
         windows.add(window)
         change.windows[window] += 1
-        result.memberships[learner_key] = stored_windows(windows)
+        result.memberships[learner] = stored_windows(windows)
     return result
-
-
-def markers_of(markers: Mapping[bytes, Any], item: TrackedAttempt) -> Erasures:
-    learner_cutoff = markers.get(learner_cutoff_key(item.tenant_id, item.learner_id))
-    tenant_cutoff = markers.get(tenant_cutoff_key(item.tenant_id))
-    return Erasures(
-        attempt_erased=markers.get(
-            attempt_marker_key(item.tenant_id, item.learner_id, item.attempt_id)
-        )
-        is not None,
-        learner_cutoff=datetime.fromisoformat(learner_cutoff) if learner_cutoff else None,
-        tenant_cutoff=datetime.fromisoformat(tenant_cutoff) if tenant_cutoff else None,
-    )
 
 
 def conflict_detail(stored: Mapping[str, Any] | None, item: TrackedAttempt) -> str:
@@ -358,9 +317,12 @@ class PartitionCounters:
     def partitions(self) -> set[int]:
         return set(self._counts)
 
-    def take_dirty(self) -> list[tuple[int, str, TenantCounts]]:
-        """The dirty tenants with a copy of their counts; they are clean afterwards."""
-        dirty, self._dirty = self._dirty, set()
+    def take_dirty(self, hold: set[int] | None = None) -> list[tuple[int, str, TenantCounts]]:
+        """The dirty tenants with a copy of their counts; they are clean afterwards. Tenants of
+        partitions in `hold` stay dirty (reported later)."""
+        held = hold or set()
+        dirty = {(p, t) for p, t in self._dirty if p not in held}
+        self._dirty -= dirty
         out = []
         for partition, tenant_id in sorted(dirty):
             counts = self._counts.get(partition, {}).get(tenant_id)

@@ -16,7 +16,7 @@ from typing import Any
 
 from streams.domain.windows import Cut, Window, window_of, window_starting
 
-Partial = Mapping[str, Any]  # {"epoch", "seq", "cut", "windows": {start: n}, "total"}
+Partial = Mapping[str, Any]  # {"epoch": [counter, generation], "seq", "cut", "windows", "total"}
 Published = dict[str, list[int]]  # window start -> [active, total] last published
 
 
@@ -24,7 +24,7 @@ def newer_partial(stored: Partial | None, incoming: Partial) -> bool:
     """Whether `incoming` replaces `stored`: a later (epoch, seq), or the same one again."""
     if stored is None:
         return True
-    return (incoming["epoch"], incoming["seq"]) >= (stored["epoch"], stored["seq"])
+    return (list(incoming["epoch"]), incoming["seq"]) >= (list(stored["epoch"]), stored["seq"])
 
 
 def merge_partials(
@@ -61,15 +61,26 @@ def sum_partials(partials: Iterable[Partial], cut: Cut) -> TenantSums:
     return TenantSums(windows, total)
 
 
-def cut_ready(partials: Mapping[str, Partial], cut: Cut, partitions: int) -> bool:
-    """Whether every learner partition reported its counts under `cut`.
+def publication_ready(
+    partials: Mapping[str, Partial], cut: Cut, partitions: int, licensed: bool
+) -> bool:
+    """Whether the partial counts add up to exact counts under `cut`.
 
     A license that changes the windows is applied by each learner partition in its own time.
-    Until all of them re-cut, the sums would mix old and new windows (or miss learners), so the
-    tenant stage keeps the last exact records until this holds.
+    Until every partition reports on the tenant's current cut, the sums would mix windows of two
+    cuts or miss learners, so the tenant stage keeps the last exact records. That holds for every
+    license change, also one that returns to an earlier cut (A -> B -> A): a partition that last
+    reported on B is not on A yet, whatever was published before.
+
+    Every learner partition receives every license and reports on it, so for a tenant that has
+    had a license (`licensed`: even one since removed) all of them must have reported. An
+    unlicensed tenant is reported only by the partitions that hold its learners.
     """
-    reported = {int(p) for p, partial in partials.items() if partial["cut"] == cut.id}
-    return reported >= set(range(partitions))
+    if any(partial["cut"] != cut.id for partial in partials.values()):
+        return False
+    if licensed:
+        return {int(p) for p in partials} >= set(range(partitions))
+    return True
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,14 @@
 """Threshold crossings of a window's Active Learners against the licensed limit.
 
 Per window and threshold the tenant stage remembers whether the count was at or above the
-threshold's learner count, and how many crossings it has seen. A crossing up or down is an
-event with a deterministic id (tenant, window, threshold, direction, crossing number): a replay
-after a crash computes the same id, so consumers can drop duplicates.
+threshold's learner count, how many crossings it has seen, and the last event it sent. A
+crossing up or down is an event with a deterministic id (tenant, window, threshold, direction,
+crossing number): a replay after a crash computes the same id, so consumers drop duplicates.
+
+Nothing of this is ever forgotten: a window that a license change removes and a later one brings
+back, or a threshold taken out of the license and put back, continues from what it was. So the
+last event of every window and threshold agrees with the count, and two distinct crossings never
+share an id.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from streams.domain.tenants import threshold_learners
 
 EVENT_NAMESPACE = uuid.UUID("0c7b8d52-5a7e-4f37-9a55-1d3c0d0a7a11")
 
-# window start -> {pct (as text): {"above": bool, "crossings": int}}
+# window start -> {pct (as text): {"above": bool, "crossings": int, "event": {...} | None}}
 ThresholdState = dict[str, dict[str, dict[str, Any]]]
 
 
@@ -73,23 +78,3 @@ def evaluate(
                 )
             )
     return new_state, events
-
-
-def prune(
-    state: Mapping[str, Mapping[str, Mapping[str, Any]]],
-    windows: Iterable[str],
-    thresholds: Iterable[int],
-) -> ThresholdState:
-    """The state of the given windows and thresholds only.
-
-    A threshold removed from the license forgets whether it was crossed: added back later, it
-    starts unarmed like a new window (and never fires a `down` it did not see crossed). Windows
-    that a re-cut removed are forgotten too.
-    """
-    keep_windows = set(windows)
-    keep_pcts = {str(pct) for pct in thresholds}
-    return {
-        window: {pct: dict(entry) for pct, entry in per_pct.items() if pct in keep_pcts}
-        for window, per_pct in state.items()
-        if window in keep_windows
-    }

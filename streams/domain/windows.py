@@ -35,6 +35,11 @@ class Cut:
         """A stable text id, e.g. `2026-01-31/1/Europe/Berlin`."""
         return f"{self.anchor.isoformat()}/{self.months}/{self.timezone}"
 
+    @classmethod
+    def from_id(cls, text: str) -> Cut:
+        anchor, months, timezone = text.split("/", 2)
+        return cls(date.fromisoformat(anchor), int(months), timezone)
+
 
 DEFAULT_CUT = Cut(date(1970, 1, 1), 12, "UTC")
 
@@ -110,6 +115,7 @@ def window_of(cut: Cut, instant: datetime) -> Window:
     return window
 
 
+@lru_cache(maxsize=65_536)
 def window_starting(cut: Cut, start: date) -> Window | None:
     """The window of `cut` whose local start date is `start`, or None if no window starts then."""
     window = window_of(cut, local_midnight(start, cut.timezone))

@@ -1,0 +1,93 @@
+"""The deletion selector: which attempts of a tenant a request names, in one shape.
+
+`kind` is one of attempts, learner_ids, older_than, teams, roles; `values` holds what it names
+(attempts: (learner, attempt) pairs; older_than: one instant; the others: ids), sorted and
+without repeats, so two requests that name the same attempts have equal selectors. It travels as
+`{"kind", "values"}` (the receipts echo it that way) and its `fingerprint`, with the mode and
+`requested_at`, tells a redelivered request from another request under the same request id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+KINDS = ("attempts", "learner_ids", "older_than", "teams", "roles")
+PER_LEARNER = ("attempts", "learner_ids")
+GROUP_KINDS = ("teams", "roles")
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class Selector:
+    kind: str
+    values: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown selector {self.kind!r}")
+
+    @classmethod
+    def of_request(cls, request: Any) -> Selector:
+        """The selector of a validated `schemas.deletions.DeletionRequest`."""
+        if request.attempts is not None:
+            pairs = {(ref.learner_id, ref.attempt_id) for ref in request.attempts}
+            return cls("attempts", tuple(sorted(pairs)))
+        if request.older_than is not None:
+            return cls("older_than", (request.older_than,))
+        for kind in ("learner_ids", "teams", "roles"):
+            ids = getattr(request, kind)
+            if ids is not None:
+                return cls(kind, tuple(sorted(set(ids))))
+        raise ValueError("the request has no selector")
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Selector:
+        kind, values = data["kind"], data["values"]
+        if kind == "attempts":
+            pairs = {(v["learner_id"], v["attempt_id"]) for v in values}
+            return cls(kind, tuple(sorted(pairs)))
+        if kind == "older_than":
+            return cls(kind, (instant(values[0]),))
+        return cls(kind, tuple(sorted(set(values))))
+
+    def as_json(self) -> dict[str, Any]:
+        if self.kind == "attempts":
+            values: list[Any] = [{"learner_id": l, "attempt_id": a} for l, a in self.values]
+        elif self.kind == "older_than":
+            values = [self.cutoff.isoformat()]
+        else:
+            values = list(self.values)
+        return {"kind": self.kind, "values": values}
+
+    def request_fields(self) -> dict[str, Any]:
+        """The selector as an `attempt-deletions` request writes it."""
+        shown = self.as_json()["values"]
+        return {self.kind: shown[0] if self.kind == "older_than" else shown}
+
+    @property
+    def cutoff(self) -> datetime:
+        """The instant of an `older_than` selector."""
+        assert self.kind == "older_than"
+        value: datetime = self.values[0]
+        return value
+
+    def fingerprint(self, mode: str, requested_at: datetime) -> str:
+        """The same for every delivery of one request, different for any other request."""
+        canonical = orjson.dumps(
+            [mode, requested_at.astimezone(UTC).isoformat(), self.kind, self._canonical_values()]
+        )
+        return hashlib.sha256(canonical).hexdigest()[:32]
+
+    def _canonical_values(self) -> list[Any]:
+        if self.kind == "older_than":
+            return [self.cutoff.astimezone(UTC).isoformat()]
+        return [list(v) if isinstance(v, tuple) else v for v in self.values]

@@ -1,0 +1,424 @@
+"""`DurableBatch`: the one implementation of the Batch protocol, over any LocalState and Log.
+
+A group of input events is handled into one batch; `flush()` makes it durable in this order
+(for a stage that sends its outputs first, the learner stage; the tenant stage writes its state
+first and its outputs after step 4, see streams/stages/tenants.py):
+
+  1. outputs and commands to the next stage are sent, and acknowledged by Kafka;
+  2. the table writes are sent to their changelogs, tagged with the owner's epoch, and
+     acknowledged;
+  3. the lineage is checked: a record in a changelog (or fenced output) partition that this owner
+     did not write is a deposed owner's. A newer epoch there means this process was deposed
+     (`Fenced`: nothing is applied locally); an older one is a zombie write, repaired below;
+  4. the local tables are written (one atomic write per table partition, with the changelog
+     offset and the epoch reached);
+  5. the `on_durable` callbacks run (in-memory counters describe durable state only);
+  6. zombie keys are written again with their current value (and zombie outputs answered by the
+     stage), which is another round of 1-5.
+The caller acknowledges its input events only after `flush()` returned.
+
+Why outputs first: a crash after step 1 replays the events from the state before them, which
+computes the same outputs again (stages decide from the records, never from the wall clock).
+A crash during step 2 may leave any subset of the changelog partitions written; every stage
+transition heals such a mixed state when its input is replayed, and the outputs are already out.
+So nothing a flush was to send is ever lost to a replay, and no "done" marker can skip it.
+
+Why the changelog before the local tables: local RocksDB then never holds a write Kafka lacks;
+a partition restored elsewhere from its changelog has everything the old owner had.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from streams.stages import keys
+from streams.stages.store import (
+    CHANGELOG_TABLE,
+    FENCED_OUTPUTS,
+    MAX_RECORD_BYTES,
+    TABLES,
+    Epoch,
+    Fenced,
+    LocalState,
+    Log,
+    LogRecord,
+    OutputRepair,
+    RecordTooLarge,
+    TopicPartition,
+    epoch_header,
+    fenced_topics,
+    stage_of_topic,
+)
+
+log = logging.getLogger(__name__)
+
+_DELETED = object()
+_MISSING = object()
+
+Pending = dict[bytes, tuple[bytes | None, Any]]  # key -> (encoded value or None, decoded value)
+
+
+class Ownership:
+    """The stage partitions this process owns, their epochs, and the lineage of its writes.
+
+    Shared by every batch of the process. `expected[tp]` is the offset at which this owner's
+    next record in a changelog or fenced output partition should land; a record it finds
+    between that offset and its own next one was written by somebody else.
+    """
+
+    def __init__(self) -> None:
+        self.epochs: dict[tuple[str, int], Epoch] = {}
+        self.expected: dict[TopicPartition, int] = {}
+        self.zombies_repaired = 0
+
+    def epoch_of(self, stage: str, partition: int) -> Epoch:
+        try:
+            return self.epochs[(stage, partition)]
+        except KeyError:
+            raise RuntimeError(f"{stage} partition {partition} is written but not owned") from None
+
+    def owns(self, stage: str, partition: int) -> bool:
+        return (stage, partition) in self.epochs
+
+    async def take_over(self, stage: str, partition: int, epoch: Epoch, log: Log) -> None:
+        """Own a partition under `epoch`; its lineage starts at the current end offsets."""
+        self.epochs[(stage, partition)] = epoch
+        for topic in fenced_topics(stage):
+            self.expected[(topic, partition)] = await log.end_offset(topic, partition)
+
+    def release(self, stage: str, partitions: Sequence[int] | None = None) -> None:
+        """Forget partitions of `stage` (all of them when `partitions` is None)."""
+        gone = {
+            p for (s, p) in self.epochs if s == stage and (partitions is None or p in partitions)
+        }
+        for partition in gone:
+            del self.epochs[(stage, partition)]
+            for topic in fenced_topics(stage):
+                self.expected.pop((topic, partition), None)
+
+    def partitions(self, stage: str) -> list[int]:
+        return sorted(p for (s, p) in self.epochs if s == stage)
+
+
+class DurableBatch:
+    """The table writes and outputs of a group of input events (see the module doc)."""
+
+    def __init__(
+        self,
+        state: LocalState,
+        log_: Log,
+        ownership: Ownership,
+        repair_outputs: OutputRepair | None = None,
+        outputs_first: bool = True,
+    ) -> None:
+        self._state = state
+        self._log = log_
+        self._own = ownership
+        self._repair_outputs = repair_outputs
+        self._outputs_first = outputs_first
+        self._writes: dict[tuple[str, int], Pending] = {}
+        self._outputs: dict[tuple[str, int | None], list[LogRecord]] = {}
+        self._callbacks: list[Callable[[], None]] = []
+        self._undo: list[tuple[Any, ...]] = []
+        self._flushes = 0
+
+    # -- reads: this batch's own writes first, then the local tables ---------------------------
+    def get(self, table: str, partition: int, key: bytes) -> Any:
+        mine = self._writes.get((table, partition))
+        if mine is not None:
+            written = mine.get(key)
+            if written is not None:
+                return None if written[1] is _DELETED else written[1]
+        raw = self._state.get_many(table, partition, [key])[0]
+        return None if raw is None else orjson.loads(raw)
+
+    def get_many(self, table: str, partition: int, keys_: Sequence[bytes]) -> list[Any]:
+        """Values of `keys_` (None where missing), read with one multi-get."""
+        if not keys_:
+            return []
+        raw = self._state.get_many(table, partition, keys_)
+        values = [None if value is None else orjson.loads(value) for value in raw]
+        mine = self._writes.get((table, partition))
+        if mine:
+            for index, key in enumerate(keys_):
+                written = mine.get(key)
+                if written is not None:
+                    values[index] = None if written[1] is _DELETED else written[1]
+        return values
+
+    def scan(
+        self,
+        table: str,
+        partition: int,
+        prefix: bytes,
+        after: bytes | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[bytes, Any]]:
+        """Rows with `prefix` after key `after`, in key order, at most `limit`; they include
+        this batch's own writes (and leave out what it deleted)."""
+        local = self._state.scan(table, partition, prefix, after, limit)
+        mine = self._writes.get((table, partition))
+        if not mine:
+            return [(key, orjson.loads(raw)) for key, raw in local]
+        # with a limit, the local rows end somewhere: pending keys past that wait for the next
+        # chunk, so that resuming after the last row returned never skips one
+        bound = local[-1][0] if limit is not None and len(local) >= limit else None
+        merged: dict[bytes, Any] = {key: _Raw(raw) for key, raw in local}
+        for key, (_, value) in mine.items():
+            if not key.startswith(prefix) or (after is not None and key <= after):
+                continue
+            if bound is not None and key > bound:
+                continue
+            merged[key] = value
+        rows = [
+            (key, value.decode() if isinstance(value, _Raw) else value)
+            for key, value in sorted(merged.items())
+            if value is not _DELETED
+        ]
+        return rows if limit is None else rows[:limit]
+
+    # -- writes ---------------------------------------------------------------------------------
+    def put(self, table: str, partition: int, key: bytes, value: Any) -> None:
+        encoded = orjson.dumps(value)
+        if len(encoded) + len(key) > MAX_RECORD_BYTES:
+            raise RecordTooLarge(
+                f"{table} value of {len(encoded):,} bytes under {key[:80]!r} exceeds "
+                f"{MAX_RECORD_BYTES:,}"
+            )
+        self._write(table, partition, key, (encoded, value))
+
+    def delete(self, table: str, partition: int, key: bytes) -> None:
+        self._write(table, partition, key, (None, _DELETED))
+
+    def _write(self, table: str, partition: int, key: bytes, entry: tuple[Any, Any]) -> None:
+        if table not in TABLES:
+            raise KeyError(f"unknown table {table!r}")
+        pending = self._writes.setdefault((table, partition), {})
+        self._undo.append(("w", (table, partition), key, pending.get(key, _MISSING)))
+        pending[key] = entry
+
+    def emit(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
+        size = (len(key) if key else 0) + (len(value) if value else 0)
+        if size > MAX_RECORD_BYTES:
+            raise RecordTooLarge(f"a {topic} record of {size:,} bytes exceeds {MAX_RECORD_BYTES:,}")
+        if topic in FENCED_OUTPUTS and partition is None:
+            raise ValueError(f"{topic} records are written to their tenant's partition")
+        records = self._outputs.setdefault((topic, partition), [])
+        self._undo.append(("o", (topic, partition), len(records)))
+        records.append(LogRecord(key, value))
+
+    def on_durable(self, callback: Callable[[], None]) -> None:
+        self._undo.append(("c", len(self._callbacks)))
+        self._callbacks.append(callback)
+
+    # -- savepoints: a failed event leaves nothing behind ---------------------------------------
+    def savepoint(self) -> tuple[int, int]:
+        return self._flushes, len(self._undo)
+
+    def rollback(self, mark: tuple[int, int]) -> None:
+        """Undo every write, output and callback since `mark` that is not durable yet."""
+        flushes, length = mark
+        keep = length if flushes == self._flushes else 0
+        while len(self._undo) > keep:
+            entry = self._undo.pop()
+            if entry[0] == "w":
+                _, where, key, previous = entry
+                if previous is _MISSING:
+                    del self._writes[where][key]
+                    if not self._writes[where]:
+                        del self._writes[where]
+                else:
+                    self._writes[where][key] = previous
+            elif entry[0] == "o":
+                _, where, size = entry
+                del self._outputs[where][size:]
+                if not self._outputs[where]:
+                    del self._outputs[where]
+            else:
+                del self._callbacks[entry[1] :]
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._writes or self._outputs or self._callbacks)
+
+    def written_records(self) -> int:
+        return sum(len(rows) for rows in self._writes.values())
+
+    # -- making it durable ----------------------------------------------------------------------
+    async def flush(self) -> None:
+        """Make everything durable (see the module doc); the batch is empty afterwards."""
+        while self.pending:
+            writes, outputs, callbacks = self._writes, self._outputs, self._callbacks
+            self._writes, self._outputs, self._callbacks = {}, {}, []
+            self._undo.clear()
+            self._flushes += 1
+            acked: dict[TopicPartition, tuple[int, int]] = {}
+            output_groups = await self._output_groups(outputs)
+            if output_groups and self._outputs_first:
+                acked.update(await self._log.send(output_groups))
+            changelog_groups: dict[TopicPartition, list[LogRecord]] = {}
+            for (table, partition), rows in writes.items():
+                stage, changelog = TABLES[table]
+                header = epoch_header(self._own.epoch_of(stage, partition))
+                changelog_groups[(changelog, partition)] = [
+                    LogRecord(key, encoded, header) for key, (encoded, _) in rows.items()
+                ]
+            if changelog_groups:
+                acked.update(await self._log.send(changelog_groups))
+            zombies = await self._follow_lineage(acked)
+            for (table, partition), rows in writes.items():
+                stage, changelog = TABLES[table]
+                self._state.apply(
+                    table,
+                    partition,
+                    {key: encoded for key, (encoded, _) in rows.items()},
+                    acked[(changelog, partition)][1],
+                    self._own.epoch_of(stage, partition),
+                )
+            if output_groups and not self._outputs_first:
+                zombies.update(await self._follow_lineage(await self._log.send(output_groups)))
+            for callback in callbacks:
+                callback()
+            if zombies:
+                await self._repair(zombies)
+
+    async def check_lineage(self, stage: str, partitions: Sequence[int]) -> None:
+        """Look for records a deposed owner wrote after this owner's last write (a periodic
+        check: a flush finds those that land between two of its own writes) and repair them."""
+        zombies: dict[TopicPartition, list[LogRecord]] = {}
+        for partition in partitions:
+            if not self._own.owns(stage, partition):
+                continue
+            for topic in fenced_topics(stage):
+                tp = (topic, partition)
+                expected = self._own.expected.get(tp)
+                if expected is None:
+                    continue
+                end = await self._log.end_offset(topic, partition)
+                if end > expected:
+                    self._own.expected[tp] = end
+                    found = await self._foreign(tp, expected, end)
+                    if found:
+                        zombies[tp] = found
+        if zombies:
+            await self._repair(zombies)
+            await self.flush()
+
+    async def _output_groups(
+        self, outputs: dict[tuple[str, int | None], list[LogRecord]]
+    ) -> dict[TopicPartition, list[LogRecord]]:
+        groups: dict[TopicPartition, list[LogRecord]] = {}
+        for (topic, partition), records in outputs.items():
+            if partition is not None:
+                if topic in FENCED_OUTPUTS:
+                    header = epoch_header(self._own.epoch_of(stage_of_topic(topic) or "", partition))
+                    records = [LogRecord(r.key, r.value, header) for r in records]
+                groups.setdefault((topic, partition), []).extend(records)
+                continue
+            for record in records:
+                target = await self._log.partition_of(topic, record.key)
+                groups.setdefault((topic, target), []).append(record)
+        return groups
+
+    async def _follow_lineage(
+        self, acked: dict[TopicPartition, tuple[int, int]]
+    ) -> dict[TopicPartition, list[LogRecord]]:
+        """Check that nothing landed between this owner's previous and new records."""
+        zombies: dict[TopicPartition, list[LogRecord]] = {}
+        for tp, (first, last) in sorted(acked.items()):
+            if stage_of_topic(tp[0]) is None:
+                continue
+            expected = self._own.expected.get(tp)
+            self._own.expected[tp] = last + 1
+            if expected is not None and first > expected:
+                found = await self._foreign(tp, expected, first)
+                if found:
+                    zombies[tp] = found
+        return zombies
+
+    async def _foreign(self, tp: TopicPartition, start: int, end: int) -> list[LogRecord]:
+        """Records in [start, end) of a partition this owner writes alone, from other owners:
+        raises `Fenced` for a newer one; returns the older ones (a deposed owner's zombies).
+        Records of this owner's own epoch are its retried sends: harmless duplicates."""
+        stage = stage_of_topic(tp[0]) or ""
+        mine = self._own.epoch_of(stage, tp[1])
+        zombies = []
+        for record in await self._log.read(tp[0], tp[1], start, end):
+            theirs = record.epoch
+            if theirs > mine:
+                raise Fenced(
+                    f"{stage} partition {tp[1]}: an owner with epoch {theirs} wrote after this "
+                    f"one ({mine})"
+                )
+            if theirs < mine:
+                zombies.append(record)
+        return zombies
+
+    async def _repair(self, zombies: dict[TopicPartition, list[LogRecord]]) -> None:
+        """Write the current value of every key a zombie record touched, so that the last
+        record of each key is this owner's again."""
+        for (topic, partition), records in zombies.items():
+            log.warning(
+                "%d records of a deposed owner found in %s/%d; writing their keys again",
+                len(records),
+                topic,
+                partition,
+            )
+            self._own.zombies_repaired += len(records)
+            table = CHANGELOG_TABLE.get(topic)
+            if table is not None:
+                rewrite_keys(self, table, partition, [r.key for r in records if r.key is not None])
+            elif self._repair_outputs is not None:
+                done = self._repair_outputs(self, topic, partition, records)
+                if done is not None:
+                    await done
+
+
+def rewrite_keys(batch: DurableBatch, table: str, partition: int, keys_: Sequence[bytes]) -> None:
+    """Write the current value of each key again (a tombstone where there is none), so that its
+    last changelog record is this owner's: the answer to a deposed owner's record of it."""
+    for key in dict.fromkeys(keys_):
+        current = batch.get(table, partition, key)
+        if current is None:
+            batch.delete(table, partition, key)
+        else:
+            batch.put(table, partition, key, current)
+
+
+class _Raw:
+    """A local row's value, decoded only if it is returned."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def decode(self) -> Any:
+        return orjson.loads(self.raw)
+
+
+async def take_over(
+    batch: DurableBatch, stage: str, partitions: Sequence[int], generation: int
+) -> dict[int, Epoch]:
+    """Own `partitions` of `stage` under new epochs, durable before anything else is written.
+
+    The counter comes from the partition's state (restored from its changelog) plus one; the
+    consumer group's generation breaks a tie with a deposed owner that read the same counter.
+    """
+    table = keys.LEARNER_STATE if stage == "learner" else keys.TENANT_STATE
+    epochs: dict[int, Epoch] = {}
+    for partition in sorted(partitions):
+        stored = batch.get(table, partition, keys.EPOCH)
+        counter = int(stored[0]) if isinstance(stored, list) and stored else 0
+        epoch = (counter + 1, generation)
+        await batch._own.take_over(stage, partition, epoch, batch._log)
+        batch.put(table, partition, keys.EPOCH, list(epoch))
+        epochs[partition] = epoch
+    await batch.flush()
+    return epochs

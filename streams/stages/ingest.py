@@ -1,0 +1,341 @@
+"""Ingest: validate every input record, dead-letter what cannot be used, route the rest.
+
+launches          validated one by one (the contract's model, `future` against the record's own
+                  Kafka timestamp, the tracking rule); tracked ones become one `Attempts`
+                  command per learner partition per batch, in input order
+licenses          to the tenant stage, and to every learner partition (each re-cuts its keys)
+attempt-deletions a valid request goes to the tenant stage, which checks its request id and
+                  splits it into parts; an invalid one with a usable request and tenant id gets
+                  an error receipt there, anything else is dead-lettered
+learner-groups    batched to the learners' partitions
+
+Ingest keeps no state: a replay routes the same records the same way again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from schemas.deletions import DeletionRequest as DeletionRequestModel
+from schemas.groups import LearnerGroups
+from schemas.launches import Launch
+from schemas.licenses import License
+from streams import metrics, topics
+from streams.dead_letters import dead_letter
+from streams.dead_letters import encode as encode_json
+from streams.decoding import Rejected, decode, deletion_rejection, future_rejection, usable_ids
+from streams.domain.selectors import Selector
+from streams.domain.tracking import is_tracked
+from streams.partitioning import learner_partition, tenant_partition
+from streams.stages import commands
+from streams.stages.store import Batch
+
+# A launch's raw text rides inside its learner command only up to this size; a larger one is
+# referenced by position (the learner stage reads it back for a dead letter), so commands stay
+# far below Kafka's 1 MiB limit.
+RAW_INLINE_MAX = 1024
+# Learner commands are cut at about this size.
+COMMAND_MAX_BYTES = 256 * 1024
+GROUP_ROWS_PER_COMMAND = 2_000
+
+
+class InputRecord(Protocol):
+    key: bytes | None
+    value: bytes | None
+    topic: str  # the real name (with TOPIC_PREFIX)
+    partition: int
+    offset: int
+    timestamp: int  # ms, the record's Kafka timestamp
+
+
+def record_time(record: InputRecord) -> datetime:
+    return datetime.fromtimestamp(record.timestamp / 1000, UTC)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    record: InputRecord
+    rejected: Rejected
+
+
+@dataclass
+class RoutedLaunches:
+    rows: dict[int, list[list[Any]]] = field(default_factory=dict)  # partition -> attempt rows
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)  # tracked, untracked, dead_lettered
+
+    def commands(self) -> Iterable[tuple[int, list[list[Any]]]]:
+        """(partition, rows) per learner command, each below COMMAND_MAX_BYTES."""
+        for partition, rows in self.rows.items():
+            chunk: list[list[Any]] = []
+            size = 0
+            for row in rows:
+                row_size = 96 + sum(len(part) for part in row[:5]) + len(row[7] or "")
+                if chunk and size + row_size > COMMAND_MAX_BYTES:
+                    yield partition, chunk
+                    chunk, size = [], 0
+                chunk.append(row)
+                size += row_size
+            if chunk:
+                yield partition, chunk
+
+
+def route_launches(records: Iterable[InputRecord], partitions: int) -> RoutedLaunches:
+    """Every rule per launch, over a batch: what goes where (a pure function)."""
+    routed = RoutedLaunches()
+    for record in records:
+        raw = record.value
+        launch = decode(Launch, raw)
+        if isinstance(launch, Rejected):
+            routed.dead_letters.append(DeadLetter(record, launch))
+            routed.outcomes["dead_lettered"] += 1
+            continue
+        future = future_rejection(launch.launched_at, record_time(record))
+        if future is not None:
+            routed.dead_letters.append(DeadLetter(record, future))
+            routed.outcomes["dead_lettered"] += 1
+            continue
+        if not is_tracked(launch.launched_by, launch.content_type, launch.tracking):
+            routed.outcomes["untracked"] += 1
+            continue
+        assert raw is not None
+        target = learner_partition(launch.tenant_id, launch.learner_id, partitions)
+        # a TrackedAttempt as a row (streams/stages/commands.py), built directly: this runs per
+        # launch
+        routed.rows.setdefault(target, []).append(
+            [
+                launch.tenant_id,
+                launch.learner_id,
+                launch.element_id,
+                launch.attempt_id,
+                launch.launched_at.isoformat(),
+                record.partition,
+                record.offset,
+                raw.decode("utf-8") if len(raw) <= RAW_INLINE_MAX else None,
+                record.timestamp,
+            ]
+        )
+        routed.outcomes["tracked"] += 1
+    return routed
+
+
+class IngestStage:
+    """Ingest's handlers (the launch reader and the ingest agents call them)."""
+
+    def __init__(
+        self,
+        partitions: int,
+        topic_name: Callable[[str], str] = lambda name: name,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.partitions = partitions
+        self.topic_name = topic_name
+        self.clock = clock
+
+    def dead_letter(self, batch: Batch, record: InputRecord, rejected: Rejected) -> None:
+        value = dead_letter(
+            rejected.reason,
+            rejected.detail,
+            record.value,
+            record.topic,
+            record.partition,
+            record.offset,
+            self.clock(),
+        )
+        batch.emit(topics.DEAD_LETTERS, record.key, encode_json(value))
+        source = _source(record.topic, self.topic_name)
+        batch.on_durable(metrics.dead_letters_total.labels(source, rejected.reason).inc)
+
+    # -- launches -------------------------------------------------------------------------------
+    def route_launches(self, batch: Batch, records: Sequence[InputRecord]) -> Counter[str]:
+        """One `Attempts` command per learner partition, and the dead letters."""
+        routed = route_launches(records, self.partitions)
+        launches_topic = records[0].topic if records else self.topic_name(topics.LAUNCHES)
+        for partition, rows in routed.commands():
+            command = commands.encode(commands.Attempts(launches_topic, rows))
+            batch.emit(topics.LEARNER_COMMANDS, b"attempts", command, partition)
+        for letter in routed.dead_letters:
+            self.dead_letter(batch, letter.record, letter.rejected)
+        return routed.outcomes
+
+    # -- licenses -------------------------------------------------------------------------------
+    def on_license(self, batch: Batch, record: InputRecord) -> None:
+        if record.value is None:
+            # A tombstone on the compacted topic: the tenant falls back to the default license.
+            tenant_id = tenant_of_key(record.key)
+            if tenant_id is None:
+                self.dead_letter(
+                    batch, record, Rejected("invalid", "license tombstone without a usable key")
+                )
+                return
+            self.broadcast_license(batch, tenant_id, None, record)
+            batch.on_durable(metrics.licenses_total.labels("tombstone").inc)
+            return
+        license_ = decode(License, record.value)
+        if isinstance(license_, Rejected):
+            self.dead_letter(batch, record, license_)
+            return
+        if record.key is not None and record.key != license_.tenant_id.encode():
+            # licenses is compacted by tenant: a record under another key would outlive the
+            # tenant's later licenses and come back on a replay
+            detail = f"the record's key is not its tenant_id {license_.tenant_id!r}"
+            self.dead_letter(batch, record, Rejected("invalid", detail))
+            return
+        self.broadcast_license(batch, license_.tenant_id, license_.model_dump(mode="json"), record)
+        batch.on_durable(metrics.licenses_total.labels("license").inc)
+
+    def broadcast_license(
+        self, batch: Batch, tenant_id: str, license_: dict[str, Any] | None, record: InputRecord
+    ) -> None:
+        """To the tenant stage, and to every learner partition (each re-cuts its own keys)."""
+        source = [record.partition, record.offset]
+        command = commands.encode(commands.License(tenant_id, license_, source))
+        key = tenant_id.encode()
+        batch.emit(
+            topics.TENANT_COMMANDS, key, command, tenant_partition(tenant_id, self.partitions)
+        )
+        for partition in range(self.partitions):
+            batch.emit(topics.LEARNER_COMMANDS, key, command, partition)
+
+    # -- deletion requests ----------------------------------------------------------------------
+    def on_deletion(self, batch: Batch, record: InputRecord) -> None:
+        raw = record.value
+        request = decode(DeletionRequestModel, raw)
+        if not isinstance(request, Rejected):
+            request = deletion_rejection(request, record_time(record)) or request
+        if isinstance(request, Rejected):
+            ids = usable_ids(raw)
+            if ids is None:
+                self.dead_letter(batch, record, request)
+                return
+            # A request we can answer gets an error receipt (from the tenant stage, which sends
+            # it once per request however often it comes) instead of a dead letter.
+            request_id, tenant_id, mode = ids
+            receipt = error_receipt(
+                {"request_id": request_id, "tenant_id": tenant_id, "mode": mode},
+                request.detail,
+                record_time(record),
+            )
+            fingerprint = hashlib.sha256(raw or b"").hexdigest()[:32]
+            batch.emit(
+                topics.TENANT_COMMANDS,
+                tenant_id.encode(),
+                commands.encode(commands.DeletionError(receipt, fingerprint)),
+                tenant_partition(tenant_id, self.partitions),
+            )
+            batch.on_durable(metrics.deletion_requests_total.labels("error").inc)
+            return
+        selector = Selector.of_request(request)
+        body = {
+            "request_id": request.request_id,
+            "tenant_id": request.tenant_id,
+            "mode": request.mode,
+            "requested_at": request.requested_at.isoformat(),
+            "selector": selector.as_json(),
+            "requested_by": request.requested_by,
+            "reason": request.reason,
+            "fingerprint": selector.fingerprint(request.mode, request.requested_at),
+        }
+        batch.emit(
+            topics.TENANT_COMMANDS,
+            request.tenant_id.encode(),
+            commands.encode(commands.DeletionRequest(body)),
+            tenant_partition(request.tenant_id, self.partitions),
+        )
+        batch.on_durable(metrics.deletion_requests_total.labels(request.mode).inc)
+
+    # -- teams and roles ------------------------------------------------------------------------
+    def group_rows(self, batch: Batch, records: Sequence[InputRecord]) -> None:
+        """Learner-groups records, one `Groups` command per learner partition (and chunk)."""
+        rows: dict[int, list[list[Any]]] = {}
+        for record in records:
+            if record.value is None:
+                ids = learner_key_ids(record.key)
+                if ids is None:
+                    rejected = Rejected(
+                        "invalid", "learner-groups tombstone without a tenant/learner key"
+                    )
+                    self.dead_letter(batch, record, rejected)
+                    continue
+                row: list[Any] = [*ids, None, None]  # the learner's groups are removed
+            else:
+                groups = decode(LearnerGroups, record.value)
+                if isinstance(groups, Rejected):
+                    self.dead_letter(batch, record, groups)
+                    continue
+                row = [groups.tenant_id, groups.learner_id, list(groups.teams), list(groups.roles)]
+            row += [record.partition, record.offset]
+            rows.setdefault(learner_partition(row[0], row[1], self.partitions), []).append(row)
+        for partition, part_rows in sorted(rows.items()):
+            for start in range(0, len(part_rows), GROUP_ROWS_PER_COMMAND):
+                chunk = part_rows[start : start + GROUP_ROWS_PER_COMMAND]
+                command = commands.encode(commands.Groups(chunk))
+                batch.emit(topics.LEARNER_COMMANDS, b"groups", command, partition)
+
+
+def error_receipt(request: dict[str, Any], error: str, completed_at: datetime) -> dict[str, Any]:
+    """The receipt of a request that changed nothing: `error` says why."""
+    return {
+        "request_id": request["request_id"],
+        "tenant_id": request["tenant_id"],
+        "mode": request.get("mode", "invalid"),
+        "selector": request.get("selector"),
+        "requested_at": request.get("requested_at"),
+        "requested_by": request.get("requested_by"),
+        "reason": request.get("reason"),
+        "attempts_affected": 0,
+        "learners_affected": 0,
+        "windows": [],
+        "completed_at": completed_at.isoformat(),
+        "error": error,
+    }
+
+
+def _valid_id(text: str) -> bool:
+    return 0 < len(text) <= 256 and "/" not in text and not any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def tenant_of_key(key: bytes | None) -> str | None:
+    """The tenant of a `tenant_id` key (a license tombstone), if it is a valid id."""
+    try:
+        tenant_id = (key or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return tenant_id if _valid_id(tenant_id) else None
+
+
+def learner_key_ids(key: bytes | None) -> tuple[str, str] | None:
+    """tenant and learner of a `tenant/learner` key, if it is one."""
+    try:
+        tenant, slash, learner = (key or b"").decode("utf-8").partition("/")
+    except UnicodeDecodeError:
+        return None
+    if not slash or not (_valid_id(tenant) and _valid_id(learner)):
+        return None
+    return tenant, learner
+
+
+def _source(topic: str, topic_name: Callable[[str], str]) -> str:
+    """The contract name of a real topic (for metric labels)."""
+    prefix = topic_name("")
+    return topic[len(prefix) :] if prefix and topic.startswith(prefix) else topic
+
+
+def give_up(batch: Batch, record: InputRecord, exc: BaseException, when: datetime) -> None:
+    """Dead-letter a record whose handling kept failing (a bug, never bad input): whole, with
+    the error, so that it is neither lost silently nor retried forever."""
+    value = dead_letter(
+        "invalid",
+        f"the service could not apply this record ({type(exc).__name__}: {exc})",
+        record.value,
+        record.topic,
+        record.partition,
+        record.offset,
+        when,
+    )
+    batch.emit(topics.DEAD_LETTERS, record.key, encode_json(value))

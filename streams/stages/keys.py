@@ -1,0 +1,207 @@
+"""Every key the stages store, in one place, each kind in a namespace of its own.
+
+Inputs are data, never keys. Every id is put into a key after a fixed kind tag ("m/", "lic/", ...),
+and ids contain neither '/' nor a control character (the contract), so no id, however odd,
+can produce another kind's key, a meta key (they start with '#') or the store's own bookkeeping
+(faust's changelog-offset key `__faust\\x00offset__` has no '/').
+
+The `attempts` table is the one exception: its keys are the keys of the contract's compacted
+`attempts` topic (its changelog), `{tenant}/{learner}/{attempt}`, and it holds nothing else.
+
+Tables and their keys (all of a key's data lives in one partition):
+
+learner stage, partitioned like learner-commands (one partition per tenant/learner)
+  attempts        {tenant}/{learner}/{attempt}           the attempt record
+  learner-state   lic/{tenant}                           the license this partition applied
+                  m/{tenant}/{learner}                   the learner's windows (sorted starts)
+                  #epoch                                 [counter, generation] of the owner
+  learner-groups  g/{tenant}/{learner}                   {teams, roles}
+  erasures        x/{tenant}/a/{learner}/{attempt}       erased attempt: launches before it
+                  x/{tenant}/l/{learner}                 learner cut-off instant
+                  x/{tenant}/t                           tenant cut-off instant
+                  x/{tenant}/h/{learner}/{attempt}       the same three for logical deletions:
+                  x/{tenant}/hl/{learner}                launches they cover are stored
+                  x/{tenant}/ht                          logically deleted
+                  x/{tenant}/k/{learner}/{attempt}       launches once rejected as conflicts
+                  done/{tenant}/{request}/{part}         a deletion part's outcome
+                  dm/{tenant}/{request}/{part}/{n}       its selected learners, chunk n
+
+tenant stage, partitioned like tenant-commands (one partition per tenant)
+  tenant-state    lic/{tenant}                           {"license": {...} | None}
+                  parts/{tenant}                         latest partial per learner partition
+                  pub/{tenant}                           what was published
+                  thr/{tenant}                           threshold state and last events
+                  del/{tenant}/{request}                 a deletion request and its receipt
+                  #epoch                                 [counter, generation] of the owner
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+ATTEMPTS = "attempts"
+LEARNER_STATE = "learner-state"
+LEARNER_GROUPS = "learner-groups"
+ERASURES = "erasures"
+TENANT_STATE = "tenant-state"
+
+LEARNER_TABLES = (ATTEMPTS, LEARNER_STATE, LEARNER_GROUPS, ERASURES)
+TENANT_TABLES = (TENANT_STATE,)
+
+# Meta keys: never produced from an input (no id starts a key, every kind tag has a '/').
+EPOCH = b"#epoch"  # learner-state and tenant-state: the owner's epoch (in the changelog)
+FENCE = b"#fence"  # every table partition, local only: the highest epoch applied to it
+
+
+def _join(*parts: str) -> bytes:
+    return "/".join(parts).encode()
+
+
+def _request(request_id: str) -> str:
+    """A request id as one key component: request ids may contain '/' and control characters
+    (entity ids may not), so they are percent-encoded; the encoding is one-to-one."""
+    return quote(request_id, safe="")
+
+
+# -- attempts -------------------------------------------------------------------------------
+def attempt(tenant_id: str, learner_id: str, attempt_id: str) -> bytes:
+    return _join(tenant_id, learner_id, attempt_id)
+
+
+def attempts_of_learner(tenant_id: str, learner_id: str) -> bytes:
+    return _join(tenant_id, learner_id, "")
+
+
+def attempts_of_tenant(tenant_id: str) -> bytes:
+    return _join(tenant_id, "")
+
+
+def learner_of_attempt(key: bytes) -> bytes:
+    """`{tenant}/{learner}` of an attempt key: the group of one learner's attempts."""
+    tenant, _, rest = key.partition(b"/")
+    learner, _, _ = rest.partition(b"/")
+    return tenant + b"/" + learner
+
+
+def parse_attempt(key: bytes) -> tuple[str, str, str]:
+    tenant, learner, attempt_id = key.decode().split("/", 2)
+    return tenant, learner, attempt_id
+
+
+# -- learner-state --------------------------------------------------------------------------
+LICENSE = b"lic/"
+MEMBERSHIP = b"m/"
+
+
+def license_entry(tenant_id: str) -> bytes:
+    return _join("lic", tenant_id)
+
+
+def tenant_of_license_entry(key: bytes) -> str:
+    return key[len(LICENSE) :].decode()
+
+
+def membership(tenant_id: str, learner_id: str) -> bytes:
+    return _join("m", tenant_id, learner_id)
+
+
+def memberships_of(tenant_id: str) -> bytes:
+    return _join("m", tenant_id, "")
+
+
+def parse_membership(key: bytes) -> tuple[str, str]:
+    _, tenant, learner = key.decode().split("/", 2)
+    return tenant, learner
+
+
+# -- learner-groups -------------------------------------------------------------------------
+def groups(tenant_id: str, learner_id: str) -> bytes:
+    return _join("g", tenant_id, learner_id)
+
+
+def groups_of(tenant_id: str) -> bytes:
+    return _join("g", tenant_id, "")
+
+
+# -- erasures -------------------------------------------------------------------------------
+def erasures_of(tenant_id: str) -> bytes:
+    """The prefix of every erasure marker of a tenant (one seek tells whether it has any)."""
+    return _join("x", tenant_id, "")
+
+
+def attempt_marker(tenant_id: str, learner_id: str, attempt_id: str) -> bytes:
+    return _join("x", tenant_id, "a", learner_id, attempt_id)
+
+
+def learner_cutoff(tenant_id: str, learner_id: str) -> bytes:
+    return _join("x", tenant_id, "l", learner_id)
+
+
+def tenant_cutoff(tenant_id: str) -> bytes:
+    return _join("x", tenant_id, "t")
+
+
+def attempt_hidden(tenant_id: str, learner_id: str, attempt_id: str) -> bytes:
+    return _join("x", tenant_id, "h", learner_id, attempt_id)
+
+
+def learner_hidden(tenant_id: str, learner_id: str) -> bytes:
+    return _join("x", tenant_id, "hl", learner_id)
+
+
+def tenant_hidden(tenant_id: str) -> bytes:
+    return _join("x", tenant_id, "ht")
+
+
+def conflicts(tenant_id: str, learner_id: str, attempt_id: str) -> bytes:
+    return _join("x", tenant_id, "k", learner_id, attempt_id)
+
+
+def part_done(tenant_id: str, request_id: str, part: int) -> bytes:
+    return _join("done", tenant_id, _request(request_id), str(part))
+
+
+def part_members(tenant_id: str, request_id: str, part: int) -> bytes:
+    """The prefix of a part's member chunks (`.../{n:06d}`)."""
+    return _join("dm", tenant_id, _request(request_id), str(part), "")
+
+
+def part_members_chunk(tenant_id: str, request_id: str, part: int, chunk: int) -> bytes:
+    return _join("dm", tenant_id, _request(request_id), str(part), f"{chunk:06d}")
+
+
+# -- tenant-state ---------------------------------------------------------------------------
+PUBLISHED = b"pub/"
+
+
+def tenant_license(tenant_id: str) -> bytes:
+    return _join("lic", tenant_id)
+
+
+def partials(tenant_id: str) -> bytes:
+    return _join("parts", tenant_id)
+
+
+def published(tenant_id: str) -> bytes:
+    return _join("pub", tenant_id)
+
+
+def tenant_of_published(key: bytes) -> str:
+    return key[len(PUBLISHED) :].decode()
+
+
+def thresholds(tenant_id: str) -> bytes:
+    return _join("thr", tenant_id)
+
+
+def deletion(tenant_id: str, request_id: str) -> bytes:
+    return _join("del", tenant_id, _request(request_id))
+
+
+THRESHOLDS = b"thr/"
+
+
+# -- outputs --------------------------------------------------------------------------------
+def count_record(tenant_id: str, window_start: str) -> bytes:
+    """The key of an `active-learner-counts` record."""
+    return _join(tenant_id, window_start)

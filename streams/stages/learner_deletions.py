@@ -1,0 +1,383 @@
+"""Learner stage, deletions: one part of a deletion request applied to this partition.
+
+`teams` and `roles` select, in each partition, the learners whose stored groups name any of them
+when the part first runs; then the part works like `learner_ids` for them.
+
+Physical: attempts are deleted (a tombstone on the `attempts` topic each), memberships and the
+partition's counters drop, and erasure markers make covered launches dead-letter as `erased`.
+Logical: attempts are marked `logically_deleted`; counts do not change. Preview: the same
+selection and arithmetic as physical, and nothing is deleted.
+
+A part first computes its outcome without writing (a read-only pass) and stores it under its
+`done` key, with the erasure markers, durable before anything is deleted. Then it deletes (or
+marks) a chunk of learners at a time, each chunk durable before the next is read, so memory
+stays flat however many attempts a part selects. A redelivered part (a replay after a crash, or
+the same request again) reports the stored outcome and runs the whole deletion again: it
+recomputes every concerned learner's membership from the attempts that remain, so whatever a
+crash left half-written (tombstones durable, memberships not) is healed, and what is gone stays
+gone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from streams.domain.deletions import (
+    PartReport,
+    PartSelector,
+    attempt_cutoff,
+    later,
+    remove_attempts,
+)
+from streams.domain.learners import CountChange, windows_of
+from streams.domain.windows import Cut
+from streams.licensing import cut_of
+from streams.stages import commands, keys
+from streams.stages.store import Batch
+
+if TYPE_CHECKING:
+    from streams.stages.learners import LearnerStage
+
+CHUNK_ATTEMPTS = 5_000
+MEMBERS_CHUNK_BYTES = 256 * 1024  # member lists of team deletions are stored in pieces this big
+GROUP_SELECTORS = ("teams", "roles")
+
+Rows = list[tuple[bytes, dict[str, Any]]]
+LearnerRows = tuple[str, Rows]  # a learner id and all its attempts in this partition
+
+
+def part_selector(selector: dict[str, Any], found: list[list[str]] | None = None) -> PartSelector:
+    """The part's selection. With `found` (the outcome is stored), a named attempt is selected
+    by its marker's cut-off instead of by name: the same attempts as when the part first ran,
+    never one launched again after it (a replay may see later commands' writes)."""
+    if "attempts" in selector:
+        if found is None:
+            return PartSelector(
+                attempts=frozenset((learner, attempt) for learner, attempt in selector["attempts"])
+            )
+        return PartSelector(attempt_cutoffs=attempt_cutoffs(selector, found))
+    if "learner_ids" in selector:
+        return PartSelector(
+            learner_ids=frozenset(selector["learner_ids"]),
+            learners_before=datetime.fromisoformat(selector["before"]),
+        )
+    return PartSelector(older_than=datetime.fromisoformat(selector["older_than"]))
+
+
+def attempt_cutoffs(
+    selector: dict[str, Any], found: list[list[str]]
+) -> dict[tuple[str, str], datetime]:
+    """Per named attempt: its marker's cut-off (streams/domain/deletions.py: attempt_cutoff)."""
+    before = datetime.fromisoformat(selector["before"])
+    deleted_at = {(l, a): datetime.fromisoformat(at) for l, a, at in found}
+    return {
+        (learner, attempt): attempt_cutoff(before, deleted_at.get((learner, attempt)))
+        for learner, attempt in selector["attempts"]
+    }
+
+
+async def apply_part(
+    stage: LearnerStage,
+    batch: Batch,
+    command: commands.DeletionPart,
+    partition: int,
+    offset: int,
+) -> dict[str, Any]:
+    """Apply one part (again, for a redelivery); returns its report for the tenant stage."""
+    # what this group wrote so far becomes durable first: the counters the report starts from
+    # then describe every command before this one
+    await batch.flush()
+    request = command.request
+    tenant_id, request_id, mode = request["tenant_id"], request["request_id"], request["mode"]
+    cut = cut_of(batch.get(keys.LEARNER_STATE, partition, keys.license_entry(tenant_id)))
+    done_key = keys.part_done(tenant_id, request_id, command.part)
+    done = batch.get(keys.ERASURES, partition, done_key)
+    replay = done is not None
+    selector = dict(command.selector)
+    kind = next((k for k in GROUP_SELECTORS if k in selector), None)
+    if kind is not None:
+        # who is in the teams is decided once, when the part first runs; a redelivery works on
+        # the same learners, whatever their groups are by then
+        if done is not None:
+            learners = load_members(batch, partition, tenant_id, request_id, command.part, done)
+        else:
+            learners = members_of(batch, partition, tenant_id, kind, selector[kind])
+        selector = {"learner_ids": learners, "before": selector["before"]}
+    if done is None:
+        done = plan_part(stage, batch, partition, tenant_id, mode, selector, part_selector(selector), cut)
+        if kind is not None:
+            done["members_chunks"] = store_members(
+                batch, partition, tenant_id, request_id, command.part, learners
+            )
+        batch.put(keys.ERASURES, partition, done_key, done)
+    found = done.get("found", [])
+    if mode != "preview":
+        write_markers(batch, partition, tenant_id, selector, found, hide=mode == "logical")
+    await batch.flush()  # the outcome and the markers are durable before anything is changed
+    chosen = part_selector(selector, found)
+    if mode == "physical":
+        await remove(stage, batch, partition, offset, tenant_id, selector, chosen, cut, replay)
+    elif mode == "logical":
+        await mark_logically_deleted(batch, partition, tenant_id, selector, chosen)
+    return {k: v for k, v in done.items() if k not in ("found", "members_chunks")}
+
+
+def members_of(
+    batch: Batch, partition: int, tenant_id: str, kind: str, wanted: list[str]
+) -> list[str]:
+    """The learners of this partition in any of the teams (or roles), now."""
+    wanted_set = set(wanted)
+    prefix = keys.groups_of(tenant_id)
+    members: list[str] = []
+    after = None
+    while True:
+        rows = batch.scan(keys.LEARNER_GROUPS, partition, prefix, after, CHUNK_ATTEMPTS)
+        for key, groups in rows:
+            if wanted_set.intersection(groups.get(kind) or ()):
+                members.append(key[len(prefix) :].decode())
+        if len(rows) < CHUNK_ATTEMPTS:
+            return members
+        after = rows[-1][0]
+
+
+def store_members(
+    batch: Batch, partition: int, tenant_id: str, request_id: str, part: int, learners: list[str]
+) -> int:
+    """A part's member list, in pieces that each stay far below Kafka's record limit; the
+    number of pieces (the part's `done` record says how many to read back)."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for learner_id in learners:
+        length = len(orjson.dumps(learner_id)) + 1
+        if chunks[-1] and size + length > MEMBERS_CHUNK_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(learner_id)
+        size += length
+    for number, chunk in enumerate(chunks):
+        key = keys.part_members_chunk(tenant_id, request_id, part, number)
+        batch.put(keys.ERASURES, partition, key, chunk)
+    return len(chunks)
+
+
+def load_members(
+    batch: Batch, partition: int, tenant_id: str, request_id: str, part: int, done: dict[str, Any]
+) -> list[str]:
+    learners: list[str] = []
+    for number in range(int(done.get("members_chunks", 0))):
+        key = keys.part_members_chunk(tenant_id, request_id, part, number)
+        learners.extend(batch.get(keys.ERASURES, partition, key) or [])
+    return learners
+
+
+def learner_chunks(
+    batch: Batch, partition: int, tenant_id: str, selector: dict[str, Any], heal: bool
+) -> Iterator[list[LearnerRows]]:
+    """The part's learners with all their attempts in this partition, a chunk at a time.
+
+    Each chunk is read whole before it is yielded and never splits a learner's attempts. Named
+    learners come with their attempts even when none is left; for `older_than`, `heal` adds the
+    tenant's learners that have a membership and no attempt at all (a replay after a crash).
+    """
+    if "older_than" in selector:
+        prefix = keys.attempts_of_tenant(tenant_id)
+        after = None
+        while True:
+            rows = batch.scan(keys.ATTEMPTS, partition, prefix, after, CHUNK_ATTEMPTS)
+            if not rows:
+                break
+            more = len(rows) >= CHUNK_ATTEMPTS
+            last = keys.learner_of_attempt(rows[-1][0])
+            # complete the last learner's attempts, so that no learner is split
+            rows.extend(batch.scan(keys.ATTEMPTS, partition, last + b"/", rows[-1][0]))
+            after = rows[-1][0]
+            yield _group_by_learner(rows)
+            if not more:
+                break
+        if heal:
+            yield from _learners_without_attempts(batch, partition, tenant_id)
+        return
+    if "attempts" in selector:
+        learners = sorted({learner for learner, _ in selector["attempts"]})
+    else:
+        learners = sorted(selector["learner_ids"])
+    chunk: list[LearnerRows] = []
+    size = 0
+    for learner_id in learners:
+        rows = batch.scan(keys.ATTEMPTS, partition, keys.attempts_of_learner(tenant_id, learner_id))
+        chunk.append((learner_id, rows))
+        size += len(rows) + 1
+        if size >= CHUNK_ATTEMPTS:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def _learners_without_attempts(
+    batch: Batch, partition: int, tenant_id: str
+) -> Iterator[list[LearnerRows]]:
+    prefix = keys.memberships_of(tenant_id)
+    after = None
+    while True:
+        rows = batch.scan(keys.LEARNER_STATE, partition, prefix, after, CHUNK_ATTEMPTS)
+        chunk: list[LearnerRows] = []
+        for key, _ in rows:
+            _, learner_id = keys.parse_membership(key)
+            attempts_prefix = keys.attempts_of_learner(tenant_id, learner_id)
+            if not batch.scan(keys.ATTEMPTS, partition, attempts_prefix, limit=1):
+                chunk.append((learner_id, []))
+        if chunk:
+            yield chunk
+        if len(rows) < CHUNK_ATTEMPTS:
+            return
+        after = rows[-1][0]
+
+
+def _group_by_learner(rows: Rows) -> list[LearnerRows]:
+    groups: dict[str, Rows] = {}
+    for key, record in rows:
+        groups.setdefault(record["learner_id"], []).append((key, record))
+    return list(groups.items())
+
+
+def _parsed(rows: Rows) -> list[tuple[bytes, str, str, datetime]]:
+    return [
+        (key, r["learner_id"], r["attempt_id"], datetime.fromisoformat(r["launched_at"]))
+        for key, r in rows
+    ]
+
+
+def plan_part(
+    stage: LearnerStage,
+    batch: Batch,
+    partition: int,
+    tenant_id: str,
+    mode: str,
+    selector: dict[str, Any],
+    chosen: PartSelector,
+    cut: Cut,
+) -> dict[str, Any]:
+    """The part's outcome, computed without writing anything (also the whole of a preview)."""
+    counts = stage.counters.get(partition, tenant_id)
+    report = PartReport(counts=dict(counts.windows) if counts else {})
+    losses: Counter[str] = Counter()
+    found: list[list[str]] = []
+    for chunk in learner_chunks(batch, partition, tenant_id, selector, heal=False):
+        stored = batch.get_many(
+            keys.LEARNER_STATE,
+            partition,
+            [keys.membership(tenant_id, learner_id) for learner_id, _ in chunk],
+        )
+        for (_, rows), membership in zip(chunk, stored, strict=True):
+            removal = remove_attempts(windows_of(membership), _parsed(rows), chosen, cut)
+            if not removal.removed:
+                continue
+            report.attempts_affected += len(removal.removed)
+            report.learners_affected += 1
+            losses.update({w: -n for w, n in removal.window_changes.items() if n < 0})
+            if chosen.attempts is not None:
+                by_key = dict(rows)
+                for key in removal.removed:
+                    record = by_key[key]
+                    found.append([record["learner_id"], record["attempt_id"], record["launched_at"]])
+    if mode != "logical":  # hidden attempts keep counting
+        report.losses = {w: n for w, n in losses.items() if n > 0}
+    done = report.as_dict()
+    if found:
+        done["found"] = found
+    return done
+
+
+def write_markers(
+    batch: Batch,
+    partition: int,
+    tenant_id: str,
+    selector: dict[str, Any],
+    found: list[list[str]],
+    hide: bool,
+) -> None:
+    """The cut-off markers of a part (written again on a redelivery: they only move forward).
+
+    A physical part's markers erase the launches they cover when they come later; a logical
+    part's (`hide`) store them logically deleted. `attempts` marks every named attempt, found
+    or not: a launch of it that arrives only later is covered when it was launched before the
+    request."""
+
+    def forward(key: bytes, cutoff: datetime) -> None:
+        batch.put(keys.ERASURES, partition, key, later(batch.get(keys.ERASURES, partition, key), cutoff))
+
+    if "attempts" in selector:
+        marker = keys.attempt_hidden if hide else keys.attempt_marker
+        for (learner_id, attempt_id), cutoff in attempt_cutoffs(selector, found).items():
+            forward(marker(tenant_id, learner_id, attempt_id), cutoff)
+    elif "learner_ids" in selector:
+        before = datetime.fromisoformat(selector["before"])
+        marker_of = keys.learner_hidden if hide else keys.learner_cutoff
+        for learner_id in selector["learner_ids"]:
+            forward(marker_of(tenant_id, learner_id), before)
+    elif "older_than" in selector:
+        key = keys.tenant_hidden(tenant_id) if hide else keys.tenant_cutoff(tenant_id)
+        forward(key, datetime.fromisoformat(selector["older_than"]))
+
+
+async def remove(
+    stage: LearnerStage,
+    batch: Batch,
+    partition: int,
+    offset: int,
+    tenant_id: str,
+    selector: dict[str, Any],
+    chosen: PartSelector,
+    cut: Cut,
+    replay: bool,
+) -> None:
+    """Delete the selected attempts a chunk at a time, each chunk durable before the next; the
+    membership of every learner concerned is recomputed from the attempts that remain."""
+    for chunk in learner_chunks(batch, partition, tenant_id, selector, heal=replay):
+        learner_keys = [keys.membership(tenant_id, learner_id) for learner_id, _ in chunk]
+        stored = batch.get_many(keys.LEARNER_STATE, partition, learner_keys)
+        change = CountChange()
+        for learner_key, (_, rows), membership in zip(learner_keys, chunk, stored, strict=True):
+            removal = remove_attempts(windows_of(membership), _parsed(rows), chosen, cut)
+            for key in removal.removed:
+                batch.delete(keys.ATTEMPTS, partition, key)  # the tombstone on `attempts`
+            if not removal.membership_changed:
+                continue
+            if removal.windows:
+                batch.put(keys.LEARNER_STATE, partition, learner_key, list(removal.windows))
+            else:
+                batch.delete(keys.LEARNER_STATE, partition, learner_key)
+            change.windows.update(removal.window_changes)
+            change.total += removal.total_change
+        if change.total or any(change.windows.values()):
+            batch.on_durable(_counter_update(stage, partition, tenant_id, cut.id, change, offset))
+        await batch.flush()
+
+
+def _counter_update(
+    stage: LearnerStage, partition: int, tenant_id: str, cut_id: str, change: CountChange, seq: int
+) -> Any:
+    def apply() -> None:
+        stage.counters.apply(partition, tenant_id, cut_id, change, seq)
+
+    return apply
+
+
+async def mark_logically_deleted(
+    batch: Batch, partition: int, tenant_id: str, selector: dict[str, Any], chosen: PartSelector
+) -> None:
+    for chunk in learner_chunks(batch, partition, tenant_id, selector, heal=False):
+        for _, rows in chunk:
+            for key, record in rows:
+                if record.get("logically_deleted"):
+                    continue
+                launched_at = datetime.fromisoformat(record["launched_at"])
+                if chosen.selects(record["learner_id"], record["attempt_id"], launched_at):
+                    batch.put(keys.ATTEMPTS, partition, key, {**record, "logically_deleted": True})
+        await batch.flush()

@@ -1,0 +1,448 @@
+"""Learner stage: attempts, window membership and partial counts, one partition per learner.
+
+Every learner's attempts live in one partition, so distinct counting is local: a partition knows
+exactly how many of a tenant's learners it holds per window. It reports those numbers as absolute
+partial counts to the tenant stage, coalesced: a timer asks `partial_commands()` for what changed
+(timers send; only the stage's handlers write tables).
+
+Its tables and keys are listed in streams/stages/keys.py. The counters in memory are derived
+from the tables, change only once a change is durable, and are rebuilt at every takeover.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from streams import metrics, topics
+from streams.dead_letters import dead_letter
+from streams.dead_letters import encode as encode_json
+from streams.domain.deletions import Erasures
+from streams.domain.sources import superseded
+from streams.domain.learners import (
+    LearnerReads,
+    PartitionCounters,
+    Rejection,
+    TenantCounts,
+    TrackedAttempt,
+    apply_attempts,
+    membership_of,
+    stored_windows,
+    windows_of,
+)
+from streams.domain.windows import Cut
+from streams.licensing import cut_of
+from streams.partitioning import tenant_partition
+from streams.stages import commands, ingest, keys
+from streams.stages.learner_deletions import apply_part
+from streams.stages.store import LEARNER, MAX_RECORD_BYTES, Batch, Epoch, Log, Record
+
+log = logging.getLogger(__name__)
+
+SCAN_CHUNK = 5_000
+MAX_CONFLICTS_KEPT = 100  # rejected launches remembered per attempt
+# partial counts are cut into commands of about this size (far below Kafka's 1 MiB)
+PARTIALS_MAX_BYTES = 256 * 1024
+
+RawReader = Callable[[str, int, int], Awaitable[bytes | None]]
+
+
+async def no_raw(topic: str, partition: int, offset: int) -> bytes | None:
+    return None
+
+
+class LearnerStage:
+    """The learner stage's handlers, and the derived counters of the partitions it owns."""
+
+    def __init__(
+        self,
+        partitions: int,
+        read_raw: RawReader = no_raw,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.partitions = partitions  # of tenant-commands (for partial counts and reports)
+        self.read_raw = read_raw
+        self.clock = clock
+        self.counters = PartitionCounters()
+        # A rebuilt partition reports nothing until it has applied every command its log held
+        # at the takeover: its state may be half-written by a crash, and the replay of those
+        # commands is what heals it. Partition -> offset to reach; last offset applied.
+        self.catch_up: dict[int, int] = {}
+        self.applied: dict[int, int] = {}
+
+    async def handle_record(self, batch: Batch, record: Record) -> None:
+        await self.handle(batch, record.value, record.partition, record.offset)
+
+    async def handle(self, batch: Batch, value: bytes | None, partition: int, offset: int) -> None:
+        batch.on_durable(lambda: self._applied(partition, offset))
+        match commands.decode(value):
+            case commands.Attempts() as command:
+                await self.on_attempts(batch, command, partition, offset)
+            case commands.License() as command:
+                self.on_license(batch, command, partition, offset)
+            case commands.Groups() as command:
+                self.on_groups(batch, command, partition)
+            case commands.DeletionPart() as command:
+                report = await apply_part(self, batch, command, partition, offset)
+                tenant_id = command.request["tenant_id"]
+                reply = commands.PartReport(
+                    command.request, command.part, command.parts, partition, report
+                )
+                batch.emit(
+                    topics.TENANT_COMMANDS,
+                    tenant_id.encode(),
+                    commands.encode(reply),
+                    tenant_partition(tenant_id, self.partitions),
+                )
+            case commands.Check():
+                await batch.check_lineage(LEARNER, [partition])
+            case _:
+                log.error("learner-commands: not a command at %d/%d", partition, offset)
+                metrics.stage_errors_total.labels("learners").inc()
+
+    def give_up(self, batch: Batch, record: Record, exc: BaseException) -> None:
+        """A command that kept failing: each launch of an `Attempts` command is dead-lettered
+        with its own position; a deletion part reports the failure (its receipt says so)."""
+        command = commands.decode(record.value)
+        detail = f"the service could not apply this launch ({type(exc).__name__}: {exc})"
+        if isinstance(command, commands.Attempts):
+            for row in command.attempts:
+                item = TrackedAttempt(*row)
+                raw = item.raw.encode("utf-8") if item.raw is not None else None
+                value = dead_letter(
+                    "invalid",
+                    detail,
+                    raw,
+                    command.topic,
+                    item.source_partition,
+                    item.source_offset,
+                    self.clock(),
+                )
+                batch.emit(topics.DEAD_LETTERS, item.tenant_id.encode(), encode_json(value))
+            return
+        if isinstance(command, commands.DeletionPart):
+            tenant_id = command.request["tenant_id"]
+            failed = {
+                "attempts_affected": 0,
+                "learners_affected": 0,
+                "windows": {},
+                "error": f"part {command.part} failed ({type(exc).__name__})",
+            }
+            reply = commands.PartReport(
+                command.request, command.part, command.parts, record.partition, failed
+            )
+            batch.emit(
+                topics.TENANT_COMMANDS,
+                tenant_id.encode(),
+                commands.encode(reply),
+                tenant_partition(tenant_id, self.partitions),
+            )
+        ingest.give_up(batch, record, exc, self.clock())
+
+    # -- attempts ---------------------------------------------------------------------------
+    async def on_attempts(
+        self, batch: Batch, command: commands.Attempts, partition: int, offset: int
+    ) -> None:
+        items = [TrackedAttempt(*row) for row in command.attempts]
+        attempt_keys = {item.attempt: keys.attempt(*item.attempt) for item in items}
+        learner_keys = {item.learner: keys.membership(*item.learner) for item in items}
+        tenants = list(dict.fromkeys(item.tenant_id for item in items))
+        stored_tenants = batch.get_many(
+            keys.LEARNER_STATE, partition, [keys.license_entry(t) for t in tenants]
+        )
+        reads = LearnerReads(
+            attempts=_read(batch, keys.ATTEMPTS, partition, attempt_keys),
+            memberships=_read(batch, keys.LEARNER_STATE, partition, learner_keys),
+            tenants=dict(zip(tenants, stored_tenants, strict=True)),
+            erasures=erasures_reader(batch, partition, items, tenants),
+        )
+        result = apply_attempts(items, reads, cut_of)
+        for ident, record in result.attempts.items():
+            batch.put(keys.ATTEMPTS, partition, attempt_keys[ident], record)
+        for learner, windows in result.memberships.items():
+            batch.put(keys.LEARNER_STATE, partition, learner_keys[learner], windows)
+        for tenant_id in result.new_tenants:
+            batch.put(keys.LEARNER_STATE, partition, keys.license_entry(tenant_id), {"license": None})
+        remember_conflicts(batch, partition, result.conflicts)
+        for rejection in result.rejected:
+            await self._dead_letter(batch, command.topic, rejection)
+        outcomes = dict(result.outcomes)
+        cuts = {tenant_id: cut_of(reads.tenants.get(tenant_id)).id for tenant_id in tenants}
+        changes, new_tenants = result.changes, result.new_tenants
+
+        def counted() -> None:
+            for tenant_id, change in changes.items():
+                self.counters.apply(partition, tenant_id, cuts[tenant_id], change, offset)
+            for tenant_id in new_tenants:
+                self.counters.touch(partition, tenant_id, cuts[tenant_id], offset)
+            for outcome, n in outcomes.items():
+                metrics.attempts_total.labels(outcome).inc(n)
+
+        batch.on_durable(counted)
+
+    async def _dead_letter(self, batch: Batch, topic: str, rejection: Rejection) -> None:
+        item = rejection.item
+        detail = rejection.detail
+        if item.raw is not None:
+            raw: bytes | None = item.raw.encode("utf-8")
+        else:  # a large launch travels by reference: read it back from its position
+            raw = await self.read_raw(topic, item.source_partition, item.source_offset)
+            if raw is None:
+                detail += " (the original record could not be read back)"
+        record = dead_letter(
+            rejection.reason,
+            detail,
+            raw,
+            topic,
+            item.source_partition,
+            item.source_offset,
+            self.clock(),
+        )
+        batch.emit(topics.DEAD_LETTERS, item.tenant_id.encode(), encode_json(record))
+        batch.on_durable(metrics.dead_letters_total.labels(topics.LAUNCHES, rejection.reason).inc)
+
+    # -- teams and roles ----------------------------------------------------------------------
+    def on_groups(self, batch: Batch, command: commands.Groups, partition: int) -> None:
+        """Store learners' teams and roles (they never change counts)."""
+        for tenant_id, learner_id, teams, roles, *source in command.groups:
+            key = keys.groups(tenant_id, learner_id)
+            stored = batch.get(keys.LEARNER_GROUPS, partition, key)
+            if stored is not None and superseded(stored.get("source"), source):
+                continue  # an older record than the one applied (a late or replayed send)
+            # a tombstone is kept as "no groups" with its position, so that an older record
+            # arriving later cannot bring the groups back
+            value = {"teams": teams or [], "roles": roles or [], "source": source or None}
+            batch.put(keys.LEARNER_GROUPS, partition, key, value)
+
+    # -- licenses ---------------------------------------------------------------------------
+    def on_license(
+        self, batch: Batch, command: commands.License, partition: int, offset: int
+    ) -> None:
+        """Store the tenant's license here; re-cut its learners when the windows change.
+
+        A replay of the license this partition already has re-cuts too: that rewrites
+        memberships a crash may have left half-written.
+        """
+        tenant_id = command.tenant_id
+        key = keys.license_entry(tenant_id)
+        stored = batch.get(keys.LEARNER_STATE, partition, key)
+        if stored is not None and superseded(stored.get("source"), command.source):
+            return  # an older license record than the one applied (a late or replayed send)
+        incoming = {"license": command.license, "source": command.source}
+        old_cut, new_cut = cut_of(stored), cut_of(incoming)
+        batch.put(keys.LEARNER_STATE, partition, key, incoming)
+        if stored is not None and new_cut == old_cut and stored.get("license") != command.license:
+            # a new limit or new thresholds: nothing to re-cut; the tenant stage re-evaluates
+            batch.on_durable(lambda: self.counters.touch(partition, tenant_id, new_cut.id, offset))
+            return
+        counts = self.recut(batch, partition, tenant_id, new_cut)
+        counts.seq = offset
+        batch.on_durable(lambda: self.counters.replace(partition, tenant_id, counts))
+
+    def recut(self, batch: Batch, partition: int, tenant_id: str, cut: Cut) -> TenantCounts:
+        """The tenant's memberships in this partition recomputed from its attempts under `cut`."""
+        prefix = keys.attempts_of_tenant(tenant_id)
+        learners: dict[str, set[str]] = {}
+        after = None
+        while True:
+            rows = batch.scan(keys.ATTEMPTS, partition, prefix, after, SCAN_CHUNK)
+            for key, record in rows:
+                learner = record["learner_id"]
+                learners.setdefault(learner, set()).update(
+                    membership_of(cut, [datetime.fromisoformat(record["launched_at"])])
+                )
+            if len(rows) < SCAN_CHUNK:
+                break
+            after = rows[-1][0]
+        # memberships of learners without attempts (a drift, or a deletion a crash cut short) go
+        for key, _ in _scan_all(batch, keys.LEARNER_STATE, partition, keys.memberships_of(tenant_id)):
+            if keys.parse_membership(key)[1] not in learners:
+                batch.delete(keys.LEARNER_STATE, partition, key)
+        counts = TenantCounts(cut_id=cut.id)
+        for learner, windows in learners.items():
+            batch.put(
+                keys.LEARNER_STATE, partition, keys.membership(tenant_id, learner), stored_windows(windows)
+            )
+            counts.add_learner(windows)
+        log.info(
+            "re-cut a tenant in partition %d to %s: %d learners", partition, cut.id, len(learners)
+        )
+        return counts
+
+    # -- takeover and partial counts -------------------------------------------------------------
+    def rebuild(self, batch: Batch, epochs: Mapping[int, Epoch]) -> None:
+        """Recompute the counters of partitions just taken over, from their tables.
+
+        `epochs` are the owner epochs of those partitions (streams/stages/batch.py: take_over):
+        a rebuilt partition's reports win over every late report of its previous owner."""
+        for partition, epoch in sorted(epochs.items()):
+            tenants = self._count_partition(batch, partition)
+            self.counters.reset_partition(partition, epoch, tenants)
+            log.info(
+                "learner partition %d rebuilt (epoch %s): %d tenants, %d learners",
+                partition,
+                epoch,
+                len(tenants),
+                sum(counts.total for counts in tenants.values()),
+            )
+
+    def _applied(self, partition: int, offset: int) -> None:
+        if offset > self.applied.get(partition, -1):
+            self.applied[partition] = offset
+        if self.catch_up.get(partition, 0) <= offset + 1:
+            self.catch_up.pop(partition, None)
+
+    def hold_until(self, partition: int, end_offset: int) -> None:
+        """Report partition `partition` only once the command before `end_offset` is applied."""
+        if end_offset > self.applied.get(partition, -1) + 1:
+            self.catch_up[partition] = end_offset
+
+    async def hold_until_replayed(self, batch: Batch, log_: Log, partitions: Sequence[int]) -> None:
+        """After a takeover: hold the partitions' reports until their backlog is applied.
+
+        A `Check` command is appended to each partition first, so that there is always a command
+        to reach, however far the old owner had come."""
+        for partition in partitions:
+            batch.emit(topics.LEARNER_COMMANDS, b"check", commands.encode(commands.Check()), partition)
+        await batch.flush()
+        for partition in partitions:
+            self.hold_until(partition, await log_.end_offset(topics.LEARNER_COMMANDS, partition))
+
+    def release(self, partitions: Sequence[int] | None = None) -> None:
+        """Forget the counters of partitions this process no longer owns (all when None)."""
+        keep = set() if partitions is None else set(self.counters.partitions()) - set(partitions)
+        self.counters.drop_partitions(keep)
+        for partition in list(self.catch_up):
+            if partition not in keep:
+                del self.catch_up[partition]
+        for partition in list(self.applied):
+            if partition not in keep:
+                del self.applied[partition]
+
+    def _count_partition(self, batch: Batch, partition: int) -> dict[str, TenantCounts]:
+        tenants: dict[str, TenantCounts] = {}
+        for key, value in _scan_all(batch, keys.LEARNER_STATE, partition, keys.LICENSE):
+            tenant_id = keys.tenant_of_license_entry(key)
+            tenants.setdefault(tenant_id, TenantCounts()).cut_id = cut_of(value).id
+        for key, value in _scan_all(batch, keys.LEARNER_STATE, partition, keys.MEMBERSHIP):
+            tenant_id, _ = keys.parse_membership(key)
+            tenants.setdefault(tenant_id, TenantCounts()).add_learner(windows_of(value))
+        for counts in tenants.values():
+            if not counts.cut_id:  # memberships without a license entry: the default cut
+                counts.cut_id = cut_of(None).id
+        return tenants
+
+    def partial_commands(self) -> list[tuple[int, bytes]]:
+        """The dirty tenants' partial counts: (tenant partition, `Partials` command) pairs,
+        each command below PARTIALS_MAX_BYTES (thousands of tenants fit in several)."""
+        by_partition: dict[int, dict[str, dict[str, Any]]] = {}
+        for partition, tenant_id, counts in self.counters.take_dirty(hold=set(self.catch_up)):
+            target = tenant_partition(tenant_id, self.partitions)
+            by_partition.setdefault(target, {}).setdefault(tenant_id, {})[str(partition)] = {
+                "epoch": list(self.counters.epochs.get(partition, (0, 0))),
+                "seq": counts.seq,
+                "cut": counts.cut_id,
+                "windows": counts.windows,
+                "total": counts.total,
+                "oldest_ms": counts.oldest_ms,
+            }
+        out: list[tuple[int, bytes]] = []
+        for target, tenants in sorted(by_partition.items()):
+            chunk: dict[str, dict[str, Any]] = {}
+            size = 0
+            for tenant_id, parts in tenants.items():
+                part_size = len(orjson.dumps(parts)) + len(tenant_id) + 8
+                if chunk and size + part_size > PARTIALS_MAX_BYTES:
+                    out.append((target, commands.encode(commands.Partials(chunk))))
+                    chunk, size = {}, 0
+                chunk[tenant_id] = parts
+                size += part_size
+            if chunk:
+                out.append((target, commands.encode(commands.Partials(chunk))))
+        assert all(len(command) < MAX_RECORD_BYTES for _, command in out)
+        return out
+
+
+def erasures_reader(
+    batch: Batch, partition: int, items: Sequence[TrackedAttempt], tenants: Sequence[str]
+) -> Callable[[TrackedAttempt], Erasures] | None:
+    """The markers of a batch's launches, read at once; None when no tenant of the batch has
+    any marker in this partition (most have none: one seek each)."""
+    marked = {
+        tenant_id
+        for tenant_id in tenants
+        if batch.scan(keys.ERASURES, partition, keys.erasures_of(tenant_id), limit=1)
+    }
+    if not marked:
+        return None
+    wanted: dict[bytes, None] = {}
+    for item in items:
+        if item.tenant_id in marked:
+            for key in (
+                keys.attempt_marker(*item.attempt),
+                keys.learner_cutoff(*item.learner),
+                keys.attempt_hidden(*item.attempt),
+                keys.learner_hidden(*item.learner),
+                keys.conflicts(*item.attempt),
+            ):
+                wanted[key] = None
+    for tenant_id in marked:
+        wanted[keys.tenant_cutoff(tenant_id)] = None
+        wanted[keys.tenant_hidden(tenant_id)] = None
+    wanted_keys = list(wanted)
+    found = dict(zip(wanted_keys, batch.get_many(keys.ERASURES, partition, wanted_keys), strict=True))
+
+    def instant(key: bytes) -> datetime | None:
+        value = found.get(key)
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+    def erasures(item: TrackedAttempt) -> Erasures:
+        if item.tenant_id not in marked:
+            return Erasures()
+        rejected = found.get(keys.conflicts(*item.attempt)) or []
+        return Erasures(
+            attempt_cutoff=instant(keys.attempt_marker(*item.attempt)),
+            learner_cutoff=instant(keys.learner_cutoff(*item.learner)),
+            tenant_cutoff=instant(keys.tenant_cutoff(item.tenant_id)),
+            attempt_hidden=instant(keys.attempt_hidden(*item.attempt)),
+            learner_hidden=instant(keys.learner_hidden(*item.learner)),
+            tenant_hidden=instant(keys.tenant_hidden(item.tenant_id)),
+            rejected=frozenset((element, datetime.fromisoformat(at)) for at, element in rejected),
+        )
+
+    return erasures
+
+
+def remember_conflicts(batch: Batch, partition: int, items: Sequence[TrackedAttempt]) -> None:
+    """Launches rejected as conflicts, kept per attempt so that a redelivery (or a replay that
+    finds the stored attempt deleted meanwhile) rejects them again."""
+    for item in items:
+        key = keys.conflicts(*item.attempt)
+        known = batch.get(keys.ERASURES, partition, key) or []
+        if any(
+            element == item.element_id and datetime.fromisoformat(at) == item.launched_at
+            for at, element in known
+        ):
+            continue
+        if len(known) < MAX_CONFLICTS_KEPT:
+            batch.put(keys.ERASURES, partition, key, [*known, [item.launched_at_text, item.element_id]])
+
+
+def _read(batch: Batch, table: str, partition: int, wanted: Mapping[Any, bytes]) -> dict[Any, Any]:
+    return dict(zip(wanted, batch.get_many(table, partition, list(wanted.values())), strict=True))
+
+
+def _scan_all(batch: Batch, table: str, partition: int, prefix: bytes) -> list[tuple[bytes, Any]]:
+    """Every row with `prefix`, read a chunk at a time."""
+    rows: list[tuple[bytes, Any]] = []
+    after = None
+    while True:
+        chunk = batch.scan(table, partition, prefix, after, SCAN_CHUNK)
+        rows.extend(chunk)
+        if len(chunk) < SCAN_CHUNK:
+            return rows
+        after = chunk[-1][0]

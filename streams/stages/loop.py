@@ -1,0 +1,113 @@
+"""Handling a group of input events into one batch: each event whole or not at all, one flush.
+
+An event whose handler raises leaves nothing behind: its writes, outputs and callbacks are
+rolled back to where it started, and it is tried again (a transient failure passes). After
+MAX_TRIES it is given up whole: `give_up` dead-letters it, with the error, so nothing is lost
+silently and the stage goes on. `Fenced` is not a failure of the event: it propagates, and the
+caller acknowledges nothing.
+
+When Kafka refuses a record of the flush for its size, the events are handled again one at a
+time, each flushed on its own, so that the one that wrote it is given up and the others pass:
+a record Kafka refuses never blocks a stage.
+
+Callers (the faust agents, the launch reader, the simulator) acknowledge or commit the events
+only after `apply_events` returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from streams import metrics
+from streams.stages.batch import DurableBatch
+from streams.stages.store import Batch, Fenced, RecordTooLarge
+
+log = logging.getLogger(__name__)
+
+MAX_TRIES = 3
+
+E = TypeVar("E")
+Handler = Callable[[Batch, E], Awaitable[None]]
+GiveUp = Callable[[Batch, E, BaseException], None]
+
+
+async def _no_pause(tries: int) -> None:
+    return None
+
+
+async def apply_events(
+    batch: DurableBatch,
+    events: Sequence[E],
+    handle: Handler[E],
+    give_up: GiveUp[E],
+    stage: str,
+    describe: Callable[[E], str] = repr,
+    pause: Callable[[int], Awaitable[None]] = _no_pause,
+) -> None:
+    """Handle `events` in order into `batch`, then make it durable (see the module doc)."""
+    for event in events:
+        await _apply_one(batch, event, handle, give_up, stage, describe, pause)
+    try:
+        await batch.flush()
+    except RecordTooLarge as exc:
+        log.warning("%s: Kafka refused a record of a group (%s); one event at a time", stage, exc)
+        for event in events:
+            await _apply_one(batch, event, handle, give_up, stage, describe, pause)
+            try:
+                await batch.flush()
+            except RecordTooLarge as refused:
+                _give_up(batch, event, refused, give_up, stage, describe)
+                await batch.flush()
+
+
+async def _apply_one(
+    batch: DurableBatch,
+    event: E,
+    handle: Handler[E],
+    give_up: GiveUp[E],
+    stage: str,
+    describe: Callable[[E], str],
+    pause: Callable[[int], Awaitable[None]],
+) -> None:
+    for tries in range(1, MAX_TRIES + 1):
+        mark = batch.savepoint()
+        try:
+            await handle(batch, event)
+            return
+        except Fenced:
+            raise
+        except Exception as exc:
+            batch.rollback(mark)
+            if tries == MAX_TRIES:
+                _give_up(batch, event, exc, give_up, stage, describe)
+                return
+            log.warning(
+                "%s: %s failed (%s: %s); trying again", stage, describe(event), type(exc).__name__, exc
+            )
+            await pause(tries)
+
+
+def _give_up(
+    batch: DurableBatch,
+    event: E,
+    exc: BaseException,
+    give_up: GiveUp[E],
+    stage: str,
+    describe: Callable[[E], str],
+) -> None:
+    log.error(
+        "%s: %s failed %d times; dead-lettered whole",
+        stage,
+        describe(event),
+        MAX_TRIES,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+    metrics.stage_errors_total.labels(stage).inc()
+    mark = batch.savepoint()
+    try:
+        give_up(batch, event, exc)
+    except Exception:
+        batch.rollback(mark)
+        log.exception("%s: could not even dead-letter %s", stage, describe(event))

@@ -1,0 +1,175 @@
+"""The in-memory backends of a batch: tables in dictionaries, Kafka as lists of records.
+
+`MemoryState` is a process's local state folder (what RocksDB holds in the worker): per table
+partition, the rows, the changelog offset they reach and the highest epoch applied. `MemoryLog`
+is Kafka: partitioned logs with offsets, nothing lost, nothing reordered. Unit tests use them to
+run the real stages without a broker; the simulator (streams/tools/simulate/) builds its Kafka
+and its crashes on top of them.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from zlib import crc32
+
+from streams.stages.batch import DurableBatch, Ownership
+from streams.stages.store import (
+    NO_EPOCH,
+    Epoch,
+    LogRecord,
+    OutputRepair,
+    TopicPartition,
+)
+
+
+@dataclass
+class MemoryPartition:
+    rows: dict[bytes, bytes] = field(default_factory=dict)
+    offset: int = -1  # the last changelog offset these rows reach
+    fence: Epoch = NO_EPOCH  # the highest epoch applied
+    _sorted: list[bytes] | None = None
+
+    def sorted_keys(self) -> list[bytes]:
+        if self._sorted is None:
+            self._sorted = sorted(self.rows)
+        return self._sorted
+
+    def write(self, writes: Mapping[bytes, bytes | None]) -> None:
+        for key, value in writes.items():
+            if value is None:
+                self.rows.pop(key, None)
+            else:
+                self.rows[key] = value
+        self._sorted = None
+
+
+class MemoryState:
+    """A local state folder in memory (the LocalState protocol)."""
+
+    def __init__(self, owns: Callable[[str, int], bool] | None = None) -> None:
+        self.partitions: dict[tuple[str, int], MemoryPartition] = {}
+        self._owns = owns
+
+    def partition(self, table: str, partition: int) -> MemoryPartition:
+        found = self.partitions.get((table, partition))
+        if found is None:
+            found = self.partitions[(table, partition)] = MemoryPartition()
+        return found
+
+    def get_many(self, table: str, partition: int, keys: Sequence[bytes]) -> list[bytes | None]:
+        rows = self.partitions.get((table, partition))
+        if rows is None:
+            return [None] * len(keys)
+        return [rows.rows.get(key) for key in keys]
+
+    def scan(
+        self, table: str, partition: int, prefix: bytes, after: bytes | None, limit: int | None
+    ) -> list[tuple[bytes, bytes]]:
+        rows = self.partitions.get((table, partition))
+        if rows is None:
+            return []
+        ordered = rows.sorted_keys()
+        start = bisect_right(ordered, after) if after is not None else bisect_left(ordered, prefix)
+        out: list[tuple[bytes, bytes]] = []
+        for key in ordered[start:]:
+            if not key.startswith(prefix):
+                if key > prefix:
+                    break
+                continue
+            out.append((key, rows.rows[key]))
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    def apply(
+        self,
+        table: str,
+        partition: int,
+        writes: Mapping[bytes, bytes | None],
+        offset: int,
+        fence: Epoch,
+    ) -> None:
+        if self._owns is not None and not self._owns(table, partition):
+            return  # revoked meanwhile: the changelog has the rows
+        rows = self.partition(table, partition)
+        rows.write(writes)
+        rows.offset = max(rows.offset, offset)
+        rows.fence = max(rows.fence, fence)
+
+
+class MemoryLog:
+    """Kafka in memory (the Log protocol): every send lands at once, in order."""
+
+    def __init__(self, partitions: int, clock: Callable[[], int] = lambda: 0) -> None:
+        self.default_partitions = partitions
+        self.topics: dict[str, dict[int, list[LogRecord]]] = {}
+        self.clock = clock
+
+    def records(self, topic: str, partition: int) -> list[LogRecord]:
+        return self.topics.setdefault(topic, {}).setdefault(partition, [])
+
+    def all_records(self, topic: str) -> Iterable[tuple[int, LogRecord]]:
+        for partition, records in sorted(self.topics.get(topic, {}).items()):
+            for record in records:
+                yield partition, record
+
+    def append(self, topic: str, partition: int, records: Iterable[LogRecord]) -> tuple[int, int]:
+        log = self.records(topic, partition)
+        first = len(log)
+        now = self.clock()
+        for record in records:
+            log.append(
+                LogRecord(
+                    record.key,
+                    record.value,
+                    record.headers,
+                    len(log),
+                    record.timestamp_ms or now,
+                )
+            )
+        return first, len(log) - 1
+
+    async def partition_of(self, topic: str, key: bytes | None) -> int:
+        return crc32(key or b"") % self.default_partitions
+
+    async def send(
+        self, groups: Mapping[TopicPartition, Sequence[LogRecord]]
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        return {tp: self.append(tp[0], tp[1], records) for tp, records in groups.items()}
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list[LogRecord]:
+        return self.records(topic, partition)[start:end]
+
+    async def end_offset(self, topic: str, partition: int) -> int:
+        return len(self.records(topic, partition))
+
+    def latest(self, topic: str) -> dict[bytes, bytes]:
+        """What a compacted topic holds: the last value per key (tombstones remove it)."""
+        latest: dict[bytes, bytes] = {}
+        for _, record in self.all_records(topic):
+            if record.key is None:
+                continue
+            if record.value is None:
+                latest.pop(record.key, None)
+            else:
+                latest[record.key] = record.value
+        return latest
+
+
+class MemoryStore:
+    """A local state, a log and an ownership: everything a stage needs, in memory."""
+
+    def __init__(self, partitions: int, clock: Callable[[], int] = lambda: 0) -> None:
+        self.state = MemoryState()
+        self.log = MemoryLog(partitions, clock)
+        self.ownership = Ownership()
+
+    def batch(self, repair_outputs: OutputRepair | None = None) -> DurableBatch:
+        return DurableBatch(self.state, self.log, self.ownership, repair_outputs)
+
+    def assume(self, stage: str, partitions: Iterable[int], epoch: Epoch = (1, 1)) -> None:
+        """Own partitions without a takeover write (unit tests of a single handler)."""
+        for partition in partitions:
+            self.ownership.epochs[(stage, partition)] = epoch

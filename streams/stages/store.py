@@ -1,0 +1,221 @@
+"""The Store protocol: what a stage may do with state and output, and the backends under it.
+
+A stage sees a `Batch` and nothing else:
+
+    batch.get / get_many / scan       reads: this batch's own writes first, then the store
+    batch.put / delete                table writes (JSON values), each in one table partition
+    batch.emit                        an output record, or a command to the next stage
+    batch.on_durable(callback)        runs once everything above is durable
+    await batch.flush()               make everything durable now (streams/stages/batch.py)
+    await batch.check_lineage(...)    find and repair a deposed owner's late writes
+
+Under every batch sit two backends:
+
+    LocalState   the tables of the partitions this process owns: RocksDB in the worker
+                 (streams/state.py), dictionaries in tests and in the simulator
+    Log          Kafka, as a flush needs it: send groups of records and learn their offsets,
+                 read a range back, ask for an end offset
+
+so the same stage code runs in production, in unit tests and in the simulator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from streams import topics
+from streams.stages import keys
+
+# Kafka's default max.message.bytes is 1,048,588 bytes for a whole record batch; a record the
+# service writes stays below this (with room for the key, headers and batch overhead).
+MAX_RECORD_BYTES = 1_000_000
+
+Epoch = tuple[int, int]
+"""Who owns a stage partition: (takeover counter, consumer-group generation).
+
+The counter is stored in the partition's own state and grows by one at every takeover; the
+generation breaks the tie when two owners read the same counter (a deposed owner's takeover
+write landed after its successor restored). Epochs compare as tuples."""
+
+NO_EPOCH: Epoch = (0, 0)
+EPOCH_HEADER = "e"
+
+TopicPartition = tuple[str, int]  # logical topic name (no TOPIC_PREFIX), partition
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    offset: int = -1
+    timestamp_ms: int = 0
+
+    @property
+    def epoch(self) -> Epoch:
+        """The writer's epoch, from the record's header ((0, 0) when it has none)."""
+        for name, value in self.headers:
+            if name == EPOCH_HEADER:
+                return parse_epoch(value)
+        return NO_EPOCH
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """An input event of a stage: one record of one of its input topics."""
+
+    key: bytes | None
+    value: bytes | None
+    topic: str  # the real name (with TOPIC_PREFIX)
+    partition: int
+    offset: int
+    timestamp: int  # ms: the record's Kafka timestamp
+
+    def position(self) -> str:
+        return f"{self.topic}/{self.partition}@{self.offset}"
+
+
+def epoch_header(epoch: Epoch) -> tuple[tuple[str, bytes], ...]:
+    return ((EPOCH_HEADER, f"{epoch[0]}.{epoch[1]}".encode()),)
+
+
+def parse_epoch(value: bytes) -> Epoch:
+    counter, _, generation = value.partition(b".")
+    try:
+        return int(counter), int(generation or b"0")
+    except ValueError:
+        return NO_EPOCH
+
+
+class Fenced(Exception):
+    """This process was deposed: a newer owner wrote to a partition it writes, or the consumer
+    group moved on while a flush waited for Kafka. Nothing of the batch is applied locally and
+    its events are not acknowledged: their new owner processes them again."""
+
+
+class RecordTooLarge(ValueError):
+    """A value or record the service would write exceeds MAX_RECORD_BYTES (a bug: the stages
+    split what can grow). Raised when it is written, so the event that caused it fails whole."""
+
+
+# -- where every table and fenced output lives ------------------------------------------------
+LEARNER = "learner"
+TENANT = "tenant"
+
+TABLES: dict[str, tuple[str, str]] = {
+    # table -> (stage, changelog topic)
+    keys.ATTEMPTS: (LEARNER, topics.ATTEMPTS),
+    keys.LEARNER_STATE: (LEARNER, topics.LEARNER_STATE_CHANGELOG),
+    keys.LEARNER_GROUPS: (LEARNER, topics.LEARNER_GROUPS_CHANGELOG),
+    keys.ERASURES: (LEARNER, topics.ERASURES_CHANGELOG),
+    keys.TENANT_STATE: (TENANT, topics.TENANT_STATE_CHANGELOG),
+}
+CHANGELOG_TABLE = {changelog: table for table, (_, changelog) in TABLES.items()}
+
+# Outputs that only the owner of a tenant partition writes, to the partition of the same number:
+# like changelogs, a record there that the owner did not write is a deposed owner's.
+FENCED_OUTPUTS = frozenset(
+    {topics.ACTIVE_LEARNER_COUNTS, topics.THRESHOLD_EVENTS, topics.DELETION_RECEIPTS}
+)
+
+
+def stage_of_topic(topic: str) -> str | None:
+    """The stage whose owner alone writes `topic` (changelogs, fenced outputs), else None."""
+    table = CHANGELOG_TABLE.get(topic)
+    if table is not None:
+        return TABLES[table][0]
+    return TENANT if topic in FENCED_OUTPUTS else None
+
+
+def fenced_topics(stage: str) -> list[str]:
+    changelogs = [changelog for _, (owner, changelog) in TABLES.items() if owner == stage]
+    return changelogs + (sorted(FENCED_OUTPUTS) if stage == TENANT else [])
+
+
+# -- the protocols ----------------------------------------------------------------------------
+class Batch(Protocol):
+    """What a stage handler reads and writes through (streams/stages/batch.py)."""
+
+    def get(self, table: str, partition: int, key: bytes) -> Any: ...
+
+    def get_many(self, table: str, partition: int, keys: Sequence[bytes]) -> list[Any]: ...
+
+    def scan(
+        self,
+        table: str,
+        partition: int,
+        prefix: bytes,
+        after: bytes | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[bytes, Any]]: ...
+
+    def put(self, table: str, partition: int, key: bytes, value: Any) -> None: ...
+
+    def delete(self, table: str, partition: int, key: bytes) -> None: ...
+
+    def emit(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None: ...
+
+    def on_durable(self, callback: Callable[[], None]) -> None: ...
+
+    async def flush(self) -> None: ...
+
+    async def check_lineage(self, stage: str, partitions: Sequence[int]) -> None:
+        """Repair what a deposed owner wrote to these partitions' changelogs since this owner's
+        last write (see streams/stages/batch.py)."""
+        ...
+
+
+class LocalState(Protocol):
+    """The local tables of the partitions this process owns (values are raw JSON bytes)."""
+
+    def get_many(self, table: str, partition: int, keys: Sequence[bytes]) -> list[bytes | None]: ...
+
+    def scan(
+        self, table: str, partition: int, prefix: bytes, after: bytes | None, limit: int | None
+    ) -> list[tuple[bytes, bytes]]:
+        """Rows whose key starts with `prefix` and sorts after `after`, in key order."""
+        ...
+
+    def apply(
+        self,
+        table: str,
+        partition: int,
+        writes: Mapping[bytes, bytes | None],
+        offset: int,
+        fence: Epoch,
+    ) -> None:
+        """One atomic write: the rows, the changelog offset they reach, the epoch they carry.
+        A partition this process no longer owns is left alone (its changelog has the rows)."""
+        ...
+
+
+class Log(Protocol):
+    """Kafka as a flush sees it (topics are logical names; the backend adds TOPIC_PREFIX)."""
+
+    async def partition_of(self, topic: str, key: bytes | None) -> int:
+        """The partition the Kafka clients' default partitioner gives `key`."""
+        ...
+
+    async def send(
+        self, groups: Mapping[TopicPartition, Sequence[LogRecord]]
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        """Append each group to its partition, in order; (first, last) offset of each group.
+
+        Retries until Kafka acknowledged everything (a retry may append a group twice); raises
+        `Fenced` when the consumer group moved on meanwhile."""
+        ...
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list[LogRecord]:
+        """The records at offsets [start, end) that still exist."""
+        ...
+
+    async def end_offset(self, topic: str, partition: int) -> int: ...
+
+
+OutputRepair = Callable[[Any, str, int, list[LogRecord]], Awaitable[None] | None]
+"""A stage's answer to a deposed owner's records in one of its fenced outputs: write the
+current truth of their keys again (streams/stages/tenants.py)."""

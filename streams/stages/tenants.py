@@ -1,0 +1,548 @@
+"""Tenant stage: licenses, partial counts summed per window, and every output of a tenant.
+
+Its keys are listed in streams/stages/keys.py (all of a tenant's keys live in its partition).
+It writes `active-learner-counts`, `threshold-events` and `deletion-receipts` to the partition
+of the same number as its own, so that, like its changelog, each of those partitions has one
+writer: a record there that the owner did not write is a deposed owner's, found and answered by
+`repair_outputs` (streams/stages/batch.py).
+
+Every decision takes its time from the command being handled (its Kafka timestamp, or a tick's
+`now`), never from the wall clock.
+
+State first, outputs second. The stage writes its state (durable) before it sends the outputs
+that follow from it, and the state says what the topics should show: every window's count
+(`pub/`), the last event of every window and threshold (`thr/`), every receipt (`del/`). A
+crash in between loses outputs, never state, so:
+  - a new owner sends the truth again when it takes a partition over (`take_over_outputs`):
+    every window's count, the last threshold events, receipts and parts not yet confirmed;
+  - what cannot be sent again from the truth alone is kept until a later tick confirms it was
+    sent (after a flush): tombstones of windows a license removed (`pub/`.gone) and threshold
+    events (`thr/`.pending, so that a flap inside one batch loses no alert);
+  - a replay, which may see state of commands after it, sends what differs from that state,
+    and a deletion request or part report seen again sends its parts or receipt again.
+So the last record of every key is right, no event is lost, and no crossing number is used
+twice, whatever a crash cut short.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+
+from schemas.licenses import License
+from streams import metrics, topics
+from streams.dead_letters import encode
+from streams.domain.deletions import assemble_receipt_windows
+from streams.domain.sources import superseded
+from streams.domain.tenants import (
+    CountUpdate,
+    count_record,
+    merge_partials,
+    plan_publication,
+    publication_ready,
+    sum_partials,
+)
+from streams.domain.thresholds import evaluate
+from streams.domain.windows import Cut, Window, window_starting
+from streams.licensing import cut_of, license_from
+from streams.partitioning import learner_partition
+from streams.stages import commands, ingest, keys
+from streams.stages.ingest import error_receipt
+from streams.stages.store import TENANT, Batch, LogRecord, Record
+
+log = logging.getLogger(__name__)
+
+# a part's list of learners or attempts is cut into parts of about this size
+PART_MAX_BYTES = 256 * 1024
+CONFLICTS_KEPT = 100  # error receipts remembered per request id (for identical redeliveries)
+
+
+def _time(timestamp_ms: int) -> datetime:
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+
+
+class TenantStage:
+    def __init__(
+        self, learner_partitions: int, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self.learner_partitions = learner_partitions
+        self.clock = clock  # only for records re-sent to answer a deposed owner's
+
+    async def handle_record(self, batch: Batch, record: Record) -> None:
+        await self.handle(batch, record.value, record.partition, record.offset, record.timestamp)
+
+    def give_up(self, batch: Batch, record: Record, exc: BaseException) -> None:
+        ingest.give_up(batch, record, exc, _time(record.timestamp))
+
+    async def handle(
+        self, batch: Batch, value: bytes | None, partition: int, offset: int, timestamp_ms: int
+    ) -> None:
+        now = _time(timestamp_ms)  # the command's own time: a replay decides the same
+        match commands.decode(value):
+            case commands.Partials() as command:
+                self.on_partials(batch, partition, command, now)
+            case commands.License() as command:
+                self.on_license(batch, partition, command, now)
+            case commands.DeletionRequest() as command:
+                self.on_deletion_request(batch, partition, command, now)
+            case commands.DeletionError() as command:
+                self.on_deletion_error(batch, partition, command)
+            case commands.PartReport() as command:
+                self.on_part_report(batch, partition, command, now)
+            case commands.Tick() as command:
+                await self.on_tick(batch, partition, datetime.fromisoformat(command.now))
+            case _:
+                log.error("tenant-commands: not a command at %d/%d", partition, offset)
+                metrics.stage_errors_total.labels("tenants").inc()
+
+    # -- licenses and counts --------------------------------------------------------------------
+    def on_license(
+        self, batch: Batch, partition: int, command: commands.License, now: datetime
+    ) -> None:
+        key = keys.tenant_license(command.tenant_id)
+        stored = batch.get(keys.TENANT_STATE, partition, key)
+        if stored is not None and superseded(stored.get("source"), command.source):
+            return  # an older license record than the one applied (a late or replayed send)
+        incoming = {"license": command.license, "source": command.source}
+        if stored != incoming:
+            batch.put(keys.TENANT_STATE, partition, key, incoming)
+        self.publish(batch, partition, command.tenant_id, now)
+
+    def on_partials(
+        self, batch: Batch, partition: int, command: commands.Partials, now: datetime
+    ) -> None:
+        """Partial counts of several tenants, each from one or more learner partitions."""
+        for tenant_id, parts in command.tenants.items():
+            # the earliest launch behind these reports: only for the latency metric
+            launched = [p.pop("oldest_ms", None) for p in parts.values()]
+            oldest_ms = min((ms for ms in launched if ms), default=None)
+            key = keys.partials(tenant_id)
+            stored = batch.get(keys.TENANT_STATE, partition, key) or {}
+            merged = merge_partials(stored, parts)  # late reports of old owners lose
+            if merged != stored:
+                batch.put(keys.TENANT_STATE, partition, key, merged)
+            if self.publish(batch, partition, tenant_id, now) and oldest_ms:
+                batch.on_durable(_observe_latency(oldest_ms))
+
+    async def on_tick(self, batch: Batch, partition: int, now: datetime) -> None:
+        """The wall clock moved on: what earlier flushes sent is confirmed, every tenant whose
+        new window began gets its zero record, and a deposed owner's late records are answered."""
+        await batch.flush()  # everything before this tick is sent: it can be confirmed
+        self.confirm(batch, partition)
+        for key, _ in _scan_all(batch, partition, keys.PUBLISHED):
+            self.publish(batch, partition, keys.tenant_of_published(key), now)
+        await batch.check_lineage(TENANT, [partition])
+
+    def confirm(self, batch: Batch, partition: int) -> None:
+        """Forget what was kept until sent: tombstoned windows and threshold events (the caller
+        flushed: all of it is out)."""
+        for key, pub in _scan_all(batch, partition, keys.PUBLISHED):
+            if pub.get("gone"):
+                batch.put(keys.TENANT_STATE, partition, key, {**pub, "gone": []})
+        for key, thr in _scan_all(batch, partition, keys.THRESHOLDS):
+            if thr.get("pending"):
+                batch.put(keys.TENANT_STATE, partition, key, {**thr, "pending": []})
+
+    async def take_over_outputs(self, batch: Batch, partition: int, now: datetime) -> None:
+        """A new owner sends the truth of its partition again: whatever a crash of the old one
+        kept from going out (or a deposed owner's late record put last) is right afterwards."""
+        for key, pub in _scan_all(batch, partition, keys.PUBLISHED):
+            tenant_id = keys.tenant_of_published(key)
+            license_, licensed = license_from(tenant_id, {"license": pub.get("license")})
+            cut = Cut.from_id(pub["cut"])
+            updates = [
+                CountUpdate(window, counted[0], counted[1])
+                for start, counted in sorted(pub["windows"].items())
+                if (window := window_starting(cut, date.fromisoformat(start))) is not None
+            ]
+            self._emit_counts(batch, partition, tenant_id, updates, pub.get("gone", []), license_, licensed, now)
+        for key, thr in _scan_all(batch, partition, keys.THRESHOLDS):
+            tenant_id = key[len(keys.THRESHOLDS) :].decode()
+            events = list(thr.get("pending", []))
+            for per_pct in thr["windows"].values():
+                events += [entry["event"] for entry in per_pct.values() if entry.get("event")]
+            for event in events:
+                batch.emit(topics.THRESHOLD_EVENTS, tenant_id.encode(), encode(event), partition)
+        await batch.flush()
+
+    def publish(self, batch: Batch, partition: int, tenant_id: str, now: datetime) -> bool:
+        """Publish what changed in the tenant's windows; fire the thresholds it crossed.
+
+        Whether count records went out."""
+        stored_license = batch.get(keys.TENANT_STATE, partition, keys.tenant_license(tenant_id))
+        cut = cut_of(stored_license)
+        partials = batch.get(keys.TENANT_STATE, partition, keys.partials(tenant_id)) or {}
+        licensed = stored_license is not None
+        if not publication_ready(partials, cut, self.learner_partitions, licensed):
+            return False  # a re-cut is under way: the last exact records stand
+        pub_key = keys.published(tenant_id)
+        pub = batch.get(keys.TENANT_STATE, partition, pub_key) or {"cut": None, "windows": {}}
+        # a new license (limit, thresholds, licensed flag or cut): every record is written again
+        content = stored_license["license"] if stored_license else None
+        republish = pub["cut"] is not None and pub.get("license") != content
+        sums = sum_partials(partials.values(), cut)
+        plan = plan_publication(cut, pub["windows"], sums, now, republish=republish)
+        license_, is_licensed = license_from(tenant_id, stored_license)
+        published = plan.published if plan.changed else pub["windows"]
+        if plan.changed:
+            gone = sorted(set(pub.get("gone", [])) | set(plan.tombstones))
+            batch.put(
+                keys.TENANT_STATE,
+                partition,
+                pub_key,
+                {"cut": cut.id, "license": content, "windows": plan.published, "gone": gone},
+            )
+            self._emit_counts(
+                batch, partition, tenant_id, plan.updates, plan.tombstones, license_, is_licensed, now
+            )
+        # Every published window is held against its thresholds every time, not only the ones
+        # that changed: the threshold state then follows the counts whatever a crash left half
+        # written (counts durable, thresholds not), and a crossing is never numbered twice.
+        windows = {
+            start: window
+            for start in published
+            if (window := window_starting(cut, date.fromisoformat(start))) is not None
+        }
+        self.check_thresholds(batch, partition, tenant_id, license_, published, windows, now)
+        return plan.changed
+
+    def _emit_counts(
+        self,
+        batch: Batch,
+        partition: int,
+        tenant_id: str,
+        updates: Sequence[CountUpdate],
+        tombstones: Sequence[str],
+        license_: License,
+        licensed: bool,
+        now: datetime,
+    ) -> None:
+        for update in updates:
+            record = count_record(tenant_id, update, license_.learner_limit, licensed, now)
+            key = keys.count_record(tenant_id, update.window.start.isoformat())
+            batch.emit(topics.ACTIVE_LEARNER_COUNTS, key, encode(record), partition)
+        for start in tombstones:
+            batch.emit(topics.ACTIVE_LEARNER_COUNTS, keys.count_record(tenant_id, start), None, partition)
+        updated, removed = len(updates), len(tombstones)
+        batch.on_durable(lambda: _count_metrics(updated, removed))
+
+    def check_thresholds(
+        self,
+        batch: Batch,
+        partition: int,
+        tenant_id: str,
+        license_: License,
+        published: dict[str, list[int]],
+        windows: dict[str, Window],
+        now: datetime,
+    ) -> None:
+        """Fire `up`/`down` events for windows whose count is on the other side of a threshold
+        than their state says (a new limit or threshold list fires what is now crossed, once)."""
+        key = keys.thresholds(tenant_id)
+        stored = batch.get(keys.TENANT_STATE, partition, key) or {"windows": {}}
+        counts = {start: published[start][0] for start in windows if start in published}
+        state, crossings = evaluate(
+            tenant_id, stored["windows"], counts, license_.learner_limit, license_.thresholds
+        )
+        pending = list(stored.get("pending", []))
+        for crossing in crossings:
+            window = windows[crossing.window]
+            event = {
+                "event_id": crossing.event_id,
+                "tenant_id": tenant_id,
+                "window": {
+                    "start": window.start.isoformat(),
+                    "end": window.end.isoformat(),
+                    "months": window.months,
+                },
+                "threshold_pct": crossing.pct,
+                "threshold_learners": crossing.learners,
+                "direction": crossing.direction,
+                "active_learners": crossing.active,
+                "learner_limit": license_.learner_limit,
+                "notify": list(license_.notify),
+                "occurred_at": now.isoformat(),
+            }
+            state[crossing.window][str(crossing.pct)]["event"] = event
+            pending.append(event)
+            batch.emit(topics.THRESHOLD_EVENTS, tenant_id.encode(), encode(event), partition)
+            batch.on_durable(
+                metrics.threshold_events_total.labels(tenant_id, crossing.direction).inc
+            )
+        if state != stored["windows"]:
+            batch.put(keys.TENANT_STATE, partition, key, {"windows": state, "pending": pending})
+
+    # -- deletions --------------------------------------------------------------------------------
+    def on_deletion_request(
+        self, batch: Batch, partition: int, command: commands.DeletionRequest, now: datetime
+    ) -> None:
+        """A valid request: the first under its request id is split into parts; the same request
+        again is answered with its receipt; another request under that id gets an error receipt
+        and changes nothing."""
+        request = dict(command.request)
+        fingerprint = request.pop("fingerprint")
+        key = keys.deletion(request["tenant_id"], request["request_id"])
+        stored = batch.get(keys.TENANT_STATE, partition, key)
+        if stored is None:
+            parts = deletion_parts(request, self.learner_partitions)
+            batch.put(
+                keys.TENANT_STATE,
+                partition,
+                key,
+                {"fingerprint": fingerprint, "request": request, "parts": len(parts), "received": {}},
+            )
+            self._emit_parts(batch, request)
+            return
+        if stored["fingerprint"] == fingerprint:
+            # the same request again (a redelivery, or a replay after a crash that may have
+            # lost what the first time sent): the same receipt, or its parts again (a part
+            # applies once however often it comes, and reports the same)
+            if stored.get("receipt") is not None:
+                self._emit_receipt(batch, partition, stored["receipt"])
+            else:
+                self._emit_parts(batch, stored["request"])
+            return
+        error = f"request_id {request['request_id']!r} was already used for another request"
+        self._conflict(batch, partition, key, stored, fingerprint, error_receipt(request, error, now))
+
+    def on_deletion_error(
+        self, batch: Batch, partition: int, command: commands.DeletionError
+    ) -> None:
+        """An invalid request's error receipt: once per request, however often it comes."""
+        receipt = command.receipt
+        key = keys.deletion(receipt["tenant_id"], receipt["request_id"])
+        stored = batch.get(keys.TENANT_STATE, partition, key)
+        if stored is None:
+            batch.put(
+                keys.TENANT_STATE,
+                partition,
+                key,
+                {"fingerprint": command.fingerprint, "parts": 0, "received": {}, "receipt": receipt},
+            )
+            self._emit_receipt(batch, partition, receipt)
+        elif stored["fingerprint"] == command.fingerprint:
+            self._emit_receipt(batch, partition, stored["receipt"])
+        else:
+            self._conflict(batch, partition, key, stored, command.fingerprint, receipt)
+
+    def _conflict(
+        self,
+        batch: Batch,
+        partition: int,
+        key: bytes,
+        stored: dict[str, Any],
+        fingerprint: str,
+        receipt: dict[str, Any],
+    ) -> None:
+        """Another request under a used request id: an error receipt, the same every time."""
+        conflicts = dict(stored.get("conflicts") or {})
+        if fingerprint in conflicts:
+            receipt = conflicts[fingerprint]
+        elif len(conflicts) < CONFLICTS_KEPT:
+            conflicts[fingerprint] = receipt
+            batch.put(keys.TENANT_STATE, partition, key, {**stored, "conflicts": conflicts})
+        self._emit_receipt(batch, partition, receipt)
+
+    def on_part_report(
+        self, batch: Batch, partition: int, command: commands.PartReport, now: datetime
+    ) -> None:
+        """Collect one part's report; when every part is in, emit the request's one receipt."""
+        request = command.request
+        key = keys.deletion(request["tenant_id"], request["request_id"])
+        pending = batch.get(keys.TENANT_STATE, partition, key)
+        if pending is None:
+            log.error("a deletion part report for a request this partition does not know")
+            metrics.stage_errors_total.labels("tenants").inc()
+            return
+        if pending.get("receipt") is not None:
+            # a part reported again (a replay, maybe after a crash lost the receipt): its first
+            # report stands, and the receipt goes out again (identical)
+            self._emit_receipt(batch, partition, pending["receipt"])
+            return
+        if str(command.part) in pending["received"]:
+            return  # its first report stands
+        received = {
+            **pending["received"],
+            str(command.part): {**command.report, "partition": command.partition},
+        }
+        if len(received) < int(pending["parts"]):
+            batch.put(keys.TENANT_STATE, partition, key, {**pending, "received": received})
+            return
+        receipt = self.receipt(batch, partition, pending["request"], received, now)
+        failed = [r["error"] for r in received.values() if r.get("error")]
+        if failed:
+            receipt = {**receipt, "error": "; ".join(sorted(failed))}
+        batch.put(keys.TENANT_STATE, partition, key, {**pending, "received": {}, "receipt": receipt})
+        self._emit_receipt(batch, partition, receipt)
+
+    def receipt(
+        self,
+        batch: Batch,
+        partition: int,
+        request: dict[str, Any],
+        received: dict[str, Any],
+        now: datetime,
+    ) -> dict[str, Any]:
+        tenant_id = request["tenant_id"]
+        windows = assemble_receipt_windows(received)
+        return {
+            **error_receipt(request, "", now),
+            "attempts_affected": sum(r["attempts_affected"] for r in received.values()),
+            "learners_affected": sum(r["learners_affected"] for r in received.values()),
+            "windows": windows,
+            "error": None,
+        }
+
+    def _emit_parts(self, batch: Batch, request: dict[str, Any]) -> None:
+        for part, target in deletion_parts(request, self.learner_partitions):
+            batch.emit(
+                topics.LEARNER_COMMANDS, request["tenant_id"].encode(), commands.encode(part), target
+            )
+
+    def _emit_receipt(self, batch: Batch, partition: int, receipt: dict[str, Any]) -> None:
+        tenant_id = receipt["tenant_id"]
+        batch.emit(topics.DELETION_RECEIPTS, tenant_id.encode(), encode(receipt), partition)
+        mode = "error" if receipt.get("error") else str(receipt.get("mode", "invalid"))
+        batch.on_durable(metrics.receipts_total.labels(tenant_id, mode).inc)
+
+    # -- a deposed owner's records in this owner's outputs ----------------------------------------
+    def repair_outputs(
+        self, batch: Batch, topic: str, partition: int, records: list[LogRecord]
+    ) -> None:
+        """Send the current truth of what a deposed owner's late records are about, so that the
+        last record of every key (and every window and threshold) is this owner's again."""
+        now = self.clock()
+        for record in records:
+            if topic == topics.ACTIVE_LEARNER_COUNTS and record.key is not None:
+                tenant_id, _, start = record.key.decode().rpartition("/")
+                self._resend_count(batch, partition, tenant_id, start, now)
+            elif record.value is not None:
+                value = orjson.loads(record.value)
+                tenant_id = value.get("tenant_id", "")
+                if topic == topics.THRESHOLD_EVENTS:
+                    self._resend_event(batch, partition, tenant_id, value)
+                elif topic == topics.DELETION_RECEIPTS:
+                    self._resend_receipts(batch, partition, tenant_id, value.get("request_id"))
+
+    def _resend_count(
+        self, batch: Batch, partition: int, tenant_id: str, start: str, now: datetime
+    ) -> None:
+        pub = batch.get(keys.TENANT_STATE, partition, keys.published(tenant_id))
+        if pub is None:
+            return  # nothing published here yet: this owner publishes it when it gets there
+        counted = pub["windows"].get(start)
+        if counted is None:  # not a window of what this owner published: no record
+            batch.emit(
+                topics.ACTIVE_LEARNER_COUNTS, keys.count_record(tenant_id, start), None, partition
+            )
+            return
+        window = window_starting(Cut.from_id(pub["cut"]), date.fromisoformat(start))
+        if window is None:
+            return
+        license_, licensed = license_from(tenant_id, {"license": pub.get("license")})
+        update = CountUpdate(window, counted[0], counted[1])
+        self._emit_counts(batch, partition, tenant_id, [update], [], license_, licensed, now)
+
+    def _resend_event(
+        self, batch: Batch, partition: int, tenant_id: str, event: dict[str, Any]
+    ) -> None:
+        stored = batch.get(keys.TENANT_STATE, partition, keys.thresholds(tenant_id)) or {}
+        start = (event.get("window") or {}).get("start")
+        entry = stored.get("windows", {}).get(start, {}).get(str(event.get("threshold_pct")))
+        if entry and entry.get("event"):
+            batch.emit(
+                topics.THRESHOLD_EVENTS, tenant_id.encode(), encode(entry["event"]), partition
+            )
+
+    def _resend_receipts(
+        self, batch: Batch, partition: int, tenant_id: str, request_id: Any
+    ) -> None:
+        if not isinstance(request_id, str):
+            return
+        stored = batch.get(keys.TENANT_STATE, partition, keys.deletion(tenant_id, request_id))
+        if stored is None:
+            return
+        if stored.get("receipt") is not None:
+            self._emit_receipt(batch, partition, stored["receipt"])
+        for receipt in (stored.get("conflicts") or {}).values():
+            self._emit_receipt(batch, partition, receipt)
+
+
+def _scan_all(batch: Batch, partition: int, prefix: bytes) -> list[tuple[bytes, Any]]:
+    rows: list[tuple[bytes, Any]] = []
+    after = None
+    while True:
+        chunk = batch.scan(keys.TENANT_STATE, partition, prefix, after, 1_000)
+        rows.extend(chunk)
+        if len(chunk) < 1_000:
+            return rows
+        after = chunk[-1][0]
+
+
+def deletion_parts(
+    request: dict[str, Any], partitions: int
+) -> list[tuple[commands.DeletionPart, int]]:
+    """The learner-stage parts of a request, each with its target partition.
+
+    Every learner partition gets at least one part (a long list of named learners or attempts
+    is cut into several parts of its partition). Parts are numbered in partition order; parts of
+    one partition run one after another.
+    """
+    meta = {k: request[k] for k in ("request_id", "tenant_id", "mode", "requested_at")}
+    tenant_id = request["tenant_id"]
+    kind, values = request["selector"]["kind"], request["selector"]["values"]
+    before = request["requested_at"]
+    selectors: list[tuple[int, dict[str, Any]]] = []
+    if kind in ("attempts", "learner_ids"):
+        # every partition runs a part, also one that holds none of the named learners: each
+        # reports its counts, so that the receipt is a function of the parts alone
+        per_partition: dict[int, list[Any]] = {p: [] for p in range(partitions)}
+        for value in values:
+            if kind == "attempts":
+                learner_id, item = value["learner_id"], [value["learner_id"], value["attempt_id"]]
+            else:
+                learner_id, item = value, value
+            per_partition[learner_partition(tenant_id, learner_id, partitions)].append(item)
+        for target, items in sorted(per_partition.items()):
+            for chunk in _chunks(items):
+                selectors.append((target, {kind: chunk, "before": before}))
+    elif kind in ("teams", "roles"):
+        selectors = [(p, {kind: list(values), "before": before}) for p in range(partitions)]
+    else:
+        selectors = [(p, {"older_than": values[0]}) for p in range(partitions)]
+    return [
+        (commands.DeletionPart(meta, number, len(selectors), selector), target)
+        for number, (target, selector) in enumerate(selectors)
+    ]
+
+
+def _chunks(items: list[Any]) -> list[list[Any]]:
+    chunks: list[list[Any]] = [[]]
+    size = 0
+    for item in items:
+        item_size = len(orjson.dumps(item)) + 1
+        if chunks[-1] and size + item_size > PART_MAX_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += item_size
+    return chunks
+
+
+def _observe_latency(oldest_ms: int) -> Callable[[], None]:
+    def observe() -> None:
+        metrics.count_latency.observe(max(0.0, time.time() - oldest_ms / 1000))
+
+    return observe
+
+
+def _count_metrics(updated: int, removed: int) -> None:
+    if updated:
+        metrics.count_records_total.labels("update").inc(updated)
+    if removed:
+        metrics.count_records_total.labels("tombstone").inc(removed)

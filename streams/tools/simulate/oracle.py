@@ -1,0 +1,711 @@
+"""The independent model a run is checked against, and every check.
+
+The model is the contract applied sequentially, in plain sets and dictionaries, with none of the
+stages' batching, RocksDB, epochs or crash handling. It takes its order from where the service
+serializes: the learner stage applies `learner-commands` partition by partition in offset order,
+so the model replays those logs (duplicates included: every rule is idempotent) after checking
+that they carry exactly the input records they should. Inputs are validated with the contract's
+pydantic models (not the stages' decoders).
+
+Rules the model spells out (the contract, made precise for redelivery):
+  - an attempt's first tracked launch creates it; a repeat is a no-op; a launch that differs is
+    a conflict, and a launch once rejected as a conflict stays rejected whenever it comes again;
+  - a physical deletion removes what its selector names when it is applied and leaves cut-offs:
+    a named attempt's marker covers its launches before max(requested_at, the deleted record's
+    launched_at + 1 us); learner_ids, teams and roles cover each named learner's launches before
+    requested_at; older_than covers the tenant's launches before the instant; later launches
+    they cover are erased;
+  - a logical deletion marks what its selector names, and marks later launches its cut-offs
+    cover in the same way; counts do not change;
+  - teams and roles are read from the learner's groups at the position of the part;
+  - a request id belongs to the first request the tenant stage sees under it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zlib import crc32
+
+from pydantic import ValidationError
+
+from schemas.deletions import DeletionRequest
+from schemas.groups import LearnerGroups
+from schemas.launches import Launch
+from schemas.licenses import License
+from streams import topics
+from streams.domain.sources import superseded
+from streams.domain.windows import DEFAULT_CUT, Cut, window_of, window_starting
+from streams.stages import commands
+from streams.stages.memory import MemoryLog
+
+FUTURE = timedelta(hours=1)
+UNTRACKED = {"none", "none_resource"}
+
+Ident = tuple[str, str, str]  # tenant, learner, attempt
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _parse(model: Any, raw: bytes | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        raw.decode("utf-8")
+        return model.model_validate_json(raw)
+    except (ValidationError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+
+
+def tracked(launch: Launch) -> bool:
+    if launch.launched_by != "learner":
+        return False
+    if launch.content_type is not None and launch.content_type.strip().lower() == "scorm":
+        return True
+    return launch.tracking.strip().lower() not in UNTRACKED
+
+
+def cut_of_license(value: dict[str, Any] | None) -> Cut:
+    if value is None:
+        return DEFAULT_CUT
+    return Cut(date.fromisoformat(value["cycle_start"]), int(value["window_months"]), value["timezone"])
+
+
+@dataclass
+class Attempt:
+    element_id: str
+    launched_at: datetime
+    text: str
+    logically_deleted: bool = False
+
+
+@dataclass
+class Partition:
+    """One learner partition of the model."""
+
+    licenses: dict[str, Cut] = field(default_factory=dict)
+    license_sources: dict[str, Any] = field(default_factory=dict)
+    attempts: dict[Ident, Attempt] = field(default_factory=dict)
+    rejected: set[tuple[Ident, str, datetime]] = field(default_factory=set)  # conflicts
+    erase_attempt: dict[Ident, datetime] = field(default_factory=dict)
+    erase_learner: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    erase_tenant: dict[str, datetime] = field(default_factory=dict)
+    hide_attempt: dict[Ident, datetime] = field(default_factory=dict)
+    hide_learner: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    hide_tenant: dict[str, datetime] = field(default_factory=dict)
+    groups: dict[tuple[str, str], dict[str, list[str]]] = field(default_factory=dict)
+    parts: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
+
+    def cut(self, tenant: str) -> Cut:
+        return self.licenses.get(tenant, DEFAULT_CUT)
+
+    def counts(self, tenant: str) -> dict[str, int]:
+        cut = self.cut(tenant)
+        learners: dict[str, set[str]] = {}
+        for (t, learner, _), attempt in self.attempts.items():
+            if t == tenant:
+                learners.setdefault(window_of(cut, attempt.launched_at).start.isoformat(), set()).add(learner)
+        return {w: len(members) for w, members in learners.items()}
+
+
+def _covered(marks: tuple[dict, dict, dict], ident: Ident, at: datetime) -> bool:
+    by_attempt, by_learner, by_tenant = marks
+    tenant, learner, _ = ident
+    for cutoff in (by_attempt.get(ident), by_learner.get((tenant, learner)), by_tenant.get(tenant)):
+        if cutoff is not None and at < cutoff:
+            return True
+    return False
+
+
+def _later(marks: dict[Any, datetime], key: Any, cutoff: datetime) -> None:
+    if key not in marks or marks[key] < cutoff:
+        marks[key] = cutoff
+
+
+class Model:
+    """The contract applied to a run's logs (see the module doc)."""
+
+    def __init__(self, log: MemoryLog, partitions: int) -> None:
+        self.log = log
+        self.partitions = partitions
+        self.problems: list[str] = []
+        self.parts = [Partition() for _ in range(partitions)]
+        self.dead: dict[tuple[str, int, int], set[str]] = {}  # source -> reasons expected
+        self.maybe_dead: dict[tuple[str, int, int], set[str]] = {}  # allowed on a replay
+        self.seen_tenants: set[str] = set()
+        # the counts each learner partition held after each command, per tenant and cut: a
+        # published count must be a sum of such counts, one per partition, all on one cut
+        self.snapshots: dict[tuple[int, str, str], list[dict[str, int]]] = {}
+        self.totals: dict[tuple[int, str], list[int]] = {}
+
+    # -- inputs, as the contract reads them ----------------------------------------------------
+    def inputs(self) -> None:
+        self.launch_rows: set[tuple[Any, ...]] = set()
+        for partition, record in self.log.all_records(topics.LAUNCHES):
+            source = (topics.LAUNCHES, partition, record.offset)
+            launch = _parse(Launch, record.value)
+            if launch is None:
+                self.dead[source] = {"invalid"}
+                continue
+            if launch.launched_at > datetime.fromtimestamp(record.timestamp_ms / 1000, UTC) + FUTURE:
+                self.dead[source] = {"future"}
+                continue
+            if tracked(launch):
+                self.launch_rows.add(
+                    (
+                        launch.tenant_id,
+                        launch.learner_id,
+                        launch.element_id,
+                        launch.attempt_id,
+                        launch.launched_at.isoformat(),
+                        partition,
+                        record.offset,
+                    )
+                )
+        self.final_license: dict[str, dict[str, Any] | None] = {}
+        self.license_keys: set[str] = set()
+        for partition, record in self.log.all_records(topics.LICENSES):
+            source = (topics.LICENSES, partition, record.offset)
+            key = (record.key or b"").decode("utf-8", "replace")
+            if record.value is None:
+                if _valid_id(key):
+                    self.final_license[key] = None
+                else:
+                    self.dead[source] = {"invalid"}
+                continue
+            license_ = _parse(License, record.value)
+            if license_ is None or (record.key is not None and record.key != license_.tenant_id.encode()):
+                self.dead[source] = {"invalid"}
+                continue
+            self.final_license[license_.tenant_id] = license_.model_dump(mode="json")
+        self.group_rows: set[tuple[Any, ...]] = set()
+        for partition, record in self.log.all_records(topics.LEARNER_GROUPS):
+            source = (topics.LEARNER_GROUPS, partition, record.offset)
+            if record.value is None:
+                tenant, _, learner = (record.key or b"").decode("utf-8", "replace").partition("/")
+                if _valid_id(tenant) and _valid_id(learner):
+                    self.group_rows.add((tenant, learner, None, None))
+                else:
+                    self.dead[source] = {"invalid"}
+                continue
+            groups = _parse(LearnerGroups, record.value)
+            if groups is None:
+                self.dead[source] = {"invalid"}
+                continue
+            self.group_rows.add(
+                (groups.tenant_id, groups.learner_id, tuple(groups.teams), tuple(groups.roles))
+            )
+        for partition, record in self.log.all_records(topics.ATTEMPT_DELETIONS):
+            request = _parse(DeletionRequest, record.value)
+            ts = datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
+            valid = request is not None and request.requested_at <= ts + FUTURE and (
+                request.older_than is None or request.older_than <= ts + FUTURE
+            )
+            if not valid and _usable_ids(record.value) is None:
+                self.dead[(topics.ATTEMPT_DELETIONS, partition, record.offset)] = {"invalid"}
+
+    # -- the learner stage's input, checked and replayed -----------------------------------------
+    def learner_commands(self) -> None:
+        seen_rows: set[tuple[Any, ...]] = set()
+        seen_groups: set[tuple[Any, ...]] = set()
+        for p in range(self.partitions):
+            model = self.parts[p]
+            for record in self.log.records(topics.LEARNER_COMMANDS, p):
+                command = commands.decode(record.value)
+                touched: set[str] = set()
+                match command:
+                    case commands.Attempts():
+                        for row in command.attempts:
+                            key = tuple(row[:7])
+                            seen_rows.add(key)
+                            if _partition(row[0], row[1], self.partitions) != p:
+                                self.problems.append(f"launch {key} routed to partition {p}")
+                            self._launch(model, row)
+                            touched.add(row[0])
+                    case commands.License():
+                        source = model.license_sources.get(command.tenant_id)
+                        if not superseded(source, command.source):
+                            model.licenses[command.tenant_id] = cut_of_license(command.license)
+                            model.license_sources[command.tenant_id] = command.source
+                        self.seen_tenants.add(command.tenant_id)
+                        touched.add(command.tenant_id)
+                    case commands.Groups():
+                        for tenant, learner, teams, roles, *source in command.groups:
+                            seen_groups.add(
+                                (tenant, learner, None if teams is None else tuple(teams), None if roles is None else tuple(roles))
+                            )
+                            stored = model.groups.get((tenant, learner))
+                            if stored is not None and superseded(stored["source"], source):
+                                continue
+                            model.groups[(tenant, learner)] = {
+                                "teams": teams or [],
+                                "roles": roles or [],
+                                "source": source,
+                            }
+                    case commands.DeletionPart():
+                        self._part(model, p, command)
+                        touched.add(command.request["tenant_id"])
+                    case commands.Check():
+                        pass
+                    case _:
+                        self.problems.append(f"learner-commands/{p}@{record.offset}: not a command")
+                for tenant in touched:
+                    self._snapshot(model, p, tenant)
+        missing = self.launch_rows - seen_rows
+        extra = seen_rows - self.launch_rows
+        if missing:
+            self.problems.append(f"{len(missing)} tracked launches never reached the learner stage, e.g. {sorted(missing)[0]}")
+        if extra:
+            self.problems.append(f"{len(extra)} rows reached the learner stage that are no tracked launch, e.g. {sorted(extra, key=repr)[0]}")
+        if self.group_rows != seen_groups:
+            self.problems.append(
+                f"learner-groups rows differ: {len(self.group_rows - seen_groups)} missing, "
+                f"{len(seen_groups - self.group_rows)} unknown"
+            )
+
+    def _snapshot(self, model: Partition, p: int, tenant: str) -> None:
+        cut = model.cut(tenant).id
+        self.snapshots.setdefault((p, tenant, cut), []).append(model.counts(tenant))
+        learners = {i[1] for i in model.attempts if i[0] == tenant}
+        self.totals.setdefault((p, tenant), [0]).append(len(learners))
+
+    def envelope(self, tenant: str, cut: str, start: str) -> tuple[int, int] | None:
+        """The least and most active learners a sum of partition counts on `cut` can show."""
+        low = high = 0
+        for p in range(self.partitions):
+            snaps = self.snapshots.get((p, tenant, cut))
+            if snaps is None:
+                if cut != DEFAULT_CUT.id:
+                    return None  # this partition never was on that cut: no such sum
+                snaps = [{}]
+            if cut == DEFAULT_CUT.id:
+                snaps = [{}, *snaps]  # before its first command, a partition holds nothing
+            values = [snap.get(start, 0) for snap in snaps]
+            low, high = low + min(values), high + max(values)
+        return low, high
+
+    def _launch(self, model: Partition, row: list[Any]) -> None:
+        tenant, learner, element, attempt_id, text, src_partition, src_offset = row[:7]
+        ident = (tenant, learner, attempt_id)
+        at = datetime.fromisoformat(text)
+        source = (topics.LAUNCHES, src_partition, src_offset)
+        self.seen_tenants.add(tenant)
+        stored = model.attempts.get(ident)
+        content = (ident, element, at)
+        if stored is not None:
+            # a replay that sees later commands' state may find this attempt deleted (erased)
+            # or deleted and launched again (conflict)
+            self.maybe_dead.setdefault(source, set()).update({"erased", "conflict"})
+            if stored.launched_at == at and stored.element_id == element:
+                return  # a repeat
+            model.rejected.add(content)
+            self.dead.setdefault(source, set()).add("conflict")
+            return
+        if content in model.rejected:
+            self.dead.setdefault(source, set()).add("conflict")
+            self.maybe_dead.setdefault(source, set()).add("erased")
+            return
+        marks = (model.erase_attempt, model.erase_learner, model.erase_tenant)
+        if _covered(marks, ident, at):
+            self.dead.setdefault(source, set()).add("erased")
+            self.maybe_dead.setdefault(source, set()).add("conflict")
+            return
+        hidden = _covered((model.hide_attempt, model.hide_learner, model.hide_tenant), ident, at)
+        model.attempts[ident] = Attempt(element, at, text, hidden)
+        self.maybe_dead.setdefault(source, set()).update({"erased", "conflict"})
+
+    def _part(self, model: Partition, p: int, command: commands.DeletionPart) -> None:
+        request = command.request
+        tenant, request_id, mode = request["tenant_id"], request["request_id"], request["mode"]
+        key = (tenant, request_id, command.part)
+        if key in model.parts:
+            return  # a redelivered part: its first application stands
+        selector = command.selector
+        before = _instant(selector["before"]) if "before" in selector else None
+        counts = model.counts(tenant)
+        if "teams" in selector or "roles" in selector:
+            kind = "teams" if "teams" in selector else "roles"
+            wanted = set(selector[kind])
+            learners = {
+                learner
+                for (t, learner), groups in model.groups.items()
+                if t == tenant and wanted & set(groups.get(kind) or ())
+            }
+        elif "learner_ids" in selector:
+            learners = set(selector["learner_ids"])
+        else:
+            learners = set()
+        chosen: list[Ident] = []
+        for ident, attempt in model.attempts.items():
+            t, learner, attempt_id = ident
+            if t != tenant:
+                continue
+            if "attempts" in selector:
+                hit = [learner, attempt_id] in selector["attempts"]
+            elif "older_than" in selector:
+                hit = attempt.launched_at < _instant(selector["older_than"])
+            else:
+                hit = learner in learners and attempt.launched_at < before  # type: ignore[operator]
+            if hit:
+                chosen.append(ident)
+        cut = model.cut(tenant)
+        losses: dict[str, int] = {}
+        by_learner: dict[str, list[Ident]] = {}
+        for ident in chosen:
+            by_learner.setdefault(ident[1], []).append(ident)
+        for learner, idents in by_learner.items():
+            mine = [(i, a) for i, a in model.attempts.items() if i[0] == tenant and i[1] == learner]
+            windows_before = {window_of(cut, a.launched_at).start.isoformat() for _, a in mine}
+            windows_after = {
+                window_of(cut, a.launched_at).start.isoformat() for i, a in mine if i not in idents
+            }
+            for window in windows_before - windows_after:
+                losses[window] = losses.get(window, 0) + 1
+        model.parts[key] = {
+            "attempts_affected": len(chosen),
+            "learners_affected": len(by_learner),
+            "losses": losses if mode != "logical" else {},
+            "counts": counts,
+        }
+        if mode == "preview":
+            return
+        if mode == "physical":
+            erase = (model.erase_attempt, model.erase_learner, model.erase_tenant)
+        else:
+            erase = (model.hide_attempt, model.hide_learner, model.hide_tenant)
+        if "attempts" in selector:
+            for learner, attempt_id in selector["attempts"]:
+                ident = (tenant, learner, attempt_id)
+                cutoff = before
+                stored = model.attempts.get(ident)
+                if stored is not None and stored.launched_at >= before:  # type: ignore[operator]
+                    cutoff = stored.launched_at + timedelta(microseconds=1)
+                _later(erase[0], ident, cutoff)  # type: ignore[arg-type]
+        elif "older_than" in selector:
+            _later(erase[2], tenant, _instant(selector["older_than"]))
+        else:
+            for learner in learners:
+                _later(erase[1], (tenant, learner), before)  # type: ignore[arg-type]
+        for ident in chosen:
+            if mode == "physical":
+                del model.attempts[ident]
+            else:
+                model.attempts[ident].logically_deleted = True
+
+    # -- the results -----------------------------------------------------------------------------
+    def attempts(self) -> dict[Ident, Attempt]:
+        out: dict[Ident, Attempt] = {}
+        for model in self.parts:
+            out.update(model.attempts)
+        return out
+
+
+def _partition(tenant: str, learner: str, partitions: int) -> int:
+    return crc32(f"{tenant}/{learner}".encode()) % partitions
+
+
+def _valid_id(text: str) -> bool:
+    return 0 < len(text) <= 256 and "/" not in text and not any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def _usable_ids(raw: bytes | None) -> tuple[str, str] | None:
+    try:
+        record = json.loads(raw) if raw else None
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    request_id, tenant_id = record.get("request_id"), record.get("tenant_id")
+    if not (isinstance(request_id, str) and 1 <= len(request_id) <= 256):
+        return None
+    if not (isinstance(tenant_id, str) and _valid_id(tenant_id)):
+        return None
+    return request_id, tenant_id
+
+
+# -- the checks -----------------------------------------------------------------------------------
+def check(log: MemoryLog, partitions: int, final_now: datetime) -> tuple[Model, list[str]]:
+    """The model of a settled run, and every problem found (none: the run is right)."""
+    model = Model(log, partitions)
+    model.inputs()
+    model.learner_commands()
+    problems = model.problems
+    expected = model.attempts()
+    problems += check_attempts_topic(log, expected)
+    problems += check_counts(log, model, expected, final_now)
+    problems += check_every_count(log, model)
+    problems += check_receipts(log, model)
+    problems += check_thresholds(log, model, expected, final_now)
+    problems += check_dead_letters(log, model)
+    return model, problems
+
+
+def check_attempts_topic(log: MemoryLog, expected: dict[Ident, Attempt]) -> list[str]:
+    problems = []
+    stored = {key.decode(): json.loads(value) for key, value in log.latest(topics.ATTEMPTS).items()}
+    wanted = {"/".join(ident): attempt for ident, attempt in expected.items()}
+    for key in sorted(set(stored) - set(wanted)):
+        problems.append(f"attempts topic holds {key!r}, which should not exist")
+    for key in sorted(set(wanted) - set(stored)):
+        problems.append(f"attempts topic lacks {key!r}")
+    for key in sorted(set(stored) & set(wanted)):
+        record, attempt = stored[key], wanted[key]
+        if (
+            record["element_id"] != attempt.element_id
+            or _instant(record["launched_at"]) != attempt.launched_at
+            or record["logically_deleted"] != attempt.logically_deleted
+        ):
+            problems.append(f"attempts topic: {key!r} is {record}, expected {attempt}")
+    return problems
+
+
+def expected_windows(
+    expected: dict[Ident, Attempt], tenant: str, cut: Cut
+) -> tuple[dict[str, int], int]:
+    windows: dict[str, set[str]] = {}
+    learners: set[str] = set()
+    for (t, learner, _), attempt in expected.items():
+        if t == tenant:
+            windows.setdefault(window_of(cut, attempt.launched_at).start.isoformat(), set()).add(learner)
+            learners.add(learner)
+    return {w: len(m) for w, m in windows.items()}, len(learners)
+
+
+def live_counts(log: MemoryLog) -> dict[tuple[str, str], dict[str, Any]]:
+    out = {}
+    for key, value in log.latest(topics.ACTIVE_LEARNER_COUNTS).items():
+        tenant, _, start = key.decode().rpartition("/")
+        out[(tenant, start)] = json.loads(value)
+    return out
+
+
+def check_counts(
+    log: MemoryLog, model: Model, expected: dict[Ident, Attempt], final_now: datetime
+) -> list[str]:
+    problems = []
+    live = live_counts(log)
+    tenants = model.seen_tenants | {t for t, _ in live}
+    for tenant in sorted(tenants):
+        license_ = model.final_license.get(tenant)
+        cut = cut_of_license(license_)
+        windows, total = expected_windows(expected, tenant, cut)
+        limit = license_["learner_limit"] if license_ else None
+        mine = {start: record for (t, start), record in live.items() if t == tenant}
+        for start, record in sorted(mine.items()):
+            window = window_starting(cut, date.fromisoformat(start))
+            if window is None or record["window"]["end"] != window.end.isoformat():
+                problems.append(f"{tenant} {start}: a record of a window the cut {cut.id} lacks")
+                continue
+            if record["active_learners"] != windows.get(start, 0):
+                problems.append(
+                    f"{tenant} {start}: published {record['active_learners']} active learners, "
+                    f"expected {windows.get(start, 0)}"
+                )
+            if record["learner_limit"] != limit or record["licensed"] != (license_ is not None):
+                problems.append(f"{tenant} {start}: limit or licensed flag wrong in {record}")
+        for start, active in sorted(windows.items()):
+            if active and start not in mine:
+                problems.append(f"{tenant} {start}: no count record, expected {active} active learners")
+        if tenant in model.seen_tenants:
+            current = window_of(cut, final_now).start.isoformat()
+            record = mine.get(current)
+            if record is None:
+                problems.append(f"{tenant}: no record of the current window {current}")
+            elif record["total_learners"] != total:
+                problems.append(
+                    f"{tenant} {current}: published {record['total_learners']} total learners, "
+                    f"expected {total}"
+                )
+    return problems
+
+
+def check_every_count(log: MemoryLog, model: Model) -> list[str]:
+    """Every count record ever published, not only the last: its active learners are a sum of
+    the learner partitions' counts at some moments, all on one cut (no half-counted window, so
+    no false threshold alarm), and its total is within what the partitions held."""
+    problems: list[str] = []
+    cuts: dict[str, set[str]] = {}
+    for p, tenant, cut in model.snapshots:
+        cuts.setdefault(tenant, {DEFAULT_CUT.id}).add(cut)
+    for _, record in log.all_records(topics.ACTIVE_LEARNER_COUNTS):
+        if record.value is None:
+            continue
+        value = json.loads(record.value)
+        tenant, window = value["tenant_id"], value["window"]
+        start, active = window["start"], value["active_learners"]
+        fits = False
+        for cut_id in cuts.get(tenant, {DEFAULT_CUT.id}):
+            cut = Cut.from_id(cut_id)
+            shape = window_starting(cut, date.fromisoformat(start))
+            if shape is None or shape.end.isoformat() != window["end"] or shape.months != window["months"]:
+                continue
+            envelope = model.envelope(tenant, cut_id, start)
+            if envelope is not None and envelope[0] <= active <= envelope[1]:
+                fits = True
+                break
+        if not fits:
+            problems.append(
+                f"{tenant} {start}..{window['end']}: published {active} active learners, which no "
+                "moment of the learner partitions adds up to (a half-counted window)"
+            )
+        high = sum(max(model.totals.get((p, tenant), [0])) for p in range(model.partitions))
+        if value["total_learners"] > high:
+            problems.append(f"{tenant}: published {value['total_learners']} total learners, more than ever stored")
+    return problems
+
+
+def check_receipts(log: MemoryLog, model: Model) -> list[str]:
+    """One consistent receipt per request; an error receipt for every other request under a
+    used request id; the numbers of a request's parts in its receipt."""
+    problems: list[str] = []
+    receipts: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for _, record in log.all_records(topics.DELETION_RECEIPTS):
+        if record.value is not None:
+            receipt = json.loads(record.value)
+            receipts.setdefault((receipt["tenant_id"], receipt["request_id"]), []).append(receipt)
+    owners: dict[tuple[str, str], dict[str, Any]] = {}
+    others: dict[tuple[str, str], set[str]] = {}
+    for p in range(model.partitions):
+        for record in log.records(topics.TENANT_COMMANDS, p):
+            command = commands.decode(record.value)
+            if isinstance(command, commands.DeletionRequest):
+                request = command.request
+                key, fingerprint = (request["tenant_id"], request["request_id"]), request["fingerprint"]
+            elif isinstance(command, commands.DeletionError):
+                request = command.receipt
+                key, fingerprint = (request["tenant_id"], request["request_id"]), command.fingerprint
+            else:
+                continue
+            if key not in owners:
+                owners[key] = {"fingerprint": fingerprint, "request": request, "error": isinstance(command, commands.DeletionError)}
+            elif owners[key]["fingerprint"] != fingerprint:
+                others.setdefault(key, set()).add(fingerprint)
+    for key, owner in sorted(owners.items()):
+        got = receipts.get(key, [])
+        distinct = {json.dumps(r, sort_keys=True) for r in got}
+        if not got:
+            problems.append(f"request {key}: no receipt")
+            continue
+        if len(distinct) > 1 + len(others.get(key, ())):
+            problems.append(f"request {key}: {len(distinct)} different receipts")
+        if owner["error"]:
+            if not any(r.get("error") for r in got):
+                problems.append(f"request {key}: an invalid request without an error receipt")
+            continue
+        request = owner["request"]
+        good = [r for r in got if r.get("error") is None]
+        if not good:
+            problems.append(f"request {key}: no successful receipt ({got[0].get('error')})")
+            continue
+        receipt = good[0]
+        parts = {k: v for p in model.parts for k, v in p.parts.items() if k[:2] == key}
+        attempts = sum(v["attempts_affected"] for v in parts.values())
+        learners = sum(v["learners_affected"] for v in parts.values())
+        if (receipt["attempts_affected"], receipt["learners_affected"]) != (attempts, learners):
+            problems.append(
+                f"request {key}: receipt says {receipt['attempts_affected']} attempts and "
+                f"{receipt['learners_affected']} learners, the parts {attempts} and {learners}"
+            )
+        losses: dict[str, int] = {}
+        before: dict[str, int] = {}
+        first_in: dict[int, int] = {}
+        for (_, _, part), value in sorted(parts.items()):
+            for window, lost in value["losses"].items():
+                losses[window] = losses.get(window, 0) + lost
+        for p, model_part in enumerate(model.parts):
+            numbers = sorted(k[2] for k in model_part.parts if k[:2] == key)
+            if numbers:
+                first_in[p] = numbers[0]
+                for window, n in model_part.parts[(*key, numbers[0])]["counts"].items():
+                    before[window] = before.get(window, 0) + n
+        shown = {w["start"]: (w["active_before"], w["active_after"]) for w in receipt["windows"]}
+        wanted = {
+            w: (before.get(w, 0), before.get(w, 0) - lost) for w, lost in losses.items() if lost
+        }
+        if shown != wanted:
+            problems.append(f"request {key}: receipt windows {shown}, expected {wanted}")
+        if receipt["mode"] != request["mode"] or receipt["selector"] != request["selector"]:
+            problems.append(f"request {key}: receipt mode or selector differs from the request")
+    for key, fingerprints in sorted(others.items()):
+        errors = [r for r in receipts.get(key, []) if r.get("error")]
+        if not errors:
+            problems.append(f"request {key}: reused for another request without an error receipt")
+    return problems
+
+
+def check_thresholds(
+    log: MemoryLog, model: Model, expected: dict[Ident, Attempt], final_now: datetime
+) -> list[str]:
+    """Per window and threshold: the distinct events alternate up/down from `up`, their ids
+    number the crossings, and the last agrees with the window's last count."""
+    from streams.domain.tenants import threshold_learners
+    from streams.domain.thresholds import event_id
+
+    problems: list[str] = []
+    sequences: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    by_id: dict[str, dict[str, Any]] = {}
+    last: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for _, record in log.all_records(topics.THRESHOLD_EVENTS):
+        event = json.loads(record.value or b"null")
+        key = (event["tenant_id"], event["window"]["start"], event["threshold_pct"])
+        known = by_id.get(event["event_id"])
+        if known is None:
+            by_id[event["event_id"]] = event
+            sequences.setdefault(key, []).append(event)
+        elif known != event:
+            problems.append(f"event {event['event_id']} sent twice with different contents")
+        last[key] = event
+    for key, events in sorted(sequences.items()):
+        for n, event in enumerate(events, start=1):
+            direction = "up" if n % 2 else "down"
+            if event["direction"] != direction or event["event_id"] != event_id(*key, direction, n):
+                problems.append(f"threshold {key}: event {n} is {event['direction']} with id {event['event_id']}")
+                break
+    live = live_counts(log)
+    for (tenant, start), record in sorted(live.items()):
+        license_ = model.final_license.get(tenant)
+        if not license_ or license_["learner_limit"] is None:
+            continue
+        for pct in license_["thresholds"]:
+            learners = threshold_learners(license_["learner_limit"], pct)
+            above = record["active_learners"] >= learners
+            event = last.get((tenant, start, pct))
+            if event is None:
+                if above:
+                    problems.append(f"threshold {tenant} {start} {pct}%: reached, but no `up` event")
+            elif (event["direction"] == "up") != above:
+                problems.append(
+                    f"threshold {tenant} {start} {pct}%: last event {event['direction']}, "
+                    f"count {record['active_learners']} of {learners}"
+                )
+    return problems
+
+
+def check_dead_letters(log: MemoryLog, model: Model) -> list[str]:
+    problems: list[str] = []
+    seen: dict[tuple[str, int, int], set[str]] = {}
+    for _, record in log.all_records(topics.DEAD_LETTERS):
+        letter = json.loads(record.value or b"null")
+        source = letter["source"]
+        seen.setdefault((source["topic"], source["partition"], source["offset"]), set()).add(letter["reason"])
+    for source, reasons in sorted(model.dead.items()):
+        if not reasons & seen.get(source, set()):
+            problems.append(f"{source}: no dead letter ({'/'.join(sorted(reasons))})")
+    for source, reasons in sorted(seen.items()):
+        allowed = model.dead.get(source, set()) | model.maybe_dead.get(source, set())
+        if source[0] == topics.LAUNCHES and reasons - allowed:
+            problems.append(f"{source}: dead letter {sorted(reasons - allowed)} not expected")
+    return problems
+
+
+def attempts_of_state(states: Iterable[dict[bytes, bytes]]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for rows in states:
+        for key, value in rows.items():
+            out[key.decode()] = json.loads(value)
+    return out

@@ -1,0 +1,512 @@
+"""Schedules: what happens in a run, in what order, with which faults; and running them.
+
+`generate(seed)` draws a whole schedule from a seed: the topology (1-4 partitions, 1-3 launch
+partitions, 1-3 workers), then a few hundred actions: produce a record, let a worker's task do
+one unit of work, commit, move the clock, and faults. `run(schedule)` executes it, settles (every
+fault ends, every worker is back, everything is consumed), and checks the outcome
+(streams/tools/simulate/oracle.py). A failure is shrunk to a shorter schedule that still fails.
+
+Faults drawn:
+  arm      crash a worker at its n-th send (after any subset of the send's partitions landed),
+           local write (before or after it), or between a durable batch and its commit
+  kill     crash a worker now; restart it later with its state folder, or without (lost)
+  depose   the group expels a worker that does not know it: its sends land up to 9 steps late,
+           it keeps working on stale partitions until it notices (a refused commit, a fence)
+  refuse   Kafka refuses writes for a few steps (sends wait; a rebalance stops them)
+  join / leave   workers come and go (rebalances)
+  duplicate      an input record is produced again
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from streams import topics
+from streams.stages.memory import MemoryState
+from streams.stages.store import LEARNER, TABLES
+from streams.tools.simulate import oracle
+from streams.tools.simulate.workload import Input, Workload
+from streams.tools.simulate.world import APP_TOPICS, CrashPlan, SimWorker, World
+
+Action = tuple[Any, ...]
+MAX_WORKERS = 3
+
+
+@dataclass(frozen=True)
+class Schedule:
+    seed: int
+    partitions: int
+    launch_partitions: int
+    workers: int
+    start: datetime
+    actions: tuple[Action, ...]
+
+    def describe(self) -> str:
+        lines = [
+            f"seed {self.seed}: {self.partitions} partitions, {self.launch_partitions} launch "
+            f"partitions, {self.workers} workers, from {self.start.isoformat()}"
+        ]
+        for number, action in enumerate(self.actions):
+            lines.append(f"  {number:4d} {describe(action)}")
+        return "\n".join(lines)
+
+
+def describe(action: Action) -> str:
+    kind = action[0]
+    if kind == "produce":
+        return action[1].describe()
+    if kind == "duplicate":
+        return f"produce again input #{action[1]}"
+    return " ".join(str(part) for part in action)
+
+
+@dataclass
+class Result:
+    schedule: Schedule
+    problems: list[str] = field(default_factory=list)
+    trace: list[str] = field(default_factory=list)
+    records: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+# -- drawing a schedule ---------------------------------------------------------------------------
+ACTION_KINDS = ("produce", "run", "commit", "clock", "duplicate", "arm", "kill", "restart", "depose", "refuse", "join", "leave")
+CRASH_TASKS = (
+    "any",
+    "launches",
+    topics.LEARNER_COMMANDS,
+    topics.TENANT_COMMANDS,
+    "partials",
+    "takeover",
+    "deletion",
+    "recut",
+    "publish",
+)
+CRASH_TASK_WEIGHTS = (1, 1, 3, 2, 0.5, 0.5, 3, 2, 2)
+CARRIED = ("deletion", "recut", "publish")  # what a send carries (world.carried)
+
+
+def generate(seed: int, actions: int | None = None) -> Schedule:
+    rng = random.Random(seed)
+    partitions = rng.randint(1, 4)
+    launch_partitions = rng.randint(1, 3)
+    workers = rng.randint(1, MAX_WORKERS)
+    start = datetime(2026, 1, 20, tzinfo=UTC) + timedelta(hours=rng.randrange(0, 24 * 60))
+    workload = Workload(random.Random(seed * 7919 + 1), partitions, launch_partitions)
+    names = [f"w{i}" for i in range(MAX_WORKERS)]
+    clock = start
+    out: list[Action] = []
+    # swarm testing: each seed weighs the kinds of actions its own way (faults may be off)
+    base = {"produce": 10.0, "run": 18.0, "commit": 2.5, "clock": 2.0, "duplicate": 0.6}
+    faults = {kind: rng.choice((0.0, 0.3, 1.0, 2.5)) for kind in ACTION_KINDS if kind not in base}
+    weights = [base.get(kind, faults.get(kind, 0.0)) for kind in ACTION_KINDS]
+    lag = rng.choice((0.2, 1.0, 3.0))  # how much the learner stage lags the tenant stage
+    for _ in range(actions or rng.randint(120, 360)):
+        kind = rng.choices(ACTION_KINDS, weights)[0]
+        if kind == "produce":
+            out.append(("produce", workload.next(clock)))
+        elif kind == "run":
+            tasks = ("launches", *APP_TOPICS, "partials", "tick", "check")
+            task_weights = [2, 1, 1, 1, 2 / lag, 2 * lag, 2, 0.5, 0.5]
+            task = rng.choices(tasks, task_weights)[0]
+            out.append(("run", rng.choice(names), task, rng.randint(1, 10)))
+        elif kind == "commit":
+            out.append(("commit", rng.choice(names)))
+        elif kind == "clock":
+            step = timedelta(minutes=rng.choice((1, 30, 300, 3000, 20000)))
+            clock += step
+            out.append(("clock", int(step.total_seconds() * 1000)))
+        elif kind == "duplicate":
+            out.append(("duplicate", rng.randrange(1_000)))
+        elif kind == "arm":
+            task = rng.choices(CRASH_TASKS, CRASH_TASK_WEIGHTS)[0]
+            point = "send" if task in CARRIED else rng.choice(("send", "send", "apply", "ack"))
+            out.append(("arm", rng.choice(names), point, rng.choice((1, 1, 2, 3)), task))
+        elif kind == "kill":
+            out.append(("kill", rng.choice(names)))
+        elif kind == "restart":
+            out.append(("restart", rng.choice(names), rng.random() < 0.3))
+        elif kind == "depose":
+            out.append(("depose", rng.choice(names), rng.randint(2, 30)))
+        elif kind == "refuse":
+            out.append(("refuse", rng.randint(1, 12)))
+        elif kind == "join":
+            out.append(("join", rng.choice(names)))
+        else:
+            out.append(("leave", rng.choice(names)))
+    return Schedule(seed, partitions, launch_partitions, workers, start, tuple(out))
+
+
+# -- running one ----------------------------------------------------------------------------------
+def execute(world: World, action: Action, produced: list[Input]) -> None:
+    kind = action[0]
+    worker = world.workers.get(action[1]) if len(action) > 1 and isinstance(action[1], str) else None
+    if kind == "produce":
+        record: Input = action[1]
+        world.produce(record.topic, record.key, record.value, record.partition)
+        produced.append(record)
+    elif kind == "duplicate":
+        if produced:
+            record = produced[action[1] % len(produced)]
+            world.produce(record.topic, record.key, record.value, record.partition)
+    elif kind == "clock":
+        world.clock_ms += action[1]
+    elif kind == "run" and worker is not None:
+        run_task(world, worker, action[2], action[3])
+    elif kind == "commit" and worker is not None:
+        world.commit(worker)
+    elif kind == "arm" and worker is not None and worker.alive:
+        worker.crash_plans.append(CrashPlan(action[2], action[3], action[4]))
+    elif kind == "kill" and worker is not None and worker.alive:
+        world.kill(worker)
+        world.rebalance()
+    elif kind == "restart" and worker is not None and not worker.alive:
+        if action[2]:
+            worker.state = type(worker.state)(worker)  # the state folder is lost
+            world.trace.append(f"  {worker.name} lost its state folder")
+        worker.start()
+        world.trace.append(f"  {worker.name} restarted")
+        world.rebalance()
+    elif kind == "join":
+        name = action[1]
+        if name not in world.workers:
+            world.workers[name] = SimWorker(world, name)
+            world.trace.append(f"  {name} joined")
+            world.rebalance()
+    elif kind == "leave" and worker is not None and worker.alive and worker.aware:
+        if not worker.activities:
+            world.commit(worker)
+            world.kill(worker)  # a clean stop: everything it did was committed
+            world.rebalance()
+    elif kind == "depose" and worker is not None and worker.alive and worker.aware:
+        if worker.name in world.app.members and len(world.members()) > 1:
+            worker.aware = False
+            worker.wakes_at = world.step + action[2]
+            world.trace.append(f"  {worker.name} deposed (it does not know)")
+            world.rebalance()
+    elif kind == "refuse":
+        world.refusing_until = max(world.refusing_until, world.step + action[1])
+
+
+def run_task(world: World, worker: SimWorker, task: str, limit: int) -> None:
+    if not worker.alive or task in worker.activities:
+        return
+    if worker.in_app_group and not worker.ready and worker.aware:
+        if "takeover" not in worker.activities:
+            world.run(worker, "takeover", world.unit_takeover(worker))
+        return
+    if task == "launches":
+        world.run(worker, task, world.unit_launches(worker, limit * 4))
+        return
+    if not worker.ready:
+        return
+    if task in APP_TOPICS:
+        world.run(worker, task, world.unit_agent(worker, task, limit))
+    elif task == "partials":
+        world.run(worker, task, world.unit_partials(worker))
+    else:
+        world.run(worker, task, world.unit_timer(worker, task))
+
+
+def settle(world: World, rounds: int = 30) -> None:
+    """End every fault, bring every worker back, and work until nothing changes."""
+    # first, some rounds of work with the faults still armed: the backlog of input is where
+    # most of the work is, and where a crash plan finds its moment
+    for _ in range(10):
+        for task in ("launches", *APP_TOPICS, "partials"):
+            for worker in list(world.workers.values()):
+                run_task(world, worker, task, 10)
+                world.advance()
+        for worker in list(world.workers.values()):
+            world.commit(worker)
+    world.refusing_until = -1
+    for worker in world.workers.values():
+        worker.crash_plans.clear()
+    for _ in range(30):
+        world.advance()
+    for worker in list(world.workers.values()):
+        if not worker.aware:
+            world.wake(worker)
+        if not worker.alive:
+            worker.start()
+    world.rebalance()
+    for final in (False, True):
+        if final:
+            # every partition restored once more from its changelogs, as after a restart,
+            # now that every late write has landed: what was written must restore right
+            world.rebalance()
+        for _ in range(rounds):
+            before = _size(world)
+            drain(world)
+            for kind in ("tick", "check"):  # the timers, at the final clock
+                for worker in world.workers.values():
+                    run_task(world, worker, kind, 1)
+            drain(world)
+            if _size(world) == before:
+                break
+        else:
+            world.bugs.append("the run did not settle")
+            return
+
+
+def drain(world: World) -> None:
+    """Work until every input is consumed and committed and no task has work left."""
+    for _ in range(200):
+        while world.in_flight or any(w.activities for w in world.workers.values()):
+            world.advance()
+        for worker in world.workers.values():
+            if worker.alive and not worker.ready:
+                run_task(world, worker, "takeover", 1)
+        for task in ("launches", *APP_TOPICS, "partials"):
+            for worker in world.workers.values():
+                for _ in range(100):
+                    run_task(world, worker, task, 50)
+                    while task in worker.activities:
+                        world.advance()
+                    if not _pending(world, worker, task):
+                        break
+                world.commit(worker)
+        if not _unconsumed(world) and not any(
+            w.learner.counters._dirty for w in world.workers.values() if w.alive
+        ):
+            return
+
+
+def _size(world: World) -> int:
+    """Records in every topic, the timers' own commands left out."""
+    from streams.stages import commands
+
+    total = 0
+    for topic, parts in world.log.topics.items():
+        for records in parts.values():
+            if topic in (topics.TENANT_COMMANDS, topics.LEARNER_COMMANDS):
+                total += sum(
+                    1
+                    for r in records
+                    if not isinstance(commands.decode(r.value), commands.Tick | commands.Check)
+                )
+            else:
+                total += len(records)
+    return total
+
+
+def _pending(world: World, worker: SimWorker, task: str) -> bool:
+    topic = topics.LAUNCHES if task == "launches" else task
+    parts = worker.launch_parts if task == "launches" else worker.app_parts
+    if task not in (*APP_TOPICS, "launches"):
+        return False
+    return any(
+        worker.positions.get((topic, p), 0) < len(world.log.records(topic, p)) for p in parts
+    )
+
+
+def _unconsumed(world: World) -> bool:
+    for group in (world.app, world.launches):
+        for topic in group.topics:
+            for p in range(group.partitions):
+                if group.committed.get((topic, p), 0) < len(world.log.records(topic, p)):
+                    return True
+    return False
+
+
+def _deposed_work(world: World, worker: SimWorker) -> None:
+    task = world.rng.choice(("launches", topics.LEARNER_COMMANDS, topics.TENANT_COMMANDS, "partials", *APP_TOPICS))
+    run_task(world, worker, task, world.rng.randint(1, 6))
+
+
+def run(schedule: Schedule) -> Result:
+    world = World(schedule.seed, schedule.partitions, schedule.launch_partitions, schedule.start)
+    world.deposed_work = _deposed_work
+    for index in range(schedule.workers):
+        name = f"w{index}"
+        world.workers[name] = SimWorker(world, name)
+    world.rebalance()
+    produced: list[Input] = []
+    for action in schedule.actions:
+        world.trace.append(describe(action))
+        execute(world, action, produced)
+        world.advance()
+    world.trace.append("settle")
+    settle(world)
+    result = Result(schedule, trace=world.trace, records=len(produced))
+    result.problems += [f"bug: {bug}" for bug in world.bugs]
+    result.problems += [f"gave up on {event}" for event in world.gave_up]
+    if "the run did not settle" not in world.bugs:
+        model, problems = oracle.check(world.log, schedule.partitions, world.now())
+        result.problems += problems
+        expected = {
+            "/".join(ident): (a.element_id, a.launched_at, a.logically_deleted)
+            for ident, a in model.attempts().items()
+        }
+        result.problems += check_states(world, expected)
+    return result
+
+
+def check_states(world: World, expected: dict[str, Any]) -> list[str]:
+    """A restore of every learner partition from its changelogs, with the restore the workers
+    use, holds exactly the model's attempts and memberships; every owner's local tables too."""
+    problems = []
+    restored = MemoryState()
+    fresh = SimWorker.__new__(SimWorker)
+    fresh.state = restored  # type: ignore[assignment]
+    fresh.skipped = {}
+    fresh.world = world
+    for partition in range(world.partitions):
+        for table, (stage, _) in TABLES.items():
+            if stage == LEARNER:
+                SimWorker.restore(fresh, table, partition)
+    got = _attempts_of(restored)
+    if got != expected:
+        wrong = sorted(set(got) ^ set(expected)) or sorted(k for k in got if got[k] != expected[k])
+        problems.append(f"a restore from the changelogs differs from the model, e.g. {wrong[:3]}")
+    problems += _memberships(restored, expected, world.partitions, "a restore from the changelogs")
+    for worker in world.workers.values():
+        if not worker.alive:
+            continue
+        local = {
+            k: v
+            for k, v in _attempts_of(worker.state).items()
+            if _learner_partition(k.encode(), world.partitions) in worker.app_parts
+        }
+        mine = {
+            k: v
+            for k, v in expected.items()
+            if _learner_partition(k.encode(), world.partitions) in worker.app_parts
+        }
+        if local != mine:
+            problems.append(f"{worker.name}'s local attempts differ from the model")
+    return problems
+
+
+def _attempts_of(state: MemoryState) -> dict[str, Any]:
+    import json
+
+    out = {}
+    for (table, _), rows in state.partitions.items():
+        if table == "attempts":
+            for key, value in rows.rows.items():
+                record = json.loads(value)
+                out[key.decode()] = (
+                    record["element_id"],
+                    datetime.fromisoformat(record["launched_at"]),
+                    record["logically_deleted"],
+                )
+    return out
+
+
+def _memberships(
+    state: MemoryState, expected: dict[str, Any], partitions: int, where: str
+) -> list[str]:
+    """Each learner's stored windows are the windows of its attempts under its partition's cut."""
+    import json
+
+    from streams.domain.windows import window_of
+    from streams.licensing import cut_of
+
+    problems = []
+    for (table, partition), rows in state.partitions.items():
+        if table != "learner-state":
+            continue
+        cuts = {
+            k[len(b"lic/") :].decode(): cut_of(json.loads(v))
+            for k, v in rows.rows.items()
+            if k.startswith(b"lic/")
+        }
+        wanted: dict[bytes, list[str]] = {}
+        for key, (_, at, _) in expected.items():
+            if _learner_partition(key.encode(), partitions) != partition:
+                continue
+            tenant, learner, _ = key.split("/", 2)
+            cut = cuts.get(tenant, cut_of(None))
+            member = f"m/{tenant}/{learner}".encode()
+            windows = set(wanted.get(member, []))
+            windows.add(window_of(cut, at).start.isoformat())
+            wanted[member] = sorted(windows)
+        stored = {k: json.loads(v) for k, v in rows.rows.items() if k.startswith(b"m/")}
+        if stored != wanted:
+            diff = [k for k in sorted(set(stored) | set(wanted)) if stored.get(k) != wanted.get(k)]
+            problems.append(f"{where}: memberships of partition {partition} differ, e.g. {diff[:3]}")
+    return problems
+
+
+def _learner_partition(key: bytes, partitions: int) -> int:
+    from zlib import crc32
+
+    return crc32(key.rsplit(b"/", 1)[0]) % partitions
+
+
+# -- shrinking a failure ----------------------------------------------------------------------------
+def shrink(schedule: Schedule, fails: Callable[[Schedule], bool], budget_s: float = 60.0) -> Schedule:
+    """A shorter schedule that still fails (delta debugging over the actions)."""
+    deadline = time.monotonic() + budget_s
+    actions: Sequence[Action] = schedule.actions
+    chunk = max(1, len(actions) // 2)
+    while chunk >= 1 and time.monotonic() < deadline:
+        start, progressed = 0, False
+        while start < len(actions) and time.monotonic() < deadline:
+            candidate = tuple(actions[:start]) + tuple(actions[start + chunk :])
+            if fails(replace(schedule, actions=candidate)):
+                actions, progressed = candidate, True
+            else:
+                start += chunk
+        if not progressed:
+            chunk //= 2
+    return replace(schedule, actions=tuple(actions))
+
+
+# -- the command line -------------------------------------------------------------------------------
+def explain(result: Result, shrink_s: float = 60.0) -> str:
+    """A failure as the seed, its first problems, and a shrunk schedule with the run's trace."""
+    first = result.problems[0]
+
+    def fails(candidate: Schedule) -> bool:
+        return not run(candidate).ok
+
+    small = shrink(result.schedule, fails, shrink_s)
+    rerun = run(small)
+    lines = [
+        f"seed {result.schedule.seed} FAILED: {len(result.problems)} problems; the first: {first}",
+        *[f"  {problem}" for problem in result.problems[1:5]],
+        f"shrunk from {len(result.schedule.actions)} to {len(small.actions)} actions, which give:",
+        *[f"  {problem}" for problem in rerun.problems[:5]],
+        "the shrunk run:",
+        *[f"  {line}" for line in rerun.trace],
+        f"replay: active-learners simulate --seed {result.schedule.seed} --seeds 1 --trace",
+    ]
+    return "\n".join(lines)
+
+
+def run_seeds(
+    first: int,
+    count: int,
+    log: Callable[[str], None],
+    shrink_s: float = 60.0,
+    trace: bool = False,
+) -> list[int]:
+    """Run `count` seeds from `first`; the failing ones (each explained)."""
+    import logging
+
+    logging.getLogger("streams").setLevel(logging.ERROR)  # a simulated worker is chatty
+    failed = []
+    started = time.monotonic()
+    for seed in range(first, first + count):
+        result = run(generate(seed))
+        if trace:
+            log("\n".join(result.trace))
+        if not result.ok:
+            failed.append(seed)
+            log(explain(result, shrink_s))
+    elapsed = time.monotonic() - started
+    log(
+        f"{count - len(failed)} of {count} seeds clean (from {first}) in {elapsed:.1f}s"
+        + (f"; failed: {failed}" if failed else "")
+    )
+    return failed

@@ -1,0 +1,646 @@
+"""Simulated Kafka and worker processes: everything a schedule acts on.
+
+Nothing here reads the real clock: time is a step counter plus a simulated wall clock (ms) that
+actions move forward. The stages' coroutines are driven by hand: when a send has to wait (Kafka
+refusing writes, a deposed owner's request still in flight) the coroutine suspends on a `Wait`,
+and the world resumes it when its time comes. So one seed gives exactly one run.
+
+Kafka: partitioned logs with offsets (streams/stages/memory.py), two consumer groups (the app's,
+which faust gives every stage topic, co-partitioned; the launch reader's own), generations,
+committed offsets, eager rebalances. A commit from a stale generation is refused.
+
+Workers: a state folder (MemoryState, restored from the changelogs at every assignment, with the
+epoch fence of streams/recovery.py), the real stages, consumer positions, acknowledged offsets,
+and tasks (the launch reader, one agent per input topic, the timers, the takeover) that run one
+unit of work at a time.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zlib import crc32
+
+from streams import topics
+from streams.stages import commands, ingest
+from streams.stages.batch import DurableBatch, Ownership, rewrite_keys, take_over
+from streams.stages.ingest import IngestStage
+from streams.stages.learners import LearnerStage
+from streams.stages.loop import apply_events
+from streams.stages.memory import MemoryLog, MemoryState
+from streams.stages.store import (
+    LEARNER,
+    TABLES,
+    TENANT,
+    Batch,
+    Fenced,
+    LogRecord,
+    Record,
+    TopicPartition,
+)
+from streams.stages.tenants import TenantStage
+
+APP_TOPICS = (
+    topics.LICENSES,
+    topics.ATTEMPT_DELETIONS,
+    topics.LEARNER_GROUPS,
+    topics.LEARNER_COMMANDS,
+    topics.TENANT_COMMANDS,
+)
+TASKS = ("launches", *APP_TOPICS, "partials", "tick", "check")
+
+
+class Crash(BaseException):
+    """The process dies here, as with SIGKILL: no flush, no commit, no goodbye."""
+
+
+class Wait:
+    """What a suspended coroutine waits for; the world resumes it with `send` or `throw`."""
+
+    def __init__(self, kind: str, until: int = 0) -> None:
+        self.kind = kind  # "refused" | "in-flight"
+        self.until = until
+
+    def __await__(self) -> Any:
+        result = yield self
+        return result
+
+
+@dataclass
+class Activity:
+    coro: Coroutine[Any, Any, Any]
+    task: str
+    waiting: Wait | None = None
+
+
+@dataclass
+class Group:
+    name: str
+    partitions: int
+    topics: tuple[str, ...]
+    generation: int = 0
+    members: list[str] = field(default_factory=list)
+    assignment: dict[str, list[int]] = field(default_factory=dict)
+    committed: dict[TopicPartition, int] = field(default_factory=dict)
+
+    def rebalance(self, members: Sequence[str], rng: random.Random) -> None:
+        self.generation += 1
+        self.members = sorted(members)
+        self.assignment = {member: [] for member in self.members}
+        if self.members:
+            order = list(range(self.partitions))
+            rng.shuffle(order)  # no stickiness: partitions move a lot, which is the point
+            for index, partition in enumerate(order):
+                self.assignment[self.members[index % len(self.members)]].append(partition)
+            for parts in self.assignment.values():
+                parts.sort()
+
+
+@dataclass
+class CrashPlan:
+    point: str  # "send" | "apply" | "ack"
+    countdown: int
+    task: str = "any"  # only while this task runs
+
+    def reached(self, worker: SimWorker, point: str, what: frozenset[str] = frozenset()) -> bool:
+        """Count this occurrence of `point`; True when the process is to die here. `task` is a
+        task name, or what a send carries: "deletion" (attempt tombstones), "recut" (licenses
+        and memberships), "publish" (count records)."""
+        if self.point != point:
+            return False
+        if self.task not in ("any", worker.current_task) and self.task not in what:
+            return False
+        self.countdown -= 1
+        return self.countdown <= 0
+
+
+def carried(groups: Mapping[TopicPartition, Sequence[LogRecord]]) -> frozenset[str]:
+    """What a send carries, for crash plans aimed at a kind of work."""
+    kinds = set()
+    for (topic, _), records in groups.items():
+        if topic == topics.ATTEMPTS and any(r.value is None for r in records):
+            kinds.add("deletion")
+        if topic == topics.LEARNER_STATE_CHANGELOG and any(
+            (r.key or b"").startswith(b"lic/") for r in records
+        ):
+            kinds.add("recut")
+        if topic == topics.ACTIVE_LEARNER_COUNTS:
+            kinds.add("publish")
+    return frozenset(kinds)
+
+
+@dataclass
+class InFlight:
+    land_at: int
+    groups: dict[TopicPartition, list[LogRecord]]
+    worker: SimWorker
+    wait: Wait
+
+
+class SimState(MemoryState):
+    """A worker's state folder; a crash can strike inside a local write."""
+
+    def __init__(self, worker: SimWorker) -> None:
+        super().__init__(owns=lambda table, partition: partition in worker.app_parts)
+        self.worker = worker
+
+    def apply(self, table: str, partition: int, writes: Any, offset: int, fence: Any) -> None:
+        if self.worker.crashes_at("apply"):
+            if self.worker.world.rng.random() < 0.5:
+                super().apply(table, partition, writes, offset, fence)
+            raise Crash
+        super().apply(table, partition, writes, offset, fence)
+
+
+class SimLog:
+    """The Log of one worker (streams/stages/store.py) over the world's Kafka, with its faults."""
+
+    def __init__(self, world: World, worker: SimWorker) -> None:
+        self.world = world
+        self.worker = worker
+
+    async def partition_of(self, topic: str, key: bytes | None) -> int:
+        return crc32(key or b"") % self.world.partitions_of(topic)
+
+    async def send(
+        self, groups: Mapping[TopicPartition, Sequence[LogRecord]]
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        world, worker = self.world, self.worker
+        generation = worker.view_generation
+        while world.step < world.refusing_until:
+            await Wait("refused", world.refusing_until)
+            if worker.aware and world.app.generation != generation and worker.in_app_group:
+                raise Fenced("the consumer group rebalanced while a flush waited for Kafka")
+        if worker.crashes_at("send", carried(groups)):
+            world.append_some(groups)
+            raise Crash
+        if not worker.aware:
+            # a deposed owner: its request lands some steps later, maybe after its successor's
+            wait = Wait("in-flight", world.step + world.rng.randrange(0, 25))
+            world.in_flight.append(InFlight(wait.until, {tp: list(r) for tp, r in groups.items()}, worker, wait))
+            acks: dict[TopicPartition, tuple[int, int]] = await wait
+            return acks
+        acked = world.append(groups)
+        if world.rng.random() < 0.03:
+            world.append(groups)  # a retried send whose first try landed after all
+            acked = {tp: (acked[tp][0], acked[tp][1]) for tp in acked}
+        return acked
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list[LogRecord]:
+        return self.world.log.records(topic, partition)[start:end]
+
+    async def end_offset(self, topic: str, partition: int) -> int:
+        return len(self.world.log.records(topic, partition))
+
+
+class SimWorker:
+    """One worker process: a state folder and, while alive, the stages and their tasks."""
+
+    def __init__(self, world: World, name: str) -> None:
+        self.world = world
+        self.name = name
+        self.state = SimState(self)
+        self.alive = False
+        self.start()
+
+    def start(self) -> None:
+        world = self.world
+        self.alive = True
+        self.aware = True  # False while deposed without knowing it
+        self.wakes_at = 0
+        self.in_app_group = False
+        self.noticed = False  # a deposed worker learned it is out (acted on between steps)
+        self.view_generation = 0
+        self.launch_generation = 0
+        self.app_parts: list[int] = []
+        self.launch_parts: list[int] = []
+        self.positions: dict[TopicPartition, int] = {}
+        self.acked: dict[TopicPartition, int] = {}
+        self.ready = False
+        self.crash_plans: list[CrashPlan] = []
+        self.activities: dict[str, Activity] = {}
+        self.current_task = ""
+        self.ownership = Ownership()
+        self.log = SimLog(world, self)
+        self.skipped: dict[tuple[str, int], set[bytes]] = {}
+        self.ingest = IngestStage(world.partitions, clock=world.now)
+        self.learner = LearnerStage(world.partitions, read_raw=world.read_raw, clock=world.now)
+        self.tenant = TenantStage(world.partitions, clock=world.now)
+
+    def crashes_at(self, point: str, what: frozenset[str] = frozenset()) -> bool:
+        """Whether an armed crash plan strikes here (it is used up)."""
+        for plan in self.crash_plans:
+            if plan.reached(self, point, what):
+                self.crash_plans.remove(plan)
+                return True
+        return False
+
+    def batch(self, tenant: bool = False) -> DurableBatch:
+        """A batch of the learner stage or ingest (outputs first), or of the tenant stage (its
+        state first, see streams/stages/tenants.py)."""
+        if tenant:
+            return DurableBatch(
+                self.state, self.log, self.ownership, self.tenant.repair_outputs, outputs_first=False
+            )
+        return DurableBatch(self.state, self.log, self.ownership)
+
+    # -- restoring a partition from its changelog (streams/recovery.py does the same) -----------
+    def restore(self, table: str, partition: int) -> None:
+        rows = self.state.partition(table, partition)
+        changelog = TABLES[table][1]
+        records = self.world.log.records(changelog, partition)
+        fence = rows.fence
+        writes: dict[bytes, bytes | None] = {}
+        for record in records[rows.offset + 1 :]:
+            if record.epoch < fence:
+                self.skipped.setdefault((table, partition), set()).add(record.key or b"")
+                continue
+            fence = record.epoch
+            assert record.key is not None
+            writes[record.key] = record.value
+        rows.write(writes)
+        rows.offset = len(records) - 1
+        rows.fence = fence
+
+
+class World:
+    """Kafka, the workers, the simulated clock and the faults in effect."""
+
+    def __init__(self, seed: int, partitions: int, launch_partitions: int, start: datetime) -> None:
+        self.rng = random.Random(seed)
+        self.partitions = partitions
+        self.launch_partitions = launch_partitions
+        self.clock_ms = int(start.timestamp() * 1000)
+        self.step = 0
+        self.log = MemoryLog(partitions, clock=lambda: self.clock_ms)
+        self.app = Group("app", partitions, APP_TOPICS)
+        self.launches = Group("launches", launch_partitions, (topics.LAUNCHES,))
+        self.workers: dict[str, SimWorker] = {}
+        self.refusing_until = -1
+        self.in_flight: list[InFlight] = []
+        self.deposed_work: Callable[[World, SimWorker], None] | None = None
+        self.gave_up: list[str] = []  # events a stage gave up on: always a finding
+        self.bugs: list[str] = []  # exceptions that escaped a unit of work
+        self.trace: list[str] = []
+
+    # -- time and topics --------------------------------------------------------------------------
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock_ms / 1000, UTC)
+
+    def partitions_of(self, topic: str) -> int:
+        return self.launch_partitions if topic == topics.LAUNCHES else self.partitions
+
+    def append(
+        self, groups: Mapping[TopicPartition, Sequence[LogRecord]]
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        return {tp: self.log.append(tp[0], tp[1], records) for tp, records in groups.items()}
+
+    def append_some(self, groups: Mapping[TopicPartition, Sequence[LogRecord]]) -> None:
+        """What a send reached before the process died: any subset of its partitions, of some
+        of them only the first records (several producer batches)."""
+        for tp, records in groups.items():
+            roll = self.rng.random()
+            if roll < 0.4:
+                self.log.append(tp[0], tp[1], records)
+            elif roll < 0.55 and len(records) > 1:
+                self.log.append(tp[0], tp[1], records[: self.rng.randrange(1, len(records))])
+
+    async def read_raw(self, topic: str, partition: int, offset: int) -> bytes | None:
+        records = self.log.records(topic, partition)
+        return records[offset].value if offset < len(records) else None
+
+    def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int) -> None:
+        self.log.append(topic, partition, [LogRecord(key, value)])
+
+    # -- membership -------------------------------------------------------------------------------
+    def members(self) -> list[str]:
+        return [name for name, w in self.workers.items() if w.alive and w.aware]
+
+    def rebalance(self) -> None:
+        """Both groups, with every live worker that knows it is a member."""
+        members = self.members()
+        self.app.rebalance(members, self.rng)
+        self.launches.rebalance(members, self.rng)
+        for name in members:
+            worker = self.workers[name]
+            self._abandon(worker)
+            worker.in_app_group = True
+            worker.view_generation = self.app.generation
+            worker.launch_generation = self.launches.generation
+            worker.app_parts = list(self.app.assignment[name])
+            worker.launch_parts = list(self.launches.assignment[name])
+            worker.positions = {
+                (topic, p): self.app.committed.get((topic, p), 0)
+                for topic in APP_TOPICS
+                for p in worker.app_parts
+            }
+            worker.positions.update(
+                {
+                    (topics.LAUNCHES, p): self.launches.committed.get((topics.LAUNCHES, p), 0)
+                    for p in worker.launch_parts
+                }
+            )
+            worker.acked = {}
+            worker.ready = False
+            worker.ownership.release(LEARNER)
+            worker.ownership.release(TENANT)
+            worker.learner.release()
+        self.trace.append(f"  rebalance: generation {self.app.generation}: " + ", ".join(
+            f"{n}={self.app.assignment[n]}" for n in self.app.members
+        ))
+
+    def _abandon(self, worker: SimWorker) -> None:
+        """A rebalance reached the worker: what waits for Kafka stops (Fenced), the rest is
+        dropped; nothing of it is acknowledged."""
+        for task, activity in list(worker.activities.items()):
+            if activity.waiting is not None and activity.waiting.kind == "refused":
+                self.drive(worker, activity, exc=Fenced("rebalanced while waiting for Kafka"))
+            if task in worker.activities:
+                worker.activities[task].coro.close()
+                del worker.activities[task]
+
+    def notice(self, worker: SimWorker) -> None:
+        """Called inside a unit of work: the worker learned it was deposed (a refused commit,
+        a fence); it acts on it once the unit has ended."""
+        if not worker.aware:
+            worker.noticed = True
+
+    def kill(self, worker: SimWorker) -> None:
+        for activity in worker.activities.values():
+            activity.coro.close()
+        worker.activities.clear()
+        worker.alive = False
+        worker.ready = False
+        worker.in_app_group = False
+        self.trace.append(f"  {worker.name} died")
+
+    def wake(self, worker: SimWorker) -> None:
+        """A deposed worker learns it is out: it drops its work and joins again."""
+        for activity in worker.activities.values():
+            activity.coro.close()
+        worker.activities.clear()
+        worker.aware = True
+        worker.noticed = False
+        self.trace.append(f"  {worker.name} noticed it was deposed")
+        self.rebalance()
+
+    # -- driving coroutines -----------------------------------------------------------------------
+    def run(self, worker: SimWorker, task: str, coro: Coroutine[Any, Any, Any]) -> None:
+        activity = Activity(coro, task)
+        worker.activities[task] = activity
+        self.drive(worker, activity)
+
+    def drive(
+        self,
+        worker: SimWorker,
+        activity: Activity,
+        value: Any = None,
+        exc: BaseException | None = None,
+    ) -> None:
+        if worker.activities.get(activity.task) is not activity:
+            return  # finished or dropped meanwhile (a rebalance that an earlier step caused)
+        activity.waiting = None
+        worker.current_task = activity.task
+        try:
+            waited = activity.coro.throw(exc) if exc is not None else activity.coro.send(value)
+        except StopIteration:
+            worker.activities.pop(activity.task, None)
+        except Crash:
+            worker.activities.pop(activity.task, None)
+            self.kill(worker)
+            if worker.name in self.app.members:
+                self.rebalance()
+            return
+        except Fenced:
+            worker.activities.pop(activity.task, None)
+            self.notice(worker)
+        except Exception as exc_:  # a bug: the stages must never raise out of a unit
+            worker.activities.pop(activity.task, None)
+            self.bugs.append(f"{worker.name}/{activity.task}: {type(exc_).__name__}: {exc_}")
+        else:
+            assert isinstance(waited, Wait), waited
+            activity.waiting = waited
+            return
+        if worker.noticed and worker.alive:
+            self.wake(worker)
+
+    def advance(self) -> None:
+        """One step: land what is due, end a refusal that is over, resume what waited."""
+        self.step += 1
+        due = [f for f in self.in_flight if f.land_at <= self.step]
+        self.in_flight = [f for f in self.in_flight if f.land_at > self.step]
+        for flight in due:
+            acks = self.append(flight.groups)
+            worker = flight.worker
+            for activity in list(worker.activities.values()):
+                if activity.waiting is flight.wait:
+                    self.drive(worker, activity, value=acks)
+        for worker in list(self.workers.values()):
+            if worker.alive and not worker.aware:
+                if self.step >= worker.wakes_at:
+                    self.wake(worker)
+                elif self.deposed_work is not None:
+                    # a deposed worker does not pause: it works on what it thinks it owns
+                    self.deposed_work(self, worker)
+        if self.step >= self.refusing_until:
+            for worker in list(self.workers.values()):
+                for activity in list(worker.activities.values()):
+                    if activity.waiting is not None and activity.waiting.kind == "refused":
+                        self.drive(worker, activity)
+
+    def busy(self) -> bool:
+        return bool(self.in_flight) or any(
+            w.activities for w in self.workers.values() if w.alive
+        )
+
+    # -- units of work ----------------------------------------------------------------------------
+    def take(self, worker: SimWorker, topic: str, parts: Sequence[int], limit: int) -> list[Record]:
+        """Up to `limit` records of `topic` from the worker's positions, from one or two of its
+        partitions (faust hands an agent events of several partitions in one group)."""
+        available = [
+            p for p in parts if worker.positions.get((topic, p), 0) < len(self.log.records(topic, p))
+        ]
+        self.rng.shuffle(available)
+        out: list[Record] = []
+        for partition in available[: self.rng.choice((1, 1, 2))]:
+            log = self.log.records(topic, partition)
+            start = worker.positions[(topic, partition)]
+            for record in log[start : start + limit]:
+                out.append(
+                    Record(record.key, record.value, topic, partition, record.offset, record.timestamp_ms)
+                )
+            worker.positions[(topic, partition)] = min(len(log), start + limit)
+        return out
+
+    def ack(self, worker: SimWorker, records: Sequence[Record]) -> None:
+        for record in records:
+            tp = (record.topic, record.partition)
+            if worker.acked.get(tp, self.app.committed.get(tp, 0)) == record.offset:
+                worker.acked[tp] = record.offset + 1
+
+    def crash_point(self, worker: SimWorker, point: str) -> None:
+        if worker.crashes_at(point):
+            raise Crash
+
+    def commit(self, worker: SimWorker) -> None:
+        """faust's periodic commit of acknowledged offsets."""
+        if not worker.alive or not worker.in_app_group:
+            return
+        if worker.view_generation != self.app.generation:
+            if not worker.aware:
+                self.wake(worker)  # the commit is refused: the worker learns it was deposed
+            return
+        for tp, offset in worker.acked.items():
+            if tp[1] in self.app.assignment.get(worker.name, ()):
+                self.app.committed[tp] = max(self.app.committed.get(tp, 0), offset)
+
+    def give_up(self, stage: Callable[[Batch, Record, BaseException], None]) -> Any:
+        def recorded(batch: Batch, record: Record, exc: BaseException) -> None:
+            self.gave_up.append(f"{record.position()}: {type(exc).__name__}: {exc}")
+            stage(batch, record, exc)
+
+        return recorded
+
+    async def unit_agent(self, worker: SimWorker, topic: str, limit: int) -> None:
+        records = self.take(worker, topic, worker.app_parts, limit)
+        if not records:
+            return
+        tenant = topic == topics.TENANT_COMMANDS
+        batch = worker.batch(tenant=tenant)
+        stage = worker.ingest
+        try:
+            if topic == topics.LEARNER_GROUPS:
+                await apply_events(
+                    batch,
+                    [records],
+                    _groups_handler(stage),
+                    self.give_up_many(stage),
+                    "ingest-groups",
+                )
+            else:
+                handle, give_up = self.handlers(worker, topic)
+                await apply_events(batch, records, handle, self.give_up(give_up), topic)
+        except Fenced:
+            self.notice(worker)
+            return
+        self.crash_point(worker, "ack")
+        self.ack(worker, records)
+
+    def give_up_many(self, stage: IngestStage) -> Any:
+        def recorded(batch: Batch, records: list[Record], exc: BaseException) -> None:
+            for record in records:
+                self.gave_up.append(f"{record.position()}: {type(exc).__name__}: {exc}")
+                ingest.give_up(batch, record, exc, stage.clock())
+
+        return recorded
+
+    def handlers(self, worker: SimWorker, topic: str) -> tuple[Any, Any]:
+        stage = worker.ingest
+        if topic == topics.LICENSES:
+            return _sync(stage.on_license), lambda b, r, e: ingest.give_up(b, r, e, stage.clock())
+        if topic == topics.ATTEMPT_DELETIONS:
+            return _sync(stage.on_deletion), lambda b, r, e: ingest.give_up(b, r, e, stage.clock())
+        if topic == topics.LEARNER_COMMANDS:
+            return worker.learner.handle_record, worker.learner.give_up
+        return worker.tenant.handle_record, worker.tenant.give_up
+
+    async def unit_launches(self, worker: SimWorker, limit: int) -> None:
+        records = self.take(worker, topics.LAUNCHES, worker.launch_parts, limit)
+        if not records:
+            return
+        batch = worker.batch()
+        try:
+            worker.ingest.route_launches(batch, records)
+            await batch.flush()
+        except Fenced:
+            self.notice(worker)
+            return
+        self.crash_point(worker, "ack")
+        if worker.launch_generation != self.launches.generation:
+            self.notice(worker)  # the commit is refused
+            return
+        for record in records:
+            tp = (record.topic, record.partition)
+            self.launches.committed[tp] = max(self.launches.committed.get(tp, 0), record.offset + 1)
+
+    async def unit_partials(self, worker: SimWorker) -> None:
+        partials = worker.learner.partial_commands()
+        if not partials:
+            return
+        batch = worker.batch()
+        for partition, command in partials:
+            batch.emit(topics.TENANT_COMMANDS, b"partials", command, partition)
+        try:
+            await batch.flush()
+        except Fenced:
+            self.notice(worker)
+
+    async def unit_timer(self, worker: SimWorker, kind: str) -> None:
+        stage = TENANT if kind == "tick" else LEARNER
+        owned = worker.ownership.partitions(stage)
+        if not owned:
+            return
+        if kind == "tick":
+            topic, command = topics.TENANT_COMMANDS, commands.Tick(self.now().isoformat())
+        else:
+            topic, command = topics.LEARNER_COMMANDS, commands.Check()  # type: ignore[assignment]
+        batch = worker.batch()
+        for partition in owned:
+            batch.emit(topic, kind.encode(), commands.encode(command), partition)
+        try:
+            await batch.flush()
+        except Fenced:
+            self.notice(worker)
+
+    async def unit_takeover(self, worker: SimWorker) -> None:
+        """After an assignment: restore, own under new epochs, rebuild (faust's recovery and
+        the agents' on_recover callbacks)."""
+        parts = list(worker.app_parts)
+        for table in TABLES:
+            for partition in parts:
+                worker.restore(table, partition)
+        generation = worker.view_generation
+        try:
+            batch = worker.batch()
+            epochs = await take_over(batch, LEARNER, parts, generation)
+            self._rewrite_skipped(worker, batch, LEARNER, parts)
+            await batch.flush()
+            worker.learner.rebuild(batch, epochs)
+            await worker.learner.hold_until_replayed(batch, worker.log, parts)
+            tenant_batch = worker.batch(tenant=True)
+            await take_over(tenant_batch, TENANT, parts, generation)
+            self._rewrite_skipped(worker, tenant_batch, TENANT, parts)
+            await tenant_batch.flush()
+            for partition in parts:
+                await worker.tenant.take_over_outputs(tenant_batch, partition, self.now())
+        except Fenced:
+            self.notice(worker)
+            return
+        worker.ready = True
+
+    @staticmethod
+    def _rewrite_skipped(worker: SimWorker, batch: DurableBatch, stage: str, parts: Sequence[int]) -> None:
+        for table, (owner, _) in TABLES.items():
+            if owner != stage:
+                continue
+            for partition in parts:
+                skipped = worker.skipped.pop((table, partition), None)
+                if skipped:
+                    rewrite_keys(batch, table, partition, sorted(skipped))
+
+
+def _sync(method: Callable[[Batch, Record], None]) -> Callable[[Batch, Record], Any]:
+    async def handle(batch: Batch, record: Record) -> None:
+        method(batch, record)
+
+    return handle
+
+
+def _groups_handler(stage: IngestStage) -> Callable[[Batch, list[Record]], Any]:
+    async def handle(batch: Batch, records: list[Record]) -> None:
+        stage.group_rows(batch, records)
+
+    return handle
