@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 KAFKA := bash docker/kafka/kafka.sh
 RUN := .demo
 
-.PHONY: help install browser screenshots kafka kafka-stop topics worker notifier demo test unit unit-all lint schemas bench soak down clean
+.PHONY: help install browser screenshots kafka kafka-stop topics worker notifier demo test unit unit-all lint schemas bench soak simulate down clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -60,8 +60,8 @@ demo: install kafka ## start broker + worker, produce a dataset, print the count
 test: install browser ## run every test (starts the broker itself; stops it if it started it)
 	$(BIN)/python -m pytest
 
-unit: install ## run the unit tests only (no broker)
-	$(BIN)/python -m pytest tests/unit
+unit: install ## run the tests that need no broker (unit, stages, simulation)
+	$(BIN)/python -m pytest tests/unit tests/stages tests/simulation
 
 unit-all: ## the unit tests on every Python >= 3.11 found (a venv each: .venv-3.x)
 	@for python in $$(bash scripts/pythons.sh); do \
@@ -79,6 +79,11 @@ schemas: install ## regenerate schemas/json from the models
 
 bench: install kafka ## measure end-to-end throughput (writes docs/benchmarks.md)
 	@$(BIN)/active-learners bench
+
+SEEDS ?= 2000
+SEED ?= 0
+simulate: install ## seeded schedules of Kafka, workers and crashes over the real stages (SEEDS=2000, SEED=0)
+	@$(BIN)/active-learners simulate --seeds $(SEEDS) --seed $(SEED)
 
 soak: install kafka ## 3 workers, a schedule of faults, garbage; every check (writes docs/reliability.md)
 	@$(BIN)/active-learners soak

@@ -8,6 +8,7 @@ from pydantic import BeforeValidator, Field, StringConstraints
 
 from schemas.common import EntityId, InputModel, RequestId, Timestamp
 
+
 def _normalized(value: Any) -> Any:
     # the contract compares content_type and tracking case-insensitively, trimmed
     return value.strip().lower() if isinstance(value, str) else value
@@ -26,9 +27,9 @@ class Launch(InputModel):
     element_id: EntityId
     attempt_id: EntityId = Field(description="the attempt record the launch creates or resumes")
     launched_at: Timestamp
-    content_type: Annotated[str, StringConstraints(max_length=64), BeforeValidator(_normalized)] | None = Field(
-        default=None, description="'scorm', or another kind such as 'video' or 'document'"
-    )
+    content_type: (
+        Annotated[str, StringConstraints(max_length=64), BeforeValidator(_normalized)] | None
+    ) = Field(default=None, description="'scorm', or another kind such as 'video' or 'document'")
     tracking: Tracking = Field(
         default="tracked", description="the element's Utilization Tracking setting"
     )

@@ -8,7 +8,7 @@ the window length.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,7 +19,7 @@ from streams.dead_letters import summarize_validation_error
 from streams.decoding import deletion_rejection
 from streams.domain.recount import cut_for
 from streams.domain.tenants import threshold_learners, utilization_pct
-from streams.domain.windows import Window, window_of
+from streams.domain.windows import Window, local_midnight, window_of
 from streams.read_model import ReadModel
 
 # The Active Window surcharge of the license's window length, in percent.
@@ -126,6 +126,32 @@ def tenant_windows(model: ReadModel, tenant_id: str) -> dict[str, Any]:
             for record in model.windows_of(tenant_id)
         ],
     }
+
+
+def local_date_cutoff(text: str, timezone: str) -> str:
+    """ "Launched before <date>", typed in the dashboard: local midnight of that date in the
+    tenant's time zone (a Tokyo tenant's 2026-11-01 is 2026-10-31T15:00Z), as an instant."""
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise ApiError(400, f"not a date (YYYY-MM-DD): {text[:40]!r}") from None
+    return local_midnight(day, timezone).isoformat()
+
+
+def form_selector(
+    model: ReadModel, tenant_id: str, older_than: str, learner_ids: str
+) -> dict[str, Any]:
+    """The deletion selector of the dashboard's form: a local date, or learner ids."""
+    day = older_than.strip()
+    learners = [line.strip() for line in learner_ids.splitlines() if line.strip()]
+    if day and learners:
+        raise ApiError(400, "give a date or learner ids, not both")
+    if day:
+        license_ = model.license_of(tenant_id) or {}
+        return {"older_than": local_date_cutoff(day, str(license_.get("timezone") or "UTC"))}
+    if learners:
+        return {"learner_ids": learners}
+    raise ApiError(400, "give a date or learner ids")
 
 
 def deletion_request(tenant_id: str, body: Any, now: datetime) -> dict[str, Any]:

@@ -361,6 +361,20 @@ def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if not report.problems else 1
 
 
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    """Seeded schedules of Kafka, workers and crashes over the real stages (no broker)."""
+    from streams.tools.simulate.runner import run_seeds
+
+    failed = run_seeds(
+        args.seed,
+        args.seeds,
+        log=lambda text: print(text, flush=True),
+        shrink_s=args.shrink_seconds,
+        trace=args.trace,
+    )
+    return 1 if failed else 0
+
+
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
     from streams.deletion_cli import ask, parse_attempt, parse_cutoff, read_learners, run_delete
 
@@ -429,6 +443,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {value}")
     return value
 
 
@@ -542,6 +566,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--latency-seconds", type=_positive_float, default=30.0)
     bench.add_argument("--write", default="docs/benchmarks.md", help="report file ('' = none)")
     bench.set_defaults(handler=cmd_bench)
+
+    simulate = commands.add_parser(
+        "simulate", help="run seeded schedules of Kafka, workers and crashes (no broker)"
+    )
+    simulate.add_argument("--seeds", type=_positive_int, default=1_000, help="how many")
+    simulate.add_argument("--seed", type=_non_negative_int, default=0, help="the first seed")
+    simulate.add_argument(
+        "--trace", action="store_true", help="print every action and event of each run"
+    )
+    simulate.add_argument(
+        "--shrink-seconds",
+        type=_positive_float,
+        default=60.0,
+        help="how long to shrink a failing schedule",
+    )
+    simulate.set_defaults(handler=cmd_simulate)
 
     soak = commands.add_parser("soak", help="workers under a schedule of faults, then every check")
     soak.add_argument("--workers", type=_positive_int, default=3)

@@ -249,19 +249,20 @@ def tenant_page(
         if event_rows
         else '<p class="muted">No threshold events.</p>'
     )
+    zone = escape(str(details["license"]["timezone"]))
     forms = f"""
 <h2>Reduce Active Learners</h2>
 {result}
 <form method="post" action="/tenants/{tenant}/preview" id="preview">
   <b>Preview a deletion</b> (nothing changes)<br>
-  every attempt launched before <input type="date" name="older_than">
+  every attempt launched before <input type="date" name="older_than"> (midnight, {zone})
   or of these learners (one id a line, launched before now)<br>
   <textarea name="learner_ids" rows="3" cols="40"></textarea><br>
   <button type="submit">Preview</button>
 </form>
 <form method="post" action="/tenants/{tenant}/delete" id="delete">
   <b>Delete for good</b> (physical; needs an admin token; cannot be undone)<br>
-  every attempt launched before <input type="date" name="older_than">
+  every attempt launched before <input type="date" name="older_than"> (midnight, {zone})
   or of these learners: <textarea name="learner_ids" rows="2" cols="30"></textarea><br>
   type the tenant id to confirm: <input name="confirm" autocomplete="off">
   <button type="submit" class="warn">Delete</button>

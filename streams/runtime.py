@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from streams.app import kafka_log, ownership
+from mode import Service
+
+from streams.app import app, kafka_log, ownership
 from streams.stages import keys
 from streams.stages.batch import DurableBatch
 from streams.stages.store import OutputRepair
@@ -26,3 +28,11 @@ def new_batch(
     """A batch of the learner stage or ingest (outputs first), or of the tenant stage
     (`outputs_first=False`: its state first, see streams/stages/tenants.py)."""
     return DurableBatch(local_state, kafka_log, ownership, repair_outputs, outputs_first)
+
+
+@app.service
+class LogReaderCloser(Service):
+    """Closes the consumer KafkaLog opens to read records back (lineage checks) at shutdown."""
+
+    async def on_stop(self) -> None:
+        await kafka_log.stop()

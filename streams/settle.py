@@ -28,6 +28,7 @@ WATCHED = {
     "": (
         topics.LICENSES,
         topics.ATTEMPT_DELETIONS,
+        topics.LEARNER_GROUPS,
         topics.LEARNER_COMMANDS,
         topics.TENANT_COMMANDS,
     ),

@@ -32,9 +32,11 @@ from streams.stages.store import (
     Fenced,
     LogRecord,
     RecordTooLarge,
-    TopicPartition as TP,
     epoch_header,
     parse_epoch,
+)
+from streams.stages.store import (
+    TopicPartition as TP,
 )
 
 log = logging.getLogger(__name__)
@@ -111,7 +113,7 @@ class RocksState:
 
 
 def _crash_label(groups: Any) -> str:
-    """"deletion" for a flush that writes attempt tombstones (a physical deletion's chunk)."""
+    """ "deletion" for a flush that writes attempt tombstones (a physical deletion's chunk)."""
     return "deletion" if any(r.value is None for rows in groups for r in rows) else ""
 
 
@@ -150,16 +152,16 @@ class KafkaLog:
             known = self._partitions[name] = sorted(await self._producer().partitions_for(name))
         return int(self._partitioner(key, known, known))
 
-    async def send(
-        self, groups: Mapping[TP, Sequence[LogRecord]]
-    ) -> dict[TP, tuple[int, int]]:
+    async def send(self, groups: Mapping[TP, Sequence[LogRecord]]) -> dict[TP, tuple[int, int]]:
         acked: dict[TP, tuple[int, int]] = {}
         pending = dict(groups)
         generation = self._generation() if self._generation else None
         delay = RETRY_FIRST_S
         # the crash tests' points (streams/faults.py): flushes that write attempt records
         attempts_flush = any(tp[0] == "attempts" for tp in groups)
-        label = _crash_label(groups.get(("attempts", p), ()) for (t, p) in groups if t == "attempts")
+        label = _crash_label(
+            groups.get(("attempts", p), ()) for (t, p) in groups if t == "attempts"
+        )
         if attempts_flush:
             faults.reached("before-changelog", label)
         while pending:
@@ -169,7 +171,10 @@ class KafkaLog:
                 results = await asyncio.gather(*(f for f, _ in batches), return_exceptions=True)
                 errors = [r for r in results if isinstance(r, BaseException)]
                 if errors:
-                    if any(isinstance(e, MessageSizeTooLargeError | RecordTooLargeError) for e in errors):
+                    if any(
+                        isinstance(e, MessageSizeTooLargeError | RecordTooLargeError)
+                        for e in errors
+                    ):
                         raise RecordTooLarge(f"Kafka refused a record of {tp[0]} for its size")
                     failed[tp] = pending[tp]
                     log.warning(
@@ -208,7 +213,10 @@ class KafkaLog:
                     raise RecordTooLarge(f"a record for {name} does not fit in a producer batch")
                 sent.append((await producer.send_batch(batch, name, partition=tp[1]), in_batch))
                 batch, in_batch = producer.create_batch(), 0
-                if batch.append(key=row.key, value=row.value, timestamp=None, headers=headers) is None:
+                if (
+                    batch.append(key=row.key, value=row.value, timestamp=None, headers=headers)
+                    is None
+                ):
                     raise RecordTooLarge(f"a record for {name} does not fit in a producer batch")
             in_batch += 1
         sent.append((await producer.send_batch(batch, name, partition=tp[1]), in_batch))

@@ -67,7 +67,12 @@ TOPICS: tuple[TopicSpec, ...] = (
 TOPICS_BY_NAME = {spec.name: spec for spec in TOPICS}
 
 # Topics co-partitioned with the stages: a worker refuses to start when their counts differ.
+# The tenant stage's outputs are among them: partition n of each is written by the owner of
+# tenant-commands partition n alone (streams/stages/tenants.py).
 COPARTITIONED = (
+    ACTIVE_LEARNER_COUNTS,
+    THRESHOLD_EVENTS,
+    DELETION_RECEIPTS,
     LEARNER_COMMANDS,
     TENANT_COMMANDS,
     ATTEMPTS,

@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams import api, dashboard, topics
 from streams.agents.outputs_reader import model
-from streams.app import app, settings
+from streams.app import app
 from streams.auth import COOKIE, Access, Tokens, bearer
 from streams.openapi import document
 from streams.runtime import new_batch
@@ -202,20 +202,6 @@ class TenantPage(Page):
         return self.html(html)
 
 
-def selector_of_form(form: Any) -> dict[str, Any]:
-    """The deletion selector of the dashboard's form: a date, or learner ids."""
-    older_than = (form.get("older_than") or "").strip()
-    learners = [line.strip() for line in (form.get("learner_ids") or "").splitlines()]
-    learners = [learner for learner in learners if learner]
-    if older_than and learners:
-        raise api.ApiError(400, "give a date or learner ids, not both")
-    if older_than:
-        return {"older_than": f"{older_than}T00:00:00+00:00"}
-    if learners:
-        return {"learner_ids": learners}
-    raise api.ApiError(400, "give a date or learner ids")
-
-
 class DeletionForm(Page):
     mode = "preview"
     needs = Access.READ
@@ -230,7 +216,10 @@ class DeletionForm(Page):
         try:
             if self.mode == "physical" and form.get("confirm", "").strip() != tenant_id:
                 raise api.ApiError(400, f"type {tenant_id} to confirm the deletion")
-            body = {"mode": self.mode, **selector_of_form(form)}
+            selector = api.form_selector(
+                model, tenant_id, form.get("older_than") or "", form.get("learner_ids") or ""
+            )
+            body = {"mode": self.mode, **selector}
             record = api.deletion_request(tenant_id, body, datetime.now(UTC))
             receipt = await submit(record)
         except api.ApiError as exc:

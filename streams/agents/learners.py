@@ -87,4 +87,3 @@ async def check_learner_lineage() -> None:
     for partition in owned:
         batch.emit(topics.LEARNER_COMMANDS, b"check", commands.encode(commands.Check()), partition)
     await batch.flush()
-

@@ -17,7 +17,7 @@ from streams.channels import tenant_commands
 from streams.runtime import new_batch
 from streams.stages import commands, keys
 from streams.stages.batch import rewrite_keys, take_over
-from streams.stages.store import TENANT, TABLES, Fenced
+from streams.stages.store import TABLES, TENANT, Fenced
 from streams.stages.tenants import TenantStage
 from streams.tables import tenant_state
 

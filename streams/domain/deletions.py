@@ -191,13 +191,13 @@ def assemble_receipt_windows(
     computes the identical one.
     """
     first: dict[int, int] = {}
-    for part_id, report in parts.items():
+    for number, report in parts.items():
         partition = int(report["partition"])
-        if partition not in first or int(part_id) < first[partition]:
-            first[partition] = int(part_id)
+        if partition not in first or int(number) < first[partition]:
+            first[partition] = int(number)
     before: dict[str, int] = {}
-    for partition, part_id in first.items():
-        for window, active in parts[str(part_id)]["counts"].items():
+    for first_part in first.values():
+        for window, active in parts[str(first_part)]["counts"].items():
             before[window] = before.get(window, 0) + int(active)
     lost: dict[str, int] = {}
     for report in parts.values():

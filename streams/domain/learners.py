@@ -270,7 +270,8 @@ class PartitionCounters:
     def __init__(self) -> None:
         self._counts: dict[int, dict[str, TenantCounts]] = {}
         self._dirty: set[tuple[int, str]] = set()
-        self.epochs: dict[int, int] = {}  # partition -> epoch of its current counters
+        # partition -> the owner epoch of its counters ([takeover counter, generation])
+        self.epochs: dict[int, tuple[int, int]] = {}
 
     def tenant(self, partition: int, tenant_id: str, cut_id: str) -> TenantCounts:
         tenants = self._counts.setdefault(partition, {})
@@ -301,7 +302,7 @@ class PartitionCounters:
         self._dirty.add((partition, tenant_id))
 
     def reset_partition(
-        self, partition: int, epoch: int, tenants: Mapping[str, TenantCounts]
+        self, partition: int, epoch: tuple[int, int], tenants: Mapping[str, TenantCounts]
     ) -> None:
         self._counts[partition] = dict(tenants)
         self.epochs[partition] = epoch

@@ -61,7 +61,9 @@ class Selector:
 
     def as_json(self) -> dict[str, Any]:
         if self.kind == "attempts":
-            values: list[Any] = [{"learner_id": l, "attempt_id": a} for l, a in self.values]
+            values: list[Any] = [
+                {"learner_id": learner, "attempt_id": attempt} for learner, attempt in self.values
+            ]
         elif self.kind == "older_than":
             values = [self.cutoff.isoformat()]
         else:

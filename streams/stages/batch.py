@@ -317,7 +317,9 @@ class DurableBatch:
         for (topic, partition), records in outputs.items():
             if partition is not None:
                 if topic in FENCED_OUTPUTS:
-                    header = epoch_header(self._own.epoch_of(stage_of_topic(topic) or "", partition))
+                    header = epoch_header(
+                        self._own.epoch_of(stage_of_topic(topic) or "", partition)
+                    )
                     records = [LogRecord(r.key, r.value, header) for r in records]
                 groups.setdefault((topic, partition), []).extend(records)
                 continue

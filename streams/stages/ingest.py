@@ -45,12 +45,20 @@ GROUP_ROWS_PER_COMMAND = 2_000
 
 
 class InputRecord(Protocol):
-    key: bytes | None
-    value: bytes | None
-    topic: str  # the real name (with TOPIC_PREFIX)
-    partition: int
-    offset: int
-    timestamp: int  # ms, the record's Kafka timestamp
+    """An input record (streams/stages/store.py: Record; aiokafka's ConsumerRecord too)."""
+
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def topic(self) -> str: ...  # the real name (with TOPIC_PREFIX)
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...  # ms, the record's Kafka timestamp
 
 
 def record_time(record: InputRecord) -> datetime:
@@ -297,7 +305,11 @@ def error_receipt(request: dict[str, Any], error: str, completed_at: datetime) -
 
 
 def _valid_id(text: str) -> bool:
-    return 0 < len(text) <= 256 and "/" not in text and not any(ord(c) < 32 or ord(c) == 127 for c in text)
+    return (
+        0 < len(text) <= 256
+        and "/" not in text
+        and not any(ord(c) < 32 or ord(c) == 127 for c in text)
+    )
 
 
 def tenant_of_key(key: bytes | None) -> str | None:

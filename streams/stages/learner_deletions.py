@@ -74,7 +74,7 @@ def attempt_cutoffs(
 ) -> dict[tuple[str, str], datetime]:
     """Per named attempt: its marker's cut-off (streams/domain/deletions.py: attempt_cutoff)."""
     before = datetime.fromisoformat(selector["before"])
-    deleted_at = {(l, a): datetime.fromisoformat(at) for l, a, at in found}
+    deleted_at = {(learner, attempt): datetime.fromisoformat(at) for learner, attempt, at in found}
     return {
         (learner, attempt): attempt_cutoff(before, deleted_at.get((learner, attempt)))
         for learner, attempt in selector["attempts"]
@@ -109,7 +109,9 @@ async def apply_part(
             learners = members_of(batch, partition, tenant_id, kind, selector[kind])
         selector = {"learner_ids": learners, "before": selector["before"]}
     if done is None:
-        done = plan_part(stage, batch, partition, tenant_id, mode, selector, part_selector(selector), cut)
+        done = plan_part(
+            stage, batch, partition, tenant_id, mode, selector, part_selector(selector), cut
+        )
         if kind is not None:
             done["members_chunks"] = store_members(
                 batch, partition, tenant_id, request_id, command.part, learners
@@ -285,7 +287,9 @@ def plan_part(
                 by_key = dict(rows)
                 for key in removal.removed:
                     record = by_key[key]
-                    found.append([record["learner_id"], record["attempt_id"], record["launched_at"]])
+                    found.append(
+                        [record["learner_id"], record["attempt_id"], record["launched_at"]]
+                    )
     if mode != "logical":  # hidden attempts keep counting
         report.losses = {w: n for w, n in losses.items() if n > 0}
     done = report.as_dict()
@@ -310,7 +314,9 @@ def write_markers(
     request."""
 
     def forward(key: bytes, cutoff: datetime) -> None:
-        batch.put(keys.ERASURES, partition, key, later(batch.get(keys.ERASURES, partition, key), cutoff))
+        batch.put(
+            keys.ERASURES, partition, key, later(batch.get(keys.ERASURES, partition, key), cutoff)
+        )
 
     if "attempts" in selector:
         marker = keys.attempt_hidden if hide else keys.attempt_marker

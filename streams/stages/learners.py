@@ -22,7 +22,6 @@ from streams import metrics, topics
 from streams.dead_letters import dead_letter
 from streams.dead_letters import encode as encode_json
 from streams.domain.deletions import Erasures
-from streams.domain.sources import superseded
 from streams.domain.learners import (
     LearnerReads,
     PartitionCounters,
@@ -34,6 +33,7 @@ from streams.domain.learners import (
     stored_windows,
     windows_of,
 )
+from streams.domain.sources import superseded
 from streams.domain.windows import Cut
 from streams.licensing import cut_of
 from streams.partitioning import tenant_partition
@@ -166,7 +166,9 @@ class LearnerStage:
         for learner, windows in result.memberships.items():
             batch.put(keys.LEARNER_STATE, partition, learner_keys[learner], windows)
         for tenant_id in result.new_tenants:
-            batch.put(keys.LEARNER_STATE, partition, keys.license_entry(tenant_id), {"license": None})
+            batch.put(
+                keys.LEARNER_STATE, partition, keys.license_entry(tenant_id), {"license": None}
+            )
         remember_conflicts(batch, partition, result.conflicts)
         for rejection in result.rejected:
             await self._dead_letter(batch, command.topic, rejection)
@@ -250,7 +252,7 @@ class LearnerStage:
         after = None
         while True:
             rows = batch.scan(keys.ATTEMPTS, partition, prefix, after, SCAN_CHUNK)
-            for key, record in rows:
+            for _, record in rows:
                 learner = record["learner_id"]
                 learners.setdefault(learner, set()).update(
                     membership_of(cut, [datetime.fromisoformat(record["launched_at"])])
@@ -259,13 +261,18 @@ class LearnerStage:
                 break
             after = rows[-1][0]
         # memberships of learners without attempts (a drift, or a deletion a crash cut short) go
-        for key, _ in _scan_all(batch, keys.LEARNER_STATE, partition, keys.memberships_of(tenant_id)):
+        for key, _ in _scan_all(
+            batch, keys.LEARNER_STATE, partition, keys.memberships_of(tenant_id)
+        ):
             if keys.parse_membership(key)[1] not in learners:
                 batch.delete(keys.LEARNER_STATE, partition, key)
         counts = TenantCounts(cut_id=cut.id)
         for learner, windows in learners.items():
             batch.put(
-                keys.LEARNER_STATE, partition, keys.membership(tenant_id, learner), stored_windows(windows)
+                keys.LEARNER_STATE,
+                partition,
+                keys.membership(tenant_id, learner),
+                stored_windows(windows),
             )
             counts.add_learner(windows)
         log.info(
@@ -307,7 +314,9 @@ class LearnerStage:
         A `Check` command is appended to each partition first, so that there is always a command
         to reach, however far the old owner had come."""
         for partition in partitions:
-            batch.emit(topics.LEARNER_COMMANDS, b"check", commands.encode(commands.Check()), partition)
+            batch.emit(
+                topics.LEARNER_COMMANDS, b"check", commands.encode(commands.Check()), partition
+            )
         await batch.flush()
         for partition in partitions:
             self.hold_until(partition, await log_.end_offset(topics.LEARNER_COMMANDS, partition))
@@ -394,7 +403,9 @@ def erasures_reader(
         wanted[keys.tenant_cutoff(tenant_id)] = None
         wanted[keys.tenant_hidden(tenant_id)] = None
     wanted_keys = list(wanted)
-    found = dict(zip(wanted_keys, batch.get_many(keys.ERASURES, partition, wanted_keys), strict=True))
+    found = dict(
+        zip(wanted_keys, batch.get_many(keys.ERASURES, partition, wanted_keys), strict=True)
+    )
 
     def instant(key: bytes) -> datetime | None:
         value = found.get(key)
@@ -429,7 +440,9 @@ def remember_conflicts(batch: Batch, partition: int, items: Sequence[TrackedAtte
         ):
             continue
         if len(known) < MAX_CONFLICTS_KEPT:
-            batch.put(keys.ERASURES, partition, key, [*known, [item.launched_at_text, item.element_id]])
+            batch.put(
+                keys.ERASURES, partition, key, [*known, [item.launched_at_text, item.element_id]]
+            )
 
 
 def _read(batch: Batch, table: str, partition: int, wanted: Mapping[Any, bytes]) -> dict[Any, Any]:

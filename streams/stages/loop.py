@@ -59,7 +59,18 @@ async def apply_events(
                 await batch.flush()
             except RecordTooLarge as refused:
                 _give_up(batch, event, refused, give_up, stage, describe)
-                await batch.flush()
+                try:
+                    await batch.flush()
+                except RecordTooLarge:
+                    # even its dead letter is refused (a broker limit far below 1 MiB): said
+                    # loudly and counted, and the stage goes on
+                    log.error(
+                        "%s: %s could not be dead-lettered either: Kafka refuses its records "
+                        "for their size (check the topics' max.message.bytes)",
+                        stage,
+                        describe(event),
+                    )
+                    metrics.stage_errors_total.labels(stage).inc()
 
 
 async def _apply_one(
@@ -84,7 +95,11 @@ async def _apply_one(
                 _give_up(batch, event, exc, give_up, stage, describe)
                 return
             log.warning(
-                "%s: %s failed (%s: %s); trying again", stage, describe(event), type(exc).__name__, exc
+                "%s: %s failed (%s: %s); trying again",
+                stage,
+                describe(event),
+                type(exc).__name__,
+                exc,
             )
             await pause(tries)
 

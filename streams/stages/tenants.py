@@ -18,8 +18,9 @@ crash in between loses outputs, never state, so:
   - what cannot be sent again from the truth alone is kept until a later tick confirms it was
     sent (after a flush): tombstones of windows a license removed (`pub/`.gone) and threshold
     events (`thr/`.pending, so that a flap inside one batch loses no alert);
-  - a replay, which may see state of commands after it, sends what differs from that state,
-    and a deletion request or part report seen again sends its parts or receipt again.
+  - a replay, which may see state of commands after it, sends what differs from that state;
+    the replay of the command that started a deletion request (or completed it) sends its parts
+    (or its receipt) again.
 So the last record of every key is right, no event is lost, and no crossing number is used
 twice, whatever a crash cut short.
 """
@@ -89,11 +90,11 @@ class TenantStage:
             case commands.License() as command:
                 self.on_license(batch, partition, command, now)
             case commands.DeletionRequest() as command:
-                self.on_deletion_request(batch, partition, command, now)
+                self.on_deletion_request(batch, partition, offset, command, now)
             case commands.DeletionError() as command:
                 self.on_deletion_error(batch, partition, command)
             case commands.PartReport() as command:
-                self.on_part_report(batch, partition, command, now)
+                self.on_part_report(batch, partition, offset, command, now)
             case commands.Tick() as command:
                 await self.on_tick(batch, partition, datetime.fromisoformat(command.now))
             case _:
@@ -160,7 +161,9 @@ class TenantStage:
                 for start, counted in sorted(pub["windows"].items())
                 if (window := window_starting(cut, date.fromisoformat(start))) is not None
             ]
-            self._emit_counts(batch, partition, tenant_id, updates, pub.get("gone", []), license_, licensed, now)
+            self._emit_counts(
+                batch, partition, tenant_id, updates, pub.get("gone", []), license_, licensed, now
+            )
         for key, thr in _scan_all(batch, partition, keys.THRESHOLDS):
             tenant_id = key[len(keys.THRESHOLDS) :].decode()
             events = list(thr.get("pending", []))
@@ -198,7 +201,14 @@ class TenantStage:
                 {"cut": cut.id, "license": content, "windows": plan.published, "gone": gone},
             )
             self._emit_counts(
-                batch, partition, tenant_id, plan.updates, plan.tombstones, license_, is_licensed, now
+                batch,
+                partition,
+                tenant_id,
+                plan.updates,
+                plan.tombstones,
+                license_,
+                is_licensed,
+                now,
             )
         # Every published window is held against its thresholds every time, not only the ones
         # that changed: the threshold state then follows the counts whatever a crash left half
@@ -227,7 +237,9 @@ class TenantStage:
             key = keys.count_record(tenant_id, update.window.start.isoformat())
             batch.emit(topics.ACTIVE_LEARNER_COUNTS, key, encode(record), partition)
         for start in tombstones:
-            batch.emit(topics.ACTIVE_LEARNER_COUNTS, keys.count_record(tenant_id, start), None, partition)
+            batch.emit(
+                topics.ACTIVE_LEARNER_COUNTS, keys.count_record(tenant_id, start), None, partition
+            )
         updated, removed = len(updates), len(tombstones)
         batch.on_durable(lambda: _count_metrics(updated, removed))
 
@@ -279,11 +291,20 @@ class TenantStage:
 
     # -- deletions --------------------------------------------------------------------------------
     def on_deletion_request(
-        self, batch: Batch, partition: int, command: commands.DeletionRequest, now: datetime
+        self,
+        batch: Batch,
+        partition: int,
+        offset: int,
+        command: commands.DeletionRequest,
+        now: datetime,
     ) -> None:
         """A valid request: the first under its request id is split into parts; the same request
         again is answered with its receipt; another request under that id gets an error receipt
-        and changes nothing."""
+        and changes nothing.
+
+        The request remembers the offset of the command that started it (and of the report that
+        completed it): a replay of that command, after a crash that may have lost what it sent,
+        sends its parts (or its receipt) again; a mere duplicate does not."""
         request = dict(command.request)
         fingerprint = request.pop("fingerprint")
         key = keys.deletion(request["tenant_id"], request["request_id"])
@@ -294,21 +315,29 @@ class TenantStage:
                 keys.TENANT_STATE,
                 partition,
                 key,
-                {"fingerprint": fingerprint, "request": request, "parts": len(parts), "received": {}},
+                {
+                    "fingerprint": fingerprint,
+                    "request": request,
+                    "parts": len(parts),
+                    "received": {},
+                    "offset": offset,
+                },
             )
             self._emit_parts(batch, request)
             return
         if stored["fingerprint"] == fingerprint:
-            # the same request again (a redelivery, or a replay after a crash that may have
-            # lost what the first time sent): the same receipt, or its parts again (a part
-            # applies once however often it comes, and reports the same)
+            # the same request again: a redelivery is answered with the same receipt; the
+            # replay of the command that started it sends its parts again (a part applies
+            # once however often it comes, and reports the same)
             if stored.get("receipt") is not None:
                 self._emit_receipt(batch, partition, stored["receipt"])
-            else:
+            elif stored.get("offset") == offset:
                 self._emit_parts(batch, stored["request"])
             return
         error = f"request_id {request['request_id']!r} was already used for another request"
-        self._conflict(batch, partition, key, stored, fingerprint, error_receipt(request, error, now))
+        self._conflict(
+            batch, partition, key, stored, fingerprint, error_receipt(request, error, now)
+        )
 
     def on_deletion_error(
         self, batch: Batch, partition: int, command: commands.DeletionError
@@ -322,7 +351,12 @@ class TenantStage:
                 keys.TENANT_STATE,
                 partition,
                 key,
-                {"fingerprint": command.fingerprint, "parts": 0, "received": {}, "receipt": receipt},
+                {
+                    "fingerprint": command.fingerprint,
+                    "parts": 0,
+                    "received": {},
+                    "receipt": receipt,
+                },
             )
             self._emit_receipt(batch, partition, receipt)
         elif stored["fingerprint"] == command.fingerprint:
@@ -349,7 +383,12 @@ class TenantStage:
         self._emit_receipt(batch, partition, receipt)
 
     def on_part_report(
-        self, batch: Batch, partition: int, command: commands.PartReport, now: datetime
+        self,
+        batch: Batch,
+        partition: int,
+        offset: int,
+        command: commands.PartReport,
+        now: datetime,
     ) -> None:
         """Collect one part's report; when every part is in, emit the request's one receipt."""
         request = command.request
@@ -360,10 +399,10 @@ class TenantStage:
             metrics.stage_errors_total.labels("tenants").inc()
             return
         if pending.get("receipt") is not None:
-            # a part reported again (a replay, maybe after a crash lost the receipt): its first
-            # report stands, and the receipt goes out again (identical)
-            self._emit_receipt(batch, partition, pending["receipt"])
-            return
+            if pending.get("completed_by") == offset:
+                # the replay of the report that completed it: the receipt may have been lost
+                self._emit_receipt(batch, partition, pending["receipt"])
+            return  # a part reported again: its first report stands
         if str(command.part) in pending["received"]:
             return  # its first report stands
         received = {
@@ -377,7 +416,12 @@ class TenantStage:
         failed = [r["error"] for r in received.values() if r.get("error")]
         if failed:
             receipt = {**receipt, "error": "; ".join(sorted(failed))}
-        batch.put(keys.TENANT_STATE, partition, key, {**pending, "received": {}, "receipt": receipt})
+        batch.put(
+            keys.TENANT_STATE,
+            partition,
+            key,
+            {**pending, "received": {}, "receipt": receipt, "completed_by": offset},
+        )
         self._emit_receipt(batch, partition, receipt)
 
     def receipt(
@@ -388,7 +432,6 @@ class TenantStage:
         received: dict[str, Any],
         now: datetime,
     ) -> dict[str, Any]:
-        tenant_id = request["tenant_id"]
         windows = assemble_receipt_windows(received)
         return {
             **error_receipt(request, "", now),
@@ -401,7 +444,10 @@ class TenantStage:
     def _emit_parts(self, batch: Batch, request: dict[str, Any]) -> None:
         for part, target in deletion_parts(request, self.learner_partitions):
             batch.emit(
-                topics.LEARNER_COMMANDS, request["tenant_id"].encode(), commands.encode(part), target
+                topics.LEARNER_COMMANDS,
+                request["tenant_id"].encode(),
+                commands.encode(part),
+                target,
             )
 
     def _emit_receipt(self, batch: Batch, partition: int, receipt: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from streams.deletion_cli import build_request, send_and_wait
 from streams.domain.windows import Cut, window_of
 from streams.kafka_admin import admin_client, ensure_topics
 from streams.kafka_io import current_counts, read_topic
+from streams.stages import commands
 from tests.integration.harness import WorkerProcess, free_port, produce_json, wait_for
 
 pytestmark = pytest.mark.integration
@@ -295,13 +296,13 @@ def test_a_new_window_gets_its_zero_record_before_any_launch(
         next_start = current.end.isoformat()
         assert ("acme", next_start) not in current_counts(settings)
         # what the worker's timer sends: a tick to every tenant partition, here from the future
-        tick = {"type": "tick", "now": (current.end_at + timedelta(seconds=1)).isoformat()}
+        tick = commands.Tick((current.end_at + timedelta(seconds=1)).isoformat())
         producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
         for partition in range(settings.partitions):
             producer.send(
                 settings.topic(topics.TENANT_COMMANDS),
                 key=b"tick",
-                value=json.dumps(tick).encode(),
+                value=commands.encode(tick),
                 partition=partition,
             )
         producer.flush()

@@ -12,7 +12,9 @@ from streams.domain.deletions import (
     Erasures,
     PartSelector,
     assemble_receipt_windows,
+    attempt_cutoff,
     erasure_of,
+    hidden_by,
     later,
     remove_attempts,
 )
@@ -51,7 +53,8 @@ def test_selection(selector, learner, attempt, launched_at, selected) -> None:
     ("markers", "launched_at", "erased"),
     [
         (Erasures(), BEFORE, False),
-        (Erasures(attempt_erased=True), AFTER, True),
+        (Erasures(attempt_cutoff=AFTER), T0, True),
+        (Erasures(attempt_cutoff=T0), AFTER, False),  # launched after the marker's cut-off
         (Erasures(learner_cutoff=T0), BEFORE, True),
         (Erasures(learner_cutoff=T0), AFTER, False),  # deleted at T, launches after T: counts
         (Erasures(tenant_cutoff=T0), BEFORE, True),
@@ -66,6 +69,28 @@ def test_cutoffs_only_move_forward() -> None:
     assert later(None, T0) == T0.isoformat()
     assert later(AFTER.isoformat(), T0) == AFTER.isoformat()
     assert later(BEFORE.isoformat(), T0) == T0.isoformat()
+
+
+def test_an_attempt_marker_covers_the_deleted_record_and_what_was_launched_before() -> None:
+    # the deleted record was launched after the request: its replay must be covered too
+    late = datetime(2026, 3, 5, tzinfo=UTC)
+    assert attempt_cutoff(T0, late) > late
+    assert attempt_cutoff(T0, BEFORE) == T0
+    assert attempt_cutoff(T0, None) == T0
+
+
+def test_a_replayed_attempts_part_selects_by_cut_off_not_by_name() -> None:
+    # named a1 was deleted at its first run; launched again later (after the cut-off) it stays
+    selector = PartSelector(attempt_cutoffs={("l1", "a1"): T0})
+    assert selector.selects("l1", "a1", BEFORE)
+    assert not selector.selects("l1", "a1", AFTER)
+    assert not selector.selects("l1", "a2", BEFORE)
+
+
+def test_hidden_by_logical_cutoffs() -> None:
+    assert hidden_by(Erasures(learner_hidden=T0), BEFORE)
+    assert not hidden_by(Erasures(learner_hidden=T0), AFTER)
+    assert not hidden_by(Erasures(learner_cutoff=T0), BEFORE)  # erasure is not hiding
 
 
 def rows(*attempts: tuple[str, str]) -> list[tuple[bytes, str, str, datetime]]:
@@ -91,7 +116,6 @@ def test_removing_some_attempts_keeps_the_windows_others_hold() -> None:
         PartSelector(attempts=frozenset({("l1", "a1"), ("l1", "a3")})),
         MONTHLY,
     )
-    assert removal is not None
     assert removal.removed == (b"acme/l1/a1", b"acme/l1/a3")
     assert removal.windows == ("2026-01-01",)
     assert removal.window_changes == {"2026-02-01": -1}
@@ -102,21 +126,19 @@ def test_removing_every_attempt_leaves_the_tenant() -> None:
     removal = remove_attempts(
         ["2026-01-01", "2026-02-01"], HISTORY, PartSelector(older_than=T0), MONTHLY
     )
-    assert removal is not None
     assert (removal.windows, removal.total_change) == ((), -1)
     assert removal.window_changes == {"2026-01-01": -1, "2026-02-01": -1}
 
 
-def test_nothing_selected_is_no_removal() -> None:
-    assert (
-        remove_attempts(
-            ["2026-01-01"],
-            HISTORY,
-            PartSelector(older_than=datetime(2025, 12, 1, tzinfo=UTC)),
-            MONTHLY,
-        )
-        is None
+def test_nothing_selected_removes_nothing_and_changes_nothing() -> None:
+    removal = remove_attempts(
+        ["2026-01-01", "2026-02-01"],
+        HISTORY,
+        PartSelector(older_than=datetime(2025, 12, 1, tzinfo=UTC)),
+        MONTHLY,
     )
+    assert removal.removed == ()
+    assert not removal.membership_changed
 
 
 def test_a_drifted_membership_is_recomputed_from_the_attempts() -> None:
@@ -124,31 +146,38 @@ def test_a_drifted_membership_is_recomputed_from_the_attempts() -> None:
     removal = remove_attempts(
         ["2026-01-01"], HISTORY, PartSelector(attempts=frozenset({("l1", "a1")})), MONTHLY
     )
-    assert removal is not None
     assert removal.windows == ("2026-01-01", "2026-02-01")
     assert removal.window_changes == {"2026-02-01": 1}
 
 
-def part(windows: dict[str, tuple[int, int]], attempts: int = 1, learners: int = 1) -> dict:
+def test_a_learner_whose_attempts_a_crash_already_deleted_leaves_its_windows() -> None:
+    # the tombstones became durable, the membership did not: nothing is left to select, and
+    # the membership is healed all the same
+    removal = remove_attempts(
+        ["2026-01-01", "2026-02-01"], [], PartSelector(older_than=T0), MONTHLY
+    )
+    assert removal.removed == ()
+    assert removal.membership_changed
+    assert (removal.windows, removal.total_change) == ((), -1)
+
+
+def part(partition: int, counts: dict[str, int], losses: dict[str, int]) -> dict:
     return {
-        "attempts_affected": attempts,
-        "learners_affected": learners,
-        "windows": {w: list(v) for w, v in windows.items()},
+        "attempts_affected": sum(losses.values()),
+        "learners_affected": sum(losses.values()),
+        "losses": losses,
+        "counts": counts,
+        "partition": partition,
     }
 
 
-def test_receipt_windows_from_parts_in_any_order() -> None:
-    # partitions 0 and 1 each ran a part; partition 2 ran none and keeps its stored count
+def test_receipt_windows_are_a_function_of_the_parts_in_any_order() -> None:
+    # every partition ran a part; partition 0 ran two (the second after the first)
     parts = {
-        "0": part({"2026-01": (10, 8)}),
-        "1": part({"2026-01": (5, 4), "2026-02": (3, 2)}),
-        "2": part({"2026-01": (8, 7)}),  # a second part in partition 0, after the first
-    }
-    partitions = {"0": 0, "1": 1, "2": 0}
-    stored = {
-        "0": {"windows": {"2026-01": 10}},
-        "1": {"windows": {"2026-01": 5, "2026-02": 3}},
-        "2": {"windows": {"2026-01": 7, "2026-02": 1}},
+        "0": part(0, {"2026-01": 10}, {"2026-01": 2}),
+        "1": part(0, {"2026-01": 8}, {"2026-01": 1}),
+        "2": part(1, {"2026-01": 5, "2026-02": 3}, {"2026-01": 1, "2026-02": 1}),
+        "3": part(2, {"2026-01": 7, "2026-02": 1}, {}),
     }
     expected = [
         {"start": "2026-01", "active_before": 22, "active_after": 18},
@@ -156,14 +185,11 @@ def test_receipt_windows_from_parts_in_any_order() -> None:
     ]
     for order in itertools.permutations(parts):
         shuffled = {key: parts[key] for key in order}
-        assert assemble_receipt_windows(shuffled, partitions, stored) == expected
+        assert assemble_receipt_windows(shuffled) == expected
 
 
 def test_windows_without_change_are_not_listed() -> None:
-    windows = assemble_receipt_windows(
-        {"0": part({"2026-01": (4, 4)})}, {"0": 0}, {"0": {"windows": {"2026-01": 4}}}
-    )
-    assert windows == []
+    assert assemble_receipt_windows({"0": part(0, {"2026-01": 4}, {})}) == []
 
 
 NOW = datetime(2026, 11, 28, 15, 30, tzinfo=UTC)

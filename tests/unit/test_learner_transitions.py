@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from streams.domain.deletions import Erasures
 from streams.domain.learners import (
     AttemptOutcome,
     BatchResult,
@@ -17,12 +18,8 @@ from streams.domain.learners import (
     TenantCounts,
     TrackedAttempt,
     apply_attempts,
-    attempt_marker_key,
     classify_attempt,
-    keys_to_read,
-    learner_cutoff_key,
     membership_of,
-    tenant_cutoff_key,
     windows_of,
 )
 from streams.domain.windows import Cut
@@ -58,21 +55,21 @@ def launch(learner: str, attempt: str, at: str, element: str = "e", tenant: str 
 
 
 class Store:
-    """A learner partition as plain dicts: what RocksDB would hold."""
+    """A learner partition as plain dicts: what its tables would hold."""
 
     def __init__(self) -> None:
-        self.attempts: dict[bytes, Any] = {}
-        self.memberships: dict[bytes, Any] = {}
+        self.attempts: dict[tuple, Any] = {}
+        self.memberships: dict[tuple, Any] = {}
         self.tenants: dict[str, Any] = {"acme": MONTHLY}
-        self.markers: dict[bytes, Any] = {}
+        self.markers: Erasures | None = None  # the same markers for every launch of acme
 
     def reads(self, items: list[TrackedAttempt]) -> LearnerReads:
-        plan = keys_to_read(items, lambda tenants: {t for t in tenants if self.markers})
+        markers = self.markers
         return LearnerReads(
-            attempts={k: self.attempts.get(k) for k in plan.attempts},
-            memberships={k: self.memberships.get(k) for k in plan.learners},
-            tenants={t: self.tenants.get(t) for t in plan.tenants},
-            markers={k: self.markers.get(k) for k in plan.markers},
+            attempts={i.attempt: self.attempts.get(i.attempt) for i in items},
+            memberships={i.learner: self.memberships.get(i.learner) for i in items},
+            tenants={i.tenant_id: self.tenants.get(i.tenant_id) for i in items},
+            erasures=None if markers is None else (lambda item: markers),
         )
 
     def apply(self, items: list[TrackedAttempt]) -> BatchResult:
@@ -101,7 +98,7 @@ MIXED_BATCH = [
     launch("l1", "a1", "2026-03-05T10:00:00+00:00"),
     launch("l1", "a1", "2026-03-05T10:00:00+00:00"),  # a duplicate: a no-op
     launch("l1", "a1", "2026-03-06T10:00:00+00:00"),  # a conflict: dead-lettered
-    launch("l2", "a9", "2026-02-01T10:00:00+00:00"),  # an erased replay: dead-lettered
+    launch("l2", "a9", "2026-02-01T10:00:00+00:00"),  # covered by an erasure: dead-lettered
     launch("l1", "a2", "2026-04-01T00:00:00+00:00"),  # the first launch of a new window
     launch("l1", "a3", "2026-04-02T00:00:00+00:00"),  # the same window again: no change
     launch("l3", "a4", "2026-03-31T23:59:59.999999+00:00"),  # a microsecond before April
@@ -110,7 +107,8 @@ MIXED_BATCH = [
 
 def erased_store() -> Store:
     store = Store()
-    store.markers[attempt_marker_key("acme", "l2", "a9")] = 1
+    # l2's launches before March are erased (a learner cut-off applies to every learner here)
+    store.markers = Erasures(learner_cutoff=datetime(2026, 2, 15, tzinfo=UTC))
     return store
 
 
@@ -125,7 +123,7 @@ def test_a_batch_behaves_exactly_as_single_launches() -> None:
     assert outcomes == {"new": 4, "repeat": 1, "conflict": 1, "erased": 1}
     assert windows == {"2026-03-01": 2, "2026-04-01": 1}
     assert total == 2
-    assert batched.memberships[b"acme/l1"] == ["2026-03-01", "2026-04-01"]
+    assert batched.memberships[("acme", "l1")] == ["2026-03-01", "2026-04-01"]
 
 
 def test_applying_a_batch_twice_changes_nothing() -> None:
@@ -136,13 +134,42 @@ def test_applying_a_batch_twice_changes_nothing() -> None:
     assert {r.reason for r in again.rejected} == {"conflict", "erased"}
 
 
+def test_a_launch_once_rejected_as_a_conflict_is_rejected_again_after_a_deletion() -> None:
+    # a1 was stored, a1 launched again differently (a conflict), a1 deleted; the same
+    # conflicting launch delivered again decides as it did the first time
+    store = Store()
+    at = datetime.fromisoformat("2026-03-06T10:00:00+00:00")
+    store.markers = Erasures(rejected=frozenset({("e", at)}))
+    result = store.apply([launch("l1", "a1", "2026-03-06T10:00:00+00:00")])
+    assert [r.reason for r in result.rejected] == ["conflict"]
+    assert store.attempts == {}
+    fresh = store.apply([launch("l1", "a1", "2026-03-07T10:00:00+00:00")])
+    assert fresh.outcomes == {"new": 1}
+
+
+def test_a_launch_a_logical_deletion_covers_is_stored_hidden() -> None:
+    store = Store()
+    store.markers = Erasures(learner_hidden=datetime(2026, 3, 10, tzinfo=UTC))
+    store.apply(
+        [
+            launch("l1", "a1", "2026-03-05T10:00:00+00:00"),
+            launch("l1", "a2", "2026-03-12T10:00:00+00:00"),
+        ]
+    )
+    assert store.attempts[("acme", "l1", "a1")]["logically_deleted"] is True
+    assert store.attempts[("acme", "l1", "a2")]["logically_deleted"] is False
+
+
 def test_a_repeat_heals_a_membership_a_crash_lost() -> None:
     # the attempt record reached the changelog, the learner's membership did not
     store = Store()
-    store.attempts[b"acme/l1/a1"] = {"element_id": "e", "launched_at": "2026-03-05T10:00:00+00:00"}
+    store.attempts[("acme", "l1", "a1")] = {
+        "element_id": "e",
+        "launched_at": "2026-03-05T10:00:00+00:00",
+    }
     result = store.apply([launch("l1", "a1", "2026-03-05T10:00:00+00:00")])
     assert result.outcomes == {"repeat": 1}
-    assert store.memberships[b"acme/l1"] == ["2026-03-01"]
+    assert store.memberships[("acme", "l1")] == ["2026-03-01"]
     assert result.changes["acme"].windows == {"2026-03-01": 1}
     assert result.changes["acme"].total == 1
 
@@ -150,25 +177,30 @@ def test_a_repeat_heals_a_membership_a_crash_lost() -> None:
 def test_a_new_attempt_under_a_surviving_membership_counts_once() -> None:
     # the membership reached the changelog, the attempt record did not
     store = Store()
-    store.memberships[b"acme/l1"] = ["2026-03-01"]
+    store.memberships[("acme", "l1")] = ["2026-03-01"]
     result = store.apply([launch("l1", "a1", "2026-03-05T10:00:00+00:00")])
     assert result.outcomes == {"new": 1}
-    assert b"acme/l1/a1" in store.attempts
+    assert ("acme", "l1", "a1") in store.attempts
     assert result.changes == {}  # the learner was counted already
 
 
+MARCH = datetime(2026, 3, 1, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
-    ("marker", "at", "erased"),
+    ("markers", "at", "erased"),
     [
-        ((learner_cutoff_key("acme", "l1"), "2026-03-01T00:00:00+00:00"), "2026-02-01", True),
-        ((learner_cutoff_key("acme", "l1"), "2026-03-01T00:00:00+00:00"), "2026-03-02", False),
-        ((tenant_cutoff_key("acme"), "2026-03-01T00:00:00+00:00"), "2026-02-01", True),
-        ((tenant_cutoff_key("acme"), "2026-03-01T00:00:00+00:00"), "2026-03-01", False),
+        (Erasures(learner_cutoff=MARCH), "2026-02-01", True),
+        (Erasures(learner_cutoff=MARCH), "2026-03-02", False),
+        (Erasures(tenant_cutoff=MARCH), "2026-02-01", True),
+        (Erasures(tenant_cutoff=MARCH), "2026-03-01", False),
+        (Erasures(attempt_cutoff=MARCH), "2026-02-01", True),
+        (Erasures(attempt_cutoff=MARCH), "2026-03-01", False),
     ],
 )
-def test_cutoff_markers(marker: tuple[bytes, str], at: str, erased: bool) -> None:
+def test_cutoff_markers(markers: Erasures, at: str, erased: bool) -> None:
     store = Store()
-    store.markers[marker[0]] = marker[1]
+    store.markers = markers
     result = store.apply([launch("l1", "a1", f"{at}T00:00:00+00:00")])
     assert bool(result.rejected) is erased
 
@@ -178,14 +210,7 @@ def test_a_tenant_seen_first_is_registered_in_the_partition() -> None:
     result = store.apply([launch("l1", "a1", "2026-03-05T10:00:00+00:00", tenant="newco")])
     assert result.new_tenants == ["newco"]
     # an unlicensed tenant counts in calendar years
-    assert store.memberships[b"newco/l1"] == ["2026-01-01"]
-
-
-def test_no_marker_reads_for_tenants_without_markers() -> None:
-    items = [launch("l1", "a1", "2026-03-05T10:00:00+00:00")]
-    assert keys_to_read(items, lambda tenants: set()).markers == []
-    with_markers = keys_to_read(items, lambda tenants: set(tenants)).markers
-    assert tenant_cutoff_key("acme") in with_markers
+    assert store.memberships[("newco", "l1")] == ["2026-01-01"]
 
 
 def test_membership_of_recuts_from_launch_instants() -> None:

@@ -8,9 +8,9 @@ import pytest
 
 from streams.domain.tenants import (
     TenantSums,
-    cut_ready,
     newer_partial,
     plan_publication,
+    publication_ready,
     sum_partials,
     threshold_learners,
     utilization_pct,
@@ -22,7 +22,13 @@ NOW = datetime(2026, 3, 20, tzinfo=UTC)  # current window: 2026-03-15
 
 
 def partial(epoch: int, seq: int, cut: Cut = MONTHLY, windows=None, total: int = 0) -> dict:
-    return {"epoch": epoch, "seq": seq, "cut": cut.id, "windows": windows or {}, "total": total}
+    return {
+        "epoch": [epoch, 1],
+        "seq": seq,
+        "cut": cut.id,
+        "windows": windows or {},
+        "total": total,
+    }
 
 
 @pytest.mark.parametrize(
@@ -146,7 +152,21 @@ def test_merge_partials_keeps_the_newer_report_per_partition() -> None:
 def test_a_new_cut_is_ready_only_when_every_learner_partition_reported_on_it() -> None:
     yearly = Cut(date(1970, 1, 1), 12, "UTC")
     partials = {"0": partial(1, 1), "1": partial(1, 1, cut=yearly), "2": partial(1, 1)}
-    assert not cut_ready(partials, MONTHLY, partitions=3)
+    assert not publication_ready(partials, MONTHLY, partitions=3, licensed=True)
     partials["1"] = partial(1, 2)
-    assert cut_ready(partials, MONTHLY, partitions=3)
-    assert not cut_ready({"0": partial(1, 1)}, MONTHLY, partitions=3)  # two never reported
+    assert publication_ready(partials, MONTHLY, partitions=3, licensed=True)
+    # a licensed tenant: every partition received the license and reports on it
+    assert not publication_ready({"0": partial(1, 1)}, MONTHLY, partitions=3, licensed=True)
+
+
+def test_an_unlicensed_tenant_is_reported_by_the_partitions_that_hold_its_learners() -> None:
+    yearly = Cut(date(1970, 1, 1), 12, "UTC")
+    assert publication_ready({"2": partial(1, 1, cut=yearly)}, yearly, partitions=3, licensed=False)
+
+
+def test_a_partition_on_another_cut_holds_publication_also_when_the_cut_came_back() -> None:
+    # A -> B -> A: the tenant published under A, and is on A again; a partition that last
+    # reported on B has not come back yet: its learners would be missing (bug: license flap)
+    quarterly = Cut(date(2026, 1, 15), 3, "UTC")
+    partials = {"0": partial(1, 9), "1": partial(1, 7, cut=quarterly)}
+    assert not publication_ready(partials, MONTHLY, partitions=2, licensed=True)

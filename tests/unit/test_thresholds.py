@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.domain.thresholds import evaluate, event_id, prune
+from streams.domain.thresholds import evaluate, event_id
 
 W = "2026-01-01"
 
@@ -76,19 +76,26 @@ def test_windows_are_independent() -> None:
     assert [(e.window, e.direction) for e in events] == [("2026-01-01", "up")]
 
 
-def test_a_threshold_removed_and_added_back_starts_unarmed() -> None:
+def test_a_threshold_removed_and_added_back_continues_where_it_was() -> None:
     # 9 of 10 learners: 80 % is crossed
     state, fired = evaluate("acme", {}, {"2026-01-01": 9}, 10, [80])
     assert [c.direction for c in fired] == ["up"]
-    # 80 % leaves the license; the count drops below it meanwhile; then 80 % comes back
-    state = prune(state, ["2026-01-01"], [90])
+    # 80 % leaves the license; the count drops below it meanwhile: nothing fires for it
     state, fired = evaluate("acme", state, {"2026-01-01": 7}, 10, [90])
     assert fired == []
-    state = prune(state, ["2026-01-01"], [80, 90])
+    # 80 % comes back: the count is below what its last event said, so it goes down, with a
+    # new crossing number (never the id of the earlier `up`)
     state, fired = evaluate("acme", state, {"2026-01-01": 7}, 10, [80, 90])
-    assert fired == [], "no `down` for a crossing it never saw"
+    assert [(c.direction, c.pct) for c in fired] == [("down", 80)]
+    assert fired[0].event_id == event_id("acme", "2026-01-01", 80, "down", 2)
 
 
-def test_prune_forgets_windows_a_recut_removed() -> None:
-    state, _ = evaluate("acme", {}, {"2026-01-01": 9, "2026-02-01": 9}, 10, [80])
-    assert set(prune(state, ["2026-02-01"], [80])) == {"2026-02-01"}
+def test_a_window_that_goes_away_and_comes_back_keeps_its_crossings() -> None:
+    # (the tenant stage no longer evaluates a window a re-cut removed, and evaluates it again
+    # when a later license brings it back: the state in between is kept, never pruned)
+    state, fired = evaluate("acme", {}, {"2026-01-01": 9}, 10, [80])
+    assert [c.event_id for c in fired] == [event_id("acme", "2026-01-01", 80, "up", 1)]
+    state, fired = evaluate("acme", state, {"2026-01-01": 2}, 10, [80])
+    assert [c.event_id for c in fired] == [event_id("acme", "2026-01-01", 80, "down", 2)]
+    state, fired = evaluate("acme", state, {"2026-01-01": 9}, 10, [80])
+    assert [c.event_id for c in fired] == [event_id("acme", "2026-01-01", 80, "up", 3)]

@@ -73,7 +73,9 @@ def tracked(launch: Launch) -> bool:
 def cut_of_license(value: dict[str, Any] | None) -> Cut:
     if value is None:
         return DEFAULT_CUT
-    return Cut(date.fromisoformat(value["cycle_start"]), int(value["window_months"]), value["timezone"])
+    return Cut(
+        date.fromisoformat(value["cycle_start"]), int(value["window_months"]), value["timezone"]
+    )
 
 
 @dataclass
@@ -98,7 +100,7 @@ class Partition:
     hide_attempt: dict[Ident, datetime] = field(default_factory=dict)
     hide_learner: dict[tuple[str, str], datetime] = field(default_factory=dict)
     hide_tenant: dict[str, datetime] = field(default_factory=dict)
-    groups: dict[tuple[str, str], dict[str, list[str]]] = field(default_factory=dict)
+    groups: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     parts: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
 
     def cut(self, tenant: str) -> Cut:
@@ -109,7 +111,9 @@ class Partition:
         learners: dict[str, set[str]] = {}
         for (t, learner, _), attempt in self.attempts.items():
             if t == tenant:
-                learners.setdefault(window_of(cut, attempt.launched_at).start.isoformat(), set()).add(learner)
+                learners.setdefault(
+                    window_of(cut, attempt.launched_at).start.isoformat(), set()
+                ).add(learner)
         return {w: len(members) for w, members in learners.items()}
 
 
@@ -152,7 +156,10 @@ class Model:
             if launch is None:
                 self.dead[source] = {"invalid"}
                 continue
-            if launch.launched_at > datetime.fromtimestamp(record.timestamp_ms / 1000, UTC) + FUTURE:
+            if (
+                launch.launched_at
+                > datetime.fromtimestamp(record.timestamp_ms / 1000, UTC) + FUTURE
+            ):
                 self.dead[source] = {"future"}
                 continue
             if tracked(launch):
@@ -179,7 +186,9 @@ class Model:
                     self.dead[source] = {"invalid"}
                 continue
             license_ = _parse(License, record.value)
-            if license_ is None or (record.key is not None and record.key != license_.tenant_id.encode()):
+            if license_ is None or (
+                record.key is not None and record.key != license_.tenant_id.encode()
+            ):
                 self.dead[source] = {"invalid"}
                 continue
             self.final_license[license_.tenant_id] = license_.model_dump(mode="json")
@@ -203,8 +212,10 @@ class Model:
         for partition, record in self.log.all_records(topics.ATTEMPT_DELETIONS):
             request = _parse(DeletionRequest, record.value)
             ts = datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
-            valid = request is not None and request.requested_at <= ts + FUTURE and (
-                request.older_than is None or request.older_than <= ts + FUTURE
+            valid = (
+                request is not None
+                and request.requested_at <= ts + FUTURE
+                and (request.older_than is None or request.older_than <= ts + FUTURE)
             )
             if not valid and _usable_ids(record.value) is None:
                 self.dead[(topics.ATTEMPT_DELETIONS, partition, record.offset)] = {"invalid"}
@@ -237,10 +248,15 @@ class Model:
                     case commands.Groups():
                         for tenant, learner, teams, roles, *source in command.groups:
                             seen_groups.add(
-                                (tenant, learner, None if teams is None else tuple(teams), None if roles is None else tuple(roles))
+                                (
+                                    tenant,
+                                    learner,
+                                    None if teams is None else tuple(teams),
+                                    None if roles is None else tuple(roles),
+                                )
                             )
                             stored = model.groups.get((tenant, learner))
-                            if stored is not None and superseded(stored["source"], source):
+                            if stored is not None and superseded(stored["source"], list(source)):
                                 continue
                             model.groups[(tenant, learner)] = {
                                 "teams": teams or [],
@@ -259,9 +275,16 @@ class Model:
         missing = self.launch_rows - seen_rows
         extra = seen_rows - self.launch_rows
         if missing:
-            self.problems.append(f"{len(missing)} tracked launches never reached the learner stage, e.g. {sorted(missing)[0]}")
+            example = sorted(missing)[0]
+            self.problems.append(
+                f"{len(missing)} tracked launches never reached the learner stage, e.g. {example}"
+            )
         if extra:
-            self.problems.append(f"{len(extra)} rows reached the learner stage that are no tracked launch, e.g. {sorted(extra, key=repr)[0]}")
+            example = sorted(extra, key=repr)[0]
+            self.problems.append(
+                f"{len(extra)} rows reached the learner stage that are no tracked launch, "
+                f"e.g. {example}"
+            )
         if self.group_rows != seen_groups:
             self.problems.append(
                 f"learner-groups rows differ: {len(self.group_rows - seen_groups)} missing, "
@@ -410,7 +433,11 @@ def _partition(tenant: str, learner: str, partitions: int) -> int:
 
 
 def _valid_id(text: str) -> bool:
-    return 0 < len(text) <= 256 and "/" not in text and not any(ord(c) < 32 or ord(c) == 127 for c in text)
+    return (
+        0 < len(text) <= 256
+        and "/" not in text
+        and not any(ord(c) < 32 or ord(c) == 127 for c in text)
+    )
 
 
 def _usable_ids(raw: bytes | None) -> tuple[str, str] | None:
@@ -471,7 +498,9 @@ def expected_windows(
     learners: set[str] = set()
     for (t, learner, _), attempt in expected.items():
         if t == tenant:
-            windows.setdefault(window_of(cut, attempt.launched_at).start.isoformat(), set()).add(learner)
+            windows.setdefault(window_of(cut, attempt.launched_at).start.isoformat(), set()).add(
+                learner
+            )
             learners.add(learner)
     return {w: len(m) for w, m in windows.items()}, len(learners)
 
@@ -510,15 +539,17 @@ def check_counts(
                 problems.append(f"{tenant} {start}: limit or licensed flag wrong in {record}")
         for start, active in sorted(windows.items()):
             if active and start not in mine:
-                problems.append(f"{tenant} {start}: no count record, expected {active} active learners")
+                problems.append(
+                    f"{tenant} {start}: no count record, expected {active} active learners"
+                )
         if tenant in model.seen_tenants:
             current = window_of(cut, final_now).start.isoformat()
-            record = mine.get(current)
-            if record is None:
+            now_record = mine.get(current)
+            if now_record is None:
                 problems.append(f"{tenant}: no record of the current window {current}")
-            elif record["total_learners"] != total:
+            elif now_record["total_learners"] != total:
                 problems.append(
-                    f"{tenant} {current}: published {record['total_learners']} total learners, "
+                    f"{tenant} {current}: published {now_record['total_learners']} total learners, "
                     f"expected {total}"
                 )
     return problems
@@ -530,7 +561,7 @@ def check_every_count(log: MemoryLog, model: Model) -> list[str]:
     no false threshold alarm), and its total is within what the partitions held."""
     problems: list[str] = []
     cuts: dict[str, set[str]] = {}
-    for p, tenant, cut in model.snapshots:
+    for _, tenant, cut in model.snapshots:
         cuts.setdefault(tenant, {DEFAULT_CUT.id}).add(cut)
     for _, record in log.all_records(topics.ACTIVE_LEARNER_COUNTS):
         if record.value is None:
@@ -540,9 +571,12 @@ def check_every_count(log: MemoryLog, model: Model) -> list[str]:
         start, active = window["start"], value["active_learners"]
         fits = False
         for cut_id in cuts.get(tenant, {DEFAULT_CUT.id}):
-            cut = Cut.from_id(cut_id)
-            shape = window_starting(cut, date.fromisoformat(start))
-            if shape is None or shape.end.isoformat() != window["end"] or shape.months != window["months"]:
+            shape = window_starting(Cut.from_id(cut_id), date.fromisoformat(start))
+            if (
+                shape is None
+                or shape.end.isoformat() != window["end"]
+                or shape.months != window["months"]
+            ):
                 continue
             envelope = model.envelope(tenant, cut_id, start)
             if envelope is not None and envelope[0] <= active <= envelope[1]:
@@ -555,7 +589,8 @@ def check_every_count(log: MemoryLog, model: Model) -> list[str]:
             )
         high = sum(max(model.totals.get((p, tenant), [0])) for p in range(model.partitions))
         if value["total_learners"] > high:
-            problems.append(f"{tenant}: published {value['total_learners']} total learners, more than ever stored")
+            published = value["total_learners"]
+            problems.append(f"{tenant}: published {published} total learners, more than stored")
     return problems
 
 
@@ -575,14 +610,24 @@ def check_receipts(log: MemoryLog, model: Model) -> list[str]:
             command = commands.decode(record.value)
             if isinstance(command, commands.DeletionRequest):
                 request = command.request
-                key, fingerprint = (request["tenant_id"], request["request_id"]), request["fingerprint"]
+                key, fingerprint = (
+                    (request["tenant_id"], request["request_id"]),
+                    request["fingerprint"],
+                )
             elif isinstance(command, commands.DeletionError):
                 request = command.receipt
-                key, fingerprint = (request["tenant_id"], request["request_id"]), command.fingerprint
+                key, fingerprint = (
+                    (request["tenant_id"], request["request_id"]),
+                    command.fingerprint,
+                )
             else:
                 continue
             if key not in owners:
-                owners[key] = {"fingerprint": fingerprint, "request": request, "error": isinstance(command, commands.DeletionError)}
+                owners[key] = {
+                    "fingerprint": fingerprint,
+                    "request": request,
+                    "error": isinstance(command, commands.DeletionError),
+                }
             elif owners[key]["fingerprint"] != fingerprint:
                 others.setdefault(key, set()).add(fingerprint)
     for key, owner in sorted(owners.items()):
@@ -613,14 +658,12 @@ def check_receipts(log: MemoryLog, model: Model) -> list[str]:
             )
         losses: dict[str, int] = {}
         before: dict[str, int] = {}
-        first_in: dict[int, int] = {}
-        for (_, _, part), value in sorted(parts.items()):
+        for value in parts.values():
             for window, lost in value["losses"].items():
                 losses[window] = losses.get(window, 0) + lost
-        for p, model_part in enumerate(model.parts):
+        for model_part in model.parts:
             numbers = sorted(k[2] for k in model_part.parts if k[:2] == key)
             if numbers:
-                first_in[p] = numbers[0]
                 for window, n in model_part.parts[(*key, numbers[0])]["counts"].items():
                     before[window] = before.get(window, 0) + n
         shown = {w["start"]: (w["active_before"], w["active_after"]) for w in receipt["windows"]}
@@ -631,7 +674,7 @@ def check_receipts(log: MemoryLog, model: Model) -> list[str]:
             problems.append(f"request {key}: receipt windows {shown}, expected {wanted}")
         if receipt["mode"] != request["mode"] or receipt["selector"] != request["selector"]:
             problems.append(f"request {key}: receipt mode or selector differs from the request")
-    for key, fingerprints in sorted(others.items()):
+    for key in sorted(others):
         errors = [r for r in receipts.get(key, []) if r.get("error")]
         if not errors:
             problems.append(f"request {key}: reused for another request without an error receipt")
@@ -664,24 +707,27 @@ def check_thresholds(
         for n, event in enumerate(events, start=1):
             direction = "up" if n % 2 else "down"
             if event["direction"] != direction or event["event_id"] != event_id(*key, direction, n):
-                problems.append(f"threshold {key}: event {n} is {event['direction']} with id {event['event_id']}")
+                shown = f"{event['direction']} with id {event['event_id']}"
+                problems.append(f"threshold {key}: event {n} is {shown}")
                 break
     live = live_counts(log)
-    for (tenant, start), record in sorted(live.items()):
+    for (tenant, start), count in sorted(live.items()):
         license_ = model.final_license.get(tenant)
         if not license_ or license_["learner_limit"] is None:
             continue
         for pct in license_["thresholds"]:
             learners = threshold_learners(license_["learner_limit"], pct)
-            above = record["active_learners"] >= learners
+            above = count["active_learners"] >= learners
             event = last.get((tenant, start, pct))
             if event is None:
                 if above:
-                    problems.append(f"threshold {tenant} {start} {pct}%: reached, but no `up` event")
+                    problems.append(
+                        f"threshold {tenant} {start} {pct}%: reached, but no `up` event"
+                    )
             elif (event["direction"] == "up") != above:
                 problems.append(
                     f"threshold {tenant} {start} {pct}%: last event {event['direction']}, "
-                    f"count {record['active_learners']} of {learners}"
+                    f"count {count['active_learners']} of {learners}"
                 )
     return problems
 
@@ -692,7 +738,9 @@ def check_dead_letters(log: MemoryLog, model: Model) -> list[str]:
     for _, record in log.all_records(topics.DEAD_LETTERS):
         letter = json.loads(record.value or b"null")
         source = letter["source"]
-        seen.setdefault((source["topic"], source["partition"], source["offset"]), set()).add(letter["reason"])
+        seen.setdefault((source["topic"], source["partition"], source["offset"]), set()).add(
+            letter["reason"]
+        )
     for source, reasons in sorted(model.dead.items()):
         if not reasons & seen.get(source, set()):
             problems.append(f"{source}: no dead letter ({'/'.join(sorted(reasons))})")

@@ -78,7 +78,20 @@ class Result:
 
 
 # -- drawing a schedule ---------------------------------------------------------------------------
-ACTION_KINDS = ("produce", "run", "commit", "clock", "duplicate", "arm", "kill", "restart", "depose", "refuse", "join", "leave")
+ACTION_KINDS = (
+    "produce",
+    "run",
+    "commit",
+    "clock",
+    "duplicate",
+    "arm",
+    "kill",
+    "restart",
+    "depose",
+    "refuse",
+    "join",
+    "leave",
+)
 CRASH_TASKS = (
     "any",
     "launches",
@@ -148,7 +161,9 @@ def generate(seed: int, actions: int | None = None) -> Schedule:
 # -- running one ----------------------------------------------------------------------------------
 def execute(world: World, action: Action, produced: list[Input]) -> None:
     kind = action[0]
-    worker = world.workers.get(action[1]) if len(action) > 1 and isinstance(action[1], str) else None
+    worker = (
+        world.workers.get(action[1]) if len(action) > 1 and isinstance(action[1], str) else None
+    )
     if kind == "produce":
         record: Input = action[1]
         world.produce(record.topic, record.key, record.value, record.partition)
@@ -318,7 +333,9 @@ def _unconsumed(world: World) -> bool:
 
 
 def _deposed_work(world: World, worker: SimWorker) -> None:
-    task = world.rng.choice(("launches", topics.LEARNER_COMMANDS, topics.TENANT_COMMANDS, "partials", *APP_TOPICS))
+    task = world.rng.choice(
+        ("launches", topics.LEARNER_COMMANDS, topics.TENANT_COMMANDS, "partials", *APP_TOPICS)
+    )
     run_task(world, worker, task, world.rng.randint(1, 6))
 
 
@@ -433,7 +450,9 @@ def _memberships(
         stored = {k: json.loads(v) for k, v in rows.rows.items() if k.startswith(b"m/")}
         if stored != wanted:
             diff = [k for k in sorted(set(stored) | set(wanted)) if stored.get(k) != wanted.get(k)]
-            problems.append(f"{where}: memberships of partition {partition} differ, e.g. {diff[:3]}")
+            problems.append(
+                f"{where}: memberships of partition {partition} differ, e.g. {diff[:3]}"
+            )
     return problems
 
 
@@ -443,8 +462,10 @@ def _learner_partition(key: bytes, partitions: int) -> int:
     return crc32(key.rsplit(b"/", 1)[0]) % partitions
 
 
-# -- shrinking a failure ----------------------------------------------------------------------------
-def shrink(schedule: Schedule, fails: Callable[[Schedule], bool], budget_s: float = 60.0) -> Schedule:
+# -- shrinking a failure --------------------------------------------------------------------------
+def shrink(
+    schedule: Schedule, fails: Callable[[Schedule], bool], budget_s: float = 60.0
+) -> Schedule:
     """A shorter schedule that still fails (delta debugging over the actions)."""
     deadline = time.monotonic() + budget_s
     actions: Sequence[Action] = schedule.actions
@@ -462,7 +483,7 @@ def shrink(schedule: Schedule, fails: Callable[[Schedule], bool], budget_s: floa
     return replace(schedule, actions=tuple(actions))
 
 
-# -- the command line -------------------------------------------------------------------------------
+# -- the command line -----------------------------------------------------------------------------
 def explain(result: Result, shrink_s: float = 60.0) -> str:
     """A failure as the seed, its first problems, and a shrunk schedule with the run's trace."""
     first = result.problems[0]

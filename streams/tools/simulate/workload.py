@@ -99,9 +99,9 @@ class Workload:
         if self.followups and roll < 0.3:
             # an attempt a deletion named, launched again now (after the deletion); or a launch
             # that conflicted, sent again
-            record = dict(self.followups.pop(rng.randrange(len(self.followups))))
-            record["event_id"] = f"ev{self.made}"
-            return self._launch_record(record, "follow-up launch")
+            again = dict(self.followups.pop(rng.randrange(len(self.followups))))
+            again["event_id"] = f"ev{self.made}"
+            return self._launch_record(again, "follow-up launch")
         if self.attempts and roll < self.relaunch:
             # the same attempt again: a repeat, or a conflict (another time or element)
             earlier = dict(rng.choice(self.attempts))
@@ -131,7 +131,9 @@ class Workload:
             record["content_type"] = rng.choice(("scorm", " SCORM ", "Scorm"))
         elif kind < 0.7:
             record["content_type"] = "video"
-            record["tracking"] = rng.choice(("tracked", "none", " None ", "none_resource", "TRACKED"))
+            record["tracking"] = rng.choice(
+                ("tracked", "none", " None ", "none_resource", "TRACKED")
+            )
         if rng.random() < 0.07:
             record["launched_by"] = "admin"
         if rng.random() < 0.05:
@@ -157,8 +159,8 @@ class Workload:
         history = self.licenses.setdefault(tenant, [])
         roll = rng.random()
         if history and roll < 0.25:
-            value = rng.choice(history)  # back to an earlier license (A -> B -> A)
-            return self._input(topics.LICENSES, tenant.encode(), _dumps(value), "license again")
+            earlier = rng.choice(history)  # back to an earlier license (A -> B -> A)
+            return self._input(topics.LICENSES, tenant.encode(), _dumps(earlier), "license again")
         if roll < 0.33:
             return self._input(topics.LICENSES, tenant.encode(), None, "license tombstone")
         if roll < 0.38:
@@ -186,7 +188,10 @@ class Workload:
         if self.requests and rng.random() < 0.15:
             earlier = rng.choice(self.requests)  # the same request again: a redelivery
             return self._input(
-                topics.ATTEMPT_DELETIONS, earlier["tenant_id"].encode(), _dumps(earlier), "deletion again"
+                topics.ATTEMPT_DELETIONS,
+                earlier["tenant_id"].encode(),
+                _dumps(earlier),
+                "deletion again",
             )
         tenant = rng.choice(self.tenants)
         request_id = rng.choice(REQUEST_IDS) if rng.random() < self.reuse_ids else f"q{self.made}"
@@ -203,12 +208,20 @@ class Workload:
             for _ in range(rng.randint(1, 3)):
                 if mine and rng.random() < self.named_existing:
                     earlier = rng.choice(mine)
-                    named.append({"learner_id": earlier["learner_id"], "attempt_id": earlier["attempt_id"]})
-                    again = {**earlier, "launched_at": _at(now + timedelta(minutes=rng.randrange(0, 50)))}
+                    named.append(
+                        {"learner_id": earlier["learner_id"], "attempt_id": earlier["attempt_id"]}
+                    )
+                    again = {
+                        **earlier,
+                        "launched_at": _at(now + timedelta(minutes=rng.randrange(0, 50))),
+                    }
                     self.followups.append(again)
                 else:
                     named.append(
-                        {"learner_id": rng.choice(self.learners[tenant]), "attempt_id": rng.choice(ATTEMPTS)}
+                        {
+                            "learner_id": rng.choice(self.learners[tenant]),
+                            "attempt_id": rng.choice(ATTEMPTS),
+                        }
                     )
             request["attempts"] = named
         elif kind == "learner_ids":
@@ -259,4 +272,6 @@ class Workload:
             (topics.LAUNCHES, topics.LICENSES, topics.ATTEMPT_DELETIONS, topics.LEARNER_GROUPS)
         )
         value = rng.choice((b"", b"not json", b"[1,2]", b"\xff\xfe", b"null", b'{"a":' * 40))
-        return self._input(topics.LAUNCHES if topic == topics.LAUNCHES else topic, b"k", value, "garbage")
+        return self._input(
+            topics.LAUNCHES if topic == topics.LAUNCHES else topic, b"k", value, "garbage"
+        )

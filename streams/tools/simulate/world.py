@@ -180,7 +180,9 @@ class SimLog:
         if not worker.aware:
             # a deposed owner: its request lands some steps later, maybe after its successor's
             wait = Wait("in-flight", world.step + world.rng.randrange(0, 25))
-            world.in_flight.append(InFlight(wait.until, {tp: list(r) for tp, r in groups.items()}, worker, wait))
+            world.in_flight.append(
+                InFlight(wait.until, {tp: list(r) for tp, r in groups.items()}, worker, wait)
+            )
             acks: dict[TopicPartition, tuple[int, int]] = await wait
             return acks
         acked = world.append(groups)
@@ -243,7 +245,11 @@ class SimWorker:
         state first, see streams/stages/tenants.py)."""
         if tenant:
             return DurableBatch(
-                self.state, self.log, self.ownership, self.tenant.repair_outputs, outputs_first=False
+                self.state,
+                self.log,
+                self.ownership,
+                self.tenant.repair_outputs,
+                outputs_first=False,
             )
         return DurableBatch(self.state, self.log, self.ownership)
 
@@ -280,6 +286,8 @@ class World:
         self.launches = Group("launches", launch_partitions, (topics.LAUNCHES,))
         self.workers: dict[str, SimWorker] = {}
         self.refusing_until = -1
+        # what a send reaches before its process dies (tests set it; else random)
+        self.landing: Callable[[TopicPartition, Sequence[LogRecord]], int] | None = None
         self.in_flight: list[InFlight] = []
         self.deposed_work: Callable[[World, SimWorker], None] | None = None
         self.gave_up: list[str] = []  # events a stage gave up on: always a finding
@@ -302,6 +310,11 @@ class World:
         """What a send reached before the process died: any subset of its partitions, of some
         of them only the first records (several producer batches)."""
         for tp, records in groups.items():
+            if self.landing is not None:
+                landed = self.landing(tp, records)
+                if landed:
+                    self.log.append(tp[0], tp[1], records[:landed])
+                continue
             roll = self.rng.random()
             if roll < 0.4:
                 self.log.append(tp[0], tp[1], records)
@@ -319,11 +332,14 @@ class World:
     def members(self) -> list[str]:
         return [name for name, w in self.workers.items() if w.alive and w.aware]
 
-    def rebalance(self) -> None:
-        """Both groups, with every live worker that knows it is a member."""
+    def rebalance(self, assignment: Mapping[str, Sequence[int]] | None = None) -> None:
+        """Both groups, with every live worker that knows it is a member (`assignment`: which
+        app partitions each gets, instead of a random spread; for tests)."""
         members = self.members()
         self.app.rebalance(members, self.rng)
         self.launches.rebalance(members, self.rng)
+        if assignment is not None:
+            self.app.assignment = {name: sorted(assignment.get(name, ())) for name in members}
         for name in members:
             worker = self.workers[name]
             self._abandon(worker)
@@ -348,9 +364,10 @@ class World:
             worker.ownership.release(LEARNER)
             worker.ownership.release(TENANT)
             worker.learner.release()
-        self.trace.append(f"  rebalance: generation {self.app.generation}: " + ", ".join(
-            f"{n}={self.app.assignment[n]}" for n in self.app.members
-        ))
+        self.trace.append(
+            f"  rebalance: generation {self.app.generation}: "
+            + ", ".join(f"{n}={self.app.assignment[n]}" for n in self.app.members)
+        )
 
     def _abandon(self, worker: SimWorker) -> None:
         """A rebalance reached the worker: what waits for Kafka stops (Fenced), the rest is
@@ -452,16 +469,16 @@ class World:
                         self.drive(worker, activity)
 
     def busy(self) -> bool:
-        return bool(self.in_flight) or any(
-            w.activities for w in self.workers.values() if w.alive
-        )
+        return bool(self.in_flight) or any(w.activities for w in self.workers.values() if w.alive)
 
     # -- units of work ----------------------------------------------------------------------------
     def take(self, worker: SimWorker, topic: str, parts: Sequence[int], limit: int) -> list[Record]:
         """Up to `limit` records of `topic` from the worker's positions, from one or two of its
         partitions (faust hands an agent events of several partitions in one group)."""
         available = [
-            p for p in parts if worker.positions.get((topic, p), 0) < len(self.log.records(topic, p))
+            p
+            for p in parts
+            if worker.positions.get((topic, p), 0) < len(self.log.records(topic, p))
         ]
         self.rng.shuffle(available)
         out: list[Record] = []
@@ -470,7 +487,14 @@ class World:
             start = worker.positions[(topic, partition)]
             for record in log[start : start + limit]:
                 out.append(
-                    Record(record.key, record.value, topic, partition, record.offset, record.timestamp_ms)
+                    Record(
+                        record.key,
+                        record.value,
+                        topic,
+                        partition,
+                        record.offset,
+                        record.timestamp_ms,
+                    )
                 )
             worker.positions[(topic, partition)] = min(len(log), start + limit)
         return out
@@ -622,7 +646,9 @@ class World:
         worker.ready = True
 
     @staticmethod
-    def _rewrite_skipped(worker: SimWorker, batch: DurableBatch, stage: str, parts: Sequence[int]) -> None:
+    def _rewrite_skipped(
+        worker: SimWorker, batch: DurableBatch, stage: str, parts: Sequence[int]
+    ) -> None:
         for table, (owner, _) in TABLES.items():
             if owner != stage:
                 continue
