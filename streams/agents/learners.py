@@ -40,6 +40,32 @@ async def learners(stream: StreamT) -> None:
     await run_durably(stream, "learners", stage.handle_record, stage.give_up)
 
 
+# The stage topics of faust's consumer (licenses, deletions, groups, the internal commands).
+STAGE_INPUTS = (
+    topics.LICENSES,
+    topics.ATTEMPT_DELETIONS,
+    topics.LEARNER_GROUPS,
+    topics.LEARNER_COMMANDS,
+    topics.TENANT_COMMANDS,
+)
+
+
+@learner_state.on_recover
+async def seek_fresh_partitions() -> None:
+    """Read a partition without a committed offset from its start.
+
+    After a rebalance faust seeks every partition to its committed offset; aiokafka skips a
+    partition whose committed offset is none or 0, leaving it where its fetcher was, and faust
+    drops the records that fetcher brought during the rebalance (a stale generation). So the
+    first records of a fresh partition could be lost. This runs before faust's seek.
+    """
+    inputs = {settings.topic(name) for name in STAGE_INPUTS}
+    committed = await app.consumer.seek_to_committed()
+    for tp in app.consumer.assignment():
+        if tp.topic in inputs and not committed.get(tp):
+            await app.consumer.seek(tp, 0)
+
+
 @learner_state.on_recover
 async def take_over_learner_partitions() -> None:
     """Own the assigned learner partitions under new epochs and rebuild their counters."""
