@@ -30,14 +30,14 @@ from streams.stages.store import (
     NO_EPOCH,
     Epoch,
     Fenced,
+    Headers,
     LogRecord,
+    Pair,
     RecordTooLarge,
     epoch_header,
     parse_epoch,
 )
-from streams.stages.store import (
-    TopicPartition as TP,
-)
+from streams.stages.store import TopicPartition as TP
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class RocksState:
 
 def _crash_label(groups: Any) -> str:
     """ "deletion" for a flush that writes attempt tombstones (a physical deletion's chunk)."""
-    return "deletion" if any(r.value is None for rows in groups for r in rows) else ""
+    return "deletion" if any(value is None for rows in groups for _, value in rows) else ""
 
 
 class KafkaLog:
@@ -152,21 +152,28 @@ class KafkaLog:
             known = self._partitions[name] = sorted(await self._producer().partitions_for(name))
         return int(self._partitioner(key, known, known))
 
-    async def send(self, groups: Mapping[TP, Sequence[LogRecord]]) -> dict[TP, tuple[int, int]]:
+    async def send(
+        self,
+        groups: Mapping[TP, Sequence[Pair]],
+        headers: Mapping[TP, Headers] | None = None,
+    ) -> dict[TP, tuple[int, int]]:
         acked: dict[TP, tuple[int, int]] = {}
         pending = dict(groups)
+        extra = headers or {}
         generation = self._generation() if self._generation else None
         delay = RETRY_FIRST_S
         # the crash tests' points (streams/faults.py): flushes that write attempt records
         attempts_flush = any(tp[0] == "attempts" for tp in groups)
-        label = _crash_label(
-            groups.get(("attempts", p), ()) for (t, p) in groups if t == "attempts"
-        )
+        label = ""
         if attempts_flush:
+            label = _crash_label(rows for (t, _), rows in groups.items() if t == "attempts")
             faults.reached("before-changelog", label)
         while pending:
-            sent = {tp: await self._send_group(tp, rows) for tp, rows in pending.items()}
-            failed: dict[TP, Sequence[LogRecord]] = {}
+            sent = {
+                tp: await self._send_group(tp, rows, extra.get(tp, ()))
+                for tp, rows in pending.items()
+            }
+            failed: dict[TP, Sequence[Pair]] = {}
             for tp, batches in sent.items():
                 results = await asyncio.gather(*(f for f, _ in batches), return_exceptions=True)
                 errors = [r for r in results if isinstance(r, BaseException)]
@@ -200,23 +207,22 @@ class KafkaLog:
             faults.reached("after-changelog", label)
         return acked
 
-    async def _send_group(self, tp: TP, rows: Sequence[LogRecord]) -> list[tuple[Any, int]]:
+    async def _send_group(
+        self, tp: TP, rows: Sequence[Pair], headers: Headers
+    ) -> list[tuple[Any, int]]:
         """Producer batches for one topic partition: (future, records in the batch) each."""
         producer = self._producer()
         name = self.topic_name(tp[0])
         sent: list[tuple[Any, int]] = []
         batch, in_batch = producer.create_batch(), 0
-        for row in rows:
-            headers = list(row.headers)
-            if batch.append(key=row.key, value=row.value, timestamp=None, headers=headers) is None:
+        shared = list(headers)  # every record of the group carries the same (epoch) headers
+        for key, value in rows:
+            if batch.append(key=key, value=value, timestamp=None, headers=shared) is None:
                 if in_batch == 0:
                     raise RecordTooLarge(f"a record for {name} does not fit in a producer batch")
                 sent.append((await producer.send_batch(batch, name, partition=tp[1]), in_batch))
                 batch, in_batch = producer.create_batch(), 0
-                if (
-                    batch.append(key=row.key, value=row.value, timestamp=None, headers=headers)
-                    is None
-                ):
+                if batch.append(key=key, value=value, timestamp=None, headers=shared) is None:
                     raise RecordTooLarge(f"a record for {name} does not fit in a producer batch")
             in_batch += 1
         sent.append((await producer.send_batch(batch, name, partition=tp[1]), in_batch))

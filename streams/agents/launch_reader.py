@@ -25,7 +25,7 @@ from streams import metrics, topics
 from streams.app import app, settings
 from streams.runtime import new_batch
 from streams.stages.ingest import IngestStage
-from streams.stages.store import Fenced, Record
+from streams.stages.store import Fenced
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +128,9 @@ class LaunchReader(Service):
     async def route(self, records: list[Any]) -> None:
         assert self.consumer is not None
         batch = new_batch()
-        inputs = [
-            Record(r.key, r.value, r.topic, r.partition, r.offset, r.timestamp) for r in records
-        ]
         try:
-            outcomes = stage.route_launches(batch, inputs)
+            # aiokafka's records have every field a stage reads (stages.ingest.InputRecord)
+            outcomes = stage.route_launches(batch, records)
             await batch.flush()
         except Fenced as exc:
             log.warning("launch reader: %s; the batch will be read again", exc)

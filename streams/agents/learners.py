@@ -7,6 +7,7 @@ it: events into batches, assigned partitions into a takeover, a timer into parti
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from faust.types import StreamT
 
@@ -60,7 +61,8 @@ async def seek_fresh_partitions() -> None:
     first records of a fresh partition could be lost. This runs before faust's seek.
     """
     inputs = {settings.topic(name) for name in STAGE_INPUTS}
-    committed = await app.consumer.seek_to_committed()
+    consumer: Any = app.consumer  # faust's Consumer (the ConsumerT protocol lacks this method)
+    committed = await consumer.seek_to_committed()
     for tp in app.consumer.assignment():
         if tp.topic in inputs and not committed.get(tp):
             await app.consumer.seek(tp, 0)

@@ -43,10 +43,12 @@ from streams.stages.store import (
     TABLES,
     Epoch,
     Fenced,
+    Headers,
     LocalState,
     Log,
     LogRecord,
     OutputRepair,
+    Pair,
     RecordTooLarge,
     TopicPartition,
     epoch_header,
@@ -121,7 +123,7 @@ class DurableBatch:
         self._repair_outputs = repair_outputs
         self._outputs_first = outputs_first
         self._writes: dict[tuple[str, int], Pending] = {}
-        self._outputs: dict[tuple[str, int | None], list[LogRecord]] = {}
+        self._outputs: dict[tuple[str, int | None], list[Pair]] = {}
         self._callbacks: list[Callable[[], None]] = []
         self._undo: list[tuple[Any, ...]] = []
         self._flushes = 0
@@ -183,7 +185,9 @@ class DurableBatch:
 
     # -- writes ---------------------------------------------------------------------------------
     def put(self, table: str, partition: int, key: bytes, value: Any) -> None:
-        encoded = orjson.dumps(value)
+        # orjson's bytes keep the 4 KiB buffer they were written into; a batch holds thousands
+        # of small values until its flush, so each is copied into a bytes of its own size
+        encoded = bytes(memoryview(orjson.dumps(value)))
         if len(encoded) + len(key) > MAX_RECORD_BYTES:
             raise RecordTooLarge(
                 f"{table} value of {len(encoded):,} bytes under {key[:80]!r} exceeds "
@@ -195,10 +199,13 @@ class DurableBatch:
         self._write(table, partition, key, (None, _DELETED))
 
     def _write(self, table: str, partition: int, key: bytes, entry: tuple[Any, Any]) -> None:
-        if table not in TABLES:
-            raise KeyError(f"unknown table {table!r}")
-        pending = self._writes.setdefault((table, partition), {})
-        self._undo.append(("w", (table, partition), key, pending.get(key, _MISSING)))
+        where = (table, partition)
+        pending = self._writes.get(where)
+        if pending is None:
+            if table not in TABLES:
+                raise KeyError(f"unknown table {table!r}")
+            pending = self._writes[where] = {}
+        self._undo.append(("w", where, key, pending.get(key, _MISSING)))
         pending[key] = entry
 
     def emit(
@@ -211,7 +218,7 @@ class DurableBatch:
             raise ValueError(f"{topic} records are written to their tenant's partition")
         records = self._outputs.setdefault((topic, partition), [])
         self._undo.append(("o", (topic, partition), len(records)))
-        records.append(LogRecord(key, value))
+        records.append((key, value))
 
     def on_durable(self, callback: Callable[[], None]) -> None:
         self._undo.append(("c", len(self._callbacks)))
@@ -259,18 +266,18 @@ class DurableBatch:
             self._undo.clear()
             self._flushes += 1
             acked: dict[TopicPartition, tuple[int, int]] = {}
-            output_groups = await self._output_groups(outputs)
+            output_groups, output_headers = await self._output_groups(outputs)
             if output_groups and self._outputs_first:
-                acked.update(await self._log.send(output_groups))
-            changelog_groups: dict[TopicPartition, list[LogRecord]] = {}
+                acked.update(await self._log.send(output_groups, output_headers))
+            changelog_groups: dict[TopicPartition, list[Pair]] = {}
+            changelog_headers: dict[TopicPartition, Headers] = {}
             for (table, partition), rows in writes.items():
                 stage, changelog = TABLES[table]
-                header = epoch_header(self._own.epoch_of(stage, partition))
-                changelog_groups[(changelog, partition)] = [
-                    LogRecord(key, encoded, header) for key, (encoded, _) in rows.items()
-                ]
+                tp = (changelog, partition)
+                changelog_headers[tp] = epoch_header(self._own.epoch_of(stage, partition))
+                changelog_groups[tp] = [(key, encoded) for key, (encoded, _) in rows.items()]
             if changelog_groups:
-                acked.update(await self._log.send(changelog_groups))
+                acked.update(await self._log.send(changelog_groups, changelog_headers))
             zombies = await self._follow_lineage(acked)
             for (table, partition), rows in writes.items():
                 stage, changelog = TABLES[table]
@@ -282,7 +289,8 @@ class DurableBatch:
                     self._own.epoch_of(stage, partition),
                 )
             if output_groups and not self._outputs_first:
-                zombies.update(await self._follow_lineage(await self._log.send(output_groups)))
+                sent = await self._log.send(output_groups, output_headers)
+                zombies.update(await self._follow_lineage(sent))
             for callback in callbacks:
                 callback()
             if zombies:
@@ -311,22 +319,22 @@ class DurableBatch:
             await self.flush()
 
     async def _output_groups(
-        self, outputs: dict[tuple[str, int | None], list[LogRecord]]
-    ) -> dict[TopicPartition, list[LogRecord]]:
-        groups: dict[TopicPartition, list[LogRecord]] = {}
+        self, outputs: dict[tuple[str, int | None], list[Pair]]
+    ) -> tuple[dict[TopicPartition, list[Pair]], dict[TopicPartition, Headers]]:
+        """The outputs by the partition they go to, and the epoch headers of fenced ones."""
+        groups: dict[TopicPartition, list[Pair]] = {}
+        headers: dict[TopicPartition, Headers] = {}
         for (topic, partition), records in outputs.items():
             if partition is not None:
                 if topic in FENCED_OUTPUTS:
-                    header = epoch_header(
-                        self._own.epoch_of(stage_of_topic(topic) or "", partition)
-                    )
-                    records = [LogRecord(r.key, r.value, header) for r in records]
+                    owner = stage_of_topic(topic) or ""
+                    headers[(topic, partition)] = epoch_header(self._own.epoch_of(owner, partition))
                 groups.setdefault((topic, partition), []).extend(records)
                 continue
             for record in records:
-                target = await self._log.partition_of(topic, record.key)
+                target = await self._log.partition_of(topic, record[0])
                 groups.setdefault((topic, target), []).append(record)
-        return groups
+        return groups, headers
 
     async def _follow_lineage(
         self, acked: dict[TopicPartition, tuple[int, int]]

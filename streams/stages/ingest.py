@@ -28,7 +28,14 @@ from schemas.licenses import License
 from streams import metrics, topics
 from streams.dead_letters import dead_letter
 from streams.dead_letters import encode as encode_json
-from streams.decoding import Rejected, decode, deletion_rejection, future_rejection, usable_ids
+from streams.decoding import (
+    FUTURE_TOLERANCE,
+    Rejected,
+    decode,
+    deletion_rejection,
+    future_rejection,
+    usable_ids,
+)
 from streams.domain.selectors import Selector
 from streams.domain.tracking import is_tracked
 from streams.partitioning import learner_partition, tenant_partition
@@ -42,6 +49,7 @@ RAW_INLINE_MAX = 1024
 # Learner commands are cut at about this size.
 COMMAND_MAX_BYTES = 256 * 1024
 GROUP_ROWS_PER_COMMAND = 2_000
+FUTURE_TOLERANCE_S = FUTURE_TOLERANCE.total_seconds()
 
 
 class InputRecord(Protocol):
@@ -103,11 +111,14 @@ def route_launches(records: Iterable[InputRecord], partitions: int) -> RoutedLau
             routed.dead_letters.append(DeadLetter(record, launch))
             routed.outcomes["dead_lettered"] += 1
             continue
-        future = future_rejection(launch.launched_at, record_time(record))
-        if future is not None:
-            routed.dead_letters.append(DeadLetter(record, future))
-            routed.outcomes["dead_lettered"] += 1
-            continue
+        # compared as epoch seconds first: building a datetime per launch costs more than the
+        # rest of this check
+        if launch.launched_at.timestamp() > record.timestamp / 1000 + FUTURE_TOLERANCE_S:
+            future = future_rejection(launch.launched_at, record_time(record))
+            if future is not None:
+                routed.dead_letters.append(DeadLetter(record, future))
+                routed.outcomes["dead_lettered"] += 1
+                continue
         if not is_tracked(launch.launched_by, launch.content_type, launch.tracking):
             routed.outcomes["untracked"] += 1
             continue

@@ -18,8 +18,10 @@ from streams.stages.batch import DurableBatch, Ownership
 from streams.stages.store import (
     NO_EPOCH,
     Epoch,
+    Headers,
     LogRecord,
     OutputRepair,
+    Pair,
     TopicPartition,
 )
 
@@ -115,29 +117,28 @@ class MemoryLog:
             for record in records:
                 yield partition, record
 
-    def append(self, topic: str, partition: int, records: Iterable[LogRecord]) -> tuple[int, int]:
+    def append(
+        self, topic: str, partition: int, pairs: Iterable[Pair], headers: Headers = ()
+    ) -> tuple[int, int]:
         log = self.records(topic, partition)
         first = len(log)
         now = self.clock()
-        for record in records:
-            log.append(
-                LogRecord(
-                    record.key,
-                    record.value,
-                    record.headers,
-                    len(log),
-                    record.timestamp_ms or now,
-                )
-            )
+        for key, value in pairs:
+            log.append(LogRecord(key, value, headers, len(log), now))
         return first, len(log) - 1
 
     async def partition_of(self, topic: str, key: bytes | None) -> int:
         return crc32(key or b"") % self.default_partitions
 
     async def send(
-        self, groups: Mapping[TopicPartition, Sequence[LogRecord]]
+        self,
+        groups: Mapping[TopicPartition, Sequence[Pair]],
+        headers: Mapping[TopicPartition, Headers] | None = None,
     ) -> dict[TopicPartition, tuple[int, int]]:
-        return {tp: self.append(tp[0], tp[1], records) for tp, records in groups.items()}
+        extra = headers or {}
+        return {
+            tp: self.append(tp[0], tp[1], pairs, extra.get(tp, ())) for tp, pairs in groups.items()
+        }
 
     async def read(self, topic: str, partition: int, start: int, end: int) -> list[LogRecord]:
         return self.records(topic, partition)[start:end]

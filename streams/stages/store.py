@@ -43,6 +43,8 @@ NO_EPOCH: Epoch = (0, 0)
 EPOCH_HEADER = "e"
 
 TopicPartition = tuple[str, int]  # logical topic name (no TOPIC_PREFIX), partition
+Pair = tuple[bytes | None, bytes | None]  # a record to send: key, value
+Headers = tuple[tuple[str, bytes], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,7 @@ class Record:
         return f"{self.topic}/{self.partition}@{self.offset}"
 
 
-def epoch_header(epoch: Epoch) -> tuple[tuple[str, bytes], ...]:
+def epoch_header(epoch: Epoch) -> Headers:
     return ((EPOCH_HEADER, f"{epoch[0]}.{epoch[1]}".encode()),)
 
 
@@ -201,9 +203,12 @@ class Log(Protocol):
         ...
 
     async def send(
-        self, groups: Mapping[TopicPartition, Sequence[LogRecord]]
+        self,
+        groups: Mapping[TopicPartition, Sequence[Pair]],
+        headers: Mapping[TopicPartition, Headers] | None = None,
     ) -> dict[TopicPartition, tuple[int, int]]:
-        """Append each group to its partition, in order; (first, last) offset of each group.
+        """Append each group to its partition, in order (with that partition's headers on every
+        record); the (first, last) offset of each group.
 
         Retries until Kafka acknowledged everything (a retry may append a group twice); raises
         `Fenced` when the consumer group moved on meanwhile."""

@@ -355,11 +355,11 @@ def test_a_record_kafka_refuses_for_its_size_never_blocks_a_stage() -> None:
     log = p.worker().log
     send = log.send
 
-    async def small_broker(groups):  # type: ignore[no-untyped-def]
+    async def small_broker(groups, headers=None):  # type: ignore[no-untyped-def]
         for records in groups.values():
-            if any(len(r.value or b"") > 2_000 for r in records):
+            if any(len(value or b"") > 2_000 for _, value in records):
                 raise RecordTooLarge("the broker refuses records over 2,000 bytes")
-        return await send(groups)
+        return await send(groups, headers)
 
     log.send = small_broker  # type: ignore[method-assign]
     huge = license_("big", notify=[f"admin{n}@example.com" for n in range(200)])

@@ -37,7 +37,9 @@ from streams.stages.store import (
     TENANT,
     Batch,
     Fenced,
+    Headers,
     LogRecord,
+    Pair,
     Record,
     TopicPartition,
 )
@@ -117,14 +119,14 @@ class CrashPlan:
         return self.countdown <= 0
 
 
-def carried(groups: Mapping[TopicPartition, Sequence[LogRecord]]) -> frozenset[str]:
+def carried(groups: Mapping[TopicPartition, Sequence[Pair]]) -> frozenset[str]:
     """What a send carries, for crash plans aimed at a kind of work."""
     kinds = set()
     for (topic, _), records in groups.items():
-        if topic == topics.ATTEMPTS and any(r.value is None for r in records):
+        if topic == topics.ATTEMPTS and any(value is None for _, value in records):
             kinds.add("deletion")
         if topic == topics.LEARNER_STATE_CHANGELOG and any(
-            (r.key or b"").startswith(b"lic/") for r in records
+            (key or b"").startswith(b"lic/") for key, _ in records
         ):
             kinds.add("recut")
         if topic == topics.ACTIVE_LEARNER_COUNTS:
@@ -135,7 +137,8 @@ def carried(groups: Mapping[TopicPartition, Sequence[LogRecord]]) -> frozenset[s
 @dataclass
 class InFlight:
     land_at: int
-    groups: dict[TopicPartition, list[LogRecord]]
+    groups: dict[TopicPartition, list[Pair]]
+    headers: Mapping[TopicPartition, Headers]
     worker: SimWorker
     wait: Wait
 
@@ -166,8 +169,11 @@ class SimLog:
         return crc32(key or b"") % self.world.partitions_of(topic)
 
     async def send(
-        self, groups: Mapping[TopicPartition, Sequence[LogRecord]]
+        self,
+        groups: Mapping[TopicPartition, Sequence[Pair]],
+        headers: Mapping[TopicPartition, Headers] | None = None,
     ) -> dict[TopicPartition, tuple[int, int]]:
+        headers = dict(headers or {})
         world, worker = self.world, self.worker
         generation = worker.view_generation
         while world.step < world.refusing_until:
@@ -175,19 +181,21 @@ class SimLog:
             if worker.aware and world.app.generation != generation and worker.in_app_group:
                 raise Fenced("the consumer group rebalanced while a flush waited for Kafka")
         if worker.crashes_at("send", carried(groups)):
-            world.append_some(groups)
+            world.append_some(groups, headers)
             raise Crash
         if not worker.aware:
             # a deposed owner: its request lands some steps later, maybe after its successor's
             wait = Wait("in-flight", world.step + world.rng.randrange(0, 25))
             world.in_flight.append(
-                InFlight(wait.until, {tp: list(r) for tp, r in groups.items()}, worker, wait)
+                InFlight(
+                    wait.until, {tp: list(r) for tp, r in groups.items()}, headers, worker, wait
+                )
             )
             acks: dict[TopicPartition, tuple[int, int]] = await wait
             return acks
-        acked = world.append(groups)
+        acked = world.append(groups, headers)
         if world.rng.random() < 0.03:
-            world.append(groups)  # a retried send whose first try landed after all
+            world.append(groups, headers)  # a retried send whose first try landed after all
             acked = {tp: (acked[tp][0], acked[tp][1]) for tp in acked}
         return acked
 
@@ -287,7 +295,7 @@ class World:
         self.workers: dict[str, SimWorker] = {}
         self.refusing_until = -1
         # what a send reaches before its process dies (tests set it; else random)
-        self.landing: Callable[[TopicPartition, Sequence[LogRecord]], int] | None = None
+        self.landing: Callable[[TopicPartition, Sequence[Pair]], int] | None = None
         self.in_flight: list[InFlight] = []
         self.deposed_work: Callable[[World, SimWorker], None] | None = None
         self.gave_up: list[str] = []  # events a stage gave up on: always a finding
@@ -302,31 +310,41 @@ class World:
         return self.launch_partitions if topic == topics.LAUNCHES else self.partitions
 
     def append(
-        self, groups: Mapping[TopicPartition, Sequence[LogRecord]]
+        self,
+        groups: Mapping[TopicPartition, Sequence[Pair]],
+        headers: Mapping[TopicPartition, Headers],
     ) -> dict[TopicPartition, tuple[int, int]]:
-        return {tp: self.log.append(tp[0], tp[1], records) for tp, records in groups.items()}
+        return {
+            tp: self.log.append(tp[0], tp[1], records, headers.get(tp, ()))
+            for tp, records in groups.items()
+        }
 
-    def append_some(self, groups: Mapping[TopicPartition, Sequence[LogRecord]]) -> None:
+    def append_some(
+        self,
+        groups: Mapping[TopicPartition, Sequence[Pair]],
+        headers: Mapping[TopicPartition, Headers],
+    ) -> None:
         """What a send reached before the process died: any subset of its partitions, of some
         of them only the first records (several producer batches)."""
         for tp, records in groups.items():
             if self.landing is not None:
                 landed = self.landing(tp, records)
                 if landed:
-                    self.log.append(tp[0], tp[1], records[:landed])
+                    self.log.append(tp[0], tp[1], records[:landed], headers.get(tp, ()))
                 continue
             roll = self.rng.random()
             if roll < 0.4:
-                self.log.append(tp[0], tp[1], records)
+                self.log.append(tp[0], tp[1], records, headers.get(tp, ()))
             elif roll < 0.55 and len(records) > 1:
-                self.log.append(tp[0], tp[1], records[: self.rng.randrange(1, len(records))])
+                some = records[: self.rng.randrange(1, len(records))]
+                self.log.append(tp[0], tp[1], some, headers.get(tp, ()))
 
     async def read_raw(self, topic: str, partition: int, offset: int) -> bytes | None:
         records = self.log.records(topic, partition)
         return records[offset].value if offset < len(records) else None
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int) -> None:
-        self.log.append(topic, partition, [LogRecord(key, value)])
+        self.log.append(topic, partition, [(key, value)])
 
     # -- membership -------------------------------------------------------------------------------
     def members(self) -> list[str]:
@@ -450,7 +468,7 @@ class World:
         due = [f for f in self.in_flight if f.land_at <= self.step]
         self.in_flight = [f for f in self.in_flight if f.land_at > self.step]
         for flight in due:
-            acks = self.append(flight.groups)
+            acks = self.append(flight.groups, flight.headers)
             worker = flight.worker
             for activity in list(worker.activities.values()):
                 if activity.waiting is flight.wait:
