@@ -320,12 +320,31 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         latency_rate=args.latency_rate,
         latency_s=args.latency_seconds,
     )
+    if not args.keep:  # a failed run keeps everything, to be looked at
+        _remove_run(bench_settings, bench_settings.state_dir.parent)
     summary = report(result)
     print(summary)
     if args.write:
         body = f"```\n{summary}\n```\n\nRSS as attempts are stored:\n\n{rss_table(result)}\n"
         _prepend_run(Path(args.write), "# Benchmarks", "bench", stamp, body)
     return 0
+
+
+def _remove_run(settings: Settings, folder: Path, states: str = "state*") -> None:
+    """A finished run's topics and state folders (`states` under `folder`) go: gigabytes for a
+    bench. Its logs stay."""
+    import shutil
+
+    from streams.kafka_admin import delete_topics_with_prefix
+
+    deleted = delete_topics_with_prefix(settings, settings.topic_prefix)
+    for state in folder.glob(states):
+        shutil.rmtree(state, ignore_errors=True)
+    print(
+        f"removed {len(deleted)} topics {settings.topic_prefix}* and the run's state folders "
+        f"(--keep keeps them); logs in {folder}",
+        file=sys.stderr,
+    )
 
 
 def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
@@ -352,6 +371,8 @@ def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
     )
     summary = report.summary()
     print(summary)
+    if not report.problems and not args.keep:  # a failed run keeps everything, to be looked at
+        _remove_run(soak_settings, Path(".soak") / stamp, "*/state")
     if args.write:
         body = (
             f"{spec.workers} workers, {spec.launches:,} launches in {spec.rounds} rounds, "
@@ -565,6 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--latency-rate", type=_positive_int, default=5_000, help="launches/s")
     bench.add_argument("--latency-seconds", type=_positive_float, default=30.0)
     bench.add_argument("--write", default="docs/benchmarks.md", help="report file ('' = none)")
+    bench.add_argument(
+        "--keep", action="store_true", help="keep the run's topics and state folders afterwards"
+    )
     bench.set_defaults(handler=cmd_bench)
 
     simulate = commands.add_parser(
@@ -595,6 +619,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="never kill the broker (external ones never are)",
     )
     soak.add_argument("--write", default="docs/reliability.md", help="report file ('' = none)")
+    soak.add_argument(
+        "--keep", action="store_true", help="keep the run's topics and state folders afterwards"
+    )
     soak.set_defaults(handler=cmd_soak)
     return parser
 

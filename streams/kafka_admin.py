@@ -160,6 +160,22 @@ def ensure_topics(
         admin.close()
 
 
+def delete_topics_with_prefix(
+    settings: Settings, prefix: str, timeout_s: float = 30.0
+) -> list[str]:
+    """Delete every topic whose name starts with `prefix` (a finished bench run's); their names."""
+    if not prefix:
+        raise ValueError("refusing to delete every topic of the cluster")
+    admin = admin_client(settings, timeout_s)
+    try:
+        doomed = sorted(name for name in admin.list_topics() if name.startswith(prefix))
+        if doomed:
+            admin.delete_topics(doomed, timeout_ms=int(timeout_s * 1000))
+        return doomed
+    finally:
+        admin.close()
+
+
 def _topic_error(response: dict, name: str) -> type[KafkaError] | None:
     """The error class the broker gave for one topic of a CreateTopics response, or None."""
     for topic in response.get("topics", []):

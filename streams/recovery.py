@@ -29,7 +29,7 @@ from faust.tables.recovery import Recovery
 from faust.types import TP
 
 from streams.stages import keys
-from streams.stages.store import NO_EPOCH, Epoch, epoch_header, parse_epoch
+from streams.stages.store import EPOCH_HEADER, NO_EPOCH, Epoch, epoch_header, parse_epoch
 from streams.state import OFFSET_KEY
 
 log = logging.getLogger(__name__)
@@ -113,11 +113,17 @@ class BulkRecovery(Recovery):
         batch = rocksdict.WriteBatch(raw_mode=True)
         last = None
         written = 0
+        epochs: dict[bytes | None, Epoch] = {}  # raw header -> epoch: a few per fetch
         for record in records:
             if record.offset > highwater:
                 break
             last = record.offset
-            epoch = _epoch_of(record)
+            headers = record.headers
+            # the service writes one header, the epoch (inlined: this runs for every record)
+            raw = headers[0][1] if headers and headers[0][0] == EPOCH_HEADER else _epoch(headers)
+            epoch = epochs.get(raw)
+            if epoch is None:
+                epoch = epochs[raw] = NO_EPOCH if raw is None else parse_epoch(raw)
             if epoch < fence:
                 SKIPPED.setdefault((tp.topic, tp.partition), set()).add(record.key)
                 continue
@@ -157,11 +163,11 @@ class BulkTableManager(TableManager):
         return self._recovery
 
 
-def _epoch_of(record: Any) -> Epoch:
-    for name, value in record.headers or ():
-        if name == "e":
-            return parse_epoch(value)
-    return NO_EPOCH
+def _epoch(headers: Any) -> bytes | None:
+    for name, value in headers or ():
+        if name == EPOCH_HEADER:
+            return bytes(value)
+    return None
 
 
 def bootstrap_servers(app: Any) -> list[str]:

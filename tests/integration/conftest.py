@@ -14,9 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kafka.errors import KafkaError
 
 from streams.config import Settings
-from streams.kafka_admin import broker_answers, ensure_topics
+from streams.kafka_admin import (
+    BrokerUnavailable,
+    broker_answers,
+    delete_topics_with_prefix,
+    ensure_topics,
+)
 from tests.integration.harness import WorkerProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +66,13 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
 
 
 @pytest.fixture
-def settings(broker: Settings, prefix: str, tmp_path: Path) -> Settings:
+def settings(broker: Settings, prefix: str, tmp_path: Path) -> Iterator[Settings]:
+    """This test's settings; its topics are deleted afterwards (a local broker would otherwise
+    gather thousands of them over a few runs of the suite)."""
     from dataclasses import replace
 
-    return replace(broker, topic_prefix=prefix, state_dir=tmp_path / "state", partitions=4)
+    yield replace(broker, topic_prefix=prefix, state_dir=tmp_path / "state", partitions=4)
+    try:
+        delete_topics_with_prefix(broker, prefix)
+    except (KafkaError, BrokerUnavailable) as exc:  # a test may have stopped the broker
+        print(f"could not delete the topics {prefix}*: {exc!r}")
