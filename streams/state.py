@@ -107,6 +107,18 @@ class RocksState:
         if table == keys.ATTEMPTS:
             faults.reached("after-rocksdb", "deletion" if None in writes.values() else "")
 
+    def repairs(self, table: str, partition: int) -> list[bytes]:
+        """Keys the restore marked for the owner to write again (see streams/recovery.py)."""
+        marks = self.scan(table, partition, keys.REPAIR, None, None)
+        return [mark[len(keys.REPAIR) :] for mark, _ in marks]
+
+    def forget_repairs(self, table: str, partition: int, keys_: Sequence[bytes]) -> None:
+        """Drop the marks of keys whose repair reached the changelog."""
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for key in keys_:
+            batch.delete(keys.REPAIR + key)
+        self.db(table, partition).write(batch)
+
     def fence(self, table: str, partition: int) -> Epoch:
         raw = self.db(table, partition).get(keys.FENCE)
         return parse_epoch(raw) if raw else NO_EPOCH

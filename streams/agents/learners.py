@@ -11,12 +11,12 @@ from typing import Any
 
 from faust.types import StreamT
 
-from streams import metrics, recovery, topics
+from streams import metrics, topics
 from streams.agents.loop import run_durably
 from streams.app import app, kafka_log, ownership, settings
 from streams.channels import learner_commands
 from streams.raw_fetch import fetch_raw
-from streams.runtime import new_batch
+from streams.runtime import local_state, new_batch
 from streams.stages import commands
 from streams.stages.batch import rewrite_keys, take_over
 from streams.stages.learners import LearnerStage
@@ -79,14 +79,17 @@ async def take_over_learner_partitions() -> None:
     try:
         epochs = await take_over(batch, LEARNER, assigned, app.consumer_generation_id)
         # keys whose last changelog record was a deposed owner's (skipped by the restore)
-        for table, (owner, changelog) in TABLES.items():
-            if owner != LEARNER:
-                continue
-            for partition in assigned:
-                skipped = recovery.SKIPPED.pop((settings.topic(changelog), partition), None)
-                if skipped:
-                    rewrite_keys(batch, table, partition, sorted(skipped))
+        repairs = {
+            (table, partition): local_state.repairs(table, partition)
+            for table, (owner, _) in TABLES.items()
+            if owner == LEARNER
+            for partition in assigned
+        }
+        for (table, partition), keys_ in repairs.items():
+            rewrite_keys(batch, table, partition, keys_)
         await batch.flush()
+        for (table, partition), keys_ in repairs.items():
+            local_state.forget_repairs(table, partition, keys_)
         stage.rebuild(batch, epochs)
         await stage.hold_until_replayed(batch, kafka_log, assigned)
     except Fenced as exc:

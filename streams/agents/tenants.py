@@ -10,14 +10,14 @@ from datetime import UTC, datetime
 
 from faust.types import StreamT
 
-from streams import recovery, topics
+from streams import topics
 from streams.agents.loop import run_durably
 from streams.app import app, ownership, settings
 from streams.channels import tenant_commands
-from streams.runtime import new_batch
+from streams.runtime import local_state, new_batch
 from streams.stages import commands, keys
 from streams.stages.batch import rewrite_keys, take_over
-from streams.stages.store import TABLES, TENANT, Fenced
+from streams.stages.store import TENANT, Fenced
 from streams.stages.tenants import TenantStage
 from streams.tables import tenant_state
 
@@ -48,12 +48,13 @@ async def take_over_tenant_partitions() -> None:
     batch = new_batch(stage.repair_outputs, outputs_first=False)
     try:
         await take_over(batch, TENANT, assigned, app.consumer_generation_id)
-        changelog = TABLES[keys.TENANT_STATE][1]
-        for partition in assigned:
-            skipped = recovery.SKIPPED.pop((settings.topic(changelog), partition), None)
-            if skipped:
-                rewrite_keys(batch, keys.TENANT_STATE, partition, sorted(skipped))
+        # keys whose last changelog record was a deposed owner's (skipped by the restore)
+        repairs = {p: local_state.repairs(keys.TENANT_STATE, p) for p in assigned}
+        for partition, keys_ in repairs.items():
+            rewrite_keys(batch, keys.TENANT_STATE, partition, keys_)
         await batch.flush()
+        for partition, keys_ in repairs.items():
+            local_state.forget_repairs(keys.TENANT_STATE, partition, keys_)
         now = datetime.now(UTC)
         for partition in assigned:
             await stage.take_over_outputs(batch, partition, now)

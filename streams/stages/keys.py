@@ -15,6 +15,7 @@ learner stage, partitioned like learner-commands (one partition per tenant/learn
   learner-state   lic/{tenant}                           the license this partition applied
                   m/{tenant}/{learner}                   the learner's windows (sorted starts)
                   #epoch                                 [counter, generation] of the owner
+  (every table)   \x00repair/{key}                       local only: a key to write again
   learner-groups  g/{tenant}/{learner}                   {teams, roles}
   erasures        x/{tenant}/a/{learner}/{attempt}       erased attempt: launches before it
                   x/{tenant}/l/{learner}                 learner cut-off instant
@@ -51,6 +52,12 @@ TENANT_TABLES = (TENANT_STATE,)
 # Meta keys: never produced from an input (no id starts a key, every kind tag has a '/').
 EPOCH = b"#epoch"  # learner-state and tenant-state: the owner's epoch (in the changelog)
 FENCE = b"#fence"  # every table partition, local only: the highest epoch applied to it
+# Every table partition, local only: REPAIR + key marks a key whose last changelog record a
+# restore skipped (a deposed owner's); the owner writes the key again, then drops the mark.
+# The mark wraps an input-derived key, so it cannot be a '#' meta key without a '/' (a tenant
+# "#repair" has attempt keys "#repair/..."): it starts with a control character, which no id
+# and no kind tag contains.
+REPAIR = b"\x00repair/"
 
 
 def _join(*parts: str) -> bytes:

@@ -14,7 +14,13 @@ SEEDS = int(os.environ.get("SIMULATION_SEEDS", "300"))
 FIRST = int(os.environ.get("SIMULATION_FIRST_SEED", "0"))
 
 # seeds that failed once, with the schedules of this generator (see the module doc)
-REGRESSIONS: list[int] = []
+REGRESSIONS: list[int] = [
+    # 1, 1993: a restore's repair marks under "#repair/" (a tenant "#epoch" showed the check
+    # took "#"-keys for meta rows; a tenant "#repair" would have collided): marks now start
+    # with a control character
+    1,
+    1993,
+]
 
 
 def test_every_seed_ends_exact() -> None:

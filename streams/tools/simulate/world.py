@@ -25,7 +25,7 @@ from typing import Any
 from zlib import crc32
 
 from streams import topics
-from streams.stages import commands, ingest
+from streams.stages import commands, ingest, keys
 from streams.stages.batch import DurableBatch, Ownership, rewrite_keys, take_over
 from streams.stages.ingest import IngestStage
 from streams.stages.learners import LearnerStage
@@ -235,7 +235,6 @@ class SimWorker:
         self.current_task = ""
         self.ownership = Ownership()
         self.log = SimLog(world, self)
-        self.skipped: dict[tuple[str, int], set[bytes]] = {}
         self.ingest = IngestStage(world.partitions, clock=world.now)
         self.learner = LearnerStage(world.partitions, read_raw=world.read_raw, clock=world.now)
         self.tenant = TenantStage(world.partitions, clock=world.now)
@@ -270,7 +269,8 @@ class SimWorker:
         writes: dict[bytes, bytes | None] = {}
         for record in records[rows.offset + 1 :]:
             if record.epoch < fence:
-                self.skipped.setdefault((table, partition), set()).add(record.key or b"")
+                # marked in the state folder, like streams/recovery.py: a crash keeps the mark
+                writes[keys.REPAIR + (record.key or b"")] = b""
                 continue
             fence = record.epoch
             assert record.key is not None
@@ -648,14 +648,16 @@ class World:
         try:
             batch = worker.batch()
             epochs = await take_over(batch, LEARNER, parts, generation)
-            self._rewrite_skipped(worker, batch, LEARNER, parts)
+            repairs = self._rewrite_marked(worker, batch, LEARNER, parts)
             await batch.flush()
+            self._forget_marks(worker, repairs)
             worker.learner.rebuild(batch, epochs)
             await worker.learner.hold_until_replayed(batch, worker.log, parts)
             tenant_batch = worker.batch(tenant=True)
             await take_over(tenant_batch, TENANT, parts, generation)
-            self._rewrite_skipped(worker, tenant_batch, TENANT, parts)
+            repairs = self._rewrite_marked(worker, tenant_batch, TENANT, parts)
             await tenant_batch.flush()
+            self._forget_marks(worker, repairs)
             for partition in parts:
                 await worker.tenant.take_over_outputs(tenant_batch, partition, self.now())
         except Fenced:
@@ -664,16 +666,26 @@ class World:
         worker.ready = True
 
     @staticmethod
-    def _rewrite_skipped(
+    def _rewrite_marked(
         worker: SimWorker, batch: DurableBatch, stage: str, parts: Sequence[int]
-    ) -> None:
+    ) -> dict[tuple[str, int], list[bytes]]:
+        """The keys a restore marked (a deposed owner's last record), written again."""
+        repairs = {}
         for table, (owner, _) in TABLES.items():
             if owner != stage:
                 continue
             for partition in parts:
-                skipped = worker.skipped.pop((table, partition), None)
-                if skipped:
-                    rewrite_keys(batch, table, partition, sorted(skipped))
+                marks = worker.state.scan(table, partition, keys.REPAIR, None, None)
+                repairs[(table, partition)] = [mark[len(keys.REPAIR) :] for mark, _ in marks]
+                rewrite_keys(batch, table, partition, repairs[(table, partition)])
+        return repairs
+
+    @staticmethod
+    def _forget_marks(worker: SimWorker, repairs: dict[tuple[str, int], list[bytes]]) -> None:
+        for (table, partition), keys_ in repairs.items():
+            worker.state.partition(table, partition).write(
+                {keys.REPAIR + key: None for key in keys_}
+            )
 
 
 def _sync(method: Callable[[Batch, Record], None]) -> Callable[[Batch, Record], Any]:

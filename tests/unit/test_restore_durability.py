@@ -1,0 +1,172 @@
+"""A bulk restore writes without RocksDB's write-ahead log. A process killed in the middle of it
+must leave a partition whose stored changelog offset matches its data: every record up to the
+offset stored, none after it, so the next start resumes exactly where the data ends. And the
+flush at the end of a restore must make it durable before the stage's own (logged) writes.
+
+Real RocksDB, a real process killed with os._exit (no close, no flush); the memtables are kept
+small so that some of them reach disk before the kill and some do not."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import rocksdict
+
+from streams.state import OFFSET_KEY
+
+BATCHES = 120
+PER_BATCH = 400
+
+CHILD = textwrap.dedent(
+    """
+    import os, sys
+    from collections import namedtuple
+    import rocksdict
+    from faust.types import TP
+    from streams.recovery import BulkRecovery
+    from streams.stages.store import epoch_header
+
+    path, kill_after, flush_at_end = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+    batches, per = int(sys.argv[4]), int(sys.argv[5])
+    options = rocksdict.Options(raw_mode=True)
+    options.set_write_buffer_size(256 * 1024)
+    db = rocksdict.Rdict(path, options=options)
+
+    class Restore(BulkRecovery):
+        def __init__(self):  # only the write path is exercised: no app, no consumer
+            pass
+        def _db(self, tp):
+            return db
+
+    Record = namedtuple("Record", "offset key value headers")
+    header = epoch_header((1, 0))
+    restore, tp, offsets = Restore(), TP("changelog", 0), {}
+    for b in range(batches):
+        records = [
+            Record(b * per + i, b"k%06d" % (b * per + i), b"v" * 120, header)
+            for i in range(per)
+        ]
+        restore._write(tp, records, 10**12, offsets)
+        if b == kill_after:
+            break
+    if flush_at_end:
+        db.flush(True)
+        db.put(b"after-restore", b"logged")  # the stage's first own write, with the log
+    os._exit(0)
+    """
+)
+
+
+def run_child(path: Path, kill_after: int, flush_at_end: bool) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(path),
+            str(kill_after),
+            "1" if flush_at_end else "0",
+            str(BATCHES),
+            str(PER_BATCH),
+        ],
+        check=True,
+    )
+
+
+def stored(path: Path) -> tuple[int, set[int]]:
+    db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True))
+    try:
+        raw = db.get(OFFSET_KEY)
+        offset = int(raw) if raw is not None else -1
+        present = {int(key[1:]) for key, _ in db.items() if key.startswith(b"k")}
+        return offset, present
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("kill_after", [3, 40, 119])
+def test_a_restore_killed_midway_keeps_data_and_offset_in_step(
+    tmp_path: Path, kill_after: int
+) -> None:
+    run_child(tmp_path / "db", kill_after, flush_at_end=False)
+    offset, present = stored(tmp_path / "db")
+    # the kill lost a suffix of whole batches (maybe all of them), never a record in the middle
+    assert present == set(range(offset + 1))
+    assert offset < (kill_after + 1) * PER_BATCH
+
+
+def test_the_flush_at_the_end_of_a_restore_makes_it_durable_before_logged_writes(
+    tmp_path: Path,
+) -> None:
+    run_child(tmp_path / "db", BATCHES - 1, flush_at_end=True)
+    offset, present = stored(tmp_path / "db")
+    assert offset == BATCHES * PER_BATCH - 1
+    assert present == set(range(BATCHES * PER_BATCH))
+    db = rocksdict.Rdict(str(tmp_path / "db"), options=rocksdict.Options(raw_mode=True))
+    try:
+        assert db.get(b"after-restore") == b"logged"
+    finally:
+        db.close()
+
+
+class _Table:
+    """What RocksState reads of a faust table: its partition databases."""
+
+    def __init__(self, db: rocksdict.Rdict) -> None:
+        self.data = self
+        self._dbs = {0: db}
+        self._db = db
+
+    def _db_for_partition(self, partition: int) -> rocksdict.Rdict:
+        return self._db
+
+
+def test_a_deposed_owners_record_is_skipped_and_marked_on_disk_for_repair(tmp_path: Path) -> None:
+    """The restore skips a record of a lower epoch than one applied and marks its key in the same
+    write; the mark outlives a restart and is no tenant's key (a tenant may be named "#repair")."""
+    from collections import namedtuple
+
+    from faust.types import TP
+
+    from streams.recovery import BulkRecovery
+    from streams.stages import keys
+    from streams.stages.store import epoch_header
+    from streams.state import RocksState
+
+    db = rocksdict.Rdict(str(tmp_path / "db"), options=rocksdict.Options(raw_mode=True))
+
+    class Restore(BulkRecovery):
+        def __init__(self) -> None:  # only the write path: no app, no consumer
+            pass
+
+        def _db(self, tp: TP) -> rocksdict.Rdict:
+            return db
+
+    Record = namedtuple("Record", "offset key value headers")
+    old, new = epoch_header((1, 5)), epoch_header((2, 6))
+    records = [
+        Record(0, b"t/l/a1", b'{"v": "old owner"}', old),
+        Record(1, b"#repair/l/a1", b'{"v": "a tenant named #repair"}', new),
+        Record(2, b"t/l/a1", b'{"v": "new owner"}', new),
+        Record(3, b"t/l/a1", b'{"v": "deposed owner, late"}', old),
+        Record(4, b"t/l/a2", None, old),
+    ]
+    written = Restore()._write(TP("attempts-changelog", 0), records, 10**12, {})
+    assert written == 3
+    db.close()
+
+    db = rocksdict.Rdict(str(tmp_path / "db"), options=rocksdict.Options(raw_mode=True))
+    state = RocksState({keys.ATTEMPTS: _Table(db)})  # type: ignore[dict-item]
+    try:
+        assert db.get(b"t/l/a1") == b'{"v": "new owner"}'
+        assert db.get(b"#repair/l/a1") == b'{"v": "a tenant named #repair"}'
+        assert state.repairs(keys.ATTEMPTS, 0) == [b"t/l/a1", b"t/l/a2"]
+        state.forget_repairs(keys.ATTEMPTS, 0, [b"t/l/a1", b"t/l/a2"])
+        assert state.repairs(keys.ATTEMPTS, 0) == []
+        assert db.get(b"#repair/l/a1") == b'{"v": "a tenant named #repair"}'
+    finally:
+        db.close()
