@@ -69,10 +69,11 @@ unit-all: ## the unit tests on every Python >= 3.11 found (a venv each: .venv-3.
 	  $(MAKE) --no-print-directory unit PYTHON=$$python VENV=.venv-$$version || exit 1; \
 	done
 
-lint: install ## ruff and mypy
+lint: install ## ruff, mypy and the import layers (import-linter)
 	$(BIN)/ruff check streams schemas tests
 	$(BIN)/ruff format --check streams schemas tests
 	$(BIN)/mypy streams schemas
+	$(BIN)/lint-imports
 
 schemas: install ## regenerate schemas/json from the models
 	$(BIN)/python -m schemas.registry

@@ -54,8 +54,8 @@ echo
 echo "== the dashboard's API (http://127.0.0.1:$WEB_PORT/api/tenants) against the count topic"
 $BIN/python - <<PY
 import json, time, urllib.request
-from streams.config import Settings
-from streams.kafka_io import current_counts
+from streams.config.settings import Settings
+from streams.kafka.io import current_counts
 base = "http://127.0.0.1:$WEB_PORT"
 deadline = time.monotonic() + 60
 while not json.load(urllib.request.urlopen(base + "/health"))["read_model"]:
@@ -84,8 +84,8 @@ echo "== threshold events (80/90/100 % of each licensed limit, per window)"
 $BIN/python - <<'PY'
 import json, os
 from collections import Counter
-from streams.config import Settings
-from streams.kafka_io import read_topic
+from streams.config.settings import Settings
+from streams.kafka.io import read_topic
 events = [json.loads(v) for _, v in read_topic(Settings.from_env(), "threshold-events") if v]
 by_kind = Counter((e["direction"], e["threshold_pct"]) for e in events)
 print(f"{len(events)} events: " + ", ".join(f"{d} {p}%: {n}" for (d, p), n in sorted(by_kind.items())))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from streams.commands import run
+from streams.cli.main import run
 
 
 def main(argv: list[str] | None = None) -> int:

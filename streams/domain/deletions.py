@@ -20,6 +20,7 @@ moves forward:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -212,3 +213,16 @@ def assemble_receipt_windows(
         for window, n in sorted(lost.items())
         if n > 0
     ]
+
+
+def build_request(
+    tenant_id: str, mode: str, selector: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """A deletion request as the contract writes it, under a new request id (CLI, bench, soak)."""
+    return {
+        "request_id": f"cli-{uuid.uuid4().hex}",
+        "tenant_id": tenant_id,
+        "mode": mode,
+        "requested_at": now.isoformat(),
+        **selector,
+    }

@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 
 from streams.stages import keys
+from streams.stages.ownership import Ownership
 from streams.stages.store import (
     CHANGELOG_TABLE,
     FENCED_OUTPUTS,
@@ -62,48 +63,6 @@ _DELETED = object()
 _MISSING = object()
 
 Pending = dict[bytes, tuple[bytes | None, Any]]  # key -> (encoded value or None, decoded value)
-
-
-class Ownership:
-    """The stage partitions this process owns, their epochs, and the lineage of its writes.
-
-    Shared by every batch of the process. `expected[tp]` is the offset at which this owner's
-    next record in a changelog or fenced output partition should land; a record it finds
-    between that offset and its own next one was written by somebody else.
-    """
-
-    def __init__(self) -> None:
-        self.epochs: dict[tuple[str, int], Epoch] = {}
-        self.expected: dict[TopicPartition, int] = {}
-        self.zombies_repaired = 0
-
-    def epoch_of(self, stage: str, partition: int) -> Epoch:
-        try:
-            return self.epochs[(stage, partition)]
-        except KeyError:
-            raise RuntimeError(f"{stage} partition {partition} is written but not owned") from None
-
-    def owns(self, stage: str, partition: int) -> bool:
-        return (stage, partition) in self.epochs
-
-    async def take_over(self, stage: str, partition: int, epoch: Epoch, log: Log) -> None:
-        """Own a partition under `epoch`; its lineage starts at the current end offsets."""
-        self.epochs[(stage, partition)] = epoch
-        for topic in fenced_topics(stage):
-            self.expected[(topic, partition)] = await log.end_offset(topic, partition)
-
-    def release(self, stage: str, partitions: Sequence[int] | None = None) -> None:
-        """Forget partitions of `stage` (all of them when `partitions` is None)."""
-        gone = {
-            p for (s, p) in self.epochs if s == stage and (partitions is None or p in partitions)
-        }
-        for partition in gone:
-            del self.epochs[(stage, partition)]
-            for topic in fenced_topics(stage):
-                self.expected.pop((topic, partition), None)
-
-    def partitions(self, stage: str) -> list[int]:
-        return sorted(p for (s, p) in self.epochs if s == stage)
 
 
 class DurableBatch:

@@ -4,7 +4,7 @@ On the wire a command is a JSON object with a `kind`; `decode()` turns one back 
 and a stage dispatches on the type with `match`. orjson writes dataclasses natively, so
 `encode()` costs what a dict would.
 
-learner-commands (one partition per tenant/learner, streams/partitioning.py)
+learner-commands (one partition per tenant/learner, streams/domain/partitioning.py)
   Attempts         the tracked launches of one ingest batch that belong to this partition, in
                    input order: rows [tenant, learner, element, attempt, launched_at, source
                    partition, source offset, raw | null, timestamp ms]; `raw` is the launch as

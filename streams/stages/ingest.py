@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from schemas import topics
 from schemas.deletions import DeletionRequest as DeletionRequestModel
 from schemas.groups import LearnerGroups
 from schemas.launches import Launch
 from schemas.licenses import License
-from streams import metrics, topics
-from streams.dead_letters import dead_letter
-from streams.dead_letters import encode as encode_json
-from streams.decoding import (
+from streams.domain.dead_letters import dead_letter
+from streams.domain.dead_letters import encode as encode_json
+from streams.domain.decoding import (
     FUTURE_TOLERANCE,
     Rejected,
     decode,
@@ -36,10 +36,10 @@ from streams.decoding import (
     future_rejection,
     usable_ids,
 )
+from streams.domain.partitioning import learner_partition, tenant_partition
 from streams.domain.selectors import Selector
 from streams.domain.tracking import is_tracked
-from streams.partitioning import learner_partition, tenant_partition
-from streams.stages import commands
+from streams.stages import commands, metrics
 from streams.stages.store import Batch
 
 # A launch's raw text rides inside its learner command only up to this size; a larger one is

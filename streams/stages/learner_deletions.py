@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -34,14 +34,11 @@ from streams.domain.deletions import (
     later,
     remove_attempts,
 )
-from streams.domain.learners import CountChange, windows_of
+from streams.domain.learners import CountChange, PartitionCounters, windows_of
+from streams.domain.licenses import cut_of
 from streams.domain.windows import Cut
-from streams.licensing import cut_of
 from streams.stages import commands, keys
 from streams.stages.store import Batch
-
-if TYPE_CHECKING:
-    from streams.stages.learners import LearnerStage
 
 CHUNK_ATTEMPTS = 5_000
 MEMBERS_CHUNK_BYTES = 256 * 1024  # member lists of team deletions are stored in pieces this big
@@ -82,7 +79,7 @@ def attempt_cutoffs(
 
 
 async def apply_part(
-    stage: LearnerStage,
+    counters: PartitionCounters,
     batch: Batch,
     command: commands.DeletionPart,
     partition: int,
@@ -110,7 +107,7 @@ async def apply_part(
         selector = {"learner_ids": learners, "before": selector["before"]}
     if done is None:
         done = plan_part(
-            stage, batch, partition, tenant_id, mode, selector, part_selector(selector), cut
+            counters, batch, partition, tenant_id, mode, selector, part_selector(selector), cut
         )
         if kind is not None:
             done["members_chunks"] = store_members(
@@ -123,7 +120,7 @@ async def apply_part(
     await batch.flush()  # the outcome and the markers are durable before anything is changed
     chosen = part_selector(selector, found)
     if mode == "physical":
-        await remove(stage, batch, partition, offset, tenant_id, selector, chosen, cut, replay)
+        await remove(counters, batch, partition, offset, tenant_id, selector, chosen, cut, replay)
     elif mode == "logical":
         await mark_logically_deleted(batch, partition, tenant_id, selector, chosen)
     return {k: v for k, v in done.items() if k not in ("found", "members_chunks")}
@@ -256,7 +253,7 @@ def _parsed(rows: Rows) -> list[tuple[bytes, str, str, datetime]]:
 
 
 def plan_part(
-    stage: LearnerStage,
+    counters: PartitionCounters,
     batch: Batch,
     partition: int,
     tenant_id: str,
@@ -266,7 +263,7 @@ def plan_part(
     cut: Cut,
 ) -> dict[str, Any]:
     """The part's outcome, computed without writing anything (also the whole of a preview)."""
-    counts = stage.counters.get(partition, tenant_id)
+    counts = counters.get(partition, tenant_id)
     report = PartReport(counts=dict(counts.windows) if counts else {})
     losses: Counter[str] = Counter()
     found: list[list[str]] = []
@@ -333,7 +330,7 @@ def write_markers(
 
 
 async def remove(
-    stage: LearnerStage,
+    counters: PartitionCounters,
     batch: Batch,
     partition: int,
     offset: int,
@@ -362,15 +359,22 @@ async def remove(
             change.windows.update(removal.window_changes)
             change.total += removal.total_change
         if change.total or any(change.windows.values()):
-            batch.on_durable(_counter_update(stage, partition, tenant_id, cut.id, change, offset))
+            batch.on_durable(
+                _counter_update(counters, partition, tenant_id, cut.id, change, offset)
+            )
         await batch.flush()
 
 
 def _counter_update(
-    stage: LearnerStage, partition: int, tenant_id: str, cut_id: str, change: CountChange, seq: int
+    counters: PartitionCounters,
+    partition: int,
+    tenant_id: str,
+    cut_id: str,
+    change: CountChange,
+    seq: int,
 ) -> Any:
     def apply() -> None:
-        stage.counters.apply(partition, tenant_id, cut_id, change, seq)
+        counters.apply(partition, tenant_id, cut_id, change, seq)
 
     return apply
 

@@ -18,10 +18,9 @@ from typing import Any
 
 import orjson
 
-from streams import metrics, topics
-from streams.dead_letters import dead_letter
-from streams.dead_letters import encode as encode_json
-from streams.domain.deletions import Erasures
+from schemas import topics
+from streams.domain.dead_letters import dead_letter
+from streams.domain.dead_letters import encode as encode_json
 from streams.domain.learners import (
     LearnerReads,
     PartitionCounters,
@@ -33,18 +32,18 @@ from streams.domain.learners import (
     stored_windows,
     windows_of,
 )
+from streams.domain.licenses import cut_of
+from streams.domain.partitioning import tenant_partition
 from streams.domain.sources import superseded
 from streams.domain.windows import Cut
-from streams.licensing import cut_of
-from streams.partitioning import tenant_partition
-from streams.stages import commands, ingest, keys
+from streams.stages import commands, ingest, keys, metrics
 from streams.stages.learner_deletions import apply_part
+from streams.stages.markers import erasures_reader, remember_conflicts
 from streams.stages.store import LEARNER, MAX_RECORD_BYTES, Batch, Epoch, Log, Record
 
 log = logging.getLogger(__name__)
 
 SCAN_CHUNK = 5_000
-MAX_CONFLICTS_KEPT = 100  # rejected launches remembered per attempt
 # partial counts are cut into commands of about this size (far below Kafka's 1 MiB)
 PARTIALS_MAX_BYTES = 256 * 1024
 
@@ -87,7 +86,7 @@ class LearnerStage:
             case commands.Groups() as command:
                 self.on_groups(batch, command, partition)
             case commands.DeletionPart() as command:
-                report = await apply_part(self, batch, command, partition, offset)
+                report = await apply_part(self.counters, batch, command, partition, offset)
                 tenant_id = command.request["tenant_id"]
                 reply = commands.PartReport(
                     command.request, command.part, command.parts, partition, report
@@ -374,75 +373,6 @@ class LearnerStage:
                 out.append((target, commands.encode(commands.Partials(chunk))))
         assert all(len(command) < MAX_RECORD_BYTES for _, command in out)
         return out
-
-
-def erasures_reader(
-    batch: Batch, partition: int, items: Sequence[TrackedAttempt], tenants: Sequence[str]
-) -> Callable[[TrackedAttempt], Erasures] | None:
-    """The markers of a batch's launches, read at once; None when no tenant of the batch has
-    any marker in this partition (most have none: one seek each)."""
-    marked = {
-        tenant_id
-        for tenant_id in tenants
-        if batch.scan(keys.ERASURES, partition, keys.erasures_of(tenant_id), limit=1)
-    }
-    if not marked:
-        return None
-    wanted: dict[bytes, None] = {}
-    for item in items:
-        if item.tenant_id in marked:
-            for key in (
-                keys.attempt_marker(*item.attempt),
-                keys.learner_cutoff(*item.learner),
-                keys.attempt_hidden(*item.attempt),
-                keys.learner_hidden(*item.learner),
-                keys.conflicts(*item.attempt),
-            ):
-                wanted[key] = None
-    for tenant_id in marked:
-        wanted[keys.tenant_cutoff(tenant_id)] = None
-        wanted[keys.tenant_hidden(tenant_id)] = None
-    wanted_keys = list(wanted)
-    found = dict(
-        zip(wanted_keys, batch.get_many(keys.ERASURES, partition, wanted_keys), strict=True)
-    )
-
-    def instant(key: bytes) -> datetime | None:
-        value = found.get(key)
-        return datetime.fromisoformat(value) if isinstance(value, str) else None
-
-    def erasures(item: TrackedAttempt) -> Erasures:
-        if item.tenant_id not in marked:
-            return Erasures()
-        rejected = found.get(keys.conflicts(*item.attempt)) or []
-        return Erasures(
-            attempt_cutoff=instant(keys.attempt_marker(*item.attempt)),
-            learner_cutoff=instant(keys.learner_cutoff(*item.learner)),
-            tenant_cutoff=instant(keys.tenant_cutoff(item.tenant_id)),
-            attempt_hidden=instant(keys.attempt_hidden(*item.attempt)),
-            learner_hidden=instant(keys.learner_hidden(*item.learner)),
-            tenant_hidden=instant(keys.tenant_hidden(item.tenant_id)),
-            rejected=frozenset((element, datetime.fromisoformat(at)) for at, element in rejected),
-        )
-
-    return erasures
-
-
-def remember_conflicts(batch: Batch, partition: int, items: Sequence[TrackedAttempt]) -> None:
-    """Launches rejected as conflicts, kept per attempt so that a redelivery (or a replay that
-    finds the stored attempt deleted meanwhile) rejects them again."""
-    for item in items:
-        key = keys.conflicts(*item.attempt)
-        known = batch.get(keys.ERASURES, partition, key) or []
-        if any(
-            element == item.element_id and datetime.fromisoformat(at) == item.launched_at
-            for at, element in known
-        ):
-            continue
-        if len(known) < MAX_CONFLICTS_KEPT:
-            batch.put(
-                keys.ERASURES, partition, key, [*known, [item.launched_at_text, item.element_id]]
-            )
 
 
 def _read(batch: Batch, table: str, partition: int, wanted: Mapping[Any, bytes]) -> dict[Any, Any]:

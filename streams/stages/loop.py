@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from streams import metrics
+from streams.stages import metrics
 from streams.stages.batch import DurableBatch
 from streams.stages.store import Batch, Fenced, RecordTooLarge
 

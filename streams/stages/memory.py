@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from zlib import crc32
 
-from streams.stages.batch import DurableBatch, Ownership
+from streams.stages.batch import DurableBatch
+from streams.stages.ownership import Ownership
 from streams.stages.store import (
     NO_EPOCH,
     Epoch,

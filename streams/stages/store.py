@@ -12,7 +12,7 @@ A stage sees a `Batch` and nothing else:
 Under every batch sit two backends:
 
     LocalState   the tables of the partitions this process owns: RocksDB in the worker
-                 (streams/state.py), dictionaries in tests and in the simulator
+                 (streams/worker/state.py), dictionaries in tests and in the simulator
     Log          Kafka, as a flush needs it: send groups of records and learn their offsets,
                  read a range back, ask for an end offset
 
@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from streams import topics
+from schemas import topics
 from streams.stages import keys
 
 # Kafka's default max.message.bytes is 1,048,588 bytes for a whole record batch; a record the

@@ -35,10 +35,10 @@ from typing import Any
 
 import orjson
 
+from schemas import topics
 from schemas.licenses import License
-from streams import metrics, topics
-from streams.dead_letters import encode
-from streams.domain.deletions import assemble_receipt_windows
+from streams.domain.dead_letters import encode
+from streams.domain.licenses import cut_of, license_from
 from streams.domain.sources import superseded
 from streams.domain.tenants import (
     CountUpdate,
@@ -50,17 +50,11 @@ from streams.domain.tenants import (
 )
 from streams.domain.thresholds import evaluate
 from streams.domain.windows import Cut, Window, window_starting
-from streams.licensing import cut_of, license_from
-from streams.partitioning import learner_partition
-from streams.stages import commands, ingest, keys
-from streams.stages.ingest import error_receipt
+from streams.stages import commands, ingest, keys, metrics
 from streams.stages.store import TENANT, Batch, LogRecord, Record
+from streams.stages.tenant_deletions import TenantDeletions
 
 log = logging.getLogger(__name__)
-
-# a part's list of learners or attempts is cut into parts of about this size
-PART_MAX_BYTES = 256 * 1024
-CONFLICTS_KEPT = 100  # error receipts remembered per request id (for identical redeliveries)
 
 
 def _time(timestamp_ms: int) -> datetime:
@@ -72,6 +66,7 @@ class TenantStage:
         self, learner_partitions: int, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     ) -> None:
         self.learner_partitions = learner_partitions
+        self.deletions = TenantDeletions(learner_partitions)
         self.clock = clock  # only for records re-sent to answer a deposed owner's
 
     async def handle_record(self, batch: Batch, record: Record) -> None:
@@ -90,11 +85,11 @@ class TenantStage:
             case commands.License() as command:
                 self.on_license(batch, partition, command, now)
             case commands.DeletionRequest() as command:
-                self.on_deletion_request(batch, partition, offset, command, now)
+                self.deletions.on_request(batch, partition, offset, command, now)
             case commands.DeletionError() as command:
-                self.on_deletion_error(batch, partition, command)
+                self.deletions.on_error(batch, partition, command)
             case commands.PartReport() as command:
-                self.on_part_report(batch, partition, offset, command, now)
+                self.deletions.on_part_report(batch, partition, offset, command, now)
             case commands.Tick() as command:
                 await self.on_tick(batch, partition, datetime.fromisoformat(command.now))
             case _:
@@ -289,173 +284,6 @@ class TenantStage:
         if state != stored["windows"]:
             batch.put(keys.TENANT_STATE, partition, key, {"windows": state, "pending": pending})
 
-    # -- deletions --------------------------------------------------------------------------------
-    def on_deletion_request(
-        self,
-        batch: Batch,
-        partition: int,
-        offset: int,
-        command: commands.DeletionRequest,
-        now: datetime,
-    ) -> None:
-        """A valid request: the first under its request id is split into parts; the same request
-        again is answered with its receipt; another request under that id gets an error receipt
-        and changes nothing.
-
-        The request remembers the offset of the command that started it (and of the report that
-        completed it): a replay of that command, after a crash that may have lost what it sent,
-        sends its parts (or its receipt) again; a mere duplicate does not."""
-        request = dict(command.request)
-        fingerprint = request.pop("fingerprint")
-        key = keys.deletion(request["tenant_id"], request["request_id"])
-        stored = batch.get(keys.TENANT_STATE, partition, key)
-        if stored is None:
-            parts = deletion_parts(request, self.learner_partitions)
-            batch.put(
-                keys.TENANT_STATE,
-                partition,
-                key,
-                {
-                    "fingerprint": fingerprint,
-                    "request": request,
-                    "parts": len(parts),
-                    "received": {},
-                    "offset": offset,
-                },
-            )
-            self._emit_parts(batch, request)
-            return
-        if stored["fingerprint"] == fingerprint:
-            # the same request again: a redelivery is answered with the same receipt; the
-            # replay of the command that started it sends its parts again (a part applies
-            # once however often it comes, and reports the same)
-            if stored.get("receipt") is not None:
-                self._emit_receipt(batch, partition, stored["receipt"])
-            elif stored.get("offset") == offset:
-                self._emit_parts(batch, stored["request"])
-            return
-        error = f"request_id {request['request_id']!r} was already used for another request"
-        self._conflict(
-            batch, partition, key, stored, fingerprint, error_receipt(request, error, now)
-        )
-
-    def on_deletion_error(
-        self, batch: Batch, partition: int, command: commands.DeletionError
-    ) -> None:
-        """An invalid request's error receipt: once per request, however often it comes."""
-        receipt = command.receipt
-        key = keys.deletion(receipt["tenant_id"], receipt["request_id"])
-        stored = batch.get(keys.TENANT_STATE, partition, key)
-        if stored is None:
-            batch.put(
-                keys.TENANT_STATE,
-                partition,
-                key,
-                {
-                    "fingerprint": command.fingerprint,
-                    "parts": 0,
-                    "received": {},
-                    "receipt": receipt,
-                },
-            )
-            self._emit_receipt(batch, partition, receipt)
-        elif stored["fingerprint"] == command.fingerprint:
-            self._emit_receipt(batch, partition, stored["receipt"])
-        else:
-            self._conflict(batch, partition, key, stored, command.fingerprint, receipt)
-
-    def _conflict(
-        self,
-        batch: Batch,
-        partition: int,
-        key: bytes,
-        stored: dict[str, Any],
-        fingerprint: str,
-        receipt: dict[str, Any],
-    ) -> None:
-        """Another request under a used request id: an error receipt, the same every time."""
-        conflicts = dict(stored.get("conflicts") or {})
-        if fingerprint in conflicts:
-            receipt = conflicts[fingerprint]
-        elif len(conflicts) < CONFLICTS_KEPT:
-            conflicts[fingerprint] = receipt
-            batch.put(keys.TENANT_STATE, partition, key, {**stored, "conflicts": conflicts})
-        self._emit_receipt(batch, partition, receipt)
-
-    def on_part_report(
-        self,
-        batch: Batch,
-        partition: int,
-        offset: int,
-        command: commands.PartReport,
-        now: datetime,
-    ) -> None:
-        """Collect one part's report; when every part is in, emit the request's one receipt."""
-        request = command.request
-        key = keys.deletion(request["tenant_id"], request["request_id"])
-        pending = batch.get(keys.TENANT_STATE, partition, key)
-        if pending is None:
-            log.error("a deletion part report for a request this partition does not know")
-            metrics.stage_errors_total.labels("tenants").inc()
-            return
-        if pending.get("receipt") is not None:
-            if pending.get("completed_by") == offset:
-                # the replay of the report that completed it: the receipt may have been lost
-                self._emit_receipt(batch, partition, pending["receipt"])
-            return  # a part reported again: its first report stands
-        if str(command.part) in pending["received"]:
-            return  # its first report stands
-        received = {
-            **pending["received"],
-            str(command.part): {**command.report, "partition": command.partition},
-        }
-        if len(received) < int(pending["parts"]):
-            batch.put(keys.TENANT_STATE, partition, key, {**pending, "received": received})
-            return
-        receipt = self.receipt(batch, partition, pending["request"], received, now)
-        failed = [r["error"] for r in received.values() if r.get("error")]
-        if failed:
-            receipt = {**receipt, "error": "; ".join(sorted(failed))}
-        batch.put(
-            keys.TENANT_STATE,
-            partition,
-            key,
-            {**pending, "received": {}, "receipt": receipt, "completed_by": offset},
-        )
-        self._emit_receipt(batch, partition, receipt)
-
-    def receipt(
-        self,
-        batch: Batch,
-        partition: int,
-        request: dict[str, Any],
-        received: dict[str, Any],
-        now: datetime,
-    ) -> dict[str, Any]:
-        windows = assemble_receipt_windows(received)
-        return {
-            **error_receipt(request, "", now),
-            "attempts_affected": sum(r["attempts_affected"] for r in received.values()),
-            "learners_affected": sum(r["learners_affected"] for r in received.values()),
-            "windows": windows,
-            "error": None,
-        }
-
-    def _emit_parts(self, batch: Batch, request: dict[str, Any]) -> None:
-        for part, target in deletion_parts(request, self.learner_partitions):
-            batch.emit(
-                topics.LEARNER_COMMANDS,
-                request["tenant_id"].encode(),
-                commands.encode(part),
-                target,
-            )
-
-    def _emit_receipt(self, batch: Batch, partition: int, receipt: dict[str, Any]) -> None:
-        tenant_id = receipt["tenant_id"]
-        batch.emit(topics.DELETION_RECEIPTS, tenant_id.encode(), encode(receipt), partition)
-        mode = "error" if receipt.get("error") else str(receipt.get("mode", "invalid"))
-        batch.on_durable(metrics.receipts_total.labels(tenant_id, mode).inc)
-
     # -- a deposed owner's records in this owner's outputs ----------------------------------------
     def repair_outputs(
         self, batch: Batch, topic: str, partition: int, records: list[LogRecord]
@@ -514,9 +342,9 @@ class TenantStage:
         if stored is None:
             return
         if stored.get("receipt") is not None:
-            self._emit_receipt(batch, partition, stored["receipt"])
+            self.deletions.emit_receipt(batch, partition, stored["receipt"])
         for receipt in (stored.get("conflicts") or {}).values():
-            self._emit_receipt(batch, partition, receipt)
+            self.deletions.emit_receipt(batch, partition, receipt)
 
 
 def _scan_all(batch: Batch, partition: int, prefix: bytes) -> list[tuple[bytes, Any]]:
@@ -528,56 +356,6 @@ def _scan_all(batch: Batch, partition: int, prefix: bytes) -> list[tuple[bytes, 
         if len(chunk) < 1_000:
             return rows
         after = chunk[-1][0]
-
-
-def deletion_parts(
-    request: dict[str, Any], partitions: int
-) -> list[tuple[commands.DeletionPart, int]]:
-    """The learner-stage parts of a request, each with its target partition.
-
-    Every learner partition gets at least one part (a long list of named learners or attempts
-    is cut into several parts of its partition). Parts are numbered in partition order; parts of
-    one partition run one after another.
-    """
-    meta = {k: request[k] for k in ("request_id", "tenant_id", "mode", "requested_at")}
-    tenant_id = request["tenant_id"]
-    kind, values = request["selector"]["kind"], request["selector"]["values"]
-    before = request["requested_at"]
-    selectors: list[tuple[int, dict[str, Any]]] = []
-    if kind in ("attempts", "learner_ids"):
-        # every partition runs a part, also one that holds none of the named learners: each
-        # reports its counts, so that the receipt is a function of the parts alone
-        per_partition: dict[int, list[Any]] = {p: [] for p in range(partitions)}
-        for value in values:
-            if kind == "attempts":
-                learner_id, item = value["learner_id"], [value["learner_id"], value["attempt_id"]]
-            else:
-                learner_id, item = value, value
-            per_partition[learner_partition(tenant_id, learner_id, partitions)].append(item)
-        for target, items in sorted(per_partition.items()):
-            for chunk in _chunks(items):
-                selectors.append((target, {kind: chunk, "before": before}))
-    elif kind in ("teams", "roles"):
-        selectors = [(p, {kind: list(values), "before": before}) for p in range(partitions)]
-    else:
-        selectors = [(p, {"older_than": values[0]}) for p in range(partitions)]
-    return [
-        (commands.DeletionPart(meta, number, len(selectors), selector), target)
-        for number, (target, selector) in enumerate(selectors)
-    ]
-
-
-def _chunks(items: list[Any]) -> list[list[Any]]:
-    chunks: list[list[Any]] = [[]]
-    size = 0
-    for item in items:
-        item_size = len(orjson.dumps(item)) + 1
-        if chunks[-1] and size + item_size > PART_MAX_BYTES:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(item)
-        size += item_size
-    return chunks
 
 
 def _observe_latency(oldest_ms: int) -> Callable[[], None]:

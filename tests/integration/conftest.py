@@ -16,13 +16,14 @@ from pathlib import Path
 import pytest
 from kafka.errors import KafkaError
 
-from streams.config import Settings
-from streams.kafka_admin import (
+from streams.config.settings import Settings
+from streams.kafka.admin import (
     BrokerUnavailable,
     broker_answers,
     delete_topics_with_prefix,
     ensure_topics,
 )
+from tests.integration.contract import contract_violations
 from tests.integration.harness import WorkerProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,8 +72,18 @@ def settings(broker: Settings, prefix: str, tmp_path: Path) -> Iterator[Settings
     gather thousands of them over a few runs of the suite)."""
     from dataclasses import replace
 
-    yield replace(broker, topic_prefix=prefix, state_dir=tmp_path / "state", partitions=4)
+    test_settings = replace(broker, topic_prefix=prefix, state_dir=tmp_path / "state", partitions=4)
+    yield test_settings
+    try:
+        # every record the test made the service write, against the published JSON Schemas
+        _, violations = contract_violations(test_settings)
+    except (KafkaError, BrokerUnavailable) as exc:  # a test may have stopped the broker
+        print(f"could not check the output topics {prefix}*: {exc!r}")
+        violations = []
     try:
         delete_topics_with_prefix(broker, prefix)
     except (KafkaError, BrokerUnavailable) as exc:  # a test may have stopped the broker
         print(f"could not delete the topics {prefix}*: {exc!r}")
+    assert not violations, "output records that break the published JSON Schemas:\n" + "\n".join(
+        violations[:20]
+    )

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from streams import topics
-from streams.config import Settings
-from streams.dataset import DatasetSpec, generate
-from streams.deletion_cli import build_request
+from schemas import topics
+from streams.config.settings import Settings
+from streams.domain.deletions import build_request
 from streams.domain.recount import recount, without_deleted
-from streams.kafka_admin import broker_answers, ensure_topics, is_local_broker
-from streams.kafka_io import read_topic
+from streams.kafka.admin import broker_answers, ensure_topics, is_local_broker
+from streams.kafka.io import read_topic
+from streams.tools.dataset import DatasetSpec, generate
 from tests.integration.conftest import KAFKA_SCRIPT
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
 from tests.integration.test_crash_points import attempts_topic, tracked_keys

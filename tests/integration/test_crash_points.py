@@ -1,7 +1,7 @@
 """kill -9 in the middle of a batch, at each step of making it durable, then check everything.
 
 `ACTIVE_LEARNERS_CRASH_AT=<point>:<n>` makes the worker SIGKILL itself the n-th time a state
-flush that writes attempts reaches the point (streams/faults.py):
+flush that writes attempts reaches the point (streams/worker/faults.py):
   before-changelog  computed, nothing sent
   after-changelog   Kafka has every changelog record and output; RocksDB not written
   after-rocksdb     RocksDB written too; the input offsets neither acknowledged nor committed
@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from streams import topics
-from streams.config import Settings
-from streams.dataset import DatasetSpec, generate
-from streams.deletion_cli import build_request, send_and_wait
+from schemas import topics
+from streams.cli.deletions import build_request, send_and_wait
+from streams.config.settings import Settings
 from streams.domain.recount import recount, without_deleted
 from streams.domain.tracking import is_tracked
-from streams.kafka_admin import ensure_topics
-from streams.kafka_io import latest_by_key, read_topic
+from streams.kafka.admin import ensure_topics
+from streams.kafka.io import latest_by_key, read_topic
+from streams.tools.dataset import DatasetSpec, generate
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
 from tests.integration.test_pipeline import counts_match, produce_in_order, split
 

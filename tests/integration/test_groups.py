@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from streams import topics
-from streams.config import Settings
-from streams.deletion_cli import build_request, send_and_wait
+from schemas import topics
+from streams.cli.deletions import build_request, send_and_wait
+from streams.config.settings import Settings
+from streams.domain.partitioning import learner_partition
 from streams.domain.recount import recount, without_deleted
-from streams.kafka_io import latest_by_key, produce_records, read_topic
-from streams.partitioning import learner_partition
+from streams.kafka.io import latest_by_key, produce_records, read_topic
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
 from tests.integration.test_pipeline import counts_match
 

@@ -9,14 +9,13 @@ from typing import Any
 
 import pytest
 
-from streams import topics
-from streams.config import Settings
-from streams.dataset import DatasetSpec, generate
+from schemas import topics
+from streams.config.settings import Settings
 from streams.domain.recount import recount
 from streams.domain.tracking import is_tracked
 from streams.domain.windows import Cut, local_midnight
-from streams.kafka_admin import ensure_topics
-from streams.kafka_io import (
+from streams.kafka.admin import ensure_topics
+from streams.kafka.io import (
     current_counts,
     key_of,
     latest_by_key,
@@ -24,6 +23,7 @@ from streams.kafka_io import (
     read_topic,
     topic_of,
 )
+from streams.tools.dataset import DatasetSpec, generate
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
 
 pytestmark = pytest.mark.integration

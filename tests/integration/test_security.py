@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.config import Settings
+from streams.config.settings import Settings
 from streams.domain.recount import recount
 from tests.integration.conftest import KAFKA_SCRIPT
 from tests.integration.harness import WorkerProcess, produce_json, wait_for

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.config import Settings
-from streams.kafka_admin import ensure_topics
-from streams.soak import SoakSpec, run_soak
+from streams.config.settings import Settings
+from streams.kafka.admin import ensure_topics
+from streams.tools.soak import SoakSpec, run_soak
 from tests.integration.test_compound_faults import local_broker
 
 pytestmark = pytest.mark.integration

@@ -12,12 +12,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streams import topics
-from streams.config import Settings
-from streams.deletion_cli import build_request, send_and_wait
+from schemas import topics
+from streams.cli.deletions import send_and_wait
+from streams.config.settings import Settings
+from streams.domain.deletions import build_request
 from streams.domain.windows import Cut, window_of
-from streams.kafka_admin import admin_client, ensure_topics
-from streams.kafka_io import current_counts, read_topic
+from streams.kafka.admin import admin_client, ensure_topics
+from streams.kafka.io import current_counts, read_topic
 from streams.stages import commands
 from tests.integration.harness import WorkerProcess, free_port, produce_json, wait_for
 

@@ -12,9 +12,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from schemas.launches import Launch
-from streams.config import Settings
-from streams.kafka_admin import admin_client, ensure_topics, topic_config
-from streams.topics import LAUNCHES, TOPICS
+from schemas.topics import LAUNCHES, TOPICS
+from streams.config.settings import Settings
+from streams.kafka.admin import admin_client, ensure_topics, topic_config
 
 pytestmark = pytest.mark.integration
 
@@ -105,7 +105,7 @@ def test_a_worker_uses_the_partition_count_its_topics_have(settings: Settings, t
     """Topics made with 6 partitions, PARTITIONS=4: licenses and deletions reach all 6."""
     from dataclasses import replace
 
-    from streams.kafka_io import current_counts
+    from streams.kafka.io import current_counts
     from tests.integration.harness import WorkerProcess, produce_json, wait_for
 
     ensure_topics(replace(settings, partitions=6))

@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from streams.config import Settings
+from streams.config.settings import Settings
 from streams.domain.recount import cut_for, recount
 from streams.domain.windows import window_of
-from streams.kafka_admin import broker_answers, ensure_topics
+from streams.kafka.admin import broker_answers, ensure_topics
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
 from tests.integration.test_compound_faults import broker as kafka
 from tests.integration.test_compound_faults import local_broker

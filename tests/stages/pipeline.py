@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zlib import crc32
 
-from streams import topics
+from schemas import topics
 from streams.stages.store import LogRecord, TopicPartition
 from streams.tools.simulate import runner
 from streams.tools.simulate.world import APP_TOPICS, CrashPlan, SimWorker, World

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from streams import topics
+from schemas import topics
 from streams.stages import commands, keys
 from streams.stages.store import MAX_RECORD_BYTES, LogRecord, RecordTooLarge
 from tests.stages.pipeline import (
@@ -182,7 +182,7 @@ def test_ids_that_look_like_internal_keys_are_counted_like_any_other() -> None:
 
 def test_the_faust_offset_key_is_no_valid_id() -> None:
     """A tenant id equal to faust's changelog-offset key has a control character: invalid."""
-    from streams.state import OFFSET_KEY
+    from streams.worker.state import OFFSET_KEY
 
     p = Pipeline(partitions=1)
     tenant = OFFSET_KEY.decode()
@@ -196,7 +196,7 @@ def test_the_faust_offset_key_is_no_valid_id() -> None:
 
 @pytest.mark.parametrize("odd", ["__faust\x00offset__"[:7], "#epoch", "#fence", "lic", "x", "a/b"])
 def test_no_id_builds_a_meta_key_or_another_kinds_key(odd: str) -> None:
-    from streams.state import OFFSET_KEY
+    from streams.worker.state import OFFSET_KEY
 
     built = {
         keys.license_entry(odd),
@@ -389,8 +389,8 @@ def test_every_record_the_stages_write_is_checked_against_the_limit() -> None:
 
 # -- 8 -----------------------------------------------------------------------------------------
 def test_a_dashboard_date_is_midnight_in_the_tenants_time_zone() -> None:
-    from streams import api
-    from streams.read_model import ReadModel
+    from streams.http import api
+    from streams.http.read_model import ReadModel
 
     model = ReadModel()
     model.apply_license(b"tokyo", json.dumps(license_("tokyo", timezone="Asia/Tokyo")).encode())
@@ -461,7 +461,7 @@ def test_future_is_decided_from_the_record_so_a_replay_decides_the_same() -> Non
 
 
 def test_settle_waits_for_learner_groups_too() -> None:
-    from streams.settle import WATCHED
+    from streams.kafka.settle import WATCHED
 
     assert topics.LEARNER_GROUPS in WATCHED[""]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from streams import topics
+from schemas import topics
 from streams.stages import commands
 from streams.tools.simulate import runner
 from tests.stages.pipeline import Pipeline, deletion, launch, license_

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from streams import topics
+from schemas import topics
 from tests.stages.pipeline import Pipeline, deletion, launch, license_
 
 JAN, FEB, MAR = "2026-01-01", "2026-02-01", "2026-03-01"

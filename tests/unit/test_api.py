@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streams import api, dashboard
-from streams.auth import Access, Tokens, bearer
-from streams.openapi import document
-from streams.read_model import ReadModel
+from streams.http import api, dashboard
+from streams.http.auth import Access, Tokens, bearer
+from streams.http.openapi import document
+from streams.http.read_model import ReadModel
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 LICENSE = {

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from streams.commands import format_counts_table, run
-from streams.kafka_io import key_of, topic_of
+from streams.cli.main import run
+from streams.cli.report import format_counts_table
+from streams.kafka.io import key_of, topic_of
 
 
 @pytest.mark.parametrize(

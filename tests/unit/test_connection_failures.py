@@ -7,8 +7,8 @@ import logging
 import pytest
 from kafka.errors import KafkaTimeoutError
 
-from streams.config import Settings
-from streams.kafka_admin import _ConnectionFailures
+from streams.config.settings import Settings
+from streams.kafka.admin import _ConnectionFailures
 
 SASL = {
     "KAFKA_BOOTSTRAP_SERVERS": "broker:9093",

@@ -10,8 +10,8 @@ import pytest
 
 from schemas.launches import Launch
 from schemas.licenses import License
-from streams.dead_letters import MAX_RAW_BYTES, dead_letter
-from streams.decoding import Rejected, decode, future_rejection
+from streams.domain.dead_letters import MAX_RAW_BYTES, dead_letter
+from streams.domain.decoding import Rejected, decode, future_rejection
 
 GOOD = {
     "event_id": "e",
@@ -105,7 +105,7 @@ def test_launch_instants_outside_the_contract_are_invalid(launched_at: str, word
 
 def test_a_deeply_nested_request_is_rejected_not_raised() -> None:
     from schemas.deletions import DeletionRequest
-    from streams.decoding import usable_ids
+    from streams.domain.decoding import usable_ids
 
     raw = b'{"request_id": "r", "tenant_id": "t", "x": ' + b"[" * 1100 + b"]" * 1100 + b"}"
     assert isinstance(decode(DeletionRequest, raw), Rejected)
@@ -122,7 +122,7 @@ def test_a_deeply_nested_request_is_rejected_not_raised() -> None:
 )
 def test_deletion_requests_that_must_not_run(changes: dict, words: str) -> None:
     from schemas.deletions import DeletionRequest
-    from streams.decoding import deletion_rejection
+    from streams.domain.decoding import deletion_rejection
 
     record = {
         "request_id": "r",

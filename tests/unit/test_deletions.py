@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from streams.deletion_cli import parse_attempt, parse_cutoff
+from streams.cli.deletions import parse_attempt, parse_cutoff
 from streams.domain.deletions import (
     Erasures,
     PartSelector,

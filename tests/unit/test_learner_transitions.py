@@ -22,8 +22,8 @@ from streams.domain.learners import (
     membership_of,
     windows_of,
 )
+from streams.domain.licenses import cut_of
 from streams.domain.windows import Cut
-from streams.licensing import cut_of
 
 CUT = Cut(date(2026, 1, 1), 1, "UTC")
 MONTHLY = {"license": {"cycle_start": "2026-01-01", "window_months": 1, "timezone": "UTC"}}

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from streams.config import ConfigError, Settings
-from streams.logs import JsonFormatter, TextFormatter, log_format, logging_config
+from streams.config.logs import JsonFormatter, TextFormatter, log_format, logging_config
+from streams.config.settings import ConfigError, Settings
 
 
 def record(message: str, *args: object, exc: bool = False) -> logging.LogRecord:
@@ -54,7 +54,7 @@ def test_settings_are_described_in_one_line() -> None:
 
 GUARDED = """
 import signal, time
-from streams.shutdown import ShutdownGuard
+from streams.worker.shutdown import ShutdownGuard
 guard = ShutdownGuard("test", grace_s={grace})
 def on_term(signum, frame):
     guard.signalled(signum)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from streams import metrics
+from streams.stages import metrics
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
 

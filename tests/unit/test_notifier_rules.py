@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streams.config import ConfigError
-from streams.notifier import SmtpSettings, build_message, is_backfill
+from streams.config.settings import ConfigError
+from streams.notifier.service import SmtpSettings, build_message, is_backfill
 
 EVENT = {
     "event_id": "e-1",

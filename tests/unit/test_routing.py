@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from streams.domain.learners import TrackedAttempt
-from streams.partitioning import learner_partition, partition_for
+from streams.domain.partitioning import learner_partition, partition_for
 from streams.stages.ingest import COMMAND_MAX_BYTES, RAW_INLINE_MAX, route_launches
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
@@ -118,7 +118,7 @@ def test_content_type_and_tracking_are_trimmed_and_compared_without_case() -> No
 
 
 def test_team_and_role_deletions_go_to_every_partition() -> None:
-    from streams.stages.tenants import deletion_parts
+    from streams.stages.tenant_deletions import deletion_parts
 
     request = {
         "request_id": "r",
@@ -138,7 +138,7 @@ def test_team_and_role_deletions_go_to_every_partition() -> None:
 
 def test_every_partition_runs_a_part_of_a_request_naming_learners() -> None:
     # the receipt is then a function of the parts alone (each reports its partition's counts)
-    from streams.stages.tenants import deletion_parts
+    from streams.stages.tenant_deletions import deletion_parts
 
     request = {
         "request_id": "r",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.config import ConfigError, Settings
+from streams.config.settings import ConfigError, Settings
 
 SASL = {
     "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",

@@ -32,11 +32,11 @@ from zlib import crc32
 
 from pydantic import ValidationError
 
+from schemas import topics
 from schemas.deletions import DeletionRequest
 from schemas.groups import LearnerGroups
 from schemas.launches import Launch
 from schemas.licenses import License
-from streams import topics
 from streams.domain.sources import superseded
 from streams.domain.windows import DEFAULT_CUT, Cut, window_of, window_starting
 from streams.stages import commands

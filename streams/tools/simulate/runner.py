@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from streams import topics
+from schemas import topics
 from streams.stages import keys
 from streams.stages.memory import MemoryState
 from streams.stages.store import LEARNER, TABLES
@@ -427,8 +427,8 @@ def _memberships(
     """Each learner's stored windows are the windows of its attempts under its partition's cut."""
     import json
 
+    from streams.domain.licenses import cut_of
     from streams.domain.windows import window_of
-    from streams.licensing import cut_of
 
     problems = []
     for (table, partition), rows in state.partitions.items():

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zlib import crc32
 
-from streams import topics
+from schemas import topics
 
 TENANTS = ("acme", "lic", "m", "#epoch", "x", "done", "pub", "__faust", "t", "ünï", "a b")
 LEARNERS = ("l0", "l1", "l2", "l3", "l4", "l5", "m", "lic", "x", "l/x")

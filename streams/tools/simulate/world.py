@@ -10,9 +10,9 @@ which faust gives every stage topic, co-partitioned; the launch reader's own), g
 committed offsets, eager rebalances. A commit from a stale generation is refused.
 
 Workers: a state folder (MemoryState, restored from the changelogs at every assignment, with the
-epoch fence of streams/recovery.py), the real stages, consumer positions, acknowledged offsets,
-and tasks (the launch reader, one agent per input topic, the timers, the takeover) that run one
-unit of work at a time.
+epoch fence of streams/worker/recovery.py), the real stages, consumer positions, acknowledged
+offsets, and tasks (the launch reader, one agent per input topic, the timers, the takeover)
+that run one unit of work at a time.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from datetime import UTC, datetime
 from typing import Any
 from zlib import crc32
 
-from streams import topics
+from schemas import topics
 from streams.stages import commands, ingest, keys
-from streams.stages.batch import DurableBatch, Ownership, rewrite_keys, take_over
+from streams.stages.batch import DurableBatch, rewrite_keys, take_over
 from streams.stages.ingest import IngestStage
 from streams.stages.learners import LearnerStage
 from streams.stages.loop import apply_events
 from streams.stages.memory import MemoryLog, MemoryState
+from streams.stages.ownership import Ownership
 from streams.stages.store import (
     LEARNER,
     TABLES,
@@ -260,7 +261,7 @@ class SimWorker:
             )
         return DurableBatch(self.state, self.log, self.ownership)
 
-    # -- restoring a partition from its changelog (streams/recovery.py does the same) -----------
+    # -- restoring a partition from its changelog (streams/worker/recovery.py does the same) ---
     def restore(self, table: str, partition: int) -> None:
         rows = self.state.partition(table, partition)
         changelog = TABLES[table][1]
@@ -269,7 +270,7 @@ class SimWorker:
         writes: dict[bytes, bytes | None] = {}
         for record in records[rows.offset + 1 :]:
             if record.epoch < fence:
-                # marked in the state folder, like streams/recovery.py: a crash keeps the mark
+                # marked in the state folder (streams/worker/recovery.py): a crash keeps it
                 writes[keys.REPAIR + (record.key or b"")] = b""
                 continue
             fence = record.epoch

@@ -1,0 +1,1 @@
+"""The `active-learners` command line."""

@@ -1,0 +1,186 @@
+"""`active-learners delete`: build a request, preview it, confirm, send, print the receipt."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_time
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from schemas import topics
+from streams.cli.common import CommandError, require_broker
+from streams.config.settings import Settings
+from streams.domain.deletions import build_request
+from streams.domain.windows import add_months
+from streams.kafka.io import new_producer
+
+RELATIVE = re.compile(r"^(\d+)(mo|y|w|d)$")
+
+
+def parse_cutoff(text: str, now: datetime) -> datetime:
+    """`8mo`, `2y`, `6w`, `90d` before now; a date `2026-03-01` (UTC midnight); or a timestamp."""
+    match = RELATIVE.match(text.strip())
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        if unit in ("mo", "y"):
+            months = amount * (12 if unit == "y" else 1)
+            day = add_months(now.date(), -months)
+            return datetime.combine(day, now.timetz())
+        days = amount * (7 if unit == "w" else 1)
+        return now - timedelta(days=days)
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), day_time(0), UTC)
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            "--older-than: expected 8mo, 2y, 6w, 90d, a date YYYY-MM-DD or a timestamp; "
+            f"got {text!r}"
+        ) from None
+    if value.tzinfo is None:
+        raise ValueError(f"--older-than: a timestamp needs an offset, e.g. {text}Z")
+    return value
+
+
+def parse_attempt(text: str) -> dict[str, str]:
+    learner, sep, attempt = text.partition(":")
+    if not sep or not learner or not attempt:
+        raise ValueError(f"--attempt: expected LEARNER:ATTEMPT, got {text!r}")
+    return {"learner_id": learner, "attempt_id": attempt}
+
+
+def read_learners(path: str) -> list[str]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ValueError(f"--learners-file: cannot read {path}: {exc.strerror}") from None
+    learners = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    if not learners:
+        raise ValueError(f"--learners-file: {path} names no learners")
+    return learners
+
+
+def send_and_wait(settings: Settings, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """Send a request to attempt-deletions and wait for its receipt."""
+    receipts = settings.topic(topics.DELETION_RECEIPTS)
+    consumer = KafkaConsumer(**settings.kafka_python())
+    try:
+        tps = [TopicPartition(receipts, p) for p in consumer.partitions_for_topic(receipts) or ()]
+        consumer.assign(tps)
+        consumer.seek_to_end(*tps)
+        for tp in tps:
+            consumer.position(tp)  # pin the end before sending, so the receipt cannot be missed
+        producer = new_producer(settings)
+        producer.send(
+            settings.topic(topics.ATTEMPT_DELETIONS),
+            key=request["tenant_id"].encode(),
+            value=json.dumps(request).encode(),
+        ).get(timeout=30)
+        producer.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                for record in batch:
+                    receipt = json.loads(record.value) if record.value else None
+                    if receipt and receipt.get("request_id") == request["request_id"]:
+                        return receipt
+        raise TimeoutError(
+            f"no receipt for {request['request_id']} within {timeout_s:g}s (is a worker running?)"
+        )
+    finally:
+        consumer.close()
+
+
+def describe(receipt: dict[str, Any]) -> str:
+    verb = {"preview": "would affect", "physical": "deleted", "logical": "hid"}.get(
+        receipt["mode"], "affected"
+    )
+    lines = [
+        f"{receipt['mode']} {receipt['request_id']} for tenant {receipt['tenant_id']}: "
+        f"{verb} {receipt['attempts_affected']:,} attempts of {receipt['learners_affected']:,} "
+        "learners"
+    ]
+    if receipt.get("error"):
+        lines = [f"{receipt['mode']} {receipt['request_id']}: refused: {receipt['error']}"]
+    for window in receipt.get("windows", []):
+        lines.append(
+            f"  window {window['start']}: {window['active_before']:,} -> "
+            f"{window['active_after']:,} active learners"
+        )
+    return "\n".join(lines)
+
+
+def run_delete(
+    settings: Settings,
+    tenant_id: str,
+    selector: dict[str, Any],
+    mode: str,
+    assume_yes: bool,
+    timeout_s: float,
+    confirm: Callable[[str], bool],
+) -> int:
+    now = datetime.now(UTC)
+    if mode == "physical":
+        preview = send_and_wait(
+            settings, build_request(tenant_id, "preview", selector, now), timeout_s
+        )
+        print(describe(preview))
+        if preview.get("error"):
+            return 1
+        if preview["attempts_affected"] == 0:
+            print("nothing to delete")
+            return 0
+        if not assume_yes and not confirm(
+            f"Delete these {preview['attempts_affected']:,} attempts for good? [y/N] "
+        ):
+            print("not deleted")
+            return 1
+    receipt = send_and_wait(settings, build_request(tenant_id, mode, selector, now), timeout_s)
+    print(describe(receipt))
+    return 1 if receipt.get("error") else 0
+
+
+def ask(question: str) -> bool:
+    if not sys.stdin.isatty():
+        raise ValueError("a physical delete needs confirmation: run it in a terminal or add --yes")
+    return input(question).strip().lower() in ("y", "yes")
+
+
+def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
+
+    chosen = [
+        x for x in (args.attempt, args.learners_file, args.older_than, args.team, args.role) if x
+    ]
+    if len(chosen) != 1:
+        raise CommandError(
+            "give exactly one of --attempt, --learners-file, --older-than, --team, --role "
+            "(--team and --role may be repeated)"
+        )
+    if args.logical and args.preview:
+        raise CommandError("--logical and --preview exclude each other")
+    try:
+        if args.attempt:
+            selector: dict = {"attempts": [parse_attempt(text) for text in args.attempt]}
+        elif args.learners_file:
+            selector = {"learner_ids": read_learners(args.learners_file)}
+        elif args.team:
+            selector = {"teams": args.team}
+        elif args.role:
+            selector = {"roles": args.role}
+        else:
+            from datetime import UTC, datetime
+
+            selector = {"older_than": parse_cutoff(args.older_than, datetime.now(UTC)).isoformat()}
+        mode = "logical" if args.logical else "preview" if args.preview else "physical"
+        require_broker(settings, 15.0)
+        return run_delete(settings, args.tenant, selector, mode, args.yes, args.timeout, ask)
+    except (ValueError, TimeoutError) as exc:
+        raise CommandError(str(exc)) from None

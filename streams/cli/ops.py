@@ -1,0 +1,85 @@
+"""Operating the service: `topics`, `worker`, `settle`, `notifier`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import replace
+
+from streams.cli.common import CommandError
+from streams.config.settings import Settings
+from streams.kafka.admin import (
+    copartitioned_count,
+    ensure_topics,
+)
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    if args.partitions is not None:
+        settings = replace(settings, partitions=args.partitions)
+    report = ensure_topics(settings, timeout_s=args.timeout)
+    for name in report.created:
+        print(f"created  {name}")
+    for name in report.existing:
+        print(f"exists   {name}")
+    print(
+        f"{len(report.created)} created, {len(report.existing)} already existed "
+        f"({settings.partitions} partitions, replication {settings.replication_factor})"
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    ensure_topics(settings, timeout_s=args.timeout)
+    partitions = copartitioned_count(settings, timeout_s=args.timeout)
+    if partitions != settings.partitions:
+        # The topics exist with another count: work with theirs (routing, broadcasts, parts).
+        print(
+            f"active-learners worker: the topics have {partitions} partitions; "
+            f"using {partitions} (PARTITIONS={settings.partitions} applies to new topics only)",
+            file=sys.stderr,
+        )
+        os.environ["PARTITIONS"] = str(partitions)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+
+    from streams.config.logs import log_format, logging_config
+    from streams.http import web  # registers the views and the read model on the app
+    from streams.worker.agents import ingest, learners, tenants  # noqa: F401  (register the agents)
+    from streams.worker.app import app
+    from streams.worker.app import settings as running  # the env, PARTITIONS as set above
+    from streams.worker.process import BoundedWorker
+
+    config = logging_config(log_format(), args.loglevel)
+    worker = BoundedWorker(
+        app,
+        banner=[running.describe(), web.tokens.describe()],
+        loglevel=args.loglevel,
+        quiet=True,
+        logging_config=config,
+    )
+    worker.execute_from_commandline()  # runs until SIGTERM/SIGINT; exits the process itself
+    return 0
+
+
+def cmd_settle(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.kafka.settle import wait_until_settled
+
+    def progress(lag: int) -> None:
+        print(f"  waiting: {lag:,} records not yet processed", file=sys.stderr, flush=True)
+
+    try:
+        waited = wait_until_settled(settings, timeout_s=args.timeout, progress=progress)
+    except TimeoutError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"settled after {waited:.1f}s")
+    return 0
+
+
+def cmd_notifier(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.notifier.service import SmtpSettings, run_notifier
+
+    SmtpSettings.from_env()  # a bad SMTP setting is a one-line error before anything starts
+    ensure_topics(settings, timeout_s=args.timeout)
+    run_notifier(settings)
+    return 0

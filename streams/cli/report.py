@@ -1,0 +1,106 @@
+"""Reading the counts: `counts` (a table, or one tenant's License Key details)."""
+
+from __future__ import annotations
+
+import argparse
+
+from streams.cli.common import CommandError, require_broker
+from streams.config.settings import Settings
+
+
+def cmd_counts(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.kafka.io import current_counts
+
+    require_broker(settings, args.timeout)
+    counts = current_counts(settings, timeout_s=max(args.timeout, 60))
+    rows = [
+        record
+        for (tenant, _), record in sorted(counts.items())
+        if args.tenant is None or tenant == args.tenant
+    ]
+    if args.current:
+        latest: dict[str, dict] = {}
+        for record in rows:  # windows are sorted by start: the last one is the current one
+            latest[record["tenant_id"]] = record
+        rows = list(latest.values())
+    if args.tenant is not None and not rows:
+        raise CommandError(
+            f"no counts for tenant {args.tenant!r} in {settings.topic('active-learner-counts')}"
+        )
+    print(format_counts_table(rows))
+    if args.tenant is not None:
+        print()
+        print(format_license_details(license_details(settings, args.tenant, counts)))
+    return 0
+
+
+def license_details(settings: Settings, tenant_id: str, counts: dict) -> dict:
+    """The License Key details of GET /api/tenants/{tenant_id}, from the topics."""
+    from datetime import UTC, datetime
+
+    from streams.http import api
+    from streams.http.read_model import ReadModel
+    from streams.kafka.io import read_topic
+
+    model = ReadModel()
+    for key, value in read_topic(settings, "licenses"):
+        model.apply_license(key, value)
+    for (tenant, start), record in counts.items():
+        if tenant == tenant_id:
+            model.counts.setdefault(tenant, {})[start] = record
+    return api.tenant_details(model, tenant_id, datetime.now(UTC))
+
+
+def format_license_details(details: dict) -> str:
+    lic = details["license"]
+    window = details["window"]
+    limit = "no limit" if lic["learner_limit"] is None else f"{lic['learner_limit']:,}"
+    pct = details["utilization_pct"]
+    lines = [
+        f"License Key details of {details['tenant_id']}"
+        + ("" if details["licensed"] else " (no license: the default one)"),
+        f"  Active Learner Start Date  {lic['cycle_start']} ({lic['timezone']})",
+        f"  Active Window              {lic['window_months']} months, surcharge "
+        f"{lic['surcharge_pct']} %",
+        f"  current window             {window['start']} .. {window['end']}",
+        f"  Active Learners            {details['active_learners']:,} of {limit}"
+        + ("" if pct is None else f" ({pct:.1f} %)"),
+        f"  Total Learners             {details['total_learners']:,}",
+    ]
+    for threshold in details["thresholds"]:
+        reached = "reached" if threshold["reached"] else "not reached"
+        lines.append(
+            f"  threshold {threshold['pct']:>4} %         {threshold['learners']:,} learners, "
+            f"{reached}"
+        )
+    return "\n".join(lines)
+
+
+def format_counts_table(rows: list[dict]) -> str:
+    header = ("tenant", "window", "active", "total", "limit", "utilization")
+    lines = [header]
+    for record in rows:
+        window = record["window"]
+        limit = record["learner_limit"]
+        pct = record["utilization_pct"]
+        lines.append(
+            (
+                record["tenant_id"] + ("" if record["licensed"] else " (unlicensed)"),
+                f"{window['start']} .. {window['end']} ({window['months']}m)",
+                f"{record['active_learners']:,}",
+                f"{record['total_learners']:,}",
+                "-" if limit is None else f"{limit:,}",
+                "-" if pct is None else f"{pct:.1f}%",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for n, line in enumerate(lines):
+        cells = [
+            cell.ljust(width) if i < 2 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ]
+        out.append("  ".join(cells).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * width for width in widths))
+    return "\n".join(out)

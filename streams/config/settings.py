@@ -1,0 +1,90 @@
+"""Settings, read from the environment once (see the README's configuration table)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streams.config.security import KafkaSecurity, SecurityConfigError
+
+APP_NAME = "active-learners"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot use."""
+
+
+def _int_setting(env: dict[str, str] | os._Environ[str], name: str, default: int, low: int) -> int:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {text!r}") from None
+    if value < low:
+        raise ConfigError(f"{name} must be at least {low}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = "localhost:9092"
+    topic_prefix: str = ""
+    state_dir: Path = Path(".state")
+    web_port: int = 6066
+    partitions: int = 12
+    replication_factor: int = 1
+    ingest_batch_max: int = 5_000  # launches routed at once by the bulk launch reader
+    ingest_linger_ms: int = 100  # how long it waits to fill a batch once a launch arrived
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
+        try:
+            security = KafkaSecurity.from_env(env)
+        except SecurityConfigError as exc:
+            raise ConfigError(str(exc)) from None
+        return cls(
+            bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or "localhost:9092",
+            topic_prefix=env.get("TOPIC_PREFIX", ""),
+            state_dir=Path(env.get("STATE_DIR", "").strip() or ".state"),
+            web_port=_int_setting(env, "WEB_PORT", 6066, 1),
+            partitions=_int_setting(env, "PARTITIONS", 12, 1),
+            replication_factor=_int_setting(env, "REPLICATION_FACTOR", 1, 1),
+            ingest_batch_max=_int_setting(env, "INGEST_BATCH_MAX", 5_000, 1),
+            ingest_linger_ms=_int_setting(env, "INGEST_LINGER_MS", 100, 0),
+            security=security,
+        )
+
+    def describe(self) -> str:
+        """The settings in one line, for the log at start (the password masked)."""
+        return (
+            f"KAFKA_BOOTSTRAP_SERVERS={self.bootstrap_servers} TOPIC_PREFIX={self.topic_prefix!r} "
+            f"STATE_DIR={self.state_dir} WEB_PORT={self.web_port} PARTITIONS={self.partitions} "
+            f"REPLICATION_FACTOR={self.replication_factor} "
+            f"INGEST_BATCH_MAX={self.ingest_batch_max} INGEST_LINGER_MS={self.ingest_linger_ms} "
+            + self.security.describe()
+        )
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        return [server.strip() for server in self.bootstrap_servers.split(",") if server.strip()]
+
+    def kafka_python(self, **config: Any) -> dict[str, Any]:
+        """Keyword arguments of a kafka-python client of these brokers (security included)."""
+        return {"bootstrap_servers": self.bootstrap_list, **self.security.kafka_python(), **config}
+
+    def aiokafka(self, **config: Any) -> dict[str, Any]:
+        """Keyword arguments of an aiokafka client of these brokers (security included)."""
+        return {"bootstrap_servers": self.bootstrap_list, **self.security.aiokafka(), **config}
+
+    @property
+    def app_id(self) -> str:
+        return f"{self.topic_prefix}{APP_NAME}"
+
+    def topic(self, name: str) -> str:
+        """The real name of a topic: TOPIC_PREFIX + its contract name."""
+        return f"{self.topic_prefix}{name}"

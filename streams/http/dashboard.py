@@ -1,0 +1,287 @@
+"""The administrators' dashboard: server-rendered HTML with inline SVG (no CDN, works offline).
+
+Pure functions from the API's answers to HTML; streams/http/web.py serves them.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+STYLE = """
+body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2433;
+ background:#f6f7f9}
+header{background:#1d2433;color:#fff;padding:12px 24px;display:flex;
+ justify-content:space-between;align-items:center}
+header a{color:#cfe0ff;text-decoration:none} main{padding:16px 24px;max-width:1100px}
+h1{font-size:22px;margin:8px 0 16px} h2{font-size:17px;margin:24px 0 8px}
+table{border-collapse:collapse;background:#fff;width:100%;box-shadow:0 1px 2px #0001}
+th,td{padding:7px 10px;border-bottom:1px solid #e6e8ee;text-align:left;vertical-align:middle}
+th{background:#eef1f6;font-weight:600} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.card{background:#fff;padding:14px 16px;box-shadow:0 1px 2px #0001;margin-bottom:16px}
+.big{font-size:28px;font-weight:650} .muted{color:#6b7385} .warn{color:#b3261e}
+form{background:#fff;padding:12px 16px;box-shadow:0 1px 2px #0001;margin:8px 0 16px}
+input,textarea,button{font:inherit;padding:6px 8px} button{cursor:pointer}
+.result{background:#eef7ee;border-left:4px solid #2e7d32;padding:10px 14px;margin:8px 0}
+.error{background:#fdecea;border-left:4px solid #b3261e;padding:10px 14px;margin:8px 0}
+.grid{display:grid;grid-template-columns:repeat(4,1fr);gap:12px}
+"""
+
+
+REACHED = " \u2713 reached"
+
+
+def when(instant: str | None) -> str:
+    """An ISO instant to the second, for people ("2026-11-29 04:41:50 UTC")."""
+    if not instant:
+        return "\u2013"
+    if instant.endswith(("+00:00", "Z")):
+        zone = " UTC"
+    else:
+        zone = f" {instant[-6:]}" if len(instant) > 19 and instant[-6] in "+-" else ""
+    return instant[:19].replace("T", " ") + zone
+
+
+def bar_color(pct: float | None) -> str:
+    if pct is None:
+        return "#8aa1c1"
+    if pct >= 100:
+        return "#c62828"
+    if pct >= 80:
+        return "#ef8f00"
+    return "#2e7d32"
+
+
+def page(title: str, body: str, signed_in: bool) -> str:
+    signout = (
+        '<form method="post" action="/signout" style="all:unset"><button>Sign out</button></form>'
+        if signed_in
+        else ""
+    )
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{escape(title)} &middot; active-learners</title><style>{STYLE}</style>"
+        "</head><body><header>"
+        '<a href="/"><b>active-learners</b> &middot; Active Learners by tenant</a>'
+        f"{signout}</header><main>{body}</main></body></html>"
+    )
+
+
+def utilization_bar(pct: float | None) -> str:
+    width = 0 if pct is None else min(pct, 150.0) / 150.0 * 240
+    label = "no limit" if pct is None else f"{pct:.1f} %"
+    return (
+        f'<svg width="300" height="18" role="img" aria-label="{label}">'
+        '<rect x="0" y="3" width="240" height="12" fill="#e6e8ee"/>'
+        f'<rect x="0" y="3" width="{width:.1f}" height="12" fill="{bar_color(pct)}"/>'
+        '<line x1="160" y1="0" x2="160" y2="18" stroke="#1d2433" stroke-width="1"/>'
+        f'<text x="246" y="14" font-size="11">{escape(label)}</text></svg>'
+    )
+
+
+def tenants_page(summaries: list[dict[str, Any]], signed_in: bool) -> str:
+    """Every tenant, the most utilized first (tenants without a limit last)."""
+    ordered = sorted(
+        summaries,
+        key=lambda s: (s["utilization_pct"] is None, -(s["utilization_pct"] or 0), s["tenant_id"]),
+    )
+    rows = []
+    for s in ordered:
+        tenant = escape(s["tenant_id"])
+        limit = "&ndash;" if s["learner_limit"] is None else f"{s['learner_limit']:,}"
+        licensed = "" if s["licensed"] else ' <span class="muted">(unlicensed)</span>'
+        rows.append(
+            f'<tr><td><a href="/tenants/{tenant}">{tenant}</a>{licensed}</td>'
+            f"<td>{escape(s['window']['start'])} &ndash; {escape(s['window']['end'])} "
+            f"({s['window']['months']} m)</td>"
+            f'<td class="num">{s["active_learners"]:,}</td>'
+            f'<td class="num">{s["total_learners"]:,}</td><td class="num">{limit}</td>'
+            f"<td>{utilization_bar(s['utilization_pct'])}</td></tr>"
+        )
+    body = (
+        f"<h1>Tenants ({len(ordered)})</h1>"
+        "<table><thead><tr><th>Tenant</th><th>Current Active Window</th><th>Active</th>"
+        "<th>Total</th><th>Limit</th><th>Utilization (line: 100 %)</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+    return page("Tenants", body, signed_in)
+
+
+def window_chart(windows: list[dict[str, Any]], limit: int | None, thresholds: list[dict]) -> str:
+    """Active Learners per window (bars), the limit (line) and the thresholds (dashed)."""
+    shown = windows[-24:]
+    width, height, left, bottom, top = 760, 260, 48, 40, 14
+    plot_w, plot_h = width - left - 12, height - bottom - top
+    peak = max([w["active_learners"] for w in shown] + [limit or 0] + [1])
+    peak = max(peak, *(t["learners"] for t in thresholds)) if thresholds else peak
+    scale = plot_h / (peak * 1.1)
+
+    def y(value: float) -> float:
+        return top + plot_h - value * scale
+
+    parts = [
+        f'<svg width="{width}" height="{height}" role="img" '
+        'aria-label="Active Learners per window">',
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fff" '
+        'stroke="#e6e8ee"/>',
+    ]
+    slot = plot_w / max(len(shown), 1)
+    for index, window in enumerate(shown):
+        active = window["active_learners"]
+        x = left + index * slot + slot * 0.15
+        parts.append(
+            f'<rect class="bar" x="{x:.1f}" y="{y(active):.1f}" width="{slot * 0.7:.1f}" '
+            f'height="{active * scale:.1f}" fill="#3f6fb5">'
+            f"<title>{escape(window['window']['start'])}: {active:,} active</title></rect>"
+        )
+        if len(shown) <= 12:  # the figure on top of its bar, while there is room for it
+            parts.append(
+                f'<text class="value" x="{x + slot * 0.35:.1f}" y="{y(active) - 4:.1f}" '
+                f'font-size="11" text-anchor="middle">{active:,}</text>'
+            )
+        if len(shown) <= 12 or index % 2 == 0:
+            parts.append(
+                f'<text x="{x + slot * 0.35:.1f}" y="{height - 22}" font-size="10" '
+                f'text-anchor="middle">{escape(window["window"]["start"])}</text>'
+            )
+    for threshold in thresholds:
+        level = y(threshold["learners"])
+        parts.append(
+            f'<line x1="{left}" y1="{level:.1f}" x2="{left + plot_w}" y2="{level:.1f}" '
+            'stroke="#ef8f00" stroke-dasharray="5 4"/>'
+            f'<text x="{left - 4}" y="{level + 4:.1f}" font-size="10" text-anchor="end">'
+            f"{threshold['pct']}%</text>"
+        )
+    if limit:
+        level = y(limit)
+        parts.append(
+            f'<line x1="{left}" y1="{level:.1f}" x2="{left + plot_w}" y2="{level:.1f}" '
+            f'stroke="#c62828" stroke-width="2"/><text x="{left - 4}" y="{level - 6:.1f}" '
+            f'font-size="10" text-anchor="end" fill="#c62828">limit</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def receipt_html(receipt: dict[str, Any]) -> str:
+    if receipt.get("error"):
+        return f'<div class="error">Refused: {escape(receipt["error"])}</div>'
+    verb = {"preview": "would delete", "physical": "deleted", "logical": "hid"}.get(
+        receipt["mode"], "affected"
+    )
+    lines = [
+        f"<b>{escape(receipt['mode'])}</b>: {verb} {receipt['attempts_affected']:,} attempts of "
+        f"{receipt['learners_affected']:,} learners"
+    ]
+    for window in receipt.get("windows", []):
+        lines.append(
+            f"window {escape(window['start'])}: {window['active_before']:,} &rarr; "
+            f"{window['active_after']:,}"
+        )
+    if not receipt.get("windows"):
+        lines.append("no window's Active Learners change")
+    return '<div class="result">' + "<br>".join(lines) + "</div>"
+
+
+def tenant_page(
+    details: dict[str, Any],
+    windows: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    signed_in: bool,
+    result: str = "",
+) -> str:
+    tenant = escape(details["tenant_id"])
+    lic = details["license"]
+    limit = lic["learner_limit"]
+    pct = details["utilization_pct"]
+    cards = (
+        '<div class="grid">'
+        f'<div class="card"><div class="muted">Active Learners</div><div class="big">'
+        f"{details['active_learners']:,}</div></div>"
+        f'<div class="card"><div class="muted">Total Learners</div><div class="big">'
+        f"{details['total_learners']:,}</div></div>"
+        f'<div class="card"><div class="muted">Licensed limit</div><div class="big">'
+        f"{'&ndash;' if limit is None else f'{limit:,}'}</div></div>"
+        f'<div class="card"><div class="muted">Utilization</div><div class="big" '
+        f'style="color:{bar_color(pct)}">{"&ndash;" if pct is None else f"{pct:.1f} %"}</div></div>'
+        "</div>"
+    )
+    window = details["window"]
+    license_rows = [
+        ("Licensed", "yes" if details["licensed"] else "no (default license)"),
+        (
+            "Active Learner Start Date",
+            lic["cycle_start"] if details["licensed"] else "\u2013 (calendar years)",
+        ),
+        (
+            "Active Window",
+            f"{lic['window_months']} month{'' if lic['window_months'] == 1 else 's'} "
+            f"(surcharge {lic['surcharge_pct']} %)",
+        ),
+        ("Current window", f"{window['start']} \u2013 {window['end']} ({lic['timezone']})"),
+        (
+            "Thresholds",
+            ", ".join(
+                f"{t['pct']} % = {t['learners']:,}{REACHED if t['reached'] else ''}"
+                for t in details["thresholds"]
+            )
+            or "\u2013",
+        ),
+        ("Notify", ", ".join(lic["notify"]) or "\u2013"),
+        ("Updated", when(details["updated_at"])),
+    ]
+    license_table = (
+        "<table>"
+        + "".join(
+            f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in license_rows
+        )
+        + "</table>"
+    )
+    event_rows = "".join(
+        f"<tr><td>{escape(e['occurred_at'][:19])}</td><td>{escape(e['window']['start'])}</td>"
+        f"<td>{escape(e['direction'])}</td><td>{e['threshold_pct']} %</td>"
+        f'<td class="num">{e["active_learners"]:,} / {e["learner_limit"]:,}</td></tr>'
+        for e in reversed(events[-20:])
+    )
+    events_table = (
+        "<table><thead><tr><th>When</th><th>Window</th><th>Direction</th><th>Threshold</th>"
+        f"<th>Active / limit</th></tr></thead><tbody>{event_rows}</tbody></table>"
+        if event_rows
+        else '<p class="muted">No threshold events.</p>'
+    )
+    zone = escape(str(details["license"]["timezone"]))
+    forms = f"""
+<h2>Reduce Active Learners</h2>
+{result}
+<form method="post" action="/tenants/{tenant}/preview" id="preview">
+  <b>Preview a deletion</b> (nothing changes)<br>
+  every attempt launched before <input type="date" name="older_than"> (midnight, {zone})
+  or of these learners (one id a line, launched before now)<br>
+  <textarea name="learner_ids" rows="3" cols="40"></textarea><br>
+  <button type="submit">Preview</button>
+</form>
+<form method="post" action="/tenants/{tenant}/delete" id="delete">
+  <b>Delete for good</b> (physical; needs an admin token; cannot be undone)<br>
+  every attempt launched before <input type="date" name="older_than"> (midnight, {zone})
+  or of these learners: <textarea name="learner_ids" rows="2" cols="30"></textarea><br>
+  type the tenant id to confirm: <input name="confirm" autocomplete="off">
+  <button type="submit" class="warn">Delete</button>
+</form>"""
+    body = (
+        f"<h1>{tenant}</h1>{cards}<h2>License Key and Details</h2>{license_table}"
+        f"<h2>Active Learners per window</h2><div class=card>"
+        f"{window_chart(windows, limit, details['thresholds'])}</div>"
+        f"<h2>Threshold events</h2>{events_table}{forms}"
+    )
+    return page(details["tenant_id"], body, signed_in)
+
+
+def signin_page(error: str = "") -> str:
+    message = f'<div class="error">{escape(error)}</div>' if error else ""
+    body = (
+        f"<h1>Sign in</h1>{message}"
+        '<form method="post" action="/signin"><label>API token '
+        '<input type="password" name="token" autocomplete="off" autofocus></label> '
+        '<button type="submit">Sign in</button></form>'
+    )
+    return page("Sign in", body, signed_in=False)

@@ -1,0 +1,113 @@
+"""What every worker's HTTP API and dashboard answer from: the output topics, read back.
+
+Each worker reads the compacted `licenses` and `active-learner-counts` topics, the
+`deletion-receipts` and the `threshold-events` from the beginning, all partitions, with its own
+consumer (no group), and keeps what the API needs in memory: a few records per tenant window,
+the latest license per tenant, the most recent receipts and threshold events. So any worker
+answers for any tenant, seconds behind the count topic at most, and no request ever waits for
+(or blocks) the agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any
+
+from schemas.licenses import License
+from streams.domain.decoding import Rejected, decode
+
+MAX_RECEIPTS = 100_000
+EVENTS_PER_TENANT = 100
+
+
+class ReadModel:
+    """Latest licenses, count records, receipts and threshold events, by tenant."""
+
+    def __init__(self) -> None:
+        self.licenses: dict[str, dict[str, Any] | None] = {}  # tenant -> license (None: removed)
+        self.counts: dict[str, dict[str, dict[str, Any]]] = {}  # tenant -> window start -> record
+        self.receipts: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self.events: dict[str, deque[dict[str, Any]]] = {}
+        self.caught_up = asyncio.Event()
+        self._receipt_waiters: dict[tuple[str, str], list[asyncio.Future[dict[str, Any]]]] = {}
+        self.on_counts: Callable[[str], None] | None = None  # a tenant's counts changed
+
+    # -- applying records -------------------------------------------------------------------
+    def apply_license(self, key: bytes | None, value: bytes | None) -> None:
+        if value is None:
+            if key:
+                self.licenses[key.decode("utf-8", "replace")] = None
+            return
+        license_ = decode(License, value)
+        if not isinstance(license_, Rejected):  # the service dead-letters the others
+            self.licenses[license_.tenant_id] = license_.model_dump(mode="json")
+
+    def apply_count(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        tenant, _, start = key.decode("utf-8", "replace").rpartition("/")
+        if value is None:
+            self.counts.get(tenant, {}).pop(start, None)
+        else:
+            self.counts.setdefault(tenant, {})[start] = json.loads(value)
+        if self.on_counts is not None:
+            self.on_counts(tenant)
+
+    def apply_receipt(self, value: bytes | None) -> None:
+        if value is None:
+            return
+        receipt = json.loads(value)
+        key = (receipt["tenant_id"], receipt["request_id"])
+        if key in self.receipts:
+            return  # a repeated receipt is identical; the first one stands
+        self.receipts[key] = receipt
+        while len(self.receipts) > MAX_RECEIPTS:
+            self.receipts.popitem(last=False)
+        for waiter in self._receipt_waiters.pop(key, []):
+            if not waiter.done():
+                waiter.set_result(receipt)
+
+    def apply_event(self, value: bytes | None) -> None:
+        if value is None:
+            return
+        event = json.loads(value)
+        recent = self.events.setdefault(event["tenant_id"], deque(maxlen=EVENTS_PER_TENANT))
+        if all(e["event_id"] != event["event_id"] for e in recent):
+            recent.append(event)
+
+    # -- questions --------------------------------------------------------------------------
+    def tenants(self) -> list[str]:
+        known = {t for t, lic in self.licenses.items() if lic is not None}
+        return sorted(known | {t for t, windows in self.counts.items() if windows})
+
+    def license_of(self, tenant_id: str) -> dict[str, Any] | None:
+        return self.licenses.get(tenant_id)
+
+    def windows_of(self, tenant_id: str) -> list[dict[str, Any]]:
+        return [record for _, record in sorted(self.counts.get(tenant_id, {}).items())]
+
+    def receipt(self, tenant_id: str, request_id: str) -> dict[str, Any] | None:
+        return self.receipts.get((tenant_id, request_id))
+
+    def recent_events(self, tenant_id: str) -> list[dict[str, Any]]:
+        return list(self.events.get(tenant_id, ()))
+
+    async def wait_for_receipt(
+        self, tenant_id: str, request_id: str, timeout_s: float
+    ) -> dict[str, Any] | None:
+        known = self.receipt(tenant_id, request_id)
+        if known is not None:
+            return known
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._receipt_waiters.setdefault((tenant_id, request_id), []).append(waiter)
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
+        except TimeoutError:
+            return None
+        finally:
+            waiters = self._receipt_waiters.get((tenant_id, request_id), [])
+            if waiter in waiters:
+                waiters.remove(waiter)

@@ -1,0 +1,230 @@
+"""Creating and inspecting topics with kafka-python's admin client (used by the CLI and tests)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+
+from schemas.topics import COPARTITIONED, TOPICS, TopicSpec
+from streams.config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(RuntimeError):
+    """The brokers named by KAFKA_BOOTSTRAP_SERVERS did not answer in time."""
+
+
+@dataclass(frozen=True)
+class TopicsReport:
+    created: tuple[str, ...]
+    existing: tuple[str, ...]
+
+
+class _ConnectionFailures(logging.Handler):
+    """Why kafka-python's connections failed: it logs the cause and retries until its timeout."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.authentication: str | None = None
+        self.tls: str | None = None
+        self.hung_up = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if "SaslAuthenticationFailed" in text or "Authentication failed" in text:
+            self.authentication = self.authentication or text
+        elif "CERTIFICATE_VERIFY_FAILED" in text or "SSLError" in text or "WRONG_VERSION" in text:
+            self.tls = self.tls or text
+        elif "socket disconnected" in text:
+            # The broker accepted the connection (and the TLS handshake) and then closed it.
+            self.hung_up = True
+
+    def reason(self, settings: Settings, timeout_s: float, error: Exception) -> str:
+        """One line for an operator: what failed and which setting to check."""
+        security = settings.security
+        servers = settings.bootstrap_servers
+        refused = (
+            f"authentication failed: {servers} refused KAFKA_SASL_USERNAME="
+            f"{security.sasl_username} with {security.sasl_mechanism} "
+            "(check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD)"
+        )
+        if self.authentication:
+            return refused
+        if self.tls:
+            verdict = "certificate not trusted" if "CERTIFICATE" in self.tls else "not TLS?"
+            return (
+                f"the TLS handshake with {servers} failed ({verdict}; "
+                "check KAFKA_SECURITY_PROTOCOL and KAFKA_SSL_CAFILE)"
+            )
+        if self.hung_up and security.protocol == "SASL_SSL":
+            # After a failed SCRAM login Kafka often closes the connection without sending its
+            # error response first, so kafka-python sees a hang-up and retries until its
+            # timeout. TLS was fine, so the hang-up is the broker refusing the login.
+            return refused
+        if self.hung_up and security.protocol == "SASL_PLAINTEXT":
+            return (
+                f"{servers} closed every connection during the SASL login of "
+                f"KAFKA_SASL_USERNAME={security.sasl_username}: check KAFKA_SASL_USERNAME and "
+                "KAFKA_SASL_PASSWORD, and KAFKA_SECURITY_PROTOCOL (a TLS listener needs SASL_SSL)"
+            )
+        return (
+            f"no Kafka broker answered at {servers} within {timeout_s:g}s "
+            f"({type(error).__name__}; {security.protocol})"
+        )
+
+
+def admin_client(settings: Settings, timeout_s: float = 15.0) -> KafkaAdminClient:
+    failures = _ConnectionFailures()
+    kafka_log = logging.getLogger("kafka")
+    kafka_log.addHandler(failures)
+    try:
+        return KafkaAdminClient(
+            **settings.kafka_python(),
+            client_id=f"{settings.app_id}-admin",
+            bootstrap_timeout_ms=int(timeout_s * 1000),
+            request_timeout_ms=int(timeout_s * 1000),
+        )
+    except (KafkaError, OSError) as exc:
+        raise BrokerUnavailable(failures.reason(settings, timeout_s, exc)) from exc
+    finally:
+        kafka_log.removeHandler(failures)
+
+
+def broker_answers(settings: Settings, timeout_s: float = 3.0) -> bool:
+    """Whether a broker answers at KAFKA_BOOTSTRAP_SERVERS now (no error when none does)."""
+    try:
+        admin_client(settings, timeout_s=timeout_s).close()
+    except BrokerUnavailable:
+        return False
+    return True
+
+
+LOCAL_BROKER = ("localhost:9092", "127.0.0.1:9092")
+
+
+def is_local_broker(settings: Settings) -> bool:
+    """The broker `docker/kafka/kafka.sh` runs, which the soak and fault tests may kill."""
+    return settings.bootstrap_servers in LOCAL_BROKER
+
+
+def topic_configs(spec: TopicSpec) -> dict[str, str]:
+    if spec.compacted:
+        # Compacted topics keep the latest value per key for ever; tombstones linger a day so
+        # that a consumer catching up still sees the deletion.
+        return {"cleanup.policy": "compact", "delete.retention.ms": "86400000"}
+    return {"cleanup.policy": "delete"}
+
+
+def ensure_topics(
+    settings: Settings, specs: Iterable[TopicSpec] = TOPICS, timeout_s: float = 15.0
+) -> TopicsReport:
+    """Create every missing topic; leave existing ones alone. Idempotent."""
+    specs = list(specs)
+    admin = admin_client(settings, timeout_s)
+    try:
+        existing_names = set(admin.list_topics())
+        wanted = {settings.topic(spec.name): spec for spec in specs}
+        missing = {name: spec for name, spec in wanted.items() if name not in existing_names}
+        created: list[str] = []
+        existing = sorted(name for name in wanted if name in existing_names)
+        if missing:
+            request = {
+                name: {
+                    "num_partitions": settings.partitions,
+                    "replication_factor": settings.replication_factor,
+                    "configs": topic_configs(spec),
+                }
+                for name, spec in missing.items()
+            }
+            response = admin.create_topics(
+                request,
+                timeout_ms=int(timeout_s * 1000),
+                raise_errors=False,
+                wait_for_metadata=True,
+            )
+            for name in sorted(missing):
+                error = _topic_error(response, name)
+                if error is None:
+                    created.append(name)
+                elif error is TopicAlreadyExistsError:
+                    existing.append(name)  # created by someone else in between
+                else:
+                    raise RuntimeError(f"could not create topic {name}: {error.__name__}")
+        return TopicsReport(tuple(created), tuple(sorted(existing)))
+    finally:
+        admin.close()
+
+
+def delete_topics_with_prefix(
+    settings: Settings, prefix: str, timeout_s: float = 30.0
+) -> list[str]:
+    """Delete every topic whose name starts with `prefix` (a finished bench run's); their names."""
+    if not prefix:
+        raise ValueError("refusing to delete every topic of the cluster")
+    admin = admin_client(settings, timeout_s)
+    try:
+        doomed = sorted(name for name in admin.list_topics() if name.startswith(prefix))
+        if doomed:
+            admin.delete_topics(doomed, timeout_ms=int(timeout_s * 1000))
+        return doomed
+    finally:
+        admin.close()
+
+
+def _topic_error(response: dict, name: str) -> type[KafkaError] | None:
+    """The error class the broker gave for one topic of a CreateTopics response, or None."""
+    for topic in response.get("topics", []):
+        if topic["name"] == name and topic["error_code"] != 0:
+            return for_code(topic["error_code"])
+    return None
+
+
+def topic_config(settings: Settings, topic: str, key: str, timeout_s: float = 15.0) -> str | None:
+    """Read back one config value of a topic from the broker (e.g. cleanup.policy)."""
+    admin = admin_client(settings, timeout_s)
+    try:
+        result = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all"
+        )
+    finally:
+        admin.close()
+    entry = result.get("topic", {}).get(topic, {}).get(key)
+    return None if entry is None else entry["value"]
+
+
+def topic_partitions(
+    settings: Settings, names: Iterable[str], timeout_s: float = 15.0
+) -> dict[str, int]:
+    """{topic (without prefix): its number of partitions} for the topics that exist."""
+    admin = admin_client(settings, timeout_s)
+    try:
+        real = {settings.topic(name): name for name in names}
+        described = admin.describe_topics(list(real))
+    finally:
+        admin.close()
+    return {
+        real[topic["name"]]: len(topic["partitions"])
+        for topic in described
+        if topic.get("error_code", 0) == 0 and topic["name"] in real
+    }
+
+
+def copartitioned_count(settings: Settings, timeout_s: float = 15.0) -> int:
+    """The partition count shared by the stages' internal topics; an error when they disagree."""
+    counts = topic_partitions(settings, COPARTITIONED, timeout_s)
+    if len(set(counts.values())) > 1:
+        listed = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+        raise TopicMismatch(
+            f"internal topics disagree on their partition count ({listed}); "
+            "recreate them with one count (e.g. a new TOPIC_PREFIX)"
+        )
+    return counts.get("learner-commands", settings.partitions)
+
+
+class TopicMismatch(RuntimeError):
+    """Topics exist with partition counts the service cannot work with."""

@@ -1,0 +1,109 @@
+"""Waiting until a deployment has processed everything written to its inputs so far.
+
+Settled means: the app's consumer group has committed every offset of its input and internal
+topics, and the counts topic has not grown for `quiet_s` seconds (the partial-count timer and
+the tenant stage have had their say).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import (
+    CoordinatorLoadInProgressError,
+    CoordinatorNotAvailableError,
+    NotCoordinatorError,
+)
+
+from schemas import topics
+from streams.config.settings import Settings
+from streams.kafka.admin import admin_client
+
+# Which consumer group reads which topics: faust's group (the app id) reads the stages' inputs;
+# the bulk launch reader has a group of its own.
+WATCHED = {
+    "": (
+        topics.LICENSES,
+        topics.ATTEMPT_DELETIONS,
+        topics.LEARNER_GROUPS,
+        topics.LEARNER_COMMANDS,
+        topics.TENANT_COMMANDS,
+    ),
+    "-launches": (topics.LAUNCHES,),
+}
+
+
+def group_lag(settings: Settings) -> int:
+    """Records of the watched topics that the app's consumer groups have not committed yet."""
+    admin = admin_client(settings)
+    consumer = KafkaConsumer(**settings.kafka_python())
+    try:
+        lag = 0
+        for suffix, names in WATCHED.items():
+            group = settings.app_id + suffix
+            committed = committed_offsets(admin, group)
+            tps = []
+            for name in names:
+                real = settings.topic(name)
+                for partition in consumer.partitions_for_topic(real) or ():
+                    tps.append(TopicPartition(real, partition))
+            ends = consumer.end_offsets(tps)
+            for tp in tps:
+                done = committed.get(tp)
+                lag += ends[tp] - (done.offset if done is not None and done.offset >= 0 else 0)
+        return lag
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def committed_offsets(admin: Any, group: str, attempts: int = 30) -> dict:
+    """A group's committed offsets; waits while a restarted broker loads its coordinators."""
+    for attempt in range(attempts):
+        try:
+            return admin.list_group_offsets(group).get(group, {})
+        except (NotCoordinatorError, CoordinatorLoadInProgressError, CoordinatorNotAvailableError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1.0)
+    return {}
+
+
+def end_offset(settings: Settings, topic: str) -> int:
+    """How many records were ever written to a topic (the sum of its partitions' end offsets)."""
+    consumer = KafkaConsumer(**settings.kafka_python())
+    try:
+        name = settings.topic(topic)
+        tps = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
+        return sum(consumer.end_offsets(tps).values())
+    finally:
+        consumer.close()
+
+
+def wait_until_settled(
+    settings: Settings,
+    timeout_s: float = 300.0,
+    quiet_s: float = 3.0,
+    progress: Callable[[int], None] | None = None,
+    progress_every_s: float = 10.0,
+) -> float:
+    """Block until settled; returns the seconds waited. Raises TimeoutError at the deadline."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    last_end, quiet_since = -1, time.monotonic()
+    next_progress = started + progress_every_s
+    while time.monotonic() < deadline:
+        lag = group_lag(settings)
+        end = end_offset(settings, topics.ACTIVE_LEARNER_COUNTS)
+        if progress is not None and time.monotonic() >= next_progress:
+            progress(lag)
+            next_progress += progress_every_s
+        if end != last_end or lag > 0:
+            last_end, quiet_since = end, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise TimeoutError(f"not settled after {timeout_s:g}s (lag {group_lag(settings)})")

@@ -1,0 +1,1 @@
+"""The threshold e-mail notifier: its own process, reading threshold events."""

@@ -1,0 +1,79 @@
+"""Prometheus metrics of a worker, served at GET /metrics (streams/http/web.py); the tenant
+gauges are set from the read model by streams/http/gauges.py."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+launches_total = Counter(
+    "active_learners_launches_total",
+    "Launch records read, by outcome (tracked, untracked, dead_lettered)",
+    ["outcome"],
+)
+dead_letters_total = Counter(
+    "active_learners_dead_letters_total",
+    "Records sent to dead-letters, by source topic and reason",
+    ["source", "reason"],
+)
+attempts_total = Counter(
+    "active_learners_attempts_total",
+    "Tracked launches applied by the learner stage, by outcome (new, repeat, conflict)",
+    ["outcome"],
+)
+licenses_total = Counter(
+    "active_learners_licenses_total",
+    "License records applied, by kind (license, tombstone)",
+    ["kind"],
+)
+count_records_total = Counter(
+    "active_learners_count_records_total",
+    "Records written to active-learner-counts, by kind (update, tombstone)",
+    ["kind"],
+)
+deletion_requests_total = Counter(
+    "active_learners_deletion_requests_total",
+    "Deletion requests routed, by mode (physical, logical, preview) or error",
+    ["mode"],
+)
+receipts_total = Counter(
+    "active_learners_deletion_receipts_total",
+    "Deletion receipts sent by the tenant stage, by tenant and mode",
+    ["tenant", "mode"],
+)
+threshold_events_total = Counter(
+    "active_learners_threshold_events_total",
+    "Threshold events fired, by tenant and direction",
+    ["tenant", "direction"],
+)
+partials_total = Counter(
+    "active_learners_partial_counts_total", "Partial counts sent by the learner stage"
+)
+stage_errors_total = Counter(
+    "active_learners_stage_errors_total",
+    "Commands a stage failed to apply (a bug, logged with the record's position), by stage",
+    ["stage"],
+)
+
+# Per tenant, from the read model of every worker (any worker exports every tenant)
+tenant_active = Gauge(
+    "active_learners_tenant_active", "Active Learners of the current window", ["tenant"]
+)
+tenant_total = Gauge("active_learners_tenant_total", "Total Learners", ["tenant"])
+tenant_limit = Gauge(
+    "active_learners_tenant_limit", "Licensed Active Learner limit (absent: no limit)", ["tenant"]
+)
+tenant_utilization = Gauge(
+    "active_learners_tenant_utilization_pct",
+    "Active Learners of the current window in percent of the limit",
+    ["tenant"],
+)
+consumer_lag = Gauge(
+    "active_learners_consumer_lag",
+    "Records of an input topic not yet committed by the service's consumer group",
+    ["topic"],
+)
+count_latency = Histogram(
+    "active_learners_count_latency_seconds",
+    "From a launch (its Kafka timestamp) to the count record that counts it",
+    buckets=(0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300),
+)

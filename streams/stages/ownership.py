@@ -1,0 +1,50 @@
+"""Which stage partitions this process owns, under which epochs, and where its next records
+should land: what a batch checks before it writes and what finds a deposed owner's records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from streams.stages.store import Epoch, Log, TopicPartition, fenced_topics
+
+
+class Ownership:
+    """The stage partitions this process owns, their epochs, and the lineage of its writes.
+
+    Shared by every batch of the process. `expected[tp]` is the offset at which this owner's
+    next record in a changelog or fenced output partition should land; a record it finds
+    between that offset and its own next one was written by somebody else.
+    """
+
+    def __init__(self) -> None:
+        self.epochs: dict[tuple[str, int], Epoch] = {}
+        self.expected: dict[TopicPartition, int] = {}
+        self.zombies_repaired = 0
+
+    def epoch_of(self, stage: str, partition: int) -> Epoch:
+        try:
+            return self.epochs[(stage, partition)]
+        except KeyError:
+            raise RuntimeError(f"{stage} partition {partition} is written but not owned") from None
+
+    def owns(self, stage: str, partition: int) -> bool:
+        return (stage, partition) in self.epochs
+
+    async def take_over(self, stage: str, partition: int, epoch: Epoch, log: Log) -> None:
+        """Own a partition under `epoch`; its lineage starts at the current end offsets."""
+        self.epochs[(stage, partition)] = epoch
+        for topic in fenced_topics(stage):
+            self.expected[(topic, partition)] = await log.end_offset(topic, partition)
+
+    def release(self, stage: str, partitions: Sequence[int] | None = None) -> None:
+        """Forget partitions of `stage` (all of them when `partitions` is None)."""
+        gone = {
+            p for (s, p) in self.epochs if s == stage and (partitions is None or p in partitions)
+        }
+        for partition in gone:
+            del self.epochs[(stage, partition)]
+            for topic in fenced_topics(stage):
+                self.expected.pop((topic, partition), None)
+
+    def partitions(self, stage: str) -> list[int]:
+        return sorted(p for (s, p) in self.epochs if s == stage)

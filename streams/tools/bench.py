@@ -1,0 +1,543 @@
+"""`active-learners bench`: what one worker does on this machine, measured end to end.
+
+Each run uses a fresh topic prefix and state folder, and measures in this order:
+
+1. throughput  N tracked launches (many tenants, skewed learners) are produced first; then one
+               worker starts, and the clock runs from the moment its launch reader is assigned
+               its partitions (start-up excluded, printed apart) to the last count record that
+               made every count equal to an independent recount. The same launches read by a
+               plain aiokafka consumer give the ceiling for a Python consumer here.
+2. memory      the worker's RSS sampled along the way, against the attempts stored so far.
+3. recovery    the worker stops; a new one starts on an empty state folder and restores the
+               state from the changelogs (records/s from its log).
+4. deletion    on that restored worker, a physical `older_than` deletion of about half of the
+               attempts: attempts/s until the receipt, peak RSS, counts exact afterwards.
+5. latency     a fresh worker under a steady load: probe launches (each the first of a new
+               tenant) are timed from their send to the count record that counts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zlib import crc32
+
+from schemas import topics
+from streams.config.settings import Settings
+from streams.kafka.admin import ensure_topics
+from streams.kafka.io import produce_records, read_topic
+from streams.kafka.settle import end_offset, group_lag
+from streams.tools.worker_process import WorkerProcess, rss_mb
+
+Log = Callable[[str], None]
+WARMUP_S = 5.0
+RESTORE_LINE = re.compile(
+    r"restored (\d+) changelog records of \d+ partitions in bulk in ([\d.]+)s"
+)
+
+
+@dataclass
+class BenchResult:
+    launches: int
+    partitions: int
+    produce_per_s: float = 0.0
+    raw_consumer_per_s: float = 0.0
+    startup_s: float = 0.0
+    worker_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    rss_curve_mb: list[tuple[int, float]] = field(default_factory=list)
+    recovery_records: int = 0
+    recovery_s: float = 0.0
+    deletion_attempts: int = 0
+    deletion_s: float = 0.0
+    deletion_peak_rss_mb: float = 0.0
+    deletion_exact: bool | None = None
+    latencies_s: list[float] = field(default_factory=list)
+    latency_rate: int = 0
+
+    @property
+    def worker_per_s(self) -> float:
+        return self.launches / self.worker_s if self.worker_s else 0.0
+
+    @property
+    def ratio(self) -> float:
+        return self.worker_per_s / self.raw_consumer_per_s if self.raw_consumer_per_s else 0.0
+
+
+# -- the dataset ------------------------------------------------------------------------------
+
+
+@dataclass
+class Expected:
+    """What the counts must be, kept incrementally (2M launches do not fit a plain recount)."""
+
+    latest: dict[tuple[str, str, int], datetime] = field(default_factory=dict)
+
+    def add(self, tenant: str, learner: str, launched_at: datetime) -> None:
+        key = (tenant, learner, launched_at.year)
+        if key not in self.latest or self.latest[key] < launched_at:
+            self.latest[key] = launched_at
+
+    def counts(
+        self, deleted: tuple[str, datetime] | None = None
+    ) -> dict[tuple[str, str], tuple[int, int]]:
+        """{(tenant, window start): (active, total)}; the default license cuts calendar years.
+
+        With `deleted` = (tenant, cutoff): as after a physical deletion of that tenant's attempts
+        launched before the cutoff.
+        """
+        active: dict[tuple[str, str], int] = {}
+        learners: dict[str, set[str]] = {}
+        for (tenant, learner, year), latest in self.latest.items():
+            if deleted is not None and tenant == deleted[0] and latest < deleted[1]:
+                continue
+            window = (tenant, f"{year}-01-01")
+            active[window] = active.get(window, 0) + 1
+            learners.setdefault(tenant, set()).add(learner)
+        return {key: (n, len(learners[key[0]])) for key, n in active.items()}
+
+
+BIG_TENANT = "bench-big"
+
+
+def tracked_launches(
+    count: int, tenants: int, seed: int, now: datetime, expected: Expected
+) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) of `count` tracked launches over 400 days.
+
+    Half of them belong to one big tenant (50,000 learners: the deletion phase erases its
+    history); the rest to `tenants` tenants of skewed sizes, with a few heavy learners each.
+    """
+    rng = random.Random(seed)
+    start = now - timedelta(days=400)
+    span = int((now - start).total_seconds())
+    learners_per_tenant = max(10, count // (tenants * 8))
+    for n in range(count):
+        if rng.random() < 0.5:
+            tenant = BIG_TENANT
+            learner = f"l{rng.randrange(50_000):07d}"
+        else:
+            tenant = f"bench-{int(tenants * rng.random() ** 2):04d}"
+            learner = f"l{int(learners_per_tenant * rng.random() ** 2):07d}"
+        launched_at = start + timedelta(seconds=rng.randrange(span))
+        expected.add(tenant, learner, launched_at)
+        value = {
+            "event_id": f"b{n}",
+            "tenant_id": tenant,
+            "learner_id": learner,
+            "element_id": f"el{n % 300}",
+            "attempt_id": f"a{n}",
+            "launched_at": launched_at.isoformat(),
+            "content_type": "scorm",
+        }
+        yield f"{tenant}/{learner}".encode(), json.dumps(value).encode()
+
+
+async def produce_fast(
+    settings: Settings, topic: str, records: Iterator[tuple[bytes, bytes]]
+) -> int:
+    """Send (key, value) records in producer batches (kafka-python sends ~25k/s here)."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(**settings.aiokafka(), acks="all", max_batch_size=1024 * 1024)
+    await producer.start()
+    try:
+        name = settings.topic(topic)
+        partitions = sorted(await producer.partitions_for(name))
+        batches: dict[int, Any] = {}
+        futures = []
+        sent = 0
+        for key, value in records:
+            partition = partitions[crc32(key) % len(partitions)]
+            batch = batches.get(partition)
+            if batch is None:
+                batch = batches[partition] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                futures.append(await producer.send_batch(batch, name, partition=partition))
+                batch = batches[partition] = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+            sent += 1
+            if len(futures) > 64:
+                await asyncio.gather(*futures)
+                futures.clear()
+        for partition, batch in batches.items():
+            if batch.record_count():
+                futures.append(await producer.send_batch(batch, name, partition=partition))
+        await asyncio.gather(*futures)
+        return sent
+    finally:
+        await producer.stop()
+
+
+async def raw_consumer_rate(settings: Settings, expected: int) -> float:
+    """A plain aiokafka consumer reading the launches (and decoding each): the ceiling."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        settings.topic(topics.LAUNCHES),
+        **settings.aiokafka(),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    try:
+        seen, started = 0, time.monotonic()
+        while seen < expected:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            for records in batches.values():
+                for record in records:
+                    json.loads(record.value)  # a consumer that does nothing is no ceiling
+                seen += len(records)
+        return seen / (time.monotonic() - started)
+    finally:
+        await consumer.stop()
+
+
+# -- worker processes -------------------------------------------------------------------------
+
+
+def bench_worker(settings: Settings, name: str) -> WorkerProcess:
+    """One worker with its own state folder, its log beside it, its peak RSS sampled."""
+    log_path = settings.state_dir.parent / f"{settings.topic_prefix}{name}.log"
+    worker = WorkerProcess(
+        settings, log_path, args=["--loglevel", "info"], web_port=settings.web_port, sample_rss=True
+    )
+    return worker.start()
+
+
+def worker_rss(worker: WorkerProcess) -> float:
+    return rss_mb(worker.process.pid) if worker.process is not None else 0.0
+
+
+def wait_exact(
+    settings: Settings,
+    expected: dict[tuple[str, str], tuple[int, int]],
+    worker: WorkerProcess,
+    timeout_s: float,
+    on_poll: Callable[[], None] | None = None,
+) -> float:
+    """Wait until the counts topic equals `expected`; returns the wall time (epoch seconds) of
+    the last count record, i.e. when the worker made the counts exact."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        worker.check_alive()
+        if on_poll is not None:
+            on_poll()
+        if group_lag(settings) == 0:
+            live: dict[bytes, Any] = {}
+            last_ms = 0
+            for key, value, timestamp_ms in records_with_time(settings):
+                last_ms = max(last_ms, timestamp_ms)
+                if key is not None:
+                    live[key] = value
+            exact = all(
+                _active(live.get(f"{tenant}/{start}".encode())) == active
+                for (tenant, start), (active, _) in expected.items()
+            )
+            if exact:
+                return last_ms / 1000.0
+        time.sleep(1.0)
+    raise TimeoutError(f"counts not exact after {timeout_s:g}s; see {worker.log_path}")
+
+
+def _active(value: bytes | None) -> int | None:
+    return None if value is None else int(json.loads(value)["active_learners"])
+
+
+def records_with_time(settings: Settings) -> Iterator[tuple[bytes | None, bytes | None, int]]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**settings.kafka_python(), enable_auto_commit=False)
+    try:
+        name = settings.topic(topics.ACTIVE_LEARNER_COUNTS)
+        tps = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            for batch in consumer.poll(timeout_ms=500).values():
+                for record in batch:
+                    yield record.key, record.value, record.timestamp
+    finally:
+        consumer.close()
+
+
+# -- the phases -------------------------------------------------------------------------------
+
+
+def run_bench(
+    settings: Settings,
+    launches: int,
+    tenants: int,
+    log: Log = print,
+    skip_recovery: bool = False,
+    skip_deletion: bool = False,
+    skip_latency: bool = False,
+    latency_rate: int = 5_000,
+    latency_s: float = 30.0,
+) -> BenchResult:
+    result = BenchResult(launches=launches, partitions=settings.partitions)
+    now = datetime.now(UTC)
+    ensure_topics(settings)
+    expected = Expected()
+    log(f"producing {launches:,} tracked launches over {tenants} tenants...")
+    started = time.monotonic()
+    asyncio.run(
+        produce_fast(
+            settings, topics.LAUNCHES, tracked_launches(launches, tenants, 1, now, expected)
+        )
+    )
+    result.produce_per_s = launches / (time.monotonic() - started)
+
+    log("measuring the raw aiokafka consumer...")
+    result.raw_consumer_per_s = asyncio.run(raw_consumer_rate(settings, launches))
+
+    log("one worker counts them until every count is exact...")
+    worker = bench_worker(settings, "worker")
+    try:
+        result.startup_s = worker.wait_ready()
+        ready_wall = time.time()
+        curve: list[tuple[int, float]] = []
+        last_sample = [0.0]
+
+        def sample() -> None:
+            if time.monotonic() - last_sample[0] >= 3:
+                last_sample[0] = time.monotonic()
+                curve.append((end_offset(settings, topics.ATTEMPTS), worker_rss(worker)))
+
+        done_wall = wait_exact(settings, expected.counts(), worker, 3600, on_poll=sample)
+        result.worker_s = done_wall - ready_wall
+        curve.append((end_offset(settings, topics.ATTEMPTS), worker_rss(worker)))
+        result.rss_curve_mb = curve
+        result.peak_rss_mb = worker.peak_rss_mb
+    finally:
+        worker.stop()
+
+    if not skip_recovery:
+        log("a new worker restores the state from the changelogs...")
+        restored = replace(settings, state_dir=settings.state_dir.parent / "state-restored")
+        worker = bench_worker(restored, "restored")
+        try:
+            worker.wait_ready()
+            records, seconds = restore_figures(worker.log_text())
+            result.recovery_records, result.recovery_s = records, seconds
+            if not skip_deletion:
+                run_deletion(restored, worker, expected, result, log)
+        finally:
+            worker.stop()
+
+    if not skip_latency:
+        log(f"latency at a steady {latency_rate:,} launches/s for {latency_s:g}s...")
+        fresh = replace(
+            settings,
+            topic_prefix=f"{settings.topic_prefix}latency-",
+            state_dir=settings.state_dir.parent / "state-latency",
+        )
+        ensure_topics(fresh)
+        worker = bench_worker(fresh, "latency")
+        try:
+            worker.wait_ready()
+            result.latencies_s = asyncio.run(measure_latency(fresh, latency_rate, latency_s, now))
+            result.latency_rate = latency_rate
+        finally:
+            worker.stop()
+    return result
+
+
+def restore_figures(log_text: str) -> tuple[int, float]:
+    records, seconds = 0, 0.0
+    for match in RESTORE_LINE.finditer(log_text):
+        records += int(match.group(1))
+        seconds += float(match.group(2))
+    return records, seconds
+
+
+def run_deletion(
+    settings: Settings,
+    worker: WorkerProcess,
+    expected: Expected,
+    result: BenchResult,
+    log: Log,
+) -> None:
+    from streams.domain.deletions import build_request
+
+    cutoff = datetime.now(UTC).replace(microsecond=0)
+    log(f"a physical older_than deletion of every attempt of {BIG_TENANT}...")
+    worker.peak_rss_mb = 0.0
+    request = build_request(BIG_TENANT, "physical", {"older_than": cutoff.isoformat()}, cutoff)
+    started = time.monotonic()
+    produce_records(
+        settings,
+        [(topics.ATTEMPT_DELETIONS, BIG_TENANT.encode(), json.dumps(request).encode())],
+    )
+    receipts = wait_receipts(settings, {request["request_id"]}, 900)
+    result.deletion_s = time.monotonic() - started
+    result.deletion_attempts = sum(r["attempts_affected"] for r in receipts)
+    result.deletion_peak_rss_mb = worker.peak_rss_mb
+    after = expected.counts((BIG_TENANT, cutoff))
+    try:
+        wait_exact(settings, after, worker, 300)
+        result.deletion_exact = True
+    except TimeoutError:
+        result.deletion_exact = False
+
+
+def wait_receipts(settings: Settings, request_ids: set[str], timeout_s: float) -> list[dict]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = {}
+        for _, value in read_topic(settings, topics.DELETION_RECEIPTS):
+            if value:
+                receipt = json.loads(value)
+                if receipt["request_id"] in request_ids:
+                    found[receipt["request_id"]] = receipt
+        if len(found) == len(request_ids):
+            return list(found.values())
+        time.sleep(0.5)
+    raise TimeoutError(f"not every deletion receipt arrived within {timeout_s:g}s")
+
+
+async def measure_latency(
+    settings: Settings, rate: int, seconds: float, now: datetime
+) -> list[float]:
+    """Send `rate` launches/s for `seconds`, with a probe launch every 0.1 s: each the first
+    launch of a new tenant. A probe's latency: its send to the first count record of its tenant."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    producer = AIOKafkaProducer(**settings.aiokafka(), linger_ms=5)
+    consumer = AIOKafkaConsumer(
+        settings.topic(topics.ACTIVE_LEARNER_COUNTS),
+        **settings.aiokafka(),
+        auto_offset_reset="latest",
+        group_id=None,
+    )
+    await producer.start()
+    await consumer.start()
+    sent_at: dict[str, float] = {}
+    latencies: dict[str, float] = {}
+    topic = settings.topic(topics.LAUNCHES)
+    rng = random.Random(5)
+
+    def launch(tenant: str, learner: str, n: int) -> bytes:
+        launched = now - timedelta(seconds=rng.randrange(30 * 86_400))
+        return json.dumps(
+            {
+                "event_id": f"lat{n}",
+                "tenant_id": tenant,
+                "learner_id": learner,
+                "element_id": "e",
+                "attempt_id": f"lat{n}",
+                "launched_at": launched.isoformat(),
+                "content_type": "scorm",
+            }
+        ).encode()
+
+    async def receive() -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    if record.value is None:
+                        continue
+                    tenant = json.loads(record.value)["tenant_id"]
+                    if tenant in sent_at and tenant not in latencies:
+                        latencies[tenant] = time.time() - sent_at[tenant]
+
+    receiver = asyncio.ensure_future(receive())
+    try:
+        await asyncio.sleep(1.0)  # the consumer is positioned at the end
+        tick_s, n, probes = 0.1, 0, 0
+        per_tick = max(1, int(rate * tick_s))
+        started = time.monotonic()
+        next_tick = started
+        # the first WARMUP_S at the same rate are not measured: a steady state is
+        while time.monotonic() - started < seconds + WARMUP_S:
+            for _ in range(per_tick - 1):
+                tenant = f"steady-{rng.randrange(200):03d}"
+                await producer.send(topic, launch(tenant, f"l{rng.randrange(5000)}", n))
+                n += 1
+            if time.monotonic() - started >= WARMUP_S:
+                probe = f"probe-{probes:05d}"
+                sent_at[probe] = time.time()
+                await producer.send(topic, launch(probe, "p", n), key=probe.encode())
+                probes += 1
+            n += 1
+            next_tick += tick_s
+            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+        await producer.flush()
+        deadline = time.monotonic() + 60
+        while len(latencies) < len(sent_at) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+    finally:
+        receiver.cancel()
+        await producer.stop()
+        await consumer.stop()
+    # in the order the probes were sent; a probe never counted is infinitely late
+    return [latencies.get(probe, float("inf")) for probe in sent_at]
+
+
+# -- the report -------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    index = min(len(values) - 1, max(0, round(pct / 100 * len(values)) - 1))
+    return sorted(values)[index]
+
+
+def report(result: BenchResult) -> str:
+    lines = [
+        f"launches                 {result.launches:,} (all tracked), "
+        f"{result.partitions} partitions",
+        f"produce (aiokafka)       {result.produce_per_s:,.0f}/s",
+        f"raw aiokafka consumer    {result.raw_consumer_per_s:,.0f}/s (reads + json.loads)",
+        f"worker start-up          {result.startup_s:.1f} s (not counted below)",
+        f"worker end to end {result.worker_per_s:,.0f}/s "
+        f"({result.worker_s:.1f} s from the first launch to every count exact)",
+        f"worker / raw consumer {100 * result.ratio:.1f} %",
+        f"worker peak RSS          {result.peak_rss_mb:,.0f} MB",
+    ]
+    if result.recovery_records:
+        rate = result.recovery_records / result.recovery_s if result.recovery_s else 0.0
+        lines.append(
+            f"recovery {rate:,.0f} records/s "
+            f"({result.recovery_records:,} changelog records in {result.recovery_s:.1f} s)"
+        )
+    if result.deletion_attempts:
+        rate = result.deletion_attempts / result.deletion_s
+        exact = {True: "counts exact after", False: "COUNTS WRONG after", None: ""}
+        lines.append(
+            f"deletion {rate:,.0f} attempts/s, peak RSS {result.deletion_peak_rss_mb:,.0f} MB "
+            f"({result.deletion_attempts:,} attempts in {result.deletion_s:.1f} s; "
+            f"{exact[result.deletion_exact]})"
+        )
+    if result.latencies_s:
+        lost = sum(1 for v in result.latencies_s if v == float("inf"))
+        lines.append(
+            f"latency p50 {percentile(result.latencies_s, 50):.2f} s, "
+            f"p99 {percentile(result.latencies_s, 99):.2f} s "
+            f"({len(result.latencies_s)} probes at {result.latency_rate:,} launches/s"
+            + (f", {lost} never counted" if lost else "")
+            + ")"
+        )
+    return "\n".join(lines)
+
+
+def rss_table(result: BenchResult) -> str:
+    rows = ["| attempts stored so far | worker RSS (MB) |", "|---:|---:|"]
+    step = max(1, len(result.rss_curve_mb) // 10)
+    sampled = result.rss_curve_mb[::step]
+    if result.rss_curve_mb and sampled[-1] != result.rss_curve_mb[-1]:
+        sampled.append(result.rss_curve_mb[-1])
+    for counted, rss in sampled:
+        rows.append(f"| {counted:,} | {rss:,.0f} |")
+    return "\n".join(rows)

@@ -1,0 +1,194 @@
+"""`active-learners worker` (or another command) as a child process: the one harness the
+integration tests, the benchmark and the soak start workers with.
+
+A worker gets its settings through the environment (TOPIC_PREFIX, STATE_DIR, ...), writes its log
+to a file of its own, and is stopped with SIGTERM (a clean stop) or SIGKILL (a crash). Its peak
+resident memory can be sampled (the benchmark's figure).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from streams.config.settings import Settings
+
+T = TypeVar("T")
+
+# what a worker logs once its launch reader has its partitions: it is counting
+READY_LINE = "launch reader:"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def worker_env(settings: Settings, web_port: int) -> dict[str, str]:
+    """The environment that gives a child process `settings`."""
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "TOPIC_PREFIX": settings.topic_prefix,
+        "STATE_DIR": str(settings.state_dir),
+        "WEB_PORT": str(web_port),
+        "PARTITIONS": str(settings.partitions),
+    }
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process (Linux), 0.0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def wait_for(
+    condition: Callable[[], T],
+    timeout_s: float,
+    what: str,
+    interval_s: float = 1.0,
+    error: type[Exception] = AssertionError,
+) -> T:
+    """Poll `condition` until it returns something truthy; raise `error` naming `what` at the
+    deadline (an AssertionError in tests, a TimeoutError in the tools)."""
+    deadline = time.monotonic() + timeout_s
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise error(f"timed out after {timeout_s:g}s waiting for {what} (last: {last!r})")
+
+
+class WorkerProcess:
+    """One child process of `python -m streams <command>`, its log appended to `log_path`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        command: str = "worker",
+        extra_env: dict[str, str] | None = None,
+        args: Sequence[str] = (),
+        web_port: int | None = None,
+        sample_rss: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.command = command
+        self.extra_env = extra_env or {}
+        self.args = list(args)
+        self.fixed_port = web_port
+        self.web_port = 0  # a free port, chosen again at every start, unless fixed
+        self.sample_rss = sample_rss
+        self.peak_rss_mb = 0.0
+        self.started = 0.0
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log_mark = 0
+        self._sampling = threading.Event()
+
+    @property
+    def name(self) -> str:
+        return self.log_path.stem
+
+    def start(self) -> WorkerProcess:
+        self.web_port = self.fixed_port if self.fixed_port is not None else free_port()
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self._log_mark = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.started = time.monotonic()
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "streams", self.command, *self.args],
+                env={**worker_env(self.settings, self.web_port), **self.extra_env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        if self.sample_rss:
+            self._sampling.clear()
+            threading.Thread(target=self._sample, args=(self.process,), daemon=True).start()
+        return self
+
+    def _sample(self, process: subprocess.Popen[bytes]) -> None:
+        while not self._sampling.is_set() and process.poll() is None:
+            self.peak_rss_mb = max(self.peak_rss_mb, rss_mb(process.pid))
+            self._sampling.wait(0.25)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def check_alive(self) -> None:
+        """Raise when the process has ended (a tool waiting on it would wait forever)."""
+        if not self.alive():
+            raise RuntimeError(f"the {self.command} {self.exit_reason()}; see {self.log_path}")
+
+    def exit_reason(self) -> str:
+        """How the process ended: "SIGKILL", "exit 0", ... ("running" while it runs)."""
+        if self.process is None:
+            return "never started"
+        code = self.process.poll()
+        if code is None:
+            return "running"
+        return signal.Signals(-code).name if code < 0 else f"exit {code}"
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no final commit, no flush."""
+        if self.alive():
+            assert self.process is not None
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+        self._sampling.set()
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """SIGTERM, and SIGKILL if it is still there after `timeout_s`."""
+        if self.alive():
+            assert self.process is not None
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+        self._sampling.set()
+
+    def wipe(self) -> None:
+        """Lose the state folder (a new disk)."""
+        shutil.rmtree(self.settings.state_dir, ignore_errors=True)
+
+    def log_text(self, since_start: bool = False) -> str:
+        try:
+            with open(self.log_path, "rb") as log:
+                if since_start:
+                    log.seek(self._log_mark)
+                return log.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_text()
+        return "\n".join(text.splitlines()[-lines:]) if text else "(no log)"
+
+    def wait_ready(self, timeout_s: float = 300.0) -> float:
+        """Until this start of the worker has its launch partitions; returns the seconds it took."""
+
+        def ready() -> bool:
+            self.check_alive()
+            return READY_LINE in self.log_text(since_start=True)
+
+        wait_for(ready, timeout_s, f"{self.log_path.stem} ready", 0.1, TimeoutError)
+        return time.monotonic() - self.started

@@ -1,0 +1,160 @@
+"""Ingest of `launches` in bulk: whole fetches in, one learner command per partition out.
+
+faust spends ~0.1 ms of CPU on every message it hands to an agent (docs/benchmarks.md), which
+alone caps a per-launch stream below 10,000 launches/s. This service of the app reads `launches`
+with its own aiokafka consumer instead, in its own consumer group (`<app id>-launches`): it takes
+whatever a fetch returns (up to INGEST_BATCH_MAX launches, lingering up to INGEST_LINGER_MS to
+fill a batch),
+validates every launch (streams/stages/ingest.py), sends one `Attempts` command per learner
+partition
+and the dead letters, waits until Kafka acknowledged all of them, and only then commits the
+batch's offsets. A crash before the commit replays the batch; the learner stage is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from mode import Service
+
+from schemas import topics
+from streams.stages import metrics
+from streams.stages.ingest import IngestStage
+from streams.stages.store import Fenced
+from streams.worker.app import app, settings
+from streams.worker.runtime import new_batch
+
+log = logging.getLogger(__name__)
+
+stage = IngestStage(settings.partitions, topic_name=settings.topic)
+
+MAX_RECORDS = settings.ingest_batch_max
+LINGER_S = settings.ingest_linger_ms / 1000
+RETRY_S = 2.0
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, reader: LaunchReader) -> None:
+        self.reader = reader
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # Let the batch in flight finish and commit before the partitions move.
+        async with self.reader.lock:
+            self.reader.drop_pending(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("launch reader: %d partitions of launches assigned", len(assigned))
+
+
+@app.service
+class LaunchReader(Service):
+    """Reads `launches` in bulk and routes tracked launches to the learner partitions."""
+
+    def __post_init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.pending: list[Any] = []
+
+    @property
+    def group_id(self) -> str:
+        return f"{settings.app_id}-launches"
+
+    async def on_start(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            **settings.aiokafka(),
+            group_id=self.group_id,
+            client_id=f"{settings.app_id}-launch-reader",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            check_crcs=False,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=16 * 1024 * 1024,
+            session_timeout_ms=15_000,
+            heartbeat_interval_ms=3_000,
+        )
+        self.consumer.subscribe([settings.topic(topics.LAUNCHES)], listener=_Rebalance(self))
+        await self.consumer.start()
+
+    async def on_stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    def drop_pending(self, revoked: set[TopicPartition]) -> None:
+        """Fetched records of revoked partitions go: their new owner reads them again."""
+        self.pending = [
+            r for r in self.pending if TopicPartition(r.topic, r.partition) not in revoked
+        ]
+
+    @Service.task
+    async def _read(self) -> None:
+        while not self.should_stop:
+            await self._fill()
+            if not self.pending:
+                continue
+            async with self.lock:
+                records, self.pending = self.pending, []
+                if not records:
+                    continue
+                try:
+                    await self.route(records)
+                except Exception:
+                    # Never skip a batch: read it again (routing is idempotent downstream).
+                    log.exception("launch reader: routing %d launches failed", len(records))
+                    metrics.stage_errors_total.labels("launch-reader").inc()
+                    self.rewind(records)
+                    await self.sleep(RETRY_S)
+
+    async def _fill(self) -> None:
+        """Fetch until MAX_RECORDS are pending or LINGER_S passed since the first arrived."""
+        assert self.consumer is not None
+        deadline: float | None = None
+        while len(self.pending) < MAX_RECORDS:
+            timeout_s = 1.0 if deadline is None else deadline - time.monotonic()
+            if timeout_s <= 0:
+                return
+            fetched = await self.consumer.getmany(
+                timeout_ms=int(timeout_s * 1000), max_records=MAX_RECORDS - len(self.pending)
+            )
+            for records in fetched.values():
+                self.pending.extend(records)
+            if self.pending and deadline is None:
+                deadline = time.monotonic() + LINGER_S
+            if not self.pending:
+                return
+
+    async def route(self, records: list[Any]) -> None:
+        assert self.consumer is not None
+        batch = new_batch()
+        try:
+            # aiokafka's records have every field a stage reads (stages.ingest.InputRecord)
+            outcomes = stage.route_launches(batch, records)
+            await batch.flush()
+        except Fenced as exc:
+            log.warning("launch reader: %s; the batch will be read again", exc)
+            self.rewind(records)
+            return
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        for outcome, n in outcomes.items():
+            metrics.launches_total.labels(outcome).inc(n)
+        try:
+            await self.consumer.commit(offsets)
+        except Exception as exc:
+            # Everything is in Kafka already; an uncommitted batch is read again (idempotent).
+            log.warning("launch reader: commit failed (%s); the batch will be read again", exc)
+
+    def rewind(self, records: list[Any]) -> None:
+        assert self.consumer is not None
+        first: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            first[tp] = min(first.get(tp, record.offset), record.offset)
+        for tp, offset in first.items():
+            if tp in self.consumer.assignment():
+                self.consumer.seek(tp, offset)

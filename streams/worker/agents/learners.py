@@ -1,0 +1,120 @@
+"""The learner stage in the worker: an agent on learner-commands, its takeover, its timer.
+
+The stage itself is streams/stages/learners.py; this module only moves data between faust and
+it: events into batches, assigned partitions into a takeover, a timer into partial counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from faust.types import StreamT
+
+from schemas import topics
+from streams.stages import commands, metrics
+from streams.stages.batch import rewrite_keys, take_over
+from streams.stages.learners import LearnerStage
+from streams.stages.store import LEARNER, TABLES, Fenced
+from streams.worker.agents.loop import run_durably
+from streams.worker.app import app, kafka_log, ownership, settings
+from streams.worker.channels import learner_commands
+from streams.worker.raw_fetch import fetch_raw
+from streams.worker.runtime import local_state, new_batch
+from streams.worker.tables import learner_state
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.5
+CHECK_INTERVAL_S = 15.0
+
+
+async def _read_raw(topic: str, partition: int, offset: int) -> bytes | None:
+    return await fetch_raw(settings, topic, partition, offset)
+
+
+stage = LearnerStage(settings.partitions, read_raw=_read_raw)
+
+
+@app.agent(learner_commands)
+async def learners(stream: StreamT) -> None:
+    await run_durably(stream, "learners", stage.handle_record, stage.give_up)
+
+
+# The stage topics of faust's consumer (licenses, deletions, groups, the internal commands).
+STAGE_INPUTS = (
+    topics.LICENSES,
+    topics.ATTEMPT_DELETIONS,
+    topics.LEARNER_GROUPS,
+    topics.LEARNER_COMMANDS,
+    topics.TENANT_COMMANDS,
+)
+
+
+@learner_state.on_recover
+async def seek_fresh_partitions() -> None:
+    """Read a partition without a committed offset from its start.
+
+    After a rebalance faust seeks every partition to its committed offset; aiokafka skips a
+    partition whose committed offset is none or 0, leaving it where its fetcher was, and faust
+    drops the records that fetcher brought during the rebalance (a stale generation). So the
+    first records of a fresh partition could be lost. This runs before faust's seek.
+    """
+    inputs = {settings.topic(name) for name in STAGE_INPUTS}
+    consumer: Any = app.consumer  # faust's Consumer (the ConsumerT protocol lacks this method)
+    committed = await consumer.seek_to_committed()
+    for tp in app.consumer.assignment():
+        if tp.topic in inputs and not committed.get(tp):
+            await app.consumer.seek(tp, 0)
+
+
+@learner_state.on_recover
+async def take_over_learner_partitions() -> None:
+    """Own the assigned learner partitions under new epochs and rebuild their counters."""
+    topic = learner_commands.get_topic_name()
+    assigned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic)
+    stage.release()
+    ownership.release(LEARNER)
+    batch = new_batch()
+    try:
+        epochs = await take_over(batch, LEARNER, assigned, app.consumer_generation_id)
+        # keys whose last changelog record was a deposed owner's (skipped by the restore)
+        repairs = {
+            (table, partition): local_state.repairs(table, partition)
+            for table, (owner, _) in TABLES.items()
+            if owner == LEARNER
+            for partition in assigned
+        }
+        for (table, partition), keys_ in repairs.items():
+            rewrite_keys(batch, table, partition, keys_)
+        await batch.flush()
+        for (table, partition), keys_ in repairs.items():
+            local_state.forget_repairs(table, partition, keys_)
+        stage.rebuild(batch, epochs)
+        await stage.hold_until_replayed(batch, kafka_log, assigned)
+    except Fenced as exc:
+        log.warning("learner takeover: %s", exc)
+
+
+@app.timer(interval=FLUSH_INTERVAL_S)
+async def flush_partial_counts() -> None:
+    partials = stage.partial_commands()
+    if not partials:
+        return
+    batch = new_batch()
+    for partition, command in partials:
+        batch.emit(topics.TENANT_COMMANDS, b"partials", command, partition)
+    await batch.flush()
+    metrics.partials_total.inc(len(partials))
+
+
+@app.timer(interval=CHECK_INTERVAL_S)
+async def check_learner_lineage() -> None:
+    """Ask each owned learner partition to look for a deposed owner's late writes."""
+    owned = ownership.partitions(LEARNER)
+    if not owned:
+        return
+    batch = new_batch()
+    for partition in owned:
+        batch.emit(topics.LEARNER_COMMANDS, b"check", commands.encode(commands.Check()), partition)
+    await batch.flush()

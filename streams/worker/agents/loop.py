@@ -1,0 +1,75 @@
+"""The loop every agent runs: take a group of events, apply them into one batch, then ack.
+
+faust acks an event in a `finally` when the agent moves on, even when the handler raised or was
+cancelled, and then commits its offset. So the agents take events with `noack_take` and ack them
+themselves, only after `apply_events` (streams/stages/loop.py) made the batch durable: an event
+is never committed before what it caused is in Kafka. Taking events in groups also amortises
+the flush (one round trip to Kafka for up to `max_events` commands).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from faust.types import EventT, StreamT
+
+from streams.stages.batch import DurableBatch
+from streams.stages.loop import apply_events
+from streams.stages.store import Batch, Fenced, OutputRepair, Record
+from streams.worker.runtime import new_batch
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Batch, Record], Awaitable[None]]
+GiveUp = Callable[[Batch, Record, BaseException], None]
+
+MAX_EVENTS = 64
+WITHIN_S = 0.05
+
+
+def record_of(event: EventT) -> Record:
+    message = event.message
+    return Record(
+        message.key,
+        message.value,
+        message.topic,
+        message.partition,
+        message.offset,
+        int(message.timestamp * 1000),
+    )
+
+
+async def _pause(tries: int) -> None:
+    await asyncio.sleep(0.5 * tries)
+
+
+async def run_durably(
+    stream: StreamT,
+    stage: str,
+    handle: Handler | None = None,
+    give_up: GiveUp | None = None,
+    max_events: int = MAX_EVENTS,
+    repair_outputs: OutputRepair | None = None,
+    handle_group: Callable[[DurableBatch, list[Record]], Awaitable[None]] | None = None,
+    outputs_first: bool = True,
+) -> None:
+    """Apply events group by group; ack a group only once it is durable."""
+    async for events in stream.noack_take(max_events, within=WITHIN_S):  # type: ignore[attr-defined]
+        records = [record_of(event) for event in events]
+        batch = new_batch(repair_outputs, outputs_first)
+        try:
+            if handle_group is not None:
+                await handle_group(batch, records)
+            else:
+                assert handle is not None and give_up is not None
+                await apply_events(
+                    batch, records, handle, give_up, stage, describe=Record.position, pause=_pause
+                )
+        except Fenced as exc:
+            # Deposed: the events stay unacknowledged and their new owner applies them.
+            log.warning("%s: %s; %d events left to the new owner", stage, exc, len(events))
+            continue
+        for event in events:
+            await stream.ack(event)

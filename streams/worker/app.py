@@ -1,0 +1,63 @@
+"""The faust application: one app, three stages (ingest, learners, tenants), settings from the env.
+
+Importing this module builds the app from the environment once. The agents (streams/worker/agents)
+and the HTTP side (streams/http/web.py) register themselves on it when they are imported; the
+`active-learners worker` command imports them and runs the app (streams/cli/ops.py).
+"""
+
+from __future__ import annotations
+
+import faust
+
+from streams.config.settings import Settings
+from streams.stages.ownership import Ownership
+from streams.worker.state import KafkaLog
+
+settings = Settings.from_env()
+
+
+def _broker_url(servers: str) -> str:
+    return ";".join(f"kafka://{server.strip()}" for server in servers.split(",") if server.strip())
+
+
+app = faust.App(
+    settings.app_id,
+    broker=_broker_url(settings.bootstrap_servers),
+    broker_credentials=settings.security.faust_credentials(),
+    store="rocksdb://",
+    datadir=str(settings.state_dir),
+    web_port=settings.web_port,
+    topic_partitions=settings.partitions,
+    topic_replication_factor=settings.replication_factor,
+    # A new deployment reads its inputs from the beginning: licenses and launches written before
+    # the first worker started must count.
+    consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
+    # State survives restarts on local disk and moves with partitions through the changelogs;
+    # standby replicas would double the changelog reads on a 2-core host.
+    table_standby_replicas=0,
+    # The service never relies on exactly-once (see docs/architecture.md).
+    processing_guarantee="at_least_once",
+    # A crashed worker's partitions move after 15 s instead of faust's default minute.
+    broker_session_timeout=15.0,
+    broker_heartbeat_interval=3.0,
+    # Commands between stages carry whole batches, so faust sees few, larger messages.
+    stream_buffer_maxsize=32_768,
+    broker_check_crcs=False,
+    producer_linger_ms=5,
+    producer_max_batch_size=1024 * 1024,
+    producer_max_request_size=2 * 1024 * 1024,
+    # Restores changelogs in bulk before faust's per-record recovery looks (worker/recovery.py).
+    TableManager="streams.worker.recovery:BulkTableManager",
+    logging_config=None,
+)
+
+# Every stage sends through the app's own aiokafka producer (see streams/worker/state.py); a flush
+# waiting for Kafka stops when the consumer group's generation changes (a rebalance).
+kafka_log = KafkaLog(
+    settings,
+    lambda: app.producer._ensure_producer(),  # type: ignore[attr-defined]
+    lambda: app.consumer_generation_id,
+)
+# The stage partitions this worker owns and their epochs (streams/stages/batch.py).
+ownership = Ownership()

@@ -1,0 +1,30 @@
+"""The faust worker that `active-learners worker` runs."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+from faust.worker import Worker
+
+from streams.worker.shutdown import ShutdownGuard
+
+
+class BoundedWorker(Worker):
+    """faust's worker with a `ShutdownGuard` on SIGTERM and SIGINT."""
+
+    def __init__(self, *args: Any, banner: Sequence[str] = (), **kwargs: Any) -> None:
+        # tracebacks and prints stay whole: no line-by-line redirection of stdout into the log
+        super().__init__(*args, redirect_stdouts=False, **kwargs)
+        self.guard = ShutdownGuard("worker")
+        self.banner = list(banner)
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        for line in self.banner:
+            logger.info("active-learners worker: %s", line)
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:  # type: ignore[override]
+        self.guard.signalled(signal)
+        super()._schedule_shutdown(signal)

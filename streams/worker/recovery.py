@@ -1,0 +1,186 @@
+"""Restoring table partitions from their changelogs in bulk, before faust's own recovery looks.
+
+faust restores a changelog record by record (≈ 3,300 records/s measured here: a `wait_first`,
+a JSON decode nobody uses and a queue hand-off per record). When a worker is assigned table
+partitions, `BulkRecovery` first reads each one's changelog from the offset stored in its RocksDB
+to the end with a plain aiokafka consumer, writes whole fetches with one WriteBatch, and stores
+the offset reached. faust then finds nothing left to read and resumes the streams.
+
+Every changelog record carries its writer's epoch (streams/stages/store.py). A record whose epoch
+is lower than one already applied to the partition was written by a deposed owner after its
+successor took over: it is skipped, and its key is marked in the same write (`keys.REPAIR`, local
+only) so that the new owner writes that key's true value again and the last record of every key
+in the topic is right. The mark is on disk: a crash before the repair does not forget it.
+
+It hooks into faust's `Recovery._build_offsets` (faust-streaming 0.15, pinned in pyproject.toml):
+that step runs in faust's recovery task after the highwaters are known and before the consumer
+seeks, and it may take as long as the data needs (faust's own timeout for it is lifted here).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import rocksdict
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.tables.manager import TableManager
+from faust.tables.recovery import Recovery
+from faust.types import TP
+
+from streams.stages import keys
+from streams.stages.store import EPOCH_HEADER, NO_EPOCH, Epoch, epoch_header, parse_epoch
+from streams.worker.state import OFFSET_KEY
+
+log = logging.getLogger(__name__)
+
+FETCH_RECORDS = 20_000
+
+
+class BulkRecovery(Recovery):
+    async def _build_offsets(self, consumer: Any, tps: Any, destination: Any, title: str) -> None:
+        await super()._build_offsets(consumer, tps, destination, title)
+        if title == "active" and tps:
+            await self.bulk_restore(set(tps), destination)
+
+    async def _wait(self, coro: Any, timeout: Any = None) -> None:
+        # faust bounds each recovery step by broker_request_timeout (90 s); restoring millions
+        # of records may take longer, and a timeout here would stop the recovery service.
+        if getattr(coro, "cr_code", None) is BulkRecovery._build_offsets.__code__:
+            timeout = None
+        await super()._wait(coro, timeout)
+
+    async def bulk_restore(self, tps: set[TP], offsets: Any) -> None:
+        """Read every changelog partition in `tps` from `offsets[tp] + 1` to its highwater."""
+        todo = {
+            tp: self.active_highwaters[tp]
+            for tp in tps
+            if self.active_highwaters.get(tp, -1) >= 0
+            and (offsets[tp] if offsets[tp] is not None else -1) < self.active_highwaters[tp]
+        }
+        if not todo:
+            return
+        started, restored = time.monotonic(), 0
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers(self.app),
+            group_id=None,
+            enable_auto_commit=False,
+            check_crcs=False,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
+            **kafka_security(self.app),
+        )
+        await consumer.start()
+        try:
+            by_kafka = {TopicPartition(tp.topic, tp.partition): tp for tp in todo}
+            consumer.assign(list(by_kafka))
+            for ktp, tp in by_kafka.items():
+                start = offsets[tp] if offsets[tp] is not None else -1
+                consumer.seek(ktp, start + 1)
+            remaining = set(by_kafka)
+            while remaining:
+                fetched = await consumer.getmany(
+                    *remaining, timeout_ms=1000, max_records=FETCH_RECORDS
+                )
+                for ktp, records in fetched.items():
+                    tp = by_kafka[ktp]
+                    restored += self._write(tp, records, todo[tp], offsets)
+                for ktp in list(remaining):
+                    tp = by_kafka[ktp]
+                    if await consumer.position(ktp) > todo[tp]:
+                        remaining.discard(ktp)
+                        if offsets[tp] is None or offsets[tp] < todo[tp]:
+                            # compaction left a gap up to the highwater: nothing more to read
+                            self._persist(tp, todo[tp])
+                            offsets[tp] = todo[tp]
+        finally:
+            await consumer.stop()
+        elapsed = time.monotonic() - started
+        log.info(
+            "restored %d changelog records of %d partitions in bulk in %.1fs (%.0f records/s)",
+            restored,
+            len(todo),
+            elapsed,
+            restored / elapsed if elapsed > 0 else 0.0,
+        )
+
+    def _write(self, tp: TP, records: list[Any], highwater: int, offsets: Any) -> int:
+        if records and records[-1].offset > highwater:
+            records = [record for record in records if record.offset <= highwater]
+        if not records:
+            return 0
+        db = self._db(tp)
+        fence = self._fence(db)
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        put, delete = batch.put, batch.delete
+        skips = 0
+        # This loop runs for every record restored. The service writes one header, the epoch,
+        # and a fetch holds a few distinct ones, so the fence is compared only when it changes.
+        raw: Any = None
+        current: Any = _NOTHING
+        accept = True
+        for record in records:
+            headers = record.headers
+            raw = headers[0][1] if headers and headers[0][0] == EPOCH_HEADER else _epoch(headers)
+            if raw != current:
+                current = raw
+                epoch = NO_EPOCH if raw is None else parse_epoch(raw)
+                accept = epoch >= fence
+                if accept:
+                    fence = epoch
+            if not accept:
+                put(keys.REPAIR + record.key, b"")
+                skips += 1
+            elif record.value is None:
+                delete(record.key)
+            else:
+                put(record.key, record.value)
+        last = records[-1].offset
+        batch.put(OFFSET_KEY, str(last).encode())
+        batch.put(keys.FENCE, epoch_header(fence)[0][1])
+        db.write(batch)
+        offsets[tp] = last
+        return len(records) - skips
+
+    @staticmethod
+    def _fence(db: Any) -> Epoch:
+        raw = db.get(keys.FENCE)
+        return parse_epoch(raw) if raw else NO_EPOCH
+
+    def _persist(self, tp: TP, offset: int) -> None:
+        self._db(tp).put(OFFSET_KEY, str(offset).encode())
+
+    def _db(self, tp: TP) -> Any:
+        return self.tp_to_table[tp].data._db_for_partition(tp.partition)  # type: ignore[attr-defined]
+
+
+class BulkTableManager(TableManager):
+    """faust's table manager, with `BulkRecovery` as its recovery service."""
+
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = BulkRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery
+
+
+_NOTHING = object()  # no header seen yet (None is a record without one)
+
+
+def _epoch(headers: Any) -> bytes | None:
+    for name, value in headers or ():
+        if name == EPOCH_HEADER:
+            return bytes(value)
+    return None
+
+
+def bootstrap_servers(app: Any) -> list[str]:
+    return [f"{url.host}:{url.port or 9092}" for url in app.conf.broker]
+
+
+def kafka_security(app: Any) -> dict[str, Any]:
+    """The app's own security settings (broker_credentials) as aiokafka arguments."""
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    return dict(credentials_to_aiokafka_auth(app.conf.broker_credentials, app.conf.ssl_context))

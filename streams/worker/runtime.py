@@ -1,0 +1,38 @@
+"""The worker's batches: the stages' Store over RocksDB and Kafka (streams/worker/state.py)."""
+
+from __future__ import annotations
+
+from mode import Service
+
+from streams.stages import keys
+from streams.stages.batch import DurableBatch
+from streams.stages.store import OutputRepair
+from streams.worker.app import app, kafka_log, ownership
+from streams.worker.state import RocksState
+from streams.worker.tables import attempts, erasures, learner_groups, learner_state, tenant_state
+
+local_state = RocksState(
+    {
+        keys.ATTEMPTS: attempts,
+        keys.LEARNER_STATE: learner_state,
+        keys.LEARNER_GROUPS: learner_groups,
+        keys.ERASURES: erasures,
+        keys.TENANT_STATE: tenant_state,
+    }
+)
+
+
+def new_batch(
+    repair_outputs: OutputRepair | None = None, outputs_first: bool = True
+) -> DurableBatch:
+    """A batch of the learner stage or ingest (outputs first), or of the tenant stage
+    (`outputs_first=False`: its state first, see streams/stages/tenants.py)."""
+    return DurableBatch(local_state, kafka_log, ownership, repair_outputs, outputs_first)
+
+
+@app.service
+class LogReaderCloser(Service):
+    """Closes the consumer KafkaLog opens to read records back (lineage checks) at shutdown."""
+
+    async def on_stop(self) -> None:
+        await kafka_log.stop()

@@ -1,0 +1,296 @@
+"""The worker's backends of a batch: RocksDB (faust's table stores) and Kafka (aiokafka).
+
+`RocksState` is the LocalState of streams/stages/store.py over the RocksDB partition databases
+faust opens for its tables; `KafkaLog` is the Log, over the app's own aiokafka producer. The
+stages never see either: they write through `DurableBatch` (streams/stages/batch.py), which
+orders a flush: outputs, then changelogs, then RocksDB.
+
+This module and streams/worker/recovery.py are the only code that touches faust's private pieces
+(`table.data._db_for_partition`, `_dbs`, the changelog-offset key); faust-streaming is pinned.
+Keys are raw bytes; values are JSON (what faust's json serializer reads back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import rocksdict
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
+from faust.types import CollectionT
+
+from streams.config.settings import Settings
+from streams.stages import keys
+from streams.stages.store import (
+    NO_EPOCH,
+    Epoch,
+    Fenced,
+    Headers,
+    LogRecord,
+    Pair,
+    RecordTooLarge,
+    epoch_header,
+    parse_epoch,
+)
+from streams.stages.store import TopicPartition as TP
+from streams.worker import faults
+
+log = logging.getLogger(__name__)
+
+OFFSET_KEY = b"__faust\x00offset__"  # faust's RocksDB store keeps the changelog offset here
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 10.0
+
+
+class RocksState:
+    """The tables of the partitions this worker owns, in faust's RocksDB databases."""
+
+    def __init__(self, tables: Mapping[str, CollectionT]) -> None:
+        self.tables = dict(tables)
+
+    def owns(self, table: str, partition: int) -> bool:
+        return partition in self.tables[table].data._dbs  # type: ignore[attr-defined]
+
+    def db(self, table: str, partition: int) -> Any:
+        """The rocksdict DB of one table partition (faust opens it on assignment)."""
+        return self.tables[table].data._db_for_partition(partition)  # type: ignore[attr-defined]
+
+    def get_many(self, table: str, partition: int, keys_: Sequence[bytes]) -> list[bytes | None]:
+        return list(self.db(table, partition).get(list(keys_)))
+
+    def scan(
+        self, table: str, partition: int, prefix: bytes, after: bytes | None, limit: int | None
+    ) -> list[tuple[bytes, bytes]]:
+        """Rows with `prefix` after `after`, in key order; no iterator outlives the call (none
+        is ever held across an `await`)."""
+        rows: list[tuple[bytes, bytes]] = []
+        iterator = self.db(table, partition).items(from_key=after if after is not None else prefix)
+        try:
+            for key, value in iterator:
+                if not key.startswith(prefix):
+                    break
+                if key == after or value is None:
+                    continue
+                rows.append((key, value))
+                if limit is not None and len(rows) >= limit:
+                    break
+        finally:
+            del iterator
+        return rows
+
+    def apply(
+        self,
+        table: str,
+        partition: int,
+        writes: Mapping[bytes, bytes | None],
+        offset: int,
+        fence: Epoch,
+    ) -> None:
+        if not self.owns(table, partition):
+            # Revoked while the records were on their way: the new owner restores them from the
+            # changelog; writing here would reopen a DB this worker no longer owns.
+            log.info("%s partition %d was revoked; its changelog has the writes", table, partition)
+            return
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for key, value in writes.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        batch.put(OFFSET_KEY, str(offset).encode())
+        batch.put(keys.FENCE, epoch_header(fence)[0][1])
+        self.db(table, partition).write(batch)
+        if table == keys.ATTEMPTS:
+            faults.reached("after-rocksdb", "deletion" if None in writes.values() else "")
+
+    def repairs(self, table: str, partition: int) -> list[bytes]:
+        """Keys the restore marked for the owner to write again (see streams/worker/recovery.py)."""
+        marks = self.scan(table, partition, keys.REPAIR, None, None)
+        return [mark[len(keys.REPAIR) :] for mark, _ in marks]
+
+    def forget_repairs(self, table: str, partition: int, keys_: Sequence[bytes]) -> None:
+        """Drop the marks of keys whose repair reached the changelog."""
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for key in keys_:
+            batch.delete(keys.REPAIR + key)
+        self.db(table, partition).write(batch)
+
+    def fence(self, table: str, partition: int) -> Epoch:
+        raw = self.db(table, partition).get(keys.FENCE)
+        return parse_epoch(raw) if raw else NO_EPOCH
+
+
+def _crash_label(groups: Any) -> str:
+    """ "deletion" for a flush that writes attempt tombstones (a physical deletion's chunk)."""
+    return "deletion" if any(value is None for rows in groups for _, value in rows) else ""
+
+
+class KafkaLog:
+    """Kafka as a flush needs it, through the app's aiokafka producer.
+
+    Topics are logical names; `topic_name` adds TOPIC_PREFIX. A send is retried until Kafka
+    acknowledged it (a retried group may land twice: the stages' records are absolute and the
+    lineage check knows this owner's own epoch); a record Kafka refuses for its size is
+    `RecordTooLarge` at once; when the consumer group's generation changes while a send waits,
+    the worker may have been deposed, so it stops with `Fenced`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        producer: Callable[[], Any],
+        generation: Callable[[], int] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._producer = producer  # called late: the producer starts with the app
+        self._generation = generation
+        self._partitions: dict[str, list[int]] = {}
+        self._partitioner = DefaultPartitioner()
+        self._reader: AIOKafkaConsumer | None = None
+        self._reader_lock = asyncio.Lock()
+
+    def topic_name(self, topic: str) -> str:
+        return self._settings.topic(topic)
+
+    async def partition_of(self, topic: str, key: bytes | None) -> int:
+        """The partition the Kafka clients' default partitioner picks (murmur2 of the key)."""
+        name = self.topic_name(topic)
+        known = self._partitions.get(name)
+        if known is None:
+            known = self._partitions[name] = sorted(await self._producer().partitions_for(name))
+        return int(self._partitioner(key, known, known))
+
+    async def send(
+        self,
+        groups: Mapping[TP, Sequence[Pair]],
+        headers: Mapping[TP, Headers] | None = None,
+    ) -> dict[TP, tuple[int, int]]:
+        acked: dict[TP, tuple[int, int]] = {}
+        pending = dict(groups)
+        extra = headers or {}
+        generation = self._generation() if self._generation else None
+        delay = RETRY_FIRST_S
+        # the crash tests' points (streams/worker/faults.py): flushes that write attempt records
+        attempts_flush = any(tp[0] == "attempts" for tp in groups)
+        label = ""
+        if attempts_flush:
+            label = _crash_label(rows for (t, _), rows in groups.items() if t == "attempts")
+            faults.reached("before-changelog", label)
+        while pending:
+            sent = {
+                tp: await self._send_group(tp, rows, extra.get(tp, ()))
+                for tp, rows in pending.items()
+            }
+            failed: dict[TP, Sequence[Pair]] = {}
+            for tp, batches in sent.items():
+                results = await asyncio.gather(*(f for f, _ in batches), return_exceptions=True)
+                errors = [r for r in results if isinstance(r, BaseException)]
+                if errors:
+                    if any(
+                        isinstance(e, MessageSizeTooLargeError | RecordTooLargeError)
+                        for e in errors
+                    ):
+                        raise RecordTooLarge(f"Kafka refused a record of {tp[0]} for its size")
+                    failed[tp] = pending[tp]
+                    log.warning(
+                        "sending %d records to %s/%d failed (%s); retrying in %.1fs",
+                        len(pending[tp]),
+                        tp[0],
+                        tp[1],
+                        type(errors[0]).__name__,
+                        delay,
+                    )
+                    continue
+                # a batch's future reports the offset of its first record
+                first: Any = results[0]
+                last: Any = results[-1]
+                acked[tp] = (first.offset, last.offset + batches[-1][1] - 1)
+            pending = failed
+            if pending:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                if generation is not None and self._generation and self._generation() != generation:
+                    raise Fenced("the consumer group rebalanced while a flush waited for Kafka")
+        if attempts_flush:
+            faults.reached("after-changelog", label)
+        return acked
+
+    async def _send_group(
+        self, tp: TP, rows: Sequence[Pair], headers: Headers
+    ) -> list[tuple[Any, int]]:
+        """Producer batches for one topic partition: (future, records in the batch) each."""
+        producer = self._producer()
+        name = self.topic_name(tp[0])
+        sent: list[tuple[Any, int]] = []
+        batch, in_batch = producer.create_batch(), 0
+        shared = list(headers)  # every record of the group carries the same (epoch) headers
+        for key, value in rows:
+            if batch.append(key=key, value=value, timestamp=None, headers=shared) is None:
+                if in_batch == 0:
+                    raise RecordTooLarge(f"a record for {name} does not fit in a producer batch")
+                sent.append((await producer.send_batch(batch, name, partition=tp[1]), in_batch))
+                batch, in_batch = producer.create_batch(), 0
+                if batch.append(key=key, value=value, timestamp=None, headers=shared) is None:
+                    raise RecordTooLarge(f"a record for {name} does not fit in a producer batch")
+            in_batch += 1
+        sent.append((await producer.send_batch(batch, name, partition=tp[1]), in_batch))
+        return sent
+
+    async def _consumer(self) -> AIOKafkaConsumer:
+        if self._reader is None:
+            reader = AIOKafkaConsumer(
+                **self._settings.aiokafka(),
+                group_id=None,
+                enable_auto_commit=False,
+                max_partition_fetch_bytes=2 * 1024 * 1024,
+            )
+            await reader.start()
+            self._reader = reader
+        return self._reader
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list[LogRecord]:
+        """The records at offsets [start, end) of a partition (a deposed owner's, usually)."""
+        tp = TopicPartition(self.topic_name(topic), partition)
+        out: list[LogRecord] = []
+        async with self._reader_lock:
+            consumer = await self._consumer()
+            consumer.assign([tp])
+            consumer.seek(tp, start)
+            while await consumer.position(tp) < end:
+                fetched = await consumer.getmany(tp, timeout_ms=5_000, max_records=1_000)
+                records = fetched.get(tp, [])
+                if not records and await consumer.position(tp) < end:
+                    # compaction may leave gaps: what is gone cannot be a problem any more
+                    highwater = consumer.highwater(tp)
+                    if highwater is not None and highwater <= await consumer.position(tp):
+                        break
+                    continue
+                for record in records:
+                    if record.offset >= end:
+                        break
+                    out.append(
+                        LogRecord(
+                            record.key,
+                            record.value,
+                            tuple(record.headers or ()),
+                            record.offset,
+                            record.timestamp,
+                        )
+                    )
+        return out
+
+    async def end_offset(self, topic: str, partition: int) -> int:
+        tp = TopicPartition(self.topic_name(topic), partition)
+        async with self._reader_lock:
+            consumer = await self._consumer()
+            ends = await consumer.end_offsets([tp])
+        return int(ends[tp])
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            await self._reader.stop()
+            self._reader = None

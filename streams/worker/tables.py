@@ -1,0 +1,67 @@
+"""Every RocksDB table and its changelog topic, in one place. Never rename a table.
+
+Keys are raw bytes joined with '/' (ids never contain '/'), so a prefix such as b"acme/" selects
+exactly one tenant's keys in a partition (streams/stages/keys.py lists them).
+"""
+
+from __future__ import annotations
+
+import faust
+from faust.types import TableT
+
+from schemas import topics
+from streams.worker.app import app
+from streams.worker.channels import changelog
+
+RAW_KEYS_JSON_VALUES: faust.Schema = faust.Schema(
+    key_type=bytes, key_serializer="raw", value_serializer="json"
+)
+
+
+def rocksdb_options() -> dict[str, int]:
+    """Bounded memory per RocksDB: faust opens one DB per table *and partition* (5 x 12 here).
+
+    faust's defaults (64 MiB write buffers x 3 and a 2 GiB block cache, per DB) let RSS grow
+    with the data. These keep each DB at about 4 MiB (1 MiB memtables x 2, 2 MiB cache), so a
+    worker's memory stays flat as attempts grow. A fresh dict each time: faust mutates it.
+    """
+    return {"write_buffer_size": 1 << 20, "max_write_buffer_number": 2, "block_cache_size": 2 << 20}
+
+
+def _table(name: str, changelog_name: str, help_text: str) -> TableT:
+    """A RocksDB table with raw byte keys and JSON values, and its declared changelog topic."""
+    return app.Table(
+        name,
+        schema=RAW_KEYS_JSON_VALUES,
+        options=rocksdb_options(),
+        changelog_topic=changelog(changelog_name),
+        help=help_text,
+    )
+
+
+# Learner stage, partitioned like learner-commands (key tenant/learner).
+# The contract's compacted `attempts` topic is the attempts table's changelog: every attempt
+# record is published as it is stored, and a physical deletion is its tombstone.
+attempts = _table("attempts", topics.ATTEMPTS, "tenant/learner/attempt -> attempt record")
+learner_state = _table(
+    "learner-state",
+    topics.LEARNER_STATE_CHANGELOG,
+    "tenant -> the license this partition applied; tenant/learner -> the learner's windows",
+)
+learner_groups = _table(
+    "learner-groups",
+    topics.LEARNER_GROUPS_CHANGELOG,
+    "tenant/learner -> {teams, roles}: the learner's groups, for team and role deletions",
+)
+erasures = _table(
+    "erasures",
+    topics.ERASURES_CHANGELOG,
+    "a/t/l/attempt, l/t/l, t/t: erasure markers; done/t/request/part: deletion parts",
+)
+
+# Tenant stage, partitioned like tenant-commands (key tenant).
+tenant_state = _table(
+    "tenant-state",
+    topics.TENANT_STATE_CHANGELOG,
+    "lic/, parts/, pub/, del/, thr/ + tenant (see streams/worker/agents/tenants.py)",
+)
