@@ -19,6 +19,7 @@ from schemas import topics
 from streams.cli.common import CommandError, require_broker
 from streams.config.settings import Settings
 from streams.domain.deletions import build_request
+from streams.domain.selectors import Selector
 from streams.domain.windows import add_months
 from streams.kafka.io import new_producer
 
@@ -121,7 +122,7 @@ def describe(receipt: dict[str, Any]) -> str:
 def run_delete(
     settings: Settings,
     tenant_id: str,
-    selector: dict[str, Any],
+    selector: Selector,
     mode: str,
     assume_yes: bool,
     timeout_s: float,
@@ -168,17 +169,15 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError("--logical and --preview exclude each other")
     try:
         if args.attempt:
-            selector: dict = {"attempts": [parse_attempt(text) for text in args.attempt]}
+            selector = Selector.of("attempts", [parse_attempt(text) for text in args.attempt])
         elif args.learners_file:
-            selector = {"learner_ids": read_learners(args.learners_file)}
+            selector = Selector.of("learner_ids", read_learners(args.learners_file))
         elif args.team:
-            selector = {"teams": args.team}
+            selector = Selector.of("teams", args.team)
         elif args.role:
-            selector = {"roles": args.role}
+            selector = Selector.of("roles", args.role)
         else:
-            from datetime import UTC, datetime
-
-            selector = {"older_than": parse_cutoff(args.older_than, datetime.now(UTC)).isoformat()}
+            selector = Selector.of("older_than", [parse_cutoff(args.older_than, datetime.now(UTC))])
         mode = "logical" if args.logical else "preview" if args.preview else "physical"
         require_broker(settings, 15.0)
         return run_delete(settings, args.tenant, selector, mode, args.yes, args.timeout, ask)

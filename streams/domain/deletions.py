@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from streams.domain.selectors import Selector
 from streams.domain.windows import Cut, window_of
 
 AttemptKey = tuple[str, str]  # (learner_id, attempt_id)
@@ -215,14 +216,13 @@ def assemble_receipt_windows(
     ]
 
 
-def build_request(
-    tenant_id: str, mode: str, selector: dict[str, Any], now: datetime
-) -> dict[str, Any]:
-    """A deletion request as the contract writes it, under a new request id (CLI, bench, soak)."""
+def build_request(tenant_id: str, mode: str, selector: Selector, now: datetime) -> dict[str, Any]:
+    """A deletion request as the contract writes it, under a new request id (CLI, dashboard,
+    bench, soak)."""
     return {
         "request_id": f"cli-{uuid.uuid4().hex}",
         "tenant_id": tenant_id,
         "mode": mode,
         "requested_at": now.isoformat(),
-        **selector,
+        **selector.request_fields(),
     }

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from streams.domain.selectors import Selector, instant
 from streams.domain.tracking import is_tracked
 from streams.domain.windows import DEFAULT_CUT, Cut, window_of
 
@@ -73,30 +74,20 @@ def without_deleted(
     `teams` and `roles` selectors).
     """
 
-    def instant(text: str) -> datetime:
-        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-
+    selector = Selector.of_fields(request)
+    requested_at = instant(request["requested_at"])
     kept = []
     for launch in launches:
         if launch["tenant_id"] != request["tenant_id"]:
             kept.append(launch)
             continue
-        launched_at = instant(launch["launched_at"])
-        if request.get("older_than") is not None:
-            gone = launched_at < instant(request["older_than"])
-        elif request.get("learner_ids") is not None:
-            gone = launch["learner_id"] in request["learner_ids"] and launched_at < instant(
-                request["requested_at"]
-            )
-        elif request.get("teams") is not None or request.get("roles") is not None:
-            kind = "teams" if request.get("teams") is not None else "roles"
-            mine = (groups or {}).get((launch["tenant_id"], launch["learner_id"]), {})
-            gone = bool(set(mine.get(kind) or ()) & set(request[kind])) and launched_at < instant(
-                request["requested_at"]
-            )
-        else:
-            refs = {(a["learner_id"], a["attempt_id"]) for a in request["attempts"]}
-            gone = (launch["learner_id"], launch["attempt_id"]) in refs
+        gone = selector.selects(
+            launch["learner_id"],
+            launch["attempt_id"],
+            instant(launch["launched_at"]),
+            requested_at,
+            (groups or {}).get((launch["tenant_id"], launch["learner_id"])),
+        )
         if not gone:
             kept.append(launch)
     return kept

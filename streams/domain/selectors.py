@@ -5,12 +5,17 @@
 without repeats, so two requests that name the same attempts have equal selectors. It travels as
 `{"kind", "values"}` (the receipts echo it that way) and its `fingerprint`, with the mode and
 `requested_at`, tells a redelivered request from another request under the same request id.
+
+It is the one shape of a selector everywhere: the CLI, the dashboard and the API build one and
+`build_request` (streams/domain/deletions.py) writes it into a request; routing reads it from a
+validated request; the tenant stage cuts it into parts (a part's share of it, with the time it
+applies before, is a `PartSelector`); the independent recount asks it what it selects.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -50,14 +55,58 @@ class Selector:
         raise ValueError("the request has no selector")
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Selector:
-        kind, values = data["kind"], data["values"]
+    def of(cls, kind: str, values: Iterable[Any]) -> Selector:
+        """A selector from plain values: attempts as `{learner_id, attempt_id}` or pairs,
+        older_than as one instant (a datetime or ISO text), the others as ids."""
+        values = list(values)
         if kind == "attempts":
-            pairs = {(v["learner_id"], v["attempt_id"]) for v in values}
+            pairs = {
+                (v["learner_id"], v["attempt_id"]) if isinstance(v, Mapping) else tuple(v)
+                for v in values
+            }
             return cls(kind, tuple(sorted(pairs)))
         if kind == "older_than":
-            return cls(kind, (instant(values[0]),))
+            if len(values) != 1:
+                raise ValueError("older_than names one instant")
+            value = values[0]
+            return cls(kind, (instant(value) if isinstance(value, str) else value,))
         return cls(kind, tuple(sorted(set(values))))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Selector:
+        """The `{"kind", "values"}` form (commands, receipts)."""
+        return cls.of(data["kind"], data["values"])
+
+    @classmethod
+    def of_fields(cls, request: Mapping[str, Any]) -> Selector:
+        """The selector of a request as the contract writes it (one of its selector fields)."""
+        for kind in KINDS:
+            value = request.get(kind)
+            if value is not None:
+                return cls.of(kind, [value] if kind == "older_than" else value)
+        raise ValueError("the request has no selector")
+
+    def selects(
+        self,
+        learner_id: str,
+        attempt_id: str,
+        launched_at: datetime,
+        requested_at: datetime,
+        groups: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Whether the contract's rule for this selector names one attempt: named attempts
+        whenever they were launched; named learners' and groups' attempts launched before the
+        request; every attempt launched before an `older_than` cut-off. `groups` is the
+        learner's `{teams, roles}` when the request applies."""
+        if self.kind == "attempts":
+            return (learner_id, attempt_id) in self.values
+        if self.kind == "older_than":
+            return launched_at < self.cutoff
+        if launched_at >= requested_at:
+            return False
+        if self.kind == "learner_ids":
+            return learner_id in self.values
+        return bool(set((groups or {}).get(self.kind) or ()) & set(self.values))
 
     def as_json(self) -> dict[str, Any]:
         if self.kind == "attempts":

@@ -18,6 +18,7 @@ from schemas.licenses import DEFAULT_THRESHOLDS
 from streams.domain.dead_letters import summarize_validation_error
 from streams.domain.decoding import deletion_rejection
 from streams.domain.recount import cut_for
+from streams.domain.selectors import Selector
 from streams.domain.tenants import threshold_learners, utilization_pct
 from streams.domain.windows import Window, local_midnight, window_of
 from streams.http.read_model import ReadModel
@@ -138,9 +139,7 @@ def local_date_cutoff(text: str, timezone: str) -> str:
     return local_midnight(day, timezone).isoformat()
 
 
-def form_selector(
-    model: ReadModel, tenant_id: str, older_than: str, learner_ids: str
-) -> dict[str, Any]:
+def form_selector(model: ReadModel, tenant_id: str, older_than: str, learner_ids: str) -> Selector:
     """The deletion selector of the dashboard's form: a local date, or learner ids."""
     day = older_than.strip()
     learners = [line.strip() for line in learner_ids.splitlines() if line.strip()]
@@ -148,9 +147,10 @@ def form_selector(
         raise ApiError(400, "give a date or learner ids, not both")
     if day:
         license_ = model.license_of(tenant_id) or {}
-        return {"older_than": local_date_cutoff(day, str(license_.get("timezone") or "UTC"))}
+        cutoff = local_date_cutoff(day, str(license_.get("timezone") or "UTC"))
+        return Selector.of("older_than", [cutoff])
     if learners:
-        return {"learner_ids": learners}
+        return Selector.of("learner_ids", learners)
     raise ApiError(400, "give a date or learner ids")
 
 

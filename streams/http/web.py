@@ -220,7 +220,7 @@ class DeletionForm(Page):
             selector = api.form_selector(
                 model, tenant_id, form.get("older_than") or "", form.get("learner_ids") or ""
             )
-            body = {"mode": self.mode, **selector}
+            body = {"mode": self.mode, **selector.request_fields()}
             record = api.deletion_request(tenant_id, body, datetime.now(UTC))
             receipt = await submit(record)
         except api.ApiError as exc:

@@ -22,6 +22,9 @@ the end every input is replayed once. Then:
 A garbage run follows: `garbage` random records that no contract accepts (bad UTF-8, wrong types,
 huge strings, deep nesting, null keys and values) on every input topic. Each must come back as a
 dead letter or an error receipt, the counts must not move, and the workers must live.
+
+Why one module of this size: the soak is one program read top to bottom (produce, strike, check);
+its parts are used nowhere else, and splitting them would scatter one story over files.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from streams.config.logs import EMAIL
 from streams.config.settings import Settings
 from streams.domain.deletions import build_request
 from streams.domain.recount import recount, without_deleted
+from streams.domain.selectors import Selector
 from streams.domain.tenants import threshold_learners
 from streams.domain.tracking import is_tracked
 from streams.kafka.admin import broker_answers, ensure_topics
@@ -252,11 +256,16 @@ def deletion_requests(
     ref = {"learner_id": target["learner_id"], "attempt_id": target["attempt_id"]}
     return [
         build_request(
-            tenants[0], "physical", {"older_than": (now - timedelta(days=200)).isoformat()}, now
+            tenants[0],
+            "physical",
+            Selector.of("older_than", [(now - timedelta(days=200)).isoformat()]),
+            now,
         ),
-        build_request(tenants[1], "physical", {"learner_ids": learners[: len(learners) // 3]}, now),
-        build_request(tenants[2], "physical", {"attempts": [ref]}, now),
-        build_request(tenants[3], "preview", {"older_than": now.isoformat()}, now),
+        build_request(
+            tenants[1], "physical", Selector.of("learner_ids", learners[: len(learners) // 3]), now
+        ),
+        build_request(tenants[2], "physical", Selector.of("attempts", [ref]), now),
+        build_request(tenants[3], "preview", Selector.of("older_than", [now.isoformat()]), now),
     ]
 
 

@@ -25,6 +25,7 @@ from schemas import topics
 from streams.config.settings import Settings
 from streams.domain.deletions import build_request
 from streams.domain.recount import recount, without_deleted
+from streams.domain.selectors import Selector
 from streams.kafka.admin import broker_answers, ensure_topics, is_local_broker
 from streams.kafka.io import read_topic
 from streams.tools.dataset import DatasetSpec, generate
@@ -62,9 +63,14 @@ def test_compound_faults_end_exact(settings: Settings, tmp_path: Path) -> None:
     first_of = next(a for a in launches if a["tenant_id"] == tenants[2])
     deletions = [
         build_request(
-            tenants[0], "physical", {"older_than": (NOW - timedelta(days=150)).isoformat()}, NOW
+            tenants[0],
+            "physical",
+            Selector.of("older_than", [(NOW - timedelta(days=150)).isoformat()]),
+            NOW,
         ),
-        build_request(tenants[1], "physical", {"learner_ids": learners_of[tenants[1]][:25]}, NOW),
+        build_request(
+            tenants[1], "physical", Selector.of("learner_ids", learners_of[tenants[1]][:25]), NOW
+        ),
         build_request(
             tenants[2],
             "physical",
@@ -75,7 +81,7 @@ def test_compound_faults_end_exact(settings: Settings, tmp_path: Path) -> None:
             },
             NOW,
         ),
-        build_request(tenants[3], "preview", {"older_than": NOW.isoformat()}, NOW),
+        build_request(tenants[3], "preview", Selector.of("older_than", [NOW.isoformat()]), NOW),
     ]
 
     first = WorkerProcess(replace(settings, state_dir=tmp_path / "a"), tmp_path / "a.log")

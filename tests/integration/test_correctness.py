@@ -15,6 +15,7 @@ from streams.cli.deletions import build_request, send_and_wait
 from streams.config.settings import Settings
 from streams.domain.partitioning import learner_partition
 from streams.domain.recount import recount, without_deleted
+from streams.domain.selectors import Selector
 from streams.kafka.io import current_counts, latest_by_key, produce_records, read_topic
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
 from tests.integration.test_pipeline import counts_match
@@ -157,7 +158,7 @@ def test_two_tenants_may_use_the_same_request_id(settings: Settings, worker: Wor
     receipts = []
     for tenant in ("acme", "globex"):
         request = {
-            **build_request(tenant, "physical", {"older_than": NOW.isoformat()}, NOW),
+            **build_request(tenant, "physical", Selector.of("older_than", [NOW.isoformat()]), NOW),
             "request_id": "shared-1",
         }
         receipts.append(send_and_wait(settings, request, 120))
@@ -171,7 +172,7 @@ def test_a_request_for_fifty_thousand_learners(settings: Settings, worker: Worke
     produce_json(settings, "launches", history)
     wait_for(counts_match(settings, recount(history, {}, NOW)), 120, "counts")
     learner_ids = [f"l{n}" for n in range(50_000)]  # 200 of them have attempts
-    request = build_request("acme", "physical", {"learner_ids": learner_ids}, NOW)
+    request = build_request("acme", "physical", Selector.of("learner_ids", learner_ids), NOW)
     receipt = send_and_wait(settings, request, 300)
     assert (receipt["error"], receipt["attempts_affected"], receipt["learners_affected"]) == (
         None,
@@ -191,7 +192,7 @@ def test_a_part_found_done_still_deletes_what_its_crash_left_behind(
     wait_for(counts_match(settings, recount(history, {}, NOW)), 120, "counts")
     worker.stop()
 
-    request = build_request("acme", "physical", {"learner_ids": ["l1", "l2"]}, NOW)
+    request = build_request("acme", "physical", Selector.of("learner_ids", ["l1", "l2"]), NOW)
     named = {learner_partition("acme", learner, PARTITIONS) for learner in ("l1", "l2")}
     first = min(named)
     # every learner partition runs a part (part n in partition n here); the partition of the
@@ -234,7 +235,7 @@ def test_a_tenant_emptied_in_a_partition_reports_zero_after_a_rebuild(
     worker.start()
     produce_json(settings, "launches", history)
     wait_for(counts_match(settings, recount(history, {}, NOW)), 120, "counts")
-    request = build_request("acme", "physical", {"older_than": NOW.isoformat()}, NOW)
+    request = build_request("acme", "physical", Selector.of("older_than", [NOW.isoformat()]), NOW)
     send_and_wait(settings, request, 120)
     worker.kill()  # perhaps before the zero partial counts were reported
     fresh = WorkerProcess(

@@ -22,6 +22,7 @@ from schemas import topics
 from streams.cli.deletions import build_request, send_and_wait
 from streams.config.settings import Settings
 from streams.domain.recount import recount, without_deleted
+from streams.domain.selectors import Selector
 from streams.domain.tracking import is_tracked
 from streams.kafka.admin import ensure_topics
 from streams.kafka.io import latest_by_key, read_topic
@@ -64,7 +65,9 @@ def test_a_kill_mid_batch_leaves_everything_exact(
     launches, licenses = split(records)
     tenant = launches[0]["tenant_id"]
     cutoff = NOW - timedelta(days=200)
-    deletion = build_request(tenant, "physical", {"older_than": cutoff.isoformat()}, NOW)
+    deletion = build_request(
+        tenant, "physical", Selector.of("older_than", [cutoff.isoformat()]), NOW
+    )
     produce_in_order(settings, records)
     produce_json(settings, "attempt-deletions", [deletion])
 
@@ -104,7 +107,9 @@ def test_a_kill_mid_batch_leaves_everything_exact(
     ).start()
     try:
         preview = send_and_wait(
-            settings, build_request(tenant, "preview", {"older_than": NOW.isoformat()}, NOW), 300
+            settings,
+            build_request(tenant, "preview", Selector.of("older_than", [NOW.isoformat()]), NOW),
+            300,
         )
         mine = [k for k in tracked_keys(kept) if k[0] == tenant]
         assert preview["attempts_affected"] == len(mine)
@@ -134,7 +139,7 @@ def test_a_kill_inside_a_deletion_resurrects_nothing(
         extra_env={"ACTIVE_LEARNERS_CRASH_AT": f"{point}:2:deletion"},
     ).start()
     wait_for(counts_match(settings, recount(launches, licenses, NOW)), 300, "counts")
-    deletion = build_request(tenant, "physical", {"older_than": NOW.isoformat()}, NOW)
+    deletion = build_request(tenant, "physical", Selector.of("older_than", [NOW.isoformat()]), NOW)
     produce_json(settings, "attempt-deletions", [deletion])
     wait_for(lambda: not doomed.alive(), 120, f"the worker to die in the deletion ({point})")
     assert "SIGKILL" in doomed.exit_reason(), doomed.log_tail()

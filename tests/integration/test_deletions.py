@@ -13,6 +13,7 @@ from schemas import topics
 from streams.cli.deletions import build_request, send_and_wait
 from streams.config.settings import Settings
 from streams.domain.recount import recount, without_deleted
+from streams.domain.selectors import Selector
 from streams.kafka.io import latest_by_key, produce_records, read_topic
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
 from tests.integration.test_pipeline import counts_match
@@ -73,7 +74,9 @@ def test_older_than_leaves_exactly_the_learners_of_the_last_8_months(
     wait_for(counts_match(settings, recount(launches, {"acme": LICENSE}, NOW)), 180, "counts")
 
     cutoff = NOW - timedelta(days=8 * 30)
-    request = build_request("acme", "physical", {"older_than": cutoff.isoformat()}, NOW)
+    request = build_request(
+        "acme", "physical", Selector.of("older_than", [cutoff.isoformat()]), NOW
+    )
     receipt = send_and_wait(settings, request, 120)
 
     removed = [
@@ -266,7 +269,9 @@ def test_remaining_selector_and_mode_pairs_change_nothing_but_what_they_should(
 
     # older_than preview: the physical numbers, nothing changes
     preview = send_and_wait(
-        settings, build_request("acme", "preview", {"older_than": cutoff.isoformat()}, NOW), 120
+        settings,
+        build_request("acme", "preview", Selector.of("older_than", [cutoff.isoformat()]), NOW),
+        120,
     )
     assert preview["attempts_affected"] == len(old)
     assert preview["learners_affected"] == len({launch["learner_id"] for launch in old})
@@ -283,7 +288,9 @@ def test_remaining_selector_and_mode_pairs_change_nothing_but_what_they_should(
 
     # older_than logical: every old attempt marked, counts unchanged
     logical = send_and_wait(
-        settings, build_request("acme", "logical", {"older_than": cutoff.isoformat()}, NOW), 120
+        settings,
+        build_request("acme", "logical", Selector.of("older_than", [cutoff.isoformat()]), NOW),
+        120,
     )
     assert (logical["attempts_affected"], logical["windows"]) == (len(old), [])
     marked = {key for key, record in stored().items() if record["logically_deleted"]}
@@ -291,7 +298,7 @@ def test_remaining_selector_and_mode_pairs_change_nothing_but_what_they_should(
 
     # learner_ids logical: that learner's attempts marked too
     logical = send_and_wait(
-        settings, build_request("acme", "logical", {"learner_ids": ["l7"]}, NOW), 120
+        settings, build_request("acme", "logical", Selector.of("learner_ids", ["l7"]), NOW), 120
     )
     sevens = [launch for launch in acme if launch["learner_id"] == "l7"]
     assert logical["attempts_affected"] == len(sevens)

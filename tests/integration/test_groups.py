@@ -13,6 +13,7 @@ from streams.cli.deletions import build_request, send_and_wait
 from streams.config.settings import Settings
 from streams.domain.partitioning import learner_partition
 from streams.domain.recount import recount, without_deleted
+from streams.domain.selectors import Selector
 from streams.kafka.io import latest_by_key, produce_records, read_topic
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
 from tests.integration.test_pipeline import counts_match
@@ -77,20 +78,24 @@ def test_a_team_in_every_mode(settings: Settings, counted: tuple[list[dict], dic
     ), "the team has learners in every partition"
     doomed = [launch for launch in launches if launch["learner_id"] in team]
 
-    preview = send_and_wait(settings, build_request("acme", "preview", {"teams": ["t0"]}, NOW), 120)
+    preview = send_and_wait(
+        settings, build_request("acme", "preview", Selector.of("teams", ["t0"]), NOW), 120
+    )
     assert (preview["attempts_affected"], preview["learners_affected"]) == (len(doomed), len(team))
     assert (
         preview["windows"]
         and preview["windows"][0]["active_after"] < preview["windows"][0]["active_before"]
     )
 
-    logical = send_and_wait(settings, build_request("acme", "logical", {"teams": ["t1"]}, NOW), 120)
+    logical = send_and_wait(
+        settings, build_request("acme", "logical", Selector.of("teams", ["t1"]), NOW), 120
+    )
     stored = latest_by_key(read_topic(settings, topics.ATTEMPTS))
     hidden = {key for key, record in stored.items() if record["logically_deleted"]}
     assert logical["attempts_affected"] == len(hidden) > 0
     wait_for(counts_match(settings, recount(launches, {}, NOW)), 60, "counts unchanged")
 
-    request = build_request("acme", "physical", {"teams": ["t0"]}, NOW)
+    request = build_request("acme", "physical", Selector.of("teams", ["t0"]), NOW)
     receipt = send_and_wait(settings, request, 120)
     assert receipt["attempts_affected"] == len(doomed)
     kept = without_deleted(launches, request, groups)
@@ -112,7 +117,9 @@ def test_a_team_in_every_mode(settings: Settings, counted: tuple[list[dict], dic
 
     roles_at = datetime.now(UTC)
     receipt = send_and_wait(
-        settings, build_request("acme", "physical", {"roles": ["manager"]}, roles_at), 120
+        settings,
+        build_request("acme", "physical", Selector.of("roles", ["manager"]), roles_at),
+        120,
     )
     managers = [
         launch
@@ -128,7 +135,7 @@ def test_groups_are_those_of_the_moment_a_request_is_applied(
 ) -> None:
     launches, groups = counted
     mover, leaver = "l1", "l2"  # team t1, team t2
-    request = build_request("acme", "physical", {"teams": ["t0"]}, NOW)
+    request = build_request("acme", "physical", Selector.of("teams", ["t0"]), NOW)
     first = send_and_wait(settings, request, 120)
     assert first["learners_affected"] == len([g for g in groups.values() if "t0" in g["teams"]])
     kept = without_deleted(launches, request, groups)
@@ -142,13 +149,13 @@ def test_groups_are_those_of_the_moment_a_request_is_applied(
     produce_records(settings, [(topics.LEARNER_GROUPS, f"acme/{leaver}".encode(), None)])
     second_at = datetime.now(UTC)
     second = send_and_wait(
-        settings, build_request("acme", "physical", {"teams": ["t0"]}, second_at), 120
+        settings, build_request("acme", "physical", Selector.of("teams", ["t0"]), second_at), 120
     )
     assert second["learners_affected"] == 1
     mine = [launch for launch in kept if launch["learner_id"] == mover]
     assert second["attempts_affected"] == len(mine)
     third = send_and_wait(
-        settings, build_request("acme", "preview", {"teams": ["t2"]}, second_at), 120
+        settings, build_request("acme", "preview", Selector.of("teams", ["t2"]), second_at), 120
     )
     t2 = [g for (_, learner), g in groups.items() if "t2" in g["teams"] and learner != leaver]
     assert third["learners_affected"] == len(t2), "a learner whose groups were removed is in none"

@@ -16,6 +16,7 @@ from schemas import topics
 from streams.cli.deletions import send_and_wait
 from streams.config.settings import Settings
 from streams.domain.deletions import build_request
+from streams.domain.selectors import Selector
 from streams.domain.windows import Cut, window_of
 from streams.kafka.admin import admin_client, ensure_topics
 from streams.kafka.io import current_counts, read_topic
@@ -151,7 +152,7 @@ def test_crossings_fire_once_and_are_mailed_once_to_every_address(
 
         # a physical deletion brings the count below 100 %: down
         request = build_request(
-            "acme", "physical", {"learner_ids": ["l0", "l1", "l2"]}, datetime.now(UTC)
+            "acme", "physical", Selector.of("learner_ids", ["l0", "l1", "l2"]), datetime.now(UTC)
         )
         assert send_and_wait(settings, request, 120)["attempts_affected"] == 6
         wait_for(fired({(now_window, 100, "down")}), 120, "down 100%")

@@ -239,3 +239,30 @@ def test_the_recount_applies_team_deletions_with_the_groups_of_the_moment() -> N
     assert [launch["attempt_id"] for launch in kept] == ["a2", "a3", "a4"]
     roles = {**request, "teams": None, "roles": ["manager"]}
     assert len(without_deleted(launches, roles, {("acme", "l2"): {"roles": ["manager"]}})) == 3
+
+
+def test_one_selector_shape_from_every_source_and_what_it_selects() -> None:
+    from datetime import UTC, datetime
+
+    from streams.domain.selectors import Selector
+
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    before, after = datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)
+    named = Selector.of("attempts", [{"learner_id": "l1", "attempt_id": "a1"}, ("l1", "a1")])
+    assert named == Selector.of_fields({"attempts": [{"learner_id": "l1", "attempt_id": "a1"}]})
+    assert named.selects("l1", "a1", after, at)  # named attempts: whenever launched
+    assert not named.selects("l1", "a2", before, at)
+    learners = Selector.of("learner_ids", ["l2", "l1", "l1"])
+    assert learners.values == ("l1", "l2")
+    assert learners.selects("l2", "x", before, at) and not learners.selects("l2", "x", after, at)
+    cutoff = Selector.of_fields({"older_than": "2026-03-01T00:00:00Z"})
+    assert cutoff == Selector.of("older_than", [at]) == Selector.from_json(cutoff.as_json())
+    assert cutoff.selects("anyone", "x", before, after) and not cutoff.selects("a", "x", at, after)
+    teams = Selector.of("teams", ["t1"])
+    assert teams.selects("l", "x", before, at, {"teams": ["t1", "t9"]})
+    assert not teams.selects("l", "x", before, at, {"roles": ["t1"]})
+    assert not teams.selects("l", "x", after, at, {"teams": ["t1"]})
+    for selector in (named, learners, cutoff, teams):
+        assert Selector.of_fields(selector.request_fields()) == selector
+    with pytest.raises(ValueError):
+        Selector.of_fields({"mode": "physical"})

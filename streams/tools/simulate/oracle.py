@@ -19,6 +19,9 @@ Rules the model spells out (the contract, made precise for redelivery):
     cover in the same way; counts do not change;
   - teams and roles are read from the learner's groups at the position of the part;
   - a request id belongs to the first request the tenant stage sees under it.
+
+Why one module of this size: the model and its checks are one independent reading of the
+contract, deliberately apart from the stages; each check is a function of its own.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ Faults drawn:
   refuse   Kafka refuses writes for a few steps (sends wait; a rebalance stops them)
   join / leave   workers come and go (rebalances)
   duplicate      an input record is produced again
+
+Why one module of this size: generating, running and shrinking a schedule share one vocabulary
+of actions; the world and the oracle are modules of their own.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ Workers: a state folder (MemoryState, restored from the changelogs at every assi
 epoch fence of streams/worker/recovery.py), the real stages, consumer positions, acknowledged
 offsets, and tasks (the launch reader, one agent per input topic, the timers, the takeover)
 that run one unit of work at a time.
+
+Why one module of this size: the simulated Kafka, the worker processes and their tasks act on
+one another at every step; kept together, one step of the world reads in one place.
 """
 
 from __future__ import annotations
