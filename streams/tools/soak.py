@@ -63,7 +63,7 @@ from streams.tools.worker_process import WorkerProcess, wait_for
 
 Log = Callable[[str], None]
 FAULTS = ("kill -9", "rebalance", "broker", "wipe")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KAFKA_SCRIPT = REPO / "docker" / "kafka" / "kafka.sh"
 
 

@@ -74,11 +74,7 @@ def test_compound_faults_end_exact(settings: Settings, tmp_path: Path) -> None:
         build_request(
             tenants[2],
             "physical",
-            {
-                "attempts": [
-                    {"learner_id": first_of["learner_id"], "attempt_id": first_of["attempt_id"]}
-                ]
-            },
+            Selector.of("attempts", [(first_of["learner_id"], first_of["attempt_id"])]),
             NOW,
         ),
         build_request(tenants[3], "preview", Selector.of("older_than", [NOW.isoformat()]), NOW),

@@ -140,7 +140,7 @@ def test_learner_and_attempt_selectors_in_every_mode(
     acme = [launch for launch in launches if launch["tenant_id"] == "acme"]
 
     # preview: the numbers of a physical deletion, and nothing changes
-    selector = {"learner_ids": ["l1", "l2"]}
+    selector = Selector.of("learner_ids", ["l1", "l2"])
     preview = send_and_wait(settings, build_request("acme", "preview", selector, NOW), 120)
     doomed = [launch for launch in acme if launch["learner_id"] in ("l1", "l2")]
     assert (preview["attempts_affected"], preview["learners_affected"]) == (len(doomed), 2)
@@ -151,7 +151,7 @@ def test_learner_and_attempt_selectors_in_every_mode(
 
     # logical: marked, still counted
     first = acme[0]
-    ref = {"attempts": [{"learner_id": first["learner_id"], "attempt_id": first["attempt_id"]}]}
+    ref = Selector.of("attempts", [(first["learner_id"], first["attempt_id"])])
     logical = send_and_wait(settings, build_request("acme", "logical", ref, NOW), 120)
     assert (logical["attempts_affected"], logical["windows"]) == (1, [])
     key = f"acme/{first['learner_id']}/{first['attempt_id']}".encode()
@@ -190,7 +190,7 @@ def test_learner_and_attempt_selectors_in_every_mode(
 
     # physical by attempt, then a replay of exactly that attempt is erased
     second = next(launch for launch in acme if launch["learner_id"] == "l5")
-    ref = {"attempts": [{"learner_id": "l5", "attempt_id": second["attempt_id"]}]}
+    ref = Selector.of("attempts", [("l5", second["attempt_id"])])
     receipt = send_and_wait(settings, build_request("acme", "physical", ref, NOW), 120)
     assert receipt["attempts_affected"] == 1
     produce_json(settings, "launches", [second])
@@ -279,7 +279,7 @@ def test_remaining_selector_and_mode_pairs_change_nothing_but_what_they_should(
 
     # attempts preview: one attempt, nothing changes
     first = acme[0]
-    ref = {"attempts": [{"learner_id": first["learner_id"], "attempt_id": first["attempt_id"]}]}
+    ref = Selector.of("attempts", [(first["learner_id"], first["attempt_id"])])
     preview = send_and_wait(settings, build_request("acme", "preview", ref, NOW), 120)
     assert preview["attempts_affected"] == 1
     assert not stored()[f"acme/{first['learner_id']}/{first['attempt_id']}".encode()][
