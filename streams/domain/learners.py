@@ -165,13 +165,24 @@ def apply_attempts(
         ident = item.attempt
         stored = attempts.get(ident)
         outcome = classify_attempt(stored, item.element_id, launched_at)
+        markers = None
+        if outcome is not AttemptOutcome.REPEAT:
+            # A launch an executed physical deletion covers is erased, also when a stored
+            # attempt differs from it: the markers only grow, so the verdict is the same on a
+            # replay that sees attempts of later commands (a conflict would not be, and once
+            # remembered it would turn a later erased launch into a conflict).
+            markers = reads.erasures(item) if reads.erasures else None
+            erased = erasure_of(markers, launched_at) if markers is not None else None
+            if erased is not None:
+                result.outcomes["erased"] += 1
+                result.rejected.append(Rejection(item, "erased", erased))
+                continue
         if outcome is AttemptOutcome.CONFLICT:
             result.outcomes["conflict"] += 1
             result.rejected.append(Rejection(item, "conflict", conflict_detail(stored, item)))
             result.conflicts.append(item)
             continue
         if outcome is AttemptOutcome.NEW:
-            markers = reads.erasures(item) if reads.erasures else None
             if markers is not None and (item.element_id, launched_at) in markers.rejected:
                 result.outcomes["conflict"] += 1
                 detail = (
@@ -179,11 +190,6 @@ def apply_attempts(
                     "rejected before as a conflict with the stored attempt"
                 )
                 result.rejected.append(Rejection(item, "conflict", detail))
-                continue
-            erased = erasure_of(markers, launched_at) if markers is not None else None
-            if erased is not None:
-                result.outcomes["erased"] += 1
-                result.rejected.append(Rejection(item, "erased", erased))
                 continue
             record = item.record()
             if markers is not None and hidden_by(markers, launched_at):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from schemas import topics
 from streams.stages import commands
@@ -87,4 +88,39 @@ def test_a_count_the_old_owner_sent_last_is_set_right_by_its_successor() -> None
     p.restart()
     p.settle()
     assert list(p.counts()) == [("acme", "2026-01-26")]
+    assert p.check() == []
+
+
+def test_a_launch_a_deletion_covers_is_erased_even_when_another_attempt_is_stored() -> None:
+    """Found as seed 209894 (of 10,000 from 200000): a replay of a launch that the tenant's
+    `older_than` deletion had erased found the attempt stored by a later launch, called it a
+    conflict and remembered it; once that attempt was deleted too, the same launch sent again
+    was a "conflict", not "erased". A deletion's cut-offs never go away, so erased comes first
+    and the verdict is the same on a replay."""
+    p = Pipeline(partitions=1)
+    cutoff = p.now - timedelta(days=60)
+    old_at, new_at = (p.now - timedelta(days=100)).isoformat(), (p.now - timedelta(days=1))
+    p.produce(
+        topics.ATTEMPT_DELETIONS,
+        deletion("acme", "q0", "physical", p.now, older_than=cutoff.isoformat()),
+    )
+    p.flow()
+    p.produce(topics.LAUNCHES, launch("acme", "l4", "a2", new_at.isoformat()))
+    p.flow()
+    p.produce(topics.LAUNCHES, launch("acme", "l4", "a2", old_at))  # covered by the cut-off
+    p.flow()
+    p.advance(3600)
+    p.produce(
+        topics.ATTEMPT_DELETIONS,
+        deletion(
+            "acme", "q1", "physical", p.now, attempts=[{"learner_id": "l4", "attempt_id": "a2"}]
+        ),
+    )
+    p.flow()
+    p.produce(topics.LAUNCHES, launch("acme", "l4", "a2", old_at))  # the same launch again
+    p.flow()
+    p.settle()
+    reasons = [(d["source"]["offset"], d["reason"]) for d in p.dead_letters()]
+    assert reasons == [(1, "erased"), (2, "erased")]
+    assert p.attempts() == {}
     assert p.check() == []

@@ -10,6 +10,8 @@ pydantic models (not the stages' decoders).
 Rules the model spells out (the contract, made precise for redelivery):
   - an attempt's first tracked launch creates it; a repeat is a no-op; a launch that differs is
     a conflict, and a launch once rejected as a conflict stays rejected whenever it comes again;
+    a launch an executed physical deletion covers is erased, also when it differs from a stored
+    attempt (erased comes before conflict: the deletion's cut-offs never go away);
   - a physical deletion removes what its selector names when it is applied and leaves cut-offs:
     a named attempt's marker covers its launches before max(requested_at, the deleted record's
     launched_at + 1 us); learner_ids, teams and roles cover each named learner's launches before
@@ -329,17 +331,19 @@ class Model:
             self.maybe_dead.setdefault(source, set()).update({"erased", "conflict"})
             if stored.launched_at == at and stored.element_id == element:
                 return  # a repeat
+        # a launch an executed physical deletion covers is erased, whatever attempt is stored
+        marks = (model.erase_attempt, model.erase_learner, model.erase_tenant)
+        if _covered(marks, ident, at):
+            self.dead.setdefault(source, set()).add("erased")
+            self.maybe_dead.setdefault(source, set()).add("conflict")
+            return
+        if stored is not None:
             model.rejected.add(content)
             self.dead.setdefault(source, set()).add("conflict")
             return
         if content in model.rejected:
             self.dead.setdefault(source, set()).add("conflict")
             self.maybe_dead.setdefault(source, set()).add("erased")
-            return
-        marks = (model.erase_attempt, model.erase_learner, model.erase_tenant)
-        if _covered(marks, ident, at):
-            self.dead.setdefault(source, set()).add("erased")
-            self.maybe_dead.setdefault(source, set()).add("conflict")
             return
         hidden = _covered((model.hide_attempt, model.hide_learner, model.hide_tenant), ident, at)
         model.attempts[ident] = Attempt(element, at, text, hidden)
