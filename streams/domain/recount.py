@@ -75,7 +75,8 @@ def without_deleted(
     """
 
     selector = Selector.of_fields(request)
-    requested_at = instant(request["requested_at"])
+    requested = request.get("requested_at")  # only learners and groups need it
+    requested_at = instant(str(requested)) if requested is not None else None
     kept = []
     for launch in launches:
         if launch["tenant_id"] != request["tenant_id"]:
@@ -84,7 +85,7 @@ def without_deleted(
         gone = selector.selects(
             launch["learner_id"],
             launch["attempt_id"],
-            instant(launch["launched_at"]),
+            instant(str(launch["launched_at"])),
             requested_at,
             (groups or {}).get((launch["tenant_id"], launch["learner_id"])),
         )

@@ -91,7 +91,7 @@ class Selector:
         learner_id: str,
         attempt_id: str,
         launched_at: datetime,
-        requested_at: datetime,
+        requested_at: datetime | None,
         groups: Mapping[str, Any] | None = None,
     ) -> bool:
         """Whether the contract's rule for this selector names one attempt: named attempts
@@ -102,6 +102,8 @@ class Selector:
             return (learner_id, attempt_id) in self.values
         if self.kind == "older_than":
             return launched_at < self.cutoff
+        if requested_at is None:
+            raise ValueError(f"a {self.kind} selector applies before the request's requested_at")
         if launched_at >= requested_at:
             return False
         if self.kind == "learner_ids":

@@ -6,7 +6,8 @@ can produce another kind's key, a meta key (they start with '#') or the store's 
 (faust's changelog-offset key `__faust\\x00offset__` has no '/').
 
 The `attempts` table is the one exception: its keys are the keys of the contract's compacted
-`attempts` topic (its changelog), `{tenant}/{learner}/{attempt}`, and it holds nothing else.
+`attempts` topic (its changelog), `{tenant}/{learner}/{attempt}`, and it holds nothing else
+but local bookkeeping no input can produce (the fence, a restore's repair marks).
 
 Tables and their keys (all of a key's data lives in one partition):
 

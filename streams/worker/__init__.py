@@ -1,4 +1,4 @@
-"""The worker process: the only code that knows faust and aiokafka.
+"""The worker process: the faust app and everything that runs inside it.
 
 `app` builds the faust App, `channels`/`tables` declare its topics and tables, `agents` run the
 stages of streams/stages over them, `state` and `recovery` are the RocksDB and Kafka side of the

@@ -113,7 +113,11 @@ class RocksState:
         return [mark[len(keys.REPAIR) :] for mark, _ in marks]
 
     def forget_repairs(self, table: str, partition: int, keys_: Sequence[bytes]) -> None:
-        """Drop the marks of keys whose repair reached the changelog."""
+        """Drop the marks of keys whose repair reached the changelog (not on a partition
+        revoked meanwhile: that would reopen a DB this worker no longer owns; the marks stay
+        and the next takeover here writes those keys again, which is harmless)."""
+        if not keys_ or not self.owns(table, partition):
+            return
         batch = rocksdict.WriteBatch(raw_mode=True)
         for key in keys_:
             batch.delete(keys.REPAIR + key)

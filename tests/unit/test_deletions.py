@@ -266,3 +266,7 @@ def test_one_selector_shape_from_every_source_and_what_it_selects() -> None:
         assert Selector.of_fields(selector.request_fields()) == selector
     with pytest.raises(ValueError):
         Selector.of_fields({"mode": "physical"})
+    # only the selectors that apply before the request need its requested_at
+    assert cutoff.selects("anyone", "x", before, None) and named.selects("l1", "a1", after, None)
+    with pytest.raises(ValueError):
+        learners.selects("l1", "x", before, None)
