@@ -40,7 +40,7 @@ from streams.domain.partitioning import learner_partition, tenant_partition
 from streams.domain.selectors import Selector
 from streams.domain.tracking import is_tracked
 from streams.stages import commands, metrics
-from streams.stages.store import Batch
+from streams.stages.store import Batch, chunks_by_size
 
 # A launch's raw text rides inside its learner command only up to this size; a larger one is
 # referenced by position (the learner stage reads it back for a dead letter), so commands stay
@@ -88,17 +88,13 @@ class RoutedLaunches:
     def commands(self) -> Iterable[tuple[int, list[list[Any]]]]:
         """(partition, rows) per learner command, each below COMMAND_MAX_BYTES."""
         for partition, rows in self.rows.items():
-            chunk: list[list[Any]] = []
-            size = 0
-            for row in rows:
-                row_size = 96 + sum(len(part) for part in row[:5]) + len(row[7] or "")
-                if chunk and size + row_size > COMMAND_MAX_BYTES:
-                    yield partition, chunk
-                    chunk, size = [], 0
-                chunk.append(row)
-                size += row_size
-            if chunk:
+            for chunk in chunks_by_size(rows, _row_size, COMMAND_MAX_BYTES):
                 yield partition, chunk
+
+
+def _row_size(row: list[Any]) -> int:
+    """About the bytes one `Attempts` row takes in a command (the JSON around it included)."""
+    return 96 + sum(len(part) for part in row[:5]) + len(row[7] or "")
 
 
 def route_launches(records: Iterable[InputRecord], partitions: int) -> RoutedLaunches:

@@ -38,7 +38,7 @@ from streams.domain.learners import CountChange, PartitionCounters, windows_of
 from streams.domain.licenses import cut_of
 from streams.domain.windows import Cut
 from streams.stages import commands, keys
-from streams.stages.store import Batch
+from streams.stages.store import Batch, chunks_by_size
 
 CHUNK_ATTEMPTS = 5_000
 MEMBERS_CHUNK_BYTES = 256 * 1024  # member lists of team deletions are stored in pieces this big
@@ -149,15 +149,10 @@ def store_members(
 ) -> int:
     """A part's member list, in pieces that each stay far below Kafka's record limit; the
     number of pieces (the part's `done` record says how many to read back)."""
-    chunks: list[list[str]] = [[]]
-    size = 0
-    for learner_id in learners:
-        length = len(orjson.dumps(learner_id)) + 1
-        if chunks[-1] and size + length > MEMBERS_CHUNK_BYTES:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(learner_id)
-        size += length
+    sizes = chunks_by_size(
+        learners, lambda learner: len(orjson.dumps(learner)) + 1, MEMBERS_CHUNK_BYTES
+    )
+    chunks = sizes or [[]]  # an empty list is stored too: its `done` record says one piece
     for number, chunk in enumerate(chunks):
         key = keys.part_members_chunk(tenant_id, request_id, part, number)
         batch.put(keys.ERASURES, partition, key, chunk)

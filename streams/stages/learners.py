@@ -39,7 +39,15 @@ from streams.domain.windows import Cut
 from streams.stages import commands, ingest, keys, metrics
 from streams.stages.learner_deletions import apply_part
 from streams.stages.markers import erasures_reader, remember_conflicts
-from streams.stages.store import LEARNER, MAX_RECORD_BYTES, Batch, Epoch, Log, Record
+from streams.stages.store import (
+    LEARNER,
+    MAX_RECORD_BYTES,
+    Batch,
+    Epoch,
+    Log,
+    Record,
+    chunks_by_size,
+)
 
 log = logging.getLogger(__name__)
 
@@ -360,19 +368,15 @@ class LearnerStage:
             }
         out: list[tuple[int, bytes]] = []
         for target, tenants in sorted(by_partition.items()):
-            chunk: dict[str, dict[str, Any]] = {}
-            size = 0
-            for tenant_id, parts in tenants.items():
-                part_size = len(orjson.dumps(parts)) + len(tenant_id) + 8
-                if chunk and size + part_size > PARTIALS_MAX_BYTES:
-                    out.append((target, commands.encode(commands.Partials(chunk))))
-                    chunk, size = {}, 0
-                chunk[tenant_id] = parts
-                size += part_size
-            if chunk:
-                out.append((target, commands.encode(commands.Partials(chunk))))
+            for chunk in chunks_by_size(tenants.items(), _partial_size, PARTIALS_MAX_BYTES):
+                out.append((target, commands.encode(commands.Partials(dict(chunk)))))
         assert all(len(command) < MAX_RECORD_BYTES for _, command in out)
         return out
+
+
+def _partial_size(item: tuple[str, dict[str, Any]]) -> int:
+    tenant_id, parts = item
+    return len(orjson.dumps(parts)) + len(tenant_id) + 8
 
 
 def _read(batch: Batch, table: str, partition: int, wanted: Mapping[Any, bytes]) -> dict[Any, Any]:

@@ -21,9 +21,11 @@ so the same stage code runs in production, in unit tests and in the simulator.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+import orjson
 
 from schemas import topics
 from streams.stages import keys
@@ -31,6 +33,30 @@ from streams.stages import keys
 # Kafka's default max.message.bytes is 1,048,588 bytes for a whole record batch; a record the
 # service writes stays below this (with room for the key, headers and batch overhead).
 MAX_RECORD_BYTES = 1_000_000
+
+T = TypeVar("T")
+
+
+def chunks_by_size(items: Iterable[T], size_of: Callable[[T], int], limit: int) -> list[list[T]]:
+    """`items` in order, cut into lists whose sizes add up to at most `limit` (an item larger
+    than `limit` gets a list of its own); no list when there are no items. What keeps commands
+    and stored pieces far below Kafka's record limit."""
+    chunks: list[list[T]] = []
+    size = 0
+    for item in items:
+        item_size = size_of(item)
+        if not chunks or (chunks[-1] and size + item_size > limit):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += item_size
+    return chunks
+
+
+def json_size(item: Any) -> int:
+    """An item's bytes in a JSON list (with its comma)."""
+    return len(orjson.dumps(item)) + 1
+
 
 Epoch = tuple[int, int]
 """Who owns a stage partition: (takeover counter, consumer-group generation).

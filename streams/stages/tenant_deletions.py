@@ -14,15 +14,13 @@ import logging
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from schemas import topics
 from streams.domain.dead_letters import encode
 from streams.domain.deletions import assemble_receipt_windows
 from streams.domain.partitioning import learner_partition
 from streams.stages import commands, keys, metrics
 from streams.stages.ingest import error_receipt
-from streams.stages.store import Batch
+from streams.stages.store import Batch, chunks_by_size, json_size
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +225,8 @@ def deletion_parts(
                 learner_id, item = value, value
             per_partition[learner_partition(tenant_id, learner_id, partitions)].append(item)
         for target, items in sorted(per_partition.items()):
-            for chunk in _chunks(items):
+            # a partition none of the named learners live in still runs one (empty) part
+            for chunk in chunks_by_size(items, json_size, PART_MAX_BYTES) or [[]]:
                 selectors.append((target, {kind: chunk, "before": before}))
     elif kind in ("teams", "roles"):
         selectors = [(p, {kind: list(values), "before": before}) for p in range(partitions)]
@@ -237,16 +236,3 @@ def deletion_parts(
         (commands.DeletionPart(meta, number, len(selectors), selector), target)
         for number, (target, selector) in enumerate(selectors)
     ]
-
-
-def _chunks(items: list[Any]) -> list[list[Any]]:
-    chunks: list[list[Any]] = [[]]
-    size = 0
-    for item in items:
-        item_size = len(orjson.dumps(item)) + 1
-        if chunks[-1] and size + item_size > PART_MAX_BYTES:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(item)
-        size += item_size
-    return chunks
