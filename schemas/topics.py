@@ -38,6 +38,7 @@ class TopicSpec:
     compacted: bool
     internal: bool
     purpose: str
+    retained_forever: bool = False  # an audit trail: never deleted by age
 
 
 TOPICS: tuple[TopicSpec, ...] = (
@@ -52,7 +53,14 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(
         ATTEMPTS, "tenant_id/learner_id/attempt_id", True, False, "attempt records (a changelog)"
     ),
-    TopicSpec(DELETION_RECEIPTS, "tenant_id", False, False, "one receipt per deletion request"),
+    TopicSpec(
+        DELETION_RECEIPTS,
+        "tenant_id",
+        False,
+        False,
+        "one receipt per deletion request (the audit trail)",
+        retained_forever=True,
+    ),
     TopicSpec(DEAD_LETTERS, "source key", False, False, "rejected input, with the reason"),
     TopicSpec(LEARNER_COMMANDS, "tenant_id/learner_id", False, True, "ingest -> learner stage"),
     TopicSpec(TENANT_COMMANDS, "tenant_id", False, True, "learner stage -> tenant stage"),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import re
 import sys
 import time
@@ -119,6 +121,14 @@ def describe(receipt: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cli_user() -> str:
+    """Who runs the CLI, as deletion requests record it: `cli:<login name>`."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # a container user without a passwd entry or $USER
+        return f"cli:uid-{os.getuid()}"
+
+
 def run_delete(
     settings: Settings,
     tenant_id: str,
@@ -127,11 +137,13 @@ def run_delete(
     assume_yes: bool,
     timeout_s: float,
     confirm: Callable[[str], bool],
+    reason: str | None = None,
 ) -> int:
     now = datetime.now(UTC)
+    signed = {"requested_by": cli_user()[:256], "reason": reason}
     if mode == "physical":
         preview = send_and_wait(
-            settings, build_request(tenant_id, "preview", selector, now), timeout_s
+            settings, build_request(tenant_id, "preview", selector, now, **signed), timeout_s
         )
         print(describe(preview))
         if preview.get("error"):
@@ -144,7 +156,8 @@ def run_delete(
         ):
             print("not deleted")
             return 1
-    receipt = send_and_wait(settings, build_request(tenant_id, mode, selector, now), timeout_s)
+    request = build_request(tenant_id, mode, selector, now, **signed)
+    receipt = send_and_wait(settings, request, timeout_s)
     print(describe(receipt))
     return 1 if receipt.get("error") else 0
 
@@ -167,6 +180,8 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
         )
     if args.logical and args.preview:
         raise CommandError("--logical and --preview exclude each other")
+    if args.reason is not None and len(args.reason) > 1000:
+        raise CommandError(f"--reason: at most 1,000 characters, got {len(args.reason):,}")
     try:
         if args.attempt:
             selector = Selector.of("attempts", [parse_attempt(text) for text in args.attempt])
@@ -180,6 +195,8 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
             selector = Selector.of("older_than", [parse_cutoff(args.older_than, datetime.now(UTC))])
         mode = "logical" if args.logical else "preview" if args.preview else "physical"
         require_broker(settings, 15.0)
-        return run_delete(settings, args.tenant, selector, mode, args.yes, args.timeout, ask)
+        return run_delete(
+            settings, args.tenant, selector, mode, args.yes, args.timeout, ask, args.reason
+        )
     except (ValueError, TimeoutError) as exc:
         raise CommandError(str(exc)) from None

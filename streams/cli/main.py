@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from importlib import metadata
 
 from streams.cli.common import CommandError, non_negative_int, positive_float, positive_int
 from streams.cli.data import cmd_generate, cmd_produce, cmd_verify
@@ -28,11 +29,19 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def package_version() -> str:
+    try:
+        return metadata.version("active-learners")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="active-learners",
         description="Live, exact Active Learner counts per LMS tenant, from Kafka launch events.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     topics = commands.add_parser("topics", help="create every topic (idempotent)")
@@ -107,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("--logical", action="store_true", help="hide, keep counting")
     delete.add_argument("--preview", action="store_true", help="only show what would happen")
     delete.add_argument("--yes", action="store_true", help="do not ask before a physical delete")
+    delete.add_argument("--reason", help="why (kept in the receipt: the audit trail)")
     delete.add_argument("--timeout", type=positive_float, default=120.0)
     delete.set_defaults(handler=cmd_delete)
 

@@ -42,6 +42,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         )
         os.environ["PARTITIONS"] = str(partitions)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    from streams.http.tokens import TokenBook
+
+    TokenBook.from_env()  # a short secret or a bad tokens file: a one-line error, nothing started
 
     from streams.config.logs import log_format, logging_config
     from streams.http import web  # registers the views and the read model on the app
@@ -53,7 +56,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     config = logging_config(log_format(), args.loglevel)
     worker = BoundedWorker(
         app,
-        banner=[running.describe(), web.tokens.describe()],
+        banner=[running.describe(), web.describe()],
+        warnings=web.warnings(),
         loglevel=args.loglevel,
         quiet=True,
         logging_config=config,

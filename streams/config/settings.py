@@ -35,6 +35,10 @@ class Settings:
     topic_prefix: str = ""
     state_dir: Path = Path(".state")
     web_port: int = 6066
+    web_host: str = "127.0.0.1"
+    web_allowed_hosts: tuple[str, ...] = ()  # empty: localhost, 127.0.0.1 and the bind address
+    api_tokens_configured: bool = False  # any of API_TOKENS_FILE, API_READ/ADMIN_TOKENS set
+    deletion_max_share: int = 50  # % of a window a physical deletion may remove without force
     partitions: int = 12
     replication_factor: int = 1
     ingest_batch_max: int = 5_000  # launches routed at once by the bulk launch reader
@@ -52,6 +56,17 @@ class Settings:
             topic_prefix=env.get("TOPIC_PREFIX", ""),
             state_dir=Path(env.get("STATE_DIR", "").strip() or ".state"),
             web_port=_int_setting(env, "WEB_PORT", 6066, 1),
+            web_host=env.get("WEB_HOST", "").strip() or "127.0.0.1",
+            web_allowed_hosts=tuple(
+                host.strip().lower()
+                for host in env.get("WEB_ALLOWED_HOSTS", "").split(",")
+                if host.strip()
+            ),
+            api_tokens_configured=any(
+                env.get(name, "").strip()
+                for name in ("API_TOKENS_FILE", "API_READ_TOKENS", "API_ADMIN_TOKENS")
+            ),
+            deletion_max_share=_int_setting(env, "DELETION_MAX_SHARE", 50, 0),
             partitions=_int_setting(env, "PARTITIONS", 12, 1),
             replication_factor=_int_setting(env, "REPLICATION_FACTOR", 1, 1),
             ingest_batch_max=_int_setting(env, "INGEST_BATCH_MAX", 5_000, 1),
@@ -63,11 +78,25 @@ class Settings:
         """The settings in one line, for the log at start (the password masked)."""
         return (
             f"KAFKA_BOOTSTRAP_SERVERS={self.bootstrap_servers} TOPIC_PREFIX={self.topic_prefix!r} "
-            f"STATE_DIR={self.state_dir} WEB_PORT={self.web_port} PARTITIONS={self.partitions} "
+            f"STATE_DIR={self.state_dir} WEB_BIND={self.web_bind}:{self.web_port} "
+            f"WEB_ALLOWED_HOSTS={','.join(self.allowed_hosts)} PARTITIONS={self.partitions} "
+            f"DELETION_MAX_SHARE={self.deletion_max_share} "
             f"REPLICATION_FACTOR={self.replication_factor} "
             f"INGEST_BATCH_MAX={self.ingest_batch_max} INGEST_LINGER_MS={self.ingest_linger_ms} "
             + self.security.describe()
         )
+
+    @property
+    def web_bind(self) -> str:
+        """The address the HTTP server binds: WEB_HOST, but never beyond this host in open mode."""
+        return self.web_host if self.api_tokens_configured else "127.0.0.1"
+
+    @property
+    def allowed_hosts(self) -> tuple[str, ...]:
+        """The host names the HTTP server answers for (any other `Host` header gets 400)."""
+        if self.web_allowed_hosts:
+            return self.web_allowed_hosts
+        return tuple(dict.fromkeys(("localhost", "127.0.0.1", self.web_bind.lower())))
 
     @property
     def bootstrap_list(self) -> list[str]:

@@ -216,13 +216,25 @@ def assemble_receipt_windows(
     ]
 
 
-def build_request(tenant_id: str, mode: str, selector: Selector, now: datetime) -> dict[str, Any]:
-    """A deletion request as the contract writes it, under a new request id (CLI, dashboard,
-    bench, soak)."""
-    return {
+def build_request(
+    tenant_id: str,
+    mode: str,
+    selector: Selector,
+    now: datetime,
+    requested_by: str | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """A deletion request as the contract writes it, under a new request id (CLI, bench, soak);
+    `requested_by` and `reason` go into its receipt, the audit trail."""
+    request = {
         "request_id": f"cli-{uuid.uuid4().hex}",
         "tenant_id": tenant_id,
         "mode": mode,
         "requested_at": now.isoformat(),
         **selector.request_fields(),
     }
+    if requested_by is not None:
+        request["requested_by"] = requested_by
+    if reason is not None:
+        request["reason"] = reason
+    return request

@@ -8,7 +8,7 @@ the window length.
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,9 +18,10 @@ from schemas.licenses import DEFAULT_THRESHOLDS
 from streams.domain.dead_letters import summarize_validation_error
 from streams.domain.decoding import deletion_rejection
 from streams.domain.recount import cut_for
-from streams.domain.selectors import Selector
+from streams.domain.selectors import Selector, instant
 from streams.domain.tenants import threshold_learners, utilization_pct
 from streams.domain.windows import Window, local_midnight, window_of
+from streams.http.access import Caller
 from streams.http.read_model import ReadModel
 
 # The Active Window surcharge of the license's window length, in percent.
@@ -30,10 +31,11 @@ SURCHARGE_PCT = {12: 0, 3: 25, 1: 50}
 class ApiError(Exception):
     """A request the API answers with `{"error": ...}` and this status."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 def window_ref(window: Window) -> dict[str, Any]:
@@ -70,13 +72,31 @@ def tenant_summary(model: ReadModel, tenant_id: str, now: datetime) -> dict[str,
     }
 
 
-def tenants(model: ReadModel, now: datetime) -> dict[str, Any]:
-    return {"tenants": [tenant_summary(model, t, now) for t in model.tenants()]}
+def tenants(model: ReadModel, now: datetime, caller: Caller) -> dict[str, Any]:
+    """The tenants this caller may see, with their current window."""
+    visible = caller.visible(model.tenants())
+    return {"tenants": [tenant_summary(model, t, now) for t in visible]}
+
+
+def require_tenant(model: ReadModel, tenant_id: str, caller: Caller) -> None:
+    """ApiError(404) for a tenant that does not exist, and, in the same words, for one the
+    caller's token does not cover: a token learns nothing of other tenants."""
+    if not caller.sees(tenant_id):
+        raise _no_tenant(tenant_id)
+    _exists(model, tenant_id)
+
+
+def _exists(model: ReadModel, tenant_id: str) -> None:
+    if tenant_id not in model.tenants():
+        raise _no_tenant(tenant_id)
+
+
+def _no_tenant(tenant_id: str) -> ApiError:
+    return ApiError(404, f"no tenant {tenant_id!r}: it has no license and no attempts")
 
 
 def tenant_details(model: ReadModel, tenant_id: str, now: datetime) -> dict[str, Any]:
-    if tenant_id not in model.tenants():
-        raise ApiError(404, f"no tenant {tenant_id!r}: it has no license and no attempts")
+    _exists(model, tenant_id)
     license_ = model.license_of(tenant_id)
     summary = tenant_summary(model, tenant_id, now)
     _, record = _current(model, tenant_id, now)
@@ -113,8 +133,7 @@ def tenant_details(model: ReadModel, tenant_id: str, now: datetime) -> dict[str,
 
 
 def tenant_windows(model: ReadModel, tenant_id: str) -> dict[str, Any]:
-    if tenant_id not in model.tenants():
-        raise ApiError(404, f"no tenant {tenant_id!r}: it has no license and no attempts")
+    _exists(model, tenant_id)
     return {
         "tenant_id": tenant_id,
         "windows": [
@@ -154,17 +173,23 @@ def form_selector(model: ReadModel, tenant_id: str, older_than: str, learner_ids
     raise ApiError(400, "give a date or learner ids")
 
 
-def deletion_request(tenant_id: str, body: Any, now: datetime) -> dict[str, Any]:
-    """A full `attempt-deletions` request from a POST body; ApiError(400) when it is not one."""
+def deletion_request(tenant_id: str, body: Any, now: datetime, requested_by: str) -> dict[str, Any]:
+    """A full `attempt-deletions` request from a POST body, signed by the caller's name;
+    ApiError(400) when it is not one. The guard-rail fields (`preview_request_id`, `force`)
+    are the API's, not the request's."""
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object (an attempt-deletions request)")
     if "tenant_id" in body and body["tenant_id"] != tenant_id:
         raise ApiError(400, "tenant_id in the body differs from the tenant of the path")
+    if not isinstance(body.get("force", False), bool):
+        raise ApiError(400, "force must be true or false")
+    request_fields = {k: v for k, v in body.items() if k not in GUARD_FIELDS}
     record = {
         "request_id": f"api-{uuid.uuid4().hex}",
         "requested_at": now.isoformat(),
-        **body,
+        **request_fields,
         "tenant_id": tenant_id,
+        "requested_by": requested_by,
     }
     try:
         request = DeletionRequest.model_validate(record)
@@ -174,3 +199,99 @@ def deletion_request(tenant_id: str, body: Any, now: datetime) -> dict[str, Any]
     if rejected is not None:
         raise ApiError(400, rejected.detail)
     return request.model_dump(mode="json", exclude_none=True)
+
+
+GUARD_FIELDS = ("preview_request_id", "force")
+PREVIEW_MAX_AGE = timedelta(minutes=15)
+
+
+def earlier_delivery(
+    model: ReadModel, record: dict[str, Any], requested_at_given: bool
+) -> dict[str, Any] | None:
+    """The receipt of this very request, sent before (answer it again), or None for a new
+    request id. ApiError(409) when the tenant used the request id for another request. A
+    client that repeats a request without `requested_at` gets a new one each time, so then
+    mode and selector decide alone."""
+    receipt = model.receipt(record["tenant_id"], record["request_id"])
+    if receipt is None:
+        return None
+    same = (
+        receipt["mode"] == record["mode"]
+        and receipt.get("selector") is not None
+        and Selector.from_json(receipt["selector"]) == Selector.of_fields(record)
+        and (
+            not requested_at_given
+            or (
+                receipt.get("requested_at") is not None
+                and instant(receipt["requested_at"]) == instant(record["requested_at"])
+            )
+        )
+    )
+    if not same:
+        raise ApiError(
+            409, f"request_id {record['request_id']} was already used for another request"
+        )
+    return receipt
+
+
+def removed_share(receipt: dict[str, Any]) -> tuple[float, str | None]:
+    """The largest share (%) of a window's active learners a receipt removes, and that window."""
+    largest: tuple[float, str | None] = (0.0, None)
+    for window in receipt.get("windows") or ():
+        before, after = window["active_before"], window["active_after"]
+        if before > 0:
+            largest = max(largest, ((before - after) * 100.0 / before, window["start"]))
+    return largest
+
+
+def check_preview(
+    model: ReadModel,
+    record: dict[str, Any],
+    body: dict[str, Any],
+    now: datetime,
+    max_share: int,
+) -> None:
+    """The guard rails of a physical deletion through the API (ApiError(409) when one fails):
+    a preview of the same selector, at most 15 minutes old, and `"force": true` when that
+    preview removes more than `max_share` % of a window's active learners."""
+    if record["mode"] != "physical":
+        return
+    preview_id = body.get("preview_request_id")
+    if not isinstance(preview_id, str) or not preview_id:
+        raise ApiError(
+            409,
+            "a physical deletion needs preview_request_id: the request_id of a preview of the "
+            "same selector, at most 15 minutes old",
+        )
+    preview = model.receipt(record["tenant_id"], preview_id)
+    if preview is None or preview["mode"] != "preview" or preview.get("error"):
+        raise ApiError(409, f"{preview_id!r} is not a preview receipt of this tenant")
+    if Selector.from_json(preview["selector"]) != Selector.of_fields(record):
+        raise ApiError(409, f"preview {preview_id} selected other attempts: preview this request")
+    age = now - instant(preview["completed_at"])
+    if age > PREVIEW_MAX_AGE:
+        raise ApiError(
+            409,
+            f"preview {preview_id} is {age.total_seconds() / 60:.0f} minutes old; "
+            "preview again (at most 15 minutes)",
+        )
+    share, window = removed_share(preview)
+    if share > max_share and body.get("force") is not True:
+        raise ApiError(
+            409,
+            f"this deletion removes {share:.0f} % of window {window}'s active learners (more "
+            f'than DELETION_MAX_SHARE={max_share} %): send "force": true to confirm',
+        )
+
+
+def deletions(model: ReadModel, tenant_id: str, limit_text: str | None) -> dict[str, Any]:
+    """The tenant's deletion audit trail: its receipts, newest first."""
+    limit = 100
+    if limit_text is not None:
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_RECEIPTS_LISTED:
+            raise ApiError(400, f"limit must be a whole number 1-{MAX_RECEIPTS_LISTED:,}")
+        limit = int(limit_text)
+    return {"tenant_id": tenant_id, "deletions": model.receipts_of(tenant_id, limit)}
+
+
+MAX_RECEIPTS_LISTED = 10_000

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 STYLE = """
 body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2433;
@@ -29,6 +30,7 @@ input,textarea,button{font:inherit;padding:6px 8px} button{cursor:pointer}
 
 
 REACHED = " \u2713 reached"
+DASH = "\u2013"
 
 
 def when(instant: str | None) -> str:
@@ -52,10 +54,21 @@ def bar_color(pct: float | None) -> str:
     return "#2e7d32"
 
 
-def page(title: str, body: str, signed_in: bool) -> str:
+def tenant_path(tenant_id: str, action: str = "") -> str:
+    """The dashboard path of a tenant, its id URL-encoded (an id may hold `?`, `#`, `%`...)."""
+    return f"/tenants/{quote(tenant_id, safe='')}{action}"
+
+
+def csrf_field(csrf: str) -> str:
+    return f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
+
+
+def page(title: str, body: str, who: str | None = None, csrf: str = "") -> str:
+    """A whole page; `who` signed in (a sign-out form) or None (open mode, sign-in page)."""
     signout = (
-        '<form method="post" action="/signout" style="all:unset"><button>Sign out</button></form>'
-        if signed_in
+        f'<span>{escape(who)} <form method="post" action="/signout" style="display:inline">'
+        f"{csrf_field(csrf)}<button>Sign out</button></form></span>"
+        if who
         else ""
     )
     return (
@@ -79,7 +92,7 @@ def utilization_bar(pct: float | None) -> str:
     )
 
 
-def tenants_page(summaries: list[dict[str, Any]], signed_in: bool) -> str:
+def tenants_page(summaries: list[dict[str, Any]], csrf: str, who: str | None = None) -> str:
     """Every tenant, the most utilized first (tenants without a limit last)."""
     ordered = sorted(
         summaries,
@@ -91,7 +104,7 @@ def tenants_page(summaries: list[dict[str, Any]], signed_in: bool) -> str:
         limit = "&ndash;" if s["learner_limit"] is None else f"{s['learner_limit']:,}"
         licensed = "" if s["licensed"] else ' <span class="muted">(unlicensed)</span>'
         rows.append(
-            f'<tr><td><a href="/tenants/{tenant}">{tenant}</a>{licensed}</td>'
+            f'<tr><td><a href="{escape(tenant_path(s["tenant_id"]))}">{tenant}</a>{licensed}</td>'
             f"<td>{escape(s['window']['start'])} &ndash; {escape(s['window']['end'])} "
             f"({s['window']['months']} m)</td>"
             f'<td class="num">{s["active_learners"]:,}</td>'
@@ -104,7 +117,7 @@ def tenants_page(summaries: list[dict[str, Any]], signed_in: bool) -> str:
         "<th>Total</th><th>Limit</th><th>Utilization (line: 100 %)</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
-    return page("Tenants", body, signed_in)
+    return page("Tenants", body, who, csrf)
 
 
 def window_chart(windows: list[dict[str, Any]], limit: int | None, thresholds: list[dict]) -> str:
@@ -165,13 +178,13 @@ def window_chart(windows: list[dict[str, Any]], limit: int | None, thresholds: l
 
 def receipt_html(receipt: dict[str, Any]) -> str:
     if receipt.get("error"):
-        return f'<div class="error">Refused: {escape(receipt["error"])}</div>'
+        return error_html(f"Refused: {receipt['error']}")
     verb = {"preview": "would delete", "physical": "deleted", "logical": "hid"}.get(
         receipt["mode"], "affected"
     )
     lines = [
-        f"<b>{escape(receipt['mode'])}</b>: {verb} {receipt['attempts_affected']:,} attempts of "
-        f"{receipt['learners_affected']:,} learners"
+        f"<b>{escape(receipt['mode'])}</b> {escape(receipt['request_id'])}: {verb} "
+        f"{receipt['attempts_affected']:,} attempts of {receipt['learners_affected']:,} learners"
     ]
     for window in receipt.get("windows", []):
         lines.append(
@@ -183,11 +196,84 @@ def receipt_html(receipt: dict[str, Any]) -> str:
     return '<div class="result">' + "<br>".join(lines) + "</div>"
 
 
+def error_html(message: str) -> str:
+    return f'<div class="error">{escape(message)}</div>'
+
+
+def waiting_html(answer: dict[str, Any]) -> str:
+    return error_html(f"no receipt yet for {answer['request_id']}; it will come")
+
+
+def confirm_form(
+    preview: dict[str, Any],
+    tenant_id: str,
+    csrf: str,
+    admin: bool,
+    needs_force: bool,
+    max_share: int,
+) -> str:
+    """The second step after a preview: delete exactly what it previewed (admins only)."""
+    if preview.get("error") or preview["attempts_affected"] == 0:
+        return ""
+    if not admin:
+        return '<p class="muted">Deleting for good needs an admin token.</p>'
+    force = (
+        f'<label class="warn"><input type="checkbox" name="force" value="yes"> this removes '
+        f"more than {max_share} % of a window's Active Learners: delete anyway</label><br>"
+        if needs_force
+        else ""
+    )
+    return f"""
+<form method="post" action="{escape(tenant_path(tenant_id, "/delete"))}" id="delete">
+  {csrf_field(csrf)}
+  <input type="hidden" name="preview_request_id" value="{escape(preview["request_id"])}">
+  <input type="hidden" name="reason" value="{escape(preview.get("reason") or "")}">
+  <b>Delete these {preview["attempts_affected"]:,} attempts for good</b> (physical; cannot be
+  undone; within 15 minutes of the preview)<br>{force}
+  type the tenant id to confirm: <input name="confirm" autocomplete="off">
+  <button type="submit" class="warn">Delete</button>
+</form>"""
+
+
+def selector_text(selector: dict[str, Any] | None) -> str:
+    if not selector:
+        return "\u2013"
+    values = selector["values"]
+    if selector["kind"] == "attempts":
+        values = [f"{v['learner_id']}:{v['attempt_id']}" for v in values]
+    shown = ", ".join(str(v) for v in values[:5])
+    more = f" and {len(values) - 5:,} more" if len(values) > 5 else ""
+    return f"{selector['kind']}: {shown}{more}"
+
+
+def audit_table(receipts: list[dict[str, Any]]) -> str:
+    """The deletion audit trail: who asked what, why, and what it did (newest first)."""
+    if not receipts:
+        return '<p class="muted">No deletion requests.</p>'
+    rows = "".join(
+        f"<tr><td>{escape(when(r.get('completed_at')))}</td><td>{escape(r['mode'])}</td>"
+        f"<td>{escape(r.get('requested_by') or DASH)}</td>"
+        f"<td>{escape(selector_text(r.get('selector')))}</td>"
+        f"<td>{escape(r.get('reason') or '')}</td>"
+        f'<td class="num">{r["attempts_affected"]:,}</td>'
+        f'<td class="num">{r["learners_affected"]:,}</td>'
+        f"<td>{escape(r.get('error') or 'ok')}</td></tr>"
+        for r in receipts
+    )
+    return (
+        '<table id="audit"><thead><tr><th>Completed</th><th>Mode</th><th>By</th><th>Selected</th>'
+        "<th>Reason</th><th>Attempts</th><th>Learners</th><th>Result</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
 def tenant_page(
     details: dict[str, Any],
     windows: list[dict[str, Any]],
     events: list[dict[str, Any]],
-    signed_in: bool,
+    receipts: list[dict[str, Any]],
+    csrf: str,
+    who: str | None = None,
     result: str = "",
 ) -> str:
     tenant = escape(details["tenant_id"])
@@ -253,35 +339,31 @@ def tenant_page(
     forms = f"""
 <h2>Reduce Active Learners</h2>
 {result}
-<form method="post" action="/tenants/{tenant}/preview" id="preview">
-  <b>Preview a deletion</b> (nothing changes)<br>
+<form method="post" action="{escape(tenant_path(details["tenant_id"], "/preview"))}" id="preview">
+  {csrf_field(csrf)}
+  <b>Preview a deletion</b> (nothing changes; then delete what it shows)<br>
   every attempt launched before <input type="date" name="older_than"> (midnight, {zone})
   or of these learners (one id a line, launched before now)<br>
   <textarea name="learner_ids" rows="3" cols="40"></textarea><br>
+  reason (kept in the audit trail): <input name="reason" size="40" maxlength="1000"><br>
   <button type="submit">Preview</button>
-</form>
-<form method="post" action="/tenants/{tenant}/delete" id="delete">
-  <b>Delete for good</b> (physical; needs an admin token; cannot be undone)<br>
-  every attempt launched before <input type="date" name="older_than"> (midnight, {zone})
-  or of these learners: <textarea name="learner_ids" rows="2" cols="30"></textarea><br>
-  type the tenant id to confirm: <input name="confirm" autocomplete="off">
-  <button type="submit" class="warn">Delete</button>
 </form>"""
     body = (
         f"<h1>{tenant}</h1>{cards}<h2>License Key and Details</h2>{license_table}"
         f"<h2>Active Learners per window</h2><div class=card>"
         f"{window_chart(windows, limit, details['thresholds'])}</div>"
         f"<h2>Threshold events</h2>{events_table}{forms}"
+        f"<h2>Deletion audit trail</h2>{audit_table(receipts)}"
     )
-    return page(details["tenant_id"], body, signed_in)
+    return page(details["tenant_id"], body, who, csrf)
 
 
-def signin_page(error: str = "") -> str:
-    message = f'<div class="error">{escape(error)}</div>' if error else ""
+def signin_page(csrf: str, error: str = "") -> str:
+    message = error_html(error) if error else ""
     body = (
         f"<h1>Sign in</h1>{message}"
-        '<form method="post" action="/signin"><label>API token '
+        f'<form method="post" action="/signin">{csrf_field(csrf)}<label>API token '
         '<input type="password" name="token" autocomplete="off" autofocus></label> '
         '<button type="submit">Sign in</button></form>'
     )
-    return page("Sign in", body, signed_in=False)
+    return page("Sign in", body)

@@ -3,9 +3,9 @@
 Each worker reads the compacted `licenses` and `active-learner-counts` topics, the
 `deletion-receipts` and the `threshold-events` from the beginning, all partitions, with its own
 consumer (no group), and keeps what the API needs in memory: a few records per tenant window,
-the latest license per tenant, the most recent receipts and threshold events. So any worker
-answers for any tenant, seconds behind the count topic at most, and no request ever waits for
-(or blocks) the agents.
+the latest license per tenant, the receipts (the deletion audit trail; the latest 100,000) and
+recent threshold events. So any worker answers for any tenant, seconds behind the count topic at
+most, and no request ever waits for (or blocks) the agents.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncio
 import json
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from itertools import islice
 from typing import Any
 
 from schemas.licenses import License
@@ -30,6 +31,7 @@ class ReadModel:
         self.licenses: dict[str, dict[str, Any] | None] = {}  # tenant -> license (None: removed)
         self.counts: dict[str, dict[str, dict[str, Any]]] = {}  # tenant -> window start -> record
         self.receipts: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self._receipts_of: dict[str, dict[str, None]] = {}  # tenant -> request ids, in arrival
         self.events: dict[str, deque[dict[str, Any]]] = {}
         self.caught_up = asyncio.Event()
         self._receipt_waiters: dict[tuple[str, str], list[asyncio.Future[dict[str, Any]]]] = {}
@@ -64,8 +66,10 @@ class ReadModel:
         if key in self.receipts:
             return  # a repeated receipt is identical; the first one stands
         self.receipts[key] = receipt
+        self._receipts_of.setdefault(key[0], {})[key[1]] = None
         while len(self.receipts) > MAX_RECEIPTS:
-            self.receipts.popitem(last=False)
+            (tenant, request_id), _ = self.receipts.popitem(last=False)
+            self._receipts_of[tenant].pop(request_id, None)
         for waiter in self._receipt_waiters.pop(key, []):
             if not waiter.done():
                 waiter.set_result(receipt)
@@ -91,6 +95,12 @@ class ReadModel:
 
     def receipt(self, tenant_id: str, request_id: str) -> dict[str, Any] | None:
         return self.receipts.get((tenant_id, request_id))
+
+    def receipts_of(self, tenant_id: str, limit: int) -> list[dict[str, Any]]:
+        """A tenant's receipts, newest first (a tenant's receipts share one partition, so
+        arrival order is the order they were completed in)."""
+        newest_first = reversed(self._receipts_of.get(tenant_id, {}))
+        return [self.receipts[(tenant_id, rid)] for rid in islice(newest_first, limit)]
 
     def recent_events(self, tenant_id: str) -> list[dict[str, Any]]:
         return list(self.events.get(tenant_id, ()))

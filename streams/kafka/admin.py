@@ -117,6 +117,8 @@ def topic_configs(spec: TopicSpec) -> dict[str, str]:
         # Compacted topics keep the latest value per key for ever; tombstones linger a day so
         # that a consumer catching up still sees the deletion.
         return {"cleanup.policy": "compact", "delete.retention.ms": "86400000"}
+    if spec.retained_forever:
+        return {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
     return {"cleanup.policy": "delete"}
 
 

@@ -27,6 +27,8 @@ app = faust.App(
     store="rocksdb://",
     datadir=str(settings.state_dir),
     web_port=settings.web_port,
+    # 127.0.0.1 unless tokens are configured and WEB_HOST says otherwise (open mode stays local)
+    web_bind=settings.web_bind,
     topic_partitions=settings.partitions,
     topic_replication_factor=settings.replication_factor,
     # A new deployment reads its inputs from the beginning: licenses and launches written before

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from streams.http import api, dashboard
-from streams.http.auth import Access, Tokens, bearer
+from streams.http.access import OPEN
 from streams.http.openapi import document
 from streams.http.read_model import ReadModel
 
@@ -78,7 +78,7 @@ def test_a_new_window_before_its_first_record(model: ReadModel) -> None:
 
 
 def test_tenants_and_windows(model: ReadModel) -> None:
-    listed = api.tenants(model, NOW)["tenants"]
+    listed = api.tenants(model, NOW, OPEN)["tenants"]
     assert [t["tenant_id"] for t in listed] == ["acme", "globex"]
     windows = api.tenant_windows(model, "acme")["windows"]
     assert [w["window"]["start"] for w in windows] == ["2026-07-01", "2026-10-01"]
@@ -99,14 +99,16 @@ def test_tenants_and_windows(model: ReadModel) -> None:
 )
 def test_bad_deletion_bodies_are_400(body: object, words: str) -> None:
     with pytest.raises(api.ApiError) as info:
-        api.deletion_request("acme", body, NOW)
+        api.deletion_request("acme", body, NOW, "ops")
     assert info.value.status == 400 and words in info.value.message
     assert "\n" not in info.value.message
 
 
 def test_a_deletion_body_gets_an_id_and_a_time() -> None:
-    record = api.deletion_request("acme", {"mode": "preview", "learner_ids": ["l1"]}, NOW)
+    body = {"mode": "preview", "learner_ids": ["l1"], "requested_by": "mallory"}
+    record = api.deletion_request("acme", body, NOW, "ops")
     assert record["tenant_id"] == "acme" and record["request_id"].startswith("api-")
+    assert record["requested_by"] == "ops", "the token's name, whatever the body says"
     assert datetime.fromisoformat(record["requested_at"]) == NOW
 
 
@@ -119,32 +121,25 @@ def test_receipts_are_kept_once() -> None:
     assert model.receipt("globex", "r1") is None
 
 
-def test_tokens() -> None:
-    tokens = Tokens.from_env({"API_READ_TOKENS": "r1, r2", "API_ADMIN_TOKENS": "a1"})
-    assert tokens.access("r2") is Access.READ and tokens.access("a1") is Access.ADMIN
-    assert tokens.access("nope") is Access.NONE and tokens.access(None) is Access.NONE
-    assert "r1" not in tokens.describe()
-    assert Tokens.from_env({}).access(None) is Access.ADMIN  # open without tokens
-    assert bearer("Bearer abc") == "abc" and bearer("Basic abc") is None and bearer(None) is None
-
-
 def test_the_dashboard_sorts_by_utilization_and_draws_the_chart(model: ReadModel) -> None:
-    html = dashboard.tenants_page(api.tenants(model, NOW)["tenants"], signed_in=False)
+    html = dashboard.tenants_page(api.tenants(model, NOW, OPEN)["tenants"], "csrf-1")
     assert html.index(">acme<") < html.index(">globex<"), "the utilized tenant first"
     details = api.tenant_details(model, "acme", NOW)
     windows = api.tenant_windows(model, "acme")["windows"]
-    page = dashboard.tenant_page(details, windows, [], signed_in=True)
+    page = dashboard.tenant_page(details, windows, [], [], "csrf-1", who="ops")
     assert page.count('class="bar"') == 2 and ">limit<" in page and "90%" in page
     receipt = {
         "mode": "preview",
+        "request_id": "r1",
         "attempts_affected": 1204,
         "learners_affected": 311,
         "windows": [{"start": "2026-10-01", "active_before": 842, "active_after": 655}],
     }
     assert "window 2026-10-01: 842 &rarr; 655" in dashboard.receipt_html(receipt)
     assert "<script" not in dashboard.tenant_page(
-        {**details, "tenant_id": "<script>x</script>"}, windows, [], True
+        {**details, "tenant_id": "<script>x</script>"}, windows, [], [], "csrf-1", "ops"
     )
+    assert 'name="csrf" value="csrf-1"' in page, "every form carries the CSRF token"
 
 
 def test_the_openapi_document_names_every_call() -> None:

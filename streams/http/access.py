@@ -1,0 +1,179 @@
+"""Who may call what, and the guards every request passes (pure: no I/O, the clock given).
+
+- `Caller`: the identity a request acts as: a token (streams/http/tokens.py), or, in open mode
+  (no token configured), `OPEN`: reads and previews only, never a deletion.
+- `FailureLimiter`: an address with 10 failed sign-ins or bearer tokens within a minute gets 429
+  for the next minute, so a secret cannot be guessed at line speed.
+- `Sessions`: the dashboard's server-side sessions. Signing in exchanges the secret for a random
+  session id (the cookie) and a CSRF token (in every form); the secret itself is never stored
+  in the browser. Sessions end after 8 hours, at sign-out, when their token is removed or
+  rotated, and when the worker restarts (sign in again: they are held in memory).
+- `host_allowed`, `is_json`, the security headers of every answer.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from streams.http.tokens import ALL_TENANTS, Token
+
+FAILURES_ALLOWED = 10
+FAILURE_WINDOW_S = 60.0
+SESSION_LIFETIME_S = 8 * 3600.0
+MAX_TRACKED = 10_000  # addresses or sessions remembered at most (the oldest go first)
+
+OPEN_MODE_DELETE = "configure an admin token to delete (the service runs in open mode)"
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str  # what deletion requests record as requested_by
+    admin: bool
+    tenants: frozenset[str]
+
+    @classmethod
+    def of(cls, token: Token) -> Caller:
+        return cls(token.name, token.admin, token.tenants)
+
+    def sees(self, tenant_id: str) -> bool:
+        return ALL_TENANTS in self.tenants or tenant_id in self.tenants
+
+    def visible(self, tenant_ids: Iterable[str]) -> list[str]:
+        return [tenant for tenant in tenant_ids if self.sees(tenant)]
+
+
+OPEN = Caller("open-mode", admin=False, tenants=frozenset({ALL_TENANTS}))
+
+
+def deletion_refusal(caller: Caller, mode: str) -> str | None:
+    """Why this caller may not ask for this deletion, or None. A preview changes nothing, so
+    whoever may read a tenant may preview; physical and logical deletions need an admin."""
+    if mode == "preview" or caller.admin:
+        return None
+    return OPEN_MODE_DELETE if caller is OPEN else "this deletion needs an admin token"
+
+
+class FailureLimiter:
+    def __init__(
+        self,
+        allowed: int = FAILURES_ALLOWED,
+        window_s: float = FAILURE_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.allowed = allowed
+        self.window_s = window_s
+        self.clock = clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._blocked_until: OrderedDict[str, float] = OrderedDict()
+
+    def blocked_for(self, address: str) -> float:
+        """Seconds this address must still wait (0: it may try)."""
+        until = self._blocked_until.get(address)
+        if until is None:
+            return 0.0
+        left = until - self.clock()
+        if left <= 0:
+            del self._blocked_until[address]
+            return 0.0
+        return left
+
+    def failed(self, address: str) -> None:
+        now = self.clock()
+        recent = self._failures.pop(address, None) or deque()
+        recent.append(now)
+        while recent and recent[0] <= now - self.window_s:
+            recent.popleft()
+        if len(recent) >= self.allowed:
+            self._blocked_until[address] = now + self.window_s
+            _bound(self._blocked_until)
+            return
+        self._failures[address] = recent  # re-inserted: the most recent address is last
+        _bound(self._failures)
+
+
+def _bound(remembered: OrderedDict) -> None:  # type: ignore[type-arg]
+    while len(remembered) > MAX_TRACKED:
+        remembered.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    token_name: str
+    token_sha256: bytes
+    csrf: str
+    expires_at: float
+
+
+class Sessions:
+    def __init__(
+        self, lifetime_s: float = SESSION_LIFETIME_S, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.lifetime_s = lifetime_s
+        self.clock = clock
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+
+    def open(self, token: Token) -> Session:
+        session = Session(
+            secrets.token_urlsafe(32),
+            token.name,
+            token.sha256,
+            secrets.token_urlsafe(32),
+            self.clock() + self.lifetime_s,
+        )
+        self._sessions[session.id] = session
+        _bound(self._sessions)
+        return session
+
+    def get(self, session_id: str | None) -> Session | None:
+        session = self._sessions.get(session_id or "")
+        if session is None:
+            return None
+        if session.expires_at <= self.clock():
+            del self._sessions[session.id]
+            return None
+        return session
+
+    def close(self, session_id: str | None) -> None:
+        self._sessions.pop(session_id or "", None)
+
+
+def same_secret(expected: str, presented: str | None) -> bool:
+    return presented is not None and hmac.compare_digest(expected.encode(), presented.encode())
+
+
+def host_name(header: str | None) -> str:
+    """The host of a `Host` header, without its port, lower case (`[::1]:6066` -> `::1`)."""
+    host = (header or "").strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def host_allowed(header: str | None, allowed: Iterable[str]) -> bool:
+    host = host_name(header)
+    return bool(host) and host in allowed
+
+
+def is_json(content_type: str | None) -> bool:
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    return media_type == "application/json"
+
+
+# No script runs on the dashboard; its styles are inline; forms post only to itself.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+EVERY_ANSWER = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
+HTML_ANSWER = {
+    **EVERY_ANSWER,
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}

@@ -1,0 +1,124 @@
+"""The JSON API (see the contract's "HTTP API → Calls"), registered on the worker's app.
+
+Every call names its caller first (streams/http/views.py), and a tenant the caller's token does
+not cover is answered exactly as a tenant that does not exist. A deletion is produced to
+`attempt-deletions` like any other request and answered with its receipt once the read model
+has it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from faust.web import Request, Response
+
+from schemas import topics
+from streams.http import api
+from streams.http.access import Caller, deletion_refusal
+from streams.http.openapi import document
+from streams.http.outputs_reader import model
+from streams.http.views import ApiView
+from streams.worker.app import app, settings
+from streams.worker.runtime import new_batch
+
+RECEIPT_WAIT_S = 60.0
+SEND_WAIT_S = 30.0
+
+
+@app.page("/api/tenants")
+class Tenants(ApiView):
+    async def get(self, request: Request) -> Response:
+        return self.json(api.tenants(model, datetime.now(UTC), self.caller(request)))
+
+
+@app.page("/api/tenants/{tenant_id}")
+class TenantDetails(ApiView):
+    async def get(self, request: Request, tenant_id: str) -> Response:
+        api.require_tenant(model, tenant_id, self.caller(request))
+        return self.json(api.tenant_details(model, tenant_id, datetime.now(UTC)))
+
+
+@app.page("/api/tenants/{tenant_id}/windows")
+class TenantWindows(ApiView):
+    async def get(self, request: Request, tenant_id: str) -> Response:
+        api.require_tenant(model, tenant_id, self.caller(request))
+        return self.json(api.tenant_windows(model, tenant_id))
+
+
+async def submit(request_record: dict[str, Any]) -> dict[str, Any] | None:
+    """Produce a deletion request; its receipt, or None when it takes over RECEIPT_WAIT_S.
+
+    ApiError(503) when Kafka does not take the request within SEND_WAIT_S (a broker outage).
+    The send goes on in the background (shielded), so the request may still be carried out:
+    the answer names its request id, whose receipt tells.
+    """
+    batch = new_batch()
+    tenant_id = request_record["tenant_id"]
+    batch.emit(
+        topics.ATTEMPT_DELETIONS,
+        tenant_id.encode(),
+        json.dumps(request_record).encode(),
+    )
+    try:
+        await asyncio.wait_for(asyncio.shield(batch.flush()), SEND_WAIT_S)
+    except TimeoutError:
+        raise api.ApiError(
+            503,
+            f"Kafka did not take request {request_record['request_id']} within "
+            f"{SEND_WAIT_S:g} s; it may still be carried out: ask for its receipt later",
+        ) from None
+    return await model.wait_for_receipt(tenant_id, request_record["request_id"], RECEIPT_WAIT_S)
+
+
+async def delete(
+    caller: Caller, tenant_id: str, body: Any
+) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """One deletion request from a caller, through every guard rail: (status, answer, record).
+    The dashboard's forms come this way too."""
+    api.require_tenant(model, tenant_id, caller)
+    now = datetime.now(UTC)
+    record = api.deletion_request(tenant_id, body, now, caller.name)
+    refusal = deletion_refusal(caller, record["mode"])
+    if refusal is not None:
+        raise api.ApiError(403, refusal)
+    earlier = api.earlier_delivery(model, record, "requested_at" in body)
+    if earlier is not None:
+        return 200, earlier, record
+    api.check_preview(model, record, body, now, settings.deletion_max_share)
+    receipt = await submit(record)
+    if receipt is None:
+        return 202, {"request_id": record["request_id"]}, record
+    return 200, receipt, record
+
+
+@app.page("/api/tenants/{tenant_id}/deletions")
+class Deletions(ApiView):
+    async def get(self, request: Request, tenant_id: str) -> Response:
+        api.require_tenant(model, tenant_id, self.caller(request))
+        limit = request.query.get("limit")  # type: ignore[attr-defined]
+        return self.json(api.deletions(model, tenant_id, limit))
+
+    async def post(self, request: Request, tenant_id: str) -> Response:
+        caller = self.caller(request)
+        status, answer, _ = await delete(caller, tenant_id, await self.body(request))
+        return self.json(answer, status=status)
+
+
+@app.page("/api/tenants/{tenant_id}/deletions/{request_id}")
+class Receipt(ApiView):
+    async def get(self, request: Request, tenant_id: str, request_id: str) -> Response:
+        api.require_tenant(model, tenant_id, self.caller(request))
+        receipt = model.receipt(tenant_id, request_id)
+        if receipt is None:
+            raise api.ApiError(404, f"no receipt for request {request_id!r} of {tenant_id!r} (yet)")
+        return self.json(receipt)
+
+
+@app.page("/api/openapi.json")
+class OpenApi(ApiView):
+    async def get(self, request: Request) -> Response:
+        self.caller(request)
+        return self.json(document())

@@ -1,0 +1,172 @@
+"""The dashboard's pages and forms, registered on the worker's app.
+
+Sign-in exchanges the secret for a server-side session; every form carries a CSRF token. A
+physical deletion is two steps: a preview shows its effect, and only that preview's page offers
+the delete form (an admin types the tenant id; `force` when it removes more than
+DELETION_MAX_SHARE % of a window). The delete form names the preview, whose selector is used:
+what is deleted is what was previewed. Both steps go through the API's guard rails.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from faust.web import Request, Response
+
+from streams.domain.selectors import Selector
+from streams.http import api, dashboard
+from streams.http.access import OPEN, Caller
+from streams.http.api_views import delete
+from streams.http.outputs_reader import model
+from streams.http.views import SESSION_COOKIE, Page, over_tls, refused_secret, sessions, tokens
+from streams.worker.app import app, settings
+
+
+def chrome(caller: Caller) -> dict[str, Any]:
+    """What the page header shows of the caller."""
+    return {"who": None if caller is OPEN else caller.name}
+
+
+@app.page("/")
+class Overview(Page):
+    async def get(self, request: Request) -> Response:
+        caller = self.caller(request)
+        summaries = api.tenants(model, datetime.now(UTC), caller)["tenants"]
+        return self.answer(
+            request, lambda csrf: dashboard.tenants_page(summaries, csrf, **chrome(caller))
+        )
+
+
+@app.page("/tenants/{tenant_id}")
+class TenantPage(Page):
+    async def get(self, request: Request, tenant_id: str) -> Response:
+        return await self.show(request, tenant_id, self.caller(request))
+
+    async def show(
+        self,
+        request: Request,
+        tenant_id: str,
+        caller: Caller,
+        result: str = "",
+        status: int = 200,
+    ) -> Response:
+        api.require_tenant(model, tenant_id, caller)
+        details = api.tenant_details(model, tenant_id, datetime.now(UTC))
+        windows = api.tenant_windows(model, tenant_id)["windows"]
+        events = model.recent_events(tenant_id)
+        receipts = model.receipts_of(tenant_id, 20)
+        return self.answer(
+            request,
+            lambda csrf: dashboard.tenant_page(
+                details, windows, events, receipts, csrf, result=result, **chrome(caller)
+            ),
+            status,
+        )
+
+
+@app.page("/tenants/{tenant_id}/preview")
+class PreviewForm(TenantPage):
+    async def post(self, request: Request, tenant_id: str) -> Response:
+        form = await self.form(request)
+        caller = self.caller(request)
+        try:
+            api.require_tenant(model, tenant_id, caller)
+            selector = api.form_selector(
+                model, tenant_id, form.get("older_than", ""), form.get("learner_ids", "")
+            )
+            body = {"mode": "preview", **selector.request_fields(), **_reason(form)}
+            status, answer, _ = await delete(caller, tenant_id, body)
+        except api.ApiError as exc:
+            return await self.show(
+                request, tenant_id, caller, dashboard.error_html(exc.message), exc.status
+            )
+        if status != 200:
+            return await self.show(request, tenant_id, caller, dashboard.waiting_html(answer))
+        share, _ = api.removed_share(answer)
+        csrf, _ = self.csrf(request)  # the form's own, checked above
+        confirm = dashboard.confirm_form(
+            answer,
+            tenant_id,
+            csrf,
+            admin=caller.admin,
+            needs_force=share > settings.deletion_max_share,
+            max_share=settings.deletion_max_share,
+        )
+        return await self.show(request, tenant_id, caller, dashboard.receipt_html(answer) + confirm)
+
+
+@app.page("/tenants/{tenant_id}/delete")
+class DeleteForm(TenantPage):
+    async def post(self, request: Request, tenant_id: str) -> Response:
+        form = await self.form(request)
+        caller = self.caller(request)
+        try:
+            api.require_tenant(model, tenant_id, caller)
+            if form.get("confirm", "").strip() != tenant_id:
+                raise api.ApiError(400, f"type {tenant_id} to confirm the deletion")
+            preview_id = form.get("preview_request_id", "")
+            preview = model.receipt(tenant_id, preview_id)
+            if preview is None or preview.get("selector") is None:
+                raise api.ApiError(409, "preview the deletion first")
+            body = {
+                "mode": "physical",
+                **Selector.from_json(preview["selector"]).request_fields(),
+                **_reason(form),
+                "preview_request_id": preview_id,
+                "force": form.get("force") == "yes",
+            }
+            status, answer, _ = await delete(caller, tenant_id, body)
+        except api.ApiError as exc:
+            return await self.show(
+                request, tenant_id, caller, dashboard.error_html(exc.message), exc.status
+            )
+        if status != 200:
+            return await self.show(request, tenant_id, caller, dashboard.waiting_html(answer))
+        return await self.show(request, tenant_id, caller, dashboard.receipt_html(answer))
+
+
+def _reason(form: dict[str, str]) -> dict[str, str]:
+    reason = form.get("reason", "").strip()
+    return {"reason": reason} if reason else {}
+
+
+@app.page("/signin")
+class SignIn(Page):
+    async def get(self, request: Request) -> Response:
+        if not tokens.configured:
+            return self.to("/")
+        return self.answer(request, dashboard.signin_page)
+
+    async def post(self, request: Request) -> Response:
+        form = await self.form(request)  # the sign-in form has its CSRF token too
+        token = tokens.find(form.get("token", "").strip())
+        if token is None:
+            refused_secret(request, "a dashboard sign-in")
+            return self.answer(
+                request, lambda csrf: dashboard.signin_page(csrf, "That token is not valid."), 401
+            )
+        session = sessions.open(token)
+        response = self.to("/")
+        response.set_cookie(  # type: ignore[attr-defined]
+            SESSION_COOKIE,
+            session.id,
+            httponly=True,
+            samesite="Strict",
+            secure=over_tls(request),
+            path="/",
+            max_age=int(sessions.lifetime_s),
+        )
+        return response
+
+
+@app.page("/signout")
+class SignOut(Page):
+    async def post(self, request: Request) -> Response:
+        await self.form(request)
+        session = self.session(request)
+        if session is not None:
+            sessions.close(session.id)
+        response = self.to("/signin")
+        response.del_cookie(SESSION_COOKIE, path="/")  # type: ignore[attr-defined]
+        return response

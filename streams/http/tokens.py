@@ -1,0 +1,209 @@
+"""Named API tokens: who may call, with which role, for which tenants.
+
+A token has a name (it signs the deletions it asks for), a secret, a role (`read` or `admin`) and
+the tenants it may see (`*` = all). Two sources, both optional:
+- `API_TOKENS_FILE`: `{"tokens": [{"name", "sha256", "role", "tenants"}]}`: only the SHA-256 of
+  each secret is stored, so the file is no key to anything. It is re-read when it changes (its
+  modification time or size), so tokens rotate without a restart;
+- `API_READ_TOKENS` / `API_ADMIN_TOKENS`: comma-separated `name:secret`, for every tenant.
+A presented secret is hashed once and compared with every token's hash in constant time.
+Without any token the service is in open mode (streams/http/access.py says what that allows).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from streams.config.settings import ConfigError
+
+log = logging.getLogger(__name__)
+
+MIN_SECRET_LENGTH = 32
+ROLES = ("read", "admin")
+ALL_TENANTS = "*"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+@dataclass(frozen=True)
+class Token:
+    name: str
+    sha256: bytes
+    role: str  # "read" or "admin"
+    tenants: frozenset[str]  # {"*"}: every tenant
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
+
+    def sees(self, tenant_id: str) -> bool:
+        return ALL_TENANTS in self.tenants or tenant_id in self.tenants
+
+
+def _env_tokens(text: str, role: str, variable: str) -> list[Token]:
+    tokens = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        name, sep, secret = entry.partition(":")
+        if not sep or not NAME.match(name):
+            raise ConfigError(
+                f"{variable}: each entry is name:secret (a name of letters, digits, . _ @ -); "
+                f"got one without a valid name"
+            )
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"{variable}: the secret of {name!r} has {len(secret)} characters; "
+                f"at least {MIN_SECRET_LENGTH} are needed"
+            )
+        tokens.append(Token(name, digest(secret), role, frozenset({ALL_TENANTS})))
+    return tokens
+
+
+def parse_tokens_file(text: str, where: str) -> list[Token]:
+    """The tokens of an API_TOKENS_FILE; ConfigError naming the first problem."""
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: not JSON ({exc})") from None
+    entries = document.get("tokens") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigError(f'{where}: expected {{"tokens": [...]}}')
+    tokens = []
+    for number, entry in enumerate(entries, 1):
+        tokens.append(_file_token(entry, f"{where}: token {number}"))
+    return tokens
+
+
+def _file_token(entry: Any, where: str) -> Token:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} is not an object")
+    name, sha, role, tenants = (entry.get(k) for k in ("name", "sha256", "role", "tenants"))
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ConfigError(f"{where}: name must be letters, digits, . _ @ - (1-64)")
+    if not isinstance(sha, str) or not SHA256_HEX.match(sha.lower()):
+        raise ConfigError(f"{where} ({name}): sha256 must be 64 hex digits")
+    if role not in ROLES:
+        raise ConfigError(f"{where} ({name}): role must be read or admin")
+    if (
+        not isinstance(tenants, list)
+        or not tenants
+        or not all(isinstance(t, str) and t for t in tenants)
+    ):
+        raise ConfigError(f'{where} ({name}): tenants must be a list of tenant ids or ["*"]')
+    return Token(name, bytes.fromhex(sha.lower()), role, frozenset(tenants))
+
+
+class TokenBook:
+    """Every configured token; the file's part is re-read whenever the file changes."""
+
+    def __init__(self, fixed: list[Token], path: Path | None) -> None:
+        self._fixed = fixed
+        self._path = path
+        self._file_tokens: list[Token] = []
+        self._file_stamp: tuple[int, int] | None = None
+        if path is not None:
+            self._file_tokens = parse_tokens_file(self._read(path), str(path))
+            self._file_stamp = self._stamp(path)
+        self._check_names()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> TokenBook:
+        """ConfigError (a one-line message) for a short secret or a bad tokens file."""
+        fixed = _env_tokens(env.get("API_READ_TOKENS", ""), "read", "API_READ_TOKENS")
+        fixed += _env_tokens(env.get("API_ADMIN_TOKENS", ""), "admin", "API_ADMIN_TOKENS")
+        path_text = env.get("API_TOKENS_FILE", "").strip()
+        return cls(fixed, Path(path_text) if path_text else None)
+
+    @staticmethod
+    def _read(path: Path) -> str:
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"API_TOKENS_FILE: cannot read {path}: {exc.strerror}") from None
+
+    @staticmethod
+    def _stamp(path: Path) -> tuple[int, int] | None:
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def _check_names(self) -> None:
+        names = [token.name for token in self.tokens()]
+        doubled = sorted({name for name in names if names.count(name) > 1})
+        if doubled:
+            raise ConfigError(f"API tokens: the name {doubled[0]!r} is given to two tokens")
+
+    @property
+    def configured(self) -> bool:
+        """Any token at all (else: open mode). A tokens file counts even while it is empty."""
+        return bool(self._fixed) or self._path is not None
+
+    def tokens(self) -> list[Token]:
+        self._reload_if_changed()
+        return self._fixed + self._file_tokens
+
+    def _reload_if_changed(self) -> None:
+        if self._path is None:
+            return
+        stamp = self._stamp(self._path)
+        if stamp == self._file_stamp:
+            return
+        self._file_stamp = stamp
+        try:
+            self._file_tokens = parse_tokens_file(self._read(self._path), str(self._path))
+        except ConfigError as exc:
+            # Fail closed: a broken file must not keep a revoked token alive.
+            self._file_tokens = []
+            log.error("%s; its tokens are refused until the file is fixed", exc)
+            return
+        log.warning("API_TOKENS_FILE re-read: %d tokens", len(self._file_tokens))
+
+    def find(self, secret: str | None) -> Token | None:
+        """The token whose secret this is, or None. Every hash is compared, whatever matched."""
+        if not secret:
+            return None
+        presented = digest(secret)
+        found = None
+        for token in self.tokens():
+            if hmac.compare_digest(presented, token.sha256) and found is None:
+                found = token
+        return found
+
+    def named(self, name: str, sha256: bytes) -> Token | None:
+        """The token of a dashboard session, if it still exists (rotation ends its sessions)."""
+        for token in self.tokens():
+            if token.name == name and hmac.compare_digest(token.sha256, sha256):
+                return token
+        return None
+
+    def describe(self) -> str:
+        if not self.configured:
+            return "API tokens: none (open mode: reads and previews only, bound to 127.0.0.1)"
+        tokens = self.tokens()
+        admins = sum(token.admin for token in tokens)
+        source = f" (+ API_TOKENS_FILE {self._path})" if self._path else ""
+        return f"API tokens: {len(tokens) - admins} read, {admins} admin{source}"
+
+
+def bearer(header: str | None) -> str | None:
+    """The secret of an `Authorization: Bearer <secret>` header."""
+    if not header:
+        return None
+    scheme, _, secret = header.strip().partition(" ")
+    return secret.strip() or None if scheme.lower() == "bearer" else None

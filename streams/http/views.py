@@ -1,0 +1,214 @@
+"""What every HTTP view shares: who is calling, the guard every request passes, the answers.
+
+`guard` is an aiohttp middleware (it sees every request, also one for a path nobody serves):
+an unknown `Host` is a 400, an address that failed too often a 429, a non-JSON POST to the API
+a 415, an unexpected exception a 500 that names no internals; every answer gets the security
+headers. The views then ask `caller()` who is calling (streams/http/access.py says what each
+caller may do) and raise `ApiError` for any refusal; `dispatch` turns it into the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from html import escape
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web as aiohttp_web
+from faust.web import Request, Response, View
+
+from streams.http import dashboard
+from streams.http.access import (
+    EVERY_ANSWER,
+    HTML_ANSWER,
+    OPEN,
+    Caller,
+    FailureLimiter,
+    Session,
+    Sessions,
+    host_allowed,
+    is_json,
+    same_secret,
+)
+from streams.http.api import ApiError
+from streams.http.tokens import TokenBook, bearer
+from streams.worker.app import settings
+
+log = logging.getLogger("active_learners.http")
+
+tokens = TokenBook.from_env()
+sessions = Sessions()
+failures = FailureLimiter()
+SESSION_COOKIE = "al_session"
+FORM_COOKIE = "al_form"  # the CSRF token of a browser without a session (sign-in, open mode)
+UNGUARDED = ("/health", "/ready")  # probes: never rate limited
+
+
+def address(request: Request) -> str:
+    return request.remote or "unknown"  # type: ignore[attr-defined]
+
+
+def over_tls(request: Request) -> bool:
+    forwarded = request.headers.get("X-Forwarded-Proto", "").lower()
+    return bool(request.secure) or forwarded == "https"  # type: ignore[attr-defined]
+
+
+def refused_secret(request: Request, what: str) -> None:
+    """A wrong secret: counted against the address, logged with it, never with the secret."""
+    failures.failed(address(request))
+    path = request.path  # type: ignore[attr-defined]
+    log.warning("refused %s from %s (%s %s)", what, address(request), request.method, path)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
+    return aiohttp_web.json_response({"error": message}, status=status, headers=headers)
+
+
+@aiohttp_web.middleware
+async def guard(request: Any, handler: Any) -> Any:
+    if not host_allowed(request.headers.get("Host"), settings.allowed_hosts):
+        return _with_headers(_error(400, "unknown host: set WEB_ALLOWED_HOSTS to answer for it"))
+    wait = 0.0 if request.path in UNGUARDED else failures.blocked_for(address(request))
+    if wait > 0:
+        message = "too many failed attempts from this address; try again in a minute"
+        return _with_headers(_error(429, message, {"Retry-After": str(int(wait) + 1)}))
+    if (
+        request.method == "POST"
+        and request.path.startswith("/api/")
+        and not is_json(request.headers.get("Content-Type"))
+    ):
+        return _with_headers(_error(415, "send the body as Content-Type: application/json"))
+    try:
+        response = await handler(request)
+    except aiohttp_web.HTTPException as exc:  # aiohttp's own answers (404, 405, 413, ...)
+        _with_headers(exc)
+        raise
+    except Exception:
+        log.exception("HTTP %s %s failed", request.method, request.path)
+        response = _error(500, "internal error; the worker's log has the details")
+    return _with_headers(response)
+
+
+def _with_headers(response: Any) -> Any:
+    html = (response.content_type or "").startswith("text/html")
+    for name, value in (HTML_ANSWER if html else EVERY_ANSWER).items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+class ApiView(View):
+    """JSON in and out; an ApiError raised by a handler is its `{"error": ...}` answer."""
+
+    async def dispatch(self, request: Any) -> Any:
+        try:
+            return await super().dispatch(request)
+        except ApiError as exc:
+            return self.json({"error": exc.message}, status=exc.status, headers=exc.headers)
+
+    def caller(self, request: Request) -> Caller:
+        """Who calls: the bearer token's holder (401 without a valid one), or OPEN."""
+        if not tokens.configured:
+            return OPEN
+        secret = bearer(request.headers.get("Authorization"))
+        token = tokens.find(secret)
+        if token is None:
+            if secret is not None:
+                refused_secret(request, "a bearer token")
+            raise ApiError(
+                401,
+                "a valid bearer token is needed (Authorization: Bearer <secret>)",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        return Caller.of(token)
+
+    async def body(self, request: Request) -> Any:
+        """The JSON body; 400 for one that is not JSON (also one nested too deep to parse)."""
+        try:
+            return json.loads(await request.read() or b"null")
+        except (ValueError, RecursionError):
+            raise ApiError(400, "the body is not JSON (or is nested too deeply)") from None
+
+
+class SignInFirst(Exception):
+    """A dashboard page asked for without a session: to the sign-in form."""
+
+
+class Page(View):
+    """A dashboard page: a session (or a bearer header), else to the sign-in form; every form
+    it posts carries the CSRF token of its session (or of its browser, without one)."""
+
+    async def dispatch(self, request: Any) -> Any:
+        try:
+            return await super().dispatch(request)
+        except SignInFirst:
+            return self.to("/signin")
+        except ApiError as exc:
+            return await self.refused(request, exc)
+
+    async def refused(self, request: Request, exc: ApiError) -> Response:
+        body = f'<h1>{exc.status}</h1><div class="error">{escape(exc.message)}</div>'
+        return self.html(dashboard.page("Refused", body), status=exc.status)
+
+    def to(self, location: str) -> Response:
+        return self.html("", status=303, headers={"Location": location})
+
+    def session(self, request: Request) -> Session | None:
+        session = sessions.get(request.cookies.get(SESSION_COOKIE))
+        if session is not None and tokens.named(session.token_name, session.token_sha256) is None:
+            sessions.close(session.id)  # its token was removed or rotated: signed out
+            return None
+        return session
+
+    def caller(self, request: Request) -> Caller:
+        if not tokens.configured:
+            return OPEN
+        session = self.session(request)
+        if session is not None:
+            token = tokens.named(session.token_name, session.token_sha256)
+            if token is not None:
+                return Caller.of(token)
+        secret = bearer(request.headers.get("Authorization"))
+        if secret is not None:
+            token = tokens.find(secret)
+            if token is not None:
+                return Caller.of(token)
+            refused_secret(request, "a bearer token")
+        raise SignInFirst()
+
+    def csrf(self, request: Request) -> tuple[str, bool]:
+        """The CSRF token this browser's forms carry, and whether it is new (then `answer`
+        sets it as a cookie: a browser without a session checks forms against that cookie)."""
+        session = self.session(request)
+        if session is not None:
+            return session.csrf, False
+        known = request.cookies.get(FORM_COOKIE)
+        return (known, False) if known else (secrets.token_urlsafe(32), True)
+
+    def answer(self, request: Request, render: Callable[[str], str], status: int = 200) -> Response:
+        """An HTML page whose forms carry this browser's CSRF token."""
+        csrf, new = self.csrf(request)
+        response = self.html(render(csrf), status=status)
+        if new:
+            response.set_cookie(  # type: ignore[attr-defined]
+                FORM_COOKIE,
+                csrf,
+                httponly=True,
+                samesite="Strict",
+                secure=over_tls(request),
+                path="/",
+            )
+        return response
+
+    async def form(self, request: Request) -> dict[str, str]:
+        """A posted form, once its origin and CSRF token are checked (403 otherwise)."""
+        origin = request.headers.get("Origin")
+        if origin is not None and urlsplit(origin).netloc != request.headers.get("Host"):
+            raise ApiError(403, "a form posted from another site is refused")
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        expected, new = self.csrf(request)
+        if new or not same_secret(expected, form.get("csrf")):
+            raise ApiError(403, "this form has no valid CSRF token: reload the page")
+        return form
