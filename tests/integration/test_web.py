@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +37,8 @@ from tests.integration.test_compound_faults import local_broker
 pytestmark = pytest.mark.integration
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-READ_TOKEN = "read-token-for-tests"
-ADMIN_TOKEN = "admin-token-for-tests"
+READ_TOKEN = "read-token-for-tests-0123456789abcdef"
+ADMIN_TOKEN = "admin-token-for-tests-0123456789abcdef"
 FIRST_OF_MONTH = NOW.date().replace(day=1)
 
 
@@ -152,7 +155,10 @@ def site(broker: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     worker = WorkerProcess(
         settings,
         folder / "worker.log",
-        extra_env={"API_READ_TOKENS": READ_TOKEN, "API_ADMIN_TOKENS": ADMIN_TOKEN},
+        extra_env={
+            "API_READ_TOKENS": f"viewer:{READ_TOKEN}",
+            "API_ADMIN_TOKENS": f"ops:{ADMIN_TOKEN}",
+        },
     ).start()
     site = Site(worker, launches)
     try:
@@ -188,9 +194,9 @@ def test_tokens_guard_the_api(site: Site) -> None:
     assert site.call("GET", "/api/tenants", READ_TOKEN)[0] == 200
     assert site.call("GET", "/api/tenants", ADMIN_TOKEN)[0] == 200  # admin can read
     status, answer, _ = site.call(
-        "POST", "/api/tenants/acme/deletions", READ_TOKEN, {"mode": "preview", "learner_ids": ["x"]}
+        "POST", "/api/tenants/acme/deletions", READ_TOKEN, {"mode": "logical", "learner_ids": ["x"]}
     )
-    assert status == 403 and answer["error"] == "this call needs an admin token"
+    assert status == 403 and answer["error"] == "this deletion needs an admin token"
     # operations stay open
     assert site.call("GET", "/health")[1]["read_model"] is True
     assert site.call("GET", "/metrics")[0] == 200
@@ -347,6 +353,33 @@ def screenshot(page: Any, name: str, tmp: Path) -> None:
     page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
+@contextmanager
+def attacker_site(action: str, preview_id: str | None, csrf: str | None) -> Iterator[str]:
+    """A page on another origin (another port) that posts the delete form as soon as it loads,
+    the CSRF token included (as if it had leaked): the dashboard must refuse it by its origin."""
+    html = f"""<!doctype html><form method=post action="{action}">
+<input name=preview_request_id value="{preview_id}"><input name=confirm value=acme>
+<input name=csrf value="{csrf}"></form><script>document.forms[0].submit()</script>""".encode()
+
+    class Evil(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(html)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Evil)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+
+
 def sign_in(page: Any, site: Site, token: str) -> None:
     page.goto(site.base + "/")
     assert page.url.endswith("/signin")  # not signed in: sent to the form
@@ -356,7 +389,8 @@ def sign_in(page: Any, site: Site, token: str) -> None:
 
 
 def test_the_dashboard_in_a_browser(site: Site, browser: Any, tmp_path: Path) -> None:
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
 
     # a wrong token is refused on the sign-in form
     page.goto(site.base + "/signin")
@@ -405,26 +439,44 @@ def test_the_dashboard_in_a_browser(site: Site, browser: Any, tmp_path: Path) ->
     assert f"window {current_window('acme')}: 13 \u2192 11" in result
     screenshot(page, "tenant", tmp_path)
 
-    # a read token cannot delete for good
-    page.fill("#delete textarea[name=learner_ids]", "acme-l0")
-    page.fill("#delete input[name=confirm]", "acme")
-    page.click("#delete button")
-    assert "a physical deletion needs an admin token" in page.inner_text(".error")
-    assert site.call("GET", "/api/tenants/acme", READ_TOKEN)[1]["active_learners"] == 13
+    # a read token may preview, but is not offered the delete step
+    assert page.locator("#delete").count() == 0
+    assert "Deleting for good needs an admin token" in page.inner_text("main")
 
-    # an admin must type the tenant id, then the deletion happens
+    # an admin: sign out, sign in, preview; the delete form deletes what the preview showed
     page.click("header button")  # sign out
     page.wait_for_url(site.base + "/signin")
     sign_in(page, site, ADMIN_TOKEN)
-    page.goto(site.base + "/tenants/acme")
-    page.fill("#delete textarea[name=learner_ids]", "acme-l0")
+
+    def preview_acme_l0() -> None:
+        page.goto(site.base + "/tenants/acme")
+        page.fill("#preview textarea[name=learner_ids]", "acme-l0")
+        page.fill("#preview input[name=reason]", "left the company")
+        page.click("#preview button")
+        assert "would delete 1 attempts of 1 learners" in page.inner_text(".result")
+
+    preview_acme_l0()
+    # a page on another origin posts the delete form in the admin's browser: refused
+    preview_id = page.get_attribute("#delete input[name=preview_request_id]", "value")
+    csrf = page.get_attribute("#delete input[name=csrf]", "value")
+    with attacker_site(site.base + "/tenants/acme/delete", preview_id, csrf) as evil:
+        other = context.new_page()  # the same browser: the admin's session cookie
+        other.goto(evil)
+        other.wait_for_url(site.base + "/tenants/acme/delete")
+        assert "a form posted from another site is refused" in other.inner_text(".error")
+        other.close()
+    assert site.call("GET", "/api/tenants/acme", READ_TOKEN)[1]["active_learners"] == 13
+
+    # the tenant id must be typed
     page.fill("#delete input[name=confirm]", "acme-typo")
     page.click("#delete button")
     assert "type acme to confirm the deletion" in page.inner_text(".error")
-    page.fill("#delete textarea[name=learner_ids]", "acme-l0")
+    preview_acme_l0()
     page.fill("#delete input[name=confirm]", "acme")
     page.click("#delete button")
     assert "deleted 1 attempts of 1 learners" in page.inner_text(".result")
+    audit = page.inner_text("#audit")
+    assert "physical" in audit and "ops" in audit and "left the company" in audit
 
     expected = site.expected({"acme-l0"})[("acme", current_window("acme"))][0]
     assert expected == 12
@@ -435,7 +487,7 @@ def test_the_dashboard_in_a_browser(site: Site, browser: Any, tmp_path: Path) ->
     )
     page.goto(site.base + "/tenants/acme")
     assert "12" in page.inner_text(".grid")
-    page.close()
+    context.close()
 
 
 # -- last: it crashes the broker -------------------------------------------------------------
