@@ -90,16 +90,32 @@ WINDOWS = {
     },
 }
 
+GUARD_RAILS = {
+    "preview_request_id": {
+        "type": "string",
+        "description": "physical only, required: the request_id of a preview receipt of this "
+        "tenant with the same selector, at most 15 minutes old",
+    },
+    "force": {
+        "type": "boolean",
+        "description": "physical only: required (true) when the preview removes more than "
+        "DELETION_MAX_SHARE % of a window's active learners",
+    },
+}
+
 
 def document() -> dict[str, Any]:
     request = DeletionRequest.model_json_schema()
     request["properties"].pop("tenant_id", None)
     request["required"] = [r for r in request.get("required", []) if r in ("mode",)]
+    request["properties"]["requested_by"]["description"] = "set by the API: the token's name"
+    request["properties"].update(GUARD_RAILS)
     receipt = DeletionReceipt.model_json_schema(mode="serialization")
     tenant = {"name": "tenant_id", "in": "path", "required": True, "schema": {"type": "string"}}
     errors = {
+        "400": {"description": "a `Host` the server does not answer for", **_json(ERROR)},
         "401": {"description": "no valid token", **_json(ERROR)},
-        "403": {"description": "a read token on an admin call", **_json(ERROR)},
+        "429": {"description": "10 failed attempts from this address within a minute"},
     }
     not_found = {"404": {"description": "unknown tenant", **_json(ERROR)}}
     return {
@@ -145,8 +161,37 @@ def document() -> dict[str, Any]:
                 }
             },
             "/api/tenants/{tenant_id}/deletions": {
+                "get": {
+                    "summary": "the tenant's deletion receipts, newest first: the audit trail",
+                    "parameters": [
+                        tenant,
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 10_000},
+                            "description": "at most this many (default 100)",
+                        },
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "tenant_id": {"type": "string"},
+                                    "deletions": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/DeletionReceipt"},
+                                    },
+                                },
+                            }
+                        ),
+                        **errors,
+                        **not_found,
+                    },
+                },
                 "post": {
-                    "summary": "delete attempt records (admin token): physical, logical or preview",
+                    "summary": "delete attempt records: physical or logical (admin token), or "
+                    "preview (any token that sees the tenant)",
                     "parameters": [tenant],
                     "requestBody": {
                         "required": True,
@@ -163,15 +208,28 @@ def document() -> dict[str, Any]:
                                 {"type": "object", "properties": {"request_id": {"type": "string"}}}
                             ),
                         },
+                        **errors,
                         "400": {"description": "not a valid request", **_json(ERROR)},
+                        "403": {
+                            "description": "a physical or logical deletion without an "
+                            "admin token (or in open mode)",
+                            **_json(ERROR),
+                        },
+                        **not_found,
+                        "409": {
+                            "description": "a physical deletion without a matching preview of "
+                            "at most 15 minutes, or without force above DELETION_MAX_SHARE; or a "
+                            "request_id already used for another request",
+                            **_json(ERROR),
+                        },
+                        "415": {"description": "the body is not application/json", **_json(ERROR)},
                         "503": {
                             "description": "Kafka did not take the request within 30 s (it may "
                             "still be carried out; its receipt tells)",
                             **_json(ERROR),
                         },
-                        **errors,
                     },
-                }
+                },
             },
             "/api/tenants/{tenant_id}/deletions/{request_id}": {
                 "get": {
@@ -187,8 +245,8 @@ def document() -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": _json({"$ref": "#/components/schemas/DeletionReceipt"}),
-                        "404": {"description": "no receipt (yet)", **_json(ERROR)},
                         **errors,
+                        "404": {"description": "no receipt (yet)", **_json(ERROR)},
                     },
                 }
             },
