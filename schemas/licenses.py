@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
+from email.headerregistry import Address
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -34,6 +36,29 @@ def _not_a_bool(value: object) -> object:
 
 ZoneName = Annotated[str, Field(max_length=64), AfterValidator(_check_zone)]
 
+# C0 and C1 controls, DEL and the Unicode line separators: each can end or forge a mail header.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _one_address(value: str) -> str:
+    # Each entry goes into a To header as it is: a list ("a@x, b@y"), a display name
+    # ("Ann <a@x>") or a comment would mail someone the license does not name, and a control
+    # character could add a header. The entry must be exactly the one address that Python's
+    # e-mail library reads from it (which also refuses a non-ASCII local part).
+    if _CONTROL.search(value):
+        raise ValueError(f"contains a control character: {value[:80]!r}")
+    try:
+        parsed = Address(addr_spec=value).addr_spec
+    except Exception:  # the library's parser also fails with AttributeError and the like
+        parsed = None
+    if parsed != value:
+        raise ValueError(f"must be one bare e-mail address (name@domain): {value[:80]!r}")
+    return value
+
+
+NotifyAddress = Annotated[EmailAddress, AfterValidator(_one_address)]
+"""One e-mail address, `name@domain`, exactly as the e-mail library reads it back."""
+
 
 class License(InputModel):
     """What a tenant bought: the Active Window, the licensed limit and who hears of thresholds."""
@@ -51,7 +76,7 @@ class License(InputModel):
     thresholds: tuple[ThresholdPct, ...] = Field(
         default=DEFAULT_THRESHOLDS, description="percentages of the limit that notify admins"
     )
-    notify: tuple[EmailAddress, ...] = Field(default=(), description="who gets threshold e-mails")
+    notify: tuple[NotifyAddress, ...] = Field(default=(), description="who gets threshold e-mails")
     timezone: ZoneName = Field(default="UTC", description="windows start at local midnight here")
 
     @field_validator("thresholds")

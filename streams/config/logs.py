@@ -5,6 +5,11 @@ writes one JSON object per line (`time`, `level`, `logger`, `pid`, `message`, an
 when there is one). Either way e-mail addresses are masked in every line: administrators' addresses
 travel in threshold events and SMTP errors, and have no place in logs. Learner ids are never
 logged by this service's code at INFO or above (counts and tenant ids only).
+
+Values in a message come from input (a tenant id, an SMTP server's answer) and may hold a line
+break: in text logs control characters are written as escapes (`\\n`, `\\x1b`), so a message stays
+on its record's one line and no value can forge a record of its own. A traceback follows its
+record on lines indented by two spaces, so every line that starts with `[` begins a record.
 """
 
 from __future__ import annotations
@@ -27,20 +32,51 @@ LEVELS = {
     "crit": "CRITICAL",
     "critical": "CRITICAL",
 }
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+# A local part: quoted ("john doe"), or atoms with apostrophes and the like (o'brien), not
+# starting with a quote or a dot. A domain: dotted names, a dotless host name (localhost) or an
+# address literal. `/`, `=` and `:` stay out, so `key=value` and `topic/0@12` positions survive.
+EMAIL = re.compile(
+    r"""(?:"[^"\r\n]*"|[\w+-][\w.+'!#$%&*^~-]*)"""
+    r"@(?:[\w-]+(?:\.[\w-]+)+|[^\W\d_][\w-]*|\[[^\]\s]*\])"
+)
 MASK = "<e-mail>"
+# C0 and C1 controls, DEL and the Unicode line separators: what can break or fake a log line.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+TRACEBACK_INDENT = "  "
 
 
 def redact(text: str) -> str:
     return EMAIL.sub(MASK, text) if "@" in text else text
 
 
+def escape_controls(text: str) -> str:
+    """Every control character as a visible escape: `\\n`, `\\r`, `\\t`, `\\x1b`, `\\u2028`."""
+    return CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return ESCAPES.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    )
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # Masked before escaping: an escape next to an address must not be read as part of it.
+        return escape_controls(redact(super().formatMessage(record)))
+
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        line, _, details = super().format(record).partition("\n")
+        if not details:
+            return line
+        # The traceback (or stack): its own lines, each indented and escaped.
+        lines = (escape_controls(redact(text)) for text in details.split("\n"))
+        return "\n".join([line, *(TRACEBACK_INDENT + text for text in lines)])
 
 
 class JsonFormatter(logging.Formatter):

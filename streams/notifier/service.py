@@ -2,12 +2,18 @@
 
 A plain aiokafka consumer in its own consumer group (`{prefix}active-learners-notifier`), so it
 runs and scales apart from the workers. For each event, in order:
-  1. already handled (its `event_id` is in the notifier's RocksDB)?  skip: a redelivery;
-  2. about a window that ended more than 7 days ago?  recorded as skipped, counted, and logged
+  1. not a threshold event it can mail (a missing field, a tenant id that cannot be in a Subject
+     header, ...)?  dead-lettered (`reason: invalid`) and counted: one bad record never stops the
+     mail of the events behind it (a replay dead-letters it again, as the worker does its input);
+  2. already handled (its `event_id` is in the notifier's RocksDB)?  skip: a redelivery;
+  3. about a window that ended more than 7 days ago?  recorded as skipped, counted, and logged
      once per tenant: a backfill of history never floods administrators;
-  3. otherwise delivered: over SMTP when `SMTP_HOST` is set, else as an `.eml` file in
-     `STATE_DIR/outbox/`. SMTP failures are retried with backoff until they succeed; the offset
-     is committed only after the event is recorded, so nothing is lost.
+  4. otherwise delivered to each usable `notify` address: over SMTP when `SMTP_HOST` is set
+     (streams/notifier/smtp.py), else as an `.eml` file in `STATE_DIR/outbox/`. An address that
+     is not one bare e-mail address, or that the SMTP server refuses, costs only itself: the
+     others are mailed and the event is dead-lettered saying which entries were not. SMTP
+     failures a retry may cure are retried with backoff until they succeed; the offset is
+     committed only after the event is recorded, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -16,112 +22,63 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import signal
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import aiosmtplib
 from prometheus_client import Counter
 
 from schemas import topics
 from streams.config.logs import configure as configure_logging
 from streams.config.logs import log_format
-from streams.config.settings import APP_NAME, ConfigError, Settings
+from streams.config.settings import Settings
+from streams.domain.dead_letters import dead_letter, encode
+from streams.domain.decoding import Rejected
+from streams.notifier import smtp
+from streams.notifier.mail import (
+    MailableEvent,
+    compose,
+    decode_event,
+    is_backfill,
+    split_recipients,
+)
+from streams.notifier.smtp import SmtpSettings
+from streams.stages.ingest import InputRecord
 from streams.worker.shutdown import ShutdownGuard
 
 log = logging.getLogger("active_learners.notifier")
 
-BACKFILL_AGE = timedelta(days=7)
 MAX_BACKOFF_S = 30.0
+OUTBOX_SENDER = "active-learners@localhost"
 
 notifications_total = Counter(
     "active_learners_notifications_total",
-    "Threshold events handled by the notifier, by outcome",
+    "Threshold events handled by the notifier, by outcome: per event sent, outbox, duplicate, "
+    "skipped_backfill, no_recipients, invalid or refused (both dead-lettered); per address "
+    "address_invalid or address_refused; per failed SMTP try smtp_retry",
     ["outcome"],
 )
 
 
+class Producer(Protocol):
+    """Where dead letters go (aiokafka's producer; a list in the unit tests)."""
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None) -> Any: ...
+
+
+class Stopped(Exception):
+    """A stop came while an event waited for SMTP: it stays uncommitted, nothing is recorded."""
+
+
 @dataclass(frozen=True)
-class SmtpSettings:
-    host: str
-    port: int
-    sender: str
-    username: str | None
-    password: str | None
-    starttls: bool
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> SmtpSettings | None:
-        """None when SMTP_HOST is not set: mail then goes to the outbox folder."""
-        host = env.get("SMTP_HOST", "").strip()
-        if not host:
-            return None
-        starttls_text = env.get("SMTP_STARTTLS", "false").strip().lower()
-        if starttls_text not in ("true", "false", "1", "0", "yes", "no"):
-            raise ConfigError(f"SMTP_STARTTLS must be true or false, got {starttls_text!r}")
-        starttls = starttls_text in ("true", "1", "yes")
-        port_text = env.get("SMTP_PORT", "").strip() or ("587" if starttls else "25")
-        try:
-            port = int(port_text)
-        except ValueError:
-            raise ConfigError(f"SMTP_PORT must be a port number, got {port_text!r}") from None
-        return cls(
-            host=host,
-            port=port,
-            sender=env.get("SMTP_FROM", "").strip() or "active-learners@localhost",
-            username=env.get("SMTP_USERNAME") or None,
-            password=env.get("SMTP_PASSWORD") or None,
-            starttls=starttls,
-        )
-
-
-def is_backfill(event: dict[str, Any], now: datetime) -> bool:
-    """The event's window ended more than 7 days before `now`."""
-    end = datetime.combine(date.fromisoformat(event["window"]["end"]), datetime.min.time(), UTC)
-    return end + BACKFILL_AGE < now
-
-
-def build_message(event: dict[str, Any], sender: str) -> EmailMessage:
-    window = event["window"]
-    pct, tenant = event["threshold_pct"], event["tenant_id"]
-    active, limit = event["active_learners"], event["learner_limit"]
-    used = 100.0 * active / limit
-    if event["direction"] == "up":
-        subject = f"Active Learners: {tenant} reached {pct}% of its limit ({active:,} of {limit:,})"
-        what = (
-            f"The Active Learners of {tenant} reached {active:,}, which is {used:.1f}% of the "
-            f"licensed limit of {limit:,} learners. The {pct}% threshold is "
-            f"{event['threshold_learners']:,} learners."
-        )
-    else:
-        subject = (
-            f"Active Learners: {tenant} is back below {pct}% of its limit ({active:,} of {limit:,})"
-        )
-        what = (
-            f"The Active Learners of {tenant} went down to {active:,}, which is {used:.1f}% of "
-            f"the licensed limit of {limit:,} learners, below the {pct}% threshold of "
-            f"{event['threshold_learners']:,} learners."
-        )
-    body = (
-        f"{what}\n\n"
-        f"Active Window: {window['start']} to {window['end']} "
-        f"({window['months']} month{'s' if window['months'] != 1 else ''}; the window ends "
-        f"the day before {window['end']}).\n\n"
-        "Active Learners are the unique learners with attempts on tracked content in the "
-        "Active Window. Physically deleting attempt records lowers the count; logically "
-        "deleted attempts still count.\n\n"
-        f"Event {event['event_id']} at {event['occurred_at']}.\n"
-    )
-    message = EmailMessage()
-    message["Subject"] = subject
-    message["From"] = sender
-    message["To"] = ", ".join(event["notify"])
-    message["Message-ID"] = f"<{event['event_id']}@{APP_NAME}>"
-    message.set_content(body)
-    return message
+class Delivery:
+    outcome: str  # sent | outbox | refused
+    mailed: int  # addresses that took the message
+    problems: list[str] = field(default_factory=list)  # why the others did not
 
 
 class SentStore:
@@ -148,11 +105,14 @@ class SentStore:
 
 
 class Notifier:
-    def __init__(self, settings: Settings, smtp: SmtpSettings | None) -> None:
+    def __init__(self, settings: Settings, smtp_settings: SmtpSettings | None) -> None:
         self.settings = settings
-        self.smtp = smtp
+        self.smtp = smtp_settings
+        self.tls_context = smtp_settings.tls_context() if smtp_settings else None
+        self.sender = smtp_settings.sender if smtp_settings else OUTBOX_SENDER
         self.outbox = settings.state_dir / "outbox"
         self.store = SentStore(settings.state_dir / "notifier" / "sent.db")
+        self.producer: Producer | None = None  # set by run()
         self._warned_backfill: set[str] = set()
         self._stopping = asyncio.Event()
 
@@ -164,7 +124,7 @@ class Notifier:
         self._stopping.set()
 
     async def run(self) -> None:
-        from aiokafka import AIOKafkaConsumer
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
         from aiokafka.structs import OffsetAndMetadata
 
         consumer = AIOKafkaConsumer(
@@ -174,8 +134,11 @@ class Notifier:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
+        producer = AIOKafkaProducer(**self.settings.aiokafka(), acks="all")
         await consumer.start()
-        where = f"SMTP {self.smtp.host}:{self.smtp.port}" if self.smtp else f"outbox {self.outbox}"
+        await producer.start()
+        self.producer = producer
+        where = self.smtp.describe() if self.smtp else f"outbox {self.outbox}"
         log.info("notifier ready: %s -> %s", self.settings.topic(topics.THRESHOLD_EVENTS), where)
         try:
             while not self._stopping.is_set():
@@ -184,94 +147,122 @@ class Notifier:
                     # Committed once per batch: after a crash the uncommitted rest is delivered
                     # again and found in the store as duplicates, never mailed twice.
                     for record in records:
-                        await self.handle(record.value)
+                        await self.handle(record)
                         if self._stopping.is_set():
                             return
                     await consumer.commit({tp: OffsetAndMetadata(records[-1].offset + 1, "")})
+        except Stopped:
+            log.info("stopped while retrying SMTP: that event is handled again on the next start")
         finally:
             await consumer.stop()
+            await producer.stop()
             self.store.close()
 
-    async def handle(self, raw: bytes | None) -> str:
+    async def handle(self, record: InputRecord) -> str:
         """Handle one event; returns the outcome (also counted in metrics)."""
-        try:
-            event = json.loads(raw) if raw else None
-            event_id = event["event_id"] if isinstance(event, dict) else None
-        except (ValueError, KeyError):
-            event_id = None
-        if not isinstance(event, dict) or not isinstance(event_id, str):
-            log.error(
-                "threshold-events: a record that is not a threshold event (%d bytes), ignored",
-                len(raw or b""),
-            )
-            notifications_total.labels("invalid").inc()
-            return "invalid"
         now = datetime.now(UTC)
-        if self.store.get(event_id) is not None:
-            notifications_total.labels("duplicate").inc()
-            return "duplicate"
-        if is_backfill(event, now):
-            outcome = "skipped_backfill"
-            if event["tenant_id"] not in self._warned_backfill:
-                self._warned_backfill.add(event["tenant_id"])
-                log.warning(
-                    "not mailing threshold events of tenant %s about windows that ended more "
-                    "than 7 days ago (a backfill of history); they are counted as skipped",
-                    event["tenant_id"],
-                )
-        elif not event.get("notify"):
-            outcome = "no_recipients"
+        event = decode_event(record.value)
+        if isinstance(event, Rejected):
+            await self.dead_letter(record, event.detail, now)
+            outcome = "invalid"
+        elif self.store.get(event.event_id) is not None:
+            outcome = "duplicate"
         else:
-            outcome = await self.deliver(event)
-        self.store.put(event_id, outcome, now)
+            outcome = await self.notify(record, event, now)
+            self.store.put(event.event_id, outcome, now)
         notifications_total.labels(outcome).inc()
         return outcome
 
-    async def deliver(self, event: dict[str, Any]) -> str:
-        import aiosmtplib
+    async def notify(self, record: InputRecord, event: MailableEvent, now: datetime) -> str:
+        if is_backfill(event, now):
+            self.warn_backfill(event.tenant_id)
+            return "skipped_backfill"
+        if not event.notify:
+            return "no_recipients"
+        recipients, problems = split_recipients(event.notify)
+        notifications_total.labels("address_invalid").inc(len(problems))
+        if not recipients:
+            await self.dead_letter(record, "no usable address: " + "; ".join(problems), now)
+            return "invalid"
+        message = compose(event, self.sender, recipients)
+        if isinstance(message, Rejected):
+            await self.dead_letter(record, message.detail, now)
+            return "invalid"
+        delivery = await self.deliver(event, message)
+        problems += delivery.problems
+        if problems:
+            summary = f"mailed {delivery.mailed} of {len(event.notify)} addresses"
+            await self.dead_letter(record, "; ".join([summary, *problems]), now)
+        return delivery.outcome
 
-        sender = self.smtp.sender if self.smtp else "active-learners@localhost"
-        message = build_message(event, sender)
+    def warn_backfill(self, tenant_id: str) -> None:
+        if tenant_id not in self._warned_backfill:
+            self._warned_backfill.add(tenant_id)
+            log.warning(
+                "not mailing threshold events of tenant %s about windows that ended more "
+                "than 7 days ago (a backfill of history); they are counted as skipped",
+                tenant_id,
+            )
+
+    async def dead_letter(self, record: InputRecord, detail: str, now: datetime) -> None:
+        value = dead_letter(
+            "invalid", detail, record.value, record.topic, record.partition, record.offset, now
+        )
+        assert self.producer is not None, "run() sets the producer"
+        await self.producer.send_and_wait(
+            self.settings.topic(topics.DEAD_LETTERS), encode(value), key=record.key
+        )
+        log.warning(
+            "%s/%d@%d dead-lettered: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            value["detail"],
+        )
+
+    async def deliver(self, event: MailableEvent, message: EmailMessage) -> Delivery:
+        addresses = len(message["To"].addresses)
         if self.smtp is None:
             self.outbox.mkdir(parents=True, exist_ok=True)
-            path = self.outbox / f"{event['event_id']}.eml"
+            path = self.outbox / f"{event.event_id}.eml"
             path.write_bytes(bytes(message))
             log.info("no SMTP_HOST: wrote %s", path)
-            return "outbox"
+            return Delivery("outbox", addresses)
         delay = 1.0
-        while True:
+        while not self._stopping.is_set():
             try:
-                await self.send_smtp(message)
-                return "sent"
+                refused = await smtp.send(message, self.smtp, self.tls_context)
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                if self._stopping.is_set():
-                    raise
-                log.warning(
-                    "SMTP %s:%s failed for event %s (%s); retrying in %.0fs",
-                    self.smtp.host,
-                    self.smtp.port,
-                    event["event_id"],
-                    exc,
-                    delay,
-                )
-                notifications_total.labels("smtp_retry").inc()
+                reason = smtp.permanent(exc)
+                if reason is not None:
+                    notifications_total.labels("address_refused").inc(addresses)
+                    return Delivery("refused", 0, [reason])
+                self.log_retry(event, exc, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
+            else:
+                notifications_total.labels("address_refused").inc(len(refused))
+                problems = [
+                    f"the SMTP server refused an address ({why})" for why in refused.values()
+                ]
+                return Delivery("sent", addresses - len(refused), problems)
+        raise Stopped
 
-    async def send_smtp(self, message: EmailMessage) -> None:
-        import aiosmtplib
-
+    def log_retry(self, event: MailableEvent, exc: Exception, delay: float) -> None:
         assert self.smtp is not None
-        await aiosmtplib.send(
-            message,
-            hostname=self.smtp.host,
-            port=self.smtp.port,
-            username=self.smtp.username,
-            password=self.smtp.password,
-            start_tls=self.smtp.starttls,
-            timeout=20,
+        # A server without STARTTLS will not change by itself: an operator has to act.
+        level = logging.ERROR if isinstance(exc, smtp.CleartextRefused) else logging.WARNING
+        log.log(
+            level,
+            "SMTP %s:%s failed for event %s (%s); retrying in %.0fs",
+            self.smtp.host,
+            self.smtp.port,
+            event.event_id,
+            exc,
+            delay,
         )
+        notifications_total.labels("smtp_retry").inc()
 
 
 def run_notifier(settings: Settings) -> None:

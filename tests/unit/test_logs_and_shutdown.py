@@ -11,7 +11,13 @@ import time
 
 import pytest
 
-from streams.config.logs import JsonFormatter, TextFormatter, log_format, logging_config
+from streams.config.logs import (
+    JsonFormatter,
+    TextFormatter,
+    log_format,
+    logging_config,
+    redact,
+)
 from streams.config.settings import ConfigError, Settings
 
 
@@ -37,6 +43,51 @@ def test_json_lines_hold_a_whole_traceback_in_one_object() -> None:
 def test_text_lines_mask_addresses_too() -> None:
     text = TextFormatter().format(record("mail to %s failed", "a.b+c@mail.acme.example"))
     assert "acme.example" not in text and "<e-mail>" in text
+
+
+# text -> what the log shows of it
+MASKING = [
+    ("mail to a.b+c@mail.acme.example failed", "mail to <e-mail> failed"),
+    ('mail to "john doe"@example.com failed', "mail to <e-mail> failed"),
+    ("o'brien@example.com refused", "<e-mail> refused"),
+    ("root@localhost", "<e-mail>"),
+    ("ann@[192.0.2.7]", "<e-mail>"),
+    ("josé@exämple.example", "<e-mail>"),
+    ("notify ['a@x.example', 'b@y.example']", "notify ['<e-mail>', '<e-mail>']"),
+    ("550 <bob@acme.example>: unknown", "550 <<e-mail>>: unknown"),
+    # not addresses: positions and settings stay readable
+    ("threshold-events/3@120 dead-lettered", "threshold-events/3@120 dead-lettered"),
+    ("KAFKA_SASL_USERNAME=svc@corp.example", "KAFKA_SASL_USERNAME=<e-mail>"),
+]
+
+
+@pytest.mark.parametrize(("text", "shown"), MASKING)
+def test_addresses_are_masked_in_every_form(text: str, shown: str) -> None:
+    assert redact(text) == shown
+
+
+def test_text_lines_escape_control_characters_in_values() -> None:
+    forged = "acme\r\n[2026-01-01 00:00:00,000] [1] [ERROR] fake: hi\x1b[31m\u2028\x85\t!"
+    text = TextFormatter().format(record("tenant %s at %s", forged, "root@localhost"))
+    assert "\n" not in text and "\r" not in text and "\x1b" not in text
+    assert text.endswith(
+        "tenant acme\\r\\n[2026-01-01 00:00:00,000] [1] [ERROR] fake: hi\\x1b[31m\\u2028"
+        "\\x85\\t! at <e-mail>"
+    )
+
+
+def test_a_text_traceback_stays_inside_its_record() -> None:
+    try:
+        raise ValueError("bad\n[2026-01-01 00:00:00,000] [1] [ERROR] fake\r: root@localhost")
+    except ValueError:
+        exc_info = sys.exc_info()
+    entry = logging.LogRecord("streams.x", logging.ERROR, __file__, 1, "failed", (), exc_info)
+    first, *rest = TextFormatter().format(entry).split("\n")
+    assert first.endswith("streams.x: failed")
+    # every later line is indented: only a record's own first line starts with "["
+    assert rest and all(line.startswith("  ") for line in rest)
+    assert "  Traceback (most recent call last):" in rest
+    assert "  [2026-01-01 00:00:00,000] [1] [ERROR] fake\\r: <e-mail>" in rest
 
 
 def test_log_format_setting() -> None:

@@ -12,6 +12,7 @@ from schemas.deletions import DeletionRequest
 from schemas.launches import Launch
 from schemas.licenses import License, default_license
 from schemas.registry import JSON_DIR, TOPIC_MODELS, json_schema_text
+from streams.domain.decoding import Rejected, decode
 
 LAUNCH = {
     "event_id": "e-1",
@@ -94,6 +95,17 @@ REJECTIONS = [
     (License, {"learner_limit": 0}, "greater than or equal to 1"),
     (License, {"cycle_start": "2026-1-5"}, "YYYY-MM-DD"),
     (License, {"notify": ["not-an-address"]}, "e-mail"),
+    # one address per entry: never a list, a name, a comment or a control character
+    (License, {"notify": ["a@acme.example, b@acme.example"]}, "not an e-mail address"),
+    (License, {"notify": ["a@acme.example,b@acme.example"]}, "one bare e-mail address"),
+    (License, {"notify": ["a@acme.example;b@acme.example"]}, "one bare e-mail address"),
+    (License, {"notify": ["Ann <ann@acme.example>"]}, "not an e-mail address"),
+    (License, {"notify": ["Ann<ann@acme.example>"]}, "one bare e-mail address"),
+    (License, {"notify": ["<ann@acme.example>"]}, "one bare e-mail address"),
+    (License, {"notify": ["(boss)ann@acme.example"]}, "one bare e-mail address"),
+    (License, {"notify": ["ann@acme.example\r\nBcc:all@acme.example"]}, "control character"),
+    (License, {"notify": ["ann@acme.example\t"]}, "control character"),
+    (License, {"notify": ["ann@acme.example\u2028"]}, "control character"),
     (DeletionRequest, {"learner_ids": ["l-1"]}, "exactly one selector"),
     (DeletionRequest, {"older_than": None}, "got none"),
     (DeletionRequest, {"mode": "shred"}, "physical"),
@@ -114,6 +126,20 @@ def test_models_reject_bad_input_with_readable_message(model, changes, words) ->
     message = str(info.value)
     assert words in message
     assert len(message) < 2_000, "an error message must stay readable, even for a 300 KB id"
+
+
+@pytest.mark.parametrize(
+    "address", ["ann@acme.example", "o'brien@acme.example", "first.last+tag@mail.acme.example"]
+)
+def test_license_accepts_one_plain_address_per_notify_entry(address: str) -> None:
+    assert License.model_validate({**LICENSE, "notify": [address]}).notify == (address,)
+
+
+def test_a_license_with_two_addresses_in_one_entry_is_dead_lettered_as_invalid() -> None:
+    raw = json.dumps({**LICENSE, "notify": ["admin@acme.example", "a@x.example,b@y.example"]})
+    rejected = decode(License, raw.encode())
+    assert isinstance(rejected, Rejected) and rejected.reason == "invalid"
+    assert rejected.detail.startswith("notify.1: must be one bare e-mail address")
 
 
 def test_missing_required_field_is_named() -> None:
