@@ -52,6 +52,10 @@ app = faust.App(
     # Restores changelogs in bulk before faust's per-record recovery looks (worker/recovery.py).
     TableManager="streams.worker.recovery:BulkTableManager",
     logging_config=None,
+    # faust reads some settings from the environment too (WEB_BIND, WEB_HOST, ...), over these
+    # arguments: an env `WEB_BIND=0.0.0.0` would bind beyond this host in open mode. Our settings
+    # come from streams/config/settings.py alone.
+    env={},
 )
 
 # Every stage sends through the app's own aiokafka producer (see streams/worker/state.py); a flush

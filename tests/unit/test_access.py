@@ -262,3 +262,23 @@ def test_a_tenant_outside_the_token_is_a_404_like_one_that_does_not_exist() -> N
     api.require_tenant(model, "acme", OPEN)
     assert api.tenants(model, NOW, globex_only) == {"tenants": []}
     assert timedelta(minutes=15) == api.PREVIEW_MAX_AGE
+
+
+def test_faust_reads_no_setting_of_its_own_from_the_environment() -> None:
+    """faust takes WEB_BIND/WEB_HOST from the environment over the app's arguments: an env
+    `WEB_BIND=0.0.0.0` must not bind an open-mode worker beyond this host."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "WEB_BIND": "0.0.0.0", "WEB_HOST": "0.0.0.0"}
+    for name in ("API_TOKENS_FILE", "API_READ_TOKENS", "API_ADMIN_TOKENS"):
+        env.pop(name, None)
+    shown = subprocess.run(
+        [sys.executable, "-c", "from streams.worker.app import app; print(app.conf.web_bind)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert shown == "127.0.0.1"
