@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     counts = commands.add_parser("counts", help="print the Active Learner counts per tenant window")
     counts.add_argument("--tenant", help="only this tenant")
     counts.add_argument("--current", action="store_true", help="only each tenant's latest window")
+    counts.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table", help="output (default table)"
+    )
     counts.add_argument("--timeout", type=positive_float, default=15.0)
     counts.set_defaults(handler=cmd_counts)
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import json
+import sys
 
 from streams.cli.common import CommandError, require_broker
 from streams.config.settings import Settings
@@ -27,6 +31,12 @@ def cmd_counts(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(
             f"no counts for tenant {args.tenant!r} in {settings.topic('active-learner-counts')}"
         )
+    if args.format == "csv":
+        sys.stdout.write(format_counts_csv(rows))
+        return 0
+    if args.format == "json":
+        print(json.dumps({"counts": rows}, indent=2))
+        return 0
     print(format_counts_table(rows))
     if args.tenant is not None:
         print()
@@ -74,6 +84,44 @@ def format_license_details(details: dict) -> str:
             f"{reached}"
         )
     return "\n".join(lines)
+
+
+CSV_COLUMNS = (
+    "tenant_id",
+    "window_start",
+    "window_end",
+    "window_months",
+    "active_learners",
+    "total_learners",
+    "learner_limit",
+    "utilization_pct",
+    "licensed",
+    "updated_at",
+)
+
+
+def format_counts_csv(rows: list[dict]) -> str:
+    """The count records as CSV (RFC 4180, a header row; an empty cell for no limit)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for record in rows:
+        window = record["window"]
+        writer.writerow(
+            (
+                record["tenant_id"],
+                window["start"],
+                window["end"],
+                window["months"],
+                record["active_learners"],
+                record["total_learners"],
+                "" if record["learner_limit"] is None else record["learner_limit"],
+                "" if record["utilization_pct"] is None else record["utilization_pct"],
+                str(record["licensed"]).lower(),
+                record.get("updated_at") or "",
+            )
+        )
+    return out.getvalue()
 
 
 def format_counts_table(rows: list[dict]) -> str:

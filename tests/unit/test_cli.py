@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
 
 from streams.cli.main import run
-from streams.cli.report import format_counts_table
+from streams.cli.report import format_counts_csv, format_counts_table
 from streams.kafka.io import key_of, topic_of
 
 
@@ -84,3 +86,7 @@ def test_counts_table_lines_up_and_marks_unlicensed() -> None:
     assert table[0].split() == ["tenant", "window", "active", "total", "limit", "utilization"]
     assert "1,234" in table[2] and "61.7%" in table[2]
     assert "solo (unlicensed)" in table[3] and table[3].rstrip().endswith("-")
+    parsed = list(csv.DictReader(io.StringIO(format_counts_csv(rows))))
+    assert parsed[0]["active_learners"] == "1234" and parsed[0]["window_start"] == "2026-11-01"
+    assert parsed[1]["learner_limit"] == "" and parsed[1]["licensed"] == "false"
+    assert format_counts_csv(rows).endswith("\r\n"), "RFC 4180 line ends"
