@@ -1,0 +1,214 @@
+"""The administrators' reports, from the attempts of one learner partition (pure: no I/O).
+
+A learner partition holds, for each of its learners, every attempt not physically deleted (the
+`attempts` table, keys `{tenant}/{learner}/{attempt}` in key order). The reports read a tenant's
+attempts learner by learner and answer, per partition:
+- `window_rows`: the learners counted in a window, with their first and last attempt in it and
+  how many they made (logically deleted attempts count, as they do for the count);
+- `learner_rows`: every learner with attempts (Total Learners), active in the current window or
+  not, with their last attempt;
+- `GroupTally`, `daily_firsts`, `advisor_tally`: the aggregates of the groups, forecast and
+  advisor calls, which partitions add up.
+The rows of one partition come out ordered by learner id (`learner_order`), so the rows of all
+partitions merge into one ordered stream without holding any of them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+# A tenant's attempts of one learner: (learner_id, [launched_at instants as epoch seconds]).
+LearnerAttempts = tuple[str, list[float]]
+
+
+def learners_of(
+    rows: Iterable[tuple[bytes, bytes]], prefix_length: int
+) -> Iterator[LearnerAttempts]:
+    """Group `{tenant}/{learner}/{attempt}` rows (key order, the tenant prefix `prefix_length`
+    bytes long) by learner: each learner once, with the instants of its attempts."""
+    current: str | None = None
+    instants: list[float] = []
+    for key, value in rows:
+        learner = key[prefix_length:].partition(b"/")[0].decode()
+        if learner != current:
+            if current is not None:
+                yield current, instants
+            current, instants = learner, []
+        instants.append(_instant(orjson.loads(value)["launched_at"]))
+    if current is not None:
+        yield current, instants
+
+
+def _instant(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def _shortest_sensitive_prefix(learner_id: str) -> str | None:
+    """The shortest proper prefix p of an id such that the id continues with a character below
+    '/' after p: the id's key `id/` sorts before `p/`, so in key order the id comes first, though
+    p < id as strings. None when the id has no such character (after its first)."""
+    for index in range(1, len(learner_id)):
+        if learner_id[index] < "/":
+            return learner_id[:index]
+    return None
+
+
+class LearnerOrder:
+    """Rows pushed in key order of `{learner}/` come out in order of learner id.
+
+    The two orders differ only where one id is a prefix of another that continues with a
+    character below '/' ('-', '.', ' ', ...): "john.doe/" < "john/" but "john" < "john.doe". Such an
+    id is held back until no id that must come before it can still arrive; other rows pass at
+    once, so memory stays flat (a held row waits for the first id above its prefix: the next
+    one, for random UUIDs)."""
+
+    def __init__(self) -> None:
+        self._pending: deque[tuple[str, Any]] = deque()
+
+    def push(self, learner: str, row: Any) -> list[tuple[str, Any]]:
+        """The rows that are final now, in order."""
+        pending = self._pending
+        place = len(pending)
+        while place > 0 and _continues_below_slash(pending[place - 1][0], learner):
+            place -= 1
+        pending.insert(place, (learner, row))
+        arrived = learner + "/"
+        ready = []
+        while pending:
+            prefix = _shortest_sensitive_prefix(pending[0][0])
+            if prefix is not None and prefix + "/" >= arrived:
+                break  # its prefix may still come, and must be placed before it
+            ready.append(pending.popleft())
+        return ready
+
+    def finish(self) -> list[tuple[str, Any]]:
+        ready, self._pending = list(self._pending), deque()
+        return ready
+
+
+def learner_order(rows: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    """`LearnerOrder` over an iterable."""
+    order = LearnerOrder()
+    for learner, row in rows:
+        yield from order.push(learner, row)
+    yield from order.finish()
+
+
+def _continues_below_slash(longer: str, shorter: str) -> bool:
+    return len(longer) > len(shorter) and longer.startswith(shorter) and longer[len(shorter)] < "/"
+
+
+@dataclass(frozen=True)
+class Span:
+    """An instant range [start, end) in epoch seconds (a window, a day, a month)."""
+
+    start: float
+    end: float
+
+    def holds(self, instant: float) -> bool:
+        return self.start <= instant < self.end
+
+
+def window_rows(
+    learners: Iterable[LearnerAttempts], window: Span
+) -> Iterator[tuple[str, float, float, int]]:
+    """(learner, first, last, attempts) of every learner with an attempt in the window."""
+    for learner, instants in learners:
+        inside = [instant for instant in instants if window.holds(instant)]
+        if inside:
+            yield learner, min(inside), max(inside), len(inside)
+
+
+def learner_rows(
+    learners: Iterable[LearnerAttempts], current: Span
+) -> Iterator[tuple[str, bool, float]]:
+    """(learner, active in the current window, last attempt) of every learner with attempts."""
+    for learner, instants in learners:
+        yield learner, any(current.holds(instant) for instant in instants), max(instants)
+
+
+@dataclass
+class GroupTally:
+    """Active learners of a window per team and per role, and in no team."""
+
+    teams: Counter[str] = field(default_factory=Counter)
+    roles: Counter[str] = field(default_factory=Counter)
+    unassigned: int = 0
+
+    def add(self, groups: Mapping[str, Sequence[str]] | None) -> None:
+        teams = set((groups or {}).get("teams") or ())
+        for team in teams:
+            self.teams[team] += 1
+        for role in set((groups or {}).get("roles") or ()):
+            self.roles[role] += 1
+        if not teams:
+            self.unassigned += 1
+
+    def merge(self, other: GroupTally) -> None:
+        self.teams.update(other.teams)
+        self.roles.update(other.roles)
+        self.unassigned += other.unassigned
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "teams": [{"id": k, "active_learners": v} for k, v in sorted(self.teams.items())],
+            "roles": [{"id": k, "active_learners": v} for k, v in sorted(self.roles.items())],
+            "unassigned": self.unassigned,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GroupTally:
+        return cls(
+            Counter({t["id"]: t["active_learners"] for t in data["teams"]}),
+            Counter({r["id"]: r["active_learners"] for r in data["roles"]}),
+            data["unassigned"],
+        )
+
+
+def local_day(instant: float, timezone: str) -> date:
+    return datetime.fromtimestamp(instant, ZoneInfo(timezone)).date()
+
+
+def daily_firsts(learners: Iterable[LearnerAttempts], window: Span, timezone: str) -> Counter[str]:
+    """How many learners made their first attempt of the window on each local day."""
+    firsts: Counter[str] = Counter()
+    for learner, first, _, _ in window_rows(learners, window):
+        del learner
+        firsts[local_day(first, timezone).isoformat()] += 1
+    return firsts
+
+
+def advisor_tally(
+    learners: Iterable[LearnerAttempts], window: Span, cutoffs: Sequence[float]
+) -> tuple[list[int], list[int]]:
+    """For each cut-off c (ascending): the learners still active in the window after a physical
+    `older_than` c deletion (their last attempt in the window is at c or later), and the
+    attempts such a deletion removes (every attempt of the tenant launched before c)."""
+    active_after = [0] * len(cutoffs)
+    removed = [0] * len(cutoffs)
+    for _, instants in learners:
+        last_inside = max((i for i in instants if window.holds(i)), default=None)
+        for index, cutoff in enumerate(cutoffs):
+            if last_inside is not None and last_inside >= cutoff:
+                active_after[index] += 1
+            removed[index] += sum(1 for instant in instants if instant < cutoff)
+    return active_after, removed
+
+
+# -- output formats -------------------------------------------------------------------------------
+
+
+def csv_line(values: Sequence[Any]) -> str:
+    """One RFC 4180 line (CRLF), quoting what needs quoting."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(values)
+    return out.getvalue()

@@ -1,0 +1,138 @@
+"""The reports of one learner partition this worker owns, read from its tables in chunks.
+
+Every report reads the tenant's attempts in key order, `CHUNK` rows at a time, yielding to the
+event loop between chunks (the stages keep running while a report reads) and never holding an
+iterator across an `await`. Rows come out ordered by learner id (streams/domain/reports.py);
+the teams and roles of a chunk's learners are read with one multi-get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import orjson
+
+from streams.domain import reports
+from streams.domain.reports import GroupTally, LearnerAttempts, Span
+from streams.stages import keys
+from streams.stages.store import LocalState
+
+CHUNK = 20_000
+
+
+async def tenant_learners(
+    state: LocalState, partition: int, tenant_id: str, chunk: int = CHUNK
+) -> AsyncIterator[list[LearnerAttempts]]:
+    """The tenant's learners of this partition with their attempts, chunk by chunk, in key
+    order; a learner is never split between chunks."""
+    prefix = keys.attempts_of_tenant(tenant_id)
+    after: bytes | None = None
+    carry: list[tuple[bytes, bytes]] = []
+    while True:
+        rows = state.scan(keys.ATTEMPTS, partition, prefix, after, chunk)
+        if not rows:
+            break
+        after = rows[-1][0]
+        rows = carry + rows
+        # the last learner of the chunk may go on in the next one: keep its rows back
+        last = keys.learner_of_attempt(rows[-1][0])
+        split = len(rows)
+        while split > 0 and keys.learner_of_attempt(rows[split - 1][0]) == last:
+            split -= 1
+        if len(rows) < chunk + len(carry):  # the scan ended: nothing goes on
+            split = len(rows)
+        complete, carry = rows[:split], rows[split:]
+        if complete:
+            yield list(reports.learners_of(complete, len(prefix)))
+        await asyncio.sleep(0)
+    if carry:
+        yield list(reports.learners_of(carry, len(prefix)))
+
+
+def _groups(
+    state: LocalState, partition: int, tenant_id: str, learners: Sequence[str]
+) -> list[dict[str, Any] | None]:
+    found = state.get_many(
+        keys.LEARNER_GROUPS, partition, [keys.groups(tenant_id, learner) for learner in learners]
+    )
+    return [None if raw is None else orjson.loads(raw) for raw in found]
+
+
+def _lists(groups: dict[str, Any] | None) -> tuple[list[str], list[str]]:
+    groups = groups or {}
+    return sorted(groups.get("teams") or ()), sorted(groups.get("roles") or ())
+
+
+async def window_rows(
+    state: LocalState, partition: int, tenant_id: str, window: Span
+) -> AsyncIterator[list[Any]]:
+    """[learner, first, last, attempts, teams, roles] of the learners counted in the window,
+    ordered by learner id."""
+
+    async def unordered() -> AsyncIterator[list[list[Any]]]:
+        async for learners in tenant_learners(state, partition, tenant_id):
+            rows = list(reports.window_rows(learners, window))
+            groups = _groups(state, partition, tenant_id, [row[0] for row in rows])
+            yield [[*row, *_lists(group)] for row, group in zip(rows, groups, strict=True)]
+
+    async for row in _ordered(unordered()):
+        yield row
+
+
+async def learner_rows(
+    state: LocalState, partition: int, tenant_id: str, current: Span
+) -> AsyncIterator[list[Any]]:
+    """[learner, active, last attempt, teams, roles] of every learner with attempts."""
+
+    async def unordered() -> AsyncIterator[list[list[Any]]]:
+        async for learners in tenant_learners(state, partition, tenant_id):
+            rows = list(reports.learner_rows(learners, current))
+            groups = _groups(state, partition, tenant_id, [row[0] for row in rows])
+            yield [[*row, *_lists(group)] for row, group in zip(rows, groups, strict=True)]
+
+    async for row in _ordered(unordered()):
+        yield row
+
+
+async def _ordered(chunks: AsyncIterator[list[list[Any]]]) -> AsyncIterator[list[Any]]:
+    """Rows of chunks in key order, one by one in learner-id order."""
+    order = reports.LearnerOrder()
+    async for rows in chunks:
+        for row in rows:
+            for _, ready in order.push(row[0], row):
+                yield ready
+    for _, ready in order.finish():
+        yield ready
+
+
+async def groups(state: LocalState, partition: int, tenant_id: str, window: Span) -> GroupTally:
+    tally = GroupTally()
+    async for learners in tenant_learners(state, partition, tenant_id):
+        active = [row[0] for row in reports.window_rows(learners, window)]
+        for group in _groups(state, partition, tenant_id, active):
+            tally.add(group)
+    return tally
+
+
+async def daily_firsts(
+    state: LocalState, partition: int, tenant_id: str, window: Span, timezone: str
+) -> dict[str, int]:
+    firsts: dict[str, int] = {}
+    async for learners in tenant_learners(state, partition, tenant_id):
+        for day, count in reports.daily_firsts(learners, window, timezone).items():
+            firsts[day] = firsts.get(day, 0) + count
+    return firsts
+
+
+async def advisor(
+    state: LocalState, partition: int, tenant_id: str, window: Span, cutoffs: Sequence[float]
+) -> tuple[list[int], list[int]]:
+    active_after = [0] * len(cutoffs)
+    removed = [0] * len(cutoffs)
+    async for learners in tenant_learners(state, partition, tenant_id):
+        active, gone = reports.advisor_tally(learners, window, cutoffs)
+        active_after = [a + b for a, b in zip(active_after, active, strict=True)]
+        removed = [a + b for a, b in zip(removed, gone, strict=True)]
+    return active_after, removed

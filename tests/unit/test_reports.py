@@ -1,0 +1,86 @@
+"""The reports' pure parts: learner-id order out of key order, per-window rows, the tallies."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from streams.domain import reports
+from streams.domain.reports import GroupTally, Span
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_key_order_becomes_learner_id_order(seed: int) -> None:
+    rng = random.Random(seed)
+    alphabet = "ab-. !0"
+    ids = {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 5))) for _ in range(40)}
+    in_key_order = sorted(ids, key=lambda learner: (learner + "/").encode())
+    ordered = [learner for learner, _ in reports.learner_order((i, None) for i in in_key_order)]
+    assert ordered == sorted(ids)
+
+
+def test_ordinary_ids_pass_at_once() -> None:
+    """Random UUIDs (with '-') are held only until the next id: memory stays flat."""
+    rng = random.Random(7)
+    ids = sorted(str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(1000))
+    held = []
+
+    def source():  # type: ignore[no-untyped-def]
+        for learner in ids:
+            held.append(learner)
+            yield learner, None
+
+    out = []
+    for learner, _ in reports.learner_order(source()):
+        out.append(learner)
+        assert len(held) - len(out) <= 1
+    assert out == ids
+
+
+def at(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def test_rows_of_a_window_and_of_every_learner() -> None:
+    prefix = b"acme/"
+    rows = [
+        (b"acme/l1/a1", orjson.dumps({"launched_at": "2026-10-05T10:00:00+00:00"})),
+        (b"acme/l1/a2", orjson.dumps({"launched_at": "2026-11-02T10:00:00+00:00"})),
+        (b"acme/l1/a3", orjson.dumps({"launched_at": "2026-11-20T10:00:00+00:00"})),
+        (b"acme/l2/a1", orjson.dumps({"launched_at": "2026-09-01T00:00:00Z"})),
+    ]
+    learners = list(reports.learners_of(rows, len(prefix)))
+    assert [learner for learner, _ in learners] == ["l1", "l2"]
+    november = Span(at("2026-11-01T00:00:00+00:00"), at("2026-12-01T00:00:00+00:00"))
+    assert list(reports.window_rows(learners, november)) == [
+        ("l1", at("2026-11-02T10:00:00+00:00"), at("2026-11-20T10:00:00+00:00"), 2)
+    ]
+    statuses = [
+        (learner, active) for learner, active, _ in reports.learner_rows(learners, november)
+    ]
+    assert statuses == [("l1", True), ("l2", False)]
+    firsts = reports.daily_firsts(learners, november, "Asia/Tokyo")
+    assert firsts == {"2026-11-02": 1}
+    cutoffs = [at("2026-10-01T00:00:00+00:00"), at("2026-11-10T00:00:00+00:00")]
+    active_after, removed = reports.advisor_tally(learners, november, cutoffs)
+    assert active_after == [1, 1] and removed == [1, 3]
+
+
+def test_group_tallies_add_up() -> None:
+    tally = GroupTally()
+    tally.add({"teams": ["t1", "t2"], "roles": ["r"]})
+    tally.add({"teams": [], "roles": ["r"]})
+    tally.add(None)
+    other = GroupTally.from_json(tally.as_json())
+    tally.merge(other)
+    assert tally.as_json() == {
+        "teams": [{"id": "t1", "active_learners": 2}, {"id": "t2", "active_learners": 2}],
+        "roles": [{"id": "r", "active_learners": 4}],
+        "unassigned": 4,
+    }
+    assert reports.csv_line(["a,b", 'say "hi"', 3]) == '"a,b","say ""hi""",3\r\n'
+    assert datetime.now(UTC)  # the module needs no clock of its own
