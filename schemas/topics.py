@@ -23,6 +23,7 @@ DEAD_LETTERS = "dead-letters"
 # Internal topics
 LEARNER_COMMANDS = "learner-commands"
 TENANT_COMMANDS = "tenant-commands"
+CLUSTER_KEY = "cluster-key"  # the key workers sign their internal HTTP calls with
 
 # Table changelogs (never rename: a table's state lives in its changelog)
 LEARNER_STATE_CHANGELOG = "learner-state-changelog"
@@ -70,6 +71,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(TENANT_STATE_CHANGELOG, "tenant_id/...", True, True, "tenant stage state"),
     TopicSpec(ERASURES_CHANGELOG, "kind/tenant_id/...", True, True, "erasure markers"),
     TopicSpec(LEARNER_GROUPS_CHANGELOG, "tenant_id/learner_id", True, True, "teams and roles"),
+    TopicSpec(CLUSTER_KEY, "key/<random>", True, True, "workers' shared key (partition 0)"),
 )
 
 TOPICS_BY_NAME = {spec.name: spec for spec in TOPICS}

@@ -14,6 +14,7 @@ from streams.cli.deletions import cmd_delete
 from streams.cli.measure import cmd_bench, cmd_simulate, cmd_soak
 from streams.cli.ops import cmd_notifier, cmd_settle, cmd_topics, cmd_worker
 from streams.cli.report import cmd_counts
+from streams.cli.reports import cmd_forecast, cmd_report
 from streams.config.settings import ConfigError, Settings
 from streams.kafka.admin import (
     BrokerUnavailable,
@@ -86,6 +87,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     counts.add_argument("--timeout", type=positive_float, default=15.0)
     counts.set_defaults(handler=cmd_counts)
+
+    report = commands.add_parser(
+        "report", help="who is counted: a window's learners, learners by status, teams and roles"
+    )
+    report.add_argument("--tenant", required=True)
+    report.add_argument("--window", metavar="START", help="a window's start date (default: now)")
+    report.add_argument("--status", choices=("active", "inactive"), help="every learner, by status")
+    report.add_argument("--by", choices=("team", "role"), help="active learners per team or role")
+    report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    report.add_argument("--api", help="a worker's HTTP address (default http://127.0.0.1:WEB_PORT)")
+    report.set_defaults(handler=cmd_report)
+
+    forecast = commands.add_parser(
+        "forecast", help="the current window's daily growth, its projection and the limit date"
+    )
+    forecast.add_argument("--tenant", required=True)
+    forecast.add_argument("--format", choices=("table", "json"), default="table")
+    forecast.add_argument(
+        "--api", help="a worker's HTTP address (default http://127.0.0.1:WEB_PORT)"
+    )
+    forecast.set_defaults(handler=cmd_forecast)
 
     settle = commands.add_parser("settle", help="wait until the worker has processed all input")
     settle.add_argument("--timeout", type=positive_float, default=600.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ class Settings:
     web_port: int = 6066
     web_host: str = "127.0.0.1"
     web_allowed_hosts: tuple[str, ...] = ()  # empty: localhost, 127.0.0.1 and the bind address
+    web_advertised_host: str = ""  # how other workers reach this one; empty: see advertised_host
     api_tokens_configured: bool = False  # any of API_TOKENS_FILE, API_READ/ADMIN_TOKENS set
     deletion_max_share: int = 50  # % of a window a physical deletion may remove without force
     partitions: int = 12
@@ -62,6 +64,7 @@ class Settings:
                 for host in env.get("WEB_ALLOWED_HOSTS", "").split(",")
                 if host.strip()
             ),
+            web_advertised_host=env.get("WEB_ADVERTISED_HOST", "").strip(),
             api_tokens_configured=any(
                 env.get(name, "").strip()
                 for name in ("API_TOKENS_FILE", "API_READ_TOKENS", "API_ADMIN_TOKENS")
@@ -92,11 +95,22 @@ class Settings:
         return self.web_host if self.api_tokens_configured else "127.0.0.1"
 
     @property
+    def advertised_host(self) -> str:
+        """The host other workers call this one at (reports gather rows from every worker):
+        WEB_ADVERTISED_HOST, else the bind address, else (bound to every interface) the host
+        name."""
+        if self.web_advertised_host:
+            return self.web_advertised_host
+        if self.web_bind not in ("0.0.0.0", "::"):
+            return self.web_bind
+        return socket.gethostname()
+
+    @property
     def allowed_hosts(self) -> tuple[str, ...]:
-        """The host names the HTTP server answers for (any other `Host` header gets 400)."""
-        if self.web_allowed_hosts:
-            return self.web_allowed_hosts
-        return tuple(dict.fromkeys(("localhost", "127.0.0.1", self.web_bind.lower())))
+        """The host names the HTTP server answers for (any other `Host` header gets 400); the
+        advertised host always, for the other workers' calls."""
+        listed = self.web_allowed_hosts or ("localhost", "127.0.0.1", self.web_bind)
+        return tuple(dict.fromkeys(h.lower() for h in (*listed, self.advertised_host)))
 
     @property
     def bootstrap_list(self) -> list[str]:

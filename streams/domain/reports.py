@@ -20,7 +20,8 @@ import io
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from math import ceil
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -212,3 +213,71 @@ def csv_line(values: Sequence[Any]) -> str:
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerow(values)
     return out.getvalue()
+
+
+# -- forecast and advisor (from the partitions' tallies, added up) -------------------------------
+
+FORECAST_METHOD = (
+    "linear: the learners counted so far divided by the window's days elapsed (today included), "
+    "continued at that pace to the window's last day"
+)
+
+
+def forecast(
+    firsts: Mapping[str, int],
+    window_start: date,
+    window_end: date,
+    today: date,
+    limit: int | None,
+) -> dict[str, Any]:
+    """The count at the end of each local day of the window so far (learners by the day of
+    their first attempt in the window: deleted attempts are gone from both), a linear projection
+    to the window's end, and the day the limit was or will be reached at that pace (null when
+    never within the window)."""
+    last_day = min(today, window_end - timedelta(days=1))
+    daily: list[dict[str, Any]] = []
+    total = 0
+    reached_on: date | None = None
+    day = window_start
+    while day <= last_day:
+        total += firsts.get(day.isoformat(), 0)
+        daily.append({"date": day.isoformat(), "active_learners": total})
+        if limit is not None and reached_on is None and total >= limit:
+            reached_on = day
+        day += timedelta(days=1)
+    elapsed = max(len(daily), 1)
+    remaining = max((window_end - timedelta(days=1) - last_day).days, 0)
+    pace = total / elapsed
+    projected = round(total + pace * remaining)
+    if limit is not None and reached_on is None and pace > 0:
+        days_needed = ceil((limit - total) / pace)
+        candidate = last_day + timedelta(days=days_needed)
+        reached_on = candidate if candidate < window_end else None
+    return {
+        "daily": daily,
+        "projected_at_window_end": projected,
+        "method": FORECAST_METHOD,
+        "pace_per_day": round(pace, 3),
+        "limit_reached_on": None if reached_on is None else reached_on.isoformat(),
+    }
+
+
+def month_starts(first: date, last: date) -> list[date]:
+    """The first days of the months from `first`'s month (or the next, if `first` is not a month
+    start) to `last`, inclusive."""
+    month = first if first.day == 1 else (first.replace(day=1) + timedelta(days=32)).replace(day=1)
+    starts = []
+    while month <= last:
+        starts.append(month)
+        month = (month + timedelta(days=32)).replace(day=1)
+    return starts
+
+
+def smallest_under_limit(options: Sequence[Mapping[str, Any]], limit: int | None) -> Any:
+    """The earliest cut-off (the smallest deletion) that leaves fewer learners than the limit."""
+    if limit is None:
+        return None
+    for option in options:  # ascending: the earliest cut-off deletes the least
+        if option["active_learners_after"] < limit:
+            return option["older_than"]
+    return None

@@ -17,8 +17,9 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from streams.http.tokens import ALL_TENANTS, Token
 
@@ -177,3 +178,30 @@ HTML_ANSWER = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
+
+
+# -- workers' calls to each other ----------------------------------------------------------------
+INTERNAL_HEADER = "X-Active-Learners-Internal"
+INTERNAL_MAX_AGE_S = 300.0
+
+
+def internal_message(path: str, params: Mapping[str, str]) -> str:
+    """What a worker's call signs: its path and parameters, decoded and in one order (a URL's
+    quoting may change on the way; this does not)."""
+    return path + "?" + urlencode(sorted(params.items()))
+
+
+def sign_internal(key: bytes, path_and_query: str, now: float) -> str:
+    """The header value of a worker's call to another: when, and an HMAC of when and what."""
+    stamp = f"{now:.0f}"
+    mac = hmac.new(key, f"{stamp}\n{path_and_query}".encode(), "sha256").hexdigest()
+    return f"{stamp}:{mac}"
+
+
+def internal_call_valid(key: bytes, header: str | None, path_and_query: str, now: float) -> bool:
+    """A signed call of another worker, made within the last five minutes (no older replay)."""
+    stamp, _, mac = (header or "").partition(":")
+    if not stamp.isdigit() or abs(now - int(stamp)) > INTERNAL_MAX_AGE_S:
+        return False
+    expected = hmac.new(key, f"{stamp}\n{path_and_query}".encode(), "sha256").hexdigest()
+    return hmac.compare_digest(expected, mac)

@@ -46,7 +46,9 @@ def window_ref(window: Window) -> dict[str, Any]:
     }
 
 
-def _current(model: ReadModel, tenant_id: str, now: datetime) -> tuple[Window, dict[str, Any]]:
+def current_record(
+    model: ReadModel, tenant_id: str, now: datetime
+) -> tuple[Window, dict[str, Any]]:
     """The tenant's current window and its count record (zeros before its record exists)."""
     window = window_of(cut_for(model.license_of(tenant_id)), now)
     record = model.counts.get(tenant_id, {}).get(window.start.isoformat())
@@ -60,7 +62,7 @@ def _current(model: ReadModel, tenant_id: str, now: datetime) -> tuple[Window, d
 def tenant_summary(model: ReadModel, tenant_id: str, now: datetime) -> dict[str, Any]:
     license_ = model.license_of(tenant_id)
     limit = license_.get("learner_limit") if license_ else None
-    window, record = _current(model, tenant_id, now)
+    window, record = current_record(model, tenant_id, now)
     return {
         "tenant_id": tenant_id,
         "licensed": license_ is not None,
@@ -99,7 +101,7 @@ def tenant_details(model: ReadModel, tenant_id: str, now: datetime) -> dict[str,
     _exists(model, tenant_id)
     license_ = model.license_of(tenant_id)
     summary = tenant_summary(model, tenant_id, now)
-    _, record = _current(model, tenant_id, now)
+    _, record = current_record(model, tenant_id, now)
     months = int(license_["window_months"]) if license_ else 12
     thresholds = list(license_.get("thresholds", DEFAULT_THRESHOLDS)) if license_ else []
     limit = summary["learner_limit"]

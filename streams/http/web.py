@@ -12,12 +12,18 @@ import os
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.http import api_views, pages  # noqa: F401  (register the API and the dashboard)
+from streams.http import (  # noqa: F401  (register the API, the reports and the dashboard)
+    api_views,
+    pages,
+    report_views,
+)
 from streams.http.access import same_secret
 from streams.http.outputs_reader import model
 from streams.http.tokens import bearer
 from streams.http.views import guard, tokens
-from streams.worker.app import app
+from streams.stages import keys
+from streams.worker.app import app, settings
+from streams.worker.runtime import local_state
 
 app.web.web_app.middlewares.append(guard)  # type: ignore[attr-defined]
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()
@@ -75,7 +81,8 @@ class Ready(View):
             "read_model": model.caught_up.is_set(),
         }
         ready = all(checks.values())
+        held = [p for p in range(settings.partitions) if local_state.owns(keys.ATTEMPTS, p)]
         return self.json(
-            {"status": "ready" if ready else "starting", **checks},
+            {"status": "ready" if ready else "starting", **checks, "learner_partitions": held},
             status=200 if ready else 503,
         )

@@ -67,9 +67,9 @@ def _lists(groups: dict[str, Any] | None) -> tuple[list[str], list[str]]:
 
 async def window_rows(
     state: LocalState, partition: int, tenant_id: str, window: Span
-) -> AsyncIterator[list[Any]]:
+) -> AsyncIterator[list[list[Any]]]:
     """[learner, first, last, attempts, teams, roles] of the learners counted in the window,
-    ordered by learner id."""
+    ordered by learner id, in chunks."""
 
     async def unordered() -> AsyncIterator[list[list[Any]]]:
         async for learners in tenant_learners(state, partition, tenant_id):
@@ -77,14 +77,15 @@ async def window_rows(
             groups = _groups(state, partition, tenant_id, [row[0] for row in rows])
             yield [[*row, *_lists(group)] for row, group in zip(rows, groups, strict=True)]
 
-    async for row in _ordered(unordered()):
-        yield row
+    async for rows in _ordered(unordered()):
+        yield rows
 
 
 async def learner_rows(
     state: LocalState, partition: int, tenant_id: str, current: Span
-) -> AsyncIterator[list[Any]]:
-    """[learner, active, last attempt, teams, roles] of every learner with attempts."""
+) -> AsyncIterator[list[list[Any]]]:
+    """[learner, active, last attempt, teams, roles] of every learner with attempts, ordered by
+    learner id, in chunks."""
 
     async def unordered() -> AsyncIterator[list[list[Any]]]:
         async for learners in tenant_learners(state, partition, tenant_id):
@@ -92,19 +93,20 @@ async def learner_rows(
             groups = _groups(state, partition, tenant_id, [row[0] for row in rows])
             yield [[*row, *_lists(group)] for row, group in zip(rows, groups, strict=True)]
 
-    async for row in _ordered(unordered()):
-        yield row
+    async for rows in _ordered(unordered()):
+        yield rows
 
 
-async def _ordered(chunks: AsyncIterator[list[list[Any]]]) -> AsyncIterator[list[Any]]:
-    """Rows of chunks in key order, one by one in learner-id order."""
+async def _ordered(chunks: AsyncIterator[list[list[Any]]]) -> AsyncIterator[list[list[Any]]]:
+    """Chunks of rows in key order to chunks in learner-id order (none empty)."""
     order = reports.LearnerOrder()
     async for rows in chunks:
-        for row in rows:
-            for _, ready in order.push(row[0], row):
-                yield ready
-    for _, ready in order.finish():
-        yield ready
+        ready = [row for learner_row in rows for _, row in order.push(learner_row[0], learner_row)]
+        if ready:
+            yield ready
+    rest = [row for _, row in order.finish()]
+    if rest:
+        yield rest
 
 
 async def groups(state: LocalState, partition: int, tenant_id: str, window: Span) -> GroupTally:

@@ -29,6 +29,7 @@ app = faust.App(
     web_port=settings.web_port,
     # 127.0.0.1 unless tokens are configured and WEB_HOST says otherwise (open mode stays local)
     web_bind=settings.web_bind,
+    web_host=settings.advertised_host,  # the URL other workers call (streams/http/reports.py)
     topic_partitions=settings.partitions,
     topic_replication_factor=settings.replication_factor,
     # A new deployment reads its inputs from the beginning: licenses and launches written before

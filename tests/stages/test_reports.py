@@ -26,7 +26,9 @@ async def gather(pipeline: Pipeline, report: Any, *args: Any) -> list[list[Any]]
     state = pipeline.worker().state
     streams = []
     for partition in range(PARTITIONS):
-        streams.append([row async for row in report(state, partition, "acme", *args)])
+        streams.append(
+            [row async for rows in report(state, partition, "acme", *args) for row in rows]
+        )
     return list(heapq.merge(*streams, key=lambda row: row[0]))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -108,10 +109,15 @@ def test_open_mode_binds_locally_and_reads_and_previews_only() -> None:
     assert open_settings.web_bind == "127.0.0.1", "without tokens, never beyond this host"
     secured = Settings.from_env({"WEB_HOST": "0.0.0.0", "API_ADMIN_TOKENS": f"ops:{ADMIN}"})
     assert secured.web_bind == "0.0.0.0"
-    assert set(secured.allowed_hosts) == {"localhost", "127.0.0.1", "0.0.0.0"}
-    assert Settings.from_env({"WEB_ALLOWED_HOSTS": "Al.Example.com"}).allowed_hosts == (
-        "al.example.com",
-    )
+    assert secured.advertised_host == socket.gethostname(), "bound to every interface"
+    assert set(secured.allowed_hosts) == {
+        "localhost",
+        "127.0.0.1",
+        "0.0.0.0",
+        socket.gethostname().lower(),
+    }
+    listed = Settings.from_env({"WEB_ALLOWED_HOSTS": "Al.Example.com", "WEB_ADVERTISED_HOST": "w1"})
+    assert listed.allowed_hosts == ("al.example.com", "w1"), "and the other workers' calls"
     assert deletion_refusal(OPEN, "preview") is None
     assert "configure an admin token" in (deletion_refusal(OPEN, "physical") or "")
     reader = Caller("viewer", admin=False, tenants=frozenset({"acme"}))
@@ -282,3 +288,17 @@ def test_faust_reads_no_setting_of_its_own_from_the_environment() -> None:
         check=True,
     ).stdout.strip()
     assert shown == "127.0.0.1"
+
+
+def test_workers_sign_their_calls_to_each_other() -> None:
+    from streams.http.access import internal_call_valid, sign_internal
+
+    key = b"k" * 32
+    header = sign_internal(key, "/internal/reports/rows/3?tenant=acme", 1_000_000.0)
+    assert internal_call_valid(key, header, "/internal/reports/rows/3?tenant=acme", 1_000_100.0)
+    assert not internal_call_valid(key, header, "/internal/reports/rows/4?tenant=acme", 1_000_100)
+    assert not internal_call_valid(b"x" * 32, header, "/internal/reports/rows/3?tenant=acme", 1e6)
+    assert not internal_call_valid(key, header, "/internal/reports/rows/3?tenant=acme", 1_000_400)
+    assert not internal_call_valid(key, None, "/", 1e6) and not internal_call_valid(
+        key, "x:y", "/", 1e6
+    )

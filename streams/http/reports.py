@@ -1,0 +1,219 @@
+"""Reports gathered from every learner partition, whichever worker holds it.
+
+A tenant's learners are spread over every learner partition, and each partition lives on one
+worker. A report asks each partition for its part: a partition of this worker is read from its
+RocksDB tables (streams/stages/reports.py); another worker's is asked over HTTP
+(`GET /internal/reports/...`, signed with the deployment's key, streams/kafka/cluster_key.py),
+which the faust assignor says where to find. Rows come from each partition in chunks ordered by
+learner id and are merged on the fly, so a report of a million learners streams through in
+flat memory; aggregates (groups, daily firsts, advisor tallies) are added up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import aiohttp
+
+from schemas import topics
+from streams.domain.reports import GroupTally, Span
+from streams.http.access import INTERNAL_HEADER, internal_message, sign_internal
+from streams.http.api import ApiError
+from streams.kafka.cluster_key import obtain_cluster_key
+from streams.stages import keys
+from streams.stages import reports as partition_reports
+from streams.worker.app import app, settings
+from streams.worker.runtime import local_state
+
+ROW_KINDS = ("window", "learners")
+INTERNAL_TIMEOUT_S = 120.0
+
+_key: bytes | None = None
+
+
+async def cluster_key() -> bytes:
+    global _key
+    if _key is None:
+        loop = asyncio.get_running_loop()
+        _key = await loop.run_in_executor(None, obtain_cluster_key, settings)
+    return _key
+
+
+def placement() -> dict[int, str | None]:
+    """Every learner partition: None when this worker holds it, else the URL of its holder.
+    ApiError(503) while one has no holder (a rebalance)."""
+    topic = settings.topic(topics.ATTEMPTS)
+    holders = {
+        partition: url
+        for url, assigned in app.assignor.table_metadata(topic).items()
+        for partition in assigned.get(topic, ())
+    }
+    own = str(app.conf.canonical_url)
+    found: dict[int, str | None] = {}
+    for partition in range(settings.partitions):
+        if local_state.owns(keys.ATTEMPTS, partition):
+            found[partition] = None
+        elif holders.get(partition) not in (None, own):
+            found[partition] = holders[partition]
+        else:
+            raise ApiError(
+                503,
+                f"learner partition {partition} has no worker right now (a rebalance); "
+                "try again in a few seconds",
+            )
+    return found
+
+
+def query(tenant_id: str, span: Span, **extra: str) -> dict[str, str]:
+    return {"tenant": tenant_id, "start": repr(span.start), "end": repr(span.end), **extra}
+
+
+def span_of(params: dict[str, str]) -> Span:
+    return Span(float(params["start"]), float(params["end"]))
+
+
+# -- what one partition answers (here, or at the internal endpoint of its holder) ----------------
+
+
+def local_rows(kind: str, partition: int, params: dict[str, str]) -> AsyncIterator[list[Any]]:
+    report = partition_reports.window_rows if kind == "window" else partition_reports.learner_rows
+    return report(local_state, partition, params["tenant"], span_of(params))
+
+
+async def local_aggregate(kind: str, partition: int, params: dict[str, str]) -> Any:
+    tenant, span = params["tenant"], span_of(params)
+    if kind == "groups":
+        tally = await partition_reports.groups(local_state, partition, tenant, span)
+        return tally.as_json()
+    if kind == "firsts":
+        return await partition_reports.daily_firsts(
+            local_state, partition, tenant, span, params["tz"]
+        )
+    if kind == "advisor":
+        cutoffs = [float(c) for c in params["cutoffs"].split(",") if c]
+        return await partition_reports.advisor(local_state, partition, tenant, span, cutoffs)
+    raise ApiError(404, f"no report {kind!r}")
+
+
+# -- asking another worker ------------------------------------------------------------------------
+
+
+async def _remote(url: str, kind: str, partition: int, params: dict[str, str]) -> Any:
+    path = f"/internal/reports/{kind}/{partition}"
+    message = internal_message(path, params)
+    headers = {INTERNAL_HEADER: sign_internal(await cluster_key(), message, time.time())}
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=INTERNAL_TIMEOUT_S))
+    try:
+        response = await session.get(url.rstrip("/") + path, params=params, headers=headers)
+    except aiohttp.ClientError as exc:
+        await session.close()
+        raise ApiError(503, f"the worker holding learner partition {partition} did not answer: "
+                       f"{type(exc).__name__}") from None  # fmt: skip
+    if response.status != 200:
+        text = (await response.text())[:200].replace("\n", " ")
+        response.release()
+        await session.close()
+        raise ApiError(503, f"learner partition {partition}'s worker answered {response.status}: "
+                       f"{text}")  # fmt: skip
+    return session, response
+
+
+async def remote_rows(
+    url: str, kind: str, partition: int, params: dict[str, str]
+) -> AsyncIterator[list[Any]]:
+    session, response = await _remote(url, kind, partition, params)
+    try:
+        pending = b""
+        # one chunk of rows a line, of any length (aiohttp's readline stops at 64 KiB)
+        async for data in response.content.iter_any():
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line:
+                    yield json.loads(line)
+        if pending.strip():
+            yield json.loads(pending)
+    finally:
+        response.release()
+        await session.close()
+
+
+async def remote_aggregate(url: str, kind: str, partition: int, params: dict[str, str]) -> Any:
+    session, response = await _remote(url, kind, partition, params)
+    try:
+        return await response.json()
+    finally:
+        response.release()
+        await session.close()
+
+
+# -- gathering ------------------------------------------------------------------------------------
+
+
+async def rows(kind: str, params: dict[str, str]) -> AsyncIterator[list[list[Any]]]:
+    """Every partition's rows of `kind`, merged by learner id, in chunks."""
+    streams = [
+        local_rows(kind, partition, params)
+        if url is None
+        else remote_rows(url, kind, partition, params)
+        for partition, url in placement().items()
+    ]
+    async for chunk in merge(streams):
+        yield chunk
+
+
+async def aggregates(kind: str, params: dict[str, str]) -> list[Any]:
+    """Every partition's aggregate of `kind` (to be added up)."""
+    return await asyncio.gather(
+        *(
+            local_aggregate(kind, partition, params)
+            if url is None
+            else remote_aggregate(url, kind, partition, params)
+            for partition, url in placement().items()
+        )
+    )
+
+
+async def merge(
+    streams: Sequence[AsyncIterator[list[list[Any]]]], out_chunk: int = 5_000
+) -> AsyncIterator[list[list[Any]]]:
+    """Chunked streams, each ordered by its rows' first field, merged into one ordered stream."""
+    buffers: list[list[list[Any]]] = [[] for _ in streams]
+    positions = [0] * len(streams)
+
+    async def refill(index: int) -> bool:
+        chunk = await anext(streams[index], None)
+        if not chunk:
+            return False
+        buffers[index], positions[index] = chunk, 0
+        return True
+
+    heap: list[tuple[str, int]] = []
+    for index in range(len(streams)):
+        if await refill(index):
+            heap.append((buffers[index][0][0], index))
+    heapq.heapify(heap)
+    out: list[list[Any]] = []
+    while heap:
+        _, index = heapq.heappop(heap)
+        out.append(buffers[index][positions[index]])
+        positions[index] += 1
+        if positions[index] < len(buffers[index]) or await refill(index):
+            heapq.heappush(heap, (buffers[index][positions[index]][0], index))
+        if len(out) >= out_chunk:
+            yield out
+            out = []
+    if out:
+        yield out
+
+
+def added_groups(parts: list[Any]) -> GroupTally:
+    total = GroupTally()
+    for part in parts:
+        total.merge(GroupTally.from_json(part))
+    return total
