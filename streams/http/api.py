@@ -160,19 +160,22 @@ def local_date_cutoff(text: str, timezone: str) -> str:
     return local_midnight(day, timezone).isoformat()
 
 
-def form_selector(model: ReadModel, tenant_id: str, older_than: str, learner_ids: str) -> Selector:
-    """The deletion selector of the dashboard's form: a local date, or learner ids."""
-    day = older_than.strip()
-    learners = [line.strip() for line in learner_ids.splitlines() if line.strip()]
-    if day and learners:
-        raise ApiError(400, "give a date or learner ids, not both")
+def form_selector(model: ReadModel, tenant_id: str, form: dict[str, str]) -> Selector:
+    """The deletion selector of the dashboard's form: a local date, learner ids, teams or
+    learning roles (one a line); exactly one of them."""
+    day = form.get("older_than", "").strip()
+    given = {
+        kind: [line.strip() for line in form.get(kind, "").splitlines() if line.strip()]
+        for kind in ("learner_ids", "teams", "roles")
+    }
+    chosen = [kind for kind, ids in given.items() if ids] + (["older_than"] if day else [])
+    if len(chosen) != 1:
+        raise ApiError(400, "give exactly one of: a date, learner ids, teams, roles")
     if day:
         license_ = model.license_of(tenant_id) or {}
         cutoff = local_date_cutoff(day, str(license_.get("timezone") or "UTC"))
         return Selector.of("older_than", [cutoff])
-    if learners:
-        return Selector.of("learner_ids", learners)
-    raise ApiError(400, "give a date or learner ids")
+    return Selector.of(chosen[0], given[chosen[0]])
 
 
 def deletion_request(tenant_id: str, body: Any, now: datetime, requested_by: str) -> dict[str, Any]:

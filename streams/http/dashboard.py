@@ -5,6 +5,7 @@ Pure functions from the API's answers to HTML; streams/http/web.py serves them.
 
 from __future__ import annotations
 
+from datetime import date
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -26,11 +27,13 @@ input,textarea,button{font:inherit;padding:6px 8px} button{cursor:pointer}
 .result{background:#eef7ee;border-left:4px solid #2e7d32;padding:10px 14px;margin:8px 0}
 .error{background:#fdecea;border-left:4px solid #b3261e;padding:10px 14px;margin:8px 0}
 .grid{display:grid;grid-template-columns:repeat(4,1fr);gap:12px}
+tr.best td{background:#eef7ee;font-weight:600}
 """
 
 
 REACHED = " \u2713 reached"
 DASH = "\u2013"
+BEST = "\u2190 the smallest deletion under the limit"
 
 
 def when(instant: str | None) -> str:
@@ -275,6 +278,7 @@ def tenant_page(
     csrf: str,
     who: str | None = None,
     result: str = "",
+    reports: dict[str, Any] | None = None,
 ) -> str:
     tenant = escape(details["tenant_id"])
     lic = details["license"]
@@ -345,6 +349,9 @@ def tenant_page(
   every attempt launched before <input type="date" name="older_than"> (midnight, {zone})
   or of these learners (one id a line, launched before now)<br>
   <textarea name="learner_ids" rows="3" cols="40"></textarea><br>
+  or of the learners in these teams <textarea name="teams" rows="2" cols="20"></textarea>
+  or learning roles <textarea name="roles" rows="2" cols="20"></textarea>
+  (one a line, their attempts launched before now)<br>
   reason (kept in the audit trail): <input name="reason" size="40" maxlength="1000"><br>
   <button type="submit">Preview</button>
 </form>"""
@@ -352,6 +359,7 @@ def tenant_page(
         f"<h1>{tenant}</h1>{cards}<h2>License Key and Details</h2>{license_table}"
         f"<h2>Active Learners per window</h2><div class=card>"
         f"{window_chart(windows, limit, details['thresholds'])}</div>"
+        f"{reports_html(reports, str(lic['timezone']))}"
         f"<h2>Threshold events</h2>{events_table}{forms}"
         f"<h2>Deletion audit trail</h2>{audit_table(receipts)}"
     )
@@ -367,3 +375,135 @@ def signin_page(csrf: str, error: str = "") -> str:
         '<button type="submit">Sign in</button></form>'
     )
     return page("Sign in", body)
+
+
+# -- the reports on a tenant's page ---------------------------------------------------------------
+
+
+def growth_chart(forecast: dict[str, Any]) -> str:
+    """The current window's count at the end of each day (line), its linear projection to the
+    window's end (dashed) and the limit (red line)."""
+    daily = forecast["daily"]
+    limit = forecast.get("learner_limit")
+    width, height, left, bottom, top = 760, 220, 48, 30, 14
+    plot_w, plot_h = width - left - 12, height - bottom - top
+    days_total = max(
+        (
+            date.fromisoformat(forecast["window"]["end"])
+            - date.fromisoformat(forecast["window"]["start"])
+        ).days,
+        1,
+    )
+    projected = forecast["projected_at_window_end"]
+    peak = max([d["active_learners"] for d in daily] + [projected, limit or 0, 1]) * 1.1
+
+    def x(day_index: float) -> float:
+        return left + plot_w * day_index / days_total
+
+    def y(value: float) -> float:
+        return top + plot_h - plot_h * value / peak
+
+    points = " ".join(f"{x(i + 1):.1f},{y(d['active_learners']):.1f}" for i, d in enumerate(daily))
+    parts = [
+        f'<svg width="{width}" height="{height}" role="img" id="growth" '
+        'aria-label="Active Learners of the current window, day by day, and the forecast">',
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fff" '
+        'stroke="#e6e8ee"/>',
+        f'<polyline class="daily" points="{x(0):.1f},{y(0):.1f} {points}" fill="none" '
+        'stroke="#3f6fb5" stroke-width="2"/>',
+    ]
+    if daily:
+        last = daily[-1]["active_learners"]
+        parts.append(
+            f'<line class="projection" x1="{x(len(daily)):.1f}" y1="{y(last):.1f}" '
+            f'x2="{x(days_total):.1f}" y2="{y(projected):.1f}" stroke="#3f6fb5" '
+            'stroke-dasharray="6 4"/>'
+        )
+    if limit:
+        parts.append(
+            f'<line x1="{left}" y1="{y(limit):.1f}" x2="{left + plot_w}" y2="{y(limit):.1f}" '
+            f'stroke="#c62828" stroke-width="2"/><text x="{left - 4}" y="{y(limit) + 4:.1f}" '
+            f'font-size="10" text-anchor="end" fill="#c62828">limit</text>'
+        )
+    parts.append(
+        f'<text x="{left}" y="{height - 10}" font-size="10">{escape(forecast["window"]["start"])}'
+        f'</text><text x="{left + plot_w}" y="{height - 10}" font-size="10" text-anchor="end">'
+        f"{escape(forecast['window']['end'])}</text></svg>"
+    )
+    reached = forecast.get("limit_reached_on")
+    note = (
+        f"projected at the window's end: <b>{projected:,}</b>"
+        + (f"; the limit is reached on <b>{escape(reached)}</b>" if reached else "")
+        + f'<br><span class="muted">{escape(forecast["method"])}</span>'
+    )
+    return "".join(parts) + f"<p>{note}</p>"
+
+
+def advisor_table(advisor: dict[str, Any], timezone: str) -> str:
+    """What an `older_than` deletion at each month start would leave (nothing is changed)."""
+    best = advisor.get("smallest_under_limit")
+    rows = "".join(
+        f"<tr{' class=best' if o['older_than'] == best else ''}>"
+        f"<td>{escape(o['older_than'][:10])}</td>"
+        f'<td class="num">{o["active_learners_after"]:,}</td>'
+        f'<td class="num">{o["attempts_removed"]:,}</td>'
+        f"<td>{BEST if o['older_than'] == best else ''}</td></tr>"
+        for o in advisor["options"]
+    )
+    return (
+        f'<table id="advisor"><thead><tr><th>Delete attempts before (midnight, '
+        f"{escape(timezone)})</th><th>Active Learners after</th><th>Attempts removed</th>"
+        f"<th></th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def groups_table(groups: dict[str, Any]) -> str:
+    rows = [("team", g["id"], g["active_learners"]) for g in groups["teams"]]
+    rows += [("role", g["id"], g["active_learners"]) for g in groups["roles"]]
+    body = "".join(
+        f'<tr><td>{kind}</td><td>{escape(name)}</td><td class="num">{count:,}</td></tr>'
+        for kind, name, count in rows
+    )
+    body += (
+        f'<tr><td>\u2013</td><td>in no team</td><td class="num">{groups["unassigned"]:,}</td></tr>'
+    )
+    return (
+        '<table id="groups"><thead><tr><th>Kind</th><th>Team or learning role</th>'
+        f"<th>Active Learners</th></tr></thead><tbody>{body}</tbody></table>"
+    )
+
+
+def learners_table(rows: list[dict[str, Any]], total: int, csv_href: str) -> str:
+    body = "".join(
+        f"<tr><td>{escape(r['learner_id'])}</td><td>{escape(when(r['first_attempt_at']))}</td>"
+        f"<td>{escape(when(r['last_attempt_at']))}</td>"
+        f'<td class="num">{r["attempts"]:,}</td><td>{escape(", ".join(r["teams"]))}</td>'
+        f"<td>{escape(', '.join(r['roles']))}</td></tr>"
+        for r in rows
+    )
+    return (
+        f"<p>The first {len(rows):,} of {total:,} counted learners, by id. "
+        f'<a id="learners-csv" href="{escape(csv_href)}">Download all as CSV</a></p>'
+        '<table id="learners"><thead><tr><th>Learner</th><th>First attempt</th>'
+        "<th>Last attempt</th><th>Attempts</th><th>Teams</th><th>Roles</th></tr></thead>"
+        f"<tbody>{body}</tbody></table>"
+    )
+
+
+def reports_html(reports: dict[str, Any] | None, timezone: str) -> str:
+    """The current window's growth and forecast, the advisor, teams and roles, and the first
+    page of counted learners; or why they are missing (a rebalance moves partitions)."""
+    if reports is None:
+        return ""
+    if "error" in reports:
+        return f"<h2>Reports</h2>{error_html(reports['error'])}"
+    return (
+        f"<h2>This window, day by day</h2><div class=card>{growth_chart(reports['forecast'])}"
+        "</div><h2>Reduction advisor</h2>"
+        '<p class="muted">What a physical deletion of every attempt launched before each date '
+        "would leave in the current window. Nothing is changed here.</p>"
+        f"{advisor_table(reports['advisor'], timezone)}"
+        f"<h2>Teams and learning roles</h2>{groups_table(reports['groups'])}"
+        "<h2>Counted learners</h2>"
+        f"{learners_table(reports['learners'], reports['total'], reports['csv_href'])}"
+    )

@@ -9,18 +9,64 @@ what is deleted is what was previewed. Both steps go through the API's guard rai
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 from faust.web import Request, Response
 
 from streams.domain.selectors import Selector
-from streams.http import api, dashboard
+from streams.http import api, dashboard, report_views, reports
 from streams.http.access import OPEN, Caller
 from streams.http.api_views import delete
 from streams.http.outputs_reader import model
 from streams.http.views import SESSION_COOKIE, Page, over_tls, refused_secret, sessions, tokens
 from streams.worker.app import app, settings
+
+FIRST_PAGE = 50
+
+
+async def tenant_reports(tenant_id: str, details: dict[str, Any]) -> dict[str, Any]:
+    """What the tenant page shows of the reports (gathered from every worker)."""
+    window, _ = report_views.license_window(tenant_id)
+    params = reports.query(tenant_id, report_views.span(window))
+    try:
+        forecast, advisor, groups, first = await asyncio.gather(
+            report_views.forecast(tenant_id),
+            report_views.advisor(tenant_id),
+            reports.aggregates("groups", params),
+            reports.first_rows("window", params, FIRST_PAGE),
+        )
+    except api.ApiError as exc:
+        return {"error": exc.message}
+    return {
+        "forecast": {**forecast, "learner_limit": details["license"]["learner_limit"]},
+        "advisor": advisor,
+        "groups": reports.added_groups(groups).as_json(),
+        "learners": [report_views.window_record(row) for row in first],
+        "total": details["active_learners"],
+        "csv_href": dashboard.tenant_path(tenant_id, "/learners.csv"),
+    }
+
+
+@app.page("/tenants/{tenant_id}/learners.csv")
+class LearnersCsv(Page):
+    """The counted learners of the current window as CSV, for a signed-in administrator."""
+
+    async def get(self, request: Request, tenant_id: str) -> Any:
+        api.require_tenant(model, tenant_id, self.caller(request))
+        window, _ = report_views.license_window(tenant_id)
+        chunks = reports.rows("window", reports.query(tenant_id, report_views.span(window)))
+        name = f"{tenant_id}-{window.start.isoformat()}-learners.csv"
+        return await report_views.stream(
+            request,
+            chunks,
+            "csv",
+            report_views.WINDOW_COLUMNS,
+            report_views.window_record,
+            "learners",
+            name,
+        )
 
 
 def chrome(caller: Caller) -> dict[str, Any]:
@@ -56,10 +102,18 @@ class TenantPage(Page):
         windows = api.tenant_windows(model, tenant_id)["windows"]
         events = model.recent_events(tenant_id)
         receipts = model.receipts_of(tenant_id, 20)
+        shown = await tenant_reports(tenant_id, details)
         return self.answer(
             request,
             lambda csrf: dashboard.tenant_page(
-                details, windows, events, receipts, csrf, result=result, **chrome(caller)
+                details,
+                windows,
+                events,
+                receipts,
+                csrf,
+                result=result,
+                reports=shown,
+                **chrome(caller),
             ),
             status,
         )
@@ -72,9 +126,7 @@ class PreviewForm(TenantPage):
         caller = self.caller(request)
         try:
             api.require_tenant(model, tenant_id, caller)
-            selector = api.form_selector(
-                model, tenant_id, form.get("older_than", ""), form.get("learner_ids", "")
-            )
+            selector = api.form_selector(model, tenant_id, form)
             body = {"mode": "preview", **selector.request_fields(), **_reason(form)}
             status, answer, _ = await delete(caller, tenant_id, body)
         except api.ApiError as exc:

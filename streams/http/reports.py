@@ -155,7 +155,9 @@ async def remote_aggregate(url: str, kind: str, partition: int, params: dict[str
 # -- gathering ------------------------------------------------------------------------------------
 
 
-async def rows(kind: str, params: dict[str, str]) -> AsyncIterator[list[list[Any]]]:
+async def rows(
+    kind: str, params: dict[str, str], out_chunk: int = 5_000
+) -> AsyncIterator[list[list[Any]]]:
     """Every partition's rows of `kind`, merged by learner id, in chunks."""
     streams = [
         local_rows(kind, partition, params)
@@ -163,7 +165,7 @@ async def rows(kind: str, params: dict[str, str]) -> AsyncIterator[list[list[Any
         else remote_rows(url, kind, partition, params)
         for partition, url in placement().items()
     ]
-    async for chunk in merge(streams):
+    async for chunk in merge(streams, out_chunk):
         yield chunk
 
 
@@ -194,22 +196,40 @@ async def merge(
         return True
 
     heap: list[tuple[str, int]] = []
-    for index in range(len(streams)):
-        if await refill(index):
-            heap.append((buffers[index][0][0], index))
-    heapq.heapify(heap)
-    out: list[list[Any]] = []
-    while heap:
-        _, index = heapq.heappop(heap)
-        out.append(buffers[index][positions[index]])
-        positions[index] += 1
-        if positions[index] < len(buffers[index]) or await refill(index):
-            heapq.heappush(heap, (buffers[index][positions[index]][0], index))
-        if len(out) >= out_chunk:
+    try:
+        for index in range(len(streams)):
+            if await refill(index):
+                heap.append((buffers[index][0][0], index))
+        heapq.heapify(heap)
+        out: list[list[Any]] = []
+        while heap:
+            _, index = heapq.heappop(heap)
+            out.append(buffers[index][positions[index]])
+            positions[index] += 1
+            if positions[index] < len(buffers[index]) or await refill(index):
+                heapq.heappush(heap, (buffers[index][positions[index]][0], index))
+            if len(out) >= out_chunk:
+                yield out
+                out = []
+        if out:
             yield out
-            out = []
-    if out:
-        yield out
+    finally:  # a reader that stops early (a first page) ends the other workers' answers too
+        for stream in streams:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def first_rows(kind: str, params: dict[str, str], count: int) -> list[list[Any]]:
+    """The first `count` rows of a report (a dashboard's first page)."""
+    taken: list[list[Any]] = []
+    chunks = rows(kind, params, out_chunk=count)
+    try:
+        async for chunk in chunks:
+            taken.extend(chunk[: count - len(taken)])
+            if len(taken) >= count:
+                break
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+    return taken
 
 
 def added_groups(parts: list[Any]) -> GroupTally:

@@ -101,6 +101,13 @@ def dataset() -> list[dict[str, Any]]:
     return launches
 
 
+# acme's learners 5-8 are in team "sales" (their attempts are in the current window)
+GROUPS = [
+    {"tenant_id": "acme", "learner_id": f"acme-l{n}", "teams": ["sales"], "roles": ["rep"]}
+    for n in range(5, 9)
+]
+
+
 def current_window(tenant: str) -> str:
     return window_of(cut_for(LICENSES[tenant]), NOW).start.isoformat()
 
@@ -152,6 +159,7 @@ def site(broker: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     produce_json(settings, "licenses", LICENSES.values())
     launches = dataset()
     produce_json(settings, "launches", launches)
+    produce_json(settings, "learner-groups", GROUPS)
     worker = WorkerProcess(
         settings,
         folder / "worker.log",
@@ -421,6 +429,25 @@ def test_the_dashboard_in_a_browser(site: Site, browser: Any, tmp_path: Path) ->
     assert figures == [str(w["active_learners"]) for w in windows]
     assert "limit" in (page.text_content("div.card svg") or "")
 
+    # the reports: the window's growth with its projection, the advisor, teams, counted learners
+    assert page.locator("#growth polyline.daily").count() == 1
+    assert page.locator("#growth line.projection").count() == 1
+    assert "projected at the window's end" in page.inner_text("main")
+    advisor_rows = page.locator("#advisor tbody tr")
+    assert advisor_rows.count() >= 12
+    assert "the smallest deletion under the limit" in page.inner_text("#advisor") or all(
+        int(advisor_rows.nth(i).locator("td").nth(1).inner_text()) >= 20
+        for i in range(advisor_rows.count())
+    )
+    assert "sales" in page.inner_text("#groups") and "in no team" in page.inner_text("#groups")
+    learners = page.locator("#learners tbody tr")
+    assert learners.count() == 13
+    assert learners.first.locator("td").first.inner_text() == "acme-l0"
+    with page.expect_download() as download:
+        page.click("#learners-csv")
+    rows = download.value.path().read_text().splitlines()
+    assert rows[0].startswith("learner_id,first_attempt_at") and len(rows) == 1 + 13
+
     # a preview by date: the earlier windows would be emptied
     before = (NOW - timedelta(days=100)).date().isoformat()
     page.fill("#preview input[name=older_than]", before)
@@ -438,6 +465,11 @@ def test_the_dashboard_in_a_browser(site: Site, browser: Any, tmp_path: Path) ->
     assert "would delete 2 attempts of 2 learners" in result
     assert f"window {current_window('acme')}: 13 \u2192 11" in result
     screenshot(page, "tenant", tmp_path)
+
+    # a preview by team
+    page.fill("#preview textarea[name=teams]", "sales")
+    page.click("#preview button")
+    assert "would delete 4 attempts of 4 learners" in page.inner_text(".result")
 
     # a read token may preview, but is not offered the delete step
     assert page.locator("#delete").count() == 0
