@@ -50,8 +50,10 @@ def fetch(base: str, path: str, timeout_s: float = 300.0) -> bytes:
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = [header, *rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-           for line in lines]  # fmt: skip
+    out = [
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    ]
     out.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(out)
 
@@ -130,11 +132,17 @@ def cmd_forecast(args: argparse.Namespace, settings: Settings) -> int:
     window = answer["window"]
     limit = answer["learner_limit"]
     print(f"Forecast of {args.tenant}, window {window['start']} .. {window['end']}")
-    print(f"  Active Learners now        {answer['active_learners']:,}"
-          + ("" if limit is None else f" of {limit:,}"))  # fmt: skip
+    print(
+        f"  Active Learners now        {answer['active_learners']:,}"
+        + ("" if limit is None else f" of {limit:,}")
+    )
     print(f"  projected at window end    {answer['projected_at_window_end']:,}")
     print(f"  limit reached on           {answer['limit_reached_on'] or '-'}")
     print(f"  method                     {answer['method']}")
-    print(table(("date", "active"), [(d["date"], f"{d['active_learners']:,}")
-                                    for d in answer["daily"][-14:]]))  # fmt: skip
+    print(
+        table(
+            ("date", "active"),
+            [(d["date"], f"{d['active_learners']:,}") for d in answer["daily"][-14:]],
+        )
+    )
     return 0

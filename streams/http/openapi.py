@@ -250,11 +250,208 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            **report_paths(tenant, errors, not_found),
             "/api/openapi.json": {
                 "get": {
                     "summary": "this document",
                     "responses": {"200": {"description": "OpenAPI 3.1"}},
                 }
             },
+        },
+    }
+
+
+def report_paths(
+    tenant: dict[str, Any], errors: dict[str, Any], not_found: dict[str, Any]
+) -> dict[str, Any]:
+    """The administrators' reports."""
+    start = {
+        "name": "start",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "format": "date"},
+    }
+    fmt = {
+        "name": "format",
+        "in": "query",
+        "schema": {"type": "string", "enum": ["json", "jsonl", "csv"]},
+        "description": 'json (default, `{"learners": [...]}`), JSON lines, or CSV with a '
+        "header row (RFC 4180; teams and roles as JSON arrays)",
+    }
+    ids = {"type": "array", "items": {"type": "string"}}
+    counted = {
+        "type": "object",
+        "properties": {
+            "learner_id": {"type": "string"},
+            "first_attempt_at": {"type": "string", "format": "date-time"},
+            "last_attempt_at": {"type": "string", "format": "date-time"},
+            "attempts": {"type": "integer", "description": "their attempts in the window"},
+            "teams": ids,
+            "roles": ids,
+        },
+    }
+    learner = {
+        "type": "object",
+        "properties": {
+            "learner_id": {"type": "string"},
+            "status": {"type": "string", "enum": ["active", "inactive"]},
+            "last_attempt_at": {"type": "string", "format": "date-time"},
+            "teams": ids,
+            "roles": ids,
+        },
+    }
+    tally = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {"id": {"type": "string"}, "active_learners": {"type": "integer"}},
+        },
+    }
+    streamed = {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"learners": {"type": "array", "items": counted}},
+            }
+        },
+        "application/x-ndjson": {"schema": counted},
+        "text/csv": {"schema": {"type": "string"}},
+    }
+    unavailable = {"503": {"description": "a learner partition has no worker (a rebalance)"}}
+    return {
+        "/api/tenants/{tenant_id}/windows/{start}/learners": {
+            "get": {
+                "summary": "the learners counted in a window, ordered by learner id (streamed, "
+                "from every learner partition)",
+                "parameters": [tenant, start, fmt],
+                "responses": {
+                    "200": {
+                        "description": "as many rows as the window's active_learners once "
+                        "input is quiet",
+                        "content": streamed,
+                    },
+                    **errors,
+                    **not_found,
+                    **unavailable,
+                },
+            }
+        },
+        "/api/tenants/{tenant_id}/learners": {
+            "get": {
+                "summary": "every learner with attempts (the Total Learners), active in the "
+                "current window or not",
+                "parameters": [
+                    tenant,
+                    fmt,
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["active", "inactive"]},
+                    },
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"learners": {"type": "array", "items": learner}},
+                        }
+                    ),
+                    **errors,
+                    **not_found,
+                    **unavailable,
+                },
+            }
+        },
+        "/api/tenants/{tenant_id}/windows/{start}/groups": {
+            "get": {
+                "summary": "active learners of a window per team and per learning role",
+                "parameters": [tenant, start],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "tenant_id": {"type": "string"},
+                                "window": WINDOW,
+                                "teams": tally,
+                                "roles": tally,
+                                "unassigned": {"type": "integer"},
+                            },
+                        }
+                    ),
+                    **errors,
+                    **not_found,
+                    **unavailable,
+                },
+            }
+        },
+        "/api/tenants/{tenant_id}/forecast": {
+            "get": {
+                "summary": "the current window day by day, a linear projection to its end, and "
+                "the day the limit is or will be reached",
+                "parameters": [tenant],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "window": WINDOW,
+                                "active_learners": {"type": "integer"},
+                                "learner_limit": {"type": ["integer", "null"]},
+                                "daily": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "date": {"type": "string", "format": "date"},
+                                            "active_learners": {"type": "integer"},
+                                        },
+                                    },
+                                },
+                                "projected_at_window_end": {"type": "integer"},
+                                "method": {"type": "string"},
+                                "limit_reached_on": {"type": ["string", "null"], "format": "date"},
+                            },
+                        }
+                    ),
+                    **errors,
+                    **not_found,
+                    **unavailable,
+                },
+            }
+        },
+        "/api/tenants/{tenant_id}/advisor": {
+            "get": {
+                "summary": "what an older_than deletion at each month start would leave "
+                "(nothing is changed)",
+                "parameters": [tenant],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "window": WINDOW,
+                                "active_learners": {"type": "integer"},
+                                "learner_limit": {"type": ["integer", "null"]},
+                                "options": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "older_than": {"type": "string", "format": "date-time"},
+                                            "active_learners_after": {"type": "integer"},
+                                            "attempts_removed": {"type": "integer"},
+                                        },
+                                    },
+                                },
+                                "smallest_under_limit": {"type": ["string", "null"]},
+                            },
+                        }
+                    ),
+                    **errors,
+                    **not_found,
+                    **unavailable,
+                },
+            }
         },
     }

@@ -112,14 +112,18 @@ async def _remote(url: str, kind: str, partition: int, params: dict[str, str]) -
         response = await session.get(url.rstrip("/") + path, params=params, headers=headers)
     except aiohttp.ClientError as exc:
         await session.close()
-        raise ApiError(503, f"the worker holding learner partition {partition} did not answer: "
-                       f"{type(exc).__name__}") from None  # fmt: skip
+        raise ApiError(
+            503,
+            f"the worker holding learner partition {partition} did not answer: "
+            f"{type(exc).__name__}",
+        ) from None
     if response.status != 200:
         text = (await response.text())[:200].replace("\n", " ")
         response.release()
         await session.close()
-        raise ApiError(503, f"learner partition {partition}'s worker answered {response.status}: "
-                       f"{text}")  # fmt: skip
+        raise ApiError(
+            503, f"learner partition {partition}'s worker answered {response.status}: {text}"
+        )
     return session, response
 
 

@@ -151,6 +151,11 @@ def test_the_openapi_document_names_every_call() -> None:
         "/api/tenants/{tenant_id}/windows",
         "/api/tenants/{tenant_id}/deletions",
         "/api/tenants/{tenant_id}/deletions/{request_id}",
+        "/api/tenants/{tenant_id}/windows/{start}/learners",
+        "/api/tenants/{tenant_id}/learners",
+        "/api/tenants/{tenant_id}/windows/{start}/groups",
+        "/api/tenants/{tenant_id}/forecast",
+        "/api/tenants/{tenant_id}/advisor",
         "/api/openapi.json",
     }
     json.dumps(doc)
