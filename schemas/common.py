@@ -51,7 +51,10 @@ def _require_text(value: Any) -> Any:
 
 
 def _in_range(value: datetime) -> datetime:
-    year = value.astimezone(UTC).year if value.tzinfo else value.year
+    try:
+        year = value.astimezone(UTC).year if value.tzinfo else value.year
+    except OverflowError:  # 0001-01-01T00:00+14:00 is before the year 1 in UTC
+        year = 0
     if not EARLIEST_YEAR <= year < LATEST_YEAR:
         raise ValueError(f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
     return value

@@ -146,7 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     delete.set_defaults(handler=cmd_delete)
 
     bench = commands.add_parser("bench", help="measure one worker: throughput, recovery, ...")
-    bench.add_argument("--launches", type=positive_int, default=2_000_000)
+    bench.add_argument(
+        "--launches",
+        type=non_negative_int,
+        default=2_000_000,
+        help="tracked launches of the throughput phase (0 skips it, recovery and deletion)",
+    )
     bench.add_argument("--tenants", type=positive_int, default=200)
     bench.add_argument("--web-port", type=positive_int, default=6099)
     bench.add_argument("--skip-recovery", action="store_true", help="(and the deletion)")
@@ -154,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--skip-latency", action="store_true")
     bench.add_argument("--latency-rate", type=positive_int, default=5_000, help="launches/s")
     bench.add_argument("--latency-seconds", type=positive_float, default=30.0)
+    bench.add_argument(
+        "--report-learners",
+        type=non_negative_int,
+        default=1_000_000,
+        help="learners of the report phase's CSV download (0 skips it)",
+    )
     bench.add_argument("--write", default="docs/benchmarks.md", help="report file ('' = none)")
     bench.add_argument(
         "--keep", action="store_true", help="keep the run's topics and state folders afterwards"

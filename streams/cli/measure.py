@@ -33,7 +33,7 @@ def prepend_run(path: Path, title: str, command: str, stamp: str, body: str) -> 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime
 
-    from streams.tools.bench import report, rss_table, run_bench
+    from streams.tools.bench import report, report_table, rss_table, run_bench
 
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     bench_settings = replace(
@@ -53,13 +53,18 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         skip_latency=args.skip_latency,
         latency_rate=args.latency_rate,
         latency_s=args.latency_seconds,
+        report_learners=args.report_learners,
     )
     if not args.keep:  # a failed run keeps everything, to be looked at
         remove_run(bench_settings, bench_settings.state_dir.parent)
     summary = report(result)
     print(summary)
     if args.write:
-        body = f"```\n{summary}\n```\n\nRSS as attempts are stored:\n\n{rss_table(result)}\n"
+        body = f"```\n{summary}\n```\n"
+        if result.rss_curve_mb:
+            body += f"\nRSS as attempts are stored:\n\n{rss_table(result)}\n"
+        if result.report_learners:
+            body += f"\n{report_table(result)}\n"
         prepend_run(Path(args.write), "# Benchmarks", "bench", stamp, body)
     return 0
 

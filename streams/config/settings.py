@@ -65,9 +65,11 @@ class Settings:
                 if host.strip()
             ),
             web_advertised_host=env.get("WEB_ADVERTISED_HOST", "").strip(),
-            api_tokens_configured=any(
-                env.get(name, "").strip()
-                for name in ("API_TOKENS_FILE", "API_READ_TOKENS", "API_ADMIN_TOKENS")
+            api_tokens_configured=bool(env.get("API_TOKENS_FILE", "").strip())
+            or any(
+                entry.strip()
+                for name in ("API_READ_TOKENS", "API_ADMIN_TOKENS")
+                for entry in env.get(name, "").split(",")
             ),
             deletion_max_share=_int_setting(env, "DELETION_MAX_SHARE", 50, 0),
             partitions=_int_setting(env, "PARTITIONS", 12, 1),

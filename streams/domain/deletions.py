@@ -80,6 +80,19 @@ class Erasures:
     rejected: frozenset[tuple[str, datetime]] = frozenset()
 
 
+REUSED_ID = "was already used for another request"
+
+
+def reused_id_error(request_id: str) -> str:
+    """The error of a request under a request id its tenant used for another request."""
+    return f"request_id {request_id!r} {REUSED_ID}"
+
+
+def is_reused_id_receipt(receipt: dict[str, Any]) -> bool:
+    """The error receipt of such a request: it never stands for the request that owns the id."""
+    return REUSED_ID in (receipt.get("error") or "")
+
+
 def hidden_by(markers: Erasures, launched_at: datetime) -> bool:
     """Whether a logical deletion covers a launch (it is stored logically deleted)."""
     return any(

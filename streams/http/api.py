@@ -8,6 +8,7 @@ the window length.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -300,3 +301,21 @@ def deletions(model: ReadModel, tenant_id: str, limit_text: str | None) -> dict[
 
 
 MAX_RECEIPTS_LISTED = 10_000
+
+
+def receipt_matcher(record: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """Whether a receipt answers this very request (not another one sent under its id)."""
+    selector = Selector.of_fields(record)
+    requested_at = instant(record["requested_at"])
+
+    def answers(receipt: dict[str, Any]) -> bool:
+        return (
+            receipt["mode"] == record["mode"]
+            and receipt.get("requested_by") == record.get("requested_by")
+            and receipt.get("selector") is not None
+            and Selector.from_json(receipt["selector"]) == selector
+            and receipt.get("requested_at") is not None
+            and instant(receipt["requested_at"]) == requested_at
+        )
+
+    return answers

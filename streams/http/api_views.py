@@ -16,6 +16,7 @@ from typing import Any
 from faust.web import Request, Response
 
 from schemas import topics
+from streams.domain.deletions import is_reused_id_receipt
 from streams.http import api
 from streams.http.access import Caller, deletion_refusal
 from streams.http.openapi import document
@@ -70,7 +71,12 @@ async def submit(request_record: dict[str, Any]) -> dict[str, Any] | None:
             f"Kafka did not take request {request_record['request_id']} within "
             f"{SEND_WAIT_S:g} s; it may still be carried out: ask for its receipt later",
         ) from None
-    return await model.wait_for_receipt(tenant_id, request_record["request_id"], RECEIPT_WAIT_S)
+    return await model.wait_for_receipt(
+        tenant_id,
+        request_record["request_id"],
+        RECEIPT_WAIT_S,
+        api.receipt_matcher(request_record),
+    )
 
 
 async def delete(
@@ -91,6 +97,8 @@ async def delete(
     receipt = await submit(record)
     if receipt is None:
         return 202, {"request_id": record["request_id"]}, record
+    if is_reused_id_receipt(receipt):  # another request took the id first
+        raise api.ApiError(409, receipt["error"])
     return 200, receipt, record
 
 

@@ -11,16 +11,20 @@ most, and no request ever waits for (or blocks) the agents.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
 from schemas.licenses import License
 from streams.domain.decoding import Rejected, decode
+from streams.domain.deletions import is_reused_id_receipt
 
 MAX_RECEIPTS = 100_000
+MAX_TRAIL = 10_000  # receipts listed per tenant (the latest)
 EVENTS_PER_TENANT = 100
 
 
@@ -30,11 +34,14 @@ class ReadModel:
     def __init__(self) -> None:
         self.licenses: dict[str, dict[str, Any] | None] = {}  # tenant -> license (None: removed)
         self.counts: dict[str, dict[str, dict[str, Any]]] = {}  # tenant -> window start -> record
+        # each request's own receipt, by (tenant, request id): what GET .../deletions/{id} says
         self.receipts: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
-        self._receipts_of: dict[str, dict[str, None]] = {}  # tenant -> request ids, in arrival
+        # every receipt of a tenant in arrival order (the audit trail), also the error receipts
+        # of requests under an id already used, which never take the id's place
+        self._trail: dict[str, OrderedDict[str, dict[str, Any]]] = {}
         self.events: dict[str, deque[dict[str, Any]]] = {}
         self.caught_up = asyncio.Event()
-        self._receipt_waiters: dict[tuple[str, str], list[asyncio.Future[dict[str, Any]]]] = {}
+        self._receipt_waiters: dict[tuple[str, str], list[Waiter]] = {}
         self.on_counts: Callable[[str], None] | None = None  # a tenant's counts changed
 
     # -- applying records -------------------------------------------------------------------
@@ -62,17 +69,24 @@ class ReadModel:
         if value is None:
             return
         receipt = json.loads(value)
-        key = (receipt["tenant_id"], receipt["request_id"])
-        if key in self.receipts:
-            return  # a repeated receipt is identical; the first one stands
-        self.receipts[key] = receipt
-        self._receipts_of.setdefault(key[0], {})[key[1]] = None
-        while len(self.receipts) > MAX_RECEIPTS:
-            (tenant, request_id), _ = self.receipts.popitem(last=False)
-            self._receipts_of[tenant].pop(request_id, None)
-        for waiter in self._receipt_waiters.pop(key, []):
-            if not waiter.done():
-                waiter.set_result(receipt)
+        tenant, request_id = receipt["tenant_id"], receipt["request_id"]
+        if is_reused_id_receipt(receipt):
+            # its own entry in the trail; a repeat of it (a redelivery) is the same entry
+            entry = request_id + "\x00" + hashlib.sha256(value).hexdigest()[:16]
+        else:
+            if (tenant, request_id) in self.receipts:
+                return  # a repeated receipt is identical; the first one stands
+            self.receipts[(tenant, request_id)] = receipt
+            entry = request_id
+            while len(self.receipts) > MAX_RECEIPTS:
+                self.receipts.popitem(last=False)
+        trail = self._trail.setdefault(tenant, OrderedDict())
+        trail[entry] = receipt
+        while len(trail) > MAX_TRAIL:
+            trail.popitem(last=False)
+        for waiter in self._receipt_waiters.get((tenant, request_id), []):
+            if not waiter.future.done() and waiter.wanted(receipt):
+                waiter.future.set_result(receipt)
 
     def apply_event(self, value: bytes | None) -> None:
         if value is None:
@@ -99,25 +113,43 @@ class ReadModel:
     def receipts_of(self, tenant_id: str, limit: int) -> list[dict[str, Any]]:
         """A tenant's receipts, newest first (a tenant's receipts share one partition, so
         arrival order is the order they were completed in)."""
-        newest_first = reversed(self._receipts_of.get(tenant_id, {}))
-        return [self.receipts[(tenant_id, rid)] for rid in islice(newest_first, limit)]
+        newest_first = reversed(self._trail.get(tenant_id, {}).values())
+        return list(islice(newest_first, limit))
 
     def recent_events(self, tenant_id: str) -> list[dict[str, Any]]:
         return list(self.events.get(tenant_id, ()))
 
     async def wait_for_receipt(
-        self, tenant_id: str, request_id: str, timeout_s: float
+        self,
+        tenant_id: str,
+        request_id: str,
+        timeout_s: float,
+        wanted: Callable[[dict[str, Any]], bool] = lambda receipt: True,
     ) -> dict[str, Any] | None:
-        known = self.receipt(tenant_id, request_id)
-        if known is not None:
-            return known
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        """The receipt `wanted` of a request id (the receipt of the very request sent: another
+        request may have come under the same id), or None after `timeout_s`."""
+        known = [
+            receipt
+            for receipt in self._trail.get(tenant_id, {}).values()
+            if receipt["request_id"] == request_id and wanted(receipt)
+        ]
+        if known:
+            return known[0]
+        waiter = Waiter(asyncio.get_running_loop().create_future(), wanted)
         self._receipt_waiters.setdefault((tenant_id, request_id), []).append(waiter)
         try:
-            return await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
+            return await asyncio.wait_for(asyncio.shield(waiter.future), timeout_s)
         except TimeoutError:
             return None
         finally:
             waiters = self._receipt_waiters.get((tenant_id, request_id), [])
             if waiter in waiters:
                 waiters.remove(waiter)
+            if not waiters:
+                self._receipt_waiters.pop((tenant_id, request_id), None)
+
+
+@dataclass
+class Waiter:
+    future: asyncio.Future[dict[str, Any]]
+    wanted: Callable[[dict[str, Any]], bool]

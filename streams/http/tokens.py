@@ -3,8 +3,8 @@
 A token has a name (it signs the deletions it asks for), a secret, a role (`read` or `admin`) and
 the tenants it may see (`*` = all). Two sources, both optional:
 - `API_TOKENS_FILE`: `{"tokens": [{"name", "sha256", "role", "tenants"}]}`: only the SHA-256 of
-  each secret is stored, so the file is no key to anything. It is re-read when it changes (its
-  modification time or size), so tokens rotate without a restart;
+  each secret is stored, so the file is no key to anything. It is re-read when its content
+  changes, so tokens rotate without a restart;
 - `API_READ_TOKENS` / `API_ADMIN_TOKENS`: comma-separated `name:secret`, for every tenant.
 A presented secret is hashed once and compared with every token's hash in constant time.
 Without any token the service is in open mode (streams/http/access.py says what that allows).
@@ -54,6 +54,8 @@ class Token:
 
 
 def _env_tokens(text: str, role: str, variable: str) -> list[Token]:
+    if text.strip() and not text.replace(",", "").strip():
+        raise ConfigError(f"{variable} holds no token (only commas): give name:secret entries")
     tokens = []
     for entry in (part.strip() for part in text.split(",")):
         if not entry:
@@ -114,10 +116,11 @@ class TokenBook:
         self._fixed = fixed
         self._path = path
         self._file_tokens: list[Token] = []
-        self._file_stamp: tuple[int, int] | None = None
+        self._file_digest: bytes | None = None
         if path is not None:
-            self._file_tokens = parse_tokens_file(self._read(path), str(path))
-            self._file_stamp = self._stamp(path)
+            text = self._read(path)
+            self._file_tokens = parse_tokens_file(text, str(path))
+            self._file_digest = hashlib.sha256(text.encode()).digest()
         self._check_names()
 
     @classmethod
@@ -135,14 +138,6 @@ class TokenBook:
         except OSError as exc:
             raise ConfigError(f"API_TOKENS_FILE: cannot read {path}: {exc.strerror}") from None
 
-    @staticmethod
-    def _stamp(path: Path) -> tuple[int, int] | None:
-        try:
-            stat = path.stat()
-        except OSError:
-            return None
-        return stat.st_mtime_ns, stat.st_size
-
     def _check_names(self) -> None:
         names = [token.name for token in self.tokens()]
         doubled = sorted({name for name in names if names.count(name) > 1})
@@ -159,16 +154,24 @@ class TokenBook:
         return self._fixed + self._file_tokens
 
     def _reload_if_changed(self) -> None:
+        """The file is read on every look-up (it is small) and parsed again when its content
+        changed: a rotation within the same second and size is seen too. A file that cannot be
+        read or parsed fails closed: none of its tokens is accepted until it is fixed."""
         if self._path is None:
             return
-        stamp = self._stamp(self._path)
-        if stamp == self._file_stamp:
-            return
-        self._file_stamp = stamp
         try:
-            self._file_tokens = parse_tokens_file(self._read(self._path), str(self._path))
+            text: str | None = self._read(self._path)
+        except ConfigError:
+            text = None
+        content = None if text is None else hashlib.sha256(text.encode()).digest()
+        if content == self._file_digest:
+            return
+        self._file_digest = content
+        try:
+            if text is None:
+                text = self._read(self._path)  # raises again, with the reason
+            self._file_tokens = parse_tokens_file(text, str(self._path))
         except ConfigError as exc:
-            # Fail closed: a broken file must not keep a revoked token alive.
             self._file_tokens = []
             log.error("%s; its tokens are refused until the file is fixed", exc)
             return

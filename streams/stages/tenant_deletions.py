@@ -16,7 +16,7 @@ from typing import Any
 
 from schemas import topics
 from streams.domain.dead_letters import encode
-from streams.domain.deletions import assemble_receipt_windows
+from streams.domain.deletions import assemble_receipt_windows, reused_id_error
 from streams.domain.partitioning import learner_partition
 from streams.stages import commands, keys, metrics
 from streams.stages.ingest import error_receipt
@@ -79,7 +79,7 @@ class TenantDeletions:
             elif stored.get("offset") == offset:
                 self._emit_parts(batch, stored["request"])
             return
-        error = f"request_id {request['request_id']!r} was already used for another request"
+        error = reused_id_error(request["request_id"])
         self._conflict(
             batch, partition, key, stored, fingerprint, error_receipt(request, error, now)
         )

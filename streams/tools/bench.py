@@ -14,6 +14,13 @@ Each run uses a fresh topic prefix and state folder, and measures in this order:
                attempts: attempts/s until the receipt, peak RSS, counts exact afterwards.
 5. latency     a fresh worker under a steady load: probe launches (each the first of a new
                tenant) are timed from their send to the count record that counts them.
+6. report      N learners of one tenant, all counted in the current window of a 12-month
+               license; once a worker counts them all, the window's learners are downloaded as
+               CSV (timed, rows counted, the worker's RSS sampled); then a second worker joins
+               and the same CSV is downloaded from each of the two (each gathers the other's
+               partitions over HTTP), every answer complete.
+
+`--launches 0` skips phases 1-4 (a report or latency run alone).
 
 Why one module of this size: the benchmark is one program read top to bottom (produce, count,
 restore, delete, latency, report); its parts are used nowhere else.
@@ -22,9 +29,12 @@ restore, delete, latency, report); its parts are used nowhere else.
 from __future__ import annotations
 
 import asyncio
+import csv
+import http.client
 import json
 import random
 import re
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -37,7 +47,7 @@ from streams.config.settings import Settings
 from streams.kafka.admin import ensure_topics
 from streams.kafka.io import produce_records, read_topic
 from streams.kafka.settle import end_offset, group_lag
-from streams.tools.worker_process import WorkerProcess, rss_mb
+from streams.tools.worker_process import WorkerProcess, free_port, rss_mb, wait_for
 
 Log = Callable[[str], None]
 WARMUP_S = 5.0
@@ -64,6 +74,19 @@ class BenchResult:
     deletion_exact: bool | None = None
     latencies_s: list[float] = field(default_factory=list)
     latency_rate: int = 0
+    report_learners: int = 0
+    report_count_s: float = 0.0  # from the worker's start to its count equal to the learners
+    report_s: float = 0.0  # the CSV download from one worker holding every partition
+    report_first_byte_s: float = 0.0
+    report_rss_before_mb: float = 0.0
+    report_peak_rss_mb: float = 0.0  # during the download
+    report_two_s: list[float] = field(default_factory=list)  # from each of two workers
+    report_two_partitions: list[list[int]] = field(default_factory=list)  # what each held
+    report_two_rss_mb: list[tuple[float, float]] = field(default_factory=list)  # before, peak
+
+    @property
+    def report_rss_growth_mb(self) -> float:
+        return self.report_peak_rss_mb - self.report_rss_before_mb
 
     @property
     def worker_per_s(self) -> float:
@@ -207,11 +230,18 @@ async def raw_consumer_rate(settings: Settings, expected: int) -> float:
 # -- worker processes -------------------------------------------------------------------------
 
 
-def bench_worker(settings: Settings, name: str) -> WorkerProcess:
+def bench_worker(
+    settings: Settings, name: str, extra_env: dict[str, str] | None = None
+) -> WorkerProcess:
     """One worker with its own state folder, its log beside it, its peak RSS sampled."""
     log_path = settings.state_dir.parent / f"{settings.topic_prefix}{name}.log"
     worker = WorkerProcess(
-        settings, log_path, args=["--loglevel", "info"], web_port=settings.web_port, sample_rss=True
+        settings,
+        log_path,
+        args=["--loglevel", "info"],
+        extra_env=extra_env,
+        web_port=settings.web_port,
+        sample_rss=True,
     )
     return worker.start()
 
@@ -286,9 +316,47 @@ def run_bench(
     skip_latency: bool = False,
     latency_rate: int = 5_000,
     latency_s: float = 30.0,
+    report_learners: int = 0,
 ) -> BenchResult:
+    """Every phase; `launches` 0 skips throughput, memory, recovery and deletion,
+    `report_learners` 0 the report."""
     result = BenchResult(launches=launches, partitions=settings.partitions)
     now = datetime.now(UTC)
+    if launches:
+        run_throughput(settings, launches, tenants, now, result, log, skip_recovery, skip_deletion)
+
+    if not skip_latency:
+        log(f"latency at a steady {latency_rate:,} launches/s for {latency_s:g}s...")
+        fresh = replace(
+            settings,
+            topic_prefix=f"{settings.topic_prefix}latency-",
+            state_dir=settings.state_dir.parent / "state-latency",
+        )
+        ensure_topics(fresh)
+        worker = bench_worker(fresh, "latency")
+        try:
+            worker.wait_ready()
+            result.latencies_s = asyncio.run(measure_latency(fresh, latency_rate, latency_s, now))
+            result.latency_rate = latency_rate
+        finally:
+            worker.stop()
+
+    if report_learners:
+        run_report(settings, report_learners, result, log)
+    return result
+
+
+def run_throughput(
+    settings: Settings,
+    launches: int,
+    tenants: int,
+    now: datetime,
+    result: BenchResult,
+    log: Log,
+    skip_recovery: bool,
+    skip_deletion: bool,
+) -> None:
+    """Phases 1-4: throughput and memory, then recovery and deletion."""
     ensure_topics(settings)
     expected = Expected()
     log(f"producing {launches:,} tracked launches over {tenants} tenants...")
@@ -336,23 +404,6 @@ def run_bench(
                 run_deletion(restored, worker, expected, result, log)
         finally:
             worker.stop()
-
-    if not skip_latency:
-        log(f"latency at a steady {latency_rate:,} launches/s for {latency_s:g}s...")
-        fresh = replace(
-            settings,
-            topic_prefix=f"{settings.topic_prefix}latency-",
-            state_dir=settings.state_dir.parent / "state-latency",
-        )
-        ensure_topics(fresh)
-        worker = bench_worker(fresh, "latency")
-        try:
-            worker.wait_ready()
-            result.latencies_s = asyncio.run(measure_latency(fresh, latency_rate, latency_s, now))
-            result.latency_rate = latency_rate
-        finally:
-            worker.stop()
-    return result
 
 
 def restore_figures(log_text: str) -> tuple[int, float]:
@@ -490,6 +541,290 @@ async def measure_latency(
     return [latencies.get(probe, float("inf")) for probe in sent_at]
 
 
+# -- the report phase: a window's learners as CSV ----------------------------------------------
+
+REPORT_TENANT = "bench-report"
+CSV_HEADER = b"learner_id,first_attempt_at,last_attempt_at,attempts,teams,roles"
+
+
+class ReportFailed(RuntimeError):
+    """The report phase cannot stand: an answer incomplete or refused, a worker not ready."""
+
+
+def report_license(now: datetime) -> dict[str, Any]:
+    """12-month windows from 60 days ago: the current window started then and runs ten months
+    more, so every launch of the last 60 days is in it."""
+    return {
+        "tenant_id": REPORT_TENANT,
+        "cycle_start": (now - timedelta(days=60)).date().isoformat(),
+        "window_months": 12,
+        "timezone": "UTC",
+    }
+
+
+def report_learner(n: int) -> str:
+    return f"r{n:08d}"  # zero-padded: the CSV's order (by learner id) is the order of n
+
+
+def report_launches(count: int, now: datetime) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) of `count` tracked launches of REPORT_TENANT, each by another learner, all
+    in the current window of `report_license(now)` and none in the future."""
+    start = datetime.combine((now - timedelta(days=60)).date(), datetime.min.time(), UTC)
+    first = start + timedelta(hours=1)
+    span = int((now - timedelta(minutes=1) - first).total_seconds())
+    for n in range(count):
+        learner = report_learner(n)
+        value = {
+            "event_id": f"rep{n}",
+            "tenant_id": REPORT_TENANT,
+            "learner_id": learner,
+            "element_id": f"el{n % 300}",
+            "attempt_id": f"ra{n}",
+            "launched_at": (first + timedelta(seconds=(n * 7_919) % span)).isoformat(),
+            "content_type": "scorm",
+        }
+        yield f"{REPORT_TENANT}/{learner}".encode(), json.dumps(value).encode()
+
+
+class CsvTally:
+    """What a CSV download must show, kept as it streams by (never the whole body): its lines
+    (every row ends with CRLF; our cells hold no line break), its head and its tail."""
+
+    KEEP = 4096
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.size = 0
+        self.head = b""
+        self.tail = b""
+
+    def feed(self, data: bytes) -> None:
+        self.lines += data.count(b"\n")
+        self.size += len(data)
+        if len(self.head) < self.KEEP:
+            self.head = (self.head + data)[: self.KEEP]
+        self.tail = (self.tail + data)[-self.KEEP :]
+
+    @property
+    def rows(self) -> int:
+        return max(0, self.lines - 1)  # the header line is no row
+
+    def first_learner(self) -> str | None:
+        lines = self.head.split(b"\r\n")
+        return _first_cell(lines[1]) if len(lines) > 2 else None
+
+    def last_learner(self) -> str | None:
+        lines = self.tail.split(b"\r\n")
+        return _first_cell(lines[-2]) if len(lines) > 2 and lines[-1] == b"" else None
+
+    def problems(self, learners: int) -> list[str]:
+        """Why this is not the complete CSV of learners r00000000.. (empty when it is)."""
+        found = []
+        header = self.head.split(b"\r\n", 1)[0]
+        if header != CSV_HEADER:
+            found.append(f"header {header[:120]!r}")
+        if self.rows != learners:
+            found.append(f"{self.rows:,} rows instead of {learners:,}")
+        if not self.tail.endswith(b"\r\n"):
+            found.append(f"does not end with a complete line: ...{self.tail[-80:]!r}")
+        if learners and self.first_learner() != report_learner(0):
+            found.append(f"first learner {self.first_learner()!r}")
+        if learners and self.last_learner() != report_learner(learners - 1):
+            found.append(f"last learner {self.last_learner()!r}")
+        return found
+
+
+def _first_cell(line: bytes) -> str | None:
+    cells = next(csv.reader([line.decode(errors="replace")]), [])
+    return cells[0] if cells else None
+
+
+@dataclass
+class Download:
+    status: int
+    seconds: float = 0.0
+    first_byte_s: float = 0.0
+    rss_before_mb: float = 0.0
+    peak_rss_mb: float = 0.0
+    tally: CsvTally = field(default_factory=CsvTally)
+    error: str = ""
+
+
+def http_get(port: int, path: str, token: str, timeout_s: float = 30.0) -> tuple[int, Any]:
+    """A small JSON answer of a worker: (status, decoded body or None)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+    try:
+        connection.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+        response = connection.getresponse()
+        body = response.read()
+        try:
+            return response.status, json.loads(body)
+        except ValueError:
+            return response.status, None
+    finally:
+        connection.close()
+
+
+def download_csv(
+    worker: WorkerProcess, path: str, token: str, chunk_bytes: int = 1 << 20
+) -> Download:
+    """GET `path` from the worker, read in chunks of `chunk_bytes` and tallied as it comes,
+    timed from the request to the last byte; the worker's RSS sampled all along (by its
+    sampling thread every 0.25 s and here at every chunk)."""
+    assert worker.process is not None
+    pid = worker.process.pid
+    before = worker.peak_rss_mb = rss_mb(pid)
+    connection = http.client.HTTPConnection("127.0.0.1", worker.web_port, timeout=600)
+    try:
+        started = time.monotonic()
+        connection.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+        response = connection.getresponse()
+        download = Download(status=response.status, rss_before_mb=before)
+        if response.status != 200:
+            download.error = response.read(300).decode(errors="replace").strip()
+            return download
+        peak = before
+        while True:
+            data = response.read1(chunk_bytes)
+            if not data:
+                break
+            if not download.tally.size:
+                download.first_byte_s = time.monotonic() - started
+            download.tally.feed(data)
+            peak = max(peak, rss_mb(pid))
+        download.seconds = time.monotonic() - started
+        download.peak_rss_mb = max(peak, worker.peak_rss_mb)
+        return download
+    finally:
+        connection.close()
+
+
+def complete_download(
+    worker: WorkerProcess, path: str, token: str, learners: int, log: Log, retry_s: float = 60.0
+) -> Download:
+    """The CSV from `worker`, which must hold every row; a refusal before the first byte (503:
+    a partition between two workers) is asked again for up to `retry_s`, anything else fails
+    the phase."""
+    deadline = time.monotonic() + retry_s
+    while True:
+        worker.check_alive()
+        download = download_csv(worker, path, token)
+        if download.status == 503 and time.monotonic() < deadline:
+            log(f"  {worker.name} answered 503 ({download.error[:120]}); asking again")
+            time.sleep(2.0)
+            continue
+        if download.status != 200:
+            raise ReportFailed(
+                f"{worker.name} answered {download.status} for {path}: {download.error[:300]}"
+            )
+        problems = download.tally.problems(learners)
+        if problems:
+            raise ReportFailed(
+                f"{worker.name}'s CSV is incomplete: {'; '.join(problems)} "
+                f"({download.tally.size:,} bytes in {download.seconds:.1f} s); see "
+                f"{worker.log_path}"
+            )
+        return download
+
+
+def wait_counted(worker: WorkerProcess, token: str, learners: int, timeout_s: float) -> str:
+    """Until the worker's API counts `learners` in the tenant's current window; returns the
+    window's start (YYYY-MM-DD)."""
+
+    def counted() -> str:
+        worker.check_alive()
+        try:
+            status, body = http_get(worker.web_port, f"/api/tenants/{REPORT_TENANT}", token)
+        except OSError:
+            return ""
+        if status == 200 and body["active_learners"] == learners:
+            return str(body["window"]["start"])
+        return ""  # not yet
+
+    return wait_for(counted, timeout_s, f"{learners:,} learners counted", 1.0, TimeoutError)
+
+
+def wait_both_ready(
+    workers: list[WorkerProcess], token: str, partitions: int, timeout_s: float
+) -> list[list[int]]:
+    """Until `GET /ready` answers 200 on every worker, each holds learner partitions and
+    together they hold each partition once; returns the partitions each holds."""
+
+    def ready() -> list[list[int]]:
+        held = []
+        for worker in workers:
+            worker.check_alive()
+            try:
+                status, body = http_get(worker.web_port, "/ready", token)
+            except OSError:
+                return []
+            if status != 200 or not body or not body.get("learner_partitions"):
+                return []
+            held.append(sorted(body["learner_partitions"]))
+        together = sorted(p for part in held for p in part)
+        return held if together == list(range(partitions)) else []  # [] is not yet
+
+    return wait_for(ready, timeout_s, "both workers ready", 1.0, TimeoutError)
+
+
+def run_report(settings: Settings, learners: int, result: BenchResult, log: Log) -> None:
+    """Phase 6, on its own topics (under the run's prefix) and state folders."""
+    now = datetime.now(UTC)
+    fresh = replace(
+        settings,
+        topic_prefix=f"{settings.topic_prefix}report-",
+        state_dir=settings.state_dir.parent / "state-report",
+    )
+    ensure_topics(fresh)
+    license_ = report_license(now)
+    produce_records(
+        fresh, [(topics.LICENSES, REPORT_TENANT.encode(), json.dumps(license_).encode())]
+    )
+    log(f"report: producing {learners:,} launches of {learners:,} learners of {REPORT_TENANT}...")
+    asyncio.run(produce_fast(fresh, topics.LAUNCHES, report_launches(learners, now)))
+
+    token = secrets.token_hex(24)  # 48 characters; the workers take it as an admin token
+    env = {"API_ADMIN_TOKENS": f"bench:{token}"}
+    workers = [bench_worker(fresh, "worker", env)]
+    try:
+        worker = workers[0]
+        worker.wait_ready()
+        log("report: one worker counts them...")
+        start = wait_counted(worker, token, learners, 600 + learners / 500)
+        result.report_count_s = time.monotonic() - worker.started
+        path = f"/api/tenants/{REPORT_TENANT}/windows/{start}/learners?format=csv"
+        log(f"report: downloading {path} from the worker holding every partition...")
+        time.sleep(2.0)  # the last flush's memory settles before "before" is read
+        one = complete_download(worker, path, token, learners, log)
+        result.report_learners = learners
+        result.report_rss_before_mb = one.rss_before_mb
+        result.report_s = one.seconds
+        result.report_first_byte_s = one.first_byte_s
+        result.report_peak_rss_mb = one.peak_rss_mb
+        log(
+            f"report: {one.tally.rows:,} rows ({one.tally.size / 1e6:,.1f} MB) in "
+            f"{one.seconds:.1f} s, RSS {result.report_rss_before_mb:,.0f} -> "
+            f"{one.peak_rss_mb:,.0f} MB"
+        )
+
+        log("report: a second worker joins; waiting until both are ready...")
+        second = replace(
+            fresh, state_dir=settings.state_dir.parent / "state-report-2", web_port=free_port()
+        )
+        workers.append(bench_worker(second, "worker-2", env))
+        held = wait_both_ready(workers, token, settings.partitions, 600)
+        result.report_two_partitions = held
+        log(f"report: learner partitions {held[0]} and {held[1]}; downloading from each...")
+        for each in workers:
+            download = complete_download(each, path, token, learners, log)
+            result.report_two_s.append(download.seconds)
+            result.report_two_rss_mb.append((download.rss_before_mb, download.peak_rss_mb))
+            log(f"report: {each.name}: {download.tally.rows:,} rows in {download.seconds:.1f} s")
+    finally:
+        for each in workers:
+            each.stop()
+
+
 # -- the report -------------------------------------------------------------------------------
 
 
@@ -501,17 +836,19 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 def report(result: BenchResult) -> str:
-    lines = [
-        f"launches                 {result.launches:,} (all tracked), "
-        f"{result.partitions} partitions",
-        f"produce (aiokafka)       {result.produce_per_s:,.0f}/s",
-        f"raw aiokafka consumer    {result.raw_consumer_per_s:,.0f}/s (reads + json.loads)",
-        f"worker start-up          {result.startup_s:.1f} s (not counted below)",
-        f"worker end to end {result.worker_per_s:,.0f}/s "
-        f"({result.worker_s:.1f} s from the first launch to every count exact)",
-        f"worker / raw consumer {100 * result.ratio:.1f} %",
-        f"worker peak RSS          {result.peak_rss_mb:,.0f} MB",
-    ]
+    lines = []
+    if result.launches:
+        lines += [
+            f"launches                 {result.launches:,} (all tracked), "
+            f"{result.partitions} partitions",
+            f"produce (aiokafka)       {result.produce_per_s:,.0f}/s",
+            f"raw aiokafka consumer    {result.raw_consumer_per_s:,.0f}/s (reads + json.loads)",
+            f"worker start-up          {result.startup_s:.1f} s (not counted below)",
+            f"worker end to end {result.worker_per_s:,.0f}/s "
+            f"({result.worker_s:.1f} s from the first launch to every count exact)",
+            f"worker / raw consumer {100 * result.ratio:.1f} %",
+            f"worker peak RSS          {result.peak_rss_mb:,.0f} MB",
+        ]
     if result.recovery_records:
         rate = result.recovery_records / result.recovery_s if result.recovery_s else 0.0
         lines.append(
@@ -535,7 +872,24 @@ def report(result: BenchResult) -> str:
             + (f", {lost} never counted" if lost else "")
             + ")"
         )
+    if result.report_learners:
+        lines.append(report_line(result))
     return "\n".join(lines)
+
+
+def report_line(result: BenchResult) -> str:
+    """`report 1,000,000 rows in 8.4 s (119,000 rows/s), worker RSS +42 MB (peak 512 MB); two
+    workers: 9.1 s / 9.3 s`"""
+    rows = result.report_learners
+    rate = rows / result.report_s if result.report_s else 0.0
+    line = (
+        f"report {rows:,} rows in {result.report_s:.1f} s ({rate:,.0f} rows/s), "
+        f"worker RSS {result.report_rss_growth_mb:+,.0f} MB "
+        f"(peak {result.report_peak_rss_mb:,.0f} MB)"
+    )
+    if result.report_two_s:
+        line += "; two workers: " + " / ".join(f"{s:.1f} s" for s in result.report_two_s)
+    return line
 
 
 def rss_table(result: BenchResult) -> str:
@@ -547,3 +901,33 @@ def rss_table(result: BenchResult) -> str:
     for counted, rss in sampled:
         rows.append(f"| {counted:,} | {rss:,.0f} |")
     return "\n".join(rows)
+
+
+def report_table(result: BenchResult) -> str:
+    """The report phase as a markdown table (what `bench --write` adds to the results)."""
+    rows = result.report_learners
+
+    def rate(seconds: float) -> str:
+        return f"{rows / seconds:,.0f}" if seconds else "-"
+
+    def rss(before: float, peak: float) -> str:
+        return f"{before:,.0f} before, peak {peak:,.0f} ({peak - before:+,.0f})"
+
+    lines = [
+        f"CSV of a window's {rows:,} counted learners (one tenant, {result.partitions} learner "
+        f"partitions; counted {result.report_count_s:.1f} s after the worker started):",
+        "",
+        "| answered by | seconds | rows/s | answering worker's RSS (MB) |",
+        "|---|---:|---:|---|",
+        f"| one worker, every learner partition (first byte after "
+        f"{result.report_first_byte_s:.2f} s) | {result.report_s:.1f} | {rate(result.report_s)} | "
+        f"{rss(result.report_rss_before_mb, result.report_peak_rss_mb)} |",
+    ]
+    for n, seconds in enumerate(result.report_two_s):
+        held = result.report_two_partitions[n] if n < len(result.report_two_partitions) else []
+        memory = rss(*result.report_two_rss_mb[n]) if n < len(result.report_two_rss_mb) else ""
+        lines.append(
+            f"| worker {n + 1} of two (holds partitions {', '.join(map(str, held))}) | "
+            f"{seconds:.1f} | {rate(seconds)} | {memory} |"
+        )
+    return "\n".join(lines)

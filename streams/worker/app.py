@@ -30,6 +30,9 @@ app = faust.App(
     # 127.0.0.1 unless tokens are configured and WEB_HOST says otherwise (open mode stays local)
     web_bind=settings.web_bind,
     web_host=settings.advertised_host,  # the URL other workers call (streams/http/reports.py)
+    # faust's own /router/ and /table/ views answer without any token: not served
+    web_router_enabled=False,
+    web_tables_enabled=False,
     topic_partitions=settings.partitions,
     topic_replication_factor=settings.replication_factor,
     # A new deployment reads its inputs from the beginning: licenses and launches written before

@@ -302,3 +302,44 @@ def test_workers_sign_their_calls_to_each_other() -> None:
     assert not internal_call_valid(key, None, "/", 1e6) and not internal_call_valid(
         key, "x:y", "/", 1e6
     )
+
+
+def test_a_request_under_a_used_id_never_hides_the_request_that_owns_it() -> None:
+    """Found by the security review: a read token sent a preview under the id of an admin's
+    physical deletion a moment later; its error receipt came first and took the id's place, so
+    the deletion vanished from the audit trail and the admin was answered with the error."""
+    import asyncio
+
+    from streams.domain.deletions import reused_id_error
+
+    physical_record, _ = physical(request_id="r1", requested_at="2026-11-20T11:55:00Z")
+    physical_record = {**physical_record, "requested_by": "ops"}
+    conflict = receipt(
+        "r1",
+        "preview",
+        requested_by="viewer",
+        error=reused_id_error("r1"),
+        attempts_affected=0,
+        windows=[],
+    )
+    owner = receipt("r1", "physical", requested_by="ops")
+
+    async def scenario() -> tuple[dict[str, object] | None, ReadModel]:
+        model = ReadModel()
+        waiting = asyncio.ensure_future(
+            model.wait_for_receipt("acme", "r1", 5, api.receipt_matcher(physical_record))
+        )
+        await asyncio.sleep(0)
+        model.apply_receipt(conflict)
+        model.apply_receipt(conflict)  # redelivered: one entry
+        model.apply_receipt(owner)
+        return await waiting, model
+
+    answered, model = asyncio.run(scenario())
+    assert answered is not None and answered["mode"] == "physical" and answered["error"] is None
+    assert model.receipt("acme", "r1")["mode"] == "physical"  # type: ignore[index]
+    trail = model.receipts_of("acme", 10)
+    assert [(r["mode"], r["requested_by"]) for r in trail] == [
+        ("physical", "ops"),
+        ("preview", "viewer"),
+    ]
