@@ -42,9 +42,14 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         )
         os.environ["PARTITIONS"] = str(partitions)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    from streams.http.tokens import TokenBook
+    from streams.http.tokens import MIN_SECRET_LENGTH, TokenBook
 
     TokenBook.from_env()  # a short secret or a bad tokens file: a one-line error, nothing started
+    token = os.environ.get("METRICS_TOKEN", "").strip()
+    if token and len(token) < MIN_SECRET_LENGTH:
+        raise CommandError(
+            f"METRICS_TOKEN has {len(token)} characters; at least {MIN_SECRET_LENGTH} are needed"
+        )
 
     from streams.config.logs import log_format, logging_config
     from streams.http import web  # registers the views and the read model on the app

@@ -39,6 +39,7 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_allowed_hosts: tuple[str, ...] = ()  # empty: localhost, 127.0.0.1 and the bind address
     web_advertised_host: str = ""  # how other workers reach this one; empty: see advertised_host
+    web_trusted_proxies: tuple[str, ...] = ()  # whose X-Forwarded-For names the client
     api_tokens_configured: bool = False  # any of API_TOKENS_FILE, API_READ/ADMIN_TOKENS set
     deletion_max_share: int = 50  # % of a window a physical deletion may remove without force
     partitions: int = 12
@@ -65,6 +66,11 @@ class Settings:
                 if host.strip()
             ),
             web_advertised_host=env.get("WEB_ADVERTISED_HOST", "").strip(),
+            web_trusted_proxies=tuple(
+                proxy.strip()
+                for proxy in env.get("WEB_TRUSTED_PROXIES", "").split(",")
+                if proxy.strip()
+            ),
             api_tokens_configured=bool(env.get("API_TOKENS_FILE", "").strip())
             or any(
                 entry.strip()

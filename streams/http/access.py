@@ -148,12 +148,30 @@ def same_secret(expected: str, presented: str | None) -> bool:
     return presented is not None and hmac.compare_digest(expected.encode(), presented.encode())
 
 
+def client_address(peer: str | None, forwarded_for: str | None, proxies: Iterable[str]) -> str:
+    """The address failures are counted against: the peer, or, when the peer is a trusted
+    reverse proxy, the last address of `X-Forwarded-For` it did not add itself (a client can
+    put anything before it, nothing after)."""
+    trusted = set(proxies)
+    address = peer or "unknown"
+    if address not in trusted or not forwarded_for:
+        return address
+    for hop in reversed([part.strip() for part in forwarded_for.split(",")]):
+        if hop and hop not in trusted:
+            return hop
+    return address
+
+
 def host_name(header: str | None) -> str:
     """The host of a `Host` header, without its port, lower case (`[::1]:6066` -> `::1`)."""
     host = (header or "").strip().lower()
     if host.startswith("["):
-        return host[1:].partition("]")[0]
-    return host.rpartition(":")[0] if host.count(":") == 1 else host
+        inner, _, rest = host[1:].partition("]")
+        return inner if rest == "" or (rest[:1] == ":" and rest[1:].isdigit()) else ""
+    if host.count(":") == 1:
+        name, _, port = host.partition(":")
+        return name if port.isdigit() else ""
+    return host
 
 
 def host_allowed(header: str | None, allowed: Iterable[str]) -> bool:
@@ -171,7 +189,11 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
-EVERY_ANSWER = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
+EVERY_ANSWER = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Server": "active-learners",  # not aiohttp's name and version
+}
 HTML_ANSWER = {
     **EVERY_ANSWER,
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from schemas.deletions import DeletionRequest
@@ -156,9 +157,9 @@ def local_date_cutoff(text: str, timezone: str) -> str:
     tenant's time zone (a Tokyo tenant's 2026-11-01 is 2026-10-31T15:00Z), as an instant."""
     try:
         day = date.fromisoformat(text)
-    except ValueError:
-        raise ApiError(400, f"not a date (YYYY-MM-DD): {text[:40]!r}") from None
-    return local_midnight(day, timezone).isoformat()
+        return local_midnight(day, timezone).isoformat()
+    except (ValueError, OverflowError):
+        raise ApiError(400, f"not a date (YYYY-MM-DD) a deletion can use: {text[:40]!r}") from None
 
 
 def form_selector(model: ReadModel, tenant_id: str, form: dict[str, str]) -> Selector:
@@ -204,10 +205,20 @@ def deletion_request(tenant_id: str, body: Any, now: datetime, requested_by: str
     rejected = deletion_rejection(request, now)
     if rejected is not None:
         raise ApiError(400, rejected.detail)
+    size = len(orjson.dumps(Selector.of_request(request).as_json()))
+    if size > MAX_SELECTOR_BYTES:
+        raise ApiError(
+            400,
+            f"the selector takes {size:,} bytes; at most {MAX_SELECTOR_BYTES:,} through the API "
+            "(split the request, or use older_than, teams or roles)",
+        )
     return request.model_dump(mode="json", exclude_none=True)
 
 
 GUARD_FIELDS = ("preview_request_id", "force")
+# What one API request may name: the request is stored with its receipt, and both stay far
+# below Kafka's 1 MiB record limit (about 15,000 learner ids of 12 characters).
+MAX_SELECTOR_BYTES = 256 * 1024
 PREVIEW_MAX_AGE = timedelta(minutes=15)
 
 
@@ -294,7 +305,8 @@ def deletions(model: ReadModel, tenant_id: str, limit_text: str | None) -> dict[
     """The tenant's deletion audit trail: its receipts, newest first."""
     limit = 100
     if limit_text is not None:
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_RECEIPTS_LISTED:
+        digits = limit_text.isascii() and limit_text.isdigit()
+        if not digits or not 1 <= int(limit_text) <= MAX_RECEIPTS_LISTED:
             raise ApiError(400, f"limit must be a whole number 1-{MAX_RECEIPTS_LISTED:,}")
         limit = int(limit_text)
     return {"tenant_id": tenant_id, "deletions": model.receipts_of(tenant_id, limit)}

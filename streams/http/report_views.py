@@ -87,7 +87,10 @@ def license_window(tenant_id: str, start: str | None = None) -> tuple[Window, st
         day = date.fromisoformat(start)
     except ValueError:
         raise api.ApiError(400, f"not a date (YYYY-MM-DD): {start[:40]!r}") from None
-    window = window_starting(cut, day)
+    try:
+        window = window_starting(cut, day)
+    except (ValueError, OverflowError):  # a date at the ends of the calendar
+        window = None
     if window is None:
         raise api.ApiError(404, f"no window of {tenant_id!r} starts on {start}")
     return window, cut.timezone

@@ -29,6 +29,7 @@ from streams.http.access import (
     FailureLimiter,
     Session,
     Sessions,
+    client_address,
     host_allowed,
     is_json,
     same_secret,
@@ -48,7 +49,9 @@ UNGUARDED = ("/health", "/ready")  # probes: never rate limited
 
 
 def address(request: Request) -> str:
-    return request.remote or "unknown"  # type: ignore[attr-defined]
+    peer = request.remote  # type: ignore[attr-defined]
+    forwarded = request.headers.get("X-Forwarded-For")
+    return client_address(peer, forwarded, settings.web_trusted_proxies)
 
 
 def over_tls(request: Request) -> bool:
@@ -84,6 +87,9 @@ async def guard(request: Any, handler: Any) -> Any:
     try:
         response = await handler(request)
     except aiohttp_web.HTTPException as exc:  # aiohttp's own answers (404, 405, 413, ...)
+        if exc.status >= 400 and request.path.startswith("/api/"):
+            allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            return _with_headers(_error(exc.status, exc.reason.lower(), allow))
         _with_headers(exc)
         raise
     except Exception:
@@ -95,7 +101,7 @@ async def guard(request: Any, handler: Any) -> Any:
 def _with_headers(response: Any) -> Any:
     html = (response.content_type or "").startswith("text/html")
     for name, value in (HTML_ANSWER if html else EVERY_ANSWER).items():
-        response.headers.setdefault(name, value)
+        response.headers[name] = value if name == "Server" else response.headers.get(name, value)
     return response
 
 

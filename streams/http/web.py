@@ -20,7 +20,7 @@ from streams.http import (  # noqa: F401  (register the API, the reports and the
 from streams.http.access import same_secret
 from streams.http.outputs_reader import model
 from streams.http.tokens import bearer
-from streams.http.views import guard, tokens
+from streams.http.views import guard, refused_secret, tokens
 from streams.stages import keys
 from streams.worker.app import app, settings
 from streams.worker.runtime import local_state
@@ -48,9 +48,10 @@ def warnings() -> list[str]:
 @app.page("/metrics")
 class Metrics(View):
     async def get(self, request: Request) -> Response:
-        if METRICS_TOKEN and not same_secret(
-            METRICS_TOKEN, bearer(request.headers.get("Authorization"))
-        ):
+        presented = bearer(request.headers.get("Authorization"))
+        if METRICS_TOKEN and not same_secret(METRICS_TOKEN, presented):
+            if presented is not None:
+                refused_secret(request, "a metrics token")
             return self.json(
                 {"error": "/metrics needs Authorization: Bearer <METRICS_TOKEN>"},
                 status=401,

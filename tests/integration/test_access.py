@@ -12,6 +12,8 @@ import hashlib
 import http.client
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -498,3 +500,40 @@ def test_open_mode_binds_127_0_0_1_even_when_web_host_says_otherwise(open_mode: 
     with pytest.raises(ConnectionRefusedError):
         connection.request("GET", "/health")
     connection.close()
+
+
+def test_what_the_security_review_found_stays_fixed(secured: Server, broker: Settings) -> None:
+    # faust's own table and router views answer no one
+    for path in ("/table/", "/router/", "/table/attempts/x/"):
+        assert secured.call("GET", path, ADMIN).status == 404, path
+    # aiohttp's own answers under /api are the contract's JSON errors, without version banners
+    missing = secured.call("GET", "/api/no-such-call", VIEWER)
+    assert (
+        missing.status == 404 and missing.error and missing.headers["Server"] == "active-learners"
+    )
+    # a Host with text after its brackets is no host
+    assert secured.call("GET", "/api/tenants", VIEWER, host="[127.0.0.1]evil.com").status == 400
+    # an instant before the year 1 in UTC, and a limit in other digits, are 400s, not 500s
+    body = {"mode": "preview", "older_than": "0001-01-01T00:00:00+14:00"}
+    assert secured.call("POST", "/api/tenants/acme/deletions", ADMIN, body).status == 400
+    assert secured.call("GET", "/api/tenants/acme/deletions?limit=%C2%B2", VIEWER).status == 400
+    # a selector too big for one request is refused before it is sent
+    huge = {"mode": "preview", "learner_ids": [f"learner-{n:08d}-{'x' * 200}" for n in range(1500)]}
+    answer = secured.call("POST", "/api/tenants/acme/deletions", ADMIN, huge)
+    assert answer.status == 400 and "split the request" in answer.error
+    # a tokens variable of nothing but commas never starts an open worker on every interface
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "TOPIC_PREFIX": f"test-commas-{os.getpid()}-",
+        "API_ADMIN_TOKENS": ",",
+        "WEB_HOST": "0.0.0.0",
+    }
+    started = subprocess.run(
+        [sys.executable, "-m", "streams", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert started.returncode == 1 and "holds no token" in started.stderr

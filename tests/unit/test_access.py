@@ -343,3 +343,14 @@ def test_a_request_under_a_used_id_never_hides_the_request_that_owns_it() -> Non
         ("physical", "ops"),
         ("preview", "viewer"),
     ]
+
+
+def test_the_client_address_behind_a_trusted_proxy() -> None:
+    from streams.http.access import client_address
+
+    proxies = ("10.0.0.5",)
+    assert client_address("10.0.0.5", "203.0.113.9", proxies) == "203.0.113.9"
+    assert client_address("10.0.0.5", "1.1.1.1, 203.0.113.9", proxies) == "203.0.113.9"
+    assert client_address("203.0.113.9", "1.1.1.1", proxies) == "203.0.113.9", "not a proxy"
+    assert client_address("10.0.0.5", None, proxies) == "10.0.0.5"
+    assert host_name("[127.0.0.1]evil.com") == "" and host_name("localhost:abc") == ""
