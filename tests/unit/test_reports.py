@@ -84,3 +84,38 @@ def test_group_tallies_add_up() -> None:
     }
     assert reports.csv_line(["a,b", 'say "hi"', 3]) == '"a,b","say ""hi""",3\r\n'
     assert datetime.now(UTC)  # the module needs no clock of its own
+
+
+def test_the_forecast_is_linear_and_says_so() -> None:
+    from datetime import date
+
+    firsts = {"2026-11-01": 10, "2026-11-03": 20}
+    answer = reports.forecast(firsts, date(2026, 11, 1), date(2026, 12, 1), date(2026, 11, 5), 100)
+    assert [d["active_learners"] for d in answer["daily"]] == [10, 10, 30, 30, 30]
+    assert answer["pace_per_day"] == 6.0 and answer["projected_at_window_end"] == 30 + 6 * 25
+    assert answer["limit_reached_on"] == "2026-11-17"  # 70 more at 6 a day: 12 days after the 5th
+    assert "linear" in answer["method"]
+    reached = reports.forecast(firsts, date(2026, 11, 1), date(2026, 12, 1), date(2026, 11, 5), 25)
+    assert reached["limit_reached_on"] == "2026-11-03"
+    never = reports.forecast({}, date(2026, 11, 1), date(2026, 12, 1), date(2026, 11, 5), 5)
+    assert never["limit_reached_on"] is None and never["projected_at_window_end"] == 0
+    late = reports.forecast(firsts, date(2026, 11, 1), date(2026, 12, 1), date(2026, 11, 5), 10_000)
+    assert late["limit_reached_on"] is None, "not within the window"
+
+
+def test_month_starts_and_the_smallest_deletion() -> None:
+    from datetime import date
+
+    assert reports.month_starts(date(2025, 11, 15), date(2026, 2, 1)) == [
+        date(2025, 12, 1),
+        date(2026, 1, 1),
+        date(2026, 2, 1),
+    ]
+    options = [
+        {"older_than": "a", "active_learners_after": 120},
+        {"older_than": "b", "active_learners_after": 90},
+        {"older_than": "c", "active_learners_after": 40},
+    ]
+    assert reports.smallest_under_limit(options, 100) == "b"
+    assert reports.smallest_under_limit(options, 10) is None
+    assert reports.smallest_under_limit(options, None) is None
