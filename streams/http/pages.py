@@ -26,7 +26,7 @@ from streams.worker.app import app, settings
 FIRST_PAGE = 50
 
 
-async def tenant_reports(tenant_id: str, details: dict[str, Any]) -> dict[str, Any]:
+async def tenant_reports(tenant_id: str, active_learners: int) -> dict[str, Any]:
     """What the tenant page shows of the reports (gathered from every worker)."""
     window, _ = report_views.license_window(tenant_id)
     params = reports.query(tenant_id, report_views.span(window))
@@ -40,11 +40,11 @@ async def tenant_reports(tenant_id: str, details: dict[str, Any]) -> dict[str, A
     except api.ApiError as exc:
         return {"error": exc.message}
     return {
-        "forecast": {**forecast, "learner_limit": details["license"]["learner_limit"]},
+        "forecast": forecast,
         "advisor": advisor,
         "groups": reports.added_groups(groups).as_json(),
         "learners": [report_views.window_record(row) for row in first],
-        "total": details["active_learners"],
+        "total": active_learners,
         "csv_href": dashboard.tenant_path(tenant_id, "/learners.csv"),
     }
 
@@ -55,18 +55,7 @@ class LearnersCsv(Page):
 
     async def get(self, request: Request, tenant_id: str) -> Any:
         api.require_tenant(model, tenant_id, self.caller(request))
-        window, _ = report_views.license_window(tenant_id)
-        chunks = reports.rows("window", reports.query(tenant_id, report_views.span(window)))
-        name = f"{tenant_id}-{window.start.isoformat()}-learners.csv"
-        return await report_views.stream(
-            request,
-            chunks,
-            "csv",
-            report_views.WINDOW_COLUMNS,
-            report_views.window_record,
-            "learners",
-            name,
-        )
+        return await report_views.counted_learners(request, tenant_id, None, "csv")
 
 
 def chrome(caller: Caller) -> dict[str, Any]:
@@ -102,7 +91,7 @@ class TenantPage(Page):
         windows = api.tenant_windows(model, tenant_id)["windows"]
         events = model.recent_events(tenant_id)
         receipts = model.receipts_of(tenant_id, 20)
-        shown = await tenant_reports(tenant_id, details)
+        shown = await tenant_reports(tenant_id, details["active_learners"])
         return self.answer(
             request,
             lambda csrf: dashboard.tenant_page(

@@ -167,15 +167,19 @@ def _encode(
     return body if first else b"," + body
 
 
+async def counted_learners(request: Request, tenant_id: str, start: str | None, fmt: str) -> Any:
+    """The learners counted in a window (the current one without `start`), streamed."""
+    window, _ = license_window(tenant_id, start)
+    chunks = rows("window", query(tenant_id, span(window)))
+    name = f"{tenant_id}-{window.start.isoformat()}-learners.csv"
+    return await stream(request, chunks, fmt, WINDOW_COLUMNS, window_record, "learners", name)
+
+
 @app.page("/api/tenants/{tenant_id}/windows/{start}/learners")
 class WindowLearners(ApiView):
     async def get(self, request: Request, tenant_id: str, start: str) -> Any:
         api.require_tenant(model, tenant_id, self.caller(request))
-        fmt = output_format(request)
-        window, _ = license_window(tenant_id, start)
-        chunks = rows("window", query(tenant_id, span(window)))
-        name = f"{tenant_id}-{window.start.isoformat()}-learners.csv"
-        return await stream(request, chunks, fmt, WINDOW_COLUMNS, window_record, "learners", name)
+        return await counted_learners(request, tenant_id, start, output_format(request))
 
 
 @app.page("/api/tenants/{tenant_id}/learners")
