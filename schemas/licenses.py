@@ -6,14 +6,17 @@ import re
 from datetime import date
 from email.headerregistry import Address
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BeforeValidator, Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, field_validator
 
 from schemas.common import CalendarDate, EmailAddress, EntityId, InputModel
 
 DEFAULT_THRESHOLDS = (80, 90, 100)
 EPOCH_ANCHOR = date(1970, 1, 1)
+MAX_WEBHOOKS = 10
+MAX_WEBHOOK_LENGTH = 2048
 
 ThresholdPct = Annotated[int, Field(ge=1, le=1000, strict=True)]
 
@@ -60,6 +63,49 @@ NotifyAddress = Annotated[EmailAddress, AfterValidator(_one_address)]
 """One e-mail address, `name@domain`, exactly as the e-mail library reads it back."""
 
 
+def _webhook_url(value: str) -> str:
+    # The messages never repeat the URL: its path or query may hold the receiver's own secret
+    # (many webhook URLs do), and a dead letter's detail goes into the worker's log.
+    if _CONTROL.search(value) or any(char.isspace() for char in value):
+        raise ValueError("must not contain white space or a control character")
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # a ValueError for a port that is not a number 0-65535
+    except ValueError as exc:
+        raise ValueError(f"is not a URL ({str(exc)[:80]})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        what = f", not {parts.scheme[:16]!r}" if parts.scheme else ""
+        raise ValueError(f"must be an absolute http:// or https:// URL{what}")
+    if not value[len(parts.scheme) :].startswith("://"):
+        raise ValueError("must be an absolute http:// or https:// URL")
+    if "@" in parts.netloc:
+        # a password in a URL travels with every copy of the license and, over http://, in
+        # clear; receivers authenticate deliveries by their signature (WEBHOOK_SECRET) instead
+        raise ValueError("must not carry credentials (user:password@)")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    if port == 0:
+        raise ValueError("has port 0")
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        raise ValueError("has a host name that is not a valid DNS name") from None
+    return value
+
+
+WebhookUrl = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_WEBHOOK_LENGTH),
+    AfterValidator(_webhook_url),
+    Field(
+        description="an absolute http:// or https:// URL of at most 2,048 characters, without "
+        "credentials (user:password@), white space or control characters",
+        json_schema_extra={"format": "uri"},
+    ),
+]
+"""Where the notifier POSTs a tenant's threshold events."""
+
+
 class License(InputModel):
     """What a tenant bought: the Active Window, the licensed limit and who hears of thresholds."""
 
@@ -77,12 +123,24 @@ class License(InputModel):
         default=DEFAULT_THRESHOLDS, description="percentages of the limit that notify admins"
     )
     notify: tuple[NotifyAddress, ...] = Field(default=(), description="who gets threshold e-mails")
+    webhooks: tuple[WebhookUrl, ...] = Field(
+        default=(),
+        max_length=MAX_WEBHOOKS,
+        description="where threshold events are POSTed as JSON (at most 10 URLs; a repeated "
+        "URL counts once)",
+    )
     timezone: ZoneName = Field(default="UTC", description="windows start at local midnight here")
 
     @field_validator("thresholds")
     @classmethod
     def _sorted_unique(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(sorted(set(value)))
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_in_order(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # one delivery queue per URL: the same URL twice would get every event twice
+        return tuple(dict.fromkeys(value))
 
 
 def default_license(tenant_id: str) -> License:

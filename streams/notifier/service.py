@@ -7,13 +7,16 @@ runs and scales apart from the workers. For each event, in order:
      mail of the events behind it (a replay dead-letters it again, as the worker does its input);
   2. already handled (its `event_id` is in the notifier's RocksDB)?  skip: a redelivery;
   3. about a window that ended more than 7 days ago?  recorded as skipped, counted, and logged
-     once per tenant: a backfill of history never floods administrators;
-  4. otherwise delivered to each usable `notify` address: over SMTP when `SMTP_HOST` is set
-     (streams/notifier/smtp.py), else as an `.eml` file in `STATE_DIR/outbox/`. An address that
-     is not one bare e-mail address, or that the SMTP server refuses, costs only itself: the
-     others are mailed and the event is dead-lettered saying which entries were not. SMTP
-     failures a retry may cure are retried with backoff until they succeed; the offset is
-     committed only after the event is recorded, so nothing is lost.
+     once per tenant: a backfill of history never floods administrators (nor webhooks);
+  4. otherwise enqueued durably for each URL of the tenant license's `webhooks` (delivered by
+     loops of their own, streams/notifier/webhooks.py; the URLs come from the `licenses` topic,
+     streams/notifier/licenses.py), and mailed to each usable `notify` address: over SMTP when
+     `SMTP_HOST` is set (streams/notifier/smtp.py), else as an `.eml` file in
+     `STATE_DIR/outbox/`. An address that is not one bare e-mail address, or that the SMTP
+     server refuses, costs only itself: the others are mailed and the event is dead-lettered
+     saying which entries were not. SMTP failures a retry may cure are retried with backoff
+     until they succeed; the offset is committed only after the event is recorded, so nothing
+     is lost.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from streams.config.settings import Settings
 from streams.domain.dead_letters import dead_letter, encode
 from streams.domain.decoding import Rejected
 from streams.notifier import smtp
+from streams.notifier.licenses import LicenseReader, WebhookBook
 from streams.notifier.mail import (
     MailableEvent,
     compose,
@@ -47,6 +51,13 @@ from streams.notifier.mail import (
     split_recipients,
 )
 from streams.notifier.smtp import SmtpSettings
+from streams.notifier.webhooks import (
+    AiohttpTransport,
+    DeliveryQueue,
+    Dispatcher,
+    RocksKV,
+    webhook_secret,
+)
 from streams.stages.ingest import InputRecord
 from streams.worker.shutdown import ShutdownGuard
 
@@ -105,7 +116,12 @@ class SentStore:
 
 
 class Notifier:
-    def __init__(self, settings: Settings, smtp_settings: SmtpSettings | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        smtp_settings: SmtpSettings | None,
+        webhook_secret: bytes | None = None,
+    ) -> None:
         self.settings = settings
         self.smtp = smtp_settings
         self.tls_context = smtp_settings.tls_context() if smtp_settings else None
@@ -113,6 +129,9 @@ class Notifier:
         self.outbox = settings.state_dir / "outbox"
         self.store = SentStore(settings.state_dir / "notifier" / "sent.db")
         self.producer: Producer | None = None  # set by run()
+        self.webhook_secret = webhook_secret
+        self.webhook_book = WebhookBook()  # filled by run()'s license reader
+        self.webhooks: Dispatcher | None = None  # set by run()
         self._warned_backfill: set[str] = set()
         self._stopping = asyncio.Event()
 
@@ -135,14 +154,24 @@ class Notifier:
             auto_offset_reset="earliest",
         )
         producer = AIOKafkaProducer(**self.settings.aiokafka(), acks="all")
+        licenses = LicenseReader(self.settings, self.webhook_book)
+        transport = AiohttpTransport()
+        deliveries = RocksKV(self.settings.state_dir / "notifier" / "webhooks.db")
+        self.webhooks = Dispatcher(DeliveryQueue(deliveries), transport, self.webhook_secret)
         await consumer.start()
         await producer.start()
+        await licenses.start()
         self.producer = producer
-        where = self.smtp.describe() if self.smtp else f"outbox {self.outbox}"
-        log.info("notifier ready: %s -> %s", self.settings.topic(topics.THRESHOLD_EVENTS), where)
+        resumed = self.webhooks.start()  # pending deliveries go on at once, whatever else waits
         try:
+            if not await licenses.catch_up(self._stopping):
+                return
+            self.log_ready(resumed)
             while not self._stopping.is_set():
                 batches = await consumer.getmany(timeout_ms=500, max_records=100)
+                # every license written before these events is applied before them
+                if batches and not await licenses.catch_up(self._stopping):
+                    return
                 for tp, records in batches.items():
                     # Committed once per batch: after a crash the uncommitted rest is delivered
                     # again and found in the store as duplicates, never mailed twice.
@@ -154,9 +183,26 @@ class Notifier:
         except Stopped:
             log.info("stopped while retrying SMTP: that event is handled again on the next start")
         finally:
+            await self.webhooks.stop()  # a try under way stays pending, resumed on next start
+            await transport.close()
+            deliveries.close()
+            await licenses.stop()
             await consumer.stop()
             await producer.stop()
             self.store.close()
+
+    def log_ready(self, resumed: int) -> None:
+        where = self.smtp.describe() if self.smtp else f"outbox {self.outbox}"
+        log.info("notifier ready: %s -> %s", self.settings.topic(topics.THRESHOLD_EVENTS), where)
+        signed = "signed" if self.webhook_secret else "NOT signed (no WEBHOOK_SECRET)"
+        log.info(
+            "webhooks: %d tenants have URLs, %d deliveries pending, %s",
+            len(self.webhook_book),
+            resumed,
+            signed,
+        )
+        if not self.webhook_secret and len(self.webhook_book):
+            log.warning("WEBHOOK_SECRET is not set: receivers cannot tell deliveries are ours")
 
     async def handle(self, record: InputRecord) -> str:
         """Handle one event; returns the outcome (also counted in metrics)."""
@@ -168,10 +214,19 @@ class Notifier:
         elif self.store.get(event.event_id) is not None:
             outcome = "duplicate"
         else:
+            self.enqueue_webhooks(record, event, now)
             outcome = await self.notify(record, event, now)
             self.store.put(event.event_id, outcome, now)
         notifications_total.labels(outcome).inc()
         return outcome
+
+    def enqueue_webhooks(self, record: InputRecord, event: MailableEvent, now: datetime) -> None:
+        """Recorded before the e-mail, which may wait for SMTP, and so before the offset is
+        committed; a backfill gets no webhook, as it gets no e-mail; a redelivery adds none."""
+        urls = self.webhook_book.urls(event.tenant_id)
+        if self.webhooks is None or not urls or record.value is None or is_backfill(event, now):
+            return
+        self.webhooks.enqueue(event.event_id, event.tenant_id, urls, record.value, now)
 
     async def notify(self, record: InputRecord, event: MailableEvent, now: datetime) -> str:
         if is_backfill(event, now):
@@ -266,9 +321,10 @@ class Notifier:
 
 
 def run_notifier(settings: Settings) -> None:
+    secret = webhook_secret()  # a bad WEBHOOK_SECRET is a one-line error before anything starts
     configure_logging(log_format())
     log.info("active-learners notifier: %s", settings.describe())
-    notifier = Notifier(settings, SmtpSettings.from_env())
+    notifier = Notifier(settings, SmtpSettings.from_env(), secret)
 
     guard = ShutdownGuard("notifier")
 

@@ -396,9 +396,9 @@ def test_a_dashboard_date_is_midnight_in_the_tenants_time_zone() -> None:
     model.apply_license(b"tokyo", json.dumps(license_("tokyo", timezone="Asia/Tokyo")).encode())
     selector = api.form_selector(model, "tokyo", {"older_than": "2026-11-01"})
     assert selector.request_fields() == {"older_than": "2026-10-31T15:00:00+00:00"}
-    assert api.form_selector(model, "unlicensed", {"older_than": "2026-11-01"}).request_fields() == {
-        "older_than": "2026-11-01T00:00:00+00:00"
-    }
+    assert api.form_selector(
+        model, "unlicensed", {"older_than": "2026-11-01"}
+    ).request_fields() == {"older_than": "2026-11-01T00:00:00+00:00"}
     with pytest.raises(api.ApiError):
         api.form_selector(model, "tokyo", {"older_than": "yesterday"})
 

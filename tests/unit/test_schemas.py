@@ -156,3 +156,91 @@ def test_json_schema_files_match_the_models(topic: str) -> None:
         f"{path} differs from the models: run `make schemas`"
     )
     assert json.loads(path.read_text())["title"].startswith(topic)
+
+
+# -- webhooks ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.acme.example/active-learners",
+        "http://127.0.0.1:8080/hook?tenant=acme&token=abc",  # a receiver's own secret may be here
+        "HTTPS://Hooks.Acme.Example:8443/x",  # the scheme in any case
+        "http://[::1]:9000/",
+        "https://bücher.example/hook",  # an internationalized host name
+        "https://hooks.acme.example/" + "x" * 2000,
+    ],
+)
+def test_license_accepts_absolute_http_and_https_webhooks(url: str) -> None:
+    assert License.model_validate({**LICENSE, "webhooks": [url]}).webhooks == (url,)
+
+
+def test_webhooks_are_optional_and_a_repeated_url_counts_once() -> None:
+    assert License.model_validate(LICENSE).webhooks == ()
+    hooks = ["https://b.example/", "https://a.example/", "https://b.example/"]
+    assert License.model_validate({**LICENSE, "webhooks": hooks}).webhooks == (
+        "https://b.example/",
+        "https://a.example/",
+    )
+
+
+# (webhooks, words of the error message); no message repeats the URL (it may hold a secret)
+WEBHOOK_REJECTIONS = [
+    (["ftp://hooks.acme.example/"], "must be an absolute http:// or https:// URL, not 'ftp'"),
+    (["hooks.acme.example/x"], "must be an absolute http:// or https:// URL"),
+    (["/relative/path"], "must be an absolute http:// or https:// URL"),
+    (["http:hooks.acme.example"], "must be an absolute http:// or https:// URL"),
+    (["javascript:alert(1)"], "not 'javascript'"),
+    (["https://user:secret@hooks.acme.example/"], "must not carry credentials"),
+    (["https://token@hooks.acme.example/"], "must not carry credentials"),
+    (["https:///path-only"], "has no host"),
+    (["https://hooks.acme.example:99999/"], "is not a URL"),
+    (["https://hooks.acme.example:0/"], "has port 0"),
+    (["https://[::1/"], "is not a URL"),
+    (["https://a..example/"], "not a valid DNS name"),
+    (["https://hooks.acme.example/a b"], "white space"),
+    (["https://hooks.acme.example/\r\nX-Injected: 1"], "control character"),
+    (["https://hooks.acme.example/\u2028"], "control character"),
+    (["https://hooks.acme.example/\x7f"], "control character"),
+    (["https://hooks.acme.example/" + "x" * 2030], "at most 2048 characters"),
+    ([""], "at least 1 character"),
+    ([f"https://h{n}.acme.example/" for n in range(11)], "at most 10 items"),
+    ("https://hooks.acme.example/", "tuple"),  # a list, not one string
+    ([42], "string"),
+]
+
+
+@pytest.mark.parametrize(("webhooks", "words"), WEBHOOK_REJECTIONS)
+def test_license_refuses_bad_webhooks_with_a_readable_message(webhooks, words) -> None:
+    with pytest.raises(ValidationError) as info:
+        License.model_validate({**LICENSE, "webhooks": webhooks})
+    message = str(info.value)
+    assert words in message
+    assert "secret@" not in message.split("input_value=")[0]
+
+
+def test_a_license_with_a_bad_webhook_is_dead_lettered_as_invalid() -> None:
+    hooks = ["https://hooks.acme.example/", "https://user:pw@hooks.acme.example/"]
+    raw = json.dumps({**LICENSE, "webhooks": hooks})
+    rejected = decode(License, raw.encode())
+    assert isinstance(rejected, Rejected) and rejected.reason == "invalid"
+    assert rejected.detail == "webhooks.1: must not carry credentials (user:password@)"
+
+
+def test_the_worker_dead_letters_a_license_with_a_bad_webhook_and_keeps_the_last_good_one() -> None:
+    # the real stages in-process (tests/stages/pipeline.py), no broker
+    from schemas import topics
+    from tests.stages.pipeline import Pipeline, launch, license_
+
+    p = Pipeline(partitions=1)
+    good = license_("acme", learner_limit=1, thresholds=[100], webhooks=["https://a.example/h"])
+    p.produce(topics.LICENSES, good)
+    p.produce(topics.LICENSES, {**good, "learner_limit": 50, "webhooks": ["ftp://a.example/h"]})
+    p.produce(topics.LAUNCHES, launch("acme", "l1", "a1", "2026-02-10T10:00:00Z"))
+    p.settle()
+    [letter] = p.dead_letters()
+    assert (letter["reason"], letter["source"]["offset"]) == ("invalid", 1)
+    assert letter["detail"].startswith("webhooks.0: must be an absolute http:// or https:// URL")
+    # the limit of 1 still governs: the one learner crossed its 100% threshold
+    assert [(e["threshold_pct"], e["learner_limit"]) for e in p.events("acme")] == [(100, 1)]

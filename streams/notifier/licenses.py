@@ -1,0 +1,111 @@
+"""Each tenant's webhook URLs, from the compacted `licenses` topic (a threshold event has none).
+
+The notifier reads every partition of `licenses` from the beginning, with no consumer group (as
+the worker's read model reads its topics, streams/http/outputs_reader.py), and keeps the latest
+license's `webhooks` of each tenant in memory. It applies a record as the worker does: a license
+the worker dead-letters (invalid, or under another tenant's key) changes nothing, a tombstone
+removes the tenant's URLs.
+
+An event is never matched with a license older than the one the worker counted it with: before
+it handles a batch of events (and once at start), the notifier reads `licenses` up to the end
+offsets it asks the broker for at that moment. The worker reads a license from that topic before
+any event it causes, so that license, or a later one, is applied by then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from schemas import topics
+from schemas.licenses import License
+from streams.config.settings import Settings
+from streams.domain.decoding import Rejected, decode
+from streams.stages.ingest import tenant_of_key
+
+log = logging.getLogger("active_learners.notifier.licenses")
+
+
+class WebhookBook:
+    """tenant -> the webhook URLs of its latest license (tenants without any are left out)."""
+
+    def __init__(self) -> None:
+        self._urls: dict[str, tuple[str, ...]] = {}
+
+    def urls(self, tenant_id: str) -> tuple[str, ...]:
+        return self._urls.get(tenant_id, ())
+
+    def __len__(self) -> int:
+        return len(self._urls)
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        """One `licenses` record, in topic order."""
+        if value is None:  # a tombstone: the tenant is back on the default license, no URLs
+            tenant_id = tenant_of_key(key)
+            if tenant_id is not None:
+                self._urls.pop(tenant_id, None)
+            return
+        license_ = decode(License, value)
+        if isinstance(license_, Rejected):
+            return  # dead-lettered by the worker: the tenant's earlier license still governs
+        if key is not None and key != license_.tenant_id.encode():
+            return  # dead-lettered by the worker too (it would outlive the tenant's later ones)
+        if license_.webhooks:
+            self._urls[license_.tenant_id] = license_.webhooks
+        else:
+            self._urls.pop(license_.tenant_id, None)
+
+
+class LicenseReader:
+    """All partitions of `licenses`, from the beginning, with no consumer group."""
+
+    def __init__(self, settings: Settings, book: WebhookBook) -> None:
+        self.settings = settings
+        self.book = book
+        self.consumer: Any = None
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        # A topic given to the constructor and no group: start() waits for the topic's metadata
+        # and assigns every partition of it (and any added later).
+        self.consumer = AIOKafkaConsumer(
+            self.settings.topic(topics.LICENSES),
+            **self.settings.aiokafka(),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id=f"{self.settings.app_id}-notifier-licenses",
+        )
+        await self.consumer.start()
+
+    async def catch_up(self, stopping: asyncio.Event) -> bool:
+        """Apply every license record written before this call; False when a stop came first.
+        While the broker is away it keeps trying (the events wait for it anyway)."""
+        from aiokafka.errors import KafkaError
+
+        assert self.consumer is not None, "start() first"
+        while not stopping.is_set():
+            try:
+                ends = await self.consumer.end_offsets(list(self.consumer.assignment()))
+                while not stopping.is_set():
+                    behind = [
+                        tp for tp, end in ends.items() if await self.consumer.position(tp) < end
+                    ]
+                    if not behind:
+                        return True
+                    fetched = await self.consumer.getmany(*behind, timeout_ms=500)
+                    for records in fetched.values():
+                        for record in records:
+                            self.book.apply(record.key, record.value)
+            except KafkaError as exc:
+                log.warning("reading licenses: %s: %s; again in 1 s", type(exc).__name__, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), timeout=1.0)
+        return False
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()

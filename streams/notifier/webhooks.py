@@ -1,0 +1,509 @@
+"""Webhooks: every threshold event POSTed to each URL of the tenant license's `webhooks`.
+
+How a delivery goes (docs/webhooks.md says it for receivers):
+  1. The notifier's consumer enqueues the event once per URL of the tenant's latest license
+     (streams/notifier/licenses.py) in the notifier's RocksDB, in one atomic write, before it
+     commits the event's offset: a crash or a stop loses no delivery, and a redelivered event is
+     not enqueued twice. The body is the event's record value, byte for byte.
+  2. One delivery loop per (tenant, URL) queue POSTs the queue's head, signed with
+     WEBHOOK_SECRET. A 2xx answer delivers it; any other answer, a connection error or 10 s
+     without an answer is a failed try, tried again after 1 s, 2 s, 4 s, ... at most 10 min
+     apart. The next event of that queue waits: a receiver sees a tenant's events in order. A
+     failing receiver holds up only its own queue, never another URL, tenant or the e-mails.
+  3. A delivery that still fails 24 h after it was enqueued is given up: logged (ERROR),
+     counted, and kept 30 days in RocksDB with its body and last error; the queue goes on.
+On start the loops resume every pending delivery, trying each queue's head at once.
+
+Pure parts (no I/O): the signature and headers, the retry schedule, the queue over a small
+key-value protocol (`MemoryKV` is its in-process double), and the dispatcher, which gets its
+transport and clock injected. The shell: `RocksKV` and `AiohttpTransport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+from collections import Counter as Tally
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from prometheus_client import Counter, Gauge
+
+from streams.config.settings import APP_NAME, ConfigError
+
+log = logging.getLogger("active_learners.notifier.webhooks")
+
+TIMEOUT_S = 10.0  # one try: connecting, sending and the answer's status line
+FIRST_DELAY_S = 1.0
+MAX_DELAY_S = 600.0
+GIVE_UP_AFTER = timedelta(hours=24)  # counted from when the event was enqueued
+KEEP_GIVEN_UP = timedelta(days=30)
+MIN_SECRET_LENGTH = 32
+MAX_CONNECTIONS = 256
+
+EVENT_HEADER = "X-Active-Learners-Event"
+SIGNATURE_HEADER = "X-Active-Learners-Signature"
+USER_AGENT = f"{APP_NAME}-webhooks"
+
+webhook_deliveries_total = Counter(
+    "active_learners_webhook_deliveries_total",
+    "Webhook deliveries (one per event and URL), by outcome: enqueued, delivered, gave_up "
+    "(still failing 24 h after it was enqueued); retry counts each failed try tried again",
+    ["outcome"],
+)
+webhook_pending = Gauge(
+    "active_learners_webhook_pending", "Webhook deliveries enqueued and not yet delivered"
+)
+
+
+# -- settings ------------------------------------------------------------------------------------
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def webhook_secret(env: Mapping[str, str] = os.environ) -> bytes | None:
+    """The HMAC key: WEBHOOK_SECRET's UTF-8 bytes, exactly as set; None when it is not set.
+    A value the receivers would likely get wrong is a one-line ConfigError (never echoed)."""
+    text = env.get("WEBHOOK_SECRET", "")
+    if not text:
+        return None
+    if text != text.strip() or _UNPRINTABLE.search(text):
+        raise ConfigError(
+            "WEBHOOK_SECRET must not begin or end with white space nor contain a control "
+            "character (receivers use the same bytes to check signatures)"
+        )
+    if len(text) < MIN_SECRET_LENGTH:
+        raise ConfigError(
+            f"WEBHOOK_SECRET must have at least {MIN_SECRET_LENGTH} characters, got {len(text)}"
+        )
+    return text.encode("utf-8")
+
+
+# -- what is sent --------------------------------------------------------------------------------
+
+
+def signature(secret: bytes, body: bytes) -> str:
+    """`sha256=<hex HMAC-SHA256 of the body>`: the X-Active-Learners-Signature header."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def request_headers(event_id: str, body: bytes, secret: bytes | None) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/json",
+        EVENT_HEADER: event_id,
+        "User-Agent": USER_AGENT,
+    }
+    if secret is not None:
+        headers[SIGNATURE_HEADER] = signature(secret, body)
+    return headers
+
+
+def shown(url: str) -> str:
+    """A URL as the log shows it: scheme and host only, since many webhook URLs carry the
+    receiver's own secret in their path or query (`https://hooks.example.com/…`)."""
+    parts = urlsplit(url)
+    rest = url[len(parts.scheme) + 3 + len(parts.netloc) :]
+    return f"{parts.scheme}://{parts.netloc}" + ("/…" if rest.strip("/") else rest)
+
+
+def queue_id(tenant_id: str, url: str) -> str:
+    """The name of the (tenant, URL) queue: a hash, so that any id and URL make a safe key."""
+    return hashlib.sha256(f"{tenant_id}\n{url}".encode()).hexdigest()[:32]
+
+
+# -- when to try again ---------------------------------------------------------------------------
+
+
+def retry_delay_s(failures: int) -> float:
+    """The wait after the `failures`-th failed try in a row: 1 s, 2 s, 4 s, ... at most 10 min."""
+    return min(FIRST_DELAY_S * 2 ** min(max(failures, 1) - 1, 32), MAX_DELAY_S)
+
+
+def next_try(enqueued_at: datetime, failed_at: datetime, failures: int) -> datetime | None:
+    """When to try again after a failed try, or None: give up. Every delivery gets one try at
+    least; the last one is at 24 h after it was enqueued (no wait goes past that)."""
+    deadline = enqueued_at + GIVE_UP_AFTER
+    if failed_at >= deadline:
+        return None
+    return min(failed_at + timedelta(seconds=retry_delay_s(failures)), deadline)
+
+
+# -- the queues ----------------------------------------------------------------------------------
+
+
+class KV(Protocol):
+    """Ordered bytes keys and values: RocksDB (RocksKV) or a dict (MemoryKV)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def write(self, puts: Mapping[bytes, bytes], deletes: Iterable[bytes] = ()) -> None:
+        """All of it or nothing (one RocksDB write batch)."""
+        ...
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """The keys that start with `prefix` and their values, in key order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class MemoryKV:
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def write(self, puts: Mapping[bytes, bytes], deletes: Iterable[bytes] = ()) -> None:
+        for key in deletes:
+            self.data.pop(key, None)
+        self.data.update(puts)
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for key in sorted(k for k in self.data if k.startswith(prefix)):
+            yield key, self.data[key]
+
+    def close(self) -> None:
+        pass
+
+
+class RocksKV:
+    """The notifier's RocksDB file of webhook deliveries (its write-ahead log makes every write
+    survive a crash of this process, as the notifier's store of mailed events does)."""
+
+    def __init__(self, path: Path) -> None:
+        from rocksdict import Rdict
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = Rdict(str(path))
+        self._closed = False
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._db.get(key)
+        return None if value is None else bytes(value)
+
+    def write(self, puts: Mapping[bytes, bytes], deletes: Iterable[bytes] = ()) -> None:
+        from rocksdict import WriteBatch
+
+        batch = WriteBatch()
+        for key in deletes:
+            batch.delete(key)
+        for key, value in puts.items():
+            batch.put(key, value)
+        self._db.write(batch)
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in self._db.items(from_key=prefix):
+            if not isinstance(key, bytes) or not key.startswith(prefix):
+                return
+            yield key, bytes(value)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._db.close()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event for one URL, pending."""
+
+    seq: int  # enqueue order, over every queue
+    event_id: str
+    tenant_id: str
+    url: str
+    body: bytes  # the threshold event's record value, byte for byte
+    enqueued_at: datetime
+    failures: int = 0  # failed tries so far
+    last_error: str = ""
+
+    @property
+    def queue(self) -> str:
+        return queue_id(self.tenant_id, self.url)
+
+
+def _meta(delivery: Delivery, **more: Any) -> dict[str, Any]:
+    return {
+        "seq": delivery.seq,
+        "event_id": delivery.event_id,
+        "tenant_id": delivery.tenant_id,
+        "url": delivery.url,
+        "enqueued_at": delivery.enqueued_at.isoformat(),
+        "failures": delivery.failures,
+        "last_error": delivery.last_error,
+        **more,
+    }
+
+
+def _encode(meta: dict[str, Any], body: bytes) -> bytes:
+    # one JSON line (json.dumps never writes a raw newline), then the body as it is
+    return json.dumps(meta, sort_keys=True).encode() + b"\n" + body
+
+
+def _decode(value: bytes) -> tuple[dict[str, Any], bytes]:
+    meta, _, body = value.partition(b"\n")
+    return json.loads(meta), body
+
+
+class DeliveryQueue:
+    """Pending deliveries, one FIFO per (tenant, URL), over a KV. Keys:
+    q/<queue>/<seq, 16 hex>   a pending delivery: its state as a JSON line, then the body
+    e/<event_id>              that event's deliveries were enqueued (so, never again)
+    x/<seq, 16 hex>           a delivery given up, kept 30 days
+    seq                       the last sequence number used
+    """
+
+    def __init__(self, kv: KV) -> None:
+        self.kv = kv
+        last = kv.get(b"seq")
+        self._seq = int(last) if last else 0
+
+    def enqueue(
+        self, event_id: str, tenant_id: str, urls: Iterable[str], body: bytes, now: datetime
+    ) -> list[Delivery]:
+        """The new deliveries, one per URL; none when this event's were enqueued before."""
+        marker = b"e/" + event_id.encode()
+        urls = list(dict.fromkeys(urls))
+        if not urls or self.kv.get(marker) is not None:
+            return []
+        deliveries, puts = [], {}
+        for url in urls:
+            self._seq += 1
+            delivery = Delivery(self._seq, event_id, tenant_id, url, body, now)
+            puts[_pending_key(delivery)] = _encode(_meta(delivery), body)
+            deliveries.append(delivery)
+        puts[marker] = json.dumps({"at": now.isoformat(), "urls": len(urls)}).encode()
+        puts[b"seq"] = str(self._seq).encode()
+        self.kv.write(puts)
+        return deliveries
+
+    def head(self, queue: str) -> Delivery | None:
+        for _, value in self.kv.scan(b"q/" + queue.encode() + b"/"):
+            meta, body = _decode(value)
+            return Delivery(
+                seq=meta["seq"],
+                event_id=meta["event_id"],
+                tenant_id=meta["tenant_id"],
+                url=meta["url"],
+                body=body,
+                enqueued_at=datetime.fromisoformat(meta["enqueued_at"]),
+                failures=meta["failures"],
+                last_error=meta["last_error"],
+            )
+        return None
+
+    def pending(self) -> dict[str, int]:
+        """Pending deliveries per queue."""
+        return dict(Tally(key.split(b"/")[1].decode() for key, _ in self.kv.scan(b"q/")))
+
+    def failed(self, delivery: Delivery, error: str) -> Delivery:
+        failed = replace(delivery, failures=delivery.failures + 1, last_error=error)
+        self.kv.write({_pending_key(failed): _encode(_meta(failed), failed.body)})
+        return failed
+
+    def delivered(self, delivery: Delivery) -> None:
+        self.kv.write({}, [_pending_key(delivery)])
+
+    def give_up(self, delivery: Delivery, error: str, now: datetime) -> None:
+        """Off its queue, into the record of given-up deliveries (older ones than 30 days go)."""
+        failed = replace(delivery, failures=delivery.failures + 1, last_error=error)
+        record = _encode(_meta(failed, gave_up_at=now.isoformat()), failed.body)
+        expired = []
+        for key, value in self.kv.scan(b"x/"):  # oldest first: stop at the first one kept
+            if datetime.fromisoformat(_decode(value)[0]["gave_up_at"]) + KEEP_GIVEN_UP > now:
+                break
+            expired.append(key)
+        self.kv.write({b"x/%016x" % failed.seq: record}, [_pending_key(failed), *expired])
+
+    def given_up(self) -> list[tuple[dict[str, Any], bytes]]:
+        """The deliveries given up in the last 30 days, oldest first: (state, body)."""
+        return [_decode(value) for _, value in self.kv.scan(b"x/")]
+
+
+def _pending_key(delivery: Delivery) -> bytes:
+    return b"q/%s/%016x" % (delivery.queue.encode(), delivery.seq)
+
+
+# -- sending -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    delivered: bool  # a 2xx status
+    detail: str  # "HTTP 204", "HTTP 503", "no answer within 10 s", "ClientConnectorError: ..."
+
+
+class Transport(Protocol):
+    """One POST (AiohttpTransport; a list of canned answers in the unit tests)."""
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    async def sleep_until(self, when: datetime) -> None: ...
+
+
+class WallClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep_until(self, when: datetime) -> None:
+        await asyncio.sleep(max(0.0, (when - self.now()).total_seconds()))
+
+
+class Dispatcher:
+    """One delivery loop (an asyncio task) per queue with pending deliveries: it POSTs the head
+    until it is delivered or given up, then the next one; it ends when its queue is empty and
+    is started again by the next enqueue."""
+
+    def __init__(
+        self,
+        queue: DeliveryQueue,
+        transport: Transport,
+        secret: bytes | None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.queue = queue
+        self.transport = transport
+        self.secret = secret
+        self.clock: Clock = clock or WallClock()
+        self._loops: dict[str, asyncio.Task[None]] = {}
+
+    def start(self) -> int:
+        """Resume every pending delivery; returns how many there are."""
+        pending = self.queue.pending()
+        webhook_pending.set(sum(pending.values()))
+        for queue in pending:
+            self._ensure_loop(queue)
+        return sum(pending.values())
+
+    def enqueue(
+        self, event_id: str, tenant_id: str, urls: Iterable[str], body: bytes, now: datetime
+    ) -> int:
+        """Record the event's deliveries durably (returns how many are new) and start their
+        queues' loops. A redelivered event adds none."""
+        deliveries = self.queue.enqueue(event_id, tenant_id, urls, body, now)
+        webhook_deliveries_total.labels("enqueued").inc(len(deliveries))
+        webhook_pending.inc(len(deliveries))
+        for delivery in deliveries:
+            self._ensure_loop(delivery.queue)
+        return len(deliveries)
+
+    @property
+    def busy(self) -> int:
+        """Queues whose loop is running (has deliveries pending)."""
+        return len(self._loops)
+
+    async def stop(self) -> None:
+        """Cancel every loop: a try under way is not counted, its delivery stays pending."""
+        loops = list(self._loops.values())
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+
+    def _ensure_loop(self, queue: str) -> None:
+        if queue not in self._loops:
+            self._loops[queue] = asyncio.get_running_loop().create_task(
+                self._run(queue), name=f"webhook queue {queue}"
+            )
+
+    async def _run(self, queue: str) -> None:
+        try:
+            # No await between the last head() and the pop below: an enqueue either sees this
+            # loop running (and its delivery is found here) or starts a new one.
+            while (delivery := self.queue.head(queue)) is not None:
+                await self._try(delivery)
+        finally:
+            self._loops.pop(queue, None)
+
+    async def _try(self, delivery: Delivery) -> None:
+        answer = await self._post(delivery)
+        now = self.clock.now()
+        where = f"{shown(delivery.url)} (queue {delivery.queue[:8]}, tenant {delivery.tenant_id})"
+        if answer.delivered:
+            self.queue.delivered(delivery)
+            webhook_deliveries_total.labels("delivered").inc()
+            webhook_pending.dec()
+            log.info("webhook: event %s delivered to %s", delivery.event_id, where)
+            return
+        retry_at = next_try(delivery.enqueued_at, now, delivery.failures + 1)
+        if retry_at is None:
+            self.queue.give_up(delivery, answer.detail, now)
+            webhook_deliveries_total.labels("gave_up").inc()
+            webhook_pending.dec()
+            log.error(
+                "webhook: gave up event %s for %s: still failing 24 h after it was enqueued "
+                "(%d tries, the last: %s); it is kept in the notifier's RocksDB for 30 days",
+                delivery.event_id,
+                where,
+                delivery.failures + 1,
+                answer.detail,
+            )
+            return
+        delivery = self.queue.failed(delivery, answer.detail)
+        webhook_deliveries_total.labels("retry").inc()
+        log.warning(
+            "webhook: event %s to %s failed (%s); try %d again at %s",
+            delivery.event_id,
+            where,
+            answer.detail,
+            delivery.failures + 1,
+            retry_at.isoformat(timespec="seconds"),
+        )
+        await self.clock.sleep_until(retry_at)
+
+    async def _post(self, delivery: Delivery) -> Answer:
+        headers = request_headers(delivery.event_id, delivery.body, self.secret)
+        try:
+            return await self.transport.post(delivery.url, delivery.body, headers)
+        except Exception as exc:  # a failed try, whatever it was: this queue's loop goes on
+            log.exception("webhook: unexpected error posting event %s", delivery.event_id)
+            return Answer(False, f"{type(exc).__name__}")
+
+
+class AiohttpTransport:
+    """POST with aiohttp: 10 s for the whole try, no redirects followed (a 3xx is a failed
+    try), certificates verified. One connection pool for every queue, large enough that
+    receivers that hang cannot keep the others waiting for a connection."""
+
+    def __init__(self, timeout_s: float = TIMEOUT_S) -> None:
+        self.timeout_s = timeout_s
+        self._session: Any = None
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            )
+        try:
+            async with self._session.post(
+                url, data=body, headers=dict(headers), allow_redirects=False
+            ) as response:
+                return Answer(200 <= response.status < 300, f"HTTP {response.status}")
+        except TimeoutError:
+            return Answer(False, f"no answer within {self.timeout_s:g} s")
+        except ValueError as exc:  # aiohttp's InvalidURL among them: it would quote the URL
+            return Answer(False, f"{type(exc).__name__}: the HTTP client cannot use this URL")
+        except (aiohttp.ClientError, OSError) as exc:
+            # an error may quote the URL, and with it a secret in its path: the log shows less
+            name, reason = type(exc).__name__, str(exc).replace(url, shown(url))[:200]
+            return Answer(False, f"{name}: {reason}" if reason else name)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
