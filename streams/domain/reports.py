@@ -139,8 +139,14 @@ def window_rows(
     learners: Iterable[LearnerAttempts], window: Span
 ) -> Iterator[tuple[str, float, float, int]]:
     """(learner, first, last, attempts) of every learner with an attempt in the window."""
+    start, end = window.start, window.end
     for learner, instants in learners:
-        inside = [instant for instant in instants if window.holds(instant)]
+        if len(instants) == 1:  # most learners: no list to build
+            only = instants[0]
+            if start <= only < end:
+                yield learner, only, only, 1
+            continue
+        inside = [instant for instant in instants if start <= instant < end]
         if inside:
             yield learner, min(inside), max(inside), len(inside)
 

@@ -6,6 +6,8 @@ chunk by chunk (JSON, JSON lines or CSV), so memory stays flat for a million lea
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime
@@ -65,6 +67,23 @@ def window_record(row: list[Any]) -> dict[str, Any]:
     }
 
 
+def _cell(ids: list[str]) -> str:
+    """Teams or roles in a CSV cell: a JSON array (ids may hold any character)."""
+    return orjson.dumps(ids).decode() if ids else "[]"
+
+
+def window_csv(row: list[Any]) -> tuple[Any, ...]:
+    learner, first, last, attempts, teams, roles = row
+    first_at = instant(first)
+    last_at = first_at if last == first else instant(last)
+    return learner, first_at, last_at, attempts, _cell(teams), _cell(roles)
+
+
+def learner_csv(row: list[Any]) -> tuple[Any, ...]:
+    learner, active, last, teams, roles = row
+    return learner, "active" if active else "inactive", instant(last), _cell(teams), _cell(roles)
+
+
 def learner_record(row: list[Any]) -> dict[str, Any]:
     learner, active, last, teams, roles = row
     return {
@@ -115,6 +134,7 @@ async def stream(
     record: Callable[[list[Any]], dict[str, Any]],
     name: str,
     filename: str,
+    csv_row: Callable[[list[Any]], tuple[Any, ...]],
 ) -> Any:
     """Rows as JSON (`{name: [...]}`), JSON lines or CSV, written chunk by chunk."""
     first = await anext(chunks, None)  # a refusal (503: a partition without a worker) comes here
@@ -135,7 +155,7 @@ async def stream(
     written = 0
     chunk = first
     while chunk:
-        await response.write(_encode(chunk, fmt, columns, record, written == 0))
+        await response.write(_encode(chunk, fmt, record, csv_row, written == 0))
         written += len(chunk)
         chunk = await anext(chunks, None)
     if fmt == "json":
@@ -147,20 +167,15 @@ async def stream(
 def _encode(
     chunk: list[list[Any]],
     fmt: str,
-    columns: tuple[str, ...],
     record: Callable[[list[Any]], dict[str, Any]],
+    csv_row: Callable[[list[Any]], tuple[Any, ...]],
     first: bool,
 ) -> bytes:
+    if fmt == "csv":  # one writer for the chunk, no dict per row
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\r\n").writerows(csv_row(row) for row in chunk)
+        return out.getvalue().encode()
     records = [record(row) for row in chunk]
-    if fmt == "csv":
-        lines = []
-        for item in records:
-            cells = [
-                orjson.dumps(item[c]).decode() if isinstance(item[c], list) else item[c]
-                for c in columns
-            ]
-            lines.append(pure.csv_line(cells))
-        return "".join(lines).encode()
     if fmt == "jsonl":
         return b"".join(orjson.dumps(item) + b"\n" for item in records)
     body = b",".join(orjson.dumps(item) for item in records)
@@ -172,7 +187,9 @@ async def counted_learners(request: Request, tenant_id: str, start: str | None, 
     window, _ = license_window(tenant_id, start)
     chunks = rows("window", query(tenant_id, span(window)))
     name = f"{tenant_id}-{window.start.isoformat()}-learners.csv"
-    return await stream(request, chunks, fmt, WINDOW_COLUMNS, window_record, "learners", name)
+    return await stream(
+        request, chunks, fmt, WINDOW_COLUMNS, window_record, "learners", name, window_csv
+    )
 
 
 @app.page("/api/tenants/{tenant_id}/windows/{start}/learners")
@@ -195,7 +212,9 @@ class TenantLearners(ApiView):
         if status is not None:
             chunks = _with_status(chunks, status == "active")
         name = f"{tenant_id}-learners{'-' + status if status else ''}.csv"
-        return await stream(request, chunks, fmt, LEARNER_COLUMNS, learner_record, "learners", name)
+        return await stream(
+            request, chunks, fmt, LEARNER_COLUMNS, learner_record, "learners", name, learner_csv
+        )
 
 
 async def _with_status(

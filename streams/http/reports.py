@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
+import orjson
 
 from schemas import topics
 from streams.domain.reports import GroupTally, Span
@@ -135,13 +135,16 @@ async def remote_rows(
         pending = b""
         # one chunk of rows a line, of any length (aiohttp's readline stops at 64 KiB)
         async for data in response.content.iter_any():
-            pending += data
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                if line:
-                    yield json.loads(line)
+            *lines, tail = data.split(b"\n")
+            if lines:
+                lines[0], pending = pending + lines[0], tail
+                for line in lines:
+                    if line:
+                        yield orjson.loads(line)
+            else:
+                pending += tail
         if pending.strip():
-            yield json.loads(pending)
+            yield orjson.loads(pending)
     finally:
         response.release()
         await session.close()
