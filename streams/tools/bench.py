@@ -36,6 +36,7 @@ import random
 import re
 import secrets
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -78,6 +79,8 @@ class BenchResult:
     report_count_s: float = 0.0  # from the worker's start to its count equal to the learners
     report_s: float = 0.0  # the CSV download from one worker holding every partition
     report_first_byte_s: float = 0.0
+    # seconds of one call each on the same tenant: forecast, advisor, groups
+    report_calls_s: dict[str, float] = field(default_factory=dict)
     report_rss_before_mb: float = 0.0
     report_peak_rss_mb: float = 0.0  # during the download
     report_two_s: list[float] = field(default_factory=list)  # from each of two workers
@@ -807,6 +810,15 @@ def run_report(settings: Settings, learners: int, result: BenchResult, log: Log)
             f"{one.peak_rss_mb:,.0f} MB"
         )
 
+        for call in ("forecast", "advisor", f"windows/{start}/groups"):
+            result.report_calls_s[call.split("/")[-1]] = timed_call(
+                worker, f"/api/tenants/{REPORT_TENANT}/{call}", token
+            )
+        log(
+            "report: "
+            + ", ".join(f"{name} {secs:.1f} s" for name, secs in result.report_calls_s.items())
+        )
+
         log("report: a second worker joins; waiting until both are ready...")
         second = replace(
             fresh, state_dir=settings.state_dir.parent / "state-report-2", web_port=free_port()
@@ -889,7 +901,19 @@ def report_line(result: BenchResult) -> str:
     )
     if result.report_two_s:
         line += "; two workers: " + " / ".join(f"{s:.1f} s" for s in result.report_two_s)
+    if result.report_calls_s:
+        line += "; " + ", ".join(f"{n} {secs:.1f} s" for n, secs in result.report_calls_s.items())
     return line
+
+
+def timed_call(worker: WorkerProcess, path: str, token: str) -> float:
+    """Seconds of one GET of the worker's API (its answer read whole; a failure raises)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{worker.web_port}{path}")
+    request.add_header("Authorization", f"Bearer {token}")
+    started = time.monotonic()
+    with urllib.request.urlopen(request, timeout=600) as answer:
+        answer.read()
+    return time.monotonic() - started
 
 
 def rss_table(result: BenchResult) -> str:
@@ -930,4 +954,7 @@ def report_table(result: BenchResult) -> str:
             f"| worker {n + 1} of two (holds partitions {', '.join(map(str, held))}) | "
             f"{seconds:.1f} | {rate(seconds)} | {memory} |"
         )
+    if result.report_calls_s:
+        calls = ", ".join(f"{n} {secs:.1f} s" for n, secs in result.report_calls_s.items())
+        lines += ["", f"On the same tenant ({rows:,} attempts), one call each: {calls}."]
     return "\n".join(lines)
