@@ -63,6 +63,8 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     tenant = quote(args.tenant, safe="")
     if args.by is not None and args.status is not None:
         raise CommandError("--by and --status exclude each other")
+    if args.window is not None and args.status is not None:
+        raise CommandError("--status reports every learner against the current window: no --window")
     window = args.window or json.loads(fetch(base, f"/api/tenants/{tenant}"))["window"]["start"]
     if args.by is not None:
         path = f"/api/tenants/{tenant}/windows/{quote(window, safe='')}/groups"

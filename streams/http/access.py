@@ -51,12 +51,18 @@ class Caller:
 OPEN = Caller("open-mode", admin=False, tenants=frozenset({ALL_TENANTS}))
 
 
-def deletion_refusal(caller: Caller, mode: str) -> str | None:
-    """Why this caller may not ask for this deletion, or None. A preview changes nothing, so
-    whoever may read a tenant may preview; physical and logical deletions need an admin."""
-    if mode == "preview" or caller.admin:
+ADMIN_CALL = "this call needs an admin token"
+
+
+def deletion_refusal(caller: Caller, mode: str | None) -> str | None:
+    """Why this caller may not ask for this deletion, or None. With tokens, every deletion
+    request (previews too) is an admin call; open mode serves previews, which change nothing,
+    and refuses the rest. `mode` None: the body is not read yet (only a token's role counts)."""
+    if caller.admin:
         return None
-    return OPEN_MODE_DELETE if caller is OPEN else "this deletion needs an admin token"
+    if caller is not OPEN:
+        return ADMIN_CALL
+    return None if mode in (None, "preview") else OPEN_MODE_DELETE
 
 
 class FailureLimiter:

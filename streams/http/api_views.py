@@ -69,7 +69,8 @@ async def submit(request_record: dict[str, Any]) -> dict[str, Any] | None:
         raise api.ApiError(
             503,
             f"Kafka did not take request {request_record['request_id']} within "
-            f"{SEND_WAIT_S:g} s; it may still be carried out: ask for its receipt later",
+            f"{SEND_WAIT_S:g} s; it may still be carried out: ask for its receipt later (to send "
+            "it again, use the same request_id and requested_at)",
         ) from None
     return await model.wait_for_receipt(
         tenant_id,
@@ -85,6 +86,9 @@ async def delete(
     """One deletion request from a caller, through every guard rail: (status, answer, record).
     The dashboard's forms come this way too."""
     api.require_tenant(model, tenant_id, caller)
+    refusal = deletion_refusal(caller, None)  # a read token: refused whatever the body says
+    if refusal is not None:
+        raise api.ApiError(403, refusal)
     now = datetime.now(UTC)
     record = api.deletion_request(tenant_id, body, now, caller.name)
     refusal = deletion_refusal(caller, record["mode"])

@@ -279,6 +279,7 @@ def tenant_page(
     who: str | None = None,
     result: str = "",
     reports: dict[str, Any] | None = None,
+    may_preview: bool = True,
 ) -> str:
     tenant = escape(details["tenant_id"])
     lic = details["license"]
@@ -355,6 +356,11 @@ def tenant_page(
   reason (kept in the audit trail): <input name="reason" size="40" maxlength="1000"><br>
   <button type="submit">Preview</button>
 </form>"""
+    if not may_preview:
+        forms = (
+            "<h2>Reduce Active Learners</h2>"
+            '<p class="muted">Previews and deletions need an admin token.</p>'
+        )
     body = (
         f"<h1>{tenant}</h1>{cards}<h2>License Key and Details</h2>{license_table}"
         f"<h2>Active Learners per window</h2><div class=card>"

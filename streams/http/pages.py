@@ -17,7 +17,7 @@ from faust.web import Request, Response
 
 from streams.domain.selectors import Selector
 from streams.http import api, dashboard, report_views, reports
-from streams.http.access import OPEN, Caller
+from streams.http.access import OPEN, Caller, deletion_refusal
 from streams.http.api_views import delete
 from streams.http.outputs_reader import model
 from streams.http.views import SESSION_COOKIE, Page, over_tls, refused_secret, sessions, tokens
@@ -102,6 +102,7 @@ class TenantPage(Page):
                 csrf,
                 result=result,
                 reports=shown,
+                may_preview=deletion_refusal(caller, "preview") is None,
                 **chrome(caller),
             ),
             status,

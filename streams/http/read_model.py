@@ -3,9 +3,9 @@
 Each worker reads the compacted `licenses` and `active-learner-counts` topics, the
 `deletion-receipts` and the `threshold-events` from the beginning, all partitions, with its own
 consumer (no group), and keeps what the API needs in memory: a few records per tenant window,
-the latest license per tenant, the receipts (the deletion audit trail; the latest 100,000) and
-recent threshold events. So any worker answers for any tenant, seconds behind the count topic at
-most, and no request ever waits for (or blocks) the agents.
+the latest license per tenant, the receipts (the deletion audit trail: the latest 10,000 of each
+tenant) and recent threshold events. So any worker answers for any tenant, seconds behind the
+count topic at most, and no request ever waits for (or blocks) the agents.
 """
 
 from __future__ import annotations
@@ -108,7 +108,11 @@ class ReadModel:
         return [record for _, record in sorted(self.counts.get(tenant_id, {}).items())]
 
     def receipt(self, tenant_id: str, request_id: str) -> dict[str, Any] | None:
-        return self.receipts.get((tenant_id, request_id))
+        """A request's own receipt (also one the index of the latest 100,000 let go of)."""
+        found = self.receipts.get((tenant_id, request_id))
+        if found is None and tenant_id in self._trail:
+            found = self._trail[tenant_id].get(request_id)
+        return found
 
     def receipts_of(self, tenant_id: str, limit: int) -> list[dict[str, Any]]:
         """A tenant's receipts, newest first (a tenant's receipts share one partition, so

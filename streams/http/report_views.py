@@ -41,7 +41,7 @@ from streams.http.reports import (
     query,
     rows,
 )
-from streams.http.views import ApiView
+from streams.http.views import ApiView, break_stream
 from streams.stages import keys
 from streams.worker.app import app
 from streams.worker.runtime import local_state
@@ -148,19 +148,24 @@ async def stream(
     else:
         response.content_type = "application/x-ndjson" if fmt == "jsonl" else "application/json"
     await response.prepare(request)  # type: ignore[arg-type]
-    if fmt == "csv":
-        await response.write(pure.csv_line(columns).encode())
-    elif fmt == "json":
-        await response.write(b'{"' + name.encode() + b'": [')
-    written = 0
-    chunk = first
-    while chunk:
-        await response.write(_encode(chunk, fmt, record, csv_row, written == 0))
-        written += len(chunk)
-        chunk = await anext(chunks, None)
-    if fmt == "json":
-        await response.write(b"]}")
-    await response.write_eof()
+    try:
+        if fmt == "csv":
+            await response.write(pure.csv_line(columns).encode())
+        elif fmt == "json":
+            await response.write(b'{"' + name.encode() + b'": [')
+        written = 0
+        chunk = first
+        while chunk:
+            await response.write(_encode(chunk, fmt, record, csv_row, written == 0))
+            written += len(chunk)
+            chunk = await anext(chunks, None)
+        if fmt == "json":
+            await response.write(b"]}")
+        await response.write_eof()
+    except Exception as exc:
+        raise break_stream(request, exc) from exc
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
     return response
 
 
@@ -271,7 +276,8 @@ async def advisor(tenant_id: str) -> dict[str, Any]:
     removed = [sum(part[1][i] for part in parts) for i in range(len(cutoffs))]
     options = [
         {
-            "older_than": cutoff.isoformat(),
+            # in the tenant's zone: its date is the local date the dashboard shows
+            "older_than": cutoff.astimezone(ZoneInfo(zone)).isoformat(),
             "active_learners_after": active_after[i],
             "attempts_removed": removed[i],
         }
@@ -322,7 +328,13 @@ class PartitionReport(ApiView):
         response = aiohttp_web.StreamResponse(headers=dict(EVERY_ANSWER))
         response.content_type = "application/x-ndjson"
         await response.prepare(request)  # type: ignore[arg-type]
-        async for chunk in local_rows(kind, int(partition), params):
-            await response.write(orjson.dumps(chunk) + b"\n")
-        await response.write_eof()
+        chunks = local_rows(kind, int(partition), params)
+        try:
+            async for chunk in chunks:
+                await response.write(orjson.dumps(chunk) + b"\n")
+            await response.write_eof()
+        except Exception as exc:  # also the asking worker closing early (a first page)
+            raise break_stream(request, exc) from exc
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
         return response

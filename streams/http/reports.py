@@ -15,6 +15,7 @@ import asyncio
 import heapq
 import time
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -31,7 +32,10 @@ from streams.worker.app import app, settings
 from streams.worker.runtime import local_state
 
 ROW_KINDS = ("window", "learners")
-INTERNAL_TIMEOUT_S = 120.0
+INTERNAL_READ_TIMEOUT_S = 120.0  # silence of another worker's answer before it counts as failed
+# Partition scans running at once on this worker (each yields between chunks of 1,000 rows): many
+# concurrent reports share these, and the agents keep their turn on the event loop.
+SCANS = asyncio.Semaphore(4)
 
 _key: bytes | None = None
 
@@ -80,12 +84,26 @@ def span_of(params: dict[str, str]) -> Span:
 # -- what one partition answers (here, or at the internal endpoint of its holder) ----------------
 
 
-def local_rows(kind: str, partition: int, params: dict[str, str]) -> AsyncIterator[list[Any]]:
+async def local_rows(kind: str, partition: int, params: dict[str, str]) -> AsyncIterator[list[Any]]:
     report = partition_reports.window_rows if kind == "window" else partition_reports.learner_rows
-    return report(local_state, partition, params["tenant"], span_of(params))
+    chunks = report(local_state, partition, params["tenant"], span_of(params))
+    try:
+        while True:
+            async with SCANS:
+                chunk = await anext(chunks, None)
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
 
 
 async def local_aggregate(kind: str, partition: int, params: dict[str, str]) -> Any:
+    async with SCANS:
+        return await _aggregate(kind, partition, params)
+
+
+async def _aggregate(kind: str, partition: int, params: dict[str, str]) -> Any:
     tenant, span = params["tenant"], span_of(params)
     if kind == "groups":
         tally = await partition_reports.groups(local_state, partition, tenant, span)
@@ -103,35 +121,40 @@ async def local_aggregate(kind: str, partition: int, params: dict[str, str]) -> 
 # -- asking another worker ------------------------------------------------------------------------
 
 
-async def _remote(url: str, kind: str, partition: int, params: dict[str, str]) -> Any:
+@asynccontextmanager
+async def _remote(
+    url: str, kind: str, partition: int, params: dict[str, str]
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """The answer of the worker holding a partition; ApiError(503) when it fails, before or
+    while it answers. No overall deadline: a big report reads as fast as its client does."""
     path = f"/internal/reports/{kind}/{partition}"
     message = internal_message(path, params)
     headers = {INTERNAL_HEADER: sign_internal(await cluster_key(), message, time.time())}
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=INTERNAL_TIMEOUT_S))
+    timeout = aiohttp.ClientTimeout(sock_connect=10, sock_read=INTERNAL_READ_TIMEOUT_S)
     try:
-        response = await session.get(url.rstrip("/") + path, params=params, headers=headers)
-    except aiohttp.ClientError as exc:
-        await session.close()
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(url.rstrip("/") + path, params=params, headers=headers) as response,
+        ):
+            if response.status != 200:
+                text = (await response.text())[:200].replace("\n", " ")
+                raise ApiError(
+                    503,
+                    f"learner partition {partition}'s worker answered {response.status}: {text}",
+                )
+            yield response
+    except (aiohttp.ClientError, TimeoutError) as exc:
         raise ApiError(
             503,
             f"the worker holding learner partition {partition} did not answer: "
             f"{type(exc).__name__}",
         ) from None
-    if response.status != 200:
-        text = (await response.text())[:200].replace("\n", " ")
-        response.release()
-        await session.close()
-        raise ApiError(
-            503, f"learner partition {partition}'s worker answered {response.status}: {text}"
-        )
-    return session, response
 
 
 async def remote_rows(
     url: str, kind: str, partition: int, params: dict[str, str]
 ) -> AsyncIterator[list[Any]]:
-    session, response = await _remote(url, kind, partition, params)
-    try:
+    async with _remote(url, kind, partition, params) as response:
         pending = b""
         # one chunk of rows a line, of any length (aiohttp's readline stops at 64 KiB)
         async for data in response.content.iter_any():
@@ -145,18 +168,11 @@ async def remote_rows(
                 pending += tail
         if pending.strip():
             yield orjson.loads(pending)
-    finally:
-        response.release()
-        await session.close()
 
 
 async def remote_aggregate(url: str, kind: str, partition: int, params: dict[str, str]) -> Any:
-    session, response = await _remote(url, kind, partition, params)
-    try:
+    async with _remote(url, kind, partition, params) as response:
         return await response.json()
-    finally:
-        response.release()
-        await session.close()
 
 
 # -- gathering ------------------------------------------------------------------------------------

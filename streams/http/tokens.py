@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from streams.config.settings import ConfigError
 log = logging.getLogger(__name__)
 
 MIN_SECRET_LENGTH = 32
+REREAD_S = 1.0
 ROLES = ("read", "admin")
 ALL_TENANTS = "*"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -117,6 +119,8 @@ class TokenBook:
         self._path = path
         self._file_tokens: list[Token] = []
         self._file_digest: bytes | None = None
+        self._file_stamp: tuple[int, int, int] | None = None
+        self._read_at = 0.0
         if path is not None:
             text = self._read(path)
             self._file_tokens = parse_tokens_file(text, str(path))
@@ -144,6 +148,14 @@ class TokenBook:
         if doubled:
             raise ConfigError(f"API tokens: the name {doubled[0]!r} is given to two tokens")
 
+    @staticmethod
+    def _stamp(path: Path) -> tuple[int, int, int] | None:
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size, stat.st_ino
+
     @property
     def configured(self) -> bool:
         """Any token at all (else: open mode). A tokens file counts even while it is empty."""
@@ -154,11 +166,17 @@ class TokenBook:
         return self._fixed + self._file_tokens
 
     def _reload_if_changed(self) -> None:
-        """The file is read on every look-up (it is small) and parsed again when its content
-        changed: a rotation within the same second and size is seen too. A file that cannot be
-        read or parsed fails closed: none of its tokens is accepted until it is fixed."""
+        """The file is read again when the file system says it changed, and at least once a
+        second (a rotation within the same tick and size is seen too), and parsed again when its
+        content changed. A file that cannot be read or parsed fails closed: none of its tokens
+        is accepted until it is fixed."""
         if self._path is None:
             return
+        now = time.monotonic()
+        stamp = self._stamp(self._path)
+        if stamp == self._file_stamp and now - self._read_at < REREAD_S:
+            return  # unchanged to the file system, and read less than a second ago
+        self._file_stamp, self._read_at = stamp, now
         try:
             text: str | None = self._read(self._path)
         except ConfigError:

@@ -86,6 +86,8 @@ async def guard(request: Any, handler: Any) -> Any:
         return _with_headers(_error(415, "send the body as Content-Type: application/json"))
     try:
         response = await handler(request)
+    except StreamBroken:
+        raise
     except aiohttp_web.HTTPException as exc:  # aiohttp's own answers (404, 405, 413, ...)
         if exc.status >= 400 and request.path.startswith("/api/"):
             allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
@@ -103,6 +105,22 @@ def _with_headers(response: Any) -> Any:
     for name, value in (HTML_ANSWER if html else EVERY_ANSWER).items():
         response.headers[name] = value if name == "Server" else response.headers.get(name, value)
     return response
+
+
+class StreamBroken(Exception):
+    """A streamed answer failed after its status line went out: no error answer can follow,
+    so the connection is closed (the client sees an incomplete body, never a complete-looking
+    one). The guard lets it through untouched."""
+
+
+def break_stream(request: Any, exc: BaseException) -> StreamBroken:
+    if isinstance(exc, ConnectionResetError | StreamBroken):
+        log.info("HTTP %s %s: the client went away", request.method, request.path)
+    else:
+        log.error("HTTP %s %s broke off: %r", request.method, request.path, exc)
+    if request.transport is not None:
+        request.transport.close()
+    return StreamBroken()
 
 
 class ApiView(View):

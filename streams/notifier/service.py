@@ -1,10 +1,11 @@
-"""`active-learners notifier`: one e-mail per threshold event to the license's `notify` list.
+"""`active-learners notifier`: each threshold event e-mailed to the license's `notify` list and
+POSTed to its `webhooks`.
 
 A plain aiokafka consumer in its own consumer group (`{prefix}active-learners-notifier`), so it
 runs and scales apart from the workers. For each event, in order:
-  1. not a threshold event it can mail (a missing field, a tenant id that cannot be in a Subject
-     header, ...)?  dead-lettered (`reason: invalid`) and counted: one bad record never stops the
-     mail of the events behind it (a replay dead-letters it again, as the worker does its input);
+  1. not a threshold event at all (not JSON, a missing field, ...)?  dead-lettered
+     (`reason: invalid`) and counted: one bad record never stops the mail of the events behind
+     it (a replay dead-letters it again, as the worker does its input);
   2. already handled (its `event_id` is in the notifier's RocksDB)?  skip: a redelivery;
   3. about a window that ended more than 7 days ago?  recorded as skipped, counted, and logged
      once per tenant: a backfill of history never floods administrators (nor webhooks);
@@ -12,8 +13,9 @@ runs and scales apart from the workers. For each event, in order:
      loops of their own, streams/notifier/webhooks.py; the URLs come from the `licenses` topic,
      streams/notifier/licenses.py), and mailed to each usable `notify` address: over SMTP when
      `SMTP_HOST` is set (streams/notifier/smtp.py), else as an `.eml` file in
-     `STATE_DIR/outbox/`. An address that is not one bare e-mail address, or that the SMTP
-     server refuses, costs only itself: the others are mailed and the event is dead-lettered
+     `STATE_DIR/outbox/`. An event whose mail cannot be written (a tenant id that cannot be in
+     a Subject header) is dead-lettered after its webhooks are queued. An address that is not
+     one bare e-mail address, or that the SMTP server refuses, costs only itself: the others are mailed and the event is dead-lettered
      saying which entries were not. SMTP failures a retry may cure are retried with backoff
      until they succeed; the offset is committed only after the event is recorded, so nothing
      is lost.

@@ -211,15 +211,18 @@ def test_every_api_call_needs_a_valid_token(secured: Server) -> None:
         assert secret not in log, "no secret ever reaches the log"
 
 
-def test_a_read_token_reads_and_previews_but_never_deletes(secured: Server) -> None:
-    preview = {"mode": "preview", "learner_ids": ["l1"]}
-    answer = secured.call("POST", "/api/tenants/acme/deletions", VIEWER, preview)
-    assert answer.status == 200 and answer.body["requested_by"] == "viewer"
-    for mode in ("physical", "logical"):
+def test_a_read_token_reads_but_never_asks_for_a_deletion(secured: Server) -> None:
+    for mode in ("preview", "physical", "logical"):
         answer = secured.call(
             "POST", "/api/tenants/acme/deletions", VIEWER, {"mode": mode, "learner_ids": ["l1"]}
         )
-        assert answer.status == 403 and answer.error == "this deletion needs an admin token"
+        assert answer.status == 403 and answer.error == "this call needs an admin token"
+    # whatever the body: the call itself is an admin call
+    answer = secured.call("POST", "/api/tenants/acme/deletions", VIEWER, {"mode": "erase"})
+    assert answer.status == 403
+    preview = {"mode": "preview", "learner_ids": ["l1"]}
+    answer = secured.call("POST", "/api/tenants/acme/deletions", ADMIN, preview)
+    assert answer.status == 200 and answer.body["requested_by"] == "ops"
 
 
 def test_a_token_sees_only_its_tenants(secured: Server) -> None:

@@ -121,8 +121,9 @@ def test_open_mode_binds_locally_and_reads_and_previews_only() -> None:
     assert deletion_refusal(OPEN, "preview") is None
     assert "configure an admin token" in (deletion_refusal(OPEN, "physical") or "")
     reader = Caller("viewer", admin=False, tenants=frozenset({"acme"}))
-    assert deletion_refusal(reader, "preview") is None
-    assert deletion_refusal(reader, "logical") == "this deletion needs an admin token"
+    assert deletion_refusal(reader, "preview") == "this call needs an admin token"
+    assert deletion_refusal(reader, None) == "this call needs an admin token"
+    assert deletion_refusal(OPEN, None) is None, "open mode: the body decides"
     assert reader.visible(["acme", "globex"]) == ["acme"]
 
 

@@ -370,6 +370,8 @@ def test_compose_workers_listen_in_the_container_and_answer_their_own_names() ->
         # Prometheus (Host: <service>:<port>) are answered
         for host in ("localhost", "127.0.0.1", name):
             assert host_allowed(f"{host}:{port}", settings.allowed_hosts), f"{name}: {host}"
+        # the other workers call it (reports) by a name that resolves: its service name
+        assert settings.advertised_host == name, name
         assert all(published(p)[1] and str(p).endswith(f":{port}") for p in service["ports"])
         assert service.get("healthcheck", {}).get("disable") is not True, name
         mounted = [volume.split(":")[1] for volume in service.get("volumes", [])]
@@ -592,3 +594,15 @@ def test_k8s_sets_only_settings_the_code_reads() -> None:
             unknown = set(env) - helpers - env_names_read()
             where = f"{workload['metadata']['name']}/{container['name']}"
             assert not unknown, f"{where} sets {sorted(unknown)}, which no code reads"
+
+
+def test_k8s_workers_advertise_a_name_other_pods_resolve() -> None:
+    """Reports gather rows from every worker: each calls the others at their advertised host.
+    A pod's bare name does not resolve from another pod; its name in the headless service does,
+    and the worker must answer for it."""
+    _, container = the_worker()
+    env = container_env(container)
+    service = one("Service")["metadata"]["name"]
+    advertised = env["WEB_ADVERTISED_HOST"]["value"]
+    assert advertised == f"$(POD_NAME).{service}"
+    assert advertised in env["WEB_ALLOWED_HOSTS"]["value"].split(",")
