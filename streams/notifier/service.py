@@ -15,10 +15,10 @@ runs and scales apart from the workers. For each event, in order:
      `SMTP_HOST` is set (streams/notifier/smtp.py), else as an `.eml` file in
      `STATE_DIR/outbox/`. An event whose mail cannot be written (a tenant id that cannot be in
      a Subject header) is dead-lettered after its webhooks are queued. An address that is not
-     one bare e-mail address, or that the SMTP server refuses, costs only itself: the others are mailed and the event is dead-lettered
-     saying which entries were not. SMTP failures a retry may cure are retried with backoff
-     until they succeed; the offset is committed only after the event is recorded, so nothing
-     is lost.
+     one bare e-mail address, or that the SMTP server refuses, costs only itself: the others
+     are mailed and the event is dead-lettered saying which entries were not. SMTP failures a
+     retry may cure are retried with backoff until they succeed; the offset is committed only
+     after the event is recorded, so nothing is lost.
 """
 
 from __future__ import annotations
