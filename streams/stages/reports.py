@@ -9,7 +9,7 @@ the teams and roles of a chunk's learners are read with one multi-get.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -73,14 +73,9 @@ async def window_rows(
 ) -> AsyncIterator[list[list[Any]]]:
     """[learner, first, last, attempts, teams, roles] of the learners counted in the window,
     ordered by learner id, in chunks."""
-
-    async def unordered() -> AsyncIterator[list[list[Any]]]:
-        async for learners in tenant_learners(state, partition, tenant_id):
-            rows = list(reports.window_rows(learners, window))
-            groups = _groups(state, partition, tenant_id, [row[0] for row in rows])
-            yield [[*row, *_lists(group)] for row, group in zip(rows, groups, strict=True)]
-
-    async for rows in _ordered(unordered()):
+    async for rows in _with_groups(
+        state, partition, tenant_id, lambda learners: reports.window_rows(learners, window)
+    ):
         yield rows
 
 
@@ -89,10 +84,24 @@ async def learner_rows(
 ) -> AsyncIterator[list[list[Any]]]:
     """[learner, active, last attempt, teams, roles] of every learner with attempts, ordered by
     learner id, in chunks."""
+    async for rows in _with_groups(
+        state, partition, tenant_id, lambda learners: reports.learner_rows(learners, current)
+    ):
+        yield rows
+
+
+async def _with_groups(
+    state: LocalState,
+    partition: int,
+    tenant_id: str,
+    rows_of: Callable[[list[LearnerAttempts]], Iterable[tuple[Any, ...]]],
+) -> AsyncIterator[list[list[Any]]]:
+    """The rows `rows_of` makes of each chunk of learners, each with the learner's teams and
+    roles, in learner-id order."""
 
     async def unordered() -> AsyncIterator[list[list[Any]]]:
         async for learners in tenant_learners(state, partition, tenant_id):
-            rows = list(reports.learner_rows(learners, current))
+            rows = list(rows_of(learners))
             groups = _groups(state, partition, tenant_id, [row[0] for row in rows])
             yield [[*row, *_lists(group)] for row, group in zip(rows, groups, strict=True)]
 
