@@ -10,6 +10,7 @@ what is deleted is what was previewed. Both steps go through the API's guard rai
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -108,23 +109,39 @@ class TenantPage(Page):
             status,
         )
 
+    async def ask(
+        self,
+        request: Request,
+        tenant_id: str,
+        caller: Caller,
+        body: Callable[[], dict[str, Any]],
+    ) -> dict[str, Any] | Response:
+        """A form's deletion request through the API's guard rails: its receipt, or the tenant
+        page with the refusal (or with "no receipt yet")."""
+        try:
+            api.require_tenant(model, tenant_id, caller)
+            status, answer, _ = await delete(caller, tenant_id, body())
+        except api.ApiError as exc:
+            error = dashboard.error_html(exc.message)
+            return await self.show(request, tenant_id, caller, error, exc.status)
+        if status != 200:
+            return await self.show(request, tenant_id, caller, dashboard.waiting_html(answer))
+        return answer
+
 
 @app.page("/tenants/{tenant_id}/preview")
 class PreviewForm(TenantPage):
     async def post(self, request: Request, tenant_id: str) -> Response:
         form = await self.form(request)
         caller = self.caller(request)
-        try:
-            api.require_tenant(model, tenant_id, caller)
+
+        def body() -> dict[str, Any]:
             selector = api.form_selector(model, tenant_id, form)
-            body = {"mode": "preview", **selector.request_fields(), **_reason(form)}
-            status, answer, _ = await delete(caller, tenant_id, body)
-        except api.ApiError as exc:
-            return await self.show(
-                request, tenant_id, caller, dashboard.error_html(exc.message), exc.status
-            )
-        if status != 200:
-            return await self.show(request, tenant_id, caller, dashboard.waiting_html(answer))
+            return {"mode": "preview", **selector.request_fields(), **_reason(form)}
+
+        answer = await self.ask(request, tenant_id, caller, body)
+        if not isinstance(answer, dict):
+            return answer
         share, _ = api.removed_share(answer)
         csrf, _ = self.csrf(request)  # the form's own, checked above
         confirm = dashboard.confirm_form(
@@ -143,28 +160,25 @@ class DeleteForm(TenantPage):
     async def post(self, request: Request, tenant_id: str) -> Response:
         form = await self.form(request)
         caller = self.caller(request)
-        try:
-            api.require_tenant(model, tenant_id, caller)
+
+        def body() -> dict[str, Any]:
             if form.get("confirm", "").strip() != tenant_id:
                 raise api.ApiError(400, f"type {tenant_id} to confirm the deletion")
             preview_id = form.get("preview_request_id", "")
             preview = model.receipt(tenant_id, preview_id)
             if preview is None or preview.get("selector") is None:
                 raise api.ApiError(409, "preview the deletion first")
-            body = {
+            return {
                 "mode": "physical",
                 **Selector.from_json(preview["selector"]).request_fields(),
                 **_reason(form),
                 "preview_request_id": preview_id,
                 "force": form.get("force") == "yes",
             }
-            status, answer, _ = await delete(caller, tenant_id, body)
-        except api.ApiError as exc:
-            return await self.show(
-                request, tenant_id, caller, dashboard.error_html(exc.message), exc.status
-            )
-        if status != 200:
-            return await self.show(request, tenant_id, caller, dashboard.waiting_html(answer))
+
+        answer = await self.ask(request, tenant_id, caller, body)
+        if not isinstance(answer, dict):
+            return answer
         return await self.show(request, tenant_id, caller, dashboard.receipt_html(answer))
 
 

@@ -249,18 +249,21 @@ async def forecast(tenant_id: str) -> dict[str, Any]:
     for part in parts:
         for day, count in part.items():
             firsts[day] = firsts.get(day, 0) + count
-    license_ = model.license_of(tenant_id) or {}
-    limit = license_.get("learner_limit")
     now = datetime.now(UTC)
+    head = _head(tenant_id, window, now)
     today = now.astimezone(ZoneInfo(zone)).date()
-    answer = pure.forecast(firsts, window.start, window.end, today, limit)
+    return {**head, **pure.forecast(firsts, window.start, window.end, today, head["learner_limit"])}
+
+
+def _head(tenant_id: str, window: Window, now: datetime) -> dict[str, Any]:
+    """What the forecast and the advisor start with: the window, its count now, the limit."""
+    license_ = model.license_of(tenant_id) or {}
     _, record = api.current_record(model, tenant_id, now)
     return {
         "tenant_id": tenant_id,
         "window": api.window_ref(window),
         "active_learners": record["active_learners"],
-        "learner_limit": limit,
-        **answer,
+        "learner_limit": license_.get("learner_limit"),
     }
 
 
@@ -283,16 +286,11 @@ async def advisor(tenant_id: str) -> dict[str, Any]:
         }
         for i, cutoff in enumerate(cutoffs)
     ]
-    license_ = model.license_of(tenant_id) or {}
-    limit = license_.get("learner_limit")
-    _, record = api.current_record(model, tenant_id, now)
+    head = _head(tenant_id, window, now)
     return {
-        "tenant_id": tenant_id,
-        "window": api.window_ref(window),
-        "active_learners": record["active_learners"],
-        "learner_limit": limit,
+        **head,
         "options": options,
-        "smallest_under_limit": pure.smallest_under_limit(options, limit),
+        "smallest_under_limit": pure.smallest_under_limit(options, head["learner_limit"]),
     }
 
 
