@@ -39,17 +39,17 @@ def learners_of(
 ) -> Iterator[LearnerAttempts]:
     """Group `{tenant}/{learner}/{attempt}` rows (key order, the tenant prefix `prefix_length`
     bytes long) by learner: each learner once, with the instants of its attempts."""
-    current: str | None = None
+    current: bytes | None = None  # compared as bytes, decoded once per learner
     instants: list[float] = []
     for key, value in rows:
-        learner = key[prefix_length:].partition(b"/")[0].decode()
+        learner = key[prefix_length : key.index(b"/", prefix_length)]
         if learner != current:
             if current is not None:
-                yield current, instants
+                yield current.decode(), instants
             current, instants = learner, []
         instants.append(_launched_at(value))
     if current is not None:
-        yield current, instants
+        yield current.decode(), instants
 
 
 LAUNCHED_AT = b'"launched_at":"'
@@ -201,18 +201,35 @@ def local_day(instant: float, timezone: str) -> date:
     return datetime.fromtimestamp(instant, ZoneInfo(timezone)).date()
 
 
+class LocalDays:
+    """The local days of a window in a time zone, and which of them an instant falls on."""
+
+    def __init__(self, window: Span, timezone: str) -> None:
+        zone = ZoneInfo(timezone)
+        first_day = datetime.fromtimestamp(window.start, zone).date()
+        last_day = datetime.fromtimestamp(window.end, zone).date()
+        self.window = window
+        self.days = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
+        # local midnights of the window's days (computed once a call: a zone look-up each is
+        # slow): a learner's day is found by bisection
+        self.midnights = [local_midnight(day, timezone).timestamp() for day in self.days]
+
+    def firsts(self, learners: Iterable[LearnerAttempts]) -> list[int]:
+        """How many of these learners made their first attempt of the window on each day."""
+        per_day = [0] * len(self.days)
+        midnights = self.midnights
+        for _, first, _, _ in window_rows(learners, self.window):
+            per_day[bisect_right(midnights, first) - 1] += 1
+        return per_day
+
+    def named(self, per_day: Sequence[int]) -> Counter[str]:
+        return Counter({self.days[i].isoformat(): n for i, n in enumerate(per_day) if n})
+
+
 def daily_firsts(learners: Iterable[LearnerAttempts], window: Span, timezone: str) -> Counter[str]:
     """How many learners made their first attempt of the window on each local day."""
-    zone = ZoneInfo(timezone)
-    first_day = datetime.fromtimestamp(window.start, zone).date()
-    last_day = datetime.fromtimestamp(window.end, zone).date()
-    days = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
-    # local midnights of the window's days: a learner's day is found by bisection
-    midnights = [local_midnight(day, timezone).timestamp() for day in days]
-    per_day = [0] * len(days)
-    for _, first, _, _ in window_rows(learners, window):
-        per_day[bisect_right(midnights, first) - 1] += 1
-    return Counter({days[i].isoformat(): n for i, n in enumerate(per_day) if n})
+    days = LocalDays(window, timezone)
+    return days.named(days.firsts(learners))
 
 
 def advisor_tally(

@@ -133,11 +133,11 @@ async def groups(state: LocalState, partition: int, tenant_id: str, window: Span
 async def daily_firsts(
     state: LocalState, partition: int, tenant_id: str, window: Span, timezone: str
 ) -> dict[str, int]:
-    firsts: dict[str, int] = {}
+    days = reports.LocalDays(window, timezone)
+    per_day = [0] * len(days.days)
     async for learners in tenant_learners(state, partition, tenant_id):
-        for day, count in reports.daily_firsts(learners, window, timezone).items():
-            firsts[day] = firsts.get(day, 0) + count
-    return firsts
+        per_day = [a + b for a, b in zip(per_day, days.firsts(learners), strict=True)]
+    return dict(days.named(per_day))
 
 
 async def advisor(
