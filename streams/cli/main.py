@@ -157,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--skip-recovery", action="store_true", help="(and the deletion)")
     bench.add_argument("--skip-deletion", action="store_true")
     bench.add_argument("--skip-latency", action="store_true")
+    bench.add_argument(
+        "--skip-postgres",
+        action="store_true",
+        help="(the PostgreSQL baseline of the same launches)",
+    )
     bench.add_argument("--latency-rate", type=positive_int, default=5_000, help="launches/s")
     bench.add_argument("--latency-seconds", type=positive_float, default=30.0)
     bench.add_argument(

@@ -24,7 +24,7 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from streams.domain.deletions import Erasures, erasure_of, hidden_by
-from streams.domain.windows import Cut, window_of
+from streams.domain.windows import Cut, Window, window_of
 
 Windows = set[str]  # window start dates (ISO) of one learner
 
@@ -153,6 +153,9 @@ def apply_attempts(
     attempts = dict(reads.attempts)
     memberships: dict[LearnerId, Windows] = {}
     cuts: dict[str, Cut] = {}
+    # tenant -> the windows its launches of this batch fell in, with their names: most launches
+    # fall in one of a few windows, and comparisons are cheaper than `window_of`
+    seen_windows: dict[str, list[tuple[Window, str]]] = {}
     for item in items:
         tenant_id = item.tenant_id
         cut = cuts.get(tenant_id)
@@ -202,10 +205,12 @@ def apply_attempts(
         windows = memberships.get(learner)
         if windows is None:
             windows = memberships[learner] = windows_of(reads.memberships.get(learner))
-        window = window_of(cut, launched_at).start.isoformat()
+        window = _window_name(seen_windows.setdefault(tenant_id, []), cut, launched_at)
         if window in windows:
             continue
-        change = result.changes.setdefault(tenant_id, CountChange())
+        change = result.changes.get(tenant_id)
+        if change is None:
+            change = result.changes[tenant_id] = CountChange()
         if item.received_ms and (change.oldest_ms is None or item.received_ms < change.oldest_ms):
             change.oldest_ms = item.received_ms
         if not windows:
@@ -214,6 +219,22 @@ def apply_attempts(
         change.windows[window] += 1
         result.memberships[learner] = stored_windows(windows)
     return result
+
+
+SEEN_WINDOWS = 6
+
+
+def _window_name(seen: list[tuple[Window, str]], cut: Cut, instant: datetime) -> str:
+    """The start date of the window of `cut` holding `instant`, from the windows `seen` so far
+    (which it adds to)."""
+    for window, name in seen:
+        if window.start_at <= instant < window.end_at:
+            return name
+    found = window_of(cut, instant)
+    name = found.start.isoformat()
+    if len(seen) < SEEN_WINDOWS:  # a backfill over years would make the look-up slower
+        seen.append((found, name))
+    return name
 
 
 def conflict_detail(stored: Mapping[str, Any] | None, item: TrackedAttempt) -> str:

@@ -36,6 +36,7 @@ from streams.domain.decoding import (
     future_rejection,
     usable_ids,
 )
+from streams.domain.launch_decoder import LaunchFields, fast_launch
 from streams.domain.partitioning import learner_partition, tenant_partition
 from streams.domain.selectors import Selector
 from streams.domain.tracking import is_tracked
@@ -94,7 +95,10 @@ class RoutedLaunches:
 
 def _row_size(row: list[Any]) -> int:
     """About the bytes one `Attempts` row takes in a command (the JSON around it included)."""
-    return 96 + sum(len(part) for part in row[:5]) + len(row[7] or "")
+    # written out: a generator here cost a microsecond a launch
+    return (
+        96 + len(row[0]) + len(row[1]) + len(row[2]) + len(row[3]) + len(row[4]) + len(row[7] or "")
+    )
 
 
 def route_launches(records: Iterable[InputRecord], partitions: int) -> RoutedLaunches:
@@ -102,7 +106,10 @@ def route_launches(records: Iterable[InputRecord], partitions: int) -> RoutedLau
     routed = RoutedLaunches()
     for record in records:
         raw = record.value
-        launch = decode(Launch, raw)
+        # the common form in a quarter of the time; anything else is the contract model's call
+        launch: LaunchFields | Launch | Rejected | None = None if raw is None else fast_launch(raw)
+        if launch is None:
+            launch = decode(Launch, raw)
         if isinstance(launch, Rejected):
             routed.dead_letters.append(DeadLetter(record, launch))
             routed.outcomes["dead_lettered"] += 1

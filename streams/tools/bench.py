@@ -48,6 +48,8 @@ from streams.config.settings import Settings
 from streams.kafka.admin import ensure_topics
 from streams.kafka.io import produce_records, read_topic
 from streams.kafka.settle import end_offset, group_lag
+from streams.tools import pg_baseline
+from streams.tools.pg_baseline import Baseline
 from streams.tools.worker_process import WorkerProcess, free_port, rss_mb, wait_for
 
 Log = Callable[[str], None]
@@ -86,6 +88,8 @@ class BenchResult:
     report_two_s: list[float] = field(default_factory=list)  # from each of two workers
     report_two_partitions: list[list[int]] = field(default_factory=list)  # what each held
     report_two_rss_mb: list[tuple[float, float]] = field(default_factory=list)  # before, peak
+    postgres: Baseline | None = None  # the same launches loaded into PostgreSQL
+    postgres_note: str = ""  # why there is no baseline
 
     @property
     def report_rss_growth_mb(self) -> float:
@@ -320,13 +324,16 @@ def run_bench(
     latency_rate: int = 5_000,
     latency_s: float = 30.0,
     report_learners: int = 0,
+    skip_postgres: bool = False,
 ) -> BenchResult:
-    """Every phase; `launches` 0 skips throughput, memory, recovery and deletion,
-    `report_learners` 0 the report."""
+    """Every phase; `launches` 0 skips throughput, memory, recovery, deletion and the
+    PostgreSQL baseline, `report_learners` 0 the report."""
     result = BenchResult(launches=launches, partitions=settings.partitions)
     now = datetime.now(UTC)
     if launches:
         run_throughput(settings, launches, tenants, now, result, log, skip_recovery, skip_deletion)
+        if not skip_postgres:
+            run_postgres(launches, tenants, now, result, log)
 
     if not skip_latency:
         log(f"latency at a steady {latency_rate:,} launches/s for {latency_s:g}s...")
@@ -407,6 +414,21 @@ def run_throughput(
                 run_deletion(restored, worker, expected, result, log)
         finally:
             worker.stop()
+
+
+def run_postgres(launches: int, tenants: int, now: datetime, result: BenchResult, log: Log) -> None:
+    """The same launches (same seed) loaded into PostgreSQL, and the big tenant's count of this
+    year's window (the default license cuts calendar years) asked of it."""
+    why_not = pg_baseline.available()
+    if why_not is not None:
+        result.postgres_note = why_not
+        log(f"PostgreSQL baseline skipped: {why_not}")
+        return
+    log(f"PostgreSQL: loading the same {launches:,} launches...")
+    window = (f"{now.year}-01-01T00:00:00Z", f"{now.year + 1}-01-01T00:00:00Z")
+    same = tracked_launches(launches, tenants, 1, now, Expected())
+    result.postgres = pg_baseline.measure(same, BIG_TENANT, window)
+    log(result.postgres.line())
 
 
 def restore_figures(log_text: str) -> tuple[int, float]:
@@ -861,6 +883,13 @@ def report(result: BenchResult) -> str:
             f"worker / raw consumer {100 * result.ratio:.1f} %",
             f"worker peak RSS          {result.peak_rss_mb:,.0f} MB",
         ]
+        if result.postgres is not None:
+            lines.append(result.postgres.line())
+            lines.append(
+                f"worker / PostgreSQL      {result.worker_per_s / result.postgres.per_s:.2f}x"
+            )
+        elif result.postgres_note:
+            lines.append(f"PostgreSQL baseline skipped: {result.postgres_note}")
     if result.recovery_records:
         rate = result.recovery_records / result.recovery_s if result.recovery_s else 0.0
         lines.append(

@@ -24,8 +24,18 @@ def rocksdb_options() -> dict[str, int]:
     faust's defaults (64 MiB write buffers x 3 and a 2 GiB block cache, per DB) let RSS grow
     with the data. These keep each DB at about 4 MiB (1 MiB memtables x 2, 2 MiB cache), so a
     worker's memory stays flat as attempts grow. A fresh dict each time: faust mutates it.
+
+    Bloom filters of 10 bits a key (faust's default is 3): most look-ups of the learner stage
+    miss (a new attempt, a learner's first launch), and with small memtables a miss probes many
+    files; a filter that answers "not here" 99 % of the time instead of ~85 % made a multi-get
+    of missing keys 2.8x faster (4.9 -> 1.8 us a key, docs/benchmarks.md), for 1.25 bytes a key.
     """
-    return {"write_buffer_size": 1 << 20, "max_write_buffer_number": 2, "block_cache_size": 2 << 20}
+    return {
+        "write_buffer_size": 1 << 20,
+        "max_write_buffer_number": 2,
+        "block_cache_size": 2 << 20,
+        "bloom_filter_size": 10,
+    }
 
 
 def _table(name: str, changelog_name: str, help_text: str) -> TableT:
