@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--timeout", type=positive_float, default=30.0, help="seconds to wait for the broker"
     )
+    worker.add_argument(
+        "--processes",
+        type=positive_int,
+        default=1,
+        help="worker processes on this host, one core each (STATE_DIR/process-<i>, WEB_PORT+i)",
+    )
     worker.set_defaults(handler=cmd_worker)
 
     generate = commands.add_parser("generate", help="write a realistic seeded dataset (JSON lines)")

@@ -33,6 +33,15 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     ensure_topics(settings, timeout_s=args.timeout)
     partitions = copartitioned_count(settings, timeout_s=args.timeout)
+    if args.processes > partitions:
+        raise CommandError(
+            f"--processes {args.processes} is more than the {partitions} partitions "
+            "(a process without a partition would only wait)"
+        )
+    if args.processes > 1:
+        from streams.cli.processes import run_processes
+
+        return run_processes(args, settings)
     if partitions != settings.partitions:
         # The topics exist with another count: work with theirs (routing, broadcasts, parts).
         print(

@@ -306,3 +306,61 @@ def test_two_workers_on_one_host_share_partitions_and_count_exactly(
     finally:
         first.stop()
         second.stop()
+
+
+def test_processes_share_the_partitions_and_stop_together(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`worker --processes 2`: two processes of one command, each with its own state folder and
+    web port, count exactly; SIGTERM to the command stops both."""
+    import urllib.request
+
+    ensure_topics(settings)
+    records = list(generate(DatasetSpec(launches=5000, tenants=5, seed=23, now=NOW)))
+    launches, licenses = split(records)
+    pair = WorkerProcess(settings, tmp_path / "pair.log", args=["--processes", "2"])
+    try:
+        pair.start()
+        states = [settings.state_dir / "process-0", settings.state_dir / "process-1"]
+
+        def both_assigned() -> bool:
+            pair.check_alive()
+            return all(any(state.rglob("attempts-*.db")) for state in states)
+
+        wait_for(both_assigned, 120, "both processes to hold partitions")
+        produce_in_order(settings, records)
+        expected = recount(launches, licenses, NOW)
+        wait_for(counts_match(settings, expected), 300, "exact counts from two processes")
+
+        # each answers on its own port: WEB_PORT and WEB_PORT + 1
+        for port in (pair.web_port, pair.web_port + 1):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:
+                assert answer.status == 200
+        assert pair.process is not None
+        children = [
+            int(pid)
+            for pid in Path(f"/proc/{pair.process.pid}/task/{pair.process.pid}/children")
+            .read_text()
+            .split()
+        ]
+        assert len(children) == 2
+    finally:
+        pair.stop()
+    assert pair.process is not None and pair.process.returncode == 0, pair.log_tail()
+    for pid in children:  # both gone with their parent, none left behind
+        assert (
+            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        )
+    assert "2 processes" in pair.log_text()
+
+
+def test_more_processes_than_partitions_is_a_one_line_error(
+    settings: Settings, tmp_path: Path
+) -> None:
+    ensure_topics(settings)
+    many = WorkerProcess(settings, tmp_path / "many.log", args=["--processes", "5"])
+    many.start()
+    assert many.process is not None
+    assert many.process.wait(timeout=60) == 1
+    assert "--processes 5 is more than the 4 partitions" in many.log_text()
+    assert "Traceback" not in many.log_text()
