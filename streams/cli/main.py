@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--skip-deletion", action="store_true")
     bench.add_argument("--skip-latency", action="store_true")
     bench.add_argument(
+        "--processes", type=positive_int, default=1, help="worker processes of the throughput phase"
+    )
+    bench.add_argument(
         "--skip-postgres",
         action="store_true",
         help="(the PostgreSQL baseline of the same launches)",

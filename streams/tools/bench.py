@@ -88,6 +88,7 @@ class BenchResult:
     report_two_s: list[float] = field(default_factory=list)  # from each of two workers
     report_two_partitions: list[list[int]] = field(default_factory=list)  # what each held
     report_two_rss_mb: list[tuple[float, float]] = field(default_factory=list)  # before, peak
+    processes: int = 1  # of the worker in the throughput phase
     postgres: Baseline | None = None  # the same launches loaded into PostgreSQL
     postgres_note: str = ""  # why there is no baseline
 
@@ -238,14 +239,15 @@ async def raw_consumer_rate(settings: Settings, expected: int) -> float:
 
 
 def bench_worker(
-    settings: Settings, name: str, extra_env: dict[str, str] | None = None
+    settings: Settings, name: str, extra_env: dict[str, str] | None = None, processes: int = 1
 ) -> WorkerProcess:
-    """One worker with its own state folder, its log beside it, its peak RSS sampled."""
+    """One worker with its own state folder, its log beside it, its peak RSS sampled (with
+    `processes` > 1, of all its processes together)."""
     log_path = settings.state_dir.parent / f"{settings.topic_prefix}{name}.log"
     worker = WorkerProcess(
         settings,
         log_path,
-        args=["--loglevel", "info"],
+        args=["--loglevel", "info", "--processes", str(processes)],
         extra_env=extra_env,
         web_port=settings.web_port,
         sample_rss=True,
@@ -325,13 +327,16 @@ def run_bench(
     latency_s: float = 30.0,
     report_learners: int = 0,
     skip_postgres: bool = False,
+    processes: int = 1,
 ) -> BenchResult:
     """Every phase; `launches` 0 skips throughput, memory, recovery, deletion and the
     PostgreSQL baseline, `report_learners` 0 the report."""
     result = BenchResult(launches=launches, partitions=settings.partitions)
     now = datetime.now(UTC)
     if launches:
-        run_throughput(settings, launches, tenants, now, result, log, skip_recovery, skip_deletion)
+        run_throughput(
+            settings, launches, tenants, now, result, log, skip_recovery, skip_deletion, processes
+        )
         if not skip_postgres:
             run_postgres(launches, tenants, now, result, log)
 
@@ -365,8 +370,10 @@ def run_throughput(
     log: Log,
     skip_recovery: bool,
     skip_deletion: bool,
+    processes: int = 1,
 ) -> None:
-    """Phases 1-4: throughput and memory, then recovery and deletion."""
+    """Phases 1-4: throughput and memory (of `processes` worker processes), then recovery and
+    deletion (one)."""
     ensure_topics(settings)
     expected = Expected()
     log(f"producing {launches:,} tracked launches over {tenants} tenants...")
@@ -381,10 +388,11 @@ def run_throughput(
     log("measuring the raw aiokafka consumer...")
     result.raw_consumer_per_s = asyncio.run(raw_consumer_rate(settings, launches))
 
-    log("one worker counts them until every count is exact...")
-    worker = bench_worker(settings, "worker")
+    log(f"one worker ({processes} process(es)) counts them until every count is exact...")
+    result.processes = processes
+    worker = bench_worker(settings, "worker", processes=processes)
     try:
-        result.startup_s = worker.wait_ready()
+        result.startup_s = worker.wait_ready(processes=processes)
         ready_wall = time.time()
         curve: list[tuple[int, float]] = []
         last_sample = [0.0]
@@ -879,7 +887,8 @@ def report(result: BenchResult) -> str:
             f"raw aiokafka consumer    {result.raw_consumer_per_s:,.0f}/s (reads + json.loads)",
             f"worker start-up          {result.startup_s:.1f} s (not counted below)",
             f"worker end to end {result.worker_per_s:,.0f}/s "
-            f"({result.worker_s:.1f} s from the first launch to every count exact)",
+            + (f"with {result.processes} processes " if result.processes > 1 else "")
+            + f"({result.worker_s:.1f} s from the first launch to every count exact)",
             f"worker / raw consumer {100 * result.ratio:.1f} %",
             f"worker peak RSS          {result.peak_rss_mb:,.0f} MB",
         ]

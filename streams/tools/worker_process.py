@@ -47,14 +47,17 @@ def worker_env(settings: Settings, web_port: int) -> dict[str, str]:
 
 
 def rss_mb(pid: int) -> float:
-    """Resident memory of a process (Linux), 0.0 when it is gone."""
+    """Resident memory of a process and its children (Linux: `worker --processes N` is a
+    supervisor and N workers), 0.0 when it is gone."""
+    total = 0.0
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+                total += int(line.split()[1]) / 1024
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
-        pass
-    return 0.0
+        return total
+    return total + sum(rss_mb(int(child)) for child in children)
 
 
 def wait_for(
@@ -183,12 +186,13 @@ class WorkerProcess:
         text = self.log_text()
         return "\n".join(text.splitlines()[-lines:]) if text else "(no log)"
 
-    def wait_ready(self, timeout_s: float = 300.0) -> float:
-        """Until this start of the worker has its launch partitions; returns the seconds it took."""
+    def wait_ready(self, timeout_s: float = 300.0, processes: int = 1) -> float:
+        """Until this start of the worker has its launch partitions (each of its `processes`
+        has had some); returns the seconds it took."""
 
         def ready() -> bool:
             self.check_alive()
-            return READY_LINE in self.log_text(since_start=True)
+            return self.log_text(since_start=True).count(READY_LINE) >= processes
 
         wait_for(ready, timeout_s, f"{self.log_path.stem} ready", 0.1, TimeoutError)
         return time.monotonic() - self.started
