@@ -167,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--processes", type=positive_int, default=1, help="worker processes of the throughput phase"
     )
     bench.add_argument(
+        "--many-tenants",
+        type=non_negative_int,
+        default=10_000,
+        help="tenants of the 24-monthly-windows phase (0 skips it)",
+    )
+    bench.add_argument(
         "--skip-postgres",
         action="store_true",
         help="(the PostgreSQL baseline of the same launches)",

@@ -56,6 +56,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         report_learners=args.report_learners,
         skip_postgres=args.skip_postgres,
         processes=args.processes,
+        many_tenants=args.many_tenants,
     )
     if not args.keep:  # a failed run keeps everything, to be looked at
         remove_run(bench_settings, bench_settings.state_dir.parent)

@@ -89,6 +89,7 @@ class BenchResult:
     report_two_partitions: list[list[int]] = field(default_factory=list)  # what each held
     report_two_rss_mb: list[tuple[float, float]] = field(default_factory=list)  # before, peak
     processes: int = 1  # of the worker in the throughput phase
+    tenants_phase: TenantsPhase | None = None
     postgres: Baseline | None = None  # the same launches loaded into PostgreSQL
     postgres_note: str = ""  # why there is no baseline
 
@@ -328,6 +329,7 @@ def run_bench(
     report_learners: int = 0,
     skip_postgres: bool = False,
     processes: int = 1,
+    many_tenants: int = 0,
 ) -> BenchResult:
     """Every phase; `launches` 0 skips throughput, memory, recovery, deletion and the
     PostgreSQL baseline, `report_learners` 0 the report."""
@@ -358,6 +360,8 @@ def run_bench(
 
     if report_learners:
         run_report(settings, report_learners, result, log)
+    if many_tenants:
+        result.tenants_phase = run_tenants(settings, many_tenants, TENANT_MONTHS, now, log)
     return result
 
 
@@ -572,6 +576,203 @@ async def measure_latency(
         await consumer.stop()
     # in the order the probes were sent; a probe never counted is infinitely late
     return [latencies.get(probe, float("inf")) for probe in sent_at]
+
+
+# -- many tenants: 24 monthly windows each, exact after a restart and a wiped state ------------
+
+TENANT_MONTHS = 24
+TENANT_LEARNERS = 5  # learner ids of each tenant; two of them launch in each month
+WindowCounts = dict[tuple[str, str], tuple[int, int]]  # (tenant, window start) -> active, total
+
+
+@dataclass
+class TenantsPhase:
+    tenants: int
+    windows: int  # tenant windows with learners, every one checked
+    launches: int
+    exact_s: float = 0.0  # from the worker's start to every count exact
+    restart_s: float = 0.0  # same state folder: start to exact again (with a new launch each)
+    wiped_s: float = 0.0  # empty state folder: restore, then exact again (another launch each)
+    largest: dict[str, int] = field(default_factory=dict)  # topic -> largest record value
+
+    def line(self) -> str:
+        top, size = max(self.largest.items(), key=lambda item: item[1], default=("-", 0))
+        return (
+            f"tenants {self.tenants:,} x {TENANT_MONTHS} monthly windows ({self.windows:,} "
+            f"counts, {self.launches:,} launches): exact in {self.exact_s:.1f} s, after a restart "
+            f"in {self.restart_s:.1f} s, after a wiped state folder in {self.wiped_s:.1f} s; "
+            f"largest record {size:,} bytes ({top})"
+        )
+
+
+def tenant_name(n: int) -> str:
+    return f"mt-{n:05d}"
+
+
+def month_start(now: datetime, back: int) -> datetime:
+    """The first instant (UTC) of the month `back` months before `now`'s."""
+    index = now.year * 12 + now.month - 1 - back
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
+
+
+def tenants_dataset(
+    tenants: int, months: int, now: datetime
+) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]], WindowCounts]:
+    """Licenses (monthly windows from `months` months ago, UTC) and launches: in each month,
+    learners m % 5 and (m + 1) % 5 of each tenant launch once, mid-month."""
+    licenses, launches = [], []
+    expected: WindowCounts = {}
+    first = month_start(now, months)
+    for n in range(tenants):
+        tenant = tenant_name(n)
+        license_ = {
+            "tenant_id": tenant,
+            "cycle_start": first.date().isoformat(),
+            "window_months": 1,
+            "timezone": "UTC",
+            "learner_limit": 3,
+        }
+        licenses.append((tenant.encode(), json.dumps(license_).encode()))
+        for back in range(months, 0, -1):
+            start = month_start(now, back)
+            for learner_n in (back % TENANT_LEARNERS, (back + 1) % TENANT_LEARNERS):
+                learner = f"l{learner_n}"
+                value = {
+                    "event_id": f"{tenant}-{back}-{learner}",
+                    "tenant_id": tenant,
+                    "learner_id": learner,
+                    "element_id": "el",
+                    "attempt_id": f"a{back}-{learner}",
+                    "launched_at": (start + timedelta(days=14)).isoformat(),
+                    "content_type": "scorm",
+                }
+                launches.append((f"{tenant}/{learner}".encode(), json.dumps(value).encode()))
+            expected[(tenant, start.date().isoformat())] = (2, TENANT_LEARNERS)
+    return licenses, launches, expected
+
+
+def one_more_learner(
+    tenants: int, learner: str, now: datetime, expected: WindowCounts
+) -> list[tuple[bytes, bytes]]:
+    """A launch of a new learner in each tenant's current month (its count goes up by one)."""
+    start = month_start(now, 0)
+    launches = []
+    for n in range(tenants):
+        tenant = tenant_name(n)
+        value = {
+            "event_id": f"{tenant}-{learner}",
+            "tenant_id": tenant,
+            "learner_id": learner,
+            "element_id": "el",
+            "attempt_id": f"a-{learner}",
+            "launched_at": max(start, now - timedelta(minutes=5)).isoformat(),
+            "content_type": "scorm",
+        }
+        launches.append((f"{tenant}/{learner}".encode(), json.dumps(value).encode()))
+        key = (tenant, start.date().isoformat())
+        active, total = expected.get(key, (0, TENANT_LEARNERS))
+        expected[key] = (active + 1, total + 1)
+    return launches
+
+
+def run_tenants(
+    settings: Settings, tenants: int, months: int, now: datetime, log: Log
+) -> TenantsPhase:
+    """Phase 7, on its own topics and state folder: exact counts of every tenant window, then
+    again after a restart on the same state and after a restart on a wiped state (each time with
+    a new learner per tenant counted on top), and the largest record of every topic the
+    service writes (all must stay below Kafka's 1 MiB)."""
+    fresh = replace(
+        settings,
+        topic_prefix=f"{settings.topic_prefix}tenants-",
+        state_dir=settings.state_dir.parent / "state-tenants",
+    )
+    ensure_topics(fresh)
+    licenses, launches, expected = tenants_dataset(tenants, months, now)
+    phase = TenantsPhase(tenants, len(expected), len(launches))
+    log(f"tenants: {tenants:,} licenses and {len(launches):,} launches...")
+    asyncio.run(produce_fast(fresh, topics.LICENSES, iter(licenses)))
+    asyncio.run(produce_fast(fresh, topics.LAUNCHES, iter(launches)))
+    timeout_s = 600 + len(launches) / 1000
+
+    def exact_after_start(name: str) -> float:
+        worker = bench_worker(fresh, name)
+        try:
+            worker.wait_ready()
+            wait_exact(fresh, expected, worker, timeout_s)
+            return time.monotonic() - worker.started
+        finally:
+            worker.stop()
+
+    phase.exact_s = exact_after_start("tenants")
+    log(f"tenants: {len(expected):,} counts exact in {phase.exact_s:.1f} s; a restart...")
+    asyncio.run(
+        produce_fast(fresh, topics.LAUNCHES, iter(one_more_learner(tenants, "r1", now, expected)))
+    )
+    phase.restart_s = exact_after_start("tenants-restarted")
+    log(f"tenants: exact after the restart in {phase.restart_s:.1f} s; a wiped state folder...")
+    import shutil
+
+    shutil.rmtree(fresh.state_dir, ignore_errors=True)
+    asyncio.run(
+        produce_fast(fresh, topics.LAUNCHES, iter(one_more_learner(tenants, "r2", now, expected)))
+    )
+    phase.wiped_s = exact_after_start("tenants-wiped")
+    log(f"tenants: exact after a wiped state folder in {phase.wiped_s:.1f} s; largest records...")
+    phase.largest = asyncio.run(largest_records(fresh, WRITTEN_TOPICS))
+    log(phase.line())
+    return phase
+
+
+# every topic the service writes (the inputs are the benchmark's)
+WRITTEN_TOPICS = tuple(
+    spec.name
+    for spec in topics.TOPICS
+    if spec.name
+    not in (topics.LAUNCHES, topics.LICENSES, topics.ATTEMPT_DELETIONS, topics.LEARNER_GROUPS)
+)
+
+
+async def largest_records(settings: Settings, names: tuple[str, ...]) -> dict[str, int]:
+    """The largest record value of each topic, read from its start to its end."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from kafka import KafkaConsumer
+
+    lister = KafkaConsumer(**settings.kafka_python())
+    try:  # kafka-python fetches the metadata it needs here; aiokafka would need its internals
+        parts = [
+            TopicPartition(settings.topic(name), p)
+            for name in names
+            for p in sorted(lister.partitions_for_topic(settings.topic(name)) or ())
+        ]
+    finally:
+        lister.close()
+    consumer = AIOKafkaConsumer(
+        **settings.aiokafka(), enable_auto_commit=False, group_id=None, fetch_max_bytes=32 << 20
+    )
+    await consumer.start()
+    try:
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        remaining = set(parts)
+        largest = {name: 0 for name in names}
+        by_real = {settings.topic(name): name for name in names}
+        deadline = time.monotonic() + 1800
+        while remaining and time.monotonic() < deadline:
+            fetched = await consumer.getmany(*remaining, timeout_ms=1000, max_records=10_000)
+            for tp, records in fetched.items():
+                name = by_real[tp.topic]
+                for record in records:
+                    largest[name] = max(largest[name], len(record.value or b""))
+            for tp in list(remaining):  # compacted topics have gaps: the position tells
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        if remaining:
+            raise TimeoutError(f"could not read {len(remaining)} partitions to their end")
+        return largest
+    finally:
+        await consumer.stop()
 
 
 # -- the report phase: a window's learners as CSV ----------------------------------------------
@@ -924,6 +1125,8 @@ def report(result: BenchResult) -> str:
         )
     if result.report_learners:
         lines.append(report_line(result))
+    if result.tenants_phase is not None:
+        lines.append(result.tenants_phase.line())
     return "\n".join(lines)
 
 
