@@ -392,7 +392,8 @@ def run_throughput(
     log("measuring the raw aiokafka consumer...")
     result.raw_consumer_per_s = asyncio.run(raw_consumer_rate(settings, launches))
 
-    log(f"one worker ({processes} process(es)) counts them until every count is exact...")
+    as_processes = f" ({processes} processes)" if processes > 1 else ""
+    log(f"one worker{as_processes} counts them until every count is exact...")
     result.processes = processes
     worker = bench_worker(settings, "worker", processes=processes)
     try:
