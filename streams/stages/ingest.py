@@ -106,7 +106,7 @@ def route_launches(records: Iterable[InputRecord], partitions: int) -> RoutedLau
     routed = RoutedLaunches()
     for record in records:
         raw = record.value
-        # the common form in a quarter of the time; anything else is the contract model's call
+        # the common form in under half the time; anything else is the contract model's call
         launch: LaunchFields | Launch | Rejected | None = None if raw is None else fast_launch(raw)
         if launch is None:
             launch = decode(Launch, raw)

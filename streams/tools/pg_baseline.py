@@ -2,7 +2,8 @@
 
 What an LMS does today (issue 19): insert every attempt into a table, 1,000 rows a transaction
 with `ON CONFLICT DO NOTHING` (a resumed attempt is the same row), and ask
-`COUNT(DISTINCT learner_id)` of a tenant's window when someone looks. `measure` starts a
+`COUNT(DISTINCT learner_id)` of a tenant's window when someone looks (the table has the
+attempt's primary key and an index on (tenant, launched_at) for that query). `measure` starts a
 throw-away PostgreSQL server (initdb in a temporary folder, a Unix socket only, the server's
 default durability: fsync and synchronous commit on), loads the launches through `psql` and
 times the load and the count query, then removes the server and its folder.
