@@ -138,6 +138,7 @@ class BatchResult:
     conflicts: list[TrackedAttempt] = field(default_factory=list)  # to remember as rejected
     changes: dict[str, CountChange] = field(default_factory=dict)
     outcomes: Counter[str] = field(default_factory=Counter)
+    cuts: dict[str, Cut] = field(default_factory=dict)  # the cut applied to each tenant
 
 
 def apply_attempts(
@@ -152,7 +153,7 @@ def apply_attempts(
     result = BatchResult()
     attempts = dict(reads.attempts)
     memberships: dict[LearnerId, Windows] = {}
-    cuts: dict[str, Cut] = {}
+    cuts = result.cuts
     # tenant -> the windows its launches of this batch fell in, with their names: most launches
     # fall in one of a few windows, and comparisons are cheaper than `window_of`
     seen_windows: dict[str, list[tuple[Window, str]]] = {}

@@ -180,7 +180,7 @@ class LearnerStage:
         for rejection in result.rejected:
             await self._dead_letter(batch, command.topic, rejection)
         outcomes = dict(result.outcomes)
-        cuts = {tenant_id: cut_of(reads.tenants.get(tenant_id)).id for tenant_id in tenants}
+        cuts = {tenant_id: cut.id for tenant_id, cut in result.cuts.items()}
         changes, new_tenants = result.changes, result.new_tenants
 
         def counted() -> None:
