@@ -200,7 +200,7 @@ def apply_attempts(
                 record["logically_deleted"] = True
             attempts[ident] = record
             result.attempts[ident] = record
-        result.outcomes[outcome.value] += 1
+        result.outcomes[_OUTCOME_NAMES[outcome]] += 1
         # A repeat joins its window too: its membership entry may be what a crash lost.
         learner = item.learner
         windows = memberships.get(learner)
@@ -223,6 +223,8 @@ def apply_attempts(
 
 
 SEEN_WINDOWS = 6
+# an Enum's `.value` is a descriptor call (0.2 us); this runs per launch
+_OUTCOME_NAMES = {outcome: outcome.value for outcome in AttemptOutcome}
 
 
 def _window_name(seen: list[tuple[Window, str]], cut: Cut, instant: datetime) -> str:
