@@ -35,6 +35,7 @@ import json
 import random
 import re
 import secrets
+import shutil
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -712,8 +713,6 @@ def run_tenants(
     )
     phase.restart_s = exact_after_start("tenants-restarted")
     log(f"tenants: exact after the restart in {phase.restart_s:.1f} s; a wiped state folder...")
-    import shutil
-
     shutil.rmtree(fresh.state_dir, ignore_errors=True)
     asyncio.run(
         produce_fast(fresh, topics.LAUNCHES, iter(one_more_learner(tenants, "r2", now, expected)))
