@@ -71,9 +71,13 @@ def run_processes(args: argparse.Namespace, settings: Settings) -> int:
         file=sys.stderr,
         flush=True,
     )
-    pid, status = os.wait()  # the first child to end (a signal to us is forwarded meanwhile)
-    first = next(child for child in children if child.pid == pid)
-    first.returncode = os.waitstatus_to_exitcode(status)
+    by_pid = {child.pid: child for child in children}
+    while True:  # the first child to end (a signal to us is forwarded meanwhile)
+        pid, status = os.wait()
+        if pid in by_pid:
+            break
+    first = by_pid[pid]
+    first.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait
     code = first.returncode
     if not stopping:
         print(

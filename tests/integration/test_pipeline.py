@@ -364,3 +364,34 @@ def test_more_processes_than_partitions_is_a_one_line_error(
     assert many.process.wait(timeout=60) == 1
     assert "--processes 5 is more than the 4 partitions" in many.log_text()
     assert "Traceback" not in many.log_text()
+
+
+def test_a_process_that_dies_stops_the_set_with_a_failure(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """One of `--processes 2` killed: the other is stopped and the command exits non-zero, so
+    a service manager restarts the set (a half-running set would hide the failure)."""
+    import os
+    import signal
+
+    ensure_topics(settings)
+    pair = WorkerProcess(settings, tmp_path / "pair.log", args=["--processes", "2"])
+    pair.start()
+    assert pair.process is not None
+    children_file = Path(f"/proc/{pair.process.pid}/task/{pair.process.pid}/children")
+    states = [settings.state_dir / "process-0", settings.state_dir / "process-1"]
+    try:
+
+        def both_assigned() -> bool:
+            pair.check_alive()
+            return all(any(state.rglob("attempts-*.db")) for state in states)
+
+        wait_for(both_assigned, 120, "both processes to hold partitions")
+        first, second = (int(pid) for pid in children_file.read_text().split())
+        os.kill(first, signal.SIGKILL)
+        code = pair.process.wait(timeout=60)
+    finally:
+        pair.stop()
+    assert code == 128 + signal.SIGKILL
+    assert not Path(f"/proc/{second}").exists()  # stopped and reaped by the supervisor
+    assert f"process {first} ended with -9; stopping the others" in pair.log_text()
