@@ -32,6 +32,10 @@ _COMMON_INSTANT = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
     r"(Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
+# pydantic's JSON parser refuses a number with more than 4,300 integer digits (Python's int
+# limit), also in an ignored field; found by an attack on this module
+MAX_INT_DIGITS = 4_300
+_LONG_DIGITS = re.compile(rb"[0-9]{%d}" % (MAX_INT_DIGITS + 1))
 _TRACKING = frozenset(("tracked", "none", "none_resource"))
 _LAUNCHED_BY = frozenset(("learner", "admin"))
 
@@ -71,6 +75,8 @@ def fast_launch(raw: bytes) -> LaunchFields | None:
     """The launch in `raw` if it is valid and in the common form; None means: ask the model."""
     if raw.count(b"{") != 1 or b"[" in raw:
         return None  # a nested extra field (or a brace in a string): the slow path
+    if len(raw) > MAX_INT_DIGITS and _LONG_DIGITS.search(raw):
+        return None  # a number pydantic refuses (msgspec skips unknown fields unread)
     if not raw.isascii():
         try:  # msgspec skips unknown fields unread: their bytes must be UTF-8 too
             raw.decode("utf-8")

@@ -95,6 +95,10 @@ HOSTILE = [
     raw_of().replace(b'"acme"', b'"ac\\/me"'),
     raw_of().replace(b"}", b',"big":123456789012345678901234567890}'),
     raw_of().replace(b"}", b',"inf":1e400}'),
+    raw_of().replace(b"}", b',"n":' + b"1" * 4301 + b"}"),  # found by an attack: jiter refuses
+    raw_of().replace(b"}", b',"n":-' + b"9" * 4301 + b"e-10}"),
+    raw_of().replace(b"}", b',"n":' + b"1" * 4300 + b"}"),  # both accept
+    raw_of().replace(b"}", b',"n":0.' + b"1" * 5000 + b"}"),
     raw_of().replace(b"}", b',"nan":NaN}'),
     raw_of().replace(b"}", b',"deep":' + b"[" * 300 + b"]" * 300 + b"}"),
     raw_of().replace(b"}", b',"deep":' + b'{"a":' * 300 + b"1" + b"}" * 300 + b"}"),
