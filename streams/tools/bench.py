@@ -143,6 +143,22 @@ class Expected:
 BIG_TENANT = "bench-big"
 
 
+def tracked_launch(
+    event_id: str, tenant: str, learner: str, element: str, attempt: str, launched_at: datetime
+) -> tuple[bytes, bytes]:
+    """(key, value) of one tracked (SCORM) launch, keyed as producers are asked to key them."""
+    value = {
+        "event_id": event_id,
+        "tenant_id": tenant,
+        "learner_id": learner,
+        "element_id": element,
+        "attempt_id": attempt,
+        "launched_at": launched_at.isoformat(),
+        "content_type": "scorm",
+    }
+    return f"{tenant}/{learner}".encode(), json.dumps(value).encode()
+
+
 def tracked_launches(
     count: int, tenants: int, seed: int, now: datetime, expected: Expected
 ) -> Iterator[tuple[bytes, bytes]]:
@@ -164,16 +180,7 @@ def tracked_launches(
             learner = f"l{int(learners_per_tenant * rng.random() ** 2):07d}"
         launched_at = start + timedelta(seconds=rng.randrange(span))
         expected.add(tenant, learner, launched_at)
-        value = {
-            "event_id": f"b{n}",
-            "tenant_id": tenant,
-            "learner_id": learner,
-            "element_id": f"el{n % 300}",
-            "attempt_id": f"a{n}",
-            "launched_at": launched_at.isoformat(),
-            "content_type": "scorm",
-        }
-        yield f"{tenant}/{learner}".encode(), json.dumps(value).encode()
+        yield tracked_launch(f"b{n}", tenant, learner, f"el{n % 300}", f"a{n}", launched_at)
 
 
 async def produce_fast(
@@ -524,17 +531,7 @@ async def measure_latency(
 
     def launch(tenant: str, learner: str, n: int) -> bytes:
         launched = now - timedelta(seconds=rng.randrange(30 * 86_400))
-        return json.dumps(
-            {
-                "event_id": f"lat{n}",
-                "tenant_id": tenant,
-                "learner_id": learner,
-                "element_id": "e",
-                "attempt_id": f"lat{n}",
-                "launched_at": launched.isoformat(),
-                "content_type": "scorm",
-            }
-        ).encode()
+        return tracked_launch(f"lat{n}", tenant, learner, "e", f"lat{n}", launched)[1]
 
     async def receive() -> None:
         while True:
@@ -639,16 +636,16 @@ def tenants_dataset(
             start = month_start(now, back)
             for learner_n in (back % TENANT_LEARNERS, (back + 1) % TENANT_LEARNERS):
                 learner = f"l{learner_n}"
-                value = {
-                    "event_id": f"{tenant}-{back}-{learner}",
-                    "tenant_id": tenant,
-                    "learner_id": learner,
-                    "element_id": "el",
-                    "attempt_id": f"a{back}-{learner}",
-                    "launched_at": (start + timedelta(days=14)).isoformat(),
-                    "content_type": "scorm",
-                }
-                launches.append((f"{tenant}/{learner}".encode(), json.dumps(value).encode()))
+                launches.append(
+                    tracked_launch(
+                        f"{tenant}-{back}-{learner}",
+                        tenant,
+                        learner,
+                        "el",
+                        f"a{back}-{learner}",
+                        start + timedelta(days=14),
+                    )
+                )
             expected[(tenant, start.date().isoformat())] = (2, TENANT_LEARNERS)
     return licenses, launches, expected
 
@@ -661,16 +658,12 @@ def one_more_learner(
     launches = []
     for n in range(tenants):
         tenant = tenant_name(n)
-        value = {
-            "event_id": f"{tenant}-{learner}",
-            "tenant_id": tenant,
-            "learner_id": learner,
-            "element_id": "el",
-            "attempt_id": f"a-{learner}",
-            "launched_at": max(start, now - timedelta(minutes=5)).isoformat(),
-            "content_type": "scorm",
-        }
-        launches.append((f"{tenant}/{learner}".encode(), json.dumps(value).encode()))
+        launched_at = max(start, now - timedelta(minutes=5))
+        launches.append(
+            tracked_launch(
+                f"{tenant}-{learner}", tenant, learner, "el", f"a-{learner}", launched_at
+            )
+        )
         key = (tenant, start.date().isoformat())
         active, total = expected.get(key, (0, TENANT_LEARNERS))
         expected[key] = (active + 1, total + 1)
@@ -808,16 +801,10 @@ def report_launches(count: int, now: datetime) -> Iterator[tuple[bytes, bytes]]:
     span = int((now - timedelta(minutes=1) - first).total_seconds())
     for n in range(count):
         learner = report_learner(n)
-        value = {
-            "event_id": f"rep{n}",
-            "tenant_id": REPORT_TENANT,
-            "learner_id": learner,
-            "element_id": f"el{n % 300}",
-            "attempt_id": f"ra{n}",
-            "launched_at": (first + timedelta(seconds=(n * 7_919) % span)).isoformat(),
-            "content_type": "scorm",
-        }
-        yield f"{REPORT_TENANT}/{learner}".encode(), json.dumps(value).encode()
+        launched_at = first + timedelta(seconds=(n * 7_919) % span)
+        yield tracked_launch(
+            f"rep{n}", REPORT_TENANT, learner, f"el{n % 300}", f"ra{n}", launched_at
+        )
 
 
 class CsvTally:

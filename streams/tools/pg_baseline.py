@@ -139,10 +139,11 @@ class Server:
         self.port = free_port()
         self.started = False
 
-    def _run(self, command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # type: ignore[call-overload, no-any-return]
-            command, check=True, capture_output=True, text=True, **kwargs
-        )
+    def _run(self, command: list[str], input: str | None = None) -> str:
+        """The command's output; a failure raises with its stderr."""
+        return subprocess.run(
+            command, check=True, capture_output=True, text=True, input=input
+        ).stdout
 
     def start(self) -> None:
         if os.geteuid() == 0:
@@ -179,9 +180,9 @@ class Server:
         command += ["-p", str(self.port), "-U", "bench", "-d", "postgres"]
         if isinstance(script, Path):
             command += ["-f", str(script)]
-            return self._run(command).stdout
+            return self._run(command)
         prefix = "\\timing on\n" if timing else ""
-        return self._run(command, input=prefix + script).stdout
+        return self._run(command, input=prefix + script)
 
     def stop(self) -> None:
         if self.started:
