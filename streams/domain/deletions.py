@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from streams.domain.selectors import Selector
+from streams.domain.tallies import Membership, months_in, summaries_of
 from streams.domain.windows import Cut, window_of
 
 AttemptKey = tuple[str, str]  # (learner_id, attempt_id)
@@ -140,14 +141,18 @@ class LearnerRemoval:
     windows: tuple[str, ...]  # the learner's windows afterwards (from the attempts that remain)
     window_changes: dict[str, int]  # -1 where the learner leaves a window (+1 heals a lost entry)
     total_change: int  # -1 when no attempt of the learner remains
+    # the membership afterwards, with its summaries, and whether it differs from the stored one
+    membership: Membership = field(default_factory=dict)
+    rewrite: bool = False
+    removed_at: tuple[float, ...] = ()  # the instants of the attempts removed (epoch seconds)
 
     @property
     def membership_changed(self) -> bool:
-        return bool(self.window_changes) or self.total_change != 0
+        return bool(self.window_changes) or self.total_change != 0 or self.rewrite
 
 
 def remove_attempts(
-    stored_windows: Iterable[str],
+    stored: Membership | Iterable[str],
     attempts: Iterable[tuple[bytes, str, str, datetime]],
     selector: PartSelector,
     cut: Cut,
@@ -156,23 +161,41 @@ def remove_attempts(
 
     The membership afterwards is recomputed from the attempts that remain, whether anything was
     selected or not: where the stored one drifted (a deletion whose tombstones became durable
-    before the membership did, then a crash), it is healed.
+    before the membership did, then a crash), it is healed. A stored summary that still holds
+    (the same first attempt, a `last` of the last attempt's month: streams/domain/tallies.py)
+    is kept, so that a learner the deletion leaves alone is not rewritten.
     """
+    before: Membership = stored if isinstance(stored, dict) else dict.fromkeys(stored)
     removed: list[bytes] = []
-    remaining: set[str] = set()
+    removed_at: list[float] = []
+    kept: list[tuple[str, float]] = []
     for key, learner_id, attempt_id, launched_at in attempts:
         if selector.selects(learner_id, attempt_id, launched_at):
             removed.append(key)
+            removed_at.append(launched_at.timestamp())
         else:
-            remaining.add(window_of(cut, launched_at).start.isoformat())
-    before = set(stored_windows)
-    changes = {w: -1 for w in before - remaining}
-    changes.update({w: 1 for w in remaining - before})
+            kept.append((window_of(cut, launched_at).start.isoformat(), launched_at.timestamp()))
+    month_of = months_in(cut.timezone)
+    after: Membership = {}
+    for window, (first, last) in sorted(summaries_of(kept).items()):
+        old = before.get(window)
+        still_true = (
+            old is not None
+            and old[0] == first
+            and first <= old[1] <= last
+            and month_of(old[1]) == month_of(last)
+        )
+        after[window] = old if still_true else [first, last]
+    changes = {w: -1 for w in before.keys() - after.keys()}
+    changes.update({w: 1 for w in after.keys() - before.keys()})
     return LearnerRemoval(
         removed=tuple(removed),
-        windows=tuple(sorted(remaining)),
+        windows=tuple(after),
         window_changes=changes,
-        total_change=int(bool(remaining)) - int(bool(before)),
+        total_change=int(bool(after)) - int(bool(before)),
+        membership=after,
+        rewrite=after != before,
+        removed_at=tuple(removed_at),
     )
 
 

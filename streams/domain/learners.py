@@ -1,14 +1,16 @@
 """Learner-stage transitions: attempts, window membership and the partition's derived counters.
 
-State per learner (key `tenant/learner`): the set of windows of the tenant's current cut in which
-the learner has at least one attempt, stored as a sorted list of window start dates. A learner is
-active in a window when the window is in its set, and counts towards Total Learners when its set
-is not empty.
+State per learner (key `tenant/learner`): the windows of the tenant's current cut in which the
+learner has at least one attempt, stored as {window start date: summary} (the summary, its first
+and last attempt there, feeds the report tallies: streams/domain/tallies.py). A learner is active
+in a window when the window is in its membership, and counts towards Total Learners when its
+membership is not empty.
 
-Adding an attempt's window is a set union, so applying a launch twice changes nothing, whatever
-part of the first application became durable: an attempt record without its membership entry is
-healed by the repeat, a membership entry without its attempt record by the new attempt. Removing
-attempts (a deletion) recomputes the set from the attempts that remain.
+Adding an attempt's window is a set union and its summary a min and a max, so applying a launch
+twice changes nothing, whatever part of the first application became durable: an attempt record
+without its membership entry is healed by the repeat, a membership entry without its attempt
+record by the new attempt. Removing attempts (a deletion) recomputes the membership from the
+attempts that remain.
 
 `apply_attempts` applies a whole batch of tracked launches of one partition: it takes what the
 batch needs from RocksDB (`LearnerReads`) and returns what to write and what changed.
@@ -19,23 +21,30 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import Enum
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from streams.domain.deletions import Erasures, erasure_of, hidden_by
-from streams.domain.windows import Cut, Window, window_of
+from streams.domain.tallies import (
+    Membership,
+    MonthOf,
+    Tallies,
+    TallyChange,
+    months_in,
+    read_membership,
+    stored_membership,
+    summaries_of,
+)
+from streams.domain.windows import Cut, Window, window_of, window_starting
 
 Windows = set[str]  # window start dates (ISO) of one learner
 
 
 def windows_of(stored: Any) -> Windows:
-    """A stored membership as a set (a list of starts; older states stored {start: attempts})."""
-    if not stored:
-        return set()
-    if isinstance(stored, dict):
-        return {window for window, attempts in stored.items() if attempts > 0}
-    return set(stored)
+    """The windows of a stored membership (any of its stored forms)."""
+    return set(read_membership(stored))
 
 
 def stored_windows(windows: Iterable[str]) -> list[str]:
@@ -120,6 +129,11 @@ class CountChange:
     windows: Counter[str] = field(default_factory=Counter)
     total: int = 0
     oldest_ms: int | None = None  # the earliest launch timestamp behind the change (a metric)
+    tallies: TallyChange = field(default_factory=TallyChange)
+
+    @property
+    def counts_changed(self) -> bool:
+        return self.total != 0 or any(self.windows.values())
 
 
 @dataclass(frozen=True)
@@ -132,7 +146,7 @@ class Rejection:
 @dataclass
 class BatchResult:
     attempts: dict[AttemptId, dict[str, Any]] = field(default_factory=dict)  # records to write
-    memberships: dict[LearnerId, list[str]] = field(default_factory=dict)  # memberships to write
+    memberships: dict[LearnerId, dict[str, Any]] = field(default_factory=dict)  # to write
     new_tenants: list[str] = field(default_factory=list)  # first seen in this partition
     rejected: list[Rejection] = field(default_factory=list)
     conflicts: list[TrackedAttempt] = field(default_factory=list)  # to remember as rejected
@@ -152,11 +166,12 @@ def apply_attempts(
     """
     result = BatchResult()
     attempts = dict(reads.attempts)
-    memberships: dict[LearnerId, Windows] = {}
+    memberships: dict[LearnerId, Membership] = {}
     cuts = result.cuts
     # tenant -> the windows its launches of this batch fell in, with their names: most launches
     # fall in one of a few windows, and comparisons are cheaper than `window_of`
-    seen_windows: dict[str, list[tuple[Window, str]]] = {}
+    seen_windows: dict[str, list[SeenWindow]] = {}
+    month_of: dict[str, MonthOf] = {}
     for item in items:
         tenant_id = item.tenant_id
         cut = cuts.get(tenant_id)
@@ -165,6 +180,7 @@ def apply_attempts(
             if stored_tenant is None and tenant_id not in result.new_tenants:
                 result.new_tenants.append(tenant_id)
             cut = cuts[tenant_id] = cut_of(stored_tenant)
+            month_of[tenant_id] = months_in(cut.timezone)
         launched_at = item.launched_at
         ident = item.attempt
         stored = attempts.get(ident)
@@ -201,43 +217,73 @@ def apply_attempts(
             attempts[ident] = record
             result.attempts[ident] = record
         result.outcomes[_OUTCOME_NAMES[outcome]] += 1
+        instant = launched_at.timestamp()
+        change = result.changes.get(tenant_id)
+        if outcome is AttemptOutcome.NEW:
+            if change is None:
+                change = result.changes[tenant_id] = CountChange()
+            change.tallies.months[month_of[tenant_id](instant)] += 1
         # A repeat joins its window too: its membership entry may be what a crash lost.
         learner = item.learner
-        windows = memberships.get(learner)
-        if windows is None:
-            windows = memberships[learner] = windows_of(reads.memberships.get(learner))
-        window = _window_name(seen_windows.setdefault(tenant_id, []), cut, launched_at)
-        if window in windows:
+        membership = memberships.get(learner)
+        if membership is None:
+            membership = memberships[learner] = read_membership(reads.memberships.get(learner))
+        window, span = _window_name(seen_windows.setdefault(tenant_id, []), cut, launched_at)
+        if window in membership:
+            summary = membership[window]
+            if summary is None:
+                continue  # stored by an older version: its tally is not exact anyway
+            first, last = summary
+            if instant < first:
+                first = instant
+            elif instant > last and month_of[tenant_id](instant) > month_of[tenant_id](last):
+                last = instant
+            else:
+                continue
+            membership[window] = [first, last]
+            if change is None:
+                change = result.changes[tenant_id] = CountChange()
+            change.tallies.replace(window, span, summary, membership[window])
+            result.memberships[learner] = stored_membership(membership)
             continue
-        change = result.changes.get(tenant_id)
         if change is None:
             change = result.changes[tenant_id] = CountChange()
         if item.received_ms and (change.oldest_ms is None or item.received_ms < change.oldest_ms):
             change.oldest_ms = item.received_ms
-        if not windows:
+        if not membership:
             change.total += 1
-        windows.add(window)
+        membership[window] = [instant, instant]
         change.windows[window] += 1
-        result.memberships[learner] = stored_windows(windows)
+        change.tallies.replace(window, span, None, membership[window])
+        result.memberships[learner] = stored_membership(membership)
     return result
 
 
 SEEN_WINDOWS = 6
 # an Enum's `.value` is a descriptor call (0.2 us); this runs per launch
 _OUTCOME_NAMES = {outcome: outcome.value for outcome in AttemptOutcome}
+# a window seen in a batch: its bounds, its name, its bounds in epoch seconds
+SeenWindow = tuple[Window, str, tuple[float, float]]
 
 
-def _window_name(seen: list[tuple[Window, str]], cut: Cut, instant: datetime) -> str:
-    """The start date of the window of `cut` holding `instant`, from the windows `seen` so far
-    (which it adds to)."""
-    for window, name in seen:
+def _window_name(
+    seen: list[SeenWindow], cut: Cut, instant: datetime
+) -> tuple[str, tuple[float, float]]:
+    """The start date and the bounds (epoch seconds) of the window of `cut` holding `instant`,
+    from the windows `seen` so far (which it adds to)."""
+    for window, name, span in seen:
         if window.start_at <= instant < window.end_at:
-            return name
+            return name, span
     found = window_of(cut, instant)
     name = found.start.isoformat()
+    span = window_span(found)
     if len(seen) < SEEN_WINDOWS:  # a backfill over years would make the look-up slower
-        seen.append((found, name))
-    return name
+        seen.append((found, name, span))
+    return name, span
+
+
+def window_span(window: Window) -> tuple[float, float]:
+    return window.start_at.timestamp(), window.end_at.timestamp()
 
 
 def conflict_detail(stored: Mapping[str, Any] | None, item: TrackedAttempt) -> str:
@@ -252,6 +298,33 @@ def conflict_detail(stored: Mapping[str, Any] | None, item: TrackedAttempt) -> s
 def membership_of(cut: Cut, launch_instants: Iterable[datetime]) -> Windows:
     """A learner's windows recomputed from its attempts (a re-cut, a deletion)."""
     return {window_of(cut, instant).start.isoformat() for instant in launch_instants}
+
+
+def summarised(cut: Cut, launch_instants: Iterable[datetime]) -> Membership:
+    """A learner's membership with exact summaries, recomputed from its attempts."""
+    return dict(
+        summaries_of(
+            (window_of(cut, instant).start.isoformat(), instant.timestamp())
+            for instant in launch_instants
+        )
+    )
+
+
+def tally_member(tallies: Tallies, membership: Membership, cut: Cut) -> None:
+    """Add a learner's membership to its tenant's tallies (a takeover, a re-cut)."""
+    for window, summary in membership.items():
+        span = span_of_window(cut, window)
+        if span is None:
+            continue  # not a window of this cut: a re-cut its replay has still to redo
+        tally = tallies.window(window, span)
+        if tally is not None:
+            tally.add(summary)
+
+
+@lru_cache(maxsize=65_536)
+def span_of_window(cut: Cut, name: str) -> tuple[float, float] | None:
+    window = window_starting(cut, date.fromisoformat(name))
+    return None if window is None else window_span(window)
 
 
 @dataclass
@@ -302,6 +375,10 @@ class PartitionCounters:
         self._dirty: set[tuple[int, str]] = set()
         # partition -> the owner epoch of its counters ([takeover counter, generation])
         self.epochs: dict[int, tuple[int, int]] = {}
+        # what the forecast and the advisor read (streams/domain/tallies.py), per partition and
+        # tenant, and when each partition was rebuilt: windows ending later are tallied
+        self._tallies: dict[int, dict[str, Tallies]] = {}
+        self.tracked_from: dict[int, float] = {}
 
     def tenant(self, partition: int, tenant_id: str, cut_id: str) -> TenantCounts:
         tenants = self._counts.setdefault(partition, {})
@@ -310,12 +387,26 @@ class PartitionCounters:
             counts = tenants[tenant_id] = TenantCounts(cut_id=cut_id)
         return counts
 
+    def tallies(self, partition: int, tenant_id: str) -> Tallies:
+        tenants = self._tallies.setdefault(partition, {})
+        tallies = tenants.get(tenant_id)
+        if tallies is None:
+            tallies = tenants[tenant_id] = Tallies(self.tracked_from.get(partition, 0.0))
+        return tallies
+
+    def tallies_if_any(self, partition: int, tenant_id: str) -> Tallies | None:
+        return self._tallies.get(partition, {}).get(tenant_id)
+
     def get(self, partition: int, tenant_id: str) -> TenantCounts | None:
         return self._counts.get(partition, {}).get(tenant_id)
 
     def apply(
         self, partition: int, tenant_id: str, cut_id: str, change: CountChange, seq: int
     ) -> None:
+        if change.tallies:
+            self.tallies(partition, tenant_id).apply(change.tallies)
+        if not change.counts_changed:
+            return  # the counts are as reported: no report
         counts = self.tenant(partition, tenant_id, cut_id)
         counts.apply(change)
         counts.seq = max(counts.seq, seq)
@@ -327,22 +418,34 @@ class PartitionCounters:
         counts.seq = max(counts.seq, seq)
         self._dirty.add((partition, tenant_id))
 
-    def replace(self, partition: int, tenant_id: str, counts: TenantCounts) -> None:
+    def replace(
+        self, partition: int, tenant_id: str, counts: TenantCounts, tallies: Tallies
+    ) -> None:
         self._counts.setdefault(partition, {})[tenant_id] = counts
+        self._tallies.setdefault(partition, {})[tenant_id] = tallies
         self._dirty.add((partition, tenant_id))
 
     def reset_partition(
-        self, partition: int, epoch: tuple[int, int], tenants: Mapping[str, TenantCounts]
+        self,
+        partition: int,
+        epoch: tuple[int, int],
+        tenants: Mapping[str, TenantCounts],
+        tallies: Mapping[str, Tallies] | None = None,
+        tracked_from: float = 0.0,
     ) -> None:
         self._counts[partition] = dict(tenants)
+        self._tallies[partition] = dict(tallies or {})
         self.epochs[partition] = epoch
+        self.tracked_from[partition] = tracked_from
         self._dirty.update((partition, tenant_id) for tenant_id in tenants)
 
     def drop_partitions(self, keep: Iterable[int]) -> None:
         keep = set(keep)
-        for partition in [p for p in self._counts if p not in keep]:
-            del self._counts[partition]
+        for partition in [p for p in {*self._counts, *self._tallies} if p not in keep]:
+            self._counts.pop(partition, None)
             self.epochs.pop(partition, None)
+            self._tallies.pop(partition, None)
+            self.tracked_from.pop(partition, None)
         self._dirty = {(p, t) for p, t in self._dirty if p in keep}
 
     def partitions(self) -> set[int]:

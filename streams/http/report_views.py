@@ -273,7 +273,9 @@ async def advisor(tenant_id: str) -> dict[str, Any]:
     starts = pure.month_starts(add_months(window.start, -12), min(window.end, now.date()))
     cutoffs = [local_midnight(day, zone) for day in starts]
     cutoffs = [cutoff for cutoff in cutoffs if cutoff <= now]
-    params = query(tenant_id, span(window), cutoffs=",".join(repr(c.timestamp()) for c in cutoffs))
+    params = query(
+        tenant_id, span(window), tz=zone, cutoffs=",".join(repr(c.timestamp()) for c in cutoffs)
+    )
     parts = await aggregates("advisor", params)
     active_after = [sum(part[0][i] for part in parts) for i in range(len(cutoffs))]
     removed = [sum(part[1][i] for part in parts) for i in range(len(cutoffs))]

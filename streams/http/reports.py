@@ -26,8 +26,9 @@ from streams.domain.reports import GroupTally, Span
 from streams.http.access import INTERNAL_HEADER, internal_message, sign_internal
 from streams.http.api import ApiError
 from streams.kafka.cluster_key import obtain_cluster_key
-from streams.stages import keys
+from streams.stages import keys, metrics
 from streams.stages import reports as partition_reports
+from streams.worker.agents.learners import stage as learner_stage
 from streams.worker.app import app, settings
 from streams.worker.runtime import local_state
 
@@ -99,8 +100,28 @@ async def local_rows(kind: str, partition: int, params: dict[str, str]) -> Async
 
 
 async def local_aggregate(kind: str, partition: int, params: dict[str, str]) -> Any:
+    tallied = _from_tallies(kind, partition, params)
+    if tallied is not None:
+        metrics.report_parts_total.labels(kind, "tallies").inc()
+        return tallied
+    if kind in ("firsts", "advisor"):
+        metrics.report_parts_total.labels(kind, "scan").inc()
     async with SCANS:
         return await _aggregate(kind, partition, params)
+
+
+def _from_tallies(kind: str, partition: int, params: dict[str, str]) -> Any:
+    """The forecast's and the advisor's part from the tallies the learner stage keeps (no
+    scan), or None when they cannot answer it (then the attempts are scanned)."""
+    counters, tenant, span = learner_stage.counters, params["tenant"], span_of(params)
+    if kind == "firsts":
+        return partition_reports.tallied_firsts(counters, partition, tenant, span, params["tz"])
+    if kind == "advisor" and "tz" in params:
+        cutoffs = [float(c) for c in params["cutoffs"].split(",") if c]
+        return partition_reports.tallied_advisor(
+            counters, partition, tenant, span, params["tz"], cutoffs
+        )
+    return None
 
 
 async def _aggregate(kind: str, partition: int, params: dict[str, str]) -> Any:

@@ -143,6 +143,16 @@ class DurableBatch:
         return rows if limit is None else rows[:limit]
 
     # -- writes ---------------------------------------------------------------------------------
+    def scan_raw(
+        self, table: str, partition: int, prefix: bytes, after: bytes | None, limit: int
+    ) -> list[tuple[bytes, bytes]]:
+        if not self._writes.get((table, partition)):
+            return self._state.scan(table, partition, prefix, after, limit)
+        return [
+            (key, orjson.dumps(value))
+            for key, value in self.scan(table, partition, prefix, after, limit)
+        ]
+
     def put(self, table: str, partition: int, key: bytes, value: Any) -> None:
         # orjson's bytes keep the 4 KiB buffer they were written into; a batch holds thousands
         # of small values until its flush, so each is copied into a bytes of its own size

@@ -14,7 +14,7 @@ Tables and their keys (all of a key's data lives in one partition):
 learner stage, partitioned like learner-commands (one partition per tenant/learner)
   attempts        {tenant}/{learner}/{attempt}           the attempt record
   learner-state   lic/{tenant}                           the license this partition applied
-                  m/{tenant}/{learner}                   the learner's windows (sorted starts)
+                  m/{tenant}/{learner}                   the learner's windows: {start: summary}
                   #epoch                                 [counter, generation] of the owner
   (every table)   \x00repair/{key}                       local only: a key to write again
   learner-groups  g/{tenant}/{learner}                   {teams, roles}

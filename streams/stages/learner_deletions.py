@@ -34,8 +34,9 @@ from streams.domain.deletions import (
     later,
     remove_attempts,
 )
-from streams.domain.learners import CountChange, PartitionCounters, windows_of
+from streams.domain.learners import CountChange, PartitionCounters, span_of_window
 from streams.domain.licenses import cut_of
+from streams.domain.tallies import months_in, read_membership, stored_membership
 from streams.domain.windows import Cut
 from streams.stages import commands, keys
 from streams.stages.store import Batch, chunks_by_size
@@ -269,7 +270,7 @@ def plan_part(
             [keys.membership(tenant_id, learner_id) for learner_id, _ in chunk],
         )
         for (_, rows), membership in zip(chunk, stored, strict=True):
-            removal = remove_attempts(windows_of(membership), _parsed(rows), chosen, cut)
+            removal = remove_attempts(read_membership(membership), _parsed(rows), chosen, cut)
             if not removal.removed:
                 continue
             report.attempts_affected += len(removal.removed)
@@ -341,19 +342,36 @@ async def remove(
         learner_keys = [keys.membership(tenant_id, learner_id) for learner_id, _ in chunk]
         stored = batch.get_many(keys.LEARNER_STATE, partition, learner_keys)
         change = CountChange()
+        month_of = months_in(cut.timezone)
         for learner_key, (_, rows), membership in zip(learner_keys, chunk, stored, strict=True):
-            removal = remove_attempts(windows_of(membership), _parsed(rows), chosen, cut)
+            before = read_membership(membership)
+            removal = remove_attempts(before, _parsed(rows), chosen, cut)
             for key in removal.removed:
                 batch.delete(keys.ATTEMPTS, partition, key)  # the tombstone on `attempts`
+            for instant in removal.removed_at:
+                change.tallies.months[month_of(instant)] -= 1
             if not removal.membership_changed:
                 continue
-            if removal.windows:
-                batch.put(keys.LEARNER_STATE, partition, learner_key, list(removal.windows))
+            if removal.membership:
+                batch.put(
+                    keys.LEARNER_STATE,
+                    partition,
+                    learner_key,
+                    stored_membership(removal.membership),
+                )
             else:
                 batch.delete(keys.LEARNER_STATE, partition, learner_key)
             change.windows.update(removal.window_changes)
             change.total += removal.total_change
-        if change.total or any(change.windows.values()):
+            for window in before.keys() | removal.membership.keys():
+                old, new = before.get(window), removal.membership.get(window)
+                span = span_of_window(cut, window)
+                if old == new or span is None:
+                    continue
+                if old is None and window in before:
+                    change.tallies.unknown(window, span)  # stored by an older version
+                change.tallies.replace(window, span, old, new)
+        if change.counts_changed or change.tallies:
             batch.on_durable(
                 _counter_update(counters, partition, tenant_id, cut.id, change, offset)
             )

@@ -12,7 +12,7 @@ from the tables, change only once a change is durable, and are rebuilt at every 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,14 +28,21 @@ from streams.domain.learners import (
     TenantCounts,
     TrackedAttempt,
     apply_attempts,
-    membership_of,
-    stored_windows,
-    windows_of,
+    tally_member,
 )
 from streams.domain.licenses import cut_of
 from streams.domain.partitioning import tenant_partition
+from streams.domain.reports import launched_at
 from streams.domain.sources import superseded
-from streams.domain.windows import Cut
+from streams.domain.tallies import (
+    Membership,
+    MonthOf,
+    Summary,
+    Tallies,
+    read_membership,
+    stored_membership,
+)
+from streams.domain.windows import Cut, window_of
 from streams.stages import commands, ingest, keys, metrics
 from streams.stages.learner_deletions import apply_part
 from streams.stages.markers import erasures_reader, remember_conflicts
@@ -248,22 +255,33 @@ class LearnerStage:
             # a new limit or new thresholds: nothing to re-cut; the tenant stage re-evaluates
             batch.on_durable(lambda: self.counters.touch(partition, tenant_id, new_cut.id, offset))
             return
-        counts = self.recut(batch, partition, tenant_id, new_cut)
+        counts, tallies = self.recut(batch, partition, tenant_id, new_cut)
         counts.seq = offset
-        batch.on_durable(lambda: self.counters.replace(partition, tenant_id, counts))
+        batch.on_durable(lambda: self.counters.replace(partition, tenant_id, counts, tallies))
 
-    def recut(self, batch: Batch, partition: int, tenant_id: str, cut: Cut) -> TenantCounts:
-        """The tenant's memberships in this partition recomputed from its attempts under `cut`."""
+    def recut(
+        self, batch: Batch, partition: int, tenant_id: str, cut: Cut
+    ) -> tuple[TenantCounts, Tallies]:
+        """The tenant's memberships in this partition recomputed from its attempts under `cut`,
+        with the counts and report tallies they make."""
         prefix = keys.attempts_of_tenant(tenant_id)
-        learners: dict[str, set[str]] = {}
+        learners: dict[str, dict[str, Summary]] = {}
+        tallies = Tallies(self.counters.tracked_from.get(partition, 0.0))
+        month_of = MonthOf(cut.timezone)
         after = None
         while True:
             rows = batch.scan(keys.ATTEMPTS, partition, prefix, after, SCAN_CHUNK)
             for _, record in rows:
-                learner = record["learner_id"]
-                learners.setdefault(learner, set()).update(
-                    membership_of(cut, [datetime.fromisoformat(record["launched_at"])])
-                )
+                instant = datetime.fromisoformat(record["launched_at"])
+                at = instant.timestamp()
+                tallies.months[month_of(at)] += 1
+                windows = learners.setdefault(record["learner_id"], {})
+                window = window_of(cut, instant).start.isoformat()
+                summary = windows.get(window)
+                if summary is None:
+                    windows[window] = [at, at]
+                else:
+                    summary[0], summary[1] = min(summary[0], at), max(summary[1], at)
             if len(rows) < SCAN_CHUNK:
                 break
             after = rows[-1][0]
@@ -274,18 +292,19 @@ class LearnerStage:
             if keys.parse_membership(key)[1] not in learners:
                 batch.delete(keys.LEARNER_STATE, partition, key)
         counts = TenantCounts(cut_id=cut.id)
-        for learner, windows in learners.items():
+        for learner, membership in learners.items():
             batch.put(
                 keys.LEARNER_STATE,
                 partition,
                 keys.membership(tenant_id, learner),
-                stored_windows(windows),
+                stored_membership(dict(membership)),
             )
-            counts.add_learner(windows)
+            counts.add_learner(membership)
+            tally_member(tallies, dict(membership), cut)
         log.info(
             "re-cut a tenant in partition %d to %s: %d learners", partition, cut.id, len(learners)
         )
-        return counts
+        return counts, tallies
 
     # -- takeover and partial counts -------------------------------------------------------------
     def rebuild(self, batch: Batch, epochs: Mapping[int, Epoch]) -> None:
@@ -293,9 +312,10 @@ class LearnerStage:
 
         `epochs` are the owner epochs of those partitions (streams/stages/batch.py: take_over):
         a rebuilt partition's reports win over every late report of its previous owner."""
+        tracked_from = self.clock().timestamp()
         for partition, epoch in sorted(epochs.items()):
-            tenants = self._count_partition(batch, partition)
-            self.counters.reset_partition(partition, epoch, tenants)
+            tenants, tallies = self._count_partition(batch, partition, tracked_from)
+            self.counters.reset_partition(partition, epoch, tenants, tallies, tracked_from)
             log.info(
                 "learner partition %d rebuilt (epoch %s): %d tenants, %d learners",
                 partition,
@@ -339,18 +359,44 @@ class LearnerStage:
             if partition not in keep:
                 del self.applied[partition]
 
-    def _count_partition(self, batch: Batch, partition: int) -> dict[str, TenantCounts]:
+    def _count_partition(
+        self, batch: Batch, partition: int, tracked_from: float
+    ) -> tuple[dict[str, TenantCounts], dict[str, Tallies]]:
+        """A partition's counts and report tallies, from its memberships and attempts."""
         tenants: dict[str, TenantCounts] = {}
+        cuts: dict[str, Cut] = {}
         for key, value in _scan_all(batch, keys.LEARNER_STATE, partition, keys.LICENSE):
             tenant_id = keys.tenant_of_license_entry(key)
-            tenants.setdefault(tenant_id, TenantCounts()).cut_id = cut_of(value).id
-        for key, value in _scan_all(batch, keys.LEARNER_STATE, partition, keys.MEMBERSHIP):
+            cuts[tenant_id] = cut_of(value)
+            tenants.setdefault(tenant_id, TenantCounts()).cut_id = cuts[tenant_id].id
+        default = cut_of(None)  # memberships without a license entry: the default cut
+        tallies: dict[str, Tallies] = {}
+
+        def tallies_of(tenant_id: str) -> Tallies:
+            found = tallies.get(tenant_id)
+            if found is None:
+                found = tallies[tenant_id] = Tallies(tracked_from)
+            return found
+
+        for key, value in _scan_chunks(batch, keys.LEARNER_STATE, partition, keys.MEMBERSHIP):
             tenant_id, _ = keys.parse_membership(key)
-            tenants.setdefault(tenant_id, TenantCounts()).add_learner(windows_of(value))
+            membership: Membership = read_membership(value)
+            tenants.setdefault(tenant_id, TenantCounts()).add_learner(membership)
+            tally_member(tallies_of(tenant_id), membership, cuts.get(tenant_id, default))
         for counts in tenants.values():
-            if not counts.cut_id:  # memberships without a license entry: the default cut
-                counts.cut_id = cut_of(None).id
-        return tenants
+            if not counts.cut_id:
+                counts.cut_id = default.id
+        # the attempts by local month (the advisor's attempts removed by a cut-off)
+        month_of: dict[str, MonthOf] = {}
+        for key, raw in _scan_chunks(batch, keys.ATTEMPTS, partition, b"", raw=True):
+            if key.startswith(keys.REPAIR) or b"/" not in key:
+                continue  # local bookkeeping (the fence, a restore's marks), not an attempt
+            tenant_id = keys.parse_attempt(key)[0]
+            months = month_of.get(tenant_id)
+            if months is None:
+                months = month_of[tenant_id] = MonthOf(cuts.get(tenant_id, default).timezone)
+            tallies_of(tenant_id).months[months(launched_at(raw))] += 1
+        return tenants, tallies
 
     def partial_commands(self) -> list[tuple[int, bytes]]:
         """The dirty tenants' partial counts: (tenant partition, `Partials` command) pairs,
@@ -381,6 +427,24 @@ def _partial_size(item: tuple[str, dict[str, Any]]) -> int:
 
 def _read(batch: Batch, table: str, partition: int, wanted: Mapping[Any, bytes]) -> dict[Any, Any]:
     return dict(zip(wanted, batch.get_many(table, partition, list(wanted.values())), strict=True))
+
+
+def _scan_chunks(
+    batch: Batch, table: str, partition: int, prefix: bytes, raw: bool = False
+) -> Iterator[tuple[bytes, Any]]:
+    """Every row with `prefix`, read a chunk at a time and handed on (memory stays flat)."""
+    after = None
+    while True:
+        if raw:
+            chunk: list[tuple[bytes, Any]] = list(
+                batch.scan_raw(table, partition, prefix, after, SCAN_CHUNK)
+            )
+        else:
+            chunk = batch.scan(table, partition, prefix, after, SCAN_CHUNK)
+        yield from chunk
+        if len(chunk) < SCAN_CHUNK:
+            return
+        after = chunk[-1][0]
 
 
 def _scan_all(batch: Batch, table: str, partition: int, prefix: bytes) -> list[tuple[bytes, Any]]:

@@ -77,3 +77,9 @@ count_latency = Histogram(
     "From a launch (its Kafka timestamp) to the count record that counts it",
     buckets=(0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300),
 )
+report_parts_total = Counter(
+    "active_learners_report_parts_total",
+    "One partition's part of a forecast or advisor answer, by kind and source (tallies: kept "
+    "in memory; scan: the attempts read, when the tallies cannot answer)",
+    ["kind", "source"],
+)

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from streams.domain import reports
+from streams.domain import reports, tallies
+from streams.domain.learners import PartitionCounters, window_span
 from streams.domain.reports import GroupTally, LearnerAttempts, Span
+from streams.domain.tallies import Tallies, WindowTally
+from streams.domain.windows import Cut, window_of
 from streams.stages import keys
 from streams.stages.store import LocalState
 
@@ -150,3 +154,57 @@ async def advisor(
         active_after = [a + b for a, b in zip(active_after, active, strict=True)]
         removed = [a + b for a, b in zip(removed, gone, strict=True)]
     return active_after, removed
+
+
+# -- the same two from the tallies kept in memory (streams/domain/tallies.py) -------------------
+
+
+def _tallied(
+    counters: PartitionCounters, partition: int, tenant_id: str, window: Span, timezone: str
+) -> tuple[WindowTally, Tallies] | None:
+    """The tenant's tallies of this window in this partition, when they answer exactly what
+    was asked: the partition applies the same cut (zone and window bounds) and tallies the
+    window. None otherwise (then a scan answers)."""
+    counts = counters.get(partition, tenant_id)
+    if counts is None or partition not in counters.tracked_from:
+        return None  # not rebuilt here yet, or nothing of the tenant
+    # a tenant known here without tallies has neither attempts nor members
+    tenant_tallies = counters.tallies_if_any(partition, tenant_id) or Tallies(
+        counters.tracked_from[partition]
+    )
+    cut = Cut.from_id(counts.cut_id)
+    span = (window.start, window.end)
+    if cut.timezone != timezone:
+        return None
+    if window_span(window_of(cut, datetime.fromtimestamp(window.start, UTC))) != span:
+        return None
+    tally = tenant_tallies.tallied(span)
+    return None if tally is None else (tally, tenant_tallies)
+
+
+def tallied_firsts(
+    counters: PartitionCounters, partition: int, tenant_id: str, window: Span, timezone: str
+) -> dict[str, int] | None:
+    """`daily_firsts` from the tallies, or None when they cannot answer."""
+    found = _tallied(counters, partition, tenant_id, window, timezone)
+    if found is None:
+        return None
+    days = reports.LocalDays(window, timezone)
+    per_day = tallies.daily_firsts(found[0], days.days, days.midnights)
+    return None if per_day is None else dict(days.named(per_day))
+
+
+def tallied_advisor(
+    counters: PartitionCounters,
+    partition: int,
+    tenant_id: str,
+    window: Span,
+    timezone: str,
+    cutoffs: Sequence[float],
+) -> tuple[list[int], list[int]] | None:
+    """`advisor` from the tallies, or None when they cannot answer."""
+    found = _tallied(counters, partition, tenant_id, window, timezone)
+    if found is None:
+        return None
+    tally, tenant_tallies = found
+    return tallies.advisor_counts(tally, tenant_tallies.months, timezone, cutoffs)

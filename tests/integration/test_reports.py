@@ -250,6 +250,22 @@ def test_forecast_and_advisor_agree_with_the_recount(workers: list[int]) -> None
         assert advisor["smallest_under_limit"] == (under[0] if under else None)
         first_cutoff = local_midnight(add_months(CURRENT.start, -12), ZONE)
         assert instant(advisor["options"][0]["older_than"]) == first_cutoff
+    # every partition answered from the tallies the learner stage keeps, none by a scan
+    for port in workers:
+        _, text, _ = get(port, "/metrics")
+        parts = report_parts(text.decode())
+        assert parts.get(("firsts", "scan"), 0) == 0 and parts.get(("advisor", "scan"), 0) == 0
+        assert parts.get(("firsts", "tallies"), 0) > 0, parts
+
+
+def report_parts(metrics: str) -> dict[tuple[str, str], float]:
+    found = {}
+    for line in metrics.splitlines():
+        if line.startswith("active_learners_report_parts_total{"):
+            labels, value = line[len("active_learners_report_parts_total{") :].split("} ")
+            pairs = dict(pair.split("=") for pair in labels.split(","))
+            found[(pairs["kind"].strip('"'), pairs["source"].strip('"'))] = float(value)
+    return found
 
 
 def test_report_requests_are_checked(workers: list[int]) -> None:

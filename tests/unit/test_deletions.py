@@ -130,7 +130,31 @@ def test_removing_every_attempt_leaves_the_tenant() -> None:
     assert removal.window_changes == {"2026-01-01": -1, "2026-02-01": -1}
 
 
+def at(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+# HISTORY's membership as the stage stores it: per window its first attempt and one of the month
+# of its last (streams/domain/tallies.py)
+STORED = {
+    "2026-01-01": [at("2026-01-05T00:00:00+00:00"), at("2026-01-05T00:00:00+00:00")],
+    "2026-02-01": [at("2026-02-10T00:00:00+00:00"), at("2026-02-10T00:00:00+00:00")],
+}
+
+
 def test_nothing_selected_removes_nothing_and_changes_nothing() -> None:
+    removal = remove_attempts(
+        STORED,
+        HISTORY,
+        PartSelector(older_than=datetime(2025, 12, 1, tzinfo=UTC)),
+        MONTHLY,
+    )
+    assert removal.removed == ()
+    assert not removal.membership_changed
+    assert removal.membership == STORED  # January's `last` is of its last month: it holds
+
+
+def test_a_membership_without_summaries_is_rewritten_with_them() -> None:
     removal = remove_attempts(
         ["2026-01-01", "2026-02-01"],
         HISTORY,
@@ -138,7 +162,24 @@ def test_nothing_selected_removes_nothing_and_changes_nothing() -> None:
         MONTHLY,
     )
     assert removal.removed == ()
-    assert not removal.membership_changed
+    assert removal.membership_changed
+    assert removal.membership == {
+        "2026-01-01": [at("2026-01-05T00:00:00+00:00"), at("2026-01-20T00:00:00+00:00")],
+        "2026-02-01": [at("2026-02-10T00:00:00+00:00"), at("2026-02-10T00:00:00+00:00")],
+    }
+
+
+def test_a_summary_whose_first_attempt_is_removed_is_recomputed() -> None:
+    removal = remove_attempts(
+        STORED, HISTORY, PartSelector(attempts=frozenset({("l1", "a1")})), MONTHLY
+    )
+    assert removal.removed_at == (at("2026-01-05T00:00:00+00:00"),)
+    assert removal.membership["2026-01-01"] == [
+        at("2026-01-20T00:00:00+00:00"),
+        at("2026-01-20T00:00:00+00:00"),
+    ]
+    assert removal.membership["2026-02-01"] == STORED["2026-02-01"]
+    assert removal.membership_changed and not removal.window_changes
 
 
 def test_a_drifted_membership_is_recomputed_from_the_attempts() -> None:

@@ -123,7 +123,10 @@ def test_a_batch_behaves_exactly_as_single_launches() -> None:
     assert outcomes == {"new": 4, "repeat": 1, "conflict": 1, "erased": 1}
     assert windows == {"2026-03-01": 2, "2026-04-01": 1}
     assert total == 2
-    assert batched.memberships[("acme", "l1")] == ["2026-03-01", "2026-04-01"]
+    assert batched.memberships[("acme", "l1")] == {
+        "2026-03-01": [ts("2026-03-05T10:00:00+00:00")] * 2,
+        "2026-04-01": [ts("2026-04-01T00:00:00+00:00")] * 2,  # a2 and a3: April is one month
+    }
 
 
 def test_applying_a_batch_twice_changes_nothing() -> None:
@@ -169,7 +172,7 @@ def test_a_repeat_heals_a_membership_a_crash_lost() -> None:
     }
     result = store.apply([launch("l1", "a1", "2026-03-05T10:00:00+00:00")])
     assert result.outcomes == {"repeat": 1}
-    assert store.memberships[("acme", "l1")] == ["2026-03-01"]
+    assert windows_of(store.memberships[("acme", "l1")]) == {"2026-03-01"}
     assert result.changes["acme"].windows == {"2026-03-01": 1}
     assert result.changes["acme"].total == 1
 
@@ -177,11 +180,52 @@ def test_a_repeat_heals_a_membership_a_crash_lost() -> None:
 def test_a_new_attempt_under_a_surviving_membership_counts_once() -> None:
     # the membership reached the changelog, the attempt record did not
     store = Store()
-    store.memberships[("acme", "l1")] = ["2026-03-01"]
+    store.memberships[("acme", "l1")] = {"2026-03-01": [ts("2026-03-05T10:00:00+00:00")] * 2}
     result = store.apply([launch("l1", "a1", "2026-03-05T10:00:00+00:00")])
     assert result.outcomes == {"new": 1}
     assert ("acme", "l1", "a1") in store.attempts
-    assert result.changes == {}  # the learner was counted already
+    change = result.changes["acme"]
+    assert not change.counts_changed  # the learner was counted already
+    assert change.tallies.months == {"2026-03": 1} and change.tallies.summaries == []
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def test_a_summary_keeps_the_first_attempt_and_one_of_the_last_month() -> None:
+    store = Store()
+    quarterly = {"license": {"cycle_start": "2026-01-01", "window_months": 3, "timezone": "UTC"}}
+    store.tenants["acme"] = quarterly
+    store.apply([launch("l1", "a1", "2026-02-10T10:00:00+00:00")])
+    # later in the same month: nothing to write
+    later = store.apply([launch("l1", "a2", "2026-02-20T10:00:00+00:00")])
+    assert later.memberships == {}
+    # a later month: `last` moves
+    store.apply([launch("l1", "a3", "2026-03-02T10:00:00+00:00")])
+    # an earlier attempt arriving late: `first` moves
+    early = store.apply([launch("l1", "a4", "2026-01-15T10:00:00+00:00")])
+    assert store.memberships[("acme", "l1")] == {
+        "2026-01-01": [ts("2026-01-15T10:00:00+00:00"), ts("2026-03-02T10:00:00+00:00")]
+    }
+    change = early.changes["acme"].tallies
+    assert [(w, s[0] if s else None, sign) for w, s, sign in change.summaries] == [
+        ("2026-01-01", ts("2026-02-10T10:00:00+00:00"), -1),
+        ("2026-01-01", ts("2026-01-15T10:00:00+00:00"), 1),
+    ]
+    assert change.months == {"2026-01": 1}
+
+
+def test_a_months_bound_is_local_midnight_of_the_tenants_zone() -> None:
+    store = Store()
+    store.tenants["acme"] = {
+        "license": {"cycle_start": "2026-01-01", "window_months": 12, "timezone": "Asia/Kolkata"}
+    }
+    # 18:29 UTC on Feb 28 is still February in Kolkata (+05:30), 18:30 is March
+    store.apply([launch("l1", "a1", "2026-02-28T18:29:00+00:00")])
+    march = store.apply([launch("l1", "a2", "2026-02-28T18:30:00+00:00")])
+    assert march.changes["acme"].tallies.months == {"2026-03": 1}
+    assert store.memberships[("acme", "l1")]["2026-01-01"][1] == ts("2026-02-28T18:30:00+00:00")
 
 
 MARCH = datetime(2026, 3, 1, tzinfo=UTC)
@@ -210,7 +254,7 @@ def test_a_tenant_seen_first_is_registered_in_the_partition() -> None:
     result = store.apply([launch("l1", "a1", "2026-03-05T10:00:00+00:00", tenant="newco")])
     assert result.new_tenants == ["newco"]
     # an unlicensed tenant counts in calendar years
-    assert store.memberships[("newco", "l1")] == ["2026-01-01"]
+    assert windows_of(store.memberships[("newco", "l1")]) == {"2026-01-01"}
 
 
 def test_membership_of_recuts_from_launch_instants() -> None:

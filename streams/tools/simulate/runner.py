@@ -368,7 +368,78 @@ def run(schedule: Schedule) -> Result:
             for ident, a in model.attempts().items()
         }
         result.problems += check_states(world, expected)
+        result.problems += check_tallies(world)
     return result
+
+
+def check_tallies(world: World) -> list[str]:
+    """Every owner's report tallies (streams/domain/tallies.py) are what a rebuild from its
+    tables makes, and the forecast and advisor parts they answer for the current window are what
+    a scan of the attempts answers."""
+    import asyncio
+
+    from streams.domain.learners import window_span
+    from streams.domain.reports import Span, month_starts
+    from streams.domain.windows import Cut, add_months, local_midnight, window_of
+    from streams.stages import reports
+
+    problems = []
+    now = world.now()
+    for worker in world.workers.values():
+        if not worker.alive or not worker.ready:
+            continue
+        counters = worker.learner.counters
+        for partition in sorted(counters.partitions()):
+            tracked_from = counters.tracked_from.get(partition, 0.0)
+            _, rebuilt = worker.learner._count_partition(worker.batch(), partition, tracked_from)
+            held = counters._tallies.get(partition, {})
+            if _tally_view(held) != _tally_view(rebuilt):
+                problems.append(
+                    f"{worker.name}: the tallies of partition {partition} differ from a rebuild"
+                )
+            for tenant_id, counts in sorted(counters._counts.get(partition, {}).items()):
+                cut = Cut.from_id(counts.cut_id)
+                window = window_of(cut, now)
+                span = Span(*window_span(window))
+                zone = cut.timezone
+                fast = reports.tallied_firsts(counters, partition, tenant_id, span, zone)
+                slow = asyncio.run(
+                    reports.daily_firsts(worker.state, partition, tenant_id, span, zone)
+                )
+                if fast is None or fast != slow:
+                    problems.append(
+                        f"{worker.name}: forecast of {tenant_id} in partition {partition}: "
+                        f"tallies {fast}, scan {slow}"
+                    )
+                starts = month_starts(add_months(window.start, -12), window.end)
+                cutoffs = [local_midnight(day, zone).timestamp() for day in starts]
+                fast_advice = reports.tallied_advisor(
+                    counters, partition, tenant_id, span, zone, cutoffs
+                )
+                slow_advice = asyncio.run(
+                    reports.advisor(worker.state, partition, tenant_id, span, cutoffs)
+                )
+                if fast_advice is None or list(fast_advice) != list(slow_advice):
+                    problems.append(
+                        f"{worker.name}: advisor of {tenant_id} in partition {partition}: "
+                        f"tallies {fast_advice}, scan {slow_advice}"
+                    )
+    return problems
+
+
+def _tally_view(tallies: Any) -> dict[str, Any]:
+    """Tallies without their empty parts (a tally emptied by deletions equals none)."""
+    view = {}
+    for tenant_id, tenant in tallies.items():
+        windows = {
+            name: (t.start, t.end, dict(t.firsts), dict(t.lasts), t.exact)
+            for name, t in tenant.windows.items()
+            if t.firsts or t.lasts or not t.exact
+        }
+        months = {month: n for month, n in tenant.months.items() if n}
+        if windows or months:
+            view[tenant_id] = (windows, months)
+    return view
 
 
 def check_states(world: World, expected: dict[str, Any]) -> list[str]:
@@ -442,23 +513,52 @@ def _memberships(
             for k, v in rows.rows.items()
             if k.startswith(b"lic/")
         }
-        wanted: dict[bytes, list[str]] = {}
+        # per learner and window: the first and last instant of its attempts there
+        wanted: dict[bytes, dict[str, list[float]]] = {}
+        zones: dict[bytes, str] = {}
         for key, (_, at, _) in expected.items():
             if _learner_partition(key.encode(), partitions) != partition:
                 continue
             tenant, learner, _ = key.split("/", 2)
             cut = cuts.get(tenant, cut_of(None))
             member = f"m/{tenant}/{learner}".encode()
-            windows = set(wanted.get(member, []))
-            windows.add(window_of(cut, at).start.isoformat())
-            wanted[member] = sorted(windows)
+            zones[member] = cut.timezone
+            windows = wanted.setdefault(member, {})
+            window = window_of(cut, at).start.isoformat()
+            instant = at.timestamp()
+            first, last = windows.get(window, (instant, instant))
+            windows[window] = [min(first, instant), max(last, instant)]
         stored = {k: json.loads(v) for k, v in rows.rows.items() if k.startswith(b"m/")}
-        if stored != wanted:
-            diff = [k for k in sorted(set(stored) | set(wanted)) if stored.get(k) != wanted.get(k)]
+        diff = [
+            k
+            for k in sorted(set(stored) | set(wanted))
+            if not _summaries_hold(stored.get(k), wanted.get(k), zones.get(k, "UTC"))
+        ]
+        if diff:
             problems.append(
-                f"{where}: memberships of partition {partition} differ, e.g. {diff[:3]}"
+                f"{where}: memberships of partition {partition} differ, e.g. "
+                f"{[(k, stored.get(k), wanted.get(k)) for k in diff[:3]]}"
             )
     return problems
+
+
+def _summaries_hold(
+    stored: dict[str, list[float]] | None, wanted: dict[str, list[float]] | None, zone: str
+) -> bool:
+    """A stored membership holds the learner's windows, each with its exact first attempt and a
+    `last` between the first and the last attempt, in the last attempt's local month."""
+    from streams.domain.tallies import MonthOf
+
+    if stored is None or wanted is None or set(stored) != set(wanted):
+        return stored == wanted
+    month_of = MonthOf(zone)
+    for window, (first, last) in wanted.items():
+        summary = stored[window]
+        if not isinstance(summary, list) or summary[0] != first:
+            return False
+        if not first <= summary[1] <= last or month_of(summary[1]) != month_of(last):
+            return False
+    return True
 
 
 def _learner_partition(key: bytes, partitions: int) -> int:

@@ -1,0 +1,182 @@
+"""The report tallies: kept up to date launch by launch, they answer as a scan would."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from streams.domain import reports
+from streams.domain.learners import (
+    LearnerReads,
+    TrackedAttempt,
+    apply_attempts,
+    tally_member,
+    window_span,
+)
+from streams.domain.licenses import cut_of
+from streams.domain.tallies import (
+    MonthOf,
+    Tallies,
+    WindowTally,
+    advisor_counts,
+    daily_firsts,
+    read_membership,
+    stored_membership,
+)
+from streams.domain.windows import add_months, local_midnight, window_of
+
+# zones with offsets of half and three quarter hours, and a DST shift of half an hour
+ZONES = [
+    "UTC",
+    "Europe/Berlin",
+    "Asia/Kolkata",
+    "America/St_Johns",
+    "Pacific/Chatham",
+    "Australia/Lord_Howe",
+    "America/Los_Angeles",
+]
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_the_month_of_an_instant_is_its_local_calendar_month(zone: str) -> None:
+    rng = random.Random(zone)
+    month_of = MonthOf(zone)
+    start = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
+    for _ in range(5_000):
+        instant = start + rng.uniform(0, 3 * 365 * 86_400)
+        local = datetime.fromtimestamp(instant, ZoneInfo(zone))
+        assert month_of(instant) == f"{local.year:04d}-{local.month:02d}"
+    # the instant of a local month start, and the microsecond before it
+    bound = local_midnight(date(2026, 3, 1), zone).timestamp()
+    assert month_of(bound) == "2026-03" and month_of(bound - 1e-6) == "2026-02"
+    assert month_of.is_month_start(bound) and not month_of.is_month_start(bound + 900)
+
+
+def test_stored_forms_of_older_versions_read_as_windows_without_summaries() -> None:
+    assert read_membership(["2026-01-01"]) == {"2026-01-01": None}
+    assert read_membership({"2026-01-01": 2, "2026-02-01": 0}) == {"2026-01-01": None}
+    assert read_membership({"2026-01-01": [1.5, 2]}) == {"2026-01-01": [1.5, 2.0]}
+    assert read_membership(None) == {}
+    assert stored_membership({"b": [1.0, 2.0], "a": None}) == {"a": None, "b": [1.0, 2.0]}
+
+
+def test_an_unknown_summary_makes_its_window_tally_untrusted() -> None:
+    tallies = Tallies()
+    license_ = {"cycle_start": "2026-01-01", "window_months": 12, "timezone": "UTC"}
+    tally_member(tallies, {"2026-01-01": None}, cut_of({"license": license_}))
+    assert tallies.windows["2026-01-01"].exact is False
+    span = (tallies.windows["2026-01-01"].start, tallies.windows["2026-01-01"].end)
+    assert tallies.tallied(span) is None
+
+
+def test_a_window_ending_before_the_takeover_is_not_tallied() -> None:
+    tallies = Tallies(tracked_from=1_000.0)
+    assert tallies.window("old", (0.0, 1_000.0)) is None
+    assert tallies.tallied((0.0, 1_000.0)) is None  # a scan answers
+    assert tallies.tallied((500.0, 2_000.0)) == WindowTally(500.0, 2_000.0)  # no member yet
+
+
+def test_days_that_do_not_start_on_a_slot_bound_are_left_to_a_scan() -> None:
+    tally = WindowTally(0.0, 86_400.0)
+    tally.firsts[1] = 1
+    assert daily_firsts(tally, [date(2026, 1, 1)], [0.0]) == [1]
+    assert daily_firsts(tally, [date(2026, 1, 1)], [60.0]) is None
+    assert advisor_counts(tally, Counter(), "UTC", [60.0]) is None
+
+
+class Partition:
+    """One learner partition as plain dicts, its tallies kept as the stage keeps them."""
+
+    def __init__(self, license_: dict[str, Any]) -> None:
+        self.license = license_
+        self.attempts: dict[tuple, Any] = {}
+        self.memberships: dict[tuple, Any] = {}
+        self.tallies = Tallies()
+
+    def apply(self, items: list[TrackedAttempt]) -> None:
+        reads = LearnerReads(
+            attempts={i.attempt: self.attempts.get(i.attempt) for i in items},
+            memberships={i.learner: self.memberships.get(i.learner) for i in items},
+            tenants={"acme": self.license},
+        )
+        result = apply_attempts(items, reads, cut_of)
+        self.attempts.update(result.attempts)
+        self.memberships.update(result.memberships)
+        for change in result.changes.values():
+            self.tallies.apply(change.tallies)
+
+    def learners(self) -> list[reports.LearnerAttempts]:
+        by_learner: dict[str, list[float]] = {}
+        for (_, learner, _), record in sorted(self.attempts.items()):
+            at = datetime.fromisoformat(record["launched_at"]).timestamp()
+            by_learner.setdefault(learner, []).append(at)
+        return sorted(by_learner.items())
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_tallies_kept_launch_by_launch_answer_as_a_scan(seed: int) -> None:
+    rng = random.Random(seed)
+    zone = ZONES[seed % len(ZONES)]
+    license_ = {
+        "license": {
+            "cycle_start": "2025-07-15",
+            "window_months": rng.choice([1, 3, 12]),
+            "timezone": zone,
+        }
+    }
+    cut = cut_of(license_)
+    partition = Partition(license_)
+    begin = datetime(2025, 5, 1, tzinfo=UTC)
+    launches = []
+    for n in range(400):
+        learner = f"l{rng.randrange(40)}"
+        at = begin + timedelta(seconds=rng.uniform(0, 480 * 86_400))
+        if rng.random() < 0.1:  # on a local month start exactly, or just before it
+            at = local_midnight(add_months(cut.anchor, rng.randrange(-2, 14)).replace(day=1), zone)
+            at -= timedelta(microseconds=rng.choice([0, 1]))
+        attempt = f"a{rng.randrange(1_000)}" if rng.random() < 0.9 else "a0"
+        launches.append(TrackedAttempt("acme", learner, "e", attempt, at.isoformat(), 0, n))
+    launches += rng.sample(launches, 40)  # redeliveries, out of order
+    while launches:  # batches of any size, each in arrival order
+        size = rng.randint(1, 50)
+        partition.apply(launches[:size])
+        launches = launches[size:]
+
+    learners = partition.learners()
+    instants = sorted(at for _, ats in learners for at in ats)
+    for probe in rng.sample(instants, 5):
+        window = window_of(cut, datetime.fromtimestamp(probe, UTC))
+        span = reports.Span(*window_span(window))
+        tally = partition.tallies.tallied((span.start, span.end))
+        assert tally is not None
+        days = reports.LocalDays(span, zone)
+        assert daily_firsts(tally, days.days, days.midnights) == days.firsts(learners)
+        starts = reports.month_starts(add_months(window.start, -12), window.end)
+        cutoffs = [local_midnight(day, zone).timestamp() for day in starts]
+        assert advisor_counts(
+            tally, partition.tallies.months, zone, cutoffs
+        ) == reports.advisor_tally(learners, span, cutoffs)
+
+    # a takeover rebuilds the same tallies from the stored memberships and attempts
+    rebuilt = Tallies()
+    for membership in partition.memberships.values():
+        tally_member(rebuilt, read_membership(membership), cut)
+    month_of = MonthOf(zone)
+    for _, ats in learners:
+        for at in ats:
+            rebuilt.months[month_of(at)] += 1
+    assert _view(rebuilt) == _view(partition.tallies)
+
+
+def _view(tallies: Tallies) -> tuple[dict[str, Any], dict[str, int]]:
+    windows = {
+        name: (dict(t.firsts), dict(t.lasts), t.exact)
+        for name, t in tallies.windows.items()
+        if t.firsts or t.lasts
+    }
+    return windows, {m: n for m, n in tallies.months.items() if n}
