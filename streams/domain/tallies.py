@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from streams.domain.reports import launched_at
 from streams.domain.windows import local_midnight
 
 SLOT_SECONDS = 900  # every zone's offset is a whole number of quarter hours
@@ -70,41 +71,77 @@ def stored_membership(membership: Membership) -> dict[str, Summary | None]:
 
 
 class MonthOf:
-    """The local calendar month ("YYYY-MM") of instants in one time zone, remembering the last
-    month it found (most instants of a batch fall in the same one)."""
+    """The local calendar month ("YYYY-MM") of instants in one time zone.
+
+    It keeps the starts of a run of consecutive months (found once each: a zone look-up is
+    slow) and finds an instant's month by bisection, widening the run when an instant falls
+    outside it."""
 
     def __init__(self, timezone: str) -> None:
         self.timezone = timezone
-        self.start = 0.0
-        self.end = 0.0  # empty until the first call
-        self.label = ""
+        self.first = (0, 0)  # (year, month) of bounds[0]
+        self.bounds: list[float] = []  # the starts of consecutive months, and the end of the last
+        self.labels: list[str] = []
 
     def __call__(self, instant: float) -> str:
-        if self.start <= instant < self.end:
-            return self.label
-        year, month = _utc_month(instant)
-        start = self.month_start(year, month)
-        if instant < start:
-            year, month = _step(year, month, -1)
-        else:
-            following = self.month_start(*_step(year, month, 1))
-            if instant >= following:
-                year, month = _step(year, month, 1)
-        self.start = self.month_start(year, month)
-        self.end = self.month_start(*_step(year, month, 1))
-        self.label = f"{year:04d}-{month:02d}"
-        return self.label
+        bounds = self.bounds
+        if not bounds or not bounds[0] <= instant < bounds[-1]:
+            self._cover(instant)
+            bounds = self.bounds
+        return self.labels[bisect_right(bounds, instant) - 1]
 
-    def month_start(self, year: int, month: int) -> float:
-        return _month_start(self.timezone, year, month)
+    def start_of(self, instant: float) -> float:
+        """The start of the local month holding `instant`."""
+        self(instant)
+        return self.bounds[bisect_right(self.bounds, instant) - 1]
 
     def is_month_start(self, instant: float) -> bool:
-        self(instant)
-        return self.start == instant
+        return self.start_of(instant) == instant
+
+    def _cover(self, instant: float) -> None:
+        """Widen the run of months to hold `instant` (its UTC month and one either side)."""
+        year, month = _utc_month(instant)
+        low, high = _step(year, month, -1), _step(year, month, 2)  # high: the end bound
+        if self.bounds:
+            wider = min(low, self.first), max(high, _step(*self.first, len(self.labels)))
+            if _months_between(*wider) <= MAX_RUN:  # else start again around this instant
+                low, high = wider
+        months = []
+        current = low
+        while current <= high:
+            months.append(current)
+            current = _step(*current, 1)
+        self.first = low
+        self.bounds = [_month_start(self.timezone, y, m) for y, m in months]
+        self.labels = [f"{y:04d}-{m:02d}" for y, m in months[:-1]]
+
+
+_LAUNCHED_AT = b'"launched_at":"'
+
+MAX_RUN = 1_200  # months one MonthOf keeps (a hundred years; launches far apart start anew)
+
+
+def _months_between(low: tuple[int, int], high: tuple[int, int]) -> int:
+    return (high[0] - low[0]) * 12 + high[1] - low[1]
 
 
 _MONTH_STARTS: dict[tuple[str, int, int], float] = {}
 _MONTHS: dict[str, MonthOf] = {}
+
+
+def month_of_record(raw: bytes, month_of: MonthOf) -> str:
+    """The local month of a stored attempt record's `launched_at` (a takeover reads every one).
+
+    A launch's offset is within +-23:59 and a zone's within -12:00 and +14:00: they differ by
+    less than two days, so a launch written on the 3rd to the 26th of a month is in that month
+    in every zone, as its own text says (no instant needed: most records are read this way)."""
+    found = raw.find(_LAUNCHED_AT)
+    if found >= 0:
+        # a valid launch's text with '-' at 4 and 7 starts YYYY-MM-DD (the model checked it)
+        text = raw[found + len(_LAUNCHED_AT) : found + len(_LAUNCHED_AT) + 10]
+        if len(text) == 10 and text[4] == text[7] == 45 and b"03" <= text[8:] <= b"26":
+            return text[:7].decode()
+    return month_of(launched_at(raw))
 
 
 def months_in(timezone: str) -> MonthOf:

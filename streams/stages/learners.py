@@ -12,6 +12,7 @@ from the tables, change only once a change is durable, and are rebuilt at every 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -32,13 +33,13 @@ from streams.domain.learners import (
 )
 from streams.domain.licenses import cut_of
 from streams.domain.partitioning import tenant_partition
-from streams.domain.reports import launched_at
 from streams.domain.sources import superseded
 from streams.domain.tallies import (
     Membership,
     MonthOf,
     Summary,
     Tallies,
+    month_of_record,
     read_membership,
     stored_membership,
 )
@@ -314,14 +315,18 @@ class LearnerStage:
         a rebuilt partition's reports win over every late report of its previous owner."""
         tracked_from = self.clock().timestamp()
         for partition, epoch in sorted(epochs.items()):
+            started = time.monotonic()
             tenants, tallies = self._count_partition(batch, partition, tracked_from)
             self.counters.reset_partition(partition, epoch, tenants, tallies, tracked_from)
             log.info(
-                "learner partition %d rebuilt (epoch %s): %d tenants, %d learners",
+                "learner partition %d rebuilt (epoch %s): %d tenants, %d learners, %d attempts "
+                "in %.2f s",
                 partition,
                 epoch,
                 len(tenants),
                 sum(counts.total for counts in tenants.values()),
+                sum(sum(t.months.values()) for t in tallies.values()),
+                time.monotonic() - started,
             )
 
     def _applied(self, partition: int, offset: int) -> None:
@@ -395,7 +400,7 @@ class LearnerStage:
             months = month_of.get(tenant_id)
             if months is None:
                 months = month_of[tenant_id] = MonthOf(cuts.get(tenant_id, default).timezone)
-            tallies_of(tenant_id).months[months(launched_at(raw))] += 1
+            tallies_of(tenant_id).months[month_of_record(raw, months)] += 1
         return tenants, tallies
 
     def partial_commands(self) -> list[tuple[int, bytes]]:

@@ -58,6 +58,8 @@ WARMUP_S = 5.0
 RESTORE_LINE = re.compile(
     r"restored (\d+) changelog records of \d+ partitions in bulk in ([\d.]+)s"
 )
+# the learner stage's takeover: counts and report tallies from the restored tables
+REBUILD_LINE = re.compile(r"learner partition \d+ rebuilt .* in ([\d.]+) s")
 
 
 @dataclass
@@ -72,6 +74,7 @@ class BenchResult:
     rss_curve_mb: list[tuple[int, float]] = field(default_factory=list)
     recovery_records: int = 0
     recovery_s: float = 0.0
+    rebuild_s: float = 0.0  # the takeover after the restore (counts and report tallies)
     deletion_attempts: int = 0
     deletion_s: float = 0.0
     deletion_peak_rss_mb: float = 0.0
@@ -89,6 +92,8 @@ class BenchResult:
     report_two_s: list[float] = field(default_factory=list)  # from each of two workers
     report_two_partitions: list[list[int]] = field(default_factory=list)  # what each held
     report_two_rss_mb: list[tuple[float, float]] = field(default_factory=list)  # before, peak
+    # forecast and advisor asked of each of the two workers (each gathers from the other)
+    report_two_calls_s: list[dict[str, float]] = field(default_factory=list)
     processes: int = 1  # of the worker in the throughput phase
     tenants_phase: TenantsPhase | None = None
     postgres: Baseline | None = None  # the same launches loaded into PostgreSQL
@@ -431,6 +436,9 @@ def run_throughput(
             worker.wait_ready()
             records, seconds = restore_figures(worker.log_text())
             result.recovery_records, result.recovery_s = records, seconds
+            result.rebuild_s = sum(
+                float(m.group(1)) for m in REBUILD_LINE.finditer(worker.log_text())
+            )
             if not skip_deletion:
                 run_deletion(restored, worker, expected, result, log)
         finally:
@@ -1032,10 +1040,7 @@ def run_report(settings: Settings, learners: int, result: BenchResult, log: Log)
             result.report_calls_s[call.split("/")[-1]] = timed_call(
                 worker, f"/api/tenants/{REPORT_TENANT}/{call}", token
             )
-        log(
-            "report: "
-            + ", ".join(f"{name} {secs:.1f} s" for name, secs in result.report_calls_s.items())
-        )
+        log("report: " + _calls(result.report_calls_s))
 
         log("report: a second worker joins; waiting until both are ready...")
         second = replace(
@@ -1050,6 +1055,13 @@ def run_report(settings: Settings, learners: int, result: BenchResult, log: Log)
             result.report_two_s.append(download.seconds)
             result.report_two_rss_mb.append((download.rss_before_mb, download.peak_rss_mb))
             log(f"report: {each.name}: {download.tally.rows:,} rows in {download.seconds:.1f} s")
+        for each in workers:
+            calls = {
+                call: timed_call(each, f"/api/tenants/{REPORT_TENANT}/{call}", token)
+                for call in ("forecast", "advisor")
+            }
+            result.report_two_calls_s.append(calls)
+            log(f"report: {each.name}: " + _calls(calls))
     finally:
         for each in workers:
             each.stop()
@@ -1091,7 +1103,8 @@ def report(result: BenchResult) -> str:
         rate = result.recovery_records / result.recovery_s if result.recovery_s else 0.0
         lines.append(
             f"recovery {rate:,.0f} records/s "
-            f"({result.recovery_records:,} changelog records in {result.recovery_s:.1f} s)"
+            f"({result.recovery_records:,} changelog records in {result.recovery_s:.1f} s), "
+            f"then the takeover's rebuild of counts and report tallies {result.rebuild_s:.1f} s"
         )
     if result.deletion_attempts:
         rate = result.deletion_attempts / result.deletion_s
@@ -1130,8 +1143,14 @@ def report_line(result: BenchResult) -> str:
     if result.report_two_s:
         line += "; two workers: " + " / ".join(f"{s:.1f} s" for s in result.report_two_s)
     if result.report_calls_s:
-        line += "; " + ", ".join(f"{n} {secs:.1f} s" for n, secs in result.report_calls_s.items())
+        line += "; " + _calls(result.report_calls_s)
+    for n, calls in enumerate(result.report_two_calls_s):
+        line += f"; worker {n + 1} of two: " + _calls(calls)
     return line
+
+
+def _calls(calls: dict[str, float]) -> str:
+    return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in calls.items())
 
 
 def timed_call(worker: WorkerProcess, path: str, token: str) -> float:
@@ -1183,6 +1202,10 @@ def report_table(result: BenchResult) -> str:
             f"{seconds:.1f} | {rate(seconds)} | {memory} |"
         )
     if result.report_calls_s:
-        calls = ", ".join(f"{n} {secs:.1f} s" for n, secs in result.report_calls_s.items())
+        calls = _calls(result.report_calls_s)
         lines += ["", f"On the same tenant ({rows:,} attempts), one call each: {calls}."]
+    for n, each in enumerate(result.report_two_calls_s):
+        lines.append(
+            f"Asked of worker {n + 1} of two (half the partitions remote): {_calls(each)}."
+        )
     return "\n".join(lines)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 
 from streams.domain import reports
@@ -25,6 +26,7 @@ from streams.domain.tallies import (
     WindowTally,
     advisor_counts,
     daily_firsts,
+    month_of_record,
     read_membership,
     stored_membership,
 )
@@ -55,6 +57,19 @@ def test_the_month_of_an_instant_is_its_local_calendar_month(zone: str) -> None:
     bound = local_midnight(date(2026, 3, 1), zone).timestamp()
     assert month_of(bound) == "2026-03" and month_of(bound - 1e-6) == "2026-02"
     assert month_of.is_month_start(bound) and not month_of.is_month_start(bound + 900)
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_the_month_of_a_stored_record_is_read_from_its_text_where_that_is_safe(zone: str) -> None:
+    rng = random.Random(zone)
+    month_of = MonthOf(zone)
+    for _ in range(5_000):
+        instant = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.uniform(0, 8e7))
+        minutes = rng.choice([0, 0, rng.randrange(-23 * 60 - 59, 23 * 60 + 60)])
+        offset = timezone(timedelta(minutes=minutes))
+        text = instant.astimezone(offset).isoformat()
+        record = orjson.dumps({"tenant_id": "t", "launched_at": text, "logically_deleted": False})
+        assert month_of_record(record, month_of) == month_of(instant.timestamp()), text
 
 
 def test_stored_forms_of_older_versions_read_as_windows_without_summaries() -> None:
