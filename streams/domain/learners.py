@@ -18,6 +18,7 @@ batch needs from RocksDB (`LearnerReads`) and returns what to write and what cha
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,15 +30,13 @@ from typing import Any, NamedTuple
 from streams.domain.deletions import Erasures, erasure_of, hidden_by
 from streams.domain.tallies import (
     Membership,
-    MonthOf,
     Tallies,
     TallyChange,
     months_in,
     read_membership,
-    stored_membership,
     summaries_of,
 )
-from streams.domain.windows import Cut, Window, window_of, window_starting
+from streams.domain.windows import Cut, Window, window_at_index, window_of, window_starting
 
 Windows = set[str]  # window start dates (ISO) of one learner
 
@@ -146,7 +145,8 @@ class Rejection:
 @dataclass
 class BatchResult:
     attempts: dict[AttemptId, dict[str, Any]] = field(default_factory=dict)  # records to write
-    memberships: dict[LearnerId, dict[str, Any]] = field(default_factory=dict)  # to write
+    # memberships to write (the stored form: streams/domain/tallies.py)
+    memberships: dict[LearnerId, Membership] = field(default_factory=dict)
     new_tenants: list[str] = field(default_factory=list)  # first seen in this partition
     rejected: list[Rejection] = field(default_factory=list)
     conflicts: list[TrackedAttempt] = field(default_factory=list)  # to remember as rejected
@@ -171,7 +171,6 @@ def apply_attempts(
     # tenant -> the windows its launches of this batch fell in, with their names: most launches
     # fall in one of a few windows, and comparisons are cheaper than `window_of`
     seen_windows: dict[str, list[SeenWindow]] = {}
-    month_of: dict[str, MonthOf] = {}
     for item in items:
         tenant_id = item.tenant_id
         cut = cuts.get(tenant_id)
@@ -180,7 +179,6 @@ def apply_attempts(
             if stored_tenant is None and tenant_id not in result.new_tenants:
                 result.new_tenants.append(tenant_id)
             cut = cuts[tenant_id] = cut_of(stored_tenant)
-            month_of[tenant_id] = months_in(cut.timezone)
         launched_at = item.launched_at
         ident = item.attempt
         stored = attempts.get(ident)
@@ -218,17 +216,21 @@ def apply_attempts(
             result.attempts[ident] = record
         result.outcomes[_OUTCOME_NAMES[outcome]] += 1
         instant = launched_at.timestamp()
+        info = _window_info(seen_windows.setdefault(tenant_id, []), cut, launched_at)
+        window, span, month_starts = info.name, info.span, info.month_starts
+        month = bisect_right(month_starts, instant)  # the window's months: 1 is its first
         change = result.changes.get(tenant_id)
         if outcome is AttemptOutcome.NEW:
             if change is None:
                 change = result.changes[tenant_id] = CountChange()
-            change.tallies.months[month_of[tenant_id](instant)] += 1
+            months = change.tallies.months
+            label = info.labels[month - 1]
+            months[label] = months.get(label, 0) + 1
         # A repeat joins its window too: its membership entry may be what a crash lost.
         learner = item.learner
         membership = memberships.get(learner)
         if membership is None:
             membership = memberships[learner] = read_membership(reads.memberships.get(learner))
-        window, span = _window_name(seen_windows.setdefault(tenant_id, []), cut, launched_at)
         if window in membership:
             summary = membership[window]
             if summary is None:
@@ -236,15 +238,15 @@ def apply_attempts(
             first, last = summary
             if instant < first:
                 first = instant
-            elif instant > last and month_of[tenant_id](instant) > month_of[tenant_id](last):
-                last = instant
+            elif instant > last and month > bisect_right(month_starts, last):
+                last = instant  # a later month than `last`'s
             else:
                 continue
             membership[window] = [first, last]
             if change is None:
                 change = result.changes[tenant_id] = CountChange()
             change.tallies.replace(window, span, summary, membership[window])
-            result.memberships[learner] = stored_membership(membership)
+            result.memberships[learner] = membership  # written as it is after the batch
             continue
         if change is None:
             change = result.changes[tenant_id] = CountChange()
@@ -255,31 +257,55 @@ def apply_attempts(
         membership[window] = [instant, instant]
         change.windows[window] += 1
         change.tallies.replace(window, span, None, membership[window])
-        result.memberships[learner] = stored_membership(membership)
+        result.memberships[learner] = membership
     return result
 
 
 SEEN_WINDOWS = 6
 # an Enum's `.value` is a descriptor call (0.2 us); this runs per launch
 _OUTCOME_NAMES = {outcome: outcome.value for outcome in AttemptOutcome}
-# a window seen in a batch: its bounds, its name, its bounds in epoch seconds
-SeenWindow = tuple[Window, str, tuple[float, float]]
 
 
-def _window_name(
-    seen: list[SeenWindow], cut: Cut, instant: datetime
-) -> tuple[str, tuple[float, float]]:
-    """The start date and the bounds (epoch seconds) of the window of `cut` holding `instant`,
-    from the windows `seen` so far (which it adds to)."""
-    for window, name, span in seen:
+class WindowInfo(NamedTuple):
+    """What the learner stage needs of a window, computed once (`window_info`)."""
+
+    window: Window
+    name: str  # its start date
+    span: tuple[float, float]  # its bounds, epoch seconds
+    month_starts: list[float]  # where each of its local months starts (the first: the window's)
+    labels: list[str]  # those months ("YYYY-MM")
+
+
+# a window seen in a batch, with its information
+SeenWindow = WindowInfo
+
+
+def _window_info(seen: list[SeenWindow], cut: Cut, instant: datetime) -> WindowInfo:
+    """The window of `cut` holding `instant`, from the windows `seen` so far (which it adds
+    to): most launches of a batch fall in one of a few windows, and comparisons are cheaper
+    than `window_of`."""
+    for info in seen:
+        window = info.window
         if window.start_at <= instant < window.end_at:
-            return name, span
-    found = window_of(cut, instant)
-    name = found.start.isoformat()
-    span = window_span(found)
+            return info
+    info = window_info(cut, window_of(cut, instant).index)
     if len(seen) < SEEN_WINDOWS:  # a backfill over years would make the look-up slower
-        seen.append((found, name, span))
-    return name, span
+        seen.append(info)
+    return info
+
+
+@lru_cache(maxsize=65_536)
+def window_info(cut: Cut, index: int) -> WindowInfo:
+    window = window_at_index(cut, index)
+    span = window_span(window)
+    month_of = months_in(cut.timezone)
+    month_starts, labels = [], []
+    start = span[0]
+    while start < span[1]:
+        month_starts.append(start)
+        labels.append(month_of(start))
+        start = month_of.end_of(start)
+    return WindowInfo(window, window.start.isoformat(), span, month_starts, labels)
 
 
 def window_span(window: Window) -> tuple[float, float]:

@@ -54,6 +54,11 @@ def read_membership(stored: Any) -> Membership:
         return {}
     if isinstance(stored, list):
         return dict.fromkeys(stored)
+    for value in stored.values():
+        if type(value) is not list:
+            break
+    else:
+        return dict(stored)  # the current form (a copy: the caller changes it)
     membership: Membership = {}
     for window, value in stored.items():
         if isinstance(value, list):
@@ -94,6 +99,11 @@ class MonthOf:
         """The start of the local month holding `instant`."""
         self(instant)
         return self.bounds[bisect_right(self.bounds, instant) - 1]
+
+    def end_of(self, instant: float) -> float:
+        """The start of the local month after the one holding `instant`."""
+        self(instant)
+        return self.bounds[bisect_right(self.bounds, instant)]
 
     def is_month_start(self, instant: float) -> bool:
         return self.start_of(instant) == instant
@@ -248,10 +258,31 @@ class Tallies:
         return tally
 
     def apply(self, change: TallyChange) -> None:
+        # runs for every batch, with an entry for most launches: loops kept flat
+        windows, tracked_from, spans = self.windows, self.tracked_from, change.spans
         for window, summary, sign in change.summaries:
-            tally = self.window(window, change.spans[window])
-            if tally is not None:
-                tally.add(summary, sign)
+            tally = windows.get(window)
+            if tally is None:
+                span = spans[window]
+                if span[1] <= tracked_from:
+                    continue
+                tally = windows[window] = WindowTally(*span)
+            if summary is None:
+                tally.exact = False
+                continue
+            firsts, lasts = tally.firsts, tally.lasts
+            slot = int(summary[0] // SLOT_SECONDS)
+            n = firsts.get(slot, 0) + sign
+            if n:
+                firsts[slot] = n
+            else:
+                del firsts[slot]
+            slot = int(summary[1] // SLOT_SECONDS)
+            n = lasts.get(slot, 0) + sign
+            if n:
+                lasts[slot] = n
+            else:
+                del lasts[slot]
         for month, n in change.months.items():
             if n:
                 _bump(self.months, month, n)  # type: ignore[arg-type]
