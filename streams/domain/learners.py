@@ -245,7 +245,7 @@ def apply_attempts(
             membership[window] = [first, last]
             if change is None:
                 change = result.changes[tenant_id] = CountChange()
-            change.tallies.replace(window, span, summary, membership[window])
+            change.tallies.replace(window, span, summary, membership[window], cut.timezone)
             result.memberships[learner] = membership  # written as it is after the batch
             continue
         if change is None:
@@ -256,7 +256,7 @@ def apply_attempts(
             change.total += 1
         membership[window] = [instant, instant]
         change.windows[window] += 1
-        change.tallies.replace(window, span, None, membership[window])
+        change.tallies.replace(window, span, None, membership[window], cut.timezone)
         result.memberships[learner] = membership
     return result
 
@@ -338,13 +338,16 @@ def summarised(cut: Cut, launch_instants: Iterable[datetime]) -> Membership:
 
 def tally_member(tallies: Tallies, membership: Membership, cut: Cut) -> None:
     """Add a learner's membership to its tenant's tallies (a takeover, a re-cut)."""
+    change = TallyChange()
     for window, summary in membership.items():
         span = span_of_window(cut, window)
         if span is None:
             continue  # not a window of this cut: a re-cut its replay has still to redo
-        tally = tallies.window(window, span)
-        if tally is not None:
-            tally.add(summary)
+        if summary is None:
+            change.unknown(window, span)
+        else:
+            change.replace(window, span, None, summary, cut.timezone)
+    tallies.apply(change)
 
 
 @lru_cache(maxsize=65_536)

@@ -8,19 +8,19 @@ learner partition keeps, per tenant, small tallies in memory beside its counts
   first attempt in the window, exactly, and an attempt of the local calendar month of its last
   one (rewritten only when a launch falls in a later month, so a learner active every day costs
   a write a month, not a write a launch);
-- a `WindowTally` per window counts learners by the 15-minute slot of their first attempt (the
-  forecast's daily growth: a learner joins the count on its first day) and of their `last` (the
-  advisor: an `older_than` cut-off at a local month start leaves the learners whose last attempt
-  is at or after it);
+- a `WindowTally` per window counts learners by the local day of their first attempt (the
+  forecast's daily growth: a learner joins the count on its first day) and by the local month
+  of their `last` (the advisor: an `older_than` cut-off at a local month start leaves the
+  learners whose last attempt is in its month or later);
 - `months` counts the tenant's attempts by local calendar month (the advisor's attempts removed
   by a cut-off: every attempt before it).
 
-Slots are time-zone free; a local midnight falls on a slot bound in every zone in use (offsets
-are whole quarter hours), which the readers check, answering from a scan otherwise. Tallies are
-derived like the counts: changed only once a change is durable, rebuilt from the memberships and
-attempts at a takeover, replaced at a re-cut; a window is tallied only if it ends after the
-partition's takeover (the forecast and the advisor read the current window), so memory stays at
-a few entries per tenant.
+Days and months are those of the tenant's time zone in the partition's cut: a license that moves
+the zone re-cuts the tenant, and the re-cut replaces its tallies. Tallies are derived like the
+counts: changed only once a change is durable, rebuilt from the memberships and attempts at a
+takeover, replaced at a re-cut; a window is tallied only if it ends after the partition's
+takeover (the forecast and the advisor read the current window), so memory stays at most a few
+hundred entries per tenant and partition, however many learners.
 """
 
 from __future__ import annotations
@@ -36,15 +36,9 @@ from typing import Any
 from streams.domain.reports import launched_at
 from streams.domain.windows import local_midnight
 
-SLOT_SECONDS = 900  # every zone's offset is a whole number of quarter hours
-
 Summary = list[float]  # [first, last] of a learner in one window (see the module's docstring)
 # a learner's windows (start dates) with their summaries; None: stored by an older version
 Membership = dict[str, Summary | None]
-
-
-def slot_of(instant: float) -> int:
-    return int(instant // SLOT_SECONDS)
 
 
 def read_membership(stored: Any) -> Membership:
@@ -126,6 +120,61 @@ class MonthOf:
         self.labels = [f"{y:04d}-{m:02d}" for y, m in months[:-1]]
 
 
+class DayOf:
+    """The local date (as an ordinal) of instants in one time zone, by bisection over a run of
+    consecutive local midnights, like `MonthOf`."""
+
+    def __init__(self, timezone: str) -> None:
+        self.timezone = timezone
+        self.first = 0  # the ordinal of the day starting at bounds[0]
+        self.bounds: list[float] = []  # consecutive local midnights
+
+    def __call__(self, instant: float) -> int:
+        bounds = self.bounds
+        if not bounds or not bounds[0] <= instant < bounds[-1]:
+            self._cover(instant)
+            bounds = self.bounds
+        return self.first + bisect_right(bounds, instant) - 1
+
+    def _cover(self, instant: float) -> None:
+        ordinal = _utc_ordinal(instant)
+        low, high = ordinal - 32, ordinal + 33  # a month either side: few widenings
+        if self.bounds:
+            last = self.first + len(self.bounds) - 1
+            if max(high, last) - min(low, self.first) <= MAX_RUN * 31:
+                low, high = min(low, self.first), max(high, last)
+        self.first = low
+        self.bounds = [_day_start(self.timezone, day) for day in range(low, high + 1)]
+
+
+_DAY_STARTS: dict[tuple[str, int], float] = {}
+_DAYS: dict[str, DayOf] = {}
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_LAST_ORDINAL = date.max.toordinal()
+
+
+def days_in(timezone: str) -> DayOf:
+    found = _DAYS.get(timezone)
+    if found is None:
+        found = _DAYS[timezone] = DayOf(timezone)
+    return found
+
+
+def _utc_ordinal(instant: float) -> int:
+    return min(max(int(instant // 86_400) + _EPOCH_ORDINAL, 3), _LAST_ORDINAL - 3)
+
+
+def _day_start(timezone: str, ordinal: int) -> float:
+    key = (timezone, ordinal)
+    found = _DAY_STARTS.get(key)
+    if found is None:
+        if not 1 <= ordinal <= _LAST_ORDINAL:
+            return float("-inf") if ordinal < 1 else float("inf")
+        midnight = local_midnight(date.fromordinal(ordinal), timezone).timestamp()
+        found = _DAY_STARTS[key] = midnight
+    return found
+
+
 _LAUNCHED_AT = b'"launched_at":"'
 
 MAX_RUN = 1_200  # months one MonthOf keeps (a hundred years; launches far apart start anew)
@@ -189,23 +238,17 @@ def _step(year: int, month: int, months: int) -> tuple[int, int]:
 
 @dataclass
 class WindowTally:
-    """Learners of one window by the slot of their first attempt in it and of their `last`."""
+    """Learners of one window by the local day (an ordinal) of their first attempt in it and
+    by the local month of their `last`."""
 
     start: float  # the window's bounds, epoch seconds
     end: float
     firsts: Counter[int] = field(default_factory=Counter)
-    lasts: Counter[int] = field(default_factory=Counter)
+    lasts: Counter[str] = field(default_factory=Counter)
     exact: bool = True  # False: a member's summary is unknown (stored by an older version)
 
-    def add(self, summary: Summary | None, sign: int = 1) -> None:
-        if summary is None:
-            self.exact = False
-            return
-        _bump(self.firsts, slot_of(summary[0]), sign)
-        _bump(self.lasts, slot_of(summary[1]), sign)
 
-
-def _bump(counter: Counter[int], key: int, by: int) -> None:
+def _bump(counter: Counter[Any], key: Any, by: int) -> None:
     value = counter.get(key, 0) + by
     if value:
         counter[key] = value
@@ -213,29 +256,39 @@ def _bump(counter: Counter[int], key: int, by: int) -> None:
         del counter[key]
 
 
+# a summary leaving (-1) or joining (+1) a window's tally: (window, first's day, last's month,
+# sign); (window, None, None, 1) for a member whose summary is unknown
+TallyEntry = tuple[str, int | None, str | None, int]
+
+
 @dataclass
 class TallyChange:
     """How a batch changes a tenant's tallies in one partition (applied once durable)."""
 
-    # window -> its bounds, and the summaries leaving (-1) and joining (+1) it
-    spans: dict[str, tuple[float, float]] = field(default_factory=dict)
-    summaries: list[tuple[str, Summary | None, int]] = field(default_factory=list)
+    spans: dict[str, tuple[float, float]] = field(default_factory=dict)  # window -> bounds
+    summaries: list[TallyEntry] = field(default_factory=list)
     months: Counter[str] = field(default_factory=Counter)  # attempts added (+) or removed (-)
 
     def replace(
-        self, window: str, span: tuple[float, float], old: Summary | None, new: Summary | None
+        self,
+        window: str,
+        span: tuple[float, float],
+        old: Summary | None,
+        new: Summary | None,
+        timezone: str,
     ) -> None:
         """A learner's summary of `window` changes from `old` to `new` (None: not a member)."""
         self.spans[window] = span
+        day_of, month_of = days_in(timezone), months_in(timezone)
         if old is not None:
-            self.summaries.append((window, old, -1))
+            self.summaries.append((window, day_of(old[0]), month_of(old[1]), -1))
         if new is not None:
-            self.summaries.append((window, new, 1))
+            self.summaries.append((window, day_of(new[0]), month_of(new[1]), 1))
 
     def unknown(self, window: str, span: tuple[float, float]) -> None:
         """A member of `window` whose summary is not known: the window's tally is not exact."""
         self.spans[window] = span
-        self.summaries.append((window, None, 1))
+        self.summaries.append((window, None, None, 1))
 
     def __bool__(self) -> bool:
         return bool(self.summaries) or any(self.months.values())
@@ -249,43 +302,33 @@ class Tallies:
     windows: dict[str, WindowTally] = field(default_factory=dict)
     months: Counter[str] = field(default_factory=Counter)
 
-    def window(self, name: str, span: tuple[float, float]) -> WindowTally | None:
-        """The tally of a window, started empty when it ends after the takeover (it had no
-        member then); None for a window that is not tallied."""
-        tally = self.windows.get(name)
-        if tally is None and span[1] > self.tracked_from:
-            tally = self.windows[name] = WindowTally(*span)
-        return tally
-
     def apply(self, change: TallyChange) -> None:
-        # runs for every batch, with an entry for most launches: loops kept flat
+        # runs for every batch, with an entry for most launches: the loop is kept flat
         windows, tracked_from, spans = self.windows, self.tracked_from, change.spans
-        for window, summary, sign in change.summaries:
+        for window, day, month, sign in change.summaries:
             tally = windows.get(window)
             if tally is None:
                 span = spans[window]
                 if span[1] <= tracked_from:
-                    continue
+                    continue  # ended before the takeover: not tallied
                 tally = windows[window] = WindowTally(*span)
-            if summary is None:
+            if day is None or month is None:
                 tally.exact = False
                 continue
             firsts, lasts = tally.firsts, tally.lasts
-            slot = int(summary[0] // SLOT_SECONDS)
-            n = firsts.get(slot, 0) + sign
+            n = firsts.get(day, 0) + sign
             if n:
-                firsts[slot] = n
+                firsts[day] = n
             else:
-                del firsts[slot]
-            slot = int(summary[1] // SLOT_SECONDS)
-            n = lasts.get(slot, 0) + sign
+                del firsts[day]
+            n = lasts.get(month, 0) + sign
             if n:
-                lasts[slot] = n
+                lasts[month] = n
             else:
-                del lasts[slot]
+                del lasts[month]
         for month, n in change.months.items():
             if n:
-                _bump(self.months, month, n)  # type: ignore[arg-type]
+                _bump(self.months, month, n)
 
     def tallied(self, span: tuple[float, float]) -> WindowTally | None:
         """The exact tally of the window with these bounds; None when there is none to trust
@@ -301,15 +344,12 @@ class Tallies:
 # -- what the forecast and the advisor read -------------------------------------------------------
 
 
-def daily_firsts(tally: WindowTally, days: Sequence[date], midnights: Sequence[float]) -> Any:
-    """Learners per local day of their first attempt in the window ([n per day]), or None when
-    a day does not start on a slot bound (then only a scan can tell)."""
-    if any(midnight % SLOT_SECONDS for midnight in midnights):
-        return None
+def daily_firsts(tally: WindowTally, days: Sequence[date]) -> list[int]:
+    """Learners per local day of the window (`days`) of their first attempt in it."""
+    first = days[0].toordinal()
     per_day = [0] * len(days)
-    for slot, n in tally.firsts.items():
-        # a slot lies within one day: the midnights fall on slot bounds
-        per_day[bisect_right(midnights, slot * SLOT_SECONDS) - 1] += n
+    for day, n in tally.firsts.items():
+        per_day[day - first] += n
     return per_day
 
 
@@ -318,18 +358,15 @@ def advisor_counts(
 ) -> tuple[list[int], list[int]] | None:
     """For each cut-off (a local month start): the learners whose last attempt in the window is
     at or after it, and the tenant's attempts before it; None when a cut-off is not a local
-    month start on a slot bound (then only a scan can tell)."""
+    month start (then only a scan can tell)."""
     month_of = MonthOf(timezone)
-    if any(c % SLOT_SECONDS or not month_of.is_month_start(c) for c in cutoffs):
+    if not all(month_of.is_month_start(cutoff) for cutoff in cutoffs):
         return None
-    lasts = sorted(tally.lasts.items())
-    ordered_months = sorted(months.items())
     active_after, removed = [], []
     for cutoff in cutoffs:
-        first_slot = slot_of(cutoff)
-        active_after.append(sum(n for slot, n in lasts if slot >= first_slot))
         label = month_of(cutoff)
-        removed.append(sum(n for month, n in ordered_months if month < label))
+        active_after.append(sum(n for month, n in tally.lasts.items() if month >= label))
+        removed.append(sum(n for month, n in months.items() if month < label))
     return active_after, removed
 
 

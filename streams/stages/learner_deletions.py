@@ -370,7 +370,7 @@ async def remove(
                     continue
                 if old is None and window in before:
                     change.tallies.unknown(window, span)  # stored by an older version
-                change.tallies.replace(window, span, old, new)
+                change.tallies.replace(window, span, old, new, cut.timezone)
         if change.counts_changed or change.tallies:
             batch.on_durable(
                 _counter_update(counters, partition, tenant_id, cut.id, change, offset)

@@ -190,8 +190,7 @@ def tallied_firsts(
     if found is None:
         return None
     days = reports.LocalDays(window, timezone)
-    per_day = tallies.daily_firsts(found[0], days.days, days.midnights)
-    return None if per_day is None else dict(days.named(per_day))
+    return dict(days.named(tallies.daily_firsts(found[0], days.days)))
 
 
 def tallied_advisor(

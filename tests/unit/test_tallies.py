@@ -21,8 +21,10 @@ from streams.domain.learners import (
 )
 from streams.domain.licenses import cut_of
 from streams.domain.tallies import (
+    DayOf,
     MonthOf,
     Tallies,
+    TallyChange,
     WindowTally,
     advisor_counts,
     daily_firsts,
@@ -91,17 +93,30 @@ def test_an_unknown_summary_makes_its_window_tally_untrusted() -> None:
 
 def test_a_window_ending_before_the_takeover_is_not_tallied() -> None:
     tallies = Tallies(tracked_from=1_000.0)
-    assert tallies.window("old", (0.0, 1_000.0)) is None
+    change = TallyChange()
+    change.replace("old", (0.0, 1_000.0), None, [10.0, 20.0], "UTC")
+    tallies.apply(change)
+    assert tallies.windows == {}
     assert tallies.tallied((0.0, 1_000.0)) is None  # a scan answers
     assert tallies.tallied((500.0, 2_000.0)) == WindowTally(500.0, 2_000.0)  # no member yet
 
 
-def test_days_that_do_not_start_on_a_slot_bound_are_left_to_a_scan() -> None:
+@pytest.mark.parametrize("zone", ZONES)
+def test_the_day_of_an_instant_is_its_local_date(zone: str) -> None:
+    rng = random.Random(zone)
+    day_of = DayOf(zone)
+    for _ in range(5_000):
+        instant = rng.uniform(0, 3 * 365 * 86_400) + datetime(2024, 1, 1, tzinfo=UTC).timestamp()
+        assert day_of(instant) == datetime.fromtimestamp(instant, ZoneInfo(zone)).toordinal()
+    midnight = local_midnight(date(2026, 3, 29), zone).timestamp()  # a DST day in Europe
+    assert day_of(midnight) == date(2026, 3, 29).toordinal()
+    assert day_of(midnight - 1e-6) == date(2026, 3, 28).toordinal()
+
+
+def test_a_cutoff_that_is_not_a_local_month_start_is_left_to_a_scan() -> None:
     tally = WindowTally(0.0, 86_400.0)
-    tally.firsts[1] = 1
-    assert daily_firsts(tally, [date(2026, 1, 1)], [0.0]) == [1]
-    assert daily_firsts(tally, [date(2026, 1, 1)], [60.0]) is None
     assert advisor_counts(tally, Counter(), "UTC", [60.0]) is None
+    assert advisor_counts(tally, Counter({"1969-12": 2}), "UTC", [0.0]) == ([0], [2])
 
 
 class Partition:
@@ -170,7 +185,7 @@ def test_tallies_kept_launch_by_launch_answer_as_a_scan(seed: int) -> None:
         tally = partition.tallies.tallied((span.start, span.end))
         assert tally is not None
         days = reports.LocalDays(span, zone)
-        assert daily_firsts(tally, days.days, days.midnights) == days.firsts(learners)
+        assert daily_firsts(tally, days.days) == days.firsts(learners)
         starts = reports.month_starts(add_months(window.start, -12), window.end)
         cutoffs = [local_midnight(day, zone).timestamp() for day in starts]
         assert advisor_counts(
