@@ -344,7 +344,7 @@ def tally_member(tallies: Tallies, membership: Membership, cut: Cut) -> None:
         if span is None:
             continue  # not a window of this cut: a re-cut its replay has still to redo
         if summary is None:
-            change.unknown(window, span)
+            change.unknown(window, span, cut.timezone)
         else:
             change.replace(window, span, None, summary, cut.timezone)
     tallies.apply(change)

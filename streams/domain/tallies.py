@@ -2,7 +2,7 @@
 
 Scanning a tenant's attempts for every forecast takes seconds at a million attempts. Instead a
 learner partition keeps, per tenant, small tallies in memory beside its counts
-(streams/domain/learners.py: TenantCounts), derived from state it stores anyway:
+(streams/domain/learners.py: PartitionCounters), derived from its memberships and attempts:
 
 - each learner's membership stores, per window, a *summary* `[first, last]` (epoch seconds): its
   first attempt in the window, exactly, and an attempt of the local calendar month of its last
@@ -26,6 +26,7 @@ hundred entries per tenant and partition, however many learners.
 from __future__ import annotations
 
 import time
+from array import array
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -238,14 +239,20 @@ def _step(year: int, month: int, months: int) -> tuple[int, int]:
 
 @dataclass
 class WindowTally:
-    """Learners of one window by the local day (an ordinal) of their first attempt in it and
-    by the local month of their `last`."""
+    """Learners of one window by the local day of their first attempt in it and by the local
+    month of their `last`."""
 
     start: float  # the window's bounds, epoch seconds
     end: float
-    firsts: Counter[int] = field(default_factory=Counter)
-    lasts: Counter[str] = field(default_factory=Counter)
+    first_day: int = 0  # the ordinal of the window's first local day
+    # learners by the day of their first attempt, from `first_day` on: an array of C ints, a few
+    # hundred per window whatever the learners (thousands of tenants keep one each)
+    firsts: array[int] = field(default_factory=lambda: array("i"))
+    lasts: dict[str, int] = field(default_factory=dict)  # learners by the month of their last
     exact: bool = True  # False: a member's summary is unknown (stored by an older version)
+
+    def firsts_by_day(self) -> dict[int, int]:
+        return {self.first_day + index: n for index, n in enumerate(self.firsts) if n}
 
 
 def _bump(counter: Counter[Any], key: Any, by: int) -> None:
@@ -259,13 +266,15 @@ def _bump(counter: Counter[Any], key: Any, by: int) -> None:
 # a summary leaving (-1) or joining (+1) a window's tally: (window, first's day, last's month,
 # sign); (window, None, None, 1) for a member whose summary is unknown
 TallyEntry = tuple[str, int | None, str | None, int]
+# a window's bounds (epoch seconds), the ordinal of its first local day, its number of days
+WindowDays = tuple[float, float, int, int]
 
 
 @dataclass
 class TallyChange:
     """How a batch changes a tenant's tallies in one partition (applied once durable)."""
 
-    spans: dict[str, tuple[float, float]] = field(default_factory=dict)  # window -> bounds
+    windows: dict[str, WindowDays] = field(default_factory=dict)
     summaries: list[TallyEntry] = field(default_factory=list)
     months: Counter[str] = field(default_factory=Counter)  # attempts added (+) or removed (-)
 
@@ -278,17 +287,23 @@ class TallyChange:
         timezone: str,
     ) -> None:
         """A learner's summary of `window` changes from `old` to `new` (None: not a member)."""
-        self.spans[window] = span
         day_of, month_of = days_in(timezone), months_in(timezone)
+        if window not in self.windows:
+            self._bounds(window, span, day_of)
         if old is not None:
             self.summaries.append((window, day_of(old[0]), month_of(old[1]), -1))
         if new is not None:
             self.summaries.append((window, day_of(new[0]), month_of(new[1]), 1))
 
-    def unknown(self, window: str, span: tuple[float, float]) -> None:
+    def unknown(self, window: str, span: tuple[float, float], timezone: str) -> None:
         """A member of `window` whose summary is not known: the window's tally is not exact."""
-        self.spans[window] = span
+        if window not in self.windows:
+            self._bounds(window, span, days_in(timezone))
         self.summaries.append((window, None, None, 1))
+
+    def _bounds(self, window: str, span: tuple[float, float], day_of: DayOf) -> None:
+        first_day = day_of(span[0])
+        self.windows[window] = (span[0], span[1], first_day, day_of(span[1]) - first_day)
 
     def __bool__(self) -> bool:
         return bool(self.summaries) or any(self.months.values())
@@ -304,23 +319,20 @@ class Tallies:
 
     def apply(self, change: TallyChange) -> None:
         # runs for every batch, with an entry for most launches: the loop is kept flat
-        windows, tracked_from, spans = self.windows, self.tracked_from, change.spans
+        windows, tracked_from, bounds = self.windows, self.tracked_from, change.windows
         for window, day, month, sign in change.summaries:
             tally = windows.get(window)
             if tally is None:
-                span = spans[window]
-                if span[1] <= tracked_from:
+                start, end, first_day, days = bounds[window]
+                if end <= tracked_from:
                     continue  # ended before the takeover: not tallied
-                tally = windows[window] = WindowTally(*span)
+                tally = WindowTally(start, end, first_day, array("i", bytes(4 * days)))
+                windows[window] = tally
             if day is None or month is None:
                 tally.exact = False
                 continue
-            firsts, lasts = tally.firsts, tally.lasts
-            n = firsts.get(day, 0) + sign
-            if n:
-                firsts[day] = n
-            else:
-                del firsts[day]
+            tally.firsts[day - tally.first_day] += sign
+            lasts = tally.lasts
             n = lasts.get(month, 0) + sign
             if n:
                 lasts[month] = n
@@ -346,10 +358,11 @@ class Tallies:
 
 def daily_firsts(tally: WindowTally, days: Sequence[date]) -> list[int]:
     """Learners per local day of the window (`days`) of their first attempt in it."""
-    first = days[0].toordinal()
     per_day = [0] * len(days)
-    for day, n in tally.firsts.items():
-        per_day[day - first] += n
+    offset = tally.first_day - days[0].toordinal()
+    for index, n in enumerate(tally.firsts):
+        if n:
+            per_day[offset + index] += n
     return per_day
 
 

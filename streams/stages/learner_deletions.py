@@ -369,7 +369,7 @@ async def remove(
                 if old == new or span is None:
                     continue
                 if old is None and window in before:
-                    change.tallies.unknown(window, span)  # stored by an older version
+                    change.tallies.unknown(window, span, cut.timezone)  # an older version's
                 change.tallies.replace(window, span, old, new, cut.timezone)
         if change.counts_changed or change.tallies:
             batch.on_durable(

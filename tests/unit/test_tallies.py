@@ -205,8 +205,8 @@ def test_tallies_kept_launch_by_launch_answer_as_a_scan(seed: int) -> None:
 
 def _view(tallies: Tallies) -> tuple[dict[str, Any], dict[str, int]]:
     windows = {
-        name: (dict(t.firsts), dict(t.lasts), t.exact)
+        name: (t.firsts_by_day(), dict(t.lasts), t.exact)
         for name, t in tallies.windows.items()
-        if t.firsts or t.lasts
+        if t.firsts_by_day() or t.lasts
     }
     return windows, {m: n for m, n in tallies.months.items() if n}

@@ -432,9 +432,9 @@ def _tally_view(tallies: Any) -> dict[str, Any]:
     view = {}
     for tenant_id, tenant in tallies.items():
         windows = {
-            name: (t.start, t.end, dict(t.firsts), dict(t.lasts), t.exact)
+            name: (t.start, t.end, t.firsts_by_day(), dict(t.lasts), t.exact)
             for name, t in tenant.windows.items()
-            if t.firsts or t.lasts or not t.exact
+            if t.firsts_by_day() or t.lasts or not t.exact
         }
         months = {month: n for month, n in tenant.months.items() if n}
         if windows or months:
