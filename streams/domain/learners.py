@@ -34,7 +34,6 @@ from streams.domain.tallies import (
     TallyChange,
     months_in,
     read_membership,
-    summaries_of,
 )
 from streams.domain.windows import Cut, Window, window_at_index, window_of, window_starting
 
@@ -44,10 +43,6 @@ Windows = set[str]  # window start dates (ISO) of one learner
 def windows_of(stored: Any) -> Windows:
     """The windows of a stored membership (any of its stored forms)."""
     return set(read_membership(stored))
-
-
-def stored_windows(windows: Iterable[str]) -> list[str]:
-    return sorted(windows)
 
 
 class AttemptOutcome(Enum):
@@ -324,16 +319,6 @@ def conflict_detail(stored: Mapping[str, Any] | None, item: TrackedAttempt) -> s
 def membership_of(cut: Cut, launch_instants: Iterable[datetime]) -> Windows:
     """A learner's windows recomputed from its attempts (a re-cut, a deletion)."""
     return {window_of(cut, instant).start.isoformat() for instant in launch_instants}
-
-
-def summarised(cut: Cut, launch_instants: Iterable[datetime]) -> Membership:
-    """A learner's membership with exact summaries, recomputed from its attempts."""
-    return dict(
-        summaries_of(
-            (window_of(cut, instant).start.isoformat(), instant.timestamp())
-            for instant in launch_instants
-        )
-    )
 
 
 def tally_member(tallies: Tallies, membership: Membership, cut: Cut) -> None:
