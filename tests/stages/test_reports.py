@@ -85,3 +85,53 @@ def test_small_chunks_never_split_a_learner() -> None:
 
     grouped = [learner for chunk in asyncio.run(chunks()) for learner in chunk]
     assert [(learner, len(instants)) for learner, instants in grouped] == [("l1", 7), ("l2", 7)]
+
+
+def test_memberships_of_an_older_version_are_scanned_until_a_license_recuts_them() -> None:
+    import json
+
+    from streams.domain.learners import window_span
+    from streams.domain.windows import Cut, window_of
+
+    pipeline = Pipeline(partitions=2)
+    acme = license_("acme", cycle_start="2026-01-01", window_months=12, timezone="Europe/Berlin")
+    pipeline.produce(topics.LICENSES, acme)
+    for number, learner in enumerate(LEARNERS):
+        day = 1 + number % 27
+        pipeline.produce(
+            topics.LAUNCHES, launch("acme", learner, "x1", f"2026-03-{day:02d}T23:30:00Z")
+        )
+    pipeline.settle()
+    cut = Cut.from_id("2026-01-01/12/Europe/Berlin")
+    window = Span(*window_span(window_of(cut, pipeline.now)))
+
+    def answers() -> list[tuple[Any, Any]]:
+        worker = pipeline.worker()
+        counters = worker.learner.counters
+        out = []
+        for partition in range(2):
+            tallied = reports.tallied_firsts(counters, partition, "acme", window, cut.timezone)
+            scanned = asyncio.run(
+                reports.daily_firsts(worker.state, partition, "acme", window, cut.timezone)
+            )
+            out.append((tallied, scanned))
+        return out
+
+    assert all(tallied == scanned for tallied, scanned in answers())
+    assert sum(sum(scanned.values()) for _, scanned in answers()) == len(LEARNERS)
+
+    # what an older version stored: a list of window starts, no summaries
+    state = pipeline.worker().state
+    for (table, _), rows in state.partitions.items():
+        if table == "learner-state":
+            for key in [k for k in rows.rows if k.startswith(b"m/")]:
+                rows.rows[key] = json.dumps(sorted(json.loads(rows.rows[key]))).encode()
+    pipeline.restart()
+    pipeline.settle()
+    assert all(tallied is None for tallied, _ in answers()), "inexact tallies must not answer"
+
+    pipeline.produce(topics.LICENSES, acme)  # the same license again: every partition re-cuts
+    pipeline.settle()
+    again = answers()
+    assert all(tallied == scanned and tallied is not None for tallied, scanned in again)
+    assert sum(sum(scanned.values()) for _, scanned in again) == len(LEARNERS)
