@@ -27,8 +27,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from streams.domain.selectors import Selector
-from streams.domain.tallies import Membership, months_in, summaries_of
-from streams.domain.windows import Cut, window_of
+from streams.domain.tallies import Membership, months_in, summarised
+from streams.domain.windows import Cut
 
 AttemptKey = tuple[str, str]  # (learner_id, attempt_id)
 
@@ -168,16 +168,16 @@ def remove_attempts(
     before: Membership = stored if isinstance(stored, dict) else dict.fromkeys(stored)
     removed: list[bytes] = []
     removed_at: list[float] = []
-    kept: list[tuple[str, float]] = []
+    kept: list[datetime] = []
     for key, learner_id, attempt_id, launched_at in attempts:
         if selector.selects(learner_id, attempt_id, launched_at):
             removed.append(key)
             removed_at.append(launched_at.timestamp())
         else:
-            kept.append((window_of(cut, launched_at).start.isoformat(), launched_at.timestamp()))
+            kept.append(launched_at)
     month_of = months_in(cut.timezone)
     after: Membership = {}
-    for window, (first, last) in sorted(summaries_of(kept).items()):
+    for window, (first, last) in sorted(summarised(cut, kept).items()):
         old = before.get(window)
         still_true = (
             old is not None

@@ -316,11 +316,6 @@ def conflict_detail(stored: Mapping[str, Any] | None, item: TrackedAttempt) -> s
     )
 
 
-def membership_of(cut: Cut, launch_instants: Iterable[datetime]) -> Windows:
-    """A learner's windows recomputed from its attempts (a re-cut, a deletion)."""
-    return {window_of(cut, instant).start.isoformat() for instant in launch_instants}
-
-
 def tally_member(tallies: Tallies, membership: Membership, cut: Cut) -> None:
     """Add a learner's membership to its tenant's tallies (a takeover, a re-cut)."""
     change = TallyChange()

@@ -31,11 +31,11 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
-from streams.domain.reports import launched_at
-from streams.domain.windows import local_midnight
+from streams.domain.reports import LAUNCHED_AT, launched_at
+from streams.domain.windows import Cut, local_midnight, window_of
 
 Summary = list[float]  # [first, last] of a learner in one window (see the module's docstring)
 # a learner's windows (start dates) with their summaries; None: stored by an older version
@@ -67,126 +67,136 @@ def stored_membership(membership: Membership) -> dict[str, Summary | None]:
     return {window: membership[window] for window in sorted(membership)}
 
 
-# -- local calendar months ------------------------------------------------------------------------
+# -- local days and months ----------------------------------------------------------------------
 
 
-class MonthOf:
-    """The local calendar month ("YYYY-MM") of instants in one time zone.
+class _LocalRun:
+    """Consecutive local periods (days or months) of one time zone: their starts, found once
+    each (a zone look-up is slow), and the period of an instant by bisection, the run widened
+    when an instant falls outside it. Periods are numbered: day ordinals, or months as
+    `year * 12 + month - 1`."""
 
-    It keeps the starts of a run of consecutive months (found once each: a zone look-up is
-    slow) and finds an instant's month by bisection, widening the run when an instant falls
-    outside it."""
-
-    def __init__(self, timezone: str) -> None:
-        self.timezone = timezone
-        self.first = (0, 0)  # (year, month) of bounds[0]
-        self.bounds: list[float] = []  # the starts of consecutive months, and the end of the last
-        self.labels: list[str] = []
-
-    def __call__(self, instant: float) -> str:
-        bounds = self.bounds
-        if not bounds or not bounds[0] <= instant < bounds[-1]:
-            self._cover(instant)
-            bounds = self.bounds
-        return self.labels[bisect_right(bounds, instant) - 1]
-
-    def start_of(self, instant: float) -> float:
-        """The start of the local month holding `instant`."""
-        self(instant)
-        return self.bounds[bisect_right(self.bounds, instant) - 1]
-
-    def end_of(self, instant: float) -> float:
-        """The start of the local month after the one holding `instant`."""
-        self(instant)
-        return self.bounds[bisect_right(self.bounds, instant)]
-
-    def is_month_start(self, instant: float) -> bool:
-        return self.start_of(instant) == instant
-
-    def _cover(self, instant: float) -> None:
-        """Widen the run of months to hold `instant` (its UTC month and one either side)."""
-        year, month = _utc_month(instant)
-        low, high = _step(year, month, -1), _step(year, month, 2)  # high: the end bound
-        if self.bounds:
-            wider = min(low, self.first), max(high, _step(*self.first, len(self.labels)))
-            if _months_between(*wider) <= MAX_RUN:  # else start again around this instant
-                low, high = wider
-        months = []
-        current = low
-        while current <= high:
-            months.append(current)
-            current = _step(*current, 1)
-        self.first = low
-        self.bounds = [_month_start(self.timezone, y, m) for y, m in months]
-        self.labels = [f"{y:04d}-{m:02d}" for y, m in months[:-1]]
-
-
-class DayOf:
-    """The local date (as an ordinal) of instants in one time zone, by bisection over a run of
-    consecutive local midnights, like `MonthOf`."""
+    MARGIN = 1  # periods either side of an instant's UTC period when the run is widened
+    MAX_PERIODS = 1_200  # a wider run starts again around the new instant instead
 
     def __init__(self, timezone: str) -> None:
         self.timezone = timezone
-        self.first = 0  # the ordinal of the day starting at bounds[0]
-        self.bounds: list[float] = []  # consecutive local midnights
+        self.first = 0  # the number of the period starting at bounds[0]
+        self.bounds: list[float] = []  # the periods' starts, and the end of the last
 
-    def __call__(self, instant: float) -> int:
+    def period(self, instant: float) -> int:
         bounds = self.bounds
         if not bounds or not bounds[0] <= instant < bounds[-1]:
             self._cover(instant)
             bounds = self.bounds
         return self.first + bisect_right(bounds, instant) - 1
 
+    def start(self, period: int) -> float:
+        """The first instant of a period (one the run holds)."""
+        return self.bounds[period - self.first]
+
     def _cover(self, instant: float) -> None:
-        ordinal = _utc_ordinal(instant)
-        low, high = ordinal - 32, ordinal + 33  # a month either side: few widenings
+        around = self._utc_period(instant)
+        low, high = around - self.MARGIN, around + self.MARGIN + 1  # high: the end bound
         if self.bounds:
             last = self.first + len(self.bounds) - 1
-            if max(high, last) - min(low, self.first) <= MAX_RUN * 31:
+            if max(high, last) - min(low, self.first) <= self.MAX_PERIODS:
                 low, high = min(low, self.first), max(high, last)
         self.first = low
-        self.bounds = [_day_start(self.timezone, day) for day in range(low, high + 1)]
+        self.bounds = [self._period_start(period) for period in range(low, high + 1)]
+
+    def _utc_period(self, instant: float) -> int:
+        raise NotImplementedError
+
+    def _period_start(self, period: int) -> float:
+        raise NotImplementedError
 
 
+class MonthOf(_LocalRun):
+    """The local calendar month ("YYYY-MM") of instants in one time zone."""
+
+    def __call__(self, instant: float) -> str:
+        return _month_label(self.period(instant))
+
+    def end_of(self, instant: float) -> float:
+        """The start of the local month after the one holding `instant`."""
+        return self.start(self.period(instant) + 1)
+
+    def is_month_start(self, instant: float) -> bool:
+        return self.start(self.period(instant)) == instant
+
+    def _utc_period(self, instant: float) -> int:
+        try:
+            moment = time.gmtime(instant)
+        except (OverflowError, OSError, ValueError):
+            return 0 if instant < 0 else 10_000 * 12
+        return moment.tm_year * 12 + moment.tm_mon - 1
+
+    def _period_start(self, period: int) -> float:
+        key = (self.timezone, period)
+        found = _MONTH_STARTS.get(key)
+        if found is None:
+            year, month0 = divmod(period, 12)
+            if not 1 <= year <= 9999:  # the ends of the calendar: an instant there has no window
+                return float("-inf") if year < 1 else float("inf")
+            midnight = local_midnight(date(year, month0 + 1, 1), self.timezone).timestamp()
+            found = _MONTH_STARTS[key] = midnight
+        return found
+
+
+class DayOf(_LocalRun):
+    """The local date (as an ordinal) of instants in one time zone."""
+
+    MARGIN = 32  # a month either side: few widenings
+    MAX_PERIODS = 1_200 * 31
+
+    __call__ = _LocalRun.period
+
+    def _utc_period(self, instant: float) -> int:
+        return min(max(int(instant // 86_400) + _EPOCH_ORDINAL, 1), _LAST_ORDINAL)
+
+    def _period_start(self, period: int) -> float:
+        key = (self.timezone, period)
+        found = _DAY_STARTS.get(key)
+        if found is None:
+            if not 1 <= period <= _LAST_ORDINAL:
+                return float("-inf") if period < 1 else float("inf")
+            midnight = local_midnight(date.fromordinal(period), self.timezone).timestamp()
+            found = _DAY_STARTS[key] = midnight
+        return found
+
+
+_MONTH_STARTS: dict[tuple[str, int], float] = {}
 _DAY_STARTS: dict[tuple[str, int], float] = {}
-_DAYS: dict[str, DayOf] = {}
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _LAST_ORDINAL = date.max.toordinal()
+_LABELS: dict[int, str] = {}
+_MONTHS: dict[str, MonthOf] = {}
+_DAYS: dict[str, DayOf] = {}
+
+
+def _month_label(period: int) -> str:
+    label = _LABELS.get(period)
+    if label is None:
+        year, month0 = divmod(period, 12)
+        label = _LABELS[period] = f"{year:04d}-{month0 + 1:02d}"
+    return label
+
+
+def months_in(timezone: str) -> MonthOf:
+    """The zone's `MonthOf`, shared (its run of months is found once)."""
+    found = _MONTHS.get(timezone)
+    if found is None:
+        found = _MONTHS[timezone] = MonthOf(timezone)
+    return found
 
 
 def days_in(timezone: str) -> DayOf:
+    """The zone's `DayOf`, shared."""
     found = _DAYS.get(timezone)
     if found is None:
         found = _DAYS[timezone] = DayOf(timezone)
     return found
-
-
-def _utc_ordinal(instant: float) -> int:
-    return min(max(int(instant // 86_400) + _EPOCH_ORDINAL, 3), _LAST_ORDINAL - 3)
-
-
-def _day_start(timezone: str, ordinal: int) -> float:
-    key = (timezone, ordinal)
-    found = _DAY_STARTS.get(key)
-    if found is None:
-        if not 1 <= ordinal <= _LAST_ORDINAL:
-            return float("-inf") if ordinal < 1 else float("inf")
-        midnight = local_midnight(date.fromordinal(ordinal), timezone).timestamp()
-        found = _DAY_STARTS[key] = midnight
-    return found
-
-
-_LAUNCHED_AT = b'"launched_at":"'
-
-MAX_RUN = 1_200  # months one MonthOf keeps (a hundred years; launches far apart start anew)
-
-
-def _months_between(low: tuple[int, int], high: tuple[int, int]) -> int:
-    return (high[0] - low[0]) * 12 + high[1] - low[1]
-
-
-_MONTH_STARTS: dict[tuple[str, int, int], float] = {}
-_MONTHS: dict[str, MonthOf] = {}
 
 
 def month_of_record(raw: bytes, month_of: MonthOf) -> str:
@@ -195,43 +205,13 @@ def month_of_record(raw: bytes, month_of: MonthOf) -> str:
     A launch's offset is within +-23:59 and a zone's within -12:00 and +14:00: they differ by
     less than two days, so a launch written on the 3rd to the 26th of a month is in that month
     in every zone, as its own text says (no instant needed: most records are read this way)."""
-    found = raw.find(_LAUNCHED_AT)
+    found = raw.find(LAUNCHED_AT)
     if found >= 0:
         # a valid launch's text with '-' at 4 and 7 starts YYYY-MM-DD (the model checked it)
-        text = raw[found + len(_LAUNCHED_AT) : found + len(_LAUNCHED_AT) + 10]
+        text = raw[found + len(LAUNCHED_AT) : found + len(LAUNCHED_AT) + 10]
         if len(text) == 10 and text[4] == text[7] == 45 and b"03" <= text[8:] <= b"26":
             return text[:7].decode()
     return month_of(launched_at(raw))
-
-
-def months_in(timezone: str) -> MonthOf:
-    found = _MONTHS.get(timezone)
-    if found is None:
-        found = _MONTHS[timezone] = MonthOf(timezone)
-    return found
-
-
-def _month_start(timezone: str, year: int, month: int) -> float:
-    key = (timezone, year, month)
-    found = _MONTH_STARTS.get(key)
-    if found is None:
-        if not 1 <= year <= 9999:  # the ends of the calendar: an instant there has no window
-            return float("-inf") if year < 1 else float("inf")
-        found = _MONTH_STARTS[key] = local_midnight(date(year, month, 1), timezone).timestamp()
-    return found
-
-
-def _utc_month(instant: float) -> tuple[int, int]:
-    try:
-        moment = time.gmtime(instant)
-    except (OverflowError, OSError, ValueError):
-        return (0, 1) if instant < 0 else (10000, 1)
-    return moment.tm_year, moment.tm_mon
-
-
-def _step(year: int, month: int, months: int) -> tuple[int, int]:
-    index = year * 12 + month - 1 + months
-    return index // 12, index % 12 + 1
 
 
 # -- the tallies ----------------------------------------------------------------------------------
@@ -372,7 +352,7 @@ def advisor_counts(
     """For each cut-off (a local month start): the learners whose last attempt in the window is
     at or after it, and the tenant's attempts before it; None when a cut-off is not a local
     month start (then only a scan can tell)."""
-    month_of = MonthOf(timezone)
+    month_of = months_in(timezone)
     if not all(month_of.is_month_start(cutoff) for cutoff in cutoffs):
         return None
     active_after, removed = [], []
@@ -383,15 +363,20 @@ def advisor_counts(
     return active_after, removed
 
 
-def summaries_of(instants: Iterable[tuple[str, float]]) -> dict[str, Summary]:
-    """Exact summaries (first and last instant per window) from (window, instant) pairs."""
-    found: dict[str, Summary] = {}
-    for window, instant in instants:
-        summary = found.get(window)
-        if summary is None:
-            found[window] = [instant, instant]
-        elif instant < summary[0]:
-            summary[0] = instant
-        elif instant > summary[1]:
-            summary[1] = instant
-    return found
+def widen(summaries: dict[str, Summary], window: str, instant: float) -> None:
+    """Take an attempt at `instant` in `window` into exact summaries (first and last)."""
+    summary = summaries.get(window)
+    if summary is None:
+        summaries[window] = [instant, instant]
+    elif instant < summary[0]:
+        summary[0] = instant
+    elif instant > summary[1]:
+        summary[1] = instant
+
+
+def summarised(cut: Cut, instants: Iterable[datetime]) -> dict[str, Summary]:
+    """A learner's membership with exact summaries, from the instants of its attempts."""
+    summaries: dict[str, Summary] = {}
+    for instant in instants:
+        widen(summaries, window_of(cut, instant).start.isoformat(), instant.timestamp())
+    return summaries

@@ -40,8 +40,10 @@ from streams.domain.tallies import (
     Summary,
     Tallies,
     month_of_record,
+    months_in,
     read_membership,
     stored_membership,
+    widen,
 )
 from streams.domain.windows import Cut, window_of
 from streams.stages import commands, ingest, keys, metrics
@@ -268,7 +270,7 @@ class LearnerStage:
         prefix = keys.attempts_of_tenant(tenant_id)
         learners: dict[str, dict[str, Summary]] = {}
         tallies = Tallies(self.counters.tracked_from.get(partition, 0.0))
-        month_of = MonthOf(cut.timezone)
+        month_of = months_in(cut.timezone)
         after = None
         while True:
             rows = batch.scan(keys.ATTEMPTS, partition, prefix, after, SCAN_CHUNK)
@@ -276,13 +278,8 @@ class LearnerStage:
                 instant = datetime.fromisoformat(record["launched_at"])
                 at = instant.timestamp()
                 tallies.months[month_of(at)] += 1
-                windows = learners.setdefault(record["learner_id"], {})
                 window = window_of(cut, instant).start.isoformat()
-                summary = windows.get(window)
-                if summary is None:
-                    windows[window] = [at, at]
-                else:
-                    summary[0], summary[1] = min(summary[0], at), max(summary[1], at)
+                widen(learners.setdefault(record["learner_id"], {}), window, at)
             if len(rows) < SCAN_CHUNK:
                 break
             after = rows[-1][0]
@@ -399,7 +396,7 @@ class LearnerStage:
             tenant_id = keys.parse_attempt(key)[0]
             months = month_of.get(tenant_id)
             if months is None:
-                months = month_of[tenant_id] = MonthOf(cuts.get(tenant_id, default).timezone)
+                months = month_of[tenant_id] = months_in(cuts.get(tenant_id, default).timezone)
             tallies_of(tenant_id).months[month_of_record(raw, months)] += 1
         return tenants, tallies
 
