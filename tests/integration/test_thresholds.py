@@ -172,8 +172,18 @@ def test_crossings_fire_once_and_are_mailed_once_to_every_address(
             (50, "up"),
             (50, "down"),
         }
+        # the deletion reaches the tenant stage partition by partition (l0-l2 live on different
+        # learner partitions), so the crossing may be seen at 9, 8 or 7; the window ends at 7
         down = next(e for e in current if e["direction"] == "down")
-        assert (down["active_learners"], down["threshold_learners"]) == (7, 10)
+        assert down["threshold_learners"] == 10
+        assert 7 <= down["active_learners"] < 10
+        wait_for(
+            lambda: (
+                current_counts(settings).get(("acme", now_window), {}).get("active_learners") == 7
+            ),
+            120,
+            "the window's count after the deletion",
+        )
 
         # one mail per current-window event, to every address; the old window is not mailed
         wait_for(lambda: len(mailbox.messages) >= 3, 120, "three mails")
