@@ -89,7 +89,7 @@ def tune_garbage_collector() -> None:
     summaries), and with the default thresholds the collector runs thousands of times a second,
     each full run walking every long-lived object the worker holds. What was imported and built
     before the worker starts is frozen (never walked again), and a young generation of 50,000
-    objects instead of 2,000 makes collections rarer: +22 % launches/s in `make bench`
+    objects instead of 2,000 makes collections rarer: +12 % launches/s in `make bench`
     (docs/benchmarks.md), memory unchanged (the garbage of a batch is freed by reference counts).
     """
     gc.collect()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from zoneinfo import ZoneInfo
 
 
@@ -30,9 +30,10 @@ class Cut:
         if self.months not in (1, 3, 12):
             raise ValueError(f"window months must be 1, 3 or 12, got {self.months}")
 
-    @property
+    @cached_property
     def id(self) -> str:
-        """A stable text id, e.g. `2026-01-31/1/Europe/Berlin`."""
+        """A stable text id, e.g. `2026-01-31/1/Europe/Berlin` (kept: the tenant stage asks for
+        it at every publication of every tenant)."""
         return f"{self.anchor.isoformat()}/{self.months}/{self.timezone}"
 
     @classmethod
