@@ -99,6 +99,9 @@ class PartReport:
     parts: int
     partition: int
     report: dict[str, Any]
+    # the partition's partial count of the tenant once the part is applied (as `Partials`
+    # carries it), so that the receipt and the thresholds see what the deletion left
+    counts: dict[str, Any] | None = None
     kind: str = field(default="deletion-part", init=False)
 
 

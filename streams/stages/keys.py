@@ -34,6 +34,8 @@ tenant stage, partitioned like tenant-commands (one partition per tenant)
                   pub/{tenant}                           what was published
                   thr/{tenant}                           threshold state and last events
                   del/{tenant}/{request}                 a deletion request and its receipt
+                  open/{tenant}/{request}                a physical deletion not yet complete:
+                                                         it holds the tenant's thresholds
                   #epoch                                 [counter, generation] of the owner
 """
 
@@ -204,6 +206,15 @@ def thresholds(tenant_id: str) -> bytes:
 
 def deletion(tenant_id: str, request_id: str) -> bytes:
     return _join("del", tenant_id, _request(request_id))
+
+
+def open_deletion(tenant_id: str, request_id: str) -> bytes:
+    return _join("open", tenant_id, _request(request_id))
+
+
+def open_deletions(tenant_id: str) -> bytes:
+    """The prefix of a tenant's open deletions (one seek tells whether it has any)."""
+    return _join("open", tenant_id, "")
 
 
 THRESHOLDS = b"thr/"

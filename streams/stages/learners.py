@@ -107,7 +107,12 @@ class LearnerStage:
                 report = await apply_part(self.counters, batch, command, partition, offset)
                 tenant_id = command.request["tenant_id"]
                 reply = commands.PartReport(
-                    command.request, command.part, command.parts, partition, report
+                    command.request,
+                    command.part,
+                    command.parts,
+                    partition,
+                    report,
+                    self._counts_after_part(command, partition),
                 )
                 batch.emit(
                     topics.TENANT_COMMANDS,
@@ -120,6 +125,24 @@ class LearnerStage:
             case _:
                 log.error("learner-commands: not a command at %d/%d", partition, offset)
                 metrics.stage_errors_total.labels("learners").inc()
+
+    def _counts_after_part(self, command: commands.DeletionPart, partition: int) -> Any:
+        """The tenant's partial count here once a physical part is applied (every chunk of it
+        is durable: the counters are up to date). None while the partition catches up after a
+        takeover (its counters may not be exact yet) or when it holds none of the tenant."""
+        if command.request["mode"] != "physical" or partition in self.catch_up:
+            return None
+        counts = self.counters.get(partition, command.request["tenant_id"])
+        return None if counts is None else self._partial(partition, counts)
+
+    def _partial(self, partition: int, counts: TenantCounts) -> dict[str, Any]:
+        return {
+            "epoch": list(self.counters.epochs.get(partition, (0, 0))),
+            "seq": counts.seq,
+            "cut": counts.cut_id,
+            "windows": dict(counts.windows),
+            "total": counts.total,
+        }
 
     def give_up(self, batch: Batch, record: Record, exc: BaseException) -> None:
         """A command that kept failing: each launch of an `Attempts` command is dead-lettered
@@ -407,11 +430,7 @@ class LearnerStage:
         for partition, tenant_id, counts in self.counters.take_dirty(hold=set(self.catch_up)):
             target = tenant_partition(tenant_id, self.partitions)
             by_partition.setdefault(target, {}).setdefault(tenant_id, {})[str(partition)] = {
-                "epoch": list(self.counters.epochs.get(partition, (0, 0))),
-                "seq": counts.seq,
-                "cut": counts.cut_id,
-                "windows": counts.windows,
-                "total": counts.total,
+                **self._partial(partition, counts),
                 "oldest_ms": counts.oldest_ms,
             }
         out: list[tuple[int, bytes]] = []

@@ -6,12 +6,19 @@ the same request again is a redelivery and gets the same receipt; another reques
 request id gets an error receipt and changes nothing. The request remembers the offset of the
 command that started it and of the report that completed it, so that a replay of either (after
 a crash that may have lost what it sent) sends its parts or its receipt again.
+
+While a physical request is open (`open/{tenant}/{request}`), the tenant's thresholds are held:
+its learner partitions apply their parts one after another, and an evaluation in between would
+mail a crossing at a count on the way (8 of 10 when the deletion leaves 7). Counts stay live.
+Each part's report carries its partition's count after the part, so that the evaluation at the
+end sees what the whole deletion left. A hold older than HOLD_LIMIT (by the commands' own
+times) no longer holds: a part that never reports cannot silence a tenant's alerts for ever.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from schemas import topics
@@ -27,6 +34,10 @@ log = logging.getLogger(__name__)
 # a part's list of learners or attempts is cut into parts of about this size
 PART_MAX_BYTES = 256 * 1024
 CONFLICTS_KEPT = 100  # error receipts remembered per request id (for identical redeliveries)
+# an open physical deletion holds its tenant's thresholds at most this long (a deletion of
+# 10M attempts takes about two minutes on a laptop)
+HOLD_LIMIT = timedelta(minutes=15)
+OPEN_SCAN = 100  # open deletions looked at per evaluation (more open at once is not expected)
 
 
 class TenantDeletions:
@@ -68,6 +79,7 @@ class TenantDeletions:
                     "offset": offset,
                 },
             )
+            self._hold(batch, partition, request, now)
             self._emit_parts(batch, request)
             return
         if stored["fingerprint"] == fingerprint:
@@ -77,6 +89,7 @@ class TenantDeletions:
             if stored.get("receipt") is not None:
                 self.emit_receipt(batch, partition, stored["receipt"])
             elif stored.get("offset") == offset:
+                self._hold(batch, partition, stored["request"], now)
                 self._emit_parts(batch, stored["request"])
             return
         error = reused_id_error(request["request_id"])
@@ -143,7 +156,9 @@ class TenantDeletions:
             return
         if pending.get("receipt") is not None:
             if pending.get("completed_by") == offset:
-                # the replay of the report that completed it: the receipt may have been lost
+                # the replay of the report that completed it: the receipt (and the release of
+                # the hold) may have been lost
+                self._release(batch, partition, request)
                 self.emit_receipt(batch, partition, pending["receipt"])
             return  # a part reported again: its first report stands
         if str(command.part) in pending["received"]:
@@ -165,7 +180,29 @@ class TenantDeletions:
             key,
             {**pending, "received": {}, "receipt": receipt, "completed_by": offset},
         )
+        self._release(batch, partition, request)
         self.emit_receipt(batch, partition, receipt)
+
+    # -- the hold on thresholds -----------------------------------------------------------------
+    def _hold(self, batch: Batch, partition: int, request: dict[str, Any], now: datetime) -> None:
+        if request["mode"] != "physical":
+            return  # nothing else changes counts
+        key = keys.open_deletion(request["tenant_id"], request["request_id"])
+        if batch.get(keys.TENANT_STATE, partition, key) is None:
+            batch.put(keys.TENANT_STATE, partition, key, {"since": now.isoformat()})
+
+    def _release(self, batch: Batch, partition: int, request: dict[str, Any]) -> None:
+        key = keys.open_deletion(request["tenant_id"], request["request_id"])
+        if batch.get(keys.TENANT_STATE, partition, key) is not None:
+            batch.delete(keys.TENANT_STATE, partition, key)
+
+    def holds_thresholds(self, batch: Batch, partition: int, tenant_id: str, now: datetime) -> bool:
+        """Whether an open physical deletion of the tenant, younger than HOLD_LIMIT, holds its
+        threshold evaluation."""
+        rows = batch.scan(
+            keys.TENANT_STATE, partition, keys.open_deletions(tenant_id), None, OPEN_SCAN
+        )
+        return any(now - datetime.fromisoformat(row["since"]) < HOLD_LIMIT for _, row in rows)
 
     def receipt(
         self,

@@ -89,7 +89,7 @@ class TenantStage:
             case commands.DeletionError() as command:
                 self.deletions.on_error(batch, partition, command)
             case commands.PartReport() as command:
-                self.deletions.on_part_report(batch, partition, offset, command, now)
+                self.on_part_report(batch, partition, offset, command, now)
             case commands.Tick() as command:
                 await self.on_tick(batch, partition, datetime.fromisoformat(command.now))
             case _:
@@ -124,6 +124,27 @@ class TenantStage:
                 batch.put(keys.TENANT_STATE, partition, key, merged)
             if self.publish(batch, partition, tenant_id, now) and oldest_ms:
                 batch.on_durable(_observe_latency(oldest_ms))
+
+    def on_part_report(
+        self,
+        batch: Batch,
+        partition: int,
+        offset: int,
+        command: commands.PartReport,
+        now: datetime,
+    ) -> None:
+        """A deletion part's report, with its partition's count after the part: the count is
+        taken like a partial count, then published (and, once the request is complete and no
+        longer holds the thresholds, evaluated)."""
+        self.deletions.on_part_report(batch, partition, offset, command, now)
+        tenant_id = command.request["tenant_id"]
+        if command.counts is not None:
+            key = keys.partials(tenant_id)
+            stored = batch.get(keys.TENANT_STATE, partition, key) or {}
+            merged = merge_partials(stored, {str(command.partition): command.counts})
+            if merged != stored:
+                batch.put(keys.TENANT_STATE, partition, key, merged)
+        self.publish(batch, partition, tenant_id, now)
 
     async def on_tick(self, batch: Batch, partition: int, now: datetime) -> None:
         """The wall clock moved on: what earlier flushes sent is confirmed, every tenant whose
@@ -208,6 +229,10 @@ class TenantStage:
         # Every published window is held against its thresholds every time, not only the ones
         # that changed: the threshold state then follows the counts whatever a crash left half
         # written (counts durable, thresholds not), and a crossing is never numbered twice.
+        # While a physical deletion is open, the evaluation waits for its end (its last part's
+        # report publishes again): a crossing is mailed with the count the deletion left.
+        if self.deletions.holds_thresholds(batch, partition, tenant_id, now):
+            return plan.changed
         windows = {
             start: window
             for start in published

@@ -459,6 +459,20 @@ def check_states(world: World, expected: dict[str, Any]) -> list[str]:
         wrong = sorted(set(got) ^ set(expected)) or sorted(k for k in got if got[k] != expected[k])
         problems.append(f"a restore from the changelogs differs from the model, e.g. {wrong[:3]}")
     problems += _memberships(restored, expected, world.partitions, "a restore from the changelogs")
+    # every request has its receipt by now: none may still hold its tenant's thresholds
+    tenant_state = MemoryState()
+    fresh.state = tenant_state  # type: ignore[assignment]
+    for partition in range(world.partitions):
+        SimWorker.restore(fresh, keys.TENANT_STATE, partition)
+    held = [
+        key
+        for (table, _), rows in tenant_state.partitions.items()
+        if table == keys.TENANT_STATE
+        for key in rows.rows
+        if key.startswith(b"open/")
+    ]
+    if held:
+        problems.append(f"deletions still open after every receipt: {sorted(held)[:3]}")
     for worker in world.workers.values():
         if not worker.alive:
             continue

@@ -1,0 +1,133 @@
+"""Thresholds while a physical deletion is under way: learners spread over partitions.
+
+Each learner partition applies its part of a deletion and reports in its own time. The tenant
+stage holds the tenant's threshold evaluation until every part has reported, so that the `down`
+event of a deletion names the count the deletion left, not a count on the way there.
+"""
+
+from __future__ import annotations
+
+from zlib import crc32
+
+from schemas import topics
+from streams.stages import keys
+from streams.stages.tenant_deletions import HOLD_LIMIT
+from tests.stages.pipeline import Pipeline, deletion, launch, learners_in, license_
+
+JAN = "2026-01-01"
+
+
+def acme_with_ten_learners() -> tuple[Pipeline, list[str], list[str]]:
+    """acme, limit 10, threshold 100 %, five learners in each of two partitions owned by two
+    workers (so that one partition can lag behind the other)."""
+    p = Pipeline(partitions=2, workers=2, assignment={"w0": [0], "w1": [1]})
+    p.produce(topics.LICENSES, license_("acme", learner_limit=10, thresholds=[100]))
+    first, second = learners_in("acme", 0, 2, 5), learners_in("acme", 1, 2, 5)
+    for learner in first + second:
+        p.produce(topics.LAUNCHES, launch("acme", learner, "a1", "2026-02-10T10:00:00Z"))
+    for worker in ("w0", "w1", "w0", "w1"):
+        p.flow(worker)
+    assert p.active("acme", JAN) == 10
+    assert [e["direction"] for e in p.events("acme")] == ["up"]
+    return p, first, second
+
+
+def tenant_worker(p: Pipeline) -> str:
+    return "w0" if crc32(b"acme") % 2 == 0 else "w1"
+
+
+def test_a_deletion_over_two_partitions_fires_down_once_with_the_count_it_left() -> None:
+    """Partition 0 deletes two learners and reports long before partition 1 deletes its one:
+    the count records go 10 -> 8 -> 7 (live), the `down` event names 7, once."""
+    p, first, second = acme_with_ten_learners()
+    p.advance(60)
+    p.produce(
+        topics.ATTEMPT_DELETIONS,
+        deletion("acme", "r1", "physical", p.now, learner_ids=[*first[:2], second[0]]),
+    )
+    owner = tenant_worker(p)
+    p.run(topics.ATTEMPT_DELETIONS, owner)
+    p.run(topics.TENANT_COMMANDS, owner)  # the request is split into parts
+    # partition 0 applies its part and reports; partition 1 has not started
+    p.run(topics.LEARNER_COMMANDS, "w0")
+    p.run("partials", "w0")
+    p.run(topics.TENANT_COMMANDS, owner)
+    assert p.active("acme", JAN) == 8, "the counts stay live while a deletion runs"
+    assert [e["direction"] for e in p.events("acme")] == ["up"], "an alert before the end"
+    # partition 1 applies its part: the request is complete
+    p.run(topics.LEARNER_COMMANDS, "w1")
+    p.run(topics.TENANT_COMMANDS, owner)
+    events = p.events("acme")
+    assert [e["direction"] for e in events] == ["up", "down"]
+    assert events[-1]["active_learners"] == 7
+    for worker in ("w0", "w1", "w0", "w1"):
+        p.flow(worker)
+    assert p.active("acme", JAN) == 7
+    assert [e["direction"] for e in p.events("acme")] == ["up", "down"]
+    assert [r["attempts_affected"] for r in p.receipts("r1")] == [3]
+    assert p.check() == []
+
+
+def test_launches_during_a_deletion_are_counted_and_alerted_when_it_ends() -> None:
+    """While the deletion is open, launches keep counting; the thresholds are held against
+    the count the deletion ends with, and no hold is left behind."""
+    p, first, _ = acme_with_ten_learners()
+    p.advance(60)
+    p.produce(
+        topics.ATTEMPT_DELETIONS,
+        deletion("acme", "r1", "physical", p.now, learner_ids=first[:3]),
+    )
+    owner = tenant_worker(p)
+    p.run(topics.ATTEMPT_DELETIONS, owner)
+    p.run(topics.TENANT_COMMANDS, owner)
+    p.run(topics.LEARNER_COMMANDS, "w0")
+    p.run("partials", "w0")
+    p.run(topics.TENANT_COMMANDS, owner)
+    assert p.active("acme", JAN) == 7
+    newcomer = learners_in("acme", 0, 2, 8)[-1]
+    p.produce(topics.LAUNCHES, launch("acme", newcomer, "a1", "2026-02-11T10:00:00Z"))
+    p.flow("w0")
+    p.run(topics.TENANT_COMMANDS, owner)
+    assert p.active("acme", JAN) == 8
+    assert [e["direction"] for e in p.events("acme")] == ["up"]
+    for worker in ("w1", "w0", "w1"):
+        p.flow(worker)
+    events = p.events("acme")
+    assert [e["direction"] for e in events] == ["up", "down"]
+    assert events[-1]["active_learners"] == 8
+    assert not stage_holds(p, owner), "the hold outlived its deletion"
+    assert p.check() == []
+
+
+def test_a_deletion_that_never_completes_holds_the_alerts_for_a_bounded_time() -> None:
+    """A part that never reports (its partition stalled) does not silence the tenant's alerts
+    for ever: once the hold is older than its limit, the next tick evaluates the thresholds."""
+    p, first, second = acme_with_ten_learners()
+    p.advance(60)
+    p.produce(
+        topics.ATTEMPT_DELETIONS,
+        deletion("acme", "r1", "physical", p.now, learner_ids=[first[0], second[0]]),
+    )
+    owner = tenant_worker(p)
+    p.run(topics.ATTEMPT_DELETIONS, owner)
+    p.run(topics.TENANT_COMMANDS, owner)
+    p.run(topics.LEARNER_COMMANDS, "w0")  # partition 1 stalls: its part stays unapplied
+    p.run("partials", "w0")
+    p.run(topics.TENANT_COMMANDS, owner)
+    assert p.active("acme", JAN) == 9
+    assert [e["direction"] for e in p.events("acme")] == ["up"]
+    p.advance(HOLD_LIMIT.total_seconds() + 60)
+    p.run("tick", owner)
+    p.run(topics.TENANT_COMMANDS, owner)
+    events = p.events("acme")
+    assert [e["direction"] for e in events] == ["up", "down"]
+    assert events[-1]["active_learners"] == 9
+    assert stage_holds(p, owner), "the request is still open, only no longer holding"
+
+
+def stage_holds(p: Pipeline, worker: str) -> bool:
+    """Whether the tenant stage's state still has an open deletion of acme."""
+    state = p.worker(worker).state
+    partition = crc32(b"acme") % 2
+    rows = state.scan(keys.TENANT_STATE, partition, keys.open_deletions("acme"), None, None)
+    return bool(rows)
