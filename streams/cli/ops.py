@@ -63,7 +63,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     from streams.config.logs import log_format, logging_config
     from streams.http import web  # registers the views and the read model on the app
-    from streams.worker.agents import ingest, learners, tenants  # noqa: F401  (register the agents)
+    from streams.worker.agents import ingest, learners, storage, tenants  # noqa: F401  (register)
     from streams.worker.app import app
     from streams.worker.app import settings as running  # the env, PARTITIONS as set above
     from streams.worker.process import BoundedWorker

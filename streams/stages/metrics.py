@@ -72,6 +72,13 @@ consumer_lag = Gauge(
     "Records of an input topic not yet committed by the service's consumer group",
     ["topic"],
 )
+rocksdb_memory = Gauge(
+    "active_learners_rocksdb_memory_bytes",
+    "Memory of the RocksDB databases of the partitions this worker owns, summed per table: "
+    "memtables, table_readers (SST index and filter blocks, outside the block cache), "
+    "block_cache",
+    ["table", "kind"],
+)
 count_latency = Histogram(
     "active_learners_count_latency_seconds",
     "From a launch (its Kafka timestamp) to the count record that counts it",

@@ -32,6 +32,7 @@ import asyncio
 import csv
 import http.client
 import json
+import os
 import random
 import re
 import secrets
@@ -72,6 +73,8 @@ class BenchResult:
     worker_s: float = 0.0
     peak_rss_mb: float = 0.0
     rss_curve_mb: list[tuple[int, float]] = field(default_factory=list)
+    # RocksDB's share of each sample above (MB by kind, from the worker's /metrics; {} if none)
+    rocksdb_curve_mb: list[dict[str, float]] = field(default_factory=list)
     recovery_records: int = 0
     recovery_s: float = 0.0
     rebuild_s: float = 0.0  # the takeover after the restore (counts and report tallies)
@@ -413,16 +416,21 @@ def run_throughput(
         result.startup_s = worker.wait_ready(processes=processes)
         ready_wall = time.time()
         curve: list[tuple[int, float]] = []
+        rocksdb = result.rocksdb_curve_mb
         last_sample = [0.0]
+
+        def take_sample() -> None:
+            curve.append((end_offset(settings, topics.ATTEMPTS), worker_rss(worker)))
+            rocksdb.append(rocksdb_memory_mb(worker) if processes == 1 else {})
 
         def sample() -> None:
             if time.monotonic() - last_sample[0] >= 3:
                 last_sample[0] = time.monotonic()
-                curve.append((end_offset(settings, topics.ATTEMPTS), worker_rss(worker)))
+                take_sample()
 
         done_wall = wait_exact(settings, expected.counts(), worker, 3600, on_poll=sample)
         result.worker_s = done_wall - ready_wall
-        curve.append((end_offset(settings, topics.ATTEMPTS), worker_rss(worker)))
+        take_sample()
         result.rss_curve_mb = curve
         result.peak_rss_mb = worker.peak_rss_mb
     finally:
@@ -1172,14 +1180,61 @@ def timed_call(worker: WorkerProcess, path: str, token: str) -> float:
     return time.monotonic() - started
 
 
+ROCKSDB_KINDS = ("memtables", "table_readers", "block_cache")
+ROCKSDB_METRIC = re.compile(
+    r'^active_learners_rocksdb_memory_bytes\{kind="(\w+)",table="[^"]*"\} (\S+)$', re.M
+)
+
+
+def rocksdb_memory_mb(worker: WorkerProcess) -> dict[str, float]:
+    """RocksDB's memory in the worker by kind (MB, every table summed), from its /metrics;
+    {} when it does not answer (the sample is then shown without it)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{worker.web_port}/metrics")
+    token = worker.extra_env.get("METRICS_TOKEN") or os.environ.get("METRICS_TOKEN", "")
+    if token.strip():
+        request.add_header("Authorization", f"Bearer {token.strip()}")
+    try:
+        with urllib.request.urlopen(request, timeout=2) as answer:
+            text = answer.read().decode()
+    except (OSError, http.client.HTTPException):
+        return {}
+    return rocksdb_sizes(text)
+
+
+def rocksdb_sizes(metrics_text: str) -> dict[str, float]:
+    """MB by kind of RocksDB memory, every table summed, from a /metrics text."""
+    sizes: dict[str, float] = {}
+    for kind, value in ROCKSDB_METRIC.findall(metrics_text):
+        sizes[kind] = sizes.get(kind, 0.0) + float(value) / (1 << 20)
+    return sizes
+
+
 def rss_table(result: BenchResult) -> str:
-    rows = ["| attempts stored so far | worker RSS (MB) |", "|---:|---:|"]
-    step = max(1, len(result.rss_curve_mb) // 10)
-    sampled = result.rss_curve_mb[::step]
-    if result.rss_curve_mb and sampled[-1] != result.rss_curve_mb[-1]:
-        sampled.append(result.rss_curve_mb[-1])
-    for counted, rss in sampled:
-        rows.append(f"| {counted:,} | {rss:,.0f} |")
+    curve = result.rss_curve_mb
+    rocksdb = result.rocksdb_curve_mb if len(result.rocksdb_curve_mb) == len(curve) else []
+    indexes = list(range(0, len(curve), max(1, len(curve) // 10)))
+    if curve and indexes[-1] != len(curve) - 1:
+        indexes.append(len(curve) - 1)
+    if not any(rocksdb):
+        rows = ["| attempts stored so far | worker RSS (MB) |", "|---:|---:|"]
+        for n in indexes:
+            counted, rss = curve[n]
+            rows.append(f"| {counted:,} | {rss:,.0f} |")
+        return "\n".join(rows)
+    rows = [
+        "| attempts stored so far | worker RSS (MB) | RocksDB memtables | SST index and filters "
+        "| block caches | RSS without these |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n in indexes:
+        counted, rss = curve[n]
+        sizes = rocksdb[n]
+        if not sizes:
+            rows.append(f"| {counted:,} | {rss:,.0f} | | | | |")
+            continue
+        parts = [sizes.get(kind, 0.0) for kind in ROCKSDB_KINDS]
+        cells = " | ".join(f"{part:,.1f}" for part in parts)
+        rows.append(f"| {counted:,} | {rss:,.0f} | {cells} | {rss - sum(parts):,.0f} |")
     return "\n".join(rows)
 
 

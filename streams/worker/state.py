@@ -46,11 +46,29 @@ RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 10.0
 
 
+# what RocksDB holds in memory, by kind: the property of each that RocksDB reports
+ROCKSDB_MEMORY = {
+    "memtables": "rocksdb.cur-size-all-mem-tables",
+    "table_readers": "rocksdb.estimate-table-readers-mem",
+    "block_cache": "rocksdb.block-cache-usage",
+}
+
+
 class RocksState:
     """The tables of the partitions this worker owns, in faust's RocksDB databases."""
 
     def __init__(self, tables: Mapping[str, CollectionT]) -> None:
         self.tables = dict(tables)
+
+    def memory(self) -> dict[tuple[str, str], int]:
+        """Bytes RocksDB holds in memory for each table, by kind (ROCKSDB_MEMORY), summed
+        over the partitions this worker has open. Each DB has its own block cache."""
+        out = {(table, kind): 0 for table in self.tables for kind in ROCKSDB_MEMORY}
+        for table, collection in self.tables.items():
+            for db in list(collection.data._dbs.values()):  # type: ignore[attr-defined]
+                for kind, name in ROCKSDB_MEMORY.items():
+                    out[(table, kind)] += db.property_int_value(name) or 0
+        return out
 
     def owns(self, table: str, partition: int) -> bool:
         return partition in self.tables[table].data._dbs  # type: ignore[attr-defined]

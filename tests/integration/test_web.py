@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 import urllib.error
@@ -318,6 +319,28 @@ def test_metrics_have_a_gauge_per_tenant(site: Site) -> None:
         60,
         "the consumer lag of launches and licenses to be measured as 0",
     )
+
+
+def test_metrics_show_rocksdb_memory_by_table_and_kind(site: Site) -> None:
+    """The worker holds attempts: their table's memtables are not empty, and every table has
+    each kind of memory reported (sampled every 10 s)."""
+
+    def rocksdb_lines() -> dict[tuple[str, str], float] | None:
+        found = {}
+        for line in site.call("GET", "/metrics")[1].splitlines():
+            match = re.match(
+                r'active_learners_rocksdb_memory_bytes\{kind="(\w+)",table="([\w-]+)"\} (\S+)',
+                line,
+            )
+            if match:
+                found[(match[2], match[1])] = float(match[3])
+        return found if found.get(("attempts", "memtables"), 0) > 0 else None
+
+    sizes = wait_for(rocksdb_lines, 60, "RocksDB's memory in /metrics")
+    tables = ("attempts", "learner-state", "learner-groups", "erasures", "tenant-state")
+    kinds = ("memtables", "table_readers", "block_cache")
+    assert set(sizes) == {(table, kind) for table in tables for kind in kinds}
+    assert all(size >= 0 for size in sizes.values())
 
 
 # -- the dashboard, in headless Chromium ------------------------------------------------------

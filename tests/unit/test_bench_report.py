@@ -13,6 +13,7 @@ import pytest
 from streams.cli.main import build_parser
 from streams.domain.recount import cut_for
 from streams.domain.windows import window_of
+from streams.tools import bench
 from streams.tools.bench import (
     CSV_HEADER,
     BenchResult,
@@ -126,3 +127,42 @@ def test_bench_flags() -> None:
     assert args.report_learners == 1_000_000 and args.launches == 2_000_000
     args = parser.parse_args(["bench", "--launches", "0", "--report-learners", "0"])
     assert args.launches == 0 and args.report_learners == 0
+
+
+def test_the_rss_table_splits_out_rocksdb_when_the_worker_reported_it() -> None:
+    result = BenchResult(launches=3, partitions=12)
+    result.rss_curve_mb = [(1_000, 300.0), (2_000, 310.0), (3_000, 320.0)]
+    result.rocksdb_curve_mb = [
+        {"memtables": 40.0, "table_readers": 10.0, "block_cache": 20.0},
+        {},  # a sample the worker did not answer
+        {"memtables": 41.0, "table_readers": 14.5, "block_cache": 20.0},
+    ]
+    lines = bench.rss_table(result).splitlines()
+    assert "SST index and filters" in lines[0]
+    assert lines[2] == "| 1,000 | 300 | 40.0 | 10.0 | 20.0 | 230 |"
+    assert lines[3] == "| 2,000 | 310 | | | | |"
+    assert lines[4] == "| 3,000 | 320 | 41.0 | 14.5 | 20.0 | 244 |"
+
+
+def test_the_rss_table_without_rocksdb_figures_has_two_columns() -> None:
+    result = BenchResult(launches=2, partitions=12)
+    result.rss_curve_mb = [(1_000, 300.0), (2_000, 310.0)]
+    result.rocksdb_curve_mb = [{}, {}]
+    assert bench.rss_table(result).splitlines() == [
+        "| attempts stored so far | worker RSS (MB) |",
+        "|---:|---:|",
+        "| 1,000 | 300 |",
+        "| 2,000 | 310 |",
+    ]
+
+
+def test_rocksdb_memory_is_summed_over_tables_from_the_metrics_text() -> None:
+    text = "\n".join(
+        [
+            "# HELP active_learners_rocksdb_memory_bytes ...",
+            'active_learners_rocksdb_memory_bytes{kind="memtables",table="attempts"} 1048576.0',
+            'active_learners_rocksdb_memory_bytes{kind="memtables",table="erasures"} 1048576.0',
+            'active_learners_rocksdb_memory_bytes{kind="table_readers",table="attempts"} 524288.0',
+        ]
+    )
+    assert bench.rocksdb_sizes(text) == {"memtables": 2.0, "table_readers": 0.5}
