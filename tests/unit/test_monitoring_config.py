@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, generate_latest
 
 from streams.stages import metrics
 
@@ -31,9 +31,14 @@ def test_every_dashboard_query_names_an_exported_metric() -> None:
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     assert len(exprs) >= 10
     series = exported_series()
+    # the process collector prometheus_client registers by default (Linux)
+    process = set(re.findall(r"process_[a-z_]+", generate_latest().decode()))
     for expr in exprs:
         used = set(re.findall(r"active_learners_[a-z_]+", expr))
-        assert used and used <= series, f"{expr}: {used - series}"
+        standard = set(re.findall(r"(?<![a-z_])process_[a-z_]+", expr))
+        assert used | standard, f"{expr}: no metric"
+        assert used <= series, f"{expr}: {used - series}"
+        assert standard <= process, f"{expr}: {standard - process}"
 
 
 def test_prometheus_scrapes_the_workers_and_compose_runs_both() -> None:
