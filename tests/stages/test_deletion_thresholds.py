@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from zlib import crc32
 
+import pytest
+
 from schemas import topics
 from streams.stages import keys
+from streams.stages.store import LogRecord
 from streams.stages.tenant_deletions import HOLD_LIMIT
 from tests.stages.pipeline import Pipeline, deletion, launch, learners_in, license_
 
@@ -131,3 +134,41 @@ def stage_holds(p: Pipeline, worker: str) -> bool:
     partition = crc32(b"acme") % 2
     rows = state.scan(keys.TENANT_STATE, partition, keys.open_deletions("acme"), None, None)
     return bool(rows)
+
+
+@pytest.mark.parametrize("landed", range(6))
+def test_a_crash_as_the_deletion_completes_releases_the_hold_and_alerts_once(landed: int) -> None:
+    """The flush that completes the request dies with only the first `landed` records of the
+    tenant state's changelog in Kafka (the receipt, the release of the hold, the partials, the
+    threshold state: any prefix) and no output: the replay ends with one `down` naming 7."""
+    p = Pipeline(partitions=2)
+    p.produce(topics.LICENSES, license_("acme", learner_limit=10, thresholds=[100]))
+    first, second = learners_in("acme", 0, 2, 5), learners_in("acme", 1, 2, 5)
+    for learner in first + second:
+        p.produce(topics.LAUNCHES, launch("acme", learner, "a1", "2026-02-10T10:00:00Z"))
+    p.flow()
+    assert [e["direction"] for e in p.events("acme")] == ["up"]
+    p.advance(60)
+    p.produce(
+        topics.ATTEMPT_DELETIONS,
+        deletion("acme", "r1", "physical", p.now, learner_ids=[*first[:2], second[0]]),
+    )
+    p.run(topics.ATTEMPT_DELETIONS)
+    p.run(topics.TENANT_COMMANDS)
+    p.run(topics.LEARNER_COMMANDS)  # both parts applied: their reports wait for the tenant stage
+
+    def landing(tp: tuple[str, int], records: list[LogRecord]) -> int:
+        return min(landed, len(records)) if tp[0] == topics.TENANT_STATE_CHANGELOG else 0
+
+    p.crash_at("w0", "send", topics.TENANT_COMMANDS, landing=landing)
+    p.run(topics.TENANT_COMMANDS)
+    assert not p.worker().alive
+    p.restart()
+    p.flow()
+    p.settle()
+    events = p.events("acme")
+    distinct = list({e["event_id"]: e for e in events}.values())
+    assert [e["direction"] for e in distinct] == ["up", "down"]
+    assert distinct[-1]["active_learners"] == 7
+    assert p.active("acme", JAN) == 7
+    assert p.check() == []
