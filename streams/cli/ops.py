@@ -63,10 +63,13 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     from streams.config.logs import log_format, logging_config
     from streams.http import web  # registers the views and the read model on the app
-    from streams.worker.agents import ingest, learners, storage, tenants  # noqa: F401  (register)
+    from streams.worker.agents import ingest, learners, memory, tenants  # noqa: F401  (register)
     from streams.worker.app import app
     from streams.worker.app import settings as running  # the env, PARTITIONS as set above
     from streams.worker.process import BoundedWorker
+    from streams.worker.tables import tune_stores
+
+    tune_stores()  # before faust opens a DB
 
     config = logging_config(log_format(), args.loglevel)
     worker = BoundedWorker(

@@ -79,6 +79,15 @@ rocksdb_memory = Gauge(
     "block_cache",
     ["table", "kind"],
 )
+malloc_bytes = Gauge(
+    "active_learners_malloc_bytes",
+    "glibc malloc over all arenas: in_use (allocated) and free (freed, kept for reuse)",
+    ["kind"],
+)
+python_blocks = Gauge(
+    "active_learners_python_allocated_blocks",
+    "Memory blocks Python's allocator has handed out (sys.getallocatedblocks)",
+)
 count_latency = Histogram(
     "active_learners_count_latency_seconds",
     "From a launch (its Kafka timestamp) to the count record that counts it",

@@ -1184,11 +1184,13 @@ ROCKSDB_KINDS = ("memtables", "table_readers", "block_cache")
 ROCKSDB_METRIC = re.compile(
     r'^active_learners_rocksdb_memory_bytes\{kind="(\w+)",table="[^"]*"\} (\S+)$', re.M
 )
+MALLOC_FREE = re.compile(r'^active_learners_malloc_bytes\{kind="free"\} (\S+)$', re.M)
+PYTHON_BLOCKS = re.compile(r"^active_learners_python_allocated_blocks (\S+)$", re.M)
 
 
 def rocksdb_memory_mb(worker: WorkerProcess) -> dict[str, float]:
-    """RocksDB's memory in the worker by kind (MB, every table summed), from its /metrics;
-    {} when it does not answer (the sample is then shown without it)."""
+    """Where the worker's memory is (memory_sizes), from its /metrics; {} when it does not
+    answer (the sample is then shown without it)."""
     request = urllib.request.Request(f"http://127.0.0.1:{worker.web_port}/metrics")
     token = worker.extra_env.get("METRICS_TOKEN") or os.environ.get("METRICS_TOKEN", "")
     if token.strip():
@@ -1198,14 +1200,19 @@ def rocksdb_memory_mb(worker: WorkerProcess) -> dict[str, float]:
             text = answer.read().decode()
     except (OSError, http.client.HTTPException):
         return {}
-    return rocksdb_sizes(text)
+    return memory_sizes(text)
 
 
-def rocksdb_sizes(metrics_text: str) -> dict[str, float]:
-    """MB by kind of RocksDB memory, every table summed, from a /metrics text."""
+def memory_sizes(metrics_text: str) -> dict[str, float]:
+    """From a /metrics text: RocksDB's MB by kind (every table summed), malloc's free MB
+    (`malloc_free`) and Python's allocated blocks in thousands (`python_kblocks`)."""
     sizes: dict[str, float] = {}
     for kind, value in ROCKSDB_METRIC.findall(metrics_text):
         sizes[kind] = sizes.get(kind, 0.0) + float(value) / (1 << 20)
+    if free := MALLOC_FREE.search(metrics_text):
+        sizes["malloc_free"] = float(free[1]) / (1 << 20)
+    if blocks := PYTHON_BLOCKS.search(metrics_text):
+        sizes["python_kblocks"] = float(blocks[1]) / 1000
     return sizes
 
 
@@ -1223,18 +1230,21 @@ def rss_table(result: BenchResult) -> str:
         return "\n".join(rows)
     rows = [
         "| attempts stored so far | worker RSS (MB) | RocksDB memtables | SST index and filters "
-        "| block caches | RSS without these |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| block caches | malloc: freed, kept | RSS without these four | Python blocks (k) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n in indexes:
         counted, rss = curve[n]
         sizes = rocksdb[n]
         if not sizes:
-            rows.append(f"| {counted:,} | {rss:,.0f} | | | | |")
+            rows.append(f"| {counted:,} | {rss:,.0f} | | | | | | |")
             continue
-        parts = [sizes.get(kind, 0.0) for kind in ROCKSDB_KINDS]
+        parts = [sizes.get(kind, 0.0) for kind in (*ROCKSDB_KINDS, "malloc_free")]
         cells = " | ".join(f"{part:,.1f}" for part in parts)
-        rows.append(f"| {counted:,} | {rss:,.0f} | {cells} | {rss - sum(parts):,.0f} |")
+        blocks = sizes.get("python_kblocks", 0.0)
+        rows.append(
+            f"| {counted:,} | {rss:,.0f} | {cells} | {rss - sum(parts):,.0f} | {blocks:,.0f} |"
+        )
     return "\n".join(rows)
 
 

@@ -341,6 +341,20 @@ def test_metrics_show_rocksdb_memory_by_table_and_kind(site: Site) -> None:
     kinds = ("memtables", "table_readers", "block_cache")
     assert set(sizes) == {(table, kind) for table in tables for kind in kinds}
     assert all(size >= 0 for size in sizes.values())
+    text = site.call("GET", "/metrics")[1]
+    in_use = re.search(r'^active_learners_malloc_bytes\{kind="in_use"\} (\S+)$', text, re.M)
+    assert in_use and float(in_use[1]) > 1 << 20, "glibc malloc's bytes in use"
+    blocks = re.search(r"^active_learners_python_allocated_blocks (\S+)$", text, re.M)
+    assert blocks and float(blocks[1]) > 10_000, "Python's allocated blocks"
+
+
+def test_every_table_is_opened_with_the_tuned_index(site: Site) -> None:
+    """RocksDB writes the options a DB was opened with beside it: every partition DB of every
+    table has the index restart interval of streams/worker/tables.py, not RocksDB's 1."""
+    options = list(site.worker.settings.state_dir.rglob("OPTIONS-*"))
+    assert len(options) >= 5 * 4, "a DB per table and partition"
+    for path in options:
+        assert "index_block_restart_interval=16" in path.read_text(), path
 
 
 # -- the dashboard, in headless Chromium ------------------------------------------------------

@@ -133,15 +133,27 @@ def test_the_rss_table_splits_out_rocksdb_when_the_worker_reported_it() -> None:
     result = BenchResult(launches=3, partitions=12)
     result.rss_curve_mb = [(1_000, 300.0), (2_000, 310.0), (3_000, 320.0)]
     result.rocksdb_curve_mb = [
-        {"memtables": 40.0, "table_readers": 10.0, "block_cache": 20.0},
+        {
+            "memtables": 40.0,
+            "table_readers": 10.0,
+            "block_cache": 20.0,
+            "malloc_free": 30.0,
+            "python_kblocks": 900.0,
+        },
         {},  # a sample the worker did not answer
-        {"memtables": 41.0, "table_readers": 14.5, "block_cache": 20.0},
+        {
+            "memtables": 41.0,
+            "table_readers": 14.5,
+            "block_cache": 20.0,
+            "malloc_free": 44.5,
+            "python_kblocks": 910.4,
+        },
     ]
     lines = bench.rss_table(result).splitlines()
     assert "SST index and filters" in lines[0]
-    assert lines[2] == "| 1,000 | 300 | 40.0 | 10.0 | 20.0 | 230 |"
-    assert lines[3] == "| 2,000 | 310 | | | | |"
-    assert lines[4] == "| 3,000 | 320 | 41.0 | 14.5 | 20.0 | 244 |"
+    assert lines[2] == "| 1,000 | 300 | 40.0 | 10.0 | 20.0 | 30.0 | 200 | 900 |"
+    assert lines[3] == "| 2,000 | 310 | | | | | | |"
+    assert lines[4] == "| 3,000 | 320 | 41.0 | 14.5 | 20.0 | 44.5 | 200 | 910 |"
 
 
 def test_the_rss_table_without_rocksdb_figures_has_two_columns() -> None:
@@ -156,13 +168,21 @@ def test_the_rss_table_without_rocksdb_figures_has_two_columns() -> None:
     ]
 
 
-def test_rocksdb_memory_is_summed_over_tables_from_the_metrics_text() -> None:
+def test_memory_sizes_are_read_from_the_metrics_text() -> None:
     text = "\n".join(
         [
             "# HELP active_learners_rocksdb_memory_bytes ...",
             'active_learners_rocksdb_memory_bytes{kind="memtables",table="attempts"} 1048576.0',
             'active_learners_rocksdb_memory_bytes{kind="memtables",table="erasures"} 1048576.0',
             'active_learners_rocksdb_memory_bytes{kind="table_readers",table="attempts"} 524288.0',
+            'active_learners_malloc_bytes{kind="in_use"} 9437184.0',
+            'active_learners_malloc_bytes{kind="free"} 3145728.0',
+            "active_learners_python_allocated_blocks 123456.0",
         ]
     )
-    assert bench.rocksdb_sizes(text) == {"memtables": 2.0, "table_readers": 0.5}
+    assert bench.memory_sizes(text) == {
+        "memtables": 2.0,
+        "table_readers": 0.5,
+        "malloc_free": 3.0,
+        "python_kblocks": 123.456,
+    }
