@@ -84,6 +84,10 @@ malloc_bytes = Gauge(
     "glibc malloc over all arenas: in_use (allocated) and free (freed, kept for reuse)",
     ["kind"],
 )
+malloc_trim_seconds = Counter(
+    "active_learners_malloc_trim_seconds",
+    "Seconds spent giving malloc's free pages back to the OS (malloc_trim, every 10 s)",
+)
 python_blocks = Gauge(
     "active_learners_python_allocated_blocks",
     "Memory blocks Python's allocator has handed out (sys.getallocatedblocks)",
