@@ -99,10 +99,12 @@ class PartReport:
     parts: int
     partition: int
     report: dict[str, Any]
-    # the partition's partial count of the tenant once the part is applied (as `Partials`
-    # carries it), so that the receipt and the thresholds see what the deletion left
-    counts: dict[str, Any] | None = None
     kind: str = field(default="deletion-part", init=False)
+
+
+# the key of a part's report that carries its partition's partial count of the tenant after
+# the part (as `Partials` carries it); inside the report, so that an older worker reads past it
+PARTIAL_AFTER = "partial_after"
 
 
 @dataclass(slots=True)

@@ -34,8 +34,9 @@ tenant stage, partitioned like tenant-commands (one partition per tenant)
                   pub/{tenant}                           what was published
                   thr/{tenant}                           threshold state and last events
                   del/{tenant}/{request}                 a deletion request and its receipt
-                  open/{tenant}/{request}                a physical deletion not yet complete:
-                                                         it holds the tenant's thresholds
+                  open/{tenant}                          physical deletions not yet complete
+                                                         ({request: since}): they hold the
+                                                         tenant's thresholds
                   #epoch                                 [counter, generation] of the owner
 """
 
@@ -208,13 +209,8 @@ def deletion(tenant_id: str, request_id: str) -> bytes:
     return _join("del", tenant_id, _request(request_id))
 
 
-def open_deletion(tenant_id: str, request_id: str) -> bytes:
-    return _join("open", tenant_id, _request(request_id))
-
-
 def open_deletions(tenant_id: str) -> bytes:
-    """The prefix of a tenant's open deletions (one seek tells whether it has any)."""
-    return _join("open", tenant_id, "")
+    return _join("open", tenant_id)
 
 
 THRESHOLDS = b"thr/"

@@ -106,13 +106,12 @@ class LearnerStage:
             case commands.DeletionPart() as command:
                 report = await apply_part(self.counters, batch, command, partition, offset)
                 tenant_id = command.request["tenant_id"]
+                after = self._counts_after_part(command, partition)
+                if after is not None:
+                    # inside the report: a worker of an older version reads past it
+                    report = {**report, commands.PARTIAL_AFTER: after}
                 reply = commands.PartReport(
-                    command.request,
-                    command.part,
-                    command.parts,
-                    partition,
-                    report,
-                    self._counts_after_part(command, partition),
+                    command.request, command.part, command.parts, partition, report
                 )
                 batch.emit(
                     topics.TENANT_COMMANDS,
@@ -169,7 +168,8 @@ class LearnerStage:
             failed = {
                 "attempts_affected": 0,
                 "learners_affected": 0,
-                "windows": {},
+                "losses": {},  # nothing removed that the receipt could name
+                "counts": {},
                 "error": f"part {command.part} failed ({type(exc).__name__})",
             }
             reply = commands.PartReport(

@@ -7,7 +7,7 @@ request id gets an error receipt and changes nothing. The request remembers the 
 command that started it and of the report that completed it, so that a replay of either (after
 a crash that may have lost what it sent) sends its parts or its receipt again.
 
-While a physical request is open (`open/{tenant}/{request}`), the tenant's thresholds are held:
+While a physical request is open (in `open/{tenant}`), the tenant's thresholds are held:
 its learner partitions apply their parts one after another, and an evaluation in between would
 mail a crossing at a count on the way (8 of 10 when the deletion leaves 7). Counts stay live.
 Each part's report carries its partition's count after the part, so that the evaluation at the
@@ -37,7 +37,9 @@ CONFLICTS_KEPT = 100  # error receipts remembered per request id (for identical 
 # an open physical deletion holds its tenant's thresholds at most this long (a deletion of
 # 10M attempts takes about two minutes on a laptop)
 HOLD_LIMIT = timedelta(minutes=15)
-OPEN_SCAN = 100  # open deletions looked at per evaluation (more open at once is not expected)
+# open physical deletions of one tenant that hold its thresholds (a later one does not hold:
+# 200 request ids of at most 256 characters keep the record far below Kafka's 1 MiB)
+OPEN_KEPT = 200
 
 
 class TenantDeletions:
@@ -145,31 +147,34 @@ class TenantDeletions:
         offset: int,
         command: commands.PartReport,
         now: datetime,
-    ) -> None:
-        """Collect one part's report; when every part is in, emit the request's one receipt."""
+    ) -> bool:
+        """Collect one part's report; when every part is in, emit the request's one receipt.
+
+        Whether this report completed the request (or is the replay of the one that did)."""
         request = command.request
         key = keys.deletion(request["tenant_id"], request["request_id"])
         pending = batch.get(keys.TENANT_STATE, partition, key)
         if pending is None:
             log.error("a deletion part report for a request this partition does not know")
             metrics.stage_errors_total.labels("tenants").inc()
-            return
+            return False
         if pending.get("receipt") is not None:
             if pending.get("completed_by") == offset:
                 # the replay of the report that completed it: the receipt (and the release of
                 # the hold) may have been lost
                 self._release(batch, partition, request)
                 self.emit_receipt(batch, partition, pending["receipt"])
-            return  # a part reported again: its first report stands
+                return True
+            return False  # a part reported again: its first report stands
         if str(command.part) in pending["received"]:
-            return  # its first report stands
+            return False  # its first report stands
         received = {
             **pending["received"],
             str(command.part): {**command.report, "partition": command.partition},
         }
         if len(received) < int(pending["parts"]):
             batch.put(keys.TENANT_STATE, partition, key, {**pending, "received": received})
-            return
+            return False
         receipt = self.receipt(batch, partition, pending["request"], received, now)
         failed = [r["error"] for r in received.values() if r.get("error")]
         if failed:
@@ -182,27 +187,40 @@ class TenantDeletions:
         )
         self._release(batch, partition, request)
         self.emit_receipt(batch, partition, receipt)
+        return True
 
     # -- the hold on thresholds -----------------------------------------------------------------
     def _hold(self, batch: Batch, partition: int, request: dict[str, Any], now: datetime) -> None:
+        """Add a physical request to its tenant's open deletions (those past HOLD_LIMIT, which
+        no longer hold anything, are dropped on the way)."""
         if request["mode"] != "physical":
             return  # nothing else changes counts
-        key = keys.open_deletion(request["tenant_id"], request["request_id"])
-        if batch.get(keys.TENANT_STATE, partition, key) is None:
-            batch.put(keys.TENANT_STATE, partition, key, {"since": now.isoformat()})
+        key = keys.open_deletions(request["tenant_id"])
+        stored: dict[str, str] = batch.get(keys.TENANT_STATE, partition, key) or {}
+        if request["request_id"] in stored:
+            return
+        holding = {r: since for r, since in stored.items() if _holds(since, now)}
+        if len(holding) < OPEN_KEPT:
+            holding[request["request_id"]] = now.isoformat()
+        if holding != stored:
+            batch.put(keys.TENANT_STATE, partition, key, holding)
 
     def _release(self, batch: Batch, partition: int, request: dict[str, Any]) -> None:
-        key = keys.open_deletion(request["tenant_id"], request["request_id"])
-        if batch.get(keys.TENANT_STATE, partition, key) is not None:
+        key = keys.open_deletions(request["tenant_id"])
+        stored = batch.get(keys.TENANT_STATE, partition, key)
+        if not stored or request["request_id"] not in stored:
+            return
+        rest = {r: since for r, since in stored.items() if r != request["request_id"]}
+        if rest:
+            batch.put(keys.TENANT_STATE, partition, key, rest)
+        else:
             batch.delete(keys.TENANT_STATE, partition, key)
 
     def holds_thresholds(self, batch: Batch, partition: int, tenant_id: str, now: datetime) -> bool:
         """Whether an open physical deletion of the tenant, younger than HOLD_LIMIT, holds its
-        threshold evaluation."""
-        rows = batch.scan(
-            keys.TENANT_STATE, partition, keys.open_deletions(tenant_id), None, OPEN_SCAN
-        )
-        return any(now - datetime.fromisoformat(row["since"]) < HOLD_LIMIT for _, row in rows)
+        threshold evaluation (one read: this runs at every publication)."""
+        stored = batch.get(keys.TENANT_STATE, partition, keys.open_deletions(tenant_id))
+        return bool(stored) and any(_holds(since, now) for since in stored.values())
 
     def receipt(
         self,
@@ -273,3 +291,7 @@ def deletion_parts(
         (commands.DeletionPart(meta, number, len(selectors), selector), target)
         for number, (target, selector) in enumerate(selectors)
     ]
+
+
+def _holds(since: str, now: datetime) -> bool:
+    return now - datetime.fromisoformat(since) < HOLD_LIMIT

@@ -134,17 +134,23 @@ class TenantStage:
         now: datetime,
     ) -> None:
         """A deletion part's report, with its partition's count after the part: the count is
-        taken like a partial count, then published (and, once the request is complete and no
-        longer holds the thresholds, evaluated)."""
-        self.deletions.on_part_report(batch, partition, offset, command, now)
+        taken like a partial count and published; once the request is complete (and no longer
+        holds the thresholds) they are evaluated. A tenant with nothing published and nothing
+        counted stays unknown: a request for it does not make it appear."""
+        after = command.report.pop(commands.PARTIAL_AFTER, None)  # not stored with the report
+        completed = self.deletions.on_part_report(batch, partition, offset, command, now)
         tenant_id = command.request["tenant_id"]
-        if command.counts is not None:
+        changed = False
+        if after is not None:
             key = keys.partials(tenant_id)
             stored = batch.get(keys.TENANT_STATE, partition, key) or {}
-            merged = merge_partials(stored, {str(command.partition): command.counts})
+            merged = merge_partials(stored, {str(command.partition): after})
             if merged != stored:
                 batch.put(keys.TENANT_STATE, partition, key, merged)
-        self.publish(batch, partition, tenant_id, now)
+                changed = True
+        published = batch.get(keys.TENANT_STATE, partition, keys.published(tenant_id))
+        if changed or (completed and published is not None):
+            self.publish(batch, partition, tenant_id, now)
 
     async def on_tick(self, batch: Batch, partition: int, now: datetime) -> None:
         """The wall clock moved on: what earlier flushes sent is confirmed, every tenant whose

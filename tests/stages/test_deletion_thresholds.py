@@ -15,7 +15,7 @@ from schemas import topics
 from streams.stages import keys
 from streams.stages.store import LogRecord
 from streams.stages.tenant_deletions import HOLD_LIMIT
-from tests.stages.pipeline import Pipeline, deletion, launch, learners_in, license_
+from tests.stages.pipeline import START, Pipeline, deletion, launch, learners_in, license_
 
 JAN = "2026-01-01"
 
@@ -132,8 +132,7 @@ def stage_holds(p: Pipeline, worker: str) -> bool:
     """Whether the tenant stage's state still has an open deletion of acme."""
     state = p.worker(worker).state
     partition = crc32(b"acme") % 2
-    rows = state.scan(keys.TENANT_STATE, partition, keys.open_deletions("acme"), None, None)
-    return bool(rows)
+    return state.get_many(keys.TENANT_STATE, partition, [keys.open_deletions("acme")]) != [None]
 
 
 @pytest.mark.parametrize("landed", range(6))
@@ -172,3 +171,81 @@ def test_a_crash_as_the_deletion_completes_releases_the_hold_and_alerts_once(lan
     assert distinct[-1]["active_learners"] == 7
     assert p.active("acme", JAN) == 7
     assert p.check() == []
+
+
+def test_a_part_that_fails_completes_the_request_with_an_error_and_releases_the_hold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Partition 1's part keeps failing (given up): the request still completes, with an error
+    receipt; the hold goes, and the thresholds follow the count (8: partition 1 kept its)."""
+    import streams.stages.learners as learners
+
+    real = learners.apply_part
+
+    async def failing_in_partition_1(counters, batch, command, partition, offset):  # type: ignore[no-untyped-def]
+        if partition == 1:
+            raise RuntimeError("a disk that fails")
+        return await real(counters, batch, command, partition, offset)
+
+    monkeypatch.setattr(learners, "apply_part", failing_in_partition_1)
+    p = Pipeline(partitions=2)
+    p.produce(topics.LICENSES, license_("acme", learner_limit=10, thresholds=[100]))
+    first, second = learners_in("acme", 0, 2, 5), learners_in("acme", 1, 2, 5)
+    for learner in first + second:
+        p.produce(topics.LAUNCHES, launch("acme", learner, "a1", "2026-02-10T10:00:00Z"))
+    p.flow()
+    p.advance(60)
+    p.produce(
+        topics.ATTEMPT_DELETIONS,
+        deletion("acme", "r1", "physical", p.now, learner_ids=[*first[:2], second[0]]),
+    )
+    p.flow()
+    p.settle()
+    receipts = p.receipts("r1")
+    assert receipts and "part 1 failed" in (receipts[-1]["error"] or "")
+    assert not stage_holds(p, "w0"), "the hold of a request with a failed part stays"
+    assert p.active("acme", JAN) == 8
+    events = list({e["event_id"]: e for e in p.events("acme")}.values())
+    assert [(e["direction"], e["active_learners"]) for e in events] == [("up", 10), ("down", 8)]
+
+
+def test_a_deletion_for_an_unknown_tenant_does_not_make_it_appear() -> None:
+    """A request for a tenant id with no license and no attempts (a typo, a tenant long gone)
+    gets its receipt and publishes no count record for it."""
+    p = Pipeline(partitions=2)
+    p.produce(topics.LICENSES, license_("acme"))
+    p.produce(topics.LAUNCHES, launch("acme", "l1", "a1", "2026-02-10T10:00:00Z"))
+    p.flow()
+    p.advance(60)
+    for mode, request_id in (("preview", "r1"), ("physical", "r2")):
+        p.produce(
+            topics.ATTEMPT_DELETIONS,
+            deletion("ghost", request_id, mode, p.now, older_than="2026-01-01T00:00:00Z"),
+        )
+    p.flow()
+    p.settle()
+    assert [r["error"] for r in p.receipts("r1") + p.receipts("r2")] == [None, None]
+    assert [key for key in p.counts() if key[0] == "ghost"] == []
+    assert p.check() == []
+
+
+def test_many_tenants_published_in_one_batch_read_their_hold_with_one_get() -> None:
+    """The hold is one key per tenant, read with a get (a scan would walk the batch's pending
+    writes for every tenant: quadratic in the tenants of a batch)."""
+    from streams.stages.tenant_deletions import TenantDeletions
+
+    class CountingBatch:
+        def __init__(self) -> None:
+            self.gets = 0
+
+        def get(self, table: str, partition: int, key: bytes) -> None:
+            self.gets += 1
+
+        def scan(self, *args: object, **kwargs: object) -> list[object]:
+            raise AssertionError("a scan for the hold")
+
+    batch = CountingBatch()
+    deletions = TenantDeletions(2)
+    for n in range(100):
+        assert not deletions.holds_thresholds(batch, 0, f"t{n}", START)  # type: ignore[arg-type]
+    assert batch.gets == 100
