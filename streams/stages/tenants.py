@@ -117,11 +117,7 @@ class TenantStage:
             # the earliest launch behind these reports: only for the latency metric
             launched = [p.pop("oldest_ms", None) for p in parts.values()]
             oldest_ms = min((ms for ms in launched if ms), default=None)
-            key = keys.partials(tenant_id)
-            stored = batch.get(keys.TENANT_STATE, partition, key) or {}
-            merged = merge_partials(stored, parts)  # late reports of old owners lose
-            if merged != stored:
-                batch.put(keys.TENANT_STATE, partition, key, merged)
+            self._take_partials(batch, partition, tenant_id, parts)
             if self.publish(batch, partition, tenant_id, now) and oldest_ms:
                 batch.on_durable(_observe_latency(oldest_ms))
 
@@ -140,17 +136,25 @@ class TenantStage:
         after = command.report.pop(commands.PARTIAL_AFTER, None)  # not stored with the report
         completed = self.deletions.on_part_report(batch, partition, offset, command, now)
         tenant_id = command.request["tenant_id"]
-        changed = False
-        if after is not None:
-            key = keys.partials(tenant_id)
-            stored = batch.get(keys.TENANT_STATE, partition, key) or {}
-            merged = merge_partials(stored, {str(command.partition): after})
-            if merged != stored:
-                batch.put(keys.TENANT_STATE, partition, key, merged)
-                changed = True
+        changed = after is not None and self._take_partials(
+            batch, partition, tenant_id, {str(command.partition): after}
+        )
         published = batch.get(keys.TENANT_STATE, partition, keys.published(tenant_id))
         if changed or (completed and published is not None):
             self.publish(batch, partition, tenant_id, now)
+
+    def _take_partials(
+        self, batch: Batch, partition: int, tenant_id: str, parts: dict[str, Any]
+    ) -> bool:
+        """Store the newer of these partial counts (late reports of old owners lose); whether
+        anything changed."""
+        key = keys.partials(tenant_id)
+        stored = batch.get(keys.TENANT_STATE, partition, key) or {}
+        merged = merge_partials(stored, parts)
+        if merged == stored:
+            return False
+        batch.put(keys.TENANT_STATE, partition, key, merged)
+        return True
 
     async def on_tick(self, batch: Batch, partition: int, now: datetime) -> None:
         """The wall clock moved on: what earlier flushes sent is confirmed, every tenant whose

@@ -421,7 +421,7 @@ def run_throughput(
 
         def take_sample() -> None:
             curve.append((end_offset(settings, topics.ATTEMPTS), worker_rss(worker)))
-            rocksdb.append(rocksdb_memory_mb(worker) if processes == 1 else {})
+            rocksdb.append(memory_breakdown_mb(worker) if processes == 1 else {})
 
         def sample() -> None:
             if time.monotonic() - last_sample[0] >= 3:
@@ -1188,7 +1188,7 @@ MALLOC_FREE = re.compile(r'^active_learners_malloc_bytes\{kind="free"\} (\S+)$',
 PYTHON_BLOCKS = re.compile(r"^active_learners_python_allocated_blocks (\S+)$", re.M)
 
 
-def rocksdb_memory_mb(worker: WorkerProcess) -> dict[str, float]:
+def memory_breakdown_mb(worker: WorkerProcess) -> dict[str, float]:
     """Where the worker's memory is (memory_sizes), from its /metrics; {} when it does not
     answer (the sample is then shown without it)."""
     request = urllib.request.Request(f"http://127.0.0.1:{worker.web_port}/metrics")

@@ -20,15 +20,18 @@ from tests.stages.pipeline import START, Pipeline, deletion, launch, learners_in
 JAN = "2026-01-01"
 
 
-def acme_with_ten_learners() -> tuple[Pipeline, list[str], list[str]]:
-    """acme, limit 10, threshold 100 %, five learners in each of two partitions owned by two
-    workers (so that one partition can lag behind the other)."""
-    p = Pipeline(partitions=2, workers=2, assignment={"w0": [0], "w1": [1]})
+def acme_with_ten_learners(two_workers: bool = True) -> tuple[Pipeline, list[str], list[str]]:
+    """acme, limit 10, threshold 100 %, five learners in each of two partitions, counted; the
+    partitions owned by two workers (so that one can lag behind the other), or by one."""
+    if two_workers:
+        p = Pipeline(partitions=2, workers=2, assignment={"w0": [0], "w1": [1]})
+    else:
+        p = Pipeline(partitions=2)
     p.produce(topics.LICENSES, license_("acme", learner_limit=10, thresholds=[100]))
     first, second = learners_in("acme", 0, 2, 5), learners_in("acme", 1, 2, 5)
     for learner in first + second:
         p.produce(topics.LAUNCHES, launch("acme", learner, "a1", "2026-02-10T10:00:00Z"))
-    for worker in ("w0", "w1", "w0", "w1"):
+    for worker in ("w0", "w1", "w0", "w1") if two_workers else ("w0",):
         p.flow(worker)
     assert p.active("acme", JAN) == 10
     assert [e["direction"] for e in p.events("acme")] == ["up"]
@@ -140,13 +143,7 @@ def test_a_crash_as_the_deletion_completes_releases_the_hold_and_alerts_once(lan
     """The flush that completes the request dies with only the first `landed` records of the
     tenant state's changelog in Kafka (the receipt, the release of the hold, the partials, the
     threshold state: any prefix) and no output: the replay ends with one `down` naming 7."""
-    p = Pipeline(partitions=2)
-    p.produce(topics.LICENSES, license_("acme", learner_limit=10, thresholds=[100]))
-    first, second = learners_in("acme", 0, 2, 5), learners_in("acme", 1, 2, 5)
-    for learner in first + second:
-        p.produce(topics.LAUNCHES, launch("acme", learner, "a1", "2026-02-10T10:00:00Z"))
-    p.flow()
-    assert [e["direction"] for e in p.events("acme")] == ["up"]
+    p, first, second = acme_with_ten_learners(two_workers=False)
     p.advance(60)
     p.produce(
         topics.ATTEMPT_DELETIONS,
@@ -188,12 +185,7 @@ def test_a_part_that_fails_completes_the_request_with_an_error_and_releases_the_
         return await real(counters, batch, command, partition, offset)
 
     monkeypatch.setattr(learners, "apply_part", failing_in_partition_1)
-    p = Pipeline(partitions=2)
-    p.produce(topics.LICENSES, license_("acme", learner_limit=10, thresholds=[100]))
-    first, second = learners_in("acme", 0, 2, 5), learners_in("acme", 1, 2, 5)
-    for learner in first + second:
-        p.produce(topics.LAUNCHES, launch("acme", learner, "a1", "2026-02-10T10:00:00Z"))
-    p.flow()
+    p, first, second = acme_with_ten_learners(two_workers=False)
     p.advance(60)
     p.produce(
         topics.ATTEMPT_DELETIONS,
