@@ -52,6 +52,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         )
         os.environ["PARTITIONS"] = str(partitions)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    tune_malloc()  # before the worker's buffers are allocated
     from streams.http.tokens import MIN_SECRET_LENGTH, TokenBook
 
     TokenBook.from_env()  # a short secret or a bad tokens file: a one-line error, nothing started
@@ -83,6 +84,15 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     tune_garbage_collector()
     worker.execute_from_commandline()  # runs until SIGTERM/SIGINT; exits the process itself
     return 0
+
+
+def tune_malloc() -> None:
+    """Fix glibc malloc's mmap threshold (streams/worker/malloc.py: fix_mmap_threshold), unless
+    the operator set it in the environment (`MALLOC_MMAP_THRESHOLD_` or `GLIBC_TUNABLES`)."""
+    from streams.worker.malloc import fix_mmap_threshold, operator_set_mmap_threshold
+
+    if not operator_set_mmap_threshold():
+        fix_mmap_threshold()
 
 
 def tune_garbage_collector() -> None:

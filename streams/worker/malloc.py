@@ -1,13 +1,16 @@
-"""glibc malloc from Python (ctypes): its statistics, and giving its free pages back to the OS.
+"""glibc malloc from Python (ctypes): its statistics, its mmap threshold, and giving its free
+pages back to the OS.
 
-Without glibc (or with one older than 2.33) both do nothing and say so by their results.
+Without glibc (or with one older than 2.33) each does nothing and says so by its result.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import time
+from collections.abc import Mapping
 
 
 class _MallInfo2(ctypes.Structure):
@@ -41,6 +44,10 @@ def _libc_function(name: str, restype: type) -> ctypes._CFuncPtr | None:  # type
 
 MALLINFO2 = _libc_function("mallinfo2", _MallInfo2)
 MALLOC_TRIM = _libc_function("malloc_trim", ctypes.c_int)
+MALLOPT = _libc_function("mallopt", ctypes.c_int)
+
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
+MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own starting value, kept from the start on
 
 
 def malloc_bytes() -> dict[str, int]:
@@ -65,3 +72,26 @@ def trim_malloc() -> float:
     started = time.perf_counter()
     MALLOC_TRIM(0)
     return time.perf_counter() - started
+
+
+def operator_set_mmap_threshold(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether the environment already sets glibc's mmap threshold (its variable or tunable)."""
+    return "MALLOC_MMAP_THRESHOLD_" in env or "malloc.mmap_threshold" in env.get(
+        "GLIBC_TUNABLES", ""
+    )
+
+
+def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD_BYTES) -> bool:
+    """Serve every allocation of `nbytes` or more with a mapping of its own, for good; True
+    when set (False without glibc's `mallopt`).
+
+    glibc starts at 128 KiB but raises the threshold to the size of each mapped chunk freed,
+    up to 32 MiB. The worker frees 1 MiB buffers early (Kafka batches, RocksDB memtable
+    blocks), so from then on those sizes come from malloc's arenas, where they end up between
+    long-lived chunks and their pages cannot be given back: from 1M to 10M attempts, malloc's
+    freed-but-kept bytes grew from 52 to 95 MB. With the threshold fixed they stay at 6-22 MB
+    (docs/benchmarks.md, "A fixed mmap threshold"). Setting it also stops glibc's dynamic
+    adjustment of the trim threshold."""
+    if MALLOPT is None:
+        return False
+    return bool(MALLOPT(M_MMAP_THRESHOLD, nbytes))

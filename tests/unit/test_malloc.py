@@ -1,10 +1,15 @@
-"""glibc malloc from the worker: statistics, and free pages given back to the OS (no broker)."""
+"""glibc malloc from the worker: statistics, its mmap threshold, and free pages given back to the
+OS (no broker)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
-from streams.worker.malloc import malloc_bytes, trim_malloc
+import pytest
+
+from streams.worker.malloc import malloc_bytes, operator_set_mmap_threshold, trim_malloc
 
 
 def rss_mb() -> float:
@@ -24,3 +29,54 @@ def test_trimming_gives_free_pages_between_live_chunks_back() -> None:
     assert trim_malloc() > 0.0
     assert rss_mb() < before - 50, "the runs' pages went back to the OS"
     assert sum(len(c) for c in chunks if c is not None) == 41 * 1000 * 2000  # the live ones stay
+
+
+# In a process of its own (the threshold is process-wide and cannot be read back): after a mapped
+# 4 MiB chunk was freed, is a new 1 MiB chunk mapped (1) or taken from malloc's arenas (0)?
+MAPPED_AFTER_A_BIG_FREE = """
+import ctypes, sys
+from streams.worker.malloc import MALLINFO2, fix_mmap_threshold
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+if sys.argv[1] == "fixed":
+    assert fix_mmap_threshold()
+libc.free(libc.malloc(4 << 20))
+before = MALLINFO2().hblks
+chunk = libc.malloc(1 << 20)
+print(MALLINFO2().hblks - before)
+"""
+
+
+def mapped_after_a_big_free(mode: str) -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", MAPPED_AFTER_A_BIG_FREE, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    return int(done.stdout)
+
+
+def test_a_fixed_threshold_keeps_large_chunks_out_of_the_arenas() -> None:
+    """glibc raises its threshold to the size of a mapped chunk freed, so that later chunks of
+    1 MiB stay in its arenas, where they fragment; fixed, they keep a mapping of their own."""
+    assert mapped_after_a_big_free("glibc default") == 0
+    assert mapped_after_a_big_free("fixed") == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "set_by_operator"),
+    [
+        ({}, False),
+        ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, False),
+        ({"MALLOC_MMAP_THRESHOLD_": "65536"}, True),
+        ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=65536"}, True),
+    ],
+)
+def test_the_worker_leaves_a_threshold_the_operator_set(
+    env: dict[str, str], set_by_operator: bool
+) -> None:
+    assert operator_set_mmap_threshold(env) is set_by_operator
