@@ -10,7 +10,8 @@ import ctypes
 import ctypes.util
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 
 class _MallInfo2(ctypes.Structure):
@@ -48,6 +49,10 @@ MALLOPT = _libc_function("mallopt", ctypes.c_int)
 
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own starting value, kept from the start on
+HEAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's ceiling for its dynamic threshold (64-bit)
+
+_fixed = False  # whether this process fixed the threshold (not the operator, not absent)
+_heap_users = 0  # restores under way that take their large buffers from the heap
 
 
 def malloc_bytes() -> dict[str, int]:
@@ -92,6 +97,32 @@ def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD_BYTES) -> bool:
     freed-but-kept bytes grew from 52 to 95 MB. With the threshold fixed they stay at 6-22 MB
     (docs/benchmarks.md, "A fixed mmap threshold"). Setting it also stops glibc's dynamic
     adjustment of the trim threshold."""
+    global _fixed
     if MALLOPT is None:
         return False
-    return bool(MALLOPT(M_MMAP_THRESHOLD, nbytes))
+    _fixed = bool(MALLOPT(M_MMAP_THRESHOLD, nbytes))
+    return _fixed
+
+
+@contextmanager
+def large_buffers_from_the_heap() -> Iterator[None]:
+    """While a restore runs, take large buffers from malloc's heap as glibc would by default.
+
+    A restore moves gigabytes through buffers of several MiB (fetches, WriteBatches). Mapped
+    afresh each time, every page of them costs a page fault: restores were 20 % slower with the
+    fixed threshold (docs/benchmarks.md). From the heap they are reused; what they leave free
+    there goes back to the OS with the next `trim_malloc`. Does nothing where the threshold is
+    the operator's or glibc is absent; nested uses keep the heap until the last one ends."""
+    global _heap_users
+    if not _fixed or MALLOPT is None:
+        yield
+        return
+    _heap_users += 1
+    if _heap_users == 1:
+        MALLOPT(M_MMAP_THRESHOLD, HEAP_THRESHOLD_BYTES)
+    try:
+        yield
+    finally:
+        _heap_users -= 1
+        if _heap_users == 0:
+            MALLOPT(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)

@@ -31,6 +31,7 @@ from faust.types import TP
 
 from streams.stages import keys
 from streams.stages.store import EPOCH_HEADER, NO_EPOCH, Epoch, epoch_header, parse_epoch
+from streams.worker.malloc import large_buffers_from_the_heap
 from streams.worker.state import OFFSET_KEY
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,10 @@ class BulkRecovery(Recovery):
         }
         if not todo:
             return
+        with large_buffers_from_the_heap():
+            await self._restore(todo, offsets)
+
+    async def _restore(self, todo: dict[TP, int], offsets: Any) -> None:
         started, restored = time.monotonic(), 0
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers(self.app),
