@@ -47,11 +47,16 @@ MALLINFO2 = _libc_function("mallinfo2", _MallInfo2)
 MALLOC_TRIM = _libc_function("malloc_trim", ctypes.c_int)
 MALLOPT = _libc_function("mallopt", ctypes.c_int)
 
-M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
 MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own starting value, kept from the start on
-HEAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's ceiling for its dynamic threshold (64-bit)
+TRIM_THRESHOLD_BYTES = (
+    128 * 1024
+)  # glibc's default: free memory above this at the heap's top goes back
+# during a restore, as glibc's dynamic thresholds end up: its ceiling (64-bit), trim at twice
+HEAP_THRESHOLD_BYTES = 32 * 1024 * 1024
+HEAP_TRIM_THRESHOLD_BYTES = 2 * HEAP_THRESHOLD_BYTES
 
-_fixed = False  # whether this process fixed the threshold (not the operator, not absent)
+_fixed_at: int | None = None  # the threshold this process fixed (None: the operator's, or none)
 _heap_users = 0  # restores under way that take their large buffers from the heap
 
 
@@ -97,11 +102,11 @@ def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD_BYTES) -> bool:
     freed-but-kept bytes grew from 52 to 95 MB. With the threshold fixed they stay at 6-22 MB
     (docs/benchmarks.md, "A fixed mmap threshold"). Setting it also stops glibc's dynamic
     adjustment of the trim threshold."""
-    global _fixed
-    if MALLOPT is None:
+    global _fixed_at
+    if MALLOPT is None or not MALLOPT(M_MMAP_THRESHOLD, nbytes):
         return False
-    _fixed = bool(MALLOPT(M_MMAP_THRESHOLD, nbytes))
-    return _fixed
+    _fixed_at = nbytes
+    return True
 
 
 @contextmanager
@@ -114,15 +119,19 @@ def large_buffers_from_the_heap() -> Iterator[None]:
     there goes back to the OS with the next `trim_malloc`. Does nothing where the threshold is
     the operator's or glibc is absent; nested uses keep the heap until the last one ends."""
     global _heap_users
-    if not _fixed or MALLOPT is None:
+    if _fixed_at is None or MALLOPT is None:
         yield
         return
     _heap_users += 1
     if _heap_users == 1:
+        # the trim threshold too: else each large buffer freed at the heap's top is given back
+        # at once, and the next one faults its pages in again
         MALLOPT(M_MMAP_THRESHOLD, HEAP_THRESHOLD_BYTES)
+        MALLOPT(M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD_BYTES)
     try:
         yield
     finally:
         _heap_users -= 1
         if _heap_users == 0:
-            MALLOPT(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+            MALLOPT(M_MMAP_THRESHOLD, _fixed_at)
+            MALLOPT(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)

@@ -32,24 +32,33 @@ def test_trimming_gives_free_pages_between_live_chunks_back() -> None:
 
 
 # In a process of its own (the threshold is process-wide and cannot be read back): after a mapped
-# 4 MiB chunk was freed, is a new 1 MiB chunk mapped (1) or taken from malloc's arenas (0)?
+# 4 MiB chunk was freed, is a new 1 MiB chunk mapped (1) or taken from malloc's arenas (0)? Once
+# as glibc does by default, once with the threshold fixed, and inside a restore's heap window.
 MAPPED_AFTER_A_BIG_FREE = """
 import ctypes, sys
-from streams.worker.malloc import MALLINFO2, fix_mmap_threshold
+from contextlib import nullcontext
+from streams.worker.malloc import MALLINFO2, fix_mmap_threshold, large_buffers_from_the_heap
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
 libc.malloc.argtypes = [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
-if sys.argv[1] == "fixed":
+mode = sys.argv[1]
+if mode != "glibc default":
     assert fix_mmap_threshold()
 libc.free(libc.malloc(4 << 20))
+window = large_buffers_from_the_heap() if mode == "restoring" else nullcontext()
+with window:
+    before = MALLINFO2().hblks
+    chunk = libc.malloc(1 << 20)
+    mapped = MALLINFO2().hblks - before
 before = MALLINFO2().hblks
-chunk = libc.malloc(1 << 20)
-print(MALLINFO2().hblks - before)
+after_window = libc.malloc(1 << 20)
+print(mapped, MALLINFO2().hblks - before)
 """
 
 
-def mapped_after_a_big_free(mode: str) -> int:
+def mapped_after_a_big_free(mode: str) -> tuple[int, int]:
+    """(mapped inside the window, mapped after it) for `mode`."""
     done = subprocess.run(
         [sys.executable, "-c", MAPPED_AFTER_A_BIG_FREE, mode],
         capture_output=True,
@@ -57,14 +66,19 @@ def mapped_after_a_big_free(mode: str) -> int:
         check=True,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parents[2])},
     )
-    return int(done.stdout)
+    inside, after = done.stdout.split()
+    return int(inside), int(after)
 
 
 def test_a_fixed_threshold_keeps_large_chunks_out_of_the_arenas() -> None:
     """glibc raises its threshold to the size of a mapped chunk freed, so that later chunks of
     1 MiB stay in its arenas, where they fragment; fixed, they keep a mapping of their own."""
-    assert mapped_after_a_big_free("glibc default") == 0
-    assert mapped_after_a_big_free("fixed") == 1
+    assert mapped_after_a_big_free("glibc default") == (0, 0)
+    assert mapped_after_a_big_free("fixed") == (1, 1)
+
+
+def test_a_restore_takes_large_buffers_from_the_heap_and_then_maps_them_again() -> None:
+    assert mapped_after_a_big_free("restoring") == (0, 1)
 
 
 @pytest.mark.parametrize(
