@@ -105,6 +105,9 @@ def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD_BYTES) -> bool:
     global _fixed_at
     if MALLOPT is None or not MALLOPT(M_MMAP_THRESHOLD, nbytes):
         return False
+    # a fixed mmap threshold also fixes the trim threshold, at glibc's 128 KiB: each large
+    # free at the heap's top would give pages back that the next allocation faults in again
+    MALLOPT(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     _fixed_at = nbytes
     return True
 
@@ -124,14 +127,10 @@ def large_buffers_from_the_heap() -> Iterator[None]:
         return
     _heap_users += 1
     if _heap_users == 1:
-        # the trim threshold too: else each large buffer freed at the heap's top is given back
-        # at once, and the next one faults its pages in again
         MALLOPT(M_MMAP_THRESHOLD, HEAP_THRESHOLD_BYTES)
-        MALLOPT(M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD_BYTES)
     try:
         yield
     finally:
         _heap_users -= 1
         if _heap_users == 0:
             MALLOPT(M_MMAP_THRESHOLD, _fixed_at)
-            MALLOPT(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
