@@ -49,12 +49,10 @@ MALLOPT = _libc_function("mallopt", ctypes.c_int)
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
 MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own starting value, kept from the start on
-TRIM_THRESHOLD_BYTES = (
-    128 * 1024
-)  # glibc's default: free memory above this at the heap's top goes back
-# during a restore, as glibc's dynamic thresholds end up: its ceiling (64-bit), trim at twice
-HEAP_THRESHOLD_BYTES = 32 * 1024 * 1024
-HEAP_TRIM_THRESHOLD_BYTES = 2 * HEAP_THRESHOLD_BYTES
+HEAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's ceiling for it (64-bit): during a restore
+# Free memory at the heap's top beyond this goes back to the OS at once: glibc's dynamic value
+# ends at twice its mmap threshold's ceiling. The trim every 10 s gives it back anyway.
+TRIM_THRESHOLD_BYTES = 64 * 1024 * 1024
 
 _fixed_at: int | None = None  # the threshold this process fixed (None: the operator's, or none)
 _heap_users = 0  # restores under way that take their large buffers from the heap
@@ -106,7 +104,7 @@ def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD_BYTES) -> bool:
     if MALLOPT is None or not MALLOPT(M_MMAP_THRESHOLD, nbytes):
         return False
     # a fixed mmap threshold also fixes the trim threshold, at glibc's 128 KiB: each large
-    # free at the heap's top would give pages back that the next allocation faults in again
+    # free at the heap's top would give back pages that the next allocation faults in again
     MALLOPT(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     _fixed_at = nbytes
     return True
