@@ -52,7 +52,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         )
         os.environ["PARTITIONS"] = str(partitions)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    tune_malloc()  # before the worker's buffers are allocated
+    tune_malloc(settings)  # before the worker's buffers are allocated
     from streams.http.tokens import MIN_SECRET_LENGTH, TokenBook
 
     TokenBook.from_env()  # a short secret or a bad tokens file: a one-line error, nothing started
@@ -86,13 +86,19 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def tune_malloc() -> None:
-    """Fix glibc malloc's mmap threshold (streams/worker/malloc.py: fix_mmap_threshold), unless
-    the operator set it in the environment (`MALLOC_MMAP_THRESHOLD_` or `GLIBC_TUNABLES`)."""
-    from streams.worker.malloc import fix_mmap_threshold, operator_set_mmap_threshold
+def tune_malloc(settings: Settings) -> None:
+    """With MALLOC_MMAP_FIXED_KB, fix glibc malloc's mmap threshold at that many KiB
+    (streams/worker/malloc.py: fix_mmap_threshold): a flatter RSS for about a tenth of the
+    launches/s (docs/benchmarks.md, "A fixed mmap threshold"). Off by default."""
+    from streams.worker.malloc import fix_mmap_threshold
 
-    if not operator_set_mmap_threshold():
-        fix_mmap_threshold()
+    if settings.malloc_mmap_fixed_kb and not fix_mmap_threshold(
+        settings.malloc_mmap_fixed_kb * 1024
+    ):
+        print(
+            "active-learners worker: MALLOC_MMAP_FIXED_KB needs glibc's mallopt; ignored",
+            file=sys.stderr,
+        )
 
 
 def tune_garbage_collector() -> None:

@@ -46,6 +46,9 @@ class Settings:
     replication_factor: int = 1
     ingest_batch_max: int = 5_000  # launches routed at once by the bulk launch reader
     ingest_linger_ms: int = 100  # how long it waits to fill a batch once a launch arrived
+    # KiB from which every allocation gets a mapping of its own, for good; 0: glibc decides
+    # (streams/worker/malloc.py: fix_mmap_threshold)
+    malloc_mmap_fixed_kb: int = 0
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     @classmethod
@@ -82,6 +85,7 @@ class Settings:
             replication_factor=_int_setting(env, "REPLICATION_FACTOR", 1, 1),
             ingest_batch_max=_int_setting(env, "INGEST_BATCH_MAX", 5_000, 1),
             ingest_linger_ms=_int_setting(env, "INGEST_LINGER_MS", 100, 0),
+            malloc_mmap_fixed_kb=_int_setting(env, "MALLOC_MMAP_FIXED_KB", 0, 0),
             security=security,
         )
 
@@ -94,7 +98,7 @@ class Settings:
             f"DELETION_MAX_SHARE={self.deletion_max_share} "
             f"REPLICATION_FACTOR={self.replication_factor} "
             f"INGEST_BATCH_MAX={self.ingest_batch_max} INGEST_LINGER_MS={self.ingest_linger_ms} "
-            + self.security.describe()
+            f"MALLOC_MMAP_FIXED_KB={self.malloc_mmap_fixed_kb} " + self.security.describe()
         )
 
     @property

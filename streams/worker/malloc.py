@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 
@@ -82,24 +81,18 @@ def trim_malloc() -> float:
     return time.perf_counter() - started
 
 
-def operator_set_mmap_threshold(env: Mapping[str, str] = os.environ) -> bool:
-    """Whether the environment already sets glibc's mmap threshold (its variable or tunable)."""
-    return "MALLOC_MMAP_THRESHOLD_" in env or "malloc.mmap_threshold" in env.get(
-        "GLIBC_TUNABLES", ""
-    )
-
-
 def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD_BYTES) -> bool:
     """Serve every allocation of `nbytes` or more with a mapping of its own, for good; True
-    when set (False without glibc's `mallopt`).
+    when set (False without glibc's `mallopt`). The worker does it with MALLOC_MMAP_FIXED_KB.
 
     glibc starts at 128 KiB but raises the threshold to the size of each mapped chunk freed,
-    up to 32 MiB. The worker frees 1 MiB buffers early (Kafka batches, RocksDB memtable
-    blocks), so from then on those sizes come from malloc's arenas, where they end up between
-    long-lived chunks and their pages cannot be given back: from 1M to 10M attempts, malloc's
-    freed-but-kept bytes grew from 52 to 95 MB. With the threshold fixed they stay at 6-22 MB
-    (docs/benchmarks.md, "A fixed mmap threshold"). Setting it also stops glibc's dynamic
-    adjustment of the trim threshold."""
+    up to 32 MiB. The worker frees buffers of a MiB early (Kafka batches, RocksDB memtable
+    blocks), so from then on such sizes come from malloc's arenas, where they end up between
+    long-lived chunks: from 1M to 9M attempts, malloc's freed-but-kept bytes grew from 43 to
+    94 MB. Fixed at 128 KiB, they stayed between 6 and 26 MB and the peak RSS was 415-421 MB
+    instead of 463; but every large buffer is then mapped afresh and its pages faulted in,
+    which cost about a tenth of the launches/s (docs/benchmarks.md, "A fixed mmap threshold").
+    """
     global _fixed_at
     if MALLOPT is None or not MALLOPT(M_MMAP_THRESHOLD, nbytes):
         return False
@@ -115,10 +108,11 @@ def large_buffers_from_the_heap() -> Iterator[None]:
     """While a restore runs, take large buffers from malloc's heap as glibc would by default.
 
     A restore moves gigabytes through buffers of several MiB (fetches, WriteBatches). Mapped
-    afresh each time, every page of them costs a page fault: restores were 20 % slower with the
-    fixed threshold (docs/benchmarks.md). From the heap they are reused; what they leave free
-    there goes back to the OS with the next `trim_malloc`. Does nothing where the threshold is
-    the operator's or glibc is absent; nested uses keep the heap until the last one ends."""
+    afresh each time, every page of them costs a page fault: restores were a quarter slower
+    with the fixed threshold, and as fast as glibc's default with this (docs/benchmarks.md).
+    From the heap they are reused; what they leave free there goes back to the OS with the
+    next `trim_malloc`. Does nothing unless this process fixed the threshold; nested uses keep
+    the heap until the last one ends."""
     global _heap_users
     if _fixed_at is None or MALLOPT is None:
         yield

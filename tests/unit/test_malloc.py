@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.worker.malloc import malloc_bytes, operator_set_mmap_threshold, trim_malloc
+from streams.config.settings import ConfigError, Settings
+from streams.worker.malloc import malloc_bytes, trim_malloc
 
 
 def rss_mb() -> float:
@@ -81,16 +82,8 @@ def test_a_restore_takes_large_buffers_from_the_heap_and_then_maps_them_again() 
     assert mapped_after_a_big_free("restoring") == (0, 1)
 
 
-@pytest.mark.parametrize(
-    ("env", "set_by_operator"),
-    [
-        ({}, False),
-        ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, False),
-        ({"MALLOC_MMAP_THRESHOLD_": "65536"}, True),
-        ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=65536"}, True),
-    ],
-)
-def test_the_worker_leaves_a_threshold_the_operator_set(
-    env: dict[str, str], set_by_operator: bool
-) -> None:
-    assert operator_set_mmap_threshold(env) is set_by_operator
+def test_the_fixed_threshold_is_a_setting_off_by_default() -> None:
+    assert Settings.from_env({}).malloc_mmap_fixed_kb == 0
+    assert Settings.from_env({"MALLOC_MMAP_FIXED_KB": "128"}).malloc_mmap_fixed_kb == 128
+    with pytest.raises(ConfigError, match="MALLOC_MMAP_FIXED_KB must be a whole number"):
+        Settings.from_env({"MALLOC_MMAP_FIXED_KB": "128k"})
