@@ -47,13 +47,13 @@ MALLOC_TRIM = _libc_function("malloc_trim", ctypes.c_int)
 MALLOPT = _libc_function("mallopt", ctypes.c_int)
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
-MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own starting value, kept from the start on
+MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own starting value: the one measured fixed
 HEAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's ceiling for it (64-bit): during a restore
 # Free memory at the heap's top beyond this goes back to the OS at once: glibc's dynamic value
 # ends at twice its mmap threshold's ceiling. The trim every 10 s gives it back anyway.
 TRIM_THRESHOLD_BYTES = 64 * 1024 * 1024
 
-_fixed_at: int | None = None  # the threshold this process fixed (None: the operator's, or none)
+_fixed_at: int | None = None  # the threshold this process fixed; None: glibc decides
 _heap_users = 0  # restores under way that take their large buffers from the heap
 
 
