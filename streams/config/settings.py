@@ -30,6 +30,18 @@ def _int_setting(env: dict[str, str] | os._Environ[str], name: str, default: int
     return value
 
 
+MALLOC_MMAP_MAX_KB = 32 * 1024  # glibc refuses a larger mmap threshold (64-bit)
+
+
+def _malloc_mmap_fixed_kb(env: dict[str, str] | os._Environ[str]) -> int:
+    value = _int_setting(env, "MALLOC_MMAP_FIXED_KB", 0, 0)
+    if value > MALLOC_MMAP_MAX_KB:
+        raise ConfigError(
+            f"MALLOC_MMAP_FIXED_KB must be at most {MALLOC_MMAP_MAX_KB} (glibc's), got {value}"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     bootstrap_servers: str = "localhost:9092"
@@ -85,7 +97,7 @@ class Settings:
             replication_factor=_int_setting(env, "REPLICATION_FACTOR", 1, 1),
             ingest_batch_max=_int_setting(env, "INGEST_BATCH_MAX", 5_000, 1),
             ingest_linger_ms=_int_setting(env, "INGEST_LINGER_MS", 100, 0),
-            malloc_mmap_fixed_kb=_int_setting(env, "MALLOC_MMAP_FIXED_KB", 0, 0),
+            malloc_mmap_fixed_kb=_malloc_mmap_fixed_kb(env),
             security=security,
         )
 

@@ -87,3 +87,5 @@ def test_the_fixed_threshold_is_a_setting_off_by_default() -> None:
     assert Settings.from_env({"MALLOC_MMAP_FIXED_KB": "128"}).malloc_mmap_fixed_kb == 128
     with pytest.raises(ConfigError, match="MALLOC_MMAP_FIXED_KB must be a whole number"):
         Settings.from_env({"MALLOC_MMAP_FIXED_KB": "128k"})
+    with pytest.raises(ConfigError, match="at most 32768 \\(glibc's\\), got 65536"):
+        Settings.from_env({"MALLOC_MMAP_FIXED_KB": "65536"})
