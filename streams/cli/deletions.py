@@ -193,6 +193,9 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
             selector = Selector.of("roles", args.role)
         else:
             selector = Selector.of("older_than", [parse_cutoff(args.older_than, datetime.now(UTC))])
+        too_large = selector.too_large()
+        if too_large is not None:
+            raise CommandError(too_large)  # before any request is sent, a preview included
         mode = "logical" if args.logical else "preview" if args.preview else "physical"
         require_broker(settings, 15.0)
         return run_delete(

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from schemas.deletions import DeletionRequest
 from streams.domain.dead_letters import summarize_validation_error
+from streams.domain.selectors import Selector
 
 FUTURE_TOLERANCE = timedelta(hours=1)
 
@@ -65,6 +66,9 @@ def deletion_rejection(request: DeletionRequest, now: datetime) -> Rejected | No
         )
     if request.older_than is not None and request.older_than > limit:
         return Rejected("invalid", f"older_than {request.older_than.isoformat()} is in the future")
+    too_large = Selector.of_request(request).too_large()
+    if too_large is not None:
+        return Rejected("invalid", too_large)
     return None
 
 

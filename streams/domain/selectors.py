@@ -26,6 +26,12 @@ KINDS = ("attempts", "learner_ids", "older_than", "teams", "roles")
 PER_LEARNER = ("attempts", "learner_ids")
 GROUP_KINDS = ("teams", "roles")
 
+# The most a request's selector may take, as JSON. The tenant stage stores a request with its
+# receipt (both echo the selector) and cuts it into parts: with this bound every record the
+# service writes for a request stays far below Kafka's 1 MiB (about 15,000 learner ids of 12
+# characters). A larger request gets an error receipt that asks to split it.
+SELECTOR_MAX_BYTES = 256 * 1024
+
 
 def instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -120,6 +126,20 @@ class Selector:
         else:
             values = list(self.values)
         return {"kind": self.kind, "values": values}
+
+    def json_size(self) -> int:
+        """The bytes its `{"kind", "values"}` form takes (what SELECTOR_MAX_BYTES bounds)."""
+        return len(orjson.dumps(self.as_json()))
+
+    def too_large(self) -> str | None:
+        """Why this selector is too large for one request, or None."""
+        size = self.json_size()
+        if size <= SELECTOR_MAX_BYTES:
+            return None
+        return (
+            f"the selector takes {size:,} bytes; at most {SELECTOR_MAX_BYTES:,} "
+            "(split the request, or use older_than, teams or roles)"
+        )
 
     def request_fields(self) -> dict[str, Any]:
         """The selector as an `attempt-deletions` request writes it."""

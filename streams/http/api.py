@@ -12,7 +12,6 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from schemas.deletions import DeletionRequest
@@ -205,20 +204,10 @@ def deletion_request(tenant_id: str, body: Any, now: datetime, requested_by: str
     rejected = deletion_rejection(request, now)
     if rejected is not None:
         raise ApiError(400, rejected.detail)
-    size = len(orjson.dumps(Selector.of_request(request).as_json()))
-    if size > MAX_SELECTOR_BYTES:
-        raise ApiError(
-            400,
-            f"the selector takes {size:,} bytes; at most {MAX_SELECTOR_BYTES:,} through the API "
-            "(split the request, or use older_than, teams or roles)",
-        )
     return request.model_dump(mode="json", exclude_none=True)
 
 
 GUARD_FIELDS = ("preview_request_id", "force")
-# What one API request may name: the request is stored with its receipt, and both stay far
-# below Kafka's 1 MiB record limit (about 15,000 learner ids of 12 characters).
-MAX_SELECTOR_BYTES = 256 * 1024
 PREVIEW_MAX_AGE = timedelta(minutes=15)
 
 

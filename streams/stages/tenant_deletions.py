@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 # a part's list of learners or attempts is cut into parts of about this size
 PART_MAX_BYTES = 256 * 1024
 CONFLICTS_KEPT = 100  # error receipts remembered per request id (for identical redeliveries)
+# what is kept of each: the fields of a receipt that its request's fingerprint does not fix
+CONFLICT_FIELDS = ("completed_at", "requested_by", "reason")
 # an open physical deletion holds its tenant's thresholds at most this long (a deletion of
 # 10M attempts takes about two minutes on a laptop)
 HOLD_LIMIT = timedelta(minutes=15)
@@ -131,12 +133,19 @@ class TenantDeletions:
         fingerprint: str,
         receipt: dict[str, Any],
     ) -> None:
-        """Another request under a used request id: an error receipt, the same every time."""
+        """Another request under a used request id: an error receipt, the same every time.
+
+        What a redelivery cannot say again is kept (when it was answered, who asked, why); the
+        rest of the receipt follows from the request, whose fingerprint is the same. Keeping
+        whole receipts made the stored request outgrow Kafka's record limit after a few
+        conflicting requests with large selectors, and their receipts were lost."""
         conflicts = dict(stored.get("conflicts") or {})
-        if fingerprint in conflicts:
-            receipt = conflicts[fingerprint]
+        kept = conflicts.get(fingerprint)
+        if kept is not None:
+            # a whole receipt, as versions before this one kept it, or the fields kept now
+            receipt = kept if "request_id" in kept else {**receipt, **kept}
         elif len(conflicts) < CONFLICTS_KEPT:
-            conflicts[fingerprint] = receipt
+            conflicts[fingerprint] = {field: receipt.get(field) for field in CONFLICT_FIELDS}
             batch.put(keys.TENANT_STATE, partition, key, {**stored, "conflicts": conflicts})
         self.emit_receipt(batch, partition, receipt)
 

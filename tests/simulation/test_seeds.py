@@ -23,6 +23,13 @@ REGRESSIONS: list[int] = [
     # 209894: a replay called a launch that a deletion covers a conflict (an attempt a later
     # launch stored) and remembered it; erased now comes before conflict
     209894,
+    # 1740029, 1740040, 1740051: a deletion request of 600 KB got no receipt (the request
+    # stored with its receipt outgrew Kafka's record limit, and the report that completed it
+    # was given up); a selector is bounded now (SELECTOR_MAX_BYTES) and a larger one gets an
+    # error receipt
+    1740029,
+    1740040,
+    1740051,
 ]
 
 

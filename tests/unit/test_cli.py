@@ -90,3 +90,13 @@ def test_counts_table_lines_up_and_marks_unlicensed() -> None:
     assert parsed[0]["active_learners"] == "1234" and parsed[0]["window_start"] == "2026-11-01"
     assert parsed[1]["learner_limit"] == "" and parsed[1]["licensed"] == "false"
     assert format_counts_csv(rows).endswith("\r\n"), "RFC 4180 line ends"
+
+
+def test_delete_of_a_selector_too_large_for_one_request_is_refused_before_sending(
+    tmp_path, capsys
+) -> None:
+    path = tmp_path / "learners.txt"
+    path.write_text("\n".join(f"learner-{n:08d}-{'x' * 200}" for n in range(1_500)))
+    assert run(["delete", "--tenant", "acme", "--learners-file", str(path), "--preview"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "split the request" in err and "at most 262,144" in err and "\n" not in err

@@ -139,3 +139,39 @@ def test_deletion_requests_that_must_not_run(changes: dict, words: str) -> None:
         return
     rejected = deletion_rejection(request, datetime(2026, 11, 28, 12, tzinfo=UTC))
     assert rejected is not None and words in rejected.detail
+
+
+def test_a_selector_is_bounded_by_its_json_size() -> None:
+    from streams.domain.selectors import SELECTOR_MAX_BYTES, Selector
+
+    def teams(size: int) -> Selector:  # one team id long enough for `size` bytes of JSON
+        return Selector.of("teams", ["t" * (size - Selector.of("teams", [""]).json_size())])
+
+    assert teams(SELECTOR_MAX_BYTES).json_size() == SELECTOR_MAX_BYTES
+    assert teams(SELECTOR_MAX_BYTES).too_large() is None
+    too_large = teams(SELECTOR_MAX_BYTES + 1).too_large()
+    assert too_large is not None and "takes 262,145 bytes; at most 262,144" in too_large
+
+
+def test_a_request_too_large_for_one_record_must_not_run() -> None:
+    """Whatever path it came by (Kafka, the CLI, the API): its selector is echoed by the receipt
+    and stored with it, so a larger one would outgrow Kafka's record limit."""
+    from schemas.deletions import DeletionRequest
+    from streams.domain.decoding import deletion_rejection
+
+    learners = [f"learner-{n:06d}-" + "x" * 200 for n in range(1_300)]
+    record = {
+        "request_id": "r",
+        "tenant_id": "t",
+        "mode": "preview",
+        "requested_at": "2026-11-28T00:00:00Z",
+        "learner_ids": learners,
+    }
+    request = decode(DeletionRequest, json.dumps(record).encode())
+    assert not isinstance(request, Rejected)
+    rejected = deletion_rejection(request, datetime(2026, 11, 28, 12, tzinfo=UTC))
+    assert rejected is not None and "split the request" in rejected.detail
+    fewer_raw = json.dumps({**record, "learner_ids": learners[:1_000]}).encode()
+    fewer = decode(DeletionRequest, fewer_raw)
+    assert not isinstance(fewer, Rejected)
+    assert deletion_rejection(fewer, datetime(2026, 11, 28, 12, tzinfo=UTC)) is None

@@ -15,6 +15,7 @@ from typing import Any
 from zlib import crc32
 
 from schemas import topics
+from streams.domain.selectors import KINDS
 
 TENANTS = ("acme", "lic", "m", "#epoch", "x", "done", "pub", "__faust", "t", "ünï", "a b")
 LEARNERS = ("l0", "l1", "l2", "l3", "l4", "l5", "m", "lic", "x", "l/x")
@@ -244,6 +245,13 @@ class Workload:
         elif roll < 0.1:
             request.pop("request_id")
             note = "invalid deletion (no request id)"
+        elif roll < 0.105:
+            # a selector over SELECTOR_MAX_BYTES (600 KB: the request and its receipt would
+            # not fit one record together): an error receipt, and nothing else happens
+            for field in KINDS:
+                request.pop(field, None)
+            request["learner_ids"] = [f"{self.made}-{n:05d}-" + "x" * 240 for n in range(2_400)]
+            note = "deletion too large for one request"
         self.requests.append(request)
         return self._input(topics.ATTEMPT_DELETIONS, tenant.encode(), _dumps(request), note)
 
