@@ -26,11 +26,12 @@ KINDS = ("attempts", "learner_ids", "older_than", "teams", "roles")
 PER_LEARNER = ("attempts", "learner_ids")
 GROUP_KINDS = ("teams", "roles")
 
-# The most a request's selector may take, as JSON. The tenant stage stores a request with its
-# receipt (both echo the selector) and cuts it into parts: with this bound every record the
-# service writes for a request stays far below Kafka's 1 MiB (about 15,000 learner ids of 12
-# characters). A larger request gets an error receipt that asks to split it.
-SELECTOR_MAX_BYTES = 256 * 1024
+# The most a request's selector may take, as JSON: about 35,000 learner ids of 12 characters.
+# Every record the service writes for a request (the request's command, the request stored
+# with its receipt and the error receipts of conflicting requests, its parts, its receipt)
+# holds the selector at most once and stays below Kafka's 1 MiB with it. A larger request gets
+# an error receipt that asks to split it.
+SELECTOR_MAX_BYTES = 512 * 1024
 
 
 def instant(text: str) -> datetime:

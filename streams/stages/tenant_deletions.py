@@ -33,9 +33,12 @@ log = logging.getLogger(__name__)
 
 # a part's list of learners or attempts is cut into parts of about this size
 PART_MAX_BYTES = 256 * 1024
-CONFLICTS_KEPT = 100  # error receipts remembered per request id (for identical redeliveries)
-# what is kept of each: the fields of a receipt that its request's fingerprint does not fix
-CONFLICT_FIELDS = ("completed_at", "requested_by", "reason")
+# Error receipts of other requests under a used request id, remembered for identical
+# redeliveries: at most this many, and this many bytes together (a request's record holds its
+# selector, its receipt and these, and stays below Kafka's record limit; a conflict past either
+# bound still gets its error receipt, built again for a redelivery)
+CONFLICTS_KEPT = 100
+CONFLICTS_MAX_BYTES = 128 * 1024
 # an open physical deletion holds its tenant's thresholds at most this long (a deletion of
 # 10M attempts takes about two minutes on a laptop)
 HOLD_LIMIT = timedelta(minutes=15)
@@ -90,8 +93,9 @@ class TenantDeletions:
             # the same request again: a redelivery is answered with the same receipt; the
             # replay of the command that started it sends its parts again (a part applies
             # once however often it comes, and reports the same)
-            if stored.get("receipt") is not None:
-                self.emit_receipt(batch, partition, stored["receipt"])
+            receipt = stored_receipt(stored)
+            if receipt is not None:
+                self.emit_receipt(batch, partition, receipt)
             elif stored.get("offset") == offset:
                 self._hold(batch, partition, stored["request"], now)
                 self._emit_parts(batch, stored["request"])
@@ -120,7 +124,7 @@ class TenantDeletions:
             )
             self.emit_receipt(batch, partition, receipt)
         elif stored["fingerprint"] == command.fingerprint:
-            self.emit_receipt(batch, partition, stored["receipt"])
+            self.emit_receipt(batch, partition, stored_receipt(stored) or receipt)
         else:
             self._conflict(batch, partition, key, stored, command.fingerprint, receipt)
 
@@ -133,19 +137,16 @@ class TenantDeletions:
         fingerprint: str,
         receipt: dict[str, Any],
     ) -> None:
-        """Another request under a used request id: an error receipt, the same every time.
-
-        What a redelivery cannot say again is kept (when it was answered, who asked, why); the
-        rest of the receipt follows from the request, whose fingerprint is the same. Keeping
-        whole receipts made the stored request outgrow Kafka's record limit after a few
-        conflicting requests with large selectors, and their receipts were lost."""
+        """Another request under a used request id: an error receipt, the same every time it
+        is remembered (CONFLICTS_KEPT, CONFLICTS_MAX_BYTES)."""
         conflicts = dict(stored.get("conflicts") or {})
-        kept = conflicts.get(fingerprint)
-        if kept is not None:
-            # a whole receipt, as versions before this one kept it, or the fields kept now
-            receipt = kept if "request_id" in kept else {**receipt, **kept}
-        elif len(conflicts) < CONFLICTS_KEPT:
-            conflicts[fingerprint] = {field: receipt.get(field) for field in CONFLICT_FIELDS}
+        if fingerprint in conflicts:
+            receipt = conflicts[fingerprint]
+        elif (
+            len(conflicts) < CONFLICTS_KEPT
+            and json_size(conflicts) + json_size(receipt) <= CONFLICTS_MAX_BYTES
+        ):
+            conflicts[fingerprint] = receipt
             batch.put(keys.TENANT_STATE, partition, key, {**stored, "conflicts": conflicts})
         self.emit_receipt(batch, partition, receipt)
 
@@ -167,12 +168,13 @@ class TenantDeletions:
             log.error("a deletion part report for a request this partition does not know")
             metrics.stage_errors_total.labels("tenants").inc()
             return False
-        if pending.get("receipt") is not None:
+        completed = stored_receipt(pending)
+        if completed is not None:
             if pending.get("completed_by") == offset:
                 # the replay of the report that completed it: the receipt (and the release of
                 # the hold) may have been lost
                 self._release(batch, partition, request)
-                self.emit_receipt(batch, partition, pending["receipt"])
+                self.emit_receipt(batch, partition, completed)
                 return True
             return False  # a part reported again: its first report stands
         if str(command.part) in pending["received"]:
@@ -192,7 +194,12 @@ class TenantDeletions:
             keys.TENANT_STATE,
             partition,
             key,
-            {**pending, "received": {}, "receipt": receipt, "completed_by": offset},
+            {
+                **pending,
+                "received": {},
+                "receipt": receipt_to_store(receipt),
+                "completed_by": offset,
+            },
         )
         self._release(batch, partition, request)
         self.emit_receipt(batch, partition, receipt)
@@ -262,6 +269,26 @@ class TenantDeletions:
         batch.emit(topics.DELETION_RECEIPTS, tenant_id.encode(), encode(receipt), partition)
         mode = "error" if receipt.get("error") else str(receipt.get("mode", "invalid"))
         batch.on_durable(metrics.receipts_total.labels(tenant_id, mode).inc)
+
+
+def receipt_to_store(receipt: dict[str, Any]) -> dict[str, Any]:
+    """A request's receipt as stored beside the request: without the selector, which the
+    request holds (a selector may take SELECTOR_MAX_BYTES: twice would not fit one record)."""
+    return {field: value for field, value in receipt.items() if field != "selector"}
+
+
+def stored_receipt(stored: dict[str, Any]) -> dict[str, Any] | None:
+    """The receipt of a stored request as it was sent (None while the request is under way).
+    Versions before the selector's bound stored it whole, with its selector."""
+    receipt: dict[str, Any] | None = stored.get("receipt")
+    if receipt is None or "selector" in receipt:
+        return receipt
+    whole: dict[str, Any] = {}
+    for field, value in receipt.items():  # the selector where error_receipt puts it
+        whole[field] = value
+        if field == "mode":
+            whole["selector"] = stored["request"]["selector"]
+    return whole
 
 
 def deletion_parts(

@@ -52,7 +52,7 @@ from streams.domain.thresholds import evaluate
 from streams.domain.windows import Cut, Window, window_starting
 from streams.stages import commands, ingest, keys, metrics
 from streams.stages.store import TENANT, Batch, LogRecord, Record
-from streams.stages.tenant_deletions import TenantDeletions
+from streams.stages.tenant_deletions import TenantDeletions, stored_receipt
 
 log = logging.getLogger(__name__)
 
@@ -376,8 +376,9 @@ class TenantStage:
         stored = batch.get(keys.TENANT_STATE, partition, keys.deletion(tenant_id, request_id))
         if stored is None:
             return
-        if stored.get("receipt") is not None:
-            self.deletions.emit_receipt(batch, partition, stored["receipt"])
+        receipt = stored_receipt(stored)
+        if receipt is not None:
+            self.deletions.emit_receipt(batch, partition, receipt)
         for receipt in (stored.get("conflicts") or {}).values():
             self.deletions.emit_receipt(batch, partition, receipt)
 

@@ -521,7 +521,7 @@ def test_what_the_security_review_found_stays_fixed(secured: Server, broker: Set
     assert secured.call("POST", "/api/tenants/acme/deletions", ADMIN, body).status == 400
     assert secured.call("GET", "/api/tenants/acme/deletions?limit=%C2%B2", VIEWER).status == 400
     # a selector too big for one request is refused before it is sent
-    huge = {"mode": "preview", "learner_ids": [f"learner-{n:08d}-{'x' * 200}" for n in range(1500)]}
+    huge = {"mode": "preview", "learner_ids": [f"learner-{n:08d}-{'x' * 200}" for n in range(3000)]}
     answer = secured.call("POST", "/api/tenants/acme/deletions", ADMIN, huge)
     assert answer.status == 400 and "split the request" in answer.error
     # a tokens variable of nothing but commas never starts an open worker on every interface

@@ -96,7 +96,7 @@ def test_delete_of_a_selector_too_large_for_one_request_is_refused_before_sendin
     tmp_path, capsys
 ) -> None:
     path = tmp_path / "learners.txt"
-    path.write_text("\n".join(f"learner-{n:08d}-{'x' * 200}" for n in range(1_500)))
+    path.write_text("\n".join(f"learner-{n:08d}-{'x' * 200}" for n in range(3_000)))
     assert run(["delete", "--tenant", "acme", "--learners-file", str(path), "--preview"]) == 1
     err = capsys.readouterr().err.strip()
-    assert "split the request" in err and "at most 262,144" in err and "\n" not in err
+    assert "split the request" in err and "at most 524,288" in err and "\n" not in err

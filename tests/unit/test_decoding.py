@@ -150,7 +150,7 @@ def test_a_selector_is_bounded_by_its_json_size() -> None:
     assert teams(SELECTOR_MAX_BYTES).json_size() == SELECTOR_MAX_BYTES
     assert teams(SELECTOR_MAX_BYTES).too_large() is None
     too_large = teams(SELECTOR_MAX_BYTES + 1).too_large()
-    assert too_large is not None and "takes 262,145 bytes; at most 262,144" in too_large
+    assert too_large is not None and "takes 524,289 bytes; at most 524,288" in too_large
 
 
 def test_a_request_too_large_for_one_record_must_not_run() -> None:
@@ -159,7 +159,7 @@ def test_a_request_too_large_for_one_record_must_not_run() -> None:
     from schemas.deletions import DeletionRequest
     from streams.domain.decoding import deletion_rejection
 
-    learners = [f"learner-{n:06d}-" + "x" * 200 for n in range(1_300)]
+    learners = [f"learner-{n:06d}-" + "x" * 200 for n in range(2_600)]
     record = {
         "request_id": "r",
         "tenant_id": "t",
@@ -171,7 +171,7 @@ def test_a_request_too_large_for_one_record_must_not_run() -> None:
     assert not isinstance(request, Rejected)
     rejected = deletion_rejection(request, datetime(2026, 11, 28, 12, tzinfo=UTC))
     assert rejected is not None and "split the request" in rejected.detail
-    fewer_raw = json.dumps({**record, "learner_ids": learners[:1_000]}).encode()
+    fewer_raw = json.dumps({**record, "learner_ids": learners[:2_000]}).encode()
     fewer = decode(DeletionRequest, fewer_raw)
     assert not isinstance(fewer, Rejected)
     assert deletion_rejection(fewer, datetime(2026, 11, 28, 12, tzinfo=UTC)) is None
