@@ -397,6 +397,18 @@ async def take_over(
         counter = int(stored[0]) if isinstance(stored, list) and stored else 0
         epoch = (counter + 1, generation)
         await batch._own.take_over(stage, partition, epoch, batch._log)
+        # The lineage of a changelog starts where the restore ended, not at the end offset read
+        # now: a deposed owner's records that landed in between are in no local row, and the
+        # first flush must find them (and write their keys again). Taken as the previous
+        # owner's, they made this owner's rows differ from what any later restore reads: a
+        # count record it did not know of was never tombstoned (simulator seed 1751708).
+        # (Rows that reach no offset restored nothing: their lineage starts at the end.)
+        for owned_table, (owner, changelog) in TABLES.items():
+            if owner != stage:
+                continue
+            restored = batch._state.restored_offset(owned_table, partition)
+            if restored >= 0:
+                batch._own.start_lineage((changelog, partition), restored + 1)
         batch.put(table, partition, keys.EPOCH, list(epoch))
         epochs[partition] = epoch
     await batch.flush()

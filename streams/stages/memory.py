@@ -86,6 +86,10 @@ class MemoryState:
                 break
         return out
 
+    def restored_offset(self, table: str, partition: int) -> int:
+        rows = self.partitions.get((table, partition))
+        return -1 if rows is None else rows.offset
+
     def apply(
         self,
         table: str,

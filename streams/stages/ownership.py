@@ -36,6 +36,12 @@ class Ownership:
         for topic in fenced_topics(stage):
             self.expected[(topic, partition)] = await log.end_offset(topic, partition)
 
+    def start_lineage(self, tp: TopicPartition, offset: int) -> None:
+        """This owner's records in `tp` follow `offset` (the end of what it restored), if that
+        comes before the end offset read at the takeover."""
+        if offset < self.expected.get(tp, offset + 1):
+            self.expected[tp] = offset
+
     def release(self, stage: str, partitions: Sequence[int] | None = None) -> None:
         """Forget partitions of `stage` (all of them when `partitions` is None)."""
         gone = {

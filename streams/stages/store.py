@@ -226,6 +226,10 @@ class LocalState(Protocol):
         A partition this process no longer owns is left alone (its changelog has the rows)."""
         ...
 
+    def restored_offset(self, table: str, partition: int) -> int:
+        """The last changelog offset the local rows of a table partition reach (-1: none)."""
+        ...
+
 
 class Log(Protocol):
     """Kafka as a flush sees it (topics are logical names; the backend adds TOPIC_PREFIX)."""

@@ -125,6 +125,10 @@ class RocksState:
         if table == keys.ATTEMPTS:
             faults.reached("after-rocksdb", "deletion" if None in writes.values() else "")
 
+    def restored_offset(self, table: str, partition: int) -> int:
+        raw = self.db(table, partition).get(OFFSET_KEY)
+        return int(raw) if raw else -1
+
     def repairs(self, table: str, partition: int) -> list[bytes]:
         """Keys the restore marked for the owner to write again (see streams/worker/recovery.py)."""
         marks = self.scan(table, partition, keys.REPAIR, None, None)

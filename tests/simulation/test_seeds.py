@@ -30,6 +30,11 @@ REGRESSIONS: list[int] = [
     1740029,
     1740040,
     1740051,
+    # 1751708: a deposed owner's changelog records landed between the new owner's restore and
+    # its takeover; its lineage check started past them, so its rows and any later restore
+    # disagreed, and a count record only the deposed owner's state knew was never tombstoned.
+    # A takeover's lineage starts where its restore ended now.
+    1751708,
 ]
 
 

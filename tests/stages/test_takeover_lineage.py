@@ -1,0 +1,61 @@
+"""A takeover's lineage starts where its restore ended.
+
+Found by simulator seed 1751708: a deposed owner's changelog records landed after the new owner
+had restored and before it read the end offsets at its takeover. The new owner's rows lacked
+them, its lineage check started past them, and any later restore read them: two owners later
+disagreed on which count records were published, and one that only the deposed owner's state
+knew was never tombstoned when the license changed its windows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from schemas import topics
+from streams.stages import keys
+from streams.stages.batch import take_over
+from streams.stages.memory import MemoryStore
+from streams.stages.store import TENANT, epoch_header
+
+CHANGELOG = topics.TENANT_STATE_CHANGELOG
+
+
+def restored_owner() -> MemoryStore:
+    """A store whose tenant-state partition 0 was restored from a changelog of three records
+    of owner (1, 1): its own last view of `pub/acme` is one window."""
+    store = MemoryStore(partitions=1)
+    rows = [
+        (keys.EPOCH, orjson.dumps([1, 1])),
+        (b"pub/acme", orjson.dumps({"windows": {"2026-01-01": [2, 2]}})),
+        (b"parts/acme", orjson.dumps({"0": 2})),
+    ]
+    store.log.append(CHANGELOG, 0, rows, epoch_header((1, 1)))
+    store.state.apply(keys.TENANT_STATE, 0, dict(rows), 2, (1, 1))
+    return store
+
+
+def test_a_deposed_owners_records_between_restore_and_takeover_are_answered() -> None:
+    store = restored_owner()
+    # the deposed owner (1, 1) writes on after the restore ended
+    zombie = [
+        (b"pub/acme", orjson.dumps({"windows": {"2025-01-01": [0, 2], "2026-01-01": [2, 2]}}))
+    ]
+    store.log.append(CHANGELOG, 0, zombie, epoch_header((1, 1)))
+    batch = store.batch()
+    asyncio.run(take_over(batch, TENANT, [0], generation=3))
+    changelog = store.log.records(CHANGELOG, 0)
+    last = [record for record in changelog if record.key == b"pub/acme"][-1]
+    assert last.epoch == (2, 3), "the key the deposed owner wrote is written again"
+    assert orjson.loads(last.value or b"") == {"windows": {"2026-01-01": [2, 2]}}
+    assert store.ownership.zombies_repaired == 1
+
+
+def test_a_takeover_right_after_its_restore_rewrites_nothing() -> None:
+    store = restored_owner()
+    batch = store.batch()
+    asyncio.run(take_over(batch, TENANT, [0], generation=3))
+    changelog = store.log.records(CHANGELOG, 0)
+    assert [record.key for record in changelog[3:]] == [keys.EPOCH]
+    assert store.ownership.zombies_repaired == 0
