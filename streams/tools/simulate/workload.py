@@ -246,8 +246,8 @@ class Workload:
             request.pop("request_id")
             note = "invalid deletion (no request id)"
         elif roll < 0.105:
-            # a selector over SELECTOR_MAX_BYTES (600 KB: the request and its receipt would
-            # not fit one record together): an error receipt, and nothing else happens
+            # a selector of 600 KB, over SELECTOR_MAX_BYTES: an error receipt, and nothing
+            # else happens (before the bound, such a request got no receipt at all)
             for field in KINDS:
                 request.pop(field, None)
             request["learner_ids"] = [f"{self.made}-{n:05d}-" + "x" * 240 for n in range(2_400)]
