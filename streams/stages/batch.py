@@ -42,6 +42,7 @@ from streams.stages.store import (
     FENCED_OUTPUTS,
     MAX_RECORD_BYTES,
     TABLES,
+    TENANT,
     Epoch,
     Fenced,
     Headers,
@@ -353,7 +354,8 @@ class DurableBatch:
             table = CHANGELOG_TABLE.get(topic)
             if table is not None:
                 rewrite_keys(self, table, partition, [r.key for r in records if r.key is not None])
-            elif self._repair_outputs is not None:
+            # a stage may answer its changelog's zombie records too (what they published)
+            if self._repair_outputs is not None:
                 done = self._repair_outputs(self, topic, partition, records)
                 if done is not None:
                     await done
@@ -397,17 +399,18 @@ async def take_over(
         counter = int(stored[0]) if isinstance(stored, list) and stored else 0
         epoch = (counter + 1, generation)
         await batch._own.take_over(stage, partition, epoch, batch._log)
-        # The lineage of a changelog starts where the restore ended, not at the end offset read
-        # now: a deposed owner's records that landed in between are in no local row, and the
-        # first flush must find them (and write their keys again). Taken as the previous
-        # owner's, they made this owner's rows differ from what any later restore reads: a
-        # count record it did not know of was never tombstoned (simulator seed 1751708).
-        # (Rows that reach no offset restored nothing: their lineage starts at the end.)
-        for owned_table, (owner, changelog) in TABLES.items():
-            if owner != stage:
-                continue
-            restored = batch._state.restored_offset(owned_table, partition)
+        if stage == TENANT:
+            # The tenant stage's lineage starts where its restore ended, not at the end offset
+            # read now: a deposed owner's records that landed in between are in no local row,
+            # and the first flush finds them, writes their keys again and answers the count
+            # records they published (seed 1751708: this owner's rows lacked a published
+            # window that later restores read, and nobody tombstoned its record). The learner
+            # stage's replay redoes such records; answering them would tombstone attempts on
+            # the public `attempts` topic until the replay wrote them again.
+            # (Rows that reach no offset restored nothing: their lineage starts at the end.)
+            restored = batch._state.restored_offset(table, partition)
             if restored >= 0:
+                changelog = TABLES[table][1]
                 batch._own.start_lineage((changelog, partition), restored + 1)
         batch.put(table, partition, keys.EPOCH, list(epoch))
         epochs[partition] = epoch

@@ -327,7 +327,9 @@ class TenantStage:
         last record of every key (and every window and threshold) is this owner's again."""
         now = self.clock()
         for record in records:
-            if topic == topics.ACTIVE_LEARNER_COUNTS and record.key is not None:
+            if topic == topics.TENANT_STATE_CHANGELOG:
+                self._answer_publications(batch, partition, record, now)
+            elif topic == topics.ACTIVE_LEARNER_COUNTS and record.key is not None:
                 tenant_id, _, start = record.key.decode().rpartition("/")
                 self._resend_count(batch, partition, tenant_id, start, now)
             elif record.value is not None:
@@ -338,12 +340,33 @@ class TenantStage:
                 elif topic == topics.DELETION_RECEIPTS:
                     self._resend_receipts(batch, partition, tenant_id, value.get("request_id"))
 
+    def _answer_publications(
+        self, batch: Batch, partition: int, record: LogRecord, now: datetime
+    ) -> None:
+        """A deposed owner's record of what it published (its key is written again already):
+        its count records may be out, also ones sent before this owner's lineage began, so
+        each window it names gets this owner's truth (a tombstone where this owner has none)."""
+        if record.key is None or not record.key.startswith(keys.PUBLISHED) or not record.value:
+            return
+        theirs = orjson.loads(record.value)
+        tenant_id = keys.tenant_of_published(record.key)
+        for start in sorted({*(theirs.get("windows") or {}), *(theirs.get("gone") or [])}):
+            self._resend_count(batch, partition, tenant_id, start, now, tombstone_unknown=True)
+
     def _resend_count(
-        self, batch: Batch, partition: int, tenant_id: str, start: str, now: datetime
+        self,
+        batch: Batch,
+        partition: int,
+        tenant_id: str,
+        start: str,
+        now: datetime,
+        tombstone_unknown: bool = False,
     ) -> None:
         pub = batch.get(keys.TENANT_STATE, partition, keys.published(tenant_id))
-        if pub is None:
+        if pub is None and not tombstone_unknown:
             return  # nothing published here yet: this owner publishes it when it gets there
+        if pub is None:
+            pub = {"windows": {}}
         counted = pub["windows"].get(start)
         if counted is None:  # not a window of what this owner published: no record
             batch.emit(

@@ -1,10 +1,12 @@
-"""A takeover's lineage starts where its restore ended.
+"""A tenant-stage takeover's lineage starts where its restore ended.
 
 Found by simulator seed 1751708: a deposed owner's changelog records landed after the new owner
 had restored and before it read the end offsets at its takeover. The new owner's rows lacked
 them, its lineage check started past them, and any later restore read them: two owners later
 disagreed on which count records were published, and one that only the deposed owner's state
-knew was never tombstoned when the license changed its windows.
+knew was never tombstoned when the license changed its windows. Now the first flush finds such
+records, writes their keys again and answers every window the deposed owner published (its
+count records may have landed before the takeover too).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from streams.stages import keys
 from streams.stages.batch import take_over
 from streams.stages.memory import MemoryStore
 from streams.stages.store import TENANT, epoch_header
+from streams.stages.tenants import TenantStage
 
 CHANGELOG = topics.TENANT_STATE_CHANGELOG
+PUBLISHED = {"cut": "1970-01-01/12/UTC", "license": None, "windows": {"2026-01-01": [2, 2]}}
 
 
 def restored_owner() -> MemoryStore:
@@ -28,7 +32,7 @@ def restored_owner() -> MemoryStore:
     store = MemoryStore(partitions=1)
     rows = [
         (keys.EPOCH, orjson.dumps([1, 1])),
-        (b"pub/acme", orjson.dumps({"windows": {"2026-01-01": [2, 2]}})),
+        (b"pub/acme", orjson.dumps(PUBLISHED)),
         (b"parts/acme", orjson.dumps({"0": 2})),
     ]
     store.log.append(CHANGELOG, 0, rows, epoch_header((1, 1)))
@@ -39,16 +43,14 @@ def restored_owner() -> MemoryStore:
 def test_a_deposed_owners_records_between_restore_and_takeover_are_answered() -> None:
     store = restored_owner()
     # the deposed owner (1, 1) writes on after the restore ended
-    zombie = [
-        (b"pub/acme", orjson.dumps({"windows": {"2025-01-01": [0, 2], "2026-01-01": [2, 2]}}))
-    ]
+    zombie = [(b"pub/acme", orjson.dumps({**PUBLISHED, "windows": {"2025-01-01": [0, 2]}}))]
     store.log.append(CHANGELOG, 0, zombie, epoch_header((1, 1)))
     batch = store.batch()
     asyncio.run(take_over(batch, TENANT, [0], generation=3))
     changelog = store.log.records(CHANGELOG, 0)
     last = [record for record in changelog if record.key == b"pub/acme"][-1]
     assert last.epoch == (2, 3), "the key the deposed owner wrote is written again"
-    assert orjson.loads(last.value or b"") == {"windows": {"2026-01-01": [2, 2]}}
+    assert orjson.loads(last.value or b"") == PUBLISHED
     assert store.ownership.zombies_repaired == 1
 
 
@@ -59,3 +61,22 @@ def test_a_takeover_right_after_its_restore_rewrites_nothing() -> None:
     changelog = store.log.records(CHANGELOG, 0)
     assert [record.key for record in changelog[3:]] == [keys.EPOCH]
     assert store.ownership.zombies_repaired == 0
+
+
+def test_a_window_only_a_deposed_owner_published_gets_a_tombstone() -> None:
+    """The deposed owner's record of what it published and its count record of a window this
+    owner does not have both land before the takeover read the end offsets."""
+    store = restored_owner()
+    published = {**PUBLISHED, "windows": {"2025-01-01": [0, 2], "2026-01-01": [2, 2]}}
+    store.log.append(CHANGELOG, 0, [(b"pub/acme", orjson.dumps(published))], epoch_header((1, 1)))
+    count_key = keys.count_record("acme", "2025-01-01")
+    store.log.append(
+        topics.ACTIVE_LEARNER_COUNTS,
+        0,
+        [(count_key, b'{"active_learners": 0}')],
+        epoch_header((1, 1)),
+    )
+    batch = store.batch(TenantStage(1).repair_outputs)
+    asyncio.run(take_over(batch, TENANT, [0], generation=3))
+    records = store.log.records(topics.ACTIVE_LEARNER_COUNTS, 0)
+    assert [r.value for r in records if r.key == count_key][-1] is None
