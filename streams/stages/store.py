@@ -258,5 +258,6 @@ class Log(Protocol):
 
 
 OutputRepair = Callable[[Any, str, int, list[LogRecord]], Awaitable[None] | None]
-"""A stage's answer to a deposed owner's records in one of its fenced outputs: write the
-current truth of their keys again (streams/stages/tenants.py)."""
+"""A stage's answer to a deposed owner's records in one of its fenced outputs (write the
+current truth of their keys again) or in its changelog, after their keys were written again
+(answer what they say was sent; streams/stages/tenants.py)."""

@@ -324,7 +324,9 @@ class TenantStage:
         self, batch: Batch, topic: str, partition: int, records: list[LogRecord]
     ) -> None:
         """Send the current truth of what a deposed owner's late records are about, so that the
-        last record of every key (and every window and threshold) is this owner's again."""
+        last record of every key (and every window and threshold) is this owner's again. Its
+        changelog records come here too: a record of what it published names count records
+        that may be out (`_answer_publications`)."""
         now = self.clock()
         for record in records:
             if topic == topics.TENANT_STATE_CHANGELOG:
