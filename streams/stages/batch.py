@@ -55,6 +55,8 @@ from streams.stages.store import (
     TopicPartition,
     epoch_header,
     fenced_topics,
+    mark_value,
+    marked_offsets,
     stage_of_topic,
 )
 
@@ -87,6 +89,10 @@ class DurableBatch:
         self._callbacks: list[Callable[[], None]] = []
         self._undo: list[tuple[Any, ...]] = []
         self._flushes = 0
+        # zombie records found and not repaired yet: marked in the local write that follows
+        # (keys.REPAIR, with their offsets), dropped once the repair is durable
+        self._marks: dict[tuple[str, int], dict[bytes, set[int]]] = {}
+        self._marked: dict[tuple[str, int], set[bytes]] = {}
 
     # -- reads: this batch's own writes first, then the local tables ---------------------------
     def get(self, table: str, partition: int, key: bytes) -> Any:
@@ -230,6 +236,19 @@ class DurableBatch:
     # -- making it durable ----------------------------------------------------------------------
     async def flush(self) -> None:
         """Make everything durable (see the module doc); the batch is empty afterwards."""
+        try:
+            await self._flush_rounds()
+        except BaseException:
+            # the marks written stay on disk: the next takeover repairs their keys
+            self._marks.clear()
+            self._marked.clear()
+            raise
+        for (table, partition), marked in self._marked.items():
+            self._state.forget_repairs(table, partition, sorted(marked))
+        self._marks.clear()
+        self._marked.clear()
+
+    async def _flush_rounds(self) -> None:
         while self.pending:
             writes, outputs, callbacks = self._writes, self._outputs, self._callbacks
             self._writes, self._outputs, self._callbacks = {}, {}, []
@@ -249,12 +268,16 @@ class DurableBatch:
             if changelog_groups:
                 acked.update(await self._log.send(changelog_groups, changelog_headers))
             zombies = await self._follow_lineage(acked)
+            self._mark(zombies)
             for (table, partition), rows in writes.items():
                 stage, changelog = TABLES[table]
+                local = {key: encoded for key, (encoded, _) in rows.items()}
+                if self._marks:
+                    local.update(self._mark_rows(table, partition))
                 self._state.apply(
                     table,
                     partition,
-                    {key: encoded for key, (encoded, _) in rows.items()},
+                    local,
                     acked[(changelog, partition)][1],
                     self._own.epoch_of(stage, partition),
                 )
@@ -285,8 +308,66 @@ class DurableBatch:
                     if found:
                         zombies[tp] = found
         if zombies:
+            self._mark(zombies)
             await self._repair(zombies)
             await self.flush()
+
+    async def repair_marked(self, stage: str, partitions: Sequence[int]) -> None:
+        """At a takeover: write again every key marked in these partitions' state (a restore
+        skipped a deposed owner's record of it, or a flush found one and crashed before its
+        repair), answer the records the marks name (read back from the changelog: a record of
+        what a deposed owner published names count records that may be out), make it durable
+        and drop the marks."""
+        marked: dict[tuple[str, int], list[bytes]] = {}
+        zombies: dict[TopicPartition, list[LogRecord]] = {}
+        for table, (owner, changelog) in TABLES.items():
+            if owner != stage:
+                continue
+            for partition in partitions:
+                marks = self._state.repairs(table, partition)
+                if not marks:
+                    continue
+                marked[(table, partition)] = sorted(marks)
+                rewrite_keys(self, table, partition, sorted(marks))
+                offsets = sorted({offset for named in marks.values() for offset in named})
+                records = [
+                    record
+                    for record in await _read_offsets(self._log, changelog, partition, offsets)
+                    if record.key in marks
+                ]
+                if records:
+                    zombies[(changelog, partition)] = records
+        if zombies:
+            await self._repair(zombies)
+        await self.flush()
+        for (table, partition), keys_ in marked.items():
+            self._state.forget_repairs(table, partition, keys_)
+
+    def _mark(self, zombies: dict[TopicPartition, list[LogRecord]]) -> None:
+        """Remember zombie changelog records until the next local write marks their keys: a
+        crash after that write and before their repair leaves them below the stored offset,
+        where no restore reads them again, so the mark is what the next takeover repairs."""
+        for (topic, partition), records in zombies.items():
+            table = CHANGELOG_TABLE.get(topic)
+            if table is None:
+                continue
+            marks = self._marks.setdefault((table, partition), {})
+            for record in records:
+                if record.key is not None:
+                    marks.setdefault(record.key, set()).add(record.offset)
+
+    def _mark_rows(self, table: str, partition: int) -> dict[bytes, bytes]:
+        """The marks to write with a table partition's rows (merged with those on disk)."""
+        marks = self._marks.pop((table, partition), None)
+        if not marks:
+            return {}
+        names = [keys.REPAIR + key for key in marks]
+        on_disk = self._state.get_many(table, partition, names)
+        self._marked.setdefault((table, partition), set()).update(marks)
+        return {
+            name: mark_value([*offsets, *marked_offsets(stored)])
+            for name, offsets, stored in zip(names, marks.values(), on_disk, strict=True)
+        }
 
     async def _output_groups(
         self, outputs: dict[tuple[str, int | None], list[Pair]]
@@ -359,6 +440,23 @@ class DurableBatch:
                 done = self._repair_outputs(self, topic, partition, records)
                 if done is not None:
                     await done
+
+
+async def _read_offsets(
+    log_: Log, topic: str, partition: int, offsets: Sequence[int]
+) -> list[LogRecord]:
+    """The records at these offsets that still exist (consecutive offsets read as one range)."""
+    wanted = set(offsets)
+    records: list[LogRecord] = []
+    start = None
+    for index, offset in enumerate(offsets):
+        if start is None:
+            start = offset
+        if index + 1 == len(offsets) or offsets[index + 1] != offset + 1:
+            found = await log_.read(topic, partition, start, offset + 1)
+            records += [record for record in found if record.offset in wanted]
+            start = None
+    return records
 
 
 def rewrite_keys(batch: DurableBatch, table: str, partition: int, keys_: Sequence[bytes]) -> None:

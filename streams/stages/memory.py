@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from zlib import crc32
 
+from streams.stages import keys
 from streams.stages.batch import DurableBatch
 from streams.stages.ownership import Ownership
 from streams.stages.store import (
@@ -24,6 +25,7 @@ from streams.stages.store import (
     OutputRepair,
     Pair,
     TopicPartition,
+    marked_offsets,
 )
 
 
@@ -89,6 +91,14 @@ class MemoryState:
     def restored_offset(self, table: str, partition: int) -> int:
         rows = self.partitions.get((table, partition))
         return -1 if rows is None else rows.offset
+
+    def repairs(self, table: str, partition: int) -> dict[bytes, list[int]]:
+        marks = self.scan(table, partition, keys.REPAIR, None, None)
+        return {mark[len(keys.REPAIR) :]: marked_offsets(value) for mark, value in marks}
+
+    def forget_repairs(self, table: str, partition: int, keys_: Sequence[bytes]) -> None:
+        if keys_ and (self._owns is None or self._owns(table, partition)):
+            self.partition(table, partition).write({keys.REPAIR + key: None for key in keys_})
 
     def apply(
         self,

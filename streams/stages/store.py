@@ -105,6 +105,20 @@ class Record:
         return f"{self.topic}/{self.partition}@{self.offset}"
 
 
+def mark_value(offsets: Iterable[int]) -> bytes:
+    """A repair mark's value (`keys.REPAIR`): the changelog offsets of the deposed owner's
+    records of its key, so that the owner can answer what they say, not only rewrite the key."""
+    return ",".join(str(offset) for offset in sorted(set(offsets))).encode()
+
+
+def marked_offsets(value: bytes | None) -> list[int]:
+    """The offsets a repair mark names (none for a mark written by an older version: its key
+    is written again, its records are not read back)."""
+    if not value:
+        return []
+    return [int(part) for part in value.split(b",") if part.isdigit()]
+
+
 def epoch_header(epoch: Epoch) -> Headers:
     return ((EPOCH_HEADER, f"{epoch[0]}.{epoch[1]}".encode()),)
 
@@ -228,6 +242,16 @@ class LocalState(Protocol):
 
     def restored_offset(self, table: str, partition: int) -> int:
         """The last changelog offset the local rows of a table partition reach (-1: none)."""
+        ...
+
+    def repairs(self, table: str, partition: int) -> dict[bytes, list[int]]:
+        """The keys marked for the owner to write again (`keys.REPAIR`: a restore skipped a
+        deposed owner's record of them, or a flush found one and had not repaired it yet),
+        each with the offsets of those records in the changelog."""
+        ...
+
+    def forget_repairs(self, table: str, partition: int, keys_: Sequence[bytes]) -> None:
+        """Drop the marks of keys whose repair is durable."""
         ...
 
 

@@ -9,8 +9,9 @@ the offset reached. faust then finds nothing left to read and resumes the stream
 Every changelog record carries its writer's epoch (streams/stages/store.py). A record whose epoch
 is lower than one already applied to the partition was written by a deposed owner after its
 successor took over: it is skipped, and its key is marked in the same write (`keys.REPAIR`, local
-only) so that the new owner writes that key's true value again and the last record of every key
-in the topic is right. The mark is on disk: a crash before the repair does not forget it.
+only, naming the skipped records' offsets) so that the new owner writes that key's true value
+again, answers what those records say (`DurableBatch.repair_marked`), and the last record of
+every key in the topic is right. The mark is on disk: a crash before the repair keeps it.
 
 It hooks into faust's `Recovery._build_offsets` (faust-streaming 0.15, pinned in pyproject.toml):
 that step runs in faust's recovery task after the highwaters are known and before the consumer
@@ -30,7 +31,15 @@ from faust.tables.recovery import Recovery
 from faust.types import TP
 
 from streams.stages import keys
-from streams.stages.store import EPOCH_HEADER, NO_EPOCH, Epoch, epoch_header, parse_epoch
+from streams.stages.store import (
+    EPOCH_HEADER,
+    NO_EPOCH,
+    Epoch,
+    epoch_header,
+    mark_value,
+    marked_offsets,
+    parse_epoch,
+)
 from streams.worker.malloc import large_buffers_from_the_heap
 from streams.worker.state import OFFSET_KEY
 
@@ -120,6 +129,7 @@ class BulkRecovery(Recovery):
         batch = rocksdict.WriteBatch(raw_mode=True)
         put, delete = batch.put, batch.delete
         skips = 0
+        marks: dict[bytes, list[int]] = {}  # skipped keys -> the offsets of their records
         # This loop runs for every record restored. The service writes one header, the epoch,
         # and a fetch holds a few distinct ones, so the fence is compared only when it changes.
         raw: Any = None
@@ -135,12 +145,16 @@ class BulkRecovery(Recovery):
                 if accept:
                     fence = epoch
             if not accept:
-                put(keys.REPAIR + record.key, b"")
+                marks.setdefault(record.key, []).append(record.offset)
                 skips += 1
             elif record.value is None:
                 delete(record.key)
             else:
                 put(record.key, record.value)
+        if marks:
+            names = [keys.REPAIR + key for key in marks]
+            for name, skipped, stored in zip(names, marks.values(), db.get(names), strict=True):
+                put(name, mark_value([*skipped, *marked_offsets(stored)]))
         last = records[-1].offset
         batch.put(OFFSET_KEY, str(last).encode())
         batch.put(keys.FENCE, epoch_header(fence)[0][1])

@@ -34,6 +34,7 @@ from streams.stages.store import (
     Pair,
     RecordTooLarge,
     epoch_header,
+    marked_offsets,
     parse_epoch,
 )
 from streams.stages.store import TopicPartition as TP
@@ -113,15 +114,21 @@ class RocksState:
             # changelog; writing here would reopen a DB this worker no longer owns.
             log.info("%s partition %d was revoked; its changelog has the writes", table, partition)
             return
+        db = self.db(table, partition)
         batch = rocksdict.WriteBatch(raw_mode=True)
         for key, value in writes.items():
             if value is None:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        batch.put(OFFSET_KEY, str(offset).encode())
-        batch.put(keys.FENCE, epoch_header(fence)[0][1])
-        self.db(table, partition).write(batch)
+        # the offset and the fence only grow (as in the in-memory state): a restore reads on
+        # from the offset, and one that went back would apply older records over newer rows
+        stored = db.get([OFFSET_KEY, keys.FENCE])
+        if stored[0] is None or int(stored[0]) < offset:
+            batch.put(OFFSET_KEY, str(offset).encode())
+        if stored[1] is None or parse_epoch(stored[1]) < fence:
+            batch.put(keys.FENCE, epoch_header(fence)[0][1])
+        db.write(batch)
         if table == keys.ATTEMPTS:
             faults.reached("after-rocksdb", "deletion" if None in writes.values() else "")
 
@@ -129,10 +136,11 @@ class RocksState:
         raw = self.db(table, partition).get(OFFSET_KEY)
         return int(raw) if raw else -1
 
-    def repairs(self, table: str, partition: int) -> list[bytes]:
-        """Keys the restore marked for the owner to write again (see streams/worker/recovery.py)."""
+    def repairs(self, table: str, partition: int) -> dict[bytes, list[int]]:
+        """Keys marked for the owner to write again, with the offsets of the deposed owner's
+        records of them (see streams/worker/recovery.py and streams/stages/batch.py)."""
         marks = self.scan(table, partition, keys.REPAIR, None, None)
-        return [mark[len(keys.REPAIR) :] for mark, _ in marks]
+        return {mark[len(keys.REPAIR) :]: marked_offsets(value) for mark, value in marks}
 
     def forget_repairs(self, table: str, partition: int, keys_: Sequence[bytes]) -> None:
         """Drop the marks of keys whose repair reached the changelog (not on a partition

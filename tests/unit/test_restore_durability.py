@@ -103,7 +103,8 @@ class _Table:
 
 def test_a_deposed_owners_record_is_skipped_and_marked_on_disk_for_repair(tmp_path: Path) -> None:
     """The restore skips a record of a lower epoch than one applied and marks its key in the same
-    write; the mark outlives a restart and is no tenant's key (a tenant may be named "#repair")."""
+    write, with the record's offset; the mark outlives a restart and is no tenant's key (a tenant
+    may be named "#repair")."""
     from collections import namedtuple
 
     from faust.types import TP
@@ -133,6 +134,10 @@ def test_a_deposed_owners_record_is_skipped_and_marked_on_disk_for_repair(tmp_pa
     ]
     written = Restore()._write(TP("attempts-changelog", 0), records, 10**12, {})
     assert written == 3
+    # a later fetch skips another record of a marked key: the mark names both
+    later = [Record(5, b"t/l/a1", b'{"v": "deposed owner, later"}', old)]
+    assert Restore()._write(TP("attempts-changelog", 0), later, 10**12, {}) == 0
+    db.put(keys.REPAIR + b"t/l/a3", b"")  # a mark of an older version: no offsets
     db.close()
 
     db = rocksdict.Rdict(str(tmp_path / "db"), options=rocksdict.Options(raw_mode=True))
@@ -140,9 +145,36 @@ def test_a_deposed_owners_record_is_skipped_and_marked_on_disk_for_repair(tmp_pa
     try:
         assert db.get(b"t/l/a1") == b'{"v": "new owner"}'
         assert db.get(b"#repair/l/a1") == b'{"v": "a tenant named #repair"}'
-        assert state.repairs(keys.ATTEMPTS, 0) == [b"t/l/a1", b"t/l/a2"]
-        state.forget_repairs(keys.ATTEMPTS, 0, [b"t/l/a1", b"t/l/a2"])
-        assert state.repairs(keys.ATTEMPTS, 0) == []
+        # each mark names the offsets of the skipped records, to be read back and answered
+        assert state.repairs(keys.ATTEMPTS, 0) == {
+            b"t/l/a1": [3, 5],
+            b"t/l/a2": [4],
+            b"t/l/a3": [],
+        }
+        state.forget_repairs(keys.ATTEMPTS, 0, [b"t/l/a1", b"t/l/a2", b"t/l/a3"])
+        assert state.repairs(keys.ATTEMPTS, 0) == {}
         assert db.get(b"#repair/l/a1") == b'{"v": "a tenant named #repair"}'
+    finally:
+        db.close()
+
+
+def test_a_local_write_never_takes_the_stored_offset_or_fence_back(tmp_path: Path) -> None:
+    """The offset a restore reads on from and the highest epoch applied only grow: a write that
+    names lower ones (the in-memory state keeps the maximum too) keeps the stored ones."""
+    from streams.stages import keys
+    from streams.stages.store import epoch_header
+    from streams.worker.state import RocksState
+
+    db = rocksdict.Rdict(str(tmp_path / "db"), options=rocksdict.Options(raw_mode=True))
+    state = RocksState({keys.ATTEMPTS: _Table(db)})  # type: ignore[dict-item]
+    try:
+        state.apply(keys.ATTEMPTS, 0, {b"t/l/a1": b"{}"}, 10, (3, 4))
+        state.apply(keys.ATTEMPTS, 0, {b"t/l/a2": b"{}"}, 7, (2, 9))
+        assert state.restored_offset(keys.ATTEMPTS, 0) == 10
+        assert db.get(keys.FENCE) == epoch_header((3, 4))[0][1]
+        assert db.get(b"t/l/a2") == b"{}", "the rows are written all the same"
+        state.apply(keys.ATTEMPTS, 0, {}, 12, (3, 5))
+        assert state.restored_offset(keys.ATTEMPTS, 0) == 12
+        assert db.get(keys.FENCE) == epoch_header((3, 5))[0][1]
     finally:
         db.close()

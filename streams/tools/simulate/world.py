@@ -29,7 +29,7 @@ from zlib import crc32
 
 from schemas import topics
 from streams.stages import commands, ingest, keys
-from streams.stages.batch import DurableBatch, rewrite_keys, take_over
+from streams.stages.batch import DurableBatch, take_over
 from streams.stages.ingest import IngestStage
 from streams.stages.learners import LearnerStage
 from streams.stages.loop import apply_events
@@ -46,6 +46,8 @@ from streams.stages.store import (
     Pair,
     Record,
     TopicPartition,
+    mark_value,
+    marked_offsets,
 )
 from streams.stages.tenants import TenantStage
 
@@ -273,8 +275,11 @@ class SimWorker:
         writes: dict[bytes, bytes | None] = {}
         for record in records[rows.offset + 1 :]:
             if record.epoch < fence:
-                # marked in the state folder (streams/worker/recovery.py): a crash keeps it
-                writes[keys.REPAIR + (record.key or b"")] = b""
+                # marked in the state folder with the record's offset (streams/worker/
+                # recovery.py): a crash keeps it
+                mark = keys.REPAIR + (record.key or b"")
+                known = writes.get(mark, rows.rows.get(mark))
+                writes[mark] = mark_value([record.offset, *marked_offsets(known)])
                 continue
             fence = record.epoch
             assert record.key is not None
@@ -652,44 +657,18 @@ class World:
         try:
             batch = worker.batch()
             epochs = await take_over(batch, LEARNER, parts, generation)
-            repairs = self._rewrite_marked(worker, batch, LEARNER, parts)
-            await batch.flush()
-            self._forget_marks(worker, repairs)
+            await batch.repair_marked(LEARNER, parts)
             worker.learner.rebuild(batch, epochs)
             await worker.learner.hold_until_replayed(batch, worker.log, parts)
             tenant_batch = worker.batch(tenant=True)
             await take_over(tenant_batch, TENANT, parts, generation)
-            repairs = self._rewrite_marked(worker, tenant_batch, TENANT, parts)
-            await tenant_batch.flush()
-            self._forget_marks(worker, repairs)
+            await tenant_batch.repair_marked(TENANT, parts)
             for partition in parts:
                 await worker.tenant.take_over_outputs(tenant_batch, partition, self.now())
         except Fenced:
             self.notice(worker)
             return
         worker.ready = True
-
-    @staticmethod
-    def _rewrite_marked(
-        worker: SimWorker, batch: DurableBatch, stage: str, parts: Sequence[int]
-    ) -> dict[tuple[str, int], list[bytes]]:
-        """The keys a restore marked (a deposed owner's last record), written again."""
-        repairs = {}
-        for table, (owner, _) in TABLES.items():
-            if owner != stage:
-                continue
-            for partition in parts:
-                marks = worker.state.scan(table, partition, keys.REPAIR, None, None)
-                repairs[(table, partition)] = [mark[len(keys.REPAIR) :] for mark, _ in marks]
-                rewrite_keys(batch, table, partition, repairs[(table, partition)])
-        return repairs
-
-    @staticmethod
-    def _forget_marks(worker: SimWorker, repairs: dict[tuple[str, int], list[bytes]]) -> None:
-        for (table, partition), keys_ in repairs.items():
-            worker.state.partition(table, partition).write(
-                {keys.REPAIR + key: None for key in keys_}
-            )
 
 
 def _sync(method: Callable[[Batch, Record], None]) -> Callable[[Batch, Record], Any]:

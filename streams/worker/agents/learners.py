@@ -13,14 +13,14 @@ from faust.types import StreamT
 
 from schemas import topics
 from streams.stages import commands, metrics
-from streams.stages.batch import rewrite_keys, take_over
+from streams.stages.batch import take_over
 from streams.stages.learners import LearnerStage
-from streams.stages.store import LEARNER, TABLES, Fenced
+from streams.stages.store import LEARNER, Fenced
 from streams.worker.agents.loop import run_durably
 from streams.worker.app import app, kafka_log, ownership, settings
 from streams.worker.channels import learner_commands
 from streams.worker.raw_fetch import fetch_raw
-from streams.worker.runtime import local_state, new_batch
+from streams.worker.runtime import new_batch
 from streams.worker.tables import learner_state
 
 log = logging.getLogger(__name__)
@@ -79,17 +79,7 @@ async def take_over_learner_partitions() -> None:
     try:
         epochs = await take_over(batch, LEARNER, assigned, app.consumer_generation_id)
         # keys whose last changelog record was a deposed owner's (skipped by the restore)
-        repairs = {
-            (table, partition): local_state.repairs(table, partition)
-            for table, (owner, _) in TABLES.items()
-            if owner == LEARNER
-            for partition in assigned
-        }
-        for (table, partition), keys_ in repairs.items():
-            rewrite_keys(batch, table, partition, keys_)
-        await batch.flush()
-        for (table, partition), keys_ in repairs.items():
-            local_state.forget_repairs(table, partition, keys_)
+        await batch.repair_marked(LEARNER, assigned)
         stage.rebuild(batch, epochs)
         await stage.hold_until_replayed(batch, kafka_log, assigned)
     except Fenced as exc:

@@ -11,14 +11,14 @@ from datetime import UTC, datetime
 from faust.types import StreamT
 
 from schemas import topics
-from streams.stages import commands, keys
-from streams.stages.batch import rewrite_keys, take_over
+from streams.stages import commands
+from streams.stages.batch import take_over
 from streams.stages.store import TENANT, Fenced
 from streams.stages.tenants import TenantStage
 from streams.worker.agents.loop import run_durably
 from streams.worker.app import app, ownership, settings
 from streams.worker.channels import tenant_commands
-from streams.worker.runtime import local_state, new_batch
+from streams.worker.runtime import new_batch
 from streams.worker.tables import tenant_state
 
 log = logging.getLogger(__name__)
@@ -48,13 +48,9 @@ async def take_over_tenant_partitions() -> None:
     batch = new_batch(stage.repair_outputs, outputs_first=False)
     try:
         await take_over(batch, TENANT, assigned, app.consumer_generation_id)
-        # keys whose last changelog record was a deposed owner's (skipped by the restore)
-        repairs = {p: local_state.repairs(keys.TENANT_STATE, p) for p in assigned}
-        for partition, keys_ in repairs.items():
-            rewrite_keys(batch, keys.TENANT_STATE, partition, keys_)
-        await batch.flush()
-        for partition, keys_ in repairs.items():
-            local_state.forget_repairs(keys.TENANT_STATE, partition, keys_)
+        # keys whose last changelog record was a deposed owner's (skipped by the restore),
+        # and what those records published
+        await batch.repair_marked(TENANT, assigned)
         now = datetime.now(UTC)
         for partition in assigned:
             await stage.take_over_outputs(batch, partition, now)
