@@ -11,10 +11,11 @@ first and its outputs after step 4, see streams/stages/tenants.py):
      did not write is a deposed owner's. A newer epoch there means this process was deposed
      (`Fenced`: nothing is applied locally); an older one is a zombie write, repaired below;
   4. the local tables are written (one atomic write per table partition, with the changelog
-     offset and the epoch reached);
+     offset and the epoch reached, and a repair mark for each zombie key of step 3: the rows
+     reach past those records now, and a crash before step 6 must not forget them);
   5. the `on_durable` callbacks run (in-memory counters describe durable state only);
   6. zombie keys are written again with their current value (and zombie outputs answered by the
-     stage), which is another round of 1-5.
+     stage), which is another round of 1-5; the marks are dropped once it is durable.
 The caller acknowledges its input events only after `flush()` returned.
 
 Why outputs first: a crash after step 1 replays the events from the state before them, which
