@@ -41,6 +41,7 @@ from streams.stages.ownership import Ownership
 from streams.stages.store import (
     CHANGELOG_TABLE,
     FENCED_OUTPUTS,
+    LEARNER,
     MAX_RECORD_BYTES,
     TABLES,
     TENANT,
@@ -494,6 +495,8 @@ async def take_over(
     table = keys.LEARNER_STATE if stage == "learner" else keys.TENANT_STATE
     epochs: dict[int, Epoch] = {}
     for partition in sorted(partitions):
+        if stage == LEARNER:
+            await catch_up(batch, stage, partition)
         stored = batch.get(table, partition, keys.EPOCH)
         counter = int(stored[0]) if isinstance(stored, list) and stored else 0
         epoch = (counter + 1, generation)
@@ -504,8 +507,8 @@ async def take_over(
             # and the first flush finds them, writes their keys again and answers the count
             # records they published (seed 1751708: this owner's rows lacked a published
             # window that later restores read, and nobody tombstoned its record). The learner
-            # stage's replay redoes such records; answering them would tombstone attempts on
-            # the public `attempts` topic until the replay wrote them again.
+            # stage catches up with such records instead (`catch_up`): answering them would
+            # tombstone attempts on the public `attempts` topic until a replay wrote them again.
             # (Rows that reach no offset restored nothing: their lineage starts at the end.)
             restored = batch._state.restored_offset(table, partition)
             if restored >= 0:
@@ -515,3 +518,48 @@ async def take_over(
         epochs[partition] = epoch
     await batch.flush()
     return epochs
+
+
+async def catch_up(batch: DurableBatch, stage: str, partition: int) -> None:
+    """Apply to a stage partition's local tables what landed in their changelogs since the
+    restore ended, as the restore would have: a deposed owner's records may land between the
+    two, and a record below the stored offset that no local row has is never read again.
+
+    Seed 1921915: a deposed learner owner's attempt and membership records landed after the
+    new owner's restore; its lineage began past them. It died before replaying their command
+    and, restarted, restored its attempts (their offset was not stored) but not its memberships
+    (it was): an attempt without its membership, counted by nobody. Here the records enter the
+    rows, and the replay of their command finds them (a repeat that heals what they lack)."""
+    state, log_ = batch._state, batch._log
+    for table, (owner, changelog) in TABLES.items():
+        if owner != stage:
+            continue
+        start = state.restored_offset(table, partition) + 1
+        end = await log_.end_offset(changelog, partition)
+        if end <= start:
+            continue
+        fence = state.fence(table, partition)
+        writes: dict[bytes, bytes | None] = {}
+        skipped: dict[bytes, list[int]] = {}
+        for record in await log_.read(changelog, partition, start, end):
+            if record.key is None:
+                continue
+            if record.epoch < fence:  # a deposed owner's, after a newer one: marked
+                skipped.setdefault(record.key, []).append(record.offset)
+                continue
+            fence = record.epoch
+            writes[record.key] = record.value
+        if skipped:
+            names = [keys.REPAIR + key for key in skipped]
+            on_disk = state.get_many(table, partition, names)
+            for name, offsets, stored in zip(names, skipped.values(), on_disk, strict=True):
+                writes[name] = mark_value([*offsets, *marked_offsets(stored)])
+        log.info(
+            "%s/%d: caught up with records that landed after the restore ended, up to offset "
+            "%d (%d keys of a deposed owner marked)",
+            changelog,
+            partition,
+            end - 1,
+            len(skipped),
+        )
+        state.apply(table, partition, writes, end - 1, fence)

@@ -92,6 +92,10 @@ class MemoryState:
         rows = self.partitions.get((table, partition))
         return -1 if rows is None else rows.offset
 
+    def fence(self, table: str, partition: int) -> Epoch:
+        rows = self.partitions.get((table, partition))
+        return NO_EPOCH if rows is None else rows.fence
+
     def repairs(self, table: str, partition: int) -> dict[bytes, list[int]]:
         marks = self.scan(table, partition, keys.REPAIR, None, None)
         return {mark[len(keys.REPAIR) :]: marked_offsets(value) for mark, value in marks}

@@ -244,6 +244,10 @@ class LocalState(Protocol):
         """The last changelog offset the local rows of a table partition reach (-1: none)."""
         ...
 
+    def fence(self, table: str, partition: int) -> Epoch:
+        """The highest epoch applied to a table partition ((0, 0): none)."""
+        ...
+
     def repairs(self, table: str, partition: int) -> dict[bytes, list[int]]:
         """The keys marked for the owner to write again (`keys.REPAIR`: a restore skipped a
         deposed owner's record of them, or a flush found one and had not repaired it yet),

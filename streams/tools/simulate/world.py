@@ -69,7 +69,7 @@ class Wait:
     """What a suspended coroutine waits for; the world resumes it with `send` or `throw`."""
 
     def __init__(self, kind: str, until: int = 0) -> None:
-        self.kind = kind  # "refused" | "in-flight"
+        self.kind = kind  # "refused" | "in-flight" | "pause"
         self.until = until
 
     def __await__(self) -> Any:
@@ -294,6 +294,9 @@ class World:
 
     def __init__(self, seed: int, partitions: int, launch_partitions: int, start: datetime) -> None:
         self.rng = random.Random(seed)
+        # how a takeover's steps interleave with the world (its own stream: drawing from it
+        # leaves the faults the seed draws as they were)
+        self.takeover_rng = random.Random(f"takeover/{seed}")
         self.partitions = partitions
         self.launch_partitions = launch_partitions
         self.clock_ms = int(start.timestamp() * 1000)
@@ -494,6 +497,11 @@ class World:
                 for activity in list(worker.activities.values()):
                     if activity.waiting is not None and activity.waiting.kind == "refused":
                         self.drive(worker, activity)
+        for worker in list(self.workers.values()):
+            for activity in list(worker.activities.values()):
+                waiting = activity.waiting
+                if waiting is not None and waiting.kind == "pause" and waiting.until <= self.step:
+                    self.drive(worker, activity)
 
     def busy(self) -> bool:
         return bool(self.in_flight) or any(w.activities for w in self.workers.values() if w.alive)
@@ -648,27 +656,47 @@ class World:
 
     async def unit_takeover(self, worker: SimWorker) -> None:
         """After an assignment: restore, own under new epochs, rebuild (faust's recovery and
-        the agents' on_recover callbacks)."""
+        the agents' on_recover callbacks).
+
+        In the worker, faust's recovery ends, then the two stages' callbacks run concurrently,
+        so a deposed owner's late records may land between a restore and either takeover, and
+        either stage may take over first: both are drawn here."""
         parts = list(worker.app_parts)
         for table in TABLES:
             for partition in parts:
                 worker.restore(table, partition)
         generation = worker.view_generation
+        draw = self.takeover_rng
+        stages = [self._take_over_learner, self._take_over_tenant]
+        if draw.random() < 0.3:
+            stages.reverse()
         try:
-            batch = worker.batch()
-            epochs = await take_over(batch, LEARNER, parts, generation)
-            await batch.repair_marked(LEARNER, parts)
-            worker.learner.rebuild(batch, epochs)
-            await worker.learner.hold_until_replayed(batch, worker.log, parts)
-            tenant_batch = worker.batch(tenant=True)
-            await take_over(tenant_batch, TENANT, parts, generation)
-            await tenant_batch.repair_marked(TENANT, parts)
-            for partition in parts:
-                await worker.tenant.take_over_outputs(tenant_batch, partition, self.now())
+            for take_over_stage in stages:
+                if draw.random() < 0.4:
+                    await Wait("pause", self.step + draw.randrange(1, 8))
+                await take_over_stage(worker, parts, generation)
         except Fenced:
             self.notice(worker)
             return
         worker.ready = True
+
+    async def _take_over_learner(
+        self, worker: SimWorker, parts: Sequence[int], generation: int
+    ) -> None:
+        batch = worker.batch()
+        epochs = await take_over(batch, LEARNER, parts, generation)
+        await batch.repair_marked(LEARNER, parts)
+        worker.learner.rebuild(batch, epochs)
+        await worker.learner.hold_until_replayed(batch, worker.log, parts)
+
+    async def _take_over_tenant(
+        self, worker: SimWorker, parts: Sequence[int], generation: int
+    ) -> None:
+        batch = worker.batch(tenant=True)
+        await take_over(batch, TENANT, parts, generation)
+        await batch.repair_marked(TENANT, parts)
+        for partition in parts:
+            await worker.tenant.take_over_outputs(batch, partition, self.now())
 
 
 def _sync(method: Callable[[Batch, Record], None]) -> Callable[[Batch, Record], Any]:
