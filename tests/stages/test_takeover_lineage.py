@@ -19,7 +19,7 @@ from schemas import topics
 from streams.stages import keys
 from streams.stages.batch import take_over
 from streams.stages.memory import MemoryStore
-from streams.stages.store import TENANT, epoch_header
+from streams.stages.store import LEARNER, TENANT, epoch_header
 from streams.stages.tenants import TenantStage
 
 CHANGELOG = topics.TENANT_STATE_CHANGELOG
@@ -80,3 +80,46 @@ def test_a_window_only_a_deposed_owner_published_gets_a_tombstone() -> None:
     asyncio.run(take_over(batch, TENANT, [0], generation=3))
     records = store.log.records(topics.ACTIVE_LEARNER_COUNTS, 0)
     assert [r.value for r in records if r.key == count_key][-1] is None
+
+
+def learner_restored() -> MemoryStore:
+    """A store whose learner partition 0 was restored from owner (1, 1)'s takeover record."""
+    store = MemoryStore(partitions=1)
+    rows = [(keys.EPOCH, orjson.dumps([1, 1]))]
+    store.log.append(topics.LEARNER_STATE_CHANGELOG, 0, rows, epoch_header((1, 1)))
+    store.state.apply(keys.LEARNER_STATE, 0, dict(rows), 0, (1, 1))
+    return store
+
+
+def test_a_learner_takeover_catches_up_with_records_that_landed_after_its_restore() -> None:
+    """Seed 1921915: a deposed learner owner's attempt and membership landed after the restore.
+    The takeover applies them as a restore would, so that its rows, their stored offsets and
+    the changelogs agree: no tombstone on the public `attempts` topic, no key left behind."""
+    store = learner_restored()
+    attempt = (keys.attempt("t", "l", "a1"), b'{"element_id": "e"}')
+    membership = (keys.membership("t", "l"), b'{"2026-01-01": [1.0, 1.0]}')
+    store.log.append(topics.ATTEMPTS, 0, [attempt], epoch_header((1, 1)))
+    store.log.append(topics.LEARNER_STATE_CHANGELOG, 0, [membership], epoch_header((1, 1)))
+    asyncio.run(take_over(store.batch(), LEARNER, [0], generation=3))
+    state = store.state
+    assert state.get_many(keys.ATTEMPTS, 0, [attempt[0]]) == [attempt[1]]
+    assert state.get_many(keys.LEARNER_STATE, 0, [membership[0]]) == [membership[1]]
+    assert state.restored_offset(keys.ATTEMPTS, 0) == 0
+    assert [r.value for r in store.log.records(topics.ATTEMPTS, 0)] == [attempt[1]]
+    assert store.ownership.zombies_repaired == 0
+    epoch = [r for r in store.log.records(topics.LEARNER_STATE_CHANGELOG, 0) if r.key == keys.EPOCH]
+    assert epoch[-1].epoch == (2, 3)
+
+
+def test_a_learner_catch_up_marks_what_a_restore_would_skip() -> None:
+    """Records of an owner older than one already applied are marked for repair, not applied."""
+    store = learner_restored()
+    newer = [(keys.EPOCH, orjson.dumps([2, 2]))]
+    store.log.append(topics.LEARNER_STATE_CHANGELOG, 0, newer, epoch_header((2, 2)))
+    late = (keys.membership("t", "l"), b'{"2026-01-01": [1.0, 1.0]}')
+    first, _ = store.log.append(topics.LEARNER_STATE_CHANGELOG, 0, [late], epoch_header((1, 1)))
+    asyncio.run(take_over(store.batch(), LEARNER, [0], generation=3))
+    assert store.state.get_many(keys.LEARNER_STATE, 0, [late[0]]) == [None]
+    assert store.state.repairs(keys.LEARNER_STATE, 0) == {late[0]: [first]}
+    epoch = [r for r in store.log.records(topics.LEARNER_STATE_CHANGELOG, 0) if r.key == keys.EPOCH]
+    assert epoch[-1].epoch == (3, 3), "the counter comes from the caught-up state"
