@@ -43,6 +43,7 @@ from streams.stages.store import (
     FENCED_OUTPUTS,
     LEARNER,
     MAX_RECORD_BYTES,
+    NO_EPOCH,
     TABLES,
     TENANT,
     Epoch,
@@ -310,8 +311,18 @@ class DurableBatch:
                     if found:
                         zombies[tp] = found
         if zombies:
+            # marked on disk at once: `expected` has moved past them, so if the repair fails
+            # here, the marks are what the next takeover repairs
             self._mark(zombies)
-            await self._repair(zombies)
+            for table, partition in list(self._marks):
+                rows = self._mark_rows(table, partition)
+                self._state.apply(table, partition, rows, -1, NO_EPOCH)  # both only grow
+            try:
+                await self._repair(zombies)
+            except BaseException:
+                self._marks.clear()
+                self._marked.clear()
+                raise
             await self.flush()
 
     async def repair_marked(self, stage: str, partitions: Sequence[int]) -> None:
@@ -331,6 +342,8 @@ class DurableBatch:
                     continue
                 marked[(table, partition)] = sorted(marks)
                 rewrite_keys(self, table, partition, sorted(marks))
+                if self._repair_outputs is None:
+                    continue  # the keys written again are the whole answer
                 offsets = sorted({offset for named in marks.values() for offset in named})
                 records = [
                     record
@@ -365,7 +378,11 @@ class DurableBatch:
             return {}
         names = [keys.REPAIR + key for key in marks]
         on_disk = self._state.get_many(table, partition, names)
-        self._marked.setdefault((table, partition), set()).update(marks)
+        # a mark that was on disk before (a restore's) names records this repair does not
+        # answer: it stays, for the takeover's `repair_marked` (answering twice is harmless)
+        self._marked.setdefault((table, partition), set()).update(
+            key for key, stored in zip(marks, on_disk, strict=True) if stored is None
+        )
         return {
             name: mark_value([*offsets, *marked_offsets(stored)])
             for name, offsets, stored in zip(names, marks.values(), on_disk, strict=True)
@@ -509,11 +526,10 @@ async def take_over(
             # window that later restores read, and nobody tombstoned its record). The learner
             # stage catches up with such records instead (`catch_up`): answering them would
             # tombstone attempts on the public `attempts` topic until a replay wrote them again.
-            # (Rows that reach no offset restored nothing: their lineage starts at the end.)
+            # (Rows that reach no offset restored an empty changelog: their lineage starts at
+            # its first record.)
             restored = batch._state.restored_offset(table, partition)
-            if restored >= 0:
-                changelog = TABLES[table][1]
-                batch._own.start_lineage((changelog, partition), restored + 1)
+            batch._own.start_lineage((TABLES[table][1], partition), restored + 1)
         batch.put(table, partition, keys.EPOCH, list(epoch))
         epochs[partition] = epoch
     await batch.flush()

@@ -155,3 +155,54 @@ def test_a_mark_of_an_older_version_still_has_its_key_written_again() -> None:
     asyncio.run(batch.repair_marked(TENANT, [0]))
     assert orjson.loads(last_value(log, CHANGELOG, b"pub/acme") or b"") == PUBLISHED
     assert state.repairs(keys.TENANT_STATE, 0) == {}
+
+
+@pytest.mark.parametrize("second_zombie", [False, True])
+def test_a_takeover_flush_that_meets_a_restores_mark_keeps_it_for_the_repair(
+    second_zombie: bool,
+) -> None:
+    """Found by a review: a restore marked a deposed owner's record of what it published; the
+    takeover's own flush then found a second deposed owner's record of the same key, merged
+    the marks, answered only its own find and dropped the mark, so the first record's window
+    stayed counted. A mark that was on disk before a flush now stays for `repair_marked`."""
+    log = MemoryLog(partitions=1)
+    state = restored(log)  # owner A (1, 1): offsets 0-2
+    # B (2, 2) takes over; A, deposed, publishes a window only it has and records it
+    log.append(CHANGELOG, 0, [(keys.EPOCH, orjson.dumps([2, 2]))], epoch_header((2, 2)))
+    log.append(COUNTS, 0, [(THEIR_COUNT, b'{"active_learners": 0}')], epoch_header((1, 1)))
+    first, _ = log.append(CHANGELOG, 0, [(b"pub/acme", orjson.dumps(THEIRS))], epoch_header((1, 1)))
+    # C restores offsets 0-4 (as recovery.py writes it): 3 applied, 4 skipped and marked
+    restored_rows = {
+        keys.EPOCH: orjson.dumps([2, 2]),
+        keys.REPAIR + b"pub/acme": mark_value([first]),
+    }
+    state.apply(keys.TENANT_STATE, 0, restored_rows, first, (2, 2))
+    if second_zombie:  # B, deposed in turn, writes pub/acme after C's restore ended
+        log.append(CHANGELOG, 0, [(b"pub/acme", orjson.dumps(PUBLISHED))], epoch_header((2, 2)))
+    batch = tenant_batch(state, log, Ownership())
+    asyncio.run(take_over(batch, TENANT, [0], generation=3))
+    assert first in state.repairs(keys.TENANT_STATE, 0)[b"pub/acme"]
+    asyncio.run(batch.repair_marked(TENANT, [0]))
+    assert state.repairs(keys.TENANT_STATE, 0) == {}
+    assert last_value(log, COUNTS, THEIR_COUNT) is None, "A's window is no longer counted"
+
+
+def test_marks_found_by_the_periodic_lineage_check_are_on_disk_before_their_repair() -> None:
+    """`check_lineage` moves this owner's lineage past what it found; if the repair fails, the
+    marks are what the next takeover repairs."""
+    log = MemoryLog(partitions=1)
+    state = restored(log)
+    ownership = Ownership()
+    asyncio.run(take_over(tenant_batch(state, log, ownership), TENANT, [0], generation=3))
+    first, _ = log.append(CHANGELOG, 0, [(b"pub/acme", orjson.dumps(THEIRS))], epoch_header((1, 1)))
+
+    def failing_answer(*_: object) -> None:
+        raise RuntimeError("the answer failed")
+
+    batch = DurableBatch(state, log, ownership, failing_answer, outputs_first=False)
+    with pytest.raises(RuntimeError):
+        asyncio.run(batch.check_lineage(TENANT, [0]))
+    assert state.repairs(keys.TENANT_STATE, 0) == {b"pub/acme": [first]}
+    batch.put(keys.TENANT_STATE, 0, b"parts/acme", {"0": 3})
+    asyncio.run(batch.flush())
+    assert state.repairs(keys.TENANT_STATE, 0) == {b"pub/acme": [first]}, "kept for a takeover"
