@@ -142,11 +142,17 @@ def carried(groups: Mapping[TopicPartition, Sequence[Pair]]) -> frozenset[str]:
 
 @dataclass
 class InFlight:
+    """A deposed owner's send on its way. Kafka appends each partition of a produce request
+    on its own, so its groups may land at different steps (`lands`); the send is acknowledged
+    once the last has landed (`land_at`)."""
+
     land_at: int
     groups: dict[TopicPartition, list[Pair]]
     headers: Mapping[TopicPartition, Headers]
     worker: SimWorker
     wait: Wait
+    lands: dict[TopicPartition, int] = field(default_factory=dict)
+    acks: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
 
 
 class SimState(MemoryState):
@@ -192,9 +198,18 @@ class SimLog:
         if not worker.aware:
             # a deposed owner: its request lands some steps later, maybe after its successor's
             wait = Wait("in-flight", world.step + world.rng.randrange(0, 25))
+            # each group lands on its own, up to 8 steps before the last (from the takeover
+            # stream: the seed's faults stay as they were)
+            spread = world.takeover_rng
+            lands = {tp: wait.until - spread.choice((0, 0, spread.randrange(9))) for tp in groups}
             world.in_flight.append(
                 InFlight(
-                    wait.until, {tp: list(r) for tp, r in groups.items()}, headers, worker, wait
+                    wait.until,
+                    {tp: list(r) for tp, r in groups.items()},
+                    headers,
+                    worker,
+                    wait,
+                    lands,
                 )
             )
             acks: dict[TopicPartition, tuple[int, int]] = await wait
@@ -477,14 +492,17 @@ class World:
     def advance(self) -> None:
         """One step: land what is due, end a refusal that is over, resume what waited."""
         self.step += 1
-        due = [f for f in self.in_flight if f.land_at <= self.step]
+        for flight in self.in_flight:
+            for tp, lands_at in flight.lands.items():
+                if lands_at <= self.step and tp not in flight.acks:
+                    flight.acks.update(self.append({tp: flight.groups[tp]}, flight.headers))
+        due = [f for f in self.in_flight if f.land_at <= self.step]  # every group landed
         self.in_flight = [f for f in self.in_flight if f.land_at > self.step]
         for flight in due:
-            acks = self.append(flight.groups, flight.headers)
             worker = flight.worker
             for activity in list(worker.activities.values()):
                 if activity.waiting is flight.wait:
-                    self.drive(worker, activity, value=acks)
+                    self.drive(worker, activity, value=flight.acks)
         for worker in list(self.workers.values()):
             if worker.alive and not worker.aware:
                 if self.step >= worker.wakes_at:
