@@ -512,12 +512,22 @@ async def take_over(
     table = keys.LEARNER_STATE if stage == "learner" else keys.TENANT_STATE
     epochs: dict[int, Epoch] = {}
     for partition in sorted(partitions):
+        # the lineage starts at the end offsets read now; the learner stage catches up to them
+        await batch._own.start_at_end(stage, partition, batch._log)
         if stage == LEARNER:
-            await catch_up(batch, stage, partition)
+            newest = await catch_up(batch, stage, partition)
+            if newest[1] > generation:
+                # a takeover of a later consumer-group generation landed since the restore:
+                # this process was deposed meanwhile (and, counting on, would outrank it)
+                batch._own.release(stage, [partition])
+                raise Fenced(
+                    f"{stage} partition {partition}: an owner of generation {newest[1]} took "
+                    f"over after this one's restore (generation {generation})"
+                )
         stored = batch.get(table, partition, keys.EPOCH)
         counter = int(stored[0]) if isinstance(stored, list) and stored else 0
         epoch = (counter + 1, generation)
-        await batch._own.take_over(stage, partition, epoch, batch._log)
+        batch._own.claim(stage, partition, epoch)
         if stage == TENANT:
             # The tenant stage's lineage starts where its restore ended, not at the end offset
             # read now: a deposed owner's records that landed in between are in no local row,
@@ -536,10 +546,11 @@ async def take_over(
     return epochs
 
 
-async def catch_up(batch: DurableBatch, stage: str, partition: int) -> None:
+async def catch_up(batch: DurableBatch, stage: str, partition: int) -> Epoch:
     """Apply to a stage partition's local tables what landed in their changelogs since the
-    restore ended, as the restore would have: a deposed owner's records may land between the
-    two, and a record below the stored offset that no local row has is never read again.
+    restore ended, up to where this owner's lineage starts, as the restore would have: a
+    deposed owner's records may land between the two, and a record below the stored offset
+    that no local row has is never read again. The newest epoch among the records applied.
 
     Seed 1921915: a deposed learner owner's attempt and membership records landed after the
     new owner's restore; its lineage began past them. It died before replaying their command
@@ -547,11 +558,12 @@ async def catch_up(batch: DurableBatch, stage: str, partition: int) -> None:
     (it was): an attempt without its membership, counted by nobody. Here the records enter the
     rows, and the replay of their command finds them (a repeat that heals what they lack)."""
     state, log_ = batch._state, batch._log
+    newest = NO_EPOCH
     for table, (owner, changelog) in TABLES.items():
         if owner != stage:
             continue
         start = state.restored_offset(table, partition) + 1
-        end = await log_.end_offset(changelog, partition)
+        end = batch._own.expected[(changelog, partition)]
         if end <= start:
             continue
         fence = state.fence(table, partition)
@@ -564,6 +576,7 @@ async def catch_up(batch: DurableBatch, stage: str, partition: int) -> None:
                 skipped.setdefault(record.key, []).append(record.offset)
                 continue
             fence = record.epoch
+            newest = max(newest, fence)
             writes[record.key] = record.value
         if skipped:
             names = [keys.REPAIR + key for key in skipped]
@@ -579,3 +592,4 @@ async def catch_up(batch: DurableBatch, stage: str, partition: int) -> None:
             len(skipped),
         )
         state.apply(table, partition, writes, end - 1, fence)
+    return newest

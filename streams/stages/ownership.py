@@ -30,11 +30,15 @@ class Ownership:
     def owns(self, stage: str, partition: int) -> bool:
         return (stage, partition) in self.epochs
 
-    async def take_over(self, stage: str, partition: int, epoch: Epoch, log: Log) -> None:
-        """Own a partition under `epoch`; its lineage starts at the current end offsets."""
-        self.epochs[(stage, partition)] = epoch
+    async def start_at_end(self, stage: str, partition: int, log: Log) -> None:
+        """This owner's records in the partition's changelogs and fenced outputs follow what
+        is in them now (a takeover reads them before it chooses its epoch)."""
         for topic in fenced_topics(stage):
             self.expected[(topic, partition)] = await log.end_offset(topic, partition)
+
+    def claim(self, stage: str, partition: int, epoch: Epoch) -> None:
+        """Own a partition under `epoch` (`streams/stages/batch.py` `take_over`)."""
+        self.epochs[(stage, partition)] = epoch
 
     def start_lineage(self, tp: TopicPartition, offset: int) -> None:
         """This owner's records in `tp` follow `offset` (the end of what it restored), if that

@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 
 from schemas import topics
 from streams.stages import keys
-from streams.stages.batch import take_over
-from streams.stages.memory import MemoryStore
-from streams.stages.store import LEARNER, TENANT, epoch_header
+from streams.stages.batch import DurableBatch, take_over
+from streams.stages.memory import MemoryState, MemoryStore
+from streams.stages.ownership import Ownership
+from streams.stages.store import LEARNER, TENANT, Fenced, epoch_header
 from streams.stages.tenants import TenantStage
 
 CHANGELOG = topics.TENANT_STATE_CHANGELOG
@@ -123,3 +125,60 @@ def test_a_learner_catch_up_marks_what_a_restore_would_skip() -> None:
     assert store.state.repairs(keys.LEARNER_STATE, 0) == {late[0]: [first]}
     epoch = [r for r in store.log.records(topics.LEARNER_STATE_CHANGELOG, 0) if r.key == keys.EPOCH]
     assert epoch[-1].epoch == (3, 3), "the counter comes from the caught-up state"
+
+
+def test_a_deposed_takeover_that_catches_up_with_its_successor_is_fenced() -> None:
+    """Found by a review: a worker of generation 5 restored, was deposed without knowing it,
+    and took over after its successor (generation 6) had. Caught up with the successor's
+    takeover record, it would count on from it, (3, 5) > (2, 6), and fence the real owner."""
+    log = MemoryStore(partitions=1).log
+    log.append(
+        topics.LEARNER_STATE_CHANGELOG,
+        0,
+        [(keys.EPOCH, orjson.dumps([1, 1]))],
+        epoch_header((1, 1)),
+    )
+
+    def restored_copy() -> MemoryState:
+        state = MemoryState()
+        state.apply(keys.LEARNER_STATE, 0, {keys.EPOCH: orjson.dumps([1, 1])}, 0, (1, 1))
+        return state
+
+    stale, owner = restored_copy(), restored_copy()
+    owner_ownership, stale_ownership = Ownership(), Ownership()
+    epochs = asyncio.run(take_over(DurableBatch(owner, log, owner_ownership), LEARNER, [0], 6))
+    assert epochs == {0: (2, 6)}
+    with pytest.raises(Fenced):
+        asyncio.run(take_over(DurableBatch(stale, log, stale_ownership), LEARNER, [0], 5))
+    assert not stale_ownership.owns(LEARNER, 0)
+    # the successor writes on, unfenced
+    batch = DurableBatch(owner, log, owner_ownership)
+    batch.put(keys.LEARNER_STATE, 0, keys.membership("t", "l"), {"2026-01-01": [1.0, 1.0]})
+    asyncio.run(batch.flush())
+    last = log.records(topics.LEARNER_STATE_CHANGELOG, 0)[-1]
+    assert last.epoch == (2, 6)
+
+
+def test_records_landing_while_a_learner_takeover_reads_its_offsets_are_in_its_lineage() -> None:
+    """Found by a review: the catch-up read its own end offsets and the lineage others, a few
+    awaits later; a deposed owner's records landing in between were neither applied nor
+    checked, and the takeover's write stored an offset past them. Now the catch-up reads up
+    to where the lineage starts, and the takeover's flush finds what lands after."""
+    store = learner_restored()
+    membership = (keys.membership("t", "l"), b'{"2026-01-01": [1.0, 1.0]}')
+    reads = 0
+    end_offset = store.log.end_offset
+
+    async def landing_during_the_reads(topic: str, partition: int) -> int:
+        nonlocal reads
+        reads += 1
+        if reads == 3:  # after the learner-state read: the deposed owner's send lands
+            store.log.append(topics.LEARNER_STATE_CHANGELOG, 0, [membership], epoch_header((1, 1)))
+        return await end_offset(topic, partition)
+
+    store.log.end_offset = landing_during_the_reads  # type: ignore[method-assign]
+    asyncio.run(take_over(store.batch(), LEARNER, [0], generation=3))
+    rows = store.state.get_many(keys.LEARNER_STATE, 0, [membership[0]])
+    changelog = store.log.records(topics.LEARNER_STATE_CHANGELOG, 0)
+    last = [record.value for record in changelog if record.key == membership[0]][-1]
+    assert rows == [last], "the rows and the changelog agree on the membership"

@@ -221,10 +221,19 @@ class SimLog:
         return acked
 
     async def read(self, topic: str, partition: int, start: int, end: int) -> list[LogRecord]:
+        await self._round_trip()
         return self.world.log.records(topic, partition)[start:end]
 
     async def end_offset(self, topic: str, partition: int) -> int:
+        await self._round_trip()
         return len(self.world.log.records(topic, partition))
+
+    async def _round_trip(self) -> None:
+        """A request to the broker takes time: other records may land meanwhile (drawn from
+        the takeover stream, so that the seed's faults stay as they were)."""
+        draw = self.world.takeover_rng
+        if draw.random() < 0.15:
+            await Wait("pause", self.world.step + draw.randrange(1, 4))
 
 
 class SimWorker:
