@@ -512,19 +512,17 @@ async def take_over(
     table = keys.LEARNER_STATE if stage == "learner" else keys.TENANT_STATE
     epochs: dict[int, Epoch] = {}
     for partition in sorted(partitions):
+        restored = batch.get(table, partition, keys.EPOCH)
         # the lineage starts at the end offsets read now; the learner stage catches up to them
         await batch._own.start_at_end(stage, partition, batch._log)
+        stored = restored
         if stage == LEARNER:
-            newest = await catch_up(batch, stage, partition)
-            if newest[1] > generation:
-                # a takeover of a later consumer-group generation landed since the restore:
-                # this process was deposed meanwhile (and, counting on, would outrank it)
-                batch._own.release(stage, [partition])
-                raise Fenced(
-                    f"{stage} partition {partition}: an owner of generation {newest[1]} took "
-                    f"over after this one's restore (generation {generation})"
-                )
-        stored = batch.get(table, partition, keys.EPOCH)
+            await catch_up(batch, stage, partition)
+            stored = batch.get(table, partition, keys.EPOCH)
+            if _generation(stored) >= generation:
+                # a successor's takeover (this process was deposed meanwhile): counting on
+                # from it would outrank it; a deposed owner's takeover is counted on from
+                stored = restored
         counter = int(stored[0]) if isinstance(stored, list) and stored else 0
         epoch = (counter + 1, generation)
         batch._own.claim(stage, partition, epoch)
@@ -546,11 +544,16 @@ async def take_over(
     return epochs
 
 
-async def catch_up(batch: DurableBatch, stage: str, partition: int) -> Epoch:
+def _generation(stored: Any) -> int:
+    """The generation of a stored epoch ([counter, generation]; -1 for none)."""
+    return int(stored[1]) if isinstance(stored, list) and len(stored) > 1 else -1
+
+
+async def catch_up(batch: DurableBatch, stage: str, partition: int) -> None:
     """Apply to a stage partition's local tables what landed in their changelogs since the
     restore ended, up to where this owner's lineage starts, as the restore would have: a
     deposed owner's records may land between the two, and a record below the stored offset
-    that no local row has is never read again. The newest epoch among the records applied.
+    that no local row has is never read again.
 
     Seed 1921915: a deposed learner owner's attempt and membership records landed after the
     new owner's restore; its lineage began past them. It died before replaying their command
@@ -558,7 +561,6 @@ async def catch_up(batch: DurableBatch, stage: str, partition: int) -> Epoch:
     (it was): an attempt without its membership, counted by nobody. Here the records enter the
     rows, and the replay of their command finds them (a repeat that heals what they lack)."""
     state, log_ = batch._state, batch._log
-    newest = NO_EPOCH
     for table, (owner, changelog) in TABLES.items():
         if owner != stage:
             continue
@@ -576,7 +578,6 @@ async def catch_up(batch: DurableBatch, stage: str, partition: int) -> Epoch:
                 skipped.setdefault(record.key, []).append(record.offset)
                 continue
             fence = record.epoch
-            newest = max(newest, fence)
             writes[record.key] = record.value
         if skipped:
             names = [keys.REPAIR + key for key in skipped]
@@ -592,4 +593,3 @@ async def catch_up(batch: DurableBatch, stage: str, partition: int) -> Epoch:
             len(skipped),
         )
         state.apply(table, partition, writes, end - 1, fence)
-    return newest
