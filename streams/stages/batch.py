@@ -30,6 +30,7 @@ a partition restored elsewhere from its changelog has everything the old owner h
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -60,6 +61,7 @@ from streams.stages.store import (
     fenced_topics,
     mark_value,
     marked_offsets,
+    restore_rule,
     stage_of_topic,
 )
 
@@ -568,28 +570,18 @@ async def catch_up(batch: DurableBatch, stage: str, partition: int) -> None:
         end = batch._own.expected[(changelog, partition)]
         if end <= start:
             continue
-        fence = state.fence(table, partition)
-        writes: dict[bytes, bytes | None] = {}
-        skipped: dict[bytes, list[int]] = {}
-        for record in await log_.read(changelog, partition, start, end):
-            if record.key is None:
-                continue
-            if record.epoch < fence:  # a deposed owner's, after a newer one: marked
-                skipped.setdefault(record.key, []).append(record.offset)
-                continue
-            fence = record.epoch
-            writes[record.key] = record.value
-        if skipped:
-            names = [keys.REPAIR + key for key in skipped]
-            on_disk = state.get_many(table, partition, names)
-            for name, offsets, stored in zip(names, skipped.values(), on_disk, strict=True):
-                writes[name] = mark_value([*offsets, *marked_offsets(stored)])
+        records = await log_.read(changelog, partition, start, end)
+        writes, fence = restore_rule(
+            records,
+            state.fence(table, partition),
+            functools.partial(state.get_many, table, partition),
+        )
         log.info(
             "%s/%d: caught up with records that landed after the restore ended, up to offset "
             "%d (%d keys of a deposed owner marked)",
             changelog,
             partition,
             end - 1,
-            len(skipped),
+            sum(1 for key in writes if key.startswith(keys.REPAIR)),
         )
         state.apply(table, partition, writes, end - 1, fence)

@@ -119,6 +119,33 @@ def marked_offsets(value: bytes | None) -> list[int]:
     return [int(part) for part in value.split(b",") if part.isdigit()]
 
 
+def restore_rule(
+    records: Iterable[LogRecord],
+    fence: Epoch,
+    stored_marks: Callable[[list[bytes]], list[bytes | None]],
+) -> tuple[dict[bytes, bytes | None], Epoch]:
+    """The writes a restore makes of changelog records, and the fence they reach: a record of
+    an epoch lower than one applied before it is a deposed owner's, not applied; its key is
+    marked (`keys.REPAIR`) with its offset, merged with the marks already stored
+    (`stored_marks` reads them). streams/worker/recovery.py applies the same rule fetch by
+    fetch, in a loop of its own for speed."""
+    writes: dict[bytes, bytes | None] = {}
+    skipped: dict[bytes, list[int]] = {}
+    for record in records:
+        if record.key is None:
+            continue
+        if record.epoch < fence:
+            skipped.setdefault(record.key, []).append(record.offset)
+            continue
+        fence = record.epoch
+        writes[record.key] = record.value
+    if skipped:
+        names = [keys.REPAIR + key for key in skipped]
+        for name, offsets, stored in zip(names, skipped.values(), stored_marks(names), strict=True):
+            writes[name] = mark_value([*offsets, *marked_offsets(stored)])
+    return writes, fence
+
+
 def epoch_header(epoch: Epoch) -> Headers:
     return ((EPOCH_HEADER, f"{epoch[0]}.{epoch[1]}".encode()),)
 

@@ -28,7 +28,7 @@ from typing import Any
 from zlib import crc32
 
 from schemas import topics
-from streams.stages import commands, ingest, keys
+from streams.stages import commands, ingest
 from streams.stages.batch import DurableBatch, take_over
 from streams.stages.ingest import IngestStage
 from streams.stages.learners import LearnerStage
@@ -46,8 +46,7 @@ from streams.stages.store import (
     Pair,
     Record,
     TopicPartition,
-    mark_value,
-    marked_offsets,
+    restore_rule,
 )
 from streams.stages.tenants import TenantStage
 
@@ -295,19 +294,12 @@ class SimWorker:
         rows = self.state.partition(table, partition)
         changelog = TABLES[table][1]
         records = self.world.log.records(changelog, partition)
-        fence = rows.fence
-        writes: dict[bytes, bytes | None] = {}
-        for record in records[rows.offset + 1 :]:
-            if record.epoch < fence:
-                # marked in the state folder with the record's offset (streams/worker/
-                # recovery.py): a crash keeps it
-                mark = keys.REPAIR + (record.key or b"")
-                known = writes.get(mark, rows.rows.get(mark))
-                writes[mark] = mark_value([record.offset, *marked_offsets(known)])
-                continue
-            fence = record.epoch
-            assert record.key is not None
-            writes[record.key] = record.value
+        # the rule of streams/worker/recovery.py: a deposed owner's records are marked on disk
+        writes, fence = restore_rule(
+            records[rows.offset + 1 :],
+            rows.fence,
+            lambda names: [rows.rows.get(name) for name in names],
+        )
         rows.write(writes)
         rows.offset = len(records) - 1
         rows.fence = fence
