@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,9 +21,14 @@ from tests.integration.test_pipeline import counts_match
 pytestmark = pytest.mark.integration
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+# The current 12-month window began ten months ago, before the tests' 8-month cut-off, whatever
+# the day: a fixed cycle start (2025-12-01) made a new window begin on 2026-12-01, one that no
+# older_than deletion changes for 8 months, and the receipt rightly left it out.
+_MONTHS_BACK = NOW.year * 12 + NOW.month - 1 - 10
+CYCLE_START = date(_MONTHS_BACK // 12, _MONTHS_BACK % 12 + 1, 1)
 LICENSE = {
     "tenant_id": "acme",
-    "cycle_start": "2025-12-01",
+    "cycle_start": CYCLE_START.isoformat(),
     "window_months": 12,
     "learner_limit": 100,
 }
