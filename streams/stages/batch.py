@@ -56,6 +56,7 @@ from streams.stages.store import (
     OutputRepair,
     Pair,
     RecordTooLarge,
+    StillMember,
     TopicPartition,
     epoch_header,
     fenced_topics,
@@ -504,30 +505,42 @@ class _Raw:
 
 
 async def take_over(
-    batch: DurableBatch, stage: str, partitions: Sequence[int], generation: int
+    batch: DurableBatch,
+    stage: str,
+    partitions: Sequence[int],
+    generation: int,
+    still_member: StillMember,
 ) -> dict[int, Epoch]:
     """Own `partitions` of `stage` under new epochs, durable before anything else is written.
 
-    The counter comes from the partition's state (restored from its changelog) plus one; the
-    consumer group's generation breaks a tie with a deposed owner that read the same counter.
+    First everything that decides the epochs is read: the partitions' restored epochs and, for
+    the learner stage, what landed since the restore (`catch_up`). Then the group coordinator
+    is asked whether `generation` is still the group's and this process in it; if not, this
+    process was deposed meanwhile and takes nothing over (`Fenced`: its restore may have read
+    its successor's takeover, and counting on from it would outrank that successor). Each
+    epoch is the highest counter read plus one, with this generation: an owner of a later
+    generation reads after the coordinator's answer, so it reads this one's counter or more
+    and its generation breaks a tie. A counter read with a later generation than this one is
+    then an earlier life's of the group (deleted and made again: generations start at 1), and
+    counting on from it is what outranks that life's owners.
     """
-    table = keys.LEARNER_STATE if stage == "learner" else keys.TENANT_STATE
-    epochs: dict[int, Epoch] = {}
+    read: dict[int, int] = {}
     for partition in sorted(partitions):
-        restored = batch.get(table, partition, keys.EPOCH)
         # the lineage starts at the end offsets read now; the learner stage catches up to them
         await batch._own.start_at_end(stage, partition, batch._log)
-        stored = restored
         if stage == LEARNER:
             await catch_up(batch, stage, partition)
-            stored = batch.get(table, partition, keys.EPOCH)
-            if _generation(stored) >= generation:
-                # a successor's takeover (this process was deposed meanwhile): counting on
-                # from it would outrank it; a deposed owner's takeover is counted on from
-                stored = restored
-        counter = int(stored[0]) if isinstance(stored, list) and stored else 0
+        read[partition] = _highest_counter(batch, stage, partition)
+    if not await still_member(generation):
+        raise Fenced(
+            f"{stage} takeover of generation {generation}: the consumer group has moved on, "
+            "so this process was deposed meanwhile and takes nothing over"
+        )
+    epochs: dict[int, Epoch] = {}
+    for partition, counter in read.items():
         epoch = (counter + 1, generation)
         batch._own.claim(stage, partition, epoch)
+        table = keys.LEARNER_STATE if stage == LEARNER else keys.TENANT_STATE
         if stage == TENANT:
             # The tenant stage's lineage starts where its restore ended, not at the end offset
             # read now: a deposed owner's records that landed in between are in no local row,
@@ -546,9 +559,18 @@ async def take_over(
     return epochs
 
 
-def _generation(stored: Any) -> int:
-    """The generation of a stored epoch ([counter, generation]; -1 for none)."""
-    return int(stored[1]) if isinstance(stored, list) and len(stored) > 1 else -1
+def _highest_counter(batch: DurableBatch, stage: str, partition: int) -> int:
+    """The highest takeover counter a stage partition's local state has read from its
+    changelogs: its stored epoch ([counter, generation]) and the fence of each of its tables
+    (the highest epoch a restore or catch-up applied there)."""
+    counters = [
+        batch._state.fence(table, partition)[0] for table in TABLES if TABLES[table][0] == stage
+    ]
+    table = keys.LEARNER_STATE if stage == LEARNER else keys.TENANT_STATE
+    stored = batch.get(table, partition, keys.EPOCH)
+    if isinstance(stored, list) and stored:
+        counters.append(int(stored[0]))
+    return max(counters, default=0)
 
 
 async def catch_up(batch: DurableBatch, stage: str, partition: int) -> None:

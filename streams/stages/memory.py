@@ -193,3 +193,9 @@ class MemoryStore:
         """Own partitions without a takeover write (unit tests of a single handler)."""
         for partition in partitions:
             self.ownership.epochs[(stage, partition)] = epoch
+
+
+async def never_deposed(generation: int) -> bool:
+    """The group coordinator's answer for a process that is never deposed (unit tests): every
+    takeover's generation is the group's current one."""
+    return True

@@ -61,9 +61,18 @@ def json_size(item: Any) -> int:
 Epoch = tuple[int, int]
 """Who owns a stage partition: (takeover counter, consumer-group generation).
 
-The counter is stored in the partition's own state and grows by one at every takeover; the
-generation breaks the tie when two owners read the same counter (a deposed owner's takeover
-write landed after its successor restored). Epochs compare as tuples."""
+The counter is one more than the highest read from the partition's changelogs at the takeover;
+the generation breaks the tie when two owners read the same counter (a deposed owner's takeover
+write landed after its successor restored). Epochs compare as tuples. That order is right
+because a takeover writes its epoch only once the group coordinator confirmed its generation
+after everything it read (`StillMember`): an owner of a later generation reads after that, so it
+reads at least as high a counter."""
+
+StillMember = Callable[[int], Awaitable[bool]]
+"""Asked by a takeover after it has read its partitions' epochs: is this process still a member
+of the consumer group's `generation`? (The worker asks the group coordinator with a heartbeat,
+streams/worker/membership.py; the simulator its own group.) No means it was deposed: it must
+not write an epoch, which could outrank its successor's."""
 
 NO_EPOCH: Epoch = (0, 0)
 EPOCH_HEADER = "e"

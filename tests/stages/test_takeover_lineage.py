@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 
 from schemas import topics
 from streams.stages import keys
 from streams.stages.batch import DurableBatch, take_over
-from streams.stages.memory import MemoryState, MemoryStore
+from streams.stages.memory import MemoryState, MemoryStore, never_deposed
 from streams.stages.ownership import Ownership
-from streams.stages.store import LEARNER, TENANT, epoch_header
+from streams.stages.store import LEARNER, TENANT, Fenced, epoch_header
 from streams.stages.tenants import TenantStage
 
 CHANGELOG = topics.TENANT_STATE_CHANGELOG
@@ -47,7 +48,7 @@ def test_a_deposed_owners_records_between_restore_and_takeover_are_answered() ->
     zombie = [(b"pub/acme", orjson.dumps({**PUBLISHED, "windows": {"2025-01-01": [0, 2]}}))]
     store.log.append(CHANGELOG, 0, zombie, epoch_header((1, 1)))
     batch = store.batch()
-    asyncio.run(take_over(batch, TENANT, [0], generation=3))
+    asyncio.run(take_over(batch, TENANT, [0], generation=3, still_member=never_deposed))
     changelog = store.log.records(CHANGELOG, 0)
     last = [record for record in changelog if record.key == b"pub/acme"][-1]
     assert last.epoch == (2, 3), "the key the deposed owner wrote is written again"
@@ -58,7 +59,7 @@ def test_a_deposed_owners_records_between_restore_and_takeover_are_answered() ->
 def test_a_takeover_right_after_its_restore_rewrites_nothing() -> None:
     store = restored_owner()
     batch = store.batch()
-    asyncio.run(take_over(batch, TENANT, [0], generation=3))
+    asyncio.run(take_over(batch, TENANT, [0], generation=3, still_member=never_deposed))
     changelog = store.log.records(CHANGELOG, 0)
     assert [record.key for record in changelog[3:]] == [keys.EPOCH]
     assert store.ownership.zombies_repaired == 0
@@ -78,7 +79,7 @@ def test_a_window_only_a_deposed_owner_published_gets_a_tombstone() -> None:
         epoch_header((1, 1)),
     )
     batch = store.batch(TenantStage(1).repair_outputs)
-    asyncio.run(take_over(batch, TENANT, [0], generation=3))
+    asyncio.run(take_over(batch, TENANT, [0], generation=3, still_member=never_deposed))
     records = store.log.records(topics.ACTIVE_LEARNER_COUNTS, 0)
     assert [r.value for r in records if r.key == count_key][-1] is None
 
@@ -101,7 +102,7 @@ def test_a_learner_takeover_catches_up_with_records_that_landed_after_its_restor
     membership = (keys.membership("t", "l"), b'{"2026-01-01": [1.0, 1.0]}')
     store.log.append(topics.ATTEMPTS, 0, [attempt], epoch_header((1, 1)))
     store.log.append(topics.LEARNER_STATE_CHANGELOG, 0, [membership], epoch_header((1, 1)))
-    asyncio.run(take_over(store.batch(), LEARNER, [0], generation=3))
+    asyncio.run(take_over(store.batch(), LEARNER, [0], generation=3, still_member=never_deposed))
     state = store.state
     assert state.get_many(keys.ATTEMPTS, 0, [attempt[0]]) == [attempt[1]]
     assert state.get_many(keys.LEARNER_STATE, 0, [membership[0]]) == [membership[1]]
@@ -119,18 +120,18 @@ def test_a_learner_catch_up_marks_what_a_restore_would_skip() -> None:
     store.log.append(topics.LEARNER_STATE_CHANGELOG, 0, newer, epoch_header((2, 2)))
     late = (keys.membership("t", "l"), b'{"2026-01-01": [1.0, 1.0]}')
     first, _ = store.log.append(topics.LEARNER_STATE_CHANGELOG, 0, [late], epoch_header((1, 1)))
-    asyncio.run(take_over(store.batch(), LEARNER, [0], generation=3))
+    asyncio.run(take_over(store.batch(), LEARNER, [0], generation=3, still_member=never_deposed))
     assert store.state.get_many(keys.LEARNER_STATE, 0, [late[0]]) == [None]
     assert store.state.repairs(keys.LEARNER_STATE, 0) == {late[0]: [first]}
     epoch = [r for r in store.log.records(topics.LEARNER_STATE_CHANGELOG, 0) if r.key == keys.EPOCH]
     assert epoch[-1].epoch == (3, 3), "an earlier generation's takeover is counted on from"
 
 
-def test_a_deposed_takeover_that_catches_up_with_its_successor_stays_below_it() -> None:
+def test_a_deposed_takeover_that_catches_up_with_its_successor_takes_nothing_over() -> None:
     """Found by a review: a worker of generation 5 restored, was deposed without knowing it,
     and took over after its successor (generation 6) had. Counting on from the successor's
-    takeover record it caught up with, it took (3, 5) > (2, 6) and fenced the real owner. Its
-    counter is the restored one: (2, 5), a deposed owner's epoch the successor repairs."""
+    takeover record it caught up with, it took (3, 5) > (2, 6) and fenced the real owner. Now
+    the group coordinator's answer stops it: generation 5 is gone, nothing is written."""
     log = MemoryStore(partitions=1).log
     log.append(
         topics.LEARNER_STATE_CHANGELOG,
@@ -144,13 +145,24 @@ def test_a_deposed_takeover_that_catches_up_with_its_successor_stays_below_it() 
         state.apply(keys.LEARNER_STATE, 0, {keys.EPOCH: orjson.dumps([1, 1])}, 0, (1, 1))
         return state
 
+    async def group_at_6(generation: int) -> bool:
+        return generation == 6
+
     stale, owner = restored_copy(), restored_copy()
     owner_ownership = Ownership()
-    epochs = asyncio.run(take_over(DurableBatch(owner, log, owner_ownership), LEARNER, [0], 6))
+    epochs = asyncio.run(
+        take_over(DurableBatch(owner, log, owner_ownership), LEARNER, [0], 6, group_at_6)
+    )
     assert epochs == {0: (2, 6)}
-    stale_epochs = asyncio.run(take_over(DurableBatch(stale, log, Ownership()), LEARNER, [0], 5))
-    assert stale_epochs == {0: (2, 5)}
-    # the successor writes on, unfenced, and its record of the epoch is the last again
+    written = len(log.records(topics.LEARNER_STATE_CHANGELOG, 0))
+    stale_ownership = Ownership()
+    with pytest.raises(Fenced):
+        asyncio.run(
+            take_over(DurableBatch(stale, log, stale_ownership), LEARNER, [0], 5, group_at_6)
+        )
+    assert not stale_ownership.owns(LEARNER, 0)
+    assert len(log.records(topics.LEARNER_STATE_CHANGELOG, 0)) == written
+    # the successor writes on, unfenced, and its record of the epoch is the last
     batch = DurableBatch(owner, log, owner_ownership)
     batch.put(keys.LEARNER_STATE, 0, keys.membership("t", "l"), {"2026-01-01": [1.0, 1.0]})
     asyncio.run(batch.flush())
@@ -177,7 +189,7 @@ def test_records_landing_while_a_learner_takeover_reads_its_offsets_are_in_its_l
         return await end_offset(topic, partition)
 
     store.log.end_offset = landing_during_the_reads  # type: ignore[method-assign]
-    asyncio.run(take_over(store.batch(), LEARNER, [0], generation=3))
+    asyncio.run(take_over(store.batch(), LEARNER, [0], generation=3, still_member=never_deposed))
     rows = store.state.get_many(keys.LEARNER_STATE, 0, [membership[0]])
     changelog = store.log.records(topics.LEARNER_STATE_CHANGELOG, 0)
     last = [record.value for record in changelog if record.key == membership[0]][-1]

@@ -313,6 +313,9 @@ class World:
         # how a takeover's steps interleave with the world (its own stream: drawing from it
         # leaves the faults the seed draws as they were)
         self.takeover_rng = random.Random(f"takeover/{seed}")
+        # how long a restore takes (its own stream too): a deposed worker's slow restore can
+        # read what its successor wrote meanwhile
+        self.restore_rng = random.Random(f"restore/{seed}")
         self.partitions = partitions
         self.launch_partitions = launch_partitions
         self.clock_ms = int(start.timestamp() * 1000)
@@ -328,6 +331,7 @@ class World:
         self.deposed_work: Callable[[World, SimWorker], None] | None = None
         self.gave_up: list[str] = []  # events a stage gave up on: always a finding
         self.bugs: list[str] = []  # exceptions that escaped a unit of work
+        self.refused_takeovers = 0  # takeovers the group's answer stopped (a deposed worker's)
         self.trace: list[str] = []
 
     # -- time and topics --------------------------------------------------------------------------
@@ -681,10 +685,15 @@ class World:
         so a deposed owner's late records may land between a restore and either takeover, and
         either stage may take over first: both are drawn here."""
         parts = list(worker.app_parts)
+        generation = worker.view_generation
+        slow = self.restore_rng
         for table in TABLES:
+            if slow.random() < 0.1:
+                # a restore takes time (a large changelog, a slow disk): a worker deposed
+                # meanwhile goes on restoring, and may read its successor's takeover
+                await Wait("pause", self.step + slow.randrange(1, 40))
             for partition in parts:
                 worker.restore(table, partition)
-        generation = worker.view_generation
         draw = self.takeover_rng
         stages = [self._take_over_learner, self._take_over_tenant]
         if draw.random() < 0.3:
@@ -699,11 +708,32 @@ class World:
             return
         worker.ready = True
 
+    def member_check(self, worker: SimWorker) -> Callable[[int], Coroutine[Any, Any, bool]]:
+        """The group coordinator's answer to a takeover's heartbeat (streams/worker/
+        membership.py): a round trip, after which `generation` is the group's, or not."""
+
+        async def still_member(generation: int) -> bool:
+            await worker.log._round_trip()
+            current = (
+                worker.alive
+                and worker.name in self.app.members
+                and self.app.generation == generation
+            )
+            if not current:
+                self.refused_takeovers += 1
+                self.trace.append(
+                    f"  {worker.name}: takeover of generation {generation} refused "
+                    f"(the group is at {self.app.generation})"
+                )
+            return current
+
+        return still_member
+
     async def _take_over_learner(
         self, worker: SimWorker, parts: Sequence[int], generation: int
     ) -> None:
         batch = worker.batch()
-        epochs = await take_over(batch, LEARNER, parts, generation)
+        epochs = await take_over(batch, LEARNER, parts, generation, self.member_check(worker))
         await batch.repair_marked(LEARNER, parts)
         worker.learner.rebuild(batch, epochs)
         await worker.learner.hold_until_replayed(batch, worker.log, parts)
@@ -712,7 +742,7 @@ class World:
         self, worker: SimWorker, parts: Sequence[int], generation: int
     ) -> None:
         batch = worker.batch(tenant=True)
-        await take_over(batch, TENANT, parts, generation)
+        await take_over(batch, TENANT, parts, generation, self.member_check(worker))
         await batch.repair_marked(TENANT, parts)
         for partition in parts:
             await worker.tenant.take_over_outputs(batch, partition, self.now())

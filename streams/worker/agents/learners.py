@@ -17,7 +17,7 @@ from streams.stages.batch import take_over
 from streams.stages.learners import LearnerStage
 from streams.stages.store import LEARNER, Fenced
 from streams.worker.agents.loop import run_durably
-from streams.worker.app import app, kafka_log, ownership, settings
+from streams.worker.app import app, kafka_log, ownership, settings, still_member
 from streams.worker.channels import learner_commands
 from streams.worker.raw_fetch import fetch_raw
 from streams.worker.runtime import new_batch
@@ -38,7 +38,7 @@ stage = LearnerStage(settings.partitions, read_raw=_read_raw)
 
 @app.agent(learner_commands)
 async def learners(stream: StreamT) -> None:
-    await run_durably(stream, "learners", stage.handle_record, stage.give_up)
+    await run_durably(stream, "learners", stage.handle_record, stage.give_up, owner=LEARNER)
 
 
 # The stage topics of faust's consumer (licenses, deletions, groups, the internal commands).
@@ -77,7 +77,7 @@ async def take_over_learner_partitions() -> None:
     ownership.release(LEARNER)
     batch = new_batch()
     try:
-        epochs = await take_over(batch, LEARNER, assigned, app.consumer_generation_id)
+        epochs = await take_over(batch, LEARNER, assigned, app.consumer_generation_id, still_member)
         # keys whose last changelog record was a deposed owner's (skipped by the restore)
         await batch.repair_marked(LEARNER, assigned)
         stage.rebuild(batch, epochs)

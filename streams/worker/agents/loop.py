@@ -18,6 +18,7 @@ from faust.types import EventT, StreamT
 from streams.stages.batch import DurableBatch
 from streams.stages.loop import apply_events
 from streams.stages.store import Batch, Fenced, OutputRepair, Record
+from streams.worker.app import ownership
 from streams.worker.runtime import new_batch
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,29 @@ async def run_durably(
     repair_outputs: OutputRepair | None = None,
     handle_group: Callable[[DurableBatch, list[Record]], Awaitable[None]] | None = None,
     outputs_first: bool = True,
+    owner: str | None = None,
 ) -> None:
-    """Apply events group by group; ack a group only once it is durable."""
+    """Apply events group by group; ack a group only once it is durable.
+
+    `owner`: the stage whose partitions the events are (learner or tenant). Events of a
+    partition it does not own (its takeover was refused: this process was deposed, and the
+    rebalance that follows takes it over again) are left unacknowledged, as a `Fenced` flush
+    leaves them, for the partition's owner to apply."""
     async for events in stream.noack_take(max_events, within=WITHIN_S):  # type: ignore[attr-defined]
         records = [record_of(event) for event in events]
+        if owner is not None:
+            unowned = sorted(
+                {r.partition for r in records if not ownership.owns(owner, r.partition)}
+            )
+            if unowned:
+                log.warning(
+                    "%s: partitions %s are not owned here (a takeover refused or under way); "
+                    "%d events left to their owner",
+                    stage,
+                    unowned,
+                    len(events),
+                )
+                continue
         batch = new_batch(repair_outputs, outputs_first)
         try:
             if handle_group is not None:

@@ -16,7 +16,7 @@ from streams.stages.batch import take_over
 from streams.stages.store import TENANT, Fenced
 from streams.stages.tenants import TenantStage
 from streams.worker.agents.loop import run_durably
-from streams.worker.app import app, ownership, settings
+from streams.worker.app import app, ownership, settings, still_member
 from streams.worker.channels import tenant_commands
 from streams.worker.runtime import new_batch
 from streams.worker.tables import tenant_state
@@ -37,6 +37,7 @@ async def tenants(stream: StreamT) -> None:
         stage.give_up,
         repair_outputs=stage.repair_outputs,
         outputs_first=False,
+        owner=TENANT,
     )
 
 
@@ -47,7 +48,7 @@ async def take_over_tenant_partitions() -> None:
     ownership.release(TENANT)
     batch = new_batch(stage.repair_outputs, outputs_first=False)
     try:
-        await take_over(batch, TENANT, assigned, app.consumer_generation_id)
+        await take_over(batch, TENANT, assigned, app.consumer_generation_id, still_member)
         # keys whose last changelog record was a deposed owner's (skipped by the restore),
         # and what those records published
         await batch.repair_marked(TENANT, assigned)
