@@ -24,14 +24,17 @@ ANSWER_WAIT_S = 15.0  # the group's session timeout: no answer by then is no
 RETRY_FIRST_S = 0.2
 
 
-async def is_current(coordinator: Any, generation: int) -> bool:
+async def is_current(
+    coordinator: Any, generation: int, answer_wait_s: float = ANSWER_WAIT_S
+) -> bool:
     """Whether `coordinator` (aiokafka's GroupCoordinator of this process's consumer) is still
-    a member of `generation`, as the group coordinator answers a heartbeat of it now."""
+    a member of `generation`, as the group coordinator answers a heartbeat of it now. A
+    coordinator that cannot be reached or is moving is asked again for up to `answer_wait_s`."""
     if coordinator.generation != generation:
         return False  # the consumer already knows of a later generation
     request = HeartbeatRequest(coordinator.group_id, generation, coordinator.member_id)
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + ANSWER_WAIT_S
+    deadline = loop.time() + answer_wait_s
     delay = RETRY_FIRST_S
     while True:
         try:
