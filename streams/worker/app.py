@@ -7,13 +7,10 @@ and the HTTP side (streams/http/web.py) register themselves on it when they are 
 
 from __future__ import annotations
 
-from typing import Any
-
 import faust
 
 from streams.config.settings import Settings
 from streams.stages.ownership import Ownership
-from streams.worker.membership import is_current
 from streams.worker.state import KafkaLog
 
 settings = Settings.from_env()
@@ -74,11 +71,3 @@ kafka_log = KafkaLog(
 )
 # The stage partitions this worker owns and their epochs (streams/stages/batch.py).
 ownership = Ownership()
-
-
-async def still_member(generation: int) -> bool:
-    """Whether this worker is still a member of the consumer group's `generation` (asked by
-    a takeover before it writes its epochs; streams/worker/membership.py)."""
-    thread: Any = app.consumer._thread  # type: ignore[attr-defined]  # aiokafka runs in a thread of its own
-    coordinator = thread._ensure_consumer()._coordinator
-    return bool(await thread.call_thread(is_current, coordinator, generation))

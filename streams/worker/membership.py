@@ -38,9 +38,11 @@ async def is_current(
     delay = RETRY_FIRST_S
     while True:
         try:
-            await coordinator.ensure_coordinator_known()
-            response = await coordinator._send_req(request)
-        except kafka_errors.KafkaError as exc:
+            # aiokafka looks for a coordinator as long as it takes: bounded here
+            response = await asyncio.wait_for(
+                _ask(coordinator, request), max(deadline - loop.time(), 0.01)
+            )
+        except (kafka_errors.KafkaError, TimeoutError) as exc:
             error: type[BaseException] = type(exc)
         else:
             error = kafka_errors.for_code(response.error_code)
@@ -69,3 +71,8 @@ async def is_current(
             return False
         await asyncio.sleep(delay)
         delay = min(delay * 2, 2.0)
+
+
+async def _ask(coordinator: Any, request: HeartbeatRequest) -> Any:
+    await coordinator.ensure_coordinator_known()
+    return await coordinator._send_req(request)

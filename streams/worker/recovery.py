@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import rocksdict
@@ -48,7 +50,35 @@ log = logging.getLogger(__name__)
 FETCH_RECORDS = 20_000
 
 
+@dataclass(frozen=True)
+class Restored:
+    """What a recovery that ends restored: the consumer group's generation it ran for and each
+    table's partitions. The stages take over exactly these (streams/worker/takeovers.py), not
+    the consumer's assignment of the moment, which a later rebalance may already have changed
+    in faust's consumer thread while this recovery's callbacks run."""
+
+    generation: int
+    partitions: Mapping[str, tuple[int, ...]]  # table name -> its restored partitions
+
+
 class BulkRecovery(Recovery):
+    restored: Restored | None = None  # None: the recovery that ended was already superseded
+
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        # faust runs the tables' on_recover callbacks (the stages' takeovers) in here; what they
+        # may take over is decided first, with no await in between: a rebalance that the main
+        # thread has seen since this recovery began makes it nothing
+        self.restored = None
+        if generation_id == self._generation_id:
+            self.restored = Restored(
+                generation_id,
+                {
+                    table.name: tuple(sorted(tp.partition for tp in tps))
+                    for table, tps in self.actives_for_table.items()
+                },
+            )
+        await super().on_recovery_completed(generation_id)
+
     async def _build_offsets(self, consumer: Any, tps: Any, destination: Any, title: str) -> None:
         await super()._build_offsets(consumer, tps, destination, title)
         if title == "active" and tps:

@@ -29,9 +29,11 @@ class ScriptedCoordinator:
     asked: list[tuple[str, int, str]] = field(default_factory=list)
     dead: int = 0
     rejoin_requested: bool = False
+    known: bool = True  # False: no coordinator is ever found
 
     async def ensure_coordinator_known(self) -> None:
-        return None
+        while not self.known:
+            await asyncio.sleep(0.01)  # aiokafka looks on, as long as it takes
 
     async def _send_req(self, request: Any) -> Answer:
         self.asked.append((request._group, request._generation_id, request._member_id))
@@ -93,4 +95,20 @@ def test_no_answer_in_time_is_no_and_asks_to_rejoin() -> None:
     coordinator = ScriptedCoordinator([])  # the connection fails every time
     assert not ask(coordinator, wait_s=0.5)
     assert len(coordinator.asked) >= 2
+    assert coordinator.rejoin_requested
+
+
+def test_no_coordinator_found_is_no_within_the_wait() -> None:
+    """Found by a review: aiokafka looks for a coordinator without a bound, so the wait was
+    not one; each question is now bounded by what is left of it."""
+    coordinator = ScriptedCoordinator([kafka_errors.NoError.errno], known=False)
+    loop = asyncio.new_event_loop()
+    try:
+        started = loop.time()
+        answer = loop.run_until_complete(is_current(coordinator, 7, answer_wait_s=0.3))
+        took = loop.time() - started
+    finally:
+        loop.close()
+    assert not answer
+    assert took < 5.0, f"the question took {took:.1f}s"
     assert coordinator.rejoin_requested

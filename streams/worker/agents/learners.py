@@ -16,8 +16,9 @@ from streams.stages import commands, metrics
 from streams.stages.batch import take_over
 from streams.stages.learners import LearnerStage
 from streams.stages.store import LEARNER, Fenced
+from streams.worker import takeovers
 from streams.worker.agents.loop import run_durably
-from streams.worker.app import app, kafka_log, ownership, settings, still_member
+from streams.worker.app import app, kafka_log, ownership, settings
 from streams.worker.channels import learner_commands
 from streams.worker.raw_fetch import fetch_raw
 from streams.worker.runtime import new_batch
@@ -70,20 +71,42 @@ async def seek_fresh_partitions() -> None:
 
 @learner_state.on_recover
 async def take_over_learner_partitions() -> None:
-    """Own the assigned learner partitions under new epochs and rebuild their counters."""
-    topic = learner_commands.get_topic_name()
-    assigned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic)
+    """Own the restored learner partitions under new epochs and rebuild their counters (the
+    rules of streams/worker/takeovers.py)."""
+    plan = takeovers.restored(learner_state)
+    if plan is None:
+        log.info("learner takeover: a later rebalance has begun; its recovery takes over")
+        return
+    generation, assigned = plan
     stage.release()
     ownership.release(LEARNER)
     batch = new_batch()
     try:
-        epochs = await take_over(batch, LEARNER, assigned, app.consumer_generation_id, still_member)
+        epochs = await take_over(batch, LEARNER, assigned, generation, takeovers.still_member)
+        if takeovers.superseded(generation):
+            return
         # keys whose last changelog record was a deposed owner's (skipped by the restore)
         await batch.repair_marked(LEARNER, assigned)
+        if takeovers.superseded(generation):
+            return
         stage.rebuild(batch, epochs)
         await stage.hold_until_replayed(batch, kafka_log, assigned)
     except Fenced as exc:
         log.warning("learner takeover: %s", exc)
+        _give_up_takeover(generation)
+    except Exception:
+        log.exception(
+            "learner takeover of generation %d failed; asking for a rebalance", generation
+        )
+        _give_up_takeover(generation)
+        await takeovers.rejoin()
+
+
+def _give_up_takeover(generation: int) -> None:
+    """Own nothing of a takeover that failed, unless a later one may own it already."""
+    if not takeovers.superseded(generation):
+        stage.release()
+        ownership.release(LEARNER)
 
 
 @app.timer(interval=FLUSH_INTERVAL_S)

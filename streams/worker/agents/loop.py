@@ -64,32 +64,52 @@ async def run_durably(
     rebalance that follows takes it over again) are left unacknowledged, as a `Fenced` flush
     leaves them, for the partition's owner to apply."""
     async for events in stream.noack_take(max_events, within=WITHIN_S):  # type: ignore[attr-defined]
-        records = [record_of(event) for event in events]
-        if owner is not None:
-            unowned = sorted(
-                {r.partition for r in records if not ownership.owns(owner, r.partition)}
+        if await _apply_group(
+            events, stage, handle, give_up, repair_outputs, handle_group, outputs_first, owner
+        ):
+            for event in events:
+                await stream.ack(event)
+        # Left unacknowledged or acknowledged: no reference to the events is kept until the next
+        # group arrives. faust's revocation waits until every message it handed out is either
+        # acknowledged or garbage, and during a rebalance no next group arrives.
+        del events
+
+
+async def _apply_group(
+    events: list[EventT],
+    stage: str,
+    handle: Handler | None,
+    give_up: GiveUp | None,
+    repair_outputs: OutputRepair | None,
+    handle_group: Callable[[DurableBatch, list[Record]], Awaitable[None]] | None,
+    outputs_first: bool,
+    owner: str | None,
+) -> bool:
+    """Apply a group of events into one batch; True once it is durable, False when the events
+    are left to their partitions' owner."""
+    records = [record_of(event) for event in events]
+    if owner is not None:
+        unowned = sorted({r.partition for r in records if not ownership.owns(owner, r.partition)})
+        if unowned:
+            log.warning(
+                "%s: partitions %s are not owned here (a takeover refused or under way); "
+                "%d events left to their owner",
+                stage,
+                unowned,
+                len(events),
             )
-            if unowned:
-                log.warning(
-                    "%s: partitions %s are not owned here (a takeover refused or under way); "
-                    "%d events left to their owner",
-                    stage,
-                    unowned,
-                    len(events),
-                )
-                continue
-        batch = new_batch(repair_outputs, outputs_first)
-        try:
-            if handle_group is not None:
-                await handle_group(batch, records)
-            else:
-                assert handle is not None and give_up is not None
-                await apply_events(
-                    batch, records, handle, give_up, stage, describe=Record.position, pause=_pause
-                )
-        except Fenced as exc:
-            # Deposed: the events stay unacknowledged and their new owner applies them.
-            log.warning("%s: %s; %d events left to the new owner", stage, exc, len(events))
-            continue
-        for event in events:
-            await stream.ack(event)
+            return False
+    batch = new_batch(repair_outputs, outputs_first)
+    try:
+        if handle_group is not None:
+            await handle_group(batch, records)
+        else:
+            assert handle is not None and give_up is not None
+            await apply_events(
+                batch, records, handle, give_up, stage, describe=Record.position, pause=_pause
+            )
+    except Fenced as exc:
+        # Deposed: the events stay unacknowledged and their new owner applies them.
+        log.warning("%s: %s; %d events left to the new owner", stage, exc, len(events))
+        return False
+    return True

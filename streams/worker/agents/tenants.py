@@ -15,8 +15,9 @@ from streams.stages import commands
 from streams.stages.batch import take_over
 from streams.stages.store import TENANT, Fenced
 from streams.stages.tenants import TenantStage
+from streams.worker import takeovers
 from streams.worker.agents.loop import run_durably
-from streams.worker.app import app, ownership, settings, still_member
+from streams.worker.app import app, ownership, settings
 from streams.worker.channels import tenant_commands
 from streams.worker.runtime import new_batch
 from streams.worker.tables import tenant_state
@@ -43,20 +44,36 @@ async def tenants(stream: StreamT) -> None:
 
 @tenant_state.on_recover
 async def take_over_tenant_partitions() -> None:
-    topic = tenant_commands.get_topic_name()
-    assigned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic)
+    """Own the restored tenant partitions under new epochs and answer what deposed owners left
+    (the rules of streams/worker/takeovers.py)."""
+    plan = takeovers.restored(tenant_state)
+    if plan is None:
+        log.info("tenant takeover: a later rebalance has begun; its recovery takes over")
+        return
+    generation, assigned = plan
     ownership.release(TENANT)
     batch = new_batch(stage.repair_outputs, outputs_first=False)
     try:
-        await take_over(batch, TENANT, assigned, app.consumer_generation_id, still_member)
+        await take_over(batch, TENANT, assigned, generation, takeovers.still_member)
+        if takeovers.superseded(generation):
+            return
         # keys whose last changelog record was a deposed owner's (skipped by the restore),
         # and what those records published
         await batch.repair_marked(TENANT, assigned)
         now = datetime.now(UTC)
         for partition in assigned:
+            if takeovers.superseded(generation):
+                return
             await stage.take_over_outputs(batch, partition, now)
     except Fenced as exc:
         log.warning("tenant takeover: %s", exc)
+        if not takeovers.superseded(generation):
+            ownership.release(TENANT)
+    except Exception:
+        log.exception("tenant takeover of generation %d failed; asking for a rebalance", generation)
+        if not takeovers.superseded(generation):
+            ownership.release(TENANT)
+        await takeovers.rejoin()
 
 
 @app.timer(interval=TICK_INTERVAL_S)
