@@ -1,0 +1,84 @@
+"""The agents' loop leaves events of partitions it does not own unacknowledged, and keeps no
+reference to them (streams/worker/agents/loop.py).
+
+Found by a clean-clone CI run: a worker whose first takeover was refused (the group was
+rebalancing as a second worker joined) left its events unacknowledged, and the loop's variable
+held the last group of each agent while it waited for the next. faust's revocation waits until
+every message it handed out is acknowledged or garbage (`Consumer.wait_empty`), and during a
+rebalance no next group arrives: the worker hung in the rebalance for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from streams.stages.store import LEARNER
+from streams.worker.agents.loop import run_durably
+from streams.worker.app import ownership
+
+
+@dataclass
+class Message:
+    partition: int
+    offset: int
+    key: bytes | None = b"k"
+    value: bytes | None = b"{}"
+    topic: str = "learner-commands"
+    timestamp: float = 0.0
+
+
+class Event:
+    def __init__(self, message: Message) -> None:
+        self.message = message
+
+
+class RebalancingStream:
+    """One group of events, then nothing more (a rebalance paused the partitions), like faust's
+    `noack_take`: it drops its own buffer once the group was taken."""
+
+    def __init__(self, events: list[Event]) -> None:
+        self._events = events
+        self.acked: list[Event] = []
+        self.waiting = asyncio.Event()
+
+    async def noack_take(self, max_events: int, within: float) -> AsyncIterator[list[Event]]:
+        buffer, self._events = self._events, []
+        try:
+            yield list(buffer)
+        finally:
+            buffer.clear()
+        self.waiting.set()
+        await asyncio.Event().wait()  # no next group during the rebalance
+
+    async def ack(self, event: Event) -> None:
+        self.acked.append(event)
+
+
+def test_events_of_unowned_partitions_are_left_unacknowledged_and_unreferenced() -> None:
+    ownership.release(LEARNER)  # a refused takeover: nothing owned
+    events = [Event(Message(partition, 1)) for partition in range(3)]
+    refs = [weakref.ref(event) for event in events]
+    stream = RebalancingStream(events)
+    del events
+
+    async def scenario() -> None:
+        loop = asyncio.create_task(
+            run_durably(stream, "learners", _never, _never, owner=LEARNER)  # type: ignore[arg-type]
+        )
+        await asyncio.wait_for(stream.waiting.wait(), 5)
+        gc.collect()
+        alive = [ref() for ref in refs if ref() is not None]
+        loop.cancel()
+        assert not alive, f"{len(alive)} unacknowledged events are still referenced"
+
+    asyncio.run(scenario())
+    assert stream.acked == []
+
+
+async def _never(*args: Any) -> None:
+    raise AssertionError("an event of a partition this worker does not own was applied")
