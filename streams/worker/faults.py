@@ -1,5 +1,6 @@
-"""Crash points for the fault tests: `ACTIVE_LEARNERS_CRASH_AT=<point>:<n>[:deletion]` kills
-the worker.
+"""Faults for the fault tests: `ACTIVE_LEARNERS_CRASH_AT=<point>:<n>[:deletion]` kills the
+worker; `ACTIVE_LEARNERS_REFUSE_TAKEOVERS=<n>` makes the group coordinator's answer to the first
+n takeovers a no, as a deposed worker hears it (streams/worker/takeovers.py).
 
 The worker sends itself SIGKILL (no shutdown, no flush, no commit) the n-th time a state flush
 that writes attempt records (with `:deletion`, only a chunk of a physical deletion) reaches
@@ -41,3 +42,15 @@ def reached(point: str, label: str = "") -> None:
     _seen[point] = _seen.get(point, 0) + 1
     if _seen[point] >= _plan[1]:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+_refusals_left = int(os.environ.get("ACTIVE_LEARNERS_REFUSE_TAKEOVERS", "0").strip() or "0")
+
+
+def refuse_takeover() -> bool:
+    """Whether this takeover hears no whatever the coordinator says (the next of the n)."""
+    global _refusals_left
+    if _refusals_left <= 0:
+        return False
+    _refusals_left -= 1
+    return True

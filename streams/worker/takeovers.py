@@ -11,9 +11,10 @@ hold a later generation and its assignment. So a takeover (streams/stages/batch.
   streams/worker/membership.py), and counts a later rebalance seen by this process as a no;
 - stops between its steps once a later rebalance has begun (`superseded`): a stale takeover
   must not act after a newer takeover of the same process claimed the partitions;
-- after a failure, gives up its partitions only while no later rebalance has begun, and after
-  a failure other than being deposed asks the group to rebalance (`rejoin`), so that its
-  partitions are taken over again rather than left unowned while the worker goes on.
+- after a failure, gives up its partitions only while no later rebalance has begun, and then
+  asks the group to rebalance (`rejoin`): a deposed worker's consumer would rejoin by itself
+  at its next heartbeat, but any other failure would leave the partitions unowned while the
+  worker goes on; the rebalance runs the next takeover.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from faust.types import CollectionT
 
+from streams.worker import faults
 from streams.worker.app import app
 from streams.worker.membership import is_current
 
@@ -57,6 +59,11 @@ async def still_member(generation: int) -> bool:
     coordinator's answer to a heartbeat of it), with no later rebalance begun here."""
     thread, coordinator = _coordinator_thread()
     answer = bool(await thread.call_thread(is_current, coordinator, generation))
+    if faults.refuse_takeover():
+        log.warning(
+            "takeover of generation %d: refused by ACTIVE_LEARNERS_REFUSE_TAKEOVERS", generation
+        )
+        answer = False
     return answer and not superseded(generation)
 
 

@@ -1,11 +1,11 @@
-"""The agents' loop leaves events of partitions it does not own unacknowledged, and keeps no
-reference to them (streams/worker/agents/loop.py).
+"""The agents' loop leaves events of partitions it does not own unacknowledged and not waited
+for (streams/worker/agents/loop.py).
 
 Found by a clean-clone CI run: a worker whose first takeover was refused (the group was
-rebalancing as a second worker joined) left its events unacknowledged, and the loop's variable
-held the last group of each agent while it waited for the next. faust's revocation waits until
-every message it handed out is acknowledged or garbage (`Consumer.wait_empty`), and during a
-rebalance no next group arrives: the worker hung in the rebalance for good.
+rebalancing as a second worker joined) left its events unacknowledged. faust's revocation
+waits until every message it handed out is acknowledged or garbage (`Consumer.wait_empty`);
+the loop's variable held the last group of each agent, and faust's stream holds the last event
+it handed out, while no next one comes during a rebalance: the worker hung for good.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from streams.worker.agents.loop import run_durably
 from streams.worker.app import ownership
 
 
-@dataclass
+@dataclass(eq=False)
 class Message:
     partition: int
     offset: int
@@ -37,6 +37,16 @@ class Event:
         self.message = message
 
 
+class Consumer:
+    def __init__(self) -> None:
+        self._unacked_messages: weakref.WeakSet[Message] = weakref.WeakSet()
+
+
+class App:
+    def __init__(self) -> None:
+        self.consumer = Consumer()
+
+
 class RebalancingStream:
     """One group of events, then nothing more (a rebalance paused the partitions), like faust's
     `noack_take`: it drops its own buffer once the group was taken."""
@@ -45,6 +55,10 @@ class RebalancingStream:
         self._events = events
         self.acked: list[Event] = []
         self.waiting = asyncio.Event()
+        self.app = App()
+        self.last_handed_out = events[-1]  # as faust's stream keeps it
+        for event in events:
+            self.app.consumer._unacked_messages.add(event.message)
 
     async def noack_take(self, max_events: int, within: float) -> AsyncIterator[list[Event]]:
         buffer, self._events = self._events, []
@@ -59,7 +73,7 @@ class RebalancingStream:
         self.acked.append(event)
 
 
-def test_events_of_unowned_partitions_are_left_unacknowledged_and_unreferenced() -> None:
+def test_events_of_unowned_partitions_are_left_unacknowledged_and_not_waited_for() -> None:
     ownership.release(LEARNER)  # a refused takeover: nothing owned
     events = [Event(Message(partition, 1)) for partition in range(3)]
     refs = [weakref.ref(event) for event in events]
@@ -73,8 +87,10 @@ def test_events_of_unowned_partitions_are_left_unacknowledged_and_unreferenced()
         await asyncio.wait_for(stream.waiting.wait(), 5)
         gc.collect()
         alive = [ref() for ref in refs if ref() is not None]
+        waited_for = list(stream.app.consumer._unacked_messages)
         loop.cancel()
-        assert not alive, f"{len(alive)} unacknowledged events are still referenced"
+        assert alive == [stream.last_handed_out], "the loop keeps no event itself"
+        assert not waited_for, f"faust's revocation would wait for {len(waited_for)} messages"
 
     asyncio.run(scenario())
     assert stream.acked == []

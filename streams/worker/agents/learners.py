@@ -93,20 +93,19 @@ async def take_over_learner_partitions() -> None:
         await stage.hold_until_replayed(batch, kafka_log, assigned)
     except Fenced as exc:
         log.warning("learner takeover: %s", exc)
-        _give_up_takeover(generation)
+        await _give_up_takeover(generation)
     except Exception:
-        log.exception(
-            "learner takeover of generation %d failed; asking for a rebalance", generation
-        )
-        _give_up_takeover(generation)
-        await takeovers.rejoin()
+        log.exception("learner takeover of generation %d failed", generation)
+        await _give_up_takeover(generation)
 
 
-def _give_up_takeover(generation: int) -> None:
-    """Own nothing of a takeover that failed, unless a later one may own it already."""
+async def _give_up_takeover(generation: int) -> None:
+    """Own nothing of a takeover that failed and ask for a rebalance, unless a later one may
+    own the partitions already."""
     if not takeovers.superseded(generation):
         stage.release()
         ownership.release(LEARNER)
+        await takeovers.rejoin()
 
 
 @app.timer(interval=FLUSH_INTERVAL_S)

@@ -67,12 +67,17 @@ async def take_over_tenant_partitions() -> None:
             await stage.take_over_outputs(batch, partition, now)
     except Fenced as exc:
         log.warning("tenant takeover: %s", exc)
-        if not takeovers.superseded(generation):
-            ownership.release(TENANT)
+        await _give_up_takeover(generation)
     except Exception:
-        log.exception("tenant takeover of generation %d failed; asking for a rebalance", generation)
-        if not takeovers.superseded(generation):
-            ownership.release(TENANT)
+        log.exception("tenant takeover of generation %d failed", generation)
+        await _give_up_takeover(generation)
+
+
+async def _give_up_takeover(generation: int) -> None:
+    """Own nothing of a takeover that failed and ask for a rebalance, unless a later one may
+    own the partitions already."""
+    if not takeovers.superseded(generation):
+        ownership.release(TENANT)
         await takeovers.rejoin()
 
 
