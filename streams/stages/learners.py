@@ -358,7 +358,8 @@ class LearnerStage:
     def hold_until(self, partition: int, end_offset: int) -> None:
         """Report partition `partition` only once the command before `end_offset` is applied."""
         if end_offset > self.applied.get(partition, -1) + 1:
-            self.catch_up[partition] = end_offset
+            # never lowered: a superseded takeover's hold must not shorten a newer one's
+            self.catch_up[partition] = max(end_offset, self.catch_up.get(partition, 0))
 
     async def hold_until_replayed(self, batch: Batch, log_: Log, partitions: Sequence[int]) -> None:
         """After a takeover: hold the partitions' reports until their backlog is applied.

@@ -19,6 +19,7 @@ hold a later generation and its assignment. So a takeover (streams/stages/batch.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -67,11 +68,34 @@ async def still_member(generation: int) -> bool:
     return answer and not superseded(generation)
 
 
-async def rejoin() -> None:
-    """Ask the consumer group to rebalance (aiokafka rejoins at its next poll of the group)."""
+async def rejoin(stage: str, failed: bool = False) -> None:
+    """Ask the consumer group to rebalance (aiokafka rejoins at its next poll of the group).
+
+    After a takeover that failed for another reason than being deposed (`failed`), the rejoin
+    waits longer each time in a row (2, 4, ... 60 s): a failure that repeats would otherwise
+    make the whole group rebalance in a loop."""
+    if failed:
+        _failures[stage] = _failures.get(stage, 0) + 1
+        wait_s = min(2.0 ** _failures[stage], MAX_BACKOFF_S)
+        log.warning(
+            "%s takeover failed %d times in a row; asking for a rebalance in %.0f s",
+            stage,
+            _failures[stage],
+            wait_s,
+        )
+        await asyncio.sleep(wait_s)
     thread, coordinator = _coordinator_thread()
 
     async def request() -> None:
         coordinator.request_rejoin()
 
     await thread.call_thread(request)
+
+
+def succeeded(stage: str) -> None:
+    """A takeover of `stage` completed: the next failure waits least again."""
+    _failures.pop(stage, None)
+
+
+MAX_BACKOFF_S = 60.0
+_failures: dict[str, int] = {}

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from streams.stages.store import LEARNER
+from streams.stages.store import LEARNER, Fenced
 from streams.worker.agents.loop import run_durably
 from streams.worker.app import ownership
 
@@ -98,3 +98,38 @@ def test_events_of_unowned_partitions_are_left_unacknowledged_and_not_waited_for
 
 async def _never(*args: Any) -> None:
     raise AssertionError("an event of a partition this worker does not own was applied")
+
+
+def test_a_fenced_group_is_left_and_the_stage_gives_its_partitions_up() -> None:
+    """A flush that finds this process deposed: the group is left to the new owner, and the
+    stage gives up every partition (faust would commit an acknowledged offset past a single
+    unacknowledged one, so later events of the partition must be left too)."""
+    events = [Event(Message(partition, 5)) for partition in range(2)]
+    stream = RebalancingStream(events)
+    gave_up: list[bool] = []
+
+    async def deposed(*args: Any) -> None:
+        raise Fenced("an owner with a newer epoch wrote after this one")
+
+    async def give_up_partitions() -> None:
+        gave_up.append(True)
+
+    async def scenario() -> None:
+        loop = asyncio.create_task(
+            run_durably(
+                stream,  # type: ignore[arg-type]
+                "ingest-licenses",
+                deposed,
+                _never,  # type: ignore[arg-type]
+                on_fenced=give_up_partitions,
+            )
+        )
+        await asyncio.wait_for(stream.waiting.wait(), 5)
+        await asyncio.sleep(0)
+        waited_for = list(stream.app.consumer._unacked_messages)
+        loop.cancel()
+        assert not waited_for
+
+    asyncio.run(scenario())
+    assert stream.acked == []
+    assert gave_up == [True]

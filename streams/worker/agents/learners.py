@@ -39,7 +39,14 @@ stage = LearnerStage(settings.partitions, read_raw=_read_raw)
 
 @app.agent(learner_commands)
 async def learners(stream: StreamT) -> None:
-    await run_durably(stream, "learners", stage.handle_record, stage.give_up, owner=LEARNER)
+    await run_durably(
+        stream,
+        "learners",
+        stage.handle_record,
+        stage.give_up,
+        owner=LEARNER,
+        on_fenced=give_up_partitions,
+    )
 
 
 # The stage topics of faust's consumer (licenses, deletions, groups, the internal commands).
@@ -91,21 +98,23 @@ async def take_over_learner_partitions() -> None:
             return
         stage.rebuild(batch, epochs)
         await stage.hold_until_replayed(batch, kafka_log, assigned)
+        takeovers.succeeded(LEARNER)
     except Fenced as exc:
         log.warning("learner takeover: %s", exc)
-        await _give_up_takeover(generation)
+        if not takeovers.superseded(generation):
+            await give_up_partitions()
     except Exception:
         log.exception("learner takeover of generation %d failed", generation)
-        await _give_up_takeover(generation)
+        if not takeovers.superseded(generation):
+            await give_up_partitions(failed=True)
 
 
-async def _give_up_takeover(generation: int) -> None:
-    """Own nothing of a takeover that failed and ask for a rebalance, unless a later one may
-    own the partitions already."""
-    if not takeovers.superseded(generation):
-        stage.release()
-        ownership.release(LEARNER)
-        await takeovers.rejoin()
+async def give_up_partitions(failed: bool = False) -> None:
+    """Own no learner partition and ask for a rebalance: this process was deposed (`Fenced`)
+    or could not take over; the rebalance's takeover owns them again."""
+    stage.release()
+    ownership.release(LEARNER)
+    await takeovers.rejoin(LEARNER, failed)
 
 
 @app.timer(interval=FLUSH_INTERVAL_S)
@@ -116,7 +125,12 @@ async def flush_partial_counts() -> None:
     batch = new_batch()
     for partition, command in partials:
         batch.emit(topics.TENANT_COMMANDS, b"partials", command, partition)
-    await batch.flush()
+    try:
+        await batch.flush()
+    except Fenced as exc:
+        # a rebalance while the flush waited for Kafka: the next owner's timer sends it again
+        log.warning("%s: %s", "flush_partial_counts", exc)
+        return
     metrics.partials_total.inc(len(partials))
 
 
@@ -129,4 +143,9 @@ async def check_learner_lineage() -> None:
     batch = new_batch()
     for partition in owned:
         batch.emit(topics.LEARNER_COMMANDS, b"check", commands.encode(commands.Check()), partition)
-    await batch.flush()
+    try:
+        await batch.flush()
+    except Fenced as exc:
+        # a rebalance while the flush waited for Kafka: the next owner's timer sends it again
+        log.warning("%s: %s", "check_learner_lineage", exc)
+        return

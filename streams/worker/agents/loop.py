@@ -56,22 +56,31 @@ async def run_durably(
     handle_group: Callable[[DurableBatch, list[Record]], Awaitable[None]] | None = None,
     outputs_first: bool = True,
     owner: str | None = None,
+    on_fenced: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Apply events group by group; ack a group only once it is durable.
+
+    `on_fenced`: what the stage does when a flush finds it was deposed. The owning stages give
+    all their partitions up and ask for a rebalance: faust commits an acknowledged offset past
+    a single unacknowledged one before it, so later events of a fenced partition must be left
+    too, until the rebalance's takeover.
 
     `owner`: the stage whose partitions the events are (learner or tenant). Events of a
     partition it does not own (its takeover was refused: this process was deposed, and the
     rebalance that follows takes it over again) are left unacknowledged, as a `Fenced` flush
     leaves them, for the partition's owner to apply."""
     async for events in stream.noack_take(max_events, within=WITHIN_S):  # type: ignore[attr-defined]
-        if await _apply_group(
+        applied = await _apply_group(
             events, stage, handle, give_up, repair_outputs, handle_group, outputs_first, owner
-        ):
+        )
+        if applied:
             for event in events:
                 await stream.ack(event)
         else:
             leave_unacknowledged(stream, events)
         del events
+        if applied is None and on_fenced is not None:
+            await on_fenced()
 
 
 def leave_unacknowledged(stream: StreamT, events: list[EventT]) -> None:
@@ -98,9 +107,9 @@ async def _apply_group(
     handle_group: Callable[[DurableBatch, list[Record]], Awaitable[None]] | None,
     outputs_first: bool,
     owner: str | None,
-) -> bool:
+) -> bool | None:
     """Apply a group of events into one batch; True once it is durable, False when the events
-    are left to their partitions' owner."""
+    are left to their partitions' owner, None when a flush found this process deposed."""
     records = [record_of(event) for event in events]
     if owner is not None:
         unowned = sorted({r.partition for r in records if not ownership.owns(owner, r.partition)})
@@ -125,5 +134,5 @@ async def _apply_group(
     except Fenced as exc:
         # Deposed: the events stay unacknowledged and their new owner applies them.
         log.warning("%s: %s; %d events left to the new owner", stage, exc, len(events))
-        return False
+        return None
     return True

@@ -39,6 +39,7 @@ async def tenants(stream: StreamT) -> None:
         repair_outputs=stage.repair_outputs,
         outputs_first=False,
         owner=TENANT,
+        on_fenced=give_up_partitions,
     )
 
 
@@ -65,20 +66,22 @@ async def take_over_tenant_partitions() -> None:
             if takeovers.superseded(generation):
                 return
             await stage.take_over_outputs(batch, partition, now)
+        takeovers.succeeded(TENANT)
     except Fenced as exc:
         log.warning("tenant takeover: %s", exc)
-        await _give_up_takeover(generation)
+        if not takeovers.superseded(generation):
+            await give_up_partitions()
     except Exception:
         log.exception("tenant takeover of generation %d failed", generation)
-        await _give_up_takeover(generation)
+        if not takeovers.superseded(generation):
+            await give_up_partitions(failed=True)
 
 
-async def _give_up_takeover(generation: int) -> None:
-    """Own nothing of a takeover that failed and ask for a rebalance, unless a later one may
-    own the partitions already."""
-    if not takeovers.superseded(generation):
-        ownership.release(TENANT)
-        await takeovers.rejoin()
+async def give_up_partitions(failed: bool = False) -> None:
+    """Own no tenant partition and ask for a rebalance: this process was deposed (`Fenced`)
+    or could not take over; the rebalance's takeover owns them again."""
+    ownership.release(TENANT)
+    await takeovers.rejoin(TENANT, failed)
 
 
 @app.timer(interval=TICK_INTERVAL_S)
@@ -92,4 +95,9 @@ async def tick_new_windows() -> None:
     batch = new_batch()
     for partition in owned:
         batch.emit(topics.TENANT_COMMANDS, b"tick", command, partition)
-    await batch.flush()
+    try:
+        await batch.flush()
+    except Fenced as exc:
+        # a rebalance while the flush waited for Kafka: the next owner's timer sends it again
+        log.warning("%s: %s", "tick_new_windows", exc)
+        return
