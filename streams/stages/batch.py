@@ -524,6 +524,7 @@ async def take_over(
     then an earlier life's of the group (deleted and made again: generations start at 1), and
     counting on from it is what outranks that life's owners.
     """
+    table = keys.LEARNER_STATE if stage == LEARNER else keys.TENANT_STATE
     read: dict[int, int] = {}
     for partition in sorted(partitions):
         # the lineage starts at the end offsets read now; the learner stage catches up to them
@@ -540,7 +541,6 @@ async def take_over(
     for partition, counter in read.items():
         epoch = (counter + 1, generation)
         batch._own.claim(stage, partition, epoch)
-        table = keys.LEARNER_STATE if stage == LEARNER else keys.TENANT_STATE
         if stage == TENANT:
             # The tenant stage's lineage starts where its restore ended, not at the end offset
             # read now: a deposed owner's records that landed in between are in no local row,

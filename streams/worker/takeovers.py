@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faust.types import CollectionT
 
+from streams.stages.store import Fenced
 from streams.worker import faults
 from streams.worker.app import app
 from streams.worker.membership import is_current
@@ -68,6 +70,37 @@ async def still_member(generation: int) -> bool:
     return answer and not superseded(generation)
 
 
+async def run(
+    stage: str,
+    generation: int,
+    steps: Callable[[], Awaitable[None]],
+    release: Callable[[], None],
+) -> None:
+    """Run a takeover's `steps`; after a failure give the stage's partitions up and ask for a
+    rebalance (`give_up`), unless a later takeover may own them already."""
+    try:
+        await steps()
+    except Fenced as exc:
+        log.warning("%s takeover: %s", stage, exc)
+        failed = False
+    except Exception:
+        log.exception("%s takeover of generation %d failed", stage, generation)
+        failed = True
+    else:
+        if not superseded(generation):
+            _failures.pop(stage, None)  # the next failure waits least again
+        return
+    if not superseded(generation):
+        await give_up(stage, release, failed)
+
+
+async def give_up(stage: str, release: Callable[[], None], failed: bool = False) -> None:
+    """Own no partition of `stage` (`release`) and ask for a rebalance: this process was
+    deposed (`Fenced`) or could not take over; the rebalance's takeover owns them again."""
+    release()
+    await rejoin(stage, failed)
+
+
 async def rejoin(stage: str, failed: bool = False) -> None:
     """Ask the consumer group to rebalance (aiokafka rejoins at its next poll of the group).
 
@@ -92,10 +125,5 @@ async def rejoin(stage: str, failed: bool = False) -> None:
     await thread.call_thread(request)
 
 
-def succeeded(stage: str) -> None:
-    """A takeover of `stage` completed: the next failure waits least again."""
-    _failures.pop(stage, None)
-
-
 MAX_BACKOFF_S = 60.0
-_failures: dict[str, int] = {}
+_failures: dict[str, int] = {}  # stage -> takeovers failed in a row

@@ -78,6 +78,11 @@ def restored(log: MemoryLog) -> MemoryState:
     return state
 
 
+def take_over_tenant(batch: DurableBatch, generation: int) -> None:
+    """Tenant partition 0 taken over by a process the group never deposes."""
+    asyncio.run(take_over(batch, TENANT, [0], generation=generation, still_member=never_deposed))
+
+
 def last_value(log: MemoryLog, topic: str, key: bytes) -> bytes | None:
     return [record.value for record in log.records(topic, 0) if record.key == key][-1]
 
@@ -86,15 +91,7 @@ def test_a_crash_between_a_flush_and_its_repair_leaves_marks_the_next_takeover_a
     log = DyingLog()
     state = restored(log)
     ownership = Ownership()
-    asyncio.run(
-        take_over(
-            tenant_batch(state, log, ownership),
-            TENANT,
-            [0],
-            generation=3,
-            still_member=never_deposed,
-        )
-    )
+    take_over_tenant(tenant_batch(state, log, ownership), generation=3)
     # the deposed owner (1, 1) published a window this owner does not have, and wrote its
     # record of it after this owner's takeover
     log.append(COUNTS, 0, [(THEIR_COUNT, b'{"active_learners": 0}')], epoch_header((1, 1)))
@@ -112,7 +109,7 @@ def test_a_crash_between_a_flush_and_its_repair_leaves_marks_the_next_takeover_a
 
     # the process starts again on the same state folder
     batch = tenant_batch(state, log, Ownership())
-    asyncio.run(take_over(batch, TENANT, [0], generation=4, still_member=never_deposed))
+    take_over_tenant(batch, generation=4)
     asyncio.run(batch.repair_marked(TENANT, [0]))
     assert orjson.loads(last_value(log, CHANGELOG, b"pub/acme") or b"") == PUBLISHED
     assert last_value(log, COUNTS, THEIR_COUNT) is None, "the window only they had is gone"
@@ -123,15 +120,7 @@ def test_a_flush_that_repairs_at_once_leaves_no_mark() -> None:
     log = DyingLog()
     state = restored(log)
     ownership = Ownership()
-    asyncio.run(
-        take_over(
-            tenant_batch(state, log, ownership),
-            TENANT,
-            [0],
-            generation=3,
-            still_member=never_deposed,
-        )
-    )
+    take_over_tenant(tenant_batch(state, log, ownership), generation=3)
     log.append(CHANGELOG, 0, [(b"pub/acme", orjson.dumps(THEIRS))], epoch_header((1, 1)))
     batch = tenant_batch(state, log, ownership)
     batch.put(keys.TENANT_STATE, 0, b"parts/acme", {"0": 3})
@@ -153,7 +142,7 @@ def test_a_record_a_restore_skipped_has_what_it_published_answered() -> None:
         keys.TENANT_STATE, 0, {keys.REPAIR + b"pub/acme": mark_value([first])}, first, (2, 2)
     )
     batch = tenant_batch(state, log, Ownership())
-    asyncio.run(take_over(batch, TENANT, [0], generation=3, still_member=never_deposed))
+    take_over_tenant(batch, generation=3)
     asyncio.run(batch.repair_marked(TENANT, [0]))
     assert last_value(log, COUNTS, THEIR_COUNT) is None
     assert orjson.loads(last_value(log, CHANGELOG, b"pub/acme") or b"") == PUBLISHED
@@ -167,7 +156,7 @@ def test_a_mark_of_an_older_version_still_has_its_key_written_again() -> None:
     state.apply(keys.TENANT_STATE, 0, {keys.REPAIR + b"pub/acme": b""}, 3, (2, 2))
     assert state.repairs(keys.TENANT_STATE, 0) == {b"pub/acme": []}
     batch = tenant_batch(state, log, Ownership())
-    asyncio.run(take_over(batch, TENANT, [0], generation=3, still_member=never_deposed))
+    take_over_tenant(batch, generation=3)
     asyncio.run(batch.repair_marked(TENANT, [0]))
     assert orjson.loads(last_value(log, CHANGELOG, b"pub/acme") or b"") == PUBLISHED
     assert state.repairs(keys.TENANT_STATE, 0) == {}
@@ -196,7 +185,7 @@ def test_a_takeover_flush_that_meets_a_restores_mark_keeps_it_for_the_repair(
     if second_zombie:  # B, deposed in turn, writes pub/acme after C's restore ended
         log.append(CHANGELOG, 0, [(b"pub/acme", orjson.dumps(PUBLISHED))], epoch_header((2, 2)))
     batch = tenant_batch(state, log, Ownership())
-    asyncio.run(take_over(batch, TENANT, [0], generation=3, still_member=never_deposed))
+    take_over_tenant(batch, generation=3)
     assert first in state.repairs(keys.TENANT_STATE, 0)[b"pub/acme"]
     asyncio.run(batch.repair_marked(TENANT, [0]))
     assert state.repairs(keys.TENANT_STATE, 0) == {}
@@ -209,15 +198,7 @@ def test_marks_found_by_the_periodic_lineage_check_are_on_disk_before_their_repa
     log = MemoryLog(partitions=1)
     state = restored(log)
     ownership = Ownership()
-    asyncio.run(
-        take_over(
-            tenant_batch(state, log, ownership),
-            TENANT,
-            [0],
-            generation=3,
-            still_member=never_deposed,
-        )
-    )
+    take_over_tenant(tenant_batch(state, log, ownership), generation=3)
     first, _ = log.append(CHANGELOG, 0, [(b"pub/acme", orjson.dumps(THEIRS))], epoch_header((1, 1)))
 
     def failing_answer(*_: object) -> None:

@@ -85,10 +85,10 @@ async def take_over_learner_partitions() -> None:
         log.info("learner takeover: a later rebalance has begun; its recovery takes over")
         return
     generation, assigned = plan
-    stage.release()
-    ownership.release(LEARNER)
-    batch = new_batch()
-    try:
+    release_partitions()
+
+    async def steps() -> None:
+        batch = new_batch()
         epochs = await take_over(batch, LEARNER, assigned, generation, takeovers.still_member)
         if takeovers.superseded(generation):
             return
@@ -98,23 +98,17 @@ async def take_over_learner_partitions() -> None:
             return
         stage.rebuild(batch, epochs)
         await stage.hold_until_replayed(batch, kafka_log, assigned)
-        takeovers.succeeded(LEARNER)
-    except Fenced as exc:
-        log.warning("learner takeover: %s", exc)
-        if not takeovers.superseded(generation):
-            await give_up_partitions()
-    except Exception:
-        log.exception("learner takeover of generation %d failed", generation)
-        if not takeovers.superseded(generation):
-            await give_up_partitions(failed=True)
+
+    await takeovers.run(LEARNER, generation, steps, release_partitions)
 
 
-async def give_up_partitions(failed: bool = False) -> None:
-    """Own no learner partition and ask for a rebalance: this process was deposed (`Fenced`)
-    or could not take over; the rebalance's takeover owns them again."""
+def release_partitions() -> None:
     stage.release()
     ownership.release(LEARNER)
-    await takeovers.rejoin(LEARNER, failed)
+
+
+async def give_up_partitions() -> None:
+    await takeovers.give_up(LEARNER, release_partitions)
 
 
 @app.timer(interval=FLUSH_INTERVAL_S)

@@ -52,9 +52,10 @@ async def take_over_tenant_partitions() -> None:
         log.info("tenant takeover: a later rebalance has begun; its recovery takes over")
         return
     generation, assigned = plan
-    ownership.release(TENANT)
-    batch = new_batch(stage.repair_outputs, outputs_first=False)
-    try:
+    release_partitions()
+
+    async def steps() -> None:
+        batch = new_batch(stage.repair_outputs, outputs_first=False)
         await take_over(batch, TENANT, assigned, generation, takeovers.still_member)
         if takeovers.superseded(generation):
             return
@@ -66,22 +67,16 @@ async def take_over_tenant_partitions() -> None:
             if takeovers.superseded(generation):
                 return
             await stage.take_over_outputs(batch, partition, now)
-        takeovers.succeeded(TENANT)
-    except Fenced as exc:
-        log.warning("tenant takeover: %s", exc)
-        if not takeovers.superseded(generation):
-            await give_up_partitions()
-    except Exception:
-        log.exception("tenant takeover of generation %d failed", generation)
-        if not takeovers.superseded(generation):
-            await give_up_partitions(failed=True)
+
+    await takeovers.run(TENANT, generation, steps, release_partitions)
 
 
-async def give_up_partitions(failed: bool = False) -> None:
-    """Own no tenant partition and ask for a rebalance: this process was deposed (`Fenced`)
-    or could not take over; the rebalance's takeover owns them again."""
+def release_partitions() -> None:
     ownership.release(TENANT)
-    await takeovers.rejoin(TENANT, failed)
+
+
+async def give_up_partitions() -> None:
+    await takeovers.give_up(TENANT, release_partitions)
 
 
 @app.timer(interval=TICK_INTERVAL_S)
