@@ -79,8 +79,7 @@ format_storage() {
   [[ -f "$data/meta.properties" ]] && return
   mkdir -p "$data"
   local cluster_id
-  # A Kafka cluster id is a base64url UUID without padding.
-  cluster_id=$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+  cluster_id=$(python3 "$here/cluster_id.py")
   config >"$home/server.properties"
   # shellcheck disable=SC2086  # format_args is meant to split into words
   java $(java_args) kafka.tools.StorageTool format -t "$cluster_id" -c "$home/server.properties" $format_args >"$logs/format.log" 2>&1 \
