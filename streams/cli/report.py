@@ -10,6 +10,7 @@ import sys
 
 from streams.cli.common import CommandError, require_broker
 from streams.config.settings import Settings
+from streams.domain.reports import spreadsheet_text
 
 
 def cmd_counts(args: argparse.Namespace, settings: Settings) -> int:
@@ -109,7 +110,7 @@ def format_counts_csv(rows: list[dict]) -> str:
         window = record["window"]
         writer.writerow(
             (
-                record["tenant_id"],
+                spreadsheet_text(record["tenant_id"]),
                 window["start"],
                 window["end"],
                 window["months"],

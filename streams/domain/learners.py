@@ -29,9 +29,12 @@ from typing import Any, NamedTuple
 
 from streams.domain.deletions import Erasures, erasure_of, hidden_by
 from streams.domain.tallies import (
+    DayOf,
     Membership,
+    MonthOf,
     Tallies,
     TallyChange,
+    days_in,
     months_in,
     read_membership,
 )
@@ -174,8 +177,8 @@ def apply_attempts(
             if stored_tenant is None and tenant_id not in result.new_tenants:
                 result.new_tenants.append(tenant_id)
             cut = cuts[tenant_id] = cut_of(stored_tenant)
-        launched_at = item.launched_at
-        ident = item.attempt
+        launched_at = datetime.fromisoformat(item.launched_at_text)
+        ident = (tenant_id, item.learner_id, item.attempt_id)
         stored = attempts.get(ident)
         outcome = classify_attempt(stored, item.element_id, launched_at)
         markers = None
@@ -211,7 +214,7 @@ def apply_attempts(
             result.attempts[ident] = record
         result.outcomes[_OUTCOME_NAMES[outcome]] += 1
         instant = launched_at.timestamp()
-        info = _window_info(seen_windows.setdefault(tenant_id, []), cut, launched_at)
+        info = _window_info(seen_windows.setdefault(tenant_id, []), cut, launched_at, instant)
         window, span, month_starts = info.name, info.span, info.month_starts
         month = bisect_right(month_starts, instant)  # the window's months: 1 is its first
         change = result.changes.get(tenant_id)
@@ -222,7 +225,7 @@ def apply_attempts(
             label = info.labels[month - 1]
             months[label] = months.get(label, 0) + 1
         # A repeat joins its window too: its membership entry may be what a crash lost.
-        learner = item.learner
+        learner = (tenant_id, item.learner_id)
         membership = memberships.get(learner)
         if membership is None:
             membership = memberships[learner] = read_membership(reads.memberships.get(learner))
@@ -240,7 +243,7 @@ def apply_attempts(
             membership[window] = [first, last]
             if change is None:
                 change = result.changes[tenant_id] = CountChange()
-            change.tallies.replace(window, span, summary, membership[window], cut.timezone)
+            change.tallies.summary_changed(info, summary, membership[window])
             result.memberships[learner] = membership  # written as it is after the batch
             continue
         if change is None:
@@ -251,7 +254,7 @@ def apply_attempts(
             change.total += 1
         membership[window] = [instant, instant]
         change.windows[window] += 1
-        change.tallies.replace(window, span, None, membership[window], cut.timezone)
+        change.tallies.summary_changed(info, None, membership[window])
         result.memberships[learner] = membership
     return result
 
@@ -269,19 +272,27 @@ class WindowInfo(NamedTuple):
     span: tuple[float, float]  # its bounds, epoch seconds
     month_starts: list[float]  # where each of its local months starts (the first: the window's)
     labels: list[str]  # those months ("YYYY-MM")
+    day_of: DayOf  # the local days and months of the cut's time zone (for the tallies)
+    month_of: MonthOf
 
 
 # a window seen in a batch, with its information
 SeenWindow = WindowInfo
 
 
-def _window_info(seen: list[SeenWindow], cut: Cut, instant: datetime) -> WindowInfo:
-    """The window of `cut` holding `instant`, from the windows `seen` so far (which it adds
-    to): most launches of a batch fall in one of a few windows, and comparisons are cheaper
-    than `window_of`."""
+def _window_info(
+    seen: list[SeenWindow], cut: Cut, instant: datetime, timestamp: float
+) -> WindowInfo:
+    """The window of `cut` holding `instant` (`timestamp` in epoch seconds), from the windows
+    `seen` so far (which it adds to): most launches of a batch fall in one of a few windows,
+    and comparing epoch seconds is cheaper than `window_of` (and than comparing datetimes, which
+    asks their time zones for offsets)."""
     for info in seen:
-        window = info.window
-        if window.start_at <= instant < window.end_at:
+        start, end = info.span
+        # Strictly inside, so exact: `timestamp()` is monotone, so a float strictly between the
+        # bounds' floats is an instant strictly between the bounds. Far from 1970 two instants
+        # a microsecond apart may share a float, so one equal to a bound is `window_of`'s call.
+        if start < timestamp < end:
             return info
     info = window_info(cut, window_of(cut, instant).index)
     if len(seen) < SEEN_WINDOWS:  # a backfill over years would make the look-up slower
@@ -300,7 +311,9 @@ def window_info(cut: Cut, index: int) -> WindowInfo:
         month_starts.append(start)
         labels.append(month_of(start))
         start = month_of.end_of(start)
-    return WindowInfo(window, window.start.isoformat(), span, month_starts, labels)
+    return WindowInfo(
+        window, window.start.isoformat(), span, month_starts, labels, days_in(cut.timezone), month_of
+    )
 
 
 def window_span(window: Window) -> tuple[float, float]:

@@ -260,10 +260,24 @@ def advisor_tally(
 # -- output formats -------------------------------------------------------------------------------
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula: an id sent by the LMS
+# as `=HYPERLINK(...)` would run on the administrator's machine (CSV injection, OWASP).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text: a string that starts like a formula gets a
+    leading apostrophe (OWASP's advice); anything else, numbers included, is left as it is. JSON
+    and JSON lines carry ids exactly."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def csv_line(values: Sequence[Any]) -> str:
-    """One RFC 4180 line (CRLF), quoting what needs quoting."""
+    """One RFC 4180 line (CRLF), quoting what needs quoting; text cells never run as formulas."""
     out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerow(values)
+    csv.writer(out, lineterminator="\r\n").writerow([spreadsheet_text(v) for v in values])
     return out.getvalue()
 
 

@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from streams.domain.reports import LAUNCHED_AT, launched_at
 from streams.domain.windows import Cut, local_midnight, window_of
@@ -243,6 +243,19 @@ def _bump(counter: Counter[Any], key: Any, by: int) -> None:
         del counter[key]
 
 
+class WindowOfCut(Protocol):
+    """What `TallyChange.summary_changed` reads of a window (the learner stage's WindowInfo)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def span(self) -> tuple[float, float]: ...
+    @property
+    def day_of(self) -> DayOf: ...
+    @property
+    def month_of(self) -> MonthOf: ...
+
+
 # a summary leaving (-1) or joining (+1) a window's tally: (window, first's day, last's month,
 # sign); (window, None, None, 1) for a member whose summary is unknown
 TallyEntry = tuple[str, int | None, str | None, int]
@@ -267,7 +280,22 @@ class TallyChange:
         timezone: str,
     ) -> None:
         """A learner's summary of `window` changes from `old` to `new` (None: not a member)."""
-        day_of, month_of = days_in(timezone), months_in(timezone)
+        self._replace(window, span, old, new, days_in(timezone), months_in(timezone))
+
+    def summary_changed(self, info: WindowOfCut, old: Summary | None, new: Summary | None) -> None:
+        """`replace` for the learner stage's hot path: the window's name, bounds and its zone's
+        days and months come found once per batch (streams/domain/learners.py: WindowInfo)."""
+        self._replace(info.name, info.span, old, new, info.day_of, info.month_of)
+
+    def _replace(
+        self,
+        window: str,
+        span: tuple[float, float],
+        old: Summary | None,
+        new: Summary | None,
+        day_of: DayOf,
+        month_of: MonthOf,
+    ) -> None:
         if window not in self.windows:
             self._bounds(window, span, day_of)
         if old is not None:

@@ -76,12 +76,13 @@ def window_csv(row: list[Any]) -> tuple[Any, ...]:
     learner, first, last, attempts, teams, roles = row
     first_at = instant(first)
     last_at = first_at if last == first else instant(last)
-    return learner, first_at, last_at, attempts, _cell(teams), _cell(roles)
+    return pure.spreadsheet_text(learner), first_at, last_at, attempts, _cell(teams), _cell(roles)
 
 
 def learner_csv(row: list[Any]) -> tuple[Any, ...]:
     learner, active, last, teams, roles = row
-    return learner, "active" if active else "inactive", instant(last), _cell(teams), _cell(roles)
+    status = "active" if active else "inactive"
+    return pure.spreadsheet_text(learner), status, instant(last), _cell(teams), _cell(roles)
 
 
 def learner_record(row: list[Any]) -> dict[str, Any]:

@@ -119,3 +119,24 @@ def test_month_starts_and_the_smallest_deletion() -> None:
     assert reports.smallest_under_limit(options, 100) == "b"
     assert reports.smallest_under_limit(options, 10) is None
     assert reports.smallest_under_limit(options, None) is None
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_shown_as_text() -> None:
+    # an id the LMS sent as a formula must not run on the administrator's machine
+    for formula in ("=HYPERLINK(\"http://x\",\"y\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"):
+        assert reports.spreadsheet_text(formula) == "'" + formula
+    for text in ("l001", "john.doe", "a-b", "", "'quoted", "1=1"):
+        assert reports.spreadsheet_text(text) == text
+    assert reports.spreadsheet_text(-5) == -5  # numbers stay numbers
+    assert reports.csv_line(["=1+2", "ok", -1]) == "'=1+2,ok,-1\r\n"
+
+
+def test_the_learner_csv_rows_neutralise_formulas_and_keep_the_rest() -> None:
+    from streams.http.report_views import learner_csv, window_csv
+
+    first = datetime(2026, 11, 2, 8, tzinfo=UTC).timestamp()
+    row = window_csv(["=cmd|' /C calc'!A0", first, first, 2, ["=t"], []])
+    assert row[0] == "'=cmd|' /C calc'!A0"
+    assert row[1:] == ("2026-11-02T08:00:00+00:00", "2026-11-02T08:00:00+00:00", 2, '["=t"]', "[]")
+    assert learner_csv(["@l", True, first, [], ["r"]])[:2] == ("'@l", "active")
+    assert window_csv(["l1", first, first, 1, [], []])[0] == "l1"
