@@ -215,7 +215,7 @@ def apply_attempts(
         result.outcomes[_OUTCOME_NAMES[outcome]] += 1
         instant = launched_at.timestamp()
         info = _window_info(seen_windows.setdefault(tenant_id, []), cut, launched_at, instant)
-        window, span, month_starts = info.name, info.span, info.month_starts
+        window, month_starts = info.name, info.month_starts
         month = bisect_right(month_starts, instant)  # the window's months: 1 is its first
         change = result.changes.get(tenant_id)
         if outcome is AttemptOutcome.NEW:
@@ -312,7 +312,13 @@ def window_info(cut: Cut, index: int) -> WindowInfo:
         labels.append(month_of(start))
         start = month_of.end_of(start)
     return WindowInfo(
-        window, window.start.isoformat(), span, month_starts, labels, days_in(cut.timezone), month_of
+        window,
+        window.start.isoformat(),
+        span,
+        month_starts,
+        labels,
+        days_in(cut.timezone),
+        month_of,
     )
 
 

@@ -21,7 +21,15 @@ from streams.http import api, dashboard, report_views, reports
 from streams.http.access import OPEN, Caller, deletion_refusal
 from streams.http.api_views import delete
 from streams.http.outputs_reader import model
-from streams.http.views import SESSION_COOKIE, Page, over_tls, refused_secret, sessions, tokens
+from streams.http.views import (
+    SESSION_COOKIE,
+    Page,
+    cookie_name,
+    over_tls,
+    refused_secret,
+    sessions,
+    tokens,
+)
 from streams.worker.app import app, settings
 
 FIRST_PAGE = 50
@@ -205,7 +213,7 @@ class SignIn(Page):
         session = sessions.open(token)
         response = self.to("/")
         response.set_cookie(  # type: ignore[attr-defined]
-            SESSION_COOKIE,
+            cookie_name(SESSION_COOKIE, request),
             session.id,
             httponly=True,
             samesite="Strict",
@@ -224,5 +232,12 @@ class SignOut(Page):
         if session is not None:
             sessions.close(session.id)
         response = self.to("/signin")
-        response.del_cookie(SESSION_COOKIE, path="/")  # type: ignore[attr-defined]
+        # a __Host- cookie is removed only by a Set-Cookie that is Secure too
+        response.del_cookie(  # type: ignore[attr-defined]
+            cookie_name(SESSION_COOKIE, request),
+            path="/",
+            secure=over_tls(request),
+            httponly=True,
+            samesite="Strict",
+        )
         return response

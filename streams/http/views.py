@@ -59,6 +59,14 @@ def over_tls(request: Request) -> bool:
     return bool(request.secure) or forwarded == "https"  # type: ignore[attr-defined]
 
 
+def cookie_name(name: str, request: Request) -> str:
+    """The name of a cookie of ours for this request: `__Host-` + name over TLS. A browser keeps
+    a `__Host-` cookie only when it is Secure, for path / and set by this very host, so a sibling
+    subdomain (same-site for SameSite) cannot plant a session or a CSRF token here. Plain HTTP
+    (a laptop) keeps the bare name, which a browser would refuse with that prefix."""
+    return f"__Host-{name}" if over_tls(request) else name
+
+
 def refused_secret(request: Request, what: str) -> None:
     """A wrong secret: counted against the address, logged with it, never with the secret."""
     failures.failed(address(request))
@@ -180,7 +188,7 @@ class Page(View):
         return self.html("", status=303, headers={"Location": location})
 
     def session(self, request: Request) -> Session | None:
-        session = sessions.get(request.cookies.get(SESSION_COOKIE))
+        session = sessions.get(request.cookies.get(cookie_name(SESSION_COOKIE, request)))
         if session is not None and tokens.named(session.token_name, session.token_sha256) is None:
             sessions.close(session.id)  # its token was removed or rotated: signed out
             return None
@@ -208,7 +216,7 @@ class Page(View):
         session = self.session(request)
         if session is not None:
             return session.csrf, False
-        known = request.cookies.get(FORM_COOKIE)
+        known = request.cookies.get(cookie_name(FORM_COOKIE, request))
         return (known, False) if known else (secrets.token_urlsafe(32), True)
 
     def answer(self, request: Request, render: Callable[[str], str], status: int = 200) -> Response:
@@ -217,7 +225,7 @@ class Page(View):
         response = self.html(render(csrf), status=status)
         if new:
             response.set_cookie(  # type: ignore[attr-defined]
-                FORM_COOKIE,
+                cookie_name(FORM_COOKIE, request),
                 csrf,
                 httponly=True,
                 samesite="Strict",

@@ -404,6 +404,46 @@ def test_sign_in_exchanges_the_secret_for_a_session(secured: Server) -> None:
     assert again.status == 303 and again.headers["Location"] == "/signin"
 
 
+def test_over_tls_the_cookies_are_host_only_and_a_bare_name_is_not_a_session(
+    secured: Server,
+) -> None:
+    tls = {"X-Forwarded-Proto": "https"}  # as a TLS-terminating proxy says it
+    form = secured.call("GET", "/signin", headers=tls)
+    pre = cookies_of(form)["__Host-al_form"]
+    assert pre["secure"] and pre["path"] == "/" and not pre["domain"]
+    csrf = csrf_in(form.body)
+    signed = secured.call(
+        "POST",
+        "/signin",
+        raw=urlencode({"token": ADMIN, "csrf": csrf}).encode(),
+        content_type="application/x-www-form-urlencoded",
+        headers={**tls, "Cookie": f"__Host-al_form={pre.value}"},
+    )
+    assert signed.status == 303
+    session = cookies_of(signed)["__Host-al_session"]
+    assert session["secure"] and session["path"] == "/" and session["httponly"]
+    assert "al_session" not in cookies_of(signed), "only the host-only name"
+
+    host_only = {**tls, "Cookie": f"__Host-al_session={session.value}"}
+    assert secured.call("GET", "/tenants/acme", headers=host_only).status == 200
+    # the bare name is what a sibling subdomain could plant: over TLS it is no session
+    planted = {**tls, "Cookie": f"al_session={session.value}"}
+    answer = secured.call("GET", "/tenants/acme", headers=planted)
+    assert answer.status == 303 and answer.headers["Location"] == "/signin"
+
+    page = secured.call("GET", "/tenants/acme", headers=host_only)
+    out = secured.call(
+        "POST",
+        "/signout",
+        raw=urlencode({"csrf": csrf_in(page.body)}).encode(),
+        content_type="application/x-www-form-urlencoded",
+        headers=host_only,
+    )
+    assert out.status == 303
+    removed = cookies_of(out)["__Host-al_session"]
+    assert removed["secure"] and removed.value == "" and removed["max-age"] == "0"
+
+
 # -- the deletion guard rails and the audit trail --------------------------------------------------
 
 

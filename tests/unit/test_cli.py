@@ -90,9 +90,9 @@ def test_counts_table_lines_up_and_marks_unlicensed() -> None:
     assert parsed[0]["active_learners"] == "1234" and parsed[0]["window_start"] == "2026-11-01"
     assert parsed[1]["learner_limit"] == "" and parsed[1]["licensed"] == "false"
     assert format_counts_csv(rows).endswith("\r\n"), "RFC 4180 line ends"
-    formula = [{**rows[1], "tenant_id": "=HYPERLINK(\"http://x\")"}]
+    formula = [{**rows[1], "tenant_id": '=HYPERLINK("http://x")'}]
     parsed = list(csv.DictReader(io.StringIO(format_counts_csv(formula))))
-    assert parsed[0]["tenant_id"] == "'=HYPERLINK(\"http://x\")", "never a spreadsheet formula"
+    assert parsed[0]["tenant_id"] == '\'=HYPERLINK("http://x")', "never a spreadsheet formula"
 
 
 def test_delete_of_a_selector_too_large_for_one_request_is_refused_before_sending(
