@@ -307,3 +307,40 @@ def test_tenant_counts_add_learner() -> None:
     counts.add_learner(["2026-03-01"])
     counts.add_learner([])
     assert (counts.windows, counts.total) == ({"2026-03-01": 1}, 1)
+
+
+def test_a_launch_a_microsecond_either_side_of_a_window_bound_lands_where_window_of_says() -> None:
+    """The learner stage finds a launch's window among the batch's seen windows by epoch
+    seconds. Far from 1970 two instants a microsecond apart can share a float; the look-up must
+    still agree with `window_of` at every bound, in every offset a launch may carry."""
+    from datetime import timedelta, timezone
+
+    from streams.domain.learners import _window_info
+    from streams.domain.windows import Cut, window_at_index, window_of
+
+    microsecond = timedelta(microseconds=1)
+    cuts = [
+        Cut(date(2026, 1, 31), 1, "Europe/Berlin"),
+        Cut(date(2026, 3, 1), 3, "America/New_York"),
+        Cut(date(1970, 1, 1), 12, "UTC"),
+    ]
+    offsets = [
+        timezone.utc,
+        timezone(timedelta(hours=5, minutes=30)),
+        timezone(-timedelta(hours=9)),
+    ]
+    for cut in cuts:
+        for year in (1971, 2026, 2500, 9000):
+            index = window_of(cut, datetime(year, 6, 15, tzinfo=UTC)).index
+            seen: list = []
+            for near in (index - 1, index, index + 1):  # the batch has seen these windows
+                window = window_at_index(cut, near)
+                _window_info(seen, cut, window.start_at, window.start_at.timestamp())
+            assert len(seen) == 3
+            window = window_at_index(cut, index)
+            for bound in (window.start_at, window.end_at):
+                for instant in (bound - microsecond, bound, bound + microsecond):
+                    for offset in offsets:
+                        local = instant.astimezone(offset)
+                        found = _window_info(seen, cut, local, local.timestamp())
+                        assert found.window == window_of(cut, local), (cut, local)
