@@ -325,7 +325,7 @@ def test_a_launch_a_microsecond_either_side_of_a_window_bound_lands_where_window
         Cut(date(1970, 1, 1), 12, "UTC"),
     ]
     offsets = [
-        timezone.utc,
+        UTC,
         timezone(timedelta(hours=5, minutes=30)),
         timezone(-timedelta(hours=9)),
     ]
