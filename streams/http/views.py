@@ -67,6 +67,19 @@ def cookie_name(name: str, request: Request) -> str:
     return f"__Host-{name}" if over_tls(request) else name
 
 
+def signed_in(request: Request) -> Session | None:
+    """The dashboard session this request's cookie names, while its token is still valid.
+
+    It also lets a browser through an address that failed too often: its id was issued by this
+    worker (32 random bytes, nothing to guess), and admins behind one NAT address must not be
+    locked out by somebody else's failures there. Secrets themselves stay limited."""
+    session = sessions.get(request.cookies.get(cookie_name(SESSION_COOKIE, request)))
+    if session is not None and tokens.named(session.token_name, session.token_sha256) is None:
+        sessions.close(session.id)  # its token was removed or rotated: signed out
+        return None
+    return session
+
+
 def refused_secret(request: Request, what: str) -> None:
     """A wrong secret: counted against the address, logged with it, never with the secret."""
     failures.failed(address(request))
@@ -83,7 +96,7 @@ async def guard(request: Any, handler: Any) -> Any:
     if not host_allowed(request.headers.get("Host"), settings.allowed_hosts):
         return _with_headers(_error(400, "unknown host: set WEB_ALLOWED_HOSTS to answer for it"))
     wait = 0.0 if request.path in UNGUARDED else failures.blocked_for(address(request))
-    if wait > 0:
+    if wait > 0 and signed_in(request) is None:
         message = "too many failed attempts from this address; try again in a minute"
         return _with_headers(_error(429, message, {"Retry-After": str(int(wait) + 1)}))
     if (
@@ -188,11 +201,7 @@ class Page(View):
         return self.html("", status=303, headers={"Location": location})
 
     def session(self, request: Request) -> Session | None:
-        session = sessions.get(request.cookies.get(cookie_name(SESSION_COOKIE, request)))
-        if session is not None and tokens.named(session.token_name, session.token_sha256) is None:
-            sessions.close(session.id)  # its token was removed or rotated: signed out
-            return None
-        return session
+        return signed_in(request)
 
     def caller(self, request: Request) -> Caller:
         if not tokens.configured:

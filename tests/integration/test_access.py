@@ -278,6 +278,32 @@ def test_ten_failures_from_one_address_get_429_for_a_minute(secured: Server) -> 
     assert "refused a bearer token from 127.0.0.2" in secured.worker.log_text()
 
 
+def test_a_signed_in_browser_is_not_locked_out_by_failures_from_its_address(
+    secured: Server,
+) -> None:
+    # admins behind one NAT address share it with whoever fails there
+    office = "127.0.0.4"
+    form = secured.call("GET", "/signin", source=office)
+    pre = cookies_of(form)["al_form"].value
+    signed = secured.call(
+        "POST",
+        "/signin",
+        raw=urlencode({"token": ADMIN, "csrf": csrf_in(form.body)}).encode(),
+        content_type="application/x-www-form-urlencoded",
+        headers={"Cookie": f"al_form={pre}"},
+        source=office,
+    )
+    session = {"Cookie": f"al_session={cookies_of(signed)['al_session'].value}"}
+    for _ in range(10):
+        assert secured.call("GET", "/api/tenants", "v" * 40, source=office).status == 401
+    assert secured.call("GET", "/api/tenants", VIEWER, source=office).status == 429
+    assert secured.call("GET", "/signin", source=office).status == 429, "no new sign-in"
+    page = secured.call("GET", "/tenants/acme", headers=session, source=office)
+    assert page.status == 200 and "ops" in page.body, "the session goes on"
+    made_up = {"Cookie": "al_session=" + "x" * 43}
+    assert secured.call("GET", "/tenants/acme", headers=made_up, source=office).status == 429
+
+
 # -- requests the server refuses before anything else --------------------------------------------
 
 
