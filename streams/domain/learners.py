@@ -295,7 +295,9 @@ def _window_info(
         if start < timestamp < end:
             return info
     info = window_info(cut, window_of(cut, instant).index)
-    if len(seen) < SEEN_WINDOWS:  # a backfill over years would make the look-up slower
+    # a backfill over years would make the look-up slower; a launch on a bound comes here with
+    # a window already seen, which is not added again
+    if len(seen) < SEEN_WINDOWS and all(known.name != info.name for known in seen):
         seen.append(info)
     return info
 

@@ -67,13 +67,38 @@ def cookie_name(name: str, request: Request) -> str:
     return f"__Host-{name}" if over_tls(request) else name
 
 
+def our_cookie(request: Request, name: str) -> str | None:
+    """The value of our cookie `name` (as `cookie_name` gives it), read from the raw headers.
+
+    aiohttp's parser strips Unicode whitespace around names, so a cookie a sibling subdomain
+    sets as "\u2000__Host-al_session" (a browser sees no prefix in it, so it takes a Domain)
+    would read as ours; and of two with one name it keeps the last. Names are matched exactly
+    here (only spaces and tabs around them are dropped, as RFC 6265 says), and a near match or
+    a second one means no cookie at all."""
+    found: list[str] = []
+    for header in request.headers.getall("Cookie", []):  # type: ignore[attr-defined]
+        for pair in header.split(";"):
+            raw_name, _, value = pair.partition("=")
+            if raw_name.strip(" \t") == name:
+                found.append(value.strip(" \t"))
+            elif raw_name.strip() == name:
+                return None  # a name dressed up as ours
+    return found[0] if len(found) == 1 else None
+
+
+def presents_no_secret(request: Request) -> bool:
+    """No bearer token and no sign-in form: nothing in this request is a guess at a secret."""
+    return "Authorization" not in request.headers and request.path != "/signin"  # type: ignore[attr-defined]
+
+
 def signed_in(request: Request) -> Session | None:
     """The dashboard session this request's cookie names, while its token is still valid.
 
-    It also lets a browser through an address that failed too often: its id was issued by this
-    worker (32 random bytes, nothing to guess), and admins behind one NAT address must not be
-    locked out by somebody else's failures there. Secrets themselves stay limited."""
-    session = sessions.get(request.cookies.get(cookie_name(SESSION_COOKIE, request)))
+    With no secret in the request (`presents_no_secret`), a session also lets a browser through
+    an address that failed too often: its id was issued by this worker (32 random bytes, nothing
+    to guess), and admins behind one NAT address must not be locked out by somebody else's
+    failures there. Bearer tokens and sign-ins from that address stay blocked."""
+    session = sessions.get(our_cookie(request, cookie_name(SESSION_COOKIE, request)))
     if session is not None and tokens.named(session.token_name, session.token_sha256) is None:
         sessions.close(session.id)  # its token was removed or rotated: signed out
         return None
@@ -96,7 +121,7 @@ async def guard(request: Any, handler: Any) -> Any:
     if not host_allowed(request.headers.get("Host"), settings.allowed_hosts):
         return _with_headers(_error(400, "unknown host: set WEB_ALLOWED_HOSTS to answer for it"))
     wait = 0.0 if request.path in UNGUARDED else failures.blocked_for(address(request))
-    if wait > 0 and signed_in(request) is None:
+    if wait > 0 and not (signed_in(request) is not None and presents_no_secret(request)):
         message = "too many failed attempts from this address; try again in a minute"
         return _with_headers(_error(429, message, {"Retry-After": str(int(wait) + 1)}))
     if (
@@ -225,7 +250,7 @@ class Page(View):
         session = self.session(request)
         if session is not None:
             return session.csrf, False
-        known = request.cookies.get(cookie_name(FORM_COOKIE, request))
+        known = our_cookie(request, cookie_name(FORM_COOKIE, request))
         return (known, False) if known else (secrets.token_urlsafe(32), True)
 
     def answer(self, request: Request, render: Callable[[str], str], status: int = 200) -> Response:

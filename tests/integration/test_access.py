@@ -300,6 +300,20 @@ def test_a_signed_in_browser_is_not_locked_out_by_failures_from_its_address(
     assert secured.call("GET", "/signin", source=office).status == 429, "no new sign-in"
     page = secured.call("GET", "/tenants/acme", headers=session, source=office)
     assert page.status == 200 and "ops" in page.body, "the session goes on"
+    # but a session is no licence to guess: a secret sent beside it is still blocked
+    guess = {**session, "Authorization": "Bearer " + "g" * 40}
+    assert secured.call("GET", "/api/tenants", headers=guess, source=office).status == 429
+    sign_in_again = secured.call(
+        "POST",
+        "/signin",
+        raw=urlencode({"token": "g" * 40, "csrf": csrf_in(page.body)}).encode(),
+        content_type="application/x-www-form-urlencoded",
+        headers=session,
+        source=office,
+    )
+    assert sign_in_again.status == 429
+    refused = secured.worker.log_text().count("refused a bearer token from 127.0.0.4 ")
+    assert refused == 10, "the guess beside the session was never checked"
     made_up = {"Cookie": "al_session=" + "x" * 43}
     assert secured.call("GET", "/tenants/acme", headers=made_up, source=office).status == 429
 

@@ -355,3 +355,26 @@ def test_the_client_address_behind_a_trusted_proxy() -> None:
     assert client_address("203.0.113.9", "1.1.1.1", proxies) == "203.0.113.9", "not a proxy"
     assert client_address("10.0.0.5", None, proxies) == "10.0.0.5"
     assert host_name("[127.0.0.1]evil.com") == "" and host_name("localhost:abc") == ""
+
+
+def test_our_cookies_are_read_by_their_exact_name_and_only_once() -> None:
+    from types import SimpleNamespace
+
+    from multidict import CIMultiDict
+
+    from streams.http.views import our_cookie
+
+    def request(*headers: str) -> SimpleNamespace:
+        return SimpleNamespace(headers=CIMultiDict(("Cookie", header) for header in headers))
+
+    name = "__Host-al_session"
+    assert our_cookie(request(f"a=1; {name}=s3cret; b=2"), name) == "s3cret"
+    assert our_cookie(request("a=1", f" {name} = s3cret"), name) == "s3cret"
+    assert our_cookie(request("a=1"), name) is None
+    # a sibling subdomain's "\u2000__Host-..." has no prefix for the browser (it may carry a
+    # Domain) but aiohttp strips the space: never ours
+    assert our_cookie(request(f"\u2000{name}=planted; {name}=s3cret"), name) is None
+    assert our_cookie(request(f"{name}=s3cret; {name}\u00a0=planted"), name) is None
+    # two of one name: which one the browser meant cannot be told
+    assert our_cookie(request(f"{name}=one", f"{name}=two"), name) is None
+    assert our_cookie(request(f"__host-al_session=x; {name}=s3cret"), name) == "s3cret"

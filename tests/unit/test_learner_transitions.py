@@ -344,3 +344,18 @@ def test_a_launch_a_microsecond_either_side_of_a_window_bound_lands_where_window
                         local = instant.astimezone(offset)
                         found = _window_info(seen, cut, local, local.timestamp())
                         assert found.window == window_of(cut, local), (cut, local)
+
+
+def test_launches_on_a_window_bound_do_not_fill_the_batchs_window_cache_with_copies() -> None:
+    from streams.domain.learners import SEEN_WINDOWS, _window_info
+    from streams.domain.windows import Cut, window_at_index
+
+    cut = Cut(date(2026, 1, 1), 1, "UTC")
+    seen: list = []
+    start = window_at_index(cut, 3).start_at
+    for _ in range(SEEN_WINDOWS + 2):  # launches exactly at the window's start: window_of's call
+        assert _window_info(seen, cut, start, start.timestamp()).window.start_at == start
+    assert [info.name for info in seen] == [window_at_index(cut, 3).start.isoformat()]
+    later = window_at_index(cut, 5).start_at.replace(day=10)
+    _window_info(seen, cut, later, later.timestamp())
+    assert len(seen) == 2, "a later window still finds a place"
