@@ -4,7 +4,7 @@
   (no token configured), `OPEN`: reads and previews only, never a deletion.
 - `FailureLimiter`: an address with 10 failed sign-ins or bearer tokens within a minute gets 429
   for the next minute, so a secret cannot be guessed at line speed (a browser signed in from
-  there goes on: streams/http/views.py, `signed_in`).
+  there goes on while its requests carry no secret: streams/http/views.py, `signed_in`).
 - `Sessions`: the dashboard's server-side sessions. Signing in exchanges the secret for a random
   session id (the cookie) and a CSRF token (in every form); the secret itself is never stored
   in the browser. Sessions end after 8 hours, at sign-out, when their token is removed or
