@@ -16,6 +16,7 @@ from streams.config.settings import Settings
 from streams.domain.partitioning import learner_partition
 from streams.domain.recount import recount, without_deleted
 from streams.domain.selectors import Selector
+from streams.domain.windows import add_months
 from streams.kafka.io import current_counts, latest_by_key, produce_records, read_topic
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
 from tests.integration.test_pipeline import counts_match
@@ -24,6 +25,9 @@ pytestmark = pytest.mark.integration
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 PARTITIONS = 4  # the test settings' partition count
+# a yearly cycle that started on the first of the month two months ago: NOW and the 20 days
+# before it are inside its current window whatever the date (a fixed year would not be)
+CYCLE_START = add_months(NOW.date().replace(day=1), -2)
 
 
 def launches(tenant: str, learners: int, per_learner: int = 2, days: int = 20) -> list[dict]:
@@ -54,7 +58,7 @@ def test_a_timezone_change_fires_no_false_alarm_and_never_publishes_zero(
 ) -> None:
     license_ = {
         "tenant_id": "acme",
-        "cycle_start": "2025-01-01",
+        "cycle_start": CYCLE_START.isoformat(),
         "window_months": 12,
         "learner_limit": 10,
         "timezone": "UTC",
@@ -75,7 +79,7 @@ def test_a_timezone_change_fires_no_false_alarm_and_never_publishes_zero(
         values = [
             json.loads(v)["active_learners"]
             for k, v in read_topic(settings, topics.ACTIVE_LEARNER_COUNTS)
-            if k == b"acme/2026-01-01" and v
+            if k == f"acme/{CYCLE_START.isoformat()}".encode() and v
         ]
         since_full = values[values.index(10) :] if 10 in values else []
         return values if len(since_full) >= 2 else None  # the new license republished it
