@@ -11,23 +11,28 @@ selection and arithmetic as physical, and nothing is deleted.
 A part first computes its outcome without writing (a read-only pass) and stores it under its
 `done` key, with the erasure markers, durable before anything is deleted. Then it deletes (or
 marks) a chunk of learners at a time, each chunk durable before the next is read, so memory
-stays flat however many attempts a part selects. A redelivered part (a replay after a crash, or
-the same request again) reports the stored outcome and runs the whole deletion again: it
-recomputes every concerned learner's membership from the attempts that remain, so whatever a
-crash left half-written (tombstones durable, memberships not) is healed, and what is gone stays
-gone.
+stays flat however many attempts a part selects. When a part's first run finds few enough
+attempts (`KEPT_REMOVALS_MAX`), the deleting pass takes each learner's removal from the
+read-only pass instead of reading and computing it again: in between, only the part's earlier
+chunks write, each to other learners, so it is what a second read would find.
+
+A redelivered part (a replay after a crash, or the same request again) reports the stored
+outcome and runs the whole deletion again, reading every chunk: it recomputes every concerned
+learner's membership from the attempts that remain, so whatever a crash left half-written
+(tombstones durable, memberships not) is healed, and what is gone stays gone.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from streams.domain.deletions import (
+    LearnerRemoval,
     PartReport,
     PartSelector,
     attempt_cutoff,
@@ -36,7 +41,7 @@ from streams.domain.deletions import (
 )
 from streams.domain.learners import CountChange, PartitionCounters, span_of_window
 from streams.domain.licenses import cut_of
-from streams.domain.tallies import months_in, read_membership, stored_membership
+from streams.domain.tallies import Membership, months_in, read_membership, stored_membership
 from streams.domain.windows import Cut
 from streams.stages import commands, keys
 from streams.stages.store import Batch, chunks_by_size
@@ -44,9 +49,17 @@ from streams.stages.store import Batch, chunks_by_size
 CHUNK_ATTEMPTS = 5_000
 MEMBERS_CHUNK_BYTES = 256 * 1024  # member lists of team deletions are stored in pieces this big
 GROUP_SELECTORS = ("teams", "roles")
+# A first run's read-only pass keeps each learner's removal for the deleting pass when the part
+# is small enough in the partition: its attempts plus 8 per learner at most this many. Kept, an
+# attempt costs 90-180 bytes and a learner about 800 more (measured with tracemalloc), so a kept
+# plan stays under about 30 MB; a larger part is read and computed again, a chunk at a time.
+KEPT_REMOVALS_MAX = 250_000
+LEARNER_WEIGHT = 8
 
 Rows = list[tuple[bytes, dict[str, Any]]]
 LearnerRows = tuple[str, Rows]  # a learner id and all its attempts in this partition
+# per chunk, per learner: its membership key, the membership read, and what the part does to it
+Removals = list[tuple[bytes, Membership, LearnerRemoval]]
 
 
 def part_selector(selector: dict[str, Any], found: list[list[str]] | None = None) -> PartSelector:
@@ -106,9 +119,20 @@ async def apply_part(
         else:
             learners = members_of(batch, partition, tenant_id, kind, selector[kind])
         selector = {"learner_ids": learners, "before": selector["before"]}
+    planned: list[Removals] | None = None
     if done is None:
-        done = plan_part(
-            counters, batch, partition, tenant_id, mode, selector, part_selector(selector), cut
+        # named attempts are chosen by their markers' cut-offs when deleted: not the plan's choice
+        keep = mode == "physical" and "attempts" not in selector
+        done, planned = plan_part(
+            counters,
+            batch,
+            partition,
+            tenant_id,
+            mode,
+            selector,
+            part_selector(selector),
+            cut,
+            keep,
         )
         if kind is not None:
             done["members_chunks"] = store_members(
@@ -121,7 +145,13 @@ async def apply_part(
     await batch.flush()  # the outcome and the markers are durable before anything is changed
     chosen = part_selector(selector, found)
     if mode == "physical":
-        await remove(counters, batch, partition, offset, tenant_id, selector, chosen, cut, replay)
+        if planned is None:
+            planned_or_read: Iterable[Removals] = removals(
+                batch, partition, tenant_id, selector, chosen, cut, heal=replay
+            )
+        else:
+            planned_or_read = planned
+        await remove(counters, batch, partition, offset, tenant_id, cut, planned_or_read)
     elif mode == "logical":
         await mark_logically_deleted(batch, partition, tenant_id, selector, chosen)
     return {k: v for k, v in done.items() if k not in ("found", "members_chunks")}
@@ -257,20 +287,25 @@ def plan_part(
     selector: dict[str, Any],
     chosen: PartSelector,
     cut: Cut,
-) -> dict[str, Any]:
-    """The part's outcome, computed without writing anything (also the whole of a preview)."""
+    keep: bool = False,
+) -> tuple[dict[str, Any], list[Removals] | None]:
+    """The part's outcome, computed without writing anything (also the whole of a preview);
+    with `keep`, also its removals, chunk by chunk, when there are few enough to keep."""
     counts = counters.get(partition, tenant_id)
     report = PartReport(counts=dict(counts.windows) if counts else {})
     losses: Counter[str] = Counter()
     found: list[list[str]] = []
+    planned: list[Removals] | None = [] if keep else None
+    size = 0
     for chunk in learner_chunks(batch, partition, tenant_id, selector, heal=False):
-        stored = batch.get_many(
-            keys.LEARNER_STATE,
-            partition,
-            [keys.membership(tenant_id, learner_id) for learner_id, _ in chunk],
-        )
-        for (_, rows), membership in zip(chunk, stored, strict=True):
-            removal = remove_attempts(read_membership(membership), _parsed(rows), chosen, cut)
+        learner_keys = [keys.membership(tenant_id, learner_id) for learner_id, _ in chunk]
+        stored = batch.get_many(keys.LEARNER_STATE, partition, learner_keys)
+        kept: Removals = []
+        for learner_key, (_, rows), membership in zip(learner_keys, chunk, stored, strict=True):
+            before = read_membership(membership)
+            removal = remove_attempts(before, _parsed(rows), chosen, cut)
+            size += len(rows) + LEARNER_WEIGHT
+            kept.append((learner_key, before, removal))
             if not removal.removed:
                 continue
             report.attempts_affected += len(removal.removed)
@@ -283,12 +318,16 @@ def plan_part(
                     found.append(
                         [record["learner_id"], record["attempt_id"], record["launched_at"]]
                     )
+        if planned is not None and size <= KEPT_REMOVALS_MAX:
+            planned.append(kept)
+        else:
+            planned = None  # too many to keep: the deleting pass reads them again
     if mode != "logical":  # hidden attempts keep counting
         report.losses = {w: n for w, n in losses.items() if n > 0}
     done = report.as_dict()
     if found:
         done["found"] = found
-    return done
+    return done, planned
 
 
 def write_markers(
@@ -325,27 +364,43 @@ def write_markers(
         forward(key, datetime.fromisoformat(selector["older_than"]))
 
 
+def removals(
+    batch: Batch,
+    partition: int,
+    tenant_id: str,
+    selector: dict[str, Any],
+    chosen: PartSelector,
+    cut: Cut,
+    heal: bool,
+) -> Iterator[Removals]:
+    """The part's removals, read and computed a chunk at a time (each after the previous chunk
+    is written); the membership of every learner concerned is recomputed from its attempts."""
+    for chunk in learner_chunks(batch, partition, tenant_id, selector, heal=heal):
+        learner_keys = [keys.membership(tenant_id, learner_id) for learner_id, _ in chunk]
+        stored = batch.get_many(keys.LEARNER_STATE, partition, learner_keys)
+        chunk_removals: Removals = []
+        for learner_key, (_, rows), membership in zip(learner_keys, chunk, stored, strict=True):
+            before = read_membership(membership)
+            chunk_removals.append(
+                (learner_key, before, remove_attempts(before, _parsed(rows), chosen, cut))
+            )
+        yield chunk_removals
+
+
 async def remove(
     counters: PartitionCounters,
     batch: Batch,
     partition: int,
     offset: int,
     tenant_id: str,
-    selector: dict[str, Any],
-    chosen: PartSelector,
     cut: Cut,
-    replay: bool,
+    chunks: Iterable[Removals],
 ) -> None:
-    """Delete the selected attempts a chunk at a time, each chunk durable before the next; the
-    membership of every learner concerned is recomputed from the attempts that remain."""
-    for chunk in learner_chunks(batch, partition, tenant_id, selector, heal=replay):
-        learner_keys = [keys.membership(tenant_id, learner_id) for learner_id, _ in chunk]
-        stored = batch.get_many(keys.LEARNER_STATE, partition, learner_keys)
+    """Delete the selected attempts a chunk at a time, each chunk durable before the next."""
+    month_of = months_in(cut.timezone)
+    for chunk in chunks:
         change = CountChange()
-        month_of = months_in(cut.timezone)
-        for learner_key, (_, rows), membership in zip(learner_keys, chunk, stored, strict=True):
-            before = read_membership(membership)
-            removal = remove_attempts(before, _parsed(rows), chosen, cut)
+        for learner_key, before, removal in chunk:
             for key in removal.removed:
                 batch.delete(keys.ATTEMPTS, partition, key)  # the tombstone on `attempts`
             for instant in removal.removed_at:

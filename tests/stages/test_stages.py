@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from schemas import topics
+from streams.stages import learner_deletions
 from tests.stages.pipeline import Pipeline, deletion, launch, license_
 
 JAN, FEB, MAR = "2026-01-01", "2026-02-01", "2026-03-01"
@@ -60,9 +61,22 @@ PHYSICAL = {
 }
 
 
+# how a physical part's deleting pass gets each learner's removal: kept from the read-only pass
+# (the default for parts this small), read again in chunks of 1 learner (a part too large to
+# keep), or kept for its first chunk and then read again (the cap reached within the part)
+PLAN_REUSE = {"kept": None, "read again": (0, 1), "cap within the part": (12, 1)}
+
+
+@pytest.mark.parametrize("reuse", sorted(PLAN_REUSE))
 @pytest.mark.parametrize("mode", ["physical", "logical", "preview"])
 @pytest.mark.parametrize("kind", sorted(SELECTORS))
-def test_every_selector_in_every_mode(kind: str, mode: str) -> None:
+def test_every_selector_in_every_mode(
+    kind: str, mode: str, reuse: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if PLAN_REUSE[reuse] is not None:
+        cap, chunk = PLAN_REUSE[reuse]
+        monkeypatch.setattr(learner_deletions, "KEPT_REMOVALS_MAX", cap)
+        monkeypatch.setattr(learner_deletions, "CHUNK_ATTEMPTS", chunk)
     p = populated()
     p.advance(86_400)
     p.produce(topics.ATTEMPT_DELETIONS, deletion("acme", "r1", mode, p.now, **SELECTORS[kind]))
