@@ -11,10 +11,11 @@ selection and arithmetic as physical, and nothing is deleted.
 A part first computes its outcome without writing (a read-only pass) and stores it under its
 `done` key, with the erasure markers, durable before anything is deleted. Then it deletes (or
 marks) a chunk of learners at a time, each chunk durable before the next is read, so memory
-stays flat however many attempts a part selects. When a part's first run finds few enough
-attempts (`KEPT_REMOVALS_MAX`), the deleting pass takes each learner's removal from the
-read-only pass instead of reading and computing it again: in between, only the part's earlier
-chunks write, each to other learners, so it is what a second read would find.
+stays flat however many attempts a part selects. On a part's first run, the read-only pass keeps
+each learner's removal for its first chunks (up to `KEPT_REMOVALS_MAX`), and the deleting pass
+takes them from there instead of reading and computing them again, then reads the rest again
+from where keeping stopped: in between, only the part's earlier chunks write, each to other
+learners, so what was kept is what a second read would find.
 
 A redelivered part (a replay after a crash, or the same request again) reports the stored
 outcome and runs the whole deletion again, reading every chunk: it recomputes every concerned
@@ -24,8 +25,10 @@ learner's membership from the attempts that remain, so whatever a crash left hal
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -49,10 +52,10 @@ from streams.stages.store import Batch, chunks_by_size
 CHUNK_ATTEMPTS = 5_000
 MEMBERS_CHUNK_BYTES = 256 * 1024  # member lists of team deletions are stored in pieces this big
 GROUP_SELECTORS = ("teams", "roles")
-# A first run's read-only pass keeps each learner's removal for the deleting pass when the part
-# is small enough in the partition: its attempts plus 8 per learner at most this many. Kept, an
-# attempt costs 90-180 bytes and a learner about 800 more (measured with tracemalloc), so a kept
-# plan stays under about 30 MB; a larger part is read and computed again, a chunk at a time.
+# A first run's read-only pass keeps the learners' removals of its first chunks for the deleting
+# pass while their attempts plus 8 per learner stay within this many. Kept, an attempt costs
+# 90-180 bytes and a learner about 800 more (measured with tracemalloc), so what is kept stays
+# under about 30 MB; the rest of a larger part is read and computed again, a chunk at a time.
 KEPT_REMOVALS_MAX = 250_000
 LEARNER_WEIGHT = 8
 
@@ -60,6 +63,19 @@ Rows = list[tuple[bytes, dict[str, Any]]]
 LearnerRows = tuple[str, Rows]  # a learner id and all its attempts in this partition
 # per chunk, per learner: its membership key, the membership read, and what the part does to it
 Removals = list[tuple[bytes, Membership, LearnerRemoval]]
+# Where a chunk of `learner_chunks` starts: the attempt key its scan starts after (`older_than`),
+# or the index of its first learner in the sorted list (named learners)
+Start = bytes | int | None
+
+
+@dataclass
+class KeptRemovals:
+    """What a part's read-only pass kept for its deleting pass: the removals of its first
+    chunks, and where the rest starts (`complete`: there is no rest)."""
+
+    chunks: list[Removals] = field(default_factory=list)
+    complete: bool = True
+    rest: Start = None
 
 
 def part_selector(selector: dict[str, Any], found: list[list[str]] | None = None) -> PartSelector:
@@ -119,11 +135,11 @@ async def apply_part(
         else:
             learners = members_of(batch, partition, tenant_id, kind, selector[kind])
         selector = {"learner_ids": learners, "before": selector["before"]}
-    planned: list[Removals] | None = None
+    kept: KeptRemovals | None = None
     if done is None:
         # named attempts are chosen by their markers' cut-offs when deleted: not the plan's choice
         keep = mode == "physical" and "attempts" not in selector
-        done, planned = plan_part(
+        done, kept = plan_part(
             counters,
             batch,
             partition,
@@ -145,13 +161,16 @@ async def apply_part(
     await batch.flush()  # the outcome and the markers are durable before anything is changed
     chosen = part_selector(selector, found)
     if mode == "physical":
-        if planned is None:
-            planned_or_read: Iterable[Removals] = removals(
+        if kept is None:
+            chunks: Iterable[Removals] = removals(
                 batch, partition, tenant_id, selector, chosen, cut, heal=replay
             )
-        else:
-            planned_or_read = planned
-        await remove(counters, batch, partition, offset, tenant_id, cut, planned_or_read)
+        elif kept.complete:
+            chunks = kept.chunks
+        else:  # the kept chunks, then the rest read again (each chunk after the one before)
+            rest = removals(batch, partition, tenant_id, selector, chosen, cut, False, kept.rest)
+            chunks = itertools.chain(kept.chunks, rest)
+        await remove(counters, batch, partition, offset, tenant_id, cut, chunks)
     elif mode == "logical":
         await mark_logically_deleted(batch, partition, tenant_id, selector, chosen)
     return {k: v for k, v in done.items() if k not in ("found", "members_chunks")}
@@ -201,17 +220,25 @@ def load_members(
 
 
 def learner_chunks(
-    batch: Batch, partition: int, tenant_id: str, selector: dict[str, Any], heal: bool
-) -> Iterator[list[LearnerRows]]:
-    """The part's learners with all their attempts in this partition, a chunk at a time.
+    batch: Batch,
+    partition: int,
+    tenant_id: str,
+    selector: dict[str, Any],
+    heal: bool,
+    start: Start = None,
+) -> Iterator[tuple[Start, list[LearnerRows]]]:
+    """The part's learners with all their attempts in this partition, a chunk at a time, each
+    with where it starts (`start` resumes there; with `heal`, only from the beginning).
 
     Each chunk is read whole before it is yielded and never splits a learner's attempts. Named
     learners come with their attempts even when none is left; for `older_than`, `heal` adds the
     tenant's learners that have a membership and no attempt at all (a replay after a crash).
     """
+    if heal and start is not None:
+        raise ValueError("a healing pass starts at the beginning")
     if "older_than" in selector:
         prefix = keys.attempts_of_tenant(tenant_id)
-        after = None
+        after = start if isinstance(start, bytes) else None
         while True:
             rows = batch.scan(keys.ATTEMPTS, partition, prefix, after, CHUNK_ATTEMPTS)
             if not rows:
@@ -220,28 +247,31 @@ def learner_chunks(
             last = keys.learner_of_attempt(rows[-1][0])
             # complete the last learner's attempts, so that no learner is split
             rows.extend(batch.scan(keys.ATTEMPTS, partition, last + b"/", rows[-1][0]))
-            after = rows[-1][0]
-            yield _group_by_learner(rows)
+            chunk_start, after = after, rows[-1][0]
+            yield chunk_start, _group_by_learner(rows)
             if not more:
                 break
         if heal:
-            yield from _learners_without_attempts(batch, partition, tenant_id)
+            for healed in _learners_without_attempts(batch, partition, tenant_id):
+                yield None, healed
         return
     if "attempts" in selector:
         learners = sorted({learner for learner, _ in selector["attempts"]})
     else:
         learners = sorted(selector["learner_ids"])
+    first = start if isinstance(start, int) else 0
     chunk: list[LearnerRows] = []
     size = 0
-    for learner_id in learners:
+    for index in range(first, len(learners)):
+        learner_id = learners[index]
         rows = batch.scan(keys.ATTEMPTS, partition, keys.attempts_of_learner(tenant_id, learner_id))
         chunk.append((learner_id, rows))
         size += len(rows) + 1
         if size >= CHUNK_ATTEMPTS:
-            yield chunk
+            yield index + 1 - len(chunk), chunk
             chunk, size = [], 0
     if chunk:
-        yield chunk
+        yield len(learners) - len(chunk), chunk
 
 
 def _learners_without_attempts(
@@ -288,24 +318,24 @@ def plan_part(
     chosen: PartSelector,
     cut: Cut,
     keep: bool = False,
-) -> tuple[dict[str, Any], list[Removals] | None]:
+) -> tuple[dict[str, Any], KeptRemovals | None]:
     """The part's outcome, computed without writing anything (also the whole of a preview);
-    with `keep`, also its removals, chunk by chunk, when there are few enough to keep."""
+    with `keep`, also the removals of its first chunks, as many as KEPT_REMOVALS_MAX allows."""
     counts = counters.get(partition, tenant_id)
     report = PartReport(counts=dict(counts.windows) if counts else {})
     losses: Counter[str] = Counter()
     found: list[list[str]] = []
-    planned: list[Removals] | None = [] if keep else None
+    kept = KeptRemovals() if keep else None
     size = 0
-    for chunk in learner_chunks(batch, partition, tenant_id, selector, heal=False):
+    for start, chunk in learner_chunks(batch, partition, tenant_id, selector, heal=False):
         learner_keys = [keys.membership(tenant_id, learner_id) for learner_id, _ in chunk]
         stored = batch.get_many(keys.LEARNER_STATE, partition, learner_keys)
-        kept: Removals = []
+        chunk_removals: Removals = []
         for learner_key, (_, rows), membership in zip(learner_keys, chunk, stored, strict=True):
             before = read_membership(membership)
             removal = remove_attempts(before, _parsed(rows), chosen, cut)
             size += len(rows) + LEARNER_WEIGHT
-            kept.append((learner_key, before, removal))
+            chunk_removals.append((learner_key, before, removal))
             if not removal.removed:
                 continue
             report.attempts_affected += len(removal.removed)
@@ -318,16 +348,17 @@ def plan_part(
                     found.append(
                         [record["learner_id"], record["attempt_id"], record["launched_at"]]
                     )
-        if planned is not None and size <= KEPT_REMOVALS_MAX:
-            planned.append(kept)
-        else:
-            planned = None  # too many to keep: the deleting pass reads them again
+        if kept is not None and kept.complete:
+            if size <= KEPT_REMOVALS_MAX:
+                kept.chunks.append(chunk_removals)
+            else:  # no more: the deleting pass reads the rest again from this chunk on
+                kept.complete, kept.rest = False, start
     if mode != "logical":  # hidden attempts keep counting
         report.losses = {w: n for w, n in losses.items() if n > 0}
     done = report.as_dict()
     if found:
         done["found"] = found
-    return done, planned
+    return done, kept
 
 
 def write_markers(
@@ -372,10 +403,11 @@ def removals(
     chosen: PartSelector,
     cut: Cut,
     heal: bool,
+    start: Start = None,
 ) -> Iterator[Removals]:
     """The part's removals, read and computed a chunk at a time (each after the previous chunk
     is written); the membership of every learner concerned is recomputed from its attempts."""
-    for chunk in learner_chunks(batch, partition, tenant_id, selector, heal=heal):
+    for _, chunk in learner_chunks(batch, partition, tenant_id, selector, heal, start):
         learner_keys = [keys.membership(tenant_id, learner_id) for learner_id, _ in chunk]
         stored = batch.get_many(keys.LEARNER_STATE, partition, learner_keys)
         chunk_removals: Removals = []
@@ -450,7 +482,7 @@ def _counter_update(
 async def mark_logically_deleted(
     batch: Batch, partition: int, tenant_id: str, selector: dict[str, Any], chosen: PartSelector
 ) -> None:
-    for chunk in learner_chunks(batch, partition, tenant_id, selector, heal=False):
+    for _, chunk in learner_chunks(batch, partition, tenant_id, selector, heal=False):
         for _, rows in chunk:
             for key, record in rows:
                 if record.get("logically_deleted"):

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from schemas import topics
-from streams.stages import learner_deletions
+from streams.stages import keys, learner_deletions
 from tests.stages.pipeline import Pipeline, deletion, launch, license_
 
 JAN, FEB, MAR = "2026-01-01", "2026-02-01", "2026-03-01"
@@ -315,3 +315,38 @@ def test_timedelta_cutoffs_are_exclusive() -> None:
     p.flow()
     assert list(p.attempts()) == ["acme/l1/a1"]
     assert p.now - timedelta(hours=2) < p.now  # (the clock moved)
+
+
+@pytest.mark.parametrize("kind", ["older_than", "learner_ids"])
+def test_learner_chunks_resume_where_a_chunk_starts(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deleting pass that resumes where the read-only pass stopped keeping reads exactly the
+    chunks from there on; every learner once, ids that are prefixes of others' included (an
+    `older_than` scan goes in key order, where "a-" comes before "a")."""
+    from streams.stages.memory import MemoryStore
+
+    monkeypatch.setattr(learner_deletions, "CHUNK_ATTEMPTS", 3)
+    store = MemoryStore(partitions=1)
+    store.assume("learner", [0])
+    batch = store.batch()
+    learners = ["a", "a-", "a.b", "ab", "a\u00e9", "b", "b!", "c"]
+    for n, learner in enumerate(learners):
+        for attempt in range(n % 3 + 1):
+            record = {"tenant_id": "acme", "learner_id": learner, "attempt_id": f"x{attempt}"}
+            batch.put(keys.ATTEMPTS, 0, keys.attempt("acme", learner, f"x{attempt}"), record)
+    selector = (
+        {"older_than": "2030-01-01T00:00:00+00:00"}
+        if kind == "older_than"
+        else {"learner_ids": list(reversed(learners)), "before": "2030-01-01T00:00:00+00:00"}
+    )
+    whole = list(learner_deletions.learner_chunks(batch, 0, "acme", selector, heal=False))
+    assert len(whole) > 2
+    read = [learner for _, chunk in whole for learner, _ in chunk]
+    assert sorted(read) == sorted(learners)
+    assert all(
+        len(rows) == learners.index(learner) % 3 + 1 for _, c in whole for learner, rows in c
+    )
+    for index, (start, _) in enumerate(whole):
+        rest = learner_deletions.learner_chunks(batch, 0, "acme", selector, False, start)
+        assert list(rest) == whole[index:]
