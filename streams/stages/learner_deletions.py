@@ -12,7 +12,7 @@ A part first computes its outcome without writing (a read-only pass) and stores 
 `done` key, with the erasure markers, durable before anything is deleted. Then it deletes (or
 marks) a chunk of learners at a time, each chunk durable before the next is read, so memory
 stays flat however many attempts a part selects. On a part's first run, the read-only pass keeps
-each learner's removal for its first chunks (up to `KEPT_REMOVALS_MAX`), and the deleting pass
+each learner's removal for its first chunks (up to `KEPT_BYTES_MAX`), and the deleting pass
 takes them from there instead of reading and computing them again, then reads the rest again
 from where keeping stopped: in between, only the part's earlier chunks write, each to other
 learners, so what was kept is what a second read would find.
@@ -53,11 +53,9 @@ CHUNK_ATTEMPTS = 5_000
 MEMBERS_CHUNK_BYTES = 256 * 1024  # member lists of team deletions are stored in pieces this big
 GROUP_SELECTORS = ("teams", "roles")
 # A first run's read-only pass keeps the learners' removals of its first chunks for the deleting
-# pass while their attempts plus 8 per learner stay within this many. Kept, an attempt costs
-# 90-180 bytes and a learner about 800 more (measured with tracemalloc), so what is kept stays
-# under about 30 MB; the rest of a larger part is read and computed again, a chunk at a time.
-KEPT_REMOVALS_MAX = 250_000
-LEARNER_WEIGHT = 8
+# pass while they take at most this much memory (`kept_bytes`); the rest of a larger part is
+# read and computed again, a chunk at a time.
+KEPT_BYTES_MAX = 32 * 1024 * 1024
 
 Rows = list[tuple[bytes, dict[str, Any]]]
 LearnerRows = tuple[str, Rows]  # a learner id and all its attempts in this partition
@@ -320,7 +318,7 @@ def plan_part(
     keep: bool = False,
 ) -> tuple[dict[str, Any], KeptRemovals | None]:
     """The part's outcome, computed without writing anything (also the whole of a preview);
-    with `keep`, also the removals of its first chunks, as many as KEPT_REMOVALS_MAX allows."""
+    with `keep`, also the removals of its first chunks, as many as KEPT_BYTES_MAX allows."""
     counts = counters.get(partition, tenant_id)
     report = PartReport(counts=dict(counts.windows) if counts else {})
     losses: Counter[str] = Counter()
@@ -334,7 +332,7 @@ def plan_part(
         for learner_key, (_, rows), membership in zip(learner_keys, chunk, stored, strict=True):
             before = read_membership(membership)
             removal = remove_attempts(before, _parsed(rows), chosen, cut)
-            size += len(rows) + LEARNER_WEIGHT
+            size += kept_bytes(learner_key, before, removal)
             chunk_removals.append((learner_key, before, removal))
             if not removal.removed:
                 continue
@@ -349,7 +347,7 @@ def plan_part(
                         [record["learner_id"], record["attempt_id"], record["launched_at"]]
                     )
         if kept is not None and kept.complete:
-            if size <= KEPT_REMOVALS_MAX:
+            if size <= KEPT_BYTES_MAX:
                 kept.chunks.append(chunk_removals)
             else:  # no more: the deleting pass reads the rest again from this chunk on
                 kept.complete, kept.rest = False, start
@@ -359,6 +357,16 @@ def plan_part(
     if found:
         done["found"] = found
     return done, kept
+
+
+def kept_bytes(learner_key: bytes, before: Membership, removal: LearnerRemoval) -> int:
+    """About the memory one learner's kept removal holds: its keys (the removed attempts' keys
+    are kept alive by it), memberships and objects. Calibrated with tracemalloc over ids of 8 to
+    256 characters, 1 to 1,000 attempts a learner, all or few removed: within 2 % under, 17 %
+    over the measured size."""
+    removed = removal.removed
+    windows = len(before) + len(removal.membership)
+    return 750 + len(learner_key) + 140 * windows + sum(map(len, removed)) + 90 * len(removed)
 
 
 def write_markers(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -63,8 +64,9 @@ PHYSICAL = {
 
 # how a physical part's deleting pass gets each learner's removal: kept from the read-only pass
 # (the default for parts this small), read again in chunks of 1 learner (a part too large to
-# keep), or kept for its first chunk and then read again (the cap reached within the part)
-PLAN_REUSE = {"kept": None, "read again": (0, 1), "cap within the part": (12, 1)}
+# keep), or kept for its first chunk and then read again (the cap reached within the part: a
+# kept learner here takes about 1,300 bytes)
+PLAN_REUSE = {"kept": None, "read again": (0, 1), "cap within the part": (2_000, 1)}
 
 
 @pytest.mark.parametrize("reuse", sorted(PLAN_REUSE))
@@ -75,8 +77,17 @@ def test_every_selector_in_every_mode(
 ) -> None:
     if PLAN_REUSE[reuse] is not None:
         cap, chunk = PLAN_REUSE[reuse]
-        monkeypatch.setattr(learner_deletions, "KEPT_REMOVALS_MAX", cap)
+        monkeypatch.setattr(learner_deletions, "KEPT_BYTES_MAX", cap)
         monkeypatch.setattr(learner_deletions, "CHUNK_ATTEMPTS", chunk)
+    plans: list[learner_deletions.KeptRemovals | None] = []
+    plan_part = learner_deletions.plan_part
+
+    def planned(*args: Any) -> Any:
+        done, kept = plan_part(*args)
+        plans.append(kept)
+        return done, kept
+
+    monkeypatch.setattr(learner_deletions, "plan_part", planned)
     p = populated()
     p.advance(86_400)
     p.produce(topics.ATTEMPT_DELETIONS, deletion("acme", "r1", mode, p.now, **SELECTORS[kind]))
@@ -106,6 +117,16 @@ def test_every_selector_in_every_mode(
         }
         assert shown == wanted
     assert p.check() == []
+    if mode == "physical" and kind != "attempts":  # the path the case names was taken
+        # the parts of partitions holding any of the learners
+        kept = [k for k in plans if k is not None and (k.chunks or not k.complete)]
+        assert kept, plans
+        if reuse == "kept":
+            assert all(k.complete for k in kept)
+        elif reuse == "read again":
+            assert all(not k.complete and not k.chunks for k in kept)
+        else:
+            assert any(not k.complete and k.chunks for k in kept)
 
 
 def test_a_redelivered_request_is_applied_once_and_answered_the_same() -> None:
@@ -350,3 +371,48 @@ def test_learner_chunks_resume_where_a_chunk_starts(
     for index, (start, _) in enumerate(whole):
         rest = learner_deletions.learner_chunks(batch, 0, "acme", selector, False, start)
         assert list(rest) == whole[index:]
+
+
+@pytest.mark.parametrize(("id_length", "per_learner"), [(8, 1), (36, 10), (256, 100)])
+def test_kept_bytes_tells_the_memory_kept_removals_hold(id_length: int, per_learner: int) -> None:
+    """The budget of kept removals (KEPT_BYTES_MAX) is counted by `kept_bytes`: it must not
+    fall far below what the removals really hold, whatever the ids' length."""
+    import tracemalloc
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from streams.domain.deletions import PartSelector, remove_attempts
+    from streams.domain.licenses import cut_of
+    from streams.domain.tallies import read_membership, summarised
+
+    cut = cut_of(None)
+    chosen = PartSelector(older_than=datetime(2100, 1, 1, tzinfo=UTC))
+    tenant = "t" * id_length
+    learners = []
+    for n in range(20_000 // per_learner):
+        learner = f"{n:08d}".ljust(id_length, "x")
+        rows = [
+            (
+                keys.attempt(tenant, learner, f"{a:08d}".ljust(id_length, "y")),
+                learner,
+                f"{a:08d}".ljust(id_length, "y"),
+                datetime(2020, 1 + a % 12, 1 + n % 28, tzinfo=UTC),
+            )
+            for a in range(per_learner)
+        ]
+        stored = {w: list(s) for w, s in summarised(cut, [r[3] for r in rows]).items()}
+        learners.append((learner, orjson.dumps(stored), rows))
+    tracemalloc.start()
+    kept, estimate = [], 0
+    for learner, stored, rows in learners:
+        before = read_membership(orjson.loads(stored))
+        learner_key = keys.membership(tenant, learner)
+        fresh = [(bytes(bytearray(k)), *rest) for k, *rest in rows]  # as a scan reads them
+        removal = remove_attempts(before, fresh, chosen, cut)
+        del fresh
+        kept.append((learner_key, before, removal))
+        estimate += learner_deletions.kept_bytes(learner_key, before, removal)
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert 0.95 * held <= estimate <= 1.3 * held, (estimate, held)
