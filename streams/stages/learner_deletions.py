@@ -326,15 +326,10 @@ def plan_part(
     kept = KeptRemovals() if keep else None
     size = 0
     for start, chunk in learner_chunks(batch, partition, tenant_id, selector, heal=False):
-        learner_keys = [keys.membership(tenant_id, learner_id) for learner_id, _ in chunk]
-        stored = batch.get_many(keys.LEARNER_STATE, partition, learner_keys)
-        chunk_removals: Removals = []
-        for learner_key, (_, rows), membership in zip(learner_keys, chunk, stored, strict=True):
-            before = read_membership(membership)
-            removal = remove_attempts(before, _parsed(rows), chosen, cut)
+        chunk_removals = removals_of(batch, partition, tenant_id, chunk, chosen, cut)
+        for (_, rows), (learner_key, before, removal) in zip(chunk, chunk_removals, strict=True):
             if kept is not None and kept.complete:
                 size += kept_bytes(learner_key, before, removal)
-                chunk_removals.append((learner_key, before, removal))
             if not removal.removed:
                 continue
             report.attempts_affected += len(removal.removed)
@@ -415,17 +410,28 @@ def removals(
     start: Start = None,
 ) -> Iterator[Removals]:
     """The part's removals, read and computed a chunk at a time (each after the previous chunk
-    is written); the membership of every learner concerned is recomputed from its attempts."""
+    is written)."""
     for _, chunk in learner_chunks(batch, partition, tenant_id, selector, heal, start):
-        learner_keys = [keys.membership(tenant_id, learner_id) for learner_id, _ in chunk]
-        stored = batch.get_many(keys.LEARNER_STATE, partition, learner_keys)
-        chunk_removals: Removals = []
-        for learner_key, (_, rows), membership in zip(learner_keys, chunk, stored, strict=True):
-            before = read_membership(membership)
-            chunk_removals.append(
-                (learner_key, before, remove_attempts(before, _parsed(rows), chosen, cut))
-            )
-        yield chunk_removals
+        yield removals_of(batch, partition, tenant_id, chunk, chosen, cut)
+
+
+def removals_of(
+    batch: Batch,
+    partition: int,
+    tenant_id: str,
+    chunk: list[LearnerRows],
+    chosen: PartSelector,
+    cut: Cut,
+) -> Removals:
+    """What the part does to each learner of one chunk, from its stored membership and the
+    attempts the chunk read (the membership recomputed from the attempts that remain)."""
+    learner_keys = [keys.membership(tenant_id, learner_id) for learner_id, _ in chunk]
+    stored = batch.get_many(keys.LEARNER_STATE, partition, learner_keys)
+    out: Removals = []
+    for learner_key, (_, rows), membership in zip(learner_keys, chunk, stored, strict=True):
+        before = read_membership(membership)
+        out.append((learner_key, before, remove_attempts(before, _parsed(rows), chosen, cut)))
+    return out
 
 
 async def remove(
