@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from streams.tools.simulate.runner import explain, generate, run
 
 SEEDS = int(os.environ.get("SIMULATION_SEEDS", "300"))
@@ -77,3 +79,22 @@ def test_the_checks_can_fail() -> None:
     finally:
         tenants.publication_ready = real
     assert caught, "no seed of 40 noticed half-counted windows"
+
+
+def test_seeds_whose_deletions_keep_only_their_first_learner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A part keeps the removals of its first chunks and reads the rest again (streams/stages/
+    learner_deletions.py). The simulator's parts are small and always fit; with chunks of one
+    learner and a budget of about one learner, most parts of two or more learners take the
+    mixed path, under the same crashes and replays."""
+    from streams.stages import learner_deletions
+
+    monkeypatch.setattr(learner_deletions, "KEPT_BYTES_MAX", 1_500)
+    monkeypatch.setattr(learner_deletions, "CHUNK_ATTEMPTS", 1)
+    failures = []
+    for seed in range(5_100_000, 5_100_000 + max(SEEDS // 3, 100)):
+        result = run(generate(seed))
+        if not result.ok:
+            failures.append(explain(result, shrink_s=20))
+    assert not failures, "\n\n".join(failures)
