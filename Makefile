@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 KAFKA := bash docker/kafka/kafka.sh
 RUN := .demo
 
-.PHONY: help install tcmalloc browser screenshots kafka kafka-stop topics worker notifier demo test unit unit-all lint schemas bench soak simulate down clean
+.PHONY: help install browser screenshots kafka kafka-stop topics worker notifier demo test unit unit-all lint schemas bench soak simulate down clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -36,16 +36,6 @@ browser: ## install Debian's chromium (headless, for the dashboard tests) unless
 	    chromium fonts-liberation >/dev/null; }
 	@chromium --version 2>/dev/null
 
-# tcmalloc, the worker's malloc (streams/worker/allocator.py): Debian's package too. Best effort:
-# without it a worker runs on glibc's malloc and says so in its log.
-tcmalloc: ## install Debian's libtcmalloc-minimal4 (the worker's malloc) unless it is there
-	@{ ldconfig -p 2>/dev/null || /sbin/ldconfig -p; } | grep -q 'libtcmalloc_minimal\.so\.4 ' || { \
-	  echo "tcmalloc: installing Debian's libtcmalloc-minimal4"; \
-	  { $(SUDO) apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-	      libtcmalloc-minimal4 >/dev/null; } \
-	  || echo "tcmalloc: not installed; workers will run on glibc's malloc"; }
-
 screenshots: install browser kafka ## the dashboard's screenshots in docs/screenshots (from its browser test)
 	SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -q tests/integration/test_web.py -k browser
 
@@ -58,16 +48,16 @@ kafka-stop: ## stop the local Kafka broker
 topics: install kafka ## create every topic (TOPIC_PREFIX, PARTITIONS respected)
 	@$(BIN)/active-learners topics
 
-worker: install kafka topics tcmalloc ## run a worker in the foreground
+worker: install kafka topics ## run a worker in the foreground
 	@$(BIN)/active-learners worker
 
 notifier: install kafka topics ## run the threshold e-mail notifier in the foreground
 	@$(BIN)/active-learners notifier
 
-demo: install kafka tcmalloc ## start broker + worker, produce a dataset, print the counts
+demo: install kafka ## start broker + worker, produce a dataset, print the counts
 	@bash scripts/demo.sh
 
-test: install browser tcmalloc ## run every test (starts the broker itself; stops it if it started it)
+test: install browser ## run every test (starts the broker itself; stops it if it started it)
 	$(BIN)/python -m pytest
 
 unit: install ## run the tests that need no broker (unit, stages, simulation)
@@ -88,7 +78,7 @@ lint: install ## ruff, mypy and the import layers (import-linter)
 schemas: install ## regenerate schemas/json from the models
 	$(BIN)/python -m schemas.registry
 
-bench: install kafka tcmalloc ## measure end-to-end throughput (writes docs/benchmarks.md)
+bench: install kafka ## measure end-to-end throughput (writes docs/benchmarks.md)
 	@$(BIN)/active-learners bench
 
 SEEDS ?= 2000
@@ -96,7 +86,7 @@ SEED ?= 0
 simulate: install ## seeded schedules of Kafka, workers and crashes over the real stages (SEEDS=2000, SEED=0)
 	@$(BIN)/active-learners simulate --seeds $(SEEDS) --seed $(SEED)
 
-soak: install kafka tcmalloc ## 3 workers, a schedule of faults, garbage; every check (writes docs/reliability.md)
+soak: install kafka ## 3 workers, a schedule of faults, garbage; every check (writes docs/reliability.md)
 	@$(BIN)/active-learners soak
 
 down: ## stop everything the Makefile started: worker and notifier first (waited for), then the broker

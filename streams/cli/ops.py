@@ -32,15 +32,6 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.worker.allocator import AllocatorError, running, take
-
-    try:
-        # first of all: on tcmalloc this process starts again (the same id) with it preloaded
-        malloc_note = take(settings.allocator)
-    except AllocatorError as exc:
-        raise CommandError(str(exc)) from None
-    if malloc_note:
-        print(f"active-learners worker: {malloc_note}", file=sys.stderr)
     ensure_topics(settings, timeout_s=args.timeout)
     partitions = copartitioned_count(settings, timeout_s=args.timeout)
     if args.processes > partitions:
@@ -75,7 +66,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from streams.http import web  # registers the views and the read model on the app
     from streams.worker.agents import ingest, learners, memory, tenants  # noqa: F401  (register)
     from streams.worker.app import app
-    from streams.worker.app import settings as settings_running  # the env, PARTITIONS set above
+    from streams.worker.app import settings as running  # the env, PARTITIONS as set above
     from streams.worker.process import BoundedWorker
     from streams.worker.tables import tune_stores
 
@@ -84,7 +75,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     config = logging_config(log_format(), args.loglevel)
     worker = BoundedWorker(
         app,
-        banner=[settings_running.describe(), web.describe(), f"malloc: {running()}"],
+        banner=[running.describe(), web.describe()],
         warnings=web.warnings(),
         loglevel=args.loglevel,
         quiet=True,

@@ -42,22 +42,6 @@ def _malloc_mmap_fixed_kb(env: dict[str, str] | os._Environ[str]) -> int:
     return value
 
 
-ALLOCATORS = ("auto", "tcmalloc", "glibc")  # streams/worker/allocator.py
-
-
-def _allocator(env: dict[str, str] | os._Environ[str], mmap_fixed_kb: int) -> str:
-    text = env.get("ALLOCATOR", "").strip()
-    choice = text.lower() or "auto"
-    if choice not in ALLOCATORS:
-        raise ConfigError(f"ALLOCATOR must be one of {', '.join(ALLOCATORS)}, got {text!r}")
-    if mmap_fixed_kb and choice == "tcmalloc":
-        raise ConfigError(
-            "MALLOC_MMAP_FIXED_KB tunes glibc's malloc: it cannot go with ALLOCATOR=tcmalloc"
-        )
-    # a glibc tuning asked for: the worker stays on glibc's malloc
-    return "glibc" if mmap_fixed_kb else choice
-
-
 @dataclass(frozen=True)
 class Settings:
     bootstrap_servers: str = "localhost:9092"
@@ -77,12 +61,10 @@ class Settings:
     # KiB from which every allocation gets a mapping of its own, for good; 0: glibc decides
     # (streams/worker/malloc.py: fix_mmap_threshold)
     malloc_mmap_fixed_kb: int = 0
-    allocator: str = "auto"  # the worker's malloc: auto (tcmalloc when found), tcmalloc, glibc
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
-        mmap_fixed_kb = _malloc_mmap_fixed_kb(env)
         try:
             security = KafkaSecurity.from_env(env)
         except SecurityConfigError as exc:
@@ -115,8 +97,7 @@ class Settings:
             replication_factor=_int_setting(env, "REPLICATION_FACTOR", 1, 1),
             ingest_batch_max=_int_setting(env, "INGEST_BATCH_MAX", 5_000, 1),
             ingest_linger_ms=_int_setting(env, "INGEST_LINGER_MS", 100, 0),
-            malloc_mmap_fixed_kb=mmap_fixed_kb,
-            allocator=_allocator(env, mmap_fixed_kb),
+            malloc_mmap_fixed_kb=_malloc_mmap_fixed_kb(env),
             security=security,
         )
 
@@ -129,8 +110,7 @@ class Settings:
             f"DELETION_MAX_SHARE={self.deletion_max_share} "
             f"REPLICATION_FACTOR={self.replication_factor} "
             f"INGEST_BATCH_MAX={self.ingest_batch_max} INGEST_LINGER_MS={self.ingest_linger_ms} "
-            f"MALLOC_MMAP_FIXED_KB={self.malloc_mmap_fixed_kb} ALLOCATOR={self.allocator} "
-            + self.security.describe()
+            f"MALLOC_MMAP_FIXED_KB={self.malloc_mmap_fixed_kb} " + self.security.describe()
         )
 
     @property

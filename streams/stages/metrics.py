@@ -81,18 +81,12 @@ rocksdb_memory = Gauge(
 )
 malloc_bytes = Gauge(
     "active_learners_malloc_bytes",
-    "malloc (tcmalloc, or glibc's over all arenas): in_use (allocated) and free (freed, kept "
-    "for reuse)",
+    "glibc malloc over all arenas: in_use (allocated) and free (freed, kept for reuse)",
     ["kind"],
-)
-malloc_info = Gauge(
-    "active_learners_malloc_info",
-    "1 for the allocator serving the worker: tcmalloc or glibc (ALLOCATOR)",
-    ["allocator"],
 )
 malloc_trim_seconds = Counter(
     "active_learners_malloc_trim_seconds",
-    "Seconds spent giving malloc's free pages back to the OS (every 10 s and after a restore)",
+    "Seconds spent giving malloc's free pages back to the OS (malloc_trim, every 10 s)",
 )
 python_blocks = Gauge(
     "active_learners_python_allocated_blocks",

@@ -75,7 +75,6 @@ class BenchResult:
     rss_curve_mb: list[tuple[int, float]] = field(default_factory=list)
     # RocksDB's share of each sample above (MB by kind, from the worker's /metrics; {} if none)
     rocksdb_curve_mb: list[dict[str, float]] = field(default_factory=list)
-    allocator: str = ""  # the malloc serving the worker (its /metrics), "" when not read
     recovery_records: int = 0
     recovery_s: float = 0.0
     rebuild_s: float = 0.0  # the takeover after the restore (counts and report tallies)
@@ -422,9 +421,7 @@ def run_throughput(
 
         def take_sample() -> None:
             curve.append((end_offset(settings, topics.ATTEMPTS), worker_rss(worker)))
-            text = worker_metrics(worker) if processes == 1 else ""
-            rocksdb.append(memory_sizes(text) if text else {})
-            result.allocator = result.allocator or allocator_of(text)
+            rocksdb.append(memory_breakdown_mb(worker) if processes == 1 else {})
 
         def sample() -> None:
             if time.monotonic() - last_sample[0] >= 3:
@@ -1110,8 +1107,7 @@ def report(result: BenchResult) -> str:
             + (f"with {result.processes} processes " if result.processes > 1 else "")
             + f"({result.worker_s:.1f} s from the first launch to every count exact)",
             f"worker / raw consumer {100 * result.ratio:.1f} %",
-            f"worker peak RSS          {result.peak_rss_mb:,.0f} MB"
-            + (f" (malloc: {result.allocator})" if result.allocator else ""),
+            f"worker peak RSS          {result.peak_rss_mb:,.0f} MB",
         ]
         if result.postgres is not None:
             lines.append(result.postgres.line())
@@ -1189,13 +1185,12 @@ ROCKSDB_METRIC = re.compile(
     r'^active_learners_rocksdb_memory_bytes\{kind="(\w+)",table="[^"]*"\} (\S+)$', re.M
 )
 MALLOC_FREE = re.compile(r'^active_learners_malloc_bytes\{kind="free"\} (\S+)$', re.M)
-MALLOC_INFO = re.compile(r'^active_learners_malloc_info\{allocator="(\w+)"\} 1\.0$', re.M)
 PYTHON_BLOCKS = re.compile(r"^active_learners_python_allocated_blocks (\S+)$", re.M)
 
 
-def worker_metrics(worker: WorkerProcess) -> str:
-    """The worker's /metrics text; "" when it does not answer (a sample is then shown without
-    its breakdown)."""
+def memory_breakdown_mb(worker: WorkerProcess) -> dict[str, float]:
+    """Where the worker's memory is (memory_sizes), from its /metrics; {} when it does not
+    answer (the sample is then shown without it)."""
     request = urllib.request.Request(f"http://127.0.0.1:{worker.web_port}/metrics")
     token = worker.extra_env.get("METRICS_TOKEN") or os.environ.get("METRICS_TOKEN", "")
     if token.strip():
@@ -1204,14 +1199,8 @@ def worker_metrics(worker: WorkerProcess) -> str:
         with urllib.request.urlopen(request, timeout=2) as answer:
             text = answer.read().decode()
     except (OSError, http.client.HTTPException):
-        return ""
-    return text
-
-
-def allocator_of(metrics_text: str) -> str:
-    """The malloc serving the worker, from its /metrics text ("" when not there)."""
-    found = MALLOC_INFO.search(metrics_text)
-    return found[1] if found else ""
+        return {}
+    return memory_sizes(text)
 
 
 def memory_sizes(metrics_text: str) -> dict[str, float]:

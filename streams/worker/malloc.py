@@ -1,9 +1,7 @@
-"""malloc from Python (ctypes): its statistics, glibc's mmap threshold, and giving free pages
-back to the OS.
+"""glibc malloc from Python (ctypes): its statistics, its mmap threshold, and giving its free
+pages back to the OS.
 
-A worker runs on tcmalloc when the host has it (streams/worker/allocator.py), else on glibc's
-malloc. Without either (or with a glibc older than 2.33) each function does nothing and says so
-by its result.
+Without glibc (or with one older than 2.33) each does nothing and says so by its result.
 """
 
 from __future__ import annotations
@@ -13,8 +11,6 @@ import ctypes.util
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-from streams.worker.allocator import GLIBC, running
 
 
 class _MallInfo2(ctypes.Structure):
@@ -46,31 +42,7 @@ def _libc_function(name: str, restype: type) -> ctypes._CFuncPtr | None:  # type
     return function
 
 
-def _tcmalloc_function(name: str, restype: type | None) -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    """tcmalloc's C extension API, when tcmalloc serves this process (preloaded)."""
-    function = getattr(ctypes.CDLL(None), name, None)
-    if function is not None:
-        function.restype = restype
-    return function
-
-
-TC_RELEASE = _tcmalloc_function("MallocExtension_ReleaseFreeMemory", None)
-TC_PROPERTY = _tcmalloc_function("MallocExtension_GetNumericProperty", ctypes.c_int)
-# where tcmalloc keeps freed memory: spans in its page heap, objects in its caches
-TC_FREE = tuple(
-    f"tcmalloc.{place}_free_bytes"
-    for place in ("pageheap", "central_cache", "transfer_cache", "thread_cache")
-)
-
-
-def _tcmalloc_property(name: str) -> int:
-    value = ctypes.c_size_t()
-    assert TC_PROPERTY is not None
-    return value.value if TC_PROPERTY(name.encode(), ctypes.byref(value)) else 0
-
-
 MALLINFO2 = _libc_function("mallinfo2", _MallInfo2)
-ON_GLIBC = running() == GLIBC
 MALLOC_TRIM = _libc_function("malloc_trim", ctypes.c_int)
 MALLOPT = _libc_function("mallopt", ctypes.c_int)
 
@@ -86,34 +58,26 @@ _heap_users = 0  # restores under way that take their large buffers from the hea
 
 
 def malloc_bytes() -> dict[str, int]:
-    """malloc's bytes: `in_use` (allocated) and `free` (freed, kept by malloc for reuse:
-    resident where it was touched and not given back); {} without tcmalloc or glibc."""
-    if TC_PROPERTY is not None:
-        return {
-            "in_use": _tcmalloc_property("generic.current_allocated_bytes"),
-            "free": sum(_tcmalloc_property(name) for name in TC_FREE),
-        }
-    if MALLINFO2 is None or not ON_GLIBC:
-        return {}  # (another allocator preloaded: glibc's heap would be unused)
+    """glibc malloc's bytes over all arenas: `in_use` (allocated, mmapped chunks included) and
+    `free` (freed, kept by malloc for reuse: resident where it was touched); {} without glibc."""
+    if MALLINFO2 is None:
+        return {}
     info = MALLINFO2()
     return {"in_use": info.uordblks + info.hblkhd, "free": info.fordblks}
 
 
 def trim_malloc() -> float:
-    """Give the pages of malloc's free chunks back to the OS (tcmalloc's `ReleaseFreeMemory`,
-    glibc's `malloc_trim(0)`); the seconds it took (0.0 without either).
+    """Give the pages of malloc's free chunks back to the OS (glibc `malloc_trim(0)`); the
+    seconds it took (0.0 without glibc).
 
     The worker frees as much as it allocates, but not in the same sizes: glibc keeps the freed
     chunks it cannot reuse for later requests, resident, in every arena (measured: +54 MB from 1M
     to 10M attempts, more than half of the worker's growth). Trimmed pages cost a page fault
     when malloc reuses them."""
-    started = time.perf_counter()
-    if TC_RELEASE is not None:
-        TC_RELEASE()  # its free spans in the page heap (freed memory in its caches stays)
-    elif MALLOC_TRIM is not None:
-        MALLOC_TRIM(0)
-    else:
+    if MALLOC_TRIM is None:
         return 0.0
+    started = time.perf_counter()
+    MALLOC_TRIM(0)
     return time.perf_counter() - started
 
 
@@ -130,7 +94,7 @@ def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD_BYTES) -> bool:
     which cost about a tenth of the launches/s (docs/benchmarks.md, "A fixed mmap threshold").
     """
     global _fixed_at
-    if TC_RELEASE is not None or MALLOPT is None or not MALLOPT(M_MMAP_THRESHOLD, nbytes):
+    if MALLOPT is None or not MALLOPT(M_MMAP_THRESHOLD, nbytes):
         return False
     # a fixed mmap threshold also fixes the trim threshold, at glibc's 128 KiB: each large
     # free at the heap's top would give back pages that the next allocation faults in again

@@ -42,7 +42,7 @@ from streams.stages.store import (
     marked_offsets,
     parse_epoch,
 )
-from streams.worker.malloc import large_buffers_from_the_heap, trim_malloc
+from streams.worker.malloc import large_buffers_from_the_heap
 from streams.worker.state import OFFSET_KEY
 
 log = logging.getLogger(__name__)
@@ -103,9 +103,6 @@ class BulkRecovery(Recovery):
             return
         with large_buffers_from_the_heap():
             await self._restore(todo, offsets)
-        # the restore's buffers of several MiB are free now: their pages go back at once rather
-        # than at the next 10 s trim (tcmalloc keeps them in its page heap until then)
-        trim_malloc()
 
     async def _restore(self, todo: dict[TP, int], offsets: Any) -> None:
         started, restored = time.monotonic(), 0

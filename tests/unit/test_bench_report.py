@@ -186,17 +186,3 @@ def test_memory_sizes_are_read_from_the_metrics_text() -> None:
         "malloc_free": 3.0,
         "python_kblocks": 123.456,
     }
-
-
-def test_the_workers_allocator_is_read_from_its_metrics() -> None:
-    """As prometheus_client writes the worker's gauge (a registry of its own here)."""
-    from prometheus_client import CollectorRegistry, Gauge, generate_latest
-
-    registry = CollectorRegistry()
-    gauge = Gauge("active_learners_malloc_info", "...", ["allocator"], registry=registry)
-    assert bench.allocator_of(generate_latest(registry).decode()) == ""
-    gauge.labels("tcmalloc").set(1)
-    assert bench.allocator_of(generate_latest(registry).decode()) == "tcmalloc"
-    result = BenchResult(launches=10, partitions=1, worker_s=1.0, peak_rss_mb=300.0)
-    result.allocator = "tcmalloc"
-    assert "worker peak RSS          300 MB (malloc: tcmalloc)" in report(result)

@@ -606,20 +606,3 @@ def test_k8s_workers_advertise_a_name_other_pods_resolve() -> None:
     advertised = env["WEB_ADVERTISED_HOST"]["value"]
     assert advertised == f"$(POD_NAME).{service}"
     assert advertised in env["WEB_ALLOWED_HOSTS"]["value"].split(",")
-
-
-def test_the_image_and_the_makefile_install_the_allocator_the_worker_looks_for() -> None:
-    """ALLOCATOR=auto finds tcmalloc by the name streams/worker/allocator.py asks the dynamic
-    linker for; Debian's package of that library is what the image and `make` install."""
-    from streams.worker.allocator import TCMALLOC_LIBRARY
-
-    package = "libtcmalloc-minimal4"  # ships libtcmalloc_minimal.so.4
-    assert TCMALLOC_LIBRARY == "tcmalloc_minimal"
-    installs = [rest for keyword, rest in dockerfile() if keyword == "RUN" and package in rest]
-    assert installs and "apt-get install" in installs[0]
-    first_user = next(i for i, (keyword, _) in enumerate(dockerfile()) if keyword == "USER")
-    assert dockerfile().index(("RUN", installs[0])) < first_user, "installed as root"
-    makefile = (DOCKER.parent / "Makefile").read_text()
-    assert re.search(rf"apt-get install [^\n]*\\\n\s*{package}", makefile)
-    for target in ("worker", "demo", "test", "bench", "soak"):
-        assert re.search(rf"^{target}: .*\btcmalloc\b", makefile, re.M), target

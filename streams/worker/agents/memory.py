@@ -2,10 +2,9 @@
 
 A worker's RSS grows with the data it holds even with bounded memtables and caches. These gauges
 split it without a profiler: RocksDB's memory by table and kind (its SST files' index and filter
-blocks live outside the block cache and grow with the data), malloc's bytes in use and
-free-but-kept (what fragmentation costs; tcmalloc's or glibc's, whichever serves the worker:
-streams/worker/allocator.py), and the objects Python has allocated. The same timer gives
-malloc's free pages back to the OS (`trim_malloc`).
+blocks live outside the block cache and grow with the data), glibc malloc's bytes in use and
+free-but-kept (what fragmentation costs), and the objects Python has allocated. The same
+timer gives malloc's free pages back to the OS (`trim_malloc`).
 """
 
 from __future__ import annotations
@@ -13,14 +12,11 @@ from __future__ import annotations
 import sys
 
 from streams.stages import metrics
-from streams.worker.allocator import running
 from streams.worker.app import app
 from streams.worker.malloc import malloc_bytes, trim_malloc
 from streams.worker.runtime import local_state
 
 INTERVAL_S = 10.0
-
-metrics.malloc_info.labels(running()).set(1)
 
 
 @app.timer(interval=INTERVAL_S)
