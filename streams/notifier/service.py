@@ -28,6 +28,7 @@ import contextlib
 import json
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -123,8 +124,10 @@ class Notifier:
         settings: Settings,
         smtp_settings: SmtpSettings | None,
         webhook_secret: bytes | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
+        self.clock = clock  # what decides a backfill, and the time of outcomes and dead letters
         self.smtp = smtp_settings
         self.tls_context = smtp_settings.tls_context() if smtp_settings else None
         self.sender = smtp_settings.sender if smtp_settings else OUTBOX_SENDER
@@ -208,7 +211,7 @@ class Notifier:
 
     async def handle(self, record: InputRecord) -> str:
         """Handle one event; returns the outcome (also counted in metrics)."""
-        now = datetime.now(UTC)
+        now = self.clock()
         event = decode_event(record.value)
         if isinstance(event, Rejected):
             await self.dead_letter(record, event.detail, now)

@@ -213,7 +213,7 @@ def outcomes() -> dict[str, float]:
 
 def test_a_bad_event_is_dead_lettered_and_the_next_one_still_mailed(tmp_path: Path) -> None:
     settings = replace(Settings.from_env({}), topic_prefix="p-", state_dir=tmp_path)
-    notifier = Notifier(settings, None)
+    notifier = Notifier(settings, None, clock=lambda: NOW)  # the events' window is NOW's
     notifier.producer = producer = Producer()
     records = [
         {**EVENT, "event_id": "bad-subject", "tenant_id": "acme\u2028x"},

@@ -451,7 +451,10 @@ class DeadLetters:
 
 def test_the_notifier_enqueues_each_new_event_once_and_no_backfill(tmp_path: Path) -> None:
     settings = replace(Settings.from_env({}), topic_prefix="p-", state_dir=tmp_path)
-    notifier = Notifier(settings, None, SECRET)
+    # the day the events happened: their window is no backfill then, whatever today is
+    notifier = Notifier(
+        settings, None, SECRET, clock=lambda: datetime(2026, 11, 20, 12, tzinfo=UTC)
+    )
     notifier.producer = DeadLetters()
     notifier.webhook_book.apply(b"acme", license_record(webhooks=[HOOK_A, HOOK_B]))
     queue = DeliveryQueue(MemoryKV())
