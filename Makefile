@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 KAFKA := bash docker/kafka/kafka.sh
 RUN := .demo
 
-.PHONY: help install browser screenshots kafka kafka-stop topics worker notifier demo test unit unit-all lint schemas bench soak simulate down clean
+.PHONY: help install browser faketime dates screenshots kafka kafka-stop topics worker notifier demo test unit unit-all lint schemas bench soak simulate down clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -35,6 +35,16 @@ browser: ## install Debian's chromium (headless, for the dashboard tests) unless
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
 	    chromium fonts-liberation >/dev/null; }
 	@chromium --version 2>/dev/null
+
+faketime: ## install Debian's faketime (libfaketime, for `make dates`) unless it is there
+	@command -v faketime >/dev/null 2>&1 || { \
+	  echo "faketime: installing Debian's faketime package"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    faketime >/dev/null; }
+
+dates: install faketime ## the tests that need no broker at later dates: month, year ends, leap day, DST changes, years on
+	@$(BIN)/python scripts/dates.py
 
 screenshots: install browser kafka ## the dashboard's screenshots in docs/screenshots (from its browser test)
 	SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -q tests/integration/test_web.py -k browser
