@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -117,19 +118,34 @@ while True:
 """
 
 
-def guarded(grace_s: float) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", GUARDED.format(grace=grace_s)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-    return process
+@pytest.fixture
+def guarded() -> Iterator[Callable[[float], subprocess.Popen[str]]]:
+    """Starts the guarded program; a test that fails leaves none running (it never stops by
+    itself)."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(grace_s: float) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-c", GUARDED.format(grace=grace_s)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
-def test_a_stop_that_hangs_ends_after_the_grace_period() -> None:
-    process = guarded(grace_s=0.5)
+def test_a_stop_that_hangs_ends_after_the_grace_period(
+    guarded: Callable[[float], subprocess.Popen[str]],
+) -> None:
+    process = guarded(0.5)
     started = time.monotonic()
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 1
@@ -137,8 +153,10 @@ def test_a_stop_that_hangs_ends_after_the_grace_period() -> None:
     assert "did not stop within 0.5 s" in process.stderr.read()  # type: ignore[union-attr]
 
 
-def test_a_second_signal_exits_at_once() -> None:
-    process = guarded(grace_s=60)
+def test_a_second_signal_exits_at_once(
+    guarded: Callable[[float], subprocess.Popen[str]],
+) -> None:
+    process = guarded(60)
     process.send_signal(signal.SIGTERM)
     assert process.stdout is not None and process.stdout.readline().strip() == "stopping"
     started = time.monotonic()
