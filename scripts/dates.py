@@ -21,20 +21,14 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
+from streams.domain.windows import add_months
+
 # libfaketime breaks signal timers (the process never sees its alarm): this test of a stop that
 # hangs past its grace period cannot pass under it, whatever the date
 UNDER_FAKETIME_NEVER = (
     "tests/unit/test_logs_and_shutdown.py::test_a_stop_that_hangs_ends_after_the_grace_period"
 )
 DEFAULT_TESTS = ["tests/unit", "tests/stages", "tests/simulation"]
-
-
-def month_end(year: int, month: int) -> date:
-    return date(year, month, calendar.monthrange(year, month)[1])
-
-
-def next_month(day: date) -> date:
-    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
 def nth_sunday(year: int, month: int, n: int) -> date:
@@ -62,12 +56,12 @@ def at(day: date, hour: int, minute: int, second: int = 0) -> datetime:
 def dates(now: datetime) -> list[tuple[str, datetime]]:
     """(why, the instant the clock starts at), all after `now`."""
     today = now.date()
-    this_end = month_end(today.year, today.month)
-    following = next_month(today)
+    first = today.replace(day=1)
+    this_end, next_end = (add_months(first, n) - timedelta(days=1) for n in (1, 2))
     leap = upcoming(today, lambda y: date(y, 2, 29) if calendar.isleap(y) else None)
     chosen = [
         ("the last seconds of this month", at(this_end, 23, 59, 40)),
-        ("the last day of next month", at(month_end(following.year, following.month), 12, 0)),
+        ("the last day of next month", at(next_end, 12, 0)),
         ("February's end", at(upcoming(today, lambda y: date(y, 2, 28)), 23, 59, 40)),
         ("a leap day", at(leap, 12, 0)),
         # Europe moves its clocks at 01:00 UTC on the last Sunday of March
