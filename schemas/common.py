@@ -99,8 +99,10 @@ RequestId = Annotated[
 
 
 def _check_email(value: str) -> str:
+    # a domain without a dot (`ops@intranet`) is an address too (RFC 5321): an intranet's mail
+    # server delivers it, and the contract asks only for one address per entry
     local, at, domain = value.rpartition("@")
-    if not at or not local or "." not in domain or " " in value or domain.startswith("."):
+    if not at or not local or not domain or " " in value or domain.startswith("."):
         raise ValueError(f"not an e-mail address: {value[:80]!r}")
     return value
 

@@ -89,7 +89,7 @@ def fast_launch(raw: bytes) -> LaunchFields | None:
     event_id, tenant_id, learner_id = wire.event_id, wire.tenant_id, wire.learner_id
     element_id, attempt_id = wire.element_id, wire.attempt_id
     if (
-        not 0 < len(event_id) <= MAX_ID_LENGTH
+        not event_id
         or not 0 < len(tenant_id) <= MAX_ID_LENGTH
         or not 0 < len(learner_id) <= MAX_ID_LENGTH
         or not 0 < len(element_id) <= MAX_ID_LENGTH
@@ -105,8 +105,6 @@ def fast_launch(raw: bytes) -> LaunchFields | None:
     content_type = wire.content_type
     if content_type is not None:
         content_type = content_type.strip().lower()
-        if len(content_type) > 64:
-            return None
     tracking = wire.tracking.strip().lower()
     launched_by = wire.launched_by
     if tracking not in _TRACKING or launched_by not in _LAUNCHED_BY:

@@ -55,6 +55,12 @@ def address(request: Request) -> str:
 
 
 def over_tls(request: Request) -> bool:
+    """Whether the browser reached us over TLS, directly or through a TLS-terminating proxy.
+
+    `X-Forwarded-Proto` is believed from any peer, not only the trusted proxies: it only decides
+    whether our cookies are `Secure` and `__Host-` named, so a client that claims https falsely
+    only gets cookies its own browser will not send back over plain HTTP. Believing it from
+    anyone keeps cookies Secure behind a proxy that nobody listed in WEB_TRUSTED_PROXIES."""
     forwarded = request.headers.get("X-Forwarded-Proto", "").lower()
     return bool(request.secure) or forwarded == "https"  # type: ignore[attr-defined]
 

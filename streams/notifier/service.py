@@ -227,9 +227,11 @@ class Notifier:
 
     def enqueue_webhooks(self, record: InputRecord, event: MailableEvent, now: datetime) -> None:
         """Recorded before the e-mail, which may wait for SMTP, and so before the offset is
-        committed; a backfill gets no webhook, as it gets no e-mail; a redelivery adds none."""
+        committed; a redelivery adds none. Unlike the e-mail, a backfill is POSTed too: the
+        contract POSTs every threshold event, and receivers are programs that dedupe by event id
+        (a `down` after last year's attempts were deleted is news to them, not noise)."""
         urls = self.webhook_book.urls(event.tenant_id)
-        if self.webhooks is None or not urls or record.value is None or is_backfill(event, now):
+        if self.webhooks is None or not urls or record.value is None:
             return
         self.webhooks.enqueue(event.event_id, event.tenant_id, urls, record.value, now)
 

@@ -114,6 +114,11 @@ def route_launches(records: Iterable[InputRecord], partitions: int) -> RoutedLau
             routed.dead_letters.append(DeadLetter(record, launch))
             routed.outcomes["dead_lettered"] += 1
             continue
+        # untracked before future: the contract drops an untracked launch and never
+        # dead-letters it, however far ahead its clock
+        if not is_tracked(launch.launched_by, launch.content_type, launch.tracking):
+            routed.outcomes["untracked"] += 1
+            continue
         # compared as epoch seconds first: building a datetime per launch costs more than the
         # rest of this check
         if launch.launched_at.timestamp() > record.timestamp / 1000 + FUTURE_TOLERANCE_S:
@@ -122,9 +127,6 @@ def route_launches(records: Iterable[InputRecord], partitions: int) -> RoutedLau
                 routed.dead_letters.append(DeadLetter(record, future))
                 routed.outcomes["dead_lettered"] += 1
                 continue
-        if not is_tracked(launch.launched_by, launch.content_type, launch.tracking):
-            routed.outcomes["untracked"] += 1
-            continue
         assert raw is not None
         target = learner_partition(launch.tenant_id, launch.learner_id, partitions)
         # a TrackedAttempt as a row (streams/stages/commands.py), built directly: this runs per

@@ -205,7 +205,6 @@ WEBHOOK_REJECTIONS = [
     (["https://hooks.acme.example/\x7f"], "control character"),
     (["https://hooks.acme.example/" + "x" * 2030], "at most 2048 characters"),
     ([""], "at least 1 character"),
-    ([f"https://h{n}.acme.example/" for n in range(11)], "at most 10 items"),
     ("https://hooks.acme.example/", "tuple"),  # a list, not one string
     ([42], "string"),
 ]

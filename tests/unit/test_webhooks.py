@@ -449,7 +449,7 @@ class DeadLetters:
         self.sent.append(json.loads(value))
 
 
-def test_the_notifier_enqueues_each_new_event_once_and_no_backfill(tmp_path: Path) -> None:
+def test_the_notifier_enqueues_each_new_event_once_backfills_included(tmp_path: Path) -> None:
     settings = replace(Settings.from_env({}), topic_prefix="p-", state_dir=tmp_path)
     # the day the events happened: their window is no backfill then, whatever today is
     notifier = Notifier(
@@ -462,7 +462,7 @@ def test_the_notifier_enqueues_each_new_event_once_and_no_backfill(tmp_path: Pat
     events = [
         {**EVENT, "event_id": "e-1"},
         {**EVENT, "event_id": "e-1"},  # a redelivery
-        {**EVENT, "event_id": "old", "window": ends_in_2025},  # a backfill: no mail, no webhook
+        {**EVENT, "event_id": "old", "window": ends_in_2025},  # a backfill: no mail, a webhook
         {**EVENT, "event_id": "no-mail", "notify": []},  # no mail, the webhooks all the same
         {**EVENT, "event_id": "bad-address", "notify": ["Ann <a@acme.example>"]},  # likewise
         {**EVENT, "event_id": "g-1", "tenant_id": "globex"},  # a tenant without webhooks
@@ -500,7 +500,7 @@ def test_the_notifier_enqueues_each_new_event_once_and_no_backfill(tmp_path: Pat
             seen.append(delivery.event_id)
             bodies[delivery.event_id] = delivery.body
             queue.delivered(delivery)
-        assert seen == ["e-1", "no-mail", "bad-address"]
+        assert seen == ["e-1", "old", "no-mail", "bad-address"]
     assert bodies["e-1"] == raws[0]  # the record's bytes, as they were on the topic
     assert queue.pending() == {}
 

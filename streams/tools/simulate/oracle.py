@@ -161,24 +161,25 @@ class Model:
             if launch is None:
                 self.dead[source] = {"invalid"}
                 continue
+            if not tracked(launch):
+                continue  # dropped, never dead-lettered, however far ahead
             if (
                 launch.launched_at
                 > datetime.fromtimestamp(record.timestamp_ms / 1000, UTC) + FUTURE
             ):
                 self.dead[source] = {"future"}
                 continue
-            if tracked(launch):
-                self.launch_rows.add(
-                    (
-                        launch.tenant_id,
-                        launch.learner_id,
-                        launch.element_id,
-                        launch.attempt_id,
-                        launch.launched_at.isoformat(),
-                        partition,
-                        record.offset,
-                    )
+            self.launch_rows.add(
+                (
+                    launch.tenant_id,
+                    launch.learner_id,
+                    launch.element_id,
+                    launch.attempt_id,
+                    launch.launched_at.isoformat(),
+                    partition,
+                    record.offset,
                 )
+            )
         self.final_license: dict[str, dict[str, Any] | None] = {}
         self.license_keys: set[str] = set()
         for partition, record in self.log.all_records(topics.LICENSES):

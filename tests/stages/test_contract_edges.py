@@ -1,0 +1,119 @@
+"""Inputs the contract calls valid (or untracked) that the service once refused.
+
+Found by a review of the code against CONTRACT.md (2026-12-01): each of these launches or
+licenses was dead-lettered, so a learner went uncounted or a tenant's windows fell back to its
+previous license. Every test drives the real stages over memory (tests/stages/pipeline.py).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from schemas import topics
+from streams.stages.ingest import route_launches
+from tests.stages.pipeline import Pipeline, launch, license_
+
+JAN = "2026-01-01"
+
+
+class Rec:
+    """An input record as the ingest stage reads it."""
+
+    def __init__(self, value: dict[str, Any] | bytes, ts: datetime, offset: int = 0) -> None:
+        self.key = b"k"
+        self.value = value if isinstance(value, bytes) else json.dumps(value).encode()
+        self.topic = topics.LAUNCHES
+        self.partition = 0
+        self.offset = offset
+        self.timestamp = int(ts.timestamp() * 1000)
+
+
+NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
+
+
+def _launch(**extra: Any) -> dict[str, Any]:
+    return {
+        "event_id": "e1",
+        "tenant_id": "acme",
+        "learner_id": "l1",
+        "element_id": "el",
+        "attempt_id": "a1",
+        "launched_at": "2026-03-20T10:00:00Z",
+        **extra,
+    }
+
+
+def test_a_tracked_launch_with_a_long_content_type_is_counted_not_dead_lettered() -> None:
+    """CONTRACT: `content_type` string, optional; `scorm`, or any other kind. A real MIME type of
+    73 characters (a PowerPoint file) is such a kind; with tracking `tracked` it must count."""
+    pptx = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+    routed = route_launches([Rec(_launch(content_type=pptx, tracking="tracked"), NOW)], 2)
+    assert routed.outcomes["tracked"] == 1, [d.rejected for d in routed.dead_letters]
+    assert routed.dead_letters == []
+
+
+def test_a_long_content_type_launch_counts_end_to_end() -> None:
+    pptx = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+    p = Pipeline(partitions=1)
+    p.produce(topics.LAUNCHES, launch("acme", "l0", "a1", "2026-02-10T10:00:00Z"))
+    p.produce(
+        topics.LAUNCHES,
+        launch("acme", "l1", "a1", "2026-02-10T10:00:00Z", content_type=pptx, tracking="tracked"),
+    )
+    p.flow()
+    p.settle()
+    assert p.dead_letters() == []
+    assert p.active("acme", JAN) == 2
+
+
+def test_an_untracked_launch_ahead_of_its_record_is_dropped_not_dead_lettered() -> None:
+    """CONTRACT: 'Untracked launches are dropped (counted in metrics), never counted and never
+    dead-lettered.' An admin catalog launch (or tracking none) 2 h ahead is untracked."""
+    ahead = (NOW + timedelta(hours=2)).isoformat()
+    records = [
+        Rec(_launch(launched_at=ahead, launched_by="admin"), NOW, 0),
+        Rec(_launch(launched_at=ahead, tracking="none", content_type="video"), NOW, 1),
+    ]
+    routed = route_launches(records, 2)
+    assert [d.rejected.reason for d in routed.dead_letters] == []
+    assert routed.outcomes["untracked"] == 2
+
+
+def test_a_license_with_a_notify_address_on_a_single_label_domain_governs() -> None:
+    """CONTRACT: `notify` list of e-mail addresses, 'exactly one address per entry, no control
+    characters'. `it-ops@intranet` is one address; rejecting it dead-letters the whole license,
+    and the tenant is counted with the default license (12 months from 1970-01-01, unlicensed)."""
+    p = Pipeline(partitions=1)
+    p.produce(
+        topics.LICENSES,
+        license_("acme", window_months=1, learner_limit=10, notify=["it-ops@intranet"]),
+    )
+    p.produce(topics.LAUNCHES, launch("acme", "l0", "a0", "2026-03-10T10:00:00Z"))
+    p.flow()
+    p.settle()
+    assert p.dead_letters() == []
+    record = p.counts().get(("acme", "2026-03-01"))
+    assert record is not None and record["licensed"] is True, sorted(p.counts())
+
+
+def test_a_license_with_eleven_webhooks_governs() -> None:
+    """CONTRACT: `webhooks` "list of http(s):// URLs", no bound: 11 URLs are a valid license."""
+    p = Pipeline(partitions=1)
+    hooks = [f"https://hooks{n}.example.com/x" for n in range(11)]
+    p.produce(topics.LICENSES, license_("acme", window_months=1, learner_limit=10, webhooks=hooks))
+    p.produce(topics.LAUNCHES, launch("acme", "l0", "a0", "2026-03-10T10:00:00Z"))
+    p.flow()
+    p.settle()
+    assert p.dead_letters() == []
+    record = p.counts().get(("acme", "2026-03-01"))
+    assert record is not None and record["licensed"] is True, sorted(p.counts())
+
+
+def test_a_launch_with_a_long_event_id_is_counted() -> None:
+    """CONTRACT: `event_id` string, required, unique per launch (no length bound, unlike the
+    four entity ids). A 300-character event id is dead-lettered `invalid` and not counted."""
+    routed = route_launches([Rec(_launch(event_id="e" * 300, content_type="scorm"), NOW)], 2)
+    assert routed.dead_letters == [], [d.rejected for d in routed.dead_letters]
+    assert routed.outcomes["tracked"] == 1
