@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from streams.domain.selectors import Selector
@@ -119,8 +119,21 @@ def erasure_of(markers: Erasures, launched_at: datetime) -> str | None:
     return None
 
 
-def attempt_cutoff(requested_at: datetime, deleted_at: datetime | None) -> datetime:
-    """The cut-off of an attempt marker: launches of the attempt before it are erased."""
+# The cut-off of an attempt a physical deletion removed: every later launch of it is erased,
+# whenever it was launched ("a later launch that repeats a removed attempt ... is dead-lettered
+# as `erased`, never counted again": a repeat is any launch of the same tenant, learner and
+# attempt id). The last instant a datetime holds: no launch reaches it.
+REMOVED_FOR_GOOD = datetime.max.replace(tzinfo=UTC)
+
+
+def attempt_cutoff(
+    requested_at: datetime, deleted_at: datetime | None, physical: bool = False
+) -> datetime:
+    """The cut-off of an attempt marker: launches of the attempt before it are erased (or, for a
+    logical deletion, stored logically deleted). `deleted_at`: the launch of the stored attempt
+    the part found, if any; a physically removed one is erased for good."""
+    if deleted_at is not None and physical:
+        return REMOVED_FOR_GOOD
     if deleted_at is not None and deleted_at >= requested_at:
         return deleted_at + timedelta(microseconds=1)
     return requested_at

@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 
 from streams.domain.deletions import (
+    REMOVED_FOR_GOOD,
     LearnerRemoval,
     PartReport,
     PartSelector,
@@ -76,16 +77,19 @@ class KeptRemovals:
     rest: Start = None
 
 
-def part_selector(selector: dict[str, Any], found: list[list[str]] | None = None) -> PartSelector:
+def part_selector(
+    selector: dict[str, Any], found: list[list[str]] | None = None, physical: bool = False
+) -> PartSelector:
     """The part's selection. With `found` (the outcome is stored), a named attempt is selected
     by its marker's cut-off instead of by name: the same attempts as when the part first ran,
-    never one launched again after it (a replay may see later commands' writes)."""
+    never one launched again after it (a replay may see later commands' writes; a physically
+    removed attempt's marker erases every later launch of it, so none is stored again)."""
     if "attempts" in selector:
         if found is None:
             return PartSelector(
                 attempts=frozenset((learner, attempt) for learner, attempt in selector["attempts"])
             )
-        return PartSelector(attempt_cutoffs=attempt_cutoffs(selector, found))
+        return PartSelector(attempt_cutoffs=attempt_cutoffs(selector, found, physical))
     if "learner_ids" in selector:
         return PartSelector(
             learner_ids=frozenset(selector["learner_ids"]),
@@ -95,13 +99,13 @@ def part_selector(selector: dict[str, Any], found: list[list[str]] | None = None
 
 
 def attempt_cutoffs(
-    selector: dict[str, Any], found: list[list[str]]
+    selector: dict[str, Any], found: list[list[str]], physical: bool
 ) -> dict[tuple[str, str], datetime]:
     """Per named attempt: its marker's cut-off (streams/domain/deletions.py: attempt_cutoff)."""
     before = datetime.fromisoformat(selector["before"])
     deleted_at = {(learner, attempt): datetime.fromisoformat(at) for learner, attempt, at in found}
     return {
-        (learner, attempt): attempt_cutoff(before, deleted_at.get((learner, attempt)))
+        (learner, attempt): attempt_cutoff(before, deleted_at.get((learner, attempt)), physical)
         for learner, attempt in selector["attempts"]
     }
 
@@ -157,7 +161,7 @@ async def apply_part(
     if mode != "preview":
         write_markers(batch, partition, tenant_id, selector, found, hide=mode == "logical")
     await batch.flush()  # the outcome and the markers are durable before anything is changed
-    chosen = part_selector(selector, found)
+    chosen = part_selector(selector, found, physical=mode == "physical")
     if mode == "physical":
         if kept is None:
             chunks: Iterable[Removals] = removals(
@@ -387,7 +391,7 @@ def write_markers(
 
     if "attempts" in selector:
         marker = keys.attempt_hidden if hide else keys.attempt_marker
-        for (learner_id, attempt_id), cutoff in attempt_cutoffs(selector, found).items():
+        for (learner_id, attempt_id), cutoff in attempt_cutoffs(selector, found, not hide).items():
             forward(marker(tenant_id, learner_id, attempt_id), cutoff)
     elif "learner_ids" in selector:
         before = datetime.fromisoformat(selector["before"])
@@ -443,9 +447,24 @@ async def remove(
     cut: Cut,
     chunks: Iterable[Removals],
 ) -> None:
-    """Delete the selected attempts a chunk at a time, each chunk durable before the next."""
+    """Delete the selected attempts a chunk at a time, each chunk durable before the next.
+
+    Every removed attempt is marked as erased for good (`REMOVED_FOR_GOOD`) before its
+    tombstone is written, in a flush of its own: a crash between the two flushes leaves marked
+    attempts that the replay of the part removes; the other order could leave removed attempts
+    with no marker (a replay finds nothing to remove, so it would write none), and a later
+    launch of one would be counted again."""
     month_of = months_in(cut.timezone)
     for chunk in chunks:
+        marked = False
+        for _, _, removal in chunk:
+            for key in removal.removed:
+                learner_id, attempt_id = key.decode().split("/")[1:]
+                marker = keys.attempt_marker(tenant_id, learner_id, attempt_id)
+                batch.put(keys.ERASURES, partition, marker, REMOVED_FOR_GOOD.isoformat())
+                marked = True
+        if marked:
+            await batch.flush()
         change = CountChange()
         for learner_key, before, removal in chunk:
             for key in removal.removed:

@@ -1,8 +1,8 @@
-"""Inputs the contract calls valid (or untracked) that the service once refused.
+"""Contract rules the service once read differently (a review against CONTRACT.md, 2026-12-01).
 
-Found by a review of the code against CONTRACT.md (2026-12-01): each of these launches or
-licenses was dead-lettered, so a learner went uncounted or a tenant's windows fell back to its
-previous license. Every test drives the real stages over memory (tests/stages/pipeline.py).
+Inputs the contract calls valid (or untracked) were dead-lettered, so a learner went uncounted
+or a tenant's windows fell back to its previous license; and a launch repeating a physically
+removed attempt with a later `launched_at` was counted again. Every test drives the real stages over memory (tests/stages/pipeline.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from schemas import topics
 from streams.stages.ingest import route_launches
-from tests.stages.pipeline import Pipeline, launch, license_
+from tests.stages.pipeline import Pipeline, deletion, launch, license_
 
 JAN = "2026-01-01"
 
@@ -117,3 +117,87 @@ def test_a_launch_with_a_long_event_id_is_counted() -> None:
     routed = route_launches([Rec(_launch(event_id="e" * 300, content_type="scorm"), NOW)], 2)
     assert routed.dead_letters == [], [d.rejected for d in routed.dead_letters]
     assert routed.outcomes["tracked"] == 1
+
+
+# -- a removed attempt is erased for good ------------------------------------------------------
+
+
+def test_a_later_launch_repeating_an_attempt_removed_by_learner_ids_is_erased() -> None:
+    """CONTRACT: 'a later launch that repeats a removed attempt, or that an executed
+    learner_ids/older_than deletion covers (...), is dead-lettered as `erased`, never counted
+    again.' A repeat is a launch of the same attempt (tenant, learner, attempt_id) - the
+    Attempt rule calls one with another launched_at a repeat too."""
+    p = Pipeline(partitions=1)
+    p.produce(topics.LICENSES, license_("acme"))
+    p.produce(topics.LAUNCHES, launch("acme", "l0", "a0", "2026-02-10T10:00:00Z"))
+    p.produce(topics.LAUNCHES, launch("acme", "l1", "a1", "2026-02-10T10:00:00Z"))
+    p.flow()
+    assert p.active("acme", JAN) == 2
+    p.advance(3600)
+    requested = p.now
+    p.produce(
+        topics.ATTEMPT_DELETIONS, deletion("acme", "r1", "physical", requested, learner_ids=["l1"])
+    )
+    p.flow()
+    p.settle()
+    assert p.active("acme", JAN) == 1
+    # the LMS resumes the removed attempt a1 of l1 (same attempt id and element) afterwards
+    p.advance(600)
+    p.produce(
+        topics.LAUNCHES, launch("acme", "l1", "a1", (requested + timedelta(minutes=5)).isoformat())
+    )
+    p.flow()
+    p.settle()
+    assert p.active("acme", JAN) == 1, "the removed attempt a1 was counted again"
+    assert [d["reason"] for d in p.dead_letters()] == ["erased"]
+
+
+def test_a_later_launch_repeating_an_attempt_removed_by_name_is_erased() -> None:
+    p = Pipeline(partitions=1)
+    p.produce(topics.LICENSES, license_("acme"))
+    p.produce(topics.LAUNCHES, launch("acme", "l1", "a1", "2026-02-10T10:00:00Z"))
+    p.flow()
+    p.advance(3600)
+    requested = p.now
+    p.produce(
+        topics.ATTEMPT_DELETIONS,
+        deletion(
+            "acme", "r1", "physical", requested, attempts=[{"learner_id": "l1", "attempt_id": "a1"}]
+        ),
+    )
+    p.flow()
+    p.settle()
+    assert p.active("acme", JAN) == 0
+    p.advance(600)
+    p.produce(
+        topics.LAUNCHES, launch("acme", "l1", "a1", (requested + timedelta(minutes=5)).isoformat())
+    )
+    p.flow()
+    p.settle()
+    assert p.active("acme", JAN) == 0, "the removed attempt a1 was counted again"
+    assert [d["reason"] for d in p.dead_letters()] == ["erased"]
+
+
+def test_a_later_launch_repeating_an_attempt_removed_by_older_than_is_erased() -> None:
+    """The same for `older_than`: the repeat is launched after the cut-off, and still erased."""
+    p = Pipeline(partitions=1)
+    p.produce(topics.LICENSES, license_("acme"))
+    p.produce(topics.LAUNCHES, launch("acme", "l1", "a1", "2026-02-10T10:00:00Z"))
+    p.produce(topics.LAUNCHES, launch("acme", "l2", "a2", "2026-03-10T10:00:00Z"))
+    p.flow()
+    p.advance(3600)
+    p.produce(
+        topics.ATTEMPT_DELETIONS,
+        deletion("acme", "r1", "physical", p.now, older_than="2026-03-01T00:00:00Z"),
+    )
+    p.flow()
+    p.settle()
+    assert p.active("acme", JAN) == 1
+    # a1 again, launched after the cut-off: a repeat of a removed attempt all the same
+    p.produce(topics.LAUNCHES, launch("acme", "l1", "a1", "2026-03-15T10:00:00Z"))
+    # a new attempt of the same learner after the cut-off counts
+    p.produce(topics.LAUNCHES, launch("acme", "l1", "a3", "2026-03-15T10:00:00Z"))
+    p.flow()
+    p.settle()
+    assert p.active("acme", JAN) == 2
+    assert [d["reason"] for d in p.dead_letters()] == ["erased"]

@@ -13,10 +13,13 @@ Rules the model spells out (the contract, made precise for redelivery):
     a launch an executed physical deletion covers is erased, also when it differs from a stored
     attempt (erased comes before conflict: the deletion's cut-offs never go away);
   - a physical deletion removes what its selector names when it is applied and leaves cut-offs:
-    a named attempt's marker covers its launches before max(requested_at, the deleted record's
-    launched_at + 1 us); learner_ids, teams and roles cover each named learner's launches before
+    every attempt it removed is erased for good (a later launch of it, whenever launched, is a
+    repeat of a removed attempt); a named attempt it did not find covers its launches before
+    requested_at; learner_ids, teams and roles cover each named learner's launches before
     requested_at; older_than covers the tenant's launches before the instant; later launches
     they cover are erased;
+  - a logical deletion's named attempt covers its launches before max(requested_at, the marked
+    record's launched_at + 1 us);
   - a logical deletion marks what its selector names, and marks later launches its cut-offs
     cover in the same way; counts do not change;
   - teams and roles are read from the learner's groups at the position of the part;
@@ -129,6 +132,9 @@ def _covered(marks: tuple[dict, dict, dict], ident: Ident, at: datetime) -> bool
         if cutoff is not None and at < cutoff:
             return True
     return False
+
+
+FOREVER = datetime.max.replace(tzinfo=UTC)  # a removed attempt's cut-off: no launch reaches it
 
 
 def _later(marks: dict[Any, datetime], key: Any, cutoff: datetime) -> None:
@@ -424,6 +430,8 @@ class Model:
                 _later(erase[1], (tenant, learner), before)  # type: ignore[arg-type]
         for ident in chosen:
             if mode == "physical":
+                # a removed attempt is erased for good: every later launch of it, whenever
+                _later(model.erase_attempt, ident, FOREVER)
                 del model.attempts[ident]
             else:
                 model.attempts[ident].logically_deleted = True
