@@ -2,7 +2,8 @@
 
 Inputs the contract calls valid (or untracked) were dead-lettered, so a learner went uncounted
 or a tenant's windows fell back to its previous license; and a launch repeating a physically
-removed attempt with a later `launched_at` was counted again. Every test drives the real stages over memory (tests/stages/pipeline.py).
+removed attempt with a later `launched_at` was counted again. Every test drives the real stages
+over memory (tests/stages/pipeline.py).
 """
 
 from __future__ import annotations
