@@ -17,7 +17,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -28,6 +28,7 @@ FAILURES_ALLOWED = 10
 FAILURE_WINDOW_S = 60.0
 SESSION_LIFETIME_S = 8 * 3600.0
 MAX_TRACKED = 10_000  # addresses or sessions remembered at most (the oldest go first)
+MAX_SESSIONS_PER_TOKEN = 100  # browsers signed in with one token at once
 
 OPEN_MODE_DELETE = "configure an admin token to delete (the service runs in open mode)"
 
@@ -134,8 +135,18 @@ class Sessions:
             secrets.token_urlsafe(32),
             self.clock() + self.lifetime_s,
         )
+        # Sessions are bounded per token and overall, and what makes way is always the oldest
+        # session of the token holding the most: a holder who signs in over and over (a read
+        # token among them) pushes out only its own sessions, never an admin's.
         self._sessions[session.id] = session
-        _bound(self._sessions)
+        mine = [s.id for s in self._sessions.values() if s.token_name == token.name]
+        for old in mine[: max(0, len(mine) - MAX_SESSIONS_PER_TOKEN)]:
+            del self._sessions[old]
+        while len(self._sessions) > MAX_TRACKED:
+            holders = Counter(s.token_name for s in self._sessions.values())
+            busiest = holders.most_common(1)[0][0]
+            oldest = next(s.id for s in self._sessions.values() if s.token_name == busiest)
+            del self._sessions[oldest]
         return session
 
     def get(self, session_id: str | None) -> Session | None:
@@ -152,7 +163,11 @@ class Sessions:
 
 
 def same_secret(expected: str, presented: str | None) -> bool:
-    return presented is not None and hmac.compare_digest(expected.encode(), presented.encode())
+    if presented is None:
+        return False
+    # a header or form value that was not UTF-8 arrives with surrogates: not equal, no error
+    encoded = presented.encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(expected.encode(), encoded)
 
 
 def client_address(peer: str | None, forwarded_for: str | None, proxies: Iterable[str]) -> str:
@@ -227,10 +242,17 @@ def sign_internal(key: bytes, path_and_query: str, now: float) -> str:
     return f"{stamp}:{mac}"
 
 
+def internal_call_fresh(header: str | None, now: float) -> bool:
+    """Whether a call's signature header is well formed and of the last five minutes: checked
+    before the cluster key is fetched, so an unsigned call never makes a worker ask Kafka."""
+    stamp, _, mac = (header or "").partition(":")
+    return stamp.isdigit() and abs(now - int(stamp)) <= INTERNAL_MAX_AGE_S and len(mac) == 64
+
+
 def internal_call_valid(key: bytes, header: str | None, path_and_query: str, now: float) -> bool:
     """A signed call of another worker, made within the last five minutes (no older replay)."""
-    stamp, _, mac = (header or "").partition(":")
-    if not stamp.isdigit() or abs(now - int(stamp)) > INTERNAL_MAX_AGE_S:
+    if not internal_call_fresh(header, now):
         return False
+    stamp, _, mac = (header or "").partition(":")
     expected = hmac.new(key, f"{stamp}\n{path_and_query}".encode(), "sha256").hexdigest()
     return hmac.compare_digest(expected, mac)

@@ -32,11 +32,21 @@ SURCHARGE_PCT = {12: 0, 3: 25, 1: 50}
 class ApiError(Exception):
     """A request the API answers with `{"error": ...}` and this status."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers
+        self.fields = fields or {}  # more of the answer beside "error" (a 503's request_id)
+
+    def answer(self) -> dict[str, Any]:
+        return {**self.fields, "error": self.message}
 
 
 def window_ref(window: Window) -> dict[str, Any]:
@@ -235,7 +245,7 @@ def earlier_delivery(
     )
     if not same:
         raise ApiError(
-            409, f"request_id {record['request_id']} was already used for another request"
+            409, f"request_id {record['request_id']!r} was already used for another request"
         )
     return receipt
 
@@ -273,13 +283,22 @@ def check_preview(
     if preview is None or preview["mode"] != "preview" or preview.get("error"):
         raise ApiError(409, f"{preview_id!r} is not a preview receipt of this tenant")
     if Selector.from_json(preview["selector"]) != Selector.of_fields(record):
-        raise ApiError(409, f"preview {preview_id} selected other attempts: preview this request")
+        raise ApiError(409, f"preview {preview_id!r} selected other attempts: preview this request")
     age = now - instant(preview["completed_at"])
     if age > PREVIEW_MAX_AGE:
         raise ApiError(
             409,
-            f"preview {preview_id} is {age.total_seconds() / 60:.0f} minutes old; "
+            f"preview {preview_id!r} is {age.total_seconds() / 60:.0f} minutes old; "
             "preview again (at most 15 minutes)",
+        )
+    # Every selector but older_than takes the attempts launched before requested_at, which the
+    # client chooses: a preview backdated to 1990 removes nothing and would waive "force" for a
+    # deletion that removes everything now. So the preview must be of about the same moment.
+    if instant(record["requested_at"]) - instant(preview["requested_at"]) > PREVIEW_MAX_AGE:
+        raise ApiError(
+            409,
+            f"preview {preview_id!r} was requested at {preview['requested_at']}, more than 15 "
+            "minutes before this deletion: preview again",
         )
     share, window = removed_share(preview)
     if share > max_share and body.get("force") is not True:

@@ -68,9 +68,13 @@ async def submit(request_record: dict[str, Any]) -> dict[str, Any] | None:
     except TimeoutError:
         raise api.ApiError(
             503,
-            f"Kafka did not take request {request_record['request_id']} within "
+            f"Kafka did not take request {request_record['request_id']!r} within "
             f"{SEND_WAIT_S:g} s; it may still be carried out: ask for its receipt later (to send "
             "it again, use the same request_id and requested_at)",
+            fields={
+                "request_id": request_record["request_id"],
+                "requested_at": request_record["requested_at"],
+            },
         ) from None
     return await model.wait_for_receipt(
         tenant_id,

@@ -57,8 +57,15 @@ def bar_color(pct: float | None) -> str:
     return "#2e7d32"
 
 
+# Valid tenant ids that no path segment can carry: browsers remove "." and ".." segments while
+# resolving a link (also written %2E), so these tenants' pages take the id as a query instead.
+DOT_IDS = (".", "..")
+
+
 def tenant_path(tenant_id: str, action: str = "") -> str:
     """The dashboard path of a tenant, its id URL-encoded (an id may hold `?`, `#`, `%`...)."""
+    if tenant_id in DOT_IDS:
+        return f"/tenant{action}?id={quote(tenant_id, safe='')}"
     return f"/tenants/{quote(tenant_id, safe='')}{action}"
 
 

@@ -25,6 +25,7 @@ from streams.http.views import (
     SESSION_COOKIE,
     Page,
     cookie_name,
+    find_token,
     over_tls,
     refused_secret,
     sessions,
@@ -128,6 +129,9 @@ class TenantPage(Page):
         page with the refusal (or with "no receipt yet")."""
         try:
             api.require_tenant(model, tenant_id, caller)
+            refusal = deletion_refusal(caller, None)  # a read token: before the form is read
+            if refusal is not None:
+                raise api.ApiError(403, refusal)
             status, answer, _ = await delete(caller, tenant_id, body())
         except api.ApiError as exc:
             error = dashboard.error_html(exc.message)
@@ -190,6 +194,41 @@ class DeleteForm(TenantPage):
         return await self.show(request, tenant_id, caller, dashboard.receipt_html(answer))
 
 
+# -- the same pages for the tenants "." and ".." (dashboard.DOT_IDS): the id in the query ------
+
+
+def _tenant_in_query(request: Request) -> str:
+    tenant_id = request.query.get("id")  # type: ignore[attr-defined]
+    if tenant_id not in dashboard.DOT_IDS:
+        # every other id has its path under /tenants/
+        raise api.ApiError(404, "no such page: a tenant's page is /tenants/<tenant id>")
+    return str(tenant_id)
+
+
+@app.page("/tenant")
+class DotTenantPage(TenantPage):
+    async def get(self, request: Request) -> Response:  # type: ignore[override]
+        return await super().get(request, _tenant_in_query(request))
+
+
+@app.page("/tenant/learners.csv")
+class DotLearnersCsv(LearnersCsv):
+    async def get(self, request: Request) -> Any:  # type: ignore[override]
+        return await super().get(request, _tenant_in_query(request))
+
+
+@app.page("/tenant/preview")
+class DotPreviewForm(PreviewForm):
+    async def post(self, request: Request) -> Response:  # type: ignore[override]
+        return await super().post(request, _tenant_in_query(request))
+
+
+@app.page("/tenant/delete")
+class DotDeleteForm(DeleteForm):
+    async def post(self, request: Request) -> Response:  # type: ignore[override]
+        return await super().post(request, _tenant_in_query(request))
+
+
 def _reason(form: dict[str, str]) -> dict[str, str]:
     reason = form.get("reason", "").strip()
     return {"reason": reason} if reason else {}
@@ -204,7 +243,7 @@ class SignIn(Page):
 
     async def post(self, request: Request) -> Response:
         form = await self.form(request)  # the sign-in form has its CSRF token too
-        token = tokens.find(form.get("token", "").strip())
+        token = find_token(request, form.get("token", "").strip())
         if token is None:
             refused_secret(request, "a dashboard sign-in")
             return self.answer(

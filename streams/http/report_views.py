@@ -27,6 +27,7 @@ from streams.http import api
 from streams.http.access import (
     EVERY_ANSWER,
     INTERNAL_HEADER,
+    internal_call_fresh,
     internal_call_valid,
     internal_message,
 )
@@ -320,7 +321,9 @@ class PartitionReport(ApiView):
         params = dict(request.query)  # type: ignore[attr-defined]
         message = internal_message(request.path, params)  # type: ignore[attr-defined]
         signed = request.headers.get(INTERNAL_HEADER)
-        if not internal_call_valid(await cluster_key(), signed, message, time.time()):
+        if not internal_call_fresh(signed, time.time()) or not internal_call_valid(
+            await cluster_key(), signed, message, time.time()
+        ):
             raise api.ApiError(401, "a worker's signed call is needed")
         if not partition.isdigit() or not local_state.owns(keys.ATTEMPTS, int(partition)):
             raise api.ApiError(409, f"this worker does not hold learner partition {partition}")

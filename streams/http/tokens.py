@@ -37,7 +37,9 @@ SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def digest(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode("utf-8")).digest()
+    # surrogateescape: aiohttp hands a header's bytes that are not UTF-8 over as surrogates;
+    # such a secret is simply wrong (a 401), never an error of ours
+    return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).digest()
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from html import escape
@@ -35,7 +36,7 @@ from streams.http.access import (
     same_secret,
 )
 from streams.http.api import ApiError
-from streams.http.tokens import TokenBook, bearer
+from streams.http.tokens import Token, TokenBook, bearer
 from streams.worker.app import settings
 
 log = logging.getLogger("active_learners.http")
@@ -46,6 +47,8 @@ failures = FailureLimiter()
 SESSION_COOKIE = "al_session"
 FORM_COOKIE = "al_form"  # the CSRF token of a browser without a session (sign-in, open mode)
 UNGUARDED = ("/health", "/ready")  # probes: never rate limited
+TOO_MANY = "too many failed attempts from this address; try again in a minute"
+FORM_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")  # what secrets.token_urlsafe(32) gives
 
 
 def address(request: Request) -> str:
@@ -111,6 +114,16 @@ def signed_in(request: Request) -> Session | None:
     return session
 
 
+def find_token(request: Request, secret: str | None) -> Token | None:
+    """`tokens.find`, once more after the rate limit: the guard decided when the headers
+    arrived, and a client can send the headers of many sign-ins before any of their bodies, so
+    the address is checked again right before a secret is compared (429 while it is blocked)."""
+    wait = failures.blocked_for(address(request))
+    if wait > 0:
+        raise ApiError(429, TOO_MANY, {"Retry-After": str(int(wait) + 1)})
+    return tokens.find(secret)
+
+
 def refused_secret(request: Request, what: str) -> None:
     """A wrong secret: counted against the address, logged with it, never with the secret."""
     failures.failed(address(request))
@@ -128,8 +141,7 @@ async def guard(request: Any, handler: Any) -> Any:
         return _with_headers(_error(400, "unknown host: set WEB_ALLOWED_HOSTS to answer for it"))
     wait = 0.0 if request.path in UNGUARDED else failures.blocked_for(address(request))
     if wait > 0 and not (signed_in(request) is not None and presents_no_secret(request)):
-        message = "too many failed attempts from this address; try again in a minute"
-        return _with_headers(_error(429, message, {"Retry-After": str(int(wait) + 1)}))
+        return _with_headers(_error(429, TOO_MANY, {"Retry-After": str(int(wait) + 1)}))
     if (
         request.method == "POST"
         and request.path.startswith("/api/")
@@ -182,14 +194,14 @@ class ApiView(View):
         try:
             return await super().dispatch(request)
         except ApiError as exc:
-            return self.json({"error": exc.message}, status=exc.status, headers=exc.headers)
+            return self.json(exc.answer(), status=exc.status, headers=exc.headers)
 
     def caller(self, request: Request) -> Caller:
         """Who calls: the bearer token's holder (401 without a valid one), or OPEN."""
         if not tokens.configured:
             return OPEN
         secret = bearer(request.headers.get("Authorization"))
-        token = tokens.find(secret)
+        token = find_token(request, secret)
         if token is None:
             if secret is not None:
                 refused_secret(request, "a bearer token")
@@ -244,7 +256,7 @@ class Page(View):
                 return Caller.of(token)
         secret = bearer(request.headers.get("Authorization"))
         if secret is not None:
-            token = tokens.find(secret)
+            token = find_token(request, secret)
             if token is not None:
                 return Caller.of(token)
             refused_secret(request, "a bearer token")
@@ -257,7 +269,10 @@ class Page(View):
         if session is not None:
             return session.csrf, False
         known = our_cookie(request, cookie_name(FORM_COOKIE, request))
-        return (known, False) if known else (secrets.token_urlsafe(32), True)
+        if known and FORM_TOKEN.fullmatch(known):
+            return known, False
+        # none, or not one we could have set (it would be echoed into every form)
+        return secrets.token_urlsafe(32), True
 
     def answer(self, request: Request, render: Callable[[str], str], status: int = 200) -> Response:
         """An HTML page whose forms carry this browser's CSRF token."""
@@ -277,10 +292,23 @@ class Page(View):
     async def form(self, request: Request) -> dict[str, str]:
         """A posted form, once its origin and CSRF token are checked (403 otherwise)."""
         origin = request.headers.get("Origin")
-        if origin is not None and urlsplit(origin).netloc != request.headers.get("Host"):
+        if origin is not None and _netloc(origin) != request.headers.get("Host"):
             raise ApiError(403, "a form posted from another site is refused")
-        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        try:
+            posted = await request.post()
+        except (ValueError, LookupError, UnicodeError, AssertionError):
+            # not UTF-8, an unknown charset, a multipart body without its boundary
+            raise ApiError(400, "the form could not be read") from None
+        form = {k: v for k, v in posted.items() if isinstance(v, str)}
         expected, new = self.csrf(request)
         if new or not same_secret(expected, form.get("csrf")):
             raise ApiError(403, "this form has no valid CSRF token: reload the page")
         return form
+
+
+def _netloc(origin: str) -> str | None:
+    """The host[:port] of an Origin header; None for one that is not a URL."""
+    try:
+        return urlsplit(origin).netloc
+    except ValueError:  # "http://[::1" and the like
+        return None
