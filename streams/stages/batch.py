@@ -177,6 +177,13 @@ class DurableBatch:
             )
         self._write(table, partition, key, (encoded, value))
 
+    def put_same(self, table: str, partition: int, keys_: Sequence[bytes], value: Any) -> None:
+        encoded = bytes(memoryview(orjson.dumps(value)))
+        for key in keys_:
+            if len(encoded) + len(key) > MAX_RECORD_BYTES:
+                raise RecordTooLarge(f"{table} value under {key[:80]!r} exceeds the limit")
+            self._write(table, partition, key, (encoded, value))
+
     def delete(self, table: str, partition: int, key: bytes) -> None:
         self._write(table, partition, key, (None, _DELETED))
 

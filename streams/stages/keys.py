@@ -144,6 +144,13 @@ def attempt_marker(tenant_id: str, learner_id: str, attempt_id: str) -> bytes:
     return _join("x", tenant_id, "a", learner_id, attempt_id)
 
 
+def attempt_marker_of(tenant_id: str, attempt_key: bytes) -> bytes:
+    """`attempt_marker` of the attempt whose `attempt` key this is (no decoding: a deletion
+    marks hundreds of thousands of attempts)."""
+    tenant = tenant_id.encode()
+    return b"x/" + tenant + b"/a/" + attempt_key[len(tenant) + 1 :]
+
+
 def learner_cutoff(tenant_id: str, learner_id: str) -> bytes:
     return _join("x", tenant_id, "l", learner_id)
 

@@ -449,22 +449,32 @@ async def remove(
 ) -> None:
     """Delete the selected attempts a chunk at a time, each chunk durable before the next.
 
-    Every removed attempt is marked as erased for good (`REMOVED_FOR_GOOD`) before its
-    tombstone is written, in a flush of its own: a crash between the two flushes leaves marked
-    attempts that the replay of the part removes; the other order could leave removed attempts
-    with no marker (a replay finds nothing to remove, so it would write none), and a later
-    launch of one would be counted again."""
+    Every removed attempt is marked as erased for good (`REMOVED_FOR_GOOD`) in a flush before
+    the one that writes its tombstone: a crash between the two leaves marked attempts that the
+    replay of the part removes; the other order could leave removed attempts with no marker (a
+    replay finds nothing to remove, so it would write none), and a later launch of one would
+    be counted again. The markers of a chunk go with the flush of the chunk before it (chunks
+    are disjoint learners), so marking costs one flush a part, not one a chunk."""
     month_of = months_in(cut.timezone)
-    for chunk in chunks:
-        marked = False
-        for _, _, removal in chunk:
-            for key in removal.removed:
-                learner_id, attempt_id = key.decode().split("/")[1:]
-                marker = keys.attempt_marker(tenant_id, learner_id, attempt_id)
-                batch.put(keys.ERASURES, partition, marker, REMOVED_FOR_GOOD.isoformat())
-                marked = True
-        if marked:
-            await batch.flush()
+    forever = REMOVED_FOR_GOOD.isoformat()
+
+    def mark(chunk: Removals) -> None:
+        markers = [
+            keys.attempt_marker_of(tenant_id, key)
+            for _, _, removal in chunk
+            for key in removal.removed
+        ]
+        batch.put_same(keys.ERASURES, partition, markers, forever)
+
+    upcoming = iter(chunks)
+    chunk = next(upcoming, None)
+    if chunk is not None:
+        mark(chunk)
+        await batch.flush()
+    while chunk is not None:
+        following = next(upcoming, None)
+        if following is not None:
+            mark(following)  # durable with this chunk, before its own tombstones
         change = CountChange()
         for learner_key, before, removal in chunk:
             for key in removal.removed:
@@ -497,6 +507,7 @@ async def remove(
                 _counter_update(counters, partition, tenant_id, cut.id, change, offset)
             )
         await batch.flush()
+        chunk = following
 
 
 def _counter_update(

@@ -237,6 +237,10 @@ class Batch(Protocol):
 
     def put(self, table: str, partition: int, key: bytes, value: Any) -> None: ...
 
+    def put_same(self, table: str, partition: int, keys: Sequence[bytes], value: Any) -> None:
+        """`put` of one value under many keys (encoded once)."""
+        ...
+
     def delete(self, table: str, partition: int, key: bytes) -> None: ...
 
     def emit(

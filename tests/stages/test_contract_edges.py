@@ -14,6 +14,7 @@ from typing import Any
 
 from schemas import topics
 from streams.stages.ingest import route_launches
+from streams.stages.store import LogRecord
 from tests.stages.pipeline import Pipeline, deletion, launch, license_
 
 JAN = "2026-01-01"
@@ -202,3 +203,40 @@ def test_a_later_launch_repeating_an_attempt_removed_by_older_than_is_erased() -
     p.settle()
     assert p.active("acme", JAN) == 2
     assert [d["reason"] for d in p.dead_letters()] == ["erased"]
+
+
+def test_a_crash_as_the_tombstones_land_leaves_every_removed_attempt_erased() -> None:
+    """Only the attempts' tombstones of a deletion flush land before the crash: the markers
+    were made durable in a flush before them, so the replay (which finds nothing left to
+    remove) loses none, and a later launch repeating a removed attempt is still erased."""
+    p = Pipeline(partitions=1)
+    p.produce(topics.LICENSES, license_("acme"))
+    for n in range(6):
+        p.produce(topics.LAUNCHES, launch("acme", f"l{n}", "a1", "2026-02-10T10:00:00Z"))
+    p.flow()
+    p.advance(3600)
+    requested = p.now
+    p.produce(
+        topics.ATTEMPT_DELETIONS,
+        deletion("acme", "r1", "physical", requested, learner_ids=["l0", "l1"]),
+    )
+    p.run(topics.ATTEMPT_DELETIONS)
+    p.run(topics.TENANT_COMMANDS)
+
+    def tombstones_only(tp: tuple[str, int], records: list[LogRecord]) -> int:
+        return len(records) if tp[0] == topics.ATTEMPTS else 0
+
+    p.crash_at("w0", "send", "deletion", landing=tombstones_only)
+    p.run(topics.LEARNER_COMMANDS)
+    assert not p.worker().alive
+    p.restart()
+    p.settle()
+    assert p.active("acme", JAN) == 4
+    later = (requested + timedelta(minutes=5)).isoformat()
+    p.produce(topics.LAUNCHES, launch("acme", "l0", "a1", later))
+    p.produce(topics.LAUNCHES, launch("acme", "l1", "a1", later))
+    p.flow()
+    p.settle()
+    assert p.active("acme", JAN) == 4
+    assert [d["reason"] for d in p.dead_letters()] == ["erased", "erased"]
+    assert p.check() == []
