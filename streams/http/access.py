@@ -215,12 +215,13 @@ EVERY_ANSWER = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Server": "active-learners",  # not aiohttp's name and version
+    # learner ids and counts: no shared or browser cache keeps them (a CSV download included)
+    "Cache-Control": "no-store",
 }
 HTML_ANSWER = {
     **EVERY_ANSWER,
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
-    "Cache-Control": "no-store",
 }
 
 

@@ -7,6 +7,7 @@ the window length.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -161,11 +162,22 @@ def tenant_windows(model: ReadModel, tenant_id: str) -> dict[str, Any]:
     }
 
 
+_CALENDAR_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def calendar_date(text: str) -> date:
+    """A date written `YYYY-MM-DD`, and only so (`date.fromisoformat` also reads `20261001` and
+    `2026-W40-4`, which would name the same window under another URL); ValueError otherwise."""
+    if not _CALENDAR_DATE.fullmatch(text):
+        raise ValueError(f"not YYYY-MM-DD: {text[:40]!r}")
+    return date.fromisoformat(text)
+
+
 def local_date_cutoff(text: str, timezone: str) -> str:
     """ "Launched before <date>", typed in the dashboard: local midnight of that date in the
     tenant's time zone (a Tokyo tenant's 2026-11-01 is 2026-10-31T15:00Z), as an instant."""
     try:
-        day = date.fromisoformat(text)
+        day = calendar_date(text)
         return local_midnight(day, timezone).isoformat()
     except (ValueError, OverflowError):
         raise ApiError(400, f"not a date (YYYY-MM-DD) a deletion can use: {text[:40]!r}") from None

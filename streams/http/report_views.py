@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -50,6 +51,8 @@ from streams.worker.runtime import local_state
 FORMATS = ("json", "jsonl", "csv")
 WINDOW_COLUMNS = ("learner_id", "first_attempt_at", "last_attempt_at", "attempts", "teams", "roles")
 LEARNER_COLUMNS = ("learner_id", "status", "last_attempt_at", "teams", "roles")
+
+log = logging.getLogger(__name__)
 
 
 def instant(epoch: float) -> str:
@@ -105,7 +108,7 @@ def license_window(tenant_id: str, start: str | None = None) -> tuple[Window, st
     if start is None:
         return window_of(cut, datetime.now(UTC)), cut.timezone
     try:
-        day = date.fromisoformat(start)
+        day = api.calendar_date(start)
     except ValueError:
         raise api.ApiError(400, f"not a date (YYYY-MM-DD): {start[:40]!r}") from None
     try:
@@ -321,9 +324,14 @@ class PartitionReport(ApiView):
         params = dict(request.query)  # type: ignore[attr-defined]
         message = internal_message(request.path, params)  # type: ignore[attr-defined]
         signed = request.headers.get(INTERNAL_HEADER)
-        if not internal_call_fresh(signed, time.time()) or not internal_call_valid(
-            await cluster_key(), signed, message, time.time()
-        ):
+        if not internal_call_fresh(signed, time.time()):
+            raise api.ApiError(401, "a worker's signed call is needed")
+        try:
+            key = await cluster_key()
+        except Exception as exc:  # Kafka unreachable, a timeout: the asking worker tries again
+            log.warning("cannot check a worker's call: no deployment key (%r)", exc)
+            raise api.ApiError(503, "this worker cannot read the deployment's key yet") from None
+        if not internal_call_valid(key, signed, message, time.time()):
             raise api.ApiError(401, "a worker's signed call is needed")
         if not partition.isdigit() or not local_state.owns(keys.ATTEMPTS, int(partition)):
             raise api.ApiError(409, f"this worker does not hold learner partition {partition}")

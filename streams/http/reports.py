@@ -39,13 +39,18 @@ INTERNAL_READ_TIMEOUT_S = 120.0  # silence of another worker's answer before it 
 SCANS = asyncio.Semaphore(4)
 
 _key: bytes | None = None
+_key_lock = asyncio.Lock()
 
 
 async def cluster_key() -> bytes:
+    """The deployment's key, read from Kafka once. One read at a time: the requests that need
+    it meanwhile wait for that read instead of each starting one of their own."""
     global _key
     if _key is None:
-        loop = asyncio.get_running_loop()
-        _key = await loop.run_in_executor(None, obtain_cluster_key, settings)
+        async with _key_lock:
+            if _key is None:
+                loop = asyncio.get_running_loop()
+                _key = await loop.run_in_executor(None, obtain_cluster_key, settings)
     return _key
 
 

@@ -238,7 +238,8 @@ class Page(View):
 
     async def refused(self, request: Request, exc: ApiError) -> Response:
         body = f'<h1>{exc.status}</h1><div class="error">{escape(exc.message)}</div>'
-        return self.html(dashboard.page("Refused", body), status=exc.status)
+        # the error's headers too: a 429's Retry-After
+        return self.html(dashboard.page("Refused", body), status=exc.status, headers=exc.headers)
 
     def to(self, location: str) -> Response:
         return self.html("", status=303, headers={"Location": location})
@@ -294,10 +295,13 @@ class Page(View):
         origin = request.headers.get("Origin")
         if origin is not None and _netloc(origin) != request.headers.get("Host"):
             raise ApiError(403, "a form posted from another site is refused")
+        if request.content_type != "application/x-www-form-urlencoded":
+            # the dashboard's forms are urlencoded; multipart parsing has failure modes of its
+            # own (an unknown transfer encoding or _charset_ raises RuntimeError in aiohttp)
+            raise ApiError(415, "send the form as application/x-www-form-urlencoded")
         try:
             posted = await request.post()
-        except (ValueError, LookupError, UnicodeError, AssertionError):
-            # not UTF-8, an unknown charset, a multipart body without its boundary
+        except (ValueError, LookupError, UnicodeError):  # not UTF-8, an unknown charset
             raise ApiError(400, "the form could not be read") from None
         form = {k: v for k, v in posted.items() if isinstance(v, str)}
         expected, new = self.csrf(request)
