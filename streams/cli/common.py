@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
+import re
+from collections.abc import Callable
+from typing import Any
 
+from schemas.common import EARLIEST_YEAR, LATEST_YEAR
 from streams.config.settings import Settings
 from streams.kafka.admin import (
     admin_client,
@@ -19,9 +24,9 @@ def require_broker(settings: Settings, timeout_s: float) -> None:
     admin_client(settings, timeout_s=timeout_s).close()
 
 
-def open_input(path: str):  # type: ignore[no-untyped-def]
+def open_input(path: str, errors: str = "strict"):  # type: ignore[no-untyped-def]
     try:
-        return open(path, encoding="utf-8")
+        return open(path, encoding="utf-8", errors=errors)
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}") from None
 
@@ -33,19 +38,30 @@ def parse_instant(text: str):  # type: ignore[no-untyped-def]
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise CommandError(f"--now: not an RFC 3339 timestamp: {text!r}") from None
+    if not re.search(r"\d[Tt ]\d", text):  # a date alone: Python reads it as midnight
+        raise CommandError("--now: needs a time and an offset, e.g. 2026-01-01T00:00:00Z")
     if value.tzinfo is None:
         raise CommandError(f"--now: needs an offset, e.g. {text}Z")
+    if not EARLIEST_YEAR <= value.year < LATEST_YEAR:  # the contract's range; no date overflow
+        raise CommandError(f"--now: must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
     return value
 
 
-def _int_at_least(text: str, low: int) -> int:
+def _int_at_least(text: str, low: int, high: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < low:
         raise argparse.ArgumentTypeError(f"expected a number of at least {low}, got {value}")
+    if high is not None and value > high:
+        raise argparse.ArgumentTypeError(f"expected a number of at most {high:,}, got {value:,}")
     return value
+
+
+def positive_int_up_to(high: int) -> Callable[[str], int]:
+    """An argparse type: a positive whole number of at most `high`."""
+    return lambda text: _int_at_least(text, 1, high)
 
 
 def positive_int(text: str) -> int:
@@ -61,6 +77,16 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):  # nan passes every comparison; inf overflows any deadline
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
     return value
+
+
+def first_error(exc: Any) -> str:
+    """The first problem of a pydantic ValidationError, on one line: `field: message`."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    message = " ".join(str(error["msg"]).split()).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

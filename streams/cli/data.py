@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
+import json
 import sys
+from typing import Any, TextIO
 
-from streams.cli.common import CommandError, open_input, parse_instant, require_broker
+from streams.cli.common import (
+    CommandError,
+    first_error,
+    open_input,
+    parse_instant,
+    require_broker,
+)
 from streams.config.settings import Settings
 
 
@@ -15,28 +24,36 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
     now = parse_instant(args.now) if args.now else None
     spec = DatasetSpec(launches=args.launches, tenants=args.tenants, seed=args.seed, now=now)
-    out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
+    out = sys.stdout if args.out == "-" else open_output(args.out)
+    written = 0
     try:
-        written = 0
-        for record in generate(spec):
-            out.write(dumps(record) + "\n")
-            written += 1
-    finally:
-        if out is not sys.stdout:
-            out.close()
+        with contextlib.nullcontext(out) if out is sys.stdout else out:
+            for record in generate(spec):
+                out.write(dumps(record) + "\n")
+                written += 1
+    except OSError as exc:  # a full disk, say (closing flushes: it may fail too)
+        where = "stdout" if out is sys.stdout else args.out
+        raise CommandError(f"--out: cannot write {where}: {exc.strerror}") from None
     if args.out != "-":
         print(f"wrote {written} records to {args.out}", file=sys.stderr)
     return 0
 
 
-def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
-    import json
+def open_output(path: str) -> TextIO:
+    if not path:
+        raise CommandError("--out: give a file name, or - for stdout")
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:  # a missing folder, a folder, no permission
+        raise CommandError(f"--out: cannot write {path}: {exc.strerror}") from None
 
+
+def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     from schemas.topics import ATTEMPT_DELETIONS, LAUNCHES, LICENSES
     from streams.kafka.io import key_of, produce_records, topic_of
 
     require_broker(settings, args.timeout)
-    source = sys.stdin if args.file == "-" else open_input(args.file)
+    source = read_stdin() if args.file == "-" else open_input(args.file, "surrogateescape")
     counts: dict[str, int] = {LAUNCHES: 0, LICENSES: 0, ATTEMPT_DELETIONS: 0}
 
     def records():  # type: ignore[no-untyped-def]
@@ -44,15 +61,15 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
             if not line.strip():
                 continue
             if args.topic:
-                topic, key, value = args.topic, None, line.rstrip("\n").encode()
-                # sent as it is: the service dead-letters what it cannot read
-                with contextlib.suppress(ValueError, AttributeError):
+                # sent as it is, bytes that are not UTF-8 included: the service dead-letters
+                # what it cannot read
+                topic, key = args.topic, None
+                value = line.rstrip("\n").encode("utf-8", "surrogateescape")
+                with contextlib.suppress(ValueError, AttributeError, RecursionError):
                     key = key_of(topic, json.loads(line))
             else:
                 try:
-                    record = json.loads(line)
-                    if not isinstance(record, dict):
-                        raise ValueError("not a JSON object")
+                    record = json_object(line)
                     topic = topic_of(record)
                 except ValueError as exc:
                     raise CommandError(
@@ -75,24 +92,67 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def read_stdin() -> TextIO:
+    """stdin as UTF-8 text, bytes that are not UTF-8 kept (as surrogates) to be told apart."""
+    if isinstance(sys.stdin, io.TextIOWrapper):
+        sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
+    return sys.stdin
+
+
+def json_object(line: str) -> dict[str, Any]:
+    """One JSON lines record; a ValueError saying what is wrong with it."""
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:  # surrogates: the file's bytes were not UTF-8
+        raise ValueError("not UTF-8") from None
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError("not JSON (nested too deep)") from None
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    return record
+
+
+def read_dataset(path: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """A dataset's launches and latest licenses; `<file>:<line>: reason` for a record the
+    service would not count (the recount would then differ for no fault of the service)."""
+    from pydantic import ValidationError
+
+    from schemas.launches import Launch
+    from schemas.licenses import License
+
+    launches, licenses = [], {}
+    with open_input(path, "surrogateescape") as source:
+        for number, line in enumerate(source, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json_object(line)
+                if "event_id" in record:
+                    Launch.model_validate(record)
+                    launches.append(record)
+                elif "cycle_start" in record or "window_months" in record:
+                    License.model_validate(record)
+                    licenses[record["tenant_id"]] = record
+            except ValidationError as exc:
+                raise CommandError(f"{path}:{number}: {first_error(exc)}") from None
+            except ValueError as exc:
+                raise CommandError(f"{path}:{number}: {exc}") from None
+    return launches, licenses
+
+
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     """Compare the live counts with an independent recount of a dataset file."""
-    import json
     from datetime import UTC, datetime
 
     from streams.domain.recount import recount
     from streams.kafka.io import current_counts
 
-    launches, licenses = [], {}
-    with open_input(args.dataset) as source:
-        for line in source:
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            if "event_id" in record:
-                launches.append(record)
-            elif "cycle_start" in record or "window_months" in record:
-                licenses[record["tenant_id"]] = record
+    launches, licenses = read_dataset(args.dataset)  # a bad file is told before any wait
+    require_broker(settings, 15.0)
     expected = recount(launches, licenses, datetime.now(UTC))
     live = current_counts(settings, timeout_s=120)
     wrong = [

@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from pydantic import ValidationError
 
 from schemas import topics
+from schemas.common import MAX_ID_LENGTH
+from schemas.deletions import DeletionRequest
 from streams.cli.common import CommandError, require_broker
 from streams.config.settings import Settings
 from streams.domain.deletions import build_request
@@ -33,12 +36,15 @@ def parse_cutoff(text: str, now: datetime) -> datetime:
     match = RELATIVE.match(text.strip())
     if match:
         amount, unit = int(match.group(1)), match.group(2)
-        if unit in ("mo", "y"):
-            months = amount * (12 if unit == "y" else 1)
-            day = add_months(now.date(), -months)
-            return datetime.combine(day, now.timetz())
-        days = amount * (7 if unit == "w" else 1)
-        return now - timedelta(days=days)
+        try:
+            if unit in ("mo", "y"):
+                months = amount * (12 if unit == "y" else 1)
+                day = add_months(now.date(), -months)
+                return datetime.combine(day, now.timetz())
+            days = amount * (7 if unit == "w" else 1)
+            return now - timedelta(days=days)
+        except (OverflowError, ValueError):  # before the year 1 of the calendar
+            raise ValueError(f"--older-than: {text.strip()} reaches before the year 1") from None
     try:
         if len(text) == 10:
             return datetime.combine(date.fromisoformat(text), day_time(0), UTC)
@@ -69,6 +75,34 @@ def read_learners(path: str) -> list[str]:
     if not learners:
         raise ValueError(f"--learners-file: {path} names no learners")
     return learners
+
+
+# the options that give a request's fields, to name in an error
+OPTIONS = {
+    "tenant_id": "--tenant",
+    "attempts": "--attempt",
+    "learner_ids": "--learners-file",
+    "older_than": "--older-than",
+    "teams": "--team",
+    "roles": "--role",
+}
+
+
+def check_request(request: dict[str, Any]) -> None:
+    """The contract's rules, before anything is sent: the worker dead-letters a request that
+    breaks them, and the CLI would wait for a receipt that never comes."""
+    try:
+        DeletionRequest.model_validate(request)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if field in ("teams", "roles") and error["type"].startswith("string_"):
+            message = f"an id is 1 to {MAX_ID_LENGTH} characters"
+        elif error["type"].startswith("string_"):  # too long, empty, with '/' ...
+            message = f"an id is 1 to {MAX_ID_LENGTH} characters, no '/' and no control character"
+        else:
+            message = " ".join(str(error["msg"]).split()).removeprefix("Value error, ")
+        raise ValueError(f"{OPTIONS.get(field, field)}: {message}") from None
 
 
 def send_and_wait(settings: Settings, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
@@ -162,9 +196,12 @@ def run_delete(
     return 1 if receipt.get("error") else 0
 
 
+NO_TERMINAL = "a physical delete needs confirmation: run it in a terminal or add --yes"
+
+
 def ask(question: str) -> bool:
     if not sys.stdin.isatty():
-        raise ValueError("a physical delete needs confirmation: run it in a terminal or add --yes")
+        raise ValueError(NO_TERMINAL)
     return input(question).strip().lower() in ("y", "yes")
 
 
@@ -197,7 +234,10 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
         if too_large is not None:
             raise CommandError(too_large)  # before any request is sent, a preview included
         mode = "logical" if args.logical else "preview" if args.preview else "physical"
-        require_broker(settings, 15.0)
+        check_request(build_request(args.tenant, mode, selector, datetime.now(UTC)))
+        if mode == "physical" and not args.yes and not sys.stdin.isatty():
+            raise CommandError(NO_TERMINAL)  # now, not after a preview was sent
+        require_broker(settings, min(args.timeout, 15.0))
         return run_delete(
             settings, args.tenant, selector, mode, args.yes, args.timeout, ask, args.reason
         )

@@ -8,7 +8,13 @@ import sys
 from collections.abc import Callable
 from importlib import metadata
 
-from streams.cli.common import CommandError, non_negative_int, positive_float, positive_int
+from streams.cli.common import (
+    CommandError,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    positive_int_up_to,
+)
 from streams.cli.data import cmd_generate, cmd_produce, cmd_verify
 from streams.cli.deletions import cmd_delete
 from streams.cli.measure import cmd_bench, cmd_simulate, cmd_soak
@@ -21,6 +27,8 @@ from streams.kafka.admin import (
     TopicMismatch,
 )
 from streams.kafka.io import ProduceError
+
+MAX_LAUNCHES, MAX_TENANTS = 10_000_000, 100_000  # of `generate`
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler=cmd_worker)
 
     generate = commands.add_parser("generate", help="write a realistic seeded dataset (JSON lines)")
-    generate.add_argument("--launches", type=positive_int, default=300_000)
-    generate.add_argument("--tenants", type=positive_int, default=24)
+    # the launches are shuffled in memory (about 600 bytes each), and every tenant has learners
+    generate.add_argument("--launches", type=positive_int_up_to(MAX_LAUNCHES), default=300_000)
+    generate.add_argument("--tenants", type=positive_int_up_to(MAX_TENANTS), default=24)
     generate.add_argument("--seed", type=int, default=7)
     generate.add_argument("--now", help="end of the generated history (default 2026-11-28T00:00Z)")
     generate.add_argument("--out", default="-", help="file to write, - for stdout (default)")
@@ -211,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--workers", type=positive_int, default=3)
     soak.add_argument("--launches", type=positive_int, default=60_000)
     soak.add_argument("--rounds", type=positive_int, default=8, help="rounds, a fault after each")
-    soak.add_argument("--garbage", type=int, default=10_000, help="garbage records (0 = none)")
+    soak.add_argument(
+        "--garbage", type=non_negative_int, default=10_000, help="garbage records (0 = none)"
+    )
     soak.add_argument("--seed", type=int, default=1)
     soak.add_argument(
         "--no-broker-faults",

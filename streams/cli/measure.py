@@ -7,7 +7,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from streams.cli.common import require_broker
+from streams.cli.common import CommandError, require_broker
 from streams.config.settings import Settings
 from streams.kafka.admin import (
     is_local_broker,
@@ -30,11 +30,23 @@ def prepend_run(path: Path, title: str, command: str, stamp: str, body: str) -> 
     print(f"appended to {path}", file=sys.stderr)
 
 
+def check_write(text: str) -> None:
+    """`--write` names a file that can be written: told at the start, not after the run."""
+    if not text:
+        return
+    path = Path(text)
+    if path.is_dir():
+        raise CommandError(f"--write: {text} is a folder; give a file name, or '' for none")
+    if not path.parent.is_dir():
+        raise CommandError(f"--write: no folder {path.parent} for {text}; give '' for no report")
+
+
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime
 
     from streams.tools.bench import report, report_table, rss_table, run_bench
 
+    check_write(args.write)
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     bench_settings = replace(
         settings,
@@ -94,6 +106,7 @@ def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
 
     from streams.tools.soak import SoakSpec, run_soak
 
+    check_write(args.write)
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     soak_settings = replace(settings, topic_prefix=f"{settings.topic_prefix}soak-{stamp}-")
     spec = SoakSpec(

@@ -9,11 +9,13 @@ import sys
 from dataclasses import replace
 
 from streams.cli.common import CommandError
-from streams.config.settings import Settings
+from streams.config.settings import ConfigError, Settings
 from streams.kafka.admin import (
     copartitioned_count,
     ensure_topics,
 )
+
+MAX_PORT = 65535
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
@@ -32,6 +34,7 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    check_worker_settings(args, settings)  # before any topic is created for a worker
     ensure_topics(settings, timeout_s=args.timeout)
     partitions = copartitioned_count(settings, timeout_s=args.timeout)
     if args.processes > partitions:
@@ -51,16 +54,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         os.environ["PARTITIONS"] = str(partitions)
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
     tune_malloc(settings)  # before the worker's buffers are allocated
-    from streams.http.tokens import MIN_SECRET_LENGTH, TokenBook
-
-    TokenBook.from_env()  # a short secret or a bad tokens file: a one-line error, nothing started
-    token = os.environ.get("METRICS_TOKEN", "").strip()
-    if token and len(token) < MIN_SECRET_LENGTH:
-        raise CommandError(
-            f"METRICS_TOKEN has {len(token)} characters; at least {MIN_SECRET_LENGTH} are needed"
-        )
 
     from streams.config.logs import log_format, logging_config
     from streams.http import web  # registers the views and the read model on the app
@@ -84,6 +78,40 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     tune_garbage_collector()
     worker.execute_from_commandline()  # runs until SIGTERM/SIGINT; exits the process itself
     return 0
+
+
+def check_worker_settings(args: argparse.Namespace, settings: Settings) -> None:
+    """The worker's own settings: a bad one is a one-line error, nothing created or started."""
+    from streams.config.logs import log_format
+    from streams.http.tokens import MIN_SECRET_LENGTH, TokenBook
+
+    last_port = settings.web_port + args.processes - 1
+    if last_port > MAX_PORT:
+        raise CommandError(
+            f"WEB_PORT={settings.web_port} with --processes {args.processes} needs the ports up "
+            f"to {last_port}; the last port is {MAX_PORT}"
+        )
+    prepare_state_dir(settings)
+    TokenBook.from_env()  # a short secret or a bad tokens file
+    token = os.environ.get("METRICS_TOKEN", "").strip()
+    if token and len(token) < MIN_SECRET_LENGTH:
+        raise CommandError(
+            f"METRICS_TOKEN has {len(token)} characters; at least {MIN_SECRET_LENGTH} are needed"
+        )
+    log_format()
+
+
+def prepare_state_dir(settings: Settings) -> None:
+    """STATE_DIR made, and writable: RocksDB would otherwise fail deep inside the start."""
+    path = settings.state_dir
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"STATE_DIR={path}: not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"STATE_DIR={path}: cannot create the folder ({exc.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"STATE_DIR={path}: not writable")
 
 
 def tune_malloc(settings: Settings) -> None:
@@ -131,9 +159,15 @@ def cmd_settle(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_notifier(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.config.logs import log_format
     from streams.notifier.service import SmtpSettings, run_notifier
+    from streams.notifier.webhooks import webhook_secret
 
-    SmtpSettings.from_env()  # a bad SMTP setting is a one-line error before anything starts
+    # a bad setting is a one-line error before anything starts, before any topic is created
+    webhook_secret()
+    log_format()
+    SmtpSettings.from_env()
+    prepare_state_dir(settings)
     ensure_topics(settings, timeout_s=args.timeout)
     run_notifier(settings)
     return 0

@@ -8,6 +8,7 @@ it gathers from the others): `--api` (default `http://127.0.0.1:$WEB_PORT`), wit
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import sys
@@ -15,7 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from streams.cli.common import CommandError
 from streams.config.settings import Settings
@@ -23,13 +24,39 @@ from streams.domain.reports import csv_line
 
 
 def api_base(args: argparse.Namespace, settings: Settings) -> str:
-    return (args.api or f"http://127.0.0.1:{settings.web_port}").rstrip("/")
+    base = (args.api or f"http://127.0.0.1:{settings.web_port}").rstrip("/")
+    try:
+        parts = urlsplit(base)
+        parts.port  # noqa: B018  (raises ValueError for a port that is no number)
+    except ValueError as exc:
+        raise CommandError(f"--api: not a URL: {base!r} ({exc})") from None
+    # urllib would also open file:// and ftp:// addresses: only a worker's API is asked
+    if parts.scheme not in ("http", "https") or not parts.hostname or not _url_text(base):
+        raise CommandError(
+            f"--api: expected http://host:port or https://... (ASCII, no spaces), got {base!r}"
+        )
+    return base
+
+
+def _url_text(url: str) -> bool:
+    return url.isascii() and url.isprintable() and " " not in url
+
+
+def api_token() -> str:
+    """ACTIVE_LEARNERS_TOKEN; a token is printable ASCII (an HTTP header cannot carry more)."""
+    token = os.environ.get("ACTIVE_LEARNERS_TOKEN", "").strip()
+    if token and not (token.isascii() and token.isprintable()):
+        raise CommandError(
+            "ACTIVE_LEARNERS_TOKEN must be printable ASCII, without line breaks or other "
+            "control characters"
+        )
+    return token
 
 
 def fetch(base: str, path: str, timeout_s: float = 300.0) -> bytes:
     """The body of a GET; a one-line CommandError for an error answer or no answer."""
     request = urllib.request.Request(base + path)
-    token = os.environ.get("ACTIVE_LEARNERS_TOKEN", "").strip()
+    token = api_token()
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
@@ -45,6 +72,23 @@ def fetch(base: str, path: str, timeout_s: float = 300.0) -> bytes:
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise CommandError(f"no worker answers at {base} ({reason}); see --api") from None
+    except (http.client.HTTPException, ValueError) as error:  # not HTTP, or a bad URL after all
+        reason = " ".join(str(error).split())
+        raise CommandError(f"{base}{path}: {type(error).__name__}: {reason}; see --api") from None
+
+
+def fetch_json(base: str, path: str) -> Any:
+    """The JSON answer of a GET; a one-line CommandError when it is not JSON."""
+    try:
+        return json.loads(fetch(base, path))
+    except ValueError:
+        raise CommandError(f"{base}{path}: the answer is not JSON (is --api a worker?)") from None
+
+
+def unexpected(base: str, exc: Exception) -> CommandError:
+    """An answer without the fields a report reads: not this version's worker API."""
+    reason = " ".join(str(exc).split())
+    return CommandError(f"{base}: unexpected answer ({type(exc).__name__}: {reason}); see --api")
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -60,15 +104,22 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     base = api_base(args, settings)
+    try:
+        return report(args, base)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise unexpected(base, exc) from None
+
+
+def report(args: argparse.Namespace, base: str) -> int:
     tenant = quote(args.tenant, safe="")
     if args.by is not None and args.status is not None:
         raise CommandError("--by and --status exclude each other")
     if args.window is not None and args.status is not None:
         raise CommandError("--status reports every learner against the current window: no --window")
-    window = args.window or json.loads(fetch(base, f"/api/tenants/{tenant}"))["window"]["start"]
+    window = args.window or fetch_json(base, f"/api/tenants/{tenant}")["window"]["start"]
     if args.by is not None:
         path = f"/api/tenants/{tenant}/windows/{quote(window, safe='')}/groups"
-        answer = json.loads(fetch(base, path))
+        answer = fetch_json(base, path)
         if args.format == "json":
             print(json.dumps(answer, indent=2))
             return 0
@@ -94,7 +145,12 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     if args.format != "table":
         sys.stdout.buffer.write(body)
         return 0
-    rows_out = [_learner_line(json.loads(line)) for line in body.decode().splitlines() if line]
+    try:
+        rows_out = [_learner_line(json.loads(line)) for line in body.decode().splitlines() if line]
+    except ValueError:
+        raise CommandError(
+            f"{base}{path}: the answer is not JSON lines (is --api a worker?)"
+        ) from None
     title = f"status {args.status}" if args.status else f"counted in window {window}"
     print(f"Learners of {args.tenant}, {title}: {len(rows_out):,}")
     header: tuple[str, ...] = (
@@ -127,7 +183,14 @@ def _learner_line(row: dict[str, Any]) -> tuple[str, ...]:
 
 def cmd_forecast(args: argparse.Namespace, settings: Settings) -> int:
     base = api_base(args, settings)
-    answer = json.loads(fetch(base, f"/api/tenants/{quote(args.tenant, safe='')}/forecast"))
+    answer = fetch_json(base, f"/api/tenants/{quote(args.tenant, safe='')}/forecast")
+    try:
+        return forecast(args, answer)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise unexpected(base, exc) from None
+
+
+def forecast(args: argparse.Namespace, answer: Any) -> int:
     if args.format == "json":
         print(json.dumps(answer, indent=2))
         return 0

@@ -114,13 +114,29 @@ class KafkaSecurity:
         ):
             if path and not Path(path).is_file():
                 raise SecurityConfigError(f"{name}={path}: no such file")
+        self.ssl_context()  # files that are not usable PEM: an error now, not a failed connection
 
     def ssl_context(self) -> ssl.SSLContext | None:
+        """SecurityConfigError naming the setting when a file is not usable PEM."""
         if not self.uses_tls:
             return None
-        context = ssl.create_default_context(cafile=self.ssl_cafile or None)
+        try:
+            context = ssl.create_default_context(cafile=self.ssl_cafile or None)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise SecurityConfigError(
+                f"KAFKA_SSL_CAFILE={self.ssl_cafile}: not a readable PEM file of CA certificates "
+                f"({_reason(exc)})"
+            ) from None
         if self.ssl_certfile:
-            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+            try:
+                # no key password setting: an encrypted key is refused, never prompted for
+                context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, password=_no_password)
+            except (OSError, ValueError) as exc:
+                raise SecurityConfigError(
+                    f"KAFKA_SSL_CERTFILE={self.ssl_certfile} and KAFKA_SSL_KEYFILE="
+                    f"{self.ssl_keyfile}: not a readable PEM certificate and its unencrypted "
+                    f"key ({_reason(exc)})"
+                ) from None
         return context
 
     def aiokafka(self) -> dict[str, Any]:
@@ -173,3 +189,11 @@ class KafkaSecurity:
             if path:
                 parts.append(f"{name}={path}")
         return " ".join(parts)
+
+
+def _no_password() -> str:
+    raise ValueError("the key is encrypted")
+
+
+def _reason(exc: Exception) -> str:
+    return " ".join(str(getattr(exc, "reason", None) or exc).split())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,13 @@ class ConfigError(ValueError):
     """A setting has a value the service cannot use."""
 
 
-def _int_setting(env: dict[str, str] | os._Environ[str], name: str, default: int, low: int) -> int:
+def _int_setting(
+    env: dict[str, str] | os._Environ[str],
+    name: str,
+    default: int,
+    low: int,
+    high: int | None = None,
+) -> int:
     text = env.get(name, "").strip()
     if not text:
         return default
@@ -27,7 +34,28 @@ def _int_setting(env: dict[str, str] | os._Environ[str], name: str, default: int
         raise ConfigError(f"{name} must be a whole number, got {text!r}") from None
     if value < low:
         raise ConfigError(f"{name} must be at least {low}, got {value}")
+    if high is not None and value > high:
+        raise ConfigError(f"{name} must be at most {high}, got {value}")
     return value
+
+
+# host or host:port; an IPv6 address in brackets ([::1]:9092), as faust's broker URLs need it
+_BROKER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+)(:(\d{1,5}))?")
+
+
+def _bootstrap_servers(env: dict[str, str] | os._Environ[str]) -> str:
+    """KAFKA_BOOTSTRAP_SERVERS, checked: the three Kafka clients each fail their own way (a
+    traceback, or a wait until the timeout) on an entry they cannot parse."""
+    text = env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or "localhost:9092"
+    for entry in text.split(","):
+        match = _BROKER.fullmatch(entry.strip())
+        if match is None or not 1 <= int(match.group(3) or 9092) <= 65535:
+            shown = "an empty entry" if not entry.strip() else repr(entry.strip())
+            raise ConfigError(
+                f"KAFKA_BOOTSTRAP_SERVERS must be host:port entries, comma-separated "
+                f"([::1]:9092 for IPv6); got {shown} in {text!r}"
+            )
+    return text
 
 
 MALLOC_MMAP_MAX_KB = 32 * 1024  # glibc refuses a larger mmap threshold (64-bit)
@@ -70,10 +98,10 @@ class Settings:
         except SecurityConfigError as exc:
             raise ConfigError(str(exc)) from None
         return cls(
-            bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or "localhost:9092",
+            bootstrap_servers=_bootstrap_servers(env),
             topic_prefix=env.get("TOPIC_PREFIX", ""),
             state_dir=Path(env.get("STATE_DIR", "").strip() or ".state"),
-            web_port=_int_setting(env, "WEB_PORT", 6066, 1),
+            web_port=_int_setting(env, "WEB_PORT", 6066, 1, 65535),
             web_host=env.get("WEB_HOST", "").strip() or "127.0.0.1",
             web_allowed_hosts=tuple(
                 host.strip().lower()

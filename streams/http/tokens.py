@@ -85,6 +85,8 @@ def parse_tokens_file(text: str, where: str) -> list[Token]:
         document = json.loads(text)
     except ValueError as exc:
         raise ConfigError(f"{where}: not JSON ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: not JSON (nested too deep)") from None
     entries = document.get("tokens") if isinstance(document, dict) else None
     if not isinstance(entries, list):
         raise ConfigError(f'{where}: expected {{"tokens": [...]}}')
@@ -143,6 +145,8 @@ class TokenBook:
             return path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"API_TOKENS_FILE: cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"API_TOKENS_FILE: {path} is not UTF-8") from None
 
     def _check_names(self) -> None:
         names = [token.name for token in self.tokens()]

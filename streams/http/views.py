@@ -295,7 +295,7 @@ class Page(View):
         origin = request.headers.get("Origin")
         if origin is not None and _netloc(origin) != request.headers.get("Host"):
             raise ApiError(403, "a form posted from another site is refused")
-        if request.content_type != "application/x-www-form-urlencoded":
+        if request.content_type != "application/x-www-form-urlencoded":  # type: ignore[attr-defined]
             # the dashboard's forms are urlencoded; multipart parsing has failure modes of its
             # own (an unknown transfer encoding or _charset_ raises RuntimeError in aiohttp)
             raise ApiError(415, "send the form as application/x-www-form-urlencoded")

@@ -36,9 +36,9 @@ WATCHED = {
 }
 
 
-def group_lag(settings: Settings) -> int:
+def group_lag(settings: Settings, timeout_s: float = 15.0) -> int:
     """Records of the watched topics that the app's consumer groups have not committed yet."""
-    admin = admin_client(settings)
+    admin = admin_client(settings, timeout_s)
     consumer = KafkaConsumer(**settings.kafka_python())
     try:
         lag = 0
@@ -95,8 +95,9 @@ def wait_until_settled(
     deadline = started + timeout_s
     last_end, quiet_since = -1, time.monotonic()
     next_progress = started + progress_every_s
+    broker_s = min(timeout_s, 15.0)  # no broker: told within the timeout asked for
     while time.monotonic() < deadline:
-        lag = group_lag(settings)
+        lag = group_lag(settings, broker_s)
         end = end_offset(settings, topics.ACTIVE_LEARNER_COUNTS)
         if progress is not None and time.monotonic() >= next_progress:
             progress(lag)
@@ -106,4 +107,4 @@ def wait_until_settled(
         elif time.monotonic() - quiet_since >= quiet_s:
             return time.monotonic() - started
         time.sleep(0.5)
-    raise TimeoutError(f"not settled after {timeout_s:g}s (lag {group_lag(settings)})")
+    raise TimeoutError(f"not settled after {timeout_s:g}s (lag {group_lag(settings, broker_s)})")

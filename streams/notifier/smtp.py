@@ -44,10 +44,10 @@ class SmtpSettings:
     @classmethod
     def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> SmtpSettings | None:
         """None when SMTP_HOST is not set: mail then goes to the outbox folder."""
+        tls, legacy_starttls = _tls_mode(env)  # checked without SMTP_HOST too: a typo shows
         host = env.get("SMTP_HOST", "").strip()
         if not host:
             return None
-        tls, legacy_starttls = _tls_mode(env)
         default_port = "465" if tls == "implicit" else "587" if legacy_starttls else "25"
         smtp = cls(
             host=host,

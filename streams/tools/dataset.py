@@ -84,7 +84,9 @@ def generate(spec: DatasetSpec) -> Iterator[dict[str, Any]]:
     sizes = [max(3, int(learner_pool * w / scale)) for w in weights]
     licenses = [_license(rng, k, sizes[k]) for k in range(spec.tenants)]
     unlicensed = spec.tenants - 1  # the smallest tenant has no license at all
-    late_license = 1  # the second tenant's license arrives after its launches
+    # the second tenant's license arrives after its launches (with three tenants or more: the
+    # second of two is the unlicensed one)
+    late_license = 1 if spec.tenants > 2 else None
 
     for k, lic in enumerate(licenses):
         if k not in (unlicensed, late_license):
@@ -127,7 +129,8 @@ def generate(spec: DatasetSpec) -> Iterator[dict[str, Any]]:
         j = min(len(launches) - 1, i + rng.randrange(spec.shuffle_window))
         launches[i], launches[j] = launches[j], launches[i]
     yield from launches
-    yield licenses[late_license]
+    if late_license is not None:
+        yield licenses[late_license]
 
 
 TEAMS = ["sales", "support", "engineering", "finance", "marketing", "operations"]
