@@ -149,10 +149,7 @@ class TokenBook:
             raise ConfigError(f"API_TOKENS_FILE: {path} is not UTF-8") from None
 
     def _check_names(self) -> None:
-        names = [token.name for token in self.tokens()]
-        doubled = sorted({name for name in names if names.count(name) > 1})
-        if doubled:
-            raise ConfigError(f"API tokens: the name {doubled[0]!r} is given to two tokens")
+        _check_unique_names(self.tokens())
 
     @staticmethod
     def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -194,8 +191,11 @@ class TokenBook:
         try:
             if text is None:
                 text = self._read(self._path)  # raises again, with the reason
-            self._file_tokens = parse_tokens_file(text, str(self._path))
+            file_tokens = parse_tokens_file(text, str(self._path))
+            _check_unique_names(self._fixed + file_tokens)
+            self._file_tokens = file_tokens
         except ConfigError as exc:
+            # a name signs a token's deletions (requested_by): never two tokens under one
             self._file_tokens = []
             log.error("%s; its tokens are refused until the file is fixed", exc)
             return
@@ -234,3 +234,10 @@ def bearer(header: str | None) -> str | None:
         return None
     scheme, _, secret = header.strip().partition(" ")
     return secret.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _check_unique_names(tokens: list[Token]) -> None:
+    names = [token.name for token in tokens]
+    doubled = sorted({name for name in names if names.count(name) > 1})
+    if doubled:
+        raise ConfigError(f"API tokens: the name {doubled[0]!r} is given to two tokens")

@@ -87,6 +87,18 @@ def test_a_tokens_file_scopes_tenants_and_is_reread_when_it_changes(tmp_path: Pa
     assert book.configured, "a broken file never turns the service into open mode"
 
 
+def test_a_reread_tokens_file_cannot_give_a_name_to_a_second_token(tmp_path: Path) -> None:
+    """A name signs the deletions a token asks for (requested_by): a file re-read later that
+    reuses another token's name is refused whole, as at start."""
+    path = tokens_file(tmp_path / "tokens.json")
+    book = TokenBook.from_env({"API_ADMIN_TOKENS": "ops:" + ADMIN, "API_TOKENS_FILE": str(path)})
+    reader = "r" * 40
+    tokens_file(path, {"name": "ops", "sha256": sha(reader), "role": "read", "tenants": ["acme"]})
+    names = [token.name for token in book.tokens()]
+    assert names == ["ops"]  # the admin token only: the file's tokens are refused
+    assert book.find(reader) is None and book.find(ADMIN) is not None
+
+
 @pytest.mark.parametrize(
     "entry, words",
     [
