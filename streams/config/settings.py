@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -58,6 +59,19 @@ def _bootstrap_servers(env: dict[str, str] | os._Environ[str]) -> str:
     return text
 
 
+def _trusted_proxies(env: dict[str, str] | os._Environ[str]) -> tuple[str, ...]:
+    """WEB_TRUSTED_PROXIES: addresses or networks (10.0.0.0/8, fd00::/8), comma-separated."""
+    proxies = tuple(p.strip() for p in env.get("WEB_TRUSTED_PROXIES", "").split(",") if p.strip())
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"WEB_TRUSTED_PROXIES: {proxy[:60]!r} is not an IP address or network"
+            ) from None
+    return proxies
+
+
 MALLOC_MMAP_MAX_KB = 32 * 1024  # glibc refuses a larger mmap threshold (64-bit)
 
 
@@ -109,11 +123,7 @@ class Settings:
                 if host.strip()
             ),
             web_advertised_host=env.get("WEB_ADVERTISED_HOST", "").strip(),
-            web_trusted_proxies=tuple(
-                proxy.strip()
-                for proxy in env.get("WEB_TRUSTED_PROXIES", "").split(",")
-                if proxy.strip()
-            ),
+            web_trusted_proxies=_trusted_proxies(env),
             api_tokens_configured=bool(env.get("API_TOKENS_FILE", "").strip())
             or any(
                 entry.strip()

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
 import time
 from collections import Counter, OrderedDict, deque
@@ -173,13 +174,21 @@ def same_secret(expected: str, presented: str | None) -> bool:
 def client_address(peer: str | None, forwarded_for: str | None, proxies: Iterable[str]) -> str:
     """The address failures are counted against: the peer, or, when the peer is a trusted
     reverse proxy, the last address of `X-Forwarded-For` it did not add itself (a client can
-    put anything before it, nothing after)."""
-    trusted = set(proxies)
+    put anything before it, nothing after). Proxies are addresses or networks (10.0.0.0/8)."""
+    networks = [ipaddress.ip_network(proxy, strict=False) for proxy in proxies]
+
+    def trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in networks)
+
     address = peer or "unknown"
-    if address not in trusted or not forwarded_for:
+    if not trusted(address) or not forwarded_for:
         return address
     for hop in reversed([part.strip() for part in forwarded_for.split(",")]):
-        if hop and hop not in trusted:
+        if hop and not trusted(hop):
             return hop
     return address
 

@@ -366,6 +366,13 @@ def test_the_client_address_behind_a_trusted_proxy() -> None:
     assert client_address("10.0.0.5", "1.1.1.1, 203.0.113.9", proxies) == "203.0.113.9"
     assert client_address("203.0.113.9", "1.1.1.1", proxies) == "203.0.113.9", "not a proxy"
     assert client_address("10.0.0.5", None, proxies) == "10.0.0.5"
+    # networks: every proxy of a load balancer's subnet
+    subnet = ("10.0.0.0/8", "fd00::/8")
+    assert client_address("10.3.2.1", "203.0.113.9, 10.9.9.9", subnet) == "203.0.113.9"
+    assert client_address("fd00::7", "2001:db8::1", subnet) == "2001:db8::1"
+    assert client_address("11.0.0.1", "203.0.113.9", subnet) == "11.0.0.1", "outside the network"
+    with pytest.raises(ConfigError, match="WEB_TRUSTED_PROXIES"):
+        Settings.from_env({"WEB_TRUSTED_PROXIES": "10.0.0.0/8, proxy.internal"})
     assert host_name("[127.0.0.1]evil.com") == "" and host_name("localhost:abc") == ""
 
 
