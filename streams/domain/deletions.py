@@ -11,9 +11,12 @@ assembles one receipt when all parts are in.
 A physical deletion leaves erasure markers, so that a replayed or late launch it covered is
 dead-lettered `erased` and never counted again. Each marker is a cut-off instant that only ever
 moves forward:
-  an attempt marker     launches of that attempt before it: `requested_at` for a named attempt
-                        (also one whose launch arrives only later), and just after the deleted
-                        record's `launched_at` when that was later (so its replay is erased too)
+  an attempt marker     launches of that attempt before it: for good (`REMOVED_FOR_GOOD`) for
+                        every attempt a physical deletion removed, whatever its selector (a
+                        repeat of a removed attempt is erased, whenever launched); `requested_at`
+                        for a named attempt that was not found (also one whose launch arrives
+                        only later); for a logical deletion's found attempt, just after its
+                        `launched_at` when that was later
   a learner cut-off     any attempt of the learner launched before it
   a tenant cut-off      any attempt of the tenant launched before it (per partition)
 """
@@ -40,7 +43,7 @@ class PartSelector:
     `attempts` selects the named attempts whatever their time (the first application of a
     part); `attempt_cutoffs` selects a named attempt's records launched before its marker's
     cut-off (every later run: an attempt launched again after the deletion is not the one
-    that was named)."""
+    that was named; a physically removed one's cut-off is for good, so none is stored again)."""
 
     attempts: frozenset[AttemptKey] | None = None
     attempt_cutoffs: Mapping[AttemptKey, datetime] | None = None

@@ -18,7 +18,8 @@ learner stage, partitioned like learner-commands (one partition per tenant/learn
                   #epoch                                 [counter, generation] of the owner
   (every table)   \x00repair/{key}                       local only: a key to write again
   learner-groups  g/{tenant}/{learner}                   {teams, roles}
-  erasures        x/{tenant}/a/{learner}/{attempt}       erased attempt: launches before it
+  erasures        x/{tenant}/a/{learner}/{attempt}       erased attempt: launches before it (for
+                                                         good once a deletion removed it)
                   x/{tenant}/l/{learner}                 learner cut-off instant
                   x/{tenant}/t                           tenant cut-off instant
                   x/{tenant}/h/{learner}/{attempt}       the same three for logical deletions:

@@ -10,8 +10,12 @@ selection and arithmetic as physical, and nothing is deleted.
 
 A part first computes its outcome without writing (a read-only pass) and stores it under its
 `done` key, with the erasure markers, durable before anything is deleted. Then it deletes (or
-marks) a chunk of learners at a time, each chunk durable before the next is read, so memory
-stays flat however many attempts a part selects. On a part's first run, the read-only pass keeps
+marks) a chunk of learners at a time, each chunk durable before the next one's writes, so memory
+stays flat however many attempts a part selects. Chunks never share a learner (named learners
+are distinct, an `older_than` scan resumes after the last learner's last key), so a chunk read
+before the previous chunk's writes are applied is the chunk a later read would find: a physical
+part reads one chunk ahead and marks its attempts as erased for good in the flush before their
+tombstones (`remove`). On a part's first run, the read-only pass keeps
 each learner's removal for its first chunks (up to `KEPT_BYTES_MAX`), and the deleting pass
 takes them from there instead of reading and computing them again, then reads the rest again
 from where keeping stopped: in between, only the part's earlier chunks write, each to other
@@ -413,8 +417,8 @@ def removals(
     heal: bool,
     start: Start = None,
 ) -> Iterator[Removals]:
-    """The part's removals, read and computed a chunk at a time (each after the previous chunk
-    is written)."""
+    """The part's removals, read and computed a chunk at a time, lazily (`remove` reads one
+    chunk ahead of its writes: chunks never share a learner)."""
     for _, chunk in learner_chunks(batch, partition, tenant_id, selector, heal, start):
         yield removals_of(batch, partition, tenant_id, chunk, chosen, cut)
 

@@ -183,7 +183,9 @@ LEARNER = "learner"
 TENANT = "tenant"
 
 TABLES: dict[str, tuple[str, str]] = {
-    # table -> (stage, changelog topic)
+    # table -> (stage, changelog topic). The order matters: a takeover reads the end offsets in
+    # it, and `attempts` before `erasures` means a deposed owner's tombstones are never caught
+    # up with while its markers (written a flush earlier) are repaired away as a zombie's.
     keys.ATTEMPTS: (LEARNER, topics.ATTEMPTS),
     keys.LEARNER_STATE: (LEARNER, topics.LEARNER_STATE_CHANGELOG),
     keys.LEARNER_GROUPS: (LEARNER, topics.LEARNER_GROUPS_CHANGELOG),

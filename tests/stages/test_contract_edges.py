@@ -14,7 +14,7 @@ from typing import Any
 
 from schemas import topics
 from streams.stages.ingest import route_launches
-from streams.stages.store import LogRecord
+from streams.stages.store import LEARNER, LogRecord, fenced_topics
 from tests.stages.pipeline import Pipeline, deletion, launch, license_
 
 JAN = "2026-01-01"
@@ -240,3 +240,11 @@ def test_a_crash_as_the_tombstones_land_leaves_every_removed_attempt_erased() ->
     assert p.active("acme", JAN) == 4
     assert [d["reason"] for d in p.dead_letters()] == ["erased", "erased"]
     assert p.check() == []
+
+
+def test_a_takeover_reads_the_attempts_end_before_the_erasures_end() -> None:
+    """A deposed owner's markers land a flush before its tombstones; a takeover reads the end
+    offsets in TABLES order, so it never catches up with the tombstones while it takes the
+    markers before them for a zombie's. Reordering the tables would break that silently."""
+    order = fenced_topics(LEARNER)
+    assert order.index(topics.ATTEMPTS) < order.index(topics.ERASURES_CHANGELOG)

@@ -430,7 +430,8 @@ class Model:
                 _later(erase[1], (tenant, learner), before)  # type: ignore[arg-type]
         for ident in chosen:
             if mode == "physical":
-                # a removed attempt is erased for good: every later launch of it, whenever
+                # a removed attempt is erased for good: every later launch of it, whenever it
+                # was launched
                 _later(model.erase_attempt, ident, FOREVER)
                 del model.attempts[ident]
             else:
