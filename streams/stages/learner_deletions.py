@@ -55,6 +55,7 @@ from streams.stages import commands, keys
 from streams.stages.store import Batch, chunks_by_size
 
 CHUNK_ATTEMPTS = 5_000
+REMOVED_FOR_GOOD_TEXT = REMOVED_FOR_GOOD.isoformat()  # the value of a removed attempt's marker
 MEMBERS_CHUNK_BYTES = 256 * 1024  # member lists of team deletions are stored in pieces this big
 GROUP_SELECTORS = ("teams", "roles")
 # A first run's read-only pass keeps the learners' removals of its first chunks for the deleting
@@ -164,6 +165,11 @@ async def apply_part(
     found = done.get("found", [])
     if mode != "preview":
         write_markers(batch, partition, tenant_id, selector, found, hide=mode == "logical")
+    first_marked = False
+    if mode == "physical" and kept is not None and kept.chunks:
+        # the first chunk's markers go with the outcome: no flush of their own (`remove`)
+        mark_removed(batch, partition, tenant_id, kept.chunks[0])
+        first_marked = True
     await batch.flush()  # the outcome and the markers are durable before anything is changed
     chosen = part_selector(selector, found, physical=mode == "physical")
     if mode == "physical":
@@ -176,7 +182,7 @@ async def apply_part(
         else:  # the kept chunks, then the rest read again (each chunk after the one before)
             rest = removals(batch, partition, tenant_id, selector, chosen, cut, False, kept.rest)
             chunks = itertools.chain(kept.chunks, rest)
-        await remove(counters, batch, partition, offset, tenant_id, cut, chunks)
+        await remove(counters, batch, partition, offset, tenant_id, cut, chunks, first_marked)
     elif mode == "logical":
         await mark_logically_deleted(batch, partition, tenant_id, selector, chosen)
     return {k: v for k, v in done.items() if k not in ("found", "members_chunks")}
@@ -450,6 +456,7 @@ async def remove(
     tenant_id: str,
     cut: Cut,
     chunks: Iterable[Removals],
+    first_marked: bool = False,
 ) -> None:
     """Delete the selected attempts a chunk at a time, each chunk durable before the next.
 
@@ -458,27 +465,19 @@ async def remove(
     replay of the part removes; the other order could leave removed attempts with no marker (a
     replay finds nothing to remove, so it would write none), and a later launch of one would
     be counted again. The markers of a chunk go with the flush of the chunk before it (chunks
-    are disjoint learners), so marking costs one flush a part, not one a chunk."""
+    are disjoint learners), and the first chunk's with the part's outcome when it was kept
+    (`first_marked`), so marking costs at most one flush a part."""
     month_of = months_in(cut.timezone)
-    forever = REMOVED_FOR_GOOD.isoformat()
-
-    def mark(chunk: Removals) -> None:
-        markers = [
-            keys.attempt_marker_of(tenant_id, key)
-            for _, _, removal in chunk
-            for key in removal.removed
-        ]
-        batch.put_same(keys.ERASURES, partition, markers, forever)
-
     upcoming = iter(chunks)
     chunk = next(upcoming, None)
-    if chunk is not None:
-        mark(chunk)
+    if chunk is not None and not first_marked:
+        mark_removed(batch, partition, tenant_id, chunk)
         await batch.flush()
     while chunk is not None:
         following = next(upcoming, None)
         if following is not None:
-            mark(following)  # durable with this chunk, before its own tombstones
+            # durable with this chunk, before its own tombstones
+            mark_removed(batch, partition, tenant_id, following)
         change = CountChange()
         for learner_key, before, removal in chunk:
             for key in removal.removed:
@@ -512,6 +511,14 @@ async def remove(
             )
         await batch.flush()
         chunk = following
+
+
+def mark_removed(batch: Batch, partition: int, tenant_id: str, chunk: Removals) -> None:
+    """Mark every attempt `chunk` removes as erased for good (not durable yet: see `remove`)."""
+    markers = [
+        keys.attempt_marker_of(tenant_id, key) for _, _, removal in chunk for key in removal.removed
+    ]
+    batch.put_same(keys.ERASURES, partition, markers, REMOVED_FOR_GOOD_TEXT)
 
 
 def _counter_update(
