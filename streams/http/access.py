@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import secrets
@@ -171,11 +172,19 @@ def same_secret(expected: str, presented: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), encoded)
 
 
+@functools.lru_cache(maxsize=8)
+def _networks(
+    proxies: tuple[str, ...],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The trusted proxies as networks, parsed once (the settings give the same tuple each time)."""
+    return tuple(ipaddress.ip_network(proxy, strict=False) for proxy in proxies)
+
+
 def client_address(peer: str | None, forwarded_for: str | None, proxies: Iterable[str]) -> str:
     """The address failures are counted against: the peer, or, when the peer is a trusted
     reverse proxy, the last address of `X-Forwarded-For` it did not add itself (a client can
     put anything before it, nothing after). Proxies are addresses or networks (10.0.0.0/8)."""
-    networks = [ipaddress.ip_network(proxy, strict=False) for proxy in proxies]
+    networks = _networks(tuple(proxies))
 
     def trusted(address: str) -> bool:
         try:

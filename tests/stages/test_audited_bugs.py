@@ -132,7 +132,10 @@ def test_after_a_recut_whose_outputs_a_crash_lost_the_old_windows_are_tombstoned
 
 # -- 3 -----------------------------------------------------------------------------------------
 def test_a_crash_inside_a_physical_deletion_leaves_no_deleted_learner_counted() -> None:
-    """Tombstones durable, memberships not: the replay heals them; receipt 10 -> 8, count 8."""
+    """Tombstones durable, memberships not: the replay heals them; receipt 10 -> 8, count 8.
+    The markers of the removed attempts were made durable a flush before the tombstones, so
+    the replay (which finds nothing left to remove) loses none: a later launch repeating a
+    removed attempt is still erased."""
     p = Pipeline(partitions=1)
     p.produce(topics.LICENSES, license_("acme"))
     for n in range(10):
@@ -140,9 +143,10 @@ def test_a_crash_inside_a_physical_deletion_leaves_no_deleted_learner_counted() 
     p.flow()
     assert p.active("acme", JAN) == 10
     p.advance(3600)
+    requested = p.now
     p.produce(
         topics.ATTEMPT_DELETIONS,
-        deletion("acme", "r1", "physical", p.now, learner_ids=["l0", "l1"]),
+        deletion("acme", "r1", "physical", requested, learner_ids=["l0", "l1"]),
     )
     p.run(topics.ATTEMPT_DELETIONS)
     p.run(topics.TENANT_COMMANDS)
@@ -159,6 +163,14 @@ def test_a_crash_inside_a_physical_deletion_leaves_no_deleted_learner_counted() 
     assert receipt["windows"] == [{"start": JAN, "active_before": 10, "active_after": 8}]
     assert p.active("acme", JAN) == 8
     assert not any(key.startswith(("acme/l0/", "acme/l1/")) for key in p.attempts())
+    assert p.check() == []
+    later = (requested + timedelta(minutes=5)).isoformat()
+    p.produce(topics.LAUNCHES, launch("acme", "l0", "a1", later))
+    p.produce(topics.LAUNCHES, launch("acme", "l1", "a1", later))
+    p.flow()
+    p.settle()
+    assert p.active("acme", JAN) == 8
+    assert [d["reason"] for d in p.dead_letters()] == ["erased", "erased"]
     assert p.check() == []
 
 

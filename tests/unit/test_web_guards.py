@@ -517,25 +517,13 @@ def test_an_unknown_host_is_a_400(server: Server) -> None:
 
 
 def test_a_sign_in_without_its_csrf_token_is_a_403(server: Server) -> None:
-    page = server.call("GET", "/signin")
-    answer = server.call(
-        "POST",
-        "/signin",
-        headers={"Cookie": f"al_form={page.cookie('al_form')}"},
-        data={"token": ADMIN_ACME},
-    )
+    answer = server.post_sign_in(ADMIN_ACME, with_csrf=False)
     assert answer.status == 403
     assert "al_session=" not in answer.headers.get("Set-Cookie", "")
 
 
 def test_the_session_cookie_is_httponly_strict_and_lasts_eight_hours(server: Server) -> None:
-    page = server.call("GET", "/signin")
-    signed = server.call(
-        "POST",
-        "/signin",
-        headers={"Cookie": f"al_form={page.cookie('al_form')}"},
-        data={"csrf": page.csrf(), "token": ADMIN_ACME},
-    )
+    signed = server.post_sign_in(ADMIN_ACME)
     cookie = signed.headers["Set-Cookie"]
     assert cookie.startswith("al_session=")
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Max-Age=28800" in cookie

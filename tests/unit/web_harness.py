@@ -37,6 +37,7 @@ from streams.http.access import FailureLimiter, Sessions
 from streams.http.read_model import ReadModel
 from streams.http.tokens import TokenBook
 from streams.worker.app import app
+from tests.unit.test_api import LICENSE, count
 
 T = TypeVar("T")
 
@@ -58,30 +59,6 @@ TOKENS: list[dict[str, Any]] = [
     {"name": "reader-all", "sha256": sha(READ_ALL), "role": "read", "tenants": ["*"]},
     {"name": "admin-all", "sha256": sha(ADMIN_ALL), "role": "admin", "tenants": ["*"]},
 ]
-LICENSE = {
-    "tenant_id": "acme",
-    "cycle_start": "2026-01-01",
-    "window_months": 3,
-    "learner_limit": 500,
-    "thresholds": [80, 90, 100],
-    "notify": ["admin@acme.example"],
-    "timezone": "UTC",
-}
-
-
-def count(tenant: str, start: str, end: str, active: int, total: int, months: int = 3) -> bytes:
-    return json.dumps(
-        {
-            "tenant_id": tenant,
-            "window": {"start": start, "end": end, "months": months},
-            "active_learners": active,
-            "total_learners": total,
-            "learner_limit": 500 if tenant == "acme" else None,
-            "utilization_pct": None,
-            "licensed": tenant == "acme",
-            "updated_at": "2026-11-20T11:59:00+00:00",
-        }
-    ).encode()
 
 
 def read_model() -> ReadModel:
@@ -270,15 +247,18 @@ class Server:
             await writer.wait_closed()
 
     # -- the dashboard ----------------------------------------------------------------------------
+    def post_sign_in(self, secret: str, with_csrf: bool = True) -> Answer:
+        """The sign-in form, as a browser that just loaded it posts it (its CSRF token left out
+        with `with_csrf=False`)."""
+        page = self.call("GET", "/signin")
+        form = {"csrf": page.csrf(), "token": secret} if with_csrf else {"token": secret}
+        return self.call(
+            "POST", "/signin", headers={"Cookie": f"al_form={page.cookie('al_form')}"}, data=form
+        )
+
     def sign_in(self, secret: str) -> str:
         """Signs in through the sign-in form: the session cookie's value."""
-        page = self.call("GET", "/signin")
-        answer = self.call(
-            "POST",
-            "/signin",
-            headers={"Cookie": f"al_form={page.cookie('al_form')}"},
-            data={"csrf": page.csrf(), "token": secret},
-        )
+        answer = self.post_sign_in(secret)
         assert answer.status == 303, f"{answer.status} {answer.text[:300]}"
         return answer.cookie("al_session")
 
