@@ -32,6 +32,11 @@ ERASURES_CHANGELOG = "erasures-changelog"
 LEARNER_GROUPS_CHANGELOG = "learner-groups-changelog"
 
 
+# `delete.retention.ms` of the compacted topics: a hundred years, i.e. for good (not the
+# largest long: the log cleaner adds it to a timestamp).
+TOMBSTONES_KEPT_MS = str(100 * 365 * 86_400_000)
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
@@ -40,6 +45,20 @@ class TopicSpec:
     internal: bool
     purpose: str
     retained_forever: bool = False  # an audit trail: never deleted by age
+
+    def configs(self) -> dict[str, str]:
+        """The topic's configuration as the service creates it."""
+        if self.compacted:
+            # Compacted topics keep the latest value per key for good, and their tombstones
+            # too (Kafka's default drops a tombstone a day after the log cleaner first saw
+            # it). A state folder restores from the offset it stored, so a worker back after
+            # more than a day would miss a deletion's tombstone and bring the row back; a
+            # consumer of `attempts` or `active-learner-counts` behind by a day would miss
+            # one too. A key's tombstone costs a few bytes, once per key ever written.
+            return {"cleanup.policy": "compact", "delete.retention.ms": TOMBSTONES_KEPT_MS}
+        if self.retained_forever:
+            return {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
+        return {"cleanup.policy": "delete"}
 
 
 TOPICS: tuple[TopicSpec, ...] = (

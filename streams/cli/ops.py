@@ -26,6 +26,8 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
         print(f"created  {name}")
     for name in report.existing:
         print(f"exists   {name}")
+    for name in report.tombstones_kept:
+        print(f"updated  {name} (keeps its tombstones for good)")
     print(
         f"{len(report.created)} created, {len(report.existing)} already existed "
         f"({settings.partitions} partitions, replication {settings.replication_factor})"

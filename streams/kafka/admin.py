@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
-from schemas.topics import COPARTITIONED, TOPICS, TopicSpec
+from schemas.topics import COPARTITIONED, TOMBSTONES_KEPT_MS, TOPICS, TopicSpec
 from streams.config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ class BrokerUnavailable(RuntimeError):
 class TopicsReport:
     created: tuple[str, ...]
     existing: tuple[str, ...]
+    tombstones_kept: tuple[str, ...] = ()  # existing topics set to keep tombstones for good
 
 
 class _ConnectionFailures(logging.Handler):
@@ -112,20 +113,11 @@ def is_local_broker(settings: Settings) -> bool:
     return settings.bootstrap_servers in LOCAL_BROKER
 
 
-def topic_configs(spec: TopicSpec) -> dict[str, str]:
-    if spec.compacted:
-        # Compacted topics keep the latest value per key for ever; tombstones linger a day so
-        # that a consumer catching up still sees the deletion.
-        return {"cleanup.policy": "compact", "delete.retention.ms": "86400000"}
-    if spec.retained_forever:
-        return {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
-    return {"cleanup.policy": "delete"}
-
-
 def ensure_topics(
     settings: Settings, specs: Iterable[TopicSpec] = TOPICS, timeout_s: float = 15.0
 ) -> TopicsReport:
-    """Create every missing topic; leave existing ones alone. Idempotent."""
+    """Create every missing topic; of the existing ones, only make compacted topics created by an
+    older version keep their tombstones for good (`TopicSpec.configs`). Idempotent."""
     specs = list(specs)
     admin = admin_client(settings, timeout_s)
     try:
@@ -139,7 +131,7 @@ def ensure_topics(
                 name: {
                     "num_partitions": settings.partitions,
                     "replication_factor": settings.replication_factor,
-                    "configs": topic_configs(spec),
+                    "configs": spec.configs(),
                 }
                 for name, spec in missing.items()
             }
@@ -157,9 +149,44 @@ def ensure_topics(
                     existing.append(name)  # created by someone else in between
                 else:
                     raise RuntimeError(f"could not create topic {name}: {error.__name__}")
-        return TopicsReport(tuple(created), tuple(sorted(existing)))
+        compacted = [name for name in existing if wanted[name].compacted]
+        kept = _keep_tombstones(admin, compacted)
+        return TopicsReport(tuple(created), tuple(sorted(existing)), tuple(kept))
     finally:
         admin.close()
+
+
+RETENTION = "delete.retention.ms"
+
+
+def _keep_tombstones(admin: KafkaAdminClient, names: list[str]) -> list[str]:
+    """Raise `delete.retention.ms` of these compacted topics to TOMBSTONES_KEPT_MS where it is
+    lower (topics created before tombstones were kept for good, with a day); their names."""
+    if not names:
+        return []
+    described = admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name) for name in names], config_filter="all"
+    ).get("topic", {})
+    short = [
+        name
+        for name in names
+        if int(described.get(name, {}).get(RETENTION, {}).get("value") or 0)
+        < int(TOMBSTONES_KEPT_MS)
+    ]
+    if not short:
+        return []
+    result = admin.alter_configs(
+        [
+            ConfigResource(ConfigResourceType.TOPIC, name, {RETENTION: TOMBSTONES_KEPT_MS})
+            for name in short
+        ]
+    )
+    for name, outcome in result.get("topic", {}).items():
+        if outcome != "OK":
+            raise RuntimeError(f"could not set {RETENTION} of topic {name}: {outcome}")
+    for name in short:
+        log.warning("topic %s now keeps its tombstones for good (%s was lower)", name, RETENTION)
+    return short
 
 
 def delete_topics_with_prefix(

@@ -120,6 +120,15 @@ class MemoryState:
         rows.fence = max(rows.fence, fence)
 
 
+CLEANED = LogRecord(None, None, (("cleaned", b""),))
+"""What Kafka's log cleaner leaves of a record it removed from a compacted topic: a gap in the
+offsets (the list keeps its place, so that an index stays an offset; readers skip it)."""
+
+
+def present(records: Iterable[LogRecord]) -> list[LogRecord]:
+    return [record for record in records if record is not CLEANED]
+
+
 class MemoryLog:
     """Kafka in memory (the Log protocol): every send lands at once, in order."""
 
@@ -133,7 +142,7 @@ class MemoryLog:
 
     def all_records(self, topic: str) -> Iterable[tuple[int, LogRecord]]:
         for partition, records in sorted(self.topics.get(topic, {}).items()):
-            for record in records:
+            for record in present(records):
                 yield partition, record
 
     def append(
@@ -160,7 +169,7 @@ class MemoryLog:
         }
 
     async def read(self, topic: str, partition: int, start: int, end: int) -> list[LogRecord]:
-        return self.records(topic, partition)[start:end]
+        return present(self.records(topic, partition)[start:end])
 
     async def end_offset(self, topic: str, partition: int) -> int:
         return len(self.records(topic, partition))
@@ -176,6 +185,39 @@ class MemoryLog:
             else:
                 latest[record.key] = record.value
         return latest
+
+    def compact(
+        self,
+        topic: str,
+        partition: int,
+        end: int,
+        now_ms: int,
+        min_lag_ms: int,
+        tombstone_ms: int,
+    ) -> int:
+        """What Kafka's log cleaner does to a partition of a compacted topic, over the offsets
+        below `end` (where the active segment starts): a record with a later record of its key
+        goes, and so does a tombstone older than `tombstone_ms` (`delete.retention.ms`); records
+        younger than `min_lag_ms` (`min.compaction.lag.ms`) and everything after them stay.
+        The number of records removed."""
+        log = self.records(topic, partition)
+        end = min(end, len(log))
+        for offset in range(end):
+            if log[offset] is not CLEANED and log[offset].timestamp_ms > now_ms - min_lag_ms:
+                end = offset
+                break
+        last = {record.key: offset for offset, record in enumerate(log[:end])}
+        removed = 0
+        for offset in range(end):
+            record = log[offset]
+            if record is CLEANED or record.key is None:
+                continue
+            superseded = last[record.key] != offset
+            expired = record.value is None and record.timestamp_ms < now_ms - tombstone_ms
+            if superseded or expired:
+                log[offset] = CLEANED
+                removed += 1
+        return removed
 
 
 class MemoryStore:

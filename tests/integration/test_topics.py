@@ -10,9 +10,10 @@ import uuid
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
 
 from schemas.launches import Launch
-from schemas.topics import LAUNCHES, TOPICS
+from schemas.topics import ATTEMPTS, LAUNCHES, TOMBSTONES_KEPT_MS, TOPICS, TOPICS_BY_NAME
 from streams.config.settings import Settings
 from streams.kafka.admin import admin_client, ensure_topics, topic_config
 
@@ -163,3 +164,35 @@ def test_a_worker_refuses_topics_that_disagree(settings: Settings) -> None:
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "disagree" in lines[0] and "learner-commands 6" in lines[0]
+
+
+def test_compacted_topics_keep_their_tombstones_also_when_made_by_an_older_version(
+    settings: Settings,
+) -> None:
+    """Before tombstones were kept for good, the compacted topics were made with a day; the
+    next `topics` (or worker start) raises it, and says so."""
+    old = TOPICS_BY_NAME[ATTEMPTS]
+    admin = admin_client(settings)
+    try:
+        admin.create_topics(
+            [
+                NewTopic(
+                    settings.topic(old.name),
+                    settings.partitions,
+                    1,
+                    topic_configs={"cleanup.policy": "compact", "delete.retention.ms": "86400000"},
+                )
+            ]
+        )
+    finally:
+        admin.close()
+    result = _run_cli(settings, "topics")
+    assert result.returncode == 0, result.stderr
+    assert f"updated  {settings.topic(ATTEMPTS)} (keeps its tombstones for good)" in result.stdout
+    assert result.stdout.count("updated ") == 1
+    for spec in TOPICS:
+        kept = topic_config(settings, settings.topic(spec.name), "delete.retention.ms")
+        if spec.compacted:
+            assert kept == TOMBSTONES_KEPT_MS, spec.name
+    again = _run_cli(settings, "topics")
+    assert "updated " not in again.stdout

@@ -15,6 +15,8 @@ Faults drawn:
   refuse   Kafka refuses writes for a few steps (sends wait; a rebalance stops them)
   join / leave   workers come and go (rebalances)
   duplicate      an input record is produced again
+  compact        Kafka's log cleaner runs over a changelog (its own random stream; see
+                 `_with_compaction`)
 
 Why one module of this size: generating, running and shrinking a schedule share one vocabulary
 of actions; the world and the oracle are modules of their own.
@@ -107,6 +109,7 @@ CRASH_TASKS = (
     "recut",
     "publish",
 )
+CHANGELOGS = tuple(changelog for _, changelog in TABLES.values())
 CRASH_TASK_WEIGHTS = (1, 1, 3, 2, 0.5, 0.5, 3, 2, 2)
 CARRIED = ("deletion", "recut", "publish")  # what a send carries (world.carried)
 
@@ -159,7 +162,28 @@ def generate(seed: int, actions: int | None = None) -> Schedule:
             out.append(("join", rng.choice(names)))
         else:
             out.append(("leave", rng.choice(names)))
-    return Schedule(seed, partitions, launch_partitions, workers, start, tuple(out))
+    return Schedule(
+        seed, partitions, launch_partitions, workers, start, _with_compaction(seed, out, partitions)
+    )
+
+
+def _with_compaction(seed: int, actions: list[Action], partitions: int) -> tuple[Action, ...]:
+    """The schedule with Kafka's log cleaner running over the changelogs now and then, drawn
+    from a stream of its own (the seed's other actions stay as they were before the cleaner
+    was modelled). A fifth of the seeds never clean; the others also clean every changelog
+    once more just before the final restore (`settle`)."""
+    draw = random.Random(f"compaction/{seed}")
+    rate = draw.choice((0.0, 0.02, 0.05, 0.15, 0.4))
+    if not rate:
+        return tuple(actions)
+    out: list[Action] = []
+    for action in actions:
+        out.append(action)
+        if draw.random() < rate:
+            changelog = draw.choice(CHANGELOGS)
+            out.append(("compact", changelog, draw.randrange(partitions), draw.choice((0, 1, 5))))
+    out.append(("compact", "*", 0, 0))
+    return tuple(out)
 
 
 # -- running one ----------------------------------------------------------------------------------
@@ -213,6 +237,10 @@ def execute(world: World, action: Action, produced: list[Input]) -> None:
             world.rebalance()
     elif kind == "refuse":
         world.refusing_until = max(world.refusing_until, world.step + action[1])
+    elif kind == "compact" and action[1] != "*":
+        world.compact(action[1], action[2], action[3])
+    elif kind == "compact":
+        world.compacting = True  # every changelog, once more, before the final restore
 
 
 def run_task(world: World, worker: SimWorker, task: str, limit: int) -> None:
@@ -261,6 +289,10 @@ def settle(world: World, rounds: int = 30) -> None:
         if final:
             # every partition restored once more from its changelogs, as after a restart,
             # now that every late write has landed: what was written must restore right
+            if world.compacting:
+                for changelog in CHANGELOGS:
+                    for partition in range(world.partitions):
+                        world.compact(changelog, partition, 0)
             world.rebalance()
         for _ in range(rounds):
             before = _size(world)

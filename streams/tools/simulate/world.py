@@ -28,12 +28,13 @@ from typing import Any
 from zlib import crc32
 
 from schemas import topics
+from schemas.topics import TOPICS_BY_NAME
 from streams.stages import commands, ingest
 from streams.stages.batch import DurableBatch, take_over
 from streams.stages.ingest import IngestStage
 from streams.stages.learners import LearnerStage
 from streams.stages.loop import apply_events
-from streams.stages.memory import MemoryLog, MemoryState
+from streams.stages.memory import MemoryLog, MemoryState, present
 from streams.stages.ownership import Ownership
 from streams.stages.store import (
     LEARNER,
@@ -57,6 +58,7 @@ APP_TOPICS = (
     topics.LEARNER_COMMANDS,
     topics.TENANT_COMMANDS,
 )
+DAY_MS = 86_400_000  # the broker's default delete.retention.ms
 TASKS = ("launches", *APP_TOPICS, "partials", "tick", "check")
 
 
@@ -221,7 +223,7 @@ class SimLog:
 
     async def read(self, topic: str, partition: int, start: int, end: int) -> list[LogRecord]:
         await self._round_trip()
-        return self.world.log.records(topic, partition)[start:end]
+        return present(self.world.log.records(topic, partition)[start:end])
 
     async def end_offset(self, topic: str, partition: int) -> int:
         await self._round_trip()
@@ -296,7 +298,7 @@ class SimWorker:
         records = self.world.log.records(changelog, partition)
         # the rule of streams/worker/recovery.py: a deposed owner's records are marked on disk
         writes, fence = restore_rule(
-            records[rows.offset + 1 :],
+            present(records[rows.offset + 1 :]),
             rows.fence,
             lambda names: [rows.rows.get(name) for name in names],
         )
@@ -325,6 +327,7 @@ class World:
         self.launches = Group("launches", launch_partitions, (topics.LAUNCHES,))
         self.workers: dict[str, SimWorker] = {}
         self.refusing_until = -1
+        self.compacting = False  # the log cleaner runs over every changelog before the end
         # what a send reaches before its process dies (tests set it; else random)
         self.landing: Callable[[TopicPartition, Sequence[Pair]], int] | None = None
         self.in_flight: list[InFlight] = []
@@ -377,6 +380,23 @@ class World:
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int) -> None:
         self.log.append(topic, partition, [(key, value)])
+
+    def compact(self, topic: str, partition: int, active: int) -> None:
+        """Kafka's log cleaner runs over a changelog partition, up to its last `active` records
+        (the active segment, never cleaned), with the topic's configuration as the service
+        creates it (streams/kafka/admin.py)."""
+        config = TOPICS_BY_NAME[topic].configs()
+        log = self.log.records(topic, partition)
+        removed = self.log.compact(
+            topic,
+            partition,
+            len(log) - active,
+            self.clock_ms,
+            int(config.get("min.compaction.lag.ms", "0")),
+            int(config.get("delete.retention.ms", str(DAY_MS))),
+        )
+        if removed:
+            self.trace.append(f"  the log cleaner removed {removed} records of {topic}/{partition}")
 
     # -- membership -------------------------------------------------------------------------------
     def members(self) -> list[str]:

@@ -1,0 +1,98 @@
+"""Kafka's log cleaner and the restore of a state folder that is days old.
+
+A state folder restores from the changelog offset it stored (streams/worker/recovery.py). When
+the log cleaner has meanwhile dropped a tombstone (Kafka's default: a day after it first saw
+it) together with the value it deleted, that restore never learns of the deletion and the row
+comes back: seed 9000385 of the simulator, once it modelled the cleaner, counted a learner a
+physical deletion had removed. So the service creates its compacted topics with tombstones
+kept for good (`TopicSpec.configs`), and these tests hold the cleaner model and that setting
+to it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas import topics
+from schemas.topics import TOPICS, TOPICS_BY_NAME
+from streams.stages.memory import CLEANED, MemoryLog, MemoryState
+from streams.stages.store import TABLES, epoch_header, restore_rule
+
+DAY_MS = 86_400_000
+HEADERS = epoch_header((1, 1))
+
+
+def cleaner_settings(topic: str) -> tuple[int, int]:
+    config = TOPICS_BY_NAME[topic].configs()
+    return int(config.get("min.compaction.lag.ms", "0")), int(config["delete.retention.ms"])
+
+
+def restore(log: MemoryLog, state: MemoryState, topic: str) -> dict[bytes, bytes]:
+    """What streams/worker/recovery.py does: read on from the stored offset."""
+    rows = state.partition(topic, 0)
+    records = [r for r in log.records(topic, 0)[rows.offset + 1 :] if r is not CLEANED]
+    writes, rows.fence = restore_rule(records, rows.fence, lambda names: [None] * len(names))
+    rows.write(writes)
+    rows.offset = len(log.records(topic, 0)) - 1
+    return rows.rows
+
+
+@pytest.mark.parametrize("changelog", sorted(changelog for _, changelog in TABLES.values()))
+def test_a_state_folder_a_month_old_still_sees_a_deletion(changelog: str) -> None:
+    clock = [0]
+    log = MemoryLog(1, clock=lambda: clock[0])
+    log.append(changelog, 0, [(b"kept", b"1"), (b"deleted", b"1")], HEADERS)
+    stale = MemoryState()
+    assert restore(log, stale, changelog) == {b"kept": b"1", b"deleted": b"1"}
+    # another worker deletes the row an hour later; a month passes; the cleaner runs
+    clock[0] = 3_600_000
+    log.append(changelog, 0, [(b"deleted", None)], HEADERS)
+    clock[0] = 30 * DAY_MS
+    log.append(changelog, 0, [(b"later", b"1")], HEADERS)
+    min_lag_ms, tombstone_ms = cleaner_settings(changelog)
+    log.compact(changelog, 0, len(log.records(changelog, 0)), clock[0], min_lag_ms, tombstone_ms)
+
+    assert restore(log, stale, changelog) == {b"kept": b"1", b"later": b"1"}
+    assert restore(log, MemoryState(), changelog) == {b"kept": b"1", b"later": b"1"}
+
+
+def test_every_compacted_topic_keeps_its_tombstones_for_good() -> None:
+    for spec in TOPICS:
+        config = spec.configs()
+        if spec.compacted:
+            assert config["cleanup.policy"] == "compact", spec.name
+            assert int(config["delete.retention.ms"]) >= 100 * 365 * DAY_MS, spec.name
+        else:
+            assert config["cleanup.policy"] == "delete", spec.name
+
+
+def test_the_cleaner_keeps_the_last_record_of_each_key_and_the_active_segment() -> None:
+    clock = [0]
+    log = MemoryLog(1, clock=lambda: clock[0])
+    topic = topics.LEARNER_STATE_CHANGELOG
+    log.append(topic, 0, [(b"a", b"1"), (b"b", b"1"), (b"a", b"2"), (b"b", None)])
+    clock[0] = 10 * DAY_MS
+    log.append(topic, 0, [(b"a", b"3")])  # the active segment: never cleaned
+    removed = log.compact(topic, 0, end=4, now_ms=clock[0], min_lag_ms=0, tombstone_ms=DAY_MS)
+
+    assert removed == 3  # a=1 and b=1 (superseded), and b's tombstone (a day old)
+    assert [(r.key, r.value, r.offset) for _, r in log.all_records(topic)] == [
+        (b"a", b"2", 2),
+        (b"a", b"3", 4),
+    ]
+    assert log.records(topic, 0)[0] is CLEANED  # offsets stay where they were
+    assert log.latest(topic) == {b"a": b"3"}
+
+
+def test_the_cleaner_leaves_records_younger_than_the_compaction_lag() -> None:
+    clock = [0]
+    log = MemoryLog(1, clock=lambda: clock[0])
+    topic = topics.TENANT_STATE_CHANGELOG
+    log.append(topic, 0, [(b"a", b"1")])
+    clock[0] = 1_000
+    log.append(topic, 0, [(b"a", b"2"), (b"a", b"3")])
+    removed = log.compact(topic, 0, end=3, now_ms=1_500, min_lag_ms=1_000, tombstone_ms=0)
+
+    assert removed == 0  # a=1 is older than the lag, but what supersedes it is not
+    clock[0] = 5_000
+    assert log.compact(topic, 0, end=3, now_ms=5_000, min_lag_ms=1_000, tombstone_ms=0) == 2
