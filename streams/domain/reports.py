@@ -22,7 +22,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from math import ceil, inf
+from math import inf
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -316,7 +316,8 @@ def forecast(
     pace = total / elapsed
     projected = round(total + pace * remaining)
     if limit is not None and reached_on is None and pace > 0:
-        days_needed = ceil((limit - total) / pace)
+        # in integers: a float pace makes an exact day a hair more, one day late
+        days_needed = -(-(limit - total) * elapsed // total)
         candidate = last_day + timedelta(days=days_needed)
         reached_on = candidate if candidate < window_end else None
     return {

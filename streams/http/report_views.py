@@ -275,7 +275,8 @@ def _head(tenant_id: str, window: Window, now: datetime) -> dict[str, Any]:
 async def advisor(tenant_id: str) -> dict[str, Any]:
     window, zone = license_window(tenant_id)
     now = datetime.now(UTC)
-    starts = pure.month_starts(add_months(window.start, -12), min(window.end, now.date()))
+    today = now.astimezone(ZoneInfo(zone)).date()  # the tenant's date: its month starts are local
+    starts = pure.month_starts(add_months(window.start, -12), min(window.end, today))
     cutoffs = [local_midnight(day, zone) for day in starts]
     cutoffs = [cutoff for cutoff in cutoffs if cutoff <= now]
     params = query(
