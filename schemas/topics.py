@@ -45,6 +45,9 @@ class TopicSpec:
     internal: bool
     purpose: str
     retained_forever: bool = False  # an audit trail: never deleted by age
+    # never deleted by age either: the worker deletes what the stages have committed
+    # (streams/worker/agents/purge.py), so a stage stopped for a week loses nothing
+    purged_when_consumed: bool = False
 
     def configs(self) -> dict[str, str]:
         """The topic's configuration as the service creates it."""
@@ -56,7 +59,7 @@ class TopicSpec:
             # consumer of `attempts` or `active-learner-counts` behind by a day would miss
             # one too. A key's tombstone costs a few bytes, once per key ever written.
             return {"cleanup.policy": "compact", "delete.retention.ms": TOMBSTONES_KEPT_MS}
-        if self.retained_forever:
+        if self.retained_forever or self.purged_when_consumed:
             return {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
         return {"cleanup.policy": "delete"}
 
@@ -82,8 +85,22 @@ TOPICS: tuple[TopicSpec, ...] = (
         retained_forever=True,
     ),
     TopicSpec(DEAD_LETTERS, "source key", False, False, "rejected input, with the reason"),
-    TopicSpec(LEARNER_COMMANDS, "tenant_id/learner_id", False, True, "ingest -> learner stage"),
-    TopicSpec(TENANT_COMMANDS, "tenant_id", False, True, "learner stage -> tenant stage"),
+    TopicSpec(
+        LEARNER_COMMANDS,
+        "tenant_id/learner_id",
+        False,
+        True,
+        "ingest -> learner stage",
+        purged_when_consumed=True,
+    ),
+    TopicSpec(
+        TENANT_COMMANDS,
+        "tenant_id",
+        False,
+        True,
+        "learner stage -> tenant stage",
+        purged_when_consumed=True,
+    ),
     TopicSpec(
         LEARNER_STATE_CHANGELOG, "tenant_id[/learner_id]", True, True, "licenses, memberships"
     ),

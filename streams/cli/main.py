@@ -25,6 +25,7 @@ from streams.config.settings import ConfigError, Settings
 from streams.kafka.admin import (
     BrokerUnavailable,
     TopicMismatch,
+    TopicSetupError,
 )
 from streams.kafka.io import ProduceError
 
@@ -244,7 +245,14 @@ def run(argv: list[str]) -> int:
     try:
         settings = Settings.from_env()
         return handler(args, settings)
-    except (CommandError, ConfigError, BrokerUnavailable, TopicMismatch, ProduceError) as exc:
+    except (
+        CommandError,
+        ConfigError,
+        BrokerUnavailable,
+        TopicMismatch,
+        TopicSetupError,
+        ProduceError,
+    ) as exc:
         print(f"active-learners {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

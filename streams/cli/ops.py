@@ -26,8 +26,8 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
         print(f"created  {name}")
     for name in report.existing:
         print(f"exists   {name}")
-    for name in report.tombstones_kept:
-        print(f"updated  {name} (keeps its tombstones for good)")
+    for name in report.updated:
+        print(f"updated  {name} (its retention, as this version needs it)")
     print(
         f"{len(report.created)} created, {len(report.existing)} already existed "
         f"({settings.partitions} partitions, replication {settings.replication_factor})"
@@ -60,7 +60,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     from streams.config.logs import log_format, logging_config
     from streams.http import web  # registers the views and the read model on the app
-    from streams.worker.agents import ingest, learners, memory, tenants  # noqa: F401  (register)
+    from streams.worker.agents import ingest, learners, memory, purge, tenants  # noqa: F401  (register)
     from streams.worker.app import app
     from streams.worker.app import settings as running  # the env, PARTITIONS as set above
     from streams.worker.process import BoundedWorker

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
-from schemas.topics import COPARTITIONED, TOMBSTONES_KEPT_MS, TOPICS, TopicSpec
+from schemas.topics import COPARTITIONED, TOPICS, TopicSpec
 from streams.config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ class BrokerUnavailable(RuntimeError):
 class TopicsReport:
     created: tuple[str, ...]
     existing: tuple[str, ...]
-    tombstones_kept: tuple[str, ...] = ()  # existing topics set to keep tombstones for good
+    updated: tuple[str, ...] = ()  # existing topics given the settings the service relies on
 
 
 class _ConnectionFailures(logging.Handler):
@@ -116,8 +116,8 @@ def is_local_broker(settings: Settings) -> bool:
 def ensure_topics(
     settings: Settings, specs: Iterable[TopicSpec] = TOPICS, timeout_s: float = 15.0
 ) -> TopicsReport:
-    """Create every missing topic; of the existing ones, only make compacted topics created by an
-    older version keep their tombstones for good (`TopicSpec.configs`). Idempotent."""
+    """Create every missing topic; give existing ones the settings the service relies on
+    (`_hold_configs`). Idempotent."""
     specs = list(specs)
     admin = admin_client(settings, timeout_s)
     try:
@@ -148,45 +148,51 @@ def ensure_topics(
                 elif error is TopicAlreadyExistsError:
                     existing.append(name)  # created by someone else in between
                 else:
-                    raise RuntimeError(f"could not create topic {name}: {error.__name__}")
-        compacted = [name for name in existing if wanted[name].compacted]
-        kept = _keep_tombstones(admin, compacted)
-        return TopicsReport(tuple(created), tuple(sorted(existing)), tuple(kept))
+                    raise TopicSetupError(f"could not create topic {name}: {error.__name__}")
+        updated = _hold_configs(admin, {name: wanted[name] for name in existing})
+        return TopicsReport(tuple(created), tuple(sorted(existing)), tuple(updated))
     finally:
         admin.close()
 
 
-RETENTION = "delete.retention.ms"
-
-
-def _keep_tombstones(admin: KafkaAdminClient, names: list[str]) -> list[str]:
-    """Raise `delete.retention.ms` of these compacted topics to TOMBSTONES_KEPT_MS where it is
-    lower (topics created before tombstones were kept for good, with a day); their names."""
-    if not names:
+def _hold_configs(admin: KafkaAdminClient, specs: dict[str, TopicSpec]) -> list[str]:
+    """Give existing topics the settings the service relies on where they differ (topics made
+    by an older version: compacted ones dropped tombstones after a day, the stages' commands
+    expired after a week, `TopicSpec.configs`); their names. Other settings stay as they are."""
+    needed = {name: spec.configs() for name, spec in specs.items()}
+    needed = {
+        name: {k: v for k, v in c.items() if k != "cleanup.policy"} for name, c in needed.items()
+    }
+    needed = {name: config for name, config in needed.items() if config}
+    if not needed:
         return []
     described = admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, name) for name in names], config_filter="all"
+        [ConfigResource(ConfigResourceType.TOPIC, name) for name in needed], config_filter="all"
     ).get("topic", {})
-    short = [
-        name
-        for name in names
-        if int(described.get(name, {}).get(RETENTION, {}).get("value") or 0)
-        < int(TOMBSTONES_KEPT_MS)
-    ]
-    if not short:
+    changes = {
+        name: {
+            key: value
+            for key, value in config.items()
+            if described.get(name, {}).get(key, {}).get("value") != value
+        }
+        for name, config in needed.items()
+    }
+    changes = {name: change for name, change in changes.items() if change}
+    if not changes:
         return []
     result = admin.alter_configs(
-        [
-            ConfigResource(ConfigResourceType.TOPIC, name, {RETENTION: TOMBSTONES_KEPT_MS})
-            for name in short
-        ]
+        [ConfigResource(ConfigResourceType.TOPIC, name, change) for name, change in changes.items()]
     )
     for name, outcome in result.get("topic", {}).items():
         if outcome != "OK":
-            raise RuntimeError(f"could not set {RETENTION} of topic {name}: {outcome}")
-    for name in short:
-        log.warning("topic %s now keeps its tombstones for good (%s was lower)", name, RETENTION)
-    return short
+            raise TopicSetupError(
+                f"could not set {', '.join(f'{k}={v}' for k, v in changes[name].items())} of "
+                f"topic {name} (this version needs it; set it with kafka-configs.sh, or allow "
+                f"AlterConfigs): {outcome}"
+            )
+    for name, change in changes.items():
+        log.warning("topic %s: set %s", name, ", ".join(f"{k}={v}" for k, v in change.items()))
+    return sorted(changes)
 
 
 def delete_topics_with_prefix(
@@ -253,6 +259,10 @@ def copartitioned_count(settings: Settings, timeout_s: float = 15.0) -> int:
             "recreate them with one count (e.g. a new TOPIC_PREFIX)"
         )
     return counts.get("learner-commands", settings.partitions)
+
+
+class TopicSetupError(RuntimeError):
+    """A topic could not be created, or given the settings this version needs."""
 
 
 class TopicMismatch(RuntimeError):

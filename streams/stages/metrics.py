@@ -88,6 +88,11 @@ malloc_trim_seconds = Counter(
     "active_learners_malloc_trim_seconds",
     "Seconds spent giving malloc's free pages back to the OS (malloc_trim, every 10 s)",
 )
+commands_purged_total = Counter(
+    "active_learners_commands_purged_total",
+    "Records of learner-commands and tenant-commands deleted from Kafka once the stages had "
+    "committed them (streams/worker/agents/purge.py)",
+)
 python_blocks = Gauge(
     "active_learners_python_allocated_blocks",
     "Memory blocks Python's allocator has handed out (sys.getallocatedblocks)",

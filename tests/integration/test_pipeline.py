@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from schemas import topics
 from streams.config.settings import Settings
 from streams.domain.recount import recount
 from streams.domain.tracking import is_tracked
 from streams.domain.windows import Cut, local_midnight
-from streams.kafka.admin import ensure_topics
+from streams.kafka.admin import admin_client, ensure_topics, topic_config
 from streams.kafka.io import (
     current_counts,
     key_of,
@@ -117,6 +118,45 @@ def test_live_counts_equal_the_recount(settings: Settings, worker: WorkerProcess
     unlicensed = [r for r in live.values() if r["tenant_id"] == "tenant-005"]
     assert unlicensed and all(r["licensed"] is False for r in unlicensed)
     assert all(r["learner_limit"] is None for r in unlicensed)
+    assert worker.alive(), worker.log_tail()
+
+
+def test_commands_the_stages_committed_are_deleted_and_no_others(
+    settings: Settings, worker: WorkerProcess
+) -> None:
+    """The stages' command topics never expire by age (a stage stopped for a week would lose
+    them); the worker deletes what the app has committed (streams/worker/agents/purge.py)."""
+    records = list(generate(DatasetSpec(launches=1500, tenants=3, seed=5, now=NOW)))
+    launches, licenses = split(records)
+    worker.start()
+    produce_in_order(settings, records)
+    wait_for(counts_match(settings, recount(launches, licenses, NOW)), 180, "the counts")
+
+    consumer = KafkaConsumer(**settings.kafka_python())
+    admin = admin_client(settings)
+    try:
+        tps = [
+            TopicPartition(settings.topic(name), partition)
+            for name in (topics.LEARNER_COMMANDS, topics.TENANT_COMMANDS)
+            for partition in range(settings.partitions)
+        ]
+
+        def purged() -> dict | None:
+            starts = consumer.beginning_offsets(tps)
+            committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+            for tp in tps:  # what is deleted was committed first: read in that order
+                done = committed[tp].offset if tp in committed else 0
+                assert starts[tp] <= done, (tp, starts[tp], done)
+            ends = consumer.end_offsets(tps)
+            written = [tp for tp in tps if ends[tp] > 0]
+            return starts if written and all(starts[tp] > 0 for tp in written) else None
+
+        wait_for(purged, 90, "the committed commands deleted")
+    finally:
+        consumer.close()
+        admin.close()
+    for name in (topics.LEARNER_COMMANDS, topics.TENANT_COMMANDS):
+        assert topic_config(settings, settings.topic(name), "retention.ms") == "-1"
     assert worker.alive(), worker.log_tail()
 
 

@@ -13,9 +13,10 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
 from schemas.launches import Launch
-from schemas.topics import ATTEMPTS, LAUNCHES, TOMBSTONES_KEPT_MS, TOPICS, TOPICS_BY_NAME
+from schemas.topics import ATTEMPTS, LAUNCHES, LEARNER_COMMANDS, TOMBSTONES_KEPT_MS, TOPICS
 from streams.config.settings import Settings
 from streams.kafka.admin import admin_client, ensure_topics, topic_config
+from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -166,33 +167,42 @@ def test_a_worker_refuses_topics_that_disagree(settings: Settings) -> None:
     assert len(lines) == 1 and "disagree" in lines[0] and "learner-commands 6" in lines[0]
 
 
-def test_compacted_topics_keep_their_tombstones_also_when_made_by_an_older_version(
+def test_topics_made_by_an_older_version_get_the_retention_this_one_needs(
     settings: Settings,
 ) -> None:
-    """Before tombstones were kept for good, the compacted topics were made with a day; the
-    next `topics` (or worker start) raises it, and says so."""
-    old = TOPICS_BY_NAME[ATTEMPTS]
+    """Before, compacted topics dropped their tombstones after a day and the stages' commands
+    expired after a week; the next `topics` (or worker start) sets them, and says so."""
     admin = admin_client(settings)
     try:
         admin.create_topics(
             [
                 NewTopic(
-                    settings.topic(old.name),
+                    settings.topic(ATTEMPTS),
                     settings.partitions,
                     1,
                     topic_configs={"cleanup.policy": "compact", "delete.retention.ms": "86400000"},
-                )
+                ),
+                NewTopic(settings.topic(LEARNER_COMMANDS), settings.partitions, 1),
             ]
         )
     finally:
         admin.close()
     result = _run_cli(settings, "topics")
     assert result.returncode == 0, result.stderr
-    assert f"updated  {settings.topic(ATTEMPTS)} (keeps its tombstones for good)" in result.stdout
-    assert result.stdout.count("updated ") == 1
-    for spec in TOPICS:
-        kept = topic_config(settings, settings.topic(spec.name), "delete.retention.ms")
-        if spec.compacted:
-            assert kept == TOMBSTONES_KEPT_MS, spec.name
+    updated = sorted(line.split()[1] for line in result.stdout.splitlines() if "updated" in line)
+    assert updated == sorted([settings.topic(ATTEMPTS), settings.topic(LEARNER_COMMANDS)])
+
+    def applied() -> bool:  # the broker applies a change of configuration a moment later
+        for spec in TOPICS:
+            name = settings.topic(spec.name)
+            keeps = topic_config(settings, name, "delete.retention.ms") == TOMBSTONES_KEPT_MS
+            forever = topic_config(settings, name, "retention.ms") == "-1"
+            if (spec.compacted and not keeps) or (
+                (spec.purged_when_consumed or spec.retained_forever) and not forever
+            ):
+                return False
+        return True
+
+    wait_for(applied, 30, "the retention of every topic as this version needs it")
     again = _run_cli(settings, "topics")
-    assert "updated " not in again.stdout
+    assert "updated" not in again.stdout
