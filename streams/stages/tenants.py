@@ -187,9 +187,9 @@ class TenantStage:
                 for start, counted in sorted(pub["windows"].items())
                 if (window := window_starting(cut, date.fromisoformat(start))) is not None
             ]
-            self._emit_counts(
-                batch, partition, tenant_id, updates, pub.get("gone", []), license_, licensed, now
-            )
+            # (state written before a window published again left `gone`: it stays published)
+            gone = [start for start in pub.get("gone", []) if start not in pub["windows"]]
+            self._emit_counts(batch, partition, tenant_id, updates, gone, license_, licensed, now)
         for key, thr in _scan_all(batch, partition, keys.THRESHOLDS):
             tenant_id = key[len(keys.THRESHOLDS) :].decode()
             events = list(thr.get("pending", []))
@@ -219,7 +219,9 @@ class TenantStage:
         license_, is_licensed = license_from(tenant_id, stored_license)
         published = plan.published if plan.changed else pub["windows"]
         if plan.changed:
-            gone = sorted(set(pub.get("gone", [])) | set(plan.tombstones))
+            # a window published again (a license changed back before a tick confirmed its
+            # tombstone) is no longer gone: a takeover would send its tombstone after its count
+            gone = sorted((set(pub.get("gone", [])) | set(plan.tombstones)) - set(plan.published))
             batch.put(
                 keys.TENANT_STATE,
                 partition,

@@ -50,6 +50,13 @@ REGRESSIONS: list[int] = [
     # its stored offset, never saw them, and counted the deleted learner again. Compacted
     # topics keep their tombstones for good now (`TopicSpec.configs`).
     9000385,
+    # 9200209, 9200831, 9201658 (found once the outputs were checked before the final restore
+    # too, which sends every owner's truth again and hid it): a license changed and changed back
+    # within one tick left the windows it brought back among those to tombstone, and the next
+    # takeover tombstoned their counts after sending them
+    9200209,
+    9200831,
+    9201658,
 ]
 
 

@@ -124,3 +124,28 @@ def test_a_launch_a_deletion_covers_is_erased_even_when_another_attempt_is_store
     assert reasons == [(1, "erased"), (2, "erased")]
     assert p.attempts() == {}
     assert p.check() == []
+
+
+def test_a_takeover_keeps_the_windows_a_license_changed_back_brought_back() -> None:
+    """Found by tests/integration/test_compaction.py, then by the simulator once it checked the
+    outputs before its final restore too (seeds 9200209, 9200831, 9201658): a license changed
+    and changed back within one tick kept the windows it brought back among those to tombstone
+    (`gone`, cleared when a tick confirms them sent), and the next takeover sent their counts
+    and then their tombstones. The counts stayed missing until the windows changed again."""
+    p = Pipeline(partitions=2)
+    monthly = {"cycle_start": "2025-01-15", "window_months": 1}
+    yearly = {"cycle_start": "2025-01-01", "window_months": 12}
+    p.produce(topics.LICENSES, license_("acme", **yearly))
+    p.produce(topics.LAUNCHES, launch("acme", "l0", "a", "2026-01-20T10:00:00Z"))
+    p.produce(topics.LAUNCHES, launch("acme", "l1", "a", "2026-02-20T10:00:00Z"))
+    p.settle()
+    for license_fields in (monthly, yearly, monthly):
+        p.produce(topics.LICENSES, license_("acme", **license_fields))
+        runner.drain(p.world)  # no tick in between: the tombstoned windows stay `gone`
+    assert (p.active("acme", "2026-01-15"), p.active("acme", "2026-02-15")) == (1, 1)
+
+    p.restart("w0")
+
+    assert (p.active("acme", "2026-01-15"), p.active("acme", "2026-02-15")) == (1, 1)
+    assert p.active("acme", "2025-01-01") is None  # the yearly window stays tombstoned
+    assert p.check() == []
