@@ -78,3 +78,103 @@ def evaluate(
                 )
             )
     return new_state, events
+
+
+# -- what the tenant stage stores of a window's thresholds ---------------------------------------
+# A tenant's windows and thresholds only grow (1-1,000 thresholds, a window a month for years),
+# so one record of them all outgrew Kafka's record limit. The tenant stage keeps a record per
+# window start (`thr/{tenant}/{start}`) of its thresholds' state and last events, and each event
+# not yet confirmed sent as a record of its own. A window's record keeps an event without its
+# tenant and with its `notify` list as an index into the record's table of lists (a license's
+# list may be long, and is the same for every event of its time); `event_record` gives back the
+# exact record that was sent, so a takeover's re-send is identical.
+
+
+def event_record(tenant_id: str, kept: Mapping[str, Any], notify: list[str]) -> dict[str, Any]:
+    """The `threshold-events` record of a kept event (fields in the contract's order)."""
+    return {
+        "event_id": kept["event_id"],
+        "tenant_id": tenant_id,
+        "window": kept["window"],
+        "threshold_pct": kept["threshold_pct"],
+        "threshold_learners": kept["threshold_learners"],
+        "direction": kept["direction"],
+        "active_learners": kept["active_learners"],
+        "learner_limit": kept["learner_limit"],
+        "notify": list(notify),
+        "occurred_at": kept["occurred_at"],
+    }
+
+
+def kept_event(event: Mapping[str, Any], notify_lists: list[list[str]]) -> dict[str, Any]:
+    """An event as a window's record keeps it (its notify list added to the table if new)."""
+    notify = list(event["notify"])
+    if notify not in notify_lists:
+        notify_lists.append(notify)
+    kept = {field: value for field, value in event.items() if field not in ("tenant_id", "notify")}
+    return {**kept, "notify": notify_lists.index(notify)}
+
+
+def window_record(
+    pcts: Mapping[str, Mapping[str, Any]], notify_lists: list[list[str]]
+) -> dict[str, Any]:
+    """A window's stored record, its table of notify lists cut to the ones its events use."""
+    used: dict[int, int] = {}
+    table: list[list[str]] = []
+
+    def renumbered(kept: Mapping[str, Any]) -> dict[str, Any]:
+        index = kept["notify"]
+        if index not in used:
+            used[index] = len(table)
+            table.append(notify_lists[index])
+        return {**kept, "notify": used[index]}
+
+    return {
+        "notify": table,
+        "pcts": {
+            pct: {**entry, "event": renumbered(entry["event"])}
+            if entry.get("event")
+            else dict(entry)
+            for pct, entry in pcts.items()
+        },
+    }
+
+
+def last_events(tenant_id: str, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The last event of every threshold of a window's record."""
+    return [
+        event_record(tenant_id, entry["event"], record["notify"][entry["event"]["notify"]])
+        for entry in record["pcts"].values()
+        if entry.get("event")
+    ]
+
+
+def split_legacy(
+    state: Mapping[str, Any],
+) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, int], list[tuple[int, dict[str, Any]]]]]:
+    """An older version's one record of a tenant ({"windows": {start: {pct: entry with a whole
+    event}}, "pending": [whole events]}) as per-window records, and the pending events by
+    window and threshold with their crossing numbers (they are the last crossings, in order:
+    every crossing was added to the list, and a tick emptied it)."""
+    records = {}
+    for start, pcts in state.get("windows", {}).items():
+        notify_lists: list[list[str]] = []
+        kept = {
+            pct: {**entry, "event": kept_event(entry["event"], notify_lists)}
+            if entry.get("event")
+            else dict(entry)
+            for pct, entry in pcts.items()
+        }
+        records[start] = window_record(kept, notify_lists)
+    by_threshold: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for event in state.get("pending", []):
+        by_threshold.setdefault((event["window"]["start"], event["threshold_pct"]), []).append(
+            event
+        )
+    pending = {}
+    for (start, pct), events in by_threshold.items():
+        entry = state.get("windows", {}).get(start, {}).get(str(pct), {})
+        last = entry.get("crossings", len(events))
+        first = last - len(events) + 1
+        pending[(start, pct)] = [(first + n, event) for n, event in enumerate(events)]
+    return records, pending

@@ -33,7 +33,10 @@ tenant stage, partitioned like tenant-commands (one partition per tenant)
   tenant-state    lic/{tenant}                           {"license": {...} | None}
                   parts/{tenant}                         latest partial per learner partition
                   pub/{tenant}                           what was published
-                  thr/{tenant}                           threshold state and last events
+                  thr/{tenant}/{window start}            a window's threshold state and last
+                                                         events (`thr/{tenant}`: all windows in
+                                                         one record, an older version's)
+                  thr/{tenant}/{start}/p/{pct}/{n}       an event not yet confirmed sent
                   del/{tenant}/{request}                 a deletion request and its receipt
                   open/{tenant}                          physical deletions not yet complete
                                                          ({request: since}): they hold the
@@ -210,7 +213,24 @@ def tenant_of_published(key: bytes) -> str:
 
 
 def thresholds(tenant_id: str) -> bytes:
+    """An older version's one threshold record of a tenant (split on first use)."""
     return _join("thr", tenant_id)
+
+
+def window_thresholds(tenant_id: str, start: str) -> bytes:
+    return _join("thr", tenant_id, start)
+
+
+def pending_threshold_event(tenant_id: str, start: str, pct: int, crossing: int) -> bytes:
+    """An event not yet confirmed sent; in the order of its window, threshold and crossing."""
+    return _join("thr", tenant_id, start, "p", f"{pct:04d}", f"{crossing:010d}")
+
+
+def thresholds_key_parts(key: bytes) -> tuple[str, str | None, bool]:
+    """(tenant, window start, pending event?) of a `thr/` key; the start is None for an older
+    version's one record of a tenant."""
+    parts = key[len(THRESHOLDS) :].decode().split("/")
+    return parts[0], parts[1] if len(parts) > 1 else None, len(parts) > 2
 
 
 def deletion(tenant_id: str, request_id: str) -> bytes:

@@ -48,7 +48,14 @@ from streams.domain.tenants import (
     publication_ready,
     sum_partials,
 )
-from streams.domain.thresholds import evaluate
+from streams.domain.thresholds import (
+    evaluate,
+    event_record,
+    kept_event,
+    last_events,
+    split_legacy,
+    window_record,
+)
 from streams.domain.windows import Cut, Window, window_starting
 from streams.stages import commands, ingest, keys, metrics
 from streams.stages.store import TENANT, Batch, LogRecord, Record
@@ -172,7 +179,9 @@ class TenantStage:
             if pub.get("gone"):
                 batch.put(keys.TENANT_STATE, partition, key, {**pub, "gone": []})
         for key, thr in _scan_all(batch, partition, keys.THRESHOLDS):
-            if thr.get("pending"):
+            if keys.thresholds_key_parts(key)[2]:
+                batch.delete(keys.TENANT_STATE, partition, key)
+            elif thr.get("pending"):  # an older version's one record of a tenant
                 batch.put(keys.TENANT_STATE, partition, key, {**thr, "pending": []})
 
     async def take_over_outputs(self, batch: Batch, partition: int, now: datetime) -> None:
@@ -190,13 +199,22 @@ class TenantStage:
             # (state written before a window published again left `gone`: it stays published)
             gone = [start for start in pub.get("gone", []) if start not in pub["windows"]]
             self._emit_counts(batch, partition, tenant_id, updates, gone, license_, licensed, now)
+        # events not confirmed sent first, then the last of every window and threshold (an
+        # older version's one record of a tenant holds both, whole)
+        pending: list[tuple[str, Any]] = []
+        last: list[tuple[str, Any]] = []
         for key, thr in _scan_all(batch, partition, keys.THRESHOLDS):
-            tenant_id = key[len(keys.THRESHOLDS) :].decode()
-            events = list(thr.get("pending", []))
-            for per_pct in thr["windows"].values():
-                events += [entry["event"] for entry in per_pct.values() if entry.get("event")]
-            for event in events:
-                batch.emit(topics.THRESHOLD_EVENTS, tenant_id.encode(), encode(event), partition)
+            tenant_id, start, is_pending = keys.thresholds_key_parts(key)
+            if is_pending:
+                pending.append((tenant_id, thr))
+            elif start is not None:
+                last += [(tenant_id, event) for event in last_events(tenant_id, thr)]
+            else:
+                pending += [(tenant_id, event) for event in thr.get("pending", [])]
+                for per_pct in thr["windows"].values():
+                    last += [(tenant_id, e["event"]) for e in per_pct.values() if e.get("event")]
+        for tenant_id, event in pending + last:
+            batch.emit(topics.THRESHOLD_EVENTS, tenant_id.encode(), encode(event), partition)
         await batch.flush()
 
     def publish(self, batch: Batch, partition: int, tenant_id: str, now: datetime) -> bool:
@@ -287,13 +305,18 @@ class TenantStage:
     ) -> None:
         """Fire `up`/`down` events for windows whose count is on the other side of a threshold
         than their state says (a new limit or threshold list fires what is now crossed, once)."""
-        key = keys.thresholds(tenant_id)
-        stored = batch.get(keys.TENANT_STATE, partition, key) or {"windows": {}}
+        if license_.learner_limit is None:
+            return  # nothing fires without a limit, and the state stays as it is
+        records = self._threshold_records(batch, partition, tenant_id, windows)
         counts = {start: published[start][0] for start in windows if start in published}
         state, crossings = evaluate(
-            tenant_id, stored["windows"], counts, license_.learner_limit, license_.thresholds
+            tenant_id,
+            {start: record["pcts"] for start, record in records.items()},
+            counts,
+            license_.learner_limit,
+            license_.thresholds,
         )
-        pending = list(stored.get("pending", []))
+        notify_lists = {start: list(record["notify"]) for start, record in records.items()}
         for crossing in crossings:
             window = windows[crossing.window]
             event = {
@@ -312,14 +335,49 @@ class TenantStage:
                 "notify": list(license_.notify),
                 "occurred_at": now.isoformat(),
             }
-            state[crossing.window][str(crossing.pct)]["event"] = event
-            pending.append(event)
+            entry = state[crossing.window][str(crossing.pct)]
+            entry["event"] = kept_event(event, notify_lists[crossing.window])
+            pending = keys.pending_threshold_event(
+                tenant_id, crossing.window, crossing.pct, entry["crossings"]
+            )
+            batch.put(keys.TENANT_STATE, partition, pending, event)
             batch.emit(topics.THRESHOLD_EVENTS, tenant_id.encode(), encode(event), partition)
             batch.on_durable(
                 metrics.threshold_events_total.labels(tenant_id, crossing.direction).inc
             )
-        if state != stored["windows"]:
-            batch.put(keys.TENANT_STATE, partition, key, {"windows": state, "pending": pending})
+        for start, record in records.items():
+            if state[start] != record["pcts"]:
+                batch.put(
+                    keys.TENANT_STATE,
+                    partition,
+                    keys.window_thresholds(tenant_id, start),
+                    window_record(state[start], notify_lists[start]),
+                )
+
+    @staticmethod
+    def _threshold_records(
+        batch: Batch, partition: int, tenant_id: str, windows: dict[str, Window]
+    ) -> dict[str, dict[str, Any]]:
+        """The stored threshold record of each of these windows (an older version's one record
+        of the tenant is split into them first)."""
+        legacy_key = keys.thresholds(tenant_id)
+        legacy = batch.get(keys.TENANT_STATE, partition, legacy_key)
+        if legacy is not None:
+            records, pending = split_legacy(legacy)
+            for start, record in records.items():
+                key = keys.window_thresholds(tenant_id, start)
+                batch.put(keys.TENANT_STATE, partition, key, record)
+            for (start, pct), events in pending.items():
+                for crossing, event in events:
+                    key = keys.pending_threshold_event(tenant_id, start, pct, crossing)
+                    batch.put(keys.TENANT_STATE, partition, key, event)
+            batch.delete(keys.TENANT_STATE, partition, legacy_key)
+        empty: dict[str, Any] = {"notify": [], "pcts": {}}
+        return {
+            start: batch.get(keys.TENANT_STATE, partition, keys.window_thresholds(tenant_id, start))
+            or empty
+            for start in windows
+        }
 
     # -- a deposed owner's records in this owner's outputs ----------------------------------------
     def repair_outputs(
@@ -387,9 +445,20 @@ class TenantStage:
     def _resend_event(
         self, batch: Batch, partition: int, tenant_id: str, event: dict[str, Any]
     ) -> None:
-        stored = batch.get(keys.TENANT_STATE, partition, keys.thresholds(tenant_id)) or {}
         start = (event.get("window") or {}).get("start")
-        entry = stored.get("windows", {}).get(start, {}).get(str(event.get("threshold_pct")))
+        pct = str(event.get("threshold_pct"))
+        if not isinstance(start, str) or "/" in start:
+            return
+        record = batch.get(keys.TENANT_STATE, partition, keys.window_thresholds(tenant_id, start))
+        if record is not None:
+            entry = record["pcts"].get(pct)
+            if entry and entry.get("event"):
+                kept = entry["event"]
+                event = event_record(tenant_id, kept, record["notify"][kept["notify"]])
+                batch.emit(topics.THRESHOLD_EVENTS, tenant_id.encode(), encode(event), partition)
+            return
+        legacy = batch.get(keys.TENANT_STATE, partition, keys.thresholds(tenant_id)) or {}
+        entry = legacy.get("windows", {}).get(start, {}).get(pct)
         if entry and entry.get("event"):
             batch.emit(
                 topics.THRESHOLD_EVENTS, tenant_id.encode(), encode(entry["event"]), partition
