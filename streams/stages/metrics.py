@@ -88,6 +88,13 @@ malloc_trim_seconds = Counter(
     "active_learners_malloc_trim_seconds",
     "Seconds spent giving malloc's free pages back to the OS (malloc_trim, every 10 s)",
 )
+largest_record_bytes = Gauge(
+    "active_learners_largest_record_bytes",
+    "The largest record (key and value) this process emitted to each output or command topic "
+    "since it started: Kafka refuses records over 1 MiB, and the service splits what could "
+    "grow past it",
+    ["topic"],
+)
 commands_purged_total = Counter(
     "active_learners_commands_purged_total",
     "Records of learner-commands and tenant-commands deleted from Kafka once the stages had "

@@ -186,3 +186,25 @@ def test_memory_sizes_are_read_from_the_metrics_text() -> None:
         "malloc_free": 3.0,
         "python_kblocks": 123.456,
     }
+
+
+def test_the_largest_record_of_each_topic_comes_from_the_workers_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker deletes the command topics' records once consumed, so the tenants phase asks
+    the workers for the largest record they emitted (`active_learners_largest_record_bytes`)."""
+    from prometheus_client import generate_latest
+
+    from streams.stages import metrics
+    from streams.stages.memory import MemoryStore
+
+    store = MemoryStore(partitions=1)
+    batch = store.batch()
+    topic = "largest-record-test"  # a topic of its own: the gauge lives as long as the process
+    batch.emit(topic, b"acme", b"x" * 261_000, 0)
+    batch.emit(topic, b"acme", b"x" * 10, 0)
+    text = generate_latest().decode()
+    monkeypatch.setattr(bench, "metrics_text", lambda worker: text)
+
+    assert bench.largest_emitted(None)[topic] == 261_004  # type: ignore[arg-type]
+    assert metrics.largest_record_bytes.labels(topic)._value.get() == 261_004
