@@ -15,10 +15,14 @@ runs and scales apart from the workers. For each event, in order:
      `SMTP_HOST` is set (streams/notifier/smtp.py), else as an `.eml` file in
      `STATE_DIR/outbox/`. An event whose mail cannot be written (a tenant id that cannot be in
      a Subject header) is dead-lettered after its webhooks are queued. An address that is not
-     one bare e-mail address, or that the SMTP server refuses, costs only itself: the others
-     are mailed and the event is dead-lettered saying which entries were not. SMTP failures a
-     retry may cure are retried with backoff until they succeed; the offset is committed only
-     after the event is recorded, so nothing is lost.
+     one bare e-mail address, or that the SMTP server refuses for good (5xx), costs only
+     itself: the others are mailed and the event is dead-lettered saying which entries were
+     not. An address refused for now (a 4xx answer about that mailbox: full, greylisted), or
+     with e-mail of earlier events still pending, costs only itself too: it is enqueued
+     durably and retried on its own for 24 h (streams/notifier/deferred_mail.py), and the
+     next event goes on. A failure of the server itself (no connection, a timeout, 421) is
+     waited out with backoff however long it takes, before the next event; the offset is
+     committed only after the event is recorded, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from streams.config.settings import Settings
 from streams.domain.dead_letters import dead_letter, encode
 from streams.domain.decoding import Rejected
 from streams.notifier import smtp
+from streams.notifier.deferred_mail import DEFERRED_MAIL, SmtpCourier
 from streams.notifier.licenses import LicenseReader, WebhookBook
 from streams.notifier.mail import (
     MailableEvent,
@@ -56,6 +61,7 @@ from streams.notifier.mail import (
 from streams.notifier.smtp import SmtpSettings
 from streams.notifier.webhooks import (
     AiohttpTransport,
+    Clock,
     DeliveryQueue,
     Dispatcher,
     RocksKV,
@@ -66,14 +72,16 @@ from streams.worker.shutdown import ShutdownGuard
 
 log = logging.getLogger("active_learners.notifier")
 
+FIRST_BACKOFF_S = 1.0  # while the SMTP server itself fails, before the next event
 MAX_BACKOFF_S = 30.0
 OUTBOX_SENDER = "active-learners@localhost"
 
 notifications_total = Counter(
     "active_learners_notifications_total",
-    "Threshold events handled by the notifier, by outcome: per event sent, outbox, duplicate, "
-    "skipped_backfill, no_recipients, invalid or refused (both dead-lettered); per address "
-    "address_invalid or address_refused; per failed SMTP try smtp_retry",
+    "Threshold events handled by the notifier, by outcome: per event sent, outbox, deferred "
+    "(no address took it yet, some are retried on their own), duplicate, skipped_backfill, "
+    "no_recipients, invalid or refused (both dead-lettered); per address address_invalid, "
+    "address_refused or address_deferred; per failed SMTP try of the server smtp_retry",
     ["outcome"],
 )
 
@@ -90,9 +98,10 @@ class Stopped(Exception):
 
 @dataclass(frozen=True)
 class Delivery:
-    outcome: str  # sent | outbox | refused
+    outcome: str  # sent | outbox | deferred | refused
     mailed: int  # addresses that took the message
-    problems: list[str] = field(default_factory=list)  # why the others did not
+    problems: list[str] = field(default_factory=list)  # why others never will
+    deferred: list[str] = field(default_factory=list)  # addresses retried on their own
 
 
 class SentStore:
@@ -125,6 +134,7 @@ class Notifier:
         smtp_settings: SmtpSettings | None,
         webhook_secret: bytes | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        retry_clock: Clock | None = None,  # the deferred mail's waits (wall clock by default)
     ) -> None:
         self.settings = settings
         self.clock = clock  # what decides a backfill, and the time of outcomes and dead letters
@@ -137,8 +147,18 @@ class Notifier:
         self.webhook_secret = webhook_secret
         self.webhook_book = WebhookBook()  # filled by run()'s license reader
         self.webhooks: Dispatcher | None = None  # set by run()
+        self.deferred_mail = self.deferred_mail_dispatcher(retry_clock)
         self._warned_backfill: set[str] = set()
         self._stopping = asyncio.Event()
+
+    def deferred_mail_dispatcher(self, clock: Clock | None) -> Dispatcher | None:
+        """The queues of e-mail a mailbox refused for now; none for the outbox, which takes
+        every e-mail at once."""
+        if self.smtp is None:
+            return None
+        kv = RocksKV(self.settings.state_dir / "notifier" / "deferred-mail.db")
+        courier = SmtpCourier(self.smtp, self.tls_context, self.sender)
+        return Dispatcher(DeliveryQueue(kv), courier, None, clock, channel=DEFERRED_MAIL)
 
     @property
     def group_id(self) -> str:
@@ -146,6 +166,12 @@ class Notifier:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def close(self) -> None:
+        """The RocksDB files (after run(), or a test's own handling)."""
+        self.store.close()
+        if self.deferred_mail is not None:
+            self.deferred_mail.queue.kv.close()
 
     async def run(self) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -168,10 +194,11 @@ class Notifier:
         await licenses.start()
         self.producer = producer
         resumed = self.webhooks.start()  # pending deliveries go on at once, whatever else waits
+        resumed_mail = self.deferred_mail.start() if self.deferred_mail else 0
         try:
             if not await licenses.catch_up(self._stopping):
                 return
-            self.log_ready(resumed)
+            self.log_ready(resumed, resumed_mail)
             while not self._stopping.is_set():
                 batches = await consumer.getmany(timeout_ms=500, max_records=100)
                 # every license written before these events is applied before them
@@ -189,16 +216,20 @@ class Notifier:
             log.info("stopped while retrying SMTP: that event is handled again on the next start")
         finally:
             await self.webhooks.stop()  # a try under way stays pending, resumed on next start
+            if self.deferred_mail is not None:
+                await self.deferred_mail.stop()  # likewise
             await transport.close()
             deliveries.close()
             await licenses.stop()
             await consumer.stop()
             await producer.stop()
-            self.store.close()
+            self.close()
 
-    def log_ready(self, resumed: int) -> None:
+    def log_ready(self, resumed: int, resumed_mail: int) -> None:
         where = self.smtp.describe() if self.smtp else f"outbox {self.outbox}"
         log.info("notifier ready: %s -> %s", self.settings.topic(topics.THRESHOLD_EVENTS), where)
+        if resumed_mail:
+            log.info("e-mail: %d deliveries a mailbox refused for now are pending", resumed_mail)
         signed = "signed" if self.webhook_secret else "NOT signed (no WEBHOOK_SECRET)"
         log.info(
             "webhooks: %d tenants have URLs, %d deliveries pending, %s",
@@ -246,16 +277,40 @@ class Notifier:
         if not recipients:
             await self.dead_letter(record, "no usable address: " + "; ".join(problems), now)
             return "invalid"
-        message = compose(event, self.sender, recipients)
+        waiting = self.behind_earlier_mail(event.tenant_id, recipients)
+        to_send = [address for address in recipients if address not in waiting]
+        # composed also when every address waits: an event no e-mail can hold is dead-lettered
+        message = compose(event, self.sender, to_send or recipients)
         if isinstance(message, Rejected):
             await self.dead_letter(record, message.detail, now)
             return "invalid"
-        delivery = await self.deliver(event, message)
+        delivery = await self.deliver(event, message, to_send, waiting)
+        self.defer(record, event, delivery.deferred, now)
         problems += delivery.problems
         if problems:
             summary = f"mailed {delivery.mailed} of {len(event.notify)} addresses"
+            if delivery.deferred:
+                summary += f" ({len(delivery.deferred)} more retried later)"
             await self.dead_letter(record, "; ".join([summary, *problems]), now)
         return delivery.outcome
+
+    def behind_earlier_mail(self, tenant_id: str, recipients: list[str]) -> list[str]:
+        """The addresses with e-mail of this tenant's earlier events still pending: the next
+        one goes behind it, so a full mailbox is not asked again for every event, and gets
+        them in order."""
+        if self.deferred_mail is None:
+            return []
+        return [address for address in recipients if self.deferred_mail.waiting(tenant_id, address)]
+
+    def defer(
+        self, record: InputRecord, event: MailableEvent, addresses: list[str], now: datetime
+    ) -> None:
+        """Recorded, in one write, before the event is and so before its offset is committed;
+        a redelivery adds none (nor does it mail these addresses: they are still pending)."""
+        if addresses and self.deferred_mail is not None and record.value is not None:
+            self.deferred_mail.enqueue(
+                event.event_id, event.tenant_id, addresses, record.value, now
+            )
 
     def warn_backfill(self, tenant_id: str) -> None:
         if tenant_id not in self._warned_backfill:
@@ -282,33 +337,48 @@ class Notifier:
             value["detail"],
         )
 
-    async def deliver(self, event: MailableEvent, message: EmailMessage) -> Delivery:
-        addresses = len(message["To"].addresses)
+    async def deliver(
+        self, event: MailableEvent, message: EmailMessage, to_send: list[str], waiting: list[str]
+    ) -> Delivery:
+        """`message` goes to `to_send` now; `waiting` are deferred behind earlier mail."""
         if self.smtp is None:
-            self.outbox.mkdir(parents=True, exist_ok=True)
-            path = self.outbox / f"{event.event_id}.eml"
-            path.write_bytes(bytes(message))
-            log.info("no SMTP_HOST: wrote %s", path)
-            return Delivery("outbox", addresses)
-        delay = 1.0
+            return self.write_to_outbox(event, message, len(to_send))
+        sent = await self.send_through_outages(event, message) if to_send else smtp.Refusals()
+        if isinstance(sent, str):  # the server will never take this message
+            notifications_total.labels("address_refused").inc(len(to_send))
+            notifications_total.labels("address_deferred").inc(len(waiting))
+            return Delivery("deferred" if waiting else "refused", 0, [sent], waiting)
+        return sorted_out(len(to_send), sent, waiting)
+
+    def write_to_outbox(self, event: MailableEvent, message: EmailMessage, to: int) -> Delivery:
+        self.outbox.mkdir(parents=True, exist_ok=True)
+        path = self.outbox / f"{event.event_id}.eml"
+        path.write_bytes(bytes(message))
+        log.info("no SMTP_HOST: wrote %s", path)
+        return Delivery("outbox", to)
+
+    async def send_through_outages(
+        self, event: MailableEvent, message: EmailMessage
+    ) -> smtp.Refusals | str:
+        """The recipients the server refused, or why it will never take the message. A failure
+        of the server itself is retried with backoff however long it lasts, and the next event
+        waits: a server that is down for everyone loses no e-mail (the offset is not committed
+        meanwhile). Whatever concerns one address is returned instead: it holds up nothing."""
+        assert self.smtp is not None
+        delay = FIRST_BACKOFF_S
         while not self._stopping.is_set():
             try:
                 refused = await smtp.send(message, self.smtp, self.tls_context)
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                reason = smtp.permanent(exc)
-                if reason is not None:
-                    notifications_total.labels("address_refused").inc(addresses)
-                    return Delivery("refused", 0, [reason])
+                answer = smtp.answer_about_the_mail(exc)
+                if answer is not None:
+                    return answer
                 self.log_retry(event, exc, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
             else:
-                notifications_total.labels("address_refused").inc(len(refused))
-                problems = [
-                    f"the SMTP server refused an address ({why})" for why in refused.values()
-                ]
-                return Delivery("sent", addresses - len(refused), problems)
+                return smtp.sort_refusals(refused)
         raise Stopped
 
     def log_retry(self, event: MailableEvent, exc: Exception, delay: float) -> None:
@@ -325,6 +395,18 @@ class Notifier:
             delay,
         )
         notifications_total.labels("smtp_retry").inc()
+
+
+def sorted_out(tried: int, refusals: smtp.Refusals, waiting: list[str]) -> Delivery:
+    """An SMTP transaction's result: the addresses refused for good are the event's problems;
+    those refused for now, and those still `waiting` behind earlier mail, are deferred."""
+    deferred = [*waiting, *refusals.for_now]
+    notifications_total.labels("address_refused").inc(len(refusals.final))
+    notifications_total.labels("address_deferred").inc(len(deferred))
+    mailed = tried - len(refusals)
+    outcome = "sent" if mailed else "deferred" if deferred else "refused"
+    problems = [f"the SMTP server refused an address ({why})" for why in refusals.final.values()]
+    return Delivery(outcome, mailed, problems, deferred)
 
 
 def run_notifier(settings: Settings) -> None:

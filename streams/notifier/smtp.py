@@ -8,6 +8,15 @@
 Credentials never travel over a connection without TLS. `SMTP_CAFILE` names PEM CA certificates
 to trust instead of the system's (a company's own mail server). The old `SMTP_STARTTLS=true|false`
 still works and means `SMTP_TLS=starttls|none` (with its old default port, 587 for true).
+
+What a failure is about decides what the notifier does (streams/notifier/service.py):
+  the server   no connection, a timeout, 421, a refused sender, login or DATA, 5.7.x to every
+               recipient: the same for every event, so the notifier waits for it and loses none
+  one address  an answer to RCPT while the server takes the transaction: 5xx is final (the
+               event is dead-lettered saying so), 4xx is that mailbox's for now (full,
+               greylisted): it is retried alone, for 24 h, and holds up no other address,
+               tenant or webhook
+  the message  SMTPUTF8 not supported: the event is dead-lettered
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from __future__ import annotations
 import email.errors
 import os
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
@@ -133,9 +143,10 @@ def _port(text: str) -> int:
 
 async def send(
     message: EmailMessage, smtp: SmtpSettings, tls_context: ssl.SSLContext | None
-) -> dict[str, str]:
-    """Send one message; returns the recipients the server refused while it took the others
-    (address -> its answer). Raises what a retry may cure, and what `permanent` recognises."""
+) -> dict[str, aiosmtplib.SMTPResponse]:
+    """Send one message to its To addresses; returns the recipients the server refused while it
+    took the others (address -> its answer). Raises what a retry may cure, and what
+    `permanent` and `refusals_of` recognise."""
     client = aiosmtplib.SMTP(
         hostname=smtp.host,
         port=smtp.port,
@@ -150,7 +161,7 @@ async def send(
         if smtp.has_credentials:
             await client.login(smtp.username or "", smtp.password or "")
         refused, _ = await client.send_message(message)
-    return {address: f"{answer.code} {answer.message}" for address, answer in refused.items()}
+    return refused
 
 
 async def _upgrade(client: aiosmtplib.SMTP, smtp: SmtpSettings) -> None:
@@ -162,6 +173,53 @@ async def _upgrade(client: aiosmtplib.SMTP, smtp: SmtpSettings) -> None:
             f"SMTP server {smtp.host}:{smtp.port} does not offer STARTTLS: the credentials "
             "are never sent over a plain connection (SMTP_TLS=starttls)"
         )
+
+
+@dataclass(frozen=True)
+class Refusals:
+    """The recipients a server that took the transaction refused, by what a retry can do."""
+
+    final: dict[str, str] = field(default_factory=dict)  # address -> answer: 5xx, never
+    # address -> answer: a 4xx about that mailbox (full, greylisted, over its rate): it is
+    # retried alone, for 24 h, while every other recipient and event goes on
+    for_now: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.final) + len(self.for_now)
+
+
+def sort_refusals(refused: Mapping[str, aiosmtplib.SMTPResponse]) -> Refusals:
+    """The recipients refused while the server took the others. None of these answers is about
+    the server, which took the message: a 5xx is final (5.7.x included: a policy about that
+    address, such as relaying to its domain), a 4xx is that mailbox's for now."""
+    answers = {address: f"{answer.code} {answer.message}" for address, answer in refused.items()}
+    return Refusals(
+        final={address: answers[address] for address in refused if refused[address].code >= 500},
+        for_now={address: answers[address] for address in refused if refused[address].code < 500},
+    )
+
+
+def refusals_of(exc: Exception) -> Refusals | None:
+    """Every recipient refused, each for a reason of its own; None for any other failure, and
+    when one answer is about the server (421, 5.7.x), which the notifier waits out."""
+    if not isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return None
+    if any(_about_the_server(refusal) for refusal in exc.recipients):
+        return None
+    return sort_refusals(
+        {
+            refusal.recipient: aiosmtplib.SMTPResponse(refusal.code, refusal.message)
+            for refusal in exc.recipients
+        }
+    )
+
+
+def answer_about_the_mail(exc: Exception) -> str | Refusals | None:
+    """What a failed transaction says about this message (why the server will never take it)
+    or about its addresses (each refused for a reason of its own); None when it is about the
+    server, and a retry of the whole transaction may cure it."""
+    reason = permanent(exc)
+    return reason if reason is not None else refusals_of(exc)
 
 
 def permanent(exc: Exception) -> str | None:
@@ -180,3 +238,9 @@ def _refuses_the_address(refusal: aiosmtplib.SMTPRecipientRefused) -> bool:
     # 5xx is final, except 5.7.x (policy: relaying denied, authentication required): that is
     # about this notifier's settings, the same for every event, so it is retried until fixed.
     return refusal.code >= 500 and not refusal.message.startswith("5.7.")
+
+
+def _about_the_server(refusal: aiosmtplib.SMTPRecipientRefused) -> bool:
+    # 421: the server is closing the connection (RFC 5321 3.8), for every message alike. A
+    # 5.7.x answer to every recipient: this notifier's settings (see _refuses_the_address).
+    return refusal.code == 421 or (refusal.code >= 500 and refusal.message.startswith("5.7."))

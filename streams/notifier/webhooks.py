@@ -17,6 +17,10 @@ On start the loops resume every pending delivery, trying each queue's head at on
 Pure parts (no I/O): the signature and headers, the retry schedule, the queue over a small
 key-value protocol (`MemoryKV` is its in-process double), and the dispatcher, which gets its
 transport and clock injected. The shell: `RocksKV` and `AiohttpTransport`.
+
+The queues and the dispatcher serve the e-mail a mailbox refused for now as well (a `Channel`
+names what is delivered; streams/notifier/deferred_mail.py): an SMTP server's answer can also
+say that no try will help (`Answer.final`) or that the whole server is away (`server_down`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import logging
 import os
 import re
 from collections import Counter as Tally
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -135,6 +139,21 @@ def next_try(enqueued_at: datetime, failed_at: datetime, failures: int) -> datet
     if failed_at >= deadline:
         return None
     return min(failed_at + timedelta(seconds=retry_delay_s(failures)), deadline)
+
+
+def retry_at(
+    enqueued_at: datetime, failed_at: datetime, failures: int, answer: Answer
+) -> datetime | None:
+    """`next_try` after a failed try that `answer` describes, or None: give up. An answer no
+    try can cure gives up at once. While the whole server is away the backoff goes on with no
+    deadline: the outage is not the delivery's fault, and e-mail waits for its server however
+    long it takes (the notifier stops handling events meanwhile). Given up, then, only once
+    the server is back and still refuses it."""
+    if answer.final:
+        return None
+    if answer.server_down:
+        return failed_at + timedelta(seconds=retry_delay_s(failures))
+    return next_try(enqueued_at, failed_at, failures)
 
 
 # -- the queues ----------------------------------------------------------------------------------
@@ -340,10 +359,31 @@ def _pending_key(delivery: Delivery) -> bytes:
 class Answer:
     delivered: bool  # a 2xx status
     detail: str  # "HTTP 204", "HTTP 503", "no answer within 10 s", "ClientConnectorError: ..."
+    # A failed try is tried again until 24 h after the delivery was enqueued, unless:
+    final: bool = False  # no try will help (a mailbox that does not exist): given up at once
+    server_down: bool = False  # the whole server is away: tried again with no deadline
+
+
+@dataclass(frozen=True)
+class Channel:
+    """What a Dispatcher delivers, as its log lines and metrics name it."""
+
+    name: str  # the first word of its log lines: "webhook", "mail"
+    deliveries_total: Counter  # by outcome: enqueued, delivered, retry, gave_up
+    pending: Gauge  # enqueued, not yet delivered or given up
+    target: Callable[[Delivery], str]  # where a delivery goes, as the log may show it
+
+
+def _webhook_target(delivery: Delivery) -> str:
+    return f"{shown(delivery.url)} (queue {delivery.queue[:8]}, tenant {delivery.tenant_id})"
+
+
+WEBHOOKS = Channel("webhook", webhook_deliveries_total, webhook_pending, _webhook_target)
 
 
 class Transport(Protocol):
-    """One POST (AiohttpTransport; a list of canned answers in the unit tests)."""
+    """One try at one delivery: a POST (AiohttpTransport; a list of canned answers in the unit
+    tests), or for deferred mail one SMTP transaction to the delivery's address."""
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer: ...
 
@@ -373,17 +413,19 @@ class Dispatcher:
         transport: Transport,
         secret: bytes | None,
         clock: Clock | None = None,
+        channel: Channel = WEBHOOKS,
     ) -> None:
         self.queue = queue
         self.transport = transport
         self.secret = secret
         self.clock: Clock = clock or WallClock()
+        self.channel = channel
         self._loops: dict[str, asyncio.Task[None]] = {}
 
     def start(self) -> int:
         """Resume every pending delivery; returns how many there are."""
         pending = self.queue.pending()
-        webhook_pending.set(sum(pending.values()))
+        self.channel.pending.set(sum(pending.values()))
         for queue in pending:
             self._ensure_loop(queue)
         return sum(pending.values())
@@ -394,11 +436,15 @@ class Dispatcher:
         """Record the event's deliveries durably (returns how many are new) and start their
         queues' loops. A redelivered event adds none."""
         deliveries = self.queue.enqueue(event_id, tenant_id, urls, body, now)
-        webhook_deliveries_total.labels("enqueued").inc(len(deliveries))
-        webhook_pending.inc(len(deliveries))
+        self.channel.deliveries_total.labels("enqueued").inc(len(deliveries))
+        self.channel.pending.inc(len(deliveries))
         for delivery in deliveries:
             self._ensure_loop(delivery.queue)
         return len(deliveries)
+
+    def waiting(self, tenant_id: str, url: str) -> bool:
+        """Deliveries of this tenant to this URL are pending: the next one goes behind them."""
+        return self.queue.head(queue_id(tenant_id, url)) is not None
 
     @property
     def busy(self) -> int:
@@ -430,45 +476,54 @@ class Dispatcher:
     async def _try(self, delivery: Delivery) -> None:
         answer = await self._post(delivery)
         now = self.clock.now()
-        where = f"{shown(delivery.url)} (queue {delivery.queue[:8]}, tenant {delivery.tenant_id})"
+        channel, where = self.channel, self.channel.target(delivery)
         if answer.delivered:
             self.queue.delivered(delivery)
-            webhook_deliveries_total.labels("delivered").inc()
-            webhook_pending.dec()
-            log.info("webhook: event %s delivered to %s", delivery.event_id, where)
+            channel.deliveries_total.labels("delivered").inc()
+            channel.pending.dec()
+            log.info("%s: event %s delivered to %s", channel.name, delivery.event_id, where)
             return
-        retry_at = next_try(delivery.enqueued_at, now, delivery.failures + 1)
-        if retry_at is None:
-            self.queue.give_up(delivery, answer.detail, now)
-            webhook_deliveries_total.labels("gave_up").inc()
-            webhook_pending.dec()
-            log.error(
-                "webhook: gave up event %s for %s: still failing 24 h after it was enqueued "
-                "(%d tries, the last: %s); it is kept in the notifier's RocksDB for 30 days",
-                delivery.event_id,
-                where,
-                delivery.failures + 1,
-                answer.detail,
-            )
+        next_at = retry_at(delivery.enqueued_at, now, delivery.failures + 1, answer)
+        if next_at is None:
+            self._give_up(delivery, answer, now)
             return
         delivery = self.queue.failed(delivery, answer.detail)
-        webhook_deliveries_total.labels("retry").inc()
+        channel.deliveries_total.labels("retry").inc()
         log.warning(
-            "webhook: event %s to %s failed (%s); try %d again at %s",
+            "%s: event %s to %s failed (%s); try %d again at %s",
+            channel.name,
             delivery.event_id,
             where,
             answer.detail,
             delivery.failures + 1,
-            retry_at.isoformat(timespec="seconds"),
+            next_at.isoformat(timespec="seconds"),
         )
-        await self.clock.sleep_until(retry_at)
+        await self.clock.sleep_until(next_at)
+
+    def _give_up(self, delivery: Delivery, answer: Answer, now: datetime) -> None:
+        self.queue.give_up(delivery, answer.detail, now)
+        self.channel.deliveries_total.labels("gave_up").inc()
+        self.channel.pending.dec()
+        why = "refused for good" if answer.final else "still failing 24 h after it was enqueued"
+        log.error(
+            "%s: gave up event %s for %s: %s (%d tries, the last: %s); it is kept in the "
+            "notifier's RocksDB for 30 days",
+            self.channel.name,
+            delivery.event_id,
+            self.channel.target(delivery),
+            why,
+            delivery.failures + 1,
+            answer.detail,
+        )
 
     async def _post(self, delivery: Delivery) -> Answer:
         headers = request_headers(delivery.event_id, delivery.body, self.secret)
         try:
             return await self.transport.post(delivery.url, delivery.body, headers)
         except Exception as exc:  # a failed try, whatever it was: this queue's loop goes on
-            log.exception("webhook: unexpected error posting event %s", delivery.event_id)
+            log.exception(
+                "%s: unexpected error delivering event %s", self.channel.name, delivery.event_id
+            )
             return Answer(False, f"{type(exc).__name__}")
 
 
