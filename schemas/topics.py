@@ -67,7 +67,15 @@ class TopicSpec:
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(LAUNCHES, "tenant_id/learner_id (recommended)", False, False, "launch events in"),
     TopicSpec(LICENSES, "tenant_id", True, False, "tenant licenses in"),
-    TopicSpec(ATTEMPT_DELETIONS, "tenant_id", False, False, "deletion commands in"),
+    # kept for good like the receipts: a request that expired unread would never be carried out
+    TopicSpec(
+        ATTEMPT_DELETIONS,
+        "tenant_id",
+        False,
+        False,
+        "deletion commands in",
+        retained_forever=True,
+    ),
     TopicSpec(LEARNER_GROUPS, "tenant_id/learner_id", True, False, "teams and roles in"),
     TopicSpec(
         ACTIVE_LEARNER_COUNTS, "tenant_id/window_start", True, False, "counts per tenant window"

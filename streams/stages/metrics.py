@@ -95,6 +95,11 @@ largest_record_bytes = Gauge(
     "grow past it",
     ["topic"],
 )
+launches_expired_total = Counter(
+    "active_learners_launches_expired_total",
+    "Launches Kafka deleted (the launches topic's retention) before the worker read them: "
+    "found when a partition is assigned and its committed offset is below its first offset",
+)
 commands_purged_total = Counter(
     "active_learners_commands_purged_total",
     "Records of learner-commands and tenant-commands deleted from Kafka once the stages had "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -157,6 +158,75 @@ def test_commands_the_stages_committed_are_deleted_and_no_others(
         admin.close()
     for name in (topics.LEARNER_COMMANDS, topics.TENANT_COMMANDS):
         assert topic_config(settings, settings.topic(name), "retention.ms") == "-1"
+    assert worker.alive(), worker.log_tail()
+
+
+def test_launches_kafka_deleted_before_they_were_read_are_reported(
+    settings: Settings, worker: WorkerProcess
+) -> None:
+    """Launches the topic's retention removed while the workers were stopped cannot be
+    counted; the worker says how many, where, instead of starting after them without a word.
+    (Kafka's DeleteRecords stands in for the retention here: the consumer sees the same.)"""
+    from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+    from aiokafka.structs import TopicPartition as AioTopicPartition
+
+    def launches(names: range) -> list[dict[str, Any]]:
+        at = (NOW - timedelta(hours=1)).isoformat()
+        return [
+            {
+                "event_id": f"e{n}",
+                "tenant_id": "t",
+                "learner_id": f"l{n}",
+                "element_id": "x",
+                "attempt_id": "a",
+                "launched_at": at,
+                "content_type": "scorm",
+            }
+            for n in names
+        ]
+
+    worker.start()
+    produce_in_order(settings, launches(range(40)))
+    wait_for(
+        lambda: [r for r in current_counts(settings).values() if r["total_learners"] == 40],
+        120,
+        "the first 40 launches counted",
+    )
+    worker.stop()
+    produce_in_order(settings, launches(range(40, 65)))
+
+    async def expire_all() -> None:
+        admin = AIOKafkaAdminClient(**settings.aiokafka())
+        await admin.start()
+        try:
+            consumer = KafkaConsumer(**settings.kafka_python())
+            tps = [
+                TopicPartition(settings.topic(topics.LAUNCHES), p)
+                for p in range(settings.partitions)
+            ]
+            ends = consumer.end_offsets(tps)
+            consumer.close()
+            await admin.delete_records(
+                {AioTopicPartition(tp.topic, tp.partition): RecordsToDelete(ends[tp]) for tp in tps}
+            )
+        finally:
+            await admin.close()
+
+    asyncio.run(expire_all())
+    worker.start()
+
+    def reported() -> int | None:
+        lines = [
+            line
+            for line in worker.log_text(since_start=True).splitlines()
+            if "were deleted by Kafka" in line
+        ]
+        lost = sum(int(line.split("launch reader: ")[1].split()[0]) for line in lines)
+        return lost if lost == 25 else None
+
+    assert wait_for(reported, 120, "the 25 expired launches reported") == 25
+    # the worker went on from the first launch left (none): the 40 stay counted, no more
+    assert [r["total_learners"] for r in current_counts(settings).values()] == [40]
     assert worker.alive(), worker.log_tail()
 
 

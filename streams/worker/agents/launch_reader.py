@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from mode import Service
 
 from schemas import topics
@@ -48,6 +49,10 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("launch reader: %d partitions of launches assigned", len(assigned))
+        try:
+            await self.reader.report_expired(list(assigned))
+        except KafkaError as exc:  # only a report: the partitions are read whatever it says
+            log.warning("launch reader: could not compare offsets with retention: %s", exc)
 
 
 @app.service
@@ -82,6 +87,29 @@ class LaunchReader(Service):
     async def on_stop(self) -> None:
         if self.consumer is not None:
             await self.consumer.stop()
+
+    async def report_expired(self, assigned: list[TopicPartition]) -> None:
+        """Say so when Kafka deleted launches of these partitions before this group read them
+        (the topic's retention was shorter than the time the workers were stopped or behind):
+        the consumer would start at the first record left without a word. They are gone; an
+        operator can only raise the retention, and produce them again if the LMS still can."""
+        assert self.consumer is not None
+        firsts = await self.consumer.beginning_offsets(assigned)
+        for tp in assigned:
+            committed = await self.consumer.committed(tp)
+            if committed is not None and committed < firsts[tp]:
+                lost = firsts[tp] - committed
+                metrics.launches_expired_total.inc(lost)
+                log.error(
+                    "launch reader: %d launches of %s/%d (offsets %d to %d) were deleted by "
+                    "Kafka before they were read, and are not counted: the topic's retention "
+                    "(retention.ms) is shorter than the workers were stopped or behind",
+                    lost,
+                    tp.topic,
+                    tp.partition,
+                    committed,
+                    firsts[tp] - 1,
+                )
 
     def drop_pending(self, revoked: set[TopicPartition]) -> None:
         """Fetched records of revoked partitions go: their new owner reads them again."""
