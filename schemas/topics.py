@@ -35,6 +35,8 @@ LEARNER_GROUPS_CHANGELOG = "learner-groups-changelog"
 # `delete.retention.ms` of the compacted topics: a hundred years, i.e. for good (not the
 # largest long: the log cleaner adds it to a timestamp).
 TOMBSTONES_KEPT_MS = str(100 * 365 * 86_400_000)
+# `min.compaction.lag.ms` of the compacted topics: a day. (Why: TopicSpec.configs.)
+COMPACTION_LAG_MS = str(86_400_000)
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,15 @@ class TopicSpec:
             # more than a day would miss a deletion's tombstone and bring the row back; a
             # consumer of `attempts` or `active-learner-counts` behind by a day would miss
             # one too. A key's tombstone costs a few bytes, once per key ever written.
-            return {"cleanup.policy": "compact", "delete.retention.ms": TOMBSTONES_KEPT_MS}
+            # Nothing is cleaned within a day of being written: a deposed owner's late record
+            # of a key is the later one for Kafka, and the cleaner would remove the rightful
+            # owner's record before the owner, or the next, wrote the key again (a day is
+            # plenty while any worker runs; docs/architecture.md "What Kafka removes").
+            return {
+                "cleanup.policy": "compact",
+                "delete.retention.ms": TOMBSTONES_KEPT_MS,
+                "min.compaction.lag.ms": COMPACTION_LAG_MS,
+            }
         if self.retained_forever or self.purged_when_consumed:
             return {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
         return {"cleanup.policy": "delete"}
@@ -119,6 +129,10 @@ TOPICS: tuple[TopicSpec, ...] = (
 )
 
 TOPICS_BY_NAME = {spec.name: spec for spec in TOPICS}
+
+# What the LMS (and operators) write: the service creates them with its settings, and leaves the
+# settings of existing ones to their operator.
+INPUTS = (LAUNCHES, LICENSES, ATTEMPT_DELETIONS, LEARNER_GROUPS)
 
 # Topics co-partitioned with the stages: a worker refuses to start when their counts differ.
 # The tenant stage's outputs are among them: partition n of each is written by the owner of

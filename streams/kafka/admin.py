@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
-from schemas.topics import COPARTITIONED, TOPICS, TopicSpec
+from schemas.topics import COPARTITIONED, INPUTS, TOPICS, TopicSpec
 from streams.config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -156,43 +156,59 @@ def ensure_topics(
 
 
 def _hold_configs(admin: KafkaAdminClient, specs: dict[str, TopicSpec]) -> list[str]:
-    """Give existing topics the settings the service relies on where they differ (topics made
-    by an older version: compacted ones dropped tombstones after a day, the stages' commands
-    expired after a week, `TopicSpec.configs`); their names. Other settings stay as they are."""
-    needed = {name: spec.configs() for name, spec in specs.items()}
+    """Give existing topics of the service's own (not the LMS's inputs) the settings it relies
+    on where they differ (topics made by an older version: compacted ones dropped tombstones
+    after a day, the stages' commands expired after a week; `TopicSpec.configs`); their names.
+    Other settings stay as they are. A topic whose settings cannot be read or changed (an ACL
+    without DescribeConfigs or AlterConfigs, a topic another worker created a moment ago) keeps
+    its own, with a warning: that never stops a worker."""
     needed = {
-        name: {k: v for k, v in c.items() if k != "cleanup.policy"} for name, c in needed.items()
+        name: {key: value for key, value in spec.configs().items() if key != "cleanup.policy"}
+        for name, spec in specs.items()
+        if spec.name not in INPUTS
     }
     needed = {name: config for name, config in needed.items() if config}
     if not needed:
         return []
-    described = admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, name) for name in needed], config_filter="all"
-    ).get("topic", {})
-    changes = {
-        name: {
-            key: value
-            for key, value in config.items()
-            if described.get(name, {}).get(key, {}).get("value") != value
-        }
-        for name, config in needed.items()
-    }
-    changes = {name: change for name, change in changes.items() if change}
+    try:
+        described = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in needed],
+            config_filter="all",
+        ).get("topic", {})
+    except KafkaError as exc:
+        log.warning("could not read the settings of the service's topics: %s", exc)
+        return []
+    changes = {}
+    for name, config in needed.items():
+        current = described.get(name) or {}
+        if not current:  # refused, or not known to that broker yet: kafka-python says nothing
+            log.warning("could not read the settings of topic %s; not checked", name)
+            continue
+        change = {k: v for k, v in config.items() if current.get(k, {}).get("value") != v}
+        if change:
+            changes[name] = change
     if not changes:
         return []
-    result = admin.alter_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, name, change) for name, change in changes.items()]
-    )
-    for name, outcome in result.get("topic", {}).items():
-        if outcome != "OK":
-            raise TopicSetupError(
-                f"could not set {', '.join(f'{k}={v}' for k, v in changes[name].items())} of "
-                f"topic {name} (this version needs it; set it with kafka-configs.sh, or allow "
-                f"AlterConfigs): {outcome}"
-            )
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n, c) for n, c in changes.items()]
+    try:
+        result = admin.alter_configs(resources).get("topic", {})
+    except (KafkaError, ValueError) as exc:  # kafka-python raises ValueError for unknown keys
+        result = dict.fromkeys(changes, f"{type(exc).__name__}: {exc}")
+    updated = []
     for name, change in changes.items():
-        log.warning("topic %s: set %s", name, ", ".join(f"{k}={v}" for k, v in change.items()))
-    return sorted(changes)
+        settings = ", ".join(f"{k}={v}" for k, v in change.items())
+        if result.get(name) == "OK":
+            log.warning("topic %s: set %s", name, settings)
+            updated.append(name)
+        else:
+            log.warning(
+                "topic %s: could not set %s, which this version relies on (set it with "
+                "kafka-configs.sh, or allow AlterConfigs): %s",
+                name,
+                settings,
+                result.get(name),
+            )
+    return updated
 
 
 def delete_topics_with_prefix(

@@ -2,7 +2,8 @@
 
 The simulator models Kafka's cleaner (streams/stages/memory.py, `MemoryLog.compact`); this test
 lets the real one work: the changelogs roll a segment every 200 ms and are cleaned as soon as
-anything in them is dirty (the test broker's cleaner looks every second). After a deletion and
+anything in them is dirty (the test broker's cleaner looks every second), with no day of grace
+(the service's `min.compaction.lag.ms`). After a deletion and
 licenses changed back and forth (many versions of the same keys), the worker restores over the
 gaps compaction left twice, from a wiped state folder and from its own old one, and must then
 count new launches, repeats and an erased attempt exactly. Its first run found a bug that has
@@ -35,7 +36,12 @@ pytestmark = pytest.mark.integration
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 CHANGELOGS = sorted(changelog for _, changelog in TABLES.values())
-CLEAN_AT_ONCE = {"segment.ms": "200", "min.cleanable.dirty.ratio": "0.001"}
+# (the service waits a day before cleaning, min.compaction.lag.ms: not here)
+CLEAN_AT_ONCE = {
+    "segment.ms": "200",
+    "min.cleanable.dirty.ratio": "0.001",
+    "min.compaction.lag.ms": "0",
+}
 MONTHLY = {"tenant_id": "acme", "cycle_start": "2025-01-15", "window_months": 1}
 YEARLY = {"tenant_id": "acme", "cycle_start": "2025-01-01", "window_months": 12}
 
@@ -81,6 +87,9 @@ def compacted(settings: Settings) -> list[str]:
 def test_restores_over_what_the_log_cleaner_left_are_exact(
     settings: Settings, worker: WorkerProcess
 ) -> None:
+    # set once the worker started: a start gives the changelogs the service's settings again
+    worker.start()
+    worker.wait_ready()
     admin = admin_client(settings)
     try:
         admin.alter_configs(
@@ -93,13 +102,12 @@ def test_restores_over_what_the_log_cleaner_left_are_exact(
         admin.close()
     wait_for(
         lambda: all(
-            topic_config(settings, settings.topic(name), "segment.ms") == "200"
+            topic_config(settings, settings.topic(name), "min.compaction.lag.ms") == "0"
             for name in CHANGELOGS
         ),
         30,
         "the changelogs set to clean at once",
     )
-    worker.start()
     first = wave("first", 60)
     produce_json(settings, "licenses", [YEARLY])
     produce_json(settings, "launches", first)
