@@ -155,6 +155,22 @@ def restore_rule(
     return writes, fence
 
 
+def starts_afresh(moved_on: bool, marked: bool) -> bool:
+    """Whether a state folder's table partition is restored from the changelog's start rather
+    than from its stored offset: when it holds repair marks and the changelog has records after
+    that offset.
+
+    A mark records this folder's view that some records are a deposed owner's: records that
+    landed after its takeover read the end offsets, before its epoch record. A restore from the
+    start sees no higher epoch before them and takes them (seed 9513857): if this owner died
+    before answering them, the owners after it took them, replayed their command as a repeat
+    and committed it. Back on this folder, the marks would then tombstone what everyone else
+    holds. Restored from the start, the folder takes the view every other restore takes, and
+    its marks are the ones that view makes. (With nothing after its offset, nobody has acted
+    since: its marks are answered as they are.)"""
+    return moved_on and marked
+
+
 def epoch_header(epoch: Epoch) -> Headers:
     return ((EPOCH_HEADER, f"{epoch[0]}.{epoch[1]}".encode()),)
 

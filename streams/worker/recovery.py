@@ -41,6 +41,7 @@ from streams.stages.store import (
     mark_value,
     marked_offsets,
     parse_epoch,
+    starts_afresh,
 )
 from streams.worker.malloc import large_buffers_from_the_heap
 from streams.worker.state import OFFSET_KEY
@@ -93,6 +94,9 @@ class BulkRecovery(Recovery):
 
     async def bulk_restore(self, tps: set[TP], offsets: Any) -> None:
         """Read every changelog partition in `tps` from `offsets[tp] + 1` to its highwater."""
+        for tp in tps:
+            if self._marked_and_moved_on(tp, offsets[tp]):
+                self._forget(tp, offsets)
         todo = {
             tp: self.active_highwaters[tp]
             for tp in tps
@@ -192,6 +196,22 @@ class BulkRecovery(Recovery):
         offsets[tp] = last
         return len(records) - skips
 
+    def _marked_and_moved_on(self, tp: TP, stored: int | None) -> bool:
+        """Whether this state folder's partition holds repair marks (`stages.store.restore_rule`)
+        and its changelog has records after the stored offset: `starts_afresh` says why."""
+        moved_on = stored is not None and self.active_highwaters.get(tp, -1) > stored
+        return starts_afresh(moved_on, moved_on and any_key_from(self._db(tp), keys.REPAIR))
+
+    def _forget(self, tp: TP, offsets: Any) -> None:
+        self._db(tp).delete_range(b"", b"\xff")  # every key: UTF-8 never has 0xff
+        offsets[tp] = None
+        log.warning(
+            "%s/%d: the state folder marked records of a deposed owner, and the changelog has "
+            "moved on since: restored from its start",
+            tp.topic,
+            tp.partition,
+        )
+
     @staticmethod
     def _fence(db: Any) -> Epoch:
         raw = db.get(keys.FENCE)
@@ -215,6 +235,13 @@ class BulkTableManager(TableManager):
 
 
 _NOTHING = object()  # no header seen yet (None is a record without one)
+
+
+def any_key_from(db: Any, prefix: bytes) -> bool:
+    """Whether the RocksDB `db` has a key that starts with `prefix`."""
+    iterator = db.iter()
+    iterator.seek(prefix)
+    return bool(iterator.valid() and bytes(iterator.key()).startswith(prefix))
 
 
 def _epoch(headers: Any) -> bytes | None:

@@ -178,3 +178,41 @@ def test_a_local_write_never_takes_the_stored_offset_or_fence_back(tmp_path: Pat
         assert db.get(keys.FENCE) == epoch_header((3, 5))[0][1]
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("moved_on", [False, True])
+def test_a_folder_with_marks_restores_from_the_start_once_the_changelog_moved_on(
+    tmp_path: Path, moved_on: bool
+) -> None:
+    """Seed 9513857: a folder whose marks name records every later owner took restores from
+    the changelog's start (`stages.store.starts_afresh`); with nothing after its offset, it
+    keeps its rows and marks, which the takeover answers."""
+    from faust.types import TP
+
+    from streams.stages import keys
+    from streams.worker.recovery import BulkRecovery
+
+    db = rocksdict.Rdict(str(tmp_path / "db"), options=rocksdict.Options(raw_mode=True))
+    tp = TP("learner-state-changelog", 0)
+
+    class Restore(BulkRecovery):
+        def __init__(self) -> None:  # only the decision: no app, no consumer
+            self.active_highwaters = {tp: 15 if moved_on else 9}
+
+        def _db(self, tp: TP) -> rocksdict.Rdict:
+            return db
+
+    db.put(b"lic/a b", b"{}")
+    db.put(keys.REPAIR + b"m/a b/m", b"7")
+    db.put(OFFSET_KEY, b"9")
+    offsets = {tp: 9}
+    restore = Restore()
+    if restore._marked_and_moved_on(tp, offsets[tp]):
+        restore._forget(tp, offsets)
+
+    kept = dict(db.items())
+    db.close()
+    if moved_on:
+        assert offsets[tp] is None and kept == {}
+    else:
+        assert offsets[tp] == 9 and kept[keys.REPAIR + b"m/a b/m"] == b"7"

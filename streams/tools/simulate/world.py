@@ -29,7 +29,7 @@ from zlib import crc32
 
 from schemas import topics
 from schemas.topics import TOPICS_BY_NAME
-from streams.stages import commands, ingest
+from streams.stages import commands, ingest, keys
 from streams.stages.batch import DurableBatch, take_over
 from streams.stages.ingest import IngestStage
 from streams.stages.learners import LearnerStage
@@ -38,6 +38,7 @@ from streams.stages.memory import MemoryLog, MemoryState, present
 from streams.stages.ownership import Ownership
 from streams.stages.store import (
     LEARNER,
+    NO_EPOCH,
     TABLES,
     TENANT,
     Batch,
@@ -48,6 +49,7 @@ from streams.stages.store import (
     Record,
     TopicPartition,
     restore_rule,
+    starts_afresh,
 )
 from streams.stages.tenants import TenantStage
 
@@ -296,6 +298,11 @@ class SimWorker:
         rows = self.state.partition(table, partition)
         changelog = TABLES[table][1]
         records = self.world.log.records(changelog, partition)
+        marked = any(key.startswith(keys.REPAIR) for key in rows.rows)
+        if starts_afresh(len(records) - 1 > rows.offset, marked):
+            rows.write(dict.fromkeys(rows.rows))
+            rows.offset, rows.fence = -1, NO_EPOCH
+            self.world.trace.append(f"  {self.name}: {table}/{partition} restored from the start")
         # the rule of streams/worker/recovery.py: a deposed owner's records are marked on disk
         writes, fence = restore_rule(
             present(records[rows.offset + 1 :]),
