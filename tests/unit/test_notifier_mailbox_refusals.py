@@ -36,6 +36,7 @@ from streams.notifier.webhooks import (
     retry_at,
 )
 from streams.stages.store import Record
+from tests.unit.test_notifier_rules import EVENT
 from tests.unit.test_webhooks import Hanging, VirtualClock
 
 T0 = datetime(2026, 11, 20, 12, tzinfo=UTC)  # the events' window is current
@@ -48,18 +49,7 @@ GUARD_S = 10  # only so that a notifier that blocks fails the test instead of ha
 
 def event(event_id: str, tenant: str, notify: list[str]) -> bytes:
     return json.dumps(
-        {
-            "event_id": event_id,
-            "tenant_id": tenant,
-            "window": {"start": "2026-11-01", "end": "2026-12-01", "months": 1},
-            "threshold_pct": 90,
-            "threshold_learners": 450,
-            "direction": "up",
-            "active_learners": 452,
-            "learner_limit": 500,
-            "notify": notify,
-            "occurred_at": "2026-11-20T10:00:00+00:00",
-        }
+        {**EVENT, "event_id": event_id, "tenant_id": tenant, "notify": notify}
     ).encode()
 
 
