@@ -36,7 +36,7 @@ tenant stage, partitioned like tenant-commands (one partition per tenant)
                   thr/{tenant}/{window start}            a window's threshold state and last
                                                          events (`thr/{tenant}`: all windows in
                                                          one record, an older version's)
-                  thr/{tenant}/{start}/p/{pct}/{n}       an event not yet confirmed sent
+                  thrp/{tenant}/{start}/{pct}/{n}        an event not yet confirmed sent
                   del/{tenant}/{request}                 a deletion request and its receipt
                   open/{tenant}                          physical deletions not yet complete
                                                          ({request: since}): they hold the
@@ -223,14 +223,18 @@ def window_thresholds(tenant_id: str, start: str) -> bytes:
 
 def pending_threshold_event(tenant_id: str, start: str, pct: int, crossing: int) -> bytes:
     """An event not yet confirmed sent; in the order of its window, threshold and crossing."""
-    return _join("thr", tenant_id, start, "p", f"{pct:04d}", f"{crossing:010d}")
+    return _join("thrp", tenant_id, start, f"{pct:04d}", f"{crossing:010d}")
 
 
-def thresholds_key_parts(key: bytes) -> tuple[str, str | None, bool]:
-    """(tenant, window start, pending event?) of a `thr/` key; the start is None for an older
-    version's one record of a tenant."""
-    parts = key[len(THRESHOLDS) :].decode().split("/")
-    return parts[0], parts[1] if len(parts) > 1 else None, len(parts) > 2
+def thresholds_key_parts(key: bytes) -> tuple[str, str | None]:
+    """(tenant, window start) of a `thr/` key; the start is None for an older version's one
+    record of a tenant."""
+    tenant_id, _, start = key[len(THRESHOLDS) :].decode().partition("/")
+    return tenant_id, start or None
+
+
+def tenant_of_pending_event(key: bytes) -> str:
+    return key[len(PENDING_THRESHOLD_EVENTS) :].decode().partition("/")[0]
 
 
 def deletion(tenant_id: str, request_id: str) -> bytes:
@@ -242,6 +246,7 @@ def open_deletions(tenant_id: str) -> bytes:
 
 
 THRESHOLDS = b"thr/"
+PENDING_THRESHOLD_EVENTS = b"thrp/"  # scanned at every tick: apart from the window records
 
 
 # -- outputs --------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ crash in between loses outputs, never state, so:
     every window's count, the last threshold events, receipts and parts not yet confirmed;
   - what cannot be sent again from the truth alone is kept until a later tick confirms it was
     sent (after a flush): tombstones of windows a license removed (`pub/`.gone) and threshold
-    events (`thr/`.pending, so that a flap inside one batch loses no alert);
+    events (`thrp/`, so that a flap inside one batch loses no alert);
   - a replay, which may see state of commands after it, sends what differs from that state;
     the replay of the command that started a deletion request (or completed it) sends its parts
     (or its receipt) again.
@@ -178,11 +178,10 @@ class TenantStage:
         for key, pub in _scan_all(batch, partition, keys.PUBLISHED):
             if pub.get("gone"):
                 batch.put(keys.TENANT_STATE, partition, key, {**pub, "gone": []})
-        for key, thr in _scan_all(batch, partition, keys.THRESHOLDS):
-            if keys.thresholds_key_parts(key)[2]:
-                batch.delete(keys.TENANT_STATE, partition, key)
-            elif thr.get("pending"):  # an older version's one record of a tenant
-                batch.put(keys.TENANT_STATE, partition, key, {**thr, "pending": []})
+        # (an older version's one record of a tenant keeps its pending events until it is
+        # split: a takeover may send them once more, which receivers drop by event_id)
+        for key, _ in _scan_all(batch, partition, keys.PENDING_THRESHOLD_EVENTS):
+            batch.delete(keys.TENANT_STATE, partition, key)
 
     async def take_over_outputs(self, batch: Batch, partition: int, now: datetime) -> None:
         """A new owner sends the truth of its partition again: whatever a crash of the old one
@@ -201,13 +200,14 @@ class TenantStage:
             self._emit_counts(batch, partition, tenant_id, updates, gone, license_, licensed, now)
         # events not confirmed sent first, then the last of every window and threshold (an
         # older version's one record of a tenant holds both, whole)
-        pending: list[tuple[str, Any]] = []
+        pending = [
+            (keys.tenant_of_pending_event(key), event)
+            for key, event in _scan_all(batch, partition, keys.PENDING_THRESHOLD_EVENTS)
+        ]
         last: list[tuple[str, Any]] = []
         for key, thr in _scan_all(batch, partition, keys.THRESHOLDS):
-            tenant_id, start, is_pending = keys.thresholds_key_parts(key)
-            if is_pending:
-                pending.append((tenant_id, thr))
-            elif start is not None:
+            tenant_id, start = keys.thresholds_key_parts(key)
+            if start is not None:
                 last += [(tenant_id, event) for event in last_events(tenant_id, thr)]
             else:
                 pending += [(tenant_id, event) for event in thr.get("pending", [])]

@@ -86,7 +86,7 @@ def test_every_permitted_threshold_crossed_back_and_forth_between_two_ticks() ->
         for (table, _), rows in p.worker("w0").state.partitions.items()
         if table == keys.TENANT_STATE
         for key in rows.rows
-        if keys.thresholds_key_parts(key)[2]
+        if key.startswith(keys.PENDING_THRESHOLD_EVENTS)
     ]
     assert len(pending) == 6 * 990
     p.restart("w0")  # the takeover sends them all again, identical
