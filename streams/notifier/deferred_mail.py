@@ -17,13 +17,20 @@ How it goes:
      after it was enqueued is given up: logged (ERROR), counted, and kept 30 days in RocksDB.
      While the whole server is away (no connection, 421, a timeout) the tries go on with no
      deadline: an outage loses no e-mail, here as in the consumer, which waits for it.
+  4. A policy answer (5.7.x) is about the address or about this notifier's settings
+     (streams/notifier/smtp.py). It is tried like a 4xx, but with no deadline until the server
+     is seen taking other e-mail after the delivery was enqueued: only that proves the answer
+     is the address's own. A misconfigured relay thus loses no e-mail, and one address's
+     policy holds up nothing.
 On start the loops resume every pending delivery, trying each queue's head at once.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime
 
 import aiosmtplib
 from prometheus_client import Counter, Gauge
@@ -61,16 +68,41 @@ def notify_entry(delivery: Delivery) -> str:
 DEFERRED_MAIL = Channel("mail", deferred_mail_total, deferred_mail_pending, notify_entry)
 
 
+class MailTaken:
+    """When the SMTP server last took an e-mail in this process (the consumer's or a deferred
+    one): the evidence that a policy answer (5.7.x) is about the address it refused. Not kept
+    across a restart: until the server takes mail again, a policy answer is waited out."""
+
+    def __init__(self, now: Callable[[], datetime]) -> None:
+        self.now = now
+        self.last: datetime | None = None
+
+    def taken(self) -> None:
+        self.last = self.now()
+
+    def since(self, when: datetime) -> bool:
+        return self.last is not None and self.last >= when
+
+
+def deferred_mail_channel(mail_taken: MailTaken) -> Channel:
+    return replace(DEFERRED_MAIL, proven=mail_taken.since)
+
+
 class SmtpCourier:
     """The deferred mail's transport: one SMTP transaction for one delivery, to its address
     (the delivery's `url`), of the e-mail its event body makes."""
 
     def __init__(
-        self, settings: SmtpSettings, tls_context: ssl.SSLContext | None, sender: str
+        self,
+        settings: SmtpSettings,
+        tls_context: ssl.SSLContext | None,
+        sender: str,
+        mail_taken: MailTaken,
     ) -> None:
         self.settings = settings
         self.tls_context = tls_context
         self.sender = sender
+        self.mail_taken = mail_taken
 
     async def post(self, address: str, body: bytes, headers: Mapping[str, str]) -> Answer:
         event = decode_event(body)
@@ -85,12 +117,16 @@ class SmtpCourier:
             return failed_try(exc)
         # with one recipient the server takes it or raises; a refusal here is checked all the same
         refusals = smtp.sort_refusals(refused)
-        return refused_answer(refusals) if refusals else Answer(True, "taken by the SMTP server")
+        if refusals:
+            return refused_answer(refusals)
+        self.mail_taken.taken()
+        return Answer(True, "taken by the SMTP server")
 
 
 def failed_try(exc: Exception) -> Answer:
     """What a failed SMTP transaction to one address says: that address refused for good (5xx)
-    or for now (4xx), the message refused for good, or the server itself away (the rest)."""
+    or for now (4xx), by a policy (5.7.x: unclear), the message refused for good, or the server
+    itself away (the rest)."""
     refusals = smtp.refusals_of(exc)  # the address's own answer, when it gave one
     if refusals is not None:
         return refused_answer(refusals)
@@ -102,6 +138,8 @@ def failed_try(exc: Exception) -> Answer:
 
 
 def refused_answer(refusals: smtp.Refusals) -> Answer:
-    final = bool(refusals.final)
-    (answer, *_) = (refusals.final or refusals.for_now).values()
-    return Answer(False, answer, final=final)
+    if refusals.final:
+        return Answer(False, next(iter(refusals.final.values())), final=True)
+    if refusals.for_now:
+        return Answer(False, next(iter(refusals.for_now.values())))
+    return Answer(False, next(iter(refusals.unclear.values())), unclear=True)

@@ -20,9 +20,12 @@ runs and scales apart from the workers. For each event, in order:
      not. An address refused for now (a 4xx answer about that mailbox: full, greylisted), or
      with e-mail of earlier events still pending, costs only itself too: it is enqueued
      durably and retried on its own for 24 h (streams/notifier/deferred_mail.py), and the
-     next event goes on. A failure of the server itself (no connection, a timeout, 421) is
-     waited out with backoff however long it takes, before the next event; the offset is
-     committed only after the event is recorded, so nothing is lost.
+     next event goes on; so is an address refused with a policy answer (5.7.x) while the
+     server took no recipient (that address's policy, or relaying denied to this notifier),
+     with no deadline until the server is seen taking other mail. A failure of the server
+     itself (no connection, a timeout, 421) is waited out with backoff however long it takes,
+     before the next event; the offset is committed only after the event is recorded, so
+     nothing is lost.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from streams.config.settings import Settings
 from streams.domain.dead_letters import dead_letter, encode
 from streams.domain.decoding import Rejected
 from streams.notifier import smtp
-from streams.notifier.deferred_mail import DEFERRED_MAIL, SmtpCourier
+from streams.notifier.deferred_mail import MailTaken, SmtpCourier, deferred_mail_channel
 from streams.notifier.licenses import LicenseReader, WebhookBook
 from streams.notifier.mail import (
     MailableEvent,
@@ -65,6 +68,7 @@ from streams.notifier.webhooks import (
     DeliveryQueue,
     Dispatcher,
     RocksKV,
+    WallClock,
     webhook_secret,
 )
 from streams.stages.ingest import InputRecord
@@ -147,6 +151,7 @@ class Notifier:
         self.webhook_secret = webhook_secret
         self.webhook_book = WebhookBook()  # filled by run()'s license reader
         self.webhooks: Dispatcher | None = None  # set by run()
+        self.mail_taken = MailTaken(retry_clock.now if retry_clock else WallClock().now)
         self.deferred_mail = self.deferred_mail_dispatcher(retry_clock)
         self._warned_backfill: set[str] = set()
         self._stopping = asyncio.Event()
@@ -157,8 +162,9 @@ class Notifier:
         if self.smtp is None:
             return None
         kv = RocksKV(self.settings.state_dir / "notifier" / "deferred-mail.db")
-        courier = SmtpCourier(self.smtp, self.tls_context, self.sender)
-        return Dispatcher(DeliveryQueue(kv), courier, None, clock, channel=DEFERRED_MAIL)
+        courier = SmtpCourier(self.smtp, self.tls_context, self.sender, self.mail_taken)
+        channel = deferred_mail_channel(self.mail_taken)
+        return Dispatcher(DeliveryQueue(kv), courier, None, clock, channel=channel)
 
     @property
     def group_id(self) -> str:
@@ -344,6 +350,16 @@ class Notifier:
         if self.smtp is None:
             return self.write_to_outbox(event, message, len(to_send))
         sent = await self.send_through_outages(event, message) if to_send else smtp.Refusals()
+        if isinstance(sent, smtp.Refusals) and sent.unclear:
+            log.warning(
+                "SMTP %s:%s refused every address of event %s with a policy answer (%s): the "
+                "notifier's settings (relaying denied?) or these addresses' own policy; each "
+                "is retried on its own, and later events go on",
+                self.smtp.host,
+                self.smtp.port,
+                event.event_id,
+                next(iter(sent.unclear.values())),
+            )
         if isinstance(sent, str):  # the server will never take this message
             notifications_total.labels("address_refused").inc(len(to_send))
             notifications_total.labels("address_deferred").inc(len(waiting))
@@ -378,6 +394,7 @@ class Notifier:
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
             else:
+                self.mail_taken.taken()  # aiosmtplib raises when no recipient took it
                 return smtp.sort_refusals(refused)
         raise Stopped
 
@@ -400,7 +417,7 @@ class Notifier:
 def sorted_out(tried: int, refusals: smtp.Refusals, waiting: list[str]) -> Delivery:
     """An SMTP transaction's result: the addresses refused for good are the event's problems;
     those refused for now, and those still `waiting` behind earlier mail, are deferred."""
-    deferred = [*waiting, *refusals.for_now]
+    deferred = [*waiting, *refusals.retried]
     notifications_total.labels("address_refused").inc(len(refusals.final))
     notifications_total.labels("address_deferred").inc(len(deferred))
     mailed = tried - len(refusals)

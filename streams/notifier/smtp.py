@@ -10,12 +10,17 @@ to trust instead of the system's (a company's own mail server). The old `SMTP_ST
 still works and means `SMTP_TLS=starttls|none` (with its old default port, 587 for true).
 
 What a failure is about decides what the notifier does (streams/notifier/service.py):
-  the server   no connection, a timeout, 421, a refused sender, login or DATA, 5.7.x to every
-               recipient: the same for every event, so the notifier waits for it and loses none
+  the server   no connection, a timeout, 421, a refused sender, login or DATA: the same for
+               every event, so the notifier waits for it and loses none
   one address  an answer to RCPT while the server takes the transaction: 5xx is final (the
                event is dead-lettered saying so), 4xx is that mailbox's for now (full,
                greylisted): it is retried alone, for 24 h, and holds up no other address,
                tenant or webhook
+  unclear      a policy answer (5.7.x) to every recipient: "relay access denied" for this
+               notifier's settings, or "recipient rejected: access denied" for that address
+               alone. One answer cannot tell them apart, so each address is retried alone, as a
+               4xx is, with no deadline until the server is seen taking other mail: a
+               misconfigured notifier loses no e-mail, and one address's policy holds up nothing
   the message  SMTPUTF8 not supported: the event is dead-lettered
 """
 
@@ -183,9 +188,17 @@ class Refusals:
     # address -> answer: a 4xx about that mailbox (full, greylisted, over its rate): it is
     # retried alone, for 24 h, while every other recipient and event goes on
     for_now: dict[str, str] = field(default_factory=dict)
+    # address -> answer: a 5.7.x while the server took no recipient: this address's policy or
+    # the notifier's settings (see the module's docstring); retried alone like `for_now`
+    unclear: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.final) + len(self.for_now)
+        return len(self.final) + len(self.for_now) + len(self.unclear)
+
+    @property
+    def retried(self) -> dict[str, str]:
+        """The addresses retried on their own, with their answers."""
+        return {**self.for_now, **self.unclear}
 
 
 def sort_refusals(refused: Mapping[str, aiosmtplib.SMTPResponse]) -> Refusals:
@@ -201,17 +214,22 @@ def sort_refusals(refused: Mapping[str, aiosmtplib.SMTPResponse]) -> Refusals:
 
 def refusals_of(exc: Exception) -> Refusals | None:
     """Every recipient refused, each for a reason of its own; None for any other failure, and
-    when one answer is about the server (421, 5.7.x), which the notifier waits out."""
+    when one answer is about the server (421: it is closing the connection, RFC 5321 3.8),
+    which the notifier waits out. A policy answer (5.7.x) is `unclear` here: the server took
+    no recipient, so it may be about this notifier's settings rather than the address."""
     if not isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         return None
-    if any(_about_the_server(refusal) for refusal in exc.recipients):
+    if any(refusal.code == 421 for refusal in exc.recipients):
         return None
-    return sort_refusals(
+    policy = {r.recipient: f"{r.code} {r.message}" for r in exc.recipients if _policy(r)}
+    others = sort_refusals(
         {
             refusal.recipient: aiosmtplib.SMTPResponse(refusal.code, refusal.message)
             for refusal in exc.recipients
+            if refusal.recipient not in policy
         }
     )
+    return Refusals(others.final, others.for_now, policy)
 
 
 def answer_about_the_mail(exc: Exception) -> str | Refusals | None:
@@ -235,12 +253,10 @@ def permanent(exc: Exception) -> str | None:
 
 
 def _refuses_the_address(refusal: aiosmtplib.SMTPRecipientRefused) -> bool:
-    # 5xx is final, except 5.7.x (policy: relaying denied, authentication required): that is
-    # about this notifier's settings, the same for every event, so it is retried until fixed.
-    return refusal.code >= 500 and not refusal.message.startswith("5.7.")
+    # 5xx is final, except 5.7.x (policy: relaying denied, authentication required), which may
+    # be about this notifier's settings: it is `unclear` (see the module's docstring).
+    return refusal.code >= 500 and not _policy(refusal)
 
 
-def _about_the_server(refusal: aiosmtplib.SMTPRecipientRefused) -> bool:
-    # 421: the server is closing the connection (RFC 5321 3.8), for every message alike. A
-    # 5.7.x answer to every recipient: this notifier's settings (see _refuses_the_address).
-    return refusal.code == 421 or (refusal.code >= 500 and refusal.message.startswith("5.7."))
+def _policy(refusal: aiosmtplib.SMTPRecipientRefused) -> bool:
+    return refusal.code >= 500 and refusal.message.startswith("5.7.")

@@ -20,7 +20,8 @@ transport and clock injected. The shell: `RocksKV` and `AiohttpTransport`.
 
 The queues and the dispatcher serve the e-mail a mailbox refused for now as well (a `Channel`
 names what is delivered; streams/notifier/deferred_mail.py): an SMTP server's answer can also
-say that no try will help (`Answer.final`) or that the whole server is away (`server_down`).
+say that no try will help (`Answer.final`), that the whole server is away (`server_down`), or
+that it may be either the address's or the server's (`unclear`: the channel's `proven` decides).
 """
 
 from __future__ import annotations
@@ -362,6 +363,9 @@ class Answer:
     # A failed try is tried again until 24 h after the delivery was enqueued, unless:
     final: bool = False  # no try will help (a mailbox that does not exist): given up at once
     server_down: bool = False  # the whole server is away: tried again with no deadline
+    # about the delivery's target, or the server's for every target (an SMTP policy answer):
+    # `server_down` unless the channel's `proven` says the server served others since
+    unclear: bool = False
 
 
 @dataclass(frozen=True)
@@ -372,6 +376,8 @@ class Channel:
     deliveries_total: Counter  # by outcome: enqueued, delivered, retry, gave_up
     pending: Gauge  # enqueued, not yet delivered or given up
     target: Callable[[Delivery], str]  # where a delivery goes, as the log may show it
+    # whether an `unclear` answer is the target's own, given when its delivery was enqueued
+    proven: Callable[[datetime], bool] = lambda enqueued_at: True
 
 
 def _webhook_target(delivery: Delivery) -> str:
@@ -475,6 +481,8 @@ class Dispatcher:
 
     async def _try(self, delivery: Delivery) -> None:
         answer = await self._post(delivery)
+        if answer.unclear and not self.channel.proven(delivery.enqueued_at):
+            answer = replace(answer, server_down=True)
         now = self.clock.now()
         channel, where = self.channel, self.channel.target(delivery)
         if answer.delivered:

@@ -328,9 +328,6 @@ OUTAGES = [
     SMTPRecipientsRefused([SMTPRecipientRefused(421, "4.7.0 Try again later", "a@acme.example")]),
     aiosmtplib.SMTPSenderRefused(451, "4.3.0 Temporary system failure", "lms@example.com"),
     aiosmtplib.SMTPDataError(452, "4.3.1 Insufficient system storage"),
-    SMTPRecipientsRefused(  # policy for every recipient: this notifier's settings
-        [SMTPRecipientRefused(554, "5.7.1 Relay access denied", "a@acme.example")]
-    ),
 ]
 
 
@@ -378,6 +375,73 @@ def test_a_stop_during_an_outage_loses_nothing(
     notifier = notifiers()  # a restart: the uncommitted event comes again
     assert run(notifier.handle(record(0, value))) == "sent"
     assert server.mailed("e-1") == ["a@acme.example"]
+
+
+# -- a policy answer (5.7.x) to every address: the settings, or those addresses' own ------------
+
+POLICY = (554, "5.7.1 Relay access denied")
+
+
+def test_a_relay_refused_to_the_notifier_holds_up_nothing_and_loses_nothing(
+    server: SmtpServer, clock: VirtualClock, notifiers: Callable[[], Notifier]
+) -> None:
+    """A misconfigured relay answers 5.7.1 to every address of every tenant. Each event goes on
+    at once (one tenant's answer cannot tell a setting from its own policy), and no e-mail is
+    given up however long it lasts, since the server takes none: once fixed, every one goes."""
+    addresses = ["a@acme.example", "ops@globex.example"]
+    server.refusing.update(dict.fromkeys(addresses, POLICY))
+    notifier = notifiers()
+    dispatcher = dispatcher_of(notifier)
+
+    async def scenario() -> list[str]:
+        outcomes = [
+            await notifier.handle(record(0, event("acme-1", "acme", addresses[:1]))),
+            await notifier.handle(record(1, event("globex-1", "globex", addresses[1:]))),
+        ]
+        await clock.run(dispatcher, until=reached(clock, T0 + 30 * H))  # past 24 h
+        assert given_up(notifier) == [] and len(pending(notifier)) == 2
+        server.refusing.clear()  # the operator fixes the relay
+        await clock.run(dispatcher)
+        return outcomes
+
+    assert run(scenario()) == ["deferred", "deferred"]
+    assert server.mailed("acme-1") == ["a@acme.example"]
+    assert server.mailed("globex-1") == ["ops@globex.example"]
+    assert pending(notifier) == {} and given_up(notifier) == []
+    # the fix is seen within one backoff (10 min)
+    assert server.tries[-1][1] - T0 <= 30 * H + timedelta(minutes=10)
+
+
+def test_an_address_refused_by_policy_while_others_are_mailed_is_given_up_after_24_h(
+    server: SmtpServer, clock: VirtualClock, notifiers: Callable[[], Notifier]
+) -> None:
+    """One tenant's only address is denied (554 5.7.1 recipient rejected) while the server
+    takes every other tenant's mail: that proves the answer is the address's own, so it costs
+    only itself and is given up after 24 h, like a full mailbox."""
+    denied = "denied@acme.example"
+    server.refusing[denied] = (554, "5.7.1 <denied@acme.example>: Recipient address rejected")
+    notifier = notifiers()
+    dispatcher = dispatcher_of(notifier)
+
+    async def scenario() -> list[str]:
+        outcomes = [await notifier.handle(record(0, event("acme-1", "acme", [denied])))]
+        await clock.run(dispatcher, until=reached(clock, T0 + H))
+        assert given_up(notifier) == []  # waited out: no other mail was taken yet
+        # later events go on at once, and the server takes them
+        outcomes.append(
+            await notifier.handle(record(1, event("globex-1", "globex", ["ops@globex.example"])))
+        )
+        outcomes.append(await notifier.handle(record(2, event("acme-2", "acme", [denied]))))
+        await clock.run(dispatcher)
+        return outcomes
+
+    assert run(scenario()) == ["deferred", "sent", "deferred"]
+    assert server.mailed("globex-1") == ["ops@globex.example"]
+    assert [state["event_id"] for state in given_up(notifier)] == ["acme-1", "acme-2"]
+    # acme-1 at 24 h after it was enqueued, acme-2 at 24 h after it was (an hour later, give or
+    # take the backoff the clock was at)
+    assert 25 * H <= server.tried(denied)[-1] <= 25 * H + timedelta(minutes=10)
+    assert pending(notifier) == {}
 
 
 # -- durable: recorded once, resumed after a restart ----------------------------------------------
@@ -432,13 +496,15 @@ def refused(*answers: tuple[int, str]) -> SMTPRecipientsRefused:
     )
 
 
-# a failed transaction -> the server (None), why the message never goes, or (final, for now)
+# a failed transaction -> the server (None), why the message never goes, or (final, for now[,
+# unclear])
 ABOUT_THE_MAIL: list[tuple[Exception, object]] = [
     (refused(FULL), ((), ("r0@x.example",))),
     (refused((450, "4.2.0 greylisted"), UNKNOWN), (("r1@x.example",), ("r0@x.example",))),
     (refused(UNKNOWN, (553, "mailbox name not allowed")), "refused every recipient (550, 553)"),
     (refused(FULL, (421, "4.7.0 closing")), None),  # the server goes away
-    (refused(FULL, (554, "5.7.1 Relay access denied")), None),  # the settings
+    # a policy answer while the server took no recipient: the settings or the address's own
+    (refused(FULL, (554, "5.7.1 Relay access denied")), ((), ("r0@x.example",), ("r1@x.example",))),
     (aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported"), "cannot take it: SMTPUTF8"),
     (aiosmtplib.SMTPSenderRefused(452, "4.3.1 no room", "lms@example.com"), None),
     (aiosmtplib.SMTPDataError(451, "4.3.0 try later"), None),
@@ -451,7 +517,10 @@ ABOUT_THE_MAIL: list[tuple[Exception, object]] = [
 def test_what_a_failed_transaction_is_about(exc: Exception, expected: object) -> None:
     answer = smtp.answer_about_the_mail(exc)
     if isinstance(answer, smtp.Refusals):
-        assert (tuple(answer.final), tuple(answer.for_now)) == expected
+        assert isinstance(expected, tuple)
+        assert (tuple(answer.final), tuple(answer.for_now), tuple(answer.unclear)) == (
+            (*expected, ()) if len(expected) == 2 else expected
+        )
     elif expected is None:
         assert answer is None
     else:
@@ -491,6 +560,17 @@ def test_a_retry_of_one_address_tells_its_refusals_from_the_server_going_away(
         expected.server_down,
     )
     assert expected.detail in answer.detail
+
+
+def test_a_retry_refused_by_policy_is_unclear() -> None:
+    answer = failed_try(refused(POLICY))
+    assert (answer.delivered, answer.final, answer.server_down, answer.unclear) == (
+        False,
+        False,
+        False,
+        True,
+    )
+    assert answer.detail == "554 " + POLICY[1]
 
 
 # (failed at, failures so far incl. this one, the answer) -> next try, or None: give up
