@@ -17,6 +17,8 @@ class CountRecord(OutputModel):
     active_learners: int = Field(description="unique learners with attempts in this window")
     total_learners: int = Field(description="unique learners with any attempt not deleted")
     learner_limit: int | None
-    utilization_pct: float | None = Field(description="active / limit x 100; null without limit")
+    utilization_pct: float | None = Field(
+        description="active / limit x 100, cut to two decimals; null without limit"
+    )
     licensed: bool = Field(description="false: the tenant has no license; defaults apply")
     updated_at: datetime

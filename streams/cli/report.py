@@ -10,7 +10,7 @@ import sys
 
 from streams.cli.common import CommandError, require_broker
 from streams.config.settings import Settings
-from streams.domain.reports import spreadsheet_text
+from streams.domain.reports import shown_utilization, spreadsheet_text, terminal_text
 
 
 def cmd_counts(args: argparse.Namespace, settings: Settings) -> int:
@@ -66,7 +66,7 @@ def format_license_details(details: dict) -> str:
     lic = details["license"]
     window = details["window"]
     limit = "no limit" if lic["learner_limit"] is None else f"{lic['learner_limit']:,}"
-    pct = details["utilization_pct"]
+    pct = shown_utilization(details["active_learners"], lic["learner_limit"])
     lines = [
         f"License Key details of {details['tenant_id']}"
         + ("" if details["licensed"] else " (no license: the default one)"),
@@ -131,10 +131,11 @@ def format_counts_table(rows: list[dict]) -> str:
     for record in rows:
         window = record["window"]
         limit = record["learner_limit"]
-        pct = record["utilization_pct"]
+        pct = shown_utilization(record["active_learners"], limit)
         lines.append(
             (
-                record["tenant_id"] + ("" if record["licensed"] else " (unlicensed)"),
+                terminal_text(record["tenant_id"])
+                + ("" if record["licensed"] else " (unlicensed)"),
                 f"{window['start']} .. {window['end']} ({window['months']}m)",
                 f"{record['active_learners']:,}",
                 f"{record['total_learners']:,}",

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from streams.cli.common import CommandError
 from streams.config.settings import Settings
-from streams.domain.reports import csv_line
+from streams.domain.reports import csv_line, terminal_text
 
 
 def api_base(args: argparse.Namespace, settings: Settings) -> str:
@@ -92,7 +92,7 @@ def unexpected(base: str, exc: Exception) -> CommandError:
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = [header, *rows]
+    lines = [header, *([terminal_text(cell) for cell in row] for row in rows)]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = [
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()

@@ -260,6 +260,15 @@ def advisor_tally(
 # -- output formats -------------------------------------------------------------------------------
 
 
+def shown_utilization(active: int, limit: int | None) -> float | None:
+    """Active learners as a % of the limit, cut (not rounded) to one decimal for people: 9,999 of
+    10,000 is 99.9 %, never "100.0 %" beside a 100 % threshold not reached. So a shown figure is
+    at or above a whole threshold percentage exactly when that threshold is reached."""
+    if limit is None:
+        return None
+    return (active * 1000 // limit) / 10
+
+
 # A spreadsheet runs a cell that starts with one of these as a formula: an id sent by the LMS
 # as `=HYPERLINK(...)` would run on the administrator's machine (CSV injection, OWASP).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -272,6 +281,16 @@ def spreadsheet_text(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
     return value
+
+
+def terminal_text(text: str) -> str:
+    """Text for a terminal, every character that is not printable (control characters, line
+    breaks, Unicode direction overrides) written as its Python escape (`\\x1b`, `\\n`,
+    `\\u202e`): team and role ids may hold any character, and printed as they are they could
+    clear or retitle the administrator's terminal or forge a row of a table."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def csv_line(values: Sequence[Any]) -> str:

@@ -152,9 +152,11 @@ def plan_publication(
 
 
 def utilization_pct(active: int, limit: int | None) -> float | None:
+    """active / limit in %, cut (not rounded) to two decimals: 99,999 of 100,000 is 99.99, never
+    a 100.0 that says the limit is reached when it is not."""
     if limit is None:
         return None
-    return round(active * 100.0 / limit, 2)
+    return active * 10_000 // limit / 100
 
 
 def threshold_learners(limit: int, pct: int) -> int:

@@ -5,10 +5,13 @@ Pure functions from the API's answers to HTML; streams/http/web.py serves them.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from html import escape
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from streams.domain.reports import shown_utilization
 
 STYLE = """
 body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2433;
@@ -119,7 +122,8 @@ def tenants_page(summaries: list[dict[str, Any]], csrf: str, who: str | None = N
             f"({s['window']['months']} m)</td>"
             f'<td class="num">{s["active_learners"]:,}</td>'
             f'<td class="num">{s["total_learners"]:,}</td><td class="num">{limit}</td>'
-            f"<td>{utilization_bar(s['utilization_pct'])}</td></tr>"
+            f"<td>{utilization_bar(shown_utilization(s['active_learners'], s['learner_limit']))}"
+            "</td></tr>"
         )
     body = (
         f"<h1>Tenants ({len(ordered)})</h1>"
@@ -245,25 +249,39 @@ def confirm_form(
 </form>"""
 
 
-def selector_text(selector: dict[str, Any] | None) -> str:
+def selector_text(selector: dict[str, Any] | None, timezone: str = "UTC") -> str:
     if not selector:
         return "\u2013"
     values = selector["values"]
     if selector["kind"] == "attempts":
         values = [f"{v['learner_id']}:{v['attempt_id']}" for v in values]
+    if selector["kind"] == "older_than":
+        # in the tenant's zone: the date typed into the dashboard, not the day before in UTC
+        values = [when(local_instant(value, timezone)) for value in values]
     shown = ", ".join(str(v) for v in values[:5])
     more = f" and {len(values) - 5:,} more" if len(values) > 5 else ""
     return f"{selector['kind']}: {shown}{more}"
 
 
-def audit_table(receipts: list[dict[str, Any]]) -> str:
-    """The deletion audit trail: who asked what, why, and what it did (newest first)."""
+def local_instant(text: str, timezone: str) -> str:
+    """An ISO instant as the same instant in a time zone (ISO, with that zone's offset); text
+    that is no instant as it is (a receipt never makes the tenant's page fail)."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return moment.astimezone(ZoneInfo(timezone)).isoformat()
+    except (ValueError, TypeError, OverflowError, AttributeError):
+        return str(text)
+
+
+def audit_table(receipts: list[dict[str, Any]], timezone: str = "UTC") -> str:
+    """The deletion audit trail: who asked what, why, and what it did (newest first); cut-offs
+    in the tenant's `timezone`."""
     if not receipts:
         return '<p class="muted">No deletion requests.</p>'
     rows = "".join(
         f"<tr><td>{escape(when(r.get('completed_at')))}</td><td>{escape(r['mode'])}</td>"
         f"<td>{escape(r.get('requested_by') or DASH)}</td>"
-        f"<td>{escape(selector_text(r.get('selector')))}</td>"
+        f"<td>{escape(selector_text(r.get('selector'), timezone))}</td>"
         f"<td>{escape(r.get('reason') or '')}</td>"
         f'<td class="num">{r["attempts_affected"]:,}</td>'
         f'<td class="num">{r["learners_affected"]:,}</td>'
@@ -291,7 +309,7 @@ def tenant_page(
     tenant = escape(details["tenant_id"])
     lic = details["license"]
     limit = lic["learner_limit"]
-    pct = details["utilization_pct"]
+    pct = shown_utilization(details["active_learners"], limit)
     cards = (
         '<div class="grid">'
         f'<div class="card"><div class="muted">Active Learners</div><div class="big">'
@@ -336,7 +354,7 @@ def tenant_page(
         + "</table>"
     )
     event_rows = "".join(
-        f"<tr><td>{escape(e['occurred_at'][:19])}</td><td>{escape(e['window']['start'])}</td>"
+        f"<tr><td>{escape(when(e['occurred_at']))}</td><td>{escape(e['window']['start'])}</td>"
         f"<td>{escape(e['direction'])}</td><td>{e['threshold_pct']} %</td>"
         f'<td class="num">{e["active_learners"]:,} / {e["learner_limit"]:,}</td></tr>'
         for e in reversed(events[-20:])
@@ -374,7 +392,7 @@ def tenant_page(
         f"{window_chart(windows, limit, details['thresholds'])}</div>"
         f"{reports_html(reports, str(lic['timezone']))}"
         f"<h2>Threshold events</h2>{events_table}{forms}"
-        f"<h2>Deletion audit trail</h2>{audit_table(receipts)}"
+        f"<h2>Deletion audit trail</h2>{audit_table(receipts, str(lic['timezone']))}"
     )
     return page(details["tenant_id"], body, who, csrf)
 

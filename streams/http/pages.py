@@ -174,7 +174,7 @@ class DeleteForm(TenantPage):
         caller = self.caller(request)
 
         def body() -> dict[str, Any]:
-            if form.get("confirm", "").strip() != tenant_id:
+            if not _confirmed(form.get("confirm", ""), tenant_id):
                 raise api.ApiError(400, f"type {tenant_id} to confirm the deletion")
             preview_id = form.get("preview_request_id", "")
             preview = model.receipt(tenant_id, preview_id)
@@ -227,6 +227,14 @@ class DotPreviewForm(PreviewForm):
 class DotDeleteForm(DeleteForm):
     async def post(self, request: Request) -> Response:  # type: ignore[override]
         return await super().post(request, _tenant_in_query(request))
+
+
+def _confirmed(typed: str, tenant_id: str) -> bool:
+    """Whether the administrator typed the tenant id. Spaces around it do not count: an id may
+    begin or end with spaces (" acme" is valid), which the page does not show, and the path, not
+    this field, names the tenant. Something must be typed, also for an id of spaces only."""
+    stripped = typed.strip()
+    return typed == tenant_id or (stripped != "" and stripped == tenant_id.strip())
 
 
 def _reason(form: dict[str, str]) -> dict[str, str]:

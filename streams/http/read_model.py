@@ -51,8 +51,13 @@ class ReadModel:
                 self.licenses[key.decode("utf-8", "replace")] = None
             return
         license_ = decode(License, value)
-        if not isinstance(license_, Rejected):  # the service dead-letters the others
-            self.licenses[license_.tenant_id] = license_.model_dump(mode="json")
+        if isinstance(license_, Rejected):  # the service dead-letters it
+            return
+        if key is not None and key != license_.tenant_id.encode():
+            # dead-lettered too (streams/stages/ingest.py): it governs no window, so shown it
+            # would put another limit, zone and windows on the tenant's page
+            return
+        self.licenses[license_.tenant_id] = license_.model_dump(mode="json")
 
     def apply_count(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:

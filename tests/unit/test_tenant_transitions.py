@@ -134,7 +134,15 @@ def test_threshold_learners_is_the_ceiling(limit: int, pct: int, learners: int) 
 
 def test_utilization() -> None:
     assert utilization_pct(1, 3) == 33.33
+    assert utilization_pct(2, 3) == 66.66  # cut, not rounded
     assert utilization_pct(5, None) is None
+
+
+@pytest.mark.parametrize("limit", [100, 10_000, 100_000, 999_999, 1_000_000_000])
+def test_utilization_reaches_100_only_at_the_limit(limit: int) -> None:
+    assert utilization_pct(limit - 1, limit) < 100.0
+    assert utilization_pct(limit, limit) == 100.0
+    assert utilization_pct(limit + 1, limit) >= 100.0
 
 
 def test_merge_partials_keeps_the_newer_report_per_partition() -> None:

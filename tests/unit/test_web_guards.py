@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -554,3 +555,68 @@ def test_every_answer_has_the_security_headers(server: Server) -> None:
         assert answer.headers["X-Content-Type-Options"] == "nosniff"
         assert answer.headers["Referrer-Policy"] == "same-origin"
         assert answer.headers["Server"] == "active-learners"
+
+
+# -- found by the read-side review of 2026-12 (the rest: tests/unit/test_read_side_attack_api.py) -
+
+
+def test_the_deletions_call_answers_a_huge_limit_with_a_400(
+    server: Server, isolated: Views
+) -> None:
+    path = "/api/tenants/acme/deletions?limit=" + "9" * 5_000
+    answer = server.call("GET", path, headers=bearer(READ_ACME))
+    assert answer.status == 400, answer.text[:300]
+    assert "limit" in answer.json()["error"]
+
+
+def preview_of(tenant: str, learners: list[str]) -> bytes:
+    return json.dumps(
+        {
+            "request_id": "pv-1",
+            "tenant_id": tenant,
+            "mode": "preview",
+            "selector": {"kind": "learner_ids", "values": learners},
+            "requested_at": datetime.now(UTC).isoformat(),
+            "requested_by": "admin-all",
+            "reason": None,
+            "attempts_affected": 1,
+            "learners_affected": 1,
+            "windows": [{"start": "2026-10-01", "active_before": 10, "active_after": 9}],
+            "completed_at": datetime.now(UTC).isoformat(),
+            "error": None,
+        }
+    ).encode()
+
+
+@pytest.mark.parametrize("tenant", [" acme", "acme ", "  "])
+def test_a_tenant_id_with_outer_spaces_can_confirm_a_deletion(
+    server: Server, isolated: Views, submitted: list[dict[str, Any]], tenant: str
+) -> None:
+    """ " acme" is a valid tenant id (any string without '/' or control characters). The form
+    stripped what the administrator typed and compared it with the unstripped id: no input
+    could ever confirm that tenant's deletions."""
+    isolated.model.apply_license(
+        tenant.encode(), json.dumps({**LICENSE, "tenant_id": tenant}).encode()
+    )
+    isolated.model.apply_receipt(preview_of(tenant, ["l1"]))
+    session = server.sign_in(ADMIN_ALL)
+    form = {"confirm": tenant, "preview_request_id": "pv-1"}
+    answer = server.post_form(dashboard.tenant_path(tenant, "/delete"), session, form)
+    assert answer.status == 200, re.findall(r"class=\"error\">([^<]*)", answer.text)
+    assert [record["learner_ids"] for record in submitted] == [["l1"]]
+    assert [record["tenant_id"] for record in submitted] == [tenant]
+
+
+@pytest.mark.parametrize(("tenant", "typed"), [("  ", ""), ("  ", " "), (" acme", "acm")])
+def test_a_deletion_is_still_confirmed_only_by_typing_the_tenant_id(
+    server: Server, isolated: Views, submitted: list[dict[str, Any]], tenant: str, typed: str
+) -> None:
+    isolated.model.apply_license(
+        tenant.encode(), json.dumps({**LICENSE, "tenant_id": tenant}).encode()
+    )
+    isolated.model.apply_receipt(preview_of(tenant, ["l1"]))
+    session = server.sign_in(ADMIN_ALL)
+    form = {"confirm": typed, "preview_request_id": "pv-1"}
+    answer = server.post_form(dashboard.tenant_path(tenant, "/delete"), session, form)
+    assert answer.status == 400, answer.status
+    assert submitted == []
