@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
+
+from kafka.errors import KafkaError
 
 from schemas.common import EARLIEST_YEAR, LATEST_YEAR
 from streams.config.settings import Settings
@@ -22,6 +24,25 @@ class CommandError(Exception):
 def require_broker(settings: Settings, timeout_s: float) -> None:
     """Fail with a one-line error, within `timeout_s`, when no broker answers."""
     admin_client(settings, timeout_s=timeout_s).close()
+
+
+def require_topics(settings: Settings, names: Iterable[str], timeout_s: float) -> None:
+    """Fail with a one-line error when a topic is missing (not created yet, or TOPIC_PREFIX
+    mistyped): the brokers create none on demand, so a client would wait a minute for it and
+    then fail with a traceback, and a reader would see an empty topic."""
+    admin = admin_client(settings, timeout_s=timeout_s)
+    try:
+        existing = set(admin.list_topics())
+    except KafkaError as exc:
+        raise CommandError(f"cannot list the topics ({type(exc).__name__}: {exc})") from None
+    finally:
+        admin.close()
+    missing = [settings.topic(name) for name in names if settings.topic(name) not in existing]
+    if missing:
+        raise CommandError(
+            f"no topic {', '.join(missing)} (TOPIC_PREFIX={settings.topic_prefix!r}): "
+            "run `active-learners topics` first, or check TOPIC_PREFIX"
+        )
 
 
 def open_input(path: str, errors: str = "strict"):  # type: ignore[no-untyped-def]
@@ -51,7 +72,8 @@ def _int_at_least(text: str, low: int, high: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        # (a number of more than 4,300 digits too: Python refuses to read it)
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:40]!r}") from None
     if value < low:
         raise argparse.ArgumentTypeError(f"expected a number of at least {low}, got {value}")
     if high is not None and value > high:

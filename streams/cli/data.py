@@ -7,14 +7,17 @@ import contextlib
 import io
 import json
 import sys
+from datetime import datetime, timedelta
 from typing import Any, TextIO
 
+from schemas.common import EARLIEST_YEAR
 from streams.cli.common import (
     CommandError,
     first_error,
     open_input,
     parse_instant,
     require_broker,
+    require_topics,
 )
 from streams.config.settings import Settings
 
@@ -24,6 +27,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
     now = parse_instant(args.now) if args.now else None
     spec = DatasetSpec(launches=args.launches, tenants=args.tenants, seed=args.seed, now=now)
+    check_history_start(spec.now, spec.history_days)
     out = sys.stdout if args.out == "-" else open_output(args.out)
     written = 0
     try:
@@ -39,6 +43,16 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def check_history_start(now: datetime | None, history_days: int) -> None:
+    """The launches span `history_days` before `--now`: each must be a valid launch (from the
+    year 1900 on), or the dataset is dead-lettered and refused by `verify`."""
+    if now is not None and (now - timedelta(days=history_days)).year < EARLIEST_YEAR:
+        raise CommandError(
+            f"--now: the history of {history_days} days before it must start in "
+            f"{EARLIEST_YEAR} or later"
+        )
+
+
 def open_output(path: str) -> TextIO:
     if not path:
         raise CommandError("--out: give a file name, or - for stdout")
@@ -49,10 +63,13 @@ def open_output(path: str) -> TextIO:
 
 
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
-    from schemas.topics import ATTEMPT_DELETIONS, LAUNCHES, LICENSES
+    from schemas.topics import ATTEMPT_DELETIONS, INPUTS, LAUNCHES, LICENSES
     from streams.kafka.io import key_of, produce_records, topic_of
 
+    if args.file != "-":
+        open_input(args.file).close()  # a missing file is told before any wait for the broker
     require_broker(settings, args.timeout)
+    require_topics(settings, [args.topic] if args.topic else INPUTS, args.timeout)
     source = read_stdin() if args.file == "-" else open_input(args.file, "surrogateescape")
     counts: dict[str, int] = {LAUNCHES: 0, LICENSES: 0, ATTEMPT_DELETIONS: 0}
 

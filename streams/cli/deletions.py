@@ -21,8 +21,9 @@ from pydantic import ValidationError
 from schemas import topics
 from schemas.common import MAX_ID_LENGTH
 from schemas.deletions import DeletionRequest
-from streams.cli.common import CommandError, require_broker
+from streams.cli.common import CommandError, require_broker, require_topics
 from streams.config.settings import Settings
+from streams.domain.decoding import FUTURE_TOLERANCE
 from streams.domain.deletions import build_request
 from streams.domain.selectors import Selector
 from streams.domain.windows import add_months
@@ -59,6 +60,14 @@ def parse_cutoff(text: str, now: datetime) -> datetime:
     return value
 
 
+def future_checked(cutoff: datetime) -> datetime:
+    """A cut-off after now would erase launches yet to come: the worker refuses it (an error
+    receipt); said here before anything is sent, and without a worker to answer."""
+    if cutoff > datetime.now(UTC) + FUTURE_TOLERANCE:
+        raise ValueError(f"--older-than: {cutoff.isoformat()} is in the future")
+    return cutoff
+
+
 def parse_attempt(text: str) -> dict[str, str]:
     learner, sep, attempt = text.partition(":")
     if not sep or not learner or not attempt:
@@ -67,11 +76,16 @@ def parse_attempt(text: str) -> dict[str, str]:
 
 
 def read_learners(path: str) -> list[str]:
+    """One learner id a line, each exactly as written but for surrounding white space. No line
+    is a comment: any string is a valid id, `#1` too, and a skipped one would silently stay.
+    A byte order mark (a spreadsheet's export) is no part of the first id."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
     except OSError as exc:
         raise ValueError(f"--learners-file: cannot read {path}: {exc.strerror}") from None
-    learners = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    except UnicodeDecodeError:
+        raise ValueError(f"--learners-file: {path} is not UTF-8 text") from None
+    learners = [line.strip() for line in lines if line.strip()]
     if not learners:
         raise ValueError(f"--learners-file: {path} names no learners")
     return learners
@@ -207,9 +221,8 @@ def ask(question: str) -> bool:
 
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
 
-    chosen = [
-        x for x in (args.attempt, args.learners_file, args.older_than, args.team, args.role) if x
-    ]
+    options = (args.attempt, args.learners_file, args.older_than, args.team, args.role)
+    chosen = [x for x in options if x is not None]  # an empty value is given, and refused below
     if len(chosen) != 1:
         raise CommandError(
             "give exactly one of --attempt, --learners-file, --older-than, --team, --role "
@@ -220,16 +233,17 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
     if args.reason is not None and len(args.reason) > 1000:
         raise CommandError(f"--reason: at most 1,000 characters, got {len(args.reason):,}")
     try:
-        if args.attempt:
+        if args.attempt is not None:
             selector = Selector.of("attempts", [parse_attempt(text) for text in args.attempt])
-        elif args.learners_file:
+        elif args.learners_file is not None:
             selector = Selector.of("learner_ids", read_learners(args.learners_file))
-        elif args.team:
+        elif args.team is not None:
             selector = Selector.of("teams", args.team)
-        elif args.role:
+        elif args.role is not None:
             selector = Selector.of("roles", args.role)
         else:
-            selector = Selector.of("older_than", [parse_cutoff(args.older_than, datetime.now(UTC))])
+            cutoff = parse_cutoff(args.older_than, datetime.now(UTC))
+            selector = Selector.of("older_than", [future_checked(cutoff)])
         too_large = selector.too_large()
         if too_large is not None:
             raise CommandError(too_large)  # before any request is sent, a preview included
@@ -238,6 +252,9 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
         if mode == "physical" and not args.yes and not sys.stdin.isatty():
             raise CommandError(NO_TERMINAL)  # now, not after a preview was sent
         require_broker(settings, min(args.timeout, 15.0))
+        require_topics(
+            settings, (topics.ATTEMPT_DELETIONS, topics.DELETION_RECEIPTS), min(args.timeout, 15.0)
+        )
         return run_delete(
             settings, args.tenant, selector, mode, args.yes, args.timeout, ask, args.reason
         )

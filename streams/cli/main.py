@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable
 from importlib import metadata
 
+from kafka.errors import KafkaError
+
 from streams.cli.common import (
     CommandError,
     non_negative_int,
@@ -21,7 +23,7 @@ from streams.cli.measure import cmd_bench, cmd_simulate, cmd_soak
 from streams.cli.ops import cmd_notifier, cmd_settle, cmd_topics, cmd_worker
 from streams.cli.report import cmd_counts
 from streams.cli.reports import cmd_forecast, cmd_report
-from streams.config.settings import ConfigError, Settings
+from streams.config.settings import MAX_PARTITIONS, ConfigError, Settings
 from streams.kafka.admin import (
     BrokerUnavailable,
     TopicMismatch,
@@ -55,7 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     topics = commands.add_parser("topics", help="create every topic (idempotent)")
-    topics.add_argument("--partitions", type=positive_int, help="partitions (default PARTITIONS)")
+    topics.add_argument(
+        "--partitions",
+        type=positive_int_up_to(MAX_PARTITIONS),
+        help="partitions (default PARTITIONS)",
+    )
     topics.add_argument(
         "--timeout", type=positive_float, default=15.0, help="seconds to wait for the broker"
     )
@@ -169,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="tracked launches of the throughput phase (0 skips it, recovery and deletion)",
     )
     bench.add_argument("--tenants", type=positive_int, default=200)
-    bench.add_argument("--web-port", type=positive_int, default=6099)
+    bench.add_argument("--web-port", type=positive_int_up_to(65535), default=6099)
     bench.add_argument("--skip-recovery", action="store_true", help="(and the deletion)")
     bench.add_argument("--skip-deletion", action="store_true")
     bench.add_argument("--skip-latency", action="store_true")
@@ -254,6 +260,15 @@ def run(argv: list[str]) -> int:
         ProduceError,
     ) as exc:
         print(f"active-learners {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KafkaError as exc:
+        # What the Kafka client refused on the way (a record larger than a request may be,
+        # a topic ACLs hide, a broker gone mid-command): one line, as for every other error.
+        reason = " ".join(str(exc).split())[:300]
+        print(
+            f"active-learners {args.command}: error: Kafka: {type(exc).__name__}: {reason}",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         return 130

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import socket
 import sys
 from dataclasses import replace
 
@@ -101,6 +102,26 @@ def check_worker_settings(args: argparse.Namespace, settings: Settings) -> None:
             f"METRICS_TOKEN has {len(token)} characters; at least {MIN_SECRET_LENGTH} are needed"
         )
     log_format()
+    check_web_ports(settings, args.processes)
+
+
+def check_web_ports(settings: Settings, processes: int) -> None:
+    """Each process's web port free on the bind address: a port another worker holds, or a
+    WEB_HOST that is no address of this host, would otherwise stop the worker only once it
+    has joined the consumer group, with a traceback."""
+    for port in range(settings.web_port, settings.web_port + processes):
+        where = f"{settings.web_bind}:{port}"
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(
+                settings.web_bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+            with socket.socket(family, kind, proto) as probe:
+                # as the web server binds: a port left in TIME_WAIT by a restart is free
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+        except OSError as exc:  # socket.gaierror included: a name that does not resolve
+            reason = exc.strerror or str(exc)
+            raise ConfigError(f"WEB_HOST/WEB_PORT: cannot listen on {where} ({reason})") from None
 
 
 def prepare_state_dir(settings: Settings) -> None:

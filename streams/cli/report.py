@@ -8,7 +8,7 @@ import io
 import json
 import sys
 
-from streams.cli.common import CommandError, require_broker
+from streams.cli.common import CommandError, require_broker, require_topics
 from streams.config.settings import Settings
 from streams.domain.reports import shown_utilization, spreadsheet_text, terminal_text
 
@@ -17,6 +17,7 @@ def cmd_counts(args: argparse.Namespace, settings: Settings) -> int:
     from streams.kafka.io import current_counts
 
     require_broker(settings, args.timeout)
+    require_topics(settings, ["active-learner-counts"], args.timeout)
     counts = current_counts(settings, timeout_s=max(args.timeout, 60))
     rows = [
         record

@@ -32,7 +32,8 @@ def _int_setting(
     try:
         value = int(text)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {text!r}") from None
+        # (a number of more than 4,300 digits too: Python refuses to read it)
+        raise ConfigError(f"{name} must be a whole number, got {text[:40]!r}") from None
     if value < low:
         raise ConfigError(f"{name} must be at least {low}, got {value}")
     if high is not None and value > high:
@@ -70,6 +71,51 @@ def _trusted_proxies(env: dict[str, str] | os._Environ[str]) -> tuple[str, ...]:
                 f"WEB_TRUSTED_PROXIES: {proxy[:60]!r} is not an IP address or network"
             ) from None
     return proxies
+
+
+# Kafka's wire format holds a topic's partition count in 32 bits and its replication factor
+# in 16: larger values are no broker's answer but a client's traceback. Far below that, a
+# typo (120000 for 12) would ask the brokers for millions of partitions over the service's
+# topics: 10,000 per topic is beyond any deployment of it (a worker process per partition).
+MAX_PARTITIONS = 10_000
+MAX_REPLICATION_FACTOR = 32_767
+
+# A DNS name (labels of letters, digits, `-` and `_`, dot-separated) or an IP address: the
+# bind address, the name other workers call and the `Host` names answered are nothing else. A URL
+# (`http://w1`) or a port (`w1:6066`) there would make reports call `http://http//w1:6066:6066`
+# or fail the worker's start with a traceback; a `Host` header never names either.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
+)
+
+
+def _host(name: str, text: str) -> str:
+    """`text` checked as a host name or an IP address (ConfigError naming the setting); an IPv6
+    address without brackets."""
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        ipaddress.ip_address(text)
+        return text
+    except ValueError:
+        pass
+    if not _HOST_NAME.fullmatch(text):
+        raise ConfigError(
+            f"{name}: {text[:80]!r} is not a host name or IP address (no scheme, port or path)"
+        )
+    return text
+
+
+def _hosts(env: dict[str, str] | os._Environ[str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of host names or IP addresses, each checked."""
+    entries = (entry.strip() for entry in env.get(name, "").split(","))
+    return tuple(_host(name, entry) for entry in entries if entry)
+
+
+def _advertised_host(env: dict[str, str] | os._Environ[str]) -> str:
+    text = env.get("WEB_ADVERTISED_HOST", "").strip()
+    return _host("WEB_ADVERTISED_HOST", text) if text else ""
 
 
 MALLOC_MMAP_MAX_KB = 32 * 1024  # glibc refuses a larger mmap threshold (64-bit)
@@ -116,13 +162,9 @@ class Settings:
             topic_prefix=env.get("TOPIC_PREFIX", ""),
             state_dir=Path(env.get("STATE_DIR", "").strip() or ".state"),
             web_port=_int_setting(env, "WEB_PORT", 6066, 1, 65535),
-            web_host=env.get("WEB_HOST", "").strip() or "127.0.0.1",
-            web_allowed_hosts=tuple(
-                host.strip().lower()
-                for host in env.get("WEB_ALLOWED_HOSTS", "").split(",")
-                if host.strip()
-            ),
-            web_advertised_host=env.get("WEB_ADVERTISED_HOST", "").strip(),
+            web_host=_host("WEB_HOST", env.get("WEB_HOST", "").strip() or "127.0.0.1"),
+            web_allowed_hosts=tuple(host.lower() for host in _hosts(env, "WEB_ALLOWED_HOSTS")),
+            web_advertised_host=_advertised_host(env),
             web_trusted_proxies=_trusted_proxies(env),
             api_tokens_configured=bool(env.get("API_TOKENS_FILE", "").strip())
             or any(
@@ -130,9 +172,11 @@ class Settings:
                 for name in ("API_READ_TOKENS", "API_ADMIN_TOKENS")
                 for entry in env.get(name, "").split(",")
             ),
-            deletion_max_share=_int_setting(env, "DELETION_MAX_SHARE", 50, 0),
-            partitions=_int_setting(env, "PARTITIONS", 12, 1),
-            replication_factor=_int_setting(env, "REPLICATION_FACTOR", 1, 1),
+            deletion_max_share=_int_setting(env, "DELETION_MAX_SHARE", 50, 0, 100),
+            partitions=_int_setting(env, "PARTITIONS", 12, 1, MAX_PARTITIONS),
+            replication_factor=_int_setting(
+                env, "REPLICATION_FACTOR", 1, 1, MAX_REPLICATION_FACTOR
+            ),
             ingest_batch_max=_int_setting(env, "INGEST_BATCH_MAX", 5_000, 1),
             ingest_linger_ms=_int_setting(env, "INGEST_LINGER_MS", 100, 0),
             malloc_mmap_fixed_kb=_malloc_mmap_fixed_kb(env),
@@ -161,18 +205,19 @@ class Settings:
         """The host other workers call this one at (reports gather rows from every worker):
         WEB_ADVERTISED_HOST, else the bind address, else (bound to every interface) the host
         name."""
-        if self.web_advertised_host:
-            return self.web_advertised_host
-        if self.web_bind not in ("0.0.0.0", "::"):
-            return self.web_bind
-        return socket.gethostname()
+        host = self.web_advertised_host or self.web_bind
+        if host in ("0.0.0.0", "::"):
+            return socket.gethostname()
+        # an IPv6 address goes into the URL the others call in brackets (http://[fd00::1]:6066)
+        return f"[{host}]" if ":" in host else host
 
     @property
     def allowed_hosts(self) -> tuple[str, ...]:
         """The host names the HTTP server answers for (any other `Host` header gets 400); the
         advertised host always, for the other workers' calls."""
         listed = self.web_allowed_hosts or ("localhost", "127.0.0.1", self.web_bind)
-        return tuple(dict.fromkeys(h.lower() for h in (*listed, self.advertised_host)))
+        advertised = self.advertised_host.strip("[]")  # a `Host` header's name, as compared
+        return tuple(dict.fromkeys(h.lower() for h in (*listed, advertised)))
 
     @property
     def bootstrap_list(self) -> list[str]:

@@ -36,6 +36,8 @@ def _no_broker(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     for module in (data, deletions, measure):
         monkeypatch.setattr(module, "require_broker", never)
+    for module in (data, deletions):
+        monkeypatch.setattr(module, "require_topics", never)
     monkeypatch.setattr(ops, "ensure_topics", never)
     monkeypatch.setattr(deletions, "send_and_wait", never)
     monkeypatch.setattr(kafka_io, "produce_records", never)
@@ -166,6 +168,7 @@ def test_produce_stops_at_a_line_that_is_not_utf8(tmp_path, monkeypatch, capsys)
         return len(sent)
 
     monkeypatch.setattr(data, "require_broker", lambda settings, timeout_s: None)
+    monkeypatch.setattr(data, "require_topics", lambda settings, names, timeout_s: None)
     monkeypatch.setattr(kafka_io, "produce_records", produce)
     assert run(["produce", str(path)]) == 1
     one_line_error(capsys, f"{path}:2: not UTF-8")
