@@ -9,7 +9,8 @@ import socket
 import sys
 from dataclasses import replace
 
-from streams.cli.common import CommandError
+from schemas import topics
+from streams.cli.common import CommandError, require_topics
 from streams.config.settings import ConfigError, Settings
 from streams.kafka.admin import (
     copartitioned_count,
@@ -173,6 +174,10 @@ def cmd_settle(args: argparse.Namespace, settings: Settings) -> int:
     def progress(lag: int) -> None:
         print(f"  waiting: {lag:,} records not yet processed", file=sys.stderr, flush=True)
 
+    # a mistyped TOPIC_PREFIX would otherwise be "settled" at once: nothing to wait for
+    require_topics(
+        settings, (topics.LAUNCHES, topics.ACTIVE_LEARNER_COUNTS), min(args.timeout, 15.0)
+    )
     try:
         waited = wait_until_settled(settings, timeout_s=args.timeout, progress=progress)
     except TimeoutError as exc:

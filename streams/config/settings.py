@@ -90,7 +90,7 @@ _HOST_NAME = re.compile(
 )
 
 
-def _host(name: str, text: str) -> str:
+def host_setting(name: str, text: str) -> str:
     """`text` checked as a host name or an IP address (ConfigError naming the setting); an IPv6
     address without brackets."""
     if text.startswith("[") and text.endswith("]"):
@@ -110,12 +110,12 @@ def _host(name: str, text: str) -> str:
 def _hosts(env: dict[str, str] | os._Environ[str], name: str) -> tuple[str, ...]:
     """A comma-separated list of host names or IP addresses, each checked."""
     entries = (entry.strip() for entry in env.get(name, "").split(","))
-    return tuple(_host(name, entry) for entry in entries if entry)
+    return tuple(host_setting(name, entry) for entry in entries if entry)
 
 
 def _advertised_host(env: dict[str, str] | os._Environ[str]) -> str:
     text = env.get("WEB_ADVERTISED_HOST", "").strip()
-    return _host("WEB_ADVERTISED_HOST", text) if text else ""
+    return host_setting("WEB_ADVERTISED_HOST", text) if text else ""
 
 
 MALLOC_MMAP_MAX_KB = 32 * 1024  # glibc refuses a larger mmap threshold (64-bit)
@@ -162,7 +162,7 @@ class Settings:
             topic_prefix=env.get("TOPIC_PREFIX", ""),
             state_dir=Path(env.get("STATE_DIR", "").strip() or ".state"),
             web_port=_int_setting(env, "WEB_PORT", 6066, 1, 65535),
-            web_host=_host("WEB_HOST", env.get("WEB_HOST", "").strip() or "127.0.0.1"),
+            web_host=host_setting("WEB_HOST", env.get("WEB_HOST", "").strip() or "127.0.0.1"),
             web_allowed_hosts=tuple(host.lower() for host in _hosts(env, "WEB_ALLOWED_HOSTS")),
             web_advertised_host=_advertised_host(env),
             web_trusted_proxies=_trusted_proxies(env),

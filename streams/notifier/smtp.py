@@ -35,7 +35,7 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from streams.config.settings import ConfigError
+from streams.config.settings import ConfigError, host_setting
 
 TLS_MODES = ("starttls", "implicit", "none")
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
@@ -65,7 +65,7 @@ class SmtpSettings:
             return None
         default_port = "465" if tls == "implicit" else "587" if legacy_starttls else "25"
         smtp = cls(
-            host=host,
+            host=host_setting("SMTP_HOST", host),
             port=_port(env.get("SMTP_PORT", "").strip() or default_port),
             sender=_sender(env.get("SMTP_FROM", "").strip() or "active-learners@localhost"),
             username=env.get("SMTP_USERNAME") or None,
@@ -78,6 +78,9 @@ class SmtpSettings:
                 "SMTP_TLS=none would send SMTP_USERNAME/SMTP_PASSWORD in clear: "
                 "use SMTP_TLS=starttls or implicit, or no credentials"
             )
+        if (smtp.username is None) != (smtp.password is None):
+            # a login with an empty half fails at every event, and the notifier would wait
+            raise ConfigError("SMTP_USERNAME and SMTP_PASSWORD go together: set both, or neither")
         if tls == "none" and smtp.cafile:
             raise ConfigError("SMTP_CAFILE needs SMTP_TLS=starttls or implicit")
         smtp.tls_context()  # an unreadable SMTP_CAFILE stops the notifier before it starts

@@ -103,6 +103,16 @@ def test_counts_of_a_topic_never_created_is_no_empty_table(monkeypatch, capsys):
     one_line_error(capsys, "no topic active-learner-counts")
 
 
+def test_settle_over_topics_never_created_is_no_success(monkeypatch, capsys):
+    """A mistyped TOPIC_PREFIX was "settled" at once: no lag over no topics, no counts."""
+    import streams.kafka.settle as settle
+
+    brokers_topics(monkeypatch, [])
+    monkeypatch.setattr(settle, "wait_until_settled", never)
+    assert run(["settle", "--timeout", "5"]) == 1
+    one_line_error(capsys, "no topic launches", "run `active-learners topics` first")
+
+
 @pytest.mark.parametrize(
     "refusal",
     [

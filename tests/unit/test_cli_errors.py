@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import streams.cli.common as common
 import streams.cli.data as data
 import streams.cli.deletions as deletions
 import streams.cli.measure as measure
@@ -301,6 +302,7 @@ def test_settle_checks_the_broker_within_its_timeout(monkeypatch, capsys) -> Non
         raise BrokerUnavailable("no Kafka broker answered")
 
     monkeypatch.setattr(settle, "admin_client", no_broker)
+    monkeypatch.setattr(common, "admin_client", no_broker)  # its check of the topics first
     assert run(["settle", "--timeout", "2"]) == 1
     assert asked == [2.0]
     one_line_error(capsys, "no Kafka broker answered")

@@ -142,12 +142,20 @@ SMTP_SETTINGS: list[tuple[dict[str, str], tuple[str, int, bool] | str]] = [
     ({"SMTP_TLS": "none", "SMTP_CAFILE": "/etc/hostname"}, "SMTP_CAFILE needs"),
     ({"SMTP_FROM": "a@x.example, b@y.example"}, "SMTP_FROM must be one e-mail address"),
     ({"SMTP_FROM": "lms@x.example\r\nBcc: e@v.example"}, "SMTP_FROM"),
+    # half a login fails at every event, and the notifier would wait for ever
+    ({"SMTP_USERNAME": "u"}, "SMTP_USERNAME and SMTP_PASSWORD go together"),
+    ({"SMTP_PASSWORD": "p"}, "SMTP_USERNAME and SMTP_PASSWORD go together"),
+    ({"SMTP_USERNAME": "u", "SMTP_PASSWORD": "p"}, ("starttls", 25, True)),
+    # a host, not a URL or host:port (the port is SMTP_PORT)
+    ({"SMTP_HOST": "mail.example:25"}, "SMTP_HOST"),
+    ({"SMTP_HOST": "smtp://mail.example"}, "SMTP_HOST"),
+    ({"SMTP_HOST": "[2001:db8::25]"}, ("starttls", 25, False)),
 ]
 
 
 @pytest.mark.parametrize(("env", "expected"), SMTP_SETTINGS)
 def test_smtp_settings(env, expected) -> None:
-    full_env = {"SMTP_HOST": "mail", **env}
+    full_env = {"SMTP_HOST": "mail", **env}  # (an SMTP_HOST of env's own replaces it)
     if isinstance(expected, str):
         with pytest.raises(ConfigError, match=expected) as info:
             SmtpSettings.from_env(full_env)
@@ -163,7 +171,12 @@ def test_without_smtp_host_mail_goes_to_the_outbox() -> None:
 
 def test_smtp_from_may_carry_a_name_and_the_start_line_no_password() -> None:
     smtp = SmtpSettings.from_env(
-        {"SMTP_HOST": "mail", "SMTP_FROM": "Active Learners <lms@x.example>", "SMTP_PASSWORD": "pw"}
+        {
+            "SMTP_HOST": "mail",
+            "SMTP_FROM": "Active Learners <lms@x.example>",
+            "SMTP_USERNAME": "lms",
+            "SMTP_PASSWORD": "pw",
+        }
     )
     assert smtp is not None and smtp.sender == "Active Learners <lms@x.example>"
     assert smtp.describe() == "SMTP mail:25 (TLS: starttls, required)"
