@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import (
@@ -47,7 +47,29 @@ def _require_text(value: Any) -> Any:
         if isinstance(value, str) and _RFC3339.fullmatch(value + "Z"):
             raise ValueError("has no timezone offset (RFC 3339 needs one, e.g. ...T10:00:00Z)")
         raise ValueError("must be an RFC 3339 timestamp string with an offset")
-    return value
+    leap = _SECOND_60.fullmatch(value)
+    return value if leap is None else _leap_second(leap)
+
+
+# RFC 3339 (5.6, 5.7) writes a leap second as second 60: 23:59:60Z, or 15:59:60-08:00
+_SECOND_60 = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}):60(?:\.\d{1,9})?(?:([Zz])|([+-]\d{2}:?\d{2}))"
+)
+
+
+def _leap_second(match: re.Match[str]) -> datetime:
+    """A leap second as the last microsecond before it (a datetime has no second 60): in the
+    same minute, day and window as the second it follows."""
+    day, minute, utc, offset = match.groups()
+    try:
+        instant = datetime.fromisoformat(f"{day}T{minute}:59.999999{'+00:00' if utc else offset}")
+        in_utc = instant.astimezone(UTC)
+        last_of_month = (in_utc + timedelta(days=1)).day == 1
+    except (ValueError, OverflowError):
+        raise ValueError("must be an RFC 3339 timestamp string with an offset") from None
+    if (in_utc.hour, in_utc.minute) != (23, 59) or not last_of_month:
+        raise ValueError("has second 60, a leap second only at 23:59:60 UTC at a month's end")
+    return instant
 
 
 def _in_range(value: datetime) -> datetime:

@@ -20,7 +20,15 @@ MAX_WEBHOOK_LENGTH = 2048
 ThresholdPct = Annotated[int, Field(ge=1, le=1000, strict=True)]
 
 
+# Files of the zone database folder that name no IANA zone but whatever the machine chose: its
+# own zone (each worker would cut the windows at the midnight of the host it runs on) and the
+# rules a POSIX TZ string falls back to.
+_MACHINE_ZONES = frozenset({"localtime", "posixrules"})
+
+
 def _check_zone(name: str) -> str:
+    if name in _MACHINE_ZONES:
+        raise ValueError(f"{name!r} is the machine's own zone, not an IANA time zone name")
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:

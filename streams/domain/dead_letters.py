@@ -11,6 +11,11 @@ from pydantic import ValidationError
 
 # Kafka's default max.message.bytes is 1 MiB; keep a dead letter (raw text + base64 growth) below.
 MAX_RAW_BYTES = 600_000
+# ... and the raw text as JSON writes it: a control character takes 6 bytes there (`\u0001`), a
+# quote or a backslash 2, so 600,000 bytes of them would outgrow the record. With the detail,
+# the source and a key of at most MAX_KEY_BYTES, a dead letter stays below 1,000,000 bytes.
+MAX_RAW_JSON_BYTES = 820_000
+MAX_KEY_BYTES = 1_024
 MAX_DETAIL_CHARS = 500
 
 
@@ -46,13 +51,16 @@ def dead_letter(
     encoding: str | None = None
     if raw is not None:
         kept = raw[:MAX_RAW_BYTES]
-        if len(raw) > MAX_RAW_BYTES:
-            detail = f"{detail} (raw truncated to {MAX_RAW_BYTES} of {len(raw)} bytes)"
         try:
-            raw_text = kept.decode("utf-8")
+            whole = kept.decode("utf-8")
+            raw_text = _fitting(whole)
+            kept_bytes = len(kept) if raw_text is whole else len(raw_text.encode("utf-8"))
         except UnicodeDecodeError:
-            raw_text = base64.b64encode(kept).decode("ascii")
+            raw_text = base64.b64encode(kept).decode("ascii")  # no escapes: it fits
             encoding = "base64"
+            kept_bytes = len(kept)
+        if kept_bytes < len(raw):
+            detail = f"{detail} (raw truncated to {kept_bytes} of {len(raw)} bytes)"
     record: dict[str, Any] = {
         "reason": reason,
         "detail": one_line(detail),
@@ -63,6 +71,19 @@ def dead_letter(
     if encoding:
         record["raw_encoding"] = encoding
     return record
+
+
+def _fitting(text: str) -> str:
+    """The longest start of `text` (about) whose JSON form fits MAX_RAW_JSON_BYTES."""
+    while (size := len(orjson.dumps(text))) > MAX_RAW_JSON_BYTES:
+        text = text[: len(text) * MAX_RAW_JSON_BYTES // size]  # shorter every round
+    return text
+
+
+def dead_letter_key(key: bytes | None) -> bytes | None:
+    """The key of a dead letter: the input record's, cut to MAX_KEY_BYTES (it only spreads dead
+    letters over partitions; an input key may take most of Kafka's 1 MiB by itself)."""
+    return key[:MAX_KEY_BYTES] if key is not None else None
 
 
 def encode(value: dict[str, Any]) -> bytes:

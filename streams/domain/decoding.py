@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -9,11 +10,13 @@ from typing import TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from schemas.common import MAX_ID_LENGTH
 from schemas.deletions import DeletionRequest
 from streams.domain.dead_letters import summarize_validation_error
 from streams.domain.selectors import Selector
 
 FUTURE_TOLERANCE = timedelta(hours=1)
+_NOT_IN_IDS = re.compile(r"[/\x00-\x1f\x7f]")  # what an entity id may not hold
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -72,6 +75,11 @@ def deletion_rejection(request: DeletionRequest, now: datetime) -> Rejected | No
     return None
 
 
+def valid_id(text: str) -> bool:
+    """Whether `text` is an entity id of the contract (schemas.common.EntityId)."""
+    return 0 < len(text) <= MAX_ID_LENGTH and _NOT_IN_IDS.search(text) is None
+
+
 def usable_ids(raw: bytes | None) -> tuple[str, str, str] | None:
     """request_id, tenant_id and mode of an invalid request, if it has usable ones."""
     try:
@@ -87,6 +95,6 @@ def usable_ids(raw: bytes | None) -> tuple[str, str, str] | None:
     )
     if not (isinstance(request_id, str) and 1 <= len(request_id) <= 256):
         return None
-    if not (isinstance(tenant_id, str) and 1 <= len(tenant_id) <= 256 and "/" not in tenant_id):
-        return None
+    if not (isinstance(tenant_id, str) and valid_id(tenant_id)):
+        return None  # a receipt under a tenant id the contract refuses would be no tenant's
     return request_id, tenant_id, mode[:32] if isinstance(mode, str) else "invalid"

@@ -43,8 +43,8 @@ class Attempts:
 class License:
     tenant_id: str
     license: dict[str, Any] | None
-    # [partition, offset] of the license record: an older one (a deposed worker's late send,
-    # a replay) never replaces a newer one
+    # [partition, offset, timestamp] of the license record: an older one (a deposed worker's
+    # late send, a replay) never replaces a newer one (streams/domain/sources.py)
     source: list[int] | None = None
     kind: str = field(default="license", init=False)
 

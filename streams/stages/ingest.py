@@ -26,7 +26,7 @@ from schemas.deletions import DeletionRequest as DeletionRequestModel
 from schemas.groups import LearnerGroups
 from schemas.launches import Launch
 from schemas.licenses import License
-from streams.domain.dead_letters import dead_letter
+from streams.domain.dead_letters import dead_letter, dead_letter_key
 from streams.domain.dead_letters import encode as encode_json
 from streams.domain.decoding import (
     FUTURE_TOLERANCE,
@@ -35,13 +35,15 @@ from streams.domain.decoding import (
     deletion_rejection,
     future_rejection,
     usable_ids,
+    valid_id,
 )
 from streams.domain.launch_decoder import LaunchFields, fast_launch
 from streams.domain.partitioning import learner_partition, tenant_partition
 from streams.domain.selectors import Selector
+from streams.domain.sources import position_of
 from streams.domain.tracking import is_tracked
 from streams.stages import commands, metrics
-from streams.stages.store import Batch, chunks_by_size
+from streams.stages.store import Batch, chunks_by_size, json_size
 
 # A launch's raw text rides inside its learner command only up to this size; a larger one is
 # referenced by position (the learner stage reads it back for a dead letter), so commands stay
@@ -50,6 +52,9 @@ RAW_INLINE_MAX = 1024
 # Learner commands are cut at about this size.
 COMMAND_MAX_BYTES = 256 * 1024
 GROUP_ROWS_PER_COMMAND = 2_000
+# A learner's teams and roles are one row of a command and one stored value (non-ASCII ids of
+# 256 characters take up to 1 kB each): larger ones cannot be stored whole.
+GROUP_ROW_MAX_BYTES = 900_000
 FUTURE_TOLERANCE_S = FUTURE_TOLERANCE.total_seconds()
 
 
@@ -171,7 +176,7 @@ class IngestStage:
             record.offset,
             self.clock(),
         )
-        batch.emit(topics.DEAD_LETTERS, record.key, encode_json(value))
+        batch.emit(topics.DEAD_LETTERS, dead_letter_key(record.key), encode_json(value))
         source = _source(record.topic, self.topic_name)
         batch.on_durable(metrics.dead_letters_total.labels(source, rejected.reason).inc)
 
@@ -217,7 +222,7 @@ class IngestStage:
         self, batch: Batch, tenant_id: str, license_: dict[str, Any] | None, record: InputRecord
     ) -> None:
         """To the tenant stage, and to every learner partition (each re-cuts its own keys)."""
-        source = [record.partition, record.offset]
+        source = position_of(record.partition, record.offset, record.timestamp)
         command = commands.encode(commands.License(tenant_id, license_, source))
         key = tenant_id.encode()
         batch.emit(
@@ -278,28 +283,43 @@ class IngestStage:
         """Learner-groups records, one `Groups` command per learner partition (and chunk)."""
         rows: dict[int, list[list[Any]]] = {}
         for record in records:
-            if record.value is None:
-                ids = learner_key_ids(record.key)
-                if ids is None:
-                    rejected = Rejected(
-                        "invalid", "learner-groups tombstone without a tenant/learner key"
-                    )
-                    self.dead_letter(batch, record, rejected)
-                    continue
-                row: list[Any] = [*ids, None, None]  # the learner's groups are removed
-            else:
-                groups = decode(LearnerGroups, record.value)
-                if isinstance(groups, Rejected):
-                    self.dead_letter(batch, record, groups)
-                    continue
-                row = [groups.tenant_id, groups.learner_id, list(groups.teams), list(groups.roles)]
-            row += [record.partition, record.offset]
+            row = _groups_row(record)
+            if isinstance(row, Rejected):
+                self.dead_letter(batch, record, row)
+                continue
+            row += position_of(record.partition, record.offset, record.timestamp)
             rows.setdefault(learner_partition(row[0], row[1], self.partitions), []).append(row)
         for partition, part_rows in sorted(rows.items()):
             for start in range(0, len(part_rows), GROUP_ROWS_PER_COMMAND):
-                chunk = part_rows[start : start + GROUP_ROWS_PER_COMMAND]
-                command = commands.encode(commands.Groups(chunk))
-                batch.emit(topics.LEARNER_COMMANDS, b"groups", command, partition)
+                # cut by size too: a learner's 2,000 group ids of 256 characters take 500 kB
+                group = part_rows[start : start + GROUP_ROWS_PER_COMMAND]
+                for chunk in chunks_by_size(group, json_size, COMMAND_MAX_BYTES):
+                    command = commands.encode(commands.Groups(chunk))
+                    batch.emit(topics.LEARNER_COMMANDS, b"groups", command, partition)
+
+
+def _groups_row(record: InputRecord) -> list[Any] | Rejected:
+    """[tenant, learner, teams | None, roles | None] of a learner-groups record (None, None: a
+    tombstone removes the learner's groups), or why it cannot be used."""
+    if record.value is None:
+        ids = learner_key_ids(record.key)
+        if ids is None:
+            return Rejected("invalid", "learner-groups tombstone without a tenant/learner key")
+        return [*ids, None, None]
+    groups = decode(LearnerGroups, record.value)
+    if isinstance(groups, Rejected):
+        return groups
+    key = f"{groups.tenant_id}/{groups.learner_id}".encode()
+    if record.key is not None and record.key != key:
+        # learner-groups is compacted by tenant/learner: a record under another key would
+        # outlive the learner's later records and tombstone (and come back on a replay)
+        return Rejected("invalid", f"the record's key is not its tenant_id/learner_id {key!r}")
+    row = [groups.tenant_id, groups.learner_id, list(groups.teams), list(groups.roles)]
+    if json_size(row) > GROUP_ROW_MAX_BYTES:
+        # stored whole by the learner stage: it must fit in one record with its key
+        detail = f"teams and roles take more than {GROUP_ROW_MAX_BYTES:,} bytes as JSON"
+        return Rejected("invalid", detail)
+    return row
 
 
 def error_receipt(request: dict[str, Any], error: str, completed_at: datetime) -> dict[str, Any]:
@@ -320,21 +340,13 @@ def error_receipt(request: dict[str, Any], error: str, completed_at: datetime) -
     }
 
 
-def _valid_id(text: str) -> bool:
-    return (
-        0 < len(text) <= 256
-        and "/" not in text
-        and not any(ord(c) < 32 or ord(c) == 127 for c in text)
-    )
-
-
 def tenant_of_key(key: bytes | None) -> str | None:
     """The tenant of a `tenant_id` key (a license tombstone), if it is a valid id."""
     try:
         tenant_id = (key or b"").decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return tenant_id if _valid_id(tenant_id) else None
+    return tenant_id if valid_id(tenant_id) else None
 
 
 def learner_key_ids(key: bytes | None) -> tuple[str, str] | None:
@@ -343,7 +355,7 @@ def learner_key_ids(key: bytes | None) -> tuple[str, str] | None:
         tenant, slash, learner = (key or b"").decode("utf-8").partition("/")
     except UnicodeDecodeError:
         return None
-    if not slash or not (_valid_id(tenant) and _valid_id(learner)):
+    if not slash or not (valid_id(tenant) and valid_id(learner)):
         return None
     return tenant, learner
 
@@ -366,4 +378,4 @@ def give_up(batch: Batch, record: InputRecord, exc: BaseException, when: datetim
         record.offset,
         when,
     )
-    batch.emit(topics.DEAD_LETTERS, record.key, encode_json(value))
+    batch.emit(topics.DEAD_LETTERS, dead_letter_key(record.key), encode_json(value))
