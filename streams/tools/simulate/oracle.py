@@ -23,7 +23,9 @@ Rules the model spells out (the contract, made precise for redelivery):
   - a logical deletion marks what its selector names, and marks later launches its cut-offs
     cover in the same way; counts do not change;
   - teams and roles are read from the learner's groups at the position of the part;
-  - a request id belongs to the first request the tenant stage sees under it.
+  - a request id belongs to the first request the tenant stage sees under it;
+  - the latest license (and the latest teams and roles of a learner) is the one produced last,
+    whichever partition it landed in (a topic that gained partitions splits a key over two).
 
 Why one module of this size: the model and its checks are one independent reading of the
 contract, deliberately apart from the stages; each check is a function of its own.
@@ -32,7 +34,7 @@ contract, deliberately apart from the stages; each check is a function of its ow
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -145,9 +147,17 @@ def _later(marks: dict[Any, datetime], key: Any, cutoff: datetime) -> None:
 class Model:
     """The contract applied to a run's logs (see the module doc)."""
 
-    def __init__(self, log: MemoryLog, partitions: int) -> None:
+    def __init__(
+        self,
+        log: MemoryLog,
+        partitions: int,
+        produced: Sequence[tuple[str, int, int]] | None = None,
+    ) -> None:
         self.log = log
         self.partitions = partitions
+        # the order the inputs were produced in (None: a key's records share one partition,
+        # whose order is theirs)
+        self.rank = {position: n for n, position in enumerate(produced or ())}
         self.problems: list[str] = []
         self.parts = [Partition() for _ in range(partitions)]
         self.dead: dict[tuple[str, int, int], set[str]] = {}  # source -> reasons expected
@@ -159,6 +169,14 @@ class Model:
         self.totals: dict[tuple[int, str], list[int]] = {}
 
     # -- inputs, as the contract reads them ----------------------------------------------------
+    def in_produced_order(self, topic: str) -> list[tuple[int, Any]]:
+        """A topic's records in the order they were produced."""
+        records = list(self.log.all_records(topic))
+        if not self.rank:
+            return records
+        last = len(self.rank)
+        return sorted(records, key=lambda pr: self.rank.get((topic, pr[0], pr[1].offset), last))
+
     def inputs(self) -> None:
         self.launch_rows: set[tuple[Any, ...]] = set()
         for partition, record in self.log.all_records(topics.LAUNCHES):
@@ -188,7 +206,7 @@ class Model:
             )
         self.final_license: dict[str, dict[str, Any] | None] = {}
         self.license_keys: set[str] = set()
-        for partition, record in self.log.all_records(topics.LICENSES):
+        for partition, record in self.in_produced_order(topics.LICENSES):
             source = (topics.LICENSES, partition, record.offset)
             key = (record.key or b"").decode("utf-8", "replace")
             if record.value is None:
@@ -205,12 +223,14 @@ class Model:
                 continue
             self.final_license[license_.tenant_id] = license_.model_dump(mode="json")
         self.group_rows: set[tuple[Any, ...]] = set()
-        for partition, record in self.log.all_records(topics.LEARNER_GROUPS):
+        self.final_groups: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+        for partition, record in self.in_produced_order(topics.LEARNER_GROUPS):
             source = (topics.LEARNER_GROUPS, partition, record.offset)
             if record.value is None:
                 tenant, _, learner = (record.key or b"").decode("utf-8", "replace").partition("/")
                 if _valid_id(tenant) and _valid_id(learner):
                     self.group_rows.add((tenant, learner, None, None))
+                    self.final_groups[(tenant, learner)] = ([], [])
                 else:
                     self.dead[source] = {"invalid"}
                 continue
@@ -220,6 +240,10 @@ class Model:
                 continue
             self.group_rows.add(
                 (groups.tenant_id, groups.learner_id, tuple(groups.teams), tuple(groups.roles))
+            )
+            self.final_groups[(groups.tenant_id, groups.learner_id)] = (
+                list(groups.teams),
+                list(groups.roles),
             )
         for partition, record in self.log.all_records(topics.ATTEMPT_DELETIONS):
             request = _parse(DeletionRequest, record.value)
@@ -473,9 +497,15 @@ def _usable_ids(raw: bytes | None) -> tuple[str, str] | None:
 
 
 # -- the checks -----------------------------------------------------------------------------------
-def check(log: MemoryLog, partitions: int, final_now: datetime) -> tuple[Model, list[str]]:
-    """The model of a settled run, and every problem found (none: the run is right)."""
-    model = Model(log, partitions)
+def check(
+    log: MemoryLog,
+    partitions: int,
+    final_now: datetime,
+    produced: Sequence[tuple[str, int, int]] | None = None,
+) -> tuple[Model, list[str]]:
+    """The model of a settled run, and every problem found (none: the run is right).
+    `produced`: the positions of the input records in the order they were produced."""
+    model = Model(log, partitions, produced)
     model.inputs()
     model.learner_commands()
     problems = model.problems
@@ -486,6 +516,7 @@ def check(log: MemoryLog, partitions: int, final_now: datetime) -> tuple[Model, 
     problems += check_receipts(log, model)
     problems += check_thresholds(log, model, expected, final_now)
     problems += check_dead_letters(log, model)
+    problems += check_groups(model)
     return model, problems
 
 
@@ -746,6 +777,22 @@ def check_thresholds(
                     f"threshold {tenant} {start} {pct}%: last event {event['direction']}, "
                     f"count {count['active_learners']} of {learners}"
                 )
+    return problems
+
+
+def check_groups(model: Model) -> list[str]:
+    """Every learner's teams and roles, as the learner stage applied its commands, are those of
+    the learner's latest learner-groups record."""
+    problems = []
+    for (tenant, learner), (teams, roles) in sorted(model.final_groups.items()):
+        applied = model.parts[_partition(tenant, learner, model.partitions)].groups
+        stored = applied.get((tenant, learner))
+        got = (stored["teams"], stored["roles"]) if stored is not None else None
+        if got != (teams, roles):
+            problems.append(
+                f"groups of {tenant}/{learner}: the learner stage holds {got}, the latest "
+                f"record says {(teams, roles)}"
+            )
     return problems
 
 

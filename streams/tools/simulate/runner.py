@@ -17,6 +17,11 @@ Faults drawn:
   duplicate      an input record is produced again
   compact        Kafka's log cleaner runs over a changelog (its own random stream; see
                  `_with_compaction`)
+  skew           a worker's machine clock steps off the true time, or back: its stages and the
+                 timestamps of what it sends follow it, and Kafka refuses its records while
+                 they are over an hour ahead (its own random stream; see `_with_clocks`)
+  grow           an input topic gains partitions while the service runs (its own random
+                 stream; see `_with_growth`)
 
 Why one module of this size: generating, running and shrinking a schedule share one vocabulary
 of actions; the world and the oracle are modules of their own.
@@ -162,9 +167,8 @@ def generate(seed: int, actions: int | None = None) -> Schedule:
             out.append(("join", rng.choice(names)))
         else:
             out.append(("leave", rng.choice(names)))
-    return Schedule(
-        seed, partitions, launch_partitions, workers, start, _with_compaction(seed, out, partitions)
-    )
+    timeline = _with_growth(seed, _with_clocks(seed, _with_compaction(seed, out, partitions)))
+    return Schedule(seed, partitions, launch_partitions, workers, start, timeline)
 
 
 def _with_compaction(seed: int, actions: list[Action], partitions: int) -> tuple[Action, ...]:
@@ -183,6 +187,60 @@ def _with_compaction(seed: int, actions: list[Action], partitions: int) -> tuple
             changelog = draw.choice(CHANGELOGS)
             out.append(("compact", changelog, draw.randrange(partitions), draw.choice((0, 1, 5))))
     out.append(("compact", "*", 0, 0))
+    return tuple(out)
+
+
+# how far a machine's clock may be off: NTP that stopped or never started, a VM resumed after a
+# pause, a wrong hardware clock at boot; a step to a smaller skew (0: NTP synced it again) is a
+# clock stepping back
+SKEWS_MS = tuple(
+    sign * seconds * 1000 for seconds in (3, 90, 7 * 60, 40 * 60, 3 * 3600) for sign in (1, -1)
+)
+
+
+def _with_clocks(seed: int, actions: Sequence[Action]) -> tuple[Action, ...]:
+    """The schedule with the workers' clocks stepping off the true time and back, drawn from a
+    stream of its own (the seed's other actions stay as they were before the clocks were
+    modelled). A third of the seeds keep every clock true. Every clock is true again once the
+    faults end (`settle`): the outputs are checked at the true time."""
+    draw = random.Random(f"clocks/{seed}")
+    rate = draw.choice((0.0, 0.0, 0.01, 0.03, 0.1, 0.3))
+    if not rate:
+        return tuple(actions)
+    names = [f"w{i}" for i in range(MAX_WORKERS)]
+    out: list[Action] = []
+    for action in actions:
+        out.append(action)
+        if draw.random() < rate:
+            skew = draw.choice((0, *SKEWS_MS))
+            out.append(("skew", draw.choice(names), skew))
+    return tuple(out)
+
+
+INPUT_TOPICS = (topics.LAUNCHES, *APP_TOPICS[:3])  # what the LMS writes
+# The input topics the growth draw grows: all of them. Licenses and learner-groups grown found
+# a key's older record, left in its old partition, applied after its newer one and winning for
+# good (positions compared within one partition only; streams/domain/sources.py now orders
+# partitions by the records' timestamps).
+GROWING = INPUT_TOPICS
+
+
+def _with_growth(seed: int, actions: Sequence[Action]) -> tuple[Action, ...]:
+    """The schedule with input topics gaining partitions now and then (an operator scaling
+    the LMS's topics out), drawn from a stream of its own (the seed's other actions stay as
+    they were before growth was modelled). Two thirds of the seeds never grow a topic."""
+    draw = random.Random(f"growth/{seed}")
+    planned = []
+    for _ in range(draw.choice((0, 0, 0, 0, 1, 2))):
+        # licenses and learner-groups are compacted, keyed: growth splits a key over two
+        # partitions, the case the stages' "latest record wins" has to get right
+        topic = draw.choices(INPUT_TOPICS, (1, 2, 1, 2))[0]
+        planned.append((draw.randrange(len(actions) + 1), topic, draw.randint(1, 3)))
+    out = list(actions)
+    # (drawn whatever GROWING holds, so that it changes no other seed's schedule)
+    for position, topic, added in sorted(planned, reverse=True):
+        if topic in GROWING:
+            out.insert(position, ("grow", topic, added))
     return tuple(out)
 
 
@@ -241,6 +299,10 @@ def execute(world: World, action: Action, produced: list[Input]) -> None:
         world.compact(action[1], action[2], action[3])
     elif kind == "compact":
         world.compacting = True  # every changelog, once more, before the final restore
+    elif kind == "skew":
+        world.set_skew(action[1], action[2])
+    elif kind == "grow":
+        world.grow(action[1], action[2])
 
 
 def run_task(world: World, worker: SimWorker, task: str, limit: int) -> None:
@@ -279,6 +341,7 @@ def settle(world: World, rounds: int = 30, before_final: Callable[[], None] | No
     world.refusing_until = -1
     for worker in world.workers.values():
         worker.crash_plans.clear()
+    _set_clocks_true(world)
     for _ in range(30):
         world.advance()
     for worker in list(world.workers.values()):
@@ -310,6 +373,13 @@ def settle(world: World, rounds: int = 30, before_final: Callable[[], None] | No
         else:
             world.bugs.append("the run did not settle")
             return
+
+
+def _set_clocks_true(world: World) -> None:
+    """NTP sets every worker's clock true again (stepping back one that was ahead): the
+    outputs are checked at the true time."""
+    for name in sorted(world.skews):
+        world.set_skew(name, 0)
 
 
 def drain(world: World) -> None:
@@ -355,9 +425,9 @@ def _size(world: World) -> int:
 
 def _pending(world: World, worker: SimWorker, task: str) -> bool:
     topic = topics.LAUNCHES if task == "launches" else task
-    parts = worker.launch_parts if task == "launches" else worker.app_parts
     if task not in (*APP_TOPICS, "launches"):
         return False
+    parts = world.parts_of(worker, topic)
     return any(
         worker.positions.get((topic, p), 0) < len(world.log.records(topic, p)) for p in parts
     )
@@ -366,7 +436,7 @@ def _pending(world: World, worker: SimWorker, task: str) -> bool:
 def _unconsumed(world: World) -> bool:
     for group in (world.app, world.launches):
         for topic in group.topics:
-            for p in range(group.partitions):
+            for p in range(group.count(topic)):
                 if group.committed.get((topic, p), 0) < len(world.log.records(topic, p)):
                     return True
     return False
@@ -397,7 +467,7 @@ def run(schedule: Schedule) -> Result:
     def check_before_final() -> None:
         # the final restore sends every owner's truth again, which would hide an output that a
         # takeover got wrong (seen: a window's count tombstoned after its record): check first
-        _, problems = oracle.check(world.log, schedule.partitions, world.now())
+        _, problems = oracle.check(world.log, schedule.partitions, world.now(), world.produced)
         early.extend(f"before the final restore: {problem}" for problem in problems)
 
     settle(world, before_final=check_before_final)
@@ -405,7 +475,7 @@ def run(schedule: Schedule) -> Result:
     result.problems += [f"bug: {bug}" for bug in world.bugs]
     result.problems += [f"gave up on {event}" for event in world.gave_up]
     if "the run did not settle" not in world.bugs:
-        model, problems = oracle.check(world.log, schedule.partitions, world.now())
+        model, problems = oracle.check(world.log, schedule.partitions, world.now(), world.produced)
         result.problems += problems + early
         expected = {
             "/".join(ident): (a.element_id, a.launched_at, a.logically_deleted)

@@ -1,13 +1,19 @@
 """Simulated Kafka and worker processes: everything a schedule acts on.
 
 Nothing here reads the real clock: time is a step counter plus a simulated wall clock (ms) that
-actions move forward. The stages' coroutines are driven by hand: when a send has to wait (Kafka
-refusing writes, a deposed owner's request still in flight) the coroutine suspends on a `Wait`,
-and the world resumes it when its time comes. So one seed gives exactly one run.
+actions move forward. That clock is the brokers' and the producers' of the input; each worker's
+machine reads it with a skew of its own (`skews`: NTP off, a clock stepped back), which its
+stages see as their clock and Kafka stores in the timestamp of every record it sends (a
+producer stamps CreateTime, the topics' default). The stages' coroutines are driven by hand:
+when a send has to wait (Kafka refusing writes, a deposed owner's request still in flight) the
+coroutine suspends on a `Wait`, and the world resumes it when its time comes. So one seed gives
+exactly one run.
 
 Kafka: partitioned logs with offsets (streams/stages/memory.py), two consumer groups (the app's,
 which faust gives every stage topic, co-partitioned; the launch reader's own), generations,
-committed offsets, eager rebalances. A commit from a stale generation is refused.
+committed offsets, eager rebalances. A commit from a stale generation is refused. An operator
+may add partitions to an input topic while it runs (`grow`): producers hash keys over the new
+count, and the group assigns that topic on its own from then on.
 
 Workers: a state folder (MemoryState, restored from the changelogs at every assignment, with the
 epoch fence of streams/worker/recovery.py), the real stages, consumer positions, acknowledged
@@ -61,6 +67,8 @@ APP_TOPICS = (
     topics.TENANT_COMMANDS,
 )
 DAY_MS = 86_400_000  # the broker's default delete.retention.ms
+GROWTH_MS = 1_000  # adding partitions to a topic takes the cluster a moment
+TIMESTAMP_AFTER_MAX_MS = 3_600_000  # the broker's default message.timestamp.after.max.ms (4.0)
 TASKS = ("launches", *APP_TOPICS, "partials", "tick", "check")
 
 
@@ -96,18 +104,42 @@ class Group:
     members: list[str] = field(default_factory=list)
     assignment: dict[str, list[int]] = field(default_factory=dict)
     committed: dict[TopicPartition, int] = field(default_factory=dict)
+    # topics whose partition count is no longer the group's (an input topic that gained
+    # partitions): faust's assignor co-partitions only topics of one count, so each of these
+    # is assigned on its own
+    own_counts: dict[str, int] = field(default_factory=dict)
+    own_assignment: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
-    def rebalance(self, members: Sequence[str], rng: random.Random) -> None:
+    def count(self, topic: str) -> int:
+        return self.own_counts.get(topic, self.partitions)
+
+    def parts_of(self, member: str, topic: str) -> list[int]:
+        if topic in self.own_counts:
+            return self.own_assignment.get(topic, {}).get(member, [])
+        return self.assignment.get(member, [])
+
+    def rebalance(self, members: Sequence[str], rng: random.Random, own_rng: random.Random) -> None:
+        """`own_rng` spreads the topics of their own count (a stream of its own, so that the
+        seeds without such a topic draw as they did before it was modelled)."""
         self.generation += 1
         self.members = sorted(members)
-        self.assignment = {member: [] for member in self.members}
-        if self.members:
-            order = list(range(self.partitions))
-            rng.shuffle(order)  # no stickiness: partitions move a lot, which is the point
-            for index, partition in enumerate(order):
-                self.assignment[self.members[index % len(self.members)]].append(partition)
-            for parts in self.assignment.values():
-                parts.sort()
+        self.assignment = _spread(self.members, self.partitions, rng)
+        self.own_assignment = {
+            topic: _spread(self.members, count, own_rng)
+            for topic, count in sorted(self.own_counts.items())
+        }
+
+
+def _spread(members: Sequence[str], partitions: int, rng: random.Random) -> dict[str, list[int]]:
+    assignment: dict[str, list[int]] = {member: [] for member in members}
+    if members:
+        order = list(range(partitions))
+        rng.shuffle(order)  # no stickiness: partitions move a lot, which is the point
+        for index, partition in enumerate(order):
+            assignment[members[index % len(members)]].append(partition)
+        for parts in assignment.values():
+            parts.sort()
+    return assignment
 
 
 @dataclass
@@ -154,6 +186,7 @@ class InFlight:
     headers: Mapping[TopicPartition, Headers]
     worker: SimWorker
     wait: Wait
+    stamp_ms: int  # the producer stamped the records when it sent them (CreateTime)
     lands: dict[TopicPartition, int] = field(default_factory=dict)
     acks: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
 
@@ -191,12 +224,13 @@ class SimLog:
         headers = dict(headers or {})
         world, worker = self.world, self.worker
         generation = worker.view_generation
-        while world.step < world.refusing_until:
+        while world.step < world.refusing_until or world.stamps_too_late(worker):
             await Wait("refused", world.refusing_until)
             if worker.aware and world.app.generation != generation and worker.in_app_group:
                 raise Fenced("the consumer group rebalanced while a flush waited for Kafka")
+        stamp = world.clock_ms_of(worker.name)
         if worker.crashes_at("send", carried(groups)):
-            world.append_some(groups, headers)
+            world.append_some(groups, headers, stamp)
             raise Crash
         if not worker.aware:
             # a deposed owner: its request lands some steps later, maybe after its successor's
@@ -212,14 +246,15 @@ class SimLog:
                     headers,
                     worker,
                     wait,
+                    stamp,
                     lands,
                 )
             )
             acks: dict[TopicPartition, tuple[int, int]] = await wait
             return acks
-        acked = world.append(groups, headers)
+        acked = world.append(groups, headers, stamp)
         if world.rng.random() < 0.03:
-            world.append(groups, headers)  # a retried send whose first try landed after all
+            world.append(groups, headers, stamp)  # a retried send whose first try landed after all
             acked = {tp: (acked[tp][0], acked[tp][1]) for tp in acked}
         return acked
 
@@ -260,6 +295,7 @@ class SimWorker:
         self.launch_generation = 0
         self.app_parts: list[int] = []
         self.launch_parts: list[int] = []
+        self.own_parts: dict[str, list[int]] = {}  # of input topics that gained partitions
         self.positions: dict[TopicPartition, int] = {}
         self.acked: dict[TopicPartition, int] = {}
         self.ready = False
@@ -268,9 +304,13 @@ class SimWorker:
         self.current_task = ""
         self.ownership = Ownership()
         self.log = SimLog(world, self)
-        self.ingest = IngestStage(world.partitions, clock=world.now)
-        self.learner = LearnerStage(world.partitions, read_raw=world.read_raw, clock=world.now)
-        self.tenant = TenantStage(world.partitions, clock=world.now)
+        clock = self.now  # the machine's own clock, skewed or not
+        self.ingest = IngestStage(world.partitions, clock=clock)
+        self.learner = LearnerStage(world.partitions, read_raw=world.read_raw, clock=clock)
+        self.tenant = TenantStage(world.partitions, clock=clock)
+
+    def now(self) -> datetime:
+        return self.world.now_of(self.name)
 
     def crashes_at(self, point: str, what: frozenset[str] = frozenset()) -> bool:
         """Whether an armed crash plan strikes here (it is used up)."""
@@ -325,11 +365,20 @@ class World:
         # how long a restore takes (its own stream too): a deposed worker's slow restore can
         # read what its successor wrote meanwhile
         self.restore_rng = random.Random(f"restore/{seed}")
+        # how the partitions an input topic gained are assigned (its own stream too)
+        self.growth_rng = random.Random(f"growth-assignment/{seed}")
         self.partitions = partitions
         self.launch_partitions = launch_partitions
+        self.launch_partitions_at_start = launch_partitions
         self.clock_ms = int(start.timestamp() * 1000)
+        # how far each worker's machine clock is off (ms, by worker name: a restarted process
+        # keeps its machine's clock); the brokers and the input's producers read `clock_ms`
+        self.skews: dict[str, int] = {}
+        self.stamp_ms: int | None = None  # the timestamp of the records being appended
         self.step = 0
-        self.log = MemoryLog(partitions, clock=lambda: self.clock_ms)
+        self.log = MemoryLog(
+            partitions, clock=lambda: self.clock_ms if self.stamp_ms is None else self.stamp_ms
+        )
         self.app = Group("app", partitions, APP_TOPICS)
         self.launches = Group("launches", launch_partitions, (topics.LAUNCHES,))
         self.workers: dict[str, SimWorker] = {}
@@ -343,31 +392,103 @@ class World:
         self.bugs: list[str] = []  # exceptions that escaped a unit of work
         self.refused_takeovers = 0  # takeovers the group's answer stopped (a deposed worker's)
         self.trace: list[str] = []
+        self.produced: list[tuple[str, int, int]] = []  # positions of the inputs, in order
 
     # -- time and topics --------------------------------------------------------------------------
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock_ms / 1000, UTC)
 
+    def clock_ms_of(self, name: str) -> int:
+        """What the clock of a worker's machine reads."""
+        return self.clock_ms + self.skews.get(name, 0)
+
+    def now_of(self, name: str) -> datetime:
+        return datetime.fromtimestamp(self.clock_ms_of(name) / 1000, UTC)
+
+    def stamps_too_late(self, worker: SimWorker) -> bool:
+        """Whether the brokers refuse the worker's records for their timestamps: Kafka 4 takes
+        none more than `message.timestamp.after.max.ms` (an hour) ahead of its own clock, and
+        the service's Log retries them until its clock is right or the group rebalances."""
+        return self.skews.get(worker.name, 0) > TIMESTAMP_AFTER_MAX_MS
+
+    def set_skew(self, name: str, skew_ms: int) -> None:
+        """A worker's machine clock steps to `skew_ms` off the true time (back, when that is
+        less than it was)."""
+        before = self.skews.get(name, 0)
+        if skew_ms == before:
+            return
+        self.skews[name] = skew_ms
+        self.trace.append(f"  {name}'s clock stepped by {(skew_ms - before) / 1000:+.0f} s")
+
     def partitions_of(self, topic: str) -> int:
-        return self.launch_partitions if topic == topics.LAUNCHES else self.partitions
+        return self.launch_partitions if topic == topics.LAUNCHES else self.app.count(topic)
+
+    def parts_of(self, worker: SimWorker, topic: str) -> list[int]:
+        """The partitions of `topic` the worker consumes."""
+        if topic == topics.LAUNCHES:
+            return worker.launch_parts
+        return worker.own_parts.get(topic, worker.app_parts)
+
+    def grow(self, topic: str, added: int) -> None:
+        """An operator adds partitions to an input topic (`kafka-topics --alter`), which takes
+        a moment: from then on producers hash keys over the new count (Kafka's default
+        partitioner), so a key's later records land in another partition than its earlier
+        ones, and each consumer group rebalances to read the new partitions from their start
+        (auto.offset.reset=earliest)."""
+        if topic == topics.LAUNCHES:
+            self.launch_partitions += added
+            self.launches.partitions = self.launch_partitions
+        else:
+            self.app.own_counts[topic] = self.app.count(topic) + added
+        self.clock_ms += GROWTH_MS
+        self.trace.append(f"  {topic} has {self.partitions_of(topic)} partitions now")
+        self.rebalance()
+
+    def producer_partition(self, topic: str, key: bytes | None, drawn: int) -> int:
+        """Where an input's producer writes a record it drew for `drawn`: a keyed record of a
+        topic that gained partitions goes where its key hashes to now."""
+        grown = topic in self.app.own_counts or (
+            topic == topics.LAUNCHES and self.launch_partitions != self.launch_partitions_at_start
+        )
+        if key is None or not grown:
+            return drawn
+        return crc32(key) % self.partitions_of(topic)
 
     def append(
         self,
         groups: Mapping[TopicPartition, Sequence[Pair]],
         headers: Mapping[TopicPartition, Headers],
+        stamp_ms: int,
     ) -> dict[TopicPartition, tuple[int, int]]:
-        return {
-            tp: self.log.append(tp[0], tp[1], records, headers.get(tp, ()))
-            for tp, records in groups.items()
-        }
+        """A worker's send lands, with the timestamp its producer gave the records."""
+        self.stamp_ms = stamp_ms
+        try:
+            return {
+                tp: self.log.append(tp[0], tp[1], records, headers.get(tp, ()))
+                for tp, records in groups.items()
+            }
+        finally:
+            self.stamp_ms = None
 
     def append_some(
         self,
         groups: Mapping[TopicPartition, Sequence[Pair]],
         headers: Mapping[TopicPartition, Headers],
+        stamp_ms: int,
     ) -> None:
         """What a send reached before the process died: any subset of its partitions, of some
         of them only the first records (several producer batches)."""
+        self.stamp_ms = stamp_ms
+        try:
+            self._append_some(groups, headers)
+        finally:
+            self.stamp_ms = None
+
+    def _append_some(
+        self,
+        groups: Mapping[TopicPartition, Sequence[Pair]],
+        headers: Mapping[TopicPartition, Headers],
+    ) -> None:
         for tp, records in groups.items():
             if self.landing is not None:
                 landed = self.landing(tp, records)
@@ -386,7 +507,12 @@ class World:
         return records[offset].value if offset < len(records) else None
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int) -> None:
-        self.log.append(topic, partition, [(key, value)])
+        """An input record, written by the LMS (or an operator)."""
+        drawn, partition = partition, self.producer_partition(topic, key, partition)
+        if partition != drawn:
+            self.trace.append(f"  written to {topic}/{partition} (where its key hashes now)")
+        offset, _ = self.log.append(topic, partition, [(key, value)])
+        self.produced.append((topic, partition, offset))
 
     def compact(self, topic: str, partition: int, active: int) -> None:
         """Kafka's log cleaner runs over a changelog partition, up to its last `active` records
@@ -413,8 +539,8 @@ class World:
         """Both groups, with every live worker that knows it is a member (`assignment`: which
         app partitions each gets, instead of a random spread; for tests)."""
         members = self.members()
-        self.app.rebalance(members, self.rng)
-        self.launches.rebalance(members, self.rng)
+        self.app.rebalance(members, self.rng, self.growth_rng)
+        self.launches.rebalance(members, self.rng, self.growth_rng)
         if assignment is not None:
             self.app.assignment = {name: sorted(assignment.get(name, ())) for name in members}
         for name in members:
@@ -425,10 +551,13 @@ class World:
             worker.launch_generation = self.launches.generation
             worker.app_parts = list(self.app.assignment[name])
             worker.launch_parts = list(self.launches.assignment[name])
+            worker.own_parts = {
+                topic: list(self.app.parts_of(name, topic)) for topic in self.app.own_counts
+            }
             worker.positions = {
                 (topic, p): self.app.committed.get((topic, p), 0)
                 for topic in APP_TOPICS
-                for p in worker.app_parts
+                for p in self.parts_of(worker, topic)
             }
             worker.positions.update(
                 {
@@ -444,6 +573,10 @@ class World:
         self.trace.append(
             f"  rebalance: generation {self.app.generation}: "
             + ", ".join(f"{n}={self.app.assignment[n]}" for n in self.app.members)
+            + "".join(
+                f"; {topic}: " + ", ".join(f"{n}={parts[n]}" for n in self.app.members)
+                for topic, parts in self.app.own_assignment.items()
+            )
         )
 
     def _abandon(self, worker: SimWorker) -> None:
@@ -527,7 +660,9 @@ class World:
         for flight in self.in_flight:
             for tp, lands_at in flight.lands.items():
                 if lands_at <= self.step and tp not in flight.acks:
-                    flight.acks.update(self.append({tp: flight.groups[tp]}, flight.headers))
+                    flight.acks.update(
+                        self.append({tp: flight.groups[tp]}, flight.headers, flight.stamp_ms)
+                    )
         due = [f for f in self.in_flight if f.land_at <= self.step]  # every group landed
         self.in_flight = [f for f in self.in_flight if f.land_at > self.step]
         for flight in due:
@@ -603,7 +738,7 @@ class World:
                 self.wake(worker)  # the commit is refused: the worker learns it was deposed
             return
         for tp, offset in worker.acked.items():
-            if tp[1] in self.app.assignment.get(worker.name, ()):
+            if tp[1] in self.app.parts_of(worker.name, tp[0]):
                 self.app.committed[tp] = max(self.app.committed.get(tp, 0), offset)
 
     def give_up(self, stage: Callable[[Batch, Record, BaseException], None]) -> Any:
@@ -614,7 +749,7 @@ class World:
         return recorded
 
     async def unit_agent(self, worker: SimWorker, topic: str, limit: int) -> None:
-        records = self.take(worker, topic, worker.app_parts, limit)
+        records = self.take(worker, topic, self.parts_of(worker, topic), limit)
         if not records:
             return
         tenant = topic == topics.TENANT_COMMANDS
@@ -657,7 +792,7 @@ class World:
         return worker.tenant.handle_record, worker.tenant.give_up
 
     async def unit_launches(self, worker: SimWorker, limit: int) -> None:
-        records = self.take(worker, topics.LAUNCHES, worker.launch_parts, limit)
+        records = self.take(worker, topics.LAUNCHES, self.parts_of(worker, topics.LAUNCHES), limit)
         if not records:
             return
         batch = worker.batch()
@@ -693,7 +828,7 @@ class World:
         if not owned:
             return
         if kind == "tick":
-            topic, command = topics.TENANT_COMMANDS, commands.Tick(self.now().isoformat())
+            topic, command = topics.TENANT_COMMANDS, commands.Tick(worker.now().isoformat())
         else:
             topic, command = topics.LEARNER_COMMANDS, commands.Check()  # type: ignore[assignment]
         batch = worker.batch()
@@ -772,7 +907,7 @@ class World:
         await take_over(batch, TENANT, parts, generation, self.member_check(worker))
         await batch.repair_marked(TENANT, parts)
         for partition in parts:
-            await worker.tenant.take_over_outputs(batch, partition, self.now())
+            await worker.tenant.take_over_outputs(batch, partition, worker.now())
 
 
 def _sync(method: Callable[[Batch, Record], None]) -> Callable[[Batch, Record], Any]:
