@@ -9,11 +9,18 @@ RUN=.demo
 LAUNCHES=${DEMO_LAUNCHES:-200000}
 mkdir -p "$RUN"
 
+# Waited for, as `make down` does: a worker takes seconds to stop, and the new one refuses to
+# start while the old one still holds WEB_PORT.
 for process in worker notifier; do
   if [ -f "$RUN/$process.pid" ] && kill -0 "$(cat "$RUN/$process.pid")" 2>/dev/null; then
     echo "demo: stopping the previous demo $process"
-    kill "$(cat "$RUN/$process.pid")" || true
-    sleep 2
+    pid=$(cat "$RUN/$process.pid")
+    kill "$pid" || true
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -9 "$pid" || true
+      echo "demo: killed the previous demo $process (still running after 20 s)"
+    fi
   fi
 done
 

@@ -9,10 +9,12 @@ Within one partition the offset decides. A key lands in one partition until an o
 partitions to the topic: then its later records go to another partition than its earlier ones,
 and nothing orders the two partitions but the records' Kafka timestamps (the LMS producer's
 clock, or the broker's with `LogAppendTime`). Across partitions, then, an incoming record whose
-timestamp is strictly older than the applied one's is superseded; on a tie, or a position kept
-by an older version without a timestamp, the later arrival wins. (Found by the simulator's
-growth of input topics: an old license left unread in its old partition was applied after the
-new one, and won for good.)
+timestamp is strictly older than the applied one's is superseded, and on a tie the record in the
+higher partition wins: an arbitrary rule, but the same in every learner partition and the tenant
+stage whatever order each hears the two in ("the later arrival wins" let them keep different
+licenses for good). A position kept by an older version without a timestamp orders nothing
+across partitions: the later arrival wins. (Found by the simulator's growth of input topics: an
+old license left unread in its old partition was applied after the new one, and won for good.)
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ def superseded(stored: Sequence[int] | None, incoming: Sequence[int] | None) -> 
     if int(stored[0]) == int(incoming[0]):
         return int(incoming[1]) < int(stored[1])
     stored_ms, incoming_ms = _timestamp(stored), _timestamp(incoming)
-    return stored_ms is not None and incoming_ms is not None and incoming_ms < stored_ms
+    if stored_ms is None or incoming_ms is None:
+        return False
+    # a tie goes to the higher partition, seen from either side: every stage keeps one record
+    return (incoming_ms, int(incoming[0])) < (stored_ms, int(stored[0]))
 
 
 def _timestamp(position: Sequence[int]) -> int | None:

@@ -28,6 +28,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from schemas import topics
 from streams.config.settings import Settings
 from streams.kafka.admin import admin_client, ensure_topics
+from streams.tools.worker_process import free_port
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
 
 pytestmark = pytest.mark.integration
@@ -611,6 +612,7 @@ def test_what_the_security_review_found_stays_fixed(secured: Server, broker: Set
         "TOPIC_PREFIX": f"test-commas-{os.getpid()}-",
         "API_ADMIN_TOKENS": ",",
         "WEB_HOST": "0.0.0.0",
+        "WEB_PORT": str(free_port()),
     }
     started = subprocess.run(
         [sys.executable, "-m", "streams", "worker"],

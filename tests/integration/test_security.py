@@ -19,6 +19,7 @@ import pytest
 
 from streams.config.settings import Settings
 from streams.domain.recount import recount
+from streams.tools.worker_process import free_port
 from tests.integration.conftest import KAFKA_SCRIPT
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
 from tests.integration.test_pipeline import counts_match
@@ -136,7 +137,8 @@ def cli(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "streams", *args],
-        env={**os.environ, **env},
+        # a port of its own: a worker checks its web port first, and 6066 may be taken here
+        env={**os.environ, "WEB_PORT": str(free_port()), **env},
         capture_output=True,
         text=True,
         timeout=timeout_s,

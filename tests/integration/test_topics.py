@@ -16,6 +16,7 @@ from schemas.launches import Launch
 from schemas.topics import ATTEMPTS, LAUNCHES, LEARNER_COMMANDS, TOMBSTONES_KEPT_MS, TOPICS
 from streams.config.settings import Settings
 from streams.kafka.admin import admin_client, ensure_topics, topic_config
+from streams.tools.worker_process import free_port
 from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.integration
@@ -27,6 +28,7 @@ def _run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]
         "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "TOPIC_PREFIX": settings.topic_prefix,
         "PARTITIONS": str(settings.partitions),
+        "WEB_PORT": str(free_port()),  # a worker checks its web port first: 6066 may be taken
     }
     return subprocess.run(
         [sys.executable, "-m", "streams", *args],

@@ -20,7 +20,7 @@ T = 1_764_000_000_000  # ms
         # across partitions (the topic grew): the record's timestamp decides
         ([4, 0, T], [1, 7, T - 1], True),
         ([1, 7, T], [4, 0, T + 1], False),
-        ([1, 7, T], [4, 0, T], False),  # a tie: the later arrival wins
+        ([1, 7, T], [4, 0, T], False),  # a tie: the higher partition wins
         # a position kept by an older version has no timestamp: the later arrival wins
         ([4, 0], [1, 7, T - 1], False),
         ([4, 0, T], [1, 7], False),
