@@ -191,15 +191,31 @@ def client_address(peer: str | None, forwarded_for: str | None, proxies: Iterabl
             ip = ipaddress.ip_address(address)
         except ValueError:
             return False
+        # an IPv4 peer of a server listening on "::" shows as ::ffff:10.0.0.5: still the proxy
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
         return any(ip in network for network in networks)
 
     address = peer or "unknown"
     if not trusted(address) or not forwarded_for:
         return address
-    for hop in reversed([part.strip() for part in forwarded_for.split(",")]):
+    for hop in reversed([_without_port(part.strip()) for part in forwarded_for.split(",")]):
         if hop and not trusted(hop):
             return hop
     return address
+
+
+def _without_port(hop: str) -> str:
+    """A hop of `X-Forwarded-For` without the source port some proxies add (`203.0.113.9:5555`,
+    `[2001:db8::1]:5555`, Azure's Application Gateway): the port changes with every connection,
+    so with it each connection would be an address of its own, never limited."""
+    if hop.startswith("["):
+        inner, _, rest = hop[1:].partition("]")
+        return inner if rest == "" or (rest[:1] == ":" and rest[1:].isdigit()) else hop
+    if hop.count(":") == 1:
+        host, _, port = hop.partition(":")
+        return host if port.isdigit() else hop
+    return hop
 
 
 def host_name(header: str | None) -> str:

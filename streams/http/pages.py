@@ -219,12 +219,20 @@ class DotLearnersCsv(LearnersCsv):
 
 @app.page("/tenant/preview")
 class DotPreviewForm(PreviewForm):
+    # GET too (a reload after a preview shows the page, as /tenants/<id>/preview does): the
+    # inherited one wants the tenant id, which only the query holds here
+    async def get(self, request: Request) -> Response:  # type: ignore[override]
+        return await super().get(request, _tenant_in_query(request))
+
     async def post(self, request: Request) -> Response:  # type: ignore[override]
         return await super().post(request, _tenant_in_query(request))
 
 
 @app.page("/tenant/delete")
 class DotDeleteForm(DeleteForm):
+    async def get(self, request: Request) -> Response:  # type: ignore[override]
+        return await super().get(request, _tenant_in_query(request))
+
     async def post(self, request: Request) -> Response:  # type: ignore[override]
         return await super().post(request, _tenant_in_query(request))
 
@@ -251,6 +259,10 @@ class SignIn(Page):
 
     async def post(self, request: Request) -> Response:
         form = await self.form(request)  # the sign-in form has its CSRF token too
+        if not tokens.configured:
+            # open mode: no secret to guess, so no failure to count (ten would lock every
+            # local user of the dashboard and the API out for a minute)
+            return self.to("/")
         token = find_token(request, form.get("token", "").strip())
         if token is None:
             refused_secret(request, "a dashboard sign-in")

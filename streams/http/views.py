@@ -2,9 +2,10 @@
 
 `guard` is an aiohttp middleware (it sees every request, also one for a path nobody serves):
 an unknown `Host` is a 400, an address that failed too often a 429, a non-JSON POST to the API
-a 415, an unexpected exception a 500 that names no internals; every answer gets the security
-headers. The views then ask `caller()` who is calling (streams/http/access.py says what each
-caller may do) and raise `ApiError` for any refusal; `dispatch` turns it into the answer.
+a 415, aiohttp's own refusals (404, 405, 413) the one-line JSON error of the API on every path,
+an unexpected exception a 500 that names no internals; every answer gets the security headers.
+The views then ask `caller()` who is calling (streams/http/access.py says what each caller may
+do) and raise `ApiError` for any refusal; `dispatch` turns it into the answer.
 """
 
 from __future__ import annotations
@@ -53,8 +54,10 @@ FORM_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")  # what secrets.token_urlsafe(32
 
 def address(request: Request) -> str:
     peer = request.remote  # type: ignore[attr-defined]
-    forwarded = request.headers.get("X-Forwarded-For")
-    return client_address(peer, forwarded, settings.web_trusted_proxies)
+    # every line of the header, in order (RFC 9110: lines of one field join with commas): a proxy
+    # that adds its own line leaves the client's first, and the client must not pick its address
+    lines = request.headers.getall("X-Forwarded-For", [])  # type: ignore[attr-defined]
+    return client_address(peer, ",".join(lines) or None, settings.web_trusted_proxies)
 
 
 def over_tls(request: Request) -> bool:
@@ -153,7 +156,8 @@ async def guard(request: Any, handler: Any) -> Any:
     except StreamBroken:
         raise
     except aiohttp_web.HTTPException as exc:  # aiohttp's own answers (404, 405, 413, ...)
-        if exc.status >= 400 and request.path.startswith("/api/"):
+        # one error shape on every path, not aiohttp's plain text ("405: Method Not Allowed")
+        if exc.status >= 400:
             allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
             return _with_headers(_error(exc.status, exc.reason.lower(), allow))
         _with_headers(exc)

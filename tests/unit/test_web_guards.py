@@ -620,3 +620,75 @@ def test_a_deletion_is_still_confirmed_only_by_typing_the_tenant_id(
     answer = server.post_form(dashboard.tenant_path(tenant, "/delete"), session, form)
     assert answer.status == 400, answer.status
     assert submitted == []
+
+
+# -- found by the write-side review of 2026-12 (the rest: tests/unit/test_write_side_attack.py) --
+
+
+@pytest.mark.parametrize("action", ["/preview", "/delete"])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("signed_in", [True, False], ids=["signed-in", "anonymous"])
+def test_the_dot_tenants_form_addresses_answer_a_get_as_the_other_tenants_do(
+    server: Server, isolated: Views, action: str, method: str, signed_in: bool
+) -> None:
+    """`/tenants/acme/preview` answers a GET with the tenant's page (a reload after a preview);
+    `/tenant/preview?id=.` answered it with a 500, to anybody, a traceback logged each time."""
+    isolated.model.apply_license(b".", json.dumps({**LICENSE, "tenant_id": "."}).encode())
+    headers = bearer(ADMIN_ALL) if signed_in else {}
+    dotted = server.call(method, dashboard.tenant_path(".", action), headers=headers)
+    named = server.call(method, dashboard.tenant_path("acme", action), headers=headers)
+    assert dotted.status == named.status == (200 if signed_in else 303), dotted.text[-300:]
+
+
+EVERY_ROUTE = [
+    "/",
+    "/signin",
+    "/signout",
+    "/tenants/acme",
+    "/tenants/acme/preview",
+    "/tenants/acme/delete",
+    "/tenants/acme/learners.csv",
+    "/tenant?id=.",
+    "/tenant/preview?id=.",
+    "/tenant/delete?id=.",
+    "/tenant/learners.csv?id=.",
+    "/api/tenants",
+    "/api/tenants/acme/deletions",
+    "/api/openapi.json",
+    "/health",
+    "/ready",
+    "/metrics",
+    "/internal/reports/window/0",
+]
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "OPTIONS", "PATCH"])
+@pytest.mark.parametrize("path", EVERY_ROUTE)
+def test_a_method_no_route_takes_is_a_405_with_a_one_line_json_error(
+    server: Server, method: str, path: str
+) -> None:
+    """The API's did; the dashboard's, the probes' and /metrics' were aiohttp's plain text."""
+    answer = server.call(method, path, headers=bearer(ADMIN_ALL))
+    assert answer.status == 405, answer.text[:200]
+    message = answer.json()["error"]
+    assert message and "\n" not in message, repr(message)
+    assert "GET" in answer.headers.get("Allow", "") or "POST" in answer.headers["Allow"]
+
+
+def test_sign_in_attempts_in_open_mode_lock_nobody_out(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without tokens there is no secret to guess: a sign-in posted then (a stale bookmark, a
+    local script) was counted as a failure, and ten of them gave every local user of the
+    dashboard and the API a 429 for a minute."""
+    open_mode = views_module.TokenBook.from_env({})
+    for module in ("streams.http.views", "streams.http.pages", "streams.http.web"):
+        monkeypatch.setattr(f"{module}.tokens", open_mode)
+    page = server.call("GET", "/tenants/acme")
+    cookie = {"Cookie": f"al_form={page.cookie('al_form')}"}
+    for _ in range(access.FAILURES_ALLOWED + 1):
+        answer = server.call(
+            "POST", "/signin", headers=cookie, data={"csrf": page.csrf(), "token": "x" * 40}
+        )
+        assert answer.status == 303 and answer.headers["Location"] == "/", answer.status
+    assert server.call("GET", "/api/tenants").status == 200
