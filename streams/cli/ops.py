@@ -87,7 +87,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def check_worker_settings(args: argparse.Namespace, settings: Settings) -> None:
     """The worker's own settings: a bad one is a one-line error, nothing created or started."""
     from streams.config.logs import log_format
-    from streams.http.tokens import MIN_SECRET_LENGTH, TokenBook
+    from streams.http.tokens import TokenBook
 
     last_port = settings.web_port + args.processes - 1
     if last_port > MAX_PORT:
@@ -97,13 +97,19 @@ def check_worker_settings(args: argparse.Namespace, settings: Settings) -> None:
         )
     prepare_state_dir(settings)
     TokenBook.from_env()  # a short secret or a bad tokens file
+    check_metrics_token()
+    log_format()
+    check_web_ports(settings, args.processes)
+
+
+def check_metrics_token() -> None:
+    from streams.http.tokens import MIN_SECRET_LENGTH
+
     token = os.environ.get("METRICS_TOKEN", "").strip()
     if token and len(token) < MIN_SECRET_LENGTH:
         raise CommandError(
             f"METRICS_TOKEN has {len(token)} characters; at least {MIN_SECRET_LENGTH} are needed"
         )
-    log_format()
-    check_web_ports(settings, args.processes)
 
 
 def check_web_ports(settings: Settings, processes: int) -> None:
@@ -111,18 +117,22 @@ def check_web_ports(settings: Settings, processes: int) -> None:
     WEB_HOST that is no address of this host, would otherwise stop the worker only once it
     has joined the consumer group, with a traceback."""
     for port in range(settings.web_port, settings.web_port + processes):
-        where = f"{settings.web_bind}:{port}"
-        try:
-            family, kind, proto, _, address = socket.getaddrinfo(
-                settings.web_bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )[0]
-            with socket.socket(family, kind, proto) as probe:
-                # as the web server binds: a port left in TIME_WAIT by a restart is free
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                probe.bind(address)
-        except OSError as exc:  # socket.gaierror included: a name that does not resolve
-            reason = exc.strerror or str(exc)
-            raise ConfigError(f"WEB_HOST/WEB_PORT: cannot listen on {where} ({reason})") from None
+        check_port(settings.web_bind, port, "WEB_HOST/WEB_PORT")
+
+
+def check_port(host: str, port: int, names: str) -> None:
+    """`host:port` free to listen on, else a one-line error naming the settings."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            # as the web server binds: a port left in TIME_WAIT by a restart is free
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:  # socket.gaierror included: a name that does not resolve
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"{names}: cannot listen on {host}:{port} ({reason})") from None
 
 
 def prepare_state_dir(settings: Settings) -> None:
@@ -195,7 +205,10 @@ def cmd_notifier(args: argparse.Namespace, settings: Settings) -> int:
     webhook_secret()
     log_format()
     SmtpSettings.from_env()
+    check_metrics_token()
     prepare_state_dir(settings)
+    if settings.notifier_port:
+        check_port(settings.web_host, settings.notifier_port, "WEB_HOST/NOTIFIER_PORT")
     ensure_topics(settings, timeout_s=args.timeout)
     run_notifier(settings)
     return 0

@@ -137,6 +137,7 @@ class Settings:
     state_dir: Path = Path(".state")
     web_port: int = 6066
     web_host: str = "127.0.0.1"
+    notifier_port: int = 6068  # the notifier's /metrics and /health (0: none)
     web_allowed_hosts: tuple[str, ...] = ()  # empty: localhost, 127.0.0.1 and the bind address
     web_advertised_host: str = ""  # how other workers reach this one; empty: see advertised_host
     web_trusted_proxies: tuple[str, ...] = ()  # whose X-Forwarded-For names the client
@@ -163,6 +164,7 @@ class Settings:
             state_dir=Path(env.get("STATE_DIR", "").strip() or ".state"),
             web_port=_int_setting(env, "WEB_PORT", 6066, 1, 65535),
             web_host=host_setting("WEB_HOST", env.get("WEB_HOST", "").strip() or "127.0.0.1"),
+            notifier_port=_int_setting(env, "NOTIFIER_PORT", 6068, 0, 65535),
             web_allowed_hosts=tuple(host.lower() for host in _hosts(env, "WEB_ALLOWED_HOSTS")),
             web_advertised_host=_advertised_host(env),
             web_trusted_proxies=_trusted_proxies(env),

@@ -61,6 +61,7 @@ from streams.notifier.mail import (
     is_backfill,
     split_recipients,
 )
+from streams.notifier.probe import start_probe
 from streams.notifier.smtp import SmtpSettings
 from streams.notifier.webhooks import (
     AiohttpTransport,
@@ -195,6 +196,10 @@ class Notifier:
         transport = AiohttpTransport()
         deliveries = RocksKV(self.settings.state_dir / "notifier" / "webhooks.db")
         self.webhooks = Dispatcher(DeliveryQueue(deliveries), transport, self.webhook_secret)
+        probe = await start_probe(self.settings.web_host, self.settings.notifier_port)
+        if probe is not None:
+            where = f"{self.settings.web_host}:{self.settings.notifier_port}"
+            log.info("notifier: /metrics and /health on http://%s", where)
         await consumer.start()
         await producer.start()
         await licenses.start()
@@ -229,6 +234,8 @@ class Notifier:
             await licenses.stop()
             await consumer.stop()
             await producer.stop()
+            if probe is not None:
+                await probe.cleanup()
             self.close()
 
     def log_ready(self, resumed: int, resumed_mail: int) -> None:

@@ -42,6 +42,7 @@ def worker_env(settings: Settings, web_port: int) -> dict[str, str]:
         "TOPIC_PREFIX": settings.topic_prefix,
         "STATE_DIR": str(settings.state_dir),
         "WEB_PORT": str(web_port),
+        "NOTIFIER_PORT": str(web_port),  # (a notifier's /metrics: a process is one or the other)
         "PARTITIONS": str(settings.partitions),
     }
 

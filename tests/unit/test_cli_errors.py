@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -341,6 +342,8 @@ def test_worker_settings_are_checked_before_any_topic_is_created(
         ({"WEBHOOK_SECRET": "short"}, "WEBHOOK_SECRET must have at least"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be text or json"),
         ({"STATE_DIR": "{file}"}, "not a folder"),
+        ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN has 5 characters"),
+        ({"NOTIFIER_PORT": "70000"}, "NOTIFIER_PORT must be at most 65535"),
     ],
 )
 def test_notifier_settings_are_checked_before_any_topic_is_created(
@@ -353,6 +356,20 @@ def test_notifier_settings_are_checked_before_any_topic_is_created(
         monkeypatch.setenv(name, value.format(**files))
     assert run(["notifier"]) == 1
     one_line_error(capsys, words)
+
+
+def test_a_notifier_whose_port_is_taken_stops_before_creating_topics(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.delenv("SMTP_HOST", raising=False)
+    monkeypatch.setenv("STATE_DIR", str(tmp_path / "state"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("NOTIFIER_PORT", str(port))
+        assert run(["notifier"]) == 1  # ensure_topics fails the test
+    one_line_error(capsys, f"WEB_HOST/NOTIFIER_PORT: cannot listen on 127.0.0.1:{port}")
 
 
 def bad_files(tmp_path: Path) -> dict[str, str]:
