@@ -13,7 +13,6 @@ GroupId = Annotated[
     StringConstraints(min_length=1, max_length=256),
     Field(description="a team or learning role id of the LMS, 1 to 256 characters"),
 ]
-MAX_GROUPS = 1_000
 
 
 class LearnerGroups(InputModel):
@@ -25,9 +24,7 @@ class LearnerGroups(InputModel):
 
     tenant_id: EntityId
     learner_id: EntityId
-    teams: Annotated[tuple[GroupId, ...], Field(max_length=MAX_GROUPS)] = Field(
-        default=(), description="team ids"
-    )
-    roles: Annotated[tuple[GroupId, ...], Field(max_length=MAX_GROUPS)] = Field(
-        default=(), description="learning role ids"
-    )
+    # as many as the contract allows (it sets no number): the worker dead-letters only a learner
+    # whose teams and roles cannot be stored in one value (streams/stages/ingest.py)
+    teams: tuple[GroupId, ...] = Field(default=(), description="team ids")
+    roles: tuple[GroupId, ...] = Field(default=(), description="learning role ids")

@@ -120,6 +120,23 @@ def test_learners_with_the_most_groups_are_stored_not_dead_lettered() -> None:
     assert receipt["error"] is None and receipt["learners_affected"] == 2
 
 
+def test_a_learner_in_more_than_a_thousand_teams_is_stored() -> None:
+    """The contract sets no number of teams or roles; the schema refused more than 1,000, so a
+    valid record was dead-lettered and team deletions missed that learner."""
+    p = Pipeline(partitions=1)
+    teams = [f"team-{n}" for n in range(3_000)]
+    p.produce(topics.LAUNCHES, launch("acme", "l1", "a1", "2026-02-10T10:00:00Z"))
+    p.produce(topics.LEARNER_GROUPS, _groups("l1", teams, teams[:1_500]))
+    p.flow()
+    assert p.dead_letters() == [] and p.world.gave_up == []
+    p.produce(
+        topics.ATTEMPT_DELETIONS, deletion("acme", "r1", "preview", p.now, teams=["team-2999"])
+    )
+    p.flow()
+    p.settle()
+    assert p.receipts("r1")[0]["learners_affected"] == 1
+
+
 def test_groups_too_large_to_store_whole_are_dead_lettered_alone() -> None:
     """1,000 teams of 256 emoji (a record Kafka takes) cannot be stored in one value: that record
     is dead-lettered with its reason, and the records around it are stored."""
