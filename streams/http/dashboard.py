@@ -76,8 +76,18 @@ def csrf_field(csrf: str) -> str:
     return f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
 
 
-def page(title: str, body: str, who: str | None = None, csrf: str = "") -> str:
-    """A whole page; `who` signed in (a sign-out form) or None (open mode, sign-in page)."""
+CATCHING_UP = (
+    '<p class="warn">This worker started a moment ago and is still reading the count topics: '
+    "the figures below may be missing or too low. Reload in a few seconds.</p>"
+)
+
+
+def page(
+    title: str, body: str, who: str | None = None, csrf: str = "", catching_up: bool = False
+) -> str:
+    """A whole page; `who` signed in (a sign-out form) or None (open mode, sign-in page);
+    `catching_up`: the read model has not yet read the output topics to where they ended when
+    the worker started (it answers 0 or no tenant until then)."""
     signout = (
         f'<span>{escape(who)} <form method="post" action="/signout" style="display:inline">'
         f"{csrf_field(csrf)}<button>Sign out</button></form></span>"
@@ -89,7 +99,7 @@ def page(title: str, body: str, who: str | None = None, csrf: str = "") -> str:
         f"<title>{escape(title)} &middot; active-learners</title><style>{STYLE}</style>"
         "</head><body><header>"
         '<a href="/"><b>active-learners</b> &middot; Active Learners by tenant</a>'
-        f"{signout}</header><main>{body}</main></body></html>"
+        f"{signout}</header><main>{CATCHING_UP if catching_up else ''}{body}</main></body></html>"
     )
 
 
@@ -105,7 +115,9 @@ def utilization_bar(pct: float | None) -> str:
     )
 
 
-def tenants_page(summaries: list[dict[str, Any]], csrf: str, who: str | None = None) -> str:
+def tenants_page(
+    summaries: list[dict[str, Any]], csrf: str, who: str | None = None, catching_up: bool = False
+) -> str:
     """Every tenant, the most utilized first (tenants without a limit last)."""
     ordered = sorted(
         summaries,
@@ -131,7 +143,7 @@ def tenants_page(summaries: list[dict[str, Any]], csrf: str, who: str | None = N
         "<th>Total</th><th>Limit</th><th>Utilization (line: 100 %)</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
-    return page("Tenants", body, who, csrf)
+    return page("Tenants", body, who, csrf, catching_up)
 
 
 def window_chart(windows: list[dict[str, Any]], limit: int | None, thresholds: list[dict]) -> str:
@@ -305,6 +317,7 @@ def tenant_page(
     result: str = "",
     reports: dict[str, Any] | None = None,
     may_preview: bool = True,
+    catching_up: bool = False,
 ) -> str:
     tenant = escape(details["tenant_id"])
     lic = details["license"]
@@ -394,7 +407,7 @@ def tenant_page(
         f"<h2>Threshold events</h2>{events_table}{forms}"
         f"<h2>Deletion audit trail</h2>{audit_table(receipts, str(lic['timezone']))}"
     )
-    return page(details["tenant_id"], body, who, csrf)
+    return page(details["tenant_id"], body, who, csrf, catching_up)
 
 
 def signin_page(csrf: str, error: str = "") -> str:

@@ -69,8 +69,11 @@ class LearnersCsv(Page):
 
 
 def chrome(caller: Caller) -> dict[str, Any]:
-    """What the page header shows of the caller."""
-    return {"who": None if caller is OPEN else caller.name}
+    """What the page header shows: the caller, and whether the figures may still be missing."""
+    return {
+        "who": None if caller is OPEN else caller.name,
+        "catching_up": not model.caught_up.is_set(),
+    }
 
 
 @app.page("/")

@@ -167,3 +167,17 @@ def test_instants_are_shown_to_the_second_with_their_zone() -> None:
     assert when("2026-11-29T04:41:50Z") == "2026-11-29 04:41:50 UTC"
     assert when("2026-11-29T13:41:50+09:00") == "2026-11-29 13:41:50 +09:00"
     assert when(None) == "\u2013"
+
+
+def test_the_dashboard_says_when_a_restarted_worker_may_still_miss_figures() -> None:
+    """Until the read model has read the output topics to where they ended at the start, a
+    tenant shows 0 (or is missing): the pages say so instead of showing it as the count."""
+    model = ReadModel()
+    model.apply_license(b"acme", json.dumps(LICENSE).encode())
+    summaries = api.tenants(model, NOW, OPEN)["tenants"]
+    details = api.tenant_details(model, "acme", NOW)
+    warning = "still reading the count topics"
+    assert warning in dashboard.tenants_page(summaries, "c", catching_up=True)
+    assert warning not in dashboard.tenants_page(summaries, "c")
+    assert warning in dashboard.tenant_page(details, [], [], [], "c", catching_up=True)
+    assert warning not in dashboard.tenant_page(details, [], [], [], "c")

@@ -65,6 +65,7 @@ def read_model() -> ReadModel:
     """acme, licensed, and globex, counted without a license."""
     model = ReadModel()
     model.apply_license(b"acme", json.dumps(LICENSE).encode())
+    model.caught_up.set()  # as a worker's once it has read the output topics
     model.apply_count(b"acme/2026-10-01", count("acme", "2026-10-01", "2027-01-01", 452, 842))
     model.apply_count(
         b"globex/2026-01-01", count("globex", "2026-01-01", "2027-01-01", 12, 30, months=12)
