@@ -51,6 +51,7 @@ from streams.stages.store import (
     Fenced,
     Headers,
     LocalState,
+    LocalWriteFailed,
     Log,
     LogRecord,
     OutputRepair,
@@ -295,13 +296,16 @@ class DurableBatch:
                 local = {key: encoded for key, (encoded, _) in rows.items()}
                 if self._marks:
                     local.update(self._mark_rows(table, partition))
-                self._state.apply(
-                    table,
-                    partition,
-                    local,
-                    acked[(changelog, partition)][1],
-                    self._own.epoch_of(stage, partition),
-                )
+                try:
+                    self._state.apply(
+                        table,
+                        partition,
+                        local,
+                        acked[(changelog, partition)][1],
+                        self._own.epoch_of(stage, partition),
+                    )
+                except Exception as exc:
+                    raise LocalWriteFailed(f"writing {table}/{partition} failed: {exc}") from exc
             if output_groups and not self._outputs_first:
                 sent = await self._log.send(output_groups, output_headers)
                 zombies.update(await self._follow_lineage(sent))

@@ -189,6 +189,13 @@ class Fenced(Exception):
     its events are not acknowledged: their new owner processes them again."""
 
 
+class LocalWriteFailed(RuntimeError):
+    """A local table write failed after its changelog was acknowledged (a full or failing
+    disk). Some tables of the batch may be written and others not, and the stage's derived
+    state (counters, tallies) was not told: applying the batch again would not tell it either
+    (what is written reads as done). Only a takeover rebuilds it, so the worker stops."""
+
+
 class RecordTooLarge(ValueError):
     """A value or record the service would write exceeds MAX_RECORD_BYTES (a bug: the stages
     split what can grow). Raised when it is written, so the event that caused it fails whole."""

@@ -26,6 +26,10 @@ async def fetch_raw(settings: Settings, topic: str, partition: int, offset: int)
         group_id=None,
         enable_auto_commit=False,
         max_partition_fetch_bytes=2 * 1024 * 1024,
+        # a record deleted by retention: the fetch starts at the first one left, which is not
+        # `offset`, and the answer is None at once (aiokafka's default, "latest", would wait
+        # FETCH_TIMEOUT_S for a record that arrives after the end)
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     try:

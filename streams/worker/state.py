@@ -19,7 +19,12 @@ from typing import Any
 
 import rocksdict
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    ProducerClosed,
+    RecordTooLargeError,
+)
 from aiokafka.partitioner import DefaultPartitioner
 from faust.types import CollectionT
 
@@ -215,11 +220,24 @@ class KafkaLog:
             label = _crash_label(rows for (t, _), rows in groups.items() if t == "attempts")
             faults.reached("before-changelog", label)
         while pending:
-            sent = {
-                tp: await self._send_group(tp, rows, extra.get(tp, ()))
-                for tp, rows in pending.items()
-            }
+            sent: dict[TP, list[tuple[Any, int]]] = {}
             failed: dict[TP, Sequence[Pair]] = {}
+            for tp, rows in pending.items():
+                try:
+                    sent[tp] = await self._send_group(tp, rows, extra.get(tp, ()))
+                except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
+                    raise RecordTooLarge(f"Kafka refused a record of {tp[0]} for its size") from exc
+                except ProducerClosed:
+                    raise  # the worker is stopping: nothing to wait for
+                except KafkaError as exc:
+                    # aiokafka raises some failures from `send_batch` itself rather than through
+                    # the batch's future: KafkaTimeoutError when the partition's previous batch
+                    # did not drain within the producer's request timeout, and
+                    # UnknownTopicOrPartition / TopicAuthorizationFailed while the topic is not
+                    # in its metadata. They are as transient as a failed future: the group is
+                    # sent again (its batches already queued may land too: absolute records).
+                    self._failed_send(tp, pending[tp], exc, delay)
+                    failed[tp] = pending[tp]
             for tp, batches in sent.items():
                 results = await asyncio.gather(*(f for f, _ in batches), return_exceptions=True)
                 errors = [r for r in results if isinstance(r, BaseException)]
@@ -230,14 +248,7 @@ class KafkaLog:
                     ):
                         raise RecordTooLarge(f"Kafka refused a record of {tp[0]} for its size")
                     failed[tp] = pending[tp]
-                    log.warning(
-                        "sending %d records to %s/%d failed (%s); retrying in %.1fs",
-                        len(pending[tp]),
-                        tp[0],
-                        tp[1],
-                        type(errors[0]).__name__,
-                        delay,
-                    )
+                    self._failed_send(tp, pending[tp], errors[0], delay)
                     continue
                 # a batch's future reports the offset of its first record
                 first: Any = results[0]
@@ -252,6 +263,17 @@ class KafkaLog:
         if attempts_flush:
             faults.reached("after-changelog", label)
         return acked
+
+    @staticmethod
+    def _failed_send(tp: TP, rows: Sequence[Pair], error: BaseException, delay: float) -> None:
+        log.warning(
+            "sending %d records to %s/%d failed (%s); retrying in %.1fs",
+            len(rows),
+            tp[0],
+            tp[1],
+            type(error).__name__,
+            delay,
+        )
 
     async def _send_group(
         self, tp: TP, rows: Sequence[Pair], headers: Headers
@@ -281,6 +303,10 @@ class KafkaLog:
                 group_id=None,
                 enable_auto_commit=False,
                 max_partition_fetch_bytes=2 * 1024 * 1024,
+                # A read that starts below the partition's first offset (records deleted by
+                # retention or DeleteRecords) goes on from the first one left; aiokafka's default,
+                # "latest", would jump to the end and skip every record of the range that is there.
+                auto_offset_reset="earliest",
             )
             await reader.start()
             self._reader = reader

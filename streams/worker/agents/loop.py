@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 
 from faust.types import EventT, StreamT
 
+from streams.stages import metrics
 from streams.stages.batch import DurableBatch
 from streams.stages.loop import apply_events
-from streams.stages.store import Batch, Fenced, OutputRepair, Record
+from streams.stages.store import Batch, Fenced, LocalWriteFailed, OutputRepair, Record
 from streams.worker.app import ownership
 from streams.worker.runtime import new_batch
 
@@ -70,8 +72,16 @@ async def run_durably(
     rebalance that follows takes it over again) are left unacknowledged, as a `Fenced` flush
     leaves them, for the partition's owner to apply."""
     async for events in stream.noack_take(max_events, within=WITHIN_S):  # type: ignore[attr-defined]
-        applied = await _apply_group(
-            events, stage, handle, give_up, repair_outputs, handle_group, outputs_first, owner
+        applied = await _apply_until_done(
+            stream,
+            events,
+            stage,
+            handle,
+            give_up,
+            repair_outputs,
+            handle_group,
+            outputs_first,
+            owner,
         )
         if applied:
             for event in events:
@@ -81,6 +91,59 @@ async def run_durably(
         del events
         if applied is None and on_fenced is not None:
             await on_fenced()
+
+
+async def _apply_until_done(
+    stream: StreamT,
+    events: list[EventT],
+    stage: str,
+    handle: Handler | None,
+    give_up: GiveUp | None,
+    repair_outputs: OutputRepair | None,
+    handle_group: Callable[[DurableBatch, list[Record]], Awaitable[None]] | None,
+    outputs_first: bool,
+    owner: str | None,
+) -> bool | None:
+    """`_apply_group`, again and again while it raises: a group is never passed over.
+
+    An exception that escapes a group (a flush that Kafka or RocksDB failed for good, not an
+    event's handler: those are caught per event) would end the agent. faust then starts the
+    actor again (`Agent._execute_actor`) and acknowledges the groups after this one, while this
+    group's messages are never acknowledged; and faust commits an acknowledged offset past
+    unacknowledged ones before it: past a single one, and past any number when the partition's
+    committed offset is 0 or none (`Consumer._new_offset`, `perform_seek`). Its commands would
+    be committed unapplied, and the purge would delete them. Applying a group again is safe
+    (every transition is idempotent); at shutdown the group is left unacknowledged."""
+    failures = 0
+    while True:
+        try:
+            return await _apply_group(
+                events, stage, handle, give_up, repair_outputs, handle_group, outputs_first, owner
+            )
+        except LocalWriteFailed:
+            # applied again, the batch would find its tables partly written and leave the
+            # counters behind them: a restart's takeover rebuilds them from the tables
+            log.critical(
+                "%s: a local table write failed; stopping the worker", stage, exc_info=True
+            )
+            os._exit(EXIT_LOCAL_WRITE_FAILED)
+        except Exception:
+            failures += 1
+            log.exception(
+                "%s: a group of %d events failed (%d times in a row); applying it again",
+                stage,
+                len(events),
+                failures,
+            )
+            metrics.stage_errors_total.labels(stage).inc()
+            if stream.should_stop:
+                return False
+            await asyncio.sleep(min(RETRY_FIRST_S * 2 ** (failures - 1), RETRY_MAX_S))
+
+
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 30.0
+EXIT_LOCAL_WRITE_FAILED = 70  # EX_SOFTWARE: a supervisor restarts the worker
 
 
 def leave_unacknowledged(stream: StreamT, events: list[EventT]) -> None:
