@@ -291,28 +291,47 @@ class DurableBatch:
                 acked.update(await self._log.send(changelog_groups, changelog_headers))
             zombies = await self._follow_lineage(acked)
             self._mark(zombies)
-            for (table, partition), rows in writes.items():
-                stage, changelog = TABLES[table]
-                local = {key: encoded for key, (encoded, _) in rows.items()}
-                if self._marks:
-                    local.update(self._mark_rows(table, partition))
-                try:
-                    self._state.apply(
-                        table,
-                        partition,
-                        local,
-                        acked[(changelog, partition)][1],
-                        self._own.epoch_of(stage, partition),
-                    )
-                except Exception as exc:
-                    raise LocalWriteFailed(f"writing {table}/{partition} failed: {exc}") from exc
-            if output_groups and not self._outputs_first:
-                sent = await self._log.send(output_groups, output_headers)
-                zombies.update(await self._follow_lineage(sent))
-            for callback in callbacks:
-                callback()
+            try:
+                await self._write_locally(
+                    writes, acked, callbacks, output_groups, output_headers, zombies
+                )
+            except (Fenced, RecordTooLarge):
+                raise
+            except Exception as exc:
+                if not writes:
+                    raise  # nothing local was written: the batch may simply be applied again
+                raise LocalWriteFailed(f"{type(exc).__name__}: {exc}") from exc
             if zombies:
                 await self._repair(zombies)
+
+    async def _write_locally(
+        self,
+        writes: dict[tuple[str, int], Pending],
+        acked: dict[TopicPartition, tuple[int, int]],
+        callbacks: list[Callable[[], None]],
+        output_groups: dict[TopicPartition, list[Pair]],
+        output_headers: dict[TopicPartition, Headers],
+        zombies: dict[TopicPartition, list[LogRecord]],
+    ) -> None:
+        """Steps 4 and 5 (and the tenant stage's outputs in between): from the first local write
+        on, a failure is `LocalWriteFailed` for the caller (see streams/stages/store.py)."""
+        for (table, partition), rows in writes.items():
+            stage, changelog = TABLES[table]
+            local = {key: encoded for key, (encoded, _) in rows.items()}
+            if self._marks:
+                local.update(self._mark_rows(table, partition))
+            self._state.apply(
+                table,
+                partition,
+                local,
+                acked[(changelog, partition)][1],
+                self._own.epoch_of(stage, partition),
+            )
+        if output_groups and not self._outputs_first:
+            sent = await self._log.send(output_groups, output_headers)
+            zombies.update(await self._follow_lineage(sent))
+        for callback in callbacks:
+            callback()
 
     async def check_lineage(self, stage: str, partitions: Sequence[int]) -> None:
         """Look for records a deposed owner wrote after this owner's last write (a periodic

@@ -190,10 +190,12 @@ class Fenced(Exception):
 
 
 class LocalWriteFailed(RuntimeError):
-    """A local table write failed after its changelog was acknowledged (a full or failing
-    disk). Some tables of the batch may be written and others not, and the stage's derived
-    state (counters, tallies) was not told: applying the batch again would not tell it either
-    (what is written reads as done). Only a takeover rebuilds it, so the worker stops."""
+    """A flush failed once it had begun to write the local tables (a full or failing disk;
+    anything after that: the tenant stage's outputs, the callbacks). Some tables of the batch
+    may be written and others not, the stage's derived state (counters, tallies) was not told,
+    and the tenant stage's outputs may not be sent: applying the batch again would not mend
+    them (what is written reads as done). A takeover does (it rebuilds the counters and sends
+    every output again), so the worker stops."""
 
 
 class RecordTooLarge(ValueError):
