@@ -103,6 +103,11 @@ class DurableBatch:
         # (keys.REPAIR, with their offsets), dropped once the repair is durable
         self._marks: dict[tuple[str, int], dict[bytes, set[int]]] = {}
         self._marked: dict[tuple[str, int], set[bytes]] = {}
+        # what the last flush raised: a handler that flushes (a tick, a lineage check, a
+        # deletion's chunks) and fails with it has lost the group's earlier events from the
+        # batch (or written them in part), which is the group's failure, not the event's
+        # (streams/stages/loop.py)
+        self.flush_error: BaseException | None = None
 
     # -- reads: this batch's own writes first, then the local tables ---------------------------
     def get(self, table: str, partition: int, key: bytes) -> Any:
@@ -258,12 +263,14 @@ class DurableBatch:
     # -- making it durable ----------------------------------------------------------------------
     async def flush(self) -> None:
         """Make everything durable (see the module doc); the batch is empty afterwards."""
+        self.flush_error = None
         try:
             await self._flush_rounds()
-        except BaseException:
+        except BaseException as exc:
             # the marks written stay on disk: the next takeover repairs their keys
             self._marks.clear()
             self._marked.clear()
+            self.flush_error = exc
             raise
         for (table, partition), marked in self._marked.items():
             self._state.forget_repairs(table, partition, sorted(marked))
@@ -337,20 +344,26 @@ class DurableBatch:
         """Look for records a deposed owner wrote after this owner's last write (a periodic
         check: a flush finds those that land between two of its own writes) and repair them."""
         zombies: dict[TopicPartition, list[LogRecord]] = {}
-        for partition in partitions:
-            if not self._own.owns(stage, partition):
-                continue
-            for topic in fenced_topics(stage):
-                tp = (topic, partition)
-                expected = self._own.expected.get(tp)
-                if expected is None:
+        moved: dict[TopicPartition, tuple[int | None, int]] = {}
+        try:
+            for partition in partitions:
+                if not self._own.owns(stage, partition):
                     continue
-                end = await self._log.end_offset(topic, partition)
-                if end > expected:
-                    self._own.expected[tp] = end
-                    found = await self._foreign(tp, expected, end)
-                    if found:
-                        zombies[tp] = found
+                for topic in fenced_topics(stage):
+                    tp = (topic, partition)
+                    expected = self._own.expected.get(tp)
+                    if expected is None:
+                        continue
+                    end = await self._log.end_offset(topic, partition)
+                    if end > expected:
+                        self._own.expected[tp] = end
+                        moved[tp] = (expected, end)
+                        found = await self._foreign(tp, expected, end)
+                        if found:
+                            zombies[tp] = found
+        except Exception:
+            self._unmove(moved)
+            raise
         if zombies:
             # marked on disk at once: `expected` has moved past them, so if the repair fails
             # here, the marks are what the next takeover repairs
@@ -452,16 +465,34 @@ class DurableBatch:
     ) -> dict[TopicPartition, list[LogRecord]]:
         """Check that nothing landed between this owner's previous and new records."""
         zombies: dict[TopicPartition, list[LogRecord]] = {}
-        for tp, (first, last) in sorted(acked.items()):
-            if stage_of_topic(tp[0]) is None:
-                continue
-            expected = self._own.expected.get(tp)
-            self._own.expected[tp] = last + 1
-            if expected is not None and first > expected:
-                found = await self._foreign(tp, expected, first)
-                if found:
-                    zombies[tp] = found
+        moved: dict[TopicPartition, tuple[int | None, int]] = {}
+        try:
+            for tp, (first, last) in sorted(acked.items()):
+                if stage_of_topic(tp[0]) is None:
+                    continue
+                expected = self._own.expected.get(tp)
+                self._own.expected[tp] = last + 1
+                moved[tp] = (expected, last + 1)
+                if expected is not None and first > expected:
+                    found = await self._foreign(tp, expected, first)
+                    if found:
+                        zombies[tp] = found
+        except Exception:
+            self._unmove(moved)
+            raise
         return zombies
+
+    def _unmove(self, moved: dict[TopicPartition, tuple[int | None, int]]) -> None:
+        """A lineage check that failed (a read back of the log): the ranges it did not read,
+        and the zombies it found and nobody marked, are read again by the next write (the
+        group applied again) or check; moved past them, no flush would ever look at them."""
+        for tp, (before, after) in moved.items():
+            if self._own.expected.get(tp) != after:
+                continue  # moved on since (or released)
+            if before is None:
+                del self._own.expected[tp]
+            else:
+                self._own.expected[tp] = before
 
     async def _foreign(self, tp: TopicPartition, start: int, end: int) -> list[LogRecord]:
         """Records in [start, end) of a partition this owner writes alone, from other owners:

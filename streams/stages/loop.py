@@ -1,5 +1,10 @@
 """Handling a group of input events into one batch: each event whole or not at all, one flush.
 
+A flush that a handler makes itself (a tick, a lineage check, a deletion's chunks) and that
+fails is not the event's failure: it took the group's earlier events with it, so it fails the
+group (`RecordTooLarge` as below; anything else propagates, and the caller applies the group
+again or, for `LocalWriteFailed`, stops).
+
 An event whose handler raises leaves nothing behind: its writes, outputs and callbacks are
 rolled back to where it started, and it is tried again (a transient failure passes). After
 MAX_TRIES it is given up whole: `give_up` dead-letters it, with the error, so nothing is lost
@@ -47,15 +52,16 @@ async def apply_events(
     pause: Callable[[int], Awaitable[None]] = _no_pause,
 ) -> None:
     """Handle `events` in order into `batch`, then make it durable (see the module doc)."""
-    for event in events:
-        await _apply_one(batch, event, handle, give_up, stage, describe, pause)
     try:
-        await batch.flush()
-    except RecordTooLarge as exc:
-        log.warning("%s: Kafka refused a record of a group (%s); one event at a time", stage, exc)
         for event in events:
             await _apply_one(batch, event, handle, give_up, stage, describe, pause)
+        await batch.flush()
+    except RecordTooLarge as exc:
+        # (from the group's flush, or from one a handler made: a tick, a deletion's chunk)
+        log.warning("%s: Kafka refused a record of a group (%s); one event at a time", stage, exc)
+        for event in events:
             try:
+                await _apply_one(batch, event, handle, give_up, stage, describe, pause)
                 await batch.flush()
             except RecordTooLarge as refused:
                 _give_up(batch, event, refused, give_up, stage, describe)
@@ -91,6 +97,13 @@ async def _apply_one(
             raise
         except Exception as exc:
             batch.rollback(mark)
+            if exc is getattr(batch, "flush_error", None):
+                # A flush the handler made failed (a tick, a lineage check, a deletion's
+                # chunks): it took the group's earlier events out of the batch, and may have
+                # written them in part (LocalWriteFailed). Retried or dead-lettered here, the
+                # event would pass and the group be acknowledged without them: it is the
+                # group's failure (the agents apply the group again, or stop the worker).
+                raise
             if tries == MAX_TRIES:
                 _give_up(batch, event, exc, give_up, stage, describe)
                 return

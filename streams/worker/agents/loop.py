@@ -106,14 +106,16 @@ async def _apply_until_done(
 ) -> bool | None:
     """`_apply_group`, again and again while it raises: a group is never passed over.
 
-    An exception that escapes a group (a flush that Kafka or RocksDB failed for good, not an
-    event's handler: those are caught per event) would end the agent. faust then starts the
+    An exception that escapes a group (a flush that Kafka or RocksDB failed for good, the
+    group's own or one a handler made; not an event's handler: those are caught per event)
+    would end the agent. faust then starts the
     actor again (`Agent._execute_actor`) and acknowledges the groups after this one, while this
     group's messages are never acknowledged; and faust commits an acknowledged offset past
     unacknowledged ones before it: past a single one, and past any number when the partition's
     committed offset is 0 or none (`Consumer._new_offset`, `perform_seek`). Its commands would
     be committed unapplied, and the purge would delete them. Applying a group again is safe
-    (every transition is idempotent); at shutdown the group is left unacknowledged."""
+    (every transition is idempotent); at shutdown or in a rebalance the group is left
+    unacknowledged."""
     failures = 0
     while True:
         try:
@@ -136,9 +138,22 @@ async def _apply_until_done(
                 failures,
             )
             metrics.stage_errors_total.labels(stage).inc()
-            if stream.should_stop:
+            if stream.should_stop or _revoking(stream):
                 return False
             await asyncio.sleep(min(RETRY_FIRST_S * 2 ** (failures - 1), RETRY_MAX_S))
+
+
+def _revoking(stream: StreamT) -> bool:
+    """Whether faust is revoking partitions (its flow control is suspended from the start of a
+    revocation until the recovery that follows resumes it; meanwhile its streams drop what
+    they would hand out, and afterwards they drop the old generation's events).
+
+    The revocation waits until every event handed out is acknowledged (`Consumer.wait_empty`,
+    without a timeout): a group retried on through it, failing each time, would hold the whole
+    consumer group's rebalance. Left unacknowledged, it is read again by the partition's next
+    owner (this process, when it keeps the partition: faust seeks to the committed offset)."""
+    flow = getattr(stream.app, "flow_control", None)
+    return flow is not None and not flow.is_active()
 
 
 RETRY_FIRST_S = 0.5
