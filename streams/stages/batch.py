@@ -76,6 +76,8 @@ _largest: dict[str, int] = {}
 _MISSING = object()
 
 Pending = dict[bytes, tuple[bytes | None, Any]]  # key -> (encoded value or None, decoded value)
+# a stage's recomputation of marked keys: (batch, table, partition, marked keys) -> None
+Heal = Callable[["DurableBatch", str, int, list[bytes]], None]
 
 
 class DurableBatch:
@@ -379,12 +381,19 @@ class DurableBatch:
                 raise
             await self.flush()
 
-    async def repair_marked(self, stage: str, partitions: Sequence[int]) -> None:
+    async def repair_marked(
+        self, stage: str, partitions: Sequence[int], heal: Heal | None = None
+    ) -> None:
         """At a takeover: write again every key marked in these partitions' state (a restore
         skipped a deposed owner's record of it, or a flush found one and crashed before its
         repair), answer the records the marks name (read back from the changelog: a record of
         what a deposed owner published names count records that may be out), make it durable
-        and drop the marks."""
+        and drop the marks.
+
+        `heal` first gives a stage the marked keys of each table partition, to write the ones
+        it can recompute from other rows: the restore kept nothing for a marked key when
+        Kafka's cleaner removed the rightful record the deposed owner's late one superseded
+        (docs/architecture.md, "What Kafka removes"), and a derived value need not trust that."""
         marked: dict[tuple[str, int], list[bytes]] = {}
         zombies: dict[TopicPartition, list[LogRecord]] = {}
         for table, (owner, changelog) in TABLES.items():
@@ -395,6 +404,8 @@ class DurableBatch:
                 if not marks:
                     continue
                 marked[(table, partition)] = sorted(marks)
+                if heal is not None:
+                    heal(self, table, partition, sorted(marks))
                 rewrite_keys(self, table, partition, sorted(marks))
                 if self._repair_outputs is None:
                     continue  # the keys written again are the whole answer

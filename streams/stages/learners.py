@@ -43,6 +43,7 @@ from streams.domain.tallies import (
     months_in,
     read_membership,
     stored_membership,
+    summarised,
     widen,
 )
 from streams.domain.windows import Cut, window_of
@@ -328,6 +329,43 @@ class LearnerStage:
         return counts, tallies
 
     # -- takeover and partial counts -------------------------------------------------------------
+    def heal_marked(
+        self, batch: Batch, table: str, partition: int, marked: Sequence[bytes]
+    ) -> None:
+        """Recompute the marked memberships of a partition just restored from the learners'
+        attempts (`DurableBatch.repair_marked`, before it writes the marked keys again).
+
+        A mark means the restore skipped a deposed owner's late record of the key. If Kafka's
+        cleaner had removed the rightful record before it (every worker stopped for longer than
+        `min.compaction.lag.ms`), the restore kept nothing, and writing that again would
+        uncount the learner (seed 9981521). A membership is derived from the learner's attempts
+        under the tenant's license, as a re-cut derives it, so that is what is written."""
+        if table != keys.LEARNER_STATE:
+            return
+        for key in marked:
+            if not key.startswith(keys.MEMBERSHIP):
+                continue
+            tenant_id, learner_id = keys.parse_membership(key)
+            cut = cut_of(batch.get(keys.LEARNER_STATE, partition, keys.license_entry(tenant_id)))
+            prefix = keys.attempts_of_learner(tenant_id, learner_id)
+            rows = _scan_all(batch, keys.ATTEMPTS, partition, prefix)
+            membership = summarised(
+                cut, [datetime.fromisoformat(r["launched_at"]) for _, r in rows]
+            )
+            stored = read_membership(batch.get(keys.LEARNER_STATE, partition, key))
+            if membership == stored:
+                continue
+            if membership.keys() != stored.keys():
+                log.warning(
+                    "learner partition %d: a restored membership's windows differed from its "
+                    "attempts' (a deposed owner's late record); recomputed",
+                    partition,
+                )
+            if membership:
+                batch.put(keys.LEARNER_STATE, partition, key, stored_membership(dict(membership)))
+            else:
+                batch.delete(keys.LEARNER_STATE, partition, key)
+
     def rebuild(self, batch: Batch, epochs: Mapping[int, Epoch]) -> None:
         """Recompute the counters of partitions just taken over, from their tables.
 

@@ -72,6 +72,13 @@ REGRESSIONS: list[int] = [
     9915036,
     9915085,
     9915125,
+    # 9981521 (found 2026-12-01 evening, 1 of 6,000 seeds from 9,980,000): a deposed owner's
+    # late membership record landed after the rightful one; the rightful owner was rebalanced
+    # away before a lineage check; the next takeover paused while the clock moved 14 days; the
+    # cleaner, past `min.compaction.lag.ms`, removed the rightful record, the restore skipped
+    # the late one and the repair wrote a tombstone: the learner was no longer counted. A
+    # marked membership is recomputed from the learner's attempts now (`heal_marked`).
+    9981521,
 ]
 
 
@@ -126,27 +133,3 @@ def test_seeds_whose_deletions_keep_only_their_first_learner(
         if not result.ok:
             failures.append(explain(result, shrink_s=20))
     assert not failures, "\n\n".join(failures)
-
-
-# 9981521 (found 2026-12-01 evening, 1 of 6,000 seeds from 9,980,000; it fails on the code of
-# the session's start too, and draws no skew or growth): the documented residual of compaction.
-# A deposed owner's late membership record lands after the rightful one; the rightful owner is
-# rebalanced away before a lineage check of that partition; the new owner's takeover pauses,
-# and the simulated clock moves 14 days meanwhile (the whole fleet standing still: no timer
-# fires); the cleaner, past `min.compaction.lag.ms`, removes the rightful record, and the
-# restore, which skips the deposed owner's lower epoch, has nothing for the key: its repair
-# writes a tombstone, and the learner's attempt is no longer counted. In production the owner's
-# lineage timer (every few seconds) rewrites the key long before a day passes; it takes every
-# worker stopped (or a takeover stalled) for longer than a day. A fix would recompute a repaired
-# membership from the learner's attempts instead of trusting what the restore kept.
-KNOWN_RESIDUALS = [9981521]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="compaction residual: no worker runs for longer than min.compaction.lag.ms after a "
-    "deposed owner's late write (docs/reliability.md)",
-)
-@pytest.mark.parametrize("seed", KNOWN_RESIDUALS)
-def test_seeds_of_a_known_residual(seed: int) -> None:
-    assert run(generate(seed)).ok

@@ -22,7 +22,7 @@ from streams.stages import keys
 from streams.stages.batch import DurableBatch, take_over
 from streams.stages.memory import CLEANED, MemoryLog, MemoryState, never_deposed
 from streams.stages.ownership import Ownership
-from streams.stages.store import TABLES, TENANT, epoch_header, restore_rule
+from streams.stages.store import LEARNER, TABLES, TENANT, epoch_header, restore_rule
 from streams.stages.tenants import TenantStage
 
 DAY_MS = 86_400_000
@@ -161,3 +161,60 @@ def test_the_compacted_topics_wait_a_day_before_cleaning() -> None:
     for spec in TOPICS:
         if spec.compacted:
             assert int(spec.configs()["min.compaction.lag.ms"]) >= DAY_MS, spec.name
+
+
+def test_a_membership_lost_to_the_cleaner_is_recomputed_from_the_attempts() -> None:
+    """Seed 9981521: past `min.compaction.lag.ms` with no worker running, the cleaner removes
+    the rightful membership the deposed owner's late record superseded; the restore skips the
+    late record and keeps nothing. The takeover recomputes a marked membership from the
+    learner's attempts (which a learner's launch always writes first) instead of writing the
+    nothing the restore kept again."""
+    from streams.stages.learners import LearnerStage
+
+    changelog = topics.LEARNER_STATE_CHANGELOG
+    membership = keys.membership("acme", "ada")
+    clock = [0]
+    log = MemoryLog(partitions=1, clock=lambda: clock[0])
+    a, b = epoch_header((1, 1)), epoch_header((2, 2))
+    log.append(changelog, 0, [(keys.EPOCH, orjson.dumps([1, 1]))], a)
+    log.append(changelog, 0, [(keys.EPOCH, orjson.dumps([2, 2]))], b)
+    truth = {"2026-01-01": [1767916800.0, 1767916800.0]}
+    log.append(changelog, 0, [(membership, orjson.dumps(truth))], b)  # B's truth
+    log.append(changelog, 0, [(membership, None)], a)  # A's late write: it never saw her
+    log.append(changelog, 0, [(keys.EPOCH, orjson.dumps([1, 1]))], a)  # closes the segment
+    clock[0] = 14 * DAY_MS  # two weeks with no worker; the cleaner runs
+    min_lag_ms, tombstone_ms = cleaner_settings(changelog)
+    end = len(log.records(changelog, 0)) - 1
+    assert log.compact(changelog, 0, end, clock[0], min_lag_ms, tombstone_ms) >= 1
+    assert log.records(changelog, 0)[2] is CLEANED  # B's record is gone for good
+
+    state = MemoryState()
+    for table, (owner, _) in TABLES.items():
+        if owner == LEARNER:
+            state.partition(table, 0)
+    attempt = {
+        "tenant_id": "acme",
+        "learner_id": "ada",
+        "attempt_id": "a1",
+        "launched_at": "2026-01-09T00:00:00+00:00",
+    }
+    state.apply(
+        keys.ATTEMPTS, 0, {keys.attempt("acme", "ada", "a1"): orjson.dumps(attempt)}, 0, (2, 2)
+    )
+    rows = state.partition(keys.LEARNER_STATE, 0)
+    records = [r for r in log.records(changelog, 0) if r is not CLEANED]
+    writes, fence = restore_rule(records, rows.fence, lambda names: [None] * len(names))
+    state.apply(keys.LEARNER_STATE, 0, writes, len(log.records(changelog, 0)) - 1, fence)
+    assert state.get_many(keys.LEARNER_STATE, 0, [membership]) == [None]  # what was kept
+
+    stage = LearnerStage(partitions=1)
+    batch = DurableBatch(state, log, Ownership(), None, outputs_first=True)
+    epochs = asyncio.run(take_over(batch, LEARNER, [0], generation=3, still_member=never_deposed))
+    asyncio.run(batch.repair_marked(LEARNER, [0], stage.heal_marked))
+    stage.rebuild(batch, epochs)
+
+    assert orjson.loads(log.latest(changelog)[membership]) == truth
+    assert state.get_many(keys.LEARNER_STATE, 0, [membership]) == [orjson.dumps(truth)]
+    assert state.repairs(keys.LEARNER_STATE, 0) == {}  # answered: the mark is dropped
+    counts = stage.counters.tenant(0, "acme", "")
+    assert (counts.total, counts.windows) == (1, {"2026-01-01": 1})

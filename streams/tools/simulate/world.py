@@ -896,7 +896,7 @@ class World:
     ) -> None:
         batch = worker.batch()
         epochs = await take_over(batch, LEARNER, parts, generation, self.member_check(worker))
-        await batch.repair_marked(LEARNER, parts)
+        await batch.repair_marked(LEARNER, parts, worker.learner.heal_marked)
         worker.learner.rebuild(batch, epochs)
         await worker.learner.hold_until_replayed(batch, worker.log, parts)
 

@@ -93,7 +93,7 @@ async def take_over_learner_partitions() -> None:
         if takeovers.superseded(generation):
             return
         # keys whose last changelog record was a deposed owner's (skipped by the restore)
-        await batch.repair_marked(LEARNER, assigned)
+        await batch.repair_marked(LEARNER, assigned, stage.heal_marked)
         if takeovers.superseded(generation):
             return
         stage.rebuild(batch, epochs)
