@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -76,8 +76,9 @@ _largest: dict[str, int] = {}
 _MISSING = object()
 
 Pending = dict[bytes, tuple[bytes | None, Any]]  # key -> (encoded value or None, decoded value)
-# a stage's recomputation of marked keys: (batch, table, partition, marked keys) -> None
-Heal = Callable[["DurableBatch", str, int, list[bytes]], None]
+# a stage's recomputation of marked keys: (batch, table, partition, {marked key: the deposed
+# owner's records of it still in the changelog, oldest first})
+Heal = Callable[["DurableBatch", str, int, dict[bytes, list["LogRecord"]]], Awaitable[None]]
 
 
 class DurableBatch:
@@ -390,10 +391,10 @@ class DurableBatch:
         what a deposed owner published names count records that may be out), make it durable
         and drop the marks.
 
-        `heal` first gives a stage the marked keys of each table partition, to write the ones
-        it can recompute from other rows: the restore kept nothing for a marked key when
-        Kafka's cleaner removed the rightful record the deposed owner's late one superseded
-        (docs/architecture.md, "What Kafka removes"), and a derived value need not trust that."""
+        `heal` first gives a stage the marked keys of each table partition with the deposed
+        owner's records of them that are still in the changelog, to write the keys it can
+        recompute: the restore kept nothing for a marked key when Kafka's cleaner removed the
+        rightful record the late one superseded (docs/architecture.md, "What Kafka removes")."""
         marked: dict[tuple[str, int], list[bytes]] = {}
         zombies: dict[TopicPartition, list[LogRecord]] = {}
         for table, (owner, changelog) in TABLES.items():
@@ -404,19 +405,22 @@ class DurableBatch:
                 if not marks:
                     continue
                 marked[(table, partition)] = sorted(marks)
+                records: list[LogRecord] = []
+                if heal is not None or self._repair_outputs is not None:
+                    offsets = sorted({offset for named in marks.values() for offset in named})
+                    records = [
+                        record
+                        for record in await _read_offsets(self._log, changelog, partition, offsets)
+                        if record.key in marks
+                    ]
                 if heal is not None:
-                    heal(self, table, partition, sorted(marks))
+                    named: dict[bytes, list[LogRecord]] = {key: [] for key in sorted(marks)}
+                    for record in records:
+                        named[record.key or b""].append(record)
+                    await heal(self, table, partition, named)
                 rewrite_keys(self, table, partition, sorted(marks))
-                if self._repair_outputs is None:
-                    continue  # the keys written again are the whole answer
-                offsets = sorted({offset for named in marks.values() for offset in named})
-                records = [
-                    record
-                    for record in await _read_offsets(self._log, changelog, partition, offsets)
-                    if record.key in marks
-                ]
-                if records:
-                    zombies[(changelog, partition)] = records
+                if self._repair_outputs is not None and records:
+                    zombies[(changelog, partition)] = records  # what they published is answered
         if zombies:
             await self._repair(zombies)
         await self.flush()

@@ -23,6 +23,7 @@ from schemas import topics
 from streams.domain.dead_letters import dead_letter
 from streams.domain.dead_letters import encode as encode_json
 from streams.domain.learners import (
+    BatchResult,
     LearnerReads,
     PartitionCounters,
     Rejection,
@@ -56,6 +57,7 @@ from streams.stages.store import (
     Batch,
     Epoch,
     Log,
+    LogRecord,
     Record,
     chunks_by_size,
 )
@@ -188,29 +190,9 @@ class LearnerStage:
     async def on_attempts(
         self, batch: Batch, command: commands.Attempts, partition: int, offset: int
     ) -> None:
-        items = [TrackedAttempt(*row) for row in command.attempts]
-        attempt_keys = {item.attempt: keys.attempt(*item.attempt) for item in items}
-        learner_keys = {item.learner: keys.membership(*item.learner) for item in items}
-        tenants = list(dict.fromkeys(item.tenant_id for item in items))
-        stored_tenants = batch.get_many(
-            keys.LEARNER_STATE, partition, [keys.license_entry(t) for t in tenants]
+        result = _apply_attempts(
+            batch, partition, [TrackedAttempt(*row) for row in command.attempts]
         )
-        reads = LearnerReads(
-            attempts=_read(batch, keys.ATTEMPTS, partition, attempt_keys),
-            memberships=_read(batch, keys.LEARNER_STATE, partition, learner_keys),
-            tenants=dict(zip(tenants, stored_tenants, strict=True)),
-            erasures=erasures_reader(batch, partition, items, tenants),
-        )
-        result = apply_attempts(items, reads, cut_of)
-        for ident, record in result.attempts.items():
-            batch.put(keys.ATTEMPTS, partition, attempt_keys[ident], record)
-        for learner, windows in result.memberships.items():
-            batch.put(keys.LEARNER_STATE, partition, learner_keys[learner], windows)
-        for tenant_id in result.new_tenants:
-            batch.put(
-                keys.LEARNER_STATE, partition, keys.license_entry(tenant_id), {"license": None}
-            )
-        remember_conflicts(batch, partition, result.conflicts)
         for rejection in result.rejected:
             await self._dead_letter(batch, command.topic, rejection)
         outcomes = dict(result.outcomes)
@@ -329,17 +311,51 @@ class LearnerStage:
         return counts, tallies
 
     # -- takeover and partial counts -------------------------------------------------------------
-    def heal_marked(
-        self, batch: Batch, table: str, partition: int, marked: Sequence[bytes]
+    async def heal_marked(
+        self,
+        batch: Batch,
+        table: str,
+        partition: int,
+        marked: Mapping[bytes, Sequence[LogRecord]],
     ) -> None:
-        """Recompute the marked memberships of a partition just restored from the learners'
-        attempts (`DurableBatch.repair_marked`, before it writes the marked keys again).
+        """Recompute the marked attempts and memberships of a partition just restored
+        (`DurableBatch.repair_marked`, before it writes the marked keys again).
 
         A mark means the restore skipped a deposed owner's late record of the key. If Kafka's
-        cleaner had removed the rightful record before it (every worker stopped for longer than
-        `min.compaction.lag.ms`), the restore kept nothing, and writing that again would
-        uncount the learner (seed 9981521). A membership is derived from the learner's attempts
-        under the tenant's license, as a re-cut derives it, so that is what is written."""
+        cleaner removed the rightful record before it (every worker stopped for longer than
+        `min.compaction.lag.ms`), the restore kept nothing, and writing that nothing again
+        would uncount the learner (seed 9981521). So an attempt the restore left without a
+        record is the deposed owner's last record of it applied as a launch again (the
+        erasure markers refuse one a physical deletion removed, as they refuse any repeat),
+        and a membership is derived from the learner's attempts, as a re-cut derives it."""
+        if table == keys.ATTEMPTS:
+            lost = []
+            for key, records in marked.items():
+                last = records[-1] if records else None
+                if last is None or last.value is None or batch.get(table, partition, key):
+                    continue
+                record = orjson.loads(last.value)
+                lost.append(
+                    TrackedAttempt(
+                        record["tenant_id"],
+                        record["learner_id"],
+                        record["element_id"],
+                        record["attempt_id"],
+                        record["launched_at"],
+                        -1,
+                        -1,
+                    )
+                )
+            if lost:
+                result = _apply_attempts(batch, partition, lost)
+                log.warning(
+                    "learner partition %d: %d attempts a restore kept no record of were "
+                    "applied again from a deposed owner's records (%d refused)",
+                    partition,
+                    len(result.attempts),
+                    len(result.rejected),
+                )
+            return
         if table != keys.LEARNER_STATE:
             return
         for key in marked:
@@ -505,6 +521,32 @@ def _scan_chunks(
         if len(chunk) < SCAN_CHUNK:
             return
         after = chunk[-1][0]
+
+
+def _apply_attempts(batch: Batch, partition: int, items: list[TrackedAttempt]) -> BatchResult:
+    """Apply tracked launches of one partition: their attempts, memberships and the tenants
+    they bring are written to `batch`; what to dead-letter and count is the caller's."""
+    attempt_keys = {item.attempt: keys.attempt(*item.attempt) for item in items}
+    learner_keys = {item.learner: keys.membership(*item.learner) for item in items}
+    tenants = list(dict.fromkeys(item.tenant_id for item in items))
+    stored_tenants = batch.get_many(
+        keys.LEARNER_STATE, partition, [keys.license_entry(t) for t in tenants]
+    )
+    reads = LearnerReads(
+        attempts=_read(batch, keys.ATTEMPTS, partition, attempt_keys),
+        memberships=_read(batch, keys.LEARNER_STATE, partition, learner_keys),
+        tenants=dict(zip(tenants, stored_tenants, strict=True)),
+        erasures=erasures_reader(batch, partition, items, tenants),
+    )
+    result = apply_attempts(items, reads, cut_of)
+    for ident, record in result.attempts.items():
+        batch.put(keys.ATTEMPTS, partition, attempt_keys[ident], record)
+    for learner, windows in result.memberships.items():
+        batch.put(keys.LEARNER_STATE, partition, learner_keys[learner], windows)
+    for tenant_id in result.new_tenants:
+        batch.put(keys.LEARNER_STATE, partition, keys.license_entry(tenant_id), {"license": None})
+    remember_conflicts(batch, partition, result.conflicts)
+    return result
 
 
 def _scan_all(batch: Batch, table: str, partition: int, prefix: bytes) -> list[tuple[bytes, Any]]:

@@ -20,6 +20,8 @@ from schemas import topics
 from schemas.topics import TOPICS, TOPICS_BY_NAME
 from streams.stages import keys
 from streams.stages.batch import DurableBatch, take_over
+from streams.stages.learner_deletions import REMOVED_FOR_GOOD_TEXT
+from streams.stages.learners import LearnerStage
 from streams.stages.memory import CLEANED, MemoryLog, MemoryState, never_deposed
 from streams.stages.ownership import Ownership
 from streams.stages.store import LEARNER, TABLES, TENANT, epoch_header, restore_rule
@@ -163,58 +165,124 @@ def test_the_compacted_topics_wait_a_day_before_cleaning() -> None:
             assert int(spec.configs()["min.compaction.lag.ms"]) >= DAY_MS, spec.name
 
 
-def test_a_membership_lost_to_the_cleaner_is_recomputed_from_the_attempts() -> None:
-    """Seed 9981521: past `min.compaction.lag.ms` with no worker running, the cleaner removes
-    the rightful membership the deposed owner's late record superseded; the restore skips the
-    late record and keeps nothing. The takeover recomputes a marked membership from the
-    learner's attempts (which a learner's launch always writes first) instead of writing the
-    nothing the restore kept again."""
-    from streams.stages.learners import LearnerStage
+WINDOW = "2026-01-01"  # the default cut's window of a launch on 2026-01-09
+LAUNCHED = 1767916800.0  # 2026-01-09T00:00:00Z
+ATTEMPT = {
+    "tenant_id": "acme",
+    "learner_id": "ada",
+    "element_id": "e1",
+    "attempt_id": "a1",
+    "launched_at": "2026-01-09T00:00:00+00:00",
+    "logically_deleted": False,
+}
 
-    changelog = topics.LEARNER_STATE_CHANGELOG
-    membership = keys.membership("acme", "ada")
+
+def cleaned_after_two_weeks(
+    changelog: str, key: bytes, truth: bytes, late: bytes | None
+) -> MemoryLog:
+    """B (epoch 2) writes `truth`; A, deposed and unaware, writes `late` after it; no worker
+    runs for two weeks, and the cleaner removes B's record (for Kafka, A's is the later one)."""
     clock = [0]
     log = MemoryLog(partitions=1, clock=lambda: clock[0])
     a, b = epoch_header((1, 1)), epoch_header((2, 2))
     log.append(changelog, 0, [(keys.EPOCH, orjson.dumps([1, 1]))], a)
     log.append(changelog, 0, [(keys.EPOCH, orjson.dumps([2, 2]))], b)
-    truth = {"2026-01-01": [1767916800.0, 1767916800.0]}
-    log.append(changelog, 0, [(membership, orjson.dumps(truth))], b)  # B's truth
-    log.append(changelog, 0, [(membership, None)], a)  # A's late write: it never saw her
+    log.append(changelog, 0, [(key, truth)], b)
+    log.append(changelog, 0, [(key, late)], a)
     log.append(changelog, 0, [(keys.EPOCH, orjson.dumps([1, 1]))], a)  # closes the segment
-    clock[0] = 14 * DAY_MS  # two weeks with no worker; the cleaner runs
+    clock[0] = 14 * DAY_MS
     min_lag_ms, tombstone_ms = cleaner_settings(changelog)
     end = len(log.records(changelog, 0)) - 1
-    assert log.compact(changelog, 0, end, clock[0], min_lag_ms, tombstone_ms) >= 1
+    log.compact(changelog, 0, end, clock[0], min_lag_ms, tombstone_ms)
     assert log.records(changelog, 0)[2] is CLEANED  # B's record is gone for good
+    return log
 
+
+def restored_learner_state(log: MemoryLog, rows: dict[str, dict[bytes, bytes]]) -> MemoryState:
+    """A new owner's state folder: `rows` of some tables as they were, the changelogs of the
+    others restored by the rule of streams/worker/recovery.py."""
     state = MemoryState()
-    for table, (owner, _) in TABLES.items():
-        if owner == LEARNER:
-            state.partition(table, 0)
-    attempt = {
-        "tenant_id": "acme",
-        "learner_id": "ada",
-        "attempt_id": "a1",
-        "launched_at": "2026-01-09T00:00:00+00:00",
-    }
-    state.apply(
-        keys.ATTEMPTS, 0, {keys.attempt("acme", "ada", "a1"): orjson.dumps(attempt)}, 0, (2, 2)
-    )
-    rows = state.partition(keys.LEARNER_STATE, 0)
-    records = [r for r in log.records(changelog, 0) if r is not CLEANED]
-    writes, fence = restore_rule(records, rows.fence, lambda names: [None] * len(names))
-    state.apply(keys.LEARNER_STATE, 0, writes, len(log.records(changelog, 0)) - 1, fence)
-    assert state.get_many(keys.LEARNER_STATE, 0, [membership]) == [None]  # what was kept
+    for table, (owner, changelog) in TABLES.items():
+        if owner != LEARNER:
+            continue
+        state.partition(table, 0)
+        if table in rows:
+            state.apply(table, 0, rows[table], 0, (2, 2))
+            continue
+        records = [r for r in log.records(changelog, 0) if r is not CLEANED]
+        fence = state.partition(table, 0).fence
+        writes, fence = restore_rule(records, fence, lambda names: [None] * len(names))
+        state.apply(table, 0, writes, len(log.records(changelog, 0)) - 1, fence)
+    return state
 
+
+def take_over_learners(state: MemoryState, log: MemoryLog) -> LearnerStage:
     stage = LearnerStage(partitions=1)
     batch = DurableBatch(state, log, Ownership(), None, outputs_first=True)
     epochs = asyncio.run(take_over(batch, LEARNER, [0], generation=3, still_member=never_deposed))
     asyncio.run(batch.repair_marked(LEARNER, [0], stage.heal_marked))
     stage.rebuild(batch, epochs)
+    return stage
+
+
+def counted(stage: LearnerStage) -> tuple[int, dict[str, int]]:
+    counts = stage.counters.tenant(0, "acme", "")
+    return counts.total, counts.windows
+
+
+def test_a_membership_lost_to_the_cleaner_is_recomputed_from_the_attempts() -> None:
+    """Seed 9981521: the restore skips A's late tombstone of the membership and keeps nothing;
+    the takeover recomputes a marked membership from the learner's attempts instead of writing
+    that nothing again."""
+    changelog = topics.LEARNER_STATE_CHANGELOG
+    membership = keys.membership("acme", "ada")
+    truth = {WINDOW: [LAUNCHED, LAUNCHED]}
+    log = cleaned_after_two_weeks(changelog, membership, orjson.dumps(truth), None)
+    attempt = {keys.attempt("acme", "ada", "a1"): orjson.dumps(ATTEMPT)}
+    state = restored_learner_state(log, {keys.ATTEMPTS: attempt})
+    assert state.get_many(keys.LEARNER_STATE, 0, [membership]) == [None]  # what was kept
+
+    stage = take_over_learners(state, log)
 
     assert orjson.loads(log.latest(changelog)[membership]) == truth
     assert state.get_many(keys.LEARNER_STATE, 0, [membership]) == [orjson.dumps(truth)]
     assert state.repairs(keys.LEARNER_STATE, 0) == {}  # answered: the mark is dropped
-    counts = stage.counters.tenant(0, "acme", "")
-    assert (counts.total, counts.windows) == (1, {"2026-01-01": 1})
+    assert counted(stage) == (1, {WINDOW: 1})
+
+
+def test_an_attempt_lost_to_the_cleaner_is_applied_again_from_the_late_record() -> None:
+    """The same with the attempt record: B stored it, A stored it again late (it applied the
+    same launch command), the cleaner removed B's. The takeover applies A's record as a launch
+    again, and the learner is still counted."""
+    key = keys.attempt("acme", "ada", "a1")
+    log = cleaned_after_two_weeks(
+        topics.ATTEMPTS, key, orjson.dumps(ATTEMPT), orjson.dumps(ATTEMPT)
+    )
+    membership = {keys.membership("acme", "ada"): orjson.dumps({WINDOW: [LAUNCHED, LAUNCHED]})}
+    state = restored_learner_state(log, {keys.LEARNER_STATE: membership})
+    assert state.get_many(keys.ATTEMPTS, 0, [key]) == [None]  # what the restore kept
+
+    stage = take_over_learners(state, log)
+
+    assert orjson.loads(log.latest(topics.ATTEMPTS)[key]) == ATTEMPT
+    assert orjson.loads(state.get_many(keys.ATTEMPTS, 0, [key])[0]) == ATTEMPT
+    assert counted(stage) == (1, {WINDOW: 1})
+
+
+def test_an_attempt_a_deletion_removed_stays_removed_whatever_the_late_record() -> None:
+    """B removed the attempt (its erasure marker, then its tombstone); A, which never saw the
+    deletion, wrote the attempt late. The cleaner removed B's tombstone: the late record is
+    applied again as a launch and refused by the marker, as any repeat of the attempt is."""
+    key = keys.attempt("acme", "ada", "a1")
+    log = cleaned_after_two_weeks(topics.ATTEMPTS, key, None, orjson.dumps(ATTEMPT))
+    marker = keys.attempt_marker("acme", "ada", "a1")
+    state = restored_learner_state(
+        log, {keys.ERASURES: {marker: orjson.dumps(REMOVED_FOR_GOOD_TEXT)}, keys.LEARNER_STATE: {}}
+    )
+
+    stage = take_over_learners(state, log)
+
+    last = [r for r in log.records(topics.ATTEMPTS, 0) if r is not CLEANED and r.key == key][-1]
+    assert last.value is None and last.epoch > (2, 2)  # B's answer again, by the new owner
+    assert state.get_many(keys.ATTEMPTS, 0, [key]) == [None]
+    assert counted(stage) == (0, {})
