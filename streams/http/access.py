@@ -84,6 +84,7 @@ class FailureLimiter:
 
     def blocked_for(self, address: str) -> float:
         """Seconds this address must still wait (0: it may try)."""
+        address = limited_as(address)
         until = self._blocked_until.get(address)
         if until is None:
             return 0.0
@@ -94,6 +95,7 @@ class FailureLimiter:
         return left
 
     def failed(self, address: str) -> None:
+        address = limited_as(address)
         now = self.clock()
         recent = self._failures.pop(address, None) or deque()
         recent.append(now)
@@ -105,6 +107,21 @@ class FailureLimiter:
             return
         self._failures[address] = recent  # re-inserted: the most recent address is last
         _bound(self._failures)
+
+
+def limited_as(address: str) -> str:
+    """What failures are counted against: an IPv6 client's /64 network (a host is given a
+    whole /64 and picks addresses in it at will: limited per address, it could try without
+    end), an IPv4-mapped address as the IPv4 address it is, anything else as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return address
 
 
 def _bound(remembered: OrderedDict) -> None:  # type: ignore[type-arg]

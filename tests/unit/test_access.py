@@ -158,6 +158,21 @@ def test_ten_failures_in_a_minute_block_an_address_for_a_minute() -> None:
     assert limiter.blocked_for("10.0.0.3") == 0
 
 
+def test_an_ipv6_client_is_limited_over_its_whole_64_network() -> None:
+    """A host is given a /64 and picks its addresses in it freely: limited per address, it
+    would get ten more tries from every one of them."""
+    limiter = FailureLimiter(clock=lambda: 0.0)
+    for host in range(1, 11):
+        limiter.failed(f"2001:db8:1:2::{host:x}")
+    assert limiter.blocked_for("2001:db8:1:2:ffff::1") == pytest.approx(60)
+    assert limiter.blocked_for("2001:db8:1:3::1") == 0, "the next /64 is somebody else"
+    for _ in range(10):  # an IPv4 client reaching a dual-stack socket shows IPv4-mapped
+        limiter.failed("::ffff:192.0.2.7")
+    assert limiter.blocked_for("192.0.2.7") == pytest.approx(60)
+    assert limiter.blocked_for("192.0.2.8") == 0, "IPv4 addresses stay apart"
+    assert limiter.blocked_for("unknown") == 0
+
+
 def test_sessions_expire_and_end_at_sign_out() -> None:
     clock = [0.0]
     sessions = Sessions(clock=lambda: clock[0])
