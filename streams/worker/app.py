@@ -63,11 +63,13 @@ app = faust.App(
 )
 
 # Every stage sends through the app's own aiokafka producer (see streams/worker/state.py); a flush
-# waiting for Kafka stops when the consumer group's generation changes (a rebalance).
+# waiting for Kafka stops when the consumer group's generation changes or a revocation begins.
 kafka_log = KafkaLog(
     settings,
     lambda: app.producer._ensure_producer(),  # type: ignore[attr-defined]
     lambda: app.consumer_generation_id,
+    # faust's flow control is off from the start of a revocation until the recovery resumes it
+    lambda: not app.flow_control.is_active(),
 )
 # The stage partitions this worker owns and their epochs (streams/stages/batch.py).
 ownership = Ownership()

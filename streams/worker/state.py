@@ -175,7 +175,11 @@ class KafkaLog:
     acknowledged it (a retried group may land twice: the stages' records are absolute and the
     lineage check knows this owner's own epoch); a record Kafka refuses for its size is
     `RecordTooLarge` at once; when the consumer group's generation changes while a send waits,
-    the worker may have been deposed, so it stops with `Fenced`.
+    the worker may have been deposed, so it stops with `Fenced`. So it does when a revocation
+    begins while a send that began outside one is retried (`revoking`): faust's revocation waits
+    for every event handed out, and the generation changes only after it, so a send refused
+    for longer would hold the whole group's rebalance (a takeover's sends, made while faust's
+    flow control is still off, are retried until the generation changes, as before).
     """
 
     def __init__(
@@ -183,10 +187,12 @@ class KafkaLog:
         settings: Settings,
         producer: Callable[[], Any],
         generation: Callable[[], int] | None = None,
+        revoking: Callable[[], bool] | None = None,
     ) -> None:
         self._settings = settings
         self._producer = producer  # called late: the producer starts with the app
         self._generation = generation
+        self._revoking = revoking
         self._partitions: dict[str, list[int]] = {}
         self._partitioner = DefaultPartitioner()
         self._reader: AIOKafkaConsumer | None = None
@@ -212,6 +218,7 @@ class KafkaLog:
         pending = dict(groups)
         extra = headers or {}
         generation = self._generation() if self._generation else None
+        revoking_at_start = self._revoking is not None and self._revoking()
         delay = RETRY_FIRST_S
         # the crash tests' points (streams/worker/faults.py): flushes that write attempt records
         attempts_flush = any(tp[0] == "attempts" for tp in groups)
@@ -260,6 +267,8 @@ class KafkaLog:
                 delay = min(delay * 2, RETRY_MAX_S)
                 if generation is not None and self._generation and self._generation() != generation:
                     raise Fenced("the consumer group rebalanced while a flush waited for Kafka")
+                if self._revoking is not None and not revoking_at_start and self._revoking():
+                    raise Fenced("partitions are being revoked while a flush waited for Kafka")
         if attempts_flush:
             faults.reached("after-changelog", label)
         return acked

@@ -185,6 +185,50 @@ def test_send_retries_a_failure_raised_by_send_batch_itself(
     assert producer.calls == 2
 
 
+class _RefusingProducer(_Producer):
+    """send_batch fails every time (a partition whose leader is gone for long, an ACL)."""
+
+    async def send_batch(self, batch: _Builder, topic: str, *, partition: int) -> Any:
+        self.calls += 1
+        raise KafkaTimeoutError()
+
+
+def test_a_send_refused_on_gives_way_to_a_revocation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """faust's revocation waits for every event handed out and the generation changes only
+    after it: a flush retried on through it would hold the whole group's rebalance. Once a
+    revocation begins, the send stops with `Fenced` (its group is left to the next owner)."""
+    monkeypatch.setattr(state, "RETRY_FIRST_S", 0.0)
+    producer = _RefusingProducer()
+    revoking = [False]
+
+    def revocation_begins_at_the_third_try() -> bool:
+        revoking[0] = revoking[0] or producer.calls >= 3
+        return revoking[0]
+
+    kafka_log = state.KafkaLog(
+        settings, lambda: producer, lambda: 1, revocation_begins_at_the_third_try
+    )
+    groups = {("learner-commands", 3): [(b"k1", b"v1")]}
+
+    with pytest.raises(state.Fenced, match="revoked"):
+        asyncio.run(asyncio.wait_for(kafka_log.send(groups), 5))
+    assert producer.calls == 3
+
+
+def test_a_send_made_during_a_revocation_is_retried_as_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A takeover flushes while faust's flow control is still off: its sends keep their retries
+    (they stop when the generation changes)."""
+    monkeypatch.setattr(state, "RETRY_FIRST_S", 0.0)
+    producer = _Producer()  # fails once, then takes the batch
+    kafka_log = state.KafkaLog(settings, lambda: producer, lambda: 1, lambda: True)
+    groups = {("learner-state-changelog", 0): [(b"k1", b"v1")]}
+
+    assert asyncio.run(kafka_log.send(groups)) == {("learner-state-changelog", 0): (100, 100)}
+    assert producer.calls == 2
+
+
 # -- reading back: a range whose first records were deleted --------------------------------------
 
 
