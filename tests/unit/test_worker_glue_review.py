@@ -308,3 +308,43 @@ def test_a_failed_local_write_stops_the_worker_instead_of_applying_the_group_aga
         asyncio.run(scenario())
     assert exits == [loop.EXIT_LOCAL_WRITE_FAILED]
     assert handled == [4] and stream.acked == []  # never applied again, never acknowledged
+
+
+# -- the launch reader stops after the batch in flight --------------------------------------------
+
+
+class _StoppingConsumer:
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    async def stop(self) -> None:
+        self.events.append("consumer stopped")
+
+
+def test_the_launch_reader_stops_its_consumer_after_the_batch_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stopped under a batch, the consumer could not commit it and the next owner would route
+    it again; stopping waits for it (and for no longer than STOP_WAIT_S)."""
+    from streams.worker.agents import launch_reader
+
+    async def scenario(batch_s: float) -> list[str]:
+        events: list[str] = []
+        reader = launch_reader.LaunchReader()
+        reader.consumer = _StoppingConsumer(events)  # type: ignore[assignment]
+
+        async def batch_in_flight() -> None:
+            async with reader.lock:
+                await asyncio.sleep(batch_s)
+                events.append("batch committed")
+
+        flight = asyncio.create_task(batch_in_flight())
+        await asyncio.sleep(0)  # the batch holds the lock
+        await reader.on_stop()
+        flight.cancel()
+        return events
+
+    monkeypatch.setattr(launch_reader, "STOP_WAIT_S", 5.0)
+    assert asyncio.run(scenario(0.05)) == ["batch committed", "consumer stopped"]
+    monkeypatch.setattr(launch_reader, "STOP_WAIT_S", 0.05)
+    assert asyncio.run(scenario(5.0)) == ["consumer stopped"], "a stuck batch does not hold it"

@@ -36,6 +36,7 @@ stage = IngestStage(settings.partitions, topic_name=settings.topic)
 MAX_RECORDS = settings.ingest_batch_max
 LINGER_S = settings.ingest_linger_ms / 1000
 RETRY_S = 2.0
+STOP_WAIT_S = 10.0
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -85,8 +86,26 @@ class LaunchReader(Service):
         await self.consumer.start()
 
     async def on_stop(self) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
+        # The batch in flight sends and commits first (up to STOP_WAIT_S): a consumer stopped
+        # under it cannot commit, and the partitions' next owner routes the batch again
+        # (counted once all the same, since the learner stage is idempotent, but sent twice).
+        try:
+            await asyncio.wait_for(self.lock.acquire(), STOP_WAIT_S)
+        except TimeoutError:
+            log.warning(
+                "launch reader: the batch in flight did not finish within %.0f s; stopping "
+                "without it (it will be read again)",
+                STOP_WAIT_S,
+            )
+            held = False
+        else:
+            held = True
+        try:
+            if self.consumer is not None:
+                await self.consumer.stop()
+        finally:
+            if held:
+                self.lock.release()
 
     async def report_expired(self, assigned: list[TopicPartition]) -> None:
         """Say so when Kafka deleted launches of these partitions before this group read them
