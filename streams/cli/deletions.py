@@ -69,10 +69,19 @@ def future_checked(cutoff: datetime) -> datetime:
 
 
 def parse_attempt(text: str) -> dict[str, str]:
-    learner, sep, attempt = text.partition(":")
-    if not sep or not learner or not attempt:
-        raise ValueError(f"--attempt: expected LEARNER:ATTEMPT, got {text!r}")
-    return {"learner_id": learner, "attempt_id": attempt}
+    """`LEARNER/ATTEMPT` (no id contains '/'), or `LEARNER:ATTEMPT` when that is the only ':'
+    (ids may contain ':': `urn:l:7:a1` could be split in two places, and the wrong split would
+    name an attempt that does not exist, deleting nothing without a word)."""
+    separator = "/" if "/" in text else ":"
+    parts = text.split(separator)
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        if separator == ":" and len(parts) > 2:
+            raise ValueError(
+                f"--attempt: {text!r} has more than one ':'; write LEARNER/ATTEMPT "
+                "(no id contains '/')"
+            )
+        raise ValueError(f"--attempt: expected LEARNER:ATTEMPT or LEARNER/ATTEMPT, got {text!r}")
+    return {"learner_id": parts[0], "attempt_id": parts[1]}
 
 
 def read_learners(path: str) -> list[str]:

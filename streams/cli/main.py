@@ -150,7 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     delete.add_argument("--tenant", required=True)
     delete.add_argument(
-        "--attempt", action="append", metavar="LEARNER:ATTEMPT", help="an attempt (repeatable)"
+        "--attempt",
+        action="append",
+        metavar="LEARNER:ATTEMPT",
+        help="an attempt (repeatable); LEARNER/ATTEMPT when an id contains ':'",
     )
     delete.add_argument("--learners-file", help="learner ids, one a line: their earlier attempts")
     delete.add_argument("--older-than", help="8mo, 2y, 6w, 90d, YYYY-MM-DD or a timestamp")

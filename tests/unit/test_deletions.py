@@ -262,6 +262,17 @@ def test_parse_attempt() -> None:
         parse_attempt("l1")
 
 
+def test_parse_attempt_with_colons_in_ids() -> None:
+    """Ids may contain ':' (never '/'): the split on '/' is the unambiguous one, and a text
+    with two ':' is refused rather than split where the user did not mean."""
+    assert parse_attempt("urn:l:7/a:1") == {"learner_id": "urn:l:7", "attempt_id": "a:1"}
+    with pytest.raises(ValueError, match="more than one ':'; write LEARNER/ATTEMPT"):
+        parse_attempt("urn:l:7:a1")
+    for bad in ("l/a/b", "/a1", "l1/", ":a1", "l1:"):
+        with pytest.raises(ValueError, match="expected LEARNER:ATTEMPT or LEARNER/ATTEMPT"):
+            parse_attempt(bad)
+
+
 def test_the_recount_applies_team_deletions_with_the_groups_of_the_moment() -> None:
     from streams.domain.recount import without_deleted
 
