@@ -10,6 +10,7 @@ the flush (one round trip to Kafka for up to `max_events` commands).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -71,18 +72,18 @@ async def run_durably(
     partition it does not own (its takeover was refused: this process was deposed, and the
     rebalance that follows takes it over again) are left unacknowledged, as a `Fenced` flush
     leaves them, for the partition's owner to apply."""
+    apply_group = functools.partial(
+        _apply_group,
+        stage=stage,
+        handle=handle,
+        give_up=give_up,
+        repair_outputs=repair_outputs,
+        handle_group=handle_group,
+        outputs_first=outputs_first,
+        owner=owner,
+    )
     async for events in stream.noack_take(max_events, within=WITHIN_S):  # type: ignore[attr-defined]
-        applied = await _apply_until_done(
-            stream,
-            events,
-            stage,
-            handle,
-            give_up,
-            repair_outputs,
-            handle_group,
-            outputs_first,
-            owner,
-        )
+        applied = await _apply_until_done(stream, events, stage, apply_group)
         if applied:
             for event in events:
                 await stream.ack(event)
@@ -97,14 +98,10 @@ async def _apply_until_done(
     stream: StreamT,
     events: list[EventT],
     stage: str,
-    handle: Handler | None,
-    give_up: GiveUp | None,
-    repair_outputs: OutputRepair | None,
-    handle_group: Callable[[DurableBatch, list[Record]], Awaitable[None]] | None,
-    outputs_first: bool,
-    owner: str | None,
+    apply_group: Callable[[list[EventT]], Awaitable[bool | None]],
 ) -> bool | None:
-    """`_apply_group`, again and again while it raises: a group is never passed over.
+    """`apply_group` (`_apply_group` with the stage's arguments), again and again while it
+    raises: a group is never passed over.
 
     An exception that escapes a group (a flush that Kafka or RocksDB failed for good, the
     group's own or one a handler made; not an event's handler: those are caught per event)
@@ -119,9 +116,7 @@ async def _apply_until_done(
     failures = 0
     while True:
         try:
-            return await _apply_group(
-                events, stage, handle, give_up, repair_outputs, handle_group, outputs_first, owner
-            )
+            return await apply_group(events)
         except LocalWriteFailed:
             # applied again, the batch would find its tables partly written and leave the
             # counters behind them: a restart's takeover rebuilds them from the tables
