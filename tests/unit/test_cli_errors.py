@@ -264,7 +264,8 @@ def test_generate_bad_out_and_now_are_one_line(argv, words, tmp_path, capsys) ->
         (["--tenant", "a/b", "--older-than", "2d"], "no '/'"),
         (["--tenant", "a\tb", "--older-than", "2d"], "no control character"),
         (["--tenant", "t" * 257, "--older-than", "2d"], "--tenant: an id is 1 to 256"),
-        (["--attempt", "l/1:a1"], "--attempt: an id"),
+        (["--attempt", "l1:a\tb"], "--attempt: an id"),
+        (["--attempt", "l/1/a1"], "--attempt: expected LEARNER:ATTEMPT or LEARNER/ATTEMPT"),
     ],
 )
 def test_delete_refuses_what_the_worker_would_dead_letter(argv, words, capsys) -> None:
