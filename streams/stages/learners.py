@@ -69,10 +69,17 @@ SCAN_CHUNK = 5_000
 PARTIALS_MAX_BYTES = 256 * 1024
 
 RawReader = Callable[[str, int, int], Awaitable[bytes | None]]
+# the values of the learner-commands records of a partition that its new owner will apply (from
+# the consumer group's committed offset to the end): what a takeover's replay does in order
+Backlog = Callable[[int], Awaitable[list[bytes | None]]]
 
 
 async def no_raw(topic: str, partition: int, offset: int) -> bytes | None:
     return None
+
+
+async def no_backlog(partition: int) -> list[bytes | None]:
+    return []
 
 
 class LearnerStage:
@@ -83,9 +90,11 @@ class LearnerStage:
         partitions: int,
         read_raw: RawReader = no_raw,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        backlog: Backlog = no_backlog,
     ) -> None:
         self.partitions = partitions  # of tenant-commands (for partial counts and reports)
         self.read_raw = read_raw
+        self.backlog = backlog
         self.clock = clock
         self.counters = PartitionCounters()
         # A rebuilt partition reports nothing until it has applied every command its log held
@@ -347,6 +356,18 @@ class LearnerStage:
                     )
                 )
             if lost:
+                # A launch still in the partition's backlog is applied by the replay, in the
+                # order of its commands: applied here, before them, a named deletion the
+                # deposed owner applied before it would find it (and delete or hide it) on its
+                # first run. Only a launch whose command is committed (it precedes the whole
+                # backlog) can have lost its record for good.
+                pending = await self._pending_launches(partition)
+                lost = [
+                    item
+                    for item in lost
+                    if (item.attempt, item.element_id, item.launched_at) not in pending
+                ]
+            if lost:
                 result = _apply_attempts(batch, partition, lost)
                 log.warning(
                     "learner partition %d: %d attempts a restore kept no record of were "
@@ -381,6 +402,19 @@ class LearnerStage:
                 batch.put(keys.LEARNER_STATE, partition, key, stored_membership(dict(membership)))
             else:
                 batch.delete(keys.LEARNER_STATE, partition, key)
+
+    async def _pending_launches(
+        self, partition: int
+    ) -> set[tuple[tuple[str, str, str], str, datetime]]:
+        """The launches (attempt, element, instant) of the partition's backlog."""
+        pending: set[tuple[tuple[str, str, str], str, datetime]] = set()
+        for value in await self.backlog(partition):
+            command = commands.decode(value)
+            if isinstance(command, commands.Attempts):
+                for row in command.attempts:
+                    item = TrackedAttempt(*row)
+                    pending.add((item.attempt, item.element_id, item.launched_at))
+        return pending
 
     def rebuild(self, batch: Batch, epochs: Mapping[int, Epoch]) -> None:
         """Recompute the counters of partitions just taken over, from their tables.

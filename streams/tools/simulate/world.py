@@ -306,7 +306,9 @@ class SimWorker:
         self.log = SimLog(world, self)
         clock = self.now  # the machine's own clock, skewed or not
         self.ingest = IngestStage(world.partitions, clock=clock)
-        self.learner = LearnerStage(world.partitions, read_raw=world.read_raw, clock=clock)
+        self.learner = LearnerStage(
+            world.partitions, read_raw=world.read_raw, clock=clock, backlog=world.backlog
+        )
         self.tenant = TenantStage(world.partitions, clock=clock)
 
     def now(self) -> datetime:
@@ -505,6 +507,12 @@ class World:
     async def read_raw(self, topic: str, partition: int, offset: int) -> bytes | None:
         records = self.log.records(topic, partition)
         return records[offset].value if offset < len(records) else None
+
+    async def backlog(self, partition: int) -> list[bytes | None]:
+        """The learner-commands records of a partition from the group's committed offset on."""
+        records = self.log.records(topics.LEARNER_COMMANDS, partition)
+        start = self.app.committed.get((topics.LEARNER_COMMANDS, partition), 0)
+        return [record.value for record in present(records[start:])]
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int) -> None:
         """An input record, written by the LMS (or an operator)."""

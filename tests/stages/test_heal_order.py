@@ -1,0 +1,168 @@
+"""The takeover's heal of attempts (`LearnerStage.heal_marked`) and the commands still ahead of
+the partition's new owner (found by a review of the heal, 2026-12-02).
+
+An attempt the restore kept no record of is either one Kafka's cleaner removed (its launch
+command committed long ago) or one the rightful owner had not applied yet (a deposed owner
+applied it first; its command is still in `learner-commands` after the committed offset).
+Healing the second kind at the takeover would apply it before the commands ahead of it in the
+backlog: a deletion naming the attempt would then find it. So the heal leaves a launch found
+in the backlog to the replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from schemas import topics
+from streams.domain.learners import TrackedAttempt
+from streams.stages import commands, keys
+from streams.stages.batch import DurableBatch, take_over
+from streams.stages.learners import LearnerStage
+from streams.stages.memory import CLEANED, MemoryLog, MemoryState, never_deposed
+from streams.stages.ownership import Ownership
+from streams.stages.store import LEARNER, TABLES, epoch_header, restore_rule
+
+A, B = epoch_header((1, 1)), epoch_header((2, 2))  # A: deposed; B: its successor
+REQUESTED = "2026-01-08T00:00:00+00:00"  # the deletion's requested_at
+LAUNCHED = "2026-01-09T00:00:00+00:00"  # a1's launch: after the request
+WINDOW = "2026-01-01"
+T = 1767916800.0  # LAUNCHED in epoch seconds
+
+LAUNCH_A1 = TrackedAttempt("acme", "ada", "e1", "a1", LAUNCHED, 0, 7, None, 0)
+REQUEST = {"request_id": "r1", "tenant_id": "acme", "requested_at": REQUESTED}
+
+
+def deletion(mode: str) -> bytes:
+    """D: delete attempt a1 of ada by name (it is not stored yet when D is applied)."""
+    selector = {"attempts": [["ada", "a1"]], "before": REQUESTED}
+    return commands.encode(commands.DeletionPart({**REQUEST, "mode": mode}, 0, 1, selector))
+
+
+X = commands.encode(commands.Attempts("launches", [list(LAUNCH_A1)]))  # the later launch of a1
+
+
+def restored_from_scratch(log: MemoryLog) -> MemoryState:
+    """A new owner's state folder, every learner table restored from its changelog's start."""
+    state = MemoryState()
+    for table, (owner, changelog) in TABLES.items():
+        if owner != LEARNER:
+            continue
+        rows = state.partition(table, 0)
+        records = [r for r in log.records(changelog, 0) if r is not CLEANED]
+        writes, fence = restore_rule(records, rows.fence, lambda names: [None] * len(names))
+        state.apply(table, 0, writes, len(log.records(changelog, 0)) - 1, fence)
+    return state
+
+
+def zombie_d_then_x(log: MemoryLog, mode: str) -> None:
+    """The changelogs after this history (every value is what the stages write):
+
+    1. B takes partition 0 over from A (B's epoch record);
+    2. A, deposed and unaware, applies D (its outcome and a1's marker land in `erasures`; no
+       changelog of its flush has a record of B yet, so A is not fenced), then X (a1 and ada's
+       membership land; its flush finds B's epoch and A stops);
+       B, meanwhile, wrote a record of another key to `attempts` (a replay of an earlier
+       command, or the answer to an earlier zombie record): A's a1 lands after it;
+    3. B's lineage check finds A's records and answers them with what B holds: nothing (B has
+       not reached D and X), so tombstones;
+    4. B stops before it reaches D (its committed offset is before D)."""
+    epoch = keys.EPOCH
+    log.append(topics.LEARNER_STATE_CHANGELOG, 0, [(epoch, orjson.dumps([1, 1]))], A)
+    log.append(topics.LEARNER_STATE_CHANGELOG, 0, [(epoch, orjson.dumps([2, 2]))], B)
+    # 2. A's D
+    done = keys.part_done("acme", "r1", 0)
+    marker = (keys.attempt_hidden if mode == "logical" else keys.attempt_marker)(
+        "acme", "ada", "a1"
+    )
+    outcome = {"attempts_affected": 0, "learners_affected": 0, "losses": {}, "counts": {}}
+    log.append(
+        topics.ERASURES_CHANGELOG,
+        0,
+        [(done, orjson.dumps(outcome)), (marker, orjson.dumps(REQUESTED))],
+        A,
+    )
+    # B's record of another key in `attempts` (bob's attempt)
+    bob = TrackedAttempt("acme", "bob", "e1", "b1", LAUNCHED, 0, 1).record()
+    log.append(topics.ATTEMPTS, 0, [(keys.attempt("acme", "bob", "b1"), orjson.dumps(bob))], B)
+    log.append(
+        topics.LEARNER_STATE_CHANGELOG,
+        0,
+        [(keys.membership("acme", "bob"), orjson.dumps({WINDOW: [T, T]}))],
+        B,
+    )
+    # A's X
+    a1 = keys.attempt("acme", "ada", "a1")
+    log.append(topics.ATTEMPTS, 0, [(a1, orjson.dumps(LAUNCH_A1.record()))], A)
+    ada = keys.membership("acme", "ada")
+    log.append(topics.LEARNER_STATE_CHANGELOG, 0, [(ada, orjson.dumps({WINDOW: [T, T]}))], A)
+    # 3. B's answers: tombstones (B holds none of these keys)
+    log.append(topics.ERASURES_CHANGELOG, 0, [(done, None), (marker, None)], B)
+    log.append(topics.ATTEMPTS, 0, [(a1, None)], B)
+    log.append(topics.LEARNER_STATE_CHANGELOG, 0, [(ada, None)], B)
+
+
+def run_c(log: MemoryLog, mode: str) -> LearnerStage:
+    """C restores from scratch, takes over (its heal sees the backlog), then replays D and X."""
+    # D and X are learner-commands 0 and 1, never committed (A was deposed; B stopped before)
+    backlog = [deletion(mode), X]
+    log.append(topics.LEARNER_COMMANDS, 0, [(b"", value) for value in backlog])
+    state = restored_from_scratch(log)
+    stage = LearnerStage(partitions=1, backlog=lambda partition: _values(log, partition))
+    batch = DurableBatch(state, log, Ownership(), None, outputs_first=True)
+    epochs = asyncio.run(take_over(batch, LEARNER, [0], generation=3, still_member=never_deposed))
+    asyncio.run(batch.repair_marked(LEARNER, [0], stage.heal_marked))
+    stage.rebuild(batch, epochs)
+    for offset, command in enumerate(backlog):
+        asyncio.run(stage.handle(batch, command, 0, offset))
+        asyncio.run(batch.flush())
+    return stage
+
+
+async def _values(log: MemoryLog, partition: int) -> list[bytes | None]:
+    return [r.value for r in log.records(topics.LEARNER_COMMANDS, partition)]
+
+
+def part_reports(log: MemoryLog) -> list[dict[str, Any]]:
+    out = []
+    for _, record in log.all_records(topics.TENANT_COMMANDS):
+        command = commands.decode(record.value)
+        if isinstance(command, commands.PartReport):
+            out.append(command.report)
+    return out
+
+
+def dead_letters(log: MemoryLog) -> list[str]:
+    return [
+        orjson.loads(record.value)["reason"]
+        for _, record in log.all_records(topics.DEAD_LETTERS)
+        if record.value is not None
+    ]
+
+
+def test_a_launch_still_in_the_backlog_is_not_healed_before_a_deletion_ahead_of_it() -> None:
+    """Physical: a1 was launched after the request named it, and arrives after D: it counts
+    (a named attempt that was not found is covered up to `requested_at`, also one whose launch
+    arrives only later). Healed at the takeover, a1 would be stored before C replays D, whose
+    first run deletes a stored named attempt whatever its time; X would then be dead-lettered
+    `erased`. Its command is in the backlog, so the replay applies it, in order."""
+    log = MemoryLog(partitions=1)
+    zombie_d_then_x(log, "physical")
+    stage = run_c(log, "physical")
+    a1 = keys.attempt("acme", "ada", "a1")
+    counts = stage.counters.tenant(0, "acme", "")
+    assert (counts.total, counts.windows) == (2, {WINDOW: 2}), "ada and bob count"
+    assert a1 in log.latest(topics.ATTEMPTS), "a1 is on the attempts topic"
+    assert "erased" not in dead_letters(log)
+    assert [r["attempts_affected"] for r in part_reports(log)] == [0], "the receipt's count"
+
+
+def test_a_launch_still_in_the_backlog_is_not_hidden_by_a_logical_deletion_ahead_of_it() -> None:
+    """Logical: the same; healed first, a1 would be stored logically deleted."""
+    log = MemoryLog(partitions=1)
+    zombie_d_then_x(log, "logical")
+    run_c(log, "logical")
+    a1 = keys.attempt("acme", "ada", "a1")
+    assert orjson.loads(log.latest(topics.ATTEMPTS)[a1])["logically_deleted"] is False
