@@ -350,6 +350,11 @@ class KafkaLog:
                             record.timestamp,
                         )
                     )
+            # left to fetch, the consumer would poll the partition on and on between reads (a
+            # long poll against the broker every half second), and a fetch in flight on an idle
+            # partition could hold its `stop` at shutdown for good (the next read's `assign`
+            # starts the next partition unpaused)
+            consumer.pause(tp)
         return out
 
     async def end_offset(self, topic: str, partition: int) -> int:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aiokafka.errors import KafkaError
-from aiokafka.structs import TopicPartition
 from faust.types import StreamT
 
 from schemas import topics
@@ -22,6 +20,7 @@ from streams.worker import takeovers
 from streams.worker.agents.loop import run_durably
 from streams.worker.agents.purge import purge
 from streams.worker.app import app, kafka_log, ownership, settings
+from streams.worker.backlog import learner_backlog
 from streams.worker.channels import learner_commands
 from streams.worker.raw_fetch import fetch_raw
 from streams.worker.runtime import new_batch
@@ -38,23 +37,7 @@ async def _read_raw(topic: str, partition: int, offset: int) -> bytes | None:
 
 
 async def _backlog(partition: int) -> list[bytes | None]:
-    """The learner-commands records of a partition from the app's committed offset on: what the
-    takeover's replay applies (`LearnerStage.heal_marked`). Without a committed offset, from the
-    partition's first record (the purge keeps little more than the backlog): a launch found
-    there is left to the replay, which is never wrong, only a residual left unhealed."""
-    tp = TopicPartition(settings.topic(topics.LEARNER_COMMANDS), partition)
-    start = 0
-    try:
-        admin = await purge.admin()
-        committed = await admin.list_consumer_group_offsets(settings.app_id, partitions=[tp])
-        meta = committed.get(tp)
-        if meta is not None and meta.offset > 0:
-            start = meta.offset
-    except KafkaError as exc:
-        log.warning("learner takeover: committed offset of %s unknown (%s)", tp, exc)
-    end = await kafka_log.end_offset(topics.LEARNER_COMMANDS, partition)
-    records = await kafka_log.read(topics.LEARNER_COMMANDS, partition, start, end)
-    return [record.value for record in records]
+    return await learner_backlog(settings, kafka_log, purge.admin, partition)
 
 
 stage = LearnerStage(settings.partitions, read_raw=_read_raw, backlog=_backlog)
