@@ -228,17 +228,11 @@ class TenantStage:
         if not publication_ready(partials, cut, self.learner_partitions, licensed):
             return False  # a re-cut is under way: the last exact records stand
         pub_key = keys.published(tenant_id)
-        stored_pub = batch.get(keys.TENANT_STATE, partition, pub_key)
-        pub = stored_pub or {"cut": None, "windows": {}}
+        pub = batch.get(keys.TENANT_STATE, partition, pub_key) or {"cut": None, "windows": {}}
         # a new license (limit, thresholds, licensed flag or cut): every record is written again
         content = stored_license["license"] if stored_license else None
         republish = pub["cut"] is not None and pub.get("license") != content
         sums = sum_partials(partials.values(), cut)
-        if stored_pub is None and content is None and sums.total == 0:
-            # nobody licensed it and nobody counts in it (a license tombstone of a tenant this
-            # service never knew, or the empty reports its learner partitions make of one): it
-            # stays unknown, as the contract's 404 says, instead of a record of 0
-            return False
         plan = plan_publication(cut, pub["windows"], sums, now, republish=republish)
         license_, is_licensed = license_from(tenant_id, stored_license)
         published = plan.published if plan.changed else pub["windows"]

@@ -590,9 +590,7 @@ def check_counts(
                 problems.append(
                     f"{tenant} {start}: no count record, expected {active} active learners"
                 )
-        # a tenant nobody licensed and nobody counts in (a license tombstone of a tenant never
-        # known, launches all erased) has no record; once it has one, it has its current window
-        if tenant in model.seen_tenants and (license_ is not None or total or mine):
+        if tenant in model.seen_tenants:
             current = window_of(cut, final_now).start.isoformat()
             now_record = mine.get(current)
             if now_record is None:
