@@ -109,19 +109,31 @@ class FailureLimiter:
         _bound(self._failures)
 
 
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: an IPv4 client behind a translator
+
+
 def limited_as(address: str) -> str:
-    """What failures are counted against: an IPv6 client's /64 network (a host is given a
-    whole /64 and picks addresses in it at will: limited per address, it could try without
-    end), an IPv4-mapped address as the IPv4 address it is, anything else as it is."""
+    """What failures are counted against: a global IPv6 client's /64 network (a host is given
+    a whole /64 and picks addresses in it at will: limited per address, it could try without
+    end); an IPv6 address that carries an IPv4 client's (IPv4-mapped, NAT64, Teredo) as that
+    IPv4 address, since the IPv4 clients behind one translator share its /64; any other
+    address (link-local, loopback, private) as it is, since the hosts of such a /64 are not
+    one client."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if ip in NAT64:
+        return str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.teredo is not None:
+        return str(ip.teredo[1])  # (server, client)
+    if ip.is_global:
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return address
+    return str(ip)
 
 
 def _bound(remembered: OrderedDict) -> None:  # type: ignore[type-arg]

@@ -185,8 +185,10 @@ def parse_epoch(value: bytes) -> Epoch:
 
 class Fenced(Exception):
     """This process was deposed: a newer owner wrote to a partition it writes, or the consumer
-    group moved on while a flush waited for Kafka. Nothing of the batch is applied locally and
-    its events are not acknowledged: their new owner processes them again."""
+    group moved on (or began a revocation) while a flush waited for Kafka. Its events are not
+    acknowledged: their new owner processes them again. Nothing of the batch is applied locally,
+    except for the tenant stage, which writes its state before its outputs: those outputs are
+    the takeover's to send (`TenantStage.take_over_outputs`), as after a crash between the two."""
 
 
 class LocalWriteFailed(RuntimeError):

@@ -178,8 +178,9 @@ class KafkaLog:
     the worker may have been deposed, so it stops with `Fenced`. So it does when a revocation
     begins while a send that began outside one is retried (`revoking`): faust's revocation waits
     for every event handed out, and the generation changes only after it, so a send refused
-    for longer would hold the whole group's rebalance (a takeover's sends, made while faust's
-    flow control is still off, are retried until the generation changes, as before).
+    for longer would hold the whole group's rebalance. (A send that began while faust's flow
+    control was already off, a timer's, keeps its retries: the revocation does not wait for it;
+    the agents apply no group that starts during a revocation, streams/worker/agents/loop.py.)
     """
 
     def __init__(
@@ -328,34 +329,43 @@ class KafkaLog:
         async with self._reader_lock:
             consumer = await self._consumer()
             consumer.assign([tp])
-            consumer.seek(tp, start)
-            while await consumer.position(tp) < end:
-                fetched = await consumer.getmany(tp, timeout_ms=5_000, max_records=1_000)
-                records = fetched.get(tp, [])
-                if not records and await consumer.position(tp) < end:
-                    # compaction may leave gaps: what is gone cannot be a problem any more
-                    highwater = consumer.highwater(tp)
-                    if highwater is not None and highwater <= await consumer.position(tp):
-                        break
-                    continue
-                for record in records:
-                    if record.offset >= end:
-                        break
-                    out.append(
-                        LogRecord(
-                            record.key,
-                            record.value,
-                            tuple(record.headers or ()),
-                            record.offset,
-                            record.timestamp,
-                        )
-                    )
-            # left to fetch, the consumer would poll the partition on and on between reads (a
-            # long poll against the broker every half second), and a fetch in flight on an idle
-            # partition could hold its `stop` at shutdown for good (the next read's `assign`
-            # starts the next partition unpaused)
-            consumer.pause(tp)
+            try:
+                consumer.seek(tp, start)
+                await self._read_range(consumer, tp, end, out)
+            finally:
+                # left to fetch, the consumer would poll the partition on and on between reads
+                # (a long poll against the broker every half second), and a fetch in flight on
+                # an idle partition could hold its `stop` at shutdown for good (the next read's
+                # `assign` starts the next partition unpaused); also when the read failed or
+                # was cancelled (a timer's lineage check at shutdown)
+                consumer.pause(tp)
         return out
+
+    @staticmethod
+    async def _read_range(
+        consumer: Any, tp: TopicPartition, end: int, out: list[LogRecord]
+    ) -> None:
+        while await consumer.position(tp) < end:
+            fetched = await consumer.getmany(tp, timeout_ms=5_000, max_records=1_000)
+            records = fetched.get(tp, [])
+            if not records and await consumer.position(tp) < end:
+                # compaction may leave gaps: what is gone cannot be a problem any more
+                highwater = consumer.highwater(tp)
+                if highwater is not None and highwater <= await consumer.position(tp):
+                    break
+                continue
+            for record in records:
+                if record.offset >= end:
+                    break
+                out.append(
+                    LogRecord(
+                        record.key,
+                        record.value,
+                        tuple(record.headers or ()),
+                        record.offset,
+                        record.timestamp,
+                    )
+                )
 
     async def end_offset(self, topic: str, partition: int) -> int:
         tp = TopicPartition(self.topic_name(topic), partition)

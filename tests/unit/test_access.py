@@ -163,14 +163,33 @@ def test_an_ipv6_client_is_limited_over_its_whole_64_network() -> None:
     would get ten more tries from every one of them."""
     limiter = FailureLimiter(clock=lambda: 0.0)
     for host in range(1, 11):
-        limiter.failed(f"2001:db8:1:2::{host:x}")
-    assert limiter.blocked_for("2001:db8:1:2:ffff::1") == pytest.approx(60)
-    assert limiter.blocked_for("2001:db8:1:3::1") == 0, "the next /64 is somebody else"
+        limiter.failed(f"2a01:4f8:1:2::{host:x}")
+    assert limiter.blocked_for("2a01:4f8:1:2:ffff::1") == pytest.approx(60)
+    assert limiter.blocked_for("2a01:4f8:1:3::1") == 0, "the next /64 is somebody else"
     for _ in range(10):  # an IPv4 client reaching a dual-stack socket shows IPv4-mapped
         limiter.failed("::ffff:192.0.2.7")
     assert limiter.blocked_for("192.0.2.7") == pytest.approx(60)
     assert limiter.blocked_for("192.0.2.8") == 0, "IPv4 addresses stay apart"
     assert limiter.blocked_for("unknown") == 0
+
+
+def test_ipv6_addresses_that_are_not_one_clients_64_stay_apart() -> None:
+    """IPv4 clients behind a NAT64 translator or a Teredo server share an IPv6 /64: each is
+    limited as its own IPv4 address; link-local, loopback and private addresses per address."""
+    limiter = FailureLimiter(clock=lambda: 0.0)
+    for _ in range(10):
+        limiter.failed("64:ff9b::c000:207")  # 192.0.2.7 through NAT64
+        limiter.failed("fe80::1")
+        limiter.failed("fd00:1:2:3::1")
+    assert limiter.blocked_for("192.0.2.7") == pytest.approx(60)
+    assert limiter.blocked_for("64:ff9b::c000:208") == 0, "192.0.2.8 is another client"
+    assert limiter.blocked_for("fe80::1") == pytest.approx(60)
+    assert limiter.blocked_for("fe80::2") == 0
+    assert limiter.blocked_for("fd00:1:2:3::2") == 0
+    teredo = "2001:0:4136:e378:8000:63bf:3fff:fdd2"  # client 192.0.2.45 (RFC 4380's example)
+    for _ in range(10):
+        limiter.failed(teredo)
+    assert limiter.blocked_for("192.0.2.45") == pytest.approx(60)
 
 
 def test_sessions_expire_and_end_at_sign_out() -> None:

@@ -215,11 +215,11 @@ def test_a_send_refused_on_gives_way_to_a_revocation(monkeypatch: pytest.MonkeyP
     assert producer.calls == 3
 
 
-def test_a_send_made_during_a_revocation_is_retried_as_before(
+def test_a_send_begun_during_a_revocation_keeps_its_retries(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A takeover flushes while faust's flow control is still off: its sends keep their retries
-    (they stop when the generation changes)."""
+    """A timer's flush that begins while faust's flow control is off (the revocation does not
+    wait for timers): its sends keep their retries (they stop when the generation changes)."""
     monkeypatch.setattr(state, "RETRY_FIRST_S", 0.0)
     producer = _Producer()  # fails once, then takes the batch
     kafka_log = state.KafkaLog(settings, lambda: producer, lambda: 1, lambda: True)

@@ -89,6 +89,9 @@ class LaunchReader(Service):
         # The batch in flight sends and commits first (up to STOP_WAIT_S): a consumer stopped
         # under it cannot commit, and the partitions' next owner routes the batch again
         # (counted once all the same, since the learner stage is idempotent, but sent twice).
+        # The lock is not held while the consumer stops: aiokafka's stop awaits the group
+        # coordination task (GroupCoordinator.close), which may be in `on_partitions_revoked`
+        # waiting for this lock (a rebalance of the launch group as other workers stop).
         try:
             await asyncio.wait_for(self.lock.acquire(), STOP_WAIT_S)
         except TimeoutError:
@@ -97,15 +100,10 @@ class LaunchReader(Service):
                 "without it (it will be read again)",
                 STOP_WAIT_S,
             )
-            held = False
         else:
-            held = True
-        try:
-            if self.consumer is not None:
-                await self.consumer.stop()
-        finally:
-            if held:
-                self.lock.release()
+            self.lock.release()  # `_read` takes no batch after this: should_stop is set
+        if self.consumer is not None:
+            await self.consumer.stop()
 
     async def report_expired(self, assigned: list[TopicPartition]) -> None:
         """Say so when Kafka deleted launches of these partitions before this group read them
@@ -143,6 +141,8 @@ class LaunchReader(Service):
             if not self.pending:
                 continue
             async with self.lock:
+                if self.should_stop:
+                    return  # stopping: the pending records are read again by the next owner
                 records, self.pending = self.pending, []
                 if not records:
                     continue

@@ -82,16 +82,38 @@ async def run_durably(
         outputs_first=outputs_first,
         owner=owner,
     )
+    # partitions (topic, partition, generation) whose events this loop left unacknowledged:
+    # faust commits an acknowledged offset past unacknowledged ones before it (and past any
+    # number once a revocation popped the partition's committed offset), so no later event of
+    # such a partition may be acknowledged in that generation
+    left: set[tuple[str, int, int]] = set()
     async for events in stream.noack_take(max_events, within=WITHIN_S):  # type: ignore[attr-defined]
-        applied = await _apply_until_done(stream, events, stage, apply_group)
+        if left:  # a later generation's events: what earlier ones left is its owners' now
+            newest = max(_where(event)[2] for event in events)
+            left = {where for where in left if where[2] >= newest}
+        if _revoking(stream) or any(_where(event) in left for event in events):
+            # handed out before faust's flow control was suspended (the event `noack_take`
+            # took while the previous group was applied): left to the partition's next owner,
+            # as faust's streams drop what they would hand out now; applied, its send (begun
+            # during the revocation) would be retried until the generation changes, which the
+            # revocation, waiting for it, never lets happen
+            applied: bool | None = False
+        else:
+            applied = await _apply_until_done(stream, events, stage, apply_group)
         if applied:
             for event in events:
                 await stream.ack(event)
         else:
+            left.update(_where(event) for event in events)
             leave_unacknowledged(stream, events)
         del events
         if applied is None and on_fenced is not None:
             await on_fenced()
+
+
+def _where(event: EventT) -> tuple[str, int, int]:
+    message = event.message
+    return message.topic, message.partition, getattr(message, "generation_id", None) or 0
 
 
 async def _apply_until_done(
