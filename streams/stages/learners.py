@@ -409,11 +409,15 @@ class LearnerStage:
         """The launches (attempt, element, instant) of the partition's backlog."""
         pending: set[tuple[tuple[str, str, str], str, datetime]] = set()
         for value in await self.backlog(partition):
-            command = commands.decode(value)
-            if isinstance(command, commands.Attempts):
-                for row in command.attempts:
+            command = commands.decode(value)  # None for what is not a command
+            if not isinstance(command, commands.Attempts):
+                continue
+            for row in command.attempts:
+                try:
                     item = TrackedAttempt(*row)
                     pending.add((item.attempt, item.element_id, item.launched_at))
+                except (TypeError, ValueError):  # a row the replay gives up: so does this
+                    continue
         return pending
 
     def rebuild(self, batch: Batch, epochs: Mapping[int, Epoch]) -> None:
