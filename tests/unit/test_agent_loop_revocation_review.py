@@ -8,59 +8,15 @@ as faust's own streams drop what they would hand out while its flow control is s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from streams.stages.store import Record
 from streams.worker.agents import loop
-
-
-@dataclass(eq=False)
-class _Message:
-    partition: int
-    offset: int
-    key: bytes | None = b"k"
-    value: bytes | None = b"{}"
-    topic: str = "licenses"
-    timestamp: float = 1.0
-
-
-@dataclass(eq=False)
-class _Event:
-    message: _Message
-
-
-class _Flow:
-    def __init__(self) -> None:
-        self.active = True
-
-    def is_active(self) -> bool:
-        return self.active
-
-
-class _Stream:
-    should_stop = False
-
-    def __init__(self, groups: list[list[_Event]]) -> None:
-        self.groups = groups
-        self.acked: list[int] = []
-        self.flow = _Flow()
-        self.app = SimpleNamespace(
-            consumer=SimpleNamespace(_unacked_messages=set()), flow_control=self.flow
-        )
-
-    async def noack_take(self, max_events: int, within: float) -> AsyncIterator[list[_Event]]:
-        for group in self.groups:
-            for event in group:
-                self.app.consumer._unacked_messages.add(event.message)
-            yield group
-
-    async def ack(self, event: _Event) -> None:
-        self.acked.append(event.message.offset)
+from tests.unit.faust_doubles import Event as _Event
+from tests.unit.faust_doubles import Message as _Message
+from tests.unit.faust_doubles import Stream as _Stream
 
 
 class _Batch:

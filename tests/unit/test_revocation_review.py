@@ -20,8 +20,6 @@ revocation waits for it (`wait_empty`), the hold 0620714 meant to remove.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -34,49 +32,7 @@ from streams.stages.store import Record
 from streams.worker import state
 from streams.worker.agents import launch_reader, loop
 from streams.worker.app import settings
-
-
-@dataclass(eq=False)
-class _Message:
-    partition: int
-    offset: int
-    key: bytes | None = b"acme"
-    value: bytes | None = b"{}"
-    topic: str = "licenses"
-    timestamp: float = 1.0
-
-
-@dataclass(eq=False)
-class _Event:
-    message: _Message
-
-
-class _Flow:
-    active = True
-
-    def is_active(self) -> bool:
-        return self.active
-
-
-class _Stream:
-    """Group 1 (offset 4), then the event the passive consumer took meanwhile (offset 5)."""
-
-    should_stop = False
-
-    def __init__(self, flow: _Flow) -> None:
-        self.acked: list[int] = []
-        self.app = SimpleNamespace(
-            consumer=SimpleNamespace(_unacked_messages=set()), flow_control=flow
-        )
-
-    async def noack_take(self, max_events: int, within: float) -> AsyncIterator[list[_Event]]:
-        for offset in (4, 5):
-            event = _Event(_Message(0, offset))
-            self.app.consumer._unacked_messages.add(event.message)
-            yield [event]
-
-    async def ack(self, event: _Event) -> None:
-        self.acked.append(event.message.offset)
+from tests.unit.faust_doubles import Flow, Stream, events
 
 
 class _Builder:
@@ -88,7 +44,7 @@ class _Producer:
     """Refuses every send until `recovers_at` calls (a leader gone), flipping faust's flow
     control off (a revocation begins) at its second refusal."""
 
-    def __init__(self, flow: _Flow, recovers_at: int | None) -> None:
+    def __init__(self, flow: Flow, recovers_at: int | None) -> None:
         self.flow, self.recovers_at, self.calls = flow, recovers_at, 0
 
     def create_batch(self) -> _Builder:
@@ -119,11 +75,11 @@ class _Batch:
         await self.kafka_log.send({("tenant-commands", 0): [(b"acme", b"{}")]})
 
 
-def _run(recovers_at: int | None, monkeypatch: pytest.MonkeyPatch) -> _Stream:
+def _run(recovers_at: int | None, monkeypatch: pytest.MonkeyPatch) -> Stream:
     monkeypatch.setattr(state, "RETRY_FIRST_S", 0.0)
     monkeypatch.setattr(state, "RETRY_MAX_S", 0.0)
-    flow = _Flow()
-    stream = _Stream(flow)
+    flow = Flow()
+    stream = Stream(events(4, 5), flow)  # the second: taken while the first is applied
     producer = _Producer(flow, recovers_at)
     kafka_log = state.KafkaLog(settings, lambda: producer, lambda: 7, lambda: not flow.active)
     monkeypatch.setattr(loop, "new_batch", lambda *a: _Batch(kafka_log))

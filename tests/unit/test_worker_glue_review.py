@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -31,6 +30,7 @@ from streams.stages.store import LocalWriteFailed, Record
 from streams.worker import raw_fetch, state
 from streams.worker.agents import loop
 from streams.worker.app import settings
+from tests.unit.faust_doubles import Stream, events
 
 # -- faust's commit rule (evidence: these pin the library's behaviour the glue must live with) --
 
@@ -65,37 +65,6 @@ def test_faust_waits_for_a_longer_gap_after_a_commit() -> None:
 # -- the agents' loop: a group whose flush raised is applied again, never passed over ----------
 
 
-@dataclass(eq=False)
-class _Message:
-    partition: int
-    offset: int
-    key: bytes | None = b"k"
-    value: bytes | None = b"{}"
-    topic: str = "licenses"
-    timestamp: float = 1.0
-
-
-@dataclass(eq=False)
-class _Event:
-    message: _Message
-
-
-class _Stream:
-    should_stop = False
-
-    def __init__(self, groups: list[list[_Event]]) -> None:
-        self.groups = groups
-        self.acked: list[int] = []
-        self.app = SimpleNamespace(consumer=SimpleNamespace(_unacked_messages=set()))
-
-    async def noack_take(self, max_events: int, within: float) -> AsyncIterator[list[_Event]]:
-        for group in self.groups:
-            yield group
-
-    async def ack(self, event: _Event) -> None:
-        self.acked.append(event.message.offset)
-
-
 @dataclass
 class _Batch:
     """What `apply_events` needs of a batch; its first flush fails as Kafka can make it."""
@@ -128,7 +97,7 @@ def test_a_group_whose_flush_raised_is_applied_again_before_the_next_is_acknowle
     def give_up(batch: Any, record: Record, exc: BaseException) -> None:
         raise AssertionError(f"{record} was given up: {exc!r}")
 
-    stream = _Stream([[_Event(_Message(0, 4))], [_Event(_Message(0, 5))]])
+    stream = Stream(events(4, 5))
 
     async def scenario() -> None:
         await asyncio.wait_for(loop.run_durably(stream, "ingest-licenses", handle, give_up), 5)  # type: ignore[arg-type]
@@ -299,7 +268,7 @@ def test_a_failed_local_write_stops_the_worker_instead_of_applying_the_group_aga
     def give_up(batch: Any, record: Record, exc: BaseException) -> None:
         raise AssertionError(f"{record} was given up: {exc!r}")
 
-    stream = _Stream([[_Event(_Message(0, 4))], [_Event(_Message(0, 5))]])
+    stream = Stream(events(4, 5))
 
     async def scenario() -> None:
         await asyncio.wait_for(loop.run_durably(stream, "learners", handle, give_up), 5)  # type: ignore[arg-type]
