@@ -14,27 +14,12 @@ import asyncio
 import gc
 import weakref
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from streams.stages.store import LEARNER, Fenced
 from streams.worker.agents.loop import run_durably
 from streams.worker.app import ownership
-
-
-@dataclass(eq=False)
-class Message:
-    partition: int
-    offset: int
-    key: bytes | None = b"k"
-    value: bytes | None = b"{}"
-    topic: str = "learner-commands"
-    timestamp: float = 0.0
-
-
-class Event:
-    def __init__(self, message: Message) -> None:
-        self.message = message
+from tests.unit.faust_doubles import Event, Message
 
 
 class Consumer:
@@ -75,7 +60,7 @@ class RebalancingStream:
 
 def test_events_of_unowned_partitions_are_left_unacknowledged_and_not_waited_for() -> None:
     ownership.release(LEARNER)  # a refused takeover: nothing owned
-    events = [Event(Message(partition, 1)) for partition in range(3)]
+    events = [Event(Message(partition, 1, topic="learner-commands")) for partition in range(3)]
     refs = [weakref.ref(event) for event in events]
     stream = RebalancingStream(events)
     del events
@@ -104,7 +89,7 @@ def test_a_fenced_group_is_left_and_the_stage_gives_its_partitions_up() -> None:
     """A flush that finds this process deposed: the group is left to the new owner, and the
     stage gives up every partition (faust would commit an acknowledged offset past a single
     unacknowledged one, so later events of the partition must be left too)."""
-    events = [Event(Message(partition, 5)) for partition in range(2)]
+    events = [Event(Message(partition, 5, topic="learner-commands")) for partition in range(2)]
     stream = RebalancingStream(events)
     gave_up: list[bool] = []
 
