@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,16 +70,18 @@ PARTIALS_MAX_BYTES = 256 * 1024
 
 RawReader = Callable[[str, int, int], Awaitable[bytes | None]]
 # the values of the learner-commands records of a partition that its new owner will apply (from
-# the consumer group's committed offset to the end): what a takeover's replay does in order
-Backlog = Callable[[int], Awaitable[list[bytes | None]]]
+# the consumer group's committed offset to the end): what a takeover's replay does in order; in
+# chunks, so that a long backlog never has to fit in memory at once
+Backlog = Callable[[int], AsyncIterator[list[bytes | None]]]
 
 
 async def no_raw(topic: str, partition: int, offset: int) -> bytes | None:
     return None
 
 
-async def no_backlog(partition: int) -> list[bytes | None]:
-    return []
+async def no_backlog(partition: int) -> AsyncIterator[list[bytes | None]]:
+    return
+    yield
 
 
 class LearnerStage:
@@ -361,11 +363,11 @@ class LearnerStage:
                 # deposed owner applied before it would find it (and delete or hide it) on its
                 # first run. Only a launch whose command is committed (it precedes the whole
                 # backlog) can have lost its record for good.
-                pending = await self._pending_launches(partition)
+                replayed = await self._left_to_the_replay(partition, lost)
                 lost = [
                     item
                     for item in lost
-                    if (item.attempt, item.element_id, item.launched_at) not in pending
+                    if (item.attempt, item.element_id, item.launched_at) not in replayed
                 ]
             if lost:
                 result = _apply_attempts(batch, partition, lost)
@@ -403,22 +405,52 @@ class LearnerStage:
             else:
                 batch.delete(keys.LEARNER_STATE, partition, key)
 
-    async def _pending_launches(
-        self, partition: int
+    async def _left_to_the_replay(
+        self, partition: int, lost: Sequence[TrackedAttempt]
     ) -> set[tuple[tuple[str, str, str], str, datetime]]:
-        """The launches (attempt, element, instant) of the partition's backlog."""
-        pending: set[tuple[tuple[str, str, str], str, datetime]] = set()
-        for value in await self.backlog(partition):
-            command = commands.decode(value)  # None for what is not a command
-            if not isinstance(command, commands.Attempts):
-                continue
-            for row in command.attempts:
-                try:
-                    item = TrackedAttempt(*row)
-                    pending.add((item.attempt, item.element_id, item.launched_at))
-                except (TypeError, ValueError):  # a row the replay gives up: so does this
+        """The launches (attempt, element, instant) of `lost` attempts that the replay of the
+        partition's backlog stores itself, as far as the backlog tells.
+
+        - The first launch of an attempt in the backlog: if the lost record is that launch, the
+          deposed owner stored it from the backlog, and the replay stores it again, in order.
+        - A later launch of the attempt, after a deletion part that may cover its learner: the
+          deletion may have erased the first launch for the deposed owner, which then stored
+          this one.
+        A lost record equal to a later launch only, with no such deletion ahead of it, is a
+        committed launch (the first launch would otherwise have been stored, or judged against
+        it): it is healed, so that the replay judges the first launch against it, as the
+        rightful owner did (a conflict, not a new attempt). Left as it is: a committed launch
+        repeated after a conflicting one and after a deletion part that may cover its learner
+        (the replay stores the conflicting one)."""
+        wanted = {item.attempt for item in lost}
+        tenants = {item.tenant_id for item in lost}
+        first: dict[tuple[str, str, str], tuple[tuple[str, str, str], str, datetime]] = {}
+        after_deletion: set[tuple[tuple[str, str, str], str, datetime]] = set()
+        # (tenant, learner) a deletion part met so far may cover; (tenant, None): all learners
+        deleting: set[tuple[str, str | None]] = set()
+        async for chunk in self.backlog(partition):
+            for value in chunk:
+                command = commands.decode(value)  # None for what is not a command
+                if isinstance(command, commands.DeletionPart):
+                    tenant_id = command.request.get("tenant_id")
+                    if tenant_id in tenants:
+                        deleting.update((tenant_id, learner) for learner in _learners_of(command))
                     continue
-        return pending
+                if not isinstance(command, commands.Attempts):
+                    continue
+                try:  # the replay applies a command whole or gives it up whole: so does this
+                    rows = [TrackedAttempt(*row) for row in command.attempts]
+                    launches = [(row.attempt, row.element_id, row.launched_at) for row in rows]
+                except (TypeError, ValueError):
+                    continue
+                for launch in launches:
+                    if launch[0] not in wanted:
+                        continue
+                    if launch[0] not in first:
+                        first[launch[0]] = launch
+                    elif launch[0][:2] in deleting or (launch[0][0], None) in deleting:
+                        after_deletion.add(launch)
+        return set(first.values()) | after_deletion
 
     def rebuild(self, batch: Batch, epochs: Mapping[int, Epoch]) -> None:
         """Recompute the counters of partitions just taken over, from their tables.
@@ -541,6 +573,17 @@ def _partial_size(item: tuple[str, dict[str, Any]]) -> int:
 
 def _read(batch: Batch, table: str, partition: int, wanted: Mapping[Any, bytes]) -> dict[Any, Any]:
     return dict(zip(wanted, batch.get_many(table, partition, list(wanted.values())), strict=True))
+
+
+def _learners_of(part: commands.DeletionPart) -> list[str | None]:
+    """The learners a deletion part may cover; [None] for all of its tenant's (`older_than`,
+    teams and roles: who belongs to them is known only when the part is applied)."""
+    selector = part.selector
+    if "attempts" in selector:
+        return sorted({learner for learner, _ in selector["attempts"]})
+    if "learner_ids" in selector:
+        return list(selector["learner_ids"])
+    return [None]
 
 
 def _scan_chunks(

@@ -8,7 +8,7 @@ so that they are applied after the commands ahead of them (streams/stages/learne
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -20,14 +20,18 @@ from streams.stages.store import Log
 
 log = logging.getLogger(__name__)
 
+BACKLOG_CHUNK = 2_000  # records: a command holds up to a few hundred launches
+
 
 async def learner_backlog(
     settings: Settings,
     kafka_log: Log,
     admin: Callable[[], Awaitable[AIOKafkaAdminClient]],
     partition: int,
-) -> list[bytes | None]:
-    """The values of a learner partition's records from the group's committed offset to the end.
+) -> AsyncIterator[list[bytes | None]]:
+    """The values of a learner partition's records from the group's committed offset to the
+    end, BACKLOG_CHUNK records at a time (a lagging partition's backlog can hold millions of
+    launches: only a chunk is held at once).
 
     Without a committed offset (or when the coordinator cannot say), from the partition's first
     record left (the purge keeps little more than the backlog): a launch found there is only
@@ -43,5 +47,8 @@ async def learner_backlog(
     except KafkaError as exc:
         log.warning("learner takeover: the committed offset of %s is unknown (%s)", tp, exc)
     end = await kafka_log.end_offset(topics.LEARNER_COMMANDS, partition)
-    records = await kafka_log.read(topics.LEARNER_COMMANDS, partition, start, end)
-    return [record.value for record in records]
+    while start < end:
+        until = min(end, start + BACKLOG_CHUNK)
+        records = await kafka_log.read(topics.LEARNER_COMMANDS, partition, start, until)
+        yield [record.value for record in records]
+        start = until

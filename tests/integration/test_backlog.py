@@ -5,7 +5,9 @@ leaves to the replay."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
@@ -15,6 +17,7 @@ from streams.config.settings import Settings
 from streams.domain.learners import TrackedAttempt
 from streams.kafka.admin import ensure_topics
 from streams.stages import commands
+from streams.worker import backlog as backlog_module
 from streams.worker.backlog import learner_backlog
 from streams.worker.state import KafkaLog
 
@@ -24,7 +27,10 @@ def launch_command(attempt_id: str) -> bytes:
     return commands.encode(commands.Attempts("launches", [list(row)]))
 
 
-def test_the_backlog_is_what_the_group_has_not_committed(settings: Settings) -> None:
+def test_the_backlog_is_what_the_group_has_not_committed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backlog_module, "BACKLOG_CHUNK", 2)  # 5 records: chunks of 2, 2, 1
     ensure_topics(settings)
     tp = TopicPartition(settings.topic(topics.LEARNER_COMMANDS), 1)
     values = [launch_command(f"a{n}") for n in range(5)]
@@ -47,9 +53,12 @@ def test_the_backlog_is_what_the_group_has_not_committed(settings: Settings) -> 
         async def no_coordinator() -> AIOKafkaAdminClient:
             raise KafkaConnectionError()
 
+        async def read(admin: Any, partition: int) -> list[list[bytes | None]]:
+            return [chunk async for chunk in learner_backlog(settings, kafka_log, admin, partition)]
+
         try:
-            backlog = await learner_backlog(settings, kafka_log, the_admin, tp.partition)
-            assert backlog == values, "nothing committed: the whole partition"
+            chunks = await read(the_admin, tp.partition)
+            assert chunks == [values[:2], values[2:4], values[4:]], "the whole partition, chunked"
 
             group = AIOKafkaConsumer(
                 **settings.aiokafka(), group_id=settings.app_id, enable_auto_commit=False
@@ -60,12 +69,12 @@ def test_the_backlog_is_what_the_group_has_not_committed(settings: Settings) -> 
                 await group.commit({tp: 3})
             finally:
                 await group.stop()
-            backlog = await learner_backlog(settings, kafka_log, the_admin, tp.partition)
-            assert backlog == values[3:], "from the committed offset on"
+            chunks = await read(the_admin, tp.partition)
+            assert chunks == [values[3:]], "from the committed offset on"
 
-            backlog = await learner_backlog(settings, kafka_log, no_coordinator, tp.partition)
-            assert backlog == values, "the coordinator unknown: from the first record"
-            assert await learner_backlog(settings, kafka_log, the_admin, 0) == [], "an empty one"
+            chunks = await read(no_coordinator, tp.partition)
+            assert chunks == [values[:2], values[2:4], values[4:]], "no coordinator: from the start"
+            assert await read(the_admin, 0) == [], "an empty one"
         finally:
             await kafka_log.stop()
             await admin.close()

@@ -12,11 +12,13 @@ in the backlog to the replay.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 
 from schemas import topics
+from schemas.topics import TOPICS_BY_NAME
 from streams.domain.learners import TrackedAttempt
 from streams.stages import commands, keys
 from streams.stages.batch import DurableBatch, take_over
@@ -121,8 +123,9 @@ def run_c(log: MemoryLog, mode: str) -> LearnerStage:
     return stage
 
 
-async def _values(log: MemoryLog, partition: int) -> list[bytes | None]:
-    return [r.value for r in log.records(topics.LEARNER_COMMANDS, partition)]
+async def _values(log: MemoryLog, partition: int) -> AsyncIterator[list[bytes | None]]:
+    for record in log.records(topics.LEARNER_COMMANDS, partition):  # a chunk a record
+        yield [record.value]
 
 
 def part_reports(log: MemoryLog) -> list[dict[str, Any]]:
@@ -166,3 +169,117 @@ def test_a_launch_still_in_the_backlog_is_not_hidden_by_a_logical_deletion_ahead
     run_c(log, "logical")
     a1 = keys.attempt("acme", "ada", "a1")
     assert orjson.loads(log.latest(topics.ATTEMPTS)[a1])["logically_deleted"] is False
+
+
+# -- which launch of the backlog the replay stores (a second review, 2026-12-02) ---------------
+A1 = keys.attempt("acme", "ada", "a1")
+EARLIER = TrackedAttempt("acme", "ada", "e2", "a1", "2025-03-09T00:00:00+00:00", 0, 8, None, 0)
+
+
+def attempts_command(*launches: TrackedAttempt) -> bytes:
+    return commands.encode(commands.Attempts("launches", [list(launch) for launch in launches]))
+
+
+def heal_then_replay(
+    log: MemoryLog, state: MemoryState, backlog: list[bytes]
+) -> tuple[LearnerStage, list[Any]]:
+    """A new owner takes over (its heal sees `backlog`), then applies `backlog` in order; the
+    stage and the source offsets of the launches it dead-lettered."""
+    log.append(topics.LEARNER_COMMANDS, 0, [(b"", value) for value in backlog])
+    stage = LearnerStage(partitions=1, backlog=lambda partition: _values(log, partition))
+    batch = DurableBatch(state, log, Ownership(), None, outputs_first=True)
+    epochs = asyncio.run(take_over(batch, LEARNER, [0], generation=3, still_member=never_deposed))
+    asyncio.run(batch.repair_marked(LEARNER, [0], stage.heal_marked))
+    stage.rebuild(batch, epochs)
+    for offset, command in enumerate(backlog):
+        try:
+            asyncio.run(stage.handle(batch, command, 0, offset))
+        except ValueError:
+            continue  # a command the replay gives up (streams/stages/loop.py)
+        asyncio.run(batch.flush())
+    letters = [
+        orjson.loads(record.value)["source"]["offset"]
+        for _, record in log.all_records(topics.DEAD_LETTERS)
+        if record.value is not None
+    ]
+    return stage, letters
+
+
+def lost_to_the_cleaner(late: bytes | None) -> tuple[MemoryLog, MemoryState]:
+    """B stored LAUNCH_A1 (committed) and ada's membership; A, deposed, wrote `late` for a1
+    after it; the cleaner removed B's record of a1. The membership survived."""
+    clock = [0]
+    log = MemoryLog(partitions=1, clock=lambda: clock[0])
+    log.append(topics.ATTEMPTS, 0, [(keys.EPOCH, orjson.dumps([1, 1]))], A)
+    log.append(topics.ATTEMPTS, 0, [(keys.EPOCH, orjson.dumps([2, 2]))], B)
+    log.append(topics.ATTEMPTS, 0, [(A1, orjson.dumps(LAUNCH_A1.record()))], B)
+    log.append(topics.ATTEMPTS, 0, [(A1, late)], A)
+    log.append(topics.ATTEMPTS, 0, [(keys.EPOCH, orjson.dumps([1, 1]))], A)  # closes the segment
+    clock[0] = 14 * 86_400_000
+    config = TOPICS_BY_NAME[topics.ATTEMPTS].configs()
+    end = len(log.records(topics.ATTEMPTS, 0)) - 1
+    log.compact(
+        topics.ATTEMPTS,
+        0,
+        end,
+        clock[0],
+        int(config.get("min.compaction.lag.ms", 0)),
+        int(config.get("delete.retention.ms", 86_400_000)),
+    )
+    assert log.records(topics.ATTEMPTS, 0)[2] is CLEANED
+    state = restored_from_scratch(log)
+    ada = {keys.membership("acme", "ada"): orjson.dumps({WINDOW: [T, T]})}
+    state.apply(keys.LEARNER_STATE, 0, ada, 0, (2, 2))
+    return log, state
+
+
+def stored_a1(state: MemoryState) -> dict[str, Any] | None:
+    raw = state.get_many(keys.ATTEMPTS, 0, [A1])[0]
+    return None if raw is None else orjson.loads(raw)
+
+
+def test_a_committed_attempt_is_healed_though_a_repeat_of_it_follows_a_conflict() -> None:
+    """The backlog holds a conflicting launch of a1 (bad input), then a repeat of the committed
+    launch (the launch reader routed its batch again). The replay meets the conflicting launch
+    first: it must find a1 stored, as the rightful owner did, or it would store it as new and
+    dead-letter the repeat instead (the learner then counted in a window with no attempt)."""
+    log, state = lost_to_the_cleaner(orjson.dumps(LAUNCH_A1.record()))
+    backlog = [attempts_command(EARLIER), attempts_command(LAUNCH_A1)]
+    stage, letters = heal_then_replay(log, state, backlog)
+    assert stored_a1(state) == LAUNCH_A1.record()
+    assert letters == [EARLIER.source_offset], "the conflicting launch is the dead letter"
+    counts = stage.counters.tenant(0, "acme", "")
+    assert (counts.total, dict(counts.windows)) == (1, {WINDOW: 1})
+
+
+def test_a_committed_attempt_is_healed_when_its_repeat_is_in_a_command_the_replay_gives_up() -> (
+    None
+):
+    """The only repeat of the committed launch shares a command with a row the replay cannot
+    apply: the replay gives the command up whole, so the heal must not count on it."""
+    log, state = lost_to_the_cleaner(orjson.dumps(LAUNCH_A1.record()))
+    bad = TrackedAttempt("acme", "bob", "e1", "b1", "not an instant", 0, 9, None, 0)
+    stage, _ = heal_then_replay(log, state, [attempts_command(LAUNCH_A1, bad)])
+    assert stored_a1(state) == LAUNCH_A1.record()
+    counts = stage.counters.tenant(0, "acme", "")
+    assert (counts.total, dict(counts.windows)) == (1, {WINDOW: 1})
+
+
+def test_a_later_launch_after_a_deletion_in_the_backlog_is_left_to_the_replay() -> None:
+    """A, deposed, applied the backlog: D (a1 of ada, by name), an earlier launch of a1 (before
+    the request: erased), then a1's launch after the request (stored: the marker covers a1 up to
+    `requested_at`). Its record of a1 is what the cleaner left. Healed first, a1 would be stored
+    before the replay of D, whose first run deletes a stored named attempt whatever its time."""
+    before = TrackedAttempt("acme", "ada", "e1", "a1", "2026-01-07T00:00:00+00:00", 0, 6, None, 0)
+    log = MemoryLog(partitions=1)
+    log.append(topics.ATTEMPTS, 0, [(keys.EPOCH, orjson.dumps([1, 1]))], A)
+    log.append(topics.ATTEMPTS, 0, [(keys.EPOCH, orjson.dumps([2, 2]))], B)
+    log.append(topics.ATTEMPTS, 0, [(A1, orjson.dumps(LAUNCH_A1.record()))], A)
+    state = restored_from_scratch(log)
+    assert stored_a1(state) is None  # a deposed owner's record: marked, not restored
+    backlog = [deletion("physical"), attempts_command(before), attempts_command(LAUNCH_A1)]
+    stage, letters = heal_then_replay(log, state, backlog)
+    assert stored_a1(state) == LAUNCH_A1.record()
+    assert letters == [before.source_offset], "the launch before the request is erased"
+    counts = stage.counters.tenant(0, "acme", "")
+    assert (counts.total, dict(counts.windows)) == (1, {WINDOW: 1})

@@ -27,7 +27,7 @@ one another at every step; kept together, one step of the world reads in one pla
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -508,11 +508,14 @@ class World:
         records = self.log.records(topic, partition)
         return records[offset].value if offset < len(records) else None
 
-    async def backlog(self, partition: int) -> list[bytes | None]:
-        """The learner-commands records of a partition from the group's committed offset on."""
+    async def backlog(self, partition: int) -> AsyncIterator[list[bytes | None]]:
+        """The learner-commands records of a partition from the group's committed offset on,
+        in chunks of a few (as the worker reads them: in chunks)."""
         records = self.log.records(topics.LEARNER_COMMANDS, partition)
         start = self.app.committed.get((topics.LEARNER_COMMANDS, partition), 0)
-        return [record.value for record in present(records[start:])]
+        values = [record.value for record in present(records[start:])]
+        for at in range(0, len(values), 3):
+            yield values[at : at + 3]
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int) -> None:
         """An input record, written by the LMS (or an operator)."""

@@ -7,6 +7,7 @@ it: events into batches, assigned partitions into a takeover, a timer into parti
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from faust.types import StreamT
@@ -36,8 +37,8 @@ async def _read_raw(topic: str, partition: int, offset: int) -> bytes | None:
     return await fetch_raw(settings, topic, partition, offset)
 
 
-async def _backlog(partition: int) -> list[bytes | None]:
-    return await learner_backlog(settings, kafka_log, purge.admin, partition)
+def _backlog(partition: int) -> AsyncIterator[list[bytes | None]]:
+    return learner_backlog(settings, kafka_log, purge.admin, partition)
 
 
 stage = LearnerStage(settings.partitions, read_raw=_read_raw, backlog=_backlog)
