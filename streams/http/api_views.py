@@ -23,7 +23,7 @@ from streams.http.openapi import document
 from streams.http.outputs_reader import model
 from streams.http.views import ApiView
 from streams.worker.app import app, settings
-from streams.worker.runtime import new_batch
+from streams.worker.runtime import new_input_batch
 
 RECEIPT_WAIT_S = 60.0
 SEND_WAIT_S = 30.0
@@ -56,7 +56,7 @@ async def submit(request_record: dict[str, Any]) -> dict[str, Any] | None:
     The send goes on in the background (shielded), so the request may still be carried out:
     the answer names its request id, whose receipt tells.
     """
-    batch = new_batch()
+    batch = new_input_batch()
     tenant_id = request_record["tenant_id"]
     batch.emit(
         topics.ATTEMPT_DELETIONS,

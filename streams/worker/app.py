@@ -71,5 +71,8 @@ kafka_log = KafkaLog(
     # faust's flow control is off from the start of a revocation until the recovery resumes it
     lambda: not app.flow_control.is_active(),
 )
+# Input records this worker writes on a user's behalf (the HTTP API's deletion requests) belong to
+# no partition it owns: no rebalance fences their send, which goes on until Kafka takes it.
+input_log = KafkaLog(settings, lambda: app.producer._ensure_producer())  # type: ignore[attr-defined]
 # The stage partitions this worker owns and their epochs (streams/stages/batch.py).
 ownership = Ownership()

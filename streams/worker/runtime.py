@@ -7,7 +7,7 @@ from mode import Service
 from streams.stages import keys
 from streams.stages.batch import DurableBatch
 from streams.stages.store import OutputRepair
-from streams.worker.app import app, kafka_log, ownership
+from streams.worker.app import app, input_log, kafka_log, ownership
 from streams.worker.state import RocksState
 from streams.worker.tables import attempts, erasures, learner_groups, learner_state, tenant_state
 
@@ -28,6 +28,12 @@ def new_batch(
     """A batch of the learner stage or ingest (outputs first), or of the tenant stage
     (`outputs_first=False`: its state first, see streams/stages/tenants.py)."""
     return DurableBatch(local_state, kafka_log, ownership, repair_outputs, outputs_first)
+
+
+def new_input_batch() -> DurableBatch:
+    """A batch of input records written on a user's behalf (a deletion request of the HTTP API):
+    a rebalance does not stop its flush (`input_log`)."""
+    return DurableBatch(local_state, input_log, ownership)
 
 
 @app.service

@@ -91,7 +91,7 @@ class StuckBatch:
 
 @pytest.fixture
 def stuck_kafka(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api_views, "new_batch", StuckBatch)
+    monkeypatch.setattr(api_views, "new_input_batch", StuckBatch)
     monkeypatch.setattr(api_views, "SEND_WAIT_S", 0)  # it never takes it: no need to wait
 
 

@@ -142,7 +142,7 @@ def isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Views:
 
     monkeypatch.setattr(reports, "_key", None)
     monkeypatch.setattr(reports, "obtain_cluster_key", no_cluster_key)
-    monkeypatch.setattr(api_views, "new_batch", NoKafka)
+    monkeypatch.setattr(api_views, "new_input_batch", NoKafka)
     return isolated
 
 
