@@ -317,3 +317,50 @@ def test_the_launch_reader_stops_its_consumer_after_the_batch_in_flight(
     assert asyncio.run(scenario(0.05)) == ["batch committed", "consumer stopped"]
     monkeypatch.setattr(launch_reader, "STOP_WAIT_S", 0.05)
     assert asyncio.run(scenario(5.0)) == ["consumer stopped"], "a stuck batch does not hold it"
+
+
+class _CoordinatedConsumer:
+    """aiokafka's stop awaits the group coordination task, which may be in the rebalance
+    listener's `on_partitions_revoked` (other workers of the launch group stopping too)."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+        self.coordination: asyncio.Task[None] | None = None
+
+    async def stop(self) -> None:
+        if self.coordination is not None:
+            await self.coordination
+        self.events.append("consumer stopped")
+
+
+def test_a_stuck_batch_is_cancelled_so_that_the_consumer_can_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past STOP_WAIT_S the batch in flight (a send Kafka keeps refusing) is cancelled: its lock
+    is what the revocation callback, and with it the consumer's stop, waits for (a review found
+    the stop hanging for good)."""
+    from streams.worker.agents import launch_reader
+
+    async def scenario() -> list[str]:
+        events: list[str] = []
+        reader = launch_reader.LaunchReader()
+        consumer = _CoordinatedConsumer(events)
+        reader.consumer = consumer  # type: ignore[assignment]
+
+        async def batch_in_flight() -> None:
+            async with reader.lock:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    events.append("batch cancelled")
+                    raise
+
+        reader.reading = asyncio.create_task(batch_in_flight())
+        await asyncio.sleep(0)  # the batch holds the lock
+        listener = launch_reader._Rebalance(reader)
+        consumer.coordination = asyncio.create_task(listener.on_partitions_revoked(set()))
+        await asyncio.wait_for(reader.on_stop(), 5.0)
+        return events
+
+    monkeypatch.setattr(launch_reader, "STOP_WAIT_S", 0.05)
+    assert asyncio.run(scenario()) == ["batch cancelled", "consumer stopped"]

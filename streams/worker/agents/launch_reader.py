@@ -64,6 +64,7 @@ class LaunchReader(Service):
         self.lock = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
         self.pending: list[Any] = []
+        self.reading: asyncio.Task[Any] | None = None  # the task of `_read`, once it runs
 
     @property
     def group_id(self) -> str:
@@ -100,6 +101,12 @@ class LaunchReader(Service):
                 "without it (it will be read again)",
                 STOP_WAIT_S,
             )
+            # Cancelled, the batch lets the lock go: left running, it would hold the consumer's
+            # stop too (its revocation callback waits for the lock).
+            reading = self.reading
+            if reading is not None and not reading.done():
+                reading.cancel()
+                await asyncio.wait({reading}, timeout=STOP_WAIT_S)
         else:
             self.lock.release()  # `_read` takes no batch after this: should_stop is set
         if self.consumer is not None:
@@ -136,6 +143,7 @@ class LaunchReader(Service):
 
     @Service.task
     async def _read(self) -> None:
+        self.reading = asyncio.current_task()
         while not self.should_stop:
             await self._fill()
             if not self.pending:
