@@ -110,15 +110,15 @@ class FailureLimiter:
 
 
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: an IPv4 client behind a translator
+UNIQUE_LOCAL = ipaddress.IPv6Network("fc00::/7")  # RFC 4193: private, but a host's /64 all the same
 
 
 def limited_as(address: str) -> str:
-    """What failures are counted against: a global IPv6 client's /64 network (a host is given
-    a whole /64 and picks addresses in it at will: limited per address, it could try without
-    end); an IPv6 address that carries an IPv4 client's (IPv4-mapped, NAT64, Teredo) as that
-    IPv4 address, since the IPv4 clients behind one translator share its /64; any other
-    address (link-local, loopback, private) as it is, since the hosts of such a /64 are not
-    one client."""
+    """What failures are counted against: a global or unique-local (fc00::/7) IPv6 client's /64
+    network (a host is given a whole /64 and picks addresses in it at will: limited per
+    address, it could try without end); an IPv6 address that carries an IPv4 client's
+    (IPv4-mapped, NAT64, Teredo, 6to4) as that IPv4 address, since the clients behind one
+    translator or 6to4 site share it; any other address (link-local, loopback) as it is."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -131,7 +131,9 @@ def limited_as(address: str) -> str:
         return str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     if ip.teredo is not None:
         return str(ip.teredo[1])  # (server, client)
-    if ip.is_global:
+    if ip.sixtofour is not None:
+        return str(ip.sixtofour)  # 2002:V4ADDR::/48: the site's public IPv4 address
+    if ip.is_global or ip in UNIQUE_LOCAL:
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
 

@@ -166,6 +166,10 @@ def test_an_ipv6_client_is_limited_over_its_whole_64_network() -> None:
         limiter.failed(f"2a01:4f8:1:2::{host:x}")
     assert limiter.blocked_for("2a01:4f8:1:2:ffff::1") == pytest.approx(60)
     assert limiter.blocked_for("2a01:4f8:1:3::1") == 0, "the next /64 is somebody else"
+    for host in range(1, 11):  # unique-local (private) addresses are picked as freely
+        limiter.failed(f"fd00:1:2:3::{host:x}")
+    assert limiter.blocked_for("fd00:1:2:3::ffff") == pytest.approx(60)
+    assert limiter.blocked_for("fd00:1:2:4::1") == 0
     for _ in range(10):  # an IPv4 client reaching a dual-stack socket shows IPv4-mapped
         limiter.failed("::ffff:192.0.2.7")
     assert limiter.blocked_for("192.0.2.7") == pytest.approx(60)
@@ -175,17 +179,21 @@ def test_an_ipv6_client_is_limited_over_its_whole_64_network() -> None:
 
 def test_ipv6_addresses_that_are_not_one_clients_64_stay_apart() -> None:
     """IPv4 clients behind a NAT64 translator or a Teredo server share an IPv6 /64: each is
-    limited as its own IPv4 address; link-local, loopback and private addresses per address."""
+    limited as its own IPv4 address; a 6to4 site (a /48 of its own) as its IPv4 address;
+    link-local and loopback addresses per address."""
     limiter = FailureLimiter(clock=lambda: 0.0)
     for _ in range(10):
         limiter.failed("64:ff9b::c000:207")  # 192.0.2.7 through NAT64
         limiter.failed("fe80::1")
-        limiter.failed("fd00:1:2:3::1")
     assert limiter.blocked_for("192.0.2.7") == pytest.approx(60)
     assert limiter.blocked_for("64:ff9b::c000:208") == 0, "192.0.2.8 is another client"
     assert limiter.blocked_for("fe80::1") == pytest.approx(60)
     assert limiter.blocked_for("fe80::2") == 0
-    assert limiter.blocked_for("fd00:1:2:3::2") == 0
+    for subnet in range(10):  # a 6to4 site spreads its hosts over its /48's /64s
+        limiter.failed(f"2002:c000:221:{subnet:x}::1")  # site 192.0.2.33
+    assert limiter.blocked_for("2002:c000:221:ffff::9") == pytest.approx(60)
+    assert limiter.blocked_for("192.0.2.33") == pytest.approx(60)
+    assert limiter.blocked_for("2002:c000:222::1") == 0, "192.0.2.34 is another site"
     teredo = "2001:0:4136:e378:8000:63bf:3fff:fdd2"  # client 192.0.2.45 (RFC 4380's example)
     for _ in range(10):
         limiter.failed(teredo)
