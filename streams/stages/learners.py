@@ -13,7 +13,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import UTC, datetime
 from typing import Any
 
@@ -357,6 +365,7 @@ class LearnerStage:
                         -1,
                     )
                 )
+            found = list(lost)
             if lost:
                 # A launch still in the partition's backlog is applied by the replay, in the
                 # order of its commands: applied here, before them, a named deletion the
@@ -378,10 +387,30 @@ class LearnerStage:
                     len(result.attempts),
                     len(result.rejected),
                 )
+            # The memberships of the learners of lost attempts left unstored (left to the
+            # replay, or refused) may still count them: derived from the attempts stored
+            # instead, as marked memberships are, so that what the replay finds (a deletion
+            # ahead of a repeat of a committed launch) is the learner as its attempts say.
+            unstored = [
+                item
+                for item in found
+                if batch.get(table, partition, keys.attempt(*item.attempt)) is None
+            ]
+            self._recompute_memberships(
+                batch,
+                partition,
+                dict.fromkeys(keys.membership(i.tenant_id, i.learner_id) for i in unstored),
+            )
             return
         if table != keys.LEARNER_STATE:
             return
-        for key in marked:
+        self._recompute_memberships(batch, partition, marked)
+
+    def _recompute_memberships(
+        self, batch: Batch, partition: int, memberships: Iterable[bytes]
+    ) -> None:
+        """Each membership key's value derived from its learner's stored attempts."""
+        for key in memberships:
             if not key.startswith(keys.MEMBERSHIP):
                 continue
             tenant_id, learner_id = keys.parse_membership(key)
@@ -413,28 +442,34 @@ class LearnerStage:
 
         - The first launch of an attempt in the backlog: if the lost record is that launch, the
           deposed owner stored it from the backlog, and the replay stores it again, in order.
-        - A later launch of the attempt, after a deletion part that may cover its learner: the
+        - A later launch of the attempt, after a physical deletion part that may cover it: the
           deletion may have erased the first launch for the deposed owner, which then stored
           this one.
         A lost record equal to a later launch only, with no such deletion ahead of it, is a
         committed launch (the first launch would otherwise have been stored, or judged against
         it): it is healed, so that the replay judges the first launch against it, as the
         rightful owner did (a conflict, not a new attempt). Left as it is: a committed launch
-        repeated after a conflicting one and after a deletion part that may cover its learner
-        (the replay stores the conflicting one)."""
+        repeated after a conflicting one and after a physical deletion part that may cover it
+        (the replay stores the conflicting one); and a committed launch whose first repeat in
+        the backlog follows a deletion: the replay's deletion finds no attempt (its receipt
+        counts one less, and a named one requested before the launch lets the repeat be
+        stored where it would have removed the attempt for good), while the learner's
+        membership is derived from the attempts stored at the takeover (`heal_marked`), so
+        the counts agree with the attempts."""
         wanted = {item.attempt for item in lost}
         tenants = {item.tenant_id for item in lost}
         first: dict[tuple[str, str, str], tuple[tuple[str, str, str], str, datetime]] = {}
         after_deletion: set[tuple[tuple[str, str, str], str, datetime]] = set()
-        # (tenant, learner) a deletion part met so far may cover; (tenant, None): all learners
-        deleting: set[tuple[str, str | None]] = set()
+        # what a physical deletion part met so far may erase (`_covered_by`)
+        deleting: set[tuple[str, str | None, str | None]] = set()
         async for chunk in self.backlog(partition):
             for value in chunk:
                 command = commands.decode(value)  # None for what is not a command
                 if isinstance(command, commands.DeletionPart):
-                    tenant_id = command.request.get("tenant_id")
-                    if tenant_id in tenants:
-                        deleting.update((tenant_id, learner) for learner in _learners_of(command))
+                    # only a physical part erases; a preview or a logical one stores nothing
+                    request = command.request
+                    if request.get("tenant_id") in tenants and request.get("mode") == "physical":
+                        deleting.update(_covered_by(command))
                     continue
                 if not isinstance(command, commands.Attempts):
                     continue
@@ -448,7 +483,7 @@ class LearnerStage:
                         continue
                     if launch[0] not in first:
                         first[launch[0]] = launch
-                    elif launch[0][:2] in deleting or (launch[0][0], None) in deleting:
+                    elif not deleting.isdisjoint(_coverings(launch[0])):
                         after_deletion.add(launch)
         return set(first.values()) | after_deletion
 
@@ -575,15 +610,25 @@ def _read(batch: Batch, table: str, partition: int, wanted: Mapping[Any, bytes])
     return dict(zip(wanted, batch.get_many(table, partition, list(wanted.values())), strict=True))
 
 
-def _learners_of(part: commands.DeletionPart) -> list[str | None]:
-    """The learners a deletion part may cover; [None] for all of its tenant's (`older_than`,
-    teams and roles: who belongs to them is known only when the part is applied)."""
-    selector = part.selector
+def _covered_by(part: commands.DeletionPart) -> list[tuple[str, str | None, str | None]]:
+    """What a physical deletion part may erase, as (tenant, learner, attempt): None for any
+    (`older_than`, teams and roles: who belongs to them is known only when it is applied)."""
+    tenant_id, selector = part.request["tenant_id"], part.selector
     if "attempts" in selector:
-        return sorted({learner for learner, _ in selector["attempts"]})
+        return [(tenant_id, learner, attempt) for learner, attempt in selector["attempts"]]
     if "learner_ids" in selector:
-        return list(selector["learner_ids"])
-    return [None]
+        return [(tenant_id, learner, None) for learner in selector["learner_ids"]]
+    return [(tenant_id, None, None)]
+
+
+def _coverings(attempt: tuple[str, str, str]) -> tuple[tuple[str, str | None, str | None], ...]:
+    """The `_covered_by` entries that cover an attempt."""
+    tenant_id, learner_id, attempt_id = attempt
+    return (
+        (tenant_id, learner_id, attempt_id),
+        (tenant_id, learner_id, None),
+        (tenant_id, None, None),
+    )
 
 
 def _scan_chunks(

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+import pytest
 
 from schemas import topics
 from schemas.topics import TOPICS_BY_NAME
@@ -205,9 +206,10 @@ def heal_then_replay(
     return stage, letters
 
 
-def lost_to_the_cleaner(late: bytes | None) -> tuple[MemoryLog, MemoryState]:
+def lost_to_the_cleaner(late: bytes | None, cleaned: bool = True) -> tuple[MemoryLog, MemoryState]:
     """B stored LAUNCH_A1 (committed) and ada's membership; A, deposed, wrote `late` for a1
-    after it; the cleaner removed B's record of a1. The membership survived."""
+    after it; the cleaner removed B's record of a1 (unless not `cleaned`: then the restore
+    keeps it, the history the heal must end like). The membership survived."""
     clock = [0]
     log = MemoryLog(partitions=1, clock=lambda: clock[0])
     log.append(topics.ATTEMPTS, 0, [(keys.EPOCH, orjson.dumps([1, 1]))], A)
@@ -215,18 +217,19 @@ def lost_to_the_cleaner(late: bytes | None) -> tuple[MemoryLog, MemoryState]:
     log.append(topics.ATTEMPTS, 0, [(A1, orjson.dumps(LAUNCH_A1.record()))], B)
     log.append(topics.ATTEMPTS, 0, [(A1, late)], A)
     log.append(topics.ATTEMPTS, 0, [(keys.EPOCH, orjson.dumps([1, 1]))], A)  # closes the segment
-    clock[0] = 14 * 86_400_000
-    config = TOPICS_BY_NAME[topics.ATTEMPTS].configs()
-    end = len(log.records(topics.ATTEMPTS, 0)) - 1
-    log.compact(
-        topics.ATTEMPTS,
-        0,
-        end,
-        clock[0],
-        int(config.get("min.compaction.lag.ms", 0)),
-        int(config.get("delete.retention.ms", 86_400_000)),
-    )
-    assert log.records(topics.ATTEMPTS, 0)[2] is CLEANED
+    if cleaned:
+        clock[0] = 14 * 86_400_000
+        config = TOPICS_BY_NAME[topics.ATTEMPTS].configs()
+        end = len(log.records(topics.ATTEMPTS, 0)) - 1
+        log.compact(
+            topics.ATTEMPTS,
+            0,
+            end,
+            clock[0],
+            int(config.get("min.compaction.lag.ms", 0)),
+            int(config.get("delete.retention.ms", 86_400_000)),
+        )
+        assert log.records(topics.ATTEMPTS, 0)[2] is CLEANED
     state = restored_from_scratch(log)
     ada = {keys.membership("acme", "ada"): orjson.dumps({WINDOW: [T, T]})}
     state.apply(keys.LEARNER_STATE, 0, ada, 0, (2, 2))
@@ -283,3 +286,62 @@ def test_a_later_launch_after_a_deletion_in_the_backlog_is_left_to_the_replay() 
     assert letters == [before.source_offset], "the launch before the request is erased"
     counts = stage.counters.tenant(0, "acme", "")
     assert (counts.total, dict(counts.windows)) == (1, {WINDOW: 1})
+
+
+# -- the same history with and without the cleaner's removal (a third review, 2026-12-02) ------
+LATER = "2026-06-01T00:00:00+00:00"  # a request made months after a1's launch
+
+
+def part(mode: str, selector: dict[str, Any]) -> bytes:
+    request = {"request_id": "r9", "tenant_id": "acme", "mode": mode, "requested_at": LATER}
+    return commands.encode(commands.DeletionPart(request, 0, 1, selector))
+
+
+def outcome(cleaned: bool, backlog: list[bytes]) -> dict[str, Any]:
+    """What the takeover and the replay of `backlog` leave after B's committed a1, with A's
+    late record of it (the same) and the cleaner's removal of B's record when `cleaned`."""
+    log, state = lost_to_the_cleaner(orjson.dumps(LAUNCH_A1.record()), cleaned)
+    stage, letters = heal_then_replay(log, state, backlog)
+    counts = stage.counters.tenant(0, "acme", "")
+    return {
+        "a1": stored_a1(state),
+        "counts": (counts.total, dict(counts.windows)),
+        "dead letters": letters,
+        "receipts": [(r["attempts_affected"], r["learners_affected"]) for r in part_reports(log)],
+    }
+
+
+def test_a_deletion_ahead_of_a_committed_launchs_repeat_leaves_counts_that_match_the_attempts() -> (
+    None
+):
+    """The repeat (the launch reader routed a batch again) is a1's first launch in the backlog,
+    so the replay is left to store it; the older_than part ahead of it finds no attempt of ada.
+    Her membership, derived from the attempts stored at the takeover, no longer counts her.
+    What stays different is the part's receipt (it found nothing to remove)."""
+    backlog = [part("physical", {"older_than": LATER}), attempts_command(LAUNCH_A1)]
+    healed, truth = outcome(True, backlog), outcome(False, backlog)
+    assert truth["a1"] is None and truth["counts"] == (0, {}) and truth["receipts"] == [(1, 1)]
+    assert healed["a1"] is None and healed["counts"] == (0, {}), "not counted without attempts"
+    assert healed["receipts"] == [(0, 0)], "the residual: the receipt"
+
+
+@pytest.mark.parametrize(
+    "between",
+    [
+        part("preview", {"older_than": LATER}),
+        part("logical", {"older_than": LATER}),
+        part("physical", {"attempts": [["ada", "a2"]], "before": LATER}),
+    ],
+    ids=["preview", "logical", "another attempt"],
+)
+def test_a_deletion_that_cannot_erase_the_attempt_does_not_leave_it_to_the_replay(
+    between: bytes,
+) -> None:
+    """Only a physical part that may cover a1 can have erased its first launch for the deposed
+    owner: after a preview, a logical part or a part naming another attempt, a1's committed
+    launch is healed, and the conflicting launch ahead of its repeat is the dead letter."""
+    backlog = [attempts_command(EARLIER), between, attempts_command(LAUNCH_A1)]
+    healed, truth = outcome(True, backlog), outcome(False, backlog)
+    assert truth["a1"] is not None and truth["a1"]["element_id"] == LAUNCH_A1.element_id
+    assert truth["dead letters"] == [EARLIER.source_offset], "the conflicting launch"
+    assert healed == truth
