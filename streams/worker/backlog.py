@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 
 from schemas import topics
 from streams.config.settings import Settings
-from streams.stages.store import Log
+from streams.worker.state import KafkaLog
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ BACKLOG_CHUNK = 2_000  # records: a command holds up to a few hundred launches
 
 async def learner_backlog(
     settings: Settings,
-    kafka_log: Log,
+    kafka_log: KafkaLog,
     admin: Callable[[], Awaitable[AIOKafkaAdminClient]],
     partition: int,
 ) -> AsyncIterator[list[bytes | None]]:
@@ -46,6 +46,9 @@ async def learner_backlog(
             start = meta.offset
     except KafkaError as exc:
         log.warning("learner takeover: the committed offset of %s is unknown (%s)", tp, exc)
+    # the purge deletes what the group committed: read from the first record left, not chunk
+    # by chunk through the deleted range (it can be far longer than the backlog)
+    start = max(start, await kafka_log.start_offset(topics.LEARNER_COMMANDS, partition))
     end = await kafka_log.end_offset(topics.LEARNER_COMMANDS, partition)
     while start < end:
         until = min(end, start + BACKLOG_CHUNK)

@@ -367,6 +367,14 @@ class KafkaLog:
                     )
                 )
 
+    async def start_offset(self, topic: str, partition: int) -> int:
+        """The partition's first offset left (retention, the purge and DeleteRecords move it)."""
+        tp = TopicPartition(self.topic_name(topic), partition)
+        async with self._reader_lock:
+            consumer = await self._consumer()
+            starts = await consumer.beginning_offsets([tp])
+        return int(starts[tp])
+
     async def end_offset(self, topic: str, partition: int) -> int:
         tp = TopicPartition(self.topic_name(topic), partition)
         async with self._reader_lock:

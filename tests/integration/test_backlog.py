@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.errors import KafkaConnectionError
 
 from schemas import topics
@@ -75,6 +75,21 @@ def test_the_backlog_is_what_the_group_has_not_committed(
             chunks = await read(no_coordinator, tp.partition)
             assert chunks == [values[:2], values[2:4], values[4:]], "no coordinator: from the start"
             assert await read(the_admin, 0) == [], "an empty one"
+
+            # the purge deleted what was committed: without the coordinator's word the read
+            # starts at the first record left, not chunk by chunk through the deleted range
+            await admin.delete_records({tp: RecordsToDelete(before_offset=3)})
+            reads: list[tuple[int, int]] = []
+            real_read = kafka_log.read
+
+            async def counted_read(topic: str, partition: int, start: int, end: int) -> Any:
+                reads.append((start, end))
+                return await real_read(topic, partition, start, end)
+
+            monkeypatch.setattr(kafka_log, "read", counted_read)
+            chunks = await read(no_coordinator, tp.partition)
+            assert chunks == [values[3:]], "the records left"
+            assert reads == [(3, 5)], "one read, from the first offset left"
         finally:
             await kafka_log.stop()
             await admin.close()
