@@ -125,17 +125,26 @@ def limited_as(address: str) -> str:
         return address
     if not isinstance(ip, ipaddress.IPv6Address):
         return address
-    if ip.ipv4_mapped is not None:
+    if ip.ipv4_mapped is not None:  # how a dual-stack socket shows an IPv4 peer
         return str(ip.ipv4_mapped)
+    carried = None
     if ip in NAT64:
-        return str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-    if ip.teredo is not None:
-        return str(ip.teredo[1])  # (server, client)
-    if ip.sixtofour is not None:
-        return str(ip.sixtofour)  # 2002:V4ADDR::/48: the site's public IPv4 address
+        carried = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    elif ip.teredo is not None:
+        carried = ip.teredo[1]  # (server, client)
+    elif ip.sixtofour is not None:
+        carried = ip.sixtofour  # 2002:V4ADDR::/48: the site's public IPv4 address
+    if carried is not None:  # as itself, never as its /64: that holds every other client's
+        return str(ip) if _never_a_client(carried) else str(carried)
     if ip.is_global or ip in UNIQUE_LOCAL:
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
+
+
+def _never_a_client(ip: ipaddress.IPv4Address) -> bool:
+    """An IPv4 address no translated client can have: carried in an IPv6 address, it is the
+    sender's choice, and counted as itself it would block this host's own (loopback) clients."""
+    return ip.is_loopback or ip.is_unspecified or ip.is_link_local or ip.is_multicast
 
 
 def _bound(remembered: OrderedDict) -> None:  # type: ignore[type-arg]

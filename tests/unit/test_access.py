@@ -194,6 +194,12 @@ def test_ipv6_addresses_that_are_not_one_clients_64_stay_apart() -> None:
     assert limiter.blocked_for("2002:c000:221:ffff::9") == pytest.approx(60)
     assert limiter.blocked_for("192.0.2.33") == pytest.approx(60)
     assert limiter.blocked_for("2002:c000:222::1") == 0, "192.0.2.34 is another site"
+    for _ in range(10):  # an IPv6 address carrying loopback is not this host's loopback
+        limiter.failed("2002:7f00:1::1")
+        limiter.failed("64:ff9b::7f00:1")
+    assert limiter.blocked_for("127.0.0.1") == 0 and limiter.blocked_for("::ffff:127.0.0.1") == 0
+    assert limiter.blocked_for("2002:7f00:1::2") == 0, "counted as an address of its own"
+    assert limiter.blocked_for("64:ff9b::c000:209") == 0, "not the translator's other clients"
     teredo = "2001:0:4136:e378:8000:63bf:3fff:fdd2"  # client 192.0.2.45 (RFC 4380's example)
     for _ in range(10):
         limiter.failed(teredo)
