@@ -369,18 +369,17 @@ class KafkaLog:
 
     async def start_offset(self, topic: str, partition: int) -> int:
         """The partition's first offset left (retention, the purge and DeleteRecords move it)."""
-        tp = TopicPartition(self.topic_name(topic), partition)
-        async with self._reader_lock:
-            consumer = await self._consumer()
-            starts = await consumer.beginning_offsets([tp])
-        return int(starts[tp])
+        return await self._offset(topic, partition, "beginning_offsets")
 
     async def end_offset(self, topic: str, partition: int) -> int:
+        return await self._offset(topic, partition, "end_offsets")
+
+    async def _offset(self, topic: str, partition: int, ask: str) -> int:
         tp = TopicPartition(self.topic_name(topic), partition)
         async with self._reader_lock:
             consumer = await self._consumer()
-            ends = await consumer.end_offsets([tp])
-        return int(ends[tp])
+            offsets = await getattr(consumer, ask)([tp])
+        return int(offsets[tp])
 
     async def stop(self) -> None:
         if self._reader is not None:

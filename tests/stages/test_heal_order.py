@@ -110,17 +110,7 @@ def zombie_d_then_x(log: MemoryLog, mode: str) -> None:
 def run_c(log: MemoryLog, mode: str) -> LearnerStage:
     """C restores from scratch, takes over (its heal sees the backlog), then replays D and X."""
     # D and X are learner-commands 0 and 1, never committed (A was deposed; B stopped before)
-    backlog = [deletion(mode), X]
-    log.append(topics.LEARNER_COMMANDS, 0, [(b"", value) for value in backlog])
-    state = restored_from_scratch(log)
-    stage = LearnerStage(partitions=1, backlog=lambda partition: _values(log, partition))
-    batch = DurableBatch(state, log, Ownership(), None, outputs_first=True)
-    epochs = asyncio.run(take_over(batch, LEARNER, [0], generation=3, still_member=never_deposed))
-    asyncio.run(batch.repair_marked(LEARNER, [0], stage.heal_marked))
-    stage.rebuild(batch, epochs)
-    for offset, command in enumerate(backlog):
-        asyncio.run(stage.handle(batch, command, 0, offset))
-        asyncio.run(batch.flush())
+    stage, _ = heal_then_replay(log, restored_from_scratch(log), [deletion(mode), X])
     return stage
 
 
