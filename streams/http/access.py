@@ -118,7 +118,8 @@ def limited_as(address: str) -> str:
     network (a host is given a whole /64 and picks addresses in it at will: limited per
     address, it could try without end); an IPv6 address that carries an IPv4 client's
     (IPv4-mapped, NAT64, Teredo, 6to4) as that IPv4 address, since the clients behind one
-    translator or 6to4 site share it; any other address (link-local, loopback) as it is."""
+    translator or 6to4 site share it, unless no client can have it (`_never_a_client`: then
+    as itself); any other address (link-local, loopback) as it is."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

@@ -365,7 +365,7 @@ class LearnerStage:
                         -1,
                     )
                 )
-            found = list(lost)
+            lost_at_restore = list(lost)
             if lost:
                 # A launch still in the partition's backlog is applied by the replay, in the
                 # order of its commands: applied here, before them, a named deletion the
@@ -393,7 +393,7 @@ class LearnerStage:
             # ahead of a repeat of a committed launch) is the learner as its attempts say.
             unstored = [
                 item
-                for item in found
+                for item in lost_at_restore
                 if batch.get(table, partition, keys.attempt(*item.attempt)) is None
             ]
             self._recompute_memberships(
