@@ -86,18 +86,45 @@ def tenant_summary(model: ReadModel, tenant_id: str, now: datetime) -> dict[str,
     }
 
 
-def tenants(model: ReadModel, now: datetime, caller: Caller) -> dict[str, Any]:
-    """The tenants this caller may see, with their current window."""
+# How long a client is asked to wait while the read model catches up (Retry-After).
+CATCHING_UP_RETRY_S = 5
+
+
+def tenants(
+    model: ReadModel, now: datetime, caller: Caller, *, partial: bool = False
+) -> dict[str, Any]:
+    """The tenants this caller may see, with their current window. 503 while the read model
+    catches up, unless `partial` (the dashboard, which says so in red)."""
+    if not partial:
+        require_caught_up(model)
     visible = caller.visible(model.tenants())
     return {"tenants": [tenant_summary(model, t, now) for t in visible]}
 
 
-def require_tenant(model: ReadModel, tenant_id: str, caller: Caller) -> None:
+def require_tenant(
+    model: ReadModel, tenant_id: str, caller: Caller, *, partial: bool = False
+) -> None:
     """ApiError(404) for a tenant that does not exist, and, in the same words, for one the
-    caller's token does not cover: a token learns nothing of other tenants."""
+    caller's token does not cover: a token learns nothing of other tenants. Before that, 503
+    while the read model catches up, unless `partial`."""
     if not caller.sees(tenant_id):
         raise _no_tenant(tenant_id)
+    if not partial:
+        require_caught_up(model)
     _exists(model, tenant_id)
+
+
+def require_caught_up(model: ReadModel) -> None:
+    """ApiError(503) until the read model has read the output topics up to where they ended
+    when it started. Before that a tenant's count may be an old one, 0, or missing (and its
+    receipts too): a client that bills by the answer must never get such a count with a 200."""
+    if not model.caught_up.is_set():
+        raise ApiError(
+            503,
+            "this worker is still reading the count topics after its start (GET /ready "
+            f"answers 503 until it has): try again in {CATCHING_UP_RETRY_S} s",
+            {"Retry-After": str(CATCHING_UP_RETRY_S)},
+        )
 
 
 def _exists(model: ReadModel, tenant_id: str) -> None:

@@ -104,6 +104,12 @@ GUARD_RAILS = {
 }
 
 
+CATCHING_UP = (
+    "the worker is still reading the count topics after its start (`Retry-After` says when to "
+    "ask again): until then it answers no count, no tenant and no receipt it may not have read yet"
+)
+
+
 def document() -> dict[str, Any]:
     request = DeletionRequest.model_json_schema()
     request["properties"].pop("tenant_id", None)
@@ -116,6 +122,7 @@ def document() -> dict[str, Any]:
         "400": {"description": "a `Host` the server does not answer for", **_json(ERROR)},
         "401": {"description": "no valid token", **_json(ERROR)},
         "429": {"description": "10 failed attempts from this address within a minute"},
+        "503": {"description": CATCHING_UP, **_json(ERROR)},
     }
     not_found = {"404": {"description": "unknown tenant", **_json(ERROR)}}
     return {
@@ -225,7 +232,7 @@ def document() -> dict[str, Any]:
                         "415": {"description": "the body is not application/json", **_json(ERROR)},
                         "503": {
                             "description": "Kafka did not take the request within 30 s (it may "
-                            "still be carried out; its receipt tells)",
+                            "still be carried out; its receipt tells); or " + CATCHING_UP,
                             **_json(ERROR),
                         },
                     },
@@ -317,7 +324,12 @@ def report_paths(
         "application/x-ndjson": {"schema": counted},
         "text/csv": {"schema": {"type": "string"}},
     }
-    unavailable = {"503": {"description": "a learner partition has no worker (a rebalance)"}}
+    unavailable = {
+        "503": {
+            "description": "a learner partition has no worker (a rebalance); or " + CATCHING_UP,
+            **_json(ERROR),
+        }
+    }
     return {
         "/api/tenants/{tenant_id}/windows/{start}/learners": {
             "get": {

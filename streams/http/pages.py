@@ -80,7 +80,7 @@ def chrome(caller: Caller) -> dict[str, Any]:
 class Overview(Page):
     async def get(self, request: Request) -> Response:
         caller = self.caller(request)
-        summaries = api.tenants(model, datetime.now(UTC), caller)["tenants"]
+        summaries = api.tenants(model, datetime.now(UTC), caller, partial=True)["tenants"]
         return self.answer(
             request, lambda csrf: dashboard.tenants_page(summaries, csrf, **chrome(caller))
         )
@@ -99,7 +99,7 @@ class TenantPage(Page):
         result: str = "",
         status: int = 200,
     ) -> Response:
-        api.require_tenant(model, tenant_id, caller)
+        api.require_tenant(model, tenant_id, caller, partial=True)  # shown in red, if partial
         details = api.tenant_details(model, tenant_id, datetime.now(UTC))
         windows = api.tenant_windows(model, tenant_id)["windows"]
         events = model.recent_events(tenant_id)

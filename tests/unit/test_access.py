@@ -319,6 +319,7 @@ def test_a_tenant_outside_the_token_is_a_404_like_one_that_does_not_exist() -> N
     model.apply_receipt(receipt("r1", "preview"))
     model.apply_license(b"acme", json.dumps({"tenant_id": "acme", "cycle_start": "2026-01-01",
                                              "window_months": 12}).encode())  # fmt: skip
+    model.caught_up.set()
     globex_only = Caller("g", admin=True, tenants=frozenset({"globex"}))
     errors = []
     for tenant in ("acme", "nobody"):

@@ -19,7 +19,7 @@ import io
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from html import escape
 from pathlib import Path
@@ -51,15 +51,6 @@ from tests.unit.web_harness import (
 JSON = {"Content-Type": "application/json"}
 NOT_UTF8 = b"Authorization: Bearer \xff\xfe" + b"x" * 40 + b"\r\n"
 FORM_COOKIE = "F" * 43  # shaped as the form cookies the dashboard sets
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    served = Server()
-    try:
-        yield served
-    finally:
-        served.close()
 
 
 @pytest.fixture(autouse=True)
