@@ -19,3 +19,18 @@ def server() -> Iterator[Any]:
         yield served
     finally:
         served.close()
+
+
+@pytest.fixture
+def submitted(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The deletion requests the API sends to Kafka, kept here instead: none is sent, and each
+    is answered 202 (no receipt yet)."""
+    from streams.http import api_views
+
+    sent: list[dict[str, Any]] = []
+
+    async def submit(record: dict[str, Any]) -> None:
+        sent.append(record)
+
+    monkeypatch.setattr(api_views, "submit", submit)
+    return sent

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from streams.http import api, api_views, dashboard
+from streams.http import api, dashboard
 from tests.unit.web_harness import ADMIN_ACME, READ_ACME, READ_ALL, Server, Views, bearer, isolate
 
 MODEL_READS = [
@@ -38,17 +38,6 @@ def catching_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Views:
     isolated = isolate(monkeypatch, tmp_path)
     isolated.model.caught_up.clear()  # a worker that started a moment ago
     return isolated
-
-
-@pytest.fixture
-def submitted(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    sent: list[dict[str, Any]] = []
-
-    async def submit(record: dict[str, Any]) -> None:
-        sent.append(record)
-
-    monkeypatch.setattr(api_views, "submit", submit)
-    return sent
 
 
 @pytest.mark.parametrize("path", MODEL_READS)

@@ -58,18 +58,6 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Views:
     return isolate(monkeypatch, tmp_path)
 
 
-@pytest.fixture
-def submitted(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """The deletion requests sent to Kafka (none is: each is answered 202, no receipt yet)."""
-    sent: list[dict[str, Any]] = []
-
-    async def submit(record: dict[str, Any]) -> None:
-        sent.append(record)
-
-    monkeypatch.setattr(api_views, "submit", submit)
-    return sent
-
-
 class StuckBatch:
     """Kafka does not take the record (a broker outage): its flush never completes."""
 
