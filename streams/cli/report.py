@@ -50,13 +50,16 @@ def license_details(settings: Settings, tenant_id: str, counts: dict) -> dict:
     """The License Key details of GET /api/tenants/{tenant_id}, from the topics."""
     from datetime import UTC, datetime
 
+    from streams.domain.sources import position_of
     from streams.http import api
     from streams.http.read_model import ReadModel
-    from streams.kafka.io import read_topic
+    from streams.kafka.io import read_records
 
     model = ReadModel()
-    for key, value in read_topic(settings, "licenses"):
-        model.apply_license(key, value)
+    for record in read_records(settings, "licenses"):  # ordered as the service orders them
+        model.apply_license(
+            record.key, record.value, position_of(record.partition, record.offset, record.timestamp)
+        )
     for (tenant, start), record in counts.items():
         if tenant == tenant_id:
             model.counts.setdefault(tenant, {})[start] = record

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
@@ -60,15 +61,26 @@ def window_ref(window: Window) -> dict[str, Any]:
 
 def current_record(
     model: ReadModel, tenant_id: str, now: datetime
-) -> tuple[Window, dict[str, Any]]:
-    """The tenant's current window and its count record (zeros before its record exists)."""
-    window = window_of(cut_for(model.license_of(tenant_id)), now)
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The tenant's current window (as `window_ref` gives it) and its count record (zeros
+    before its record exists)."""
+    cut = cut_for(model.license_of(tenant_id))
+    window = window_of(cut, now)
     record = model.counts.get(tenant_id, {}).get(window.start.isoformat())
-    if record is None:  # a new window, its zero record not yet here: the latest total stands
-        windows = model.windows_of(tenant_id)
-        total = windows[-1]["total_learners"] if windows else 0
-        record = {"active_learners": 0, "total_learners": total, "updated_at": None}
-    return window, record
+    if record is not None:
+        return window_ref(window), record
+    windows = model.windows_of(tenant_id)
+    # A license that re-cut the windows, while the learner partitions re-cut: the tenant stage
+    # keeps the last exact records (publication_ready), so the count topic's current record is
+    # still one of the old cut. It is the figure the topic holds, not a 0 no record says.
+    today = now.astimezone(ZoneInfo(cut.timezone)).date().isoformat()
+    for published in reversed(windows):
+        shown = published.get("window") or {}
+        if str(shown.get("start", "")) <= today < str(shown.get("end", "")):
+            return dict(shown), published
+    # a new window, its zero record not yet here: the latest total stands
+    total = windows[-1]["total_learners"] if windows else 0
+    return window_ref(window), {"active_learners": 0, "total_learners": total, "updated_at": None}
 
 
 def tenant_summary(model: ReadModel, tenant_id: str, now: datetime) -> dict[str, Any]:
@@ -78,7 +90,7 @@ def tenant_summary(model: ReadModel, tenant_id: str, now: datetime) -> dict[str,
     return {
         "tenant_id": tenant_id,
         "licensed": license_ is not None,
-        "window": window_ref(window),
+        "window": window,
         "active_learners": record["active_learners"],
         "total_learners": record["total_learners"],
         "learner_limit": limit,

@@ -12,6 +12,7 @@ from aiokafka.errors import KafkaError
 from mode import Service
 
 from schemas import topics
+from streams.domain.sources import position_of
 from streams.http.gauges import tenant_counts_changed
 from streams.http.read_model import ReadModel
 from streams.stages import metrics
@@ -30,7 +31,9 @@ INPUT_GROUPS = {
 }
 
 SOURCES = {
-    topics.LICENSES: lambda record: model.apply_license(record.key, record.value),
+    topics.LICENSES: lambda record: model.apply_license(
+        record.key, record.value, position_of(record.partition, record.offset, record.timestamp)
+    ),
     topics.ACTIVE_LEARNER_COUNTS: lambda record: model.apply_count(record.key, record.value),
     topics.DELETION_RECEIPTS: lambda record: model.apply_receipt(record.value),
     topics.THRESHOLD_EVENTS: lambda record: model.apply_event(record.value),
@@ -136,8 +139,13 @@ class OutputsReader(Service):
                         record.offset,
                         type(exc).__name__,
                     )
-        if self.end_at_start is None and self.consumer.assignment():
-            self.end_at_start = await self.consumer.end_offsets(list(self.consumer.assignment()))
+        assigned = self.consumer.assignment()
+        # only once every output topic is assigned: aiokafka without a group assigns the
+        # topics its metadata knows, and one it does not know yet (just created, no leader)
+        # comes at a later update; end offsets of the others alone would say "caught up"
+        # before one record of it is read (and the API answer a 200 from it)
+        if self.end_at_start is None and {tp.topic for tp in assigned} >= set(self.applies):
+            self.end_at_start = await self.consumer.end_offsets(list(assigned))
         if (
             not model.caught_up.is_set()
             and self.end_at_start is not None

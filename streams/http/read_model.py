@@ -20,8 +20,9 @@ from itertools import islice
 from typing import Any
 
 from schemas.licenses import License
-from streams.domain.decoding import Rejected, decode
+from streams.domain.decoding import Rejected, decode, valid_id
 from streams.domain.deletions import is_reused_id_receipt
+from streams.domain.sources import superseded
 
 MAX_RECEIPTS = 100_000
 MAX_TRAIL = 10_000  # receipts listed per tenant (the latest)
@@ -33,6 +34,10 @@ class ReadModel:
 
     def __init__(self) -> None:
         self.licenses: dict[str, dict[str, Any] | None] = {}  # tenant -> license (None: removed)
+        # tenant -> [partition, offset, timestamp ms] of the license record applied: across the
+        # partitions of a grown topic the service keeps the later timestamp (sources.py), not
+        # the later arrival, and so must the read model
+        self._license_at: dict[str, list[int]] = {}
         self.counts: dict[str, dict[str, dict[str, Any]]] = {}  # tenant -> window start -> record
         # each request's own receipt, by (tenant, request id): what GET .../deletions/{id} says
         self.receipts: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
@@ -45,10 +50,19 @@ class ReadModel:
         self.on_counts: Callable[[str], None] | None = None  # a tenant's counts changed
 
     # -- applying records -------------------------------------------------------------------
-    def apply_license(self, key: bytes | None, value: bytes | None) -> None:
+    def apply_license(
+        self, key: bytes | None, value: bytes | None, position: list[int] | None = None
+    ) -> None:
+        """A `licenses` record; `position` ([partition, offset, timestamp ms]) orders it as the
+        service orders it (an older record than the one applied changes nothing)."""
         if value is None:
-            if key:
-                self.licenses[key.decode("utf-8", "replace")] = None
+            # as the service: a tombstone under a key that is no valid tenant id is dead-lettered
+            try:
+                tenant_id = (key or b"").decode("utf-8")
+            except UnicodeDecodeError:
+                return
+            if valid_id(tenant_id) and self._newer(tenant_id, position):
+                self.licenses[tenant_id] = None
             return
         license_ = decode(License, value)
         if isinstance(license_, Rejected):  # the service dead-letters it
@@ -57,7 +71,15 @@ class ReadModel:
             # dead-lettered too (streams/stages/ingest.py): it governs no window, so shown it
             # would put another limit, zone and windows on the tenant's page
             return
-        self.licenses[license_.tenant_id] = license_.model_dump(mode="json")
+        if self._newer(license_.tenant_id, position):
+            self.licenses[license_.tenant_id] = license_.model_dump(mode="json")
+
+    def _newer(self, tenant_id: str, position: list[int] | None) -> bool:
+        if superseded(self._license_at.get(tenant_id), position):
+            return False
+        if position is not None:
+            self._license_at[tenant_id] = list(position)
+        return True
 
     def apply_count(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:

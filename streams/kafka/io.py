@@ -96,6 +96,12 @@ def read_topic(
     settings: Settings, topic: str, timeout_s: float = 30.0
 ) -> list[tuple[bytes | None, bytes | None]]:
     """Every (key, value) of a topic from the beginning to its end offsets at call time."""
+    return [(r.key, r.value) for r in read_records(settings, topic, timeout_s)]
+
+
+def read_records(settings: Settings, topic: str, timeout_s: float = 30.0) -> list[Any]:
+    """Every record of a topic (kafka-python's, with partition, offset and timestamp) from the
+    beginning to its end offsets at call time."""
     consumer = KafkaConsumer(
         **settings.kafka_python(),
         enable_auto_commit=False,
@@ -110,13 +116,13 @@ def read_topic(
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         end = consumer.end_offsets(tps)
-        records: list[tuple[bytes | None, bytes | None]] = []
+        records: list[Any] = []
         deadline = time.monotonic() + timeout_s
         while any(consumer.position(tp) < end[tp] for tp in tps):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"reading {name} took more than {timeout_s:g}s")
             for batch in consumer.poll(timeout_ms=500).values():
-                records.extend((r.key, r.value) for r in batch)
+                records.extend(batch)
         return records
     finally:
         consumer.close()
