@@ -9,13 +9,25 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from schemas.common import CalendarDate, EmailAddress, EntityId, InputModel
 
 DEFAULT_THRESHOLDS = (80, 90, 100)
 EPOCH_ANCHOR = date(1970, 1, 1)
 MAX_WEBHOOK_LENGTH = 2048
+# A threshold event carries the license's `notify` list, and a window's stored threshold state
+# keeps the list of each threshold's last event: both have to fit a record (1 MB), so a list is
+# bounded. 100 recipients is what every SMTP server must take in one message (RFC 5321,
+# 4.5.3.1.8): more belongs on a mailing list. A list of 100 addresses of 320 characters is 33 KB.
+MAX_NOTIFY = 100
 
 ThresholdPct = Annotated[int, Field(ge=1, le=1000, strict=True)]
 
@@ -127,9 +139,14 @@ class License(InputModel):
         default=None, description="licensed Active Learners; null = no limit, no threshold events"
     )
     thresholds: tuple[ThresholdPct, ...] = Field(
-        default=DEFAULT_THRESHOLDS, description="percentages of the limit that notify admins"
+        default=DEFAULT_THRESHOLDS,
+        description="percentages of the limit that notify admins",
     )
-    notify: tuple[NotifyAddress, ...] = Field(default=(), description="who gets threshold e-mails")
+    notify: tuple[NotifyAddress, ...] = Field(
+        default=(),
+        description=f"who gets threshold e-mails (at most {MAX_NOTIFY} addresses)",
+        json_schema_extra={"maxItems": MAX_NOTIFY},
+    )
     webhooks: tuple[WebhookUrl, ...] = Field(
         default=(),
         # no cap on how many: the contract sets none, and a license refused for one URL too many
@@ -143,11 +160,28 @@ class License(InputModel):
     def _sorted_unique(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(sorted(set(value)))
 
+    @field_validator("notify")
+    @classmethod
+    def _bounded(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if len(value) > MAX_NOTIFY and not _stored(info):
+            raise ValueError(f"at most {MAX_NOTIFY} addresses, not {len(value)}")
+        return value
+
     @field_validator("webhooks")
     @classmethod
     def _unique_in_order(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         # one delivery queue per URL: the same URL twice would get every event twice
         return tuple(dict.fromkeys(value))
+
+
+STORED = {"stored": True}
+"""The validation context of a license a worker stored before: an older version may have
+applied it before `notify` was bounded, and it keeps governing (a new record like it is what
+the bound refuses)."""
+
+
+def _stored(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("stored"))
 
 
 def default_license(tenant_id: str) -> License:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from schemas.licenses import License, default_license
+from schemas.licenses import STORED, License, default_license
 from streams.domain.windows import DEFAULT_CUT, Cut
 
 
@@ -14,7 +14,7 @@ def license_from(tenant_id: str, stored: Mapping[str, Any] | None) -> tuple[Lice
     """The governing license of a tenant and whether it is a real one (`licensed`)."""
     if stored is None or stored.get("license") is None:
         return default_license(tenant_id), False
-    return License.model_validate(stored["license"]), True
+    return License.model_validate(stored["license"], context=STORED), True
 
 
 def cut_of(stored: Mapping[str, Any] | None) -> Cut:

@@ -23,6 +23,7 @@ from schemas import topics
 from schemas.licenses import License
 from streams.config.settings import Settings
 from streams.domain.decoding import Rejected, decode
+from streams.domain.sources import position_of, superseded
 from streams.stages.ingest import tenant_of_key
 
 log = logging.getLogger("active_learners.notifier.licenses")
@@ -33,6 +34,10 @@ class WebhookBook:
 
     def __init__(self) -> None:
         self._urls: dict[str, tuple[str, ...]] = {}
+        # tenant -> the position of the license record applied: the worker's rule decides which
+        # of two records is the newer (streams/domain/sources.py), not the order a fetch hands
+        # them over (a topic that gained partitions keeps a tenant's old license in its old one)
+        self._positions: dict[str, list[int]] = {}
 
     def urls(self, tenant_id: str) -> tuple[str, ...]:
         return self._urls.get(tenant_id, ())
@@ -40,11 +45,13 @@ class WebhookBook:
     def __len__(self) -> int:
         return len(self._urls)
 
-    def apply(self, key: bytes | None, value: bytes | None) -> None:
-        """One `licenses` record, in topic order."""
+    def apply(
+        self, key: bytes | None, value: bytes | None, position: list[int] | None = None
+    ) -> None:
+        """One `licenses` record (`position`: [partition, offset, timestamp ms])."""
         if value is None:  # a tombstone: the tenant is back on the default license, no URLs
             tenant_id = tenant_of_key(key)
-            if tenant_id is not None:
+            if tenant_id is not None and self._newer(tenant_id, position):
                 self._urls.pop(tenant_id, None)
             return
         license_ = decode(License, value)
@@ -52,10 +59,19 @@ class WebhookBook:
             return  # dead-lettered by the worker: the tenant's earlier license still governs
         if key is not None and key != license_.tenant_id.encode():
             return  # dead-lettered by the worker too (it would outlive the tenant's later ones)
+        if not self._newer(license_.tenant_id, position):
+            return  # an older license than the one applied
         if license_.webhooks:
             self._urls[license_.tenant_id] = license_.webhooks
         else:
             self._urls.pop(license_.tenant_id, None)
+
+    def _newer(self, tenant_id: str, position: list[int] | None) -> bool:
+        if superseded(self._positions.get(tenant_id), position):
+            return False
+        if position is not None:
+            self._positions[tenant_id] = position
+        return True
 
 
 class LicenseReader:
@@ -99,7 +115,10 @@ class LicenseReader:
                     fetched = await self.consumer.getmany(*behind, timeout_ms=500)
                     for records in fetched.values():
                         for record in records:
-                            self.book.apply(record.key, record.value)
+                            position = position_of(
+                                record.partition, record.offset, record.timestamp
+                            )
+                            self.book.apply(record.key, record.value, position)
             except KafkaError as exc:
                 log.warning("reading licenses: %s: %s; again in 1 s", type(exc).__name__, exc)
                 with contextlib.suppress(TimeoutError):

@@ -122,11 +122,16 @@ class SentStore:
         value = self._db.get(event_id.encode())
         return None if value is None else json.loads(value)
 
-    def put(self, event_id: str, outcome: str, now: datetime) -> None:
+    def put(
+        self, event_id: str, outcome: str, now: datetime, dead_letter: str | None = None
+    ) -> None:
         # RocksDB's write-ahead log makes the put survive a crash of this process; no flush.
-        self._db[event_id.encode()] = json.dumps(
-            {"outcome": outcome, "at": now.isoformat()}
-        ).encode()
+        # `dead_letter`: the detail of a dead letter owed for this event and not yet sent (it is
+        # recorded with the outcome, before it is sent: the e-mail went out already)
+        entry: dict[str, Any] = {"outcome": outcome, "at": now.isoformat()}
+        if dead_letter is not None:
+            entry["dead_letter"] = dead_letter
+        self._db[event_id.encode()] = json.dumps(entry).encode()
 
     def close(self) -> None:
         self._db.close()
@@ -260,12 +265,20 @@ class Notifier:
         if isinstance(event, Rejected):
             await self.dead_letter(record, event.detail, now)
             outcome = "invalid"
-        elif self.store.get(event.event_id) is not None:
+        elif (stored := self.store.get(event.event_id)) is not None:
             outcome = "duplicate"
+            if stored.get("dead_letter"):  # recorded, mailed, its dead letter not sent yet
+                await self.dead_letter(record, stored["dead_letter"], now)
+                self.store.put(event.event_id, stored["outcome"], now)
         else:
             self.enqueue_webhooks(record, event, now)
-            outcome = await self.notify(record, event, now)
-            self.store.put(event.event_id, outcome, now)
+            owed: list[str] = []
+            outcome = await self.notify(record, event, now, owed)
+            # recorded before its dead letter is sent: once mailed, a crash must not mail again
+            self.store.put(event.event_id, outcome, now, owed[0] if owed else None)
+            if owed:
+                await self.dead_letter(record, owed[0], now)
+                self.store.put(event.event_id, outcome, now)
         notifications_total.labels(outcome).inc()
         return outcome
 
@@ -279,7 +292,11 @@ class Notifier:
             return
         self.webhooks.enqueue(event.event_id, event.tenant_id, urls, record.value, now)
 
-    async def notify(self, record: InputRecord, event: MailableEvent, now: datetime) -> str:
+    async def notify(
+        self, record: InputRecord, event: MailableEvent, now: datetime, owed: list[str]
+    ) -> str:
+        """Mail the event; a dead letter due after the e-mail went out is appended to `owed`
+        (the caller records the event first, then sends it)."""
         if is_backfill(event, now):
             self.warn_backfill(event.tenant_id)
             return "skipped_backfill"
@@ -304,7 +321,7 @@ class Notifier:
             summary = f"mailed {delivery.mailed} of {len(event.notify)} addresses"
             if delivery.deferred:
                 summary += f" ({len(delivery.deferred)} more retried later)"
-            await self.dead_letter(record, "; ".join([summary, *problems]), now)
+            owed.append("; ".join([summary, *problems]))
         return delivery.outcome
 
     def behind_earlier_mail(self, tenant_id: str, recipients: list[str]) -> list[str]:

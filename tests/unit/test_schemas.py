@@ -243,3 +243,21 @@ def test_the_worker_dead_letters_a_license_with_a_bad_webhook_and_keeps_the_last
     assert letter["detail"].startswith("webhooks.0: must be an absolute http:// or https:// URL")
     # the limit of 1 still governs: the one learner crossed its 100% threshold
     assert [(e["threshold_pct"], e["learner_limit"]) for e in p.events("acme")] == [(100, 1)]
+
+
+def test_a_license_names_at_most_100_addresses() -> None:
+    """(tests/stages/test_threshold_bounds.py has why); one stored by an older version before
+    the bound keeps governing its tenant, and thresholds stay unbounded (1-1000 each)."""
+    from schemas.licenses import MAX_NOTIFY, License
+    from streams.domain.decoding import Rejected, decode
+    from streams.domain.licenses import license_from
+
+    addresses = [f"admin{k}@acme.example" for k in range(MAX_NOTIFY + 1)]
+    many = {"tenant_id": "acme", "notify": addresses, "thresholds": list(range(1, 1001))}
+    refused = decode(License, json.dumps(many).encode())
+    assert isinstance(refused, Rejected) and refused.reason == "invalid"
+    assert refused.detail == f"notify: at most {MAX_NOTIFY} addresses, not {MAX_NOTIFY + 1}"
+    taken = decode(License, json.dumps({**many, "notify": addresses[:MAX_NOTIFY]}).encode())
+    assert isinstance(taken, License) and len(taken.thresholds) == 1000
+    stored, licensed = license_from("acme", {"license": many})
+    assert licensed and len(stored.notify) == MAX_NOTIFY + 1

@@ -515,6 +515,7 @@ def check(
     problems += check_every_count(log, model)
     problems += check_receipts(log, model)
     problems += check_thresholds(log, model, expected, final_now)
+    problems += check_event_backing(log)
     problems += check_dead_letters(log, model)
     problems += check_groups(model)
     return model, problems
@@ -777,6 +778,47 @@ def check_thresholds(
                     f"threshold {tenant} {start} {pct}%: last event {event['direction']}, "
                     f"count {count['active_learners']} of {learners}"
                 )
+    return problems
+
+
+def check_event_backing(log: MemoryLog) -> list[str]:
+    """Every threshold event is backed by a published count: its window's count records hold
+    one with its active learners and limit (same window shape), its threshold_learners is
+    ceil(limit x pct / 100), and its direction is the side of the threshold that count is on."""
+    problems: list[str] = []
+    published: dict[tuple[str, str, str, int], set[tuple[int, Any]]] = {}
+    for _, record in log.all_records(topics.ACTIVE_LEARNER_COUNTS):
+        if record.value is None:
+            continue
+        value = json.loads(record.value)
+        window = value["window"]
+        published.setdefault(
+            (value["tenant_id"], window["start"], window["end"], window["months"]), set()
+        ).add((value["active_learners"], value["learner_limit"]))
+    seen: set[str] = set()
+    for _, record in log.all_records(topics.THRESHOLD_EVENTS):
+        event = json.loads(record.value or b"null")
+        if event["event_id"] in seen:
+            continue
+        seen.add(event["event_id"])
+        window = event["window"]
+        what = (
+            f"event {event['tenant_id']} {window['start']} {event['threshold_pct']}% "
+            f"{event['direction']}"
+        )
+        wanted = -(-event["learner_limit"] * event["threshold_pct"] // 100)  # the contract's ceil
+        if event["threshold_learners"] != wanted:
+            problems.append(f"{what}: threshold_learners {event['threshold_learners']} != {wanted}")
+        above = event["active_learners"] >= event["threshold_learners"]
+        if above != (event["direction"] == "up"):
+            problems.append(f"{what}: {event['active_learners']} of {event['threshold_learners']}")
+        key = (event["tenant_id"], window["start"], window["end"], window["months"])
+        if (event["active_learners"], event["learner_limit"]) not in published.get(key, set()):
+            problems.append(
+                f"{what}: {event['active_learners']} active learners of limit "
+                f"{event['learner_limit']}, which no count record of its window showed "
+                f"(published: {sorted(published.get(key, set()), key=str)})"
+            )
     return problems
 
 
