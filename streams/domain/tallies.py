@@ -298,10 +298,20 @@ class TallyChange:
     ) -> None:
         if window not in self.windows:
             self._bounds(window, span, day_of)
-        if old is not None:
+        start, end = span
+        # A summary outside the window's bounds is one of another cut's window of the same name
+        # (a takeover that finds the license of a re-cut durable and its memberships not, until
+        # the replay re-cuts): tallied by its day it would land outside the window's days (an
+        # IndexError, or a negative index counting it on the window's last days). It is
+        # tallied as unknown instead (scans answer until the re-cut replaces the tallies), and
+        # there is nothing to take back when it goes.
+        if old is not None and start <= old[0] < end and start <= old[1] < end:
             self.summaries.append((window, day_of(old[0]), month_of(old[1]), -1))
         if new is not None:
-            self.summaries.append((window, day_of(new[0]), month_of(new[1]), 1))
+            if start <= new[0] < end and start <= new[1] < end:
+                self.summaries.append((window, day_of(new[0]), month_of(new[1]), 1))
+            else:
+                self.summaries.append((window, None, None, 1))
 
     def unknown(self, window: str, span: tuple[float, float], timezone: str) -> None:
         """A member of `window` whose summary is not known: the window's tally is not exact."""

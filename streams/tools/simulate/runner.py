@@ -29,15 +29,21 @@ of actions; the world and the oracle are modules of their own.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from schemas import topics
-from streams.stages import keys
+from streams.domain.learners import window_span
+from streams.domain.reports import GroupTally, LocalDays, Span, month_starts
+from streams.domain.windows import add_months, local_midnight, window_of
+from streams.stages import keys, reports
 from streams.stages.memory import MemoryState
 from streams.stages.store import LEARNER, TABLES
 from streams.tools.simulate import oracle
@@ -467,7 +473,8 @@ def run(schedule: Schedule) -> Result:
     def check_before_final() -> None:
         # the final restore sends every owner's truth again, which would hide an output that a
         # takeover got wrong (seen: a window's count tombstoned after its record): check first
-        _, problems = oracle.check(world.log, schedule.partitions, world.now(), world.produced)
+        model, problems = oracle.check(world.log, schedule.partitions, world.now(), world.produced)
+        problems = problems + check_tallies(world) + check_reports(world, model)
         early.extend(f"before the final restore: {problem}" for problem in problems)
 
     settle(world, before_final=check_before_final)
@@ -483,6 +490,7 @@ def run(schedule: Schedule) -> Result:
         }
         result.problems += check_states(world, expected)
         result.problems += check_tallies(world)
+        result.problems += check_reports(world, model)
     return result
 
 
@@ -764,3 +772,87 @@ def run_seeds(
         + (f"; failed: {failed}" if failed else "")
     )
     return failed
+
+
+def check_reports(world: World, model: Any, where: str = "") -> list[str]:
+    """The reports as a worker gathers them (each learner partition's part from its owner's
+    tallies, or a scan where they cannot answer, added up) equal a recount from the model's
+    attempts: the forecast's daily firsts, the advisor's options (what a physical older_than
+    deletion at each cut-off leaves and removes, by the contract), and the groups."""
+    problems: list[str] = []
+    now = world.now()
+    owners: dict[int, SimWorker] = {}
+    for worker in world.workers.values():
+        if worker.alive and worker.ready:
+            for partition in worker.learner.counters.partitions():
+                if partition in worker.app_parts:
+                    owners[partition] = worker
+    attempts = model.attempts()
+    tenants = {ident[0] for ident in attempts} | {
+        t for t, lic in model.final_license.items() if lic is not None
+    }
+    for tenant in sorted(tenants):
+        cut = oracle.cut_of_license(model.final_license.get(tenant))
+        zone = cut.timezone
+        window = window_of(cut, now)
+        span = Span(*window_span(window))
+        today = now.astimezone(ZoneInfo(zone)).date()
+        starts = month_starts(add_months(window.start, -12), min(window.end, today))
+        midnights = [local_midnight(day, zone) for day in starts]
+        cutoffs = [c.timestamp() for c in midnights if c <= now]
+        # the recount
+        mine = [(i[1], a.launched_at.timestamp()) for i, a in attempts.items() if i[0] == tenant]
+        inside: dict[str, list[float]] = {}
+        for learner, at in mine:
+            if span.holds(at):
+                inside.setdefault(learner, []).append(at)
+        days = LocalDays(span, zone)
+        want_firsts = days.named(days.firsts((lr, ats) for lr, ats in sorted(inside.items())))
+        want_after = [sum(1 for ats in inside.values() if max(ats) >= c) for c in cutoffs]
+        want_removed = [sum(1 for _, at in mine if at < c) for c in cutoffs]
+        want_groups = GroupTally()
+        for learner in sorted(inside):
+            teams, roles = model.final_groups.get((tenant, learner), ([], []))
+            want_groups.add({"teams": teams, "roles": roles})
+        # the gathered parts
+        got_firsts: Counter[str] = Counter()
+        got_after = [0] * len(cutoffs)
+        got_removed = [0] * len(cutoffs)
+        got_groups = GroupTally()
+        missing = [p for p in range(world.partitions) if p not in owners]
+        if missing:
+            problems.append(f"{where}reports: partitions {missing} have no ready owner")
+            continue
+        for partition, worker in sorted(owners.items()):
+            counters = worker.learner.counters
+            part = reports.tallied_firsts(counters, partition, tenant, span, zone)
+            if part is None:
+                part = asyncio.run(
+                    reports.daily_firsts(worker.state, partition, tenant, span, zone)
+                )
+            got_firsts.update(part)
+            advice = reports.tallied_advisor(counters, partition, tenant, span, zone, cutoffs)
+            if advice is None:
+                advice = asyncio.run(
+                    reports.advisor(worker.state, partition, tenant, span, cutoffs)
+                )
+            got_after = [a + b for a, b in zip(got_after, advice[0], strict=True)]
+            got_removed = [a + b for a, b in zip(got_removed, advice[1], strict=True)]
+            got_groups.merge(asyncio.run(reports.groups(worker.state, partition, tenant, span)))
+        got_firsts = Counter({k: v for k, v in got_firsts.items() if v})
+        if got_firsts != want_firsts:
+            problems.append(
+                f"{where}forecast of {tenant} ({window.start}): {dict(got_firsts)}, "
+                f"recount {dict(want_firsts)}"
+            )
+        if got_after != want_after or got_removed != want_removed:
+            problems.append(
+                f"{where}advisor of {tenant} ({window.start}, {zone}): after {got_after} "
+                f"removed {got_removed}; recount after {want_after} removed {want_removed}"
+            )
+        if got_groups.as_json() != want_groups.as_json():
+            problems.append(
+                f"{where}groups of {tenant} ({window.start}): {got_groups.as_json()}, "
+                f"recount {want_groups.as_json()}"
+            )
+    return problems
