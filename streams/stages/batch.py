@@ -145,27 +145,24 @@ class DurableBatch:
         limit: int | None = None,
     ) -> list[tuple[bytes, Any]]:
         """Rows with `prefix` after key `after`, in key order, at most `limit`; they include
-        this batch's own writes (and leave out what it deleted)."""
+        this batch's own writes (and leave out what it deleted). Fewer than `limit` rows only
+        when there are no more: callers take a short chunk for the end."""
         local = self._state.scan(table, partition, prefix, after, limit)
         mine = self._writes.get((table, partition))
         if not mine:
             return [(key, orjson.loads(raw)) for key, raw in local]
-        # with a limit, the local rows end somewhere: pending keys past that wait for the next
-        # chunk, so that resuming after the last row returned never skips one
-        bound = local[-1][0] if limit is not None and len(local) >= limit else None
-        merged: dict[bytes, Any] = {key: _Raw(raw) for key, raw in local}
-        for key, (_, value) in mine.items():
-            if not key.startswith(prefix) or (after is not None and key <= after):
-                continue
-            if bound is not None and key > bound:
-                continue
-            merged[key] = value
-        rows = [
-            (key, value.decode() if isinstance(value, _Raw) else value)
-            for key, value in sorted(merged.items())
-            if value is not _DELETED
-        ]
-        return rows if limit is None else rows[:limit]
+        rows: list[tuple[bytes, Any]] = []
+        while True:
+            # with a limit, the local rows end somewhere: pending keys past that wait for the
+            # next chunk, so that resuming after the last row returned never skips one
+            full = limit is not None and len(local) >= limit
+            bound = local[-1][0] if full else None
+            rows += _merged(mine, local, prefix, after, bound)
+            if limit is None or len(rows) >= limit or not full:
+                return rows if limit is None else rows[:limit]
+            # this batch deleted some of those local rows: read on, so that the chunk is full
+            after = bound
+            local = self._state.scan(table, partition, prefix, after, limit)
 
     # -- writes ---------------------------------------------------------------------------------
     def scan_raw(
@@ -574,6 +571,29 @@ def rewrite_keys(batch: DurableBatch, table: str, partition: int, keys_: Sequenc
             batch.delete(table, partition, key)
         else:
             batch.put(table, partition, key, current)
+
+
+def _merged(
+    mine: Pending,
+    local: list[tuple[bytes, bytes]],
+    prefix: bytes,
+    after: bytes | None,
+    bound: bytes | None,
+) -> list[tuple[bytes, Any]]:
+    """Local rows and this batch's writes with `prefix` in (`after`, `bound`], in key order,
+    without what the batch deleted."""
+    merged: dict[bytes, Any] = {key: _Raw(raw) for key, raw in local}
+    for key, (_, value) in mine.items():
+        if not key.startswith(prefix) or (after is not None and key <= after):
+            continue
+        if bound is not None and key > bound:
+            continue
+        merged[key] = value
+    return [
+        (key, value.decode() if isinstance(value, _Raw) else value)
+        for key, value in sorted(merged.items())
+        if value is not _DELETED
+    ]
 
 
 class _Raw:

@@ -1,0 +1,73 @@
+"""A batch's scan in chunks sees every row: the local rows merged with the batch's own writes.
+
+Callers read a prefix chunk by chunk and take a chunk shorter than its limit for the end (a
+re-cut's memberships, a deletion's attempts). Found by a review (2026-12-02): a chunk whose
+local rows the batch had deleted in part came back short while more rows followed, and the
+caller stopped there.
+"""
+
+from __future__ import annotations
+
+import random
+
+from streams.stages import keys
+from streams.stages.batch import DurableBatch
+from streams.stages.memory import MemoryLog, MemoryState
+from streams.stages.ownership import Ownership
+
+TABLE = keys.LEARNER_STATE
+PREFIX = b"m/acme/"
+
+
+def batch_over(rows: dict[bytes, dict[str, int]]) -> DurableBatch:
+    state = MemoryState()
+    state.apply(TABLE, 0, {key: _json(value) for key, value in rows.items()}, 0, (1, 0))
+    ownership = Ownership()
+    ownership.claim("learner", 0, (1, 0))
+    return DurableBatch(state, MemoryLog(1), ownership)
+
+
+def _json(value: dict[str, int]) -> bytes:
+    return ("{" + ",".join(f'"{k}":{v}' for k, v in value.items()) + "}").encode()
+
+
+def chunked(batch: DurableBatch, limit: int) -> list[bytes]:
+    """What a caller reads: chunks until one is shorter than the limit."""
+    seen: list[bytes] = []
+    after = None
+    while True:
+        chunk = batch.scan(TABLE, 0, PREFIX, after, limit)
+        seen += [key for key, _ in chunk]
+        if len(chunk) < limit:
+            return seen
+        after = chunk[-1][0]
+
+
+def test_a_chunk_whose_rows_the_batch_deleted_is_filled_from_the_rows_after() -> None:
+    stored = {PREFIX + f"l{n:02d}".encode(): {"n": n} for n in range(10)}
+    batch = batch_over(stored)
+    for n in range(3):
+        batch.delete(TABLE, 0, PREFIX + f"l{n:02d}".encode())
+    chunk = batch.scan(TABLE, 0, PREFIX, None, 5)
+    assert [key for key, _ in chunk] == [PREFIX + f"l{n:02d}".encode() for n in range(3, 8)]
+    assert [value for _, value in chunk] == [{"n": n} for n in range(3, 8)]
+    assert chunked(batch, 5) == [PREFIX + f"l{n:02d}".encode() for n in range(3, 10)]
+
+
+def test_chunks_see_every_row_whatever_the_batch_wrote_and_deleted() -> None:
+    for seed in range(300):
+        rng = random.Random(seed)
+        stored = {PREFIX + f"l{n:03d}".encode(): {"n": n} for n in rng.sample(range(200), 60)}
+        stored[b"m/other/l000"] = {"n": -1}  # another prefix: never in the scan
+        batch = batch_over(stored)
+        expected = {key for key in stored if key.startswith(PREFIX)}
+        for _ in range(rng.randrange(80)):
+            key = PREFIX + f"l{rng.randrange(200):03d}".encode()
+            if rng.random() < 0.6:
+                batch.delete(TABLE, 0, key)
+                expected.discard(key)
+            else:
+                batch.put(TABLE, 0, key, {"n": 0})
+                expected.add(key)
+        limit = rng.choice([1, 2, 3, 5, 8, 50])
+        assert chunked(batch, limit) == sorted(expected), (seed, limit)
