@@ -235,8 +235,17 @@ class IngestStage:
     def on_deletion(self, batch: Batch, record: InputRecord) -> None:
         raw = record.value
         request = decode(DeletionRequestModel, raw)
+        # a well-formed request refused for its time (or its size) is told from another request
+        # under its id as a valid one is: by mode, selector and requested_at (the same request
+        # produced again later, no longer ahead of its record's time, is a redelivery and gets
+        # the same receipt)
+        fingerprint = None
         if not isinstance(request, Rejected):
-            request = deletion_rejection(request, record_time(record)) or request
+            parsed = request
+            request = deletion_rejection(parsed, record_time(record)) or parsed
+            if isinstance(request, Rejected):
+                selector = Selector.of_request(parsed)
+                fingerprint = selector.fingerprint(parsed.mode, parsed.requested_at)
         if isinstance(request, Rejected):
             ids = usable_ids(raw)
             if ids is None:
@@ -250,7 +259,7 @@ class IngestStage:
                 request.detail,
                 record_time(record),
             )
-            fingerprint = hashlib.sha256(raw or b"").hexdigest()[:32]
+            fingerprint = fingerprint or hashlib.sha256(raw or b"").hexdigest()[:32]
             batch.emit(
                 topics.TENANT_COMMANDS,
                 tenant_id.encode(),

@@ -124,7 +124,11 @@ class TenantDeletions:
             )
             self.emit_receipt(batch, partition, receipt)
         elif stored["fingerprint"] == command.fingerprint:
-            self.emit_receipt(batch, partition, stored_receipt(stored) or receipt)
+            # the same request (refused now for its time, applied or under way before): its
+            # own receipt, once there is one
+            answer = stored_receipt(stored)
+            if answer is not None:
+                self.emit_receipt(batch, partition, answer)
         else:
             self._conflict(batch, partition, key, stored, command.fingerprint, receipt)
 
@@ -308,17 +312,25 @@ def deletion_parts(
     if kind in ("attempts", "learner_ids"):
         # every partition runs a part, also one that holds none of the named learners: each
         # reports its counts, so that the receipt is a function of the parts alone
-        per_partition: dict[int, list[Any]] = {p: [] for p in range(partitions)}
+        # per partition, the named items of each learner together: a learner's named attempts
+        # never straddle two parts (each part counts the learners it affects and, for a
+        # preview, which removes nothing, the windows a learner leaves: a learner split over
+        # two parts would be counted twice, and leave no window in either)
+        per_partition: dict[int, dict[str, list[Any]]] = {p: {} for p in range(partitions)}
         for value in values:
             if kind == "attempts":
                 learner_id, item = value["learner_id"], [value["learner_id"], value["attempt_id"]]
             else:
                 learner_id, item = value, value
-            per_partition[learner_partition(tenant_id, learner_id, partitions)].append(item)
-        for target, items in sorted(per_partition.items()):
+            target = learner_partition(tenant_id, learner_id, partitions)
+            per_partition[target].setdefault(learner_id, []).append(item)
+        for target, by_learner in sorted(per_partition.items()):
+            groups = list(by_learner.values())
+            sized = chunks_by_size(groups, lambda g: sum(map(json_size, g)), PART_MAX_BYTES)
             # a partition none of the named learners live in still runs one (empty) part
-            for chunk in chunks_by_size(items, json_size, PART_MAX_BYTES) or [[]]:
-                selectors.append((target, {kind: chunk, "before": before}))
+            for chunk in sized or [[]]:
+                items = [item for group in chunk for item in group]
+                selectors.append((target, {kind: items, "before": before}))
     elif kind in ("teams", "roles"):
         selectors = [(p, {kind: list(values), "before": before}) for p in range(partitions)]
     else:

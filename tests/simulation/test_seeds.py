@@ -133,3 +133,22 @@ def test_seeds_whose_deletions_keep_only_their_first_learner(
         if not result.ok:
             failures.append(explain(result, shrink_s=20))
     assert not failures, "\n\n".join(failures)
+
+
+def test_seeds_with_group_races(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Teams and roles deletions racing their learners' group changes, late and new launches,
+    the request again and another under its id (`Workload.group_race`, drawn from a stream of
+    its own so that the seeds above keep their schedules; `SIMULATE_GROUP_RACES=1` turns it on
+    for `make simulate`), with parts cut as small as they go."""
+    from streams.stages import learner_deletions, tenant_deletions
+    from streams.tools.simulate import runner
+
+    monkeypatch.setattr(runner, "GROUP_RACES", True)
+    monkeypatch.setattr(tenant_deletions, "PART_MAX_BYTES", 12)
+    monkeypatch.setattr(learner_deletions, "CHUNK_ATTEMPTS", 1)
+    failures = []
+    for seed in range(10_474_000, 10_474_000 + max(SEEDS // 3, 100)):
+        result = run(generate(seed))
+        if not result.ok:
+            failures.append(explain(result, shrink_s=20))
+    assert not failures, "\n\n".join(failures)

@@ -112,6 +112,9 @@ class Partition:
     hide_tenant: dict[str, datetime] = field(default_factory=dict)
     groups: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     parts: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
+    # per preview request: the attempts its earlier parts here would have removed (a preview
+    # removes nothing, but its receipt says what the whole physical deletion would do)
+    previewed: dict[tuple[str, str], set[Ident]] = field(default_factory=dict)
 
     def cut(self, tenant: str) -> Cut:
         return self.licenses.get(tenant, DEFAULT_CUT)
@@ -402,9 +405,12 @@ class Model:
         else:
             learners = set()
         chosen: list[Ident] = []
+        gone = (
+            model.previewed.setdefault((tenant, request_id), set()) if mode == "preview" else set()
+        )
         for ident, attempt in model.attempts.items():
             t, learner, attempt_id = ident
-            if t != tenant:
+            if t != tenant or ident in gone:
                 continue
             if "attempts" in selector:
                 hit = [learner, attempt_id] in selector["attempts"]
@@ -420,16 +426,22 @@ class Model:
         for ident in chosen:
             by_learner.setdefault(ident[1], []).append(ident)
         for learner, idents in by_learner.items():
-            mine = [(i, a) for i, a in model.attempts.items() if i[0] == tenant and i[1] == learner]
+            mine = [
+                (i, a)
+                for i, a in model.attempts.items()
+                if i[0] == tenant and i[1] == learner and i not in gone
+            ]
             windows_before = {window_of(cut, a.launched_at).start.isoformat() for _, a in mine}
             windows_after = {
                 window_of(cut, a.launched_at).start.isoformat() for i, a in mine if i not in idents
             }
             for window in windows_before - windows_after:
                 losses[window] = losses.get(window, 0) + 1
+        gone.update(chosen)
         model.parts[key] = {
             "attempts_affected": len(chosen),
             "learners_affected": len(by_learner),
+            "learners": set(by_learner),
             "losses": losses if mode != "logical" else {},
             "counts": counts,
         }
@@ -699,7 +711,8 @@ def check_receipts(log: MemoryLog, model: Model) -> list[str]:
         receipt = good[0]
         parts = {k: v for p in model.parts for k, v in p.parts.items() if k[:2] == key}
         attempts = sum(v["attempts_affected"] for v in parts.values())
-        learners = sum(v["learners_affected"] for v in parts.values())
+        # distinct learners: a learner's named attempts may be cut into two parts
+        learners = len(set().union(*(v["learners"] for v in parts.values())))
         if (receipt["attempts_affected"], receipt["learners_affected"]) != (attempts, learners):
             problems.append(
                 f"request {key}: receipt says {receipt['attempts_affected']} attempts and "

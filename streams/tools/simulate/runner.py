@@ -30,6 +30,7 @@ of actions; the world and the oracle are modules of their own.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections import Counter
@@ -51,6 +52,7 @@ from streams.tools.simulate.workload import Input, Workload
 from streams.tools.simulate.world import APP_TOPICS, CrashPlan, SimWorker, World
 
 Action = tuple[Any, ...]
+GROUP_RACES = os.environ.get("SIMULATE_GROUP_RACES") == "1"
 MAX_WORKERS = 3
 
 
@@ -132,6 +134,11 @@ def generate(seed: int, actions: int | None = None) -> Schedule:
     workers = rng.randint(1, MAX_WORKERS)
     start = datetime(2026, 1, 20, tzinfo=UTC) + timedelta(hours=rng.randrange(0, 24 * 60))
     workload = Workload(random.Random(seed * 7919 + 1), partitions, launch_partitions)
+    if GROUP_RACES:
+        # group races (workload.group_race), from a stream of their own, opt-in
+        # (SIMULATE_GROUP_RACES=1) so that the seeds of REGRESSIONS keep their schedules
+        workload.races = random.Random(f"group-races/{seed}")
+        workload.race_rate = workload.races.choice((0.0, 0.0, 0.05, 0.15, 0.3))
     names = [f"w{i}" for i in range(MAX_WORKERS)]
     clock = start
     out: list[Action] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -70,6 +71,11 @@ class Workload:
         self.licenses: dict[str, list[dict[str, Any]]] = {}
         self.requests: list[dict[str, Any]] = []
         self.made = 0
+        # group races (`group_race`): drawn from a stream of their own, set by the runner, so
+        # that a seed without them keeps its inputs
+        self.races: random.Random | None = None
+        self.race_rate = 0.0
+        self.queued: list[Callable[[datetime], Input]] = []
 
     def _partition(self, topic: str, key: bytes | None) -> int:
         count = self.launch_partitions if topic == topics.LAUNCHES else self.partitions
@@ -82,6 +88,11 @@ class Workload:
         return Input(topic, key, value, self._partition(topic, key), note)
 
     def next(self, now: datetime) -> Input:
+        if self.races is not None:
+            if self.queued and self.races.random() < 0.5:
+                return self.queued.pop(0)(now)
+            if self.race_rate and self.races.random() < self.race_rate:
+                return self.group_race(now)
         kind = self.rng.choices(("launch", "license", "deletion", "groups", "garbage"), self.mix)[0]
         if kind == "launch":
             return self.launch(now)
@@ -273,6 +284,92 @@ class Workload:
             value["teams"] = "red"  # not a list
             return self._input(topics.LEARNER_GROUPS, key, _dumps(value), "invalid groups")
         return self._input(topics.LEARNER_GROUPS, key, _dumps(value), "groups")
+
+    def group_race(self, now: datetime) -> Input:
+        """A teams (or roles) deletion racing its learners' group changes, their late launches
+        (before `requested_at`) and new ones, the request again and another request under its
+        id: produced now and over the next records, in an order of their own."""
+        draw = self.races
+        assert draw is not None
+        tenant = draw.choice(self.tenants)
+        learners = draw.sample(self.learners[tenant], draw.randint(1, len(self.learners[tenant])))
+        kind = draw.choice(("teams", "roles"))
+        pool = TEAMS if kind == "teams" else ROLES
+        wanted = draw.sample(pool, draw.randint(1, len(pool)))
+        requested_at = now - timedelta(minutes=draw.randrange(0, 600))
+        request: dict[str, Any] = {
+            "request_id": draw.choice(REQUEST_IDS) if draw.random() < 0.2 else f"g{self.made}",
+            "tenant_id": tenant,
+            "mode": draw.choice(("physical", "physical", "logical", "preview")),
+            "requested_at": _at(requested_at),
+            kind: wanted,
+        }
+        self.requests.append(request)
+
+        def groups(learner: str, member: bool) -> Callable[[datetime], Input]:
+            def make(_: datetime) -> Input:
+                key = f"{tenant}/{learner}".encode()
+                if not member and draw.random() < 0.3:
+                    return self._input(topics.LEARNER_GROUPS, key, None, "race: groups tombstone")
+                others = [g for g in pool if g not in wanted]
+                mine = list(wanted[:1]) if member else draw.sample(others, min(len(others), 1))
+                value = {
+                    "tenant_id": tenant,
+                    "learner_id": learner,
+                    "teams": mine if kind == "teams" else draw.sample(TEAMS, draw.randint(0, 1)),
+                    "roles": mine if kind == "roles" else draw.sample(ROLES, draw.randint(0, 1)),
+                }
+                note = f"race: groups {'in' if member else 'out of'} {wanted}"
+                return self._input(topics.LEARNER_GROUPS, key, _dumps(value), note)
+
+            return make
+
+        def launch(learner: str, before: bool) -> Callable[[datetime], Input]:
+            def make(at_now: datetime) -> Input:
+                if before:
+                    at = requested_at - timedelta(minutes=draw.randrange(1, 90 * 24 * 60))
+                else:
+                    at = min(at_now, requested_at + timedelta(minutes=draw.randrange(0, 600)))
+                record = {
+                    "event_id": f"ev{self.made}",
+                    "tenant_id": tenant,
+                    "learner_id": learner,
+                    "element_id": draw.choice(ELEMENTS),
+                    "attempt_id": draw.choice(ATTEMPTS),
+                    "launched_at": _at(at),
+                    "content_type": "scorm",
+                }
+                self.attempts.append(record)
+                note = f"race: launch {'before' if before else 'after'} requested_at"
+                return self._launch_record(record, note)
+
+            return make
+
+        def again(value: dict[str, Any], note: str) -> Callable[[datetime], Input]:
+            def make(_: datetime) -> Input:
+                return self._input(topics.ATTEMPT_DELETIONS, tenant.encode(), _dumps(value), note)
+
+            return make
+
+        later: list[Callable[[datetime], Input]] = [again(request, "race: teams deletion")]
+        for learner in learners:
+            later.append(groups(learner, draw.random() < 0.4))
+            for _ in range(draw.randint(0, 2)):
+                later.append(launch(learner, draw.random() < 0.7))
+        if draw.random() < 0.4:
+            later.append(again(request, "race: the teams deletion again"))
+        if draw.random() < 0.3:
+            other = {**request, "mode": draw.choice(("physical", "logical", "preview"))}
+            if other["mode"] == request["mode"]:
+                other[kind] = wanted[:1] if len(wanted) > 1 else list(pool)
+            later.append(again(other, "race: another request under its id"))
+        if draw.random() < 0.3 and request["mode"] != "physical":
+            then = {**request, "request_id": f"g{self.made}p", "mode": "physical"}
+            self.requests.append(then)
+            later.append(again(then, "race: then physically"))
+        draw.shuffle(later)
+        self.queued.extend(later)
+        return groups(learners[0], True)(now)  # a learner joins first
 
     def garbage(self) -> Input:
         rng = self.rng
