@@ -7,6 +7,7 @@ is added to REGRESSIONS and stays there.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 import pytest
 
@@ -82,13 +83,14 @@ REGRESSIONS: list[int] = [
 ]
 
 
-def test_every_seed_ends_exact() -> None:
-    failures = []
-    for seed in range(FIRST, FIRST + SEEDS):
-        result = run(generate(seed))
-        if not result.ok:
-            failures.append(explain(result, shrink_s=20))
+def assert_clean(seeds: Iterable[int]) -> None:
+    """Every seed's run ends exact; a failure is explained with its seed and a shrunk trace."""
+    failures = [explain(r, shrink_s=20) for r in (run(generate(s)) for s in seeds) if not r.ok]
     assert not failures, "\n\n".join(failures)
+
+
+def test_every_seed_ends_exact() -> None:
+    assert_clean(range(FIRST, FIRST + SEEDS))
 
 
 def test_every_seed_that_once_failed() -> None:
@@ -127,12 +129,7 @@ def test_seeds_whose_deletions_keep_only_their_first_learner(
 
     monkeypatch.setattr(learner_deletions, "KEPT_BYTES_MAX", 1_500)
     monkeypatch.setattr(learner_deletions, "CHUNK_ATTEMPTS", 1)
-    failures = []
-    for seed in range(5_100_000, 5_100_000 + max(SEEDS // 3, 100)):
-        result = run(generate(seed))
-        if not result.ok:
-            failures.append(explain(result, shrink_s=20))
-    assert not failures, "\n\n".join(failures)
+    assert_clean(range(5_100_000, 5_100_000 + max(SEEDS // 3, 100)))
 
 
 def test_seeds_with_group_races(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,9 +143,4 @@ def test_seeds_with_group_races(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "GROUP_RACES", True)
     monkeypatch.setattr(tenant_deletions, "PART_MAX_BYTES", 12)
     monkeypatch.setattr(learner_deletions, "CHUNK_ATTEMPTS", 1)
-    failures = []
-    for seed in range(10_474_000, 10_474_000 + max(SEEDS // 3, 100)):
-        result = run(generate(seed))
-        if not result.ok:
-            failures.append(explain(result, shrink_s=20))
-    assert not failures, "\n\n".join(failures)
+    assert_clean(range(10_474_000, 10_474_000 + max(SEEDS // 3, 100)))
