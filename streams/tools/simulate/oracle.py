@@ -795,19 +795,15 @@ def check_thresholds(
 
 
 def check_event_backing(log: MemoryLog) -> list[str]:
-    """Every threshold event is backed by a published count: its window's count records hold
-    one with its active learners and limit (same window shape), its threshold_learners is
-    ceil(limit x pct / 100), and its direction is the side of the threshold that count is on."""
+    """Every threshold event is consistent in itself: its threshold_learners is
+    ceil(limit x pct / 100), and its direction is the side of the threshold its count is on.
+
+    Whether a count record showed its count is not checked: a crash after the tenant stage's
+    state was written loses the flush's count record and its events alike; the takeover sends
+    the events again from the state (nothing lost) but the counts as they are by then (a later
+    count, or a tombstone when a license removed the window), so the count an event names may
+    never have been on the count topic (seed 10490110 with 1,500 actions)."""
     problems: list[str] = []
-    published: dict[tuple[str, str, str, int], set[tuple[int, Any]]] = {}
-    for _, record in log.all_records(topics.ACTIVE_LEARNER_COUNTS):
-        if record.value is None:
-            continue
-        value = json.loads(record.value)
-        window = value["window"]
-        published.setdefault(
-            (value["tenant_id"], window["start"], window["end"], window["months"]), set()
-        ).add((value["active_learners"], value["learner_limit"]))
     seen: set[str] = set()
     for _, record in log.all_records(topics.THRESHOLD_EVENTS):
         event = json.loads(record.value or b"null")
@@ -825,13 +821,6 @@ def check_event_backing(log: MemoryLog) -> list[str]:
         above = event["active_learners"] >= event["threshold_learners"]
         if above != (event["direction"] == "up"):
             problems.append(f"{what}: {event['active_learners']} of {event['threshold_learners']}")
-        key = (event["tenant_id"], window["start"], window["end"], window["months"])
-        if (event["active_learners"], event["learner_limit"]) not in published.get(key, set()):
-            problems.append(
-                f"{what}: {event['active_learners']} active learners of limit "
-                f"{event['learner_limit']}, which no count record of its window showed "
-                f"(published: {sorted(published.get(key, set()), key=str)})"
-            )
     return problems
 
 
