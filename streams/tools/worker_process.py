@@ -9,6 +9,7 @@ resident memory can be sampled (the benchmark's figure).
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -28,10 +29,42 @@ T = TypeVar("T")
 READY_LINE = "launch reader:"
 
 
+# `--processes N` serves on WEB_PORT .. WEB_PORT + N - 1: a port is chosen with this many free
+PORTS_KEPT_FREE = 4
+
+
 def free_port() -> int:
+    """A port nobody listens on, with the PORTS_KEPT_FREE - 1 after it, below the kernel's range
+    of ephemeral ports: a port bind(0) hands back is an ephemeral one, which an outgoing
+    connection (a Kafka client's) may take before the worker listens on it (seen once in CI:
+    "Address already in use")."""
+    low = _ephemeral_low()
+    if low < 11_000:  # a host whose ephemeral ports start low: the kernel's own choice, then
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    draw = random.Random()
+    for _ in range(1_000):
+        port = draw.randrange(10_000, low - PORTS_KEPT_FREE)
+        if all(_bindable(candidate) for candidate in range(port, port + PORTS_KEPT_FREE)):
+            return port
+    raise RuntimeError(f"no free port below {low} on 127.0.0.1")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def worker_env(settings: Settings, web_port: int) -> dict[str, str]:
