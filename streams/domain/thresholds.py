@@ -13,10 +13,13 @@ share an id.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from streams.domain.tenants import threshold_learners
 
@@ -85,9 +88,20 @@ def evaluate(
 # so one record of them all outgrew Kafka's record limit. The tenant stage keeps a record per
 # window start (`thr/{tenant}/{start}`) of its thresholds' state and last events, and each event
 # not yet confirmed sent as a record of its own. A window's record keeps an event without its
-# tenant and with its `notify` list as an index into the record's table of lists (a license's
-# list may be long, and is the same for every event of its time); `event_record` gives back the
-# exact record that was sent, so a takeover's re-send is identical.
+# tenant and with its `notify` list by name: a license's list may be long (100 addresses of up
+# to 320 characters), each license of a window may have had its own, and a table of them in the
+# record outgrew a record after some 30 licenses. Each list is a record of its own
+# (`thrn/{tenant}/{name}`), named by a hash of its content: the same list always has the same
+# name and the same value, so a record of it is never changed and never needs deleting before
+# the last window that names it. `event_record` gives back the exact record that was sent, so a
+# takeover's re-send is identical. (A record an earlier version wrote keeps its lists in a
+# table, `notify`, and names them by their index in it; it is read as it is and written anew
+# the first time its state changes.)
+
+
+def notify_name(notify: Sequence[str]) -> str:
+    """The name a `notify` list is stored under: a hash of its content."""
+    return hashlib.blake2b(orjson.dumps(list(notify)), digest_size=16).hexdigest()
 
 
 def event_record(tenant_id: str, kept: Mapping[str, Any], notify: list[str]) -> dict[str, Any]:
@@ -106,44 +120,55 @@ def event_record(tenant_id: str, kept: Mapping[str, Any], notify: list[str]) -> 
     }
 
 
-def kept_event(event: Mapping[str, Any], notify_lists: list[list[str]]) -> dict[str, Any]:
-    """An event as a window's record keeps it (its notify list added to the table if new)."""
-    notify = list(event["notify"])
-    if notify not in notify_lists:
-        notify_lists.append(notify)
+def kept_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """An event as a window's record keeps it: without its tenant, its list by name."""
     kept = {field: value for field, value in event.items() if field not in ("tenant_id", "notify")}
-    return {**kept, "notify": notify_lists.index(notify)}
+    return {**kept, "notify": notify_name(event["notify"])}
 
 
-def window_record(
-    pcts: Mapping[str, Mapping[str, Any]], notify_lists: list[list[str]]
-) -> dict[str, Any]:
-    """A window's stored record, its table of notify lists cut to the ones its events use."""
-    used: dict[int, int] = {}
-    table: list[list[str]] = []
+def named_lists(record: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, list]]:
+    """A window's stored record as this version keeps it: its thresholds' state with every
+    event's list by name, and the lists an earlier version's record held in its table (by
+    name: they are to be stored when the record is written anew)."""
+    table = record.get("notify", [])
+    lists: dict[str, list[str]] = {}
+    pcts: dict[str, dict[str, Any]] = {}
+    for pct, entry in record["pcts"].items():
+        event = entry.get("event")
+        if event and isinstance(event["notify"], int):
+            notify = table[event["notify"]]
+            name = notify_name(notify)
+            lists[name] = list(notify)
+            entry = {**entry, "event": {**event, "notify": name}}
+        pcts[pct] = dict(entry)
+    return pcts, lists
 
-    def renumbered(kept: Mapping[str, Any]) -> dict[str, Any]:
-        index = kept["notify"]
-        if index not in used:
-            used[index] = len(table)
-            table.append(notify_lists[index])
-        return {**kept, "notify": used[index]}
 
-    return {
-        "notify": table,
-        "pcts": {
-            pct: {**entry, "event": renumbered(entry["event"])}
+def names_used(pcts: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The names of the lists a window's last events use, each once, in threshold order."""
+    return list(
+        dict.fromkeys(
+            entry["event"]["notify"]
+            for _, entry in sorted(pcts.items(), key=lambda item: int(item[0]))
             if entry.get("event")
-            else dict(entry)
-            for pct, entry in pcts.items()
-        },
-    }
+        )
+    )
 
 
-def last_events(tenant_id: str, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+def event_notify(
+    record: Mapping[str, Any], kept: Mapping[str, Any], stored_list: Callable[[str], list[str]]
+) -> list[str]:
+    """A kept event's `notify` list: from the stored lists, or an earlier version's table."""
+    ref = kept["notify"]
+    return record["notify"][ref] if isinstance(ref, int) else stored_list(ref)
+
+
+def last_events(
+    tenant_id: str, record: Mapping[str, Any], stored_list: Callable[[str], list[str]]
+) -> list[dict[str, Any]]:
     """The last event of every threshold of a window's record."""
     return [
-        event_record(tenant_id, entry["event"], record["notify"][entry["event"]["notify"]])
+        event_record(tenant_id, entry["event"], event_notify(record, entry["event"], stored_list))
         for entry in record["pcts"].values()
         if entry.get("event")
     ]
@@ -151,21 +176,27 @@ def last_events(tenant_id: str, record: Mapping[str, Any]) -> list[dict[str, Any
 
 def split_legacy(
     state: Mapping[str, Any],
-) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, int], list[tuple[int, dict[str, Any]]]]]:
+) -> tuple[
+    dict[str, dict[str, Any]],
+    dict[str, list[str]],
+    dict[tuple[str, int], list[tuple[int, dict[str, Any]]]],
+]:
     """An older version's one record of a tenant ({"windows": {start: {pct: entry with a whole
-    event}}, "pending": [whole events]}) as per-window records, and the pending events by
-    window and threshold with their crossing numbers (they are the last crossings, in order:
-    every crossing was added to the list, and a tick emptied it)."""
+    event}}, "pending": [whole events]}) as per-window records, the `notify` lists their events
+    name, and the pending events by window and threshold with their crossing numbers (they are
+    the last crossings, in order: every crossing was added to the list, and a tick emptied it)."""
     records = {}
+    lists: dict[str, list[str]] = {}
     for start, pcts in state.get("windows", {}).items():
-        notify_lists: list[list[str]] = []
-        kept = {
-            pct: {**entry, "event": kept_event(entry["event"], notify_lists)}
-            if entry.get("event")
-            else dict(entry)
-            for pct, entry in pcts.items()
-        }
-        records[start] = window_record(kept, notify_lists)
+        kept = {}
+        for pct, entry in pcts.items():
+            if entry.get("event"):
+                event = entry["event"]
+                lists[notify_name(event["notify"])] = list(event["notify"])
+                kept[pct] = {**entry, "event": kept_event(event)}
+            else:
+                kept[pct] = dict(entry)
+        records[start] = {"pcts": kept}
     by_threshold: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for event in state.get("pending", []):
         by_threshold.setdefault((event["window"]["start"], event["threshold_pct"]), []).append(
@@ -177,4 +208,4 @@ def split_legacy(
         last = entry.get("crossings", len(events))
         first = last - len(events) + 1
         pending[(start, pct)] = [(first + n, event) for n, event in enumerate(events)]
-    return records, pending
+    return records, lists, pending

@@ -175,7 +175,7 @@ class DurableBatch:
             for key, value in self.scan(table, partition, prefix, after, limit)
         ]
 
-    def put(self, table: str, partition: int, key: bytes, value: Any) -> None:
+    def put(self, table: str, partition: int, key: bytes, value: Any, last: bool = False) -> None:
         # orjson's bytes keep the 4 KiB buffer they were written into; a batch holds thousands
         # of small values until its flush, so each is copied into a bytes of its own size
         encoded = bytes(memoryview(orjson.dumps(value)))
@@ -184,7 +184,7 @@ class DurableBatch:
                 f"{table} value of {len(encoded):,} bytes under {key[:80]!r} exceeds "
                 f"{MAX_RECORD_BYTES:,}"
             )
-        self._write(table, partition, key, (encoded, value))
+        self._write(table, partition, key, (encoded, value), last)
 
     def put_same(self, table: str, partition: int, keys_: Sequence[bytes], value: Any) -> None:
         encoded = bytes(memoryview(orjson.dumps(value)))
@@ -196,14 +196,17 @@ class DurableBatch:
     def delete(self, table: str, partition: int, key: bytes) -> None:
         self._write(table, partition, key, (None, _DELETED))
 
-    def _write(self, table: str, partition: int, key: bytes, entry: tuple[Any, Any]) -> None:
+    def _write(
+        self, table: str, partition: int, key: bytes, entry: tuple[Any, Any], last: bool = False
+    ) -> None:
         where = (table, partition)
         pending = self._writes.get(where)
         if pending is None:
             if table not in TABLES:
                 raise KeyError(f"unknown table {table!r}")
             pending = self._writes[where] = {}
-        self._undo.append(("w", where, key, pending.get(key, _MISSING)))
+        earlier = pending.pop(key, _MISSING) if last else pending.get(key, _MISSING)
+        self._undo.append(("w", where, key, earlier))
         pending[key] = entry
 
     def emit(

@@ -36,6 +36,8 @@ tenant stage, partitioned like tenant-commands (one partition per tenant)
                   thr/{tenant}/{window start}            a window's threshold state and last
                                                          events (`thr/{tenant}`: all windows in
                                                          one record, an older version's)
+                  thrn/{tenant}/{name}                   a `notify` list those events name
+                                                         (by a hash of it: never changed)
                   thrp/{tenant}/{start}/{pct}/{n}        an event not yet confirmed sent
                   del/{tenant}/{request}                 a deletion request and its receipt
                   open/{tenant}                          physical deletions not yet complete
@@ -219,6 +221,11 @@ def thresholds(tenant_id: str) -> bytes:
 
 def window_thresholds(tenant_id: str, start: str) -> bytes:
     return _join("thr", tenant_id, start)
+
+
+def threshold_notify(tenant_id: str, name: str) -> bytes:
+    """A `notify` list that a window's threshold events name (`notify_name`)."""
+    return _join("thrn", tenant_id, name)
 
 
 def pending_threshold_event(tenant_id: str, start: str, pct: int, crossing: int) -> bytes:

@@ -50,11 +50,13 @@ from streams.domain.tenants import (
 )
 from streams.domain.thresholds import (
     evaluate,
+    event_notify,
     event_record,
     kept_event,
     last_events,
+    named_lists,
+    names_used,
     split_legacy,
-    window_record,
 )
 from streams.domain.windows import Cut, Window, window_starting
 from streams.stages import commands, ingest, keys, metrics
@@ -208,7 +210,8 @@ class TenantStage:
         for key, thr in _scan_all(batch, partition, keys.THRESHOLDS):
             tenant_id, start = keys.thresholds_key_parts(key)
             if start is not None:
-                last += [(tenant_id, event) for event in last_events(tenant_id, thr)]
+                stored_list = _stored_lists(batch, partition, tenant_id)
+                last += [(tenant_id, event) for event in last_events(tenant_id, thr, stored_list)]
             else:
                 pending += [(tenant_id, event) for event in thr.get("pending", [])]
                 for per_pct in thr["windows"].values():
@@ -309,14 +312,15 @@ class TenantStage:
             return  # nothing fires without a limit, and the state stays as it is
         records = self._threshold_records(batch, partition, tenant_id, windows)
         counts = {start: published[start][0] for start in windows if start in published}
+        # the lists to store: the new events' lists, and those of an earlier version's records
+        lists: dict[str, list[str]] = {}
+        stored: dict[str, dict[str, Any]] = {}
+        for start, record in records.items():
+            stored[start], earlier = named_lists(record)
+            lists.update(earlier)
         state, crossings = evaluate(
-            tenant_id,
-            {start: record["pcts"] for start, record in records.items()},
-            counts,
-            license_.learner_limit,
-            license_.thresholds,
+            tenant_id, stored, counts, license_.learner_limit, license_.thresholds
         )
-        notify_lists = {start: list(record["notify"]) for start, record in records.items()}
         for crossing in crossings:
             window = windows[crossing.window]
             event = {
@@ -336,7 +340,8 @@ class TenantStage:
                 "occurred_at": now.isoformat(),
             }
             entry = state[crossing.window][str(crossing.pct)]
-            entry["event"] = kept_event(event, notify_lists[crossing.window])
+            entry["event"] = kept_event(event)
+            lists[entry["event"]["notify"]] = list(license_.notify)
             pending = keys.pending_threshold_event(
                 tenant_id, crossing.window, crossing.pct, entry["crossings"]
             )
@@ -347,12 +352,7 @@ class TenantStage:
             )
         for start, record in records.items():
             if state[start] != record["pcts"]:
-                batch.put(
-                    keys.TENANT_STATE,
-                    partition,
-                    keys.window_thresholds(tenant_id, start),
-                    window_record(state[start], notify_lists[start]),
-                )
+                _put_window_record(batch, partition, tenant_id, start, state[start], lists)
 
     @staticmethod
     def _threshold_records(
@@ -363,10 +363,9 @@ class TenantStage:
         legacy_key = keys.thresholds(tenant_id)
         legacy = batch.get(keys.TENANT_STATE, partition, legacy_key)
         if legacy is not None:
-            records, pending = split_legacy(legacy)
+            records, lists, pending = split_legacy(legacy)
             for start, record in records.items():
-                key = keys.window_thresholds(tenant_id, start)
-                batch.put(keys.TENANT_STATE, partition, key, record)
+                _put_window_record(batch, partition, tenant_id, start, record["pcts"], lists)
             for (start, pct), events in pending.items():
                 for crossing, event in events:
                     key = keys.pending_threshold_event(tenant_id, start, pct, crossing)
@@ -454,7 +453,8 @@ class TenantStage:
             entry = record["pcts"].get(pct)
             if entry and entry.get("event"):
                 kept = entry["event"]
-                event = event_record(tenant_id, kept, record["notify"][kept["notify"]])
+                stored_list = _stored_lists(batch, partition, tenant_id)
+                event = event_record(tenant_id, kept, event_notify(record, kept, stored_list))
                 batch.emit(topics.THRESHOLD_EVENTS, tenant_id.encode(), encode(event), partition)
             return
         legacy = batch.get(keys.TENANT_STATE, partition, keys.thresholds(tenant_id)) or {}
@@ -477,6 +477,36 @@ class TenantStage:
             self.deletions.emit_receipt(batch, partition, receipt)
         for receipt in (stored.get("conflicts") or {}).values():
             self.deletions.emit_receipt(batch, partition, receipt)
+
+
+def _put_window_record(
+    batch: Batch,
+    partition: int,
+    tenant_id: str,
+    start: str,
+    pcts: dict[str, dict[str, Any]],
+    lists: dict[str, list[str]],
+) -> None:
+    """Write a window's threshold record after the lists it names that are new here (a crash
+    may land only the first records of a changelog send: never a record without its lists)."""
+    for name in names_used(pcts):
+        if name in lists:
+            key = keys.threshold_notify(tenant_id, name)
+            batch.put(keys.TENANT_STATE, partition, key, lists[name])
+    key = keys.window_thresholds(tenant_id, start)
+    batch.put(keys.TENANT_STATE, partition, key, {"pcts": pcts}, last=True)
+
+
+def _stored_lists(batch: Batch, partition: int, tenant_id: str) -> Callable[[str], list[str]]:
+    """How the lists a tenant's window records name are read (`last_events`)."""
+
+    def stored_list(name: str) -> list[str]:
+        notify = batch.get(keys.TENANT_STATE, partition, keys.threshold_notify(tenant_id, name))
+        if notify is None:  # a record is written after its lists, and they are never deleted
+            raise LookupError(f"{tenant_id}'s threshold state names a list it lacks: {name}")
+        return list(notify)
+
+    return stored_list
 
 
 def _scan_all(batch: Batch, partition: int, prefix: bytes) -> list[tuple[bytes, Any]]:

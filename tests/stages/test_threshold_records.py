@@ -14,7 +14,7 @@ from __future__ import annotations
 import orjson
 
 from schemas import topics
-from streams.domain.thresholds import event_record, split_legacy
+from streams.domain.thresholds import event_record, notify_name, split_legacy
 from streams.stages import keys
 from streams.tools.simulate import runner
 from tests.stages.pipeline import Pipeline, launch, license_
@@ -125,13 +125,13 @@ def test_an_older_versions_record_is_split_with_its_events_unchanged() -> None:
         },
         "pending": [up, down, up_again],
     }
-    records, pending = split_legacy(legacy)
+    records, lists, pending = split_legacy(legacy)
 
     record = records["2026-01-01"]
     kept = record["pcts"]["80"]["event"]
-    assert event_record("acme", kept, record["notify"][kept["notify"]]) == up_again
+    assert event_record("acme", kept, lists[kept["notify"]]) == up_again
     assert record["pcts"]["90"] == {"above": False, "crossings": 0}
-    assert record["notify"] == [[]]  # only the lists its last events use
+    assert lists == {notify_name([]): []}  # only the lists its last events use
     assert pending == {("2026-01-01", 80): [(1, up), (2, down), (3, up_again)]}
 
 

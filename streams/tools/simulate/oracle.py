@@ -802,19 +802,34 @@ def check_event_backing(log: MemoryLog) -> list[str]:
     state was written loses the flush's count record and its events alike; the takeover sends
     the events again from the state (nothing lost) but the counts as they are by then (a later
     count, or a tombstone when a license removed the window), so the count an event names may
-    never have been on the count topic (seed 10490110 with 1,500 actions)."""
+    never have been on the count topic (seed 10490110 with 1,500 actions).
+
+    An event sent again is identical (a takeover sends it from the state), and its `notify`
+    list is one a license of its tenant named (the state keeps lists apart from the events)."""
     problems: list[str] = []
-    seen: set[str] = set()
+    seen: dict[str, dict[str, Any]] = {}
+    notify_lists: dict[str, list[list[str]]] = {}
+    for _, record in log.all_records(topics.LICENSES):
+        try:
+            license_ = json.loads(record.value or b"null")
+        except ValueError:
+            continue  # hostile input: dead-lettered
+        if isinstance(license_, dict) and isinstance(license_.get("notify"), list):
+            notify_lists.setdefault(str(license_.get("tenant_id")), []).append(license_["notify"])
     for _, record in log.all_records(topics.THRESHOLD_EVENTS):
         event = json.loads(record.value or b"null")
-        if event["event_id"] in seen:
-            continue
-        seen.add(event["event_id"])
         window = event["window"]
         what = (
             f"event {event['tenant_id']} {window['start']} {event['threshold_pct']}% "
             f"{event['direction']}"
         )
+        first = seen.setdefault(event["event_id"], event)
+        if first is not event:
+            if event != first:
+                problems.append(f"{what}: sent again as {event}, first as {first}")
+            continue
+        if event["notify"] not in notify_lists.get(event["tenant_id"], []):
+            problems.append(f"{what}: notify {event['notify']} is no license's")
         wanted = -(-event["learner_limit"] * event["threshold_pct"] // 100)  # the contract's ceil
         if event["threshold_learners"] != wanted:
             problems.append(f"{what}: threshold_learners {event['threshold_learners']} != {wanted}")

@@ -25,6 +25,12 @@ ATTEMPTS = ("a0", "a1", "a2", "a3")
 ZONES = ("UTC", "Asia/Tokyo", "America/New_York", "Australia/Lord_Howe", "Europe/Berlin")
 TEAMS = ("red", "blue", "green")
 ROLES = ("author", "reader")
+NOTIFY_LISTS: tuple[list[str], ...] = (
+    ["admin@example.com"],
+    [],
+    ["billing@example.com", "admin@example.com"],
+    ["admin@example.com", "billing@example.com"],  # the same addresses, another list
+)
 REQUEST_IDS = ("r1", "r2", "r3", "r4", "r/5", "r6")
 
 
@@ -188,7 +194,9 @@ class Workload:
             "window_months": rng.choice((1, 3, 12)),
             "learner_limit": rng.choice((None, 1, 2, 3, 4, 6)),
             "thresholds": sorted(rng.sample((50, 80, 100, 120), rng.randint(0, 3))),
-            "notify": ["admin@example.com"],
+            # licenses name different lists (taken from the start: the random stream of every
+            # seed stays as it was), so events name lists the state keeps apart from them
+            "notify": NOTIFY_LISTS[start.toordinal() % len(NOTIFY_LISTS)],
             "timezone": rng.choice(ZONES),
         }
         history.append(value)
