@@ -27,6 +27,7 @@ twice, whatever a crash cut short.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -78,19 +79,15 @@ class TenantStage:
         self.deletions = TenantDeletions(learner_partitions)
         self.clock = clock  # only for records re-sent to answer a deposed owner's
 
-    async def handle_record(self, batch: Batch, record: Record) -> None:
-        await self.handle(batch, record.value, record.partition, record.offset, record.timestamp)
-
     def give_up(self, batch: Batch, record: Record, exc: BaseException) -> None:
         ingest.give_up(batch, record, exc, _time(record.timestamp))
 
-    async def handle(
-        self, batch: Batch, value: bytes | None, partition: int, offset: int, timestamp_ms: int
-    ) -> None:
-        now = _time(timestamp_ms)  # the command's own time: a replay decides the same
-        match commands.decode(value):
+    async def handle_record(self, batch: Batch, record: Record) -> None:
+        partition, offset = record.partition, record.offset
+        now = _time(record.timestamp)  # the command's own time: a replay decides the same
+        match commands.decode(record.value):
             case commands.Partials() as command:
-                self.on_partials(batch, partition, command, now)
+                self.on_partials(batch, record, command, now)
             case commands.License() as command:
                 self.on_license(batch, partition, command, now)
             case commands.DeletionRequest() as command:
@@ -119,16 +116,38 @@ class TenantStage:
         self.publish(batch, partition, command.tenant_id, now)
 
     def on_partials(
-        self, batch: Batch, partition: int, command: commands.Partials, now: datetime
+        self, batch: Batch, record: Record, command: commands.Partials, now: datetime
     ) -> None:
-        """Partial counts of several tenants, each from one or more learner partitions."""
+        """Partial counts of several tenants, each from one or more learner partitions.
+
+        Each tenant is applied whole or not at all: one that fails (a bug, never an input) is
+        dead-lettered on its own, and the others' counts go on (given up with the command, a
+        tenant that failed every time froze the counts of every tenant it was sent with)."""
         for tenant_id, parts in command.tenants.items():
-            # the earliest launch behind these reports: only for the latency metric
-            launched = [p.pop("oldest_ms", None) for p in parts.values()]
-            oldest_ms = min((ms for ms in launched if ms), default=None)
-            self._take_partials(batch, partition, tenant_id, parts)
-            if self.publish(batch, partition, tenant_id, now) and oldest_ms:
-                batch.on_durable(_observe_latency(oldest_ms))
+            mark = batch.savepoint()
+            try:
+                self._on_partial(batch, record.partition, tenant_id, parts, now)
+            except Exception as exc:  # (nothing here flushes: Fenced cannot come from it)
+                batch.rollback(mark)
+                log.error(
+                    "%s: the partial counts of %r failed; dead-lettered",
+                    record.position(),
+                    tenant_id,
+                    exc_info=(type(exc), exc, exc.__traceback__),
+                )
+                metrics.stage_errors_total.labels("tenants").inc()
+                alone = commands.encode(commands.Partials({tenant_id: parts}))
+                self.give_up(batch, dataclasses.replace(record, value=alone), exc)
+
+    def _on_partial(
+        self, batch: Batch, partition: int, tenant_id: str, parts: dict[str, Any], now: datetime
+    ) -> None:
+        # the earliest launch behind these reports: only for the latency metric
+        launched = [p.pop("oldest_ms", None) for p in parts.values()]
+        oldest_ms = min((ms for ms in launched if ms), default=None)
+        self._take_partials(batch, partition, tenant_id, parts)
+        if self.publish(batch, partition, tenant_id, now) and oldest_ms:
+            batch.on_durable(_observe_latency(oldest_ms))
 
     def on_part_report(
         self,

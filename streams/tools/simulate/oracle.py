@@ -871,6 +871,10 @@ def check_dead_letters(log: MemoryLog, model: Model) -> list[str]:
         allowed = model.dead.get(source, set()) | model.maybe_dead.get(source, set())
         if source[0] == topics.LAUNCHES and reasons - allowed:
             problems.append(f"{source}: dead letter {sorted(reasons - allowed)} not expected")
+        if source[0] in (topics.LEARNER_COMMANDS, topics.TENANT_COMMANDS):
+            # the stages write them: a dead letter of one is a stage's failure, also one that
+            # gave up a part of a command (a tenant's partial counts) and went on
+            problems.append(f"{source}: dead letter of a command {sorted(reasons)}")
     return problems
 
 
