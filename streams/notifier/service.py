@@ -272,12 +272,11 @@ class Notifier:
                 self.store.put(event.event_id, stored["outcome"], now)
         else:
             self.enqueue_webhooks(record, event, now)
-            owed: list[str] = []
-            outcome = await self.notify(record, event, now, owed)
+            outcome, owed = await self.notify(record, event, now)
             # recorded before its dead letter is sent: once mailed, a crash must not mail again
-            self.store.put(event.event_id, outcome, now, owed[0] if owed else None)
-            if owed:
-                await self.dead_letter(record, owed[0], now)
+            self.store.put(event.event_id, outcome, now, owed)
+            if owed is not None:
+                await self.dead_letter(record, owed, now)
                 self.store.put(event.event_id, outcome, now)
         notifications_total.labels(outcome).inc()
         return outcome
@@ -293,36 +292,36 @@ class Notifier:
         self.webhooks.enqueue(event.event_id, event.tenant_id, urls, record.value, now)
 
     async def notify(
-        self, record: InputRecord, event: MailableEvent, now: datetime, owed: list[str]
-    ) -> str:
-        """Mail the event; a dead letter due after the e-mail went out is appended to `owed`
-        (the caller records the event first, then sends it)."""
+        self, record: InputRecord, event: MailableEvent, now: datetime
+    ) -> tuple[str, str | None]:
+        """Mail the event: its outcome, and the detail of a dead letter due after the e-mail
+        went out (the caller records the event first, then sends it)."""
         if is_backfill(event, now):
             self.warn_backfill(event.tenant_id)
-            return "skipped_backfill"
+            return "skipped_backfill", None
         if not event.notify:
-            return "no_recipients"
+            return "no_recipients", None
         recipients, problems = split_recipients(event.notify)
         notifications_total.labels("address_invalid").inc(len(problems))
         if not recipients:
             await self.dead_letter(record, "no usable address: " + "; ".join(problems), now)
-            return "invalid"
+            return "invalid", None
         waiting = self.behind_earlier_mail(event.tenant_id, recipients)
         to_send = [address for address in recipients if address not in waiting]
         # composed also when every address waits: an event no e-mail can hold is dead-lettered
         message = compose(event, self.sender, to_send or recipients)
         if isinstance(message, Rejected):
             await self.dead_letter(record, message.detail, now)
-            return "invalid"
+            return "invalid", None
         delivery = await self.deliver(event, message, to_send, waiting)
         self.defer(record, event, delivery.deferred, now)
         problems += delivery.problems
-        if problems:
-            summary = f"mailed {delivery.mailed} of {len(event.notify)} addresses"
-            if delivery.deferred:
-                summary += f" ({len(delivery.deferred)} more retried later)"
-            owed.append("; ".join([summary, *problems]))
-        return delivery.outcome
+        if not problems:
+            return delivery.outcome, None
+        summary = f"mailed {delivery.mailed} of {len(event.notify)} addresses"
+        if delivery.deferred:
+            summary += f" ({len(delivery.deferred)} more retried later)"
+        return delivery.outcome, "; ".join([summary, *problems])
 
     def behind_earlier_mail(self, tenant_id: str, recipients: list[str]) -> list[str]:
         """The addresses with e-mail of this tenant's earlier events still pending: the next
