@@ -282,7 +282,16 @@ def earlier_delivery(
     receipt = model.receipt(record["tenant_id"], record["request_id"])
     if receipt is None:
         return None
-    same = (
+    if not same_request(receipt, record, requested_at_given):
+        raise ApiError(
+            409, f"request_id {record['request_id']!r} was already used for another request"
+        )
+    return receipt
+
+
+def same_request(receipt: dict[str, Any], record: dict[str, Any], requested_at_given: bool) -> bool:
+    """Whether the receipt of a request id's owner is `record`'s (see earlier_delivery)."""
+    return (
         receipt["mode"] == record["mode"]
         and receipt.get("selector") is not None
         and Selector.from_json(receipt["selector"]) == Selector.of_fields(record)
@@ -294,11 +303,6 @@ def earlier_delivery(
             )
         )
     )
-    if not same:
-        raise ApiError(
-            409, f"request_id {record['request_id']!r} was already used for another request"
-        )
-    return receipt
 
 
 def removed_share(receipt: dict[str, Any]) -> tuple[float, str | None]:
@@ -376,14 +380,17 @@ MAX_RECEIPTS_LISTED = 10_000
 
 
 def receipt_matcher(record: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
-    """Whether a receipt answers this very request (not another one sent under its id)."""
+    """Whether a receipt answers this very request (not another one sent under its id).
+
+    The request is what the stages' fingerprint says: mode, selector and `requested_at`. Who
+    sent it is not part of it: the same request from a second administrator is a redelivery,
+    answered with the receipt that names the first one."""
     selector = Selector.of_fields(record)
     requested_at = instant(record["requested_at"])
 
     def answers(receipt: dict[str, Any]) -> bool:
         return (
             receipt["mode"] == record["mode"]
-            and receipt.get("requested_by") == record.get("requested_by")
             and receipt.get("selector") is not None
             and Selector.from_json(receipt["selector"]) == selector
             and receipt.get("requested_at") is not None

@@ -102,12 +102,35 @@ async def delete(
     if earlier is not None:
         return 200, earlier, record
     api.check_preview(model, record, body, now, settings.deletion_max_share)
+    deadline = asyncio.get_running_loop().time() + RECEIPT_WAIT_S
     receipt = await submit(record)
+    if receipt is not None and is_reused_id_receipt(receipt) and "requested_at" not in body:
+        # Another request took the id first. Without requested_at, mode and selector decide
+        # (earlier_delivery): a retry sent while the first call is under way got a
+        # requested_at of its own, so the stages told it apart; the first one's receipt tells.
+        receipt = await first_request_receipt(record, receipt, deadline)
     if receipt is None:
         return 202, {"request_id": record["request_id"]}, record
     if is_reused_id_receipt(receipt):  # another request took the id first
         raise api.ApiError(409, receipt["error"])
     return 200, receipt, record
+
+
+async def first_request_receipt(
+    record: dict[str, Any], refused: dict[str, Any], deadline: float
+) -> dict[str, Any] | None:
+    """The receipt of the request that owns `record`'s request id when that request is
+    `record`'s (mode and selector), else `record`'s own error receipt `refused`; None when the
+    owner's receipt does not come by `deadline`."""
+    owner = await model.wait_for_receipt(
+        record["tenant_id"],
+        record["request_id"],
+        max(0.0, deadline - asyncio.get_running_loop().time()),
+        lambda receipt: not is_reused_id_receipt(receipt),
+    )
+    if owner is None:
+        return None
+    return owner if api.same_request(owner, record, requested_at_given=False) else refused
 
 
 @app.page("/api/tenants/{tenant_id}/deletions")

@@ -346,8 +346,16 @@ def plan_part(
                 size += kept_bytes(learner_key, before, removal)
             if not removal.removed:
                 continue
-            report.attempts_affected += len(removal.removed)
-            report.learners_affected += 1
+            affected = len(removal.removed)
+            if mode == "logical":
+                # an attempt an earlier logical deletion hid is not hidden again (a physical
+                # deletion or a preview counts it: it is removed). Read before this part marks
+                # anything: a replay reports this outcome as stored.
+                hidden = {key for key, record in rows if record.get("logically_deleted")}
+                affected = sum(key not in hidden for key in removal.removed)
+            if affected:
+                report.attempts_affected += affected
+                report.learners_affected += 1
             losses.update({w: -n for w, n in removal.window_changes.items() if n < 0})
             if chosen.attempts is not None:
                 by_key = dict(rows)

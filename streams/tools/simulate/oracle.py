@@ -438,10 +438,16 @@ class Model:
             for window in windows_before - windows_after:
                 losses[window] = losses.get(window, 0) + 1
         gone.update(chosen)
+        # a logical deletion affects the attempts it hides, not those hidden before
+        affected = [
+            ident
+            for ident in chosen
+            if mode != "logical" or not model.attempts[ident].logically_deleted
+        ]
         model.parts[key] = {
-            "attempts_affected": len(chosen),
-            "learners_affected": len(by_learner),
-            "learners": set(by_learner),
+            "attempts_affected": len(affected),
+            "learners_affected": len({ident[1] for ident in affected}),
+            "learners": {ident[1] for ident in affected},
             "losses": losses if mode != "logical" else {},
             "counts": counts,
         }
