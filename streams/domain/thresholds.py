@@ -130,7 +130,9 @@ def named_lists(record: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], d
     """A window's stored record as this version keeps it: its thresholds' state with every
     event's list by name, and the lists an earlier version's record held in its table (by
     name: they are to be stored when the record is written anew)."""
-    table = record.get("notify", [])
+    table = record.get("notify")
+    if not table:  # (this version's record: as it is, `evaluate` copies what it changes)
+        return record["pcts"], {}
     lists: dict[str, list[str]] = {}
     pcts: dict[str, dict[str, Any]] = {}
     for pct, entry in record["pcts"].items():
