@@ -175,7 +175,7 @@ class DurableBatch:
             for key, value in self.scan(table, partition, prefix, after, limit)
         ]
 
-    def put(self, table: str, partition: int, key: bytes, value: Any, last: bool = False) -> None:
+    def put(self, table: str, partition: int, key: bytes, value: Any) -> None:
         # orjson's bytes keep the 4 KiB buffer they were written into; a batch holds thousands
         # of small values until its flush, so each is copied into a bytes of its own size
         encoded = bytes(memoryview(orjson.dumps(value)))
@@ -184,7 +184,7 @@ class DurableBatch:
                 f"{table} value of {len(encoded):,} bytes under {key[:80]!r} exceeds "
                 f"{MAX_RECORD_BYTES:,}"
             )
-        self._write(table, partition, key, (encoded, value), last)
+        self._write(table, partition, key, (encoded, value))
 
     def put_same(self, table: str, partition: int, keys_: Sequence[bytes], value: Any) -> None:
         encoded = bytes(memoryview(orjson.dumps(value)))
@@ -196,17 +196,14 @@ class DurableBatch:
     def delete(self, table: str, partition: int, key: bytes) -> None:
         self._write(table, partition, key, (None, _DELETED))
 
-    def _write(
-        self, table: str, partition: int, key: bytes, entry: tuple[Any, Any], last: bool = False
-    ) -> None:
+    def _write(self, table: str, partition: int, key: bytes, entry: tuple[Any, Any]) -> None:
         where = (table, partition)
         pending = self._writes.get(where)
         if pending is None:
             if table not in TABLES:
                 raise KeyError(f"unknown table {table!r}")
             pending = self._writes[where] = {}
-        earlier = pending.pop(key, _MISSING) if last else pending.get(key, _MISSING)
-        self._undo.append(("w", where, key, earlier))
+        self._undo.append(("w", where, key, pending.get(key, _MISSING)))
         pending[key] = entry
 
     def emit(
@@ -297,6 +294,9 @@ class DurableBatch:
                 tp = (changelog, partition)
                 changelog_headers[tp] = epoch_header(self._own.epoch_of(stage, partition))
                 changelog_groups[tp] = [(key, encoded) for key, (encoded, _) in rows.items()]
+                rank = keys.CHANGELOG_ORDER.get(table)
+                if rank is not None:  # (a stable sort: the first-write order within a rank)
+                    changelog_groups[tp].sort(key=lambda row: rank(row[0] or b""))
             if changelog_groups:
                 acked.update(await self._log.send(changelog_groups, changelog_headers))
             zombies = await self._follow_lineage(acked)

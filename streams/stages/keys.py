@@ -252,8 +252,35 @@ def open_deletions(tenant_id: str) -> bytes:
     return _join("open", tenant_id)
 
 
+def threshold_notify_name(key: bytes) -> str:
+    """The name of a `thrn/` key's list (what `notify_name` gives for its value)."""
+    return key[len(THRESHOLD_NOTIFY) :].decode().partition("/")[2]
+
+
 THRESHOLDS = b"thr/"
+THRESHOLD_NOTIFY = b"thrn/"
 PENDING_THRESHOLD_EVENTS = b"thrp/"  # scanned at every tick: apart from the window records
+
+
+# -- the order of a flush's records in a changelog ---------------------------------------------
+def _tenant_state_rank(key: bytes) -> int:
+    """A crash may land only the first records of a changelog send, so what other records name
+    goes first: `notify` lists and events not yet confirmed sent (they depend on nothing), then
+    the rest in the order of their first write, and an older version's one threshold record of
+    a tenant (`thr/{tenant}`) last, as its deletion must not land before the window records
+    split from it. (A window record moved behind every write of its batch lost them when the
+    deletion landed alone; kept in its place, a later event of its batch behind it was lost:
+    tests/stages/test_threshold_lists_review.py.)"""
+    if key.startswith((THRESHOLD_NOTIFY, PENDING_THRESHOLD_EVENTS)):
+        return 0
+    if key.startswith(THRESHOLDS) and key.count(b"/") == 1:
+        return 2
+    return 1
+
+
+# table -> the rank of a key's record in a flush's changelog records (stable: the first-write
+# order within a rank); a table not named here sends them in the order of their first write
+CHANGELOG_ORDER = {TENANT_STATE: _tenant_state_rank}
 
 
 # -- outputs --------------------------------------------------------------------------------

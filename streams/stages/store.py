@@ -264,11 +264,10 @@ class Batch(Protocol):
         """`scan`, with the values as stored (JSON bytes): for reading many rows fast."""
         ...
 
-    def put(self, table: str, partition: int, key: bytes, value: Any, last: bool = False) -> None:
+    def put(self, table: str, partition: int, key: bytes, value: Any) -> None:
         """Write `value` under `key` in this batch. A batch's writes to a partition reach its
-        changelog in the order of their first write; `last` moves the key after every write so
-        far (a crash may land only the first records of a send: a record that names others
-        written in the same batch goes after them)."""
+        changelog in the order of their first write, unless the table orders them otherwise
+        (`keys.CHANGELOG_ORDER`)."""
         ...
 
     def put_same(self, table: str, partition: int, keys: Sequence[bytes], value: Any) -> None:

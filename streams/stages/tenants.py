@@ -57,6 +57,7 @@ from streams.domain.thresholds import (
     last_events,
     named_lists,
     names_used,
+    notify_name,
     split_legacy,
 )
 from streams.domain.windows import Cut, Window, window_starting
@@ -408,6 +409,7 @@ class TenantStage:
         now = self.clock()
         for record in records:
             if topic == topics.TENANT_STATE_CHANGELOG:
+                _keep_list(batch, partition, record)
                 self._answer_publications(batch, partition, record, now)
             elif topic == topics.ACTIVE_LEARNER_COUNTS and record.key is not None:
                 tenant_id, _, start = record.key.decode().rpartition("/")
@@ -506,14 +508,29 @@ def _put_window_record(
     pcts: dict[str, dict[str, Any]],
     lists: dict[str, list[str]],
 ) -> None:
-    """Write a window's threshold record after the lists it names that are new here (a crash
-    may land only the first records of a changelog send: never a record without its lists)."""
+    """Write a window's threshold record and the lists it names that are new here (the lists
+    reach the changelog first: `keys.CHANGELOG_ORDER`)."""
     for name in names_used(pcts):
         if name in lists:
             key = keys.threshold_notify(tenant_id, name)
             batch.put(keys.TENANT_STATE, partition, key, lists[name])
     key = keys.window_thresholds(tenant_id, start)
-    batch.put(keys.TENANT_STATE, partition, key, {"pcts": pcts}, last=True)
+    batch.put(keys.TENANT_STATE, partition, key, {"pcts": pcts})
+
+
+def _keep_list(batch: Batch, partition: int, record: LogRecord) -> None:
+    """A deposed owner's record of a `notify` list stays (its key was just written again as a
+    tombstone where this owner lacks it): a list's name is a hash of its content, so the record
+    is right whatever its epoch, and a restore from the changelog's start may keep the deposed
+    owner's window record that names it (both landed before this owner's takeover record).
+    Tombstoned, a crash landing only the tombstone (or Kafka's cleaner removing this owner's
+    own record of the list) left every later restore a record naming a list it lacks, and
+    every takeover failed on it (tests/stages/test_threshold_lists_review.py)."""
+    if record.key is None or not record.key.startswith(keys.THRESHOLD_NOTIFY) or not record.value:
+        return
+    notify = orjson.loads(record.value)
+    if isinstance(notify, list) and notify_name(notify) == keys.threshold_notify_name(record.key):
+        batch.put(keys.TENANT_STATE, partition, record.key, notify)
 
 
 def _stored_lists(batch: Batch, partition: int, tenant_id: str) -> Callable[[str], list[str]]:

@@ -26,24 +26,44 @@ OPS = ["ops@acme.example"]
 BILLING = ["billing@acme.example", "cfo@acme.example"]
 
 
-def test_a_write_put_last_reaches_the_changelog_after_every_write_before_it() -> None:
+def test_a_flush_sends_what_other_records_name_first_and_an_older_record_last() -> None:
+    """A crash may land only the first records of a changelog send: the tenant-state records
+    nothing depends on (lists, events not yet confirmed sent) go first, an older version's one
+    threshold record of a tenant (deleted once split) last, the rest in first-write order."""
     state, log = MemoryState(), MemoryLog(1)
     ownership = Ownership()
     ownership.claim("tenant", 0, (1, 0))
+    ownership.claim("learner", 0, (1, 0))
     batch = DurableBatch(state, log, ownership)
     table = keys.TENANT_STATE
-    batch.put(table, 0, b"thr/acme/2026-01-01", {"v": 1}, last=True)
-    batch.put(table, 0, b"thrn/acme/a", ["a"])
-    batch.put(table, 0, b"thr/acme/2026-01-01", {"v": 2})  # not last: keeps its place
-    batch.put(table, 0, b"thrn/acme/b", ["b"])
-    batch.put(table, 0, b"thr/acme/2026-01-01", {"v": 3}, last=True)
+    window = keys.window_thresholds("acme", "2026-01-01")
+    batch.put(table, 0, window, {"v": 1})
+    batch.delete(table, 0, keys.thresholds("acme"))
+    batch.put(table, 0, keys.published("acme"), {"p": 1})
+    batch.put(table, 0, keys.threshold_notify("acme", "a"), ["a"])
+    pending = keys.pending_threshold_event("acme", "2026-01-01", 50, 2)
+    batch.put(table, 0, pending, {"e": 2})
+    mark = batch.savepoint()
+    batch.put(table, 0, keys.threshold_notify("acme", "c"), ["c"])
+    batch.rollback(mark)  # a failed event's list goes
+    batch.put(table, 0, window, {"v": 2})
+    # another table keeps the order of first writes
+    batch.put(keys.LEARNER_STATE, 0, b"m/acme/l1", {"w": 1})
+    batch.put(keys.LEARNER_STATE, 0, b"lic/acme", {"license": None})
     asyncio.run(batch.flush())
-    sent = [(r.key, orjson.loads(r.value)) for r in log.records(topics.TENANT_STATE_CHANGELOG, 0)]
-    assert sent == [
-        (b"thrn/acme/a", ["a"]),
-        (b"thrn/acme/b", ["b"]),
-        (b"thr/acme/2026-01-01", {"v": 3}),
+    sent = [
+        (r.key, r.value and orjson.loads(r.value))
+        for r in log.records(topics.TENANT_STATE_CHANGELOG, 0)
     ]
+    assert sent == [
+        (keys.threshold_notify("acme", "a"), ["a"]),
+        (pending, {"e": 2}),
+        (window, {"v": 2}),
+        (keys.published("acme"), {"p": 1}),
+        (keys.thresholds("acme"), None),
+    ]
+    learner = [r.key for r in log.records(topics.LEARNER_STATE_CHANGELOG, 0)]
+    assert learner == [b"m/acme/l1", b"lic/acme"]
 
 
 def tenant_state(p: Pipeline) -> dict[bytes, object]:
