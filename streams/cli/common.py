@@ -94,6 +94,11 @@ def non_negative_int(text: str) -> int:
     return _int_at_least(text, 0)
 
 
+# Seconds an option may give (about 31 years): a finite 1e308 is still infinite in the
+# milliseconds the Kafka clients count (int(1e308 * 1000) raises OverflowError).
+MAX_SECONDS = 1e9
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -103,6 +108,10 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of at most {MAX_SECONDS:,.0f}, got {text!r}"
+        )
     return value
 
 

@@ -25,7 +25,7 @@ from streams.cli.common import CommandError, require_broker, require_topics
 from streams.config.settings import Settings
 from streams.domain.decoding import FUTURE_TOLERANCE
 from streams.domain.deletions import build_request
-from streams.domain.selectors import Selector
+from streams.domain.selectors import Selector, id_lines
 from streams.domain.windows import add_months
 from streams.kafka.io import new_producer
 
@@ -89,12 +89,12 @@ def read_learners(path: str) -> list[str]:
     is a comment: any string is a valid id, `#1` too, and a skipped one would silently stay.
     A byte order mark (a spreadsheet's export) is no part of the first id."""
     try:
-        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+        text = Path(path).read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise ValueError(f"--learners-file: cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ValueError(f"--learners-file: {path} is not UTF-8 text") from None
-    learners = [line.strip() for line in lines if line.strip()]
+    learners = id_lines(text)  # an id may hold U+2028: a line ends at CR or LF only
     if not learners:
         raise ValueError(f"--learners-file: {path} names no learners")
     return learners

@@ -146,7 +146,10 @@ def report(args: argparse.Namespace, base: str) -> int:
         sys.stdout.buffer.write(body)
         return 0
     try:
-        rows_out = [_learner_line(json.loads(line)) for line in body.decode().splitlines() if line]
+        # lines end at LF only: orjson leaves U+2028 and U+0085 in an id unescaped, and
+        # str.splitlines would cut that row in two
+        lines = body.decode().split("\n")
+        rows_out = [_learner_line(json.loads(line)) for line in lines if line.strip()]
     except ValueError:
         raise CommandError(
             f"{base}{path}: the answer is not JSON lines (is --api a worker?)"

@@ -118,6 +118,11 @@ def _advertised_host(env: dict[str, str] | os._Environ[str]) -> str:
     return host_setting("WEB_ADVERTISED_HOST", text) if text else ""
 
 
+# A batch's launches wait uncounted while it lingers: a minute is far beyond any latency the
+# linger trades for batch size, and a longer one is a typo. (The launch reader divides it by
+# 1000: a number of hundreds of digits raised OverflowError when the worker started.)
+MAX_INGEST_LINGER_MS = 60_000
+
 MALLOC_MMAP_MAX_KB = 32 * 1024  # glibc refuses a larger mmap threshold (64-bit)
 
 
@@ -180,7 +185,7 @@ class Settings:
                 env, "REPLICATION_FACTOR", 1, 1, MAX_REPLICATION_FACTOR
             ),
             ingest_batch_max=_int_setting(env, "INGEST_BATCH_MAX", 5_000, 1),
-            ingest_linger_ms=_int_setting(env, "INGEST_LINGER_MS", 100, 0),
+            ingest_linger_ms=_int_setting(env, "INGEST_LINGER_MS", 100, 0, MAX_INGEST_LINGER_MS),
             malloc_mmap_fixed_kb=_malloc_mmap_fixed_kb(env),
             security=security,
         )

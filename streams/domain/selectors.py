@@ -15,6 +15,7 @@ applies before, is a `PartSelector`); the independent recount asks it what it se
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,17 @@ SELECTOR_MAX_BYTES = 512 * 1024
 
 def instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def id_lines(text: str) -> list[str]:
+    """The ids of a text written one a line (a learners file, a form's text box), white space
+    around each dropped. Lines end at CR and LF only: `str.splitlines` also ends them at
+    U+2028, U+2029 and U+0085, which are valid in an id, and cut such an id in two ids that
+    name other learners (or none)."""
+    return [line.strip() for line in _LINE_END.split(text) if line.strip()]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from schemas.licenses import DEFAULT_THRESHOLDS
 from streams.domain.dead_letters import summarize_validation_error
 from streams.domain.decoding import deletion_rejection
 from streams.domain.recount import cut_for
-from streams.domain.selectors import Selector, instant
+from streams.domain.selectors import Selector, id_lines, instant
 from streams.domain.tenants import threshold_learners, utilization_pct
 from streams.domain.windows import Window, local_midnight, window_of
 from streams.http.access import Caller
@@ -226,10 +226,7 @@ def form_selector(model: ReadModel, tenant_id: str, form: dict[str, str]) -> Sel
     """The deletion selector of the dashboard's form: a local date, learner ids, teams or
     learning roles (one a line); exactly one of them."""
     day = form.get("older_than", "").strip()
-    given = {
-        kind: [line.strip() for line in form.get(kind, "").splitlines() if line.strip()]
-        for kind in ("learner_ids", "teams", "roles")
-    }
+    given = {kind: id_lines(form.get(kind, "")) for kind in ("learner_ids", "teams", "roles")}
     chosen = [kind for kind, ids in given.items() if ids] + (["older_than"] if day else [])
     if len(chosen) != 1:
         raise ApiError(400, "give exactly one of: a date, learner ids, teams, roles")

@@ -162,6 +162,14 @@ async def guard(request: Any, handler: Any) -> Any:
             return _with_headers(_error(exc.status, exc.reason.lower(), allow))
         _with_headers(exc)
         raise
+    except aiohttp_web.RequestPayloadError:
+        # A body that does not decode as its Content-Encoding says (`gzip` over plain bytes):
+        # aiohttp raises this from the view's read of the body. The client's fault, not a 500.
+        response = _error(400, "the body could not be read: it is not in its Content-Encoding")
+        # The rest of it cannot be read either: the connection ends with this answer, and
+        # aiohttp does not drain the body afterwards (it would log the error as unhandled).
+        response.force_close()
+        request.content.feed_eof()
     except Exception:
         log.exception("HTTP %s %s failed", request.method, request.path)
         response = _error(500, "internal error; the worker's log has the details")

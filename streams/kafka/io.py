@@ -33,15 +33,21 @@ def topic_of(record: dict[str, Any]) -> str:
 
 
 def key_of(topic: str, record: dict[str, Any]) -> bytes | None:
-    """The recommended key: tenant/learner for launches and groups, tenant for the others."""
+    """The recommended key: tenant/learner for launches and groups, tenant for the others.
+    None for a record without a tenant id, or whose ids are no UTF-8 text (a JSON escape of a
+    lone surrogate, `"\\ud800"`): it goes keyless, and the service dead-letters it."""
     tenant = record.get("tenant_id")
     if not isinstance(tenant, str):
         return None
+    key = tenant
     if topic in (topics.LAUNCHES, topics.LEARNER_GROUPS) and isinstance(
         record.get("learner_id"), str
     ):
-        return f"{tenant}/{record['learner_id']}".encode()
-    return tenant.encode()
+        key = f"{tenant}/{record['learner_id']}"
+    try:
+        return key.encode()
+    except UnicodeEncodeError:
+        return None
 
 
 def new_producer(settings: Settings) -> KafkaProducer:
