@@ -50,11 +50,11 @@ from streams.domain.tenants import (
     sum_partials,
 )
 from streams.domain.thresholds import (
+    Crossing,
     evaluate,
     event_notify,
     event_record,
     kept_event,
-    last_events,
     named_lists,
     names_used,
     notify_name,
@@ -62,6 +62,7 @@ from streams.domain.thresholds import (
 )
 from streams.domain.windows import Cut, Window, window_starting
 from streams.stages import commands, ingest, keys, metrics
+from streams.stages.loop import MAX_TRIES
 from streams.stages.store import TENANT, Batch, LogRecord, Record
 from streams.stages.tenant_deletions import TenantDeletions, stored_receipt
 
@@ -125,20 +126,34 @@ class TenantStage:
         dead-lettered on its own, and the others' counts go on (given up with the command, a
         tenant that failed every time froze the counts of every tenant it was sent with)."""
         for tenant_id, parts in command.tenants.items():
-            mark = batch.savepoint()
-            try:
-                self._on_partial(batch, record.partition, tenant_id, parts, now)
-            except Exception as exc:  # (nothing here flushes: Fenced cannot come from it)
-                batch.rollback(mark)
-                log.error(
-                    "%s: the partial counts of %r failed; dead-lettered",
-                    record.position(),
-                    tenant_id,
-                    exc_info=(type(exc), exc, exc.__traceback__),
-                )
-                metrics.stage_errors_total.labels("tenants").inc()
-                alone = commands.encode(commands.Partials({tenant_id: parts}))
-                self.give_up(batch, dataclasses.replace(record, value=alone), exc)
+            # each tenant is tried MAX_TRIES times, as a whole event is (streams/stages/loop.py):
+            # a passing failure passes, only one that stays dead-letters the tenant's counts
+            for tries in range(1, MAX_TRIES + 1):
+                mark = batch.savepoint()
+                try:
+                    self._on_partial(batch, record.partition, tenant_id, parts, now)
+                    break
+                except Exception as exc:  # (nothing here flushes: Fenced cannot come from it)
+                    batch.rollback(mark)
+                    if tries < MAX_TRIES:
+                        log.warning(
+                            "%s: the partial counts of %r failed (%s: %s); trying again",
+                            record.position(),
+                            tenant_id,
+                            type(exc).__name__,
+                            exc,
+                        )
+                        continue
+                    log.error(
+                        "%s: the partial counts of %r failed %d times; dead-lettered",
+                        record.position(),
+                        tenant_id,
+                        MAX_TRIES,
+                        exc_info=(type(exc), exc, exc.__traceback__),
+                    )
+                    metrics.stage_errors_total.labels("tenants").inc()
+                    alone = commands.encode(commands.Partials({tenant_id: parts}))
+                    self.give_up(batch, dataclasses.replace(record, value=alone), exc)
 
     def _on_partial(
         self, batch: Batch, partition: int, tenant_id: str, parts: dict[str, Any], now: datetime
@@ -202,7 +217,9 @@ class TenantStage:
                 batch.put(keys.TENANT_STATE, partition, key, {**pub, "gone": []})
         # (an older version's one record of a tenant keeps its pending events until it is
         # split: a takeover may send them once more, which receivers drop by event_id)
-        for key, _ in _scan_all(batch, partition, keys.PENDING_THRESHOLD_EVENTS):
+        pending = _scan_all(batch, partition, keys.PENDING_THRESHOLD_EVENTS)
+        _records_past_pending(batch, partition, pending)
+        for key, _ in pending:
             batch.delete(keys.TENANT_STATE, partition, key)
 
     async def take_over_outputs(self, batch: Batch, partition: int, now: datetime) -> None:
@@ -222,16 +239,31 @@ class TenantStage:
             self._emit_counts(batch, partition, tenant_id, updates, gone, license_, licensed, now)
         # events not confirmed sent first, then the last of every window and threshold (an
         # older version's one record of a tenant holds both, whole)
-        pending = [
-            (keys.tenant_of_pending_event(key), event)
-            for key, event in _scan_all(batch, partition, keys.PENDING_THRESHOLD_EVENTS)
-        ]
+        pending: list[tuple[str, Any]] = []
+        beyond: dict[tuple[str, str, str], int] = {}  # the highest pending crossing of each
+        for key, event in _scan_all(batch, partition, keys.PENDING_THRESHOLD_EVENTS):
+            tenant_id = keys.tenant_of_pending_event(key)
+            pending.append((tenant_id, event))
+            *_, at, pct, number = key.decode().rsplit("/", 3)
+            threshold = (tenant_id, at, str(int(pct)))
+            beyond[threshold] = max(beyond.get(threshold, 0), int(number))
         last: list[tuple[str, Any]] = []
         for key, thr in _scan_all(batch, partition, keys.THRESHOLDS):
             tenant_id, start = keys.thresholds_key_parts(key)
             if start is not None:
                 stored_list = _stored_lists(batch, partition, tenant_id)
-                last += [(tenant_id, event) for event in last_events(tenant_id, thr, stored_list)]
+                # (a crash may land pending events without their window record: its last
+                # event is then an earlier one, and must not go out after them)
+                last += [
+                    (
+                        tenant_id,
+                        event_record(
+                            tenant_id, e["event"], event_notify(thr, e["event"], stored_list)
+                        ),
+                    )
+                    for pct, e in thr["pcts"].items()
+                    if e.get("event") and beyond.get((tenant_id, start, pct), 0) <= e["crossings"]
+                ]
             else:
                 pending += [(tenant_id, event) for event in thr.get("pending", [])]
                 for per_pct in thr["windows"].values():
@@ -338,27 +370,21 @@ class TenantStage:
         for start, record in records.items():
             stored[start], earlier = named_lists(record)
             lists.update(earlier)
-        state, crossings = evaluate(
-            tenant_id, stored, counts, license_.learner_limit, license_.thresholds
-        )
-        for crossing in crossings:
-            window = windows[crossing.window]
-            event = {
-                "event_id": crossing.event_id,
-                "tenant_id": tenant_id,
-                "window": {
-                    "start": window.start.isoformat(),
-                    "end": window.end.isoformat(),
-                    "months": window.months,
-                },
-                "threshold_pct": crossing.pct,
-                "threshold_learners": crossing.learners,
-                "direction": crossing.direction,
-                "active_learners": crossing.active,
-                "learner_limit": license_.learner_limit,
-                "notify": list(license_.notify),
-                "occurred_at": now.isoformat(),
-            }
+        while True:
+            state, crossings = evaluate(
+                tenant_id, stored, counts, license_.learner_limit, license_.thresholds
+            )
+            events = [
+                _crossing_event(tenant_id, crossing, windows[crossing.window], license_, now)
+                for crossing in crossings
+            ]
+            # A crash may land events not yet confirmed sent without the window record they
+            # belong to (they go first: `keys.CHANGELOG_ORDER`), and a replay that sees later
+            # state need not compute them again: a crossing whose number such an event holds
+            # with other content continues after it (a number is never used twice).
+            if not _after_pending(batch, partition, tenant_id, stored, lists, state, events):
+                break
+        for crossing, event in zip(crossings, events, strict=True):
             entry = state[crossing.window][str(crossing.pct)]
             entry["event"] = kept_event(event)
             lists[entry["event"]["notify"]] = list(license_.notify)
@@ -498,6 +524,106 @@ class TenantStage:
             self.deletions.emit_receipt(batch, partition, receipt)
         for receipt in (stored.get("conflicts") or {}).values():
             self.deletions.emit_receipt(batch, partition, receipt)
+
+
+def _crossing_event(
+    tenant_id: str, crossing: Crossing, window: Window, license_: License, now: datetime
+) -> dict[str, Any]:
+    return {
+        "event_id": crossing.event_id,
+        "tenant_id": tenant_id,
+        "window": {
+            "start": window.start.isoformat(),
+            "end": window.end.isoformat(),
+            "months": window.months,
+        },
+        "threshold_pct": crossing.pct,
+        "threshold_learners": crossing.learners,
+        "direction": crossing.direction,
+        "active_learners": crossing.active,
+        "learner_limit": license_.learner_limit,
+        "notify": list(license_.notify),
+        "occurred_at": now.isoformat(),
+    }
+
+
+def _after_pending(
+    batch: Batch,
+    partition: int,
+    tenant_id: str,
+    stored: dict[str, dict[str, Any]],
+    lists: dict[str, list[str]],
+    state: dict[str, dict[str, dict[str, Any]]],
+    events: list[dict[str, Any]],
+) -> bool:
+    """Move each threshold whose new event's number a pending event of other content holds
+    past the pending events it lacks (`stored` and `lists` are updated); whether any moved.
+    (One read per crossing: crossings are rare, a scan per publication is not.)"""
+    moved = False
+    for event in events:
+        start, pct = event["window"]["start"], event["threshold_pct"]
+        number = state[start][str(pct)]["crossings"]
+        held = batch.get(
+            keys.TENANT_STATE,
+            partition,
+            keys.pending_threshold_event(tenant_id, start, pct, number),
+        )
+        if held is None or held == event:
+            continue  # a new crossing, or the one a replay computes again
+        stored[start] = {**stored.get(start, {})}
+        _take_pending(batch, partition, tenant_id, stored[start], lists, start, pct, number)
+        moved = True
+    return moved
+
+
+def _take_pending(
+    batch: Batch,
+    partition: int,
+    tenant_id: str,
+    pcts: dict[str, dict[str, Any]],
+    lists: dict[str, list[str]],
+    start: str,
+    pct: int,
+    number: int,
+) -> bool:
+    """Advance a threshold's state in `pcts` through the pending events numbered `number` on
+    (what a crash landed without its window record); whether there was one."""
+    found = False
+    while True:
+        key = keys.pending_threshold_event(tenant_id, start, pct, number)
+        event = batch.get(keys.TENANT_STATE, partition, key)
+        if event is None:
+            return found
+        found = True
+        kept = kept_event(event)
+        lists[kept["notify"]] = list(event["notify"])
+        pcts[str(pct)] = {"above": event["direction"] == "up", "crossings": number, "event": kept}
+        number += 1
+
+
+def _records_past_pending(
+    batch: Batch, partition: int, pending: list[tuple[bytes, dict[str, Any]]]
+) -> None:
+    """Before pending events are forgotten, move each window record a crash left behind them
+    past them (they were sent: a later crossing must not take their numbers again)."""
+    by_window: dict[tuple[str, str], set[int]] = {}
+    for _, event in pending:
+        tenant_id = event.get("tenant_id")
+        start = (event.get("window") or {}).get("start")
+        if isinstance(tenant_id, str) and isinstance(start, str):
+            by_window.setdefault((tenant_id, start), set()).add(event["threshold_pct"])
+    for (tenant_id, start), pcts in sorted(by_window.items()):
+        if batch.get(keys.TENANT_STATE, partition, keys.thresholds(tenant_id)) is not None:
+            continue  # an older version's record holds them: its split keeps them
+        key = keys.window_thresholds(tenant_id, start)
+        record = batch.get(keys.TENANT_STATE, partition, key) or {"pcts": {}}
+        stored, lists = named_lists(record)
+        moved = {**stored}
+        for pct in sorted(pcts):
+            number = int(moved.get(str(pct), {}).get("crossings", 0)) + 1
+            _take_pending(batch, partition, tenant_id, moved, lists, start, pct, number)
+        if moved != record["pcts"]:
+            _put_window_record(batch, partition, tenant_id, start, moved, lists)
 
 
 def _put_window_record(
