@@ -166,13 +166,18 @@ def event_notify(
 
 
 def last_events(
-    tenant_id: str, record: Mapping[str, Any], stored_list: Callable[[str], list[str]]
+    tenant_id: str,
+    record: Mapping[str, Any],
+    stored_list: Callable[[str], list[str]],
+    later: Mapping[str, int] | None = None,
 ) -> list[dict[str, Any]]:
-    """The last event of every threshold of a window's record."""
+    """The last event of every threshold of a window's record, but of those with a later
+    crossing (`later`: pct -> its number) that the record does not hold yet."""
+    later = later or {}
     return [
         event_record(tenant_id, entry["event"], event_notify(record, entry["event"], stored_list))
-        for entry in record["pcts"].values()
-        if entry.get("event")
+        for pct, entry in record["pcts"].items()
+        if entry.get("event") and later.get(pct, 0) <= entry["crossings"]
     ]
 
 

@@ -240,8 +240,10 @@ def thresholds_key_parts(key: bytes) -> tuple[str, str | None]:
     return tenant_id, start or None
 
 
-def tenant_of_pending_event(key: bytes) -> str:
-    return key[len(PENDING_THRESHOLD_EVENTS) :].decode().partition("/")[0]
+def pending_event_parts(key: bytes) -> tuple[str, str, int, int]:
+    """(tenant, window start, threshold pct, crossing number) of a `thrp/` key."""
+    tenant_id, start, pct, crossing = key[len(PENDING_THRESHOLD_EVENTS) :].decode().split("/")
+    return tenant_id, start, int(pct), int(crossing)
 
 
 def deletion(tenant_id: str, request_id: str) -> bytes:

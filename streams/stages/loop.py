@@ -117,6 +117,23 @@ async def _apply_one(
             await pause(tries)
 
 
+def attempt_whole(batch: Batch, action: Callable[[], None], describe: str) -> Exception | None:
+    """Run a part of an event (`action`, which does not flush) into `batch` whole or not at
+    all, tried MAX_TRIES times as an event is: None once it passed, else its last failure (its
+    writes, outputs and callbacks rolled back) for the caller to give that part up alone."""
+    for tries in range(1, MAX_TRIES + 1):
+        mark = batch.savepoint()
+        try:
+            action()
+            return None
+        except Exception as exc:  # (nothing in it flushes: Fenced cannot come from it)
+            batch.rollback(mark)
+            if tries == MAX_TRIES:
+                return exc
+            log.warning("%s failed (%s: %s); trying again", describe, type(exc).__name__, exc)
+    raise AssertionError("unreachable")
+
+
 def _give_up(
     batch: DurableBatch,
     event: E,

@@ -28,6 +28,7 @@ twice, whatever a crash cut short.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -55,6 +56,7 @@ from streams.domain.thresholds import (
     event_notify,
     event_record,
     kept_event,
+    last_events,
     named_lists,
     names_used,
     notify_name,
@@ -62,7 +64,7 @@ from streams.domain.thresholds import (
 )
 from streams.domain.windows import Cut, Window, window_starting
 from streams.stages import commands, ingest, keys, metrics
-from streams.stages.loop import MAX_TRIES
+from streams.stages.loop import MAX_TRIES, attempt_whole
 from streams.stages.store import TENANT, Batch, LogRecord, Record
 from streams.stages.tenant_deletions import TenantDeletions, stored_receipt
 
@@ -126,43 +128,39 @@ class TenantStage:
         dead-lettered on its own, and the others' counts go on (given up with the command, a
         tenant that failed every time froze the counts of every tenant it was sent with)."""
         for tenant_id, parts in command.tenants.items():
-            # each tenant is tried MAX_TRIES times, as a whole event is (streams/stages/loop.py):
-            # a passing failure passes, only one that stays dead-letters the tenant's counts
-            for tries in range(1, MAX_TRIES + 1):
-                mark = batch.savepoint()
-                try:
-                    self._on_partial(batch, record.partition, tenant_id, parts, now)
-                    break
-                except Exception as exc:  # (nothing here flushes: Fenced cannot come from it)
-                    batch.rollback(mark)
-                    if tries < MAX_TRIES:
-                        log.warning(
-                            "%s: the partial counts of %r failed (%s: %s); trying again",
-                            record.position(),
-                            tenant_id,
-                            type(exc).__name__,
-                            exc,
-                        )
-                        continue
-                    log.error(
-                        "%s: the partial counts of %r failed %d times; dead-lettered",
-                        record.position(),
-                        tenant_id,
-                        MAX_TRIES,
-                        exc_info=(type(exc), exc, exc.__traceback__),
-                    )
-                    metrics.stage_errors_total.labels("tenants").inc()
-                    alone = commands.encode(commands.Partials({tenant_id: parts}))
-                    self.give_up(batch, dataclasses.replace(record, value=alone), exc)
+            # the earliest launch behind these reports: only for the latency metric
+            launched = [p.pop("oldest_ms", None) for p in parts.values()]
+            oldest_ms = min((ms for ms in launched if ms), default=None)
+            what = f"{record.position()}: the partial counts of {tenant_id!r}"
+            failure = attempt_whole(
+                batch,
+                functools.partial(
+                    self._on_partial, batch, record, tenant_id, parts, oldest_ms, now
+                ),
+                what,
+            )
+            if failure is not None:
+                log.error(
+                    "%s failed %d times; dead-lettered",
+                    what,
+                    MAX_TRIES,
+                    exc_info=(type(failure), failure, failure.__traceback__),
+                )
+                metrics.stage_errors_total.labels("tenants").inc()
+                alone = commands.encode(commands.Partials({tenant_id: parts}))
+                self.give_up(batch, dataclasses.replace(record, value=alone), failure)
 
     def _on_partial(
-        self, batch: Batch, partition: int, tenant_id: str, parts: dict[str, Any], now: datetime
+        self,
+        batch: Batch,
+        record: Record,
+        tenant_id: str,
+        parts: dict[str, Any],
+        oldest_ms: int | None,
+        now: datetime,
     ) -> None:
-        # the earliest launch behind these reports: only for the latency metric
-        launched = [p.pop("oldest_ms", None) for p in parts.values()]
-        oldest_ms = min((ms for ms in launched if ms), default=None)
-        self._take_partials(batch, partition, tenant_id, parts)
-        if self.publish(batch, partition, tenant_id, now) and oldest_ms:
+        self._take_partials(batch, record.partition, tenant_id, parts)
+        if self.publish(batch, record.partition, tenant_id, now) and oldest_ms:
             batch.on_durable(_observe_latency(oldest_ms))
 
     def on_part_report(
@@ -240,30 +238,22 @@ class TenantStage:
         # events not confirmed sent first, then the last of every window and threshold (an
         # older version's one record of a tenant holds both, whole)
         pending: list[tuple[str, Any]] = []
-        beyond: dict[tuple[str, str, str], int] = {}  # the highest pending crossing of each
+        # the highest crossing of each window's threshold with an event not yet confirmed: a
+        # crash may land such events without their window record, whose last event is then an
+        # earlier one, which must not go out after them
+        beyond: dict[tuple[str, str], dict[str, int]] = {}
         for key, event in _scan_all(batch, partition, keys.PENDING_THRESHOLD_EVENTS):
-            tenant_id = keys.tenant_of_pending_event(key)
+            tenant_id, at, pct, crossing = keys.pending_event_parts(key)
             pending.append((tenant_id, event))
-            *_, at, pct, number = key.decode().rsplit("/", 3)
-            threshold = (tenant_id, at, str(int(pct)))
-            beyond[threshold] = max(beyond.get(threshold, 0), int(number))
+            highest = beyond.setdefault((tenant_id, at), {})
+            highest[str(pct)] = max(highest.get(str(pct), 0), crossing)
         last: list[tuple[str, Any]] = []
         for key, thr in _scan_all(batch, partition, keys.THRESHOLDS):
             tenant_id, start = keys.thresholds_key_parts(key)
             if start is not None:
                 stored_list = _stored_lists(batch, partition, tenant_id)
-                # (a crash may land pending events without their window record: its last
-                # event is then an earlier one, and must not go out after them)
-                last += [
-                    (
-                        tenant_id,
-                        event_record(
-                            tenant_id, e["event"], event_notify(thr, e["event"], stored_list)
-                        ),
-                    )
-                    for pct, e in thr["pcts"].items()
-                    if e.get("event") and beyond.get((tenant_id, start, pct), 0) <= e["crossings"]
-                ]
+                after = beyond.get((tenant_id, start), {})
+                last += [(tenant_id, e) for e in last_events(tenant_id, thr, stored_list, after)]
             else:
                 pending += [(tenant_id, event) for event in thr.get("pending", [])]
                 for per_pct in thr["windows"].values():
@@ -607,11 +597,9 @@ def _records_past_pending(
     """Before pending events are forgotten, move each window record a crash left behind them
     past them (they were sent: a later crossing must not take their numbers again)."""
     by_window: dict[tuple[str, str], set[int]] = {}
-    for _, event in pending:
-        tenant_id = event.get("tenant_id")
-        start = (event.get("window") or {}).get("start")
-        if isinstance(tenant_id, str) and isinstance(start, str):
-            by_window.setdefault((tenant_id, start), set()).add(event["threshold_pct"])
+    for key, _ in pending:
+        tenant_id, start, pct, _crossing = keys.pending_event_parts(key)
+        by_window.setdefault((tenant_id, start), set()).add(pct)
     for (tenant_id, start), pcts in sorted(by_window.items()):
         if batch.get(keys.TENANT_STATE, partition, keys.thresholds(tenant_id)) is not None:
             continue  # an older version's record holds them: its split keeps them
