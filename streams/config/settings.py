@@ -123,6 +123,28 @@ def _advertised_host(env: dict[str, str] | os._Environ[str]) -> str:
 # 1000: a number of hundreds of digits raised OverflowError when the worker started.)
 MAX_INGEST_LINGER_MS = 60_000
 
+# Kafka names a topic with at most 249 of [A-Za-z0-9._-]; faust adds its own suffixes to the app
+# id (`{prefix}active-learners-__assignor-__leader`), so a prefix keeps well below that.
+MAX_TOPIC_PREFIX = 150
+_TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]*")
+
+
+def _topic_prefix(env: dict[str, str] | os._Environ[str]) -> str:
+    """TOPIC_PREFIX, refused at start when Kafka would refuse the topics it names (the worker
+    failed later with a broker error, the CLI with a traceback)."""
+    text = env.get("TOPIC_PREFIX", "")
+    if not _TOPIC_PREFIX.fullmatch(text):
+        raise ConfigError(
+            f"TOPIC_PREFIX: {text[:80]!r} holds a character Kafka refuses in a topic name "
+            "(use letters, digits, '.', '_' and '-')"
+        )
+    if len(text) > MAX_TOPIC_PREFIX:
+        raise ConfigError(
+            f"TOPIC_PREFIX must be at most {MAX_TOPIC_PREFIX} characters, got {len(text)}"
+        )
+    return text
+
+
 MALLOC_MMAP_MAX_KB = 32 * 1024  # glibc refuses a larger mmap threshold (64-bit)
 
 
@@ -165,7 +187,7 @@ class Settings:
             raise ConfigError(str(exc)) from None
         return cls(
             bootstrap_servers=_bootstrap_servers(env),
-            topic_prefix=env.get("TOPIC_PREFIX", ""),
+            topic_prefix=_topic_prefix(env),
             state_dir=Path(env.get("STATE_DIR", "").strip() or ".state"),
             web_port=_int_setting(env, "WEB_PORT", 6066, 1, 65535),
             web_host=host_setting("WEB_HOST", env.get("WEB_HOST", "").strip() or "127.0.0.1"),

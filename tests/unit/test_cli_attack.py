@@ -232,12 +232,23 @@ def test_a_cutoff_in_the_future_is_refused_before_anything_is_sent(cutoff, capsy
         ({"WEB_ALLOWED_HOSTS": "a.example, https://b.example"}, "WEB_ALLOWED_HOSTS"),
         ({"WEB_HOST": "0.0.0.0:6066"}, "WEB_HOST: .* is not a host name"),
         ({"PARTITIONS": "9" * 5000}, "PARTITIONS must be a whole number"),
+        ({"TOPIC_PREFIX": "team a-"}, "TOPIC_PREFIX: .* character Kafka refuses"),
+        ({"TOPIC_PREFIX": "tenant/"}, "TOPIC_PREFIX: .* character Kafka refuses"),
+        ({"TOPIC_PREFIX": "präfix-"}, "TOPIC_PREFIX: .* character Kafka refuses"),
+        ({"TOPIC_PREFIX": "p" * 151}, "TOPIC_PREFIX must be at most 150 characters"),
     ],
 )
 def test_settings_no_client_or_worker_can_use_are_one_line_errors(env, words) -> None:
     with pytest.raises(ConfigError, match=words) as info:
         Settings.from_env(env)
     assert "\n" not in str(info.value) and len(str(info.value)) < 200
+
+
+def test_a_topic_prefix_kafka_accepts_is_kept_as_given() -> None:
+    assert Settings.from_env({"TOPIC_PREFIX": "Stage_2.eu-"}).topic("launches") == (
+        "Stage_2.eu-launches"
+    )
+    assert Settings.from_env({"TOPIC_PREFIX": "p" * 150}).topic_prefix == "p" * 150
 
 
 def test_topics_refuses_a_partition_count_kafka_cannot_carry(capsys) -> None:
