@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--by", choices=("team", "role"), help="active learners per team or role")
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
     report.add_argument("--api", help="a worker's HTTP address (default http://127.0.0.1:WEB_PORT)")
+    report.add_argument(
+        "--timeout", type=positive_float, default=300.0, help="seconds to wait for the worker"
+    )
     report.set_defaults(handler=cmd_report)
 
     forecast = commands.add_parser(
@@ -128,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     forecast.add_argument("--format", choices=("table", "json"), default="table")
     forecast.add_argument(
         "--api", help="a worker's HTTP address (default http://127.0.0.1:WEB_PORT)"
+    )
+    forecast.add_argument(
+        "--timeout", type=positive_float, default=60.0, help="seconds to wait for the worker"
     )
     forecast.set_defaults(handler=cmd_forecast)
 

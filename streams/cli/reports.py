@@ -71,16 +71,20 @@ def fetch(base: str, path: str, timeout_s: float = 300.0) -> bytes:
         raise CommandError(f"{base}{path}: {error.code} {message}") from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
+        if isinstance(reason, TimeoutError):  # connected, or connecting, but no answer
+            raise CommandError(
+                f"{base}{path}: no answer within {timeout_s:g}s (a busy worker: see --timeout)"
+            ) from None
         raise CommandError(f"no worker answers at {base} ({reason}); see --api") from None
     except (http.client.HTTPException, ValueError) as error:  # not HTTP, or a bad URL after all
         reason = " ".join(str(error).split())
         raise CommandError(f"{base}{path}: {type(error).__name__}: {reason}; see --api") from None
 
 
-def fetch_json(base: str, path: str) -> Any:
+def fetch_json(base: str, path: str, timeout_s: float = 300.0) -> Any:
     """The JSON answer of a GET; a one-line CommandError when it is not JSON."""
     try:
-        return json.loads(fetch(base, path))
+        return json.loads(fetch(base, path, timeout_s))
     except ValueError:
         raise CommandError(f"{base}{path}: the answer is not JSON (is --api a worker?)") from None
 
@@ -116,10 +120,12 @@ def report(args: argparse.Namespace, base: str) -> int:
         raise CommandError("--by and --status exclude each other")
     if args.window is not None and args.status is not None:
         raise CommandError("--status reports every learner against the current window: no --window")
-    window = args.window or fetch_json(base, f"/api/tenants/{tenant}")["window"]["start"]
+    window = (
+        args.window or fetch_json(base, f"/api/tenants/{tenant}", args.timeout)["window"]["start"]
+    )
     if args.by is not None:
         path = f"/api/tenants/{tenant}/windows/{quote(window, safe='')}/groups"
-        answer = fetch_json(base, path)
+        answer = fetch_json(base, path, args.timeout)
         if args.format == "json":
             print(json.dumps(answer, indent=2))
             return 0
@@ -141,7 +147,7 @@ def report(args: argparse.Namespace, base: str) -> int:
         wanted["status"] = args.status
     else:
         path = f"/api/tenants/{tenant}/windows/{quote(window, safe='')}/learners"
-    body = fetch(base, f"{path}?{urlencode(wanted)}")
+    body = fetch(base, f"{path}?{urlencode(wanted)}", args.timeout)
     if args.format != "table":
         sys.stdout.buffer.write(body)
         return 0
@@ -186,7 +192,7 @@ def _learner_line(row: dict[str, Any]) -> tuple[str, ...]:
 
 def cmd_forecast(args: argparse.Namespace, settings: Settings) -> int:
     base = api_base(args, settings)
-    answer = fetch_json(base, f"/api/tenants/{quote(args.tenant, safe='')}/forecast")
+    answer = fetch_json(base, f"/api/tenants/{quote(args.tenant, safe='')}/forecast", args.timeout)
     try:
         return forecast(args, answer)
     except (KeyError, TypeError, AttributeError, ValueError) as exc:

@@ -10,6 +10,7 @@ below its limit.
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import pytest
@@ -66,7 +67,7 @@ def test_report_by_team_shows_control_characters_escaped(
 ) -> None:
     answers = {"/api/tenants/acme": details(), "/api/tenants/acme/windows/2026-10-01/groups": {}}
     answers["/api/tenants/acme/windows/2026-10-01/groups"] = groups()
-    monkeypatch.setattr(reports, "fetch_json", lambda base, path: answers[path])
+    monkeypatch.setattr(reports, "fetch_json", lambda base, path, timeout_s=300.0: answers[path])
     assert run(["report", "--tenant", "acme", "--by", "team", "--api", API]) == 0
     assert_shown_safely(capsys.readouterr().out)
 
@@ -84,7 +85,7 @@ def test_csv_and_json_reports_still_carry_ids_exactly(
 ) -> None:
     """Only what is shown on a terminal is escaped: JSON feeds ids back into deletions."""
     answers = {"/api/tenants/acme/windows/2026-10-01/groups": groups()}
-    monkeypatch.setattr(reports, "fetch_json", lambda base, path: answers[path])
+    monkeypatch.setattr(reports, "fetch_json", lambda base, path, timeout_s=300.0: answers[path])
     argv = ["report", "--tenant", "acme", "--window", "2026-10-01", "--by", "team"]
     assert run([*argv, "--format", "json", "--api", API]) == 0
     assert json.loads(capsys.readouterr().out)["teams"][0]["id"] == ESCAPES
@@ -129,3 +130,19 @@ def test_license_details_never_show_a_tenant_below_its_limit_at_100_percent() ->
         }
     )
     assert "100.0 %" not in shown and "(99.9 %)" in shown
+
+
+@pytest.mark.parametrize("command", [["report"], ["report", "--by", "team"], ["forecast"]])
+def test_a_worker_that_never_answers_is_a_one_line_error_after_the_timeout(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a listening socket nobody accepts from: the connection is made, no answer ever comes
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        api = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        code = run([*command, "--tenant", "acme", "--api", api, "--timeout", "0.3"])
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert "no answer within 0.3s" in err and "--timeout" in err, err
+    assert "\n" not in err and "Traceback" not in err, err
