@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.http import (  # noqa: F401  (register the API, the reports and the dashboard)
     api_views,
+    malformed,
     pages,
     report_views,
 )
@@ -26,6 +27,7 @@ from streams.worker.app import app, settings
 from streams.worker.runtime import local_state
 
 app.web.web_app.middlewares.append(guard)  # type: ignore[attr-defined]
+malformed.install()
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()
 
 
