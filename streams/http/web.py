@@ -14,7 +14,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.http import (  # noqa: F401  (register the API, the reports and the dashboard)
     api_views,
-    malformed,
     pages,
     report_views,
 )
@@ -23,11 +22,12 @@ from streams.http.outputs_reader import model
 from streams.http.tokens import bearer
 from streams.http.views import guard, refused_secret, tokens
 from streams.stages import keys
+from streams.worker import malformed_http
 from streams.worker.app import app, settings
 from streams.worker.runtime import local_state
 
 app.web.web_app.middlewares.append(guard)  # type: ignore[attr-defined]
-malformed.install()
+malformed_http.install()
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()
 
 

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from streams.worker import malformed_http
+
 EVERY_ANSWER = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
 
@@ -52,6 +54,7 @@ async def start_probe(host: str, port: int) -> web.AppRunner | None:
     """Serve the probe app at host:port (None: port 0, no port); `cleanup()` stops it."""
     if port == 0:
         return None
+    malformed_http.install()
     runner = web.AppRunner(probe_app(os.environ.get("METRICS_TOKEN", "").strip()))
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -2,7 +2,7 @@
 
 aiohttp answered them before any view ran, with a plain-text body of several lines (a caret
 under the bad byte) and an ERROR with a traceback in the worker's log for each request, so a
-port scanner filled the log (streams/http/malformed.py).
+port scanner filled the log (streams/worker/malformed_http.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 
 import pytest
 
-from streams.http.malformed import MAX_REASON, one_line
+from streams.worker.malformed_http import MAX_REASON, one_line
 from tests.unit.web_harness import Server, Views, isolate
 
 
@@ -54,7 +54,7 @@ def test_a_request_aiohttp_cannot_parse_is_a_one_line_json_400(
     assert error.startswith("malformed HTTP request: ") and words in error, error
     assert "\n" not in error and "^" not in error, error
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
-    lines = [r for r in caplog.records if r.name == "streams.http.malformed"]
+    lines = [r for r in caplog.records if r.name == "streams.worker.malformed_http"]
     assert len(lines) == 1 and lines[0].exc_info is None, caplog.text
 
 

@@ -4,6 +4,7 @@ process, which the workers' /metrics cannot show. Served on a real local port, n
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Coroutine
 from typing import Any
@@ -78,3 +79,25 @@ def test_metrics_need_the_token_when_one_is_set(monkeypatch: pytest.MonkeyPatch)
 
 def test_port_zero_serves_nothing() -> None:
     assert asyncio.run(start_probe("127.0.0.1", 0)) is None
+
+
+async def raw(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+def test_bytes_that_are_not_http_are_a_one_line_json_400(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = free_port()
+    answer = served(raw(port, b"GET /health HTTP/1.1\r\nBad Header\r\n\r\n"), port)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 400") and b"application/json" in head, answer[:300]
+    assert b"malformed HTTP request" in body and b"\n" not in body.strip(), body
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

@@ -6,8 +6,9 @@ middleware runs: a plain-text body of several lines with a caret under the bad b
 ERROR with a traceback in the worker's log for every such request, so a port scanner filled the
 log with tracebacks. No hook of aiohttp's server reaches that answer (faust builds the
 `AppRunner` itself), so `install` wraps `RequestHandler.handle_error` for the client errors
-only; a 5xx keeps aiohttp's own answer and log. tests/unit/test_malformed_requests.py pins it,
-so an aiohttp that changes the method fails there first.
+only; a 5xx keeps aiohttp's own answer and log. The worker's web server and the notifier's probe
+install it (it lives here, below both). tests/unit/test_malformed_requests.py pins it, so an
+aiohttp that changes the method fails there first.
 """
 
 from __future__ import annotations
