@@ -296,7 +296,7 @@ class DurableBatch:
                 changelog_groups[tp] = [(key, encoded) for key, (encoded, _) in rows.items()]
                 rank = keys.CHANGELOG_ORDER.get(table)
                 if rank is not None:  # (a stable sort: the first-write order within a rank)
-                    changelog_groups[tp].sort(key=lambda row: rank(row[0] or b""))
+                    changelog_groups[tp].sort(key=lambda row: rank(row[0] or b"", row[1]))
             if changelog_groups:
                 acked.update(await self._log.send(changelog_groups, changelog_headers))
             zombies = await self._follow_lineage(acked)

@@ -265,14 +265,19 @@ PENDING_THRESHOLD_EVENTS = b"thrp/"  # scanned at every tick: apart from the win
 
 
 # -- the order of a flush's records in a changelog ---------------------------------------------
-def _tenant_state_rank(key: bytes) -> int:
+def _tenant_state_rank(key: bytes, value: bytes | None) -> int:
     """A crash may land only the first records of a changelog send, so what other records name
     goes first: `notify` lists and events not yet confirmed sent (they depend on nothing), then
     the rest in the order of their first write, and an older version's one threshold record of
-    a tenant (`thr/{tenant}`) last, as its deletion must not land before the window records
+    a tenant (`thr/{tenant}`) after them, as its deletion must not land before the window records
     split from it. (A window record moved behind every write of its batch lost them when the
     deletion landed alone; kept in its place, a later event of its batch behind it was lost:
-    tests/stages/test_threshold_lists_review.py.)"""
+    tests/stages/test_threshold_lists_review.py.) The deletion of an event confirmed sent goes
+    last of all: a tick that forgets events moves the window record a crash left behind them
+    past them in the same flush, and the deletions landing without that record lost the
+    events' crossing numbers for good (tests/stages/test_threshold_crash_review.py)."""
+    if key.startswith(PENDING_THRESHOLD_EVENTS) and value is None:
+        return 3
     if key.startswith((THRESHOLD_NOTIFY, PENDING_THRESHOLD_EVENTS)):
         return 0
     if key.startswith(THRESHOLDS) and key.count(b"/") == 1:
@@ -280,8 +285,9 @@ def _tenant_state_rank(key: bytes) -> int:
     return 1
 
 
-# table -> the rank of a key's record in a flush's changelog records (stable: the first-write
-# order within a rank); a table not named here sends them in the order of their first write
+# table -> the rank of a record (its key, and its value or None for a deletion) in a flush's
+# changelog records (stable: the first-write order within a rank); a table not named here
+# sends them in the order of their first write
 CHANGELOG_ORDER = {TENANT_STATE: _tenant_state_rank}
 
 

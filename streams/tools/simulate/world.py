@@ -172,6 +172,11 @@ def carried(groups: Mapping[TopicPartition, Sequence[Pair]]) -> frozenset[str]:
             kinds.add("recut")
         if topic == topics.ACTIVE_LEARNER_COUNTS:
             kinds.add("publish")
+        if topic == topics.TENANT_STATE_CHANGELOG and any(
+            (key or b"").startswith((keys.PENDING_THRESHOLD_EVENTS, keys.THRESHOLDS))
+            for key, _ in records
+        ):
+            kinds.add("thresholds")
     return frozenset(kinds)
 
 
