@@ -107,6 +107,7 @@ def plan_publication(
     sums: TenantSums,
     now: datetime,
     republish: bool = False,
+    exists: bool = True,
 ) -> PublishPlan:
     """Which count records to (re)publish so that every window's last record is exact.
 
@@ -114,7 +115,14 @@ def plan_publication(
     also follows changes of the total. The current window always has a record (0 before any
     launch). Records of windows that the cut no longer has are tombstoned. `republish` writes
     every record again (after a license change of limit or thresholds).
+
+    A tenant that does not `exist` (no license, and no attempt left: its license was
+    tombstoned, or a deletion removed its last attempt) has no records at all: the contract's
+    "404 for a tenant with no license and no attempts", which the read model answers from the
+    count topic. Every record it had is tombstoned (its total is 0, so is every window's count).
     """
+    if not exists:
+        return PublishPlan((), tuple(sorted(published)), {})
     current = window_of(cut, now)
     valid: dict[str, Window] = {}
     tombstones = []

@@ -114,15 +114,24 @@ def tenants(
 
 
 def require_tenant(
-    model: ReadModel, tenant_id: str, caller: Caller, *, partial: bool = False
+    model: ReadModel,
+    tenant_id: str,
+    caller: Caller,
+    *,
+    partial: bool = False,
+    trail: bool = False,
 ) -> None:
     """ApiError(404) for a tenant that does not exist, and, in the same words, for one the
     caller's token does not cover: a token learns nothing of other tenants. Before that, 503
-    while the read model catches up, unless `partial`."""
+    while the read model catches up, unless `partial`. With `trail` (the deletion audit trail),
+    a tenant with receipts exists too: one whose license was removed, or whose last attempt a
+    deletion removed, has no count record any more, and its receipts stay readable."""
     if not caller.sees(tenant_id):
         raise _no_tenant(tenant_id)
     if not partial:
         require_caught_up(model)
+    if trail and model.receipts_of(tenant_id, 1):
+        return
     _exists(model, tenant_id)
 
 

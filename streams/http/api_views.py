@@ -136,7 +136,7 @@ async def first_request_receipt(
 @app.page("/api/tenants/{tenant_id}/deletions")
 class Deletions(ApiView):
     async def get(self, request: Request, tenant_id: str) -> Response:
-        api.require_tenant(model, tenant_id, self.caller(request))
+        api.require_tenant(model, tenant_id, self.caller(request), trail=True)
         limit = request.query.get("limit")  # type: ignore[attr-defined]
         return self.json(api.deletions(model, tenant_id, limit))
 
@@ -149,7 +149,7 @@ class Deletions(ApiView):
 @app.page("/api/tenants/{tenant_id}/deletions/{request_id}")
 class Receipt(ApiView):
     async def get(self, request: Request, tenant_id: str, request_id: str) -> Response:
-        api.require_tenant(model, tenant_id, self.caller(request))
+        api.require_tenant(model, tenant_id, self.caller(request), trail=True)
         receipt = model.receipt(tenant_id, request_id)
         if receipt is None:
             raise api.ApiError(404, f"no receipt for request {request_id!r} of {tenant_id!r} (yet)")

@@ -50,7 +50,7 @@ from streams.domain.deletions import (
 from streams.domain.learners import CountChange, PartitionCounters, span_of_window
 from streams.domain.licenses import cut_of
 from streams.domain.tallies import Membership, months_in, read_membership, stored_membership
-from streams.domain.windows import Cut
+from streams.domain.windows import Cut, window_of
 from streams.stages import commands, keys
 from streams.stages.store import Batch, chunks_by_size
 
@@ -156,6 +156,7 @@ async def apply_part(
             part_selector(selector),
             cut,
             keep,
+            Cut.from_id(request["cut"]) if request.get("cut") else None,  # the report's cut
         )
         if kind is not None:
             done["members_chunks"] = store_members(
@@ -330,11 +331,24 @@ def plan_part(
     chosen: PartSelector,
     cut: Cut,
     keep: bool = False,
+    report_cut: Cut | None = None,
 ) -> tuple[dict[str, Any], KeptRemovals | None]:
     """The part's outcome, computed without writing anything (also the whole of a preview);
-    with `keep`, also the removals of its first chunks, as many as KEPT_BYTES_MAX allows."""
-    counts = counters.get(partition, tenant_id)
-    report = PartReport(counts=dict(counts.windows) if counts else {})
+    with `keep`, also the removals of its first chunks, as many as KEPT_BYTES_MAX allows.
+
+    Its windows (counts before, learners leaving each) are those of `report_cut`, the cut the
+    request was split under, whatever this partition applies now: a license that changed the
+    windows between the request and this part (or between two parts here) would otherwise
+    make the receipt add up windows of two cuts. On that cut, the counters say the counts;
+    on another, the tenant's attempts here are counted again (a rare, read-only scan)."""
+    # (a logical part reports no windows: its counts need no second reading)
+    other = report_cut is not None and report_cut != cut and mode != "logical"
+    if other:
+        assert report_cut is not None
+        report = PartReport(counts=recount(batch, partition, tenant_id, report_cut))
+    else:
+        counts = counters.get(partition, tenant_id)
+        report = PartReport(counts=dict(counts.windows) if counts else {})
     losses: Counter[str] = Counter()
     found: list[list[str]] = []
     kept = KeptRemovals() if keep else None
@@ -356,7 +370,11 @@ def plan_part(
             if affected:
                 report.attempts_affected += affected
                 report.learners_affected += 1
-            losses.update({w: -n for w, n in removal.window_changes.items() if n < 0})
+            if other:
+                assert report_cut is not None
+                losses.update(leaves(rows, chosen, report_cut))
+            else:
+                losses.update({w: -n for w, n in removal.window_changes.items() if n < 0})
             if chosen.attempts is not None:
                 by_key = dict(rows)
                 for key in removal.removed:
@@ -375,6 +393,40 @@ def plan_part(
     if found:
         done["found"] = found
     return done, kept
+
+
+def recount(batch: Batch, partition: int, tenant_id: str, cut: Cut) -> dict[str, int]:
+    """The tenant's active learners per window of `cut` in this partition, from its attempts
+    (a learner's attempts are next to each other in key order: memory stays flat)."""
+    counts: Counter[str] = Counter()
+    learner: str | None = None
+    windows: set[str] = set()
+    prefix = keys.attempts_of_tenant(tenant_id)
+    after = None
+    while True:
+        rows = batch.scan(keys.ATTEMPTS, partition, prefix, after, CHUNK_ATTEMPTS)
+        for _, record in rows:
+            if record["learner_id"] != learner:
+                counts.update(windows)
+                learner, windows = record["learner_id"], set()
+            window = window_of(cut, datetime.fromisoformat(record["launched_at"]))
+            windows.add(window.start.isoformat())
+        if len(rows) < CHUNK_ATTEMPTS:
+            counts.update(windows)
+            return dict(counts)
+        after = rows[-1][0]
+
+
+def leaves(rows: Rows, chosen: PartSelector, cut: Cut) -> Counter[str]:
+    """The windows of `cut` one learner leaves when `chosen` removes some of `rows`."""
+    before: set[str] = set()
+    after: set[str] = set()
+    for _, learner_id, attempt_id, launched_at in _parsed(rows):
+        window = window_of(cut, launched_at).start.isoformat()
+        before.add(window)
+        if not chosen.selects(learner_id, attempt_id, launched_at):
+            after.add(window)
+    return Counter(before - after)
 
 
 def kept_bytes(learner_key: bytes, before: Membership, removal: LearnerRemoval) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 from schemas import topics
 from streams.domain.dead_letters import encode
 from streams.domain.deletions import assemble_receipt_windows, reused_id_error
+from streams.domain.licenses import cut_of
 from streams.domain.partitioning import learner_partition
 from streams.stages import commands, keys, metrics
 from streams.stages.ingest import error_receipt
@@ -73,6 +74,12 @@ class TenantDeletions:
         key = keys.deletion(request["tenant_id"], request["request_id"])
         stored = batch.get(keys.TENANT_STATE, partition, key)
         if stored is None:
+            # the windows every part reports are those of the license this request is split
+            # under: a license that changes the windows while the parts run (each learner
+            # partition applies it in its own order with the parts) must not make one receipt
+            # mix two cuts' windows (tests/stages/test_deletion_cuts_review.py)
+            license_key = keys.tenant_license(request["tenant_id"])
+            request["cut"] = cut_of(batch.get(keys.TENANT_STATE, partition, license_key)).id
             parts = deletion_parts(request, self.learner_partitions)
             batch.put(
                 keys.TENANT_STATE,
@@ -305,6 +312,8 @@ def deletion_parts(
     one partition run one after another.
     """
     meta = {k: request[k] for k in ("request_id", "tenant_id", "mode", "requested_at")}
+    if request.get("cut"):  # (a request stored by an older version has none)
+        meta["cut"] = request["cut"]
     tenant_id = request["tenant_id"]
     kind, values = request["selector"]["kind"], request["selector"]["values"]
     before = request["requested_at"]

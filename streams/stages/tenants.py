@@ -283,8 +283,11 @@ class TenantStage:
         content = stored_license["license"] if stored_license else None
         republish = pub["cut"] is not None and pub.get("license") != content
         sums = sum_partials(partials.values(), cut)
-        plan = plan_publication(cut, pub["windows"], sums, now, republish=republish)
         license_, is_licensed = license_from(tenant_id, stored_license)
+        # a tenant with no license and no attempt (a license tombstone, also of a tenant never
+        # seen; a deletion of an unlicensed tenant's last attempt) is no tenant: no records
+        exists = is_licensed or sums.total > 0
+        plan = plan_publication(cut, pub["windows"], sums, now, republish=republish, exists=exists)
         published = plan.published if plan.changed else pub["windows"]
         if plan.changed:
             # a window published again (a license changed back before a tick confirmed its

@@ -185,3 +185,24 @@ def test_the_dashboard_says_when_a_restarted_worker_may_still_miss_figures() -> 
     assert warning not in dashboard.tenants_page(summaries, "c")
     assert warning in dashboard.tenant_page(details, [], [], [], "c", catching_up=True)
     assert warning not in dashboard.tenant_page(details, [], [], [], "c")
+
+
+def test_a_tenant_gone_from_the_count_topic_keeps_its_audit_trail() -> None:
+    """helper-51: a tenant whose license was removed (or whose last attempt a deletion removed)
+    has no count record any more and answers 404 as "no license and no attempts"; its deletion
+    receipts stay readable (the audit trail)."""
+    model = ReadModel()
+    model.apply_license(b"acme", json.dumps(LICENSE).encode())
+    model.apply_count(b"acme/2026-10-01", count("acme", "2026-10-01", "2027-01-01", 0, 0))
+    receipt = {"request_id": "r1", "tenant_id": "acme", "mode": "physical", "completed_at": "a"}
+    model.apply_receipt(json.dumps(receipt).encode())
+    model.apply_license(b"acme", None)
+    model.apply_count(b"acme/2026-10-01", None)
+    model.caught_up.set()
+    with pytest.raises(api.ApiError) as raised:
+        api.require_tenant(model, "acme", OPEN)
+    assert raised.value.status == 404
+    api.require_tenant(model, "acme", OPEN, trail=True)
+    assert [r["request_id"] for r in api.deletions(model, "acme", None)["deletions"]] == ["r1"]
+    with pytest.raises(api.ApiError):
+        api.require_tenant(model, "globex", OPEN, trail=True)  # no receipts: no tenant

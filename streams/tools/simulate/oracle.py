@@ -119,8 +119,8 @@ class Partition:
     def cut(self, tenant: str) -> Cut:
         return self.licenses.get(tenant, DEFAULT_CUT)
 
-    def counts(self, tenant: str) -> dict[str, int]:
-        cut = self.cut(tenant)
+    def counts(self, tenant: str, cut: Cut | None = None) -> dict[str, int]:
+        cut = cut or self.cut(tenant)
         learners: dict[str, set[str]] = {}
         for (t, learner, _), attempt in self.attempts.items():
             if t == tenant:
@@ -391,7 +391,10 @@ class Model:
             return  # a redelivered part: its first application stands
         selector = command.selector
         before = _instant(selector["before"]) if "before" in selector else None
-        counts = model.counts(tenant)
+        # the windows a part reports are those of the cut the request was split on (a license
+        # changing while the parts run must not make one receipt mix two cuts' windows)
+        cut = Cut.from_id(request["cut"]) if request.get("cut") else model.cut(tenant)
+        counts = model.counts(tenant, cut)
         if "teams" in selector or "roles" in selector:
             kind = "teams" if "teams" in selector else "roles"
             wanted = set(selector[kind])
@@ -420,7 +423,6 @@ class Model:
                 hit = learner in learners and attempt.launched_at < before  # type: ignore[operator]
             if hit:
                 chosen.append(ident)
-        cut = model.cut(tenant)
         losses: dict[str, int] = {}
         by_learner: dict[str, list[Ident]] = {}
         for ident in chosen:
@@ -450,6 +452,7 @@ class Model:
             "learners": {ident[1] for ident in affected},
             "losses": losses if mode != "logical" else {},
             "counts": counts,
+            "cut": cut.id,
         }
         if mode == "preview":
             return
@@ -609,7 +612,11 @@ def check_counts(
                 problems.append(
                     f"{tenant} {start}: no count record, expected {active} active learners"
                 )
-        if tenant in model.seen_tenants:
+        if license_ is None and total == 0:
+            # no license and no attempt: no tenant (the contract's 404), so no record at all
+            for start in sorted(mine):
+                problems.append(f"{tenant} {start}: a record, no license or attempt")
+        elif tenant in model.seen_tenants:
             current = window_of(cut, final_now).start.isoformat()
             now_record = mine.get(current)
             if now_record is None:
@@ -716,6 +723,9 @@ def check_receipts(log: MemoryLog, model: Model) -> list[str]:
             continue
         receipt = good[0]
         parts = {k: v for p in model.parts for k, v in p.parts.items() if k[:2] == key}
+        cuts = sorted({v["cut"] for v in parts.values()})
+        if len(cuts) > 1:
+            problems.append(f"request {key}: its parts counted windows of several cuts {cuts}")
         attempts = sum(v["attempts_affected"] for v in parts.values())
         # distinct learners: a learner's named attempts may be cut into two parts
         learners = len(set().union(*(v["learners"] for v in parts.values())))
