@@ -19,7 +19,7 @@ from streams.domain.selectors import Selector
 from streams.domain.windows import add_months
 from streams.kafka.io import current_counts, latest_by_key, produce_records, read_topic
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
-from tests.integration.test_pipeline import counts_match
+from tests.integration.test_pipeline import counts_gone, counts_match
 
 pytestmark = pytest.mark.integration
 
@@ -167,7 +167,7 @@ def test_two_tenants_may_use_the_same_request_id(settings: Settings, worker: Wor
         }
         receipts.append(send_and_wait(settings, request, 120))
     assert [r["attempts_affected"] for r in receipts] == [12, 8]
-    wait_for(counts_match(settings, {}), 120, "both tenants emptied")
+    wait_for(counts_gone(settings), 120, "both tenants gone (no license, no attempt left)")
 
 
 def test_a_request_for_fifty_thousand_learners(settings: Settings, worker: WorkerProcess) -> None:
@@ -183,7 +183,7 @@ def test_a_request_for_fifty_thousand_learners(settings: Settings, worker: Worke
         200,
         200,
     )
-    wait_for(counts_match(settings, {}), 120, "every learner gone")
+    wait_for(counts_gone(settings), 120, "every learner gone, and the tenant with them")
 
 
 def test_a_part_found_done_still_deletes_what_its_crash_left_behind(

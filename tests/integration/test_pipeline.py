@@ -63,6 +63,16 @@ def counts_match(settings: Settings, expected: dict[tuple[str, str], tuple[int, 
     return check
 
 
+def counts_gone(settings: Settings):
+    """The condition a test waits for: no count record left (unlicensed tenants whose every
+    attempt a deletion removed are no tenants: each of their records is tombstoned)."""
+
+    def check() -> bool:
+        return current_counts(settings) == {}
+
+    return check
+
+
 def produce_in_order(settings: Settings, records: list[dict[str, Any]]) -> None:
     """Each record to its topic (launches, licenses, learner-groups), in the order given."""
     produce_records(
