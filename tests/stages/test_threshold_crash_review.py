@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import orjson
+
 from schemas import topics
 from streams.stages import keys
 from streams.stages.store import Pair, TopicPartition
@@ -21,6 +23,31 @@ def _limit(learners: int) -> dict[str, object]:
 
 def _distinct(p: Pipeline) -> list[dict[str, object]]:
     return list({e["event_id"]: e for e in p.events("acme")}.values())
+
+
+def _older_record_after_first_up(p: Pipeline) -> dict[str, object]:
+    """acme licensed (limit 2, thresholds 50 and 100), one learner (50 %: up), its threshold
+    state then rewritten as an older version's one record of the tenant, and the worker
+    restarted on it; the license."""
+    lic = license_("acme", cycle_start=WINDOW, learner_limit=2, thresholds=[50, 100])
+    p.produce(topics.LICENSES, lic)
+    p.produce(topics.LAUNCHES, launch("acme", "l0", "a", "2026-02-10T10:00:00Z"))
+    p.settle()
+    [first] = p.events("acme")  # 50 %: up
+    state = p.worker("w0").state.partition(keys.TENANT_STATE, 0)
+    record = orjson.loads(state.rows.pop(keys.window_thresholds("acme", WINDOW)))
+    legacy = {
+        "windows": {
+            WINDOW: {
+                pct: {**entry, "event": first} if entry.get("event") else entry
+                for pct, entry in record["pcts"].items()
+            }
+        },
+        "pending": [],
+    }
+    state.write({keys.thresholds("acme"): orjson.dumps(legacy)})
+    p.restart("w0")
+    return lic
 
 
 def _up_once(p: Pipeline) -> None:
@@ -53,8 +80,6 @@ def _record_left_behind(p: Pipeline) -> None:
     p.restart()
     p.flow()
     state = p.worker("w0").state.partition(keys.TENANT_STATE, 0)
-    import orjson
-
     assert orjson.loads(state.rows[record])["pcts"]["100"]["crossings"] == 1
     pending = [k for k in state.rows if k.startswith(keys.PENDING_THRESHOLD_EVENTS)]
     assert len(pending) == 2
@@ -102,28 +127,8 @@ def test_a_split_left_unfinished_by_a_crash_is_not_split_again_over_later_record
     a tick forgets the crossings' pending events (`_records_past_pending` skips a tenant with
     an older record), and the next evaluation splits it again over the newer window records:
     the crossing is forgotten and its number used again with other content."""
-    import orjson
-
     p = Pipeline(partitions=1)
-    lic = license_("acme", cycle_start=WINDOW, learner_limit=2, thresholds=[50, 100])
-    p.produce(topics.LICENSES, lic)
-    p.produce(topics.LAUNCHES, launch("acme", "l0", "a", "2026-02-10T10:00:00Z"))
-    p.settle()
-    [first] = p.events("acme")  # 50 %: up
-    state = p.worker("w0").state.partition(keys.TENANT_STATE, 0)
-    window_key = keys.window_thresholds("acme", WINDOW)
-    record = orjson.loads(state.rows.pop(window_key))
-    legacy = {
-        "windows": {
-            WINDOW: {
-                pct: {**entry, "event": first} if entry.get("event") else entry
-                for pct, entry in record["pcts"].items()
-            }
-        },
-        "pending": [],
-    }
-    state.write({keys.thresholds("acme"): orjson.dumps(legacy)})
-    p.restart("w0")
+    lic = _older_record_after_first_up(p)
 
     # a second learner: 100 % up (the split's evaluation); then, in the same batch of the
     # tenant stage, a license without a limit
@@ -164,28 +169,9 @@ def test_a_tick_does_not_forget_events_beside_an_older_record() -> None:
     evaluates nothing. A tick then forgot the pending event without moving any record past it
     (`_records_past_pending` skipped a tenant with an older record), and the next split
     numbered the crossing 1 again, with other content."""
-    import orjson
-
     p = Pipeline(partitions=1)
-    lic = license_("acme", cycle_start=WINDOW, learner_limit=2, thresholds=[50, 100])
-    p.produce(topics.LICENSES, lic)
-    p.produce(topics.LAUNCHES, launch("acme", "l0", "a", "2026-02-10T10:00:00Z"))
-    p.settle()
-    [first] = p.events("acme")  # 50 %: up
-    state = p.worker("w0").state.partition(keys.TENANT_STATE, 0)
+    lic = _older_record_after_first_up(p)
     window_key = keys.window_thresholds("acme", WINDOW)
-    record = orjson.loads(state.rows.pop(window_key))
-    legacy = {
-        "windows": {
-            WINDOW: {
-                pct: {**entry, "event": first} if entry.get("event") else entry
-                for pct, entry in record["pcts"].items()
-            }
-        },
-        "pending": [],
-    }
-    state.write({keys.thresholds("acme"): orjson.dumps(legacy)})
-    p.restart("w0")
 
     p.advance(5)
     p.produce(topics.LICENSES, {**lic, "notify": ["ops@acme.example"]})  # first writes lic/
