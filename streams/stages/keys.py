@@ -31,7 +31,9 @@ learner stage, partitioned like learner-commands (one partition per tenant/learn
 
 tenant stage, partitioned like tenant-commands (one partition per tenant)
   tenant-state    lic/{tenant}                           {"license": {...} | None}
-                  parts/{tenant}                         latest partial per learner partition
+                  parts/{tenant}/{learner partition}     that partition's latest partial count
+                                                         (`parts/{tenant}`: all partitions in one
+                                                         record, an older version's)
                   pub/{tenant}                           what was published
                   thr/{tenant}/{window start}            a window's threshold state and last
                                                          events (`thr/{tenant}`: all windows in
@@ -40,6 +42,7 @@ tenant stage, partitioned like tenant-commands (one partition per tenant)
                                                          (by a hash of it: never changed)
                   thrp/{tenant}/{start}/{pct}/{n}        an event not yet confirmed sent
                   del/{tenant}/{request}                 a deletion request and its receipt
+                  delr/{tenant}/{request}/{part}         a part's report, until the receipt
                   open/{tenant}                          physical deletions not yet complete
                                                          ({request: since}): they hold the
                                                          tenant's thresholds
@@ -196,14 +199,34 @@ def part_members_chunk(tenant_id: str, request_id: str, part: int, chunk: int) -
 
 # -- tenant-state ---------------------------------------------------------------------------
 PUBLISHED = b"pub/"
+PARTIALS = b"parts/"
+DELETION_REPORTS = b"delr/"
 
 
 def tenant_license(tenant_id: str) -> bytes:
     return _join("lic", tenant_id)
 
 
-def partials(tenant_id: str) -> bytes:
-    return _join("parts", tenant_id)
+def partial(tenant_id: str, learner_partition: str) -> bytes:
+    """One learner partition's latest partial count of a tenant: one key per partition, since
+    a tenant's partials together grow with the partitions and windows (600 partitions of ten
+    years of monthly windows passed 1 MiB in one record)."""
+    return PARTIALS + _join(tenant_id, learner_partition)
+
+
+def partials_of(tenant_id: str) -> bytes:
+    """The prefix of a tenant's `partial` keys."""
+    return PARTIALS + _join(tenant_id, "")
+
+
+def learner_partition_of_partial(key: bytes) -> str:
+    return key.rsplit(b"/", 1)[1].decode()
+
+
+def legacy_partials(tenant_id: str) -> bytes:
+    """An older version's one record of a tenant's partials ({learner partition: partial}):
+    read with the per-partition keys, split into them at the tenant's next partial count."""
+    return PARTIALS + _join(tenant_id)
 
 
 def published(tenant_id: str) -> bytes:
@@ -250,6 +273,22 @@ def deletion(tenant_id: str, request_id: str) -> bytes:
     return _join("del", tenant_id, _request(request_id))
 
 
+def deletion_report(tenant_id: str, request_id: str, part: int) -> bytes:
+    """One part's report of a deletion request, kept until the request's receipt: a record
+    per report, since a request's reports together grow with the learner partitions (600
+    partitions of ten years of monthly windows passed 1 MiB in the request's record)."""
+    return DELETION_REPORTS + _join(tenant_id, _request(request_id), str(part))
+
+
+def deletion_reports(tenant_id: str, request_id: str) -> bytes:
+    """The prefix of a request's `deletion_report` keys."""
+    return DELETION_REPORTS + _join(tenant_id, _request(request_id), "")
+
+
+def part_of_deletion_report(key: bytes) -> str:
+    return key.rsplit(b"/", 1)[1].decode()
+
+
 def open_deletions(tenant_id: str) -> bytes:
     return _join("open", tenant_id)
 
@@ -270,17 +309,20 @@ def _tenant_state_rank(key: bytes, value: bytes | None) -> int:
     goes first: `notify` lists and events not yet confirmed sent (they depend on nothing), then
     the rest in the order of their first write, and an older version's one threshold record of
     a tenant (`thr/{tenant}`) after them, as its deletion must not land before the window records
-    split from it. (A window record moved behind every write of its batch lost them when the
-    deletion landed alone; kept in its place, a later event of its batch behind it was lost:
+    split from it (its one partials record, `parts/{tenant}`, likewise). (A window record moved
+    behind every write of its batch lost them when the deletion landed alone; kept in its
+    place, a later event of its batch behind it was lost:
     tests/stages/test_threshold_lists_review.py.) The deletion of an event confirmed sent goes
     last of all: a tick that forgets events moves the window record a crash left behind them
     past them in the same flush, and the deletions landing without that record lost the
-    events' crossing numbers for good (tests/stages/test_threshold_crash_review.py)."""
-    if key.startswith(PENDING_THRESHOLD_EVENTS) and value is None:
+    events' crossing numbers for good (tests/stages/test_threshold_crash_review.py). A deletion
+    part's report goes first as well, as the request's record names it, and its deletion
+    last, as the record that holds the receipt made from it must land before it."""
+    if key.startswith((PENDING_THRESHOLD_EVENTS, DELETION_REPORTS)) and value is None:
         return 3
-    if key.startswith((THRESHOLD_NOTIFY, PENDING_THRESHOLD_EVENTS)):
+    if key.startswith((THRESHOLD_NOTIFY, PENDING_THRESHOLD_EVENTS, DELETION_REPORTS)):
         return 0
-    if key.startswith(THRESHOLDS) and key.count(b"/") == 1:
+    if key.startswith((THRESHOLDS, PARTIALS)) and key.count(b"/") == 1:
         return 2
     return 1
 

@@ -68,6 +68,7 @@ from streams.stages.store import (
     LogRecord,
     Record,
     chunks_by_size,
+    scan_all,
 )
 
 log = logging.getLogger(__name__)
@@ -676,12 +677,4 @@ def _apply_attempts(batch: Batch, partition: int, items: list[TrackedAttempt]) -
 
 
 def _scan_all(batch: Batch, table: str, partition: int, prefix: bytes) -> list[tuple[bytes, Any]]:
-    """Every row with `prefix`, read a chunk at a time."""
-    rows: list[tuple[bytes, Any]] = []
-    after = None
-    while True:
-        chunk = batch.scan(table, partition, prefix, after, SCAN_CHUNK)
-        rows.extend(chunk)
-        if len(chunk) < SCAN_CHUNK:
-            return rows
-        after = chunk[-1][0]
+    return scan_all(batch, table, partition, prefix, SCAN_CHUNK)

@@ -53,6 +53,20 @@ def chunks_by_size(items: Iterable[T], size_of: Callable[[T], int], limit: int) 
     return chunks
 
 
+def scan_all(
+    batch: Batch, table: str, partition: int, prefix: bytes, chunk: int = 1_000
+) -> list[tuple[bytes, Any]]:
+    """Every row of a table partition whose key starts with `prefix`, read `chunk` at a time."""
+    rows: list[tuple[bytes, Any]] = []
+    after = None
+    while True:
+        found = batch.scan(table, partition, prefix, after, chunk)
+        rows.extend(found)
+        if len(found) < chunk:
+            return rows
+        after = found[-1][0]
+
+
 def json_size(item: Any) -> int:
     """An item's bytes in a JSON list (with its comma)."""
     return len(orjson.dumps(item)) + 1

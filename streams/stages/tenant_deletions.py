@@ -28,7 +28,7 @@ from streams.domain.licenses import cut_of
 from streams.domain.partitioning import learner_partition
 from streams.stages import commands, keys, metrics
 from streams.stages.ingest import error_receipt
-from streams.stages.store import Batch, chunks_by_size, json_size
+from streams.stages.store import Batch, chunks_by_size, json_size, scan_all
 
 log = logging.getLogger(__name__)
 
@@ -188,15 +188,31 @@ class TenantDeletions:
                 self.emit_receipt(batch, partition, completed)
                 return True
             return False  # a part reported again: its first report stands
-        if str(command.part) in pending["received"]:
+        # the parts whose reports are stored, each under its own key (an older version kept
+        # them in `received`, in this record)
+        reported: list[int] = pending.get("reported", [])
+        if command.part in reported or str(command.part) in pending["received"]:
             return False  # its first report stands
+        tenant_id, request_id = request["tenant_id"], request["request_id"]
+        report = {**command.report, "partition": command.partition}
+        if len(reported) + len(pending["received"]) + 1 < int(pending["parts"]):
+            report_key = keys.deletion_report(tenant_id, request_id, command.part)
+            batch.put(keys.TENANT_STATE, partition, report_key, report)
+            batch.put(
+                keys.TENANT_STATE,
+                partition,
+                key,
+                {**pending, "reported": [*reported, command.part]},
+            )
+            return False
+        stored_reports = scan_all(
+            batch, keys.TENANT_STATE, partition, keys.deletion_reports(tenant_id, request_id)
+        )
         received = {
             **pending["received"],
-            str(command.part): {**command.report, "partition": command.partition},
+            **{keys.part_of_deletion_report(k): r for k, r in stored_reports},
+            str(command.part): report,
         }
-        if len(received) < int(pending["parts"]):
-            batch.put(keys.TENANT_STATE, partition, key, {**pending, "received": received})
-            return False
         receipt = self.receipt(batch, partition, pending["request"], received, now)
         failed = [r["error"] for r in received.values() if r.get("error")]
         if failed:
@@ -208,10 +224,13 @@ class TenantDeletions:
             {
                 **pending,
                 "received": {},
+                "reported": [],
                 "receipt": receipt_to_store(receipt),
                 "completed_by": offset,
             },
         )
+        for report_key, _ in stored_reports:  # (sent after the record: keys.CHANGELOG_ORDER)
+            batch.delete(keys.TENANT_STATE, partition, report_key)
         self._release(batch, partition, request)
         self.emit_receipt(batch, partition, receipt)
         return True

@@ -65,7 +65,7 @@ from streams.domain.thresholds import (
 from streams.domain.windows import Cut, Window, window_starting
 from streams.stages import commands, ingest, keys, metrics
 from streams.stages.loop import MAX_TRIES, attempt_whole
-from streams.stages.store import TENANT, Batch, LogRecord, Record
+from streams.stages.store import TENANT, Batch, LogRecord, Record, scan_all
 from streams.stages.tenant_deletions import TenantDeletions, stored_receipt
 
 log = logging.getLogger(__name__)
@@ -190,13 +190,18 @@ class TenantStage:
     ) -> bool:
         """Store the newer of these partial counts (late reports of old owners lose); whether
         anything changed."""
-        key = keys.partials(tenant_id)
-        stored = batch.get(keys.TENANT_STATE, partition, key) or {}
+        own, legacy = _read_partials(batch, partition, tenant_id)
+        stored = merge_partials(legacy, own) if legacy else own
         merged = merge_partials(stored, parts)
-        if merged == stored:
-            return False
-        batch.put(keys.TENANT_STATE, partition, key, merged)
-        return True
+        if legacy:
+            # an older version's one record: split into a key per partition, then gone
+            batch.delete(keys.TENANT_STATE, partition, keys.legacy_partials(tenant_id))
+            own = {}
+        for learner_partition, partial in merged.items():
+            if own.get(learner_partition) != partial:
+                key = keys.partial(tenant_id, learner_partition)
+                batch.put(keys.TENANT_STATE, partition, key, partial)
+        return merged != stored
 
     async def on_tick(self, batch: Batch, partition: int, now: datetime) -> None:
         """The wall clock moved on: what earlier flushes sent is confirmed, every tenant whose
@@ -273,7 +278,7 @@ class TenantStage:
         Whether count records went out."""
         stored_license = batch.get(keys.TENANT_STATE, partition, keys.tenant_license(tenant_id))
         cut = cut_of(stored_license)
-        partials = batch.get(keys.TENANT_STATE, partition, keys.partials(tenant_id)) or {}
+        partials = stored_partials(batch, partition, tenant_id)
         licensed = stored_license is not None
         if not publication_ready(partials, cut, self.learner_partitions, licensed):
             return False  # a re-cut is under way: the last exact records stand
@@ -690,15 +695,26 @@ def _stored_lists(batch: Batch, partition: int, tenant_id: str) -> Callable[[str
     return stored_list
 
 
+def stored_partials(batch: Batch, partition: int, tenant_id: str) -> dict[str, Any]:
+    """The latest partial count of every learner partition that reported for the tenant."""
+    own, legacy = _read_partials(batch, partition, tenant_id)
+    return merge_partials(legacy, own) if legacy else own
+
+
+def _read_partials(
+    batch: Batch, partition: int, tenant_id: str
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A tenant's partials under their own keys, and an older version's one record of them (a
+    partition's own key, written later, is never older than its entry there)."""
+    own = {
+        keys.learner_partition_of_partial(key): partial
+        for key, partial in _scan_all(batch, partition, keys.partials_of(tenant_id))
+    }
+    return own, batch.get(keys.TENANT_STATE, partition, keys.legacy_partials(tenant_id))
+
+
 def _scan_all(batch: Batch, partition: int, prefix: bytes) -> list[tuple[bytes, Any]]:
-    rows: list[tuple[bytes, Any]] = []
-    after = None
-    while True:
-        chunk = batch.scan(keys.TENANT_STATE, partition, prefix, after, 1_000)
-        rows.extend(chunk)
-        if len(chunk) < 1_000:
-            return rows
-        after = chunk[-1][0]
+    return scan_all(batch, keys.TENANT_STATE, partition, prefix)
 
 
 def _observe_latency(oldest_ms: int) -> Callable[[], None]:
