@@ -181,6 +181,9 @@ class TenantDeletions:
             return False
         completed = stored_receipt(pending)
         if completed is not None:
+            # reports a crash kept from being dropped after the receipt landed (their
+            # deletions go last: keys.CHANGELOG_ORDER)
+            self._drop_reports(batch, partition, request)
             if pending.get("completed_by") == offset:
                 # the replay of the report that completed it: the receipt (and the release of
                 # the hold) may have been lost
@@ -193,10 +196,11 @@ class TenantDeletions:
         reported: list[int] = pending.get("reported", [])
         if command.part in reported or str(command.part) in pending["received"]:
             return False  # its first report stands
-        tenant_id, request_id = request["tenant_id"], request["request_id"]
         report = {**command.report, "partition": command.partition}
         if len(reported) + len(pending["received"]) + 1 < int(pending["parts"]):
-            report_key = keys.deletion_report(tenant_id, request_id, command.part)
+            report_key = keys.deletion_report(
+                request["tenant_id"], request["request_id"], command.part
+            )
             batch.put(keys.TENANT_STATE, partition, report_key, report)
             batch.put(
                 keys.TENANT_STATE,
@@ -205,12 +209,12 @@ class TenantDeletions:
                 {**pending, "reported": [*reported, command.part]},
             )
             return False
-        stored_reports = scan_all(
-            batch, keys.TENANT_STATE, partition, keys.deletion_reports(tenant_id, request_id)
-        )
         received = {
             **pending["received"],
-            **{keys.part_of_deletion_report(k): r for k, r in stored_reports},
+            **{
+                keys.part_of_deletion_report(report_key): stored
+                for report_key, stored in self._reports(batch, partition, request)
+            },
             str(command.part): report,
         }
         receipt = self.receipt(batch, partition, pending["request"], received, now)
@@ -229,11 +233,20 @@ class TenantDeletions:
                 "completed_by": offset,
             },
         )
-        for report_key, _ in stored_reports:  # (sent after the record: keys.CHANGELOG_ORDER)
-            batch.delete(keys.TENANT_STATE, partition, report_key)
+        self._drop_reports(batch, partition, request)  # (sent after the record)
         self._release(batch, partition, request)
         self.emit_receipt(batch, partition, receipt)
         return True
+
+    def _reports(
+        self, batch: Batch, partition: int, request: dict[str, Any]
+    ) -> list[tuple[bytes, Any]]:
+        prefix = keys.deletion_reports(request["tenant_id"], request["request_id"])
+        return scan_all(batch, keys.TENANT_STATE, partition, prefix)
+
+    def _drop_reports(self, batch: Batch, partition: int, request: dict[str, Any]) -> None:
+        for report_key, _ in self._reports(batch, partition, request):
+            batch.delete(keys.TENANT_STATE, partition, report_key)
 
     # -- the hold on thresholds -----------------------------------------------------------------
     def _hold(self, batch: Batch, partition: int, request: dict[str, Any], now: datetime) -> None:
