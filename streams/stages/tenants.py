@@ -278,7 +278,7 @@ class TenantStage:
         Whether count records went out."""
         stored_license = batch.get(keys.TENANT_STATE, partition, keys.tenant_license(tenant_id))
         cut = cut_of(stored_license)
-        partials = stored_partials(batch, partition, tenant_id)
+        partials = _stored_partials(batch, partition, tenant_id)
         licensed = stored_license is not None
         if not publication_ready(partials, cut, self.learner_partitions, licensed):
             return False  # a re-cut is under way: the last exact records stand
@@ -695,7 +695,7 @@ def _stored_lists(batch: Batch, partition: int, tenant_id: str) -> Callable[[str
     return stored_list
 
 
-def stored_partials(batch: Batch, partition: int, tenant_id: str) -> dict[str, Any]:
+def _stored_partials(batch: Batch, partition: int, tenant_id: str) -> dict[str, Any]:
     """The latest partial count of every learner partition that reported for the tenant."""
     own, legacy = _read_partials(batch, partition, tenant_id)
     return merge_partials(legacy, own) if legacy else own
