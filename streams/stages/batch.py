@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -98,6 +99,10 @@ class DurableBatch:
         self._repair_outputs = repair_outputs
         self._outputs_first = outputs_first
         self._writes: dict[tuple[str, int], Pending] = {}
+        # the keys of `_writes` in order, per table partition, once a scan asked (kept up to
+        # date from then on): a scan merges only the pending keys in its range, where
+        # walking every pending key made a batch that scans per tenant quadratic
+        self._sorted: dict[tuple[str, int], list[bytes]] = {}
         self._outputs: dict[tuple[str, int | None], list[Pair]] = {}
         self._callbacks: list[Callable[[], None]] = []
         self._undo: list[tuple[Any, ...]] = []
@@ -157,12 +162,20 @@ class DurableBatch:
             # next chunk, so that resuming after the last row returned never skips one
             full = limit is not None and len(local) >= limit
             bound = local[-1][0] if full else None
-            rows += _merged(mine, local, prefix, after, bound)
+            rows += _merged(
+                mine, self._sorted_keys((table, partition)), local, prefix, after, bound
+            )
             if limit is None or len(rows) >= limit or not full:
                 return rows if limit is None else rows[:limit]
             # this batch deleted some of those local rows: read on, so that the chunk is full
             after = bound
             local = self._state.scan(table, partition, prefix, after, limit)
+
+    def _sorted_keys(self, where: tuple[str, int]) -> list[bytes]:
+        index = self._sorted.get(where)
+        if index is None:
+            index = self._sorted[where] = sorted(self._writes[where])
+        return index
 
     # -- writes ---------------------------------------------------------------------------------
     def scan_raw(
@@ -203,7 +216,12 @@ class DurableBatch:
             if table not in TABLES:
                 raise KeyError(f"unknown table {table!r}")
             pending = self._writes[where] = {}
-        self._undo.append(("w", where, key, pending.get(key, _MISSING)))
+        previous = pending.get(key, _MISSING)
+        self._undo.append(("w", where, key, previous))
+        if previous is _MISSING:
+            index = self._sorted.get(where)
+            if index is not None:
+                insort(index, key)
         pending[key] = entry
 
     def emit(
@@ -241,8 +259,12 @@ class DurableBatch:
                 _, where, key, previous = entry
                 if previous is _MISSING:
                     del self._writes[where][key]
+                    index = self._sorted.get(where)
+                    if index is not None:
+                        del index[bisect_left(index, key)]
                     if not self._writes[where]:
                         del self._writes[where]
+                        self._sorted.pop(where, None)
                 else:
                     self._writes[where][key] = previous
             elif entry[0] == "o":
@@ -281,6 +303,7 @@ class DurableBatch:
         while self.pending:
             writes, outputs, callbacks = self._writes, self._outputs, self._callbacks
             self._writes, self._outputs, self._callbacks = {}, {}, []
+            self._sorted = {}
             self._undo.clear()
             self._flushes += 1
             acked: dict[TopicPartition, tuple[int, int]] = {}
@@ -578,20 +601,24 @@ def rewrite_keys(batch: DurableBatch, table: str, partition: int, keys_: Sequenc
 
 def _merged(
     mine: Pending,
+    ordered: list[bytes],
     local: list[tuple[bytes, bytes]],
     prefix: bytes,
     after: bytes | None,
     bound: bytes | None,
 ) -> list[tuple[bytes, Any]]:
     """Local rows and this batch's writes with `prefix` in (`after`, `bound`], in key order,
-    without what the batch deleted."""
+    without what the batch deleted (`ordered`: the keys of `mine`, sorted)."""
     merged: dict[bytes, Any] = {key: _Raw(raw) for key, raw in local}
-    for key, (_, value) in mine.items():
-        if not key.startswith(prefix) or (after is not None and key <= after):
-            continue
-        if bound is not None and key > bound:
-            continue
-        merged[key] = value
+    start = bisect_left(ordered, prefix)
+    if after is not None:
+        start = max(start, bisect_right(ordered, after))
+    # the keys with a prefix are one run of the order: the first without it ends it
+    for index in range(start, len(ordered)):
+        key = ordered[index]
+        if not key.startswith(prefix) or (bound is not None and key > bound):
+            break
+        merged[key] = mine[key][1]
     return [
         (key, value.decode() if isinstance(value, _Raw) else value)
         for key, value in sorted(merged.items())

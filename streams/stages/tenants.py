@@ -285,7 +285,7 @@ class TenantStage:
         pub_key = keys.published(tenant_id)
         pub = batch.get(keys.TENANT_STATE, partition, pub_key) or {"cut": None, "windows": {}}
         # a new license (limit, thresholds, licensed flag or cut): every record is written again
-        content = stored_license["license"] if stored_license else None
+        content = _published_license(stored_license["license"] if stored_license else None)
         republish = pub["cut"] is not None and pub.get("license") != content
         sums = sum_partials(partials.values(), cut)
         license_, is_licensed = license_from(tenant_id, stored_license)
@@ -411,11 +411,11 @@ class TenantStage:
         of the tenant is split into them first)."""
         _split_legacy(batch, partition, tenant_id)
         empty: dict[str, Any] = {"notify": [], "pcts": {}}
-        return {
-            start: batch.get(keys.TENANT_STATE, partition, keys.window_thresholds(tenant_id, start))
-            or empty
-            for start in windows
-        }
+        # one multi-get: a tick evaluates every window of every tenant (10,000 tenants of 24
+        # windows: 240,000 records a tick)
+        wanted = [keys.window_thresholds(tenant_id, start) for start in windows]
+        stored = batch.get_many(keys.TENANT_STATE, partition, wanted)
+        return {start: record or empty for start, record in zip(windows, stored, strict=True)}
 
     # -- a deposed owner's records in this owner's outputs ----------------------------------------
     def repair_outputs(
@@ -693,6 +693,18 @@ def _stored_lists(batch: Batch, partition: int, tenant_id: str) -> Callable[[str
         return list(notify)
 
     return stored_list
+
+
+def _published_license(content: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A license as `pub/{tenant}` keeps it beside the published windows: without its
+    `webhooks`, which no count record shows and which may take most of a record on their own
+    (no cap but Kafka's record limit): whole, a license that fitted its own records passed the
+    limit beside a century of monthly windows (tests/stages/test_published_record_size.py).
+    (Kept as an empty list: a record written by an older version of a license without
+    webhooks stays equal; one with webhooks has its tenant published again, once.)"""
+    if content is None or not content.get("webhooks"):
+        return content
+    return {**content, "webhooks": []}
 
 
 def _stored_partials(batch: Batch, partition: int, tenant_id: str) -> dict[str, Any]:
