@@ -112,6 +112,17 @@ class Pipeline:
         self.worker(worker).crash_plans.append(CrashPlan(point, countdown, task))
         self.world.landing = landing
 
+    def recover(self, worker: str = "w0") -> bool:
+        """After a `crash_at` and the work it aimed at: whether the worker died; its plans are
+        dropped, it is restarted if it died, and sends land whole again."""
+        w = self.worker(worker)
+        crashed = not w.alive
+        w.crash_plans.clear()
+        if crashed:
+            self.restart(worker)
+        self.world.landing = None
+        return crashed
+
     def restart(self, worker: str = "w0", lose_state: bool = False) -> None:
         w = self.worker(worker)
         if lose_state:
@@ -232,3 +243,20 @@ def learners_in(tenant: str, partition: int, partitions: int, count: int) -> lis
             out.append(learner)
         n += 1
     return out
+
+
+def prefix_landing(n: int) -> Callable[[TopicPartition, Sequence[LogRecord]], int]:
+    """A crash's send lands the first `n` records of each of its groups."""
+
+    def landing(tp: TopicPartition, records: Sequence[LogRecord]) -> int:
+        return min(n, len(records))
+
+    return landing
+
+
+PREFIX_LANDINGS = {
+    "none": prefix_landing(0),
+    "one": prefix_landing(1),
+    "two": prefix_landing(2),
+    "all": prefix_landing(1_000),
+}

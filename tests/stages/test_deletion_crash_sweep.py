@@ -79,11 +79,7 @@ def run(
             "w0", "send", topics.LEARNER_COMMANDS, countdown=countdown, landing=LANDINGS[landing]
         )
         p.run(topics.LEARNER_COMMANDS)
-        crashed = not p.worker().alive
-        p.worker().crash_plans.clear()
-        if crashed:
-            p.restart()
-        p.world.landing = None
+        crashed = p.recover()
     p.flow()
     p.settle()
     removed = before_keys - set(p.attempts())

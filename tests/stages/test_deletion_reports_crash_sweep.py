@@ -6,27 +6,21 @@ reports before the receipt is stored. Afterwards the receipt is exact, and it is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
 from schemas import topics
 from streams.stages import keys
-from streams.stages.store import LogRecord, TopicPartition
-from tests.stages.pipeline import Pipeline, deletion, launch, learners_in, license_
+from tests.stages.pipeline import (
+    PREFIX_LANDINGS,
+    Pipeline,
+    deletion,
+    launch,
+    learners_in,
+    license_,
+)
 
 PARTITIONS = 3
 WINDOW = "2026-01-01"
-
-
-def _prefix(n: int):  # type: ignore[no-untyped-def]
-    def landing(tp: TopicPartition, records: Sequence[LogRecord]) -> int:
-        return min(n, len(records))
-
-    return landing
-
-
-LANDINGS = {"none": _prefix(0), "one": _prefix(1), "two": _prefix(2), "all": _prefix(1_000)}
 
 
 def _run(countdown: int, landing: str) -> bool:
@@ -45,13 +39,11 @@ def _run(countdown: int, landing: str) -> bool:
     p.run(topics.ATTEMPT_DELETIONS)
     p.run(topics.TENANT_COMMANDS)  # the request: its parts go out
     p.run(topics.LEARNER_COMMANDS)  # every part applied: the reports wait in tenant-commands
-    p.crash_at("w0", "send", topics.TENANT_COMMANDS, countdown=countdown, landing=LANDINGS[landing])
+    p.crash_at(
+        "w0", "send", topics.TENANT_COMMANDS, countdown=countdown, landing=PREFIX_LANDINGS[landing]
+    )
     p.run(topics.TENANT_COMMANDS, limit=1)  # a report a flush
-    crashed = not p.worker().alive
-    p.worker().crash_plans.clear()
-    if crashed:
-        p.restart()
-    p.world.landing = None
+    crashed = p.recover()
     p.flow()
     p.settle()
     receipts = p.receipts("r1")
@@ -72,7 +64,7 @@ def _run(countdown: int, landing: str) -> bool:
     return crashed
 
 
-@pytest.mark.parametrize("landing", sorted(LANDINGS))
+@pytest.mark.parametrize("landing", sorted(PREFIX_LANDINGS))
 def test_sweep(landing: str) -> None:
     crashes = 0
     for countdown in range(1, 12):

@@ -39,11 +39,7 @@ def test_crash_sweep_recut_deletion_thresholds(task: str, landing: str) -> None:
         )
         p.crash_at("w0", "send", task, countdown=countdown, landing=LANDINGS[landing])
         p.flow()
-        crashed = not p.worker().alive
-        p.worker().crash_plans.clear()
-        if crashed:
-            p.restart()
-        p.world.landing = None
+        crashed = p.recover()
         p.flow()
         p.settle()
         assert p.active("acme", "2026-02-01") == 4

@@ -17,6 +17,7 @@ from __future__ import annotations
 import orjson
 
 from schemas import topics
+from streams.domain.partitioning import tenant_partition
 from streams.stages import keys
 from streams.stages.store import MAX_RECORD_BYTES
 from tests.stages.pipeline import Pipeline, deletion, launch, learners_in, license_
@@ -93,12 +94,7 @@ def test_an_older_versions_one_partials_record_is_read_and_split() -> None:
     p.settle()
     assert p.active("acme", FIRST) == 4
     # the tenant partition's partials rewritten as an older version kept them: one record
-    tenant_partition = next(
-        part
-        for part in (0, 1)
-        if keys.published("acme") in p.worker("w0").state.partition(keys.TENANT_STATE, part).rows
-    )
-    state = p.worker("w0").state.partition(keys.TENANT_STATE, tenant_partition)
+    state = p.worker("w0").state.partition(keys.TENANT_STATE, tenant_partition("acme", 2))
     own = [key for key in state.rows if key.startswith(keys.partials_of("acme"))]
     legacy = {
         keys.learner_partition_of_partial(key): orjson.loads(state.rows.pop(key)) for key in own
@@ -132,29 +128,24 @@ def test_an_older_versions_request_record_with_reports_in_it_completes() -> None
             p.produce(topics.LAUNCHES, launch("acme", learner, "a", "2016-02-10T10:00:00Z"))
     p.settle()
     assert p.active("acme", FIRST) == 4
-    tenant_worker = next(
-        w
-        for w, part in (("w0", 0), ("w1", 1))
-        if keys.published("acme") in p.worker(w).state.partition(keys.TENANT_STATE, part).rows
-    )
-    tenant_partition = 0 if tenant_worker == "w0" else 1
+    acme_partition = tenant_partition("acme", 2)
+    tenant_worker = f"w{acme_partition}"
     p.produce(
         topics.ATTEMPT_DELETIONS,
         deletion("acme", "r1", "physical", p.now, older_than="2017-01-01T00:00:00Z"),
     )
     p.run(topics.ATTEMPT_DELETIONS, tenant_worker)
     p.run(topics.TENANT_COMMANDS, tenant_worker)  # the request: its two parts go out
-    first = "w0" if tenant_worker == "w0" else "w1"
-    p.run(topics.LEARNER_COMMANDS, first)  # the tenant partition's own learner part
+    p.run(topics.LEARNER_COMMANDS, tenant_worker)  # the tenant partition's own learner part
     p.run(topics.TENANT_COMMANDS, tenant_worker)  # its report
-    state = p.worker(tenant_worker).state.partition(keys.TENANT_STATE, tenant_partition)
+    state = p.worker(tenant_worker).state.partition(keys.TENANT_STATE, acme_partition)
     record = orjson.loads(state.rows[keys.deletion("acme", "r1")])
-    assert record["reported"] == [tenant_partition]
-    report_key = keys.deletion_report("acme", "r1", tenant_partition)
+    assert record["reported"] == [acme_partition]
+    report_key = keys.deletion_report("acme", "r1", acme_partition)
     # as an older version kept it: the report inside the request's record
     report = orjson.loads(state.rows.pop(report_key))
     del record["reported"]
-    record["received"] = {str(tenant_partition): report}
+    record["received"] = {str(acme_partition): report}
     state.write({keys.deletion("acme", "r1"): orjson.dumps(record)})
     p.restart(tenant_worker)
 

@@ -5,27 +5,21 @@ crash never loses a partition's partial, and the counts stay exact."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import orjson
 import pytest
 
 from schemas import topics
+from streams.domain.partitioning import tenant_partition
 from streams.stages import keys
-from streams.stages.store import LogRecord, TopicPartition
-from tests.stages.pipeline import Pipeline, launch, learners_in, license_
+from tests.stages.pipeline import (
+    PREFIX_LANDINGS,
+    Pipeline,
+    launch,
+    learners_in,
+    license_,
+)
 
 FIRST = "2016-01-01"
-
-
-def _prefix(n: int):  # type: ignore[no-untyped-def]
-    def landing(tp: TopicPartition, records: Sequence[LogRecord]) -> int:
-        return min(n, len(records))
-
-    return landing
-
-
-LANDINGS = {"none": _prefix(0), "one": _prefix(1), "two": _prefix(2), "all": _prefix(1_000)}
 
 
 def _run(countdown: int, landing: str) -> bool:
@@ -38,12 +32,7 @@ def _run(countdown: int, landing: str) -> bool:
     p.settle()
     assert p.active("acme", FIRST) == 6
     # the tenant partition's partials rewritten as an older version kept them: one record
-    tenant_partition = next(
-        part
-        for part in range(3)
-        if keys.published("acme") in p.worker().state.partition(keys.TENANT_STATE, part).rows
-    )
-    state = p.worker().state.partition(keys.TENANT_STATE, tenant_partition)
+    state = p.worker().state.partition(keys.TENANT_STATE, tenant_partition("acme", 3))
     own = [key for key in state.rows if key.startswith(keys.partials_of("acme"))]
     legacy = {
         keys.learner_partition_of_partial(key): orjson.loads(state.rows.pop(key)) for key in own
@@ -56,13 +45,11 @@ def _run(countdown: int, landing: str) -> bool:
     p.run("launches")
     p.run(topics.LEARNER_COMMANDS)
     p.run("partials")
-    p.crash_at("w0", "send", topics.TENANT_COMMANDS, countdown=countdown, landing=LANDINGS[landing])
+    p.crash_at(
+        "w0", "send", topics.TENANT_COMMANDS, countdown=countdown, landing=PREFIX_LANDINGS[landing]
+    )
     p.run(topics.TENANT_COMMANDS)
-    crashed = not p.worker().alive
-    p.worker().crash_plans.clear()
-    if crashed:
-        p.restart()
-    p.world.landing = None
+    crashed = p.recover()
     p.flow()
     p.settle()
     assert p.active("acme", FIRST) == 8
@@ -75,7 +62,7 @@ def _run(countdown: int, landing: str) -> bool:
     return crashed
 
 
-@pytest.mark.parametrize("landing", sorted(LANDINGS))
+@pytest.mark.parametrize("landing", sorted(PREFIX_LANDINGS))
 def test_sweep(landing: str) -> None:
     crashes = 0
     for countdown in range(1, 8):
