@@ -249,6 +249,11 @@ class DurableBatch:
     def savepoint(self) -> tuple[int, int]:
         return self._flushes, len(self._undo)
 
+    def wrote_since(self, mark: tuple[int, int]) -> bool:
+        """Whether a write or an output came since `savepoint` gave `mark` (callbacks aside)."""
+        flushes, length = mark
+        return flushes != self._flushes or any(entry[0] != "c" for entry in self._undo[length:])
+
     def rollback(self, mark: tuple[int, int]) -> None:
         """Undo every write, output and callback since `mark` that is not durable yet."""
         flushes, length = mark

@@ -25,6 +25,12 @@ licenses_total = Counter(
     "License records applied, by kind (license, tombstone)",
     ["kind"],
 )
+tick_tenants_total = Counter(
+    "active_learners_tick_tenants_total",
+    "Tenants a tick of the tenant stage looked at, by outcome (published; skipped: published "
+    "in the current window already, and no command about them since)",
+    ["outcome"],
+)
 count_records_total = Counter(
     "active_learners_count_records_total",
     "Records written to active-learner-counts, by kind (update, tombstone)",

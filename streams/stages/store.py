@@ -298,6 +298,10 @@ class Batch(Protocol):
 
     def savepoint(self) -> tuple[int, int]: ...
 
+    def wrote_since(self, mark: tuple[int, int]) -> bool:
+        """Whether a write or an output came since `savepoint` gave `mark`."""
+        ...
+
     def rollback(self, mark: tuple[int, int]) -> None:
         """Undo every write, output and callback since `savepoint` gave `mark`."""
         ...
