@@ -52,7 +52,7 @@ from streams.kafka.io import produce_records, read_topic
 from streams.kafka.settle import end_offset, group_lag
 from streams.tools import pg_baseline
 from streams.tools.pg_baseline import Baseline
-from streams.tools.worker_process import WorkerProcess, free_port, rss_mb, wait_for
+from streams.tools.worker_process import WorkerProcess, cpu_seconds, free_port, rss_mb, wait_for
 
 Log = Callable[[str], None]
 WARMUP_S = 5.0
@@ -618,6 +618,7 @@ class TenantsPhase:
     restart_s: float = 0.0  # same state folder: start to exact again (with a new launch each)
     wiped_s: float = 0.0  # empty state folder: restore, then exact again (another launch each)
     largest: dict[str, int] = field(default_factory=dict)  # topic -> largest record value
+    idle_cpu_pct: float = 0.0  # the worker's CPU once exact, with nothing coming in (ticks only)
 
     def line(self) -> str:
         top, size = max(self.largest.items(), key=lambda item: item[1], default=("-", 0))
@@ -625,7 +626,7 @@ class TenantsPhase:
             f"tenants {self.tenants:,} x {TENANT_MONTHS} monthly windows ({self.windows:,} "
             f"counts, {self.launches:,} launches): exact in {self.exact_s:.1f} s, after a restart "
             f"in {self.restart_s:.1f} s, after a wiped state folder in {self.wiped_s:.1f} s; "
-            f"largest record {size:,} bytes ({top})"
+            f"largest record {size:,} bytes ({top}); at rest {self.idle_cpu_pct:.1f} % of a core"
         )
 
 
@@ -717,7 +718,7 @@ def run_tenants(
 
     emitted: dict[str, int] = {}  # the workers' own largest records (commands are deleted)
 
-    def exact_after_start(name: str) -> float:
+    def exact_after_start(name: str, at_rest: bool = False) -> float:
         worker = bench_worker(fresh, name)
         try:
             worker.wait_ready()
@@ -725,11 +726,13 @@ def run_tenants(
             elapsed = time.monotonic() - worker.started
             for topic, size in largest_emitted(worker).items():
                 emitted[topic] = max(emitted.get(topic, 0), size)
+            if at_rest and worker.process is not None:
+                phase.idle_cpu_pct = cpu_at_rest(worker.process.pid)
             return elapsed
         finally:
             worker.stop()
 
-    phase.exact_s = exact_after_start("tenants")
+    phase.exact_s = exact_after_start("tenants", at_rest=True)
     log(f"tenants: {len(expected):,} counts exact in {phase.exact_s:.1f} s; a restart...")
     asyncio.run(
         produce_fast(fresh, topics.LAUNCHES, iter(one_more_learner(tenants, "r1", now, expected)))
@@ -746,6 +749,17 @@ def run_tenants(
     phase.largest = {name: max(size, emitted.get(name, 0)) for name, size in in_kafka.items()}
     log(phase.line())
     return phase
+
+
+AT_REST_S = 31.0  # two ticks of the tenant stage (every 15 s)
+
+
+def cpu_at_rest(pid: int) -> float:
+    """The CPU a worker uses over AT_REST_S with nothing coming in, in % of a core: its timers
+    (the tenant stage's ticks) and housekeeping. A measuring window, not a wait for a state."""
+    started, cpu = time.monotonic(), cpu_seconds(pid)
+    time.sleep(AT_REST_S)
+    return 100 * (cpu_seconds(pid) - cpu) / (time.monotonic() - started)
 
 
 # every topic the service writes (the inputs are the benchmark's)

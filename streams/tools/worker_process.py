@@ -94,6 +94,18 @@ def rss_mb(pid: int) -> float:
     return total + sum(rss_mb(int(child)) for child in children)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) of a process and its children so far, 0.0 when it is gone."""
+    try:
+        # the fields after the command's name, which is in parentheses and may hold spaces
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(int(child)) for child in children)
+
+
 def wait_for(
     condition: Callable[[], T],
     timeout_s: float,
