@@ -325,8 +325,14 @@ class LearnerStage:
             )
             counts.add_learner(membership)
             tally_member(tallies, dict(membership), cut)
-        log.info(
-            "re-cut a tenant in partition %d to %s: %d learners", partition, cut.id, len(learners)
+        # (at INFO only with learners: 10,000 tenants' first licenses logged 120,000 lines of
+        # "0 learners" over 12 partitions)
+        log.log(
+            logging.INFO if learners else logging.DEBUG,
+            "re-cut a tenant in partition %d to %s: %d learners",
+            partition,
+            cut.id,
+            len(learners),
         )
         return counts, tallies
 
