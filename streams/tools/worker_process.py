@@ -99,10 +99,13 @@ def cpu_seconds(pid: int) -> float:
     try:
         # the fields after the command's name, which is in parentheses and may hold spaces
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return 0.0
     own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:  # (a kernel without CONFIG_PROC_CHILDREN: the process's own time)
+        return own
     return own + sum(cpu_seconds(int(child)) for child in children)
 
 
