@@ -54,13 +54,20 @@ def chunks_by_size(items: Iterable[T], size_of: Callable[[T], int], limit: int) 
 
 
 def scan_all(
-    batch: Batch, table: str, partition: int, prefix: bytes, chunk: int = 1_000
+    batch: Batch,
+    table: str,
+    partition: int,
+    prefix: bytes,
+    chunk: int = 1_000,
+    raw: bool = False,
 ) -> list[tuple[bytes, Any]]:
-    """Every row of a table partition whose key starts with `prefix`, read `chunk` at a time."""
+    """Every row of a table partition whose key starts with `prefix`, read `chunk` at a time
+    (`raw`: the values as stored, JSON bytes)."""
+    scan = batch.scan_raw if raw else batch.scan
     rows: list[tuple[bytes, Any]] = []
     after = None
     while True:
-        found = batch.scan(table, partition, prefix, after, chunk)
+        found = scan(table, partition, prefix, after, chunk)
         rows.extend(found)
         if len(found) < chunk:
             return rows

@@ -229,7 +229,7 @@ class TenantStage:
         would write nothing (with 10,000 tenants of 24 windows, publishing every tenant took
         seconds of every tick)."""
         await batch.flush()  # everything before this tick is sent: it can be confirmed
-        published = _scan_raw_all(batch, partition, keys.PUBLISHED)
+        published = scan_all(batch, keys.TENANT_STATE, partition, keys.PUBLISHED, raw=True)
         self.confirm(batch, partition, published)
         skipped = 0
         for key, _ in published:
@@ -245,13 +245,9 @@ class TenantStage:
         metrics.tick_tenants_total.labels("published").inc(len(published) - skipped)
         await batch.check_lineage(TENANT, [partition])
 
-    def confirm(
-        self, batch: Batch, partition: int, published: list[tuple[bytes, bytes]] | None = None
-    ) -> None:
+    def confirm(self, batch: Batch, partition: int, published: list[tuple[bytes, bytes]]) -> None:
         """Forget what was kept until sent: tombstoned windows and threshold events (the caller
         flushed: all of it is out). `published`: the partition's publication records, raw."""
-        if published is None:
-            published = _scan_raw_all(batch, partition, keys.PUBLISHED)
         for key, raw in published:
             if b'"gone":["' not in raw:  # (orjson writes no spaces: an empty list is `[]`)
                 continue
@@ -834,17 +830,6 @@ def _read_partials(
         for key, partial in _scan_all(batch, partition, keys.partials_of(tenant_id))
     }
     return own, batch.get(keys.TENANT_STATE, partition, keys.legacy_partials(tenant_id))
-
-
-def _scan_raw_all(batch: Batch, partition: int, prefix: bytes) -> list[tuple[bytes, bytes]]:
-    rows: list[tuple[bytes, bytes]] = []
-    after = None
-    while True:
-        found = batch.scan_raw(keys.TENANT_STATE, partition, prefix, after, 1_000)
-        rows.extend(found)
-        if len(found) < 1_000:
-            return rows
-        after = found[-1][0]
 
 
 def _scan_all(batch: Batch, partition: int, prefix: bytes) -> list[tuple[bytes, Any]]:

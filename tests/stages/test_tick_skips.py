@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from prometheus_client import REGISTRY
 
 from schemas import topics
 from streams.domain.partitioning import tenant_partition
 from streams.stages import keys
+from tests.stages import threshold_fuzz
 from tests.stages.pipeline import Pipeline, launch, license_
 
 TENANTS = ("acme", "beta", "gamma")
@@ -106,18 +108,14 @@ def test_a_takeover_forgets_what_the_stage_knew_of_its_partition() -> None:
     assert p.world.bugs == []
 
 
-def test_window_records_moved_past_their_pending_events_are_evaluated_again() -> None:
+def test_window_records_moved_past_their_pending_events_are_evaluated_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """confirm() moves a window record that a crash left behind its pending events: the
     tenant's threshold state changed within the tick, which then publishes it (seed 21144 of
     the threshold fuzzer with older records found the tick skipping such a tenant)."""
-    from tests.stages import threshold_fuzz
-
-    monkeypatched = threshold_fuzz.LEGACY[0]
-    threshold_fuzz.LEGACY[0] = True
-    try:
-        assert threshold_fuzz.one(21144) == []
-    finally:
-        threshold_fuzz.LEGACY[0] = monkeypatched
+    monkeypatch.setattr(threshold_fuzz, "LEGACY", [True])
+    assert threshold_fuzz.one(21144) == []
 
 
 def test_the_proof_reports_a_skip_that_would_have_written() -> None:
