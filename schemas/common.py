@@ -34,8 +34,12 @@ class OutputModel(BaseModel):
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})"
 )
-# Instants the service accepts; outside, window arithmetic leaves the range of Python's dates.
-EARLIEST_YEAR, LATEST_YEAR = 1900, 9000
+# Instants (and dates) the service accepts. Outside, window arithmetic would leave the range of
+# Python's dates; and a learner's record of windows (one entry per window it launched in) must fit
+# one Kafka record: 600 years are at most 7,201 monthly windows, under 400 kB. With 9000 as the
+# end, far-future Kafka timestamps let a learner collect 23,400 monthly windows (1 MiB), and from
+# then on every command carrying one of its launches was given up whole.
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2500
 
 
 def _require_text(value: Any) -> Any:
