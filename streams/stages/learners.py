@@ -11,6 +11,7 @@ from the tables, change only once a change is durable, and are rebuilt at every 
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import (
@@ -58,6 +59,7 @@ from streams.domain.tallies import (
 from streams.domain.windows import Cut, window_of
 from streams.stages import commands, ingest, keys, metrics
 from streams.stages.learner_deletions import apply_part
+from streams.stages.loop import MAX_TRIES, attempt_whole
 from streams.stages.markers import erasures_reader, remember_conflicts
 from streams.stages.store import (
     LEARNER,
@@ -210,11 +212,32 @@ class LearnerStage:
     async def on_attempts(
         self, batch: Batch, command: commands.Attempts, partition: int, offset: int
     ) -> None:
-        result = _apply_attempts(
-            batch, partition, [TrackedAttempt(*row) for row in command.attempts]
-        )
-        for rejection in result.rejected:
+        items = [TrackedAttempt(*row) for row in command.attempts]
+        mark = batch.savepoint()
+        failed: list[Rejection] = []
+        try:
+            results = [_apply_attempts(batch, partition, items)]
+        except Exception as exc:  # (nothing in it flushes: Fenced cannot come from it)
+            batch.rollback(mark)
+            log.warning(
+                "learner-commands/%d@%d: %d launches failed together (%s: %s); one at a time",
+                partition,
+                offset,
+                len(items),
+                type(exc).__name__,
+                exc,
+            )
+            results, failed = _apply_one_at_a_time(batch, partition, offset, items)
+        for result in results:
+            for rejection in result.rejected:
+                await self._dead_letter(batch, command.topic, rejection)
+            self._count_when_durable(batch, partition, offset, result)
+        for rejection in failed:
             await self._dead_letter(batch, command.topic, rejection)
+
+    def _count_when_durable(
+        self, batch: Batch, partition: int, offset: int, result: BatchResult
+    ) -> None:
         outcomes = dict(result.outcomes)
         cuts = {tenant_id: cut.id for tenant_id, cut in result.cuts.items()}
         changes, new_tenants = result.changes, result.new_tenants
@@ -654,6 +677,40 @@ def _scan_chunks(
         if len(chunk) < SCAN_CHUNK:
             return
         after = chunk[-1][0]
+
+
+def _apply_one_at_a_time(
+    batch: Batch, partition: int, offset: int, items: list[TrackedAttempt]
+) -> tuple[list[BatchResult], list[Rejection]]:
+    """Apply the launches of a command that failed together each whole or not at all, tried
+    again as an event is: a launch the stage cannot apply (a bug) is dead-lettered alone, and
+    the others of the command (many tenants' learners) are counted."""
+    results: list[BatchResult] = []
+    failed: list[Rejection] = []
+    for item in items:
+        source = f"{item.source_partition}@{item.source_offset}"
+        what = f"learner-commands/{partition}@{offset}: the launch at {source}"
+        apply = functools.partial(_apply_into, results, batch, partition, item)
+        failure = attempt_whole(batch, apply, what)
+        if failure is not None:
+            log.error(
+                "%s failed %d times; dead-lettered",
+                what,
+                MAX_TRIES,
+                exc_info=(type(failure), failure, failure.__traceback__),
+            )
+            metrics.stage_errors_total.labels("learners").inc()
+            detail = (
+                f"the service could not apply this launch ({type(failure).__name__}: {failure})"
+            )
+            failed.append(Rejection(item, "invalid", detail))
+    return results, failed
+
+
+def _apply_into(
+    results: list[BatchResult], batch: Batch, partition: int, item: TrackedAttempt
+) -> None:
+    results.append(_apply_attempts(batch, partition, [item]))
 
 
 def _apply_attempts(batch: Batch, partition: int, items: list[TrackedAttempt]) -> BatchResult:

@@ -1,0 +1,76 @@
+"""A launch the learner stage cannot apply costs no other launch of its command.
+
+A `learner-commands` record carries the launches of many tenants' learners for one partition.
+When applying them failed, the command was tried again and then dead-lettered whole: one launch
+that kept failing (a learner's record of windows over Kafka's limit did, before the accepted
+years ended at 2500) took every other launch of the command with it. Now the launches of a
+command that failed together are applied one at a time, each whole or not at all, and only the
+one that keeps failing is dead-lettered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from schemas import topics
+from streams.stages import learners
+from tests.stages.pipeline import Pipeline, launch
+
+AT = "2026-03-10T10:00:00Z"
+
+
+def _failing_for(learner_id: str, times: float) -> Any:
+    """`apply_attempts` that raises while a launch of `learner_id` is among its items, the
+    first `times` times it sees one."""
+    real = learners.apply_attempts
+    seen = {"failures": 0}
+
+    def apply_attempts(items: Any, reads: Any, cut_of: Any) -> Any:
+        items = list(items)
+        if any(item.learner_id == learner_id for item in items) and seen["failures"] < times:
+            seen["failures"] += 1
+            raise RuntimeError(f"cannot apply a launch of {learner_id}")
+        return real(items, reads, cut_of)
+
+    return apply_attempts
+
+
+def _produce_one_command(p: Pipeline) -> None:
+    for n, learner in enumerate(["l1", "bad", "l2", "l3"]):
+        tenant = "acme" if n % 2 == 0 else "globex"
+        p.produce(topics.LAUNCHES, launch(tenant, learner, "a1", AT))
+    p.produce(topics.LAUNCHES, launch("globex", "l4", "a1", AT))
+
+
+def test_a_launch_that_keeps_failing_is_dead_lettered_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(learners, "apply_attempts", _failing_for("bad", float("inf")))
+    p = Pipeline(partitions=1)
+    _produce_one_command(p)
+    p.settle()
+    assert p.world.gave_up == []  # no command given up whole
+    [letter] = p.dead_letters()
+    assert letter["reason"] == "invalid"
+    assert (
+        "could not apply this launch (RuntimeError: cannot apply a launch of bad)"
+        in (letter["detail"])
+    )
+    assert letter["source"] == {"topic": topics.LAUNCHES, "partition": 0, "offset": 1}
+    assert p.active("acme", "2026-01-01") == 2  # l1, l2
+    assert p.active("globex", "2026-01-01") == 2  # l3, l4: not "bad"
+
+
+def test_a_launch_that_fails_once_is_counted_with_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(learners, "apply_attempts", _failing_for("bad", 1))
+    p = Pipeline(partitions=1)
+    _produce_one_command(p)
+    p.settle()
+    assert p.world.gave_up == [] and p.dead_letters() == []
+    assert p.active("acme", "2026-01-01") == 2
+    assert p.active("globex", "2026-01-01") == 3
+    assert p.check() == []
