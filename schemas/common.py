@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
 )
 
 MAX_ID_LENGTH = 256
@@ -86,8 +87,16 @@ def _in_range(value: datetime) -> datetime:
     return value
 
 
-def _date_in_range(value: date) -> date:
-    if not EARLIEST_YEAR <= value.year < LATEST_YEAR:
+# The end before 2026-12-03: a license an older version stored with a `cycle_start` up to it
+# keeps governing when it is read back (validated with the context {"stored": True}); a new one
+# is refused.
+STORED_LATEST_YEAR = 9000
+
+
+def _date_in_range(value: date, info: ValidationInfo) -> date:
+    stored = bool(info.context and info.context.get("stored"))
+    latest = STORED_LATEST_YEAR if stored else LATEST_YEAR
+    if not EARLIEST_YEAR <= value.year < latest:
         raise ValueError(f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
     return value
 

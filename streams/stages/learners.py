@@ -110,6 +110,8 @@ class LearnerStage:
         self.backlog = backlog
         self.clock = clock
         self.counters = PartitionCounters()
+        # (partition, offset) -> how often its Attempts command failed whole (`on_attempts`)
+        self._failed_tries: dict[tuple[int, int], int] = {}
         # A rebuilt partition reports nothing until it has applied every command its log held
         # at the takeover: its state may be half-written by a crash, and the replay of those
         # commands is what heals it. Partition -> offset to reach; last offset applied.
@@ -217,8 +219,17 @@ class LearnerStage:
         failed: list[Rejection] = []
         try:
             results = [_apply_attempts(batch, partition, items)]
+            if self._failed_tries:
+                self._failed_tries.pop((partition, offset), None)
         except Exception as exc:  # (nothing in it flushes: Fenced cannot come from it)
             batch.rollback(mark)
+            # tried again whole first, with the loop's pauses, as any event (a failure may be
+            # transient); split only on the last try
+            tries = self._failed_tries.get((partition, offset), 0) + 1
+            if tries < MAX_TRIES:
+                self._failed_tries[(partition, offset)] = tries
+                raise
+            self._failed_tries.pop((partition, offset), None)
             log.warning(
                 "learner-commands/%d@%d: %d launches failed together (%s: %s); one at a time",
                 partition,

@@ -4,7 +4,8 @@ A `learner-commands` record carries the launches of many tenants' learners for o
 When applying them failed, the command was tried again and then dead-lettered whole: one launch
 that kept failing (a learner's record of windows over Kafka's limit did, before the accepted
 years ended at 2500) took every other launch of the command with it. Now the launches of a
-command that failed together are applied one at a time, each whole or not at all, and only the
+command that failed together three times (tried again with the loop's pauses, as any event: a
+failure may pass) are applied one at a time, each whole or not at all, and only the
 one that keeps failing is dead-lettered.
 """
 
@@ -19,6 +20,7 @@ from streams.stages import learners
 from tests.stages.pipeline import Pipeline, launch
 
 AT = "2026-03-10T10:00:00Z"
+CALLS: list[int] = []  # how many launches each call of `apply_attempts` was given
 
 
 def _failing_for(learner_id: str, times: float) -> Any:
@@ -29,6 +31,7 @@ def _failing_for(learner_id: str, times: float) -> Any:
 
     def apply_attempts(items: Any, reads: Any, cut_of: Any) -> Any:
         items = list(items)
+        CALLS.append(len(items))
         if any(item.learner_id == learner_id for item in items) and seen["failures"] < times:
             seen["failures"] += 1
             raise RuntimeError(f"cannot apply a launch of {learner_id}")
@@ -50,7 +53,10 @@ def test_a_launch_that_keeps_failing_is_dead_lettered_alone(
     monkeypatch.setattr(learners, "apply_attempts", _failing_for("bad", float("inf")))
     p = Pipeline(partitions=1)
     _produce_one_command(p)
+    CALLS.clear()
     p.settle()
+    # tried whole three times (with the loop's pauses: a failure may pass), then one at a time
+    assert CALLS[:3] == [5, 5, 5] and CALLS[3:] == [1, 1, 1, 1, 1, 1, 1]
     assert p.world.gave_up == []  # no command given up whole
     [letter] = p.dead_letters()
     assert letter["reason"] == "invalid"
@@ -63,13 +69,15 @@ def test_a_launch_that_keeps_failing_is_dead_lettered_alone(
     assert p.active("globex", "2026-01-01") == 2  # l3, l4: not "bad"
 
 
-def test_a_launch_that_fails_once_is_counted_with_the_others(
+def test_a_command_that_fails_twice_is_counted_whole(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(learners, "apply_attempts", _failing_for("bad", 1))
+    monkeypatch.setattr(learners, "apply_attempts", _failing_for("bad", 2))
     p = Pipeline(partitions=1)
     _produce_one_command(p)
+    CALLS.clear()
     p.settle()
+    assert CALLS == [5, 5, 5]  # tried again whole, and passed whole
     assert p.world.gave_up == [] and p.dead_letters() == []
     assert p.active("acme", "2026-01-01") == 2
     assert p.active("globex", "2026-01-01") == 3

@@ -13,8 +13,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import orjson
+import pytest
 
-from schemas import topics
+from schemas import common, topics
 from schemas.common import EARLIEST_YEAR, LATEST_YEAR
 from streams.domain.windows import Cut, window_at_index, window_of
 from streams.stages.store import MAX_RECORD_BYTES
@@ -71,3 +72,27 @@ def test_a_learner_launching_in_every_month_of_the_accepted_years_is_counted_in_
         assert p.active("acme", start) == 2
     assert p.active("acme", f"{LATEST_YEAR - 1}-12-01") == 1
     assert p.check() == []
+
+
+def test_a_license_an_older_version_stored_after_the_last_year_keeps_governing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # helper-54: the tenant stage validates the licenses it stored again, and one with a
+    # `cycle_start` an older version accepted (up to 9000) failed every takeover and every
+    # partial count of its tenant
+    p = Pipeline(partitions=1)
+    monkeypatch.setattr(common, "LATEST_YEAR", 9000)  # the older version
+    p.produce(topics.LICENSES, license_("acme", cycle_start="2600-01-01", window_months=1))
+    p.produce(topics.LAUNCHES, launch("acme", "l1", "a1", "2026-03-10T10:00:00Z"))
+    p.settle()
+    monkeypatch.undo()  # upgraded
+    p.produce(topics.LICENSES, license_("globex", cycle_start="2600-01-01", window_months=1))
+    p.produce(topics.LAUNCHES, launch("acme", "l2", "a1", "2026-03-11T10:00:00Z"))
+    p.restart()
+    p.produce(topics.LAUNCHES, launch("acme", "l3", "a1", "2026-03-12T10:00:00Z"))
+    p.advance(120)
+    p.settle()
+    assert p.world.gave_up == []
+    [letter] = p.dead_letters()  # the new license with the same date is refused
+    assert letter["source"]["topic"] == topics.LICENSES and "2500" in letter["detail"]
+    assert p.active("acme", "2026-03-01") == 3
