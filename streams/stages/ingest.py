@@ -75,8 +75,18 @@ class InputRecord(Protocol):
     def timestamp(self) -> int: ...  # ms, the record's Kafka timestamp
 
 
+# Kafka keeps whatever timestamp a producer sets (4.1 refuses by default only those more than an
+# hour ahead of the broker: -100,000,000,000,000 ms, the year -1199, passes). A record's time
+# outside what a datetime holds is taken as the nearest one it does, so the rules that compare
+# against it decide as they would (a launch is `future` against a time before the year 1) and
+# never raise: raising, it stalled the launch reader on its batch for good.
+_EARLIEST_MS = int(datetime(1, 1, 2, tzinfo=UTC).timestamp() * 1000)
+_LATEST_MS = int(datetime(9999, 12, 30, tzinfo=UTC).timestamp() * 1000)
+
+
 def record_time(record: InputRecord) -> datetime:
-    return datetime.fromtimestamp(record.timestamp / 1000, UTC)
+    ms = min(max(record.timestamp, _EARLIEST_MS), _LATEST_MS)
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 @dataclass(frozen=True)

@@ -212,3 +212,35 @@ def test_a_launch_in_a_leap_second_is_counted_in_the_window_it_ends() -> None:
     [letter] = p.dead_letters()
     assert letter["reason"] == "invalid" and '"l3"' in letter["raw"]
     assert p.check() == []
+
+
+def test_records_whose_kafka_timestamp_is_before_the_year_1_are_answered() -> None:
+    """Kafka 4.1 takes a producer's timestamp of -100,000,000,000,000 ms (the year -1199). The
+    ingest stage turned it into a datetime to decide `future`: a ValueError, and the launch
+    reader read its batch again for good (no launch of the partition was counted any more); a
+    deletion request with it was given up with the error."""
+    p = Pipeline(partitions=1)
+    p.produce(topics.LAUNCHES, launch("acme", "l1", "a1", "2026-03-10T10:00:00Z"))
+    normal = p.world.clock_ms
+    p.world.clock_ms = -(10**14)  # the records' Kafka timestamps
+    p.produce(topics.LAUNCHES, launch("acme", "l2", "a1", "2026-03-10T10:00:00Z"))
+    p.produce(topics.ATTEMPT_DELETIONS, deletion("acme", "r1", "physical", NOW, learner_ids=["l1"]))
+    p.world.clock_ms = normal
+    p.produce(topics.LAUNCHES, launch("acme", "l3", "a1", "2026-03-10T10:00:00Z"))
+    p.settle()
+    assert p.world.gave_up == []
+    [letter] = p.dead_letters()
+    assert letter["reason"] == "future" and '"l2"' in letter["raw"]  # the contract's rule
+    assert p.active("acme", JAN) == 2  # l1 and l3: the partition goes on
+    [receipt] = p.receipts("r1")
+    assert "in the future" in receipt["error"] and receipt["attempts_affected"] == 0
+
+
+def test_a_kafka_timestamp_after_the_year_9999_decides_nothing_is_future() -> None:
+    p = Pipeline(partitions=1)
+    p.world.clock_ms = 10**17  # a broker configured to take it (4.1 refuses it by default)
+    p.produce(topics.LAUNCHES, launch("acme", "l1", "a1", "2026-03-10T10:00:00Z"))
+    p.world.clock_ms = int(NOW.timestamp() * 1000)
+    p.settle()
+    assert p.world.gave_up == [] and p.dead_letters() == []
+    assert p.active("acme", JAN) == 1
