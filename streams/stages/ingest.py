@@ -15,6 +15,7 @@ Ingest keeps no state: a replay routes the same records the same way again.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ GROUP_ROWS_PER_COMMAND = 2_000
 # 256 characters take up to 1 kB each): larger ones cannot be stored whole.
 GROUP_ROW_MAX_BYTES = 900_000
 FUTURE_TOLERANCE_S = FUTURE_TOLERANCE.total_seconds()
+
+log = logging.getLogger(__name__)
 
 
 class InputRecord(Protocol):
@@ -163,6 +166,24 @@ def route_launches(records: Iterable[InputRecord], partitions: int) -> RoutedLau
     return routed
 
 
+def _route_one_at_a_time(records: Sequence[InputRecord], partitions: int) -> RoutedLaunches:
+    routed = RoutedLaunches()
+    for record in records:
+        try:
+            alone = route_launches([record], partitions)
+        except Exception as exc:
+            metrics.stage_errors_total.labels("launch-reader").inc()
+            detail = f"the service could not route this launch ({type(exc).__name__}: {exc})"
+            routed.dead_letters.append(DeadLetter(record, Rejected("invalid", detail)))
+            routed.outcomes["dead_lettered"] += 1
+            continue
+        for partition, rows in alone.rows.items():
+            routed.rows.setdefault(partition, []).extend(rows)
+        routed.dead_letters += alone.dead_letters
+        routed.outcomes.update(alone.outcomes)
+    return routed
+
+
 class IngestStage:
     """Ingest's handlers (the launch reader and the ingest agents call them)."""
 
@@ -193,7 +214,14 @@ class IngestStage:
     # -- launches -------------------------------------------------------------------------------
     def route_launches(self, batch: Batch, records: Sequence[InputRecord]) -> Counter[str]:
         """One `Attempts` command per learner partition, and the dead letters."""
-        routed = route_launches(records, self.partitions)
+        try:
+            routed = route_launches(records, self.partitions)
+        except Exception:
+            # (a bug: routing is pure, so a failure is the same every time) the launch reader
+            # would read the batch again for good; one launch at a time, only the launch that
+            # fails is dead-lettered, with the error
+            log.exception("ingest: routing %d launches failed; one at a time", len(records))
+            routed = _route_one_at_a_time(records, self.partitions)
         launches_topic = records[0].topic if records else self.topic_name(topics.LAUNCHES)
         for partition, rows in routed.commands():
             command = commands.encode(commands.Attempts(launches_topic, rows))

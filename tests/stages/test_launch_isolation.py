@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from schemas import topics
-from streams.stages import learners
+from streams.stages import ingest, learners
 from tests.stages.pipeline import Pipeline, launch
 
 AT = "2026-03-10T10:00:00Z"
@@ -82,3 +82,27 @@ def test_a_command_that_fails_twice_is_counted_whole(
     assert p.active("acme", "2026-01-01") == 2
     assert p.active("globex", "2026-01-01") == 3
     assert p.check() == []
+
+
+def test_a_launch_that_routing_fails_on_is_dead_lettered_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Routing a fetch of launches is pure: a launch it failed on (a bug) failed the whole
+    fetch every time, and the launch reader read it again for good. Now the fetch is routed
+    again one launch at a time, and only that launch is dead-lettered."""
+    real = ingest.fast_launch
+
+    def fast_launch(raw: bytes) -> Any:
+        if b'"bad"' in raw:
+            raise RuntimeError("cannot route it")
+        return real(raw)
+
+    monkeypatch.setattr(ingest, "fast_launch", fast_launch)
+    p = Pipeline(partitions=2)
+    _produce_one_command(p)
+    p.settle()
+    [letter] = p.dead_letters()
+    assert letter["reason"] == "invalid" and '"bad"' in letter["raw"]
+    assert "could not route this launch (RuntimeError: cannot route it)" in letter["detail"]
+    assert p.active("acme", "2026-01-01") == 2
+    assert p.active("globex", "2026-01-01") == 2

@@ -9,6 +9,8 @@ validates every launch (streams/stages/ingest.py), sends one `Attempts` command 
 partition
 and the dead letters, waits until Kafka acknowledged all of them, and only then commits the
 batch's offsets. A crash before the commit replays the batch; the learner stage is idempotent.
+A batch that Kafka fails is read again; a launch that routing fails on (a bug) is dead-lettered
+alone by the ingest stage, so no launch can hold the batch back for good.
 """
 
 from __future__ import annotations
