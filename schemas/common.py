@@ -14,7 +14,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationInfo,
 )
 
 MAX_ID_LENGTH = 256
@@ -35,12 +34,17 @@ class OutputModel(BaseModel):
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})"
 )
-# Instants (and dates) the service accepts. Outside, window arithmetic would leave the range of
-# Python's dates; and a learner's record of windows (one entry per window it launched in) must fit
-# one Kafka record: 600 years are at most 7,201 monthly windows, under 400 kB. With 9000 as the
-# end, far-future Kafka timestamps let a learner collect 23,400 monthly windows (1 MiB), and from
-# then on every command carrying one of its launches was given up whole.
+# Instants the service accepts (`launched_at`, `requested_at`, `older_than`). Outside, window
+# arithmetic would leave the range of Python's dates; and a learner's record of windows (one entry
+# per window it launched in) must fit one Kafka record: 600 years are at most 7,201 monthly
+# windows, under 400 kB. With 9000 as the end, far-future Kafka timestamps let a learner collect
+# 23,400 monthly windows (1 MiB), and from then on every command carrying one of its launches was
+# given up whole.
 EARLIEST_YEAR, LATEST_YEAR = 1900, 2500
+# Calendar dates (a license's `cycle_start`) keep the end they had: how many windows a learner has
+# depends on when it launched, not on where the windows are anchored, and a license an older
+# version stored stays valid wherever it is read again (the worker, the read model, the notifier).
+LATEST_DATE_YEAR = 9000
 
 
 def _require_text(value: Any) -> Any:
@@ -87,17 +91,9 @@ def _in_range(value: datetime) -> datetime:
     return value
 
 
-# The end before 2026-12-03: a license an older version stored with a `cycle_start` up to it
-# keeps governing when it is read back (validated with the context {"stored": True}); a new one
-# is refused.
-STORED_LATEST_YEAR = 9000
-
-
-def _date_in_range(value: date, info: ValidationInfo) -> date:
-    stored = bool(info.context and info.context.get("stored"))
-    latest = STORED_LATEST_YEAR if stored else LATEST_YEAR
-    if not EARLIEST_YEAR <= value.year < latest:
-        raise ValueError(f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
+def _date_in_range(value: date) -> date:
+    if not EARLIEST_YEAR <= value.year < LATEST_DATE_YEAR:
+        raise ValueError(f"must be between the years {EARLIEST_YEAR} and {LATEST_DATE_YEAR}")
     return value
 
 

@@ -5,7 +5,8 @@ The accepted years were 1900 to 9000, and `launched_at` is bounded above only by
 Kafka timestamp, which a producer sets: with clocks (or a unit) wrong by centuries, one learner
 could collect 23,400 monthly windows, its record passed 1,000,000 bytes, and from then on every
 `learner-commands` record carrying one of its launches was given up whole, the launches of other
-learners in it with them. The years end at 2500 now: at most 7,201 monthly windows.
+learners in it with them. The years of timestamps end at 2500 now: at most 7,201 monthly
+windows (a license's `cycle_start` keeps 9000: it anchors windows, it adds none).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import orjson
-import pytest
 
-from schemas import common, topics
+from schemas import topics
 from schemas.common import EARLIEST_YEAR, LATEST_YEAR
 from streams.domain.windows import Cut, window_at_index, window_of
+from streams.http.read_model import ReadModel
+from streams.notifier.licenses import WebhookBook
 from streams.stages.store import MAX_RECORD_BYTES
 from tests.stages.pipeline import Pipeline, launch, license_
 
@@ -74,25 +76,30 @@ def test_a_learner_launching_in_every_month_of_the_accepted_years_is_counted_in_
     assert p.check() == []
 
 
-def test_a_license_an_older_version_stored_after_the_last_year_keeps_governing(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # helper-54: the tenant stage validates the licenses it stored again, and one with a
-    # `cycle_start` an older version accepted (up to 9000) failed every takeover and every
-    # partial count of its tenant
+def test_a_cycle_start_after_the_last_year_of_launches_anchors_windows_as_before() -> None:
+    # Dates keep the years to 9000 (helper-54, helper-55: refused now, a license an older version
+    # stored failed the tenant stage's takeovers, and the read model and the notifier, which
+    # read `licenses` again, showed the tenant unlicensed and lost its webhooks); how many
+    # windows a learner has depends on when it launched, not on where the windows are anchored
     p = Pipeline(partitions=1)
-    monkeypatch.setattr(common, "LATEST_YEAR", 9000)  # the older version
-    p.produce(topics.LICENSES, license_("acme", cycle_start="2600-01-01", window_months=1))
-    p.produce(topics.LAUNCHES, launch("acme", "l1", "a1", "2026-03-10T10:00:00Z"))
-    p.settle()
-    monkeypatch.undo()  # upgraded
-    p.produce(topics.LICENSES, license_("globex", cycle_start="2600-01-01", window_months=1))
-    p.produce(topics.LAUNCHES, launch("acme", "l2", "a1", "2026-03-11T10:00:00Z"))
+    lic = license_("acme", cycle_start="2600-01-15", window_months=1, learner_limit=5)
+    p.produce(topics.LICENSES, dict(lic, webhooks=["https://hooks.example.com/acme"]))
+    p.produce(topics.LAUNCHES, launch("acme", "l1", "a1", "2026-02-20T10:00:00Z"))
+    p.produce(topics.LAUNCHES, launch("acme", "l2", "a1", "2026-03-16T10:00:00Z"))
     p.restart()
-    p.produce(topics.LAUNCHES, launch("acme", "l3", "a1", "2026-03-12T10:00:00Z"))
+    p.produce(topics.LAUNCHES, launch("acme", "l3", "a1", "2026-03-17T10:00:00Z"))
     p.advance(120)
     p.settle()
-    assert p.world.gave_up == []
-    [letter] = p.dead_letters()  # the new license with the same date is refused
-    assert letter["source"]["topic"] == topics.LICENSES and "2500" in letter["detail"]
-    assert p.active("acme", "2026-03-01") == 3
+    assert p.world.gave_up == [] and p.dead_letters() == []
+    assert p.active("acme", "2026-02-15") == 1
+    assert p.active("acme", "2026-03-15") == 2
+    assert p.check() == []
+    record = p.counts()[("acme", "2026-03-15")]
+    assert record["licensed"] and record["learner_limit"] == 5
+    model, book = ReadModel(), WebhookBook()  # both read `licenses` again from its start
+    for r in p.records(topics.LICENSES):
+        model.apply_license(r.key, r.value)
+        book.apply(r.key, r.value)
+    assert book.urls("acme") == ("https://hooks.example.com/acme",)
+    shown = model.license_of("acme")
+    assert shown is not None and shown["cycle_start"] == "2600-01-15"
