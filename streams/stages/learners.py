@@ -702,15 +702,8 @@ def _apply_one_at_a_time(
         source = f"{item.source_partition}@{item.source_offset}"
         what = f"learner-commands/{partition}@{offset}: the launch at {source}"
         apply = functools.partial(_apply_into, results, batch, partition, item)
-        failure = attempt_whole(batch, apply, what)
+        failure = attempt_whole(batch, apply, what, "learners")
         if failure is not None:
-            log.error(
-                "%s failed %d times; dead-lettered",
-                what,
-                MAX_TRIES,
-                exc_info=(type(failure), failure, failure.__traceback__),
-            )
-            metrics.stage_errors_total.labels("learners").inc()
             detail = (
                 f"the service could not apply this launch ({type(failure).__name__}: {failure})"
             )

@@ -117,10 +117,13 @@ async def _apply_one(
             await pause(tries)
 
 
-def attempt_whole(batch: Batch, action: Callable[[], None], describe: str) -> Exception | None:
+def attempt_whole(
+    batch: Batch, action: Callable[[], None], describe: str, stage: str
+) -> Exception | None:
     """Run a part of an event (`action`, which does not flush) into `batch` whole or not at
     all, tried MAX_TRIES times as an event is: None once it passed, else its last failure (its
-    writes, outputs and callbacks rolled back) for the caller to give that part up alone."""
+    writes, outputs and callbacks rolled back; logged and counted as the stage's error) for the
+    caller to dead-letter that part alone."""
     for tries in range(1, MAX_TRIES + 1):
         mark = batch.savepoint()
         try:
@@ -129,6 +132,13 @@ def attempt_whole(batch: Batch, action: Callable[[], None], describe: str) -> Ex
         except Exception as exc:  # (nothing in it flushes: Fenced cannot come from it)
             batch.rollback(mark)
             if tries == MAX_TRIES:
+                log.error(
+                    "%s failed %d times; dead-lettered",
+                    describe,
+                    MAX_TRIES,
+                    exc_info=(type(exc), exc, exc.__traceback__),
+                )
+                metrics.stage_errors_total.labels(stage).inc()
                 return exc
             log.warning("%s failed (%s: %s); trying again", describe, type(exc).__name__, exc)
     raise AssertionError("unreachable")

@@ -64,7 +64,7 @@ from streams.domain.thresholds import (
 )
 from streams.domain.windows import Cut, Window, window_of, window_starting
 from streams.stages import commands, ingest, keys, metrics
-from streams.stages.loop import MAX_TRIES, attempt_whole
+from streams.stages.loop import attempt_whole
 from streams.stages.store import TENANT, Batch, LogRecord, Record, scan_all
 from streams.stages.tenant_deletions import TenantDeletions, stored_receipt
 
@@ -153,15 +153,9 @@ class TenantStage:
                     self._on_partial, batch, record, tenant_id, parts, oldest_ms, now
                 ),
                 what,
+                "tenants",
             )
             if failure is not None:
-                log.error(
-                    "%s failed %d times; dead-lettered",
-                    what,
-                    MAX_TRIES,
-                    exc_info=(type(failure), failure, failure.__traceback__),
-                )
-                metrics.stage_errors_total.labels("tenants").inc()
                 alone = commands.encode(commands.Partials({tenant_id: parts}))
                 self.give_up(batch, dataclasses.replace(record, value=alone), failure)
 
