@@ -11,7 +11,7 @@ from the tables, change only once a change is durable, and are rebuilt at every 
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import logging
 import time
 from collections.abc import (
@@ -59,7 +59,6 @@ from streams.domain.tallies import (
 from streams.domain.windows import Cut, window_of
 from streams.stages import commands, ingest, keys, metrics
 from streams.stages.learner_deletions import apply_part
-from streams.stages.loop import MAX_TRIES, attempt_whole
 from streams.stages.markers import erasures_reader, remember_conflicts
 from streams.stages.store import (
     LEARNER,
@@ -110,8 +109,6 @@ class LearnerStage:
         self.backlog = backlog
         self.clock = clock
         self.counters = PartitionCounters()
-        # (partition, offset) -> how often its Attempts command failed whole (`on_attempts`)
-        self._failed_tries: dict[tuple[int, int], int] = {}
         # A rebuilt partition reports nothing until it has applied every command its log held
         # at the takeover: its state may be half-written by a crash, and the replay of those
         # commands is what heals it. Partition -> offset to reach; last offset applied.
@@ -170,6 +167,22 @@ class LearnerStage:
             "total": counts.total,
         }
 
+    @staticmethod
+    def split(record: Record) -> list[Record]:
+        """The parts of a command that kept failing whole (streams/stages/loop.py): each launch
+        of an `Attempts` command on its own, at the command's position, so that a launch the
+        stage cannot apply (a bug) is dead-lettered alone and the others of the command (many
+        tenants' learners) are counted. Other commands are one part."""
+        command = commands.decode(record.value)
+        if not isinstance(command, commands.Attempts):
+            return []
+        return [
+            dataclasses.replace(
+                record, value=commands.encode(commands.Attempts(command.topic, [row]))
+            )
+            for row in command.attempts
+        ]
+
     def give_up(self, batch: Batch, record: Record, exc: BaseException) -> None:
         """A command that kept failing: each launch of an `Attempts` command is dead-lettered
         with its own position; a deletion part reports the failure (its receipt says so)."""
@@ -214,37 +227,12 @@ class LearnerStage:
     async def on_attempts(
         self, batch: Batch, command: commands.Attempts, partition: int, offset: int
     ) -> None:
-        items = [TrackedAttempt(*row) for row in command.attempts]
-        mark = batch.savepoint()
-        failed: list[Rejection] = []
-        try:
-            results = [_apply_attempts(batch, partition, items)]
-            if self._failed_tries:
-                self._failed_tries.pop((partition, offset), None)
-        except Exception as exc:  # (nothing in it flushes: Fenced cannot come from it)
-            batch.rollback(mark)
-            # tried again whole first, with the loop's pauses, as any event (a failure may be
-            # transient); split only on the last try
-            tries = self._failed_tries.get((partition, offset), 0) + 1
-            if tries < MAX_TRIES:
-                self._failed_tries[(partition, offset)] = tries
-                raise
-            self._failed_tries.pop((partition, offset), None)
-            log.warning(
-                "learner-commands/%d@%d: %d launches failed together (%s: %s); one at a time",
-                partition,
-                offset,
-                len(items),
-                type(exc).__name__,
-                exc,
-            )
-            results, failed = _apply_one_at_a_time(batch, partition, offset, items)
-        for result in results:
-            for rejection in result.rejected:
-                await self._dead_letter(batch, command.topic, rejection)
-            self._count_when_durable(batch, partition, offset, result)
-        for rejection in failed:
+        result = _apply_attempts(
+            batch, partition, [TrackedAttempt(*row) for row in command.attempts]
+        )
+        for rejection in result.rejected:
             await self._dead_letter(batch, command.topic, rejection)
+        self._count_when_durable(batch, partition, offset, result)
 
     def _count_when_durable(
         self, batch: Batch, partition: int, offset: int, result: BatchResult
@@ -688,33 +676,6 @@ def _scan_chunks(
         if len(chunk) < SCAN_CHUNK:
             return
         after = chunk[-1][0]
-
-
-def _apply_one_at_a_time(
-    batch: Batch, partition: int, offset: int, items: list[TrackedAttempt]
-) -> tuple[list[BatchResult], list[Rejection]]:
-    """Apply the launches of a command that failed together each whole or not at all, tried
-    again as an event is: a launch the stage cannot apply (a bug) is dead-lettered alone, and
-    the others of the command (many tenants' learners) are counted."""
-    results: list[BatchResult] = []
-    failed: list[Rejection] = []
-    for item in items:
-        source = f"{item.source_partition}@{item.source_offset}"
-        what = f"learner-commands/{partition}@{offset}: the launch at {source}"
-        apply = functools.partial(_apply_into, results, batch, partition, item)
-        failure = attempt_whole(batch, apply, what, "learners")
-        if failure is not None:
-            detail = (
-                f"the service could not apply this launch ({type(failure).__name__}: {failure})"
-            )
-            failed.append(Rejection(item, "invalid", detail))
-    return results, failed
-
-
-def _apply_into(
-    results: list[BatchResult], batch: Batch, partition: int, item: TrackedAttempt
-) -> None:
-    results.append(_apply_attempts(batch, partition, [item]))
 
 
 def _apply_attempts(batch: Batch, partition: int, items: list[TrackedAttempt]) -> BatchResult:

@@ -11,6 +11,11 @@ MAX_TRIES it is given up whole: `give_up` dead-letters it, with the error, so no
 silently and the stage goes on. `Fenced` is not a failure of the event: it propagates, and the
 caller acknowledges nothing.
 
+An event that carries the inputs of many (a learner command: the launches of many tenants'
+learners) can name its parts (`split`): once it failed MAX_TRIES times whole, its parts are
+applied one at a time, each tried and given up as an event is, so that only the part that
+keeps failing is dead-lettered and the others count.
+
 When Kafka refuses a record of the flush for its size, the events are handled again one at a
 time, each flushed on its own, so that the one that wrote it is given up and the others pass:
 a record Kafka refuses never blocks a stage.
@@ -36,6 +41,7 @@ MAX_TRIES = 3
 E = TypeVar("E")
 Handler = Callable[[Batch, E], Awaitable[None]]
 GiveUp = Callable[[Batch, E, BaseException], None]
+Split = Callable[[E], Sequence[E]]
 
 
 async def _no_pause(tries: int) -> None:
@@ -50,18 +56,19 @@ async def apply_events(
     stage: str,
     describe: Callable[[E], str] = repr,
     pause: Callable[[int], Awaitable[None]] = _no_pause,
+    split: Split[E] | None = None,
 ) -> None:
     """Handle `events` in order into `batch`, then make it durable (see the module doc)."""
     try:
         for event in events:
-            await _apply_one(batch, event, handle, give_up, stage, describe, pause)
+            await _apply_one(batch, event, handle, give_up, stage, describe, pause, split)
         await batch.flush()
     except RecordTooLarge as exc:
         # (from the group's flush, or from one a handler made: a tick, a deletion's chunk)
         log.warning("%s: Kafka refused a record of a group (%s); one event at a time", stage, exc)
         for event in events:
             try:
-                await _apply_one(batch, event, handle, give_up, stage, describe, pause)
+                await _apply_one(batch, event, handle, give_up, stage, describe, pause, split)
                 await batch.flush()
             except RecordTooLarge as refused:
                 _give_up(batch, event, refused, give_up, stage, describe)
@@ -87,6 +94,7 @@ async def _apply_one(
     stage: str,
     describe: Callable[[E], str],
     pause: Callable[[int], Awaitable[None]],
+    split: Split[E] | None = None,
 ) -> None:
     for tries in range(1, MAX_TRIES + 1):
         mark = batch.savepoint()
@@ -105,7 +113,23 @@ async def _apply_one(
                 # group's failure (the agents apply the group again, or stop the worker).
                 raise
             if tries == MAX_TRIES:
-                _give_up(batch, event, exc, give_up, stage, describe)
+                parts = _parts(event, split, stage, describe)
+                if len(parts) < 2:
+                    _give_up(batch, event, exc, give_up, stage, describe)
+                    return
+                log.warning(
+                    "%s: %s failed %d times (%s: %s); its %d parts one at a time",
+                    stage,
+                    describe(event),
+                    MAX_TRIES,
+                    type(exc).__name__,
+                    exc,
+                    len(parts),
+                )
+                for part in parts:
+                    # no pauses: the event had them, and a bug that fails every part would
+                    # otherwise hold the stage for seconds per part
+                    await _apply_one(batch, part, handle, give_up, stage, describe, _no_pause)
                 return
             log.warning(
                 "%s: %s failed (%s: %s); trying again",
@@ -115,6 +139,18 @@ async def _apply_one(
                 exc,
             )
             await pause(tries)
+
+
+def _parts(event: E, split: Split[E] | None, stage: str, describe: Callable[[E], str]) -> list[E]:
+    """The parts of `event` (none when it has no `split`, or its split fails: the event that
+    could not be handled may be one that cannot be taken apart either)."""
+    if split is None:
+        return []
+    try:
+        return list(split(event))
+    except Exception:
+        log.exception("%s: %s could not be split into its parts", stage, describe(event))
+        return []
 
 
 def attempt_whole(

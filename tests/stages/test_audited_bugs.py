@@ -261,7 +261,11 @@ def test_an_event_that_fails_after_writing_leaves_nothing_half_done() -> None:
     assert p.check() == []
 
 
-def test_an_event_that_keeps_failing_is_dead_lettered_whole_and_the_stage_goes_on() -> None:
+def test_a_launch_that_keeps_failing_is_dead_lettered_and_the_stage_goes_on() -> None:
+    """The command's second launch conflicts and reading its raw record fails every time: the
+    command fails whole three times, then its launches are applied one at a time (the loop's
+    `split`): the first is counted, the second dead-lettered with the error, and the stage goes
+    on. (Before the split, the whole command was dead-lettered and nothing of it written.)"""
     p = Pipeline(partitions=1)
     stage = p.worker().learner
 
@@ -274,13 +278,14 @@ def test_an_event_that_keeps_failing_is_dead_lettered_whole_and_the_stage_goes_o
     p.produce(topics.LAUNCHES, launch("acme", "l1", "a1", "2026-02-11T10:00:00Z", padding=big))
     p.run("launches")
     p.run(topics.LEARNER_COMMANDS)  # one command: the second launch conflicts, its read fails
-    letters = p.dead_letters()
-    assert {d["reason"] for d in letters} == {"invalid"}
-    assert all("could not apply" in d["detail"] for d in letters)
-    assert p.attempts() == {}, "nothing of the failed command was written"
+    [letter] = p.dead_letters()
+    assert letter["reason"] == "invalid" and "could not apply" in letter["detail"]
+    assert letter["source"] == {"topic": topics.LAUNCHES, "partition": 0, "offset": 1}
+    [(key, attempt)] = p.attempts().items()
+    assert key == "acme/l1/a1" and attempt["launched_at"].startswith("2026-02-10")
     p.produce(topics.LAUNCHES, launch("acme", "l2", "a1", "2026-02-10T10:00:00Z"))
     p.flow()
-    assert p.active("acme", JAN) == 1, "the stage goes on"
+    assert p.active("acme", JAN) == 2, "the stage goes on"
 
 
 # -- 6 -----------------------------------------------------------------------------------------

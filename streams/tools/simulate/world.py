@@ -784,7 +784,10 @@ class World:
                 )
             else:
                 handle, give_up = self.handlers(worker, topic)
-                await apply_events(batch, records, handle, self.give_up(give_up), topic)
+                split = worker.learner.split if topic == topics.LEARNER_COMMANDS else None
+                await apply_events(
+                    batch, records, handle, self.give_up(give_up), topic, split=split
+                )
         except Fenced:
             self.notice(worker)
             return

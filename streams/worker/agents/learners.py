@@ -53,6 +53,7 @@ async def learners(stream: StreamT) -> None:
         stage.give_up,
         owner=LEARNER,
         on_fenced=give_up_partitions,
+        split=stage.split,
     )
 
 

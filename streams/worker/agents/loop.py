@@ -13,7 +13,7 @@ import asyncio
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from faust.types import EventT, StreamT
 
@@ -60,8 +60,12 @@ async def run_durably(
     outputs_first: bool = True,
     owner: str | None = None,
     on_fenced: Callable[[], Awaitable[None]] | None = None,
+    split: Callable[[Record], Sequence[Record]] | None = None,
 ) -> None:
     """Apply events group by group; ack a group only once it is durable.
+
+    `split`: the parts of an event that kept failing whole, applied one at a time
+    (streams/stages/loop.py).
 
     `on_fenced`: what the stage does when a flush finds it was deposed. The owning stages give
     all their partitions up and ask for a rebalance: faust commits an acknowledged offset past
@@ -77,6 +81,7 @@ async def run_durably(
         stage=stage,
         handle=handle,
         give_up=give_up,
+        split=split,
         repair_outputs=repair_outputs,
         handle_group=handle_group,
         outputs_first=outputs_first,
@@ -198,6 +203,7 @@ async def _apply_group(
     stage: str,
     handle: Handler | None,
     give_up: GiveUp | None,
+    split: Callable[[Record], Sequence[Record]] | None,
     repair_outputs: OutputRepair | None,
     handle_group: Callable[[DurableBatch, list[Record]], Awaitable[None]] | None,
     outputs_first: bool,
@@ -224,7 +230,14 @@ async def _apply_group(
         else:
             assert handle is not None and give_up is not None
             await apply_events(
-                batch, records, handle, give_up, stage, describe=Record.position, pause=_pause
+                batch,
+                records,
+                handle,
+                give_up,
+                stage,
+                describe=Record.position,
+                pause=_pause,
+                split=split,
             )
     except Fenced as exc:
         # Deposed: the events stay unacknowledged and their new owner applies them.

@@ -1,0 +1,117 @@
+"""An event that kept failing whole is applied part by part (`split`, streams/stages/loop.py).
+
+The loop owns every try: an event is tried MAX_TRIES times whole (with the caller's pauses),
+then, when it names parts, each part is tried and given up as an event is; only the parts
+that keep failing are given up, and the others' writes stay in the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from streams.stages.batch import DurableBatch
+from streams.stages.loop import MAX_TRIES, apply_events
+from streams.stages.memory import MemoryLog, MemoryState
+from streams.stages.ownership import Ownership
+from streams.stages.store import LEARNER, Batch
+
+TABLE = "learner-state"
+
+
+def _batch(state: MemoryState) -> DurableBatch:
+    ownership = Ownership()
+    ownership.claim(LEARNER, 0, (1, 0))
+    return DurableBatch(state, MemoryLog(partitions=1), ownership)
+
+
+class Stage:
+    """Events are strings of letters; each letter is written on its own key. A letter in
+    `failing` fails every time; the event "abc" is split into "a", "b", "c"."""
+
+    def __init__(self, failing: str = "", split_fails: bool = False) -> None:
+        self.failing = failing
+        self.split_fails = split_fails
+        self.handled: list[str] = []
+        self.given_up: list[str] = []
+        self.pauses: list[int] = []
+
+    async def handle(self, batch: Batch, event: str) -> None:
+        self.handled.append(event)
+        for letter in event:
+            batch.put(TABLE, 0, letter.encode(), {"seen": True})
+            if letter in self.failing:
+                raise RuntimeError(f"cannot apply {letter}")
+
+    def give_up(self, batch: Batch, event: str, exc: BaseException) -> None:
+        self.given_up.append(event)
+
+    def split(self, event: str) -> list[str]:
+        if self.split_fails:
+            raise ValueError("cannot take it apart")
+        return list(event)
+
+    async def pause(self, tries: int) -> None:
+        self.pauses.append(tries)
+
+    def apply(self, state: MemoryState, events: list[str]) -> None:
+        asyncio.run(
+            apply_events(
+                _batch(state),
+                events,
+                self.handle,
+                self.give_up,
+                "learners",
+                pause=self.pause,
+                split=self.split,
+            )
+        )
+
+
+def _written(state: MemoryState) -> set[str]:
+    batch = _batch(state)
+    return {letter for letter in "abcxyz" if batch.get(TABLE, 0, letter.encode()) is not None}
+
+
+def test_only_the_part_that_keeps_failing_is_given_up() -> None:
+    state = MemoryState()
+    stage = Stage(failing="b")
+    stage.apply(state, ["abc", "x"])
+    # whole three times with the caller's pauses, then each part (b three times, no pauses)
+    assert stage.handled == ["abc"] * MAX_TRIES + ["a", "b", "b", "b", "c", "x"]
+    assert stage.pauses == [1, 2]
+    assert stage.given_up == ["b"]
+    assert _written(state) == {"a", "c", "x"}  # b's write rolled back; the others durable
+
+
+def test_an_event_that_passes_on_a_later_try_is_not_split() -> None:
+    state = MemoryState()
+    stage = Stage()
+    failures = iter([True, False])
+
+    async def flaky(batch: Batch, event: str) -> None:
+        stage.handled.append(event)
+        batch.put(TABLE, 0, b"a", {"seen": True})
+        if next(failures):
+            raise RuntimeError("a transient failure")
+
+    stage.handle = flaky  # type: ignore[method-assign]
+    stage.apply(state, ["abc"])
+    assert stage.handled == ["abc", "abc"] and stage.given_up == []
+    assert _written(state) == {"a"}
+
+
+def test_an_event_whose_split_fails_is_given_up_whole() -> None:
+    state = MemoryState()
+    stage = Stage(failing="b", split_fails=True)
+    stage.apply(state, ["abc", "x"])
+    assert stage.handled == ["abc"] * MAX_TRIES + ["x"]
+    assert stage.given_up == ["abc"]
+    assert _written(state) == {"x"}
+
+
+def test_an_event_of_one_part_is_given_up_as_before() -> None:
+    state = MemoryState()
+    stage = Stage(failing="y")
+    stage.apply(state, ["y", "z"])
+    assert stage.handled == ["y"] * MAX_TRIES + ["z"]
+    assert stage.given_up == ["y"] and _written(state) == {"z"}
