@@ -153,33 +153,6 @@ def _parts(event: E, split: Split[E] | None, stage: str, describe: Callable[[E],
         return []
 
 
-def attempt_whole(
-    batch: Batch, action: Callable[[], None], describe: str, stage: str
-) -> Exception | None:
-    """Run a part of an event (`action`, which does not flush) into `batch` whole or not at
-    all, tried MAX_TRIES times as an event is: None once it passed, else its last failure (its
-    writes, outputs and callbacks rolled back; logged and counted as the stage's error) for the
-    caller to dead-letter that part alone."""
-    for tries in range(1, MAX_TRIES + 1):
-        mark = batch.savepoint()
-        try:
-            action()
-            return None
-        except Exception as exc:  # (nothing in it flushes: Fenced cannot come from it)
-            batch.rollback(mark)
-            if tries == MAX_TRIES:
-                log.error(
-                    "%s failed %d times; dead-lettered",
-                    describe,
-                    MAX_TRIES,
-                    exc_info=(type(exc), exc, exc.__traceback__),
-                )
-                metrics.stage_errors_total.labels(stage).inc()
-                return exc
-            log.warning("%s failed (%s: %s); trying again", describe, type(exc).__name__, exc)
-    raise AssertionError("unreachable")
-
-
 def _give_up(
     batch: DurableBatch,
     event: E,

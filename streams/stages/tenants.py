@@ -28,7 +28,6 @@ twice, whatever a crash cut short.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -64,7 +63,6 @@ from streams.domain.thresholds import (
 )
 from streams.domain.windows import Cut, Window, window_of, window_starting
 from streams.stages import commands, ingest, keys, metrics
-from streams.stages.loop import attempt_whole
 from streams.stages.store import TENANT, Batch, LogRecord, Record, scan_all
 from streams.stages.tenant_deletions import TenantDeletions, stored_receipt
 
@@ -139,25 +137,28 @@ class TenantStage:
     ) -> None:
         """Partial counts of several tenants, each from one or more learner partitions.
 
-        Each tenant is applied whole or not at all: one that fails (a bug, never an input) is
-        dead-lettered on its own, and the others' counts go on (given up with the command, a
+        A command that keeps failing is taken apart by the loop (`split`): each tenant is then
+        applied whole or not at all, and one that fails (a bug, never an input) is
+        dead-lettered on its own while the others' counts go on (given up with the command, a
         tenant that failed every time froze the counts of every tenant it was sent with)."""
         for tenant_id, parts in command.tenants.items():
             # the earliest launch behind these reports: only for the latency metric
             launched = [p.pop("oldest_ms", None) for p in parts.values()]
             oldest_ms = min((ms for ms in launched if ms), default=None)
-            what = f"{record.position()}: the partial counts of {tenant_id!r}"
-            failure = attempt_whole(
-                batch,
-                functools.partial(
-                    self._on_partial, batch, record, tenant_id, parts, oldest_ms, now
-                ),
-                what,
-                "tenants",
-            )
-            if failure is not None:
-                alone = commands.encode(commands.Partials({tenant_id: parts}))
-                self.give_up(batch, dataclasses.replace(record, value=alone), failure)
+            self._on_partial(batch, record, tenant_id, parts, oldest_ms, now)
+
+    @staticmethod
+    def split(record: Record) -> list[Record]:
+        """The parts of a command that kept failing whole (streams/stages/loop.py): each
+        tenant of a `partials` command on its own, at the command's position. Other commands
+        are one part."""
+        command = commands.decode(record.value)
+        if not isinstance(command, commands.Partials):
+            return []
+        return [
+            dataclasses.replace(record, value=commands.encode(commands.Partials({tenant: parts})))
+            for tenant, parts in command.tenants.items()
+        ]
 
     def _on_partial(
         self,

@@ -40,6 +40,7 @@ async def tenants(stream: StreamT) -> None:
         outputs_first=False,
         owner=TENANT,
         on_fenced=give_up_partitions,
+        split=stage.split,
     )
 
 
