@@ -176,3 +176,48 @@ def test_seeds_with_group_races(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tenant_deletions, "PART_MAX_BYTES", 12)
     monkeypatch.setattr(learner_deletions, "CHUNK_ATTEMPTS", 1)
     assert_clean(range(10_474_000, 10_474_000 + max(SEEDS // 3, 100)))
+
+
+# seeds whose glitches split a command (found by counting `loop._parts` over 10662000-10662099)
+GLITCH_SPLITS = [10662003, 10662034, 10662076, 10662095]
+
+
+def test_seeds_with_passing_failures_in_the_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Glitches (world.Glitches, most seeds): an event of the learner or tenant stage fails at
+    one of its writes or once it did all of them, up to five times, and then passes. Each
+    failure is rolled back and tried again, and a command of many launches or tenants that
+    failed three times whole is applied part by part (streams/stages/loop.py): the runs end
+    exact, with no dead letter of a command."""
+    from streams.stages import loop
+    from streams.tools.simulate import world
+
+    struck: list[int] = []
+    splits: list[int] = []
+    real_strike, real_parts = world.Glitches._strike, loop._parts
+
+    def strike(self: world.Glitches) -> None:
+        struck.append(1)
+        real_strike(self)
+
+    def parts(*args: object) -> list[object]:
+        out = real_parts(*args)  # type: ignore[arg-type]
+        if len(out) > 1:
+            splits.append(1)
+        return out
+
+    monkeypatch.setattr(world.Glitches, "_strike", strike)
+    monkeypatch.setattr(loop, "_parts", parts)
+    assert_clean(GLITCH_SPLITS)
+    assert len(struck) >= 20, "the glitches struck"
+    assert len(splits) >= len(GLITCH_SPLITS), "each seed split a command"
+
+
+def test_the_checks_see_an_event_the_loop_gave_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three failures of an event that cannot be split are one more than the loop takes: it
+    is dead-lettered, and the checks report a dead letter of a command."""
+    from streams.tools.simulate import world
+
+    monkeypatch.setattr(world.Glitches, "ALONE", 3)
+    results = [run(generate(seed)) for seed in range(10662000, 10662040)]
+    problems = [p for r in results for p in r.problems]
+    assert any("dead letter of a command" in p for p in problems), problems[:5]

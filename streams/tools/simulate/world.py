@@ -30,7 +30,7 @@ import random
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from zlib import crc32
 
 from schemas import topics
@@ -76,6 +76,68 @@ _SPLITS = {topics.LEARNER_COMMANDS: LearnerStage.split, topics.TENANT_COMMANDS: 
 
 class Crash(BaseException):
     """The process dies here, as with SIGKILL: no flush, no commit, no goodbye."""
+
+
+class Glitch(RuntimeError):
+    """A handler's passing failure (a local read that failed once): the loop rolls the event
+    back and tries it again (streams/stages/loop.py)."""
+
+
+@dataclass
+class Glitches:
+    """Passing failures armed in one worker's learner and tenant stages: the next event
+    handled fails `pending` times (at its first, second or third write, or once it did all of
+    them), then passes. A failure the loop could not get past (MAX_TRIES of one part) would be
+    the fault's, not the service's: an event that cannot be split fails at most twice, one
+    that can (a command of many launches or tenants) at most five times, which is three
+    whole (then it is split) and twice its first part."""
+
+    # failures of one event at most: one that cannot be split, one that can
+    ALONE: ClassVar[int] = 2
+    SPLIT: ClassVar[int] = 5
+
+    pending: int = 0
+    position: tuple[str, int, int] | None = None  # the event the failures are spent on
+    left: int = 0
+    struck: int = 0  # how many struck in all (the trace)
+
+    def wrap(self, handle: Any, split: Any) -> Any:
+        async def glitchy(batch: Batch, record: Record) -> None:
+            position = (record.topic, record.partition, record.offset)
+            if self.pending and position != self.position:
+                parts = len(split(record)) if split is not None else 0
+                self.position, self.left = (
+                    position,
+                    min(self.pending, self.SPLIT if parts > 1 else self.ALONE),
+                )
+                self.pending = 0
+            if position != self.position or not self.left:
+                await handle(batch, record)
+                return
+            writes = {"n": 0}
+            strike_at = 1 + (self.left + self.struck) % 4  # 4: once every write is done
+            put = batch.put
+
+            def failing_put(*args: Any, **kwargs: Any) -> None:
+                writes["n"] += 1
+                if writes["n"] == strike_at:
+                    self._strike()
+                put(*args, **kwargs)
+
+            batch.put = failing_put  # type: ignore[method-assign]
+            try:
+                await handle(batch, record)
+            finally:
+                del batch.put
+            if self.left and writes["n"] < strike_at:
+                self._strike()
+
+        return glitchy
+
+    def _strike(self) -> None:
+        self.left -= 1
+        self.struck += 1
+        raise Glitch("a passing failure (simulated)")
 
 
 class Wait:
@@ -307,6 +369,7 @@ class SimWorker:
         self.acked: dict[TopicPartition, int] = {}
         self.ready = False
         self.crash_plans: list[CrashPlan] = []
+        self.glitches = Glitches()
         self.activities: dict[str, Activity] = {}
         self.current_task = ""
         self.ownership = Ownership()
@@ -787,6 +850,8 @@ class World:
             else:
                 handle, give_up = self.handlers(worker, topic)
                 split = _SPLITS.get(topic)
+                if split is not None:
+                    handle = worker.glitches.wrap(handle, split)
                 await apply_events(
                     batch, records, handle, self.give_up(give_up), topic, split=split
                 )
