@@ -169,10 +169,10 @@ class LearnerStage:
 
     @staticmethod
     def split(record: Record) -> list[Record]:
-        """The parts of a command that kept failing whole (streams/stages/loop.py): each launch
-        of an `Attempts` command on its own, at the command's position, so that a launch the
-        stage cannot apply (a bug) is dead-lettered alone and the others of the command (many
-        tenants' learners) are counted. Other commands are one part."""
+        """The parts of a command that failed (streams/stages/loop.py): each launch of an
+        `Attempts` command on its own, at the command's position, so that a launch the stage
+        cannot apply (a bug) is dead-lettered alone and the others of the command (many
+        tenants' learners) are counted. Other commands have no parts (none: tried whole)."""
         command = commands.decode(record.value)
         if not isinstance(command, commands.Attempts):
             return []

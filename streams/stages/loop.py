@@ -12,9 +12,11 @@ silently and the stage goes on. `Fenced` is not a failure of the event: it propa
 caller acknowledges nothing.
 
 An event that carries the inputs of many (a learner command: the launches of many tenants'
-learners) can name its parts (`split`): once it failed MAX_TRIES times whole, its parts are
-applied one at a time, each tried and given up as an event is, so that only the part that
-keeps failing is dead-lettered and the others count.
+learners; a `partials` command: many tenants' counts) can name its parts (`split`): when it
+fails, its parts are applied one at a time at once, each tried MAX_TRIES times and given up
+alone, so that only the part that keeps failing is dead-lettered and the others count. Parts
+are tried again without pauses: a part that always fails comes back with every command it is
+sent in, and pauses would make it stall its partition.
 
 When Kafka refuses a record of the flush for its size, the events are handled again one at a
 time, each flushed on its own, so that the one that wrote it is given up and the others pass:
@@ -112,24 +114,33 @@ async def _apply_one(
                 # event would pass and the group be acknowledged without them: it is the
                 # group's failure (the agents apply the group again, or stop the worker).
                 raise
-            if tries == MAX_TRIES:
+            if tries == 1:
                 parts = _parts(event, split, stage, describe)
-                if len(parts) < 2:
-                    _give_up(batch, event, exc, give_up, stage, describe)
+                if len(parts) > 1:
+                    log.warning(
+                        "%s: %s failed (%s: %s); its %d parts one at a time",
+                        stage,
+                        describe(event),
+                        type(exc).__name__,
+                        exc,
+                        len(parts),
+                    )
+                    for number, part in enumerate(parts, 1):
+                        # No pauses: one part that always fails (a learner's record Kafka
+                        # refuses) would hold the partition for seconds with every command it
+                        # comes in, and every tenant or learner sent with it would lag.
+                        await _apply_one(
+                            batch,
+                            part,
+                            handle,
+                            give_up,
+                            stage,
+                            _part_of(describe, number, len(parts)),
+                            _no_pause,
+                        )
                     return
-                log.warning(
-                    "%s: %s failed %d times (%s: %s); its %d parts one at a time",
-                    stage,
-                    describe(event),
-                    MAX_TRIES,
-                    type(exc).__name__,
-                    exc,
-                    len(parts),
-                )
-                for part in parts:
-                    # no pauses: the event had them, and a bug that fails every part would
-                    # otherwise hold the stage for seconds per part
-                    await _apply_one(batch, part, handle, give_up, stage, describe, _no_pause)
+            if tries == MAX_TRIES:
+                _give_up(batch, event, exc, give_up, stage, describe)
                 return
             log.warning(
                 "%s: %s failed (%s: %s); trying again",
@@ -139,6 +150,13 @@ async def _apply_one(
                 exc,
             )
             await pause(tries)
+
+
+def _part_of(describe: Callable[[E], str], number: int, parts: int) -> Callable[[E], str]:
+    def described(part: E) -> str:
+        return f"{describe(part)} (part {number} of {parts})"
+
+    return described
 
 
 def _parts(event: E, split: Split[E] | None, stage: str, describe: Callable[[E], str]) -> list[E]:

@@ -137,7 +137,7 @@ class TenantStage:
     ) -> None:
         """Partial counts of several tenants, each from one or more learner partitions.
 
-        A command that keeps failing is taken apart by the loop (`split`): each tenant is then
+        A command that fails is taken apart by the loop (`split`): each tenant is then
         applied whole or not at all, and one that fails (a bug, never an input) is
         dead-lettered on its own while the others' counts go on (given up with the command, a
         tenant that failed every time froze the counts of every tenant it was sent with)."""
@@ -149,9 +149,9 @@ class TenantStage:
 
     @staticmethod
     def split(record: Record) -> list[Record]:
-        """The parts of a command that kept failing whole (streams/stages/loop.py): each
-        tenant of a `partials` command on its own, at the command's position. Other commands
-        are one part."""
+        """The parts of a command that failed (streams/stages/loop.py): each tenant of a
+        `partials` command on its own, at the command's position. Other commands have no parts
+        (none: tried whole)."""
         command = commands.decode(record.value)
         if not isinstance(command, commands.Partials):
             return []

@@ -263,9 +263,9 @@ def test_an_event_that_fails_after_writing_leaves_nothing_half_done() -> None:
 
 def test_a_launch_that_keeps_failing_is_dead_lettered_and_the_stage_goes_on() -> None:
     """The command's second launch conflicts and reading its raw record fails every time: the
-    command fails whole three times, then its launches are applied one at a time (the loop's
-    `split`): the first is counted, the second dead-lettered with the error, and the stage goes
-    on. (Before the split, the whole command was dead-lettered and nothing of it written.)"""
+    command fails, and its launches are applied one at a time (the loop's `split`): the first
+    is counted, the second dead-lettered with the error, and the stage goes on. (Before the
+    split, the whole command was dead-lettered and nothing of it written.)"""
     p = Pipeline(partitions=1)
     stage = p.worker().learner
 

@@ -1,8 +1,10 @@
-"""An event that kept failing whole is applied part by part (`split`, streams/stages/loop.py).
+"""An event that failed is applied part by part (`split`, streams/stages/loop.py).
 
-The loop owns every try: an event is tried MAX_TRIES times whole (with the caller's pauses),
-then, when it names parts, each part is tried and given up as an event is; only the parts
-that keep failing are given up, and the others' writes stay in the batch.
+The loop owns every try: an event that names parts is taken apart at its first failure, and
+each part is tried MAX_TRIES times (without pauses: a part that always fails would stall the
+partition with every command it comes in) and given up alone; only the parts that keep
+failing are given up, and the others' writes stay in the batch. An event without parts is
+tried MAX_TRIES times whole, with the caller's pauses.
 """
 
 from __future__ import annotations
@@ -76,28 +78,45 @@ def test_only_the_part_that_keeps_failing_is_given_up() -> None:
     state = MemoryState()
     stage = Stage(failing="b")
     stage.apply(state, ["abc", "x"])
-    # whole three times with the caller's pauses, then each part (b three times, no pauses)
-    assert stage.handled == ["abc"] * MAX_TRIES + ["a", "b", "b", "b", "c", "x"]
-    assert stage.pauses == [1, 2]
+    # once whole, then each part (b three times), with no pauses
+    assert stage.handled == ["abc", "a", "b", "b", "b", "c", "x"]
+    assert stage.pauses == []
     assert stage.given_up == ["b"]
     assert _written(state) == {"a", "c", "x"}  # b's write rolled back; the others durable
 
 
-def test_an_event_that_passes_on_a_later_try_is_not_split() -> None:
+def test_a_passing_failure_of_an_event_with_parts_counts_every_part() -> None:
     state = MemoryState()
     stage = Stage()
-    failures = iter([True, False])
+    failures = iter([True, True, False, False, False])
 
     async def flaky(batch: Batch, event: str) -> None:
         stage.handled.append(event)
-        batch.put(TABLE, 0, b"a", {"seen": True})
+        batch.put(TABLE, 0, event[0].encode(), {"seen": True})
         if next(failures):
             raise RuntimeError("a transient failure")
 
     stage.handle = flaky  # type: ignore[method-assign]
     stage.apply(state, ["abc"])
-    assert stage.handled == ["abc", "abc"] and stage.given_up == []
-    assert _written(state) == {"a"}
+    assert stage.handled == ["abc", "a", "a", "b", "c"] and stage.given_up == []
+    assert _written(state) == {"a", "b", "c"}
+
+
+def test_an_event_without_parts_is_tried_again_with_pauses() -> None:
+    state = MemoryState()
+    stage = Stage()
+    failures = iter([True, True, False])
+
+    async def flaky(batch: Batch, event: str) -> None:
+        stage.handled.append(event)
+        batch.put(TABLE, 0, b"y", {"seen": True})
+        if next(failures):
+            raise RuntimeError("a transient failure")
+
+    stage.handle = flaky  # type: ignore[method-assign]
+    stage.apply(state, ["y"])
+    assert stage.handled == ["y", "y", "y"] and stage.pauses == [1, 2]
+    assert stage.given_up == [] and _written(state) == {"y"}
 
 
 def test_an_event_whose_split_fails_is_given_up_whole() -> None:

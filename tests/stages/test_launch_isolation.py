@@ -4,9 +4,10 @@ A `learner-commands` record carries the launches of many tenants' learners for o
 When applying them failed, the command was tried again and then dead-lettered whole: one launch
 that kept failing (a learner's record of windows over Kafka's limit did, before the accepted
 years ended at 2500) took every other launch of the command with it. Now the launches of a
-command that failed together three times (tried again with the loop's pauses, as any event: a
-failure may pass) are its parts (`LearnerStage.split`): the loop applies them one at a time,
-each tried and given up as an event is, and only the one that keeps failing is dead-lettered.
+command that failed are its parts (`LearnerStage.split`): the loop applies them one at a time,
+each tried three times (without pauses: such a launch comes back with every command of its
+learner, and pauses would stall the partition) and given up alone, so only the one that keeps
+failing is dead-lettered.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def test_a_launch_that_keeps_failing_is_dead_lettered_alone(
     _produce_one_command(p)
     CALLS.clear()
     p.settle()
-    # tried whole three times (with the loop's pauses: a failure may pass), then one at a time
-    assert CALLS[:3] == [5, 5, 5] and CALLS[3:] == [1, 1, 1, 1, 1, 1, 1]
+    # once whole, then one launch at a time: "bad" three times
+    assert CALLS == [5, 1, 1, 1, 1, 1, 1, 1]
     # one part given up (the launch of "bad", tried three times), not the command
     assert len(p.world.gave_up) == 1
     [letter] = p.dead_letters()
@@ -70,7 +71,7 @@ def test_a_launch_that_keeps_failing_is_dead_lettered_alone(
     assert p.active("globex", "2026-01-01") == 2  # l3, l4: not "bad"
 
 
-def test_a_command_that_fails_twice_is_counted_whole(
+def test_a_passing_failure_costs_no_launch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(learners, "apply_attempts", _failing_for("bad", 2))
@@ -78,7 +79,7 @@ def test_a_command_that_fails_twice_is_counted_whole(
     _produce_one_command(p)
     CALLS.clear()
     p.settle()
-    assert CALLS == [5, 5, 5]  # tried again whole, and passed whole
+    assert CALLS == [5, 1, 1, 1, 1, 1, 1]  # once whole, then by launch: "bad" twice
     assert p.world.gave_up == [] and p.dead_letters() == []
     assert p.active("acme", "2026-01-01") == 2
     assert p.active("globex", "2026-01-01") == 3

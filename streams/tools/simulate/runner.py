@@ -260,7 +260,7 @@ def _with_growth(seed: int, actions: Sequence[Action]) -> tuple[Action, ...]:
 
 def _with_glitches(seed: int, actions: Sequence[Action]) -> tuple[Action, ...]:
     """The schedule with passing failures in the learner and tenant stages' handlers now and
-    then (world.Glitches: an event fails up to five times, at one of its writes or after all
+    then (world.Glitches: an event fails up to three times, at one of its writes or after all
     of them, and passes), drawn from a stream of its own (the seed's other actions stay as
     they were before glitches were modelled). Two fifths of the seeds have none."""
     draw = random.Random(f"glitches/{seed}")

@@ -89,12 +89,12 @@ class Glitches:
     handled fails `pending` times (at its first, second or third write, or once it did all of
     them), then passes. A failure the loop could not get past (MAX_TRIES of one part) would be
     the fault's, not the service's: an event that cannot be split fails at most twice, one
-    that can (a command of many launches or tenants) at most five times, which is three
-    whole (then it is split) and twice its first part."""
+    that can (a command of many launches or tenants) at most three times: once whole (then it
+    is split) and twice its first part."""
 
     # failures of one event at most: one that cannot be split, one that can
     ALONE: ClassVar[int] = 2
-    SPLIT: ClassVar[int] = 5
+    SPLIT: ClassVar[int] = 3
 
     pending: int = 0
     position: tuple[str, int, int] | None = None  # the event the failures are spent on
