@@ -19,8 +19,8 @@ are tried again without pauses: a part that always fails comes back with every c
 sent in, and pauses would make it stall its partition.
 
 When Kafka refuses a record of the flush for its size, the events are handled again one at a
-time, each flushed on its own, so that the one that wrote it is given up and the others pass:
-a record Kafka refuses never blocks a stage.
+time, each flushed on its own (and an event with parts, part by part), so that the one that
+wrote it is given up and the others pass: a record Kafka refuses never blocks a stage.
 
 Callers (the faust agents, the launch reader, the simulator) acknowledge or commit the events
 only after `apply_events` returned.
@@ -69,23 +69,46 @@ async def apply_events(
         # (from the group's flush, or from one a handler made: a tick, a deletion's chunk)
         log.warning("%s: Kafka refused a record of a group (%s); one event at a time", stage, exc)
         for event in events:
-            try:
-                await _apply_one(batch, event, handle, give_up, stage, describe, pause, split)
-                await batch.flush()
-            except RecordTooLarge as refused:
-                _give_up(batch, event, refused, give_up, stage, describe)
-                try:
-                    await batch.flush()
-                except RecordTooLarge:
-                    # even its dead letter is refused (a broker limit far below 1 MiB): said
-                    # loudly and counted, and the stage goes on
-                    log.error(
-                        "%s: %s could not be dead-lettered either: Kafka refuses its records "
-                        "for their size (check the topics' max.message.bytes)",
-                        stage,
-                        describe(event),
-                    )
-                    metrics.stage_errors_total.labels(stage).inc()
+            await _apply_alone(batch, event, handle, give_up, stage, describe, pause, split)
+
+
+async def _apply_alone(
+    batch: DurableBatch,
+    event: E,
+    handle: Handler[E],
+    give_up: GiveUp[E],
+    stage: str,
+    describe: Callable[[E], str],
+    pause: Callable[[int], Awaitable[None]],
+    split: Split[E] | None,
+) -> None:
+    """Apply one event and flush it on its own. Refused for its size, an event with parts has
+    each part go the same way (only the part that wrote the record is given up, not the
+    launches or tenants sent with it); one without is given up."""
+    try:
+        await _apply_one(batch, event, handle, give_up, stage, describe, pause, split)
+        await batch.flush()
+        return
+    except RecordTooLarge as refused:
+        parts = _parts(event, split, stage, describe)
+        if len(parts) > 1:
+            for number, part in enumerate(parts, 1):
+                described = _part_of(describe, number, len(parts))
+                await _apply_alone(batch, part, handle, give_up, stage, described, _no_pause, None)
+            return
+        _give_up(batch, event, refused, give_up, stage, describe)
+    try:
+        await batch.flush()
+    except RecordTooLarge:
+        # even its dead letter is refused (a broker limit far below 1 MiB): said loudly and
+        # counted, and the stage goes on
+        log.error(
+            "%s: %s could not be dead-lettered either: Kafka refuses its records for their "
+            "size (check the topics' max.message.bytes)",
+            stage,
+            describe(event),
+        )
+        metrics.stage_errors_total.labels(stage).inc()
 
 
 async def _apply_one(

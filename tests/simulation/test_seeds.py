@@ -93,6 +93,10 @@ REGRESSIONS: list[int] = [
     10560033,
     10560154,
     10560181,
+    # 10667832: the simulator's own glitch fault gave one event three failures (a tick of the
+    # tenant stage, suspended in its flush, lost its budget to a learner command of the same
+    # worker and drew a new one); the budgets are the events' now (world.Glitches)
+    10667832,
 ]
 
 
@@ -195,9 +199,10 @@ def test_seeds_with_passing_failures_in_the_handlers(monkeypatch: pytest.MonkeyP
     splits: list[int] = []
     real_strike, real_parts = world.Glitches._strike, loop._parts
 
-    def strike(self: world.Glitches) -> None:
-        struck.append(1)
-        real_strike(self)
+    def strike(self: world.Glitches, position: tuple[str, int, int]) -> None:
+        if self.budgets.get(position):
+            struck.append(1)
+        real_strike(self, position)
 
     def parts(*args: object) -> list[object]:
         out = real_parts(*args)  # type: ignore[arg-type]

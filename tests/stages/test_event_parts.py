@@ -15,15 +15,26 @@ from streams.stages.batch import DurableBatch
 from streams.stages.loop import MAX_TRIES, apply_events
 from streams.stages.memory import MemoryLog, MemoryState
 from streams.stages.ownership import Ownership
-from streams.stages.store import LEARNER, Batch
+from streams.stages.store import LEARNER, Batch, RecordTooLarge
 
 TABLE = "learner-state"
 
 
-def _batch(state: MemoryState) -> DurableBatch:
+def _batch(state: MemoryState, log: MemoryLog | None = None) -> DurableBatch:
     ownership = Ownership()
     ownership.claim(LEARNER, 0, (1, 0))
-    return DurableBatch(state, MemoryLog(partitions=1), ownership)
+    return DurableBatch(state, log or MemoryLog(partitions=1), ownership)
+
+
+class RefusesB(MemoryLog):
+    """A broker whose limit refuses the changelog record of the letter b (a topic's
+    max.message.bytes far below the service's 1,000,000 bytes)."""
+
+    async def send(self, groups, headers=None):  # type: ignore[no-untyped-def]
+        for (topic, _), pairs in groups.items():
+            if "changelog" in topic and any(key == b"b" for key, _ in pairs):
+                raise RecordTooLarge("the broker refused a record for its size")
+        return await super().send(groups, headers)
 
 
 class Stage:
@@ -55,10 +66,10 @@ class Stage:
     async def pause(self, tries: int) -> None:
         self.pauses.append(tries)
 
-    def apply(self, state: MemoryState, events: list[str]) -> None:
+    def apply(self, state: MemoryState, events: list[str], log: MemoryLog | None = None) -> None:
         asyncio.run(
             apply_events(
-                _batch(state),
+                _batch(state, log),
                 events,
                 self.handle,
                 self.give_up,
@@ -134,3 +145,13 @@ def test_an_event_of_one_part_is_given_up_as_before() -> None:
     stage.apply(state, ["y", "z"])
     assert stage.handled == ["y"] * MAX_TRIES + ["z"]
     assert stage.given_up == ["y"] and _written(state) == {"z"}
+
+
+def test_a_part_whose_record_kafka_refuses_is_given_up_alone() -> None:
+    """Before, a command whose flush Kafka refused was given up whole on its own flush: every
+    launch sent with the one that wrote the record was dead-lettered (helper-56)."""
+    state = MemoryState()
+    stage = Stage()
+    stage.apply(state, ["abc", "x"], RefusesB(partitions=1))
+    assert stage.given_up == ["b"]
+    assert _written(state) == {"a", "c", "x"}
