@@ -194,14 +194,31 @@ def _with_compaction(seed: int, actions: list[Action], partitions: int) -> tuple
     rate = draw.choice((0.0, 0.02, 0.05, 0.15, 0.4))
     if not rate:
         return tuple(actions)
+    out = _sprinkled(
+        actions,
+        draw,
+        rate,
+        lambda: (
+            "compact",
+            draw.choice(CHANGELOGS),
+            draw.randrange(partitions),
+            draw.choice((0, 1, 5)),
+        ),
+    )
+    out.append(("compact", "*", 0, 0))
+    return tuple(out)
+
+
+def _sprinkled(
+    actions: Sequence[Action], draw: random.Random, rate: float, make: Callable[[], Action]
+) -> list[Action]:
+    """`actions` with an action of `make` after each one, at `rate` (drawn from `draw`)."""
     out: list[Action] = []
     for action in actions:
         out.append(action)
         if draw.random() < rate:
-            changelog = draw.choice(CHANGELOGS)
-            out.append(("compact", changelog, draw.randrange(partitions), draw.choice((0, 1, 5))))
-    out.append(("compact", "*", 0, 0))
-    return tuple(out)
+            out.append(make())
+    return out
 
 
 # how far a machine's clock may be off: NTP that stopped or never started, a VM resumed after a
@@ -267,12 +284,11 @@ def _with_glitches(seed: int, actions: Sequence[Action]) -> tuple[Action, ...]:
     rate = draw.choice((0.0, 0.0, 0.03, 0.1, 0.3))
     if not rate:
         return tuple(actions)
-    out: list[Action] = []
-    for action in actions:
-        out.append(action)
-        if draw.random() < rate:
-            out.append(("glitch", f"w{draw.randrange(MAX_WORKERS)}", draw.randint(1, 5)))
-    return tuple(out)
+
+    def glitch() -> Action:
+        return ("glitch", f"w{draw.randrange(MAX_WORKERS)}", draw.randint(1, 5))
+
+    return tuple(_sprinkled(actions, draw, rate, glitch))
 
 
 # -- running one ----------------------------------------------------------------------------------
