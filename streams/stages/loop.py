@@ -92,8 +92,7 @@ async def _apply_alone(
     except RecordTooLarge as refused:
         parts = _parts(event, split, stage, describe)
         if len(parts) > 1:
-            for number, part in enumerate(parts, 1):
-                described = _part_of(describe, number, len(parts))
+            for part, described in _described(parts, describe):
                 await _apply_alone(batch, part, handle, give_up, stage, described, _no_pause, None)
             return
         _give_up(batch, event, refused, give_up, stage, describe)
@@ -148,19 +147,11 @@ async def _apply_one(
                         exc,
                         len(parts),
                     )
-                    for number, part in enumerate(parts, 1):
-                        # No pauses: one part that always fails (a learner's record Kafka
-                        # refuses) would hold the partition for seconds with every command it
-                        # comes in, and every tenant or learner sent with it would lag.
-                        await _apply_one(
-                            batch,
-                            part,
-                            handle,
-                            give_up,
-                            stage,
-                            _part_of(describe, number, len(parts)),
-                            _no_pause,
-                        )
+                    # No pauses: one part that always fails (a learner's record Kafka refuses)
+                    # would hold the partition for seconds with every command it comes in, and
+                    # every tenant or learner sent with it would lag.
+                    for part, described in _described(parts, describe):
+                        await _apply_one(batch, part, handle, give_up, stage, described, _no_pause)
                     return
             if tries == MAX_TRIES:
                 _give_up(batch, event, exc, give_up, stage, describe)
@@ -175,11 +166,15 @@ async def _apply_one(
             await pause(tries)
 
 
-def _part_of(describe: Callable[[E], str], number: int, parts: int) -> Callable[[E], str]:
-    def described(part: E) -> str:
-        return f"{describe(part)} (part {number} of {parts})"
+def _described(
+    parts: Sequence[E], describe: Callable[[E], str]
+) -> list[tuple[E, Callable[[E], str]]]:
+    """Each part with how its logs name it: the event's position, and which part it is."""
 
-    return described
+    def part_of(number: int) -> Callable[[E], str]:
+        return lambda part: f"{describe(part)} (part {number} of {len(parts)})"
+
+    return [(part, part_of(number)) for number, part in enumerate(parts, 1)]
 
 
 def _parts(event: E, split: Split[E] | None, stage: str, describe: Callable[[E], str]) -> list[E]:

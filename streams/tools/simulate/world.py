@@ -70,7 +70,7 @@ DAY_MS = 86_400_000  # the broker's default delete.retention.ms
 GROWTH_MS = 1_000  # adding partitions to a topic takes the cluster a moment
 TIMESTAMP_AFTER_MAX_MS = 3_600_000  # the broker's default message.timestamp.after.max.ms (4.0)
 TASKS = ("launches", *APP_TOPICS, "partials", "tick", "check")
-# the parts of a command that kept failing whole, as the worker's agents name them
+# the parts of a command that failed, as the worker's agents name them
 _SPLITS = {topics.LEARNER_COMMANDS: LearnerStage.split, topics.TENANT_COMMANDS: TenantStage.split}
 
 

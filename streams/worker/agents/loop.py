@@ -64,7 +64,7 @@ async def run_durably(
 ) -> None:
     """Apply events group by group; ack a group only once it is durable.
 
-    `split`: the parts of an event that kept failing whole, applied one at a time
+    `split`: the parts of an event, applied one at a time once it failed
     (streams/stages/loop.py).
 
     `on_fenced`: what the stage does when a flush finds it was deposed. The owning stages give
