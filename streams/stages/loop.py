@@ -92,6 +92,7 @@ async def _apply_alone(
     except RecordTooLarge as refused:
         parts = _parts(event, split, stage, describe)
         if len(parts) > 1:
+            metrics.stage_splits_total.labels(stage).inc()
             for part, described in _described(parts, describe):
                 await _apply_alone(batch, part, handle, give_up, stage, described, _no_pause, None)
             return
@@ -147,6 +148,7 @@ async def _apply_one(
                         exc,
                         len(parts),
                     )
+                    metrics.stage_splits_total.labels(stage).inc()
                     # No pauses: one part that always fails (a learner's record Kafka refuses)
                     # would hold the partition for seconds with every command it comes in, and
                     # every tenant or learner sent with it would lag.
@@ -163,6 +165,7 @@ async def _apply_one(
                 type(exc).__name__,
                 exc,
             )
+            metrics.stage_retries_total.labels(stage).inc()
             await pause(tries)
 
 

@@ -59,6 +59,18 @@ stage_errors_total = Counter(
     "Commands a stage failed to apply (a bug, logged with the record's position), by stage",
     ["stage"],
 )
+stage_retries_total = Counter(
+    "active_learners_stage_retries_total",
+    "Tries of a command (or of one of its parts) that failed and were tried again, by stage: "
+    "a transient failure that passed; one that keeps failing ends in stage_errors_total",
+    ["stage"],
+)
+stage_splits_total = Counter(
+    "active_learners_stage_splits_total",
+    "Commands a stage failed to apply whole and applied part by part (a learner command's "
+    "launches, a partials command's tenants), by stage",
+    ["stage"],
+)
 
 # Per tenant, from the read model of every worker (any worker exports every tenant)
 tenant_active = Gauge(

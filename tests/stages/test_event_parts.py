@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 
+from prometheus_client import REGISTRY
+
 from streams.stages.batch import DurableBatch
 from streams.stages.loop import MAX_TRIES, apply_events
 from streams.stages.memory import MemoryLog, MemoryState
@@ -155,3 +157,26 @@ def test_a_part_whose_record_kafka_refuses_is_given_up_alone() -> None:
     stage.apply(state, ["abc", "x"], RefusesB(partitions=1))
     assert stage.given_up == ["b"]
     assert _written(state) == {"a", "c", "x"}
+
+
+def _metric(name: str, stage: str) -> float:
+    return REGISTRY.get_sample_value(name, {"stage": stage}) or 0.0
+
+
+def test_an_operator_sees_commands_taken_apart_and_tries_repeated() -> None:
+    """A command taken apart, or tried again, passes without a dead letter: only a log line
+    would tell, so each is counted (an error that ends in a dead letter is counted apart)."""
+    splits = _metric("active_learners_stage_splits_total", "learners")
+    retries = _metric("active_learners_stage_retries_total", "learners")
+    errors = _metric("active_learners_stage_errors_total", "learners")
+    Stage(failing="b").apply(MemoryState(), ["abc", "x"])
+    # one split; b failed three times, of which two were tried again; b given up
+    assert _metric("active_learners_stage_splits_total", "learners") == splits + 1
+    assert _metric("active_learners_stage_retries_total", "learners") == retries + 2
+    assert _metric("active_learners_stage_errors_total", "learners") == errors + 1
+
+
+def test_a_command_kafka_refused_and_took_apart_is_counted_as_split() -> None:
+    splits = _metric("active_learners_stage_splits_total", "learners")
+    Stage().apply(MemoryState(), ["abc", "x"], RefusesB(partitions=1))
+    assert _metric("active_learners_stage_splits_total", "learners") == splits + 1
