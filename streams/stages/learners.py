@@ -183,25 +183,17 @@ class LearnerStage:
             for row in command.attempts
         ]
 
-    def give_up(self, batch: Batch, record: Record, exc: BaseException) -> None:
+    async def give_up(self, batch: Batch, record: Record, exc: BaseException) -> None:
         """A command that kept failing: each launch of an `Attempts` command is dead-lettered
-        with its own position; a deletion part reports the failure (its receipt says so)."""
+        with its own position and its original value (a large launch, which travels by
+        reference, is read back: a review found its dead letter without it); a deletion part
+        reports the failure (its receipt says so)."""
         command = commands.decode(record.value)
         detail = f"the service could not apply this launch ({type(exc).__name__}: {exc})"
         if isinstance(command, commands.Attempts):
             for row in command.attempts:
-                item = TrackedAttempt(*row)
-                raw = item.raw.encode("utf-8") if item.raw is not None else None
-                value = dead_letter(
-                    "invalid",
-                    detail,
-                    raw,
-                    command.topic,
-                    item.source_partition,
-                    item.source_offset,
-                    self.clock(),
-                )
-                batch.emit(topics.DEAD_LETTERS, item.tenant_id.encode(), encode_json(value))
+                rejection = Rejection(TrackedAttempt(*row), "invalid", detail)
+                await self._dead_letter(batch, command.topic, rejection, last_resort=True)
             return
         if isinstance(command, commands.DeletionPart):
             tenant_id = command.request["tenant_id"]
@@ -251,13 +243,29 @@ class LearnerStage:
 
         batch.on_durable(counted)
 
-    async def _dead_letter(self, batch: Batch, topic: str, rejection: Rejection) -> None:
+    async def _dead_letter(
+        self, batch: Batch, topic: str, rejection: Rejection, last_resort: bool = False
+    ) -> None:
+        """Dead-letter a launch with its original value. Reading a large one back may fail:
+        the command is then tried again (the read may pass), and when it is given up
+        (`last_resort`) the launch is dead-lettered without it, and says so."""
         item = rejection.item
         detail = rejection.detail
         if item.raw is not None:
             raw: bytes | None = item.raw.encode("utf-8")
         else:  # a large launch travels by reference: read it back from its position
-            raw = await self.read_raw(topic, item.source_partition, item.source_offset)
+            try:
+                raw = await self.read_raw(topic, item.source_partition, item.source_offset)
+            except Exception:
+                if not last_resort:
+                    raise
+                log.exception(
+                    "learners: reading back the launch at %s/%d@%d failed",
+                    topic,
+                    item.source_partition,
+                    item.source_offset,
+                )
+                raw = None
             if raw is None:
                 detail += " (the original record could not be read back)"
         record = dead_letter(

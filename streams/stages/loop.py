@@ -13,10 +13,13 @@ caller acknowledges nothing.
 
 An event that carries the inputs of many (a learner command: the launches of many tenants'
 learners; a `partials` command: many tenants' counts) can name its parts (`split`): when it
-fails, its parts are applied one at a time at once, each tried MAX_TRIES times and given up
-alone, so that only the part that keeps failing is dead-lettered and the others count. Parts
-are tried again without pauses: a part that always fails comes back with every command it is
-sent in, and pauses would make it stall its partition.
+fails, its parts are applied one at a time at once, in order, each tried MAX_TRIES times and
+given up alone, so that only the part that keeps failing is dead-lettered and the others count.
+The parts share the event's pauses: a passing failure (a partition's database reopened) has as
+long to pass as it has for an event without parts, and parts that keep failing hold the
+partition no longer than one such event; once a part passes on a later try, a failure of a
+later part is another one and has the pauses again (a review found the parts tried without
+pauses: a failure of a few milliseconds dead-lettered every launch of a command).
 
 When Kafka refuses a record of the flush for its size, the events are handled again one at a
 time, each flushed on its own (and an event with parts, part by part), so that the one that
@@ -42,7 +45,8 @@ MAX_TRIES = 3
 
 E = TypeVar("E")
 Handler = Callable[[Batch, E], Awaitable[None]]
-GiveUp = Callable[[Batch, E, BaseException], None]
+# (a learner's give-up awaits: a large launch's dead letter reads the launch back from Kafka)
+GiveUp = Callable[[Batch, E, BaseException], Awaitable[None] | None]
 Split = Callable[[E], Sequence[E]]
 
 
@@ -96,7 +100,7 @@ async def _apply_alone(
             for part, described in _described(parts, describe):
                 await _apply_alone(batch, part, handle, give_up, stage, described, _no_pause, None)
             return
-        _give_up(batch, event, refused, give_up, stage, describe)
+        await _give_up(batch, event, refused, give_up, stage, describe)
     try:
         await batch.flush()
     except RecordTooLarge:
@@ -125,6 +129,8 @@ async def _apply_one(
         mark = batch.savepoint()
         try:
             await handle(batch, event)
+            if tries > 1 and isinstance(pause, _SharedPauses):
+                pause.passed()
             return
         except Fenced:
             raise
@@ -149,14 +155,12 @@ async def _apply_one(
                         len(parts),
                     )
                     metrics.stage_splits_total.labels(stage).inc()
-                    # No pauses: one part that always fails (a learner's record Kafka refuses)
-                    # would hold the partition for seconds with every command it comes in, and
-                    # every tenant or learner sent with it would lag.
+                    shared = _SharedPauses(pause)
                     for part, described in _described(parts, describe):
-                        await _apply_one(batch, part, handle, give_up, stage, described, _no_pause)
+                        await _apply_one(batch, part, handle, give_up, stage, described, shared)
                     return
             if tries == MAX_TRIES:
-                _give_up(batch, event, exc, give_up, stage, describe)
+                await _give_up(batch, event, exc, give_up, stage, describe)
                 return
             log.warning(
                 "%s: %s failed (%s: %s); trying again",
@@ -167,6 +171,26 @@ async def _apply_one(
             )
             metrics.stage_retries_total.labels(stage).inc()
             await pause(tries)
+
+
+class _SharedPauses:
+    """The pauses of one event for all its parts: the first MAX_TRIES - 1 that its parts ask
+    for are the caller's (0.5 s, then 1 s in the agents), the rest none, so parts that keep
+    failing hold the partition no longer than one event. A part that passes on a later try
+    shows the failure passed: one that strikes a later part is another, and gets the
+    caller's pauses again."""
+
+    def __init__(self, pause: Callable[[int], Awaitable[None]]) -> None:
+        self.pause = pause
+        self.used = 0
+
+    async def __call__(self, tries: int) -> None:
+        if self.used < MAX_TRIES - 1:
+            self.used += 1
+            await self.pause(self.used)
+
+    def passed(self) -> None:
+        self.used = 0
 
 
 def _described(
@@ -192,7 +216,7 @@ def _parts(event: E, split: Split[E] | None, stage: str, describe: Callable[[E],
         return []
 
 
-def _give_up(
+async def _give_up(
     batch: DurableBatch,
     event: E,
     exc: BaseException,
@@ -210,7 +234,9 @@ def _give_up(
     metrics.stage_errors_total.labels(stage).inc()
     mark = batch.savepoint()
     try:
-        give_up(batch, event, exc)
+        given = give_up(batch, event, exc)
+        if given is not None:
+            await given
     except Exception:
         batch.rollback(mark)
         log.exception("%s: could not even dead-letter %s", stage, describe(event))

@@ -280,6 +280,7 @@ def test_a_launch_that_keeps_failing_is_dead_lettered_and_the_stage_goes_on() ->
     p.run(topics.LEARNER_COMMANDS)  # one command: the second launch conflicts, its read fails
     [letter] = p.dead_letters()
     assert letter["reason"] == "invalid" and "could not apply" in letter["detail"]
+    assert "the original record could not be read back" in letter["detail"]
     assert letter["source"] == {"topic": topics.LAUNCHES, "partition": 0, "offset": 1}
     [(key, attempt)] = p.attempts().items()
     assert key == "acme/l1/a1" and attempt["launched_at"].startswith("2026-02-10")

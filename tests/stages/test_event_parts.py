@@ -1,10 +1,11 @@
 """An event that failed is applied part by part (`split`, streams/stages/loop.py).
 
 The loop owns every try: an event that names parts is taken apart at its first failure, and
-each part is tried MAX_TRIES times (without pauses: a part that always fails would stall the
-partition with every command it comes in) and given up alone; only the parts that keep
-failing are given up, and the others' writes stay in the batch. An event without parts is
-tried MAX_TRIES times whole, with the caller's pauses.
+each part is tried MAX_TRIES times and given up alone; only the parts that keep failing are
+given up, and the others' writes stay in the batch. The parts share the event's pauses (a
+passing failure has as long to pass as for an event without parts; parts that keep failing
+hold the partition no longer than one such event). An event without parts is tried
+MAX_TRIES times whole, with the caller's pauses.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import asyncio
 
 from prometheus_client import REGISTRY
 
+from schemas import topics
+from streams.stages import commands, keys
 from streams.stages.batch import DurableBatch
+from streams.stages.learners import LearnerStage
 from streams.stages.loop import MAX_TRIES, apply_events
 from streams.stages.memory import MemoryLog, MemoryState
 from streams.stages.ownership import Ownership
-from streams.stages.store import LEARNER, Batch, RecordTooLarge
+from streams.stages.store import LEARNER, Batch, Record, RecordTooLarge
 
 TABLE = "learner-state"
 
@@ -91,9 +95,9 @@ def test_only_the_part_that_keeps_failing_is_given_up() -> None:
     state = MemoryState()
     stage = Stage(failing="b")
     stage.apply(state, ["abc", "x"])
-    # once whole, then each part (b three times), with no pauses
+    # once whole, then each part (b three times, with the event's pauses)
     assert stage.handled == ["abc", "a", "b", "b", "b", "c", "x"]
-    assert stage.pauses == []
+    assert stage.pauses == [1, 2]
     assert stage.given_up == ["b"]
     assert _written(state) == {"a", "c", "x"}  # b's write rolled back; the others durable
 
@@ -180,3 +184,94 @@ def test_a_command_kafka_refused_and_took_apart_is_counted_as_split() -> None:
     splits = _metric("active_learners_stage_splits_total", "learners")
     Stage().apply(MemoryState(), ["abc", "x"], RefusesB(partitions=1))
     assert _metric("active_learners_stage_splits_total", "learners") == splits + 1
+
+
+def test_parts_that_keep_failing_share_the_event_s_pauses() -> None:
+    state = MemoryState()
+    stage = Stage(failing="bc")
+    stage.apply(state, ["abc"])
+    assert stage.handled == ["abc", "a", "b", "b", "b", "c", "c", "c"]
+    assert stage.pauses == [1, 2]  # not [1, 2, 1, 2]: the partition waits as for one event
+    assert stage.given_up == ["b", "c"] and _written(state) == {"a"}
+
+
+class Clock:
+    now = 0.0
+
+
+class ReopeningState(MemoryState):
+    """A partition's database that fails every read for its first second (being reopened)."""
+
+    def get_many(self, table, partition, wanted):  # type: ignore[no-untyped-def]
+        if Clock.now < 1.0:
+            raise OSError("IO error: lock hold by current process")
+        return super().get_many(table, partition, wanted)
+
+
+def _apply_learner_command(learners: list[str]) -> tuple[MemoryState, MemoryLog]:
+    """One learner command of a launch per learner, applied as the agents apply it: the loop's
+    pauses (0.5 s, then 1 s) advance the clock."""
+    Clock.now = 0.0
+    state, log = ReopeningState(), MemoryLog(partitions=1)
+    stage = LearnerStage(1)
+    rows = [
+        ["acme", learner, "e", "a1", "2026-03-10T10:00:00+00:00", 0, n, '{"x": 1}', 0]
+        for n, learner in enumerate(learners)
+    ]
+    value = commands.encode(commands.Attempts(topics.LAUNCHES, rows))
+    record = Record(b"attempts", value, topics.LEARNER_COMMANDS, 0, 0, 1773136800000)
+
+    async def pause(tries: int) -> None:
+        Clock.now += 0.5 * tries
+
+    asyncio.run(
+        apply_events(
+            _batch(state, log),
+            [record],
+            stage.handle_record,
+            stage.give_up,
+            "learners",
+            describe=Record.position,
+            pause=pause,
+            split=stage.split,
+        )
+    )
+    return state, log
+
+
+def _stored_attempts(state: MemoryState, learners: list[str]) -> list[str]:
+    found = super(ReopeningState, state).get_many(  # type: ignore[arg-type]
+        keys.ATTEMPTS, 0, [keys.attempt("acme", learner, "a1") for learner in learners]
+    )
+    return [learner for learner, value in zip(learners, found, strict=True) if value is not None]
+
+
+def test_a_passing_failure_of_a_command_of_many_launches_loses_none() -> None:
+    """Found by a review: the parts of a command were tried without pauses, so a failure of a
+    few milliseconds (every read of the partition failing) dead-lettered all its launches,
+    where a command of one launch waited it out."""
+    for learners in (["l1"], ["l1", "l2", "l3"]):
+        state, log = _apply_learner_command(learners)
+        assert list(log.all_records(topics.DEAD_LETTERS)) == [], learners
+        assert _stored_attempts(state, learners) == learners
+
+
+def test_a_later_part_s_passing_failure_has_the_pauses_again() -> None:
+    """Part a fails twice and passes: its failure passed. Part c's failure is another one (a
+    simulator seed: a second glitch struck a later part once the first had used the pauses)."""
+    state = MemoryState()
+    stage = Stage()
+    failures = {"a": 2, "b": 0, "c": 2}
+
+    async def flaky(batch: Batch, event: str) -> None:
+        stage.handled.append(event)
+        batch.put(TABLE, 0, event[0].encode(), {"seen": True})
+        if event == "abc" or failures.get(event, 0):
+            failures[event] = failures.get(event, 1) - 1
+            raise RuntimeError("a passing failure")
+
+    stage.handle = flaky  # type: ignore[method-assign]
+    stage.apply(state, ["abc"])
+    assert stage.handled == ["abc", "a", "a", "a", "b", "c", "c", "c"]
+    assert stage.pauses == [1, 2, 1, 2] and stage.given_up == []
+    assert _written(state) == {"a", "b", "c"}

@@ -71,6 +71,25 @@ def test_a_launch_that_keeps_failing_is_dead_lettered_alone(
     assert p.active("globex", "2026-01-01") == 2  # l3, l4: not "bad"
 
 
+def test_a_large_launch_given_up_alone_keeps_its_original_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A launch over 1 KiB travels by reference; given up as a part, its dead letter read it
+    back no more and carried `raw: null` (found by a review; the contract says `raw` is the
+    original value)."""
+    monkeypatch.setattr(learners, "apply_attempts", _failing_for("bad", float("inf")))
+    p = Pipeline(partitions=1)
+    p.produce(topics.LAUNCHES, launch("acme", "l1", "a1", AT))
+    p.produce(topics.LAUNCHES, launch("acme", "bad", "a1", AT, note="x" * 2_000))
+    p.produce(topics.LAUNCHES, launch("acme", "l2", "a1", AT))
+    p.settle()
+    [letter] = p.dead_letters()
+    assert letter["source"] == {"topic": topics.LAUNCHES, "partition": 0, "offset": 1}
+    assert letter["raw"] is not None and '"bad"' in letter["raw"] and "x" * 2_000 in letter["raw"]
+    assert "could not be read back" not in letter["detail"]
+    assert p.active("acme", "2026-01-01") == 2
+
+
 def test_a_passing_failure_costs_no_launch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -277,9 +277,10 @@ def _with_growth(seed: int, actions: Sequence[Action]) -> tuple[Action, ...]:
 
 def _with_glitches(seed: int, actions: Sequence[Action]) -> tuple[Action, ...]:
     """The schedule with passing failures in the learner and tenant stages' handlers now and
-    then (world.Glitches: an event fails up to three times, at one of its writes or after all
-    of them, and passes), drawn from a stream of its own (the seed's other actions stay as
-    they were before glitches were modelled). Two fifths of the seeds have none."""
+    then (world.Glitches: an event fails at one of its writes or after all of them until the
+    loop has paused for it up to twice, and passes), drawn from a stream of its own (the
+    seed's other actions stay as they were before glitches were modelled). Two fifths of the
+    seeds have none."""
     draw = random.Random(f"glitches/{seed}")
     rate = draw.choice((0.0, 0.0, 0.03, 0.1, 0.3))
     if not rate:

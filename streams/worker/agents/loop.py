@@ -27,7 +27,7 @@ from streams.worker.runtime import new_batch
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Batch, Record], Awaitable[None]]
-GiveUp = Callable[[Batch, Record, BaseException], None]
+GiveUp = Callable[[Batch, Record, BaseException], Awaitable[None] | None]
 
 MAX_EVENTS = 64
 WITHIN_S = 0.05
