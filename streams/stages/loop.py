@@ -15,11 +15,12 @@ An event that carries the inputs of many (a learner command: the launches of man
 learners; a `partials` command: many tenants' counts) can name its parts (`split`): when it
 fails, its parts are applied one at a time at once, in order, each tried MAX_TRIES times and
 given up alone, so that only the part that keeps failing is dead-lettered and the others count.
-The parts share the event's pauses: a passing failure (a partition's database reopened) has as
-long to pass as it has for an event without parts, and parts that keep failing hold the
-partition no longer than one such event; once a part passes on a later try, a failure of a
-later part is another one and has the pauses again (a review found the parts tried without
-pauses: a failure of a few milliseconds dead-lettered every launch of a command).
+Each part that fails has the caller's pauses, as any event has: a passing failure (a
+partition's database reopened) is waited out whichever part it strikes (two reviews found
+parts tried without pauses, or sharing one event's pauses: a failure of a few milliseconds
+dead-lettered every later launch of a command). An event's parts pause MAX_PART_PAUSES times
+at most in all, so that parts that keep failing (a bug that fails many launches) hold the
+partition for seconds, not minutes.
 
 When Kafka refuses a record of the flush for its size, the events are handled again one at a
 time, each flushed on its own (and an event with parts, part by part), so that the one that
@@ -42,6 +43,9 @@ from streams.stages.store import Batch, Fenced, RecordTooLarge
 log = logging.getLogger(__name__)
 
 MAX_TRIES = 3
+# pauses of one event's parts in all (each failing part pauses up to MAX_TRIES - 1 times: at
+# most 10 x 0.75 s = 7.5 s in the agents): parts that keep failing hold a partition no longer
+MAX_PART_PAUSES = 10
 
 E = TypeVar("E")
 Handler = Callable[[Batch, E], Awaitable[None]]
@@ -97,8 +101,9 @@ async def _apply_alone(
         parts = _parts(event, split, stage, describe)
         if len(parts) > 1:
             metrics.stage_splits_total.labels(stage).inc()
+            pauses = _PartPauses(pause)
             for part, described in _described(parts, describe):
-                await _apply_alone(batch, part, handle, give_up, stage, described, _no_pause, None)
+                await _apply_alone(batch, part, handle, give_up, stage, described, pauses, None)
             return
         await _give_up(batch, event, refused, give_up, stage, describe)
     try:
@@ -129,8 +134,6 @@ async def _apply_one(
         mark = batch.savepoint()
         try:
             await handle(batch, event)
-            if tries > 1 and isinstance(pause, _SharedPauses):
-                pause.passed()
             return
         except Fenced:
             raise
@@ -155,9 +158,9 @@ async def _apply_one(
                         len(parts),
                     )
                     metrics.stage_splits_total.labels(stage).inc()
-                    shared = _SharedPauses(pause)
+                    pauses = _PartPauses(pause)
                     for part, described in _described(parts, describe):
-                        await _apply_one(batch, part, handle, give_up, stage, described, shared)
+                        await _apply_one(batch, part, handle, give_up, stage, described, pauses)
                     return
             if tries == MAX_TRIES:
                 await _give_up(batch, event, exc, give_up, stage, describe)
@@ -173,24 +176,21 @@ async def _apply_one(
             await pause(tries)
 
 
-class _SharedPauses:
-    """The pauses of one event for all its parts: the first MAX_TRIES - 1 that its parts ask
-    for are the caller's (0.5 s, then 1 s in the agents), the rest none, so parts that keep
-    failing hold the partition no longer than one event. A part that passes on a later try
-    shows the failure passed: one that strikes a later part is another, and gets the
-    caller's pauses again."""
+class _PartPauses:
+    """The pauses of one event's parts. Each part that fails has the caller's pauses, as any
+    event has (0.5 s, then 1 s in the agents): a passing failure is waited out whichever part
+    it strikes, also after a part that kept failing. So that parts that keep failing (a bug
+    that fails many launches) cannot hold the partition for long, the event pauses at most
+    MAX_PART_PAUSES times in all; past that, its parts are tried without pauses."""
 
     def __init__(self, pause: Callable[[int], Awaitable[None]]) -> None:
         self.pause = pause
-        self.used = 0
+        self.left = MAX_PART_PAUSES
 
     async def __call__(self, tries: int) -> None:
-        if self.used < MAX_TRIES - 1:
-            self.used += 1
-            await self.pause(self.used)
-
-    def passed(self) -> None:
-        self.used = 0
+        if self.left:
+            self.left -= 1
+            await self.pause(tries)
 
 
 def _described(

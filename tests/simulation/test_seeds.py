@@ -197,9 +197,9 @@ def test_seeds_with_passing_failures_in_the_handlers(monkeypatch: pytest.MonkeyP
     """Glitches (world.Glitches, most seeds): an event of the learner or tenant stage fails at
     one of its writes or once it did all of them, every time, until the loop has paused for
     it up to twice, and then passes. Each failure is rolled back and tried again, and a
-    command of many launches or tenants that failed is applied part by part, the parts
-    sharing its pauses (streams/stages/loop.py): the runs end exact, with no dead letter of a
-    command."""
+    command of many launches or tenants that failed is applied part by part, each failing
+    part with its pauses (streams/stages/loop.py): the runs end exact, with no dead letter of
+    a command."""
     from streams.stages import loop
     from streams.tools.simulate import world
 

@@ -2,10 +2,11 @@
 
 The loop owns every try: an event that names parts is taken apart at its first failure, and
 each part is tried MAX_TRIES times and given up alone; only the parts that keep failing are
-given up, and the others' writes stay in the batch. The parts share the event's pauses (a
-passing failure has as long to pass as for an event without parts; parts that keep failing
-hold the partition no longer than one such event). An event without parts is tried
-MAX_TRIES times whole, with the caller's pauses.
+given up, and the others' writes stay in the batch. Each failing part has the caller's
+pauses, as an event has (a passing failure is waited out whichever part it strikes), up to
+MAX_PART_PAUSES for the event in all (parts that keep failing hold the partition for
+seconds, not minutes). An event without parts is tried MAX_TRIES times whole, with the
+caller's pauses.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from schemas import topics
 from streams.stages import commands, keys
 from streams.stages.batch import DurableBatch
 from streams.stages.learners import LearnerStage
-from streams.stages.loop import MAX_TRIES, apply_events
+from streams.stages.loop import MAX_PART_PAUSES, MAX_TRIES, apply_events
 from streams.stages.memory import MemoryLog, MemoryState
 from streams.stages.ownership import Ownership
 from streams.stages.store import LEARNER, Batch, Record, RecordTooLarge
@@ -186,13 +187,60 @@ def test_a_command_kafka_refused_and_took_apart_is_counted_as_split() -> None:
     assert _metric("active_learners_stage_splits_total", "learners") == splits + 1
 
 
-def test_parts_that_keep_failing_share_the_event_s_pauses() -> None:
+def test_each_failing_part_has_the_pauses_up_to_the_event_s_bound() -> None:
     state = MemoryState()
     stage = Stage(failing="bc")
     stage.apply(state, ["abc"])
     assert stage.handled == ["abc", "a", "b", "b", "b", "c", "c", "c"]
-    assert stage.pauses == [1, 2]  # not [1, 2, 1, 2]: the partition waits as for one event
+    assert stage.pauses == [1, 2, 1, 2]
     assert stage.given_up == ["b", "c"] and _written(state) == {"a"}
+    # a bug that fails every part: the partition waits MAX_PART_PAUSES pauses, not 2 a part
+    stage = Stage(failing="abcdefgh")
+    stage.apply(MemoryState(), ["abcdefgh"])
+    assert len(stage.pauses) == MAX_PART_PAUSES and stage.given_up == list("abcdefgh")
+
+
+class TimedStage:
+    """Letters are parts; time passes in the loop's pauses only (0.5 s a try). `P` always
+    fails; other letters fail while the clock is inside `outage` (helper-58's review)."""
+
+    def __init__(self, outage: tuple[float, float]) -> None:
+        self.now = 0.0
+        self.outage = outage
+        self.given_up: list[str] = []
+
+    async def handle(self, batch: Batch, event: str) -> None:
+        for letter in event:
+            batch.put(TABLE, 0, letter.encode(), {"seen": True})
+        if "P" in event:
+            raise RuntimeError("a launch the stage cannot apply")
+        if self.outage[0] <= self.now < self.outage[1]:
+            raise OSError("IO error: the database is being reopened")
+
+    def give_up(self, batch: Batch, event: str, exc: BaseException) -> None:
+        self.given_up.append(event)
+
+    async def pause(self, tries: int) -> None:
+        self.now += 0.5 * tries
+
+
+def test_a_passing_failure_after_a_part_that_kept_failing_is_waited_out() -> None:
+    """P keeps failing and uses 1.5 s of pauses; a hiccup of 0.6 s starts at 1.2 s. With the
+    pauses shared by the parts, every later launch was dead-lettered."""
+    for outage in ((0.0, 0.3), (1.2, 1.8)):
+        stage = TimedStage(outage)
+        asyncio.run(
+            apply_events(
+                _batch(MemoryState()),
+                ["Pabcdef"],
+                stage.handle,
+                stage.give_up,
+                "learners",
+                pause=stage.pause,
+                split=list,
+            )
+        )
+        assert stage.given_up == ["P"], outage
 
 
 class Clock:

@@ -88,13 +88,14 @@ class Glitches:
     """Passing failures armed in one worker's learner and tenant stages, modelled in time: the
     next event handled fails (at its first, second or third write, or once it did all of them)
     every time it is handled until the loop has paused for it `lasts` times, then passes. The
-    loop pauses twice for an event (0.5 s, then 1 s in the agents; MAX_TRIES tries), shared
-    by its parts when it is split; a failure that outlasts that is the fault's, not the
-    service's, so `lasts` is at most 2. An earlier model counted failures instead; an event
-    that could be split was given a budget of 3, which fitted a loop that had stopped pausing
-    between its parts' tries: a review found that a failure of a few milliseconds then
-    dead-lettered every launch of a command (seed 10803304 and 13 more of 400 with a budget
-    of 5; kept in tests/simulation/test_seeds.py). The failure is the event's, however often it
+    loop pauses twice for an event (0.5 s, then 1 s in the agents; MAX_TRIES tries), and
+    twice for each part of one it takes apart (MAX_PART_PAUSES for the event in all); a
+    failure that outlasts that is the fault's, not the service's, so `lasts` is at most 2.
+    An earlier model counted failures instead; an event that could be split was given a
+    budget of 3, which fitted a loop that had stopped pausing between its parts' tries: a
+    review found that a failure of a few milliseconds then dead-lettered every launch of a
+    command (seed 10803304 and 13 more of 400 with a budget of 5; kept in
+    tests/simulation/test_seeds.py). The failure is the event's, however often it
     is applied and whatever the worker's other stage does meanwhile (seed 10667832: kept for
     the worker as a whole, a tick of the tenant stage suspended in its flush lost its budget to
     a learner command and drew a new one, and failed three times)."""
