@@ -18,9 +18,10 @@ given up alone, so that only the part that keeps failing is dead-lettered and th
 Each part that fails has the caller's pauses, as any event has: a passing failure (a
 partition's database reopened) is waited out whichever part it strikes (two reviews found
 parts tried without pauses, or sharing one event's pauses: a failure of a few milliseconds
-dead-lettered every later launch of a command). An event's parts pause MAX_PART_PAUSES times
-at most in all, so that parts that keep failing (a bug that fails many launches) hold the
-partition for seconds, not minutes.
+dead-lettered every later launch of a command). A group pauses MAX_GROUP_PAUSES times at most
+in all, so that parts that keep failing (a bug that fails many launches of many commands) hold
+the agent's partitions for seconds a group, not minutes (a third review: 64 commands of six
+such launches paused 480 s with a bound per command).
 
 When Kafka refuses a record of the flush for its size, the events are handled again one at a
 time, each flushed on its own (and an event with parts, part by part), so that the one that
@@ -43,9 +44,10 @@ from streams.stages.store import Batch, Fenced, RecordTooLarge
 log = logging.getLogger(__name__)
 
 MAX_TRIES = 3
-# pauses of one event's parts in all (each failing part pauses up to MAX_TRIES - 1 times: at
-# most 10 x 0.75 s = 7.5 s in the agents): parts that keep failing hold a partition no longer
-MAX_PART_PAUSES = 10
+# pauses of one group of events in all, whichever events or parts fail and however often the
+# group is applied (a try pauses 0.5 s, the next 1 s in the agents: 10 pauses are 7.5 s at
+# most): parts that keep failing hold the agent's partitions for seconds a group
+MAX_GROUP_PAUSES = 10
 
 E = TypeVar("E")
 Handler = Callable[[Batch, E], Awaitable[None]]
@@ -69,15 +71,16 @@ async def apply_events(
     split: Split[E] | None = None,
 ) -> None:
     """Handle `events` in order into `batch`, then make it durable (see the module doc)."""
+    pauses = _GroupPauses(pause)
     try:
         for event in events:
-            await _apply_one(batch, event, handle, give_up, stage, describe, pause, split)
+            await _apply_one(batch, event, handle, give_up, stage, describe, pauses, split)
         await batch.flush()
     except RecordTooLarge as exc:
         # (from the group's flush, or from one a handler made: a tick, a deletion's chunk)
         log.warning("%s: Kafka refused a record of a group (%s); one event at a time", stage, exc)
         for event in events:
-            await _apply_alone(batch, event, handle, give_up, stage, describe, pause, split)
+            await _apply_alone(batch, event, handle, give_up, stage, describe, pauses, split)
 
 
 async def _apply_alone(
@@ -101,9 +104,8 @@ async def _apply_alone(
         parts = _parts(event, split, stage, describe)
         if len(parts) > 1:
             metrics.stage_splits_total.labels(stage).inc()
-            pauses = _PartPauses(pause)
             for part, described in _described(parts, describe):
-                await _apply_alone(batch, part, handle, give_up, stage, described, pauses, None)
+                await _apply_alone(batch, part, handle, give_up, stage, described, pause, None)
             return
         await _give_up(batch, event, refused, give_up, stage, describe)
     try:
@@ -158,9 +160,8 @@ async def _apply_one(
                         len(parts),
                     )
                     metrics.stage_splits_total.labels(stage).inc()
-                    pauses = _PartPauses(pause)
                     for part, described in _described(parts, describe):
-                        await _apply_one(batch, part, handle, give_up, stage, described, pauses)
+                        await _apply_one(batch, part, handle, give_up, stage, described, pause)
                     return
             if tries == MAX_TRIES:
                 await _give_up(batch, event, exc, give_up, stage, describe)
@@ -176,16 +177,14 @@ async def _apply_one(
             await pause(tries)
 
 
-class _PartPauses:
-    """The pauses of one event's parts. Each part that fails has the caller's pauses, as any
-    event has (0.5 s, then 1 s in the agents): a passing failure is waited out whichever part
-    it strikes, also after a part that kept failing. So that parts that keep failing (a bug
-    that fails many launches) cannot hold the partition for long, the event pauses at most
-    MAX_PART_PAUSES times in all; past that, its parts are tried without pauses."""
+class _GroupPauses:
+    """The caller's pauses for one group's tries, MAX_GROUP_PAUSES at most; past that, events
+    and parts are tried again without pauses (a failure that has lasted that long while a
+    group was applied is not a passing one)."""
 
     def __init__(self, pause: Callable[[int], Awaitable[None]]) -> None:
         self.pause = pause
-        self.left = MAX_PART_PAUSES
+        self.left = MAX_GROUP_PAUSES
 
     async def __call__(self, tries: int) -> None:
         if self.left:

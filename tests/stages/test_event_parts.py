@@ -4,8 +4,8 @@ The loop owns every try: an event that names parts is taken apart at its first f
 each part is tried MAX_TRIES times and given up alone; only the parts that keep failing are
 given up, and the others' writes stay in the batch. Each failing part has the caller's
 pauses, as an event has (a passing failure is waited out whichever part it strikes), up to
-MAX_PART_PAUSES for the event in all (parts that keep failing hold the partition for
-seconds, not minutes). An event without parts is tried MAX_TRIES times whole, with the
+MAX_GROUP_PAUSES for the group in all (parts that keep failing hold the agent's partitions
+for seconds a group, not minutes). An event without parts is tried MAX_TRIES times whole, with the
 caller's pauses.
 """
 
@@ -19,7 +19,7 @@ from schemas import topics
 from streams.stages import commands, keys
 from streams.stages.batch import DurableBatch
 from streams.stages.learners import LearnerStage
-from streams.stages.loop import MAX_PART_PAUSES, MAX_TRIES, apply_events
+from streams.stages.loop import MAX_GROUP_PAUSES, MAX_TRIES, apply_events
 from streams.stages.memory import MemoryLog, MemoryState
 from streams.stages.ownership import Ownership
 from streams.stages.store import LEARNER, Batch, Record, RecordTooLarge
@@ -187,17 +187,22 @@ def test_a_command_kafka_refused_and_took_apart_is_counted_as_split() -> None:
     assert _metric("active_learners_stage_splits_total", "learners") == splits + 1
 
 
-def test_each_failing_part_has_the_pauses_up_to_the_event_s_bound() -> None:
+def test_each_failing_part_has_the_pauses_up_to_the_group_s_bound() -> None:
     state = MemoryState()
     stage = Stage(failing="bc")
     stage.apply(state, ["abc"])
     assert stage.handled == ["abc", "a", "b", "b", "b", "c", "c", "c"]
     assert stage.pauses == [1, 2, 1, 2]
     assert stage.given_up == ["b", "c"] and _written(state) == {"a"}
-    # a bug that fails every part: the partition waits MAX_PART_PAUSES pauses, not 2 a part
+    # a bug that fails every part: the partition waits MAX_GROUP_PAUSES pauses, not 2 a part
     stage = Stage(failing="abcdefgh")
     stage.apply(MemoryState(), ["abcdefgh"])
-    assert len(stage.pauses) == MAX_PART_PAUSES and stage.given_up == list("abcdefgh")
+    assert len(stage.pauses) == MAX_GROUP_PAUSES and stage.given_up == list("abcdefgh")
+    # ... and not MAX_GROUP_PAUSES a command: 64 commands of six such launches paused 480 s
+    # with a bound per command (helper-59)
+    stage = Stage(failing="abcdef")
+    stage.apply(MemoryState(), ["abcdefx"] * 64)
+    assert len(stage.pauses) == MAX_GROUP_PAUSES and len(stage.given_up) == 64 * 6
 
 
 class TimedStage:
@@ -323,3 +328,50 @@ def test_a_later_part_s_passing_failure_has_the_pauses_again() -> None:
     assert stage.handled == ["abc", "a", "a", "a", "b", "c", "c", "c"]
     assert stage.pauses == [1, 2, 1, 2] and stage.given_up == []
     assert _written(state) == {"a", "b", "c"}
+
+
+class RefusesZ(MemoryLog):
+    async def send(self, groups, headers=None):  # type: ignore[no-untyped-def]
+        for (topic, _), pairs in groups.items():
+            if "changelog" in topic and any(key == b"Z" for key, _ in pairs):
+                raise RecordTooLarge("the broker refused a record for its size")
+        return await super().send(groups, headers)
+
+
+def test_a_group_kafka_refused_pauses_no_more_than_the_bound() -> None:
+    """The refused-for-size path takes a command apart again: with a bound per pass it paused
+    30 times for one command (helper-59)."""
+    stage = Stage(failing="abcdef")
+    stage.apply(MemoryState(), ["abcdefZ"], RefusesZ(partitions=1))
+    assert len(stage.pauses) == MAX_GROUP_PAUSES
+    assert set(stage.given_up) == set("abcdefZ")  # Z: its record is refused
+
+
+def test_the_refused_for_size_path_waits_a_passing_failure_out() -> None:
+    """Z's record is refused; as the path applies part a alone, a hiccup of 1 s begins: it is
+    waited out (with no pauses there, a was dead-lettered; helper-59)."""
+    applied: dict[str, int] = {}
+    clock = {"now": 0.0, "outage_end": -1.0}
+    given_up: list[str] = []
+
+    async def handle(batch: Batch, event: str) -> None:
+        for letter in event:
+            batch.put(TABLE, 0, letter.encode(), {"seen": True})
+        applied[event] = applied.get(event, 0) + 1
+        if event == "aZ" and applied[event] == 1:
+            raise OSError("a first failure: the command is taken apart")
+        if event == "a":
+            if applied["a"] == 2:  # the refused-for-size path applies it again
+                clock["outage_end"] = clock["now"] + 1.0
+            if clock["now"] < clock["outage_end"]:
+                raise OSError("IO error: the database is being reopened")
+
+    def give_up(batch: Batch, event: str, exc: BaseException) -> None:
+        given_up.append(event)
+
+    async def pause(tries: int) -> None:
+        clock["now"] += 0.5 * tries
+
+    batch = _batch(MemoryState(), RefusesZ(partitions=1))
+    asyncio.run(apply_events(batch, ["aZ"], handle, give_up, "learners", pause=pause, split=list))
+    assert given_up == ["Z"]

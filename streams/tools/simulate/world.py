@@ -89,7 +89,7 @@ class Glitches:
     next event handled fails (at its first, second or third write, or once it did all of them)
     every time it is handled until the loop has paused for it `lasts` times, then passes. The
     loop pauses twice for an event (0.5 s, then 1 s in the agents; MAX_TRIES tries), and
-    twice for each part of one it takes apart (MAX_PART_PAUSES for the event in all); a
+    twice for each part of one it takes apart (MAX_GROUP_PAUSES for a group in all); a
     failure that outlasts that is the fault's, not the service's, so `lasts` is at most 2.
     An earlier model counted failures instead; an event that could be split was given a
     budget of 3, which fitted a loop that had stopped pausing between its parts' tries: a
