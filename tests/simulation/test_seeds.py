@@ -97,6 +97,10 @@ REGRESSIONS: list[int] = [
     # tenant stage, suspended in its flush, lost its budget to a learner command of the same
     # worker and drew a new one); the budgets are the events' now (world.Glitches)
     10667832,
+    # 10690333: the glitch fault armed six passing failures on one worker while it applied one
+    # group of learner commands, more pauses than the loop promises a group (MAX_GROUP_PAUSES);
+    # glitches reserve their pauses in the group now (world.GroupPauses)
+    10690333,
 ]
 
 
