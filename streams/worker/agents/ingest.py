@@ -53,7 +53,12 @@ async def _groups(batch: DurableBatch, records: list[Record]) -> None:
         for record in group:
             _give_up(batch, record, exc)
 
-    await apply_events(batch, [records], route, give_up, "ingest-groups")
+    def one_by_one(group: list[Record]) -> list[list[Record]]:
+        # failing, or refused by Kafka for its size, the group goes record by record: only the
+        # record that fails is dead-lettered, not the up to thousands routed with it
+        return [[record] for record in group]
+
+    await apply_events(batch, [records], route, give_up, "ingest-groups", split=one_by_one)
 
 
 @app.agent(channels.learner_groups)

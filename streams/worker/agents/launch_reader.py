@@ -10,7 +10,10 @@ partition
 and the dead letters, waits until Kafka acknowledged all of them, and only then commits the
 batch's offsets. A crash before the commit replays the batch; the learner stage is idempotent.
 A batch that Kafka fails is read again; a launch that routing fails on (a bug) is dead-lettered
-alone by the ingest stage, so no launch can hold the batch back for good.
+alone by the ingest stage, and a batch whose command Kafka refuses for its size (a topic whose
+`max.message.bytes` is below the reader's commands) is routed again one launch at a time, so no
+launch can hold the batch back for good. An error aiokafka hands to a fetch (its group
+coordination's, for one) is logged and the fetch tried again: it never ends the reader.
 """
 
 from __future__ import annotations
@@ -18,16 +21,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import ConsumerStoppedError, KafkaError
 from mode import Service
 
 from schemas import topics
 from streams.stages import metrics
-from streams.stages.ingest import IngestStage
-from streams.stages.store import Fenced
+from streams.stages.ingest import IngestStage, InputRecord, give_up
+from streams.stages.loop import apply_events
+from streams.stages.store import Batch, Fenced, RecordTooLarge
 from streams.worker.app import app, settings
 from streams.worker.runtime import new_batch
 
@@ -173,9 +178,24 @@ class LaunchReader(Service):
             timeout_s = 1.0 if deadline is None else deadline - time.monotonic()
             if timeout_s <= 0:
                 return
-            fetched = await self.consumer.getmany(
-                timeout_ms=int(timeout_s * 1000), max_records=MAX_RECORDS - len(self.pending)
-            )
+            if self.should_stop:
+                return
+            try:
+                fetched = await self.consumer.getmany(
+                    timeout_ms=int(timeout_s * 1000), max_records=MAX_RECORDS - len(self.pending)
+                )
+            except ConsumerStoppedError:
+                if self.should_stop:
+                    return  # `on_stop` stopped the consumer while this fetch lingered
+                raise
+            except KafkaError as exc:
+                # aiokafka hands its group coordination's errors to the next fetch (a heartbeat
+                # answered with a code it does not know while a broker restarts, for one): the
+                # reader goes on, as faust's own consumer does
+                log.warning("launch reader: fetching failed (%s); trying again", exc)
+                metrics.stage_errors_total.labels("launch-reader").inc()
+                await self.sleep(RETRY_S)
+                return
             for records in fetched.values():
                 self.pending.extend(records)
             if self.pending and deadline is None:
@@ -187,9 +207,18 @@ class LaunchReader(Service):
         assert self.consumer is not None
         batch = new_batch()
         try:
-            # aiokafka's records have every field a stage reads (stages.ingest.InputRecord)
-            outcomes = stage.route_launches(batch, records)
-            await batch.flush()
+            try:
+                # aiokafka's records have every field a stage reads (stages.ingest.InputRecord)
+                outcomes = stage.route_launches(batch, records)
+                await batch.flush()
+            except RecordTooLarge as exc:
+                log.warning(
+                    "launch reader: Kafka refused a record of a batch of %d launches (%s); "
+                    "one launch at a time",
+                    len(records),
+                    exc,
+                )
+                outcomes = await self._route_alone(new_batch(), records)
         except Fenced as exc:
             log.warning("launch reader: %s; the batch will be read again", exc)
             self.rewind(records)
@@ -205,6 +234,31 @@ class LaunchReader(Service):
         except Exception as exc:
             # Everything is in Kafka already; an uncommitted batch is read again (idempotent).
             log.warning("launch reader: commit failed (%s); the batch will be read again", exc)
+
+    async def _route_alone(self, batch: Any, records: list[Any]) -> Counter[str]:
+        """Each launch in a command of its own: the one whose command or dead letter Kafka
+        refuses for its size is dead-lettered (or, refused even that, logged and counted in
+        `stage_errors_total`), and the others are counted."""
+        outcomes: Counter[str] = Counter()
+
+        async def route_one(batch: Batch, record: InputRecord) -> None:
+            routed = stage.route_launches(batch, [record])
+            # counted once durable: a launch tried again, or handled again after its group's
+            # flush was refused, is counted once
+            batch.on_durable(lambda: outcomes.update(routed))
+
+        def given_up(batch: Batch, record: InputRecord, exc: BaseException) -> None:
+            give_up(batch, record, exc, stage.clock())
+
+        await apply_events(
+            batch,
+            records,
+            route_one,
+            given_up,
+            "launch-reader",
+            describe=lambda r: f"the launch at {r.topic}/{r.partition}@{r.offset}",
+        )
+        return outcomes
 
     def rewind(self, records: list[Any]) -> None:
         assert self.consumer is not None
