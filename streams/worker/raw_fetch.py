@@ -31,8 +31,8 @@ async def fetch_raw(settings: Settings, topic: str, partition: int, offset: int)
         # FETCH_TIMEOUT_S for a record that arrives after the end)
         auto_offset_reset="earliest",
     )
-    await consumer.start()
     try:
+        await consumer.start()  # (inside: a start that fails leaves a client to stop as well)
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
         consumer.seek(tp, offset)

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 
@@ -237,6 +237,26 @@ def test_readers_go_on_from_the_first_record_left(monkeypatch: pytest.MonkeyPatc
 
     asyncio.run(scenario())
     assert [made.get("auto_offset_reset") for made in _Consumer.made] == ["earliest", "earliest"]
+
+
+def test_a_read_back_whose_consumer_cannot_start_answers_none_and_stops_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A consumer whose start fails (the broker unreachable) leaves a client behind unless it
+    is stopped; the read-back answers None (the dead letter goes without the raw record)
+    instead of raising (helper-61's review)."""
+    stopped: list[bool] = []
+
+    class _CannotStart(_Consumer):
+        async def start(self) -> None:
+            raise KafkaConnectionError("Unable to bootstrap from localhost:1")
+
+        async def stop(self) -> None:
+            stopped.append(True)
+
+    monkeypatch.setattr(raw_fetch, "AIOKafkaConsumer", _CannotStart)
+    assert asyncio.run(raw_fetch.fetch_raw(settings, "launches", 0, 7)) is None
+    assert stopped == [True]
 
 
 def test_a_failed_local_write_stops_the_worker_instead_of_applying_the_group_again(
