@@ -19,7 +19,7 @@ import csv
 import io
 from bisect import bisect_right
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from math import inf
@@ -69,14 +69,17 @@ def _instant(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
-def _shortest_sensitive_prefix(learner_id: str) -> str | None:
-    """The shortest proper prefix p of an id such that the id continues with a character below
-    '/' after p: the id's key `id/` sorts before `p/`, so in key order the id comes first, though
-    p < id as strings. None when the id has no such character (after its first)."""
+def _sensitive_prefixes(learner_id: str) -> Iterator[str]:
+    """The proper prefixes p of an id that the id continues with a character below '/' after:
+    the id's key `id/` sorts before `p/`, so in key order the id comes first, though p < id as
+    strings. Shortest first; each one's `p/` sorts after the next one's."""
     for index in range(1, len(learner_id)):
         if learner_id[index] < "/":
-            return learner_id[:index]
-    return None
+            yield learner_id[:index]
+
+
+# prefixes whose existence a LearnerOrder remembers (cleared past it: a bound on its memory)
+KNOWN_PREFIXES_MAX = 10_000
 
 
 class LearnerOrder:
@@ -85,11 +88,16 @@ class LearnerOrder:
     The two orders differ only where one id is a prefix of another that continues with a
     character below '/' ('-', '.', ' ', ...): "john.doe/" < "john/" but "john" < "john.doe". Such an
     id is held back until no id that must come before it can still arrive; other rows pass at
-    once, so memory stays flat (a held row waits for the first id above its prefix: the next
-    one, for random UUIDs)."""
+    once, so memory stays flat. `exists` says whether a learner id is there at all (a one-row
+    look-up): without it, every `user-00042` of a partition would wait for a learner `user`
+    that none has, to the end of the scan (helper-60's review: a million rows held), so a
+    prefix that does not exist holds nothing back. Only learners that do exist and prefix
+    others (`john` beside `john.doe`) hold rows, until they arrive."""
 
-    def __init__(self) -> None:
+    def __init__(self, exists: Callable[[str], bool] | None = None) -> None:
         self._pending: deque[tuple[str, Any]] = deque()
+        self._exists = exists
+        self._known: dict[str, bool] = {}
 
     def push(self, learner: str, row: Any) -> list[tuple[str, Any]]:
         """The rows that are final now, in order."""
@@ -100,12 +108,27 @@ class LearnerOrder:
         pending.insert(place, (learner, row))
         arrived = learner + "/"
         ready = []
-        while pending:
-            prefix = _shortest_sensitive_prefix(pending[0][0])
-            if prefix is not None and prefix + "/" >= arrived:
-                break  # its prefix may still come, and must be placed before it
+        while pending and not self._may_come_before(pending[0][0], arrived):
             ready.append(pending.popleft())
         return ready
+
+    def _may_come_before(self, learner: str, arrived: str) -> bool:
+        """Whether an id that sorts before `learner` may still arrive (all have up to `arrived`)."""
+        for prefix in _sensitive_prefixes(learner):
+            if prefix + "/" < arrived:
+                return False  # it, and every longer one, has had its turn
+            if self._exists is None or self._exists_(prefix):
+                return True
+        return False
+
+    def _exists_(self, prefix: str) -> bool:
+        known = self._known.get(prefix)
+        if known is None:
+            assert self._exists is not None
+            if len(self._known) >= KNOWN_PREFIXES_MAX:
+                self._known.clear()
+            known = self._known[prefix] = self._exists(prefix)
+        return known
 
     def finish(self) -> list[tuple[str, Any]]:
         ready, self._pending = list(self._pending), deque()
@@ -337,8 +360,9 @@ def forecast(
     if limit is not None and reached_on is None and pace > 0:
         # in integers: a float pace makes an exact day a hair more, one day late
         days_needed = -(-(limit - total) * elapsed // total)
-        candidate = last_day + timedelta(days=days_needed)
-        reached_on = candidate if candidate < window_end else None
+        # compared in days first: at a slow pace the day would pass 9999-12-31 (OverflowError)
+        if days_needed < (window_end - last_day).days:
+            reached_on = last_day + timedelta(days=days_needed)
     return {
         "daily": daily,
         "projected_at_window_end": projected,

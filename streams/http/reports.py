@@ -31,6 +31,7 @@ from streams.stages import reports as partition_reports
 from streams.worker.agents.learners import stage as learner_stage
 from streams.worker.app import app, settings
 from streams.worker.runtime import local_state
+from streams.worker.state import PartitionNotHeld
 
 ROW_KINDS = ("window", "learners")
 INTERNAL_READ_TIMEOUT_S = 120.0  # silence of another worker's answer before it counts as failed
@@ -92,16 +93,23 @@ def span_of(params: dict[str, str]) -> Span:
 
 async def local_rows(kind: str, partition: int, params: dict[str, str]) -> AsyncIterator[list[Any]]:
     report = partition_reports.window_rows if kind == "window" else partition_reports.learner_rows
-    chunks = report(local_state, partition, params["tenant"], span_of(params))
+    chunks = report(local_state.held_reads(), partition, params["tenant"], span_of(params))
     try:
         while True:
             async with SCANS:
-                chunk = await anext(chunks, None)
+                try:
+                    chunk = await anext(chunks, None)
+                except PartitionNotHeld as exc:  # a rebalance took it while the report read
+                    raise _moved(exc) from exc
             if chunk is None:
                 return
             yield chunk
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
+
+
+def _moved(exc: PartitionNotHeld) -> ApiError:
+    return ApiError(503, f"{exc} (a rebalance); try again in a few seconds")
 
 
 async def local_aggregate(kind: str, partition: int, params: dict[str, str]) -> Any:
@@ -112,7 +120,10 @@ async def local_aggregate(kind: str, partition: int, params: dict[str, str]) -> 
     if kind in ("firsts", "advisor"):
         metrics.report_parts_total.labels(kind, "scan").inc()
     async with SCANS:
-        return await _aggregate(kind, partition, params)
+        try:
+            return await _aggregate(kind, partition, params)
+        except PartitionNotHeld as exc:  # a rebalance took it while the report read
+            raise _moved(exc) from exc
 
 
 def _from_tallies(kind: str, partition: int, params: dict[str, str]) -> Any:
@@ -130,17 +141,15 @@ def _from_tallies(kind: str, partition: int, params: dict[str, str]) -> Any:
 
 
 async def _aggregate(kind: str, partition: int, params: dict[str, str]) -> Any:
-    tenant, span = params["tenant"], span_of(params)
+    tenant, span, reads = params["tenant"], span_of(params), local_state.held_reads()
     if kind == "groups":
-        tally = await partition_reports.groups(local_state, partition, tenant, span)
+        tally = await partition_reports.groups(reads, partition, tenant, span)
         return tally.as_json()
     if kind == "firsts":
-        return await partition_reports.daily_firsts(
-            local_state, partition, tenant, span, params["tz"]
-        )
+        return await partition_reports.daily_firsts(reads, partition, tenant, span, params["tz"])
     if kind == "advisor":
         cutoffs = [float(c) for c in params["cutoffs"].split(",") if c]
-        return await partition_reports.advisor(local_state, partition, tenant, span, cutoffs)
+        return await partition_reports.advisor(reads, partition, tenant, span, cutoffs)
     raise ApiError(404, f"no report {kind!r}")
 
 
@@ -155,7 +164,13 @@ async def _remote(
     while it answers. No overall deadline: a big report reads as fast as its client does."""
     path = f"/internal/reports/{kind}/{partition}"
     message = internal_message(path, params)
-    headers = {INTERNAL_HEADER: sign_internal(await cluster_key(), message, time.time())}
+    try:
+        key = await cluster_key()
+    except Exception as exc:  # Kafka unreachable or slow: the cluster key cannot be read
+        raise ApiError(
+            503, f"cannot ask the worker holding learner partition {partition}: {exc}"
+        ) from exc
+    headers = {INTERNAL_HEADER: sign_internal(key, message, time.time())}
     timeout = aiohttp.ClientTimeout(sock_connect=10, sock_read=INTERNAL_READ_TIMEOUT_S)
     try:
         async with (

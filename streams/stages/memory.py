@@ -57,6 +57,10 @@ class MemoryState:
         self.partitions: dict[tuple[str, int], MemoryPartition] = {}
         self._owns = owns
 
+    def held_reads(self) -> MemoryState:
+        """(The reports' reads: nothing here opens a partition again, see RocksState's.)"""
+        return self
+
     def partition(self, table: str, partition: int) -> MemoryPartition:
         found = self.partitions.get((table, partition))
         if found is None:

@@ -21,7 +21,7 @@ from streams.domain.reports import GroupTally, LearnerAttempts, Span
 from streams.domain.tallies import Tallies, WindowTally
 from streams.domain.windows import Cut, window_of
 from streams.stages import keys
-from streams.stages.store import LocalState
+from streams.stages.store import Reads
 
 # Rows read at a time: a report merges one chunk of every partition, so small chunks keep its
 # memory flat (12 partitions x 1,000 rows); a RocksDB seek per chunk costs little.
@@ -29,7 +29,7 @@ CHUNK = 1_000
 
 
 async def tenant_learners(
-    state: LocalState, partition: int, tenant_id: str, chunk: int = CHUNK
+    state: Reads, partition: int, tenant_id: str, chunk: int = CHUNK
 ) -> AsyncIterator[list[LearnerAttempts]]:
     """The tenant's learners of this partition with their attempts, chunk by chunk, in key
     order; a learner is never split between chunks."""
@@ -58,7 +58,7 @@ async def tenant_learners(
 
 
 def _groups(
-    state: LocalState, partition: int, tenant_id: str, learners: Sequence[str]
+    state: Reads, partition: int, tenant_id: str, learners: Sequence[str]
 ) -> list[dict[str, Any] | None]:
     found = state.get_many(
         keys.LEARNER_GROUPS, partition, [keys.groups(tenant_id, learner) for learner in learners]
@@ -73,7 +73,7 @@ def _lists(groups: dict[str, Any] | None) -> tuple[list[str], list[str]]:
 
 
 async def window_rows(
-    state: LocalState, partition: int, tenant_id: str, window: Span
+    state: Reads, partition: int, tenant_id: str, window: Span
 ) -> AsyncIterator[list[list[Any]]]:
     """[learner, first, last, attempts, teams, roles] of the learners counted in the window,
     ordered by learner id, in chunks."""
@@ -84,7 +84,7 @@ async def window_rows(
 
 
 async def learner_rows(
-    state: LocalState, partition: int, tenant_id: str, current: Span
+    state: Reads, partition: int, tenant_id: str, current: Span
 ) -> AsyncIterator[list[list[Any]]]:
     """[learner, active, last attempt, teams, roles] of every learner with attempts, ordered by
     learner id, in chunks."""
@@ -95,7 +95,7 @@ async def learner_rows(
 
 
 async def _with_groups(
-    state: LocalState,
+    state: Reads,
     partition: int,
     tenant_id: str,
     rows_of: Callable[[list[LearnerAttempts]], Iterable[tuple[Any, ...]]],
@@ -109,13 +109,21 @@ async def _with_groups(
             groups = _groups(state, partition, tenant_id, [row[0] for row in rows])
             yield [[*row, *_lists(group)] for row, group in zip(rows, groups, strict=True)]
 
-    async for rows in _ordered(unordered()):
+    def exists(learner: str) -> bool:
+        # (a learner with attempts in this partition; one that has no row in the report only
+        # holds rows back until its key has passed, as if it had one)
+        prefix = keys.attempts_of_learner(tenant_id, learner)
+        return bool(state.scan(keys.ATTEMPTS, partition, prefix, None, 1))
+
+    async for rows in _ordered(unordered(), exists):
         yield rows
 
 
-async def _ordered(chunks: AsyncIterator[list[list[Any]]]) -> AsyncIterator[list[list[Any]]]:
+async def _ordered(
+    chunks: AsyncIterator[list[list[Any]]], exists: Callable[[str], bool] | None = None
+) -> AsyncIterator[list[list[Any]]]:
     """Chunks of rows in key order to chunks in learner-id order (none empty)."""
-    order = reports.LearnerOrder()
+    order = reports.LearnerOrder(exists)
     async for rows in chunks:
         ready = [row for learner_row in rows for _, row in order.push(learner_row[0], learner_row)]
         if ready:
@@ -125,7 +133,7 @@ async def _ordered(chunks: AsyncIterator[list[list[Any]]]) -> AsyncIterator[list
         yield rest
 
 
-async def groups(state: LocalState, partition: int, tenant_id: str, window: Span) -> GroupTally:
+async def groups(state: Reads, partition: int, tenant_id: str, window: Span) -> GroupTally:
     tally = GroupTally()
     async for learners in tenant_learners(state, partition, tenant_id):
         active = [row[0] for row in reports.window_rows(learners, window)]
@@ -135,7 +143,7 @@ async def groups(state: LocalState, partition: int, tenant_id: str, window: Span
 
 
 async def daily_firsts(
-    state: LocalState, partition: int, tenant_id: str, window: Span, timezone: str
+    state: Reads, partition: int, tenant_id: str, window: Span, timezone: str
 ) -> dict[str, int]:
     days = reports.LocalDays(window, timezone)
     per_day = [0] * len(days.days)
@@ -145,7 +153,7 @@ async def daily_firsts(
 
 
 async def advisor(
-    state: LocalState, partition: int, tenant_id: str, window: Span, cutoffs: Sequence[float]
+    state: Reads, partition: int, tenant_id: str, window: Span, cutoffs: Sequence[float]
 ) -> tuple[list[int], list[int]]:
     active_after = [0] * len(cutoffs)
     removed = [0] * len(cutoffs)

@@ -321,6 +321,16 @@ class Batch(Protocol):
         ...
 
 
+class Reads(Protocol):
+    """What the reports read of a partition's local tables (a LocalState reads so)."""
+
+    def get_many(self, table: str, partition: int, keys: Sequence[bytes]) -> list[bytes | None]: ...
+
+    def scan(
+        self, table: str, partition: int, prefix: bytes, after: bytes | None, limit: int | None
+    ) -> list[tuple[bytes, bytes]]: ...
+
+
 class LocalState(Protocol):
     """The local tables of the partitions this process owns (values are raw JSON bytes)."""
 

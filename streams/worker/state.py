@@ -60,6 +60,10 @@ ROCKSDB_MEMORY = {
 }
 
 
+class PartitionNotHeld(LookupError):
+    """A read outside the stages of a partition this worker no longer holds (HeldReads)."""
+
+
 class RocksState:
     """The tables of the partitions this worker owns, in faust's RocksDB databases."""
 
@@ -78,6 +82,10 @@ class RocksState:
 
     def owns(self, table: str, partition: int) -> bool:
         return partition in self.tables[table].data._dbs  # type: ignore[attr-defined]
+
+    def held_reads(self) -> HeldReads:
+        """Reads for the reports, which run beside the stages and across rebalances."""
+        return HeldReads(self)
 
     def db(self, table: str, partition: int) -> Any:
         """The rocksdict DB of one table partition (faust opens it on assignment)."""
@@ -161,6 +169,33 @@ class RocksState:
     def fence(self, table: str, partition: int) -> Epoch:
         raw = self.db(table, partition).get(keys.FENCE)
         return parse_epoch(raw) if raw else NO_EPOCH
+
+
+class HeldReads:
+    """Reads of the partitions this worker holds at the moment of each read, for the reports.
+
+    faust's `_db_for_partition` opens a partition's DB again when it is not open, and keeps it
+    among the open ones: a report chunk read just after a rebalance took the partition away
+    would give it back to this worker for good (`owns` true, the reports answering from a
+    frozen copy instead of asking the holder; helper-60's review). Each read checks first, with
+    no await in between, and a partition no longer held is `PartitionNotHeld`."""
+
+    def __init__(self, state: RocksState) -> None:
+        self.state = state
+
+    def _check(self, table: str, partition: int) -> None:
+        if not self.state.owns(table, partition):
+            raise PartitionNotHeld(f"learner partition {partition} moved to another worker")
+
+    def get_many(self, table: str, partition: int, keys_: Sequence[bytes]) -> list[bytes | None]:
+        self._check(table, partition)
+        return self.state.get_many(table, partition, keys_)
+
+    def scan(
+        self, table: str, partition: int, prefix: bytes, after: bytes | None, limit: int | None
+    ) -> list[tuple[bytes, bytes]]:
+        self._check(table, partition)
+        return self.state.scan(table, partition, prefix, after, limit)
 
 
 def _crash_label(groups: Any) -> str:
