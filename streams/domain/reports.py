@@ -295,13 +295,19 @@ def shown_utilization(active: int, limit: int | None) -> float | None:
 # A spreadsheet runs a cell that starts with one of these as a formula: an id sent by the LMS
 # as `=HYPERLINK(...)` would run on the administrator's machine (CSV injection, OWASP).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# the full-width forms some spreadsheets read as the same signs
+_WIDE_FORMULA_STARTS = ("\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
 def spreadsheet_text(value: Any) -> Any:
-    """A CSV cell that a spreadsheet shows as text: a string that starts like a formula gets a
-    leading apostrophe (OWASP's advice); anything else, numbers included, is left as it is. JSON
-    and JSON lines carry ids exactly."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    """A CSV cell that a spreadsheet shows as text: a string that starts like a formula, also
+    after leading blanks (` =1+1`) or in full-width signs (`＝1+1`), gets a leading apostrophe
+    (OWASP's advice); anything else, numbers included, is left as it is. JSON and JSON lines
+    carry ids exactly."""
+    if isinstance(value, str) and (
+        value.startswith(FORMULA_STARTS)
+        or value.lstrip().startswith(FORMULA_STARTS + _WIDE_FORMULA_STARTS)
+    ):
         return "'" + value
     return value
 
@@ -316,10 +322,20 @@ def terminal_text(text: str) -> str:
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
+# Python's csv module quotes a cell with a comma, a quote, CR or LF; readers that split lines
+# as Python's str.splitlines does also break at these, so a cell with one is quoted too
+_LINE_BREAKS = frozenset("\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
 def csv_line(values: Sequence[Any]) -> str:
     """One RFC 4180 line (CRLF), quoting what needs quoting; text cells never run as formulas."""
+    cells = [spreadsheet_text(v) for v in values]
     out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerow([spreadsheet_text(v) for v in values])
+    if any(isinstance(c, str) and not _LINE_BREAKS.isdisjoint(c) for c in cells):
+        quoted = csv.QUOTE_ALL  # (rare: any such id; every cell quoted is still RFC 4180)
+        csv.writer(out, lineterminator="\r\n", quoting=quoted).writerow(cells)
+    else:
+        csv.writer(out, lineterminator="\r\n").writerow(cells)
     return out.getvalue()
 
 

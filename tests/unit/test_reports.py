@@ -129,6 +129,18 @@ def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_shown_as_text() 
         assert reports.spreadsheet_text(text) == text
     assert reports.spreadsheet_text(-5) == -5  # numbers stay numbers
     assert reports.csv_line(["=1+2", "ok", -1]) == "'=1+2,ok,-1\r\n"
+    # after blanks, and in full-width signs, a spreadsheet may still read a formula (helper-60)
+    for formula in (" =1+1", "  +1", "\uff1d1+1", "\uff0b1", "\uff0d1", "\uff20SUM(A1)"):
+        assert reports.spreadsheet_text(formula) == "'" + formula
+    assert reports.spreadsheet_text("jane doe 3") == "jane doe 3"
+
+
+def test_a_csv_cell_with_a_line_break_of_unicode_is_quoted() -> None:
+    # readers that split lines as str.splitlines does would cut the row at U+2028 or U+0085
+    for char in ("\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c"):
+        line = reports.csv_line([f"a{char}b", 3])
+        assert line == f'"a{char}b","3"\r\n'
+    assert reports.csv_line(["plain", 3]) == "plain,3\r\n"
 
 
 def test_the_learner_csv_rows_neutralise_formulas_and_keep_the_rest() -> None:
