@@ -301,7 +301,7 @@ _WIDE_FORMULA_STARTS = ("\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 def spreadsheet_text(value: Any) -> Any:
     """A CSV cell that a spreadsheet shows as text: a string that starts like a formula, also
-    after leading blanks (` =1+1`) or in full-width signs (`＝1+1`), gets a leading apostrophe
+    after leading blanks (` =1+1`) or in full-width signs (`\\uff1d1+1`), gets a leading apostrophe
     (OWASP's advice); anything else, numbers included, is left as it is. JSON and JSON lines
     carry ids exactly."""
     if isinstance(value, str) and (
