@@ -332,8 +332,8 @@ def csv_line(values: Sequence[Any]) -> str:
     cells = [spreadsheet_text(v) for v in values]
     out = io.StringIO()
     if any(isinstance(c, str) and not _LINE_BREAKS.isdisjoint(c) for c in cells):
-        quoted = csv.QUOTE_ALL  # (rare: any such id; every cell quoted is still RFC 4180)
-        csv.writer(out, lineterminator="\r\n", quoting=quoted).writerow(cells)
+        # (rare: any such id; every cell quoted is still RFC 4180)
+        csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_ALL).writerow(cells)
     else:
         csv.writer(out, lineterminator="\r\n").writerow(cells)
     return out.getvalue()
