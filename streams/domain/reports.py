@@ -80,6 +80,10 @@ def _sensitive_prefixes(learner_id: str) -> Iterator[str]:
 
 # prefixes whose existence a LearnerOrder remembers (cleared past it: a bound on its memory)
 KNOWN_PREFIXES_MAX = 10_000
+# rows a LearnerOrder holds before it asks whether the prefixes they wait for exist: ids like
+# `john.doe` wait for one more row (`john/` passes at once), and asking for each would cost a
+# look-up a row; ids like `user-00042` all wait for the same prefix, asked once
+HELD_BEFORE_ASKING = 1_000
 
 
 class LearnerOrder:
@@ -90,9 +94,10 @@ class LearnerOrder:
     id is held back until no id that must come before it can still arrive; other rows pass at
     once, so memory stays flat. `exists` says whether a learner id is there at all (a one-row
     look-up): without it, every `user-00042` of a partition would wait for a learner `user`
-    that none has, to the end of the scan (helper-60's review: a million rows held), so a
-    prefix that does not exist holds nothing back. Only learners that do exist and prefix
-    others (`john` beside `john.doe`) hold rows, until they arrive."""
+    that none has, to the end of the scan (helper-60's review: a million rows held). Once
+    HELD_BEFORE_ASKING rows wait, the order asks, and a prefix that does not exist holds
+    nothing back; only learners that do exist and prefix many others hold them until they
+    arrive."""
 
     def __init__(self, exists: Callable[[str], bool] | None = None) -> None:
         self._pending: deque[tuple[str, Any]] = deque()
@@ -108,16 +113,20 @@ class LearnerOrder:
         pending.insert(place, (learner, row))
         arrived = learner + "/"
         ready = []
-        while pending and not self._may_come_before(pending[0][0], arrived):
+        while pending:
+            ask = self._exists is not None and len(pending) > HELD_BEFORE_ASKING
+            if self._may_come_before(pending[0][0], arrived, ask):
+                break
             ready.append(pending.popleft())
         return ready
 
-    def _may_come_before(self, learner: str, arrived: str) -> bool:
-        """Whether an id that sorts before `learner` may still arrive (all have up to `arrived`)."""
+    def _may_come_before(self, learner: str, arrived: str, ask: bool) -> bool:
+        """Whether an id that sorts before `learner` may still arrive (all have up to `arrived`;
+        without `ask`, any prefix not passed yet may)."""
         for prefix in _sensitive_prefixes(learner):
             if prefix + "/" < arrived:
                 return False  # it, and every longer one, has had its turn
-            if self._exists is None or self._exists_(prefix):
+            if not ask or self._exists_(prefix):
                 return True
         return False
 
