@@ -97,7 +97,8 @@ class LearnerOrder:
     that none has, to the end of the scan (helper-60's review: a million rows held). Once
     HELD_BEFORE_ASKING rows wait, the order asks, and a prefix that does not exist holds
     nothing back; only learners that do exist and prefix many others hold them until they
-    arrive."""
+    arrive. (A prefix learner whose first launch is stored after the look-up, while the report
+    reads, may come after the rows it prefixes: a report is not a snapshot.)"""
 
     def __init__(self, exists: Callable[[str], bool] | None = None) -> None:
         self._pending: deque[tuple[str, Any]] = deque()
