@@ -97,16 +97,20 @@ class LearnerOrder:
     that none has, to the end of the scan (helper-60's review: a million rows held). Once
     HELD_BEFORE_ASKING rows wait, the order asks, and a prefix that does not exist holds
     nothing back; only learners that do exist and prefix many others hold them until they
-    arrive. (A prefix learner whose first launch is stored after the look-up, while the report
-    reads, may come after the rows it prefixes: a report is not a snapshot.)"""
+    arrive. A report is not a snapshot: a prefix learner whose first launch is stored after the
+    look-up, while the report reads, would arrive after rows it must precede went out; it is
+    left out, as is any learner stored behind the scan (helper-62's review)."""
 
     def __init__(self, exists: Callable[[str], bool] | None = None) -> None:
         self._pending: deque[tuple[str, Any]] = deque()
         self._exists = exists
         self._known: dict[str, bool] = {}
+        self._last_out: str | None = None
 
     def push(self, learner: str, row: Any) -> list[tuple[str, Any]]:
         """The rows that are final now, in order."""
+        if self._last_out is not None and learner < self._last_out:
+            return []  # stored while the report read, after rows it must precede went out
         pending = self._pending
         place = len(pending)
         while place > 0 and _continues_below_slash(pending[place - 1][0], learner):
@@ -119,6 +123,8 @@ class LearnerOrder:
             if self._may_come_before(pending[0][0], arrived, ask):
                 break
             ready.append(pending.popleft())
+        if ready:
+            self._last_out = ready[-1][0]
         return ready
 
     def _may_come_before(self, learner: str, arrived: str, ask: bool) -> bool:

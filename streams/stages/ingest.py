@@ -103,6 +103,7 @@ class RoutedLaunches:
     rows: dict[int, list[list[Any]]] = field(default_factory=dict)  # partition -> attempt rows
     dead_letters: list[DeadLetter] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)  # tracked, untracked, dead_lettered
+    failed: int = 0  # launches routing failed on (a bug), each dead-lettered with the error
 
     def commands(self) -> Iterable[tuple[int, list[list[Any]]]]:
         """(partition, rows) per learner command, each below COMMAND_MAX_BYTES."""
@@ -172,7 +173,7 @@ def _route_one_at_a_time(records: Sequence[InputRecord], partitions: int) -> Rou
         try:
             alone = route_launches([record], partitions)
         except Exception as exc:
-            metrics.stage_errors_total.labels("launch-reader").inc()
+            routed.failed += 1
             detail = f"the service could not route this launch ({type(exc).__name__}: {exc})"
             routed.dead_letters.append(DeadLetter(record, Rejected("invalid", detail)))
             routed.outcomes["dead_lettered"] += 1
@@ -228,6 +229,12 @@ class IngestStage:
             batch.emit(topics.LEARNER_COMMANDS, b"attempts", command, partition)
         for letter in routed.dead_letters:
             self.dead_letter(batch, letter.record, letter.rejected)
+        if routed.failed:
+            # counted once durable: a batch routed again (refused for a record's size, or
+            # failed) counts each failing launch once
+            batch.on_durable(
+                lambda: metrics.stage_errors_total.labels("launch-reader").inc(routed.failed)
+            )
         return routed.outcomes
 
     # -- licenses -------------------------------------------------------------------------------

@@ -29,8 +29,9 @@ from aiokafka.errors import ConsumerStoppedError, KafkaError
 from mode import Service
 
 from schemas import topics
+from streams.domain.decoding import Rejected
 from streams.stages import metrics
-from streams.stages.ingest import IngestStage, InputRecord, give_up
+from streams.stages.ingest import IngestStage, InputRecord
 from streams.stages.loop import apply_events
 from streams.stages.store import Batch, Fenced, RecordTooLarge
 from streams.worker.app import app, settings
@@ -248,7 +249,9 @@ class LaunchReader(Service):
             batch.on_durable(lambda: outcomes.update(routed))
 
         def given_up(batch: Batch, record: InputRecord, exc: BaseException) -> None:
-            give_up(batch, record, exc, stage.clock())
+            detail = f"the service could not route this launch ({type(exc).__name__}: {exc})"
+            stage.dead_letter(batch, record, Rejected("invalid", detail))  # (counted, durable)
+            batch.on_durable(lambda: outcomes.update(("dead_lettered",)))
 
         await apply_events(
             batch,
