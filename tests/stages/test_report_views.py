@@ -24,18 +24,33 @@ from streams.http.read_model import ReadModel
 from tests.stages.pipeline import Pipeline, launch, license_
 
 
-def wire(monkeypatch: pytest.MonkeyPatch, pipeline: Pipeline, now: datetime) -> None:
-    """The report views answer from the pipeline's first worker, at `now`."""
+def wire(
+    monkeypatch: pytest.MonkeyPatch,
+    pipeline: Pipeline,
+    now: datetime,
+    *,
+    http: bool = False,
+    placement: dict[int, str | None] | None = None,
+) -> None:
+    """The report views answer from the pipeline's first worker, at `now` (`http`: the pages and
+    the web app too, the read model caught up; `placement`: where each partition is, all here
+    unless given)."""
+    from streams.http import pages, web
+
     model = ReadModel()
     for key, value in pipeline.world.log.latest(topics.LICENSES).items():
         model.apply_license(key, value)
     for key, value in pipeline.world.log.latest(topics.ACTIVE_LEARNER_COUNTS).items():
         model.apply_count(key, value)
-    for module in (outputs_reader, api_views, report_views):
+    modules: tuple[Any, ...] = (outputs_reader, api_views, report_views)
+    if http:
+        model.caught_up.set()
+        modules += (pages, web)
+    for module in modules:
         monkeypatch.setattr(module, "model", model)
     worker = pipeline.worker("w0")
-    partitions = pipeline.world.partitions
-    monkeypatch.setattr(reports, "placement", lambda: dict.fromkeys(range(partitions)))
+    where = placement if placement is not None else dict.fromkeys(range(pipeline.world.partitions))
+    monkeypatch.setattr(reports, "placement", lambda: where)
     monkeypatch.setattr(reports, "local_state", worker.state)
     monkeypatch.setattr(
         reports, "learner_stage", types.SimpleNamespace(counters=worker.learner.counters)

@@ -8,17 +8,14 @@ when it fails, before or while it answers" (review 2026-12-03)."""
 
 from __future__ import annotations
 
-import asyncio
-import types
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from schemas import topics
-from streams.http import api_views, outputs_reader, pages, report_views, reports, web
-from streams.http.read_model import ReadModel
 from tests.stages.pipeline import Pipeline, launch, license_
+from tests.stages.test_report_views import wire
 from tests.unit.web_harness import READ_ALL, Server, bearer, isolate
 
 NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
@@ -31,22 +28,8 @@ def wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, server: Server) -> Pip
     p.produce(topics.LICENSES, license_("acme", cycle_start="2026-01-01", window_months=1))
     p.produce(topics.LAUNCHES, launch("acme", "l1", "a", "2026-03-02T10:00:00Z"))
     p.settle()
-    model = ReadModel()
-    for key, value in p.world.log.latest(topics.LICENSES).items():
-        model.apply_license(key, value)
-    for key, value in p.world.log.latest(topics.ACTIVE_LEARNER_COUNTS).items():
-        model.apply_count(key, value)
-    model.caught_up.set()
-    for module in (outputs_reader, api_views, report_views, pages, web):
-        monkeypatch.setattr(module, "model", model)
-    worker = p.worker("w0")
     # partition 0 here, partition 1 on another worker
-    monkeypatch.setattr(reports, "placement", lambda: {0: None, 1: "http://127.0.0.1:9"})
-    monkeypatch.setattr(reports, "local_state", worker.state)
-    monkeypatch.setattr(
-        reports, "learner_stage", types.SimpleNamespace(counters=worker.learner.counters)
-    )
-    monkeypatch.setattr(reports, "SCANS", asyncio.Semaphore(4))
+    wire(monkeypatch, p, NOW, http=True, placement={0: None, 1: "http://127.0.0.1:9"})
     return p
 
 

@@ -43,12 +43,8 @@ def test_the_forecast_view_of_a_new_big_tenant(monkeypatch: pytest.MonkeyPatch) 
 
 
 # -- the same over HTTP: the JSON API and the dashboard's tenant page -----------------------------
-import asyncio  # noqa: E402
-import types  # noqa: E402
 from typing import Any  # noqa: E402
 
-from streams.http import api_views, outputs_reader, pages, reports, web  # noqa: E402
-from streams.http.read_model import ReadModel  # noqa: E402
 from tests.unit.web_harness import READ_ALL, Server, bearer, isolate  # noqa: E402
 
 
@@ -61,28 +57,7 @@ def test_the_api_and_the_tenant_page_answer(
     p.produce(topics.LICENSES, license_("acme", cycle_start="2026-01-01", learner_limit=100_000))
     p.produce(topics.LAUNCHES, launch("acme", "first-learner", "a", "2026-01-02T10:00:00Z"))
     p.settle()
-    model = ReadModel()
-    for key, value in p.world.log.latest(topics.LICENSES).items():
-        model.apply_license(key, value)
-    for key, value in p.world.log.latest(topics.ACTIVE_LEARNER_COUNTS).items():
-        model.apply_count(key, value)
-    model.caught_up.set()
-    for module in (outputs_reader, api_views, report_views, pages, web):
-        monkeypatch.setattr(module, "model", model)
-    worker = p.worker("w0")
-    monkeypatch.setattr(reports, "placement", lambda: dict.fromkeys(range(2)))
-    monkeypatch.setattr(reports, "local_state", worker.state)
-    monkeypatch.setattr(
-        reports, "learner_stage", types.SimpleNamespace(counters=worker.learner.counters)
-    )
-    monkeypatch.setattr(reports, "SCANS", asyncio.Semaphore(4))
-
-    class Fixed(datetime):
-        @classmethod
-        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
-            return now if tz is None else now.astimezone(tz)
-
-    monkeypatch.setattr(report_views, "datetime", Fixed)
+    wire(monkeypatch, p, now, http=True)
     answer = server.call("GET", "/api/tenants/acme/forecast", headers=bearer(READ_ALL))
     page = server.page("/tenants/acme", server.sign_in(READ_ALL))
     assert (answer.status, page.status) == (200, 200), (answer.text[:120], page.text[:120])

@@ -4,20 +4,17 @@ what a recount says (review 2026-12-03)."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
-import types
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from schemas import topics
-from streams.http import api_views, outputs_reader, pages, report_views, reports, web
-from streams.http.read_model import ReadModel
 from tests.stages.pipeline import Pipeline, launch, license_
+from tests.stages.test_report_views import wire
 from tests.unit.web_harness import READ_ALL, Server, bearer, isolate
 
 NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
@@ -56,28 +53,7 @@ def wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, server: Server) -> Pip
     for n, learner in enumerate(ODD):
         p.produce(topics.LAUNCHES, launch("acme", learner, f"a{n}", "2026-03-05T10:00:00+13:00"))
     p.settle()
-    model = ReadModel()
-    for key, value in p.world.log.latest(topics.LICENSES).items():
-        model.apply_license(key, value)
-    for key, value in p.world.log.latest(topics.ACTIVE_LEARNER_COUNTS).items():
-        model.apply_count(key, value)
-    model.caught_up.set()
-    for module in (outputs_reader, api_views, report_views, pages, web):
-        monkeypatch.setattr(module, "model", model)
-    worker = p.worker("w0")
-    monkeypatch.setattr(reports, "placement", lambda: dict.fromkeys(range(3)))
-    monkeypatch.setattr(reports, "local_state", worker.state)
-    monkeypatch.setattr(
-        reports, "learner_stage", types.SimpleNamespace(counters=worker.learner.counters)
-    )
-    monkeypatch.setattr(reports, "SCANS", asyncio.Semaphore(4))
-
-    class Fixed(datetime):
-        @classmethod
-        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
-            return NOW if tz is None else NOW.astimezone(tz)
-
-    monkeypatch.setattr(report_views, "datetime", Fixed)
+    wire(monkeypatch, p, NOW, http=True)
     return p
 
 
