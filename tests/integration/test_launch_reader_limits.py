@@ -51,11 +51,14 @@ def test_commands_the_broker_refuses_for_size_are_routed_one_launch_at_a_time(
     worker.start()
     worker.wait_ready()
     commands_topic = settings.topic(topics.LEARNER_COMMANDS)
+    # (AlterConfigs sets a topic's whole config: the service's own settings go with the limit,
+    # or the worker's next start would set them again and the limit with them back)
+    spec = topics.TOPICS_BY_NAME[topics.LEARNER_COMMANDS].configs()
+    config = {k: v for k, v in spec.items() if k != "cleanup.policy"}
+    config["max.message.bytes"] = LIMIT
     admin = admin_client(settings)
     try:
-        admin.alter_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, commands_topic, {"max.message.bytes": LIMIT})]
-        )
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, commands_topic, config)])
     finally:
         admin.close()
     wait_for(
@@ -63,10 +66,14 @@ def test_commands_the_broker_refuses_for_size_are_routed_one_launch_at_a_time(
         30,
         "the learner-commands limit set",
     )
-
+    # a backlog: the restarted worker's first fetch holds every launch, and its commands (about
+    # 150 launches a learner partition) far exceed the limit
+    worker.stop()
     sent = launches(600)
     produce_json(settings, "launches", sent)
+    worker.start()
     wait_for(counts_match(settings, recount(sent, {}, NOW)), 180, "every launch counted")
+    assert topic_config(settings, commands_topic, "max.message.bytes") == LIMIT
     assert read_topic(settings, settings.topic(topics.DEAD_LETTERS), timeout_s=10) == []
     # the reader did take the fetches apart (a command of all of them would have been refused)
     log = worker.log_path.read_text(errors="replace")
