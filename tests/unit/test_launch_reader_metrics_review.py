@@ -11,7 +11,6 @@ Run from the repository root:
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -25,24 +24,12 @@ from tests.unit.test_launch_reader_review import (
     _launch,
     _Producer,
     _reader,
+    _run_until_committed,
 )
 
 
 def _value(counter: Any) -> float:
     return counter._value.get()
-
-
-def _run(reader: Any, consumer: _Consumer) -> None:
-    async def scenario() -> None:
-        task = asyncio.ensure_future(reader._read(reader))
-        for _ in range(200):
-            if _committed(consumer) or task.done():
-                break
-            await asyncio.sleep(0.01)
-        reader._stopped.set()
-        await asyncio.wait_for(task, 5)
-
-    asyncio.run(scenario())
 
 
 def test_a_launch_routing_fails_on_is_counted_once_when_the_batch_goes_one_at_a_time(
@@ -69,7 +56,7 @@ def test_a_launch_routing_fails_on_is_counted_once_when_the_batch_goes_one_at_a_
     errors = metrics.stage_errors_total.labels("launch-reader")
     before = _value(errors)
 
-    _run(reader, consumer)
+    _run_until_committed(reader, consumer)
 
     assert _committed(consumer) == {TopicPartition(LAUNCHES, 0): 4}
     # one for the launch routing failed on, one for the launch whose command Kafka refused
@@ -91,7 +78,7 @@ def test_every_launch_read_is_counted_in_launches_total(
     outcomes = ("tracked", "untracked", "dead_lettered")
     before = sum(_value(metrics.launches_total.labels(o)) for o in outcomes)
 
-    _run(reader, consumer)
+    _run_until_committed(reader, consumer)
 
     assert _committed(consumer) == {TopicPartition(LAUNCHES, 0): 3}
     counted = sum(_value(metrics.launches_total.labels(o)) for o in outcomes) - before

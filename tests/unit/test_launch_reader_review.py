@@ -160,6 +160,23 @@ def _committed(consumer: _Consumer) -> dict[TopicPartition, int]:
     return done
 
 
+def _run_until_committed(reader: Any, consumer: _Consumer, supervised: bool = False) -> None:
+    """Run the reader's `_read` (under mode's task supervision when `supervised`: a crash is
+    recorded, not raised) until a commit or its end, at most 2 s, then stop it."""
+
+    async def scenario() -> None:
+        read = reader._read(reader)
+        task = asyncio.ensure_future(reader._execute_task(read) if supervised else read)
+        for _ in range(200):
+            if _committed(consumer) or task.done():
+                break
+            await asyncio.sleep(0.01)
+        reader._stopped.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+
+
 # -- 1. an error aiokafka raises from getmany ends the reader, and mode crashes the worker ----
 
 
@@ -180,16 +197,7 @@ def test_a_kafka_error_from_getmany_does_not_end_the_reader(
     producer = _Producer()
     reader = _reader(monkeypatch, consumer, producer)
 
-    async def scenario() -> None:
-        task = asyncio.ensure_future(reader._execute_task(reader._read(reader)))
-        for _ in range(200):
-            if _committed(consumer) or task.done():
-                break
-            await asyncio.sleep(0.01)
-        reader._stopped.set()
-        await asyncio.wait_for(task, 5)
-
-    asyncio.run(scenario())
+    _run_until_committed(reader, consumer, supervised=True)
     assert not reader._crashed.is_set(), f"the reader crashed: {reader.crash_reason!r}"
     assert _committed(consumer) == {TopicPartition(LAUNCHES, 0): 3}
 
@@ -213,16 +221,7 @@ def test_a_command_kafka_refuses_for_its_size_does_not_hold_the_batch_for_good(
     producer = _Producer(refuse=b'"huge"')
     reader = _reader(monkeypatch, consumer, producer)
 
-    async def scenario() -> None:
-        task = asyncio.ensure_future(reader._read(reader))
-        for _ in range(100):
-            if _committed(consumer) or task.done():
-                break
-            await asyncio.sleep(0.01)
-        reader._stopped.set()
-        await asyncio.wait_for(task, 5)
-
-    asyncio.run(scenario())
+    _run_until_committed(reader, consumer)
     rounds = sum(1 for tp, offset in consumer.seeks if offset == 0)
     assert _committed(consumer) == {
         TopicPartition(LAUNCHES, 0): 3,
