@@ -9,7 +9,6 @@ what is deleted is what was previewed. Both steps go through the API's guard rai
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -41,7 +40,7 @@ async def tenant_reports(tenant_id: str, active_learners: int) -> dict[str, Any]
     window, _ = report_views.license_window(tenant_id)
     params = reports.query(tenant_id, report_views.span(window))
     try:
-        forecast, advisor, groups, first = await asyncio.gather(
+        forecast, advisor, groups, first = await reports.all_or_none(
             report_views.forecast(tenant_id),
             report_views.advisor(tenant_id),
             reports.aggregates("groups", params),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -235,7 +235,7 @@ async def rows(
 
 async def aggregates(kind: str, params: dict[str, str]) -> list[Any]:
     """Every partition's aggregate of `kind` (to be added up)."""
-    return await asyncio.gather(
+    return await all_or_none(
         *(
             local_aggregate(kind, partition, params)
             if url is None
@@ -243,6 +243,19 @@ async def aggregates(kind: str, params: dict[str, str]) -> list[Any]:
             for partition, url in placement().items()
         )
     )
+
+
+async def all_or_none(*calls: Awaitable[Any]) -> list[Any]:
+    """Every call's answer; when one fails, the others are cancelled before its error goes up
+    (asyncio.gather would leave them asking other workers for an answer nobody reads)."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def merge(

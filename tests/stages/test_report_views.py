@@ -127,3 +127,44 @@ def test_the_forecast_view_says_the_same_day(monkeypatch: pytest.MonkeyPatch) ->
 
     assert answer["daily"][-1] == {"date": "2026-03-03", "active_learners": 13}
     assert answer["limit_reached_on"] == "2026-03-18"
+
+
+def test_a_failing_part_of_the_tenant_page_cancels_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One part of the tenant page fails: the page answers its error at once, and the parts
+    still asking other workers are cancelled, not left running for an answer nobody reads."""
+    from streams.http import api, pages
+
+    now = datetime(2026, 3, 3, 12, tzinfo=UTC)
+    pipeline = Pipeline(partitions=2, start=now)
+    pipeline.produce(topics.LICENSES, license_("acme", cycle_start="2026-01-01", learner_limit=9))
+    pipeline.produce(topics.LAUNCHES, launch("acme", "l1", "x", "2026-03-02T08:00:00Z"))
+    pipeline.settle()
+    wire(monkeypatch, pipeline, now, http=True, placement={0: None, 1: "http://other:6066"})
+    asking: list[str] = []
+
+    async def never_answers(url: str, kind: str, partition: int, params: Any) -> Any:
+        asking.append("asking")
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            asking.append("cancelled")
+            raise
+
+    async def unavailable(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0)  # the others have started asking by now
+        raise api.ApiError(503, "learner partition 1 is moving to another worker")
+
+    monkeypatch.setattr(reports, "remote_aggregate", never_answers)
+    monkeypatch.setattr(reports, "first_rows", unavailable)
+
+    async def page_then_what_still_runs() -> tuple[Any, list[str]]:
+        answer = await asyncio.wait_for(pages.tenant_reports("acme", 1), timeout=30)
+        return answer, list(asking)  # (asyncio.run cancels whatever is left only after this)
+
+    answer, when_answered = run(page_then_what_still_runs())
+
+    assert answer == {"error": "learner partition 1 is moving to another worker"}
+    assert when_answered.count("asking") >= 1
+    assert when_answered.count("cancelled") == when_answered.count("asking")
