@@ -415,9 +415,13 @@ def month_starts(first: date, last: date) -> list[date]:
     return starts
 
 
-def smallest_under_limit(options: Sequence[Mapping[str, Any]], limit: int | None) -> Any:
-    """The earliest cut-off (the smallest deletion) that leaves fewer learners than the limit."""
-    if limit is None:
+def smallest_under_limit(
+    options: Sequence[Mapping[str, Any]], limit: int | None, active_learners: int
+) -> Any:
+    """The earliest cut-off (the smallest deletion) that leaves fewer learners than the limit;
+    None when no cut-off does, and when the count is under the limit already (the earliest
+    cut-off would still remove older windows' attempts: nothing to recommend)."""
+    if limit is None or active_learners < limit:
         return None
     for option in options:  # ascending: the earliest cut-off deletes the least
         if option["active_learners_after"] < limit:

@@ -298,7 +298,9 @@ async def advisor(tenant_id: str) -> dict[str, Any]:
     return {
         **head,
         "options": options,
-        "smallest_under_limit": pure.smallest_under_limit(options, head["learner_limit"]),
+        "smallest_under_limit": pure.smallest_under_limit(
+            options, head["learner_limit"], head["active_learners"]
+        ),
     }
 
 

@@ -116,9 +116,12 @@ def test_month_starts_and_the_smallest_deletion() -> None:
         {"older_than": "b", "active_learners_after": 90},
         {"older_than": "c", "active_learners_after": 40},
     ]
-    assert reports.smallest_under_limit(options, 100) == "b"
-    assert reports.smallest_under_limit(options, 10) is None
-    assert reports.smallest_under_limit(options, None) is None
+    assert reports.smallest_under_limit(options, 100, 130) == "b"
+    assert reports.smallest_under_limit(options, 100, 100) == "b"  # at the limit is not under it
+    assert reports.smallest_under_limit(options, 10, 130) is None
+    assert reports.smallest_under_limit(options, None, 130) is None
+    # under the limit already: the earliest cut-off would only remove older windows' attempts
+    assert reports.smallest_under_limit(options, 200, 130) is None
 
 
 def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_shown_as_text() -> None:
