@@ -205,3 +205,25 @@ def test_a_child_that_cannot_be_started_leaves_no_other_running(
     assert code != 0
     assert wait_gone(one.started_pids(), 15) == [], stderr
     assert "Traceback" not in stderr, stderr
+
+
+def test_more_processes_than_partitions_is_refused_before_any_topic_is_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--processes 5` on a new TOPIC_PREFIX with PARTITIONS=4: the 16 topics were created, and
+    only then was the command refused."""
+    from streams.cli import ops
+    from streams.cli.main import run
+    from streams.tools.worker_process import free_port
+
+    def created(*args: object, **kwargs: object) -> None:
+        raise AssertionError("topics created for a refused command")
+
+    monkeypatch.setattr(ops, "ensure_topics", created)
+    monkeypatch.setattr(ops, "copartitioned_count", lambda settings, timeout_s: 4)
+    monkeypatch.setenv("STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("WEB_PORT", str(free_port()))
+    monkeypatch.setenv("PARTITIONS", "4")
+    assert run(["worker", "--processes", "5"]) == 1
+    err = capsys.readouterr().err
+    assert "--processes 5 is more than the 4 partitions" in err and err.count("\n") == 1
