@@ -227,3 +227,23 @@ def test_more_processes_than_partitions_is_refused_before_any_topic_is_created(
     assert run(["worker", "--processes", "5"]) == 1
     err = capsys.readouterr().err
     assert "--processes 5 is more than the 4 partitions" in err and err.count("\n") == 1
+
+
+def test_a_stop_sent_to_every_process_by_the_service_manager_is_one_clean_stop(
+    sets: list[Set], tmp_path: Path
+) -> None:
+    """systemd's default KillMode=control-group sends SIGTERM to the supervisor and to every
+    child: each child got it once itself and once from the supervisor, took the second for an
+    operator's "exit now" (no clean stop) and the set exited 143, a failed stop for systemd."""
+    for round_ in range(2):
+        one = Set(tmp_path / str(round_), 2)
+        sets.append(one)
+        pids = one.child_pids()
+        for pid in pids:  # (signals that arrive together may merge into one: a moment apart)
+            os.kill(pid, signal.SIGTERM)
+        time.sleep(0.2)
+        os.kill(one.process.pid, signal.SIGTERM)
+        code = one.process.wait(timeout=30)
+        stderr = one.stderr()
+        assert "exiting now" not in stderr, stderr
+        assert code == 0, stderr
