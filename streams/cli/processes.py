@@ -16,7 +16,9 @@ terminal's Ctrl-C, `kill -- -PGID`) reaches each child once, from the supervisor
 a second signal for an operator's "exit now" and would skip its clean stop. A child gets SIGTERM
 when the supervisor dies (Linux: PR_SET_PDEATHSIG), so a kill -9 of the supervisor leaves no
 worker running without one. A signal that arrives while the children are being started waits
-until they all are, then goes to every one of them.
+until they all are, then goes to every one of them. A service manager that signals every
+process of the unit (systemd's default KillMode=control-group) reaches each child twice, itself
+and through this process: the child's ShutdownGuard takes the two as one stop.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from types import FrameType
 
 from streams.cli.common import CommandError
 from streams.config.settings import Settings
+from streams.worker.shutdown import SUPERVISED_ENV
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -64,6 +67,7 @@ def child_environment(settings: Settings, index: int) -> dict[str, str]:
         **os.environ,
         "STATE_DIR": str(settings.state_dir / f"process-{index}"),
         "WEB_PORT": str(settings.web_port + index),
+        SUPERVISED_ENV: str(os.getpid()),  # its ShutdownGuard: see there
     }
 
 
