@@ -39,13 +39,11 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     check_worker_settings(args, settings)  # before any topic is created for a worker
+    if args.processes > 1:  # the topics that exist, or PARTITIONS for new ones: before creating
+        check_processes(args.processes, copartitioned_count(settings, timeout_s=args.timeout))
     ensure_topics(settings, timeout_s=args.timeout)
     partitions = copartitioned_count(settings, timeout_s=args.timeout)
-    if args.processes > partitions:
-        raise CommandError(
-            f"--processes {args.processes} is more than the {partitions} partitions "
-            "(a process without a partition would only wait)"
-        )
+    check_processes(args.processes, partitions)
     if args.processes > 1:
         from streams.cli.processes import run_processes
 
@@ -82,6 +80,14 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     tune_garbage_collector()
     worker.execute_from_commandline()  # runs until SIGTERM/SIGINT; exits the process itself
     return 0
+
+
+def check_processes(processes: int, partitions: int) -> None:
+    if processes > partitions:
+        raise CommandError(
+            f"--processes {processes} is more than the {partitions} partitions "
+            "(a process without a partition would only wait)"
+        )
 
 
 def check_worker_settings(args: argparse.Namespace, settings: Settings) -> None:

@@ -10,18 +10,55 @@ This process only supervises: it forwards SIGTERM and SIGINT to every child, and
 ends without being asked to, it stops the others and exits with that child's code, so that the
 service manager sees a failure and restarts the whole set (a half-running set would leave the
 failed process's partitions to the others, and hide the failure).
+
+The children run in a process group of their own, so a signal sent to the supervisor's group (a
+terminal's Ctrl-C, `kill -- -PGID`) reaches each child once, from the supervisor: a worker takes
+a second signal for an operator's "exit now" and would skip its clean stop. A child gets SIGTERM
+when the supervisor dies (Linux: PR_SET_PDEATHSIG), so a kill -9 of the supervisor leaves no
+worker running without one. A signal that arrives while the children are being started waits
+until they all are, then goes to every one of them. A service manager that signals every
+process of the unit (systemd's default KillMode=control-group) reaches each child twice, itself
+and through this process: the child's ShutdownGuard takes the two as one stop.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 from types import FrameType
 
+from streams.cli.common import CommandError
 from streams.config.settings import Settings
+from streams.worker.shutdown import SUPERVISED_ENV
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _libc() -> ctypes.CDLL | None:
+    """The C library of this process (its prctl), on Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl  # noqa: B018  (present)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def _child_setup(libc: ctypes.CDLL | None, supervisor: int) -> None:
+    """In the child, between fork and exec: the stop signals the supervisor held back while
+    starting its children unblocked, and SIGTERM when the supervisor dies."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    if libc is not None:
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != supervisor:  # it died before that: stop as if it had just now
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def child_environment(settings: Settings, index: int) -> dict[str, str]:
@@ -30,6 +67,7 @@ def child_environment(settings: Settings, index: int) -> dict[str, str]:
         **os.environ,
         "STATE_DIR": str(settings.state_dir / f"process-{index}"),
         "WEB_PORT": str(settings.web_port + index),
+        SUPERVISED_ENV: str(os.getpid()),  # its ShutdownGuard: see there
     }
 
 
@@ -58,12 +96,32 @@ def run_processes(args: argparse.Namespace, settings: Settings) -> int:
             if child.poll() is None:
                 child.send_signal(signum)
 
+    libc, supervisor = _libc(), os.getpid()
+    # a stop is held back until every child is started: then it reaches every one of them
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    for index in range(args.processes):
-        children.append(
-            subprocess.Popen(child_command(args), env=child_environment(settings, index))
-        )
+    try:
+        for index in range(args.processes):
+            children.append(
+                subprocess.Popen(
+                    child_command(args),
+                    env=child_environment(settings, index),
+                    process_group=0,
+                    preexec_fn=lambda: _child_setup(libc, supervisor),
+                )
+            )
+    except (OSError, subprocess.SubprocessError) as exc:
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+        for child in children:
+            child.wait()
+        raise CommandError(
+            f"cannot start worker process {len(children)} of {args.processes} ({exc}); "
+            "the others were stopped"
+        ) from None
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     print(
         f"active-learners worker: {args.processes} processes "
         f"(pids {', '.join(str(child.pid) for child in children)}; web ports "

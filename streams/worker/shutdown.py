@@ -14,8 +14,15 @@ import os
 import signal
 import sys
 import threading
+import time
 
 GRACE_S = 12.0  # the contract with operators is 15 s
+# Set by `worker --processes N` (streams/cli/processes.py) in its children's environment.
+SUPERVISED_ENV = "ACTIVE_LEARNERS_SUPERVISOR"
+# A child of `worker --processes N` may get one stop twice: from a service manager that signals
+# every process of the unit (systemd's default KillMode=control-group) and forwarded by the
+# supervisor. Within this long of the first, a second signal is that same stop.
+SAME_STOP_S = 1.0
 
 
 class ShutdownGuard:
@@ -23,10 +30,16 @@ class ShutdownGuard:
         self.name = name
         self.grace_s = grace_s
         self.signals = 0
+        self.same_stop_s = SAME_STOP_S if os.environ.get(SUPERVISED_ENV) else 0.0
+        self.first_at = 0.0
 
     def signalled(self, signum: int) -> None:
         """Called on every SIGTERM/SIGINT: arms the timer on the first, exits on the second."""
+        now = time.monotonic()
+        if self.signals and now - self.first_at < self.same_stop_s:
+            return  # the same stop, sent to every process and forwarded by the supervisor
         self.signals += 1
+        self.first_at = self.first_at or now
         if self.signals > 1:
             self._exit(f"second {signal.Signals(signum).name}: exiting now", 128 + signum)
         timer = threading.Timer(self.grace_s, self._give_up)
