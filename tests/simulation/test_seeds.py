@@ -238,3 +238,17 @@ def test_the_checks_see_an_event_the_loop_gave_up(monkeypatch: pytest.MonkeyPatc
     results = [run(generate(seed)) for seed in range(10662000, 10662040)]
     problems = [p for r in results for p in r.problems]
     assert any("dead letter of a command" in p for p in problems), problems[:5]
+
+
+def test_seeds_with_edges(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inputs at the edges the plain schedules rarely or never reach (streams/tools/simulate/
+    edges.py, `SIMULATE_EDGES=1`): licenses that change only their limit or thresholds (the
+    only way a threshold goes `down` without a deletion; 150 plain seeds made no `down` event),
+    time zones whose clocks change at midnight, launches and cut-offs at a window's first
+    instant or at the `future` bound in every RFC 3339 spelling, ids like internal keys. Two
+    mutations of the stages pass 300 plain seeds and fail some of these: an `older_than`
+    cut-off that also takes the attempt launched at it, and no `down` to a count above 0."""
+    from streams.tools.simulate import runner
+
+    monkeypatch.setattr(runner, "EDGES", True)
+    assert_clean(range(10_870_000, 10_870_000 + max(SEEDS // 3, 100)))

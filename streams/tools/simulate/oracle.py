@@ -58,6 +58,11 @@ UNTRACKED = {"none", "none_resource"}
 Ident = tuple[str, str, str]  # tenant, learner, attempt
 
 
+def _record_time(timestamp_ms: int) -> datetime:
+    """A record's Kafka timestamp exactly (a float of seconds is a microsecond off past ~2100)."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=timestamp_ms)
+
+
 def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -190,10 +195,7 @@ class Model:
                 continue
             if not tracked(launch):
                 continue  # dropped, never dead-lettered, however far ahead
-            if (
-                launch.launched_at
-                > datetime.fromtimestamp(record.timestamp_ms / 1000, UTC) + FUTURE
-            ):
+            if launch.launched_at > _record_time(record.timestamp_ms) + FUTURE:
                 self.dead[source] = {"future"}
                 continue
             self.launch_rows.add(
@@ -250,7 +252,7 @@ class Model:
             )
         for partition, record in self.log.all_records(topics.ATTEMPT_DELETIONS):
             request = _parse(DeletionRequest, record.value)
-            ts = datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
+            ts = _record_time(record.timestamp_ms)
             valid = (
                 request is not None
                 and request.requested_at <= ts + FUTURE

@@ -53,6 +53,7 @@ from streams.tools.simulate.world import APP_TOPICS, CrashPlan, SimWorker, World
 
 Action = tuple[Any, ...]
 GROUP_RACES = os.environ.get("SIMULATE_GROUP_RACES") == "1"
+EDGES = os.environ.get("SIMULATE_EDGES") == "1"  # streams/tools/simulate/edges.py
 MAX_WORKERS = 3
 
 
@@ -139,6 +140,10 @@ def generate(seed: int, actions: int | None = None) -> Schedule:
         # (SIMULATE_GROUP_RACES=1) so that the seeds of REGRESSIONS keep their schedules
         workload.races = random.Random(f"group-races/{seed}")
         workload.race_rate = workload.races.choice((0.0, 0.0, 0.05, 0.15, 0.3))
+    if EDGES:
+        from streams.tools.simulate.edges import Edges
+
+        workload.edges = Edges(seed, workload)
     names = [f"w{i}" for i in range(MAX_WORKERS)]
     clock = start
     out: list[Action] = []
