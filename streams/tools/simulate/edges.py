@@ -229,12 +229,17 @@ class Edges:
         return self._emit_request(request, "edge: requested at the future bound")
 
     def _request(self, tenant: str, now: datetime, mode: str | None = None) -> dict[str, Any]:
-        return {
+        d = self.draw
+        request: dict[str, Any] = {
             "request_id": f"edge{self.w.made}",
             "tenant_id": tenant,
-            "mode": mode or self.draw.choice(("physical", "physical", "logical", "preview")),
-            "requested_at": spell(now, self.draw),
+            "mode": mode or d.choice(("physical", "physical", "logical", "preview")),
+            "requested_at": spell(now, d),
         }
+        if d.random() < 0.5:  # the audit trail: who asked and why, into the receipt
+            request["requested_by"] = d.choice(("cli:root", "ops \u00e9", "t" * 256, ""))
+            request["reason"] = d.choice(("GDPR art. 17", "\u2028\U0001f984 " * 100, "r" * 1000))
+        return request
 
     def _emit_request(self, request: dict[str, Any], note: str) -> Input:
         self.w.requests.append(request)
