@@ -252,3 +252,14 @@ def test_seeds_with_edges(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(runner, "EDGES", True)
     assert_clean(range(10_870_000, 10_870_000 + max(SEEDS // 3, 100)))
+
+
+def test_seeds_with_edges_on_many_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The edges above on 5-16 learner and tenant partitions (`SIMULATE_MANY_PARTITIONS=1`;
+    a plain seed draws 1-4): deletions cut into many parts, partial counts of many
+    partitions, takeovers of many."""
+    from streams.tools.simulate import runner
+
+    monkeypatch.setattr(runner, "EDGES", True)
+    monkeypatch.setattr(runner, "MANY_PARTITIONS", True)
+    assert_clean(range(10_890_000, 10_890_000 + max(SEEDS // 6, 50)))

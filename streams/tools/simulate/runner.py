@@ -54,6 +54,9 @@ from streams.tools.simulate.world import APP_TOPICS, CrashPlan, SimWorker, World
 Action = tuple[Any, ...]
 GROUP_RACES = os.environ.get("SIMULATE_GROUP_RACES") == "1"
 EDGES = os.environ.get("SIMULATE_EDGES") == "1"  # streams/tools/simulate/edges.py
+# more learner and tenant partitions than the 1-4 a plain seed draws (drawn from a stream of its
+# own: the seed's other draws stay as they were)
+MANY_PARTITIONS = os.environ.get("SIMULATE_MANY_PARTITIONS") == "1"
 MAX_WORKERS = 3
 
 
@@ -131,6 +134,8 @@ CARRIED = ("deletion", "recut", "publish")  # what a send carries (world.carried
 def generate(seed: int, actions: int | None = None) -> Schedule:
     rng = random.Random(seed)
     partitions = rng.randint(1, 4)
+    if MANY_PARTITIONS:
+        partitions = random.Random(f"partitions/{seed}").randint(5, 16)
     launch_partitions = rng.randint(1, 3)
     workers = rng.randint(1, MAX_WORKERS)
     start = datetime(2026, 1, 20, tzinfo=UTC) + timedelta(hours=rng.randrange(0, 24 * 60))
