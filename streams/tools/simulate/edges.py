@@ -39,6 +39,18 @@ MIDNIGHT_ZONES = (
     "Africa/Cairo",
     "Australia/Lord_Howe",
 )
+# (zone, date) whose local midnight is in a DST gap or occurs twice: windows anchored on them
+MIDNIGHT_CHANGES = (
+    ("America/Havana", date(2025, 3, 9)),
+    ("America/Havana", date(2025, 11, 2)),
+    ("America/Havana", date(2026, 3, 8)),
+    ("America/Havana", date(2026, 11, 1)),
+    ("Asia/Beirut", date(2025, 3, 30)),
+    ("Asia/Beirut", date(2026, 3, 29)),
+    ("America/Santiago", date(2025, 9, 7)),
+    ("Africa/Cairo", date(2025, 4, 25)),
+    ("Africa/Cairo", date(2026, 4, 24)),
+)
 ODD_IDS = (
     "#epoch",
     "lic",
@@ -168,11 +180,14 @@ class Edges:
         if d.random() < 0.5:  # anchored on a month end: clamped days
             anchor = date(anchor.year, anchor.month, 1) - timedelta(days=1)
             anchor = anchor.replace(year=anchor.year - 1)
+        zone = d.choice(MIDNIGHT_ZONES)
+        if d.random() < 0.4:  # anchored on a day whose midnight the clocks skip or repeat
+            zone, anchor = d.choice(MIDNIGHT_CHANGES)
         value = {
             "tenant_id": tenant,
             "cycle_start": anchor.isoformat(),
             "window_months": months,
-            "timezone": d.choice(MIDNIGHT_ZONES),
+            "timezone": zone,
             **self._terms(),
         }
         return self._emit_license(tenant, value, "edge: license in a midnight-DST zone")
