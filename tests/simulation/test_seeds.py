@@ -238,3 +238,75 @@ def test_the_checks_see_an_event_the_loop_gave_up(monkeypatch: pytest.MonkeyPatc
     results = [run(generate(seed)) for seed in range(10662000, 10662040)]
     problems = [p for r in results for p in r.problems]
     assert any("dead letter of a command" in p for p in problems), problems[:5]
+
+
+def test_seeds_with_edges(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inputs at the edges the plain schedules rarely or never reach (streams/tools/simulate/
+    edges.py, `SIMULATE_EDGES=1`): licenses that change only their limit or thresholds (the
+    only way a threshold goes `down` without a deletion; 150 plain seeds made no `down` event),
+    time zones whose clocks change at midnight, launches and cut-offs at a window's first
+    instant or at the `future` bound in every RFC 3339 spelling, ids like internal keys. Two
+    mutations of the stages pass 300 plain seeds and fail some of these: an `older_than`
+    cut-off that also takes the attempt launched at it, and no `down` to a count above 0."""
+    from streams.tools.simulate import runner
+
+    monkeypatch.setattr(runner, "EDGES", True)
+    assert_clean(range(10_870_000, 10_870_000 + max(SEEDS // 3, 100)))
+
+
+# edge seeds (with group races) that failed once
+EDGE_RACE_REGRESSIONS = [
+    # 10910962: a glitch struck in the repair round of the flush a deletion part makes inside its
+    # handler; the loop rightly makes that the group's failure, which the worker's agent applies
+    # again (streams/worker/agents/loop.py) and the simulated agent reported as a bug
+    10910962,
+]
+
+
+def test_edge_seeds_with_group_races_that_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.tools.simulate import runner
+
+    monkeypatch.setattr(runner, "EDGES", True)
+    monkeypatch.setattr(runner, "GROUP_RACES", True)
+    assert_clean(EDGE_RACE_REGRESSIONS)
+
+
+def test_seeds_with_edges_on_many_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The edges above on 5-16 learner and tenant partitions (`SIMULATE_MANY_PARTITIONS=1`;
+    a plain seed draws 1-4): deletions cut into many parts, partial counts of many
+    partitions, takeovers of many."""
+    from streams.tools.simulate import runner
+
+    monkeypatch.setattr(runner, "EDGES", True)
+    monkeypatch.setattr(runner, "MANY_PARTITIONS", True)
+    assert_clean(range(10_890_000, 10_890_000 + max(SEEDS // 6, 50)))
+
+
+def test_the_oracle_sees_a_deletion_part_that_drops_named_items(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The oracle's model applies the deletion parts the stages sent: before it checked them
+    against the input (`oracle.check_requests`), a tenant stage that cut a request into parts
+    keeping only the first named item of each passed every seed, receipts included (they add
+    up the parts)."""
+    from streams.stages import commands, tenant_deletions
+    from streams.tools.simulate import runner
+
+    cut = tenant_deletions.deletion_parts
+
+    def dropping(request: dict, partitions: int) -> list:  # type: ignore[type-arg]
+        parts = []
+        for part, target in cut(request, partitions):
+            chosen = dict(part.selector)
+            for kind in ("attempts", "learner_ids"):
+                if kind in chosen:
+                    chosen[kind] = chosen[kind][:1]
+            parts.append(
+                (commands.DeletionPart(part.request, part.part, part.parts, chosen), target)
+            )
+        return parts
+
+    monkeypatch.setattr(tenant_deletions, "deletion_parts", dropping)
+    monkeypatch.setattr(runner, "EDGES", True)
+    failed = [seed for seed in range(10_860_000, 10_860_020) if not run(generate(seed)).ok]
+    assert failed, "no seed noticed the dropped items"

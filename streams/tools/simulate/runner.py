@@ -53,6 +53,10 @@ from streams.tools.simulate.world import APP_TOPICS, CrashPlan, SimWorker, World
 
 Action = tuple[Any, ...]
 GROUP_RACES = os.environ.get("SIMULATE_GROUP_RACES") == "1"
+EDGES = os.environ.get("SIMULATE_EDGES") == "1"  # streams/tools/simulate/edges.py
+# more learner and tenant partitions than the 1-4 a plain seed draws (drawn from a stream of its
+# own: the seed's other draws stay as they were)
+MANY_PARTITIONS = os.environ.get("SIMULATE_MANY_PARTITIONS") == "1"
 MAX_WORKERS = 3
 
 
@@ -130,6 +134,8 @@ CARRIED = ("deletion", "recut", "publish")  # what a send carries (world.carried
 def generate(seed: int, actions: int | None = None) -> Schedule:
     rng = random.Random(seed)
     partitions = rng.randint(1, 4)
+    if MANY_PARTITIONS:
+        partitions = random.Random(f"partitions/{seed}").randint(5, 16)
     launch_partitions = rng.randint(1, 3)
     workers = rng.randint(1, MAX_WORKERS)
     start = datetime(2026, 1, 20, tzinfo=UTC) + timedelta(hours=rng.randrange(0, 24 * 60))
@@ -139,6 +145,10 @@ def generate(seed: int, actions: int | None = None) -> Schedule:
         # (SIMULATE_GROUP_RACES=1) so that the seeds of REGRESSIONS keep their schedules
         workload.races = random.Random(f"group-races/{seed}")
         workload.race_rate = workload.races.choice((0.0, 0.0, 0.05, 0.15, 0.3))
+    if EDGES:
+        from streams.tools.simulate.edges import Edges
+
+        workload.edges = Edges(seed, workload)
     names = [f"w{i}" for i in range(MAX_WORKERS)]
     clock = start
     out: list[Action] = []

@@ -82,6 +82,7 @@ class Workload:
         self.races: random.Random | None = None
         self.race_rate = 0.0
         self.queued: list[Callable[[datetime], Input]] = []
+        self.edges: Any = None  # streams/tools/simulate/edges.py, set by the runner (opt-in)
 
     def _partition(self, topic: str, key: bytes | None) -> int:
         count = self.launch_partitions if topic == topics.LAUNCHES else self.partitions
@@ -94,6 +95,10 @@ class Workload:
         return Input(topic, key, value, self._partition(topic, key), note)
 
     def next(self, now: datetime) -> Input:
+        if self.edges is not None:
+            edge = self.edges.maybe(now)
+            if edge is not None:
+                return edge
         if self.races is not None:
             if self.queued and self.races.random() < 0.5:
                 return self.queued.pop(0)(now)
