@@ -70,7 +70,7 @@ def server() -> Iterator[tuple[Mailboxes, int]]:
     port = free_port()
     # without SMTPUTF8, as many servers are (aiosmtpd's Controller offers it unless told not to)
     controller = Controller(
-        mailboxes, hostname="127.0.0.1", port=port, server_kwargs={"enable_SMTPUTF8": False}
+        mailboxes, hostname="127.0.0.1", port=port, enable_SMTPUTF8=False
     )
     controller.start()
     try:
