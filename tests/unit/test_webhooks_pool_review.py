@@ -32,27 +32,26 @@ T0 = datetime.now(UTC)  # the Dispatcher runs on the wall clock: enqueued now
 TIMEOUT_S = 2.0
 
 
-async def receivers() -> tuple[web.AppRunner, int, list[str]]:
-    """`/hang/...` never answers; `/ok` answers 204 at once."""
-    answered: list[str] = []
+async def receivers() -> tuple[web.AppRunner, int, asyncio.Event]:
+    """`/hang/...` answers only once the event returned is set; `/ok` answers 204 at once."""
+    release = asyncio.Event()
 
     async def hang(request: web.Request) -> web.Response:
-        await asyncio.sleep(3600)
-        return web.Response(status=204)
+        await release.wait()
+        return web.Response(status=503)
 
     async def ok(request: web.Request) -> web.Response:
-        answered.append(request.headers[webhooks.EVENT_HEADER])
         return web.Response(status=204)
 
     app = web.Application()
     app.router.add_post("/hang/{n}", hang)
     app.router.add_post("/ok", ok)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    return runner, port, answered
+    return runner, port, release
 
 
 class Recording:
@@ -69,9 +68,18 @@ class Recording:
         return answer
 
 
+async def cancel_for_sure(dispatcher: Dispatcher) -> None:
+    """Dispatcher.stop(), without its hang (see the test below): cancelled until they end."""
+    while dispatcher._loops:
+        loops = list(dispatcher._loops.values())
+        for loop in loops:
+            loop.cancel()
+        await asyncio.wait(loops, timeout=0.1)
+
+
 def test_receivers_that_hang_do_not_hold_up_another_tenants_webhook() -> None:
     async def scenario() -> tuple[list[str], float]:
-        runner, port, _ = await receivers()
+        runner, port, release = await receivers()
         base = f"http://127.0.0.1:{port}"
         transport = AiohttpTransport(timeout_s=TIMEOUT_S)
         recording = Recording(transport)
@@ -88,10 +96,43 @@ def test_receivers_that_hang_do_not_hold_up_another_tenants_webhook() -> None:
                 await asyncio.sleep(0.05)
             return recording.answers, loop.time() - started
         finally:
-            await dispatcher.stop()
+            release.set()
+            await cancel_for_sure(dispatcher)
             await transport.close()
             await runner.cleanup()
 
     answers, waited = asyncio.run(scenario())
     assert answers == ["HTTP 204"], f"small's receiver answers at once, its tries got {answers}"
     assert waited < 1.0, f"small's event reached its receiver after {waited:.1f} s"
+
+
+def test_a_stop_while_tries_time_out_ends_every_delivery_loop() -> None:
+    """Dispatcher.stop() cancels each loop once and gathers them. A try that ends (its answer
+    comes, its timeout runs out) as the cancel comes returns its answer all the same, the
+    cancellation gone (aiohttp uncancels the task): that loop records a failed try and goes on
+    to its backoff sleep and its next try, and stop() waits for it for ever. The notifier's
+    run() awaits it before it stops its consumer and producer: a SIGTERM then ends only by
+    ShutdownGuard's os._exit after 12 s, with exit code 1 and 'did not stop ... (is the Kafka
+    broker reachable?)'."""
+
+    async def scenario() -> tuple[bool, int]:
+        runner, port, release = await receivers()
+        base = f"http://127.0.0.1:{port}"
+        transport = AiohttpTransport(timeout_s=1.0)
+        dispatcher = Dispatcher(DeliveryQueue(MemoryKV()), transport, None)
+        try:
+            urls = [f"{base}/hang/{n}" for n in range(webhooks.MAX_CONNECTIONS)]
+            dispatcher.enqueue("e-1", "acme", urls, b"{}", T0)
+            await asyncio.sleep(1.0)  # as their timeouts run out,
+            release.set()  # the receivers answer (503), and the notifier is told to stop
+            stop = asyncio.ensure_future(dispatcher.stop())
+            done, _ = await asyncio.wait([stop], timeout=3.0)
+            return bool(done), len(dispatcher._loops)
+        finally:
+            release.set()
+            await cancel_for_sure(dispatcher)
+            await transport.close()
+            await runner.cleanup()
+
+    stopped, running = asyncio.run(scenario())
+    assert stopped, f"stop() still waits after 3 s: {running} delivery loops went on"
