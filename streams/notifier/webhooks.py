@@ -27,6 +27,7 @@ that it may be either the address's or the server's (`unclear`: the channel's `p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -34,7 +35,7 @@ import logging
 import os
 import re
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,6 +55,9 @@ GIVE_UP_AFTER = timedelta(hours=24)  # counted from when the event was enqueued
 KEEP_GIVEN_UP = timedelta(days=30)
 MIN_SECRET_LENGTH = 32
 MAX_CONNECTIONS = 256
+# Tries under way at once for one tenant: a license may list any number of URLs, and receivers
+# that hang would otherwise take every connection while other tenants' tries wait for one.
+TRIES_PER_TENANT = 16
 
 EVENT_HEADER = "X-Active-Learners-Event"
 SIGNATURE_HEADER = "X-Active-Learners-Signature"
@@ -427,9 +431,12 @@ class Dispatcher:
         self.clock: Clock = clock or WallClock()
         self.channel = channel
         self._loops: dict[str, asyncio.Task[None]] = {}
+        self._tenant_slots: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+        self._stopping = False
 
     def start(self) -> int:
         """Resume every pending delivery; returns how many there are."""
+        self._stopping = False
         pending = self.queue.pending()
         self.channel.pending.set(sum(pending.values()))
         for queue in pending:
@@ -458,11 +465,20 @@ class Dispatcher:
         return len(self._loops)
 
     async def stop(self) -> None:
-        """Cancel every loop: a try under way is not counted, its delivery stays pending."""
+        """Cancel every loop: a try under way is not counted, its delivery stays pending. A
+        loop can lose its cancellation (aiohttp uncancels a task whose request ended as the
+        cancel came, and the try returns its answer): it is cancelled again until it ends."""
+        self._stopping = True
         loops = list(self._loops.values())
-        for loop in loops:
-            loop.cancel()
-        await asyncio.gather(*loops, return_exceptions=True)
+        while running := [loop for loop in loops if not loop.done()]:
+            for loop in running:
+                loop.cancel()
+            await asyncio.wait(running, timeout=0.1)
+        await asyncio.gather(*loops, return_exceptions=True)  # each has ended: its error read
+        # a loop cancelled before its first step never ran its `finally`
+        for queue, loop in list(self._loops.items()):
+            if loop.done():
+                del self._loops[queue]
 
     def _ensure_loop(self, queue: str) -> None:
         if queue not in self._loops:
@@ -474,7 +490,7 @@ class Dispatcher:
         try:
             # No await between the last head() and the pop below: an enqueue either sees this
             # loop running (and its delivery is found here) or starts a new one.
-            while (delivery := self.queue.head(queue)) is not None:
+            while not self._stopping and (delivery := self.queue.head(queue)) is not None:
                 await self._try(delivery)
         finally:
             self._loops.pop(queue, None)
@@ -525,7 +541,27 @@ class Dispatcher:
         )
 
     async def _post(self, delivery: Delivery) -> Answer:
-        headers = request_headers(delivery.event_id, delivery.body, self.secret)
+        async with self._tenant_slot(delivery.tenant_id):  # waiting here is no part of a try
+            headers = request_headers(delivery.event_id, delivery.body, self.secret)
+            return await self._post_now(delivery, headers)
+
+    @contextlib.asynccontextmanager
+    async def _tenant_slot(self, tenant_id: str) -> AsyncIterator[None]:
+        """One of the tenant's TRIES_PER_TENANT slots (forgotten when no loop uses it)."""
+        slot = self._tenant_slots.get(tenant_id)
+        if slot is None:
+            slot = self._tenant_slots[tenant_id] = (asyncio.Semaphore(TRIES_PER_TENANT), [0])
+        semaphore, users = slot
+        users[0] += 1
+        try:
+            async with semaphore:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._tenant_slots[tenant_id]
+
+    async def _post_now(self, delivery: Delivery, headers: Mapping[str, str]) -> Answer:
         try:
             return await self.transport.post(delivery.url, delivery.body, headers)
         except Exception as exc:  # a failed try, whatever it was: this queue's loop goes on
@@ -537,12 +573,14 @@ class Dispatcher:
 
 class AiohttpTransport:
     """POST with aiohttp: 10 s for the whole try, no redirects followed (a 3xx is a failed
-    try), certificates verified. One connection pool for every queue, large enough that
-    receivers that hang cannot keep the others waiting for a connection."""
+    try), certificates verified. One connection pool of MAX_CONNECTIONS for every queue; a try
+    waits for a free connection before its 10 s begin, so that receivers that hang (each
+    tenant's take at most TRIES_PER_TENANT) delay the others' tries but never fail them."""
 
     def __init__(self, timeout_s: float = TIMEOUT_S) -> None:
         self.timeout_s = timeout_s
         self._session: Any = None
+        self._connections: asyncio.Semaphore | None = None
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
         import aiohttp
@@ -552,6 +590,14 @@ class AiohttpTransport:
                 connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
             )
+            self._connections = asyncio.Semaphore(MAX_CONNECTIONS)
+        assert self._connections is not None
+        async with self._connections:
+            return await self._post(url, body, headers)
+
+    async def _post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
+        import aiohttp
+
         try:
             async with self._session.post(
                 url, data=body, headers=dict(headers), allow_redirects=False
