@@ -14,12 +14,19 @@ A real aiohttp server on a free localhost port; the transport's timeout is short
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any
 
+import pytest
 from aiohttp import web
+from aiosmtpd.controller import Controller
 
-from streams.notifier import webhooks
+from streams.notifier import smtp, webhooks
+from streams.notifier.smtp import SmtpSettings
 from streams.notifier.webhooks import (
     AiohttpTransport,
     Answer,
@@ -27,6 +34,7 @@ from streams.notifier.webhooks import (
     Dispatcher,
     MemoryKV,
 )
+from tests.unit.test_notifier_hostile_addresses_review import GOOD, Mailboxes, free_port
 
 T0 = datetime.now(UTC)  # the Dispatcher runs on the wall clock: enqueued now
 TIMEOUT_S = 2.0
@@ -136,3 +144,54 @@ def test_a_stop_while_tries_time_out_ends_every_delivery_loop() -> None:
 
     stopped, running = asyncio.run(scenario())
     assert stopped, f"stop() still waits after 3 s: {running} delivery loops went on"
+
+
+def test_webhook_names_that_never_resolve_do_not_hold_up_the_e_mail(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiohttp's default resolver looks names up with the event loop's getaddrinfo(), in
+    asyncio's default executor: min(32, CPUs + 4) threads, 6 on a 2-core machine, shared with
+    aiosmtplib's connection to SMTP_HOST and aiokafka's to the brokers. A license whose URLs
+    name hosts whose name server does not answer (each lookup holds its thread for the
+    resolver's timeouts, 10 s and more, after the try itself gave up) takes every thread: the
+    consumer's e-mail to SMTP_HOST waits behind them (past aiosmtplib's 20 s, a failed try of
+    the server, waited out before every later event)."""
+    real = socket.getaddrinfo
+
+    def lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, str) and host.endswith(".blackhole.example"):
+            time.sleep(3)  # a name server that does not answer
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    mailboxes = Mailboxes()
+    port = free_port()
+    controller = Controller(mailboxes, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings = SmtpSettings(host="localhost", port=port, sender="al@localhost", tls="none")
+
+    async def scenario() -> float:
+        transport = AiohttpTransport(timeout_s=10.0)
+        dispatcher = Dispatcher(DeliveryQueue(MemoryKV()), transport, None)
+        urls = [f"http://h{n}.blackhole.example/hook" for n in range(16)]
+        dispatcher.enqueue("e-1", "acme", urls, b"{}", T0)
+        await asyncio.sleep(0.2)  # their lookups are under way
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = "al@localhost", GOOD, "x"
+        message.set_content("x")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            await smtp.send(message, settings, None)
+            return loop.time() - started
+        finally:
+            await cancel_for_sure(dispatcher)
+            await transport.close()
+
+    try:
+        took = asyncio.run(scenario())
+    finally:
+        controller.stop()
+    assert mailboxes.envelopes == [[GOOD]]
+    assert took < 1.5, f"the e-mail waited {took:.1f} s for threads the webhooks' lookups held"
