@@ -28,18 +28,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import os
 import re
+import socket
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from prometheus_client import Counter, Gauge
@@ -58,6 +61,8 @@ MAX_CONNECTIONS = 256
 # Tries under way at once for one tenant: a license may list any number of URLs, and receivers
 # that hang would otherwise take every connection while other tenants' tries wait for one.
 TRIES_PER_TENANT = 16
+# Threads of the webhooks' own name lookups (asyncio's default executor has CPUs + 4).
+DNS_THREADS = 16
 
 EVENT_HEADER = "X-Active-Learners-Event"
 SIGNATURE_HEADER = "X-Active-Learners-Signature"
@@ -581,13 +586,23 @@ class AiohttpTransport:
         self.timeout_s = timeout_s
         self._session: Any = None
         self._connections: asyncio.Semaphore | None = None
+        self._dns: ThreadPoolExecutor | None = None
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
         import aiohttp
 
         if self._session is None:
+            # Name lookups in threads of their own: a lookup holds its thread until the name
+            # server answers or the resolver gives up (10 s and more, after the try gave up),
+            # and in asyncio's default executor they would hold up the e-mail to SMTP_HOST and
+            # the connections to Kafka, which look names up there too.
+            self._dns = ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="webhook-dns")
+            lookups = _OwnThreads(asyncio.get_running_loop(), self._dns)
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+                connector=aiohttp.TCPConnector(
+                    limit=MAX_CONNECTIONS,
+                    resolver=aiohttp.ThreadedResolver(cast(asyncio.AbstractEventLoop, lookups)),
+                ),
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
             )
             self._connections = asyncio.Semaphore(MAX_CONNECTIONS)
@@ -616,3 +631,31 @@ class AiohttpTransport:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._dns is not None:
+            self._dns.shutdown(wait=False, cancel_futures=True)  # a stuck lookup is not waited for
+            self._dns = None
+
+
+class _OwnThreads:
+    """The event loop as aiohttp's ThreadedResolver uses it (getaddrinfo, getnameinfo), with
+    the lookups in an executor of their own."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor) -> None:
+        self._loop = loop
+        self._executor = executor
+
+    async def getaddrinfo(
+        self,
+        host: Any,
+        port: Any,
+        *,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> Any:
+        lookup = functools.partial(socket.getaddrinfo, host, port, family, type, proto, flags)
+        return await self._loop.run_in_executor(self._executor, lookup)
+
+    async def getnameinfo(self, sockaddr: Any, flags: int = 0) -> Any:
+        return await self._loop.run_in_executor(self._executor, socket.getnameinfo, sockaddr, flags)
