@@ -14,6 +14,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import Annotated, Any, Literal
 
+from aiosmtplib.email import quote_address
 from pydantic import Field, StringConstraints, TypeAdapter, ValidationError
 
 from schemas.common import EntityId, InputModel, Timestamp
@@ -66,13 +67,23 @@ def is_backfill(event: MailableEvent, now: datetime) -> bool:
 
 
 def split_recipients(notify: tuple[Any, ...]) -> tuple[list[str], list[str]]:
-    """(the addresses to mail, one problem per refused entry, named by its index)."""
-    good, problems = [], []
+    """(the addresses to mail, each once, one problem per refused entry, named by its index).
+    An address the license takes may still be one aiosmtplib will not put on an SMTP command
+    line (a domain literal with `<`, `>` or `"`): it raises ValueError for the whole
+    transaction, so such an entry is refused here, alone."""
+    good: list[str] = []
+    problems: list[str] = []
     for index, entry in enumerate(notify):
         try:
-            good.append(_ADDRESS.validate_python(entry))
+            address = _ADDRESS.validate_python(entry)
+            quote_address(address)  # what aiosmtplib checks before MAIL FROM and RCPT TO
         except ValidationError as exc:
             problems.append(f"notify[{index}]: {summarize_validation_error(exc)}")
+        except ValueError:
+            problems.append(f"notify[{index}]: cannot be put on an SMTP command line")
+        else:
+            if address not in good:  # listed twice: one RCPT, one e-mail
+                good.append(address)
     return good, problems
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 import aiosmtplib
+from aiosmtplib.email import quote_address
 
 from streams.config.settings import ConfigError, host_setting
 
@@ -132,6 +133,8 @@ def _sender(text: str) -> str:
     try:
         message["From"] = text
         usable = len(message["From"].addresses) == 1 and not message["From"].defects
+        if usable:  # what aiosmtplib checks before MAIL FROM (ValueError: `<` in a domain literal)
+            quote_address(message["From"].addresses[0].addr_spec)
     except (ValueError, email.errors.MessageError):  # CR or LF, say
         usable = False
     if not usable:
@@ -168,8 +171,34 @@ async def send(
             await _upgrade(client, smtp)
         if smtp.has_credentials:
             await client.login(smtp.username or "", smtp.password or "")
-        refused, _ = await client.send_message(message)
-    return refused
+        recipients, unsendable = await _envelope(client, message)
+        refused, _ = await client.send_message(message, recipients=recipients)
+    return {**unsendable, **refused}
+
+
+NO_SMTPUTF8 = (553, "5.6.7 the SMTP server offers no SMTPUTF8 for a non-ASCII address")
+
+
+async def _envelope(
+    client: aiosmtplib.SMTP, message: EmailMessage
+) -> tuple[list[str], dict[str, aiosmtplib.SMTPResponse]]:
+    """(the recipients to name in the transaction, those the server cannot take as refusals).
+    A non-ASCII address (an internationalized domain) needs SMTPUTF8: without it aiosmtplib
+    refuses the whole transaction, and the plain addresses beside it would get nothing. It is
+    refused alone instead, for good, as a server would (RFC 6531, 553 5.6.7)."""
+    recipients = [address.addr_spec for address in message["To"].addresses]
+    if all(address.isascii() for address in recipients):
+        return recipients, {}
+    await client._ehlo_or_helo_if_needed()  # what send_message does first
+    if client.supports_extension("smtputf8"):
+        return recipients, {}
+    plain = [address for address in recipients if address.isascii()]
+    unsendable = [address for address in recipients if not address.isascii()]
+    if not plain:
+        raise aiosmtplib.SMTPRecipientsRefused(
+            [aiosmtplib.SMTPRecipientRefused(*NO_SMTPUTF8, address) for address in unsendable]
+        )
+    return plain, {address: aiosmtplib.SMTPResponse(*NO_SMTPUTF8) for address in unsendable}
 
 
 async def _upgrade(client: aiosmtplib.SMTP, smtp: SmtpSettings) -> None:

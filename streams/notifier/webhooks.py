@@ -27,18 +27,22 @@ that it may be either the address's or the server's (`unclear`: the channel's `p
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import os
 import re
+import socket
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from prometheus_client import Counter, Gauge
@@ -54,6 +58,11 @@ GIVE_UP_AFTER = timedelta(hours=24)  # counted from when the event was enqueued
 KEEP_GIVEN_UP = timedelta(days=30)
 MIN_SECRET_LENGTH = 32
 MAX_CONNECTIONS = 256
+# Tries under way at once for one tenant: a license may list any number of URLs, and receivers
+# that hang would otherwise take every connection while other tenants' tries wait for one.
+TRIES_PER_TENANT = 16
+# Threads of the webhooks' own name lookups (asyncio's default executor has CPUs + 4).
+DNS_THREADS = 16
 
 EVENT_HEADER = "X-Active-Learners-Event"
 SIGNATURE_HEADER = "X-Active-Learners-Signature"
@@ -427,9 +436,12 @@ class Dispatcher:
         self.clock: Clock = clock or WallClock()
         self.channel = channel
         self._loops: dict[str, asyncio.Task[None]] = {}
+        self._tenant_slots: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+        self._stopping = False
 
     def start(self) -> int:
         """Resume every pending delivery; returns how many there are."""
+        self._stopping = False
         pending = self.queue.pending()
         self.channel.pending.set(sum(pending.values()))
         for queue in pending:
@@ -458,11 +470,20 @@ class Dispatcher:
         return len(self._loops)
 
     async def stop(self) -> None:
-        """Cancel every loop: a try under way is not counted, its delivery stays pending."""
+        """Cancel every loop: a try under way is not counted, its delivery stays pending. A
+        loop can lose its cancellation (aiohttp uncancels a task whose request ended as the
+        cancel came, and the try returns its answer): it is cancelled again until it ends."""
+        self._stopping = True
         loops = list(self._loops.values())
-        for loop in loops:
-            loop.cancel()
-        await asyncio.gather(*loops, return_exceptions=True)
+        while running := [loop for loop in loops if not loop.done()]:
+            for loop in running:
+                loop.cancel()
+            await asyncio.wait(running, timeout=0.1)
+        await asyncio.gather(*loops, return_exceptions=True)  # each has ended: its error read
+        # a loop cancelled before its first step never ran its `finally`
+        for queue, loop in list(self._loops.items()):
+            if loop.done():
+                del self._loops[queue]
 
     def _ensure_loop(self, queue: str) -> None:
         if queue not in self._loops:
@@ -474,7 +495,7 @@ class Dispatcher:
         try:
             # No await between the last head() and the pop below: an enqueue either sees this
             # loop running (and its delivery is found here) or starts a new one.
-            while (delivery := self.queue.head(queue)) is not None:
+            while not self._stopping and (delivery := self.queue.head(queue)) is not None:
                 await self._try(delivery)
         finally:
             self._loops.pop(queue, None)
@@ -525,7 +546,27 @@ class Dispatcher:
         )
 
     async def _post(self, delivery: Delivery) -> Answer:
-        headers = request_headers(delivery.event_id, delivery.body, self.secret)
+        async with self._tenant_slot(delivery.tenant_id):  # waiting here is no part of a try
+            headers = request_headers(delivery.event_id, delivery.body, self.secret)
+            return await self._post_now(delivery, headers)
+
+    @contextlib.asynccontextmanager
+    async def _tenant_slot(self, tenant_id: str) -> AsyncIterator[None]:
+        """One of the tenant's TRIES_PER_TENANT slots (forgotten when no loop uses it)."""
+        slot = self._tenant_slots.get(tenant_id)
+        if slot is None:
+            slot = self._tenant_slots[tenant_id] = (asyncio.Semaphore(TRIES_PER_TENANT), [0])
+        semaphore, users = slot
+        users[0] += 1
+        try:
+            async with semaphore:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._tenant_slots[tenant_id]
+
+    async def _post_now(self, delivery: Delivery, headers: Mapping[str, str]) -> Answer:
         try:
             return await self.transport.post(delivery.url, delivery.body, headers)
         except Exception as exc:  # a failed try, whatever it was: this queue's loop goes on
@@ -537,21 +578,41 @@ class Dispatcher:
 
 class AiohttpTransport:
     """POST with aiohttp: 10 s for the whole try, no redirects followed (a 3xx is a failed
-    try), certificates verified. One connection pool for every queue, large enough that
-    receivers that hang cannot keep the others waiting for a connection."""
+    try), certificates verified. One connection pool of MAX_CONNECTIONS for every queue; a try
+    waits for a free connection before its 10 s begin, so that receivers that hang (each
+    tenant's take at most TRIES_PER_TENANT) delay the others' tries but never fail them."""
 
     def __init__(self, timeout_s: float = TIMEOUT_S) -> None:
         self.timeout_s = timeout_s
         self._session: Any = None
+        self._connections: asyncio.Semaphore | None = None
+        self._dns: ThreadPoolExecutor | None = None
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
         import aiohttp
 
         if self._session is None:
+            # Name lookups in threads of their own: a lookup holds its thread until the name
+            # server answers or the resolver gives up (10 s and more, after the try gave up),
+            # and in asyncio's default executor they would hold up the e-mail to SMTP_HOST and
+            # the connections to Kafka, which look names up there too.
+            self._dns = ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="webhook-dns")
+            lookups = _OwnThreads(asyncio.get_running_loop(), self._dns)
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+                connector=aiohttp.TCPConnector(
+                    limit=MAX_CONNECTIONS,
+                    resolver=aiohttp.ThreadedResolver(cast(asyncio.AbstractEventLoop, lookups)),
+                ),
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
             )
+            self._connections = asyncio.Semaphore(MAX_CONNECTIONS)
+        assert self._connections is not None
+        async with self._connections:
+            return await self._post(url, body, headers)
+
+    async def _post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
+        import aiohttp
+
         try:
             async with self._session.post(
                 url, data=body, headers=dict(headers), allow_redirects=False
@@ -570,3 +631,31 @@ class AiohttpTransport:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._dns is not None:
+            self._dns.shutdown(wait=False, cancel_futures=True)  # a stuck lookup is not waited for
+            self._dns = None
+
+
+class _OwnThreads:
+    """The event loop as aiohttp's ThreadedResolver uses it (getaddrinfo, getnameinfo), with
+    the lookups in an executor of their own."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor) -> None:
+        self._loop = loop
+        self._executor = executor
+
+    async def getaddrinfo(
+        self,
+        host: Any,
+        port: Any,
+        *,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> Any:
+        lookup = functools.partial(socket.getaddrinfo, host, port, family, type, proto, flags)
+        return await self._loop.run_in_executor(self._executor, lookup)
+
+    async def getnameinfo(self, sockaddr: Any, flags: int = 0) -> Any:
+        return await self._loop.run_in_executor(self._executor, socket.getnameinfo, sockaddr, flags)
