@@ -130,6 +130,9 @@ def failed_try(exc: Exception) -> Answer:
     refusals = smtp.refusals_of(exc)  # the address's own answer, when it gave one
     if refusals is not None:
         return refused_answer(refusals)
+    if smtp.message_refused(exc):  # (this message's own, once the server took others)
+        detail = f"{exc.code} {exc.message}"
+        return Answer(False, detail, unclear=True)
     reason = smtp.permanent(exc)
     if reason is not None:
         return Answer(False, reason, final=True)

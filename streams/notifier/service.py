@@ -22,7 +22,9 @@ runs and scales apart from the workers. For each event, in order:
      durably and retried on its own for 24 h (streams/notifier/deferred_mail.py), and the
      next event goes on; so is an address refused with a policy answer (5.7.x) while the
      server took no recipient (that address's policy, or relaying denied to this notifier),
-     with no deadline until the server is seen taking other mail. A failure of the server
+     and so is every address of a message refused with a 5xx at the end of DATA (a content
+     filter reading one tenant's id, or the notifier's settings), with no deadline until the
+     server is seen taking other mail. A failure of the server
      itself (no connection, a timeout, 421) is waited out with backoff however long it takes,
      before the next event; the offset is committed only after the event is recorded, so
      nothing is lost.
@@ -372,12 +374,15 @@ class Notifier:
         """`message` goes to `to_send` now; `waiting` are deferred behind earlier mail."""
         if self.smtp is None:
             return self.write_to_outbox(event, message, len(to_send))
-        sent = await self.send_through_outages(event, message) if to_send else smtp.Refusals()
+        sent = (
+            await self.send_through_outages(event, message, to_send) if to_send else smtp.Refusals()
+        )
         if isinstance(sent, smtp.Refusals) and sent.unclear:
             log.warning(
-                "SMTP %s:%s refused every address of event %s with a policy answer (%s): the "
-                "notifier's settings (relaying denied?) or these addresses' own policy; each "
-                "is retried on its own, and later events go on",
+                "SMTP %s:%s refused every address of event %s with a policy answer, or its "
+                "message (%s): the notifier's settings (relaying denied? signing?) or these "
+                "addresses' or this message's own; each address is retried on its own, and "
+                "later events go on",
                 self.smtp.host,
                 self.smtp.port,
                 event.event_id,
@@ -397,7 +402,7 @@ class Notifier:
         return Delivery("outbox", to)
 
     async def send_through_outages(
-        self, event: MailableEvent, message: EmailMessage
+        self, event: MailableEvent, message: EmailMessage, recipients: list[str]
     ) -> smtp.Refusals | str:
         """The recipients the server refused, or why it will never take the message. A failure
         of the server itself is retried with backoff however long it lasts, and the next event
@@ -409,7 +414,7 @@ class Notifier:
             try:
                 refused = await smtp.send(message, self.smtp, self.tls_context)
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                answer = smtp.answer_about_the_mail(exc)
+                answer = smtp.answer_about_the_mail(exc, recipients)
                 if answer is not None:
                     return answer
                 self.log_retry(event, exc, delay)

@@ -21,6 +21,9 @@ What a failure is about decides what the notifier does (streams/notifier/service
                alone. One answer cannot tell them apart, so each address is retried alone, as a
                4xx is, with no deadline until the server is seen taking other mail: a
                misconfigured notifier loses no e-mail, and one address's policy holds up nothing
+               A 5xx at the end of DATA (the message refused: a content filter reading one
+               tenant's id, a size limit, or the notifier's own settings such as signing) is
+               unclear in the same way, for every address of the transaction
   the message  SMTPUTF8 not supported: the event is dead-lettered
 """
 
@@ -29,9 +32,10 @@ from __future__ import annotations
 import email.errors
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from typing import TypeGuard
 
 import aiosmtplib
 from aiosmtplib.email import quote_address
@@ -264,12 +268,24 @@ def refusals_of(exc: Exception) -> Refusals | None:
     return Refusals(others.final, others.for_now, policy)
 
 
-def answer_about_the_mail(exc: Exception) -> str | Refusals | None:
-    """What a failed transaction says about this message (why the server will never take it)
-    or about its addresses (each refused for a reason of its own); None when it is about the
-    server, and a retry of the whole transaction may cure it."""
+def answer_about_the_mail(exc: Exception, recipients: Sequence[str]) -> str | Refusals | None:
+    """What a failed transaction to `recipients` says about this message (why the server will
+    never take it) or about its addresses (each refused for a reason of its own); None when it
+    is about the server, and a retry of the whole transaction may cure it."""
     reason = permanent(exc)
-    return reason if reason is not None else refusals_of(exc)
+    if reason is not None:
+        return reason
+    if message_refused(exc):  # every address waits on its own until the server takes others
+        return Refusals(unclear=dict.fromkeys(recipients, f"{exc.code} {exc.message}"))
+    return refusals_of(exc)
+
+
+def message_refused(exc: Exception) -> TypeGuard[aiosmtplib.SMTPDataError]:
+    """A 5xx at the end of DATA: the server took the recipients and refused this message. It
+    may be this message's own (a content filter reading a tenant's id: retried as the server's
+    failure, it held up every later e-mail and webhook for ever) or every message's (the
+    notifier's settings): `unclear`, as a policy answer to every recipient is."""
+    return isinstance(exc, aiosmtplib.SMTPDataError) and exc.code >= 500
 
 
 def permanent(exc: Exception) -> str | None:

@@ -508,6 +508,8 @@ ABOUT_THE_MAIL: list[tuple[Exception, object]] = [
     (aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported"), "cannot take it: SMTPUTF8"),
     (aiosmtplib.SMTPSenderRefused(452, "4.3.1 no room", "lms@example.com"), None),
     (aiosmtplib.SMTPDataError(451, "4.3.0 try later"), None),
+    # the message refused at the end of DATA: this message's own, or every message's
+    (aiosmtplib.SMTPDataError(554, "5.7.1 spam"), ((), (), ("r0@x.example", "r1@x.example"))),
     (aiosmtplib.SMTPConnectResponseError(421, "busy"), None),
     (ConnectionRefusedError(111, "refused"), None),
 ]
@@ -515,7 +517,7 @@ ABOUT_THE_MAIL: list[tuple[Exception, object]] = [
 
 @pytest.mark.parametrize(("exc", "expected"), ABOUT_THE_MAIL)
 def test_what_a_failed_transaction_is_about(exc: Exception, expected: object) -> None:
-    answer = smtp.answer_about_the_mail(exc)
+    answer = smtp.answer_about_the_mail(exc, ["r0@x.example", "r1@x.example"])
     if isinstance(answer, smtp.Refusals):
         assert isinstance(expected, tuple)
         assert (tuple(answer.final), tuple(answer.for_now), tuple(answer.unclear)) == (
@@ -548,6 +550,7 @@ def test_refusals_while_the_server_took_the_others_are_each_about_their_address(
         (refused((421, "4.7.0 closing")), Answer(False, "", server_down=True)),
         (ConnectionRefusedError(111, "refused"), Answer(False, "", server_down=True)),
         (TimeoutError(), Answer(False, "TimeoutError", server_down=True)),
+        (aiosmtplib.SMTPDataError(451, "4.3.0 try later"), Answer(False, "", server_down=True)),
     ],
 )
 def test_a_retry_of_one_address_tells_its_refusals_from_the_server_going_away(
@@ -560,6 +563,17 @@ def test_a_retry_of_one_address_tells_its_refusals_from_the_server_going_away(
         expected.server_down,
     )
     assert expected.detail in answer.detail
+
+
+def test_a_retry_whose_message_is_refused_at_data_is_unclear() -> None:
+    answer = failed_try(aiosmtplib.SMTPDataError(554, "5.7.1 message refused as spam"))
+    assert (answer.delivered, answer.final, answer.server_down, answer.unclear) == (
+        False,
+        False,
+        False,
+        True,
+    )
+    assert answer.detail == "554 5.7.1 message refused as spam"
 
 
 def test_a_retry_refused_by_policy_is_unclear() -> None:
