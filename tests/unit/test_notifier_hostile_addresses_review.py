@@ -23,21 +23,11 @@ from streams.config.settings import ConfigError, Settings
 from streams.notifier.service import Notifier
 from streams.notifier.smtp import SmtpSettings
 from streams.stages.store import Record
+from tests.unit import test_notifier_review
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 GOOD = "admin@acme.example"
-EVENT: dict[str, Any] = {
-    "event_id": "e-1",
-    "tenant_id": "acme",
-    "window": {"start": "2026-11-01", "end": "2026-12-01", "months": 1},
-    "threshold_pct": 100,
-    "threshold_learners": 500,
-    "direction": "up",
-    "active_learners": 500,
-    "learner_limit": 500,
-    "notify": [GOOD],
-    "occurred_at": "2026-11-20T10:00:00+00:00",
-}
+EVENT: dict[str, Any] = {**test_notifier_review.EVENT, "notify": [GOOD]}
 
 
 class Mailboxes:
