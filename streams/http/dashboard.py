@@ -37,6 +37,7 @@ tr.best td{background:#eef7ee;font-weight:600}
 REACHED = " \u2713 reached"
 DASH = "\u2013"
 BEST = "\u2190 the smallest deletion under the limit"
+UNDER_THE_LIMIT = "Under the limit already: no deletion is needed."
 
 
 def when(instant: str | None) -> str:
@@ -494,8 +495,11 @@ def advisor_table(advisor: dict[str, Any], timezone: str) -> str:
         f"<td>{BEST if o['older_than'] == best else ''}</td></tr>"
         for o in advisor["options"]
     )
+    limit, active = advisor.get("learner_limit"), advisor.get("active_learners")
+    under = limit is not None and active is not None and active < limit
+    caption = f"<caption>{UNDER_THE_LIMIT}</caption>" if under else ""
     return (
-        f'<table id="advisor"><thead><tr><th>Delete attempts before (midnight, '
+        f'<table id="advisor">{caption}<thead><tr><th>Delete attempts before (midnight, '
         f"{escape(timezone)})</th><th>Active Learners after</th><th>Attempts removed</th>"
         f"<th></th></tr></thead><tbody>{rows}</tbody></table>"
     )

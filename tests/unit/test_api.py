@@ -206,3 +206,26 @@ def test_a_tenant_gone_from_the_count_topic_keeps_its_audit_trail() -> None:
     assert [r["request_id"] for r in api.deletions(model, "acme", None)["deletions"]] == ["r1"]
     with pytest.raises(api.ApiError):
         api.require_tenant(model, "globex", OPEN, trail=True)  # no receipts: no tenant
+
+
+def test_the_advisor_table_marks_the_smallest_deletion_or_says_none_is_needed() -> None:
+    options = [
+        {
+            "older_than": "2026-01-01T00:00:00+00:00",
+            "active_learners_after": 30,
+            "attempts_removed": 5,
+        },
+        {
+            "older_than": "2026-02-01T00:00:00+00:00",
+            "active_learners_after": 15,
+            "attempts_removed": 9,
+        },
+    ]
+    over = {"options": options, "active_learners": 30, "learner_limit": 20}
+    over["smallest_under_limit"] = "2026-02-01T00:00:00+00:00"
+    table = dashboard.advisor_table(over, "UTC")
+    assert table.count(dashboard.BEST) == 1 and dashboard.UNDER_THE_LIMIT not in table
+    under = {"options": options, "active_learners": 13, "learner_limit": 20}
+    under["smallest_under_limit"] = None
+    table = dashboard.advisor_table(under, "UTC")
+    assert dashboard.BEST not in table and dashboard.UNDER_THE_LIMIT in table
