@@ -415,13 +415,18 @@ def month_starts(first: date, last: date) -> list[date]:
     return starts
 
 
+def under_the_limit(active_learners: int | None, limit: int | None) -> bool:
+    """Whether the count is under a limit (at the limit is not under it); no limit, no."""
+    return limit is not None and active_learners is not None and active_learners < limit
+
+
 def smallest_under_limit(
     options: Sequence[Mapping[str, Any]], limit: int | None, active_learners: int
 ) -> Any:
     """The earliest cut-off (the smallest deletion) that leaves fewer learners than the limit;
     None when no cut-off does, and when the count is under the limit already (the earliest
     cut-off would still remove older windows' attempts: nothing to recommend)."""
-    if limit is None or active_learners < limit:
+    if limit is None or under_the_limit(active_learners, limit):
         return None
     for option in options:  # ascending: the earliest cut-off deletes the least
         if option["active_learners_after"] < limit:

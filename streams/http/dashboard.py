@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from streams.domain.reports import shown_utilization
+from streams.domain.reports import shown_utilization, under_the_limit
 
 STYLE = """
 body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2433;
@@ -495,8 +495,7 @@ def advisor_table(advisor: dict[str, Any], timezone: str) -> str:
         f"<td>{BEST if o['older_than'] == best else ''}</td></tr>"
         for o in advisor["options"]
     )
-    limit, active = advisor.get("learner_limit"), advisor.get("active_learners")
-    under = limit is not None and active is not None and active < limit
+    under = under_the_limit(advisor.get("active_learners"), advisor.get("learner_limit"))
     caption = f"<caption>{UNDER_THE_LIMIT}</caption>" if under else ""
     return (
         f'<table id="advisor">{caption}<thead><tr><th>Delete attempts before (midnight, '
