@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from schemas import topics
 from streams.cli.common import CommandError, require_topics
+from streams.cli.state_lock import hold_state_dir
 from streams.config.settings import ConfigError, Settings
 from streams.kafka.admin import (
     copartitioned_count,
@@ -102,6 +103,7 @@ def check_worker_settings(args: argparse.Namespace, settings: Settings) -> None:
             f"to {last_port}; the last port is {MAX_PORT}"
         )
     prepare_state_dir(settings)
+    hold_state_dir(settings.state_dir, "worker")  # (a --processes supervisor holds it too)
     TokenBook.from_env()  # a short secret or a bad tokens file
     check_metrics_token()
     log_format()
@@ -213,6 +215,7 @@ def cmd_notifier(args: argparse.Namespace, settings: Settings) -> int:
     SmtpSettings.from_env()
     check_metrics_token()
     prepare_state_dir(settings)
+    hold_state_dir(settings.state_dir, "notifier")
     if settings.notifier_port:
         check_port(settings.web_host, settings.notifier_port, "WEB_HOST/NOTIFIER_PORT")
     ensure_topics(settings, timeout_s=args.timeout)

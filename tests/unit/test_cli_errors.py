@@ -3,9 +3,14 @@ nothing sent or created first (no broker: every Kafka step is stubbed to fail th
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +25,12 @@ import streams.cli.reports as reports
 import streams.kafka.io as kafka_io
 import streams.kafka.settle as settle
 from streams.cli.main import run
+from streams.cli.state_lock import hold_state_dir
 from streams.config.settings import ConfigError, Settings
 from streams.http.tokens import TokenBook
 from streams.kafka.admin import BrokerUnavailable
 
+REPO = Path(__file__).resolve().parents[2]
 UNUSED_BROKER = "127.0.0.1:1"  # never a broker: a test that reaches Kafka fails fast
 
 
@@ -401,3 +408,59 @@ def test_bench_and_soak_check_their_report_file_first(command, tmp_path, capsys)
     one_line_error(capsys, "--write: no folder")
     assert run([command, "--write", str(tmp_path)]) == 1
     one_line_error(capsys, "is a folder")
+
+
+# -- one worker (and one notifier) per STATE_DIR ---------------------------------------------
+
+HOLD_THE_LOCK = (
+    "import sys, time\n"
+    "from pathlib import Path\n"
+    "from streams.cli.state_lock import hold_state_dir\n"
+    "hold_state_dir(Path(sys.argv[1]), sys.argv[2])\n"
+    "print('held', flush=True)\n"
+    "time.sleep(120)\n"
+)
+
+
+@contextlib.contextmanager
+def another_process_holding(state: Path, kind: str) -> Iterator[subprocess.Popen[str]]:
+    state.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK, str(state), kind],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize(("command", "kind"), [("worker", "worker"), ("notifier", "notifier")])
+def test_a_second_process_of_a_kind_on_one_state_dir_stops_before_creating_topics(
+    command, kind, tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.delenv("SMTP_HOST", raising=False)
+    state = tmp_path / "state"
+    monkeypatch.setenv("STATE_DIR", str(state))
+    with another_process_holding(state, kind) as holder:
+        assert run([command]) == 1  # ensure_topics fails the test
+    one_line_error(
+        capsys, f"STATE_DIR={state} is in use by another {kind} (pid {holder.pid})", "of its own"
+    )
+
+
+def test_a_worker_and_a_notifier_share_a_state_dir_and_a_killed_holder_leaves_no_lock(
+    tmp_path,
+) -> None:
+    state = tmp_path / "state"
+    with another_process_holding(state, "worker"):
+        hold_state_dir(state, "notifier")  # the two kinds' files differ: no conflict
+        with pytest.raises(ConfigError, match="in use by another worker"):
+            hold_state_dir(state, "worker")
+    # the holder was killed (SIGKILL): the kernel released its lock with it
+    assert hold_state_dir(state, "worker") == state / "worker.lock"
+    assert (state / "worker.lock").read_text() == f"{os.getpid()}\n"

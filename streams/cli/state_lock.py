@@ -1,0 +1,65 @@
+"""One process of a kind per STATE_DIR: a second worker (or notifier) started on a folder one
+already uses stops with a one-line error before it touches anything.
+
+Two workers on one folder would otherwise start and split the partitions between them, each
+opening the RocksDB folders of its own; a rebalance then hands one of them a folder the other
+wrote a moment ago, and the invariants that make local state trustworthy (docs/architecture.md:
+a partition's state is its owner's, checked against the changelog on a takeover) assume a
+folder has one writer at a time. A worker and a notifier share a folder by design (their files
+differ), so each kind has a lock of its own: `STATE_DIR/worker.lock`, `STATE_DIR/notifier.lock`.
+
+The lock is `flock(2)` on that file, held until the process ends: the kernel releases it when
+the process dies however it dies (SIGKILL included), so a crash leaves no stale lock behind. The
+file holds the holder's pid, for the error message only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from streams.config.settings import ConfigError
+
+# the open lock files of this process, by path: held until it exits
+_held: dict[Path, int] = {}
+
+
+def hold_state_dir(state_dir: Path, kind: str) -> Path:
+    """Take `STATE_DIR/<kind>.lock` for the rest of this process, or raise ConfigError naming
+    the process that holds it. Taking it again in the same process is a no-op."""
+    path = state_dir / f"{kind}.lock"
+    if path in _held:
+        return path
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise ConfigError(
+            f"STATE_DIR={state_dir}: cannot open {path.name} ({exc.strerror})"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(fd)
+        os.close(fd)
+        raise ConfigError(
+            f"STATE_DIR={state_dir} is in use by another {kind}{holder}; "
+            f"give each {kind} a STATE_DIR of its own"
+        ) from None
+    except OSError as exc:  # a file system without locks (some network mounts)
+        os.close(fd)
+        raise ConfigError(
+            f"STATE_DIR={state_dir}: cannot lock {path.name} ({exc.strerror})"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held[path] = fd
+    return path
+
+
+def _holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+    return f" (pid {text})" if text.isdigit() else ""
