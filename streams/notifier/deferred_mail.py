@@ -17,7 +17,12 @@ How it goes:
      after it was enqueued is given up: logged (ERROR), counted, and kept 30 days in RocksDB.
      While the whole server is away (no connection, 421, a timeout) the tries go on with no
      deadline: an outage loses no e-mail, here as in the consumer, which waits for it.
-  4. A policy answer (5.7.x) is about the address or about this notifier's settings
+  4. Before each try, the licenses are read up to that moment (streams/notifier/licenses.py):
+     when the tenant's latest license no longer lists the address in `notify` (or the tenant
+     has none any more), the delivery is dropped untried, logged and counted. Read up to that
+     moment, not as far as the last event: right after a start nothing is read yet, and a
+     license that removed the address and a later one that put it back must not drop it.
+  5. A policy answer (5.7.x) is about the address or about this notifier's settings
      (streams/notifier/smtp.py). It is tried like a 4xx, but with no deadline until the server
      is seen taking other e-mail after the delivery was enqueued: only that proves the answer
      is the address's own. A misconfigured relay thus loses no e-mail, and one address's
@@ -44,8 +49,9 @@ from streams.notifier.webhooks import Answer, Channel, Delivery
 deferred_mail_total = Counter(
     "active_learners_deferred_mail_total",
     "E-mails a mailbox refused for now (one per event and address), by outcome: enqueued, "
-    "delivered, gave_up (refused for good, or still refused 24 h after it was enqueued); "
-    "retry counts each failed try tried again",
+    "delivered, gave_up (refused for good, or still refused 24 h after it was enqueued), "
+    "dropped (its address no longer in the license's notify list); retry counts each failed "
+    "try tried again",
     ["outcome"],
 )
 deferred_mail_pending = Gauge(

@@ -1,15 +1,18 @@
-"""Each tenant's webhook URLs, from the compacted `licenses` topic (a threshold event has none).
+"""Each tenant's webhook URLs and `notify` list, from the compacted `licenses` topic (a
+threshold event has no URLs, and its `notify` is the one of the license it was counted with).
 
 The notifier reads every partition of `licenses` from the beginning, with no consumer group (as
 the worker's read model reads its topics, streams/http/outputs_reader.py), and keeps the latest
-license's `webhooks` of each tenant in memory. It applies a record as the worker does: a license
-the worker dead-letters (invalid, or under another tenant's key) changes nothing, a tombstone
-removes the tenant's URLs.
+license's `webhooks` and `notify` of each tenant in memory. It applies a record as the worker
+does: a license the worker dead-letters (invalid, or under another tenant's key) changes nothing,
+a tombstone removes the tenant's URLs and addresses.
 
 An event is never matched with a license older than the one the worker counted it with: before
 it handles a batch of events (and once at start), the notifier reads `licenses` up to the end
 offsets it asks the broker for at that moment. The worker reads a license from that topic before
-any event it causes, so that license, or a later one, is applied by then.
+any event it causes, so that license, or a later one, is applied by then. Likewise, before an
+e-mail deferred earlier is tried again, the notifier reads `licenses` up to that moment and mails
+it only if the latest license still lists its address (streams/notifier/deferred_mail.py).
 """
 
 from __future__ import annotations
@@ -30,10 +33,13 @@ log = logging.getLogger("active_learners.notifier.licenses")
 
 
 class WebhookBook:
-    """tenant -> the webhook URLs of its latest license (tenants without any are left out)."""
+    """tenant -> the webhook URLs of its latest license (tenants without any are left out),
+    and the `notify` list of every tenant with a license."""
 
     def __init__(self) -> None:
         self._urls: dict[str, tuple[str, ...]] = {}
+        # casefolded: a license that writes an address in other capitals still names that person
+        self._notify: dict[str, frozenset[str]] = {}
         # tenant -> the position of the license record applied: the worker's rule decides which
         # of two records is the newer (streams/domain/sources.py), not the order a fetch hands
         # them over (a topic that gained partitions keeps a tenant's old license in its old one)
@@ -45,6 +51,10 @@ class WebhookBook:
     def __len__(self) -> int:
         return len(self._urls)
 
+    def lists(self, tenant_id: str, address: str) -> bool:
+        """The tenant's latest license names `address` in `notify` (False without a license)."""
+        return address.casefold() in self._notify.get(tenant_id, frozenset())
+
     def apply(
         self, key: bytes | None, value: bytes | None, position: list[int] | None = None
     ) -> None:
@@ -53,6 +63,7 @@ class WebhookBook:
             tenant_id = tenant_of_key(key)
             if tenant_id is not None and self._newer(tenant_id, position):
                 self._urls.pop(tenant_id, None)
+                self._notify.pop(tenant_id, None)
             return
         license_ = decode(License, value)
         if isinstance(license_, Rejected):
@@ -65,6 +76,7 @@ class WebhookBook:
             self._urls[license_.tenant_id] = license_.webhooks
         else:
             self._urls.pop(license_.tenant_id, None)
+        self._notify[license_.tenant_id] = frozenset(a.casefold() for a in license_.notify)
 
     def _newer(self, tenant_id: str, position: list[int] | None) -> bool:
         if superseded(self._positions.get(tenant_id), position):
@@ -81,6 +93,12 @@ class LicenseReader:
         self.settings = settings
         self.book = book
         self.consumer: Any = None
+        # One catch-up at a time (the event loop's and the deferred e-mail's share the
+        # consumer); callers that come while one runs share the next one, which begins after
+        # they asked: numbered by when they began, `_done` the last one that finished.
+        self._lock = asyncio.Lock()
+        self._begun = 0
+        self._done = 0
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer
@@ -100,6 +118,18 @@ class LicenseReader:
     async def catch_up(self, stopping: asyncio.Event) -> bool:
         """Apply every license record written before this call; False when a stop came first.
         While the broker is away it keeps trying (the events wait for it anyway)."""
+        asked = self._begun
+        async with self._lock:
+            if self._done > asked:  # one that began after this call has finished meanwhile
+                return True
+            self._begun += 1
+            number = self._begun
+            if not await self._read_to_end(stopping):
+                return False
+            self._done = number
+            return True
+
+    async def _read_to_end(self, stopping: asyncio.Event) -> bool:
         from aiokafka.errors import KafkaError
 
         assert self.consumer is not None, "start() first"

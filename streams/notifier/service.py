@@ -38,7 +38,7 @@ import json
 import logging
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -74,6 +74,7 @@ from streams.notifier.webhooks import (
     WallClock,
     webhook_secret,
 )
+from streams.notifier.webhooks import Delivery as WebhookDelivery
 from streams.stages.ingest import InputRecord
 from streams.worker.shutdown import ShutdownGuard
 
@@ -157,7 +158,8 @@ class Notifier:
         self.store = SentStore(settings.state_dir / "notifier" / "sent.db")
         self.producer: Producer | None = None  # set by run()
         self.webhook_secret = webhook_secret
-        self.webhook_book = WebhookBook()  # filled by run()'s license reader
+        self.webhook_book = WebhookBook()  # filled by the license reader
+        self.licenses = LicenseReader(settings, self.webhook_book)  # started by run()
         self.webhooks: Dispatcher | None = None  # set by run()
         self.mail_taken = MailTaken(retry_clock.now if retry_clock else WallClock().now)
         self.deferred_mail = self.deferred_mail_dispatcher(retry_clock)
@@ -171,8 +173,21 @@ class Notifier:
             return None
         kv = RocksKV(self.settings.state_dir / "notifier" / "deferred-mail.db")
         courier = SmtpCourier(self.smtp, self.tls_context, self.sender, self.mail_taken)
-        channel = deferred_mail_channel(self.mail_taken)
+        channel = replace(deferred_mail_channel(self.mail_taken), unwanted=self.no_longer_listed)
         return Dispatcher(DeliveryQueue(kv), courier, None, clock, channel=channel)
+
+    async def no_longer_listed(self, delivery: WebhookDelivery) -> str | None:
+        """Why a deferred e-mail is not to be tried again, or None: its address is no longer
+        in the `notify` list of the tenant's latest license (or the tenant has no license).
+        Decided on every license written before this call, read now: the book may be behind
+        (right after a start nothing is read; between events nothing new is), and a book that
+        is behind must never drop an e-mail to an address the latest license still lists."""
+        if not await self.licenses.catch_up(self._stopping):
+            # a stop came first: neither dropped nor tried, it stays pending for the next start
+            raise asyncio.CancelledError
+        if self.webhook_book.lists(delivery.tenant_id, delivery.url):
+            return None
+        return "no longer in the license's notify list"
 
     @property
     def group_id(self) -> str:
@@ -199,7 +214,7 @@ class Notifier:
             auto_offset_reset="earliest",
         )
         producer = AIOKafkaProducer(**self.settings.aiokafka(), acks="all")
-        licenses = LicenseReader(self.settings, self.webhook_book)
+        licenses = self.licenses
         transport = AiohttpTransport()
         deliveries = RocksKV(self.settings.state_dir / "notifier" / "webhooks.db")
         self.webhooks = Dispatcher(DeliveryQueue(deliveries), transport, self.webhook_secret)

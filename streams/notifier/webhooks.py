@@ -11,7 +11,9 @@ How a delivery goes (docs/webhooks.md says it for receivers):
      apart. The next event of that queue waits: a receiver sees a tenant's events in order. A
      failing receiver holds up only its own queue, never another URL, tenant or the e-mails.
   3. A delivery that still fails 24 h after it was enqueued is given up: logged (ERROR),
-     counted, and kept 30 days in RocksDB with its body and last error; the queue goes on.
+     counted, and kept 30 days in RocksDB with its body and last error; the queue goes on. So
+     is, at its first try, one to a URL the HTTP client refuses to request (`http://127.1/`,
+     which the license takes as the http:// URL it is): no later try can do better.
 On start the loops resume every pending delivery, trying each queue's head at once.
 
 Pure parts (no I/O): the signature and headers, the retry schedule, the queue over a small
@@ -37,7 +39,7 @@ import os
 import re
 import socket
 from collections import Counter as Tally
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -71,7 +73,8 @@ USER_AGENT = f"{APP_NAME}-webhooks"
 webhook_deliveries_total = Counter(
     "active_learners_webhook_deliveries_total",
     "Webhook deliveries (one per event and URL), by outcome: enqueued, delivered, gave_up "
-    "(still failing 24 h after it was enqueued); retry counts each failed try tried again",
+    "(still failing 24 h after it was enqueued, or to a URL the HTTP client will not request); "
+    "retry counts each failed try tried again",
     ["outcome"],
 )
 webhook_pending = Gauge(
@@ -287,14 +290,20 @@ class DeliveryQueue:
     """Pending deliveries, one FIFO per (tenant, URL), over a KV. Keys:
     q/<queue>/<seq, 16 hex>   a pending delivery: its state as a JSON line, then the body
     e/<event_id>              that event's deliveries were enqueued (so, never again)
-    x/<seq, 16 hex>           a delivery given up, kept 30 days
+    g/<gave_up_at, 16 hex µs since 1970>/<seq, 16 hex>
+                              a delivery given up, kept 30 days: in the order they were given
+                              up, which is not the order they were enqueued in (a delivery to
+                              a server that is away waits with no deadline)
     seq                       the last sequence number used
+    (x/<seq, 16 hex>: how versions before 2026-12-04 kept the given-up deliveries; moved to
+    g/ when the queue is opened)
     """
 
     def __init__(self, kv: KV) -> None:
         self.kv = kv
         last = kv.get(b"seq")
         self._seq = int(last) if last else 0
+        self._move_old_given_up()
 
     def enqueue(
         self, event_id: str, tenant_id: str, urls: Iterable[str], body: bytes, now: datetime
@@ -342,20 +351,49 @@ class DeliveryQueue:
     def delivered(self, delivery: Delivery) -> None:
         self.kv.write({}, [_pending_key(delivery)])
 
+    def drop(self, delivery: Delivery) -> None:
+        """Off its queue, untried: no longer wanted (the channel's `unwanted` says why)."""
+        self.kv.write({}, [_pending_key(delivery)])
+
     def give_up(self, delivery: Delivery, error: str, now: datetime) -> None:
         """Off its queue, into the record of given-up deliveries (older ones than 30 days go)."""
         failed = replace(delivery, failures=delivery.failures + 1, last_error=error)
         record = _encode(_meta(failed, gave_up_at=now.isoformat()), failed.body)
+        key = _given_up_key(now, failed.seq)
+        self.kv.write({key: record}, [_pending_key(failed), *self._expired(now)])
+
+    def given_up(self) -> list[tuple[dict[str, Any], bytes]]:
+        """The deliveries given up in the last 30 days, in the order they were given up:
+        (state, body)."""
+        return [_decode(value) for _, value in self.kv.scan(b"g/")]
+
+    def _expired(self, now: datetime) -> list[bytes]:
+        """The given-up deliveries 30 days old: the first ones of g/, which is in the order
+        they were given up (so the first one kept ends the scan, and nothing pending is in it)."""
         expired = []
-        for key, value in self.kv.scan(b"x/"):  # oldest first: stop at the first one kept
+        for key, value in self.kv.scan(b"g/"):
             if datetime.fromisoformat(_decode(value)[0]["gave_up_at"]) + KEEP_GIVEN_UP > now:
                 break
             expired.append(key)
-        self.kv.write({b"x/%016x" % failed.seq: record}, [_pending_key(failed), *expired])
+        return expired
 
-    def given_up(self) -> list[tuple[dict[str, Any], bytes]]:
-        """The deliveries given up in the last 30 days, oldest first: (state, body)."""
-        return [_decode(value) for _, value in self.kv.scan(b"x/")]
+    def _move_old_given_up(self) -> None:
+        # x/ was in enqueue order: a delivery enqueued early and given up late held back the
+        # sweep of every one enqueued after it (kept for as long as it was pending, and more)
+        puts, deletes = {}, []
+        for key, value in self.kv.scan(b"x/"):
+            meta = _decode(value)[0]
+            puts[_given_up_key(datetime.fromisoformat(meta["gave_up_at"]), meta["seq"])] = value
+            deletes.append(key)
+        if deletes:
+            self.kv.write(puts, deletes)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _given_up_key(gave_up_at: datetime, seq: int) -> bytes:
+    return b"g/%016x/%016x" % ((gave_up_at - _EPOCH) // timedelta(microseconds=1), seq)
 
 
 def _pending_key(delivery: Delivery) -> bytes:
@@ -387,6 +425,8 @@ class Channel:
     target: Callable[[Delivery], str]  # where a delivery goes, as the log may show it
     # whether an `unclear` answer is the target's own, given when its delivery was enqueued
     proven: Callable[[datetime], bool] = lambda enqueued_at: True
+    # asked before each try: why the delivery is no longer wanted (dropped untried), or None
+    unwanted: Callable[[Delivery], Awaitable[str | None]] | None = None
 
 
 def _webhook_target(delivery: Delivery) -> str:
@@ -501,6 +541,11 @@ class Dispatcher:
             self._loops.pop(queue, None)
 
     async def _try(self, delivery: Delivery) -> None:
+        if self.channel.unwanted is not None:
+            reason = await self.channel.unwanted(delivery)
+            if reason is not None:
+                self._drop(delivery, reason)
+                return
         answer = await self._post(delivery)
         if answer.unclear and not self.channel.proven(delivery.enqueued_at):
             answer = replace(answer, server_down=True)
@@ -529,11 +574,26 @@ class Dispatcher:
         )
         await self.clock.sleep_until(next_at)
 
+    def _drop(self, delivery: Delivery, reason: str) -> None:
+        self.queue.drop(delivery)
+        self.channel.deliveries_total.labels("dropped").inc()
+        self.channel.pending.dec()
+        log.warning(
+            "%s: dropped event %s for %s: %s (after %d failed tries)",
+            self.channel.name,
+            delivery.event_id,
+            self.channel.target(delivery),
+            reason,
+            delivery.failures,
+        )
+
     def _give_up(self, delivery: Delivery, answer: Answer, now: datetime) -> None:
         self.queue.give_up(delivery, answer.detail, now)
         self.channel.deliveries_total.labels("gave_up").inc()
         self.channel.pending.dec()
-        why = "refused for good" if answer.final else "still failing 24 h after it was enqueued"
+        why = (
+            "no try can deliver it" if answer.final else "still failing 24 h after it was enqueued"
+        )
         log.error(
             "%s: gave up event %s for %s: %s (%d tries, the last: %s); it is kept in the "
             "notifier's RocksDB for 30 days",
@@ -620,7 +680,15 @@ class AiohttpTransport:
                 return Answer(200 <= response.status < 300, f"HTTP {response.status}")
         except TimeoutError:
             return Answer(False, f"no answer within {self.timeout_s:g} s")
-        except ValueError as exc:  # aiohttp's InvalidURL among them: it would quote the URL
+        except aiohttp.InvalidURL as exc:
+            # A URL the license takes (an http:// URL) that yarl will not request: `127.1` or
+            # `1.2.3.4.5` (not canonical IPv4), a backslash, `[::1]x`, a soft hyphen in the
+            # host. It is refused before any connection, the same way at every try: given up
+            # at once, never waited on for 24 h (the queue's next deliveries wait behind it).
+            # Its message may quote the URL, and with it a secret in its path.
+            reason = str(exc).replace(url, shown(url))[:200]
+            return Answer(False, f"the HTTP client cannot request this URL ({reason})", final=True)
+        except ValueError as exc:  # it might quote the URL too
             return Answer(False, f"{type(exc).__name__}: the HTTP client cannot use this URL")
         except (aiohttp.ClientError, OSError) as exc:
             # an error may quote the URL, and with it a secret in its path: the log shows less

@@ -36,6 +36,7 @@ from streams.notifier.webhooks import (
     retry_at,
 )
 from streams.stages.store import Record
+from tests.unit.licenses_double import LicensesTopic, listing_licenses
 from tests.unit.test_notifier_rules import EVENT
 from tests.unit.test_webhooks import Hanging, VirtualClock
 
@@ -130,6 +131,7 @@ def notifiers(tmp_path: Path, clock: VirtualClock) -> Iterator[Callable[[], Noti
     settings = replace(Settings.from_env({}), topic_prefix="p-", state_dir=tmp_path)
     mail = SmtpSettings("mail.example", 25, "lms@example.com", tls="none")
     opened: list[Notifier] = []
+    licenses = LicensesTopic()  # kept across restarts, as the topic is
 
     def open_notifier() -> Notifier:
         if opened:
@@ -139,6 +141,7 @@ def notifiers(tmp_path: Path, clock: VirtualClock) -> Iterator[Callable[[], Noti
         notifier.webhook_book.apply(
             b"globex", json.dumps({"tenant_id": "globex", "webhooks": [HOOK]}).encode()
         )
+        listing_licenses(notifier, licenses, globex={"webhooks": [HOOK]})
         opened.append(notifier)
         return notifier
 
