@@ -7,6 +7,12 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from streams.config.settings import Settings
 
 from streams.tools.bench import (
     BIG_TENANT,
@@ -14,6 +20,7 @@ from streams.tools.bench import (
     Expected,
     counts_exact,
     first_assignment_wall,
+    first_receipts,
     note_probe,
     report,
     tracked_launches,
@@ -115,3 +122,62 @@ def test_the_throughput_line_says_where_its_clock_starts() -> None:
     line = next(row for row in report(result).splitlines() if "end to end" in row)
     assert "25,000/s" in line
     assert "from the first launch reader's partitions to every count exact" in line
+
+
+def test_a_deletion_is_timed_to_its_first_receipt() -> None:
+    """The receipt's own timestamp ends the deletion's clock (not the poll that saw it), and a
+    receipt delivered again later (at least once) does not move it."""
+
+    def receipt(request_id: str, at_ms: int, attempts: int) -> SimpleNamespace:
+        value = {"request_id": request_id, "attempts_affected": attempts}
+        return SimpleNamespace(value=json.dumps(value).encode(), timestamp=at_ms)
+
+    records = [
+        receipt("earlier-run", 1_000, 7),
+        SimpleNamespace(value=None, timestamp=1_500),
+        receipt("r1", 12_345, 1_000_832),
+        receipt("r1", 19_000, 1_000_832),
+    ]
+    found = first_receipts(records, {"r1"})
+    assert found == {"r1": ({"request_id": "r1", "attempts_affected": 1_000_832}, 12_345)}
+
+
+def test_the_tenants_phase_is_timed_to_the_record_that_made_the_counts_exact(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each of its three figures runs from the worker's start to the last count record of the
+    exact counts, as the throughput figure does; the poll that reads every count record (seconds
+    with 240,000 of them) and sees them exact comes later."""
+    from streams.tools import bench
+
+    class Started:
+        def __init__(self, exact_after_s: float) -> None:
+            self.started, self.started_wall = time.monotonic(), 1_000.0
+            self.exact_wall = self.started_wall + exact_after_s
+            self.process = None
+
+        def wait_ready(self) -> float:
+            return 0.0
+
+        def stop(self) -> None:
+            pass
+
+    workers = iter([Started(42.0), Started(21.0), Started(30.5)])
+    current: list[Started] = []
+
+    def start(settings: Settings, name: str) -> Started:
+        current.append(next(workers))
+        return current[-1]
+
+    async def nothing(*args: object) -> dict[str, int]:
+        return {}
+
+    monkeypatch.setattr(bench, "bench_worker", start)
+    monkeypatch.setattr(bench, "ensure_topics", lambda settings: None)
+    monkeypatch.setattr(bench, "produce_fast", nothing)
+    monkeypatch.setattr(bench, "largest_records", nothing)
+    monkeypatch.setattr(bench, "largest_emitted", lambda worker: {})
+    monkeypatch.setattr(bench, "wait_exact", lambda *args: current[-1].exact_wall)
+    settings = Settings(topic_prefix="t-", state_dir=tmp_path / "state")
+    phase = bench.run_tenants(settings, 3, 2, datetime(2026, 12, 4, tzinfo=UTC), lambda _: None)
+    assert (phase.exact_s, phase.restart_s, phase.wiped_s) == (42.0, 21.0, 30.5)
