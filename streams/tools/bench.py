@@ -32,6 +32,7 @@ import asyncio
 import csv
 import http.client
 import json
+import math
 import os
 import random
 import re
@@ -1167,10 +1168,12 @@ def run_report(settings: Settings, learners: int, result: BenchResult, log: Log)
 
 
 def percentile(values: list[float], pct: float) -> float:
+    """The nearest-rank percentile: the smallest value with at least `pct` % of the values at or
+    below it (p99 of 299 probes is the 297th, never the 296th)."""
     if not values:
         return float("nan")
-    index = min(len(values) - 1, max(0, round(pct / 100 * len(values)) - 1))
-    return sorted(values)[index]
+    rank = math.ceil(round(pct * len(values), 6) / 100)  # (rounded: 0.99 * 300 is not 297.0)
+    return sorted(values)[min(len(values), max(1, rank)) - 1]
 
 
 def report(result: BenchResult) -> str:

@@ -22,6 +22,7 @@ from streams.tools.bench import (
     first_assignment_wall,
     first_receipts,
     note_probe,
+    percentile,
     report,
     tracked_launches,
 )
@@ -181,3 +182,22 @@ def test_the_tenants_phase_is_timed_to_the_record_that_made_the_counts_exact(
     settings = Settings(topic_prefix="t-", state_dir=tmp_path / "state")
     phase = bench.run_tenants(settings, 3, 2, datetime(2026, 12, 4, tzinfo=UTC), lambda _: None)
     assert (phase.exact_s, phase.restart_s, phase.wiped_s) == (42.0, 21.0, 30.5)
+
+
+@pytest.mark.parametrize(
+    ("count", "pct", "rank"),
+    [
+        (300, 99, 297),
+        (299, 99, 297),  # 296.01 rounds to 296: one rank under the p99
+        (150, 99, 149),  # 148.5 rounds to 148 (to even)
+        (301, 99, 298),
+        (100, 99, 99),
+        (300, 50, 150),
+        (4, 50, 2),
+        (1, 99, 1),
+        (3, 100, 3),
+    ],
+)
+def test_a_percentile_is_the_nearest_rank(count: int, pct: float, rank: int) -> None:
+    values = [float(n) for n in range(count, 0, -1)]  # the rank-th smallest is `rank`
+    assert percentile(values, pct) == rank
