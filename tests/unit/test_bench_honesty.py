@@ -13,7 +13,6 @@ from types import SimpleNamespace
 import pytest
 
 from streams.config.settings import Settings
-
 from streams.tools.bench import (
     BIG_TENANT,
     BenchResult,
