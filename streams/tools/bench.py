@@ -32,6 +32,7 @@ import asyncio
 import csv
 import http.client
 import json
+import math
 import os
 import random
 import re
@@ -39,7 +40,7 @@ import secrets
 import shutil
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,7 +49,7 @@ from zlib import crc32
 from schemas import topics
 from streams.config.settings import Settings
 from streams.kafka.admin import ensure_topics
-from streams.kafka.io import produce_records, read_topic
+from streams.kafka.io import produce_records, read_records
 from streams.kafka.settle import end_offset, group_lag
 from streams.tools import pg_baseline
 from streams.tools.pg_baseline import Baseline
@@ -82,6 +83,7 @@ class BenchResult:
     deletion_s: float = 0.0
     deletion_peak_rss_mb: float = 0.0
     deletion_exact: bool | None = None
+    deletion_launched: int = 0  # the attempts the deletion must remove, counted by the bench
     latencies_s: list[float] = field(default_factory=list)
     latency_rate: int = 0
     report_learners: int = 0
@@ -123,8 +125,11 @@ class Expected:
     """What the counts must be, kept incrementally (2M launches do not fit a plain recount)."""
 
     latest: dict[tuple[str, str, int], datetime] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)  # tenant -> attempts launched
 
     def add(self, tenant: str, learner: str, launched_at: datetime) -> None:
+        """One launch of a new attempt."""
+        self.attempts[tenant] = self.attempts.get(tenant, 0) + 1
         key = (tenant, learner, launched_at.year)
         if key not in self.latest or self.latest[key] < launched_at:
             self.latest[key] = launched_at
@@ -276,6 +281,24 @@ def worker_rss(worker: WorkerProcess) -> float:
     return rss_mb(worker.process.pid) if worker.process is not None else 0.0
 
 
+# faust's log lines begin with their local time: "[2026-12-03 23:59:42,381] [pid] [INFO] ..."
+ASSIGNED_LINE = re.compile(
+    r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})\] .*"
+    r"launch reader: [1-9]\d* partitions of launches assigned",
+    re.M,
+)
+
+
+def first_assignment_wall(log_text: str) -> float:
+    """The wall time (epoch seconds) of the first launch reader, of any process of the log,
+    that was assigned partitions of `launches`: from then on, launches are being counted."""
+    match = ASSIGNED_LINE.search(log_text)
+    if match is None:
+        raise ValueError("no launch reader was assigned partitions of launches")
+    local = time.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")
+    return time.mktime(local) + int(match.group(2)) / 1000
+
+
 def wait_exact(
     settings: Settings,
     expected: dict[tuple[str, str], tuple[int, int]],
@@ -297,14 +320,23 @@ def wait_exact(
                 last_ms = max(last_ms, timestamp_ms)
                 if key is not None:
                     live[key] = value
-            exact = all(
-                _active(live.get(f"{tenant}/{start}".encode())) == active
-                for (tenant, start), (active, _) in expected.items()
-            )
-            if exact:
+            if counts_exact(live, expected):
                 return last_ms / 1000.0
         time.sleep(1.0)
     raise TimeoutError(f"counts not exact after {timeout_s:g}s; see {worker.log_path}")
+
+
+def counts_exact(
+    live: dict[bytes, bytes | None], expected: dict[tuple[str, str], tuple[int, int]]
+) -> bool:
+    """Whether the latest count records (`live`, by key) show the recount: every window of
+    `expected` with its active count, and every other window with none (0 or a tombstone), so
+    that a window the recount leaves out (emptied by a deletion, or counted by mistake) is
+    checked as well."""
+    wanted = {f"{tenant}/{start}".encode(): n for (tenant, start), (n, _) in expected.items()}
+    if any(_active(live.get(key)) != n for key, n in wanted.items()):
+        return False
+    return all(_active(value) in (None, 0) for key, value in live.items() if key not in wanted)
 
 
 def _active(value: bytes | None) -> int | None:
@@ -413,8 +445,11 @@ def run_throughput(
     result.processes = processes
     worker = bench_worker(settings, "worker", processes=processes)
     try:
-        result.startup_s = worker.wait_ready(processes=processes)
-        ready_wall = time.time()
+        all_ready_s = worker.wait_ready(processes=processes)
+        # the clock starts when the first launch reader had partitions: with several processes,
+        # the first one to join reads every partition until the others join
+        ready_wall = first_assignment_wall(worker.log_text(since_start=True))
+        result.startup_s = all_ready_s - (time.time() - ready_wall)
         curve: list[tuple[int, float]] = []
         rocksdb = result.rocksdb_curve_mb
         last_sample = [0.0]
@@ -501,14 +536,18 @@ def run_deletion(
     request = build_request(
         BIG_TENANT, "physical", Selector.of("older_than", [cutoff.isoformat()]), cutoff
     )
-    started = time.monotonic()
+    sent_wall = time.time()
     produce_records(
         settings,
         [(topics.ATTEMPT_DELETIONS, BIG_TENANT.encode(), json.dumps(request).encode())],
     )
     receipts = wait_receipts(settings, {request["request_id"]}, 900)
-    result.deletion_s = time.monotonic() - started
-    result.deletion_attempts = sum(r["attempts_affected"] for r in receipts)
+    # timed to the receipt's own timestamp (the worker's clock when it sent it), not to the
+    # moment a poll of the receipts topic happened to see it
+    result.deletion_s = max(at_ms for _, at_ms in receipts) / 1000 - sent_wall
+    result.deletion_attempts = sum(r["attempts_affected"] for r, _ in receipts)
+    # every attempt of the tenant was launched before the cutoff: the receipt's count is checked
+    result.deletion_launched = expected.attempts.get(BIG_TENANT, 0)
     result.deletion_peak_rss_mb = worker.peak_rss_mb
     after = expected.counts((BIG_TENANT, cutoff))
     try:
@@ -518,19 +557,29 @@ def run_deletion(
         result.deletion_exact = False
 
 
-def wait_receipts(settings: Settings, request_ids: set[str], timeout_s: float) -> list[dict]:
+def wait_receipts(
+    settings: Settings, request_ids: set[str], timeout_s: float
+) -> list[tuple[dict, int]]:
+    """The receipt of every request, each with its record's timestamp (epoch ms)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        found = {}
-        for _, value in read_topic(settings, topics.DELETION_RECEIPTS):
-            if value:
-                receipt = json.loads(value)
-                if receipt["request_id"] in request_ids:
-                    found[receipt["request_id"]] = receipt
+        found = first_receipts(read_records(settings, topics.DELETION_RECEIPTS), request_ids)
         if len(found) == len(request_ids):
             return list(found.values())
         time.sleep(0.5)
     raise TimeoutError(f"not every deletion receipt arrived within {timeout_s:g}s")
+
+
+def first_receipts(records: Iterable[Any], request_ids: set[str]) -> dict[str, tuple[dict, int]]:
+    """request_id -> (receipt, timestamp in epoch ms) of the first receipt of each of
+    `request_ids` among kafka records (a redelivered receipt repeats it later)."""
+    found: dict[str, tuple[dict, int]] = {}
+    for record in records:
+        if record.value:
+            receipt = json.loads(record.value)
+            if receipt["request_id"] in request_ids and receipt["request_id"] not in found:
+                found[receipt["request_id"]] = (receipt, record.timestamp)
+    return found
 
 
 async def measure_latency(
@@ -563,11 +612,7 @@ async def measure_latency(
             batches = await consumer.getmany(timeout_ms=200)
             for records in batches.values():
                 for record in records:
-                    if record.value is None:
-                        continue
-                    tenant = json.loads(record.value)["tenant_id"]
-                    if tenant in sent_at and tenant not in latencies:
-                        latencies[tenant] = time.time() - sent_at[tenant]
+                    note_probe(record.value, time.time(), sent_at, latencies)
 
     receiver = asyncio.ensure_future(receive())
     try:
@@ -600,6 +645,20 @@ async def measure_latency(
         await consumer.stop()
     # in the order the probes were sent; a probe never counted is infinitely late
     return [latencies.get(probe, float("inf")) for probe in sent_at]
+
+
+def note_probe(
+    value: bytes | None, received_at: float, sent_at: dict[str, float], latencies: dict[str, float]
+) -> None:
+    """Take a count record as the one that counts a probe when it is the first record of the
+    probe's tenant with an active learner (a record of another window of the tenant, with its
+    total only, does not count the probe's launch)."""
+    if value is None:
+        return
+    record = json.loads(value)
+    tenant = record["tenant_id"]
+    if tenant in sent_at and tenant not in latencies and record["active_learners"] >= 1:
+        latencies[tenant] = received_at - sent_at[tenant]
 
 
 # -- many tenants: 24 monthly windows each, exact after a restart and a wiped state ------------
@@ -722,8 +781,9 @@ def run_tenants(
         worker = bench_worker(fresh, name)
         try:
             worker.wait_ready()
-            wait_exact(fresh, expected, worker, timeout_s)
-            elapsed = time.monotonic() - worker.started
+            # to the count record that made the counts exact, not to the poll that saw it (a
+            # poll reads every count record: seconds, with 240,000 of them)
+            elapsed = wait_exact(fresh, expected, worker, timeout_s) - worker.started_wall
             for topic, size in largest_emitted(worker).items():
                 emitted[topic] = max(emitted.get(topic, 0), size)
             if at_rest and worker.process is not None:
@@ -1108,10 +1168,12 @@ def run_report(settings: Settings, learners: int, result: BenchResult, log: Log)
 
 
 def percentile(values: list[float], pct: float) -> float:
+    """The nearest-rank percentile: the smallest value with at least `pct` % of the values at or
+    below it (p99 of 299 probes is the 297th, never the 296th)."""
     if not values:
         return float("nan")
-    index = min(len(values) - 1, max(0, round(pct / 100 * len(values)) - 1))
-    return sorted(values)[index]
+    rank = math.ceil(round(pct * len(values), 6) / 100)  # (rounded: 0.99 * 300 is not 297.0)
+    return sorted(values)[min(len(values), max(1, rank)) - 1]
 
 
 def report(result: BenchResult) -> str:
@@ -1125,7 +1187,8 @@ def report(result: BenchResult) -> str:
             f"worker start-up          {result.startup_s:.1f} s (not counted below)",
             f"worker end to end {result.worker_per_s:,.0f}/s "
             + (f"with {result.processes} processes " if result.processes > 1 else "")
-            + f"({result.worker_s:.1f} s from the first launch to every count exact)",
+            + f"({result.worker_s:.1f} s from the first launch reader's partitions to every "
+            "count exact)",
             f"worker / raw consumer {100 * result.ratio:.1f} %",
             f"worker peak RSS          {result.peak_rss_mb:,.0f} MB",
         ]
@@ -1146,10 +1209,16 @@ def report(result: BenchResult) -> str:
     if result.deletion_attempts:
         rate = result.deletion_attempts / result.deletion_s
         exact = {True: "counts exact after", False: "COUNTS WRONG after", None: ""}
+        launched = result.deletion_launched
+        differs = (
+            f"; THE RECEIPT SAYS {result.deletion_attempts:,}, {launched:,} were launched"
+            if launched and launched != result.deletion_attempts
+            else ""
+        )
         lines.append(
             f"deletion {rate:,.0f} attempts/s, peak RSS {result.deletion_peak_rss_mb:,.0f} MB "
             f"({result.deletion_attempts:,} attempts in {result.deletion_s:.1f} s; "
-            f"{exact[result.deletion_exact]})"
+            f"{exact[result.deletion_exact]}{differs})"
         )
     if result.latencies_s:
         lost = sum(1 for v in result.latencies_s if v == float("inf"))

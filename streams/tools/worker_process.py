@@ -151,6 +151,7 @@ class WorkerProcess:
         self.sample_rss = sample_rss
         self.peak_rss_mb = 0.0
         self.started = 0.0
+        self.started_wall = 0.0  # the same moment as `started`, in epoch seconds
         self.process: subprocess.Popen[bytes] | None = None
         self._log_mark = 0
         self._sampling = threading.Event()
@@ -164,6 +165,7 @@ class WorkerProcess:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         self._log_mark = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.started = time.monotonic()
+        self.started_wall = time.time()
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streams", self.command, *self.args],
