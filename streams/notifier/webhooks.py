@@ -321,7 +321,7 @@ class DeliveryQueue:
             deliveries.append(delivery)
         puts[marker] = json.dumps({"at": now.isoformat(), "urls": len(urls)}).encode()
         puts[b"seq"] = str(self._seq).encode()
-        self.kv.write(puts)
+        self.kv.write(puts, self._expired(now))
         return deliveries
 
     def head(self, queue: str) -> Delivery | None:
@@ -361,6 +361,15 @@ class DeliveryQueue:
         record = _encode(_meta(failed, gave_up_at=now.isoformat()), failed.body)
         key = _given_up_key(now, failed.seq)
         self.kv.write({key: record}, [_pending_key(failed), *self._expired(now)])
+
+    def sweep(self, now: datetime) -> int:
+        """Remove the given-up deliveries 30 days old; how many. Done on start, on every
+        enqueue and on every give-up: a notifier that gives nothing up for months keeps none
+        (with its addresses and bodies) past its 30 days for longer than until its next event."""
+        expired = self._expired(now)
+        if expired:
+            self.kv.write({}, expired)
+        return len(expired)
 
     def given_up(self) -> list[tuple[dict[str, Any], bytes]]:
         """The deliveries given up in the last 30 days, in the order they were given up:
@@ -482,6 +491,7 @@ class Dispatcher:
     def start(self) -> int:
         """Resume every pending delivery; returns how many there are."""
         self._stopping = False
+        self.queue.sweep(self.clock.now())
         pending = self.queue.pending()
         self.channel.pending.set(sum(pending.values()))
         for queue in pending:

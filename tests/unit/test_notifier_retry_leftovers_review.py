@@ -324,7 +324,8 @@ def test_given_up_deliveries_are_each_kept_30_days_from_when_they_were_given_up(
     queue = DeliveryQueue(kv_factory())  # a restart
     give_up(3, 31 * DAY)
     assert kept() == ["e-1", "e-3"]  # e-2 is 31 days old; e-1 only 21
-    queue.enqueue("e-5", "acme", [HOOKS[4]], body(5), T0 + 40 * DAY)
+    # (an enqueue sweeps too: this one comes when e-1 is still a microsecond short of it)
+    queue.enqueue("e-5", "acme", [HOOKS[4]], body(5), T0 + 40 * DAY - timedelta(microseconds=1))
     give_up(5, 40 * DAY - timedelta(microseconds=1))  # e-1 one microsecond short of 30 days
     assert kept() == ["e-1", "e-3", "e-5"]
     queue.enqueue("e-6", "acme", [HOOKS[5]], body(6), T0 + 40 * DAY)
@@ -360,3 +361,32 @@ def test_given_up_deliveries_kept_by_an_older_version_are_swept_in_the_same_orde
     assert head is not None
     queue.give_up(head, "HTTP 503", T0 + 31 * DAY)
     assert [state["event_id"] for state, _ in queue.given_up()] == ["e-0", "e-2"]
+
+
+@pytest.mark.parametrize("sweeper", ["an enqueue", "a start"])
+def test_given_up_deliveries_go_after_30_days_though_nothing_else_is_given_up(
+    sweeper,
+    kv_factory,  # noqa: F811 (the fixture imported above)
+) -> None:
+    """A notifier that gives nothing up for months keeps no delivery (an address, a body) past
+    its 30 days for longer than until its next event or its next start."""
+    kv = kv_factory()
+    queue = DeliveryQueue(kv)
+    queue.enqueue("e-1", "acme", [HOOKS[0]], body(1), T0)
+    delivery = queue.head(queue_id("acme", HOOKS[0]))
+    assert delivery is not None
+    queue.give_up(delivery, "HTTP 410", T0)
+    later = T0 + 30 * DAY
+    if sweeper == "an enqueue":
+        queue.enqueue("e-2", "acme", [HOOKS[1]], body(2), later - timedelta(microseconds=1))
+        assert [state["event_id"] for state, _ in queue.given_up()] == ["e-1"]  # not yet
+        queue.enqueue("e-3", "acme", [HOOKS[2]], body(3), later)
+    else:
+
+        async def start() -> int:  # the notifier's restart, 30 days on
+            clock = VirtualClock(later)
+            return Dispatcher(DeliveryQueue(kv), AiohttpTransport(), None, clock).start()
+
+        assert asyncio.run(start()) == 0
+        queue = DeliveryQueue(kv)
+    assert queue.given_up() == []
