@@ -66,6 +66,7 @@ from streams.notifier.mail import (
 from streams.notifier.probe import start_probe
 from streams.notifier.smtp import SmtpSettings
 from streams.notifier.webhooks import (
+    WEBHOOKS,
     AiohttpTransport,
     Clock,
     DeliveryQueue,
@@ -189,6 +190,18 @@ class Notifier:
             return None
         return "no longer in the license's notify list"
 
+    async def no_longer_configured(self, delivery: WebhookDelivery) -> str | None:
+        """Why a webhook delivery is not to be tried (again), or None: the tenant's latest
+        license no longer names its URL in `webhooks` (or the tenant has no license). An
+        operator takes a URL off when its receiver is gone or no longer trusted: the events
+        queued for it are not POSTed there for up to 24 h more. Decided as for deferred e-mail
+        (`no_longer_listed`): on every license written before this call."""
+        if not await self.licenses.catch_up(self._stopping):
+            raise asyncio.CancelledError  # stays pending for the next start
+        if delivery.url in self.webhook_book.urls(delivery.tenant_id):
+            return None
+        return "no longer in the license's webhooks"
+
     @property
     def group_id(self) -> str:
         return f"{self.settings.app_id}-notifier"
@@ -217,7 +230,12 @@ class Notifier:
         licenses = self.licenses
         transport = AiohttpTransport()
         deliveries = RocksKV(self.settings.state_dir / "notifier" / "webhooks.db")
-        self.webhooks = Dispatcher(DeliveryQueue(deliveries), transport, self.webhook_secret)
+        self.webhooks = Dispatcher(
+            DeliveryQueue(deliveries),
+            transport,
+            self.webhook_secret,
+            channel=replace(WEBHOOKS, unwanted=self.no_longer_configured),
+        )
         probe = await start_probe(self.settings.web_host, self.settings.notifier_port)
         if probe is not None:
             where = f"{self.settings.web_host}:{self.settings.notifier_port}"

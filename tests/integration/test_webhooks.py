@@ -225,6 +225,37 @@ def test_a_delivery_pending_when_the_notifier_crashes_is_delivered_after_its_res
     assert len(list((settings.state_dir / "outbox").glob("*.eml"))) == 1
 
 
+def test_a_url_taken_off_the_license_gets_no_more_tries_and_one_kept_goes_on(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """An operator takes a webhook URL off a license (its receiver gone, or no longer trusted):
+    the events queued for it are dropped at their next try instead of POSTed there for up to
+    24 h; a URL the license keeps is delivered as before."""
+    ensure_topics(settings)
+    with Receiver() as gone, Receiver() as kept:
+        gone.failing = kept.failing = True
+        produce_records(
+            settings,
+            [license_record("acme", [gone.url, kept.url]), event_record("e-1", "acme")],
+        )
+        notifier = notifier_process(settings, tmp_path).start()
+        try:
+            wait_for(lambda: gone.failed() >= 2 and kept.failed() >= 2, 60, "retries")
+            produce_records(settings, [license_record("acme", [kept.url])])
+            wait_for(lambda: "dropped event e-1" in notifier.log_text(), 60, "e-1 dropped")
+            assert "no longer in the license's webhooks" in notifier.log_text()
+            tries_to_gone = len(gone.seen())
+            kept.failing = False
+            wait_for(lambda: kept.delivered() == ["e-1"], 60, "e-1 delivered to the URL kept")
+            produce_records(settings, [event_record("e-2", "acme")])
+            wait_for(lambda: kept.delivered() == ["e-1", "e-2"], 60, "e-2 delivered")
+            assert len(gone.seen()) == tries_to_gone  # nothing POSTed there since it was dropped
+            assert notifier.alive(), notifier.log_tail()
+        finally:
+            notifier.stop()
+    assert "receiver-own-token" not in notifier.log_text()
+
+
 # -- the HTTP transport alone (no broker) --------------------------------------------------------
 
 
