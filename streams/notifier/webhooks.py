@@ -73,8 +73,9 @@ USER_AGENT = f"{APP_NAME}-webhooks"
 webhook_deliveries_total = Counter(
     "active_learners_webhook_deliveries_total",
     "Webhook deliveries (one per event and URL), by outcome: enqueued, delivered, gave_up "
-    "(still failing 24 h after it was enqueued, or to a URL the HTTP client will not request); "
-    "retry counts each failed try tried again",
+    "(still failing 24 h after it was enqueued, or to a URL the HTTP client will not request), "
+    "dropped (its URL no longer in the license's webhooks); retry counts each failed try tried "
+    "again",
     ["outcome"],
 )
 webhook_pending = Gauge(
