@@ -146,6 +146,8 @@ def test_web_port_beyond_the_last_port_is_refused() -> None:
         (b'{"cycle_start": "2026-01-01"}\n', ":1: tenant_id"),
         (b"\n\xff\xfe\n", ":2: not UTF-8"),
         (b"[" * 100_000 + b"\n", ":1: not JSON (nested too deep)"),
+        # a line `produce` cannot route is no launch or license either: an error, not skipped
+        (b'{"foo": 1}\n', ":1: cannot tell the topic"),
     ],
 )
 def test_verify_of_a_malformed_dataset_names_file_and_line(content, words, tmp_path, capsys):
