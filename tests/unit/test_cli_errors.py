@@ -169,6 +169,17 @@ def test_verify_checks_the_broker_before_waiting_for_counts(tmp_path, monkeypatc
     one_line_error(capsys, "no Kafka broker answered within 15s")
 
 
+def test_a_reader_that_stops_early_ends_the_command_without_a_traceback(monkeypatch) -> None:
+    """`active-learners counts --format csv | head`: the pipe closes under the command's print."""
+    import streams.__main__ as entry
+
+    def print_into_a_closed_pipe(argv: list[str]) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(entry, "run", print_into_a_closed_pipe)
+    assert entry.main(["counts", "--format", "csv"]) == 1
+
+
 def test_produce_stops_at_a_line_that_is_not_utf8(tmp_path, monkeypatch, capsys) -> None:
     path = tmp_path / "in.jsonl"
     path.write_bytes(b'{"tenant_id": "a", "cycle_start": "2026-01-01"}\n\xff\n')
