@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 
 from streams.cli.main import run
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:
+        # whoever read stdout went away (`counts --format csv | head`): stop quietly, as Unix
+        # tools do; stdout goes to /dev/null so that Python's flush at exit does not fail again
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -138,8 +138,10 @@ def read_dataset(path: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, A
     service would not count (the recount would then differ for no fault of the service)."""
     from pydantic import ValidationError
 
+    from schemas import topics
     from schemas.launches import Launch
     from schemas.licenses import License
+    from streams.kafka.io import topic_of
 
     launches, licenses = [], {}
     with open_input(path, "surrogateescape") as source:
@@ -148,10 +150,11 @@ def read_dataset(path: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, A
                 continue
             try:
                 record = json_object(line)
-                if "event_id" in record:
+                topic = topic_of(record)  # as `produce` routes it
+                if topic == topics.LAUNCHES:
                     Launch.model_validate(record)
                     launches.append(record)
-                elif "cycle_start" in record or "window_months" in record:
+                elif topic == topics.LICENSES:
                     License.model_validate(record)
                     licenses[record["tenant_id"]] = record
             except ValidationError as exc:

@@ -146,6 +146,8 @@ def test_web_port_beyond_the_last_port_is_refused() -> None:
         (b'{"cycle_start": "2026-01-01"}\n', ":1: tenant_id"),
         (b"\n\xff\xfe\n", ":2: not UTF-8"),
         (b"[" * 100_000 + b"\n", ":1: not JSON (nested too deep)"),
+        # a line `produce` cannot route is no launch or license either: an error, not skipped
+        (b'{"foo": 1}\n', ":1: cannot tell the topic"),
     ],
 )
 def test_verify_of_a_malformed_dataset_names_file_and_line(content, words, tmp_path, capsys):
@@ -165,6 +167,17 @@ def test_verify_checks_the_broker_before_waiting_for_counts(tmp_path, monkeypatc
     monkeypatch.setattr(data, "require_broker", no_broker)
     assert run(["verify", str(path)]) == 1
     one_line_error(capsys, "no Kafka broker answered within 15s")
+
+
+def test_a_reader_that_stops_early_ends_the_command_without_a_traceback(monkeypatch) -> None:
+    """`active-learners counts --format csv | head`: the pipe closes under the command's print."""
+    import streams.__main__ as entry
+
+    def print_into_a_closed_pipe(argv: list[str]) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(entry, "run", print_into_a_closed_pipe)
+    assert entry.main(["counts", "--format", "csv"]) == 1
 
 
 def test_produce_stops_at_a_line_that_is_not_utf8(tmp_path, monkeypatch, capsys) -> None:
