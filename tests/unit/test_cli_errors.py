@@ -177,7 +177,31 @@ def test_a_reader_that_stops_early_ends_the_command_without_a_traceback(monkeypa
         raise BrokenPipeError(32, "Broken pipe")
 
     monkeypatch.setattr(entry, "run", print_into_a_closed_pipe)
-    assert entry.main(["counts", "--format", "csv"]) == 1
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `head` has read its line and gone
+    with os.fdopen(write_end, "w") as closed_pipe:
+        monkeypatch.setattr(sys, "stdout", closed_pipe)
+        assert entry.main(["counts", "--format", "csv"]) == 1
+        monkeypatch.undo()
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_error_of_its_own(monkeypatch) -> None:
+    """A socket or another pipe the command writes to: not a reader of stdout gone quiet."""
+    import streams.__main__ as entry
+
+    def a_socket_closed(argv: list[str]) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(entry, "run", a_socket_closed)
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(write_end, "w") as open_pipe:
+            monkeypatch.setattr(sys, "stdout", open_pipe)
+            with pytest.raises(BrokenPipeError):
+                entry.main(["counts"])
+            monkeypatch.undo()
+    finally:
+        os.close(read_end)
 
 
 def test_produce_stops_at_a_line_that_is_not_utf8(tmp_path, monkeypatch, capsys) -> None:
