@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from streams.notifier.licenses import LicenseReader, WebhookBook
 from streams.notifier.service import Notifier
 from streams.notifier.smtp import SmtpSettings
 from streams.stages.store import Record
+from tests.unit.licenses_double import LicenseRecord as KafkaRecord
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 EVENT: dict[str, Any] = {
@@ -96,15 +97,6 @@ def test_an_event_whose_dead_letter_fails_is_not_mailed_again_after_the_restart(
 
 def license_value(**fields: Any) -> bytes:
     return json.dumps({"tenant_id": "acme", "learner_limit": 10, **fields}).encode()
-
-
-@dataclass
-class KafkaRecord:
-    key: bytes | None
-    value: bytes | None
-    partition: int
-    offset: int
-    timestamp: int
 
 
 class LicensesTopic:
