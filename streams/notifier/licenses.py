@@ -51,6 +51,10 @@ class WebhookBook:
     def __len__(self) -> int:
         return len(self._urls)
 
+    def names_url(self, tenant_id: str, url: str) -> bool:
+        """The tenant's latest license names `url` in `webhooks` (False without a license)."""
+        return url in self._urls.get(tenant_id, ())
+
     def lists(self, tenant_id: str, address: str) -> bool:
         """The tenant's latest license names `address` in `notify` (False without a license)."""
         return address.casefold() in self._notify.get(tenant_id, frozenset())

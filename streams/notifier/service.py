@@ -179,28 +179,33 @@ class Notifier:
 
     async def no_longer_listed(self, delivery: WebhookDelivery) -> str | None:
         """Why a deferred e-mail is not to be tried again, or None: its address is no longer
-        in the `notify` list of the tenant's latest license (or the tenant has no license).
-        Decided on every license written before this call, read now: the book may be behind
-        (right after a start nothing is read; between events nothing new is), and a book that
-        is behind must never drop an e-mail to an address the latest license still lists."""
-        if not await self.licenses.catch_up(self._stopping):
-            # a stop came first: neither dropped nor tried, it stays pending for the next start
-            raise asyncio.CancelledError
-        if self.webhook_book.lists(delivery.tenant_id, delivery.url):
-            return None
-        return "no longer in the license's notify list"
+        in the `notify` list of the tenant's latest license (or the tenant has no license)."""
+        book = self.webhook_book
+        return await self._unless_named(
+            delivery, book.lists, "no longer in the license's notify list"
+        )
 
     async def no_longer_configured(self, delivery: WebhookDelivery) -> str | None:
         """Why a webhook delivery is not to be tried (again), or None: the tenant's latest
         license no longer names its URL in `webhooks` (or the tenant has no license). An
         operator takes a URL off when its receiver is gone or no longer trusted: the events
-        queued for it are not POSTed there for up to 24 h more. Decided as for deferred e-mail
-        (`no_longer_listed`): on every license written before this call."""
+        queued for it are not POSTed there for up to 24 h more."""
+        book = self.webhook_book
+        return await self._unless_named(
+            delivery, book.names_url, "no longer in the license's webhooks"
+        )
+
+    async def _unless_named(
+        self, delivery: WebhookDelivery, named: Callable[[str, str], bool], reason: str
+    ) -> str | None:
+        """`reason`, unless the tenant's latest license names the delivery's address or URL.
+        Decided on every license written before this call, read now: the book may be behind
+        (right after a start nothing is read; between events nothing new is), and a book that
+        is behind must never drop a delivery the latest license still asks for."""
         if not await self.licenses.catch_up(self._stopping):
-            raise asyncio.CancelledError  # stays pending for the next start
-        if delivery.url in self.webhook_book.urls(delivery.tenant_id):
-            return None
-        return "no longer in the license's webhooks"
+            # a stop came first: neither dropped nor tried, it stays pending for the next start
+            raise asyncio.CancelledError
+        return None if named(delivery.tenant_id, delivery.url) else reason
 
     @property
     def group_id(self) -> str:
