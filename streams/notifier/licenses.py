@@ -10,9 +10,10 @@ a tombstone removes the tenant's URLs and addresses.
 An event is never matched with a license older than the one the worker counted it with: before
 it handles a batch of events (and once at start), the notifier reads `licenses` up to the end
 offsets it asks the broker for at that moment. The worker reads a license from that topic before
-any event it causes, so that license, or a later one, is applied by then. Likewise, before an
-e-mail deferred earlier is tried again, the notifier reads `licenses` up to that moment and mails
-it only if the latest license still lists its address (streams/notifier/deferred_mail.py).
+any event it causes, so that license, or a later one, is applied by then. Likewise, before it tries
+a deferred e-mail or a webhook delivery (again), the notifier reads `licenses` up to that moment
+and tries it only if the latest license still names its address in `notify` or its URL in
+`webhooks` (streams/notifier/service.py: `_unless_named`).
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ How a delivery goes (docs/webhooks.md says it for receivers):
      counted, and kept 30 days in RocksDB with its body and last error; the queue goes on. So
      is, at its first try, one to a URL the HTTP client refuses to request (`http://127.1/`,
      which the license takes as the http:// URL it is): no later try can do better.
+  4. A delivery whose URL the tenant's latest license no longer names is dropped, untried, at
+     its next try (the channel's `unwanted`: streams/notifier/service.py).
 On start the loops resume every pending delivery, trying each queue's head at once.
 
 Pure parts (no I/O): the signature and headers, the retry schedule, the queue over a small
