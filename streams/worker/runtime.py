@@ -8,6 +8,7 @@ from streams.stages import keys
 from streams.stages.batch import DurableBatch
 from streams.stages.store import OutputRepair
 from streams.worker.app import app, input_log, kafka_log, ownership
+from streams.worker.partials_pace import PartialsPace
 from streams.worker.state import RocksState
 from streams.worker.tables import attempts, erasures, learner_groups, learner_state, tenant_state
 
@@ -20,6 +21,9 @@ local_state = RocksState(
         keys.TENANT_STATE: tenant_state,
     }
 )
+
+# how often the learner stage sends partial counts: told by the readers whether they are behind
+partials_pace = PartialsPace()
 
 
 def new_batch(

@@ -35,7 +35,7 @@ from streams.stages.ingest import IngestStage, InputRecord
 from streams.stages.loop import apply_events
 from streams.stages.store import Batch, Fenced, RecordTooLarge
 from streams.worker.app import app, settings
-from streams.worker.runtime import new_batch
+from streams.worker.runtime import new_batch, partials_pace
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,7 @@ class LaunchReader(Service):
         self.reading = asyncio.current_task()
         while not self.should_stop:
             await self._fill()
+            partials_pace.took("launch reader", len(self.pending), MAX_RECORDS)
             if not self.pending:
                 continue
             async with self.lock:

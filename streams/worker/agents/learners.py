@@ -6,7 +6,9 @@ it: events into batches, assigned partitions into a takeover, a timer into parti
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,12 +26,11 @@ from streams.worker.app import app, kafka_log, ownership, settings
 from streams.worker.backlog import learner_backlog
 from streams.worker.channels import learner_commands
 from streams.worker.raw_fetch import fetch_raw
-from streams.worker.runtime import new_batch
+from streams.worker.runtime import new_batch, partials_pace
 from streams.worker.tables import learner_state
 
 log = logging.getLogger(__name__)
 
-FLUSH_INTERVAL_S = 0.5
 CHECK_INTERVAL_S = 15.0
 
 
@@ -54,6 +55,7 @@ async def learners(stream: StreamT) -> None:
         owner=LEARNER,
         on_fenced=give_up_partitions,
         split=stage.split,
+        took=functools.partial(partials_pace.took, "learner stage"),
     )
 
 
@@ -119,11 +121,15 @@ async def give_up_partitions() -> None:
     await takeovers.give_up(LEARNER, release_partitions)
 
 
-@app.timer(interval=FLUSH_INTERVAL_S)
+@app.timer(interval=partials_pace.tick_s)
 async def flush_partial_counts() -> None:
+    now = time.monotonic()
+    if not partials_pace.due(now):
+        return
     partials = stage.partial_commands()
     if not partials:
         return
+    partials_pace.sent(now)
     batch = new_batch()
     for partition, command in partials:
         batch.emit(topics.TENANT_COMMANDS, b"partials", command, partition)

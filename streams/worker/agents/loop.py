@@ -61,8 +61,12 @@ async def run_durably(
     owner: str | None = None,
     on_fenced: Callable[[], Awaitable[None]] | None = None,
     split: Callable[[Record], Sequence[Record]] | None = None,
+    took: Callable[[int, int], None] | None = None,
 ) -> None:
     """Apply events group by group; ack a group only once it is durable.
+
+    `took(events, max_events)`: told the size of every group as it is taken (a full one means
+    more events are waiting).
 
     `split`: the parts of an event, applied one at a time once it failed
     (streams/stages/loop.py).
@@ -93,6 +97,8 @@ async def run_durably(
     # such a partition may be acknowledged in that generation
     left: set[tuple[str, int, int]] = set()
     async for events in stream.noack_take(max_events, within=WITHIN_S):  # type: ignore[attr-defined]
+        if took is not None:
+            took(len(events), max_events)
         if left:  # a later generation's events: what earlier ones left is its owners' now
             newest = max(_where(event)[2] for event in events)
             left = {where for where in left if where[2] >= newest}
