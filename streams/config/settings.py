@@ -123,6 +123,11 @@ def _advertised_host(env: dict[str, str] | os._Environ[str]) -> str:
 # 1000: a number of hundreds of digits raised OverflowError when the worker started.)
 MAX_INGEST_LINGER_MS = 60_000
 
+# How often the learner stage's partial counts go while the worker keeps up (in a backlog no
+# more often than every 0.5 s: streams/worker/partials_pace.py). Below 50 ms the reports would
+# cost more than the launches; above 10 s a count lags too far behind for a dashboard.
+PARTIALS_INTERVAL_MS = (50, 10_000)
+
 # Kafka names a topic with at most 249 of [A-Za-z0-9._-]; faust adds its own suffixes to the app
 # id (`{prefix}active-learners-__assignor-__leader`), so a prefix keeps well below that.
 MAX_TOPIC_PREFIX = 150
@@ -174,6 +179,7 @@ class Settings:
     replication_factor: int = 1
     ingest_batch_max: int = 5_000  # launches routed at once by the bulk launch reader
     ingest_linger_ms: int = 100  # how long it waits to fill a batch once a launch arrived
+    partials_interval_ms: int = 500  # how often partial counts go while the worker keeps up
     # KiB from which every allocation gets a mapping of its own, for good; 0: glibc decides
     # (streams/worker/malloc.py: fix_mmap_threshold)
     malloc_mmap_fixed_kb: int = 0
@@ -208,6 +214,9 @@ class Settings:
             ),
             ingest_batch_max=_int_setting(env, "INGEST_BATCH_MAX", 5_000, 1),
             ingest_linger_ms=_int_setting(env, "INGEST_LINGER_MS", 100, 0, MAX_INGEST_LINGER_MS),
+            partials_interval_ms=_int_setting(
+                env, "PARTIALS_INTERVAL_MS", 500, *PARTIALS_INTERVAL_MS
+            ),
             malloc_mmap_fixed_kb=_malloc_mmap_fixed_kb(env),
             security=security,
         )
@@ -221,6 +230,7 @@ class Settings:
             f"DELETION_MAX_SHARE={self.deletion_max_share} "
             f"REPLICATION_FACTOR={self.replication_factor} "
             f"INGEST_BATCH_MAX={self.ingest_batch_max} INGEST_LINGER_MS={self.ingest_linger_ms} "
+            f"PARTIALS_INTERVAL_MS={self.partials_interval_ms} "
             f"MALLOC_MMAP_FIXED_KB={self.malloc_mmap_fixed_kb} " + self.security.describe()
         )
 

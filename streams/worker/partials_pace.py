@@ -1,13 +1,16 @@
 """How often the learner stage sends its dirty tenants' partial counts.
 
 A launch is counted in a published count only once the partial count of its learner partition
-reached the tenant stage, and a partial waits for the next send: while the worker keeps up, that
-wait is most of a launch's latency (at 10,000 launches/s here: p99 0.95-1.08 s with a send every
-0.5 s, 0.71-0.73 s every 0.25 s). In a backlog the wait is nothing beside the backlog's, and every
-send costs the tenant stage a count record per dirty tenant. So the interval follows the last
-group each reader took (the launch reader's batch of launches, the learner stage's group of
-commands): a full one means more were waiting, a backlog (docs/benchmarks.md, "Partial counts
-paced by the backlog").
+reached the tenant stage, and a partial waits for the next send: while the worker keeps up,
+that wait is most of a launch's latency. Every send costs the tenant stage work and a count
+record per dirty tenant, so a shorter interval trades CPU for fresher counts:
+`PARTIALS_INTERVAL_MS` (500 by default; 250 took the p99 at 5,000 launches/s here from
+0.90-0.92 s to 0.74-0.80 s, and cost latency at 10,000/s in a slow hour, when the worker had
+little CPU to spare: docs/benchmarks.md, "Partial counts paced by the backlog").
+
+In a backlog a launch waits for the backlog anyway, and the extra sends only slow its end: the
+interval is then at least BEHIND_S. A backlog is a full last group of one of the readers (the
+launch reader's batch of launches, the learner stage's group of commands): more were waiting.
 
 Pure bookkeeping: the caller gives the times (`time.monotonic()`), so tests need no clock.
 """
@@ -16,16 +19,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-KEEPING_UP_S = 0.25
 BEHIND_S = 0.5
 
 
 @dataclass
 class PartialsPace:
-    keeping_up_s: float = KEEPING_UP_S
-    behind_s: float = BEHIND_S
+    keeping_up_s: float = 0.5
     last_sent: float | None = None
     full: dict[str, bool] = field(default_factory=dict)  # reader -> its last group was full
+
+    @property
+    def behind_s(self) -> float:
+        return max(self.keeping_up_s, BEHIND_S)
 
     @property
     def tick_s(self) -> float:

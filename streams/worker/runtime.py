@@ -7,7 +7,7 @@ from mode import Service
 from streams.stages import keys
 from streams.stages.batch import DurableBatch
 from streams.stages.store import OutputRepair
-from streams.worker.app import app, input_log, kafka_log, ownership
+from streams.worker.app import app, input_log, kafka_log, ownership, settings
 from streams.worker.partials_pace import PartialsPace
 from streams.worker.state import RocksState
 from streams.worker.tables import attempts, erasures, learner_groups, learner_state, tenant_state
@@ -23,7 +23,7 @@ local_state = RocksState(
 )
 
 # how often the learner stage sends partial counts: told by the readers whether they are behind
-partials_pace = PartialsPace()
+partials_pace = PartialsPace(keeping_up_s=settings.partials_interval_ms / 1000)
 
 
 def new_batch(
