@@ -5,7 +5,7 @@ reached the tenant stage, and a partial waits for the next send: while the worke
 that wait is most of a launch's latency. Every send costs the tenant stage work and a count
 record per dirty tenant, so a shorter interval trades CPU for fresher counts:
 `PARTIALS_INTERVAL_MS` (500 by default; 250 took the p99 at 5,000 launches/s here from
-0.90-0.92 s to 0.74-0.80 s, and cost latency at 10,000/s in a slow hour, when the worker had
+0.90-0.95 s to 0.74-0.91 s, and cost latency at 10,000/s in a slow hour, when the worker had
 little CPU to spare: docs/benchmarks.md, "Partial counts paced by the backlog").
 
 In a backlog a launch waits for the backlog anyway, and the extra sends only slow its end: the
