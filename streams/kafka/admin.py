@@ -237,6 +237,12 @@ def _topic_error(response: dict, name: str) -> type[KafkaError] | None:
 
 def topic_config(settings: Settings, topic: str, key: str, timeout_s: float = 15.0) -> str | None:
     """Read back one config value of a topic from the broker (e.g. cleanup.policy)."""
+    return topic_configs(settings, topic, timeout_s).get(key)
+
+
+def topic_configs(settings: Settings, topic: str, timeout_s: float = 15.0) -> dict[str, str | None]:
+    """Every config value of a topic as the broker applies it (its own and the defaults); empty
+    when the broker would not say (no such topic, or no DescribeConfigs right)."""
     admin = admin_client(settings, timeout_s)
     try:
         result = admin.describe_configs(
@@ -244,8 +250,8 @@ def topic_config(settings: Settings, topic: str, key: str, timeout_s: float = 15
         )
     finally:
         admin.close()
-    entry = result.get("topic", {}).get(topic, {}).get(key)
-    return None if entry is None else entry["value"]
+    described = result.get("topic", {}).get(topic) or {}
+    return {key: entry["value"] for key, entry in described.items()}
 
 
 def topic_partitions(

@@ -6,7 +6,8 @@ runs and scales apart from the workers. For each event, in order:
   1. not a threshold event at all (not JSON, a missing field, ...)?  dead-lettered
      (`reason: invalid`) and counted: one bad record never stops the mail of the events behind
      it (a replay dead-letters it again, as the worker does its input);
-  2. already handled (its `event_id` is in the notifier's RocksDB)?  skip: a redelivery;
+  2. already handled (its `event_id` is in the notifier's RocksDB, for as long as Kafka may hand
+     it out again: streams/notifier/forgetting.py)?  skip: a redelivery;
   3. about a window that ended more than 7 days ago?  recorded as skipped, counted, and logged
      once per tenant: a backfill of history never floods administrators (nor webhooks);
   4. otherwise enqueued durably for each URL of the tenant license's `webhooks` (delivered by
@@ -37,9 +38,10 @@ import contextlib
 import json
 import logging
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,7 +55,8 @@ from streams.config.logs import log_format
 from streams.config.settings import Settings
 from streams.domain.dead_letters import dead_letter, encode
 from streams.domain.decoding import Rejected
-from streams.notifier import smtp
+from streams.kafka.admin import topic_configs
+from streams.notifier import forgetting, smtp
 from streams.notifier.deferred_mail import MailTaken, SmtpCourier, deferred_mail_channel
 from streams.notifier.licenses import LicenseReader, WebhookBook
 from streams.notifier.mail import (
@@ -137,6 +140,18 @@ class SentStore:
             entry["dead_letter"] = dead_letter
         self._db[event_id.encode()] = json.dumps(entry).encode()
 
+    def forget_before(self, cutoff: datetime) -> int:
+        """Drop the events handled before `cutoff` (Kafka can no longer hand them out again:
+        streams/notifier/forgetting.py); how many. One whose dead letter is still owed stays."""
+        old = []
+        for key, value in self._db.items():
+            entry = json.loads(value)
+            if "dead_letter" not in entry and datetime.fromisoformat(entry["at"]) < cutoff:
+                old.append(key)
+        for key in old:
+            del self._db[key]
+        return len(old)
+
     def close(self) -> None:
         self._db.close()
 
@@ -165,6 +180,7 @@ class Notifier:
         self.mail_taken = MailTaken(retry_clock.now if retry_clock else WallClock().now)
         self.deferred_mail = self.deferred_mail_dispatcher(retry_clock)
         self._warned_backfill: set[str] = set()
+        self._said_unlimited = False
         self._stopping = asyncio.Event()
 
     def deferred_mail_dispatcher(self, clock: Clock | None) -> Dispatcher | None:
@@ -255,7 +271,11 @@ class Notifier:
             if not await licenses.catch_up(self._stopping):
                 return
             self.log_ready(resumed, resumed_mail)
+            forget_at = 0.0
             while not self._stopping.is_set():
+                if time.monotonic() >= forget_at:
+                    forget_at = time.monotonic() + forgetting.EVERY_S
+                    await self.forget_old_events()
                 batches = await consumer.getmany(timeout_ms=500, max_records=100)
                 # every license written before these events is applied before them
                 if batches and not await licenses.catch_up(self._stopping):
@@ -282,6 +302,54 @@ class Notifier:
             if probe is not None:
                 await probe.cleanup()
             self.close()
+
+    async def forget_old_events(self) -> tuple[int, int]:
+        """Forget the events Kafka can no longer hand out again (streams/notifier/forgetting.py):
+        (handled events, delivery markers) dropped."""
+        horizon = await asyncio.to_thread(self.redelivery_horizon)
+        if horizon is None:
+            return 0, 0
+        cutoff = self.clock() - horizon
+        events = self.store.forget_before(cutoff)
+        markers = sum(
+            dispatcher.queue.forget_events_before(cutoff)
+            for dispatcher in (self.webhooks, self.deferred_mail)
+            if dispatcher is not None
+        )
+        if events or markers:
+            log.info(
+                "notifier: forgot %d events handled before %s and %d delivery markers: %s can "
+                "no longer hand them out again",
+                events,
+                cutoff.isoformat(timespec="seconds"),
+                markers,
+                self.settings.topic(topics.THRESHOLD_EVENTS),
+            )
+        return events, markers
+
+    def redelivery_horizon(self) -> timedelta | None:
+        """How long Kafka may hand a handled event out again; None: for ever, or not known (a
+        blocking call to the broker)."""
+        topic = self.settings.topic(topics.THRESHOLD_EVENTS)
+        try:
+            configs = topic_configs(self.settings, topic)
+        except Exception as exc:  # an outage, or no DescribeConfigs right: remember everything
+            log.warning(
+                "notifier: could not read the settings of %s (%s); every handled event is "
+                "remembered until they can be read",
+                topic,
+                exc,
+            )
+            return None
+        horizon = forgetting.redelivery_horizon(configs)
+        if horizon is None and not self._said_unlimited:
+            self._said_unlimited = True
+            log.info(
+                "notifier: %s may keep an event for ever (unlimited retention, compacted, or "
+                "settings the broker did not give): every handled event is remembered",
+                topic,
+            )
+        return horizon
 
     def log_ready(self, resumed: int, resumed_mail: int) -> None:
         where = self.smtp.describe() if self.smtp else f"outbox {self.outbox}"

@@ -60,6 +60,7 @@ FIRST_DELAY_S = 1.0
 MAX_DELAY_S = 600.0
 GIVE_UP_AFTER = timedelta(hours=24)  # counted from when the event was enqueued
 KEEP_GIVEN_UP = timedelta(days=30)
+FORGET_CHUNK = 10_000  # keys deleted in one write when old events are forgotten
 MIN_SECRET_LENGTH = 32
 MAX_CONNECTIONS = 256
 # Tries under way at once for one tenant: a license may list any number of URLs, and receivers
@@ -292,7 +293,8 @@ def _decode(value: bytes) -> tuple[dict[str, Any], bytes]:
 class DeliveryQueue:
     """Pending deliveries, one FIFO per (tenant, URL), over a KV. Keys:
     q/<queue>/<seq, 16 hex>   a pending delivery: its state as a JSON line, then the body
-    e/<event_id>              that event's deliveries were enqueued (so, never again)
+    e/<event_id>              that event's deliveries were enqueued (so, never again), kept
+                              until Kafka can no longer hand the event out again
     g/<gave_up_at, 16 hex µs since 1970>/<seq, 16 hex>
                               a delivery given up, kept 30 days: in the order they were given
                               up, which is not the order they were enqueued in (a delivery to
@@ -373,6 +375,18 @@ class DeliveryQueue:
         if expired:
             self.kv.write({}, expired)
         return len(expired)
+
+    def forget_events_before(self, cutoff: datetime) -> int:
+        """Drop the markers of events enqueued before `cutoff` (Kafka can no longer hand them
+        out again: streams/notifier/forgetting.py); how many. Pending deliveries stay."""
+        old = [
+            key
+            for key, value in self.kv.scan(b"e/")
+            if datetime.fromisoformat(json.loads(value)["at"]) < cutoff
+        ]
+        for start in range(0, len(old), FORGET_CHUNK):
+            self.kv.write({}, old[start : start + FORGET_CHUNK])
+        return len(old)
 
     def given_up(self) -> list[tuple[dict[str, Any], bytes]]:
         """The deliveries given up in the last 30 days, in the order they were given up:

@@ -17,12 +17,14 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+from kafka.admin import ConfigResource, ConfigResourceType
 
 from schemas import topics
 from streams.config.settings import Settings
-from streams.kafka.admin import ensure_topics
+from streams.kafka.admin import admin_client, ensure_topics, topic_config
 from streams.kafka.io import produce_records, read_topic
 from streams.notifier import smtp
+from streams.notifier.service import Notifier
 from streams.notifier.smtp import SmtpSettings
 from tests.integration.harness import WorkerProcess, free_port, wait_for
 from tests.integration.test_security import make_certificates
@@ -287,3 +289,33 @@ def test_a_bad_tls_setting_stops_the_notifier_at_start_in_one_line(env, error) -
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("active-learners notifier: error: ")
     assert error in lines[0] and "secret" not in lines[0]
+
+
+def test_the_notifier_remembers_events_for_as_long_as_the_topic_may_hold_them(
+    settings: Settings,
+) -> None:
+    # streams/notifier/forgetting.py, with the settings a real broker gives for the topic
+    ensure_topics(settings)
+    notifier = Notifier(settings, None)
+    topic = settings.topic(topics.THRESHOLD_EVENTS)
+    day_ms = 24 * 3600 * 1000
+
+    def set_topic(**configs: str) -> None:
+        admin = admin_client(settings)
+        try:
+            admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs)])
+        finally:
+            admin.close()
+        wait_for(
+            lambda: all(topic_config(settings, topic, k) == v for k, v in configs.items()),
+            30,
+            f"{topic} set to {configs}",
+        )
+
+    try:
+        set_topic(**{"retention.ms": str(60 * day_ms), "segment.ms": str(day_ms)})
+        assert notifier.redelivery_horizon() == timedelta(days=62)  # 60 + 1, and a day's slack
+        set_topic(**{"retention.ms": "-1"})
+        assert notifier.redelivery_horizon() is None  # unlimited: every event remembered
+    finally:
+        notifier.store.close()
