@@ -17,8 +17,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 
-import pytest
-
 from streams.notifier import webhooks
 from streams.notifier.webhooks import (
     WEBHOOKS,
@@ -48,9 +46,6 @@ class Receivers:
         return Answer(True, "HTTP 204")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="`unwanted` is asked before the wait for a tenant slot, not after it"
-)
 def test_a_url_taken_off_while_its_delivery_waits_for_a_slot_is_not_posted() -> None:
     async def scenario() -> list[str]:
         receivers = Receivers()
