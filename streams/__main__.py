@@ -12,7 +12,11 @@ from streams.cli.main import run
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        return run(sys.argv[1:] if argv is None else argv)
+        code = run(sys.argv[1:] if argv is None else argv)
+        # what is still buffered goes now, not at the interpreter's exit, where a reader gone
+        # would print "Exception ignored ... BrokenPipeError" and exit 120
+        sys.stdout.flush()
+        return code
     except BrokenPipeError:
         if not _stdout_closed():
             raise  # another pipe or socket: an error of its own, not a reader gone

@@ -36,6 +36,8 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
                 out.write(dumps(record) + "\n")
                 written += 1
     except OSError as exc:  # a full disk, say (closing flushes: it may fail too)
+        if isinstance(exc, BrokenPipeError) and out is sys.stdout:
+            raise  # `generate | head`: streams/__main__.py tells a reader gone from an error
         where = "stdout" if out is sys.stdout else args.out
         raise CommandError(f"--out: cannot write {where}: {exc.strerror}") from None
     if args.out != "-":

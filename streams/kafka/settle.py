@@ -2,7 +2,10 @@
 
 Settled means: the app's consumer group has committed every offset of its input and internal
 topics, and the counts topic has not grown for `quiet_s` seconds (the partial-count timer and
-the tenant stage have had their say).
+the tenant stage have had their say). A learner stage commits a command once applied, while
+its partial counts wait for the timer: up to PARTIALS_INTERVAL_MS, and one more when a tick
+comes a little late and finds them not yet due (streams/worker/partials_pace.py). So the
+quiet is at least twice that interval.
 """
 
 from __future__ import annotations
@@ -83,14 +86,19 @@ def end_offset(settings: Settings, topic: str) -> int:
         consumer.close()
 
 
+QUIET_S = 3.0
+
+
 def wait_until_settled(
     settings: Settings,
     timeout_s: float = 300.0,
-    quiet_s: float = 3.0,
+    quiet_s: float | None = None,
     progress: Callable[[int], None] | None = None,
     progress_every_s: float = 10.0,
 ) -> float:
     """Block until settled; returns the seconds waited. Raises TimeoutError at the deadline."""
+    if quiet_s is None:
+        quiet_s = max(QUIET_S, 2 * settings.partials_interval_ms / 1000)
     started = time.monotonic()
     deadline = started + timeout_s
     last_end, quiet_since = -1, time.monotonic()

@@ -39,7 +39,8 @@ class WebhookBook:
 
     def __init__(self) -> None:
         self._urls: dict[str, tuple[str, ...]] = {}
-        # casefolded: a license that writes an address in other capitals still names that person
+        # lowered: a license that writes an address in other capitals still names that person
+        # (not casefolded: that makes `ß` `ss`, and `straße.de` and `strasse.de` are two domains)
         self._notify: dict[str, frozenset[str]] = {}
         # tenant -> the position of the license record applied: the worker's rule decides which
         # of two records is the newer (streams/domain/sources.py), not the order a fetch hands
@@ -58,7 +59,7 @@ class WebhookBook:
 
     def lists(self, tenant_id: str, address: str) -> bool:
         """The tenant's latest license names `address` in `notify` (False without a license)."""
-        return address.casefold() in self._notify.get(tenant_id, frozenset())
+        return address.lower() in self._notify.get(tenant_id, frozenset())
 
     def apply(
         self, key: bytes | None, value: bytes | None, position: list[int] | None = None
@@ -81,7 +82,7 @@ class WebhookBook:
             self._urls[license_.tenant_id] = license_.webhooks
         else:
             self._urls.pop(license_.tenant_id, None)
-        self._notify[license_.tenant_id] = frozenset(a.casefold() for a in license_.notify)
+        self._notify[license_.tenant_id] = frozenset(a.lower() for a in license_.notify)
 
     def _newer(self, tenant_id: str, position: list[int] | None) -> bool:
         if superseded(self._positions.get(tenant_id), position):

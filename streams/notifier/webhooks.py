@@ -568,12 +568,9 @@ class Dispatcher:
             self._loops.pop(queue, None)
 
     async def _try(self, delivery: Delivery) -> None:
-        if self.channel.unwanted is not None:
-            reason = await self.channel.unwanted(delivery)
-            if reason is not None:
-                self._drop(delivery, reason)
-                return
         answer = await self._post(delivery)
+        if answer is None:
+            return  # dropped untried
         if answer.unclear and not self.channel.proven(delivery.enqueued_at):
             answer = replace(answer, server_down=True)
         now = self.clock.now()
@@ -632,8 +629,16 @@ class Dispatcher:
             answer.detail,
         )
 
-    async def _post(self, delivery: Delivery) -> Answer:
+    async def _post(self, delivery: Delivery) -> Answer | None:
+        """The try's answer, or None when the delivery is no longer wanted (dropped). Asked
+        once the slot is held: the wait for it has no bound (the tenant's receivers that hang),
+        and a license that takes the URL off meanwhile must stop this try."""
         async with self._tenant_slot(delivery.tenant_id):  # waiting here is no part of a try
+            if self.channel.unwanted is not None:
+                reason = await self.channel.unwanted(delivery)
+                if reason is not None:
+                    self._drop(delivery, reason)
+                    return None
             headers = request_headers(delivery.event_id, delivery.body, self.secret)
             return await self._post_now(delivery, headers)
 
