@@ -62,7 +62,7 @@ def license_details(settings: Settings, tenant_id: str, counts: dict) -> dict:
         )
     for (tenant, start), record in counts.items():
         if tenant == tenant_id:
-            model.counts.setdefault(tenant, {})[start] = record
+            model.apply_count(f"{tenant}/{start}".encode(), json.dumps(record).encode())
     return api.tenant_details(model, tenant_id, datetime.now(UTC))
 
 

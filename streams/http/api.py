@@ -66,20 +66,19 @@ def current_record(
     before its record exists)."""
     cut = cut_for(model.license_of(tenant_id))
     window = window_of(cut, now)
-    record = model.counts.get(tenant_id, {}).get(window.start.isoformat())
+    record = model.count_record(tenant_id, window.start.isoformat())
     if record is not None:
         return window_ref(window), record
-    windows = model.windows_of(tenant_id)
     # A license that re-cut the windows, while the learner partitions re-cut: the tenant stage
     # keeps the last exact records (publication_ready), so the count topic's current record is
     # still one of the old cut. It is the figure the topic holds, not a 0 no record says.
     today = now.astimezone(ZoneInfo(cut.timezone)).date().isoformat()
-    for published in reversed(windows):
-        shown = published.get("window") or {}
-        if str(shown.get("start", "")) <= today < str(shown.get("end", "")):
-            return dict(shown), published
+    published = model.record_of_day(tenant_id, today)
+    if published is not None:
+        return dict(published.get("window") or {}), published
     # a new window, its zero record not yet here: the latest total stands
-    total = windows[-1]["total_learners"] if windows else 0
+    latest = model.latest_record(tenant_id)
+    total = latest["total_learners"] if latest else 0
     return window_ref(window), {"active_learners": 0, "total_learners": total, "updated_at": None}
 
 

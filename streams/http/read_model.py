@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import sys
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,13 +39,21 @@ class ReadModel:
         # partitions of a grown topic the service keeps the later timestamp (sources.py), not
         # the later arrival, and so must the read model
         self._license_at: dict[str, list[int]] = {}
-        self.counts: dict[str, dict[str, dict[str, Any]]] = {}  # tenant -> window start -> record
+        # tenant -> window start -> the record's window start and end (interned: shared by
+        # every tenant) and the count record as the topic holds it, parsed when asked: parsed, a
+        # record took 1.35 KB of memory, five times its bytes (10,000 tenants with two years of
+        # monthly windows: 324 MB in every worker)
+        self.counts: dict[str, dict[str, tuple[str, str, bytes]]] = {}
+        # Receipts too are kept as the topic's bytes, parsed when asked.
         # each request's own receipt, by (tenant, request id): what GET .../deletions/{id} says
-        self.receipts: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self.receipts: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         # every receipt of a tenant in arrival order (the audit trail), also the error receipts
-        # of requests under an id already used, which never take the id's place
-        self._trail: dict[str, OrderedDict[str, dict[str, Any]]] = {}
-        self.events: dict[str, deque[dict[str, Any]]] = {}
+        # of requests under an id already used, which never take the id's place: entry ->
+        # (request id, receipt)
+        self._trail: dict[str, OrderedDict[str, tuple[str, bytes]]] = {}
+        # tenant -> its latest events as (event_id, the record's value), parsed when asked (as
+        # the count records: parsed, an event took 1.8 KB, 100 of each of 10,000 tenants 1.8 GB)
+        self.events: dict[str, deque[tuple[str, bytes]]] = {}
         self.caught_up = asyncio.Event()
         self._receipt_waiters: dict[tuple[str, str], list[Waiter]] = {}
         self.on_counts: Callable[[str], None] | None = None  # a tenant's counts changed
@@ -88,7 +97,9 @@ class ReadModel:
         if value is None:
             self.counts.get(tenant, {}).pop(start, None)
         else:
-            self.counts.setdefault(tenant, {})[start] = json.loads(value)
+            shown = json.loads(value).get("window") or {}
+            bounds = sys.intern(str(shown.get("start", ""))), sys.intern(str(shown.get("end", "")))
+            self.counts.setdefault(tenant, {})[start] = (*bounds, bytes(value))
         if self.on_counts is not None:
             self.on_counts(tenant)
 
@@ -97,18 +108,19 @@ class ReadModel:
             return
         receipt = json.loads(value)
         tenant, request_id = receipt["tenant_id"], receipt["request_id"]
+        raw = bytes(value)
         if is_reused_id_receipt(receipt):
             # its own entry in the trail; a repeat of it (a redelivery) is the same entry
             entry = request_id + "\x00" + hashlib.sha256(value).hexdigest()[:16]
         else:
             if (tenant, request_id) in self.receipts:
                 return  # a repeated receipt is identical; the first one stands
-            self.receipts[(tenant, request_id)] = receipt
+            self.receipts[(tenant, request_id)] = raw
             entry = request_id
             while len(self.receipts) > MAX_RECEIPTS:
                 self.receipts.popitem(last=False)
         trail = self._trail.setdefault(tenant, OrderedDict())
-        trail[entry] = receipt
+        trail[entry] = (request_id, raw)
         while len(trail) > MAX_TRAIL:
             trail.popitem(last=False)
         for waiter in self._receipt_waiters.get((tenant, request_id), []):
@@ -120,8 +132,8 @@ class ReadModel:
             return
         event = json.loads(value)
         recent = self.events.setdefault(event["tenant_id"], deque(maxlen=EVENTS_PER_TENANT))
-        if all(e["event_id"] != event["event_id"] for e in recent):
-            recent.append(event)
+        if all(event_id != event["event_id"] for event_id, _ in recent):
+            recent.append((event["event_id"], bytes(value)))
 
     # -- questions --------------------------------------------------------------------------
     def tenants(self) -> list[str]:
@@ -131,24 +143,45 @@ class ReadModel:
     def license_of(self, tenant_id: str) -> dict[str, Any] | None:
         return self.licenses.get(tenant_id)
 
+    def count_record(self, tenant_id: str, start: str) -> dict[str, Any] | None:
+        """The count record of the tenant's window that starts on `start` (ISO date)."""
+        found = self.counts.get(tenant_id, {}).get(start)
+        return None if found is None else json.loads(found[2])
+
     def windows_of(self, tenant_id: str) -> list[dict[str, Any]]:
-        return [record for _, record in sorted(self.counts.get(tenant_id, {}).items())]
+        """The tenant's count records, oldest window first."""
+        return [
+            json.loads(raw) for _, (_, _, raw) in sorted(self.counts.get(tenant_id, {}).items())
+        ]
+
+    def record_of_day(self, tenant_id: str, day: str) -> dict[str, Any] | None:
+        """The count record of the newest of the tenant's windows whose record says it holds
+        `day` (ISO date), or None (a window without a record yet)."""
+        for _, (start, end, raw) in sorted(self.counts.get(tenant_id, {}).items(), reverse=True):
+            if start <= day < end:
+                return json.loads(raw)
+        return None
+
+    def latest_record(self, tenant_id: str) -> dict[str, Any] | None:
+        """The count record of the tenant's newest window."""
+        windows = self.counts.get(tenant_id)
+        return json.loads(windows[max(windows)][2]) if windows else None
 
     def receipt(self, tenant_id: str, request_id: str) -> dict[str, Any] | None:
         """A request's own receipt (also one the index of the latest 100,000 let go of)."""
         found = self.receipts.get((tenant_id, request_id))
-        if found is None and tenant_id in self._trail:
-            found = self._trail[tenant_id].get(request_id)
-        return found
+        if found is None and request_id in self._trail.get(tenant_id, {}):
+            found = self._trail[tenant_id][request_id][1]
+        return None if found is None else json.loads(found)
 
     def receipts_of(self, tenant_id: str, limit: int) -> list[dict[str, Any]]:
         """A tenant's receipts, newest first (a tenant's receipts share one partition, so
         arrival order is the order they were completed in)."""
         newest_first = reversed(self._trail.get(tenant_id, {}).values())
-        return list(islice(newest_first, limit))
+        return [json.loads(raw) for _, raw in islice(newest_first, limit)]
 
     def recent_events(self, tenant_id: str) -> list[dict[str, Any]]:
-        return list(self.events.get(tenant_id, ()))
+        return [json.loads(raw) for _, raw in self.events.get(tenant_id, ())]
 
     async def wait_for_receipt(
         self,
@@ -159,13 +192,9 @@ class ReadModel:
     ) -> dict[str, Any] | None:
         """The receipt `wanted` of a request id (the receipt of the very request sent: another
         request may have come under the same id), or None after `timeout_s`."""
-        known = [
-            receipt
-            for receipt in self._trail.get(tenant_id, {}).values()
-            if receipt["request_id"] == request_id and wanted(receipt)
-        ]
-        if known:
-            return known[0]
+        for receipt_of, raw in list(self._trail.get(tenant_id, {}).values()):
+            if receipt_of == request_id and wanted(receipt := json.loads(raw)):
+                return receipt
         waiter = Waiter(asyncio.get_running_loop().create_future(), wanted)
         self._receipt_waiters.setdefault((tenant_id, request_id), []).append(waiter)
         try:

@@ -156,7 +156,8 @@ def test_a_re_cut_under_way_answers_the_count_topics_current_record() -> None:
     model.apply_license(b"acme", json.dumps({**LICENSE, "cycle_start": "2026-01-15"}).encode())
 
     summary = api.tenant_summary(model, "acme", NOW)
-    published = model.counts["acme"]["2026-10-01"]
+    published = model.count_record("acme", "2026-10-01")
+    assert published is not None
     assert summary["active_learners"] == published["active_learners"], summary
     assert summary["window"] == published["window"], summary
 

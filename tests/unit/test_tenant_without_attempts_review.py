@@ -38,7 +38,7 @@ def test_an_unlicensed_tenant_without_attempts_is_not_found() -> None:
     p.advance(5)
     p.settle()
     model = model_of(p)
-    print(model.counts.get("solo"))
+    print(model.windows_of("solo"))
     with pytest.raises(api.ApiError) as raised:
         api.require_tenant(model, "solo", OPEN)
     assert raised.value.status == 404
