@@ -101,6 +101,12 @@ REGRESSIONS: list[int] = [
     # group of learner commands, more pauses than the loop promises a group (MAX_GROUP_PAUSES);
     # glitches reserve their pauses in the group now (world.GroupPauses)
     10690333,
+    # 11032605: glitches struck three parts of one split command, the second and third drawn
+    # (re-armed while the loop paused) after the first had passed; the model kept one
+    # reservation for the event, so the third part's glitch outlasted the group's pauses and
+    # it was dead-lettered: the loop kept its bound, the model did not (each glitch reserves
+    # its own pauses now)
+    11032605,
 ]
 
 
