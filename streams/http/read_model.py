@@ -97,7 +97,7 @@ class ReadModel:
         if value is None:
             self.counts.get(tenant, {}).pop(start, None)
         else:
-            shown = json.loads(value).get("window") or {}
+            shown = _window(json.loads(value))
             bounds = sys.intern(str(shown.get("start", ""))), sys.intern(str(shown.get("end", "")))
             self.counts.setdefault(tenant, {})[start] = (*bounds, bytes(value))
         if self.on_counts is not None:
@@ -207,6 +207,12 @@ class ReadModel:
                 waiters.remove(waiter)
             if not waiters:
                 self._receipt_waiters.pop((tenant_id, request_id), None)
+
+
+def _window(record: Any) -> dict[str, Any]:
+    """A count record's `window` ({} where a record that is not the service's has none)."""
+    window = record.get("window") if isinstance(record, dict) else None
+    return window if isinstance(window, dict) else {}
 
 
 @dataclass

@@ -127,3 +127,13 @@ def test_receipts_take_about_their_bytes() -> None:
     ]
     found = asyncio.run(model.wait_for_receipt("tenant-00042", "r-142", 0.0))
     assert found == receipt("tenant-00042", 142)
+
+
+def test_a_count_record_that_is_not_the_services_is_kept_and_read_back() -> None:
+    # (only the tenant stage writes the topic; a record of another shape must not stop the
+    # reader, which it did not before either)
+    model = ReadModel()
+    model.apply_count(b"acme/2026-01-01", b"[1, 2]")
+    model.apply_count(b"acme/2026-02-01", b'{"window": "2026-02"}')
+    assert model.windows_of("acme") == [[1, 2], {"window": "2026-02"}]
+    assert model.record_of_day("acme", "2026-01-15") is None
