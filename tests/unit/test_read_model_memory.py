@@ -76,6 +76,22 @@ def bytes_per_record(fill: Callable[[ReadModel], int]) -> tuple[ReadModel, float
     return model, used / records
 
 
+def parsed_bytes(record: dict[str, Any], copies: int = 2_000) -> float:
+    """What one record takes parsed, as the read model held them before, measured here (object
+    sizes differ between Python versions: the bounds below are relative to it)."""
+    raw = json.dumps(record).encode()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        kept = [json.loads(raw) for _ in range(copies)]
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(kept) == copies
+    return used / copies
+
+
 def test_count_records_take_about_their_bytes() -> None:
     def fill(model: ReadModel) -> int:
         for tenant in range(1_000):
@@ -85,8 +101,8 @@ def test_count_records_take_about_their_bytes() -> None:
         return 11_000
 
     model, used = bytes_per_record(fill)
-    raw = len(json.dumps(count("tenant-00000", 1)[1]))  # about 250 bytes
-    assert used < raw + 200, f"{used:.0f} bytes a count record of {raw}"  # 1,350 parsed
+    parsed = parsed_bytes(count("tenant-00000", 1)[1])  # 1,350 bytes on 3.13, of 255
+    assert used < parsed / 2, f"{used:.0f} bytes a count record, {parsed:.0f} parsed"
     assert model.windows_of("tenant-00007") == [count("tenant-00007", m)[1] for m in range(1, 12)]
     assert model.count_record("tenant-00007", "2025-03-01") == count("tenant-00007", 3)[1]
     assert model.count_record("tenant-00007", "2024-03-01") is None
@@ -103,8 +119,8 @@ def test_threshold_events_take_about_their_bytes() -> None:
         return 10_000
 
     model, used = bytes_per_record(fill)
-    raw = len(json.dumps(event("tenant-00000", 0)))
-    assert used < raw + 200, f"{used:.0f} bytes an event of {raw}"  # 1,770 parsed
+    parsed = parsed_bytes(event("tenant-00000", 0))  # 1,770 bytes on 3.13, of 376
+    assert used < parsed / 2, f"{used:.0f} bytes an event, {parsed:.0f} parsed"
     assert model.recent_events("tenant-00042") == [
         event("tenant-00042", n) for n in range(10_000) if n % 100 == 42
     ]
@@ -117,9 +133,9 @@ def test_receipts_take_about_their_bytes() -> None:
         return 10_000
 
     model, used = bytes_per_record(fill)
-    raw = len(json.dumps(receipt("tenant-00000", 0)))
-    # and two entries: by request id, and in the tenant's trail (2,700 bytes parsed)
-    assert used < raw + 500, f"{used:.0f} bytes a receipt of {raw}"
+    # (and two entries: by request id, and in the tenant's trail)
+    parsed = parsed_bytes(receipt("tenant-00000", 0))  # 2,700 bytes on 3.13, of 425
+    assert used < parsed / 2, f"{used:.0f} bytes a receipt, {parsed:.0f} parsed"
     assert model.receipt("tenant-00042", "r-4242") == receipt("tenant-00042", 4242)
     assert model.receipts_of("tenant-00042", 2) == [
         receipt("tenant-00042", 9942),
