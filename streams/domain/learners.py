@@ -18,6 +18,7 @@ batch needs from RocksDB (`LearnerReads`) and returns what to write and what cha
 
 from __future__ import annotations
 
+import sys
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -373,6 +374,9 @@ class TenantCounts:
             return
         self.total += 1
         for window in windows:
+            # interned: a takeover reads every membership's window names from its own bytes,
+            # and each (partition, tenant) would keep copies of the same few dates
+            window = sys.intern(window)
             self.windows[window] = self.windows.get(window, 0) + 1
 
     def apply(self, change: CountChange) -> None:
@@ -452,7 +456,13 @@ class PartitionCounters:
         self, partition: int, tenant_id: str, counts: TenantCounts, tallies: Tallies
     ) -> None:
         self._counts.setdefault(partition, {})[tenant_id] = counts
-        self._tallies.setdefault(partition, {})[tenant_id] = tallies
+        if tallies.windows or tallies.months:
+            self._tallies.setdefault(partition, {})[tenant_id] = tallies
+        else:
+            # a license reaches every partition, most tenants have learners in few: an empty
+            # tally is what `tallies_if_any` answers for a tenant without one (10,000 licenses
+            # made 120,000 of them, 21 MB)
+            self._tallies.get(partition, {}).pop(tenant_id, None)
         self._dirty.add((partition, tenant_id))
 
     def reset_partition(

@@ -25,6 +25,7 @@ hundred entries per tenant and partition, however many learners.
 
 from __future__ import annotations
 
+import sys
 import time
 from array import array
 from bisect import bisect_right
@@ -210,14 +211,26 @@ def month_of_record(raw: bytes, month_of: MonthOf) -> str:
         # a valid launch's text with '-' at 4 and 7 starts YYYY-MM-DD (the model checked it)
         text = raw[found + len(LAUNCHED_AT) : found + len(LAUNCHED_AT) + 10]
         if len(text) == 10 and text[4] == text[7] == 45 and b"03" <= text[8:] <= b"26":
-            return text[:7].decode()
+            # interned: a takeover's tallies keep one per tenant and month (23 MB of copies
+            # of the same few labels for 10,000 tenants, by tracemalloc)
+            return sys.intern(text[:7].decode())
     return month_of(launched_at(raw))
 
 
 # -- the tallies ----------------------------------------------------------------------------------
 
 
-@dataclass
+# A window of more local days than this keeps its learners by first day in a dict while few days
+# have any: a year's array is 1.5 KB for each tenant in each partition, and most tenants are
+# small (10,000 tenants with learners in 12 partitions: 180 MB of arrays, mostly zeros). A
+# month's array (124 bytes) is smaller than a dict of two days: it is an array from the start.
+SPARSE_FROM_DAYS = 64
+# ...and the dict becomes the array once it holds more days than this fraction of the window's
+# (an entry of a dict costs about 16 times the 4 bytes of the array's)
+DENSE_SHARE = 16
+
+
+@dataclass(slots=True)
 class WindowTally:
     """Learners of one window by the local day of their first attempt in it and by the local
     month of their `last`."""
@@ -225,13 +238,39 @@ class WindowTally:
     start: float  # the window's bounds, epoch seconds
     end: float
     first_day: int = 0  # the ordinal of the window's first local day
-    # learners by the day of their first attempt, from `first_day` on: an array of C ints, a few
-    # hundred per window whatever the learners (thousands of tenants keep one each)
-    firsts: array[int] = field(default_factory=lambda: array("i"))
+    # learners by the day of their first attempt: an array of C ints from `first_day` on (a few
+    # hundred per window whatever the learners), or while few days have any in a long window,
+    # a dict {day ordinal: learners} (see SPARSE_FROM_DAYS)
+    firsts: array[int] | dict[int, int] = field(default_factory=dict)
     lasts: dict[str, int] = field(default_factory=dict)  # learners by the month of their last
     exact: bool = True  # False: a member's summary is unknown (stored by an older version)
+    days: int = 0  # the window's local days
+
+    @classmethod
+    def of_window(cls, start: float, end: float, first_day: int, days: int) -> WindowTally:
+        firsts: array[int] | dict[int, int] = {}
+        if days <= SPARSE_FROM_DAYS:
+            firsts = array("i", bytes(4 * days))
+        return cls(start, end, first_day, firsts, days=days)
+
+    def add_sparse(self, day: int, sign: int) -> None:
+        """`sign` learners (+1 or -1) more whose first attempt is on `day` (a dict's)."""
+        firsts = self.firsts
+        assert isinstance(firsts, dict)
+        n = firsts.get(day, 0) + sign
+        if n:
+            firsts[day] = n
+        else:
+            del firsts[day]
+        if len(firsts) * DENSE_SHARE > self.days:
+            dense = array("i", bytes(4 * self.days))
+            for known, learners in firsts.items():
+                dense[known - self.first_day] = learners
+            self.firsts = dense
 
     def firsts_by_day(self) -> dict[int, int]:
+        if isinstance(self.firsts, dict):
+            return {day: n for day, n in self.firsts.items() if n}
         return {self.first_day + index: n for index, n in enumerate(self.firsts) if n}
 
 
@@ -344,12 +383,15 @@ class Tallies:
                 start, end, first_day, days = bounds[window]
                 if end <= tracked_from:
                     continue  # ended before the takeover: not tallied
-                tally = WindowTally(start, end, first_day, array("i", bytes(4 * days)))
-                windows[window] = tally
+                tally = windows[window] = WindowTally.of_window(start, end, first_day, days)
             if day is None or month is None:
                 tally.exact = False
                 continue
-            tally.firsts[day - tally.first_day] += sign
+            firsts = tally.firsts
+            if type(firsts) is array:
+                firsts[day - tally.first_day] += sign
+            else:
+                tally.add_sparse(day, sign)
             lasts = tally.lasts
             n = lasts.get(month, 0) + sign
             if n:
@@ -377,10 +419,9 @@ class Tallies:
 def daily_firsts(tally: WindowTally, days: Sequence[date]) -> list[int]:
     """Learners per local day of the window (`days`) of their first attempt in it."""
     per_day = [0] * len(days)
-    offset = tally.first_day - days[0].toordinal()
-    for index, n in enumerate(tally.firsts):
-        if n:
-            per_day[offset + index] += n
+    first = days[0].toordinal()
+    for day, n in tally.firsts_by_day().items():
+        per_day[day - first] += n
     return per_day
 
 

@@ -12,6 +12,7 @@ Every instant lies in exactly one window; k may be negative (instants before the
 from __future__ import annotations
 
 import calendar
+import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from functools import cached_property, lru_cache
@@ -33,8 +34,9 @@ class Cut:
     @cached_property
     def id(self) -> str:
         """A stable text id, e.g. `2026-01-31/1/Europe/Berlin` (kept: the tenant stage asks for
-        it at every publication of every tenant)."""
-        return f"{self.anchor.isoformat()}/{self.months}/{self.timezone}"
+        it at every publication of every tenant). Interned: every (partition, tenant) counter
+        keeps its cut's id, from a Cut of its own (a license's), the same few texts."""
+        return sys.intern(f"{self.anchor.isoformat()}/{self.months}/{self.timezone}")
 
     @classmethod
     def from_id(cls, text: str) -> Cut:

@@ -141,7 +141,8 @@ _TYPES: dict[str, type[Any]] = {
 
 
 def encode(command: Command) -> bytes:
-    return orjson.dumps(command)
+    # a bytes of its own size: orjson's keep their 4 KiB buffer (see dead_letters.encode)
+    return bytes(memoryview(orjson.dumps(command)))
 
 
 def decode(value: bytes | None) -> Command | None:

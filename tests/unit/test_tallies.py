@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import tracemalloc
+from array import array
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
@@ -210,3 +212,59 @@ def _view(tallies: Tallies) -> tuple[dict[str, Any], dict[str, int]]:
         if t.firsts_by_day() or t.lasts
     }
     return windows, {m: n for m, n in tallies.months.items() if n}
+
+
+def test_a_long_window_with_few_first_days_is_a_dict_until_an_array_is_smaller() -> None:
+    # a year in UTC: 365 days, the array from 23 days with learners on (365 // 16 = 22)
+    start = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    end = datetime(2027, 1, 1, tzinfo=UTC).timestamp()
+    first_day = date(2026, 1, 1).toordinal()
+    tallies = Tallies(tracked_from=start)
+    change = TallyChange()
+    for n in range(22):  # learner n's first attempt on day 10n of the year
+        at = start + n * 10 * 86_400 + 3_600
+        change.replace("2026-01-01", (start, end), None, [at, at], "UTC")
+    tallies.apply(change)
+    tally = tallies.windows["2026-01-01"]
+    assert isinstance(tally.firsts, dict)
+    expected = {first_day + 10 * n: 1 for n in range(22)}
+    assert tally.firsts_by_day() == expected
+
+    change = TallyChange()  # one more day, and a learner whose first moves to an earlier day
+    later = start + 300 * 86_400 + 5
+    change.replace("2026-01-01", (start, end), None, [later, later], "UTC")
+    moved, to = start + 210 * 86_400 + 3_600, start + 205 * 86_400
+    change.replace("2026-01-01", (start, end), [moved, moved], [to, moved], "UTC")
+    tallies.apply(change)
+    assert isinstance(tally.firsts, array) and len(tally.firsts) == 365
+    expected |= {first_day + 300: 1, first_day + 205: 1}
+    del expected[first_day + 210]
+    assert tally.firsts_by_day() == expected
+    days = [date(2026, 1, 1) + timedelta(days=n) for n in range(365)]
+    assert daily_firsts(tally, days) == [expected.get(day.toordinal(), 0) for day in days]
+
+
+def test_a_tally_of_a_year_with_two_learners_takes_a_few_hundred_bytes() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    end = datetime(2027, 1, 1, tzinfo=UTC).timestamp()
+
+    def tallied() -> list[Tallies]:
+        kept = []
+        for _ in range(1_000):
+            tallies, change = Tallies(tracked_from=start), TallyChange()
+            for day in (3, 200):
+                at = start + day * 86_400
+                change.replace("2026-01-01", (start, end), None, [at, at + 60], "UTC")
+            tallies.apply(change)
+            kept.append(tallies)
+        return kept
+
+    tracemalloc.start()
+    try:
+        kept = tallied()
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert sum(sum(t.windows["2026-01-01"].firsts_by_day().values()) for t in kept) == 2_000
+    # a year's array alone is 1,524 bytes
+    assert held / 1_000 < 1_600, f"{held / 1_000:,.0f} bytes a tenant"  # (2,345 with the array)
