@@ -7,8 +7,6 @@ of the same month labels, 7 MB of cut ids, 21 MB of empty tallies)."""
 
 from __future__ import annotations
 
-import gc
-import tracemalloc
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -20,20 +18,12 @@ from streams.domain.learners import PartitionCounters, TenantCounts
 from streams.domain.tallies import Tallies, month_of_record, months_in
 from streams.domain.windows import Cut
 from streams.stages import commands
+from tests.unit.traced import traced
 
 
 def traced_bytes(make: Callable[[], Any]) -> int:
-    """What the objects `make` returns (and keeps) take, by tracemalloc."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        kept = make()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    del kept
-    return after - before
+    """What the objects `make` returns (and keeps) take."""
+    return traced(make)[1]
 
 
 def count_record(n: int) -> dict[str, Any]:

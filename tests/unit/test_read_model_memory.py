@@ -6,13 +6,12 @@ records in every worker, 90 MB as bytes)."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
-import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
 from streams.http.read_model import ReadModel
+from tests.unit.traced import traced
 
 
 def count(tenant: str, month: int) -> tuple[bytes, dict[str, Any]]:
@@ -63,16 +62,13 @@ def receipt(tenant: str, n: int) -> dict[str, Any]:
 
 
 def bytes_per_record(fill: Callable[[ReadModel], int]) -> tuple[ReadModel, float]:
-    """The read model `fill` filled, and the memory it took per record (tracemalloc)."""
-    gc.collect()
-    tracemalloc.start()
-    try:
+    """The read model `fill` filled, and the memory it took per record."""
+
+    def filled() -> tuple[ReadModel, int]:
         model = ReadModel()
-        records = fill(model)
-        gc.collect()
-        used = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
+        return model, fill(model)
+
+    (model, records), used = traced(filled)
     return model, used / records
 
 
@@ -80,14 +76,7 @@ def parsed_bytes(record: dict[str, Any], copies: int = 2_000) -> float:
     """What one record takes parsed, as the read model held them before, measured here (object
     sizes differ between Python versions: the bounds below are relative to it)."""
     raw = json.dumps(record).encode()
-    gc.collect()
-    tracemalloc.start()
-    try:
-        kept = [json.loads(raw) for _ in range(copies)]
-        gc.collect()
-        used = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
+    kept, used = traced(lambda: [json.loads(raw) for _ in range(copies)])
     assert len(kept) == copies
     return used / copies
 

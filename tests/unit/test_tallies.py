@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import tracemalloc
 from array import array
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -35,6 +34,7 @@ from streams.domain.tallies import (
     stored_membership,
 )
 from streams.domain.windows import add_months, local_midnight, window_of
+from tests.unit.traced import traced
 
 # zones with offsets of half and three quarter hours, and a DST shift of half an hour
 ZONES = [
@@ -259,12 +259,7 @@ def test_a_tally_of_a_year_with_two_learners_takes_a_few_hundred_bytes() -> None
             kept.append(tallies)
         return kept
 
-    tracemalloc.start()
-    try:
-        kept = tallied()
-        held = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
+    kept, held = traced(tallied)
     assert sum(sum(t.windows["2026-01-01"].firsts_by_day().values()) for t in kept) == 2_000
     # a year's array alone is 1,524 bytes
     assert held / 1_000 < 1_600, f"{held / 1_000:,.0f} bytes a tenant"  # (2,345 with the array)

@@ -30,17 +30,19 @@ of actions; the world and the oracle are modules of their own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from schemas import topics
+from streams.domain import tallies
 from streams.domain.learners import window_span
 from streams.domain.reports import GroupTally, LocalDays, Span, month_starts
 from streams.domain.windows import add_months, local_midnight, window_of
@@ -511,6 +513,35 @@ def _deposed_work(world: World, worker: SimWorker) -> None:
 
 
 def run(schedule: Schedule) -> Result:
+    with _tally_layout(schedule.seed):
+        return _run(schedule)
+
+
+@contextlib.contextmanager
+def _tally_layout(seed: int) -> Iterator[None]:
+    """The report tallies' layout for this run (tallies.SPARSE_FROM_DAYS, DENSE_SHARE), drawn
+    from a stream of its own. With the service's values a long window's first days leave their
+    dict for an array only past 6 days with firsts (3 months) or 23 (a year), more than a
+    schedule's few learners in a partition reach; three seeds of four lower the bars so that
+    the switch, and windows of any length kept sparse, happen in runs too."""
+    draw = random.Random(f"tallies/{seed}")
+    layout = draw.choice(
+        (
+            (tallies.SPARSE_FROM_DAYS, tallies.DENSE_SHARE),
+            (0, tallies.DENSE_SHARE),  # a month switches past one day, 3 months past 5
+            (0, 40),  # a month at its first day, 3 months past 2, a year past 9
+            (tallies.SPARSE_FROM_DAYS, 64),  # 3 months past one day, a year past 5
+        )
+    )
+    saved = tallies.SPARSE_FROM_DAYS, tallies.DENSE_SHARE
+    tallies.SPARSE_FROM_DAYS, tallies.DENSE_SHARE = layout
+    try:
+        yield
+    finally:
+        tallies.SPARSE_FROM_DAYS, tallies.DENSE_SHARE = saved
+
+
+def _run(schedule: Schedule) -> Result:
     world = World(schedule.seed, schedule.partitions, schedule.launch_partitions, schedule.start)
     world.deposed_work = _deposed_work
     for index in range(schedule.workers):
@@ -604,10 +635,10 @@ def check_tallies(world: World) -> list[str]:
     return problems
 
 
-def _tally_view(tallies: Any) -> dict[str, Any]:
+def _tally_view(held: Any) -> dict[str, Any]:
     """Tallies without their empty parts (a tally emptied by deletions equals none)."""
     view = {}
-    for tenant_id, tenant in tallies.items():
+    for tenant_id, tenant in held.items():
         windows = {
             name: (t.start, t.end, t.firsts_by_day(), dict(t.lasts), t.exact)
             for name, t in tenant.windows.items()
