@@ -29,10 +29,12 @@ CHUNK = 1_000
 
 
 async def tenant_learners(
-    state: Reads, partition: int, tenant_id: str, chunk: int = CHUNK
+    state: Reads, partition: int, tenant_id: str, chunk: int | None = None
 ) -> AsyncIterator[list[LearnerAttempts]]:
-    """The tenant's learners of this partition with their attempts, chunk by chunk, in key
-    order; a learner is never split between chunks."""
+    """The tenant's learners of this partition with their attempts, chunk by chunk (CHUNK rows
+    unless told, read when called: the simulator lowers it), in key order; a learner is never
+    split between chunks."""
+    chunk = chunk or CHUNK
     prefix = keys.attempts_of_tenant(tenant_id)
     after: bytes | None = None
     carry: list[tuple[bytes, bytes]] = []

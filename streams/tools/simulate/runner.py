@@ -42,11 +42,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from schemas import topics
+from streams.domain import learners as learner_rules
 from streams.domain import tallies
 from streams.domain.learners import window_span
 from streams.domain.reports import GroupTally, LocalDays, Span, month_starts
 from streams.domain.windows import add_months, local_midnight, window_of
-from streams.stages import keys, reports
+from streams.stages import ingest, keys, learners, reports
 from streams.stages.memory import MemoryState
 from streams.stages.store import LEARNER, TABLES
 from streams.tools.simulate import oracle
@@ -513,19 +514,21 @@ def _deposed_work(world: World, worker: SimWorker) -> None:
 
 
 def run(schedule: Schedule) -> Result:
-    with _tally_layout(schedule.seed):
+    with _patched(_tally_layout(schedule.seed) + _chunk_bounds(schedule.seed)):
         return _run(schedule)
 
 
-@contextlib.contextmanager
-def _tally_layout(seed: int) -> Iterator[None]:
+Setting = tuple[Any, str, int]  # (module, name, value) set for one run
+
+
+def _tally_layout(seed: int) -> list[Setting]:
     """The report tallies' layout for this run (tallies.SPARSE_FROM_DAYS, DENSE_SHARE), drawn
     from a stream of its own. With the service's values a long window's first days leave their
     dict for an array only past 6 days with firsts (3 months) or 23 (a year), more than a
     schedule's few learners in a partition reach; three seeds of four lower the bars so that
     the switch, and windows of any length kept sparse, happen in runs too."""
     draw = random.Random(f"tallies/{seed}")
-    layout = draw.choice(
+    sparse_from, dense_share = draw.choice(
         (
             (tallies.SPARSE_FROM_DAYS, tallies.DENSE_SHARE),
             (0, tallies.DENSE_SHARE),  # a month switches past one day, 3 months past 5
@@ -533,12 +536,39 @@ def _tally_layout(seed: int) -> Iterator[None]:
             (tallies.SPARSE_FROM_DAYS, 64),  # 3 months past one day, a year past 5
         )
     )
-    saved = tallies.SPARSE_FROM_DAYS, tallies.DENSE_SHARE
-    tallies.SPARSE_FROM_DAYS, tallies.DENSE_SHARE = layout
+    return [(tallies, "SPARSE_FROM_DAYS", sparse_from), (tallies, "DENSE_SHARE", dense_share)]
+
+
+def _chunk_bounds(seed: int) -> list[Setting]:
+    """How much the stages read or send at a time, for this run, drawn from a stream of its
+    own: the service's sizes (thousands of rows, 256 KB) are never reached by a schedule's few
+    hundred records, so the paths where a scan goes on after its first chunk, partial counts
+    take several commands, a group change takes several, and a report's learner spans two
+    chunks never ran in the simulator. Half the seeds lower them to a few rows or bytes; what
+    they change is how the work is cut, never what comes out."""
+    draw = random.Random(f"chunks/{seed}")
+    if draw.random() < 0.5:
+        return []
+    return [
+        (learners, "SCAN_CHUNK", draw.choice((1, 2, 3, 7))),
+        (learners, "PARTIALS_MAX_BYTES", draw.choice((1, 1, 150, 400))),
+        (ingest, "GROUP_ROWS_PER_COMMAND", draw.choice((1, 2, 3))),
+        (reports, "CHUNK", draw.choice((1, 2, 5))),
+        (learner_rules, "SEEN_WINDOWS", draw.choice((1, 2))),
+    ]
+
+
+@contextlib.contextmanager
+def _patched(settings: list[Setting]) -> Iterator[None]:
+    """`settings` in force for the block, the module's own values back afterwards."""
+    saved = [(module, name, getattr(module, name)) for module, name, _ in settings]
     try:
+        for module, name, value in settings:
+            setattr(module, name, value)
         yield
     finally:
-        tallies.SPARSE_FROM_DAYS, tallies.DENSE_SHARE = saved
+        for module, name, value in reversed(saved):
+            setattr(module, name, value)
 
 
 def _run(schedule: Schedule) -> Result:
