@@ -47,7 +47,7 @@ from streams.domain import tallies
 from streams.domain.learners import window_span
 from streams.domain.reports import GroupTally, LocalDays, Span, month_starts
 from streams.domain.windows import add_months, local_midnight, window_of
-from streams.stages import ingest, keys, learners, reports
+from streams.stages import ingest, keys, learner_deletions, learners, reports
 from streams.stages.memory import MemoryState
 from streams.stages.store import LEARNER, TABLES
 from streams.tools.simulate import oracle
@@ -543,19 +543,23 @@ def _chunk_bounds(seed: int) -> list[Setting]:
     """How much the stages read or send at a time, for this run, drawn from a stream of its
     own: the service's sizes (thousands of rows, 256 KB) are never reached by a schedule's few
     hundred records, so the paths where a scan goes on after its first chunk, partial counts
-    take several commands, a group change takes several, and a report's learner spans two
-    chunks never ran in the simulator. Half the seeds lower them to a few rows or bytes; what
+    take several commands, a group change takes several, a report's learner spans two chunks
+    and a deletion part reads its attempts in several never ran in the simulator (but for
+    tests that lowered one of them by hand). Half the seeds lower them to a few rows or bytes; what
     they change is how the work is cut, never what comes out."""
     draw = random.Random(f"chunks/{seed}")
     if draw.random() < 0.5:
         return []
-    return [
+    drawn = [
         (learners, "SCAN_CHUNK", draw.choice((1, 2, 3, 7))),
         (learners, "PARTIALS_MAX_BYTES", draw.choice((1, 1, 150, 400))),
         (ingest, "GROUP_ROWS_PER_COMMAND", draw.choice((1, 2, 3))),
         (reports, "CHUNK", draw.choice((1, 2, 5))),
         (learner_rules, "SEEN_WINDOWS", draw.choice((1, 2))),
+        (learner_deletions, "CHUNK_ATTEMPTS", draw.choice((1, 2, 5))),
     ]
+    # lower only: a test that set one lower by hand keeps its own
+    return [(module, name, min(value, getattr(module, name))) for module, name, value in drawn]
 
 
 @contextlib.contextmanager
