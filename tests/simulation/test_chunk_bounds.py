@@ -32,6 +32,13 @@ def test_half_the_seeds_lower_the_chunks_and_the_sizes_come_back() -> None:
     assert service == (learners.SCAN_CHUNK, learners.PARTIALS_MAX_BYTES, reports.CHUNK)
 
 
+def test_a_size_a_test_lowered_by_hand_stays_as_low(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(learners, "SCAN_CHUNK", 1)
+    drawn = [_chunk_bounds(seed) for seed in range(40)]
+    assert all(value == 1 for bounds in drawn for _, name, value in bounds if name == "SCAN_CHUNK")
+    assert any(bounds for bounds in drawn)
+
+
 def test_the_checks_see_a_scan_that_skips_the_first_row_of_its_next_chunk(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
