@@ -270,7 +270,7 @@ class WindowTally:
 
     def firsts_by_day(self) -> dict[int, int]:
         if isinstance(self.firsts, dict):
-            return {day: n for day, n in self.firsts.items() if n}
+            return dict(self.firsts)  # (add_sparse keeps no day of 0)
         return {self.first_day + index: n for index, n in enumerate(self.firsts) if n}
 
 

@@ -545,8 +545,8 @@ def _chunk_bounds(seed: int) -> list[Setting]:
     hundred records, so the paths where a scan goes on after its first chunk, partial counts
     take several commands, a group change takes several, a report's learner spans two chunks
     and a deletion part reads its attempts in several never ran in the simulator (but for
-    tests that lowered one of them by hand). Half the seeds lower them to a few rows or bytes; what
-    they change is how the work is cut, never what comes out."""
+    tests that lowered one of them by hand). Half the seeds lower them to a few rows or bytes:
+    they change how the work is cut, never what comes out."""
     draw = random.Random(f"chunks/{seed}")
     if draw.random() < 0.5:
         return []
