@@ -47,7 +47,7 @@ from streams.domain import tallies
 from streams.domain.learners import window_span
 from streams.domain.reports import GroupTally, LocalDays, Span, month_starts
 from streams.domain.windows import add_months, local_midnight, window_of
-from streams.stages import ingest, keys, learner_deletions, learners, reports
+from streams.stages import ingest, keys, learner_deletions, learners, reports, tenant_deletions
 from streams.stages.memory import MemoryState
 from streams.stages.store import LEARNER, TABLES
 from streams.tools.simulate import oracle
@@ -514,7 +514,10 @@ def _deposed_work(world: World, worker: SimWorker) -> None:
 
 
 def run(schedule: Schedule) -> Result:
-    with _patched(_tally_layout(schedule.seed) + _chunk_bounds(schedule.seed)):
+    settings = (
+        _tally_layout(schedule.seed) + _chunk_bounds(schedule.seed) + _cut_bounds(schedule.seed)
+    )
+    with _patched(settings):
         return _run(schedule)
 
 
@@ -559,6 +562,28 @@ def _chunk_bounds(seed: int) -> list[Setting]:
         (learner_deletions, "CHUNK_ATTEMPTS", draw.choice((1, 2, 5))),
     ]
     # lower only: a test that set one lower by hand keeps its own
+    return [(module, name, min(value, getattr(module, name))) for module, name, value in drawn]
+
+
+def _cut_bounds(seed: int) -> list[Setting]:
+    """Where the stages cut or hand over work by size, for this run, drawn from a stream of its
+    own (independent of `_chunk_bounds`): a deletion's kept removals that stop after its first
+    chunks (the deleting pass reads the rest again), a team's member list stored in several
+    pieces, named learners split into several parts of one partition, launch commands cut
+    into several, and rejected launches read back from their position instead of riding in
+    their command. The service's sizes (32 MiB, 256 KB, 1 KiB) are beyond a schedule's
+    records; half the seeds lower them to a few bytes. Like the chunks, they change how the
+    work is cut, never what comes out."""
+    draw = random.Random(f"cuts/{seed}")
+    if draw.random() < 0.5:
+        return []
+    drawn = [
+        (learner_deletions, "KEPT_BYTES_MAX", draw.choice((0, 200, 2_000))),
+        (learner_deletions, "MEMBERS_CHUNK_BYTES", draw.choice((1, 12, 40))),
+        (tenant_deletions, "PART_MAX_BYTES", draw.choice((1, 30, 100))),
+        (ingest, "COMMAND_MAX_BYTES", draw.choice((1, 300, 1_500))),
+        (ingest, "RAW_INLINE_MAX", draw.choice((-1, -1, 100))),
+    ]
     return [(module, name, min(value, getattr(module, name))) for module, name, value in drawn]
 
 
