@@ -53,16 +53,21 @@ def chunks_by_size(items: Iterable[T], size_of: Callable[[T], int], limit: int) 
     return chunks
 
 
+# rows a `scan_all` reads at a time, unless its caller says (the simulator lowers it)
+SCAN_ALL_CHUNK = 1_000
+
+
 def scan_all(
     batch: Batch,
     table: str,
     partition: int,
     prefix: bytes,
-    chunk: int = 1_000,
+    chunk: int | None = None,
     raw: bool = False,
 ) -> list[tuple[bytes, Any]]:
-    """Every row of a table partition whose key starts with `prefix`, read `chunk` at a time
-    (`raw`: the values as stored, JSON bytes)."""
+    """Every row of a table partition whose key starts with `prefix`, read `chunk` (or
+    SCAN_ALL_CHUNK) at a time (`raw`: the values as stored, JSON bytes)."""
+    chunk = chunk or SCAN_ALL_CHUNK
     scan = batch.scan_raw if raw else batch.scan
     rows: list[tuple[bytes, Any]] = []
     after = None

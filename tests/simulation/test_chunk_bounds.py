@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from streams.domain import reports as report_rules
-from streams.stages import keys, learners, reports
+from streams.stages import keys, learners, reports, store, tenant_deletions, tenants
 from streams.stages.batch import DurableBatch
+from streams.tools.simulate import runner
 from streams.tools.simulate.runner import _chunk_bounds, _patched, generate, run
 
 
@@ -24,12 +25,20 @@ def failing(seeds: Iterable[int]) -> list[int]:
 
 
 def test_half_the_seeds_lower_the_chunks_and_the_sizes_come_back() -> None:
-    service = (learners.SCAN_CHUNK, learners.PARTIALS_MAX_BYTES, reports.CHUNK)
+    def sizes() -> tuple[int, ...]:
+        return (
+            learners.SCAN_CHUNK,
+            learners.PARTIALS_MAX_BYTES,
+            reports.CHUNK,
+            store.SCAN_ALL_CHUNK,
+        )
+
+    service = sizes()
     lowered = [seed for seed in range(100) if _chunk_bounds(seed)]
     assert 30 <= len(lowered) <= 70
     with _patched(_chunk_bounds(lowered[0])):
-        assert learners.SCAN_CHUNK < 10 and reports.CHUNK < 10
-    assert service == (learners.SCAN_CHUNK, learners.PARTIALS_MAX_BYTES, reports.CHUNK)
+        assert learners.SCAN_CHUNK < 10 and reports.CHUNK < 10 and store.SCAN_ALL_CHUNK < 10
+    assert sizes() == service
 
 
 def test_a_size_a_test_lowered_by_hand_stays_as_low(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,3 +84,37 @@ def test_the_checks_see_a_report_that_splits_a_learner_between_chunks(
 
     monkeypatch.setattr(reports, "tenant_learners", split)
     assert failing((3, 5, 19)), "no seed noticed a learner reported twice across chunks"
+
+
+@pytest.mark.parametrize(
+    ("module", "seeds"), [(tenants, (0, 4, 5)), (tenant_deletions, (12, 17, 38))]
+)
+def test_the_checks_see_a_tenant_stage_scan_that_skips_a_row_between_chunks(
+    monkeypatch: pytest.MonkeyPatch, module: Any, seeds: tuple[int, ...]
+) -> None:
+    """The tenant stages read their published counts, thresholds, partials and requests with
+    `scan_all`, a thousand rows at a time unless lowered (store.SCAN_ALL_CHUNK)."""
+
+    def skipping(
+        batch: Any,
+        table: str,
+        partition: int,
+        prefix: bytes,
+        chunk: int | None = None,
+        raw: bool = False,
+    ) -> list[tuple[bytes, Any]]:
+        chunk = chunk or store.SCAN_ALL_CHUNK
+        scan = batch.scan_raw if raw else batch.scan
+        rows: list[tuple[bytes, Any]] = []
+        after = None
+        while True:
+            found = list(scan(table, partition, prefix, after, chunk))
+            rows.extend(found[1:] if after is not None else found)
+            if len(found) < chunk:
+                return rows
+            after = found[-1][0]
+
+    monkeypatch.setattr(module, "scan_all", skipping)
+    assert failing(seeds), "no seed noticed a row lost between the chunks of a tenant scan"
+    monkeypatch.setattr(runner, "_chunk_bounds", lambda seed: [])
+    assert not failing(seeds), "seen with the service's sizes: the draw is not what finds it"

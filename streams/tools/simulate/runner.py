@@ -47,7 +47,15 @@ from streams.domain import tallies
 from streams.domain.learners import window_span
 from streams.domain.reports import GroupTally, LocalDays, Span, month_starts
 from streams.domain.windows import add_months, local_midnight, window_of
-from streams.stages import ingest, keys, learner_deletions, learners, reports, tenant_deletions
+from streams.stages import (
+    ingest,
+    keys,
+    learner_deletions,
+    learners,
+    reports,
+    store,
+    tenant_deletions,
+)
 from streams.stages.memory import MemoryState
 from streams.stages.store import LEARNER, TABLES
 from streams.tools.simulate import oracle
@@ -560,6 +568,7 @@ def _chunk_bounds(seed: int) -> list[Setting]:
         (reports, "CHUNK", draw.choice((1, 2, 5))),
         (learner_rules, "SEEN_WINDOWS", draw.choice((1, 2))),
         (learner_deletions, "CHUNK_ATTEMPTS", draw.choice((1, 2, 5))),
+        (store, "SCAN_ALL_CHUNK", draw.choice((1, 2, 3))),  # the tenant stages' scans
     ]
     # lower only: a test that set one lower by hand keeps its own
     return [(module, name, min(value, getattr(module, name))) for module, name, value in drawn]
