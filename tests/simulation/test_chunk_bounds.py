@@ -92,8 +92,9 @@ def test_the_checks_see_a_report_that_splits_a_learner_between_chunks(
 def test_the_checks_see_a_tenant_stage_scan_that_skips_a_row_between_chunks(
     monkeypatch: pytest.MonkeyPatch, module: Any, seeds: tuple[int, ...]
 ) -> None:
-    """The tenant stages read their published counts, thresholds, partials and requests with
-    `scan_all`, a thousand rows at a time unless lowered (store.SCAN_ALL_CHUNK)."""
+    """The tenant stages read their published counts, thresholds, pending threshold events,
+    partial counts and deletion parts' reports with `scan_all`, a thousand rows at a time unless
+    lowered (store.SCAN_ALL_CHUNK)."""
 
     def skipping(
         batch: Any,

@@ -81,13 +81,14 @@ def test_the_checks_see_a_deletion_that_loses_the_chunk_where_keeping_stopped(
     assert not failing_with_service_sizes(monkeypatch, seeds)
 
 
-def test_the_checks_see_launch_commands_that_keep_only_their_first_piece(
+def test_the_checks_see_learner_commands_that_keep_only_their_first_piece(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Ingest cuts launches (and group changes) into commands at COMMAND_MAX_BYTES."""
     real = ingest.chunks_by_size
     monkeypatch.setattr(ingest, "chunks_by_size", lambda *args: real(*args)[:1])
     seeds = (1, 3, 7)
-    assert failing(seeds), "no seed noticed launches of a later command lost"
+    assert failing(seeds), "no seed noticed the rows of a later command lost"
     assert not failing_with_service_sizes(monkeypatch, seeds)
 
 

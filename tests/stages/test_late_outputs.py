@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import orjson
 
 from schemas import topics
+from streams.domain.thresholds import kept_event, notify_name
 from streams.stages import keys
 from streams.stages.batch import take_over
 from streams.stages.memory import MemoryStore, never_deposed
@@ -121,46 +122,62 @@ def test_a_late_receipt_of_a_request_the_successor_never_stored_is_left() -> Non
     assert store.ownership.zombies_repaired == 1
 
 
-KEPT_EVENT = {
+# a threshold event as the tenant stage sends it, and as its window's record keeps it
+EVENT = {
     "event_id": "acme/2026-01-01/80/1",
+    "tenant_id": "acme",
     "window": {"start": "2026-01-01", "end": "2027-01-01", "months": 12},
     "threshold_pct": 80,
     "threshold_learners": 8,
     "direction": "up",
     "active_learners": 8,
     "learner_limit": 10,
-    "notify": "admins",
+    "notify": ["admin@example.com"],
     "occurred_at": "2026-02-01T10:00:00+00:00",
 }
 
 
 def with_a_kept_event() -> MemoryStore:
-    record = {"notify": [], "pcts": {"80": {"event": KEPT_EVENT, "crossings": 1}}}
+    entry = {"above": True, "crossings": 1, "event": kept_event(EVENT)}
     return taken_over(
         [
-            (keys.threshold_notify("acme", "admins"), orjson.dumps(["admin@example.com"])),
-            (keys.window_thresholds("acme", "2026-01-01"), orjson.dumps(record)),
+            (
+                keys.threshold_notify("acme", notify_name(EVENT["notify"])),
+                orjson.dumps(EVENT["notify"]),
+            ),
+            (keys.window_thresholds("acme", "2026-01-01"), orjson.dumps({"pcts": {"80": entry}})),
         ]
     )
 
 
 def test_a_late_threshold_event_is_sent_again_as_the_successor_kept_it() -> None:
     store = with_a_kept_event()
-    late = {**KEPT_EVENT, "tenant_id": "acme", "event_id": "other", "notify": ["old@example.com"]}
+    late = {**EVENT, "event_id": "other", "notify": ["old@example.com"]}
     land_late(store, topics.THRESHOLD_EVENTS, b"acme", orjson.dumps(late))
     epoch, value = last_of(store, topics.THRESHOLD_EVENTS, b"acme")
     assert epoch == SUCCESSOR
-    sent = orjson.loads(value or b"")
-    assert (sent["event_id"], sent["notify"]) == (KEPT_EVENT["event_id"], ["admin@example.com"])
-    assert sent["tenant_id"] == "acme"
+    assert orjson.loads(value or b"") == EVENT, "the event as the successor kept it, whole"
 
 
 def test_a_late_threshold_event_of_a_threshold_the_successor_never_crossed_is_left() -> None:
     """Events are not taken back (there is no tombstone for one); the successor sends its own
     when its counts cross."""
     store = with_a_kept_event()
-    late = {**KEPT_EVENT, "tenant_id": "acme", "threshold_pct": 100, "notify": []}
+    late = {**EVENT, "threshold_pct": 100}
     land_late(store, topics.THRESHOLD_EVENTS, b"acme", orjson.dumps(late))
     epoch, _ = last_of(store, topics.THRESHOLD_EVENTS, b"acme")
     assert epoch == DEPOSED
     assert store.ownership.zombies_repaired == 1
+
+
+def test_a_late_receipt_brings_the_requests_conflict_receipts_again_too() -> None:
+    """Error receipts of other requests sent under the same id are kept with the request
+    (`conflicts`): the deposed owner may have sent one of them late, so each goes again."""
+    receipt = {"request_id": "r1", "tenant_id": "acme", "mode": "physical"}
+    conflict = {"request_id": "r1", "tenant_id": "acme", "error": "the id is taken"}
+    request = {"request_id": "r1", "tenant_id": "acme", "selector": {"kind": "learner_ids"}}
+    stored = {"request": request, "receipt": receipt, "conflicts": {"f2": conflict}}
+    store = taken_over([(keys.deletion("acme", "r1"), orjson.dumps(stored))])
+    land_late(store, topics.DELETION_RECEIPTS, b"acme", orjson.dumps(conflict))
+    sent = [r for r in store.log.records(topics.DELETION_RECEIPTS, 0) if r.epoch == SUCCESSOR]
+    assert [orjson.loads(r.value or b"").get("error") for r in sent] == [None, "the id is taken"]
