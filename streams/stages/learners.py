@@ -246,9 +246,11 @@ class LearnerStage:
     async def _dead_letter(
         self, batch: Batch, topic: str, rejection: Rejection, last_resort: bool = False
     ) -> None:
-        """Dead-letter a launch with its original value. Reading a large one back may fail:
-        the command is then tried again (the read may pass), and when it is given up
-        (`last_resort`) the launch is dead-lettered without it, and says so."""
+        """Dead-letter a launch with its original value. A large one is read back from its
+        position: a reader that raises has the command tried again (the read may pass), and
+        when it is given up (`last_resort`) the launch is dead-lettered without it, and says
+        so; as it does when the reader answers None (the worker's reader answers None for any
+        record it cannot read, at once: streams/worker/raw_fetch.py)."""
         item = rejection.item
         detail = rejection.detail
         if item.raw is not None:

@@ -43,6 +43,7 @@ from zoneinfo import ZoneInfo
 
 from schemas import topics
 from streams.domain import learners as learner_rules
+from streams.domain import reports as domain_reports
 from streams.domain import tallies
 from streams.domain.learners import window_span
 from streams.domain.reports import GroupTally, LocalDays, Span, month_starts
@@ -68,6 +69,9 @@ EDGES = os.environ.get("SIMULATE_EDGES") == "1"  # streams/tools/simulate/edges.
 # more learner and tenant partitions than the 1-4 a plain seed draws (drawn from a stream of its
 # own: the seed's other draws stay as they were)
 MANY_PARTITIONS = os.environ.get("SIMULATE_MANY_PARTITIONS") == "1"
+# learner ids that prefix each other ("l0", "l0.1"; Workload.prefix_learners), opt-in so that
+# the seeds of REGRESSIONS keep their schedules
+PREFIX_IDS = os.environ.get("SIMULATE_PREFIX_IDS") == "1"
 MAX_WORKERS = 3
 
 
@@ -151,6 +155,8 @@ def generate(seed: int, actions: int | None = None) -> Schedule:
     workers = rng.randint(1, MAX_WORKERS)
     start = datetime(2026, 1, 20, tzinfo=UTC) + timedelta(hours=rng.randrange(0, 24 * 60))
     workload = Workload(random.Random(seed * 7919 + 1), partitions, launch_partitions)
+    if PREFIX_IDS:
+        workload.prefix_learners(random.Random(f"prefix-ids/{seed}"))
     if GROUP_RACES:
         # group races (workload.group_race), from a stream of their own, opt-in
         # (SIMULATE_GROUP_RACES=1) so that the seeds of REGRESSIONS keep their schedules
@@ -530,6 +536,8 @@ SIZE_DRAWS = True
 def run(schedule: Schedule) -> Result:
     seed = schedule.seed
     settings = _tally_layout(seed) + _chunk_bounds(seed) + _cut_bounds(seed) if SIZE_DRAWS else []
+    if PREFIX_IDS and SIZE_DRAWS:
+        settings += _order_bounds(seed)
     with _patched(settings):
         return _run(schedule)
 
@@ -608,6 +616,18 @@ def _cut_bounds(seed: int) -> list[Setting]:
         (tenant_deletions, "PART_MAX_BYTES", draw.choice((1, 30, 100))),
         (ingest, "COMMAND_MAX_BYTES", draw.choice((1, 300, 1_500))),
         (ingest, "RAW_INLINE_MAX", draw.choice((-1, -1, 100))),
+    ]
+    return [(module, name, min(value, getattr(module, name))) for module, name, value in drawn]
+
+
+def _order_bounds(seed: int) -> list[Setting]:
+    """When the learner lists ask whether a prefix id exists (past 1,000 held rows, which a
+    schedule never holds) and how many answers they keep, for a run with prefix ids, drawn from
+    a stream of its own: most such runs ask at once, and some forget every answer."""
+    draw = random.Random(f"order/{seed}")
+    drawn = [
+        (domain_reports, "HELD_BEFORE_ASKING", draw.choice((0, 0, 1, 2, 1_000))),
+        (domain_reports, "KNOWN_PREFIXES_MAX", draw.choice((1, 2, 10_000))),
     ]
     return [(module, name, min(value, getattr(module, name))) for module, name, value in drawn]
 
@@ -1025,4 +1045,60 @@ def check_reports(world: World, model: Any, where: str = "") -> list[str]:
                 f"{where}groups of {tenant} ({window.start}): {got_groups.as_json()}, "
                 f"recount {want_groups.as_json()}"
             )
+        problems += check_listings(owners, model, tenant, span, mine, where)
     return problems
+
+
+def check_listings(
+    owners: dict[int, SimWorker],
+    model: Any,
+    tenant: str,
+    span: Span,
+    mine: list[tuple[str, float]],
+    where: str,
+) -> list[str]:
+    """The administrators' learner lists of one tenant as each learner partition's owner reads
+    them (streams/stages/reports.py): every partition's rows come in learner-id order, which
+    differs from key order for ids that prefix others ("l0" and "l0.1": `l0.1/` sorts first),
+    and together they are a recount's: the window's counted learners with their first and last
+    attempt, attempts and groups; every learner with attempts, active or not, with the last."""
+    from streams.stages import reports
+
+    by_learner: dict[str, list[float]] = {}
+    for learner, at in mine:
+        by_learner.setdefault(learner, []).append(at)
+
+    def groups(learner: str) -> list[list[str]]:
+        teams, roles = model.final_groups.get((tenant, learner), ([], []))
+        return [sorted(teams), sorted(roles)]
+
+    want_window = []
+    want_learners = []
+    for learner, ats in sorted(by_learner.items()):
+        inside = [at for at in ats if span.holds(at)]
+        if inside:
+            want_window.append([learner, min(inside), max(inside), len(inside), *groups(learner)])
+        want_learners.append([learner, bool(inside), max(ats), *groups(learner)])
+    problems = []
+    for name, read, want in (
+        ("window", reports.window_rows, want_window),
+        ("learner", reports.learner_rows, want_learners),
+    ):
+        got: list[list[Any]] = []
+        for partition, worker in sorted(owners.items()):
+            chunks = asyncio.run(_collect(read(worker.state, partition, tenant, span)))
+            rows = [row for chunk in chunks for row in chunk]
+            ids = [row[0] for row in rows]
+            if any(not chunk for chunk in chunks) or ids != sorted(set(ids)):
+                problems.append(
+                    f"{where}{name} list of {tenant}, partition {partition}: not in learner-id "
+                    f"order, or an empty chunk: {ids}"
+                )
+            got += rows
+        if sorted(got) != want:
+            problems.append(f"{where}{name} list of {tenant}: {sorted(got)}, recount {want}")
+    return problems
+
+
+async def _collect(chunks: Any) -> list[Any]:
+    return [chunk async for chunk in chunks]

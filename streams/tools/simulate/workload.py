@@ -32,6 +32,10 @@ NOTIFY_LISTS: tuple[list[str], ...] = (
     ["admin@example.com", "billing@example.com"],  # the same addresses, another list
 )
 REQUEST_IDS = ("r1", "r2", "r3", "r4", "r/5", "r6")
+# what `Workload.prefix_learners` appends to a tenant's first learner id to name its others: all
+# but "_4" continue it with a character below '/', so that the id's key sorts before the
+# shorter id's ("l0.1/" < "l0/") while the id sorts after it
+PREFIX_TAILS = (".", ".1", ".1.x", "-2", " 3", "!", "_4")
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,23 @@ class Workload:
     def _input(self, topic: str, key: bytes | None, value: bytes | None, note: str) -> Input:
         self.made += 1
         return Input(topic, key, value, self._partition(topic, key), note)
+
+    def prefix_learners(self, draw: random.Random) -> None:
+        """Rename most tenants' learners after their first one, "l0", "l0.1", "l0.1.x", "l0-2"
+        (SIMULATE_PREFIX_IDS=1): ids that prefix others order differently from their keys,
+        which the learner lists must undo (streams/domain/reports.py, LearnerOrder). As many
+        learners as before: the schedule's other draws stay as they were."""
+        for tenant, learners in self.learners.items():
+            valid = [learner for learner in learners if "/" not in learner]
+            if len(valid) < 2 or draw.random() < 0.25:
+                continue
+            tails = draw.sample(PREFIX_TAILS, len(valid) - 1)
+            renamed = {
+                learner: valid[0] + tail
+                for learner, tail in zip(valid[1:], tails, strict=True)
+                if draw.random() < 0.8
+            }
+            self.learners[tenant] = [renamed.get(learner, learner) for learner in learners]
 
     def next(self, now: datetime) -> Input:
         if self.edges is not None:
