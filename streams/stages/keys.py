@@ -43,6 +43,9 @@ tenant stage, partitioned like tenant-commands (one partition per tenant)
                   thrp/{tenant}/{start}/{pct}/{n}        an event not yet confirmed sent
                   del/{tenant}/{request}                 a deletion request and its receipt
                   delr/{tenant}/{request}/{part}         a part's report, until the receipt
+                  delc/{tenant}/{request}/{fingerprint}  the error receipt of another request
+                                                         under that id (`conflicts` in the
+                                                         request's record: an older version's)
                   open/{tenant}                          physical deletions not yet complete
                                                          ({request: since}): they hold the
                                                          tenant's thresholds
@@ -289,6 +292,18 @@ def part_of_deletion_report(key: bytes) -> str:
     return key.rsplit(b"/", 1)[1].decode()
 
 
+def deletion_conflict(tenant_id: str, request_id: str, fingerprint: str) -> bytes:
+    """The error receipt of another request under a used request id (`fingerprint`, 32 hex
+    digits, names it): a record per request, so that any number of them, of any size, are
+    answered the same at every redelivery."""
+    return DELETION_CONFLICTS + _join(tenant_id, _request(request_id), fingerprint)
+
+
+def deletion_conflicts(tenant_id: str, request_id: str) -> bytes:
+    """The prefix of a request id's `deletion_conflict` keys."""
+    return DELETION_CONFLICTS + _join(tenant_id, _request(request_id), "")
+
+
 def open_deletions(tenant_id: str) -> bytes:
     return _join("open", tenant_id)
 
@@ -298,6 +313,7 @@ def threshold_notify_name(key: bytes) -> str:
     return key[len(THRESHOLD_NOTIFY) :].decode().partition("/")[2]
 
 
+DELETION_CONFLICTS = b"delc/"
 THRESHOLDS = b"thr/"
 THRESHOLD_NOTIFY = b"thrn/"
 PENDING_THRESHOLD_EVENTS = b"thrp/"  # scanned at every tick: apart from the window records

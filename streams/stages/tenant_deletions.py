@@ -34,12 +34,6 @@ log = logging.getLogger(__name__)
 
 # a part's list of learners or attempts is cut into parts of about this size
 PART_MAX_BYTES = 256 * 1024
-# Error receipts of other requests under a used request id, remembered for identical
-# redeliveries: at most this many, and this many bytes together (a request's record holds its
-# selector, its receipt and these, and stays below Kafka's record limit; a conflict past either
-# bound still gets its error receipt, built again for a redelivery)
-CONFLICTS_KEPT = 100
-CONFLICTS_MAX_BYTES = 128 * 1024
 # an open physical deletion holds its tenant's thresholds at most this long (a deletion of
 # 10M attempts takes about two minutes on a laptop)
 HOLD_LIMIT = timedelta(minutes=15)
@@ -108,9 +102,7 @@ class TenantDeletions:
                 self._emit_parts(batch, stored["request"])
             return
         error = reused_id_error(request["request_id"])
-        self._conflict(
-            batch, partition, key, stored, fingerprint, error_receipt(request, error, now)
-        )
+        self._conflict(batch, partition, stored, fingerprint, error_receipt(request, error, now))
 
     def on_error(self, batch: Batch, partition: int, command: commands.DeletionError) -> None:
         """An invalid request's error receipt: once per request, however often it comes."""
@@ -137,29 +129,27 @@ class TenantDeletions:
             if answer is not None:
                 self.emit_receipt(batch, partition, answer)
         else:
-            self._conflict(batch, partition, key, stored, command.fingerprint, receipt)
+            self._conflict(batch, partition, stored, command.fingerprint, receipt)
 
     def _conflict(
         self,
         batch: Batch,
         partition: int,
-        key: bytes,
         stored: dict[str, Any],
         fingerprint: str,
         receipt: dict[str, Any],
     ) -> None:
-        """Another request under a used request id: an error receipt, the same every time it
-        is remembered (CONFLICTS_KEPT, CONFLICTS_MAX_BYTES)."""
-        conflicts = dict(stored.get("conflicts") or {})
-        if fingerprint in conflicts:
-            receipt = conflicts[fingerprint]
-        elif (
-            len(conflicts) < CONFLICTS_KEPT
-            and json_size(conflicts) + json_size(receipt) <= CONFLICTS_MAX_BYTES
-        ):
-            conflicts[fingerprint] = receipt
-            batch.put(keys.TENANT_STATE, partition, key, {**stored, "conflicts": conflicts})
-        self.emit_receipt(batch, partition, receipt)
+        """Another request under a used request id: an error receipt, the same at every
+        redelivery (the contract). Each is kept under a key of its own, so that neither how
+        many there are nor their selectors' size bounds them (kept inside the request's record,
+        at most 100 and 128 KiB were, and a redelivery past that got a new `completed_at`)."""
+        kept = (stored.get("conflicts") or {}).get(fingerprint)
+        if kept is None:
+            key = keys.deletion_conflict(receipt["tenant_id"], receipt["request_id"], fingerprint)
+            kept = batch.get(keys.TENANT_STATE, partition, key)
+            if kept is None:
+                batch.put(keys.TENANT_STATE, partition, key, receipt)
+        self.emit_receipt(batch, partition, kept or receipt)
 
     def on_part_report(
         self,

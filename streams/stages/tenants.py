@@ -619,6 +619,9 @@ class TenantStage:
             self.deletions.emit_receipt(batch, partition, receipt)
         for receipt in (stored.get("conflicts") or {}).values():
             self.deletions.emit_receipt(batch, partition, receipt)
+        prefix = keys.deletion_conflicts(tenant_id, request_id)
+        for _, receipt in _scan_all(batch, partition, prefix):
+            self.deletions.emit_receipt(batch, partition, receipt)
 
 
 def _crossing_event(

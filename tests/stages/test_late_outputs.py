@@ -181,3 +181,27 @@ def test_a_late_receipt_brings_the_requests_conflict_receipts_again_too() -> Non
     land_late(store, topics.DELETION_RECEIPTS, b"acme", orjson.dumps(conflict))
     sent = [r for r in store.log.records(topics.DELETION_RECEIPTS, 0) if r.epoch == SUCCESSOR]
     assert [orjson.loads(r.value or b"").get("error") for r in sent] == [None, "the id is taken"]
+
+
+def test_a_late_receipt_brings_the_conflict_receipts_kept_apart_again_too() -> None:
+    """Since 2026-12-04 each conflicting request's receipt is a record of its own
+    (`delc/{tenant}/{request}/{fingerprint}`): each of them goes again as well, with any an older
+    version kept inside the request."""
+    receipt = {"request_id": "r1", "tenant_id": "acme", "mode": "physical"}
+    old = {"request_id": "r1", "tenant_id": "acme", "error": "taken, kept inside"}
+    apart = [{"request_id": "r1", "tenant_id": "acme", "error": f"taken {n}"} for n in (2, 3)]
+    request = {"request_id": "r1", "tenant_id": "acme", "selector": {"kind": "learner_ids"}}
+    stored = {"request": request, "receipt": receipt, "conflicts": {"f1": old}}
+    rows = [(keys.deletion("acme", "r1"), orjson.dumps(stored))] + [
+        (keys.deletion_conflict("acme", "r1", f"f{n}"), orjson.dumps(kept))
+        for n, kept in zip((2, 3), apart, strict=True)
+    ]
+    store = taken_over(rows)
+    land_late(store, topics.DELETION_RECEIPTS, b"acme", orjson.dumps(apart[1]))
+    sent = [r for r in store.log.records(topics.DELETION_RECEIPTS, 0) if r.epoch == SUCCESSOR]
+    assert [orjson.loads(r.value or b"").get("error") for r in sent] == [
+        None,
+        "taken, kept inside",
+        "taken 2",
+        "taken 3",
+    ]

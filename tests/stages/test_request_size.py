@@ -157,32 +157,85 @@ def test_a_conflicting_request_gets_the_same_receipt_again() -> None:
     assert p.world.gave_up == [] and p.check() == []
 
 
-def test_conflicts_past_the_kept_bytes_still_get_their_error_receipts() -> None:
-    """Large conflicting requests are not remembered past CONFLICTS_MAX_BYTES: each delivery
-    still gets an error receipt (built again), and the request's record stays bounded."""
+def test_every_conflicting_request_gets_the_same_receipt_at_each_redelivery() -> None:
+    """Large conflicting requests under one used request id: each gets its error receipt, and
+    each redelivery (a new record, a minute later) the very same one, `completed_at` included
+    (the contract). Kept inside the request's record, at most 128 KiB of them were, and the
+    third 100 KB request's redelivery got a receipt of its own time; each is a record of its
+    own now, and the request's record does not grow."""
     from streams.domain.partitioning import tenant_partition
     from streams.stages import keys
-    from streams.stages.tenant_deletions import CONFLICTS_MAX_BYTES
 
     p = two_learners_over_the_threshold()
     first = deletion("acme", "r1", "preview", p.now, learner_ids=["l0"])
     p.produce(topics.ATTEMPT_DELETIONS, first)
     p.flow()
-    for n in range(4):
-        ids = ids_of_selector_size(f"c{n}-", 100_000)
-        p.produce(
-            topics.ATTEMPT_DELETIONS, deletion("acme", "r1", "preview", p.now, learner_ids=ids)
+    batch = p.worker().batch(tenant=True)
+    partition = tenant_partition("acme", 2)
+    before = batch.get(keys.TENANT_STATE, partition, keys.deletion("acme", "r1"))
+    conflicting = [
+        deletion(
+            "acme", "r1", "preview", p.now, learner_ids=ids_of_selector_size(f"c{n}-", 100_000)
         )
-        p.flow()
-        p.advance(60)
-    deliveries = {r["completed_at"] for r in p.receipts("r1") if r["error"]}
-    assert len(deliveries) == 4, "every conflicting request got its error receipt"
+        for n in range(4)
+    ]
+    for _ in range(2):  # each delivered, then each delivered again
+        for request in conflicting:
+            p.produce(topics.ATTEMPT_DELETIONS, request)
+            p.flow()
+            p.advance(60)
+    errors = [r for r in p.receipts("r1") if r["error"]]
+    assert len(errors) == 8, "every delivery got an error receipt"
+    assert errors[4:] == errors[:4], "each redelivery the same receipt"
+    assert len({r["completed_at"] for r in errors}) == 4
     assert p.world.gave_up == [] and p.dead_letters() == []
     batch = p.worker().batch(tenant=True)
-    record = batch.get(keys.TENANT_STATE, tenant_partition("acme", 2), keys.deletion("acme", "r1"))
-    assert 0 < len(record["conflicts"]) < 4
-    assert len(json.dumps(record["conflicts"])) <= CONFLICTS_MAX_BYTES
+    assert batch.get(keys.TENANT_STATE, partition, keys.deletion("acme", "r1")) == before
+    kept = batch.scan(keys.TENANT_STATE, partition, keys.deletion_conflicts("acme", "r1"))
+    assert sorted(receipt["completed_at"] for _, receipt in kept) == sorted(
+        r["completed_at"] for r in errors[:4]
+    )
     assert p.active("acme", JAN) == 4
+    assert largest_record(p)[0] <= MAX_RECORD_BYTES
+
+
+def test_a_conflict_an_older_version_kept_in_the_request_is_answered_from_there() -> None:
+    """Versions before 2026-12-04 kept conflicting requests' receipts inside the request's
+    record (`conflicts`, by fingerprint): a redelivery is answered with that receipt and not
+    kept again."""
+    from datetime import UTC, datetime
+
+    from streams.domain.deletions import reused_id_error
+    from streams.stages import commands, keys
+    from streams.stages.ingest import error_receipt
+    from streams.stages.memory import MemoryStore
+    from streams.stages.store import TENANT
+    from streams.stages.tenant_deletions import TenantDeletions
+
+    store = MemoryStore(partitions=1)
+    store.assume(TENANT, [0])
+    batch = store.batch()
+    now = datetime(2026, 3, 20, 12, tzinfo=UTC)
+    request = {
+        "request_id": "r1",
+        "tenant_id": "acme",
+        "mode": "preview",
+        "requested_at": now.isoformat(),
+        "selector": {"kind": "learner_ids", "values": ["l1"]},
+        "requested_by": None,
+        "reason": None,
+    }
+    other = {**request, "selector": {"kind": "learner_ids", "values": ["l2"]}}
+    receipt = {**error_receipt(request, "", now), "attempts_affected": 1, "error": None}
+    kept = error_receipt(other, reused_id_error("r1"), now)
+    stored = {"fingerprint": "f", "request": request, "parts": 1, "received": {}}
+    record = {**stored, "receipt": receipt, "conflicts": {"g": kept}}
+    batch.put(keys.TENANT_STATE, 0, keys.deletion("acme", "r1"), record)
+    command = commands.DeletionRequest({**other, "fingerprint": "g"})
+    TenantDeletions(2).on_request(batch, 0, 7, command, datetime(2026, 3, 21, tzinfo=UTC))
+    sent = [json.loads(value) for _, value in batch._outputs[(topics.DELETION_RECEIPTS, 0)]]
+    assert sent == [kept]
+    assert batch.scan(keys.TENANT_STATE, 0, keys.deletion_conflicts("acme", "r1")) == []
 
 
 def test_a_receipt_stored_whole_by_an_older_version_is_sent_as_it_was() -> None:
