@@ -11,7 +11,8 @@ stored request kept a few of them whole.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -199,15 +200,23 @@ def test_every_conflicting_request_gets_the_same_receipt_at_each_redelivery() ->
     assert largest_record(p)[0] <= MAX_RECORD_BYTES
 
 
-def test_a_conflict_an_older_version_kept_in_the_request_is_answered_from_there() -> None:
-    """Versions before 2026-12-04 kept conflicting requests' receipts inside the request's
-    record (`conflicts`, by fingerprint): a redelivery is answered with that receipt and not
-    kept again."""
-    from datetime import UTC, datetime
+OLD_REQUEST = {
+    "request_id": "r1",
+    "tenant_id": "acme",
+    "mode": "preview",
+    "requested_at": "2026-03-20T12:00:00+00:00",
+    "selector": {"kind": "learner_ids", "values": ["l1"]},
+    "requested_by": None,
+    "reason": None,
+}
 
-    from streams.domain.deletions import reused_id_error
+
+def answer_to_an_older_record(
+    record: dict[str, Any], request: dict[str, Any], fingerprint: str
+) -> tuple[list[dict[str, Any]], Any]:
+    """The receipts a tenant stage sends for `request` (delivered again) when an older version
+    stored `record` for its request id; and the batch, to look at what it kept."""
     from streams.stages import commands, keys
-    from streams.stages.ingest import error_receipt
     from streams.stages.memory import MemoryStore
     from streams.stages.store import TENANT
     from streams.stages.tenant_deletions import TenantDeletions
@@ -215,25 +224,28 @@ def test_a_conflict_an_older_version_kept_in_the_request_is_answered_from_there(
     store = MemoryStore(partitions=1)
     store.assume(TENANT, [0])
     batch = store.batch()
-    now = datetime(2026, 3, 20, 12, tzinfo=UTC)
-    request = {
-        "request_id": "r1",
-        "tenant_id": "acme",
-        "mode": "preview",
-        "requested_at": now.isoformat(),
-        "selector": {"kind": "learner_ids", "values": ["l1"]},
-        "requested_by": None,
-        "reason": None,
-    }
-    other = {**request, "selector": {"kind": "learner_ids", "values": ["l2"]}}
-    receipt = {**error_receipt(request, "", now), "attempts_affected": 1, "error": None}
-    kept = error_receipt(other, reused_id_error("r1"), now)
-    stored = {"fingerprint": "f", "request": request, "parts": 1, "received": {}}
-    record = {**stored, "receipt": receipt, "conflicts": {"g": kept}}
     batch.put(keys.TENANT_STATE, 0, keys.deletion("acme", "r1"), record)
-    command = commands.DeletionRequest({**other, "fingerprint": "g"})
+    command = commands.DeletionRequest({**request, "fingerprint": fingerprint})
     TenantDeletions(2).on_request(batch, 0, 7, command, datetime(2026, 3, 21, tzinfo=UTC))
     sent = [json.loads(value) for _, value in batch._outputs[(topics.DELETION_RECEIPTS, 0)]]
+    return sent, batch
+
+
+def test_a_conflict_an_older_version_kept_in_the_request_is_answered_from_there() -> None:
+    """Versions before 2026-12-04 kept conflicting requests' receipts inside the request's
+    record (`conflicts`, by fingerprint): a redelivery is answered with that receipt and not
+    kept again."""
+    from streams.domain.deletions import reused_id_error
+    from streams.stages import keys
+    from streams.stages.ingest import error_receipt
+
+    now = datetime(2026, 3, 20, 12, tzinfo=UTC)
+    other = {**OLD_REQUEST, "selector": {"kind": "learner_ids", "values": ["l2"]}}
+    receipt = {**error_receipt(OLD_REQUEST, "", now), "attempts_affected": 1, "error": None}
+    kept = error_receipt(other, reused_id_error("r1"), now)
+    stored = {"fingerprint": "f", "request": OLD_REQUEST, "parts": 1, "received": {}}
+    record = {**stored, "receipt": receipt, "conflicts": {"g": kept}}
+    sent, batch = answer_to_an_older_record(record, other, "g")
     assert sent == [kept]
     assert batch.scan(keys.TENANT_STATE, 0, keys.deletion_conflicts("acme", "r1")) == []
 
@@ -241,31 +253,10 @@ def test_a_conflict_an_older_version_kept_in_the_request_is_answered_from_there(
 def test_a_receipt_stored_whole_by_an_older_version_is_sent_as_it_was() -> None:
     """Versions before the bound stored a request's receipt whole (with its selector): a
     redelivery of such a request is answered with that receipt."""
-    from datetime import UTC, datetime
-
-    from streams.stages import commands, keys
     from streams.stages.ingest import error_receipt
-    from streams.stages.memory import MemoryStore
-    from streams.stages.store import TENANT
-    from streams.stages.tenant_deletions import TenantDeletions
 
-    store = MemoryStore(partitions=1)
-    store.assume(TENANT, [0])
-    batch = store.batch()
     now = datetime(2026, 3, 20, 12, tzinfo=UTC)
-    request = {
-        "request_id": "r1",
-        "tenant_id": "acme",
-        "mode": "preview",
-        "requested_at": now.isoformat(),
-        "selector": {"kind": "learner_ids", "values": ["l1"]},
-        "requested_by": None,
-        "reason": None,
-    }
-    old_receipt = {**error_receipt(request, "", now), "attempts_affected": 1, "error": None}
-    stored = {"fingerprint": "f", "request": request, "parts": 1, "received": {}}
-    batch.put(keys.TENANT_STATE, 0, keys.deletion("acme", "r1"), {**stored, "receipt": old_receipt})
-    command = commands.DeletionRequest({**request, "fingerprint": "f"})
-    TenantDeletions(2).on_request(batch, 0, 7, command, datetime(2026, 3, 21, tzinfo=UTC))
-    sent = [json.loads(value) for _, value in batch._outputs[(topics.DELETION_RECEIPTS, 0)]]
+    old_receipt = {**error_receipt(OLD_REQUEST, "", now), "attempts_affected": 1, "error": None}
+    stored = {"fingerprint": "f", "request": OLD_REQUEST, "parts": 1, "received": {}}
+    sent, _ = answer_to_an_older_record({**stored, "receipt": old_receipt}, OLD_REQUEST, "f")
     assert sent == [old_receipt]
