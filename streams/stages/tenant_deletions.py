@@ -143,10 +143,12 @@ class TenantDeletions:
         redelivery (the contract). Each is kept under a key of its own, so that neither how
         many there are nor their selectors' size bounds them (kept inside the request's record,
         at most 100 and 128 KiB were, and a redelivery past that got a new `completed_at`)."""
-        kept = (stored.get("conflicts") or {}).get(fingerprint)
+        # its own record first: an older version (a rollback) may have kept another receipt
+        # inside the request's record after this one was kept apart
+        key = keys.deletion_conflict(receipt["tenant_id"], receipt["request_id"], fingerprint)
+        kept = batch.get(keys.TENANT_STATE, partition, key)
         if kept is None:
-            key = keys.deletion_conflict(receipt["tenant_id"], receipt["request_id"], fingerprint)
-            kept = batch.get(keys.TENANT_STATE, partition, key)
+            kept = (stored.get("conflicts") or {}).get(fingerprint)
             if kept is None:
                 batch.put(keys.TENANT_STATE, partition, key, receipt)
         self.emit_receipt(batch, partition, kept or receipt)

@@ -40,6 +40,7 @@ from schemas import topics
 from schemas.licenses import License
 from streams.domain.dead_letters import encode
 from streams.domain.licenses import cut_of, license_from
+from streams.domain.selectors import Selector
 from streams.domain.sources import superseded
 from streams.domain.tenants import (
     CountUpdate,
@@ -528,6 +529,7 @@ class TenantStage:
         changelog records come here too: a record of what it published names count records
         that may be out (`_answer_publications`)."""
         now = self.clock()
+        resent: set[bytes] = set()  # receipts sent again in this pass, by their key
         for record in records:
             if topic == topics.TENANT_STATE_CHANGELOG:
                 _keep_list(batch, partition, record)
@@ -541,7 +543,7 @@ class TenantStage:
                 if topic == topics.THRESHOLD_EVENTS:
                     self._resend_event(batch, partition, tenant_id, value)
                 elif topic == topics.DELETION_RECEIPTS:
-                    self._resend_receipts(batch, partition, tenant_id, value.get("request_id"))
+                    self._resend_receipts(batch, partition, tenant_id, value, resent)
 
     def _answer_publications(
         self, batch: Batch, partition: int, record: LogRecord, now: datetime
@@ -607,21 +609,55 @@ class TenantStage:
             )
 
     def _resend_receipts(
-        self, batch: Batch, partition: int, tenant_id: str, request_id: Any
+        self,
+        batch: Batch,
+        partition: int,
+        tenant_id: str,
+        late: dict[str, Any],
+        resent: set[bytes],
     ) -> None:
+        """The receipts this owner holds for the request id of a `late` receipt, each once a
+        pass: the request's own, and of the other requests under its id, the one `late` is
+        (found by its fingerprint) or, for a receipt that names no selector (an invalid
+        request's), those that name none; an older version's, kept inside the request, all."""
+        request_id = late.get("request_id")
         if not isinstance(request_id, str):
             return
-        stored = batch.get(keys.TENANT_STATE, partition, keys.deletion(tenant_id, request_id))
+        key = keys.deletion(tenant_id, request_id)
+        stored = batch.get(keys.TENANT_STATE, partition, key)
         if stored is None:
             return
-        receipt = stored_receipt(stored)
-        if receipt is not None:
-            self.deletions.emit_receipt(batch, partition, receipt)
-        for receipt in (stored.get("conflicts") or {}).values():
-            self.deletions.emit_receipt(batch, partition, receipt)
-        prefix = keys.deletion_conflicts(tenant_id, request_id)
-        for _, receipt in _scan_all(batch, partition, prefix):
-            self.deletions.emit_receipt(batch, partition, receipt)
+        answers: list[tuple[bytes, dict[str, Any] | None]] = [(key, stored_receipt(stored))]
+        answers += [
+            (key + b"/" + fingerprint.encode(), receipt)
+            for fingerprint, receipt in (stored.get("conflicts") or {}).items()
+        ]
+        fingerprint = _fingerprint_of(late)
+        if fingerprint is not None:
+            kept = keys.deletion_conflict(tenant_id, request_id, fingerprint)
+            answers.append((kept, batch.get(keys.TENANT_STATE, partition, kept)))
+        elif late.get("error"):
+            prefix = keys.deletion_conflicts(tenant_id, request_id)
+            answers += [
+                (kept, receipt)
+                for kept, receipt in _scan_all(batch, partition, prefix)
+                if receipt.get("selector") is None
+            ]
+        for answer_key, receipt in answers:
+            if receipt is not None and answer_key not in resent:
+                resent.add(answer_key)
+                self.deletions.emit_receipt(batch, partition, receipt)
+
+
+def _fingerprint_of(receipt: dict[str, Any]) -> str | None:
+    """The fingerprint of the request a receipt answers, where it names its selector and time
+    (a valid request's), as ingest computed it; None otherwise."""
+    try:
+        selector = Selector.from_json(receipt["selector"])
+        requested_at = datetime.fromisoformat(receipt["requested_at"])
+        return selector.fingerprint(receipt["mode"], requested_at)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def _crossing_event(

@@ -200,6 +200,26 @@ def test_every_conflicting_request_gets_the_same_receipt_at_each_redelivery() ->
     assert largest_record(p)[0] <= MAX_RECORD_BYTES
 
 
+def test_an_invalid_request_under_a_used_id_gets_the_same_receipt_at_each_redelivery() -> None:
+    """An invalid request (two selectors) under a used id: its error receipt is kept apart
+    too, and a redelivery a minute later is answered with it (helper-71's review: the
+    `on_error` path sending without keeping passed every stage test)."""
+    p = two_learners_over_the_threshold()
+    p.produce(
+        topics.ATTEMPT_DELETIONS, deletion("acme", "r1", "preview", p.now, learner_ids=["l0"])
+    )
+    p.flow()
+    invalid = deletion("acme", "r1", "preview", p.now, learner_ids=["l1"], teams=["red"])
+    for _ in range(2):
+        p.produce(topics.ATTEMPT_DELETIONS, invalid)
+        p.flow()
+        p.advance(60)
+    errors = [r for r in p.receipts("r1") if r["error"]]
+    assert len(errors) == 2 and errors[0] == errors[1], errors
+    assert errors[0]["error"].startswith("exactly one selector")
+    assert p.world.gave_up == [] and p.dead_letters() == []
+
+
 OLD_REQUEST = {
     "request_id": "r1",
     "tenant_id": "acme",

@@ -1089,10 +1089,12 @@ def check_listings(
             chunks = asyncio.run(_collect(read(worker.state, partition, tenant, span)))
             rows = [row for chunk in chunks for row in chunk]
             ids = [row[0] for row in rows]
-            if any(not chunk for chunk in chunks) or ids != sorted(set(ids)):
+            # (the flag a bool: the HTTP status filter tells rows apart by `is`)
+            flags_ok = name == "window" or all(type(row[1]) is bool for row in rows)
+            if any(not chunk for chunk in chunks) or ids != sorted(set(ids)) or not flags_ok:
                 problems.append(
                     f"{where}{name} list of {tenant}, partition {partition}: not in learner-id "
-                    f"order, or an empty chunk: {ids}"
+                    f"order, an empty chunk or a flag not a bool: {rows}"
                 )
             got += rows
         if sorted(got) != want:
