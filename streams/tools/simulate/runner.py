@@ -47,7 +47,7 @@ from streams.domain import reports as domain_reports
 from streams.domain import tallies
 from streams.domain.learners import window_span
 from streams.domain.reports import GroupTally, LocalDays, Span, month_starts
-from streams.domain.windows import add_months, local_midnight, window_of
+from streams.domain.windows import add_months, local_midnight, window_at_index, window_of
 from streams.stages import (
     ingest,
     keys,
@@ -1045,7 +1045,9 @@ def check_reports(world: World, model: Any, where: str = "") -> list[str]:
                 f"{where}groups of {tenant} ({window.start}): {got_groups.as_json()}, "
                 f"recount {want_groups.as_json()}"
             )
-        problems += check_listings(owners, model, tenant, span, mine, where)
+        earlier = window_at_index(cut, window.index - 1)
+        spans = [span, Span(*window_span(earlier))]  # the current window and the one before
+        problems += check_listings(owners, model, tenant, spans, mine, where)
     return problems
 
 
@@ -1053,15 +1055,16 @@ def check_listings(
     owners: dict[int, SimWorker],
     model: Any,
     tenant: str,
-    span: Span,
+    spans: list[Span],
     mine: list[tuple[str, float]],
     where: str,
 ) -> list[str]:
     """The administrators' learner lists of one tenant as each learner partition's owner reads
     them (streams/stages/reports.py): every partition's rows come in learner-id order, which
     differs from key order for ids that prefix others ("l0" and "l0.1": `l0.1/` sorts first),
-    and together they are a recount's: the window's counted learners with their first and last
-    attempt, attempts and groups; every learner with attempts, active or not, with the last."""
+    and together they are a recount's: each window's counted learners with their first and
+    last attempt, attempts and groups (the current window, `spans[0]`, and the others); every
+    learner with attempts, active in the current window or not, with the last."""
     from streams.stages import reports
 
     by_learner: dict[str, list[float]] = {}
@@ -1072,25 +1075,28 @@ def check_listings(
         teams, roles = model.final_groups.get((tenant, learner), ([], []))
         return [sorted(teams), sorted(roles)]
 
-    want_window = []
-    want_learners = []
-    for learner, ats in sorted(by_learner.items()):
-        inside = [at for at in ats if span.holds(at)]
-        if inside:
-            want_window.append([learner, min(inside), max(inside), len(inside), *groups(learner)])
-        want_learners.append([learner, bool(inside), max(ats), *groups(learner)])
+    lists: list[tuple[str, Any, Span, list[list[Any]]]] = []
+    for span in spans:
+        want = []
+        for learner, ats in sorted(by_learner.items()):
+            inside = [at for at in ats if span.holds(at)]
+            if inside:
+                want.append([learner, min(inside), max(inside), len(inside), *groups(learner)])
+        lists.append((f"window {span.start}", reports.window_rows, span, want))
+    want_learners = [
+        [learner, any(spans[0].holds(at) for at in ats), max(ats), *groups(learner)]
+        for learner, ats in sorted(by_learner.items())
+    ]
+    lists.append(("learner", reports.learner_rows, spans[0], want_learners))
     problems = []
-    for name, read, want in (
-        ("window", reports.window_rows, want_window),
-        ("learner", reports.learner_rows, want_learners),
-    ):
+    for name, read, span, want in lists:
         got: list[list[Any]] = []
         for partition, worker in sorted(owners.items()):
             chunks = asyncio.run(_collect(read(worker.state, partition, tenant, span)))
             rows = [row for chunk in chunks for row in chunk]
             ids = [row[0] for row in rows]
             # (the flag a bool: the HTTP status filter tells rows apart by `is`)
-            flags_ok = name == "window" or all(type(row[1]) is bool for row in rows)
+            flags_ok = name != "learner" or all(type(row[1]) is bool for row in rows)
             if any(not chunk for chunk in chunks) or ids != sorted(set(ids)) or not flags_ok:
                 problems.append(
                     f"{where}{name} list of {tenant}, partition {partition}: not in learner-id "
