@@ -47,6 +47,14 @@ def failing_with_service_sizes(monkeypatch: pytest.MonkeyPatch, seeds: Iterable[
         return failing(seeds)
 
 
+def seen_only_past_the_bounds(
+    monkeypatch: pytest.MonkeyPatch, seeds: Iterable[int], why: str
+) -> None:
+    """The seeds fail with their drawn bounds (`why` if not) and pass with the service's sizes."""
+    assert failing(seeds), why
+    assert not failing_with_service_sizes(monkeypatch, seeds)
+
+
 def test_half_the_seeds_lower_the_bounds_and_the_sizes_come_back() -> None:
     service = sizes()
     lowered = [seed for seed in range(100) if _cut_bounds(seed)]
@@ -77,8 +85,9 @@ def test_the_checks_see_a_deletion_that_loses_the_chunk_where_keeping_stopped(
 
     monkeypatch.setattr(learner_deletions, "removals", removals)
     seeds = (7, 18, 29)
-    assert failing(seeds), "no seed noticed removals lost after the kept chunks"
-    assert not failing_with_service_sizes(monkeypatch, seeds)
+    seen_only_past_the_bounds(
+        monkeypatch, seeds, "no seed noticed removals lost after the kept chunks"
+    )
 
 
 def test_the_checks_see_learner_commands_that_keep_only_their_first_piece(
@@ -88,8 +97,9 @@ def test_the_checks_see_learner_commands_that_keep_only_their_first_piece(
     real = ingest.chunks_by_size
     monkeypatch.setattr(ingest, "chunks_by_size", lambda *args: real(*args)[:1])
     seeds = (1, 3, 7)
-    assert failing(seeds), "no seed noticed the rows of a later command lost"
-    assert not failing_with_service_sizes(monkeypatch, seeds)
+    seen_only_past_the_bounds(
+        monkeypatch, seeds, "no seed noticed the rows of a later command lost"
+    )
 
 
 def test_the_checks_see_named_learners_of_a_later_part_left_out(
@@ -98,8 +108,7 @@ def test_the_checks_see_named_learners_of_a_later_part_left_out(
     real = tenant_deletions.chunks_by_size
     monkeypatch.setattr(tenant_deletions, "chunks_by_size", lambda *args: real(*args)[:1])
     seeds = (3, 34, 43)
-    assert failing(seeds), "no seed noticed a deletion part dropped"
-    assert not failing_with_service_sizes(monkeypatch, seeds)
+    seen_only_past_the_bounds(monkeypatch, seeds, "no seed noticed a deletion part dropped")
 
 
 def test_the_checks_see_a_launch_read_back_from_the_wrong_position(
@@ -118,8 +127,9 @@ def test_the_checks_see_a_launch_read_back_from_the_wrong_position(
 
     monkeypatch.setattr(learners.LearnerStage, "__init__", init)
     seeds = (1, 3, 7)
-    assert failing(seeds), "no seed noticed a dead letter with another launch's text"
-    assert not failing_with_service_sizes(monkeypatch, seeds)
+    seen_only_past_the_bounds(
+        monkeypatch, seeds, "no seed noticed a dead letter with another launch's text"
+    )
 
 
 def test_the_checks_see_a_replayed_team_deletion_that_reads_one_piece_of_its_members(
@@ -134,5 +144,6 @@ def test_the_checks_see_a_replayed_team_deletion_that_reads_one_piece_of_its_mem
     monkeypatch.setattr(runner, "GROUP_RACES", True)
     monkeypatch.setattr(learner_deletions, "load_members", first_piece)
     seeds = MEMBERS_SEEDS
-    assert failing(seeds), "no seed noticed members of a later piece left out on a replay"
-    assert not failing_with_service_sizes(monkeypatch, seeds)
+    seen_only_past_the_bounds(
+        monkeypatch, seeds, "no seed noticed members of a later piece left out on a replay"
+    )
