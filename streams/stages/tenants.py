@@ -529,7 +529,7 @@ class TenantStage:
         changelog records come here too: a record of what it published names count records
         that may be out (`_answer_publications`)."""
         now = self.clock()
-        resent: set[bytes] = set()  # receipts sent again in this pass, by their key
+        resent: set[bytes] = set()  # receipts sent again in this pass (and scans), by key
         for record in records:
             if topic == topics.TENANT_STATE_CHANGELOG:
                 _keep_list(batch, partition, record)
@@ -636,8 +636,9 @@ class TenantStage:
         if fingerprint is not None:
             kept = keys.deletion_conflict(tenant_id, request_id, fingerprint)
             answers.append((kept, batch.get(keys.TENANT_STATE, partition, kept)))
-        elif late.get("error"):
+        elif late.get("error") and keys.deletion_conflicts(tenant_id, request_id) not in resent:
             prefix = keys.deletion_conflicts(tenant_id, request_id)
+            resent.add(prefix)  # read once a pass: many rows, each up to a selector's size
             answers += [
                 (kept, receipt)
                 for kept, receipt in _scan_all(batch, partition, prefix)

@@ -172,8 +172,9 @@ def test_a_late_threshold_event_of_a_threshold_the_successor_never_crossed_is_le
 
 
 def test_a_late_receipt_brings_the_requests_conflict_receipts_again_too() -> None:
-    """Error receipts of other requests sent under the same id are kept with the request
-    (`conflicts`): the deposed owner may have sent one of them late, so each goes again."""
+    """Error receipts of other requests sent under the same id, as versions before 2026-12-04
+    kept them inside the request (`conflicts`): the deposed owner may have sent one of them
+    late, so each goes again (the current form: the test below)."""
     receipt = {"request_id": "r1", "tenant_id": "acme", "mode": "physical"}
     conflict = {"request_id": "r1", "tenant_id": "acme", "error": "the id is taken"}
     request = {"request_id": "r1", "tenant_id": "acme", "selector": {"kind": "learner_ids"}}

@@ -218,6 +218,15 @@ def test_an_invalid_request_under_a_used_id_gets_the_same_receipt_at_each_redeli
     assert len(errors) == 2 and errors[0] == errors[1], errors
     assert errors[0]["error"].startswith("exactly one selector")
     assert p.world.gave_up == [] and p.dead_letters() == []
+    from streams.domain.partitioning import tenant_partition
+    from streams.stages import keys
+
+    batch = p.worker().batch(tenant=True)
+    partition = tenant_partition("acme", 2)
+    kept = batch.scan(keys.TENANT_STATE, partition, keys.deletion_conflicts("acme", "r1"))
+    assert [receipt for _, receipt in kept] == [errors[0]]
+    record = batch.get(keys.TENANT_STATE, partition, keys.deletion("acme", "r1"))
+    assert "conflicts" not in record
 
 
 OLD_REQUEST = {
