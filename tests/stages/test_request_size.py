@@ -186,15 +186,21 @@ def test_every_conflicting_request_gets_the_same_receipt_at_each_redelivery() ->
             p.flow()
             p.advance(60)
     errors = [r for r in p.receipts("r1") if r["error"]]
-    assert len(errors) == 8, "every delivery got an error receipt"
-    assert errors[4:] == errors[:4], "each redelivery the same receipt"
+    # (receipts are sent at least once: a duplicate is the same receipt again)
+    by_request: dict[str, list[dict[str, Any]]] = {}
+    for receipt in errors:
+        by_request.setdefault(json.dumps(receipt["selector"]), []).append(receipt)
+    assert len(by_request) == 4
+    for receipts in by_request.values():
+        assert len(receipts) >= 2, "every delivery got an error receipt"
+        assert all(r == receipts[0] for r in receipts), "each redelivery the same receipt"
     assert len({r["completed_at"] for r in errors}) == 4
     assert p.world.gave_up == [] and p.dead_letters() == []
     batch = p.worker().batch(tenant=True)
     assert batch.get(keys.TENANT_STATE, partition, keys.deletion("acme", "r1")) == before
     kept = batch.scan(keys.TENANT_STATE, partition, keys.deletion_conflicts("acme", "r1"))
     assert sorted(receipt["completed_at"] for _, receipt in kept) == sorted(
-        r["completed_at"] for r in errors[:4]
+        receipts[0]["completed_at"] for receipts in by_request.values()
     )
     assert p.active("acme", JAN) == 4
     assert largest_record(p)[0] <= MAX_RECORD_BYTES
@@ -215,7 +221,7 @@ def test_an_invalid_request_under_a_used_id_gets_the_same_receipt_at_each_redeli
         p.flow()
         p.advance(60)
     errors = [r for r in p.receipts("r1") if r["error"]]
-    assert len(errors) == 2 and errors[0] == errors[1], errors
+    assert len(errors) >= 2 and all(r == errors[0] for r in errors), errors
     assert errors[0]["error"].startswith("exactly one selector")
     assert p.world.gave_up == [] and p.dead_letters() == []
     from streams.domain.partitioning import tenant_partition
