@@ -633,11 +633,11 @@ class TenantStage:
             for fingerprint, receipt in (stored.get("conflicts") or {}).items()
         ]
         fingerprint = _fingerprint_of(late)
+        prefix = keys.deletion_conflicts(tenant_id, request_id)
         if fingerprint is not None:
             kept = keys.deletion_conflict(tenant_id, request_id, fingerprint)
             answers.append((kept, batch.get(keys.TENANT_STATE, partition, kept)))
-        elif late.get("error") and keys.deletion_conflicts(tenant_id, request_id) not in resent:
-            prefix = keys.deletion_conflicts(tenant_id, request_id)
+        elif late.get("error") and prefix not in resent:
             resent.add(prefix)  # read once a pass: many rows, each up to a selector's size
             answers += [
                 (kept, receipt)

@@ -40,9 +40,9 @@ def test_prefix_ids_rename_learners_and_keep_the_schedule() -> None:
     assert renamed.tenants == plain.tenants
     assert [len(v) for v in renamed.learners.values()] == [len(v) for v in plain.learners.values()]
     pairs = 0
-    for _ in range(200):
-        workload = Workload(random.Random(_), 3, 2)
-        workload.prefix_learners(random.Random(f"prefix-ids/{_}"))
+    for seed in range(200):
+        workload = Workload(random.Random(seed), 3, 2)
+        workload.prefix_learners(random.Random(f"prefix-ids/{seed}"))
         for learners in workload.learners.values():
             assert len(set(learners)) == len(learners)
             pairs += sum(

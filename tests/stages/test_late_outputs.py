@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime
 
 import orjson
 
@@ -28,7 +27,7 @@ from streams.stages import keys
 from streams.stages.batch import take_over
 from streams.stages.memory import MemoryStore, never_deposed
 from streams.stages.store import TENANT, epoch_header
-from streams.stages.tenants import TenantStage
+from streams.stages.tenants import TenantStage, _fingerprint_of
 
 CHANGELOG = topics.TENANT_STATE_CHANGELOG
 COUNTS = topics.ACTIVE_LEARNER_COUNTS
@@ -52,9 +51,10 @@ def taken_over(extra: Sequence[tuple[bytes, bytes]] = ()) -> MemoryStore:
     return store
 
 
-def land_late(store: MemoryStore, topic: str, key: bytes, value: bytes) -> None:
-    """The deposed owner's record lands now, after the takeover, then the successor checks."""
-    store.log.append(topic, 0, [(key, value)], epoch_header(DEPOSED))
+def land_late(store: MemoryStore, topic: str, key: bytes, *values: bytes) -> None:
+    """The deposed owner's records land now, after the takeover, then the successor checks."""
+    for value in values:
+        store.log.append(topic, 0, [(key, value)], epoch_header(DEPOSED))
     batch = store.batch(TenantStage(1).repair_outputs)
     asyncio.run(batch.check_lineage(TENANT, [0]))
 
@@ -199,30 +199,22 @@ def test_a_late_conflict_receipt_brings_its_own_kept_receipt_again_once() -> Non
     to find them by) go again all; an older version's, kept inside the request, all; and each
     once however many late records the pass answers (helper-71's review: 200 conflicts and 50
     late receipts sent 10,050)."""
-    from streams.domain.selectors import Selector
-
     receipt = {"request_id": "r1", "tenant_id": "acme", "mode": "physical", "error": None}
     inside = conflict(None, "taken, kept inside")
     named = [conflict({"kind": "learner_ids", "values": [f"l{n}"]}, f"taken {n}") for n in (2, 3)]
     invalid = conflict(None, "no selector")
     request = {"request_id": "r1", "tenant_id": "acme", "selector": {"kind": "learner_ids"}}
     stored = {"request": request, "receipt": receipt, "conflicts": {"f1": inside}}
-
-    def fingerprint(kept: dict[str, object]) -> str:
-        selector = Selector.from_json(kept["selector"])  # type: ignore[arg-type]
-        return selector.fingerprint("preview", datetime.fromisoformat(str(kept["requested_at"])))
-
+    # (the fingerprint ingest gives each: tests/stages/test_conflict_fingerprints.py)
     rows = [(keys.deletion("acme", "r1"), orjson.dumps(stored))]
-    rows += [(keys.deletion_conflict("acme", "r1", fingerprint(k)), orjson.dumps(k)) for k in named]
+    rows += [
+        (keys.deletion_conflict("acme", "r1", str(_fingerprint_of(k))), orjson.dumps(k))
+        for k in named
+    ]
     rows += [(keys.deletion_conflict("acme", "r1", "f9"), orjson.dumps(invalid))]
     store = taken_over(rows)
-    late = named[1] | {"completed_at": "the deposed owner's"}
-    for value in (late, late, invalid):
-        store.log.append(
-            topics.DELETION_RECEIPTS, 0, [(b"acme", orjson.dumps(value))], epoch_header(DEPOSED)
-        )
-    batch = store.batch(TenantStage(1).repair_outputs)
-    asyncio.run(batch.check_lineage(TENANT, [0]))
+    late = orjson.dumps(named[1] | {"completed_at": "the deposed owner's"})
+    land_late(store, topics.DELETION_RECEIPTS, b"acme", late, late, orjson.dumps(invalid))
     sent = [r for r in store.log.records(topics.DELETION_RECEIPTS, 0) if r.epoch == SUCCESSOR]
     assert [orjson.loads(r.value or b"").get("error") for r in sent] == [
         None,
