@@ -38,6 +38,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 from zlib import crc32
 
@@ -541,6 +542,7 @@ def check(
     problems += check_requests(log, model)
     problems += check_thresholds(log, model, expected, final_now)
     problems += check_event_backing(log)
+    problems += check_threshold_holds(log)
     problems += check_dead_letters(log, model)
     problems += check_groups(model)
     return model, problems
@@ -981,6 +983,73 @@ def check_event_backing(log: MemoryLog) -> list[str]:
         above = event["active_learners"] >= event["threshold_learners"]
         if above != (event["direction"] == "up"):
             problems.append(f"{what}: {event['active_learners']} of {event['threshold_learners']}")
+    return problems
+
+
+def check_threshold_holds(log: MemoryLog) -> list[str]:
+    """No threshold crossing is evaluated while an open physical deletion holds its tenant.
+
+    A physical deletion's parts reach the learner partitions one after another; an evaluation in
+    between would mail a crossing at a count on the way, so the tenant stage holds the tenant's
+    thresholds from the request to its receipt (`open/{tenant}`: request -> since), for at most
+    HOLD_LIMIT of the commands' time (streams/stages/tenant_deletions.py). Read from the
+    tenant-state changelog, in the order each partition's owner wrote it: a new crossing is a
+    pending event (`thrp/`) whose key was never written before. Records of one send are one
+    flush, whose own order is the changelog ranks' and not the handlers', so a flush is taken
+    whole: a crossing is held when a hold of its tenant was open before its flush and still open
+    after it (the same request, the same since), and younger than HOLD_LIMIT at the event. A
+    crossing written again by a later flush (the replay after a crash that landed part of a
+    flush) is right when any of its flushes was not held. A deposed owner's records, landing
+    after its successor's, are left out: they are what a repair redoes."""
+    from streams.stages.tenant_deletions import HOLD_LIMIT
+
+    open_key, pending_key = b"open/", b"thrp/"
+    verdicts: dict[bytes, list[tuple[set[str], dict[str, Any]]]] = {}
+    topic = topics.TENANT_STATE_CHANGELOG
+    for partition, records in sorted(log.topics.get(topic, {}).items()):
+        starts = log.sends.get((topic, partition), [0])
+        bounds = [*starts, len(records)]
+        holds: dict[str, dict[str, str]] = {}  # tenant -> its open/ record
+        newest = (0, 0)
+        for first, end in pairwise(bounds):
+            landed = [record for record in records[first:end] if record.key is not None]
+            if not landed:
+                continue
+            epoch = landed[0].epoch
+            if epoch < newest:
+                continue  # a deposed owner's flush, landing after its successor's
+            newest = epoch
+            flush = [(record.key or b"", record.value) for record in landed]
+            opened = {
+                key[len(open_key) :].decode(): value
+                for key, value in flush
+                if key.startswith(open_key)
+            }
+            before = {tenant: holds.get(tenant, {}) for tenant in opened}
+            for tenant, value in opened.items():
+                holds[tenant] = json.loads(value) if value else {}
+            for key, value in flush:
+                if not key.startswith(pending_key) or value is None:
+                    continue
+                event = json.loads(value)
+                tenant, now = event["tenant_id"], datetime.fromisoformat(event["occurred_at"])
+                after = holds.get(tenant, {})
+                held = {
+                    request
+                    for request, since in before.get(tenant, after).items()
+                    if after.get(request) == since
+                    and now - datetime.fromisoformat(since) < HOLD_LIMIT
+                }
+                verdicts.setdefault(key, []).append((held, event))
+    problems = []
+    for key, seen in sorted(verdicts.items()):
+        if all(held for held, _ in seen):
+            held, event = seen[0]
+            problems.append(
+                f"threshold event {event['event_id']} ({event['direction']} at "
+                f"{event['active_learners']}) evaluated while deletion {sorted(held)} held "
+                f"{event['tenant_id']} ({key.decode()})"
+            )
     return problems
 
 

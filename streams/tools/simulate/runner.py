@@ -535,7 +535,11 @@ SIZE_DRAWS = True
 
 def run(schedule: Schedule) -> Result:
     seed = schedule.seed
-    settings = _tally_layout(seed) + _chunk_bounds(seed) + _cut_bounds(seed) if SIZE_DRAWS else []
+    settings = (
+        _tally_layout(seed) + _chunk_bounds(seed) + _cut_bounds(seed) + _hold_bounds(seed)
+        if SIZE_DRAWS
+        else []
+    )
     if PREFIX_IDS and SIZE_DRAWS:
         settings += _order_bounds(seed)
     with _patched(settings):
@@ -630,6 +634,16 @@ def _order_bounds(seed: int) -> list[Setting]:
         (domain_reports, "KNOWN_PREFIXES_MAX", draw.choice((1, 2, 10_000))),
     ]
     return [(module, name, min(value, getattr(module, name))) for module, name, value in drawn]
+
+
+def _hold_bounds(seed: int) -> list[Setting]:
+    """How many open physical deletions of a tenant hold its thresholds (200, which no schedule
+    reaches), for this run, drawn from a stream of its own: a third of the runs keep one or
+    two, so that a later deletion that does not hold, and a hold released while another
+    deletion is still open, happen in runs (`oracle.check_threshold_holds` reads which held)."""
+    draw = random.Random(f"holds/{seed}")
+    kept = draw.choice((1, 2, tenant_deletions.OPEN_KEPT, tenant_deletions.OPEN_KEPT))
+    return [(tenant_deletions, "OPEN_KEPT", min(kept, tenant_deletions.OPEN_KEPT))]
 
 
 @contextlib.contextmanager
