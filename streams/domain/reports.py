@@ -16,10 +16,11 @@ partitions merge into one ordered stream without holding any of them.
 from __future__ import annotations
 
 import csv
+import heapq
 import io
 from bisect import bisect_right
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from math import inf
@@ -432,3 +433,41 @@ def smallest_under_limit(
         if option["active_learners_after"] < limit:
             return option["older_than"]
     return None
+
+
+async def merge_ordered(
+    streams: Sequence[AsyncIterator[list[list[Any]]]], out_chunk: int = 5_000
+) -> AsyncIterator[list[list[Any]]]:
+    """Chunked streams, each ordered by its rows' first field, merged into one ordered stream
+    (the partitions' lists of a report: a learner lives in one partition, so no two rows tie)."""
+    buffers: list[list[list[Any]]] = [[] for _ in streams]
+    positions = [0] * len(streams)
+
+    async def refill(index: int) -> bool:
+        chunk = await anext(streams[index], None)
+        if not chunk:
+            return False
+        buffers[index], positions[index] = chunk, 0
+        return True
+
+    heap: list[tuple[str, int]] = []
+    try:
+        for index in range(len(streams)):
+            if await refill(index):
+                heap.append((buffers[index][0][0], index))
+        heapq.heapify(heap)
+        out: list[list[Any]] = []
+        while heap:
+            _, index = heapq.heappop(heap)
+            out.append(buffers[index][positions[index]])
+            positions[index] += 1
+            if positions[index] < len(buffers[index]) or await refill(index):
+                heapq.heappush(heap, (buffers[index][positions[index]][0], index))
+            if len(out) >= out_chunk:
+                yield out
+                out = []
+        if out:
+            yield out
+    finally:  # a reader that stops early (a first page) ends the other workers' answers too
+        for stream in streams:
+            await stream.aclose()  # type: ignore[attr-defined]

@@ -12,9 +12,8 @@ flat memory; aggregates (groups, daily firsts, advisor tallies) are added up.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,7 +21,7 @@ import aiohttp
 import orjson
 
 from schemas import topics
-from streams.domain.reports import GroupTally, Span
+from streams.domain.reports import GroupTally, Span, merge_ordered
 from streams.http.access import INTERNAL_HEADER, internal_message, sign_internal
 from streams.http.api import ApiError
 from streams.kafka.cluster_key import obtain_cluster_key
@@ -229,7 +228,7 @@ async def rows(
         else remote_rows(url, kind, partition, params)
         for partition, url in placement().items()
     ]
-    async for chunk in merge(streams, out_chunk):
+    async for chunk in merge_ordered(streams, out_chunk):
         yield chunk
 
 
@@ -256,43 +255,6 @@ async def all_or_none(*calls: Awaitable[Any]) -> list[Any]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-
-
-async def merge(
-    streams: Sequence[AsyncIterator[list[list[Any]]]], out_chunk: int = 5_000
-) -> AsyncIterator[list[list[Any]]]:
-    """Chunked streams, each ordered by its rows' first field, merged into one ordered stream."""
-    buffers: list[list[list[Any]]] = [[] for _ in streams]
-    positions = [0] * len(streams)
-
-    async def refill(index: int) -> bool:
-        chunk = await anext(streams[index], None)
-        if not chunk:
-            return False
-        buffers[index], positions[index] = chunk, 0
-        return True
-
-    heap: list[tuple[str, int]] = []
-    try:
-        for index in range(len(streams)):
-            if await refill(index):
-                heap.append((buffers[index][0][0], index))
-        heapq.heapify(heap)
-        out: list[list[Any]] = []
-        while heap:
-            _, index = heapq.heappop(heap)
-            out.append(buffers[index][positions[index]])
-            positions[index] += 1
-            if positions[index] < len(buffers[index]) or await refill(index):
-                heapq.heappush(heap, (buffers[index][positions[index]][0], index))
-            if len(out) >= out_chunk:
-                yield out
-                out = []
-        if out:
-            yield out
-    finally:  # a reader that stops early (a first page) ends the other workers' answers too
-        for stream in streams:
-            await stream.aclose()  # type: ignore[attr-defined]
 
 
 async def first_rows(kind: str, params: dict[str, str], count: int) -> list[list[Any]]:

@@ -10,6 +10,7 @@ whether a prefix id exists. Each mutation below is a wrong order the recount see
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -131,4 +132,24 @@ def test_the_checks_see_a_wrong_list_in_plain_seeds(monkeypatch: pytest.MonkeyPa
             yield learner, current.holds(instants[0]), max(instants)
 
     monkeypatch.setattr(reports, "learner_rows", first_only)
+    assert failing(seeds) == list(seeds)
+
+
+def test_the_checks_see_the_http_merge_in_key_order(
+    prefix_ids: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The partitions' lists go through the HTTP side's merge (`merge_ordered`); one that
+    compares keys (`l0/` after `l0.1/`) puts a prefix id's learner after its continuation."""
+    seeds = (9, 12, 17)
+    assert not failing(seeds)
+
+    async def key_order(streams: Any, out_chunk: int) -> Any:
+        parts = [
+            [row for chunk in [c async for c in stream] for row in chunk] for stream in streams
+        ]
+        rows = list(heapq.merge(*parts, key=lambda row: row[0] + "/"))
+        for at in range(0, len(rows), out_chunk):
+            yield rows[at : at + out_chunk]
+
+    monkeypatch.setattr(runner, "merge_ordered", key_order)
     assert failing(seeds) == list(seeds)

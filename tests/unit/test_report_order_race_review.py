@@ -8,7 +8,8 @@ HTTP stream's writes): a first launch of `john` applied after that look-up lands
 `acme/john/...`, which sorts after every `acme/john.../` key, so the scan still reaches it and
 pushes `john` after `john.doe` was yielded. Before the change the order held `john.doe` until the
 key `john/` had passed, whatever arrived meanwhile; the merge of the partitions
-(streams/http/reports.py: `merge`) trusts each partition's order, so the answer is unordered.
+(streams/domain/reports.py: `merge_ordered`) trusts each partition's order, so the answer is
+unordered.
 
 Run from the repository root:
     .venv/bin/python -m pytest -q -p no:cacheprovider tests/unit/test_report_order_race_review.py

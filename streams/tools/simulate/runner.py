@@ -35,7 +35,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,7 +46,7 @@ from streams.domain import learners as learner_rules
 from streams.domain import reports as domain_reports
 from streams.domain import tallies
 from streams.domain.learners import window_span
-from streams.domain.reports import GroupTally, LocalDays, Span, month_starts
+from streams.domain.reports import GroupTally, LocalDays, Span, merge_ordered, month_starts
 from streams.domain.windows import add_months, local_midnight, window_at_index, window_of
 from streams.stages import (
     ingest,
@@ -1104,7 +1104,7 @@ def check_listings(
     lists.append(("learner", reports.learner_rows, spans[0], want_learners))
     problems = []
     for name, read, span, want in lists:
-        got: list[list[Any]] = []
+        partitions: list[list[list[list[Any]]]] = []
         for partition, worker in sorted(owners.items()):
             chunks = asyncio.run(_collect(read(worker.state, partition, tenant, span)))
             rows = [row for chunk in chunks for row in chunk]
@@ -1116,11 +1116,19 @@ def check_listings(
                     f"{where}{name} list of {tenant}, partition {partition}: not in learner-id "
                     f"order, an empty chunk or a flag not a bool: {rows}"
                 )
-            got += rows
-        if sorted(got) != want:
-            problems.append(f"{where}{name} list of {tenant}: {sorted(got)}, recount {want}")
+            partitions.append(chunks)
+        # the partitions' lists as the HTTP side merges them, in chunks of two rows
+        merged = asyncio.run(_collect(merge_ordered([_replay(c) for c in partitions], 2)))
+        got = [row for chunk in merged for row in chunk]
+        if got != want or any(not chunk for chunk in merged):
+            problems.append(f"{where}{name} list of {tenant} merged: {merged}, recount {want}")
     return problems
 
 
 async def _collect(chunks: Any) -> list[Any]:
     return [chunk async for chunk in chunks]
+
+
+async def _replay(chunks: list[Any]) -> AsyncIterator[Any]:
+    for chunk in chunks:
+        yield chunk
