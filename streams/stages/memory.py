@@ -140,9 +140,6 @@ class MemoryLog:
         self.default_partitions = partitions
         self.topics: dict[str, dict[int, list[LogRecord]]] = {}
         self.clock = clock
-        # (topic, partition) -> the first offset of every append: where each send's records
-        # begin (the simulator's oracle reads a flush's changelog records as one group)
-        self.sends: dict[tuple[str, int], list[int]] = {}
 
     def records(self, topic: str, partition: int) -> list[LogRecord]:
         return self.topics.setdefault(topic, {}).setdefault(partition, [])
@@ -157,7 +154,6 @@ class MemoryLog:
     ) -> tuple[int, int]:
         log = self.records(topic, partition)
         first = len(log)
-        self.sends.setdefault((topic, partition), []).append(first)
         now = self.clock()
         for key, value in pairs:
             log.append(LogRecord(key, value, headers, len(log), now))

@@ -176,7 +176,9 @@ class Pipeline:
         """Every check of the simulator on this run (the model, the states)."""
         from streams.tools.simulate import oracle
 
-        model, problems = oracle.check(self.world.log, self.world.partitions, self.now)
+        model, problems = oracle.check(
+            self.world.log, self.world.partitions, self.now, evaluations=self.world.evaluations
+        )
         expected = {
             "/".join(i): (a.element_id, a.launched_at, a.logically_deleted)
             for i, a in model.attempts().items()

@@ -170,6 +170,43 @@ def test_a_crash_as_the_deletion_completes_releases_the_hold_and_alerts_once(lan
     assert p.check() == []
 
 
+def test_a_crash_that_lands_a_flush_up_to_the_release_of_the_hold_alerts_once() -> None:
+    """The flush that completes the request also holds a newcomer's partial counts that came
+    after the last report, and dies with its changelog landed up to the release of the hold:
+    the pending `down` is in Kafka (its records go first), the release is not, and the replay
+    computes its events again from a count the newcomer raised (helper-73's case, which the
+    first form of the simulator's check of holds took for an evaluation under the hold)."""
+    p, first, second = acme_with_ten_learners(two_workers=False)
+    p.advance(60)
+    p.produce(
+        topics.ATTEMPT_DELETIONS,
+        deletion("acme", "r1", "physical", p.now, learner_ids=[*first[:2], second[0]]),
+    )
+    p.run(topics.ATTEMPT_DELETIONS)
+    p.run(topics.TENANT_COMMANDS)
+    p.run(topics.LEARNER_COMMANDS)  # both parts applied: their reports wait for the tenant stage
+    newcomer = learners_in("acme", 1, 2, 8)[-1]
+    p.produce(topics.LAUNCHES, launch("acme", newcomer, "a1", "2026-02-11T10:00:00Z"))
+    p.run("launches")
+    p.run(topics.LEARNER_COMMANDS)
+    p.run("partials")  # the newcomer's partial counts, behind the reports
+
+    def landing(tp: tuple[str, int], records: list[LogRecord]) -> int:
+        if tp[0] != topics.TENANT_STATE_CHANGELOG:
+            return 0
+        return [key for key, _ in records].index(keys.open_deletions("acme"))
+
+    p.crash_at("w0", "send", topics.TENANT_COMMANDS, landing=landing)
+    p.run(topics.TENANT_COMMANDS)
+    assert not p.worker().alive
+    p.restart()
+    p.flow()
+    p.settle()
+    distinct = list({e["event_id"]: e for e in p.events("acme")}.values())
+    assert [e["direction"] for e in distinct] == ["up", "down"]
+    assert p.check() == []
+
+
 def test_a_part_that_fails_completes_the_request_with_an_error_and_releases_the_hold(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

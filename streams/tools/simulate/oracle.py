@@ -38,7 +38,6 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from itertools import pairwise
 from typing import Any
 from zlib import crc32
 
@@ -52,7 +51,7 @@ from schemas.licenses import License
 from streams.domain.sources import superseded
 from streams.domain.windows import DEFAULT_CUT, Cut, window_of, window_starting
 from streams.stages import commands
-from streams.stages.memory import MemoryLog
+from streams.stages.memory import MemoryLog, present
 
 FUTURE = timedelta(hours=1)
 UNTRACKED = {"none", "none_resource"}
@@ -527,9 +526,11 @@ def check(
     partitions: int,
     final_now: datetime,
     produced: Sequence[tuple[str, int, int]] | None = None,
+    evaluations: Sequence[tuple[int, int, str, datetime, frozenset[str]]] = (),
 ) -> tuple[Model, list[str]]:
     """The model of a settled run, and every problem found (none: the run is right).
-    `produced`: the positions of the input records in the order they were produced."""
+    `produced`: the positions of the input records in the order they were produced;
+    `evaluations`: the tenant stages' threshold evaluations (`check_threshold_holds`)."""
     model = Model(log, partitions, produced)
     model.inputs()
     model.learner_commands()
@@ -542,7 +543,7 @@ def check(
     problems += check_requests(log, model)
     problems += check_thresholds(log, model, expected, final_now)
     problems += check_event_backing(log)
-    problems += check_threshold_holds(log)
+    problems += check_threshold_holds(log, evaluations)
     problems += check_dead_letters(log, model)
     problems += check_groups(model)
     return model, problems
@@ -986,71 +987,85 @@ def check_event_backing(log: MemoryLog) -> list[str]:
     return problems
 
 
-def check_threshold_holds(log: MemoryLog) -> list[str]:
-    """No threshold crossing is evaluated while an open physical deletion holds its tenant.
+def check_threshold_holds(
+    log: MemoryLog, evaluations: Sequence[tuple[int, int, str, datetime, frozenset[str]]]
+) -> list[str]:
+    """No threshold is evaluated while an open physical deletion holds its tenant.
 
-    A physical deletion's parts reach the learner partitions one after another; an evaluation in
-    between would mail a crossing at a count on the way, so the tenant stage holds the tenant's
-    thresholds from the request to its receipt (`open/{tenant}`: request -> since), for at most
-    HOLD_LIMIT of the commands' time (streams/stages/tenant_deletions.py). Read from the
-    tenant-state changelog, in the order each partition's owner wrote it: a new crossing is a
-    pending event (`thrp/`) whose key was never written before. Records of one send are one
-    flush, whose own order is the changelog ranks' and not the handlers', so a flush is taken
-    whole: a crossing is held when a hold of its tenant was open before its flush and still open
-    after it (the same request, the same since), and younger than HOLD_LIMIT at the event. A
-    crossing written again by a later flush (the replay after a crash that landed part of a
-    flush) is right when any of its flushes was not held. A deposed owner's records, landing
-    after its successor's, are left out: they are what a repair redoes."""
-    from streams.stages.tenant_deletions import HOLD_LIMIT
+    A physical deletion's parts reach the learner partitions one after another; an evaluation
+    in between would mail a crossing at a count on the way, so the tenant stage holds a
+    tenant's thresholds from its request to the report of its last part, for at most
+    HOLD_LIMIT of the commands' time, and only the first OPEN_KEPT open deletions of a tenant
+    hold (streams/stages/tenant_deletions.py). The holds are read here from `tenant-commands`,
+    which the tenant stage applies in offset order: a physical request holds from its command
+    when it is the first command under its request id (another is a redelivery or a
+    conflict); the report that brings its last distinct part releases it. `evaluations` are
+    the stages' threshold evaluations, each with the command it ran for (every worker, deposed
+    ones and replays included: each applies the commands in the same order) and the requests
+    of the tenant its state had completed: a replay after a crash applies commands again to a
+    state restored past them, whose counts are the deletion's end, so a hold ended there."""
+    from streams.stages.tenant_deletions import HOLD_LIMIT, OPEN_KEPT
 
-    open_key, pending_key = b"open/", b"thrp/"
-    verdicts: dict[bytes, list[tuple[set[str], dict[str, Any]]]] = {}
-    topic = topics.TENANT_STATE_CHANGELOG
-    for partition, records in sorted(log.topics.get(topic, {}).items()):
-        starts = log.sends.get((topic, partition), [0])
-        bounds = [*starts, len(records)]
-        holds: dict[str, dict[str, str]] = {}  # tenant -> its open/ record
-        newest = (0, 0)
-        for first, end in pairwise(bounds):
-            landed = [record for record in records[first:end] if record.key is not None]
-            if not landed:
-                continue
-            epoch = landed[0].epoch
-            if epoch < newest:
-                continue  # a deposed owner's flush, landing after its successor's
-            newest = epoch
-            flush = [(record.key or b"", record.value) for record in landed]
-            opened = {
-                key[len(open_key) :].decode(): value
-                for key, value in flush
-                if key.startswith(open_key)
-            }
-            before = {tenant: holds.get(tenant, {}) for tenant in opened}
-            for tenant, value in opened.items():
-                holds[tenant] = json.loads(value) if value else {}
-            for key, value in flush:
-                if not key.startswith(pending_key) or value is None:
+    # (partition, tenant) -> [(request, its command's offset, the release's or None, since)]
+    holds: dict[tuple[int, str], list[tuple[str, int, int | None, datetime]]] = {}
+    for partition, records in sorted(log.topics.get(topics.TENANT_COMMANDS, {}).items()):
+        seen: set[tuple[str, str]] = set()
+        open_: dict[str, dict[str, tuple[int, datetime]]] = {}  # tenant -> request -> hold
+        reported: dict[tuple[str, str], set[int]] = {}
+        for record in present(records):
+            command = _command(record.value)
+            kind = command.get("kind")
+            now = datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
+            if kind in ("deletion-request", "deletion-error"):
+                request = command["request" if kind == "deletion-request" else "receipt"]
+                tenant, request_id = request["tenant_id"], request["request_id"]
+                if (tenant, request_id) in seen:
+                    continue  # a redelivery, a replay or a conflict: no hold of its own
+                seen.add((tenant, request_id))
+                if kind == "deletion-request" and request["mode"] == "physical":
+                    holding = {
+                        r: hold
+                        for r, hold in open_.get(tenant, {}).items()
+                        if now - hold[1] < HOLD_LIMIT
+                    }
+                    if len(holding) < OPEN_KEPT:
+                        holding[request_id] = (record.offset, now)
+                    open_[tenant] = holding
+            elif kind == "deletion-part":
+                request = command["request"]
+                tenant, request_id = request["tenant_id"], request["request_id"]
+                hold = open_.get(tenant, {}).get(request_id)
+                if hold is None:
                     continue
-                event = json.loads(value)
-                tenant, now = event["tenant_id"], datetime.fromisoformat(event["occurred_at"])
-                after = holds.get(tenant, {})
-                held = {
-                    request
-                    for request, since in before.get(tenant, after).items()
-                    if after.get(request) == since
-                    and now - datetime.fromisoformat(since) < HOLD_LIMIT
-                }
-                verdicts.setdefault(key, []).append((held, event))
+                parts = reported.setdefault((tenant, request_id), set())
+                parts.add(command["part"])
+                if len(parts) >= command["parts"]:
+                    del open_[tenant][request_id]
+                    entry = (request_id, hold[0], record.offset, hold[1])
+                    holds.setdefault((partition, tenant), []).append(entry)
+        for tenant, requests in open_.items():
+            for request_id, (offset, since) in requests.items():
+                holds.setdefault((partition, tenant), []).append((request_id, offset, None, since))
     problems = []
-    for key, seen in sorted(verdicts.items()):
-        if all(held for held, _ in seen):
-            held, event = seen[0]
-            problems.append(
-                f"threshold event {event['event_id']} ({event['direction']} at "
-                f"{event['active_learners']}) evaluated while deletion {sorted(held)} held "
-                f"{event['tenant_id']} ({key.decode()})"
-            )
-    return problems
+    for partition, offset, tenant, now, completed in evaluations:
+        for request_id, opened, released, since in holds.get((partition, tenant), []):
+            inside = opened < offset and (released is None or offset < released)
+            if inside and now - since < HOLD_LIMIT and request_id not in completed:
+                problems.append(
+                    f"thresholds of {tenant} evaluated for tenant-commands {partition}/{offset} "
+                    f"(at {now.isoformat()}) while deletion {request_id} held them (from "
+                    f"{partition}/{opened}, since {since.isoformat()}, to {released})"
+                )
+                break
+    return sorted(set(problems))
+
+
+def _command(value: bytes | None) -> dict[str, Any]:
+    try:
+        command = json.loads(value or b"null")
+    except ValueError:
+        return {}
+    return command if isinstance(command, dict) else {}
 
 
 def check_groups(model: Model) -> list[str]:

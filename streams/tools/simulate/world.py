@@ -28,13 +28,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import unquote
 from zlib import crc32
 
 from schemas import topics
+from schemas.licenses import License
 from schemas.topics import TOPICS_BY_NAME
+from streams.domain.windows import Window
 from streams.stages import commands, ingest, keys
 from streams.stages.batch import DurableBatch, take_over
 from streams.stages.ingest import IngestStage
@@ -55,8 +59,10 @@ from streams.stages.store import (
     Record,
     TopicPartition,
     restore_rule,
+    scan_all,
     starts_afresh,
 )
+from streams.stages.tenant_deletions import stored_receipt
 from streams.stages.tenants import TenantStage
 
 APP_TOPICS = (
@@ -396,6 +402,49 @@ class SimLog:
             await Wait("pause", self.world.step + draw.randrange(1, 4))
 
 
+# a threshold evaluation: (tenant-commands partition, the offset of the command it ran for,
+# tenant, its now, the tenant's requests whose receipt its state holds)
+Evaluation = tuple[int, int, str, datetime, frozenset[str]]
+_handling: ContextVar[tuple[int, int] | None] = ContextVar("handling", default=None)
+
+
+class ObservedTenantStage(TenantStage):
+    """The tenant stage, telling the oracle which command each threshold evaluation ran for
+    (a context variable: the stage's tasks interleave at their awaits) and which of the
+    tenant's deletions its state has completed: a replay applies commands again to a state
+    that may be past them."""
+
+    evaluations: list[Evaluation]
+
+    async def handle_record(self, batch: Batch, record: Record) -> None:
+        token = _handling.set((record.partition, record.offset))
+        try:
+            await super().handle_record(batch, record)
+        finally:
+            _handling.reset(token)
+
+    def check_thresholds(
+        self,
+        batch: Batch,
+        partition: int,
+        tenant_id: str,
+        license_: License,
+        published: dict[str, list[int]],
+        windows: dict[str, Window],
+        now: datetime,
+    ) -> None:
+        command = _handling.get()
+        if command is not None:
+            prefix = keys.deletion(tenant_id, "")
+            completed = frozenset(
+                unquote(key[len(prefix) :].decode())
+                for key, stored in scan_all(batch, keys.TENANT_STATE, partition, prefix)
+                if stored_receipt(stored) is not None
+            )
+            self.evaluations.append((*command, tenant_id, now, completed))
+        super().check_thresholds(batch, partition, tenant_id, license_, published, windows, now)
+
+
 class SimWorker:
     """One worker process: a state folder and, while alive, the stages and their tasks."""
 
@@ -434,7 +483,10 @@ class SimWorker:
         )
         # every tenant a tick skips is published in a savepoint all the same: a skip that would
         # have written is a bug of the run
-        self.tenant = TenantStage(world.partitions, clock=clock, unsafe_skip=world.bugs.append)
+        self.tenant = ObservedTenantStage(
+            world.partitions, clock=clock, unsafe_skip=world.bugs.append
+        )
+        self.tenant.evaluations = world.evaluations
 
     def now(self) -> datetime:
         return self.world.now_of(self.name)
@@ -517,6 +569,9 @@ class World:
         self.deposed_work: Callable[[World, SimWorker], None] | None = None
         self.gave_up: list[str] = []  # events a stage gave up on: always a finding
         self.bugs: list[str] = []  # exceptions that escaped a unit of work
+        # every threshold evaluation of every tenant stage: (tenant-commands partition, the
+        # offset of the command it ran for, tenant, its now), for `oracle.check_threshold_holds`
+        self.evaluations: list[Evaluation] = []
         self.refused_takeovers = 0  # takeovers the group's answer stopped (a deposed worker's)
         self.trace: list[str] = []
         self.produced: list[tuple[str, int, int]] = []  # positions of the inputs, in order
