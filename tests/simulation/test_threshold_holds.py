@@ -52,10 +52,12 @@ class Commands:
     def other(self) -> int:
         return self.add({"kind": "tick", "now": self.at.isoformat()})
 
-    def evaluated(self, offset: int, tenant: str = "acme", completed: Any = ()) -> list[str]:
-        """The problems of one evaluation of `tenant` for the command at `offset`, now, by a
-        state that holds the receipts of the requests `completed`."""
-        evaluation = (0, offset, tenant, self.at, frozenset(completed))
+    def evaluated(
+        self, offset: int, tenant: str = "acme", completed: Any = (), at: datetime | None = None
+    ) -> list[str]:
+        """The problems of one evaluation of `tenant` for the command at `offset`, at `at` (now),
+        by a state that holds the receipts of the requests `completed`."""
+        evaluation = (0, offset, tenant, at or self.at, frozenset(completed))
         return oracle.check_threshold_holds(self.log, [evaluation])
 
 
@@ -166,3 +168,18 @@ def test_runs_draw_how_many_deletions_hold_and_give_it_back() -> None:
     with runner._patched(runner._hold_bounds(low)):
         assert tenant_deletions.OPEN_KEPT == 1
     assert kept == tenant_deletions.OPEN_KEPT
+
+
+def test_a_hold_past_its_limit_is_forgotten_at_the_next_request() -> None:
+    """The stage drops an expired hold from its record when the tenant's next deletion comes;
+    a command whose clock is behind (another producer's) holds nothing from then on, and what
+    came before still counts."""
+    log = Commands()
+    log.request("q1")
+    during, at = log.other(), log.at
+    log.add({"kind": "tick"}, after=tenant_deletions.HOLD_LIMIT)
+    log.request("q2", tenant="acme")
+    log.report("q2", 0, 1)
+    offset = log.add({"kind": "tick"}, after=-tenant_deletions.HOLD_LIMIT)  # a clock behind
+    assert log.evaluated(offset) == []
+    assert log.evaluated(during, at=at) != []

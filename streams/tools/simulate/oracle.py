@@ -1023,11 +1023,13 @@ def check_threshold_holds(
                     continue  # a redelivery, a replay or a conflict: no hold of its own
                 seen.add((tenant, request_id))
                 if kind == "deletion-request" and request["mode"] == "physical":
-                    holding = {
-                        r: hold
-                        for r, hold in open_.get(tenant, {}).items()
-                        if now - hold[1] < HOLD_LIMIT
-                    }
+                    holding = {}
+                    for r, (opened, since) in open_.get(tenant, {}).items():
+                        if now - since < HOLD_LIMIT:
+                            holding[r] = (opened, since)
+                        else:  # past the limit: the stage forgets it here
+                            entry = (r, opened, record.offset, since)
+                            holds.setdefault((partition, tenant), []).append(entry)
                     if len(holding) < OPEN_KEPT:
                         holding[request_id] = (record.offset, now)
                     open_[tenant] = holding
