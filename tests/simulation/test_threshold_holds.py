@@ -122,14 +122,20 @@ def test_a_hold_past_its_limit_holds_nothing() -> None:
     assert log.evaluated(offset) == []
 
 
-def test_only_the_first_open_deletions_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_holds_past_the_bound_are_not_checked_while_they_overlap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the first OPEN_KEPT open deletions of a tenant hold, and which are first depends
+    on the history: a replay applies a request again to a state where others were released or
+    opened (seed 11470661). A hold is checked when fewer than the bound overlap it."""
     monkeypatch.setattr(tenant_deletions, "OPEN_KEPT", 1)
     log = Commands()
     log.request("q1")
-    log.request("q2")  # past the bound: it holds nothing
-    log.report("q1", 0, 1)
+    log.request("q2")
     assert log.evaluated(log.other()) == []
-    log.request("q3")  # q1 is done: this one holds
+    log.report("q1", 0, 1)
+    log.report("q2", 0, 1)
+    log.request("q3")  # alone: it holds
     assert log.evaluated(log.other()) != []
 
 
@@ -142,14 +148,15 @@ def no_hold(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-# each failed with the hold taken out (117 of 300 seeds from 11340000 did)
-HELD_SEEDS = [11340000, 11340001, 11340003]
+# each failed with the hold taken out (84 of 300 seeds from 11340000 did)
+HELD_SEEDS = [11340000, 11340001, 11340006]
 
 
 def test_seeds_that_evaluate_during_a_deletion_are_clean() -> None:
     # with them, seeds the first form of the check failed with the hold taken out, and one the
     # second form failed for a replay (the check took the replay for an evaluation under a hold)
-    for seed in [*HELD_SEEDS, 11340058, 11340062, 11340182, 11340229, 11340299, 11430247]:
+    # or for which deletions held past the bound
+    for seed in [*HELD_SEEDS, 11340058, 11340062, 11340182, 11340229, 11340299, 11430247, 11470661]:
         result = run(generate(seed))
         assert result.ok, f"seed {seed}: {result.problems[:3]}"
 

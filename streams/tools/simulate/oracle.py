@@ -1004,6 +1004,33 @@ def check_threshold_holds(
     ones and replays included: each applies the commands in the same order) and the requests
     of the tenant its state had completed: a replay after a crash applies commands again to a
     state restored past them, whose counts are the deletion's end, so a hold ended there."""
+    from streams.stages.tenant_deletions import HOLD_LIMIT
+
+    holds = deletion_holds(log)
+    problems = []
+    for partition, offset, tenant, now, completed in evaluations:
+        for request_id, opened, released, since in holds.get((partition, tenant), []):
+            inside = opened < offset and (released is None or offset < released)
+            if inside and now - since < HOLD_LIMIT and request_id not in completed:
+                problems.append(
+                    f"thresholds of {tenant} evaluated for tenant-commands {partition}/{offset} "
+                    f"(at {now.isoformat()}) while deletion {request_id} held them (from "
+                    f"{partition}/{opened}, since {since.isoformat()}, to {released})"
+                )
+                break
+    return sorted(set(problems))
+
+
+def deletion_holds(
+    log: MemoryLog,
+) -> dict[tuple[int, str], list[tuple[str, int, int | None, datetime]]]:
+    """Per (tenant-commands partition, tenant): each hold of a physical deletion as
+    (request, the offset of its command, the offset where it ends or None, since).
+
+    Which deletions hold when more than OPEN_KEPT are open at once depends on the history: a
+    replay after a crash applies a request again to a state where others were released, or
+    opened (a state restored past the command). So a hold is only certain, and listed, when
+    fewer than OPEN_KEPT other holds overlap it."""
     from streams.stages.tenant_deletions import HOLD_LIMIT, OPEN_KEPT
 
     # (partition, tenant) -> [(request, its command's offset, the release's or None, since)]
@@ -1030,8 +1057,7 @@ def check_threshold_holds(
                         else:  # past the limit: the stage forgets it here
                             entry = (r, opened, record.offset, since)
                             holds.setdefault((partition, tenant), []).append(entry)
-                    if len(holding) < OPEN_KEPT:
-                        holding[request_id] = (record.offset, now)
+                    holding[request_id] = (record.offset, now)
                     open_[tenant] = holding
             elif kind == "deletion-part":
                 request = command["request"]
@@ -1048,18 +1074,20 @@ def check_threshold_holds(
         for tenant, requests in open_.items():
             for request_id, (offset, since) in requests.items():
                 holds.setdefault((partition, tenant), []).append((request_id, offset, None, since))
-    problems = []
-    for partition, offset, tenant, now, completed in evaluations:
-        for request_id, opened, released, since in holds.get((partition, tenant), []):
-            inside = opened < offset and (released is None or offset < released)
-            if inside and now - since < HOLD_LIMIT and request_id not in completed:
-                problems.append(
-                    f"thresholds of {tenant} evaluated for tenant-commands {partition}/{offset} "
-                    f"(at {now.isoformat()}) while deletion {request_id} held them (from "
-                    f"{partition}/{opened}, since {since.isoformat()}, to {released})"
-                )
-                break
-    return sorted(set(problems))
+    return {where: _certain(spans, OPEN_KEPT) for where, spans in holds.items()}
+
+
+def _certain(
+    holds: list[tuple[str, int, int | None, datetime]], kept: int
+) -> list[tuple[str, int, int | None, datetime]]:
+    """The holds that fewer than `kept` other holds overlap (in command offsets)."""
+
+    def overlap(
+        a: tuple[str, int, int | None, datetime], b: tuple[str, int, int | None, datetime]
+    ) -> bool:
+        return (b[2] is None or a[1] < b[2]) and (a[2] is None or b[1] < a[2])
+
+    return [hold for hold in holds if sum(overlap(hold, other) for other in holds) - 1 < kept]
 
 
 def _command(value: bytes | None) -> dict[str, Any]:
