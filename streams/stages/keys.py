@@ -314,6 +314,8 @@ def threshold_notify_name(key: bytes) -> str:
 
 
 DELETION_CONFLICTS = b"delc/"
+DELETIONS = b"del/"
+OPEN_DELETIONS = b"open/"
 THRESHOLDS = b"thr/"
 THRESHOLD_NOTIFY = b"thrn/"
 PENDING_THRESHOLD_EVENTS = b"thrp/"  # scanned at every tick: apart from the window records
@@ -333,13 +335,25 @@ def _tenant_state_rank(key: bytes, value: bytes | None) -> int:
     past them in the same flush, and the deletions landing without that record lost the
     events' crossing numbers for good (tests/stages/test_threshold_crash_review.py). A deletion
     part's report goes first as well, as the request's record names it, and its deletion
-    last, as the record that holds the receipt made from it must land before it."""
+    last, as the record that holds the receipt made from it must land before it.
+
+    A request's record (`del/`) and the tenant's open deletions (`open/`) go after every
+    other record of the flush, the hold last: a receipt that landed means its last part's
+    count landed too (a replay evaluates thresholds once the request is complete, and on a
+    count from the middle of the deletion it mailed a `down` and an `up` that the first try
+    never did), and a hold released means the request is complete (released ahead of its
+    receipt, a replay evaluated while the request was still open). Both found by helper-74
+    (tests/stages/test_deletion_thresholds.py)."""
     if key.startswith((PENDING_THRESHOLD_EVENTS, DELETION_REPORTS)) and value is None:
-        return 3
+        return 5
     if key.startswith((THRESHOLD_NOTIFY, PENDING_THRESHOLD_EVENTS, DELETION_REPORTS)):
         return 0
     if key.startswith((THRESHOLDS, PARTIALS)) and key.count(b"/") == 1:
+        return 4
+    if key.startswith(DELETIONS):
         return 2
+    if key.startswith(OPEN_DELETIONS):
+        return 3
     return 1
 
 

@@ -53,11 +53,16 @@ class Commands:
         return self.add({"kind": "tick", "now": self.at.isoformat()})
 
     def evaluated(
-        self, offset: int, tenant: str = "acme", completed: Any = (), at: datetime | None = None
+        self,
+        offset: int,
+        tenant: str = "acme",
+        completed: Any = (),
+        at: datetime | None = None,
+        known: Any = (),
     ) -> list[str]:
         """The problems of one evaluation of `tenant` for the command at `offset`, at `at` (now),
-        by a state that holds the receipts of the requests `completed`."""
-        evaluation = (0, offset, tenant, at or self.at, frozenset(completed))
+        by a state that holds the receipts of the requests `completed` and knows `known`."""
+        evaluation = (0, offset, tenant, at or self.at, frozenset(completed), frozenset(known))
         return oracle.check_threshold_holds(self.log, [evaluation])
 
 
@@ -190,3 +195,5 @@ def test_a_hold_past_its_limit_is_forgotten_at_the_next_request() -> None:
     offset = log.add({"kind": "tick"}, after=-tenant_deletions.HOLD_LIMIT)  # a clock behind
     assert log.evaluated(offset) == []
     assert log.evaluated(during, at=at) != []
+    # replayed on a state that applied q2 (which dropped q1): nothing holds there
+    assert log.evaluated(during, at=at, known={"q2"}) == []

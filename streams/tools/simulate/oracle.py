@@ -526,7 +526,7 @@ def check(
     partitions: int,
     final_now: datetime,
     produced: Sequence[tuple[str, int, int]] | None = None,
-    evaluations: Sequence[tuple[int, int, str, datetime, frozenset[str]]] = (),
+    evaluations: Sequence[tuple[int, int, str, datetime, frozenset[str], frozenset[str]]] = (),
 ) -> tuple[Model, list[str]]:
     """The model of a settled run, and every problem found (none: the run is right).
     `produced`: the positions of the input records in the order they were produced;
@@ -988,7 +988,8 @@ def check_event_backing(log: MemoryLog) -> list[str]:
 
 
 def check_threshold_holds(
-    log: MemoryLog, evaluations: Sequence[tuple[int, int, str, datetime, frozenset[str]]]
+    log: MemoryLog,
+    evaluations: Sequence[tuple[int, int, str, datetime, frozenset[str], frozenset[str]]],
 ) -> list[str]:
     """No threshold is evaluated while an open physical deletion holds its tenant.
 
@@ -1008,10 +1009,13 @@ def check_threshold_holds(
 
     holds = deletion_holds(log)
     problems = []
-    for partition, offset, tenant, now, completed in evaluations:
-        for request_id, opened, released, since in holds.get((partition, tenant), []):
+    for partition, offset, tenant, now, completed, known in evaluations:
+        for request_id, opened, released, since, dropped_by in holds.get((partition, tenant), []):
             inside = opened < offset and (released is None or offset < released)
-            if inside and now - since < HOLD_LIMIT and request_id not in completed:
+            # a state restored past the hold's end: the request complete, or the later request
+            # that dropped it for its age applied
+            past = request_id in completed or dropped_by in known
+            if inside and now - since < HOLD_LIMIT and not past:
                 problems.append(
                     f"thresholds of {tenant} evaluated for tenant-commands {partition}/{offset} "
                     f"(at {now.isoformat()}) while deletion {request_id} held them (from "
@@ -1021,9 +1025,14 @@ def check_threshold_holds(
     return sorted(set(problems))
 
 
+# a hold: (request, the offset of its command, where it ends or None, since, the request that
+# dropped it for its age or None)
+Hold = tuple[str, int, int | None, datetime, str | None]
+
+
 def deletion_holds(
     log: MemoryLog,
-) -> dict[tuple[int, str], list[tuple[str, int, int | None, datetime]]]:
+) -> dict[tuple[int, str], list[Hold]]:
     """Per (tenant-commands partition, tenant): each hold of a physical deletion as
     (request, the offset of its command, the offset where it ends or None, since).
 
@@ -1034,7 +1043,7 @@ def deletion_holds(
     from streams.stages.tenant_deletions import HOLD_LIMIT, OPEN_KEPT
 
     # (partition, tenant) -> [(request, its command's offset, the release's or None, since)]
-    holds: dict[tuple[int, str], list[tuple[str, int, int | None, datetime]]] = {}
+    holds: dict[tuple[int, str], list[Hold]] = {}
     for partition, records in sorted(log.topics.get(topics.TENANT_COMMANDS, {}).items()):
         seen: set[tuple[str, str]] = set()
         open_: dict[str, dict[str, tuple[int, datetime]]] = {}  # tenant -> request -> hold
@@ -1055,7 +1064,7 @@ def deletion_holds(
                         if now - since < HOLD_LIMIT:
                             holding[r] = (opened, since)
                         else:  # past the limit: the stage forgets it here
-                            entry = (r, opened, record.offset, since)
+                            entry: Hold = (r, opened, record.offset, since, request_id)
                             holds.setdefault((partition, tenant), []).append(entry)
                     holding[request_id] = (record.offset, now)
                     open_[tenant] = holding
@@ -1069,22 +1078,19 @@ def deletion_holds(
                 parts.add(command["part"])
                 if len(parts) >= command["parts"]:
                     del open_[tenant][request_id]
-                    entry = (request_id, hold[0], record.offset, hold[1])
+                    entry = (request_id, hold[0], record.offset, hold[1], None)
                     holds.setdefault((partition, tenant), []).append(entry)
         for tenant, requests in open_.items():
             for request_id, (offset, since) in requests.items():
-                holds.setdefault((partition, tenant), []).append((request_id, offset, None, since))
+                entry = (request_id, offset, None, since, None)
+                holds.setdefault((partition, tenant), []).append(entry)
     return {where: _certain(spans, OPEN_KEPT) for where, spans in holds.items()}
 
 
-def _certain(
-    holds: list[tuple[str, int, int | None, datetime]], kept: int
-) -> list[tuple[str, int, int | None, datetime]]:
+def _certain(holds: list[Hold], kept: int) -> list[Hold]:
     """The holds that fewer than `kept` other holds overlap (in command offsets)."""
 
-    def overlap(
-        a: tuple[str, int, int | None, datetime], b: tuple[str, int, int | None, datetime]
-    ) -> bool:
+    def overlap(a: Hold, b: Hold) -> bool:
         return (b[2] is None or a[1] < b[2]) and (a[2] is None or b[1] < a[2])
 
     return [hold for hold in holds if sum(overlap(hold, other) for other in holds) - 1 < kept]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
-from contextvars import ContextVar
+from contextvars import Context, ContextVar, copy_context
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -216,6 +216,11 @@ class Activity:
     coro: Coroutine[Any, Any, Any]
     task: str
     waiting: Wait | None = None
+    # its context variables, as an asyncio task has its own (each step runs in it)
+    context: Context = field(default_factory=copy_context)
+
+    def close(self) -> None:
+        self.context.run(self.coro.close)
 
 
 @dataclass
@@ -403,25 +408,26 @@ class SimLog:
 
 
 # a threshold evaluation: (tenant-commands partition, the offset of the command it ran for,
-# tenant, its now, the tenant's requests whose receipt its state holds)
-Evaluation = tuple[int, int, str, datetime, frozenset[str]]
+# tenant, its now, the tenant's requests whose receipt its state holds, and those it knows)
+Evaluation = tuple[int, int, str, datetime, frozenset[str], frozenset[str]]
 _handling: ContextVar[tuple[int, int] | None] = ContextVar("handling", default=None)
 
 
 class ObservedTenantStage(TenantStage):
-    """The tenant stage, telling the oracle which command each threshold evaluation ran for
-    (a context variable: the stage's tasks interleave at their awaits) and which of the
-    tenant's deletions its state has completed: a replay applies commands again to a state
-    that may be past them."""
+    """The tenant stage, telling the oracle which command each threshold evaluation ran for (a
+    context variable: the stage's tasks interleave at their awaits, each in its own context)
+    and which of the tenant's deletions its state knows and has completed: a replay applies
+    commands again to a state that may be past them."""
 
     evaluations: list[Evaluation]
 
     async def handle_record(self, batch: Batch, record: Record) -> None:
-        token = _handling.set((record.partition, record.offset))
+        previous = _handling.get()
+        _handling.set((record.partition, record.offset))
         try:
             await super().handle_record(batch, record)
         finally:
-            _handling.reset(token)
+            _handling.set(previous)
 
     def check_thresholds(
         self,
@@ -436,12 +442,12 @@ class ObservedTenantStage(TenantStage):
         command = _handling.get()
         if command is not None:
             prefix = keys.deletion(tenant_id, "")
-            completed = frozenset(
-                unquote(key[len(prefix) :].decode())
-                for key, stored in scan_all(batch, keys.TENANT_STATE, partition, prefix)
-                if stored_receipt(stored) is not None
+            requests = scan_all(batch, keys.TENANT_STATE, partition, prefix)
+            known = {unquote(key[len(prefix) :].decode()): stored for key, stored in requests}
+            completed = {r for r, stored in known.items() if stored_receipt(stored) is not None}
+            self.evaluations.append(
+                (*command, tenant_id, now, frozenset(completed), frozenset(known))
             )
-            self.evaluations.append((*command, tenant_id, now, completed))
         super().check_thresholds(batch, partition, tenant_id, license_, published, windows, now)
 
 
@@ -777,7 +783,7 @@ class World:
             if activity.waiting is not None and activity.waiting.kind == "refused":
                 self.drive(worker, activity, exc=Fenced("rebalanced while waiting for Kafka"))
             if task in worker.activities:
-                worker.activities[task].coro.close()
+                worker.activities[task].close()
                 del worker.activities[task]
 
     def notice(self, worker: SimWorker) -> None:
@@ -788,7 +794,7 @@ class World:
 
     def kill(self, worker: SimWorker) -> None:
         for activity in worker.activities.values():
-            activity.coro.close()
+            activity.close()
         worker.activities.clear()
         worker.alive = False
         worker.ready = False
@@ -798,7 +804,7 @@ class World:
     def wake(self, worker: SimWorker) -> None:
         """A deposed worker learns it is out: it drops its work and joins again."""
         for activity in worker.activities.values():
-            activity.coro.close()
+            activity.close()
         worker.activities.clear()
         worker.aware = True
         worker.noticed = False
@@ -823,7 +829,10 @@ class World:
         activity.waiting = None
         worker.current_task = activity.task
         try:
-            waited = activity.coro.throw(exc) if exc is not None else activity.coro.send(value)
+            if exc is not None:
+                waited = activity.context.run(activity.coro.throw, exc)
+            else:
+                waited = activity.context.run(activity.coro.send, value)
         except StopIteration:
             worker.activities.pop(activity.task, None)
         except Crash:
