@@ -142,11 +142,9 @@ def stage_holds(p: Pipeline, worker: str) -> bool:
     return state.get_many(keys.TENANT_STATE, partition, [keys.open_deletions("acme")]) != [None]
 
 
-@pytest.mark.parametrize("landed", range(6))
-def test_a_crash_as_the_deletion_completes_releases_the_hold_and_alerts_once(landed: int) -> None:
-    """The flush that completes the request dies with only the first `landed` records of the
-    tenant state's changelog in Kafka (the receipt, the release of the hold, the partials, the
-    threshold state: any prefix) and no output: the replay ends with one `down` naming 7."""
+def three_learners_deleted_over_two_partitions() -> Pipeline:
+    """acme with ten learners (the threshold up) and a physical request for three of them over
+    two partitions: both parts applied, their reports waiting for the tenant stage."""
     p, first, second = acme_with_ten_learners(two_workers=False)
     p.advance(60)
     p.produce(
@@ -155,7 +153,16 @@ def test_a_crash_as_the_deletion_completes_releases_the_hold_and_alerts_once(lan
     )
     p.run(topics.ATTEMPT_DELETIONS)
     p.run(topics.TENANT_COMMANDS)
-    p.run(topics.LEARNER_COMMANDS)  # both parts applied: their reports wait for the tenant stage
+    p.run(topics.LEARNER_COMMANDS)
+    return p
+
+
+@pytest.mark.parametrize("landed", range(6))
+def test_a_crash_as_the_deletion_completes_releases_the_hold_and_alerts_once(landed: int) -> None:
+    """The flush that completes the request dies with only the first `landed` records of the
+    tenant state's changelog in Kafka (the receipt, the release of the hold, the partials, the
+    threshold state: any prefix) and no output: the replay ends with one `down` naming 7."""
+    p = three_learners_deleted_over_two_partitions()
 
     def landing(tp: tuple[str, int], records: list[LogRecord]) -> int:
         return min(landed, len(records)) if tp[0] == topics.TENANT_STATE_CHANGELOG else 0
@@ -180,15 +187,7 @@ def test_a_crash_that_lands_a_flush_up_to_the_release_of_the_hold_alerts_once() 
     the pending `down` is in Kafka (its records go first), the release is not, and the replay
     computes its events again from a count the newcomer raised (helper-73's case, which the
     first form of the simulator's check of holds took for an evaluation under the hold)."""
-    p, first, second = acme_with_ten_learners(two_workers=False)
-    p.advance(60)
-    p.produce(
-        topics.ATTEMPT_DELETIONS,
-        deletion("acme", "r1", "physical", p.now, learner_ids=[*first[:2], second[0]]),
-    )
-    p.run(topics.ATTEMPT_DELETIONS)
-    p.run(topics.TENANT_COMMANDS)
-    p.run(topics.LEARNER_COMMANDS)  # both parts applied: their reports wait for the tenant stage
+    p = three_learners_deleted_over_two_partitions()
     newcomer = learners_in("acme", 1, 2, 8)[-1]
     p.produce(topics.LAUNCHES, launch("acme", newcomer, "a1", "2026-02-11T10:00:00Z"))
     p.run("launches")
