@@ -105,6 +105,9 @@ class PartReport:
 # the key of a part's report that carries its partition's partial count of the tenant after
 # the part (as `Partials` carries it); inside the report, so that an older worker reads past it
 PARTIAL_AFTER = "partial_after"
+# in a physical part's report: applied while the learner partition caught up after a takeover,
+# so without its count after the part (streams/stages/tenant_deletions.py: UNCOUNTED)
+CATCHING_UP = "catching_up"
 
 
 @dataclass(slots=True)

@@ -134,6 +134,8 @@ class LearnerStage:
                 if after is not None:
                     # inside the report: a worker of an older version reads past it
                     report = {**report, commands.PARTIAL_AFTER: after}
+                elif command.request["mode"] == "physical" and partition in self.catch_up:
+                    report = {**report, commands.CATCHING_UP: True}
                 reply = commands.PartReport(
                     command.request, command.part, command.parts, partition, report
                 )

@@ -40,6 +40,15 @@ HOLD_LIMIT = timedelta(minutes=15)
 # open physical deletions of one tenant that hold its thresholds (a later one does not hold:
 # 200 request ids of at most 256 characters keep the record far below Kafka's 1 MiB)
 OPEN_KEPT = 200
+# A part applied while its learner partition catches up after a takeover is reported without
+# its count after the part (the partition's counters may not be exact yet). Such a report
+# keeps the (epoch, seq) of the partition's count stored here then (UNCOUNTED), and a request
+# completed with it holds its tenant's thresholds on (AWAITING, in the request's record) until
+# that partition sent a newer count: the one its takeover reports once caught up, which
+# includes the part. Evaluated at once, the thresholds saw that partition's count from before
+# the part, and a `down` named 8 where the deletion left 7 (helper-75). HOLD_LIMIT bounds it.
+UNCOUNTED = "uncounted"
+AWAITING = "awaiting"
 
 
 class TenantDeletions:
@@ -179,7 +188,8 @@ class TenantDeletions:
             if pending.get("completed_by") == offset:
                 # the replay of the report that completed it: the receipt (and the release of
                 # the hold) may have been lost
-                self._release(batch, partition, request)
+                if not pending.get(AWAITING):
+                    self._release(batch, partition, request)
                 self.emit_receipt(batch, partition, completed)
                 return True
             return False  # a part reported again: its first report stands
@@ -213,6 +223,7 @@ class TenantDeletions:
         failed = [r["error"] for r in received.values() if r.get("error")]
         if failed:
             receipt = {**receipt, "error": "; ".join(sorted(failed))}
+        awaiting = _awaiting(batch, partition, request["tenant_id"], received)
         batch.put(
             keys.TENANT_STATE,
             partition,
@@ -223,12 +234,43 @@ class TenantDeletions:
                 "reported": [],
                 "receipt": receipt_to_store(receipt),
                 "completed_by": offset,
+                **({AWAITING: awaiting} if awaiting else {}),
             },
         )
         self._drop_reports(batch, partition, request)  # (sent after the record)
-        self._release(batch, partition, request)
+        if not awaiting:
+            self._release(batch, partition, request)
         self.emit_receipt(batch, partition, receipt)
         return True
+
+    def release_counted(self, batch: Batch, partition: int, tenant_id: str) -> None:
+        """Release the holds of complete requests whose awaited learner partitions have sent
+        a newer count since (called once partial counts of the tenant were taken), or all of
+        them once the tenant has no learner limit (called when a license is applied)."""
+        held = batch.get(keys.TENANT_STATE, partition, keys.open_deletions(tenant_id))
+        if not held:
+            return
+        limited = _has_limit(batch, partition, tenant_id)
+        for request_id in held:
+            key = keys.deletion(tenant_id, request_id)
+            stored = batch.get(keys.TENANT_STATE, partition, key)
+            awaiting = (stored or {}).get(AWAITING)
+            if not awaiting:
+                continue
+            rest = {
+                learner_partition: stale
+                for learner_partition, stale in awaiting.items()
+                if limited
+                and not _counted_since(batch, partition, tenant_id, learner_partition, stale)
+            }
+            if rest == awaiting:
+                continue
+            if rest:
+                batch.put(keys.TENANT_STATE, partition, key, {**stored, AWAITING: rest})
+                continue
+            done = {field: value for field, value in stored.items() if field != AWAITING}
+            batch.put(keys.TENANT_STATE, partition, key, done)
+            self._release(batch, partition, stored["request"])
 
     def _reports(
         self, batch: Batch, partition: int, request: dict[str, Any]
@@ -372,6 +414,48 @@ def deletion_parts(
         (commands.DeletionPart(meta, number, len(selectors), selector), target)
         for number, (target, selector) in enumerate(selectors)
     ]
+
+
+def uncounted_mark(batch: Batch, partition: int, tenant_id: str, learner_partition: int) -> Any:
+    """What a physical part's report without its count keeps (`UNCOUNTED`): the (epoch, seq)
+    of the count of its learner partition stored here, or None when there is none."""
+    key = keys.partial(tenant_id, str(learner_partition))
+    stored = batch.get(keys.TENANT_STATE, partition, key)
+    return None if stored is None else [stored["epoch"], stored["seq"]]
+
+
+def _awaiting(
+    batch: Batch, partition: int, tenant_id: str, received: dict[str, Any]
+) -> dict[str, Any]:
+    """The learner partitions whose report came without its count and which have sent no
+    newer count since, each with the (epoch, seq) of the count stored then. None for a tenant
+    without a learner limit: it has no thresholds to hold (and a partition that holds none of
+    an unlicensed tenant reports nothing of it once caught up)."""
+    if not _has_limit(batch, partition, tenant_id):
+        return {}
+    awaiting = {}
+    for report in received.values():
+        if UNCOUNTED not in report:
+            continue
+        learner_partition, stale = str(report["partition"]), report[UNCOUNTED]
+        if not _counted_since(batch, partition, tenant_id, learner_partition, stale):
+            awaiting[learner_partition] = stale
+    return awaiting
+
+
+def _has_limit(batch: Batch, partition: int, tenant_id: str) -> bool:
+    stored = batch.get(keys.TENANT_STATE, partition, keys.tenant_license(tenant_id))
+    license_ = (stored or {}).get("license") or {}
+    return license_.get("learner_limit") is not None
+
+
+def _counted_since(
+    batch: Batch, partition: int, tenant_id: str, learner_partition: str, stale: Any
+) -> bool:
+    stored = batch.get(keys.TENANT_STATE, partition, keys.partial(tenant_id, learner_partition))
+    if stored is None:
+        return False
+    return stale is None or (list(stored["epoch"]), stored["seq"]) > (list(stale[0]), stale[1])
 
 
 def _holds(since: str, now: datetime) -> bool:

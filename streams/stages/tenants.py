@@ -65,7 +65,12 @@ from streams.domain.thresholds import (
 from streams.domain.windows import Cut, Window, window_of, window_starting
 from streams.stages import commands, ingest, keys, metrics
 from streams.stages.store import TENANT, Batch, LogRecord, Record, scan_all
-from streams.stages.tenant_deletions import TenantDeletions, stored_receipt
+from streams.stages.tenant_deletions import (
+    UNCOUNTED,
+    TenantDeletions,
+    stored_receipt,
+    uncounted_mark,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +136,7 @@ class TenantStage:
         incoming = {"license": command.license, "source": command.source}
         if stored != incoming:
             batch.put(keys.TENANT_STATE, partition, key, incoming)
+            self.deletions.release_counted(batch, partition, command.tenant_id)
         self.publish(batch, partition, command.tenant_id, now)
 
     def on_partials(
@@ -170,7 +176,8 @@ class TenantStage:
         oldest_ms: int | None,
         now: datetime,
     ) -> None:
-        self._take_partials(batch, record.partition, tenant_id, parts)
+        if self._take_partials(batch, record.partition, tenant_id, parts):
+            self.deletions.release_counted(batch, record.partition, tenant_id)
         if self.publish(batch, record.partition, tenant_id, now) and oldest_ms:
             batch.on_durable(_observe_latency(oldest_ms))
 
@@ -187,11 +194,17 @@ class TenantStage:
         holds the thresholds) they are evaluated. A tenant with nothing published and nothing
         counted stays unknown: a request for it does not make it appear."""
         after = command.report.pop(commands.PARTIAL_AFTER, None)  # not stored with the report
-        completed = self.deletions.on_part_report(batch, partition, offset, command, now)
+        catching_up = command.report.pop(commands.CATCHING_UP, False)
         tenant_id = command.request["tenant_id"]
+        if catching_up and after is None:
+            mark = uncounted_mark(batch, partition, tenant_id, command.partition)
+            command.report[UNCOUNTED] = mark
+        completed = self.deletions.on_part_report(batch, partition, offset, command, now)
         changed = after is not None and self._take_partials(
             batch, partition, tenant_id, {str(command.partition): after}
         )
+        if changed:
+            self.deletions.release_counted(batch, partition, tenant_id)
         published = batch.get(keys.TENANT_STATE, partition, keys.published(tenant_id))
         if changed or (completed and published is not None):
             self.publish(batch, partition, tenant_id, now)

@@ -15,7 +15,7 @@ import pytest
 
 from schemas import topics
 from streams.domain.partitioning import tenant_partition
-from streams.stages import keys
+from streams.stages import commands, keys
 from streams.stages.store import LogRecord
 from streams.stages.tenant_deletions import HOLD_LIMIT
 from streams.tools.simulate import oracle
@@ -283,12 +283,16 @@ def test_many_tenants_published_in_one_batch_read_their_hold_with_one_get() -> N
     assert batch.gets == 100
 
 
-def _completing_flush_over_two_partitions(landed: int) -> tuple[Pipeline, list[list[bytes]]]:
+def _completing_flush_over_two_partitions(
+    landed: int | None, counted: bool = True
+) -> tuple[Pipeline, list[list[bytes]]]:
     """acme (limit 4, threshold 75 %) with two learners in each of two learner partitions;
     a physical request whose part in partition 0 takes its two learners (reported and
     committed), then, in one batch of the tenant stage, a partial count of partition 0 and the
     report of partition 1's part, which counts 3 there (one learner left, two new). The batch's
-    changelog send lands its first `landed` records, and the worker dies."""
+    changelog send lands its first `landed` records, and the worker dies (None: no crash).
+    Not `counted`: partition 1 reports while it catches up after a takeover, without its
+    count after the part."""
     p = Pipeline(partitions=2)
     world, worker = p.world, p.worker()
     tenant, where = "acme", tenant_partition("acme", 2)
@@ -317,15 +321,18 @@ def _completing_flush_over_two_partitions(landed: int) -> tuple[Pipeline, list[l
         windows = {start: active}
         return {**partial, "seq": partial["seq"] + later, "windows": windows, "total": active}
 
-    def report(part: int, active: int) -> dict[str, Any]:
+    def report(part: int, active: int, counted: bool = True) -> dict[str, Any]:
         """The report of a part that left `active` learners in its partition."""
-        counts = {
+        counts: dict[str, Any] = {
             "attempts_affected": 2,
             "learners_affected": 2,
             "losses": {},
             "counts": {start: active},
-            "partial_after": after(str(part), active, 10),
         }
+        if counted:
+            counts[commands.PARTIAL_AFTER] = after(str(part), active, 10)
+        else:
+            counts[commands.CATCHING_UP] = True
         return {
             "request": {**request, "cut": cut},
             "part": part,
@@ -342,7 +349,10 @@ def _completing_flush_over_two_partitions(landed: int) -> tuple[Pipeline, list[l
     p.run(topics.TENANT_COMMANDS)
     world.commit(worker)
     send({"tenants": {tenant: {"0": {**after("0", 0, 11), "oldest_ms": None}}}, "kind": "partials"})
-    send(report(1, 3))
+    send(report(1, 3, counted))
+    if landed is None:
+        p.run(topics.TENANT_COMMANDS)
+        return p, []
     sent: list[list[bytes]] = []
 
     def landing(tp: tuple[str, int], records: list[LogRecord]) -> int:
@@ -378,17 +388,12 @@ def test_a_receipt_lands_only_with_the_last_parts_count(landed: int) -> None:
     assert oracle.check_threshold_holds(p.world.log, p.world.evaluations) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known, not fixed (2026-12-05, helper-75): a part reported while its partition "
-    "catches up after a takeover carries no count, and the request's completion evaluates "
-    "with that partition's count from before the part (docs/reliability.md)",
-)
 def test_a_restart_mid_deletion_alerts_with_the_count_the_deletion_left() -> None:
     """The tenant stage's owner restarts after the first part's report: the request is
     applied again (its parts sent again), every learner partition is taken over, and the
     last part's report comes from a partition still catching up, without its count after the
-    part. The `down` should name 7, the count the deletion left."""
+    part. The hold stays until that partition sent its count (its catch-up's): the `down`
+    names 7, the count the deletion left, not 8 (helper-75)."""
     p, first, second = acme_with_ten_learners(two_workers=True)
     p.advance(60)
     p.produce(
@@ -410,3 +415,30 @@ def test_a_restart_mid_deletion_alerts_with_the_count_the_deletion_left() -> Non
     assert p.active("acme", JAN) == 7
     distinct = list({e["event_id"]: e for e in p.events("acme")}.values())
     assert [(e["direction"], e["active_learners"]) for e in distinct] == [("up", 10), ("down", 7)]
+
+
+def test_a_request_completed_by_a_report_without_its_count_holds_until_the_count_comes() -> None:
+    """Partition 1 applies the last part while it catches up after a takeover, so its report
+    has no count after the part: the receipt goes out, but the thresholds stay held (they
+    would see partition 1's count from before the part) until partition 1 sends a newer
+    count; then they are evaluated on what the deletion left."""
+    p, _ = _completing_flush_over_two_partitions(None, counted=False)
+    tenant = "acme"
+    assert p.receipts("q1") and p.receipts("q1")[-1]["error"] is None
+    state = p.worker().state.partition(keys.TENANT_STATE, tenant_partition(tenant, 2)).rows
+    assert keys.open_deletions(tenant) in state, "released before partition 1 counted"
+    assert [e["direction"] for e in p.events(tenant)] == ["up"]
+    # partition 1, caught up, reports its count: 3 (one learner left, two new)
+    stale = json.loads(state[keys.partial(tenant, "1")])
+    newer = {**stale, "seq": stale["seq"] + 1, "total": 3, "oldest_ms": None}
+    newer["windows"] = {window: 3 for window in stale["windows"]}
+    partials = {"tenants": {tenant: {"1": newer}}, "kind": "partials"}
+    p.world.log.append(
+        topics.TENANT_COMMANDS,
+        tenant_partition(tenant, 2),
+        [(tenant.encode(), json.dumps(partials).encode())],
+    )
+    p.run(topics.TENANT_COMMANDS)
+    assert keys.open_deletions(tenant) not in state
+    assert [e["direction"] for e in p.events(tenant)] == ["up"]  # 3 of 4: still at 75 %
+    assert oracle.check_threshold_holds(p.world.log, p.world.evaluations) == []
