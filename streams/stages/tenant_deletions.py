@@ -254,22 +254,23 @@ class TenantDeletions:
         for request_id in held:
             key = keys.deletion(tenant_id, request_id)
             stored = batch.get(keys.TENANT_STATE, partition, key)
-            awaiting = (stored or {}).get(AWAITING)
-            if not awaiting:
-                continue
+            if stored is None or "request" not in stored or stored_receipt(stored) is None:
+                continue  # under way: its last report releases it
+            # complete, and held on for counts (or a release a crash lost after the record)
+            awaiting = stored.get(AWAITING) or {}
             rest = {
                 learner_partition: stale
                 for learner_partition, stale in awaiting.items()
                 if limited
                 and not _counted_since(batch, partition, tenant_id, learner_partition, stale)
             }
-            if rest == awaiting:
-                continue
             if rest:
-                batch.put(keys.TENANT_STATE, partition, key, {**stored, AWAITING: rest})
+                if rest != awaiting:
+                    batch.put(keys.TENANT_STATE, partition, key, {**stored, AWAITING: rest})
                 continue
-            done = {field: value for field, value in stored.items() if field != AWAITING}
-            batch.put(keys.TENANT_STATE, partition, key, done)
+            if awaiting:
+                done = {field: value for field, value in stored.items() if field != AWAITING}
+                batch.put(keys.TENANT_STATE, partition, key, done)
             self._release(batch, partition, stored["request"])
 
     def _reports(
