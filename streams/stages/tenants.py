@@ -176,8 +176,9 @@ class TenantStage:
         oldest_ms: int | None,
         now: datetime,
     ) -> None:
-        if self._take_partials(batch, record.partition, tenant_id, parts):
-            self.deletions.release_counted(batch, record.partition, tenant_id)
+        self._take_partials(batch, record.partition, tenant_id, parts)
+        # also when nothing changed: the replay of a command whose release a crash lost
+        self.deletions.release_counted(batch, record.partition, tenant_id)
         if self.publish(batch, record.partition, tenant_id, now) and oldest_ms:
             batch.on_durable(_observe_latency(oldest_ms))
 
@@ -203,8 +204,7 @@ class TenantStage:
         changed = after is not None and self._take_partials(
             batch, partition, tenant_id, {str(command.partition): after}
         )
-        if changed:
-            self.deletions.release_counted(batch, partition, tenant_id)
+        self.deletions.release_counted(batch, partition, tenant_id)
         published = batch.get(keys.TENANT_STATE, partition, keys.published(tenant_id))
         if changed or (completed and published is not None):
             self.publish(batch, partition, tenant_id, now)

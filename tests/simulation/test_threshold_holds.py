@@ -197,3 +197,24 @@ def test_a_hold_past_its_limit_is_forgotten_at_the_next_request() -> None:
     assert log.evaluated(during, at=at) != []
     # replayed on a state that applied q2 (which dropped q1): nothing holds there
     assert log.evaluated(during, at=at, known={"q2"}) == []
+
+
+def test_seeds_where_a_request_waits_for_a_catching_up_partitions_count_end_exact() -> None:
+    """In these a physical part was reported while its learner partition caught up after a
+    takeover (without its count after the part), so the request held its tenant's thresholds
+    on past its receipt until that count came (streams/stages/tenant_deletions.py:
+    AWAITING); 31 seeds of 600 from 11700000 did when it was added."""
+    waited = []
+    original = tenant_deletions._awaiting
+
+    def noting(*args: Any) -> Any:
+        awaiting = original(*args)
+        waited.append(bool(awaiting))
+        return awaiting
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tenant_deletions, "_awaiting", noting)
+        for seed in (11700021, 11700025, 11700037):
+            result = run(generate(seed))
+            assert result.ok, f"seed {seed}: {result.problems[:3]}"
+    assert any(waited)

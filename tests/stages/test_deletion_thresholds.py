@@ -442,3 +442,31 @@ def test_a_request_completed_by_a_report_without_its_count_holds_until_the_count
     assert keys.open_deletions(tenant) not in state
     assert [e["direction"] for e in p.events(tenant)] == ["up"]  # 3 of 4: still at 75 %
     assert oracle.check_threshold_holds(p.world.log, p.world.evaluations) == []
+
+
+def test_a_release_a_crash_lost_comes_with_the_replay_of_the_count() -> None:
+    """The count a request awaited arrives and its flush lands up to the release of the hold,
+    not the release: the replay of that partial count, which changes nothing any more,
+    releases it all the same (helper-76)."""
+    p, _ = _completing_flush_over_two_partitions(None, counted=False)
+    tenant, where = "acme", tenant_partition("acme", 2)
+    p.world.commit(p.worker())
+    state = p.worker().state.partition(keys.TENANT_STATE, where).rows
+    stale = json.loads(state[keys.partial(tenant, "1")])
+    newer = {**stale, "seq": stale["seq"] + 1, "oldest_ms": None}
+    partials = {"tenants": {tenant: {"1": newer}}, "kind": "partials"}
+    p.world.log.append(topics.TENANT_COMMANDS, where, [(b"acme", json.dumps(partials).encode())])
+
+    def landing(tp: tuple[str, int], records: list[LogRecord]) -> int:
+        if tp[0] != topics.TENANT_STATE_CHANGELOG:
+            return 0
+        return [key for key, _ in records].index(keys.open_deletions(tenant))
+
+    p.crash_at("w0", "send", topics.TENANT_COMMANDS, landing=landing)
+    p.run(topics.TENANT_COMMANDS)
+    assert not p.worker().alive
+    p.restart()
+    p.run(topics.TENANT_COMMANDS)  # the tenant stage alone: no learner partition reports
+    state = p.worker().state.partition(keys.TENANT_STATE, where).rows
+    assert "awaiting" not in json.loads(state[keys.deletion(tenant, "q1")])
+    assert keys.open_deletions(tenant) not in state
