@@ -199,6 +199,15 @@ def test_a_hold_past_its_limit_is_forgotten_at_the_next_request() -> None:
     assert log.evaluated(during, at=at, known={"q2"}) == []
 
 
+def test_seeds_where_an_unlicensed_tenants_deletion_ends_its_hold() -> None:
+    """These failed while the wait for a catching-up partition's count applied to tenants
+    without a learner limit too: a partition that holds none of an unlicensed tenant never
+    reports it, and the hold outlived every receipt."""
+    for seed in (11650085, 11650095, 11650131):
+        result = run(generate(seed))
+        assert result.ok, f"seed {seed}: {result.problems[:3]}"
+
+
 def test_seeds_where_a_request_waits_for_a_catching_up_partitions_count_end_exact() -> None:
     """In these a physical part was reported while its learner partition caught up after a
     takeover (without its count after the part), so the request held its tenant's thresholds
