@@ -114,6 +114,11 @@ class LearnerStage:
         # commands is what heals it. Partition -> offset to reach; last offset applied.
         self.catch_up: dict[int, int] = {}
         self.applied: dict[int, int] = {}
+        # The hold starts at the rebuild: the offset to reach is known only after a flush and a
+        # read (`hold_until_replayed`), and the partial-count timer runs during those awaits.
+        # Partition -> the epoch of the takeover that rebuilt it (a superseded takeover's end
+        # must not release a newer one's rebuild).
+        self.rebuilding: dict[int, Epoch] = {}
 
     async def handle_record(self, batch: Batch, record: Record) -> None:
         await self.handle(batch, record.value, record.partition, record.offset)
@@ -134,7 +139,7 @@ class LearnerStage:
                 if after is not None:
                     # inside the report: a worker of an older version reads past it
                     report = {**report, commands.PARTIAL_AFTER: after}
-                elif command.request["mode"] == "physical" and partition in self.catch_up:
+                elif command.request["mode"] == "physical" and self.catching_up(partition):
                     report = {**report, commands.CATCHING_UP: True}
                 reply = commands.PartReport(
                     command.request, command.part, command.parts, partition, report
@@ -155,7 +160,7 @@ class LearnerStage:
         """The tenant's partial count here once a physical part is applied (every chunk of it
         is durable: the counters are up to date). None while the partition catches up after a
         takeover (its counters may not be exact yet) or when it holds none of the tenant."""
-        if command.request["mode"] != "physical" or partition in self.catch_up:
+        if command.request["mode"] != "physical" or self.catching_up(partition):
             return None
         counts = self.counters.get(partition, command.request["tenant_id"])
         return None if counts is None else self._partial(partition, counts)
@@ -538,6 +543,7 @@ class LearnerStage:
             started = time.monotonic()
             tenants, tallies = self._count_partition(batch, partition, tracked_from)
             self.counters.reset_partition(partition, epoch, tenants, tallies, tracked_from)
+            self.rebuilding[partition] = epoch  # held until `hold_until_replayed` set its end
             log.info(
                 "learner partition %d rebuilt (epoch %s): %d tenants, %d learners, %d attempts "
                 "in %.2f s",
@@ -555,6 +561,11 @@ class LearnerStage:
         if self.catch_up.get(partition, 0) <= offset + 1:
             self.catch_up.pop(partition, None)
 
+    def catching_up(self, partition: int) -> bool:
+        """Whether the partition's counters may still miss commands of its backlog: rebuilt at
+        a takeover, and not yet caught up with the end its takeover read."""
+        return partition in self.catch_up or partition in self.rebuilding
+
     def hold_until(self, partition: int, end_offset: int) -> None:
         """Report partition `partition` only once the command before `end_offset` is applied."""
         if end_offset > self.applied.get(partition, -1) + 1:
@@ -565,7 +576,10 @@ class LearnerStage:
         """After a takeover: hold the partitions' reports until their backlog is applied.
 
         A `Check` command is appended to each partition first, so that there is always a command
-        to reach, however far the old owner had come."""
+        to reach, however far the old owner had come. A partition's rebuild held it until then
+        (`rebuilding`); a flush that fails leaves it held until the partitions are released (the
+        takeover is given up, or the next one releases them first)."""
+        rebuilt = {partition: self.rebuilding.get(partition) for partition in partitions}
         for partition in partitions:
             batch.emit(
                 topics.LEARNER_COMMANDS, b"check", commands.encode(commands.Check()), partition
@@ -573,6 +587,8 @@ class LearnerStage:
         await batch.flush()
         for partition in partitions:
             self.hold_until(partition, await log_.end_offset(topics.LEARNER_COMMANDS, partition))
+            if self.rebuilding.get(partition) == rebuilt[partition]:
+                self.rebuilding.pop(partition, None)
 
     def release(self, partitions: Sequence[int] | None = None) -> None:
         """Forget the counters of partitions this process no longer owns (all when None)."""
@@ -584,6 +600,9 @@ class LearnerStage:
         for partition in list(self.applied):
             if partition not in keep:
                 del self.applied[partition]
+        for partition in list(self.rebuilding):
+            if partition not in keep:
+                del self.rebuilding[partition]
 
     def _count_partition(
         self, batch: Batch, partition: int, tracked_from: float
@@ -628,7 +647,8 @@ class LearnerStage:
         """The dirty tenants' partial counts: (tenant partition, `Partials` command) pairs,
         each command below PARTIALS_MAX_BYTES (thousands of tenants fit in several)."""
         by_partition: dict[int, dict[str, dict[str, Any]]] = {}
-        for partition, tenant_id, counts in self.counters.take_dirty(hold=set(self.catch_up)):
+        held = {*self.catch_up, *self.rebuilding}
+        for partition, tenant_id, counts in self.counters.take_dirty(hold=held):
             target = tenant_partition(tenant_id, self.partitions)
             by_partition.setdefault(target, {}).setdefault(tenant_id, {})[str(partition)] = {
                 **self._partial(partition, counts),

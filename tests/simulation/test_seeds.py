@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import pytest
 
 from streams.tools.simulate.runner import explain, generate, run, service_sizes
+from streams.tools.simulate.world import SimWorker, World
 
 SEEDS = int(os.environ.get("SIMULATION_SEEDS", "300"))
 FIRST = int(os.environ.get("SIMULATION_FIRST_SEED", "0"))
@@ -198,6 +199,29 @@ def test_seeds_with_group_races(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tenant_deletions, "PART_MAX_BYTES", 12)
     monkeypatch.setattr(learner_deletions, "CHUNK_ATTEMPTS", 1)
     assert_clean(range(10_474_000, 10_474_000 + max(SEEDS // 3, 100)))
+
+
+def test_seeds_whose_partial_timer_fires_while_a_takeover_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The partial-count timer fires while a takeover waits, as faust's timers do during the
+    recovery's callbacks (`SIMULATE_TAKEOVER_TIMERS=1`, opt-in so that the seeds above keep
+    their schedules): a rebuilt learner partition sends nothing until its backlog is replayed
+    (streams/stages/learners.py: `rebuilding`; tests/stages/test_takeover_hold.py)."""
+    from streams.tools.simulate import runner
+
+    monkeypatch.setattr(runner, "TAKEOVER_TIMERS", True)
+    inside: list[int] = []
+    unit_partials = World.unit_partials
+
+    async def counted(world: World, worker: SimWorker) -> None:
+        if "takeover" in worker.activities:
+            inside.append(1)
+        await unit_partials(world, worker)
+
+    monkeypatch.setattr(World, "unit_partials", counted)
+    assert_clean(range(11_800_000, 11_800_000 + max(SEEDS // 3, 100)))
+    assert inside, "the timer never fired during a takeover"
 
 
 # seeds whose glitches split a command (found by counting `loop._parts` over 10662000-10662099)

@@ -1,0 +1,233 @@
+"""A learner partition just taken over reports nothing until its backlog is replayed, from
+the rebuild of its counters on (found by a review, 2026-12).
+
+The takeover rebuilds the counters (every tenant dirty), then `hold_until_replayed` flushes a
+`Check` and reads the partition's end offset: only then did it hold the partition. The
+worker's partial-count timer runs during those awaits (faust's timers do not wait for the
+recovery's callbacks) and sent the rebuilt counts before the backlog was replayed. A part
+applied while catching up is reported without its count, and its request waits for a newer
+count of the partition than the one the tenant stage had then: that was the early one, and a
+partition whose part changed nothing had nothing newer to send, so the `down` waited for
+HOLD_LIMIT. The hold now starts at the rebuild (`LearnerStage.rebuilding`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from schemas import topics
+from streams.domain.learners import TrackedAttempt
+from streams.stages import commands
+from streams.stages.batch import DurableBatch, take_over
+from streams.stages.learners import LearnerStage
+from streams.stages.memory import MemoryStore, never_deposed
+from streams.stages.store import LEARNER, Epoch, Pair, TopicPartition
+from tests.stages.pipeline import Pipeline, deletion, launch, learners_in, license_
+
+LAUNCHED = "2026-01-09T00:00:00+00:00"
+JAN = "2026-01-01"
+
+
+def learner_batch(store: MemoryStore) -> DurableBatch:
+    return DurableBatch(store.state, store.log, store.ownership, None, outputs_first=True)
+
+
+async def owned_with_a_learner(store: MemoryStore) -> None:
+    """A first owner of learner partition 0 that counted one learner of acme (and reported
+    it): what a later takeover rebuilds."""
+    stage = LearnerStage(partitions=1)
+    batch = learner_batch(store)
+    await take_over_and_hold(stage, batch, store, generation=1)
+    ada = TrackedAttempt("acme", "ada", "e1", "a1", LAUNCHED, 0, 7, None, 0)
+    value = commands.encode(commands.Attempts(topics.LAUNCHES, [list(ada)]))
+    store.log.append(topics.LEARNER_COMMANDS, 0, [(b"acme", value)])
+    for record in store.log.records(topics.LEARNER_COMMANDS, 0):
+        await stage.handle(batch, record.value, 0, record.offset)
+    await batch.flush()
+    assert stage.partial_commands(), "the first owner counted ada"
+
+
+async def take_over_and_hold(
+    stage: LearnerStage, batch: DurableBatch, store: MemoryStore, generation: int
+) -> dict[int, Epoch]:
+    epochs = await take_over(batch, LEARNER, [0], generation, never_deposed)
+    stage.rebuild(batch, epochs)
+    await stage.hold_until_replayed(batch, store.log, [0])
+    return epochs
+
+
+def timer_inside(store: MemoryStore, where: str, timer: Callable[[], None]) -> Callable[[], None]:
+    """Run `timer` (the partial-count timer) inside the log's `where` ("send": the flush of
+    the `Check`; "end_offset": the read of the end offset); the undo."""
+    original = getattr(store.log, where)
+
+    async def send(
+        groups: Mapping[TopicPartition, Sequence[Pair]], headers: Any = None
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        timer()
+        return await original(groups, headers)
+
+    async def end_offset(topic: str, partition: int) -> int:
+        timer()
+        return await original(topic, partition)
+
+    setattr(store.log, where, send if where == "send" else end_offset)
+    return lambda: setattr(store.log, where, original)
+
+
+@pytest.mark.parametrize("where", ["send", "end_offset"])
+def test_no_partial_count_of_a_rebuilt_partition_before_its_hold(where: str) -> None:
+    store = MemoryStore(partitions=1)
+    asyncio.run(owned_with_a_learner(store))
+    stage = LearnerStage(partitions=1)  # a restart: the next owner
+    sent: list[tuple[int, bytes]] = []
+    undo = timer_inside(store, where, lambda: sent.extend(stage.partial_commands()))
+    asyncio.run(take_over_and_hold(stage, learner_batch(store), store, generation=2))
+    undo()
+    assert sent == [], "the rebuilt count went out before the backlog was replayed"
+    assert stage.partial_commands() == [], "held until the `Check` is applied"
+    batch = learner_batch(store)
+    for record in store.log.records(topics.LEARNER_COMMANDS, 0):
+        asyncio.run(stage.handle(batch, record.value, 0, record.offset))
+    asyncio.run(batch.flush())
+    assert [target for target, _ in stage.partial_commands()] == [0], "then reported"
+
+
+def test_a_part_applied_while_catching_up_is_mailed_without_waiting_for_the_hold_limit() -> None:
+    """acme, limit 4, threshold 100 %, two learners in each learner partition; a physical
+    request for one learner of partition 0, split into its parts, and then every learner
+    partition is taken over before applying them. The partial-count timer fires inside the
+    takeover's awaits. Both parts are applied while their partitions catch up (reports
+    without counts): the request waits for a newer count of both. Sent early, the rebuilt
+    count of partition 1 was the one each report's mark named, and partition 1, whose part
+    removed nothing, had nothing newer to send: the `down` waited for HOLD_LIMIT."""
+    p = Pipeline(partitions=2)
+    world, worker = p.world, p.worker()
+    p.produce(topics.LICENSES, license_("acme", learner_limit=4, thresholds=[100]))
+    first, second = learners_in("acme", 0, 2, 2), learners_in("acme", 1, 2, 2)
+    for learner in first + second:
+        p.produce(topics.LAUNCHES, launch("acme", learner, "a1", "2026-02-10T10:00:00Z"))
+    p.settle()
+    assert [e["direction"] for e in p.events("acme")] == ["up"]
+    p.advance(60)
+    p.produce(
+        topics.ATTEMPT_DELETIONS,
+        deletion("acme", "r1", "physical", p.now, learner_ids=[first[0]]),
+    )
+    p.run(topics.ATTEMPT_DELETIONS)
+    p.run(topics.TENANT_COMMANDS)  # the request is split into its two parts
+    world.commit(worker)
+
+    def timer() -> None:  # the worker's `flush_partial_counts`, as its flush lands
+        for target, command in worker.learner.partial_commands():
+            world.log.append(topics.TENANT_COMMANDS, target, [(b"partials", command)])
+
+    end_offset = worker.log.end_offset
+
+    async def timer_inside(topic: str, partition: int) -> int:
+        timer()
+        return await end_offset(topic, partition)
+
+    worker.log.end_offset = timer_inside  # type: ignore[method-assign]
+    p.rebalance()
+    worker.log.end_offset = end_offset  # type: ignore[method-assign]
+    p.settle()
+    assert p.active("acme", JAN) == 3
+    events = list({e["event_id"]: e for e in p.events("acme")}.values())  # (sent again: once)
+    assert [(e["direction"], e["active_learners"]) for e in events] == [("up", 4), ("down", 3)]
+    assert p.check() == []
+
+
+async def replay(stage: LearnerStage, store: MemoryStore, end: int | None = None) -> None:
+    """The new owner applies learner-commands 0 (up to `end`), as its agent does."""
+    batch = learner_batch(store)
+    for record in store.log.records(topics.LEARNER_COMMANDS, 0)[:end]:
+        await stage.handle(batch, record.value, 0, record.offset)
+    await batch.flush()
+
+
+def test_a_superseded_takeovers_end_does_not_release_a_newer_rebuild() -> None:
+    """Two takeovers of one process overlap (faust does not cancel a recovery's callbacks):
+    the answer to the first one's end-offset read comes after the second rebuilt. The first
+    one's end releases nothing of the second's rebuild, even once the commands up to it are
+    applied: the second's end is further."""
+    store = MemoryStore(partitions=1)
+    asyncio.run(owned_with_a_learner(store))
+    stage = LearnerStage(partitions=1)
+
+    async def overlapping() -> None:
+        reads: list[asyncio.Future[None]] = []
+        end_offset = store.log.end_offset
+
+        async def gated(topic: str, partition: int) -> int:
+            end = await end_offset(topic, partition)
+            if topic == topics.LEARNER_COMMANDS:  # (the takeovers' own reads pass)
+                reads.append(asyncio.get_running_loop().create_future())
+                await reads[-1]  # the answer is on its way
+            return end
+
+        store.log.end_offset = gated  # type: ignore[method-assign]
+        first = asyncio.create_task(take_over_and_hold(stage, learner_batch(store), store, 2))
+        while not reads:
+            await asyncio.sleep(0)
+        stage.release()  # the second takeover's first step
+        second = asyncio.create_task(take_over_and_hold(stage, learner_batch(store), store, 3))
+        while len(reads) < 2:
+            await asyncio.sleep(0)
+        reads[0].set_result(None)
+        await first
+        # the first takeover's end is before the second's `Check`: applied, it ends its hold
+        await replay(stage, store, end=store.log.records(topics.LEARNER_COMMANDS, 0)[-1].offset)
+        assert stage.catch_up == {}
+        assert stage.partial_commands() == [], "the second takeover's rebuild is still held"
+        reads[1].set_result(None)
+        await second
+        store.log.end_offset = end_offset  # type: ignore[method-assign]
+
+    asyncio.run(overlapping())
+    assert stage.partial_commands() == []
+    asyncio.run(replay(stage, store))
+    assert [target for target, _ in stage.partial_commands()] == [0]
+
+
+def test_a_takeover_whose_check_fails_stays_held_until_its_partitions_are_released() -> None:
+    """The flush of the `Check` fails: the takeover is abandoned, its rebuilt counts are not
+    sent; the release that follows (streams/worker/takeovers.py: `give_up`, or the next
+    takeover's first step) ends the hold, and the next takeover holds and reports as ever."""
+    store = MemoryStore(partitions=1)
+    asyncio.run(owned_with_a_learner(store))
+    stage = LearnerStage(partitions=1)
+    batch = learner_batch(store)
+    epochs = asyncio.run(take_over(batch, LEARNER, [0], 2, never_deposed))
+    stage.rebuild(batch, epochs)
+
+    async def refused(groups: Any, headers: Any = None) -> Any:
+        raise RuntimeError("the broker is unreachable")
+
+    send = store.log.send
+    store.log.send = refused  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        asyncio.run(stage.hold_until_replayed(batch, store.log, [0]))
+    store.log.send = send  # type: ignore[method-assign]
+    assert stage.partial_commands() == [], "an abandoned takeover's rebuild is not sent"
+    stage.release()
+    assert not stage.catching_up(0) and not stage.rebuilding
+    asyncio.run(take_over_and_hold(stage, learner_batch(store), store, generation=3))
+    assert stage.partial_commands() == []
+    asyncio.run(replay(stage, store))
+    assert [target for target, _ in stage.partial_commands()] == [0]
+
+
+def test_a_released_partition_keeps_no_hold_and_the_others_keep_theirs() -> None:
+    stage = LearnerStage(partitions=2)
+    stage.rebuilding = {0: (2, 2), 1: (2, 2)}
+    stage.counters.reset_partition(0, (2, 2), {})
+    stage.counters.reset_partition(1, (2, 2), {})
+    stage.release([0])
+    assert stage.rebuilding == {1: (2, 2)}
+    stage.release()
+    assert stage.rebuilding == {}
