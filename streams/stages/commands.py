@@ -106,7 +106,8 @@ class PartReport:
 # the part (as `Partials` carries it); inside the report, so that an older worker reads past it
 PARTIAL_AFTER = "partial_after"
 # in a physical part's report: applied while the learner partition caught up after a takeover,
-# so without its count after the part (streams/stages/tenant_deletions.py: UNCOUNTED)
+# so without its count after the part (streams/stages/tenant_deletions.py: UNCOUNTED); its
+# value is the new owner's epoch (`true` from a worker of an older version)
 CATCHING_UP = "catching_up"
 
 

@@ -140,7 +140,10 @@ class LearnerStage:
                     # inside the report: a worker of an older version reads past it
                     report = {**report, commands.PARTIAL_AFTER: after}
                 elif command.request["mode"] == "physical" and self.catching_up(partition):
-                    report = {**report, commands.CATCHING_UP: True}
+                    # the owner's epoch: only its counts (sent once caught up) or a later
+                    # owner's include the part; an older owner's late count does not
+                    epoch = self.counters.epochs.get(partition, (0, 0))
+                    report = {**report, commands.CATCHING_UP: list(epoch)}
                 reply = commands.PartReport(
                     command.request, command.part, command.parts, partition, report
                 )

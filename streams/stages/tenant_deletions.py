@@ -417,12 +417,23 @@ def deletion_parts(
     ]
 
 
-def uncounted_mark(batch: Batch, partition: int, tenant_id: str, learner_partition: int) -> Any:
+def uncounted_mark(
+    batch: Batch, partition: int, tenant_id: str, learner_partition: int, since: Any = None
+) -> Any:
     """What a physical part's report without its count keeps (`UNCOUNTED`): the (epoch, seq)
-    of the count of its learner partition stored here, or None when there is none."""
+    of the count of its learner partition stored here, or None when there is none; at least
+    (`since`, -2) when the report names the epoch of the owner that applied the part (only
+    that owner's counts once caught up, or a later owner's, include the part: a deposed
+    owner's count sent late, under an older epoch, released the hold with a count from before
+    the part, helper-78)."""
     key = keys.partial(tenant_id, str(learner_partition))
     stored = batch.get(keys.TENANT_STATE, partition, key)
-    return None if stored is None else [stored["epoch"], stored["seq"]]
+    mark = None if stored is None else [stored["epoch"], stored["seq"]]
+    if since is not None and (mark is None or (list(mark[0]), mark[1]) < (list(since), -2)):
+        # below any count of the reporting owner (a rebuilt count's seq is -1), above every
+        # count of an older owner: a deposed owner's late count does not release the hold
+        mark = [list(since), -2]
+    return mark
 
 
 def _awaiting(

@@ -198,7 +198,8 @@ class TenantStage:
         catching_up = command.report.pop(commands.CATCHING_UP, False)
         tenant_id = command.request["tenant_id"]
         if catching_up and after is None:
-            mark = uncounted_mark(batch, partition, tenant_id, command.partition)
+            since = catching_up if isinstance(catching_up, list) else None
+            mark = uncounted_mark(batch, partition, tenant_id, command.partition, since)
             command.report[UNCOUNTED] = mark
         completed = self.deletions.on_part_report(batch, partition, offset, command, now)
         changed = after is not None and self._take_partials(

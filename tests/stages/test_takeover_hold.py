@@ -21,6 +21,7 @@ import pytest
 
 from schemas import topics
 from streams.domain.learners import TrackedAttempt
+from streams.domain.partitioning import tenant_partition
 from streams.stages import commands
 from streams.stages.batch import DurableBatch, take_over
 from streams.stages.learners import LearnerStage
@@ -231,3 +232,60 @@ def test_a_released_partition_keeps_no_hold_and_the_others_keep_theirs() -> None
     assert stage.rebuilding == {1: (2, 2)}
     stage.release()
     assert stage.rebuilding == {}
+
+
+@pytest.mark.parametrize("late_count", [True, False], ids=["deposed-owner-count", "none"])
+def test_a_deposed_owners_late_count_does_not_release_a_deletions_hold(late_count: bool) -> None:
+    """helper-78: a part applied while its partition catches up is reported without its count,
+    and the request waits for a newer count of that partition than the one stored. The one
+    stored was the deposed owner's; a later count of that owner (its timer's flush, in flight
+    through the rebalance) was newer by its seq and released the hold, with the partition at
+    its count before the part: a `down` at 3 where the deletion left 2. Only a count of the
+    owner that applied the part (or of a later one) releases it now."""
+    p = Pipeline(partitions=2, workers=2, assignment={"w0": [0], "w1": [1]})
+    p.produce(topics.LICENSES, license_("acme", learner_limit=4, thresholds=[100]))
+    first, second = learners_in("acme", 0, 2, 2), learners_in("acme", 1, 2, 2)
+    for learner in first + second:
+        p.produce(topics.LAUNCHES, launch("acme", learner, "a1", "2026-02-10T10:00:00Z"))
+    for worker in ("w0", "w1", "w0", "w1"):
+        p.flow(worker)
+    assert p.active("acme", JAN) == 4
+    assert sent(p) == [("up", 4)]
+    owner = "w0" if tenant_partition("acme", 2) == 0 else "w1"
+    # a license that keeps the cut touches acme in learner partition 0: w0's timer takes the
+    # count, and its flush is still on its way when the partition moves
+    notify = license_("acme", learner_limit=4, thresholds=[100], notify=["ops@example.com"])
+    p.produce(topics.LICENSES, notify)
+    p.run(topics.LICENSES, owner)
+    p.run(topics.LEARNER_COMMANDS, "w0")
+    in_flight = p.worker("w0").learner.partial_commands()
+    assert in_flight, "the license touched acme in partition 0"
+    p.world.commit(p.worker("w0"))
+    p.run(topics.TENANT_COMMANDS, owner)
+    p.advance(60)
+    request = deletion("acme", "r1", "physical", p.now, learner_ids=[first[0], second[0]])
+    p.produce(topics.ATTEMPT_DELETIONS, request)
+    p.run(topics.ATTEMPT_DELETIONS, owner)
+    p.run(topics.TENANT_COMMANDS, owner)  # the request, split into its parts
+    p.run(topics.LEARNER_COMMANDS, "w1")  # partition 1 applies its part: reported with its count
+    p.world.commit(p.worker("w1"))
+    p.rebalance({"w0": [1], "w1": [0]})
+    owner = "w0" if tenant_partition("acme", 2) == 1 else "w1"
+    p.run(topics.LEARNER_COMMANDS, "w1")  # partition 0's part, applied while catching up
+    p.run(topics.TENANT_COMMANDS, owner)  # the request completes, awaiting partition 0
+    assert sent(p) == [("up", 4)]
+    if late_count:
+        for target, command in in_flight:  # the deposed owner's flush lands now
+            p.world.log.append(topics.TENANT_COMMANDS, target, [(b"partials", command)])
+        p.run(topics.TENANT_COMMANDS, owner)
+        assert sent(p) == [("up", 4)], "released by a stale count"
+    p.settle()
+    assert p.active("acme", JAN) == 2
+    assert sent(p) == [("up", 4), ("down", 2)]
+    assert p.check() == []
+
+
+def sent(p: Pipeline) -> list[tuple[str, int]]:
+    """acme's distinct threshold events (a takeover sends its events again, identical)."""
+    events = {event["event_id"]: event for event in p.events("acme")}
+    return [(event["direction"], event["active_learners"]) for event in events.values()]
