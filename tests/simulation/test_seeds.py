@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import pytest
 
+from streams.stages.store import LEARNER
 from streams.tools.simulate.runner import explain, generate, run, service_sizes
 from streams.tools.simulate.world import SimWorker, World
 
@@ -207,21 +208,32 @@ def test_seeds_whose_partial_timer_fires_while_a_takeover_waits(
     """The partial-count timer fires while a takeover waits, as faust's timers do during the
     recovery's callbacks (`SIMULATE_TAKEOVER_TIMERS=1`, opt-in so that the seeds above keep
     their schedules): a rebuilt learner partition sends nothing until its backlog is replayed
-    (streams/stages/learners.py: `rebuilding`; tests/stages/test_takeover_hold.py)."""
+    (streams/stages/learners.py: `rebuilding`; tests/stages/test_takeover_hold.py). The
+    learner stage keeps its previous assignment's counters until its takeover releases them,
+    as the worker does, so the timer also sends counts of partitions another worker owns by
+    then, under their old epochs (tests/stages/test_takeover_hold.py: a deposed owner's late
+    count)."""
     from streams.tools.simulate import runner
 
     monkeypatch.setattr(runner, "TAKEOVER_TIMERS", True)
     inside: list[int] = []
+    deposed: list[int] = []
     unit_partials = World.unit_partials
 
     async def counted(world: World, worker: SimWorker) -> None:
         if "takeover" in worker.activities:
             inside.append(1)
+        learner = worker.learner
+        held = {*learner.catch_up, *learner.rebuilding}
+        dirty = {partition for partition, _ in learner.counters._dirty} - held
+        if dirty - set(worker.ownership.partitions(LEARNER)):
+            deposed.append(1)
         await unit_partials(world, worker)
 
     monkeypatch.setattr(World, "unit_partials", counted)
     assert_clean(range(11_800_000, 11_800_000 + max(SEEDS // 3, 100)))
     assert inside, "the timer never fired during a takeover"
+    assert deposed, "no timer sent counts of a partition its worker no longer owned"
 
 
 # seeds whose glitches split a command (found by counting `loop._parts` over 10662000-10662099)

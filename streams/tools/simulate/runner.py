@@ -73,7 +73,9 @@ MANY_PARTITIONS = os.environ.get("SIMULATE_MANY_PARTITIONS") == "1"
 # the seeds of REGRESSIONS keep their schedules
 PREFIX_IDS = os.environ.get("SIMULATE_PREFIX_IDS") == "1"
 # the partial-count timer fires while a takeover waits, as faust's timers do during the recovery's
-# callbacks (a rebuilt partition's counts must stay held: streams/stages/learners.py); opt-in,
+# callbacks (a rebuilt partition's counts must stay held: streams/stages/learners.py), and the
+# learner stage keeps its previous assignment's counters until its takeover, as the worker does
+# (a deposed owner's counts go out late, under their old epochs); opt-in,
 # as its flushes draw from the world's stream, so that the seeds of REGRESSIONS keep their
 # schedules
 TAKEOVER_TIMERS = os.environ.get("SIMULATE_TAKEOVER_TIMERS") == "1"
@@ -669,6 +671,7 @@ def _patched(settings: list[Setting]) -> Iterator[None]:
 def _run(schedule: Schedule) -> Result:
     world = World(schedule.seed, schedule.partitions, schedule.launch_partitions, schedule.start)
     world.deposed_work = _deposed_work
+    world.release_at_takeover = TAKEOVER_TIMERS
     for index in range(schedule.workers):
         name = f"w{index}"
         world.workers[name] = SimWorker(world, name)

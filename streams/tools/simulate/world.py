@@ -573,6 +573,11 @@ class World:
         self.landing: Callable[[TopicPartition, Sequence[Pair]], int] | None = None
         self.in_flight: list[InFlight] = []
         self.deposed_work: Callable[[World, SimWorker], None] | None = None
+        # the learner stage keeps the counters of its previous assignment until its takeover
+        # releases them, as the worker does (streams/worker/agents/learners.py), instead of at
+        # the rebalance: its partial-count timer may send them meanwhile, under the old epochs
+        # (with SIMULATE_TAKEOVER_TIMERS)
+        self.release_at_takeover = False
         self.gave_up: list[str] = []  # events a stage gave up on: always a finding
         self.bugs: list[str] = []  # exceptions that escaped a unit of work
         # every threshold evaluation of every tenant stage: (tenant-commands partition, the
@@ -766,7 +771,8 @@ class World:
             worker.ready = False
             worker.ownership.release(LEARNER)
             worker.ownership.release(TENANT)
-            worker.learner.release()
+            if not self.release_at_takeover:
+                worker.learner.release()
         self.trace.append(
             f"  rebalance: generation {self.app.generation}: "
             + ", ".join(f"{n}={self.app.assignment[n]}" for n in self.app.members)
@@ -1138,6 +1144,8 @@ class World:
     async def _take_over_learner(
         self, worker: SimWorker, parts: Sequence[int], generation: int
     ) -> None:
+        if self.release_at_takeover:
+            worker.learner.release()
         batch = worker.batch()
         epochs = await take_over(batch, LEARNER, parts, generation, self.member_check(worker))
         await batch.repair_marked(LEARNER, parts, worker.learner.heal_marked)
