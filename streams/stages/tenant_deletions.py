@@ -18,6 +18,7 @@ times) no longer holds: a part that never reports cannot silence a tenant's aler
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -429,7 +430,7 @@ def uncounted_mark(
     key = keys.partial(tenant_id, str(learner_partition))
     stored = batch.get(keys.TENANT_STATE, partition, key)
     mark = None if stored is None else [stored["epoch"], stored["seq"]]
-    if since is not None and (mark is None or (list(mark[0]), mark[1]) < (list(since), -2)):
+    if since is not None and (mark is None or _position(mark) < _position([since, -2])):
         # below any count of the reporting owner (a rebuilt count's seq is -1), above every
         # count of an older owner: a deposed owner's late count does not release the hold
         mark = [list(since), -2]
@@ -440,7 +441,7 @@ def _awaiting(
     batch: Batch, partition: int, tenant_id: str, received: dict[str, Any]
 ) -> dict[str, Any]:
     """The learner partitions whose report came without its count and which have sent no
-    newer count since, each with the (epoch, seq) of the count stored then. None for a tenant
+    newer count since, each with the (epoch, seq) it waits past. None ({}) for a tenant
     without a learner limit: it has no thresholds to hold (and a partition that holds none of
     an unlicensed tenant reports nothing of it once caught up)."""
     if not _has_limit(batch, partition, tenant_id):
@@ -467,7 +468,13 @@ def _counted_since(
     stored = batch.get(keys.TENANT_STATE, partition, keys.partial(tenant_id, learner_partition))
     if stored is None:
         return False
-    return stale is None or (list(stored["epoch"]), stored["seq"]) > (list(stale[0]), stale[1])
+    return stale is None or _position([stored["epoch"], stored["seq"]]) > _position(stale)
+
+
+def _position(mark: Sequence[Any]) -> tuple[list[int], int]:
+    """An [epoch, seq] pair as it orders: by the owner's epoch, then by its learner-commands
+    offset (JSON turned the epoch's tuple into a list)."""
+    return list(mark[0]), mark[1]
 
 
 def _holds(since: str, now: datetime) -> bool:

@@ -42,6 +42,16 @@ def acme_with_ten_learners(two_workers: bool = True) -> tuple[Pipeline, list[str
     return p, first, second
 
 
+def request_three(p: Pipeline, first: list[str], second: list[str]) -> None:
+    """A minute on, request r1: the physical deletion of two learners of partition 0 and one
+    of partition 1."""
+    p.advance(60)
+    p.produce(
+        topics.ATTEMPT_DELETIONS,
+        deletion("acme", "r1", "physical", p.now, learner_ids=[*first[:2], second[0]]),
+    )
+
+
 def tenant_worker(p: Pipeline) -> str:
     return "w0" if crc32(b"acme") % 2 == 0 else "w1"
 
@@ -50,11 +60,7 @@ def test_a_deletion_over_two_partitions_fires_down_once_with_the_count_it_left()
     """Partition 0 deletes two learners and reports long before partition 1 deletes its one:
     the count records go 10 -> 8 -> 7 (live), the `down` event names 7, once."""
     p, first, second = acme_with_ten_learners()
-    p.advance(60)
-    p.produce(
-        topics.ATTEMPT_DELETIONS,
-        deletion("acme", "r1", "physical", p.now, learner_ids=[*first[:2], second[0]]),
-    )
+    request_three(p, first, second)
     owner = tenant_worker(p)
     p.run(topics.ATTEMPT_DELETIONS, owner)
     p.run(topics.TENANT_COMMANDS, owner)  # the request is split into parts
@@ -146,11 +152,7 @@ def three_learners_deleted_over_two_partitions() -> Pipeline:
     """acme with ten learners (the threshold up) and a physical request for three of them over
     two partitions: both parts applied, their reports waiting for the tenant stage."""
     p, first, second = acme_with_ten_learners(two_workers=False)
-    p.advance(60)
-    p.produce(
-        topics.ATTEMPT_DELETIONS,
-        deletion("acme", "r1", "physical", p.now, learner_ids=[*first[:2], second[0]]),
-    )
+    request_three(p, first, second)
     p.run(topics.ATTEMPT_DELETIONS)
     p.run(topics.TENANT_COMMANDS)
     p.run(topics.LEARNER_COMMANDS)
@@ -226,11 +228,7 @@ def test_a_part_that_fails_completes_the_request_with_an_error_and_releases_the_
 
     monkeypatch.setattr(learners, "apply_part", failing_in_partition_1)
     p, first, second = acme_with_ten_learners(two_workers=False)
-    p.advance(60)
-    p.produce(
-        topics.ATTEMPT_DELETIONS,
-        deletion("acme", "r1", "physical", p.now, learner_ids=[*first[:2], second[0]]),
-    )
+    request_three(p, first, second)
     p.flow()
     p.settle()
     receipts = p.receipts("r1")
@@ -395,11 +393,7 @@ def test_a_restart_mid_deletion_alerts_with_the_count_the_deletion_left() -> Non
     part. The hold stays until that partition sent its count (its catch-up's): the `down`
     names 7, the count the deletion left, not 8 (helper-75)."""
     p, first, second = acme_with_ten_learners(two_workers=True)
-    p.advance(60)
-    p.produce(
-        topics.ATTEMPT_DELETIONS,
-        deletion("acme", "r1", "physical", p.now, learner_ids=[*first[:2], second[0]]),
-    )
+    request_three(p, first, second)
     owner = tenant_worker(p)
     p.run(topics.ATTEMPT_DELETIONS, owner)
     p.run(topics.TENANT_COMMANDS, owner)
