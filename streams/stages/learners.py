@@ -139,9 +139,15 @@ class LearnerStage:
                 if after is not None:
                     # inside the report: a worker of an older version reads past it
                     report = {**report, commands.PARTIAL_AFTER: after}
-                elif command.request["mode"] == "physical" and self.catching_up(partition):
+                elif (
+                    command.request["mode"] == "physical"
+                    and self.catching_up(partition)
+                    and self.counters.get(partition, tenant_id) is not None
+                ):
                     # the owner's epoch: only its counts (sent once caught up) or a later
-                    # owner's include the part; an older owner's late count does not
+                    # owner's include the part; an older owner's late count does not. (A
+                    # partition that holds none of the tenant has never counted it, and will
+                    # send no count of it to wait for: its report says nothing.)
                     epoch = self.counters.epochs.get(partition, (0, 0))
                     report = {**report, commands.CATCHING_UP: list(epoch)}
                 reply = commands.PartReport(

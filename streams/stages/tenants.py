@@ -136,7 +136,6 @@ class TenantStage:
         incoming = {"license": command.license, "source": command.source}
         if stored != incoming:
             batch.put(keys.TENANT_STATE, partition, key, incoming)
-            self.deletions.release_counted(batch, partition, command.tenant_id)
         self.publish(batch, partition, command.tenant_id, now)
 
     def on_partials(

@@ -177,7 +177,11 @@ class Pipeline:
         from streams.tools.simulate import oracle
 
         model, problems = oracle.check(
-            self.world.log, self.world.partitions, self.now, evaluations=self.world.evaluations
+            self.world.log,
+            self.world.partitions,
+            self.now,
+            evaluations=self.world.evaluations,
+            evaluated=self.world.evaluated,
         )
         expected = {
             "/".join(i): (a.element_id, a.launched_at, a.logically_deleted)

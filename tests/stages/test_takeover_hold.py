@@ -22,7 +22,7 @@ import pytest
 from schemas import topics
 from streams.domain.learners import TrackedAttempt
 from streams.domain.partitioning import tenant_partition
-from streams.stages import commands
+from streams.stages import commands, tenant_deletions
 from streams.stages.batch import DurableBatch, take_over
 from streams.stages.learners import LearnerStage
 from streams.stages.memory import MemoryStore, never_deposed
@@ -289,3 +289,65 @@ def sent(p: Pipeline) -> list[tuple[str, int]]:
     """acme's distinct threshold events (a takeover sends its events again, identical)."""
     events = {event["event_id"]: event for event in p.events("acme")}
     return [(event["direction"], event["active_learners"]) for event in events.values()]
+
+
+def limit_after_an_unheld_deletion() -> Pipeline:
+    """acme, without a limit, two learners in each of two learner partitions; a physical
+    request for one learner of each, partition 0's part applied while it catches up after a
+    takeover; the request completes, and a license gives acme a limit of 3 (threshold 100 %)
+    before partition 0's caught-up count arrives (its count before the part: 2)."""
+    p = Pipeline(partitions=2, workers=2, assignment={"w0": [0], "w1": [1]})
+    p.produce(topics.LICENSES, license_("acme"))  # no limit
+    first, second = learners_in("acme", 0, 2, 2), learners_in("acme", 1, 2, 2)
+    for learner in first + second:
+        p.produce(topics.LAUNCHES, launch("acme", learner, "a1", "2026-02-10T10:00:00Z"))
+    for worker in ("w0", "w1", "w0", "w1"):
+        p.flow(worker)
+    assert p.active("acme", JAN) == 4
+    owner = "w0" if tenant_partition("acme", 2) == 0 else "w1"
+    p.advance(60)
+    request = deletion("acme", "r1", "physical", p.now, learner_ids=[first[0], second[0]])
+    p.produce(topics.ATTEMPT_DELETIONS, request)
+    p.run(topics.ATTEMPT_DELETIONS, owner)
+    p.run(topics.TENANT_COMMANDS, owner)  # the request, split into its parts
+    p.run(topics.LEARNER_COMMANDS, "w1")  # partition 1 applies its part: reported with its count
+    p.world.commit(p.worker("w1"))
+    p.rebalance({"w0": [1], "w1": [0]})
+    owner = "w0" if tenant_partition("acme", 2) == 1 else "w1"
+    p.run(topics.LEARNER_COMMANDS, "w1")  # partition 0's part, applied while catching up
+    p.run(topics.TENANT_COMMANDS, owner)  # the request completes, awaiting partition 0
+    assert [r["learners_affected"] for r in p.receipts("r1")][-1:] == [2]
+    p.produce(topics.LICENSES, license_("acme", learner_limit=3, thresholds=[100]))
+    p.run(topics.LICENSES, owner)
+    p.run(topics.TENANT_COMMANDS, owner)  # the limit, before partition 0's count
+    return p
+
+
+def test_a_limit_given_after_an_unheld_deletion_waits_for_the_awaited_count() -> None:
+    """Threshold-fuzz seed 5121 (found by `check_counts_after_deletions`): a deletion
+    completed while its tenant had no learner limit, one part applied while its partition
+    caught up. Without a limit nothing is evaluated, and the request was released at once; a
+    license then gave a limit before that partition's caught-up count arrived, and the
+    thresholds were evaluated on its count from before the part: an `up` at 3 and a `down` at
+    2, where the deletion left 2 of a limit of 3 and nothing was ever crossed. The request now
+    waits for that count whatever the license (its hold holds nothing while there is no limit
+    to evaluate)."""
+    p = limit_after_an_unheld_deletion()
+    assert sent(p) == [], "evaluated on partition 0's count from before the part"
+    p.settle()
+    assert p.active("acme", JAN) == 2
+    assert sent(p) == []
+    assert p.check() == []
+
+
+def test_the_oracle_sees_thresholds_evaluated_on_a_count_from_before_a_part(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The simulator's check that found seed 5121 sees the defect when it is put back (a
+    request of a tenant without a limit awaits nothing)."""
+    monkeypatch.setattr(tenant_deletions, "_awaiting", lambda *args: {})
+    p = limit_after_an_unheld_deletion()
+    assert sent(p) == [("up", 3)]
+    p.settle()
+    problems = p.check()
+    assert [problem for problem in problems if "a count from before deletion r1" in problem]

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -175,6 +175,11 @@ class Model:
         # the counts each learner partition held after each command, per tenant and cut: a
         # published count must be a sum of such counts, one per partition, all on one cut
         self.snapshots: dict[tuple[int, str, str], list[dict[str, int]]] = {}
+        # the learner-commands offset of each of those snapshots
+        self.snapshot_at: dict[tuple[int, str, str], list[int]] = {}
+        # (tenant, request, learner partition) -> the offset where the last of the request's
+        # physical parts there was first applied: a count from before it misses the deletion
+        self.part_applied_at: dict[tuple[str, str, int], int] = {}
         self.totals: dict[tuple[int, str], list[int]] = {}
 
     # -- inputs, as the contract reads them ----------------------------------------------------
@@ -306,6 +311,11 @@ class Model:
                                 "source": source,
                             }
                     case commands.DeletionPart():
+                        request = command.request
+                        part = (request["tenant_id"], request["request_id"], command.part)
+                        if request["mode"] == "physical" and part not in model.parts:
+                            applied = (request["tenant_id"], request["request_id"], p)
+                            self.part_applied_at[applied] = record.offset
                         self._part(model, p, command)
                         touched.add(command.request["tenant_id"])
                     case commands.Check():
@@ -313,7 +323,7 @@ class Model:
                     case _:
                         self.problems.append(f"learner-commands/{p}@{record.offset}: not a command")
                 for tenant in touched:
-                    self._snapshot(model, p, tenant)
+                    self._snapshot(model, p, tenant, record.offset)
         missing = self.launch_rows - seen_rows
         extra = seen_rows - self.launch_rows
         if missing:
@@ -333,22 +343,32 @@ class Model:
                 f"{len(seen_groups - self.group_rows)} unknown"
             )
 
-    def _snapshot(self, model: Partition, p: int, tenant: str) -> None:
+    def _snapshot(self, model: Partition, p: int, tenant: str, offset: int) -> None:
         cut = model.cut(tenant).id
         self.snapshots.setdefault((p, tenant, cut), []).append(model.counts(tenant))
+        self.snapshot_at.setdefault((p, tenant, cut), []).append(offset)
         learners = {i[1] for i in model.attempts if i[0] == tenant}
         self.totals.setdefault((p, tenant), [0]).append(len(learners))
 
-    def envelope(self, tenant: str, cut: str, start: str) -> tuple[int, int] | None:
-        """The least and most active learners a sum of partition counts on `cut` can show."""
+    def envelope(
+        self, tenant: str, cut: str, start: str, floors: Mapping[int, int] | None = None
+    ) -> tuple[int, int] | None:
+        """The least and most active learners a sum of partition counts on `cut` can show;
+        with `floors`, a partition named there only counts from its learner-commands offset
+        on (none: no such sum)."""
         low = high = 0
         for p in range(self.partitions):
             snaps = self.snapshots.get((p, tenant, cut))
-            if snaps is None:
+            if floors is not None and p in floors:
+                offsets = self.snapshot_at.get((p, tenant, cut), [])
+                snaps = [s for s, at in zip(snaps or [], offsets, strict=True) if at >= floors[p]]
+                if not snaps:
+                    return None  # on another cut from the floor on
+            elif snaps is None:
                 if cut != DEFAULT_CUT.id:
                     return None  # this partition never was on that cut: no such sum
                 snaps = [{}]
-            if cut == DEFAULT_CUT.id:
+            elif cut == DEFAULT_CUT.id:
                 snaps = [{}, *snaps]  # before its first command, a partition holds nothing
             values = [snap.get(start, 0) for snap in snaps]
             low, high = low + min(values), high + max(values)
@@ -527,10 +547,12 @@ def check(
     final_now: datetime,
     produced: Sequence[tuple[str, int, int]] | None = None,
     evaluations: Sequence[tuple[int, int, str, datetime, frozenset[str], frozenset[str]]] = (),
+    evaluated: Sequence[tuple[int, int, str, datetime, list[tuple[str, str, int, int]]]] = (),
 ) -> tuple[Model, list[str]]:
     """The model of a settled run, and every problem found (none: the run is right).
     `produced`: the positions of the input records in the order they were produced;
-    `evaluations`: the tenant stages' threshold evaluations (`check_threshold_holds`)."""
+    `evaluations`: the tenant stages' threshold evaluations (`check_threshold_holds`), and
+    `evaluated` the counts those of tenants with a limit saw (`check_counts_after_deletions`)."""
     model = Model(log, partitions, produced)
     model.inputs()
     model.learner_commands()
@@ -544,6 +566,7 @@ def check(
     problems += check_thresholds(log, model, expected, final_now)
     problems += check_event_backing(log)
     problems += check_threshold_holds(log, evaluations)
+    problems += check_counts_after_deletions(log, model, evaluated)
     problems += check_dead_letters(log, model)
     problems += check_groups(model)
     return model, problems
@@ -1023,6 +1046,77 @@ def check_threshold_holds(
                 )
                 break
     return sorted(set(problems))
+
+
+def check_counts_after_deletions(
+    log: MemoryLog,
+    model: Model,
+    evaluated: Sequence[tuple[int, int, str, datetime, list[tuple[str, str, int, int]]]],
+) -> list[str]:
+    """A threshold evaluation after a physical deletion completed sees what the deletion left.
+
+    Once the report of a request's last part is in (the end of its hold in `deletion_holds`),
+    every evaluation of its tenant's thresholds counts each learner partition from that
+    partition's last part of the request on: a count from before a part named a crossing the
+    deletion undid (a `down` at 8 where it left 7). A part applied while its partition caught
+    up after a takeover reports no count, and the request waits for a newer one
+    (streams/stages/tenant_deletions.py: AWAITING), at most HOLD_LIMIT: an evaluation past
+    that may see the older count, and is not checked. Nor is one of a hold that is not certain
+    (`_certain`) or that a later request dropped for its age."""
+    from streams.stages.tenant_deletions import HOLD_LIMIT
+
+    holds = deletion_holds(log)
+    cuts: dict[str, set[str]] = {}
+    for _, tenant, cut in model.snapshots:
+        cuts.setdefault(tenant, {DEFAULT_CUT.id}).add(cut)
+    problems = []
+    for partition, offset, tenant, now, seen in evaluated:
+        floors: dict[int, int] = {}
+        after = []
+        for request_id, _, released, since, dropped_by in holds.get((partition, tenant), []):
+            if released is None or offset < released or dropped_by is not None:
+                continue
+            if now - since >= HOLD_LIMIT:
+                continue  # its wait for counts is over
+            after.append(request_id)
+            for p in range(model.partitions):
+                applied = model.part_applied_at.get((tenant, request_id, p))
+                if applied is not None:
+                    floors[p] = max(floors.get(p, -1), applied)
+        if not floors:
+            continue
+        for start, end, months, active in seen:
+            if not _fits_after(model, tenant, cuts, start, end, months, active, floors):
+                problems.append(
+                    f"thresholds of {tenant} evaluated for tenant-commands {partition}/{offset} "
+                    f"on {active} active learners in {start}..{end}, a count from before "
+                    f"deletion {', '.join(sorted(after))} (its parts at learner-commands "
+                    f"{floors})"
+                )
+                break
+    return sorted(set(problems))
+
+
+def _fits_after(
+    model: Model,
+    tenant: str,
+    cuts: dict[str, set[str]],
+    start: str,
+    end: str,
+    months: int,
+    active: int,
+    floors: Mapping[int, int],
+) -> bool:
+    """Whether some cut of the tenant has this window and a sum of partition counts from the
+    floors on that is `active`."""
+    for cut_id in cuts.get(tenant, {DEFAULT_CUT.id}):
+        shape = window_starting(Cut.from_id(cut_id), date.fromisoformat(start))
+        if shape is None or shape.end.isoformat() != end or shape.months != months:
+            continue
+        envelope = model.envelope(tenant, cut_id, start, floors)
+        if envelope is not None and envelope[0] <= active <= envelope[1]:
+            return True
+    return False
 
 
 # a hold: (request, the offset of its command, where it ends or None, since, the request that

@@ -688,7 +688,12 @@ def _run(schedule: Schedule) -> Result:
         # the final restore sends every owner's truth again, which would hide an output that a
         # takeover got wrong (seen: a window's count tombstoned after its record): check first
         model, problems = oracle.check(
-            world.log, schedule.partitions, world.now(), world.produced, world.evaluations
+            world.log,
+            schedule.partitions,
+            world.now(),
+            world.produced,
+            world.evaluations,
+            world.evaluated,
         )
         problems = problems + check_tallies(world) + check_reports(world, model)
         early.extend(f"before the final restore: {problem}" for problem in problems)
@@ -699,7 +704,12 @@ def _run(schedule: Schedule) -> Result:
     result.problems += [f"gave up on {event}" for event in world.gave_up]
     if "the run did not settle" not in world.bugs:
         model, problems = oracle.check(
-            world.log, schedule.partitions, world.now(), world.produced, world.evaluations
+            world.log,
+            schedule.partitions,
+            world.now(),
+            world.produced,
+            world.evaluations,
+            world.evaluated,
         )
         result.problems += problems + early
         expected = {

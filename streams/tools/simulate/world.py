@@ -410,6 +410,9 @@ class SimLog:
 # a threshold evaluation: (tenant-commands partition, the offset of the command it ran for,
 # tenant, its now, the tenant's requests whose receipt its state holds, and those it knows)
 Evaluation = tuple[int, int, str, datetime, frozenset[str], frozenset[str]]
+# the counts a threshold evaluation of a tenant with a limit saw: (tenant-commands partition, the
+# offset of the command it ran for, tenant, its now, [(window start, end, months, active)])
+EvaluatedCounts = tuple[int, int, str, datetime, list[tuple[str, str, int, int]]]
 _handling: ContextVar[tuple[int, int] | None] = ContextVar("handling", default=None)
 
 
@@ -420,6 +423,7 @@ class ObservedTenantStage(TenantStage):
     commands again to a state that may be past them."""
 
     evaluations: list[Evaluation]
+    evaluated: list[EvaluatedCounts]
 
     async def handle_record(self, batch: Batch, record: Record) -> None:
         previous = _handling.get()
@@ -448,6 +452,13 @@ class ObservedTenantStage(TenantStage):
             self.evaluations.append(
                 (*command, tenant_id, now, frozenset(completed), frozenset(known))
             )
+            if license_.learner_limit is not None:
+                seen = [
+                    (start, window.end.isoformat(), window.months, published[start][0])
+                    for start, window in sorted(windows.items())
+                    if start in published
+                ]
+                self.evaluated.append((*command, tenant_id, now, seen))
         super().check_thresholds(batch, partition, tenant_id, license_, published, windows, now)
 
 
@@ -493,6 +504,7 @@ class SimWorker:
             world.partitions, clock=clock, unsafe_skip=world.bugs.append
         )
         self.tenant.evaluations = world.evaluations
+        self.tenant.evaluated = world.evaluated
 
     def now(self) -> datetime:
         return self.world.now_of(self.name)
@@ -583,6 +595,7 @@ class World:
         # every threshold evaluation of every tenant stage: (tenant-commands partition, the
         # offset of the command it ran for, tenant, its now), for `oracle.check_threshold_holds`
         self.evaluations: list[Evaluation] = []
+        self.evaluated: list[EvaluatedCounts] = []
         self.refused_takeovers = 0  # takeovers the group's answer stopped (a deposed worker's)
         self.trace: list[str] = []
         self.produced: list[tuple[str, int, int]] = []  # positions of the inputs, in order
