@@ -22,7 +22,7 @@ import pytest
 from schemas import topics
 from streams.domain.learners import TrackedAttempt
 from streams.domain.partitioning import tenant_partition
-from streams.stages import commands, tenant_deletions
+from streams.stages import commands, keys, tenant_deletions
 from streams.stages.batch import DurableBatch, take_over
 from streams.stages.learners import LearnerStage
 from streams.stages.memory import MemoryStore, never_deposed
@@ -351,3 +351,36 @@ def test_the_oracle_sees_thresholds_evaluated_on_a_count_from_before_a_part(
     p.settle()
     problems = p.check()
     assert [problem for problem in problems if "a count from before deletion r1" in problem]
+
+
+def test_a_catching_up_partition_that_never_counted_the_tenant_is_not_awaited() -> None:
+    """acme, never licensed, has learners in learner partition 1 only; a physical request for
+    one of them, partition 0's part applied while it catches up after a takeover. Partition 0
+    never counted acme and never will (no license reaches it): were its report awaited, the
+    request's hold would stay in `open/` (the simulator's `check_states` names it). It carries
+    no mark, and the request completes and releases at once."""
+    p = Pipeline(partitions=2, workers=2, assignment={"w0": [0], "w1": [1]})
+    second = learners_in("acme", 1, 2, 2)
+    for learner in second:
+        p.produce(topics.LAUNCHES, launch("acme", learner, "a1", "2026-02-10T10:00:00Z"))
+    for worker in ("w0", "w1", "w0", "w1"):
+        p.flow(worker)
+    assert p.active("acme", JAN) == 2
+    owner = "w0" if tenant_partition("acme", 2) == 0 else "w1"
+    p.advance(60)
+    request = deletion("acme", "r1", "physical", p.now, learner_ids=[second[0]])
+    p.produce(topics.ATTEMPT_DELETIONS, request)
+    p.run(topics.ATTEMPT_DELETIONS, owner)
+    p.run(topics.TENANT_COMMANDS, owner)  # the request, split into its parts
+    p.run(topics.LEARNER_COMMANDS, "w1")  # partition 1 applies its part: reported with its count
+    p.world.commit(p.worker("w1"))
+    p.rebalance({"w0": [1], "w1": [0]})
+    owner = "w0" if tenant_partition("acme", 2) == 1 else "w1"
+    p.run(topics.LEARNER_COMMANDS, "w1")  # partition 0's part, applied while catching up
+    p.run(topics.TENANT_COMMANDS, owner)  # the request completes
+    assert [r["learners_affected"] for r in p.receipts("r1")][-1:] == [1]
+    tenant_state = p.worker(owner).state.partition(keys.TENANT_STATE, tenant_partition("acme", 2))
+    assert keys.open_deletions("acme") not in tenant_state.rows, "awaits a count never sent"
+    p.settle()
+    assert p.active("acme", JAN) == 1
+    assert p.check() == []
