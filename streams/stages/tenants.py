@@ -394,7 +394,7 @@ class TenantStage:
         thresholds), else None."""
         stored_license = batch.get(keys.TENANT_STATE, partition, keys.tenant_license(tenant_id))
         cut = cut_of(stored_license)
-        partials = _stored_partials(batch, partition, tenant_id)
+        partials = stored_partials(batch, partition, tenant_id)
         licensed = stored_license is not None
         if not publication_ready(partials, cut, self.learner_partitions, licensed):
             return False, None  # a re-cut is under way: the last exact records stand
@@ -862,7 +862,7 @@ def _published_license(content: dict[str, Any] | None) -> dict[str, Any] | None:
     return {**content, "webhooks": []}
 
 
-def _stored_partials(batch: Batch, partition: int, tenant_id: str) -> dict[str, Any]:
+def stored_partials(batch: Batch, partition: int, tenant_id: str) -> dict[str, Any]:
     """The latest partial count of every learner partition that reported for the tenant."""
     own, legacy = _read_partials(batch, partition, tenant_id)
     return merge_partials(legacy, own) if legacy else own

@@ -384,3 +384,21 @@ def test_a_catching_up_partition_that_never_counted_the_tenant_is_not_awaited() 
     p.settle()
     assert p.active("acme", JAN) == 1
     assert p.check() == []
+
+
+def test_the_oracle_sees_a_count_from_before_a_part_that_the_partition_later_holds_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """helper-79: the check read each window's sum against every count the partitions held
+    from the part to the end of the run, so a count from before the part passed once the
+    partition held as many again. It reads each partition's count against those it held from
+    the part to the end of its log at the evaluation."""
+    monkeypatch.setattr(tenant_deletions, "_awaiting", lambda *args: {})  # the defect, back
+    p = limit_after_an_unheld_deletion()
+    assert sent(p) == [("up", 3)], "evaluated on partition 0's count from before the part"
+    newcomer = learners_in("acme", 0, 2, 5)[-1]  # partition 0 counts 2 again
+    p.produce(topics.LAUNCHES, launch("acme", newcomer, "a1", "2026-02-11T10:00:00Z"))
+    p.settle()
+    assert p.active("acme", JAN) == 3
+    problems = p.check()
+    assert [problem for problem in problems if "learner partition 0's count" in problem]

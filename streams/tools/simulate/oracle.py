@@ -547,7 +547,7 @@ def check(
     final_now: datetime,
     produced: Sequence[tuple[str, int, int]] | None = None,
     evaluations: Sequence[tuple[int, int, str, datetime, frozenset[str], frozenset[str]]] = (),
-    evaluated: Sequence[tuple[int, int, str, datetime, list[tuple[str, str, int, int]]]] = (),
+    evaluated: Sequence[EvaluatedCounts] = (),
 ) -> tuple[Model, list[str]]:
     """The model of a settled run, and every problem found (none: the run is right).
     `produced`: the positions of the input records in the order they were produced;
@@ -1048,10 +1048,21 @@ def check_threshold_holds(
     return sorted(set(problems))
 
 
+# what `ObservedTenantStage` records of an evaluation of a tenant with a limit (see
+# streams/tools/simulate/world.py: EvaluatedCounts)
+EvaluatedCounts = tuple[
+    int,
+    int,
+    str,
+    datetime,
+    list[tuple[str, str, int, int]],
+    dict[int, tuple[str, dict[str, int]]],
+    dict[int, int],
+]
+
+
 def check_counts_after_deletions(
-    log: MemoryLog,
-    model: Model,
-    evaluated: Sequence[tuple[int, int, str, datetime, list[tuple[str, str, int, int]]]],
+    log: MemoryLog, model: Model, evaluated: Sequence[EvaluatedCounts]
 ) -> list[str]:
     """A threshold evaluation after a physical deletion completed sees what the deletion left.
 
@@ -1062,7 +1073,14 @@ def check_counts_after_deletions(
     up after a takeover reports no count, and the request waits for a newer one
     (streams/stages/tenant_deletions.py: AWAITING), at most HOLD_LIMIT: an evaluation past
     that may see the older count, and is not checked. Nor is one of a hold that is not certain
-    (`_certain`) or that a later request dropped for its age."""
+    (`_certain`) or that a later request dropped for its age.
+
+    Two readings: each window's sum must be one the partitions held from their parts on
+    (`Model.envelope` with floors); and each partition's own count must be one the model's
+    partition held between its part and the end of its learner-commands at the evaluation (no
+    count the tenant stage holds then can have seen a later command). The sum alone, over
+    every count from the part to the end of the run, let a count from before a part through
+    whenever the partition later held as many again (helper-79)."""
     from streams.stages.tenant_deletions import HOLD_LIMIT
 
     holds = deletion_holds(log)
@@ -1070,7 +1088,7 @@ def check_counts_after_deletions(
     for _, tenant, cut in model.snapshots:
         cuts.setdefault(tenant, {DEFAULT_CUT.id}).add(cut)
     problems = []
-    for partition, offset, tenant, now, seen in evaluated:
+    for partition, offset, tenant, now, seen, partials, ends in evaluated:
         floors: dict[int, int] = {}
         after = []
         for request_id, _, released, since, dropped_by in holds.get((partition, tenant), []):
@@ -1085,6 +1103,16 @@ def check_counts_after_deletions(
                     floors[p] = max(floors.get(p, -1), applied)
         if not floors:
             continue
+        starts = [start for start, *_ in seen]
+        for p, floor in sorted(floors.items()):
+            partial = partials.get(p)
+            if not _held_after(model, tenant, p, (floor, ends.get(p, 0)), partial, starts):
+                problems.append(
+                    f"thresholds of {tenant} evaluated for tenant-commands {partition}/{offset} "
+                    f"on learner partition {p}'s count {partial}, which it never held from "
+                    f"deletion {', '.join(sorted(after))}'s part (learner-commands {floor}) "
+                    f"to {ends.get(p, 0)}"
+                )
         for start, end, months, active in seen:
             if not _fits_after(model, tenant, cuts, start, end, months, active, floors):
                 problems.append(
@@ -1095,6 +1123,28 @@ def check_counts_after_deletions(
                 )
                 break
     return sorted(set(problems))
+
+
+def _held_after(
+    model: Model,
+    tenant: str,
+    p: int,
+    span: tuple[int, int],
+    partial: tuple[str, dict[str, int]] | None,
+    starts: Sequence[str],
+) -> bool:
+    """Whether learner partition `p` held `partial`'s counts in the windows `starts` (None: no
+    count: none there) right after a command of the tenant in [span): the partial count of a
+    moment from the part on."""
+    floor, end = span
+    for (partition, t, cut), offsets in model.snapshot_at.items():
+        if partition != p or t != tenant or (partial is not None and cut != partial[0]):
+            continue
+        windows = {} if partial is None else partial[1]
+        for at, counts in zip(offsets, model.snapshots[(partition, t, cut)], strict=True):
+            if floor <= at < end and all(windows.get(s, 0) == counts.get(s, 0) for s in starts):
+                return True
+    return False
 
 
 def _fits_after(

@@ -63,7 +63,7 @@ from streams.stages.store import (
     starts_afresh,
 )
 from streams.stages.tenant_deletions import stored_receipt
-from streams.stages.tenants import TenantStage
+from streams.stages.tenants import TenantStage, stored_partials
 
 APP_TOPICS = (
     topics.LICENSES,
@@ -411,8 +411,18 @@ class SimLog:
 # tenant, its now, the tenant's requests whose receipt its state holds, and those it knows)
 Evaluation = tuple[int, int, str, datetime, frozenset[str], frozenset[str]]
 # the counts a threshold evaluation of a tenant with a limit saw: (tenant-commands partition, the
-# offset of the command it ran for, tenant, its now, [(window start, end, months, active)])
-EvaluatedCounts = tuple[int, int, str, datetime, list[tuple[str, str, int, int]]]
+# offset of the command it ran for, tenant, its now, [(window start, end, months, active)], the
+# partial count of each learner partition it summed: {partition: (cut, windows)}, and the end
+# offset of each learner-commands partition then: no count it holds saw a command past it)
+EvaluatedCounts = tuple[
+    int,
+    int,
+    str,
+    datetime,
+    list[tuple[str, str, int, int]],
+    dict[int, tuple[str, dict[str, int]]],
+    dict[int, int],
+]
 _handling: ContextVar[tuple[int, int] | None] = ContextVar("handling", default=None)
 
 
@@ -424,6 +434,7 @@ class ObservedTenantStage(TenantStage):
 
     evaluations: list[Evaluation]
     evaluated: list[EvaluatedCounts]
+    learner_ends: Callable[[], dict[int, int]]
 
     async def handle_record(self, batch: Batch, record: Record) -> None:
         previous = _handling.get()
@@ -458,7 +469,12 @@ class ObservedTenantStage(TenantStage):
                     for start, window in sorted(windows.items())
                     if start in published
                 ]
-                self.evaluated.append((*command, tenant_id, now, seen))
+                partials = {
+                    int(p): (stored["cut"], dict(stored["windows"]))
+                    for p, stored in stored_partials(batch, partition, tenant_id).items()
+                }
+                ends = self.learner_ends()
+                self.evaluated.append((*command, tenant_id, now, seen, partials, ends))
         super().check_thresholds(batch, partition, tenant_id, license_, published, windows, now)
 
 
@@ -505,6 +521,9 @@ class SimWorker:
         )
         self.tenant.evaluations = world.evaluations
         self.tenant.evaluated = world.evaluated
+        self.tenant.learner_ends = lambda: {
+            p: len(world.log.records(topics.LEARNER_COMMANDS, p)) for p in range(world.partitions)
+        }
 
     def now(self) -> datetime:
         return self.world.now_of(self.name)
