@@ -242,14 +242,7 @@ def test_a_deposed_owners_late_count_does_not_release_a_deletions_hold(late_coun
     through the rebalance) was newer by its seq and released the hold, with the partition at
     its count before the part: a `down` at 3 where the deletion left 2. Only a count of the
     owner that applied the part (or of a later one) releases it now."""
-    p = Pipeline(partitions=2, workers=2, assignment={"w0": [0], "w1": [1]})
-    p.produce(topics.LICENSES, license_("acme", learner_limit=4, thresholds=[100]))
-    first, second = learners_in("acme", 0, 2, 2), learners_in("acme", 1, 2, 2)
-    for learner in first + second:
-        p.produce(topics.LAUNCHES, launch("acme", learner, "a1", "2026-02-10T10:00:00Z"))
-    for worker in ("w0", "w1", "w0", "w1"):
-        p.flow(worker)
-    assert p.active("acme", JAN) == 4
+    p, first, second = two_workers_with_acme(license_("acme", learner_limit=4, thresholds=[100]))
     assert sent(p) == [("up", 4)]
     owner = "w0" if tenant_partition("acme", 2) == 0 else "w1"
     # a license that keeps the cut touches acme in learner partition 0: w0's timer takes the
@@ -262,17 +255,7 @@ def test_a_deposed_owners_late_count_does_not_release_a_deletions_hold(late_coun
     assert in_flight, "the license touched acme in partition 0"
     p.world.commit(p.worker("w0"))
     p.run(topics.TENANT_COMMANDS, owner)
-    p.advance(60)
-    request = deletion("acme", "r1", "physical", p.now, learner_ids=[first[0], second[0]])
-    p.produce(topics.ATTEMPT_DELETIONS, request)
-    p.run(topics.ATTEMPT_DELETIONS, owner)
-    p.run(topics.TENANT_COMMANDS, owner)  # the request, split into its parts
-    p.run(topics.LEARNER_COMMANDS, "w1")  # partition 1 applies its part: reported with its count
-    p.world.commit(p.worker("w1"))
-    p.rebalance({"w0": [1], "w1": [0]})
-    owner = "w0" if tenant_partition("acme", 2) == 1 else "w1"
-    p.run(topics.LEARNER_COMMANDS, "w1")  # partition 0's part, applied while catching up
-    p.run(topics.TENANT_COMMANDS, owner)  # the request completes, awaiting partition 0
+    owner = delete_across_a_takeover(p, [first[0], second[0]])
     assert sent(p) == [("up", 4)]
     if late_count:
         for target, command in in_flight:  # the deposed owner's flush lands now
@@ -283,6 +266,42 @@ def test_a_deposed_owners_late_count_does_not_release_a_deletions_hold(late_coun
     assert p.active("acme", JAN) == 2
     assert sent(p) == [("up", 4), ("down", 2)]
     assert p.check() == []
+
+
+def two_workers_with_acme(license: dict[str, Any]) -> tuple[Pipeline, list[str], list[str]]:
+    """Two workers, w0 owning learner partition 0 and w1 partition 1; acme under `license`,
+    two learners counted in each partition (those of partition 0, those of partition 1)."""
+    p = Pipeline(partitions=2, workers=2, assignment={"w0": [0], "w1": [1]})
+    p.produce(topics.LICENSES, license)
+    first, second = learners_in("acme", 0, 2, 2), learners_in("acme", 1, 2, 2)
+    for learner in first + second:
+        p.produce(topics.LAUNCHES, launch("acme", learner, "a1", "2026-02-10T10:00:00Z"))
+    for worker in ("w0", "w1", "w0", "w1"):
+        p.flow(worker)
+    assert p.active("acme", JAN) == 4
+    return p, first, second
+
+
+def delete_across_a_takeover(p: Pipeline, learner_ids: list[str]) -> str:
+    """A physical request r1 of acme for `learner_ids`, a minute on: learner partition 1 (w1)
+    applies its part and reports it with its count; then the partitions swap owners, and
+    partition 0's part is applied while w1 catches up, and the request completes. Its tenant
+    partition's owner then."""
+    owner = "w0" if tenant_partition("acme", 2) == 0 else "w1"
+    p.advance(60)
+    p.produce(
+        topics.ATTEMPT_DELETIONS,
+        deletion("acme", "r1", "physical", p.now, learner_ids=learner_ids),
+    )
+    p.run(topics.ATTEMPT_DELETIONS, owner)
+    p.run(topics.TENANT_COMMANDS, owner)  # the request, split into its parts
+    p.run(topics.LEARNER_COMMANDS, "w1")  # partition 1 applies its part: reported with its count
+    p.world.commit(p.worker("w1"))
+    p.rebalance({"w0": [1], "w1": [0]})
+    owner = "w0" if tenant_partition("acme", 2) == 1 else "w1"
+    p.run(topics.LEARNER_COMMANDS, "w1")  # partition 0's part, applied while catching up
+    p.run(topics.TENANT_COMMANDS, owner)  # the request completes
+    return owner
 
 
 def sent(p: Pipeline) -> list[tuple[str, int]]:
@@ -296,26 +315,8 @@ def limit_after_an_unheld_deletion() -> Pipeline:
     request for one learner of each, partition 0's part applied while it catches up after a
     takeover; the request completes, and a license gives acme a limit of 3 (threshold 100 %)
     before partition 0's caught-up count arrives (its count before the part: 2)."""
-    p = Pipeline(partitions=2, workers=2, assignment={"w0": [0], "w1": [1]})
-    p.produce(topics.LICENSES, license_("acme"))  # no limit
-    first, second = learners_in("acme", 0, 2, 2), learners_in("acme", 1, 2, 2)
-    for learner in first + second:
-        p.produce(topics.LAUNCHES, launch("acme", learner, "a1", "2026-02-10T10:00:00Z"))
-    for worker in ("w0", "w1", "w0", "w1"):
-        p.flow(worker)
-    assert p.active("acme", JAN) == 4
-    owner = "w0" if tenant_partition("acme", 2) == 0 else "w1"
-    p.advance(60)
-    request = deletion("acme", "r1", "physical", p.now, learner_ids=[first[0], second[0]])
-    p.produce(topics.ATTEMPT_DELETIONS, request)
-    p.run(topics.ATTEMPT_DELETIONS, owner)
-    p.run(topics.TENANT_COMMANDS, owner)  # the request, split into its parts
-    p.run(topics.LEARNER_COMMANDS, "w1")  # partition 1 applies its part: reported with its count
-    p.world.commit(p.worker("w1"))
-    p.rebalance({"w0": [1], "w1": [0]})
-    owner = "w0" if tenant_partition("acme", 2) == 1 else "w1"
-    p.run(topics.LEARNER_COMMANDS, "w1")  # partition 0's part, applied while catching up
-    p.run(topics.TENANT_COMMANDS, owner)  # the request completes, awaiting partition 0
+    p, first, second = two_workers_with_acme(license_("acme"))  # no limit
+    owner = delete_across_a_takeover(p, [first[0], second[0]])
     assert [r["learners_affected"] for r in p.receipts("r1")][-1:] == [2]
     p.produce(topics.LICENSES, license_("acme", learner_limit=3, thresholds=[100]))
     p.run(topics.LICENSES, owner)
@@ -366,18 +367,7 @@ def test_a_catching_up_partition_that_never_counted_the_tenant_is_not_awaited() 
     for worker in ("w0", "w1", "w0", "w1"):
         p.flow(worker)
     assert p.active("acme", JAN) == 2
-    owner = "w0" if tenant_partition("acme", 2) == 0 else "w1"
-    p.advance(60)
-    request = deletion("acme", "r1", "physical", p.now, learner_ids=[second[0]])
-    p.produce(topics.ATTEMPT_DELETIONS, request)
-    p.run(topics.ATTEMPT_DELETIONS, owner)
-    p.run(topics.TENANT_COMMANDS, owner)  # the request, split into its parts
-    p.run(topics.LEARNER_COMMANDS, "w1")  # partition 1 applies its part: reported with its count
-    p.world.commit(p.worker("w1"))
-    p.rebalance({"w0": [1], "w1": [0]})
-    owner = "w0" if tenant_partition("acme", 2) == 1 else "w1"
-    p.run(topics.LEARNER_COMMANDS, "w1")  # partition 0's part, applied while catching up
-    p.run(topics.TENANT_COMMANDS, owner)  # the request completes
+    owner = delete_across_a_takeover(p, [second[0]])
     assert [r["learners_affected"] for r in p.receipts("r1")][-1:] == [1]
     tenant_state = p.worker(owner).state.partition(keys.TENANT_STATE, tenant_partition("acme", 2))
     assert keys.open_deletions("acme") not in tenant_state.rows, "awaits a count never sent"

@@ -1048,8 +1048,11 @@ def check_threshold_holds(
     return sorted(set(problems))
 
 
-# what `ObservedTenantStage` records of an evaluation of a tenant with a limit (see
-# streams/tools/simulate/world.py: EvaluatedCounts)
+# what `ObservedTenantStage` (streams/tools/simulate/world.py) records of a threshold evaluation
+# of a tenant with a limit: (tenant-commands partition, the offset of the command it ran for,
+# tenant, its now, [(window start, end, months, active)], the partial count of each learner
+# partition it summed: {partition: (cut, windows)}, and the end offset of each learner-commands
+# partition then: no count it holds saw a command past it)
 EvaluatedCounts = tuple[
     int,
     int,

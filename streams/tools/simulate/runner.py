@@ -687,14 +687,7 @@ def _run(schedule: Schedule) -> Result:
     def check_before_final() -> None:
         # the final restore sends every owner's truth again, which would hide an output that a
         # takeover got wrong (seen: a window's count tombstoned after its record): check first
-        model, problems = oracle.check(
-            world.log,
-            schedule.partitions,
-            world.now(),
-            world.produced,
-            world.evaluations,
-            world.evaluated,
-        )
+        model, problems = _check(world, schedule)
         problems = problems + check_tallies(world) + check_reports(world, model)
         early.extend(f"before the final restore: {problem}" for problem in problems)
 
@@ -703,14 +696,7 @@ def _run(schedule: Schedule) -> Result:
     result.problems += [f"bug: {bug}" for bug in world.bugs]
     result.problems += [f"gave up on {event}" for event in world.gave_up]
     if "the run did not settle" not in world.bugs:
-        model, problems = oracle.check(
-            world.log,
-            schedule.partitions,
-            world.now(),
-            world.produced,
-            world.evaluations,
-            world.evaluated,
-        )
+        model, problems = _check(world, schedule)
         result.problems += problems + early
         expected = {
             "/".join(ident): (a.element_id, a.launched_at, a.logically_deleted)
@@ -720,6 +706,17 @@ def _run(schedule: Schedule) -> Result:
         result.problems += check_tallies(world)
         result.problems += check_reports(world, model)
     return result
+
+
+def _check(world: World, schedule: Schedule) -> tuple[oracle.Model, list[str]]:
+    return oracle.check(
+        world.log,
+        schedule.partitions,
+        world.now(),
+        world.produced,
+        world.evaluations,
+        world.evaluated,
+    )
 
 
 def check_tallies(world: World) -> list[str]:

@@ -64,6 +64,7 @@ from streams.stages.store import (
 )
 from streams.stages.tenant_deletions import stored_receipt
 from streams.stages.tenants import TenantStage, stored_partials
+from streams.tools.simulate.oracle import EvaluatedCounts
 
 APP_TOPICS = (
     topics.LICENSES,
@@ -410,19 +411,6 @@ class SimLog:
 # a threshold evaluation: (tenant-commands partition, the offset of the command it ran for,
 # tenant, its now, the tenant's requests whose receipt its state holds, and those it knows)
 Evaluation = tuple[int, int, str, datetime, frozenset[str], frozenset[str]]
-# the counts a threshold evaluation of a tenant with a limit saw: (tenant-commands partition, the
-# offset of the command it ran for, tenant, its now, [(window start, end, months, active)], the
-# partial count of each learner partition it summed: {partition: (cut, windows)}, and the end
-# offset of each learner-commands partition then: no count it holds saw a command past it)
-EvaluatedCounts = tuple[
-    int,
-    int,
-    str,
-    datetime,
-    list[tuple[str, str, int, int]],
-    dict[int, tuple[str, dict[str, int]]],
-    dict[int, int],
-]
 _handling: ContextVar[tuple[int, int] | None] = ContextVar("handling", default=None)
 
 
