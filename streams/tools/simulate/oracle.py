@@ -311,12 +311,7 @@ class Model:
                                 "source": source,
                             }
                     case commands.DeletionPart():
-                        request = command.request
-                        part = (request["tenant_id"], request["request_id"], command.part)
-                        if request["mode"] == "physical" and part not in model.parts:
-                            applied = (request["tenant_id"], request["request_id"], p)
-                            self.part_applied_at[applied] = record.offset
-                        self._part(model, p, command)
+                        self._part(model, p, command, record.offset)
                         touched.add(command.request["tenant_id"])
                     case commands.Check():
                         pass
@@ -406,12 +401,14 @@ class Model:
         model.attempts[ident] = Attempt(element, at, text, hidden)
         self.maybe_dead.setdefault(source, set()).update({"erased", "conflict"})
 
-    def _part(self, model: Partition, p: int, command: commands.DeletionPart) -> None:
+    def _part(self, model: Partition, p: int, command: commands.DeletionPart, offset: int) -> None:
         request = command.request
         tenant, request_id, mode = request["tenant_id"], request["request_id"], request["mode"]
         key = (tenant, request_id, command.part)
         if key in model.parts:
             return  # a redelivered part: its first application stands
+        if mode == "physical":
+            self.part_applied_at[(tenant, request_id, p)] = offset
         selector = command.selector
         before = _instant(selector["before"]) if "before" in selector else None
         # the windows a part reports are those of the cut the request was split on (a license
