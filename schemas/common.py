@@ -60,9 +60,11 @@ def _require_text(value: Any) -> Any:
     return value if leap is None else _leap_second(leap)
 
 
-# RFC 3339 (5.6, 5.7) writes a leap second as second 60: 23:59:60Z, or 15:59:60-08:00
+# RFC 3339 (5.6, 5.7) writes a leap second as second 60: 23:59:60Z, or 15:59:60-08:00. Offset
+# minutes 00-59 only, as pydantic reads every other instant: `fromisoformat` below takes +00:60
+# as +01:00 (helper-81).
 _SECOND_60 = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}):60(?:\.\d{1,9})?(?:([Zz])|([+-]\d{2}:?\d{2}))"
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}):60(?:\.\d{1,9})?(?:([Zz])|([+-]\d{2}:?[0-5]\d))"
 )
 
 
