@@ -36,8 +36,9 @@ def parse_cutoff(text: str, now: datetime) -> datetime:
     """`8mo`, `2y`, `6w`, `90d` before now; a date `2026-03-01` (UTC midnight); or a timestamp."""
     match = RELATIVE.match(text.strip())
     if match:
-        amount, unit = int(match.group(1)), match.group(2)
+        unit = match.group(2)
         try:
+            amount = int(match.group(1))  # more than 4,300 digits raise: the calendar's end
             if unit in ("mo", "y"):
                 months = amount * (12 if unit == "y" else 1)
                 day = add_months(now.date(), -months)
@@ -45,7 +46,8 @@ def parse_cutoff(text: str, now: datetime) -> datetime:
             days = amount * (7 if unit == "w" else 1)
             return now - timedelta(days=days)
         except (OverflowError, ValueError):  # before the year 1 of the calendar
-            raise ValueError(f"--older-than: {text.strip()} reaches before the year 1") from None
+            shown = text.strip() if len(text.strip()) <= 40 else text.strip()[:39] + "…"
+            raise ValueError(f"--older-than: {shown} reaches before the year 1") from None
     try:
         if len(text) == 10:
             return datetime.combine(date.fromisoformat(text), day_time(0), UTC)

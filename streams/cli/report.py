@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 
 from streams.cli.common import CommandError, require_broker, require_topics
 from streams.config.settings import Settings
-from streams.domain.reports import shown_utilization, spreadsheet_text, terminal_text
+from streams.domain.reports import (
+    csv_line,
+    csv_rows,
+    shown_utilization,
+    spreadsheet_text,
+    terminal_text,
+)
 
 
 def cmd_counts(args: argparse.Namespace, settings: Settings) -> int:
@@ -107,12 +111,10 @@ CSV_COLUMNS = (
 
 def format_counts_csv(rows: list[dict]) -> str:
     """The count records as CSV (RFC 4180, a header row; an empty cell for no limit)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
+    lines = []
     for record in rows:
         window = record["window"]
-        writer.writerow(
+        lines.append(
             (
                 spreadsheet_text(record["tenant_id"]),
                 window["start"],
@@ -126,7 +128,7 @@ def format_counts_csv(rows: list[dict]) -> str:
                 record.get("updated_at") or "",
             )
         )
-    return out.getvalue()
+    return csv_line(CSV_COLUMNS) + csv_rows(lines)
 
 
 def format_counts_table(rows: list[dict]) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import heapq
 import io
+import re
 from bisect import bisect_right
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -342,6 +343,28 @@ def terminal_text(text: str) -> str:
 # Python's csv module quotes a cell with a comma, a quote, CR or LF; readers that split lines
 # as Python's str.splitlines does also break at these, so a cell with one is quoted too
 _LINE_BREAKS = frozenset("\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+_LINE_BREAK = re.compile("[" + "".join(re.escape(char) for char in sorted(_LINE_BREAKS)) + "]")
+
+
+def csv_rows(rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as `csv_line` writes them (their cells already `spreadsheet_text`'s), with one
+    writer for all of them: a report's rows were written with a plain writer, so an id with a
+    line break of `_LINE_BREAKS` went out unquoted (helper-82). The look for one runs over the
+    written text, so rows without one (all but never) cost nothing more."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    text = out.getvalue()
+    if _LINE_BREAK.search(text) is None:
+        return text
+    out = io.StringIO()
+    plain = csv.writer(out, lineterminator="\r\n")
+    quoted = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
+    for row in rows:
+        breaks = any(isinstance(c, str) and not _LINE_BREAKS.isdisjoint(c) for c in row)
+        (quoted if breaks else plain).writerow(row)
+    return out.getvalue()
 
 
 def csv_line(values: Sequence[Any]) -> str:

@@ -303,6 +303,7 @@ HTML_ANSWER = {
 # -- workers' calls to each other ----------------------------------------------------------------
 INTERNAL_HEADER = "X-Active-Learners-Internal"
 INTERNAL_MAX_AGE_S = 300.0
+MAX_STAMP_DIGITS = 12  # epoch seconds until the year 33658
 
 
 def internal_message(path: str, params: Mapping[str, str]) -> str:
@@ -322,7 +323,12 @@ def internal_call_fresh(header: str | None, now: float) -> bool:
     """Whether a call's signature header is well formed and of the last five minutes: checked
     before the cluster key is fetched, so an unsigned call never makes a worker ask Kafka."""
     stamp, _, mac = (header or "").partition(":")
-    return stamp.isdigit() and abs(now - int(stamp)) <= INTERNAL_MAX_AGE_S and len(mac) == 64
+    # ASCII digits, at most as many as a time of ours has: `isdigit` takes `²`, which `int`
+    # refuses, and 400 digits made `now - int(stamp)` overflow: an unsigned caller got a 500
+    # and a traceback (helper-82)
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= MAX_STAMP_DIGITS):
+        return False
+    return abs(now - int(stamp)) <= INTERNAL_MAX_AGE_S and len(mac) == 64
 
 
 def internal_call_valid(key: bytes, header: str | None, path_and_query: str, now: float) -> bool:

@@ -6,8 +6,6 @@ chunk by chunk (JSON, JSON lines or CSV), so memory stays flat for a million lea
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -182,9 +180,7 @@ def _encode(
     first: bool,
 ) -> bytes:
     if fmt == "csv":  # one writer for the chunk, no dict per row
-        out = io.StringIO()
-        csv.writer(out, lineterminator="\r\n").writerows(csv_row(row) for row in chunk)
-        return out.getvalue().encode()
+        return pure.csv_rows([csv_row(row) for row in chunk]).encode()
     records = [record(row) for row in chunk]
     if fmt == "jsonl":
         return b"".join(orjson.dumps(item) + b"\n" for item in records)

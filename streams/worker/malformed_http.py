@@ -14,6 +14,7 @@ aiohttp that changes the method fails there first.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from aiohttp import web, web_protocol
@@ -22,13 +23,23 @@ from aiohttp.http_exceptions import HttpProcessingError
 log = logging.getLogger(__name__)
 
 _aiohttp_handle_error = web_protocol.RequestHandler.handle_error
-MAX_REASON = 200  # characters of aiohttp's message kept (it quotes the client's bytes)
+MAX_REASON = 200  # characters of aiohttp's message kept
+
+
+# where aiohttp's message starts quoting the client's bytes (`: b'…'`, `'…'`)
+_QUOTE = re.compile(r"""[:\s]*(?:(?<!\w)b)?['"]""")
 
 
 def one_line(text: str) -> str:
-    """aiohttp's message on one line, shortened: its caret line means nothing without the
-    line above it, so only the words are kept."""
+    """aiohttp's message on one line, shortened, without what it quotes of the request: the
+    caret line means nothing without the line above it, and that line is the client's bytes,
+    which may hold a secret (`Authorization: Bearer …` with a stray control character after
+    it was logged and echoed whole: helper-82). Only aiohttp's own words are kept."""
     words = " ".join(part for part in text.split() if part != "^")
+    quote = _QUOTE.search(words)
+    if quote is not None:
+        words = words[: quote.start()]
+    words = words or "unreadable request"
     return words if len(words) <= MAX_REASON else words[: MAX_REASON - 1] + "…"
 
 
