@@ -18,7 +18,12 @@ import re
 from typing import Any
 
 from aiohttp import web, web_protocol
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import (
+    BadStatusLine,
+    HttpProcessingError,
+    InvalidHeader,
+    InvalidURLError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,21 +31,42 @@ _aiohttp_handle_error = web_protocol.RequestHandler.handle_error
 MAX_REASON = 200  # characters of aiohttp's message kept
 
 
-# where aiohttp's message starts quoting the client's bytes (`: b'…'`, `'…'`)
-_QUOTE = re.compile(r"""[:\s]*(?:(?<!\w)b)?['"]""")
+# aiohttp's messages quote what the client sent: llhttp's errors as a line of its own under the
+# description (`b'…'`, a caret under it), aiohttp's own after a colon (`: b'…'`,
+# `: bytearray(b'…')`), a request line in quotes, a request target bare. It may hold a secret
+# (`Authorization: Bearer …` with a stray control character after it, `?token=…`), so none of it
+# is kept: helper-82 and helper-83 found it in the log and the 400.
+_DATA_LINE = re.compile(r"""\s*(?:b['"]|bytearray\()""")
+_INLINE_DATA = re.compile(r"""[:\s]*(?<!\w)(?:b['"]|bytearray\().*""", re.DOTALL)
 
 
 def one_line(text: str) -> str:
-    """aiohttp's message on one line, shortened, without what it quotes of the request: the
-    caret line means nothing without the line above it, and that line is the client's bytes,
-    which may hold a secret (`Authorization: Bearer …` with a stray control character after
-    it was logged and echoed whole: helper-82). Only aiohttp's own words are kept."""
-    words = " ".join(part for part in text.split() if part != "^")
-    quote = _QUOTE.search(words)
-    if quote is not None:
-        words = words[: quote.start()]
+    """aiohttp's words on one line, shortened: the lines before the first that quotes the
+    request (the caret line under it means nothing without it), and of those, what comes before
+    any bytes quoted inline."""
+    kept = []
+    for line in text.splitlines():
+        if _DATA_LINE.match(line):
+            break
+        kept.append(line)
+    words = _INLINE_DATA.sub("", " ".join(" ".join(kept).split())).rstrip(": ")
     words = words or "unreadable request"
     return words if len(words) <= MAX_REASON else words[: MAX_REASON - 1] + "…"
+
+
+def reason(exc: HttpProcessingError, message: str | None = None) -> str:
+    """What to say of a request aiohttp refused: its words without the request's bytes. Three
+    of its one-line messages carry the request bare or in plain quotes; they are cut by kind
+    (a message of llhttp spans lines, and its first line is llhttp's own)."""
+    text = message or exc.message or ""
+    if "\n" not in text:
+        if isinstance(exc, InvalidURLError):
+            return "invalid request target"  # the message is the target itself
+        if isinstance(exc, InvalidHeader):
+            return text.partition(": ")[0] or "invalid HTTP header"
+        if isinstance(exc, BadStatusLine):  # `Bad status line 'GET /…'`
+            return one_line(text.partition(" '")[0])
+    return one_line(text)
 
 
 def _handle_error(
@@ -52,11 +78,11 @@ def _handle_error(
 ) -> web.StreamResponse:
     if not 400 <= status < 500 or not isinstance(exc, HttpProcessingError):
         return _aiohttp_handle_error(self, request, status, exc, message)
-    reason = one_line(message or exc.message or "")
-    log.info("malformed HTTP request from %s: %s", request.remote, reason)
+    said = reason(exc, message)
+    log.info("malformed HTTP request from %s: %s", request.remote, said)
     if request.writer.output_size > 0:  # as aiohttp: an answer is under way, the line is lost
         raise ConnectionError("a response is being sent: no room for the error")
-    answer = web.json_response({"error": f"malformed HTTP request: {reason}"}, status=status)
+    answer = web.json_response({"error": f"malformed HTTP request: {said}"}, status=status)
     answer.force_close()  # the rest of what the client sent cannot be trusted to frame
     return answer
 

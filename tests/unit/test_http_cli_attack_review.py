@@ -1,6 +1,8 @@
-"""Hostile HTTP requests and CLI arguments (helper-82, 2026-12-05): each test here failed when
-written: a secret quoted back by the malformed-request answer, a 500 for an unsigned internal
-call, Python's words for an `--older-than` of 5,000 digits, a CSV row cut by a line break."""
+"""Hostile HTTP requests and CLI arguments (helper-82, and helper-83's review of the fixes,
+2026-12-05): each test here failed when written: a secret quoted back by the malformed-request
+answer (in a header line, then in a request target), a 500 for an unsigned internal call (its
+stamp, then its MAC), Python's words for an `--older-than` of 5,000 digits, a CSV row cut by a
+line break."""
 
 from __future__ import annotations
 
@@ -128,3 +130,90 @@ def test_the_counts_command_quotes_a_tenant_id_with_a_line_break() -> None:
     header, row, end = format_counts_csv([record]).split("\r\n")
     assert header.startswith("tenant_id,") and end == ""
     assert row.startswith('"a\u2029b","2026-01-01"'), repr(row)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [b"http://?token=%s", b"http://admin:%s@/api/tenants"],  # no host: aiohttp quotes it bare
+    ids=["query-token", "userinfo"],
+)
+def test_a_secret_in_a_target_aiohttp_refuses_is_not_logged_or_echoed(
+    server: Server, caplog: pytest.LogCaptureFixture, target: bytes
+) -> None:
+    from tests.unit.web_harness import ADMIN_ALL
+
+    caplog.set_level(logging.INFO)
+    request = (
+        b"GET " + target % ADMIN_ALL.encode() + b" HTTP/1.1\r\nHost: localhost\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    status, answer = server.raw(request)
+    assert status == 400, answer[:300]
+    assert ADMIN_ALL.encode() not in answer, answer
+    assert ADMIN_ALL not in caplog.text, caplog.text
+    assert b"invalid request target" in answer, answer
+
+
+def test_the_pure_python_parsers_messages_lose_the_request_too() -> None:
+    """aiohttp without its C parser (AIOHTTP_NO_EXTENSIONS=1) words other errors: the target
+    bare, a request line in plain quotes."""
+    from aiohttp.http_exceptions import BadHttpMethod, BadStatusLine, InvalidURLError
+
+    from streams.worker.malformed_http import reason
+
+    secret = "s3cret-token"
+    assert reason(InvalidURLError(f"/api/tenants?token={secret}\x01")) == "invalid request target"
+    said = reason(BadStatusLine(f"GET /?token={secret} HTTP/9"))
+    assert secret not in said and said == "Bad status line", said
+    said = reason(BadHttpMethod(f"G\x01T /?token={secret} HTTP/1.1"))
+    assert secret not in said and said == "Bad HTTP method in status line", said
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "words"),
+    [
+        (
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Type: a/b\r\nContent-Type: a/b\r\n"
+            b"Connection: close\r\n\r\n",
+            "Duplicate 'Content-Type' header",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+            "can't be present",
+        ),
+        (b"GET /" + b"x" * 9_000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n", "bytes when reading"),
+    ],
+    ids=["duplicate-header", "length-and-chunked", "line-too-long"],
+)
+def test_the_reason_keeps_aiohttps_own_words(
+    server: Server, request_bytes: bytes, words: str
+) -> None:
+    import json
+
+    status, answer = server.raw(request_bytes)
+    assert status == 400, answer[:300]
+    error = json.loads(answer.rpartition(b"\r\n\r\n")[2])["error"]
+    assert words in error and "bytearray" not in error and "xxx" not in error, error
+
+
+def test_an_unsigned_call_with_a_non_ascii_mac_is_a_401_not_a_500(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from streams.http import reports
+    from streams.http.access import internal_call_valid
+
+    assert internal_call_valid(b"k" * 32, "1000000:" + "\u00e9" * 64, "/x?", 1_000_000.0) is False
+    monkeypatch.setattr(reports, "_key", b"k" * 32)  # a worker that has read the key
+    header = f"{time.time():.0f}:" + "\u00e9" * 64
+    request = (
+        b"GET /internal/reports/window/0 HTTP/1.1\r\nHost: localhost\r\n"
+        + INTERNAL_HEADER.encode()
+        + b": "
+        + header.encode()
+        + b"\r\nConnection: close\r\n\r\n"
+    )
+    status, answer = server.raw(request)
+    assert status == 401, answer[:300]
