@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from schemas import topics
-from schemas.common import MAX_ID_LENGTH
+from schemas.common import MAX_ID_LENGTH, Timestamp
 from schemas.deletions import DeletionRequest
 from streams.cli.common import CommandError, require_broker, require_topics
 from streams.config.settings import Settings
@@ -30,6 +30,8 @@ from streams.domain.windows import add_months
 from streams.kafka.io import new_producer
 
 RELATIVE = re.compile(r"^(\d+)(mo|y|w|d)$")
+_TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(Timestamp)
+_RFC3339_WITHOUT_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
 
 
 def parse_cutoff(text: str, now: datetime) -> datetime:
@@ -48,18 +50,25 @@ def parse_cutoff(text: str, now: datetime) -> datetime:
         except (OverflowError, ValueError):  # before the year 1 of the calendar
             shown = text.strip() if len(text.strip()) <= 40 else text.strip()[:39] + "…"
             raise ValueError(f"--older-than: {shown} reaches before the year 1") from None
-    try:
-        if len(text) == 10:
+    expected = "expected 8mo, 2y, 6w, 90d, a date YYYY-MM-DD or a timestamp"
+    shown = text if len(text) <= 40 else text[:39] + "…"
+    if len(text) == 10:
+        try:
             return datetime.combine(date.fromisoformat(text), day_time(0), UTC)
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            "--older-than: expected 8mo, 2y, 6w, 90d, a date YYYY-MM-DD or a timestamp; "
-            f"got {text!r}"
-        ) from None
-    if value.tzinfo is None:
-        raise ValueError(f"--older-than: a timestamp needs an offset, e.g. {text}Z")
-    return value
+        except ValueError:
+            raise ValueError(f"--older-than: {expected}; got {shown!r}") from None
+    # a timestamp as the worker reads one (the contract's `Timestamp`: RFC 3339 forms, a leap
+    # second, `z`), not as `fromisoformat` does (it refused those, and took forms the model
+    # refuses: helper-83)
+    try:
+        return _TIMESTAMP.validate_python(text)
+    except ValidationError as exc:
+        if _RFC3339_WITHOUT_OFFSET.fullmatch(text):
+            raise ValueError(f"--older-than: a timestamp needs an offset, e.g. {text}Z") from None
+        said = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+        if "RFC 3339" in said:
+            said = expected
+        raise ValueError(f"--older-than: {said}; got {shown!r}") from None
 
 
 def future_checked(cutoff: datetime) -> datetime:

@@ -244,13 +244,19 @@ NOW = datetime(2026, 11, 28, 15, 30, tzinfo=UTC)
         ("2w", datetime(2026, 11, 14, 15, 30, tzinfo=UTC)),
         ("2026-03-01", datetime(2026, 3, 1, tzinfo=UTC)),
         ("2026-03-01T10:00:00+01:00", datetime(2026, 3, 1, 9, tzinfo=UTC)),
+        # as the worker reads a timestamp (helper-83: `fromisoformat` refused these)
+        ("2026-03-01t10:00:00z", datetime(2026, 3, 1, 10, tzinfo=UTC)),
+        ("2016-12-31T23:59:60Z", datetime(2016, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)),
+        ("2026-03-01T10:00:00.1234569Z", datetime(2026, 3, 1, 10, 0, 0, 123_456, tzinfo=UTC)),
     ],
 )
 def test_parse_cutoff(text: str, cutoff: datetime) -> None:
     assert parse_cutoff(text, NOW) == cutoff
 
 
-@pytest.mark.parametrize("text", ["8 months", "2026-03-01T10:00:00", "soon"])
+@pytest.mark.parametrize(
+    "text", ["8 months", "2026-03-01T10:00:00", "soon", "20260301T100000Z", "1899-12-31T00:00:00Z"]
+)
 def test_parse_cutoff_refuses_what_it_cannot_read(text: str) -> None:
     with pytest.raises(ValueError, match="older-than"):
         parse_cutoff(text, NOW)
