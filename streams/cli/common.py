@@ -69,7 +69,9 @@ def parse_instant(text: str):  # type: ignore[no-untyped-def]
 
 
 def _int_at_least(text: str, low: int, high: int | None = None) -> int:
-    try:
+    try:  # ASCII digits only: `int` also reads `١٢`, `1_000` and `+12` (helper-84)
+        if not (text.isascii() and text.strip().lstrip("-").isdigit()):
+            raise ValueError(text)
         value = int(text)
     except ValueError:
         # (a number of more than 4,300 digits too: Python refuses to read it)

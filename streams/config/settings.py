@@ -29,6 +29,9 @@ def _int_setting(
     text = env.get(name, "").strip()
     if not text:
         return default
+    # ASCII digits only: `int` also reads `١٢`, `1_000` and `+12` (helper-84)
+    if not (text.isascii() and text.lstrip("-").isdigit()):
+        raise ConfigError(f"{name} must be a whole number, got {text[:40]!r}")
     try:
         value = int(text)
     except ValueError:
@@ -42,7 +45,17 @@ def _int_setting(
 
 
 # host or host:port; an IPv6 address in brackets ([::1]:9092), as faust's broker URLs need it
-_BROKER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+)(:(\d{1,5}))?")
+_BROKER = re.compile(r"(\[([0-9A-Fa-f:.]+)\]|[^\s:/\[\]]+)(:([0-9]{1,5}))?")
+
+
+def _ipv6(text: str) -> bool:
+    """Whether `text` (between brackets) is an IPv6 address: faust refuses anything else there,
+    when the worker builds its app, after the topics were made (helper-84)."""
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _bootstrap_servers(env: dict[str, str] | os._Environ[str]) -> str:
@@ -51,7 +64,11 @@ def _bootstrap_servers(env: dict[str, str] | os._Environ[str]) -> str:
     text = env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or "localhost:9092"
     for entry in text.split(","):
         match = _BROKER.fullmatch(entry.strip())
-        if match is None or not 1 <= int(match.group(3) or 9092) <= 65535:
+        if (
+            match is None
+            or not 1 <= int(match.group(4) or 9092) <= 65535
+            or (match.group(2) is not None and not _ipv6(match.group(2)))
+        ):
             shown = "an empty entry" if not entry.strip() else repr(entry.strip())
             raise ConfigError(
                 f"KAFKA_BOOTSTRAP_SERVERS must be host:port entries, comma-separated "

@@ -32,8 +32,10 @@ MIN_SECRET_LENGTH = 32
 REREAD_S = 1.0
 ROLES = ("read", "admin")
 ALL_TENANTS = "*"
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# matched whole (`fullmatch`): `$` also matches before a final line break, so `ops\n` passed as
+# a name of its own beside `ops` (helper-84)
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def digest(secret: str) -> bytes:
@@ -65,10 +67,16 @@ def _env_tokens(text: str, role: str, variable: str) -> list[Token]:
         if not entry:
             continue
         name, sep, secret = entry.partition(":")
-        if not sep or not NAME.match(name):
+        if not sep or not NAME.fullmatch(name):
             raise ConfigError(
                 f"{variable}: each entry is name:secret (a name of letters, digits, . _ @ -); "
                 f"got one without a valid name"
+            )
+        if secret != secret.strip():
+            # a presented secret is stripped (`bearer`): this one could never match (helper-84)
+            raise ConfigError(
+                f"{variable}: the secret of {name!r} begins or ends with a blank; "
+                "write name:secret with nothing around the secret"
             )
         if len(secret) < MIN_SECRET_LENGTH:
             raise ConfigError(
@@ -100,9 +108,9 @@ def _file_token(entry: Any, where: str) -> Token:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where} is not an object")
     name, sha, role, tenants = (entry.get(k) for k in ("name", "sha256", "role", "tenants"))
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ConfigError(f"{where}: name must be letters, digits, . _ @ - (1-64)")
-    if not isinstance(sha, str) or not SHA256_HEX.match(sha.lower()):
+    if not isinstance(sha, str) or not SHA256_HEX.fullmatch(sha.lower()):
         raise ConfigError(f"{where} ({name}): sha256 must be 64 hex digits")
     if role not in ROLES:
         raise ConfigError(f"{where} ({name}): role must be read or admin")
@@ -141,6 +149,10 @@ class TokenBook:
 
     @staticmethod
     def _read(path: Path) -> str:
+        if path.exists() and not path.is_file():
+            # a FIFO or a device would be read without end, at start and at every re-read
+            # (helper-84); a missing file is said below
+            raise ConfigError(f"API_TOKENS_FILE: {path} is not a regular file")
         try:
             return path.read_text(encoding="utf-8")
         except OSError as exc:
@@ -241,3 +253,13 @@ def _check_unique_names(tokens: list[Token]) -> None:
     doubled = sorted({name for name in names if names.count(name) > 1})
     if doubled:
         raise ConfigError(f"API tokens: the name {doubled[0]!r} is given to two tokens")
+    # one secret, two tokens: the first found would answer for both, so the other (an admin
+    # token behind a read one) could never be used (helper-84)
+    holders: dict[bytes, str] = {}
+    for token in tokens:
+        other = holders.setdefault(token.sha256, token.name)
+        if other != token.name:
+            raise ConfigError(
+                f"API tokens: {other!r} and {token.name!r} have the same secret; "
+                "each token needs its own"
+            )

@@ -99,6 +99,11 @@ class SmtpSettings:
         """Certificates and host names verified, against SMTP_CAFILE or the system's CAs."""
         if self.tls == "none":
             return None
+        if self.cafile is not None and os.path.exists(self.cafile):
+            if not os.path.isfile(self.cafile):
+                # a FIFO or a device would be read without end before the notifier starts
+                # (helper-84); a missing file is said below
+                raise ConfigError(f"SMTP_CAFILE={self.cafile}: not a regular file")
         try:
             return ssl.create_default_context(cafile=self.cafile)
         except OSError as exc:  # ssl.SSLError included: a file without certificates
@@ -139,7 +144,9 @@ def _sender(text: str) -> str:
         usable = len(message["From"].addresses) == 1 and not message["From"].defects
         if usable:  # what aiosmtplib checks before MAIL FROM (ValueError: `<` in a domain literal)
             quote_address(message["From"].addresses[0].addr_spec)
-    except (ValueError, email.errors.MessageError):  # CR or LF, say
+    except (ValueError, AttributeError, email.errors.MessageError):
+        # CR or LF, say; an unclosed domain literal (`a@[1.2.3.4`) makes the e-mail library's
+        # header parser itself fail with an AttributeError (helper-84)
         usable = False
     if not usable:
         raise ConfigError(f"SMTP_FROM must be one e-mail address, got {text!r}")
@@ -147,8 +154,8 @@ def _sender(text: str) -> str:
 
 
 def _port(text: str) -> int:
-    try:
-        port = int(text)
+    try:  # ASCII digits only: `int` also reads `٢٥` and `+25` (helper-84)
+        port = int(text) if text.isascii() and text.isdigit() else 0
     except ValueError:
         port = 0
     if not 1 <= port <= 65535:
