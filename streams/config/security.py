@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,11 @@ class KafkaSecurity:
                     f"KAFKA_SECURITY_PROTOCOL={self.protocol} needs KAFKA_SASL_USERNAME and "
                     "KAFKA_SASL_PASSWORD"
                 )
+            if any(unicodedata.category(char) == "Cc" for char in self.sasl_password):
+                # a trailing CR of an env file written on Windows, say: every login would fail
+                raise SecurityConfigError(
+                    "KAFKA_SASL_PASSWORD holds a control character (a CRLF line end?)"
+                )
         elif sasl_given:
             raise SecurityConfigError(
                 f"{', '.join(sasl_given)} set, but KAFKA_SECURITY_PROTOCOL={self.protocol} does "
@@ -113,7 +119,8 @@ class KafkaSecurity:
             strict=True,
         ):
             if path and not Path(path).is_file():
-                raise SecurityConfigError(f"{name}={path}: no such file")
+                what = "not a regular file" if Path(path).exists() else "no such file"
+                raise SecurityConfigError(f"{name}={path}: {what}")
         self.ssl_context()  # files that are not usable PEM: an error now, not a failed connection
 
     def ssl_context(self) -> ssl.SSLContext | None:

@@ -229,7 +229,7 @@ class Settings:
             replication_factor=_int_setting(
                 env, "REPLICATION_FACTOR", 1, 1, MAX_REPLICATION_FACTOR
             ),
-            ingest_batch_max=_int_setting(env, "INGEST_BATCH_MAX", 5_000, 1),
+            ingest_batch_max=_int_setting(env, "INGEST_BATCH_MAX", 5_000, 1, 100_000),
             ingest_linger_ms=_int_setting(env, "INGEST_LINGER_MS", 100, 0, MAX_INGEST_LINGER_MS),
             partials_interval_ms=_int_setting(
                 env, "PARTIALS_INTERVAL_MS", 500, *PARTIALS_INTERVAL_MS

@@ -32,6 +32,7 @@ from __future__ import annotations
 import email.errors
 import os
 import ssl
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -83,6 +84,11 @@ class SmtpSettings:
                 "SMTP_TLS=none would send SMTP_USERNAME/SMTP_PASSWORD in clear: "
                 "use SMTP_TLS=starttls or implicit, or no credentials"
             )
+        if smtp.password is not None and any(
+            unicodedata.category(char) == "Cc" for char in smtp.password
+        ):
+            # a trailing CR of an env file written on Windows, say: every login would fail
+            raise ConfigError("SMTP_PASSWORD holds a control character (a CRLF line end?)")
         if (smtp.username is None) != (smtp.password is None):
             # a login with an empty half fails at every event, and the notifier would wait
             raise ConfigError("SMTP_USERNAME and SMTP_PASSWORD go together: set both, or neither")
@@ -99,11 +105,14 @@ class SmtpSettings:
         """Certificates and host names verified, against SMTP_CAFILE or the system's CAs."""
         if self.tls == "none":
             return None
-        if self.cafile is not None and os.path.exists(self.cafile):
-            if not os.path.isfile(self.cafile):
-                # a FIFO or a device would be read without end before the notifier starts
-                # (helper-84); a missing file is said below
-                raise ConfigError(f"SMTP_CAFILE={self.cafile}: not a regular file")
+        # a FIFO or a device would be read without end before the notifier starts (helper-84);
+        # a missing file is said below
+        if (
+            self.cafile is not None
+            and os.path.exists(self.cafile)
+            and not os.path.isfile(self.cafile)
+        ):
+            raise ConfigError(f"SMTP_CAFILE={self.cafile}: not a regular file")
         try:
             return ssl.create_default_context(cafile=self.cafile)
         except OSError as exc:  # ssl.SSLError included: a file without certificates

@@ -202,3 +202,43 @@ def test_a_plain_number_setting_is_still_read() -> None:
         ).partitions
         == 12
     )
+
+
+# -- the smaller ones of the same review ---------------------------------------------------------
+
+
+def test_a_batch_bound_past_its_range_is_refused() -> None:
+    with pytest.raises(ConfigError, match="INGEST_BATCH_MAX must be at most 100000"):
+        Settings.from_env({"INGEST_BATCH_MAX": "9" * 4000})
+
+
+def test_a_folder_for_a_pem_file_is_called_what_it_is(tmp_path) -> None:
+    from streams.config.security import KafkaSecurity, SecurityConfigError
+
+    env = {"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": str(tmp_path)}
+    with pytest.raises(SecurityConfigError, match="not a regular file"):
+        KafkaSecurity.from_env(env)
+
+
+@pytest.mark.parametrize("password", ["secret\r", "sec\x00ret"])
+def test_a_password_with_a_control_character_is_refused(password) -> None:
+    from streams.config.security import KafkaSecurity, SecurityConfigError
+
+    env = {
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_SASL_MECHANISM": "PLAIN",
+        "KAFKA_SASL_USERNAME": "u",
+        "KAFKA_SASL_PASSWORD": password,
+    }
+    with pytest.raises(SecurityConfigError, match="KAFKA_SASL_PASSWORD"):
+        KafkaSecurity.from_env(env)
+    smtp = {"SMTP_HOST": "mail.example", "SMTP_USERNAME": "u", "SMTP_PASSWORD": password}
+    with pytest.raises(ConfigError, match="SMTP_PASSWORD"):
+        SmtpSettings.from_env(smtp)
+
+
+def test_a_password_with_a_non_breaking_space_is_still_taken() -> None:
+    smtp = SmtpSettings.from_env(
+        {"SMTP_HOST": "mail.example", "SMTP_USERNAME": "u", "SMTP_PASSWORD": "p\u00e4ss\u00a0w"}
+    )
+    assert smtp is not None and smtp.password == "p\u00e4ss\u00a0w"
