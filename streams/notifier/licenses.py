@@ -46,6 +46,7 @@ class WebhookBook:
         # of two records is the newer (streams/domain/sources.py), not the order a fetch hands
         # them over (a topic that gained partitions keeps a tenant's old license in its old one)
         self._positions: dict[str, list[int]] = {}
+        self._seen: set[str] = set()  # tenants with a license record applied (or its tombstone)
 
     def urls(self, tenant_id: str) -> tuple[str, ...]:
         return self._urls.get(tenant_id, ())
@@ -61,6 +62,11 @@ class WebhookBook:
         """The tenant's latest license names `address` in `notify` (False without a license)."""
         return address.lower() in self._notify.get(tenant_id, frozenset())
 
+    def stopped_listing(self, tenant_id: str, address: str) -> bool:
+        """A license record of the tenant was read, and the latest (a license, or its removal)
+        does not name `address` in `notify`. False for a tenant the book knows nothing of."""
+        return tenant_id in self._seen and not self.lists(tenant_id, address)
+
     def apply(
         self, key: bytes | None, value: bytes | None, position: list[int] | None = None
     ) -> None:
@@ -70,6 +76,7 @@ class WebhookBook:
             if tenant_id is not None and self._newer(tenant_id, position):
                 self._urls.pop(tenant_id, None)
                 self._notify.pop(tenant_id, None)
+                self._seen.add(tenant_id)
             return
         license_ = decode(License, value)
         if isinstance(license_, Rejected):
@@ -83,6 +90,7 @@ class WebhookBook:
         else:
             self._urls.pop(license_.tenant_id, None)
         self._notify[license_.tenant_id] = frozenset(a.lower() for a in license_.notify)
+        self._seen.add(license_.tenant_id)
 
     def _newer(self, tenant_id: str, position: list[int] | None) -> bool:
         if superseded(self._positions.get(tenant_id), position):

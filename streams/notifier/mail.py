@@ -61,7 +61,8 @@ def decode_event(raw: bytes | None) -> MailableEvent | Rejected:
 
 
 def is_backfill(event: MailableEvent, now: datetime) -> bool:
-    """The event's window ended more than 7 days before `now`."""
+    """The event's window ended more than 7 days before `now` (the moment the notifier could
+    first handle the event: `Notifier.judged_at`)."""
     end = datetime.combine(event.window.end, datetime.min.time(), UTC)
     return end + BACKFILL_AGE < now
 
@@ -72,6 +73,7 @@ def split_recipients(notify: tuple[Any, ...]) -> tuple[list[str], list[str]]:
     line (a domain literal with `<`, `>` or `"`): it raises ValueError for the whole
     transaction, so such an entry is refused here, alone."""
     good: list[str] = []
+    seen: set[str] = set()
     problems: list[str] = []
     for index, entry in enumerate(notify):
         try:
@@ -82,7 +84,10 @@ def split_recipients(notify: tuple[Any, ...]) -> tuple[list[str], list[str]]:
         except ValueError:
             problems.append(f"notify[{index}]: cannot be put on an SMTP command line")
         else:
-            if address not in good:  # listed twice: one RCPT, one e-mail
+            # listed twice, also in other capitals (as the license book compares them): one
+            # RCPT, one e-mail (helper-86)
+            if address.lower() not in seen:
+                seen.add(address.lower())
                 good.append(address)
     return good, problems
 

@@ -167,6 +167,7 @@ class Notifier:
     ) -> None:
         self.settings = settings
         self.clock = clock  # what decides a backfill, and the time of outcomes and dead letters
+        self.started_at = clock()
         self.smtp = smtp_settings
         self.tls_context = smtp_settings.tls_context() if smtp_settings else None
         self.sender = smtp_settings.sender if smtp_settings else OUTBOX_SENDER
@@ -404,7 +405,7 @@ class Notifier:
     ) -> tuple[str, str | None]:
         """Mail the event: its outcome, and the detail of a dead letter due after the e-mail
         went out (the caller records the event first, then sends it)."""
-        if is_backfill(event, now):
+        if is_backfill(event, self.judged_at(record, now)):
             self.warn_backfill(event.tenant_id)
             return "skipped_backfill", None
         if not event.notify:
@@ -414,6 +415,9 @@ class Notifier:
         if not recipients:
             await self.dead_letter(record, "no usable address: " + "; ".join(problems), now)
             return "invalid", None
+        recipients = self.still_listed(event, recipients)
+        if not recipients:
+            return "no_recipients", None
         waiting = self.behind_earlier_mail(event.tenant_id, recipients)
         to_send = [address for address in recipients if address not in waiting]
         # composed also when every address waits: an event no e-mail can hold is dead-lettered
@@ -430,6 +434,37 @@ class Notifier:
         if delivery.deferred:
             summary += f" ({len(delivery.deferred)} more retried later)"
         return delivery.outcome, "; ".join([summary, *problems])
+
+    def still_listed(self, event: MailableEvent, recipients: list[str]) -> list[str]:
+        """The addresses the tenant's latest license has not taken off: the latest license
+        governs (the contract), so an address an administrator took off after the crossing, or
+        a license removed meanwhile, is not mailed; a retry drops it the same way
+        (`no_longer_listed`), and so did it only there (helper-86). The book holds every
+        license written before this event (run() reads the licenses after it fetched the
+        batch); a tenant it knows nothing of keeps the event's list."""
+        book = self.webhook_book
+        listed = [a for a in recipients if not book.stopped_listing(event.tenant_id, a)]
+        if len(listed) < len(recipients):
+            log.info(
+                "event %s of tenant %s: %d of its addresses are no longer in the license's "
+                "notify list, not mailed",
+                event.event_id,
+                event.tenant_id,
+                len(recipients) - len(listed),
+            )
+        return listed
+
+    def judged_at(self, record: InputRecord, now: datetime) -> datetime:
+        """When the event is judged a backfill or not: when it was written, or when this
+        notifier started if that was later (a new notifier reading old events judges them by
+        its start), never after now. Judged by the moment it is handled, the events that
+        waited behind one the SMTP server kept failing were skipped once the outage passed
+        the 7 days after their window (helper-86): those were live alerts."""
+        try:
+            written = datetime.fromtimestamp(record.timestamp / 1000, UTC)
+        except (OverflowError, ValueError, OSError):  # a time no datetime holds: as handled
+            return now
+        return min(now, max(written, self.started_at))
 
     def behind_earlier_mail(self, tenant_id: str, recipients: list[str]) -> list[str]:
         """The addresses with e-mail of this tenant's earlier events still pending: the next

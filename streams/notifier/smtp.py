@@ -35,6 +35,7 @@ import ssl
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import TypeGuard
 
@@ -159,7 +160,17 @@ def _sender(text: str) -> str:
         usable = False
     if not usable:
         raise ConfigError(f"SMTP_FROM must be one e-mail address, got {text!r}")
-    return text
+    address = message["From"].addresses[0]
+    if address.domain.isascii():
+        return text
+    # A domain in other scripts is sent in its ASCII form (IDNA, `xn--…`): as written, a server
+    # without SMTPUTF8 refused MAIL FROM for every event, each then dead-lettered (helper-86).
+    # A local part in other scripts needs SMTPUTF8 of every server; it stays as written.
+    try:
+        domain = address.domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ConfigError(f"SMTP_FROM has a domain that has no ASCII form: {text!r}") from None
+    return str(Address(address.display_name, address.username, domain))
 
 
 def _port(text: str) -> int:

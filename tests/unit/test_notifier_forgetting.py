@@ -80,7 +80,8 @@ def test_events_and_markers_go_once_the_topic_can_no_longer_hold_them(tmp_path: 
     clock = Clock()
     notifier = Notifier(settings, None, SECRET, clock=clock)
     notifier.producer = Producer()
-    notifier.webhook_book.apply(b"acme", license_record(webhooks=[HOOK_A]))
+    # the license the events were counted with (an event's `notify` is its license's)
+    notifier.webhook_book.apply(b"acme", license_record(webhooks=[HOOK_A], notify=EVENT["notify"]))
     horizon = timedelta(days=30)
     notifier.redelivery_horizon = lambda: horizon  # type: ignore[method-assign]
     queue = DeliveryQueue(MemoryKV())

@@ -456,7 +456,9 @@ def test_the_notifier_enqueues_each_new_event_once_backfills_included(tmp_path: 
         settings, None, SECRET, clock=lambda: datetime(2026, 11, 20, 12, tzinfo=UTC)
     )
     notifier.producer = DeadLetters()
-    notifier.webhook_book.apply(b"acme", license_record(webhooks=[HOOK_A, HOOK_B]))
+    # the license the events were counted with (an event's `notify` is its license's)
+    license_ = license_record(webhooks=[HOOK_A, HOOK_B], notify=EVENT["notify"])
+    notifier.webhook_book.apply(b"acme", license_)
     queue = DeliveryQueue(MemoryKV())
     ends_in_2025 = {"start": "2025-01-01", "end": "2025-02-01", "months": 1}
     events = [
