@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from schemas import topics
-from schemas.common import MAX_ID_LENGTH, Timestamp
+from schemas.common import MAX_ID_LENGTH
 from schemas.deletions import DeletionRequest
-from streams.cli.common import CommandError, require_broker, require_topics
+from streams.cli.common import CommandError, read_timestamp, require_broker, require_topics
 from streams.config.settings import Settings
 from streams.domain.decoding import FUTURE_TOLERANCE
 from streams.domain.deletions import build_request
@@ -29,9 +29,7 @@ from streams.domain.selectors import Selector, id_lines
 from streams.domain.windows import add_months
 from streams.kafka.io import new_producer
 
-RELATIVE = re.compile(r"^(\d+)(mo|y|w|d)$")
-_TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(Timestamp)
-_RFC3339_WITHOUT_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
+RELATIVE = re.compile(r"^([0-9]+)(mo|y|w|d)$")  # ASCII digits, as every other option
 
 
 def parse_cutoff(text: str, now: datetime) -> datetime:
@@ -53,6 +51,8 @@ def parse_cutoff(text: str, now: datetime) -> datetime:
     expected = "expected 8mo, 2y, 6w, 90d, a date YYYY-MM-DD or a timestamp"
     shown = text if len(text) <= 40 else text[:39] + "…"
     if len(text) == 10:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):  # `2026-W01-1` is a date too
+            raise ValueError(f"--older-than: {expected}; got {shown!r}")
         try:
             return datetime.combine(date.fromisoformat(text), day_time(0), UTC)
         except ValueError:
@@ -60,15 +60,7 @@ def parse_cutoff(text: str, now: datetime) -> datetime:
     # a timestamp as the worker reads one (the contract's `Timestamp`: RFC 3339 forms, a leap
     # second, `z`), not as `fromisoformat` does (it refused those, and took forms the model
     # refuses: helper-83)
-    try:
-        return _TIMESTAMP.validate_python(text)
-    except ValidationError as exc:
-        if _RFC3339_WITHOUT_OFFSET.fullmatch(text):
-            raise ValueError(f"--older-than: a timestamp needs an offset, e.g. {text}Z") from None
-        said = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
-        if "RFC 3339" in said:
-            said = expected
-        raise ValueError(f"--older-than: {said}; got {shown!r}") from None
+    return read_timestamp(text, "--older-than", expected)
 
 
 def future_checked(cutoff: datetime) -> datetime:

@@ -207,9 +207,14 @@ class TokenBook:
             _check_unique_names(self._fixed + file_tokens)
             self._file_tokens = file_tokens
         except ConfigError as exc:
-            # a name signs a token's deletions (requested_by): never two tokens under one
+            # a name signs a token's deletions (requested_by): never two tokens under one; nor
+            # one secret under two names
             self._file_tokens = []
-            log.error("%s; its tokens are refused until the file is fixed", exc)
+            log.error(
+                "API_TOKENS_FILE %s re-read: %s; the file's tokens are refused until it is fixed",
+                self._path,
+                exc,
+            )
             return
         log.warning("API_TOKENS_FILE re-read: %d tokens", len(self._file_tokens))
 

@@ -29,7 +29,6 @@ What a failure is about decides what the notifier does (streams/notifier/service
 
 from __future__ import annotations
 
-import email.errors
 import os
 import ssl
 import unicodedata
@@ -85,11 +84,10 @@ class SmtpSettings:
                 "SMTP_TLS=none would send SMTP_USERNAME/SMTP_PASSWORD in clear: "
                 "use SMTP_TLS=starttls or implicit, or no credentials"
             )
-        if smtp.password is not None and any(
-            unicodedata.category(char) == "Cc" for char in smtp.password
-        ):
-            # a trailing CR of an env file written on Windows, say: every login would fail
-            raise ConfigError("SMTP_PASSWORD holds a control character (a CRLF line end?)")
+        for name, value in (("SMTP_USERNAME", smtp.username), ("SMTP_PASSWORD", smtp.password)):
+            if value is not None and any(unicodedata.category(char) == "Cc" for char in value):
+                # a trailing CR of an env file written on Windows, say: every login would fail
+                raise ConfigError(f"{name} holds a control character (a CRLF line end?)")
         if (smtp.username is None) != (smtp.password is None):
             # a login with an empty half fails at every event, and the notifier would wait
             raise ConfigError("SMTP_USERNAME and SMTP_PASSWORD go together: set both, or neither")
@@ -154,9 +152,9 @@ def _sender(text: str) -> str:
         usable = len(message["From"].addresses) == 1 and not message["From"].defects
         if usable:  # what aiosmtplib checks before MAIL FROM (ValueError: `<` in a domain literal)
             quote_address(message["From"].addresses[0].addr_spec)
-    except (ValueError, AttributeError, email.errors.MessageError):
-        # CR or LF, say; an unclosed domain literal (`a@[1.2.3.4`) makes the e-mail library's
-        # header parser itself fail with an AttributeError (helper-84)
+    except Exception:
+        # CR or LF, say (ValueError); its header parser itself fails on some texts: an unclosed
+        # domain literal `a@[1.2.3.4` (AttributeError, helper-84), `"` (IndexError, helper-85)
         usable = False
     if not usable:
         raise ConfigError(f"SMTP_FROM must be one e-mail address, got {text!r}")

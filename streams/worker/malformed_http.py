@@ -19,10 +19,14 @@ from typing import Any
 
 from aiohttp import web, web_protocol
 from aiohttp.http_exceptions import (
+    BadHttpMethod,
     BadStatusLine,
+    ContentLengthError,
     HttpProcessingError,
     InvalidHeader,
     InvalidURLError,
+    LineTooLong,
+    TransferEncodingError,
 )
 
 log = logging.getLogger(__name__)
@@ -31,42 +35,58 @@ _aiohttp_handle_error = web_protocol.RequestHandler.handle_error
 MAX_REASON = 200  # characters of aiohttp's message kept
 
 
-# aiohttp's messages quote what the client sent: llhttp's errors as a line of its own under the
-# description (`b'…'`, a caret under it), aiohttp's own after a colon (`: b'…'`,
-# `: bytearray(b'…')`), a request line in quotes, a request target bare. It may hold a secret
-# (`Authorization: Bearer …` with a stray control character after it, `?token=…`), so none of it
-# is kept: helper-82 and helper-83 found it in the log and the 400.
-_DATA_LINE = re.compile(r"""\s*(?:b['"]|bytearray\()""")
-_INLINE_DATA = re.compile(r"""[:\s]*(?<!\w)(?:b['"]|bytearray\().*""", re.DOTALL)
+# aiohttp's messages quote what the client sent, in more ways than can be cut out reliably (a
+# target bare or with a line break in it, a request line in either quotes, a chunk-size line
+# bare, bytes after a colon): it may hold a secret (`Authorization: Bearer …` with a stray
+# control character, `?token=…`), found in the log and the 400 by helper-82, helper-83 and
+# helper-85. So only words known not to come from the request are kept: llhttp's description
+# of its error (the C parser's message is that, a colon, and the bytes on lines of their own;
+# llhttp's descriptions are its own fixed texts), aiohttp's own fixed sentences, and otherwise a
+# fixed reason for the kind of error.
+_LLHTTP = re.compile(r"(?:Bad status line:\s+)?([^\n]+):\n\n  (?:b['\"]|bytearray\()")
+_AIOHTTP_OWN = re.compile(
+    r"Duplicate '[A-Za-z0-9-]+' header found\."
+    r"|Missing 'Host' header in request\."
+    r"|Too many headers received"
+    r"|Data after `Connection: close`"
+    r"|Bad line ending, expected CRLF"
+    r"|Request has invalid `Transfer-Encoding`"
+    r"|Transfer-Encoding can't be present with Content-Length"
+    r"|Not enough data to satisfy transfer length header\."
+    r"|Not enough data to satisfy content length header \(received \d+ of \d+ bytes\)\."
+    r"|Received HTTPS traffic on an HTTP port"
+    r"|Got more than \d+ bytes when reading"  # the rest is the line read
+)
+_BY_KIND: tuple[tuple[type[HttpProcessingError], str], ...] = (
+    (InvalidURLError, "invalid request target"),
+    (InvalidHeader, "invalid HTTP header"),
+    (BadHttpMethod, "invalid HTTP method"),
+    (BadStatusLine, "invalid request line"),
+    (LineTooLong, "a line of the request is too long"),
+    (TransferEncodingError, "invalid chunked body"),
+    (ContentLengthError, "a body shorter than its Content-Length"),
+)
 
 
 def one_line(text: str) -> str:
-    """aiohttp's words on one line, shortened: the lines before the first that quotes the
-    request (the caret line under it means nothing without it), and of those, what comes before
-    any bytes quoted inline."""
-    kept = []
-    for line in text.splitlines():
-        if _DATA_LINE.match(line):
-            break
-        kept.append(line)
-    words = _INLINE_DATA.sub("", " ".join(" ".join(kept).split())).rstrip(": ")
-    words = words or "unreadable request"
+    """A reason on one line, at most MAX_REASON characters."""
+    words = " ".join(text.split())
     return words if len(words) <= MAX_REASON else words[: MAX_REASON - 1] + "…"
 
 
 def reason(exc: HttpProcessingError, message: str | None = None) -> str:
-    """What to say of a request aiohttp refused: its words without the request's bytes. Three
-    of its one-line messages carry the request bare or in plain quotes; they are cut by kind
-    (a message of llhttp spans lines, and its first line is llhttp's own)."""
+    """What to say of a request aiohttp refused: its own words, never the request's bytes."""
     text = message or exc.message or ""
-    if "\n" not in text:
-        if isinstance(exc, InvalidURLError):
-            return "invalid request target"  # the message is the target itself
-        if isinstance(exc, InvalidHeader):
-            return text.partition(": ")[0] or "invalid HTTP header"
-        if isinstance(exc, BadStatusLine):  # `Bad status line 'GET /…'`
-            return one_line(text.partition(" '")[0])
-    return one_line(text)
+    llhttp = _LLHTTP.match(text)
+    if llhttp is not None:
+        return one_line(llhttp.group(1))
+    own = _AIOHTTP_OWN.match(text)
+    if own is not None:
+        return one_line(own.group(0))
+    for kind, said in _BY_KIND:
+        if isinstance(exc, kind):
+            return said
+    return "malformed request"
 
 
 def _handle_error(

@@ -252,7 +252,12 @@ def _epoch(headers: Any) -> bytes | None:
 
 
 def bootstrap_servers(app: Any) -> list[str]:
-    return [f"{url.host}:{url.port or 9092}" for url in app.conf.broker]
+    """host:port of each broker, an IPv6 host in brackets again (yarl drops them, and aiokafka
+    read `fd00::5:9093` as a host on port 9092: helper-85), as faust's own clients get them."""
+    return [
+        f"[{url.host}]:{url.port or 9092}" if ":" in url.host else f"{url.host}:{url.port or 9092}"
+        for url in app.conf.broker
+    ]
 
 
 def kafka_security(app: Any) -> dict[str, Any]:

@@ -163,10 +163,8 @@ def test_the_pure_python_parsers_messages_lose_the_request_too() -> None:
 
     secret = "s3cret-token"
     assert reason(InvalidURLError(f"/api/tenants?token={secret}\x01")) == "invalid request target"
-    said = reason(BadStatusLine(f"GET /?token={secret} HTTP/9"))
-    assert secret not in said and said == "Bad status line", said
-    said = reason(BadHttpMethod(f"G\x01T /?token={secret} HTTP/1.1"))
-    assert secret not in said and said == "Bad HTTP method in status line", said
+    assert reason(BadStatusLine(f"GET /?token={secret} HTTP/9")) == "invalid request line"
+    assert reason(BadHttpMethod(f"G\x01T /?token={secret} HTTP/1.1")) == "invalid HTTP method"
 
 
 @pytest.mark.parametrize(
