@@ -80,7 +80,14 @@ class WebhookBook:
             return
         license_ = decode(License, value)
         if isinstance(license_, Rejected):
-            return  # dead-lettered by the worker: the tenant's earlier license still governs
+            # dead-lettered by the worker: the tenant's earlier license still governs; unless it
+            # is one the worker stored before a rule was added (more than 100 addresses), which
+            # the book cannot tell: the tenant's addresses are not judged by the book then, and
+            # an event is mailed to its own list (helper-87)
+            tenant_id = tenant_of_key(key)
+            if tenant_id is not None and not superseded(self._positions.get(tenant_id), position):
+                self._seen.discard(tenant_id)
+            return
         if key is not None and key != license_.tenant_id.encode():
             return  # dead-lettered by the worker too (it would outlive the tenant's later ones)
         if not self._newer(license_.tenant_id, position):

@@ -116,6 +116,24 @@ class Delivery:
     deferred: list[str] = field(default_factory=list)  # addresses retried on their own
 
 
+def first_start(path: Path, now: datetime) -> datetime:
+    """When the notifier of this state folder first started (written then, read after): events
+    written before it are judged a backfill by that time, those written after by their own, so a
+    restart during an SMTP outage does not turn the alerts that waited into a backfill
+    (helper-87). A wiped folder is a new notifier."""
+    try:
+        stored = datetime.fromisoformat(path.read_text(encoding="ascii").strip())
+        if stored.tzinfo is None:
+            raise ValueError("no offset")
+        return stored
+    except (OSError, ValueError, UnicodeDecodeError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_text(now.isoformat(), encoding="ascii")
+        partial.replace(path)
+        return now
+
+
 class SentStore:
     """Event ids already handled, in the notifier's own RocksDB (survives restarts)."""
 
@@ -167,7 +185,7 @@ class Notifier:
     ) -> None:
         self.settings = settings
         self.clock = clock  # what decides a backfill, and the time of outcomes and dead letters
-        self.started_at = clock()
+        self.started_at = first_start(settings.state_dir / "notifier" / "first-start", clock())
         self.smtp = smtp_settings
         self.tls_context = smtp_settings.tls_context() if smtp_settings else None
         self.sender = smtp_settings.sender if smtp_settings else OUTBOX_SENDER
@@ -196,11 +214,15 @@ class Notifier:
 
     async def no_longer_listed(self, delivery: WebhookDelivery) -> str | None:
         """Why a deferred e-mail is not to be tried again, or None: its address is no longer
-        in the `notify` list of the tenant's latest license (or the tenant has no license)."""
+        in the `notify` list of the tenant's latest license (or the license was removed). The
+        first send's rule (`still_listed`): a tenant the book knows nothing of keeps its list,
+        where a retry once dropped what the first send had mailed (helper-87)."""
         book = self.webhook_book
-        return await self._unless_named(
-            delivery, book.lists, "no longer in the license's notify list"
-        )
+
+        def named(tenant_id: str, address: str) -> bool:
+            return not book.stopped_listing(tenant_id, address)
+
+        return await self._unless_named(delivery, named, "no longer in the license's notify list")
 
     async def no_longer_configured(self, delivery: WebhookDelivery) -> str | None:
         """Why a webhook delivery is not to be tried (again), or None: the tenant's latest
@@ -455,11 +477,14 @@ class Notifier:
         return listed
 
     def judged_at(self, record: InputRecord, now: datetime) -> datetime:
-        """When the event is judged a backfill or not: when it was written, or when this
-        notifier started if that was later (a new notifier reading old events judges them by
-        its start), never after now. Judged by the moment it is handled, the events that
-        waited behind one the SMTP server kept failing were skipped once the outage passed
-        the 7 days after their window (helper-86): those were live alerts."""
+        """When the event is judged a backfill or not: when it was written, or when the
+        notifier of this state folder first started if that was later (a new notifier
+        reading old events judges them by its start), never after now. Judged by the moment
+        it is handled, the events that waited behind one the SMTP server kept failing were
+        skipped once the outage passed the 7 days after their window (helper-86): those were
+        live alerts, also across a restart during the outage (helper-87)."""
+        if record.timestamp <= 0:  # no time of writing (-1): as handled
+            return now
         try:
             written = datetime.fromtimestamp(record.timestamp / 1000, UTC)
         except (OverflowError, ValueError, OSError):  # a time no datetime holds: as handled

@@ -39,6 +39,7 @@ from email.message import EmailMessage
 from typing import TypeGuard
 
 import aiosmtplib
+import idna
 from aiosmtplib.email import quote_address
 
 from streams.config.settings import ConfigError, host_setting
@@ -161,12 +162,16 @@ def _sender(text: str) -> str:
     address = message["From"].addresses[0]
     if address.domain.isascii():
         return text
-    # A domain in other scripts is sent in its ASCII form (IDNA, `xn--…`): as written, a server
-    # without SMTPUTF8 refused MAIL FROM for every event, each then dead-lettered (helper-86).
-    # A local part in other scripts needs SMTPUTF8 of every server; it stays as written.
+    # A domain in other scripts is sent in its ASCII form (IDNA 2008, `xn--…`): as written, a
+    # server without SMTPUTF8 refused MAIL FROM for every event, each then dead-lettered
+    # (helper-86). Not Python's `idna` codec: its IDNA 2003 makes `fußball.de` `fussball.de`,
+    # another domain (helper-87). A local part in other scripts needs SMTPUTF8 of every server;
+    # it stays as written.
+    if address.domain.startswith("["):
+        raise ConfigError(f"SMTP_FROM has a domain literal with other characters: {text!r}")
     try:
-        domain = address.domain.encode("idna").decode("ascii")
-    except UnicodeError:
+        domain = idna.encode(address.domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
         raise ConfigError(f"SMTP_FROM has a domain that has no ASCII form: {text!r}") from None
     return str(Address(address.display_name, address.username, domain))
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web, web_protocol
 from aiohttp.http_exceptions import (
+    BadHttpMessage,
     BadHttpMethod,
     BadStatusLine,
     ContentLengthError,
@@ -44,6 +45,7 @@ MAX_REASON = 200  # characters of aiohttp's message kept
 # llhttp's descriptions are its own fixed texts), aiohttp's own fixed sentences, and otherwise a
 # fixed reason for the kind of error.
 _LLHTTP = re.compile(r"(?:Bad status line:\s+)?([^\n]+):\n\n  (?:b['\"]|bytearray\()")
+_LLHTTP_KINDS = frozenset((BadHttpMessage, BadHttpMethod, BadStatusLine, InvalidURLError))
 _AIOHTTP_OWN = re.compile(
     r"Duplicate '[A-Za-z0-9-]+' header found\."
     r"|Missing 'Host' header in request\."
@@ -77,7 +79,9 @@ def one_line(text: str) -> str:
 def reason(exc: HttpProcessingError, message: str | None = None) -> str:
     """What to say of a request aiohttp refused: its own words, never the request's bytes."""
     text = message or exc.message or ""
-    llhttp = _LLHTTP.match(text)
+    # only the kinds the C parser makes of llhttp's errors: a pure-Python parser's chunk-size
+    # line (a TransferEncodingError) can take the same shape with the client's text (helper-87)
+    llhttp = _LLHTTP.match(text) if type(exc) in _LLHTTP_KINDS else None
     if llhttp is not None:
         return one_line(llhttp.group(1))
     own = _AIOHTTP_OWN.match(text)
