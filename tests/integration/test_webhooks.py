@@ -24,7 +24,7 @@ from streams.kafka.admin import ensure_topics
 from streams.kafka.io import produce_records
 from streams.notifier.webhooks import AiohttpTransport, Answer
 from tests.integration.harness import WorkerProcess, free_port, wait_for
-from tests.integration.test_thresholds import NOW, notifier_done, synthetic_event
+from tests.integration.test_thresholds import ADDRESSES, NOW, notifier_done, synthetic_event
 
 pytestmark = pytest.mark.integration
 
@@ -120,6 +120,9 @@ def license_record(tenant_id: str, webhooks: list[str]) -> tuple[str, bytes, byt
         "window_months": 1,
         "learner_limit": 10,
         "webhooks": webhooks,
+        # the list the events carry (an event's `notify` is its license's): the notifier mails
+        # only addresses the tenant's latest license still names
+        "notify": ADDRESSES,
     }
     return topics.LICENSES, tenant_id.encode(), json.dumps(value).encode()
 
