@@ -59,12 +59,17 @@ _WITHOUT_OFFSET = re.compile(
 )
 
 
+def shortened(text: str, limit: int = 40) -> str:
+    """An argument as an error shows it: at most `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def read_timestamp(text: str, option: str, expected: str) -> Any:
     """A timestamp option read as the worker reads one (the contract's `Timestamp`: RFC 3339
     forms, a leap second, `t` and `z`, the years 1900-2499), not as `fromisoformat` does (it
     refused those, and took forms the contract refuses: helper-83, helper-85). ValueError with
     a one-line message naming `option`."""
-    shown = text if len(text) <= 40 else text[:39] + "…"
+    shown = shortened(text)
     try:
         return _TIMESTAMP.validate_python(text)
     except ValidationError as exc:

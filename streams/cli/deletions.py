@@ -21,7 +21,13 @@ from pydantic import ValidationError
 from schemas import topics
 from schemas.common import MAX_ID_LENGTH
 from schemas.deletions import DeletionRequest
-from streams.cli.common import CommandError, read_timestamp, require_broker, require_topics
+from streams.cli.common import (
+    CommandError,
+    read_timestamp,
+    require_broker,
+    require_topics,
+    shortened,
+)
 from streams.config.settings import Settings
 from streams.domain.decoding import FUTURE_TOLERANCE
 from streams.domain.deletions import build_request
@@ -46,10 +52,10 @@ def parse_cutoff(text: str, now: datetime) -> datetime:
             days = amount * (7 if unit == "w" else 1)
             return now - timedelta(days=days)
         except (OverflowError, ValueError):  # before the year 1 of the calendar
-            shown = text.strip() if len(text.strip()) <= 40 else text.strip()[:39] + "…"
+            shown = shortened(text.strip())
             raise ValueError(f"--older-than: {shown} reaches before the year 1") from None
     expected = "expected 8mo, 2y, 6w, 90d, a date YYYY-MM-DD or a timestamp"
-    shown = text if len(text) <= 40 else text[:39] + "…"
+    shown = shortened(text)
     if len(text) == 10:
         if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):  # `2026-W01-1` is a date too
             raise ValueError(f"--older-than: {expected}; got {shown!r}")
