@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from streams.config.settings import ConfigError, Settings
 from streams.notifier.service import Notifier
 from streams.notifier.smtp import SmtpSettings
 from streams.stages.store import Record
+from tests.unit import test_notifier_hostile_addresses_review
 from tests.unit.test_notifier_hostile_addresses_review import (
     EVENT,
     GOOD,
@@ -28,18 +28,8 @@ from tests.unit.test_notifier_hostile_addresses_review import (
     free_port,
 )
 
-
-@pytest.fixture
-def plain_server() -> Iterator[tuple[Mailboxes, int]]:
-    """An SMTP server without SMTPUTF8, as many are."""
-    mailboxes = Mailboxes()
-    port = free_port()
-    controller = Controller(mailboxes, hostname="127.0.0.1", port=port, enable_SMTPUTF8=False)
-    controller.start()
-    try:
-        yield mailboxes, port
-    finally:
-        controller.stop()
+# an SMTP server without SMTPUTF8, as many are
+plain_server = test_notifier_hostile_addresses_review.server
 
 
 def event_record(offset: int, event_id: str) -> Record:
