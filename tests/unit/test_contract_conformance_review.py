@@ -8,8 +8,14 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+import pytest
+from pydantic import ValidationError
+
+from schemas.licenses import License
 from streams.domain.dead_letters import MAX_RAW_BYTES, dead_letter
+from streams.domain.licenses import license_from
 
 NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
 
@@ -39,3 +45,33 @@ def test_a_value_that_is_not_utf8_beyond_the_kept_bytes_is_still_base64() -> Non
     letter = dead_letter("invalid", "bad", value, "licenses", 0, 7, NOW)
     assert letter["raw_encoding"] == "base64"
     assert base64.b64decode(letter["raw"]) == value[:MAX_RAW_BYTES]
+
+
+@pytest.mark.parametrize("zone", ["posix/Europe/Berlin", "right/UTC", "right/America/New_York"])
+def test_a_zone_database_build_folder_is_no_iana_time_zone_name(zone: str) -> None:
+    """CONTRACT (licenses): '`timezone` | IANA name'. The zone folder of many machines (Debian's
+    tzdata) also holds `posix/` and `right/` copies of the database: no IANA names, missing from
+    the `tzdata` package and from other machines, so the workers (and the read model, the
+    notifier) of one deployment would read such a license differently. The machine here may
+    have no such folder: then the name is refused as unknown, as it must be anyway."""
+    with pytest.raises(ValidationError, match="timezone"):
+        License(tenant_id="acme", timezone=zone)
+    assert zone not in available_timezones()
+
+
+def test_iana_time_zone_names_stay_valid() -> None:
+    for zone in ("UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires", "Etc/GMT+12"):
+        assert License(tenant_id="acme", timezone=zone).timezone == zone
+
+
+def test_a_license_stored_with_such_a_zone_by_an_older_version_still_reads() -> None:
+    """Refused as input, kept where it governs already: the stages read their stored license
+    again at every publication."""
+    try:
+        ZoneInfo("posix/UTC")
+    except (ZoneInfoNotFoundError, OSError):
+        pytest.skip("this machine's zone database has no posix/ folder")
+    stored = {"license": {**License(tenant_id="acme").model_dump(mode="json")}}
+    stored["license"]["timezone"] = "posix/UTC"
+    license_, licensed = license_from("acme", stored)
+    assert (license_.timezone, licensed) == ("posix/UTC", True)
