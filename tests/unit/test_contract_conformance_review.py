@@ -13,9 +13,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import pytest
 from pydantic import ValidationError
 
+from schemas import topics
 from schemas.licenses import License
 from streams.domain.dead_letters import MAX_RAW_BYTES, dead_letter
 from streams.domain.licenses import license_from
+from streams.http import api
+from streams.http.read_model import ReadModel
 
 NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
 
@@ -75,3 +78,42 @@ def test_a_license_stored_with_such_a_zone_by_an_older_version_still_reads() -> 
     stored["license"]["timezone"] = "posix/UTC"
     license_, licensed = license_from("acme", stored)
     assert (license_.timezone, licensed) == ("posix/UTC", True)
+
+
+# -- sentences no test pinned before (they held) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "compacted"),
+    [
+        (topics.LICENSES, True),  # "`licenses` — compacted, key `tenant_id`"
+        (topics.LEARNER_GROUPS, True),  # "`learner-groups` — compacted"
+        (topics.ACTIVE_LEARNER_COUNTS, True),  # "`active-learner-counts` — compacted"
+        (topics.ATTEMPTS, True),  # "`attempts` — compacted"
+        (topics.THRESHOLD_EVENTS, False),
+        (topics.DEAD_LETTERS, False),
+    ],
+)
+def test_the_contracts_compacted_topics_are_created_compacted(name: str, compacted: bool) -> None:
+    configs = topics.TOPICS_BY_NAME[name].configs()
+    assert (configs["cleanup.policy"] == "compact") is compacted
+
+
+def test_the_receipts_topic_keeps_its_records_without_limit() -> None:
+    """CONTRACT (deletion-receipts): 'The receipts are the tenant's deletion audit trail: keep
+    the topic's retention unlimited.'"""
+    configs = topics.TOPICS_BY_NAME[topics.DELETION_RECEIPTS].configs()
+    assert configs == {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
+
+
+@pytest.mark.parametrize(("months", "surcharge"), [(12, 0), (3, 25), (1, 50)])
+def test_the_surcharge_of_each_window_length(months: int, surcharge: int) -> None:
+    """CONTRACT: '`surcharge_pct` is the Active Window surcharge: 0 for 12 months, 25 for 3
+    months, 50 for 1 month.'"""
+    model = ReadModel()
+    license_ = {"tenant_id": "acme", "cycle_start": "2026-01-01", "window_months": months}
+    model.apply_license(b"acme", json.dumps(license_).encode())
+    model.caught_up.set()
+    details = api.tenant_details(model, "acme", NOW)
+    assert details["license"]["surcharge_pct"] == surcharge
+    assert details["window"]["months"] == months
