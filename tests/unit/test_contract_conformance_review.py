@@ -14,8 +14,10 @@ import pytest
 from pydantic import ValidationError
 
 from schemas import topics
+from schemas.launches import Launch
 from schemas.licenses import License
 from streams.domain.dead_letters import MAX_RAW_BYTES, dead_letter
+from streams.domain.decoding import decode
 from streams.domain.licenses import license_from
 from streams.http import api
 from streams.http.read_model import ReadModel
@@ -78,6 +80,32 @@ def test_a_license_stored_with_such_a_zone_by_an_older_version_still_reads() -> 
     stored["license"]["timezone"] = "posix/UTC"
     license_, licensed = license_from("acme", stored)
     assert (license_.timezone, licensed) == ("posix/UTC", True)
+
+
+@pytest.mark.parametrize(
+    ("text", "read_as"),
+    [
+        ("2026-03-01T10:00:00.1234567891Z", "2026-03-01T10:00:00.123456+00:00"),
+        ("2026-03-01T10:00:00.123456789012+02:00", "2026-03-01T10:00:00.123456+02:00"),
+        ("2026-03-01T10:00:00." + "9" * 40 + "Z", "2026-03-01T10:00:00.999999+00:00"),
+        ("2026-12-31T23:59:60.1234567891Z", "2026-12-31T23:59:59.999999+00:00"),
+    ],
+)
+def test_an_instant_with_more_than_nine_fraction_digits_is_rfc3339(text: str, read_as: str) -> None:
+    """CONTRACT: 'timestamps are RFC 3339 with an offset'. RFC 3339 (5.6) bounds no fraction:
+    `time-secfrac = "." 1*DIGIT`, and the README says digits past the sixth are cut; a launch
+    with ten digits was dead-lettered `invalid` (its learner uncounted)."""
+    launch = {
+        "event_id": "e1",
+        "tenant_id": "acme",
+        "learner_id": "l1",
+        "element_id": "el",
+        "attempt_id": "a1",
+        "launched_at": text,
+    }
+    decoded = decode(Launch, json.dumps(launch).encode())
+    assert isinstance(decoded, Launch), decoded
+    assert decoded.launched_at.isoformat() == read_as
 
 
 # -- sentences no test pinned before (they held) ---------------------------------------------------
