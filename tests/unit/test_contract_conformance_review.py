@@ -21,6 +21,7 @@ from streams.domain.decoding import decode
 from streams.domain.licenses import license_from
 from streams.http import api
 from streams.http.read_model import ReadModel
+from streams.notifier import webhooks
 
 NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
 
@@ -145,3 +146,10 @@ def test_the_surcharge_of_each_window_length(months: int, surcharge: int) -> Non
     details = api.tenant_details(model, "acme", NOW)
     assert details["license"]["surcharge_pct"] == surcharge
     assert details["window"]["months"] == months
+
+
+def test_a_webhook_try_without_an_answer_in_10_s_fails() -> None:
+    """CONTRACT (Webhooks): 'any other answer or a timeout (10 s) is retried'. The transport's
+    own default, which the notifier uses."""
+    assert webhooks.TIMEOUT_S == 10.0
+    assert webhooks.AiohttpTransport().timeout_s == 10.0
