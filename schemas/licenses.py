@@ -36,6 +36,11 @@ ThresholdPct = Annotated[int, Field(ge=1, le=1000, strict=True)]
 # own zone (each worker would cut the windows at the midnight of the host it runs on) and the
 # rules a POSIX TZ string falls back to.
 _MACHINE_ZONES = frozenset({"localtime", "posixrules"})
+# Folders of the zone database that many machines' copies (Debian's tzdata) hold beside the IANA
+# names: the database again, as other builds (`right/` counts leap seconds). No IANA names, and
+# missing from the `tzdata` package and from other machines, so the workers, the read model and
+# the notifier of one deployment would each read such a license their own way (helper-89).
+_BUILD_FOLDERS = ("posix/", "right/")
 
 
 def _check_zone(name: str) -> str:
@@ -159,6 +164,13 @@ class License(InputModel):
     @classmethod
     def _sorted_unique(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(sorted(set(value)))
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana_name(cls, value: str, info: ValidationInfo) -> str:
+        if value.startswith(_BUILD_FOLDERS) and not _stored(info):
+            raise ValueError(f"{value[:80]!r} is a build folder's copy, not an IANA time zone name")
+        return value
 
     @field_validator("notify")
     @classmethod

@@ -52,9 +52,10 @@ def dead_letter(
     if raw is not None:
         kept = raw[:MAX_RAW_BYTES]
         try:
-            whole = kept.decode("utf-8")
+            whole = _text_start(raw, kept)
             raw_text = _fitting(whole)
-            kept_bytes = len(kept) if raw_text is whole else len(raw_text.encode("utf-8"))
+            complete = raw_text is whole and len(kept) == len(raw)
+            kept_bytes = len(kept) if complete else len(raw_text.encode("utf-8"))
         except UnicodeDecodeError:
             raw_text = base64.b64encode(kept).decode("ascii")  # no escapes: it fits
             encoding = "base64"
@@ -71,6 +72,17 @@ def dead_letter(
     if encoding:
         record["raw_encoding"] = encoding
     return record
+
+
+def _text_start(raw: bytes, kept: bytes) -> str:
+    """`kept`, the start of `raw`, as text when `raw` is UTF-8 (UnicodeDecodeError when it is
+    not): whether the value is UTF-8 is the whole value's call, not its start's. A cut inside a
+    character drops that character's first bytes: a UTF-8 value cut there went out as base64,
+    and a value not UTF-8 only past the cut went out as text (helper-89)."""
+    if len(kept) == len(raw):
+        return kept.decode("utf-8")
+    raw.decode("utf-8")
+    return kept.decode("utf-8", "ignore")  # (only the cut character can be incomplete)
 
 
 def _fitting(text: str) -> str:
