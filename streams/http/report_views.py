@@ -151,6 +151,13 @@ async def stream(
     else:
         response.content_type = "application/x-ndjson" if fmt == "jsonl" else "application/json"
     await response.prepare(request)  # type: ignore[arg-type]
+    if request.method == "HEAD":  # type: ignore[attr-defined]
+        # The headers alone (RFC 9110): a streamed answer has no length to say where a body
+        # ends, so rows written after a HEAD's headers were read as the next answer on the
+        # connection (and scanning them was work for nothing).
+        await chunks.aclose()  # type: ignore[attr-defined]
+        await response.write_eof()
+        return response
     try:
         if fmt == "csv":
             await response.write(pure.csv_line(columns).encode())

@@ -1,0 +1,71 @@
+"""The administrator's side of the HTTP server (the License Key details, the dashboard, the
+reports) attacked over HTTP, the worker's real app in-process (tests/unit/web_harness.py), the
+reports over the real stages in memory (review 2026-12-05, helper-88)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from schemas import topics
+from tests.stages.pipeline import Pipeline, launch, license_
+from tests.stages.test_report_views import wire
+from tests.unit.web_harness import READ_ALL, Server, bearer, isolate
+
+NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, server: Server) -> Pipeline:
+    """acme, billed monthly from the 31st in Apia, with three learners in its current window
+    (2026-02-28 to 2026-03-31)."""
+    isolate(monkeypatch, tmp_path)
+    p = Pipeline(partitions=3, start=NOW)
+    p.produce(
+        topics.LICENSES,
+        license_(
+            "acme",
+            cycle_start="2026-01-31",
+            window_months=1,
+            timezone="Pacific/Apia",
+            learner_limit=5,
+        ),
+    )
+    for n in range(3):
+        p.produce(topics.LAUNCHES, launch("acme", f"l{n}", f"a{n}", "2026-03-05T10:00:00+13:00"))
+    p.settle()
+    wire(monkeypatch, p, NOW, http=True)
+    return p
+
+
+STREAMED = [
+    "/api/tenants/acme/windows/2026-02-28/learners",
+    "/api/tenants/acme/windows/2026-02-28/learners?format=csv",
+    "/api/tenants/acme/windows/2026-02-28/learners?format=jsonl",
+    "/api/tenants/acme/learners",
+    "/api/tenants/acme/learners?format=csv",
+    "/tenants/acme/learners.csv",
+]
+
+
+@pytest.mark.parametrize("path", STREAMED)
+def test_a_head_of_a_streamed_report_answers_its_headers_and_no_body(
+    wired: Pipeline, server: Server, path: str
+) -> None:
+    """A HEAD was answered with the whole report after its headers, with neither a length nor
+    chunks to say where it ends: on a kept-alive connection the client (or a proxy's pooled
+    connection) read the rows as the next answer's status line ("Bad status line: learner_id,
+    status, ..."), and every HEAD scanned the tenant's attempts for nothing."""
+    request = (
+        f"HEAD {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {READ_ALL}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    status, answer = server.raw(request)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert status == 200, answer[:300]
+    assert b"Content-Type:" in head, head  # the headers a GET has
+    assert body == b"", body[:200]
+    get = server.call("GET", path, headers=bearer(READ_ALL))
+    assert get.status == 200 and b"l2" in get.body  # the GET still streams every row
