@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from schemas import topics
+from streams.http import pages, report_views
 from tests.stages.pipeline import Pipeline, launch, license_
 from tests.stages.test_report_views import wire
 from tests.unit.web_harness import READ_ALL, Server, bearer, isolate
@@ -37,6 +38,7 @@ def wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, server: Server) -> Pip
         p.produce(topics.LAUNCHES, launch("acme", f"l{n}", f"a{n}", "2026-03-05T10:00:00+13:00"))
     p.settle()
     wire(monkeypatch, p, NOW, http=True)
+    monkeypatch.setattr(pages, "datetime", report_views.datetime)  # the pages at NOW too
     return p
 
 
@@ -69,3 +71,17 @@ def test_a_head_of_a_streamed_report_answers_its_headers_and_no_body(
     assert body == b"", body[:200]
     get = server.call("GET", path, headers=bearer(READ_ALL))
     assert get.status == 200 and b"l2" in get.body  # the GET still streams every row
+
+
+@pytest.mark.parametrize("path", ["/", "/tenants/acme"])
+def test_the_current_window_is_shown_to_its_last_day_not_the_next_windows_first(
+    wired: Pipeline, server: Server, path: str
+) -> None:
+    """acme's window began 2026-02-28 and the next one begins 2026-03-31 (billing on the 31st):
+    the pages said "2026-02-28 - 2026-03-31", which an administrator reads as "March 31 still
+    counts in this window". A window's `end` is the next one's start; its last day is the day
+    before."""
+    session = server.sign_in(READ_ALL)
+    page = server.page(path, session).text
+    assert "2026-02-28 &ndash; 2026-03-30" in page or "2026-02-28 \u2013 2026-03-30" in page
+    assert "2026-03-31" not in page.replace("2026-03-31T", "")
