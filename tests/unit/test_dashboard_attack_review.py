@@ -4,16 +4,19 @@ reports over the real stages in memory (review 2026-12-05, helper-88)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from schemas import topics
-from streams.http import pages, report_views
+from streams.domain.selectors import Selector
+from streams.http import api_views, pages, report_views
+from streams.stages.batch import DurableBatch
 from tests.stages.pipeline import Pipeline, launch, license_
 from tests.stages.test_report_views import wire
-from tests.unit.web_harness import READ_ALL, Server, bearer, isolate
+from tests.unit.web_harness import ADMIN_ALL, READ_ALL, Server, bearer, isolate
 
 NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
 
@@ -85,3 +88,46 @@ def test_the_current_window_is_shown_to_its_last_day_not_the_next_windows_first(
     page = server.page(path, session).text
     assert "2026-02-28 &ndash; 2026-03-30" in page or "2026-02-28 \u2013 2026-03-30" in page
     assert "2026-03-31" not in page.replace("2026-03-31T", "")
+
+
+class WorkerBatch:
+    """A deletion request's batch as the worker makes it: `emit` refuses what Kafka would
+    (streams/stages/batch.py: a record over MAX_RECORD_BYTES), `flush` keeps what was sent."""
+
+    sent: list[bytes] = []
+
+    def __init__(self) -> None:
+        self.batch = DurableBatch(None, None, None)  # type: ignore[arg-type]
+
+    def emit(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        self.batch.emit(topic, key, value)
+        assert value is not None
+        WorkerBatch.sent.append(value)
+
+    async def flush(self) -> None:
+        return None
+
+
+def test_a_deletion_of_learners_with_non_ascii_ids_within_the_selector_limit_is_sent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, server: Server
+) -> None:
+    """670 learner ids of 256 CJK characters: a selector of 511,243 bytes, under the contract's
+    512 KiB, which the API accepted. It was produced as `json.dumps` writes it, every such
+    character as a 6-byte `\\uXXXX` escape: 1,018,591 bytes, over the 1,000,000 a record may
+    take, so the batch refused it and the administrator got a 500 ("internal error") for a
+    request the service takes."""
+    isolate(monkeypatch, tmp_path)
+    monkeypatch.setattr(api_views, "new_input_batch", WorkerBatch)
+    monkeypatch.setattr(api_views, "RECEIPT_WAIT_S", 0.01)  # no stage here to answer it
+    monkeypatch.setattr(WorkerBatch, "sent", [])
+    ids = [f"{n:04d}" + "\u5b66" * 252 for n in range(670)]
+    body = {"mode": "preview", "learner_ids": ids}
+    assert Selector.of("learner_ids", ids).too_large() is None
+
+    answer = server.call(
+        "POST", "/api/tenants/acme/deletions", headers=bearer(ADMIN_ALL), json=body
+    )
+
+    assert answer.status == 202, answer.text[:300]
+    (record,) = WorkerBatch.sent
+    assert json.loads(record)["learner_ids"] == ids
