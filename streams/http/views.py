@@ -240,6 +240,13 @@ class Page(View):
     """A dashboard page: a session (or a bearer header), else to the sign-in form; every form
     it posts carries the CSRF token of its session (or of its browser, without one)."""
 
+    def get_methods(self) -> set[str]:
+        """The methods its route takes. faust adds HEAD to every view, also to one without a
+        GET (`/signout`), whose HEAD then answered 405 with no `Allow` while a GET's 405 said
+        HEAD was allowed: a HEAD is a GET without its body, so only a view with a GET has one."""
+        methods = set(super().get_methods())
+        return methods if "GET" in methods else methods - {"HEAD"}
+
     async def dispatch(self, request: Any) -> Any:
         try:
             return await super().dispatch(request)

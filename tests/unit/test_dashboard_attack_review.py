@@ -131,3 +131,15 @@ def test_a_deletion_of_learners_with_non_ascii_ids_within_the_selector_limit_is_
     assert answer.status == 202, answer.text[:300]
     (record,) = WorkerBatch.sent
     assert json.loads(record)["learner_ids"] == ids
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_sign_out_allows_only_post_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, server: Server, method: str
+) -> None:
+    """`/signout` takes a POST only. A GET's 405 said `Allow: HEAD,POST`, yet a HEAD got a 405
+    too, and that one had no `Allow` at all (RFC 9110: a 405 must have one)."""
+    isolate(monkeypatch, tmp_path)
+    answer = server.call(method, "/signout", headers=bearer(READ_ALL))
+    assert answer.status == 405
+    assert answer.headers.get("Allow") == "POST", answer.headers.get("Allow")
