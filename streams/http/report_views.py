@@ -98,13 +98,15 @@ def learner_record(row: list[Any]) -> dict[str, Any]:
     }
 
 
-def license_window(tenant_id: str, start: str | None = None) -> tuple[Window, str]:
-    """A window of the tenant (the current one without `start`) and its time zone; 404 for a
-    date no window starts on."""
+def license_window(
+    tenant_id: str, start: str | None = None, now: datetime | None = None
+) -> tuple[Window, str]:
+    """A window of the tenant (the current one without `start`: at `now`, by default the
+    clock's) and its time zone; 404 for a date no window starts on."""
     license_ = model.license_of(tenant_id)
     cut = cut_for(license_)
     if start is None:
-        return window_of(cut, datetime.now(UTC)), cut.timezone
+        return window_of(cut, now or datetime.now(UTC)), cut.timezone
     try:
         day = api.calendar_date(start)
     except ValueError:
@@ -251,13 +253,15 @@ class WindowGroups(ApiView):
 
 
 async def forecast(tenant_id: str) -> dict[str, Any]:
-    window, zone = license_window(tenant_id)
+    # One moment for the window, its count and today: read again after the partitions answered
+    # (seconds), the clock put the next window's count beside a window that ended meanwhile
+    now = datetime.now(UTC)
+    window, zone = license_window(tenant_id, now=now)
     parts = await aggregates("firsts", query(tenant_id, span(window), tz=zone))
     firsts: dict[str, int] = {}
     for part in parts:
         for day, count in part.items():
             firsts[day] = firsts.get(day, 0) + count
-    now = datetime.now(UTC)
     head = _head(tenant_id, window, now)
     today = now.astimezone(ZoneInfo(zone)).date()
     return {**head, **pure.forecast(firsts, window.start, window.end, today, head["learner_limit"])}
@@ -276,8 +280,8 @@ def _head(tenant_id: str, window: Window, now: datetime) -> dict[str, Any]:
 
 
 async def advisor(tenant_id: str) -> dict[str, Any]:
-    window, zone = license_window(tenant_id)
-    now = datetime.now(UTC)
+    now = datetime.now(UTC)  # one moment for the window, the cut-offs and the count (forecast)
+    window, zone = license_window(tenant_id, now=now)
     today = now.astimezone(ZoneInfo(zone)).date()  # the tenant's date: its month starts are local
     starts = pure.month_starts(add_months(window.start, -12), min(window.end, today))
     cutoffs = [local_midnight(day, zone) for day in starts]

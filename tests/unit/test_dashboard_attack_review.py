@@ -4,8 +4,9 @@ reports over the real stages in memory (review 2026-12-05, helper-88)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -143,3 +144,27 @@ def test_sign_out_allows_only_post_and_says_so(
     answer = server.call(method, "/signout", headers=bearer(READ_ALL))
     assert answer.status == 405
     assert answer.headers.get("Allow") == "POST", answer.headers.get("Allow")
+
+
+def test_the_forecast_is_of_one_moment_also_when_a_window_ends_while_it_is_gathered(
+    wired: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forecast chose its window, gathered the partitions' tallies (seconds, for a big
+    tenant on several workers) and only then read the clock again for its count: a window that
+    ended meanwhile was answered with the next window's count (0) beside its own daily figures
+    (3 learners), and a projection from them."""
+    window_end = datetime(2026, 3, 30, 11, tzinfo=UTC)  # 2026-03-31T00:00 in Apia (+13:00)
+    readings = iter([window_end - timedelta(seconds=1)])
+
+    class Moving(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            # the first reading before the end, every later one after it
+            return next(readings, window_end + timedelta(seconds=1)).astimezone(tz)
+
+    monkeypatch.setattr(report_views, "datetime", Moving)
+
+    answer = asyncio.run(report_views.forecast("acme"))
+
+    assert answer["window"]["start"] == "2026-02-28"
+    assert answer["active_learners"] == answer["daily"][-1]["active_learners"] == 3
