@@ -21,7 +21,7 @@ from streams.http import api
 from streams.http.access import Caller, deletion_refusal
 from streams.http.openapi import document
 from streams.http.outputs_reader import model
-from streams.http.views import ApiView
+from streams.http.views import ApiView, id_path
 from streams.worker.app import app, settings
 from streams.worker.runtime import new_input_batch
 
@@ -35,14 +35,14 @@ class Tenants(ApiView):
         return self.json(api.tenants(model, datetime.now(UTC), self.caller(request)))
 
 
-@app.page("/api/tenants/{tenant_id}")
+@app.page(id_path("/api/tenants/{tenant_id}"))
 class TenantDetails(ApiView):
     async def get(self, request: Request, tenant_id: str) -> Response:
         api.require_tenant(model, tenant_id, self.caller(request))
         return self.json(api.tenant_details(model, tenant_id, datetime.now(UTC)))
 
 
-@app.page("/api/tenants/{tenant_id}/windows")
+@app.page(id_path("/api/tenants/{tenant_id}/windows"))
 class TenantWindows(ApiView):
     async def get(self, request: Request, tenant_id: str) -> Response:
         api.require_tenant(model, tenant_id, self.caller(request))
@@ -136,7 +136,7 @@ async def first_request_receipt(
     return owner if api.same_request(owner, record, requested_at_given=False) else refused
 
 
-@app.page("/api/tenants/{tenant_id}/deletions")
+@app.page(id_path("/api/tenants/{tenant_id}/deletions"))
 class Deletions(ApiView):
     async def get(self, request: Request, tenant_id: str) -> Response:
         api.require_tenant(model, tenant_id, self.caller(request), trail=True)
@@ -149,7 +149,7 @@ class Deletions(ApiView):
         return self.json(answer, status=status)
 
 
-@app.page("/api/tenants/{tenant_id}/deletions/{request_id}")
+@app.page(id_path("/api/tenants/{tenant_id}/deletions/{request_id}"))
 class Receipt(ApiView):
     async def get(self, request: Request, tenant_id: str, request_id: str) -> Response:
         api.require_tenant(model, tenant_id, self.caller(request), trail=True)

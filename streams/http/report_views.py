@@ -41,7 +41,7 @@ from streams.http.reports import (
     query,
     rows,
 )
-from streams.http.views import ApiView, break_stream
+from streams.http.views import ApiView, break_stream, id_path
 from streams.stages import keys
 from streams.worker.app import app
 from streams.worker.runtime import local_state
@@ -207,14 +207,14 @@ async def counted_learners(request: Request, tenant_id: str, start: str | None, 
     )
 
 
-@app.page("/api/tenants/{tenant_id}/windows/{start}/learners")
+@app.page(id_path("/api/tenants/{tenant_id}/windows/{start}/learners"))
 class WindowLearners(ApiView):
     async def get(self, request: Request, tenant_id: str, start: str) -> Any:
         api.require_tenant(model, tenant_id, self.caller(request))
         return await counted_learners(request, tenant_id, start, output_format(request))
 
 
-@app.page("/api/tenants/{tenant_id}/learners")
+@app.page(id_path("/api/tenants/{tenant_id}/learners"))
 class TenantLearners(ApiView):
     async def get(self, request: Request, tenant_id: str) -> Any:
         api.require_tenant(model, tenant_id, self.caller(request))
@@ -241,7 +241,7 @@ async def _with_status(
             yield kept
 
 
-@app.page("/api/tenants/{tenant_id}/windows/{start}/groups")
+@app.page(id_path("/api/tenants/{tenant_id}/windows/{start}/groups"))
 class WindowGroups(ApiView):
     async def get(self, request: Request, tenant_id: str, start: str) -> Response:
         api.require_tenant(model, tenant_id, self.caller(request))
@@ -311,14 +311,14 @@ async def advisor(tenant_id: str) -> dict[str, Any]:
     }
 
 
-@app.page("/api/tenants/{tenant_id}/forecast")
+@app.page(id_path("/api/tenants/{tenant_id}/forecast"))
 class Forecast(ApiView):
     async def get(self, request: Request, tenant_id: str) -> Response:
         api.require_tenant(model, tenant_id, self.caller(request))
         return self.json(await forecast(tenant_id))
 
 
-@app.page("/api/tenants/{tenant_id}/advisor")
+@app.page(id_path("/api/tenants/{tenant_id}/advisor"))
 class Advisor(ApiView):
     async def get(self, request: Request, tenant_id: str) -> Response:
         api.require_tenant(model, tenant_id, self.caller(request))

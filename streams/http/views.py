@@ -52,6 +52,19 @@ TOO_MANY = "too many failed attempts from this address; try again in a minute"
 FORM_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")  # what secrets.token_urlsafe(32) gives
 
 
+# aiohttp's pattern for a `{name}` path segment is `[^{}/]+`; an id may hold `{` and `}`
+ANY_ID = "[^/]+"
+
+
+def id_path(path: str) -> str:
+    """A route's path whose `{tenant_id}` and `{request_id}` take any id (`/` aside, which no
+    tenant id holds and a request id's URL escapes): with aiohttp's pattern, every call and page
+    of a tenant `acme{eu}` answered 404 "not found", though the tenants page listed it."""
+    for name in ("tenant_id", "request_id"):
+        path = path.replace("{" + name + "}", "{" + name + ":" + ANY_ID + "}")
+    return path
+
+
 def address(request: Request) -> str:
     peer = request.remote  # type: ignore[attr-defined]
     # every line of the header, in order (RFC 9110: lines of one field join with commas): a proxy

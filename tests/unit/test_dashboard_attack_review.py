@@ -8,6 +8,7 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -168,3 +169,61 @@ def test_the_forecast_is_of_one_moment_also_when_a_window_ends_while_it_is_gathe
 
     assert answer["window"]["start"] == "2026-02-28"
     assert answer["active_learners"] == answer["daily"][-1]["active_learners"] == 3
+
+
+BRACED = "acme{eu}"  # a valid tenant id: 1-256 characters, no `/`, no control character
+BRACED_CALLS = [
+    "/api/tenants/{t}",
+    "/api/tenants/{t}/windows",
+    "/api/tenants/{t}/learners",
+    "/api/tenants/{t}/windows/2026-02-28/learners",
+    "/api/tenants/{t}/windows/2026-02-28/groups",
+    "/api/tenants/{t}/forecast",
+    "/api/tenants/{t}/advisor",
+    "/api/tenants/{t}/deletions",
+    "/api/tenants/{t}/deletions/r%7B1%7D",
+    "/tenants/{t}",
+    "/tenants/{t}/learners.csv",
+]
+
+
+@pytest.mark.parametrize("call", BRACED_CALLS)
+def test_a_tenant_whose_id_holds_braces_has_its_details_reports_and_pages(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, server: Server, call: str
+) -> None:
+    """aiohttp's pattern for a `{tenant_id}` segment is `[^{}/]+`: every call and page of a
+    tenant `acme{eu}` (and every receipt of a request `r{1}`) answered 404 "not found", and the
+    tenants page linked to a page that did not exist."""
+    isolate(monkeypatch, tmp_path)
+    p = Pipeline(partitions=3, start=NOW)
+    p.produce(topics.LICENSES, license_(BRACED, cycle_start="2026-01-31", window_months=1))
+    p.produce(topics.LAUNCHES, launch(BRACED, "l0", "a0", "2026-03-05T10:00:00+00:00"))
+    p.settle()
+    wire(monkeypatch, p, NOW, http=True)
+    report_views.model.apply_receipt(receipt_of(BRACED, "r{1}"))
+    path = call.format(t=quote(BRACED, safe=""))
+
+    answer = server.call("GET", path, headers=bearer(READ_ALL))
+
+    assert answer.status == 200, (path, answer.status, answer.text[:200])
+    if path.startswith("/api/"):  # the tenant's answer: it names the tenant or its learner
+        assert BRACED in answer.text or '"l0"' in answer.text, answer.text[:200]
+
+
+def receipt_of(tenant_id: str, request_id: str) -> bytes:
+    return json.dumps(
+        {
+            "request_id": request_id,
+            "tenant_id": tenant_id,
+            "mode": "preview",
+            "selector": {"kind": "learner_ids", "values": ["l0"]},
+            "requested_at": "2026-03-20T11:00:00+00:00",
+            "requested_by": "admin-all",
+            "reason": None,
+            "attempts_affected": 1,
+            "learners_affected": 1,
+            "windows": [{"start": "2026-02-28", "active_before": 1, "active_after": 0}],
+            "completed_at": "2026-03-20T11:00:01+00:00",
+            "error": None,
+        }
+    ).encode()
