@@ -1,6 +1,21 @@
 """The administrator's side of the HTTP server (the License Key details, the dashboard, the
 reports) attacked over HTTP, the worker's real app in-process (tests/unit/web_harness.py), the
-reports over the real stages in memory (review 2026-12-05, helper-88)."""
+reports over the real stages in memory (review 2026-12-05, helper-88). What it found:
+
+- A HEAD of a streamed report (the learner lists, the dashboard's CSV) was answered with every
+  row after its headers, with no length: a kept-alive connection read the rows as the next
+  answer's status line.
+- The dashboard wrote a window as "2026-02-28 - 2026-03-31": its `end` is the next window's
+  first day, read by an administrator as the last day of this one.
+- A deletion request of non-ASCII learner ids within the 512 KiB selector limit was produced
+  with `\\uXXXX` escapes (json.dumps), over the 1,000,000 bytes a record may take: a 500.
+- `/signout` (POST only) answered a HEAD with a 405 without `Allow`, while a GET's 405 said
+  `Allow: HEAD,POST`.
+- The forecast read the clock again after gathering the partitions: across a window's end it
+  paired the next window's count with the ended window's days.
+- aiohttp's pattern for a `{tenant_id}` segment refuses `{` and `}`: every call and page of a
+  tenant `acme{eu}` (a valid id) was "not found".
+"""
 
 from __future__ import annotations
 
