@@ -5,7 +5,7 @@ Pure functions from the API's answers to HTML; streams/http/web.py serves them.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -104,6 +104,21 @@ def page(
     )
 
 
+def last_day(window: dict[str, Any]) -> str:
+    """A window's last day. Its `end` is the next window's start, not a day of its own: shown as
+    the end of the window's days, an administrator read the next window's first day (billing on
+    the 31st: "2026-02-28 \u2013 2026-03-31") as this one's last."""
+    try:
+        return (date.fromisoformat(window["end"]) - timedelta(days=1)).isoformat()
+    except (ValueError, TypeError, OverflowError):  # not a date: shown as it is
+        return str(window["end"])
+
+
+def window_days(window: dict[str, Any]) -> str:
+    """A window's days for people, its start to its last day ("2026-02-28 \u2013 2026-03-30")."""
+    return f"{window['start']} \u2013 {last_day(window)}"
+
+
 def utilization_bar(pct: float | None) -> str:
     width = 0 if pct is None else min(pct, 150.0) / 150.0 * 240
     label = "no limit" if pct is None else f"{pct:.1f} %"
@@ -131,8 +146,7 @@ def tenants_page(
         licensed = "" if s["licensed"] else ' <span class="muted">(unlicensed)</span>'
         rows.append(
             f'<tr><td><a href="{escape(tenant_path(s["tenant_id"]))}">{tenant}</a>{licensed}</td>'
-            f"<td>{escape(s['window']['start'])} &ndash; {escape(s['window']['end'])} "
-            f"({s['window']['months']} m)</td>"
+            f"<td>{escape(window_days(s['window']))} ({s['window']['months']} m)</td>"
             f'<td class="num">{s["active_learners"]:,}</td>'
             f'<td class="num">{s["total_learners"]:,}</td><td class="num">{limit}</td>'
             f"<td>{utilization_bar(shown_utilization(s['active_learners'], s['learner_limit']))}"
@@ -348,7 +362,7 @@ def tenant_page(
             f"{lic['window_months']} month{'' if lic['window_months'] == 1 else 's'} "
             f"(surcharge {lic['surcharge_pct']} %)",
         ),
-        ("Current window", f"{window['start']} \u2013 {window['end']} ({lic['timezone']})"),
+        ("Current window", f"{window_days(window)} ({lic['timezone']})"),
         (
             "Thresholds",
             ", ".join(
@@ -473,7 +487,7 @@ def growth_chart(forecast: dict[str, Any]) -> str:
     parts.append(
         f'<text x="{left}" y="{height - 10}" font-size="10">{escape(forecast["window"]["start"])}'
         f'</text><text x="{left + plot_w}" y="{height - 10}" font-size="10" text-anchor="end">'
-        f"{escape(forecast['window']['end'])}</text></svg>"
+        f"{escape(last_day(forecast['window']))}</text></svg>"  # the right edge: its day's end
     )
     reached = forecast.get("limit_reached_on")
     note = (

@@ -25,6 +25,7 @@ from streams.http.views import (
     Page,
     cookie_name,
     find_token,
+    id_path,
     over_tls,
     refused_secret,
     sessions,
@@ -58,7 +59,7 @@ async def tenant_reports(tenant_id: str, active_learners: int) -> dict[str, Any]
     }
 
 
-@app.page("/tenants/{tenant_id}/learners.csv")
+@app.page(id_path("/tenants/{tenant_id}/learners.csv"))
 class LearnersCsv(Page):
     """The counted learners of the current window as CSV, for a signed-in administrator."""
 
@@ -85,7 +86,7 @@ class Overview(Page):
         )
 
 
-@app.page("/tenants/{tenant_id}")
+@app.page(id_path("/tenants/{tenant_id}"))
 class TenantPage(Page):
     async def get(self, request: Request, tenant_id: str) -> Response:
         return await self.show(request, tenant_id, self.caller(request))
@@ -143,7 +144,7 @@ class TenantPage(Page):
         return answer
 
 
-@app.page("/tenants/{tenant_id}/preview")
+@app.page(id_path("/tenants/{tenant_id}/preview"))
 class PreviewForm(TenantPage):
     async def post(self, request: Request, tenant_id: str) -> Response:
         form = await self.form(request)
@@ -169,7 +170,7 @@ class PreviewForm(TenantPage):
         return await self.show(request, tenant_id, caller, dashboard.receipt_html(answer) + confirm)
 
 
-@app.page("/tenants/{tenant_id}/delete")
+@app.page(id_path("/tenants/{tenant_id}/delete"))
 class DeleteForm(TenantPage):
     async def post(self, request: Request, tenant_id: str) -> Response:
         form = await self.form(request)

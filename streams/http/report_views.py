@@ -41,7 +41,7 @@ from streams.http.reports import (
     query,
     rows,
 )
-from streams.http.views import ApiView, break_stream
+from streams.http.views import ApiView, break_stream, id_path
 from streams.stages import keys
 from streams.worker.app import app
 from streams.worker.runtime import local_state
@@ -98,13 +98,15 @@ def learner_record(row: list[Any]) -> dict[str, Any]:
     }
 
 
-def license_window(tenant_id: str, start: str | None = None) -> tuple[Window, str]:
-    """A window of the tenant (the current one without `start`) and its time zone; 404 for a
-    date no window starts on."""
+def license_window(
+    tenant_id: str, start: str | None = None, now: datetime | None = None
+) -> tuple[Window, str]:
+    """A window of the tenant (the current one without `start`: at `now`, by default the
+    clock's) and its time zone; 404 for a date no window starts on."""
     license_ = model.license_of(tenant_id)
     cut = cut_for(license_)
     if start is None:
-        return window_of(cut, datetime.now(UTC)), cut.timezone
+        return window_of(cut, now or datetime.now(UTC)), cut.timezone
     try:
         day = api.calendar_date(start)
     except ValueError:
@@ -151,6 +153,13 @@ async def stream(
     else:
         response.content_type = "application/x-ndjson" if fmt == "jsonl" else "application/json"
     await response.prepare(request)  # type: ignore[arg-type]
+    if request.method == "HEAD":  # type: ignore[attr-defined]
+        # The headers alone (RFC 9110): a streamed answer has no length to say where a body
+        # ends, so rows written after a HEAD's headers were read as the next answer on the
+        # connection (and scanning them was work for nothing).
+        await chunks.aclose()  # type: ignore[attr-defined]
+        await response.write_eof()
+        return response
     try:
         if fmt == "csv":
             await response.write(pure.csv_line(columns).encode())
@@ -198,14 +207,14 @@ async def counted_learners(request: Request, tenant_id: str, start: str | None, 
     )
 
 
-@app.page("/api/tenants/{tenant_id}/windows/{start}/learners")
+@app.page(id_path("/api/tenants/{tenant_id}/windows/{start}/learners"))
 class WindowLearners(ApiView):
     async def get(self, request: Request, tenant_id: str, start: str) -> Any:
         api.require_tenant(model, tenant_id, self.caller(request))
         return await counted_learners(request, tenant_id, start, output_format(request))
 
 
-@app.page("/api/tenants/{tenant_id}/learners")
+@app.page(id_path("/api/tenants/{tenant_id}/learners"))
 class TenantLearners(ApiView):
     async def get(self, request: Request, tenant_id: str) -> Any:
         api.require_tenant(model, tenant_id, self.caller(request))
@@ -232,7 +241,7 @@ async def _with_status(
             yield kept
 
 
-@app.page("/api/tenants/{tenant_id}/windows/{start}/groups")
+@app.page(id_path("/api/tenants/{tenant_id}/windows/{start}/groups"))
 class WindowGroups(ApiView):
     async def get(self, request: Request, tenant_id: str, start: str) -> Response:
         api.require_tenant(model, tenant_id, self.caller(request))
@@ -244,13 +253,15 @@ class WindowGroups(ApiView):
 
 
 async def forecast(tenant_id: str) -> dict[str, Any]:
-    window, zone = license_window(tenant_id)
+    # One moment for the window, its count and today: read again after the partitions answered
+    # (seconds), the clock put the next window's count beside a window that ended meanwhile
+    now = datetime.now(UTC)
+    window, zone = license_window(tenant_id, now=now)
     parts = await aggregates("firsts", query(tenant_id, span(window), tz=zone))
     firsts: dict[str, int] = {}
     for part in parts:
         for day, count in part.items():
             firsts[day] = firsts.get(day, 0) + count
-    now = datetime.now(UTC)
     head = _head(tenant_id, window, now)
     today = now.astimezone(ZoneInfo(zone)).date()
     return {**head, **pure.forecast(firsts, window.start, window.end, today, head["learner_limit"])}
@@ -269,8 +280,8 @@ def _head(tenant_id: str, window: Window, now: datetime) -> dict[str, Any]:
 
 
 async def advisor(tenant_id: str) -> dict[str, Any]:
-    window, zone = license_window(tenant_id)
-    now = datetime.now(UTC)
+    now = datetime.now(UTC)  # one moment for the window, the cut-offs and the count (forecast)
+    window, zone = license_window(tenant_id, now=now)
     today = now.astimezone(ZoneInfo(zone)).date()  # the tenant's date: its month starts are local
     starts = pure.month_starts(add_months(window.start, -12), min(window.end, today))
     cutoffs = [local_midnight(day, zone) for day in starts]
@@ -300,14 +311,14 @@ async def advisor(tenant_id: str) -> dict[str, Any]:
     }
 
 
-@app.page("/api/tenants/{tenant_id}/forecast")
+@app.page(id_path("/api/tenants/{tenant_id}/forecast"))
 class Forecast(ApiView):
     async def get(self, request: Request, tenant_id: str) -> Response:
         api.require_tenant(model, tenant_id, self.caller(request))
         return self.json(await forecast(tenant_id))
 
 
-@app.page("/api/tenants/{tenant_id}/advisor")
+@app.page(id_path("/api/tenants/{tenant_id}/advisor"))
 class Advisor(ApiView):
     async def get(self, request: Request, tenant_id: str) -> Response:
         api.require_tenant(model, tenant_id, self.caller(request))

@@ -52,6 +52,19 @@ TOO_MANY = "too many failed attempts from this address; try again in a minute"
 FORM_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")  # what secrets.token_urlsafe(32) gives
 
 
+# aiohttp's pattern for a `{name}` path segment is `[^{}/]+`; an id may hold `{` and `}`
+ANY_ID = "[^/]+"
+
+
+def id_path(path: str) -> str:
+    """A route's path whose `{tenant_id}` and `{request_id}` take any id (`/` aside, which no
+    tenant id holds and a request id's URL escapes): with aiohttp's pattern, every call and page
+    of a tenant `acme{eu}` answered 404 "not found", though the tenants page listed it."""
+    for name in ("tenant_id", "request_id"):
+        path = path.replace("{" + name + "}", "{" + name + ":" + ANY_ID + "}")
+    return path
+
+
 def address(request: Request) -> str:
     peer = request.remote  # type: ignore[attr-defined]
     # every line of the header, in order (RFC 9110: lines of one field join with commas): a proxy
@@ -239,6 +252,13 @@ class SignInFirst(Exception):
 class Page(View):
     """A dashboard page: a session (or a bearer header), else to the sign-in form; every form
     it posts carries the CSRF token of its session (or of its browser, without one)."""
+
+    def get_methods(self) -> set[str]:
+        """The methods its route takes. faust adds HEAD to every view, also to one without a
+        GET (`/signout`), whose HEAD then answered 405 with no `Allow` while a GET's 405 said
+        HEAD was allowed: a HEAD is a GET without its body, so only a view with a GET has one."""
+        methods = set(super().get_methods())
+        return methods if "GET" in methods else methods - {"HEAD"}
 
     async def dispatch(self, request: Any) -> Any:
         try:

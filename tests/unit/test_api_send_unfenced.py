@@ -6,10 +6,10 @@ flushes a rebalance fences.)"""
 from __future__ import annotations
 
 import asyncio
-import json
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 
@@ -82,5 +82,5 @@ def test_a_rebalance_does_not_stop_the_send_of_a_deletion_request(
     assert app.consumer_generation_id == 8, "the group rebalanced during the retries"
     assert producer.calls == 4, "three refusals, then the send"
     assert producer.sent == [
-        (settings.topic(topics.ATTEMPT_DELETIONS), b"acme", json.dumps(request).encode())
+        (settings.topic(topics.ATTEMPT_DELETIONS), b"acme", orjson.dumps(request))
     ]
