@@ -27,6 +27,10 @@ from streams.domain.sources import superseded
 
 MAX_RECEIPTS = 100_000
 MAX_TRAIL = 10_000  # receipts listed per tenant (the latest)
+# ... and at most this many bytes of receipts in all: a receipt echoes its selector, up to 512
+# KiB, and the topic keeps every receipt for ever, so 100,000 of them could take 50 GB of every
+# worker (a yearly audit's learner files, previewed and deleted). The oldest go first.
+MAX_RECEIPT_BYTES = 64 * 1024 * 1024
 EVENTS_PER_TENANT = 100
 
 
@@ -51,6 +55,10 @@ class ReadModel:
         # of requests under an id already used, which never take the id's place: entry ->
         # (request id, receipt)
         self._trail: dict[str, OrderedDict[str, tuple[str, bytes]]] = {}
+        # every receipt held (in `receipts`, in a trail or both), oldest first: (tenant, entry)
+        # -> its bytes, to keep their sum under MAX_RECEIPT_BYTES
+        self._held: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._held_bytes = 0
         # tenant -> its latest events as (event_id, the record's value), parsed when asked (as
         # the count records: parsed, an event took 1.8 KB, 100 of each of 10,000 tenants 1.8 GB)
         self.events: dict[str, deque[tuple[str, bytes]]] = {}
@@ -118,14 +126,30 @@ class ReadModel:
             self.receipts[(tenant, request_id)] = raw
             entry = request_id
             while len(self.receipts) > MAX_RECEIPTS:
-                self.receipts.popitem(last=False)
+                (old_tenant, old_entry), _ = self.receipts.popitem(last=False)
+                self._let_go(old_tenant, old_entry)
         trail = self._trail.setdefault(tenant, OrderedDict())
+        if entry not in trail:
+            self._held[(tenant, entry)] = len(raw)
+            self._held_bytes += len(raw)
         trail[entry] = (request_id, raw)
         while len(trail) > MAX_TRAIL:
-            trail.popitem(last=False)
+            old_entry, _ = trail.popitem(last=False)
+            self._let_go(tenant, old_entry)
+        while self._held_bytes > MAX_RECEIPT_BYTES and len(self._held) > 1:
+            (old_tenant, old_entry), _ = next(iter(self._held.items()))
+            self._trail[old_tenant].pop(old_entry, None)
+            self.receipts.pop((old_tenant, old_entry), None)
+            self._let_go(old_tenant, old_entry)
         for waiter in self._receipt_waiters.get((tenant, request_id), []):
             if not waiter.future.done() and waiter.wanted(receipt):
                 waiter.future.set_result(receipt)
+
+    def _let_go(self, tenant: str, entry: str) -> None:
+        """A receipt left `receipts` or its trail: its bytes are free once it has left both."""
+        if (tenant, entry) in self.receipts or entry in self._trail.get(tenant, ()):
+            return
+        self._held_bytes -= self._held.pop((tenant, entry), 0)
 
     def apply_event(self, value: bytes | None) -> None:
         if value is None:
