@@ -36,14 +36,16 @@ from streams.worker.app import app, settings
 FIRST_PAGE = 50
 
 
-async def tenant_reports(tenant_id: str, active_learners: int) -> dict[str, Any]:
-    """What the tenant page shows of the reports (gathered from every worker)."""
-    window, _ = report_views.license_window(tenant_id)
+async def tenant_reports(tenant_id: str, active_learners: int, now: datetime) -> dict[str, Any]:
+    """What the tenant page shows of the reports (gathered from every worker), of the moment
+    its license details show: a window that ends while the page is gathered must not put one
+    window's details beside the next window's reports."""
+    window, _ = report_views.license_window(tenant_id, now=now)
     params = reports.query(tenant_id, report_views.span(window))
     try:
         forecast, advisor, groups, first = await reports.all_or_none(
-            report_views.forecast(tenant_id),
-            report_views.advisor(tenant_id),
+            report_views.forecast(tenant_id, now),
+            report_views.advisor(tenant_id, now),
             reports.aggregates("groups", params),
             reports.first_rows("window", params, FIRST_PAGE),
         )
@@ -100,11 +102,12 @@ class TenantPage(Page):
         status: int = 200,
     ) -> Response:
         api.require_tenant(model, tenant_id, caller, partial=True)  # shown in red, if partial
-        details = api.tenant_details(model, tenant_id, datetime.now(UTC))
+        now = datetime.now(UTC)  # one moment for the whole page
+        details = api.tenant_details(model, tenant_id, now)
         windows = api.tenant_windows(model, tenant_id)["windows"]
         events = model.recent_events(tenant_id)
         receipts = model.receipts_of(tenant_id, 20)
-        shown = await tenant_reports(tenant_id, details["active_learners"])
+        shown = await tenant_reports(tenant_id, details["active_learners"], now)
         return self.answer(
             request,
             lambda csrf: dashboard.tenant_page(

@@ -252,10 +252,10 @@ class WindowGroups(ApiView):
         )
 
 
-async def forecast(tenant_id: str) -> dict[str, Any]:
+async def forecast(tenant_id: str, now: datetime | None = None) -> dict[str, Any]:
     # One moment for the window, its count and today: read again after the partitions answered
     # (seconds), the clock put the next window's count beside a window that ended meanwhile
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     window, zone = license_window(tenant_id, now=now)
     parts = await aggregates("firsts", query(tenant_id, span(window), tz=zone))
     firsts: dict[str, int] = {}
@@ -279,8 +279,8 @@ def _head(tenant_id: str, window: Window, now: datetime) -> dict[str, Any]:
     }
 
 
-async def advisor(tenant_id: str) -> dict[str, Any]:
-    now = datetime.now(UTC)  # one moment for the window, the cut-offs and the count (forecast)
+async def advisor(tenant_id: str, now: datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.now(UTC)  # one moment for the window, the cut-offs and the count
     window, zone = license_window(tenant_id, now=now)
     today = now.astimezone(ZoneInfo(zone)).date()  # the tenant's date: its month starts are local
     starts = pure.month_starts(add_months(window.start, -12), min(window.end, today))

@@ -160,7 +160,7 @@ def test_a_failing_part_of_the_tenant_page_cancels_the_others(
     monkeypatch.setattr(reports, "first_rows", unavailable)
 
     async def page_then_what_still_runs() -> tuple[Any, list[str]]:
-        answer = await asyncio.wait_for(pages.tenant_reports("acme", 1), timeout=30)
+        answer = await asyncio.wait_for(pages.tenant_reports("acme", 1, now), timeout=30)
         return answer, list(asking)  # (asyncio.run cancels whatever is left only after this)
 
     answer, when_answered = run(page_then_what_still_runs())

@@ -186,6 +186,30 @@ def test_the_forecast_is_of_one_moment_also_when_a_window_ends_while_it_is_gathe
     assert answer["active_learners"] == answer["daily"][-1]["active_learners"] == 3
 
 
+def test_the_tenant_page_shows_its_reports_of_the_moment_of_its_details(
+    wired: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same at the page's scale (found after helper-88's review): the tenant page read the
+    clock for its license details, and its reports (the window of the learners' table, the
+    forecast, the advisor) read it again each, so a window that ended while the page was
+    gathered put one window's details beside the next window's reports."""
+    window_end = datetime(2026, 3, 30, 11, tzinfo=UTC)  # 2026-03-31T00:00 in Apia (+13:00)
+
+    class After(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            return (window_end + timedelta(seconds=1)).astimezone(tz)
+
+    monkeypatch.setattr(report_views, "datetime", After)  # every reading the reports make
+
+    shown = asyncio.run(pages.tenant_reports("acme", 3, window_end - timedelta(seconds=1)))
+
+    assert shown["forecast"]["window"]["start"] == "2026-02-28"
+    assert shown["forecast"]["active_learners"] == 3
+    assert shown["advisor"]["window"]["start"] == "2026-02-28"
+    assert len(shown["learners"]) == 3  # the window the details show, not the next one's 0
+
+
 BRACED = "acme{eu}"  # a valid tenant id: 1-256 characters, no `/`, no control character
 BRACED_CALLS = [
     "/api/tenants/{t}",
