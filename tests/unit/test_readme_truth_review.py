@@ -1,0 +1,84 @@
+"""Found by a review of the README against the code (2026-12-05, helper-90).
+
+- `REPLICATION_FACTOR` is "at most the number of brokers" (README, Configuration). Above it,
+  `active-learners topics` (and a worker's start on a fresh prefix) waited 10 s and said
+  `Kafka: KafkaTimeoutError: Topics not ready after 10000ms: {...}`: kafka-python 3.0.12's
+  `create_topics(..., wait_for_metadata=True)` waits for every topic of the request, also the
+  ones the broker refused, so `ensure_topics` never reached its own one-line error naming the
+  broker's refusal (`InvalidReplicationFactorError`). Seen against the local broker with
+  `REPLICATION_FACTOR=2`.
+
+kafka-python's real `create_topics` runs here; only the wire is faked: the controller refuses
+every topic as a one-broker cluster does, and a refused topic never becomes ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaTimeoutError
+from kafka.protocol.admin import CreateTopicsResponse
+
+from streams.cli import main as cli
+from streams.kafka import admin as admin_module
+
+INVALID_REPLICATION_FACTOR = 38
+
+
+class _Manager:
+    broker_version = (4, 1)
+
+    def run(self, fn: Any, *args: Any) -> Any:
+        return asyncio.run(fn(*args))
+
+
+class OneBrokerAdmin(KafkaAdminClient):
+    """A cluster of one broker, asked for topics of replication factor 2."""
+
+    def __init__(self) -> None:  # no network
+        self._manager = _Manager()
+        self.config = {"request_timeout_ms": 15_000}
+        self.waited_for: list[str] = []
+
+    def list_topics(self) -> list[str]:
+        return []
+
+    async def _send_request_to_controller(self, request: Any, *_: Any, **__: Any) -> Any:
+        result = CreateTopicsResponse.CreatableTopicResult
+        refused = [
+            result(
+                name=topic.name,
+                error_code=INVALID_REPLICATION_FACTOR,
+                error_message="Replication factor: 2 larger than available brokers: 1.",
+            )
+            for topic in request.topics
+        ]
+        return CreateTopicsResponse(throttle_time_ms=0, topics=refused, version=5)
+
+    def wait_for_topics(self, topic_names: list[str], timeout_ms: int = 10_000) -> None:
+        # a topic the broker refused never shows up in its metadata
+        self.waited_for.extend(topic_names)
+        if topic_names:
+            raise KafkaTimeoutError(f"Topics not ready after {timeout_ms}ms: {topic_names}")
+
+    def close(self) -> None:
+        pass
+
+
+def test_topics_a_broker_refuses_are_named_with_its_refusal(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    admin = OneBrokerAdmin()
+    monkeypatch.setattr(admin_module, "admin_client", lambda *a, **k: admin)
+    monkeypatch.setenv("REPLICATION_FACTOR", "2")
+
+    code = cli.run(["topics"])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert len(err.splitlines()) == 1, err
+    assert "could not create topic" in err and "InvalidReplicationFactorError" in err, err
+    assert admin.waited_for == []  # no wait for topics that will never come
