@@ -82,3 +82,39 @@ def test_topics_a_broker_refuses_are_named_with_its_refusal(
     assert len(err.splitlines()) == 1, err
     assert "could not create topic" in err and "InvalidReplicationFactorError" in err, err
     assert admin.waited_for == []  # no wait for topics that will never come
+
+
+# - `verify` under a TOPIC_PREFIX whose topics do not exist (mistyped, or `topics` not run yet)
+#   printed a mismatch line per window (`live None, recount 4`) and "9 of 9 windows differ from
+#   the recount": the live counts looked wrong, where `counts`, `produce`, `settle` and `delete`
+#   say "no topic …: run `active-learners topics` first, or check TOPIC_PREFIX" (README,
+#   Commands). Seen against the local broker on a fresh prefix.
+
+
+class NoTopicsAdmin:
+    def list_topics(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def test_verify_under_a_prefix_without_topics_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any, tmp_path: Any
+) -> None:
+    from streams.cli import common
+    from streams.kafka import io
+
+    dataset = tmp_path / "launches.jsonl"
+    assert cli.run(["generate", "--launches", "50", "--tenants", "2", "--out", str(dataset)]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(common, "admin_client", lambda *a, **k: NoTopicsAdmin())
+    monkeypatch.setattr(io, "current_counts", lambda *a, **k: {})  # what a missing topic reads
+    monkeypatch.setenv("TOPIC_PREFIX", "typo.")
+
+    code = cli.run(["verify", str(dataset)])
+
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out == "" and len(err.splitlines()) == 1, (out, err)
+    assert "no topic typo.active-learner-counts" in err, err
