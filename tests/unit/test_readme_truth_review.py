@@ -118,3 +118,38 @@ def test_verify_under_a_prefix_without_topics_says_so(
     assert code == 1
     assert out == "" and len(err.splitlines()) == 1, (out, err)
     assert "no topic typo.active-learner-counts" in err, err
+
+
+# - `topics` "reports what it created and what existed" (README, Commands), and ended with
+#   `0 created, 16 already existed (12 partitions, replication 1)` over topics of 2 partitions:
+#   the count it names is PARTITIONS (or --partitions), which applies to new topics only (the
+#   worker says so, and uses the topics' own). Seen against the local broker: `PARTITIONS=2
+#   topics`, then `topics`.
+
+
+def test_topics_names_no_partition_count_for_topics_it_did_not_create(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from schemas.topics import TOPICS
+    from streams.cli import ops
+    from streams.config.settings import Settings
+
+    settings = Settings.from_env()
+    names = tuple(settings.topic(spec.name) for spec in TOPICS)
+    existed = admin_module.TopicsReport((), names)
+    monkeypatch.setattr(ops, "ensure_topics", lambda *a, **k: existed)
+
+    code = cli.run(["topics", "--partitions", "20"])
+
+    summary = capsys.readouterr().out.splitlines()[-1]
+    assert code == 0
+    assert summary == f"0 created, {len(names)} already existed", summary
+
+    some_new = admin_module.TopicsReport(names[:1], names[1:])
+    monkeypatch.setattr(ops, "ensure_topics", lambda *a, **k: some_new)
+
+    assert cli.run(["topics", "--partitions", "20"]) == 0
+    summary = capsys.readouterr().out.splitlines()[-1]
+    assert summary == (
+        f"1 created, {len(names) - 1} already existed (created with 20 partitions, replication 1)"
+    ), summary
