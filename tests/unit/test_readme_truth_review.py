@@ -153,3 +153,35 @@ def test_topics_names_no_partition_count_for_topics_it_did_not_create(
     assert summary == (
         f"1 created, {len(names) - 1} already existed (created with 20 partitions, replication 1)"
     ), summary
+
+
+# - The worker reads two settings of the fault tests (streams/worker/faults.py:
+#   ACTIVE_LEARNERS_CRASH_AT, ACTIVE_LEARNERS_REFUSE_TAKEOVERS), which no table named; a value it
+#   cannot read ended `active-learners worker` with a ValueError's traceback when the agents
+#   were imported, where every other setting is a one-line error. Seen against the local broker:
+#   `ACTIVE_LEARNERS_CRASH_AT=bogus active-learners worker`.
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("ACTIVE_LEARNERS_CRASH_AT", "bogus"),
+        ("ACTIVE_LEARNERS_CRASH_AT", "after-rocksdb:x"),
+        ("ACTIVE_LEARNERS_REFUSE_TAKEOVERS", "x"),
+    ],
+)
+def test_a_fault_setting_the_worker_cannot_read_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    import importlib
+
+    from streams.config.settings import ConfigError
+    from streams.worker import faults
+
+    monkeypatch.setenv(name, value)
+    try:
+        with pytest.raises(ConfigError, match=name):
+            importlib.reload(faults)
+    finally:
+        monkeypatch.delenv(name)
+        importlib.reload(faults)
