@@ -175,6 +175,8 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
 
     launches, licenses = read_dataset(args.dataset)  # a bad file is told before any wait
     require_broker(settings, 15.0)
+    # a missing topic reads as no counts: every window would seem wrong (helper-90)
+    require_topics(settings, ["active-learner-counts"], 15.0)
     expected = recount(launches, licenses, datetime.now(UTC))
     live = current_counts(settings, timeout_s=120)
     wrong = [

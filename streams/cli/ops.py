@@ -31,10 +31,10 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
         print(f"exists   {name}")
     for name in report.updated:
         print(f"updated  {name} (its retention, as this version needs it)")
-    print(
-        f"{len(report.created)} created, {len(report.existing)} already existed "
-        f"({settings.partitions} partitions, replication {settings.replication_factor})"
-    )
+    # PARTITIONS (or --partitions) applies to new topics only: not to those that existed
+    shape = f"{settings.partitions} partitions, replication {settings.replication_factor}"
+    made = f" (created with {shape})" if report.created else ""
+    print(f"{len(report.created)} created, {len(report.existing)} already existed{made}")
     return 0
 
 

@@ -135,11 +135,10 @@ def ensure_topics(
                 }
                 for name, spec in missing.items()
             }
+            # no `wait_for_metadata`: kafka-python waits for every topic asked for, also those
+            # the broker refused, and then says only "Topics not ready" (helper-90)
             response = admin.create_topics(
-                request,
-                timeout_ms=int(timeout_s * 1000),
-                raise_errors=False,
-                wait_for_metadata=True,
+                request, timeout_ms=int(timeout_s * 1000), raise_errors=False
             )
             for name in sorted(missing):
                 error = _topic_error(response, name)
@@ -149,6 +148,7 @@ def ensure_topics(
                     existing.append(name)  # created by someone else in between
                 else:
                     raise TopicSetupError(f"could not create topic {name}: {error.__name__}")
+            admin.wait_for_topics(created, timeout_ms=int(timeout_s * 1000))
         updated = _hold_configs(admin, {name: wanted[name] for name in existing})
         return TopicsReport(tuple(created), tuple(sorted(existing)), tuple(updated))
     finally:

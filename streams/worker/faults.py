@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 import signal
 
+from streams.config.settings import ConfigError
+
 POINTS = ("before-changelog", "after-changelog", "after-rocksdb")
 
 
@@ -26,9 +28,13 @@ def _parse(text: str) -> tuple[str, int, str] | None:
         return None
     point, _, rest = text.partition(":")
     count, _, label = rest.partition(":")
+    count = count or "1"
+    # ConfigError: a one-line error of the worker command, as for every setting (helper-90)
     if point not in POINTS:
-        raise ValueError(f"ACTIVE_LEARNERS_CRASH_AT: unknown point {point!r}; one of {POINTS}")
-    return point, int(count or "1"), label
+        raise ConfigError(f"ACTIVE_LEARNERS_CRASH_AT: unknown point {point!r}; one of {POINTS}")
+    if not (count.isascii() and count.isdecimal()):
+        raise ConfigError(f"ACTIVE_LEARNERS_CRASH_AT: the count must be a number, got {count!r}")
+    return point, int(count), label
 
 
 _plan = _parse(os.environ.get("ACTIVE_LEARNERS_CRASH_AT", "").strip())
@@ -44,7 +50,12 @@ def reached(point: str, label: str = "") -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-_refusals_left = int(os.environ.get("ACTIVE_LEARNERS_REFUSE_TAKEOVERS", "0").strip() or "0")
+_refusals = os.environ.get("ACTIVE_LEARNERS_REFUSE_TAKEOVERS", "").strip() or "0"
+if not (_refusals.isascii() and _refusals.isdecimal()):
+    raise ConfigError(
+        f"ACTIVE_LEARNERS_REFUSE_TAKEOVERS must be a whole number, got {_refusals[:40]!r}"
+    )
+_refusals_left = int(_refusals)
 
 
 def refuse_takeover() -> bool:
