@@ -34,10 +34,18 @@ LEVELS = {
 }
 # A local part: quoted ("john doe"), or atoms with apostrophes and the like (o'brien), not
 # starting with a quote or a dot. A domain: dotted names, a dotless host name (localhost) or an
-# address literal. `/`, `=` and `:` stay out, so `key=value` and `topic/0@12` positions survive.
-EMAIL = re.compile(
-    r"""(?:"[^"\r\n]*"|[\w+-][\w.+'!#$%&*^~-]*)"""
-    r"@(?:[\w-]+(?:\.[\w-]+)+|[^\W\d_][\w-]*|\[[^\]\s]*\])"
+# address literal (no `[` inside, as RFC 5321 says). `/`, `=` and `:` stay out, so `key=value`
+# and `topic/0@12` positions survive.
+_ATOM = r"[\w+-][\w.+'!#$%&*^~-]*"
+_DOMAIN = r"@(?:[\w-]+(?:\.[\w-]+)+|[^\W\d_][\w-]*|\[[^\[\]\s]*\])"
+EMAIL = re.compile(rf"""(?:"[^"\r\n]*"|{_ATOM}){_DOMAIN}""")
+# The same addresses, found in time linear in the text: an atom is tried only where its run of
+# atom characters begins (or right after an address, glued to it), never again at each
+# character of a run (which EMAIL does: a path of 10,000 letters and an `@` took a second).
+# Every address a match holds is masked as EMAIL masks it.
+_ADDRESSES = re.compile(
+    rf"""(?:"[^"\r\n]*"|(?<![\w.+'!#$%&*^~-])[.'!#$%&*^~]*{_ATOM}){_DOMAIN}"""
+    rf"(?:[.'!#$%&*^~]*{_ATOM}{_DOMAIN})*"
 )
 MASK = "<e-mail>"
 # C0 and C1 controls, DEL and the Unicode line separators: what can break or fake a log line.
@@ -47,7 +55,11 @@ TRACEBACK_INDENT = "  "
 
 
 def redact(text: str) -> str:
-    return EMAIL.sub(MASK, text) if "@" in text else text
+    return _ADDRESSES.sub(_mask, text) if "@" in text else text
+
+
+def _mask(match: re.Match[str]) -> str:
+    return EMAIL.sub(MASK, match.group())
 
 
 def escape_controls(text: str) -> str:
