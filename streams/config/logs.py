@@ -8,8 +8,9 @@ logged by this service's code at INFO or above (counts and tenant ids only).
 
 Values in a message come from input (a tenant id, an SMTP server's answer) and may hold a line
 break: in text logs control characters are written as escapes (`\\n`, `\\x1b`), so a message stays
-on its record's one line and no value can forge a record of its own. A traceback follows its
-record on lines indented by two spaces, so every line that starts with `[` begins a record.
+on its record's one line and no value can forge a record of its own (JSON lines escape them
+all too, U+2028 and the C1 controls included). A traceback follows its record on lines
+indented by two spaces, so every line that starts with `[` begins a record.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ _ADDRESSES = re.compile(
 MASK = "<e-mail>"
 # C0 and C1 controls, DEL and the Unicode line separators: what can break or fake a log line.
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# ... those of them JSON lets through unescaped (it escapes U+0000-U+001F only): a line
+# splitter that follows Unicode (`str.splitlines`) breaks a JSON line at U+2028 or U+0085, and
+# a terminal may read U+009B as the start of an escape sequence.
+RAW_IN_JSON = re.compile("[\x7f-\x9f\u2028\u2029]")
 ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 TRACEBACK_INDENT = "  "
 
@@ -104,7 +109,12 @@ class JsonFormatter(logging.Formatter):
             entry["traceback"] = redact(self.formatException(record.exc_info))
         elif record.stack_info:
             entry["traceback"] = redact(self.formatStack(record.stack_info))
-        return json.dumps(entry, ensure_ascii=False)
+        # escaped as JSON escapes them: the same values, read back, on a line of their own
+        return RAW_IN_JSON.sub(_json_escape, json.dumps(entry, ensure_ascii=False))
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def log_format(env: dict[str, str] | os._Environ[str] = os.environ) -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import subprocess
 import sys
 
 import pytest
 
-from streams.config.logs import redact
+from streams.config.logs import CONTROL, JsonFormatter, redact
 
 # A value from a request or a record, formatted as both log formats format it. EMAIL tried an
 # atom at each character of a run of letters: a 10,000-letter path with an `@` (what a refused
@@ -48,3 +50,14 @@ GLUED = [
 @pytest.mark.parametrize(("text", "shown"), GLUED)
 def test_addresses_glued_together_are_each_masked(text: str, shown: str) -> None:
     assert redact(text) == shown
+
+
+def test_a_json_line_holds_no_unicode_line_break_nor_c1_control() -> None:
+    """A tenant id may hold U+2028, U+0085 or U+009B (the contract refuses U+0000-U+001F and
+    U+007F only), and so may a request's path (`%E2%80%A8`): JSON lines wrote them raw."""
+    value = "/api/tenants/acme\u2028{fake}\x85[ERROR]\x9b31m\u2029x\x7f"
+    entry = logging.LogRecord("x", logging.WARNING, "f", 1, "refused (GET %s)", (value,), None)
+    line = JsonFormatter().format(entry)
+    assert line.splitlines() == [line]
+    assert not CONTROL.search(line)
+    assert json.loads(line)["message"] == f"refused (GET {value})"
