@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
 import sys
+from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
+from aiokafka import TopicPartition
+from prometheus_client import REGISTRY
 
 from streams.config.logs import CONTROL, JsonFormatter, redact
+from streams.http import outputs_reader
+from streams.http.gauges import tenant_counts_changed
+from streams.http.read_model import ReadModel
+from tests.unit.test_api import LICENSE, count
+from tests.unit.test_read_model_review import PartialMetadataConsumer, record
 
 # A value from a request or a record, formatted as both log formats format it. EMAIL tried an
 # atom at each character of a run of letters: a 10,000-letter path with an `@` (what a refused
@@ -61,3 +71,47 @@ def test_a_json_line_holds_no_unicode_line_break_nor_c1_control() -> None:
     assert line.splitlines() == [line]
     assert not CONTROL.search(line)
     assert json.loads(line)["message"] == f"refused (GET {value})"
+
+
+def _gauge(name: str, tenant: str) -> float | None:
+    return REGISTRY.get_sample_value(name, {"tenant": tenant})
+
+
+def test_tenant_gauges_say_nothing_until_the_read_model_caught_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The API answers 503 while the read model catches up ("never a count it may not have read
+    yet"); /metrics showed every record read so far: a compacted topic still holds a window's
+    older records (here 120 active, before a deletion took it to 80), so a restarted worker's
+    gauges went through the window's history, and an alert on them fired again."""
+    model = ReadModel()
+    model.on_counts = tenant_counts_changed(model)
+    monkeypatch.setattr(outputs_reader, "model", model)
+    tenant = "h92-catching-up"  # no license: windows of 12 months from January 1st, in UTC
+    start, end = f"{datetime.now(UTC).year}-01-01", f"{datetime.now(UTC).year + 1}-01-01"
+    key = f"{tenant}/{start}".encode()
+    licenses, counts = TopicPartition("licenses", 0), TopicPartition("active-learner-counts", 0)
+    consumer = PartialMetadataConsumer(
+        {licenses: 1, counts: 2},
+        [
+            {
+                licenses: [record(0, 0, 0, b"acme", json.dumps(LICENSE).encode())],
+                counts: [record(0, 0, 0, key, count(tenant, start, end, 120, 130, months=12))],
+            },
+            {counts: [record(0, 1, 0, key, count(tenant, start, end, 80, 130, months=12))]},
+        ],
+    )
+    applies = {
+        "licenses": lambda r: model.apply_license(r.key, r.value),
+        "active-learner-counts": lambda r: model.apply_count(r.key, r.value),
+    }
+    reader = SimpleNamespace(consumer=consumer, applies=applies, end_at_start=None)
+    reader.reached_start_ends = lambda: outputs_reader.OutputsReader.reached_start_ends(reader)
+
+    asyncio.run(outputs_reader.OutputsReader._read_once(reader))
+    assert not model.caught_up.is_set()
+    assert _gauge("active_learners_tenant_active", tenant) is None
+    asyncio.run(outputs_reader.OutputsReader._read_once(reader))
+    assert model.caught_up.is_set()
+    assert _gauge("active_learners_tenant_active", tenant) == 80
+    assert _gauge("active_learners_tenant_total", tenant) == 130
