@@ -19,6 +19,8 @@ from streams.http import outputs_reader
 from streams.http.gauges import tenant_counts_changed
 from streams.http.read_model import ReadModel
 from tests.unit.test_api import LICENSE, count
+from tests.unit.test_notifier_probe import TOKEN as PROBE_TOKEN
+from tests.unit.test_notifier_probe import free_port, get, served
 from tests.unit.test_read_model_review import PartialMetadataConsumer, record
 
 # A value from a request or a record, formatted as both log formats format it. EMAIL tried an
@@ -115,3 +117,34 @@ def test_tenant_gauges_say_nothing_until_the_read_model_caught_up(
     assert model.caught_up.is_set()
     assert _gauge("active_learners_tenant_active", tenant) == 80
     assert _gauge("active_learners_tenant_total", tenant) == 130
+
+
+async def _raw_get(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    try:
+        return await reader.read()
+    finally:
+        writer.close()
+
+
+def test_a_bearer_token_that_is_not_utf8_is_refused_by_the_notifier_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp hands a header's bytes that are not UTF-8 over as surrogates; the notifier's
+    /metrics encoded them strictly: a 500 and an ERROR with a traceback for every such request,
+    from anybody who reaches the port (no rate limit there)."""
+    monkeypatch.setenv("METRICS_TOKEN", PROBE_TOKEN)
+    port = free_port()
+    request = (
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe"
+        + PROBE_TOKEN.encode()
+        + b"\r\nConnection: close\r\n\r\n"
+    )
+    with caplog.at_level(logging.INFO):
+        answer = served(_raw_get(port, request), port)
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    # the right token still opens it
+    assert served(get(port, "/metrics", PROBE_TOKEN), port)[0] == 200
