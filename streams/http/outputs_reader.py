@@ -23,6 +23,14 @@ log = logging.getLogger(__name__)
 model = ReadModel()
 model.on_counts = tenant_counts_changed(model)
 
+
+def counts_changed() -> None:
+    """Every tenant's gauges set again from the read model."""
+    if model.on_counts is not None:
+        for tenant_id in model.tenants():
+            model.on_counts(tenant_id)
+
+
 LAG_INTERVAL_S = 15.0
 # which consumer group reads which input topic (faust's group is the app id)
 INPUT_GROUPS = {
@@ -78,9 +86,7 @@ class OutputsReader(Service):
     async def _measure_lag(self) -> None:
         """Lag of every input topic: its end offsets less what its consumer group committed."""
         assert self.consumer is not None
-        if model.on_counts is not None:  # the current window moves with the clock
-            for tenant_id in model.tenants():
-                model.on_counts(tenant_id)
+        counts_changed()  # the current window moves with the clock
         # A metric is never worth the worker: while the broker is away (or anything else goes
         # wrong) the gauges keep their last value and the log says why, once a round.
         try:
@@ -152,4 +158,5 @@ class OutputsReader(Service):
             and await self.reached_start_ends()
         ):
             model.caught_up.set()
+            counts_changed()  # the gauges wait for it
             log.info("read model: caught up (%d tenants)", len(model.tenants()))
