@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from schemas import topics
 from streams.cli.common import CommandError, require_topics
-from streams.cli.state_lock import hold_state_dir
+from streams.cli.state_lock import claim_state_dir, hold_state_dir
 from streams.config.settings import ConfigError, Settings
 from streams.kafka.admin import (
     copartitioned_count,
@@ -19,6 +19,7 @@ from streams.kafka.admin import (
 )
 
 MAX_PORT = 65535
+TABLES = "v1"  # faust's folder of the tables' RocksDB databases in STATE_DIR (its app version 1)
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
@@ -104,6 +105,7 @@ def check_worker_settings(args: argparse.Namespace, settings: Settings) -> None:
         )
     prepare_state_dir(settings)
     hold_state_dir(settings.state_dir, "worker")  # (a --processes supervisor holds it too)
+    claim_state_dir(settings.state_dir, "worker", settings.app_id, settings.state_dir / TABLES)
     TokenBook.from_env()  # a short secret or a bad tokens file
     check_metrics_token()
     log_format()
@@ -216,6 +218,9 @@ def cmd_notifier(args: argparse.Namespace, settings: Settings) -> int:
     check_metrics_token()
     prepare_state_dir(settings)
     hold_state_dir(settings.state_dir, "notifier")
+    claim_state_dir(
+        settings.state_dir, "notifier", settings.app_id, settings.state_dir / "notifier"
+    )
     if settings.notifier_port:
         check_port(settings.web_host, settings.notifier_port, "WEB_HOST/NOTIFIER_PORT")
     ensure_topics(settings, timeout_s=args.timeout)

@@ -63,3 +63,40 @@ def _holder(fd: int) -> str:
     except OSError:
         return ""
     return f" (pid {text})" if text.isdigit() else ""
+
+
+def claim_state_dir(state_dir: Path, kind: str, app_id: str, data: Path) -> None:
+    """The `kind` state of STATE_DIR (in `data`) is the deployment `app_id`'s (TOPIC_PREFIX and
+    the app's name), or ConfigError. Call it with the folder's lock held.
+
+    Neither faust's table folders (`STATE_DIR/v1/tables/<table>-<partition>.db`) nor the
+    notifier's store of events it mailed name the TOPIC_PREFIX they were written for. A worker
+    started on a fresh TOPIC_PREFIX (as "Upgrading" in the README asks) with the STATE_DIR of
+    the earlier one read on from the earlier changelogs' stored offsets: their rows were counted
+    with the new deployment's (once its changelogs passed those offsets), and the notifier
+    skipped every event whose id the earlier one had handled (helper-91). So
+    `STATE_DIR/<kind>.deployment` names the deployment whose state `data` holds; a folder with
+    none, written by an earlier version, is taken for this deployment's."""
+    marker = state_dir / f"{kind}.deployment"
+    try:
+        named: str | None = marker.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        named = None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"STATE_DIR={state_dir}: cannot read {marker.name} ({exc})") from None
+    if named == app_id:
+        return
+    if named is not None and data.exists() and any(data.iterdir()):
+        raise ConfigError(
+            f"STATE_DIR={state_dir} holds the {kind} state of {named!r}, not of {app_id!r} "
+            f"(another TOPIC_PREFIX); give this {kind} a STATE_DIR of its own, or remove "
+            f"{data} to start it afresh"
+        )
+    partial = marker.with_suffix(".partial")
+    try:
+        partial.write_text(f"{app_id}\n", encoding="utf-8")
+        partial.replace(marker)
+    except OSError as exc:
+        raise ConfigError(
+            f"STATE_DIR={state_dir}: cannot write {marker.name} ({exc.strerror})"
+        ) from None

@@ -9,13 +9,18 @@ changelog partition Kafka truncated) holds rows no record of that changelog wrot
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import shutil
+import socket
 from pathlib import Path
 
 import pytest
 import rocksdict
 from faust.types import TP
 
+import streams.cli.ops as ops
+from streams.config.settings import ConfigError, Settings
 from streams.stages import keys
 from streams.stages.store import epoch_header
 from streams.worker.recovery import BulkRecovery
@@ -75,3 +80,83 @@ def test_a_stored_offset_within_the_changelog_reads_on_from_it(tmp_path: Path) -
     db.close()
     assert kept[b"t/learner/attempt"] == b"{}"
     assert restore.todo == {tp: 12} and restore.read_from == {tp: 9}
+
+
+# -- a STATE_DIR of another TOPIC_PREFIX ------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def state_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    monkeypatch.setenv("STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("WEB_PORT", str(_free_port()))
+    monkeypatch.setenv("NOTIFIER_PORT", "0")
+    for name in ("API_TOKENS_FILE", "API_READ_TOKENS", "API_ADMIN_TOKENS", "SMTP_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path / "state"
+
+
+def _worker(monkeypatch: pytest.MonkeyPatch, prefix: str) -> None:
+    monkeypatch.setenv("TOPIC_PREFIX", prefix)
+    ops.check_worker_settings(argparse.Namespace(processes=1), Settings.from_env())
+
+
+def test_a_worker_refuses_the_tables_of_another_topic_prefix(
+    state_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """faust's table folders do not name the TOPIC_PREFIX: a worker of a fresh prefix read on
+    from the stored offsets of the earlier prefix's changelogs, and once its own changelogs
+    passed them, counted the earlier deployment's attempts with its own."""
+    _worker(monkeypatch, "old-")
+    (state_env / "v1" / "tables" / "attempts-0.db").mkdir(parents=True)
+    _worker(monkeypatch, "old-")  # a restart of the same deployment
+    with pytest.raises(ConfigError, match="holds the worker state of 'old-active-learners'"):
+        _worker(monkeypatch, "new-")
+    shutil.rmtree(state_env / "v1")  # what the error says to do
+    _worker(monkeypatch, "new-")
+    (state_env / "v1" / "tables" / "attempts-0.db").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="holds the worker state of 'new-active-learners'"):
+        _worker(monkeypatch, "old-")
+
+
+def test_a_folder_of_an_earlier_version_is_taken_for_this_deployments(
+    state_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (state_env / "v1" / "tables" / "attempts-0.db").mkdir(parents=True)
+    _worker(monkeypatch, "p-")
+    assert (state_env / "worker.deployment").read_text() == "p-active-learners\n"
+    with pytest.raises(ConfigError, match="another TOPIC_PREFIX"):
+        _worker(monkeypatch, "q-")
+
+
+class _Reached(Exception):
+    pass
+
+
+def test_a_notifier_refuses_the_events_mailed_for_another_topic_prefix(
+    state_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notifier's store of handled events is `STATE_DIR/notifier`, whatever the prefix, and
+    event ids are the same for the same tenant, window, threshold and crossing: a notifier of a
+    fresh prefix skipped every such event as a redelivery, and mailed nothing."""
+
+    def reached(*args: object, **kwargs: object) -> None:
+        raise _Reached
+
+    monkeypatch.setattr(ops, "ensure_topics", reached)
+    args = argparse.Namespace(timeout=1.0)
+    monkeypatch.setenv("TOPIC_PREFIX", "old-")
+    with pytest.raises(_Reached):
+        ops.cmd_notifier(args, Settings.from_env())
+    (state_env / "notifier" / "sent.db").mkdir(parents=True)
+    monkeypatch.setenv("TOPIC_PREFIX", "new-")
+    with pytest.raises(ConfigError, match="holds the notifier state of 'old-active-learners'"):
+        ops.cmd_notifier(args, Settings.from_env())
+    # the worker's claim is its own: a worker of the new prefix may share the folder
+    _worker(monkeypatch, "new-")
