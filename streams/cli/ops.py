@@ -11,11 +11,12 @@ from dataclasses import replace
 
 from schemas import topics
 from streams.cli.common import CommandError, require_topics
-from streams.cli.state_lock import claim_state_dir, hold_state_dir
+from streams.cli.state_lock import claim_state_dir, forget_recreated_tables, hold_state_dir
 from streams.config.settings import ConfigError, Settings
 from streams.kafka.admin import (
     copartitioned_count,
     ensure_topics,
+    topic_ids,
 )
 
 MAX_PORT = 65535
@@ -58,6 +59,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         os.environ["PARTITIONS"] = str(partitions)
+    forget_recreated(settings, args.timeout)  # before faust opens a table
     tune_malloc(settings)  # before the worker's buffers are allocated
 
     from streams.config.logs import log_format, logging_config
@@ -82,6 +84,21 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     tune_garbage_collector()
     worker.execute_from_commandline()  # runs until SIGTERM/SIGINT; exits the process itself
     return 0
+
+
+def forget_recreated(settings: Settings, timeout_s: float) -> None:
+    """The tables of changelogs deleted and made again since this folder last started go
+    (streams/cli/state_lock.py: forget_recreated_tables); they restore from the new ones."""
+    from streams.stages.store import TABLES as CHANGELOGS
+
+    changelogs = {table: changelog for table, (_, changelog) in CHANGELOGS.items()}
+    ids = topic_ids(settings, changelogs.values(), timeout_s=timeout_s)
+    for table in forget_recreated_tables(settings.state_dir, changelogs, ids):
+        print(
+            f"active-learners worker: {settings.topic(changelogs[table])} was made again since "
+            f"this state folder last started: its {table} table restores from it",
+            file=sys.stderr,
+        )
 
 
 def check_processes(processes: int, partitions: int) -> None:

@@ -16,7 +16,10 @@ file holds the holder's pid, for the error message only.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from streams.config.settings import ConfigError
@@ -100,3 +103,47 @@ def claim_state_dir(state_dir: Path, kind: str, app_id: str, data: Path) -> None
         raise ConfigError(
             f"STATE_DIR={state_dir}: cannot write {marker.name} ({exc.strerror})"
         ) from None
+
+
+def forget_recreated_tables(
+    state_dir: Path, changelogs: Mapping[str, str], ids: Mapping[str, str]
+) -> list[str]:
+    """Remove the RocksDB folders (`STATE_DIR/v1/tables/<table>-<partition>.db`) of every
+    table whose changelog topic (`changelogs`: table -> topic) has another Kafka id (`ids`:
+    topic -> id) than when this folder last started, and record the ids
+    (`STATE_DIR/worker.topics`); the tables removed. Call it with the folder's lock held,
+    before faust opens a table.
+
+    A topic deleted and made again under its name (another cluster's broker under the same
+    TOPIC_PREFIX, a reset test broker) starts its offsets again at 0: a folder that stored an
+    offset within the new changelog read on from there, and kept the rows of records the new
+    topic never had (helper-91; one past its end is restored from the start,
+    streams/worker/recovery.py). Removed, the tables restore from the new changelogs, as a
+    wiped folder does. A folder without the record (a first start, an earlier version's) keeps
+    its tables. Removing before recording: a crash in between removes them again."""
+    record = state_dir / "worker.topics"
+    try:
+        known = json.loads(record.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        known = {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"STATE_DIR={state_dir}: cannot read {record.name} ({exc})") from None
+    stale = [
+        table
+        for table, topic in changelogs.items()
+        if topic in ids and known.get(topic) not in (None, ids[topic])
+    ]
+    folder = state_dir / "v1" / "tables"
+    for table in stale:
+        for path in folder.glob(f"{table}-*.db"):
+            if path.name[len(table) + 1 : -len(".db")].isdigit():
+                shutil.rmtree(path)
+    partial = record.with_suffix(".partial")
+    try:
+        partial.write_text(json.dumps({**known, **ids}, sort_keys=True), encoding="utf-8")
+        partial.replace(record)
+    except OSError as exc:
+        raise ConfigError(
+            f"STATE_DIR={state_dir}: cannot write {record.name} ({exc.strerror})"
+        ) from None
+    return stale

@@ -160,3 +160,75 @@ def test_a_notifier_refuses_the_events_mailed_for_another_topic_prefix(
         ops.cmd_notifier(args, Settings.from_env())
     # the worker's claim is its own: a worker of the new prefix may share the folder
     _worker(monkeypatch, "new-")
+
+
+# -- changelogs deleted and made again under their names ---------------------------------------
+
+IDS = {
+    "attempts": "0b7e-attempts",
+    "learner-state-changelog": "0b7e-learner-state",
+    "learner-groups-changelog": "0b7e-learner-groups",
+    "erasures-changelog": "0b7e-erasures",
+    "tenant-state-changelog": "0b7e-tenant-state",
+}
+
+
+def _start_worker(monkeypatch: pytest.MonkeyPatch, ids: dict[str, str]) -> None:
+    """`active-learners worker` up to the point where faust would start (no broker: the
+    topics exist with 12 partitions and the `ids`)."""
+
+    def reached(*args: object, **kwargs: object) -> None:
+        raise _Reached
+
+    monkeypatch.setattr(ops, "ensure_topics", lambda *args, **kwargs: None)
+    monkeypatch.setattr(ops, "copartitioned_count", lambda *args, **kwargs: 12)
+    monkeypatch.setattr(
+        ops, "topic_ids", lambda settings, names, timeout_s: dict(ids), raising=False
+    )
+    monkeypatch.setattr(ops, "tune_malloc", reached)
+    monkeypatch.setenv("TOPIC_PREFIX", "p-")
+    monkeypatch.setenv("PARTITIONS", "12")
+    with pytest.raises(_Reached):
+        ops.cmd_worker(argparse.Namespace(processes=1, timeout=1.0), Settings.from_env())
+
+
+def _tables(state: Path) -> list[str]:
+    folder = state / "v1" / "tables"
+    return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
+
+
+def _write_tables(state: Path, *names: str) -> None:
+    for name in names:
+        (state / "v1" / "tables" / name).mkdir(parents=True)
+        (state / "v1" / "tables" / name / "CURRENT").write_text("MANIFEST-000001\n")
+
+
+def test_the_tables_of_a_changelog_made_again_restore_from_it(
+    state_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A changelog deleted and made again under its name (another cluster's broker under the
+    same TOPIC_PREFIX, a test broker reset) starts again at offset 0: a partition whose folder
+    stored an offset within the new changelog read on from it and kept the rows of records the
+    new topic never had. Its table's folders go (the other tables' stay), as a wiped
+    folder's would."""
+    _start_worker(monkeypatch, IDS)
+    _write_tables(state_env, "attempts-0.db", "attempts-11.db", "learner-state-0.db")
+    _start_worker(monkeypatch, IDS)  # a restart: the same topics
+    assert _tables(state_env) == ["attempts-0.db", "attempts-11.db", "learner-state-0.db"]
+    capsys.readouterr()
+    _start_worker(monkeypatch, {**IDS, "attempts": "5c1d-attempts"})
+    assert _tables(state_env) == ["learner-state-0.db"]
+    assert "p-attempts was made again" in capsys.readouterr().err
+    _write_tables(state_env, "attempts-0.db")
+    _start_worker(monkeypatch, {**IDS, "attempts": "5c1d-attempts"})
+    assert _tables(state_env) == ["attempts-0.db", "learner-state-0.db"]
+
+
+def test_a_folder_that_never_recorded_its_topics_keeps_its_tables(
+    state_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder of an earlier version (or a broker that gives no topic ids) cannot tell."""
+    _write_tables(state_env, "attempts-0.db", "tenant-state-3.db")
+    _start_worker(monkeypatch, IDS)
+    _start_worker(monkeypatch, {})
+    assert _tables(state_env) == ["attempts-0.db", "tenant-state-3.db"]
