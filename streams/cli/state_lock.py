@@ -89,7 +89,7 @@ def claim_state_dir(state_dir: Path, kind: str, app_id: str, data: Path) -> None
         raise ConfigError(f"STATE_DIR={state_dir}: cannot read {marker.name} ({exc})") from None
     if named == app_id:
         return
-    if named is not None and data.exists() and any(data.iterdir()):
+    if named is not None and any(path.is_file() for path in data.rglob("*")):
         raise ConfigError(
             f"STATE_DIR={state_dir} holds the {kind} state of {named!r}, not of {app_id!r} "
             f"(another TOPIC_PREFIX); give this {kind} a STATE_DIR of its own, or remove "

@@ -114,13 +114,14 @@ def test_a_worker_refuses_the_tables_of_another_topic_prefix(
     from the stored offsets of the earlier prefix's changelogs, and once its own changelogs
     passed them, counted the earlier deployment's attempts with its own."""
     _worker(monkeypatch, "old-")
-    (state_env / "v1" / "tables" / "attempts-0.db").mkdir(parents=True)
+    _write_tables(state_env, "attempts-0.db")
     _worker(monkeypatch, "old-")  # a restart of the same deployment
     with pytest.raises(ConfigError, match="holds the worker state of 'old-active-learners'"):
         _worker(monkeypatch, "new-")
     shutil.rmtree(state_env / "v1")  # what the error says to do
+    (state_env / "v1" / "tables").mkdir(parents=True)  # (faust's empty folders hold nothing)
     _worker(monkeypatch, "new-")
-    (state_env / "v1" / "tables" / "attempts-0.db").mkdir(parents=True)
+    _write_tables(state_env, "attempts-0.db")
     with pytest.raises(ConfigError, match="holds the worker state of 'new-active-learners'"):
         _worker(monkeypatch, "old-")
 
@@ -128,7 +129,7 @@ def test_a_worker_refuses_the_tables_of_another_topic_prefix(
 def test_a_folder_of_an_earlier_version_is_taken_for_this_deployments(
     state_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (state_env / "v1" / "tables" / "attempts-0.db").mkdir(parents=True)
+    _write_tables(state_env, "attempts-0.db")
     _worker(monkeypatch, "p-")
     assert (state_env / "worker.deployment").read_text() == "p-active-learners\n"
     with pytest.raises(ConfigError, match="another TOPIC_PREFIX"):
@@ -155,6 +156,7 @@ def test_a_notifier_refuses_the_events_mailed_for_another_topic_prefix(
     with pytest.raises(_Reached):
         ops.cmd_notifier(args, Settings.from_env())
     (state_env / "notifier" / "sent.db").mkdir(parents=True)
+    (state_env / "notifier" / "sent.db" / "CURRENT").write_text("MANIFEST-000001\n")
     monkeypatch.setenv("TOPIC_PREFIX", "new-")
     with pytest.raises(ConfigError, match="holds the notifier state of 'old-active-learners'"):
         ops.cmd_notifier(args, Settings.from_env())
