@@ -11,7 +11,12 @@ from dataclasses import replace
 
 from schemas import topics
 from streams.cli.common import CommandError, require_topics
-from streams.cli.state_lock import claim_state_dir, forget_recreated_tables, hold_state_dir
+from streams.cli.state_lock import (
+    TABLES,
+    claim_state_dir,
+    forget_recreated_tables,
+    hold_state_dir,
+)
 from streams.config.settings import ConfigError, Settings
 from streams.kafka.admin import (
     copartitioned_count,
@@ -20,7 +25,6 @@ from streams.kafka.admin import (
 )
 
 MAX_PORT = 65535
-TABLES = "v1"  # faust's folder of the tables' RocksDB databases in STATE_DIR (its app version 1)
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from streams.config.settings import ConfigError
 
+TABLES = "v1"  # faust's folder of the tables' RocksDB databases in STATE_DIR (app version 1)
+
 # the open lock files of this process, by path: held until it exits
 _held: dict[Path, int] = {}
 
@@ -124,6 +126,8 @@ def forget_recreated_tables(
     record = state_dir / "worker.topics"
     try:
         known = json.loads(record.read_text(encoding="utf-8"))
+        if not isinstance(known, dict):
+            raise ValueError("not a JSON object")
     except FileNotFoundError:
         known = {}
     except (OSError, ValueError) as exc:
@@ -133,7 +137,7 @@ def forget_recreated_tables(
         for table, topic in changelogs.items()
         if topic in ids and known.get(topic) not in (None, ids[topic])
     ]
-    folder = state_dir / "v1" / "tables"
+    folder = state_dir / TABLES / "tables"
     for table in stale:
         for path in folder.glob(f"{table}-*.db"):
             if path.name[len(table) + 1 : -len(".db")].isdigit():
