@@ -11,11 +11,17 @@ from dataclasses import replace
 
 from schemas import topics
 from streams.cli.common import CommandError, require_topics
-from streams.cli.state_lock import hold_state_dir
+from streams.cli.state_lock import (
+    TABLES,
+    claim_state_dir,
+    forget_recreated_tables,
+    hold_state_dir,
+)
 from streams.config.settings import ConfigError, Settings
 from streams.kafka.admin import (
     copartitioned_count,
     ensure_topics,
+    topic_ids,
 )
 
 MAX_PORT = 65535
@@ -57,6 +63,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         os.environ["PARTITIONS"] = str(partitions)
+    forget_recreated(settings, args.timeout)  # before faust opens a table
     tune_malloc(settings)  # before the worker's buffers are allocated
 
     from streams.config.logs import log_format, logging_config
@@ -83,6 +90,21 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def forget_recreated(settings: Settings, timeout_s: float) -> None:
+    """The tables of changelogs deleted and made again since this folder last started go
+    (streams/cli/state_lock.py: forget_recreated_tables); they restore from the new ones."""
+    from streams.stages.store import TABLES as CHANGELOGS
+
+    changelogs = {table: changelog for table, (_, changelog) in CHANGELOGS.items()}
+    ids = topic_ids(settings, changelogs.values(), timeout_s=timeout_s)
+    for table in forget_recreated_tables(settings.state_dir, changelogs, ids):
+        print(
+            f"active-learners worker: {settings.topic(changelogs[table])} was made again since "
+            f"this state folder last started: its {table} table restores from it",
+            file=sys.stderr,
+        )
+
+
 def check_processes(processes: int, partitions: int) -> None:
     if processes > partitions:
         raise CommandError(
@@ -104,6 +126,7 @@ def check_worker_settings(args: argparse.Namespace, settings: Settings) -> None:
         )
     prepare_state_dir(settings)
     hold_state_dir(settings.state_dir, "worker")  # (a --processes supervisor holds it too)
+    claim_state_dir(settings.state_dir, "worker", settings.app_id, settings.state_dir / TABLES)
     TokenBook.from_env()  # a short secret or a bad tokens file
     check_metrics_token()
     log_format()
@@ -216,6 +239,9 @@ def cmd_notifier(args: argparse.Namespace, settings: Settings) -> int:
     check_metrics_token()
     prepare_state_dir(settings)
     hold_state_dir(settings.state_dir, "notifier")
+    claim_state_dir(
+        settings.state_dir, "notifier", settings.app_id, settings.state_dir / "notifier"
+    )
     if settings.notifier_port:
         check_port(settings.web_host, settings.notifier_port, "WEB_HOST/NOTIFIER_PORT")
     ensure_topics(settings, timeout_s=args.timeout)

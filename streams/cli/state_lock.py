@@ -16,10 +16,15 @@ file holds the holder's pid, for the error message only.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from streams.config.settings import ConfigError
+
+TABLES = "v1"  # faust's folder of the tables' RocksDB databases in STATE_DIR (app version 1)
 
 # the open lock files of this process, by path: held until it exits
 _held: dict[Path, int] = {}
@@ -63,3 +68,86 @@ def _holder(fd: int) -> str:
     except OSError:
         return ""
     return f" (pid {text})" if text.isdigit() else ""
+
+
+def claim_state_dir(state_dir: Path, kind: str, app_id: str, data: Path) -> None:
+    """The `kind` state of STATE_DIR (in `data`) is the deployment `app_id`'s (TOPIC_PREFIX and
+    the app's name), or ConfigError. Call it with the folder's lock held.
+
+    Neither faust's table folders (`STATE_DIR/v1/tables/<table>-<partition>.db`) nor the
+    notifier's store of events it mailed name the TOPIC_PREFIX they were written for. A worker
+    started on a fresh TOPIC_PREFIX (as "Upgrading" in the README asks) with the STATE_DIR of
+    the earlier one read on from the earlier changelogs' stored offsets: their rows were counted
+    with the new deployment's (once its changelogs passed those offsets), and the notifier
+    skipped every event whose id the earlier one had handled (helper-91). So
+    `STATE_DIR/<kind>.deployment` names the deployment whose state `data` holds; a folder with
+    none, written by an earlier version, is taken for this deployment's."""
+    marker = state_dir / f"{kind}.deployment"
+    try:
+        named: str | None = marker.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        named = None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"STATE_DIR={state_dir}: cannot read {marker.name} ({exc})") from None
+    if named == app_id:
+        return
+    if named is not None and any(path.is_file() for path in data.rglob("*")):
+        raise ConfigError(
+            f"STATE_DIR={state_dir} holds the {kind} state of {named!r}, not of {app_id!r} "
+            f"(another TOPIC_PREFIX); give this {kind} a STATE_DIR of its own, or remove "
+            f"{data} to start it afresh"
+        )
+    partial = marker.with_suffix(".partial")
+    try:
+        partial.write_text(f"{app_id}\n", encoding="utf-8")
+        partial.replace(marker)
+    except OSError as exc:
+        raise ConfigError(
+            f"STATE_DIR={state_dir}: cannot write {marker.name} ({exc.strerror})"
+        ) from None
+
+
+def forget_recreated_tables(
+    state_dir: Path, changelogs: Mapping[str, str], ids: Mapping[str, str]
+) -> list[str]:
+    """Remove the RocksDB folders (`STATE_DIR/v1/tables/<table>-<partition>.db`) of every
+    table whose changelog topic (`changelogs`: table -> topic) has another Kafka id (`ids`:
+    topic -> id) than when this folder last started, and record the ids
+    (`STATE_DIR/worker.topics`); the tables removed. Call it with the folder's lock held,
+    before faust opens a table.
+
+    A topic deleted and made again under its name (another cluster's broker under the same
+    TOPIC_PREFIX, a reset test broker) starts its offsets again at 0: a folder that stored an
+    offset within the new changelog read on from there, and kept the rows of records the new
+    topic never had (helper-91; one past its end is restored from the start,
+    streams/worker/recovery.py). Removed, the tables restore from the new changelogs, as a
+    wiped folder does. A folder without the record (a first start, an earlier version's) keeps
+    its tables. Removing before recording: a crash in between removes them again."""
+    record = state_dir / "worker.topics"
+    try:
+        known = json.loads(record.read_text(encoding="utf-8"))
+        if not isinstance(known, dict):
+            raise ValueError("not a JSON object")
+    except FileNotFoundError:
+        known = {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"STATE_DIR={state_dir}: cannot read {record.name} ({exc})") from None
+    stale = [
+        table
+        for table, topic in changelogs.items()
+        if topic in ids and known.get(topic) not in (None, ids[topic])
+    ]
+    folder = state_dir / TABLES / "tables"
+    for table in stale:
+        for path in folder.glob(f"{table}-*.db"):
+            if path.name[len(table) + 1 : -len(".db")].isdigit():
+                shutil.rmtree(path)
+    partial = record.with_suffix(".partial")
+    try:
+        partial.write_text(json.dumps({**known, **ids}, sort_keys=True), encoding="utf-8")
+        partial.replace(record)
+    except OSError as exc:
+        raise ConfigError(
+            f"STATE_DIR={state_dir}: cannot write {record.name} ({exc.strerror})"
+        ) from None
+    return stale

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -268,6 +269,25 @@ def topic_partitions(
         real[topic["name"]]: len(topic["partitions"])
         for topic in described
         if topic.get("error_code", 0) == 0 and topic["name"] in real
+    }
+
+
+def topic_ids(settings: Settings, names: Iterable[str], timeout_s: float = 15.0) -> dict[str, str]:
+    """{topic (without prefix): Kafka's id of it} for the topics that exist and have one (KIP-516:
+    a topic deleted and made again under its name has a new id; a broker before 2.8 gives none)."""
+    admin = admin_client(settings, timeout_s)
+    try:
+        real = {settings.topic(name): name for name in names}
+        described = admin.describe_topics(list(real))
+    finally:
+        admin.close()
+    return {
+        real[topic["name"]]: str(topic["topic_id"])
+        for topic in described
+        if topic.get("error_code", 0) == 0
+        and topic["name"] in real
+        and topic.get("topic_id")
+        and str(topic["topic_id"]) != str(uuid.UUID(int=0))
     }
 
 

@@ -95,7 +95,10 @@ class BulkRecovery(Recovery):
     async def bulk_restore(self, tps: set[TP], offsets: Any) -> None:
         """Read every changelog partition in `tps` from `offsets[tp] + 1` to its highwater."""
         for tp in tps:
-            if self._marked_and_moved_on(tp, offsets[tp]):
+            if self._past_the_end(tp, offsets[tp]):
+                self._forget(tp, offsets, "stored an offset past the changelog's end")
+                offsets[tp] = -1  # nothing read (faust's check and seek take no None)
+            elif self._marked_and_moved_on(tp, offsets[tp]):
                 self._forget(tp, offsets)
         todo = {
             tp: self.active_highwaters[tp]
@@ -202,14 +205,25 @@ class BulkRecovery(Recovery):
         moved_on = stored is not None and self.active_highwaters.get(tp, -1) > stored
         return starts_afresh(moved_on, moved_on and any_key_from(self._db(tp), keys.REPAIR))
 
-    def _forget(self, tp: TP, offsets: Any) -> None:
+    def _past_the_end(self, tp: TP, stored: int | None) -> bool:
+        """Whether this state folder's partition stored an offset the changelog never reached:
+        its rows are another changelog's (the topics deleted and made again, a STATE_DIR used
+        with another TOPIC_PREFIX before: faust's folders do not name it) or records Kafka no
+        longer has. Kept, they were counted with the deployment's, and their fence made its own
+        records a deposed owner's; faust's consistency check stopped the worker at every start
+        instead, except at a stored offset of 0 (helper-91)."""
+        return stored is not None and stored > self.active_highwaters.get(tp, -1)
+
+    def _forget(
+        self,
+        tp: TP,
+        offsets: Any,
+        why: str = "marked records of a deposed owner, and the changelog has moved on since",
+    ) -> None:
         self._db(tp).delete_range(b"", b"\xff")  # every key: UTF-8 never has 0xff
         offsets[tp] = None
         log.warning(
-            "%s/%d: the state folder marked records of a deposed owner, and the changelog has "
-            "moved on since: restored from its start",
-            tp.topic,
-            tp.partition,
+            "%s/%d: the state folder %s: restored from its start", tp.topic, tp.partition, why
         )
 
     @staticmethod

@@ -79,6 +79,10 @@ PREFIX_IDS = os.environ.get("SIMULATE_PREFIX_IDS") == "1"
 # as its flushes draw from the world's stream, so that the seeds of REGRESSIONS keep their
 # schedules
 TAKEOVER_TIMERS = os.environ.get("SIMULATE_TAKEOVER_TIMERS") == "1"
+# a restart that keeps its state folder loses some of its table partitions (an operator who
+# removed `<table>-<partition>.db` folders, a disk that lost some), drawn from a stream of its
+# own; opt-in, so that the seeds of REGRESSIONS keep their schedules
+PARTIAL_WIPES = os.environ.get("SIMULATE_PARTIAL_WIPES") == "1"
 MAX_WORKERS = 3
 
 
@@ -357,6 +361,11 @@ def execute(world: World, action: Action, produced: list[Input]) -> None:
         if action[2]:
             worker.state = type(worker.state)(worker)  # the state folder is lost
             world.trace.append(f"  {worker.name} lost its state folder")
+        elif PARTIAL_WIPES:
+            for table, partition in sorted(worker.state.partitions):
+                if world.wipe_rng.random() < 0.3:
+                    del worker.state.partitions[(table, partition)]
+                    world.trace.append(f"  {worker.name} lost {table}-{partition}.db")
         worker.start()
         world.trace.append(f"  {worker.name} restarted")
         world.rebalance()

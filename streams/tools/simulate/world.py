@@ -571,6 +571,8 @@ class World:
         self.restore_rng = random.Random(f"restore/{seed}")
         # how the partitions an input topic gained are assigned (its own stream too)
         self.growth_rng = random.Random(f"growth-assignment/{seed}")
+        # which table partitions a restart loses of a folder it keeps (its own stream too)
+        self.wipe_rng = random.Random(f"partial-wipes/{seed}")
         self.partitions = partitions
         self.launch_partitions = launch_partitions
         self.launch_partitions_at_start = launch_partitions
