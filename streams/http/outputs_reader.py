@@ -25,10 +25,15 @@ model.on_counts = tenant_counts_changed(model)
 
 
 def counts_changed() -> None:
-    """Every tenant's gauges set again from the read model."""
+    """Every tenant's gauges set again from the read model; a tenant whose records are not the
+    service's is skipped, as a record the reader cannot apply is (raised here, out of the
+    reader's task or its timer, it crashed the web service at every start) (helper-93)."""
     if model.on_counts is not None:
         for tenant_id in model.tenants():
-            model.on_counts(tenant_id)
+            try:
+                model.on_counts(tenant_id)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("read model: no gauges of %r (%s)", tenant_id, type(exc).__name__)
 
 
 LAG_INTERVAL_S = 15.0
