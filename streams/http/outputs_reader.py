@@ -27,7 +27,7 @@ model.on_counts = tenant_counts_changed(model)
 def counts_changed() -> None:
     """Every tenant's gauges set again from the read model; a tenant whose records are not the
     service's is skipped, as a record the reader cannot apply is (raised here, out of the
-    reader's task or its timer, it crashed the web service at every start) (helper-93)."""
+    reader's task or its timer, mode crashes the service) (helper-93)."""
     if model.on_counts is not None:
         for tenant_id in model.tenants():
             try:

@@ -24,7 +24,7 @@ def test_a_count_record_not_of_the_service_does_not_stop_the_reader_at_catch_up(
     """A record on the count topic that is not the service's (no `active_learners`) is kept
     and its tenant's gauges skipped with a warning, as the reader skips what it cannot apply:
     the gauges set at catch-up (and every 15 s) raised its KeyError out of the reader's task,
-    which crashed the worker's web service at every start (the topic keeps the record)."""
+    which mode answers by crashing the service, at every start (the topic keeps the record)."""
     model = ReadModel()
     model.on_counts = tenant_counts_changed(model)
     monkeypatch.setattr(outputs_reader, "model", model)
