@@ -18,6 +18,7 @@ from streams.http.read_model import ReadModel
 from tests.unit.test_api import LICENSE, count
 from tests.unit.test_read_model_review import PartialMetadataConsumer, record
 
+
 def test_a_count_record_not_of_the_service_does_not_stop_the_reader_at_catch_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
