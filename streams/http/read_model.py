@@ -31,6 +31,9 @@ MAX_TRAIL = 10_000  # receipts listed per tenant (the latest)
 # KiB, and the topic keeps every receipt for ever, so 100,000 of them could take 50 GB of every
 # worker (a yearly audit's learner files, previewed and deleted). The oldest go first.
 MAX_RECEIPT_BYTES = 64 * 1024 * 1024
+# ... and a tenant's own at most this many, so that one tenant's large receipts never push
+# every other tenant's audit trail out (10,000 receipts of a few learners each fit)
+MAX_TENANT_RECEIPT_BYTES = 8 * 1024 * 1024
 EVENTS_PER_TENANT = 100
 
 
@@ -56,9 +59,12 @@ class ReadModel:
         # (request id, receipt)
         self._trail: dict[str, OrderedDict[str, tuple[str, bytes]]] = {}
         # every receipt held (in `receipts`, in a trail or both), oldest first: (tenant, entry)
-        # -> its bytes, to keep their sum under MAX_RECEIPT_BYTES
+        # -> its bytes, to keep their sum under MAX_RECEIPT_BYTES; and by tenant, under
+        # MAX_TENANT_RECEIPT_BYTES
         self._held: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._held_bytes = 0
+        self._tenant_held: dict[str, OrderedDict[str, int]] = {}
+        self._tenant_bytes: dict[str, int] = {}
         # tenant -> its latest events as (event_id, the record's value), parsed when asked (as
         # the count records: parsed, an event took 1.8 KB, 100 of each of 10,000 tenants 1.8 GB)
         self.events: dict[str, deque[tuple[str, bytes]]] = {}
@@ -129,27 +135,48 @@ class ReadModel:
                 (old_tenant, old_entry), _ = self.receipts.popitem(last=False)
                 self._let_go(old_tenant, old_entry)
         trail = self._trail.setdefault(tenant, OrderedDict())
-        if entry not in trail:
-            self._held[(tenant, entry)] = len(raw)
-            self._held_bytes += len(raw)
         trail[entry] = (request_id, raw)
+        self._hold(tenant, entry, len(raw))
         while len(trail) > MAX_TRAIL:
             old_entry, _ = trail.popitem(last=False)
             self._let_go(tenant, old_entry)
+        mine = self._tenant_held.get(tenant, {})
+        while self._tenant_bytes.get(tenant, 0) > MAX_TENANT_RECEIPT_BYTES and len(mine) > 1:
+            self._drop(tenant, next(iter(mine)))
         while self._held_bytes > MAX_RECEIPT_BYTES and len(self._held) > 1:
-            (old_tenant, old_entry), _ = next(iter(self._held.items()))
-            self._trail[old_tenant].pop(old_entry, None)
-            self.receipts.pop((old_tenant, old_entry), None)
-            self._let_go(old_tenant, old_entry)
+            self._drop(*next(iter(self._held)))
         for waiter in self._receipt_waiters.get((tenant, request_id), []):
             if not waiter.future.done() and waiter.wanted(receipt):
                 waiter.future.set_result(receipt)
+
+    def _hold(self, tenant: str, entry: str, size: int) -> None:
+        """The receipt's bytes counted (again: a redelivery holds its own bytes in the place of
+        the earlier ones, in the same place of the order)."""
+        earlier = self._held.get((tenant, entry), 0)
+        self._held[(tenant, entry)] = size
+        self._held_bytes += size - earlier
+        self._tenant_held.setdefault(tenant, OrderedDict())[entry] = size
+        self._tenant_bytes[tenant] = self._tenant_bytes.get(tenant, 0) + size - earlier
+
+    def _drop(self, tenant: str, entry: str) -> None:
+        """The receipt let go for its bytes: out of `receipts` and its trail."""
+        self._trail[tenant].pop(entry, None)
+        self.receipts.pop((tenant, entry), None)
+        self._let_go(tenant, entry)
 
     def _let_go(self, tenant: str, entry: str) -> None:
         """A receipt left `receipts` or its trail: its bytes are free once it has left both."""
         if (tenant, entry) in self.receipts or entry in self._trail.get(tenant, ()):
             return
-        self._held_bytes -= self._held.pop((tenant, entry), 0)
+        size = self._held.pop((tenant, entry), None)
+        if size is None:
+            return
+        self._held_bytes -= size
+        mine = self._tenant_held[tenant]
+        del mine[entry]
+        self._tenant_bytes[tenant] -= size
+        if not mine:
+            del self._tenant_held[tenant], self._tenant_bytes[tenant]
 
     def apply_event(self, value: bytes | None) -> None:
         if value is None:

@@ -7,6 +7,7 @@ written."""
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import pytest
@@ -104,3 +105,55 @@ def test_the_byte_count_follows_the_number_bounds(monkeypatch: pytest.MonkeyPatc
     assert len(model._held) == len(
         {(t, e) for t, trail in model._trail.items() for e in trail} | set(model.receipts)
     )
+
+
+def test_one_tenants_large_receipts_leave_the_other_tenants_trails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The budget in all let the oldest receipts go whoever's they were: one tenant's audits of
+    large learner files pushed every other tenant's audit trail out of the API. A tenant's own
+    receipts are bounded first (MAX_TENANT_RECEIPT_BYTES)."""
+    monkeypatch.setattr(read_model, "MAX_TENANT_RECEIPT_BYTES", BUDGET // 4, raising=False)
+    model = ReadModel()
+    small = [receipt(f"small-{n}", n, learners=3) for n in range(20)]
+    for value in small:
+        model.apply_receipt(json.dumps(value).encode())
+    for n in range(100, 300):  # 200 receipts of 20 KB: four budgets in all, of one tenant
+        model.apply_receipt(json.dumps(receipt("big", n)).encode())
+    for value in small:
+        assert model.receipts_of(value["tenant_id"], 10) == [value]
+    kept = model.receipts_of("big", 10_000)
+    assert kept[0] == receipt("big", 299)
+    assert sum(len(json.dumps(r).encode()) for r in kept) <= BUDGET // 4
+
+
+def test_the_bookkeeping_holds_under_any_order_of_receipts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Random receipts of a few tenants (redeliveries, error receipts of reused ids, sizes from
+    tiny to large) under small bounds of every kind: after each, what is counted is exactly
+    what `receipts` and the trails hold, and every bound holds but for a lone newest receipt."""
+    monkeypatch.setattr(read_model, "MAX_TRAIL", 6)
+    monkeypatch.setattr(read_model, "MAX_RECEIPTS", 9)
+    monkeypatch.setattr(read_model, "MAX_RECEIPT_BYTES", 40_000)
+    monkeypatch.setattr(read_model, "MAX_TENANT_RECEIPT_BYTES", 15_000, raising=False)
+    rng = random.Random(20261205)
+    model = ReadModel()
+    sent: list[bytes] = []
+    for _ in range(3_000):
+        if sent and rng.random() < 0.2:
+            value = rng.choice(sent)  # a redelivery
+        else:
+            tenant, n = f"t-{rng.randrange(4)}", rng.randrange(30)
+            error = f"request_id r-{n} {REUSED_ID}" if rng.random() < 0.2 else None
+            fields = {"error": error, "completed_at": f"2026-01-20T10:00:{rng.randrange(60):02d}Z"}
+            value = json.dumps(receipt(tenant, n, rng.choice([1, 20, 400, 1_500]), **fields))
+            sent.append(value := value.encode())
+        model.apply_receipt(value)
+        held = {(t, e) for t, trail in model._trail.items() for e in trail} | set(model.receipts)
+        assert set(model._held) == held
+        assert model._held_bytes == sum(model._held.values()) == held_bytes(model)
+        for tenant, mine in model._tenant_held.items():
+            assert model._tenant_bytes[tenant] == sum(mine.values())
+            assert model._tenant_bytes[tenant] <= 15_000 or len(mine) == 1
+        assert model._held_bytes <= 40_000 or len(model._held) == 1
