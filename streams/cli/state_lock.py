@@ -84,23 +84,23 @@ def claim_state_dir(state_dir: Path, kind: str, app_id: str, data: Path) -> None
     none, written by an earlier version, is taken for this deployment's."""
     marker = state_dir / f"{kind}.deployment"
     try:
-        named: str | None = marker.read_text(encoding="utf-8").strip()
+        # empty: a crash (power loss) before the first start's write reached the disk, beside
+        # tables RocksDB did sync; it names nobody, as no marker does (helper-94)
+        named: str | None = marker.read_text(encoding="utf-8").strip() or None
     except FileNotFoundError:
         named = None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"STATE_DIR={state_dir}: cannot read {marker.name} ({exc})") from None
     if named == app_id:
         return
-    if named is not None and any(path.is_file() for path in data.rglob("*")):
+    if named is not None and _holds_files(data):
         raise ConfigError(
             f"STATE_DIR={state_dir} holds the {kind} state of {named!r}, not of {app_id!r} "
             f"(another TOPIC_PREFIX); give this {kind} a STATE_DIR of its own, or remove "
             f"{data} to start it afresh"
         )
-    partial = marker.with_suffix(".partial")
     try:
-        partial.write_text(f"{app_id}\n", encoding="utf-8")
-        partial.replace(marker)
+        _write_durably(marker, f"{app_id}\n")
     except OSError as exc:
         raise ConfigError(
             f"STATE_DIR={state_dir}: cannot write {marker.name} ({exc.strerror})"
@@ -128,9 +128,11 @@ def forget_recreated_tables(
         known = json.loads(record.read_text(encoding="utf-8"))
         if not isinstance(known, dict):
             raise ValueError("not a JSON object")
-    except FileNotFoundError:
+    except (FileNotFoundError, ValueError):
+        # none, or cut short by a crash (it is written again at every start): it says nothing
+        # of the topics, and the tables stay, as in a folder without one (helper-94)
         known = {}
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise ConfigError(f"STATE_DIR={state_dir}: cannot read {record.name} ({exc})") from None
     stale = [
         table
@@ -141,13 +143,45 @@ def forget_recreated_tables(
     for table in stale:
         for path in folder.glob(f"{table}-*.db"):
             if path.name[len(table) + 1 : -len(".db")].isdigit():
-                shutil.rmtree(path)
-    partial = record.with_suffix(".partial")
+                _remove(state_dir, path)
     try:
-        partial.write_text(json.dumps({**known, **ids}, sort_keys=True), encoding="utf-8")
-        partial.replace(record)
+        _write_durably(record, json.dumps({**known, **ids}, sort_keys=True))
     except OSError as exc:
         raise ConfigError(
             f"STATE_DIR={state_dir}: cannot write {record.name} ({exc.strerror})"
         ) from None
     return stale
+
+
+def _holds_files(data: Path) -> bool:
+    """Whether `data` holds a file, through symlinked folders too (`STATE_DIR/v1/tables` on a
+    disk of its own: faust opens it as any folder; `Path.rglob` does not follow it)."""
+    return any(files for _, _, files in os.walk(data, followlinks=True))
+
+
+def _remove(state_dir: Path, path: Path) -> None:
+    """A table partition's folder removed, or a one-line ConfigError (a symlink to a folder
+    elsewhere, which `shutil.rmtree` refuses; a folder without the rights)."""
+    try:
+        shutil.rmtree(path)
+    except OSError as exc:
+        reason = exc.strerror or ("a symbolic link" if path.is_symlink() else str(exc))
+        raise ConfigError(
+            f"STATE_DIR={state_dir}: cannot remove {path.name} ({reason}); remove it by hand "
+            "(its table restores from the changelog)"
+        ) from None
+
+
+def _write_durably(path: Path, text: str) -> None:
+    """`path` holds `text` whole, or its earlier content, after a crash (a power loss too)."""
+    partial = path.with_name(f"{path.name}.partial")
+    with partial.open("w", encoding="utf-8") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    partial.replace(path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)

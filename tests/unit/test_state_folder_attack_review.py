@@ -1,0 +1,151 @@
+"""The state folder's claim and its record of topic ids, attacked (helper-94's review of
+helper-91's `claim_state_dir` and `forget_recreated_tables`).
+
+Both files are written by the worker itself at every start, before faust opens a table; a file
+the worker cannot take (a crash that left it empty) or a folder layout it cannot see through (a
+tables folder on another disk, linked) must neither stop every later start nor let another
+deployment's tables through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+from pathlib import Path
+
+import pytest
+
+import streams.cli.ops as ops
+from streams.config.settings import ConfigError, Settings
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def state_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    monkeypatch.setenv("STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("WEB_PORT", str(_free_port()))
+    monkeypatch.setenv("NOTIFIER_PORT", "0")
+    for name in ("API_TOKENS_FILE", "API_READ_TOKENS", "API_ADMIN_TOKENS", "SMTP_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path / "state"
+
+
+class _Reached(Exception):
+    pass
+
+
+IDS = {
+    "attempts": "0b7e-attempts",
+    "learner-state-changelog": "0b7e-learner-state",
+    "learner-groups-changelog": "0b7e-learner-groups",
+    "erasures-changelog": "0b7e-erasures",
+    "tenant-state-changelog": "0b7e-tenant-state",
+}
+
+
+def _start_worker(monkeypatch: pytest.MonkeyPatch, prefix: str, ids: dict[str, str]) -> None:
+    """`active-learners worker` up to the point where faust would start (no broker: the
+    topics exist with 12 partitions and the `ids`)."""
+
+    def reached(*args: object, **kwargs: object) -> None:
+        raise _Reached
+
+    monkeypatch.setattr(ops, "ensure_topics", lambda *args, **kwargs: None)
+    monkeypatch.setattr(ops, "copartitioned_count", lambda *args, **kwargs: 12)
+    monkeypatch.setattr(ops, "topic_ids", lambda settings, names, timeout_s: dict(ids))
+    monkeypatch.setattr(ops, "tune_malloc", reached)
+    monkeypatch.setenv("TOPIC_PREFIX", prefix)
+    monkeypatch.setenv("PARTITIONS", "12")
+    with pytest.raises(_Reached):
+        ops.cmd_worker(argparse.Namespace(processes=1, timeout=1.0), Settings.from_env())
+
+
+def _write_table(tables: Path, name: str) -> None:
+    (tables / name).mkdir(parents=True)
+    (tables / name / "CURRENT").write_text("MANIFEST-000001\n")
+
+
+def _tables(state: Path) -> list[str]:
+    return sorted(path.name for path in (state / "v1" / "tables").iterdir())
+
+
+# -- a marker or a record the worker cannot take ----------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["", "\n", "  "])
+def test_an_empty_deployment_marker_does_not_stop_every_start(
+    state_env: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """The marker is written (without an fsync) at the first start, when the folder has no
+    tables yet: a power loss in the seconds after it can leave it empty beside tables RocksDB
+    did sync. The worker then stopped at every start with "holds the worker state of '', not
+    of 'p-active-learners'", and what the error asked (remove STATE_DIR/v1) cost a full
+    restore. An empty marker names nobody: the folder is taken as one that has none."""
+    state_env.mkdir(parents=True)
+    _write_table(state_env / "v1" / "tables", "attempts-0.db")
+    (state_env / "worker.deployment").write_text(text)
+    _start_worker(monkeypatch, "p-", IDS)
+    assert (state_env / "worker.deployment").read_text() == "p-active-learners\n"
+    assert _tables(state_env) == ["attempts-0.db"]
+
+
+@pytest.mark.parametrize("text", ["", '{"attempts": "0b7e-att'])
+def test_a_topics_record_cut_short_does_not_stop_every_start(
+    state_env: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """`worker.topics` is rewritten at every start (no fsync): a crash can leave it empty or
+    cut short. The worker then stopped at every start with "cannot read worker.topics" until
+    an operator removed it. A record that cannot be read says nothing about the topics: the
+    tables are kept, as for a folder without one, and the record written again."""
+    _start_worker(monkeypatch, "p-", IDS)
+    _write_table(state_env / "v1" / "tables", "attempts-0.db")
+    (state_env / "worker.topics").write_text(text)
+    _start_worker(monkeypatch, "p-", IDS)
+    assert _tables(state_env) == ["attempts-0.db"]
+    # written again: a changelog made again since is found at the next start
+    _start_worker(monkeypatch, "p-", {**IDS, "attempts": "5c1d-attempts"})
+    assert _tables(state_env) == []
+
+
+# -- a tables folder linked to another disk -----------------------------------------------------
+
+
+def test_the_claim_sees_tables_in_a_linked_folder(
+    state_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """faust opens `STATE_DIR/v1/tables` through a symlink (the tables on a disk of their own)
+    as any folder; the claim's look for files did not follow it (`Path.rglob` does not follow
+    links to folders), found none, and wrote the new deployment's name over the earlier one:
+    the new TOPIC_PREFIX read on from the earlier changelogs' stored offsets, which the claim
+    is there to prevent (helper-91)."""
+    disk = tmp_path / "disk" / "tables"
+    disk.mkdir(parents=True)
+    (state_env / "v1").mkdir(parents=True)
+    (state_env / "v1" / "tables").symlink_to(disk)
+    _start_worker(monkeypatch, "old-", IDS)
+    _write_table(disk, "attempts-0.db")
+    with pytest.raises(ConfigError, match="holds the worker state of 'old-active-learners'"):
+        _start_worker(monkeypatch, "new-", IDS)
+    assert (state_env / "worker.deployment").read_text() == "old-active-learners\n"
+
+
+def test_a_table_folder_that_cannot_be_removed_is_a_one_line_error(
+    state_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A changelog made again: its table's folders go. One that is a symlink (a partition on
+    another disk) cannot go with `shutil.rmtree`: the start stopped with a traceback
+    ("OSError: [Errno None] None: ...") instead of a one-line error naming the folder."""
+    _start_worker(monkeypatch, "p-", IDS)
+    _write_table(tmp_path / "disk", "attempts-0.db")
+    (state_env / "v1" / "tables").mkdir(parents=True)
+    (state_env / "v1" / "tables" / "attempts-0.db").symlink_to(tmp_path / "disk" / "attempts-0.db")
+    with pytest.raises(ConfigError, match=r"cannot remove attempts-0\.db"):
+        _start_worker(monkeypatch, "p-", {**IDS, "attempts": "5c1d-attempts"})
+    # nothing recorded: once the folder is dealt with, the next start removes the table again
+    assert "0b7e-attempts" in (state_env / "worker.topics").read_text()
