@@ -211,8 +211,12 @@ class BulkRecovery(Recovery):
         with another TOPIC_PREFIX before: faust's folders do not name it) or records Kafka no
         longer has. Kept, they were counted with the deployment's, and their fence made its own
         records a deposed owner's; faust's consistency check stopped the worker at every start
-        instead, except at a stored offset of 0 (helper-91)."""
-        return stored is not None and stored > self.active_highwaters.get(tp, -1)
+        instead, except at a stored offset of 0 (helper-91). A partition without a highwater
+        was assigned by a rebalance after they were read (faust changes the set this recovery
+        reads in place): nothing to decide, the recovery the rebalance starts reads it
+        (helper-94)."""
+        highwater = self.active_highwaters.get(tp)
+        return stored is not None and highwater is not None and stored > highwater
 
     def _forget(
         self,

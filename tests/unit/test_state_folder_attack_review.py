@@ -10,13 +10,21 @@ deployment's tables through.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import socket
 from pathlib import Path
 
 import pytest
+import rocksdict
+from faust.tables.recovery import Recovery
+from faust.types import TP
 
 import streams.cli.ops as ops
 from streams.config.settings import ConfigError, Settings
+from streams.worker.recovery import BulkRecovery
+from streams.worker.state import OFFSET_KEY
+
+_RAW = rocksdict.Options(raw_mode=True)
 
 
 def _free_port() -> int:
@@ -149,3 +157,55 @@ def test_a_table_folder_that_cannot_be_removed_is_a_one_line_error(
         _start_worker(monkeypatch, "p-", {**IDS, "attempts": "5c1d-attempts"})
     # nothing recorded: once the folder is dealt with, the next start removes the table again
     assert "0b7e-attempts" in (state_env / "worker.topics").read_text()
+
+
+# -- a partition whose highwater the recovery never read ---------------------------------------
+
+
+def test_a_partition_assigned_while_the_offsets_are_read_keeps_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """faust's recovery reads the highwaters of the assigned changelog partitions, then their
+    start offsets, each step awaiting the broker, over one set (`Recovery.active_tps`), which
+    a rebalance changes in place (`on_rebalance`: cleared, then the new assignment added, with
+    each one's stored offset) before it signals the recovery to start again. A step that
+    resumes before it sees the signal goes on with partitions whose highwater was never read:
+    `_past_the_end` took the missing highwater for -1, so any stored offset for one lying past
+    the changelog's end, and deleted every row of a partition nothing was wrong with; the next
+    recovery restored it from the changelog's start (minutes at scale). Without a highwater
+    there is nothing to decide: the recovery that the rebalance starts reads it."""
+    dbs = {
+        tp: rocksdict.Rdict(str(tmp_path / str(tp.partition)), options=_RAW)
+        for tp in (TP("attempts", 0), TP("attempts", 1))
+    }
+    held, assigned = TP("attempts", 0), TP("attempts", 1)
+    dbs[assigned].put(b"t/learner/attempt", b"{}")
+    dbs[assigned].put(OFFSET_KEY, b"41")
+
+    async def build_offsets(
+        self: Recovery, consumer: object, tps: set[TP], destination: dict[TP, int], title: str
+    ) -> None:
+        await asyncio.sleep(0)  # faust: the earliest offsets, from the broker
+        tps.add(assigned)  # a rebalance meanwhile (faust's `_add`: the stored offset)
+        destination[assigned] = 41
+
+    monkeypatch.setattr(Recovery, "_build_offsets", build_offsets)
+
+    class Restore(BulkRecovery):
+        def __init__(self) -> None:  # the decision and the write path: no app, no consumer
+            self.active_highwaters = {held: 9}  # read before the rebalance
+
+        def _db(self, tp: TP) -> rocksdict.Rdict:
+            return dbs[tp]
+
+        async def _restore(self, todo: dict[TP, int], offsets: dict[TP, int | None]) -> None:
+            self.todo = dict(todo)
+
+    restore = Restore()
+    offsets = {held: 9}
+    asyncio.run(restore._build_offsets(None, {held}, offsets, "active"))
+    kept = dict(dbs[assigned].items())
+    for db in dbs.values():
+        db.close()
+    assert kept[b"t/learner/attempt"] == b"{}"
+    assert offsets[assigned] == 41
