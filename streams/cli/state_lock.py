@@ -15,6 +15,7 @@ file holds the holder's pid, for the error message only.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -180,8 +181,10 @@ def _write_durably(path: Path, text: str) -> None:
         file.flush()
         os.fsync(file.fileno())
     partial.replace(path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    # the rename too; some file systems (network, FUSE) take no fsync of a folder
+    with contextlib.suppress(OSError):
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
