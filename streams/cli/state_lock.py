@@ -82,7 +82,9 @@ def claim_state_dir(state_dir: Path, kind: str, app_id: str, data: Path) -> None
     with the new deployment's (once its changelogs passed those offsets), and the notifier
     skipped every event whose id the earlier one had handled (helper-91). So
     `STATE_DIR/<kind>.deployment` names the deployment whose state `data` holds; a folder with
-    none, written by an earlier version, is taken for this deployment's."""
+    none, written by an earlier version, is taken for this deployment's. A folder taken over
+    from another deployment (its `data` removed) loses that one's `STATE_DIR/<kind>.topics`
+    too (forget_recreated_tables): its topic ids are not this deployment's (helper-94)."""
     marker = state_dir / f"{kind}.deployment"
     try:
         # empty: a crash (power loss) before the first start's write reached the disk, beside
@@ -101,6 +103,8 @@ def claim_state_dir(state_dir: Path, kind: str, app_id: str, data: Path) -> None
             f"{data} to start it afresh"
         )
     try:
+        if named is not None:  # the earlier deployment's record of its topics goes with it
+            (state_dir / f"{kind}.topics").unlink(missing_ok=True)
         _write_durably(marker, f"{app_id}\n")
     except OSError as exc:
         raise ConfigError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import socket
 from pathlib import Path
 
@@ -209,3 +210,25 @@ def test_a_partition_assigned_while_the_offsets_are_read_keeps_its_rows(
         db.close()
     assert kept[b"t/learner/attempt"] == b"{}"
     assert offsets[assigned] == 41
+
+
+def test_a_folder_taken_over_by_another_prefix_does_not_report_its_topics_made_again(
+    state_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the claim's error asks (remove STATE_DIR/v1, start the new TOPIC_PREFIX) kept the
+    earlier deployment's `worker.topics`: the next start compared the new prefix's topic ids
+    with the earlier prefix's and said of every changelog "was made again since this state
+    folder last started", of topics nobody deleted. The record is the deployment's, as the
+    tables are."""
+    _start_worker(monkeypatch, "old-", IDS)
+    _write_table(state_env / "v1" / "tables", "attempts-0.db")
+    with pytest.raises(ConfigError, match="another TOPIC_PREFIX"):
+        _start_worker(monkeypatch, "new-", IDS)
+    shutil.rmtree(state_env / "v1")  # what the error says to do
+    capsys.readouterr()
+    _start_worker(monkeypatch, "new-", {topic: f"new-{id_}" for topic, id_ in IDS.items()})
+    assert "made again" not in capsys.readouterr().err
+    # and the new deployment's topics are recorded: one made again later is found
+    _write_table(state_env / "v1" / "tables", "attempts-0.db")
+    _start_worker(monkeypatch, "new-", {**IDS, "attempts": "5c1d-attempts"})
+    assert "new-attempts was made again" in capsys.readouterr().err
