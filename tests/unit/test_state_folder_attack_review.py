@@ -232,3 +232,57 @@ def test_a_folder_taken_over_by_another_prefix_does_not_report_its_topics_made_a
     _write_table(state_env / "v1" / "tables", "attempts-0.db")
     _start_worker(monkeypatch, "new-", {**IDS, "attempts": "5c1d-attempts"})
     assert "new-attempts was made again" in capsys.readouterr().err
+
+
+# -- what held --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stored", [0, 7, 12])
+def test_an_up_to_date_partition_is_kept_and_nothing_read(tmp_path: Path, stored: int) -> None:
+    """faust's highwater is the changelog's end offset - 1, the offset of its last record: the
+    offset a partition stores once it applied that record. Equal to it, the partition is up to
+    date (not past the end): kept, and nothing read."""
+    db = rocksdict.Rdict(str(tmp_path / "db"), options=_RAW)
+    tp = TP("tenant-state-changelog", 3)
+    db.put(b"t/state", b"{}")
+    db.put(OFFSET_KEY, str(stored).encode())
+
+    class Restore(BulkRecovery):
+        def __init__(self) -> None:
+            self.active_highwaters = {tp: stored}
+            self.todo: dict[TP, int] = {}
+
+        def _db(self, tp: TP) -> rocksdict.Rdict:
+            return db
+
+        async def _restore(self, todo: dict[TP, int], offsets: dict[TP, int | None]) -> None:
+            self.todo = dict(todo)
+
+    restore, offsets = Restore(), {tp: stored}
+    asyncio.run(restore.bulk_restore({tp}, offsets))
+    kept = dict(db.items())
+    db.close()
+    assert kept[b"t/state"] == b"{}" and offsets[tp] == stored and restore.todo == {}
+
+
+def test_a_broker_too_slow_to_describe_the_changelogs_is_a_one_line_error(
+    state_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The topic ids are read after the topics were made sure of: a broker that answers those
+    requests and then not this one stops the start with one line (the service manager starts it
+    again), before a table folder is touched."""
+    from kafka.errors import KafkaTimeoutError
+
+    from streams.cli.main import run
+
+    def slow(*args: object, **kwargs: object) -> dict[str, str]:
+        raise KafkaTimeoutError("Timeout after 1000 ms")
+
+    _start_worker(monkeypatch, "p-", IDS)
+    _write_table(state_env / "v1" / "tables", "attempts-0.db")
+    monkeypatch.setattr(ops, "topic_ids", slow)
+    capsys.readouterr()
+    assert run(["worker", "--timeout", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "KafkaTimeoutError" in err
+    assert _tables(state_env) == ["attempts-0.db"]
