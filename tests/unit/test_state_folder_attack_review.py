@@ -286,3 +286,26 @@ def test_a_broker_too_slow_to_describe_the_changelogs_is_a_one_line_error(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "KafkaTimeoutError" in err
     assert _tables(state_env) == ["attempts-0.db"]
+
+
+def test_only_the_folders_of_a_made_again_tables_partitions_go(
+    state_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`<table>-*.db` also matches folders of names that start with the table's: only
+    `<table>-<partition>.db` goes."""
+    _start_worker(monkeypatch, "p-", IDS)
+    for name in ("attempts-0.db", "attempts-11.db", "attempts-x-0.db", "attempts-backups"):
+        _write_table(state_env / "v1" / "tables", name)
+    _write_table(state_env / "v1" / "tables", "learner-state-3.db")
+    _start_worker(monkeypatch, "p-", {**IDS, "attempts": "5c1d-attempts"})
+    assert _tables(state_env) == ["attempts-backups", "attempts-x-0.db", "learner-state-3.db"]
+
+
+def test_prefixes_that_differ_in_case_are_two_deployments(
+    state_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka's topic names are case-sensitive: `Prod-` and `prod-` name other topics."""
+    _start_worker(monkeypatch, "Prod-", IDS)
+    _write_table(state_env / "v1" / "tables", "attempts-0.db")
+    with pytest.raises(ConfigError, match="holds the worker state of 'Prod-active-learners'"):
+        _start_worker(monkeypatch, "prod-", IDS)
