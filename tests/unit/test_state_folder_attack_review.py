@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import shutil
 import socket
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -194,7 +195,7 @@ def test_a_partition_assigned_while_the_offsets_are_read_keeps_its_rows(
 
     class Restore(BulkRecovery):
         def __init__(self) -> None:  # the decision and the write path: no app, no consumer
-            self.active_highwaters = {held: 9}  # read before the rebalance
+            self.active_highwaters = Counter({held: 9})  # read before the rebalance
 
         def _db(self, tp: TP) -> rocksdict.Rdict:
             return dbs[tp]
@@ -249,7 +250,7 @@ def test_an_up_to_date_partition_is_kept_and_nothing_read(tmp_path: Path, stored
 
     class Restore(BulkRecovery):
         def __init__(self) -> None:
-            self.active_highwaters = {tp: stored}
+            self.active_highwaters = Counter({tp: stored})
             self.todo: dict[TP, int] = {}
 
         def _db(self, tp: TP) -> rocksdict.Rdict:
