@@ -117,6 +117,10 @@ class BulkRecovery(Recovery):
             bootstrap_servers=bootstrap_servers(self.app),
             group_id=None,
             enable_auto_commit=False,
+            # a seek below the changelog's first offset (records removed by DeleteRecords) reads
+            # from its first record: aiokafka's default, the end, would take a partition read
+            # from nothing for one restored (helper-94)
+            auto_offset_reset="earliest",
             check_crcs=False,
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
