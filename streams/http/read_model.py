@@ -140,7 +140,7 @@ class ReadModel:
         while len(trail) > MAX_TRAIL:
             old_entry, _ = trail.popitem(last=False)
             self._let_go(tenant, old_entry)
-        mine = self._tenant_held.get(tenant, {})
+        mine = self._tenant_held[tenant]  # (its newest receipt just held)
         while self._tenant_bytes.get(tenant, 0) > MAX_TENANT_RECEIPT_BYTES and len(mine) > 1:
             self._drop(tenant, next(iter(mine)))
         while self._held_bytes > MAX_RECEIPT_BYTES and len(self._held) > 1:
