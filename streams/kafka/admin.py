@@ -6,6 +6,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
@@ -259,36 +260,36 @@ def topic_partitions(
     settings: Settings, names: Iterable[str], timeout_s: float = 15.0
 ) -> dict[str, int]:
     """{topic (without prefix): its number of partitions} for the topics that exist."""
-    admin = admin_client(settings, timeout_s)
-    try:
-        real = {settings.topic(name): name for name in names}
-        described = admin.describe_topics(list(real))
-    finally:
-        admin.close()
     return {
-        real[topic["name"]]: len(topic["partitions"])
-        for topic in described
-        if topic.get("error_code", 0) == 0 and topic["name"] in real
+        name: len(topic["partitions"]) for name, topic in _described(settings, names, timeout_s)
     }
 
 
 def topic_ids(settings: Settings, names: Iterable[str], timeout_s: float = 15.0) -> dict[str, str]:
     """{topic (without prefix): Kafka's id of it} for the topics that exist and have one (KIP-516:
     a topic deleted and made again under its name has a new id; a broker before 2.8 gives none)."""
+    return {
+        name: str(topic["topic_id"])
+        for name, topic in _described(settings, names, timeout_s)
+        if topic.get("topic_id") and str(topic["topic_id"]) != str(uuid.UUID(int=0))
+    }
+
+
+def _described(
+    settings: Settings, names: Iterable[str], timeout_s: float
+) -> list[tuple[str, dict[str, Any]]]:
+    """(topic without prefix, the broker's description of it) for the topics that exist."""
     admin = admin_client(settings, timeout_s)
     try:
         real = {settings.topic(name): name for name in names}
         described = admin.describe_topics(list(real))
     finally:
         admin.close()
-    return {
-        real[topic["name"]]: str(topic["topic_id"])
+    return [
+        (real[topic["name"]], topic)
         for topic in described
-        if topic.get("error_code", 0) == 0
-        and topic["name"] in real
-        and topic.get("topic_id")
-        and str(topic["topic_id"]) != str(uuid.UUID(int=0))
-    }
+        if topic.get("error_code", 0) == 0 and topic["name"] in real
+    ]
 
 
 def copartitioned_count(settings: Settings, timeout_s: float = 15.0) -> int:

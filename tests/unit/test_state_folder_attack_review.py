@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import socket
 from collections import Counter
 from pathlib import Path
 
@@ -25,25 +24,12 @@ import streams.cli.ops as ops
 from streams.config.settings import ConfigError, Settings
 from streams.worker.recovery import BulkRecovery
 from streams.worker.state import OFFSET_KEY
+from tests.unit import test_ops_lifecycle_review
 
 _RAW = rocksdict.Options(raw_mode=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def state_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
-    monkeypatch.setenv("STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("WEB_PORT", str(_free_port()))
-    monkeypatch.setenv("NOTIFIER_PORT", "0")
-    for name in ("API_TOKENS_FILE", "API_READ_TOKENS", "API_ADMIN_TOKENS", "SMTP_HOST"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path / "state"
+state_env = test_ops_lifecycle_review.state_env  # a worker's settings on a tmp STATE_DIR
 
 
 class _Reached(Exception):
