@@ -8,7 +8,6 @@ import logging
 import subprocess
 import sys
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import pytest
 from aiokafka import TopicPartition
@@ -21,7 +20,7 @@ from streams.http.read_model import ReadModel
 from tests.unit.test_api import LICENSE, count
 from tests.unit.test_notifier_probe import TOKEN as PROBE_TOKEN
 from tests.unit.test_notifier_probe import free_port, get, served
-from tests.unit.test_read_model_review import PartialMetadataConsumer, record
+from tests.unit.test_read_model_review import PartialMetadataConsumer, reader_of, record
 
 # A value from a request or a record, formatted as both log formats format it. EMAIL tried an
 # atom at each character of a run of letters: a 10,000-letter path with an `@` (what a refused
@@ -103,12 +102,7 @@ def test_tenant_gauges_say_nothing_until_the_read_model_caught_up(
             {counts: [record(0, 1, 0, key, count(tenant, start, end, 80, 130, months=12))]},
         ],
     )
-    applies = {
-        "licenses": lambda r: model.apply_license(r.key, r.value),
-        "active-learner-counts": lambda r: model.apply_count(r.key, r.value),
-    }
-    reader = SimpleNamespace(consumer=consumer, applies=applies, end_at_start=None)
-    reader.reached_start_ends = lambda: outputs_reader.OutputsReader.reached_start_ends(reader)
+    reader = reader_of(model, consumer)
 
     asyncio.run(outputs_reader.OutputsReader._read_once(reader))
     assert not model.caught_up.is_set()

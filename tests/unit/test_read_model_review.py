@@ -36,6 +36,18 @@ def record(
     )
 
 
+def reader_of(model: ReadModel, consumer: Any) -> SimpleNamespace:
+    """What OutputsReader._read_once needs of its reader: `consumer`, applying the licenses
+    and the count records to `model`."""
+    applies = {
+        "licenses": lambda r: model.apply_license(r.key, r.value),
+        "active-learner-counts": lambda r: model.apply_count(r.key, r.value),
+    }
+    reader = SimpleNamespace(consumer=consumer, applies=applies, end_at_start=None)
+    reader.reached_start_ends = lambda: outputs_reader.OutputsReader.reached_start_ends(reader)
+    return reader
+
+
 def test_an_older_license_left_in_an_older_partition_never_wins(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -127,12 +139,7 @@ def test_the_read_model_is_not_caught_up_before_it_assigned_every_output_topic(
             },
         ],
     )
-    applies = {
-        "licenses": lambda r: model.apply_license(r.key, r.value),
-        "active-learner-counts": lambda r: model.apply_count(r.key, r.value),
-    }
-    reader = SimpleNamespace(consumer=consumer, applies=applies, end_at_start=None)
-    reader.reached_start_ends = lambda: outputs_reader.OutputsReader.reached_start_ends(reader)
+    reader = reader_of(model, consumer)
 
     asyncio.run(outputs_reader.OutputsReader._read_once(reader))
     if model.caught_up.is_set():

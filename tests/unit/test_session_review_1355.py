@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import pytest
 from aiokafka import TopicPartition
@@ -16,7 +15,7 @@ from streams.http import outputs_reader
 from streams.http.gauges import tenant_counts_changed
 from streams.http.read_model import ReadModel
 from tests.unit.test_api import LICENSE, count
-from tests.unit.test_read_model_review import PartialMetadataConsumer, record
+from tests.unit.test_read_model_review import PartialMetadataConsumer, reader_of, record
 
 
 def test_a_count_record_not_of_the_service_does_not_stop_the_reader_at_catch_up(
@@ -45,12 +44,7 @@ def test_a_count_record_not_of_the_service_does_not_stop_the_reader_at_catch_up(
             }
         ],
     )
-    applies = {
-        "licenses": lambda r: model.apply_license(r.key, r.value),
-        "active-learner-counts": lambda r: model.apply_count(r.key, r.value),
-    }
-    reader = SimpleNamespace(consumer=consumer, applies=applies, end_at_start=None)
-    reader.reached_start_ends = lambda: outputs_reader.OutputsReader.reached_start_ends(reader)
+    reader = reader_of(model, consumer)
 
     asyncio.run(outputs_reader.OutputsReader._read_once(reader))
 
