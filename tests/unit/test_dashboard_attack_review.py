@@ -33,6 +33,7 @@ from streams.http import api_views, pages, report_views
 from streams.stages.batch import DurableBatch
 from tests.stages.pipeline import Pipeline, launch, license_
 from tests.stages.test_report_views import wire
+from tests.unit.test_reports_http_hostile_review import acme_in_apia
 from tests.unit.web_harness import ADMIN_ALL, READ_ALL, Server, bearer, isolate
 
 NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
@@ -42,22 +43,7 @@ NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
 def wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, server: Server) -> Pipeline:
     """acme, billed monthly from the 31st in Apia, with three learners in its current window
     (2026-02-28 to 2026-03-31)."""
-    isolate(monkeypatch, tmp_path)
-    p = Pipeline(partitions=3, start=NOW)
-    p.produce(
-        topics.LICENSES,
-        license_(
-            "acme",
-            cycle_start="2026-01-31",
-            window_months=1,
-            timezone="Pacific/Apia",
-            learner_limit=5,
-        ),
-    )
-    for n in range(3):
-        p.produce(topics.LAUNCHES, launch("acme", f"l{n}", f"a{n}", "2026-03-05T10:00:00+13:00"))
-    p.settle()
-    wire(monkeypatch, p, NOW, http=True)
+    p = acme_in_apia(monkeypatch, tmp_path, ["l0", "l1", "l2"])
     monkeypatch.setattr(pages, "datetime", report_views.datetime)  # the pages at NOW too
     return p
 

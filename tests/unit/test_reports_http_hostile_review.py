@@ -36,8 +36,9 @@ ODD = [
 ]
 
 
-@pytest.fixture
-def wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, server: Server) -> Pipeline:
+def acme_in_apia(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, learners: list[str]) -> Pipeline:
+    """acme, billed monthly from the 31st in Apia (its current window 2026-02-28 to 2026-03-31),
+    with one launch of each of `learners` in it, served over HTTP at NOW."""
     isolate(monkeypatch, tmp_path)
     p = Pipeline(partitions=3, start=NOW)
     p.produce(
@@ -50,11 +51,16 @@ def wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, server: Server) -> Pip
             learner_limit=5,
         ),
     )
-    for n, learner in enumerate(ODD):
+    for n, learner in enumerate(learners):
         p.produce(topics.LAUNCHES, launch("acme", learner, f"a{n}", "2026-03-05T10:00:00+13:00"))
     p.settle()
     wire(monkeypatch, p, NOW, http=True)
     return p
+
+
+@pytest.fixture
+def wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, server: Server) -> Pipeline:
+    return acme_in_apia(monkeypatch, tmp_path, ODD)
 
 
 HOSTILE = [
