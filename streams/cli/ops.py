@@ -13,6 +13,8 @@ from schemas import topics
 from streams.cli.common import CommandError, require_topics
 from streams.cli.state_lock import (
     TABLES,
+    check_claim,
+    check_state_dir_free,
     claim_state_dir,
     forget_recreated_tables,
     hold_state_dir,
@@ -126,11 +128,28 @@ def check_worker_settings(args: argparse.Namespace, settings: Settings) -> None:
         )
     prepare_state_dir(settings)
     hold_state_dir(settings.state_dir, "worker")  # (a --processes supervisor holds it too)
-    claim_state_dir(settings.state_dir, "worker", settings.app_id, settings.state_dir / TABLES)
+    if args.processes == 1:
+        claim_state_dir(settings.state_dir, "worker", settings.app_id, settings.state_dir / TABLES)
+    else:
+        check_child_state_dirs(settings, args.processes)
     TokenBook.from_env()  # a short secret or a bad tokens file
     check_metrics_token()
     log_format()
     check_web_ports(settings, args.processes)
+
+
+def check_child_state_dirs(settings: Settings, processes: int) -> None:
+    """What each child of `worker --processes N` will claim and lock (`STATE_DIR/process-<i>`;
+    none uses `STATE_DIR/v1`), checked before any topic is created: a folder of another
+    TOPIC_PREFIX, or one a lone worker holds, would otherwise stop that child once the set
+    had started (and stop the set with it). Nothing is written: each child claims its own."""
+    from streams.cli.processes import child_state_dir
+
+    for index in range(processes):
+        folder = child_state_dir(settings.state_dir, index)
+        if folder.is_dir():
+            check_state_dir_free(folder, "worker")
+            check_claim(folder, "worker", settings.app_id, folder / TABLES)
 
 
 def check_metrics_token() -> None:
