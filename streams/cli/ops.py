@@ -32,15 +32,16 @@ MAX_PORT = 65535
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     if args.partitions is not None:
         settings = replace(settings, partitions=args.partitions)
-    report = ensure_topics(settings, timeout_s=args.timeout)
+    report = ensure_topics(settings, timeout_s=args.timeout, asked=args.partitions is not None)
     for name in report.created:
         print(f"created  {name}")
     for name in report.existing:
         print(f"exists   {name}")
     for name in report.updated:
         print(f"updated  {name} (its retention, as this version needs it)")
-    # PARTITIONS (or --partitions) applies to new topics only: not to those that existed
-    shape = f"{settings.partitions} partitions, replication {settings.replication_factor}"
+    # PARTITIONS applies to a new TOPIC_PREFIX only: new topics beside existing ones get theirs
+    partitions = settings.partitions if report.partitions is None else report.partitions
+    shape = f"{partitions} partitions, replication {settings.replication_factor}"
     made = f" (created with {shape})" if report.created else ""
     print(f"{len(report.created)} created, {len(report.existing)} already existed{made}")
     return 0

@@ -85,3 +85,114 @@ def test_a_set_refuses_a_childs_folder_a_lone_worker_holds(
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # would raise if the check had kept it
     finally:
         os.close(fd)
+
+
+# -- 2. `topics --partitions N` over topics of another count -----------------------------------
+
+
+class PartitionedAdmin:
+    """kafka-python's admin client over topics that exist with these partition counts."""
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+        self.created: dict[str, int] = {}
+
+    def list_topics(self) -> list[str]:
+        return list(self.counts)
+
+    def describe_topics(self, names: list[str]) -> list[dict[str, object]]:
+        return [
+            {"name": name, "error_code": 0, "partitions": [{}] * self.counts[name]}
+            for name in names
+            if name in self.counts
+        ]
+
+    def create_topics(self, request: dict[str, dict[str, object]], **_: object) -> dict:
+        self.created.update({name: int(str(r["num_partitions"])) for name, r in request.items()})
+        return {"topics": [{"name": name, "error_code": 0} for name in request]}
+
+    def wait_for_topics(self, names: list[str], timeout_ms: int = 0) -> None:
+        pass
+
+    def describe_configs(self, *args: object, **kwargs: object) -> dict:
+        return {"topic": {}}  # "not known yet": nothing altered
+
+    def close(self) -> None:
+        pass
+
+
+def _topics_of(monkeypatch: pytest.MonkeyPatch, counts: dict[str, int]) -> PartitionedAdmin:
+    from streams.kafka import admin as admin_module
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    monkeypatch.setenv("TOPIC_PREFIX", "p-")
+    monkeypatch.setenv("PARTITIONS", "12")
+    fake = PartitionedAdmin({f"p-{name}": n for name, n in counts.items()})
+    monkeypatch.setattr(admin_module, "admin_client", lambda *a, **k: fake)
+    return fake
+
+
+# a prefix half made: the first topics `topics --partitions 6` made before it was stopped
+HALF_MADE = {"launches": 6, "active-learner-counts": 6, "learner-commands": 6, "attempts": 6}
+
+
+def test_topics_with_another_partition_count_than_the_existing_ones_creates_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`topics --partitions 12` over a prefix whose co-partitioned topics have 6 created the
+    missing ones with 12 beside them, and every worker then refused to start ("internal topics
+    disagree"), for good: Kafka cannot take partitions away. It is refused up front."""
+    from streams.cli.main import run
+
+    fake = _topics_of(monkeypatch, HALF_MADE)
+    assert run(["topics", "--partitions", "12"]) == 1
+    out, err = capsys.readouterr()
+    assert fake.created == {} and out == ""
+    assert err.count("\n") == 1 and "--partitions 12" in err and "exist with 6 partitions" in err
+    assert "learner-commands" in err and "launches" not in err  # an input may have any count
+
+
+def test_topics_and_the_worker_create_missing_topics_with_the_existing_count(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --partitions (`topics`, and the worker's own topic creation), PARTITIONS applies
+    to a new prefix only: new topics beside existing co-partitioned ones get their count."""
+    from schemas.topics import TOPICS
+    from streams.cli.main import run
+
+    fake = _topics_of(monkeypatch, HALF_MADE)
+    assert run(["topics"]) == 0
+    assert set(fake.created) == {f"p-{spec.name}" for spec in TOPICS} - set(fake.counts)
+    assert set(fake.created.values()) == {6}
+    assert "(created with 6 partitions" in capsys.readouterr().out
+    fake = _topics_of(monkeypatch, HALF_MADE)
+    assert run(["topics", "--partitions", "6"]) == 0 and set(fake.created.values()) == {6}
+    fake = _topics_of(monkeypatch, HALF_MADE)
+    ops.ensure_topics(Settings.from_env(), timeout_s=1.0)  # as `worker` calls it
+    assert len(fake.created) == 12 and set(fake.created.values()) == {6}
+
+
+@pytest.mark.parametrize(
+    ("counts", "partitions", "asked", "expected"),
+    [
+        ({}, 12, False, 12),  # a new prefix: PARTITIONS
+        ({}, 12, True, 12),
+        ({"launches": 3, "licenses": 1}, 12, True, 12),  # inputs may have any count
+        ({"learner-commands": 6}, 12, False, 6),  # theirs: PARTITIONS is for new prefixes
+        ({"learner-commands": 6, "attempts": 6}, 6, True, 6),
+        ({"learner-commands": 6}, 12, True, "--partitions 12: .* exist with 6 partitions"),
+        ({"attempts": 6, "tenant-commands": 4}, 6, False, r"disagree .*attempts 6, tenant"),
+        ({"attempts": 6, "tenant-commands": 4}, 6, True, "disagree"),
+    ],
+)
+def test_copartitioned_partitions(
+    counts: dict[str, int], partitions: int, asked: bool, expected: int | str
+) -> None:
+    from streams.kafka.admin import TopicMismatch, copartitioned_partitions
+
+    if isinstance(expected, int):
+        assert copartitioned_partitions(counts, partitions, asked) == expected
+        return
+    with pytest.raises(TopicMismatch, match=expected) as info:
+        copartitioned_partitions(counts, partitions, asked)
+    assert "\n" not in str(info.value)
