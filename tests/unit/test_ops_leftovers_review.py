@@ -196,3 +196,47 @@ def test_copartitioned_partitions(
     with pytest.raises(TopicMismatch, match=expected) as info:
         copartitioned_partitions(counts, partitions, asked)
     assert "\n" not in str(info.value)
+
+
+# -- 3. SMTP_* settings without SMTP_HOST --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"SMTP_PORT": "587"}, "SMTP_PORT"),
+        ({"SMTP_HOTS": "mail.example", "SMTP_FROM": "lms@x.example"}, "SMTP_FROM, SMTP_HOTS"),
+        ({"SMTP_USERNAME": "lms", "SMTP_PASSWORD": "s3cret-pw"}, "SMTP_PASSWORD, SMTP_USERNAME"),
+        ({"SMTP_TLS": "implicit", "SMTP_HOST": "  "}, "SMTP_TLS"),
+        ({"SMTP_CAFILE": "/etc/ssl/ca.pem"}, "SMTP_CAFILE"),
+    ],
+)
+def test_smtp_settings_without_smtp_host_are_a_one_line_error(
+    env: dict[str, str], named: str
+) -> None:
+    """Without SMTP_HOST the other SMTP_* settings were not read at all: a forgotten or mistyped
+    SMTP_HOST (`SMTP_HOTS`) beside them wrote every e-mail to the outbox folder, unsent, with
+    nothing said but an INFO line per e-mail."""
+    from streams.notifier.smtp import SmtpSettings
+
+    with pytest.raises(ConfigError) as info:
+        SmtpSettings.from_env(env)
+    message = str(info.value)
+    assert message.startswith(f"{named} set without SMTP_HOST") and "\n" not in message
+    assert "s3cret-pw" not in message and "lms" not in message
+
+
+def test_the_notifier_stops_before_anything_on_smtp_settings_without_smtp_host(
+    state_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streams.cli.main import run
+
+    def created(*args: object, **kwargs: object) -> None:
+        raise AssertionError("topics created for a refused notifier")
+
+    monkeypatch.setattr(ops, "ensure_topics", created)
+    monkeypatch.setenv("SMTP_PORT", "587")
+    assert run(["notifier"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "SMTP_PORT set without SMTP_HOST" in err, err
+    assert not state_env.exists()  # nothing made, not even the state folder
