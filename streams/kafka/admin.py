@@ -137,8 +137,7 @@ def ensure_topics(
         existing = sorted(name for name in wanted if name in existing_names)
         present = [name for name in COPARTITIONED if settings.topic(name) in existing_names]
         counts = {
-            name: len(topic["partitions"])
-            for name, topic in _describe(admin, settings, present)
+            name: len(topic["partitions"]) for name, topic in _describe(admin, settings, present)
         }
         partitions = copartitioned_partitions(counts, settings.partitions, asked=asked)
         if missing:
@@ -319,7 +318,9 @@ def copartitioned_count(settings: Settings, timeout_s: float = 15.0) -> int:
     return copartitioned_partitions(counts, settings.partitions)
 
 
-def copartitioned_partitions(counts: Mapping[str, int], partitions: int, asked: bool = False) -> int:
+def copartitioned_partitions(
+    counts: Mapping[str, int], partitions: int, asked: bool = False
+) -> int:
     """The partition count of the co-partitioned topics (`schemas.topics.COPARTITIONED`), from
     those that exist (`counts`: topic without prefix -> its partitions): theirs, or `partitions`
     (PARTITIONS) when none exists. TopicMismatch when they disagree, or when `asked`
