@@ -280,7 +280,11 @@ class Notifier:
             self.webhook_secret,
             channel=replace(WEBHOOKS, unwanted=self.no_longer_configured),
         )
-        probe = await start_probe(self.settings.web_host, self.settings.notifier_port)
+        probe = await start_probe(
+            self.settings.web_host,
+            self.settings.notifier_port,
+            self.settings.web_trusted_proxies,
+        )
         if probe is not None:
             where = f"{self.settings.web_host}:{self.settings.notifier_port}"
             log.info("notifier: /metrics and /health on http://%s", where)

@@ -75,7 +75,9 @@ def test_a_set_refuses_a_childs_folder_a_lone_worker_holds(
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.pwrite(fd, b"4242\n", 0)
-        with pytest.raises(ConfigError, match=r"process-0 is in use by another worker \(pid 4242\)"):
+        with pytest.raises(
+            ConfigError, match=r"process-0 is in use by another worker \(pid 4242\)"
+        ):
             _set(monkeypatch, "p-")
     finally:
         os.close(fd)
@@ -240,3 +242,36 @@ def test_the_notifier_stops_before_anything_on_smtp_settings_without_smtp_host(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "SMTP_PORT set without SMTP_HOST" in err, err
     assert not state_env.exists()  # nothing made, not even the state folder
+
+
+# -- 5. a wrong METRICS_TOKEN at the notifier's /metrics -----------------------------------------
+
+
+def test_the_notifiers_metrics_log_and_limit_wrong_tokens_as_the_worker_does(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker logs a wrong METRICS_TOKEN with the client's address and answers an address
+    with 10 wrong secrets within a minute 429 for the next minute; the notifier's /metrics
+    answered 401 without end and said nothing, so its token could be guessed at line speed
+    unnoticed. Both use the same FailureLimiter now."""
+    from tests.unit.test_notifier_probe import TOKEN, free_port, get, served
+
+    monkeypatch.setenv("METRICS_TOKEN", TOKEN)
+    port = free_port()
+    guess = "g" * 40
+
+    async def calls() -> list[tuple[int, str, str]]:
+        answers = [await get(port, "/metrics") for _ in range(12)]  # no secret: no guess
+        answers += [await get(port, "/metrics", guess) for _ in range(10)]
+        answers.append(await get(port, "/metrics", TOKEN))  # the right one, from that address
+        answers.append(await get(port, "/health"))
+        return answers
+
+    caplog.set_level("WARNING", logger="active_learners.notifier")
+    answers = served(calls(), port)
+    statuses = [status for status, _, _ in answers]
+    assert statuses == [401] * 22 + [429, 200], statuses
+    assert "try again in a minute" in answers[-2][2]
+    refused = [r.getMessage() for r in caplog.records if "refused a metrics token" in r.message]
+    assert len(refused) == 10 and "from 127.0.0.1 (GET /metrics)" in refused[0], refused
+    assert guess not in caplog.text and TOKEN not in caplog.text
