@@ -7,7 +7,7 @@ with the worker's rule for `METRICS_TOKEN`: when it is set, `/metrics` needs
 `Authorization: Bearer <it>`; a wrong one is logged with the client's address (never the
 secret) and counted against it, and an address with 10 wrong ones within a minute gets 429 for
 the next minute (streams/worker/failed_secrets.py, as the worker's guard does). Its series
-name no tenant (outcomes only).
+name no tenant (outcomes only); the worker's are not among them (streams/notifier/metrics.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import os
 from collections.abc import Iterable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streams.notifier.metrics import NOTIFIER
 from streams.worker import malformed_http
 from streams.worker.failed_secrets import (
     TOO_MANY,
@@ -68,7 +69,7 @@ def probe_app(
                     headers={**EVERY_ANSWER, "WWW-Authenticate": "Bearer"},
                 )
         return web.Response(
-            body=generate_latest(REGISTRY),
+            body=generate_latest(NOTIFIER),
             headers={**EVERY_ANSWER, "Content-Type": CONTENT_TYPE_LATEST},
         )
 

@@ -275,3 +275,32 @@ def test_the_notifiers_metrics_log_and_limit_wrong_tokens_as_the_worker_does(
     refused = [r.getMessage() for r in caplog.records if "refused a metrics token" in r.message]
     assert len(refused) == 10 and "from 127.0.0.1 (GET /metrics)" in refused[0], refused
     assert guess not in caplog.text and TOKEN not in caplog.text
+
+
+# -- 4. what the notifier's /metrics lists -------------------------------------------------------
+
+
+def test_the_notifiers_metrics_list_its_own_series_and_the_processs_not_the_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The notifier imports streams.stages (the dead letters it writes), and with it the worker's
+    counters and gauges: its /metrics listed all of them (launches, lag, tenants' gauges...) at 0
+    for ever, one more always idle target for every query on a worker's series."""
+    import streams.notifier.service  # noqa: F401  (its counters)
+    import streams.stages.metrics  # noqa: F401  (the worker's, as the notifier's process has them)
+    from tests.unit.test_notifier_probe import free_port, get, served
+
+    monkeypatch.delenv("METRICS_TOKEN", raising=False)
+    port = free_port()
+    status, _, text = served(get(port, "/metrics"), port)
+    listed = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    assert status == 200
+    own = {
+        "active_learners_notifications_total",
+        "active_learners_deferred_mail_total",
+        "active_learners_deferred_mail_pending",
+        "active_learners_webhook_deliveries_total",
+        "active_learners_webhook_pending",
+    }
+    assert {name for name in listed if name.startswith("active_learners_")} == own, listed
+    assert {"process_resident_memory_bytes", "python_gc_collections_total", "python_info"} <= listed
