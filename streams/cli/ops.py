@@ -13,6 +13,8 @@ from schemas import topics
 from streams.cli.common import CommandError, require_topics
 from streams.cli.state_lock import (
     TABLES,
+    check_claim,
+    check_state_dir_free,
     claim_state_dir,
     forget_recreated_tables,
     hold_state_dir,
@@ -30,15 +32,16 @@ MAX_PORT = 65535
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     if args.partitions is not None:
         settings = replace(settings, partitions=args.partitions)
-    report = ensure_topics(settings, timeout_s=args.timeout)
+    report = ensure_topics(settings, timeout_s=args.timeout, asked=args.partitions is not None)
     for name in report.created:
         print(f"created  {name}")
     for name in report.existing:
         print(f"exists   {name}")
     for name in report.updated:
         print(f"updated  {name} (its retention, as this version needs it)")
-    # PARTITIONS (or --partitions) applies to new topics only: not to those that existed
-    shape = f"{settings.partitions} partitions, replication {settings.replication_factor}"
+    # PARTITIONS applies to a new TOPIC_PREFIX only: new topics beside existing ones get theirs
+    partitions = settings.partitions if report.partitions is None else report.partitions
+    shape = f"{partitions} partitions, replication {settings.replication_factor}"
     made = f" (created with {shape})" if report.created else ""
     print(f"{len(report.created)} created, {len(report.existing)} already existed{made}")
     return 0
@@ -126,11 +129,28 @@ def check_worker_settings(args: argparse.Namespace, settings: Settings) -> None:
         )
     prepare_state_dir(settings)
     hold_state_dir(settings.state_dir, "worker")  # (a --processes supervisor holds it too)
-    claim_state_dir(settings.state_dir, "worker", settings.app_id, settings.state_dir / TABLES)
+    if args.processes == 1:
+        claim_state_dir(settings.state_dir, "worker", settings.app_id, settings.state_dir / TABLES)
+    else:
+        check_child_state_dirs(settings, args.processes)
     TokenBook.from_env()  # a short secret or a bad tokens file
     check_metrics_token()
     log_format()
     check_web_ports(settings, args.processes)
+
+
+def check_child_state_dirs(settings: Settings, processes: int) -> None:
+    """What each child of `worker --processes N` will claim and lock (`STATE_DIR/process-<i>`;
+    none uses `STATE_DIR/v1`), checked before any topic is created: a folder of another
+    TOPIC_PREFIX, or one a lone worker holds, would otherwise stop that child once the set
+    had started (and stop the set with it). Nothing is written: each child claims its own."""
+    from streams.cli.processes import child_state_dir
+
+    for index in range(processes):
+        folder = child_state_dir(settings.state_dir, index)
+        if folder.is_dir():
+            check_state_dir_free(folder, "worker")
+            check_claim(folder, "worker", settings.app_id, folder / TABLES)
 
 
 def check_metrics_token() -> None:

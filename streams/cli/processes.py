@@ -29,6 +29,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from types import FrameType
 
 from streams.cli.common import CommandError
@@ -61,11 +62,17 @@ def _child_setup(libc: ctypes.CDLL | None, supervisor: int) -> None:
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+def child_state_dir(state_dir: Path, index: int) -> Path:
+    """Child `index`'s STATE_DIR (its lock, its claim, its tables): the supervisor's own
+    folder holds only the set's lock."""
+    return state_dir / f"process-{index}"
+
+
 def child_environment(settings: Settings, index: int) -> dict[str, str]:
     """What makes child `index` a worker of its own: its state folder and web port."""
     return {
         **os.environ,
-        "STATE_DIR": str(settings.state_dir / f"process-{index}"),
+        "STATE_DIR": str(child_state_dir(settings.state_dir, index)),
         "WEB_PORT": str(settings.web_port + index),
         SUPERVISED_ENV: str(os.getpid()),  # its ShutdownGuard: see there
     }

@@ -43,6 +43,30 @@ def hold_state_dir(state_dir: Path, kind: str) -> Path:
         raise ConfigError(
             f"STATE_DIR={state_dir}: cannot open {path.name} ({exc.strerror})"
         ) from None
+    _lock(fd, state_dir, kind)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held[path] = fd
+    return path
+
+
+def check_state_dir_free(state_dir: Path, kind: str) -> None:
+    """ConfigError, as `hold_state_dir` gives it, when a process holds `STATE_DIR/<kind>.lock`
+    now; the lock is not kept (for a folder a child process will hold: `worker --processes`)."""
+    try:
+        fd = os.open(state_dir / f"{kind}.lock", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return  # never held
+    except OSError as exc:
+        raise ConfigError(
+            f"STATE_DIR={state_dir}: cannot open {kind}.lock ({exc.strerror})"
+        ) from None
+    _lock(fd, state_dir, kind)
+    os.close(fd)  # the lock with it
+
+
+def _lock(fd: int, state_dir: Path, kind: str) -> None:
+    """`flock` of the open lock file `fd`, or ConfigError (the fd then closed)."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -55,12 +79,8 @@ def hold_state_dir(state_dir: Path, kind: str) -> Path:
     except OSError as exc:  # a file system without locks (some network mounts)
         os.close(fd)
         raise ConfigError(
-            f"STATE_DIR={state_dir}: cannot lock {path.name} ({exc.strerror})"
+            f"STATE_DIR={state_dir}: cannot lock {kind}.lock ({exc.strerror})"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    _held[path] = fd
-    return path
 
 
 def _holder(fd: int) -> str:
@@ -86,22 +106,9 @@ def claim_state_dir(state_dir: Path, kind: str, app_id: str, data: Path) -> None
     from another deployment (its `data` removed) loses that one's `STATE_DIR/<kind>.topics`
     too (forget_recreated_tables): its topic ids are not this deployment's (helper-94)."""
     marker = state_dir / f"{kind}.deployment"
-    try:
-        # empty: a crash (power loss) before the first start's write reached the disk, beside
-        # tables RocksDB did sync; it names nobody, as no marker does (helper-94)
-        named: str | None = marker.read_text(encoding="utf-8").strip() or None
-    except FileNotFoundError:
-        named = None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"STATE_DIR={state_dir}: cannot read {marker.name} ({exc})") from None
+    named = check_claim(state_dir, kind, app_id, data)
     if named == app_id:
         return
-    if named is not None and _holds_files(data):
-        raise ConfigError(
-            f"STATE_DIR={state_dir} holds the {kind} state of {named!r}, not of {app_id!r} "
-            f"(another TOPIC_PREFIX); give this {kind} a STATE_DIR of its own, or remove "
-            f"{data} to start it afresh"
-        )
     try:
         if named is not None:  # the earlier deployment's record of its topics goes with it
             (state_dir / f"{kind}.topics").unlink(missing_ok=True)
@@ -110,6 +117,28 @@ def claim_state_dir(state_dir: Path, kind: str, app_id: str, data: Path) -> None
         raise ConfigError(
             f"STATE_DIR={state_dir}: cannot write {marker.name} ({exc.strerror})"
         ) from None
+
+
+def check_claim(state_dir: Path, kind: str, app_id: str, data: Path) -> str | None:
+    """The deployment `STATE_DIR/<kind>.deployment` names (None: none), or ConfigError when it
+    is another than `app_id` and `data` holds its state (see `claim_state_dir`). Writes
+    nothing: for a folder a child process will claim (`worker --processes`)."""
+    marker = state_dir / f"{kind}.deployment"
+    try:
+        # empty: a crash (power loss) before the first start's write reached the disk, beside
+        # tables RocksDB did sync; it names nobody, as no marker does (helper-94)
+        named: str | None = marker.read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        named = None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"STATE_DIR={state_dir}: cannot read {marker.name} ({exc})") from None
+    if named not in (None, app_id) and _holds_files(data):
+        raise ConfigError(
+            f"STATE_DIR={state_dir} holds the {kind} state of {named!r}, not of {app_id!r} "
+            f"(another TOPIC_PREFIX); give this {kind} a STATE_DIR of its own, or remove "
+            f"{data} to start it afresh"
+        )
+    return named
 
 
 def forget_recreated_tables(

@@ -245,14 +245,6 @@ class TokenBook:
         return f"API tokens: {len(tokens) - admins} read, {admins} admin{source}"
 
 
-def bearer(header: str | None) -> str | None:
-    """The secret of an `Authorization: Bearer <secret>` header."""
-    if not header:
-        return None
-    scheme, _, secret = header.strip().partition(" ")
-    return secret.strip() or None if scheme.lower() == "bearer" else None
-
-
 def _check_unique_names(tokens: list[Token]) -> None:
     names = [token.name for token in tokens]
     doubled = sorted({name for name in names if names.count(name) > 1})

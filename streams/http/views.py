@@ -28,17 +28,21 @@ from streams.http.access import (
     HTML_ANSWER,
     OPEN,
     Caller,
-    FailureLimiter,
     Session,
     Sessions,
-    client_address,
     host_allowed,
     is_json,
-    same_secret,
 )
 from streams.http.api import ApiError
-from streams.http.tokens import Token, TokenBook, bearer
+from streams.http.tokens import Token, TokenBook
 from streams.worker.app import settings
+from streams.worker.failed_secrets import (
+    TOO_MANY,
+    FailureLimiter,
+    bearer,
+    client_address,
+    same_secret,
+)
 
 log = logging.getLogger("active_learners.http")
 
@@ -48,7 +52,6 @@ failures = FailureLimiter()
 SESSION_COOKIE = "al_session"
 FORM_COOKIE = "al_form"  # the CSRF token of a browser without a session (sign-in, open mode)
 UNGUARDED = ("/health", "/ready")  # probes: never rate limited
-TOO_MANY = "too many failed attempts from this address; try again in a minute"
 FORM_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")  # what secrets.token_urlsafe(32) gives
 
 

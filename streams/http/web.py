@@ -17,13 +17,12 @@ from streams.http import (  # noqa: F401  (register the API, the reports and the
     pages,
     report_views,
 )
-from streams.http.access import same_secret
 from streams.http.outputs_reader import model
-from streams.http.tokens import bearer
 from streams.http.views import guard, refused_secret, tokens
 from streams.stages import keys
 from streams.worker import malformed_http
 from streams.worker.app import app, settings
+from streams.worker.failed_secrets import bearer, same_secret
 from streams.worker.runtime import local_state
 
 app.web.web_app.middlewares.append(guard)  # type: ignore[attr-defined]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ class TopicsReport:
     created: tuple[str, ...]
     existing: tuple[str, ...]
     updated: tuple[str, ...] = ()  # existing topics given the settings the service relies on
+    partitions: int | None = None  # what topics it created were given (None: PARTITIONS)
 
 
 class _ConnectionFailures(logging.Handler):
@@ -116,10 +117,16 @@ def is_local_broker(settings: Settings) -> bool:
 
 
 def ensure_topics(
-    settings: Settings, specs: Iterable[TopicSpec] = TOPICS, timeout_s: float = 15.0
+    settings: Settings,
+    specs: Iterable[TopicSpec] = TOPICS,
+    timeout_s: float = 15.0,
+    *,
+    asked: bool = False,
 ) -> TopicsReport:
     """Create every missing topic; give existing ones the settings the service relies on
-    (`_hold_configs`). Idempotent."""
+    (`_hold_configs`). Idempotent. New topics get the partition count of the co-partitioned
+    topics that exist, else PARTITIONS (`copartitioned_partitions`; `asked`: PARTITIONS is
+    `topics --partitions N`, which another existing count refuses before anything is made)."""
     specs = list(specs)
     admin = admin_client(settings, timeout_s)
     try:
@@ -128,10 +135,15 @@ def ensure_topics(
         missing = {name: spec for name, spec in wanted.items() if name not in existing_names}
         created: list[str] = []
         existing = sorted(name for name in wanted if name in existing_names)
+        present = [name for name in COPARTITIONED if settings.topic(name) in existing_names]
+        counts = {
+            name: len(topic["partitions"]) for name, topic in _describe(admin, settings, present)
+        }
+        partitions = copartitioned_partitions(counts, settings.partitions, asked=asked)
         if missing:
             request = {
                 name: {
-                    "num_partitions": settings.partitions,
+                    "num_partitions": partitions,
                     "replication_factor": settings.replication_factor,
                     "configs": spec.configs(),
                 }
@@ -152,7 +164,7 @@ def ensure_topics(
                     raise TopicSetupError(f"could not create topic {name}: {error.__name__}")
             admin.wait_for_topics(created, timeout_ms=int(timeout_s * 1000))
         updated = _hold_configs(admin, {name: wanted[name] for name in existing})
-        return TopicsReport(tuple(created), tuple(sorted(existing)), tuple(updated))
+        return TopicsReport(tuple(created), tuple(sorted(existing)), tuple(updated), partitions)
     finally:
         admin.close()
 
@@ -281,10 +293,18 @@ def _described(
     """(topic without prefix, the broker's description of it) for the topics that exist."""
     admin = admin_client(settings, timeout_s)
     try:
-        real = {settings.topic(name): name for name in names}
-        described = admin.describe_topics(list(real))
+        return _describe(admin, settings, names)
     finally:
         admin.close()
+
+
+def _describe(
+    admin: KafkaAdminClient, settings: Settings, names: Iterable[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    real = {settings.topic(name): name for name in names}
+    if not real:
+        return []
+    described = admin.describe_topics(list(real))
     return [
         (real[topic["name"]], topic)
         for topic in described
@@ -295,13 +315,35 @@ def _described(
 def copartitioned_count(settings: Settings, timeout_s: float = 15.0) -> int:
     """The partition count shared by the stages' internal topics; an error when they disagree."""
     counts = topic_partitions(settings, COPARTITIONED, timeout_s)
-    if len(set(counts.values())) > 1:
-        listed = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+    return copartitioned_partitions(counts, settings.partitions)
+
+
+def copartitioned_partitions(
+    counts: Mapping[str, int], partitions: int, asked: bool = False
+) -> int:
+    """The partition count of the co-partitioned topics (`schemas.topics.COPARTITIONED`), from
+    those that exist (`counts`: topic without prefix -> its partitions): theirs, or `partitions`
+    (PARTITIONS) when none exists. TopicMismatch when they disagree, or when `asked`
+    (`topics --partitions N`) and N is not theirs: the missing ones made with N beside them
+    would stop every worker, and Kafka cannot take partitions away."""
+    found = {name: n for name, n in counts.items() if name in COPARTITIONED}
+    if len(set(found.values())) > 1:
+        listed = ", ".join(f"{name} {n}" for name, n in sorted(found.items()))
         raise TopicMismatch(
             f"internal topics disagree on their partition count ({listed}); "
             "recreate them with one count (e.g. a new TOPIC_PREFIX)"
         )
-    return counts.get("learner-commands", settings.partitions)
+    if not found:
+        return partitions
+    (existing,) = set(found.values())
+    if asked and partitions != existing:
+        listed = ", ".join(sorted(found))
+        raise TopicMismatch(
+            f"--partitions {partitions}: the topics that must share one count exist with "
+            f"{existing} partitions ({listed}); nothing created: give --partitions {existing}, "
+            f"or a new TOPIC_PREFIX for {partitions}"
+        )
+    return existing
 
 
 class TopicSetupError(RuntimeError):

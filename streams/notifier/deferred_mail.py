@@ -41,22 +41,26 @@ import aiosmtplib
 from prometheus_client import Counter, Gauge
 
 from streams.domain.decoding import Rejected
-from streams.notifier import smtp
+from streams.notifier import metrics, smtp
 from streams.notifier.mail import compose, decode_event
 from streams.notifier.smtp import SmtpSettings
 from streams.notifier.webhooks import Answer, Channel, Delivery
 
-deferred_mail_total = Counter(
-    "active_learners_deferred_mail_total",
-    "E-mails a mailbox refused for now (one per event and address), by outcome: enqueued, "
-    "delivered, gave_up (refused for good, or still refused 24 h after it was enqueued), "
-    "dropped (its address no longer in the license's notify list); retry counts each failed "
-    "try tried again",
-    ["outcome"],
+deferred_mail_total = metrics.own(
+    Counter(
+        "active_learners_deferred_mail_total",
+        "E-mails a mailbox refused for now (one per event and address), by outcome: enqueued, "
+        "delivered, gave_up (refused for good, or still refused 24 h after it was enqueued), "
+        "dropped (its address no longer in the license's notify list); retry counts each failed "
+        "try tried again",
+        ["outcome"],
+    )
 )
-deferred_mail_pending = Gauge(
-    "active_learners_deferred_mail_pending",
-    "E-mails a mailbox refused for now, enqueued and not yet delivered or given up",
+deferred_mail_pending = metrics.own(
+    Gauge(
+        "active_learners_deferred_mail_pending",
+        "E-mails a mailbox refused for now, enqueued and not yet delivered or given up",
+    )
 )
 
 

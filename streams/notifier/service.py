@@ -56,7 +56,7 @@ from streams.config.settings import Settings
 from streams.domain.dead_letters import dead_letter, encode
 from streams.domain.decoding import Rejected
 from streams.kafka.admin import topic_configs
-from streams.notifier import forgetting, smtp
+from streams.notifier import forgetting, metrics, smtp
 from streams.notifier.deferred_mail import MailTaken, SmtpCourier, deferred_mail_channel
 from streams.notifier.licenses import LicenseReader, WebhookBook
 from streams.notifier.mail import (
@@ -88,13 +88,15 @@ FIRST_BACKOFF_S = 1.0  # while the SMTP server itself fails, before the next eve
 MAX_BACKOFF_S = 30.0
 OUTBOX_SENDER = "active-learners@localhost"
 
-notifications_total = Counter(
-    "active_learners_notifications_total",
-    "Threshold events handled by the notifier, by outcome: per event sent, outbox, deferred "
-    "(no address took it yet, some are retried on their own), duplicate, skipped_backfill, "
-    "no_recipients, invalid or refused (both dead-lettered); per address address_invalid, "
-    "address_refused or address_deferred; per failed SMTP try of the server smtp_retry",
-    ["outcome"],
+notifications_total = metrics.own(
+    Counter(
+        "active_learners_notifications_total",
+        "Threshold events handled by the notifier, by outcome: per event sent, outbox, deferred "
+        "(no address took it yet, some are retried on their own), duplicate, skipped_backfill, "
+        "no_recipients, invalid or refused (both dead-lettered); per address address_invalid, "
+        "address_refused or address_deferred; per failed SMTP try of the server smtp_retry",
+        ["outcome"],
+    )
 )
 
 
@@ -280,7 +282,11 @@ class Notifier:
             self.webhook_secret,
             channel=replace(WEBHOOKS, unwanted=self.no_longer_configured),
         )
-        probe = await start_probe(self.settings.web_host, self.settings.notifier_port)
+        probe = await start_probe(
+            self.settings.web_host,
+            self.settings.notifier_port,
+            self.settings.web_trusted_proxies,
+        )
         if probe is not None:
             where = f"{self.settings.web_host}:{self.settings.notifier_port}"
             log.info("notifier: /metrics and /health on http://%s", where)

@@ -65,10 +65,22 @@ class SmtpSettings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> SmtpSettings | None:
-        """None when SMTP_HOST is not set: mail then goes to the outbox folder."""
+        """None when SMTP_HOST is not set: mail then goes to the outbox folder. Any other
+        `SMTP_*` set without it is a ConfigError: a forgotten or mistyped SMTP_HOST (`SMTP_HOTS`)
+        beside SMTP_PORT or SMTP_USERNAME would write every e-mail to the outbox, unsent."""
         tls, legacy_starttls = _tls_mode(env)  # checked without SMTP_HOST too: a typo shows
         host = env.get("SMTP_HOST", "").strip()
         if not host:
+            stray = sorted(
+                name
+                for name, value in env.items()
+                if name.startswith("SMTP_") and name != "SMTP_HOST" and value.strip()
+            )
+            if stray:
+                raise ConfigError(
+                    f"{', '.join(stray)} set without SMTP_HOST: set SMTP_HOST to send e-mail "
+                    "over SMTP, or unset them to write it to STATE_DIR/outbox"
+                )
             return None
         default_port = "465" if tls == "implicit" else "587" if legacy_starttls else "25"
         smtp = cls(

@@ -52,6 +52,7 @@ from urllib.parse import urlsplit
 from prometheus_client import Counter, Gauge
 
 from streams.config.settings import APP_NAME, ConfigError
+from streams.notifier import metrics
 
 log = logging.getLogger("active_learners.notifier.webhooks")
 
@@ -73,16 +74,18 @@ EVENT_HEADER = "X-Active-Learners-Event"
 SIGNATURE_HEADER = "X-Active-Learners-Signature"
 USER_AGENT = f"{APP_NAME}-webhooks"
 
-webhook_deliveries_total = Counter(
-    "active_learners_webhook_deliveries_total",
-    "Webhook deliveries (one per event and URL), by outcome: enqueued, delivered, gave_up "
-    "(still failing 24 h after it was enqueued, or to a URL the HTTP client will not request), "
-    "dropped (its URL no longer in the license's webhooks); retry counts each failed try tried "
-    "again",
-    ["outcome"],
+webhook_deliveries_total = metrics.own(
+    Counter(
+        "active_learners_webhook_deliveries_total",
+        "Webhook deliveries (one per event and URL), by outcome: enqueued, delivered, gave_up "
+        "(still failing 24 h after it was enqueued, or to a URL the HTTP client will not request), "
+        "dropped (its URL no longer in the license's webhooks); retry counts each failed try tried "
+        "again",
+        ["outcome"],
+    )
 )
-webhook_pending = Gauge(
-    "active_learners_webhook_pending", "Webhook deliveries enqueued and not yet delivered"
+webhook_pending = metrics.own(
+    Gauge("active_learners_webhook_pending", "Webhook deliveries enqueued and not yet delivered")
 )
 
 

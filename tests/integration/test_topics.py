@@ -159,10 +159,14 @@ def test_a_worker_refuses_topics_that_disagree(settings: Settings) -> None:
     try:
         from kafka.admin import NewTopic
 
-        admin.create_topics([NewTopic(settings.topic("learner-commands"), 6, 1)])
+        admin.create_topics(
+            [
+                NewTopic(settings.topic("learner-commands"), 6, 1),
+                NewTopic(settings.topic("tenant-commands"), 4, 1),
+            ]
+        )
     finally:
         admin.close()
-    ensure_topics(settings)  # the others with 4
     result = _run_cli(settings, "worker", "--timeout", "10")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()

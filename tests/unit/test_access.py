@@ -17,7 +17,6 @@ from streams.http import api
 from streams.http.access import (
     OPEN,
     Caller,
-    FailureLimiter,
     Sessions,
     deletion_refusal,
     host_allowed,
@@ -25,7 +24,8 @@ from streams.http.access import (
     is_json,
 )
 from streams.http.read_model import ReadModel
-from streams.http.tokens import TokenBook, bearer
+from streams.http.tokens import TokenBook
+from streams.worker.failed_secrets import FailureLimiter, bearer
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 READ = "r" * 32
@@ -408,7 +408,7 @@ def test_a_request_under_a_used_id_never_hides_the_request_that_owns_it() -> Non
 
 
 def test_the_client_address_behind_a_trusted_proxy() -> None:
-    from streams.http.access import client_address
+    from streams.worker.failed_secrets import client_address
 
     proxies = ("10.0.0.5",)
     assert client_address("10.0.0.5", "203.0.113.9", proxies) == "203.0.113.9"

@@ -15,8 +15,9 @@ import pytest
 import streams.cli.ops as ops
 from streams.cli.main import run
 from streams.config.settings import ConfigError, Settings
-from streams.http.tokens import TokenBook, bearer
+from streams.http.tokens import TokenBook
 from streams.notifier.smtp import SmtpSettings
+from streams.worker.failed_secrets import bearer
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "s" * 40
@@ -104,7 +105,7 @@ def test_one_sha256_given_to_two_file_tokens_is_refused(tmp_path) -> None:
 
 # -- 4. `name: secret` (a blank after the colon): a token no request can ever present -----------
 # tokens.py:67-73 keeps the blanks in the secret (and counts them towards the 32 characters);
-# bearer() (tokens.py:235-236) strips the presented secret, so its hash never matches.
+# bearer() (streams/worker/failed_secrets.py) strips the presented secret: its hash never matches.
 
 
 @pytest.mark.parametrize("secret", [" " + SECRET, " " * 31 + "x"])

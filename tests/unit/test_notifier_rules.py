@@ -166,7 +166,8 @@ def test_smtp_settings(env, expected) -> None:
 
 
 def test_without_smtp_host_mail_goes_to_the_outbox() -> None:
-    assert SmtpSettings.from_env({"SMTP_USERNAME": "u"}) is None
+    assert SmtpSettings.from_env({}) is None
+    assert SmtpSettings.from_env({"SMTP_HOST": " ", "SMTP_USERNAME": "", "PATH": "/bin"}) is None
 
 
 def test_smtp_from_may_carry_a_name_and_the_start_line_no_password() -> None:

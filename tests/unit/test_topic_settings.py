@@ -117,6 +117,13 @@ class FakeAdmin(KafkaAdminClient):
     def list_topics(self) -> list[str]:
         return list(self.broker.topics) if not self.create_error else []
 
+    def describe_topics(self, names: list[str]) -> list[dict[str, Any]]:
+        return [
+            {"name": name, "error_code": 0, "partitions": [{}] * 12}
+            for name in names
+            if name in self.broker.topics
+        ]
+
     def create_topics(self, request: dict, **_: Any) -> dict:
         # another worker starting at the same moment created them first
         return {"topics": [{"name": n, "error_code": self.create_error} for n in request]}

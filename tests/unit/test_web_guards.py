@@ -30,6 +30,7 @@ import pytest
 
 import streams.http.access as access
 import streams.http.views as views_module
+import streams.worker.failed_secrets as failed_secrets
 from streams.http import api_views, dashboard
 from tests.unit.web_harness import (
     ADMIN_ACME,
@@ -135,7 +136,7 @@ def test_a_bearer_secret_that_is_not_utf8_sends_the_dashboard_to_sign_in(server:
     assert status == 303 and b"Location: /signin\r\n" in answer, answer[-200:]
 
 
-class WatchedLimiter(access.FailureLimiter):
+class WatchedLimiter(failed_secrets.FailureLimiter):
     """A failure limiter that tells when it was asked a number of times (the guard asks it once
     per request, as soon as the request's headers are in)."""
 
@@ -196,7 +197,7 @@ def test_the_sign_in_rate_limit_holds_when_bodies_arrive_after_the_headers(
     limiter = WatchedLimiter()
     monkeypatch.setattr(views_module, "failures", limiter)
     statuses = server.run(guesses_with_held_bodies(server, limiter, FORM_COOKIE, 25))
-    allowed = access.FAILURES_ALLOWED
+    allowed = failed_secrets.FAILURES_ALLOWED
     # only the first ten secrets are compared (and refused); the rest wait for the minute
     assert statuses == [401] * allowed + [429] * (25 - allowed), statuses
 
@@ -665,7 +666,7 @@ def test_sign_in_attempts_in_open_mode_lock_nobody_out(
         monkeypatch.setattr(f"{module}.tokens", open_mode)
     page = server.call("GET", "/tenants/acme")
     cookie = {"Cookie": f"al_form={page.cookie('al_form')}"}
-    for _ in range(access.FAILURES_ALLOWED + 1):
+    for _ in range(failed_secrets.FAILURES_ALLOWED + 1):
         answer = server.call(
             "POST", "/signin", headers=cookie, data={"csrf": page.csrf(), "token": "x" * 40}
         )

@@ -21,7 +21,7 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 import streams.http.views as views
-from streams.http.access import client_address
+from streams.worker.failed_secrets import client_address
 
 PROXY = "10.0.0.5"
 PROXIES = ("10.0.0.0/8",)

@@ -33,10 +33,11 @@ from multidict import CIMultiDictProxy
 
 import streams.http.web as web
 from streams.http import api_views, outputs_reader, pages, report_views, reports, views
-from streams.http.access import FailureLimiter, Sessions
+from streams.http.access import Sessions
 from streams.http.read_model import ReadModel
 from streams.http.tokens import TokenBook
 from streams.worker.app import app
+from streams.worker.failed_secrets import FailureLimiter
 from tests.unit.test_api import LICENSE, count
 
 T = TypeVar("T")
