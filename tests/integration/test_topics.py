@@ -165,6 +165,12 @@ def test_a_worker_refuses_topics_that_disagree(settings: Settings) -> None:
                 NewTopic(settings.topic("tenant-commands"), 4, 1),
             ]
         )
+        # both in the broker's metadata before the worker looks: with one of them still
+        # unseen, the worker would make it with the other's count, and nothing disagrees
+        admin.wait_for_topics(
+            [settings.topic("learner-commands"), settings.topic("tenant-commands")],
+            timeout_ms=15_000,
+        )
     finally:
         admin.close()
     result = _run_cli(settings, "worker", "--timeout", "10")
