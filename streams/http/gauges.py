@@ -44,9 +44,8 @@ class TenantGauges:
         self.model = model
         self.licensed: set[str] = set()  # tenants with series of their own, by kind
         self.unlicensed: set[str] = set()
-        self.summed = (
-            False  # more unlicensed tenants than UNLICENSED_SERIES_MAX, at the last refresh
-        )
+        # more unlicensed tenants than UNLICENSED_SERIES_MAX at the last refresh: summed only
+        self.summed = False
 
     def __call__(self, tenant_id: str) -> None:
         if not self.model.caught_up.is_set():
