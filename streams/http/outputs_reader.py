@@ -13,7 +13,7 @@ from mode import Service
 
 from schemas import topics
 from streams.domain.sources import position_of
-from streams.http.gauges import tenant_counts_changed
+from streams.http.gauges import TenantGauges, tenant_counts_changed
 from streams.http.read_model import ReadModel
 from streams.stages import metrics
 from streams.worker.app import app, settings
@@ -25,15 +25,9 @@ model.on_counts = tenant_counts_changed(model)
 
 
 def counts_changed() -> None:
-    """Every tenant's gauges set again from the read model; a tenant whose records are not the
-    service's is skipped, as a record the reader cannot apply is (raised here, out of the
-    reader's task or its timer, mode crashes the service) (helper-93)."""
-    if model.on_counts is not None:
-        for tenant_id in model.tenants():
-            try:
-                model.on_counts(tenant_id)
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("read model: no gauges of %r (%s)", tenant_id, type(exc).__name__)
+    """Every tenant's gauges set again from the read model (streams/http/gauges.py)."""
+    if isinstance(model.on_counts, TenantGauges):
+        model.on_counts.refresh()
 
 
 LAG_INTERVAL_S = 15.0

@@ -191,6 +191,10 @@ class ReadModel:
         known = {t for t, lic in self.licenses.items() if lic is not None}
         return sorted(known | {t for t, windows in self.counts.items() if windows})
 
+    def has_counts(self, tenant_id: str) -> bool:
+        """Whether the tenant has a count record (a tenant without a license may have none)."""
+        return bool(self.counts.get(tenant_id))
+
     def license_of(self, tenant_id: str) -> dict[str, Any] | None:
         return self.licenses.get(tenant_id)
 

@@ -26,8 +26,10 @@ learner stage, partitioned like learner-commands (one partition per tenant/learn
                   x/{tenant}/hl/{learner}                launches they cover are stored
                   x/{tenant}/ht                          logically deleted
                   x/{tenant}/k/{learner}/{attempt}       launches once rejected as conflicts
-                  done/{tenant}/{request}/{part}         a deletion part's outcome
-                  dm/{tenant}/{request}/{part}/{n}       its selected learners, chunk n
+                  done/{tenant}/{request}/{part}         a deletion part's outcome (for good:
+                                                         a redelivery reports it, acts on it)
+                  dm/{tenant}/{request}/{part}/{n}       its selected learners, chunk n (a
+                                                         physical or logical part's only)
 
 tenant stage, partitioned like tenant-commands (one partition per tenant)
   tenant-state    lic/{tenant}                           {"license": {...} | None}

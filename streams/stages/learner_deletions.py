@@ -158,7 +158,13 @@ async def apply_part(
             keep,
             Cut.from_id(request["cut"]) if request.get("cut") else None,  # the report's cut
         )
-        if kind is not None:
+        if mode == "preview":
+            # a preview's redelivery reports its stored outcome and changes nothing: the
+            # attempts it found and the members it chose are never read again, so they are not
+            # kept (each `dm/` record of a team's members and every `found` attempt stayed in
+            # the erasures table and its changelog for good: helper-97)
+            done.pop("found", None)
+        elif kind is not None:
             done["members_chunks"] = store_members(
                 batch, partition, tenant_id, request_id, command.part, learners
             )

@@ -85,6 +85,19 @@ tenant_utilization = Gauge(
     "Active Learners of the current window in percent of the limit",
     ["tenant"],
 )
+# Tenants without a license, summed: beyond UNLICENSED_SERIES_MAX of them (streams/http/gauges.py)
+# they have no series of their own, so that tenant ids a producer makes up cannot grow /metrics
+unlicensed_tenants = Gauge(
+    "active_learners_unlicensed_tenants", "Tenants counted without a license (every 15 s)"
+)
+unlicensed_active = Gauge(
+    "active_learners_unlicensed_active",
+    "Active Learners of the current window, summed over the tenants without a license",
+)
+unlicensed_total = Gauge(
+    "active_learners_unlicensed_total",
+    "Total Learners, summed over the tenants without a license",
+)
 consumer_lag = Gauge(
     "active_learners_consumer_lag",
     "Records of an input topic not yet committed by the service's consumer group",
