@@ -68,3 +68,30 @@ def test_produce_from_stdin_says_how_many_records_went_before_a_bad_line(
     err = one_line(capsys)
     assert "-:3: not a JSON object" in err and "the 2 records before it were sent" in err
     assert len(sent) == 2
+
+
+def test_the_worker_writes_no_terminal_codes_around_its_log_records(caplog) -> None:
+    """"Logs ... one record per event; LOG_FORMAT=json writes one JSON object per line": faust's
+    start-up spinner ended by writing `\\b\\x1b[?25h` to stdout, terminal or not, so a worker
+    run as `active-learners worker >> log 2>&1` (or under a journal that takes both streams)
+    had those bytes before a record: a line no log parser reads, in JSON no JSON."""
+    import asyncio
+    import logging
+
+    import faust
+
+    from streams.worker.process import BoundedWorker
+
+    app = faust.App("h99-spinner", broker="kafka://127.0.0.1:1", web_enabled=False)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    loop = asyncio.new_event_loop()
+    try:
+        worker = BoundedWorker(
+            app, loglevel="info", quiet=True, stdout=stdout, stderr=stderr, loop=loop
+        )
+        with caplog.at_level(logging.INFO):
+            worker._on_startup_end_spinner()  # what faust calls once the worker has started
+    finally:
+        loop.close()
+    assert stdout.getvalue() == "" and stderr.getvalue() == ""
+    assert "Ready" in caplog.text  # said in the log instead, as one record
