@@ -45,8 +45,8 @@ def one_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_produce_of_a_file_with_a_bad_line_sends_nothing(tmp_path, sent, capsys) -> None:
-    """"prints a one-line error and exits non-zero on a bad argument": the lines before the bad
-    one were sent all the same, and the error did not say so."""
+    """The README: "prints a one-line error and exits non-zero on a bad argument"; the lines
+    before the bad one were sent all the same, and the error did not say so."""
     path = tmp_path / "dataset.jsonl"
     path.write_text(f"{LICENSE}\n{LAUNCH}\nnot json\n{LAUNCH}\n", encoding="utf-8")
     assert run(["produce", str(path)]) == 1
@@ -71,10 +71,11 @@ def test_produce_from_stdin_says_how_many_records_went_before_a_bad_line(
 
 
 def test_the_worker_writes_no_terminal_codes_around_its_log_records(caplog) -> None:
-    """"Logs ... one record per event; LOG_FORMAT=json writes one JSON object per line": faust's
-    start-up spinner ended by writing `\\b\\x1b[?25h` to stdout, terminal or not, so a worker
-    run as `active-learners worker >> log 2>&1` (or under a journal that takes both streams)
-    had those bytes before a record: a line no log parser reads, in JSON no JSON."""
+    """The README: "Logs ... one record per event; LOG_FORMAT=json writes one JSON object per
+    line"; faust's start-up spinner ended by writing `\\b\\x1b[?25h` to stdout, terminal or
+    not, so a worker run as `active-learners worker >> log 2>&1` (or under a journal that takes
+    both streams) had those bytes before a record: a line no log parser reads, in JSON no
+    JSON."""
     import asyncio
     import logging
 
