@@ -96,9 +96,11 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
                     topic = topic_of(record)
                 except ValueError as exc:
                     # (stdin only: a file's lines were all checked before)
+                    went = sum(counts.values())
+                    before = "1 record" if went == 1 else f"{went:,} records"
                     raise CommandError(
-                        f"{args.file}:{number}: {exc} (the {sum(counts.values()):,} records "
-                        "before it were sent; use --topic to send lines as they are)"
+                        f"{args.file}:{number}: {exc} ({before} before it went; use --topic to "
+                        "send lines as they are)"
                     ) from None
                 key, value = key_of(topic, record), line.rstrip("\n").encode()
             counts[topic] = counts.get(topic, 0) + 1

@@ -66,8 +66,12 @@ def test_produce_from_stdin_says_how_many_records_went_before_a_bad_line(
     monkeypatch.setattr(sys, "stdin", io.StringIO(f"{LICENSE}\n{LAUNCH}\n[1]\n"))
     assert run(["produce", "-"]) == 1
     err = one_line(capsys)
-    assert "-:3: not a JSON object" in err and "the 2 records before it were sent" in err
+    assert "-:3: not a JSON object" in err and "(2 records before it went;" in err
     assert len(sent) == 2
+    sent.clear()
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{LICENSE}\nnot json\n"))
+    assert run(["produce", "-"]) == 1
+    assert "-:2: not JSON" in (err := one_line(capsys)) and "(1 record before it went;" in err
 
 
 def test_the_worker_writes_no_terminal_codes_around_its_log_records(caplog) -> None:
