@@ -68,8 +68,12 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     from schemas.topics import ATTEMPT_DELETIONS, INPUTS, LAUNCHES, LICENSES
     from streams.kafka.io import key_of, produce_records, topic_of
 
-    if args.file != "-":
-        open_input(args.file).close()  # a missing file is told before any wait for the broker
+    # a missing file, or a line that cannot be routed, is told before any wait for the broker,
+    # and a bad line sends nothing, not the lines before it
+    if args.file != "-" and not args.topic:
+        check_routable(args.file)
+    elif args.file != "-":
+        open_input(args.file).close()
     require_broker(settings, args.timeout)
     require_topics(settings, [args.topic] if args.topic else INPUTS, args.timeout)
     source = read_stdin() if args.file == "-" else open_input(args.file, "surrogateescape")
@@ -91,8 +95,12 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
                     record = json_object(line)
                     topic = topic_of(record)
                 except ValueError as exc:
+                    # (stdin only: a file's lines were all checked before)
+                    went = sum(counts.values())
+                    before = "1 record" if went == 1 else f"{went:,} records"
                     raise CommandError(
-                        f"{args.file}:{number}: {exc} (use --topic to send lines as they are)"
+                        f"{args.file}:{number}: {exc} ({before} before it went; use --topic to "
+                        "send lines as they are)"
                     ) from None
                 key, value = key_of(topic, record), line.rstrip("\n").encode()
             counts[topic] = counts.get(topic, 0) + 1
@@ -109,6 +117,25 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     summary = ", ".join(f"{n:,} to {settings.topic(t)}" for t, n in counts.items() if n)
     print(f"produced {sent:,} records: {summary or 'nothing'}")
     return 0
+
+
+def check_routable(path: str) -> None:
+    """Every line of a file a JSON object `produce` can route, or a CommandError naming the first
+    that is not, before anything is sent: a user who fixes that line and runs the command again
+    sends each record once."""
+    from streams.kafka.io import topic_of
+
+    with open_input(path, "surrogateescape") as source:
+        for number, line in enumerate(source, start=1):
+            if not line.strip():
+                continue
+            try:
+                topic_of(json_object(line))
+            except ValueError as exc:
+                raise CommandError(
+                    f"{path}:{number}: {exc}; nothing was sent (use --topic to send lines as "
+                    "they are)"
+                ) from None
 
 
 def read_stdin() -> TextIO:

@@ -20,6 +20,11 @@ class BoundedWorker(Worker):
     ) -> None:
         # tracebacks and prints stay whole: no line-by-line redirection of stdout into the log
         super().__init__(*args, redirect_stdouts=False, **kwargs)
+        # No terminal spinner: faust ends it by writing `\b\x1b[?25h` to stdout whether or not
+        # stdout is a terminal, which put those bytes before a log record in a log file or in
+        # a journal that takes both streams (a JSON line no longer JSON); faust logs "Ready"
+        # instead.
+        self.spinner = None
         self.guard = ShutdownGuard("worker")
         self.banner = list(banner)
         self.warnings = list(warnings)
