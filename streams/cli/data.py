@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import sys
 from datetime import datetime, timedelta
 from typing import Any, TextIO
@@ -69,8 +70,9 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     from streams.kafka.io import key_of, produce_records, topic_of
 
     # a missing file, or a line that cannot be routed, is told before any wait for the broker,
-    # and a bad line sends nothing, not the lines before it
-    if args.file != "-" and not args.topic:
+    # and a bad line sends nothing, not the lines before it. A pipe (`produce <(zcat x.gz)`)
+    # is read once, as stdin is: checked first, it had nothing left to send (helper-102)
+    if args.file != "-" and not args.topic and os.path.isfile(args.file):
         check_routable(args.file)
     elif args.file != "-":
         open_input(args.file).close()
@@ -95,7 +97,7 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
                     record = json_object(line)
                     topic = topic_of(record)
                 except ValueError as exc:
-                    # (stdin only: a file's lines were all checked before)
+                    # (stdin or a pipe only: a file's lines were all checked before)
                     went = sum(counts.values())
                     before = "1 record" if went == 1 else f"{went:,} records"
                     raise CommandError(
