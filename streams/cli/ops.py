@@ -62,7 +62,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         # The topics exist with another count: work with theirs (routing, broadcasts, parts).
         print(
             f"active-learners worker: the topics have {partitions} partitions; "
-            f"using {partitions} (PARTITIONS={settings.partitions} applies to new topics only)",
+            f"using {partitions} (PARTITIONS={settings.partitions} applies to a new TOPIC_PREFIX "
+            "only)",
             file=sys.stderr,
         )
         os.environ["PARTITIONS"] = str(partitions)

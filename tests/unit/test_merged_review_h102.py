@@ -43,3 +43,37 @@ def test_produce_of_a_pipe_with_a_bad_line_says_what_went(pipe_path, sent, capsy
     err = one_line(capsys)
     assert f"{path}:2: not JSON" in err and "(1 record before it went;" in err
     assert len(sent) == 1
+
+
+class _Started(Exception):
+    """The worker got as far as opening its tables: what it said before is what counts."""
+
+
+def test_the_worker_says_partitions_apply_to_a_new_prefix_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Over topics of 6 partitions with PARTITIONS=12, the worker said "PARTITIONS=12 applies
+    to new topics only", while the topics it had just made beside them got 6 (helper-96's
+    change): PARTITIONS applies to a new TOPIC_PREFIX only."""
+    import argparse
+
+    import streams.cli.ops as ops
+    from streams.config.settings import Settings
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    monkeypatch.setenv("PARTITIONS", "12")
+    monkeypatch.setattr(ops, "check_worker_settings", lambda args, settings: None)
+    monkeypatch.setattr(ops, "ensure_topics", lambda settings, timeout_s: None)
+    monkeypatch.setattr(ops, "copartitioned_count", lambda settings, timeout_s: 6)
+
+    def started(settings: Settings, timeout_s: float) -> None:
+        raise _Started
+
+    monkeypatch.setattr(ops, "forget_recreated", started)
+    args = argparse.Namespace(processes=1, timeout=1.0, loglevel="info")
+    with pytest.raises(_Started):
+        ops.cmd_worker(args, Settings.from_env())
+    err = capsys.readouterr().err
+    assert "the topics have 6 partitions; using 6" in err
+    assert "PARTITIONS=12 applies to a new TOPIC_PREFIX only" in err, err
+    assert "new topics only" not in err
