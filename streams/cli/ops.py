@@ -39,7 +39,8 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
         print(f"exists   {name}")
     for name in report.updated:
         print(f"updated  {name} (its retention, as this version needs it)")
-    # PARTITIONS applies to a new TOPIC_PREFIX only: new topics beside existing ones get theirs
+    # what the topics it made got: PARTITIONS, or the existing topics' count (an input topic made
+    # beside them; internal ones of another count are refused: copartitioned_partitions)
     partitions = settings.partitions if report.partitions is None else report.partitions
     shape = f"{partitions} partitions, replication {settings.replication_factor}"
     made = f" (created with {shape})" if report.created else ""

@@ -125,8 +125,9 @@ def ensure_topics(
 ) -> TopicsReport:
     """Create every missing topic; give existing ones the settings the service relies on
     (`_hold_configs`). Idempotent. New topics get the partition count of the co-partitioned
-    topics that exist, else PARTITIONS (`copartitioned_partitions`; `asked`: PARTITIONS is
-    `topics --partitions N`, which another existing count refuses before anything is made)."""
+    topics that exist, else PARTITIONS; missing co-partitioned topics beside existing ones of
+    another count than PARTITIONS are refused before anything is made
+    (`copartitioned_partitions`; `asked`: PARTITIONS is `topics --partitions N`)."""
     specs = list(specs)
     admin = admin_client(settings, timeout_s)
     try:
@@ -139,7 +140,10 @@ def ensure_topics(
         counts = {
             name: len(topic["partitions"]) for name, topic in _describe(admin, settings, present)
         }
-        partitions = copartitioned_partitions(counts, settings.partitions, asked=asked)
+        creating = any(settings.topic(name) in missing for name in COPARTITIONED)
+        partitions = copartitioned_partitions(
+            counts, settings.partitions, asked=asked, creating=creating
+        )
         if missing:
             request = {
                 name: {
@@ -319,13 +323,15 @@ def copartitioned_count(settings: Settings, timeout_s: float = 15.0) -> int:
 
 
 def copartitioned_partitions(
-    counts: Mapping[str, int], partitions: int, asked: bool = False
+    counts: Mapping[str, int], partitions: int, asked: bool = False, creating: bool = False
 ) -> int:
     """The partition count of the co-partitioned topics (`schemas.topics.COPARTITIONED`), from
     those that exist (`counts`: topic without prefix -> its partitions): theirs, or `partitions`
-    (PARTITIONS) when none exists. TopicMismatch when they disagree, or when `asked`
-    (`topics --partitions N`) and N is not theirs: the missing ones made with N beside them
-    would stop every worker, and Kafka cannot take partitions away."""
+    (PARTITIONS) when none exists. TopicMismatch when they disagree, or when PARTITIONS is not
+    theirs and it was `asked` for (`topics --partitions N`) or some of them are about to be
+    `creating`: made with N beside them, the missing ones would stop every worker (Kafka cannot
+    take partitions away), and made with theirs unasked, a topic the broker created on its own
+    (`auto.create.topics.enable`: one partition) would set the whole deployment's count."""
     found = {name: n for name, n in counts.items() if name in COPARTITIONED}
     if len(set(found.values())) > 1:
         listed = ", ".join(f"{name} {n}" for name, n in sorted(found.items()))
@@ -336,12 +342,15 @@ def copartitioned_partitions(
     if not found:
         return partitions
     (existing,) = set(found.values())
-    if asked and partitions != existing:
+    if (asked or creating) and partitions != existing:
         listed = ", ".join(sorted(found))
+        given = f"--partitions {partitions}" if asked else f"PARTITIONS={partitions}"
         raise TopicMismatch(
-            f"--partitions {partitions}: the topics that must share one count exist with "
-            f"{existing} partitions ({listed}); nothing created: give --partitions {existing}, "
-            f"or a new TOPIC_PREFIX for {partitions}"
+            f"{given}: the topics that must share one count exist with {existing} "
+            f"partition{'s' if existing != 1 else ''} ({listed}); nothing created: give "
+            f"PARTITIONS={existing} (or --partitions {existing}) to make the missing ones beside "
+            f"them, or remove those topics (a broker creates a topic it is asked for with one "
+            f"partition) or use a new TOPIC_PREFIX for {partitions}"
         )
     return existing
 

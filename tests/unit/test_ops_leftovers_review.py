@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 import streams.cli.ops as ops
+from schemas.topics import TOPICS
 from streams.config.settings import ConfigError, Settings
+from streams.kafka.admin import TopicMismatch
 from tests.unit import test_ops_lifecycle_review
 
 state_env = test_ops_lifecycle_review.state_env  # a worker's settings on a tmp STATE_DIR
@@ -154,24 +156,47 @@ def test_topics_with_another_partition_count_than_the_existing_ones_creates_noth
     assert "learner-commands" in err and "launches" not in err  # an input may have any count
 
 
-def test_topics_and_the_worker_create_missing_topics_with_the_existing_count(
+def test_missing_topics_beside_existing_ones_of_another_count_are_made_only_when_asked(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Without --partitions (`topics`, and the worker's own topic creation), PARTITIONS applies
-    to a new prefix only: new topics beside existing co-partitioned ones get their count."""
-    from schemas.topics import TOPICS
+    """Missing co-partitioned topics beside existing ones of another count than PARTITIONS are
+    made with that count only when PARTITIONS (or --partitions) says it: unasked, `topics` and
+    the worker refuse with nothing made (a topic the broker made on its own would otherwise
+    set the whole deployment's count: see the next test)."""
     from streams.cli.main import run
 
     fake = _topics_of(monkeypatch, HALF_MADE)
-    assert run(["topics"]) == 0
-    assert set(fake.created) == {f"p-{spec.name}" for spec in TOPICS} - set(fake.counts)
-    assert set(fake.created.values()) == {6}
-    assert "(created with 6 partitions" in capsys.readouterr().out
+    assert run(["topics"]) == 1
+    err = capsys.readouterr().err
+    assert fake.created == {} and err.count("\n") == 1
+    assert "PARTITIONS=12" in err and "exist with 6 partitions" in err and "PARTITIONS=6" in err
+    fake = _topics_of(monkeypatch, HALF_MADE)
+    with pytest.raises(TopicMismatch):
+        ops.ensure_topics(Settings.from_env(), timeout_s=1.0)  # as `worker` calls it
+    assert fake.created == {}
     fake = _topics_of(monkeypatch, HALF_MADE)
     assert run(["topics", "--partitions", "6"]) == 0 and set(fake.created.values()) == {6}
+    assert "(created with 6 partitions" in capsys.readouterr().out
     fake = _topics_of(monkeypatch, HALF_MADE)
-    ops.ensure_topics(Settings.from_env(), timeout_s=1.0)  # as `worker` calls it
-    assert len(fake.created) == 12 and set(fake.created.values()) == {6}
+    monkeypatch.setenv("PARTITIONS", "6")
+    ops.ensure_topics(Settings.from_env(), timeout_s=1.0)
+    assert set(fake.created) == {f"p-{spec.name}" for spec in TOPICS} - set(fake.counts)
+    assert set(fake.created.values()) == {6}
+
+
+def test_a_counts_topic_the_broker_made_on_its_own_does_not_set_the_deployments_count(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dashboard that subscribed before the service ran had the broker make
+    `active-learner-counts` with one partition (`auto.create.topics.enable`); a plain `topics`
+    made every other topic with one partition beside it, for good (helper-102's finding)."""
+    from streams.cli.main import run
+
+    fake = _topics_of(monkeypatch, {"active-learner-counts": 1})
+    assert run(["topics"]) == 1
+    err = capsys.readouterr().err
+    assert fake.created == {} and "exist with 1 partition (" in err
+    assert "active-learner-counts" in err and "remove those topics" in err
 
 
 @pytest.mark.parametrize(
@@ -183,6 +208,7 @@ def test_topics_and_the_worker_create_missing_topics_with_the_existing_count(
         ({"learner-commands": 6}, 12, False, 6),  # theirs: PARTITIONS is for new prefixes
         ({"learner-commands": 6, "attempts": 6}, 6, True, 6),
         ({"learner-commands": 6}, 12, True, "--partitions 12: .* exist with 6 partitions"),
+        ({"active-learner-counts": 1}, 12, False, 1),  # nothing to make: theirs
         ({"attempts": 6, "tenant-commands": 4}, 6, False, r"disagree .*attempts 6, tenant"),
         ({"attempts": 6, "tenant-commands": 4}, 6, True, "disagree"),
     ],
