@@ -560,6 +560,8 @@ def test_k8s_pods_run_as_the_image_user_without_privileges() -> None:
         assert pod["securityContext"]["runAsUser"] == uid, name
         assert pod["securityContext"].get("fsGroup") == uid, f"{name}: volumes not writable"
         assert pod.get("automountServiceAccountToken") is False, name
+        # a Service named "web" or "smtp" would set WEB_PORT or SMTP_PORT to tcp://...
+        assert pod.get("enableServiceLinks") is False, name
         for container in containers(workload):
             context = container["securityContext"]
             assert context["readOnlyRootFilesystem"] is True, name
