@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from schemas import topics
 from streams.cli.common import CommandError, require_topics
@@ -18,6 +19,7 @@ from streams.cli.state_lock import (
     claim_state_dir,
     forget_recreated_tables,
     hold_state_dir,
+    holds_files,
 )
 from streams.config.settings import ConfigError, Settings
 from streams.kafka.admin import (
@@ -135,6 +137,8 @@ def check_worker_settings(args: argparse.Namespace, settings: Settings) -> None:
         claim_state_dir(settings.state_dir, "worker", settings.app_id, settings.state_dir / TABLES)
     else:
         check_child_state_dirs(settings, args.processes)
+    for note in unused_state(settings.state_dir, args.processes):
+        print(f"active-learners worker: {note}", file=sys.stderr)
     TokenBook.from_env()  # a short secret or a bad tokens file
     check_metrics_token()
     log_format()
@@ -153,6 +157,26 @@ def check_child_state_dirs(settings: Settings, processes: int) -> None:
         if folder.is_dir():
             check_state_dir_free(folder, "worker")
             check_claim(folder, "worker", settings.app_id, folder / TABLES)
+
+
+def unused_state(state_dir: Path, processes: int) -> list[str]:
+    """Tables in STATE_DIR that this worker (or set of `processes`) will never read: a lone
+    worker's `v1` beside a set, a set's `process-<i>` beside a lone worker or past a smaller
+    set. Harmless, but they keep their disk space until someone removes them."""
+    from streams.cli.processes import child_state_dir
+
+    unused = [] if processes == 1 else [state_dir / TABLES]
+    index = processes if processes > 1 else 0
+    while child_state_dir(state_dir, index).is_dir():
+        unused.append(child_state_dir(state_dir, index))
+        index += 1
+    who = "this worker" if processes == 1 else f"this set of {processes} processes"
+    return [
+        f"{folder} holds tables {who} never reads (left by another way of running it); "
+        "remove it to free its space"
+        for folder in unused
+        if folder.is_dir() and holds_files(folder)
+    ]
 
 
 def check_metrics_token() -> None:

@@ -132,7 +132,7 @@ def check_claim(state_dir: Path, kind: str, app_id: str, data: Path) -> str | No
         named = None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"STATE_DIR={state_dir}: cannot read {marker.name} ({exc})") from None
-    if named not in (None, app_id) and _holds_files(data):
+    if named not in (None, app_id) and holds_files(data):
         raise ConfigError(
             f"STATE_DIR={state_dir} holds the {kind} state of {named!r}, not of {app_id!r} "
             f"(another TOPIC_PREFIX); give this {kind} a STATE_DIR of its own, or remove "
@@ -187,7 +187,7 @@ def forget_recreated_tables(
     return stale
 
 
-def _holds_files(data: Path) -> bool:
+def holds_files(data: Path) -> bool:
     """Whether `data` holds a file, through symlinked folders too (`STATE_DIR/v1/tables` on a
     disk of its own: faust opens it as any folder; `Path.rglob` does not follow it)."""
     return any(files for _, _, files in os.walk(data, followlinks=True))

@@ -339,3 +339,31 @@ def test_the_notifiers_metrics_list_its_own_series_and_the_processs_not_the_work
     }
     assert not theirs, sorted(theirs)
     assert {"process_resident_memory_bytes", "python_gc_collections_total", "python_info"} <= listed
+
+
+# -- tables no way of running reads (helper-96's note) -------------------------------------------
+
+
+def test_a_worker_names_the_tables_it_will_never_read(tmp_path: Path) -> None:
+    """A lone worker's `v1` stays when a deployment moves to `--processes`, and a set's
+    `process-<i>` folders stay when it goes back to one process or to fewer: harmless, but
+    their disk space is kept without a word. The worker names them at start."""
+    (tmp_path / "v1" / "tables").mkdir(parents=True)
+    (tmp_path / "v1" / "tables" / "attempts-0.db").write_bytes(b"x")
+    for index in range(3):
+        (tmp_path / f"process-{index}" / "v1").mkdir(parents=True)
+        (tmp_path / f"process-{index}" / "v1" / "t").write_bytes(b"x")
+    lone = ops.unused_state(tmp_path, 1)
+    assert [note.split(" holds")[0] for note in lone] == [
+        str(tmp_path / f"process-{index}") for index in range(3)
+    ]
+    assert all("never reads" in note and "\n" not in note for note in lone)
+    assert [note.split(" holds")[0] for note in ops.unused_state(tmp_path, 2)] == [
+        str(tmp_path / "v1"),
+        str(tmp_path / "process-2"),
+    ]
+    assert [note.split(" holds")[0] for note in ops.unused_state(tmp_path, 3)] == [
+        str(tmp_path / "v1")
+    ]
+    (tmp_path / "v1" / "tables" / "attempts-0.db").unlink()  # an empty folder: nothing said
+    assert ops.unused_state(tmp_path, 3) == []
