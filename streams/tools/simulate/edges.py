@@ -26,7 +26,8 @@ from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from schemas import topics
-from streams.domain.windows import Cut, window_at_index, window_of
+from streams.domain.windows import Cut
+from streams.tools.simulate.naive_windows import window_at, window_of
 
 if TYPE_CHECKING:
     from streams.tools.simulate.workload import Input, Workload
@@ -194,9 +195,11 @@ class Edges:
 
     def _boundary(self, tenant: str, now: datetime) -> datetime:
         cut = self._cut(tenant)
+        # the contract's boundaries (naive_windows.py), not the stages': a launch a microsecond
+        # either side of a window's true start tells a window cut a day or an hour off
         window = window_of(cut, now)
         back = self.draw.choice((0, 0, 1, 2))
-        return window_at_index(cut, window.index - back).start_at
+        return window_at(cut.anchor, cut.months, cut.timezone, window.index - back).start_at
 
     def _launch(self, tenant: str, learner: str, attempt: str, at: datetime, note: str) -> Input:
         record = {
@@ -324,7 +327,7 @@ class Edges:
             {
                 a["learner_id"]
                 for a in self._stored(tenant)
-                if window.contains(_instant(a["launched_at"]))  # type: ignore[arg-type]
+                if window.start_at <= _instant(a["launched_at"]) < window.end_at  # type: ignore[operator]
                 and isinstance(a.get("learner_id"), str)
             }
         )

@@ -49,14 +49,20 @@ from schemas.groups import LearnerGroups
 from schemas.launches import Launch
 from schemas.licenses import License
 from streams.domain.sources import superseded
-from streams.domain.windows import DEFAULT_CUT, Cut, window_of, window_starting
+from streams.domain.windows import Cut
 from streams.stages import commands
 from streams.stages.memory import MemoryLog, present
+from streams.tools.simulate.naive_windows import DEFAULT, window_of, window_starting
 
 FUTURE = timedelta(hours=1)
 UNTRACKED = {"none", "none_resource"}
 
 Ident = tuple[str, str, str]  # tenant, learner, attempt
+
+# the contract's license of a tenant without one; its windows, and every other, come from
+# naive_windows.py, never from the stages' streams/domain/windows.py (only `Cut`, a plain value
+# the stages' commands name by its id, is theirs)
+DEFAULT_CUT = Cut(*DEFAULT)
 
 
 def _record_time(timestamp_ms: int) -> datetime:
@@ -916,7 +922,6 @@ def check_thresholds(
 ) -> list[str]:
     """Per window and threshold: the distinct events alternate up/down from `up`, their ids
     number the crossings, and the last agrees with the window's last count."""
-    from streams.domain.tenants import threshold_learners
     from streams.domain.thresholds import event_id
 
     problems: list[str] = []
@@ -946,7 +951,7 @@ def check_thresholds(
         if not license_ or license_["learner_limit"] is None:
             continue
         for pct in license_["thresholds"]:
-            learners = threshold_learners(license_["learner_limit"], pct)
+            learners = -(-license_["learner_limit"] * pct // 100)  # ceil(limit x pct / 100)
             above = count["active_learners"] >= learners
             event = last.get((tenant, start, pct))
             if event is None:

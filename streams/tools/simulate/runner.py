@@ -45,9 +45,7 @@ from schemas import topics
 from streams.domain import learners as learner_rules
 from streams.domain import reports as domain_reports
 from streams.domain import tallies
-from streams.domain.learners import window_span
 from streams.domain.reports import GroupTally, LocalDays, Span, merge_ordered, month_starts
-from streams.domain.windows import add_months, local_midnight, window_at_index, window_of
 from streams.stages import (
     ingest,
     keys,
@@ -59,7 +57,7 @@ from streams.stages import (
 )
 from streams.stages.memory import MemoryState
 from streams.stages.store import LEARNER, TABLES
-from streams.tools.simulate import oracle
+from streams.tools.simulate import naive_windows, oracle
 from streams.tools.simulate.workload import Input, Workload
 from streams.tools.simulate.world import APP_TOPICS, CrashPlan, SimWorker, World
 
@@ -872,7 +870,6 @@ def _memberships(
     import json
 
     from streams.domain.licenses import cut_of
-    from streams.domain.windows import window_of
 
     problems = []
     for (table, partition), rows in state.partitions.items():
@@ -890,11 +887,11 @@ def _memberships(
             if _learner_partition(key.encode(), partitions) != partition:
                 continue
             tenant, learner, _ = key.split("/", 2)
-            cut = cuts.get(tenant, cut_of(None))
+            cut = cuts.get(tenant, oracle.DEFAULT_CUT)
             member = f"m/{tenant}/{learner}".encode()
             zones[member] = cut.timezone
             windows = wanted.setdefault(member, {})
-            window = window_of(cut, at).start.isoformat()
+            window = naive_windows.window_of(cut, at).start.isoformat()  # the contract's
             instant = at.timestamp()
             first, last = windows.get(window, (instant, instant))
             windows[window] = [min(first, instant), max(last, instant)]
@@ -1028,11 +1025,12 @@ def check_reports(world: World, model: Any, where: str = "") -> list[str]:
     for tenant in sorted(tenants):
         cut = oracle.cut_of_license(model.final_license.get(tenant))
         zone = cut.timezone
-        window = window_of(cut, now)
-        span = Span(*window_span(window))
+        # the current window and the month starts by the contract's rule (naive_windows.py)
+        window = naive_windows.window_of(cut, now)
+        span = Span(window.start_at.timestamp(), window.end_at.timestamp())
         today = now.astimezone(ZoneInfo(zone)).date()
-        starts = month_starts(add_months(window.start, -12), min(window.end, today))
-        midnights = [local_midnight(day, zone) for day in starts]
+        starts = month_starts(naive_windows.add_months(window.start, -12), min(window.end, today))
+        midnights = [naive_windows.local_midnight(day, zone) for day in starts]
         cutoffs = [c.timestamp() for c in midnights if c <= now]
         # the recount
         mine = [(i[1], a.launched_at.timestamp()) for i, a in attempts.items() if i[0] == tenant]
@@ -1089,8 +1087,9 @@ def check_reports(world: World, model: Any, where: str = "") -> list[str]:
                 f"{where}groups of {tenant} ({window.start}): {got_groups.as_json()}, "
                 f"recount {want_groups.as_json()}"
             )
-        earlier = window_at_index(cut, window.index - 1)
-        spans = [span, Span(*window_span(earlier))]  # the current window and the one before
+        earlier = naive_windows.window_at(cut.anchor, cut.months, zone, window.index - 1)
+        # the current window and the one before
+        spans = [span, Span(earlier.start_at.timestamp(), earlier.end_at.timestamp())]
         problems += check_listings(owners, model, tenant, spans, mine, where)
     return problems
 
