@@ -411,6 +411,7 @@ def test_seeds_with_failures_the_worker_survives(monkeypatch: pytest.MonkeyPatch
     trace = "\n".join(line for r in results for line in r.trace)
     missing = [seen for seen in SURVIVED if seen not in trace]
     assert not missing, f"no run had {missing}"
+    assert run(generate(seeds[3])).trace == results[3].trace, "the same seed, the same run"
 
 
 def test_the_checks_see_a_failed_group_acknowledged(monkeypatch: pytest.MonkeyPatch) -> None:
