@@ -76,6 +76,8 @@ _DELETED = object()
 _largest: dict[str, int] = {}
 _MISSING = object()
 
+# how far a flush or check moved each partition's lineage: (expected before, after)
+Moves = dict[TopicPartition, tuple[int | None, int]]
 Pending = dict[bytes, tuple[bytes | None, Any]]  # key -> (encoded value or None, decoded value)
 # a stage's recomputation of marked keys: (batch, table, partition, {marked key: the deposed
 # owner's records of it still in the changelog, oldest first})
@@ -327,11 +329,12 @@ class DurableBatch:
                     changelog_groups[tp].sort(key=lambda row: rank(row[0] or b"", row[1]))
             if changelog_groups:
                 acked.update(await self._log.send(changelog_groups, changelog_headers))
-            zombies = await self._follow_lineage(acked)
+            moves: Moves = {}
+            zombies = await self._follow_lineage(acked, moves)
             self._mark(zombies)
             try:
                 await self._write_locally(
-                    writes, acked, callbacks, output_groups, output_headers, zombies
+                    writes, acked, callbacks, output_groups, output_headers, zombies, moves
                 )
             except (Fenced, RecordTooLarge):
                 raise
@@ -340,7 +343,14 @@ class DurableBatch:
                     raise  # nothing local was written: the batch may simply be applied again
                 raise LocalWriteFailed(f"{type(exc).__name__}: {exc}") from exc
             if zombies:
-                await self._repair(zombies)
+                try:
+                    await self._repair(zombies)
+                except BaseException:
+                    # a failure the worker survives (a read: the group is applied again) brings
+                    # no takeover to repair the marks: the next write or check reads past the
+                    # records again and answers them (answering twice is harmless)
+                    self._unmove(moves)
+                    raise
 
     async def _write_locally(
         self,
@@ -350,6 +360,7 @@ class DurableBatch:
         output_groups: dict[TopicPartition, list[Pair]],
         output_headers: dict[TopicPartition, Headers],
         zombies: dict[TopicPartition, list[LogRecord]],
+        moves: Moves,
     ) -> None:
         """Steps 4 and 5 (and the tenant stage's outputs in between): from the first local write
         on, a failure is `LocalWriteFailed` for the caller (see streams/stages/store.py)."""
@@ -367,7 +378,7 @@ class DurableBatch:
             )
         if output_groups and not self._outputs_first:
             sent = await self._log.send(output_groups, output_headers)
-            zombies.update(await self._follow_lineage(sent))
+            zombies.update(await self._follow_lineage(sent, moves))
         for callback in callbacks:
             callback()
 
@@ -375,7 +386,7 @@ class DurableBatch:
         """Look for records a deposed owner wrote after this owner's last write (a periodic
         check: a flush finds those that land between two of its own writes) and repair them."""
         zombies: dict[TopicPartition, list[LogRecord]] = {}
-        moved: dict[TopicPartition, tuple[int | None, int]] = {}
+        moved: Moves = {}
         try:
             for partition in partitions:
                 if not self._own.owns(stage, partition):
@@ -396,19 +407,22 @@ class DurableBatch:
             self._unmove(moved)
             raise
         if zombies:
-            # marked on disk at once: `expected` has moved past them, so if the repair fails
-            # here, the marks are what the next takeover repairs
+            # marked on disk at once: if the process dies before the repair is durable, the
+            # marks are what the next takeover repairs; if it survives the failure (a read: the
+            # check is run again), the lineage moves back, so that the next check (or write)
+            # finds the records again and answers them: no takeover comes
             self._mark(zombies)
             for table, partition in list(self._marks):
                 rows = self._mark_rows(table, partition)
                 self._state.apply(table, partition, rows, -1, NO_EPOCH)  # both only grow
             try:
                 await self._repair(zombies)
+                await self.flush()
             except BaseException:
                 self._marks.clear()
                 self._marked.clear()
+                self._unmove(moved)
                 raise
-            await self.flush()
 
     async def repair_marked(
         self, stage: str, partitions: Sequence[int], heal: Heal | None = None
@@ -504,11 +518,12 @@ class DurableBatch:
         return groups, headers
 
     async def _follow_lineage(
-        self, acked: dict[TopicPartition, tuple[int, int]]
+        self, acked: dict[TopicPartition, tuple[int, int]], moves: Moves
     ) -> dict[TopicPartition, list[LogRecord]]:
-        """Check that nothing landed between this owner's previous and new records."""
+        """Check that nothing landed between this owner's previous and new records (`moves`:
+        told how far each partition's lineage moved, to move it back if the repair fails)."""
         zombies: dict[TopicPartition, list[LogRecord]] = {}
-        moved: dict[TopicPartition, tuple[int | None, int]] = {}
+        moved: Moves = {}
         try:
             for tp, (first, last) in sorted(acked.items()):
                 if stage_of_topic(tp[0]) is None:
@@ -523,9 +538,10 @@ class DurableBatch:
         except Exception:
             self._unmove(moved)
             raise
+        moves.update(moved)
         return zombies
 
-    def _unmove(self, moved: dict[TopicPartition, tuple[int | None, int]]) -> None:
+    def _unmove(self, moved: Moves) -> None:
         """A lineage check that failed (a read back of the log): the ranges it did not read,
         and the zombies it found and nobody marked, are read again by the next write (the
         group applied again) or check; moved past them, no flush would ever look at them."""

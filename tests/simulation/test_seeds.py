@@ -379,3 +379,47 @@ def test_the_oracle_sees_a_deletion_part_that_drops_named_items(
     monkeypatch.setattr(runner, "EDGES", True)
     failed = [seed for seed in range(10_860_000, 10_860_020) if not run(generate(seed)).ok]
     assert failed, "no seed noticed the dropped items"
+
+
+# what each kind of survived failure and each of the worker's answers writes in a run's trace
+SURVIVED = (
+    "a send failed",  # some partitions' records sent again (KafkaLog.send)
+    "rebalanced meanwhile",  # a send waiting to go again stopped by a rebalance (Fenced)
+    "a read request failed",  # a read of the log: a lineage check, an end offset
+    "a local request failed",  # RocksDB's multi-get or scan
+    "a metadata request failed",  # a flush's partitions of keyed outputs
+    "the commit failed",  # the launch reader's
+    "routing failed; read again",  # the launch reader's batch read again
+    "the group failed; applying it again",  # an agent's group on a new batch
+    "it asks for a rebalance",  # a takeover that failed
+)
+
+
+def test_seeds_with_failures_the_worker_survives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Failures the worker survives without a restart (`SIMULATE_SURVIVED_FAILURES=1`,
+    world.StumblePlan), met by what the worker does: an event's handler tried again, a group
+    applied again on a new batch, a send's failed partitions sent again, the launch reader's
+    batch read again, a takeover given up and the group rebalanced. Every run ends exact, with
+    no dead letter of a command, and each failure and each answer happens in some run."""
+    from streams.tools.simulate import runner
+
+    monkeypatch.setattr(runner, "SURVIVED_FAILURES", True)
+    seeds = range(16_452_000, 16_452_000 + max(SEEDS // 3, 100))
+    results = [run(generate(seed)) for seed in seeds]
+    failures = [explain(r, shrink_s=20) for r in results if not r.ok]
+    assert not failures, "\n\n".join(failures)
+    trace = "\n".join(line for r in results for line in r.trace)
+    missing = [seen for seen in SURVIVED if seen not in trace]
+    assert not missing, f"no run had {missing}"
+    assert run(generate(seeds[3])).trace == results[3].trace, "the same seed, the same run"
+
+
+def test_the_checks_see_a_failed_group_acknowledged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent that acknowledged a group whose flush failed (faust's way with an agent that
+    lets the exception out) leaves the group's work undone: the checks see it."""
+    from streams.tools.simulate import runner
+
+    monkeypatch.setattr(runner, "SURVIVED_FAILURES", True)
+    monkeypatch.setattr(World, "skip_failed_groups", True)
+    results = [run(generate(seed)) for seed in range(16_452_000, 16_452_040)]
+    assert any(not r.ok for r in results)

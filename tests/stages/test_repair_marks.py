@@ -194,15 +194,20 @@ def test_a_takeover_flush_that_meets_a_restores_mark_keeps_it_for_the_repair(
 
 def test_marks_found_by_the_periodic_lineage_check_are_on_disk_before_their_repair() -> None:
     """`check_lineage` moves this owner's lineage past what it found; if the repair fails, the
-    marks are what the next takeover repairs."""
+    marks are what the next takeover repairs (and, since a failure the worker survives brings
+    no takeover, the lineage moves back: the next write finds the records again and answers
+    them, tests/stages/test_survived_repairs.py)."""
     log = MemoryLog(partitions=1)
     state = restored(log)
     ownership = Ownership()
     take_over_tenant(tenant_batch(state, log, ownership), generation=3)
     first, _ = log.append(CHANGELOG, 0, [(b"pub/acme", orjson.dumps(THEIRS))], epoch_header((1, 1)))
+    answers: list[object] = []
 
     def failing_answer(*_: object) -> None:
-        raise RuntimeError("the answer failed")
+        answers.append(1)
+        if len(answers) == 1:
+            raise RuntimeError("the answer failed")
 
     batch = DurableBatch(state, log, ownership, failing_answer, outputs_first=False)
     with pytest.raises(RuntimeError):
@@ -211,3 +216,4 @@ def test_marks_found_by_the_periodic_lineage_check_are_on_disk_before_their_repa
     batch.put(keys.TENANT_STATE, 0, b"parts/acme", {"0": 3})
     asyncio.run(batch.flush())
     assert state.repairs(keys.TENANT_STATE, 0) == {b"pub/acme": [first]}, "kept for a takeover"
+    assert len(answers) == 2, "the flush answered the records again"

@@ -59,7 +59,7 @@ from streams.stages.memory import MemoryState
 from streams.stages.store import LEARNER, TABLES
 from streams.tools.simulate import naive_windows, oracle
 from streams.tools.simulate.workload import Input, Workload
-from streams.tools.simulate.world import APP_TOPICS, CrashPlan, SimWorker, World
+from streams.tools.simulate.world import APP_TOPICS, CrashPlan, SimWorker, StumblePlan, World
 
 Action = tuple[Any, ...]
 GROUP_RACES = os.environ.get("SIMULATE_GROUP_RACES") == "1"
@@ -81,6 +81,11 @@ TAKEOVER_TIMERS = os.environ.get("SIMULATE_TAKEOVER_TIMERS") == "1"
 # removed `<table>-<partition>.db` folders, a disk that lost some), drawn from a stream of its
 # own; opt-in, so that the seeds of REGRESSIONS keep their schedules
 PARTIAL_WIPES = os.environ.get("SIMULATE_PARTIAL_WIPES") == "1"
+# failures the worker survives without a restart (world.StumblePlan: a send that fails for some
+# of its partitions and is sent again, a read of the log or of the local tables that fails, a
+# producer's metadata request that fails, the launch reader's commit that fails), drawn from a
+# stream of their own; opt-in, so that the seeds of REGRESSIONS keep their schedules
+SURVIVED_FAILURES = os.environ.get("SIMULATE_SURVIVED_FAILURES") == "1"
 MAX_WORKERS = 3
 
 
@@ -218,6 +223,8 @@ def generate(seed: int, actions: int | None = None) -> Schedule:
             out.append(("leave", rng.choice(names)))
     timeline = _with_growth(seed, _with_clocks(seed, _with_compaction(seed, out, partitions)))
     timeline = _with_glitches(seed, timeline)
+    if SURVIVED_FAILURES:
+        timeline = _with_stumbles(seed, timeline)
     return Schedule(seed, partitions, launch_partitions, workers, start, timeline)
 
 
@@ -328,6 +335,27 @@ def _with_glitches(seed: int, actions: Sequence[Action]) -> tuple[Action, ...]:
     return tuple(_sprinkled(actions, draw, rate, glitch))
 
 
+STUMBLE_POINTS = ("send", "send-read", "read", "local", "metadata", "commit")
+
+
+def _with_stumbles(seed: int, actions: Sequence[Action]) -> tuple[Action, ...]:
+    """The schedule with failures the worker survives now and then (world.StumblePlan), drawn
+    from a stream of their own (SIMULATE_SURVIVED_FAILURES=1). A fifth of the seeds have none."""
+    draw = random.Random(f"stumbles/{seed}")
+    rate = draw.choice((0.0, 0.03, 0.1, 0.3, 0.6))
+    if not rate:
+        return tuple(actions)
+
+    def stumble() -> Action:
+        point = draw.choices(STUMBLE_POINTS, (3, 2, 3, 3, 2, 1))[0]
+        worker = f"w{draw.randrange(MAX_WORKERS)}"
+        # local reads are many: a later one, so that it strikes handlers and flushes alike
+        countdown = draw.randint(1, 40 if point == "local" else 4)
+        return ("stumble", worker, point, countdown)
+
+    return tuple(_sprinkled(actions, draw, rate, stumble))
+
+
 # -- running one ----------------------------------------------------------------------------------
 def execute(world: World, action: Action, produced: list[Input]) -> None:
     kind = action[0]
@@ -350,6 +378,8 @@ def execute(world: World, action: Action, produced: list[Input]) -> None:
         world.commit(worker)
     elif kind == "arm" and worker is not None and worker.alive:
         worker.crash_plans.append(CrashPlan(action[2], action[3], action[4]))
+    elif kind == "stumble" and worker is not None and worker.alive:
+        worker.stumble_plans.append(StumblePlan(action[2], action[3]))
     elif kind == "glitch" and worker is not None and worker.alive:
         worker.glitches.pending = action[2]
     elif kind == "kill" and worker is not None and worker.alive:
@@ -434,6 +464,7 @@ def settle(world: World, rounds: int = 30, before_final: Callable[[], None] | No
     world.refusing_until = -1
     for worker in world.workers.values():
         worker.crash_plans.clear()
+        worker.stumble_plans.clear()
         worker.glitches.pending = 0
     _set_clocks_true(world)
     for _ in range(30):

@@ -54,6 +54,7 @@ from streams.stages.store import (
     Batch,
     Fenced,
     Headers,
+    LocalWriteFailed,
     LogRecord,
     Pair,
     Record,
@@ -86,6 +87,17 @@ class Crash(BaseException):
 
 
 GROUP_AGAIN_MAX = 5  # how often the simulated agent applies a group a glitch failed again
+
+
+class Stumble(RuntimeError):
+    """A failure the worker survives (SIMULATE_SURVIVED_FAILURES=1): a read of the log that
+    timed out, a local read RocksDB failed once. Raised where the worker's Kafka and RocksDB
+    calls raise, and met by the code the worker meets it with (`StumblePlan`)."""
+
+
+class Rejoin(Exception):
+    """A takeover failed for another reason than being deposed: the worker releases the
+    stage's partitions and asks for a rebalance (streams/worker/takeovers.py `run`)."""
 
 
 class Glitch(RuntimeError):
@@ -122,7 +134,11 @@ class Glitches:
     def wrap(self, handle: Any, group: GroupPauses) -> Any:
         async def glitchy(batch: Batch, record: Record) -> None:
             position = (record.topic, record.partition, record.offset)
-            if self.pending and position not in self.lasts:
+            if (
+                self.pending
+                and position not in self.lasts
+                and position not in group.stumbled_events
+            ):
                 self.lasts[position] = min(self.pending - 1, self.MAX_LASTS)
                 self.pending = 0
             if position not in self.lasts:
@@ -186,6 +202,14 @@ class GroupPauses:
     left: int = MAX_GROUP_PAUSES
     owed: int = 0  # reserved by glitches struck in the group and not yet paused for
     reserved: set[tuple[str, int, int]] = field(default_factory=set)
+    # `Glitches.struck` when a stumble last struck a handler of the group: the pause that
+    # follows is the stumble's, not a glitch's
+    stumbled: int = -1
+    # the events of the group a handler's stumble struck, and those that failed otherwise: an
+    # event fails by one of the two only, so that it fails at most as often as a glitch lets
+    # it (the loop's MAX_TRIES)
+    stumbled_events: set[tuple[str, int, int]] = field(default_factory=set)
+    failed_events: set[tuple[str, int, int]] = field(default_factory=set)
 
     def reserve(self, lasts: int) -> int:
         """The pauses a glitch that wants `lasts` may last in this group (its failure is
@@ -204,7 +228,7 @@ class Wait:
     """What a suspended coroutine waits for; the world resumes it with `send` or `throw`."""
 
     def __init__(self, kind: str, until: int = 0) -> None:
-        self.kind = kind  # "refused" | "in-flight" | "pause"
+        self.kind = kind  # "refused" | "in-flight" | "pause" | "retry" (a failed send's)
         self.until = until
 
     def __await__(self) -> Any:
@@ -289,6 +313,37 @@ class CrashPlan:
         return self.countdown <= 0
 
 
+@dataclass
+class StumblePlan:
+    """A survivable failure armed in one worker, at its `countdown`-th occurrence of `point`
+    (SIMULATE_SURVIVED_FAILURES=1), once:
+
+    - "send": a produce request fails for some of its partitions, after any prefix of their
+      records landed (a producer batch queued before the error); the others are acknowledged.
+      As `KafkaLog.send` (streams/worker/state.py) does, the failed partitions are sent again,
+      whole, after a pause, unless the group rebalanced meanwhile (`Fenced`);
+    - "send-read": the same, then the next read of the log fails: the flush's lineage check
+      reading the records that landed before the send again, after its outputs and
+      changelogs are in Kafka and before its local write;
+    - "read": a read of the log (a lineage check's records, an end offset) raises;
+    - "local": a read of the local tables (RocksDB's multi-get or scan) raises;
+    - "metadata": the producer's metadata of a topic could not be had (a flush's first step,
+      where it picks the partitions of keyed outputs);
+    - "commit": the launch reader's commit of a batch it routed fails (it is read again after
+      the next rebalance, as the reader's consumer keeps its position).
+
+    What raises is met by the code the worker meets it with: an event's handler rolls back and
+    tries again (streams/stages/loop.py); a group's flush is applied again on a new batch
+    (`_apply_until_done` in streams/worker/agents/loop.py); the launch reader reads the batch
+    again (`LaunchReader._read`); a takeover releases the stage's partitions and rejoins
+    (streams/worker/takeovers.py); a failed local write stops the worker (`LocalWriteFailed`).
+    A stumble that would strike a group's handlers when the group has no pause left to spare
+    for it (the glitches' budget, `GroupPauses`) waits for a later occurrence."""
+
+    point: str  # "send" | "send-read" | "read" | "local" | "metadata" | "commit"
+    countdown: int
+
+
 def carried(groups: Mapping[TopicPartition, Sequence[Pair]]) -> frozenset[str]:
     """What a send carries, for crash plans aimed at a kind of work."""
     kinds = set()
@@ -332,6 +387,16 @@ class SimState(MemoryState):
         super().__init__(owns=lambda table, partition: partition in worker.app_parts)
         self.worker = worker
 
+    def get_many(self, table: str, partition: int, keys: Sequence[bytes]) -> list[bytes | None]:
+        self.worker.stumble("local")
+        return super().get_many(table, partition, keys)
+
+    def scan(
+        self, table: str, partition: int, prefix: bytes, after: bytes | None, limit: int | None
+    ) -> list[tuple[bytes, bytes]]:
+        self.worker.stumble("local")
+        return super().scan(table, partition, prefix, after, limit)
+
     def apply(self, table: str, partition: int, writes: Any, offset: int, fence: Any) -> None:
         if self.worker.crashes_at("apply"):
             if self.worker.world.rng.random() < 0.5:
@@ -348,6 +413,7 @@ class SimLog:
         self.worker = worker
 
     async def partition_of(self, topic: str, key: bytes | None) -> int:
+        self.worker.stumble("metadata")  # (the producer's metadata for the topic)
         return crc32(key or b"") % self.world.partitions_of(topic)
 
     async def send(
@@ -386,18 +452,65 @@ class SimLog:
             )
             acks: dict[TopicPartition, tuple[int, int]] = await wait
             return acks
+        plan = worker.stumbles_at("send")
+        if plan is not None:
+            return await self._send_again(groups, headers, generation, stamp, plan.point)
         acked = world.append(groups, headers, stamp)
         if world.rng.random() < 0.03:
             world.append(groups, headers, stamp)  # a retried send whose first try landed after all
             acked = {tp: (acked[tp][0], acked[tp][1]) for tp in acked}
         return acked
 
+    async def _send_again(
+        self,
+        groups: Mapping[TopicPartition, Sequence[Pair]],
+        headers: Mapping[TopicPartition, Headers],
+        generation: int,
+        stamp: int,
+        point: str,
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        """A send that fails for some partitions (a stumble): the others land and are
+        acknowledged; of a failed one, any prefix of its records may land (a producer batch
+        queued before the error). Then, as `KafkaLog.send`, the failed groups are sent again,
+        whole, after a pause, unless the consumer group rebalanced meanwhile (`Fenced`)."""
+        world, worker = self.world, self.worker
+        draw = world.stumble_rng
+        order = sorted(groups)
+        failed = [tp for tp in order if draw.random() < 0.5] or [draw.choice(order)]
+        acked = world.append({tp: groups[tp] for tp in order if tp not in failed}, headers, stamp)
+        for tp in failed:
+            # ("send-read": some records land, so that the flush's lineage check reads them)
+            landed = draw.randrange(int(point == "send-read"), len(groups[tp]) + 1)
+            if landed:
+                world.append({tp: groups[tp][:landed]}, headers, stamp)
+        world.trace.append(
+            f"  {worker.name}/{worker.current_task}: a send failed for "
+            + ", ".join(f"{topic}/{partition}" for topic, partition in failed)
+            + "; sending them again"
+        )
+        try:
+            await Wait("retry", world.step + draw.randint(1, 4))
+        except Fenced:
+            world.trace.append(f"  {worker.name}/{worker.current_task}: rebalanced meanwhile")
+            raise
+        while True:
+            if worker.aware and world.app.generation != generation and worker.in_app_group:
+                raise Fenced("the consumer group rebalanced while a flush waited for Kafka")
+            if world.step >= world.refusing_until and not world.stamps_too_late(worker):
+                break
+            await Wait("refused", world.refusing_until)
+        stamp = world.clock_ms_of(worker.name)  # a new producer batch: stamped anew
+        acked.update(world.append({tp: groups[tp] for tp in failed}, headers, stamp))
+        return acked
+
     async def read(self, topic: str, partition: int, start: int, end: int) -> list[LogRecord]:
         await self._round_trip()
+        self.worker.stumble("read")
         return present(self.world.log.records(topic, partition)[start:end])
 
     async def end_offset(self, topic: str, partition: int) -> int:
         await self._round_trip()
+        self.worker.stumble("read")
         return len(self.world.log.records(topic, partition))
 
     async def _round_trip(self) -> None:
@@ -412,6 +525,10 @@ class SimLog:
 # tenant, its now, the tenant's requests whose receipt its state holds, and those it knows)
 Evaluation = tuple[int, int, str, datetime, frozenset[str], frozenset[str]]
 _handling: ContextVar[tuple[int, int] | None] = ContextVar("handling", default=None)
+# the pauses of the group whose handlers the activity applies (a stumble there takes one)
+_group: ContextVar[GroupPauses | None] = ContextVar("group", default=None)
+# the event whose handler runs in the activity now (topic, partition, offset)
+_event: ContextVar[tuple[str, int, int] | None] = ContextVar("event", default=None)
 
 
 class ObservedTenantStage(TenantStage):
@@ -493,6 +610,7 @@ class SimWorker:
         self.ready = False
         self.crash_plans: list[CrashPlan] = []
         self.glitches = Glitches()
+        self.stumble_plans: list[StumblePlan] = []
         self.activities: dict[str, Activity] = {}
         self.current_task = ""
         self.ownership = Ownership()
@@ -523,6 +641,36 @@ class SimWorker:
                 self.crash_plans.remove(plan)
                 return True
         return False
+
+    def stumbles_at(self, point: str) -> StumblePlan | None:
+        """The armed stumble plan that strikes here, if one does (it is used up)."""
+        for plan in self.stumble_plans:
+            if plan.point == point or (point == "send" and plan.point == "send-read"):
+                if plan.countdown > 1:
+                    plan.countdown -= 1
+                    return None
+                group, event = _group.get(), _event.get()
+                if group is not None and event is not None and point != "send":
+                    if (
+                        group.left - group.owed < 1
+                        or event in group.stumbled_events | group.failed_events
+                        or event in self.glitches.lasts
+                    ):
+                        return None  # not in this event: a later occurrence
+                    group.owed += 1
+                    group.stumbled = self.glitches.struck
+                    group.stumbled_events.add(event)
+                self.stumble_plans.remove(plan)
+                if plan.point == "send-read":
+                    # the lineage check's read of what landed before the send again fails
+                    self.stumble_plans.insert(0, StumblePlan("read", 1))
+                return plan
+        return None
+
+    def stumble(self, point: str) -> None:
+        if self.stumble_plans and self.stumbles_at(point):
+            self.world.trace.append(f"  {self.name}/{self.current_task}: a {point} request failed")
+            raise Stumble(f"a {point} request failed (simulated)")
 
     def batch(self, tenant: bool = False) -> DurableBatch:
         """A batch of the learner stage or ingest (outputs first), or of the tenant stage (its
@@ -561,6 +709,12 @@ class SimWorker:
 class World:
     """Kafka, the workers, the simulated clock and the faults in effect."""
 
+    # A group whose flush failed is applied again, as the worker's agents do
+    # (`_apply_until_done`). True only in a test that the checks see the other way: faust's own
+    # for an agent that lets the exception out (the group skipped, the groups after it
+    # acknowledged and committed).
+    skip_failed_groups: ClassVar[bool] = False
+
     def __init__(self, seed: int, partitions: int, launch_partitions: int, start: datetime) -> None:
         self.rng = random.Random(seed)
         # how a takeover's steps interleave with the world (its own stream: drawing from it
@@ -573,6 +727,8 @@ class World:
         self.growth_rng = random.Random(f"growth-assignment/{seed}")
         # which table partitions a restart loses of a folder it keeps (its own stream too)
         self.wipe_rng = random.Random(f"partial-wipes/{seed}")
+        # how a stumble's send fails (its own stream too)
+        self.stumble_rng = random.Random(f"stumbles/{seed}")
         self.partitions = partitions
         self.launch_partitions = launch_partitions
         self.launch_partitions_at_start = launch_partitions
@@ -808,7 +964,7 @@ class World:
         """A rebalance reached the worker: what waits for Kafka stops (Fenced), the rest is
         dropped; nothing of it is acknowledged."""
         for task, activity in list(worker.activities.items()):
-            if activity.waiting is not None and activity.waiting.kind == "refused":
+            if activity.waiting is not None and activity.waiting.kind in ("refused", "retry"):
                 self.drive(worker, activity, exc=Fenced("rebalanced while waiting for Kafka"))
             if task in worker.activities:
                 worker.activities[task].close()
@@ -863,12 +1019,20 @@ class World:
                 waited = activity.context.run(activity.coro.send, value)
         except StopIteration:
             worker.activities.pop(activity.task, None)
-        except Crash:
+        except (Crash, LocalWriteFailed) as exc_:
+            # (LocalWriteFailed: the agents stop the worker, streams/worker/agents/loop.py)
             worker.activities.pop(activity.task, None)
+            if isinstance(exc_, LocalWriteFailed):
+                self.trace.append(f"  {worker.name}: a local write failed; it stops")
             self.kill(worker)
             if worker.name in self.app.members:
                 self.rebalance()
             return
+        except Rejoin as exc_:
+            worker.activities.pop(activity.task, None)
+            self.trace.append(f"  {worker.name}: {exc_}; it asks for a rebalance")
+            if worker.aware and worker.name in self.app.members:
+                self.rebalance()
         except Fenced:
             worker.activities.pop(activity.task, None)
             self.notice(worker)
@@ -913,7 +1077,11 @@ class World:
         for worker in list(self.workers.values()):
             for activity in list(worker.activities.values()):
                 waiting = activity.waiting
-                if waiting is not None and waiting.kind == "pause" and waiting.until <= self.step:
+                if (
+                    waiting is not None
+                    and waiting.kind in ("pause", "retry")
+                    and waiting.until <= self.step
+                ):
                     self.drive(worker, activity)
 
     def busy(self) -> bool:
@@ -983,13 +1151,24 @@ class World:
         if not records:
             return
         tenant = topic == topics.TENANT_COMMANDS
-        for again in range(GROUP_AGAIN_MAX + 1):
+        stumbled = again = 0
+        while True:
             batch = worker.batch(tenant=tenant)
             try:
                 await self._apply_group(worker, topic, records, batch)
             except Fenced:
                 self.notice(worker)
                 return
+            except Stumble:
+                # a flush that failed (a read of its lineage check): the worker's agent applies
+                # the group again on a new batch (`_apply_until_done`), as long as it fails
+                # (each stumble is used up: the plans armed run out)
+                if self.skip_failed_groups:
+                    break
+                stumbled += 1
+                self.trace.append(f"  {worker.name}/{topic}: the group failed; applying it again")
+                await Wait("pause", self.step + min(stumbled, 5))
+                continue
             except Glitch as exc:
                 # A glitch that struck in a flush a handler made (its repair round, say) is the
                 # group's failure (streams/stages/loop.py): the worker's agent applies the group
@@ -1001,6 +1180,7 @@ class World:
                 self.trace.append(f"  {worker.name}/{topic}: the group failed; applying it again")
                 worker.glitches.paused(topic)
                 await Wait("pause", self.step + 1 + again)
+                again += 1
                 continue
             break
         self.crash_point(worker, "ack")
@@ -1024,15 +1204,20 @@ class World:
         group = GroupPauses()
         if split is not None:
             handle = worker.glitches.wrap(handle, group)
-        await apply_events(
-            batch,
-            records,
-            handle,
-            self.give_up(give_up),
-            topic,
-            pause=self.pause(worker, topic, group),
-            split=split,
-        )
+        handle = _watched(handle, group)
+        token = _group.set(group)
+        try:
+            await apply_events(
+                batch,
+                records,
+                handle,
+                self.give_up(give_up),
+                topic,
+                pause=self.pause(worker, topic, group),
+                split=split,
+            )
+        finally:
+            _group.reset(token)
 
     def pause(self, worker: SimWorker, topic: str, group: GroupPauses) -> Any:
         """The loop's pause between an event's tries (0.5 s, then 1 s in the agents): a few
@@ -1040,7 +1225,10 @@ class World:
 
         async def paused(tries: int) -> None:
             group.paused()
-            worker.glitches.paused(topic)
+            if group.stumbled >= 0 and group.stumbled == worker.glitches.struck:
+                group.stumbled = -1  # a stumble's pause: no glitch's lasts go down
+            else:
+                worker.glitches.paused(topic)
             await Wait("pause", self.step + tries)
 
         return paused
@@ -1074,9 +1262,21 @@ class World:
         except Fenced:
             self.notice(worker)
             return
+        except Stumble:
+            # the launch reader reads the batch again (`LaunchReader._read`: rewind, a pause)
+            for record in records:
+                tp = (record.topic, record.partition)
+                worker.positions[tp] = min(worker.positions[tp], record.offset)
+            self.trace.append(f"  {worker.name}/launches: routing failed; read again")
+            await Wait("pause", self.step + 2)
+            return
         self.crash_point(worker, "ack")
         if worker.launch_generation != self.launches.generation:
             self.notice(worker)  # the commit is refused
+            return
+        if worker.stumbles_at("commit"):
+            # everything is in Kafka: the batch is read again by the partition's next reader
+            self.trace.append(f"  {worker.name}/launches: the commit failed")
             return
         for record in records:
             tp = (record.topic, record.partition)
@@ -1136,7 +1336,17 @@ class World:
             for take_over_stage in stages:
                 if draw.random() < 0.4:
                     await Wait("pause", self.step + draw.randrange(1, 8))
-                await take_over_stage(worker, parts, generation)
+                try:
+                    await take_over_stage(worker, parts, generation)
+                except (Stumble, LocalWriteFailed) as exc:
+                    # streams/worker/takeovers.py `run`: the stage's partitions released, and
+                    # a rebalance asked for (its takeover owns them again)
+                    if take_over_stage == self._take_over_learner:
+                        worker.learner.release()
+                        worker.ownership.release(LEARNER)
+                    else:
+                        worker.ownership.release(TENANT)
+                    raise Rejoin(f"a takeover failed ({type(exc).__name__}: {exc})") from exc
         except Fenced:
             self.notice(worker)
             return
@@ -1182,6 +1392,26 @@ class World:
         await batch.repair_marked(TENANT, parts)
         for partition in parts:
             await worker.tenant.take_over_outputs(batch, partition, worker.now())
+
+
+def _watched(handle: Any, group: GroupPauses) -> Any:
+    """`handle`, telling a stumble which event it strikes, and which events failed otherwise
+    (`GroupPauses.failed_events`)."""
+
+    async def watched(batch: Batch, record: Record) -> None:
+        position = (record.topic, record.partition, record.offset)
+        token = _event.set(position)
+        try:
+            await handle(batch, record)
+        except Stumble:
+            raise
+        except Exception:
+            group.failed_events.add(position)
+            raise
+        finally:
+            _event.reset(token)
+
+    return watched
 
 
 def _sync(method: Callable[[Batch, Record], None]) -> Callable[[Batch, Record], Any]:

@@ -1,0 +1,83 @@
+"""A deposed owner's records found, and their repair failing with an error the worker survives.
+
+A flush (or the periodic lineage check) that finds a deposed owner's records moves the lineage
+past them, marks their keys on disk, and writes the keys again (for the tenant stage: answers
+the count records they published). When that repair fails with a crash, the restart's takeover
+repairs the marks. When it fails with an error the worker survives (a RocksDB read, a read of
+the log: the tick or the group is applied again, SIMULATE_SURVIVED_FAILURES=1), no takeover
+comes: the next check or write must find the records again, or the deposed owner's count record
+stays the last of its window, wrong, until some rebalance (the contract: once input stops, the
+last record of every window shows its exact counts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from streams.stages import keys
+from streams.stages.store import TENANT, epoch_header
+from streams.stages.tenants import TenantStage
+from tests.stages.test_late_outputs import COUNTS, DEPOSED, SUCCESSOR, last_of, taken_over
+
+KEY = keys.count_record("acme", "2026-01-01")
+LATE = b'{"tenant_id": "acme", "active_learners": 7}'
+
+
+class ReadFailed(RuntimeError):
+    """A read the worker survives (RocksDB's, or of the log)."""
+
+
+def failing_once(stage: TenantStage) -> Any:
+    """The stage's answer to a deposed owner's outputs, failing at its first call."""
+    calls = {"n": 0}
+
+    def repair(*args: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ReadFailed("a read failed")
+        return stage.repair_outputs(*args)
+
+    return repair
+
+
+def test_a_check_whose_repair_failed_finds_the_records_again() -> None:
+    store = taken_over()
+    store.log.append(COUNTS, 0, [(KEY, LATE)], epoch_header(DEPOSED))
+    repair = failing_once(TenantStage(1))
+    with pytest.raises(ReadFailed):
+        asyncio.run(store.batch(repair).check_lineage(TENANT, [0]))
+    # the tick is applied again (streams/stages/loop.py): its check runs again
+    asyncio.run(store.batch(repair).check_lineage(TENANT, [0]))
+    epoch, value = last_of(store, COUNTS, KEY)
+    assert epoch == SUCCESSOR
+    assert b'"active_learners":2' in (value or b"")
+
+
+def test_a_flush_whose_repair_failed_leaves_the_records_to_the_next_check() -> None:
+    store = taken_over()
+    store.log.append(COUNTS, 0, [(KEY, LATE)], epoch_header(DEPOSED))
+    repair = failing_once(TenantStage(1))
+    batch = store.batch(repair)
+    other = keys.count_record("acme", "2027-01-01")
+    batch.emit(COUNTS, other, b'{"tenant_id": "acme", "active_learners": 0}', 0)
+    with pytest.raises(ReadFailed):
+        asyncio.run(batch.flush())
+    # the group is applied again, and later the periodic check runs
+    asyncio.run(store.batch(repair).check_lineage(TENANT, [0]))
+    epoch, value = last_of(store, COUNTS, KEY)
+    assert epoch == SUCCESSOR
+    assert b'"active_learners":2' in (value or b"")
+
+
+def test_a_repair_that_passes_at_once_is_not_read_again() -> None:
+    """(what held) a check whose repair passed leaves nothing for the next check to answer."""
+    store = taken_over()
+    store.log.append(COUNTS, 0, [(KEY, LATE)], epoch_header(DEPOSED))
+    asyncio.run(store.batch(TenantStage(1).repair_outputs).check_lineage(TENANT, [0]))
+    repaired = store.ownership.zombies_repaired
+    asyncio.run(store.batch(TenantStage(1).repair_outputs).check_lineage(TENANT, [0]))
+    assert store.ownership.zombies_repaired == repaired == 1
+    assert last_of(store, COUNTS, KEY)[0] == SUCCESSOR
