@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from streams.stages import keys
-from streams.stages.store import TENANT, epoch_header
+from streams.stages.store import TENANT, Fenced, epoch_header
 from streams.stages.tenants import TenantStage
 from tests.stages.test_late_outputs import COUNTS, DEPOSED, SUCCESSOR, last_of, taken_over
 
@@ -81,3 +81,43 @@ def test_a_repair_that_passes_at_once_is_not_read_again() -> None:
     asyncio.run(store.batch(TenantStage(1).repair_outputs).check_lineage(TENANT, [0]))
     assert store.ownership.zombies_repaired == repaired == 1
     assert last_of(store, COUNTS, KEY)[0] == SUCCESSOR
+
+
+def test_the_next_flush_reads_its_own_records_again_and_answers_only_the_deposed_one() -> None:
+    """(what held, helper-103's review) the lineage moved back to before the failed flush's
+    own records, which are in the log and written locally: the next flush, whose sends land
+    after them, reads them again and passes them over (this owner's epoch), answering only
+    the deposed owner's record, once more."""
+    store = taken_over()
+    store.log.append(COUNTS, 0, [(KEY, LATE)], epoch_header(DEPOSED))
+    repair = failing_once(TenantStage(1))
+    other = keys.count_record("acme", "2027-01-01")
+    zero = b'{"tenant_id": "acme", "active_learners": 0}'
+    batch = store.batch(repair)
+    batch.emit(COUNTS, other, zero, 0)
+    with pytest.raises(ReadFailed):
+        asyncio.run(batch.flush())
+    own = [r for r in store.log.records(COUNTS, 0) if r.key == other]
+    assert [r.epoch for r in own] == [SUCCESSOR]
+    batch = store.batch(repair)
+    batch.emit(COUNTS, other, zero, 0)
+    asyncio.run(batch.flush())
+    assert store.ownership.zombies_repaired == 2, "the deposed record twice, no own record"
+    assert last_of(store, COUNTS, KEY)[0] == SUCCESSOR
+    assert [r.epoch for r in store.log.records(COUNTS, 0) if r.key == other] == [SUCCESSOR] * 2
+
+
+def test_a_newer_owners_record_after_the_moved_back_lineage_fences_this_owner() -> None:
+    """(what held, helper-103's review) moved back, the lineage never takes a successor's
+    records for a deposed owner's to answer: the next check finds a newer epoch and this
+    owner learns it was deposed, writing nothing after the successor's record."""
+    store = taken_over()
+    store.log.append(COUNTS, 0, [(KEY, LATE)], epoch_header(DEPOSED))
+    repair = failing_once(TenantStage(1))
+    with pytest.raises(ReadFailed):
+        asyncio.run(store.batch(repair).check_lineage(TENANT, [0]))
+    newer = b'{"tenant_id": "acme", "active_learners": 3}'
+    store.log.append(COUNTS, 0, [(KEY, newer)], epoch_header((3, 4)))
+    with pytest.raises(Fenced):
+        asyncio.run(store.batch(repair).check_lineage(TENANT, [0]))
+    assert last_of(store, COUNTS, KEY) == ((3, 4), newer)
