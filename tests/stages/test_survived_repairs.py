@@ -121,3 +121,28 @@ def test_a_newer_owners_record_after_the_moved_back_lineage_fences_this_owner() 
     with pytest.raises(Fenced):
         asyncio.run(store.batch(repair).check_lineage(TENANT, [0]))
     assert last_of(store, COUNTS, KEY) == ((3, 4), newer)
+
+
+def test_a_check_whose_own_flush_failed_finds_the_records_again() -> None:
+    """(what held, helper-103's review) the check's flush, moved inside its `try` by
+    helper-101, fails before anything of the repair is in Kafka (a send that failed for good):
+    the tick is applied again, and its check answers the deposed owner's record."""
+    store = taken_over()
+    store.log.append(COUNTS, 0, [(KEY, LATE)], epoch_header(DEPOSED))
+    send = store.log.send
+    sends = {"n": 0}
+
+    async def failing_once(*args: Any) -> Any:
+        sends["n"] += 1
+        if sends["n"] == 1:
+            raise ReadFailed("the send failed")
+        return await send(*args)
+
+    store.log.send = failing_once  # type: ignore[method-assign]
+    with pytest.raises(ReadFailed):
+        asyncio.run(store.batch(TenantStage(1).repair_outputs).check_lineage(TENANT, [0]))
+    assert last_of(store, COUNTS, KEY)[0] == DEPOSED
+    asyncio.run(store.batch(TenantStage(1).repair_outputs).check_lineage(TENANT, [0]))
+    epoch, value = last_of(store, COUNTS, KEY)
+    assert epoch == SUCCESSOR
+    assert b'"active_learners":2' in (value or b"")
