@@ -9,7 +9,7 @@ gone has none."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 import pytest
 from prometheus_client import REGISTRY
@@ -19,8 +19,18 @@ from streams.http.gauges import tenant_counts_changed
 from streams.http.read_model import ReadModel
 from tests.unit.test_api import LICENSE, count
 
-YEAR = datetime.now(UTC).year
-START, END = f"{YEAR}-01-01", f"{YEAR + 1}-01-01"
+# the gauges' clock, pinned inside the window the counts are in: read from the real clock at
+# import, a run that crossed New Year (`make dates`) asked for next year's window, empty
+NOW = datetime(2026, 6, 15, 12, tzinfo=UTC)
+START, END = "2026-01-01", "2027-01-01"
+
+
+class _Pinned(datetime):
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
+        return NOW.astimezone(tz)
+
+
 SERIES = (
     "active_learners_tenant_active",
     "active_learners_tenant_total",
@@ -35,6 +45,7 @@ def _series(tenant: str) -> list[str]:
 
 
 def _caught_up(monkeypatch: pytest.MonkeyPatch) -> ReadModel:
+    monkeypatch.setattr(gauges, "datetime", _Pinned)
     model = ReadModel()
     model.on_counts = tenant_counts_changed(model)
     model.caught_up.set()
