@@ -43,7 +43,7 @@ deletion_requests_total = Counter(
 )
 receipts_total = Counter(
     "active_learners_deletion_receipts_total",
-    "Deletion receipts sent by the tenant stage, by tenant and mode",
+    "Deletion receipts sent by the tenant stage, by tenant (empty without a license) and mode",
     ["tenant", "mode"],
 )
 threshold_events_total = Counter(

@@ -344,7 +344,19 @@ class TenantDeletions:
         tenant_id = receipt["tenant_id"]
         batch.emit(topics.DELETION_RECEIPTS, tenant_id.encode(), encode(receipt), partition)
         mode = "error" if receipt.get("error") else str(receipt.get("mode", "invalid"))
-        batch.on_durable(metrics.receipts_total.labels(tenant_id, mode).inc)
+        batch.on_durable(
+            metrics.receipts_total.labels(
+                self._receipt_label(batch, partition, tenant_id), mode
+            ).inc
+        )
+
+    @staticmethod
+    def _receipt_label(batch: Batch, partition: int, tenant_id: str) -> str:
+        """The receipts' `tenant` label: the tenant's id while it has a license, "" otherwise, so
+        that deletion requests naming made-up ids cannot grow `/metrics` without bound (the
+        per-tenant gauges are bounded the same way: streams/http/gauges.py)."""
+        stored = batch.get(keys.TENANT_STATE, partition, keys.tenant_license(tenant_id))
+        return tenant_id if stored is not None and stored.get("license") is not None else ""
 
 
 def receipt_to_store(receipt: dict[str, Any]) -> dict[str, Any]:
