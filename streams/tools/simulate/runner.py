@@ -86,6 +86,17 @@ PARTIAL_WIPES = os.environ.get("SIMULATE_PARTIAL_WIPES") == "1"
 # producer's metadata request that fails, the launch reader's commit that fails), drawn from a
 # stream of their own; opt-in, so that the seeds of REGRESSIONS keep their schedules
 SURVIVED_FAILURES = os.environ.get("SIMULATE_SURVIVED_FAILURES") == "1"
+# faults aimed inside a repair of a deposed owner's records (world.RepairWatchedBatch): crashes
+# at a send, a local write or a read of the log there, failures the worker survives there, and
+# more deposed owners writing late; drawn from a stream of their own, opt-in, so that the seeds
+# of REGRESSIONS keep their schedules
+REPAIR_FAULTS = os.environ.get("SIMULATE_REPAIR_FAULTS") == "1"
+# Kafka refuses records above a small size (world.World.refuse_large), drawn per run, with the
+# service's cuts by size scaled to it (`_record_limit`); opt-in, as above
+RECORD_LIMIT = os.environ.get("SIMULATE_RECORD_LIMIT") == "1"
+# the group coordinator's answer to a takeover's question (world.World.member_check) is "no"
+# (a rebalance under way) or the question fails, now and then; opt-in, as above
+MEMBER_FAULTS = os.environ.get("SIMULATE_MEMBER_FAULTS") == "1"
 MAX_WORKERS = 3
 
 
@@ -225,6 +236,10 @@ def generate(seed: int, actions: int | None = None) -> Schedule:
     timeline = _with_glitches(seed, timeline)
     if SURVIVED_FAILURES:
         timeline = _with_stumbles(seed, timeline)
+    if REPAIR_FAULTS:
+        timeline = _with_repair_faults(seed, timeline)
+    if MEMBER_FAULTS:
+        timeline = _with_member_faults(seed, timeline)
     return Schedule(seed, partitions, launch_partitions, workers, start, timeline)
 
 
@@ -356,6 +371,52 @@ def _with_stumbles(seed: int, actions: Sequence[Action]) -> tuple[Action, ...]:
     return tuple(_sprinkled(actions, draw, rate, stumble))
 
 
+# a fault aimed at any repair, or at one of a flush or lineage check only: takeovers repair
+# marks far more often, and would use up every plan
+AIMS = ("repair", "repair-lineage", "repair-lineage")
+
+
+def _with_repair_faults(seed: int, actions: Sequence[Action]) -> tuple[Action, ...]:
+    """The schedule with faults armed to strike inside a repair (SIMULATE_REPAIR_FAULTS=1):
+    a crash at one of its sends, local writes or reads of the log, a failure the worker
+    survives there, and deposed owners, whose late records are what a repair answers; drawn
+    from a stream of its own. A fifth of the seeds have none."""
+    draw = random.Random(f"repair-faults/{seed}")
+    rate = draw.choice((0.0, 0.1, 0.2, 0.4, 0.6))
+    if not rate:
+        return tuple(actions)
+
+    def fault() -> Action:
+        worker = f"w{draw.randrange(MAX_WORKERS)}"
+        roll = draw.random()
+        if roll < 0.4:
+            return ("depose", worker, draw.randint(10, 80))
+        if roll < 0.65:
+            point = draw.choice(("send", "send", "apply", "apply", "read"))
+            return ("arm", worker, point, draw.choice((1, 1, 2, 3)), draw.choice(AIMS))
+        point = draw.choices(STUMBLE_POINTS[:5], (3, 2, 3, 3, 1))[0]
+        return ("stumble", worker, point, draw.randint(1, 3), draw.choice(AIMS))
+
+    return tuple(_sprinkled(actions, draw, rate, fault))
+
+
+def _with_member_faults(seed: int, actions: Sequence[Action]) -> tuple[Action, ...]:
+    """The schedule with the group coordinator answering a takeover's question "no" (a
+    rebalance under way) or the question failing, at a takeover's first or second question
+    from then on (SIMULATE_MEMBER_FAULTS=1), drawn from a stream of its own. A fifth of the
+    seeds have none."""
+    draw = random.Random(f"member-faults/{seed}")
+    rate = draw.choice((0.0, 0.02, 0.05, 0.1, 0.2))
+    if not rate:
+        return tuple(actions)
+
+    def fault() -> Action:
+        answer = draw.choice(("no", "no", "error"))
+        return ("member", f"w{draw.randrange(MAX_WORKERS)}", answer, draw.randint(1, 2))
+
+    return tuple(_sprinkled(actions, draw, rate, fault))
+
+
 # -- running one ----------------------------------------------------------------------------------
 def execute(world: World, action: Action, produced: list[Input]) -> None:
     kind = action[0]
@@ -379,7 +440,10 @@ def execute(world: World, action: Action, produced: list[Input]) -> None:
     elif kind == "arm" and worker is not None and worker.alive:
         worker.crash_plans.append(CrashPlan(action[2], action[3], action[4]))
     elif kind == "stumble" and worker is not None and worker.alive:
-        worker.stumble_plans.append(StumblePlan(action[2], action[3]))
+        aim = action[4] if len(action) > 4 else ""
+        worker.stumble_plans.append(StumblePlan(action[2], action[3], aim))
+    elif kind == "member":
+        world.member_plans.setdefault(action[1], []).append([action[2], action[3]])
     elif kind == "glitch" and worker is not None and worker.alive:
         worker.glitches.pending = action[2]
     elif kind == "kill" and worker is not None and worker.alive:
@@ -466,6 +530,7 @@ def settle(world: World, rounds: int = 30, before_final: Callable[[], None] | No
         worker.crash_plans.clear()
         worker.stumble_plans.clear()
         worker.glitches.pending = 0
+    world.member_plans.clear()
     _set_clocks_true(world)
     for _ in range(30):
         world.advance()
@@ -589,6 +654,8 @@ def run(schedule: Schedule) -> Result:
     )
     if PREFIX_IDS and SIZE_DRAWS:
         settings += _order_bounds(seed)
+    if RECORD_LIMIT:
+        settings += _record_limit_cuts(seed)
     with _patched(settings):
         return _run(schedule)
 
@@ -605,6 +672,32 @@ def service_sizes() -> Iterator[None]:
 
 
 Setting = tuple[Any, str, int]  # (module, name, value) set for one run
+
+
+def record_limit(seed: int) -> int | None:
+    """The largest record the run's Kafka takes (SIMULATE_RECORD_LIMIT=1), drawn from a stream
+    of its own: a quarter of the seeds keep no limit; the others refuse what a schedule's
+    larger records reach (a command of many launches), above what its single items take (a
+    tenant's state, one launch's dead letter: about 1 KB). The service bounds those by Kafka's
+    1 MiB (ids of 256 characters, selectors of 512 KB), so a limit below one of them is a
+    misconfigured broker, not a fault: runs with edge inputs (SIMULATE_EDGES=1), whose items
+    are sized for 1 MiB, keep no limit."""
+    return random.Random(f"record-limit/{seed}").choice((None, 1_500, 2_000, 3_000))
+
+
+def _record_limit_cuts(seed: int) -> list[Setting]:
+    """The service cuts what it sends by size to a quarter of Kafka's limit (256 KB of 1 MiB):
+    scaled to the run's limit (lower only)."""
+    limit = record_limit(seed)
+    if limit is None or EDGES or random.Random(f"record-limit-cuts/{seed}").random() < 0.5:
+        return []
+    cuts = [
+        (ingest, "COMMAND_MAX_BYTES"),
+        (learners, "PARTIALS_MAX_BYTES"),
+        (tenant_deletions, "PART_MAX_BYTES"),
+        (learner_deletions, "MEMBERS_CHUNK_BYTES"),
+    ]
+    return [(module, name, min(limit // 4, getattr(module, name))) for module, name in cuts]
 
 
 def _tally_layout(seed: int) -> list[Setting]:
@@ -710,6 +803,10 @@ def _run(schedule: Schedule) -> Result:
     world = World(schedule.seed, schedule.partitions, schedule.launch_partitions, schedule.start)
     world.deposed_work = _deposed_work
     world.release_at_takeover = TAKEOVER_TIMERS
+    if REPAIR_FAULTS:
+        world.late_steps = 80
+    if RECORD_LIMIT and not EDGES:
+        world.record_limit = record_limit(schedule.seed)
     for index in range(schedule.workers):
         name = f"w{index}"
         world.workers[name] = SimWorker(world, name)

@@ -38,6 +38,7 @@ from zlib import crc32
 from schemas import topics
 from schemas.licenses import License
 from schemas.topics import TOPICS_BY_NAME
+from streams.domain.decoding import Rejected
 from streams.domain.windows import Window
 from streams.stages import commands, ingest, keys
 from streams.stages.batch import DurableBatch, take_over
@@ -58,6 +59,7 @@ from streams.stages.store import (
     LogRecord,
     Pair,
     Record,
+    RecordTooLarge,
     TopicPartition,
     restore_rule,
     scan_all,
@@ -297,17 +299,22 @@ def _spread(members: Sequence[str], partitions: int, rng: random.Random) -> dict
 
 @dataclass
 class CrashPlan:
-    point: str  # "send" | "apply" | "ack"
+    point: str  # "send" | "apply" | "ack" | "read" (a read of the log)
     countdown: int
     task: str = "any"  # only while this task runs
 
     def reached(self, worker: SimWorker, point: str, what: frozenset[str] = frozenset()) -> bool:
         """Count this occurrence of `point`; True when the process is to die here. `task` is a
         task name, or what a send carries: "deletion" (attempt tombstones), "recut" (licenses
-        and memberships), "publish" (count records)."""
+        and memberships), "publish" (count records); or "repair": only inside a repair
+        (`RepairWatchedBatch`, SIMULATE_REPAIR_FAULTS=1), "repair-lineage" only inside one of
+        a flush or lineage check (not a takeover's)."""
         if self.point != point:
             return False
-        if self.task not in ("any", worker.current_task) and self.task not in what:
+        if self.task.startswith("repair"):
+            if not in_repair(self.task):
+                return False
+        elif self.task not in ("any", worker.current_task) and self.task not in what:
             return False
         self.countdown -= 1
         return self.countdown <= 0
@@ -342,6 +349,9 @@ class StumblePlan:
 
     point: str  # "send" | "send-read" | "read" | "local" | "metadata" | "commit"
     countdown: int
+    # only inside a repair (`RepairWatchedBatch`, SIMULATE_REPAIR_FAULTS=1): its occurrences
+    # outside one are not counted
+    repair: str = ""  # "" | "repair" | "repair-lineage" (as a crash plan's `task`)
 
 
 def carried(groups: Mapping[TopicPartition, Sequence[Pair]]) -> frozenset[str]:
@@ -432,9 +442,11 @@ class SimLog:
         if worker.crashes_at("send", carried(groups)):
             world.append_some(groups, headers, stamp)
             raise Crash
+        if world.record_limit is not None:
+            world.refuse_large(worker, groups, headers, stamp)
         if not worker.aware:
             # a deposed owner: its request lands some steps later, maybe after its successor's
-            wait = Wait("in-flight", world.step + world.rng.randrange(0, 25))
+            wait = Wait("in-flight", world.step + world.rng.randrange(0, world.late_steps))
             # each group lands on its own, up to 8 steps before the last (from the takeover
             # stream: the seed's faults stay as they were)
             spread = world.takeover_rng
@@ -505,11 +517,13 @@ class SimLog:
 
     async def read(self, topic: str, partition: int, start: int, end: int) -> list[LogRecord]:
         await self._round_trip()
+        self.world.crash_point(self.worker, "read")
         self.worker.stumble("read")
         return present(self.world.log.records(topic, partition)[start:end])
 
     async def end_offset(self, topic: str, partition: int) -> int:
         await self._round_trip()
+        self.world.crash_point(self.worker, "read")
         self.worker.stumble("read")
         return len(self.world.log.records(topic, partition))
 
@@ -529,6 +543,56 @@ _handling: ContextVar[tuple[int, int] | None] = ContextVar("handling", default=N
 _group: ContextVar[GroupPauses | None] = ContextVar("group", default=None)
 # the event whose handler runs in the activity now (topic, partition, offset)
 _event: ContextVar[tuple[str, int, int] | None] = ContextVar("event", default=None)
+# whether the activity is inside a repair (`RepairWatchedBatch`)
+# whether the activity is inside a repair (`RepairWatchedBatch`): "" (no), "marks" (a
+# takeover's), "lineage" (a flush's or a lineage check's)
+_repairing: ContextVar[str] = ContextVar("repairing", default="")
+
+
+def in_repair(aim: str) -> bool:
+    """Whether a fault aimed at "repair" (any) or "repair-lineage" strikes here."""
+    where = _repairing.get()
+    return bool(where) and (aim == "repair" or where == "lineage")
+
+
+class RepairWatchedBatch(DurableBatch):
+    """The real batch, telling the world when it repairs a deposed owner's records, for the
+    faults aimed inside a repair (SIMULATE_REPAIR_FAULTS=1): from the moment a flush or a
+    lineage check found them (`_repair`) to the end of that flush or check, and all through a
+    takeover's `repair_marked`. It changes nothing the batch does."""
+
+    async def _repair(self, zombies: dict[TopicPartition, list[LogRecord]]) -> None:
+        if not _repairing.get():
+            _repairing.set("lineage")  # until the flush or check that repairs ends
+        await super()._repair(zombies)
+
+    async def flush(self) -> None:
+        outer = _repairing.get()
+        try:
+            await super().flush()
+        finally:
+            if not outer:
+                _repairing.set("")
+
+    async def check_lineage(self, stage: str, partitions: Sequence[int]) -> None:
+        outer = _repairing.get()
+        try:
+            await super().check_lineage(stage, partitions)
+        finally:
+            _repairing.set(outer)
+
+    async def repair_marked(self, stage: str, partitions: Sequence[int], heal: Any = None) -> None:
+        marked = any(
+            MemoryState.scan(self._state, table, partition, keys.REPAIR, None, 1)  # type: ignore[arg-type]
+            for table, (owner, _) in TABLES.items()
+            if owner == stage
+            for partition in partitions
+        )
+        token = _repairing.set("marks" if marked else _repairing.get())
+        try:
+            await super().repair_marked(stage, partitions, heal)
+        finally:
+            _repairing.reset(token)
 
 
 class ObservedTenantStage(TenantStage):
@@ -639,12 +703,19 @@ class SimWorker:
         for plan in self.crash_plans:
             if plan.reached(self, point, what):
                 self.crash_plans.remove(plan)
+                if plan.task.startswith("repair"):
+                    self.world.repair_faults.append(f"crash {point}")
+                    self.world.trace.append(
+                        f"  {self.name}/{self.current_task}: dies inside a repair ({point})"
+                    )
                 return True
         return False
 
     def stumbles_at(self, point: str) -> StumblePlan | None:
         """The armed stumble plan that strikes here, if one does (it is used up)."""
         for plan in self.stumble_plans:
+            if plan.repair and not in_repair(plan.repair):
+                continue
             if plan.point == point or (point == "send" and plan.point == "send-read"):
                 if plan.countdown > 1:
                     plan.countdown -= 1
@@ -663,7 +734,12 @@ class SimWorker:
                 self.stumble_plans.remove(plan)
                 if plan.point == "send-read":
                     # the lineage check's read of what landed before the send again fails
-                    self.stumble_plans.insert(0, StumblePlan("read", 1))
+                    self.stumble_plans.insert(0, StumblePlan("read", 1, plan.repair))
+                if plan.repair:
+                    self.world.repair_faults.append(f"stumble {plan.point}")
+                    self.world.trace.append(
+                        f"  {self.name}/{self.current_task}: fails inside a repair ({plan.point})"
+                    )
                 return plan
         return None
 
@@ -676,14 +752,14 @@ class SimWorker:
         """A batch of the learner stage or ingest (outputs first), or of the tenant stage (its
         state first, see streams/stages/tenants.py)."""
         if tenant:
-            return DurableBatch(
+            return RepairWatchedBatch(
                 self.state,
                 self.log,
                 self.ownership,
                 self.tenant.repair_outputs,
                 outputs_first=False,
             )
-        return DurableBatch(self.state, self.log, self.ownership)
+        return RepairWatchedBatch(self.state, self.log, self.ownership)
 
     # -- restoring a partition from its changelog (streams/worker/recovery.py does the same) ---
     def restore(self, table: str, partition: int) -> None:
@@ -729,6 +805,8 @@ class World:
         self.wipe_rng = random.Random(f"partial-wipes/{seed}")
         # how a stumble's send fails (its own stream too)
         self.stumble_rng = random.Random(f"stumbles/{seed}")
+        # what a refused send landed before its refusal (its own stream too)
+        self.limit_rng = random.Random(f"record-limit-landing/{seed}")
         self.partitions = partitions
         self.launch_partitions = launch_partitions
         self.launch_partitions_at_start = launch_partitions
@@ -749,6 +827,11 @@ class World:
         # what a send reaches before its process dies (tests set it; else random)
         self.landing: Callable[[TopicPartition, Sequence[Pair]], int] | None = None
         self.in_flight: list[InFlight] = []
+        # how many steps late a deposed owner's send may land (at most): longer with
+        # SIMULATE_REPAIR_FAULTS=1, so that more land after its successor's takeover, where a
+        # flush or a lineage check repairs them (a produce request may take up to its
+        # delivery timeout, two minutes by default, while the broker is slow)
+        self.late_steps = 25
         self.deposed_work: Callable[[World, SimWorker], None] | None = None
         # the learner stage keeps the counters of its previous assignment until its takeover
         # releases them, as the worker does (streams/worker/agents/learners.py), instead of at
@@ -762,6 +845,19 @@ class World:
         self.evaluations: list[Evaluation] = []
         self.evaluated: list[EvaluatedCounts] = []
         self.refused_takeovers = 0  # takeovers the group's answer stopped (a deposed worker's)
+        # the faults struck inside a repair (SIMULATE_REPAIR_FAULTS=1), as "crash <point>" or
+        # "stumble <point>"
+        self.repair_faults: list[str] = []
+        # the largest record Kafka takes (key, value and headers; SIMULATE_RECORD_LIMIT=1), and
+        # the sends it refused for it
+        self.record_limit: int | None = None
+        self.refused_records = 0
+        self.refused_launches: list[str] = []  # dead-lettered for their command's size
+        # the group coordinator's answers to a takeover's question, armed by worker
+        # (SIMULATE_MEMBER_FAULTS=1): [answer ("no" | "error"), countdown]; and those given
+        self.member_plans: dict[str, list[list[Any]]] = {}
+        self.member_faults: list[str] = []
+        self.rebalance_due = False  # a rebalance under way (the coordinator said so)
         self.trace: list[str] = []
         self.produced: list[tuple[str, int, int]] = []  # positions of the inputs, in order
 
@@ -840,6 +936,48 @@ class World:
             }
         finally:
             self.stamp_ms = None
+
+    def refuse_large(
+        self,
+        worker: SimWorker,
+        groups: Mapping[TopicPartition, Sequence[Pair]],
+        headers: Mapping[TopicPartition, Headers],
+        stamp_ms: int,
+    ) -> None:
+        """Kafka refuses a record above `record_limit` (the topic's max.message.bytes; the
+        producer's max_batch_size): the send fails with `RecordTooLarge` for that partition,
+        after the records before it in their producer batches, and the other partitions' groups,
+        may have landed (each partition is appended on its own; a worker's KafkaLog sends
+        every group before it awaits any)."""
+        limit = self.record_limit
+        assert limit is not None
+
+        def size(pair: Pair, tp: TopicPartition) -> int:
+            extra = sum(len(name) + len(value) for name, value in headers.get(tp, ()))
+            return len(pair[0] or b"") + len(pair[1] or b"") + extra
+
+        refused = {
+            tp: next(i for i, pair in enumerate(rows) if size(pair, tp) > limit)
+            for tp, rows in groups.items()
+            if any(size(pair, tp) > limit for pair in rows)
+        }
+        if not refused:
+            return
+        draw = self.limit_rng
+        self.stamp_ms = stamp_ms
+        try:
+            for tp, rows in sorted(groups.items()):
+                landed = draw.randrange(refused[tp] + 1) if tp in refused else len(rows)
+                if landed and (tp in refused or draw.random() < 0.7):
+                    self.log.append(tp[0], tp[1], rows[:landed], headers.get(tp, ()))
+        finally:
+            self.stamp_ms = None
+        self.refused_records += 1
+        names = ", ".join(f"{topic}/{partition}" for topic, partition in sorted(refused))
+        self.trace.append(
+            f"  {worker.name}/{worker.current_task}: Kafka refused a record of {names}"
+        )
+        raise RecordTooLarge(f"Kafka refused a record of {names} for its size (simulated)")
 
     def append_some(
         self,
@@ -1049,6 +1187,10 @@ class World:
     def advance(self) -> None:
         """One step: land what is due, end a refusal that is over, resume what waited."""
         self.step += 1
+        if self.rebalance_due:
+            self.rebalance_due = False
+            self.trace.append("  the rebalance under way ends")
+            self.rebalance()
         for flight in self.in_flight:
             for tp, lands_at in flight.lands.items():
                 if lands_at <= self.step and tp not in flight.acks:
@@ -1191,12 +1333,16 @@ class World:
     ) -> None:
         stage = worker.ingest
         if topic == topics.LEARNER_GROUPS:
+            # failing, or refused for its size, the group goes record by record, as the
+            # worker's (streams/worker/agents/ingest.py `_groups`; seed 16916144 of the record
+            # limit: without it every record of a refused command was dead-lettered)
             await apply_events(
                 batch,
                 [records],
                 _groups_handler(stage),
                 self.give_up_many(stage),
                 "ingest-groups",
+                split=_one_by_one,
             )
             return
         handle, give_up = self.handlers(worker, topic)
@@ -1257,8 +1403,13 @@ class World:
             return
         batch = worker.batch()
         try:
-            worker.ingest.route_launches(batch, records)
-            await batch.flush()
+            try:
+                worker.ingest.route_launches(batch, records)
+                await batch.flush()
+            except RecordTooLarge:
+                # the launch reader routes each launch alone (`LaunchReader._route_alone`)
+                self.trace.append(f"  {worker.name}/launches: one launch at a time")
+                await self._route_alone(worker, records)
         except Fenced:
             self.notice(worker)
             return
@@ -1281,6 +1432,21 @@ class World:
         for record in records:
             tp = (record.topic, record.partition)
             self.launches.committed[tp] = max(self.launches.committed.get(tp, 0), record.offset + 1)
+
+    async def _route_alone(self, worker: SimWorker, records: list[Record]) -> None:
+        """`LaunchReader._route_alone` (streams/worker/agents/launch_reader.py): each launch in
+        a command of its own; one whose command Kafka refuses is dead-lettered."""
+        stage = worker.ingest
+
+        async def route_one(batch: Batch, record: Record) -> None:
+            stage.route_launches(batch, [record])
+
+        def given_up(batch: Batch, record: Record, exc: BaseException) -> None:
+            self.refused_launches.append(record.position())
+            detail = f"the service could not route this launch ({type(exc).__name__}: {exc})"
+            stage.dead_letter(batch, record, Rejected("invalid", detail))
+
+        await apply_events(worker.batch(), records, route_one, given_up, "launch-reader")
 
     async def unit_partials(self, worker: SimWorker) -> None:
         partials = worker.learner.partial_commands()
@@ -1363,6 +1529,17 @@ class World:
                 and worker.name in self.app.members
                 and self.app.generation == generation
             )
+            answer = self._member_fault(worker)
+            if answer == "error":
+                # the question could not be asked (the consumer's thread stopped, a request
+                # that raised): streams/worker/takeovers.py `run` gives the partitions up and
+                # rejoins, as after any failed takeover
+                raise Stumble("the group coordinator could not be asked (simulated)")
+            if answer == "no" and current:
+                # REBALANCE_IN_PROGRESS (a member joins), or no answer within the session
+                # timeout (membership.py rejoins): a rebalance follows
+                self.rebalance_due = True
+                current = False
             if not current:
                 self.refused_takeovers += 1
                 self.trace.append(
@@ -1372,6 +1549,21 @@ class World:
             return current
 
         return still_member
+
+    def _member_fault(self, worker: SimWorker) -> str | None:
+        """The armed fault of the coordinator's answer to this takeover's question, if one
+        strikes now (SIMULATE_MEMBER_FAULTS=1)."""
+        plans = self.member_plans.get(worker.name)
+        if not plans:
+            return None
+        plan = plans[0]
+        plan[1] -= 1
+        if plan[1] > 0:
+            return None
+        plans.pop(0)
+        self.member_faults.append(plan[0])
+        self.trace.append(f"  {worker.name}: the coordinator's answer to its takeover: {plan[0]}")
+        return str(plan[0])
 
     async def _take_over_learner(
         self, worker: SimWorker, parts: Sequence[int], generation: int
@@ -1419,6 +1611,10 @@ def _sync(method: Callable[[Batch, Record], None]) -> Callable[[Batch, Record], 
         method(batch, record)
 
     return handle
+
+
+def _one_by_one(records: list[Record]) -> list[list[Record]]:
+    return [[record] for record in records]
 
 
 def _groups_handler(stage: IngestStage) -> Callable[[Batch, list[Record]], Any]:
