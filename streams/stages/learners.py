@@ -670,6 +670,18 @@ class LearnerStage:
         assert all(len(command) < MAX_RECORD_BYTES for _, command in out)
         return out
 
+    def unsent(self, partials: Sequence[tuple[int, bytes]]) -> None:
+        """`partial_commands` whose flush failed (a timer's failure the worker survives): their
+        tenants are dirty again, so the next report sends their counts. Taken, they were clean,
+        and without a crash no rebuild would report them: a window's count record stayed
+        behind its counts until the tenant changed again."""
+        for _, command in partials:
+            decoded = commands.decode(command)
+            assert isinstance(decoded, commands.Partials)
+            for tenant_id, parts in decoded.tenants.items():
+                for partition, partial in parts.items():
+                    self.counters.untake(int(partition), tenant_id, partial.get("oldest_ms"))
+
 
 def _partial_size(item: tuple[str, dict[str, Any]]) -> int:
     tenant_id, parts = item
