@@ -131,6 +131,28 @@ def test_counts_that_changed_while_the_flush_failed_go_as_they_are_then(
     assert acme["oldest_ms"] == 1_000
 
 
+def test_partial_counts_that_could_not_be_made_stay_due(
+    partials: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`partial_commands` takes the dirty tenants from the counters first: when making their
+    commands fails (a bug, a record too large), they stay due and a later interval sends them
+    (before, the worker restarted and its takeover reported every tenant)."""
+    from streams.stages import learners as learner_stage
+
+    chunks = learner_stage.chunks_by_size
+
+    def fails_once(*args: Any) -> Any:
+        monkeypatch.setattr(learner_stage, "chunks_by_size", chunks)
+        raise AssertionError("a partial count too large")
+
+    monkeypatch.setattr(learner_stage, "chunks_by_size", fails_once)
+    _run(learners.flush_partial_counts)
+    assert partials.sent == []
+    partials.clock.now += 0.5
+    _run(learners.flush_partial_counts)
+    assert _published(partials.sent)["acme"]["1"]["oldest_ms"] == 1_000
+
+
 def test_a_failing_timer_is_logged_once_a_streak_and_counted_every_time(
     partials: SimpleNamespace, caplog: pytest.LogCaptureFixture
 ) -> None:

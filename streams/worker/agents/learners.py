@@ -133,9 +133,9 @@ async def flush_partial_counts() -> None:
         return
     partials_pace.sent(now)
     batch = new_batch()
-    for partition, command in partials:
-        batch.emit(topics.TENANT_COMMANDS, b"partials", command, partition)
     try:
+        for partition, command in partials:
+            batch.emit(topics.TENANT_COMMANDS, b"partials", command, partition)
         await batch.flush()
     except Fenced as exc:
         # a rebalance while the flush waited for Kafka: the next owner's timer sends it again
