@@ -158,7 +158,7 @@ def test_a_failing_timer_is_logged_once_a_streak_and_counted_every_time(
 ) -> None:
     partials.failures.extend([KafkaTimeoutError(), KafkaTimeoutError(), KafkaTimeoutError()])
     before = _failures("partials")
-    with caplog.at_level(logging.WARNING, logger=timers.__name__):
+    with caplog.at_level(logging.INFO, logger=timers.__name__):
         for _ in range(4):
             _run(learners.flush_partial_counts)
             partials.clock.now += 0.5

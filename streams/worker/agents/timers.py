@@ -53,7 +53,7 @@ def survives(name: str) -> Callable[[Timer], Timer]:
                     )
                 return
             if failed:
-                log.warning("%s works again after %d failed intervals", name, failed)
+                log.info("%s works again after %d failed intervals", name, failed)
                 failed = 0
 
         return surviving
