@@ -51,9 +51,12 @@ class _Batch:
         self.sent.extend(self.emitted)
 
 
+def _failures_sample(timer: str) -> float | None:
+    return REGISTRY.get_sample_value("active_learners_timer_failures_total", {"timer": timer})
+
+
 def _failures(timer: str) -> float:
-    value = REGISTRY.get_sample_value("active_learners_timer_failures_total", {"timer": timer})
-    return value or 0.0
+    return _failures_sample(timer) or 0.0
 
 
 def _run(timer: Any) -> None:
@@ -217,6 +220,12 @@ def test_the_purge_and_the_memory_timers_survive_what_they_did_not_catch(
     _run(purge.purge_consumed_commands)
     _run(memory.sample_memory)
     assert (_failures("purge"), _failures("memory")) == (before[0] + 1, before[1] + 1)
+
+
+def test_every_timer_has_its_failure_series_from_the_start() -> None:
+    """At 0 before any failure, so that an alert on its increase sees the first one."""
+    for name in ("partials", "check", "tick", "purge", "memory"):
+        assert _failures_sample(name) is not None
 
 
 def test_a_failed_local_write_still_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,6 +33,7 @@ def survives(name: str) -> Callable[[Timer], Timer]:
 
     def decorate(timer: Timer) -> Timer:
         failed = 0  # failures in a row
+        metrics.timer_failures_total.labels(name)  # at 0 from the start, for alerts on increase
 
         @functools.wraps(timer)
         async def surviving() -> None:
@@ -40,7 +41,9 @@ def survives(name: str) -> Callable[[Timer], Timer]:
             try:
                 await timer()
             except LocalWriteFailed:
-                log.critical("%s: a local table write failed; stopping the worker", name)
+                log.critical(
+                    "%s: a local table write failed; stopping the worker", name, exc_info=True
+                )
                 os._exit(EXIT_LOCAL_WRITE_FAILED)
             except Exception:
                 failed += 1
