@@ -504,3 +504,14 @@ class PartitionCounters:
                 out.append((partition, tenant_id, counts.copy()))
                 counts.oldest_ms = None  # reported
         return out
+
+    def untake(self, partition: int, tenant_id: str, oldest_ms: int | None) -> None:
+        """A tenant `take_dirty` gave whose report was not sent (the timer's flush failed): it
+        is dirty again, with the oldest launch it carried, so the next report sends its counts
+        (as they are then). Nothing for a partition let go meanwhile."""
+        counts = self._counts.get(partition, {}).get(tenant_id)
+        if counts is None:
+            return
+        if oldest_ms is not None:
+            counts.oldest_ms = min(counts.oldest_ms or oldest_ms, oldest_ms)
+        self._dirty.add((partition, tenant_id))

@@ -59,6 +59,12 @@ stage_errors_total = Counter(
     "Commands a stage failed to apply (a bug, logged with the record's position), by stage",
     ["stage"],
 )
+timer_failures_total = Counter(
+    "active_learners_timer_failures_total",
+    "Runs of a worker's timer that failed and were left to its next interval (partials, tick, "
+    "check, purge, memory; streams/worker/agents/timers.py), by timer",
+    ["timer"],
+)
 stage_retries_total = Counter(
     "active_learners_stage_retries_total",
     "Tries of a command (or of one of its parts) that failed and were tried again, by stage: "

@@ -392,6 +392,10 @@ SURVIVED = (
     "routing failed; read again",  # the launch reader's batch read again
     "the group failed; applying it again",  # an agent's group on a new batch
     "it asks for a rebalance",  # a takeover that failed
+    "a timer's flush failed",  # partial counts, a tick or a check (streams/worker/agents/timers.py)
+    "partials: the next interval sends them again",  # the counts taken reported again
+    "tick: the next interval sends it again",
+    "check: the next interval sends it again",
 )
 
 
@@ -399,7 +403,8 @@ def test_seeds_with_failures_the_worker_survives(monkeypatch: pytest.MonkeyPatch
     """Failures the worker survives without a restart (`SIMULATE_SURVIVED_FAILURES=1`,
     world.StumblePlan), met by what the worker does: an event's handler tried again, a group
     applied again on a new batch, a send's failed partitions sent again, the launch reader's
-    batch read again, a takeover given up and the group rebalanced. Every run ends exact, with
+    batch read again, a takeover given up and the group rebalanced, a timer's flush sent again
+    at its next interval. Every run ends exact, with
     no dead letter of a command, and each failure and each answer happens in some run."""
     from streams.tools.simulate import runner
 
@@ -423,3 +428,17 @@ def test_the_checks_see_a_failed_group_acknowledged(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(World, "skip_failed_groups", True)
     results = [run(generate(seed)) for seed in range(16_452_000, 16_452_040)]
     assert any(not r.ok for r in results)
+
+
+def test_the_checks_see_partial_counts_a_failed_timer_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A timer whose flush of partial counts failed and that did not report them again
+    (`LearnerStage.unsent`) leaves them clean and unsent: a window's count record stays behind
+    its counts until a rebalance's takeover reports every tenant again. The runs end with one,
+    so `check_reported` looks before it."""
+    from streams.stages.learners import LearnerStage
+    from streams.tools.simulate import runner
+
+    monkeypatch.setattr(runner, "SURVIVED_FAILURES", True)
+    monkeypatch.setattr(LearnerStage, "unsent", lambda self, partials: None)
+    results = [run(generate(seed)) for seed in range(16_452_000, 16_452_012)]
+    assert any("are clean but tenant-commands" in p for r in results for p in r.problems)

@@ -79,7 +79,8 @@ APP_TOPICS = (
 DAY_MS = 86_400_000  # the broker's default delete.retention.ms
 GROWTH_MS = 1_000  # adding partitions to a topic takes the cluster a moment
 TIMESTAMP_AFTER_MAX_MS = 3_600_000  # the broker's default message.timestamp.after.max.ms (4.0)
-TASKS = ("launches", *APP_TOPICS, "partials", "tick", "check")
+TIMERS = ("partials", "tick", "check")
+TASKS = ("launches", *APP_TOPICS, *TIMERS)
 # the parts of a command that failed, as the worker's agents name them
 _SPLITS = {topics.LEARNER_COMMANDS: LearnerStage.split, topics.TENANT_COMMANDS: TenantStage.split}
 
@@ -337,17 +338,23 @@ class StumblePlan:
     - "metadata": the producer's metadata of a topic could not be had (a flush's first step,
       where it picks the partitions of keyed outputs);
     - "commit": the launch reader's commit of a batch it routed fails (it is read again after
-      the next rebalance, as the reader's consumer keeps its position).
+      the next rebalance, as the reader's consumer keeps its position);
+    - "timer": a timer's flush (partial counts, a tick, a lineage check) raises, after any
+      prefix of each of its partitions' records landed: an error `KafkaLog.send` does not send
+      again (the producer not started or closed, a partition its metadata lacks). The timer
+      lives on (streams/worker/agents/timers.py) and its next interval tries again; the
+      partial counts it had taken are reported again (`LearnerStage.unsent`).
 
     What raises is met by the code the worker meets it with: an event's handler rolls back and
     tries again (streams/stages/loop.py); a group's flush is applied again on a new batch
     (`_apply_until_done` in streams/worker/agents/loop.py); the launch reader reads the batch
-    again (`LaunchReader._read`); a takeover releases the stage's partitions and rejoins
+    again (`LaunchReader._read`); a timer tries again at its next interval; a takeover
+    releases the stage's partitions and rejoins
     (streams/worker/takeovers.py); a failed local write stops the worker (`LocalWriteFailed`).
     A stumble that would strike a group's handlers when the group has no pause left to spare
     for it (the glitches' budget, `GroupPauses`) waits for a later occurrence."""
 
-    point: str  # "send" | "send-read" | "read" | "local" | "metadata" | "commit"
+    point: str  # "send" | "send-read" | "read" | "local" | "metadata" | "commit" | "timer"
     countdown: int
     # only inside a repair (`RepairWatchedBatch`, SIMULATE_REPAIR_FAULTS=1): its occurrences
     # outside one are not counted
@@ -444,6 +451,14 @@ class SimLog:
             raise Crash
         if world.record_limit is not None:
             world.refuse_large(worker, groups, headers, stamp)
+        if worker.current_task in TIMERS and worker.stumbles_at("timer"):
+            draw = world.stumble_rng
+            for tp in sorted(groups):
+                landed = draw.randrange(len(groups[tp]) + 1)
+                if landed:
+                    world.append({tp: groups[tp][:landed]}, headers, stamp)
+            world.trace.append(f"  {worker.name}/{worker.current_task}: a timer's flush failed")
+            raise Stumble("a timer's send failed (simulated)")
         if not worker.aware:
             # a deposed owner: its request lands some steps later, maybe after its successor's
             wait = Wait("in-flight", world.step + world.rng.randrange(0, world.late_steps))
@@ -1459,6 +1474,10 @@ class World:
             await batch.flush()
         except Fenced:
             self.notice(worker)
+        except Stumble:
+            # streams/worker/agents/learners.py: the counts taken go at the next interval
+            worker.learner.unsent(partials)
+            self.trace.append(f"  {worker.name}/partials: the next interval sends them again")
 
     async def unit_timer(self, worker: SimWorker, kind: str) -> None:
         stage = TENANT if kind == "tick" else LEARNER
@@ -1476,6 +1495,10 @@ class World:
             await batch.flush()
         except Fenced:
             self.notice(worker)
+        except Stumble:
+            # (streams/worker/agents/timers.py) a command that landed somewhere is applied
+            # there twice, harmlessly
+            self.trace.append(f"  {worker.name}/{kind}: the next interval sends it again")
 
     async def unit_takeover(self, worker: SimWorker) -> None:
         """After an assignment: restore, own under new epochs, rebuild (faust's recovery and

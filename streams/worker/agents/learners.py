@@ -22,6 +22,7 @@ from streams.stages.store import LEARNER, Fenced
 from streams.worker import takeovers
 from streams.worker.agents.loop import run_durably
 from streams.worker.agents.purge import purge
+from streams.worker.agents.timers import survives
 from streams.worker.app import app, kafka_log, ownership, settings
 from streams.worker.backlog import learner_backlog
 from streams.worker.channels import learner_commands
@@ -122,6 +123,7 @@ async def give_up_partitions() -> None:
 
 
 @app.timer(interval=partials_pace.tick_s)
+@survives("partials")
 async def flush_partial_counts() -> None:
     now = time.monotonic()
     if not partials_pace.due(now):
@@ -131,18 +133,23 @@ async def flush_partial_counts() -> None:
         return
     partials_pace.sent(now)
     batch = new_batch()
-    for partition, command in partials:
-        batch.emit(topics.TENANT_COMMANDS, b"partials", command, partition)
     try:
+        for partition, command in partials:
+            batch.emit(topics.TENANT_COMMANDS, b"partials", command, partition)
         await batch.flush()
     except Fenced as exc:
         # a rebalance while the flush waited for Kafka: the next owner's timer sends it again
         log.warning("%s: %s", "flush_partial_counts", exc)
         return
+    except BaseException:
+        # taken from the counters as sent: the next interval sends them again (`survives`)
+        stage.unsent(partials)
+        raise
     metrics.partials_total.inc(len(partials))
 
 
 @app.timer(interval=CHECK_INTERVAL_S)
+@survives("check")
 async def check_learner_lineage() -> None:
     """Ask each owned learner partition to look for a deposed owner's late writes."""
     owned = ownership.partitions(LEARNER)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 
 from streams.stages import metrics
+from streams.worker.agents.timers import survives
 from streams.worker.app import app
 from streams.worker.malloc import malloc_bytes, trim_malloc
 from streams.worker.runtime import local_state
@@ -20,6 +21,7 @@ INTERVAL_S = 10.0
 
 
 @app.timer(interval=INTERVAL_S)
+@survives("memory")
 async def sample_memory() -> None:
     metrics.malloc_trim_seconds.inc(trim_malloc())
     for (table, kind), size in local_state.memory().items():

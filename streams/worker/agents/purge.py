@@ -21,6 +21,7 @@ from aiokafka.structs import TopicPartition
 
 from schemas import topics
 from streams.stages import metrics
+from streams.worker.agents.timers import survives
 from streams.worker.app import app, settings
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ purge = Purge()
 
 
 @app.timer(interval=PURGE_INTERVAL_S)
+@survives("purge")
 async def purge_consumed_commands() -> None:
     try:
         metrics.commands_purged_total.inc(await purge.run())

@@ -17,6 +17,7 @@ from streams.stages.store import TENANT, Fenced
 from streams.stages.tenants import TenantStage
 from streams.worker import takeovers
 from streams.worker.agents.loop import run_durably
+from streams.worker.agents.timers import survives
 from streams.worker.app import app, ownership, settings
 from streams.worker.channels import tenant_commands
 from streams.worker.runtime import new_batch
@@ -81,6 +82,7 @@ async def give_up_partitions() -> None:
 
 
 @app.timer(interval=TICK_INTERVAL_S)
+@survives("tick")
 async def tick_new_windows() -> None:
     """Ask each tenant partition this worker owns to open windows that began by the wall clock
     (and to look for a deposed owner's late writes)."""
