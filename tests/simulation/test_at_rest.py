@@ -60,6 +60,8 @@ def test_seeds_checked_at_rest(monkeypatch: pytest.MonkeyPatch) -> None:
                 rest = before.split("still deposed at rest", 1)[1]
                 fates.add("died" if " died" in rest else "noticed" if "noticed" in rest else "?")
     assert fates == {"died", "noticed"}, fates
+    monkeypatch.setattr(runner, "drain", drain)
+    assert run(generate(seeds[3])).trace == results[3].trace, "the same seed, the same run"
 
 
 def test_seeds_checked_at_rest_with_failures_the_worker_survives(
