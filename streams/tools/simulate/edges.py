@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from schemas import topics
 from streams.domain.windows import Cut
-from streams.tools.simulate.naive_windows import window_at, window_of
+from streams.tools.simulate.naive_windows import add_months, window_at, window_of
 
 if TYPE_CHECKING:
     from streams.tools.simulate.workload import Input, Workload
@@ -180,7 +180,7 @@ class Edges:
         anchor = soon.replace(day=min(soon.day, 28)) if d.random() < 0.5 else soon
         if d.random() < 0.5:  # anchored on a month end: clamped days
             anchor = date(anchor.year, anchor.month, 1) - timedelta(days=1)
-            anchor = anchor.replace(year=anchor.year - 1)
+            anchor = add_months(anchor, -12)  # (Feb 29 2028: Feb 28 2027)
         zone = d.choice(MIDNIGHT_ZONES)
         if d.random() < 0.4:  # anchored on a day whose midnight the clocks skip or repeat
             zone, anchor = d.choice(MIDNIGHT_CHANGES)

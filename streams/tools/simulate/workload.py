@@ -32,6 +32,27 @@ NOTIFY_LISTS: tuple[list[str], ...] = (
     ["admin@example.com", "billing@example.com"],  # the same addresses, another list
 )
 REQUEST_IDS = ("r1", "r2", "r3", "r4", "r/5", "r6")
+# cycle starts whose day add_months clamps (SIMULATE_LEAP_YEARS=1, `Workload.leap`): Feb 29 of
+# leap years (its windows start Feb 28 in other years: 2025-2027, and Feb 29 2028 again), Jan 31
+# (Feb 28 2027, Feb 29 2028), the 30th and 31st (Feb 28/29, then Mar 30/31 again), Feb 28 and
+# Mar 1 beside Feb 29, years before and after the clock
+LEAP_ANCHORS = (
+    date(2024, 2, 29),
+    date(2028, 2, 29),
+    date(2020, 2, 29),
+    date(2027, 1, 31),
+    date(2028, 1, 31),
+    date(2025, 10, 31),
+    date(2026, 12, 31),
+    date(2027, 3, 31),
+    date(2027, 5, 31),
+    date(2026, 8, 30),
+    date(2027, 11, 30),
+    date(2028, 1, 30),
+    date(2027, 2, 28),
+    date(2028, 2, 28),
+    date(2028, 3, 1),
+)
 # what `Workload.prefix_learners` appends to a tenant's first learner id to name its others: all
 # but "_4" continue it with a character below '/', so that the id's key sorts before the
 # shorter id's ("l0.1/" < "l0/") while the id sorts after it
@@ -87,6 +108,9 @@ class Workload:
         self.race_rate = 0.0
         self.queued: list[Callable[[datetime], Input]] = []
         self.edges: Any = None  # streams/tools/simulate/edges.py, set by the runner (opt-in)
+        # licenses anchored where add_months clamps (LEAP_ANCHORS), drawn from a stream of their
+        # own, set by the runner (SIMULATE_LEAP_YEARS=1)
+        self.leap: random.Random | None = None
 
     def _partition(self, topic: str, key: bytes | None) -> int:
         count = self.launch_partitions if topic == topics.LAUNCHES else self.partitions
@@ -214,6 +238,8 @@ class Workload:
             other = {"tenant_id": tenant, "cycle_start": "2026-01-01"}
             return self._input(topics.LICENSES, b"someone-else", _dumps(other), "mis-keyed license")
         start = date(2025, 1, 1) + timedelta(days=rng.randrange(0, 600))
+        if self.leap is not None and self.leap.random() < 0.7:
+            start = self.leap.choice(LEAP_ANCHORS)
         value: dict[str, Any] = {
             "tenant_id": tenant,
             "cycle_start": start.isoformat(),
