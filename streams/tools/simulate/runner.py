@@ -565,13 +565,7 @@ def settle(world: World, rounds: int = 30, before_final: Callable[[], None] | No
                 world.advance()
         for worker in list(world.workers.values()):
             world.commit(worker)
-    world.refusing_until = -1
-    for worker in world.workers.values():
-        worker.crash_plans.clear()
-        worker.stumble_plans.clear()
-        worker.glitches.pending = 0
-    world.member_plans.clear()
-    _set_clocks_true(world)
+    _end_faults(world)
     for _ in range(30):
         world.advance()
     # before the rebalance below, whose takeovers report every tenant again
@@ -1010,8 +1004,10 @@ def at_rest(world: World, action: Action) -> list[str]:
 
 
 def _end_faults(world: World) -> None:
-    """Kafka takes writes again, no crash, failure or glitch is armed, every clock is true."""
+    """Kafka takes writes again, no crash, failure, glitch or answer of the coordinator is
+    armed, every clock is true."""
     world.refusing_until = -1
+    world.member_plans.clear()  # (SIMULATE_MEMBER_FAULTS: a "no" asks for a rebalance)
     for worker in world.workers.values():
         worker.crash_plans.clear()
         worker.stumble_plans.clear()
