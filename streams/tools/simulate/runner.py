@@ -977,6 +977,8 @@ def at_rest(world: World, action: Action) -> list[str]:
                 if worker.aware and world.step >= slow_until:
                     run_task(world, worker, task, 10)
         world.advance()  # (a deposed worker that notices asks for a rebalance)
+    while world.rebalance_due:  # one the coordinator announced before the rest point
+        world.advance()
     world.trace.append(f"  at rest from generation {world.app.generation}")
     rebalances = world.app.generation
     for _ in range(30):
