@@ -26,7 +26,7 @@ from streams.domain.learners import CountChange, TenantCounts
 from streams.stages import commands
 from streams.stages.learners import LearnerStage
 from streams.stages.store import LocalWriteFailed
-from streams.worker.agents import learners, memory, purge, tenants, timers
+from streams.worker.agents import learners, loop, memory, purge, tenants, timers
 from streams.worker.partials_pace import PartialsPace
 
 
@@ -240,7 +240,7 @@ def test_a_failed_local_write_still_stops_the_worker(monkeypatch: pytest.MonkeyP
         exits.append(code)
         raise Exited(code)
 
-    monkeypatch.setattr(timers.os, "_exit", exit_now)
+    monkeypatch.setattr(loop.os, "_exit", exit_now)
 
     @timers.survives("test")
     async def writes() -> None:
@@ -248,4 +248,4 @@ def test_a_failed_local_write_still_stops_the_worker(monkeypatch: pytest.MonkeyP
 
     with pytest.raises(Exited):
         asyncio.run(writes())
-    assert exits == [timers.EXIT_LOCAL_WRITE_FAILED]
+    assert exits == [loop.EXIT_LOCAL_WRITE_FAILED]

@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from typing import NoReturn
 
 from faust.types import EventT, StreamT
 
@@ -153,10 +154,7 @@ async def _apply_until_done(
         except LocalWriteFailed:
             # applied again, the batch would find its tables partly written and leave the
             # counters behind them: a restart's takeover rebuilds them from the tables
-            log.critical(
-                "%s: a local table write failed; stopping the worker", stage, exc_info=True
-            )
-            os._exit(EXIT_LOCAL_WRITE_FAILED)
+            stop_for_failed_local_write(stage)
         except Exception:
             failures += 1
             log.exception(
@@ -187,6 +185,13 @@ def _revoking(stream: StreamT) -> bool:
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0
 EXIT_LOCAL_WRITE_FAILED = 70  # EX_SOFTWARE: a supervisor restarts the worker
+
+
+def stop_for_failed_local_write(what: str) -> NoReturn:
+    """Stop the worker at once (called while `LocalWriteFailed` is handled, so its traceback is
+    logged): no flush, no commit, so the restart's takeover rebuilds from the tables."""
+    log.critical("%s: a local table write failed; stopping the worker", what, exc_info=True)
+    os._exit(EXIT_LOCAL_WRITE_FAILED)
 
 
 def leave_unacknowledged(stream: StreamT, events: list[EventT]) -> None:

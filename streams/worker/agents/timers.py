@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Awaitable, Callable
 
 from streams.stages import metrics
 from streams.stages.store import LocalWriteFailed
-from streams.worker.agents.loop import EXIT_LOCAL_WRITE_FAILED
+from streams.worker.agents.loop import stop_for_failed_local_write
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +40,7 @@ def survives(name: str) -> Callable[[Timer], Timer]:
             try:
                 await timer()
             except LocalWriteFailed:
-                log.critical(
-                    "%s: a local table write failed; stopping the worker", name, exc_info=True
-                )
-                os._exit(EXIT_LOCAL_WRITE_FAILED)
+                stop_for_failed_local_write(name)
             except Exception:
                 failed += 1
                 metrics.timer_failures_total.labels(name).inc()
