@@ -127,6 +127,11 @@ class OutputsReader(Service):
             except (KafkaError, OSError) as exc:
                 log.warning("read model: %s: %s; reading again in 1 s", type(exc).__name__, exc)
                 await self.sleep(1.0)
+            except Exception:
+                # anything else (a codec's error on a batch, a record no apply expected) the same
+                # way, with its traceback: ended, this task would crash the worker
+                log.exception("read model: reading failed; reading again in 1 s")
+                await self.sleep(1.0)
 
     async def _read_once(self) -> None:
         assert self.consumer is not None
@@ -136,7 +141,7 @@ class OutputsReader(Service):
             for record in records:
                 try:
                     apply(record)
-                except (ValueError, KeyError, TypeError) as exc:
+                except Exception as exc:  # not the service's record: none of its fields trusted
                     log.warning(
                         "read model: skipped %s/%d@%d (%s)",
                         tp.topic,

@@ -74,7 +74,7 @@ def test_commands_the_broker_refuses_for_size_are_routed_one_launch_at_a_time(
     worker.start()
     wait_for(counts_match(settings, recount(sent, {}, NOW)), 180, "every launch counted")
     assert topic_config(settings, commands_topic, "max.message.bytes") == LIMIT
-    assert read_topic(settings, settings.topic(topics.DEAD_LETTERS), timeout_s=10) == []
+    assert read_topic(settings, topics.DEAD_LETTERS, timeout_s=10) == []
     # the reader did take the fetches apart (a command of all of them would have been refused)
     log = worker.log_path.read_text(errors="replace")
     assert "one launch at a time" in log

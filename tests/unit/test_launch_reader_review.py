@@ -16,6 +16,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+import cramjam
 import orjson
 import pytest
 from aiokafka import TopicPartition
@@ -23,6 +24,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from aiokafka.structs import ConsumerRecord
 
 from schemas import topics
+from streams.stages import metrics
 from streams.stages.batch import DurableBatch
 from streams.stages.ownership import Ownership
 from streams.worker import runtime, state
@@ -200,6 +202,32 @@ def test_a_kafka_error_from_getmany_does_not_end_the_reader(
     _run_until_committed(reader, consumer, supervised=True)
     assert not reader._crashed.is_set(), f"the reader crashed: {reader.crash_reason!r}"
     assert _committed(consumer) == {TopicPartition(LAUNCHES, 0): 3}
+
+
+def test_an_error_of_another_kind_from_getmany_does_not_end_the_reader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not every error out of a fetch is a KafkaError: aiokafka decompresses a batch with
+    cramjam, whose error on a batch it cannot read is `cramjam.DecompressionError`. Until
+    2026-12-06 `_fill` caught KafkaError only, so such an error crashed the worker (the tenant
+    stage, deletions and the HTTP side with the launches). It is logged, counted and the fetch
+    tried again now."""
+    consumer = _Consumer(
+        {0: [_launch("l1"), _launch("l2")]},
+        errors={1: cramjam.DecompressionError("lz4: ERROR_frameType_unknown")},
+    )
+    producer = _Producer()
+    reader = _reader(monkeypatch, consumer, producer)
+    errors_before = _stage_errors()
+
+    _run_until_committed(reader, consumer, supervised=True)
+    assert not reader._crashed.is_set(), f"the reader crashed: {reader.crash_reason!r}"
+    assert _committed(consumer) == {TopicPartition(LAUNCHES, 0): 2}
+    assert _stage_errors() == errors_before + 1
+
+
+def _stage_errors() -> float:
+    return metrics.stage_errors_total.labels("launch-reader")._value.get()
 
 
 # -- 2. a learner command Kafka refuses for its size stalls every partition of the batch ------

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import cramjam
 import pytest
 from aiokafka import TopicPartition
 
@@ -179,3 +180,70 @@ def test_a_new_window_before_its_zero_record_still_answers_zero() -> None:
     summary = api.tenant_summary(model, "acme", datetime(2027, 1, 1, 0, 5, tzinfo=UTC))
     assert summary["window"]["start"] == "2027-01-01"
     assert (summary["active_learners"], summary["total_learners"]) == (0, 842)
+
+
+class FailingOnceConsumer:
+    """getmany raises `error` at its first call, then hands out `fetch` once, then nothing."""
+
+    def __init__(self, error: BaseException, fetch: dict[TopicPartition, list[Any]]) -> None:
+        self.error: BaseException | None = error
+        self.fetch = fetch
+
+    async def getmany(self, timeout_ms: int = 0, max_records: int = 0) -> dict:
+        await asyncio.sleep(0)  # (as a fetch does: the loop runs others meanwhile)
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        fetch, self.fetch = self.fetch, {}
+        return fetch
+
+    def assignment(self) -> set[TopicPartition]:
+        return set()
+
+
+def test_an_error_of_any_kind_leaves_the_read_model_reading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Until 2026-12-06 the reader's loop went on after what Kafka and the OS raise only, and
+    skipped records whose apply raised ValueError, KeyError or TypeError only: anything else
+    (cramjam's DecompressionError on a batch it cannot read; a record no apply expected) ended
+    the task, and mode crashed the worker with it. Both are logged now, and reading goes on."""
+    model = ReadModel()
+    monkeypatch.setattr(outputs_reader, "model", model)
+    counts = TopicPartition("active-learner-counts", 0)
+    odd = TopicPartition("odd", 0)
+
+    def unexpected(record: Any) -> None:
+        raise AttributeError("'list' object has no attribute 'get'")
+
+    consumer = FailingOnceConsumer(
+        cramjam.DecompressionError("lz4: ERROR_frameType_unknown"),
+        {
+            odd: [record(0, 0, 0, b"x", b"[]")],
+            counts: [
+                record(0, 0, 0, b"acme/2026-10-01", count("acme", "2026-10-01", "2027-01-01", 7, 9))
+            ],
+        },
+    )
+    reader = reader_of(model, consumer)
+    reader.applies["odd"] = unexpected
+    reader._read_once = lambda: outputs_reader.OutputsReader._read_once(reader)
+    reader.should_stop = False
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def read_twice() -> None:
+        reader.sleep = sleep
+        task = asyncio.ensure_future(outputs_reader.OutputsReader._read(reader))
+        for _ in range(100):
+            if model.count_record("acme", "2026-10-01") is not None:
+                break
+            await asyncio.sleep(0)
+        reader.should_stop = True
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(read_twice())
+    assert slept == [1.0]  # the failed fetch waited once, then read again
+    assert model.count_record("acme", "2026-10-01")["active_learners"] == 7

@@ -198,6 +198,14 @@ class LaunchReader(Service):
                 metrics.stage_errors_total.labels("launch-reader").inc()
                 await self.sleep(RETRY_S)
                 return
+            except Exception:
+                # anything else out of a fetch (a codec's error on a batch it cannot decompress,
+                # for one) is tried again too: ended, the reader would crash the worker with it,
+                # and the tenant stage, deletions and the HTTP side with the launches
+                log.exception("launch reader: fetching failed; trying again")
+                metrics.stage_errors_total.labels("launch-reader").inc()
+                await self.sleep(RETRY_S)
+                return
             for records in fetched.values():
                 self.pending.extend(records)
             if self.pending and deadline is None:
