@@ -64,6 +64,7 @@ class OutputsReader(Service):
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level="read_committed",  # an aborted transaction's records are not read
             client_id=f"{settings.app_id}-read-model",
         )
         self.consumer.subscribe(list(self.applies))

@@ -112,6 +112,7 @@ def read_records(settings: Settings, topic: str, timeout_s: float = 30.0) -> lis
         **settings.kafka_python(),
         enable_auto_commit=False,
         consumer_timeout_ms=1000,
+        isolation_level="read_committed",  # as the service reads (streams/worker/transport.py)
     )
     try:
         name = settings.topic(topic)

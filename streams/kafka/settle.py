@@ -42,9 +42,11 @@ WATCHED = {
 def group_lag(settings: Settings, timeout_s: float = 15.0) -> int:
     """Records of the watched topics that the app's consumer groups have not committed yet."""
     admin = admin_client(settings, timeout_s)
-    consumer = KafkaConsumer(**settings.kafka_python())
+    # read_committed, as the service reads: the end offsets are the last stable ones (a
+    # transaction still open is not there to be processed yet)
+    consumer = KafkaConsumer(**settings.kafka_python(), isolation_level="read_committed")
     try:
-        lag = 0
+        short: dict[TopicPartition, tuple[int, int]] = {}
         for suffix, names in WATCHED.items():
             group = settings.app_id + suffix
             committed = committed_offsets(admin, group)
@@ -56,11 +58,37 @@ def group_lag(settings: Settings, timeout_s: float = 15.0) -> int:
             ends = consumer.end_offsets(tps)
             for tp in tps:
                 done = committed.get(tp)
-                lag += ends[tp] - (done.offset if done is not None and done.offset >= 0 else 0)
-        return lag
+                start = done.offset if done is not None and done.offset >= 0 else 0
+                if start < ends[tp]:
+                    short[tp] = (start, ends[tp])
+        unreadable = markers_only(consumer, short) if short else set()
+        return sum(end - start for tp, (start, end) in short.items() if tp not in unreadable)
     finally:
         consumer.close()
         admin.close()
+
+
+def markers_only(
+    consumer: KafkaConsumer, short: dict[TopicPartition, tuple[int, int]], timeout_s: float = 5.0
+) -> set[TopicPartition]:
+    """Of the partitions whose committed offset is short of their end (`short`: tp -> (committed,
+    end)), those with no record a reader gets in between: a transactional producer's commit and
+    abort markers take offsets of their own, and an aborted transaction's records are never
+    read, so a consumer group that processed everything may stay short of the end for good."""
+    consumer.assign(list(short))
+    for tp, (start, _) in short.items():
+        consumer.seek(tp, start)
+    pending, found = set(short), set()
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        for tp in consumer.poll(timeout_ms=200, max_records=len(short)):
+            pending.discard(tp)  # a record to process: short for real
+            consumer.pause(tp)
+        for tp in list(pending):
+            if consumer.position(tp) >= short[tp][1]:
+                pending.discard(tp)
+                found.add(tp)
+    return found
 
 
 def committed_offsets(admin: Any, group: str, attempts: int = 30) -> dict:

@@ -132,6 +132,7 @@ class LicenseReader:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level="read_committed",  # an aborted transaction's records are not read
             client_id=f"{self.settings.app_id}-notifier-licenses",
         )
         await self.consumer.start()

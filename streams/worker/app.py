@@ -7,11 +7,14 @@ and the HTTP side (streams/http/web.py) register themselves on it when they are 
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 
 from streams.config.settings import Settings
 from streams.stages.ownership import Ownership
 from streams.worker.state import KafkaLog
+from streams.worker.transport import Transport
 
 settings = Settings.from_env()
 
@@ -20,7 +23,14 @@ def _broker_url(servers: str) -> str:
     return ";".join(f"kafka://{server.strip()}" for server in servers.split(",") if server.strip())
 
 
-app = faust.App(
+class _App(faust.App):
+    """faust's app, its consumer reading committed records only (streams/worker/transport.py)."""
+
+    def _new_transport(self) -> Any:
+        return Transport(self.conf.broker_consumer, self)
+
+
+app = _App(
     settings.app_id,
     broker=_broker_url(settings.bootstrap_servers),
     broker_credentials=settings.security.faust_credentials(),

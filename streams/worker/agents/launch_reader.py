@@ -85,6 +85,7 @@ class LaunchReader(Service):
             client_id=f"{settings.app_id}-launch-reader",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level="read_committed",  # an aborted transaction's records are not read
             check_crcs=False,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=16 * 1024 * 1024,
