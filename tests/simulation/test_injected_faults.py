@@ -37,6 +37,8 @@ RECORD_LIMIT = (
 )
 MEMBER_FAULTS = (
     "the coordinator's answer to its takeover: no",
+    "gives up its learner partitions",  # at once, as the worker (test_member_answers.py)
+    "gives up its tenant partitions",
     "the rebalance under way ends",
     "the coordinator's answer to its takeover: error",
     "it asks for a rebalance",
