@@ -8,8 +8,9 @@
 - `SIMULATE_RECORD_LIMIT=1`: Kafka refuses records above a small size (the launch reader and
   the agents take a refused group apart);
 - `SIMULATE_MEMBER_FAULTS=1`: the group coordinator answers a takeover's question "no" (a
-  rebalance under way, which follows), or the question fails (the stage's partitions released,
-  a rebalance asked for).
+  rebalance under way, which follows: the stage is given up at once, the other stage's
+  takeover asks its own question; tests/simulation/test_member_answers.py), or the question
+  fails (the stage's partitions released, a rebalance asked for).
 
 Every run ends exact, and each fault and each answer to it happens in some run.
 """
@@ -37,6 +38,8 @@ RECORD_LIMIT = (
 )
 MEMBER_FAULTS = (
     "the coordinator's answer to its takeover: no",
+    "gives up its learner partitions",  # at once, as the worker (test_member_answers.py)
+    "gives up its tenant partitions",
     "the rebalance under way ends",
     "the coordinator's answer to its takeover: error",
     "it asks for a rebalance",

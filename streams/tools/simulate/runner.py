@@ -534,7 +534,7 @@ def run_task(world: World, worker: SimWorker, task: str, limit: int) -> None:
     if not worker.alive or task in worker.activities:
         return
     if worker.in_app_group and not worker.ready and worker.aware:
-        if "takeover" not in worker.activities:
+        if "takeover" not in worker.activities and worker.refused != worker.view_generation:
             world.run(worker, "takeover", world.unit_takeover(worker))
         elif task == "partials" and TAKEOVER_TIMERS:
             world.run(worker, task, world.unit_partials(worker))

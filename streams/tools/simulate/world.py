@@ -679,6 +679,9 @@ class SimWorker:
         self.wakes_at = 0
         self.in_app_group = False
         self.noticed = False  # a deposed worker learned it is out (acted on between steps)
+        # the generation in which the coordinator answered this member's takeover "no" (a
+        # rebalance under way): no takeover of it begins again (SIMULATE_MEMBER_FAULTS=1)
+        self.refused: int | None = None
         self.view_generation = 0
         self.launch_generation = 0
         self.app_parts: list[int] = []
@@ -1521,6 +1524,7 @@ class World:
         stages = [self._take_over_learner, self._take_over_tenant]
         if draw.random() < 0.3:
             stages.reverse()
+        given_up = False
         try:
             for take_over_stage in stages:
                 if draw.random() < 0.4:
@@ -1530,16 +1534,35 @@ class World:
                 except (Stumble, LocalWriteFailed) as exc:
                     # streams/worker/takeovers.py `run`: the stage's partitions released, and
                     # a rebalance asked for (its takeover owns them again)
-                    if take_over_stage == self._take_over_learner:
-                        worker.learner.release()
-                        worker.ownership.release(LEARNER)
-                    else:
-                        worker.ownership.release(TENANT)
+                    self._give_up(worker, take_over_stage)
                     raise Rejoin(f"a takeover failed ({type(exc).__name__}: {exc})") from exc
+                except Fenced:
+                    if worker.refused != generation:
+                        raise
+                    # The coordinator said "no" to a member of the group's generation (a
+                    # rebalance under way, SIMULATE_MEMBER_FAULTS): streams/worker/takeovers.py
+                    # `run` gives this stage's partitions up at once (`give_up`: the learner
+                    # stage's counters, then its ownership) and asks for a rebalance, which
+                    # the coordinator has begun already; nothing is sent. The other stage's
+                    # takeover runs on, as its own on_recover callback does in the worker: it
+                    # releases what it releases at its start and asks its own question.
+                    stage = self._give_up(worker, take_over_stage)
+                    self.trace.append(f"  {worker.name}: gives up its {stage} partitions")
+                    given_up = True
         except Fenced:
             self.notice(worker)
             return
-        worker.ready = True
+        if not given_up:
+            worker.ready = True
+
+    def _give_up(self, worker: SimWorker, take_over_stage: Any) -> str:
+        """streams/worker/agents/learners.py and tenants.py `release_partitions`."""
+        if take_over_stage == self._take_over_learner:
+            worker.learner.release()
+            worker.ownership.release(LEARNER)
+            return LEARNER
+        worker.ownership.release(TENANT)
+        return TENANT
 
     def member_check(self, worker: SimWorker) -> Callable[[int], Coroutine[Any, Any, bool]]:
         """The group coordinator's answer to a takeover's heartbeat (streams/worker/
@@ -1553,6 +1576,11 @@ class World:
                 and self.app.generation == generation
             )
             answer = self._member_fault(worker)
+            member = current
+            if current and self.rebalance_due:
+                # the coordinator answers every member's heartbeat of this generation with
+                # REBALANCE_IN_PROGRESS once a rebalance is under way
+                current = False
             if answer == "error":
                 # the question could not be asked (the consumer's thread stopped, a request
                 # that raised): streams/worker/takeovers.py `run` gives the partitions up and
@@ -1563,6 +1591,8 @@ class World:
                 # timeout (membership.py rejoins): a rebalance follows
                 self.rebalance_due = True
                 current = False
+            if member and not current:
+                worker.refused = generation  # a member's takeover: a rebalance is under way
             if not current:
                 self.refused_takeovers += 1
                 self.trace.append(
