@@ -149,7 +149,7 @@ def ensure_topics(
                 name: {
                     "num_partitions": partitions,
                     "replication_factor": settings.replication_factor,
-                    "configs": spec.configs(),
+                    "configs": created_configs(spec, settings.replication_factor),
                 }
                 for name, spec in missing.items()
             }
@@ -171,6 +171,24 @@ def ensure_topics(
         return TopicsReport(tuple(created), tuple(sorted(existing)), tuple(updated), partitions)
     finally:
         admin.close()
+
+
+# With three replicas or more, a write acknowledged by `acks=all` is on two brokers at least
+# (Kafka's own default, 1, acknowledges a write the leader alone holds when the others fell
+# behind: the leader's disk lost, a changelog row or a launch is gone, and a restored count
+# with it). Kafka Streams recommends the same for its internal topics.
+MIN_INSYNC_REPLICAS = 2
+MIN_INSYNC_FROM_REPLICATION = 3
+
+
+def created_configs(spec: TopicSpec, replication_factor: int) -> dict[str, str]:
+    """A new topic's configuration: its spec's, and `min.insync.replicas` 2 from three replicas
+    on (below, every broker would have to be up to write). Set at creation only: an existing
+    topic's replicas may be fewer than REPLICATION_FACTOR says, and 2 there would stop writes."""
+    configs = dict(spec.configs())
+    if replication_factor >= MIN_INSYNC_FROM_REPLICATION:
+        configs["min.insync.replicas"] = str(MIN_INSYNC_REPLICAS)
+    return configs
 
 
 def _hold_configs(admin: KafkaAdminClient, specs: dict[str, TopicSpec]) -> list[str]:

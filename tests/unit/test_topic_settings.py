@@ -125,8 +125,12 @@ class FakeAdmin(KafkaAdminClient):
         ]
 
     def create_topics(self, request: dict, **_: Any) -> dict:
+        self.created = request
         # another worker starting at the same moment created them first
         return {"topics": [{"name": n, "error_code": self.create_error} for n in request]}
+
+    def wait_for_topics(self, names: list[str], **_: Any) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -200,3 +204,21 @@ def test_topics_another_worker_created_a_moment_ago_are_left_alone(
 
     assert code == 0, err
     assert broker.altered == []
+
+
+@pytest.mark.parametrize(("replicas", "min_insync"), [(1, None), (2, None), (3, "2"), (5, "2")])
+def test_topics_created_with_three_replicas_or_more_need_two_in_sync(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any, replicas: int, min_insync: str | None
+) -> None:
+    """Kafka's default `min.insync.replicas` is 1: with acks=all, a write the leader alone holds
+    (its followers behind) was acknowledged, and lost with the leader's disk: a changelog row,
+    a launch, a count restored without it. From three replicas on, created topics need two."""
+    monkeypatch.setenv("REPLICATION_FACTOR", str(replicas))
+    admin = FakeAdmin(FakeBroker({}, {}))
+    code, err = _run_topics(monkeypatch, admin, capsys)
+
+    assert code == 0, err
+    assert len(admin.created) == len(TOPICS)
+    for name, request in admin.created.items():
+        assert request["replication_factor"] == replicas
+        assert request["configs"].get("min.insync.replicas") == min_insync, name
