@@ -44,7 +44,11 @@ def group_lag(settings: Settings, timeout_s: float = 15.0) -> int:
     admin = admin_client(settings, timeout_s)
     # read_committed, as the service reads: the end offsets are the last stable ones (a
     # transaction still open is not there to be processed yet)
-    consumer = KafkaConsumer(**settings.kafka_python(), isolation_level="read_committed")
+    consumer = KafkaConsumer(
+        **settings.kafka_python(),
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=64 * 1024,  # (markers_only needs one record a partition)
+    )
     try:
         short: dict[TopicPartition, tuple[int, int]] = {}
         for suffix, names in WATCHED.items():
@@ -61,11 +65,19 @@ def group_lag(settings: Settings, timeout_s: float = 15.0) -> int:
                 start = done.offset if done is not None and done.offset >= 0 else 0
                 if start < ends[tp]:
                     short[tp] = (start, ends[tp])
-        unreadable = markers_only(consumer, short) if short else set()
+        # a partition far behind has records to process whatever the markers: nothing read
+        # then (a bench polls this every second through a backlog)
+        near = short and max(end - start for start, end in short.values()) <= MARKERS_AT_MOST
+        unreadable = markers_only(consumer, short) if near else set()
         return sum(end - start for tp, (start, end) in short.items() if tp not in unreadable)
     finally:
         consumer.close()
         admin.close()
+
+
+# A consumer group short of the end by at most this many offsets in every partition is asked
+# whether what is left is only transaction markers (a few a partition) and aborted records.
+MARKERS_AT_MOST = 100
 
 
 def markers_only(
