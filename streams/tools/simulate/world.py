@@ -358,8 +358,11 @@ class StumblePlan:
     point: str  # "send" | "send-read" | "read" | "local" | "metadata" | "commit" | "timer"
     countdown: int
     # only inside a repair (`RepairWatchedBatch`, SIMULATE_REPAIR_FAULTS=1): its occurrences
-    # outside one are not counted
-    repair: str = ""  # "" | "repair" | "repair-lineage" (as a crash plan's `task`)
+    # outside one are not counted; "lineage-agent": a flush's or lineage check's repair outside
+    # a takeover (SIMULATE_LATE_COUNTS=1 at rest, where a failed takeover would rebalance)
+    repair: str = (
+        ""  # "" | "repair" | "repair-lineage" (as a crash plan's `task`) | "lineage-agent"
+    )
 
 
 def carried(groups: Mapping[TopicPartition, Sequence[Pair]]) -> frozenset[str]:
@@ -742,6 +745,8 @@ class SimWorker:
         """The armed stumble plan that strikes here, if one does (it is used up)."""
         for plan in self.stumble_plans:
             if plan.repair and not in_repair(plan.repair):
+                continue
+            if plan.repair == "lineage-agent" and self.current_task == "takeover":
                 continue
             if plan.point == point or (point == "send" and plan.point == "send-read"):
                 if plan.countdown > 1:
