@@ -102,6 +102,13 @@ MEMBER_FAULTS = os.environ.get("SIMULATE_MEMBER_FAULTS") == "1"
 # late records, only the workers' own timers; opt-in, as it changes what comes after the
 # schedule, so that the seeds of REGRESSIONS keep their runs
 CHECK_AT_REST = os.environ.get("SIMULATE_CHECK_AT_REST") == "1"
+# at a rest point that deposes a worker, input keeps coming while the deposed owner works on and
+# while its successors take over, and what it publishes (counts, threshold events, receipts)
+# lands 20-120 steps late (`at_rest`): a count record it made lands after its successors counted
+# newer input, which only a flush's or lineage check's repair answers at rest; with
+# SIMULATE_SURVIVED_FAILURES=1 the first repairs at rest fail, and are survived. Opt-in (it turns
+# the rest points on), so that every other mode keeps its runs
+LATE_COUNTS = os.environ.get("SIMULATE_LATE_COUNTS") == "1"
 # licenses anchored on Feb 29, Jan 31 and the 30th and 31st, and a clock that crosses the end of
 # February 2027 (not leap) or 2028 (leap) (`Workload.leap`), drawn from a stream of their own;
 # opt-in, so that the seeds of REGRESSIONS keep their schedules
@@ -134,6 +141,8 @@ def describe(action: Action) -> str:
         return action[1].describe()
     if kind == "duplicate":
         return f"produce again input #{action[1]}"
+    if kind == "rest" and len(action) > 3:  # (SIMULATE_LATE_COUNTS=1)
+        return f"rest {action[1]} {action[2]}, {len(action[3])} inputs arriving meanwhile"
     return " ".join(str(part) for part in action)
 
 
@@ -256,8 +265,10 @@ def generate(seed: int, actions: int | None = None) -> Schedule:
         timeline = _with_repair_faults(seed, timeline)
     if MEMBER_FAULTS:
         timeline = _with_member_faults(seed, timeline)
-    if CHECK_AT_REST:
+    if CHECK_AT_REST or LATE_COUNTS:
         timeline = _with_rests(seed, timeline)
+    if LATE_COUNTS:
+        timeline = _with_rest_inputs(seed, timeline, workload, start)
     return Schedule(seed, partitions, launch_partitions, workers, start, timeline)
 
 
@@ -457,6 +468,26 @@ def _with_rests(seed: int, actions: Sequence[Action]) -> tuple[Action, ...]:
     return tuple(out)
 
 
+def _with_rest_inputs(
+    seed: int, actions: Sequence[Action], workload: Workload, start: datetime
+) -> tuple[Action, ...]:
+    """The rest points that depose a worker, each with 5-40 inputs of the workload that arrive
+    while the deposed owner works on and its successors take over (SIMULATE_LATE_COUNTS=1; the
+    count from a stream of its own, the inputs drawn after the schedule's own, at the clock of
+    the rest point)."""
+    draw = random.Random(f"rest-inputs/{seed}")
+    clock = start
+    out: list[Action] = []
+    for action in actions:
+        if action[0] == "clock":
+            clock += timedelta(milliseconds=action[1])
+        if action[0] == "rest" and action[1]:
+            inputs = tuple(workload.next(clock) for _ in range(draw.randint(5, 40)))
+            action = (*action, inputs)
+        out.append(action)
+    return tuple(out)
+
+
 # -- running one ----------------------------------------------------------------------------------
 def execute(world: World, action: Action, produced: list[Input]) -> None:
     kind = action[0]
@@ -550,6 +581,12 @@ def run_task(world: World, worker: SimWorker, task: str, limit: int) -> None:
         world.run(worker, task, world.unit_partials(worker))
     else:
         world.run(worker, task, world.unit_timer(worker, task))
+
+
+def run_launch_reader(world: World, worker: SimWorker) -> None:
+    """The launch reader alone, whether or not the worker's app partitions are ready."""
+    if "launches" not in worker.activities:
+        world.run(worker, "launches", world.unit_launches(worker, 40))
 
 
 def settle(world: World, rounds: int = 30, before_final: Callable[[], None] | None = None) -> None:
@@ -716,9 +753,18 @@ def _unconsumed(world: World) -> bool:
 
 
 def _deposed_work(world: World, worker: SimWorker) -> None:
-    task = world.rng.choice(
-        ("launches", topics.LEARNER_COMMANDS, topics.TENANT_COMMANDS, "partials", *APP_TOPICS)
+    tasks: tuple[str, ...] = (
+        "launches",
+        topics.LEARNER_COMMANDS,
+        topics.TENANT_COMMANDS,
+        "partials",
+        *APP_TOPICS,
     )
+    if world.held_outputs is not None:
+        # (SIMULATE_LATE_COUNTS=1, at rest) its launch reader waits on a fetch: its refused
+        # commit would tell it at once; its agents and timers work on what its successors route
+        tasks = tasks[1:]
+    task = world.rng.choice(tasks)
     run_task(world, worker, task, world.rng.randint(1, 6))
 
 
@@ -899,7 +945,8 @@ def _run(schedule: Schedule) -> Result:
     for number, action in enumerate(schedule.actions):
         world.trace.append(describe(action))
         if action[0] == "rest":
-            early += [f"at rest ({number}): {problem}" for problem in at_rest(world, action)]
+            problems = at_rest(world, action, produced)
+            early += [f"at rest ({number}): {problem}" for problem in problems]
         else:
             execute(world, action, produced)
         world.advance()
@@ -929,7 +976,7 @@ def _run(schedule: Schedule) -> Result:
     return result
 
 
-def at_rest(world: World, action: Action) -> list[str]:
+def at_rest(world: World, action: Action, produced: list[Input] | None = None) -> list[str]:
     """The outputs at rest, without the rebalance that settles a run (SIMULATE_CHECK_AT_REST=1).
 
     Every fault ends and every clock is true; a dead worker comes back (a rebalance); a worker
@@ -943,7 +990,14 @@ def at_rest(world: World, action: Action) -> list[str]:
     the last record of every window shows its exact counts, the last threshold event of every
     window and threshold agrees with it, every request has its receipt, the changelogs, tables,
     tallies and reports are a recount's. The rebalances of `settle` repair what a deposed owner
-    left behind whether the service would have or not; this check is the one that tells."""
+    left behind whether the service would have or not; this check is the one that tells.
+
+    With SIMULATE_LATE_COUNTS=1 (`action` carries inputs, `produced` gets them) the inputs
+    arrive one every step or two from the deposition on, until all are in, and what the deposed
+    owner publishes lands 20-120 steps late (`World.held_outputs`): a count record it made
+    before its successors counted newer input lands after theirs; with
+    SIMULATE_SURVIVED_FAILURES=1 each worker's first repairs of a flush or a lineage check at
+    rest fail (`_arm_repair_failures`), a failure the worker lives through."""
     _end_faults(world)
     for worker in list(world.workers.values()):
         if not worker.alive:
@@ -951,16 +1005,38 @@ def at_rest(world: World, action: Action) -> list[str]:
             world.trace.append(f"  {worker.name} restarted")
             world.rebalance()
     members = world.members()  # (alive, and knowing they are)
+    feed: list[Input] = []
+    if len(action) > 3 and action[1] in members:
+        # (SIMULATE_LATE_COUNTS=1) every worker has taken over and caught up: the deposed owner
+        # works on partitions it holds, and the input that comes is new to every stage
+        drain(world)
     if action[1] in members and action[1] in world.app.members and len(members) > 1:
         deposed = world.workers[action[1]]
         deposed.aware = False
         deposed.wakes_at = world.step + 1_000
         world.trace.append(f"  {deposed.name} deposed (it does not know)")
         world.rebalance()
+        if len(action) > 3:
+            feed = list(action[3])
+            world.held_outputs = (20, 120)
+            if SURVIVED_FAILURES:
+                _arm_repair_failures(world)
+
+    def arrive() -> None:
+        # one input every step or two (SIMULATE_LATE_COUNTS=1)
+        if feed and world.late_counts_rng.random() < 0.6:
+            record = feed.pop(0)
+            world.trace.append(f"  {record.describe()}")
+            world.produce(record.topic, record.key, record.value, record.partition)
+            if produced is not None:
+                produced.append(record)
+
     # a deposed worker works on for a few more steps, beside its successors, which are slow to
     # take over at first (a restore that takes time): its flushes go through meanwhile, and
     # what it sent lands around their takeovers
     slow_until = world.step + world.rng.randrange(30)
+    if feed:  # (SIMULATE_LATE_COUNTS=1) time for the deposed owner to count some of the input
+        slow_until += world.late_counts_rng.randint(10, 40)
     for worker in world.workers.values():
         if worker.alive and not worker.aware:
             worker.wakes_at = min(worker.wakes_at, slow_until + 5 + world.rng.randrange(26))
@@ -972,11 +1048,22 @@ def at_rest(world: World, action: Action) -> list[str]:
         for worker in still:
             if action[2] == "dies" and world.step + 1 >= worker.wakes_at:
                 world.kill(worker)  # no member: no rebalance; what it sent still lands
+        arrive()
         for task in ("launches", *APP_TOPICS, "partials", "tick", "check"):
             for worker in list(world.workers.values()):
                 if worker.aware and world.step >= slow_until:
                     run_task(world, worker, task, 10)
+                elif feed and task == "launches" and worker.alive and worker.aware:
+                    # (SIMULATE_LATE_COUNTS=1) a launch reader is a consumer of its own
+                    # group: it routes while its worker's partitions are still restoring
+                    run_launch_reader(world, worker)
         world.advance()  # (a deposed worker that notices asks for a rebalance)
+    while feed:  # the successors count the rest, the deposed owner's records still on their way
+        arrive()
+        for task in ("launches", *APP_TOPICS, "partials", "tick", "check"):
+            for worker in list(world.workers.values()):
+                run_task(world, worker, task, 10)
+        world.advance()
     while world.rebalance_due:  # one the coordinator announced before the rest point
         world.advance()
     world.trace.append(f"  at rest from generation {world.app.generation}")
@@ -1005,10 +1092,27 @@ def at_rest(world: World, action: Action) -> list[str]:
     return problems + check_tallies(world) + check_reports(world, model)
 
 
+def _arm_repair_failures(world: World) -> None:
+    """Each worker's first 2-8 repairs of a flush or a lineage check at rest fail with an error
+    it lives through, a read of the log or of its tables (SIMULATE_LATE_COUNTS=1 with
+    SIMULATE_SURVIVED_FAILURES=1): the next check or write must find the deposed owner's
+    records again, as no takeover comes. Not in a takeover: a takeover that fails asks for a
+    rebalance, which the check at rest rightly calls a problem (seeds 16983049, 16987123 did,
+    on the first draft)."""
+    draw = world.late_counts_rng
+    for name, worker in sorted(world.workers.items()):
+        if worker.alive and worker.aware:
+            for _ in range(draw.randint(2, 8)):
+                point = draw.choice(("read", "local"))
+                worker.stumble_plans.append(StumblePlan(point, 1, "lineage-agent"))
+                world.trace.append(f"  {name}: a repair's {point} will fail")
+
+
 def _end_faults(world: World) -> None:
     """Kafka takes writes again, no crash, failure, glitch or answer of the coordinator is
     armed, every clock is true."""
     world.refusing_until = -1
+    world.held_outputs = None  # (SIMULATE_LATE_COUNTS: set again by a rest point that deposes)
     world.member_plans.clear()  # (SIMULATE_MEMBER_FAULTS: a "no" asks for a rebalance)
     for worker in world.workers.values():
         worker.crash_plans.clear()

@@ -48,6 +48,7 @@ from streams.stages.loop import MAX_GROUP_PAUSES, apply_events
 from streams.stages.memory import MemoryLog, MemoryState, present
 from streams.stages.ownership import Ownership
 from streams.stages.store import (
+    FENCED_OUTPUTS,
     LEARNER,
     NO_EPOCH,
     TABLES,
@@ -357,8 +358,11 @@ class StumblePlan:
     point: str  # "send" | "send-read" | "read" | "local" | "metadata" | "commit" | "timer"
     countdown: int
     # only inside a repair (`RepairWatchedBatch`, SIMULATE_REPAIR_FAULTS=1): its occurrences
-    # outside one are not counted
-    repair: str = ""  # "" | "repair" | "repair-lineage" (as a crash plan's `task`)
+    # outside one are not counted; "lineage-agent": a flush's or lineage check's repair outside
+    # a takeover (SIMULATE_LATE_COUNTS=1 at rest, where a failed takeover would rebalance)
+    repair: str = (
+        ""  # "" | "repair" | "repair-lineage" (as a crash plan's `task`) | "lineage-agent"
+    )
 
 
 def carried(groups: Mapping[TopicPartition, Sequence[Pair]]) -> frozenset[str]:
@@ -466,6 +470,17 @@ class SimLog:
             # stream: the seed's faults stay as they were)
             spread = world.takeover_rng
             lands = {tp: wait.until - spread.choice((0, 0, spread.randrange(9))) for tp in groups}
+            if world.held_outputs is not None:
+                # (SIMULATE_LATE_COUNTS=1, at rest) the output topics' partitions lead on a
+                # slow broker, the others on a quick one: what the deposed owner published
+                # lands long after its changelogs, while its successors count newer input
+                low, high = world.held_outputs
+                for tp in sorted(groups):
+                    if tp[0] in FENCED_OUTPUTS:
+                        lands[tp] = world.step + world.late_counts_rng.randint(low, high)
+                    else:
+                        lands[tp] = world.step + world.late_counts_rng.randint(0, 3)
+                wait = Wait("in-flight", max(lands.values()))
             world.in_flight.append(
                 InFlight(
                     wait.until,
@@ -734,6 +749,8 @@ class SimWorker:
         for plan in self.stumble_plans:
             if plan.repair and not in_repair(plan.repair):
                 continue
+            if plan.repair == "lineage-agent" and self.current_task == "takeover":
+                continue
             if plan.point == point or (point == "send" and plan.point == "send-read"):
                 if plan.countdown > 1:
                     plan.countdown -= 1
@@ -850,6 +867,12 @@ class World:
         # flush or a lineage check repairs them (a produce request may take up to its
         # delivery timeout, two minutes by default, while the broker is slow)
         self.late_steps = 25
+        # how many steps a deposed owner's records of the output topics (counts, threshold
+        # events, receipts) take to land, (fewest, most), its others 0-3; or None (`late_steps`
+        # for all): set by the runner at a rest point of SIMULATE_LATE_COUNTS=1 that deposes a
+        # worker, drawn from a stream of its own
+        self.held_outputs: tuple[int, int] | None = None
+        self.late_counts_rng = random.Random(f"late-counts/{seed}")
         self.deposed_work: Callable[[World, SimWorker], None] | None = None
         # the learner stage keeps the counters of its previous assignment until its takeover
         # releases them, as the worker does (streams/worker/agents/learners.py), instead of at
