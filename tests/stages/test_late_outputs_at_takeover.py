@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 
 from schemas import topics
 from streams.stages import keys
