@@ -319,6 +319,7 @@ class DurableBatch:
                 acked.update(await self._log.send(output_groups, output_headers))
             changelog_groups: dict[TopicPartition, list[Pair]] = {}
             changelog_headers: dict[TopicPartition, Headers] = {}
+            self._note_outputs_from(writes)
             for (table, partition), rows in writes.items():
                 stage, changelog = TABLES[table]
                 tp = (changelog, partition)
@@ -351,6 +352,26 @@ class DurableBatch:
                     # records again and answers them (answering twice is harmless)
                     self._unmove(moves)
                     raise
+
+    def _note_outputs_from(self, writes: dict[tuple[str, int], Pending]) -> None:
+        """With a tenant partition's rows, where the lineage of its fenced outputs stands before
+        this flush sends any (`keys.OUTPUTS_FROM`): a takeover starts there, not at the end
+        offsets it reads, so a deposed owner's output records that land after this owner's
+        last check and before the next takeover are still read, and answered (simulator seeds
+        16980225, 16980244, 16980343: a count record of a window an older license cut stayed on
+        the count topic for good). The offsets are this owner's own, safe in any subset of the
+        send that lands: everything before them was read by its lineage."""
+        for table, partition in list(writes):
+            if table != keys.TENANT_STATE:
+                continue
+            stands = {
+                topic: self._own.expected[(topic, partition)]
+                for topic in sorted(FENCED_OUTPUTS)
+                if (topic, partition) in self._own.expected
+            }
+            if stands:
+                encoded = bytes(memoryview(orjson.dumps(stands)))
+                writes[(table, partition)][keys.OUTPUTS_FROM] = (encoded, stands)
 
     async def _write_locally(
         self,
@@ -708,6 +729,12 @@ async def take_over(
             # its first record.)
             restored = batch._state.restored_offset(table, partition)
             batch._own.start_lineage((TABLES[table][1], partition), restored + 1)
+            # and the outputs' lineage where the last owner's stood at its last flush
+            # (`DurableBatch._note_outputs_from`); a partition without it starts at the end
+            outputs_from = batch.get(table, partition, keys.OUTPUTS_FROM) or {}
+            for topic, offset in outputs_from.items():
+                if topic in FENCED_OUTPUTS and isinstance(offset, int):
+                    batch._own.start_lineage((topic, partition), offset)
         batch.put(table, partition, keys.EPOCH, list(epoch))
         epochs[partition] = epoch
     await batch.flush()

@@ -21,7 +21,7 @@ from streams.stages import keys
 from streams.stages.batch import DurableBatch, take_over
 from streams.stages.memory import MemoryState, MemoryStore, never_deposed
 from streams.stages.ownership import Ownership
-from streams.stages.store import LEARNER, TENANT, Fenced, epoch_header
+from streams.stages.store import FENCED_OUTPUTS, LEARNER, TENANT, Fenced, epoch_header
 from streams.stages.tenants import TenantStage
 
 CHANGELOG = topics.TENANT_STATE_CHANGELOG
@@ -61,7 +61,10 @@ def test_a_takeover_right_after_its_restore_rewrites_nothing() -> None:
     batch = store.batch()
     asyncio.run(take_over(batch, TENANT, [0], generation=3, still_member=never_deposed))
     changelog = store.log.records(CHANGELOG, 0)
-    assert [record.key for record in changelog[3:]] == [keys.EPOCH]
+    # its epoch, and where its outputs' lineage starts (the end: nothing was published)
+    assert [record.key for record in changelog[3:]] == [keys.EPOCH, keys.OUTPUTS_FROM]
+    outputs_from = orjson.loads(changelog[-1].value or b"")
+    assert outputs_from == {topic: 0 for topic in sorted(FENCED_OUTPUTS)}
     assert store.ownership.zombies_repaired == 0
 
 
