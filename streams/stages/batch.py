@@ -113,6 +113,9 @@ class DurableBatch:
         # (keys.REPAIR, with their offsets), dropped once the repair is durable
         self._marks: dict[tuple[str, int], dict[bytes, set[int]]] = {}
         self._marked: dict[tuple[str, int], set[bytes]] = {}
+        # fenced output partitions where this batch found a deposed owner's records: their
+        # answers go out in its flush (`Ownership.unanswered` until they are durable)
+        self._answering: set[TopicPartition] = set()
         # what the last flush raised: a handler that flushes (a tick, a lineage check, a
         # deletion's chunks) and fails with it has lost the group's earlier events from the
         # batch (or written them in part), which is the group's failure, not the event's
@@ -299,6 +302,7 @@ class DurableBatch:
             # the marks written stay on disk: the next takeover repairs their keys
             self._marks.clear()
             self._marked.clear()
+            self._reread_unanswered()
             self.flush_error = exc
             raise
         for (table, partition), marked in self._marked.items():
@@ -307,6 +311,30 @@ class DurableBatch:
         self._marked.clear()
 
     async def _flush_rounds(self) -> None:
+        while True:
+            await self._flush_pending()
+            if not self._answering:
+                return
+            # every answer is out: the next owner may start past the records they answer, so
+            # the partitions' `keys.OUTPUTS_FROM` moves on now (on a quiet partition, nothing
+            # else would move it, and every takeover would answer them again)
+            for topic, partition in sorted(self._answering):
+                self._own.unanswered.pop((topic, partition), None)
+                if self._own.owns(TENANT, partition):
+                    self._writes.setdefault((keys.TENANT_STATE, partition), {})
+            self._answering.clear()
+
+    def _reread_unanswered(self) -> None:
+        """A failed flush: a deposed owner's output records whose answers may not have gone out
+        are read again by this owner's next write or check (a failure the worker survives
+        brings no takeover to answer them)."""
+        for tp in self._answering:
+            offset = self._own.unanswered.get(tp)
+            if offset is not None and self._own.expected.get(tp, offset) > offset:
+                self._own.expected[tp] = offset
+        self._answering.clear()
+
+    async def _flush_pending(self) -> None:
         while self.pending:
             writes, outputs, callbacks = self._writes, self._outputs, self._callbacks
             self._writes, self._outputs, self._callbacks = {}, {}, []
@@ -319,7 +347,8 @@ class DurableBatch:
                 acked.update(await self._log.send(output_groups, output_headers))
             changelog_groups: dict[TopicPartition, list[Pair]] = {}
             changelog_headers: dict[TopicPartition, Headers] = {}
-            self._note_outputs_from(writes)
+            tables_written = any(writes.values())
+            self._note_outputs_from(writes, output_groups)
             for (table, partition), rows in writes.items():
                 stage, changelog = TABLES[table]
                 tp = (changelog, partition)
@@ -340,8 +369,9 @@ class DurableBatch:
             except (Fenced, RecordTooLarge):
                 raise
             except Exception as exc:
-                if not writes:
-                    raise  # nothing local was written: the batch may simply be applied again
+                if not tables_written:
+                    raise  # nothing local was written (but `keys.OUTPUTS_FROM`, noted again
+                    # with the next flush): the batch may simply be applied again
                 raise LocalWriteFailed(f"{type(exc).__name__}: {exc}") from exc
             if zombies:
                 try:
@@ -353,25 +383,34 @@ class DurableBatch:
                     self._unmove(moves)
                     raise
 
-    def _note_outputs_from(self, writes: dict[tuple[str, int], Pending]) -> None:
-        """With a tenant partition's rows, where the lineage of its fenced outputs stands before
-        this flush sends any (`keys.OUTPUTS_FROM`): a takeover starts there, not at the end
-        offsets it reads, so a deposed owner's output records that land after this owner's
-        last check and before the next takeover are still read, and answered (simulator seeds
-        16980225, 16980244, 16980343: a count record of a window an older license cut stayed on
-        the count topic for good). The offsets are this owner's own, safe in any subset of the
-        send that lands: everything before them was read by its lineage."""
-        for table, partition in list(writes):
-            if table != keys.TENANT_STATE:
+    def _note_outputs_from(
+        self,
+        writes: dict[tuple[str, int], Pending],
+        output_groups: dict[TopicPartition, list[Pair]],
+    ) -> None:
+        """With a tenant partition's rows or fenced outputs, where the lineage of its fenced
+        outputs stands before this flush sends any, under this owner's epoch
+        (`keys.OUTPUTS_FROM`): a takeover starts there, not at the end offsets it reads, so a
+        deposed owner's output records that land after this owner's last check and before the
+        next takeover are still read, and answered (simulator seeds 16980225, 16980244,
+        16980343: a count record of a window an older license cut stayed on the count topic
+        for good). The offsets are this owner's own, safe in any subset of the send that
+        lands: everything before them was read by its lineage, and answered
+        (`Ownership.outputs_from`)."""
+        partitions = {p for table, p in writes if table == keys.TENANT_STATE}
+        partitions |= {p for topic, p in output_groups if topic in FENCED_OUTPUTS}
+        for partition in sorted(partitions):
+            if not self._own.owns(TENANT, partition):
                 continue
-            stands = {
-                topic: self._own.expected[(topic, partition)]
-                for topic in sorted(FENCED_OUTPUTS)
-                if (topic, partition) in self._own.expected
-            }
+            stands = self._own.outputs_from(partition)
             if stands:
-                encoded = bytes(memoryview(orjson.dumps(stands)))
-                writes[(table, partition)][keys.OUTPUTS_FROM] = (encoded, stands)
+                epoch = self._own.epoch_of(TENANT, partition)
+                row = {"epoch": list(epoch), "from": stands}
+                encoded = bytes(memoryview(orjson.dumps(row)))
+                writes.setdefault((keys.TENANT_STATE, partition), {})[keys.OUTPUTS_FROM] = (
+                    encoded,
+                    row,
+                )
 
     async def _write_locally(
         self,
@@ -424,6 +463,7 @@ class DurableBatch:
                         found = await self._foreign(tp, expected, end)
                         if found:
                             zombies[tp] = found
+                            self._answer_later(tp, found)
         except Exception:
             self._unmove(moved)
             raise
@@ -443,6 +483,7 @@ class DurableBatch:
                 self._marks.clear()
                 self._marked.clear()
                 self._unmove(moved)
+                self._reread_unanswered()
                 raise
 
     async def repair_marked(
@@ -556,11 +597,17 @@ class DurableBatch:
                     found = await self._foreign(tp, expected, first)
                     if found:
                         zombies[tp] = found
+                        self._answer_later(tp, found)
         except Exception:
             self._unmove(moved)
             raise
         moves.update(moved)
         return zombies
+
+    def _answer_later(self, tp: TopicPartition, found: list[LogRecord]) -> None:
+        if tp[0] in FENCED_OUTPUTS:
+            self._own.found_zombies(tp, found)
+            self._answering.add(tp)
 
     def _unmove(self, moved: Moves) -> None:
         """A lineage check that failed (a read back of the log): the ranges it did not read,
@@ -730,15 +777,29 @@ async def take_over(
             restored = batch._state.restored_offset(table, partition)
             batch._own.start_lineage((TABLES[table][1], partition), restored + 1)
             # and the outputs' lineage where the last owner's stood at its last flush
-            # (`DurableBatch._note_outputs_from`); a partition without it starts at the end
-            outputs_from = batch.get(table, partition, keys.OUTPUTS_FROM) or {}
-            for topic, offset in outputs_from.items():
-                if topic in FENCED_OUTPUTS and isinstance(offset, int):
-                    batch._own.start_lineage((topic, partition), offset)
+            # (`DurableBatch._note_outputs_from`), if the last owner wrote it: a partition
+            # without it, or whose last owner did not write it (an older version, during a
+            # rolling upgrade: the row is stale by then), starts at the end
+            for topic, offset in _outputs_from(batch, partition).items():
+                batch._own.start_lineage((topic, partition), offset)
         batch.put(table, partition, keys.EPOCH, list(epoch))
         epochs[partition] = epoch
     await batch.flush()
     return epochs
+
+
+def _outputs_from(batch: DurableBatch, partition: int) -> dict[str, int]:
+    """A tenant partition's restored `keys.OUTPUTS_FROM`, if its last owner wrote it (under
+    the epoch it stored); {} otherwise."""
+    row = batch.get(keys.TENANT_STATE, partition, keys.OUTPUTS_FROM)
+    stored = batch.get(keys.TENANT_STATE, partition, keys.EPOCH)
+    if not isinstance(row, dict) or not isinstance(stored, list) or row.get("epoch") != stored:
+        return {}
+    return {
+        topic: offset
+        for topic, offset in (row.get("from") or {}).items()
+        if topic in FENCED_OUTPUTS and isinstance(offset, int)
+    }
 
 
 def _highest_counter(batch: DurableBatch, stage: str, partition: int) -> int:

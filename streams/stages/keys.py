@@ -70,8 +70,9 @@ TENANT_TABLES = (TENANT_STATE,)
 # Meta keys: never produced from an input (no id starts a key, every kind tag has a '/').
 EPOCH = b"#epoch"  # learner-state and tenant-state: the owner's epoch (in the changelog)
 FENCE = b"#fence"  # every table partition, local only: the highest epoch applied to it
-# tenant-state, in the changelog: {fenced output topic: offset} of the partition, where the
-# lineage of the owner's outputs stood at its flush; the next owner's lineage starts there
+# tenant-state, in the changelog: {"epoch": the owner's, "from": {fenced output topic: offset}}
+# of the partition, where the lineage of the owner's outputs stood at its flush (everything
+# before it read and answered); the next owner's lineage starts there
 OUTPUTS_FROM = b"#outputs"
 # Every table partition, local only: REPAIR + key marks a key whose last changelog record a
 # restore skipped (a deposed owner's); the owner writes the key again, then drops the mark.

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from streams.stages.store import Epoch, Log, TopicPartition, fenced_topics
+from streams.stages.store import (
+    FENCED_OUTPUTS,
+    Epoch,
+    Log,
+    LogRecord,
+    TopicPartition,
+    fenced_topics,
+)
 
 
 class Ownership:
@@ -19,6 +26,10 @@ class Ownership:
     def __init__(self) -> None:
         self.epochs: dict[tuple[str, int], Epoch] = {}
         self.expected: dict[TopicPartition, int] = {}
+        # the offset of the first deposed owner's record in a fenced output partition whose
+        # answer is not durable yet: where the next owner's lineage must start at the latest
+        # (`keys.OUTPUTS_FROM`)
+        self.unanswered: dict[TopicPartition, int] = {}
         self.zombies_repaired = 0
 
     def epoch_of(self, stage: str, partition: int) -> Epoch:
@@ -55,6 +66,23 @@ class Ownership:
             del self.epochs[(stage, partition)]
             for topic in fenced_topics(stage):
                 self.expected.pop((topic, partition), None)
+                self.unanswered.pop((topic, partition), None)
+
+    def found_zombies(self, tp: TopicPartition, records: Sequence[LogRecord]) -> None:
+        """A deposed owner's records in a fenced output partition, to be answered."""
+        if records and tp[0] in FENCED_OUTPUTS:
+            first = min(record.offset for record in records)
+            self.unanswered[tp] = min(self.unanswered.get(tp, first), first)
+
+    def outputs_from(self, partition: int) -> dict[str, int]:
+        """Where a tenant partition's next owner starts reading each fenced output: nothing
+        before it is unread or unanswered (`keys.OUTPUTS_FROM`)."""
+        stands = {}
+        for topic in sorted(FENCED_OUTPUTS):
+            tp = (topic, partition)
+            if tp in self.expected:
+                stands[topic] = min(self.expected[tp], self.unanswered.get(tp, self.expected[tp]))
+        return stands
 
     def partitions(self, stage: str) -> list[int]:
         return sorted(p for (s, p) in self.epochs if s == stage)

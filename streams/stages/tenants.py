@@ -543,18 +543,31 @@ class TenantStage:
         that may be out (`_answer_publications`)."""
         now = self.clock()
         resent: set[bytes] = set()  # receipts sent again in this pass (and scans), by key
+        # count records and threshold events answered in this pass, each once: a takeover may
+        # read a whole flush of the last owner's records of the same keys
+        answered: set[tuple[str, ...]] = set()
         for record in records:
             if topic == topics.TENANT_STATE_CHANGELOG:
                 _keep_list(batch, partition, record)
                 self._answer_publications(batch, partition, record, now)
             elif topic == topics.ACTIVE_LEARNER_COUNTS and record.key is not None:
                 tenant_id, _, start = record.key.decode().rpartition("/")
-                self._resend_count(batch, partition, tenant_id, start, now)
+                if ("count", tenant_id, start) not in answered:
+                    answered.add(("count", tenant_id, start))
+                    self._resend_count(batch, partition, tenant_id, start, now)
             elif record.value is not None:
                 value = orjson.loads(record.value)
                 tenant_id = value.get("tenant_id", "")
                 if topic == topics.THRESHOLD_EVENTS:
-                    self._resend_event(batch, partition, tenant_id, value)
+                    about = (
+                        "event",
+                        str(tenant_id),
+                        str((value.get("window") or {}).get("start")),
+                        str(value.get("threshold_pct")),
+                    )
+                    if about not in answered:
+                        answered.add(about)
+                        self._resend_event(batch, partition, tenant_id, value)
                 elif topic == topics.DELETION_RECEIPTS:
                     self._resend_receipts(batch, partition, tenant_id, value, resent)
 
@@ -608,7 +621,13 @@ class TenantStage:
         record = batch.get(keys.TENANT_STATE, partition, keys.window_thresholds(tenant_id, start))
         if record is not None:
             entry = record["pcts"].get(pct)
-            if entry and entry.get("event"):
+            # a later crossing not yet confirmed sent is the threshold's last event, not the
+            # one the record keeps (as at a takeover, `take_over_outputs`): answering a late
+            # copy of it with the earlier one would put that last
+            later = _latest_pending(batch, partition, tenant_id, start, pct)
+            if later is not None and (not entry or later[0] > entry.get("crossings", 0)):
+                batch.emit(topics.THRESHOLD_EVENTS, tenant_id.encode(), encode(later[1]), partition)
+            elif entry and entry.get("event"):
                 kept = entry["event"]
                 stored_list = _stored_lists(batch, partition, tenant_id)
                 event = event_record(tenant_id, kept, event_notify(record, kept, stored_list))
@@ -661,6 +680,23 @@ class TenantStage:
             if receipt is not None and answer_key not in resent:
                 resent.add(answer_key)
                 self.deletions.emit_receipt(batch, partition, receipt)
+
+
+def _latest_pending(
+    batch: Batch, partition: int, tenant_id: str, start: str, pct: str
+) -> tuple[int, Any] | None:
+    """(crossing number, event) of the latest event of a window's threshold that is not yet
+    confirmed sent, if any."""
+    try:
+        prefix = keys.pending_threshold_event(tenant_id, start, int(pct), 0)[: -len("0" * 10)]
+    except ValueError:
+        return None
+    latest = None
+    for key, event in _scan_all(batch, partition, prefix):
+        crossing = keys.pending_event_parts(key)[3]
+        if latest is None or crossing > latest[0]:
+            latest = (crossing, event)
+    return latest
 
 
 def _fingerprint_of(receipt: dict[str, Any]) -> str | None:

@@ -42,7 +42,8 @@ SURVIVED_SEEDS = (16_980_061, 16_983_049, *range(16_983_000, 16_983_015))
 # its own noticing caused and before the next owner's takeover read the end offsets where its
 # lineage of the output topics starts: nobody answers them, and the windows stay on the
 # compacted topic for good, through every later takeover and restore (docs/reliability.md,
-# "What the session of 2026-12-06 from 01:20 found"; not fixed)
+# "What the session of 2026-12-06 from 01:20 found"; answered since from the last owner's
+# `keys.OUTPUTS_FROM`)
 UNANSWERED_SEEDS = (16_980_225, 16_980_244, 16_980_343)
 # the same defect with other modes: (seed, the modes on)
 UNANSWERED_WITH_MODES = (
@@ -129,11 +130,6 @@ def test_the_mode_is_off_by_default() -> None:
     assert not [a for a in schedule.actions if a[0] == "rest"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a deposed owner's output records landing between a "
-    "rebalance and the next tenant takeover are never answered (not fixed)",
-)
 @pytest.mark.parametrize("seed", UNANSWERED_SEEDS)
 def test_late_count_records_landing_before_the_next_takeover(
     monkeypatch: pytest.MonkeyPatch, seed: int
@@ -145,11 +141,6 @@ def test_late_count_records_landing_before_the_next_takeover(
     assert result.ok, result.problems[:3]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a deposed owner's output records landing between a "
-    "rebalance and the next tenant takeover are never answered (not fixed)",
-)
 @pytest.mark.parametrize(("seed", "modes"), UNANSWERED_WITH_MODES)
 def test_late_count_records_landing_before_the_next_takeover_with_other_modes(
     monkeypatch: pytest.MonkeyPatch, seed: int, modes: tuple[str, ...]

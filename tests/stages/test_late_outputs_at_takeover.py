@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 
 import orjson
-import pytest
 
 from schemas import topics
 from streams.stages import keys
@@ -38,7 +37,7 @@ def test_a_deposed_owners_count_record_landing_before_a_takeover_is_answered() -
         (b"pub/acme", orjson.dumps(PUBLISHED)),
         (b"parts/acme", orjson.dumps({"0": 2})),
         # where its outputs' lineage stood at its flush (`DurableBatch._note_outputs_from`)
-        (keys.OUTPUTS_FROM, orjson.dumps({COUNTS: 0})),
+        (keys.OUTPUTS_FROM, orjson.dumps({"epoch": [2, 2], "from": {COUNTS: 0}})),
     ]
     store.log.append(CHANGELOG, 0, rows, epoch_header((2, 2)))
     store.state.apply(keys.TENANT_STATE, 0, dict(rows), 2, (2, 2))

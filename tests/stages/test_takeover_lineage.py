@@ -64,7 +64,7 @@ def test_a_takeover_right_after_its_restore_rewrites_nothing() -> None:
     # its epoch, and where its outputs' lineage starts (the end: nothing was published)
     assert [record.key for record in changelog[3:]] == [keys.EPOCH, keys.OUTPUTS_FROM]
     outputs_from = orjson.loads(changelog[-1].value or b"")
-    assert outputs_from == {topic: 0 for topic in sorted(FENCED_OUTPUTS)}
+    assert outputs_from == {"epoch": [2, 3], "from": {topic: 0 for topic in FENCED_OUTPUTS}}
     assert store.ownership.zombies_repaired == 0
 
 
