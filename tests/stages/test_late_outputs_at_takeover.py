@@ -14,14 +14,18 @@ docs/reliability.md, "What the session of 2026-12-06 from 01:20 found").
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
+import pytest
 
 from schemas import topics
 from streams.stages import keys
-from streams.stages.batch import take_over
+from streams.stages.batch import DurableBatch, take_over
 from streams.stages.memory import MemoryStore, never_deposed
-from streams.stages.store import TENANT, epoch_header
+from streams.stages.ownership import Ownership
+from streams.stages.store import FENCED_OUTPUTS, TENANT, epoch_header
 from streams.stages.tenants import TenantStage
 
 CHANGELOG = topics.TENANT_STATE_CHANGELOG
@@ -56,3 +60,149 @@ def test_a_deposed_owners_count_record_landing_before_a_takeover_is_answered() -
     asyncio.run(store.batch(stage.repair_outputs).check_lineage(TENANT, [0]))
     records = store.log.records(COUNTS, 0)
     assert [record.value for record in records if record.key == stale][-1] is None
+
+
+# -- what a review of the first fix found (docs/reliability.md, the session of 2026-12-06 from
+# 04:35): each test failed on that fix --------------------------------------------------------
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+EVENTS = topics.THRESHOLD_EVENTS
+WINDOWS = {"2024-01-01": [1, 1], "2025-01-01": [2, 2], "2026-01-01": [3, 3]}
+
+
+def previous_owner(epoch: tuple[int, int], rows: list[tuple[bytes, bytes]]) -> MemoryStore:
+    """A store whose tenant-state partition 0 holds a previous owner's takeover, `rows` and
+    where its outputs' lineage stood (the start of every fenced output)."""
+    store = MemoryStore(partitions=1)
+    outputs_from = {"epoch": list(epoch), "from": {topic: 0 for topic in FENCED_OUTPUTS}}
+    rows = [
+        (keys.EPOCH, orjson.dumps(list(epoch))),
+        *rows,
+        (keys.OUTPUTS_FROM, orjson.dumps(outputs_from)),
+    ]
+    store.log.append(CHANGELOG, 0, rows, epoch_header(epoch))
+    store.state.apply(keys.TENANT_STATE, 0, dict(rows), len(rows) - 1, epoch)
+    return store
+
+
+def new_process(store: MemoryStore, stage: TenantStage) -> DurableBatch:
+    """A batch of another process over the same state (its own ownership), as the worker
+    makes it for the tenant stage: state first, outputs after."""
+    return DurableBatch(store.state, store.log, Ownership(), stage.repair_outputs, False)
+
+
+async def worker_takeover(batch: DurableBatch, stage: TenantStage, generation: int) -> None:
+    """streams/worker/agents/tenants.py `take_over_tenant_partitions`, for partition 0."""
+    await take_over(batch, TENANT, [0], generation, never_deposed)
+    await batch.repair_marked(TENANT, [0])
+    await stage.take_over_outputs(batch, 0, NOW)
+
+
+def test_takeovers_of_a_quiet_partition_send_the_same_each_time() -> None:
+    """Finding 1: nobody writes the tenant's state between takeovers; the row moves on with
+    the takeovers' own outputs, so each reads and answers at most its predecessor's last flush
+    (the first fix's row stayed put: 3, 6, 12, ... count records a takeover)."""
+    published = {**PUBLISHED, "windows": WINDOWS}
+    store = previous_owner((2, 2), [(b"pub/acme", orjson.dumps(published))])
+    stage = TenantStage(1, clock=lambda: NOW)
+    sent, read = [], []
+    for generation in range(3, 10):
+        before = len(store.log.records(COUNTS, 0))
+        batch = new_process(store, stage)
+        asyncio.run(worker_takeover(batch, stage, generation))
+        sent.append(len(store.log.records(COUNTS, 0)) - before)
+        read.append(batch._own.zombies_repaired)
+    # its truth, and the answers to its predecessor's last flush where that flush sent its
+    # truth after the row (every other takeover: its row is written before its outputs)
+    assert max(sent) <= 2 * len(WINDOWS), sent
+    assert max(read) <= len(WINDOWS), read
+    assert set(store.log.latest(COUNTS)) == {keys.count_record("acme", w) for w in WINDOWS}
+
+
+def test_a_late_event_is_answered_with_the_later_pending_crossing() -> None:
+    """Finding 2: a crash landed the predecessor's pending `down` (crossing 2) without its
+    window record, which keeps the `up` (crossing 1); both events of the predecessor are on the
+    topic. The takeover's answer to them is the `down`, not the kept `up`."""
+    window = {"start": "2026-01-01", "end": "2027-01-01", "months": 12}
+
+    def event(direction: str, crossing: int, active: int) -> dict[str, object]:
+        return {
+            "event_id": f"e-{direction}-{crossing}",
+            "tenant_id": "acme",
+            "window": window,
+            "threshold_pct": 80,
+            "threshold_learners": 8,
+            "direction": direction,
+            "active_learners": active,
+            "learner_limit": 10,
+            "notify": ["admin@acme.example"],
+            "occurred_at": NOW.isoformat(),
+        }
+
+    up, down = event("up", 1, 8), event("down", 2, 7)
+    kept_up = {k: v for k, v in up.items() if k not in ("tenant_id", "notify")} | {"notify": 0}
+    record = {
+        "notify": [["admin@acme.example"]],
+        "pcts": {"80": {"above": True, "crossings": 1, "event": kept_up}},
+    }
+    store = previous_owner(
+        (2, 2),
+        [
+            (keys.pending_threshold_event("acme", "2026-01-01", 80, 2), orjson.dumps(down)),
+            (keys.window_thresholds("acme", "2026-01-01"), orjson.dumps(record)),
+        ],
+    )
+    store.log.append(
+        EVENTS,
+        0,
+        [(b"acme", orjson.dumps(up)), (b"acme", orjson.dumps(down))],
+        epoch_header((2, 2)),
+    )
+    stage = TenantStage(1, clock=lambda: NOW)
+    asyncio.run(worker_takeover(new_process(store, stage), stage, 3))
+    last = orjson.loads(store.log.records(EVENTS, 0)[-1].value or b"")
+    assert (last["direction"], last["event_id"]) == ("down", "e-down-2")
+
+
+def test_the_row_stays_before_a_record_whose_answer_failed_to_go_out() -> None:
+    """Finding 3: a check finds a deposed owner's count record, the row lands with the state,
+    the answer's send fails and the worker stops: the next owner starts before the record and
+    answers it."""
+    store = previous_owner((2, 2), [(b"pub/acme", orjson.dumps(PUBLISHED))])
+    stage = TenantStage(1, clock=lambda: NOW)
+    owner = new_process(store, stage)
+    asyncio.run(worker_takeover(owner, stage, 3))
+    stale = keys.count_record("acme", "2025-01-01")
+    store.log.append(COUNTS, 0, [(stale, b'{"active_learners": 1}')], epoch_header((1, 1)))
+    real_send = store.log.send
+
+    async def outputs_fail(groups: Any, headers: Any = None) -> Any:
+        if any(topic == COUNTS for topic, _ in groups):
+            raise ConnectionError("the broker went away (simulated)")
+        return await real_send(groups, headers)
+
+    store.log.send = outputs_fail  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        asyncio.run(owner.check_lineage(TENANT, [0]))
+    store.log.send = real_send  # type: ignore[method-assign]
+    # the worker stopped; the next owner takes over from what is on disk
+    asyncio.run(worker_takeover(new_process(store, stage), stage, 4))
+    assert [r.value for r in store.log.records(COUNTS, 0) if r.key == stale][-1] is None
+
+
+def test_a_row_an_older_version_left_behind_is_not_used() -> None:
+    """Finding 4: an older version's owner (3, 5) took over after the row's writer (2, 2) and
+    wrote no row; the count records since are read from the end, not again from the row."""
+    published = {**PUBLISHED, "windows": WINDOWS}
+    store = previous_owner((2, 2), [(b"pub/acme", orjson.dumps(published))])
+    older = [(keys.EPOCH, orjson.dumps([3, 5]))]
+    store.log.append(CHANGELOG, 0, older, epoch_header((3, 5)))
+    store.state.apply(
+        keys.TENANT_STATE, 0, dict(older), len(store.log.records(CHANGELOG, 0)) - 1, (3, 5)
+    )
+    for _ in range(50):  # hours of that owner's records
+        pairs = [(keys.count_record("acme", w), b'{"active_learners": 3}') for w in WINDOWS]
+        store.log.append(COUNTS, 0, pairs, epoch_header((3, 5)))
+    stage = TenantStage(1, clock=lambda: NOW)
+    batch = new_process(store, stage)
+    asyncio.run(take_over(batch, TENANT, [0], 6, never_deposed))
+    assert batch._own.expected[(COUNTS, 0)] == len(store.log.records(COUNTS, 0))
