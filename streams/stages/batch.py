@@ -115,7 +115,7 @@ class DurableBatch:
         self._marked: dict[tuple[str, int], set[bytes]] = {}
         # fenced output partitions where this batch found a deposed owner's records: their
         # answers go out in its flush (`Ownership.unanswered` until they are durable)
-        self._answering: set[TopicPartition] = set()
+        self._answering: list[tuple[TopicPartition, int]] = []
         # what the last flush raised: a handler that flushes (a tick, a lineage check, a
         # deletion's chunks) and fails with it has lost the group's earlier events from the
         # batch (or written them in part), which is the group's failure, not the event's
@@ -318,8 +318,8 @@ class DurableBatch:
             # every answer is out: the next owner may start past the records they answer, so
             # the partitions' `keys.OUTPUTS_FROM` moves on now (on a quiet partition, nothing
             # else would move it, and every takeover would answer them again)
-            for topic, partition in sorted(self._answering):
-                self._own.unanswered.pop((topic, partition), None)
+            for (topic, partition), first in self._answering:
+                self._own.answered((topic, partition), first)
                 if self._own.owns(TENANT, partition):
                     self._writes.setdefault((keys.TENANT_STATE, partition), {})
             self._answering.clear()
@@ -328,10 +328,10 @@ class DurableBatch:
         """A failed flush: a deposed owner's output records whose answers may not have gone out
         are read again by this owner's next write or check (a failure the worker survives
         brings no takeover to answer them)."""
-        for tp in self._answering:
-            offset = self._own.unanswered.get(tp)
-            if offset is not None and self._own.expected.get(tp, offset) > offset:
-                self._own.expected[tp] = offset
+        for tp, first in self._answering:
+            if self._own.expected.get(tp, first) > first:
+                self._own.expected[tp] = first
+            self._own.answered(tp, first)  # the lineage stands before it: the row does too
         self._answering.clear()
 
     async def _flush_pending(self) -> None:
@@ -370,8 +370,12 @@ class DurableBatch:
                 raise
             except Exception as exc:
                 if not tables_written:
-                    raise  # nothing local was written (but `keys.OUTPUTS_FROM`, noted again
-                    # with the next flush): the batch may simply be applied again
+                    # nothing local was written but `keys.OUTPUTS_FROM` (noted again with the
+                    # next flush) and marks: the batch may simply be applied again, and its
+                    # changelog's lineage reads a deposed owner's records found again (else
+                    # nothing answers them before a takeover: helper-109)
+                    self._unmove(moves)
+                    raise
                 raise LocalWriteFailed(f"{type(exc).__name__}: {exc}") from exc
             if zombies:
                 try:
@@ -466,6 +470,7 @@ class DurableBatch:
                             self._answer_later(tp, found)
         except Exception:
             self._unmove(moved)
+            self._reread_unanswered()
             raise
         if zombies:
             # marked on disk at once: if the process dies before the repair is durable, the
@@ -606,8 +611,7 @@ class DurableBatch:
 
     def _answer_later(self, tp: TopicPartition, found: list[LogRecord]) -> None:
         if tp[0] in FENCED_OUTPUTS:
-            self._own.found_zombies(tp, found)
-            self._answering.add(tp)
+            self._answering.append((tp, self._own.found_zombies(tp, found)))
 
     def _unmove(self, moved: Moves) -> None:
         """A lineage check that failed (a read back of the log): the ranges it did not read,
@@ -789,11 +793,15 @@ async def take_over(
 
 
 def _outputs_from(batch: DurableBatch, partition: int) -> dict[str, int]:
-    """A tenant partition's restored `keys.OUTPUTS_FROM`, if its last owner wrote it (under
-    the epoch it stored); {} otherwise."""
+    """A tenant partition's restored `keys.OUTPUTS_FROM`, if its last owner wrote it: under
+    the epoch stored, or a later one (a takeover whose send landed the row, which goes first,
+    and not its epoch: it wrote nothing else); {} otherwise (an older version's owner came
+    after the row's)."""
     row = batch.get(keys.TENANT_STATE, partition, keys.OUTPUTS_FROM)
     stored = batch.get(keys.TENANT_STATE, partition, keys.EPOCH)
-    if not isinstance(row, dict) or not isinstance(stored, list) or row.get("epoch") != stored:
+    if not isinstance(row, dict) or not isinstance(row.get("epoch"), list):
+        return {}
+    if isinstance(stored, list) and tuple(row["epoch"]) < tuple(stored):
         return {}
     return {
         topic: offset

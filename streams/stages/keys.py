@@ -354,6 +354,8 @@ def _tenant_state_rank(key: bytes, value: bytes | None) -> int:
         return 5
     if key.startswith((THRESHOLD_NOTIFY, PENDING_THRESHOLD_EVENTS, DELETION_REPORTS)):
         return 0
+    if key == OUTPUTS_FROM:  # before a takeover's epoch (streams/stages/batch.py `_outputs_from`)
+        return 0
     if key.startswith((THRESHOLDS, PARTIALS)) and key.count(b"/") == 1:
         return 4
     if key.startswith(DELETIONS):

@@ -29,7 +29,8 @@ class Ownership:
         # the offset of the first deposed owner's record in a fenced output partition whose
         # answer is not durable yet: where the next owner's lineage must start at the latest
         # (`keys.OUTPUTS_FROM`)
-        self.unanswered: dict[TopicPartition, int] = {}
+        # (one entry per batch that found them: `answered` drops the batch's own)
+        self.unanswered: dict[TopicPartition, list[int]] = {}
         self.zombies_repaired = 0
 
     def epoch_of(self, stage: str, partition: int) -> Epoch:
@@ -68,11 +69,21 @@ class Ownership:
                 self.expected.pop((topic, partition), None)
                 self.unanswered.pop((topic, partition), None)
 
-    def found_zombies(self, tp: TopicPartition, records: Sequence[LogRecord]) -> None:
-        """A deposed owner's records in a fenced output partition, to be answered."""
-        if records and tp[0] in FENCED_OUTPUTS:
-            first = min(record.offset for record in records)
-            self.unanswered[tp] = min(self.unanswered.get(tp, first), first)
+    def found_zombies(self, tp: TopicPartition, records: Sequence[LogRecord]) -> int:
+        """A deposed owner's records in a fenced output partition, to be answered: the offset
+        of the first, unanswered until `answered`."""
+        first = min(record.offset for record in records)
+        self.unanswered.setdefault(tp, []).append(first)
+        return first
+
+    def answered(self, tp: TopicPartition, first: int) -> None:
+        """The answers to the records from `first` on (`found_zombies`) are durable, or their
+        finder moved its lineage back before them (it reads and answers them again)."""
+        offsets = self.unanswered.get(tp)
+        if offsets is not None and first in offsets:
+            offsets.remove(first)
+            if not offsets:
+                del self.unanswered[tp]
 
     def outputs_from(self, partition: int) -> dict[str, int]:
         """Where a tenant partition's next owner starts reading each fenced output: nothing
@@ -81,7 +92,7 @@ class Ownership:
         for topic in sorted(FENCED_OUTPUTS):
             tp = (topic, partition)
             if tp in self.expected:
-                stands[topic] = min(self.expected[tp], self.unanswered.get(tp, self.expected[tp]))
+                stands[topic] = min([self.expected[tp], *self.unanswered.get(tp, [])])
         return stands
 
     def partitions(self, stage: str) -> list[int]:

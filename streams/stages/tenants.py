@@ -621,21 +621,21 @@ class TenantStage:
         record = batch.get(keys.TENANT_STATE, partition, keys.window_thresholds(tenant_id, start))
         if record is not None:
             entry = record["pcts"].get(pct)
-            # a later crossing not yet confirmed sent is the threshold's last event, not the
-            # one the record keeps (as at a takeover, `take_over_outputs`): answering a late
-            # copy of it with the earlier one would put that last
-            later = _latest_pending(batch, partition, tenant_id, start, pct)
-            if later is not None and (not entry or later[0] > entry.get("crossings", 0)):
-                batch.emit(topics.THRESHOLD_EVENTS, tenant_id.encode(), encode(later[1]), partition)
-            elif entry and entry.get("event"):
-                kept = entry["event"]
-                stored_list = _stored_lists(batch, partition, tenant_id)
-                event = event_record(tenant_id, kept, event_notify(record, kept, stored_list))
-                batch.emit(topics.THRESHOLD_EVENTS, tenant_id.encode(), encode(event), partition)
-            return
-        legacy = batch.get(keys.TENANT_STATE, partition, keys.thresholds(tenant_id)) or {}
-        entry = legacy.get("windows", {}).get(start, {}).get(pct)
-        if entry and entry.get("event"):
+        else:
+            legacy = batch.get(keys.TENANT_STATE, partition, keys.thresholds(tenant_id)) or {}
+            entry = legacy.get("windows", {}).get(start, {}).get(pct)
+        # a later crossing not yet confirmed sent is the threshold's last event, not the one
+        # the record keeps (as at a takeover, `take_over_outputs`): answering a late copy of
+        # it with the earlier one would put that last
+        later = _latest_pending(batch, partition, tenant_id, start, pct)
+        if later is not None and (not entry or later[0] > entry.get("crossings", 0)):
+            batch.emit(topics.THRESHOLD_EVENTS, tenant_id.encode(), encode(later[1]), partition)
+        elif entry and entry.get("event") and record is not None:
+            kept = entry["event"]
+            stored_list = _stored_lists(batch, partition, tenant_id)
+            event = event_record(tenant_id, kept, event_notify(record, kept, stored_list))
+            batch.emit(topics.THRESHOLD_EVENTS, tenant_id.encode(), encode(event), partition)
+        elif entry and entry.get("event"):  # an older version's one record of the tenant
             batch.emit(
                 topics.THRESHOLD_EVENTS, tenant_id.encode(), encode(entry["event"]), partition
             )

@@ -69,11 +69,15 @@ EVENTS = topics.THRESHOLD_EVENTS
 WINDOWS = {"2024-01-01": [1, 1], "2025-01-01": [2, 2], "2026-01-01": [3, 3]}
 
 
-def previous_owner(epoch: tuple[int, int], rows: list[tuple[bytes, bytes]]) -> MemoryStore:
+def previous_owner(
+    epoch: tuple[int, int], rows: list[tuple[bytes, bytes]], counts_from: int = 0
+) -> MemoryStore:
     """A store whose tenant-state partition 0 holds a previous owner's takeover, `rows` and
-    where its outputs' lineage stood (the start of every fenced output)."""
+    where its outputs' lineage stood (the start of every fenced output, the count topic's at
+    `counts_from`)."""
     store = MemoryStore(partitions=1)
-    outputs_from = {"epoch": list(epoch), "from": {topic: 0 for topic in FENCED_OUTPUTS}}
+    stood = {topic: counts_from if topic == COUNTS else 0 for topic in FENCED_OUTPUTS}
+    outputs_from = {"epoch": list(epoch), "from": stood}
     rows = [
         (keys.EPOCH, orjson.dumps(list(epoch))),
         *rows,
@@ -206,3 +210,65 @@ def test_a_row_an_older_version_left_behind_is_not_used() -> None:
     batch = new_process(store, stage)
     asyncio.run(take_over(batch, TENANT, [0], 6, never_deposed))
     assert batch._own.expected[(COUNTS, 0)] == len(store.log.records(COUNTS, 0))
+
+
+# -- what a review of the fix found (helper-109) ------------------------------------------------
+def test_a_survived_failure_of_an_outputs_send_reads_the_changelog_again() -> None:
+    """A flush of outputs alone (an answer round) sends the row, whose changelog lineage finds
+    a deposed owner's record of what it published; then the outputs' send fails and the worker
+    survives: the lineage moves back, so a check finds the record again and answers the window
+    it names (a plain raise left it past the record until a takeover). Its count record
+    landed before the row's offset: only the record of what it published names it."""
+    rows = [(b"pub/acme", orjson.dumps(PUBLISHED))]
+    store = previous_owner((2, 2), rows, counts_from=1)
+    stale = keys.count_record("acme", "2025-01-01")
+    store.log.append(COUNTS, 0, [(stale, b'{"active_learners": 1}')], epoch_header((2, 2)))
+    stage = TenantStage(1, clock=lambda: NOW)
+    owner = new_process(store, stage)
+    asyncio.run(take_over(owner, TENANT, [0], 3, never_deposed))
+    theirs = {**PUBLISHED, "windows": {"2025-01-01": [1, 1]}}
+    store.log.append(CHANGELOG, 0, [(b"pub/acme", orjson.dumps(theirs))], epoch_header((2, 2)))
+    owner.emit(COUNTS, keys.count_record("acme", "2026-01-01"), b'{"active_learners": 2}', 0)
+    real_send = store.log.send
+
+    async def outputs_fail(groups: Any, headers: Any = None) -> Any:
+        if any(topic == COUNTS for topic, _ in groups):
+            raise ConnectionError("the broker went away (simulated)")
+        return await real_send(groups, headers)
+
+    store.log.send = outputs_fail  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        asyncio.run(owner.flush())
+    store.log.send = real_send  # type: ignore[method-assign]
+    asyncio.run(owner.check_lineage(TENANT, [0]))
+    assert [r.value for r in store.log.records(COUNTS, 0) if r.key == stale][-1] is None
+
+
+def test_a_takeover_whose_send_landed_only_its_row_leaves_it_usable() -> None:
+    """The row goes first in a takeover's changelog send: a send that lands only it (the
+    owner failed and wrote nothing else) leaves a row under a later epoch than the stored
+    one, which the next takeover uses; a record landed before it is answered."""
+    store = previous_owner((2, 2), [(b"pub/acme", orjson.dumps(PUBLISHED))])
+    stale = keys.count_record("acme", "2025-01-01")
+    store.log.append(COUNTS, 0, [(stale, b'{"active_learners": 1}')], epoch_header((2, 2)))
+    stage = TenantStage(1, clock=lambda: NOW)
+    failed = new_process(store, stage)
+    real_send = store.log.send
+    landed: list[list[bytes | None]] = []
+
+    async def first_record_only(groups: Any, headers: Any = None) -> Any:
+        groups = {tp: list(pairs)[:1] for tp, pairs in groups.items()}
+        landed.append([key for pairs in groups.values() for key, _ in pairs])
+        await real_send(groups, headers)
+        raise ConnectionError("the rest of the send was lost (simulated)")
+
+    store.log.send = first_record_only  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        asyncio.run(take_over(failed, TENANT, [0], 3, never_deposed))
+    store.log.send = real_send  # type: ignore[method-assign]
+    assert landed == [[keys.OUTPUTS_FROM]]
+    # the next owner restores what landed (the row, not the epoch)
+    row = store.log.records(CHANGELOG, 0)[-1]
+    store.state.apply(keys.TENANT_STATE, 0, {row.key: row.value}, row.offset, row.epoch)
+    asyncio.run(worker_takeover(new_process(store, stage), stage, 4))
+    assert [r.value for r in store.log.records(COUNTS, 0) if r.key == stale][-1] is None

@@ -61,9 +61,9 @@ def test_a_takeover_right_after_its_restore_rewrites_nothing() -> None:
     batch = store.batch()
     asyncio.run(take_over(batch, TENANT, [0], generation=3, still_member=never_deposed))
     changelog = store.log.records(CHANGELOG, 0)
-    # its epoch, and where its outputs' lineage starts (the end: nothing was published)
-    assert [record.key for record in changelog[3:]] == [keys.EPOCH, keys.OUTPUTS_FROM]
-    outputs_from = orjson.loads(changelog[-1].value or b"")
+    # where its outputs' lineage starts (the end: nothing was published), and its epoch
+    assert [record.key for record in changelog[3:]] == [keys.OUTPUTS_FROM, keys.EPOCH]
+    outputs_from = orjson.loads(changelog[3].value or b"")
     assert outputs_from == {"epoch": [2, 3], "from": {topic: 0 for topic in FENCED_OUTPUTS}}
     assert store.ownership.zombies_repaired == 0
 
