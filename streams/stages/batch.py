@@ -321,8 +321,13 @@ class DurableBatch:
             for (topic, partition), first in self._answering:
                 self._own.answered((topic, partition), first)
                 if self._own.owns(TENANT, partition):
-                    self._writes.setdefault((keys.TENANT_STATE, partition), {})
+                    self.note_outputs_from(partition)
             self._answering.clear()
+
+    def note_outputs_from(self, partition: int) -> None:
+        """Write a tenant partition's `keys.OUTPUTS_FROM` with the next flush, even if it
+        writes nothing else there."""
+        self._writes.setdefault((keys.TENANT_STATE, partition), {})
 
     def _reread_unanswered(self) -> None:
         """A failed flush: a deposed owner's output records whose answers may not have gone out
@@ -477,11 +482,11 @@ class DurableBatch:
             # marks are what the next takeover repairs; if it survives the failure (a read: the
             # check is run again), the lineage moves back, so that the next check (or write)
             # finds the records again and answers them: no takeover comes
-            self._mark(zombies)
-            for table, partition in list(self._marks):
-                rows = self._mark_rows(table, partition)
-                self._state.apply(table, partition, rows, -1, NO_EPOCH)  # both only grow
-            try:
+            try:  # (a failed write of the marks moves the lineage back too: helper-110)
+                self._mark(zombies)
+                for table, partition in list(self._marks):
+                    rows = self._mark_rows(table, partition)
+                    self._state.apply(table, partition, rows, -1, NO_EPOCH)  # both only grow
                 await self._repair(zombies)
                 await self.flush()
             except BaseException:
