@@ -376,12 +376,6 @@ class TenantStage:
         for tenant_id, event in pending + last:
             batch.emit(topics.THRESHOLD_EVENTS, tenant_id.encode(), encode(event), partition)
         await batch.flush()
-        # where the next owner starts reading the outputs, past this send (checked by its
-        # flush): the row its flush wrote stood before it, and on a partition nobody writes
-        # until then the next takeover read all of it back as a deposed owner's, and sent it
-        # again (helper-110)
-        batch.note_outputs_from(partition)
-        await batch.flush()
 
     def publish(self, batch: Batch, partition: int, tenant_id: str, now: datetime) -> bool:
         """Publish what changed in the tenant's windows; fire the thresholds it crossed.
