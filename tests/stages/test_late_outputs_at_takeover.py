@@ -14,6 +14,7 @@ docs/reliability.md, "What the session of 2026-12-06 from 01:20 found").
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,6 +93,22 @@ def new_process(store: MemoryStore, stage: TenantStage) -> DurableBatch:
     """A batch of another process over the same state (its own ownership), as the worker
     makes it for the tenant stage: state first, outputs after."""
     return DurableBatch(store.state, store.log, Ownership(), stage.repair_outputs, False)
+
+
+async def counts_fail(store: MemoryStore, step: Awaitable[None]) -> None:
+    """Run `step` while every send to the count topic fails (the broker went away)."""
+    real_send = store.log.send
+
+    async def outputs_fail(groups: Any, headers: Any = None) -> Any:
+        if any(topic == COUNTS for topic, _ in groups):
+            raise ConnectionError("the broker went away (simulated)")
+        return await real_send(groups, headers)
+
+    store.log.send = outputs_fail  # type: ignore[method-assign]
+    try:
+        await step
+    finally:
+        store.log.send = real_send  # type: ignore[method-assign]
 
 
 async def worker_takeover(batch: DurableBatch, stage: TenantStage, generation: int) -> None:
@@ -178,17 +195,8 @@ def test_the_row_stays_before_a_record_whose_answer_failed_to_go_out() -> None:
     asyncio.run(worker_takeover(owner, stage, 3))
     stale = keys.count_record("acme", "2025-01-01")
     store.log.append(COUNTS, 0, [(stale, b'{"active_learners": 1}')], epoch_header((1, 1)))
-    real_send = store.log.send
-
-    async def outputs_fail(groups: Any, headers: Any = None) -> Any:
-        if any(topic == COUNTS for topic, _ in groups):
-            raise ConnectionError("the broker went away (simulated)")
-        return await real_send(groups, headers)
-
-    store.log.send = outputs_fail  # type: ignore[method-assign]
     with pytest.raises(ConnectionError):
-        asyncio.run(owner.check_lineage(TENANT, [0]))
-    store.log.send = real_send  # type: ignore[method-assign]
+        asyncio.run(counts_fail(store, owner.check_lineage(TENANT, [0])))
     # the worker stopped; the next owner takes over from what is on disk
     asyncio.run(worker_takeover(new_process(store, stage), stage, 4))
     assert [r.value for r in store.log.records(COUNTS, 0) if r.key == stale][-1] is None
@@ -230,17 +238,8 @@ def test_a_survived_failure_of_an_outputs_send_reads_the_changelog_again() -> No
     theirs = {**PUBLISHED, "windows": {"2025-01-01": [1, 1]}}
     store.log.append(CHANGELOG, 0, [(b"pub/acme", orjson.dumps(theirs))], epoch_header((2, 2)))
     owner.emit(COUNTS, keys.count_record("acme", "2026-01-01"), b'{"active_learners": 2}', 0)
-    real_send = store.log.send
-
-    async def outputs_fail(groups: Any, headers: Any = None) -> Any:
-        if any(topic == COUNTS for topic, _ in groups):
-            raise ConnectionError("the broker went away (simulated)")
-        return await real_send(groups, headers)
-
-    store.log.send = outputs_fail  # type: ignore[method-assign]
     with pytest.raises(ConnectionError):
-        asyncio.run(owner.flush())
-    store.log.send = real_send  # type: ignore[method-assign]
+        asyncio.run(counts_fail(store, owner.flush()))
     asyncio.run(owner.check_lineage(TENANT, [0]))
     assert [r.value for r in store.log.records(COUNTS, 0) if r.key == stale][-1] is None
 
