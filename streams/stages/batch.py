@@ -113,8 +113,8 @@ class DurableBatch:
         # (keys.REPAIR, with their offsets), dropped once the repair is durable
         self._marks: dict[tuple[str, int], dict[bytes, set[int]]] = {}
         self._marked: dict[tuple[str, int], set[bytes]] = {}
-        # fenced output partitions where this batch found a deposed owner's records: their
-        # answers go out in its flush (`Ownership.unanswered` until they are durable)
+        # (fenced output partition, offset of the first) of deposed owners' records this batch
+        # found: their answers go out in its flush (`Ownership.unanswered` until durable)
         self._answering: list[tuple[TopicPartition, int]] = []
         # what the last flush raised: a handler that flushes (a tick, a lineage check, a
         # deletion's chunks) and fails with it has lost the group's earlier events from the

@@ -265,6 +265,11 @@ def pending_threshold_event(tenant_id: str, start: str, pct: int, crossing: int)
     return _join("thrp", tenant_id, start, f"{pct:04d}", f"{crossing:010d}")
 
 
+def pending_threshold_events(tenant_id: str, start: str, pct: int) -> bytes:
+    """The prefix of a window threshold's `thrp/` keys, in the order of their crossings."""
+    return _join("thrp", tenant_id, start, f"{pct:04d}", "")
+
+
 def thresholds_key_parts(key: bytes) -> tuple[str, str | None]:
     """(tenant, window start) of a `thr/` key; the start is None for an older version's one
     record of a tenant."""

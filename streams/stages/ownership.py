@@ -27,9 +27,9 @@ class Ownership:
         self.epochs: dict[tuple[str, int], Epoch] = {}
         self.expected: dict[TopicPartition, int] = {}
         # the offset of the first deposed owner's record in a fenced output partition whose
-        # answer is not durable yet: where the next owner's lineage must start at the latest
+        # answer is not durable yet, an entry per batch that found some (`answered` drops the
+        # batch's own): where the next owner's lineage must start at the latest
         # (`keys.OUTPUTS_FROM`)
-        # (one entry per batch that found them: `answered` drops the batch's own)
         self.unanswered: dict[TopicPartition, list[int]] = {}
         self.zombies_repaired = 0
 

@@ -688,15 +688,14 @@ def _latest_pending(
     """(crossing number, event) of the latest event of a window's threshold that is not yet
     confirmed sent, if any."""
     try:
-        prefix = keys.pending_threshold_event(tenant_id, start, int(pct), 0)[: -len("0" * 10)]
+        prefix = keys.pending_threshold_events(tenant_id, start, int(pct))
     except ValueError:
         return None
-    latest = None
-    for key, event in _scan_all(batch, partition, prefix):
-        crossing = keys.pending_event_parts(key)[3]
-        if latest is None or crossing > latest[0]:
-            latest = (crossing, event)
-    return latest
+    pending = _scan_all(batch, partition, prefix)  # in the order of their crossings
+    if not pending:
+        return None
+    key, event = pending[-1]
+    return keys.pending_event_parts(key)[3], event
 
 
 def _fingerprint_of(receipt: dict[str, Any]) -> str | None:
