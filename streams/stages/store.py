@@ -320,6 +320,11 @@ class Batch(Protocol):
 
     async def flush(self) -> None: ...
 
+    def note_outputs_from(self, partition: int) -> None:
+        """Write a tenant partition's `keys.OUTPUTS_FROM` with the next flush, even if it
+        writes nothing else there: where a takeover's lineage of its outputs starts."""
+        ...
+
     async def check_lineage(self, stage: str, partitions: Sequence[int]) -> None:
         """Repair what a deposed owner wrote to these partitions' changelogs since this owner's
         last write (see streams/stages/batch.py)."""

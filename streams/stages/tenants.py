@@ -376,6 +376,11 @@ class TenantStage:
         for tenant_id, event in pending + last:
             batch.emit(topics.THRESHOLD_EVENTS, tenant_id.encode(), encode(event), partition)
         await batch.flush()
+        # the flush wrote the partition's `keys.OUTPUTS_FROM` before its sends: the row moves
+        # past them now, or on a partition nobody writes until the next takeover, that one
+        # reads this send back as a deposed owner's and sends it all again
+        batch.note_outputs_from(partition)
+        await batch.flush()
 
     def publish(self, batch: Batch, partition: int, tenant_id: str, now: datetime) -> bool:
         """Publish what changed in the tenant's windows; fire the thresholds it crossed.
