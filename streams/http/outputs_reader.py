@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
@@ -15,6 +16,7 @@ from schemas import topics
 from streams.domain.sources import position_of
 from streams.http.gauges import TenantGauges, tenant_counts_changed
 from streams.http.read_model import ReadModel
+from streams.kafka.settle import MarkersMemo, markers_only_of
 from streams.stages import metrics
 from streams.worker.app import app, settings
 
@@ -55,6 +57,7 @@ class OutputsReader(Service):
         self.consumer: AIOKafkaConsumer | None = None
         self.admin: AIOKafkaAdminClient | None = None  # for the lag; made again after a failure
         self.applies: dict[str, Any] = {settings.topic(name): f for name, f in SOURCES.items()}
+        self.markers = MarkersMemo()  # input partitions short of their end by markers only
 
     async def on_start(self) -> None:
         # No consumer group: the consumer is assigned every partition of what it subscribes to,
@@ -84,7 +87,8 @@ class OutputsReader(Service):
 
     @Service.timer(LAG_INTERVAL_S)
     async def _measure_lag(self) -> None:
-        """Lag of every input topic: its end offsets less what its consumer group committed."""
+        """Lag of every input topic: its end offsets less what its consumer group committed,
+        but for what only transaction markers and aborted records fill."""
         assert self.consumer is not None
         counts_changed()  # the current window moves with the clock
         # A metric is never worth the worker: while the broker is away (or anything else goes
@@ -93,6 +97,8 @@ class OutputsReader(Service):
             if self.admin is None:
                 self.admin = AIOKafkaAdminClient(**settings.aiokafka())
                 await self.admin.start()
+            short: dict[TopicPartition, tuple[int, int]] = {}
+            topic_of: dict[TopicPartition, str] = {}
             for group, names in INPUT_GROUPS.items():
                 committed = await self.admin.list_consumer_group_offsets(settings.app_id + group)
                 for name in names:
@@ -102,11 +108,26 @@ class OutputsReader(Service):
                         for p in sorted(self.consumer.partitions_for_topic(topic) or ())
                     ]
                     ends = await self.consumer.end_offsets(tps) if tps else {}
-                    lag = 0
                     for tp, end in ends.items():
                         done = committed.get(tp)
-                        lag += end - (done.offset if done is not None and done.offset >= 0 else 0)
-                    metrics.consumer_lag.labels(name).set(lag)
+                        start = done.offset if done is not None and done.offset >= 0 else 0
+                        topic_of[tp] = name
+                        if start < end:
+                            short[tp] = (start, end)
+            # A transactional producer's commit and abort markers take offsets of their own,
+            # and an aborted transaction's records are never read: a group that processed
+            # everything stays short of the end by them for good. What is left of a partition
+            # whose span stood still for a round is asked about (in a thread: kafka-python).
+            stuck = self.markers.to_ask(short)
+            if stuck:
+                self.markers.found(stuck, await asyncio.to_thread(markers_only_of, settings, stuck))
+            markers = self.markers.markers_in(short)
+            lags = {name: 0 for names in INPUT_GROUPS.values() for name in names}
+            for tp, (start, end) in short.items():
+                if tp not in markers:
+                    lags[topic_of[tp]] += end - start
+            for name, lag in lags.items():
+                metrics.consumer_lag.labels(name).set(lag)
         except Exception as exc:
             log.info("consumer lag not measured this time (%s: %s)", type(exc).__name__, exc)
             await self._drop_admin()

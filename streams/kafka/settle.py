@@ -39,16 +39,13 @@ WATCHED = {
 }
 
 
-def group_lag(settings: Settings, timeout_s: float = 15.0) -> int:
-    """Records of the watched topics that the app's consumer groups have not committed yet."""
+def group_lag(settings: Settings, timeout_s: float = 15.0, memo: MarkersMemo | None = None) -> int:
+    """Records of the watched topics that the app's consumer groups have not committed yet.
+    Whether what is left is only markers and aborted records is asked of every partition when
+    all are within MARKERS_AT_MOST of their end, and with a `memo` of the rounds before, of a
+    partition whose span stood still since the last round, however far."""
     admin = admin_client(settings, timeout_s)
-    # read_committed, as the service reads: the end offsets are the last stable ones (a
-    # transaction still open is not there to be processed yet)
-    consumer = KafkaConsumer(
-        **settings.kafka_python(),
-        isolation_level="read_committed",
-        max_partition_fetch_bytes=64 * 1024,  # (markers_only needs one record a partition)
-    )
+    consumer = _committed_reader(settings)
     try:
         short: dict[TopicPartition, tuple[int, int]] = {}
         for suffix, names in WATCHED.items():
@@ -68,7 +65,13 @@ def group_lag(settings: Settings, timeout_s: float = 15.0) -> int:
         # a partition far behind has records to process whatever the markers: nothing read
         # then (a bench polls this every second through a backlog)
         near = short and max(end - start for start, end in short.values()) <= MARKERS_AT_MOST
-        unreadable = markers_only(consumer, short) if near else set()
+        stuck = memo.to_ask(short) if memo is not None else {}
+        if near:
+            unreadable = markers_only(consumer, short)
+        else:
+            if stuck and memo is not None:
+                memo.found(stuck, markers_only(consumer, stuck))
+            unreadable = memo.markers_in(short) if memo is not None else set()
         return sum(end - start for tp, (start, end) in short.items() if tp not in unreadable)
     finally:
         consumer.close()
@@ -101,6 +104,58 @@ def markers_only(
                 pending.discard(tp)
                 found.add(tp)
     return found
+
+
+class MarkersMemo:
+    """Which partitions short of their end hold only transaction markers and aborted records
+    there, asked once a span has stood still for a round (a backlog being processed moves, and
+    is never read) and believed while the span stays the same."""
+
+    def __init__(self) -> None:
+        self.short: dict[TopicPartition, tuple[int, int]] = {}  # the last round's spans
+        self.markers: dict[TopicPartition, tuple[int, int]] = {}  # proven spans
+
+    def to_ask(
+        self, short: dict[TopicPartition, tuple[int, int]]
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        """This round's spans (`short`: tp -> (committed, end)); returns those to ask about."""
+        stuck = {
+            tp: span
+            for tp, span in short.items()
+            if self.short.get(tp) == span and self.markers.get(tp) != span
+        }
+        self.short = dict(short)
+        self.markers = {tp: span for tp, span in self.markers.items() if short.get(tp) == span}
+        return stuck
+
+    def found(
+        self, asked: dict[TopicPartition, tuple[int, int]], markers: set[TopicPartition]
+    ) -> None:
+        self.markers.update((tp, span) for tp, span in asked.items() if tp in markers)
+
+    def markers_in(self, short: dict[TopicPartition, tuple[int, int]]) -> set[TopicPartition]:
+        return {tp for tp, span in short.items() if self.markers.get(tp) == span}
+
+
+def _committed_reader(settings: Settings) -> KafkaConsumer:
+    # read_committed, as the service reads: the end offsets are the last stable ones (a
+    # transaction still open is not there to be processed yet)
+    return KafkaConsumer(
+        **settings.kafka_python(),
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=64 * 1024,  # (markers_only needs one record a partition)
+    )
+
+
+def markers_only_of(
+    settings: Settings, short: dict[TopicPartition, tuple[int, int]]
+) -> set[TopicPartition]:
+    """`markers_only` with a consumer of its own (the read model's lag gauge asks it)."""
+    consumer = _committed_reader(settings)
+    try:
+        return markers_only(consumer, {TopicPartition(*tp): span for tp, span in short.items()})
+    finally:
+        consumer.close()
 
 
 def committed_offsets(admin: Any, group: str, attempts: int = 30) -> dict:
@@ -144,8 +199,11 @@ def wait_until_settled(
     last_end, quiet_since = -1, time.monotonic()
     next_progress = started + progress_every_s
     broker_s = min(timeout_s, 15.0)  # no broker: told within the timeout asked for
+    # (an aborted transaction of thousands of records at the end of a partition held it for
+    # good: what is left is asked about once a partition's span stands still)
+    memo = MarkersMemo()
     while time.monotonic() < deadline:
-        lag = group_lag(settings, broker_s)
+        lag = group_lag(settings, broker_s, memo)
         end = end_offset(settings, topics.ACTIVE_LEARNER_COUNTS)
         if progress is not None and time.monotonic() >= next_progress:
             progress(lag)

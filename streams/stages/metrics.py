@@ -106,7 +106,8 @@ unlicensed_total = Gauge(
 )
 consumer_lag = Gauge(
     "active_learners_consumer_lag",
-    "Records of an input topic not yet committed by the service's consumer group",
+    "Records of an input topic not yet committed by the service's consumer group (transaction "
+    "markers and aborted records, never read, left out)",
     ["topic"],
 )
 rocksdb_memory = Gauge(

@@ -11,6 +11,7 @@ rolled back), an aborted license cut the windows, an aborted deletion deleted. T
 from __future__ import annotations
 
 import json
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ from streams.config.settings import Settings
 from streams.domain.recount import recount
 from streams.domain.selectors import Selector
 from streams.kafka.io import key_of, read_records, read_topic
-from streams.kafka.settle import group_lag
+from streams.kafka.settle import group_lag, wait_until_settled
 from tests.integration.harness import WorkerProcess, wait_for
 from tests.integration.test_pipeline import counts_match
 
@@ -97,3 +98,62 @@ def test_an_aborted_transaction_counts_nothing(settings: Settings, worker: Worke
     assert read_topic(settings, topics.DEAD_LETTERS, timeout_s=10) == []
     # the transactions' markers take offsets of their own: still nothing is left to process
     wait_for(lambda: group_lag(settings) == 0, 60, "no lag (what `settle` waits for)")
+
+
+def _lag_gauges(worker: WorkerProcess) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/metrics", timeout=10) as got:
+        text = got.read().decode()
+    return {
+        line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("active_learners_consumer_lag{")
+    }
+
+
+def test_an_aborted_transaction_of_many_launches_at_the_end_holds_nothing_up(
+    settings: Settings, worker: WorkerProcess
+) -> None:
+    """An aborted transaction of 600 launches, the last records of every launches partition
+    (about 150 each, more than `settle` reads past by itself): `settle` still ends, and the
+    worker's lag gauge falls to 0, where both counted the aborted records and the markers as
+    lag for good."""
+    committed, aborted = launches("kept", 40), launches("dropped", 600)
+    producer = KafkaProducer(
+        **settings.kafka_python(), transactional_id=f"{settings.topic_prefix}lms", acks="all"
+    )
+
+    def send(records: list[dict[str, Any]]) -> None:
+        for record in records:
+            producer.send(
+                settings.topic(topics.LAUNCHES),
+                key=key_of(topics.LAUNCHES, record),
+                value=json.dumps(record).encode(),
+            )
+
+    try:
+        producer.init_transactions()
+        producer.begin_transaction()
+        send(committed)
+        producer.commit_transaction()
+        producer.begin_transaction()
+        send(aborted)
+        producer.flush()
+        producer.abort_transaction()
+    finally:
+        producer.close(timeout=10)
+
+    worker.start()
+    wait_for(
+        counts_match(settings, recount(committed, {}, NOW)),
+        180,
+        "the committed launches counted, nothing of the aborted",
+    )
+    assert group_lag(settings) > 100, "the aborted records stand between the group and the end"
+    assert wait_until_settled(settings, timeout_s=120) < 120
+    # measured every 15 s: a span that stood two rounds is asked about
+    wait_for(
+        lambda: _lag_gauges(worker).get("launches") == 0.0,
+        120,
+        "the worker's lag gauge of launches to fall to 0",
+    )
+    assert set(_lag_gauges(worker).values()) == {0.0}, _lag_gauges(worker)

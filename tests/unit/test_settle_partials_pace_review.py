@@ -32,7 +32,7 @@ class World:
     def sleep(self, seconds: float) -> None:
         self.now += seconds
 
-    def lag(self, settings: Settings, timeout_s: float = 15.0) -> int:
+    def lag(self, settings: Settings, timeout_s: float = 15.0, memo: object = None) -> int:
         return 0
 
     def counts_end(self, settings: Settings, topic: str) -> int:
