@@ -68,6 +68,7 @@ from streams.stages.store import (
     Log,
     LogRecord,
     Record,
+    RecordTooLarge,
     chunks_by_size,
     scan_all,
 )
@@ -77,6 +78,8 @@ log = logging.getLogger(__name__)
 SCAN_CHUNK = 5_000
 # partial counts are cut into commands of about this size (far below Kafka's 1 MiB)
 PARTIALS_MAX_BYTES = 256 * 1024
+# a tenant's partial counts larger than this go one learner partition a command part
+TENANT_APART_BYTES = MAX_RECORD_BYTES // 2
 
 RawReader = Callable[[str, int, int], Awaitable[bytes | None]]
 # the values of the learner-commands records of a partition that its new owner will apply (from
@@ -666,8 +669,23 @@ class LearnerStage:
                     "oldest_ms": counts.oldest_ms,
                 }
             for target, tenants in sorted(by_partition.items()):
-                for chunk in chunks_by_size(tenants.items(), _partial_size, PARTIALS_MAX_BYTES):
-                    out.append((target, commands.encode(commands.Partials(dict(chunk)))))
+                items = [
+                    apart
+                    for item in tenants.items()
+                    for apart in (
+                        # a tenant of many learner partitions and windows (a large one, long
+                        # kept, on a worker of hundreds of partitions) could pass Kafka's 1 MiB
+                        # alone: its partitions go apart, as two workers' reports would
+                        [item]
+                        if _partial_size(item) <= TENANT_APART_BYTES
+                        else [(item[0], {p: part}) for p, part in item[1].items()]
+                    )
+                ]
+                for chunk in chunks_by_size(items, _partial_size, PARTIALS_MAX_BYTES):
+                    merged: dict[str, dict[str, Any]] = {}
+                    for tenant_id, parts in chunk:
+                        merged.setdefault(tenant_id, {}).update(parts)
+                    out.append((target, commands.encode(commands.Partials(merged))))
             assert all(len(command) < MAX_RECORD_BYTES for _, command in out)
         except BaseException:
             # (a bug) the timer fails and says so (streams/worker/agents/timers.py); the
@@ -688,6 +706,47 @@ class LearnerStage:
             for tenant_id, parts in decoded.tenants.items():
                 for partition, partial in parts.items():
                     self.counters.untake(int(partition), tenant_id, partial.get("oldest_ms"))
+
+
+async def send_partials(
+    partials: Sequence[tuple[int, bytes]], new_batch: Callable[[], Batch]
+) -> None:
+    """Send `partial_commands` to the tenant stage. Refused by Kafka for their size (a broker
+    whose `max.message.bytes` is below PARTIALS_MAX_BYTES), they go again one tenant's learner
+    partition a command (the tenant stage keeps the newest report of each): sent as they were
+    at every interval, they were refused for good, and the counts of every tenant in them
+    stood still. Some of the refused flush may have landed: a report applied twice is a
+    report. Anything else is the caller's (what was taken goes back with `unsent`)."""
+    try:
+        await _flush_partials(new_batch(), partials)
+    except RecordTooLarge as exc:
+        apart = partials_apart(partials)
+        log.warning(
+            "partial counts: %s; sending them again in %d commands, one tenant's learner "
+            "partition each (check the topic's max.message.bytes)",
+            exc,
+            len(apart),
+        )
+        await _flush_partials(new_batch(), apart)
+
+
+async def _flush_partials(batch: Batch, partials: Sequence[tuple[int, bytes]]) -> None:
+    for partition, command in partials:
+        batch.emit(topics.TENANT_COMMANDS, b"partials", command, partition)
+    await batch.flush()
+
+
+def partials_apart(partials: Sequence[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """The same reports, one (tenant, learner partition) a command."""
+    out: list[tuple[int, bytes]] = []
+    for target, command in partials:
+        decoded = commands.decode(command)
+        assert isinstance(decoded, commands.Partials)
+        for tenant_id, parts in decoded.tenants.items():
+            for partition, partial in parts.items():
+                apart = commands.Partials({tenant_id: {partition: partial}})
+                out.append((target, commands.encode(apart)))
+    return out
 
 
 def _partial_size(item: tuple[str, dict[str, Any]]) -> int:

@@ -25,7 +25,7 @@ from schemas import topics
 from streams.domain.learners import CountChange, TenantCounts
 from streams.stages import commands
 from streams.stages.learners import LearnerStage
-from streams.stages.store import LocalWriteFailed
+from streams.stages.store import LocalWriteFailed, RecordTooLarge
 from streams.worker.agents import learners, loop, memory, purge, tenants, timers
 from streams.worker.partials_pace import PartialsPace
 
@@ -249,3 +249,81 @@ def test_a_failed_local_write_still_stops_the_worker(monkeypatch: pytest.MonkeyP
     with pytest.raises(Exited):
         asyncio.run(writes())
     assert exits == [loop.EXIT_LOCAL_WRITE_FAILED]
+
+
+def _two_tenants_of_two_partitions(stage: LearnerStage) -> None:
+    for partition in (2, 3):
+        stage.counters.reset_partition(
+            partition,
+            (1, 1),
+            {
+                tenant: TenantCounts({"2026-01-01": partition}, partition, "cut", 5, 2_000)
+                for tenant in ("beta", "gamma")
+            },
+        )
+
+
+def _reports(sent: list[tuple[str, bytes | None, bytes | None, int | None]]) -> list[Any]:
+    """Each sent command's (tenant, learner partition) pairs."""
+    out = []
+    for _, _, value, _ in sent:
+        command = commands.decode(value)
+        assert isinstance(command, commands.Partials)
+        out.append(sorted((t, p) for t, parts in command.tenants.items() for p in parts))
+    return out
+
+
+def test_partial_counts_refused_for_their_size_go_again_one_tenant_partition_a_command(
+    partials: SimpleNamespace, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker whose max.message.bytes is below the partial counts' commands (seeds 17409004,
+    17409059, 17409076, 17409104 of the simulator, with many partitions and a record limit):
+    the refused commands went again whole at every interval, refused for good, and the counts
+    of every tenant in them stood still. Now they go again at once, one tenant's learner
+    partition a command, and the timer does not fail."""
+    _two_tenants_of_two_partitions(partials.stage)
+    partials.failures.append(RecordTooLarge("Kafka refused a record of tenant-commands/1"))
+    before = _failures("partials")
+    with caplog.at_level(logging.WARNING):
+        _run(learners.flush_partial_counts)
+    assert _failures("partials") == before
+    reports = _reports(partials.sent)
+    assert all(len(report) == 1 for report in reports), reports
+    assert sorted(r[0] for r in reports) == sorted(
+        [("acme", "1")] + [(t, str(p)) for t in ("beta", "gamma") for p in (2, 3)]
+    )
+    assert _published(partials.sent)["beta"]["3"]["windows"] == {"2026-01-01": 3}
+    assert any("one tenant's learner partition each" in r.getMessage() for r in caplog.records)
+
+
+def test_partial_counts_refused_apart_too_are_sent_at_the_next_interval(
+    partials: SimpleNamespace,
+) -> None:
+    """Refused one by one as well (a broker limit below one tenant's report): the timer fails
+    as before, and the next interval sends them all again."""
+    partials.failures.extend([RecordTooLarge("refused"), RecordTooLarge("refused again")])
+    before = _failures("partials")
+    _run(learners.flush_partial_counts)
+    assert (partials.sent, _failures("partials")) == ([], before + 1)
+    partials.clock.now += 0.5
+    _run(learners.flush_partial_counts)
+    assert _published(partials.sent)["acme"]["1"]["total"] == 3
+
+
+def test_a_tenant_whose_reports_pass_half_a_record_goes_one_partition_a_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A large tenant kept for years, on a worker of hundreds of learner partitions, could make
+    a report over Kafka's 1 MiB alone (chunks are cut between tenants): its partitions go
+    apart beyond half a record; the others' stay whole."""
+    from streams.stages import learners as learner_stage
+
+    stage = LearnerStage(4)
+    monkeypatch.setattr(learner_stage, "PARTIALS_MAX_BYTES", 50)  # a command a tenant
+    _two_tenants_of_two_partitions(stage)
+    whole = _reports([("", None, value, p) for p, value in stage.partial_commands()])
+    assert sorted(whole) == [[(t, "2"), (t, "3")] for t in ("beta", "gamma")]
+    _two_tenants_of_two_partitions(stage)
+    monkeypatch.setattr(learner_stage, "TENANT_APART_BYTES", 50)
+    apart = _reports([("", None, value, p) for p, value in stage.partial_commands()])
+    assert sorted(apart) == [[(t, str(p))] for t in ("beta", "gamma") for p in (2, 3)]

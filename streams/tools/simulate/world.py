@@ -43,7 +43,7 @@ from streams.domain.windows import Window
 from streams.stages import commands, ingest, keys
 from streams.stages.batch import DurableBatch, take_over
 from streams.stages.ingest import IngestStage
-from streams.stages.learners import LearnerStage
+from streams.stages.learners import LearnerStage, send_partials
 from streams.stages.loop import MAX_GROUP_PAUSES, apply_events
 from streams.stages.memory import MemoryLog, MemoryState, present
 from streams.stages.ownership import Ownership
@@ -1493,11 +1493,8 @@ class World:
         partials = worker.learner.partial_commands()
         if not partials:
             return
-        batch = worker.batch()
-        for partition, command in partials:
-            batch.emit(topics.TENANT_COMMANDS, b"partials", command, partition)
         try:
-            await batch.flush()
+            await send_partials(partials, worker.batch)
         except Fenced:
             self.notice(worker)
         except Stumble:

@@ -17,7 +17,7 @@ from faust.types import StreamT
 from schemas import topics
 from streams.stages import commands, metrics
 from streams.stages.batch import take_over
-from streams.stages.learners import LearnerStage
+from streams.stages.learners import LearnerStage, send_partials
 from streams.stages.store import LEARNER, Fenced
 from streams.worker import takeovers
 from streams.worker.agents.loop import run_durably
@@ -132,11 +132,8 @@ async def flush_partial_counts() -> None:
     if not partials:
         return
     partials_pace.sent(now)
-    batch = new_batch()
     try:
-        for partition, command in partials:
-            batch.emit(topics.TENANT_COMMANDS, b"partials", command, partition)
-        await batch.flush()
+        await send_partials(partials, new_batch)
     except Fenced as exc:
         # a rebalance while the flush waited for Kafka: the next owner's timer sends it again
         log.warning("%s: %s", "flush_partial_counts", exc)
