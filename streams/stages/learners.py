@@ -669,21 +669,21 @@ class LearnerStage:
                     "oldest_ms": counts.oldest_ms,
                 }
             for target, tenants in sorted(by_partition.items()):
-                items = [
-                    apart
-                    for item in tenants.items()
-                    for apart in (
-                        # a tenant of many learner partitions and windows (a large one, long
-                        # kept, on a worker of hundreds of partitions) could pass Kafka's 1 MiB
-                        # alone: its partitions go apart, as two workers' reports would
-                        [item]
-                        if _partial_size(item) <= TENANT_APART_BYTES
-                        else [(item[0], {p: part}) for p, part in item[1].items()]
-                    )
-                ]
-                for chunk in chunks_by_size(items, _partial_size, PARTIALS_MAX_BYTES):
+                sized: list[tuple[tuple[str, dict[str, Any]], int]] = []
+                for item in tenants.items():
+                    size = _partial_size(item)
+                    if size <= TENANT_APART_BYTES:
+                        sized.append((item, size))
+                        continue
+                    # a tenant of many learner partitions and windows (a large one, long kept,
+                    # on a worker of hundreds of partitions) could pass Kafka's 1 MiB alone:
+                    # its partitions go apart, as two workers' reports would
+                    for learner_partition, part in item[1].items():
+                        apart = (item[0], {learner_partition: part})
+                        sized.append((apart, _partial_size(apart)))
+                for chunk in chunks_by_size(sized, _second, PARTIALS_MAX_BYTES):
                     merged: dict[str, dict[str, Any]] = {}
-                    for tenant_id, parts in chunk:
+                    for (tenant_id, parts), _ in chunk:
                         merged.setdefault(tenant_id, {}).update(parts)
                     out.append((target, commands.encode(commands.Partials(merged))))
             assert all(len(command) < MAX_RECORD_BYTES for _, command in out)
@@ -747,6 +747,10 @@ def partials_apart(partials: Sequence[tuple[int, bytes]]) -> list[tuple[int, byt
                 apart = commands.Partials({tenant_id: {partition: partial}})
                 out.append((target, commands.encode(apart)))
     return out
+
+
+def _second(pair: tuple[Any, int]) -> int:
+    return pair[1]
 
 
 def _partial_size(item: tuple[str, dict[str, Any]]) -> int:
