@@ -144,6 +144,10 @@ def _committed_reader(settings: Settings) -> KafkaConsumer:
         **settings.kafka_python(),
         isolation_level="read_committed",
         max_partition_fetch_bytes=64 * 1024,  # (markers_only needs one record a partition)
+        # a committed offset below the log's start (retention, a group's offsets expired):
+        # read on from the start, where kafka-python's default jumped to the end, and a
+        # backlog read as "markers only" (helper-111)
+        auto_offset_reset="earliest",
     )
 
 

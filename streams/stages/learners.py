@@ -65,6 +65,7 @@ from streams.stages.store import (
     MAX_RECORD_BYTES,
     Batch,
     Epoch,
+    Fenced,
     Log,
     LogRecord,
     Record,
@@ -708,26 +709,65 @@ class LearnerStage:
                     self.counters.untake(int(partition), tenant_id, partial.get("oldest_ms"))
 
 
+def _nothing() -> None:
+    pass
+
+
 async def send_partials(
-    partials: Sequence[tuple[int, bytes]], new_batch: Callable[[], Batch]
-) -> None:
-    """Send `partial_commands` to the tenant stage. Refused by Kafka for their size (a broker
-    whose `max.message.bytes` is below PARTIALS_MAX_BYTES), they go again one tenant's learner
-    partition a command (the tenant stage keeps the newest report of each): sent as they were
-    at every interval, they were refused for good, and the counts of every tenant in them
-    stood still. Some of the refused flush may have landed: a report applied twice is a
-    report. Anything else is the caller's (what was taken goes back with `unsent`)."""
+    stage: LearnerStage, new_batch: Callable[[], Batch], on_taken: Callable[[], None] = _nothing
+) -> int:
+    """Take the dirty tenants' partial counts (`partial_commands`; `on_taken` told when there
+    are some) and send them to the tenant stage; returns the commands sent.
+
+    Refused by Kafka for a record's size (a topic whose `max.message.bytes` is below what a
+    flush packs), they are taken again (fresh: a newer report of a tenant may have gone out
+    meanwhile, which the old one must not follow) and sent one tenant's learner partition a
+    command, in flushes cut in two until Kafka takes each (the producer packs a flush's records
+    into batches of up to 1 MiB, and the limit is the batch's): sent whole at every interval,
+    they were refused for good, and the counts of every tenant in them stood still. Records of
+    a refused flush may have landed: a report applied twice is a report. A failure but
+    `Fenced` gives what was taken back to the counters (`unsent`): the next interval sends it
+    (after `Fenced`, the next owner's takeover reports it)."""
+    partials = stage.partial_commands()
+    if not partials:
+        return 0
+    on_taken()
     try:
-        await _flush_partials(new_batch(), partials)
-    except RecordTooLarge as exc:
+        try:
+            await _flush_partials(new_batch(), partials)
+            return len(partials)
+        except RecordTooLarge as exc:
+            refused = exc
+        stage.unsent(partials)
+        partials = []
+        partials = stage.partial_commands()
         apart = partials_apart(partials)
         log.warning(
             "partial counts: %s; sending them again in %d commands, one tenant's learner "
             "partition each (check the topic's max.message.bytes)",
-            exc,
+            refused,
             len(apart),
         )
-        await _flush_partials(new_batch(), apart)
+        await _flush_in_halves(new_batch, apart)
+        return len(apart)
+    except Fenced:
+        raise
+    except BaseException:
+        stage.unsent(partials)
+        raise
+
+
+async def _flush_in_halves(
+    new_batch: Callable[[], Batch], partials: Sequence[tuple[int, bytes]]
+) -> None:
+    try:
+        await _flush_partials(new_batch(), partials)
+    except RecordTooLarge:
+        if len(partials) < 2:
+            raise  # one tenant's report of one partition: the next interval tries again
+        half = len(partials) // 2
+        await _flush_in_halves(new_batch, partials[:half])
+        await _flush_in_halves(new_batch, partials[half:])
 
 
 async def _flush_partials(batch: Batch, partials: Sequence[tuple[int, bytes]]) -> None:

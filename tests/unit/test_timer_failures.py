@@ -296,11 +296,26 @@ def test_partial_counts_refused_for_their_size_go_again_one_tenant_partition_a_c
     assert any("one tenant's learner partition each" in r.getMessage() for r in caplog.records)
 
 
-def test_partial_counts_refused_apart_too_are_sent_at_the_next_interval(
-    partials: SimpleNamespace,
-) -> None:
-    """Refused one by one as well (a broker limit below one tenant's report): the timer fails
-    as before, and the next interval sends them all again."""
+def test_reports_refused_apart_too_go_in_flushes_cut_in_two(partials: SimpleNamespace) -> None:
+    """The producer packs a flush's records into batches of up to 1 MiB, and a topic's
+    `max.message.bytes` bounds the batch: commands one report each, refused together, are cut
+    in two until Kafka takes each flush (helper-111: on a real broker the apart commands in one
+    flush were refused as a batch, as before)."""
+    _two_tenants_of_two_partitions(partials.stage)
+    # the first flush, then the apart commands together, then their first half once more
+    partials.failures.extend([RecordTooLarge("whole"), RecordTooLarge("apart"), None])
+    partials.failures.extend([RecordTooLarge("first half"), None, None, None])
+    before = _failures("partials")
+    _run(learners.flush_partial_counts)
+    assert _failures("partials") == before
+    assert sorted(r[0] for r in _reports(partials.sent)) == sorted(
+        [("acme", "1")] + [(t, str(p)) for t in ("beta", "gamma") for p in (2, 3)]
+    )
+
+
+def test_a_single_report_refused_is_sent_at_the_next_interval(partials: SimpleNamespace) -> None:
+    """Refused down to one report (a broker limit below one tenant's report of one partition):
+    the timer fails as before, and the next interval sends it again."""
     partials.failures.extend([RecordTooLarge("refused"), RecordTooLarge("refused again")])
     before = _failures("partials")
     _run(learners.flush_partial_counts)

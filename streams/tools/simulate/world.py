@@ -1490,16 +1490,13 @@ class World:
         await apply_events(worker.batch(), records, route_one, given_up, "launch-reader")
 
     async def unit_partials(self, worker: SimWorker) -> None:
-        partials = worker.learner.partial_commands()
-        if not partials:
-            return
         try:
-            await send_partials(partials, worker.batch)
+            await send_partials(worker.learner, worker.batch)
         except Fenced:
             self.notice(worker)
         except Stumble:
             # streams/worker/agents/learners.py: the counts taken go at the next interval
-            worker.learner.unsent(partials)
+            # (`send_partials` gave them back to the counters)
             self.trace.append(f"  {worker.name}/partials: the next interval sends them again")
 
     async def unit_timer(self, worker: SimWorker, kind: str) -> None:

@@ -128,21 +128,15 @@ async def flush_partial_counts() -> None:
     now = time.monotonic()
     if not partials_pace.due(now):
         return
-    partials = stage.partial_commands()
-    if not partials:
-        return
-    partials_pace.sent(now)
     try:
-        await send_partials(partials, new_batch)
+        # (taken from the counters as sent: after a failure, the next interval sends them
+        # again, `survives`)
+        sent = await send_partials(stage, new_batch, on_taken=lambda: partials_pace.sent(now))
     except Fenced as exc:
         # a rebalance while the flush waited for Kafka: the next owner's timer sends it again
         log.warning("%s: %s", "flush_partial_counts", exc)
         return
-    except BaseException:
-        # taken from the counters as sent: the next interval sends them again (`survives`)
-        stage.unsent(partials)
-        raise
-    metrics.partials_total.inc(len(partials))
+    metrics.partials_total.inc(sent)
 
 
 @app.timer(interval=CHECK_INTERVAL_S)
