@@ -407,6 +407,9 @@ class PartitionCounters:
     def __init__(self) -> None:
         self._counts: dict[int, dict[str, TenantCounts]] = {}
         self._dirty: set[tuple[int, str]] = set()
+        # (partition, tenant) whose reports wait: a physical deletion part is removing its
+        # attempts there (`hold_reports`)
+        self._held: set[tuple[int, str]] = set()
         # partition -> the owner epoch of its counters ([takeover counter, generation])
         self.epochs: dict[int, tuple[int, int]] = {}
         # what the forecast and the advisor read (streams/domain/tallies.py), per partition and
@@ -495,7 +498,7 @@ class PartitionCounters:
         """The dirty tenants with a copy of their counts; they are clean afterwards. Tenants of
         partitions in `hold` stay dirty (reported later)."""
         held = hold or set()
-        dirty = {(p, t) for p, t in self._dirty if p not in held}
+        dirty = {(p, t) for p, t in self._dirty if p not in held and (p, t) not in self._held}
         self._dirty -= dirty
         out = []
         for partition, tenant_id in sorted(dirty):
@@ -504,6 +507,17 @@ class PartitionCounters:
                 out.append((partition, tenant_id, counts.copy()))
                 counts.oldest_ms = None  # reported
         return out
+
+    def hold_reports(self, partition: int, tenant_id: str) -> None:
+        """A tenant's reports of a partition wait (`take_dirty`) while a physical deletion part
+        removes its attempts there: the part's chunks change the counts one at a time, all
+        under the part's offset as `seq`, so a report taken between two of them ties with the
+        part's final report, and landing after it (a send retried) it overwrote the final count
+        with a higher one. The part's own report carries the count."""
+        self._held.add((partition, tenant_id))
+
+    def release_reports(self, partition: int, tenant_id: str) -> None:
+        self._held.discard((partition, tenant_id))
 
     def untake(self, partition: int, tenant_id: str, oldest_ms: int | None) -> None:
         """A tenant `take_dirty` gave whose report was not sent (the timer's flush failed): it

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ import streams.cli.ops as ops
 from streams.config.settings import ConfigError, Settings
 from streams.stages import keys
 from streams.stages.store import epoch_header
+from streams.tools.worker_process import free_port
 from streams.worker.recovery import BulkRecovery
 from streams.worker.state import OFFSET_KEY
 
@@ -86,9 +86,10 @@ def test_a_stored_offset_within_the_changelog_reads_on_from_it(tmp_path: Path) -
 
 
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    # below the ephemeral range, with the ports after it free too (`worker --processes N`
+    # checks WEB_PORT .. WEB_PORT + N - 1): a port bind(0) handed back was an ephemeral one,
+    # and the next one was taken by another process's connection now and then
+    return free_port()
 
 
 @pytest.fixture

@@ -1,0 +1,55 @@
+"""A learner partition's reports while a physical deletion part removes its attempts.
+
+The part's chunks change the counters one at a time, all under the part's offset as `seq`, and
+the tenant stage keeps whichever of two reports of one (epoch, seq) lands last. A timer's report
+taken between two chunks (a higher count) whose send was retried and landed after the part's
+own final report overwrote it: the count went back up and stayed so until the tenant's next
+report there (helper-111's residual, 2026-12-06). A tenant's reports in a partition now wait
+while a part removes its attempts there: the part's own report carries its count."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from schemas import topics
+from streams.stages import learner_deletions
+from tests.stages.pipeline import Pipeline, deletion, launch, license_
+
+JAN = "2026-01-01"
+
+
+def test_no_report_is_taken_between_a_parts_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(learner_deletions, "CHUNK_ATTEMPTS", 1)  # a learner a chunk
+    p = Pipeline(partitions=1)
+    worker = p.worker()
+    p.produce(topics.LICENSES, license_("acme", learner_limit=10, thresholds=[80]))
+    for n in range(9):
+        p.produce(topics.LAUNCHES, launch("acme", f"l{n}", "a1", "2026-02-10T10:00:00Z"))
+    p.settle()
+    assert p.active("acme", JAN) == 9
+    p.advance(60)
+    gone = ["l0", "l1", "l2", "l3"]
+    p.produce(topics.ATTEMPT_DELETIONS, deletion("acme", "r1", "physical", p.now, learner_ids=gone))
+    p.run(topics.ATTEMPT_DELETIONS)
+    p.run(topics.TENANT_COMMANDS)  # the request, split into its part
+
+    taken: list[tuple[int, bytes]] = []
+    send = worker.log.send
+
+    async def timer_inside(groups: Any, headers: Any = None) -> Any:
+        # the partial-count timer fires while the part's chunks are flushed
+        taken.extend(worker.learner.partial_commands())
+        return await send(groups, headers)
+
+    worker.log.send = timer_inside  # type: ignore[method-assign]
+    p.run(topics.LEARNER_COMMANDS)  # the part, chunk by chunk, and its report
+    worker.log.send = send  # type: ignore[method-assign]
+    p.settle()
+    assert p.active("acme", JAN) == 5
+    # the first report the timer took while the part ran lands now, late (a send retried)
+    for target, command in taken[:1]:
+        p.world.log.append(topics.TENANT_COMMANDS, target, [(b"partials", command)])
+    p.settle()
+    assert p.active("acme", JAN) == 5, p.history("acme", JAN)
