@@ -739,7 +739,7 @@ async def send_partials(
         except RecordTooLarge as exc:
             refused = exc
         stage.unsent(partials)
-        partials = []
+        partials = []  # (taking them again gives back what it took if it fails)
         partials = stage.partial_commands()
         apart = partials_apart(partials)
         log.warning(
