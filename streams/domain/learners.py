@@ -481,6 +481,7 @@ class PartitionCounters:
         self.epochs[partition] = epoch
         self.tracked_from[partition] = tracked_from
         self._dirty.update((partition, tenant_id) for tenant_id in tenants)
+        self._held = {(p, t) for p, t in self._held if p != partition}
 
     def drop_partitions(self, keep: Iterable[int]) -> None:
         keep = set(keep)
@@ -490,6 +491,7 @@ class PartitionCounters:
             self._tallies.pop(partition, None)
             self.tracked_from.pop(partition, None)
         self._dirty = {(p, t) for p, t in self._dirty if p in keep}
+        self._held = {(p, t) for p, t in self._held if p in keep}
 
     def partitions(self) -> set[int]:
         return set(self._counts)
@@ -513,7 +515,9 @@ class PartitionCounters:
         removes its attempts there: the part's chunks change the counts one at a time, all
         under the part's offset as `seq`, so a report taken between two of them ties with the
         part's final report, and landing after it (a send retried) it overwrote the final count
-        with a higher one. The part's own report carries the count."""
+        with a higher one. The part's own report carries the count. Held until the part is
+        done or given up (a try that failed changed the counts already) or the partition is
+        let go or rebuilt."""
         self._held.add((partition, tenant_id))
 
     def release_reports(self, partition: int, tenant_id: str) -> None:

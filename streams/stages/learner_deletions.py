@@ -189,11 +189,12 @@ async def apply_part(
         else:  # the kept chunks, then the rest read again (each chunk after the one before)
             rest = removals(batch, partition, tenant_id, selector, chosen, cut, False, kept.rest)
             chunks = itertools.chain(kept.chunks, rest)
-        counters.hold_reports(partition, tenant_id)  # the part's report carries the count
-        try:
-            await remove(counters, batch, partition, offset, tenant_id, cut, chunks, first_marked)
-        finally:
-            counters.release_reports(partition, tenant_id)
+        # the part's report carries the count; a try that fails keeps the hold (its chunks
+        # changed the counts under the part's seq) until the part is done or given up
+        # (`LearnerStage.give_up`) or the partition let go
+        counters.hold_reports(partition, tenant_id)
+        await remove(counters, batch, partition, offset, tenant_id, cut, chunks, first_marked)
+        counters.release_reports(partition, tenant_id)
     elif mode == "logical":
         await mark_logically_deleted(batch, partition, tenant_id, selector, chosen)
     return {k: v for k, v in done.items() if k not in ("found", "members_chunks")}

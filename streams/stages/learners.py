@@ -217,6 +217,8 @@ class LearnerStage:
             return
         if isinstance(command, commands.DeletionPart):
             tenant_id = command.request["tenant_id"]
+            # its tries may have changed the counts: reported by the timer from now on
+            self.counters.release_reports(record.partition, tenant_id)
             failed = {
                 "attempts_affected": 0,
                 "learners_affected": 0,

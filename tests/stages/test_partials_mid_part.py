@@ -53,3 +53,51 @@ def test_no_report_is_taken_between_a_parts_chunks(monkeypatch: pytest.MonkeyPat
         p.world.log.append(topics.TENANT_COMMANDS, target, [(b"partials", command)])
     p.settle()
     assert p.active("acme", JAN) == 5, p.history("acme", JAN)
+
+
+def test_no_report_is_taken_between_a_failed_try_of_a_part_and_its_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The part fails once after its first chunk is durable (a count of 8 under the part's
+    seq) and is tried again: the hold lasts until the part is done, where it was let go at the
+    failure and the timer took the 8 in the loop's pause (helper-112)."""
+    monkeypatch.setattr(learner_deletions, "CHUNK_ATTEMPTS", 1)
+    marks = learner_deletions.mark_removed
+    calls = [0]
+
+    def fails_once(*args: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 3:  # the third chunk's markers: the first chunk's tombstones are durable
+            raise RuntimeError("a passing failure")
+        marks(*args)
+
+    p = Pipeline(partitions=1)
+    worker = p.worker()
+    p.produce(topics.LICENSES, license_("acme", learner_limit=10, thresholds=[80]))
+    for n in range(9):
+        p.produce(topics.LAUNCHES, launch("acme", f"l{n}", "a1", "2026-02-10T10:00:00Z"))
+    p.settle()
+    p.advance(60)
+    gone = ["l0", "l1", "l2", "l3"]
+    p.produce(topics.ATTEMPT_DELETIONS, deletion("acme", "r1", "physical", p.now, learner_ids=gone))
+    p.run(topics.ATTEMPT_DELETIONS)
+    p.run(topics.TENANT_COMMANDS)
+
+    taken: list[tuple[int, bytes]] = []
+    send = worker.log.send
+
+    async def timer_inside(groups: Any, headers: Any = None) -> Any:
+        taken.extend(worker.learner.partial_commands())
+        return await send(groups, headers)
+
+    monkeypatch.setattr(learner_deletions, "mark_removed", fails_once)
+    worker.log.send = timer_inside  # type: ignore[method-assign]
+    p.run(topics.LEARNER_COMMANDS)
+    worker.log.send = send  # type: ignore[method-assign]
+    assert calls[0] > 3, "the part was tried again"
+    p.settle()
+    assert p.active("acme", JAN) == 5
+    for target, command in taken[:1]:
+        p.world.log.append(topics.TENANT_COMMANDS, target, [(b"partials", command)])
+    p.settle()
+    assert p.active("acme", JAN) == 5, p.history("acme", JAN)
