@@ -8,7 +8,11 @@ runs on from there. The dates are taken from today, so they stay ahead: the end 
 of the next, the next February's end and the next leap day, the next EU and US daylight-saving
 changes (UTC instants just before them), the end of this year, and one and four years on.
 
-    python scripts/dates.py [pytest arguments]   (default: tests/unit tests/stages tests/simulation)
+    python scripts/dates.py [pytest arguments]   (default: tests/unit tests/stages)
+
+The simulator's runs (tests/simulation) keep a clock of their own (`World.now`), which a
+faked wall clock does not move: they run once, in `make test`, not at every date. Two dates run
+at a time (DATES_JOBS), each in a process of its own: CI has a time limit.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 
 from streams.domain.windows import add_months
@@ -28,7 +33,8 @@ from streams.domain.windows import add_months
 UNDER_FAKETIME_NEVER = (
     "tests/unit/test_logs_and_shutdown.py::test_a_stop_that_hangs_ends_after_the_grace_period"
 )
-DEFAULT_TESTS = ["tests/unit", "tests/stages", "tests/simulation"]
+DEFAULT_TESTS = ["tests/unit", "tests/stages"]
+JOBS = int(os.environ.get("DATES_JOBS", "2"))
 
 
 def nth_sunday(year: int, month: int, n: int) -> date:
@@ -75,6 +81,34 @@ def dates(now: datetime) -> list[tuple[str, datetime]]:
     return [(why, instant) for why, instant in chosen if instant > now]
 
 
+def run_at(why: str, instant: datetime, tests: list[str]) -> tuple[str, int, str]:
+    """The tests at one date: (its line, pytest's exit status, pytest's output)."""
+    stamp = instant.strftime("%Y-%m-%d %H:%M:%S")
+    command = [
+        "faketime",
+        "-f",
+        f"@{stamp}",
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--deselect",
+        UNDER_FAKETIME_NEVER,
+        *tests,
+    ]
+    # the dates are UTC instants: faketime reads them in the local zone
+    done = subprocess.run(
+        command,
+        env={**os.environ, "TZ": "UTC"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return f"{stamp} UTC ({why})", done.returncode, done.stdout
+
+
 def main(argv: list[str]) -> int:
     if shutil.which("faketime") is None:
         print(
@@ -83,26 +117,14 @@ def main(argv: list[str]) -> int:
         return 2
     tests = argv or DEFAULT_TESTS
     failed = []
-    for why, instant in dates(datetime.now(UTC)):
-        stamp = instant.strftime("%Y-%m-%d %H:%M:%S")
-        print(f"dates: {stamp} UTC ({why})", flush=True)
-        command = [
-            "faketime",
-            "-f",
-            f"@{stamp}",
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--deselect",
-            UNDER_FAKETIME_NEVER,
-            *tests,
-        ]
-        # the dates are UTC instants: faketime reads them in the local zone
-        if subprocess.run(command, env={**os.environ, "TZ": "UTC"}).returncode != 0:
-            failed.append(f"{stamp} ({why})")
+    with ThreadPoolExecutor(max_workers=max(1, JOBS)) as pool:
+        runs = [pool.submit(run_at, why, at, tests) for why, at in dates(datetime.now(UTC))]
+        for run in runs:  # (in the dates' order, each whole once it is done)
+            line, status, output = run.result()
+            print(f"dates: {line}", flush=True)
+            print(output, end="", flush=True)
+            if status != 0:
+                failed.append(line)
     if failed:
         print("dates: failed at " + "; ".join(failed), file=sys.stderr)
         return 1
