@@ -20,10 +20,10 @@ from tests.stages.pipeline import Pipeline, deletion, launch, license_
 JAN = "2026-01-01"
 
 
-def test_no_report_is_taken_between_a_parts_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(learner_deletions, "CHUNK_ATTEMPTS", 1)  # a learner a chunk
+def nine_learners_and_a_part() -> Pipeline:
+    """acme counts 9 learners; a physical request for 4 of them, split into its part (not
+    applied yet)."""
     p = Pipeline(partitions=1)
-    worker = p.worker()
     p.produce(topics.LICENSES, license_("acme", learner_limit=10, thresholds=[80]))
     for n in range(9):
         p.produce(topics.LAUNCHES, launch("acme", f"l{n}", "a1", "2026-02-10T10:00:00Z"))
@@ -34,6 +34,13 @@ def test_no_report_is_taken_between_a_parts_chunks(monkeypatch: pytest.MonkeyPat
     p.produce(topics.ATTEMPT_DELETIONS, deletion("acme", "r1", "physical", p.now, learner_ids=gone))
     p.run(topics.ATTEMPT_DELETIONS)
     p.run(topics.TENANT_COMMANDS)  # the request, split into its part
+    return p
+
+
+def test_no_report_is_taken_between_a_parts_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(learner_deletions, "CHUNK_ATTEMPTS", 1)  # a learner a chunk
+    p = nine_learners_and_a_part()
+    worker = p.worker()
 
     taken: list[tuple[int, bytes]] = []
     send = worker.log.send
@@ -71,17 +78,8 @@ def test_no_report_is_taken_between_a_failed_try_of_a_part_and_its_retry(
             raise RuntimeError("a passing failure")
         marks(*args)
 
-    p = Pipeline(partitions=1)
+    p = nine_learners_and_a_part()
     worker = p.worker()
-    p.produce(topics.LICENSES, license_("acme", learner_limit=10, thresholds=[80]))
-    for n in range(9):
-        p.produce(topics.LAUNCHES, launch("acme", f"l{n}", "a1", "2026-02-10T10:00:00Z"))
-    p.settle()
-    p.advance(60)
-    gone = ["l0", "l1", "l2", "l3"]
-    p.produce(topics.ATTEMPT_DELETIONS, deletion("acme", "r1", "physical", p.now, learner_ids=gone))
-    p.run(topics.ATTEMPT_DELETIONS)
-    p.run(topics.TENANT_COMMANDS)
 
     taken: list[tuple[int, bytes]] = []
     send = worker.log.send
