@@ -174,19 +174,19 @@ def test_late_count_records_landing_before_the_next_takeover(
 def test_late_count_records_landing_before_the_next_takeover_with_other_modes(
     monkeypatch: pytest.MonkeyPatch, seed: int, modes: tuple[str, ...]
 ) -> None:
-    monkeypatch.setattr(runner, "LATE_COUNTS", True)
-    for mode in modes:
-        monkeypatch.setattr(runner, mode, True)
-    result = run(generate(seed))
-    assert result.ok, result.problems[:3]
+    _clean_with_modes(monkeypatch, seed, modes)
 
 
 @pytest.mark.parametrize("seed", FAILED_REPAIRS_WITH_MODES)
 def test_late_count_records_whose_repairs_fail_with_other_modes(
     monkeypatch: pytest.MonkeyPatch, seed: int
 ) -> None:
+    _clean_with_modes(monkeypatch, seed, MORE_MODES)
+
+
+def _clean_with_modes(monkeypatch: pytest.MonkeyPatch, seed: int, modes: tuple[str, ...]) -> None:
     monkeypatch.setattr(runner, "LATE_COUNTS", True)
-    for mode in MORE_MODES:
+    for mode in modes:
         monkeypatch.setattr(runner, mode, True)
     result = run(generate(seed))
     assert result.ok, result.problems[:3]

@@ -37,28 +37,37 @@ def nine_learners_and_a_part() -> Pipeline:
     return p
 
 
-def test_no_report_is_taken_between_a_parts_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(learner_deletions, "CHUNK_ATTEMPTS", 1)  # a learner a chunk
-    p = nine_learners_and_a_part()
+def apply_the_part_with_the_timer_inside(p: Pipeline) -> list[tuple[int, bytes]]:
+    """Apply the part (chunk by chunk, tried again if it fails) with the partial-count timer
+    taking reports at every send; what it took."""
     worker = p.worker()
-
     taken: list[tuple[int, bytes]] = []
     send = worker.log.send
 
     async def timer_inside(groups: Any, headers: Any = None) -> Any:
-        # the partial-count timer fires while the part's chunks are flushed
         taken.extend(worker.learner.partial_commands())
         return await send(groups, headers)
 
     worker.log.send = timer_inside  # type: ignore[method-assign]
-    p.run(topics.LEARNER_COMMANDS)  # the part, chunk by chunk, and its report
+    p.run(topics.LEARNER_COMMANDS)
     worker.log.send = send  # type: ignore[method-assign]
-    p.settle()
-    assert p.active("acme", JAN) == 5
-    # the first report the timer took while the part ran lands now, late (a send retried)
-    for target, command in taken[:1]:
+    return taken
+
+
+def land_late(p: Pipeline, reports: list[tuple[int, bytes]]) -> None:
+    for target, command in reports:
         p.world.log.append(topics.TENANT_COMMANDS, target, [(b"partials", command)])
     p.settle()
+
+
+def test_no_report_is_taken_between_a_parts_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(learner_deletions, "CHUNK_ATTEMPTS", 1)  # a learner a chunk
+    p = nine_learners_and_a_part()
+
+    taken = apply_the_part_with_the_timer_inside(p)
+    p.settle()
+    assert p.active("acme", JAN) == 5
+    land_late(p, taken[:1])  # the first report the timer took (a send retried)
     assert p.active("acme", JAN) == 5, p.history("acme", JAN)
 
 
@@ -79,23 +88,11 @@ def test_no_report_is_taken_between_a_failed_try_of_a_part_and_its_retry(
         marks(*args)
 
     p = nine_learners_and_a_part()
-    worker = p.worker()
-
-    taken: list[tuple[int, bytes]] = []
-    send = worker.log.send
-
-    async def timer_inside(groups: Any, headers: Any = None) -> Any:
-        taken.extend(worker.learner.partial_commands())
-        return await send(groups, headers)
 
     monkeypatch.setattr(learner_deletions, "mark_removed", fails_once)
-    worker.log.send = timer_inside  # type: ignore[method-assign]
-    p.run(topics.LEARNER_COMMANDS)
-    worker.log.send = send  # type: ignore[method-assign]
+    taken = apply_the_part_with_the_timer_inside(p)
     assert calls[0] > 3, "the part was tried again"
     p.settle()
     assert p.active("acme", JAN) == 5
-    for target, command in taken[:1]:
-        p.world.log.append(topics.TENANT_COMMANDS, target, [(b"partials", command)])
-    p.settle()
+    land_late(p, taken[:1])
     assert p.active("acme", JAN) == 5, p.history("acme", JAN)
