@@ -108,6 +108,58 @@ Pair = tuple[bytes | None, bytes | None]  # a record to send: key, value
 Headers = tuple[tuple[str, bytes], ...]
 
 
+# what the worker's producer packs into one batch at most (`producer_max_batch_size`)
+PRODUCER_BATCH_BYTES = 1024 * 1024
+
+
+class BatchCaps:
+    """How many bytes a producer batch to each topic may take, learned from Kafka's refusals.
+
+    A topic's `max.message.bytes` bounds a whole producer batch, not a record: a broker whose
+    limit is below the producer's 1 MiB refuses a batch of many small records that each pass
+    it. Such a refusal is no record's fault, so the `Log` cuts that topic's batches to half the
+    refused batch and sends the group again, as often as it takes (a retried group may land
+    twice, as after any failed send); only a batch of one record that Kafka refuses is
+    `RecordTooLarge`. The caps live as long as the process: a worker learns each once.
+    """
+
+    def __init__(self, largest: int = PRODUCER_BATCH_BYTES) -> None:
+        self.largest = largest
+        self._caps: dict[str, int] = {}
+
+    def cap(self, topic: str) -> int:
+        return self._caps.get(topic, self.largest)
+
+    def full(self, topic: str, batch_bytes: int, records: int, record_bytes: int) -> bool:
+        """Whether a batch of `records` taking `batch_bytes` must go before one more record
+        of `record_bytes` (never an empty one: a record always has a batch)."""
+        return records > 0 and batch_bytes + record_bytes > self.cap(topic)
+
+    def cut(self, topic: str, sizes: Sequence[int]) -> list[tuple[int, int, int]]:
+        """(first index, records, bytes) of each batch the records of `sizes` make, in order."""
+        batches: list[tuple[int, int, int]] = []
+        first, records, taken = 0, 0, 0
+        for index, size in enumerate(sizes):
+            if self.full(topic, taken, records, size):
+                batches.append((first, records, taken))
+                first, records, taken = index, 0, 0
+            records += 1
+            taken += size
+        if records:
+            batches.append((first, records, taken))
+        return batches
+
+    def refused(self, topic: str, batch_bytes: int, records: int) -> bool:
+        """Kafka refused a batch of `records` taking `batch_bytes` for its size: True when the
+        topic's batches are cut smaller now (send again), False when it was one record alone
+        (that record is too large for the topic)."""
+        if records <= 1:
+            return False
+        # halved each time: refused on, the batches come down to one record each
+        self._caps[topic] = min(self.cap(topic), batch_bytes) // 2
+        return True
+
+
 @dataclass(frozen=True, slots=True)
 class LogRecord:
     key: bytes | None

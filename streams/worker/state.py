@@ -32,6 +32,7 @@ from streams.config.settings import Settings
 from streams.stages import keys
 from streams.stages.store import (
     NO_EPOCH,
+    BatchCaps,
     Epoch,
     Fenced,
     Headers,
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 OFFSET_KEY = b"__faust\x00offset__"  # faust's RocksDB store keeps the changelog offset here
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 10.0
+# the bytes a record takes in a batch beyond its key, value and headers (varints, attributes)
+RECORD_OVERHEAD = 24
 
 
 # what RocksDB holds in memory, by kind: the property of each that RocksDB reports
@@ -233,6 +236,7 @@ class KafkaLog:
         self._partitioner = DefaultPartitioner()
         self._reader: AIOKafkaConsumer | None = None
         self._reader_lock = asyncio.Lock()
+        self._caps = BatchCaps()  # what each topic's producer batches may take (its refusals)
 
     def topic_name(self, topic: str) -> str:
         return self._settings.topic(topic)
@@ -263,8 +267,9 @@ class KafkaLog:
             label = _crash_label(rows for (t, _), rows in groups.items() if t == "attempts")
             faults.reached("before-changelog", label)
         while pending:
-            sent: dict[TP, list[tuple[Any, int]]] = {}
+            sent: dict[TP, list[tuple[Any, int, int]]] = {}
             failed: dict[TP, Sequence[Pair]] = {}
+            waits = False  # (a group whose batches are only cut smaller goes again at once)
             for tp, rows in pending.items():
                 try:
                     sent[tp] = await self._send_group(tp, rows, extra.get(tp, ()))
@@ -281,24 +286,30 @@ class KafkaLog:
                     # sent again (its batches already queued may land too: absolute records).
                     self._failed_send(tp, pending[tp], exc, delay)
                     failed[tp] = pending[tp]
+                    waits = True
             for tp, batches in sent.items():
-                results = await asyncio.gather(*(f for f, _ in batches), return_exceptions=True)
+                results = await asyncio.gather(*(f for f, _, _ in batches), return_exceptions=True)
                 errors = [r for r in results if isinstance(r, BaseException)]
                 if errors:
-                    if any(
-                        isinstance(e, MessageSizeTooLargeError | RecordTooLargeError)
-                        for e in errors
-                    ):
-                        raise RecordTooLarge(f"Kafka refused a record of {tp[0]} for its size")
+                    too_large = [
+                        (records, size)
+                        for (_, records, size), result in zip(batches, results, strict=True)
+                        if isinstance(result, MessageSizeTooLargeError | RecordTooLargeError)
+                    ]
+                    if too_large:
+                        self._cut_smaller(tp, too_large)
+                        failed[tp] = pending[tp]
+                        continue
                     failed[tp] = pending[tp]
                     self._failed_send(tp, pending[tp], errors[0], delay)
+                    waits = True
                     continue
                 # a batch's future reports the offset of its first record
                 first: Any = results[0]
                 last: Any = results[-1]
                 acked[tp] = (first.offset, last.offset + batches[-1][1] - 1)
             pending = failed
-            if pending:
+            if pending and waits:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
                 if generation is not None and self._generation and self._generation() != generation:
@@ -308,6 +319,22 @@ class KafkaLog:
         if attempts_flush:
             faults.reached("after-changelog", label)
         return acked
+
+    def _cut_smaller(self, tp: TP, refused: Sequence[tuple[int, int]]) -> None:
+        """Kafka refused producer batches of `tp` ((records, bytes) each) for their size: a
+        topic whose `max.message.bytes` is below what the producer packs. Its batches are cut
+        smaller and the group goes again; a record refused alone is `RecordTooLarge`."""
+        for records, size in refused:
+            if not self._caps.refused(tp[0], size, records):
+                raise RecordTooLarge(f"Kafka refused a record of {tp[0]} for its size")
+        log.warning(
+            "Kafka refused a producer batch of %d records (%d bytes) to %s for its size; its "
+            "batches are cut to %d bytes from now on (check the topic's max.message.bytes)",
+            refused[0][0],
+            refused[0][1],
+            tp[0],
+            self._caps.cap(tp[0]),
+        )
 
     @staticmethod
     def _failed_send(tp: TP, rows: Sequence[Pair], error: BaseException, delay: float) -> None:
@@ -322,23 +349,33 @@ class KafkaLog:
 
     async def _send_group(
         self, tp: TP, rows: Sequence[Pair], headers: Headers
-    ) -> list[tuple[Any, int]]:
-        """Producer batches for one topic partition: (future, records in the batch) each."""
+    ) -> list[tuple[Any, int, int]]:
+        """Producer batches for one topic partition, each below the topic's cap (`BatchCaps`):
+        (future, records in the batch, its bytes) each."""
         producer = self._producer()
         name = self.topic_name(tp[0])
-        sent: list[tuple[Any, int]] = []
+        sent: list[tuple[Any, int, int]] = []
         batch, in_batch = producer.create_batch(), 0
         shared = list(headers)  # every record of the group carries the same (epoch) headers
+        extra = RECORD_OVERHEAD + sum(len(header) + len(value) for header, value in shared)
+
+        async def send() -> None:
+            size = batch.size()
+            sent.append((await producer.send_batch(batch, name, partition=tp[1]), in_batch, size))
+
         for key, value in rows:
-            if batch.append(key=key, value=value, timestamp=None, headers=shared) is None:
+            size = len(key or b"") + len(value or b"") + extra
+            if self._caps.full(tp[0], batch.size(), in_batch, size) or (
+                batch.append(key=key, value=value, timestamp=None, headers=shared) is None
+            ):
                 if in_batch == 0:
                     raise RecordTooLarge(f"a record for {name} does not fit in a producer batch")
-                sent.append((await producer.send_batch(batch, name, partition=tp[1]), in_batch))
+                await send()
                 batch, in_batch = producer.create_batch(), 0
                 if batch.append(key=key, value=value, timestamp=None, headers=shared) is None:
                     raise RecordTooLarge(f"a record for {name} does not fit in a producer batch")
             in_batch += 1
-        sent.append((await producer.send_batch(batch, name, partition=tp[1]), in_batch))
+        await send()
         return sent
 
     async def _consumer(self) -> AIOKafkaConsumer:
