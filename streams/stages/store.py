@@ -130,6 +130,10 @@ class BatchCaps:
     def cap(self, topic: str) -> int:
         return self._caps.get(topic, self.largest)
 
+    def learned(self, topic: str) -> int | None:
+        """The topic's cap once Kafka refused one of its batches (None: the producer's own)."""
+        return self._caps.get(topic)
+
     def full(self, topic: str, batch_bytes: int, records: int, record_bytes: int) -> bool:
         """Whether a batch of `records` taking `batch_bytes` must go before one more record
         of `record_bytes` (never an empty one: a record always has a batch)."""

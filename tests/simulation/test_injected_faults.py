@@ -5,8 +5,9 @@
   the worker survives (a send, a read of the log or of the tables, a topic's metadata) inside a
   repair of a deposed owner's records: a takeover's `repair_marked`, a flush's or a lineage
   check's `_repair` and the rounds after it; with more deposed owners writing late;
-- `SIMULATE_RECORD_LIMIT=1`: Kafka refuses records above a small size (the launch reader and
-  the agents take a refused group apart);
+- `SIMULATE_RECORD_LIMIT=1`: Kafka refuses producer batches above a small size (a batch of
+  several records: the worker's log cuts that topic's batches smaller and sends again; a record
+  alone: the launch reader and the agents take a refused group apart);
 - `SIMULATE_MEMBER_FAULTS=1`: the group coordinator answers a takeover's question "no" (a
   rebalance under way, which follows: the stage is given up at once, the other stage's
   takeover asks its own question; tests/simulation/test_member_answers.py), or the question
@@ -35,6 +36,10 @@ REPAIR_FAULTS = (
 RECORD_LIMIT = (
     "launches: Kafka refused a record of learner-commands",
     "launches: one launch at a time",
+    # a batch of many records each under the limit: cut smaller, not taken for a record
+    # too large (streams/stages/store.py `BatchCaps`)
+    "Kafka refused a batch of",
+    "cut smaller and sent again",
 )
 MEMBER_FAULTS = (
     "the coordinator's answer to its takeover: no",

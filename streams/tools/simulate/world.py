@@ -54,6 +54,7 @@ from streams.stages.store import (
     TABLES,
     TENANT,
     Batch,
+    BatchCaps,
     Fenced,
     Headers,
     LocalWriteFailed,
@@ -432,6 +433,7 @@ class SimLog:
     def __init__(self, world: World, worker: SimWorker) -> None:
         self.world = world
         self.worker = worker
+        self.caps = BatchCaps()  # as the worker's KafkaLog learns them (a process's own)
 
     async def partition_of(self, topic: str, key: bytes | None) -> int:
         self.worker.stumble("metadata")  # (the producer's metadata for the topic)
@@ -454,7 +456,7 @@ class SimLog:
             world.append_some(groups, headers, stamp)
             raise Crash
         if world.record_limit is not None:
-            world.refuse_large(worker, groups, headers, stamp)
+            world.refuse_large(worker, groups, headers, stamp, self.caps)
         if worker.current_task in TIMERS and worker.stumbles_at("timer"):
             draw = world.stumble_rng
             for tp in sorted(groups):
@@ -893,6 +895,7 @@ class World:
         # the sends it refused for it
         self.record_limit: int | None = None
         self.refused_records = 0
+        self.refused_batches = 0  # of several records, cut smaller and sent again
         self.refused_launches: list[str] = []  # dead-lettered for their command's size
         # the group coordinator's answers to a takeover's question, armed by worker
         # (SIMULATE_MEMBER_FAULTS=1): [answer ("no" | "error"), countdown]; and those given
@@ -984,12 +987,16 @@ class World:
         groups: Mapping[TopicPartition, Sequence[Pair]],
         headers: Mapping[TopicPartition, Headers],
         stamp_ms: int,
+        caps: BatchCaps,
     ) -> None:
-        """Kafka refuses a record above `record_limit` (the topic's max.message.bytes; the
-        producer's max_batch_size): the send fails with `RecordTooLarge` for that partition,
-        after the records before it in their producer batches, and the other partitions' groups,
-        may have landed (each partition is appended on its own; a worker's KafkaLog sends
-        every group before it awaits any)."""
+        """Kafka refuses a producer batch above `record_limit` (the topic's max.message.bytes
+        bounds a batch, not a record), as the worker's `KafkaLog` cuts a group into batches
+        (`caps`, learned from earlier refusals): of a partition whose batch was refused, the
+        records before that batch may have landed, and the other partitions' groups too (each
+        partition is appended on its own; a KafkaLog sends every group before it awaits any).
+        A batch of several records refused: that topic's batches are cut smaller and the groups
+        go again (and may land twice); a record refused alone: the send fails with
+        `RecordTooLarge`."""
         limit = self.record_limit
         assert limit is not None
 
@@ -997,28 +1004,39 @@ class World:
             extra = sum(len(name) + len(value) for name, value in headers.get(tp, ()))
             return len(pair[0] or b"") + len(pair[1] or b"") + extra
 
-        refused = {
-            tp: next(i for i, pair in enumerate(rows) if size(pair, tp) > limit)
-            for tp, rows in groups.items()
-            if any(size(pair, tp) > limit for pair in rows)
-        }
-        if not refused:
-            return
-        draw = self.limit_rng
-        self.stamp_ms = stamp_ms
-        try:
-            for tp, rows in sorted(groups.items()):
-                landed = draw.randrange(refused[tp] + 1) if tp in refused else len(rows)
-                if landed and (tp in refused or draw.random() < 0.7):
-                    self.log.append(tp[0], tp[1], rows[:landed], headers.get(tp, ()))
-        finally:
-            self.stamp_ms = None
-        self.refused_records += 1
-        names = ", ".join(f"{topic}/{partition}" for topic, partition in sorted(refused))
-        self.trace.append(
-            f"  {worker.name}/{worker.current_task}: Kafka refused a record of {names}"
-        )
-        raise RecordTooLarge(f"Kafka refused a record of {names} for its size (simulated)")
+        while True:
+            refused: dict[TopicPartition, tuple[int, int, int]] = {}
+            for tp, rows in groups.items():
+                sizes = [size(pair, tp) for pair in rows]
+                for batch in caps.cut(tp[0], sizes):
+                    if batch[2] > limit:
+                        refused[tp] = batch  # (first record, records, bytes)
+                        break
+            if not refused:
+                return
+            draw = self.limit_rng
+            self.stamp_ms = stamp_ms
+            try:
+                for tp, rows in sorted(groups.items()):
+                    landed = draw.randrange(refused[tp][0] + 1) if tp in refused else len(rows)
+                    if landed and (tp in refused or draw.random() < 0.7):
+                        self.log.append(tp[0], tp[1], rows[:landed], headers.get(tp, ()))
+            finally:
+                self.stamp_ms = None
+            names = ", ".join(f"{topic}/{partition}" for topic, partition in sorted(refused))
+            if any(records == 1 for _, records, _ in refused.values()):
+                self.refused_records += 1
+                self.trace.append(
+                    f"  {worker.name}/{worker.current_task}: Kafka refused a record of {names}"
+                )
+                raise RecordTooLarge(f"Kafka refused a record of {names} for its size (simulated)")
+            for tp, (_, records, taken) in sorted(refused.items()):
+                caps.refused(tp[0], taken, records)
+            self.refused_batches += 1
+            self.trace.append(
+                f"  {worker.name}/{worker.current_task}: Kafka refused a batch of {names}; "
+                "cut smaller and sent again"
+            )
 
     def append_some(
         self,
