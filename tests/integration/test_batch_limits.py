@@ -11,40 +11,20 @@ Now the worker's `KafkaLog` cuts that topic's batches smaller and sends the grou
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
 import pytest
-from kafka.admin import ConfigResource, ConfigResourceType
 
 from schemas import topics
 from streams.config.settings import Settings
 from streams.domain.recount import recount
-from streams.kafka.admin import admin_client, topic_config
 from streams.kafka.io import read_records, read_topic
 from streams.stages import keys
 from tests.integration.harness import WorkerProcess, produce_json, wait_for
+from tests.integration.test_launch_reader_limits import NOW, launches, set_max_message_bytes
 from tests.integration.test_pipeline import counts_match
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime.now(UTC).replace(microsecond=0)
 LIMIT = "20000"  # bytes: an attempt record fits many times over, a flush's batch does not
-
-
-def launches(count: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "event_id": f"e{n}",
-            "tenant_id": "acme",
-            "learner_id": f"l{n % 300}",
-            "element_id": "course",
-            "attempt_id": f"a{n}",
-            "launched_at": (NOW - timedelta(minutes=5 + n)).isoformat(),
-            "content_type": "scorm",
-        }
-        for n in range(count)
-    ]
 
 
 def test_batches_the_broker_refuses_for_size_are_cut_smaller(
@@ -52,20 +32,7 @@ def test_batches_the_broker_refuses_for_size_are_cut_smaller(
 ) -> None:
     worker.start()
     worker.wait_ready()
-    attempts_topic = settings.topic(topics.ATTEMPTS)
-    # (AlterConfigs sets a topic's whole config: the service's own settings go with the limit)
-    config = dict(topics.TOPICS_BY_NAME[topics.ATTEMPTS].configs())
-    config["max.message.bytes"] = LIMIT
-    admin = admin_client(settings)
-    try:
-        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, attempts_topic, config)])
-    finally:
-        admin.close()
-    wait_for(
-        lambda: topic_config(settings, attempts_topic, "max.message.bytes") == LIMIT,
-        30,
-        "the attempts limit set",
-    )
+    set_max_message_bytes(settings, topics.ATTEMPTS, LIMIT)
     # a backlog: the restarted worker's first group holds every launch, and its attempt records
     # (about 150 a learner partition, some 200 bytes each) make batches above the limit
     worker.stop()

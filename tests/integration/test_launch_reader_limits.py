@@ -51,21 +51,7 @@ def test_commands_the_broker_refuses_for_size_are_routed_one_launch_at_a_time(
     worker.start()
     worker.wait_ready()
     commands_topic = settings.topic(topics.LEARNER_COMMANDS)
-    # (AlterConfigs sets a topic's whole config: the service's own settings go with the limit,
-    # or the worker's next start would set them again and the limit with them back)
-    spec = topics.TOPICS_BY_NAME[topics.LEARNER_COMMANDS].configs()
-    config = {k: v for k, v in spec.items() if k != "cleanup.policy"}
-    config["max.message.bytes"] = LIMIT
-    admin = admin_client(settings)
-    try:
-        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, commands_topic, config)])
-    finally:
-        admin.close()
-    wait_for(
-        lambda: topic_config(settings, commands_topic, "max.message.bytes") == LIMIT,
-        30,
-        "the learner-commands limit set",
-    )
+    set_max_message_bytes(settings, topics.LEARNER_COMMANDS, LIMIT)
     # a backlog: the restarted worker's first fetch holds every launch, and its commands (about
     # 150 launches a learner partition) far exceed the limit
     worker.stop()
@@ -78,3 +64,23 @@ def test_commands_the_broker_refuses_for_size_are_routed_one_launch_at_a_time(
     # the reader did take the fetches apart (a command of all of them would have been refused)
     log = worker.log_path.read_text(errors="replace")
     assert "one launch at a time" in log
+
+
+def set_max_message_bytes(settings: Settings, topic: str, limit: str) -> None:
+    """Lower a topic's `max.message.bytes`, as an operator may."""
+    name = settings.topic(topic)
+    # (AlterConfigs sets a topic's whole config: the service's own settings go with the limit,
+    # or the worker's next start would set them again and the limit with them back, and a
+    # compacted topic would become one that deletes)
+    config = dict(topics.TOPICS_BY_NAME[topic].configs())
+    config["max.message.bytes"] = limit
+    admin = admin_client(settings)
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, config)])
+    finally:
+        admin.close()
+    wait_for(
+        lambda: topic_config(settings, name, "max.message.bytes") == limit,
+        30,
+        f"the {topic} limit set",
+    )
