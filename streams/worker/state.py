@@ -267,7 +267,7 @@ class KafkaLog:
             label = _crash_label(rows for (t, _), rows in groups.items() if t == "attempts")
             faults.reached("before-changelog", label)
         while pending:
-            sent: dict[TP, list[tuple[Any, int, int]]] = {}
+            sent: dict[TP, list[tuple[Any, int, Any]]] = {}
             failed: dict[TP, Sequence[Pair]] = {}
             waits = False  # (a group whose batches are only cut smaller goes again at once)
             for tp, rows in pending.items():
@@ -292,8 +292,8 @@ class KafkaLog:
                 errors = [r for r in results if isinstance(r, BaseException)]
                 if errors:
                     too_large = [
-                        (records, size)
-                        for (_, records, size), result in zip(batches, results, strict=True)
+                        (records, batch.size())
+                        for (_, records, batch), result in zip(batches, results, strict=True)
                         if isinstance(result, MessageSizeTooLargeError | RecordTooLargeError)
                     ]
                     if too_large:
@@ -349,20 +349,19 @@ class KafkaLog:
 
     async def _send_group(
         self, tp: TP, rows: Sequence[Pair], headers: Headers
-    ) -> list[tuple[Any, int, int]]:
+    ) -> list[tuple[Any, int, Any]]:
         """Producer batches for one topic partition, each below the topic's cap (`BatchCaps`):
-        (future, records in the batch, its bytes) each."""
+        (future, records in the batch, the batch) each."""
         producer = self._producer()
         name = self.topic_name(tp[0])
-        sent: list[tuple[Any, int, int]] = []
+        sent: list[tuple[Any, int, Any]] = []
         batch, in_batch = producer.create_batch(), 0
         shared = list(headers)  # every record of the group carries the same (epoch) headers
         extra = RECORD_OVERHEAD + sum(len(header) + len(value) for header, value in shared)
         cap = self._caps.learned(tp[0])  # (None on the hot path: no size check of our own)
 
         async def send() -> None:
-            size = batch.size()
-            sent.append((await producer.send_batch(batch, name, partition=tp[1]), in_batch, size))
+            sent.append((await producer.send_batch(batch, name, partition=tp[1]), in_batch, batch))
 
         for key, value in rows:
             if (
