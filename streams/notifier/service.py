@@ -53,7 +53,7 @@ from schemas import topics
 from streams.config.logs import configure as configure_logging
 from streams.config.logs import log_format
 from streams.config.settings import Settings
-from streams.domain.dead_letters import dead_letter, encode
+from streams.domain.dead_letters import dead_letter, dead_letter_key, encode
 from streams.domain.decoding import Rejected
 from streams.kafka.admin import topic_configs
 from streams.notifier import forgetting, metrics, smtp
@@ -530,7 +530,7 @@ class Notifier:
         )
         assert self.producer is not None, "run() sets the producer"
         await self.producer.send_and_wait(
-            self.settings.topic(topics.DEAD_LETTERS), encode(value), key=record.key
+            self.settings.topic(topics.DEAD_LETTERS), encode(value), key=dead_letter_key(record.key)
         )
         log.warning(
             "%s/%d@%d dead-lettered: %s",

@@ -76,3 +76,19 @@ def test_a_record_the_broker_refuses_alone_is_too_large() -> None:
     with pytest.raises(RecordTooLarge):
         asyncio.run(log.send({("attempts", 0): rows}))
     assert producer.batches[-1][:1] == (1,)  # refused alone, after the batches were cut
+
+
+def test_one_pass_refusing_many_partitions_halves_the_cap_once() -> None:
+    """(helper-113) 12 partitions, each a 900 KB group refused as one batch by a 200 KB limit:
+    the cap comes down to the limit's order, pass after pass, not once per refused partition
+    (which left 233 bytes: every later batch one record)."""
+    producer = Producer()
+    log = _log(producer)
+    rows = [(f"key-{n:05d}".encode(), b"v" * 300) for n in range(3_000)]
+    acked = asyncio.run(log.send({("attempts", partition): rows for partition in range(12)}))
+    assert len(acked) == 12
+    assert BROKER_MAX_MESSAGE_BYTES // 2 <= log._caps.cap("attempts") <= BROKER_MAX_MESSAGE_BYTES
+    caps = BatchCaps()
+    for _ in range(12):  # one pass: a 1 MiB batch of each of 12 partitions refused
+        caps.refused("attempts", 1_048_000, 3_000)
+    assert caps.cap("attempts") == 524_000

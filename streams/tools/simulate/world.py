@@ -992,7 +992,8 @@ class World:
         """Kafka refuses a producer batch above `record_limit` (the topic's max.message.bytes
         bounds a batch, not a record), as the worker's `KafkaLog` cuts a group into batches
         (`caps`, learned from earlier refusals): of a partition whose batch was refused, the
-        records before that batch may have landed, and the other partitions' groups too (each
+        records before that batch may have landed, and so may the batches after it (the
+        producer sends them all the same), and the other partitions' groups too (each
         partition is appended on its own; a KafkaLog sends every group before it awaits any).
         A batch of several records refused: that topic's batches are cut smaller and the groups
         go again (and may land twice); a record refused alone: the send fails with
@@ -1006,12 +1007,15 @@ class World:
 
         while True:
             refused: dict[TopicPartition, tuple[int, int, int]] = {}
+            after: dict[TopicPartition, list[tuple[int, int]]] = {}  # batches it takes later
             for tp, rows in groups.items():
                 sizes = [size(pair, tp) for pair in rows]
                 for batch in caps.cut(tp[0], sizes):
-                    if batch[2] > limit:
-                        refused[tp] = batch  # (first record, records, bytes)
-                        break
+                    if tp not in refused:
+                        if batch[2] > limit:
+                            refused[tp] = batch  # (first record, records, bytes)
+                    elif batch[2] <= limit:
+                        after.setdefault(tp, []).append(batch[:2])
             if not refused:
                 return
             draw = self.limit_rng
@@ -1021,6 +1025,13 @@ class World:
                     landed = draw.randrange(refused[tp][0] + 1) if tp in refused else len(rows)
                     if landed and (tp in refused or draw.random() < 0.7):
                         self.log.append(tp[0], tp[1], rows[:landed], headers.get(tp, ()))
+                    # the producer goes on with a partition's later batches after one is
+                    # refused (helper-113, on a real broker): the end of a group may land
+                    # without its middle
+                    for first, records in after.get(tp, []):
+                        if draw.random() < 0.5:
+                            later = rows[first : first + records]
+                            self.log.append(tp[0], tp[1], later, headers.get(tp, ()))
             finally:
                 self.stamp_ms = None
             names = ", ".join(f"{topic}/{partition}" for topic, partition in sorted(refused))
