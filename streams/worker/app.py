@@ -13,6 +13,7 @@ import faust
 
 from streams.config.settings import Settings
 from streams.stages.ownership import Ownership
+from streams.stages.store import PRODUCER_BATCH_BYTES
 from streams.worker.state import KafkaLog
 from streams.worker.transport import Transport
 
@@ -67,7 +68,7 @@ app = _App(
     broker_max_poll_records=2_000,
     broker_check_crcs=False,
     producer_linger_ms=5,
-    producer_max_batch_size=1024 * 1024,
+    producer_max_batch_size=PRODUCER_BATCH_BYTES,
     producer_max_request_size=2 * 1024 * 1024,
     # Restores changelogs in bulk before faust's per-record recovery looks (worker/recovery.py).
     TableManager="streams.worker.recovery:BulkTableManager",

@@ -358,7 +358,8 @@ class KafkaLog:
         batch, in_batch = producer.create_batch(), 0
         shared = list(headers)  # every record of the group carries the same (epoch) headers
         extra = RECORD_OVERHEAD + sum(len(header) + len(value) for header, value in shared)
-        cap = self._caps.learned(tp[0])  # (None on the hot path: no size check of our own)
+        # (None on the hot path: no size check of our own until Kafka refused a batch)
+        cap = self._caps.learned(tp[0])
 
         async def send() -> None:
             sent.append((await producer.send_batch(batch, name, partition=tp[1]), in_batch, batch))
@@ -366,8 +367,9 @@ class KafkaLog:
         for key, value in rows:
             if (
                 cap is not None
-                and in_batch
-                and batch.size() + len(key or b"") + len(value or b"") + extra > cap
+                and self._caps.full(
+                    tp[0], batch.size(), in_batch, len(key or b"") + len(value or b"") + extra
+                )
             ) or batch.append(key=key, value=value, timestamp=None, headers=shared) is None:
                 if in_batch == 0:
                     raise RecordTooLarge(f"a record for {name} does not fit in a producer batch")

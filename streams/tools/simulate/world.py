@@ -895,7 +895,6 @@ class World:
         # the sends it refused for it
         self.record_limit: int | None = None
         self.refused_records = 0
-        self.refused_batches = 0  # of several records, cut smaller and sent again
         self.refused_launches: list[str] = []  # dead-lettered for their command's size
         # the group coordinator's answers to a takeover's question, armed by worker
         # (SIMULATE_MEMBER_FAULTS=1): [answer ("no" | "error"), countdown]; and those given
@@ -1043,7 +1042,6 @@ class World:
                 raise RecordTooLarge(f"Kafka refused a record of {names} for its size (simulated)")
             for tp, (_, records, taken) in sorted(refused.items()):
                 caps.refused(tp[0], taken, records)
-            self.refused_batches += 1
             self.trace.append(
                 f"  {worker.name}/{worker.current_task}: Kafka refused a batch of {names}; "
                 "cut smaller and sent again"
