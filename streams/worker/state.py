@@ -267,41 +267,36 @@ class KafkaLog:
             label = _crash_label(rows for (t, _), rows in groups.items() if t == "attempts")
             faults.reached("before-changelog", label)
         while pending:
-            sent: dict[TP, list[tuple[Any, int, Any]]] = {}
             failed: dict[TP, Sequence[Pair]] = {}
+            built = {tp: self._batches(tp, rows, extra.get(tp, ())) for tp, rows in pending.items()}
+            sent, errors = await self._send_in_order(built)
             waits = False  # (a group whose batches are only cut smaller goes again at once)
-            for tp, rows in pending.items():
-                try:
-                    sent[tp] = await self._send_group(tp, rows, extra.get(tp, ()))
-                except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
-                    raise RecordTooLarge(f"Kafka refused a record of {tp[0]} for its size") from exc
-                except ProducerClosed:
-                    raise  # the worker is stopping: nothing to wait for
-                except KafkaError as exc:
-                    # aiokafka raises some failures from `send_batch` itself rather than through
-                    # the batch's future: KafkaTimeoutError when the partition's previous batch
-                    # did not drain within the producer's request timeout, and
-                    # UnknownTopicOrPartition / TopicAuthorizationFailed while the topic is not
-                    # in its metadata. They are as transient as a failed future: the group is
-                    # sent again (its batches already queued may land too: absolute records).
-                    self._failed_send(tp, pending[tp], exc, delay)
-                    failed[tp] = pending[tp]
-                    waits = True
+            for tp, exc in errors.items():
+                # aiokafka raises some failures from `send_batch` itself rather than through
+                # the batch's future: KafkaTimeoutError when the partition's previous batch
+                # did not drain within the producer's request timeout, and
+                # UnknownTopicOrPartition / TopicAuthorizationFailed while the topic is not in
+                # its metadata. They are as transient as a failed future: the group is sent
+                # again (the batches before it landed: absolute records).
+                self._failed_send(tp, pending[tp], exc, delay)
+                failed[tp] = pending[tp]
+                waits = True
             for tp, batches in sent.items():
-                results = await asyncio.gather(*(f for f, _, _ in batches), return_exceptions=True)
-                errors = [r for r in results if isinstance(r, BaseException)]
-                if errors:
+                if tp in failed:
+                    continue
+                results = [result for result, _, _ in batches]
+                refusal = [r for r in results if isinstance(r, BaseException)]
+                if refusal:
                     too_large = [
                         (records, batch.size())
-                        for (_, records, batch), result in zip(batches, results, strict=True)
+                        for result, records, batch in batches
                         if isinstance(result, MessageSizeTooLargeError | RecordTooLargeError)
                     ]
+                    failed[tp] = pending[tp]
                     if too_large:
                         self._cut_smaller(tp, too_large)
-                        failed[tp] = pending[tp]
                         continue
-                    failed[tp] = pending[tp]
-                    self._failed_send(tp, pending[tp], errors[0], delay)
+                    self._failed_send(tp, pending[tp], refusal[0], delay)
                     waits = True
                     continue
                 # a batch's future reports the offset of its first record
@@ -347,23 +342,59 @@ class KafkaLog:
             delay,
         )
 
-    async def _send_group(
-        self, tp: TP, rows: Sequence[Pair], headers: Headers
-    ) -> list[tuple[Any, int, Any]]:
-        """Producer batches for one topic partition, each below the topic's cap (`BatchCaps`):
-        (future, records in the batch, the batch) each."""
+    async def _send_in_order(
+        self, built: Mapping[TP, Sequence[tuple[Any, int]]]
+    ) -> tuple[dict[TP, list[tuple[Any, int, Any]]], dict[TP, BaseException]]:
+        """Send every partition's batches, a partition's next batch only once Kafka acknowledged
+        the one before: a batch that fails (refused for its size, timed out) leaves the batches
+        after it unsent, so what lands of a group is always a start of it, as the stages'
+        changelogs assume of a flush that never completed (the tenant stage ranks its records
+        within one). aiokafka's producer, given them all at once, goes on with a partition's
+        later batches after a failed one; a process that died before the group went again left
+        its end without its middle. The partitions go side by side, and a group of one batch,
+        nearly every one, costs no round trip more.
+
+        (result or exception, records, batch) per batch sent, and the partitions whose
+        `send_batch` itself raised, with the error."""
+        producer = self._producer()
+        sent: dict[TP, list[tuple[Any, int, Any]]] = {tp: [] for tp in built}
+        errors: dict[TP, BaseException] = {}
+        going = [tp for tp in built if built[tp]]
+        while going:
+            queued: list[tuple[TP, Any, int, Any]] = []
+            for tp in going:
+                batch, records = built[tp][len(sent[tp])]
+                try:
+                    future = await producer.send_batch(
+                        batch, self.topic_name(tp[0]), partition=tp[1]
+                    )
+                except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
+                    raise RecordTooLarge(f"Kafka refused a record of {tp[0]} for its size") from exc
+                except ProducerClosed:
+                    raise  # the worker is stopping: nothing to wait for
+                except KafkaError as exc:
+                    errors[tp] = exc
+                    continue
+                queued.append((tp, future, records, batch))
+            results = await asyncio.gather(*(f for _, f, _, _ in queued), return_exceptions=True)
+            going = []
+            for (tp, _, records, batch), result in zip(queued, results, strict=True):
+                sent[tp].append((result, records, batch))
+                if not isinstance(result, BaseException) and len(sent[tp]) < len(built[tp]):
+                    going.append(tp)
+        return sent, errors
+
+    def _batches(self, tp: TP, rows: Sequence[Pair], headers: Headers) -> list[tuple[Any, int]]:
+        """A group cut into producer batches, each below the topic's cap (`BatchCaps`):
+        (batch, records in it) each."""
         producer = self._producer()
         name = self.topic_name(tp[0])
-        sent: list[tuple[Any, int, Any]] = []
+        batches: list[tuple[Any, int]] = []
         batch, in_batch = producer.create_batch(), 0
         shared = list(headers)  # every record of the group carries the same (epoch) headers
         extra = RECORD_OVERHEAD + sum(len(header) + len(value) for header, value in shared)
         # (None on the hot path: no size check of our own until Kafka refused a batch)
         cap = self._caps.learned(tp[0])
-
-        async def send() -> None:
-            sent.append((await producer.send_batch(batch, name, partition=tp[1]), in_batch, batch))
-
         for key, value in rows:
             if (
                 cap is not None
@@ -373,13 +404,13 @@ class KafkaLog:
             ) or batch.append(key=key, value=value, timestamp=None, headers=shared) is None:
                 if in_batch == 0:
                     raise RecordTooLarge(f"a record for {name} does not fit in a producer batch")
-                await send()
+                batches.append((batch, in_batch))
                 batch, in_batch = producer.create_batch(), 0
                 if batch.append(key=key, value=value, timestamp=None, headers=shared) is None:
                     raise RecordTooLarge(f"a record for {name} does not fit in a producer batch")
             in_batch += 1
-        await send()
-        return sent
+        batches.append((batch, in_batch))
+        return batches
 
     async def _consumer(self) -> AIOKafkaConsumer:
         if self._reader is None:

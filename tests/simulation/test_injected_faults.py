@@ -40,6 +40,9 @@ RECORD_LIMIT = (
     # too large (streams/stages/store.py `BatchCaps`)
     "Kafka refused a batch of",
     "cut smaller and sent again",
+    # a process that dies between a refused pass and the next keeps a start of each group
+    # (streams/worker/state.py `KafkaLog._send_in_order`)
+    "dies before it went again",
 )
 MEMBER_FAULTS = (
     "the coordinator's answer to its takeover: no",

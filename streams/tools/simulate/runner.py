@@ -1114,6 +1114,7 @@ def _end_faults(world: World) -> None:
     world.refusing_until = -1
     world.held_outputs = None  # (SIMULATE_LATE_COUNTS: set again by a rest point that deposes)
     world.member_plans.clear()  # (SIMULATE_MEMBER_FAULTS: a "no" asks for a rebalance)
+    world.dies_on_refusals = False  # (SIMULATE_RECORD_LIMIT: a death between refused passes)
     for worker in world.workers.values():
         worker.crash_plans.clear()
         worker.stumble_plans.clear()

@@ -844,6 +844,9 @@ class World:
         self.stumble_rng = random.Random(f"stumbles/{seed}")
         # what a refused send landed before its refusal (its own stream too)
         self.limit_rng = random.Random(f"record-limit-landing/{seed}")
+        # whether a process dies between a refused pass and the next (its own stream too)
+        self.refused_crash_rng = random.Random(f"record-limit-crash/{seed}")
+        self.dies_on_refusals = True  # (until the faults end)
         self.partitions = partitions
         self.launch_partitions = launch_partitions
         self.launch_partitions_at_start = launch_partitions
@@ -991,12 +994,12 @@ class World:
         """Kafka refuses a producer batch above `record_limit` (the topic's max.message.bytes
         bounds a batch, not a record), as the worker's `KafkaLog` cuts a group into batches
         (`caps`, learned from earlier refusals): of a partition whose batch was refused, the
-        records before that batch may have landed, and so may the batches after it (the
-        producer sends them all the same), and the other partitions' groups too (each
-        partition is appended on its own; a KafkaLog sends every group before it awaits any).
-        A batch of several records refused: that topic's batches are cut smaller and the groups
-        go again (and may land twice); a record refused alone: the send fails with
-        `RecordTooLarge`."""
+        records before that batch may have landed, never a batch after it (a KafkaLog sends a
+        partition's next batch only once the one before is acknowledged), and the other
+        partitions' groups too (each partition is appended on its own). A batch of several
+        records refused: that topic's batches are cut smaller and the groups go again (and
+        may land twice), unless the process dies first; a record refused alone: the send fails
+        with `RecordTooLarge`."""
         limit = self.record_limit
         assert limit is not None
 
@@ -1006,15 +1009,12 @@ class World:
 
         while True:
             refused: dict[TopicPartition, tuple[int, int, int]] = {}
-            after: dict[TopicPartition, list[tuple[int, int]]] = {}  # batches it takes later
             for tp, rows in groups.items():
                 sizes = [size(pair, tp) for pair in rows]
                 for batch in caps.cut(tp[0], sizes):
-                    if tp not in refused:
-                        if batch[2] > limit:
-                            refused[tp] = batch  # (first record, records, bytes)
-                    elif batch[2] <= limit:
-                        after.setdefault(tp, []).append(batch[:2])
+                    if batch[2] > limit:
+                        refused[tp] = batch  # (first record, records, bytes)
+                        break
             if not refused:
                 return
             draw = self.limit_rng
@@ -1024,13 +1024,6 @@ class World:
                     landed = draw.randrange(refused[tp][0] + 1) if tp in refused else len(rows)
                     if landed and (tp in refused or draw.random() < 0.7):
                         self.log.append(tp[0], tp[1], rows[:landed], headers.get(tp, ()))
-                    # the producer goes on with a partition's later batches after one is
-                    # refused (helper-113, on a real broker): the end of a group may land
-                    # without its middle
-                    for first, records in after.get(tp, []):
-                        if draw.random() < 0.5:
-                            later = rows[first : first + records]
-                            self.log.append(tp[0], tp[1], later, headers.get(tp, ()))
             finally:
                 self.stamp_ms = None
             names = ", ".join(f"{topic}/{partition}" for topic, partition in sorted(refused))
@@ -1042,6 +1035,13 @@ class World:
                 raise RecordTooLarge(f"Kafka refused a record of {names} for its size (simulated)")
             for tp, (_, records, taken) in sorted(refused.items()):
                 caps.refused(tp[0], taken, records)
+            if self.dies_on_refusals and self.refused_crash_rng.random() < 0.2:
+                # the process dies before the group went again: what landed stays as it is
+                self.trace.append(
+                    f"  {worker.name}/{worker.current_task}: Kafka refused a batch of {names}; "
+                    "dies before it went again"
+                )
+                raise Crash
             self.trace.append(
                 f"  {worker.name}/{worker.current_task}: Kafka refused a batch of {names}; "
                 "cut smaller and sent again"
