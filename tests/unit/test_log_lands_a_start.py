@@ -132,3 +132,18 @@ def test_groups_of_one_batch_go_side_by_side_in_one_round() -> None:
     acked = asyncio.run(log.send({("attempts", p): ROWS[:1_000] for p in range(12)}))
     assert len(producer.sends) == 12
     assert all(acked[("attempts", p)] == (0, 999) for p in range(12))
+
+
+def test_batches_are_handed_over_closed_so_they_go_with_the_next_request() -> None:
+    """aiokafka lets an open batch linger (`producer_linger_ms`) for records a `send` might add
+    to it; nothing adds to the log's batches, so it closes them and no flush waits the linger
+    out (docs/benchmarks.md: 5.5 ms a send open, 0.4 ms closed, on this machine's broker)."""
+    closed: list[bool] = []
+
+    class Watching(Producer):
+        async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> Any:
+            closed.append(batch.closed())
+            return await super().send_batch(batch, topic, partition=partition)
+
+    _send(Watching({}), 3)
+    assert closed and all(closed)
