@@ -38,7 +38,7 @@ class RefusingProducer:
             rows.append((record["key"], record["value"]))
             return True
 
-        return SimpleNamespace(rows=rows, append=append)
+        return SimpleNamespace(rows=rows, append=append, close=lambda: None)
 
     async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future[Any]:
         self.calls += 1

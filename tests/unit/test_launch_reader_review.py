@@ -117,6 +117,9 @@ class _Builder:
     def size(self) -> int:  # (aiokafka's: what a worker's log cuts its batches by once refused)
         return sum(len(value or b"") for value in self.values)
 
+    def close(self) -> None:  # (the log closes a batch before it hands it over)
+        pass
+
 
 class _Producer:
     """Acknowledges every send, except that a learner command holding `refuse` is refused

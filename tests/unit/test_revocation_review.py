@@ -39,6 +39,9 @@ class _Builder:
     def append(self, **kwargs: Any) -> object:
         return object()
 
+    def close(self) -> None:  # (the log closes a batch before it hands it over)
+        pass
+
 
 class _Producer:
     """Refuses every send until `recovers_at` calls (a leader gone), flipping faust's flow

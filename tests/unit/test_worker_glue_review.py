@@ -118,6 +118,9 @@ class _Builder:
         self.records += 1
         return object()
 
+    def close(self) -> None:  # (the log closes a batch before it hands it over)
+        pass
+
 
 class _Producer:
     """send_batch raises KafkaTimeoutError once, as `MessageAccumulator.add_batch` does when the
