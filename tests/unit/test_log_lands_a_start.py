@@ -126,7 +126,7 @@ def test_at_every_failure_point_each_partition_landed_a_start_then_its_whole_gro
             assert _is_start(landed[: -len(VALUES)]), (failing, partition)
 
 
-def test_groups_of_one_batch_go_side_by_side_in_one_round() -> None:
+def test_groups_of_one_batch_are_sent_once_each_and_acknowledged_whole() -> None:
     producer = Producer({})
     log = KafkaLog(SimpleNamespace(topic=lambda name: name), lambda: producer)  # type: ignore[arg-type]
     acked = asyncio.run(log.send({("attempts", p): ROWS[:1_000] for p in range(12)}))
@@ -147,3 +147,23 @@ def test_batches_are_handed_over_closed_so_they_go_with_the_next_request() -> No
 
     _send(Watching({}), 3)
     assert closed and all(closed)
+
+
+def test_a_record_between_two_batches_is_before_the_acknowledged_first() -> None:
+    """(helper-114) A record of another writer (a deposed owner) that lands between two batches
+    of one group lay inside the (first, last) `KafkaLog.send` acknowledged, and
+    `DurableBatch._follow_lineage` reads only [expected, first): `first` is now the first batch
+    after the last gap, so the lineage reads it."""
+
+    class Interleaved(Producer):
+        async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> Any:
+            if len(self.sends) == 1:  # before the group's second batch
+                self.landed.setdefault(partition, []).append(b"zombie")
+            return await super().send_batch(batch, topic, partition=partition)
+
+    producer = Interleaved({})
+    first, last = _send(producer, 1)[("attempts", 0)]
+    landed = producer.landed[0]
+    assert last == len(landed) - 1
+    # what `_follow_lineage` reads of the partition: [expected, first); the zombie must be in it
+    assert landed.index(b"zombie") < first, first
