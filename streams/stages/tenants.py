@@ -175,10 +175,10 @@ class TenantStage:
         oldest_ms: int | None,
         now: datetime,
     ) -> None:
-        self._take_partials(batch, record.partition, tenant_id, parts)
+        _, partials = self._take_partials(batch, record.partition, tenant_id, parts)
         # also when nothing changed: the replay of a command whose release a crash lost
         self.deletions.release_counted(batch, record.partition, tenant_id)
-        if self.publish(batch, record.partition, tenant_id, now) and oldest_ms:
+        if self.publish(batch, record.partition, tenant_id, now, partials) and oldest_ms:
             batch.on_durable(_observe_latency(oldest_ms))
 
     def on_part_report(
@@ -201,8 +201,9 @@ class TenantStage:
             mark = uncounted_mark(batch, partition, tenant_id, command.partition, since)
             command.report[UNCOUNTED] = mark
         completed = self.deletions.on_part_report(batch, partition, offset, command, now)
-        changed = after is not None and self._take_partials(
-            batch, partition, tenant_id, {str(command.partition): after}
+        changed = (
+            after is not None
+            and self._take_partials(batch, partition, tenant_id, {str(command.partition): after})[0]
         )
         self.deletions.release_counted(batch, partition, tenant_id)
         published = batch.get(keys.TENANT_STATE, partition, keys.published(tenant_id))
@@ -211,9 +212,10 @@ class TenantStage:
 
     def _take_partials(
         self, batch: Batch, partition: int, tenant_id: str, parts: dict[str, Any]
-    ) -> bool:
+    ) -> tuple[bool, dict[str, Any]]:
         """Store the newer of these partial counts (late reports of old owners lose); whether
-        anything changed."""
+        anything changed, and the tenant's partials now (what `stored_partials` would read back:
+        handed to `publish`, it saves a second scan of them, the tenant stage's costliest read)."""
         own, legacy = _read_partials(batch, partition, tenant_id)
         stored = merge_partials(legacy, own) if legacy else own
         merged = merge_partials(stored, parts)
@@ -225,7 +227,7 @@ class TenantStage:
             if own.get(learner_partition) != partial:
                 key = keys.partial(tenant_id, learner_partition)
                 batch.put(keys.TENANT_STATE, partition, key, partial)
-        return merged != stored
+        return merged != stored, merged
 
     async def on_tick(self, batch: Batch, partition: int, now: datetime) -> None:
         """The wall clock moved on: what earlier flushes sent is confirmed, every tenant whose
@@ -382,24 +384,38 @@ class TenantStage:
         batch.note_outputs_from(partition)
         await batch.flush()
 
-    def publish(self, batch: Batch, partition: int, tenant_id: str, now: datetime) -> bool:
-        """Publish what changed in the tenant's windows; fire the thresholds it crossed.
+    def publish(
+        self,
+        batch: Batch,
+        partition: int,
+        tenant_id: str,
+        now: datetime,
+        partials: dict[str, Any] | None = None,
+    ) -> bool:
+        """Publish what changed in the tenant's windows; fire the thresholds it crossed
+        (`partials`: the tenant's stored partials when the caller has just read them).
 
         Whether count records went out."""
         self._touch(partition, tenant_id)
-        changed, current = self._publish(batch, partition, tenant_id, now)
+        changed, current = self._publish(batch, partition, tenant_id, now, partials)
         if current is not None:
             self._settle(batch, partition, tenant_id, current)
         return changed
 
     def _publish(
-        self, batch: Batch, partition: int, tenant_id: str, now: datetime
+        self,
+        batch: Batch,
+        partition: int,
+        tenant_id: str,
+        now: datetime,
+        partials: dict[str, Any] | None = None,
     ) -> tuple[bool, Window | None]:
         """`publish`; and the current window if the publication went all the way (counts and
         thresholds), else None."""
         stored_license = batch.get(keys.TENANT_STATE, partition, keys.tenant_license(tenant_id))
         cut = cut_of(stored_license)
-        partials = stored_partials(batch, partition, tenant_id)
+        if partials is None:
+            partials = stored_partials(batch, partition, tenant_id)
         licensed = stored_license is not None
         if not publication_ready(partials, cut, self.learner_partitions, licensed):
             return False, None  # a re-cut is under way: the last exact records stand

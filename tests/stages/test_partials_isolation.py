@@ -24,10 +24,10 @@ def test_one_tenants_failure_leaves_the_others_counted(monkeypatch: pytest.Monke
     p.settle()
     publish = TenantStage.publish
 
-    def failing(self: TenantStage, batch, partition, tenant_id, now) -> bool:  # type: ignore[no-untyped-def]
+    def failing(self: TenantStage, batch, partition, tenant_id, now, *rest) -> bool:  # type: ignore[no-untyped-def]
         if tenant_id == "globex":
             raise RuntimeError("a bug in globex's publication")
-        return publish(self, batch, partition, tenant_id, now)
+        return publish(self, batch, partition, tenant_id, now, *rest)
 
     monkeypatch.setattr(TenantStage, "publish", failing)
     for tenant in ("acme", "globex", "initech"):

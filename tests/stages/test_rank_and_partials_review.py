@@ -93,11 +93,11 @@ def test_a_tenants_passing_failure_is_tried_again_not_dead_lettered(
     publish = TenantStage.publish
     failures = {"globex": 1}
 
-    def once(self: TenantStage, batch, partition, tenant_id, now) -> bool:  # type: ignore[no-untyped-def]
+    def once(self: TenantStage, batch, partition, tenant_id, now, *rest) -> bool:  # type: ignore[no-untyped-def]
         if failures.get(tenant_id):
             failures[tenant_id] -= 1
             raise OSError("a local read failed once")
-        return publish(self, batch, partition, tenant_id, now)
+        return publish(self, batch, partition, tenant_id, now, *rest)
 
     monkeypatch.setattr(TenantStage, "publish", once)
     for tenant in ("acme", "globex"):
