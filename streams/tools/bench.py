@@ -85,6 +85,9 @@ class BenchResult:
     deletion_exact: bool | None = None
     deletion_launched: int = 0  # the attempts the deletion must remove, counted by the bench
     latencies_s: list[float] = field(default_factory=list)
+    # each probe's first hop: its send to its attempt record (the learner stage's flush); the
+    # rest of its latency is the partial report's wait and the tenant stage
+    latency_to_attempt_s: list[float] = field(default_factory=list)
     latency_rate: int = 0
     report_learners: int = 0
     report_count_s: float = 0.0  # from the worker's start to its count equal to the learners
@@ -401,7 +404,9 @@ def run_bench(
         worker = bench_worker(fresh, "latency")
         try:
             worker.wait_ready()
-            result.latencies_s = asyncio.run(measure_latency(fresh, latency_rate, latency_s, now))
+            result.latencies_s, result.latency_to_attempt_s = asyncio.run(
+                measure_latency(fresh, latency_rate, latency_s, now)
+            )
             result.latency_rate = latency_rate
         finally:
             worker.stop()
@@ -584,14 +589,21 @@ def first_receipts(records: Iterable[Any], request_ids: set[str]) -> dict[str, t
 
 async def measure_latency(
     settings: Settings, rate: int, seconds: float, now: datetime
-) -> list[float]:
+) -> tuple[list[float], list[float]]:
     """Send `rate` launches/s for `seconds`, with a probe launch every 0.1 s: each the first
-    launch of a new tenant. A probe's latency: its send to the first count record of its tenant."""
+    launch of a new tenant. A probe's latency: its send to the first count record of its tenant.
+
+    Also each probe's first hop: its send to the timestamp of its attempt record, which the
+    learner stage's flush gives it (the launch reader's batch, the command's hop, the learner
+    stage's group and its write). Its count follows once the partition's next partial report
+    reached the tenant stage and the tenant stage's flush was durable."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     producer = AIOKafkaProducer(**settings.aiokafka(), linger_ms=5)
+    counts_topic = settings.topic(topics.ACTIVE_LEARNER_COUNTS)
     consumer = AIOKafkaConsumer(
-        settings.topic(topics.ACTIVE_LEARNER_COUNTS),
+        counts_topic,
+        settings.topic(topics.ATTEMPTS),
         **settings.aiokafka(),
         auto_offset_reset="latest",
         group_id=None,
@@ -600,6 +612,7 @@ async def measure_latency(
     await consumer.start()
     sent_at: dict[str, float] = {}
     latencies: dict[str, float] = {}
+    attempt_at: dict[str, float] = {}  # probe -> its attempt record's timestamp
     topic = settings.topic(topics.LAUNCHES)
     rng = random.Random(5)
 
@@ -610,9 +623,12 @@ async def measure_latency(
     async def receive() -> None:
         while True:
             batches = await consumer.getmany(timeout_ms=200)
-            for records in batches.values():
+            for tp, records in batches.items():
                 for record in records:
-                    note_probe(record.value, time.time(), sent_at, latencies)
+                    if tp.topic == counts_topic:
+                        note_probe(record.value, time.time(), sent_at, latencies)
+                    else:
+                        note_attempt(record.key, record.timestamp, sent_at, attempt_at)
 
     receiver = asyncio.ensure_future(receive())
     try:
@@ -644,7 +660,19 @@ async def measure_latency(
         await producer.stop()
         await consumer.stop()
     # in the order the probes were sent; a probe never counted is infinitely late
-    return [latencies.get(probe, float("inf")) for probe in sent_at]
+    return (
+        [latencies.get(probe, float("inf")) for probe in sent_at],
+        [attempt_at.get(probe, float("inf")) - sent for probe, sent in sent_at.items()],
+    )
+
+
+def note_attempt(
+    key: bytes | None, timestamp_ms: int, sent_at: dict[str, float], attempt_at: dict[str, float]
+) -> None:
+    """Note when a probe's attempt record was written (its key: tenant/learner/attempt)."""
+    tenant = (key or b"").split(b"/", 1)[0].decode(errors="replace")
+    if tenant in sent_at and tenant not in attempt_at:
+        attempt_at[tenant] = timestamp_ms / 1000
 
 
 def note_probe(
@@ -1229,11 +1257,34 @@ def report(result: BenchResult) -> str:
             + (f", {lost} never counted" if lost else "")
             + ")"
         )
+    if result.latency_to_attempt_s:
+        lines.append(latency_hops_line(result.latencies_s, result.latency_to_attempt_s))
     if result.report_learners:
         lines.append(report_line(result))
     if result.tenants_phase is not None:
         lines.append(result.tenants_phase.line())
     return "\n".join(lines)
+
+
+def latency_hops_line(latencies_s: list[float], to_attempt_s: list[float]) -> str:
+    """Where the probes' latency went: their send to their attempt record (the launch reader,
+    the command's hop and the learner stage), and from there to the count record (the wait for
+    the partition's partial report, and the tenant stage). Per probe, so the two hops' p99 need
+    not add up to the whole's."""
+    pairs = [
+        (first, whole - first)
+        for whole, first in zip(latencies_s, to_attempt_s, strict=True)
+        if math.isfinite(whole) and math.isfinite(first)
+    ]
+    if not pairs:
+        return "latency by hop: no probe's attempt record was seen"
+    firsts, rests = [first for first, _ in pairs], [rest for _, rest in pairs]
+    return (
+        f"latency by hop: launch -> attempt record p50 {percentile(firsts, 50):.2f} s, "
+        f"p99 {percentile(firsts, 99):.2f} s; attempt record -> count record (the partial "
+        f"report's wait, the tenant stage) p50 {percentile(rests, 50):.2f} s, "
+        f"p99 {percentile(rests, 99):.2f} s ({len(pairs)} probes)"
+    )
 
 
 def report_line(result: BenchResult) -> str:
