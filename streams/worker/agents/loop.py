@@ -35,7 +35,8 @@ MAX_EVENTS = 64
 # came or not: a command waits for the next hand-over, and an idle agent wakes up that often.
 # 20 ms against the former 50: p50 / p99 launch -> count at 10,000 launches/s 0.62-0.66 /
 # 1.05-1.12 s against 0.77 / 1.23-1.24 s, the same CPU under load and the same throughput, a
-# worker at rest 4.5 % of a core against 2.8 % (docs/benchmarks.md, the session of 2026-12-06 from 19:06)
+# worker at rest 4.5 % of a core against 2.8 % (docs/benchmarks.md, the session of 2026-12-06
+# from 19:06)
 WITHIN_S = 0.02
 
 
