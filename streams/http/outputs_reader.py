@@ -32,6 +32,12 @@ def counts_changed() -> None:
         model.on_counts.refresh()
 
 
+def flush_gauges() -> None:
+    """The gauges of tenants whose counts changed since the last call set (before a scrape)."""
+    if isinstance(model.on_counts, TenantGauges):
+        model.on_counts.flush()
+
+
 LAG_INTERVAL_S = 15.0
 # which consumer group reads which input topic (faust's group is the app id)
 INPUT_GROUPS = {

@@ -17,7 +17,7 @@ from streams.http import (  # noqa: F401  (register the API, the reports and the
     pages,
     report_views,
 )
-from streams.http.outputs_reader import model
+from streams.http.outputs_reader import flush_gauges, model
 from streams.http.views import guard, refused_secret, tokens
 from streams.stages import keys
 from streams.worker import malformed_http
@@ -58,6 +58,7 @@ class Metrics(View):
                 status=401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        flush_gauges()  # (the tenants' gauges are set when asked for: streams/http/gauges.py)
         return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
