@@ -9,8 +9,18 @@ record per dirty tenant, so a shorter interval trades CPU for fresher counts:
 little CPU to spare: docs/benchmarks.md, "Partial counts paced by the backlog").
 
 In a backlog a launch waits for the backlog anyway, and the extra sends only slow its end: the
-interval is then at least BEHIND_S. A backlog is a full last group of one of the readers (the
-launch reader's batch of launches, the learner stage's group of commands): more were waiting.
+next send is then at least BEHIND_S after the last one finished. A backlog is a full last group
+of one of the readers (the launch reader's batch of launches, the learner stage's group of
+commands): more were waiting.
+
+While the worker keeps up the sends keep to a grid of the interval: the timer asks every
+`tick_s` (a tenth of the interval), and a send is due at its slot, not an interval after the
+previous send finished. Asked once an interval, a timer whose body awaits the flush (faust's
+timers sleep the interval after the body returned) sent every 0.53 s on median and up to
+0.70 s at 10,000 launches/s, so a launch waited up to 0.7 s for its report, not 0.5 s
+(docs/benchmarks.md, "Reports on time"). A send late by half an interval or more (nothing was
+dirty at its slot, the loop was busy) starts a new grid: nothing goes out in a burst, and the
+first change after a quiet spell goes at the next tick.
 
 Pure bookkeeping: the caller gives the times (`time.monotonic()`), so tests need no clock.
 """
@@ -20,12 +30,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 BEHIND_S = 0.5
+TICKS_PER_INTERVAL = 10
+MIN_TICK_S = 0.01
 
 
 @dataclass
 class PartialsPace:
     keeping_up_s: float = 0.5
-    last_sent: float | None = None
+    last_sent: float | None = None  # the slot of the last send (its time, off the grid)
     full: dict[str, bool] = field(default_factory=dict)  # reader -> its last group was full
 
     @property
@@ -35,11 +47,15 @@ class PartialsPace:
     @property
     def tick_s(self) -> float:
         """How often the caller asks `due`."""
-        return self.keeping_up_s
+        return max(MIN_TICK_S, self.keeping_up_s / TICKS_PER_INTERVAL)
 
     @property
     def behind(self) -> bool:
         return any(self.full.values())
+
+    @property
+    def interval_s(self) -> float:
+        return self.behind_s if self.behind else self.keeping_up_s
 
     def took(self, reader: str, events: int, max_events: int) -> None:
         """`reader` took a group of `events`, at most `max_events`: a full one means a backlog."""
@@ -47,11 +63,22 @@ class PartialsPace:
 
     def due(self, now: float) -> bool:
         """Whether the partials go now. A tick comes about every `tick_s`, a little late or
-        early, so a send is due a quarter of a tick before its interval is over."""
+        early, so a send is due a quarter of a tick before its slot."""
         if self.last_sent is None:
             return True
-        interval = self.behind_s if self.behind else self.keeping_up_s
-        return now - self.last_sent >= interval - self.tick_s / 4
+        return now - self.last_sent >= self.interval_s - self.tick_s / 4
 
     def sent(self, now: float) -> None:
-        self.last_sent = now
+        """Partials were taken to be sent at `now`: the next slot is an interval after this
+        one's (on the grid), or after `now` when this send was late by half an interval."""
+        if self.last_sent is None:
+            self.last_sent = now
+            return
+        slot = self.last_sent + self.interval_s
+        self.last_sent = slot if now - slot < self.interval_s / 2 else now
+
+    def finished(self, now: float) -> None:
+        """The send taken last finished at `now` (Kafka acknowledged it): in a backlog the next
+        one waits BEHIND_S from here, as an interval timer did."""
+        if self.behind and self.last_sent is not None:
+            self.last_sent = max(self.last_sent, now)
