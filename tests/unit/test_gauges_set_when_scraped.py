@@ -7,24 +7,14 @@ by default); setting four Prometheus series for each took 3-4 % of the worker's 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, tzinfo
-
 import pytest
 from prometheus_client import REGISTRY
 
-from streams.http import gauges, outputs_reader
-from streams.http.gauges import TenantGauges, tenant_counts_changed
+from streams.http import outputs_reader
+from streams.http.gauges import TenantGauges
 from streams.http.read_model import ReadModel
 from tests.unit.test_api import count
-
-NOW = datetime(2026, 6, 15, 12, tzinfo=UTC)
-START, END = "2026-01-01", "2027-01-01"
-
-
-class _Pinned(datetime):
-    @classmethod
-    def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
-        return NOW.astimezone(tz)
+from tests.unit.test_unbounded_gauges_review import END, START, _caught_up
 
 
 def _active(tenant: str) -> float | None:
@@ -33,12 +23,8 @@ def _active(tenant: str) -> float | None:
 
 @pytest.fixture
 def model(monkeypatch: pytest.MonkeyPatch) -> ReadModel:
-    monkeypatch.setattr(gauges, "datetime", _Pinned)
-    model = ReadModel()
-    model.on_counts = tenant_counts_changed(model)
-    model.caught_up.set()
-    monkeypatch.setattr(outputs_reader, "model", model)
-    return model
+    """A read model that caught up, feeding the gauges, their clock in the counts' window."""
+    return _caught_up(monkeypatch)
 
 
 def _read(model: ReadModel, tenant: str, active: int) -> None:
