@@ -63,8 +63,9 @@ class TenantGauges:
         for tenant_id in sorted(noted):
             try:
                 self._set(tenant_id)
-            except (ValueError, KeyError, TypeError) as exc:
+            except Exception as exc:  # a record not the service's: none of its fields trusted
                 log.warning("read model: no gauges of %r (%s)", tenant_id, type(exc).__name__)
+                self._remove(tenant_id)  # (a series `_update` began)
 
     def _set(self, tenant_id: str) -> None:
         licensed = self.model.license_of(tenant_id) is not None
@@ -122,14 +123,16 @@ class TenantGauges:
                 licensed = self.model.license_of(tenant_id) is not None
                 summary = tenant_summary(self.model, tenant_id, datetime.now(UTC))
                 if not licensed:
-                    active += summary["active_learners"]
-                    total += summary["total_learners"]
+                    more = active + summary["active_learners"], total + summary["total_learners"]
+                    float(more[0]), float(more[1])  # (a gauge's float: an int past it raises)
+                    active, total = more
                 if self._own(tenant_id, licensed):
                     self._update(tenant_id, summary)
                 else:
                     self._remove(tenant_id)
-            except (ValueError, KeyError, TypeError) as exc:
+            except Exception as exc:  # a record not the service's: none of its fields trusted
                 log.warning("read model: no gauges of %r (%s)", tenant_id, type(exc).__name__)
+                self._remove(tenant_id)  # (a series `_update` began)
         metrics.unlicensed_tenants.set(len(unlicensed))
         metrics.unlicensed_active.set(active)
         metrics.unlicensed_total.set(total)

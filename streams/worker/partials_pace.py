@@ -20,7 +20,8 @@ timers sleep the interval after the body returned) sent every 0.53 s on median a
 0.70 s at 10,000 launches/s, so a launch waited up to 0.7 s for its report, not 0.5 s
 (docs/benchmarks.md, "Reports on time"). A send late by half an interval or more (nothing was
 dirty at its slot, the loop was busy) starts a new grid: nothing goes out in a burst, and the
-first change after a quiet spell goes at the next tick.
+first change after a quiet spell goes at the next tick. On the grid the interval is the reports'
+average spacing: one that follows a late one may come sooner (by up to about half an interval).
 
 Pure bookkeeping: the caller gives the times (`time.monotonic()`), so tests need no clock.
 """

@@ -77,3 +77,26 @@ def test_a_tenant_whose_record_is_not_the_services_is_skipped_by_the_flush(
     outputs_reader.flush_gauges()
     assert _active("scrape-good") == 5
     assert _active("scrape-foreign") is None
+
+
+def test_a_count_past_what_a_gauge_holds_is_skipped_by_the_flush_and_the_refresh(
+    model: ReadModel,
+) -> None:
+    """A record on the count topic that is not the service's, with a number no float holds:
+    setting its gauge raised OverflowError, which /metrics answered with a 500 (and dropped the
+    tenants noted after it), and the 15 s refresh, out of its timer, crashed the worker at every
+    start (helper-115). It is skipped with a warning; the other tenants' gauges and the
+    unlicensed sums are set."""
+    record = count("scrape-huge", START, END, 5, 40, months=12).replace(
+        b'"active_learners": 5', b'"active_learners": 1' + b"0" * 400
+    )
+    assert b"0" * 400 in record
+    model.apply_count(f"scrape-huge/{START}".encode(), record)
+    _read(model, "scrape-fine", 6)
+    outputs_reader.flush_gauges()
+    assert _active("scrape-fine") == 6
+    assert _active("scrape-huge") is None
+    _read(model, "scrape-fine", 7)
+    outputs_reader.counts_changed()  # the refresh of every 15 s
+    assert _active("scrape-fine") == 7
+    assert REGISTRY.get_sample_value("active_learners_unlicensed_active") == 7

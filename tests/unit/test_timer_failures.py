@@ -156,6 +156,32 @@ def test_partial_counts_that_could_not_be_made_stay_due(
     assert _published(partials.sent)["acme"]["1"]["oldest_ms"] == 1_000
 
 
+def test_a_flush_that_failed_before_it_took_any_waits_for_the_next_slot(
+    partials: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reports are asked for every tenth of the interval: a flush that failed before it
+    took any report was tried again at every tick, 20 failures a second in the metric instead
+    of two (helper-115). It waits for the next slot, as under the interval timer."""
+    from streams.stages import learners as learner_stage
+
+    chunks = learner_stage.chunks_by_size
+
+    def fails_once(*args: Any) -> Any:
+        monkeypatch.setattr(learner_stage, "chunks_by_size", chunks)
+        raise AssertionError("a partial count too large")
+
+    monkeypatch.setattr(learner_stage, "chunks_by_size", fails_once)
+    before = _failures("partials")
+    _run(learners.flush_partial_counts)
+    partials.clock.now += 0.05  # the next tick
+    _run(learners.flush_partial_counts)
+    assert partials.sent == []
+    assert _failures("partials") == before + 1
+    partials.clock.now += 0.45  # the next slot
+    _run(learners.flush_partial_counts)
+    assert _published(partials.sent)["acme"]["1"]["oldest_ms"] == 1_000
+
+
 def test_a_failing_timer_is_logged_once_a_streak_and_counted_every_time(
     partials: SimpleNamespace, caplog: pytest.LogCaptureFixture
 ) -> None:

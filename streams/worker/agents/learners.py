@@ -130,6 +130,8 @@ async def partial_counts() -> None:
     outlasts a tick."""
     while not app.should_stop:
         await app.sleep(partials_pace.tick_s)
+        if app.should_stop:
+            break  # (the sleep ends when the app stops: no report while its parts stop)
         await flush_partial_counts()
 
 
@@ -138,14 +140,25 @@ async def flush_partial_counts() -> None:
     now = time.monotonic()
     if not partials_pace.due(now):
         return
+    taken = False
+
+    def on_taken() -> None:
+        nonlocal taken
+        taken = True
+        partials_pace.sent(now)
+
     try:
         # (taken from the counters as sent: after a failure, the next interval sends them
         # again, `survives`)
-        sent = await send_partials(stage, new_batch, on_taken=lambda: partials_pace.sent(now))
+        sent = await send_partials(stage, new_batch, on_taken=on_taken)
     except Fenced as exc:
         # a rebalance while the flush waited for Kafka: the next owner's timer sends it again
         log.warning("%s: %s", "flush_partial_counts", exc)
         return
+    except Exception:
+        if not taken:  # failed before it took any: tried again at the next slot, not tick
+            partials_pace.sent(now)
+        raise
     if sent:
         partials_pace.finished(time.monotonic())
     metrics.partials_total.inc(sent)

@@ -28,7 +28,7 @@ Timer = Callable[[], Awaitable[None]]
 
 def survives(name: str) -> Callable[[Timer], Timer]:
     """The timer `name`, whose failures are counted and logged once per streak (decorate it
-    below `@app.timer`)."""
+    below `@app.timer`, or call it from a loop of its own)."""
 
     def decorate(timer: Timer) -> Timer:
         failed = 0  # failures in a row
