@@ -38,7 +38,7 @@ MIN_TICK_S = 0.01
 @dataclass
 class PartialsPace:
     keeping_up_s: float = 0.5
-    last_sent: float | None = None  # the slot of the last send (its time, off the grid)
+    slot: float | None = None  # the last send's slot on the grid (its time, off the grid)
     full: dict[str, bool] = field(default_factory=dict)  # reader -> its last group was full
 
     @property
@@ -65,21 +65,21 @@ class PartialsPace:
     def due(self, now: float) -> bool:
         """Whether the partials go now. A tick comes about every `tick_s`, a little late or
         early, so a send is due a quarter of a tick before its slot."""
-        if self.last_sent is None:
+        if self.slot is None:
             return True
-        return now - self.last_sent >= self.interval_s - self.tick_s / 4
+        return now - self.slot >= self.interval_s - self.tick_s / 4
 
     def sent(self, now: float) -> None:
         """Partials were taken to be sent at `now`: the next slot is an interval after this
         one's (on the grid), or after `now` when this send was late by half an interval."""
-        if self.last_sent is None:
-            self.last_sent = now
+        if self.slot is None:
+            self.slot = now
             return
-        slot = self.last_sent + self.interval_s
-        self.last_sent = slot if now - slot < self.interval_s / 2 else now
+        following = self.slot + self.interval_s
+        self.slot = following if now - following < self.interval_s / 2 else now
 
     def finished(self, now: float) -> None:
         """The send taken last finished at `now` (Kafka acknowledged it): in a backlog the next
         one waits BEHIND_S from here, as an interval timer did."""
-        if self.behind and self.last_sent is not None:
-            self.last_sent = max(self.last_sent, now)
+        if self.behind and self.slot is not None:
+            self.slot = max(self.slot, now)
