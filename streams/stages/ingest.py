@@ -20,7 +20,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import ModuleType
 from typing import Any, Protocol
+
+import orjson
 
 from schemas import topics
 from schemas.deletions import DeletionRequest as DeletionRequestModel
@@ -46,6 +49,12 @@ from streams.domain.tracking import is_tracked
 from streams.stages import commands, metrics
 from streams.stages.store import Batch, chunks_by_size, json_size
 
+_router: ModuleType | None
+try:  # the launch reader's hot path in C (streams/stages/_router.c): built where a compiler is
+    from streams.stages import _router
+except ImportError:  # pragma: no cover (a build without a C compiler: the same rules in Python)
+    _router = None
+
 # A launch's raw text rides inside its learner command only up to this size; a larger one is
 # referenced by position (the learner stage reads it back for a dead letter), so commands stay
 # far below Kafka's 1 MiB limit.
@@ -57,6 +66,9 @@ GROUP_ROWS_PER_COMMAND = 2_000
 # 256 characters take up to 1 kB each): larger ones cannot be stored whole.
 GROUP_ROW_MAX_BYTES = 900_000
 FUTURE_TOLERANCE_S = FUTURE_TOLERANCE.total_seconds()
+# Whether `route_launches_encoded` lets the C router read the launches it can (the simulator
+# draws it per seed, so that both paths run under its faults).
+NATIVE_ROUTER = _router is not None
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +186,62 @@ def route_launches(records: Iterable[InputRecord], partitions: int) -> RoutedLau
     return routed
 
 
+@dataclass
+class EncodedLaunches:
+    """`RoutedLaunches` with its commands encoded: (learner partition, command) each."""
+
+    commands: list[tuple[int, bytes]]
+    dead_letters: list[DeadLetter]
+    outcomes: Counter[str]
+    failed: int = 0
+
+    @classmethod
+    def of(cls, routed: RoutedLaunches, topic: str) -> EncodedLaunches:
+        encoded = [
+            (partition, commands.encode(commands.Attempts(topic, rows)))
+            for partition, rows in routed.commands()
+        ]
+        return cls(encoded, routed.dead_letters, routed.outcomes, routed.failed)
+
+
+_ATTEMPTS_END = b'],"kind":"attempts"}'  # an `Attempts` command as commands.encode writes it
+
+
+def route_launches_encoded(
+    records: Sequence[InputRecord], partitions: int, topic: str
+) -> EncodedLaunches:
+    """`route_launches`, its commands encoded (`topic`: the launches topic's real name).
+
+    With the C router, the launches in their plainest form never become Python objects: it
+    writes their rows into the commands itself, and hands every other record to
+    `route_launches`, in order, whose rows it puts in their place. The commands are the same
+    bytes either way (tests/unit/test_native_router.py)."""
+    if _router is None or not NATIVE_ROUTER:
+        return EncodedLaunches.of(route_launches(records, partitions), topic)
+    dead_letters: list[DeadLetter] = []
+    outcomes: Counter[str] = Counter()
+
+    def slow(record: InputRecord) -> list[tuple[int, bytes, int]]:
+        alone = route_launches([record], partitions)
+        dead_letters.extend(alone.dead_letters)
+        outcomes.update(alone.outcomes)
+        return [
+            (partition, orjson.dumps(row), _row_size(row))
+            for partition, rows in alone.rows.items()
+            for row in rows
+        ]
+
+    start = b'{"topic":' + orjson.dumps(topic) + b',"attempts":['
+    encoded, tracked, untracked = _router.route(
+        records, partitions, RAW_INLINE_MAX, COMMAND_MAX_BYTES, start, _ATTEMPTS_END, slow
+    )
+    if tracked:
+        outcomes["tracked"] += tracked
+    if untracked:
+        outcomes["untracked"] += untracked
+    return EncodedLaunches(encoded, dead_letters, outcomes)
+
+
 def _route_one_at_a_time(records: Sequence[InputRecord], partitions: int) -> RoutedLaunches:
     routed = RoutedLaunches()
     for record in records:
@@ -222,17 +290,18 @@ class IngestStage:
     # -- launches -------------------------------------------------------------------------------
     def route_launches(self, batch: Batch, records: Sequence[InputRecord]) -> Counter[str]:
         """One `Attempts` command per learner partition, and the dead letters."""
+        launches_topic = records[0].topic if records else self.topic_name(topics.LAUNCHES)
         try:
-            routed = route_launches(records, self.partitions)
+            routed = route_launches_encoded(records, self.partitions, launches_topic)
         except Exception:
             # (a bug: routing is pure, so a failure is the same every time) the launch reader
             # would read the batch again for good; one launch at a time, only the launch that
             # fails is dead-lettered, with the error
             log.exception("ingest: routing %d launches failed; one at a time", len(records))
-            routed = _route_one_at_a_time(records, self.partitions)
-        launches_topic = records[0].topic if records else self.topic_name(topics.LAUNCHES)
-        for partition, rows in routed.commands():
-            command = commands.encode(commands.Attempts(launches_topic, rows))
+            routed = EncodedLaunches.of(
+                _route_one_at_a_time(records, self.partitions), launches_topic
+            )
+        for partition, command in routed.commands:
             batch.emit(topics.LEARNER_COMMANDS, b"attempts", command, partition)
         for letter in routed.dead_letters:
             self.dead_letter(batch, letter.record, letter.rejected)

@@ -119,6 +119,9 @@ def test_a_launch_that_routing_fails_on_is_dead_lettered_alone(
         return real(raw)
 
     monkeypatch.setattr(ingest, "fast_launch", fast_launch)
+    # the Python rules fail here: the C router, which reads these launches itself, stays out
+    # (its own failure: the test below)
+    monkeypatch.setattr(ingest, "NATIVE_ROUTER", False)
     p = Pipeline(partitions=2)
     _produce_one_command(p)
     p.settle()
@@ -127,3 +130,29 @@ def test_a_launch_that_routing_fails_on_is_dead_lettered_alone(
     assert "could not route this launch (RuntimeError: cannot route it)" in letter["detail"]
     assert p.active("acme", "2026-01-01") == 2
     assert p.active("globex", "2026-01-01") == 2
+
+
+class _BrokenRouter:
+    calls = 0
+
+    @classmethod
+    def route(cls, *args: Any) -> Any:
+        cls.calls += 1
+        raise MemoryError("the C router failed")
+
+
+def test_a_failing_c_router_leaves_the_fetch_to_the_rules_in_python(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever fails in the C router (a bug, memory) fails the fetch's routing as a bug in
+    the Python rules would: the fetch is routed again one launch at a time, in Python, and
+    every launch counts."""
+    monkeypatch.setattr(ingest, "_router", _BrokenRouter)
+    monkeypatch.setattr(ingest, "NATIVE_ROUTER", True)
+    p = Pipeline(partitions=2)
+    _produce_one_command(p)
+    p.settle()
+    assert _BrokenRouter.calls >= 1
+    assert p.dead_letters() == []
+    assert p.active("acme", "2026-01-01") == 2
+    assert p.active("globex", "2026-01-01") == 3

@@ -785,6 +785,7 @@ def run(schedule: Schedule) -> Result:
         settings += _order_bounds(seed)
     if RECORD_LIMIT:
         settings += _record_limit_cuts(seed)
+    settings += _router_choice(seed)
     with _patched(settings):
         return _run(schedule)
 
@@ -827,6 +828,17 @@ def _record_limit_cuts(seed: int) -> list[Setting]:
         (learner_deletions, "MEMBERS_CHUNK_BYTES"),
     ]
     return [(module, name, min(limit // 4, getattr(module, name))) for module, name in cuts]
+
+
+def _router_choice(seed: int) -> list[Setting]:
+    """Which router reads the launches in this run, drawn from a stream of its own: the C
+    router (streams/stages/_router.c) in three seeds of four, as a worker runs, the rules in
+    Python in the fourth. The two write the same commands byte for byte, so a seed's schedule
+    is the same under either; the draw only makes both run under the simulator's faults."""
+    if ingest._router is None:
+        return []
+    native = random.Random(f"router/{seed}").random() < 0.75
+    return [(ingest, "NATIVE_ROUTER", native)]
 
 
 def _tally_layout(seed: int) -> list[Setting]:
