@@ -17,7 +17,7 @@ help: ## list the targets
 
 install: $(STAMP) ## create .venv and install the project with dev extras (idempotent)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py streams/stages/_router.c
 	@[ -n "$(PYTHON)" ] && command -v $(PYTHON) >/dev/null || { echo "install: no Python >= 3.11 found (set PYTHON=/path/to/python3.x)"; exit 1; }
 	@echo "install: $$($(PYTHON) --version) into $(VENV)"
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
