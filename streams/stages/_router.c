@@ -362,7 +362,8 @@ static PyObject *S_value, *S_partition, *S_offset, *S_timestamp;
 static int long_attr(PyObject *record, PyObject *name, long long *out) {
     PyObject *v = PyObject_GetAttr(record, name);
     if (!v) return -1;
-    int ok = PyLong_Check(v);
+    /* exactly an int: a bool (or any subclass) is Python's call, which orjson writes its way */
+    int ok = PyLong_CheckExact(v);
     if (ok) {
         int overflow = 0;
         *out = PyLong_AsLongLongAndOverflow(v, &overflow);
@@ -417,7 +418,8 @@ static int route_one(Routing *routing, PyObject *record, Py_ssize_t raw_inline_m
     long long timestamp, source_partition, offset;
     int got = long_attr(record, S_timestamp, &timestamp);
     if (got <= 0) { result = got; goto done; }
-    /* the future check is Python's within 2 ms of its limit (it compares floats) */
+    /* the future check is Python's within 2 ms of its limit, and past it (the float
+     * comparison that decides whether to check is Python's) */
     if (timestamp < -((long long)1 << 50) || timestamp > ((long long)1 << 50) ||
         utc_us > (timestamp + 3600000 - 2) * 1000)
         goto done;
@@ -519,7 +521,7 @@ static int commands_of(Rows *r, int partition, Py_ssize_t limit, const char *pre
     Py_ssize_t first = 0;
     while (first < r->rows) {
         Py_ssize_t last = first, size = r->sizes[first];
-        while (last + 1 < r->rows && size + r->sizes[last + 1] <= limit) size += r->sizes[++last];
+        while (last + 1 < r->rows && r->sizes[last + 1] <= limit - size) size += r->sizes[++last];
         Py_ssize_t start = first ? r->ends[first - 1] : 0, end = r->ends[last];
         Py_ssize_t commas = last - first;
         PyObject *command =
@@ -578,7 +580,9 @@ static PyObject *route(PyObject *module, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "partitions must be at least 1");
         return NULL;
     }
-    PyObject *seq = PySequence_Fast(records, "records must be a sequence");
+    /* a tuple of its own: it holds every record while Python code runs (attribute getters,
+     * `slow`), whatever that code does to `records` */
+    PyObject *seq = PySequence_Tuple(records);
     if (!seq) return NULL;
     Routing routing = {NULL, partitions, NULL, 0};
     routing.parts = PyMem_Calloc(partitions, sizeof(Rows));
@@ -589,9 +593,9 @@ static PyObject *route(PyObject *module, PyObject *args) {
         PyErr_NoMemory();
         goto fail;
     }
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t count = PyTuple_GET_SIZE(seq);
     for (Py_ssize_t k = 0; k < count; k++) {
-        PyObject *record = PySequence_Fast_GET_ITEM(seq, k);
+        PyObject *record = PyTuple_GET_ITEM(seq, k);
         int routed = route_one(&routing, record, raw_inline_max, &tracked, &untracked);
         if (routed < 0) goto fail;
         if (routed == 0) {

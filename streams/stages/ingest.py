@@ -205,6 +205,9 @@ class EncodedLaunches:
 
 
 _ATTEMPTS_END = b'],"kind":"attempts"}'  # an `Attempts` command as commands.encode writes it
+# The C router keeps a slot per partition for each call: beyond this many, the Python rules
+_ROUTER_MAX_PARTITIONS = 65_536
+_SIZE_MAX = 1 << 62  # the sizes it is given, in its integers
 
 
 def route_launches_encoded(
@@ -216,7 +219,7 @@ def route_launches_encoded(
     writes their rows into the commands itself, and hands every other record to
     `route_launches`, in order, whose rows it puts in their place. The commands are the same
     bytes either way (tests/unit/test_native_router.py)."""
-    if _router is None or not NATIVE_ROUTER:
+    if _router is None or not NATIVE_ROUTER or not 1 <= partitions <= _ROUTER_MAX_PARTITIONS:
         return EncodedLaunches.of(route_launches(records, partitions), topic)
     dead_letters: list[DeadLetter] = []
     outcomes: Counter[str] = Counter()
@@ -232,8 +235,15 @@ def route_launches_encoded(
         ]
 
     start = b'{"topic":' + orjson.dumps(topic) + b',"attempts":['
+    inline_max = max(-1, min(RAW_INLINE_MAX, _SIZE_MAX))
     encoded, tracked, untracked = _router.route(
-        records, partitions, RAW_INLINE_MAX, COMMAND_MAX_BYTES, start, _ATTEMPTS_END, slow
+        records,
+        partitions,
+        inline_max,
+        min(COMMAND_MAX_BYTES, _SIZE_MAX),
+        start,
+        _ATTEMPTS_END,
+        slow,
     )
     if tracked:
         outcomes["tracked"] += tracked

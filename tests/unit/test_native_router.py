@@ -187,3 +187,52 @@ def test_a_failing_slow_path_fails_the_whole_batch(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(ingest, "route_launches", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         in_c([Record(raw_of()), Record(b"not json")], 12)
+
+
+def test_fields_that_are_not_plain_ints_are_pythons_call() -> None:
+    """helper-116: a bool is an int to C's `PyLong_Check`, and was written 1/0 where orjson
+    writes true/false."""
+    raw = raw_of()
+    records = [
+        Record(raw, partition=True),  # type: ignore[arg-type]
+        Record(raw, offset=False),  # type: ignore[arg-type]
+        Record(raw_of(launched_at="1969-12-31T23:00:00Z"), timestamp=True),  # type: ignore[arg-type]
+    ]
+    for record in records:
+        assert_same([record], 3)
+
+
+class _Clearing:
+    """A record whose value, when read, empties the list it came in (helper-116: the C router
+    kept borrowed references to the list's items while Python code ran)."""
+
+    def __init__(self, records: list[object]) -> None:
+        self.records = records
+        self.topic, self.key, self.partition, self.offset, self.timestamp = (
+            TOPIC,
+            None,
+            0,
+            0,
+            NOW_MS,
+        )
+
+    @property
+    def value(self) -> bytes:
+        self.records.clear()
+        return raw_of()
+
+
+def test_records_changed_while_they_are_routed_stay_alive() -> None:
+    records: list[object] = []
+    records += [_Clearing(records), Record(raw_of(attempt_id="b")), Record(raw_of(attempt_id="c"))]
+    routed = in_c(records, 2)  # type: ignore[arg-type]
+    assert routed.outcomes["tracked"] == 3
+
+
+def test_partitions_past_the_c_routers_bound_take_the_python_rules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records = dataset(50)
+    many = ingest._ROUTER_MAX_PARTITIONS + 1
+    assert slow_calls(records, many, monkeypatch) == 1  # the whole batch, once, in Python
+    assert in_c(records, many).commands == in_python(records, many).commands
