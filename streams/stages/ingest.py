@@ -252,6 +252,20 @@ def route_launches_encoded(
     return EncodedLaunches(encoded, dead_letters, outcomes)
 
 
+def router_in_use() -> tuple[int, str]:
+    """What routes the launches in this install, as a log level and line (the worker logs it at
+    start: an install built without a C compiler runs the Python rules alone, slower)."""
+    if _router is not None and NATIVE_ROUTER:
+        return (
+            logging.INFO,
+            "launches: the C router reads the plainest ones (streams/stages/_router.c)",
+        )
+    return logging.WARNING, (
+        "launches: no C router in this install (no C compiler when it was built, or turned "
+        "off): the Python rules route every launch, about a fifth slower"
+    )
+
+
 def _route_one_at_a_time(records: Sequence[InputRecord], partitions: int) -> RoutedLaunches:
     routed = RoutedLaunches()
     for record in records:

@@ -5,6 +5,7 @@ the future check's limit, and the sizes the simulator draws."""
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -236,3 +237,11 @@ def test_partitions_past_the_c_routers_bound_take_the_python_rules(
     many = ingest._ROUTER_MAX_PARTITIONS + 1
     assert slow_calls(records, many, monkeypatch) == 1  # the whole batch, once, in Python
     assert in_c(records, many).commands == in_python(records, many).commands
+
+
+def test_the_worker_says_which_router_reads_the_launches(monkeypatch: pytest.MonkeyPatch) -> None:
+    level, line = ingest.router_in_use()
+    assert level == logging.INFO and "C router" in line
+    monkeypatch.setattr(ingest, "_router", None)
+    level, line = ingest.router_in_use()
+    assert level == logging.WARNING and "Python rules route every launch" in line

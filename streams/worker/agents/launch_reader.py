@@ -30,7 +30,7 @@ from mode import Service
 
 from schemas import topics
 from streams.domain.decoding import Rejected
-from streams.stages import metrics
+from streams.stages import ingest, metrics
 from streams.stages.ingest import IngestStage, InputRecord
 from streams.stages.loop import apply_events
 from streams.stages.store import Batch, Fenced, RecordTooLarge
@@ -79,6 +79,7 @@ class LaunchReader(Service):
         return f"{settings.app_id}-launches"
 
     async def on_start(self) -> None:
+        log.log(*ingest.router_in_use())
         self.consumer = AIOKafkaConsumer(
             **settings.aiokafka(),
             group_id=self.group_id,
