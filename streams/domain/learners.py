@@ -36,6 +36,7 @@ from streams.domain.tallies import (
     Tallies,
     TallyChange,
     days_in,
+    empty_counter,
     months_in,
     read_membership,
 )
@@ -124,7 +125,7 @@ class CountChange:
     """How one tenant's counters in this partition change: learners joining (+) or leaving (-)
     windows, and the tenant."""
 
-    windows: Counter[str] = field(default_factory=Counter)
+    windows: Counter[str] = field(default_factory=empty_counter)
     total: int = 0
     oldest_ms: int | None = None  # the earliest launch timestamp behind the change (a metric)
     tallies: TallyChange = field(default_factory=TallyChange)
@@ -167,9 +168,11 @@ def apply_attempts(
     attempts = dict(reads.attempts)
     memberships: dict[LearnerId, Membership] = {}
     cuts = result.cuts
-    # tenant -> the windows its launches of this batch fell in, with their names: most launches
-    # fall in one of a few windows, and comparisons are cheaper than `window_of`
+    # tenant -> the windows of its cut seen so far (`seen_windows`, kept across batches): most
+    # launches fall in one of a few windows, and comparisons are cheaper than `window_of`
     seen_windows: dict[str, list[SeenWindow]] = {}
+    # counted apart and added to `result.outcomes` at the end (a Counter's += is a call)
+    added = repeated = 0
     for item in items:
         tenant_id = item.tenant_id
         cut = cuts.get(tenant_id)
@@ -178,10 +181,14 @@ def apply_attempts(
             if stored_tenant is None and tenant_id not in result.new_tenants:
                 result.new_tenants.append(tenant_id)
             cut = cuts[tenant_id] = cut_of(stored_tenant)
+            seen_windows[tenant_id] = seen_windows_of(cut)
         launched_at = datetime.fromisoformat(item.launched_at_text)
         ident = (tenant_id, item.learner_id, item.attempt_id)
         stored = attempts.get(ident)
-        outcome = classify_attempt(stored, item.element_id, launched_at)
+        if stored is None:
+            outcome = AttemptOutcome.NEW
+        else:
+            outcome = classify_attempt(stored, item.element_id, launched_at)
         markers = None
         if outcome is not AttemptOutcome.REPEAT:
             # A launch an executed physical deletion covers is erased, also when a stored
@@ -213,9 +220,11 @@ def apply_attempts(
                 record["logically_deleted"] = True
             attempts[ident] = record
             result.attempts[ident] = record
-        result.outcomes[_OUTCOME_NAMES[outcome]] += 1
+            added += 1
+        else:
+            repeated += 1
         instant = launched_at.timestamp()
-        info = _window_info(seen_windows.setdefault(tenant_id, []), cut, launched_at, instant)
+        info = _window_info(seen_windows[tenant_id], cut, launched_at, instant)
         window, month_starts = info.name, info.month_starts
         month = bisect_right(month_starts, instant)  # the window's months: 1 is its first
         change = result.changes.get(tenant_id)
@@ -257,12 +266,14 @@ def apply_attempts(
         change.windows[window] += 1
         change.tallies.summary_changed(info, None, membership[window])
         result.memberships[learner] = membership
+    if added:
+        result.outcomes[AttemptOutcome.NEW.value] += added
+    if repeated:
+        result.outcomes[AttemptOutcome.REPEAT.value] += repeated
     return result
 
 
 SEEN_WINDOWS = 6
-# an Enum's `.value` is a descriptor call (0.2 us); this runs per launch
-_OUTCOME_NAMES = {outcome: outcome.value for outcome in AttemptOutcome}
 
 
 class WindowInfo(NamedTuple):
@@ -296,11 +307,37 @@ def _window_info(
         if start < timestamp < end:
             return info
     info = window_info(cut, window_of(cut, instant).index)
-    # a backfill over years would make the look-up slower; a launch on a bound comes here with
-    # a window already seen, which is not added again
-    if len(seen) < SEEN_WINDOWS and all(known.name != info.name for known in seen):
+    # at most SEEN_WINDOWS, the longest seen going first (the list lives on across batches: a
+    # backfill over years must not keep the current windows out for good); a launch on a
+    # bound comes here with a window already seen, which is not added again
+    if all(known.name != info.name for known in seen):
+        if len(seen) >= SEEN_WINDOWS:
+            del seen[0]
         seen.append(info)
     return info
+
+
+# cuts whose seen windows are kept (`seen_windows_of`); all are dropped when more come (a
+# cut is a tenant's license: few differ, and finding a window again is cheap)
+SEEN_CUTS = 4_096
+_SEEN_BY_CUT: dict[Cut, list[SeenWindow]] = {}
+
+
+def seen_windows_of(cut: Cut) -> list[SeenWindow]:
+    """The windows of `cut` seen so far, shared by every batch and tenant of the cut: a window's
+    information depends on the cut alone (`window_info`), and a batch holds only a few launches
+    of most tenants, which found their windows again batch after batch."""
+    seen = _SEEN_BY_CUT.get(cut)
+    if seen is None:
+        if len(_SEEN_BY_CUT) >= SEEN_CUTS:
+            _SEEN_BY_CUT.clear()
+        seen = _SEEN_BY_CUT[cut] = []
+    return seen
+
+
+def forget_seen_windows() -> None:
+    """Start with no window seen (the simulator: a seed runs the same whatever ran before)."""
+    _SEEN_BY_CUT.clear()
 
 
 @lru_cache(maxsize=65_536)

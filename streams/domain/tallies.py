@@ -220,6 +220,14 @@ def month_of_record(raw: bytes, month_of: MonthOf) -> str:
 # -- the tallies ----------------------------------------------------------------------------------
 
 
+def empty_counter() -> Counter[Any]:
+    """An empty Counter, made without `Counter.__init__` (which calls `update`, a Python
+    method): 0.1 us instead of 0.4. The learner stage makes two for each tenant of a batch, and
+    a batch holds one or two launches of most tenants. (A Counter has no state of its own
+    beyond the dict's: the one `__new__` gives is the one `Counter()` gives.)"""
+    return Counter.__new__(Counter)
+
+
 # A window of more local days than this keeps its learners by first day in a dict while few days
 # have any: a year's array is 1.5 KB for each tenant in each partition, and most tenants are
 # small (10,000 tenants with learners in 12 partitions: 180 MB of arrays, mostly zeros). A
@@ -308,7 +316,8 @@ class TallyChange:
 
     windows: dict[str, WindowDays] = field(default_factory=dict)
     summaries: list[TallyEntry] = field(default_factory=list)
-    months: Counter[str] = field(default_factory=Counter)  # attempts added (+) or removed (-)
+    # attempts added (+) or removed (-)
+    months: Counter[str] = field(default_factory=empty_counter)
 
     def replace(
         self,

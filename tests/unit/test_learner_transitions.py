@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -313,7 +313,7 @@ def test_a_launch_a_microsecond_either_side_of_a_window_bound_lands_where_window
     """The learner stage finds a launch's window among the batch's seen windows by epoch
     seconds. Far from 1970 two instants a microsecond apart can share a float; the look-up must
     still agree with `window_of` at every bound, in every offset a launch may carry."""
-    from datetime import timedelta, timezone
+    from datetime import timezone
 
     from streams.domain.learners import _window_info
     from streams.domain.windows import Cut, window_at_index, window_of
@@ -359,3 +359,29 @@ def test_launches_on_a_window_bound_do_not_fill_the_batchs_window_cache_with_cop
     later = window_at_index(cut, 5).start_at.replace(day=10)
     _window_info(seen, cut, later, later.timestamp())
     assert len(seen) == 2, "a later window still finds a place"
+
+
+def test_the_windows_seen_live_on_across_batches_and_a_backfill_does_not_keep_new_ones_out() -> (
+    None
+):
+    """The seen windows of a cut are kept from batch to batch (`seen_windows_of`), so they are
+    bounded by replacing the longest seen: after a backfill over many windows, the windows of
+    later launches are seen again, and every look-up still agrees with `window_of`."""
+    from streams.domain.learners import SEEN_WINDOWS, _window_info, seen_windows_of
+    from streams.domain.windows import Cut, window_at_index, window_of
+
+    cut = Cut(date(2024, 5, 17), 1, "Europe/Berlin")
+    seen = seen_windows_of(cut)
+    assert seen_windows_of(Cut(date(2024, 5, 17), 1, "Europe/Berlin")) is seen  # shared
+    seen.clear()
+    for index in range(40, 40 + 3 * SEEN_WINDOWS):  # a backfill: one launch a window
+        instant = window_at_index(cut, index).start_at + timedelta(days=3)
+        assert _window_info(seen, cut, instant, instant.timestamp()).window == window_of(
+            cut, instant
+        )
+    assert len(seen) == SEEN_WINDOWS
+    current = window_at_index(cut, 100)
+    instant = current.start_at + timedelta(hours=5)
+    assert _window_info(seen, cut, instant, instant.timestamp()).window == current
+    assert seen[-1].window == current, "the current window is seen from now on"
+    assert len(seen) == SEEN_WINDOWS

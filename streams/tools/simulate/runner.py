@@ -786,6 +786,7 @@ def run(schedule: Schedule) -> Result:
     if RECORD_LIMIT:
         settings += _record_limit_cuts(seed)
     settings += _router_choice(seed)
+    learner_rules.forget_seen_windows()
     with _patched(settings):
         return _run(schedule)
 
