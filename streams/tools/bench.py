@@ -72,6 +72,9 @@ class BenchResult:
     raw_consumer_per_s: float = 0.0
     startup_s: float = 0.0
     worker_s: float = 0.0
+    # the worker's CPU (every thread and process of it) over the counted seconds: steadier than
+    # its rate on this shared machine, whose broker and neighbours take the same two cores
+    worker_cpu_s: float = 0.0
     peak_rss_mb: float = 0.0
     rss_curve_mb: list[tuple[int, float]] = field(default_factory=list)
     # RocksDB's share of each sample above (MB by kind, from the worker's /metrics; {} if none)
@@ -114,6 +117,11 @@ class BenchResult:
     @property
     def worker_per_s(self) -> float:
         return self.launches / self.worker_s if self.worker_s else 0.0
+
+    @property
+    def worker_cpu_us(self) -> float:
+        """The worker's CPU a launch, in microseconds (0 when not measured)."""
+        return 1e6 * self.worker_cpu_s / self.launches if self.launches else 0.0
 
     @property
     def ratio(self) -> float:
@@ -451,6 +459,10 @@ def run_throughput(
     worker = bench_worker(settings, "worker", processes=processes)
     try:
         all_ready_s = worker.wait_ready(processes=processes)
+        assert worker.process is not None
+        # from the moment the bench sees it ready: what it spent before (start-up, and the few
+        # launches counted between its first partitions and that moment) is not counted
+        cpu_at_ready = cpu_seconds(worker.process.pid)
         # the clock starts when the first launch reader had partitions: with several processes,
         # the first one to join reads every partition until the others join
         ready_wall = first_assignment_wall(worker.log_text(since_start=True))
@@ -470,6 +482,7 @@ def run_throughput(
 
         done_wall = wait_exact(settings, expected.counts(), worker, 3600, on_poll=sample)
         result.worker_s = done_wall - ready_wall
+        result.worker_cpu_s = cpu_seconds(worker.process.pid) - cpu_at_ready
         take_sample()
         result.rss_curve_mb = curve
         result.peak_rss_mb = worker.peak_rss_mb
@@ -1218,6 +1231,13 @@ def report(result: BenchResult) -> str:
             + f"({result.worker_s:.1f} s from the first launch reader's partitions to every "
             "count exact)",
             f"worker / raw consumer {100 * result.ratio:.1f} %",
+        ]
+        if result.worker_cpu_s:
+            lines.append(
+                f"worker CPU               {result.worker_cpu_us:.1f} us a launch "
+                f"({result.worker_cpu_s:.1f} s of its threads and processes over the count)"
+            )
+        lines += [
             f"worker peak RSS          {result.peak_rss_mb:,.0f} MB",
         ]
         if result.postgres is not None:

@@ -124,6 +124,15 @@ def test_the_throughput_line_says_where_its_clock_starts() -> None:
     assert "from the first launch reader's partitions to every count exact" in line
 
 
+def test_the_workers_cpu_a_launch_is_printed_when_measured() -> None:
+    result = BenchResult(launches=1_000_000, partitions=12, worker_s=40.0)
+    assert "worker CPU" not in report(result)  # not measured (a run of older code's figures)
+    result.worker_cpu_s = 38.5
+    line = next(row for row in report(result).splitlines() if "worker CPU" in row)
+    assert "38.5 us a launch" in line
+    assert "38.5 s of its threads and processes" in line
+
+
 def test_a_deletion_is_timed_to_its_first_receipt() -> None:
     """The receipt's own timestamp ends the deletion's clock (not the poll that saw it), and a
     receipt delivered again later (at least once) does not move it."""
