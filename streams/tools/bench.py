@@ -72,8 +72,9 @@ class BenchResult:
     raw_consumer_per_s: float = 0.0
     startup_s: float = 0.0
     worker_s: float = 0.0
-    # the worker's CPU (every thread and process of it) over the counted seconds: steadier than
-    # its rate on this shared machine, whose broker and neighbours take the same two cores
+    # the worker's CPU (every thread and process of it) over the counted seconds: whether a
+    # backlog kept it busy (about a core: one event loop, plus its consumer and RocksDB threads)
+    # or it waited (for the broker, for the cores it shares with the broker)
     worker_cpu_s: float = 0.0
     peak_rss_mb: float = 0.0
     rss_curve_mb: list[tuple[int, float]] = field(default_factory=list)
