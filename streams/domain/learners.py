@@ -168,8 +168,8 @@ def apply_attempts(
     attempts = dict(reads.attempts)
     memberships: dict[LearnerId, Membership] = {}
     cuts = result.cuts
-    # tenant -> the windows of its cut seen so far (`seen_windows`, kept across batches): most
-    # launches fall in one of a few windows, and comparisons are cheaper than `window_of`
+    # tenant -> the windows of its cut seen so far (`seen_windows_of`: kept across batches):
+    # most launches fall in one of a few windows, and comparisons are cheaper than `window_of`
     seen_windows: dict[str, list[SeenWindow]] = {}
     # counted apart and added to `result.outcomes` at the end (a Counter's += is a call)
     added = repeated = 0
