@@ -385,3 +385,34 @@ def test_the_windows_seen_live_on_across_batches_and_a_backfill_does_not_keep_ne
     assert _window_info(seen, cut, instant, instant.timestamp()).window == current
     assert seen[-1].window == current, "the current window is seen from now on"
     assert len(seen) == SEEN_WINDOWS
+
+
+def test_windows_seen_across_batches_and_tenants_agree_with_window_of_under_any_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Random launches of tenants sharing cuts, in random batches, with the seen list bounded
+    to 1-3 windows (constant replacement): every look-up is `window_of`'s answer."""
+    import random
+
+    from streams.domain import learners
+    from streams.domain.windows import window_of
+
+    cuts = [
+        Cut(date(2025, 1, 31), 1, "Europe/Berlin"),
+        Cut(date(2024, 2, 29), 3, "America/New_York"),
+        Cut(date(1970, 1, 1), 12, "UTC"),
+    ]
+    start = datetime(2023, 1, 1, tzinfo=UTC).timestamp()
+    for bound in (1, 2, 3):
+        monkeypatch.setattr(learners, "SEEN_WINDOWS", bound)
+        learners.forget_seen_windows()
+        rng = random.Random(bound)
+        for _ in range(200):  # batches
+            for _ in range(rng.randrange(1, 30)):
+                cut = rng.choice(cuts)
+                instant = datetime.fromtimestamp(start + rng.randrange(4 * 366 * 86_400), UTC)
+                seen = learners.seen_windows_of(cut)
+                found = learners._window_info(seen, cut, instant, instant.timestamp())
+                assert found.window == window_of(cut, instant), (cut, instant)
+                assert len(seen) <= bound
+    learners.forget_seen_windows()
