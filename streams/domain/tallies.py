@@ -28,7 +28,7 @@ from __future__ import annotations
 import sys
 import time
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -118,6 +118,20 @@ class MonthOf(_LocalRun):
 
     def __call__(self, instant: float) -> str:
         return _month_label(self.period(instant))
+
+    def count(self, instants: Iterable[float]) -> Counter[str]:
+        """How many of `instants` fall in each month: `Counter(map(self, instants))`, found by
+        sorting them and bisecting once per month (a deletion counts a million instants)."""
+        ordered = sorted(instants)
+        counts: Counter[str] = empty_counter()
+        at, size = 0, len(ordered)
+        while at < size:
+            period = self.period(ordered[at])
+            # (at least one: an instant that compares with nothing, NaN, still moves on)
+            end = max(bisect_left(ordered, self.start(period + 1), at), at + 1)
+            counts[_month_label(period)] += end - at
+            at = end
+        return counts
 
     def end_of(self, instant: float) -> float:
         """The start of the local month after the one holding `instant`."""

@@ -56,6 +56,7 @@ tenant stage, partitioned like tenant-commands (one partition per tenant)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import quote
 
 ATTEMPTS = "attempts"
@@ -162,11 +163,12 @@ def attempt_marker(tenant_id: str, learner_id: str, attempt_id: str) -> bytes:
     return _join("x", tenant_id, "a", learner_id, attempt_id)
 
 
-def attempt_marker_of(tenant_id: str, attempt_key: bytes) -> bytes:
-    """`attempt_marker` of the attempt whose `attempt` key this is (no decoding: a deletion
-    marks hundreds of thousands of attempts)."""
+def attempt_markers_of(tenant_id: str) -> Callable[[bytes], bytes]:
+    """`attempt_marker` of the attempt whose `attempt` key this is, for one tenant's keys (no
+    decoding, the prefixes computed once: a deletion marks hundreds of thousands of attempts)."""
     tenant = tenant_id.encode()
-    return b"x/" + tenant + b"/a/" + attempt_key[len(tenant) + 1 :]
+    head, skip = b"x/" + tenant + b"/a/", len(tenant) + 1
+    return lambda attempt_key: head + attempt_key[skip:]
 
 
 def learner_cutoff(tenant_id: str, learner_id: str) -> bytes:

@@ -550,11 +550,13 @@ async def remove(
             # durable with this chunk, before its own tombstones
             mark_removed(batch, partition, tenant_id, following)
         change = CountChange()
+        # the tombstones on `attempts`
+        batch.delete_many(
+            keys.ATTEMPTS, partition, [key for _, _, removal in chunk for key in removal.removed]
+        )
+        removed_at = [at for _, _, removal in chunk for at in removal.removed_at]
+        change.tallies.months.subtract(month_of.count(removed_at))
         for learner_key, before, removal in chunk:
-            for key in removal.removed:
-                batch.delete(keys.ATTEMPTS, partition, key)  # the tombstone on `attempts`
-            for instant in removal.removed_at:
-                change.tallies.months[month_of(instant)] -= 1
             if not removal.membership_changed:
                 continue
             if removal.membership:
@@ -586,9 +588,8 @@ async def remove(
 
 def mark_removed(batch: Batch, partition: int, tenant_id: str, chunk: Removals) -> None:
     """Mark every attempt `chunk` removes as erased for good (not durable yet: see `remove`)."""
-    markers = [
-        keys.attempt_marker_of(tenant_id, key) for _, _, removal in chunk for key in removal.removed
-    ]
+    marker_of = keys.attempt_markers_of(tenant_id)
+    markers = [marker_of(key) for _, _, removal in chunk for key in removal.removed]
     batch.put_same(keys.ERASURES, partition, markers, REMOVED_FOR_GOOD_TEXT)
 
 

@@ -76,7 +76,8 @@ def test_chunks_see_every_row_whatever_the_batch_wrote_and_deleted() -> None:
 def test_scans_between_writes_and_rollbacks_agree_with_a_plain_dict() -> None:
     """The batch keeps its pending keys in order for scans once one asked (a scan walked every
     pending key, which made the tenant stage quadratic in a batch's tenants); writes, deletes
-    and rollbacks in any order keep that order true."""
+    and rollbacks in any order keep that order true, also of many keys at once (`put_same`,
+    `delete_many`: one undo entry for all of them)."""
     prefixes = [b"m/", b"m/a", b"m/ab", b"m/b/", b""]
     for seed in range(200):
         rng = random.Random(seed)
@@ -90,12 +91,21 @@ def test_scans_between_writes_and_rollbacks_agree_with_a_plain_dict() -> None:
         for step in range(120):
             action = rng.random()
             key = rng.choice(names)
-            if action < 0.35:
+            # (many keys at once: a list with repeats, as a deletion's markers and tombstones)
+            many = [rng.choice(names) for _ in range(rng.randint(0, 6))]
+            if action < 0.3:
                 batch.put(TABLE, 0, key, {"n": step})
                 model[key] = {"n": step}
-            elif action < 0.5:
+            elif action < 0.4:
                 batch.delete(TABLE, 0, key)
                 model.pop(key, None)
+            elif action < 0.45:
+                batch.put_same(TABLE, 0, many, {"n": step})
+                model.update({name: {"n": step} for name in many})
+            elif action < 0.5:
+                batch.delete_many(TABLE, 0, many)
+                for name in many:
+                    model.pop(name, None)
             elif action < 0.6:
                 marks.append((batch.savepoint(), dict(model)))
             elif action < 0.7 and marks:

@@ -64,6 +64,33 @@ def test_the_month_of_an_instant_is_its_local_calendar_month(zone: str) -> None:
 
 
 @pytest.mark.parametrize("zone", ZONES)
+def test_months_counted_at_once_are_the_months_of_each_instant(zone: str) -> None:
+    """A deletion counts the months of its removed attempts at once (`MonthOf.count`): the
+    same counts as asking the month of each, with instants on and next to month starts, far
+    apart (the run of months widened and started again), and repeated."""
+    rng = random.Random(zone)
+    bounds = [
+        local_midnight(date(year, month, 1), zone).timestamp()
+        for year in (1900, 2025, 2026, 2027, 2400)
+        for month in (1, 2, 3, 10, 11, 12)
+    ]
+    for _ in range(200):
+        instants = [
+            rng.choice(
+                [
+                    rng.choice(bounds),
+                    rng.choice(bounds) - 1e-6,
+                    rng.choice(bounds) + rng.uniform(-86_400 * 40, 86_400 * 40),
+                ]
+            )
+            for _ in range(rng.randrange(0, 60))
+        ]
+        instants += instants[: rng.randrange(0, 5)]
+        fresh = MonthOf(zone)  # (the one that asks each instant: its own run of months)
+        assert MonthOf(zone).count(instants) == Counter(map(fresh, instants)), instants
+
+
+@pytest.mark.parametrize("zone", ZONES)
 def test_the_month_of_a_stored_record_is_read_from_its_text_where_that_is_safe(zone: str) -> None:
     rng = random.Random(zone)
     month_of = MonthOf(zone)
