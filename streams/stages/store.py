@@ -362,6 +362,10 @@ class Batch(Protocol):
 
     def delete(self, table: str, partition: int, key: bytes) -> None: ...
 
+    def delete_many(self, table: str, partition: int, keys: Sequence[bytes]) -> None:
+        """`delete` of many keys."""
+        ...
+
     def emit(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> None: ...
