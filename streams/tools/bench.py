@@ -88,6 +88,9 @@ class BenchResult:
     deletion_peak_rss_mb: float = 0.0
     deletion_exact: bool | None = None
     deletion_launched: int = 0  # the attempts the deletion must remove, counted by the bench
+    # the worker's CPU (all its threads and processes) from the request's send to its receipt
+    # read back by the bench (0.0: not measured)
+    deletion_cpu_s: float = 0.0
     latencies_s: list[float] = field(default_factory=list)
     # each probe's first hop: its send to its attempt record (the learner stage's flush); the
     # rest of its latency is the partial report's wait and the tenant stage
@@ -555,12 +558,14 @@ def run_deletion(
     request = build_request(
         BIG_TENANT, "physical", Selector.of("older_than", [cutoff.isoformat()]), cutoff
     )
+    cpu_at_send = cpu_seconds(worker.process.pid)
     sent_wall = time.time()
     produce_records(
         settings,
         [(topics.ATTEMPT_DELETIONS, BIG_TENANT.encode(), json.dumps(request).encode())],
     )
     receipts = wait_receipts(settings, {request["request_id"]}, 900)
+    result.deletion_cpu_s = cpu_seconds(worker.process.pid) - cpu_at_send
     # timed to the receipt's own timestamp (the worker's clock when it sent it), not to the
     # moment a poll of the receipts topic happened to see it
     result.deletion_s = max(at_ms for _, at_ms in receipts) / 1000 - sent_wall
@@ -1264,10 +1269,16 @@ def report(result: BenchResult) -> str:
             if launched and launched != result.deletion_attempts
             else ""
         )
+        cpu = (
+            f"; worker CPU {1e6 * result.deletion_cpu_s / result.deletion_attempts:.1f} us an "
+            f"attempt, {result.deletion_cpu_s:.1f} s to the receipt read"
+            if result.deletion_cpu_s
+            else ""
+        )
         lines.append(
             f"deletion {rate:,.0f} attempts/s, peak RSS {result.deletion_peak_rss_mb:,.0f} MB "
             f"({result.deletion_attempts:,} attempts in {result.deletion_s:.1f} s; "
-            f"{exact[result.deletion_exact]}{differs})"
+            f"{exact[result.deletion_exact]}{differs}{cpu})"
         )
     if result.latencies_s:
         lost = sum(1 for v in result.latencies_s if v == float("inf"))

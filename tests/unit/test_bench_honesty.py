@@ -133,6 +133,16 @@ def test_the_workers_cpu_a_launch_is_printed_when_measured() -> None:
     assert "38.5 s of its threads and processes" in line
 
 
+def test_the_workers_cpu_an_attempt_of_the_deletion_is_printed_when_measured() -> None:
+    result = BenchResult(launches=0, partitions=12, deletion_s=8.0, deletion_exact=True)
+    result.deletion_attempts = result.deletion_launched = 1_000_000
+    assert "worker CPU" not in report(result)
+    result.deletion_cpu_s = 8.25
+    line = next(row for row in report(result).splitlines() if row.startswith("deletion"))
+    assert "125,000 attempts/s" in line
+    assert "worker CPU 8.2 us an attempt, 8.2 s to the receipt read" in line
+
+
 def test_a_deletion_is_timed_to_its_first_receipt() -> None:
     """The receipt's own timestamp ends the deletion's clock (not the poll that saw it), and a
     receipt delivered again later (at least once) does not move it."""
