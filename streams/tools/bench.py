@@ -558,6 +558,7 @@ def run_deletion(
     request = build_request(
         BIG_TENANT, "physical", Selector.of("older_than", [cutoff.isoformat()]), cutoff
     )
+    assert worker.process is not None
     cpu_at_send = cpu_seconds(worker.process.pid)
     sent_wall = time.time()
     produce_records(
