@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from math import isfinite
 from typing import Any, Protocol
 
 from streams.domain.reports import LAUNCHED_AT, launched_at
@@ -119,18 +120,26 @@ class MonthOf(_LocalRun):
     def __call__(self, instant: float) -> str:
         return _month_label(self.period(instant))
 
-    def count(self, instants: Iterable[float]) -> Counter[str]:
+    def count(self, instants: Sequence[float]) -> Counter[str]:
         """How many of `instants` fall in each month: `Counter(map(self, instants))`, found by
-        sorting them and bisecting once per month (a deletion counts a million instants)."""
-        ordered = sorted(instants)
+        sorting them and bisecting once per month (a deletion counts a million instants). An
+        instant the bisection cannot place (NaN, an infinity, one past the calendar's ends) is
+        asked on its own."""
+        # (NaN compares with nothing: sorted with it, a list is not in order)
+        ordered = sorted(instant for instant in instants if isfinite(instant))
         counts: Counter[str] = empty_counter()
         at, size = 0, len(ordered)
         while at < size:
             period = self.period(ordered[at])
-            # (at least one: an instant that compares with nothing, NaN, still moves on)
-            end = max(bisect_left(ordered, self.start(period + 1), at), at + 1)
+            following = period + 1 - self.first  # where the next month starts in the run
+            end = at + 1
+            if 0 <= following < len(self.bounds):
+                end = max(bisect_left(ordered, self.bounds[following], at), end)
             counts[_month_label(period)] += end - at
             at = end
+        for instant in instants:
+            if not isfinite(instant):
+                counts[self(instant)] += 1
         return counts
 
     def end_of(self, instant: float) -> float:

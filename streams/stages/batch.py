@@ -205,6 +205,9 @@ class DurableBatch:
         self._write(table, partition, key, (encoded, value))
 
     def put_same(self, table: str, partition: int, keys_: Sequence[bytes], value: Any) -> None:
+        """`put` of one value under many keys: every key's size is checked before any is
+        written, so a refusal leaves nothing of the call behind."""
+        keys_ = list(keys_)  # (read twice)
         encoded = bytes(memoryview(orjson.dumps(value)))
         room = MAX_RECORD_BYTES - len(encoded)
         for key in keys_:

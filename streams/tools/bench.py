@@ -566,7 +566,8 @@ def run_deletion(
         [(topics.ATTEMPT_DELETIONS, BIG_TENANT.encode(), json.dumps(request).encode())],
     )
     receipts = wait_receipts(settings, {request["request_id"]}, 900)
-    result.deletion_cpu_s = cpu_seconds(worker.process.pid) - cpu_at_send
+    cpu_at_receipt = cpu_seconds(worker.process.pid)  # (0.0 when the worker is gone)
+    result.deletion_cpu_s = max(cpu_at_receipt - cpu_at_send, 0.0) if cpu_at_receipt else 0.0
     # timed to the receipt's own timestamp (the worker's clock when it sent it), not to the
     # moment a poll of the receipts topic happened to see it
     result.deletion_s = max(at_ms for _, at_ms in receipts) / 1000 - sent_wall

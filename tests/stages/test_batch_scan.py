@@ -8,12 +8,19 @@ caller stopped there.
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Callable
+from typing import Any
 
+import pytest
+
+from schemas import topics
 from streams.stages import keys
 from streams.stages.batch import DurableBatch
 from streams.stages.memory import MemoryLog, MemoryState
 from streams.stages.ownership import Ownership
+from streams.stages.store import MAX_RECORD_BYTES, RecordTooLarge
 
 TABLE = keys.LEARNER_STATE
 PREFIX = b"m/acme/"
@@ -123,3 +130,55 @@ def test_scans_between_writes_and_rollbacks_agree_with_a_plain_dict() -> None:
                     if k.startswith(prefix) and (after is None or k > after)
                 )
                 assert got == (want if limit is None else want[:limit]), (seed, step)
+
+
+def _flushed(write: Callable[[DurableBatch], None]) -> tuple[list[Any], dict[bytes, bytes]]:
+    """What a flush of `write` sends to the table's changelog (in order) and stores locally."""
+    state = MemoryState()
+    state.apply(TABLE, 0, {PREFIX + b"l1": b'{"n":1}', PREFIX + b"l2": b'{"n":2}'}, 0, (1, 0))
+    ownership = Ownership()
+    ownership.claim("learner", 0, (1, 0))
+    log = MemoryLog(1)
+    batch = DurableBatch(state, log, ownership)
+    write(batch)
+    asyncio.run(batch.flush())
+    changelog = [(r.key, r.value) for r in log.records(topics.LEARNER_STATE_CHANGELOG, 0)]
+    return changelog, dict(state.scan(TABLE, 0, b"", None, None))
+
+
+def test_many_keys_at_once_write_what_one_key_at_a_time_writes_in_the_same_order() -> None:
+    """`put_same` and `delete_many` send the changelog records a call per key sends, in the
+    order of the keys' first writes (a key named twice keeps its first place)."""
+    rng = random.Random(3)
+    for _ in range(100):
+        names = [PREFIX + f"l{rng.randrange(6)}".encode() for _ in range(rng.randrange(12))]
+        lists = [rng.sample(names, rng.randrange(len(names) + 1)) for _ in range(3)]
+
+        def at_once(batch: DurableBatch, lists: list[list[bytes]] = lists) -> None:
+            batch.put(TABLE, 0, PREFIX + b"l9", {"n": 9})
+            batch.put_same(TABLE, 0, lists[0], {"n": 0})
+            batch.delete_many(TABLE, 0, lists[1])
+            batch.put_same(TABLE, 0, lists[2], {"n": 2})
+
+        def one_by_one(batch: DurableBatch, lists: list[list[bytes]] = lists) -> None:
+            batch.put(TABLE, 0, PREFIX + b"l9", {"n": 9})
+            for key in lists[0]:
+                batch.put(TABLE, 0, key, {"n": 0})
+            for key in lists[1]:
+                batch.delete(TABLE, 0, key)
+            for key in lists[2]:
+                batch.put(TABLE, 0, key, {"n": 2})
+
+        assert _flushed(at_once) == _flushed(one_by_one), lists
+
+
+def test_a_refused_put_of_many_keys_writes_none_of_them() -> None:
+    batch = batch_over({})
+    mark = batch.savepoint()
+    too_long = PREFIX + b"x" * MAX_RECORD_BYTES
+    with pytest.raises(RecordTooLarge):
+        batch.put_same(TABLE, 0, iter([PREFIX + b"a", too_long, PREFIX + b"b"]), {"n": 1})
+    assert not batch.wrote_since(mark)
+    assert batch.scan(TABLE, 0, PREFIX) == []
+    batch.put_same(TABLE, 0, iter([PREFIX + b"a", PREFIX + b"b"]), {"n": 1})  # (read twice)
+    assert batch.scan(TABLE, 0, PREFIX) == [(PREFIX + b"a", {"n": 1}), (PREFIX + b"b", {"n": 1})]

@@ -18,9 +18,3 @@ def test_the_marker_of_an_attempt_key_is_the_marker_of_its_ids() -> None:
         marker_of = keys.attempt_markers_of(tenant)
         built = marker_of(keys.attempt(tenant, learner, attempt))
         assert built == keys.attempt_marker(tenant, learner, attempt), (tenant, learner, attempt)
-
-
-def test_one_tenants_function_never_builds_another_tenants_marker() -> None:
-    marker_of = keys.attempt_markers_of("acme")
-    assert marker_of(keys.attempt("acme", "ada", "a1")).startswith(keys.erasures_of("acme"))
-    assert not marker_of(keys.attempt("acme", "ada", "a1")).startswith(keys.erasures_of("acm"))

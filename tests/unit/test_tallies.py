@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from array import array
 from collections import Counter
@@ -30,6 +31,7 @@ from streams.domain.tallies import (
     advisor_counts,
     daily_firsts,
     month_of_record,
+    months_in,
     read_membership,
     stored_membership,
 )
@@ -63,11 +65,15 @@ def test_the_month_of_an_instant_is_its_local_calendar_month(zone: str) -> None:
     assert month_of.is_month_start(bound) and not month_of.is_month_start(bound + 900)
 
 
+ODD_INSTANTS = [math.nan, math.inf, -math.inf, -1e12, 1e13]
+
+
 @pytest.mark.parametrize("zone", ZONES)
 def test_months_counted_at_once_are_the_months_of_each_instant(zone: str) -> None:
     """A deletion counts the months of its removed attempts at once (`MonthOf.count`): the
     same counts as asking the month of each, with instants on and next to month starts, far
-    apart (the run of months widened and started again), and repeated."""
+    apart (the run of months widened and started again), repeated, and ones no month holds
+    in order (NaN, infinities, past the calendar's ends)."""
     rng = random.Random(zone)
     bounds = [
         local_midnight(date(year, month, 1), zone).timestamp()
@@ -86,8 +92,12 @@ def test_months_counted_at_once_are_the_months_of_each_instant(zone: str) -> Non
             for _ in range(rng.randrange(0, 60))
         ]
         instants += instants[: rng.randrange(0, 5)]
+        if rng.random() < 0.2:  # what the bisection cannot place is asked on its own
+            instants.insert(rng.randrange(len(instants) + 1), rng.choice(ODD_INSTANTS))
         fresh = MonthOf(zone)  # (the one that asks each instant: its own run of months)
-        assert MonthOf(zone).count(instants) == Counter(map(fresh, instants)), instants
+        expected = Counter(map(fresh, instants))
+        assert MonthOf(zone).count(instants) == expected, instants
+        assert months_in(zone).count(instants) == expected, instants  # a run already used
 
 
 @pytest.mark.parametrize("zone", ZONES)
