@@ -859,10 +859,16 @@ def _apply_attempts(batch: Batch, partition: int, items: list[TrackedAttempt]) -
         erasures=erasures_reader(batch, partition, items, tenants),
     )
     result = apply_attempts(items, reads, cut_of)
-    for ident, record in result.attempts.items():
-        batch.put(keys.ATTEMPTS, partition, attempt_keys[ident], record)
-    for learner, windows in result.memberships.items():
-        batch.put(keys.LEARNER_STATE, partition, learner_keys[learner], windows)
+    batch.put_many(
+        keys.ATTEMPTS,
+        partition,
+        [(attempt_keys[ident], record) for ident, record in result.attempts.items()],
+    )
+    batch.put_many(
+        keys.LEARNER_STATE,
+        partition,
+        [(learner_keys[learner], windows) for learner, windows in result.memberships.items()],
+    )
     for tenant_id in result.new_tenants:
         batch.put(keys.LEARNER_STATE, partition, keys.license_entry(tenant_id), {"license": None})
     remember_conflicts(batch, partition, result.conflicts)

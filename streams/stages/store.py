@@ -360,6 +360,11 @@ class Batch(Protocol):
         """`put` of one value under many keys (encoded once)."""
         ...
 
+    def put_many(self, table: str, partition: int, rows: Iterable[tuple[bytes, Any]]) -> None:
+        """`put` of each (key, value) in order; all or nothing (a value too large for a record
+        refuses the whole call)."""
+        ...
+
     def delete(self, table: str, partition: int, key: bytes) -> None: ...
 
     def delete_many(self, table: str, partition: int, keys: Sequence[bytes]) -> None:

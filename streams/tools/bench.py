@@ -53,7 +53,14 @@ from streams.kafka.io import produce_records, read_records
 from streams.kafka.settle import end_offset, group_lag
 from streams.tools import pg_baseline
 from streams.tools.pg_baseline import Baseline
-from streams.tools.worker_process import WorkerProcess, cpu_seconds, free_port, rss_mb, wait_for
+from streams.tools.worker_process import (
+    WorkerProcess,
+    cpu_seconds,
+    free_port,
+    main_thread_cpu_seconds,
+    rss_mb,
+    wait_for,
+)
 
 Log = Callable[[str], None]
 WARMUP_S = 5.0
@@ -76,6 +83,9 @@ class BenchResult:
     # backlog kept it busy (about a core: one event loop, plus its consumer and RocksDB threads)
     # or it waited (for the broker, for the cores it shares with the broker)
     worker_cpu_s: float = 0.0
+    # of it, the main threads' (the event loops, where the stages run: a step that saves the
+    # stages' work shows here first, without RocksDB's compactions and the clients' threads)
+    worker_main_cpu_s: float = 0.0
     peak_rss_mb: float = 0.0
     rss_curve_mb: list[tuple[int, float]] = field(default_factory=list)
     # RocksDB's share of each sample above (MB by kind, from the worker's /metrics; {} if none)
@@ -91,6 +101,7 @@ class BenchResult:
     # the worker's CPU (all its threads and processes) from the request's send to its receipt
     # read back by the bench (0.0: not measured)
     deletion_cpu_s: float = 0.0
+    deletion_main_cpu_s: float = 0.0  # of it, the main threads' (the stages')
     latencies_s: list[float] = field(default_factory=list)
     # each probe's first hop: its send to its attempt record (the learner stage's flush); the
     # rest of its latency is the partial report's wait and the tenant stage
@@ -126,6 +137,11 @@ class BenchResult:
     def worker_cpu_us(self) -> float:
         """The worker's CPU a launch, in microseconds (0 when not measured)."""
         return 1e6 * self.worker_cpu_s / self.launches if self.launches else 0.0
+
+    @property
+    def worker_main_cpu_us(self) -> float:
+        """Its main threads' CPU a launch, in microseconds (0 when not measured)."""
+        return 1e6 * self.worker_main_cpu_s / self.launches if self.launches else 0.0
 
     @property
     def ratio(self) -> float:
@@ -467,6 +483,7 @@ def run_throughput(
         # from the moment the bench sees it ready: what it spent before (start-up, and the few
         # launches counted between its first partitions and that moment) is not counted
         cpu_at_ready = cpu_seconds(worker.process.pid)
+        main_cpu_at_ready = main_thread_cpu_seconds(worker.process.pid)
         # the clock starts when the first launch reader had partitions: with several processes,
         # the first one to join reads every partition until the others join
         ready_wall = first_assignment_wall(worker.log_text(since_start=True))
@@ -487,6 +504,7 @@ def run_throughput(
         done_wall = wait_exact(settings, expected.counts(), worker, 3600, on_poll=sample)
         result.worker_s = done_wall - ready_wall
         result.worker_cpu_s = cpu_seconds(worker.process.pid) - cpu_at_ready
+        result.worker_main_cpu_s = main_thread_cpu_seconds(worker.process.pid) - main_cpu_at_ready
         take_sample()
         result.rss_curve_mb = curve
         result.peak_rss_mb = worker.peak_rss_mb
@@ -560,6 +578,7 @@ def run_deletion(
     )
     assert worker.process is not None
     cpu_at_send = cpu_seconds(worker.process.pid)
+    main_cpu_at_send = main_thread_cpu_seconds(worker.process.pid)
     sent_wall = time.time()
     produce_records(
         settings,
@@ -568,6 +587,10 @@ def run_deletion(
     receipts = wait_receipts(settings, {request["request_id"]}, 900)
     cpu_at_receipt = cpu_seconds(worker.process.pid)  # (0.0 when the worker is gone)
     result.deletion_cpu_s = max(cpu_at_receipt - cpu_at_send, 0.0) if cpu_at_receipt else 0.0
+    main_cpu_at_receipt = main_thread_cpu_seconds(worker.process.pid)
+    result.deletion_main_cpu_s = (
+        max(main_cpu_at_receipt - main_cpu_at_send, 0.0) if main_cpu_at_receipt else 0.0
+    )
     # timed to the receipt's own timestamp (the worker's clock when it sent it), not to the
     # moment a poll of the receipts topic happened to see it
     result.deletion_s = max(at_ms for _, at_ms in receipts) / 1000 - sent_wall
@@ -1244,6 +1267,11 @@ def report(result: BenchResult) -> str:
             lines.append(
                 f"worker CPU               {result.worker_cpu_us:.1f} us a launch "
                 f"({result.worker_cpu_s:.1f} s of its threads and processes over the count)"
+                + (
+                    f", of which its main threads {result.worker_main_cpu_us:.1f} us"
+                    if result.worker_main_cpu_s
+                    else ""
+                )
             )
         lines += [
             f"worker peak RSS          {result.peak_rss_mb:,.0f} MB",
@@ -1273,7 +1301,14 @@ def report(result: BenchResult) -> str:
         )
         cpu = (
             f"; worker CPU {1e6 * result.deletion_cpu_s / result.deletion_attempts:.1f} us an "
-            f"attempt, {result.deletion_cpu_s:.1f} s to the receipt read"
+            "attempt"
+            + (
+                f" (its main threads "
+                f"{1e6 * result.deletion_main_cpu_s / result.deletion_attempts:.1f} us)"
+                if result.deletion_main_cpu_s
+                else ""
+            )
+            + f", {result.deletion_cpu_s:.1f} s to the receipt read"
             if result.deletion_cpu_s
             else ""
         )

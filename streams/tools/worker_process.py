@@ -109,6 +109,22 @@ def cpu_seconds(pid: int) -> float:
     return own + sum(cpu_seconds(int(child)) for child in children)
 
 
+def main_thread_cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) of the main thread of a process and of each of its children
+    so far, 0.0 when it is gone: what the event loops of a worker's processes did (the stages),
+    without RocksDB's and the Kafka clients' threads."""
+    try:
+        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return own
+    return own + sum(main_thread_cpu_seconds(int(child)) for child in children)
+
+
 def wait_for(
     condition: Callable[[], T],
     timeout_s: float,

@@ -84,7 +84,7 @@ def test_scans_between_writes_and_rollbacks_agree_with_a_plain_dict() -> None:
     """The batch keeps its pending keys in order for scans once one asked (a scan walked every
     pending key, which made the tenant stage quadratic in a batch's tenants); writes, deletes
     and rollbacks in any order keep that order true, also of many keys at once (`put_same`,
-    `delete_many`: one undo entry for all of them)."""
+    `put_many`, `delete_many`: one undo entry for all of them)."""
     prefixes = [b"m/", b"m/a", b"m/ab", b"m/b/", b""]
     for seed in range(200):
         rng = random.Random(seed)
@@ -113,9 +113,13 @@ def test_scans_between_writes_and_rollbacks_agree_with_a_plain_dict() -> None:
                 batch.delete_many(TABLE, 0, many)
                 for name in many:
                     model.pop(name, None)
-            elif action < 0.6:
+            elif action < 0.55:
+                rows = [(name, {"n": step * 10 + n}) for n, name in enumerate(many)]
+                batch.put_many(TABLE, 0, iter(rows))
+                model.update(rows)
+            elif action < 0.62:
                 marks.append((batch.savepoint(), dict(model)))
-            elif action < 0.7 and marks:
+            elif action < 0.72 and marks:
                 mark, model = marks.pop(rng.randrange(len(marks)))
                 marks = [m for m in marks if m[0] < mark]
                 batch.rollback(mark)
@@ -147,18 +151,20 @@ def _flushed(write: Callable[[DurableBatch], None]) -> tuple[list[Any], dict[byt
 
 
 def test_many_keys_at_once_write_what_one_key_at_a_time_writes_in_the_same_order() -> None:
-    """`put_same` and `delete_many` send the changelog records a call per key sends, in the
-    order of the keys' first writes (a key named twice keeps its first place)."""
+    """`put_same`, `put_many` and `delete_many` send the changelog records a call per key
+    sends, and store what it stores, in the order of the keys' first writes (a key named twice
+    keeps its first place, and with `put_many` its last value)."""
     rng = random.Random(3)
     for _ in range(100):
         names = [PREFIX + f"l{rng.randrange(6)}".encode() for _ in range(rng.randrange(12))]
-        lists = [rng.sample(names, rng.randrange(len(names) + 1)) for _ in range(3)]
+        lists = [rng.sample(names, rng.randrange(len(names) + 1)) for _ in range(4)]
 
         def at_once(batch: DurableBatch, lists: list[list[bytes]] = lists) -> None:
             batch.put(TABLE, 0, PREFIX + b"l9", {"n": 9})
             batch.put_same(TABLE, 0, lists[0], {"n": 0})
             batch.delete_many(TABLE, 0, lists[1])
             batch.put_same(TABLE, 0, lists[2], {"n": 2})
+            batch.put_many(TABLE, 0, [(key, {"n": 30 + n}) for n, key in enumerate(lists[3])])
 
         def one_by_one(batch: DurableBatch, lists: list[list[bytes]] = lists) -> None:
             batch.put(TABLE, 0, PREFIX + b"l9", {"n": 9})
@@ -168,6 +174,8 @@ def test_many_keys_at_once_write_what_one_key_at_a_time_writes_in_the_same_order
                 batch.delete(TABLE, 0, key)
             for key in lists[2]:
                 batch.put(TABLE, 0, key, {"n": 2})
+            for n, key in enumerate(lists[3]):
+                batch.put(TABLE, 0, key, {"n": 30 + n})
 
         assert _flushed(at_once) == _flushed(one_by_one), lists
 
@@ -182,3 +190,18 @@ def test_a_refused_put_of_many_keys_writes_none_of_them() -> None:
     assert batch.scan(TABLE, 0, PREFIX) == []
     batch.put_same(TABLE, 0, iter([PREFIX + b"a", PREFIX + b"b"]), {"n": 1})  # (read twice)
     assert batch.scan(TABLE, 0, PREFIX) == [(PREFIX + b"a", {"n": 1}), (PREFIX + b"b", {"n": 1})]
+
+
+def test_a_refused_put_of_many_rows_writes_none_of_them() -> None:
+    """`put_many` checks every row's size before it writes any (the learner stage's attempts
+    and memberships of a command: a refusal splits the command, which must leave nothing)."""
+    batch = batch_over({PREFIX + b"a": {"n": 0}})
+    mark = batch.savepoint()
+    too_large = {"n": "x" * MAX_RECORD_BYTES}
+    rows = [(PREFIX + b"a", {"n": 1}), (PREFIX + b"b", too_large), (PREFIX + b"c", {"n": 3})]
+    with pytest.raises(RecordTooLarge):
+        batch.put_many(TABLE, 0, iter(rows))
+    assert not batch.wrote_since(mark)
+    assert batch.scan(TABLE, 0, PREFIX) == [(PREFIX + b"a", {"n": 0})]
+    batch.put_many(TABLE, 0, iter([rows[0], rows[2]]))
+    assert batch.scan(TABLE, 0, PREFIX) == [(PREFIX + b"a", {"n": 1}), (PREFIX + b"c", {"n": 3})]

@@ -131,6 +131,10 @@ def test_the_workers_cpu_a_launch_is_printed_when_measured() -> None:
     line = next(row for row in report(result).splitlines() if "worker CPU" in row)
     assert "38.5 us a launch" in line
     assert "38.5 s of its threads and processes" in line
+    assert "main threads" not in line
+    result.worker_main_cpu_s = 27.25
+    line = next(row for row in report(result).splitlines() if "worker CPU" in row)
+    assert line.endswith("over the count), of which its main threads 27.2 us")
 
 
 def test_the_workers_cpu_an_attempt_of_the_deletion_is_printed_when_measured() -> None:
@@ -141,6 +145,9 @@ def test_the_workers_cpu_an_attempt_of_the_deletion_is_printed_when_measured() -
     line = next(row for row in report(result).splitlines() if row.startswith("deletion"))
     assert "125,000 attempts/s" in line
     assert "worker CPU 8.2 us an attempt, 8.2 s to the receipt read" in line
+    result.deletion_main_cpu_s = 6.5
+    line = next(row for row in report(result).splitlines() if row.startswith("deletion"))
+    assert "worker CPU 8.2 us an attempt (its main threads 6.5 us), 8.2 s to the" in line
 
 
 def test_a_deletion_is_timed_to_its_first_receipt() -> None:

@@ -1,11 +1,13 @@
-"""The bench's CPU figure of a worker (`worker_process.cpu_seconds`): a process's user and system
-time from /proc, with its children's."""
+"""The bench's CPU figures of a worker (`worker_process.cpu_seconds`): a process's user and system
+time from /proc, with its children's; and its main threads' alone (`main_thread_cpu_seconds`)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -69,3 +71,27 @@ def test_a_process_that_is_gone_used_nothing() -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     assert worker_process.cpu_seconds(child.pid) == 0.0
+
+
+def test_the_main_thread_figure_leaves_the_other_threads_out() -> None:
+    main_before = worker_process.main_thread_cpu_seconds(os.getpid())
+    all_before = worker_process.cpu_seconds(os.getpid())
+    burner = threading.Thread(target=_burn_thread, args=(0.4,))
+    burner.start()
+    burner.join()
+    assert worker_process.cpu_seconds(os.getpid()) - all_before >= 0.35
+    assert worker_process.main_thread_cpu_seconds(os.getpid()) - main_before < 0.2
+    _burn(0.3)  # (os.times counts every thread: the thread's 0.4 s are already in it)
+    assert worker_process.main_thread_cpu_seconds(os.getpid()) - main_before >= 0.25
+
+
+def _burn_thread(seconds: float) -> None:
+    start = time.thread_time()
+    while time.thread_time() - start < seconds:
+        sum(i * i for i in range(10_000))
+
+
+def test_a_process_that_is_gone_used_nothing_in_its_main_thread() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert worker_process.main_thread_cpu_seconds(child.pid) == 0.0
