@@ -33,6 +33,7 @@ from pathlib import Path
 from types import FrameType
 
 from streams.cli.common import CommandError
+from streams.config.launch import streams_command
 from streams.config.settings import Settings
 from streams.worker.shutdown import SUPERVISED_ENV
 
@@ -79,16 +80,7 @@ def child_environment(settings: Settings, index: int) -> dict[str, str]:
 
 
 def child_command(args: argparse.Namespace) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "streams",
-        "worker",
-        "--loglevel",
-        args.loglevel,
-        "--timeout",
-        str(args.timeout),
-    ]
+    return streams_command("worker", "--loglevel", args.loglevel, "--timeout", str(args.timeout))
 
 
 def run_processes(args: argparse.Namespace, settings: Settings) -> int:

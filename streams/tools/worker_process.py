@@ -14,13 +14,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from streams.config.launch import streams_command
 from streams.config.settings import Settings
 
 T = TypeVar("T")
@@ -184,7 +184,7 @@ class WorkerProcess:
         self.started_wall = time.time()
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "streams", self.command, *self.args],
+                streams_command(self.command, *self.args),
                 env={**worker_env(self.settings, self.web_port), **self.extra_env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
