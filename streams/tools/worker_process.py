@@ -94,11 +94,14 @@ def rss_mb(pid: int) -> float:
     return total + sum(rss_mb(int(child)) for child in children)
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user and system) of a process and its children so far, 0.0 when it is gone."""
+def cpu_seconds(pid: int, main_threads: bool = False) -> float:
+    """CPU time (user and system) of a process and its children so far, 0.0 when it is gone.
+    `main_threads`: of each one's main thread alone, what the event loops of a worker's
+    processes did (the stages), without RocksDB's and the Kafka clients' threads."""
+    stat = f"/proc/{pid}/task/{pid}/stat" if main_threads else f"/proc/{pid}/stat"
     try:
         # the fields after the command's name, which is in parentheses and may hold spaces
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        fields = Path(stat).read_text().rpartition(")")[2].split()
     except OSError:
         return 0.0
     own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -106,23 +109,12 @@ def cpu_seconds(pid: int) -> float:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:  # (a kernel without CONFIG_PROC_CHILDREN: the process's own time)
         return own
-    return own + sum(cpu_seconds(int(child)) for child in children)
+    return own + sum(cpu_seconds(int(child), main_threads) for child in children)
 
 
 def main_thread_cpu_seconds(pid: int) -> float:
-    """CPU time (user and system) of the main thread of a process and of each of its children
-    so far, 0.0 when it is gone: what the event loops of a worker's processes did (the stages),
-    without RocksDB's and the Kafka clients' threads."""
-    try:
-        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return own
-    return own + sum(main_thread_cpu_seconds(int(child)) for child in children)
+    """`cpu_seconds` of the main threads alone."""
+    return cpu_seconds(pid, main_threads=True)
 
 
 def wait_for(
