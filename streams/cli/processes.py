@@ -33,7 +33,7 @@ from pathlib import Path
 from types import FrameType
 
 from streams.cli.common import CommandError
-from streams.config.launch import streams_command
+from streams.config.launch import streams_command, streams_environment
 from streams.config.settings import Settings
 from streams.worker.shutdown import SUPERVISED_ENV
 
@@ -72,7 +72,7 @@ def child_state_dir(state_dir: Path, index: int) -> Path:
 def child_environment(settings: Settings, index: int) -> dict[str, str]:
     """What makes child `index` a worker of its own: its state folder and web port."""
     return {
-        **os.environ,
+        **streams_environment(os.environ),
         "STATE_DIR": str(child_state_dir(settings.state_dir, index)),
         "WEB_PORT": str(settings.web_port + index),
         SUPERVISED_ENV: str(os.getpid()),  # its ShutdownGuard: see there

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from streams.config.launch import streams_command
+from streams.config.launch import streams_command, streams_environment
 from streams.config.settings import Settings
 
 T = TypeVar("T")
@@ -70,7 +70,7 @@ def _bindable(port: int) -> bool:
 def worker_env(settings: Settings, web_port: int) -> dict[str, str]:
     """The environment that gives a child process `settings`."""
     return {
-        **os.environ,
+        **streams_environment(os.environ),
         "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "TOPIC_PREFIX": settings.topic_prefix,
         "STATE_DIR": str(settings.state_dir),
