@@ -194,15 +194,7 @@ class DurableBatch:
         ]
 
     def put(self, table: str, partition: int, key: bytes, value: Any) -> None:
-        # orjson's bytes keep the 4 KiB buffer they were written into; a batch holds thousands
-        # of small values until its flush, so each is copied into a bytes of its own size
-        encoded = bytes(memoryview(orjson.dumps(value)))
-        if len(encoded) + len(key) > MAX_RECORD_BYTES:
-            raise RecordTooLarge(
-                f"{table} value of {len(encoded):,} bytes under {key[:80]!r} exceeds "
-                f"{MAX_RECORD_BYTES:,}"
-            )
-        self._write(table, partition, key, (encoded, value))
+        self._write(table, partition, key, (_encoded(table, key, value), value))
 
     def put_same(self, table: str, partition: int, keys_: Sequence[bytes], value: Any) -> None:
         """`put` of one value under many keys: every key's size is checked before any is
@@ -219,15 +211,7 @@ class DurableBatch:
         """`put` of many rows (the learner stage's attempts and memberships: a call per row was
         a twentieth of its time). Every row's size is checked before any is written; a key
         named twice keeps its last value, at the place of its first (as two `put`s would)."""
-        written: dict[bytes, tuple[Any, Any]] = {}
-        for key, value in rows:
-            encoded = bytes(memoryview(orjson.dumps(value)))
-            if len(encoded) + len(key) > MAX_RECORD_BYTES:
-                raise RecordTooLarge(
-                    f"{table} value of {len(encoded):,} bytes under {key[:80]!r} exceeds "
-                    f"{MAX_RECORD_BYTES:,}"
-                )
-            written[key] = (encoded, value)
+        written = {key: (_encoded(table, key, value), value) for key, value in rows}
         self._write_all(table, partition, written)
 
     def delete(self, table: str, partition: int, key: bytes) -> None:
@@ -778,6 +762,20 @@ def _merged(
         for key, value in sorted(merged.items())
         if value is not _DELETED
     ]
+
+
+def _encoded(table: str, key: bytes, value: Any) -> bytes:
+    """`value` as the bytes a row of `table` under `key` stores, or `RecordTooLarge`.
+
+    orjson's bytes keep the 4 KiB buffer they were written into; a batch holds thousands of
+    small values until its flush, so each is copied into a bytes of its own size."""
+    encoded = bytes(memoryview(orjson.dumps(value)))
+    if len(encoded) + len(key) > MAX_RECORD_BYTES:
+        raise RecordTooLarge(
+            f"{table} value of {len(encoded):,} bytes under {key[:80]!r} exceeds "
+            f"{MAX_RECORD_BYTES:,}"
+        )
+    return encoded
 
 
 class _Raw:
