@@ -1,0 +1,53 @@
+"""scripts/stage_bench.py: the learner stage alone, timed, over memory or real RocksDB state. Its
+figures are quoted in docs/benchmarks.md, so what it times must be the stage counting right."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import pathlib
+
+import pytest
+
+_path = pathlib.Path(__file__).parents[2] / "scripts" / "stage_bench.py"
+_spec = importlib.util.spec_from_file_location("stage_bench", _path)
+stage_bench = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+_spec.loader.exec_module(stage_bench)  # type: ignore[union-attr]
+
+
+def test_the_recount_is_each_tenants_distinct_learners() -> None:
+    rows = stage_bench.bench_rows(3_000, seed=5)
+    expected: dict[str, set[str]] = {}
+    for tenant, learner, *_ in rows:
+        expected.setdefault(tenant, set()).add(learner)
+    assert stage_bench.recount(3_000, 5) == {t: len(ids) for t, ids in expected.items()}
+    assert len({row[3] for row in rows}) == 3_000  # every launch a new attempt
+
+
+@pytest.mark.parametrize("rocksdb", [False, True], ids=["memory", "rocksdb"])
+def test_the_stage_counts_every_tenants_learners(rocksdb: bool, tmp_path: pathlib.Path) -> None:
+    cpu, totals = asyncio.run(stage_bench.run(3_000, 5, tmp_path if rocksdb else None))
+    assert totals == stage_bench.recount(3_000, 5)
+    assert cpu > 0
+    if rocksdb:  # the state went to RocksDB, not to memory
+        assert any(path.name.startswith("attempts-") for path in tmp_path.iterdir())
+
+
+def test_wrong_counts_fail_the_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def one_learner_short(launches: int, seed: int, folder: object) -> tuple[float, dict]:
+        totals = stage_bench.recount(launches, seed)
+        totals["big"] -= 1
+        return 1e-6, totals
+
+    monkeypatch.setattr(stage_bench, "run", one_learner_short)
+    assert stage_bench.main(["--launches", "500"]) == 1
+    assert "counts wrong for 1 tenants, e.g. big" in capsys.readouterr().err
+
+
+def test_no_launches_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        stage_bench.main(["--launches", "0"])
+    assert exit_.value.code == 2
+    assert "--launches must be at least 1" in capsys.readouterr().err
