@@ -199,8 +199,13 @@ def test_a_refused_put_of_many_rows_writes_none_of_them() -> None:
     mark = batch.savepoint()
     too_large = {"n": "x" * MAX_RECORD_BYTES}
     rows = [(PREFIX + b"a", {"n": 1}), (PREFIX + b"b", too_large), (PREFIX + b"c", {"n": 3})]
-    with pytest.raises(RecordTooLarge):
+    with pytest.raises(RecordTooLarge) as refused_many:
         batch.put_many(TABLE, 0, iter(rows))
+    assert not batch.wrote_since(mark)
+    with pytest.raises(RecordTooLarge) as refused_one:  # the same refusal as a put's
+        batch.put(TABLE, 0, PREFIX + b"b", too_large)
+    assert str(refused_many.value) == str(refused_one.value)
+    assert f"under {PREFIX + b'b'!r} exceeds {MAX_RECORD_BYTES:,}" in str(refused_one.value)
     assert not batch.wrote_since(mark)
     assert batch.scan(TABLE, 0, PREFIX) == [(PREFIX + b"a", {"n": 0})]
     batch.put_many(TABLE, 0, iter([rows[0], rows[2]]))
