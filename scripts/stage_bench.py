@@ -1,4 +1,4 @@
-"""The learner stage alone, timed: no broker, no faust, no launch reader.
+"""The learner stage alone, timed: no broker, no running faust app, no launch reader.
 
     .venv/bin/python scripts/stage_bench.py [--launches N] [--rocksdb] [--seed S]
 
