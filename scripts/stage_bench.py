@@ -31,6 +31,7 @@ from typing import Any
 import rocksdict
 from faust.stores.rocksdb import RocksDBOptions
 
+from streams.cli.ops import tune_garbage_collector
 from streams.domain.recount import recount as independent_recount
 from streams.stages import commands
 from streams.stages.batch import DurableBatch
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.launches < 1:
         parser.error("--launches must be at least 1")
+    tune_garbage_collector()  # as the worker does (`active-learners worker`)
     with tempfile.TemporaryDirectory(prefix="stage-bench-") as folder:
         cpu, counted = asyncio.run(
             run(args.launches, args.seed, Path(folder) if args.rocksdb else None)
