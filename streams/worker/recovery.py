@@ -24,6 +24,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -275,11 +276,27 @@ def read_as_fetched(consumer: AIOKafkaConsumer) -> bool:
     ConsumerRecords, which have the same attributes, only slower."""
     fetcher: Any = getattr(consumer, "_fetcher", None)
     pending = getattr(fetcher, "_records", None)
-    if not isinstance(pending, OrderedDict) or pending:
+    if not isinstance(pending, OrderedDict) or pending or not _hands_out_by_consumer_record():
         log.warning("restore: aiokafka's fetcher is not as expected; records read one by one")
         return False
     fetcher._records = _AsFetched()
     return True
+
+
+def _hands_out_by_consumer_record() -> bool:
+    """Whether aiokafka's `PartitionRecords` makes each record it hands out with its
+    `_consumer_record`, and takes one set on an instance (no `__slots__`)."""
+    try:
+        from aiokafka.consumer.fetcher import PartitionRecords
+    except ImportError:
+        return False
+    unpack = getattr(getattr(PartitionRecords, "_unpack_records", None), "__code__", None)
+    return (
+        callable(getattr(PartitionRecords, "_consumer_record", None))
+        and "__slots__" not in vars(PartitionRecords)
+        and unpack is not None
+        and "_consumer_record" in unpack.co_names
+    )
 
 
 class _AsFetched(OrderedDict[Any, Any]):
@@ -288,7 +305,9 @@ class _AsFetched(OrderedDict[Any, Any]):
     def __setitem__(self, tp: Any, result: Any) -> None:
         records = getattr(result, "_partition_records", None)
         if records is not None and hasattr(records, "_consumer_record"):
-            records._consumer_record = _as_parsed  # looked up on the instance first
+            # this runs in aiokafka's fetch task: an error here would stop every fetch
+            with suppress(AttributeError):  # then ConsumerRecords, as before
+                records._consumer_record = _as_parsed  # looked up on the instance first
         super().__setitem__(tp, result)
 
 

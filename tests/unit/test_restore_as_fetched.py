@@ -10,6 +10,7 @@ aiokafka whose fetcher looks otherwise is left alone, and says so.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from types import SimpleNamespace
 from typing import Any
@@ -19,6 +20,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+import streams.worker.recovery as recovery
 from streams.stages import keys
 from streams.stages.store import epoch_header
 from streams.worker.recovery import BulkRecovery, _AsFetched, read_as_fetched
@@ -122,7 +124,12 @@ def test_only_the_restores_consumer_is_changed() -> None:
     consumer: Any = SimpleNamespace(_fetcher=SimpleNamespace(_records=OrderedDict()))
     assert read_as_fetched(consumer) is True
     assert isinstance(consumer._fetcher._records, _AsFetched)
-    # another consumer's fetch (the launch reader's, faust's) still makes ConsumerRecords
+    consumer._fetcher._records[TP] = FetchResult(
+        TP, assignment=None, partition_records=partition_records(), backoff=0
+    )
+    assert not isinstance(next(consumer._fetcher._records[TP]._partition_records), ConsumerRecord)
+    # another consumer's fetch (the launch reader's, faust's), after the restore's, still makes
+    # ConsumerRecords: the change is on the restore's records, not on aiokafka's class
     assert all(isinstance(record, ConsumerRecord) for record in partition_records())
 
 
@@ -134,4 +141,54 @@ def test_an_aiokafka_whose_fetcher_looks_otherwise_is_left_alone(caplog: Any) ->
     assert other._fetcher._records == {}
     busy: Any = SimpleNamespace(_fetcher=SimpleNamespace(_records=OrderedDict({TP: object()})))
     assert read_as_fetched(busy) is False  # records already fetched: not this restore's start
+    assert "records read one by one" in caplog.text
+
+
+def test_the_restore_reads_through_a_changed_fetcher(monkeypatch: Any) -> None:
+    """`_restore` changes its consumer before it reads (a restore that forgot the call would
+    still restore right, only slower: nothing else would notice)."""
+    seen: list[Any] = []
+
+    class Consumer:
+        def __init__(self, **config: Any) -> None:
+            self._fetcher = SimpleNamespace(_records=OrderedDict())
+
+        async def start(self) -> None: ...
+
+        async def stop(self) -> None: ...
+
+        def assign(self, tps: Any) -> None: ...
+
+        def seek(self, tp: Any, offset: int) -> None: ...
+
+        async def getmany(self, *tps: Any, **kwargs: Any) -> dict[Any, Any]:
+            seen.append(type(self._fetcher._records))
+            return {}
+
+        async def position(self, tp: Any) -> int:
+            return 44
+
+    class Restore(BulkRecovery):
+        def __init__(self) -> None:
+            self.app = None
+
+        def _persist(self, tp: Any, offset: int) -> None: ...
+
+    monkeypatch.setattr(recovery, "AIOKafkaConsumer", Consumer)
+    monkeypatch.setattr(recovery, "bootstrap_servers", lambda app: [])
+    monkeypatch.setattr(recovery, "kafka_security", lambda app: {})
+    asyncio.run(Restore()._restore({TP: 43}, {TP: 39}))
+    assert seen == [_AsFetched]
+
+
+def test_an_aiokafka_whose_records_are_not_made_by_consumer_record_is_left_alone(
+    monkeypatch: Any, caplog: Any
+) -> None:
+    def unpack(self: Any) -> Any:  # a later aiokafka that builds its records inline
+        yield ConsumerRecord  # never run
+
+    monkeypatch.setattr(PartitionRecords, "_unpack_records", unpack)
+    consumer: Any = SimpleNamespace(_fetcher=SimpleNamespace(_records=OrderedDict()))
+    assert read_as_fetched(consumer) is False
+    assert type(consumer._fetcher._records) is OrderedDict
     assert "records read one by one" in caplog.text

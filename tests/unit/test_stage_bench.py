@@ -57,6 +57,8 @@ def test_wrong_counts_fail_the_run(
         return 1e-6, counted
 
     monkeypatch.setattr(stage_bench, "run", one_learner_short)
+    # the worker's collector tuning (a freeze and thresholds) is for a process of its own
+    monkeypatch.setattr(stage_bench, "tune_garbage_collector", lambda: None)
     assert stage_bench.main(["--launches", "500"]) == 1
     assert "counts wrong in 1 tenant windows, e.g. big" in capsys.readouterr().err
 
