@@ -10,6 +10,7 @@ of every worker test (restarts, wiped state folders) go through it too.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 
 def produce(settings: Settings, topic: str) -> int:
-    """Records with and without the epoch header and a tombstone, in two compressed batches."""
+    """Records with and without the epoch header, and tombstones: an lz4 batch, then a plain one."""
     sent = 0
     for codec in ("lz4", None):
         producer = KafkaProducer(**settings.kafka_python(), acks="all", compression_type=codec)
@@ -60,7 +61,9 @@ async def read_all(settings: Settings, topic: str, as_fetched: bool) -> tuple[bo
         consumer.seek(tp, 0)
         records: list[Any] = []
         end = (await consumer.end_offsets([tp]))[tp]
+        deadline = time.monotonic() + 60
         while await consumer.position(tp) < end:
+            assert time.monotonic() < deadline, f"read {len(records)} of {end} records in 60 s"
             fetched = await consumer.getmany(tp, timeout_ms=1000)
             records.extend(fetched.get(tp, []))
         return changed, records

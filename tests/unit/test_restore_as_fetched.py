@@ -65,9 +65,7 @@ def test_the_records_handed_out_are_aiokafkas_parsed_ones_with_the_same_fields()
     plain = list(partition_records())
     assert all(isinstance(record, ConsumerRecord) for record in plain)
 
-    results: Any = _AsFetched()
-    results[TP] = FetchResult(TP, assignment=None, partition_records=partition_records(), backoff=0)
-    parsed = list(results[TP]._partition_records)
+    parsed = _parsed(partition_records())
 
     assert not any(isinstance(record, ConsumerRecord) for record in parsed)
     assert [restore_view(r) for r in parsed] == [restore_view(r) for r in plain]
