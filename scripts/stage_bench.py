@@ -40,7 +40,7 @@ from streams.stages.memory import MemoryLog, MemoryState
 from streams.stages.ownership import Ownership
 from streams.stages.store import TABLES
 from streams.worker.state import RocksState
-from streams.worker.tables import TunedRocksDBOptions, rocksdb_options
+from streams.worker.tables import TunedRocksDBOptions, block_cache, rocksdb_options
 
 # {(tenant, window start): (active learners, total learners)}
 Counts = dict[tuple[str, str], tuple[int, int]]
@@ -82,15 +82,15 @@ def bench_rows(launches: int, seed: int) -> list[list[Any]]:
 class _Databases:
     """What `RocksState` reads of a faust table (`table.data`): its partitions' rocksdict DBs."""
 
-    def __init__(self, folder: Path, name: str) -> None:
-        self.folder, self.name = folder, name
+    def __init__(self, folder: Path, name: str, cache: rocksdict.Cache) -> None:
+        self.folder, self.name, self.cache = folder, name, cache
         self._dbs: dict[int, Any] = {}
 
     def _db_for_partition(self, partition: int) -> Any:
         db = self._dbs.get(partition)
         if db is None:
             faust_options = RocksDBOptions(**rocksdb_options())  # type: ignore[arg-type]
-            options = TunedRocksDBOptions.of(faust_options).as_options()
+            options = TunedRocksDBOptions.of(faust_options, self.cache).as_options()
             db = self._dbs[partition] = rocksdict.Rdict(
                 str(self.folder / f"{self.name}-{partition}"), options
             )
@@ -102,8 +102,8 @@ class _Databases:
 
 
 class _Table:
-    def __init__(self, folder: Path, name: str) -> None:
-        self.data = _Databases(folder, name)
+    def __init__(self, folder: Path, name: str, cache: rocksdict.Cache) -> None:
+        self.data = _Databases(folder, name, cache)
 
 
 async def run(launches: int, seed: int, folder: Path | None) -> tuple[float, Counts]:
@@ -119,7 +119,8 @@ async def run(launches: int, seed: int, folder: Path | None) -> tuple[float, Cou
     if folder is None:
         state = MemoryState()
     else:
-        tables = {name: _Table(folder, name) for name in TABLES}
+        cache = block_cache()  # one for every DB, as in the worker
+        tables = {name: _Table(folder, name, cache) for name in TABLES}
         state = RocksState(tables)  # type: ignore[arg-type]
     ownership = Ownership()
     ownership.claim("learner", 0, (1, 0))

@@ -79,9 +79,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from streams.worker.app import app
     from streams.worker.app import settings as running  # the env, PARTITIONS as set above
     from streams.worker.process import BoundedWorker
-    from streams.worker.tables import tune_stores
+    from streams.worker.tables import block_cache, tune_stores
 
-    tune_stores()  # before faust opens a DB
+    tune_stores(block_cache(settings.rocksdb_block_cache_mb))  # before faust opens a DB
 
     config = logging_config(log_format(), args.loglevel)
     worker = BoundedWorker(

@@ -167,6 +167,12 @@ def _topic_prefix(env: dict[str, str] | os._Environ[str]) -> str:
     return text
 
 
+# The block cache holds the index and filter blocks every read needs: under 8 MiB they would not
+# stay in it at a million attempts; over 64 GiB is a typo
+MIN_BLOCK_CACHE_MB, MAX_BLOCK_CACHE_MB = 8, 64 * 1024
+# what the per-DB caches of 2 MiB, before there was one cache, held at 10M attempts
+BLOCK_CACHE_MB = 48
+
 MALLOC_MMAP_MAX_KB = 32 * 1024  # glibc refuses a larger mmap threshold (64-bit)
 
 
@@ -200,6 +206,9 @@ class Settings:
     # KiB from which every allocation gets a mapping of its own, for good; 0: glibc decides
     # (streams/worker/malloc.py: fix_mmap_threshold)
     malloc_mmap_fixed_kb: int = 0
+    # MiB of the one RocksDB block cache of a worker process: data, index and filter blocks of
+    # every table (streams/worker/tables.py)
+    rocksdb_block_cache_mb: int = BLOCK_CACHE_MB
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     @classmethod
@@ -235,6 +244,13 @@ class Settings:
                 env, "PARTIALS_INTERVAL_MS", 500, *PARTIALS_INTERVAL_MS
             ),
             malloc_mmap_fixed_kb=_malloc_mmap_fixed_kb(env),
+            rocksdb_block_cache_mb=_int_setting(
+                env,
+                "ROCKSDB_BLOCK_CACHE_MB",
+                BLOCK_CACHE_MB,
+                MIN_BLOCK_CACHE_MB,
+                MAX_BLOCK_CACHE_MB,
+            ),
             security=security,
         )
 
@@ -248,7 +264,8 @@ class Settings:
             f"REPLICATION_FACTOR={self.replication_factor} "
             f"INGEST_BATCH_MAX={self.ingest_batch_max} INGEST_LINGER_MS={self.ingest_linger_ms} "
             f"PARTIALS_INTERVAL_MS={self.partials_interval_ms} "
-            f"MALLOC_MMAP_FIXED_KB={self.malloc_mmap_fixed_kb} " + self.security.describe()
+            f"MALLOC_MMAP_FIXED_KB={self.malloc_mmap_fixed_kb} "
+            f"ROCKSDB_BLOCK_CACHE_MB={self.rocksdb_block_cache_mb} " + self.security.describe()
         )
 
     @property

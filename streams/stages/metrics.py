@@ -113,8 +113,9 @@ consumer_lag = Gauge(
 rocksdb_memory = Gauge(
     "active_learners_rocksdb_memory_bytes",
     "Memory of the RocksDB databases of the partitions this worker owns, summed per table: "
-    "memtables, table_readers (SST index and filter blocks, outside the block cache), "
-    "block_cache",
+    "memtables, table_readers (what of the SST files' index and filter blocks is outside the "
+    'block cache); and block_cache, the one cache all tables share (table="all"), holding '
+    "data, index and filter blocks",
     ["table", "kind"],
 )
 malloc_bytes = Gauge(

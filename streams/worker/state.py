@@ -59,9 +59,10 @@ RECORD_OVERHEAD = 24
 # what RocksDB holds in memory, by kind: the property of each that RocksDB reports
 ROCKSDB_MEMORY = {
     "memtables": "rocksdb.cur-size-all-mem-tables",
-    "table_readers": "rocksdb.estimate-table-readers-mem",
-    "block_cache": "rocksdb.block-cache-usage",
+    "table_readers": "rocksdb.estimate-table-readers-mem",  # what of them is outside the cache
 }
+BLOCK_CACHE_USAGE = "rocksdb.block-cache-usage"
+SHARED = "all"  # the table named for the block cache, which every table's DBs share
 
 
 class PartitionNotHeld(LookupError):
@@ -76,12 +77,17 @@ class RocksState:
 
     def memory(self) -> dict[tuple[str, str], int]:
         """Bytes RocksDB holds in memory for each table, by kind (ROCKSDB_MEMORY), summed
-        over the partitions this worker has open. Each DB has its own block cache."""
+        over the partitions this worker has open; and the block cache's, once, as table
+        `SHARED`: every DB of the process shares it (streams/worker/tables.py), so each DB
+        reports the whole cache's usage."""
         out = {(table, kind): 0 for table in self.tables for kind in ROCKSDB_MEMORY}
+        out[(SHARED, "block_cache")] = 0
         for table, collection in self.tables.items():
             for db in list(collection.data._dbs.values()):  # type: ignore[attr-defined]
                 for kind, name in ROCKSDB_MEMORY.items():
                     out[(table, kind)] += db.property_int_value(name) or 0
+                cache = db.property_int_value(BLOCK_CACHE_USAGE) or 0
+                out[(SHARED, "block_cache")] = max(out[(SHARED, "block_cache")], cache)
         return out
 
     def owns(self, table: str, partition: int) -> bool:

@@ -12,6 +12,7 @@ from faust.stores.rocksdb import RocksDBOptions
 from faust.types import TableT
 
 from schemas import topics
+from streams.config.settings import BLOCK_CACHE_MB
 from streams.worker.app import app
 from streams.worker.channels import changelog
 
@@ -24,8 +25,9 @@ def rocksdb_options() -> dict[str, int]:
     """Bounded memory per RocksDB: faust opens one DB per table *and partition* (5 x 12 here).
 
     faust's defaults (64 MiB write buffers x 3 and a 2 GiB block cache, per DB) let RSS grow
-    with the data. These keep each DB at about 4 MiB (1 MiB memtables x 2, 2 MiB cache), so a
-    worker's memory stays flat as attempts grow. A fresh dict each time: faust mutates it.
+    with the data. These keep each DB's memtables at 1 MiB x 2; the block cache is one for the
+    whole process (TunedRocksDBOptions below), so faust's per-DB `block_cache_size` is never
+    used. A fresh dict each time: faust mutates it.
 
     Bloom filters of 10 bits a key (faust's default is 3): most look-ups of the learner stage
     miss (a new attempt, a learner's first launch), and with small memtables a miss probes many
@@ -47,22 +49,38 @@ def rocksdb_options() -> dict[str, int]:
 INDEX_BLOCK_RESTART_INTERVAL = 16
 
 
+# The one block cache of a worker process: every DB's data blocks and its SST files' index and
+# filter blocks share it. Outside a cache, the index and filters of every SST file stay in memory
+# for as long as the file lives, so they grow with the data (1.8 MB at 1M attempts, 17.8 MB at
+# 10M, docs/benchmarks.md); in it, memory is bounded by its capacity whatever the data, and what
+# does not fit is read back from the files when needed (RocksDB's way to a memory budget).
+# Index and filter blocks go to the cache's high-priority part (RocksDB's default), so a scan's
+# data blocks do not evict them. Its size: ROCKSDB_BLOCK_CACHE_MB (streams/config/settings.py).
+
+
 class TunedRocksDBOptions(RocksDBOptions):
-    """faust's options of one DB (rocksdb_options() above), plus a table setting faust does not
+    """faust's options of one DB (rocksdb_options() above), plus table settings faust does not
     expose. faust builds the block-based table options in `as_options`; this builds them again,
-    the same and with the index restart interval."""
+    with the index restart interval, and the process's shared block cache holding index and
+    filter blocks too."""
+
+    block_cache: rocksdict.Cache
 
     @classmethod
-    def of(cls, options: RocksDBOptions) -> TunedRocksDBOptions:
+    def of(cls, options: RocksDBOptions, block_cache: rocksdict.Cache) -> TunedRocksDBOptions:
         tuned = cls.__new__(cls)
         tuned.__dict__.update(vars(options))
+        tuned.block_cache = block_cache
         return tuned
 
     def as_options(self) -> rocksdict.Options:
         options = super().as_options()
         table = rocksdict.BlockBasedOptions()
         table.set_bloom_filter(self.bloom_filter_size, True)
-        table.set_block_cache(rocksdict.Cache(self.block_cache_size))
+        table.set_block_cache(self.block_cache)
+        table.set_cache_index_and_filter_blocks(True)
+        # level 0's files come and go with every flush, and every read looks at each of them
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
         table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
         table.set_index_block_restart_interval(INDEX_BLOCK_RESTART_INTERVAL)
         options.set_block_based_table_factory(table)
@@ -108,9 +126,15 @@ tenant_state = _table(
 )
 
 
-def tune_stores() -> None:
-    """Give every table's store the tuned options. Call it at start-up, before a partition is
-    assigned: faust opens a partition's DB on assignment, with the options its store holds."""
+def block_cache(megabytes: int = BLOCK_CACHE_MB) -> rocksdict.Cache:
+    """A block cache of `megabytes` for every DB of a process (RocksDB's LRU cache)."""
+    return rocksdict.Cache(megabytes << 20)
+
+
+def tune_stores(cache: rocksdict.Cache) -> None:
+    """Give every table's store the tuned options, all with `cache`. Call it at start-up, before
+    a partition is assigned: faust opens a partition's DB on assignment, with the options its
+    store holds."""
     for table in (attempts, learner_state, learner_groups, erasures, tenant_state):
         store = table.data
-        store.rocksdb_options = TunedRocksDBOptions.of(store.rocksdb_options)  # type: ignore[attr-defined]
+        store.rocksdb_options = TunedRocksDBOptions.of(store.rocksdb_options, cache)  # type: ignore[attr-defined]

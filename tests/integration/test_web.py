@@ -338,9 +338,11 @@ def test_metrics_show_rocksdb_memory_by_table_and_kind(site: Site) -> None:
 
     sizes = wait_for(rocksdb_lines, 60, "RocksDB's memory in /metrics")
     tables = ("attempts", "learner-state", "learner-groups", "erasures", "tenant-state")
-    kinds = ("memtables", "table_readers", "block_cache")
-    assert set(sizes) == {(table, kind) for table in tables for kind in kinds}
+    kinds = ("memtables", "table_readers")
+    shared = {("all", "block_cache")}  # one cache for every table, counted once
+    assert set(sizes) == {(table, kind) for table in tables for kind in kinds} | shared
     assert all(size >= 0 for size in sizes.values())
+    assert sizes[("all", "block_cache")] <= site.worker.settings.rocksdb_block_cache_mb << 20
     text = site.call("GET", "/metrics")[1]
     in_use = re.search(r'^active_learners_malloc_bytes\{kind="in_use"\} (\S+)$', text, re.M)
     assert in_use and float(in_use[1]) > 1 << 20, "glibc malloc's bytes in use"
@@ -348,13 +350,27 @@ def test_metrics_show_rocksdb_memory_by_table_and_kind(site: Site) -> None:
     assert blocks and float(blocks[1]) > 10_000, "Python's allocated blocks"
 
 
-def test_every_table_is_opened_with_the_tuned_index(site: Site) -> None:
+def test_every_table_is_opened_with_the_tuned_index_and_the_shared_cache(site: Site) -> None:
     """RocksDB writes the options a DB was opened with beside it: every partition DB of every
-    table has the index restart interval of streams/worker/tables.py, not RocksDB's 1."""
+    table has the index restart interval of streams/worker/tables.py, not RocksDB's 1, keeps
+    its index and filter blocks in the block cache, and that cache is the process's one, of
+    ROCKSDB_BLOCK_CACHE_MB."""
     options = list(site.worker.settings.state_dir.rglob("OPTIONS-*"))
     assert len(options) >= 5 * 4, "a DB per table and partition"
     for path in options:
-        assert "index_block_restart_interval=16" in path.read_text(), path
+        text = path.read_text()
+        assert "index_block_restart_interval=16" in text, path
+        assert "cache_index_and_filter_blocks=true" in text, path
+        assert "pin_l0_filter_and_index_blocks_in_cache=true" in text, path
+    # each DB's LOG names its block cache by address, with the cache's capacity
+    caches: set[str] = set()
+    for path in site.worker.settings.state_dir.rglob("LOG"):
+        text = path.read_text(errors="replace")
+        found = re.search(r"block_cache: (0x[0-9a-f]+)\n.*?capacity : (\d+)", text, re.S)
+        assert found, path
+        assert int(found[2]) == site.worker.settings.rocksdb_block_cache_mb << 20, path
+        caches.add(found[1])
+    assert len(caches) == 1, caches
 
 
 # -- the dashboard, in headless Chromium ------------------------------------------------------
