@@ -61,7 +61,6 @@ ROCKSDB_MEMORY = {
     "memtables": "rocksdb.cur-size-all-mem-tables",
     "table_readers": "rocksdb.estimate-table-readers-mem",  # what of them is outside the cache
 }
-BLOCK_CACHE_USAGE = "rocksdb.block-cache-usage"
 SHARED = "all"  # the table named for the block cache, which every table's DBs share
 
 
@@ -77,17 +76,20 @@ class RocksState:
 
     def memory(self) -> dict[tuple[str, str], int]:
         """Bytes RocksDB holds in memory for each table, by kind (ROCKSDB_MEMORY), summed
-        over the partitions this worker has open; and the block cache's, once, as table
-        `SHARED`: every DB of the process shares it (streams/worker/tables.py), so each DB
-        reports the whole cache's usage."""
+        over the partitions this worker has open; and the block caches', as table `SHARED`:
+        every table's store holds the process's one cache (streams/worker/tables.py), each
+        counted once, with the blocks of DBs closed since that it still holds."""
         out = {(table, kind): 0 for table in self.tables for kind in ROCKSDB_MEMORY}
-        out[(SHARED, "block_cache")] = 0
+        caches: dict[int, Any] = {}
         for table, collection in self.tables.items():
+            options = getattr(collection.data, "rocksdb_options", None)  # type: ignore[attr-defined]
+            cache = getattr(options, "block_cache", None)
+            if cache is not None:
+                caches[id(cache)] = cache
             for db in list(collection.data._dbs.values()):  # type: ignore[attr-defined]
                 for kind, name in ROCKSDB_MEMORY.items():
                     out[(table, kind)] += db.property_int_value(name) or 0
-                cache = db.property_int_value(BLOCK_CACHE_USAGE) or 0
-                out[(SHARED, "block_cache")] = max(out[(SHARED, "block_cache")], cache)
+        out[(SHARED, "block_cache")] = sum(cache.get_usage() for cache in caches.values())
         return out
 
     def owns(self, table: str, partition: int) -> bool:

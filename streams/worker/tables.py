@@ -26,8 +26,15 @@ def rocksdb_options() -> dict[str, int]:
 
     faust's defaults (64 MiB write buffers x 3 and a 2 GiB block cache, per DB) let RSS grow
     with the data. These keep each DB's memtables at 1 MiB x 2; the block cache is one for the
-    whole process (TunedRocksDBOptions below), so faust's per-DB `block_cache_size` is never
-    used. A fresh dict each time: faust mutates it.
+    whole process (TunedRocksDBOptions below): faust's per-DB cache of `block_cache_size` is
+    made, empty, and replaced before the DB opens. A fresh dict each time: faust mutates it.
+
+    SST files of about 8 MiB (faust's default is 64): each file's filter is one block in the
+    cache, and a block larger than one of the cache's shards (a 64th of it: 768 KiB at 48 MiB;
+    RocksDB's shards are never under 512 KiB) cannot stay there, so every read loads it from the
+    file again. Attempts take about 36 bytes a key in the files: one file of 900,000 of them
+    (32 MB) has a filter of about 1.1 MB, and a missing key cost 4.5 us instead of 0.4; files
+    of 8 MiB hold about 240,000, with 300 KB of filter (docs/benchmarks.md).
 
     Bloom filters of 10 bits a key (faust's default is 3): most look-ups of the learner stage
     miss (a new attempt, a learner's first launch), and with small memtables a miss probes many
@@ -37,6 +44,7 @@ def rocksdb_options() -> dict[str, int]:
     return {
         "write_buffer_size": 1 << 20,
         "max_write_buffer_number": 2,
+        "target_file_size_base": 8 << 20,
         "block_cache_size": 2 << 20,
         "bloom_filter_size": 10,
     }

@@ -362,6 +362,7 @@ def test_every_table_is_opened_with_the_tuned_index_and_the_shared_cache(site: S
         assert "index_block_restart_interval=16" in text, path
         assert "cache_index_and_filter_blocks=true" in text, path
         assert "pin_l0_filter_and_index_blocks_in_cache=true" in text, path
+        assert "target_file_size_base=8388608" in text, path
     # each DB's LOG names its block cache by address, with the cache's capacity
     caches: set[str] = set()
     for path in site.worker.settings.state_dir.rglob("LOG"):

@@ -3,14 +3,17 @@ of the process, so what RocksDB keeps in memory is bounded by that cache whateve
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 import rocksdict
 from faust.stores.rocksdb import RocksDBOptions
 
 from streams.config.settings import ConfigError, Settings
-from streams.worker.state import BLOCK_CACHE_USAGE
+from streams.worker import tables
+from streams.worker.state import SHARED, RocksState
 from streams.worker.tables import TunedRocksDBOptions, block_cache, rocksdb_options
 
 TABLE_READERS = "rocksdb.estimate-table-readers-mem"
@@ -73,12 +76,79 @@ def test_a_small_cache_bounds_the_memory_and_every_read_is_still_right(tmp_path:
         for db in (first, second, first):
             read_back(db, 200_000)
             assert cache.get_usage() <= capacity
-        # both DBs report the one cache's usage (streams/worker/state.py counts it once)
-        assert first.property_int_value(BLOCK_CACHE_USAGE) == cache.get_usage()
-        assert second.property_int_value(BLOCK_CACHE_USAGE) == cache.get_usage()
+        # both DBs report the one cache's usage
+        assert first.property_int_value("rocksdb.block-cache-usage") == cache.get_usage()
+        assert second.property_int_value("rocksdb.block-cache-usage") == cache.get_usage()
     finally:
         first.close()
         second.close()
+
+
+class _Store:
+    """What RocksState reads of a faust table's store: its open DBs and its options."""
+
+    def __init__(self, options: TunedRocksDBOptions, dbs: dict[int, rocksdict.Rdict]) -> None:
+        self.rocksdb_options, self._dbs = options, dbs
+
+
+class _Table:
+    def __init__(self, store: _Store) -> None:
+        self.data = store
+
+
+def test_the_gauge_counts_the_shared_cache_once(tmp_path: Path) -> None:
+    """Two tables over one cache: the cache's bytes once (not once per DB), under `all`, still
+    counted when no DB is open; each table's own memtables and table readers apart."""
+    cache = block_cache(8)
+    options = tuned(cache)
+    first = filled(options, tmp_path / "a", 50_000)
+    second = filled(options, tmp_path / "b", 50_000)
+    try:
+        read_back(first, 50_000)
+        read_back(second, 50_000)
+        state = RocksState(
+            {
+                "one": _Table(_Store(options, {0: first})),
+                "two": _Table(_Store(options, {0: second})),
+            }  # type: ignore[dict-item]
+        )
+        memory = state.memory()
+        assert memory[(SHARED, "block_cache")] == cache.get_usage() > 0
+        assert set(memory) == {
+            (table, kind) for table in ("one", "two") for kind in ("memtables", "table_readers")
+        } | {(SHARED, "block_cache")}
+    finally:
+        first.close()
+        second.close()
+    closed = RocksState({"one": _Table(_Store(options, {}))})  # type: ignore[dict-item]
+    assert closed.memory()[(SHARED, "block_cache")] == cache.get_usage()
+
+
+async def _stores() -> list[Any]:
+    """Every table's store (faust makes it on first use, inside a running loop)."""
+    return [
+        table.data
+        for table in (
+            tables.attempts,
+            tables.learner_state,
+            tables.learner_groups,
+            tables.erasures,
+            tables.tenant_state,
+        )
+    ]
+
+
+def test_tune_stores_gives_every_table_the_one_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    stores = asyncio.run(_stores())
+    for store in stores:  # put each store's options back after the test
+        monkeypatch.setattr(store, "rocksdb_options", store.rocksdb_options)
+    cache = block_cache(8)
+    tables.tune_stores(cache)
+    for store in stores:
+        options = store.rocksdb_options
+        assert isinstance(options, TunedRocksDBOptions)
+        assert options.block_cache is cache
+        assert options.target_file_size_base == 8 << 20
 
 
 def test_the_tuned_options_keep_faust_s_settings() -> None:
