@@ -167,8 +167,8 @@ def _topic_prefix(env: dict[str, str] | os._Environ[str]) -> str:
     return text
 
 
-# The block cache holds the index and filter blocks every read needs: under 8 MiB they would not
-# stay in it at a million attempts; over 64 GiB is a typo
+# The block cache holds the index and filter blocks every read needs (1.9 MB of them at a million
+# attempts): under 8 MiB they would crowd out the data blocks; over 64 GiB is a typo
 MIN_BLOCK_CACHE_MB, MAX_BLOCK_CACHE_MB = 8, 64 * 1024
 # what the per-DB caches of 2 MiB, before there was one cache, held at 10M attempts
 BLOCK_CACHE_MB = 48
