@@ -101,6 +101,9 @@ class DurableBatch:
         self._repair_outputs = repair_outputs
         self._outputs_first = outputs_first
         self._writes: dict[tuple[str, int], Pending] = {}
+        # rows read from the store with `remember`, as stored (None: missing), until this
+        # batch's next flush writes the store (see `get_many`)
+        self._read: dict[tuple[str, int], dict[bytes, bytes | None]] = {}
         # the keys of `_writes` in order, per table partition, once a scan asked (kept up to
         # date from then on): a scan merges only the pending keys in its range, where
         # walking every pending key made a batch that scans per tenant quadratic
@@ -132,10 +135,24 @@ class DurableBatch:
         raw = self._state.get_many(table, partition, [key])[0]
         return None if raw is None else orjson.loads(raw)
 
-    def get_many(self, table: str, partition: int, keys_: Sequence[bytes]) -> list[Any]:
-        """Values of `keys_` (None where missing), read with one multi-get."""
+    def get_many(
+        self, table: str, partition: int, keys_: Sequence[bytes], remember: bool = False
+    ) -> list[Any]:
+        """Values of `keys_` (None where missing), read with one multi-get.
+
+        With `remember`, rows read from the store are kept until this batch's next flush, and
+        read from there again; and keys this batch wrote are not read from the store at all.
+        The learner stage reads the same tenants' license entries and many of the same
+        learners' memberships in every command of a group (a batch): 64 multi-gets of them
+        became one (docs/benchmarks.md, "A group reads a row once"). Until the flush only this
+        batch writes the rows it reads (a group is applied between two flushes of its own batch,
+        a rebalance waits for it, and a takeover reads through a batch of its own); its own
+        writes come first, as they do for every read; and its flush writes the store, so the
+        rows kept go then."""
         if not keys_:
             return []
+        if remember:
+            return self._get_remembered(table, partition, keys_)
         raw = self._state.get_many(table, partition, keys_)
         values = [None if value is None else orjson.loads(value) for value in raw]
         mine = self._writes.get((table, partition))
@@ -144,6 +161,24 @@ class DurableBatch:
                 written = mine.get(key)
                 if written is not None:
                     values[index] = None if written[1] is _DELETED else written[1]
+        return values
+
+    def _get_remembered(self, table: str, partition: int, keys_: Sequence[bytes]) -> list[Any]:
+        where = (table, partition)
+        mine = self._writes.get(where) or {}
+        kept = self._read.setdefault(where, {})
+        wanted = [key for key in keys_ if key not in kept and key not in mine]
+        if wanted:
+            kept.update(zip(wanted, self._state.get_many(table, partition, wanted), strict=True))
+        values: list[Any] = []
+        for key in keys_:
+            written = mine.get(key)
+            if written is not None:
+                values.append(None if written[1] is _DELETED else written[1])
+            else:
+                raw = kept[key]
+                # decoded at every read: a caller may change what it was given
+                values.append(None if raw is None else orjson.loads(raw))
         return values
 
     def scan(
@@ -333,6 +368,7 @@ class DurableBatch:
     async def flush(self) -> None:
         """Make everything durable (see the module doc); the batch is empty afterwards."""
         self.flush_error = None
+        self._read.clear()  # the flush writes the store (and the next rows come from there)
         try:
             await self._flush_rounds()
         except BaseException as exc:

@@ -800,8 +800,11 @@ def _partial_size(item: tuple[str, dict[str, Any]]) -> int:
     return len(orjson.dumps(parts)) + len(tenant_id) + 8
 
 
-def _read(batch: Batch, table: str, partition: int, wanted: Mapping[Any, bytes]) -> dict[Any, Any]:
-    return dict(zip(wanted, batch.get_many(table, partition, list(wanted.values())), strict=True))
+def _read(
+    batch: Batch, table: str, partition: int, wanted: Mapping[Any, bytes], remember: bool = False
+) -> dict[Any, Any]:
+    values = batch.get_many(table, partition, list(wanted.values()), remember)
+    return dict(zip(wanted, values, strict=True))
 
 
 def _covered_by(part: commands.DeletionPart) -> list[tuple[str, str | None, str | None]]:
@@ -850,11 +853,13 @@ def _apply_attempts(batch: Batch, partition: int, items: list[TrackedAttempt]) -
     learner_keys = {item.learner: keys.membership(*item.learner) for item in items}
     tenants = list(dict.fromkeys(item.tenant_id for item in items))
     stored_tenants = batch.get_many(
-        keys.LEARNER_STATE, partition, [keys.license_entry(t) for t in tenants]
+        keys.LEARNER_STATE, partition, [keys.license_entry(t) for t in tenants], remember=True
     )
     reads = LearnerReads(
         attempts=_read(batch, keys.ATTEMPTS, partition, attempt_keys),
-        memberships=_read(batch, keys.LEARNER_STATE, partition, learner_keys),
+        # (a group reads many of the same learners again, and its tenants' license entries:
+        # `remember`; an attempt is nearly always new, so its key is read once anyway)
+        memberships=_read(batch, keys.LEARNER_STATE, partition, learner_keys, remember=True),
         tenants=dict(zip(tenants, stored_tenants, strict=True)),
         erasures=erasures_reader(batch, partition, items, tenants),
     )

@@ -333,7 +333,9 @@ class Batch(Protocol):
 
     def get(self, table: str, partition: int, key: bytes) -> Any: ...
 
-    def get_many(self, table: str, partition: int, keys: Sequence[bytes]) -> list[Any]: ...
+    def get_many(
+        self, table: str, partition: int, keys: Sequence[bytes], remember: bool = False
+    ) -> list[Any]: ...
 
     def scan(
         self,
