@@ -368,7 +368,9 @@ class DurableBatch:
     async def flush(self) -> None:
         """Make everything durable (see the module doc); the batch is empty afterwards."""
         self.flush_error = None
-        self._read.clear()  # the flush writes the store (and the next rows come from there)
+        # the flush writes the store: rows kept from before it go, and so do any read while it
+        # ran (a repair's round reads before the write that follows it)
+        self._read.clear()
         try:
             await self._flush_rounds()
         except BaseException as exc:
@@ -378,6 +380,8 @@ class DurableBatch:
             self._reread_unanswered()
             self.flush_error = exc
             raise
+        finally:
+            self._read.clear()
         for (table, partition), marked in self._marked.items():
             self._state.forget_repairs(table, partition, sorted(marked))
         self._marks.clear()

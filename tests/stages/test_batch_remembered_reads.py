@@ -100,3 +100,16 @@ def test_each_read_gets_a_value_of_its_own() -> None:
     mine["2026-01-01"][1] = 99
     mine["2026-02-01"] = [5, 5]
     assert batch.get_many(TABLE, 0, [ADA], remember=True) == [{"2026-01-01": [1, 2]}]
+
+
+def test_rows_read_while_the_flush_ran_are_not_kept_after_it() -> None:
+    """A read inside the flush (here a callback once durable; a repair's round reads before the
+    write that follows it) is not kept past the flush (helper-122)."""
+    batch, state = batch_over({ADA: b'{"2026-01-01":[1,2]}'})
+    batch.put(TABLE, 0, ADA, {"2026-01-01": [1, 3]})
+    seen: list[object] = []
+    batch.on_durable(lambda: seen.append(batch.get_many(TABLE, 0, [GLOBEX], remember=True)))
+    asyncio.run(batch.flush())
+    assert seen == [[None]]
+    state.apply(TABLE, 0, {GLOBEX: b'{"license":null}'}, 1, (1, 0))
+    assert batch.get_many(TABLE, 0, [GLOBEX], remember=True) == [{"license": None}]
