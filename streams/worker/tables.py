@@ -59,9 +59,9 @@ INDEX_BLOCK_RESTART_INTERVAL = 16
 
 # A bloom filter over each memtable's whole keys, of this fraction of the memtable's bytes (20 KiB
 # of a 1 MiB memtable; RocksDB takes it from the memtable's arena, so memory stays within the
-# memtables' cap). Most look-ups of the learner stage are of keys that are
-# nowhere (a new attempt): without it each searched both memtables' skip lists, a walk of cache
-# misses (2.4 us an attempt's look-up in the stage alone; 0.9 with it, docs/benchmarks.md).
+# memtables' cap). Most look-ups of the learner stage are of keys that are nowhere (a new
+# attempt): without it each searched both memtables' skip lists, a walk of cache misses (2.4 us
+# an attempt's look-up in the stage alone; 0.9 with it, docs/benchmarks.md).
 MEMTABLE_BLOOM_RATIO = 0.02
 
 
