@@ -124,6 +124,9 @@ class DurableBatch:
         # batch (or written them in part), which is the group's failure, not the event's
         # (streams/stages/loop.py)
         self.flush_error: BaseException | None = None
+        # a takeover's batch: whether a later rebalance has begun, and what it is (`stop_when`)
+        self._superseded: Callable[[], bool] | None = None
+        self._superseded_what = ""
 
     # -- reads: this batch's own writes first, then the local tables ---------------------------
     def get(self, table: str, partition: int, key: bytes) -> Any:
@@ -364,6 +367,25 @@ class DurableBatch:
     def written_records(self) -> int:
         return sum(len(rows) for rows in self._writes.values())
 
+    # -- a takeover's batch ----------------------------------------------------------------------
+    def stop_when(self, superseded: Callable[[], bool], what: str) -> None:
+        """Make this a takeover's batch: from the moment `superseded()` holds (a later
+        rebalance has begun in this process), it sends nothing more to Kafka and writes nothing
+        more into the local tables or the process's ownership (`check_current` raises `Fenced`).
+
+        faust does not cancel an on_recover callback that a later rebalance interrupts
+        (streams/worker/takeovers.py): without this, a stale takeover's flush that waited for
+        Kafka meanwhile would write the partitions' local rows, and move their lineage, after
+        the newer takeover of the same process restored and claimed them. Each check comes
+        with no `await` between it and the write it guards."""
+        self._superseded = superseded
+        self._superseded_what = what
+
+    def check_current(self) -> None:
+        """Raise `Fenced` if this is a takeover's batch and a later rebalance has begun."""
+        if self._superseded is not None and self._superseded():
+            raise Fenced(f"{self._superseded_what}: a later rebalance has begun; it stops here")
+
     # -- making it durable ----------------------------------------------------------------------
     async def flush(self) -> None:
         """Make everything durable (see the module doc); the batch is empty afterwards."""
@@ -377,11 +399,15 @@ class DurableBatch:
             # the marks written stay on disk: the next takeover repairs their keys
             self._marks.clear()
             self._marked.clear()
-            self._reread_unanswered()
+            if self._superseded is not None and self._superseded():
+                self._answering.clear()  # the process's ownership is a newer takeover's now
+            else:
+                self._reread_unanswered()
             self.flush_error = exc
             raise
         finally:
             self._read.clear()
+        self.check_current()
         for (table, partition), marked in self._marked.items():
             self._state.forget_repairs(table, partition, sorted(marked))
         self._marks.clear()
@@ -392,6 +418,7 @@ class DurableBatch:
             await self._flush_pending()
             if not self._answering:
                 return
+            self.check_current()
             # every answer is out: the next owner may start past the records they answer, so
             # the partitions' `keys.OUTPUTS_FROM` moves on now (on a quiet partition, nothing
             # else would move it, and every takeover would answer them again)
@@ -418,6 +445,7 @@ class DurableBatch:
 
     async def _flush_pending(self) -> None:
         while self.pending:
+            self.check_current()
             writes, outputs, callbacks = self._writes, self._outputs, self._callbacks
             self._writes, self._outputs, self._callbacks = {}, {}, []
             self._sorted = {}
@@ -425,8 +453,10 @@ class DurableBatch:
             self._flushes += 1
             acked: dict[TopicPartition, tuple[int, int]] = {}
             output_groups, output_headers = await self._output_groups(outputs)
+            self.check_current()
             if output_groups and self._outputs_first:
                 acked.update(await self._log.send(output_groups, output_headers))
+                self.check_current()
             changelog_groups: dict[TopicPartition, list[Pair]] = {}
             changelog_headers: dict[TopicPartition, Headers] = {}
             tables_written = any(writes.values())
@@ -514,6 +544,7 @@ class DurableBatch:
     ) -> None:
         """Steps 4 and 5 (and the tenant stage's outputs in between): from the first local write
         on, a failure is `LocalWriteFailed` for the caller (see streams/stages/store.py)."""
+        self.check_current()
         for (table, partition), local in writes.items():
             stage, changelog = TABLES[table]
             if self._marks:
@@ -526,6 +557,7 @@ class DurableBatch:
                 self._own.epoch_of(stage, partition),
             )
         if output_groups and not self._outputs_first:
+            self.check_current()
             sent = await self._log.send(output_groups, output_headers)
             zombies.update(await self._follow_lineage(sent, moves))
         for callback in callbacks:
@@ -618,6 +650,7 @@ class DurableBatch:
         if zombies:
             await self._repair(zombies)
         await self.flush()
+        self.check_current()
         for (table, partition), keys_ in marked.items():
             self._state.forget_repairs(table, partition, keys_)
 
@@ -680,6 +713,7 @@ class DurableBatch:
             for tp, (first, last) in sorted(acked.items()):
                 if stage_of_topic(tp[0]) is None:
                     continue
+                self.check_current()
                 expected = self._own.expected.get(tp)
                 self._own.expected[tp] = last + 1
                 moved[tp] = (expected, last + 1)
@@ -854,7 +888,7 @@ async def take_over(
     read: dict[int, int] = {}
     for partition in sorted(partitions):
         # the lineage starts at the end offsets read now; the learner stage catches up to them
-        await batch._own.start_at_end(stage, partition, batch._log)
+        await batch._own.start_at_end(stage, partition, batch._log, batch.check_current)
         if stage == LEARNER:
             await catch_up(batch, stage, partition)
         read[partition] = _highest_counter(batch, stage, partition)
@@ -948,6 +982,7 @@ async def catch_up(batch: DurableBatch, stage: str, partition: int) -> None:
             state.fence(table, partition),
             functools.partial(state.get_many, table, partition),
         )
+        batch.check_current()
         log.info(
             "%s/%d: caught up with records that landed after the restore ended, up to offset "
             "%d (%d keys of a deposed owner marked)",

@@ -3,7 +3,7 @@ should land: what a batch checks before it writes and what finds a deposed owner
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from streams.stages.store import (
     FENCED_OUTPUTS,
@@ -42,11 +42,17 @@ class Ownership:
     def owns(self, stage: str, partition: int) -> bool:
         return (stage, partition) in self.epochs
 
-    async def start_at_end(self, stage: str, partition: int, log: Log) -> None:
+    async def start_at_end(
+        self, stage: str, partition: int, log: Log, check: Callable[[], None] | None = None
+    ) -> None:
         """This owner's records in the partition's changelogs and fenced outputs follow what
-        is in them now (a takeover reads them before it chooses its epoch)."""
-        for topic in fenced_topics(stage):
-            self.expected[(topic, partition)] = await log.end_offset(topic, partition)
+        is in them now (a takeover reads them before it chooses its epoch). `check` runs after
+        the reads and before the lineage moves (a stale takeover stops there)."""
+        ends = {topic: await log.end_offset(topic, partition) for topic in fenced_topics(stage)}
+        if check is not None:
+            check()
+        for topic, end in ends.items():
+            self.expected[(topic, partition)] = end
 
     def claim(self, stage: str, partition: int, epoch: Epoch) -> None:
         """Own a partition under `epoch` (`streams/stages/batch.py` `take_over`)."""

@@ -9,8 +9,10 @@ hold a later generation and its assignment. So a takeover (streams/stages/batch.
   rebalance has begun: the recovery of that rebalance takes over;
 - asks the group coordinator whether that generation is still the group's (`still_member`,
   streams/worker/membership.py), and counts a later rebalance seen by this process as a no;
-- stops between its steps once a later rebalance has begun (`superseded`): a stale takeover
-  must not act after a newer takeover of the same process claimed the partitions;
+- stops between its steps once a later rebalance has begun (`superseded`), and its batch at
+  its first send or write after that (`DurableBatch.stop_when`): a stale takeover must not act
+  after a newer takeover of the same process restored and claimed the partitions (the steps:
+  streams/stages/takeover_steps.py);
 - after a failure, gives up its partitions only while no later rebalance has begun, and then
   asks the group to rebalance (`rejoin`): a deposed worker's consumer would rejoin by itself
   at its next heartbeat, but any other failure would leave the partitions unowned while the

@@ -64,7 +64,7 @@ def _traces(seeds: range) -> str:
 @pytest.mark.parametrize(
     ("mode", "seeds", "seen"),
     [
-        ("REPAIR_FAULTS", range(16_930_000, 16_930_060), REPAIR_FAULTS),
+        ("REPAIR_FAULTS", range(16_930_000, 16_930_140), REPAIR_FAULTS),
         ("RECORD_LIMIT", range(16_915_000, 16_915_060), RECORD_LIMIT),
         ("MEMBER_FAULTS", range(16_913_000, 16_913_010), MEMBER_FAULTS),
     ],

@@ -109,6 +109,12 @@ REGRESSIONS: list[int] = [
     # it was dead-lettered: the loop kept its bound, the model did not (each glitch reserves
     # its own pauses now)
     11032605,
+    # 17520512 (found once the simulator let a rebalance leave a takeover running, as faust
+    # does not cancel on_recover callbacks, 1 of 600 seeds from 17,520,000): a stale tenant
+    # takeover's flush resumed after the newer rebalance released the partition ("written but
+    # not owned"); a takeover's batch stops at its first send or write once a later rebalance
+    # has begun now (`DurableBatch.stop_when`)
+    17520512,
 ]
 
 

@@ -26,6 +26,7 @@ one another at every step; kept together, one step of the world reads in one pla
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextvars import Context, ContextVar, copy_context
@@ -41,7 +42,7 @@ from schemas.topics import TOPICS_BY_NAME
 from streams.domain.decoding import Rejected
 from streams.domain.windows import Window
 from streams.stages import commands, ingest, keys
-from streams.stages.batch import DurableBatch, take_over
+from streams.stages.batch import DurableBatch
 from streams.stages.ingest import IngestStage
 from streams.stages.learners import LearnerStage, send_partials
 from streams.stages.loop import MAX_GROUP_PAUSES, apply_events
@@ -67,6 +68,7 @@ from streams.stages.store import (
     scan_all,
     starts_afresh,
 )
+from streams.stages.takeover_steps import take_over_learners, take_over_tenants
 from streams.stages.tenant_deletions import stored_receipt
 from streams.stages.tenants import TenantStage, stored_partials
 from streams.tools.simulate.oracle import EvaluatedCounts
@@ -248,6 +250,9 @@ class Activity:
     waiting: Wait | None = None
     # its context variables, as an asyncio task has its own (each step runs in it)
     context: Context = field(default_factory=copy_context)
+    # a takeover past its restore (faust's on_recover callbacks): a rebalance may leave it
+    # running, as faust does not cancel those callbacks (`World._abandon`)
+    outlives_rebalance: bool = False
 
     def close(self) -> None:
         self.context.run(self.coro.close)
@@ -836,6 +841,9 @@ class World:
         # how long a restore takes (its own stream too): a deposed worker's slow restore can
         # read what its successor wrote meanwhile
         self.restore_rng = random.Random(f"restore/{seed}")
+        # which takeovers a rebalance leaves running (its own stream too)
+        self.stale_rng = random.Random(f"stale-takeovers/{seed}")
+        self.stale_takeovers = 0  # takeovers a rebalance left running
         # how the partitions an input topic gained are assigned (its own stream too)
         self.growth_rng = random.Random(f"growth-assignment/{seed}")
         # which table partitions a restart loses of a folder it keeps (its own stream too)
@@ -1168,13 +1176,26 @@ class World:
 
     def _abandon(self, worker: SimWorker) -> None:
         """A rebalance reached the worker: what waits for Kafka stops (Fenced), the rest is
-        dropped; nothing of it is acknowledged."""
+        dropped; nothing of it is acknowledged. But faust does not cancel the tables'
+        on_recover callbacks: a takeover past its restore may go on (half of them here), under
+        a task name of its own, beside the newer generation's takeover; it must stop by itself
+        (streams/stages/takeover_steps.py)."""
         for task, activity in list(worker.activities.items()):
             if activity.waiting is not None and activity.waiting.kind in ("refused", "retry"):
                 self.drive(worker, activity, exc=Fenced("rebalanced while waiting for Kafka"))
-            if task in worker.activities:
-                worker.activities[task].close()
-                del worker.activities[task]
+            if task not in worker.activities:
+                continue
+            del worker.activities[task]
+            if activity.outlives_rebalance and self.stale_rng.random() < 0.5:
+                activity.task = f"{task}@{worker.view_generation}"
+                worker.activities[activity.task] = activity
+                self.stale_takeovers += 1
+                self.trace.append(
+                    f"  {worker.name}: its takeover of generation {worker.view_generation} "
+                    "goes on (faust does not cancel it)"
+                )
+                continue
+            activity.close()
 
     def notice(self, worker: SimWorker) -> None:
         """Called inside a unit of work: the worker learned it was deposed (a refused commit,
@@ -1564,6 +1585,11 @@ class World:
                 await Wait("pause", self.step + slow.randrange(1, 40))
             for partition in parts:
                 worker.restore(table, partition)
+        # faust's recovery has ended: from here on its on_recover callbacks run
+        activity = worker.activities.get(worker.current_task)
+        if activity is not None:
+            activity.outlives_rebalance = True
+
         draw = self.takeover_rng
         stages = [self._take_over_learner, self._take_over_tenant]
         if draw.random() < 0.3:
@@ -1573,14 +1599,30 @@ class World:
             for take_over_stage in stages:
                 if draw.random() < 0.4:
                     await Wait("pause", self.step + draw.randrange(1, 8))
+                if _superseded(worker, generation):
+                    # streams/worker/takeovers.py `restored`: the later recovery takes over
+                    self.trace.append(
+                        f"  {worker.name}: the takeover of generation {generation} stops"
+                    )
+                    return
                 try:
                     await take_over_stage(worker, parts, generation)
                 except (Stumble, LocalWriteFailed) as exc:
+                    if _superseded(worker, generation):
+                        # streams/worker/takeovers.py `run`: a later takeover may own them
+                        self.trace.append(f"  {worker.name}: a stale takeover failed; it ends")
+                        return
                     # streams/worker/takeovers.py `run`: the stage's partitions released, and
                     # a rebalance asked for (its takeover owns them again)
                     self._give_up(worker, take_over_stage)
                     raise Rejoin(f"a takeover failed ({type(exc).__name__}: {exc})") from exc
                 except Fenced:
+                    if _superseded(worker, generation):
+                        # streams/worker/takeovers.py `run`: the newer takeover owns them
+                        self.trace.append(
+                            f"  {worker.name}: the takeover of generation {generation} stops"
+                        )
+                        return
                     if worker.refused != generation:
                         raise
                     # The coordinator said "no" to a member of the group's generation (a
@@ -1596,7 +1638,9 @@ class World:
         except Fenced:
             self.notice(worker)
             return
-        if not given_up:
+        if _superseded(worker, generation):
+            self.trace.append(f"  {worker.name}: the takeover of generation {generation} ends")
+        elif not given_up:
             worker.ready = True
 
     def _give_up(self, worker: SimWorker, take_over_stage: Any) -> str:
@@ -1665,22 +1709,36 @@ class World:
     async def _take_over_learner(
         self, worker: SimWorker, parts: Sequence[int], generation: int
     ) -> None:
-        if self.release_at_takeover:
+        if self.release_at_takeover and worker.view_generation == generation:
             worker.learner.release()
-        batch = worker.batch()
-        epochs = await take_over(batch, LEARNER, parts, generation, self.member_check(worker))
-        await batch.repair_marked(LEARNER, parts, worker.learner.heal_marked)
-        worker.learner.rebuild(batch, epochs)
-        await worker.learner.hold_until_replayed(batch, worker.log, parts)
+        await take_over_learners(
+            worker.learner,
+            worker.batch(),
+            worker.log,
+            parts,
+            generation,
+            self.member_check(worker),
+            functools.partial(_superseded, worker),
+        )
 
     async def _take_over_tenant(
         self, worker: SimWorker, parts: Sequence[int], generation: int
     ) -> None:
-        batch = worker.batch(tenant=True)
-        await take_over(batch, TENANT, parts, generation, self.member_check(worker))
-        await batch.repair_marked(TENANT, parts)
-        for partition in parts:
-            await worker.tenant.take_over_outputs(batch, partition, worker.now())
+        await take_over_tenants(
+            worker.tenant,
+            worker.batch(tenant=True),
+            parts,
+            generation,
+            self.member_check(worker),
+            functools.partial(_superseded, worker),
+            worker.now,
+        )
+
+
+def _superseded(worker: SimWorker, generation: int) -> bool:
+    """Whether a rebalance later than `generation` reached the worker (streams/worker/
+    takeovers.py `superseded`)."""
+    return worker.view_generation != generation
 
 
 def _watched(handle: Any, group: GroupPauses) -> Any:

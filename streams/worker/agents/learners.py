@@ -16,9 +16,9 @@ from faust.types import StreamT
 
 from schemas import topics
 from streams.stages import commands, metrics
-from streams.stages.batch import take_over
 from streams.stages.learners import LearnerStage, send_partials
 from streams.stages.store import LEARNER, Fenced
+from streams.stages.takeover_steps import take_over_learners
 from streams.worker import takeovers
 from streams.worker.agents.loop import run_durably
 from streams.worker.agents.purge import purge
@@ -99,16 +99,15 @@ async def take_over_learner_partitions() -> None:
     release_partitions()
 
     async def steps() -> None:
-        batch = new_batch()
-        epochs = await take_over(batch, LEARNER, assigned, generation, takeovers.still_member)
-        if takeovers.superseded(generation):
-            return
-        # keys whose last changelog record was a deposed owner's (skipped by the restore)
-        await batch.repair_marked(LEARNER, assigned, stage.heal_marked)
-        if takeovers.superseded(generation):
-            return
-        stage.rebuild(batch, epochs)
-        await stage.hold_until_replayed(batch, kafka_log, assigned)
+        await take_over_learners(
+            stage,
+            new_batch(),
+            kafka_log,
+            assigned,
+            generation,
+            takeovers.still_member,
+            takeovers.superseded,
+        )
 
     await takeovers.run(LEARNER, generation, steps, release_partitions)
 

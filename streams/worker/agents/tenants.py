@@ -5,6 +5,7 @@ The stage itself is streams/stages/tenants.py.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import UTC, datetime
 
@@ -12,8 +13,8 @@ from faust.types import StreamT
 
 from schemas import topics
 from streams.stages import commands
-from streams.stages.batch import take_over
 from streams.stages.store import TENANT, Fenced
+from streams.stages.takeover_steps import take_over_tenants
 from streams.stages.tenants import TenantStage
 from streams.worker import takeovers
 from streams.worker.agents.loop import run_durably
@@ -57,18 +58,15 @@ async def take_over_tenant_partitions() -> None:
     release_partitions()
 
     async def steps() -> None:
-        batch = new_batch(stage.repair_outputs, outputs_first=False)
-        await take_over(batch, TENANT, assigned, generation, takeovers.still_member)
-        if takeovers.superseded(generation):
-            return
-        # keys whose last changelog record was a deposed owner's (skipped by the restore),
-        # and what those records published
-        await batch.repair_marked(TENANT, assigned)
-        now = datetime.now(UTC)
-        for partition in assigned:
-            if takeovers.superseded(generation):
-                return
-            await stage.take_over_outputs(batch, partition, now)
+        await take_over_tenants(
+            stage,
+            new_batch(stage.repair_outputs, outputs_first=False),
+            assigned,
+            generation,
+            takeovers.still_member,
+            takeovers.superseded,
+            functools.partial(datetime.now, UTC),
+        )
 
     await takeovers.run(TENANT, generation, steps, release_partitions)
 
