@@ -381,9 +381,13 @@ class DurableBatch:
         self._superseded = superseded
         self._superseded_what = what
 
+    def _overtaken(self) -> bool:
+        """Whether this is a takeover's batch and a later rebalance has begun."""
+        return self._superseded is not None and self._superseded()
+
     def check_current(self) -> None:
         """Raise `Fenced` if this is a takeover's batch and a later rebalance has begun."""
-        if self._superseded is not None and self._superseded():
+        if self._overtaken():
             raise Fenced(f"{self._superseded_what}: a later rebalance has begun; it stops here")
 
     # -- making it durable ----------------------------------------------------------------------
@@ -399,7 +403,7 @@ class DurableBatch:
             # the marks written stay on disk: the next takeover repairs their keys
             self._marks.clear()
             self._marked.clear()
-            if self._superseded is not None and self._superseded():
+            if self._overtaken():
                 self._answering.clear()  # the process's ownership is a newer takeover's now
             else:
                 self._reread_unanswered()
@@ -560,6 +564,8 @@ class DurableBatch:
             self.check_current()
             sent = await self._log.send(output_groups, output_headers)
             zombies.update(await self._follow_lineage(sent, moves))
+            # (a takeover's in-memory state is a newer takeover's to set once overtaken)
+            self.check_current()
         for callback in callbacks:
             callback()
 
@@ -719,6 +725,7 @@ class DurableBatch:
                 moved[tp] = (expected, last + 1)
                 if expected is not None and first > expected:
                     found = await self._foreign(tp, expected, first)
+                    self.check_current()
                     if found:
                         zombies[tp] = found
                         self._answer_later(tp, found)
@@ -736,6 +743,8 @@ class DurableBatch:
         """A lineage check that failed (a read back of the log): the ranges it did not read,
         and the zombies it found and nobody marked, are read again by the next write (the
         group applied again) or check; moved past them, no flush would ever look at them."""
+        if self._overtaken():
+            return  # the process's lineage is a newer takeover's now
         for tp, (before, after) in moved.items():
             if self._own.expected.get(tp) != after:
                 continue  # moved on since (or released)

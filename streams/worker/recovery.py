@@ -25,6 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from contextlib import suppress
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,14 @@ class Restored:
     partitions: Mapping[str, tuple[int, ...]]  # table name -> its restored partitions
 
 
+# What the recovery whose on_recover callbacks run in this context restored (None: nothing, it
+# was superseded). faust starts each table's callbacks in a task of its own, which copies the
+# context: a callback that starts late (a table's callbacks run one after the other, and the
+# one before may wait on Kafka) still reads its own recovery's, never a newer one's that ended
+# meanwhile, which would make it a second takeover of that newer generation (helper-123).
+RESTORED: ContextVar[Restored | None] = ContextVar("restored", default=None)
+
+
 class BulkRecovery(Recovery):
     restored: Restored | None = None  # None: the recovery that ended was already superseded
 
@@ -80,6 +89,7 @@ class BulkRecovery(Recovery):
                     for table, tps in self.actives_for_table.items()
                 },
             )
+        RESTORED.set(self.restored)
         await super().on_recovery_completed(generation_id)
 
     async def _build_offsets(self, consumer: Any, tps: Any, destination: Any, title: str) -> None:

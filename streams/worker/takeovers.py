@@ -5,8 +5,9 @@ not cancel them when a rebalance interrupts it; meanwhile faust's consumer threa
 hold a later generation and its assignment. So a takeover (streams/stages/batch.py `take_over`):
 
 - takes over what the recovery that ended restored, under that recovery's generation
-  (`restored`; `BulkRecovery.restored` in streams/worker/recovery.py), or nothing when a later
-  rebalance has begun: the recovery of that rebalance takes over;
+  (`restored`; `RESTORED` in streams/worker/recovery.py, which a callback that starts late
+  reads too), or nothing when a later rebalance has begun: the recovery of that rebalance
+  takes over;
 - asks the group coordinator whether that generation is still the group's (`still_member`,
   streams/worker/membership.py), and counts a later rebalance seen by this process as a no;
 - stops between its steps once a later rebalance has begun (`superseded`), and its batch at
@@ -32,6 +33,7 @@ from streams.stages.store import Fenced
 from streams.worker import faults
 from streams.worker.app import app
 from streams.worker.membership import is_current
+from streams.worker.recovery import RESTORED
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +48,9 @@ def _coordinator_thread() -> tuple[Any, Any]:
 
 
 def restored(table: CollectionT) -> tuple[int, list[int]] | None:
-    """The generation and the partitions of `table` that the recovery that just ended
+    """The generation and the partitions of `table` that the recovery whose callback this is
     restored, or None when a later rebalance has begun since it began."""
-    done = _recovery().restored
+    done = RESTORED.get()
     if done is None or superseded(done.generation):
         return None
     return done.generation, list(done.partitions.get(table.name, ()))

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 
 import pytest
 
-from streams.stages.store import LEARNER
 from streams.tools.simulate.runner import explain, generate, run, service_sizes
 from streams.tools.simulate.world import SimWorker, World
 
@@ -243,12 +242,17 @@ def test_seeds_whose_partial_timer_fires_while_a_takeover_waits(
         learner = worker.learner
         held = {*learner.catch_up, *learner.rebuilding}
         dirty = {partition for partition, _ in learner.counters._dirty} - held
-        if dirty - set(worker.ownership.partitions(LEARNER)):
+        # (the worker owns a partition it lost until its next takeover starts: the group's
+        # assignment says who owns it by then)
+        if dirty - set(worker.app_parts):
             deposed.append(1)
         await unit_partials(world, worker)
 
     monkeypatch.setattr(World, "unit_partials", counted)
-    assert_clean(range(11_800_000, 11_800_000 + max(SEEDS // 3, 100)))
+    # (11800206, 11800233: a timer sends counts of partitions the group gave another worker,
+    # before the learner takeover releases them; rare since a stage's ownership, as in the
+    # worker, stays until its next takeover starts, 2026-12-08)
+    assert_clean([*range(11_800_000, 11_800_000 + max(SEEDS // 3, 100)), 11_800_206, 11_800_233])
     assert inside, "the timer never fired during a takeover"
     assert deposed, "no timer sent counts of a partition its worker no longer owned"
 

@@ -508,6 +508,9 @@ class SimLog:
         if world.rng.random() < 0.03:
             world.append(groups, headers, stamp)  # a retried send whose first try landed after all
             acked = {tp: (acked[tp][0], acked[tp][1]) for tp in acked}
+        if worker.current_task.startswith("takeover") and world.ack_rng.random() < 0.3:
+            # the records landed; their acks are on their way (a rebalance may begin meanwhile)
+            await Wait("pause", world.step + world.ack_rng.randrange(1, 6))
         return acked
 
     async def _send_again(
@@ -756,7 +759,7 @@ class SimWorker:
         for plan in self.stumble_plans:
             if plan.repair and not in_repair(plan.repair):
                 continue
-            if plan.repair == "lineage-agent" and self.current_task == "takeover":
+            if plan.repair == "lineage-agent" and self.current_task.startswith("takeover"):
                 continue
             if plan.point == point or (point == "send" and plan.point == "send-read"):
                 if plan.countdown > 1:
@@ -843,7 +846,9 @@ class World:
         self.restore_rng = random.Random(f"restore/{seed}")
         # which takeovers a rebalance leaves running (its own stream too)
         self.stale_rng = random.Random(f"stale-takeovers/{seed}")
-        self.stale_takeovers = 0  # takeovers a rebalance left running
+        # how long a takeover's acks take to come back (its own stream too): a rebalance may
+        # begin while they are on their way, and the takeover go on after it
+        self.ack_rng = random.Random(f"takeover-acks/{seed}")
         # how the partitions an input topic gained are assigned (its own stream too)
         self.growth_rng = random.Random(f"growth-assignment/{seed}")
         # which table partitions a restart loses of a folder it keeps (its own stream too)
@@ -1161,8 +1166,6 @@ class World:
             )
             worker.acked = {}
             worker.ready = False
-            worker.ownership.release(LEARNER)
-            worker.ownership.release(TENANT)
             if not self.release_at_takeover:
                 worker.learner.release()
         self.trace.append(
@@ -1189,7 +1192,6 @@ class World:
             if activity.outlives_rebalance and self.stale_rng.random() < 0.5:
                 activity.task = f"{task}@{worker.view_generation}"
                 worker.activities[activity.task] = activity
-                self.stale_takeovers += 1
                 self.trace.append(
                     f"  {worker.name}: its takeover of generation {worker.view_generation} "
                     "goes on (faust does not cancel it)"
@@ -1213,10 +1215,12 @@ class World:
         self.trace.append(f"  {worker.name} died")
 
     def wake(self, worker: SimWorker) -> None:
-        """A deposed worker learns it is out: it drops its work and joins again."""
-        for activity in worker.activities.values():
-            activity.close()
-        worker.activities.clear()
+        """A deposed worker learns it is out: it drops its work and joins again (a takeover
+        past its restore is left to the rebalance's `_abandon`: faust does not cancel it)."""
+        for task, activity in list(worker.activities.items()):
+            if not activity.outlives_rebalance:
+                activity.close()
+                del worker.activities[task]
         worker.aware = True
         worker.noticed = False
         self.trace.append(f"  {worker.name} noticed it was deposed")
@@ -1602,7 +1606,8 @@ class World:
                 if _superseded(worker, generation):
                     # streams/worker/takeovers.py `restored`: the later recovery takes over
                     self.trace.append(
-                        f"  {worker.name}: the takeover of generation {generation} stops"
+                        f"  {worker.name}: the takeover of generation {generation} does not "
+                        "take its next stage over"
                     )
                     return
                 try:
@@ -1616,11 +1621,12 @@ class World:
                     # a rebalance asked for (its takeover owns them again)
                     self._give_up(worker, take_over_stage)
                     raise Rejoin(f"a takeover failed ({type(exc).__name__}: {exc})") from exc
-                except Fenced:
+                except Fenced as exc:
                     if _superseded(worker, generation):
                         # streams/worker/takeovers.py `run`: the newer takeover owns them
                         self.trace.append(
-                            f"  {worker.name}: the takeover of generation {generation} stops"
+                            f"  {worker.name}: the takeover of generation {generation} stops "
+                            f"({exc})"
                         )
                         return
                     if worker.refused != generation:
@@ -1709,8 +1715,11 @@ class World:
     async def _take_over_learner(
         self, worker: SimWorker, parts: Sequence[int], generation: int
     ) -> None:
-        if self.release_at_takeover and worker.view_generation == generation:
-            worker.learner.release()
+        if worker.view_generation == generation:
+            # streams/worker/agents/learners.py `release_partitions`, at the callback's start
+            if self.release_at_takeover:
+                worker.learner.release()
+            worker.ownership.release(LEARNER)
         await take_over_learners(
             worker.learner,
             worker.batch(),
@@ -1724,6 +1733,8 @@ class World:
     async def _take_over_tenant(
         self, worker: SimWorker, parts: Sequence[int], generation: int
     ) -> None:
+        if worker.view_generation == generation:
+            worker.ownership.release(TENANT)  # (streams/worker/agents/tenants.py, the same)
         await take_over_tenants(
             worker.tenant,
             worker.batch(tenant=True),
