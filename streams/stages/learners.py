@@ -587,13 +587,20 @@ class LearnerStage:
             # never lowered: a superseded takeover's hold must not shorten a newer one's
             self.catch_up[partition] = max(end_offset, self.catch_up.get(partition, 0))
 
-    async def hold_until_replayed(self, batch: Batch, log_: Log, partitions: Sequence[int]) -> None:
+    async def hold_until_replayed(
+        self,
+        batch: Batch,
+        log_: Log,
+        partitions: Sequence[int],
+        overtaken: Callable[[], bool] = lambda: False,
+    ) -> None:
         """After a takeover: hold the partitions' reports until their backlog is applied.
 
         A `Check` command is appended to each partition first, so that there is always a command
         to reach, however far the old owner had come. A partition's rebuild held it until then
         (`rebuilding`); a flush that fails leaves it held until the partitions are released (the
-        takeover is given up, or the next one releases them first)."""
+        takeover is given up, or the next one releases them first). A takeover that a later
+        rebalance `overtaken` sets no hold (a newer takeover's partitions by then)."""
         rebuilt = {partition: self.rebuilding.get(partition) for partition in partitions}
         for partition in partitions:
             batch.emit(
@@ -601,7 +608,10 @@ class LearnerStage:
             )
         await batch.flush()
         for partition in partitions:
-            self.hold_until(partition, await log_.end_offset(topics.LEARNER_COMMANDS, partition))
+            end = await log_.end_offset(topics.LEARNER_COMMANDS, partition)
+            if overtaken():
+                return
+            self.hold_until(partition, end)
             if self.rebuilding.get(partition) == rebuilt[partition]:
                 self.rebuilding.pop(partition, None)
 

@@ -47,8 +47,9 @@ async def take_over_learners(
     if superseded(generation):
         return False
     stage.rebuild(batch, epochs)
-    # (a stale takeover's holds here end no newer one's: `LearnerStage.hold_until`)
-    await stage.hold_until_replayed(batch, log_, partitions)
+    await stage.hold_until_replayed(
+        batch, log_, partitions, functools.partial(superseded, generation)
+    )
     return not superseded(generation)
 
 

@@ -67,29 +67,28 @@ class Restored:
 
 # What the recovery whose on_recover callbacks run in this context restored (None: nothing, it
 # was superseded). faust starts each table's callbacks in a task of its own, which copies the
-# context: a callback that starts late (a table's callbacks run one after the other, and the
-# one before may wait on Kafka) still reads its own recovery's, never a newer one's that ended
-# meanwhile, which would make it a second takeover of that newer generation (helper-123).
+# context: a callback that starts late (a table's callbacks run one after the other, in a set's
+# order, and the one before may wait on Kafka) still reads its own recovery's, never a newer
+# one's that ended meanwhile, which would make it a second takeover of that newer generation
+# (helper-123).
 RESTORED: ContextVar[Restored | None] = ContextVar("restored", default=None)
 
 
 class BulkRecovery(Recovery):
-    restored: Restored | None = None  # None: the recovery that ended was already superseded
-
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
         # faust runs the tables' on_recover callbacks (the stages' takeovers) in here; what they
         # may take over is decided first, with no await in between: a rebalance that the main
         # thread has seen since this recovery began makes it nothing
-        self.restored = None
+        restored = None
         if generation_id == self._generation_id:
-            self.restored = Restored(
+            restored = Restored(
                 generation_id,
                 {
                     table.name: tuple(sorted(tp.partition for tp in tps))
                     for table, tps in self.actives_for_table.items()
                 },
             )
-        RESTORED.set(self.restored)
+        RESTORED.set(restored)
         await super().on_recovery_completed(generation_id)
 
     async def _build_offsets(self, consumer: Any, tps: Any, destination: Any, title: str) -> None:

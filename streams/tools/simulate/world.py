@@ -425,11 +425,23 @@ class SimState(MemoryState):
         return super().scan(table, partition, prefix, after, limit)
 
     def apply(self, table: str, partition: int, writes: Any, offset: int, fence: Any) -> None:
+        _no_stale_takeover(self.worker, f"a local write of {table}/{partition}")
         if self.worker.crashes_at("apply"):
             if self.worker.world.rng.random() < 0.5:
                 super().apply(table, partition, writes, offset, fence)
             raise Crash
         super().apply(table, partition, writes, offset, fence)
+
+    def forget_repairs(self, table: str, partition: int, keys_: Sequence[bytes]) -> None:
+        _no_stale_takeover(self.worker, f"a drop of marks of {table}/{partition}")
+        super().forget_repairs(table, partition, keys_)
+
+
+def _no_stale_takeover(worker: SimWorker, what: str) -> None:
+    """A takeover that a later rebalance overtook (left running by `World._abandon`) must
+    send and write nothing more (streams/stages/takeover_steps.py): if it does, it is a bug."""
+    if worker.current_task.startswith("takeover@"):
+        worker.world.bugs.append(f"{worker.name}/{worker.current_task}: overtaken, it made {what}")
 
 
 class SimLog:
@@ -451,6 +463,7 @@ class SimLog:
     ) -> dict[TopicPartition, tuple[int, int]]:
         headers = dict(headers or {})
         world, worker = self.world, self.worker
+        _no_stale_takeover(worker, f"a send to {sorted(groups)}")
         generation = worker.view_generation
         while world.step < world.refusing_until or world.stamps_too_late(worker):
             await Wait("refused", world.refusing_until)
