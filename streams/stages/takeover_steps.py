@@ -32,25 +32,24 @@ async def take_over_learners(
     generation: int,
     still_member: StillMember,
     superseded: Superseded,
-) -> bool:
+) -> None:
     """Own the learner partitions under new epochs, repair what deposed owners left, rebuild
-    their counters and hold their reports until their backlog is applied. False: a later
-    rebalance began first, and its takeover does it."""
+    their counters and hold their reports until their backlog is applied; nothing more once
+    a later rebalance has begun (its takeover does it)."""
     batch.stop_when(
         functools.partial(superseded, generation), f"learner takeover of generation {generation}"
     )
     epochs = await take_over(batch, LEARNER, partitions, generation, still_member)
     if superseded(generation):
-        return False
+        return
     # keys whose last changelog record was a deposed owner's (skipped by the restore)
     await batch.repair_marked(LEARNER, partitions, stage.heal_marked)
     if superseded(generation):
-        return False
+        return
     stage.rebuild(batch, epochs)
     await stage.hold_until_replayed(
         batch, log_, partitions, functools.partial(superseded, generation)
     )
-    return not superseded(generation)
 
 
 async def take_over_tenants(
@@ -61,22 +60,21 @@ async def take_over_tenants(
     still_member: StillMember,
     superseded: Superseded,
     clock: Callable[[], datetime],
-) -> bool:
+) -> None:
     """Own the tenant partitions under new epochs, repair what deposed owners left and send
-    each partition's counts and threshold events again. False: a later rebalance began
-    first, and its takeover does it."""
+    each partition's counts and threshold events again; nothing more once a later rebalance
+    has begun (its takeover does it)."""
     batch.stop_when(
         functools.partial(superseded, generation), f"tenant takeover of generation {generation}"
     )
     await take_over(batch, TENANT, partitions, generation, still_member)
     if superseded(generation):
-        return False
+        return
     # keys whose last changelog record was a deposed owner's (skipped by the restore), and
     # what those records published
     await batch.repair_marked(TENANT, partitions)
     now = clock()
     for partition in partitions:
         if superseded(generation):
-            return False
+            return
         await stage.take_over_outputs(batch, partition, now)
-    return not superseded(generation)
